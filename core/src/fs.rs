@@ -1,0 +1,356 @@
+//! The filesystem as the core sees it: one maildir root, addressed as `(Dir, name)` with plain
+//! names (never paths, so nothing can climb out), a capability report, and the single
+//! operations ([`Op`]) that the state machines ask their driver to perform.
+//!
+//! Adapters implement [`Fs`]; wrappers (fault injection, tracing) compose around any `Fs`, the
+//! way smoltcp's `phy` wrappers compose around any device.
+
+use crate::env::Env;
+use crate::error::ErrorKind;
+use crate::name::NameBuf;
+
+/// A directory of the maildir.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Dir {
+    /// The maildir itself (lock files, `maildirsize`, the dedup index).
+    Root,
+    /// `tmp/`: files being written.
+    Tmp,
+    /// `new/`: delivered, not yet seen by a reader.
+    New,
+    /// `cur/`: seen by a reader; names carry info.
+    Cur,
+}
+
+impl Dir {
+    /// The directory's name inside the maildir (`""` for the root).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Dir::Root => "",
+            Dir::Tmp => "tmp",
+            Dir::New => "new",
+            Dir::Cur => "cur",
+        }
+    }
+
+    /// The three Maildir subdirectories, in creation order.
+    pub const SUBDIRS: [Dir; 3] = [Dir::Tmp, Dir::New, Dir::Cur];
+}
+
+/// What a filesystem can do, reported honestly by the adapter; the core picks its publish
+/// path from this.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Capabilities {
+    /// Unnamed files in tmp/ that can later be linked into place (Linux `O_TMPFILE`).
+    pub anonymous_tmp: bool,
+    /// Atomic rename that refuses to replace (`renameat2(RENAME_NOREPLACE)`).
+    pub rename_noreplace: bool,
+    /// Hard links (`linkat`).
+    pub hard_links: bool,
+    /// Whether fsync of a directory makes its entries durable.
+    pub dir_sync: bool,
+    /// Whether `O_EXCL` creation is atomic (false on old NFS).
+    pub atomic_exclusive: bool,
+}
+
+impl Capabilities {
+    /// Everything a modern local Linux filesystem offers.
+    pub const LINUX_LOCAL: Capabilities = Capabilities {
+        anonymous_tmp: true,
+        rename_noreplace: true,
+        hard_links: true,
+        dir_sync: true,
+        atomic_exclusive: true,
+    };
+    /// Plain POSIX: exclusive create and hard links, nothing newer.
+    pub const POSIX: Capabilities = Capabilities {
+        anonymous_tmp: false,
+        rename_noreplace: false,
+        hard_links: true,
+        dir_sync: true,
+        atomic_exclusive: true,
+    };
+}
+
+/// What `stat` reports about a name.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Stat {
+    /// Number of hard links to the inode.
+    pub nlink: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, seconds since the epoch.
+    pub mtime: u64,
+    /// Whether it is a regular file (not a directory, symlink, FIFO, socket...).
+    pub regular: bool,
+}
+
+/// One filesystem operation requested by a state machine. Names are borrowed from the machine.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Op<'a> {
+    /// Create `dir/name` exclusively (`O_CREAT|O_EXCL|O_NOFOLLOW`, mode 0600) and keep it open.
+    CreateExclusive {
+        /// Directory.
+        dir: Dir,
+        /// File name.
+        name: &'a str,
+    },
+    /// Create or truncate `dir/name` without `O_EXCL` (djb's recipe; simulator only).
+    CreateTruncate {
+        /// Directory.
+        dir: Dir,
+        /// File name.
+        name: &'a str,
+    },
+    /// Create an unnamed file in `dir` (`O_TMPFILE`) and keep it open.
+    CreateAnonymous {
+        /// Directory.
+        dir: Dir,
+    },
+    /// Stream the whole message into the open file; reports bytes written.
+    WriteMessage,
+    /// Flush the open file's data to stable storage.
+    SyncFile,
+    /// Close the open file.
+    CloseFile,
+    /// Give the open unnamed file the name `dir/name`; fails with `Exists` if taken.
+    LinkAnonymous {
+        /// Directory.
+        dir: Dir,
+        /// File name.
+        name: &'a str,
+    },
+    /// Hard-link `from` to `to`; fails with `Exists` if `to` is taken.
+    Link {
+        /// Source.
+        from: (Dir, &'a str),
+        /// Target.
+        to: (Dir, &'a str),
+    },
+    /// Rename `from` to `to`. With `noreplace`, fails with `Exists` if `to` is taken (and with
+    /// `Unsupported` where the filesystem cannot promise that); without, replaces `to`.
+    Rename {
+        /// Source.
+        from: (Dir, &'a str),
+        /// Target.
+        to: (Dir, &'a str),
+        /// Refuse to replace an existing target.
+        noreplace: bool,
+    },
+    /// Remove `dir/name`.
+    Unlink {
+        /// Directory.
+        dir: Dir,
+        /// File name.
+        name: &'a str,
+    },
+    /// Report on `dir/name` without following symlinks.
+    Stat {
+        /// Directory.
+        dir: Dir,
+        /// File name.
+        name: &'a str,
+    },
+    /// Flush `dir`'s entries to stable storage.
+    SyncDir {
+        /// Directory.
+        dir: Dir,
+    },
+    /// Wait (djb's 2-second back-off; lock polling). Time passes; no filesystem effect.
+    Sleep {
+        /// Milliseconds.
+        millis: u32,
+    },
+}
+
+/// The result of an [`Op`], fed back to the machine.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum OpResult {
+    /// The operation succeeded and has nothing to report.
+    Done,
+    /// A file was created; its device and inode where known.
+    Created {
+        /// `(st_dev, st_ino)`.
+        id: Option<(u64, u64)>,
+    },
+    /// The message was written: this many bytes.
+    Written(u64),
+    /// What `Stat` found.
+    Stat(Stat),
+    /// The filesystem refused.
+    Err(ErrorKind),
+    /// The message source failed while being streamed (read error, malformed input).
+    SourceErr(ErrorKind),
+}
+
+/// A maildir root on some filesystem. Every method is one system call's worth of work.
+pub trait Fs {
+    /// An open file.
+    type File;
+    /// An open directory listing.
+    type DirStream;
+
+    /// What this filesystem supports.
+    fn capabilities(&self) -> Capabilities;
+    /// Creates `dir/name`; with `exclusive`, fails with `Exists` if it exists.
+    fn create(&mut self, dir: Dir, name: &str, exclusive: bool) -> Result<Self::File, ErrorKind>;
+    /// Creates an unnamed file in `dir`.
+    fn create_anonymous(&mut self, dir: Dir) -> Result<Self::File, ErrorKind>;
+    /// Device and inode of an open file, where the platform has them.
+    fn file_id(&self, file: &Self::File) -> Option<(u64, u64)>;
+    /// Writes some of `buf`, returning how much.
+    fn write(&mut self, file: &mut Self::File, buf: &[u8]) -> Result<usize, ErrorKind>;
+    /// Flushes the file's data to stable storage.
+    fn sync_file(&mut self, file: &mut Self::File) -> Result<(), ErrorKind>;
+    /// Closes the file.
+    fn close(&mut self, file: Self::File) -> Result<(), ErrorKind>;
+    /// Names an unnamed file; `Exists` if the name is taken.
+    fn link_anonymous(&mut self, file: &Self::File, dir: Dir, name: &str) -> Result<(), ErrorKind>;
+    /// Hard link; `Exists` if the target is taken.
+    fn link(&mut self, from: (Dir, &str), to: (Dir, &str)) -> Result<(), ErrorKind>;
+    /// Rename, optionally refusing to replace.
+    fn rename(
+        &mut self,
+        from: (Dir, &str),
+        to: (Dir, &str),
+        noreplace: bool,
+    ) -> Result<(), ErrorKind>;
+    /// Removes a name.
+    fn unlink(&mut self, dir: Dir, name: &str) -> Result<(), ErrorKind>;
+    /// Looks at a name without following symlinks.
+    fn stat(&mut self, dir: Dir, name: &str) -> Result<Stat, ErrorKind>;
+    /// Flushes a directory's entries.
+    fn sync_dir(&mut self, dir: Dir) -> Result<(), ErrorKind>;
+    /// Creates a subdirectory; `Exists` if present.
+    fn mkdir(&mut self, dir: Dir) -> Result<(), ErrorKind>;
+    /// Starts listing a directory.
+    fn open_dir(&mut self, dir: Dir) -> Result<Self::DirStream, ErrorKind>;
+    /// The next entry's name into `out` (skipping `.` and `..`); `false` at the end.
+    fn read_dir(
+        &mut self,
+        stream: &mut Self::DirStream,
+        out: &mut NameBuf,
+    ) -> Result<bool, ErrorKind>;
+}
+
+fn map_source_error(kind: embedded_io::ErrorKind) -> ErrorKind {
+    use embedded_io::ErrorKind as K;
+    match kind {
+        K::Interrupted => ErrorKind::Interrupted,
+        K::InvalidData | K::InvalidInput => ErrorKind::Data,
+        K::PermissionDenied => ErrorKind::Permission,
+        K::NotFound => ErrorKind::NotFound,
+        K::OutOfMemory => ErrorKind::NoSpace,
+        _ => ErrorKind::Io,
+    }
+}
+
+/// Streams `source` into `file` through `buf`, handling short writes. Reports the byte count,
+/// a filesystem error (`Err`), or a source error (`SourceErr`).
+pub fn write_message<F: Fs + ?Sized, R: embedded_io::Read + ?Sized>(
+    fs: &mut F,
+    file: &mut F::File,
+    source: &mut R,
+    buf: &mut [u8],
+) -> OpResult {
+    let mut total: u64 = 0;
+    loop {
+        let n = match source.read(buf) {
+            Ok(0) => return OpResult::Written(total),
+            Ok(n) => n,
+            Err(e) => {
+                let kind = embedded_io::Error::kind(&e);
+                if kind == embedded_io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return OpResult::SourceErr(map_source_error(kind));
+            }
+        };
+        let mut off = 0;
+        while off < n {
+            match fs.write(file, &buf[off..n]) {
+                Ok(0) => return OpResult::Err(ErrorKind::Io),
+                Ok(w) => off += w,
+                Err(ErrorKind::Interrupted) => continue,
+                Err(e) => return OpResult::Err(e),
+            }
+        }
+        total += n as u64;
+    }
+}
+
+/// Performs one [`Op`] on `fs`. `file` is the driver's slot for the machine's one open file;
+/// `WriteMessage` streams from `source` through `buf`.
+pub fn perform<F, E, R>(
+    fs: &mut F,
+    env: &mut E,
+    file: &mut Option<F::File>,
+    op: Op<'_>,
+    source: &mut R,
+    buf: &mut [u8],
+) -> OpResult
+where
+    F: Fs + ?Sized,
+    E: Env + ?Sized,
+    R: embedded_io::Read + ?Sized,
+{
+    fn unit(r: Result<(), ErrorKind>) -> OpResult {
+        match r {
+            Ok(()) => OpResult::Done,
+            Err(e) => OpResult::Err(e),
+        }
+    }
+    match op {
+        Op::CreateExclusive { dir, name } | Op::CreateTruncate { dir, name } => {
+            let exclusive = matches!(op, Op::CreateExclusive { .. });
+            match fs.create(dir, name, exclusive) {
+                Ok(f) => {
+                    let id = fs.file_id(&f);
+                    *file = Some(f);
+                    OpResult::Created { id }
+                }
+                Err(e) => OpResult::Err(e),
+            }
+        }
+        Op::CreateAnonymous { dir } => match fs.create_anonymous(dir) {
+            Ok(f) => {
+                let id = fs.file_id(&f);
+                *file = Some(f);
+                OpResult::Created { id }
+            }
+            Err(e) => OpResult::Err(e),
+        },
+        Op::WriteMessage => match file.as_mut() {
+            Some(f) => write_message(fs, f, source, buf),
+            None => OpResult::Err(ErrorKind::Io),
+        },
+        Op::SyncFile => match file.as_mut() {
+            Some(f) => unit(fs.sync_file(f)),
+            None => OpResult::Err(ErrorKind::Io),
+        },
+        Op::CloseFile => match file.take() {
+            Some(f) => unit(fs.close(f)),
+            None => OpResult::Done,
+        },
+        Op::LinkAnonymous { dir, name } => match file.as_ref() {
+            Some(f) => unit(fs.link_anonymous(f, dir, name)),
+            None => OpResult::Err(ErrorKind::Io),
+        },
+        Op::Link { from, to } => unit(fs.link(from, to)),
+        Op::Rename {
+            from,
+            to,
+            noreplace,
+        } => unit(fs.rename(from, to, noreplace)),
+        Op::Unlink { dir, name } => unit(fs.unlink(dir, name)),
+        Op::Stat { dir, name } => match fs.stat(dir, name) {
+            Ok(s) => OpResult::Stat(s),
+            Err(e) => OpResult::Err(e),
+        },
+        Op::SyncDir { dir } => unit(fs.sync_dir(dir)),
+        Op::Sleep { millis } => {
+            env.sleep(millis);
+            OpResult::Done
+        }
+    }
+}
