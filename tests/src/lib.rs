@@ -1,0 +1,1 @@
+//! The mdeliver simulator and shared helpers for cross-crate tests.
