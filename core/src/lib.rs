@@ -14,6 +14,7 @@ pub mod error;
 pub mod flags;
 pub mod fs;
 pub mod name;
+pub mod wire;
 
 pub use deliver::{deliver, Delivery, Options, Outcome, Step, Strategy};
 pub use env::Env;
