@@ -1,0 +1,132 @@
+//! The command line of `mdeliver`: one definition shared by the Linux binary and the WASI module
+//! (which includes this file by path), so it uses only clap, std and mdeliver-core.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::exit;
+
+const ABOUT: &str = "Deliver one mail message into one or more Maildirs, durably and race-free";
+
+const LONG_ABOUT: &str = "\
+Deliver one mail message into one or more Maildirs, durably and race-free.
+
+mdeliver reads one message from standard input (or from --input FILE) and stores it in the \
+new/ directory of every MAILDIR given, the way an MTA's local delivery agent does. A message \
+is never overwritten, duplicated or visible half-written: it is written to a file in tmp/ \
+(an unnamed O_TMPFILE where the filesystem supports it), flushed to disk, given a unique name \
+in new/ without ever replacing an existing file, and reported delivered only after new/ itself \
+has been flushed. Symbolic links are never followed inside a maildir: a maildir whose tmp/, \
+new/ or cur/ is a symbolic link is refused.
+
+With several MAILDIRs the message is read once and copied from the first delivered file into \
+the others, so memory use stays small whatever the message size. A failure in one MAILDIR does \
+not stop delivery to the others; the exit status is the worst of all of them.";
+
+const AFTER_LONG_HELP: &str = "\
+EXIT STATUS
+  mdeliver uses sysexits(3) codes so that an MTA defers or bounces correctly.
+
+  code  meaning                                    MTA (Postfix)
+     0  delivered into every MAILDIR               done
+    64  usage error (bad option or argument)       bounce
+    65  data error: the message is empty           bounce
+    66  --input FILE cannot be opened              bounce
+    75  temporary failure: disk full, quota, I/O   defer and retry
+        error, interrupted, and by default also a
+        missing maildir, permission denied, a
+        read-only filesystem or a maildir that is
+        not a directory
+    73  (--strict-exit) maildir missing or not a   bounce
+        directory
+    74  (--strict-exit) I/O error                  bounce
+    77  (--strict-exit) permission denied or       bounce
+        read-only filesystem
+
+  By default every problem an administrator (or time) can fix exits 75, so a misconfigured \
+mailbox defers mail instead of bouncing it. --strict-exit reports the precise codes 73, 74 and \
+77 instead.
+
+  With several MAILDIRs the worst status wins and a temporary failure (75) dominates, so the \
+MTA retries. A retry delivers the message again to every MAILDIR, including those that already \
+succeeded: deliver to one maildir per invocation if duplicates matter.
+
+ENVIRONMENT
+  MDELIVER_DISABLE=anonymous-tmp,rename-noreplace,hard-links
+      A testing and diagnostic knob: pretend the filesystem lacks these features, forcing the \
+fallback publish paths (anonymous-tmp off: O_EXCL tmp file + renameat2 RENAME_NOREPLACE; \
+rename-noreplace off too: link + unlink; all three off: stat + rename, which relies on name \
+uniqueness alone). Never needed in normal operation: missing features are detected at run time.
+
+EXAMPLES
+  Deliver a message, creating the maildir if needed:
+      mdeliver -c -v ~/Maildir < message.eml
+
+  Postfix, in main.cf:
+      mailbox_command = /usr/local/bin/mdeliver -c /home/${USER}/Maildir";
+
+/// The parsed command line.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "mdeliver",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_long_help = AFTER_LONG_HELP,
+    after_help = "Exit codes, environment and examples: see --help.",
+    max_term_width = 100
+)]
+pub struct Args {
+    /// Maildir(s) to deliver into (each must contain tmp/, new/ and cur/, unless -c)
+    #[arg(value_name = "MAILDIR", required = true)]
+    pub maildirs: Vec<PathBuf>,
+
+    /// Create each MAILDIR and its tmp/, new/ and cur/ (mode 0700) if missing
+    #[arg(short, long)]
+    pub create: bool,
+
+    /// Print the path of each delivered message on standard output
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// Read the message from FILE instead of standard input
+    #[arg(short, long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+
+    /// Skip every fsync: fast but NOT durable (a crash can lose mail); for tests and tmpfs
+    #[arg(long)]
+    pub no_fsync: bool,
+
+    /// Exit with sysexits' precise codes (73, 74, 77) instead of 75 for problems an
+    /// administrator can fix
+    #[arg(long)]
+    pub strict_exit: bool,
+}
+
+/// Parses the process's arguments. Help and version print and exit 0; a usage error prints
+/// clap's message and yields [`exit::USAGE`].
+pub fn parse() -> Result<Args, ExitCode> {
+    parse_from(std::env::args_os())
+}
+
+/// Parses `args` (the first is the program name); see [`parse`].
+pub fn parse_from<I, T>(args: I) -> Result<Args, ExitCode>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    match Args::try_parse_from(args) {
+        Ok(a) => Ok(a),
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            Err(ExitCode::from(code))
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! The Linux [`Env`]: host name from `uname`, pid from `getpid`, entropy from `getrandom`,
+//! wall-clock time from `clock_gettime(CLOCK_REALTIME)`, and a process-wide counter.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use mdeliver_core::env::{Env, Timestamp};
+use rustix::rand::{getrandom, GetRandomFlags};
+use rustix::time::{clock_gettime, ClockId};
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// The environment of this process.
+#[derive(Debug)]
+pub struct LinuxEnv {
+    host: String,
+    pid: u32,
+}
+
+impl LinuxEnv {
+    /// Reads the host name and pid once.
+    pub fn new() -> LinuxEnv {
+        let host = rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned();
+        let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
+        LinuxEnv { host, pid }
+    }
+}
+
+impl Env for LinuxEnv {
+    fn now(&mut self) -> Timestamp {
+        let t = clock_gettime(ClockId::Realtime);
+        Timestamp {
+            secs: t.tv_sec.max(0) as u64,
+            micros: (t.tv_nsec / 1000) as u32,
+        }
+    }
+
+    fn random_u64(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        let mut filled = 0;
+        while filled < b.len() {
+            match getrandom(&mut b[filled..], GetRandomFlags::empty()) {
+                Ok(n) => filled += n,
+                Err(rustix::io::Errno::INTR) => {}
+                // getrandom(2) exists since Linux 3.17. Without it the name stays unique
+                // through pid, counter, time, device and inode; the random part is then
+                // only the clock's nanoseconds.
+                Err(_) => return clock_gettime(ClockId::Monotonic).tv_nsec as u64,
+            }
+        }
+        u64::from_ne_bytes(b)
+    }
+
+    fn pid(&self) -> Option<u32> {
+        Some(self.pid)
+    }
+
+    fn host(&self) -> &str {
+        &self.host
+    }
+
+    fn next_counter(&mut self) -> u64 {
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn sleep(&mut self, millis: u32) {
+        std::thread::sleep(std::time::Duration::from_millis(millis.into()));
+    }
+}

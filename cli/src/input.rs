@@ -1,0 +1,118 @@
+//! Where the message comes from: standard input, `--input FILE`, or a message file already
+//! delivered into an earlier maildir. Each is read straight from its descriptor through the
+//! driver's one buffer (no extra buffering), as an `embedded_io::Read` for the core.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use mdeliver_core::ErrorKind;
+use rustix::fs::{self as rfs, FileType, Mode, OFlags, SeekFrom, CWD};
+use rustix::io::Errno;
+
+use crate::linux::error_kind;
+use crate::linux::Call;
+
+#[derive(Debug)]
+enum Handle {
+    Stdin(std::io::Stdin),
+    File(OwnedFd),
+}
+
+impl AsFd for Handle {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Handle::Stdin(s) => s.as_fd(),
+            Handle::File(f) => f.as_fd(),
+        }
+    }
+}
+
+/// A message source over a file descriptor. Regular files are read with `pread` from a
+/// remembered start, so they can be read again from the beginning; pipes are read once.
+#[derive(Debug)]
+pub struct Input {
+    handle: Handle,
+    /// `Some(start)` for a regular file: reads are positional and can restart.
+    start: Option<u64>,
+    pos: u64,
+    consumed: u64,
+}
+
+fn to_io(e: Errno) -> std::io::Error {
+    std::io::Error::from_raw_os_error(e.raw_os_error())
+}
+
+impl Input {
+    /// Standard input, from its current offset.
+    pub fn stdin() -> Input {
+        Input::new(Handle::Stdin(std::io::stdin()))
+    }
+
+    /// The file at `path` (`O_RDONLY|O_CLOEXEC`; the caller named it, so links are followed).
+    pub fn open(path: &Path) -> Result<Input, ErrorKind> {
+        let fd = rfs::openat(CWD, path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| error_kind(e, Call::Other))?;
+        Ok(Input::new(Handle::File(fd)))
+    }
+
+    /// A message file delivered earlier (opened readable by the adapter), from its start.
+    pub fn delivered(fd: OwnedFd) -> Input {
+        let mut input = Input::new(Handle::File(fd));
+        input.start = Some(0);
+        input.pos = 0;
+        input
+    }
+
+    fn new(handle: Handle) -> Input {
+        let regular = rfs::fstat(handle.as_fd())
+            .map(|s| FileType::from_raw_mode(s.st_mode) == FileType::RegularFile)
+            .unwrap_or(false);
+        let start = if regular {
+            rfs::seek(handle.as_fd(), SeekFrom::Current(0)).ok()
+        } else {
+            None
+        };
+        Input {
+            handle,
+            start,
+            pos: start.unwrap_or(0),
+            consumed: 0,
+        }
+    }
+
+    /// Whether the whole message can be read again at any time (a regular file).
+    pub fn is_rewindable(&self) -> bool {
+        self.start.is_some()
+    }
+
+    /// Prepares to read the whole message again. `false` if part of it was consumed from a
+    /// source that cannot be re-read (a pipe).
+    pub fn rewind(&mut self) -> bool {
+        match self.start {
+            Some(start) => {
+                self.pos = start;
+                self.consumed = 0;
+                true
+            }
+            None => self.consumed == 0,
+        }
+    }
+}
+
+impl embedded_io::ErrorType for Input {
+    type Error = std::io::Error;
+}
+
+impl embedded_io::Read for Input {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, std::io::Error> {
+        let n = match self.start {
+            Some(_) => {
+                rustix::io::pread(self.handle.as_fd(), &mut *buf, self.pos).map_err(to_io)?
+            }
+            None => rustix::io::read(self.handle.as_fd(), &mut *buf).map_err(to_io)?,
+        };
+        self.pos += n as u64;
+        self.consumed += n as u64;
+        Ok(n)
+    }
+}

@@ -1,0 +1,385 @@
+//! The Linux filesystem adapter: [`LinuxFs`] implements the core's [`Fs`] with the openat
+//! family through rustix. The maildir and its tmp/, new/ and cur/ are opened once,
+//! `O_DIRECTORY|O_NOFOLLOW`, and every later operation is relative to those held descriptors,
+//! so replacing a subdirectory with a symbolic link mid-delivery cannot redirect anything.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use mdeliver_core::fs::Stat;
+use mdeliver_core::name::NameBuf;
+use mdeliver_core::{Capabilities, Dir, ErrorKind, Fs};
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, RenameFlags, CWD};
+use rustix::io::Errno;
+
+/// Which system call an errno came from: the same errno means different things per call.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Call {
+    /// `linkat`: `EPERM` means the filesystem has no hard links.
+    Link,
+    /// `renameat2(RENAME_NOREPLACE)`: `EINVAL`/`ENOSYS` mean the flag is unsupported.
+    RenameNoReplace,
+    /// `openat(O_TMPFILE)`: `EISDIR`/`EINVAL` mean the kernel or filesystem lacks it.
+    TmpFile,
+    /// Anything else.
+    Other,
+}
+
+/// The one errno → [`ErrorKind`] mapping of the Linux adapter.
+pub fn error_kind(e: Errno, call: Call) -> ErrorKind {
+    let unsupported_call = matches!(call, Call::RenameNoReplace | Call::TmpFile);
+    match e {
+        Errno::EXIST => ErrorKind::Exists,
+        Errno::NOENT => ErrorKind::NotFound,
+        Errno::NOSPC => ErrorKind::NoSpace,
+        Errno::DQUOT => ErrorKind::Quota,
+        Errno::ACCESS => ErrorKind::Permission,
+        Errno::PERM if call == Call::Link => ErrorKind::Unsupported,
+        Errno::PERM => ErrorKind::Permission,
+        Errno::ROFS => ErrorKind::ReadOnly,
+        Errno::INTR => ErrorKind::Interrupted,
+        Errno::OPNOTSUPP => ErrorKind::Unsupported,
+        Errno::INVAL | Errno::NOSYS if unsupported_call => ErrorKind::Unsupported,
+        Errno::ISDIR if call == Call::TmpFile => ErrorKind::Unsupported,
+        Errno::LOOP | Errno::NOTDIR => ErrorKind::NotDirectory,
+        Errno::NAMETOOLONG => ErrorKind::NameTooLong,
+        _ => ErrorKind::Io,
+    }
+}
+
+fn other(e: Errno) -> ErrorKind {
+    error_kind(e, Call::Other)
+}
+
+/// Capabilities switched off by hand (`MDELIVER_DISABLE`), to force fallback publish paths in
+/// tests and diagnostics. The adapter then refuses those operations as unsupported.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Disabled {
+    /// No `O_TMPFILE`.
+    pub anonymous_tmp: bool,
+    /// No `renameat2(RENAME_NOREPLACE)`.
+    pub rename_noreplace: bool,
+    /// No `linkat`.
+    pub hard_links: bool,
+}
+
+impl Disabled {
+    /// The environment variable holding the comma-separated list.
+    pub const VAR: &'static str = "MDELIVER_DISABLE";
+
+    /// Parses `anonymous-tmp,rename-noreplace,hard-links` (any subset, any order; empty is
+    /// fine). Returns the unknown word on error.
+    pub fn parse(list: &str) -> Result<Disabled, String> {
+        let mut d = Disabled::default();
+        for word in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+            match word {
+                "anonymous-tmp" => d.anonymous_tmp = true,
+                "rename-noreplace" => d.rename_noreplace = true,
+                "hard-links" => d.hard_links = true,
+                other => return Err(other.to_owned()),
+            }
+        }
+        Ok(d)
+    }
+}
+
+/// How to open a maildir.
+#[derive(Copy, Clone, Debug, Default)]
+pub struct OpenOptions {
+    /// Create the maildir and its subdirectories (mode 0700) where missing.
+    pub create: bool,
+    /// fsync the parent directories of anything created.
+    pub sync: bool,
+    /// Capabilities to pretend are missing.
+    pub disabled: Disabled,
+    /// Open message files readable and keep the last one open after `close`, so the driver
+    /// can copy the delivered message into further maildirs without going by name.
+    pub keep_readable: bool,
+}
+
+/// An open maildir on a Linux filesystem.
+#[derive(Debug)]
+pub struct LinuxFs {
+    root: OwnedFd,
+    subdirs: [OwnedFd; 3],
+    caps: Capabilities,
+    disabled: Disabled,
+    keep_readable: bool,
+    /// The `O_TMPFILE` opened by the capability probe, handed out by the first
+    /// `create_anonymous` so the probe costs no extra system call.
+    spare_tmpfile: Option<OwnedFd>,
+    /// The last message file closed, when `keep_readable`.
+    kept: Option<OwnedFd>,
+}
+
+/// An open message file.
+#[derive(Debug)]
+pub struct File(OwnedFd);
+
+const DIR_FLAGS: OFlags = OFlags::DIRECTORY
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC)
+    .union(OFlags::RDONLY);
+const MODE_DIR: Mode = Mode::RWXU;
+const MODE_FILE: Mode = Mode::RUSR.union(Mode::WUSR);
+
+fn open_dir_at(dirfd: BorrowedFd<'_>, name: &Path) -> Result<OwnedFd, ErrorKind> {
+    rfs::openat(dirfd, name, DIR_FLAGS, Mode::empty()).map_err(other)
+}
+
+fn mkdir_at(dirfd: BorrowedFd<'_>, name: &Path) -> Result<bool, ErrorKind> {
+    match rfs::mkdirat(dirfd, name, MODE_DIR) {
+        Ok(()) => Ok(true),
+        Err(Errno::EXIST) => Ok(false),
+        Err(e) => Err(other(e)),
+    }
+}
+
+impl LinuxFs {
+    /// Opens (and with `create`, first creates) the maildir at `path`. The error names the
+    /// directory that failed (`Dir::Root` for the maildir itself).
+    pub fn open(path: &Path, opts: OpenOptions) -> Result<LinuxFs, (ErrorKind, Dir)> {
+        let root_err = |k| (k, Dir::Root);
+        if opts.create && mkdir_at(CWD, path).map_err(root_err)? && opts.sync {
+            let parent = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            let pfd = rfs::openat(
+                CWD,
+                parent,
+                OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| root_err(other(e)))?;
+            rfs::fsync(&pfd).map_err(|e| root_err(other(e)))?;
+        }
+        let root = open_dir_at(CWD, path).map_err(root_err)?;
+        if opts.create {
+            let mut created = false;
+            for d in Dir::SUBDIRS {
+                created |= mkdir_at(root.as_fd(), Path::new(d.as_str())).map_err(|k| (k, d))?;
+            }
+            if created && opts.sync {
+                rfs::fsync(&root).map_err(|e| root_err(other(e)))?;
+            }
+        }
+        let open_sub =
+            |d: Dir| open_dir_at(root.as_fd(), Path::new(d.as_str())).map_err(|k| (k, d));
+        let subdirs = [
+            open_sub(Dir::Tmp)?,
+            open_sub(Dir::New)?,
+            open_sub(Dir::Cur)?,
+        ];
+        let d = opts.disabled;
+        let mut fs = LinuxFs {
+            root,
+            subdirs,
+            caps: Capabilities {
+                anonymous_tmp: false,
+                rename_noreplace: !d.rename_noreplace,
+                hard_links: !d.hard_links,
+                dir_sync: true,
+                atomic_exclusive: true,
+            },
+            disabled: d,
+            keep_readable: opts.keep_readable,
+            spare_tmpfile: None,
+            kept: None,
+        };
+        // An anonymous file is only useful if it can be linked into place.
+        if !d.anonymous_tmp && !d.hard_links {
+            match fs.open_tmpfile(Dir::Tmp) {
+                Ok(fd) => {
+                    fs.spare_tmpfile = Some(fd);
+                    fs.caps.anonymous_tmp = true;
+                }
+                Err(ErrorKind::Unsupported) => {}
+                Err(k) => return Err((k, Dir::Tmp)),
+            }
+        }
+        Ok(fs)
+    }
+
+    /// The message file closed last (only with `keep_readable`), for copying it elsewhere.
+    pub fn take_kept(&mut self) -> Option<OwnedFd> {
+        self.kept.take()
+    }
+
+    fn dirfd(&self, dir: Dir) -> BorrowedFd<'_> {
+        match dir {
+            Dir::Root => self.root.as_fd(),
+            Dir::Tmp => self.subdirs[0].as_fd(),
+            Dir::New => self.subdirs[1].as_fd(),
+            Dir::Cur => self.subdirs[2].as_fd(),
+        }
+    }
+
+    fn access_mode(&self) -> OFlags {
+        if self.keep_readable {
+            OFlags::RDWR
+        } else {
+            OFlags::WRONLY
+        }
+    }
+
+    fn open_tmpfile(&self, dir: Dir) -> Result<OwnedFd, ErrorKind> {
+        let flags = OFlags::TMPFILE | self.access_mode() | OFlags::CLOEXEC;
+        rfs::openat(self.dirfd(dir), ".", flags, MODE_FILE)
+            .map_err(|e| error_kind(e, Call::TmpFile))
+    }
+}
+
+impl Fs for LinuxFs {
+    type File = File;
+    type DirStream = rfs::Dir;
+
+    fn capabilities(&self) -> Capabilities {
+        self.caps
+    }
+
+    fn create(&mut self, dir: Dir, name: &str, exclusive: bool) -> Result<File, ErrorKind> {
+        let mut flags = OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC | self.access_mode();
+        flags |= if exclusive {
+            OFlags::EXCL
+        } else {
+            OFlags::TRUNC
+        };
+        rfs::openat(self.dirfd(dir), name, flags, MODE_FILE)
+            .map(File)
+            .map_err(other)
+    }
+
+    fn create_anonymous(&mut self, dir: Dir) -> Result<File, ErrorKind> {
+        if self.disabled.anonymous_tmp {
+            return Err(ErrorKind::Unsupported);
+        }
+        if dir == Dir::Tmp {
+            if let Some(fd) = self.spare_tmpfile.take() {
+                return Ok(File(fd));
+            }
+        }
+        self.open_tmpfile(dir).map(File)
+    }
+
+    fn file_id(&self, file: &File) -> Option<(u64, u64)> {
+        rfs::fstat(&file.0).ok().map(|s| (s.st_dev, s.st_ino))
+    }
+
+    fn write(&mut self, file: &mut File, buf: &[u8]) -> Result<usize, ErrorKind> {
+        rustix::io::write(&file.0, buf).map_err(other)
+    }
+
+    fn sync_file(&mut self, file: &mut File) -> Result<(), ErrorKind> {
+        // fdatasync also writes the metadata needed to read the data back (the size of this
+        // new file); timestamps can wait.
+        rfs::fdatasync(&file.0).map_err(other)
+    }
+
+    fn close(&mut self, file: File) -> Result<(), ErrorKind> {
+        if self.keep_readable {
+            self.kept = Some(file.0);
+        }
+        Ok(())
+    }
+
+    fn link_anonymous(&mut self, file: &File, dir: Dir, name: &str) -> Result<(), ErrorKind> {
+        if self.disabled.hard_links || self.disabled.anonymous_tmp {
+            return Err(ErrorKind::Unsupported);
+        }
+        let to = self.dirfd(dir);
+        match rfs::linkat(&file.0, "", to, name, AtFlags::EMPTY_PATH) {
+            Ok(()) => Ok(()),
+            // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH on kernels before 6.10; the /proc
+            // magic link does the same without it.
+            Err(Errno::NOENT | Errno::PERM) => {
+                let proc = format!("/proc/self/fd/{}", file.0.as_raw_fd());
+                match rfs::linkat(CWD, proc.as_str(), to, name, AtFlags::SYMLINK_FOLLOW) {
+                    Ok(()) => Ok(()),
+                    // No /proc: this filesystem's anonymous files cannot be named here.
+                    Err(Errno::NOENT) => Err(ErrorKind::Unsupported),
+                    Err(e) => Err(error_kind(e, Call::Link)),
+                }
+            }
+            Err(e) => Err(error_kind(e, Call::Link)),
+        }
+    }
+
+    fn link(&mut self, from: (Dir, &str), to: (Dir, &str)) -> Result<(), ErrorKind> {
+        if self.disabled.hard_links {
+            return Err(ErrorKind::Unsupported);
+        }
+        rfs::linkat(
+            self.dirfd(from.0),
+            from.1,
+            self.dirfd(to.0),
+            to.1,
+            AtFlags::empty(),
+        )
+        .map_err(|e| error_kind(e, Call::Link))
+    }
+
+    fn rename(
+        &mut self,
+        from: (Dir, &str),
+        to: (Dir, &str),
+        noreplace: bool,
+    ) -> Result<(), ErrorKind> {
+        let (flags, call) = if noreplace {
+            if self.disabled.rename_noreplace {
+                return Err(ErrorKind::Unsupported);
+            }
+            (RenameFlags::NOREPLACE, Call::RenameNoReplace)
+        } else {
+            (RenameFlags::empty(), Call::Other)
+        };
+        rfs::renameat_with(self.dirfd(from.0), from.1, self.dirfd(to.0), to.1, flags)
+            .map_err(|e| error_kind(e, call))
+    }
+
+    fn unlink(&mut self, dir: Dir, name: &str) -> Result<(), ErrorKind> {
+        rfs::unlinkat(self.dirfd(dir), name, AtFlags::empty()).map_err(other)
+    }
+
+    fn stat(&mut self, dir: Dir, name: &str) -> Result<Stat, ErrorKind> {
+        let s = rfs::statat(self.dirfd(dir), name, AtFlags::SYMLINK_NOFOLLOW).map_err(other)?;
+        Ok(Stat {
+            nlink: s.st_nlink,
+            size: s.st_size as u64,
+            mtime: s.st_mtime.max(0) as u64,
+            regular: FileType::from_raw_mode(s.st_mode) == FileType::RegularFile,
+        })
+    }
+
+    fn sync_dir(&mut self, dir: Dir) -> Result<(), ErrorKind> {
+        rfs::fsync(self.dirfd(dir)).map_err(other)
+    }
+
+    fn mkdir(&mut self, _dir: Dir) -> Result<(), ErrorKind> {
+        // The maildir and its subdirectories exist: `LinuxFs::open` created (with `create`)
+        // and opened them all.
+        Err(ErrorKind::Exists)
+    }
+
+    fn open_dir(&mut self, dir: Dir) -> Result<rfs::Dir, ErrorKind> {
+        rfs::Dir::read_from(self.dirfd(dir)).map_err(other)
+    }
+
+    fn read_dir(&mut self, stream: &mut rfs::Dir, out: &mut NameBuf) -> Result<bool, ErrorKind> {
+        loop {
+            let entry = match stream.read() {
+                None => return Ok(false),
+                Some(Err(e)) => return Err(other(e)),
+                Some(Ok(entry)) => entry,
+            };
+            let name = entry.file_name().to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            let name = core::str::from_utf8(name).map_err(|_| ErrorKind::Data)?;
+            out.clear();
+            out.push_str(name).map_err(|_| ErrorKind::NameTooLong)?;
+            return Ok(true);
+        }
+    }
+}
