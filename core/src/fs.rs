@@ -231,6 +231,19 @@ pub trait Fs {
         stream: &mut Self::DirStream,
         out: &mut NameBuf,
     ) -> Result<bool, ErrorKind>;
+    /// Appends `data` to the existing regular file `dir/name` (`O_WRONLY|O_APPEND|O_NOFOLLOW`,
+    /// never creating it) in one `write`, then with `sync` flushes it, then closes it. A short
+    /// write is reported as `Io` (readers of appended records tolerate a torn tail).
+    fn append(&mut self, dir: Dir, name: &str, data: &[u8], sync: bool) -> Result<(), ErrorKind> {
+        let _ = (dir, name, data, sync);
+        Err(ErrorKind::Unsupported)
+    }
+    /// Reads the regular file `dir/name` (`O_NOFOLLOW`) from its start into `buf` until the end
+    /// of the file or of `buf`, returning the byte count (`buf.len()`: there may be more).
+    fn read_file(&mut self, dir: Dir, name: &str, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+        let _ = (dir, name, buf);
+        Err(ErrorKind::Unsupported)
+    }
 }
 
 fn map_source_error(kind: embedded_io::ErrorKind) -> ErrorKind {
@@ -352,5 +365,87 @@ where
             env.sleep(millis);
             OpResult::Done
         }
+    }
+}
+
+/// An operation on small files' contents (quota and dedup bookkeeping), kept apart from [`Op`]
+/// so that drivers and wire encodings of delivery are not affected.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum FileOp<'a> {
+    /// Write all of `data` into the machine's open file (made by [`Op::CreateExclusive`]).
+    Write {
+        /// The bytes.
+        data: &'a [u8],
+    },
+    /// Append `data` to the existing `dir/name` in one `O_APPEND` write ([`Fs::append`]).
+    Append {
+        /// Directory.
+        dir: Dir,
+        /// File name.
+        name: &'a str,
+        /// The bytes (one record).
+        data: &'a [u8],
+        /// Flush the file before closing it.
+        sync: bool,
+    },
+    /// Read `dir/name` from its start into the driver's buffer ([`Fs::read_file`]).
+    Read {
+        /// Directory.
+        dir: Dir,
+        /// File name.
+        name: &'a str,
+    },
+}
+
+/// The result of a [`FileOp`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum FileResult {
+    /// `Write` wrote this many bytes (all of them).
+    Written(usize),
+    /// `Append` succeeded.
+    Appended,
+    /// `Read` put this many bytes at the start of the driver's buffer.
+    Read(usize),
+    /// The filesystem refused.
+    Err(ErrorKind),
+}
+
+/// Performs one [`FileOp`] on `fs`. `file` is the driver's slot for the machine's open file;
+/// `Read` fills `buf`, whose first `n` bytes the driver then hands to the machine.
+pub fn perform_file<F: Fs + ?Sized>(
+    fs: &mut F,
+    file: &mut Option<F::File>,
+    op: FileOp<'_>,
+    buf: &mut [u8],
+) -> FileResult {
+    match op {
+        FileOp::Write { data } => {
+            let Some(f) = file.as_mut() else {
+                return FileResult::Err(ErrorKind::Io);
+            };
+            let mut off = 0;
+            while off < data.len() {
+                match fs.write(f, &data[off..]) {
+                    Ok(0) => return FileResult::Err(ErrorKind::Io),
+                    Ok(w) => off += w,
+                    Err(ErrorKind::Interrupted) => continue,
+                    Err(e) => return FileResult::Err(e),
+                }
+            }
+            FileResult::Written(off)
+        }
+        FileOp::Append {
+            dir,
+            name,
+            data,
+            sync,
+        } => match fs.append(dir, name, data, sync) {
+            Ok(()) => FileResult::Appended,
+            Err(e) => FileResult::Err(e),
+        },
+        FileOp::Read { dir, name } => match fs.read_file(dir, name, buf) {
+            Ok(n) => FileResult::Read(n.min(buf.len())),
+            Err(e) => FileResult::Err(e),
+        },
     }
 }
