@@ -13,6 +13,7 @@ pub mod env;
 pub mod error;
 pub mod flags;
 pub mod fs;
+pub mod mbox;
 pub mod message;
 pub mod name;
 pub mod wire;
