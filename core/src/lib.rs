@@ -12,6 +12,7 @@ pub mod deliver;
 pub mod env;
 pub mod error;
 pub mod flags;
+pub mod folder;
 pub mod fs;
 pub mod mbox;
 pub mod message;
