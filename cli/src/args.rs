@@ -87,9 +87,10 @@ pub struct Args {
     #[arg(short, long)]
     pub create: bool,
 
-    /// Print the path of each delivered message on standard output
-    #[arg(short, long)]
-    pub verbose: bool,
+    /// Print the path of each delivered message on standard output; twice (-vv) also how it
+    /// was published, on standard error
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 
     /// Read the message from FILE instead of standard input
     #[arg(short, long, value_name = "FILE")]

@@ -80,9 +80,17 @@ fn main() -> ExitCode {
         let source = copy.as_mut().unwrap_or(&mut input);
         match driver.deliver(maildir, source, keep) {
             Ok((delivered, kept)) => {
-                if args.verbose {
-                    let path = maildir.join(delivered.dir.as_str()).join(&*delivered.name);
+                let path = maildir.join(delivered.dir.as_str()).join(&*delivered.name);
+                if args.verbose >= 1 {
                     println!("{}", path.display());
+                }
+                if args.verbose >= 2 {
+                    eprintln!(
+                        "mdeliver: {}: delivered {} bytes via {}",
+                        path.display(),
+                        delivered.size,
+                        delivered.publish.as_str()
+                    );
                 }
                 if delivered.leftover_tmp {
                     eprintln!(

@@ -1,0 +1,173 @@
+//! Shared helpers for the end-to-end tests of the `mdeliver` binary (`cli_*.rs`).
+//!
+//! Finding the binary: integration tests of `mdeliver-tests` cannot use
+//! `CARGO_BIN_EXE_mdeliver` (that only exists for binaries of the same package), so the first
+//! test of each test binary runs `cargo build -p mdeliver` into the same target directory and
+//! profile as the running test (derived from the test executable's own path), once per
+//! process. Under `cargo test` that build is a no-op when `mdeliver` is already fresh. Set
+//! `MDELIVER_BIN=/path/to/mdeliver` to test a prebuilt binary instead.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+/// The `mdeliver` binary under test, built on first use.
+pub fn bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("MDELIVER_BIN") {
+            return PathBuf::from(p);
+        }
+        let exe = std::env::current_exe().expect("current_exe");
+        // <target>/<profile>/deps/<test binary>
+        let profile_dir = exe.parent().and_then(Path::parent).expect("target layout");
+        let target_dir = profile_dir.parent().expect("target dir");
+        let profile = profile_dir.file_name().unwrap().to_str().unwrap();
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "--quiet", "-p", "mdeliver", "--bin", "mdeliver"])
+            .env("CARGO_TARGET_DIR", target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        match profile {
+            "debug" => {}
+            "release" => {
+                cmd.arg("--release");
+            }
+            other => {
+                cmd.args(["--profile", other]);
+            }
+        }
+        let status = cmd.status().expect("run cargo build -p mdeliver");
+        assert!(status.success(), "cargo build -p mdeliver failed");
+        let bin = profile_dir.join("mdeliver");
+        assert!(bin.exists(), "{} not built", bin.display());
+        bin
+    })
+}
+
+/// What one run of the binary did.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit code.
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// Runs `mdeliver args...` with `stdin` piped in and `env` set (and `MDELIVER_DISABLE`
+/// cleared unless given).
+pub fn run(args: &[&dyn AsRef<std::ffi::OsStr>], stdin: &[u8], env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(bin());
+    for a in args {
+        cmd.arg(a);
+    }
+    cmd.env_remove("MDELIVER_DISABLE");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn mdeliver");
+    let mut pipe = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    // Write from another thread: the child may exit (or block on output) before reading all.
+    let writer = std::thread::spawn(move || {
+        let _ = pipe.write_all(&data);
+    });
+    let out = child.wait_with_output().expect("wait mdeliver");
+    writer.join().unwrap();
+    Run {
+        code: out.status.code().expect("exited by signal"),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+/// Creates a maildir (tmp/, new/, cur/) at `path` with plain std calls.
+pub fn make_maildir(path: &Path) {
+    for d in ["tmp", "new", "cur"] {
+        std::fs::create_dir_all(path.join(d)).unwrap();
+    }
+}
+
+/// The names in `dir`, sorted.
+pub fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The files of `dir` by name with their contents.
+pub fn contents(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    names(dir)
+        .into_iter()
+        .map(|n| {
+            let bytes = std::fs::read(dir.join(&n)).unwrap();
+            (n, bytes)
+        })
+        .collect()
+}
+
+/// Asserts that `maildir` holds exactly `message` once in new/, nothing in tmp/ or cur/, and
+/// that the file is a private regular file whose name carries the right size. Returns its name.
+pub fn assert_delivered_once(maildir: &Path, message: &[u8]) -> String {
+    let new = contents(&maildir.join("new"));
+    assert_eq!(
+        new.len(),
+        1,
+        "new/ of {}: {:?}",
+        maildir.display(),
+        new.keys()
+    );
+    let (name, bytes) = new.into_iter().next().unwrap();
+    assert!(bytes == message, "delivered bytes differ from the input");
+    assert_eq!(
+        names(&maildir.join("tmp")),
+        Vec::<String>::new(),
+        "tmp/ not empty"
+    );
+    assert_eq!(
+        names(&maildir.join("cur")),
+        Vec::<String>::new(),
+        "cur/ not empty"
+    );
+    let meta = std::fs::symlink_metadata(maildir.join("new").join(&name)).unwrap();
+    assert!(meta.file_type().is_file());
+    assert_eq!(meta.mode() & 0o777, 0o600, "message file mode");
+    assert_eq!(meta.nlink(), 1, "a second name of the message exists");
+    assert!(name.ends_with(&format!(",S={}", message.len())), "{name}");
+    assert!(!name.contains(":2,"), "info in a new/ name: {name}");
+    name
+}
+
+/// Replaces the temporary directory in `s` with `[TMP]`, for snapshots.
+pub fn normalize(s: &str, tmp: &Path) -> String {
+    s.replace(tmp.to_str().unwrap(), "[TMP]")
+}
+
+/// Whether this process runs as root (the owner of /proc/self is the effective uid).
+pub fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
+
+/// The capability sets that force each publish path, with the path's name as `-vv` reports it.
+pub const PATHS: [(&str, &str); 4] = [
+    ("", "anonymous-link"),
+    ("anonymous-tmp", "rename-noreplace"),
+    ("anonymous-tmp,rename-noreplace", "link-unlink"),
+    (
+        "anonymous-tmp,rename-noreplace,hard-links",
+        "checked-rename",
+    ),
+];
