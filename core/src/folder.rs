@@ -25,6 +25,8 @@ pub const MAILDIRFOLDER: &str = "maildirfolder";
 pub type FolderDir = heapless::Vec<u8, NAME_MAX>;
 
 /// Where a folder name points.
+// The directory name is carried by value: there is no heap to box it in.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Folder {
     /// The maildir itself (`INBOX` or the empty name).
