@@ -838,6 +838,43 @@ mod tests {
             .collect()
     }
 
+    /// An mbox written by CPython 3.11's `mailbox.mbox` (mboxo: it quotes `From ` only, appends
+    /// a newline to a message without one, and writes an empty line after each message).
+    const PYTHON_MBOX: &[u8] = b"From MAILER-DAEMON Sat Nov 28 18:22:46 2026\nFrom: a@example.org\nSubject: tricky\nStatus: RO\nX-Status: AF\n\n>From here\n>From there\n>>From x\nline\n\nFrom MAILER-DAEMON Sat Nov 28 18:22:46 2026\nFrom: b@example.org\nSubject: no newline\n\nlast line without newline\n\nFrom MAILER-DAEMON Sat Nov 28 18:22:46 2026\nFrom: c@example.org\r\nSubject: crlf\r\n\r\nbody\r\n>From crlf\r\n\nFrom MAILER-DAEMON Sat Nov 28 18:22:46 2026\nFrom: d@example.org\nSubject: 8bit\n\n\xe9t\xe9 \xff\n\nFrom MAILER-DAEMON Sat Nov 28 18:22:46 2026\nFrom: e@example.org\nSubject: empty body\n\n\nFrom MAILER-DAEMON Sat Nov 28 18:22:46 2026\nFrom: f@example.org\nSubject: only headers\n\nFrom MAILER-DAEMON Sat Nov 28 18:22:46 2026\n\n\n";
+
+    #[test]
+    fn python_mailbox_framing() {
+        // What Python's own reader (`mbox.get_bytes`) returns for each message: Raw must agree.
+        let python: [&[u8]; 7] = [
+            b"From: a@example.org\nSubject: tricky\nStatus: RO\nX-Status: AF\n\n>From here\n>From there\n>>From x\nline\n",
+            b"From: b@example.org\nSubject: no newline\n\nlast line without newline\n",
+            b"From: c@example.org\r\nSubject: crlf\r\n\r\nbody\r\n>From crlf\r\n",
+            b"From: d@example.org\nSubject: 8bit\n\n\xe9t\xe9 \xff\n",
+            b"From: e@example.org\nSubject: empty body\n\n",
+            b"From: f@example.org\nSubject: only headers\n",
+            b"\n",
+        ];
+        assert_eq!(bodies(PYTHON_MBOX, Quoting::Raw), python);
+        let m = split_every_way(PYTHON_MBOX, Quoting::Mboxrd).unwrap();
+        assert!(m
+            .iter()
+            .all(|m| m.envelope == b"MAILER-DAEMON Sat Nov 28 18:22:46 2026"));
+        // The originals were `From here`, `>From there`, `>>From x`: mboxo cannot keep all
+        // three; mboxrd restores the first, mboxo the first and the third.
+        assert_eq!(
+            m[0].body,
+            b"From: a@example.org\nSubject: tricky\nStatus: RO\nX-Status: AF\n\nFrom here\nFrom there\n>From x\nline\n"
+        );
+        assert_eq!(
+            bodies(PYTHON_MBOX, Quoting::Mboxo)[0],
+            b"From: a@example.org\nSubject: tricky\nStatus: RO\nX-Status: AF\n\nFrom here\nFrom there\n>>From x\nline\n"
+        );
+        assert_eq!(
+            m[2].body,
+            b"From: c@example.org\r\nSubject: crlf\r\n\r\nbody\r\nFrom crlf\r\n"
+        );
+    }
+
     #[test]
     fn framing_and_offsets() {
         let mbox = b"From a@b Sat Nov 28 18:03:09 2026\nX: 1\n\nbody\n\nFrom c@d Sat Nov 28 18:03:10 2026\nY: 2\n\nlast\n";
