@@ -34,14 +34,14 @@ EXIT STATUS
     64  usage error (bad option or argument)       bounce
     65  data error: the message is empty           bounce
     66  --input FILE cannot be opened              bounce
-    75  temporary failure: disk full, quota, I/O   defer and retry
-        error, interrupted, and by default also a
-        missing maildir, permission denied, a
-        read-only filesystem or a maildir that is
-        not a directory
     73  (--strict-exit) maildir missing or not a   bounce
         directory
     74  (--strict-exit) I/O error                  bounce
+    75  temporary failure: disk full, quota, I/O   defer and retry
+        error, interrupted; by default also a
+        missing maildir, permission denied, a
+        read-only filesystem or a maildir that is
+        not a directory
     77  (--strict-exit) permission denied or       bounce
         read-only filesystem
 
@@ -64,8 +64,9 @@ EXAMPLES
   Deliver a message, creating the maildir if needed:
       mdeliver -c -v ~/Maildir < message.eml
 
-  Postfix, in main.cf:
-      mailbox_command = /usr/local/bin/mdeliver -c /home/${USER}/Maildir";
+  Postfix, in main.cf (the command runs as the recipient, with HOME set; the shell
+  expands $HOME):
+      mailbox_command = /usr/local/bin/mdeliver -c \"$HOME/Maildir\"";
 
 /// The parsed command line.
 #[derive(Debug, Clone, Parser)]

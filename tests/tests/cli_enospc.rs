@@ -1,0 +1,133 @@
+//! A full filesystem, for real: as root, a 256 KiB tmpfs is mounted, filled, and delivered
+//! into through every publish path. Delivery must fail with 75 (temporary: the MTA retries),
+//! say why, and leave tmp/, new/ and cur/ exactly as they were. Skipped, with the reason
+//! printed, when not root or when mounting is not permitted (e.g. an unprivileged container).
+
+mod cli_support;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cli_support::*;
+
+/// A small tmpfs, unmounted on drop.
+struct Tmpfs {
+    mnt: PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(under: &Path) -> Option<Tmpfs> {
+        if !is_root() {
+            eprintln!("skipped: mounting a tmpfs needs root");
+            return None;
+        }
+        let mnt = under.join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=256k,mode=0700", "mdeliver-test"])
+            .arg(&mnt)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(Tmpfs { mnt }),
+            Ok(o) => {
+                eprintln!(
+                    "skipped: mount -t tmpfs failed: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("skipped: cannot run mount: {e}");
+                None
+            }
+        }
+    }
+
+    /// Writes a file outside the maildir until the filesystem is full.
+    fn fill(&self) {
+        let mut f = std::fs::File::create(self.mnt.join("filler")).unwrap();
+        let chunk = [0x55u8; 4096];
+        loop {
+            match f.write(&chunk) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(28) => break, // ENOSPC
+                Err(e) => panic!("filling tmpfs: {e}"),
+            }
+        }
+        f.sync_all().ok();
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.mnt).status();
+    }
+}
+
+fn assert_untouched(md: &Path) {
+    for d in ["tmp", "new", "cur"] {
+        assert_eq!(
+            names(&md.join(d)),
+            Vec::<String>::new(),
+            "{d}/ of {}",
+            md.display()
+        );
+    }
+}
+
+#[test]
+fn full_filesystem_defers_and_leaves_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let Some(fs) = Tmpfs::mount(t.path()) else {
+        return;
+    };
+    let md = fs.mnt.join("Maildir");
+    make_maildir(&md);
+    fs.fill();
+    let msg = b"Subject: full\n\nthere is no room for this\n".repeat(100);
+    let mut first = None;
+    for (disable, _) in PATHS {
+        for strict in [false, true] {
+            let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&md];
+            if strict {
+                args.insert(0, &"--strict-exit");
+            }
+            let r = run(&args, &msg, &[("MDELIVER_DISABLE", disable)]);
+            assert_eq!(r.code, 75, "{disable} strict={strict}: {}", r.stderr);
+            let said = normalize(&r.stderr, t.path());
+            assert_eq!(
+                first.get_or_insert_with(|| said.clone()),
+                &said,
+                "{disable}"
+            );
+            assert_untouched(&md);
+        }
+    }
+    insta::assert_snapshot!("no_space", first.unwrap());
+}
+
+#[test]
+fn message_larger_than_the_filesystem_defers_and_leaves_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let Some(fs) = Tmpfs::mount(t.path()) else {
+        return;
+    };
+    let md = fs.mnt.join("Maildir");
+    make_maildir(&md);
+    let msg: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
+    for (disable, _) in PATHS {
+        let r = run(&[&md], &msg, &[("MDELIVER_DISABLE", disable)]);
+        assert_eq!(r.code, 75, "{disable}: {}", r.stderr);
+        assert!(r.stderr.contains("no space left on device"), "{}", r.stderr);
+        assert_untouched(&md);
+        // The space is free again: a small message still fits afterwards.
+        let r = run(&[&md], b"small\n", &[("MDELIVER_DISABLE", disable)]);
+        assert_eq!(r.code, 0, "{disable}: {}", r.stderr);
+        assert_delivered_once(&md, b"small\n");
+        for n in names(&md.join("new")) {
+            std::fs::remove_file(md.join("new").join(n)).unwrap();
+        }
+    }
+}

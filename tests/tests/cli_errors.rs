@@ -1,0 +1,123 @@
+//! What `mdeliver` says: `--help` and every error message, as insta snapshots (temporary paths
+//! replaced by `[TMP]`), each with its exit code.
+
+mod cli_support;
+
+use std::path::Path;
+
+use cli_support::*;
+
+/// `exit <code>` and the standard error of a run, for a snapshot.
+fn outcome(r: &Run, tmp: &Path) -> String {
+    format!("exit {}\n{}", r.code, normalize(&r.stderr, tmp))
+}
+
+#[test]
+fn help() {
+    let r = run(&[&"--help"], b"", &[("COLUMNS", "100")]);
+    assert_eq!(r.code, 0);
+    assert_eq!(r.stderr, "");
+    insta::assert_snapshot!("help", r.stdout);
+    let r = run(&[&"-h"], b"", &[]);
+    assert_eq!(r.code, 0);
+    insta::assert_snapshot!("help_short", r.stdout);
+}
+
+#[test]
+fn usage_errors_exit_64() {
+    let t = tempfile::tempdir().unwrap();
+    let r = run(&[], b"x\n", &[]);
+    insta::assert_snapshot!("usage_no_maildir", outcome(&r, t.path()));
+    let r = run(&[&"--frobnicate", &t.path()], b"x\n", &[]);
+    insta::assert_snapshot!("usage_unknown_option", outcome(&r, t.path()));
+    let r = run(
+        &[&t.path()],
+        b"x\n",
+        &[("MDELIVER_DISABLE", "hard-links,xattrs")],
+    );
+    insta::assert_snapshot!("usage_unknown_disable", outcome(&r, t.path()));
+}
+
+#[test]
+fn missing_maildir() {
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("Maildir");
+    let r = run(&[&md], b"x\n", &[]);
+    insta::assert_snapshot!("missing_maildir", outcome(&r, t.path()));
+    let r = run(&[&"--strict-exit", &md], b"x\n", &[]);
+    insta::assert_snapshot!("missing_maildir_strict", outcome(&r, t.path()));
+    let r = run(&[&"-c", &t.path().join("no/Maildir")], b"x\n", &[]);
+    insta::assert_snapshot!("missing_parent_with_create", outcome(&r, t.path()));
+}
+
+#[test]
+fn incomplete_maildir() {
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("Maildir");
+    make_maildir(&md);
+    std::fs::remove_dir(md.join("new")).unwrap();
+    let r = run(&[&md], b"x\n", &[]);
+    insta::assert_snapshot!("missing_new", outcome(&r, t.path()));
+}
+
+#[test]
+fn symlinks_and_files_where_directories_belong() {
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("Maildir");
+    make_maildir(&md);
+    std::fs::remove_dir(md.join("new")).unwrap();
+    std::os::unix::fs::symlink("/tmp", md.join("new")).unwrap();
+    let r = run(&[&md], b"x\n", &[]);
+    insta::assert_snapshot!("symlinked_new", outcome(&r, t.path()));
+    let r = run(&[&"--strict-exit", &md], b"x\n", &[]);
+    insta::assert_snapshot!("symlinked_new_strict", outcome(&r, t.path()));
+
+    let real = t.path().join("real");
+    make_maildir(&real);
+    let link = t.path().join("Link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let r = run(&[&link], b"x\n", &[]);
+    insta::assert_snapshot!("symlinked_maildir", outcome(&r, t.path()));
+
+    let file = t.path().join("file");
+    std::fs::write(&file, b"not a maildir").unwrap();
+    let r = run(&[&file], b"x\n", &[]);
+    insta::assert_snapshot!("maildir_is_a_file", outcome(&r, t.path()));
+}
+
+#[test]
+fn empty_message() {
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("Maildir");
+    make_maildir(&md);
+    let r = run(&[&md], b"", &[]);
+    insta::assert_snapshot!("empty_message", outcome(&r, t.path()));
+}
+
+#[test]
+fn unreadable_input_file() {
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("Maildir");
+    make_maildir(&md);
+    let r = run(&[&"--input", &t.path().join("nope.eml"), &md], b"", &[]);
+    insta::assert_snapshot!("input_missing", outcome(&r, t.path()));
+    assert_eq!(names(&md.join("new")), Vec::<String>::new());
+}
+
+#[test]
+fn permission_denied() {
+    if is_root() {
+        eprintln!("skipped: root is never denied permission (CAP_DAC_OVERRIDE)");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("Maildir");
+    make_maildir(&md);
+    std::fs::set_permissions(md.join("tmp"), std::fs::Permissions::from_mode(0o500)).unwrap();
+    let r = run(&[&md], b"x\n", &[]);
+    insta::assert_snapshot!("permission_denied", outcome(&r, t.path()));
+    let r = run(&[&"--strict-exit", &md], b"x\n", &[]);
+    insta::assert_snapshot!("permission_denied_strict", outcome(&r, t.path()));
+    std::fs::set_permissions(md.join("tmp"), std::fs::Permissions::from_mode(0o700)).unwrap();
+}
