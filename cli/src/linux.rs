@@ -187,7 +187,9 @@ impl LinuxFs {
             spare_tmpfile: None,
             kept: None,
         };
-        // An anonymous file is only useful if it can be linked into place.
+        // An anonymous file is only useful if it can be linked into place. Any answer but
+        // "unsupported" (permission, read-only, no space) says nothing about the feature: the
+        // delivery's own create will meet the same error and report it in its phase.
         if !d.anonymous_tmp && !d.hard_links {
             match fs.open_tmpfile(Dir::Tmp) {
                 Ok(fd) => {
@@ -195,7 +197,7 @@ impl LinuxFs {
                     fs.caps.anonymous_tmp = true;
                 }
                 Err(ErrorKind::Unsupported) => {}
-                Err(k) => return Err((k, Dir::Tmp)),
+                Err(_) => fs.caps.anonymous_tmp = true,
             }
         }
         Ok(fs)

@@ -56,7 +56,7 @@ fn hint(kind: ErrorKind) -> &'static str {
         ErrorKind::Permission => {
             "check the owner and mode of the maildir and of its tmp/, new/ and cur/"
         }
-        ErrorKind::ReadOnly => "the maildir's filesystem is mounted read-only",
+        ErrorKind::ReadOnly => "remount the maildir's filesystem read-write",
         ErrorKind::Io => "the kernel reported an I/O error; check the system log",
         ErrorKind::Interrupted => "interrupted by a signal; try again",
         ErrorKind::NotFound => "the maildir changed during delivery (was a directory removed?)",

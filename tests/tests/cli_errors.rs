@@ -104,20 +104,39 @@ fn unreadable_input_file() {
     assert_eq!(names(&md.join("new")), Vec::<String>::new());
 }
 
+/// As root, the binary runs as `nobody` against a root-owned maildir; otherwise as the
+/// current user against a maildir whose tmp/ is read-only (root bypasses modes).
 #[test]
 fn permission_denied() {
-    if is_root() {
-        eprintln!("skipped: root is never denied permission (CAP_DAC_OVERRIDE)");
-        return;
-    }
     use std::os::unix::fs::PermissionsExt;
     let t = tempfile::tempdir().unwrap();
     let md = t.path().join("Maildir");
     make_maildir(&md);
-    std::fs::set_permissions(md.join("tmp"), std::fs::Permissions::from_mode(0o500)).unwrap();
-    let r = run(&[&md], b"x\n", &[]);
-    insta::assert_snapshot!("permission_denied", outcome(&r, t.path()));
-    let r = run(&[&"--strict-exit", &md], b"x\n", &[]);
-    insta::assert_snapshot!("permission_denied_strict", outcome(&r, t.path()));
-    std::fs::set_permissions(md.join("tmp"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let r = if is_root() {
+        // nobody may traverse into the maildir but not write in it.
+        for p in [
+            t.path(),
+            &md,
+            &md.join("tmp"),
+            &md.join("new"),
+            &md.join("cur"),
+        ] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        [
+            run_as_nobody(&[&md], b"x\n"),
+            run_as_nobody(&[&"--strict-exit", &md], b"x\n"),
+        ]
+    } else {
+        std::fs::set_permissions(md.join("tmp"), std::fs::Permissions::from_mode(0o500)).unwrap();
+        [
+            run(&[&md], b"x\n", &[]),
+            run(&[&"--strict-exit", &md], b"x\n", &[]),
+        ]
+    };
+    insta::assert_snapshot!("permission_denied", outcome(&r[0], t.path()));
+    insta::assert_snapshot!("permission_denied_strict", outcome(&r[1], t.path()));
+    for d in ["tmp", "new", "cur"] {
+        assert_eq!(names(&md.join(d)), Vec::<String>::new());
+    }
 }

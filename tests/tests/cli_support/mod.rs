@@ -62,7 +62,37 @@ pub struct Run {
 /// Runs `mdeliver args...` with `stdin` piped in and `env` set (and `MDELIVER_DISABLE`
 /// cleared unless given).
 pub fn run(args: &[&dyn AsRef<std::ffi::OsStr>], stdin: &[u8], env: &[(&str, &str)]) -> Run {
-    let mut cmd = Command::new(bin());
+    run_via(&[], args, stdin, env)
+}
+
+/// Like [`run`], as the unprivileged user `nobody` (uid and gid 65534), through `setpriv`.
+/// Only root can do this; the caller checks [`is_root`].
+pub fn run_as_nobody(args: &[&dyn AsRef<std::ffi::OsStr>], stdin: &[u8]) -> Run {
+    let prefix = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--",
+    ];
+    run_via(&prefix, args, stdin, &[])
+}
+
+/// Runs `prefix... mdeliver args...`.
+fn run_via(
+    prefix: &[&str],
+    args: &[&dyn AsRef<std::ffi::OsStr>],
+    stdin: &[u8],
+    env: &[(&str, &str)],
+) -> Run {
+    let mut cmd = match prefix.split_first() {
+        None => Command::new(bin()),
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(bin());
+            c
+        }
+    };
     for a in args {
         cmd.arg(a);
     }

@@ -1,7 +1,8 @@
-//! A full filesystem, for real: as root, a 256 KiB tmpfs is mounted, filled, and delivered
-//! into through every publish path. Delivery must fail with 75 (temporary: the MTA retries),
-//! say why, and leave tmp/, new/ and cur/ exactly as they were. Skipped, with the reason
-//! printed, when not root or when mounting is not permitted (e.g. an unprivileged container).
+//! Failing filesystems, for real: as root, a 256 KiB tmpfs is mounted, then filled (or
+//! remounted read-only) and delivered into through every publish path. Delivery must fail with
+//! 75 (temporary: the MTA retries; 77 for read-only with --strict-exit), say why, and leave
+//! tmp/, new/ and cur/ exactly as they were. Skipped, with the reason printed, when not root
+//! or when mounting is not permitted (e.g. an unprivileged container).
 
 mod cli_support;
 
@@ -42,6 +43,16 @@ impl Tmpfs {
                 None
             }
         }
+    }
+
+    /// Remounts the filesystem read-only.
+    fn make_read_only(&self) {
+        let st = Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(&self.mnt)
+            .status()
+            .unwrap();
+        assert!(st.success(), "remount read-only");
     }
 
     /// Writes a file outside the maildir until the filesystem is full.
@@ -130,4 +141,30 @@ fn message_larger_than_the_filesystem_defers_and_leaves_nothing() {
             std::fs::remove_file(md.join("new").join(n)).unwrap();
         }
     }
+}
+
+#[test]
+fn read_only_filesystem_defers_or_reports_no_permission() {
+    let t = tempfile::tempdir().unwrap();
+    let Some(fs) = Tmpfs::mount(t.path()) else {
+        return;
+    };
+    let md = fs.mnt.join("Maildir");
+    make_maildir(&md);
+    fs.make_read_only();
+    let mut said = Vec::new();
+    for (disable, _) in PATHS {
+        let r = run(&[&md], b"hello\n", &[("MDELIVER_DISABLE", disable)]);
+        assert_eq!(r.code, 75, "{disable}: {}", r.stderr);
+        let r2 = run(
+            &[&"--strict-exit", &md],
+            b"hello\n",
+            &[("MDELIVER_DISABLE", disable)],
+        );
+        assert_eq!(r2.code, 77, "{disable}: {}", r2.stderr);
+        assert_eq!(r.stderr, r2.stderr);
+        said.push(format!("{disable:?}: {}", normalize(&r.stderr, t.path())));
+        assert_untouched(&md);
+    }
+    insta::assert_snapshot!("read_only", said.concat());
 }
