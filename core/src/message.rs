@@ -102,6 +102,7 @@ impl<R: embedded_io::Read, T: Transform, const N: usize> embedded_io::Read
                 if c > 0 {
                     continue;
                 }
+                debug_assert!(false, "a Transform made no progress");
             }
             if self.eof {
                 return Ok(self.transform.finish(out));
@@ -114,6 +115,68 @@ impl<R: embedded_io::Read, T: Transform, const N: usize> embedded_io::Read
             }
             self.end = n;
         }
+    }
+}
+
+/// An `embedded_io::Read` that yields `head` first, then `rest`: lets a driver look at the
+/// start of a message (the envelope line, the header for loop detection) before streaming it.
+pub struct Prefixed<'h, R> {
+    head: &'h [u8],
+    rest: R,
+}
+
+impl<'h, R> Prefixed<'h, R> {
+    /// `head`, then `rest`.
+    pub fn new(head: &'h [u8], rest: R) -> Self {
+        Prefixed { head, rest }
+    }
+}
+
+impl<R: embedded_io::ErrorType> embedded_io::ErrorType for Prefixed<'_, R> {
+    type Error = R::Error;
+}
+
+impl<R: embedded_io::Read> embedded_io::Read for Prefixed<'_, R> {
+    fn read(&mut self, out: &mut [u8]) -> Result<usize, Self::Error> {
+        if self.head.is_empty() {
+            return self.rest.read(out);
+        }
+        let n = self.head.len().min(out.len());
+        out[..n].copy_from_slice(&self.head[..n]);
+        self.head = &self.head[n..];
+        Ok(n)
+    }
+}
+
+/// Runs `t` over `input` fed in `chunk`-byte pieces, emitting through `out` (whose size sets
+/// the output chunking) into `sink`, then finishes it. For fuzz targets and tests: the
+/// concatenated output must not depend on `chunk` or `out.len()`.
+pub fn run_chunked<T: Transform + ?Sized>(
+    t: &mut T,
+    input: &[u8],
+    chunk: usize,
+    out: &mut [u8],
+    mut sink: impl FnMut(&[u8]),
+) {
+    assert!(
+        !out.is_empty(),
+        "run_chunked needs a non-empty output buffer"
+    );
+    for piece in input.chunks(chunk.max(1)) {
+        let mut rest = piece;
+        while !rest.is_empty() {
+            let (c, p) = t.push(rest, out);
+            assert!(c + p > 0, "a Transform made no progress");
+            sink(&out[..p]);
+            rest = &rest[c..];
+        }
+    }
+    loop {
+        let p = t.finish(out);
+        if p == 0 {
+            break;
+        }
+        sink(&out[..p]);
     }
 }
 
@@ -1495,22 +1558,7 @@ mod tests {
     fn run<T: Transform>(t: &mut T, input: &[u8], chunk: usize, out_size: usize) -> Vec<u8> {
         let mut out = Vec::new();
         let mut buf = std::vec![0u8; out_size];
-        for piece in input.chunks(chunk.max(1)) {
-            let mut rest = piece;
-            while !rest.is_empty() {
-                let (c, p) = t.push(rest, &mut buf);
-                assert!(c + p > 0, "no progress");
-                out.extend_from_slice(&buf[..p]);
-                rest = &rest[c..];
-            }
-        }
-        loop {
-            let p = t.finish(&mut buf);
-            if p == 0 {
-                break;
-            }
-            out.extend_from_slice(&buf[..p]);
-        }
+        run_chunked(t, input, chunk, &mut buf, |b| out.extend_from_slice(b));
         out
     }
 
@@ -1875,6 +1923,22 @@ mod tests {
         m.finish();
         assert_eq!(m.value(), Some(&b"<0123456"[..]));
         assert!(m.truncated());
+    }
+
+    #[test]
+    fn prefixed_reader() {
+        use embedded_io::Read;
+        let mut r = Prefixed::new(b"Delivered-To: a\n", &b"\nbody"[..]);
+        let mut out = Vec::new();
+        let mut buf = [0u8; 3];
+        loop {
+            let n = r.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(out, b"Delivered-To: a\n\nbody");
     }
 
     #[test]
