@@ -876,6 +876,36 @@ mod tests {
     }
 
     #[test]
+    fn generated_mboxes_round_trip_and_are_chunking_independent() {
+        let tokens: &[&[u8]] = &[
+            b"From ", b">", b">>", b"From", b"\n", b"\r\n", b"\r", b"x", b" ", b"\xe9", b"\n\n",
+        ];
+        for seed in 0..300 {
+            // Any bytes: every way of splitting agrees (or fails the same way).
+            let raw = crate::message::tests::generated(seed, tokens, 80);
+            for q in [Quoting::Mboxrd, Quoting::Mboxo, Quoting::Raw] {
+                let _ = split_every_way(&raw, q);
+                let mut with_from = b"From x\n".to_vec();
+                with_from.extend_from_slice(&raw);
+                let m = split_every_way(&with_from, q).unwrap();
+                assert!(!m.is_empty());
+            }
+            // Bodies ending in a newline survive mboxrd encoding and decoding exactly.
+            let mut bodies_in: Vec<Vec<u8>> = Vec::new();
+            let mut mbox = Vec::new();
+            for k in 0..3 {
+                let mut b = crate::message::tests::generated(seed * 3 + k, tokens, 40);
+                if !b.is_empty() && !b.ends_with(b"\n") {
+                    b.push(b'\n');
+                }
+                write_mboxrd(b"s d", &b, &mut |x: &[u8]| mbox.extend_from_slice(x));
+                bodies_in.push(b);
+            }
+            assert_eq!(bodies(&mbox, Quoting::Mboxrd), bodies_in, "seed {seed}");
+        }
+    }
+
+    #[test]
     fn framing_and_offsets() {
         let mbox = b"From a@b Sat Nov 28 18:03:09 2026\nX: 1\n\nbody\n\nFrom c@d Sat Nov 28 18:03:10 2026\nY: 2\n\nlast\n";
         let m = split_every_way(mbox, Quoting::Mboxrd).unwrap();
