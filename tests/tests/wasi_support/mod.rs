@@ -1,0 +1,176 @@
+//! Building, caching and running the WASI module under wasmtime, for the host tests.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use wasmtime::{Config, Engine, Linker, Module, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Builds the module once per test binary (in its own target dir, so the outer cargo's lock
+/// is never contended) and returns its path.
+pub fn module_path() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let installed = Command::new("rustup")
+            .args(["target", "list", "--installed"])
+            .output();
+        if !installed.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("wasm32-wasip1")) {
+            let st = Command::new("rustup")
+                .args(["target", "add", "wasm32-wasip1"])
+                .status();
+            assert!(
+                st.is_ok_and(|s| s.success()),
+                "cannot install the wasm32-wasip1 target"
+            );
+        }
+        let target_dir = workspace().join("target").join("wasi-module");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let st = Command::new(cargo)
+            .current_dir(workspace())
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "mdeliver-wasi",
+                "--target",
+                "wasm32-wasip1",
+                "--profile",
+                "wasm",
+            ])
+            .status()
+            .expect("run cargo to build the WASI module");
+        assert!(st.success(), "building the WASI module failed");
+        target_dir.join("wasm32-wasip1/wasm/mdeliver-wasi.wasm")
+    })
+}
+
+/// One engine for all tests: fuel metering on, so a limit can be set per run.
+pub fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let mut c = Config::new();
+        c.consume_fuel(true);
+        Engine::new(&c).expect("wasmtime engine")
+    })
+}
+
+/// The compiled module, cached serialized next to the `.wasm` so later runs (and later test
+/// binaries) skip compilation.
+pub fn module() -> &'static Module {
+    static MODULE: OnceLock<Module> = OnceLock::new();
+    MODULE.get_or_init(|| load_module(engine(), module_path()))
+}
+
+/// Loads `wasm` for `engine` from its serialized cache when that is newer, else compiles and
+/// writes the cache.
+pub fn load_module(engine: &Engine, wasm: &Path) -> Module {
+    let cache = wasm.with_extension("cwasm");
+    let fresh = |p: &Path| p.metadata().and_then(|m| m.modified()).ok();
+    if let (Some(c), Some(w)) = (fresh(&cache), fresh(wasm)) {
+        if c >= w {
+            // SAFETY: the cache file was written by `Module::serialize` of this same wasmtime
+            // (same engine configuration) in this target directory; a mismatching file is
+            // rejected by wasmtime's header check and we fall back to compiling.
+            if let Ok(m) = unsafe { Module::deserialize_file(engine, &cache) } {
+                return m;
+            }
+        }
+    }
+    let m = Module::from_file(engine, wasm).expect("compile the WASI module");
+    let tmp = cache.with_extension(format!("cwasm.{}", std::process::id()));
+    std::fs::write(&tmp, m.serialize().expect("serialize module")).expect("write module cache");
+    std::fs::rename(&tmp, &cache).expect("publish module cache");
+    m
+}
+
+/// Resource limits for one run.
+#[derive(Copy, Clone, Debug, Default)]
+pub struct Limits {
+    /// Maximum linear memory in bytes.
+    pub memory: Option<usize>,
+    /// Fuel (roughly, instructions) the run may consume.
+    pub fuel: Option<u64>,
+}
+
+struct Host {
+    wasi: WasiP1Ctx,
+    limits: StoreLimits,
+}
+
+/// What one run did.
+#[derive(Debug)]
+pub struct RunResult {
+    /// The exit status, or -1 when the run trapped.
+    pub code: i32,
+    /// Captured standard output.
+    pub stdout: String,
+    /// Captured standard error.
+    pub stderr: String,
+    /// The trap's message, when it trapped.
+    pub trap: String,
+}
+
+/// Runs the module as `mdeliver-wasi ARGS...` with `stdin`, `preopen` mapped to `/mail`.
+pub fn run(
+    args: &[&str],
+    stdin: &[u8],
+    preopen: &Path,
+    env: &[(&str, &str)],
+    limits: Limits,
+) -> RunResult {
+    let out = MemoryOutputPipe::new(1 << 20);
+    let err = MemoryOutputPipe::new(1 << 20);
+    let mut argv = vec!["mdeliver-wasi"];
+    argv.extend_from_slice(args);
+    let mut b = WasiCtxBuilder::new();
+    b.args(&argv)
+        .stdin(MemoryInputPipe::new(stdin.to_vec()))
+        .stdout(out.clone())
+        .stderr(err.clone());
+    for (k, v) in env {
+        b.env(k, v);
+    }
+    b.preopened_dir(preopen, "/mail", FsPerms::ReadWrite)
+        .expect("preopen");
+    let mut lb = StoreLimitsBuilder::new();
+    if let Some(m) = limits.memory {
+        lb = lb.memory_size(m);
+    }
+    let host = Host {
+        wasi: b.build_p1(),
+        limits: lb.build(),
+    };
+    let mut store = Store::new(engine(), host);
+    store.limiter(|h| &mut h.limits);
+    store.set_fuel(limits.fuel.unwrap_or(u64::MAX / 2)).unwrap();
+    let mut linker: Linker<Host> = Linker::new(engine());
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |h| &mut h.wasi).unwrap();
+    let outcome = linker
+        .instantiate(&mut store, module())
+        .and_then(|i| i.get_typed_func::<(), ()>(&mut store, "_start"))
+        .and_then(|f| f.call(&mut store, ()));
+    let (code, trap) = match outcome {
+        Ok(()) => (0, String::new()),
+        Err(e) => match e.downcast_ref::<I32Exit>() {
+            Some(x) => (x.0, String::new()),
+            None => (-1, format!("{e:?}")),
+        },
+    };
+    RunResult {
+        code,
+        stdout: String::from_utf8_lossy(&out.contents()).into_owned(),
+        stderr: String::from_utf8_lossy(&err.contents()).into_owned(),
+        trap,
+    }
+}

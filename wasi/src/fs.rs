@@ -1,0 +1,225 @@
+//! The core's `Fs` over `std::fs` inside a WASI sandbox.
+//!
+//! WASI preview 1 has exclusive creation (`path_open` with `O_EXCL`), hard links
+//! (`path_link`), plain rename (`path_rename`) and `fd_sync`, but no unnamed tmp files and no
+//! rename-noreplace: the capabilities say so and the core publishes by link + unlink. The
+//! runtime resolves every path inside the preopened directory, so nothing outside the sandbox
+//! can be reached, whatever symlinks the maildir holds.
+
+use mdeliver_core::fs::Stat;
+use mdeliver_core::name::NameBuf;
+use mdeliver_core::{Capabilities, Dir, ErrorKind, Fs};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// Maps an I/O error to the core's kinds.
+pub fn kind_of(e: &io::Error) -> ErrorKind {
+    // wasi-libc's ENOTCAPABLE (76): the path leaves the sandbox.
+    #[cfg(target_os = "wasi")]
+    if e.raw_os_error() == Some(76) {
+        return ErrorKind::Permission;
+    }
+    match e.kind() {
+        io::ErrorKind::AlreadyExists => ErrorKind::Exists,
+        io::ErrorKind::NotFound => ErrorKind::NotFound,
+        io::ErrorKind::PermissionDenied => ErrorKind::Permission,
+        io::ErrorKind::ReadOnlyFilesystem => ErrorKind::ReadOnly,
+        io::ErrorKind::StorageFull => ErrorKind::NoSpace,
+        io::ErrorKind::QuotaExceeded => ErrorKind::Quota,
+        io::ErrorKind::Interrupted => ErrorKind::Interrupted,
+        io::ErrorKind::Unsupported => ErrorKind::Unsupported,
+        io::ErrorKind::NotADirectory => ErrorKind::NotDirectory,
+        io::ErrorKind::InvalidFilename => ErrorKind::NameTooLong,
+        _ => ErrorKind::Io,
+    }
+}
+
+/// A maildir inside the sandbox.
+pub struct WasiFs {
+    root: PathBuf,
+    caps: Capabilities,
+}
+
+impl WasiFs {
+    /// Opens the maildir at `root` (a path inside a preopened directory), creating it and
+    /// its tmp/new/cur first with `create`. Refuses a maildir whose subdirectories are
+    /// symlinks or missing.
+    pub fn open(root: &Path, create: bool) -> Result<WasiFs, ErrorKind> {
+        if create {
+            match fs::create_dir_all(root) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(kind_of(&e)),
+            }
+            for d in Dir::SUBDIRS {
+                match fs::create_dir(root.join(d.as_str())) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(kind_of(&e)),
+                }
+            }
+        }
+        for d in Dir::SUBDIRS {
+            let m = fs::symlink_metadata(root.join(d.as_str())).map_err(|e| kind_of(&e))?;
+            if !m.is_dir() {
+                return Err(ErrorKind::NotDirectory);
+            }
+        }
+        // WASI preview 1's fd_sync takes file descriptors only (wasmtime answers EBADF for a
+        // directory): probe, and where it fails say so, so the core does not pretend that a
+        // directory entry was made durable. The host's filesystem then decides when the
+        // entry in new/ reaches the disk.
+        let dir_sync = File::open(root.join(Dir::New.as_str()))
+            .and_then(|f| f.sync_all())
+            .is_ok();
+        let caps = Capabilities {
+            anonymous_tmp: false,
+            rename_noreplace: false,
+            hard_links: true,
+            dir_sync,
+            atomic_exclusive: true,
+        };
+        Ok(WasiFs {
+            root: root.to_path_buf(),
+            caps,
+        })
+    }
+
+    /// The path of a name in a directory.
+    pub fn path(&self, dir: Dir, name: &str) -> Result<PathBuf, ErrorKind> {
+        // Plain names only: the core never makes anything else, and we never follow one.
+        if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+            return Err(ErrorKind::Usage);
+        }
+        Ok(self.root.join(dir.as_str()).join(name))
+    }
+}
+
+fn unit(r: io::Result<()>) -> Result<(), ErrorKind> {
+    r.map_err(|e| kind_of(&e))
+}
+
+impl Fs for WasiFs {
+    type File = File;
+    type DirStream = fs::ReadDir;
+
+    fn capabilities(&self) -> Capabilities {
+        self.caps
+    }
+
+    fn create(&mut self, dir: Dir, name: &str, exclusive: bool) -> Result<File, ErrorKind> {
+        let p = self.path(dir, name)?;
+        let mut o = OpenOptions::new();
+        o.write(true);
+        if exclusive {
+            o.create_new(true);
+        } else {
+            o.create(true).truncate(true);
+        }
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+        o.open(p).map_err(|e| kind_of(&e))
+    }
+
+    fn create_anonymous(&mut self, _dir: Dir) -> Result<File, ErrorKind> {
+        Err(ErrorKind::Unsupported)
+    }
+
+    fn file_id(&self, _file: &File) -> Option<(u64, u64)> {
+        // Device and inode are not exposed by stable std on WASI; the name's other sources of
+        // uniqueness (time, counter, 64 random bits) carry it.
+        None
+    }
+
+    fn write(&mut self, file: &mut File, buf: &[u8]) -> Result<usize, ErrorKind> {
+        file.write(buf).map_err(|e| kind_of(&e))
+    }
+
+    fn sync_file(&mut self, file: &mut File) -> Result<(), ErrorKind> {
+        unit(file.sync_all())
+    }
+
+    fn close(&mut self, file: File) -> Result<(), ErrorKind> {
+        drop(file);
+        Ok(())
+    }
+
+    fn link_anonymous(&mut self, _file: &File, _dir: Dir, _name: &str) -> Result<(), ErrorKind> {
+        Err(ErrorKind::Unsupported)
+    }
+
+    fn link(&mut self, from: (Dir, &str), to: (Dir, &str)) -> Result<(), ErrorKind> {
+        let a = self.path(from.0, from.1)?;
+        let b = self.path(to.0, to.1)?;
+        unit(fs::hard_link(a, b))
+    }
+
+    fn rename(
+        &mut self,
+        from: (Dir, &str),
+        to: (Dir, &str),
+        noreplace: bool,
+    ) -> Result<(), ErrorKind> {
+        if noreplace {
+            return Err(ErrorKind::Unsupported);
+        }
+        let a = self.path(from.0, from.1)?;
+        let b = self.path(to.0, to.1)?;
+        unit(fs::rename(a, b))
+    }
+
+    fn unlink(&mut self, dir: Dir, name: &str) -> Result<(), ErrorKind> {
+        let p = self.path(dir, name)?;
+        unit(fs::remove_file(p))
+    }
+
+    fn stat(&mut self, dir: Dir, name: &str) -> Result<Stat, ErrorKind> {
+        let p = self.path(dir, name)?;
+        let m = fs::symlink_metadata(p).map_err(|e| kind_of(&e))?;
+        let mtime = m
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs());
+        #[cfg(unix)]
+        let nlink = std::os::unix::fs::MetadataExt::nlink(&m);
+        // Stable std has no link count on WASI; 1 means "a failed link is believed".
+        #[cfg(not(unix))]
+        let nlink = 1;
+        Ok(Stat {
+            nlink,
+            size: m.len(),
+            mtime,
+            regular: m.is_file(),
+        })
+    }
+
+    fn sync_dir(&mut self, dir: Dir) -> Result<(), ErrorKind> {
+        let p = self.root.join(dir.as_str());
+        let f = File::open(p).map_err(|e| kind_of(&e))?;
+        unit(f.sync_all())
+    }
+
+    fn mkdir(&mut self, dir: Dir) -> Result<(), ErrorKind> {
+        unit(fs::create_dir(self.root.join(dir.as_str())))
+    }
+
+    fn open_dir(&mut self, dir: Dir) -> Result<fs::ReadDir, ErrorKind> {
+        fs::read_dir(self.root.join(dir.as_str())).map_err(|e| kind_of(&e))
+    }
+
+    fn read_dir(&mut self, stream: &mut fs::ReadDir, out: &mut NameBuf) -> Result<bool, ErrorKind> {
+        for entry in stream.by_ref() {
+            let entry = entry.map_err(|e| kind_of(&e))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            out.clear();
+            if out.push_str(name).is_err() {
+                continue;
+            }
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
