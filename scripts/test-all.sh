@@ -15,5 +15,16 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== mdeliver-core is no_std and alloc-free (thumbv7em-none-eabihf)"
 cargo build -p mdeliver-core --target thumbv7em-none-eabihf
 
+echo "== WASI module: builds for wasm32-wasip1 within its size budget (300 KiB)"
+cargo build -p mdeliver-wasi --target wasm32-wasip1 --profile wasm
+wasm="${CARGO_TARGET_DIR:-target}/wasm32-wasip1/wasm/mdeliver-wasi.wasm"
+size=$(stat -c %s "$wasm")
+echo "mdeliver-wasi.wasm: $size bytes"
+if [ "$size" -gt $((300 * 1024)) ]; then
+    echo "mdeliver-wasi.wasm is over its 300 KiB budget" >&2
+    exit 1
+fi
+cargo clippy -p mdeliver-wasi --target wasm32-wasip1 -- -D warnings
+
 echo "== tests"
 cargo test --workspace
