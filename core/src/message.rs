@@ -1548,6 +1548,7 @@ pub fn parse_asctime(v: &[u8]) -> Option<i64> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use std::string::String;
     use std::vec::Vec;
 
     /// Runs a transform over `input` cut into `chunk`-byte pieces, reading into `out_size`
@@ -1950,6 +1951,8 @@ pub(crate) mod tests {
         b"RO",
         b"AFD",
         b"Delivered-To",
+        b"\nDelivered-To: <a@B>",
+        b"\nStatus: R",
         b"a@B",
         b"<",
         b">",
@@ -2002,6 +2005,128 @@ pub(crate) mod tests {
                 assert!(!fl.found());
             }
         }
+    }
+
+    /// A naive line-based model of the header block: `(name_with_wsp, value_bytes, all_bytes)`
+    /// per field or other line, and the body.
+    struct ModelLine {
+        /// Name and whitespace before the colon, for fields.
+        name: Option<Vec<u8>>,
+        /// Bytes after the colon (fields) through the end of the last continuation line.
+        value: Vec<u8>,
+        /// Every byte of the logical line.
+        all: Vec<u8>,
+    }
+
+    fn model(m: &[u8]) -> (Vec<ModelLine>, Vec<u8>) {
+        let mut lines: Vec<ModelLine> = Vec::new();
+        let mut rest = m;
+        while !rest.is_empty() {
+            let end = rest
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(rest.len(), |p| p + 1);
+            let line = &rest[..end];
+            if line == b"\n" || line == b"\r\n" {
+                return (lines, rest[end..].to_vec());
+            }
+            rest = &rest[end..];
+            let cont = matches!(line[0], b' ' | b'\t');
+            if cont && !lines.is_empty() {
+                let l = lines.last_mut().unwrap();
+                l.all.extend_from_slice(line);
+                l.value.extend_from_slice(line);
+                continue;
+            }
+            let n = line.iter().take_while(|&&b| is_name_byte(b)).count();
+            let w = line[n..]
+                .iter()
+                .take_while(|&&b| b == b' ' || b == b'\t')
+                .count();
+            let field = !cont && n > 0 && line.get(n + w) == Some(&b':');
+            lines.push(ModelLine {
+                name: field.then(|| line[..n + w].to_vec()),
+                value: if field {
+                    line[n + w + 1..].to_vec()
+                } else {
+                    Vec::new()
+                },
+                all: line.to_vec(),
+            });
+        }
+        (lines, Vec::new())
+    }
+
+    fn model_status(m: &[u8]) -> (Vec<u8>, MboxStatus) {
+        let (lines, body) = model(m);
+        let mut out = Vec::new();
+        let mut st = MboxStatus::default();
+        let mut header_len = 0;
+        for l in &lines {
+            header_len += l.all.len();
+            let drop = l.name.as_ref().is_some_and(|n| {
+                let bare: Vec<u8> = n
+                    .iter()
+                    .copied()
+                    .filter(|b| !matches!(b, b' ' | b'\t'))
+                    .collect();
+                n.len() < STATUS_HOLD
+                    && (bare.eq_ignore_ascii_case(b"status")
+                        || bare.eq_ignore_ascii_case(b"x-status"))
+            });
+            if drop {
+                l.value.iter().for_each(|&b| st.note(b));
+            } else {
+                out.extend_from_slice(&l.all);
+            }
+        }
+        out.extend_from_slice(&m[header_len..m.len() - body.len()]);
+        out.extend_from_slice(&body);
+        (out, st)
+    }
+
+    fn model_loop(m: &[u8], addr: &[u8]) -> bool {
+        let norm = |v: &[u8]| -> Vec<u8> {
+            v.iter()
+                .filter(|&&b| !insignificant(b))
+                .map(u8::to_ascii_lowercase)
+                .collect()
+        };
+        let want = norm(addr);
+        !want.is_empty()
+            && model(m).0.iter().any(|l| {
+                l.name.as_ref().is_some_and(|n| {
+                    let bare: Vec<u8> = n
+                        .iter()
+                        .copied()
+                        .filter(|b| !matches!(b, b' ' | b'\t'))
+                        .collect();
+                    bare.eq_ignore_ascii_case(b"delivered-to")
+                }) && norm(&l.value) == want
+            })
+    }
+
+    #[test]
+    fn generated_inputs_match_a_line_model() {
+        let (mut dropped, mut loops) = (0, 0);
+        for seed in 0..2000 {
+            let m = generated(seed, TOKENS, 60);
+            let mut t = StatusFilter::new();
+            let out = run(&mut t, &m, 3, 5);
+            let (want, st) = model_status(&m);
+            assert_eq!(
+                (String::from_utf8_lossy(&out), t.status()),
+                (String::from_utf8_lossy(&want), st),
+                "seed {seed}: {:?}",
+                String::from_utf8_lossy(&m)
+            );
+            let found = has_delivered_to(&m, b"a@b");
+            assert_eq!(found, model_loop(&m, b"a@b"), "seed {seed}");
+            dropped += usize::from(out.len() < m.len());
+            loops += usize::from(found);
+        }
+        // The generator must reach the interesting cases, or this test proves nothing.
+        assert!(dropped > 20 && loops > 5, "dropped {dropped} loops {loops}");
     }
 
     #[test]
