@@ -8,6 +8,15 @@
 //! state (only a bounded prefix of any line is ever held), so the output and the answers are
 //! the same for every way the input is cut into chunks, and a 1 MiB header line costs nothing.
 //!
+//! How a driver chains them (each layer a [`Transformed`], the outermost handed to
+//! `fs::write_message` as the message source):
+//! - single message: look at the head first (a [`Prefixed`] reader gives the looked-at bytes
+//!   back): [`FromLine`] or [`Envelope::parse_line`] for the sender ([`Envelope::return_path`]),
+//!   [`LoopCheck`] until `header_done()`; then stream `source → FromLine → Prelude`.
+//! - mbox import (`mbox::MboxReader` per message): `message → StatusFilter → Observe<DateCapture>`;
+//!   after the write, `StatusFilter::status().maildir_info()` gives new/ or cur/ + flags and the
+//!   capture gives the mtime (else `Envelope::timestamp`).
+//!
 //! The header block is every line up to the first empty line (`\n` or `\r\n`) or the end of
 //! the message, as mblaze does. A header field is a line `name[WSP]*:value` (name: printable
 //! ASCII except `:`) plus its continuation lines (starting with space or tab); any other line in
@@ -177,6 +186,32 @@ pub fn run_chunked<T: Transform + ?Sized>(
             break;
         }
         sink(&out[..p]);
+    }
+}
+
+/// A streaming observer of message bytes (fed chunks of any size; answers never depend on
+/// the chunking): [`LoopCheck`], [`FieldCapture`].
+pub trait Scan {
+    /// Looks at the next bytes.
+    fn scan(&mut self, bytes: &[u8]);
+    /// The message ended.
+    fn end(&mut self);
+}
+
+/// A [`Transform`] that passes bytes through unchanged while a [`Scan`] watches them, so a
+/// scanner can sit in a [`Transformed`] chain (e.g. capturing `Date:` during the write).
+pub struct Observe<S>(pub S);
+
+impl<S: Scan> Transform for Observe<S> {
+    fn push(&mut self, input: &[u8], out: &mut [u8]) -> (usize, usize) {
+        let n = input.len().min(out.len());
+        out[..n].copy_from_slice(&input[..n]);
+        self.0.scan(&input[..n]);
+        (n, n)
+    }
+    fn finish(&mut self, _out: &mut [u8]) -> usize {
+        self.0.end();
+        0
     }
 }
 
@@ -441,6 +476,16 @@ impl<'a> Envelope<'a> {
             Sender::Null
         } else {
             Sender::Address(t)
+        }
+    }
+
+    /// The sender as a `Return-Path` address for [`PreludeFields::return_path`]: the address,
+    /// `b""` for the null sender (giving `Return-Path: <>`), `None` when unknown.
+    pub fn return_path(&self) -> Option<&'a [u8]> {
+        match self.sender() {
+            Sender::Address(a) => Some(a),
+            Sender::Null => Some(b""),
+            Sender::Unknown => None,
         }
     }
 
@@ -955,6 +1000,15 @@ impl<'a> LoopCheck<'a> {
     }
 }
 
+impl Scan for LoopCheck<'_> {
+    fn scan(&mut self, bytes: &[u8]) {
+        self.push(bytes)
+    }
+    fn end(&mut self) {
+        self.finish()
+    }
+}
+
 /// Whether `message`'s header carries `Delivered-To: <address>` (see [`LoopCheck`]).
 pub fn has_delivered_to(message: &[u8], address: &[u8]) -> bool {
     let mut c = LoopCheck::new(address);
@@ -1258,6 +1312,15 @@ impl<const N: usize> FieldCapture<N> {
     /// Whether the value was longer than `N` bytes and was cut.
     pub fn truncated(&self) -> bool {
         self.truncated
+    }
+}
+
+impl<const N: usize> Scan for FieldCapture<N> {
+    fn scan(&mut self, bytes: &[u8]) {
+        self.push(bytes)
+    }
+    fn end(&mut self) {
+        self.finish()
     }
 }
 
@@ -1586,10 +1649,12 @@ pub(crate) mod tests {
         assert_eq!(e.timestamp(), Some(1795888989));
         let e = Envelope::parse_line(b"From MAILER-DAEMON Sat Nov 28 18:03:09 2026").unwrap();
         assert_eq!(e.sender(), Sender::Null);
+        assert_eq!(e.return_path(), Some(&b""[..]));
         let e = Envelope::parse_line(b"From <> Sat Nov 28 18:03:09 2026").unwrap();
         assert_eq!(e.sender(), Sender::Null);
         let e = Envelope::parse_line(b"From - Sat Nov 28 18:03:09 2026").unwrap();
         assert_eq!(e.sender(), Sender::Unknown);
+        assert_eq!(e.return_path(), None);
         let e = Envelope::parse_line(b"From \"john doe\"@x.org  Sat Nov 28 18:03:09 2026").unwrap();
         assert_eq!(e.sender(), Sender::Address(b"\"john doe\"@x.org"));
         assert_eq!(e.timestamp(), Some(1795888989));
@@ -2169,6 +2234,17 @@ pub(crate) mod tests {
         assert_eq!(out, b"Delivered-To: me@x\nSubject: x\n\nbody\n");
         let (mid, _) = outer.into_parts();
         assert!(mid.transform().status().old);
+        // A scanner inside a chain sees the bytes and passes them on.
+        let src: &[u8] = b"Subject: x\nDate: Thu, 01 Jan 1970 00:01:00 +0000\n\nb";
+        let mut r: Transformed<_, Observe<DateCapture>, 4> =
+            Transformed::new(src, Observe(DateCapture::date()));
+        let mut all = Vec::new();
+        let mut one = [0u8; 1];
+        while r.read(&mut one).unwrap() == 1 {
+            all.push(one[0]);
+        }
+        assert_eq!(all, src);
+        assert_eq!(r.transform().0.timestamp(), Some(60));
         let (inner, _) = mid.into_parts();
         assert_eq!(
             inner.transform().envelope().unwrap().sender(),
