@@ -33,7 +33,8 @@
 //! [`Splitter`] is the sans-io machine (fed chunks, yields [`Event`]s); [`MboxReader`] drives it
 //! over an `embedded_io::Read` and reads each message as an `embedded_io::Read` itself, so the
 //! delivery driver can stream it through `message` transforms into `fs::write_message`.
-//! [`split_all`] and [`write_mboxrd`] are plain functions for fuzz targets and tests.
+//! [`split_all`] and [`write_mboxrd`] are plain functions for fuzz targets and tests;
+//! [`MboxrdQuote`] is the streaming quoter (the reverse of [`Quoting::Mboxrd`]).
 
 use crate::message::{Envelope, FROM_LINE_MAX};
 use core::fmt;
@@ -526,6 +527,175 @@ pub fn write_mboxrd(envelope: &[u8], body: &[u8], sink: &mut impl FnMut(&[u8])) 
     sink(b"\n");
 }
 
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum QuoteState {
+    /// At a line start: `gt` `>` seen (not yet written), `matched` bytes of `From `.
+    Start { gt: u64, matched: u8 },
+    /// Writing the held prefix: `extra` (the added `>`), then `gt` `>`, then `matched` bytes
+    /// of `From ` (`done` of them written).
+    Emit {
+        extra: bool,
+        gt: u64,
+        matched: u8,
+        done: u8,
+    },
+    /// Passing a line through up to its `\n`.
+    Middle,
+}
+
+/// A streaming mboxrd body quoter (a `message::Transform`): one more `>` on every line that
+/// matches `>*From `; any run of `>` is counted, not buffered. [`write_mboxrd`] in streaming
+/// form, for exporters and for fuzzing the quote → split round trip under any chunking.
+#[derive(Copy, Clone, Debug)]
+pub struct MboxrdQuote {
+    state: QuoteState,
+}
+
+impl Default for MboxrdQuote {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MboxrdQuote {
+    /// A quoter at the start of a body.
+    pub const fn new() -> Self {
+        MboxrdQuote {
+            state: QuoteState::Start { gt: 0, matched: 0 },
+        }
+    }
+
+    fn emit(&mut self, out: &mut [u8]) -> usize {
+        const GT: [u8; 64] = [b'>'; 64];
+        let mut o = 0;
+        while let QuoteState::Emit {
+            extra,
+            gt,
+            matched,
+            done,
+        } = self.state
+        {
+            if o == out.len() {
+                break;
+            }
+            let room = out.len() - o;
+            self.state = if extra {
+                out[o] = b'>';
+                o += 1;
+                QuoteState::Emit {
+                    extra: false,
+                    gt,
+                    matched,
+                    done,
+                }
+            } else if gt > 0 {
+                let n = (gt.min(64) as usize).min(room);
+                out[o..o + n].copy_from_slice(&GT[..n]);
+                o += n;
+                QuoteState::Emit {
+                    extra,
+                    gt: gt - n as u64,
+                    matched,
+                    done,
+                }
+            } else if done < matched {
+                let n = ((matched - done) as usize).min(room);
+                out[o..o + n].copy_from_slice(&b"From "[done as usize..done as usize + n]);
+                o += n;
+                QuoteState::Emit {
+                    extra,
+                    gt,
+                    matched,
+                    done: done + n as u8,
+                }
+            } else {
+                QuoteState::Middle
+            };
+        }
+        o
+    }
+}
+
+impl crate::message::Transform for MboxrdQuote {
+    fn push(&mut self, input: &[u8], out: &mut [u8]) -> (usize, usize) {
+        let mut i = 0;
+        let mut o = 0;
+        loop {
+            if let QuoteState::Emit { .. } = self.state {
+                let n = self.emit(&mut out[o..]);
+                o += n;
+                if let QuoteState::Emit { .. } = self.state {
+                    return (i, o);
+                }
+            }
+            if i == input.len() || o == out.len() {
+                return (i, o);
+            }
+            match self.state {
+                QuoteState::Start { gt, matched } => {
+                    let b = input[i];
+                    if matched == 0 && b == b'>' {
+                        self.state = QuoteState::Start {
+                            gt: gt + 1,
+                            matched,
+                        };
+                        i += 1;
+                    } else if b == b"From "[matched as usize] {
+                        i += 1;
+                        self.state = if matched == 4 {
+                            QuoteState::Emit {
+                                extra: true,
+                                gt,
+                                matched: 5,
+                                done: 0,
+                            }
+                        } else {
+                            QuoteState::Start {
+                                gt,
+                                matched: matched + 1,
+                            }
+                        };
+                    } else {
+                        self.state = QuoteState::Emit {
+                            extra: false,
+                            gt,
+                            matched,
+                            done: 0,
+                        };
+                    }
+                }
+                QuoteState::Middle => {
+                    let rest = &input[i..];
+                    let room = out.len() - o;
+                    let take = match rest.iter().take(room).position(|&c| c == b'\n') {
+                        Some(p) => {
+                            self.state = QuoteState::Start { gt: 0, matched: 0 };
+                            p + 1
+                        }
+                        None => rest.len().min(room),
+                    };
+                    out[o..o + take].copy_from_slice(&rest[..take]);
+                    i += take;
+                    o += take;
+                }
+                QuoteState::Emit { .. } => {}
+            }
+        }
+    }
+
+    fn finish(&mut self, out: &mut [u8]) -> usize {
+        if let QuoteState::Start { gt, matched } = self.state {
+            self.state = QuoteState::Emit {
+                extra: false,
+                gt,
+                matched,
+                done: 0,
+            };
+        }
+        self.push(&[], out).1
+    }
+}
+
 /// A read failure of [`MboxReader`]: the source's, or a malformed mbox.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum ReadError<E> {
@@ -902,6 +1072,52 @@ mod tests {
                 bodies_in.push(b);
             }
             assert_eq!(bodies(&mbox, Quoting::Mboxrd), bodies_in, "seed {seed}");
+        }
+    }
+
+    fn quote_stream(body: &[u8], chunk: usize, out: usize) -> Vec<u8> {
+        let mut q = MboxrdQuote::new();
+        let mut buf = std::vec![0u8; out];
+        let mut v = Vec::new();
+        crate::message::run_chunked(&mut q, body, chunk, &mut buf, |b| v.extend_from_slice(b));
+        v
+    }
+
+    #[test]
+    fn streaming_quoter() {
+        let body = b"From a\n>From b\n>>>From c\n>Fro\n>\nFrom\nx From \n>>>>";
+        let want = b">From a\n>>From b\n>>>>From c\n>Fro\n>\nFrom\nx From \n>>>>";
+        let mut gt = std::vec![b'>'; 200];
+        gt.extend_from_slice(b"From z\n");
+        let mut gt_want = std::vec![b'>'];
+        gt_want.extend_from_slice(&gt);
+        for chunk in [1, 2, 7, 4096] {
+            for out in [1, 2, 3, 64] {
+                assert_eq!(
+                    quote_stream(body, chunk, out),
+                    want,
+                    "chunk {chunk} out {out}"
+                );
+                assert_eq!(quote_stream(&gt, chunk, out), gt_want);
+            }
+        }
+        let tokens: &[&[u8]] = &[
+            b"From ", b">", b">>", b"From", b"\n", b"\r\n", b"x", b"\n\n",
+        ];
+        for seed in 0..300 {
+            let b = crate::message::tests::generated(seed, tokens, 60);
+            let mut slice = Vec::new();
+            write_mboxrd(b"e", &b, &mut |x: &[u8]| slice.extend_from_slice(x));
+            let streamed = quote_stream(&b, 3, 5);
+            // write_mboxrd = From line + quoted body + (newline) + separator.
+            assert_eq!(&slice[7..7 + streamed.len()], &streamed[..], "seed {seed}");
+            let mut mbox = b"From e\n".to_vec();
+            mbox.extend_from_slice(&streamed);
+            if b.ends_with(b"\n") {
+                // The separator: a final empty line at EOF is not the message's.
+                mbox.push(b'\n');
+            }
+            assert_eq!(bodies(&mbox, Quoting::Mboxrd), [b], "seed {seed}");
         }
     }
 
