@@ -34,7 +34,8 @@ pub const FROM_LINE_MAX: usize = 1024;
 /// chunks of any size, and the concatenated output never depends on the chunking.
 pub trait Transform {
     /// Transforms a prefix of `input` into a prefix of `out`, returning `(consumed, produced)`.
-    /// Makes progress (`consumed + produced > 0`) whenever `input` and `out` are non-empty.
+    /// Makes progress (`consumed + produced > 0`) whenever `input` and `out` are non-empty;
+    /// with an empty `input` it writes output it already holds, if any.
     fn push(&mut self, input: &[u8], out: &mut [u8]) -> (usize, usize);
     /// The input has ended: writes what is still held into `out`. Returns the bytes written;
     /// `0` (with a non-empty `out`) means the transform is drained.
@@ -115,6 +116,12 @@ impl<R: embedded_io::Read, T: Transform, const N: usize> embedded_io::Read
             }
             if self.eof {
                 return Ok(self.transform.finish(out));
+            }
+            // Output the transform still holds goes out before the source is asked (and
+            // possibly blocks) for more.
+            let (_, p) = self.transform.push(&[], out);
+            if p > 0 {
+                return Ok(p);
             }
             self.start = 0;
             self.end = 0;
