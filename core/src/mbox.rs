@@ -399,16 +399,23 @@ impl Splitter {
                     }
                 }
                 State::Middle => {
-                    let rest = &input[i..];
-                    let take = match rest.iter().position(|&c| c == b'\n') {
-                        Some(p) => {
-                            self.state = State::Start;
-                            p + 1
-                        }
-                        None => rest.len(),
-                    };
+                    // Pass whole lines at once while the next line cannot need a look.
                     let start = i;
-                    i += take;
+                    loop {
+                        match input[i..].iter().position(|&c| c == b'\n') {
+                            Some(p) => {
+                                i += p + 1;
+                                if i == input.len() || !self.plain_line_start(input[i]) {
+                                    self.state = State::Start;
+                                    break;
+                                }
+                            }
+                            None => {
+                                i = input.len();
+                                break;
+                            }
+                        }
+                    }
                     self.pos += i as u64;
                     return Ok((i, Some(Event::Body(&input[start..i]))));
                 }
@@ -418,6 +425,15 @@ impl Splitter {
                     return Ok((input.len(), None));
                 }
             }
+        }
+    }
+
+    /// Whether a line starting with `b` is passed without a look (what `Start` would do).
+    fn plain_line_start(&self, b: u8) -> bool {
+        match b {
+            b'F' | b'\r' | b'\n' => false,
+            b'>' => self.quoting == Quoting::Raw,
+            _ => true,
         }
     }
 
@@ -867,15 +883,23 @@ impl<R: embedded_io::Read> embedded_io::Read for MboxReader<'_, R> {
             self.spill_start += n;
             return Ok(n);
         }
-        while self.in_message {
-            match self.pump(out)? {
-                Pumped::Body(n) if n > 0 => return Ok(n),
+        let mut n = 0;
+        while self.in_message && n < out.len() {
+            match self.pump(&mut out[n..])? {
+                Pumped::Body(k) => {
+                    n += k;
+                    if self.spill_start < self.spill_end {
+                        break;
+                    }
+                }
                 Pumped::End | Pumped::Finished => self.in_message = false,
                 Pumped::Start => unreachable!("a message starts only after the previous ended"),
-                Pumped::Body(_) | Pumped::NeedInput => {}
+                // Return what is here rather than wait for the source.
+                Pumped::NeedInput if n > 0 && self.start == self.end => break,
+                Pumped::NeedInput => {}
             }
         }
-        Ok(0)
+        Ok(n)
     }
 }
 
