@@ -1146,6 +1146,47 @@ mod tests {
     }
 
     #[test]
+    fn reader_skips_and_reports_errors_after_good_messages() {
+        use embedded_io::Read;
+        let mut mbox = b"From a\nA: 1\n\nFrom b\nB: 2\n\nFrom ".to_vec();
+        mbox.extend(std::iter::repeat_n(b'x', 3000));
+        mbox.extend_from_slice(b"\nC: 3\n");
+        let mut buf = [0u8; 16];
+        let mut r = MboxReader::new(&mbox[..], &mut buf, Quoting::Mboxrd);
+        // Skip the first message unread, read two bytes of the second, then move on.
+        assert_eq!(r.next_message().unwrap().unwrap().raw(), b"a");
+        assert_eq!(r.next_message().unwrap().unwrap().raw(), b"b");
+        let mut two = [0u8; 2];
+        assert_eq!(r.read(&mut two).unwrap(), 2);
+        assert_eq!(&two, b"B:");
+        assert_eq!(r.messages(), 2);
+        let e = r.next_message().unwrap_err();
+        assert_eq!(
+            e,
+            ReadError::Mbox(MboxError::FromLineTooLong { offset: 22 })
+        );
+        assert_eq!(&mbox[26..31], b"From ");
+        assert_eq!(
+            embedded_io::Error::kind(&e),
+            embedded_io::ErrorKind::InvalidData
+        );
+        // The error sticks.
+        assert!(r.next_message().is_err());
+        // Not an mbox at all.
+        let mut buf = [0u8; 16];
+        let mut r = MboxReader::new(&b"Subject: hi\n\nbody"[..], &mut buf, Quoting::Mboxrd);
+        assert_eq!(
+            r.next_message().unwrap_err(),
+            ReadError::Mbox(MboxError::NotMbox { offset: 0 })
+        );
+        // Empty input: no messages, and reading gives nothing.
+        let mut buf = [0u8; 16];
+        let mut r = MboxReader::new(&b""[..], &mut buf, Quoting::Mboxrd);
+        assert_eq!(r.next_message().unwrap(), None);
+        assert_eq!(r.read(&mut two).unwrap(), 0);
+    }
+
+    #[test]
     fn framing_and_offsets() {
         let mbox = b"From a@b Sat Nov 28 18:03:09 2026\nX: 1\n\nbody\n\nFrom c@d Sat Nov 28 18:03:10 2026\nY: 2\n\nlast\n";
         let m = split_every_way(mbox, Quoting::Mboxrd).unwrap();
