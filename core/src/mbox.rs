@@ -1163,7 +1163,7 @@ mod tests {
         let e = r.next_message().unwrap_err();
         assert_eq!(
             e,
-            ReadError::Mbox(MboxError::FromLineTooLong { offset: 22 })
+            ReadError::Mbox(MboxError::FromLineTooLong { offset: 26 })
         );
         assert_eq!(&mbox[26..31], b"From ");
         assert_eq!(
