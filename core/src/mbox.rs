@@ -16,6 +16,11 @@
 //!   [`MboxError::NotMbox`]. An empty input is an empty mbox. An envelope line longer than
 //!   [`FROM_LINE_MAX`] is [`MboxError::FromLineTooLong`]. Both name the byte offset.
 //!
+//! Compared with mblaze's `mdeliver -M` (1.1, same input): mblaze keeps the separating empty
+//! line at the end of every message (each stored message gains a trailing `\n`) and silently
+//! skips data before the first `From ` line; both split on every `From ` line and undo mboxrd
+//! quoting the same way.
+//!
 //! # Quoting
 //! Body lines that began with `From ` were quoted by the writer. Conventions differ:
 //! - mboxrd (mblaze `mexport`, getmail, Dovecot's exporters) quotes `>*From ` by adding one `>`,

@@ -693,6 +693,8 @@ impl core::fmt::Display for AddressError {
     }
 }
 
+impl core::error::Error for AddressError {}
+
 /// Trims whitespace and one pair of surrounding angle brackets, and checks the result.
 pub fn normalize_address(a: &[u8]) -> Result<&[u8], AddressError> {
     let a = trim(a);
