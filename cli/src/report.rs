@@ -127,8 +127,8 @@ impl fmt::Display for Failure {
                 Ok(())
             }
             Failure::InputLost => f.write_str(
-                "not delivered: a failed delivery above consumed part of the message and the \
-                 input cannot be read again",
+                "not delivered: a failed delivery above consumed part of the message, and its \
+                 input (a pipe) cannot be read again; retry the whole delivery",
             ),
             Failure::Input(kind) => write!(f, "cannot open input: {kind}"),
         }

@@ -168,3 +168,35 @@ fn read_only_filesystem_defers_or_reports_no_permission() {
     }
     insta::assert_snapshot!("read_only", said.concat());
 }
+
+/// With a pipe as input, a delivery that fails halfway consumed part of the message: later
+/// maildirs cannot get it and say so (75, so the MTA retries). With `--input FILE` the input is
+/// read again from the start and later maildirs get the whole message.
+#[test]
+fn a_delivery_failing_halfway_and_the_maildirs_after_it() {
+    let t = tempfile::tempdir().unwrap();
+    let Some(fs) = Tmpfs::mount(t.path()) else {
+        return;
+    };
+    let small = fs.mnt.join("Maildir");
+    make_maildir(&small);
+    let roomy = t.path().join("Roomy");
+    make_maildir(&roomy);
+    let msg: Vec<u8> = (0..1024 * 1024).map(|i| (i % 253) as u8).collect();
+
+    let r = run(&[&small, &roomy], &msg, &[]);
+    assert_eq!(r.code, 75);
+    assert_untouched(&small);
+    assert_untouched(&roomy);
+    insta::assert_snapshot!(
+        "pipe_consumed_by_failed_delivery",
+        normalize(&r.stderr, t.path())
+    );
+
+    let file = t.path().join("msg.eml");
+    std::fs::write(&file, &msg).unwrap();
+    let r = run(&[&"--input", &file, &small, &roomy], b"", &[]);
+    assert_eq!(r.code, 75);
+    assert_untouched(&small);
+    assert_delivered_once(&roomy, &msg);
+}
