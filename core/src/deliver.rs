@@ -132,7 +132,7 @@ impl Publish {
 }
 
 /// A successful delivery.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Delivered {
     /// new/ or cur/.
     pub dir: Dir,
@@ -195,7 +195,7 @@ enum State {
 }
 
 /// One message's delivery into one maildir.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Delivery {
     opts: Options,
     caps: Capabilities,
@@ -217,6 +217,8 @@ pub struct Delivery {
     lock_unique_exists: bool,
     locked: bool,
     leftover_tmp: bool,
+    /// The pending publish error was `Exists` (Locked: maybe our own lost-reply link).
+    verify_exists: bool,
     pending: Option<Error>,
     result: Option<Outcome>,
 }
@@ -255,6 +257,7 @@ impl Delivery {
             lock_unique_exists: false,
             locked: false,
             leftover_tmp: false,
+            verify_exists: false,
             pending: None,
             result: None,
         };
@@ -430,8 +433,8 @@ impl Delivery {
             }
             State::LockLink => match err {
                 None => self.got_lock(env),
-                Some(ErrorKind::Exists) => self.state = State::LockCheckHeld,
-                // NFS may report failure for a link that happened: trust the link count.
+                // NFS may report failure (even `Exists`, when a lost reply is retransmitted)
+                // for a link that happened: whatever link said, trust our file's link count.
                 Some(_) => self.state = State::LockCheckOwn,
             },
             State::LockCheckOwn => match result {
@@ -532,10 +535,14 @@ impl Delivery {
             },
             State::PublishVerifyLink => {
                 let original = self.pending.take().map(|e| e.kind).unwrap_or(ErrorKind::Io);
+                let exists = core::mem::replace(&mut self.verify_exists, false);
                 match result {
                     OpResult::Stat(s) if s.nlink >= 2 => {
                         self.is_published = true;
                         self.state = State::UnlinkTmp;
+                    }
+                    OpResult::Stat(_) if exists => {
+                        self.retry(env, Phase::Publish, |d, env| d.fresh_published_name(env))
                     }
                     _ => self.fail(original, Phase::Publish),
                 }
@@ -610,6 +617,15 @@ impl Delivery {
                         self.after_publish();
                     }
                 }
+            }
+            // Under the lock nobody else publishes, so `Exists` from link may be our own link
+            // whose reply was lost (NFS): our tmp file's link count tells.
+            Some(ErrorKind::Exists)
+                if self.opts.strategy == Strategy::Locked && self.path == Publish::LinkUnlink =>
+            {
+                self.pending = Some(Error::new(ErrorKind::Exists, Phase::Publish));
+                self.verify_exists = true;
+                self.state = State::PublishVerifyLink;
             }
             Some(ErrorKind::Exists) if !self.is_classic() => {
                 self.retry(env, Phase::Publish, |d, env| d.fresh_published_name(env))

@@ -8,6 +8,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod dedup;
 pub mod deliver;
 pub mod env;
 pub mod error;
@@ -17,6 +18,8 @@ pub mod fs;
 pub mod mbox;
 pub mod message;
 pub mod name;
+pub mod quota;
+pub mod scan;
 pub mod wire;
 
 pub use deliver::{deliver, Delivery, Options, Outcome, Step, Strategy};

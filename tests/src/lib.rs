@@ -1,1 +1,4 @@
 //! The mdeliver simulator and shared helpers for cross-crate tests.
+pub mod fuzz_bodies;
+pub mod sim;
+pub mod wrap;

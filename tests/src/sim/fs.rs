@@ -1,0 +1,688 @@
+//! The simulated filesystem: one maildir with inodes, link counts and contents, a readdir
+//! that is an adversary, switchable semantics (local POSIX, NFS-like, hard links refused) and a
+//! persistence model that yields the crash images a crash at this instant could leave.
+//!
+//! Every nondeterministic answer (which entry readdir returns next, whether an NFS link's reply
+//! is lost) is asked of a [`Chooser`], so the explorer can enumerate them and a schedule string
+//! can replay them.
+
+use mdeliver_core::fs::{Capabilities, Dir, Fs, Stat};
+use mdeliver_core::name::NameBuf;
+use mdeliver_core::ErrorKind;
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
+
+/// What kind of filesystem the maildir is on.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Semantics {
+    /// A local POSIX filesystem (features per the configured capabilities).
+    Posix,
+    /// NFS-like: `O_EXCL` is a lookup then a create (two steps, not atomic), `link` may succeed
+    /// and report an error (lost reply: `Io`, or `Exists` from the retransmission),
+    /// rename-noreplace is refused (`Unsupported`, Linux's EINVAL), no anonymous tmp files.
+    Nfs,
+    /// Hard links refused (`Unsupported`; EPERM on Android/VM shared folders), no
+    /// rename-noreplace, no anonymous tmp files.
+    NoHardLinks,
+}
+
+/// Which un-synced operations survive a crash.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Persistence {
+    /// P0: everything is synchronous (dir operations and data durable when they return).
+    P0,
+    /// P1: journaled: dir operations persist as an in-order prefix; file data only after fsync.
+    P1,
+    /// P2: pessimistic: any subset of un-synced dir operations (fsync of a directory persists
+    /// the operations touching it) and no un-synced data.
+    P2,
+}
+
+impl Persistence {
+    /// Short name for reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Persistence::P0 => "P0",
+            Persistence::P1 => "P1",
+            Persistence::P2 => "P2",
+        }
+    }
+}
+
+/// The source of the filesystem's nondeterministic answers.
+#[derive(Clone, Debug, Default)]
+pub struct Chooser {
+    /// Forced answers, consumed in order; missing ones are 0 (or random with `rng`).
+    pub script: Vec<u32>,
+    /// Position in `script`.
+    pub pos: usize,
+    /// Every choice made: (number of options, option taken).
+    pub made: Vec<(u32, u32)>,
+    /// When set, unscripted choices are random.
+    pub rng: Option<crate::sim::rng::Rng>,
+}
+
+impl Chooser {
+    /// Picks one of `n` options.
+    pub fn choose(&mut self, n: u32) -> u32 {
+        if n <= 1 {
+            return 0;
+        }
+        let pick = match self.script.get(self.pos) {
+            Some(&p) => p.min(n - 1),
+            None => match self.rng.as_mut() {
+                Some(r) => r.below(n as u64) as u32,
+                None => 0,
+            },
+        };
+        self.pos += 1;
+        self.made.push((n, pick));
+        pick
+    }
+
+    /// Starts a new step with these forced answers.
+    pub fn reset(&mut self, script: &[u32]) {
+        self.script.clear();
+        self.script.extend_from_slice(script);
+        self.pos = 0;
+        self.made.clear();
+    }
+}
+
+/// An inode: contents, link count, durable contents.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Inode {
+    /// Current contents.
+    pub data: Vec<u8>,
+    /// Contents as of the last fsync (what survives a crash under P1/P2).
+    pub synced: Vec<u8>,
+    /// Number of names.
+    pub nlink: u64,
+    /// Modification time (the clock of the agent that created it).
+    pub mtime: u64,
+    /// Agent that created it.
+    pub creator: u8,
+}
+
+/// A directory-entry operation not yet durable.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum DirOp {
+    /// A name was created (create, link).
+    Add(Dir, String, u64),
+    /// A name was removed.
+    Remove(Dir, String),
+    /// A rename (atomic as a whole: journaled filesystems commit it in one transaction).
+    Rename((Dir, String), (Dir, String), u64),
+}
+
+impl DirOp {
+    fn touches(&self, d: Dir) -> bool {
+        match self {
+            DirOp::Add(x, ..) | DirOp::Remove(x, _) => *x == d,
+            DirOp::Rename(a, b, _) => a.0 == d || b.0 == d,
+        }
+    }
+    fn visible(&self) -> bool {
+        self.touches(Dir::New) || self.touches(Dir::Cur)
+    }
+    fn apply(&self, ns: &mut BTreeMap<(Dir, String), u64>) {
+        match self {
+            DirOp::Add(d, n, i) => {
+                ns.insert((*d, n.clone()), *i);
+            }
+            DirOp::Remove(d, n) => {
+                ns.remove(&(*d, n.clone()));
+            }
+            DirOp::Rename(a, b, i) => {
+                ns.remove(a);
+                ns.insert(b.clone(), *i);
+            }
+        }
+    }
+}
+
+/// Something the filesystem saw that breaks an invariant by itself (no-overwrite,
+/// confinement).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FsEvent {
+    /// Invariant number (3 or 7).
+    pub invariant: u8,
+    /// What happened, naming agent and file.
+    pub what: String,
+}
+
+/// An open simulated file.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SimFile {
+    /// The inode.
+    pub ino: u64,
+}
+
+/// An open simulated directory listing (see [`SimFs::read_dir`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SimDir {
+    dir: Dir,
+    /// Names present at `open_dir`, in hash order (ext4 htree walks hash order).
+    snapshot: Vec<String>,
+    pos: usize,
+    returned: BTreeSet<String>,
+}
+
+/// The simulated maildir filesystem.
+#[derive(Clone, Debug)]
+pub struct SimFs {
+    /// Semantics.
+    pub sem: Semantics,
+    /// Persistence model.
+    pub persistence: Persistence,
+    caps: Capabilities,
+    /// Live namespace.
+    pub entries: BTreeMap<(Dir, String), u64>,
+    /// Inodes.
+    pub inodes: BTreeMap<u64, Inode>,
+    next_ino: BTreeMap<u8, u64>,
+    /// Durable namespace.
+    pub durable: BTreeMap<(Dir, String), u64>,
+    /// Un-synced dir operations, in order.
+    pub pending: Vec<DirOp>,
+    /// Invariant-breaking events seen (sticky).
+    pub events: Vec<FsEvent>,
+    /// The agent performing the current operation (set by the world).
+    pub agent: u8,
+    /// That agent's clock (seconds; files get it as mtime).
+    pub now: u64,
+    /// Nondeterministic answers.
+    pub chooser: Chooser,
+}
+
+impl Hash for SimFs {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.entries.hash(h);
+        self.inodes.hash(h);
+        self.next_ino.hash(h);
+        self.durable.hash(h);
+        self.pending.hash(h);
+        self.events.hash(h);
+    }
+}
+
+fn name_hash(s: &str) -> u64 {
+    // FNV-1a: a stable stand-in for ext4's htree hash.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    h
+}
+
+impl SimFs {
+    /// An empty maildir (tmp/, new/, cur/ exist) with these semantics. `caps` is what a local
+    /// POSIX filesystem offers (ignored features are refused, so the report stays honest); NFS
+    /// and no-hard-link semantics cut it down further.
+    pub fn new(sem: Semantics, caps: Capabilities, persistence: Persistence) -> SimFs {
+        let caps = match sem {
+            Semantics::Posix => caps,
+            Semantics::Nfs => Capabilities {
+                anonymous_tmp: false,
+                rename_noreplace: false,
+                atomic_exclusive: false,
+                ..caps
+            },
+            Semantics::NoHardLinks => Capabilities {
+                anonymous_tmp: false,
+                rename_noreplace: false,
+                hard_links: false,
+                ..caps
+            },
+        };
+        SimFs {
+            sem,
+            persistence,
+            caps,
+            entries: BTreeMap::new(),
+            inodes: BTreeMap::new(),
+            next_ino: BTreeMap::new(),
+            durable: BTreeMap::new(),
+            pending: Vec::new(),
+            events: Vec::new(),
+            agent: 0,
+            now: 0,
+            chooser: Chooser::default(),
+        }
+    }
+
+    /// Puts a durable message file `dir/name` in place (the maildir's existing mail).
+    pub fn seed(&mut self, dir: Dir, name: &str, data: &[u8]) -> u64 {
+        let ino = self.alloc(255);
+        self.inodes.insert(
+            ino,
+            Inode {
+                data: data.to_vec(),
+                synced: data.to_vec(),
+                nlink: 1,
+                mtime: 0,
+                creator: 255,
+            },
+        );
+        self.entries.insert((dir, name.to_string()), ino);
+        self.durable.insert((dir, name.to_string()), ino);
+        ino
+    }
+
+    fn alloc(&mut self, agent: u8) -> u64 {
+        // Per-agent inode number spaces, so creations by different agents commute.
+        let n = self.next_ino.entry(agent).or_insert(0);
+        *n += 1;
+        ((u64::from(agent) + 1) << 16) | *n
+    }
+
+    fn check_name(&mut self, dir: Dir, name: &str) -> Result<(), ErrorKind> {
+        let bad = name.is_empty()
+            || name == "."
+            || name == ".."
+            || name.bytes().any(|b| b == b'/' || b == 0)
+            || name.len() > 255;
+        if bad {
+            self.events.push(FsEvent {
+                invariant: 7,
+                what: format!(
+                    "agent {} used a name that is not plain: {dir:?}/{name:?}",
+                    self.agent
+                ),
+            });
+            return Err(ErrorKind::Permission);
+        }
+        Ok(())
+    }
+
+    fn log(&mut self, op: DirOp) {
+        if self.persistence == Persistence::P0 {
+            op.apply(&mut self.durable);
+        } else {
+            self.pending.push(op);
+        }
+    }
+
+    fn unref(&mut self, ino: u64) {
+        if let Some(i) = self.inodes.get_mut(&ino) {
+            i.nlink = i.nlink.saturating_sub(1);
+        }
+    }
+
+    /// The names in `dir`, sorted.
+    pub fn names(&self, dir: Dir) -> impl Iterator<Item = (&str, u64)> {
+        self.entries
+            .range((dir, String::new())..)
+            .take_while(move |((d, _), _)| *d == dir)
+            .map(|((_, n), i)| (n.as_str(), *i))
+    }
+
+    /// Contents of the file `dir/name`.
+    pub fn contents(&self, dir: Dir, name: &str) -> Option<&[u8]> {
+        let ino = self.entries.get(&(dir, name.to_string()))?;
+        Some(&self.inodes.get(ino)?.data)
+    }
+
+    /// NFS exclusive create, second half: the lookup said `absent_at_lookup`; the create then
+    /// opens the name whatever is there now (NFSv2 has no atomic exclusive create).
+    pub fn create_after_lookup(
+        &mut self,
+        dir: Dir,
+        name: &str,
+        absent_at_lookup: bool,
+    ) -> Result<SimFile, ErrorKind> {
+        if absent_at_lookup {
+            self.create(dir, name, false)
+        } else {
+            Err(ErrorKind::Exists)
+        }
+    }
+
+    /// The durable view of new/ and cur/ after a crash now, for every way the persistence
+    /// model allows: `(crash spec, image)`; the spec replays the same image.
+    pub fn crash_images(&self) -> Vec<(u64, Image)> {
+        self.crash_specs()
+            .map(|s| (s, self.crash_image(s)))
+            .collect()
+    }
+
+    /// The crash specs [`crash_image`](Self::crash_image) accepts in this state.
+    pub fn crash_specs(&self) -> std::ops::Range<u64> {
+        match self.persistence {
+            Persistence::P0 => 0..1,
+            Persistence::P1 => 0..self.pending.len() as u64 + 1,
+            Persistence::P2 => {
+                let m = self.pending.iter().filter(|o| o.visible()).count();
+                assert!(
+                    m < 20,
+                    "too many un-synced visible operations ({m}) to enumerate"
+                );
+                0..(1u64 << m)
+            }
+        }
+    }
+
+    /// One crash image: under P1 `spec` is the length of the persisted prefix of pending
+    /// operations; under P2 a bit mask over the pending operations that touch new/ or cur/.
+    pub fn crash_image(&self, spec: u64) -> Image {
+        let mut ns = self.durable.clone();
+        match self.persistence {
+            Persistence::P0 => {}
+            Persistence::P1 => {
+                for op in self.pending.iter().take(spec as usize) {
+                    op.apply(&mut ns);
+                }
+            }
+            Persistence::P2 => {
+                let mut bit = 0;
+                for op in &self.pending {
+                    if op.visible() {
+                        if spec & (1 << bit) != 0 {
+                            op.apply(&mut ns);
+                        }
+                        bit += 1;
+                    }
+                }
+            }
+        }
+        ns.iter()
+            .filter(|((d, _), _)| matches!(d, Dir::New | Dir::Cur))
+            .map(|(k, i)| {
+                let ino = &self.inodes[i];
+                let data = if self.persistence == Persistence::P0 {
+                    ino.data.clone()
+                } else {
+                    ino.synced.clone()
+                };
+                (k.clone(), data)
+            })
+            .collect()
+    }
+
+    /// The inode `dir/name` names now, if any (for the explorer's independence relation).
+    pub fn ino_of(&self, dir: Dir, name: &str) -> Option<u64> {
+        self.entries.get(&(dir, name.to_string())).copied()
+    }
+}
+
+/// A crash image of new/ and cur/: names and their durable contents.
+pub type Image = BTreeMap<(Dir, String), Vec<u8>>;
+
+impl Fs for SimFs {
+    type File = SimFile;
+    type DirStream = SimDir;
+
+    fn capabilities(&self) -> Capabilities {
+        self.caps
+    }
+
+    fn create(&mut self, dir: Dir, name: &str, exclusive: bool) -> Result<SimFile, ErrorKind> {
+        self.check_name(dir, name)?;
+        let key = (dir, name.to_string());
+        if let Some(&ino) = self.entries.get(&key) {
+            if exclusive {
+                return Err(ErrorKind::Exists);
+            }
+            let agent = self.agent;
+            let inode = self.inodes.get_mut(&ino).expect("inode");
+            if inode.creator != agent || !inode.data.is_empty() {
+                let what = format!(
+                    "agent {agent} opened existing {}/{name} (created by agent {}, {} bytes) \
+                     and truncated it",
+                    dir.as_str(),
+                    inode.creator,
+                    inode.data.len()
+                );
+                inode.data.clear();
+                self.events.push(FsEvent { invariant: 3, what });
+            }
+            return Ok(SimFile { ino });
+        }
+        let ino = self.alloc(self.agent);
+        self.inodes.insert(
+            ino,
+            Inode {
+                data: Vec::new(),
+                synced: Vec::new(),
+                nlink: 1,
+                mtime: self.now,
+                creator: self.agent,
+            },
+        );
+        self.entries.insert(key, ino);
+        self.log(DirOp::Add(dir, name.to_string(), ino));
+        Ok(SimFile { ino })
+    }
+
+    fn create_anonymous(&mut self, _dir: Dir) -> Result<SimFile, ErrorKind> {
+        if !self.caps.anonymous_tmp {
+            return Err(ErrorKind::Unsupported);
+        }
+        let ino = self.alloc(self.agent);
+        self.inodes.insert(
+            ino,
+            Inode {
+                data: Vec::new(),
+                synced: Vec::new(),
+                nlink: 0,
+                mtime: self.now,
+                creator: self.agent,
+            },
+        );
+        Ok(SimFile { ino })
+    }
+
+    fn file_id(&self, file: &SimFile) -> Option<(u64, u64)> {
+        Some((8, file.ino))
+    }
+
+    fn write(&mut self, file: &mut SimFile, buf: &[u8]) -> Result<usize, ErrorKind> {
+        let p0 = self.persistence == Persistence::P0;
+        let i = self.inodes.get_mut(&file.ino).ok_or(ErrorKind::Io)?;
+        i.data.extend_from_slice(buf);
+        if p0 {
+            i.synced = i.data.clone();
+        }
+        Ok(buf.len())
+    }
+
+    fn sync_file(&mut self, file: &mut SimFile) -> Result<(), ErrorKind> {
+        let i = self.inodes.get_mut(&file.ino).ok_or(ErrorKind::Io)?;
+        i.synced = i.data.clone();
+        Ok(())
+    }
+
+    fn close(&mut self, _file: SimFile) -> Result<(), ErrorKind> {
+        Ok(())
+    }
+
+    fn link_anonymous(&mut self, file: &SimFile, dir: Dir, name: &str) -> Result<(), ErrorKind> {
+        self.check_name(dir, name)?;
+        if !self.caps.hard_links {
+            return Err(ErrorKind::Unsupported);
+        }
+        let key = (dir, name.to_string());
+        if self.entries.contains_key(&key) {
+            return Err(ErrorKind::Exists);
+        }
+        self.entries.insert(key, file.ino);
+        self.inodes.get_mut(&file.ino).ok_or(ErrorKind::Io)?.nlink += 1;
+        self.log(DirOp::Add(dir, name.to_string(), file.ino));
+        Ok(())
+    }
+
+    fn link(&mut self, from: (Dir, &str), to: (Dir, &str)) -> Result<(), ErrorKind> {
+        self.check_name(from.0, from.1)?;
+        self.check_name(to.0, to.1)?;
+        if !self.caps.hard_links {
+            return Err(ErrorKind::Unsupported);
+        }
+        let ino = *self
+            .entries
+            .get(&(from.0, from.1.to_string()))
+            .ok_or(ErrorKind::NotFound)?;
+        let key = (to.0, to.1.to_string());
+        if self.entries.contains_key(&key) {
+            return Err(ErrorKind::Exists);
+        }
+        self.entries.insert(key, ino);
+        self.inodes.get_mut(&ino).ok_or(ErrorKind::Io)?.nlink += 1;
+        self.log(DirOp::Add(to.0, to.1.to_string(), ino));
+        if self.sem == Semantics::Nfs {
+            // The server made the link; was the reply lost?
+            match self.chooser.choose(3) {
+                1 => return Err(ErrorKind::Io),
+                2 => return Err(ErrorKind::Exists),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn rename(
+        &mut self,
+        from: (Dir, &str),
+        to: (Dir, &str),
+        noreplace: bool,
+    ) -> Result<(), ErrorKind> {
+        self.check_name(from.0, from.1)?;
+        self.check_name(to.0, to.1)?;
+        if noreplace && !self.caps.rename_noreplace {
+            return Err(ErrorKind::Unsupported);
+        }
+        let fkey = (from.0, from.1.to_string());
+        let tkey = (to.0, to.1.to_string());
+        let ino = *self.entries.get(&fkey).ok_or(ErrorKind::NotFound)?;
+        if fkey == tkey {
+            return Ok(());
+        }
+        if let Some(&old) = self.entries.get(&tkey) {
+            if noreplace {
+                return Err(ErrorKind::Exists);
+            }
+            if old != ino {
+                self.events.push(FsEvent {
+                    invariant: 3,
+                    what: format!(
+                        "agent {} renamed {}/{} over existing {}/{} (replacing inode {old:#x})",
+                        self.agent,
+                        from.0.as_str(),
+                        from.1,
+                        to.0.as_str(),
+                        to.1
+                    ),
+                });
+                self.unref(old);
+            } else {
+                // POSIX: renaming a name onto another link of the same inode does nothing.
+                return Ok(());
+            }
+        }
+        self.entries.remove(&fkey);
+        self.entries.insert(tkey.clone(), ino);
+        self.log(DirOp::Rename(fkey, tkey, ino));
+        Ok(())
+    }
+
+    fn unlink(&mut self, dir: Dir, name: &str) -> Result<(), ErrorKind> {
+        self.check_name(dir, name)?;
+        let ino = self
+            .entries
+            .remove(&(dir, name.to_string()))
+            .ok_or(ErrorKind::NotFound)?;
+        self.unref(ino);
+        self.log(DirOp::Remove(dir, name.to_string()));
+        Ok(())
+    }
+
+    fn stat(&mut self, dir: Dir, name: &str) -> Result<Stat, ErrorKind> {
+        self.check_name(dir, name)?;
+        let ino = self
+            .entries
+            .get(&(dir, name.to_string()))
+            .ok_or(ErrorKind::NotFound)?;
+        let i = &self.inodes[ino];
+        Ok(Stat {
+            nlink: i.nlink,
+            size: i.data.len() as u64,
+            mtime: i.mtime,
+            regular: true,
+        })
+    }
+
+    fn sync_dir(&mut self, dir: Dir) -> Result<(), ErrorKind> {
+        match self.persistence {
+            Persistence::P0 => {}
+            Persistence::P1 => {
+                // The journal commits everything up to now.
+                for op in std::mem::take(&mut self.pending) {
+                    op.apply(&mut self.durable);
+                }
+            }
+            Persistence::P2 => {
+                let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+                    .into_iter()
+                    .partition(|o| o.touches(dir));
+                for op in now {
+                    op.apply(&mut self.durable);
+                }
+                self.pending = later;
+            }
+        }
+        Ok(())
+    }
+
+    fn mkdir(&mut self, _dir: Dir) -> Result<(), ErrorKind> {
+        Err(ErrorKind::Exists)
+    }
+
+    fn open_dir(&mut self, dir: Dir) -> Result<SimDir, ErrorKind> {
+        let mut snapshot: Vec<String> = self.names(dir).map(|(n, _)| n.to_string()).collect();
+        snapshot.sort_by_key(|n| (name_hash(n), n.clone()));
+        Ok(SimDir {
+            dir,
+            snapshot,
+            pos: 0,
+            returned: BTreeSet::new(),
+        })
+    }
+
+    /// The adversary: an entry unchanged since `open_dir` is returned exactly once, in hash
+    /// order; an entry added or removed since (a rename is both) may be returned once or not at
+    /// all, at any point: the chooser picks among "the next unchanged entry (or the end)" and
+    /// each such optional entry not yet returned. Choosing the end drops the optional ones.
+    fn read_dir(&mut self, s: &mut SimDir, out: &mut NameBuf) -> Result<bool, ErrorKind> {
+        let present: BTreeSet<String> = self.names(s.dir).map(|(n, _)| n.to_string()).collect();
+        while s.pos < s.snapshot.len()
+            && (!present.contains(&s.snapshot[s.pos]) || s.returned.contains(&s.snapshot[s.pos]))
+        {
+            s.pos += 1;
+        }
+        let snap: BTreeSet<&String> = s.snapshot.iter().collect();
+        let mut optional: Vec<String> = present
+            .iter()
+            .filter(|n| !snap.contains(n))
+            .chain(s.snapshot.iter().filter(|n| !present.contains(*n)))
+            .filter(|n| !s.returned.contains(*n))
+            .cloned()
+            .collect();
+        optional.sort();
+        let pick = self.chooser.choose(1 + optional.len() as u32) as usize;
+        let name = if pick == 0 {
+            if s.pos >= s.snapshot.len() {
+                // The end: optional entries not returned so far are dropped for good.
+                s.returned.extend(optional);
+                return Ok(false);
+            }
+            s.pos += 1;
+            s.snapshot[s.pos - 1].clone()
+        } else {
+            optional[pick - 1].clone()
+        };
+        s.returned.insert(name.clone());
+        out.clear();
+        out.push_str(&name).map_err(|_| ErrorKind::NameTooLong)?;
+        Ok(true)
+    }
+}
