@@ -1264,3 +1264,577 @@ where
         d.feed(result, env);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quota::tests::{setup, Clock, MemFs, TestEnv};
+    use std::format;
+    use std::string::String;
+    use std::vec::Vec;
+
+    fn mid_of(chunks: &[&[u8]]) -> Option<Vec<u8>> {
+        let mut s = MessageIdScanner::new();
+        for c in chunks {
+            s.feed(c);
+        }
+        s.message_id().map(|m| m.to_vec())
+    }
+
+    fn bytewise(msg: &[u8]) -> Option<Vec<u8>> {
+        let chunks: Vec<&[u8]> = msg.chunks(1).collect();
+        mid_of(&chunks)
+    }
+
+    #[test]
+    fn message_id_is_found_in_any_chunking_with_folding_and_case() {
+        let cases: &[(&[u8], Option<&[u8]>)] = &[
+            (
+                b"From: a\nMessage-ID: <abc@x.org>\n\nbody",
+                Some(b"<abc@x.org>"),
+            ),
+            (
+                b"message-id:<abc@x.org>\r\nSubject: s\r\n\r\n",
+                Some(b"<abc@x.org>"),
+            ),
+            (
+                b"MESSAGE-ID:\r\n   <folded@x.org>\r\nTo: b\r\n\r\n",
+                Some(b"<folded@x.org>"),
+            ),
+            (b"Message-Id: (comment) <c@d>\n\n", Some(b"<c@d>")),
+            (
+                b"Message-ID: <first@x>\nMessage-ID: <second@x>\n\n",
+                Some(b"<first@x>"),
+            ),
+            (b"X-Message-ID: <no@x>\nMessage-IDs: <no@x>\n\n", None),
+            (b"Subject: x\n\nMessage-ID: <in-body@x>\n", None),
+            (b"Message-ID: <>\n\n", None),
+            (b"Message-ID:   bare@id  \n\n", Some(b"bare@id")),
+            (
+                b"From sender@x Mon Jan  1 12:34:56 2024\nMessage-ID: <e@x>\n\n",
+                Some(b"<e@x>"),
+            ),
+            (b"Subject: no id at all\n\nbody", None),
+        ];
+        for (msg, want) in cases {
+            let want = want.map(|w| w.to_vec());
+            assert_eq!(mid_of(&[msg]), want, "{}", String::from_utf8_lossy(msg));
+            assert_eq!(
+                bytewise(msg),
+                want,
+                "bytewise {}",
+                String::from_utf8_lossy(msg)
+            );
+        }
+        // The header may end without the body, mid-field, in the last chunk.
+        assert_eq!(mid_of(&[b"Message-ID: <t@x>"]), Some(b"<t@x>".to_vec()));
+        let mut long = b"Message-ID: <".to_vec();
+        long.extend(std::iter::repeat_n(b'a', MAX_MESSAGE_ID));
+        long.extend_from_slice(b">\n\n");
+        assert_eq!(mid_of(&[&long]), None, "too long: the content hash is used");
+    }
+
+    #[test]
+    fn keys_and_entry_names() {
+        let a = Key::from_message_id(b"<a@x>");
+        assert_eq!(a, Key::from_message_id(b"<a@x>"));
+        assert_ne!(a, Key::from_message_id(b"<A@x>"));
+        assert_ne!(a, Key::from_content_digest([0; 32]));
+        let name = a.entry_name();
+        assert_eq!(name.len(), ENTRY_PREFIX.len() + 32);
+        assert!(name.starts_with(ENTRY_PREFIX));
+        assert!(name[ENTRY_PREFIX.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit()));
+        // Derivation while streaming: the Message-ID wins; without one, the content.
+        let mut d = KeyDeriver::new();
+        d.feed(b"Message-ID: <a@x>\n\nbody one");
+        assert_eq!(d.key(), a);
+        let digest: [u8; 32] = Sha256::digest(b"Subject: s\n\nbody").into();
+        let mut d = KeyDeriver::new();
+        d.feed(b"Subject: s\n\n");
+        d.feed(b"body");
+        assert_eq!(d.key(), Key::from_content_digest(digest));
+    }
+
+    #[test]
+    fn records_are_checksummed_and_reservations_chain() {
+        let r = emit_record(format_args!("R 100 {:016x} -", 7u64));
+        assert!(r.starts_with('\n') && r.ends_with('\n'));
+        assert_eq!(
+            parse_record(r.trim().as_bytes()),
+            Some(Record::Reserve {
+                secs: 100,
+                token: 7,
+                prev: None
+            })
+        );
+        // A torn record (any prefix) or a flipped byte is rejected.
+        let body = r.trim().as_bytes();
+        for cut in 0..body.len() {
+            assert_eq!(parse_record(&body[..cut]), None, "cut at {cut}");
+        }
+        let mut flipped = body.to_vec();
+        flipped[2] = b'9';
+        assert_eq!(parse_record(&flipped), None);
+        // Two takeovers of the same holder: only the first is valid.
+        let mut f = String::new();
+        f.push_str(&emit_record(format_args!("R 100 {:016x} -", 1u64)));
+        f.push_str("R 1"); // torn by a crash
+        f.push_str(&emit_record(format_args!("I {:016x} new n1", 1u64)));
+        f.push_str(&emit_record(format_args!(
+            "R 900 {:016x} {:016x}",
+            2u64, 1u64
+        )));
+        f.push_str(&emit_record(format_args!(
+            "R 901 {:016x} {:016x}",
+            3u64, 1u64
+        )));
+        f.push_str(&emit_record(format_args!("I {:016x} new n2", 2u64)));
+        let v = view(f.as_bytes());
+        assert_eq!(v.holder, Some((900, 2)));
+        assert_eq!(v.intents, 1);
+        assert_eq!(nth_intent(f.as_bytes(), 0), Some((Dir::New, "n2")));
+        assert_eq!(nth_intent(f.as_bytes(), 1), None);
+        f.push_str(&emit_record(format_args!("C 905 {:016x} cur n2:2,S", 2u64)));
+        let v = view(f.as_bytes());
+        let mut n = NameBuf::new();
+        n.push_str("n2:2,S").unwrap();
+        assert_eq!(v.committed, Some((905, Some(Dir::Cur), n)));
+    }
+
+    fn opts() -> Options {
+        Options::default()
+    }
+
+    fn once(fs: &mut MemFs, env: &mut TestEnv, msg: &[u8]) -> Result<Once, Error> {
+        let mut src = msg;
+        let mut buf = [0u8; 64];
+        deliver_once(
+            fs,
+            env,
+            opts(),
+            DedupOptions::default(),
+            None,
+            &mut src,
+            &mut buf,
+        )
+    }
+
+    fn stored(fs: &MemFs) -> Vec<String> {
+        let mut v = fs.list(Dir::New);
+        v.extend(fs.list(Dir::Cur));
+        v
+    }
+
+    fn entries(fs: &MemFs) -> Vec<String> {
+        fs.list(Dir::Root)
+            .into_iter()
+            .filter(|n| n.starts_with(ENTRY_PREFIX))
+            .collect()
+    }
+
+    const MSG: &[u8] = b"Message-ID: <m1@x>\nSubject: hi\n\nbody\n";
+
+    #[test]
+    fn second_delivery_is_a_duplicate() {
+        let (mut fs, mut env, _) = setup();
+        let first = once(&mut fs, &mut env, MSG).unwrap();
+        let Once::Stored { delivered, indexed } = first else {
+            panic!("{first:?}")
+        };
+        assert!(indexed);
+        assert_eq!(fs.get(Dir::New, &delivered.name).unwrap(), MSG);
+        let dup = once(&mut fs, &mut env, MSG).unwrap();
+        assert_eq!(
+            dup,
+            Once::Duplicate {
+                dir: Some(Dir::New),
+                name: delivered.name.clone()
+            }
+        );
+        assert_eq!(stored(&fs), [delivered.name.as_str()]);
+        assert!(
+            fs.list(Dir::Tmp).is_empty(),
+            "the duplicate's tmp file is gone"
+        );
+        // The entry: a reservation, an intent, a commit.
+        let e = entries(&fs);
+        assert_eq!(e.len(), 1);
+        let data = fs.get(Dir::Root, &e[0]).unwrap();
+        let kinds: Vec<char> = records(data)
+            .map(|r| match r {
+                Record::Reserve { .. } => 'R',
+                Record::Intent { .. } => 'I',
+                Record::Commit { .. } => 'C',
+            })
+            .collect();
+        assert_eq!(kinds, ['R', 'I', 'C']);
+        // A different message is stored.
+        let other = b"Message-ID: <m2@x>\n\nbody\n";
+        assert!(matches!(
+            once(&mut fs, &mut env, other),
+            Ok(Once::Stored { .. })
+        ));
+        assert_eq!(stored(&fs).len(), 2);
+    }
+
+    #[test]
+    fn without_message_id_the_content_decides() {
+        let (mut fs, mut env, _) = setup();
+        let a = b"Subject: no id\n\nsame body\n";
+        let b = b"Subject: no id\n\nother body\n";
+        assert!(matches!(
+            once(&mut fs, &mut env, a),
+            Ok(Once::Stored { .. })
+        ));
+        assert!(matches!(
+            once(&mut fs, &mut env, a),
+            Ok(Once::Duplicate { .. })
+        ));
+        assert!(matches!(
+            once(&mut fs, &mut env, b),
+            Ok(Once::Stored { .. })
+        ));
+        assert_eq!(stored(&fs).len(), 2);
+    }
+
+    fn entry_for(msg: &[u8]) -> String {
+        let mut d = KeyDeriver::new();
+        d.feed(msg);
+        String::from(d.key().entry_name().as_str())
+    }
+
+    fn now_secs(clock: &Clock) -> u64 {
+        clock.get() / 1000
+    }
+
+    fn advance(clock: &Clock, secs: u64) {
+        clock.set(clock.get() + secs * 1000);
+    }
+
+    /// The state a deliverer leaves when killed after publishing, before committing.
+    fn crashed_after_publish(fs: &mut MemFs, clock: &Clock, published: Option<(Dir, &str)>) {
+        let t = now_secs(clock);
+        let mut f = String::new();
+        f.push_str(&emit_record(format_args!("R {t} {:016x} -", 0xdeadu64)));
+        f.push_str(&emit_record(format_args!(
+            "I {:016x} new 1.crashed.host,S=37",
+            0xdeadu64
+        )));
+        fs.put(Dir::Root, &entry_for(MSG), f.as_bytes());
+        if let Some((dir, name)) = published {
+            fs.put(dir, name, MSG);
+        }
+    }
+
+    #[test]
+    fn retry_after_crash_between_publish_and_commit_is_suppressed() {
+        let (mut fs, mut env, clock) = setup();
+        crashed_after_publish(&mut fs, &clock, Some((Dir::New, "1.crashed.host,S=37")));
+        // Within the lease, the holder might be alive: wait, then defer.
+        let e = once(&mut fs, &mut env, MSG).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Busy);
+        assert_eq!(stored(&fs), ["1.crashed.host,S=37"]);
+        assert!(fs.list(Dir::Tmp).is_empty());
+        advance(&clock, 400);
+        let dup = once(&mut fs, &mut env, MSG).unwrap();
+        assert!(
+            matches!(
+                dup,
+                Once::Duplicate {
+                    dir: Some(Dir::New),
+                    ..
+                }
+            ),
+            "{dup:?}"
+        );
+        assert_eq!(stored(&fs).len(), 1);
+    }
+
+    #[test]
+    fn recovery_finds_the_message_after_a_reader_moved_and_flagged_it() {
+        let (mut fs, mut env, clock) = setup();
+        crashed_after_publish(&mut fs, &clock, Some((Dir::Cur, "1.crashed.host,S=37:2,S")));
+        advance(&clock, 400);
+        let dup = once(&mut fs, &mut env, MSG).unwrap();
+        assert!(
+            matches!(
+                dup,
+                Once::Duplicate {
+                    dir: Some(Dir::New),
+                    ..
+                }
+            ),
+            "{dup:?}"
+        );
+        assert_eq!(stored(&fs), ["1.crashed.host,S=37:2,S"]);
+    }
+
+    #[test]
+    fn retry_after_crash_before_publish_takes_over_and_stores_once() {
+        let (mut fs, mut env, clock) = setup();
+        crashed_after_publish(&mut fs, &clock, None);
+        advance(&clock, 400);
+        let Once::Stored { delivered, .. } = once(&mut fs, &mut env, MSG).unwrap() else {
+            panic!("not stored")
+        };
+        assert_eq!(stored(&fs), [delivered.name.as_str()]);
+        let data = fs.get(Dir::Root, &entry_for(MSG)).unwrap();
+        let v = view(data);
+        assert_ne!(v.holder.map(|h| h.1), Some(0xdead), "taken over");
+        assert!(v.committed.is_some());
+        assert!(matches!(
+            once(&mut fs, &mut env, MSG),
+            Ok(Once::Duplicate { .. })
+        ));
+        assert_eq!(stored(&fs).len(), 1);
+    }
+
+    #[test]
+    fn an_empty_entry_left_by_a_crash_right_after_create_expires() {
+        let (mut fs, mut env, clock) = setup();
+        fs.put(Dir::Root, &entry_for(MSG), b"\nR 17");
+        assert_eq!(
+            once(&mut fs, &mut env, MSG).unwrap_err().kind,
+            ErrorKind::Busy
+        );
+        advance(&clock, 400);
+        assert!(matches!(
+            once(&mut fs, &mut env, MSG),
+            Ok(Once::Stored { .. })
+        ));
+        assert_eq!(stored(&fs).len(), 1);
+    }
+
+    #[test]
+    fn after_the_window_the_message_is_stored_again() {
+        let (mut fs, mut env, clock) = setup();
+        assert!(matches!(
+            once(&mut fs, &mut env, MSG),
+            Ok(Once::Stored { .. })
+        ));
+        advance(&clock, DedupOptions::default().window_secs + 1);
+        assert!(matches!(
+            once(&mut fs, &mut env, MSG),
+            Ok(Once::Stored { .. })
+        ));
+        assert!(matches!(
+            once(&mut fs, &mut env, MSG),
+            Ok(Once::Duplicate { .. })
+        ));
+        assert_eq!(stored(&fs).len(), 2);
+    }
+
+    /// One deliverer of the protocol, stepped one operation at a time.
+    struct Agent {
+        m: Dedup,
+        env: TestEnv,
+        file: Option<u64>,
+        stream: Option<(Vec<String>, usize)>,
+        publish_as: String,
+        phase: u8,
+        done: Option<DedupOutcome>,
+    }
+
+    impl Agent {
+        fn new(clock: &Clock, i: u32, key: Key, o: DedupOptions) -> Agent {
+            let mut env = TestEnv::new(clock.clone(), 1000 + i);
+            let m = Dedup::new(key, o, &mut env);
+            Agent {
+                m,
+                env,
+                file: None,
+                stream: None,
+                publish_as: format!("{i}.agent.host,S=3"),
+                phase: 0,
+                done: None,
+            }
+        }
+
+        /// One step; `false` once finished.
+        fn step(&mut self, fs: &mut MemFs) -> bool {
+            let mut buf = [0u8; MAX_ENTRY];
+            let next = match self.m.poll() {
+                DedupStep::Go => None,
+                DedupStep::Done(o) => {
+                    self.done = Some(o);
+                    return false;
+                }
+                DedupStep::Op(op) => Some(Pending::Op(op)),
+                DedupStep::File(op) => Some(Pending::File(op)),
+                DedupStep::List(op) => Some(Pending::List(op)),
+            };
+            match next {
+                None if self.phase == 0 => {
+                    self.phase = 1;
+                    self.m.intent(Dir::New, &self.publish_as, &mut self.env);
+                }
+                None => {
+                    // The publish, then the commit.
+                    fs.put(Dir::New, &self.publish_as, b"msg");
+                    self.m.committed(Dir::New, &self.publish_as, &mut self.env);
+                }
+                Some(Pending::Op(op)) => {
+                    let r = perform(
+                        fs,
+                        &mut self.env,
+                        &mut self.file,
+                        op,
+                        &mut &b""[..],
+                        &mut [],
+                    );
+                    self.m.feed(r, &mut self.env);
+                }
+                Some(Pending::File(op)) => {
+                    let r = perform_file(fs, &mut self.file, op, &mut buf);
+                    let n = if let FileResult::Read(n) = r { n } else { 0 };
+                    self.m.feed_file(r, &buf[..n], &mut self.env);
+                }
+                Some(Pending::List(op)) => {
+                    let mut name = NameBuf::new();
+                    let r = perform_list(fs, &mut self.stream, op, &mut name);
+                    self.m.feed_list(r, name.as_str(), &mut self.env);
+                }
+            }
+            true
+        }
+    }
+
+    /// Runs agents round-robin (rotating who goes first by `seed`) until all finish.
+    fn interleave(fs: &mut MemFs, agents: &mut [Agent], seed: usize) {
+        let n = agents.len();
+        let mut rng = seed as u64 ^ 0x2545_f491_4f6c_dd1d;
+        while agents.iter().any(|a| a.done.is_none()) {
+            rng = rng
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let mut i = (rng >> 33) as usize % n;
+            while agents[i].done.is_some() {
+                i = (i + 1) % n;
+            }
+            agents[i].step(fs);
+        }
+    }
+
+    fn tally(agents: &[Agent]) -> (usize, usize, usize) {
+        let mut t = (0, 0, 0);
+        for a in agents {
+            match a.done.as_ref().unwrap() {
+                Ok(Finished::Stored { .. }) => t.0 += 1,
+                Ok(Finished::Duplicate { .. }) => t.1 += 1,
+                other => {
+                    assert!(
+                        matches!(other, Err(e) if e.kind == ErrorKind::Busy),
+                        "{other:?}"
+                    );
+                    t.2 += 1
+                }
+            }
+        }
+        t
+    }
+
+    #[test]
+    fn eight_concurrent_deliverers_store_exactly_once() {
+        for seed in 0..50 {
+            let (mut fs, _, clock) = setup();
+            let key = Key::from_message_id(b"<same@x>");
+            let mut agents: Vec<Agent> = (0..8)
+                .map(|i| Agent::new(&clock, i, key, DedupOptions::default()))
+                .collect();
+            interleave(&mut fs, &mut agents, seed);
+            let (s, d, busy) = tally(&agents);
+            assert_eq!((s, d + busy), (1, 7), "seed {seed}");
+            assert_eq!(busy, 0, "the holder commits within the wait");
+            assert_eq!(stored(&fs).len(), 1, "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn concurrent_recoverers_of_a_stale_entry_store_exactly_once() {
+        for seed in 0..50 {
+            let (mut fs, _, clock) = setup();
+            crashed_after_publish(&mut fs, &clock, None);
+            advance(&clock, 400);
+            let mut d = KeyDeriver::new();
+            d.feed(MSG);
+            let mut agents: Vec<Agent> = (0..4)
+                .map(|i| Agent::new(&clock, i, d.key(), DedupOptions::default()))
+                .collect();
+            interleave(&mut fs, &mut agents, seed);
+            let (s, d, busy) = tally(&agents);
+            assert_eq!((s, d, busy), (1, 3, 0), "seed {seed}");
+            assert_eq!(stored(&fs).len(), 1, "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn a_holder_past_its_lease_does_not_publish() {
+        let (mut fs, _, clock) = setup();
+        let mut a = Agent::new(
+            &clock,
+            0,
+            Key::from_message_id(b"<l@x>"),
+            DedupOptions::default(),
+        );
+        while a.m.poll() != DedupStep::Go {
+            a.step(&mut fs);
+        }
+        advance(&clock, DedupOptions::default().lease_secs);
+        while a.step(&mut fs) {
+            assert_eq!(a.phase, 1, "never reaches the publish");
+        }
+        assert_eq!(a.done.unwrap().unwrap_err().kind, ErrorKind::Busy);
+        assert!(stored(&fs).is_empty());
+    }
+
+    #[test]
+    fn collection_removes_idle_entries_and_a_full_index_stops_indexing() {
+        let (mut fs, mut env, clock) = setup();
+        let o = DedupOptions::default();
+        fs.put(
+            Dir::Root,
+            "mdeliver-dedup.00000000000000000000000000000001",
+            b"",
+        );
+        fs.put(Dir::Root, MAILDIRSIZE_FOR_TEST, b"1000S\n");
+        advance(&clock, o.window_secs + o.lease_secs + o.margin_secs + 1);
+        fs.put(
+            Dir::Root,
+            "mdeliver-dedup.00000000000000000000000000000002",
+            b"",
+        );
+        assert!(matches!(
+            once(&mut fs, &mut env, MSG),
+            Ok(Once::Stored { indexed: true, .. })
+        ));
+        let mut e = entries(&fs);
+        e.sort();
+        assert_eq!(e.len(), 2);
+        assert_eq!(e[0], "mdeliver-dedup.00000000000000000000000000000002");
+        assert!(
+            fs.get(Dir::Root, MAILDIRSIZE_FOR_TEST).is_some(),
+            "only entries collected"
+        );
+        // A full index: new keys are delivered without an entry.
+        let full = DedupOptions {
+            max_entries: 2,
+            ..o
+        };
+        let mut src = &b"Message-ID: <new@x>\n\nb\n"[..];
+        let mut buf = [0u8; 64];
+        let r = deliver_once(&mut fs, &mut env, opts(), full, None, &mut src, &mut buf);
+        assert!(
+            matches!(r, Ok(Once::Stored { indexed: false, .. })),
+            "{r:?}"
+        );
+        assert_eq!(entries(&fs).len(), 2);
+        // Keys already indexed still suppress.
+        let mut src = MSG;
+        let r = deliver_once(&mut fs, &mut env, opts(), full, None, &mut src, &mut buf);
+        assert!(matches!(r, Ok(Once::Duplicate { .. })), "{r:?}");
+    }
+
+    const MAILDIRSIZE_FOR_TEST: &str = "maildirsize";
+}
