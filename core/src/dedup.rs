@@ -370,7 +370,7 @@ impl Default for DedupOptions {
 /// How a dedup run ended.
 // Names travel by value: there is no heap to box them in.
 #[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Finished {
     /// The message was already stored within the window: do not store it (exit 0, say so).
     Duplicate {
@@ -591,7 +591,7 @@ fn emit_record(body: core::fmt::Arguments<'_>) -> RecordBuf {
 }
 
 /// The duplicate-suppression protocol for one message (see the module documentation).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Dedup {
     opts: DedupOptions,
     entry: heapless::String<48>,
