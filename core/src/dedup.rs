@@ -1161,8 +1161,11 @@ pub fn publish_target<'a>(op: &Op<'a>) -> Option<(Dir, &'a str)> {
 /// Delivers one message with duplicate suppression: the [`Delivery`] machine writes and syncs
 /// the message in tmp/; at its first publish the key is taken from `key` or derived from the
 /// bytes streamed ([`KeyDeriver`]), the entry reserved or inspected, each publish preceded by
-/// an intent, and the success committed. A duplicate makes the delivery abandon its tmp file
-/// (its publish is answered with a refusal, which the machine cleans up after).
+/// an intent, and the success committed (after the directory sync, which this helper performs
+/// itself under [`Durability::DeferDirSync`]). A duplicate makes the delivery abandon its tmp
+/// file (its publish is answered with a refusal, which the machine cleans up after).
+///
+/// [`Durability::DeferDirSync`]: crate::deliver::Durability::DeferDirSync
 pub fn deliver_once<F, E, R>(
     fs: &mut F,
     env: &mut E,
@@ -1201,9 +1204,17 @@ where
                     return Err(e);
                 }
                 return match (outcome, m.as_mut()) {
-                    (Ok(delivered), Some(m)) => {
-                        m.committed(delivered.dir, &delivered.name, env);
-                        let _ = run(m, fs, env, &mut index_file, &mut stream, &mut entry_buf);
+                    (Ok(mut delivered), Some(m)) => {
+                        // A commit must never be more durable than the message it records:
+                        // with a deferred directory sync, sync first; if that fails, leave
+                        // the intent alone (recovery checks the message is really there).
+                        if delivered.needs_dir_sync && fs.sync_dir(delivered.dir).is_ok() {
+                            delivered.needs_dir_sync = false;
+                        }
+                        if !delivered.needs_dir_sync {
+                            m.committed(delivered.dir, &delivered.name, env);
+                            let _ = run(m, fs, env, &mut index_file, &mut stream, &mut entry_buf);
+                        }
                         Ok(Once::Stored {
                             delivered,
                             indexed: true,
@@ -1477,6 +1488,32 @@ mod tests {
             Ok(Once::Stored { .. })
         ));
         assert_eq!(stored(&fs).len(), 2);
+    }
+
+    #[test]
+    fn deferred_directory_sync_is_done_before_the_commit() {
+        let (mut fs, mut env, _) = setup();
+        let o = Options {
+            durability: crate::deliver::Durability::DeferDirSync,
+            ..opts()
+        };
+        let mut src = MSG;
+        let mut buf = [0u8; 64];
+        let r = deliver_once(
+            &mut fs,
+            &mut env,
+            o,
+            DedupOptions::default(),
+            None,
+            &mut src,
+            &mut buf,
+        );
+        let Ok(Once::Stored { delivered, indexed }) = r else {
+            panic!("{r:?}")
+        };
+        assert!(indexed && !delivered.needs_dir_sync);
+        let data = fs.get(Dir::Root, &entry_for(MSG)).unwrap();
+        assert!(view(data).committed.is_some());
     }
 
     #[test]
