@@ -62,12 +62,30 @@ pub struct Run {
 /// Runs `mdeliver args...` with `stdin` piped in and `env` set (and `MDELIVER_DISABLE`
 /// cleared unless given).
 pub fn run(args: &[&dyn AsRef<std::ffi::OsStr>], stdin: &[u8], env: &[(&str, &str)]) -> Run {
-    run_via(&[], args, stdin, env)
+    run_via(&[], None, args, stdin, env)
 }
 
 /// Like [`run`], as the unprivileged user `nobody` (uid and gid 65534), through `setpriv`.
-/// Only root can do this; the caller checks [`is_root`].
-pub fn run_as_nobody(args: &[&dyn AsRef<std::ffi::OsStr>], stdin: &[u8]) -> Run {
+/// The binary is first copied into `dir` (which `nobody` must be able to enter), since the
+/// target directory may not be reachable for `nobody`. `None` (with the reason printed) when
+/// this is impossible: not root, or no `setpriv` (util-linux).
+pub fn run_as_nobody(
+    dir: &Path,
+    args: &[&dyn AsRef<std::ffi::OsStr>],
+    stdin: &[u8],
+) -> Option<Run> {
+    if !is_root() {
+        eprintln!("skipped: only root can run a command as nobody");
+        return None;
+    }
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("skipped: setpriv (util-linux) is not installed");
+        return None;
+    }
+    let copy = dir.join("mdeliver");
+    if !copy.exists() {
+        std::fs::copy(bin(), &copy).unwrap();
+    }
     let prefix = [
         "setpriv",
         "--reuid=65534",
@@ -75,21 +93,23 @@ pub fn run_as_nobody(args: &[&dyn AsRef<std::ffi::OsStr>], stdin: &[u8]) -> Run 
         "--clear-groups",
         "--",
     ];
-    run_via(&prefix, args, stdin, &[])
+    Some(run_via(&prefix, Some(&copy), args, stdin, &[]))
 }
 
 /// Runs `prefix... mdeliver args...`.
 fn run_via(
     prefix: &[&str],
+    binary: Option<&Path>,
     args: &[&dyn AsRef<std::ffi::OsStr>],
     stdin: &[u8],
     env: &[(&str, &str)],
 ) -> Run {
+    let binary = binary.unwrap_or(bin());
     let mut cmd = match prefix.split_first() {
-        None => Command::new(bin()),
+        None => Command::new(binary),
         Some((first, rest)) => {
             let mut c = Command::new(first);
-            c.args(rest).arg(bin());
+            c.args(rest).arg(binary);
             c
         }
     };
