@@ -612,6 +612,17 @@ pub struct Dedup {
     result: Option<DedupOutcome>,
 }
 
+/// Whether `dir/name` fits a record and reads back unchanged (one field, at most
+/// [`NAME_MAX`](crate::name::NAME_MAX) bytes).
+fn recordable(dir: Dir, name: &str) -> bool {
+    matches!(dir, Dir::New | Dir::Cur)
+        && !name.is_empty()
+        && name.len() <= crate::name::NAME_MAX
+        && !name
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+}
+
 fn dir_str(d: Dir) -> &'static str {
     d.as_str()
 }
@@ -720,6 +731,10 @@ impl Dedup {
     pub fn intent<E: Env + ?Sized>(&mut self, dir: Dir, name: &str, _env: &mut E) {
         if !matches!(self.state, State::Holding | State::Publishing) {
             return self.fail(ErrorKind::Io);
+        }
+        if !recordable(dir, name) {
+            // An intent that could not be read back must not be followed by a publish.
+            return self.fail(ErrorKind::NameTooLong);
         }
         self.record = emit_record(format_args!(
             "I {:016x} {} {}",
@@ -1366,6 +1381,30 @@ mod tests {
         d.feed(b"Subject: s\n\n");
         d.feed(b"body");
         assert_eq!(d.key(), Key::from_content_digest(digest));
+    }
+
+    #[test]
+    fn the_longest_records_fit_and_unreadable_names_are_refused() {
+        let long = "n".repeat(crate::name::NAME_MAX);
+        let c = emit_record(format_args!(
+            "C {} {:016x} cur {}",
+            u64::MAX,
+            u64::MAX,
+            long
+        ));
+        assert_eq!(
+            parse_record(c.trim().as_bytes()),
+            Some(Record::Commit {
+                secs: u64::MAX,
+                dir: Dir::Cur,
+                name: &long
+            })
+        );
+        assert!(recordable(Dir::New, &long));
+        assert!(!recordable(Dir::New, &format!("{long}n")));
+        assert!(!recordable(Dir::New, "a b"));
+        assert!(!recordable(Dir::New, "a\nb"));
+        assert!(!recordable(Dir::Root, "a"));
     }
 
     #[test]
