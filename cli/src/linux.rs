@@ -127,11 +127,25 @@ fn open_dir_at(dirfd: BorrowedFd<'_>, name: &Path) -> Result<OwnedFd, ErrorKind>
     rfs::openat(dirfd, name, DIR_FLAGS, Mode::empty()).map_err(other)
 }
 
-fn mkdir_at(dirfd: BorrowedFd<'_>, name: &Path) -> Result<bool, ErrorKind> {
-    match rfs::mkdirat(dirfd, name, MODE_DIR) {
-        Ok(()) => Ok(true),
-        Err(Errno::EXIST) => Ok(false),
-        Err(e) => Err(other(e)),
+/// Opens the directory `name`; with `create`, makes it (mode 0700) if missing and notes that in
+/// `created`. Opening first keeps the common case (it exists) at one system call; a racing
+/// creator's `EEXIST` is fine.
+fn open_dir(
+    dirfd: BorrowedFd<'_>,
+    name: &Path,
+    create: bool,
+    created: &mut bool,
+) -> Result<OwnedFd, ErrorKind> {
+    match open_dir_at(dirfd, name) {
+        Err(ErrorKind::NotFound) if create => {
+            match rfs::mkdirat(dirfd, name, MODE_DIR) {
+                Ok(()) => *created = true,
+                Err(Errno::EXIST) => {}
+                Err(e) => return Err(other(e)),
+            }
+            open_dir_at(dirfd, name)
+        }
+        r => r,
     }
 }
 
@@ -140,7 +154,9 @@ impl LinuxFs {
     /// directory that failed (`Dir::Root` for the maildir itself).
     pub fn open(path: &Path, opts: OpenOptions) -> Result<LinuxFs, (ErrorKind, Dir)> {
         let root_err = |k| (k, Dir::Root);
-        if opts.create && mkdir_at(CWD, path).map_err(root_err)? && opts.sync {
+        let mut created_root = false;
+        let root = open_dir(CWD, path, opts.create, &mut created_root).map_err(root_err)?;
+        if created_root && opts.sync {
             let parent = match path.parent() {
                 Some(p) if !p.as_os_str().is_empty() => p,
                 _ => Path::new("."),
@@ -154,23 +170,24 @@ impl LinuxFs {
             .map_err(|e| root_err(other(e)))?;
             rfs::fsync(&pfd).map_err(|e| root_err(other(e)))?;
         }
-        let root = open_dir_at(CWD, path).map_err(root_err)?;
-        if opts.create {
-            let mut created = false;
-            for d in Dir::SUBDIRS {
-                created |= mkdir_at(root.as_fd(), Path::new(d.as_str())).map_err(|k| (k, d))?;
-            }
-            if created && opts.sync {
-                rfs::fsync(&root).map_err(|e| root_err(other(e)))?;
-            }
-        }
-        let open_sub =
-            |d: Dir| open_dir_at(root.as_fd(), Path::new(d.as_str())).map_err(|k| (k, d));
+        let mut created = false;
+        let mut open_sub = |d: Dir| {
+            open_dir(
+                root.as_fd(),
+                Path::new(d.as_str()),
+                opts.create,
+                &mut created,
+            )
+            .map_err(|k| (k, d))
+        };
         let subdirs = [
             open_sub(Dir::Tmp)?,
             open_sub(Dir::New)?,
             open_sub(Dir::Cur)?,
         ];
+        if created && opts.sync {
+            rfs::fsync(&root).map_err(|e| root_err(other(e)))?;
+        }
         let d = opts.disabled;
         let mut fs = LinuxFs {
             root,
