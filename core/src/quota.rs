@@ -963,6 +963,74 @@ where
     }
 }
 
+/// Delivers one message under the quota: the [`Delivery`] machine writes and syncs it in tmp/
+/// (so its size is known), then, at its first publish, the quota is checked for that size; a
+/// message over quota is not published (the machine is answered with a refusal and removes
+/// its tmp file) and the delivery fails with [`ErrorKind::OverQuota`]; a delivered message is
+/// accounted with its `<size> 1` line. Returns the delivery and the check.
+///
+/// [`Delivery`]: crate::deliver::Delivery
+pub fn deliver_with_quota<F, E, R>(
+    fs: &mut F,
+    env: &mut E,
+    opts: crate::deliver::Options,
+    qopts: CheckOptions,
+    source: &mut R,
+    buf: &mut [u8],
+) -> Result<(crate::deliver::Delivered, Checked), Error>
+where
+    F: Fs + ?Sized,
+    E: Env + ?Sized,
+    R: embedded_io::Read + ?Sized,
+{
+    use crate::deliver::{Delivery, Step};
+    let mut d = Delivery::new(opts, fs.capabilities(), env);
+    let mut file = None;
+    let mut size = 0;
+    let mut checked: Option<Checked> = None;
+    let mut refused: Option<Error> = None;
+    let mut qbuf = [0u8; RECALC_SIZE];
+    loop {
+        let op = match d.poll() {
+            Step::Op(op) => op,
+            Step::Done(outcome) => {
+                if let Some(e) = refused {
+                    return Err(e);
+                }
+                let delivered = outcome?;
+                let c = checked.ok_or(Error::new(ErrorKind::Io, Phase::Check))?;
+                if c.verdict == Verdict::Allow {
+                    // Best effort, as in every Maildir++ writer: a lost line is made good by
+                    // the next recalculation.
+                    let _ = account(fs, delivered.size);
+                }
+                return Ok((delivered, c));
+            }
+        };
+        let publishing = crate::dedup::publish_target(&op).is_some();
+        if publishing && checked.is_none() && refused.is_none() {
+            match check(fs, env, qopts, size, &mut qbuf) {
+                Ok(c) => {
+                    if c.verdict == Verdict::Over {
+                        refused = Some(Error::new(ErrorKind::OverQuota, Phase::Check));
+                    }
+                    checked = Some(c);
+                }
+                Err(e) => refused = Some(e),
+            }
+        }
+        let r = if publishing && refused.is_some() {
+            OpResult::Err(ErrorKind::Busy)
+        } else {
+            perform(fs, env, &mut file, op, source, buf)
+        };
+        if let (Op::WriteMessage, OpResult::Written(n)) = (op, r) {
+            size = n;
+        }
+        d.feed(r, env);
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -1605,6 +1673,64 @@ pub(crate) mod tests {
         );
         assert_eq!(fs.get(Dir::Root, MAILDIRSIZE).unwrap(), b"1000S\n344 4\n");
         assert!(fs.list(Dir::Tmp).is_empty());
+    }
+
+    #[test]
+    fn delivery_under_quota_is_accounted_and_over_quota_leaves_nothing() {
+        let (mut fs, mut env, _) = setup();
+        fs.put(Dir::Root, MAILDIRSIZE, b"1000S\n0 0\n");
+        let opts = crate::deliver::Options::default();
+        let msg = [b'a'; 600];
+        let mut buf = [0u8; 64];
+        let mut src = &msg[..];
+        let (d, c) = deliver_with_quota(
+            &mut fs,
+            &mut env,
+            opts,
+            CheckOptions::default(),
+            &mut src,
+            &mut buf,
+        )
+        .unwrap();
+        assert_eq!((c.verdict, d.size), (Verdict::Allow, 600));
+        assert_eq!(
+            fs.get(Dir::Root, MAILDIRSIZE).unwrap(),
+            b"1000S\n0 0\n600 1\n"
+        );
+        let mut src = &msg[..];
+        let e = deliver_with_quota(
+            &mut fs,
+            &mut env,
+            opts,
+            CheckOptions::default(),
+            &mut src,
+            &mut buf,
+        )
+        .unwrap_err();
+        assert_eq!(e, Error::new(ErrorKind::OverQuota, Phase::Check));
+        assert_eq!(fs.list(Dir::New).len(), 1);
+        assert!(
+            fs.list(Dir::Tmp).is_empty(),
+            "the refused message's tmp file is removed"
+        );
+        assert!(fs
+            .get(Dir::Root, MAILDIRSIZE)
+            .unwrap()
+            .ends_with(b"600 1\n"));
+        // No maildirsize: no quota, nothing appended or created.
+        let (mut fs, mut env, _) = setup();
+        let mut src = &msg[..];
+        let (_, c) = deliver_with_quota(
+            &mut fs,
+            &mut env,
+            opts,
+            CheckOptions::default(),
+            &mut src,
+            &mut buf,
+        )
+        .unwrap();
+        assert_eq!(c.verdict, Verdict::NoQuota);
+        assert!(fs.get(Dir::Root, MAILDIRSIZE).is_none());
     }
 
     /// Drives a recalculation and, right before its rename, lets another deliverer publish
