@@ -402,3 +402,81 @@ impl Fs for LinuxFs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_meaning_depends_on_the_call() {
+        assert_eq!(error_kind(Errno::PERM, Call::Link), ErrorKind::Unsupported);
+        assert_eq!(error_kind(Errno::PERM, Call::Other), ErrorKind::Permission);
+        assert_eq!(
+            error_kind(Errno::INVAL, Call::RenameNoReplace),
+            ErrorKind::Unsupported
+        );
+        assert_eq!(
+            error_kind(Errno::NOSYS, Call::RenameNoReplace),
+            ErrorKind::Unsupported
+        );
+        assert_eq!(
+            error_kind(Errno::INVAL, Call::TmpFile),
+            ErrorKind::Unsupported
+        );
+        assert_eq!(
+            error_kind(Errno::ISDIR, Call::TmpFile),
+            ErrorKind::Unsupported
+        );
+        assert_eq!(error_kind(Errno::INVAL, Call::Other), ErrorKind::Io);
+        assert_eq!(error_kind(Errno::ISDIR, Call::Other), ErrorKind::Io);
+        assert_eq!(
+            error_kind(Errno::OPNOTSUPP, Call::Other),
+            ErrorKind::Unsupported
+        );
+    }
+
+    #[test]
+    fn errno_classes() {
+        let table = [
+            (Errno::EXIST, ErrorKind::Exists),
+            (Errno::NOENT, ErrorKind::NotFound),
+            (Errno::NOSPC, ErrorKind::NoSpace),
+            (Errno::DQUOT, ErrorKind::Quota),
+            (Errno::ACCESS, ErrorKind::Permission),
+            (Errno::ROFS, ErrorKind::ReadOnly),
+            (Errno::INTR, ErrorKind::Interrupted),
+            (Errno::LOOP, ErrorKind::NotDirectory),
+            (Errno::NOTDIR, ErrorKind::NotDirectory),
+            (Errno::NAMETOOLONG, ErrorKind::NameTooLong),
+            (Errno::IO, ErrorKind::Io),
+            (Errno::STALE, ErrorKind::Io),
+        ];
+        for (errno, kind) in table {
+            for call in [
+                Call::Link,
+                Call::RenameNoReplace,
+                Call::TmpFile,
+                Call::Other,
+            ] {
+                assert_eq!(error_kind(errno, call), kind, "{errno:?} from {call:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn disable_list() {
+        assert_eq!(Disabled::parse(""), Ok(Disabled::default()));
+        assert_eq!(
+            Disabled::parse(" hard-links, anonymous-tmp ,"),
+            Ok(Disabled {
+                anonymous_tmp: true,
+                rename_noreplace: false,
+                hard_links: true,
+            })
+        );
+        assert_eq!(
+            Disabled::parse("rename-noreplace,fsync"),
+            Err("fsync".to_owned())
+        );
+    }
+}
