@@ -1845,6 +1845,48 @@ mod tests {
         }
     }
 
+    /// Kills a deliverer after each of its steps in turn (the filesystem keeps what it did,
+    /// as after `kill -9`), then lets retries run concurrently after the lease: the message
+    /// is stored exactly once every time, and a retry reports a duplicate only when the dead
+    /// deliverer had published.
+    #[test]
+    fn a_kill_at_any_step_then_concurrent_retries_store_exactly_once() {
+        let key = Key::from_message_id(b"<killed@x>");
+        let o = DedupOptions::default();
+        let mut k = 0;
+        loop {
+            let (mut fs, _, clock) = setup();
+            let mut dead = Agent::new(&clock, 0, key, o);
+            let mut finished = false;
+            for _ in 0..k {
+                if !dead.step(&mut fs) {
+                    finished = true;
+                    break;
+                }
+            }
+            let published = !fs.list(Dir::New).is_empty();
+            advance(&clock, o.lease_secs + o.margin_secs + 1);
+            for seed in 0..8 {
+                let mut fs = fs.clone();
+                let mut retries: Vec<Agent> =
+                    (1..4).map(|i| Agent::new(&clock, i, key, o)).collect();
+                interleave(&mut fs, &mut retries, seed);
+                let (s, d, busy) = tally(&retries);
+                assert_eq!(stored(&fs).len(), 1, "killed after {k} steps, seed {seed}");
+                assert_eq!(busy, 0, "killed after {k} steps, seed {seed}");
+                assert_eq!(
+                    (s, d),
+                    (usize::from(!published), 3 - usize::from(!published))
+                );
+            }
+            if finished {
+                break;
+            }
+            k += 1;
+        }
+        assert!(k > 10, "the sweep covered the whole protocol ({k} steps)");
+    }
+
     #[test]
     fn a_holder_past_its_lease_does_not_publish() {
         let (mut fs, _, clock) = setup();
