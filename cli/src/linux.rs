@@ -479,4 +479,123 @@ mod tests {
             Err("fsync".to_owned())
         );
     }
+
+    /// A fresh maildir under the system temp directory, removed on drop.
+    struct Scratch(std::path::PathBuf);
+
+    impl Scratch {
+        fn new(tag: &str) -> Scratch {
+            let p = std::env::temp_dir().join(format!(
+                "mdeliver-unit-{tag}-{}",
+                rustix::process::getpid().as_raw_nonzero()
+            ));
+            let _ = std::fs::remove_dir_all(&p);
+            for d in ["tmp", "new", "cur"] {
+                std::fs::create_dir_all(p.join(d)).unwrap();
+            }
+            Scratch(p)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn operations_are_relative_to_the_held_directories() {
+        let s = Scratch::new("ops");
+        let mut fs = LinuxFs::open(&s.0, OpenOptions::default()).unwrap();
+        let mut f = fs.create(Dir::Tmp, "a", true).unwrap();
+        assert_eq!(fs.write(&mut f, b"hello").unwrap(), 5);
+        assert!(fs.file_id(&f).is_some());
+        fs.close(f).unwrap();
+        assert_eq!(
+            fs.create(Dir::Tmp, "a", true).unwrap_err(),
+            ErrorKind::Exists
+        );
+        fs.link((Dir::Tmp, "a"), (Dir::New, "b")).unwrap();
+        assert_eq!(
+            fs.link((Dir::Tmp, "a"), (Dir::New, "b")),
+            Err(ErrorKind::Exists)
+        );
+        let st = fs.stat(Dir::New, "b").unwrap();
+        assert_eq!((st.nlink, st.size, st.regular), (2, 5, true));
+        assert_eq!(
+            fs.rename((Dir::Tmp, "a"), (Dir::New, "b"), true),
+            Err(ErrorKind::Exists)
+        );
+        fs.unlink(Dir::Tmp, "a").unwrap();
+        assert_eq!(fs.stat(Dir::Tmp, "a"), Err(ErrorKind::NotFound));
+        fs.rename((Dir::New, "b"), (Dir::Cur, "b:2,S"), true)
+            .unwrap();
+
+        // The subdirectory is replaced by a symlink after opening: we keep using the original.
+        let elsewhere = s.0.join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::rename(s.0.join("cur"), s.0.join("cur.old")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, s.0.join("cur")).unwrap();
+        let mut listing = fs.open_dir(Dir::Cur).unwrap();
+        let mut name = NameBuf::new();
+        let mut names = Vec::new();
+        while fs.read_dir(&mut listing, &mut name).unwrap() {
+            names.push(name.as_str().to_owned());
+        }
+        assert_eq!(names, ["b:2,S"]);
+        let f = fs.create(Dir::Cur, "c", true).unwrap();
+        fs.close(f).unwrap();
+        assert!(s.0.join("cur.old/c").exists());
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+        assert_eq!(fs.mkdir(Dir::Cur), Err(ErrorKind::Exists));
+    }
+
+    #[test]
+    fn files_are_never_created_through_a_symlink() {
+        let s = Scratch::new("nofollow");
+        let target = s.0.join("target");
+        std::os::unix::fs::symlink(&target, s.0.join("tmp/x")).unwrap();
+        let mut fs = LinuxFs::open(&s.0, OpenOptions::default()).unwrap();
+        assert_eq!(
+            fs.create(Dir::Tmp, "x", true).unwrap_err(),
+            ErrorKind::Exists
+        );
+        assert_eq!(
+            fs.create(Dir::Tmp, "x", false).unwrap_err(),
+            ErrorKind::NotDirectory
+        );
+        assert!(!target.exists());
+    }
+
+    #[test]
+    fn disabled_features_are_refused_and_not_reported() {
+        let s = Scratch::new("disabled");
+        let disabled = Disabled {
+            anonymous_tmp: true,
+            rename_noreplace: true,
+            hard_links: true,
+        };
+        let opts = OpenOptions {
+            disabled,
+            ..OpenOptions::default()
+        };
+        let mut fs = LinuxFs::open(&s.0, opts).unwrap();
+        let caps = fs.capabilities();
+        assert!(!caps.anonymous_tmp && !caps.rename_noreplace && !caps.hard_links);
+        assert_eq!(
+            fs.create_anonymous(Dir::Tmp).unwrap_err(),
+            ErrorKind::Unsupported
+        );
+        let f = fs.create(Dir::Tmp, "a", true).unwrap();
+        fs.close(f).unwrap();
+        assert_eq!(
+            fs.link((Dir::Tmp, "a"), (Dir::New, "a")),
+            Err(ErrorKind::Unsupported)
+        );
+        assert_eq!(
+            fs.rename((Dir::Tmp, "a"), (Dir::New, "a"), true),
+            Err(ErrorKind::Unsupported)
+        );
+        fs.rename((Dir::Tmp, "a"), (Dir::New, "a"), false).unwrap();
+    }
 }
