@@ -84,6 +84,12 @@
 //! its intent (entry gone) and defers, unless it already published, in which case it recreates
 //! the entry at commit.
 //!
+//! # Drivers
+//! [`Dedup`] is polled like the delivery machine; [`run`] drives it until it says
+//! [`DedupStep::Go`] or finishes; [`deliver_once`] composes it with a [`Delivery`]: it
+//! intercepts the delivery's publish operations ([`publish_target`]), reserves at the first,
+//! records an intent before each, and commits after success.
+//!
 //! [`Delivery`]: crate::deliver::Delivery
 
 use core::fmt::Write as _;

@@ -52,6 +52,11 @@
 //! rules above force as soon as the sums say "over" with more than one line. So in the worst
 //! case the overshoot is `2 (N - 1)` messages: the spec's "a few extra messages" made precise.
 //!
+//! # Drivers
+//! [`check`] runs a [`QuotaCheck`] to completion; [`account`] appends the delivery line;
+//! [`deliver_with_quota`] runs a whole delivery with the check at its first publish (when the
+//! size is known and nothing is visible yet) and the accounting after its success.
+//!
 //! # Partial
 //! Maildir++ folders (`.Name/` subdirectories) are not summed: the [`Fs`] addresses one
 //! maildir. Deliveries into a folder need the root's `maildirsize` and a recalculation that
