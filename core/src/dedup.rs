@@ -43,7 +43,8 @@
 //!   [`DedupOptions::wait_ms`] fail temporarily (`Busy`): the MTA's retry finds it committed;
 //! - reserved and the lease has run out: the holder is dead or will never publish. Every
 //!   intent it recorded is checked: the name in its directory, else any name in cur/ with the
-//!   same unique key (a reader may have moved and flagged it). Present: **duplicate**. Absent:
+//!   same base (the name before its first `,`: a reader may have moved it, flagged it, or
+//!   added fields such as mbsync's `,U=`). Present: **duplicate**. Absent:
 //!   the holder never published, so **take over**.
 //!
 //! *Taking over* appends `R <secs> <mine> <prev>` naming the holder it supersedes, fsyncs, and
@@ -979,8 +980,8 @@ impl Dedup {
                     .target
                     .as_ref()
                     .and_then(|(_, n)| ParsedName::parse(n, self.opts.sep).ok())
-                    .map(|p| p.key);
-                let have = ParsedName::parse(entry, self.opts.sep).ok().map(|p| p.key);
+                    .map(|p| p.base);
+                let have = ParsedName::parse(entry, self.opts.sep).ok().map(|p| p.base);
                 if want.is_some() && want == have {
                     self.state = State::IntentListClose(i, true);
                 }
