@@ -102,6 +102,7 @@ use crate::env::Env;
 use crate::error::{Error, ErrorKind, Phase};
 use crate::fs::{perform, perform_file, Dir, FileOp, FileResult, Fs, Op, OpResult};
 use crate::name::{InfoSep, NameBuf, ParsedName};
+use crate::quota::{self, CheckOptions, Checked, Verdict};
 use crate::scan::{perform_list, ListOp, ListResult};
 
 /// Prefix of every index entry's name in the maildir root.
@@ -660,6 +661,11 @@ impl Dedup {
         }
     }
 
+    /// Whether the machine has finished.
+    pub fn is_done(&self) -> bool {
+        self.state == State::Finished
+    }
+
     /// The entry's file name.
     pub fn entry(&self) -> &str {
         &self.entry
@@ -1150,6 +1156,19 @@ where
     }
 }
 
+/// What [`deliver_once`] does.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct OnceOptions {
+    /// The delivery.
+    pub delivery: Options,
+    /// The index protocol.
+    pub dedup: DedupOptions,
+    /// Check and account a Maildir++ quota too.
+    pub quota: Option<CheckOptions>,
+    /// The key, when the caller knows it (else derived from the message as it streams).
+    pub key: Option<Key>,
+}
+
 /// What [`deliver_once`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Once {
@@ -1160,6 +1179,8 @@ pub enum Once {
         delivered: Delivered,
         /// Whether the key is in the index.
         indexed: bool,
+        /// The quota check, when a quota was asked for.
+        quota: Option<Checked>,
     },
     /// A duplicate within the window: nothing was stored.
     Duplicate {
@@ -1184,16 +1205,16 @@ pub fn publish_target<'a>(op: &Op<'a>) -> Option<(Dir, &'a str)> {
 /// the message in tmp/; at its first publish the key is taken from `key` or derived from the
 /// bytes streamed ([`KeyDeriver`]), the entry reserved or inspected, each publish preceded by
 /// an intent, and the success committed (after the directory sync, which this helper performs
-/// itself under [`Durability::DeferDirSync`]). A duplicate makes the delivery abandon its tmp
+/// itself under [`Durability::DeferDirSync`]). With `quota`, the Maildir++ quota is checked
+/// after the duplicate check and before the publish (over quota: [`ErrorKind::OverQuota`],
+/// the reservation given up, nothing stored) and the delivery accounted after success. A duplicate makes the delivery abandon its tmp
 /// file (its publish is answered with a refusal, which the machine cleans up after).
 ///
 /// [`Durability::DeferDirSync`]: crate::deliver::Durability::DeferDirSync
 pub fn deliver_once<F, E, R>(
     fs: &mut F,
     env: &mut E,
-    opts: Options,
-    dopts: DedupOptions,
-    key: Option<Key>,
+    o: OnceOptions,
     source: &mut R,
     buf: &mut [u8],
 ) -> Result<Once, Error>
@@ -1202,6 +1223,12 @@ where
     E: Env + ?Sized,
     R: embedded_io::Read + ?Sized,
 {
+    let OnceOptions {
+        delivery: opts,
+        dedup: dopts,
+        quota,
+        key,
+    } = o;
     let mut d = Delivery::new(opts, fs.capabilities(), env);
     let mut reader = KeyingReader {
         inner: source,
@@ -1213,8 +1240,10 @@ where
     let mut entry_buf = [0u8; MAX_ENTRY];
     let mut m: Option<Dedup> = None;
     let mut unindexed = false;
+    let mut size = 0;
+    let mut checked: Option<Checked> = None;
     let mut duplicate: Option<Once> = None;
-    let mut dedup_err: Option<Error> = None;
+    let mut refusal: Option<Error> = None;
     loop {
         let op = match d.poll() {
             Step::Op(op) => op,
@@ -1222,41 +1251,47 @@ where
                 if let Some(dup) = duplicate {
                     return Ok(dup);
                 }
-                if let Some(e) = dedup_err {
-                    return Err(e);
-                }
-                return match (outcome, m.as_mut()) {
-                    (Ok(mut delivered), Some(m)) => {
-                        // A commit must never be more durable than the message it records:
-                        // with a deferred directory sync, sync first; if that fails, leave
-                        // the intent alone (recovery checks the message is really there).
-                        if delivered.needs_dir_sync && fs.sync_dir(delivered.dir).is_ok() {
-                            delivered.needs_dir_sync = false;
+                let delivered = match (outcome, refusal) {
+                    (Ok(delivered), None) => delivered,
+                    (outcome, refusal) => {
+                        // Not stored (or, after an intent, perhaps stored and not removed):
+                        // give the reservation up where that is safe.
+                        if let Some(held) = m.as_mut().filter(|h| !h.is_done()) {
+                            held.abandoned(env);
+                            let _ =
+                                run(held, fs, env, &mut index_file, &mut stream, &mut entry_buf);
                         }
-                        if !delivered.needs_dir_sync {
-                            m.committed(delivered.dir, &delivered.name, env);
-                            let _ = run(m, fs, env, &mut index_file, &mut stream, &mut entry_buf);
-                        }
-                        Ok(Once::Stored {
-                            delivered,
-                            indexed: true,
-                        })
+                        return Err(refusal
+                            .or(outcome.err())
+                            .unwrap_or(Error::new(ErrorKind::Io, Phase::Publish)));
                     }
-                    (Ok(delivered), None) => Ok(Once::Stored {
-                        delivered,
-                        indexed: !unindexed,
-                    }),
-                    (Err(e), Some(m)) => {
-                        m.abandoned(env);
-                        let _ = run(m, fs, env, &mut index_file, &mut stream, &mut entry_buf);
-                        Err(e)
-                    }
-                    (Err(e), None) => Err(e),
                 };
+                let mut delivered = delivered;
+                let indexed = !unindexed;
+                if let Some(held) = m.as_mut() {
+                    // A commit must never be more durable than the message it records: with a
+                    // deferred directory sync, sync first; if that fails, leave the intent
+                    // alone (recovery checks that the message is really there).
+                    if delivered.needs_dir_sync && fs.sync_dir(delivered.dir).is_ok() {
+                        delivered.needs_dir_sync = false;
+                    }
+                    if !delivered.needs_dir_sync {
+                        held.committed(delivered.dir, &delivered.name, env);
+                        let _ = run(held, fs, env, &mut index_file, &mut stream, &mut entry_buf);
+                    }
+                }
+                if checked.is_some_and(|c| c.verdict == Verdict::Allow) {
+                    let _ = quota::account(fs, delivered.size);
+                }
+                return Ok(Once::Stored {
+                    delivered,
+                    indexed,
+                    quota: checked,
+                });
             }
         };
-        let mut refuse = duplicate.is_some() || dedup_err.is_some();
-        if let (Some((dir, name)), false) = (publish_target(&op), refuse) {
+        let target = publish_target(&op);
+        if let (Some((dir, name)), None, None) = (target, &duplicate, &refusal) {
             if m.is_none() && !unindexed {
                 let k = key.unwrap_or_else(|| reader.deriver.key());
                 let mut fresh = Dedup::new(k, dopts, env);
@@ -1273,27 +1308,41 @@ where
                     Some(Ok(Finished::Duplicate { dir, name })) => {
                         duplicate = Some(Once::Duplicate { dir, name });
                     }
-                    Some(Ok(_)) => dedup_err = Some(Error::new(ErrorKind::Io, Phase::Check)),
-                    Some(Err(e)) => dedup_err = Some(e),
+                    Some(Ok(_)) => refusal = Some(Error::new(ErrorKind::Io, Phase::Check)),
+                    Some(Err(e)) => refusal = Some(e),
                 }
             }
-            if let Some(held) = m.as_mut() {
-                if dedup_err.is_none() {
-                    held.intent(dir, name, env);
-                    match run(held, fs, env, &mut index_file, &mut stream, &mut entry_buf) {
-                        None => {}
-                        Some(Err(e)) => dedup_err = Some(e),
-                        Some(Ok(_)) => dedup_err = Some(Error::new(ErrorKind::Io, Phase::Check)),
+            // The quota is checked after the duplicate check (a retry of a message already
+            // stored succeeds even when the mailbox is full) and before anything is published.
+            if let (Some(q), None, None, None) = (quota, &checked, &duplicate, &refusal) {
+                match quota::check(fs, env, q, size, &mut entry_buf) {
+                    Ok(c) => {
+                        if c.verdict == Verdict::Over {
+                            refusal = Some(Error::new(ErrorKind::OverQuota, Phase::Check));
+                        }
+                        checked = Some(c);
                     }
+                    Err(e) => refusal = Some(e),
                 }
             }
-            refuse = duplicate.is_some() || dedup_err.is_some();
+            if let (Some(held), None, None) = (m.as_mut(), &duplicate, &refusal) {
+                held.intent(dir, name, env);
+                match run(held, fs, env, &mut index_file, &mut stream, &mut entry_buf) {
+                    None => {}
+                    Some(Err(e)) => refusal = Some(e),
+                    Some(Ok(_)) => refusal = Some(Error::new(ErrorKind::Io, Phase::Check)),
+                }
+            }
         }
-        let result = if refuse && publish_target(&op).is_some() {
+        let refuse = duplicate.is_some() || refusal.is_some();
+        let result = if refuse && target.is_some() {
             OpResult::Err(ErrorKind::Busy)
         } else {
             perform(fs, env, &mut file, op, &mut reader, buf)
         };
+        if let (Op::WriteMessage, OpResult::Written(n)) = (op, result) {
+            size = n;
+        }
         d.feed(result, env);
     }
 }
@@ -1460,22 +1509,10 @@ mod tests {
         assert_eq!(v.committed, Some((905, Some(Dir::Cur), n)));
     }
 
-    fn opts() -> Options {
-        Options::default()
-    }
-
     fn once(fs: &mut MemFs, env: &mut TestEnv, msg: &[u8]) -> Result<Once, Error> {
         let mut src = msg;
         let mut buf = [0u8; 64];
-        deliver_once(
-            fs,
-            env,
-            opts(),
-            DedupOptions::default(),
-            None,
-            &mut src,
-            &mut buf,
-        )
+        deliver_once(fs, env, OnceOptions::default(), &mut src, &mut buf)
     }
 
     fn stored(fs: &MemFs) -> Vec<String> {
@@ -1497,7 +1534,10 @@ mod tests {
     fn second_delivery_is_a_duplicate() {
         let (mut fs, mut env, _) = setup();
         let first = once(&mut fs, &mut env, MSG).unwrap();
-        let Once::Stored { delivered, indexed } = first else {
+        let Once::Stored {
+            delivered, indexed, ..
+        } = first
+        else {
             panic!("{first:?}")
         };
         assert!(indexed);
@@ -1541,25 +1581,71 @@ mod tests {
         let (mut fs, mut env, _) = setup();
         let o = Options {
             durability: crate::deliver::Durability::DeferDirSync,
-            ..opts()
+            ..Options::default()
         };
         let mut src = MSG;
         let mut buf = [0u8; 64];
-        let r = deliver_once(
-            &mut fs,
-            &mut env,
-            o,
-            DedupOptions::default(),
-            None,
-            &mut src,
-            &mut buf,
-        );
-        let Ok(Once::Stored { delivered, indexed }) = r else {
+        let o = OnceOptions {
+            delivery: o,
+            ..OnceOptions::default()
+        };
+        let r = deliver_once(&mut fs, &mut env, o, &mut src, &mut buf);
+        let Ok(Once::Stored {
+            delivered, indexed, ..
+        }) = r
+        else {
             panic!("{r:?}")
         };
         assert!(indexed && !delivered.needs_dir_sync);
         let data = fs.get(Dir::Root, &entry_for(MSG)).unwrap();
         assert!(view(data).committed.is_some());
+    }
+
+    #[test]
+    fn with_a_quota_duplicates_succeed_when_full_and_refusals_release_the_key() {
+        let (mut fs, mut env, _) = setup();
+        fs.put(Dir::Root, quota::MAILDIRSIZE, b"1000S\n0 0\n");
+        let q = Some(CheckOptions::default());
+        let mut buf = [0u8; 64];
+        let mut go = |fs: &mut MemFs, env: &mut TestEnv, msg: &[u8]| {
+            let mut src = msg;
+            let o = OnceOptions {
+                quota: q,
+                ..OnceOptions::default()
+            };
+            deliver_once(fs, env, o, &mut src, &mut buf)
+        };
+        let r = go(&mut fs, &mut env, MSG).unwrap();
+        let Once::Stored { quota: Some(c), .. } = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(c.verdict, Verdict::Allow);
+        let size = MSG.len();
+        let accounted = format!("1000S\n0 0\n{size} 1\n");
+        assert_eq!(
+            fs.get(Dir::Root, quota::MAILDIRSIZE).unwrap(),
+            accounted.as_bytes()
+        );
+        // The mailbox fills up (a fresh one-line file says so).
+        fs.put(Dir::Root, quota::MAILDIRSIZE, b"1000S\n1000 1\n");
+        // The MTA's retry of the stored message still succeeds, as a duplicate.
+        assert!(matches!(
+            go(&mut fs, &mut env, MSG),
+            Ok(Once::Duplicate { .. })
+        ));
+        // A new message is refused, leaves nothing, and does not keep its key reserved.
+        let other = b"Message-ID: <full@x>\n\nbody\n";
+        let e = go(&mut fs, &mut env, other).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::OverQuota);
+        assert_eq!(stored(&fs).len(), 1);
+        assert!(fs.list(Dir::Tmp).is_empty());
+        assert_eq!(entries(&fs), [entry_for(MSG)]);
+        // Once there is room again, it is stored.
+        fs.put(Dir::Root, quota::MAILDIRSIZE, b"1000S\n0 0\n");
+        assert!(matches!(
+            go(&mut fs, &mut env, other),
+            Ok(Once::Stored { .. })
+        ));
     }
 
     #[test]
@@ -1943,13 +2029,16 @@ mod tests {
             "only entries collected"
         );
         // A full index: new keys are delivered without an entry.
-        let full = DedupOptions {
-            max_entries: 2,
-            ..o
+        let full = OnceOptions {
+            dedup: DedupOptions {
+                max_entries: 2,
+                ..o
+            },
+            ..OnceOptions::default()
         };
         let mut src = &b"Message-ID: <new@x>\n\nb\n"[..];
         let mut buf = [0u8; 64];
-        let r = deliver_once(&mut fs, &mut env, opts(), full, None, &mut src, &mut buf);
+        let r = deliver_once(&mut fs, &mut env, full, &mut src, &mut buf);
         assert!(
             matches!(r, Ok(Once::Stored { indexed: false, .. })),
             "{r:?}"
@@ -1957,7 +2046,7 @@ mod tests {
         assert_eq!(entries(&fs).len(), 2);
         // Keys already indexed still suppress.
         let mut src = MSG;
-        let r = deliver_once(&mut fs, &mut env, opts(), full, None, &mut src, &mut buf);
+        let r = deliver_once(&mut fs, &mut env, full, &mut src, &mut buf);
         assert!(matches!(r, Ok(Once::Duplicate { .. })), "{r:?}");
     }
 
