@@ -1237,7 +1237,8 @@ where
     let mut file = None;
     let mut index_file = None;
     let mut stream = None;
-    let mut entry_buf = [0u8; MAX_ENTRY];
+    // Holds an index entry or `maildirsize` (whose full size decides a recalculation).
+    let mut entry_buf = [0u8; quota::RECALC_SIZE];
     let mut m: Option<Dedup> = None;
     let mut unindexed = false;
     let mut size = 0;
