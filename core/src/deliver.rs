@@ -280,6 +280,33 @@ impl Delivery {
         self.path
     }
 
+    /// Changes where the message goes once its contents are known (an mbox `Status:` header
+    /// read while streaming): `Some(flags)` to cur/ with `:2,<flags>`, `None` to new/. Only
+    /// until the published name is made (that is, right after `WriteMessage`); returns whether
+    /// it took effect. Ignored by the `Classic` strategy, which always publishes into new/.
+    pub fn set_flags(&mut self, flags: Option<Flags>) -> bool {
+        let before_publish = matches!(
+            self.state,
+            State::LockCreate
+                | State::LockClose
+                | State::LockLink
+                | State::LockCheckOwn
+                | State::LockCheckHeld
+                | State::LockBreak
+                | State::LockWait
+                | State::Create
+                | State::Write
+                | State::SyncFile
+                | State::Close
+        );
+        if !before_publish || self.is_classic() {
+            return false;
+        }
+        self.opts.flags = flags;
+        self.target = if flags.is_some() { Dir::Cur } else { Dir::New };
+        true
+    }
+
     /// Whether the machine has finished.
     pub fn is_done(&self) -> bool {
         self.state == State::Finished
@@ -853,6 +880,39 @@ where
     E: Env + ?Sized,
     R: embedded_io::Read + ?Sized,
 {
+    deliver_with(fs, env, opts, source, buf, |_: &mut Written<'_, F, R>| {})
+}
+
+/// What a [`deliver_with`] hook sees right after the message was written, before it is
+/// published: the source (which may have learnt things while streaming, such as an mbox
+/// `Status:` header or a `Date:`), the machine (to [`Delivery::set_flags`]), the filesystem and
+/// the still-open message file (to set its modification time, say).
+pub struct Written<'a, F: Fs + ?Sized, R: ?Sized> {
+    /// The message source, fully read.
+    pub source: &'a mut R,
+    /// The delivery machine.
+    pub machine: &'a mut Delivery,
+    /// The filesystem.
+    pub fs: &'a mut F,
+    /// The open message file.
+    pub file: Option<&'a mut F::File>,
+}
+
+/// [`deliver`], calling `after_write` once when the message has been written successfully.
+pub fn deliver_with<F, E, R, H>(
+    fs: &mut F,
+    env: &mut E,
+    opts: Options,
+    source: &mut R,
+    buf: &mut [u8],
+    mut after_write: H,
+) -> Outcome
+where
+    F: Fs + ?Sized,
+    E: Env + ?Sized,
+    R: embedded_io::Read + ?Sized,
+    H: FnMut(&mut Written<'_, F, R>),
+{
     let mut machine = Delivery::new(opts, fs.capabilities(), env);
     let mut file = None;
     loop {
@@ -860,7 +920,18 @@ where
             Step::Op(op) => op,
             Step::Done(outcome) => return outcome,
         };
+        let wrote = op == Op::WriteMessage;
         let result = crate::fs::perform(fs, env, &mut file, op, source, buf);
+        // Before feeding: the machine names the message as soon as it learns the write
+        // succeeded (at once without syncs), and the hook may still change that name's flags.
+        if wrote && matches!(result, OpResult::Written(n) if n > 0) {
+            after_write(&mut Written {
+                source: &mut *source,
+                machine: &mut machine,
+                fs: &mut *fs,
+                file: file.as_mut(),
+            });
+        }
         machine.feed(result, env);
     }
 }

@@ -585,3 +585,39 @@ fn locked_breaks_a_stale_lock() {
     assert_delivered_only(&fs, &out.unwrap(), Dir::New);
     assert!(fs.listing(Dir::Root).is_empty());
 }
+
+#[test]
+fn flags_learnt_while_writing_choose_cur() {
+    // An mbox import learns `Status: RO` only while streaming: the hook moves the message to
+    // cur/ with flags, on every publish path and also without syncs.
+    for caps in [Capabilities::LINUX_LOCAL, Capabilities::POSIX, no_caps()] {
+        for durability in [Durability::Full, Durability::None] {
+            let mut fs = MemFs::with(caps);
+            let mut env = TestEnv {
+                t: 1_700_000_000,
+                counter: 0,
+            };
+            let mut src = MSG;
+            let mut buf = [0u8; 16];
+            let o = Options {
+                durability,
+                ..opts()
+            };
+            let mut took = None;
+            let d = mdeliver_core::deliver::deliver_with(
+                &mut fs,
+                &mut env,
+                o,
+                &mut src,
+                &mut buf,
+                |w| {
+                    took = Some(w.machine.set_flags(Some(Flags::parse("S").unwrap())));
+                },
+            )
+            .unwrap();
+            assert_eq!(took, Some(true));
+            assert!(d.name.ends_with(":2,S"), "{}", d.name);
+            assert_delivered_only(&fs, &d, Dir::Cur);
+        }
+    }
+}
