@@ -8,8 +8,10 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod check;
 pub mod dedup;
 pub mod deliver;
+pub mod dryrun;
 pub mod env;
 pub mod error;
 pub mod flags;
@@ -20,6 +22,7 @@ pub mod message;
 pub mod name;
 pub mod quota;
 pub mod scan;
+pub mod trace;
 pub mod wire;
 
 pub use deliver::{deliver, Delivery, Options, Outcome, Step, Strategy};
