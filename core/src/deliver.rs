@@ -18,7 +18,9 @@
 //!
 //! Every name collision (`Exists`) makes a fresh name, at most [`Options::max_attempts`] times.
 //! Success is reported only after the file and (by default) the target directory are synced.
-//! A failure after publishing unlinks what was published; every failure path removes its tmp file.
+//! A failure after publishing unlinks what was published (if a reader already moved it to cur/,
+//! it has been seen: cur/ is synced and success reported, so an MTA retry cannot duplicate it);
+//! every failure path removes its tmp file.
 
 use crate::env::Env;
 use crate::error::{Error, ErrorKind, Phase};
@@ -187,6 +189,7 @@ enum State {
     SyncDir,
     FailClose,
     FailUnlinkPublished,
+    AdoptSyncCur,
     FailSyncDir,
     FailUnlinkTmp,
     ReleaseLock,
@@ -404,6 +407,7 @@ impl Delivery {
                 name: tmp,
             },
             State::SyncDir | State::FailSyncDir => Op::SyncDir { dir: self.target },
+            State::AdoptSyncCur => Op::SyncDir { dir: Dir::Cur },
             State::FailUnlinkPublished => Op::Unlink {
                 dir: self.target,
                 name: publ,
@@ -600,6 +604,27 @@ impl Delivery {
                 self.file_open = false;
                 self.next_cleanup();
             }
+            // A reader moved the message new/→cur/ before we could take it back: it has been
+            // seen, so reporting failure would make the MTA's retry a duplicate. Make the move
+            // durable instead and report success (found by the simulator).
+            State::FailUnlinkPublished
+                if result == OpResult::Err(ErrorKind::NotFound) && self.target == Dir::New =>
+            {
+                self.is_published = false;
+                if self.opts.durability == Durability::None || !self.caps.dir_sync {
+                    self.result = None;
+                    self.succeed();
+                } else {
+                    self.state = State::AdoptSyncCur;
+                }
+            }
+            State::AdoptSyncCur => match err {
+                None => {
+                    self.result = None;
+                    self.succeed();
+                }
+                Some(_) => self.next_cleanup(),
+            },
             State::FailUnlinkPublished => {
                 self.is_published = false;
                 self.state = if self.opts.durability == Durability::None || !self.caps.dir_sync {

@@ -122,6 +122,16 @@ impl DirOp {
             DirOp::Rename(a, b, _) => a.0 == d || b.0 == d,
         }
     }
+    fn names(&self) -> [Option<(Dir, &str)>; 2] {
+        match self {
+            DirOp::Add(d, n, _) | DirOp::Remove(d, n) => [Some((*d, n)), None],
+            DirOp::Rename(a, b, _) => [Some((a.0, &a.1)), Some((b.0, &b.1))],
+        }
+    }
+    fn shares_name(&self, o: &DirOp) -> bool {
+        let mine = self.names();
+        o.names().iter().flatten().any(|x| mine.contains(&Some(*x)))
+    }
     fn visible(&self) -> bool {
         self.touches(Dir::New) || self.touches(Dir::Cur)
     }
@@ -376,12 +386,15 @@ impl SimFs {
             }
             Persistence::P2 => {
                 let mut bit = 0;
+                let mut take = Vec::new();
                 for op in &self.pending {
-                    if op.visible() {
-                        if spec & (1 << bit) != 0 {
-                            op.apply(&mut ns);
-                        }
-                        bit += 1;
+                    take.push(op.visible() && spec & (1 << bit) != 0);
+                    bit += usize::from(op.visible());
+                }
+                close_earlier(&self.pending, &mut take);
+                for (op, t) in self.pending.iter().zip(take) {
+                    if t {
+                        op.apply(&mut ns);
                     }
                 }
             }
@@ -403,6 +416,21 @@ impl SimFs {
     /// The inode `dir/name` names now, if any (for the explorer's independence relation).
     pub fn ino_of(&self, dir: Dir, name: &str) -> Option<u64> {
         self.entries.get(&(dir, name.to_string())).copied()
+    }
+}
+
+/// Operations on the same name persist in order: persisting one persists every earlier pending
+/// operation on any of its names (a rename never survives without the link that made its
+/// source).
+fn close_earlier(ops: &[DirOp], take: &mut [bool]) {
+    for j in (0..ops.len()).rev() {
+        if take[j] {
+            for i in 0..j {
+                if !take[i] && ops[i].shares_name(&ops[j]) {
+                    take[i] = true;
+                }
+            }
+        }
     }
 }
 
@@ -621,11 +649,15 @@ impl Fs for SimFs {
                 }
             }
             Persistence::P2 => {
-                let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
-                    .into_iter()
-                    .partition(|o| o.touches(dir));
-                for op in now {
-                    op.apply(&mut self.durable);
+                let mut take: Vec<bool> = self.pending.iter().map(|o| o.touches(dir)).collect();
+                close_earlier(&self.pending, &mut take);
+                let mut later = Vec::new();
+                for (op, t) in std::mem::take(&mut self.pending).into_iter().zip(take) {
+                    if t {
+                        op.apply(&mut self.durable);
+                    } else {
+                        later.push(op);
+                    }
                 }
                 self.pending = later;
             }

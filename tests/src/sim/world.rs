@@ -536,7 +536,7 @@ impl World {
         self.fs.inner.chooser.reset(choices);
         self.fs.inner.agent = a as u8;
         let msgs = Rc::clone(&self.msgs);
-        let mut line = None;
+        let line;
         match &mut self.agents[a] {
             Agent::Deliver(d) => {
                 self.fs.inner.now = d.env.secs();

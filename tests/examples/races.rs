@@ -1,0 +1,136 @@
+//! The simulator's results table: strategy × scenario → executions explored, states, crash
+//! images, violations (by invariant) and time, then the randomized runs over larger
+//! configurations. `cargo run --release -p mdeliver-tests --example races [-- SCHEDULES]`
+//! (default 1,000,000 random + PCT schedules in total).
+
+use mdeliver_core::deliver::Strategy;
+use mdeliver_tests::sim::explore::{explore, render, run_random, Report, Sched};
+use mdeliver_tests::sim::fs::{Persistence, Semantics};
+use mdeliver_tests::sim::scenarios::*;
+use mdeliver_tests::sim::world::{AgentSpec, Config, ReaderMode};
+
+fn row(strategy: &str, cfg: &Config, kind: &str, r: &Report) {
+    let v: Vec<String> = r.failures.keys().map(|i| format!("I{i}")).collect();
+    println!(
+        "| {strategy} | {} | {kind} | {} | {} | {} | {} | {} | {:.2?} |",
+        cfg.name,
+        r.stats.executions,
+        r.stats.states,
+        r.stats.crash_images,
+        r.stats.violations,
+        if v.is_empty() {
+            "none".into()
+        } else {
+            v.join(" ")
+        },
+        r.stats.elapsed
+    );
+}
+
+fn large(strategy: Strategy, n: usize) -> Config {
+    let mut agents: Vec<AgentSpec> = (0..n).map(|_| deliverer(strategy, true)).collect();
+    agents.push(AgentSpec::Mover {
+        mode: ReaderMode::Plain,
+        flag_change: true,
+    });
+    agents.push(AgentSpec::Mover {
+        mode: ReaderMode::Core,
+        flag_change: true,
+    });
+    agents.push(AgentSpec::Scanner { naive: false });
+    let mut cfg = Config::new(
+        &format!("{n} deliverers (colliding names) + 2 readers + scan, P2"),
+        agents,
+    );
+    cfg.caps = path_caps("link-unlink");
+    cfg
+}
+
+fn main() {
+    let total: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    println!("| strategy | scenario | search | executions | states | crash images | violations | broken | time |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut counterexamples = Vec::new();
+    let mut exh = |strategy: &str, cfg: Config| {
+        let r = explore(&cfg, 20_000_000);
+        row(
+            strategy,
+            &cfg,
+            if r.stats.truncated {
+                "DFS (truncated)"
+            } else {
+                "DFS"
+            },
+            &r,
+        );
+        if let Some(f) = r.failures.values().next() {
+            counterexamples.push(render(&cfg, f));
+        }
+    };
+    exh("Classic", classic_collision());
+    exh("Classic+O_EXCL", classic_link_vs_reader());
+    for p in [Persistence::P2, Persistence::P1, Persistence::P0] {
+        exh("Classic+O_EXCL", classic_crash(p));
+    }
+    exh("naive listing", naive_listing());
+    exh("core scan", core_scan(2, ReaderMode::Plain));
+    exh("core scan", core_scan(3, ReaderMode::Plain));
+    for path in ["anonymous-link", "rename-noreplace", "link-unlink"] {
+        for collide in [false, true] {
+            for mode in [ReaderMode::Plain, ReaderMode::Core] {
+                let name = format!(
+                    "{path}, {} names, {mode:?} reader, P2",
+                    if collide { "colliding" } else { "unique" }
+                );
+                exh(
+                    "Exclusive",
+                    two_plus_reader(&name, Strategy::Exclusive, path_caps(path), collide, mode),
+                );
+            }
+        }
+    }
+    let mut p1 = two_plus_reader(
+        "link-unlink, colliding names, Plain reader, P1",
+        Strategy::Exclusive,
+        path_caps("link-unlink"),
+        true,
+        ReaderMode::Plain,
+    );
+    p1.persistence = Persistence::P1;
+    exh("Exclusive", p1);
+    exh("Exclusive", nfs(Strategy::Exclusive, false));
+    exh("Exclusive", nfs(Strategy::Exclusive, true));
+    exh("Locked", nfs(Strategy::Locked, false));
+    let mut nl = two_plus_reader(
+        "no hard links (checked-rename), colliding names, Plain reader, P2",
+        Strategy::Exclusive,
+        mdeliver_core::Capabilities::POSIX,
+        true,
+        ReaderMode::Plain,
+    );
+    nl.sem = Semantics::NoHardLinks;
+    exh("Exclusive", nl);
+
+    let mut done = 0u64;
+    let configs = [(3usize, 4u64), (5, 3), (8, 3)];
+    let weight: u64 = configs.iter().map(|c| c.1).sum();
+    for (n, w) in configs {
+        let cfg = large(Strategy::Exclusive, n);
+        for sched in [Sched::Random, Sched::Pct { depth: 3 }] {
+            let k = total * w / weight / 2;
+            let r = run_random(&cfg, sched, 0..k);
+            done += r.stats.executions;
+            row("Exclusive", &cfg, &format!("{sched:?}"), &r);
+            if let Some(f) = r.failures.values().next() {
+                counterexamples.push(render(&cfg, f));
+            }
+        }
+    }
+    println!("\nrandomized schedules in total: {done}");
+    for c in counterexamples {
+        println!("\n{c}");
+    }
+}
