@@ -116,6 +116,12 @@ pub struct LinuxFs {
 #[derive(Debug)]
 pub struct File(OwnedFd);
 
+impl AsFd for File {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
 const DIR_FLAGS: OFlags = OFlags::DIRECTORY
     .union(OFlags::NOFOLLOW)
     .union(OFlags::CLOEXEC)

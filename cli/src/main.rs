@@ -3,10 +3,17 @@
 //! reports; every mail decision is made in `mdeliver-core`.
 
 mod args;
+mod check;
+mod command;
 mod env;
 mod exit;
+mod flag;
+mod folder;
+mod import;
 mod input;
 mod linux;
+mod list;
+mod reader;
 mod report;
 
 use std::os::fd::OwnedFd;
@@ -27,8 +34,11 @@ use crate::report::Failure;
 const BUF_SIZE: usize = 64 * 1024;
 
 fn main() -> ExitCode {
-    let args = match args::parse() {
-        Ok(a) => a,
+    let args = match command::parse() {
+        Ok(command::Parsed::Deliver(a)) => a,
+        Ok(command::Parsed::List(a)) => return list::run(&a),
+        Ok(command::Parsed::Flag(a)) => return flag::run(&a),
+        Ok(command::Parsed::Check(a)) => return check::run(&a),
         Err(code) => return code,
     };
     let disabled = match std::env::var_os(Disabled::VAR) {
@@ -56,6 +66,9 @@ fn main() -> ExitCode {
             }
         },
     };
+    if args.mbox {
+        return import::main(&args, disabled, &mut input);
+    }
     let mut driver = Driver {
         args: &args,
         disabled,
@@ -67,6 +80,8 @@ fn main() -> ExitCode {
             } else {
                 Durability::Full
             },
+            flags: args.flags,
+            sep: args.info_separator,
             ..Options::default()
         },
     };
@@ -74,6 +89,20 @@ fn main() -> ExitCode {
     let mut copy: Option<Input> = None;
     let last = args.maildirs.len() - 1;
     for (i, maildir) in args.maildirs.iter().enumerate() {
+        let folder_open = OpenOptions {
+            create: args.create,
+            sync: !args.no_fsync,
+            disabled,
+            keep_readable: false,
+        };
+        let maildir = &match folder::target(&args, maildir, folder_open) {
+            Ok(target) => target,
+            Err((message, code)) => {
+                eprintln!("mdeliver: {}: {message}", maildir.display());
+                status = exit::worst(status, code);
+                continue;
+            }
+        };
         // Further maildirs read the message back from the first delivered file, unless the
         // input itself can be read again.
         let keep = copy.is_none() && i < last && !input.is_rewindable();

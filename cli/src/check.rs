@@ -1,0 +1,192 @@
+//! `mdeliver check`: lists tmp/, new/ and cur/, has the core classify each entry
+//! ([`mdeliver_core::check`]), finds duplicate keys (confirmed by a second look, since a
+//! message renamed during the listing shows up under two names), and with `--repair` removes
+//! stale tmp/ files, and nothing else.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use mdeliver_core::check::{classify, EntryKind, Finding, STALE_TMP_SECS};
+use mdeliver_core::env::Env;
+use mdeliver_core::name::{InfoSep, NameBuf, ParsedName};
+use mdeliver_core::{Dir, ErrorKind, Fs};
+
+use crate::args::parse_info_sep;
+use crate::env::LinuxEnv;
+use crate::linux::LinuxFs;
+use crate::reader;
+
+const ABOUT: &str = "Report stale tmp files and other anomalies in a maildir; --repair removes \
+stale tmp files";
+
+const LONG_ABOUT: &str = "\
+Report stale tmp files and other anomalies in a maildir; --repair removes stale tmp files.
+
+Findings, one line each (TAB-separated: KIND, PATH, detail):
+  stale-tmp      a file in tmp/ not modified for more than 36 hours (the Maildir \
+specification's limit): left by a crashed or killed delivery; safe to remove
+  duplicate-key  two files in new/ or cur/ with the same unique key (the part before the info \
+separator); both are kept: compare them by hand
+  unparsable     a name in new/ or cur/ that cannot be a message (a dot file, an empty key)
+  info-in-new    a name in new/ carrying info (\":2,...\"), which only cur/ names may have
+  symlink, directory, special
+                 an entry in tmp/, new/ or cur/ that is not a regular file
+
+--repair removes only stale-tmp files (nothing else can be removed without risking mail) and \
+says so for each.";
+
+const AFTER_LONG_HELP: &str = "\
+EXIT STATUS
+   0  no findings (or, with --repair, every finding was repaired)
+   1  findings remain
+  66  the maildir (or its tmp/, new/ or cur/) is missing or not a directory
+  75  a temporary error while listing
+  77  permission denied";
+
+/// `mdeliver check` arguments.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_long_help = AFTER_LONG_HELP,
+    max_term_width = 100
+)]
+pub struct CheckArgs {
+    /// The maildir to check
+    #[arg(value_name = "MAILDIR")]
+    pub maildir: PathBuf,
+
+    /// Remove stale tmp/ files (older than 36 hours); nothing else is ever removed
+    #[arg(long)]
+    pub repair: bool,
+
+    /// The character between a message's unique name and its flags (":", ";" or "!")
+    #[arg(long, value_name = "C", default_value = ":", value_parser = parse_info_sep)]
+    pub info_separator: InfoSep,
+}
+
+fn kind_of(ft: std::fs::FileType) -> EntryKind {
+    if ft.is_file() {
+        EntryKind::Regular
+    } else if ft.is_symlink() {
+        EntryKind::Symlink
+    } else if ft.is_dir() {
+        EntryKind::Directory
+    } else {
+        EntryKind::Other
+    }
+}
+
+fn label(f: &Finding) -> &'static str {
+    match f {
+        Finding::StaleTmp(_) => "stale-tmp",
+        Finding::Unparsable => "unparsable",
+        Finding::InfoInNew => "info-in-new",
+        Finding::NotRegular(EntryKind::Symlink) => "symlink",
+        Finding::NotRegular(EntryKind::Directory) => "directory",
+        Finding::NotRegular(_) => "special",
+    }
+}
+
+fn detail(f: &Finding) -> String {
+    match f {
+        Finding::StaleTmp(age) => format!(
+            "untouched for {} hours (limit {})",
+            age / 3600,
+            STALE_TMP_SECS / 3600
+        ),
+        Finding::Unparsable => "not a message name".into(),
+        Finding::InfoInNew => "a name in new/ must not carry info".into(),
+        Finding::NotRegular(_) => "not a regular file".into(),
+    }
+}
+
+/// Lists `dir` completely.
+fn names(fs: &mut LinuxFs, dir: Dir) -> Result<Vec<String>, ErrorKind> {
+    let mut stream = fs.open_dir(dir)?;
+    let mut name = NameBuf::new();
+    let mut out = Vec::new();
+    while fs.read_dir(&mut stream, &mut name)? {
+        out.push(name.to_string());
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Runs `mdeliver check`.
+pub fn run(a: &CheckArgs) -> ExitCode {
+    let who = a.maildir.display();
+    let mut fs = match reader::open(&a.maildir) {
+        Ok(fs) => fs,
+        Err(f) => {
+            eprintln!("mdeliver: {who}: {}", f.message);
+            return ExitCode::from(f.code);
+        }
+    };
+    let now = LinuxEnv::new().now().secs;
+    let mut remaining = 0u32;
+    let mut by_key: HashMap<String, (Dir, String)> = HashMap::new();
+    let mut duplicates = Vec::new();
+    for dir in Dir::SUBDIRS {
+        let list = match names(&mut fs, dir) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("mdeliver: {who}: listing {}/: {e}", dir.as_str());
+                return ExitCode::from(reader::code(e));
+            }
+        };
+        for name in list {
+            let path = a.maildir.join(dir.as_str()).join(&name);
+            // Informational only (the kind and age of one entry): by path, never followed.
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue; // gone meanwhile (a reader renamed it, a delivery finished)
+            };
+            let mtime = std::os::unix::fs::MetadataExt::mtime(&meta).max(0) as u64;
+            let kind = kind_of(meta.file_type());
+            if let Some(f) = classify(dir, &name, kind, mtime, now, a.info_separator) {
+                let mut repaired = false;
+                if a.repair && f.repairable() {
+                    match fs.unlink(dir, &name) {
+                        Ok(()) | Err(ErrorKind::NotFound) => repaired = true,
+                        Err(e) => eprintln!("mdeliver: {}: removing: {e}", path.display()),
+                    }
+                }
+                let note = if repaired { " (removed)" } else { "" };
+                println!("{}\t{}\t{}{note}", label(&f), path.display(), detail(&f));
+                if !repaired {
+                    remaining += 1;
+                }
+                continue;
+            }
+            if dir == Dir::Tmp {
+                continue;
+            }
+            if let Ok(p) = ParsedName::parse(&name, a.info_separator) {
+                match by_key.get(p.key) {
+                    Some(first) => duplicates.push((first.clone(), (dir, name.clone()))),
+                    None => {
+                        by_key.insert(p.key.to_owned(), (dir, name.clone()));
+                    }
+                }
+            }
+        }
+    }
+    // A message renamed between our listings of new/ and cur/ (or within cur/) appears twice
+    // without being a duplicate: only pairs whose both names still exist count.
+    for ((d1, n1), (d2, n2)) in duplicates {
+        if fs.stat(d1, &n1).is_ok() && fs.stat(d2, &n2).is_ok() {
+            println!(
+                "duplicate-key\t{}\talso {}",
+                a.maildir.join(d2.as_str()).join(&n2).display(),
+                a.maildir.join(d1.as_str()).join(&n1).display()
+            );
+            remaining += 1;
+        }
+    }
+    if remaining > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,77 @@
+//! Which form of the command line this is: the delivery form `mdeliver [OPTIONS] <MAILDIR>...`
+//! (the shared [`Args`]) or one of the reader-side subcommands `list`, `flag`, `check`. The
+//! subcommands are added to the delivery form's clap definition here, in the Linux binary
+//! only, so the WASI module (which shares `args.rs`) carries none of their code or text.
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches};
+
+use crate::args::{self, Args};
+use crate::check::CheckArgs;
+use crate::flag::FlagArgs;
+use crate::list::ListArgs;
+
+/// A parsed command line.
+#[derive(Debug)]
+pub enum Parsed {
+    /// Deliver (the default form).
+    Deliver(Args),
+    /// `mdeliver list`.
+    List(ListArgs),
+    /// `mdeliver flag`.
+    Flag(FlagArgs),
+    /// `mdeliver check`.
+    Check(CheckArgs),
+}
+
+const SUBCOMMANDS_HELP: &str = "\
+SUBCOMMANDS
+  mdeliver list [--json] MAILDIR            list every message once, even during renames
+  mdeliver flag MAILDIR KEY [+FLAGS] [-FLAGS]  change a message's flags (moves new/ to cur/)
+  mdeliver check [--repair] MAILDIR         report (and with --repair remove) stale tmp files \
+and other anomalies
+  mdeliver help SUBCOMMAND                  the subcommand's manual
+
+  A MAILDIR literally named list, flag, check or help is taken as a subcommand: write it as \
+./list (any path with a slash) to deliver into it.";
+
+/// The clap definition of the whole command line.
+pub fn definition() -> clap::Command {
+    let after = format!("{}\n\n{}", args::AFTER_LONG_HELP, SUBCOMMANDS_HELP);
+    Args::command()
+        .override_usage(
+            "mdeliver [OPTIONS] <MAILDIR>...\n       mdeliver <list|flag|check> [OPTIONS] <MAILDIR> ...",
+        )
+        .after_long_help(after)
+        .args_conflicts_with_subcommands(true)
+        .subcommand_negates_reqs(true)
+        .subcommand_help_heading("Subcommands (a maildir named like one: write ./NAME)")
+        .subcommand(ListArgs::command().name("list"))
+        .subcommand(FlagArgs::command().name("flag"))
+        .subcommand(CheckArgs::command().name("check"))
+}
+
+/// Parses the process's arguments; help, version and usage errors print and give the exit
+/// code (see [`args::usage_exit`]).
+pub fn parse() -> Result<Parsed, ExitCode> {
+    parse_from(std::env::args_os())
+}
+
+/// Parses `argv` (the first is the program name); see [`parse`].
+pub fn parse_from<I, T>(argv: I) -> Result<Parsed, ExitCode>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let m = definition()
+        .try_get_matches_from(argv)
+        .map_err(args::usage_exit)?;
+    let parsed = match m.subcommand() {
+        Some(("list", sub)) => ListArgs::from_arg_matches(sub).map(Parsed::List),
+        Some(("flag", sub)) => FlagArgs::from_arg_matches(sub).map(Parsed::Flag),
+        Some(("check", sub)) => CheckArgs::from_arg_matches(sub).map(Parsed::Check),
+        _ => Args::from_arg_matches(&m).map(Parsed::Deliver),
+    };
+    parsed.map_err(|e| args::usage_exit(e.format(&mut definition())))
+}

@@ -1,0 +1,108 @@
+//! What the reader-side subcommands (`list`, `flag`, `check`) share: opening an existing
+//! maildir through the Linux adapter (never creating anything) and reporting why that failed,
+//! with exit codes for a person at a shell rather than an MTA.
+
+use std::path::Path;
+
+use mdeliver_core::{Dir, ErrorKind};
+
+use crate::exit;
+use crate::linux::{Disabled, LinuxFs, OpenOptions};
+
+/// `EX_NOINPUT`-style failure to open a maildir, rendered for stderr, with its exit code.
+#[derive(Debug)]
+pub struct OpenFailure {
+    /// The message after `mdeliver: <maildir>: `.
+    pub message: String,
+    /// The exit code.
+    pub code: u8,
+}
+
+/// The exit code of a subcommand that could not use a maildir: 66 when it is missing or not
+/// a directory, 77 without permission, else the delivery form's precise (`--strict-exit`) code.
+pub fn code(kind: ErrorKind) -> u8 {
+    match kind {
+        ErrorKind::NotFound | ErrorKind::NotDirectory => exit::NOINPUT,
+        k => exit::code(k, true),
+    }
+}
+
+/// Opens the maildir at `path` (its tmp/, new/ and cur/ must exist; nothing is created and no
+/// probe file is made). `MDELIVER_DISABLE` is honoured, as for delivery.
+pub fn open(path: &Path) -> Result<LinuxFs, OpenFailure> {
+    let mut disabled = match std::env::var_os(Disabled::VAR) {
+        None => Disabled::default(),
+        Some(v) => Disabled::parse(&v.to_string_lossy()).map_err(|word| OpenFailure {
+            message: format!(
+                "{}: unknown feature '{word}' (known: anonymous-tmp, rename-noreplace, \
+                 hard-links)",
+                Disabled::VAR
+            ),
+            code: exit::USAGE,
+        })?,
+    };
+    // Readers never create message files: skip the O_TMPFILE probe.
+    disabled.anonymous_tmp = true;
+    let opts = OpenOptions {
+        create: false,
+        sync: false,
+        disabled,
+        keep_readable: false,
+    };
+    LinuxFs::open(path, opts).map_err(|(kind, part)| {
+        let at = match part {
+            Dir::Root => String::new(),
+            d => format!("{}/: ", d.as_str()),
+        };
+        let hint = match (kind, part) {
+            (ErrorKind::NotFound, Dir::Root) => "check the path",
+            (ErrorKind::NotFound, _) => "not a complete maildir (it needs tmp/, new/ and cur/)",
+            (ErrorKind::NotDirectory, Dir::Root) => {
+                "give the real path of a maildir directory (symbolic links are not followed)"
+            }
+            (ErrorKind::NotDirectory, _) => {
+                "mdeliver never follows symbolic links inside a maildir"
+            }
+            (ErrorKind::Permission, _) => "check the owner and mode of the maildir",
+            _ => "",
+        };
+        let mut message = format!("opening maildir: {at}{kind}");
+        if !hint.is_empty() {
+            message.push_str("; ");
+            message.push_str(hint);
+        }
+        OpenFailure {
+            message,
+            code: code(kind),
+        }
+    })
+}
+
+/// Escapes `s` as a JSON string (with the quotes).
+pub fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_escapes() {
+        assert_eq!(json_string("a\"b\\c\n\u{1}é"), "\"a\\\"b\\\\c\\n\\u0001é\"");
+    }
+}
