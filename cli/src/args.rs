@@ -106,76 +106,11 @@ pub struct Args {
     /// administrator can fix
     #[arg(long)]
     pub strict_exit: bool,
-
-    /// The input is an mbox: deliver every message in it (see MBOX IMPORT in --help)
-    #[arg(short = 'M', long)]
-    pub mbox: bool,
-
-    /// How quoted "From " lines in mbox bodies are read back (with -M)
-    #[arg(long, value_name = "STYLE", value_enum, default_value_t = MboxQuoting::Mboxrd)]
-    pub mbox_quoting: MboxQuoting,
-
-    /// Deliver into cur/ with these flags (letters, e.g. "SF"; stored sorted, once each);
-    /// without -X messages go to new/ with no info. With -M, added to each message's Status:
-    #[arg(short = 'X', long, value_name = "FLAGS", value_parser = parse_flags)]
-    pub flags: Option<mdeliver_core::Flags>,
-
-    /// Deliver into the Maildir++ subfolder NAME of each MAILDIR ("A/B" or "A.B" is the
-    /// directory .A.B, with a maildirfolder marker); -c creates it
-    #[arg(long, value_name = "NAME")]
-    pub folder: Option<std::ffi::OsString>,
-
-    /// The character between a message's unique name and its flags: ":" (the default), or
-    /// ";" or "!" for maildirs shared with FAT, Windows or Android
-    #[arg(long, value_name = "C", default_value = ":", value_parser = parse_info_sep)]
-    pub info_separator: mdeliver_core::name::InfoSep,
-}
-
-/// How `>From ` quoting in mbox bodies is undone (mirrors `mdeliver_core::mbox::Quoting`).
-#[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum MboxQuoting {
-    /// Remove one ">" from every line matching ">+From " (mboxrd; exact for mboxrd files)
-    Mboxrd,
-    /// Remove the ">" from lines starting with exactly ">From " (mboxo)
-    Mboxo,
-    /// Keep every line as stored
-    Raw,
-}
-
-impl MboxQuoting {
-    /// The core's quoting convention.
-    pub fn core(self) -> mdeliver_core::mbox::Quoting {
-        use mdeliver_core::mbox::Quoting;
-        match self {
-            MboxQuoting::Mboxrd => Quoting::Mboxrd,
-            MboxQuoting::Mboxo => Quoting::Mboxo,
-            MboxQuoting::Raw => Quoting::Raw,
-        }
-    }
-}
-
-/// Parses `-X FLAGS`: ASCII letters only.
-pub fn parse_flags(s: &str) -> Result<mdeliver_core::Flags, String> {
-    mdeliver_core::Flags::parse(s).map_err(|b| {
-        format!(
-            "flags are ASCII letters (D F P R S T, or lowercase keywords); found {:?}",
-            b.0 as char
-        )
-    })
-}
-
-/// Parses `--info-separator C`: one of `:`, `;`, `!`.
-pub fn parse_info_sep(s: &str) -> Result<mdeliver_core::name::InfoSep, String> {
-    match s.as_bytes() {
-        [c] => mdeliver_core::name::InfoSep::new(*c),
-        _ => None,
-    }
-    .ok_or_else(|| "the info separator is one character: \":\", \";\" or \"!\"".to_owned())
 }
 
 /// Parses the process's arguments. Help and version print and exit 0; a usage error prints
 /// clap's message and yields [`exit::USAGE`]. (The WASI module's entry; the Linux binary adds
-/// its subcommands in `command.rs`.)
+/// its mail options and subcommands in `command.rs`.)
 #[allow(dead_code)]
 pub fn parse() -> Result<Args, ExitCode> {
     parse_from(std::env::args_os())

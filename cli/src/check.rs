@@ -12,9 +12,9 @@ use mdeliver_core::env::Env;
 use mdeliver_core::name::{InfoSep, NameBuf, ParsedName};
 use mdeliver_core::{Dir, ErrorKind, Fs};
 
-use crate::args::parse_info_sep;
 use crate::env::LinuxEnv;
 use crate::linux::LinuxFs;
+use crate::mail_args::parse_info_sep;
 use crate::reader;
 
 const ABOUT: &str = "Report stale tmp files and other anomalies in a maildir; --repair removes \

@@ -10,9 +10,9 @@ use mdeliver_core::name::{InfoSep, NameBuf, ParsedName};
 use mdeliver_core::scan::{perform_list, Move, MoveStep, MOVE_ATTEMPTS};
 use mdeliver_core::{Dir, ErrorKind, Flags, Fs, Op, OpResult};
 
-use crate::args::parse_info_sep;
 use crate::exit;
 use crate::linux::LinuxFs;
+use crate::mail_args::parse_info_sep;
 use crate::reader;
 
 const ABOUT: &str = "Change a message's flags (moving it from new/ to cur/), never clobbering";
@@ -98,7 +98,7 @@ fn parse_change(s: &str) -> Result<Change, String> {
     if rest.is_empty() {
         return Err("no flag letters after the sign".into());
     }
-    let flags = crate::args::parse_flags(rest)?;
+    let flags = crate::mail_args::parse_flags(rest)?;
     Ok(Change { add, flags })
 }
 

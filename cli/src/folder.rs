@@ -150,13 +150,14 @@ fn remove_staging(tmp: &OwnedFd, staging: &str) {
 /// with `-c`). On failure, the message (after `mdeliver: <maildir>: `) and the exit code.
 pub fn target(
     args: &crate::args::Args,
+    mail: &crate::mail_args::MailArgs,
     maildir: &Path,
     opts: OpenOptions,
 ) -> Result<PathBuf, (String, u8)> {
-    let Some(name) = &args.folder else {
+    let Some(name) = &mail.folder else {
         return Ok(maildir.to_owned());
     };
-    resolve(maildir, name, args.info_separator, args.create, opts).map_err(|f| match f {
+    resolve(maildir, name, mail.info_separator, args.create, opts).map_err(|f| match f {
         FolderFailure::Name(e) => (
             format!("--folder {:?}: {e}", name.to_string_lossy()),
             crate::exit::USAGE,
@@ -170,10 +171,7 @@ pub fn target(
             (failure.to_string(), failure.code(args.strict_exit))
         }
         FolderFailure::Create(kind) => (
-            format!(
-                "creating folder {:?}: {kind}",
-                name.to_string_lossy()
-            ),
+            format!("creating folder {:?}: {kind}", name.to_string_lossy()),
             crate::exit::code(kind, args.strict_exit),
         ),
     })

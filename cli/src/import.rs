@@ -21,6 +21,7 @@ use crate::env::LinuxEnv;
 use crate::exit;
 use crate::input::Input;
 use crate::linux::LinuxFs;
+use crate::mail_args::MailArgs;
 use crate::report::Failure;
 
 /// Messages delivered between two directory flushes.
@@ -134,20 +135,20 @@ pub fn input_size(args: &Args) -> Option<u64> {
 
 /// Imports the mbox `input` into the open maildir `fs` at `shown` (for messages). Returns
 /// the exit status.
-pub fn run(args: &Args, fs: &mut LinuxFs, shown: &Path, input: &mut Input) -> u8 {
+pub fn run(args: &Args, mail: &MailArgs, fs: &mut LinuxFs, shown: &Path, input: &mut Input) -> u8 {
     let who = shown.display();
     let mut env = LinuxEnv::new();
     let mut rbuf = vec![0u8; BUF_SIZE];
     let mut wbuf = vec![0u8; BUF_SIZE];
-    let mut reader = MboxReader::new(input, &mut rbuf, args.mbox_quoting.core());
+    let mut reader = MboxReader::new(input, &mut rbuf, mail.mbox_quoting.core());
     let opts = Options {
         durability: if args.no_fsync {
             Durability::None
         } else {
             Durability::DeferDirSync
         },
-        flags: args.flags,
-        sep: args.info_separator,
+        flags: mail.flags,
+        sep: mail.info_separator,
         ..Options::default()
     };
     let progress = Progress::new(input_size(args));
@@ -175,7 +176,7 @@ pub fn run(args: &Args, fs: &mut LinuxFs, shown: &Path, input: &mut Input) -> u8
         };
         let filtered = Transformed::<_, _, LAYER>::new(&mut tap, StatusFilter::new());
         let mut chain = Transformed::<_, _, LAYER>::new(filtered, Observe(DateCapture::date()));
-        let extra = args.flags;
+        let extra = mail.flags;
         let outcome = deliver_with(fs, &mut env, opts, &mut chain, &mut wbuf, |w| {
             let status = w.source.source_mut().transform().status();
             w.machine.set_flags(merge(status.maildir_info(), extra));
@@ -321,6 +322,7 @@ fn commit(fs: &mut LinuxFs, batch: &mut Batch, verbose: u8) -> Result<u64, Error
 /// `mdeliver -M`: checks the arguments, opens the one maildir (or its folder) and imports.
 pub fn main(
     args: &Args,
+    mail: &MailArgs,
     disabled: crate::linux::Disabled,
     input: &mut Input,
 ) -> std::process::ExitCode {
@@ -340,7 +342,7 @@ pub fn main(
         disabled,
         keep_readable: false,
     };
-    let target = match crate::folder::target(args, maildir, open) {
+    let target = match crate::folder::target(args, mail, maildir, open) {
         Ok(t) => t,
         Err((message, code)) => {
             eprintln!("mdeliver: {}: {message}", maildir.display());
@@ -359,5 +361,5 @@ pub fn main(
             return ExitCode::from(failure.code(args.strict_exit));
         }
     };
-    ExitCode::from(run(args, &mut fs, &target, input))
+    ExitCode::from(run(args, mail, &mut fs, &target, input))
 }

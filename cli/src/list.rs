@@ -9,8 +9,8 @@ use mdeliver_core::name::{InfoSep, ParsedName};
 use mdeliver_core::scan::{classify, scan, KeySet, Mark, ScanOptions};
 use mdeliver_core::{Dir, ErrorKind, Fs};
 
-use crate::args::parse_info_sep;
 use crate::exit;
+use crate::mail_args::parse_info_sep;
 use crate::reader::{self, json_string};
 
 const ABOUT: &str = "List every message of a maildir exactly once, even while others rename them";

@@ -13,6 +13,7 @@ mod import;
 mod input;
 mod linux;
 mod list;
+mod mail_args;
 mod reader;
 mod report;
 
@@ -34,8 +35,8 @@ use crate::report::Failure;
 const BUF_SIZE: usize = 64 * 1024;
 
 fn main() -> ExitCode {
-    let args = match command::parse() {
-        Ok(command::Parsed::Deliver(a)) => a,
+    let (args, mail) = match command::parse() {
+        Ok(command::Parsed::Deliver(a, m)) => (a, m),
         Ok(command::Parsed::List(a)) => return list::run(&a),
         Ok(command::Parsed::Flag(a)) => return flag::run(&a),
         Ok(command::Parsed::Check(a)) => return check::run(&a),
@@ -66,8 +67,8 @@ fn main() -> ExitCode {
             }
         },
     };
-    if args.mbox {
-        return import::main(&args, disabled, &mut input);
+    if mail.mbox {
+        return import::main(&args, &mail, disabled, &mut input);
     }
     let mut driver = Driver {
         args: &args,
@@ -80,8 +81,8 @@ fn main() -> ExitCode {
             } else {
                 Durability::Full
             },
-            flags: args.flags,
-            sep: args.info_separator,
+            flags: mail.flags,
+            sep: mail.info_separator,
             ..Options::default()
         },
     };
@@ -95,7 +96,7 @@ fn main() -> ExitCode {
             disabled,
             keep_readable: false,
         };
-        let maildir = &match folder::target(&args, maildir, folder_open) {
+        let maildir = &match folder::target(&args, &mail, maildir, folder_open) {
             Ok(target) => target,
             Err((message, code)) => {
                 eprintln!("mdeliver: {}: {message}", maildir.display());
