@@ -33,6 +33,7 @@ use mdeliver_core::{Delivery, ErrorKind, Phase};
 /// inputs (`fuzz/known-bugs/<name>/`) that show them; `fuzz_corpus.rs` replays them in an
 /// ignored test that passes once the bugs are fixed.
 pub const STRICT: &[(&str, fn(&[u8]))] = &[
+    ("name_parse", name_parse_strict),
     ("deliver_faults", deliver_faults_strict),
     ("maildirsize", maildirsize_strict),
 ];
@@ -134,6 +135,16 @@ fn flags_from(bits: u64) -> Flags {
 /// the same key and flags. Generated names stay within `NAME_MAX` and parse back to the values
 /// they were made from.
 pub fn name_parse(data: &[u8]) {
+    name_parse_with(data, false)
+}
+
+/// [`name_parse`] including `Unique::parse` of non-ASCII keys, which hits a known core bug
+/// (`Unique::parse` slices inside a multi-byte character and panics).
+pub fn name_parse_strict(data: &[u8]) {
+    name_parse_with(data, true)
+}
+
+fn name_parse_with(data: &[u8], strict: bool) {
     let mut b = Bytes::new(data);
     let sep = sep_from(b.u8());
     let generated = b.bool();
@@ -166,7 +177,9 @@ pub fn name_parse(data: &[u8]) {
             if let Some(size) = p.size() {
                 assert_eq!(p.field("S").map(str::parse::<u64>), Some(Ok(size)));
             }
-            let _ = Unique::parse(p.key);
+            if strict || p.key.is_ascii() {
+                let _ = Unique::parse(p.key);
+            }
             let bare = emit_with_flags(p.key, None, sep).expect("a parsed key emits");
             assert_eq!(bare, p.key, "the new/ form is the bare key");
             match emit_with_flags(p.key, Some(p.flags), sep) {

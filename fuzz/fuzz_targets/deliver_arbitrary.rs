@@ -1,0 +1,6 @@
+//! Fuzz target `deliver_arbitrary`: see `mdeliver_tests::fuzz_bodies::deliver_arbitrary` for the properties.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| mdeliver_tests::fuzz_bodies::deliver_arbitrary(data));

@@ -1,0 +1,6 @@
+//! Fuzz target `flags`: see `mdeliver_tests::fuzz_bodies::flags` for the properties.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| mdeliver_tests::fuzz_bodies::flags(data));

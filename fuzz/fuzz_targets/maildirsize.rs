@@ -1,0 +1,6 @@
+//! Fuzz target `maildirsize`: see `mdeliver_tests::fuzz_bodies::maildirsize` for the properties.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| mdeliver_tests::fuzz_bodies::maildirsize(data));
