@@ -615,3 +615,94 @@ pub fn move_message<F: Fs + ?Sized>(fs: &mut F, mut machine: Move) -> Result<Dir
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds one pass: `new` then `cur` listings.
+    fn pass(s: &mut Scan, keys: &mut FixedKeySet<8>, new: &[&str], cur: &[&str]) {
+        for (dir, names) in [(Dir::New, new), (Dir::Cur, cur)] {
+            assert_eq!(s.poll(), ScanStep::List(ListOp::Open { dir }));
+            s.feed(ListResult::Done, "", keys);
+            for n in names {
+                assert_eq!(s.poll(), ScanStep::List(ListOp::Next));
+                s.feed(ListResult::Entry, n, keys);
+            }
+            assert_eq!(s.poll(), ScanStep::List(ListOp::Next));
+            s.feed(ListResult::End, "", keys);
+            assert_eq!(s.poll(), ScanStep::List(ListOp::Close));
+            s.feed(ListResult::Done, "", keys);
+        }
+    }
+
+    #[test]
+    fn repeats_until_a_pass_sees_the_same_keys() {
+        let mut keys = FixedKeySet::<8>::new();
+        let mut s = Scan::new(ScanOptions::default());
+        // Pass 0 misses b (renamed mid-listing); sees a twice (new/ and cur/, mid-move).
+        pass(&mut s, &mut keys, &["a"], &["a:2,S", "c:2,"]);
+        // Pass 1 finds b: a change, so another pass.
+        pass(&mut s, &mut keys, &[], &["a:2,S", "b:2,F", "c:2,"]);
+        assert_eq!(s.pass(), 2);
+        pass(&mut s, &mut keys, &[], &["c:2,", "b:2,FS", "a:2,S"]);
+        let ScanStep::Done(Ok(sum)) = s.poll() else {
+            panic!("{:?}", s.poll())
+        };
+        assert_eq!(
+            sum,
+            ScanSummary {
+                passes: 3,
+                final_pass: 2,
+                messages: 3,
+                stable: true
+            }
+        );
+        let names: std::vec::Vec<&str> = keys.current(2).map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["a:2,S", "c:2,", "b:2,FS"]);
+    }
+
+    #[test]
+    fn same_count_but_different_keys_is_not_stable() {
+        let mut keys = FixedKeySet::<8>::new();
+        let mut s = Scan::new(ScanOptions {
+            max_passes: 3,
+            ..ScanOptions::default()
+        });
+        pass(&mut s, &mut keys, &[], &["a:2,"]);
+        pass(&mut s, &mut keys, &[], &["b:2,"]);
+        pass(&mut s, &mut keys, &[], &["a:2,"]);
+        // a was last seen two passes ago: "Earlier", a change; max_passes ends it unstable.
+        let ScanStep::Done(Ok(sum)) = s.poll() else {
+            panic!()
+        };
+        assert!(!sum.stable);
+        assert_eq!(classify(0, 2), Mark::Earlier);
+        assert_eq!(classify(1, 2), Mark::LastPass);
+        assert_eq!(classify(2, 2), Mark::ThisPass);
+    }
+
+    #[test]
+    fn move_finds_the_message_again_when_it_moved() {
+        let f = Flags::parse("S").unwrap();
+        let mut m = Move::new(Dir::New, "k,S=3", f, InfoSep::COLON, true);
+        assert_eq!(m.target(), "k,S=3:2,S");
+        m.feed(OpResult::Err(ErrorKind::NotFound));
+        assert_eq!(m.poll(), MoveStep::List(ListOp::Open { dir: Dir::New }));
+        m.feed_list(ListResult::Done, "");
+        m.feed_list(ListResult::End, "");
+        m.feed_list(ListResult::Done, "");
+        assert_eq!(m.poll(), MoveStep::List(ListOp::Open { dir: Dir::Cur }));
+        m.feed_list(ListResult::Done, "");
+        m.feed_list(ListResult::Entry, "other:2,");
+        m.feed_list(ListResult::Entry, "k,S=3:2,F");
+        assert_eq!(m.poll(), MoveStep::List(ListOp::Close));
+        m.feed_list(ListResult::Done, "");
+        let MoveStep::Op(Op::Rename { from, .. }) = m.poll() else {
+            panic!()
+        };
+        assert_eq!(from, (Dir::Cur, "k,S=3:2,F"));
+        m.feed(OpResult::Done);
+        assert_eq!(m.poll(), MoveStep::Done(Ok(Dir::Cur)));
+    }
+}

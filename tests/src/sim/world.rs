@@ -283,6 +283,9 @@ pub struct Scanner {
 }
 
 /// An agent.
+// Worlds are cloned at every explored branch; boxing the deliverer would add an allocation
+// per clone for no gain.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Agent {
     /// Deliverer.
@@ -311,6 +314,9 @@ impl Agent {
         }
     }
 }
+
+/// Messages with how their delivery was reported.
+pub type Reported = Vec<(usize, String)>;
 
 /// A broken invariant.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -617,7 +623,7 @@ impl World {
 
     /// Messages reported delivered (including those present from the start), and messages
     /// whose delivery reported failure.
-    pub fn reported(&self) -> (Vec<(usize, String)>, Vec<(usize, String)>) {
+    pub fn reported(&self) -> (Reported, Reported) {
         let seeded = self.msgs.len()
             - self
                 .agents
@@ -848,8 +854,7 @@ fn step_reader(fs: &mut FaultFs<SimFs>, r: &mut Reader) -> String {
             }
         }
         Active::Core(m, stream, _) => {
-            let line;
-            match m.poll() {
+            let line = match m.poll() {
                 MoveStep::Op(op) => {
                     let shown = show_op(&op);
                     let res = match op {
@@ -865,22 +870,22 @@ fn step_reader(fs: &mut FaultFs<SimFs>, r: &mut Reader) -> String {
                         _ => OpResult::Err(ErrorKind::Unsupported),
                     };
                     m.feed(res);
-                    line = format!("{shown} -> {res:?}");
+                    format!("{shown} -> {res:?}")
                 }
                 MoveStep::List(op) => {
                     let res = perform_list(fs, stream, op, &mut name);
                     m.feed_list(res, &name);
-                    line = format!(
+                    format!(
                         "{op:?} -> {res:?} {}",
                         if res == ListResult::Entry {
                             name.as_str()
                         } else {
                             ""
                         }
-                    );
+                    )
                 }
-                MoveStep::Done(_) => line = "move done".into(),
-            }
+                MoveStep::Done(_) => "move done".into(),
+            };
             // Closing a listing is not a scheduling point.
             while let MoveStep::List(ListOp::Close) = m.poll() {
                 let res = perform_list(fs, stream, ListOp::Close, &mut name);
