@@ -4,7 +4,7 @@
 //! (default 1,000,000 random + PCT schedules in total).
 
 use mdeliver_core::deliver::Strategy;
-use mdeliver_tests::sim::explore::{explore, render, run_random, Report, Sched};
+use mdeliver_tests::sim::explore::{explore, render, run_random_par, Report, Sched};
 use mdeliver_tests::sim::fs::{Persistence, Semantics};
 use mdeliver_tests::sim::scenarios::*;
 use mdeliver_tests::sim::world::{AgentSpec, Config, ReaderMode};
@@ -121,7 +121,7 @@ fn main() {
         let cfg = large(Strategy::Exclusive, n);
         for sched in [Sched::Random, Sched::Pct { depth: 3 }] {
             let k = total * w / weight / 2;
-            let r = run_random(&cfg, sched, 0..k);
+            let r = run_random_par(&cfg, sched, 0..k, 2);
             done += r.stats.executions;
             row("Exclusive", &cfg, &format!("{sched:?}"), &r);
             if let Some(f) = r.failures.values().next() {

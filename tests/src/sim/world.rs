@@ -557,7 +557,15 @@ impl World {
             }
         }
         // Listers track which keys stayed present during their scan.
-        let present = present_keys(&self.fs.inner);
+        let scanning = self
+            .agents
+            .iter()
+            .any(|ag| matches!(ag, Agent::Scanner(s) if s.throughout.is_some() && !s.finished));
+        let present = if scanning {
+            present_keys(&self.fs.inner)
+        } else {
+            BTreeSet::new()
+        };
         for ag in &mut self.agents {
             if let Agent::Scanner(s) = ag {
                 if let (Some(t), false) = (s.throughout.as_mut(), s.finished) {
@@ -598,14 +606,11 @@ impl World {
                 what: e.what.clone(),
             });
         }
-        let image: Image = [Dir::New, Dir::Cur]
-            .iter()
-            .flat_map(|&d| {
-                fs.names(d)
-                    .map(move |(n, ino)| ((d, n.to_string()), fs.inodes[&ino].data.clone()))
-            })
-            .collect();
-        if let Some(v) = self.check_image(&image) {
+        let files = [Dir::New, Dir::Cur].into_iter().flat_map(|d| {
+            fs.names(d)
+                .map(move |(n, ino)| (d, n, fs.inodes[&ino].data.as_slice()))
+        });
+        if let Some(v) = self.check_files(files) {
             return Some(v);
         }
         for ag in &self.agents {
@@ -650,18 +655,36 @@ impl World {
 
     /// Checks invariants 1, 2, 4 and 6 on an image of new/ and cur/ (live or after a crash).
     pub fn check_image(&self, image: &Image) -> Option<Violation> {
-        let mut by_msg: BTreeMap<usize, Vec<String>> = BTreeMap::new();
-        let mut by_key: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for ((d, n), data) in image {
-            let p = path(*d, n);
+        self.check_files(
+            image
+                .iter()
+                .map(|((d, n), data)| (*d, n.as_str(), data.as_slice())),
+        )
+    }
+
+    /// Checks invariants 1, 2, 4 and 6 on the files of new/ and cur/.
+    fn check_files<'a>(
+        &self,
+        files: impl Iterator<Item = (Dir, &'a str, &'a [u8])>,
+    ) -> Option<Violation> {
+        let show = |v: &[(Dir, &str)]| {
+            v.iter()
+                .map(|(d, n)| path(*d, n))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut by_msg: BTreeMap<usize, Vec<(Dir, &str)>> = BTreeMap::new();
+        let mut by_key: BTreeMap<&str, Vec<(Dir, &str)>> = BTreeMap::new();
+        for (d, n, data) in files {
             let sha: [u8; 32] = Sha256::digest(data).into();
             match self.msgs.iter().position(|m| m.sha == sha) {
-                Some(m) => by_msg.entry(m).or_default().push(p.clone()),
+                Some(m) => by_msg.entry(m).or_default().push((d, n)),
                 None => {
                     return Some(Violation {
                         invariant: 4,
                         what: format!(
-                            "{p} holds {} bytes that are no complete message ({})",
+                            "{} holds {} bytes that are no complete message ({})",
+                            path(d, n),
                             data.len(),
                             self.guess(data)
                         ),
@@ -671,7 +694,7 @@ impl World {
             let key = ParsedName::parse(n, InfoSep::COLON)
                 .map(|x| x.key)
                 .unwrap_or(n);
-            by_key.entry(key).or_default().push(p);
+            by_key.entry(key).or_default().push((d, n));
         }
         for (k, names) in &by_key {
             if names.len() > 1 {
@@ -680,7 +703,7 @@ impl World {
                     what: format!(
                         "unique key {k} appears {} times: {}",
                         names.len(),
-                        names.join(", ")
+                        show(names)
                     ),
                 });
             }
@@ -692,26 +715,48 @@ impl World {
                     what: format!(
                         "message m{m} stored under {} names: {}",
                         names.len(),
-                        names.join(", ")
+                        show(names)
                     ),
                 });
             }
         }
-        let (ok, failed) = self.reported();
-        for (m, how) in ok {
-            if !by_msg.contains_key(&m) {
-                return Some(Violation {
-                    invariant: 1,
-                    what: format!("message m{m} ({how}) is not in new/ or cur/"),
-                });
-            }
+        let deliverers = self
+            .agents
+            .iter()
+            .filter(|a| matches!(a, Agent::Deliver(_)))
+            .count();
+        let seeded = self.msgs.len() - deliverers;
+        if let Some(m) = (0..seeded).find(|m| !by_msg.contains_key(m)) {
+            return Some(Violation {
+                invariant: 1,
+                what: format!("message m{m} (pre-existing) is not in new/ or cur/"),
+            });
         }
-        for (m, how) in failed {
-            if let Some(names) = by_msg.get(&m) {
-                return Some(Violation {
-                    invariant: 6,
-                    what: format!("message m{m} ({how}) is visible as {}", names.join(", ")),
-                });
+        for (i, ag) in self.agents.iter().enumerate() {
+            let Agent::Deliver(d) = ag else { continue };
+            match (&d.outcome, by_msg.get(&d.msg)) {
+                (Some(Ok(del)), None) => {
+                    return Some(Violation {
+                        invariant: 1,
+                        what: format!(
+                            "message m{} (D{i} reported {}/{}) is not in new/ or cur/",
+                            d.msg,
+                            del.dir.as_str(),
+                            del.name
+                        ),
+                    })
+                }
+                (Some(Err(e)), Some(names)) => {
+                    return Some(Violation {
+                        invariant: 6,
+                        what: format!(
+                            "message m{} (D{i} reported failure \"{e}\") is visible as {}",
+                            d.msg,
+                            show(names)
+                        ),
+                    })
+                }
+                _ => {}
             }
         }
         None
