@@ -367,7 +367,18 @@ impl Fs for LinuxFs {
     }
 
     fn stat(&mut self, dir: Dir, name: &str) -> Result<Stat, ErrorKind> {
-        let s = rfs::statat(self.dirfd(dir), name, AtFlags::SYMLINK_NOFOLLOW).map_err(other)?;
+        // The subdirectories as held open (their mtimes drive quota recalculation), never
+        // whatever the name points to now.
+        let held = match (dir, name) {
+            (Dir::Root, "tmp") => Some(Dir::Tmp),
+            (Dir::Root, "new") => Some(Dir::New),
+            (Dir::Root, "cur") => Some(Dir::Cur),
+            _ => None,
+        };
+        let s = match held {
+            Some(d) => rfs::fstat(self.dirfd(d)).map_err(other)?,
+            None => rfs::statat(self.dirfd(dir), name, AtFlags::SYMLINK_NOFOLLOW).map_err(other)?,
+        };
         Ok(Stat {
             nlink: s.st_nlink,
             size: s.st_size as u64,
@@ -384,6 +395,41 @@ impl Fs for LinuxFs {
         // The maildir and its subdirectories exist: `LinuxFs::open` created (with `create`)
         // and opened them all.
         Err(ErrorKind::Exists)
+    }
+
+    fn append(&mut self, dir: Dir, name: &str, data: &[u8], sync: bool) -> Result<(), ErrorKind> {
+        crate::testing::before_append(name, data);
+        let flags = OFlags::WRONLY | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rfs::openat(self.dirfd(dir), name, flags, Mode::empty()).map_err(other)?;
+        // One write: O_APPEND places it atomically after every other writer's record.
+        let n = loop {
+            match rustix::io::write(&fd, data) {
+                Err(Errno::INTR) => continue,
+                r => break r.map_err(other)?,
+            }
+        };
+        if n != data.len() {
+            return Err(ErrorKind::Io);
+        }
+        if sync {
+            rfs::fdatasync(&fd).map_err(other)?;
+        }
+        Ok(())
+    }
+
+    fn read_file(&mut self, dir: Dir, name: &str, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rfs::openat(self.dirfd(dir), name, flags, Mode::empty()).map_err(other)?;
+        let mut n = 0;
+        while n < buf.len() {
+            match rustix::io::read(&fd, &mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(other(e)),
+            }
+        }
+        Ok(n)
     }
 
     fn open_dir(&mut self, dir: Dir) -> Result<rfs::Dir, ErrorKind> {

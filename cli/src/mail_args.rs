@@ -37,6 +37,10 @@ pub struct MailArgs {
     /// ";" or "!" for maildirs shared with FAT, Windows or Android
     #[arg(long, value_name = "C", default_value = ":", value_parser = parse_info_sep)]
     pub info_separator: InfoSep,
+
+    // The MTA integration options (envelope, quota, duplicates, reporting).
+    #[command(flatten)]
+    pub mta: crate::mta_args::MtaArgs,
 }
 
 /// How `>From ` quoting in mbox bodies is undone (the core's [`Quoting`]).

@@ -6,26 +6,34 @@ mod args;
 mod check;
 mod command;
 mod env;
+mod envelope;
 mod exit;
 mod flag;
 mod folder;
+mod gen;
 mod import;
 mod input;
+mod json;
 mod linux;
 mod list;
 mod mail_args;
+mod mta_args;
+mod outcome;
 mod reader;
 mod report;
+mod status;
+mod testing;
 
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::ExitCode;
 
-use mdeliver_core::deliver::{Delivered, Durability};
+use mdeliver_core::deliver::Durability;
 use mdeliver_core::Options;
 
 use crate::args::Args;
 use crate::env::LinuxEnv;
+use crate::envelope::{Settings, Stored};
 use crate::input::Input;
 use crate::linux::{Disabled, LinuxFs, OpenOptions};
 use crate::report::Failure;
@@ -35,6 +43,9 @@ use crate::report::Failure;
 const BUF_SIZE: usize = 64 * 1024;
 
 fn main() -> ExitCode {
+    if let Some(code) = gen::intercept() {
+        return code;
+    }
     let (args, mail) = match command::parse() {
         Ok(command::Parsed::Deliver(a, m)) => (a, m),
         Ok(command::Parsed::List(a)) => return list::run(&a),
@@ -62,16 +73,27 @@ fn main() -> ExitCode {
             Ok(i) => i,
             Err(kind) => {
                 let failure = Failure::Input(kind);
-                eprintln!("mdeliver: {}: {failure}", path.display());
-                return ExitCode::from(failure.code(args.strict_exit));
+                let mut out = status::Output::default();
+                let settings = Settings::default();
+                let code = outcome::failed(&mut out, &args, &settings, path, &failure);
+                out.flush();
+                return ExitCode::from(code);
             }
         },
     };
     if mail.mbox {
         return import::main(&args, &mail, disabled, &mut input);
     }
+    let settings = match Settings::new(&mail.mta, |n| std::env::var_os(n)) {
+        Ok(s) => s,
+        Err(message) => {
+            eprintln!("mdeliver: {message}");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
     let mut driver = Driver {
         args: &args,
+        settings,
         disabled,
         env: LinuxEnv::new(),
         buf: vec![0u8; BUF_SIZE],
@@ -87,6 +109,7 @@ fn main() -> ExitCode {
         },
     };
     let mut status = exit::OK;
+    let mut out = status::Output::default();
     let mut copy: Option<Input> = None;
     let last = args.maildirs.len() - 1;
     for (i, maildir) in args.maildirs.iter().enumerate() {
@@ -107,44 +130,29 @@ fn main() -> ExitCode {
         // Further maildirs read the message back from the first delivered file, unless the
         // input itself can be read again.
         let keep = copy.is_none() && i < last && !input.is_rewindable();
+        let transform = copy.is_none();
         let source = copy.as_mut().unwrap_or(&mut input);
-        match driver.deliver(maildir, source, keep) {
-            Ok((delivered, kept)) => {
-                let path = maildir.join(delivered.dir.as_str()).join(&*delivered.name);
-                if args.verbose >= 1 {
-                    println!("{}", path.display());
-                }
-                if args.verbose >= 2 {
-                    eprintln!(
-                        "mdeliver: {}: delivered {} bytes via {}",
-                        path.display(),
-                        delivered.size,
-                        delivered.publish.as_str()
-                    );
-                }
-                if delivered.leftover_tmp {
-                    eprintln!(
-                        "mdeliver: {}: warning: delivered, but a second name of the message \
-                         remains in tmp/; it is harmless and can be removed",
-                        maildir.display()
-                    );
-                }
+        match driver.deliver(maildir, source, keep, transform) {
+            Ok((stored, kept)) => {
+                outcome::stored(&mut out, &args, &driver.settings, maildir, &stored);
                 if let Some(fd) = kept {
                     copy = Some(Input::delivered(fd));
                 }
             }
             Err(failure) => {
-                eprintln!("mdeliver: {}: {failure}", maildir.display());
-                status = exit::worst(status, failure.code(args.strict_exit));
+                let code = outcome::failed(&mut out, &args, &driver.settings, maildir, &failure);
+                status = exit::worst(status, code);
             }
         }
     }
+    out.flush();
     ExitCode::from(status)
 }
 
 /// What stays the same across the maildirs of one run.
 struct Driver<'a> {
     args: &'a Args,
+    settings: Settings,
     disabled: Disabled,
     env: LinuxEnv,
     buf: Vec<u8>,
@@ -159,14 +167,16 @@ impl Driver<'_> {
         maildir: &Path,
         source: &mut Input,
         keep: bool,
-    ) -> Result<(Delivered, Option<OwnedFd>), Failure> {
+        transform: bool,
+    ) -> Result<(Stored, Option<OwnedFd>), Failure> {
         let open = OpenOptions {
-            create: self.args.create,
+            // A dry run creates nothing.
+            create: self.args.create && !self.settings.dry_run,
             sync: !self.args.no_fsync,
             disabled: self.disabled,
             keep_readable: keep,
         };
-        let mut fs = LinuxFs::open(maildir, open).map_err(|(kind, part)| Failure::Open {
+        let fs = LinuxFs::open(maildir, open).map_err(|(kind, part)| Failure::Open {
             kind,
             part,
             create: self.args.create,
@@ -174,10 +184,17 @@ impl Driver<'_> {
         if !source.rewind() {
             return Err(Failure::InputLost);
         }
-        let delivered =
-            mdeliver_core::deliver(&mut fs, &mut self.env, self.opts, source, &mut self.buf)
-                .map_err(Failure::Deliver)?;
+        let (mut fs, stored) = envelope::deliver(
+            fs,
+            &mut self.env,
+            self.opts,
+            &self.settings,
+            source,
+            transform,
+            &mut self.buf,
+        );
+        let stored = stored?;
         let kept = if keep { fs.take_kept() } else { None };
-        Ok((delivered, kept))
+        Ok((stored, kept))
     }
 }

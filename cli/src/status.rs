@@ -1,0 +1,160 @@
+//! RFC 3463 status lines for MTAs, and the order in which mdeliver's output leaves.
+//!
+//! Postfix's local(8) (`mailbox_command`) and pipe(8) run a command with its standard output
+//! and standard error on *one* pipe, read it after the command exits, and, when the exit status
+//! is not zero and the output begins with a valid `D.S.N text`, take that status (class 4:
+//! defer, class 5: bounce) instead of the generic one it derives from the sysexits code
+//! (`global/pipe_command.c`). So on failure the status line must be the first byte of all
+//! output: [`Output`] holds every line until the end and then writes the status line first
+//! (on standard error), followed by the rest in order. The class always agrees with the exit
+//! code (75 → 4, anything else → 5), so an MTA that reads only one of them decides the same.
+
+use std::io::Write;
+
+use mdeliver_core::ErrorKind;
+
+use crate::exit;
+use crate::mta_args::QuotaFull;
+use crate::report::Failure;
+
+/// The exit code for `f`: [`Failure::code`], except that a message over the Maildir++ quota
+/// bounces (77, `EX_NOPERM`, as Courier's deliverquota) with `--quota-full=bounce`.
+pub fn code(f: &Failure, strict: bool, quota_full: QuotaFull) -> u8 {
+    if f.kind() == ErrorKind::OverQuota && quota_full == QuotaFull::Bounce {
+        exit::NOPERM
+    } else {
+        f.code(strict)
+    }
+}
+
+/// The `S.D text` part for a failure of `kind` (subject and detail codes of RFC 3463).
+fn subject_detail(f: &Failure, loop_address: Option<&str>) -> (&'static str, String) {
+    let kind = f.kind();
+    if let Failure::Input(k) = f {
+        return ("3.0", format!("cannot open the input file: {k}"));
+    }
+    if matches!(f, Failure::InputLost) {
+        return ("3.0", "message input lost after a failed delivery".into());
+    }
+    match kind {
+        ErrorKind::OverQuota => ("2.2", "mailbox full".into()),
+        ErrorKind::Quota => ("2.2", "mailbox full (disk quota exceeded)".into()),
+        ErrorKind::NoSpace => ("3.1", "mail system full (no space left on device)".into()),
+        ErrorKind::Loop => (
+            "4.6",
+            match loop_address {
+                Some(a) => format!("mail forwarding loop for {a}"),
+                None => "mail forwarding loop".into(),
+            },
+        ),
+        ErrorKind::Data => ("6.0", "message is empty or unreadable".into()),
+        ErrorKind::Usage => ("3.5", "mdeliver is misconfigured".into()),
+        ErrorKind::NotFound | ErrorKind::NotDirectory | ErrorKind::NameTooLong => {
+            ("2.0", format!("mailbox unavailable: {kind}"))
+        }
+        ErrorKind::Permission | ErrorKind::ReadOnly => {
+            ("2.0", format!("mailbox not writable: {kind}"))
+        }
+        ErrorKind::Busy => ("3.0", format!("mail system busy: {kind}")),
+        ErrorKind::Exists
+        | ErrorKind::Io
+        | ErrorKind::Interrupted
+        | ErrorKind::Unsupported
+        | ErrorKind::Collisions => ("3.0", format!("mail system error: {kind}")),
+    }
+}
+
+/// The status line (without newline) for failure `f` that made mdeliver exit with `code`.
+pub fn line(f: &Failure, code: u8, loop_address: Option<&str>) -> String {
+    let class = if code == exit::TEMPFAIL { '4' } else { '5' };
+    let (sd, text) = subject_detail(f, loop_address);
+    format!("{class}.{sd} {text}")
+}
+
+/// Everything mdeliver prints during a delivery, held until the end (see the module docs).
+#[derive(Debug, Default)]
+pub struct Output {
+    lines: Vec<(bool, String)>,
+    status: Option<(u8, String)>,
+}
+
+impl Output {
+    /// A line for standard output.
+    pub fn out(&mut self, line: String) {
+        self.lines.push((false, line));
+    }
+
+    /// A line for standard error.
+    pub fn err(&mut self, line: String) {
+        self.lines.push((true, line));
+    }
+
+    /// Notes a failure that gave `code`; the status line of the one that decides the final
+    /// exit code (the first temporary failure, else the first failure) is printed first.
+    pub fn failed(&mut self, code: u8, status_line: String) {
+        let replace = match &self.status {
+            None => true,
+            Some((c, _)) => *c != exit::TEMPFAIL && code == exit::TEMPFAIL,
+        };
+        if replace {
+            self.status = Some((code, status_line));
+        }
+    }
+
+    /// Writes everything: the status line first (standard error), then the lines in order.
+    pub fn flush(self) {
+        let mut out = std::io::stdout().lock();
+        let mut err = std::io::stderr().lock();
+        if let Some((_, s)) = &self.status {
+            let _ = writeln!(err, "{s}");
+            let _ = err.flush();
+        }
+        for (to_err, l) in self.lines {
+            if to_err {
+                let _ = writeln!(err, "{l}");
+                let _ = err.flush();
+            } else {
+                let _ = writeln!(out, "{l}");
+                let _ = out.flush();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mdeliver_core::{Dir, Error, Phase};
+
+    #[test]
+    fn class_follows_the_exit_code() {
+        let over = Failure::Deliver(Error::new(ErrorKind::OverQuota, Phase::Check));
+        assert_eq!(code(&over, false, QuotaFull::Defer), exit::TEMPFAIL);
+        assert_eq!(line(&over, 75, None), "4.2.2 mailbox full");
+        assert_eq!(code(&over, false, QuotaFull::Bounce), exit::NOPERM);
+        assert_eq!(line(&over, 77, None), "5.2.2 mailbox full");
+        let open = Failure::Open {
+            kind: ErrorKind::NotFound,
+            part: Dir::Root,
+            create: false,
+        };
+        assert_eq!(
+            line(&open, code(&open, true, QuotaFull::Defer), None),
+            "5.2.0 mailbox unavailable: no such file or directory"
+        );
+        let lp = Failure::Deliver(Error::new(ErrorKind::Loop, Phase::Check));
+        assert_eq!(
+            line(&lp, code(&lp, false, QuotaFull::Defer), Some("bob@x")),
+            "5.4.6 mail forwarding loop for bob@x"
+        );
+    }
+
+    #[test]
+    fn a_temporary_failure_decides_the_status_line() {
+        let mut o = Output::default();
+        o.failed(65, "5.4.6 a".into());
+        o.failed(75, "4.3.0 b".into());
+        o.failed(75, "4.3.0 c".into());
+        assert_eq!(o.status.as_ref().unwrap().1, "4.3.0 b");
+    }
+}
