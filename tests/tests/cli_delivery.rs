@@ -125,10 +125,11 @@ fn a_failing_maildir_does_not_stop_the_others() {
     assert_delivered_once(&good1, &msg);
     assert_delivered_once(&good2, &msg);
     assert!(!missing.exists());
-    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
-    assert!(r
-        .stderr
-        .starts_with(&format!("mdeliver: {}: ", missing.display())));
+    // The RFC 3463 status line comes first (for Postfix), then the one error message.
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", r.stderr);
+    assert_eq!(lines[0], "4.2.0 mailbox unavailable: no such file or directory");
+    assert!(lines[1].starts_with(&format!("mdeliver: {}: ", missing.display())));
 
     // A permanent failure (--strict-exit) after a success is reported too.
     let t = tempfile::tempdir().unwrap();
