@@ -275,14 +275,22 @@ pub fn run(args: &Args, mail: &MailArgs, fs: &mut LinuxFs, shown: &Path, input: 
         None => return status,
         Some(s) => s,
     };
-    let done = format!("{delivered} messages before it were delivered and stay delivered");
+    let done = match delivered {
+        0 => "nothing was delivered".to_owned(),
+        1 => "the 1 message before it was delivered and stays delivered".to_owned(),
+        n => format!("the {n} messages before it were delivered and stay delivered"),
+    };
     let code = match stopped {
+        Stop::Mbox(e) if delivered == 0 => {
+            eprintln!("mdeliver: {who}: {e}; {done}");
+            exit::DATAERR
+        }
         Stop::Mbox(e) => {
             eprintln!(
-                "mdeliver: {who}: {e}; {done}; nothing from byte {} on was delivered (after \
-                 fixing the input, `tail -c +{}` of it continues there)",
-                e.offset(),
-                e.offset() + 1
+                "mdeliver: {who}: {e}; {done}; the rest was not (after fixing the input, \
+                 `tail -c +{}` of it continues at byte {})",
+                e.offset() + 1,
+                e.offset()
             );
             exit::DATAERR
         }
