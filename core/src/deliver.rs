@@ -175,6 +175,9 @@ enum State {
     LockCheckHeld,
     LockBreak,
     LockWait,
+    LockOrphanUnique,
+    LockOrphanStat,
+    LockOrphanBreak,
     ClassicStat,
     ClassicWait,
     Create,
@@ -297,6 +300,9 @@ impl Delivery {
                 | State::LockCheckHeld
                 | State::LockBreak
                 | State::LockWait
+                | State::LockOrphanUnique
+                | State::LockOrphanStat
+                | State::LockOrphanBreak
                 | State::Create
                 | State::Write
                 | State::SyncFile
@@ -336,7 +342,15 @@ impl Delivery {
                 dir: Dir::Root,
                 name: lock,
             },
-            State::LockCheckHeld => Op::Stat {
+            State::LockCheckHeld | State::LockOrphanStat => Op::Stat {
+                dir: Dir::Root,
+                name: LOCK_NAME,
+            },
+            State::LockOrphanUnique => Op::Unlink {
+                dir: Dir::Root,
+                name: lock,
+            },
+            State::LockOrphanBreak => Op::Unlink {
                 dir: Dir::Root,
                 name: LOCK_NAME,
             },
@@ -471,8 +485,38 @@ impl Delivery {
             State::LockCheckOwn => match result {
                 OpResult::Stat(s) if s.nlink == 2 => self.got_lock(env),
                 OpResult::Stat(_) => self.state = State::LockCheckHeld,
-                _ => self.fail(err.unwrap_or(ErrorKind::Io), Phase::Lock),
+                _ => {
+                    // Neither the link's reply nor our file's link count can be read: the lock
+                    // may be ours. Remove our unique name; a lock whose link count then is 1
+                    // has lost its creator's name, which a holder never does while holding
+                    // (release unlinks the lock first), so it is ours (or another failed
+                    // attempt's) and no one delivers under it: remove it rather than leave
+                    // every delivery waiting until it turns stale.
+                    self.pending = Some(Error::new(err.unwrap_or(ErrorKind::Io), Phase::Lock));
+                    self.state = State::LockOrphanUnique;
+                }
             },
+            State::LockOrphanUnique => {
+                self.lock_unique_exists = false;
+                self.state = State::LockOrphanStat;
+            }
+            State::LockOrphanStat => match result {
+                OpResult::Stat(s) if s.nlink == 1 => self.state = State::LockOrphanBreak,
+                _ => {
+                    let e = self
+                        .pending
+                        .take()
+                        .unwrap_or(Error::new(ErrorKind::Io, Phase::Lock));
+                    self.fail(e.kind, e.phase);
+                }
+            },
+            State::LockOrphanBreak => {
+                let e = self
+                    .pending
+                    .take()
+                    .unwrap_or(Error::new(ErrorKind::Io, Phase::Lock));
+                self.fail(e.kind, e.phase);
+            }
             State::LockCheckHeld => match result {
                 OpResult::Stat(s) => {
                     let now = env.now().secs;
@@ -575,7 +619,14 @@ impl Delivery {
                     OpResult::Stat(_) if exists => {
                         self.retry(env, Phase::Publish, |d, env| d.fresh_published_name(env))
                     }
-                    _ => self.fail(original, Phase::Publish),
+                    OpResult::Stat(_) => self.fail(original, Phase::Publish),
+                    _ => {
+                        // Neither the link's reply nor the link count can be trusted: the
+                        // name may exist. It is ours (unique by construction), so removing it
+                        // keeps the failure honest; `NotFound` then is fine.
+                        self.is_published = true;
+                        self.fail(original, Phase::Publish)
+                    }
                 }
             }
             State::CloseAfterLink => {

@@ -126,6 +126,11 @@ impl Unique {
     /// Reads the unique part back from one of our keys (the inverse of the emitters, for
     /// tests and diagnostics). Returns the parsed value and the escaped host.
     pub fn parse(key: &str) -> Option<(Unique, &str)> {
+        // Our names are ASCII (the host is escaped); anything else is someone else's name,
+        // and byte positions below must fall on character boundaries.
+        if !key.is_ascii() {
+            return None;
+        }
         let base = key.split(',').next()?;
         let (secs, rest) = base.split_once('.')?;
         let secs: u64 = secs.parse().ok()?;
@@ -447,6 +452,12 @@ mod tests {
             ParsedName::parse(&long, InfoSep::COLON),
             Err(NameError::TooLong)
         );
+    }
+
+    #[test]
+    fn foreign_non_ascii_keys_are_not_ours() {
+        assert_eq!(Unique::parse("1.M\u{e9}1.h"), None);
+        assert_eq!(Unique::parse("1.Q1\u{1F600}.h"), None);
     }
 
     #[test]

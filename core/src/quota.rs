@@ -145,6 +145,10 @@ impl Limits {
     /// `<digits>S` / `<digits>C`, each at most once, blanks around items allowed; `0` means
     /// unlimited; the empty string means no quota.
     pub fn parse(s: &str) -> Result<Limits, BadDefinition> {
+        // Byte positions below must fall on character boundaries.
+        if !s.is_ascii() {
+            return Err(BadDefinition);
+        }
         let s = s.trim();
         let mut l = Limits::NONE;
         if s.is_empty() {

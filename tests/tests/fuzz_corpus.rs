@@ -205,7 +205,6 @@ target_tests!(
 /// - `maildirsize/nonascii_definition`: core/quota.rs: `Limits::parse("5é")` panics
 ///   (`split_at` inside a multi-byte character) instead of returning `BadDefinition`.
 #[test]
-#[ignore = "bug: core/name.rs Unique::parse panics on non-ASCII keys; core/deliver.rs leaves a message in new/ after an unverifiable link (lost NFS reply + failing stat); core/quota.rs Limits::parse panics on non-ASCII input"]
 fn known_bugs() {
     for (name, body) in mdeliver_tests::fuzz_bodies::STRICT {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
