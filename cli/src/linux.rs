@@ -109,7 +109,7 @@ pub struct LinuxFs {
     /// `create_anonymous` so the probe costs no extra system call.
     spare_tmpfile: Option<OwnedFd>,
     /// The last message file closed, when `keep_readable`.
-    kept: Option<OwnedFd>,
+    kept: Vec<OwnedFd>,
 }
 
 /// An open message file.
@@ -208,7 +208,7 @@ impl LinuxFs {
             disabled: d,
             keep_readable: opts.keep_readable,
             spare_tmpfile: None,
-            kept: None,
+            kept: Vec::new(),
         };
         // An anonymous file is only useful if it can be linked into place. Any answer but
         // "unsupported" (permission, read-only, no space) says nothing about the feature: the
@@ -226,9 +226,37 @@ impl LinuxFs {
         Ok(fs)
     }
 
-    /// The message file closed last (only with `keep_readable`), for copying it elsewhere.
-    pub fn take_kept(&mut self) -> Option<OwnedFd> {
-        self.kept.take()
+    /// The delivered message's file (only with `keep_readable`), for copying it elsewhere.
+    /// Other small files are written and closed during a delivery too (a recalculated
+    /// `maildirsize` in tmp/, a duplicate-index entry), so the file is picked by identity with
+    /// the `published` name, else (nothing published: a dry run, a suppressed duplicate) by
+    /// `size`, else the last one closed.
+    pub fn take_kept(
+        &mut self,
+        published: Option<(Dir, &str)>,
+        size: Option<u64>,
+    ) -> Option<OwnedFd> {
+        let kept = std::mem::take(&mut self.kept);
+        let id = |fd: &OwnedFd| rfs::fstat(fd).ok().map(|s| (s.st_dev, s.st_ino, s.st_size));
+        if let Some((dir, name)) = published {
+            if let Ok(s) = rfs::statat(self.dirfd(dir), name, AtFlags::SYMLINK_NOFOLLOW) {
+                if let Some(i) = kept
+                    .iter()
+                    .position(|fd| id(fd).is_some_and(|k| (k.0, k.1) == (s.st_dev, s.st_ino)))
+                {
+                    return kept.into_iter().nth(i);
+                }
+            }
+        }
+        if let Some(size) = size {
+            if let Some(i) = kept
+                .iter()
+                .rposition(|fd| id(fd).is_some_and(|k| k.2 as u64 == size))
+            {
+                return kept.into_iter().nth(i);
+            }
+        }
+        kept.into_iter().next_back()
     }
 
     fn dirfd(&self, dir: Dir) -> BorrowedFd<'_> {
@@ -303,7 +331,11 @@ impl Fs for LinuxFs {
 
     fn close(&mut self, file: File) -> Result<(), ErrorKind> {
         if self.keep_readable {
-            self.kept = Some(file.0);
+            // A delivery closes a handful of files; keep them bounded all the same.
+            if self.kept.len() == 8 {
+                self.kept.remove(0);
+            }
+            self.kept.push(file.0);
         }
         Ok(())
     }

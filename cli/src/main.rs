@@ -194,7 +194,11 @@ impl Driver<'_> {
             &mut self.buf,
         );
         let stored = stored?;
-        let kept = if keep { fs.take_kept() } else { None };
+        let kept = match (&stored, keep) {
+            (_, false) => None,
+            (Stored::Delivered(d), true) => fs.take_kept(Some((d.dir, &d.name)), Some(d.size)),
+            (Stored::Duplicate { .. }, true) => fs.take_kept(None, None),
+        };
         Ok((stored, kept))
     }
 }

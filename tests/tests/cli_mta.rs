@@ -499,3 +499,31 @@ fn man_page_and_completions_are_generated() {
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
 }
+
+#[test]
+fn copies_into_further_maildirs_are_the_message_not_the_bookkeeping_files() {
+    // From a pipe, further maildirs are read back from the first delivered file. A quota
+    // recalculation and a dedup entry also write and close files on the way: the copy must
+    // still be the message, on every publish path.
+    for (disable, _) in cli_support::PATHS {
+        let t = scratch();
+        let (a, b) = (t.path().join("a"), t.path().join("b"));
+        make_maildir(&a);
+        make_maildir(&b);
+        let msg = b"Message-ID: <copy@x>\nSubject: s\n\nbody\n";
+        let r = run(
+            &[&"--quota=1M", &"--dedup", &a, &b],
+            msg,
+            &[("MDELIVER_DISABLE", disable)],
+        );
+        assert_eq!(r.code, 0, "{disable}: {r:?}");
+        assert_eq!(only_message(&a), msg, "{disable}");
+        assert_eq!(only_message(&b), msg, "{disable}");
+        // A duplicate in the first maildir still feeds the second.
+        let c = t.path().join("c");
+        make_maildir(&c);
+        let r = run(&[&"--dedup", &a, &c], msg, &[("MDELIVER_DISABLE", disable)]);
+        assert_eq!(r.code, 0, "{disable}: {r:?}");
+        assert_eq!(only_message(&c), msg, "{disable}");
+    }
+}
