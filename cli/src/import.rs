@@ -194,7 +194,6 @@ pub fn run(args: &Args, mail: &MailArgs, fs: &mut LinuxFs, shown: &Path, input: 
                 let _ = rustix::fs::futimens(file.as_fd(), &times);
             }
         });
-        drop(chain);
         match outcome {
             Ok(d) => {
                 bytes += d.size;
