@@ -1,7 +1,8 @@
 //! End to end through a real Postfix (Debian's `postfix` package, installed here if missing):
 //! a private Postfix instance (own config, queue and `maillog_file` in a temporary directory,
 //! SMTP on a free loopback port only, everything else discarded) delivers to a local user
-//! through `mailbox_command = mdeliver --from-env ...`. Mail is sent over SMTP; the checks read
+//! through `mailbox_command = mdeliver --from-env ...`, and to a virtual domain through a
+//! pipe(8) transport (`flags=DRO ... argv=mdeliver --delivered-to=${recipient} ...`). Mail is sent over SMTP; the checks read
 //! the stored messages and Postfix's own log (`dsn=`, `status=`).
 //!
 //! Checked: the stored message has no `From ` line and exactly one `Return-Path`,
@@ -27,6 +28,7 @@ use cli_support::{bin, is_root, names};
 
 const USER: &str = "mdeliver-e2e";
 const DOMAIN: &str = "test.local";
+const PIPE_DOMAIN: &str = "pipe.test";
 
 fn sh(cmd: &str) -> (bool, String) {
     let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
@@ -125,6 +127,12 @@ impl Postfix {
             }
             m.push('\n');
         }
+        // A pipe(8) transport for the virtual domain (flags=DRO: Postfix prepends
+        // Delivered-To, Return-Path and X-Original-To itself).
+        m.push_str(&format!(
+            "mdpipe unix - n n - - pipe\n  flags=DRO user={USER} argv={d}/mdeliver \
+             --delivered-to=${{recipient}} {d}/home/PipeMaildir\n"
+        ));
         std::fs::write(pf.dir.join("conf/master.cf"), m).unwrap();
         let main = format!(
             "compatibility_level = 3.6
@@ -150,6 +158,10 @@ queue_run_delay = 300s
 minimal_backoff_time = 300s
 maximal_backoff_time = 600s
 mailbox_command = {d}/mdeliver --from-env $(cat {d}/opts) {d}/home/Maildir
+virtual_mailbox_domains = {PIPE_DOMAIN}
+virtual_mailbox_maps = static:ok
+virtual_transport = mdpipe
+mdpipe_destination_recipient_limit = 1
 "
         );
         std::fs::write(pf.dir.join("conf/main.cf"), main).unwrap();
@@ -180,6 +192,11 @@ mailbox_command = {d}/mdeliver --from-env $(cat {d}/opts) {d}/home/Maildir
     /// Sends `body` (header and body, LF line ends) from `from` to the test user; returns the
     /// queue id.
     fn send(&self, from: &str, body: &str) -> String {
+        self.send_to(from, &format!("{USER}@{DOMAIN}"), body)
+    }
+
+    /// [`Postfix::send`] to `to`.
+    fn send_to(&self, from: &str, to: &str, body: &str) -> String {
         let s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let mut r = BufReader::new(s.try_clone().unwrap());
@@ -209,7 +226,7 @@ mailbox_command = {d}/mdeliver --from-env $(cat {d}/opts) {d}/home/Maildir
         cmd("", "220", &mut reply);
         cmd("HELO client.test\r\n", "250", &mut reply);
         cmd(&format!("MAIL FROM:<{from}>\r\n"), "250", &mut reply);
-        cmd(&format!("RCPT TO:<{USER}@{DOMAIN}>\r\n"), "250", &mut reply);
+        cmd(&format!("RCPT TO:<{to}>\r\n"), "250", &mut reply);
         cmd("DATA\r\n", "354", &mut reply);
         let data = body.replace('\n', "\r\n") + ".\r\n";
         let l = cmd(&data, "250", &mut reply);
@@ -400,4 +417,34 @@ fn postfix_mailbox_command_end_to_end() {
 
     // Nothing left behind in tmp/.
     assert!(names(&md.join("tmp")).is_empty());
+
+    // 8. The pipe(8) transport (virtual domain, flags=DRO): missing maildir defers with our
+    // 4.2.0; created and flushed, stored once, with Postfix's fields not duplicated.
+    let pmd = pf.dir.join("home/PipeMaildir");
+    let to = format!("carol@{PIPE_DOMAIN}");
+    let id = pf.send_to("alice@example.org", &to, &msg("pipe", ""));
+    let l = pf.wait(&id, "deferred", 0);
+    assert!(
+        l.contains("dsn=4.2.0") && l.contains("mailbox unavailable"),
+        "{l}"
+    );
+    make_user_maildir(&pmd);
+    pf.flush();
+    pf.wait(&id, "sent", 1);
+    let stored: Vec<String> = names(&pmd.join("new"))
+        .into_iter()
+        .map(|n| std::fs::read_to_string(pmd.join("new").join(n)).unwrap())
+        .collect();
+    assert_eq!(stored.len(), 1);
+    let m = &stored[0];
+    assert!(
+        m.starts_with(
+            "Return-Path: <alice@example.org>\nX-Original-To: carol@pipe.test\n\
+             Delivered-To: carol@pipe.test\nReceived: "
+        ),
+        "{m}"
+    );
+    for f in ["Return-Path", "X-Original-To", "Delivered-To"] {
+        assert_eq!(count(m, f), 1, "{f} in {m}");
+    }
 }
