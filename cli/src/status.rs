@@ -150,6 +150,89 @@ mod tests {
     }
 
     #[test]
+    fn every_kind_has_its_line_in_both_modes() {
+        use ErrorKind as K;
+        let table = [
+            (K::Exists, "4.3.0 mail system error: file exists", "same"),
+            (
+                K::NotFound,
+                "4.2.0 mailbox unavailable: no such file or directory",
+                "5.2.0",
+            ),
+            (
+                K::NoSpace,
+                "4.3.1 mail system full (no space left on device)",
+                "same",
+            ),
+            (K::Quota, "4.2.2 mailbox full (disk quota exceeded)", "same"),
+            (
+                K::Permission,
+                "4.2.0 mailbox not writable: permission denied",
+                "5.2.0",
+            ),
+            (
+                K::ReadOnly,
+                "4.2.0 mailbox not writable: read-only file system",
+                "5.2.0",
+            ),
+            (
+                K::Interrupted,
+                "4.3.0 mail system error: interrupted system call",
+                "same",
+            ),
+            (
+                K::Io,
+                "4.3.0 mail system error: input/output error",
+                "5.3.0",
+            ),
+            (
+                K::Unsupported,
+                "4.3.0 mail system error: operation not supported",
+                "same",
+            ),
+            (
+                K::NotDirectory,
+                "4.2.0 mailbox unavailable: not a directory (or a symbolic link)",
+                "5.2.0",
+            ),
+            (
+                K::NameTooLong,
+                "4.2.0 mailbox unavailable: file name too long",
+                "5.2.0",
+            ),
+            (
+                K::Collisions,
+                "4.3.0 mail system error: could not find a free file name",
+                "same",
+            ),
+            (
+                K::Busy,
+                "4.3.0 mail system busy: maildir is locked by another process",
+                "same",
+            ),
+            (K::Data, "5.6.0 message is empty or unreadable", "same"),
+            (K::Usage, "5.3.5 mdeliver is misconfigured", "same"),
+            (K::Loop, "5.4.6 mail forwarding loop for a@b", "same"),
+            (K::OverQuota, "4.2.2 mailbox full", "same"),
+        ];
+        for (kind, default, strict) in table {
+            let f = Failure::Deliver(Error::new(kind, Phase::Write));
+            let c = code(&f, false, QuotaFull::Defer);
+            assert_eq!(line(&f, c, Some("a@b")), default, "{kind:?}");
+            let c = code(&f, true, QuotaFull::Defer);
+            let want = match strict {
+                "same" => default.to_owned(),
+                class => format!("{class}{}", &default[5..]),
+            };
+            assert_eq!(line(&f, c, Some("a@b")), want, "{kind:?} strict");
+        }
+        assert_eq!(
+            line(&Failure::InputLost, 75, None),
+            "4.3.0 message input lost after a failed delivery"
+        );
+    }
+
+    #[test]
     fn a_temporary_failure_decides_the_status_line() {
         let mut o = Output::default();
         o.failed(65, "5.4.6 a".into());
