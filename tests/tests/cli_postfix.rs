@@ -201,19 +201,14 @@ mdpipe_destination_recipient_limit = 1
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let mut r = BufReader::new(s.try_clone().unwrap());
         let mut w = s;
-        let mut reply = || {
-            let mut last = String::new();
-            loop {
-                let mut l = String::new();
-                r.read_line(&mut l).unwrap();
-                assert!(l.len() >= 4, "SMTP reply: {l:?}");
-                let done = l.as_bytes()[3] == b' ';
-                last = l;
-                if done {
-                    break;
-                }
+        // The last line of a (possibly multi-line) reply.
+        let mut reply = || loop {
+            let mut l = String::new();
+            r.read_line(&mut l).unwrap();
+            assert!(l.len() >= 4, "SMTP reply: {l:?}");
+            if l.as_bytes()[3] == b' ' {
+                break l;
             }
-            last
         };
         let mut cmd = |c: &str, want: &str, reply: &mut dyn FnMut() -> String| {
             if !c.is_empty() {
