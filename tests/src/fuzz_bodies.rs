@@ -33,9 +33,9 @@ use mdeliver_core::{Delivery, ErrorKind, Phase};
 /// inputs (`fuzz/known-bugs/<name>/`) that show them; `fuzz_corpus.rs` replays them in an
 /// ignored test that passes once the bugs are fixed.
 pub const STRICT: &[(&str, fn(&[u8]))] = &[
-    ("name_parse", name_parse_strict),
-    ("deliver_faults", deliver_faults_strict),
     ("maildirsize", maildirsize_strict),
+    ("deliver_faults", deliver_faults_strict),
+    ("deliver_arbitrary", deliver_arbitrary_strict),
 ];
 
 /// Every fuzz target: its name (the file in `fuzz/fuzz_targets/` and the corpus directory)
@@ -135,16 +135,6 @@ fn flags_from(bits: u64) -> Flags {
 /// the same key and flags. Generated names stay within `NAME_MAX` and parse back to the values
 /// they were made from.
 pub fn name_parse(data: &[u8]) {
-    name_parse_with(data, false)
-}
-
-/// [`name_parse`] including `Unique::parse` of non-ASCII keys, which hits a known core bug
-/// (`Unique::parse` slices inside a multi-byte character and panics).
-pub fn name_parse_strict(data: &[u8]) {
-    name_parse_with(data, true)
-}
-
-fn name_parse_with(data: &[u8], strict: bool) {
     let mut b = Bytes::new(data);
     let sep = sep_from(b.u8());
     let generated = b.bool();
@@ -177,9 +167,7 @@ fn name_parse_with(data: &[u8], strict: bool) {
             if let Some(size) = p.size() {
                 assert_eq!(p.field("S").map(str::parse::<u64>), Some(Ok(size)));
             }
-            if strict || p.key.is_ascii() {
-                let _ = Unique::parse(p.key);
-            }
+            let _ = Unique::parse(p.key);
             let bare = emit_with_flags(p.key, None, sep).expect("a parsed key emits");
             assert_eq!(bare, p.key, "the new/ form is the bare key");
             match emit_with_flags(p.key, Some(p.flags), sep) {
@@ -877,8 +865,8 @@ pub fn maildirsize(data: &[u8]) {
     maildirsize_with(data, false)
 }
 
-/// [`maildirsize`] including non-ASCII strict definitions, which hit a known core bug
-/// (`Limits::parse` slices a string inside a multi-byte character and panics).
+/// [`maildirsize`] including sums of 10^18 or more, which `fresh_contents` writes but
+/// `parse_maildirsize` refuses (a known core bug).
 pub fn maildirsize_strict(data: &[u8]) {
     maildirsize_with(data, true)
 }
@@ -904,11 +892,17 @@ fn maildirsize_with(data: &[u8], strict: bool) {
     if f.problem.is_none() {
         let fresh = quota::fresh_contents(f.limits, f.usage);
         let g = quota::parse_maildirsize(fresh.as_bytes());
-        assert_eq!(
-            (g.limits, g.usage, g.lines, g.problem),
-            (f.limits, f.usage, 1, None),
-            "{fresh:?}"
-        );
+        // The writer emits any i64 but the reader takes at most 18 digits per number (a known
+        // core inconsistency, see `known_bugs`): sums of 10^18 or more do not round-trip.
+        let readable =
+            f.usage.bytes < 1_000_000_000_000_000_000 && f.usage.count < 1_000_000_000_000_000_000;
+        if strict || readable {
+            assert_eq!(
+                (g.limits, g.usage, g.lines, g.problem),
+                (f.limits, f.usage, 1, None),
+                "{fresh:?}"
+            );
+        }
         let small = f.usage.bytes < (1 << 50) && f.usage.count < (1 << 50);
         if small && msg_size < (1 << 50) && file.len() < 4000 {
             let mut grown = file.to_vec();
@@ -924,12 +918,7 @@ fn maildirsize_with(data: &[u8], strict: bool) {
     }
     // Strict definitions.
     let text = lossy(&file[..first]);
-    let parsed = if strict || text.is_ascii() {
-        Limits::parse(&text)
-    } else {
-        Err(quota::BadDefinition)
-    };
-    if let Ok(l) = parsed {
+    if let Ok(l) = Limits::parse(&text) {
         assert_eq!(Limits::parse(&l.emit()), Ok(l), "{text:?}");
         assert_eq!(Limits::parse_lenient(l.emit().as_bytes()), l);
     }
@@ -1017,7 +1006,7 @@ impl Env for FuzzEnv {
         self.counter
     }
     fn sleep(&mut self, millis: u32) {
-        self.secs += u64::from(millis.div_ceil(1000));
+        self.secs = self.secs.saturating_add(u64::from(millis.div_ceil(1000)));
     }
 }
 
@@ -1079,6 +1068,12 @@ pub struct MemFs {
     pub failed_unlinks: BTreeSet<Dir>,
     /// A `link` happened but reported an error.
     pub lost_reply: bool,
+    /// How many `stat` calls were made to fail, per directory.
+    pub failed_stats: BTreeMap<Dir, u32>,
+    /// A `link` into new/ or cur/ failed outright (no lost reply) ...
+    link_failed: bool,
+    /// ... and a `stat` in tmp/ failed after it (the link's fate looks unknowable).
+    pub unverified_link: bool,
 }
 
 /// An open file of [`MemFs`].
@@ -1098,6 +1093,9 @@ impl MemFs {
             foreign: BTreeSet::new(),
             failed_unlinks: BTreeSet::new(),
             lost_reply: false,
+            failed_stats: BTreeMap::new(),
+            link_failed: false,
+            unverified_link: false,
         }
     }
 
@@ -1216,7 +1214,10 @@ impl Fs for MemFs {
     fn link(&mut self, from: (Dir, &str), to: (Dir, &str)) -> Result<(), ErrorKind> {
         let fault = self.fault();
         match fault {
-            Some(Fault::Fail(k)) => return Err(k),
+            Some(Fault::Fail(k)) => {
+                self.link_failed |= to.0 != Dir::Root;
+                return Err(k);
+            }
             Some(Fault::Foreign) => self.foreign_at(to),
             _ => {}
         }
@@ -1276,7 +1277,11 @@ impl Fs for MemFs {
         }
     }
     fn stat(&mut self, dir: Dir, name: &str) -> Result<Stat, ErrorKind> {
-        self.gate(None)?;
+        if let Err(e) = self.gate(None) {
+            *self.failed_stats.entry(dir).or_default() += 1;
+            self.unverified_link |= self.link_failed && dir == Dir::Tmp;
+            return Err(e);
+        }
         let ino = *self
             .names
             .get(&(dir, name.to_string()))
@@ -1422,10 +1427,9 @@ pub fn deliver_faults(data: &[u8]) {
     deliver_faults_with(data, false)
 }
 
-/// [`deliver_faults`] without the allowance for the known core bug (see
-/// `tests/tests/fuzz_corpus.rs`, `known_bugs`): a `link` whose reply is lost, followed by a
-/// failing verification `stat`, reports failure while the message stays in new/ (or, for the
-/// lock, leaves `mdeliver.lock` behind).
+/// [`deliver_faults`] without the allowance for a known core bug (see `known_bugs` in
+/// `tests/tests/fuzz_corpus.rs`): a publishing `link` that fails, followed by a failing
+/// verification `stat`, ends in a reported success with nothing published.
 pub fn deliver_faults_strict(data: &[u8]) {
     deliver_faults_with(data, true)
 }
@@ -1521,12 +1525,20 @@ fn deliver_faults_with(data: &[u8], strict: bool) {
         .filter(|(k, _)| !before.contains_key(*k) && !fs.foreign.contains(*k))
         .collect();
     let in_dir = |d: Dir| ours.iter().filter(|(k, _)| k.0 == d).count();
+    // Known core bug: after an unverifiable failed link the machine may report success with
+    // nothing published; the strict body (known_bugs) checks it.
+    let known_bug = !strict && fs.unverified_link && outcome.is_ok();
     match &outcome {
+        Ok(_) if known_bug => {}
         Ok(d) => {
             check_delivered(d, &opts, msg.len());
             assert!(!msg.is_empty(), "an empty message was delivered");
             let key = (d.dir, d.name.to_string());
-            assert_eq!(after.get(&key), Some(&msg), "delivered bytes differ");
+            assert_eq!(
+                after.get(&key),
+                Some(&msg),
+                "delivered bytes differ: {d:?}; trace:\n{trace}"
+            );
             assert!(!before.contains_key(&key) && !fs.foreign.contains(&key));
             assert_eq!(
                 in_dir(Dir::New) + in_dir(Dir::Cur),
@@ -1547,7 +1559,8 @@ fn deliver_faults_with(data: &[u8], strict: bool) {
             let allowed_published = usize::from(
                 fs.failed_unlinks.contains(&Dir::New)
                     || fs.failed_unlinks.contains(&Dir::Cur)
-                    || (fs.lost_reply && !strict),
+                    // djb's recipe trusts link's answer (it is kept only to show its faults).
+                    || (fs.lost_reply && matches!(opts.strategy, Strategy::Classic { .. })),
             );
             assert!(
                 in_dir(Dir::New) + in_dir(Dir::Cur) <= allowed_published,
@@ -1581,7 +1594,12 @@ fn deliver_faults_with(data: &[u8], strict: bool) {
     // Lock files: ours are gone unless their unlink failed.
     let lock_left = ours.iter().filter(|(k, _)| k.0 == Dir::Root).count();
     assert!(
-        lock_left == 0 || fs.failed_unlinks.contains(&Dir::Root) || (fs.lost_reply && !strict),
+        lock_left == 0
+            || fs.failed_unlinks.contains(&Dir::Root)
+            // A lock link whose reply was lost, when neither our name's link count nor (after
+            // removing our name) the lock's can be read: its fate is unknowable; it turns
+            // stale in time. One failed stat is handled (the core removes the orphan lock).
+            || (fs.lost_reply && fs.failed_stats.get(&Dir::Root).is_some_and(|&n| n >= 2)),
         "lock files left: {ours:?} {outcome:?}; trace:\n{trace}"
     );
 }
@@ -1593,6 +1611,16 @@ fn deliver_faults_with(data: &[u8], strict: bool) {
 /// said) had an unlink attempted; after a success, only the published name (and a tmp name
 /// reported as `leftover_tmp`) remains.
 pub fn deliver_arbitrary(data: &[u8]) {
+    deliver_arbitrary_with(data, false)
+}
+
+/// [`deliver_arbitrary`] without the allowance for the known core bug of
+/// [`deliver_faults_strict`].
+pub fn deliver_arbitrary_strict(data: &[u8]) {
+    deliver_arbitrary_with(data, true)
+}
+
+fn deliver_arbitrary_with(data: &[u8], strict: bool) {
     let mut b = Bytes::new(data);
     let opts = options_from(&mut b);
     let mut env = env_from(&mut b);
@@ -1602,6 +1630,8 @@ pub fn deliver_arbitrary(data: &[u8]) {
     let mut exists: BTreeSet<(Dir, String)> = BTreeSet::new();
     let mut unlink_failed: BTreeSet<(Dir, String)> = BTreeSet::new();
     let mut anon_open = false;
+    let mut ever: BTreeSet<(Dir, String)> = BTreeSet::new();
+    let (mut link_failed, mut unverified_link) = (false, false);
     let mut trace: Vec<String> = Vec::new();
     let mut steps = 0;
     let outcome = loop {
@@ -1664,20 +1694,28 @@ pub fn deliver_arbitrary(data: &[u8]) {
                     "link of an anonymous file that was never created"
                 );
                 exists.insert((dir, name.to_string()));
+                ever.insert((dir, name.to_string()));
             }
             Op::Link { to, .. } if ok => {
                 exists.insert((to.0, to.1.to_string()));
+                ever.insert((to.0, to.1.to_string()));
             }
+            Op::Link { to, .. } if to.0 != Dir::Root => link_failed = true,
             Op::Rename { from, to, .. } if ok => {
                 exists.remove(&(from.0, from.1.to_string()));
                 exists.insert((to.0, to.1.to_string()));
+                ever.insert((to.0, to.1.to_string()));
+            }
+            Op::Stat { dir: Dir::Tmp, .. } if !matches!(r, OpResult::Stat(_)) => {
+                unverified_link |= link_failed;
             }
             Op::Unlink { dir, name } => {
                 let k = (dir, name.to_string());
                 if ok || r == OpResult::Err(ErrorKind::NotFound) {
                     exists.remove(&k);
                     unlink_failed.remove(&k);
-                } else if r != OpResult::Err(ErrorKind::Interrupted) {
+                } else {
+                    // Any error, EINTR included (the machine retries EINTR a few times only).
                     unlink_failed.insert(k);
                 }
             }
@@ -1691,10 +1729,21 @@ pub fn deliver_arbitrary(data: &[u8]) {
         .filter(|k| !unlink_failed.contains(*k))
         .collect();
     match &outcome {
+        Ok(_) if !strict && unverified_link => {}
         Ok(d) => {
             let key = (d.dir, d.name.to_string());
             let p = ParsedName::parse(&d.name, opts.sep).expect("delivered name parses");
             assert!(d.dir == Dir::Cur || !p.has_info());
+            assert!(
+                ever.contains(&key),
+                "success {d:?}, but that name was never published; trace:\n{}",
+                trace.join("\n")
+            );
+            assert!(
+                ever.contains(&key),
+                "success {d:?}, but that name was never published; trace:\n{}",
+                trace.join("\n")
+            );
             let others: Vec<_> = left.iter().filter(|k| ***k != key).collect();
             assert!(
                 others.iter().all(|k| k.0 == Dir::Tmp)
