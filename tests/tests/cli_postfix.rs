@@ -10,7 +10,8 @@
 //! mdeliver printed (missing maildir 4.2.0, unwritable maildir 4.2.0, over quota 4.2.2 or
 //! 5.2.2, our loop 5.4.6), Postfix's own loop check bounces before mdeliver runs; deferred
 //! mail is stored exactly once after the cause is fixed and the queue flushed; with --dedup
-//! a message sent twice is stored once.
+//! a message sent twice is stored once, and a delivery SIGKILLed between publish and index
+//! commit (testing knob) is deferred by Postfix and not stored again by the retry.
 //!
 //! Needs root (Postfix runs the command as the recipient). Skips, saying why, when Postfix
 //! cannot be installed or started. Every wait is bounded.
@@ -108,6 +109,7 @@ impl Postfix {
         sh(&format!("chown {USER} {d}/home && chown postfix {d}/data"));
         std::fs::copy(bin(), pf.dir.join("mdeliver")).unwrap();
         pf.set_opts("");
+        pf.set_envs("");
         let master = std::fs::read_to_string("/etc/postfix/master.cf")
             .map_err(|e| format!("no /etc/postfix/master.cf: {e}"))?;
         // SMTP on our loopback port only; nothing chrooted (the queue is ours).
@@ -157,7 +159,7 @@ relay_transport = discard
 queue_run_delay = 300s
 minimal_backoff_time = 300s
 maximal_backoff_time = 600s
-mailbox_command = {d}/mdeliver --from-env $(cat {d}/opts) {d}/home/Maildir
+mailbox_command = exec env $(cat {d}/envs) {d}/mdeliver --from-env $(cat {d}/opts) {d}/home/Maildir
 virtual_mailbox_domains = {PIPE_DOMAIN}
 virtual_mailbox_maps = static:ok
 virtual_transport = mdpipe
@@ -184,8 +186,17 @@ mdpipe_destination_recipient_limit = 1
     }
 
     fn set_opts(&self, opts: &str) {
-        let p = self.dir.join("opts");
-        std::fs::write(&p, opts).unwrap();
+        self.set("opts", opts);
+    }
+
+    /// Environment assignments for the command (the testing knobs).
+    fn set_envs(&self, envs: &str) {
+        self.set("envs", envs);
+    }
+
+    fn set(&self, file: &str, text: &str) {
+        let p = self.dir.join(file);
+        std::fs::write(&p, text).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
     }
 
@@ -410,10 +421,36 @@ fn postfix_mailbox_command_end_to_end() {
     pf.wait(&b, "sent", 0);
     assert_eq!(with_subject(&pf.stored(), "twice").len(), 1);
 
+    // 8. Exactly once across a crash between our publish and the index commit: mdeliver is
+    // SIGKILLed there (testing knob), Postfix defers ("Command died with signal 9": that
+    // needs the `exec` in mailbox_command; through a shell that waits, Postfix sees exit
+    // status 137 and bounces), the
+    // retry after the (shortened) lease finds the published file by its recorded intent and
+    // exits 0 without storing it again.
+    pf.set_envs("MDELIVER_TEST_KILL=before-commit MDELIVER_TEST_DEDUP_LEASE=1");
+    let id = pf.send("alice@example.org", &msg("crash", ""));
+    let l = pf.wait(&id, "deferred", 0);
+    assert!(l.contains("signal 9"), "{l}");
+    assert_eq!(
+        with_subject(&pf.stored(), "crash").len(),
+        1,
+        "published before the kill"
+    );
+    pf.set_envs("MDELIVER_TEST_DEDUP_LEASE=1");
+    std::thread::sleep(Duration::from_millis(2500));
+    pf.flush();
+    pf.wait(&id, "sent", 1);
+    assert_eq!(
+        with_subject(&pf.stored(), "crash").len(),
+        1,
+        "stored exactly once"
+    );
+    pf.set_envs("");
+
     // Nothing left behind in tmp/.
     assert!(names(&md.join("tmp")).is_empty());
 
-    // 8. The pipe(8) transport (virtual domain, flags=DRO): missing maildir defers with our
+    // 9. The pipe(8) transport (virtual domain, flags=DRO): missing maildir defers with our
     // 4.2.0; created and flushed, stored once, with Postfix's fields not duplicated.
     let pmd = pf.dir.join("home/PipeMaildir");
     let to = format!("carol@{PIPE_DOMAIN}");
