@@ -67,7 +67,9 @@ EXAMPLES
 
   Postfix, in main.cf (the command runs as the recipient, with HOME set; the shell
   expands $HOME):
-      mailbox_command = /usr/local/bin/mdeliver -c \"$HOME/Maildir\"";
+      mailbox_command = exec /usr/local/bin/mdeliver -c \"$HOME/Maildir\"
+  (keep the exec: otherwise a killed mdeliver makes the shell exit 137, which Postfix
+  bounces instead of deferring)";
 
 /// The parsed command line.
 #[derive(Debug, Clone, Parser)]
