@@ -33,23 +33,10 @@ pub struct Record {
     pub dry_run: bool,
 }
 
-/// Appends `s` to `out` as a JSON string (RFC 8259 escaping).
+/// Appends `s` to `out` as a JSON string (the one escaping of the binary:
+/// [`crate::reader::json_string`], shared with `mdeliver list --json`).
 pub fn string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+    out.push_str(&crate::reader::json_string(s));
 }
 
 fn opt_string(out: &mut String, s: &Option<String>) {
