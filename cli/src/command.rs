@@ -85,8 +85,9 @@ and other anomalies
 /// The clap definition of the whole command line.
 pub fn definition() -> clap::Command {
     let after = format!(
-        "{}\n\n{MAIL_HELP}\n\n{SUBCOMMANDS_HELP}",
-        args::AFTER_LONG_HELP
+        "{}\n\n{MAIL_HELP}\n\n{}\n\n{SUBCOMMANDS_HELP}",
+        args::AFTER_LONG_HELP,
+        crate::mta_args::MTA_HELP
     );
     MailArgs::augment_args(Args::command())
         .override_usage(

@@ -76,6 +76,32 @@ pub struct MtaArgs {
     pub json: bool,
 }
 
+/// The `--help` section about running under an MTA (added by `command.rs`).
+pub const MTA_HELP: &str = "\
+UNDER AN MTA
+  On failure the output begins with an RFC 3463 status line (on standard error, before
+  anything else), which Postfix's local(8) and pipe(8) use instead of the exit code's
+  generic status; its class follows the exit code (75: 4.x.x, others: 5.x.x):
+    4.2.2 mailbox full                     over the Maildir++ quota (75)
+    5.2.2 mailbox full                     over quota with --quota-full=bounce (77)
+    5.4.6 mail forwarding loop for ADDR    Delivered-To: ADDR already present (65)
+    4.2.0 mailbox unavailable: ...         maildir missing (75; 5.2.0 with --strict-exit)
+    4.2.0 mailbox not writable: ...        permission, read-only (75; 5.2.0 strict)
+    4.3.1 mail system full (...)           disk full (75)
+    4.3.0 mail system error: ...           I/O and other temporary errors (75)
+    5.6.0 message is empty or unreadable   (65)
+
+  A leading \"From \" line is removed (its sender becomes Return-Path); Return-Path,
+  X-Original-To and Delivered-To that the MTA already put at the top of the header are not
+  added twice, and the MTA's own Delivered-To stamp there is not taken for a loop.
+
+  Postfix, in main.cf (keep the exec: behind a waiting shell, a killed mdeliver exits 137
+  and Postfix bounces instead of deferring):
+      mailbox_command = exec /usr/local/bin/mdeliver -c --from-env \"$HOME/Maildir\"
+
+  Man page and completions: mdeliver --generate-man > mdeliver.1;
+  mdeliver --generate-completions bash|zsh|fish|elvish|powershell";
+
 /// Parses `--quota`: `SIZE[,COUNT]` with optional `k`/`M`/`G` and `S`/`C` suffixes, or the
 /// `maildirsize` definition form.
 pub fn parse_quota(s: &str) -> Result<Limits, String> {
