@@ -29,10 +29,13 @@ use mdeliver_core::quota::{self, Decision, Limits, RecalcReason, Usage, Verdict}
 use mdeliver_core::wire;
 use mdeliver_core::{Delivery, ErrorKind, Phase};
 
+/// A fuzz target: its name and its body.
+pub type Target = (&'static str, fn(&[u8]));
+
 /// Bodies that include known core bugs the default bodies allow for, with the directory of
 /// inputs (`fuzz/known-bugs/<name>/`) that show them; `fuzz_corpus.rs` replays them in an
 /// ignored test that passes once the bugs are fixed.
-pub const STRICT: &[(&str, fn(&[u8]))] = &[
+pub const STRICT: &[Target] = &[
     ("maildirsize", maildirsize_strict),
     ("deliver_faults", deliver_faults_strict),
     ("deliver_arbitrary", deliver_arbitrary_strict),
@@ -40,7 +43,7 @@ pub const STRICT: &[(&str, fn(&[u8]))] = &[
 
 /// Every fuzz target: its name (the file in `fuzz/fuzz_targets/` and the corpus directory)
 /// and its body.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[Target] = &[
     ("name_parse", name_parse),
     ("flags", flags),
     ("wire", wire_codec),

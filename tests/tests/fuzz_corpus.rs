@@ -118,7 +118,7 @@ fn random_input(target: &str, seed: u64) -> Vec<u8> {
     }
     while out.len() < len {
         let x = r.next();
-        if x % 3 == 0 {
+        if x.is_multiple_of(3) {
             out.push((x >> 8) as u8);
         } else {
             out.extend_from_slice(toks[((x >> 8) % toks.len() as u64) as usize]);

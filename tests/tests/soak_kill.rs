@@ -44,7 +44,7 @@ fn message(id: u64) -> Vec<u8> {
     let mut m = format!("X-Soak-Id: {id}\nSubject: kill soak\n\n").into_bytes();
     while m.len() < len {
         m.push(b'a' + (r.next() % 26) as u8);
-        if r.next() % 64 == 0 {
+        if r.next().is_multiple_of(64) {
             m.push(b'\n');
         }
     }
