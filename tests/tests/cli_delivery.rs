@@ -128,7 +128,10 @@ fn a_failing_maildir_does_not_stop_the_others() {
     // The RFC 3463 status line comes first (for Postfix), then the one error message.
     let lines: Vec<&str> = r.stderr.lines().collect();
     assert_eq!(lines.len(), 2, "{}", r.stderr);
-    assert_eq!(lines[0], "4.2.0 mailbox unavailable: no such file or directory");
+    assert_eq!(
+        lines[0],
+        "4.2.0 mailbox unavailable: no such file or directory"
+    );
     assert!(lines[1].starts_with(&format!("mdeliver: {}: ", missing.display())));
 
     // A permanent failure (--strict-exit) after a success is reported too.

@@ -166,7 +166,11 @@ fn read_only_filesystem_defers_or_reports_no_permission() {
         let (status, rest) = r.stderr.split_once('\n').unwrap();
         let (status2, rest2) = r2.stderr.split_once('\n').unwrap();
         assert_eq!(rest, rest2);
-        assert_eq!((&status[..2], &status2[..2]), ("4.", "5."), "{status} / {status2}");
+        assert_eq!(
+            (&status[..2], &status2[..2]),
+            ("4.", "5."),
+            "{status} / {status2}"
+        );
         said.push(format!("{disable:?}: {}", normalize(&r.stderr, t.path())));
         assert_untouched(&md);
     }
