@@ -1,12 +1,20 @@
-//! `mdeliver list`: the core's race-free [`scan`](mdeliver_core::scan) of new/ and cur/, with
-//! the keys held in a `HashMap`; prints every message once, by key.
+//! `mdeliver list`: the core's race-free [`Scan`] of new/ and cur/, with the keys held in a
+//! `HashMap`; prints every message once, by key.
+//!
+//! The listing itself reads each directory with `getdents64` into one 4 MiB buffer: the kernel
+//! fills a call under the directory's lock, which a rename also takes, so a directory of up to
+//! some 40 000 entries is read as one consistent snapshot and renames inside cur/ cannot make
+//! the scan miss a message; larger directories take several calls, and the scan's repeated
+//! passes handle the renames between them.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use mdeliver_core::name::{InfoSep, ParsedName};
-use mdeliver_core::scan::{classify, scan, KeySet, Mark, ScanOptions};
+use mdeliver_core::scan::{
+    classify, KeySet, ListOp, ListResult, Mark, Scan, ScanOptions, ScanStep, ScanSummary,
+};
 use mdeliver_core::{Dir, ErrorKind, Fs};
 
 use crate::exit;
@@ -22,7 +30,9 @@ A plain directory listing can miss a message, or show it twice, when a mail read
 (new/ to cur/, or a flag change) during the listing. mdeliver list reads new/ and then cur/, \
 keys every file by its unique name (the part before the info separator), and repeats the pass \
 until one pass sees exactly the messages of the previous one (at most 8 passes). Each message \
-is printed once, under the name the final pass saw.
+is printed once, under the name the final pass saw. Each directory is read with 4 MiB \
+getdents64 calls, each of which the kernel serves as one snapshot that no rename can cut \
+through: up to some 40 000 messages per directory, renames inside cur/ cannot hide a message.
 
 Output, one line per message, sorted by key:
   KEY <TAB> SUBDIR <TAB> FLAGS <TAB> SIZE <TAB> PATH
@@ -102,6 +112,85 @@ impl KeySet for Keys {
     }
 }
 
+/// Size of the `getdents64` buffer (see the module docs).
+const GETDENTS_BUF: usize = 4 << 20;
+
+/// Reads new/ and cur/ in large `getdents64` calls, for a [`Scan`].
+struct Lister {
+    root: std::os::fd::OwnedFd,
+    buf: Vec<std::mem::MaybeUninit<u8>>,
+    names: Vec<String>,
+    next: usize,
+}
+
+impl Lister {
+    fn new(maildir: &std::path::Path) -> Result<Lister, mdeliver_core::Error> {
+        use rustix::fs::{openat, Mode, OFlags, CWD};
+        let flags = OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::RDONLY;
+        let root = openat(CWD, maildir, flags, Mode::empty()).map_err(|e| {
+            let kind = crate::linux::error_kind(e, crate::linux::Call::Other);
+            mdeliver_core::Error::new(kind, mdeliver_core::Phase::Open)
+        })?;
+        Ok(Lister {
+            root,
+            buf: vec![std::mem::MaybeUninit::uninit(); GETDENTS_BUF],
+            names: Vec::new(),
+            next: 0,
+        })
+    }
+
+    /// Reads all of `dir`'s names (never following a symbolic link at `dir`).
+    fn open(&mut self, dir: Dir) -> Result<(), ErrorKind> {
+        use rustix::fs::{openat, Mode, OFlags, RawDir};
+        let other = |e| crate::linux::error_kind(e, crate::linux::Call::Other);
+        let flags = OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::RDONLY;
+        let fd = openat(&self.root, dir.as_str(), flags, Mode::empty()).map_err(other)?;
+        self.names.clear();
+        self.next = 0;
+        let mut raw = RawDir::new(fd, &mut self.buf);
+        while let Some(entry) = raw.next() {
+            let entry = entry.map_err(other)?;
+            let name = entry.file_name().to_bytes();
+            // "." and "..", and names that are not UTF-8, are not messages.
+            if let Ok(name) = std::str::from_utf8(name) {
+                if name != "." && name != ".." {
+                    self.names.push(name.to_owned());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn scan(
+        &mut self,
+        keys: &mut Keys,
+        opts: ScanOptions,
+    ) -> Result<ScanSummary, mdeliver_core::Error> {
+        let mut machine = Scan::new(opts);
+        loop {
+            match machine.poll() {
+                ScanStep::List(ListOp::Open { dir }) => {
+                    let r = match self.open(dir) {
+                        Ok(()) => ListResult::Done,
+                        Err(e) => ListResult::Err(e),
+                    };
+                    machine.feed(r, "", keys);
+                }
+                ScanStep::List(ListOp::Next) => match self.names.get(self.next) {
+                    Some(name) => {
+                        self.next += 1;
+                        let name = name.clone();
+                        machine.feed(ListResult::Entry, &name, keys);
+                    }
+                    None => machine.feed(ListResult::End, "", keys),
+                },
+                ScanStep::List(ListOp::Close) => machine.feed(ListResult::Done, "", keys),
+                ScanStep::Done(r) => return r,
+            }
+        }
+    }
+}
+
 /// Runs `mdeliver list`.
 pub fn run(a: &ListArgs) -> ExitCode {
     let who = a.maildir.display();
@@ -117,7 +206,7 @@ pub fn run(a: &ListArgs) -> ExitCode {
         sep: a.info_separator,
         ..ScanOptions::default()
     };
-    let summary = match scan(&mut fs, &mut keys, opts) {
+    let summary = match Lister::new(&a.maildir).and_then(|mut l| l.scan(&mut keys, opts)) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("mdeliver: {who}: listing: {}", e.kind);
