@@ -225,6 +225,8 @@ pub struct Delivery {
     leftover_tmp: bool,
     /// The pending publish error was `Exists` (Locked: maybe our own lost-reply link).
     verify_exists: bool,
+    /// The publish link's fate is unknown (lost reply, then a failed check).
+    publish_unverified: bool,
     pending: Option<Error>,
     result: Option<Outcome>,
 }
@@ -264,6 +266,7 @@ impl Delivery {
             locked: false,
             leftover_tmp: false,
             verify_exists: false,
+            publish_unverified: false,
             pending: None,
             result: None,
         };
@@ -625,6 +628,7 @@ impl Delivery {
                         // name may exist. It is ours (unique by construction), so removing it
                         // keeps the failure honest; `NotFound` then is fine.
                         self.is_published = true;
+                        self.publish_unverified = true;
                         self.fail(original, Phase::Publish)
                     }
                 }
@@ -658,8 +662,12 @@ impl Delivery {
             // A reader moved the message new/→cur/ before we could take it back: it has been
             // seen, so reporting failure would make the MTA's retry a duplicate. Make the move
             // durable instead and report success (found by the simulator).
+            // Not when the link itself was never confirmed: then ENOENT more likely means it
+            // did not happen, and reporting success would lose the message.
             State::FailUnlinkPublished
-                if result == OpResult::Err(ErrorKind::NotFound) && self.target == Dir::New =>
+                if result == OpResult::Err(ErrorKind::NotFound)
+                    && self.target == Dir::New
+                    && !self.publish_unverified =>
             {
                 self.is_published = false;
                 if self.opts.durability == Durability::None || !self.caps.dir_sync {

@@ -256,12 +256,13 @@ fn parse_int(s: &[u8]) -> Option<i64> {
         Some((b'-', rest)) => (true, rest),
         _ => (false, s),
     };
-    if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
+    // Every sum a recalculation can write (up to i64::MAX) must read back.
     let mut v: i64 = 0;
     for &d in digits {
-        v = v * 10 + i64::from(d - b'0');
+        v = v.checked_mul(10)?.checked_add(i64::from(d - b'0'))?;
     }
     Some(if neg { -v } else { v })
 }
