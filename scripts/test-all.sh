@@ -8,6 +8,23 @@ echo "== toolchain targets"
 rustup target add wasm32-wasip1 thumbv7em-none-eabihf >/dev/null 2>&1 || rustup target add wasm32-wasip1 thumbv7em-none-eabihf
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
+echo "== Debian packages the end-to-end tests use (mblaze, faketime, postfix, python3)"
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    need=""
+    command -v mlist >/dev/null || need="$need mblaze"
+    command -v faketime >/dev/null || need="$need faketime"
+    [ -x /usr/sbin/postfix ] || need="$need postfix"
+    command -v python3 >/dev/null || need="$need python3"
+    command -v setpriv >/dev/null || need="$need util-linux"
+    if [ -n "$need" ]; then
+        apt-get update -qq
+        echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null
+    fi
+else
+    echo "not root: tests that need these packages install nothing and say why they skip"
+fi
+
 echo "== format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
