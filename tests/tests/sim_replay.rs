@@ -6,7 +6,10 @@ use mdeliver_tests::sim::explore::{render, replay, run_one, run_random, Sched, S
 use mdeliver_tests::sim::scenarios::{classic_link_vs_reader, deliverer, path_caps};
 use mdeliver_tests::sim::world::{AgentSpec, Config, ReaderMode};
 
-fn large(strategy: Strategy, deliverers: usize) -> Config {
+/// `deliverers` colliding deliverers and two readers that move and re-flag every message; with
+/// `scan`, a core scan too. (The scan's completeness premise, at most one rename of a message in
+/// cur/ per two passes, does not hold with two such readers, so clean-run tests leave it out.)
+fn large(strategy: Strategy, deliverers: usize, scan: bool) -> Config {
     let mut agents: Vec<AgentSpec> = (0..deliverers).map(|_| deliverer(strategy, true)).collect();
     agents.push(AgentSpec::Mover {
         mode: ReaderMode::Plain,
@@ -16,7 +19,9 @@ fn large(strategy: Strategy, deliverers: usize) -> Config {
         mode: ReaderMode::Core,
         flag_change: true,
     });
-    agents.push(AgentSpec::Scanner { naive: false });
+    if scan {
+        agents.push(AgentSpec::Scanner { naive: false });
+    }
     let mut cfg = Config::new(
         &format!("{deliverers} x {strategy:?} + 2 readers + scan"),
         agents,
@@ -27,7 +32,7 @@ fn large(strategy: Strategy, deliverers: usize) -> Config {
 
 #[test]
 fn same_seed_same_event_log() {
-    let cfg = large(Strategy::Exclusive, 3);
+    let cfg = large(Strategy::Exclusive, 3, true);
     for sched in [Sched::Random, Sched::Pct { depth: 3 }] {
         let (s1, v1, w1) = run_one(&cfg, sched, 42, true);
         let (s2, v2, w2) = run_one(&cfg, sched, 42, true);
@@ -65,7 +70,7 @@ fn random_and_pct_find_the_classic_duplicate_and_it_replays() {
 #[test]
 fn exclusive_clean_under_random_and_pct_larger_configs() {
     for n in [3, 4] {
-        let cfg = large(Strategy::Exclusive, n);
+        let cfg = large(Strategy::Exclusive, n, false);
         for sched in [
             Sched::Random,
             Sched::Pct { depth: 2 },
@@ -85,7 +90,7 @@ fn exclusive_clean_under_random_and_pct_larger_configs() {
 fn exclusive_clean_over_a_million_schedules() {
     let mut total = 0;
     for n in [3, 8] {
-        let cfg = large(Strategy::Exclusive, n);
+        let cfg = large(Strategy::Exclusive, n, false);
         for sched in [Sched::Random, Sched::Pct { depth: 3 }] {
             let r = run_random(&cfg, sched, 0..250_000);
             assert!(
