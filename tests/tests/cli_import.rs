@@ -568,3 +568,84 @@ impl Fields for Run {
             .collect()
     }
 }
+
+#[test]
+fn x_flags_add_to_status_flags() {
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("m");
+    let mbox = b"From a Sat Nov 28 18:03:09 2026\nSubject: 0\nStatus: RO\n\nx\n\n\
+                 From b Sat Nov 28 18:03:09 2026\nSubject: 1\n\ny\n";
+    let r = run(&[&"-M", &"-c", &"-X", &"F", &md], mbox, &[]);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    let cur = names(&md.join("cur"));
+    let flags: BTreeMap<Vec<u8>, String> = cur
+        .iter()
+        .map(|n| {
+            let body = std::fs::read(md.join("cur").join(n)).unwrap();
+            (body, n.split_once(":2,").unwrap().1.to_owned())
+        })
+        .collect();
+    assert_eq!(flags[&b"Subject: 0\n\nx\n"[..]], "FS");
+    assert_eq!(flags[&b"Subject: 1\n\ny\n"[..]], "F");
+    assert_eq!(names(&md.join("new")), Vec::<String>::new());
+}
+
+/// A small tmpfs (root only), unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn disk_full_mid_import_keeps_and_counts_what_was_delivered() {
+    if !is_root() {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let mnt = t.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let out = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k,mode=0700", "mdeliver-test"])
+        .arg(&mnt)
+        .output();
+    if !out.as_ref().is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: mount -t tmpfs failed");
+        return;
+    }
+    let _guard = Tmpfs(mnt.clone());
+    let md = mnt.join("m");
+    let body = "y".repeat(4000);
+    let message = |i: usize| format!("Subject: {i}\n\n{body}\n");
+    let mut mbox = Vec::new();
+    for i in 0..200 {
+        mbox.extend_from_slice(b"From a Sat Nov 28 18:03:09 2026\n");
+        mbox.extend_from_slice(message(i).as_bytes());
+        mbox.push(b'\n');
+    }
+    let r = run(&[&"-M", &"-c", &md], &mbox, &[]);
+    assert_eq!(r.code, 75, "{}", r.stderr);
+    let stored = files(&md);
+    let n = stored.len();
+    assert!(n > 10 && n < 200, "{n} stored");
+    assert!(
+        r.stderr.contains(&format!("message {} of the mbox", n + 1))
+            && r.stderr
+                .contains(&format!("the {n} messages before it were delivered")),
+        "{}",
+        r.stderr
+    );
+    // Exactly the first n messages, each complete; nothing half-written anywhere.
+    let mut bodies: Vec<Vec<u8>> = stored.into_values().collect();
+    bodies.sort_by_key(|b| {
+        let s = String::from_utf8_lossy(b);
+        s[9..s.find('\n').unwrap()].parse::<usize>().unwrap()
+    });
+    for (i, b) in bodies.iter().enumerate() {
+        assert_eq!(b, message(i).as_bytes());
+    }
+    assert_eq!(names(&md.join("tmp")), Vec::<String>::new());
+}
