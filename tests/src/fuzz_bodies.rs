@@ -32,15 +32,6 @@ use mdeliver_core::{Delivery, ErrorKind, Phase};
 /// A fuzz target: its name and its body.
 pub type Target = (&'static str, fn(&[u8]));
 
-/// Bodies that include known core bugs the default bodies allow for, with the directory of
-/// inputs (`fuzz/known-bugs/<name>/`) that show them; `fuzz_corpus.rs` replays them in an
-/// ignored test that passes once the bugs are fixed.
-pub const STRICT: &[Target] = &[
-    ("maildirsize", maildirsize_strict),
-    ("deliver_faults", deliver_faults_strict),
-    ("deliver_arbitrary", deliver_arbitrary_strict),
-];
-
 /// Every fuzz target: its name (the file in `fuzz/fuzz_targets/` and the corpus directory)
 /// and its body.
 pub const TARGETS: &[Target] = &[
@@ -865,16 +856,6 @@ pub fn header(data: &[u8]) {
 /// a usable file's sums survive appending delivery and removal lines and rewriting as a fresh
 /// file; strict definitions round-trip; `decide` answers consistently with the numbers.
 pub fn maildirsize(data: &[u8]) {
-    maildirsize_with(data, false)
-}
-
-/// [`maildirsize`] including sums of 10^18 or more, which `fresh_contents` writes but
-/// `parse_maildirsize` refuses (a known core bug).
-pub fn maildirsize_strict(data: &[u8]) {
-    maildirsize_with(data, true)
-}
-
-fn maildirsize_with(data: &[u8], strict: bool) {
     let mut b = Bytes::new(data);
     let msg_size = b.u64() >> (b.u8() % 64);
     let mtime = b.u64() >> 1;
@@ -895,17 +876,11 @@ fn maildirsize_with(data: &[u8], strict: bool) {
     if f.problem.is_none() {
         let fresh = quota::fresh_contents(f.limits, f.usage);
         let g = quota::parse_maildirsize(fresh.as_bytes());
-        // The writer emits any i64 but the reader takes at most 18 digits per number (a known
-        // core inconsistency, see `known_bugs`): sums of 10^18 or more do not round-trip.
-        let readable =
-            f.usage.bytes < 1_000_000_000_000_000_000 && f.usage.count < 1_000_000_000_000_000_000;
-        if strict || readable {
-            assert_eq!(
-                (g.limits, g.usage, g.lines, g.problem),
-                (f.limits, f.usage, 1, None),
-                "{fresh:?}"
-            );
-        }
+        assert_eq!(
+            (g.limits, g.usage, g.lines, g.problem),
+            (f.limits, f.usage, 1, None),
+            "{fresh:?}"
+        );
         let small = f.usage.bytes < (1 << 50) && f.usage.count < (1 << 50);
         if small && msg_size < (1 << 50) && file.len() < 4000 {
             let mut grown = file.to_vec();
@@ -1073,10 +1048,6 @@ pub struct MemFs {
     pub lost_reply: bool,
     /// How many `stat` calls were made to fail, per directory.
     pub failed_stats: BTreeMap<Dir, u32>,
-    /// A `link` into new/ or cur/ failed outright (no lost reply) ...
-    link_failed: bool,
-    /// ... and a `stat` in tmp/ failed after it (the link's fate looks unknowable).
-    pub unverified_link: bool,
 }
 
 /// An open file of [`MemFs`].
@@ -1097,8 +1068,6 @@ impl MemFs {
             failed_unlinks: BTreeSet::new(),
             lost_reply: false,
             failed_stats: BTreeMap::new(),
-            link_failed: false,
-            unverified_link: false,
         }
     }
 
@@ -1217,10 +1186,7 @@ impl Fs for MemFs {
     fn link(&mut self, from: (Dir, &str), to: (Dir, &str)) -> Result<(), ErrorKind> {
         let fault = self.fault();
         match fault {
-            Some(Fault::Fail(k)) => {
-                self.link_failed |= to.0 != Dir::Root;
-                return Err(k);
-            }
+            Some(Fault::Fail(k)) => return Err(k),
             Some(Fault::Foreign) => self.foreign_at(to),
             _ => {}
         }
@@ -1282,7 +1248,6 @@ impl Fs for MemFs {
     fn stat(&mut self, dir: Dir, name: &str) -> Result<Stat, ErrorKind> {
         if let Err(e) = self.gate(None) {
             *self.failed_stats.entry(dir).or_default() += 1;
-            self.unverified_link |= self.link_failed && dir == Dir::Tmp;
             return Err(e);
         }
         let ino = *self
@@ -1427,17 +1392,6 @@ fn check_delivered(d: &Delivered, opts: &Options, len: usize) {
 /// tmp file; nothing pre-existing or foreign is ever overwritten or removed; locks are
 /// released; without faults a non-empty message is always delivered.
 pub fn deliver_faults(data: &[u8]) {
-    deliver_faults_with(data, false)
-}
-
-/// [`deliver_faults`] without the allowance for a known core bug (see `known_bugs` in
-/// `tests/tests/fuzz_corpus.rs`): a publishing `link` that fails, followed by a failing
-/// verification `stat`, ends in a reported success with nothing published.
-pub fn deliver_faults_strict(data: &[u8]) {
-    deliver_faults_with(data, true)
-}
-
-fn deliver_faults_with(data: &[u8], strict: bool) {
     let mut b = Bytes::new(data);
     let opts = options_from(&mut b);
     let mut env = env_from(&mut b);
@@ -1528,11 +1482,7 @@ fn deliver_faults_with(data: &[u8], strict: bool) {
         .filter(|(k, _)| !before.contains_key(*k) && !fs.foreign.contains(*k))
         .collect();
     let in_dir = |d: Dir| ours.iter().filter(|(k, _)| k.0 == d).count();
-    // Known core bug: after an unverifiable failed link the machine may report success with
-    // nothing published; the strict body (known_bugs) checks it.
-    let known_bug = !strict && fs.unverified_link && outcome.is_ok();
     match &outcome {
-        Ok(_) if known_bug => {}
         Ok(d) => {
             check_delivered(d, &opts, msg.len());
             assert!(!msg.is_empty(), "an empty message was delivered");
@@ -1614,16 +1564,6 @@ fn deliver_faults_with(data: &[u8], strict: bool) {
 /// said) had an unlink attempted; after a success, only the published name (and a tmp name
 /// reported as `leftover_tmp`) remains.
 pub fn deliver_arbitrary(data: &[u8]) {
-    deliver_arbitrary_with(data, false)
-}
-
-/// [`deliver_arbitrary`] without the allowance for the known core bug of
-/// [`deliver_faults_strict`].
-pub fn deliver_arbitrary_strict(data: &[u8]) {
-    deliver_arbitrary_with(data, true)
-}
-
-fn deliver_arbitrary_with(data: &[u8], strict: bool) {
     let mut b = Bytes::new(data);
     let opts = options_from(&mut b);
     let mut env = env_from(&mut b);
@@ -1634,7 +1574,6 @@ fn deliver_arbitrary_with(data: &[u8], strict: bool) {
     let mut unlink_failed: BTreeSet<(Dir, String)> = BTreeSet::new();
     let mut anon_open = false;
     let mut ever: BTreeSet<(Dir, String)> = BTreeSet::new();
-    let (mut link_failed, mut unverified_link) = (false, false);
     let mut trace: Vec<String> = Vec::new();
     let mut steps = 0;
     let outcome = loop {
@@ -1703,14 +1642,10 @@ fn deliver_arbitrary_with(data: &[u8], strict: bool) {
                 exists.insert((to.0, to.1.to_string()));
                 ever.insert((to.0, to.1.to_string()));
             }
-            Op::Link { to, .. } if to.0 != Dir::Root => link_failed = true,
             Op::Rename { from, to, .. } if ok => {
                 exists.remove(&(from.0, from.1.to_string()));
                 exists.insert((to.0, to.1.to_string()));
                 ever.insert((to.0, to.1.to_string()));
-            }
-            Op::Stat { dir: Dir::Tmp, .. } if !matches!(r, OpResult::Stat(_)) => {
-                unverified_link |= link_failed;
             }
             Op::Unlink { dir, name } => {
                 let k = (dir, name.to_string());
@@ -1732,7 +1667,6 @@ fn deliver_arbitrary_with(data: &[u8], strict: bool) {
         .filter(|k| !unlink_failed.contains(*k))
         .collect();
     match &outcome {
-        Ok(_) if !strict && unverified_link => {}
         Ok(d) => {
             let key = (d.dir, d.name.to_string());
             let p = ParsedName::parse(&d.name, opts.sep).expect("delivered name parses");
