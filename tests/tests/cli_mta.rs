@@ -467,6 +467,43 @@ fn status_lines_and_messages() {
         t.path(),
     );
     insta::assert_snapshot!("status_lines", s);
+
+    // What successful runs say on stderr: -vv, a suppressed duplicate with -v, a dry run.
+    let mut s = String::new();
+    let dmsg: &[u8] = b"Message-ID: <said@x>\n\nb\n";
+    let runs = [
+        ("delivered, -vv", run(&[&"-vv", &"--dedup", &md], dmsg, &[])),
+        ("duplicate, -v", run(&[&"-v", &"--dedup", &md], dmsg, &[])),
+        (
+            "dry run, duplicate",
+            run(&[&"-n", &"--dedup", &md], dmsg, &[]),
+        ),
+        ("dry run, new message", run(&[&"-n", &md], msg, &[])),
+    ];
+    for (title, r) in &runs {
+        let mut text = format!("{}{}", r.stdout, r.stderr);
+        for n in names(&md.join("new")) {
+            text = text.replace(&n, "[NAME]");
+        }
+        // A dry run's name was never stored: mask whatever follows new/.
+        let text: String = text
+            .lines()
+            .map(|l| match l.find("/new/") {
+                Some(i) if !l.contains("[NAME]") => {
+                    let rest = &l[i + 5..];
+                    let end = rest.find(": ").unwrap_or(rest.len());
+                    format!("{}/new/[DRY]{}\n", &l[..i], &rest[end..])
+                }
+                _ => format!("{l}\n"),
+            })
+            .collect();
+        s.push_str(&format!(
+            "== {title}: exit {}\n{}",
+            r.code,
+            normalize(&text, t.path())
+        ));
+    }
+    insta::assert_snapshot!("success_messages", s);
 }
 
 #[test]
