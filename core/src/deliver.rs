@@ -623,6 +623,11 @@ impl Delivery {
                         self.retry(env, Phase::Publish, |d, env| d.fresh_published_name(env))
                     }
                     OpResult::Stat(_) => self.fail(original, Phase::Publish),
+                    // `Exists` from link and our tmp file cannot be inspected: the name may
+                    // be another deliverer's message, so it is left alone. (If it was our own
+                    // link with a lost reply, the failure leaves it visible; removing a
+                    // foreign message would be worse.)
+                    OpResult::Err(e) if exists => self.fail(e, Phase::Publish),
                     _ => {
                         // Neither the link's reply nor the link count can be trusted: the
                         // name may exist. It is ours (unique by construction), so removing it

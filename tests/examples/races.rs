@@ -12,10 +12,11 @@ use mdeliver_tests::sim::world::{AgentSpec, Config, ReaderMode};
 fn row(strategy: &str, cfg: &Config, kind: &str, r: &Report) {
     let v: Vec<String> = r.failures.keys().map(|i| format!("I{i}")).collect();
     println!(
-        "| {strategy} | {} | {kind} | {} | {} | {} | {} | {} | {:.2?} |",
+        "| {strategy} | {} | {kind} | {} | {} | {} | {} | {} | {} | {:.2?} |",
         cfg.name,
         r.stats.executions,
         r.stats.states,
+        r.stats.crash_states,
         r.stats.crash_images,
         r.stats.violations,
         if v.is_empty() {
@@ -56,8 +57,11 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
-    println!("| strategy | scenario | search | executions | states | crash images | violations | broken | time |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| strategy | scenario | search | executions | states | crash states | distinct crash \
+         images | violations | broken | time |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let mut counterexamples = Vec::new();
     let mut exh = |strategy: &str, cfg: Config| {
         let r = explore(&cfg, 20_000_000);

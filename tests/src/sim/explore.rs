@@ -82,8 +82,10 @@ pub struct Stats {
     pub transitions: u64,
     /// Executions: exhaustive search: paths that reached a final state; random: schedules run.
     pub executions: u64,
-    /// Distinct crash images checked.
+    /// Distinct crash images checked (by contents and reported outcomes).
     pub crash_images: u64,
+    /// Crash states covered: (state, persisted subset) pairs, before de-duplication.
+    pub crash_states: u64,
     /// Violations found (all, not only the kept shortest).
     pub violations: u64,
     /// The search stopped at its state limit.
@@ -221,6 +223,7 @@ impl Dfs<'_> {
 
     fn crashes(&mut self, w: &World) {
         for (spec, img) in w.sim().crash_images() {
+            self.report.stats.crash_states += 1;
             if !self.crash_seen.insert(image_key(w, &img)) {
                 continue;
             }
@@ -339,6 +342,7 @@ pub fn run_random(cfg: &Config, sched: Sched, seeds: std::ops::Range<u64>) -> Re
         report.stats.transitions += s.steps.len() as u64;
         if s.crash.is_some() || cfg.crashes {
             report.stats.crash_images += 1;
+            report.stats.crash_states += 1;
         }
         drop(w);
         if let Some(v) = v {
@@ -441,6 +445,7 @@ pub fn run_random_par(
         report.stats.executions += p.stats.executions;
         report.stats.transitions += p.stats.transitions;
         report.stats.crash_images += p.stats.crash_images;
+        report.stats.crash_states += p.stats.crash_states;
         report.stats.violations += p.stats.violations;
         for (_, f) in p.failures {
             let v = f.violation.clone();
