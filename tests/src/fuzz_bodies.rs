@@ -26,6 +26,7 @@ use mdeliver_core::message::{
 };
 use mdeliver_core::name::{emit_with_flags, InfoSep, NameBuf, NameError, ParsedName, Unique};
 use mdeliver_core::quota::{self, Decision, Limits, RecalcReason, Usage, Verdict};
+use mdeliver_core::scan::{classify, perform_list, KeySet, Mark, Scan, ScanOptions, ScanStep};
 use mdeliver_core::wire;
 use mdeliver_core::{Delivery, ErrorKind, Phase};
 
@@ -44,6 +45,7 @@ pub const TARGETS: &[Target] = &[
     ("maildirsize", maildirsize),
     ("deliver_faults", deliver_faults),
     ("deliver_arbitrary", deliver_arbitrary),
+    ("scan", scan_faults),
 ];
 
 /// A reader of fuzz input that never fails: past the end it yields zeros and empty slices.
@@ -1122,9 +1124,13 @@ impl MemFs {
     }
 }
 
-/// A directory listing of [`MemFs`]: a snapshot.
+/// A directory listing of [`MemFs`]: live, in name order, like a readdir cursor (a name
+/// renamed behind the cursor is missed in this listing, one renamed ahead of it is seen).
 #[derive(Debug)]
-pub struct MemDirStream(Vec<String>);
+pub struct MemDirStream {
+    dir: Dir,
+    last: Option<String>,
+}
 
 impl Fs for MemFs {
     type File = MemFile;
@@ -1270,24 +1276,23 @@ impl Fs for MemFs {
     }
     fn open_dir(&mut self, dir: Dir) -> Result<MemDirStream, ErrorKind> {
         self.gate(None)?;
-        let mut v: Vec<String> = self
-            .names
-            .keys()
-            .filter(|(d, _)| *d == dir)
-            .map(|(_, n)| n.clone())
-            .collect();
-        v.reverse();
-        Ok(MemDirStream(v))
+        Ok(MemDirStream { dir, last: None })
     }
     fn read_dir(&mut self, s: &mut MemDirStream, out: &mut NameBuf) -> Result<bool, ErrorKind> {
         self.gate(None)?;
-        match s.0.pop() {
-            Some(n) => {
+        use std::ops::Bound;
+        let from = match &s.last {
+            Some(l) => Bound::Excluded((s.dir, l.clone())),
+            None => Bound::Included((s.dir, String::new())),
+        };
+        match self.names.range((from, Bound::Unbounded)).next() {
+            Some(((d, n), _)) if *d == s.dir => {
                 out.clear();
-                out.push_str(&n).map_err(|_| ErrorKind::NameTooLong)?;
+                out.push_str(n).map_err(|_| ErrorKind::NameTooLong)?;
+                s.last = Some(n.clone());
                 Ok(true)
             }
-            None => Ok(false),
+            _ => Ok(false),
         }
     }
 }
@@ -1727,5 +1732,160 @@ pub fn deliver_arbitrary(data: &[u8]) {
             "failure {e:?} left {left:?}; trace:\n{}",
             trace.join("\n")
         ),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The scan machine
+
+/// The driver's key storage for a scan.
+#[derive(Default, Debug)]
+struct MapKeys(BTreeMap<String, (u32, Dir, String)>);
+
+impl KeySet for MapKeys {
+    fn mark(&mut self, pass: u32, key: &str, dir: Dir, name: &str) -> Result<Mark, ErrorKind> {
+        let mark = match self.0.get(key) {
+            Some((last, _, _)) => classify(*last, pass),
+            None => Mark::First,
+        };
+        if mark != Mark::ThisPass {
+            self.0
+                .insert(key.to_string(), (pass, dir, name.to_string()));
+        }
+        Ok(mark)
+    }
+}
+
+/// The scan (listing) machine over the filesystem model, whose directory cursors see renames
+/// as a real readdir does, while a reader renames messages (new/→cur/, flag changes) between
+/// the scan's steps and calls fail as the input decides. Checks: it finishes within a bound;
+/// a failure only comes from an injected fault; every message that no one renamed is listed;
+/// nothing that is not a message (dot files, names starting with the separator) is listed;
+/// every listed key is a real message listed under a name it really had; and when no message
+/// was renamed more than once and the scan says it settled, every message is listed.
+pub fn scan_faults(data: &[u8]) {
+    let mut b = Bytes::new(data);
+    let sep = sep_from(b.u8());
+    let max_passes = u32::from(b.u8() % 8) + 1;
+    let n = usize::from(b.u8() % 24);
+    let mut fs = MemFs::new(Capabilities::LINUX_LOCAL, &[]);
+    let mut current: BTreeMap<String, (Dir, String)> = BTreeMap::new();
+    let mut ever: BTreeSet<(Dir, String)> = BTreeSet::new();
+    let mut volatile: Vec<String> = Vec::new();
+    for i in 0..n {
+        let cfg = b.u8();
+        let key = format!("{}.M{i}P1Q1.host,S=1", 1_700_000_000 + i);
+        let (dir, name) = if cfg & 1 == 1 {
+            let f = flags_from(u64::from(cfg >> 2));
+            (
+                Dir::Cur,
+                emit_with_flags(&key, Some(f), sep).unwrap().to_string(),
+            )
+        } else {
+            (Dir::New, key.clone())
+        };
+        fs.put(dir, &name, b"m", 1);
+        ever.insert((dir, name.clone()));
+        if cfg & 2 == 2 {
+            volatile.push(key.clone());
+        }
+        current.insert(key, (dir, name));
+    }
+    for (i, junk) in [".hidden", ".", "x/"]
+        .iter()
+        .enumerate()
+        .take(usize::from(b.u8() % 3))
+    {
+        let _ = junk;
+        let d = if i % 2 == 0 { Dir::New } else { Dir::Cur };
+        fs.put(d, &format!(".junk{i}"), b"", 1);
+        fs.put(d, &format!("{}2,S", sep.byte() as char), b"", 1);
+    }
+    let rest = b.rest();
+    let (tape, moves) = rest.split_at(rest.len() / 2);
+    fs.tape = tape.to_vec();
+    let mut mv = Bytes::new(moves);
+    let mut renamed: BTreeMap<String, u32> = BTreeMap::new();
+    let mut keys = MapKeys::default();
+    let mut m = Scan::new(ScanOptions { sep, max_passes });
+    let mut stream = None;
+    let mut name = NameBuf::new();
+    let mut steps = 0;
+    let result = loop {
+        match m.poll() {
+            ScanStep::List(op) => {
+                steps += 1;
+                assert!(steps <= MAX_STEPS, "scan did not end");
+                let r = perform_list(&mut fs, &mut stream, op, &mut name);
+                m.feed(r, &name, &mut keys);
+                // A reader renames one message now and then.
+                let sel = mv.u8();
+                if sel >= 160 && !volatile.is_empty() {
+                    let key = volatile[usize::from(sel) % volatile.len()].clone();
+                    let (dir, old) = current[&key].clone();
+                    let flags = match dir {
+                        Dir::New => Flags::EMPTY,
+                        _ => ParsedName::parse(&old, sep).unwrap().flags,
+                    };
+                    let mut f = flags;
+                    let letter = b"DFPRST"[usize::from(mv.u8()) % 6];
+                    if f.contains(letter) {
+                        f.remove(letter);
+                    } else {
+                        f.insert(letter).unwrap();
+                    }
+                    let new = emit_with_flags(&key, Some(f), sep).unwrap().to_string();
+                    // The reader's rename is not subject to the scan's fault tape.
+                    let tape = std::mem::take(&mut fs.tape);
+                    let moved = fs.rename((dir, &old), (Dir::Cur, &new), true).is_ok();
+                    fs.tape = tape;
+                    if moved {
+                        *renamed.entry(key.clone()).or_default() += 1;
+                        ever.insert((Dir::Cur, new.clone()));
+                        current.insert(key, (Dir::Cur, new));
+                    }
+                }
+            }
+            ScanStep::Done(r) => break r,
+        }
+    };
+    assert_eq!(m.poll(), ScanStep::Done(result), "Done is stable");
+    let summary = match result {
+        Ok(s) => s,
+        Err(e) => {
+            assert!(fs.injected > 0, "scan failed ({e:?}) without any fault");
+            return;
+        }
+    };
+    let listed: BTreeMap<&String, &(u32, Dir, String)> = keys
+        .0
+        .iter()
+        .filter(|(_, (pass, _, _))| *pass == summary.final_pass)
+        .collect();
+    assert_eq!(summary.messages as usize, listed.len());
+    assert!(summary.passes <= max_passes && summary.final_pass + 1 == summary.passes);
+    for (k, (_, d, name)) in &listed {
+        assert!(
+            current.contains_key(*k),
+            "listed {k}, which is not a message"
+        );
+        assert!(
+            ever.contains(&(*d, name.clone())),
+            "listed {k} as {d:?}/{name}, never its name"
+        );
+    }
+    for (k, _) in current.iter().filter(|(k, _)| !renamed.contains_key(*k)) {
+        assert!(
+            listed.contains_key(k),
+            "{k} was never renamed but is not listed: {summary:?}"
+        );
+    }
+    if summary.stable && renamed.values().all(|&c| c <= 1) {
+        for k in current.keys() {
+            assert!(
+                listed.contains_key(k),
+                "{k} missing from a settled listing: {summary:?}"
+            );
+        }
     }
 }

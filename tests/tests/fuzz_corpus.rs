@@ -184,6 +184,7 @@ target_tests!(
     maildirsize,
     deliver_faults,
     deliver_arbitrary,
+    scan,
 );
 
 /// Found by libFuzzer after the core's lost-reply fix: core/deliver.rs, Locked strategy. A
