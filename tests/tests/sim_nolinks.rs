@@ -5,6 +5,7 @@
 //! - the published name embeds the tmp file's device and inode, so two live deliveries never
 //!   choose the same target even when every other uniqueness source collides;
 //! - hence no overwrite, no duplicate, no loss, no partial file, honest status (1–7).
+//!
 //! Not guaranteed (outside the model): a filesystem that reuses an inode number while an
 //! identical environment (same second, pid, counter, entropy) delivers.
 
