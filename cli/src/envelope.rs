@@ -123,6 +123,15 @@ impl Settings {
         Ok(s)
     }
 
+    /// Reads names in cur/ with `sep` (`--info-separator`) for the quota scan and the index.
+    pub fn with_info_separator(mut self, sep: mdeliver_core::name::InfoSep) -> Settings {
+        self.quota.sep = sep;
+        if let Some(d) = self.dedup.as_mut() {
+            d.sep = sep;
+        }
+        self
+    }
+
     fn wanted<'a>(&'a self, from_sender: Option<&'a [u8]>) -> Wanted<'a> {
         Wanted {
             return_path: self.return_path.as_deref(),

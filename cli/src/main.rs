@@ -85,7 +85,7 @@ fn main() -> ExitCode {
         return import::main(&args, &mail, disabled, &mut input);
     }
     let settings = match Settings::new(&mail.mta, |n| std::env::var_os(n)) {
-        Ok(s) => s,
+        Ok(s) => s.with_info_separator(mail.info_separator),
         Err(message) => {
             eprintln!("mdeliver: {message}");
             return ExitCode::from(exit::USAGE);

@@ -11,8 +11,8 @@ use crate::json::Record;
 use crate::report::Failure;
 use crate::status::{self, Output};
 
-fn key_and_flags(name: &str) -> (Option<String>, String) {
-    match ParsedName::parse(name, InfoSep::COLON) {
+fn key_and_flags(name: &str, sep: InfoSep) -> (Option<String>, String) {
+    match ParsedName::parse(name, sep) {
         Ok(p) => (Some(p.key.to_owned()), p.flags.to_string()),
         Err(_) => (None, String::new()),
     }
@@ -24,7 +24,7 @@ pub fn stored(out: &mut Output, args: &Args, s: &Settings, maildir: &Path, store
     let (record, path) = match stored {
         Stored::Delivered(d) => {
             let path = maildir.join(d.dir.as_str()).join(&*d.name);
-            let (key, flags) = key_and_flags(&d.name);
+            let (key, flags) = key_and_flags(&d.name, s.quota.sep);
             if args.verbose >= 1 && !s.json {
                 out.out(path.display().to_string());
             }
@@ -60,7 +60,7 @@ pub fn stored(out: &mut Output, args: &Args, s: &Settings, maildir: &Path, store
                 Some(d) => maildir.join(d.as_str()).join(&**name),
                 None => maildir.join(&**name),
             };
-            let (key, flags) = key_and_flags(name);
+            let (key, flags) = key_and_flags(name, s.quota.sep);
             if args.verbose >= 1 && !s.json {
                 out.out(path.display().to_string());
             }

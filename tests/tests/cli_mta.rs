@@ -564,3 +564,32 @@ fn copies_into_further_maildirs_are_the_message_not_the_bookkeeping_files() {
         assert_eq!(only_message(&c), msg, "{disable}");
     }
 }
+
+#[test]
+fn json_follows_the_info_separator_and_flags() {
+    let t = scratch();
+    let md = t.path().join("m");
+    let r = run(
+        &[
+            &"-c",
+            &"--json",
+            &"-X",
+            &"SF",
+            &"--info-separator",
+            &";",
+            &md,
+        ],
+        b"Subject: s\n\nb\n",
+        &[],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let cur = names(&md.join("cur"));
+    assert_eq!(cur.len(), 1);
+    let (key, info) = cur[0].split_once(';').unwrap();
+    assert_eq!(info, "2,FS");
+    assert!(
+        r.stdout
+            .contains(&format!("\"key\":\"{key}\",\"size\":14,\"flags\":\"FS\"")),
+        "{r:?}"
+    );
+}
