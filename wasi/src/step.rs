@@ -198,8 +198,18 @@ pub extern "C" fn mdeliver_step_new(
             diverged: false,
         };
         let delivery = Delivery::new(opts, caps, &mut env);
-        s.machines.push(Some(Machine { delivery, env }));
-        (s.machines.len() - 1) as i32
+        let m = Some(Machine { delivery, env });
+        // Reuse a dropped machine's slot, so a host stepping millions of machines stays small.
+        match s.machines.iter().position(Option::is_none) {
+            Some(i) => {
+                s.machines[i] = m;
+                i as i32
+            }
+            None => {
+                s.machines.push(m);
+                (s.machines.len() - 1) as i32
+            }
+        }
     })
 }
 

@@ -183,6 +183,9 @@ impl Dfs<'_> {
         let enabled = w.enabled();
         if enabled.is_empty() {
             self.report.stats.executions += 1;
+            if let Some(f) = self.cfg.on_final {
+                f(w);
+            }
             return;
         }
         let feet: Vec<(usize, Footprint)> = enabled.iter().map(|&a| (a, w.footprint(a))).collect();

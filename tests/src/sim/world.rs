@@ -82,6 +82,8 @@ pub struct Config {
     pub durability: Durability,
     /// Check crash images of every state.
     pub crashes: bool,
+    /// Called with every final state an exhaustive search reaches (differential checks).
+    pub on_final: Option<fn(&World)>,
     /// Seed for the agents' entropy.
     pub seed: u64,
 }
@@ -99,6 +101,7 @@ impl Config {
             faults: FaultPlan::default(),
             durability: Durability::Full,
             crashes: true,
+            on_final: None,
             seed: 1,
         }
     }
@@ -134,6 +137,7 @@ impl Config {
                         lock_stale_secs: 3_600,
                         ..Options::default()
                     };
+                    let env0 = env.clone();
                     let machine = Delivery::new(opts, caps, &mut env);
                     let msg = msgs.len();
                     msgs.push(Msg::new(message_body(msg)));
@@ -144,6 +148,7 @@ impl Config {
                         file: None,
                         lookup: None,
                         outcome: None,
+                        history: (env0, Vec::new()),
                     })
                 }
                 AgentSpec::Mover { mode, flag_change } => Agent::Reader(Reader {
@@ -206,7 +211,7 @@ impl Msg {
 }
 
 /// A deliverer.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug)]
 pub struct Deliverer {
     /// The message it delivers.
     pub msg: usize,
@@ -219,6 +224,25 @@ pub struct Deliverer {
     lookup: Option<bool>,
     /// The outcome once finished.
     pub outcome: Option<Outcome>,
+    /// The environment the machine started from and every result fed to it, in order: enough
+    /// to replay this deliverer's machine elsewhere (the WASI module's, in the differential
+    /// test). Not part of the state: two histories reaching the same machine are one state.
+    pub history: (SimEnv, Vec<OpResult>),
+}
+
+impl PartialEq for Deliverer {
+    fn eq(&self, o: &Self) -> bool {
+        (self.msg, &self.machine, &self.env, &self.file, self.lookup, &self.outcome)
+            == (o.msg, &o.machine, &o.env, &o.file, o.lookup, &o.outcome)
+    }
+}
+
+impl Eq for Deliverer {}
+
+impl Hash for Deliverer {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        (self.msg, &self.machine, &self.env, &self.file, self.lookup, &self.outcome).hash(h);
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -816,6 +840,7 @@ fn step_deliverer(fs: &mut FaultFs<SimFs>, d: &mut Deliverer, msgs: &[Msg]) -> S
                     Err(e) => OpResult::Err(e),
                 };
                 d.machine.feed(r, &mut d.env);
+                d.history.1.push(r);
                 return finish_deliverer(d, format!("{shown} part 2, CREATE -> {r:?}"));
             }
         }
@@ -825,6 +850,7 @@ fn step_deliverer(fs: &mut FaultFs<SimFs>, d: &mut Deliverer, msgs: &[Msg]) -> S
     let r = perform(fs, &mut d.env, &mut d.file, op, &mut src, &mut buf);
     // The machine may borrow from itself in `op`; the result is copied before feeding.
     d.machine.feed(r, &mut d.env);
+    d.history.1.push(r);
     finish_deliverer(d, format!("{shown} -> {r:?}"))
 }
 

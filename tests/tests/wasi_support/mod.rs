@@ -103,9 +103,28 @@ pub struct Limits {
     pub fuel: Option<u64>,
 }
 
-struct Host {
+/// A store's data: the WASI context and the resource limits.
+pub struct Host {
     wasi: WasiP1Ctx,
     limits: StoreLimits,
+}
+
+/// Instantiates the module without running it (no arguments, no preopens), to call its
+/// exported stepping interface.
+pub fn instantiate() -> (Store<Host>, wasmtime::Instance) {
+    let host = Host {
+        wasi: WasiCtxBuilder::new().build_p1(),
+        limits: StoreLimitsBuilder::new().build(),
+    };
+    let mut store = Store::new(engine(), host);
+    store.limiter(|h| &mut h.limits);
+    store.set_fuel(u64::MAX / 2).unwrap();
+    let mut linker: Linker<Host> = Linker::new(engine());
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |h| &mut h.wasi).unwrap();
+    let instance = linker
+        .instantiate(&mut store, module())
+        .expect("instantiate the module");
+    (store, instance)
 }
 
 /// What one run did.
