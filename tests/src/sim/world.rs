@@ -232,8 +232,14 @@ pub struct Deliverer {
 
 impl PartialEq for Deliverer {
     fn eq(&self, o: &Self) -> bool {
-        (self.msg, &self.machine, &self.env, &self.file, self.lookup, &self.outcome)
-            == (o.msg, &o.machine, &o.env, &o.file, o.lookup, &o.outcome)
+        (
+            self.msg,
+            &self.machine,
+            &self.env,
+            &self.file,
+            self.lookup,
+            &self.outcome,
+        ) == (o.msg, &o.machine, &o.env, &o.file, o.lookup, &o.outcome)
     }
 }
 
@@ -241,7 +247,15 @@ impl Eq for Deliverer {}
 
 impl Hash for Deliverer {
     fn hash<H: Hasher>(&self, h: &mut H) {
-        (self.msg, &self.machine, &self.env, &self.file, self.lookup, &self.outcome).hash(h);
+        (
+            self.msg,
+            &self.machine,
+            &self.env,
+            &self.file,
+            self.lookup,
+            &self.outcome,
+        )
+            .hash(h);
     }
 }
 
