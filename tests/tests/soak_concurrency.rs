@@ -54,8 +54,6 @@ struct ListStats {
     listings: u64,
     settled: u64,
     unsettled: u64,
-    unsettled_incomplete: u64,
-    unsettled_missing: u64,
     max_listed: usize,
 }
 
@@ -110,16 +108,15 @@ fn deliverers_readers_and_listings() {
     );
 }
 
-/// The issue's promise taken literally: every listing during the soak is complete. Today a
-/// listing made while messages keep arriving rarely settles (each pass sees new keys, so no
-/// two passes agree); after 8 passes `list` prints the last pass with exit 75, and that pass
-/// can miss messages a reader was renaming (seen: 9 of 17 listings, 191 messages missed in
-/// all). Settling on "no key of the previous pass is missing" (arrivals allowed) would keep
-/// the same guarantee for messages present throughout.
+/// Every listing during the soak also settles (exit 0). Listings are complete (checked by the
+/// test above), but while messages keep arriving a pass rarely sees exactly the keys of the
+/// previous one, so `list` can run out of its 8 passes and exit 75 with a "did not settle"
+/// warning although nothing was missed (seen: 3 of 20 listings at 64 x 100). Settling on "no
+/// key of the previous pass is missing" (arrivals allowed) would keep the same guarantee.
 #[test]
-#[ignore = "bug: core/scan.rs: listings never settle while deliveries continue; list then prints a last pass that misses renamed messages (exit 75)"]
+#[ignore = "bug: core/scan.rs + cli list: under continuous delivery a complete listing can still end 'did not settle' with exit 75 (new keys each pass prevent settling)"]
 fn every_listing_settles_and_is_complete() {
-    soak(16, 50, true);
+    soak(64, 100, true);
 }
 
 fn soak(procs: u64, per: u64, strict: bool) {
@@ -172,17 +169,17 @@ fn soak(procs: u64, per: u64, strict: bool) {
                     );
                 }
                 let missing = known.iter().filter(|k| !listed.contains(*k)).count();
+                assert_eq!(
+                    missing,
+                    0,
+                    "listing {} ({}) misses {missing} messages delivered before it began",
+                    st.listings,
+                    if settled { "settled" } else { "did not settle" }
+                );
                 if settled {
-                    assert_eq!(
-                        missing, 0,
-                        "settled listing {} misses {missing} messages delivered before it began",
-                        st.listings
-                    );
                     st.settled += 1;
                 } else {
                     st.unsettled += 1;
-                    st.unsettled_missing += missing as u64;
-                    st.unsettled_incomplete += u64::from(missing > 0);
                 }
                 st.listings += 1;
                 st.max_listed = st.max_listed.max(listed.len());
@@ -283,16 +280,13 @@ fn soak(procs: u64, per: u64, strict: bool) {
     );
     eprintln!(
         "concurrency soak: {} deliveries by {procs} concurrent deliverers, {} reader renames; \
-         {} listings (largest {}): {} settled (all complete), {} did not settle (exit 75), of \
-         which {} missed messages ({} in all)",
+         {} listings (largest {}), every one complete: {} settled, {} did not settle (exit 75)",
         procs * per,
         moves.load(Ordering::Relaxed),
         ls.listings,
         ls.max_listed,
         ls.settled,
-        ls.unsettled,
-        ls.unsettled_incomplete,
-        ls.unsettled_missing
+        ls.unsettled
     );
     assert!(ls.listings > 0, "the lister never finished a listing");
 }
