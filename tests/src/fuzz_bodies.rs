@@ -1397,18 +1397,6 @@ fn check_delivered(d: &Delivered, opts: &Options, len: usize) {
 /// tmp file; nothing pre-existing or foreign is ever overwritten or removed; locks are
 /// released; without faults a non-empty message is always delivered.
 pub fn deliver_faults(data: &[u8]) {
-    deliver_faults_with(data, false)
-}
-
-/// [`deliver_faults`] without the allowance for a known core bug (the ignored test
-/// `known_bug_locked_exists_unverified` in `tests/tests/fuzz_corpus.rs`): under the Locked
-/// strategy, a publishing `link` that answers `Exists` followed by a failing verification
-/// `stat` makes the machine unlink the existing target, which is another deliverer's message.
-pub fn deliver_faults_strict(data: &[u8]) {
-    deliver_faults_with(data, true)
-}
-
-fn deliver_faults_with(data: &[u8], strict: bool) {
     let mut b = Bytes::new(data);
     let opts = options_from(&mut b);
     let mut env = env_from(&mut b);
@@ -1488,13 +1476,8 @@ fn deliver_faults_with(data: &[u8], strict: bool) {
     for k in &fs.foreign {
         untouchable.insert(k.clone(), FOREIGN.to_vec());
     }
-    // The known bug (see `deliver_faults_strict`).
-    let known_bug = !strict
-        && opts.strategy == Strategy::Locked
-        && fs.failed_stats.contains_key(&Dir::Tmp)
-        && fs.foreign.iter().any(|(d, _)| *d != Dir::Root);
     for (k, v) in &untouchable {
-        if k == &(Dir::Root, LOCK_NAME.to_string()) || (known_bug && fs.foreign.contains(k)) {
+        if k == &(Dir::Root, LOCK_NAME.to_string()) {
             continue;
         }
         assert_eq!(

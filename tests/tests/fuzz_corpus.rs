@@ -186,19 +186,3 @@ target_tests!(
     deliver_arbitrary,
     scan,
 );
-
-/// Found by libFuzzer after the core's lost-reply fix: core/deliver.rs, Locked strategy. A
-/// publishing `link` into new/ answers `Exists` (another deliverer, not taking the lock, got
-/// that name first: names collide when the environment does), the verification `stat` of our
-/// tmp file fails (here EINTR four times), and the machine, taking the name for its own
-/// lost-reply link ("unique by construction"), unlinks it: another deliverer's message is
-/// destroyed. After `Exists` the name must be treated as someone else's unless the link count
-/// proves otherwise.
-#[test]
-#[ignore = "bug: core/deliver.rs Locked: link answers Exists, verification stat fails, the machine unlinks the other deliverer's message"]
-fn known_bug_locked_exists_unverified() {
-    let f = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/known-bugs/deliver_faults/locked_exists_unverified_unlinks_foreign");
-    let data = std::fs::read(&f).unwrap();
-    mdeliver_tests::fuzz_bodies::deliver_faults_strict(&data);
-}
