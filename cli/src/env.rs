@@ -1,5 +1,5 @@
 //! The Linux [`Env`]: host name from `uname`, pid from `getpid`, entropy from `getrandom`,
-//! wall-clock time from `clock_gettime(CLOCK_REALTIME)`, and a process-wide counter.
+//! wall-clock time from libc's `clock_gettime(CLOCK_REALTIME)` (so libfaketime can steer it), and a process-wide counter.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -30,10 +30,14 @@ impl LinuxEnv {
 
 impl Env for LinuxEnv {
     fn now(&mut self) -> Timestamp {
-        let t = clock_gettime(ClockId::Realtime);
+        // Through libc (std), not rustix's direct vDSO call: an administrator's or a test's
+        // libfaketime can then steer the clock, e.g. freeze it to prove names stay unique.
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         Timestamp {
-            secs: t.tv_sec.max(0) as u64,
-            micros: (t.tv_nsec / 1000) as u32,
+            secs: d.as_secs(),
+            micros: d.subsec_micros(),
         }
     }
 

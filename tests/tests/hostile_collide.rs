@@ -7,9 +7,9 @@
 //! Root only (namespaces). `faketime` is installed by the test script (Debian package
 //! `faketime`); without it the deliverers run unfrozen and the test says so.
 //!
-//! Note: mdeliver reads the clock through rustix, which calls the vDSO directly rather than
-//! libc's `clock_gettime`, so libfaketime (an LD_PRELOAD of libc symbols) cannot freeze it;
-//! the test reports whether the clock was frozen rather than assuming it.
+//! mdeliver reads the clock through libc's `clock_gettime` (std's `SystemTime`), so
+//! libfaketime (an LD_PRELOAD of libc symbols) freezes it; the test asserts that whenever
+//! libfaketime is installed.
 
 mod cli_support;
 
@@ -156,7 +156,20 @@ fn namespaced_deliverers_with_one_pid_host_and_clock() {
         if frozen {
             ""
         } else {
-            " (mdeliver reads CLOCK_REALTIME through the vDSO via rustix, which LD_PRELOAD cannot intercept)"
+            " (libfaketime missing)"
         }
     );
+    // mdeliver reads the clock through libc, so a present libfaketime must freeze it: every
+    // deliverer then shares second, microsecond, pid and host, and the names still differ.
+    if faketime.is_some() {
+        assert!(
+            frozen,
+            "libfaketime is installed but the clock was not frozen"
+        );
+        assert_eq!(
+            stamps.len(),
+            1,
+            "not every deliverer saw the same microsecond"
+        );
+    }
 }
