@@ -52,6 +52,12 @@ impl Input {
     pub fn open(path: &Path) -> Result<Input, ErrorKind> {
         let fd = rfs::openat(CWD, path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
             .map_err(|e| error_kind(e, Call::Other))?;
+        // A directory opens fine and only fails at the first read, which would look like an
+        // I/O error (temporary); it is an input that can never work. `Usage` marks it.
+        if rfs::fstat(&fd).is_ok_and(|s| FileType::from_raw_mode(s.st_mode) == FileType::Directory)
+        {
+            return Err(ErrorKind::Usage);
+        }
         Ok(Input::new(Handle::File(fd)))
     }
 

@@ -130,6 +130,9 @@ impl fmt::Display for Failure {
                 "not delivered: a failed delivery above consumed part of the message, and its \
                  input (a pipe) cannot be read again; retry the whole delivery",
             ),
+            Failure::Input(ErrorKind::Usage) => {
+                f.write_str("cannot open input: it is a directory, not a message file")
+            }
             Failure::Input(kind) => write!(f, "cannot open input: {kind}"),
         }
     }

@@ -31,6 +31,12 @@ pub fn code(f: &Failure, strict: bool, quota_full: QuotaFull) -> u8 {
 fn subject_detail(f: &Failure, loop_address: Option<&str>) -> (&'static str, String) {
     let kind = f.kind();
     if let Failure::Input(k) = f {
+        if *k == ErrorKind::Usage {
+            return (
+                "3.0",
+                "cannot open the input file: it is a directory".into(),
+            );
+        }
         return ("3.0", format!("cannot open the input file: {k}"));
     }
     if matches!(f, Failure::InputLost) {

@@ -255,7 +255,6 @@ fn stdin_closed_delivers_nothing() {
 /// Today `read` fails with EISDIR, mapped to an I/O error: 75, so an MTA defers the message
 /// and retries a command that can never work, and the hint blames the kernel.
 #[test]
-#[ignore = "bug: cli: --input DIR exits 75 'input/output error; the kernel reported an I/O error' instead of 66 (EX_NOINPUT) 'is a directory'"]
 fn directory_as_input_is_an_input_error() {
     let t = tempfile::tempdir().unwrap();
     let md = t.path().join("Maildir");
