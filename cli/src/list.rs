@@ -147,13 +147,30 @@ impl Lister {
         let fd = openat(&self.root, dir.as_str(), flags, Mode::empty()).map_err(other)?;
         self.names.clear();
         self.next = 0;
+        let dirfd = rustix::io::dup(&fd).map_err(other)?;
         let mut raw = RawDir::new(fd, &mut self.buf);
         while let Some(entry) = raw.next() {
             let entry = entry.map_err(other)?;
+            // Only regular files are messages: a FIFO, socket, device, directory or symbolic
+            // link with a message-like name is not listed (a reader opening a FIFO would
+            // hang; a symlink may lead out of the maildir). `mdeliver check` reports them.
+            let regular = match entry.file_type() {
+                rustix::fs::FileType::RegularFile => true,
+                rustix::fs::FileType::Unknown => rustix::fs::statat(
+                    &dirfd,
+                    entry.file_name(),
+                    rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .is_ok_and(|st| {
+                    rustix::fs::FileType::from_raw_mode(st.st_mode)
+                        == rustix::fs::FileType::RegularFile
+                }),
+                _ => false,
+            };
             let name = entry.file_name().to_bytes();
             // "." and "..", and names that are not UTF-8, are not messages.
             if let Ok(name) = std::str::from_utf8(name) {
-                if name != "." && name != ".." {
+                if regular && name != "." && name != ".." {
                     self.names.push(name.to_owned());
                 }
             }

@@ -188,7 +188,6 @@ fn special_files_with_message_names() {
 /// A FIFO, a socket or a directory is not a message: `list` should not report one (a mail
 /// reader that opens a listed FIFO blocks forever).
 #[test]
-#[ignore = "bug: mdeliver list reports FIFOs, sockets and directories with message-like names in new/ and cur/ as messages"]
 fn list_skips_special_files() {
     let t = tempfile::tempdir().unwrap();
     let md = t.path().join("Maildir");
