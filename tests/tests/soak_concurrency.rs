@@ -114,7 +114,6 @@ fn deliverers_readers_and_listings() {
 /// warning although nothing was missed (seen: 3 of 20 listings at 64 x 100). Settling on "no
 /// key of the previous pass is missing" (arrivals allowed) would keep the same guarantee.
 #[test]
-#[ignore = "bug: core/scan.rs + cli list: under continuous delivery a complete listing can still end 'did not settle' with exit 75 (new keys each pass prevent settling)"]
 fn every_listing_settles_and_is_complete() {
     soak(64, 100, true);
 }
