@@ -12,7 +12,8 @@ use crate::name::NameBuf;
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct WireError;
 
-const KINDS: [ErrorKind; 17] = [
+/// Every error kind, in wire order (also what a test or fuzz target draws kinds from).
+pub const KINDS: [ErrorKind; 17] = [
     ErrorKind::Exists,
     ErrorKind::NotFound,
     ErrorKind::NoSpace,
@@ -42,7 +43,8 @@ const PHASES: [Phase; 9] = [
     Phase::Lock,
     Phase::Check,
 ];
-const DIRS: [Dir; 4] = [Dir::Root, Dir::Tmp, Dir::New, Dir::Cur];
+/// Every directory, in wire order.
+pub const DIRS: [Dir; 4] = [Dir::Root, Dir::Tmp, Dir::New, Dir::Cur];
 const PUBLISH: [Publish; 4] = [
     Publish::AnonymousLink,
     Publish::RenameNoReplace,

@@ -394,27 +394,7 @@ pub fn wire_codec(data: &[u8]) {
     assert_eq!(wire::decode_result(&buf[..n]), Ok(res));
 }
 
-const DIRS: [Dir; 4] = [Dir::Root, Dir::Tmp, Dir::New, Dir::Cur];
-
-const KINDS: [ErrorKind; 17] = [
-    ErrorKind::Exists,
-    ErrorKind::NotFound,
-    ErrorKind::NoSpace,
-    ErrorKind::Quota,
-    ErrorKind::Permission,
-    ErrorKind::ReadOnly,
-    ErrorKind::Interrupted,
-    ErrorKind::Io,
-    ErrorKind::Unsupported,
-    ErrorKind::NotDirectory,
-    ErrorKind::NameTooLong,
-    ErrorKind::Collisions,
-    ErrorKind::Busy,
-    ErrorKind::Data,
-    ErrorKind::Usage,
-    ErrorKind::Loop,
-    ErrorKind::OverQuota,
-];
+use mdeliver_core::wire::{DIRS, KINDS};
 
 // ---------------------------------------------------------------------------------------------
 // mbox
