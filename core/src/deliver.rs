@@ -223,8 +223,6 @@ pub struct Delivery {
     lock_unique_exists: bool,
     locked: bool,
     leftover_tmp: bool,
-    /// The pending publish error was `Exists` (Locked: maybe our own lost-reply link).
-    verify_exists: bool,
     /// The publish link's fate is unknown (lost reply, then a failed check).
     publish_unverified: bool,
     pending: Option<Error>,
@@ -265,7 +263,6 @@ impl Delivery {
             lock_unique_exists: false,
             locked: false,
             leftover_tmp: false,
-            verify_exists: false,
             publish_unverified: false,
             pending: None,
             result: None,
@@ -613,7 +610,8 @@ impl Delivery {
             },
             State::PublishVerifyLink => {
                 let original = self.pending.take().map(|e| e.kind).unwrap_or(ErrorKind::Io);
-                let exists = core::mem::replace(&mut self.verify_exists, false);
+                // Only the Locked path verifies an `Exists` (maybe our own lost-reply link).
+                let exists = original == ErrorKind::Exists;
                 match result {
                     OpResult::Stat(s) if s.nlink >= 2 => {
                         self.is_published = true;
@@ -740,7 +738,6 @@ impl Delivery {
                 if self.opts.strategy == Strategy::Locked && self.path == Publish::LinkUnlink =>
             {
                 self.pending = Some(Error::new(ErrorKind::Exists, Phase::Publish));
-                self.verify_exists = true;
                 self.state = State::PublishVerifyLink;
             }
             Some(ErrorKind::Exists) if !self.is_classic() => {
