@@ -350,11 +350,7 @@ impl Delivery {
                 dir: Dir::Root,
                 name: lock,
             },
-            State::LockOrphanBreak => Op::Unlink {
-                dir: Dir::Root,
-                name: LOCK_NAME,
-            },
-            State::LockBreak | State::ReleaseLock => Op::Unlink {
+            State::LockBreak | State::LockOrphanBreak | State::ReleaseLock => Op::Unlink {
                 dir: Dir::Root,
                 name: LOCK_NAME,
             },
@@ -502,21 +498,9 @@ impl Delivery {
             }
             State::LockOrphanStat => match result {
                 OpResult::Stat(s) if s.nlink == 1 => self.state = State::LockOrphanBreak,
-                _ => {
-                    let e = self
-                        .pending
-                        .take()
-                        .unwrap_or(Error::new(ErrorKind::Io, Phase::Lock));
-                    self.fail(e.kind, e.phase);
-                }
+                _ => self.fail_lock_pending(),
             },
-            State::LockOrphanBreak => {
-                let e = self
-                    .pending
-                    .take()
-                    .unwrap_or(Error::new(ErrorKind::Io, Phase::Lock));
-                self.fail(e.kind, e.phase);
-            }
+            State::LockOrphanBreak => self.fail_lock_pending(),
             State::LockCheckHeld => match result {
                 OpResult::Stat(s) => {
                     let now = env.now().secs;
@@ -581,7 +565,7 @@ impl Delivery {
                 OpResult::Written(n) => {
                     self.size = n;
                     self.state = if self.opts.durability == Durability::None {
-                        self.after_sync_file(env)
+                        self.after_sync_file()
                     } else {
                         State::SyncFile
                     };
@@ -590,13 +574,13 @@ impl Delivery {
                 _ => self.fail(err.unwrap_or(ErrorKind::Io), Phase::Write),
             },
             State::SyncFile => match err {
-                None => self.state = self.after_sync_file(env),
+                None => self.state = self.after_sync_file(),
                 Some(e) => self.fail(e, Phase::SyncFile),
             },
             State::Close => {
                 self.file_open = false;
                 match err {
-                    None => self.enter_publish(env),
+                    None => self.enter_publish(),
                     Some(e) => self.fail(e, Phase::Write),
                 }
             }
@@ -797,20 +781,20 @@ impl Delivery {
         }
     }
 
-    fn after_sync_file<E: Env + ?Sized>(&mut self, env: &mut E) -> State {
+    fn after_sync_file(&mut self) -> State {
         if self.path == Publish::AnonymousLink && !self.is_classic() {
-            self.make_published_name(env);
+            self.make_published_name();
             State::Publish
         } else {
             State::Close
         }
     }
 
-    fn enter_publish<E: Env + ?Sized>(&mut self, env: &mut E) {
+    fn enter_publish(&mut self) {
         if self.is_classic() {
             self.published = self.tmp.clone();
         } else {
-            self.make_published_name(env);
+            self.make_published_name();
         }
         self.state = self.publish_entry_state();
     }
@@ -886,11 +870,11 @@ impl Delivery {
         let dev_ino = self.unique.dev_ino;
         self.fresh_unique(env);
         self.unique.dev_ino = dev_ino;
-        self.make_published_name(env);
+        self.make_published_name();
         self.state = self.publish_entry_state();
     }
 
-    fn make_published_name<E: Env + ?Sized>(&mut self, _env: &mut E) {
+    fn make_published_name(&mut self) {
         let info = if self.target == Dir::Cur {
             self.opts.flags
         } else {
@@ -919,6 +903,15 @@ impl Delivery {
             leftover_tmp: self.leftover_tmp,
         }));
         self.finish_or_release();
+    }
+
+    /// Fails with the lock error kept while an orphaned lock was cleaned up.
+    fn fail_lock_pending(&mut self) {
+        let e = self
+            .pending
+            .take()
+            .unwrap_or(Error::new(ErrorKind::Io, Phase::Lock));
+        self.fail(e.kind, e.phase);
     }
 
     fn fail(&mut self, kind: ErrorKind, phase: Phase) {
