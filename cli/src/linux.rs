@@ -493,30 +493,20 @@ mod tests {
 
     #[test]
     fn errno_meaning_depends_on_the_call() {
-        assert_eq!(error_kind(Errno::PERM, Call::Link), ErrorKind::Unsupported);
-        assert_eq!(error_kind(Errno::PERM, Call::Other), ErrorKind::Permission);
-        assert_eq!(
-            error_kind(Errno::INVAL, Call::RenameNoReplace),
-            ErrorKind::Unsupported
-        );
-        assert_eq!(
-            error_kind(Errno::NOSYS, Call::RenameNoReplace),
-            ErrorKind::Unsupported
-        );
-        assert_eq!(
-            error_kind(Errno::INVAL, Call::TmpFile),
-            ErrorKind::Unsupported
-        );
-        assert_eq!(
-            error_kind(Errno::ISDIR, Call::TmpFile),
-            ErrorKind::Unsupported
-        );
-        assert_eq!(error_kind(Errno::INVAL, Call::Other), ErrorKind::Io);
-        assert_eq!(error_kind(Errno::ISDIR, Call::Other), ErrorKind::Io);
-        assert_eq!(
-            error_kind(Errno::OPNOTSUPP, Call::Other),
-            ErrorKind::Unsupported
-        );
+        let cases = [
+            (Errno::PERM, Call::Link, ErrorKind::Unsupported),
+            (Errno::PERM, Call::Other, ErrorKind::Permission),
+            (Errno::INVAL, Call::RenameNoReplace, ErrorKind::Unsupported),
+            (Errno::NOSYS, Call::RenameNoReplace, ErrorKind::Unsupported),
+            (Errno::INVAL, Call::TmpFile, ErrorKind::Unsupported),
+            (Errno::ISDIR, Call::TmpFile, ErrorKind::Unsupported),
+            (Errno::INVAL, Call::Other, ErrorKind::Io),
+            (Errno::ISDIR, Call::Other, ErrorKind::Io),
+            (Errno::OPNOTSUPP, Call::Other, ErrorKind::Unsupported),
+        ];
+        for (errno, call, kind) in cases {
+            assert_eq!(error_kind(errno, call), kind, "{errno:?} from {call:?}");
+        }
     }
 
     #[test]
