@@ -8,7 +8,7 @@ use mdeliver_core::env::Timestamp;
 use mdeliver_core::fs::{perform, Stat};
 use mdeliver_core::name::{NameBuf, ParsedName};
 use mdeliver_core::{
-    Capabilities, Delivery, Dir, Env, ErrorKind, Flags, Fs, OpResult, Options, Step,
+    Capabilities, Delivery, Dir, Env, ErrorKind, Flags, Fs, Op, OpResult, Options, Step,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
@@ -16,6 +16,15 @@ use std::fmt::Write as _;
 struct TestEnv {
     t: u64,
     counter: u64,
+}
+
+impl TestEnv {
+    fn new() -> TestEnv {
+        TestEnv {
+            t: 1_700_000_000,
+            counter: 0,
+        }
+    }
 }
 
 impl Env for TestEnv {
@@ -211,10 +220,17 @@ fn run(
     opts: Options,
     message: &[u8],
 ) -> (String, Result<Delivered, mdeliver_core::Error>) {
-    let mut env = TestEnv {
-        t: 1_700_000_000,
-        counter: 0,
-    };
+    run_with(fs, opts, message, |_, _| {})
+}
+
+/// [`run`], letting `tamper` change each result before the machine sees it (a lost reply).
+fn run_with(
+    fs: &mut MemFs,
+    opts: Options,
+    message: &[u8],
+    mut tamper: impl FnMut(&Op<'_>, &mut OpResult),
+) -> (String, Result<Delivered, mdeliver_core::Error>) {
+    let mut env = TestEnv::new();
     let mut machine = Delivery::new(opts, fs.capabilities(), &mut env);
     let mut file = None;
     let mut source = message;
@@ -229,7 +245,8 @@ fn run(
             }
         };
         write!(trace, "{op:?}").unwrap();
-        let result = perform(fs, &mut env, &mut file, op, &mut source, &mut buf);
+        let mut result = perform(fs, &mut env, &mut file, op, &mut source, &mut buf);
+        tamper(&op, &mut result);
         writeln!(trace, " -> {result:?}").unwrap();
         machine.feed(result, &mut env);
     }
@@ -281,13 +298,20 @@ fn assert_nothing_left(fs: &MemFs) {
     }
 }
 
-#[test]
-fn anonymous_link_path() {
-    let mut fs = MemFs::with(Capabilities::LINUX_LOCAL);
+/// Delivers with default options on `fs`, asserts the publish path used and that the message
+/// is in new/ only, and returns the trace for the caller's snapshot.
+fn delivers_by(mut fs: MemFs, path: Publish) -> String {
     let (trace, out) = run(&mut fs, opts(), MSG);
     let d = out.unwrap();
-    assert_eq!(d.publish, Publish::AnonymousLink);
+    assert_eq!(d.publish, path);
     assert_delivered_only(&fs, &d, Dir::New);
+    trace
+}
+
+#[test]
+fn anonymous_link_path() {
+    let fs = MemFs::with(Capabilities::LINUX_LOCAL);
+    let trace = delivers_by(fs, Publish::AnonymousLink);
     insta::assert_snapshot!(trace);
 }
 
@@ -297,31 +321,22 @@ fn rename_noreplace_path() {
         anonymous_tmp: false,
         ..Capabilities::LINUX_LOCAL
     };
-    let mut fs = MemFs::with(caps);
-    let (trace, out) = run(&mut fs, opts(), MSG);
-    let d = out.unwrap();
-    assert_eq!(d.publish, Publish::RenameNoReplace);
-    assert_delivered_only(&fs, &d, Dir::New);
+    let fs = MemFs::with(caps);
+    let trace = delivers_by(fs, Publish::RenameNoReplace);
     insta::assert_snapshot!(trace);
 }
 
 #[test]
 fn link_unlink_path() {
-    let mut fs = MemFs::with(Capabilities::POSIX);
-    let (trace, out) = run(&mut fs, opts(), MSG);
-    let d = out.unwrap();
-    assert_eq!(d.publish, Publish::LinkUnlink);
-    assert_delivered_only(&fs, &d, Dir::New);
+    let fs = MemFs::with(Capabilities::POSIX);
+    let trace = delivers_by(fs, Publish::LinkUnlink);
     insta::assert_snapshot!(trace);
 }
 
 #[test]
 fn checked_rename_path_without_hard_links() {
-    let mut fs = MemFs::with(no_caps());
-    let (trace, out) = run(&mut fs, opts(), MSG);
-    let d = out.unwrap();
-    assert_eq!(d.publish, Publish::CheckedRename);
-    assert_delivered_only(&fs, &d, Dir::New);
+    let fs = MemFs::with(no_caps());
+    let trace = delivers_by(fs, Publish::CheckedRename);
     insta::assert_snapshot!(trace);
 }
 
@@ -338,10 +353,7 @@ fn unsupported_features_downgrade_at_run_time() {
         ("rename", ErrorKind::Unsupported),
         ("link", ErrorKind::Unsupported),
     ]);
-    let (trace, out) = run(&mut fs, opts(), MSG);
-    let d = out.unwrap();
-    assert_eq!(d.publish, Publish::CheckedRename);
-    assert_delivered_only(&fs, &d, Dir::New);
+    let trace = delivers_by(fs, Publish::CheckedRename);
     insta::assert_snapshot!(trace);
 }
 
@@ -484,30 +496,11 @@ fn deferred_dir_sync_is_left_to_the_driver() {
 fn nfs_link_reported_failed_but_made_is_trusted_by_link_count() {
     // The link lands, but the server's reply is lost: the machine checks st_nlink == 2.
     let mut fs = MemFs::with(Capabilities::POSIX);
-    let (trace, out) = {
-        let mut env = TestEnv {
-            t: 1_700_000_000,
-            counter: 0,
-        };
-        let mut machine = Delivery::new(opts(), fs.capabilities(), &mut env);
-        let mut file = None;
-        let mut src = MSG;
-        let mut buf = [0u8; 64];
-        let mut trace = String::new();
-        let outcome = loop {
-            let op = match machine.poll() {
-                Step::Op(op) => op,
-                Step::Done(o) => break o,
-            };
-            let mut result = perform(&mut fs, &mut env, &mut file, op, &mut src, &mut buf);
-            if matches!(op, mdeliver_core::Op::Link { .. }) && result == OpResult::Done {
-                result = OpResult::Err(ErrorKind::Io);
-            }
-            writeln!(trace, "{op:?} -> {result:?}").unwrap();
-            machine.feed(result, &mut env);
-        };
-        (trace, outcome)
-    };
+    let (trace, out) = run_with(&mut fs, opts(), MSG, |op, result| {
+        if matches!(op, Op::Link { .. }) && *result == OpResult::Done {
+            *result = OpResult::Err(ErrorKind::Io);
+        }
+    });
     let d = out.unwrap();
     assert_delivered_only(&fs, &d, Dir::New);
     assert!(trace.contains("Stat { dir: Tmp"), "{trace}");
@@ -593,10 +586,7 @@ fn flags_learnt_while_writing_choose_cur() {
     for caps in [Capabilities::LINUX_LOCAL, Capabilities::POSIX, no_caps()] {
         for durability in [Durability::Full, Durability::None] {
             let mut fs = MemFs::with(caps);
-            let mut env = TestEnv {
-                t: 1_700_000_000,
-                counter: 0,
-            };
+            let mut env = TestEnv::new();
             let mut src = MSG;
             let mut buf = [0u8; 16];
             let o = Options {
