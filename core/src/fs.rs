@@ -279,17 +279,25 @@ pub fn write_message<F: Fs + ?Sized, R: embedded_io::Read + ?Sized>(
                 return OpResult::SourceErr(map_source_error(kind));
             }
         };
-        let mut off = 0;
-        while off < n {
-            match fs.write(file, &buf[off..n]) {
-                Ok(0) => return OpResult::Err(ErrorKind::Io),
-                Ok(w) => off += w,
-                Err(ErrorKind::Interrupted) => continue,
-                Err(e) => return OpResult::Err(e),
-            }
+        if let Err(e) = write_all(fs, file, &buf[..n]) {
+            return OpResult::Err(e);
         }
         total += n as u64;
     }
+}
+
+/// Writes all of `data`, repeating short and interrupted writes; a write of 0 bytes is `Io`.
+fn write_all<F: Fs + ?Sized>(fs: &mut F, file: &mut F::File, data: &[u8]) -> Result<(), ErrorKind> {
+    let mut off = 0;
+    while off < data.len() {
+        match fs.write(file, &data[off..]) {
+            Ok(0) => return Err(ErrorKind::Io),
+            Ok(w) => off += w,
+            Err(ErrorKind::Interrupted) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Performs one [`Op`] on `fs`. `file` is the driver's slot for the machine's one open file;
@@ -307,6 +315,20 @@ where
     E: Env + ?Sized,
     R: embedded_io::Read + ?Sized,
 {
+    fn opened<F: Fs + ?Sized>(
+        fs: &F,
+        file: &mut Option<F::File>,
+        created: Result<F::File, ErrorKind>,
+    ) -> OpResult {
+        match created {
+            Ok(f) => {
+                let id = fs.file_id(&f);
+                *file = Some(f);
+                OpResult::Created { id }
+            }
+            Err(e) => OpResult::Err(e),
+        }
+    }
     fn unit(r: Result<(), ErrorKind>) -> OpResult {
         match r {
             Ok(()) => OpResult::Done,
@@ -316,23 +338,13 @@ where
     match op {
         Op::CreateExclusive { dir, name } | Op::CreateTruncate { dir, name } => {
             let exclusive = matches!(op, Op::CreateExclusive { .. });
-            match fs.create(dir, name, exclusive) {
-                Ok(f) => {
-                    let id = fs.file_id(&f);
-                    *file = Some(f);
-                    OpResult::Created { id }
-                }
-                Err(e) => OpResult::Err(e),
-            }
+            let created = fs.create(dir, name, exclusive);
+            opened(fs, file, created)
         }
-        Op::CreateAnonymous { dir } => match fs.create_anonymous(dir) {
-            Ok(f) => {
-                let id = fs.file_id(&f);
-                *file = Some(f);
-                OpResult::Created { id }
-            }
-            Err(e) => OpResult::Err(e),
-        },
+        Op::CreateAnonymous { dir } => {
+            let created = fs.create_anonymous(dir);
+            opened(fs, file, created)
+        }
         Op::WriteMessage => match file.as_mut() {
             Some(f) => write_message(fs, f, source, buf),
             None => OpResult::Err(ErrorKind::Io),
@@ -423,16 +435,10 @@ pub fn perform_file<F: Fs + ?Sized>(
             let Some(f) = file.as_mut() else {
                 return FileResult::Err(ErrorKind::Io);
             };
-            let mut off = 0;
-            while off < data.len() {
-                match fs.write(f, &data[off..]) {
-                    Ok(0) => return FileResult::Err(ErrorKind::Io),
-                    Ok(w) => off += w,
-                    Err(ErrorKind::Interrupted) => continue,
-                    Err(e) => return FileResult::Err(e),
-                }
+            match write_all(fs, f, data) {
+                Ok(()) => FileResult::Written(data.len()),
+                Err(e) => FileResult::Err(e),
             }
-            FileResult::Written(off)
         }
         FileOp::Append {
             dir,
