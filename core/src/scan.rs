@@ -9,7 +9,8 @@
 //! (ext4 hash order; btrfs never returns names created after `opendir`). So [`Scan`] lists
 //! new/ and then cur/ (a new/→cur/ move during the pass is then always seen at least once),
 //! keys every entry by its unique key (so a message seen under two names counts once), and
-//! repeats the pass until one pass sees exactly the keys the previous one saw.
+//! repeats the pass until one pass sees again every key the previous one saw (keys it sees for
+//! the first time, such as new arrivals, do not make it repeat).
 //!
 //! Guarantee (checked exhaustively by the simulator): every message present throughout the
 //! scan is reported exactly once, provided no single message is renamed inside cur/ during two
@@ -216,7 +217,8 @@ pub struct ScanSummary {
     pub final_pass: u32,
     /// Distinct messages the final pass saw.
     pub messages: u32,
-    /// Whether the final pass saw exactly the keys of the pass before it.
+    /// Whether the final pass saw again every key of the pass before it (it may have seen
+    /// more).
     pub stable: bool,
 }
 
