@@ -221,7 +221,6 @@ pub struct Delivery {
     tmp_exists: bool,
     is_published: bool,
     lock_unique_exists: bool,
-    locked: bool,
     leftover_tmp: bool,
     /// The publish link's fate is unknown (lost reply, then a failed check).
     publish_unverified: bool,
@@ -261,7 +260,6 @@ impl Delivery {
             tmp_exists: false,
             is_published: false,
             lock_unique_exists: false,
-            locked: false,
             leftover_tmp: false,
             publish_unverified: false,
             pending: None,
@@ -291,23 +289,11 @@ impl Delivery {
     /// until the published name is made (that is, right after `WriteMessage`); returns whether
     /// it took effect. Ignored by the `Classic` strategy, which always publishes into new/.
     pub fn set_flags(&mut self, flags: Option<Flags>) -> bool {
-        let before_publish = matches!(
-            self.state,
-            State::LockCreate
-                | State::LockClose
-                | State::LockLink
-                | State::LockCheckOwn
-                | State::LockCheckHeld
-                | State::LockBreak
-                | State::LockWait
-                | State::LockOrphanUnique
-                | State::LockOrphanStat
-                | State::LockOrphanBreak
-                | State::Create
-                | State::Write
-                | State::SyncFile
-                | State::Close
-        );
+        let before_publish = self.taking_lock()
+            || matches!(
+                self.state,
+                State::Create | State::Write | State::SyncFile | State::Close
+            );
         if !before_publish || self.is_classic() {
             return false;
         }
@@ -473,13 +459,13 @@ impl Delivery {
                 }
             }
             State::LockLink => match err {
-                None => self.got_lock(env),
+                None => self.begin_exclusive(env),
                 // NFS may report failure (even `Exists`, when a lost reply is retransmitted)
                 // for a link that happened: whatever link said, trust our file's link count.
                 Some(_) => self.state = State::LockCheckOwn,
             },
             State::LockCheckOwn => match result {
-                OpResult::Stat(s) if s.nlink == 2 => self.got_lock(env),
+                OpResult::Stat(s) if s.nlink == 2 => self.begin_exclusive(env),
                 OpResult::Stat(_) => self.state = State::LockCheckHeld,
                 _ => {
                     // Neither the link's reply nor our file's link count can be read: the lock
@@ -688,7 +674,6 @@ impl Delivery {
                 self.next_cleanup();
             }
             State::ReleaseLock => {
-                self.locked = false;
                 self.state = if self.lock_unique_exists {
                     State::ReleaseUnique
                 } else {
@@ -767,9 +752,21 @@ impl Delivery {
         self.state = State::Create;
     }
 
-    fn got_lock<E: Env + ?Sized>(&mut self, env: &mut E) {
-        self.locked = true;
-        self.begin_exclusive(env);
+    /// Whether the machine is still taking the `Locked` strategy's lock.
+    fn taking_lock(&self) -> bool {
+        matches!(
+            self.state,
+            State::LockCreate
+                | State::LockClose
+                | State::LockLink
+                | State::LockCheckOwn
+                | State::LockCheckHeld
+                | State::LockBreak
+                | State::LockWait
+                | State::LockOrphanUnique
+                | State::LockOrphanStat
+                | State::LockOrphanBreak
+        )
     }
 
     fn lock_retry(&mut self) {
@@ -934,8 +931,12 @@ impl Delivery {
         };
     }
 
+    /// Ends the delivery, first releasing the lock if it holds one. Never called once the
+    /// release has begun (`ReleaseLock` and `ReleaseUnique` move on by themselves), so outside
+    /// the lock states a `Locked` machine holds the lock.
     fn finish_or_release(&mut self) {
-        self.state = if self.locked {
+        let holds_lock = self.opts.strategy == Strategy::Locked && !self.taking_lock();
+        self.state = if holds_lock {
             State::ReleaseLock
         } else if self.lock_unique_exists {
             State::ReleaseUnique
