@@ -611,3 +611,34 @@ fn flags_learnt_while_writing_choose_cur() {
         }
     }
 }
+
+#[test]
+fn locked_link_exists_with_unreadable_tmp_leaves_the_target_alone() {
+    // Under the lock, the publish link answers `Exists` (a lost reply retransmitted: the link
+    // was made) and then our tmp file's link count cannot be read. The name may be another
+    // deliverer's message, so the machine fails without unlinking it; it still removes its tmp
+    // name and releases the lock.
+    let mut fs = MemFs::with(Capabilities::POSIX);
+    let o = Options {
+        strategy: Strategy::Locked,
+        ..opts()
+    };
+    let (trace, out) = run_with(&mut fs, o, MSG, |op, result| match op {
+        Op::Link {
+            to: (Dir::New, _), ..
+        } if *result == OpResult::Done => *result = OpResult::Err(ErrorKind::Exists),
+        Op::Stat { dir: Dir::Tmp, .. } => *result = OpResult::Err(ErrorKind::Io),
+        _ => {}
+    });
+    let e = out.unwrap_err();
+    assert_eq!(
+        (e.kind, e.phase),
+        (ErrorKind::Io, mdeliver_core::Phase::Publish),
+        "{trace}"
+    );
+    let new = fs.listing(Dir::New);
+    assert_eq!(new.len(), 1, "{trace}");
+    assert_eq!(fs.content(Dir::New, &new[0]), MSG);
+    assert!(fs.listing(Dir::Tmp).is_empty(), "{trace}");
+    assert!(fs.listing(Dir::Root).is_empty(), "{trace}");
+}
