@@ -642,3 +642,24 @@ fn locked_link_exists_with_unreadable_tmp_leaves_the_target_alone() {
     assert!(fs.listing(Dir::Tmp).is_empty(), "{trace}");
     assert!(fs.listing(Dir::Root).is_empty(), "{trace}");
 }
+
+#[test]
+fn unverifiable_link_is_taken_back() {
+    // The publish link's reply is lost (`Io`, though the link was made) and our tmp file's link
+    // count cannot be read either: the name is ours by construction, so the machine removes it
+    // and reports the failure; nothing is left for the MTA's retry to duplicate.
+    let mut fs = MemFs::with(Capabilities::POSIX);
+    let (trace, out) = run_with(&mut fs, opts(), MSG, |op, result| match op {
+        Op::Link { .. } if *result == OpResult::Done => *result = OpResult::Err(ErrorKind::Io),
+        Op::Stat { dir: Dir::Tmp, .. } => *result = OpResult::Err(ErrorKind::Io),
+        _ => {}
+    });
+    let e = out.unwrap_err();
+    assert_eq!(
+        (e.kind, e.phase),
+        (ErrorKind::Io, mdeliver_core::Phase::Publish),
+        "{trace}"
+    );
+    assert!(trace.contains("Unlink { dir: New"), "{trace}");
+    assert_nothing_left(&fs);
+}
