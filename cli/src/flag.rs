@@ -1,14 +1,14 @@
-//! `mdeliver flag`: changes a message's flags with the core's [`Move`] (rename-noreplace, never
-//! clobbering; found again by key if it moved). When the message turns out to have been
-//! renamed by someone else meanwhile, the new flags are recomputed from its current name before
-//! the rename, so a concurrent reader's flag change is kept rather than overwritten.
+//! `mdeliver flag`: parses the `+LETTERS`/`-LETTERS` changes and has the core's
+//! [`flagchange`](mdeliver_core::flagchange) find the message by key and move it into cur/ with
+//! the changed flags (rename-noreplace, never clobbering; when someone else renamed it
+//! meanwhile, the changes are re-applied to its current flags). Only translation here.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use mdeliver_core::flagchange::{self, Change};
 use mdeliver_core::name::{InfoSep, NameBuf, ParsedName};
-use mdeliver_core::scan::{perform_list, Move, MoveStep, MOVE_ATTEMPTS};
-use mdeliver_core::{Dir, ErrorKind, Flags, Fs, Op, OpResult};
+use mdeliver_core::{Dir, ErrorKind, Fs};
 
 use crate::exit;
 use crate::linux::LinuxFs;
@@ -80,15 +80,6 @@ pub struct FlagArgs {
     pub changes: Vec<Change>,
 }
 
-/// One `+LETTERS` or `-LETTERS` argument.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Change {
-    /// Whether the letters are added (else removed).
-    pub add: bool,
-    /// The letters.
-    pub flags: Flags,
-}
-
 fn parse_change(s: &str) -> Result<Change, String> {
     let (add, rest) = match s.as_bytes().first() {
         Some(b'+') => (true, &s[1..]),
@@ -102,91 +93,27 @@ fn parse_change(s: &str) -> Result<Change, String> {
     Ok(Change { add, flags })
 }
 
-/// The flags `current` becomes after `changes`, in order.
-pub fn apply(current: Flags, changes: &[Change]) -> Flags {
-    changes.iter().fold(current, |f, c| {
-        if c.add {
-            f.union(c.flags)
-        } else {
-            f.difference(c.flags)
-        }
-    })
-}
-
-/// Finds the message with `key` in new/ then cur/; its place and current name.
-fn find(fs: &mut LinuxFs, key: &str, sep: InfoSep) -> Result<Option<(Dir, String)>, ErrorKind> {
-    for dir in [Dir::New, Dir::Cur] {
-        let mut stream = fs.open_dir(dir)?;
-        let mut name = NameBuf::new();
-        while fs.read_dir(&mut stream, &mut name)? {
-            if ParsedName::parse(&name, sep).is_ok_and(|p| p.key == key) {
-                return Ok(Some((dir, name.to_string())));
-            }
-        }
-    }
-    Ok(None)
-}
-
 /// Why a flag change failed.
 enum Failed {
     NotFound,
     Kind(ErrorKind),
 }
 
-/// Renames the message with `key` to its changed flags; returns its new name in cur/.
-fn change(fs: &mut LinuxFs, key: &str, changes: &[Change], sep: InfoSep) -> Result<String, Failed> {
-    let noreplace = fs.capabilities().rename_noreplace;
-    let mut at = find(fs, key, sep)
+/// Finds the message with `key` and has the core change its flags; its new name in cur/.
+fn change(
+    fs: &mut LinuxFs,
+    key: &str,
+    changes: &[Change],
+    sep: InfoSep,
+) -> Result<NameBuf, Failed> {
+    let (dir, name) = flagchange::find(fs, key, sep)
         .map_err(Failed::Kind)?
         .ok_or(Failed::NotFound)?;
-    for _ in 0..MOVE_ATTEMPTS {
-        let current = ParsedName::parse(&at.1, sep)
-            .map(|p| p.flags)
-            .unwrap_or_default();
-        let mut machine = Move::new(at.0, &at.1, apply(current, changes), sep, noreplace);
-        let mut stream = None;
-        let mut name = NameBuf::new();
-        let mut moved_meanwhile = None;
-        let done = loop {
-            match machine.poll() {
-                MoveStep::Op(op) => {
-                    let r = match op {
-                        Op::Rename { from, .. } if from != (at.0, at.1.as_str()) => {
-                            // Someone renamed it: recompute the flags from its current name.
-                            moved_meanwhile = Some((from.0, from.1.to_owned()));
-                            break None;
-                        }
-                        Op::Rename {
-                            from,
-                            to,
-                            noreplace,
-                        } => fs.rename(from, to, noreplace).err(),
-                        Op::Stat { dir, name } => match fs.stat(dir, name) {
-                            Ok(s) => {
-                                machine.feed(OpResult::Stat(s));
-                                continue;
-                            }
-                            Err(e) => Some(e),
-                        },
-                        _ => Some(ErrorKind::Unsupported),
-                    };
-                    machine.feed(r.map_or(OpResult::Done, OpResult::Err));
-                }
-                MoveStep::List(op) => {
-                    let r = perform_list(fs, &mut stream, op, &mut name);
-                    machine.feed_list(r, &name);
-                }
-                MoveStep::Done(r) => break Some(r),
-            }
-        };
-        match done {
-            Some(Ok(_)) => return Ok(machine.target().to_owned()),
-            Some(Err(e)) if e.kind == ErrorKind::NotFound => return Err(Failed::NotFound),
-            Some(Err(e)) => return Err(Failed::Kind(e.kind)),
-            None => at = moved_meanwhile.expect("set before breaking"),
-        }
+    match flagchange::change_flags(fs, dir, &name, changes, sep) {
+        Ok(name) => Ok(name),
+        Err(e) if e.kind == ErrorKind::NotFound => Err(Failed::NotFound),
+        Err(e) => Err(Failed::Kind(e.kind)),
     }
-    Err(Failed::Kind(ErrorKind::Busy))
 }
 
 /// The key of `arg`: a key, a file name or a path.
@@ -223,7 +150,7 @@ pub fn run(a: &FlagArgs) -> ExitCode {
                     }
                 }
             }
-            println!("{}", a.maildir.join("cur").join(name).display());
+            println!("{}", a.maildir.join("cur").join(name.as_str()).display());
             ExitCode::SUCCESS
         }
         Err(Failed::NotFound) => {
@@ -246,6 +173,8 @@ pub fn run(a: &FlagArgs) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mdeliver_core::flagchange::apply;
+    use mdeliver_core::Flags;
 
     #[test]
     fn changes_apply_in_order() {

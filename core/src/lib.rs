@@ -14,6 +14,7 @@ pub mod deliver;
 pub mod dryrun;
 pub mod env;
 pub mod error;
+pub mod flagchange;
 pub mod flags;
 pub mod folder;
 pub mod fs;
