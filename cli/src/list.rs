@@ -195,9 +195,8 @@ impl Lister {
                 }
                 ScanStep::List(ListOp::Next) => match self.names.get(self.next) {
                     Some(name) => {
+                        machine.feed(ListResult::Entry, name, keys);
                         self.next += 1;
-                        let name = name.clone();
-                        machine.feed(ListResult::Entry, &name, keys);
                     }
                     None => machine.feed(ListResult::End, "", keys),
                 },
