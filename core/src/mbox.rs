@@ -908,6 +908,38 @@ impl<R: embedded_io::Read> embedded_io::Read for MboxReader<'_, R> {
     }
 }
 
+/// An in-memory source that returns at most `max` bytes per read (at least one while data
+/// remains), for tests and fuzzing that check [`MboxReader`] gives the same result whatever the
+/// chunking of its input.
+pub struct Trickle<'a> {
+    data: &'a [u8],
+    max: usize,
+}
+
+impl<'a> Trickle<'a> {
+    /// Reads `data` at most `max` bytes at a time; `max` is raised to 1 so a read never
+    /// reports a false end of input.
+    pub fn new(data: &'a [u8], max: usize) -> Self {
+        Trickle {
+            data,
+            max: max.max(1),
+        }
+    }
+}
+
+impl embedded_io::ErrorType for Trickle<'_> {
+    type Error = core::convert::Infallible;
+}
+
+impl embedded_io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+        let n = self.data.len().min(buf.len()).min(self.max);
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -972,23 +1004,6 @@ mod tests {
         reference
     }
 
-    /// A source that returns at most `max` bytes per read.
-    struct Trickle<'a> {
-        data: &'a [u8],
-        max: usize,
-    }
-    impl embedded_io::ErrorType for Trickle<'_> {
-        type Error = core::convert::Infallible;
-    }
-    impl embedded_io::Read for Trickle<'_> {
-        fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
-            let n = self.data.len().min(buf.len()).min(self.max);
-            buf[..n].copy_from_slice(&self.data[..n]);
-            self.data = &self.data[n..];
-            Ok(n)
-        }
-    }
-
     type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
     fn read_all(
@@ -999,10 +1014,7 @@ mod tests {
     ) -> Result<Pairs, MboxError> {
         use embedded_io::Read;
         let mut buf = std::vec![0u8; bufsize];
-        let src = Trickle {
-            data: input,
-            max: 5,
-        };
+        let src = Trickle::new(input, 5);
         let mut r = MboxReader::new(src, &mut buf, q);
         let mut out = Vec::new();
         loop {

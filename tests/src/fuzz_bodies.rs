@@ -441,23 +441,6 @@ pub fn split_msgs(input: &[u8], chunk: usize, q: Quoting) -> Result<Vec<SplitMsg
     Ok(msgs)
 }
 
-/// A source returning at most `max` bytes per read.
-struct Trickle<'a> {
-    data: &'a [u8],
-    max: usize,
-}
-impl embedded_io::ErrorType for Trickle<'_> {
-    type Error = core::convert::Infallible;
-}
-impl embedded_io::Read for Trickle<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
-        let n = self.data.len().min(buf.len()).min(self.max);
-        buf[..n].copy_from_slice(&self.data[..n]);
-        self.data = &self.data[n..];
-        Ok(n)
-    }
-}
-
 type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
 fn read_msgs(
@@ -469,10 +452,7 @@ fn read_msgs(
 ) -> Result<Pairs, MboxError> {
     use embedded_io::Read;
     let mut buf = vec![0u8; bufsize];
-    let src = Trickle {
-        data: input,
-        max: trickle,
-    };
+    let src = mbox::Trickle::new(input, trickle);
     let mut r = MboxReader::new(src, &mut buf, q);
     let mut out = Vec::new();
     let mut chunk = vec![0u8; readsize];
