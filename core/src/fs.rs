@@ -244,6 +244,12 @@ pub trait Fs {
         let _ = (dir, name, buf);
         Err(ErrorKind::Unsupported)
     }
+    /// Sets the open file's modification (and access) time to `secs` seconds since the epoch
+    /// (negative: before it), as mbox import does from each message's date.
+    fn set_mtime(&mut self, file: &Self::File, secs: i64) -> Result<(), ErrorKind> {
+        let _ = (file, secs);
+        Err(ErrorKind::Unsupported)
+    }
 }
 
 fn map_source_error(kind: embedded_io::ErrorKind) -> ErrorKind {

@@ -18,6 +18,7 @@ pub mod flagchange;
 pub mod flags;
 pub mod folder;
 pub mod fs;
+pub mod import;
 pub mod mbox;
 pub mod message;
 pub mod name;
