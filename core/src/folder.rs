@@ -14,9 +14,25 @@
 //!   file name can be.
 //! - Names are taken as given bytes (modified UTF-7 or UTF-8 alike); only the bytes above are
 //!   special.
+//!
+//! Creating a folder ([`create_folder`], over any [`FolderTree`]) is decided here too, so that
+//! no one ever sees a folder half-made:
+//! - It is built under a unique staging name inside the parent's tmp/ (`tmp/`, `new/`, `cur/`,
+//!   then the empty `maildirfolder` marker, created exclusively), flushed, and renamed into
+//!   place with a rename that cannot replace anything; the parent (and its tmp/) are flushed
+//!   afterwards.
+//! - If another process placed the folder first, ours is removed and theirs is used: creating
+//!   a folder that exists is success, whoever made it.
+//! - On any failure before the folder is in place, what was made is removed again, newest
+//!   first (including what the failing step may have made before it reported the error), so
+//!   nothing is left in tmp/; the first error is reported.
 
+use crate::env::Env;
+use crate::error::ErrorKind;
+use crate::fs::Dir;
 use crate::name::{InfoSep, NAME_MAX};
 use core::fmt;
+use core::fmt::Write as _;
 
 /// The marker file Maildir++ puts inside every folder directory.
 pub const MAILDIRFOLDER: &str = "maildirfolder";
@@ -137,6 +153,156 @@ pub fn folder(name: &[u8], sep: InfoSep) -> Result<Folder, FolderError> {
             .map_err(|_| FolderError::TooLong)?;
     }
     Ok(Folder::Sub(dir))
+}
+
+/// Why `--folder` could not be used (the adapters' answer; the CLI words it).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum FolderFailure {
+    /// The name was refused (a usage error).
+    Name(FolderError),
+    /// Opening or creating the parent maildir failed, at this directory of it.
+    Parent(ErrorKind, Dir),
+    /// Creating the folder failed.
+    Create(ErrorKind),
+}
+
+/// One entry of the folder being built, inside its staging directory.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Part {
+    /// One of the folder's own `tmp/`, `new/`, `cur/` directories.
+    Sub(Dir),
+    /// The empty [`MAILDIRFOLDER`] marker file.
+    Marker,
+}
+
+impl Part {
+    /// The entry's name inside the folder.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Part::Sub(d) => d.as_str(),
+            Part::Marker => MAILDIRFOLDER,
+        }
+    }
+
+    /// Every entry of a new folder, in the order they are made.
+    pub const ALL: [Part; 4] = [
+        Part::Sub(Dir::Tmp),
+        Part::Sub(Dir::New),
+        Part::Sub(Dir::Cur),
+        Part::Marker,
+    ];
+}
+
+/// A directory that [`create_folder`] flushes.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum TreeDir<'a> {
+    /// The parent maildir (it gains the folder's entry).
+    Parent,
+    /// The parent's `tmp/` (it loses the staging entry).
+    Tmp,
+    /// The staging directory `tmp/<name>` (it holds the folder's entries).
+    Staging(&'a str),
+}
+
+/// The operations [`create_folder`] needs on the parent maildir's tree; adapters implement
+/// it (openat and renameat2 on Linux, std::fs in WASI, memory in tests). `staging` is always
+/// a plain name inside the parent's `tmp/`, `folder` a directory name from [`folder`].
+pub trait FolderTree {
+    /// Whether the parent holds the directory `folder`. Anything else there (a file, a
+    /// symbolic link) is an error, never followed.
+    fn folder_exists(&mut self, folder: &[u8]) -> Result<bool, ErrorKind>;
+    /// Makes the directory `tmp/<staging>`; `Exists` if the name is taken.
+    fn make_staging(&mut self, staging: &str) -> Result<(), ErrorKind>;
+    /// Makes `part` inside `tmp/<staging>`: a directory, or the marker as an empty file
+    /// created exclusively.
+    fn make_part(&mut self, staging: &str, part: Part) -> Result<(), ErrorKind>;
+    /// Flushes a directory's entries to stable storage.
+    fn sync_dir(&mut self, dir: TreeDir<'_>) -> Result<(), ErrorKind>;
+    /// Renames `tmp/<staging>` to `folder` in the parent without ever replacing anything:
+    /// `true` when ours is in place, `false` when a `folder` was there already.
+    fn place(&mut self, staging: &str, folder: &[u8]) -> Result<bool, ErrorKind>;
+    /// Removes `part` from `tmp/<staging>`.
+    fn remove_part(&mut self, staging: &str, part: Part) -> Result<(), ErrorKind>;
+    /// Removes the (empty) directory `tmp/<staging>`.
+    fn remove_staging(&mut self, staging: &str) -> Result<(), ErrorKind>;
+}
+
+/// A staging directory's name: `folder.<secs>.P<pid>R<random>` (no `P` field without a pid).
+pub type StagingName = heapless::String<64>;
+
+/// The unique staging name for a folder built now, from `env`'s clock, pid and entropy.
+pub fn staging_name<E: Env + ?Sized>(env: &mut E) -> StagingName {
+    let mut s = StagingName::new();
+    let secs = env.now().secs;
+    let random = env.random_u64();
+    // At most 7 + 20 + 1 + 11 + 1 + 16 = 56 bytes: it always fits.
+    let _ = write!(s, "folder.{secs}.");
+    if let Some(pid) = env.pid() {
+        let _ = write!(s, "P{pid}");
+    }
+    let _ = write!(s, "R{random:016x}");
+    s
+}
+
+/// Creates the folder directory `folder` (from [`folder`]) in the tree's parent maildir unless
+/// it exists (see the module docs); with `sync`, flushes the folder before it is renamed into
+/// place and the parent and its tmp/ after.
+pub fn create_folder<T, E>(
+    tree: &mut T,
+    env: &mut E,
+    folder: &[u8],
+    sync: bool,
+) -> Result<(), ErrorKind>
+where
+    T: FolderTree + ?Sized,
+    E: Env + ?Sized,
+{
+    if tree.folder_exists(folder)? {
+        return Ok(());
+    }
+    let staging = staging_name(env);
+    let staging = staging.as_str();
+    if let Err(e) = tree.make_staging(staging) {
+        // `Exists` is someone else's directory; any other failure may still have made ours.
+        if e != ErrorKind::Exists {
+            let _ = tree.remove_staging(staging);
+        }
+        return Err(e);
+    }
+    for (i, part) in Part::ALL.into_iter().enumerate() {
+        if let Err(e) = tree.make_part(staging, part) {
+            // The failing step may have made its entry before reporting: remove it too.
+            remove(tree, staging, &Part::ALL[..=i]);
+            return Err(e);
+        }
+    }
+    let flushed = if sync {
+        tree.sync_dir(TreeDir::Staging(staging))
+    } else {
+        Ok(())
+    };
+    let placed = flushed.and_then(|()| tree.place(staging, folder));
+    match placed {
+        Ok(true) => {}
+        // Another process's folder is in place (or ours failed): ours goes.
+        Ok(false) | Err(_) => remove(tree, staging, &Part::ALL),
+    }
+    placed?;
+    if sync {
+        tree.sync_dir(TreeDir::Parent)?;
+        tree.sync_dir(TreeDir::Tmp)?;
+    }
+    Ok(())
+}
+
+/// Removes `made` (newest first) and then the staging directory. Best effort: the error that
+/// made us remove them is the one worth reporting, and a removal that fails (the filesystem
+/// just failed us) can only leave an unused directory in tmp/.
+fn remove<T: FolderTree + ?Sized>(tree: &mut T, staging: &str, made: &[Part]) {
+    for &part in made.iter().rev() {
+        let _ = tree.remove_part(staging, part);
+    }
+    let _ = tree.remove_staging(staging);
 }
 
 #[cfg(test)]
