@@ -468,6 +468,18 @@ impl Fs for LinuxFs {
         rfs::Dir::read_from(self.dirfd(dir)).map_err(other)
     }
 
+    fn set_mtime(&mut self, file: &File, secs: i64) -> Result<(), ErrorKind> {
+        let t = rfs::Timespec {
+            tv_sec: secs,
+            tv_nsec: 0,
+        };
+        let times = rfs::Timestamps {
+            last_access: t,
+            last_modification: t,
+        };
+        rfs::futimens(&file.0, &times).map_err(other)
+    }
+
     fn read_dir(&mut self, stream: &mut rfs::Dir, out: &mut NameBuf) -> Result<bool, ErrorKind> {
         loop {
             let entry = match stream.read() {

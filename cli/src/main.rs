@@ -12,6 +12,7 @@ mod flag;
 mod folder;
 mod gen;
 mod import;
+mod import_linux;
 mod input;
 mod json;
 mod linux;
@@ -82,7 +83,7 @@ fn main() -> ExitCode {
         },
     };
     if mail.mbox {
-        return import::main(&args, &mail, disabled, &mut input);
+        return import_linux::main(&args, &mail, disabled, &mut input);
     }
     let settings = match Settings::new(&mail.mta, |n| std::env::var_os(n)) {
         Ok(s) => s.with_info_separator(mail.info_separator),

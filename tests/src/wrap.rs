@@ -194,6 +194,9 @@ impl<F: Fs> Fs for FaultFs<F> {
         self.check(OpKind::ReadDir)?;
         self.inner.read_dir(s, out)
     }
+    fn set_mtime(&mut self, file: &F::File, secs: i64) -> Result<(), ErrorKind> {
+        self.inner.set_mtime(file, secs)
+    }
 }
 
 /// Records every call on any `Fs` and its result, one line each.
@@ -329,6 +332,11 @@ impl<F: Fs> Fs for TraceFs<F> {
             }
         });
         self.rec("read_dir".into(), &shown);
+        r
+    }
+    fn set_mtime(&mut self, file: &F::File, secs: i64) -> Result<(), ErrorKind> {
+        let r = self.inner.set_mtime(file, secs);
+        self.rec(format!("set_mtime({secs})"), &r);
         r
     }
 }

@@ -205,6 +205,18 @@ impl Fs for WasiFs {
         unit(fs::create_dir(self.root.join(dir.as_str())))
     }
 
+    fn set_mtime(&mut self, file: &File, secs: i64) -> Result<(), ErrorKind> {
+        let since = std::time::Duration::from_secs(secs.unsigned_abs());
+        let t = if secs >= 0 {
+            std::time::UNIX_EPOCH.checked_add(since)
+        } else {
+            std::time::UNIX_EPOCH.checked_sub(since)
+        }
+        .ok_or(ErrorKind::Unsupported)?;
+        let times = fs::FileTimes::new().set_accessed(t).set_modified(t);
+        unit(file.set_times(times))
+    }
+
     fn open_dir(&mut self, dir: Dir) -> Result<fs::ReadDir, ErrorKind> {
         fs::read_dir(self.root.join(dir.as_str())).map_err(|e| kind_of(&e))
     }
