@@ -1,36 +1,27 @@
 //! `--folder NAME`: finds (and with `-c` creates) the Maildir++ subfolder of a maildir. The
-//! name is translated and checked by the core ([`mdeliver_core::folder`]); this module only
-//! makes the directory, so that no one ever sees it half-made: the folder is built under a
-//! unique name inside the parent's tmp/ (with tmp/, new/, cur/ and the `maildirfolder`
-//! marker), flushed, and renamed into place with a rename that cannot replace; if another
-//! process created the folder first, ours is removed and theirs used. The parent directory is
-//! flushed afterwards.
+//! name is translated and checked by the core ([`mdeliver_core::folder::folder`]), and the
+//! creation procedure (staging copy in tmp/, no-replace rename, cleanup, flush order) is the
+//! core's [`create_folder`]; this module only carries out its steps with openat-family calls
+//! on directory descriptors opened `O_DIRECTORY|O_NOFOLLOW`.
+
+#[path = "folder_report.rs"]
+mod folder_report;
 
 use std::ffi::OsStr;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use mdeliver_core::env::Env;
-use mdeliver_core::folder::{folder, Folder, FolderError, MAILDIRFOLDER};
+use mdeliver_core::folder::{
+    create_folder, folder, Folder, FolderFailure, FolderTree, Part, TreeDir,
+};
 use mdeliver_core::name::InfoSep;
-use mdeliver_core::{Dir, ErrorKind};
+use mdeliver_core::ErrorKind;
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, RenameFlags, CWD};
 use rustix::io::Errno;
 
 use crate::env::LinuxEnv;
 use crate::linux::{error_kind, Call, LinuxFs, OpenOptions};
-
-/// Why the folder could not be used.
-#[derive(Debug)]
-pub enum FolderFailure {
-    /// The name was refused (a usage error).
-    Name(FolderError),
-    /// Opening or creating the parent maildir failed.
-    Parent(ErrorKind, Dir),
-    /// Creating the folder failed.
-    Create(ErrorKind),
-}
 
 const DIR: OFlags = OFlags::DIRECTORY
     .union(OFlags::NOFOLLOW)
@@ -39,6 +30,108 @@ const DIR: OFlags = OFlags::DIRECTORY
 
 fn kind(e: Errno) -> ErrorKind {
     error_kind(e, Call::Other)
+}
+
+/// The parent maildir, with its tmp/ and the staging directory opened as they are needed.
+struct LinuxTree {
+    root: OwnedFd,
+    tmp: Option<OwnedFd>,
+    staging: Option<(String, OwnedFd)>,
+}
+
+/// The parent's tmp/, opened into `slot` the first time.
+fn open_tmp<'a>(root: &OwnedFd, slot: &'a mut Option<OwnedFd>) -> Result<&'a OwnedFd, ErrorKind> {
+    if slot.is_none() {
+        *slot = Some(rfs::openat(root, "tmp", DIR, Mode::empty()).map_err(kind)?);
+    }
+    Ok(slot.as_ref().expect("just opened"))
+}
+
+impl LinuxTree {
+    fn tmp(&mut self) -> Result<&OwnedFd, ErrorKind> {
+        open_tmp(&self.root, &mut self.tmp)
+    }
+
+    fn staging(&mut self, name: &str) -> Result<&OwnedFd, ErrorKind> {
+        if self.staging.as_ref().is_none_or(|(n, _)| n != name) {
+            let fd = rfs::openat(self.tmp()?, name, DIR, Mode::empty()).map_err(kind)?;
+            self.staging = Some((name.to_owned(), fd));
+        }
+        Ok(&self.staging.as_ref().expect("just opened").1)
+    }
+}
+
+impl FolderTree for LinuxTree {
+    fn folder_exists(&mut self, folder: &[u8]) -> Result<bool, ErrorKind> {
+        match rfs::openat(&self.root, OsStr::from_bytes(folder), DIR, Mode::empty()) {
+            Ok(_) => Ok(true),
+            Err(Errno::NOENT) => Ok(false),
+            Err(e) => Err(kind(e)),
+        }
+    }
+
+    fn make_staging(&mut self, staging: &str) -> Result<(), ErrorKind> {
+        rfs::mkdirat(self.tmp()?, staging, Mode::RWXU).map_err(kind)
+    }
+
+    fn make_part(&mut self, staging: &str, part: Part) -> Result<(), ErrorKind> {
+        let st = self.staging(staging)?;
+        match part {
+            Part::Sub(_) => rfs::mkdirat(st, part.name(), Mode::RWXU).map_err(kind),
+            Part::Marker => {
+                let flags = OFlags::CREATE
+                    | OFlags::EXCL
+                    | OFlags::NOFOLLOW
+                    | OFlags::CLOEXEC
+                    | OFlags::WRONLY;
+                rfs::openat(st, part.name(), flags, Mode::RUSR | Mode::WUSR)
+                    .map(drop)
+                    .map_err(kind)
+            }
+        }
+    }
+
+    fn sync_dir(&mut self, dir: TreeDir<'_>) -> Result<(), ErrorKind> {
+        let fd = match dir {
+            TreeDir::Parent => &self.root,
+            TreeDir::Tmp => self.tmp()?,
+            TreeDir::Staging(s) => self.staging(s)?,
+        };
+        rfs::fsync(fd).map_err(kind)
+    }
+
+    fn place(&mut self, staging: &str, folder: &[u8]) -> Result<bool, ErrorKind> {
+        let folder = OsStr::from_bytes(folder);
+        let tmp = open_tmp(&self.root, &mut self.tmp)?;
+        match rfs::renameat_with(tmp, staging, &self.root, folder, RenameFlags::NOREPLACE) {
+            Ok(()) => Ok(true),
+            Err(Errno::EXIST | Errno::NOTEMPTY) => Ok(false),
+            Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {
+                // No RENAME_NOREPLACE: a plain rename of a directory replaces only an *empty*
+                // directory, and a folder made by anyone else is never empty (it holds tmp/,
+                // new/ and cur/), so this cannot destroy one.
+                match rfs::renameat(tmp, staging, &self.root, folder) {
+                    Ok(()) => Ok(true),
+                    Err(Errno::EXIST | Errno::NOTEMPTY) => Ok(false),
+                    Err(e) => Err(kind(e)),
+                }
+            }
+            Err(e) => Err(kind(e)),
+        }
+    }
+
+    fn remove_part(&mut self, staging: &str, part: Part) -> Result<(), ErrorKind> {
+        let flags = match part {
+            Part::Sub(_) => AtFlags::REMOVEDIR,
+            Part::Marker => AtFlags::empty(),
+        };
+        rfs::unlinkat(self.staging(staging)?, part.name(), flags).map_err(kind)
+    }
+
+    fn remove_staging(&mut self, staging: &str) -> Result<(), ErrorKind> {
+        self.staging = None;
+        rfs::unlinkat(self.tmp()?, staging, AtFlags::REMOVEDIR).map_err(kind)
+    }
 }
 
 /// The directory to deliver into for `--folder name` under `maildir`: the maildir itself for
@@ -55,8 +148,7 @@ pub fn resolve(
         Folder::Inbox => return Ok(maildir.to_owned()),
         Folder::Sub(d) => d,
     };
-    let dir = OsStr::from_bytes(&dir);
-    let path = maildir.join(dir);
+    let path = maildir.join(OsStr::from_bytes(&dir));
     if create {
         // The parent is a maildir in its own right (the INBOX): make it complete first.
         let parent_opts = OpenOptions {
@@ -65,85 +157,17 @@ pub fn resolve(
             ..opts
         };
         LinuxFs::open(maildir, parent_opts).map_err(|(k, d)| FolderFailure::Parent(k, d))?;
-        make(maildir, dir, opts.sync).map_err(FolderFailure::Create)?;
+        let root = rfs::openat(CWD, maildir, DIR, Mode::empty())
+            .map_err(|e| FolderFailure::Create(kind(e)))?;
+        let mut tree = LinuxTree {
+            root,
+            tmp: None,
+            staging: None,
+        };
+        create_folder(&mut tree, &mut LinuxEnv::new(), &dir, opts.sync)
+            .map_err(FolderFailure::Create)?;
     }
     Ok(path)
-}
-
-fn make(maildir: &Path, dir: &OsStr, sync: bool) -> Result<(), ErrorKind> {
-    let root = rfs::openat(CWD, maildir, DIR, Mode::empty()).map_err(kind)?;
-    match rfs::openat(&root, dir, DIR, Mode::empty()) {
-        Ok(_) => return Ok(()),
-        Err(Errno::NOENT) => {}
-        Err(e) => return Err(kind(e)),
-    }
-    let tmp = rfs::openat(&root, "tmp", DIR, Mode::empty()).map_err(kind)?;
-    let mut env = LinuxEnv::new();
-    let staging = format!(
-        "folder.{}.P{}R{:016x}",
-        env.now().secs,
-        env.pid().unwrap_or(0),
-        env.random_u64()
-    );
-    rfs::mkdirat(&tmp, staging.as_str(), Mode::RWXU).map_err(kind)?;
-    let built = build(&tmp, &staging, sync);
-    let placed = built.and_then(|()| place(&tmp, &staging, &root, dir));
-    match placed {
-        Ok(true) => {}
-        // Someone else's folder is in place (or ours failed): remove our staging copy.
-        Ok(false) | Err(_) => remove_staging(&tmp, &staging),
-    }
-    placed?;
-    if sync {
-        rfs::fsync(&root).map_err(kind)?;
-        rfs::fsync(&tmp).map_err(kind)?;
-    }
-    Ok(())
-}
-
-/// Fills the staging directory: tmp/, new/, cur/ and the marker.
-fn build(tmp: &OwnedFd, staging: &str, sync: bool) -> Result<(), ErrorKind> {
-    let st = rfs::openat(tmp, staging, DIR, Mode::empty()).map_err(kind)?;
-    for d in Dir::SUBDIRS {
-        rfs::mkdirat(&st, d.as_str(), Mode::RWXU).map_err(kind)?;
-    }
-    let flags = OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::WRONLY;
-    let marker = rfs::openat(&st, MAILDIRFOLDER, flags, Mode::RUSR | Mode::WUSR).map_err(kind)?;
-    drop(marker);
-    if sync {
-        rfs::fsync(st.as_fd()).map_err(kind)?;
-    }
-    Ok(())
-}
-
-/// Renames the staging directory to the folder's name without replacing anything. `false`:
-/// the folder appeared meanwhile (created by another process).
-fn place(tmp: &OwnedFd, staging: &str, root: &OwnedFd, dir: &OsStr) -> Result<bool, ErrorKind> {
-    match rfs::renameat_with(tmp, staging, root, dir, RenameFlags::NOREPLACE) {
-        Ok(()) => Ok(true),
-        Err(Errno::EXIST | Errno::NOTEMPTY) => Ok(false),
-        Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {
-            // No RENAME_NOREPLACE: a plain rename of a directory replaces only an *empty*
-            // directory, and a folder made by anyone else is never empty (it holds tmp/,
-            // new/ and cur/), so this cannot destroy one.
-            match rfs::renameat(tmp, staging, root, dir) {
-                Ok(()) => Ok(true),
-                Err(Errno::EXIST | Errno::NOTEMPTY) => Ok(false),
-                Err(e) => Err(kind(e)),
-            }
-        }
-        Err(e) => Err(kind(e)),
-    }
-}
-
-fn remove_staging(tmp: &OwnedFd, staging: &str) {
-    if let Ok(st) = rfs::openat(tmp, staging, DIR, Mode::empty()) {
-        let _ = rfs::unlinkat(&st, MAILDIRFOLDER, AtFlags::empty());
-        for d in Dir::SUBDIRS {
-            let _ = rfs::unlinkat(&st, d.as_str(), AtFlags::REMOVEDIR);
-        }
-    }
-    let _ = rfs::unlinkat(tmp, staging, AtFlags::REMOVEDIR);
 }
 
 /// Where to deliver for `args` in `maildir`: the maildir itself, or its `--folder` (created
@@ -157,22 +181,6 @@ pub fn target(
     let Some(name) = &mail.folder else {
         return Ok(maildir.to_owned());
     };
-    resolve(maildir, name, mail.info_separator, args.create, opts).map_err(|f| match f {
-        FolderFailure::Name(e) => (
-            format!("--folder {:?}: {e}", name.to_string_lossy()),
-            crate::exit::USAGE,
-        ),
-        FolderFailure::Parent(kind, part) => {
-            let failure = crate::report::Failure::Open {
-                kind,
-                part,
-                create: args.create,
-            };
-            (failure.to_string(), failure.code(args.strict_exit))
-        }
-        FolderFailure::Create(kind) => (
-            format!("creating folder {:?}: {kind}", name.to_string_lossy()),
-            crate::exit::code(kind, args.strict_exit),
-        ),
-    })
+    resolve(maildir, name, mail.info_separator, args.create, opts)
+        .map_err(|f| folder_report::explain(f, name, args.create, args.strict_exit))
 }
