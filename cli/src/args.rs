@@ -1,5 +1,8 @@
-//! The command line of `mdeliver`: one definition shared by the Linux binary and the WASI module
-//! (which includes this file by path), so it uses only clap, std and mdeliver-core.
+//! The command line of `mdeliver`: one definition of the delivery form shared by the Linux
+//! binary and the WASI module (which includes this file, `mail_args.rs` and `mta_args.rs` by
+//! path), so it uses only clap, std and mdeliver-core. [`Args`] holds the basic options;
+//! [`MailArgs`] (mbox import, flags, folders, envelope, quota, duplicates, reporting) is added
+//! to it by [`command`], so an option added there reaches both.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,6 +10,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::exit;
+use crate::mail_args::MailArgs;
 
 const ABOUT: &str = "Deliver one mail message into one or more Maildirs, durably and race-free";
 
@@ -108,24 +112,35 @@ pub struct Args {
     /// administrator can fix
     #[arg(long)]
     pub strict_exit: bool,
+
+    /// The host name written into delivered file names (default: the system's; in the WASI
+    /// module $MDELIVER_HOST, else "wasi")
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
 }
 
-/// Parses the process's arguments. Help and version print and exit 0; a usage error prints
-/// clap's message and yields [`exit::USAGE`]. (The WASI module's entry; the Linux binary adds
-/// its mail options and subcommands in `command.rs`.)
-#[allow(dead_code)]
-pub fn parse() -> Result<Args, ExitCode> {
-    parse_from(std::env::args_os())
+/// The delivery form's clap definition: [`Args`] plus the [`MailArgs`]. (The Linux binary adds
+/// its subcommands and manual sections in `command.rs`.)
+pub fn command() -> clap::Command {
+    use clap::{Args as _, CommandFactory};
+    MailArgs::augment_args(Args::command())
 }
 
-/// Parses `args` (the first is the program name); see [`parse`].
+/// Parses the process's delivery form. Help and version print and exit 0; a usage error
+/// prints clap's message and yields [`exit::USAGE`]. (The WASI module's entry; the Linux
+/// binary parses its subcommands too, in `command.rs`.)
 #[allow(dead_code)]
-pub fn parse_from<I, T>(args: I) -> Result<Args, ExitCode>
-where
-    I: IntoIterator<Item = T>,
-    T: Into<std::ffi::OsString> + Clone,
-{
-    Args::try_parse_from(args).map_err(usage_exit)
+pub fn parse() -> Result<(Args, MailArgs), ExitCode> {
+    let m = command()
+        .try_get_matches_from(std::env::args_os())
+        .map_err(usage_exit)?;
+    from_matches(&m).map_err(|e| usage_exit(e.format(&mut command())))
+}
+
+/// The delivery form's values from parsed matches.
+pub fn from_matches(m: &clap::ArgMatches) -> Result<(Args, MailArgs), clap::Error> {
+    use clap::FromArgMatches;
+    Ok((Args::from_arg_matches(m)?, MailArgs::from_arg_matches(m)?))
 }
 
 /// Prints a clap error (or the help or version it carries) and gives the exit code: 0 for

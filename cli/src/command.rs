@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Args as _, CommandFactory, FromArgMatches};
+use clap::{CommandFactory, FromArgMatches};
 
 use crate::args::{self, Args};
 use crate::check::CheckArgs;
@@ -89,7 +89,7 @@ pub fn definition() -> clap::Command {
         args::AFTER_LONG_HELP,
         crate::mta_args::MTA_HELP
     );
-    MailArgs::augment_args(Args::command())
+    args::command()
         .override_usage(
             "mdeliver [OPTIONS] <MAILDIR>...\n       mdeliver <list|flag|check> [OPTIONS] <MAILDIR> ...",
         )
@@ -121,8 +121,7 @@ where
         Some(("list", sub)) => ListArgs::from_arg_matches(sub).map(Parsed::List),
         Some(("flag", sub)) => FlagArgs::from_arg_matches(sub).map(Parsed::Flag),
         Some(("check", sub)) => CheckArgs::from_arg_matches(sub).map(Parsed::Check),
-        _ => Args::from_arg_matches(&m)
-            .and_then(|a| MailArgs::from_arg_matches(&m).map(|mail| Parsed::Deliver(a, mail))),
+        _ => args::from_matches(&m).map(|(a, mail)| Parsed::Deliver(a, mail)),
     };
     parsed.map_err(|e| args::usage_exit(e.format(&mut definition())))
 }

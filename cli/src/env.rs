@@ -1,4 +1,4 @@
-//! The Linux [`Env`]: host name from `uname`, pid from `getpid`, entropy from `getrandom`,
+//! The Linux [`Env`]: host name from `--host` or `uname`, pid from `getpid`, entropy from `getrandom`,
 //! wall-clock time from libc's `clock_gettime(CLOCK_REALTIME)` (so libfaketime can steer it), and a process-wide counter.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +25,17 @@ impl LinuxEnv {
             .into_owned();
         let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
         LinuxEnv { host, pid }
+    }
+
+    /// Uses `host` (`--host`), when given, instead of the system's host name.
+    pub fn with_host(self, host: Option<&str>) -> LinuxEnv {
+        match host {
+            Some(h) => LinuxEnv {
+                host: h.to_owned(),
+                ..self
+            },
+            None => self,
+        }
     }
 }
 

@@ -33,10 +33,29 @@ pub struct Record {
     pub dry_run: bool,
 }
 
-/// Appends `s` to `out` as a JSON string (the one escaping of the binary:
-/// [`crate::reader::json_string`], shared with `mdeliver list --json`).
+/// Appends `s` to `out` as a JSON string (the one escaping of the binary: [`json_string`],
+/// shared with `mdeliver list --json`).
 pub fn string(out: &mut String, s: &str) {
-    out.push_str(&crate::reader::json_string(s));
+    out.push_str(&json_string(s));
+}
+
+/// Escapes `s` as a JSON string (with the quotes).
+pub fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn opt_string(out: &mut String, s: &Option<String>) {
@@ -76,6 +95,11 @@ impl Record {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_escapes() {
+        assert_eq!(json_string("a\"b\\c\n\u{1}é"), "\"a\\\"b\\\\c\\n\\u0001é\"");
+    }
 
     #[test]
     fn escapes_and_nulls() {

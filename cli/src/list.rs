@@ -19,7 +19,8 @@ use mdeliver_core::{Dir, ErrorKind, Fs};
 
 use crate::exit;
 use crate::mail_args::parse_info_sep;
-use crate::reader::{self, json_string};
+use crate::json::json_string;
+use crate::reader;
 
 const ABOUT: &str = "List every message of a maildir exactly once, even while others rename them";
 

@@ -1,8 +1,7 @@
 //! The delivery form's mail options (`-M`, `--mbox-quoting`, `-X`, `--folder`,
-//! `--info-separator`). They live here, in the Linux binary only, and are added to the shared
-//! [`Args`](crate::args::Args) definition by `command.rs`: the WASI module, which shares
-//! `args.rs`, neither offers them (it refuses them as unknown options) nor pays for them in
-//! size.
+//! `--info-separator`, and the MTA options of `mta_args.rs`). Part of the one shared command
+//! line: [`crate::args::command`] adds them to [`Args`](crate::args::Args), and the WASI module
+//! includes this file too.
 
 use std::ffi::OsString;
 

@@ -96,7 +96,7 @@ fn main() -> ExitCode {
         args: &args,
         settings,
         disabled,
-        env: LinuxEnv::new(),
+        env: LinuxEnv::new().with_host(args.host.as_deref()),
         buf: vec![0u8; BUF_SIZE],
         opts: Options {
             durability: if args.no_fsync {

@@ -1,7 +1,7 @@
 //! The options that make mdeliver a drop-in MDA for MTAs: envelope trace fields, loop
 //! detection, Maildir++ quota, duplicate suppression, dry run and JSON reports. Flattened into
-//! the Linux binary's [`MailArgs`](crate::mail_args::MailArgs), so the WASI module (which
-//! shares only `args.rs`) neither offers them nor pays for them.
+//! [`MailArgs`](crate::mail_args::MailArgs), part of the command line the Linux binary and the
+//! WASI module share.
 
 use mdeliver_core::quota::Limits;
 

@@ -3,14 +3,13 @@
 //! exactly where the duplicate index's crash argument needs one instead of hoping a timed
 //! signal lands there. Never set it in production.
 //!
-//! `MDELIVER_TEST_DEDUP_LEASE=SECS`, also a testing knob: the duplicate index's lease (and
-//! clock margin) in seconds instead of 300 (and 60), so a test can retry a crashed delivery
-//! without waiting five minutes.
-//!
 //! Points:
 //! - `before-commit`: after the message is published and its directory synced, just before
 //!   the dedup index's commit record is appended (the "MTA retries after our crash between
 //!   publish and index update" case).
+//!
+//! `MDELIVER_TEST_DEDUP_LEASE=SECS`, the other testing knob, is read with the MTA options
+//! (`envelope.rs`, [`crate::envelope::LEASE_VAR`]).
 
 use std::sync::OnceLock;
 
@@ -33,12 +32,4 @@ pub fn before_append(name: &str, data: &[u8]) {
         // SIGKILL cannot be caught; should it somehow return, do not go on either.
         std::process::abort();
     }
-}
-
-/// The lease variable.
-pub const LEASE_VAR: &str = "MDELIVER_TEST_DEDUP_LEASE";
-
-/// The dedup lease and margin the lease knob asks for.
-pub fn dedup_lease() -> Option<u64> {
-    std::env::var(LEASE_VAR).ok()?.parse().ok()
 }

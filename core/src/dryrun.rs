@@ -7,6 +7,10 @@
 //! moved it). So the maildir is left byte-for-byte as it was, and the machine's outcome names
 //! the file it *would* have published.
 //!
+//! [`DryRun::with`] can also be inactive, forwarding everything: a driver that may or may not
+//! dry-run then has one filesystem type, so the delivery code is compiled once (what a size
+//! budget such as the WASI module's needs).
+//!
 //! Pretended creations answer later operations consistently: a pretended entry exists for
 //! `stat`, accepts appends and can be removed; an exclusive creation or a no-replace publish
 //! onto a name that really exists still fails with `Exists`, so name collisions and duplicate
@@ -32,6 +36,7 @@ pub enum DryFile<T> {
 #[derive(Debug)]
 pub struct DryRun<F> {
     inner: F,
+    active: bool,
     own_tmp: heapless::Vec<NameBuf, TRACKED>,
     pretend: heapless::Vec<(Dir, NameBuf), TRACKED>,
 }
@@ -45,8 +50,14 @@ fn buf(name: &str) -> Result<NameBuf, ErrorKind> {
 impl<F: Fs> DryRun<F> {
     /// Wraps `inner`.
     pub fn new(inner: F) -> DryRun<F> {
+        DryRun::with(inner, true)
+    }
+
+    /// Wraps `inner`; when not `active`, every operation is simply forwarded.
+    pub fn with(inner: F, active: bool) -> DryRun<F> {
         DryRun {
             inner,
+            active,
             own_tmp: heapless::Vec::new(),
             pretend: heapless::Vec::new(),
         }
@@ -114,6 +125,9 @@ impl<F: Fs> Fs for DryRun<F> {
     }
 
     fn create(&mut self, dir: Dir, name: &str, exclusive: bool) -> Result<Self::File, ErrorKind> {
+        if !self.active {
+            return self.inner.create(dir, name, exclusive).map(DryFile::Real);
+        }
         if dir == Dir::Tmp {
             let f = self.inner.create(dir, name, exclusive)?;
             if self.own_tmp.push(buf(name)?).is_err() {
@@ -164,16 +178,17 @@ impl<F: Fs> Fs for DryRun<F> {
         }
     }
 
-    fn link_anonymous(
-        &mut self,
-        _file: &Self::File,
-        dir: Dir,
-        name: &str,
-    ) -> Result<(), ErrorKind> {
-        self.pretend_target((dir, name), true)
+    fn link_anonymous(&mut self, file: &Self::File, dir: Dir, name: &str) -> Result<(), ErrorKind> {
+        match file {
+            DryFile::Real(f) if !self.active => self.inner.link_anonymous(f, dir, name),
+            _ => self.pretend_target((dir, name), true),
+        }
     }
 
-    fn link(&mut self, _from: (Dir, &str), to: (Dir, &str)) -> Result<(), ErrorKind> {
+    fn link(&mut self, from: (Dir, &str), to: (Dir, &str)) -> Result<(), ErrorKind> {
+        if !self.active {
+            return self.inner.link(from, to);
+        }
         self.pretend_target(to, true)
     }
 
@@ -183,6 +198,9 @@ impl<F: Fs> Fs for DryRun<F> {
         to: (Dir, &str),
         noreplace: bool,
     ) -> Result<(), ErrorKind> {
+        if !self.active {
+            return self.inner.rename(from, to, noreplace);
+        }
         self.pretend_target(to, noreplace)?;
         // The source would be gone: really remove it if this run made it.
         if self.is_own_tmp(from.0, from.1) {
@@ -193,7 +211,7 @@ impl<F: Fs> Fs for DryRun<F> {
     }
 
     fn unlink(&mut self, dir: Dir, name: &str) -> Result<(), ErrorKind> {
-        if self.is_own_tmp(dir, name) {
+        if !self.active || self.is_own_tmp(dir, name) {
             self.inner.unlink(dir, name)?;
         } else if self.pretended(dir, name).is_none() {
             // Someone else's file (an expired index entry, a stale lock): pretend.
@@ -215,12 +233,18 @@ impl<F: Fs> Fs for DryRun<F> {
         self.inner.stat(dir, name)
     }
 
-    fn sync_dir(&mut self, _dir: Dir) -> Result<(), ErrorKind> {
-        Ok(())
+    fn sync_dir(&mut self, dir: Dir) -> Result<(), ErrorKind> {
+        match self.active {
+            true => Ok(()),
+            false => self.inner.sync_dir(dir),
+        }
     }
 
-    fn mkdir(&mut self, _dir: Dir) -> Result<(), ErrorKind> {
-        Err(ErrorKind::Exists)
+    fn mkdir(&mut self, dir: Dir) -> Result<(), ErrorKind> {
+        match self.active {
+            true => Err(ErrorKind::Exists),
+            false => self.inner.mkdir(dir),
+        }
     }
 
     fn open_dir(&mut self, dir: Dir) -> Result<Self::DirStream, ErrorKind> {
@@ -236,7 +260,7 @@ impl<F: Fs> Fs for DryRun<F> {
     }
 
     fn append(&mut self, dir: Dir, name: &str, data: &[u8], sync: bool) -> Result<(), ErrorKind> {
-        if self.is_own_tmp(dir, name) {
+        if !self.active || self.is_own_tmp(dir, name) {
             return self.inner.append(dir, name, data, sync);
         }
         if self.pretended(dir, name).is_some() {
@@ -275,6 +299,29 @@ mod tests {
             .iter()
             .map(|((d, n), ino)| (*d, n.clone(), m.inodes[ino].data.clone()))
             .collect()
+    }
+
+    #[test]
+    fn an_inactive_dry_run_delivers_for_real() {
+        let mut with_rename = Capabilities::POSIX;
+        with_rename.rename_noreplace = true;
+        for caps in [Capabilities::POSIX, with_rename] {
+            let (mut mem, mut env, _clock) = setup();
+            mem.caps = caps;
+            let mut fs = DryRun::with(mem, false);
+            let mut buf = [0u8; 16];
+            let mut src: &[u8] = b"Subject: s\n\nbody\n";
+            let d = deliver(&mut fs, &mut env, Options::default(), &mut src, &mut buf).unwrap();
+            let mem = fs.into_inner();
+            let stored: Vec<_> = contents(&mem)
+                .into_iter()
+                .filter(|(dir, _, _)| *dir != Dir::Root)
+                .collect();
+            assert_eq!(
+                stored,
+                [(Dir::New, String::from(d.name.as_str()), b"Subject: s\n\nbody\n".to_vec())]
+            );
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod folder;
 pub mod fs;
 pub mod import;
 pub mod mbox;
+pub mod mda;
 pub mod message;
 pub mod name;
 pub mod quota;
