@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use mdeliver_core::deliver::{Delivered, Durability, Options};
 use mdeliver_core::import::{import, ImportEvents, Settings, Stop};
-use mdeliver_core::{Env, ErrorKind, Fs};
+use mdeliver_core::{Dir, Env, ErrorKind, Fs};
 
 use crate::args::Args;
 use crate::exit;
@@ -82,6 +82,32 @@ impl ImportEvents for Report<'_> {
     fn reading_done(&mut self) {
         self.progress.finish();
     }
+}
+
+/// The one maildir `-M` imports into; with none or several, says so and gives the exit status.
+pub fn one_maildir(args: &Args) -> Result<&Path, u8> {
+    match args.maildirs.as_slice() {
+        [one] => Ok(one),
+        all => {
+            eprintln!(
+                "mdeliver: -M/--mbox imports into exactly one MAILDIR (got {}); run it once per \
+                 maildir",
+                all.len()
+            );
+            Err(exit::USAGE)
+        }
+    }
+}
+
+/// Reports that the maildir `target` (its `part`) could not be opened; the exit status.
+pub fn cannot_open(args: &Args, target: &Path, kind: ErrorKind, part: Dir) -> u8 {
+    let failure = Failure::Open {
+        kind,
+        part,
+        create: args.create,
+    };
+    eprintln!("mdeliver: {}: {failure}", target.display());
+    failure.code(args.strict_exit)
 }
 
 /// `n / d` rounded to the nearest integer (`d > 0`).

@@ -9,12 +9,10 @@ use std::time::Instant;
 
 use crate::args::Args;
 use crate::env::LinuxEnv;
-use crate::exit;
 use crate::import;
 use crate::input::Input;
 use crate::linux::{Disabled, LinuxFs, OpenOptions};
 use crate::mail_args::MailArgs;
-use crate::report::Failure;
 
 /// Progress on a terminal (indicatif), nothing otherwise.
 struct TermProgress {
@@ -80,15 +78,10 @@ fn input_size(args: &Args) -> Option<u64> {
 
 /// `mdeliver -M`: checks the arguments, opens the one maildir (or its folder) and imports.
 pub fn main(args: &Args, mail: &MailArgs, disabled: Disabled, input: &mut Input) -> ExitCode {
-    if args.maildirs.len() != 1 {
-        eprintln!(
-            "mdeliver: -M/--mbox imports into exactly one MAILDIR (got {}); run it once per \
-             maildir",
-            args.maildirs.len()
-        );
-        return ExitCode::from(exit::USAGE);
-    }
-    let maildir = &args.maildirs[0];
+    let maildir = match import::one_maildir(args) {
+        Ok(m) => m,
+        Err(code) => return ExitCode::from(code),
+    };
     let open = OpenOptions {
         create: args.create,
         sync: !args.no_fsync,
@@ -104,15 +97,7 @@ pub fn main(args: &Args, mail: &MailArgs, disabled: Disabled, input: &mut Input)
     };
     let mut fs = match LinuxFs::open(&target, open) {
         Ok(fs) => fs,
-        Err((kind, part)) => {
-            let failure = Failure::Open {
-                kind,
-                part,
-                create: args.create,
-            };
-            eprintln!("mdeliver: {}: {failure}", target.display());
-            return ExitCode::from(failure.code(args.strict_exit));
-        }
+        Err((kind, part)) => return ExitCode::from(import::cannot_open(args, &target, kind, part)),
     };
     let mut env = LinuxEnv::new();
     let mut progress = TermProgress::new(input_size(args));
