@@ -99,7 +99,7 @@ pub fn main(args: &Args, mail: &MailArgs, disabled: Disabled, input: &mut Input)
         Ok(fs) => fs,
         Err((kind, part)) => return ExitCode::from(import::cannot_open(args, &target, kind, part)),
     };
-    let mut env = LinuxEnv::new();
+    let mut env = LinuxEnv::new().with_host(args.host.as_deref());
     let mut progress = TermProgress::new(input_size(args));
     let code = import::run(args, mail, &mut fs, &mut env, &target, input, &mut progress);
     ExitCode::from(code)
