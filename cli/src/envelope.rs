@@ -118,7 +118,6 @@ impl Settings {
             dedup: self.dedup,
         }
     }
-
 }
 
 /// Delivers `source` into `fs`. With `transform`, the message is the MTA's: its head is

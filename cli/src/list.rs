@@ -18,8 +18,8 @@ use mdeliver_core::scan::{
 use mdeliver_core::{Dir, ErrorKind, Fs};
 
 use crate::exit;
-use crate::mail_args::parse_info_sep;
 use crate::json::json_string;
+use crate::mail_args::parse_info_sep;
 use crate::reader;
 
 const ABOUT: &str = "List every message of a maildir exactly once, even while others rename them";

@@ -76,7 +76,9 @@ pub struct MtaArgs {
     pub json: bool,
 }
 
-/// The `--help` section about running under an MTA (added by `command.rs`).
+/// The `--help` section about running under an MTA (added by `command.rs`; the WASI module's
+/// help leaves it out).
+#[allow(dead_code)] // The WASI module includes this file but not this section.
 pub const MTA_HELP: &str = "\
 UNDER AN MTA
   On failure the output begins with an RFC 3463 status line (on standard error, before

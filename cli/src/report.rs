@@ -49,6 +49,14 @@ impl Failure {
     }
 }
 
+/// What the WASI module adds when a maildir cannot be reached: the runtime refuses (or does not
+/// find) any path outside the directories the host preopened.
+const SANDBOX: &str = if cfg!(target_os = "wasi") {
+    " (in the WASI sandbox, paths must stay inside the directories the host preopened)"
+} else {
+    ""
+};
+
 fn hint(kind: ErrorKind) -> &'static str {
     match kind {
         ErrorKind::NoSpace => "free space on the maildir's filesystem",
@@ -108,6 +116,10 @@ impl fmt::Display for Failure {
                 write!(f, "{what}: {at}{kind}")?;
                 if !advice.is_empty() {
                     write!(f, "; {advice}")?;
+                }
+                if part == Dir::Root && matches!(kind, ErrorKind::NotFound | ErrorKind::Permission)
+                {
+                    f.write_str(SANDBOX)?;
                 }
                 Ok(())
             }

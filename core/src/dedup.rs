@@ -618,6 +618,7 @@ pub struct Dedup {
     record: RecordBuf,
     file_open: bool,
     result: Option<DedupOutcome>,
+    dir_sync: bool,
 }
 
 /// Whether `dir/name` fits a record and reads back unchanged (one field, at most
@@ -658,7 +659,16 @@ impl Dedup {
             record: RecordBuf::new(),
             file_open: false,
             result: None,
+            dir_sync: true,
         }
+    }
+
+    /// Tells the machine whether the filesystem can flush a directory
+    /// ([`crate::Capabilities::dir_sync`]); without, the new entry's directory is not flushed
+    /// (the host's filesystem decides when it is durable, as for the message itself).
+    pub fn with_dir_sync(mut self, dir_sync: bool) -> Dedup {
+        self.dir_sync = dir_sync;
+        self
     }
 
     /// Whether the machine has finished.
@@ -827,7 +837,8 @@ impl Dedup {
             State::ReserveClose => {
                 self.file_open = false;
                 match result {
-                    OpResult::Done => self.state = State::ReserveSyncDir,
+                    OpResult::Done if self.dir_sync => self.state = State::ReserveSyncDir,
+                    OpResult::Done => self.state = State::Holding,
                     r => self.fail(err_of(r)),
                 }
             }
@@ -1295,7 +1306,7 @@ where
         if let (Some((dir, name)), None, None) = (target, &duplicate, &refusal) {
             if m.is_none() && !unindexed {
                 let k = key.unwrap_or_else(|| reader.deriver.key());
-                let mut fresh = Dedup::new(k, dopts, env);
+                let mut fresh = Dedup::new(k, dopts, env).with_dir_sync(fs.capabilities().dir_sync);
                 match run(
                     &mut fresh,
                     fs,
@@ -1530,6 +1541,24 @@ mod tests {
     }
 
     const MSG: &[u8] = b"Message-ID: <m1@x>\nSubject: hi\n\nbody\n";
+
+    #[test]
+    fn without_directory_flushes_the_index_works_and_asks_for_none() {
+        // A filesystem that cannot flush directories (the WASI module under wasmtime) fails
+        // every directory flush: the index must not ask for one.
+        let (mut fs, mut env, _) = setup();
+        fs.caps.dir_sync = false;
+        fs.caps.anonymous_tmp = false;
+        fs.caps.rename_noreplace = false;
+        let first = once(&mut fs, &mut env, MSG).unwrap();
+        assert!(
+            matches!(first, Once::Stored { indexed: true, .. }),
+            "{first:?}"
+        );
+        let dup = once(&mut fs, &mut env, MSG).unwrap();
+        assert!(matches!(dup, Once::Duplicate { .. }), "{dup:?}");
+        assert_eq!(stored(&fs).len(), 1);
+    }
 
     #[test]
     fn second_delivery_is_a_duplicate() {

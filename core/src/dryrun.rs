@@ -319,7 +319,11 @@ mod tests {
                 .collect();
             assert_eq!(
                 stored,
-                [(Dir::New, String::from(d.name.as_str()), b"Subject: s\n\nbody\n".to_vec())]
+                [(
+                    Dir::New,
+                    String::from(d.name.as_str()),
+                    b"Subject: s\n\nbody\n".to_vec()
+                )]
             );
         }
     }

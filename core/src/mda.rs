@@ -82,8 +82,12 @@ pub enum Stored {
 
 /// Checks the envelope's addresses once, before any maildir is touched; the error names the
 /// field (`"return path"`, `"delivered-to address"`, `"original-to address"`).
-pub fn check_envelope(e: &Envelope<'_>) -> Result<(), (&'static str, crate::message::AddressError)> {
-    let one = |what: &'static str, f: PreludeFields<'_>| Prelude::new(f).map(|_| ()).map_err(|x| (what, x));
+pub fn check_envelope(
+    e: &Envelope<'_>,
+) -> Result<(), (&'static str, crate::message::AddressError)> {
+    let one = |what: &'static str, f: PreludeFields<'_>| {
+        Prelude::new(f).map(|_| ()).map_err(|x| (what, x))
+    };
     one(
         "return path",
         PreludeFields {
@@ -109,7 +113,10 @@ pub fn check_envelope(e: &Envelope<'_>) -> Result<(), (&'static str, crate::mess
 
 /// Reads up to `head.len()` bytes, stopping early at the end of the header block (an empty
 /// line). Returns the byte count and whether the input ended.
-pub fn read_head<R: Read + ?Sized>(source: &mut R, head: &mut [u8]) -> Result<(usize, bool), Error> {
+pub fn read_head<R: Read + ?Sized>(
+    source: &mut R,
+    head: &mut [u8],
+) -> Result<(usize, bool), Error> {
     let mut n = 0;
     while n < head.len() {
         let k = match source.read(&mut head[n..]) {
@@ -174,8 +181,8 @@ where
         }
         _ => None,
     };
-    let mut plan = trace::plan(&head[..len], &parsed, wanted(&o.envelope, from_sender))
-        .map_err(|_| data())?;
+    let mut plan =
+        trace::plan(&head[..len], &parsed, wanted(&o.envelope, from_sender)).map_err(|_| data())?;
     len = plan.apply_drop(head, len);
     let check = plan.loop_check(&head[..len], eof);
     if check.as_ref().is_some_and(|c| c.found()) {

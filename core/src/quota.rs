@@ -1230,7 +1230,11 @@ pub(crate) mod tests {
             })
         }
         fn sync_dir(&mut self, _: Dir) -> Result<(), ErrorKind> {
-            Ok(())
+            // As wasmtime does, refuse when the capabilities say directories cannot be flushed.
+            match self.caps.dir_sync {
+                true => Ok(()),
+                false => Err(ErrorKind::Io),
+            }
         }
         fn mkdir(&mut self, _: Dir) -> Result<(), ErrorKind> {
             Ok(())

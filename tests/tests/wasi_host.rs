@@ -74,11 +74,13 @@ fn exit_codes_match_the_native_cli() {
     let root = tempfile::tempdir().unwrap();
     let missing = run(&["/mail/nope"], MSG, root.path(), &[], Limits::default());
     assert_eq!(missing.code, 75, "{missing:?}");
-    assert!(
-        missing.stderr.starts_with("mdeliver: /mail/nope: "),
-        "{}",
-        missing.stderr
+    // As the native binary: the RFC 3463 status line first, then the explanation.
+    let lines: Vec<&str> = missing.stderr.lines().collect();
+    assert_eq!(
+        lines[0],
+        "4.2.0 mailbox unavailable: no such file or directory"
     );
+    assert!(lines[1].starts_with("mdeliver: /mail/nope: "), "{lines:?}");
     let strict = run(
         &["--strict-exit", "/mail/nope"],
         MSG,
@@ -91,7 +93,11 @@ fn exit_codes_match_the_native_cli() {
 
     let empty = run(&["-c", "/mail/m"], b"", root.path(), &[], Limits::default());
     assert_eq!(empty.code, 65, "{empty:?}");
-    assert_eq!(empty.stderr, "mdeliver: /mail/m: message is empty\n");
+    assert_eq!(
+        empty.stderr,
+        "5.6.0 message is empty or unreadable\n\
+         mdeliver: /mail/m: reading message: message is empty; nothing was delivered\n"
+    );
     assert!(listing(&root.path().join("m/new")).is_empty());
     assert!(listing(&root.path().join("m/tmp")).is_empty());
 
@@ -162,10 +168,11 @@ fn sandbox_walls_hold() {
         assert_eq!(r.code, 75, "{what}: {r:?}");
         assert!(
             r.stderr
-                .starts_with(&format!("mdeliver: {path}: opening maildir: ")),
+                .contains(&format!("\nmdeliver: {path}: opening maildir: ")),
             "{what}: {}",
             r.stderr
         );
+        assert!(r.stderr.contains("preopened"), "{what}: {}", r.stderr);
     }
     // A symlink inside the sandbox pointing outside: as the maildir, and as its new/.
     std::os::unix::fs::symlink(&outside, sandbox.join("link")).unwrap();

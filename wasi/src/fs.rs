@@ -45,25 +45,29 @@ impl WasiFs {
     /// Opens the maildir at `root` (a path inside a preopened directory), creating it and
     /// its tmp/new/cur first with `create`. Refuses a maildir whose subdirectories are
     /// symlinks or missing.
-    pub fn open(root: &Path, create: bool) -> Result<WasiFs, ErrorKind> {
+    pub fn open(root: &Path, create: bool) -> Result<WasiFs, (ErrorKind, Dir)> {
+        let at = |part: Dir| move |e: io::Error| (kind_of(&e), part);
         if create {
             match fs::create_dir_all(root) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(kind_of(&e)),
+                Err(e) => return Err(at(Dir::Root)(e)),
             }
-            for d in Dir::SUBDIRS {
+        }
+        if !fs::symlink_metadata(root).map_err(at(Dir::Root))?.is_dir() {
+            return Err((ErrorKind::NotDirectory, Dir::Root));
+        }
+        for d in Dir::SUBDIRS {
+            if create {
                 match fs::create_dir(root.join(d.as_str())) {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(kind_of(&e)),
+                    Err(e) => return Err(at(d)(e)),
                 }
             }
-        }
-        for d in Dir::SUBDIRS {
-            let m = fs::symlink_metadata(root.join(d.as_str())).map_err(|e| kind_of(&e))?;
+            let m = fs::symlink_metadata(root.join(d.as_str())).map_err(at(d))?;
             if !m.is_dir() {
-                return Err(ErrorKind::NotDirectory);
+                return Err((ErrorKind::NotDirectory, d));
             }
         }
         // WASI preview 1's fd_sync takes file descriptors only (wasmtime answers EBADF for a
@@ -203,6 +207,38 @@ impl Fs for WasiFs {
 
     fn mkdir(&mut self, dir: Dir) -> Result<(), ErrorKind> {
         unit(fs::create_dir(self.root.join(dir.as_str())))
+    }
+
+    // The Maildir++ quota file and the duplicate index live in the maildir itself. (std
+    // cannot ask WASI for O_NOFOLLOW; the runtime keeps any symlink inside the sandbox.)
+    fn append(&mut self, dir: Dir, name: &str, data: &[u8], sync: bool) -> Result<(), ErrorKind> {
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(self.path(dir, name)?)
+            .map_err(|e| kind_of(&e))?;
+        match f.write(data) {
+            Ok(n) if n == data.len() => {}
+            Ok(_) => return Err(ErrorKind::Io),
+            Err(e) => return Err(kind_of(&e)),
+        }
+        if sync {
+            unit(f.sync_all())?;
+        }
+        Ok(())
+    }
+
+    fn read_file(&mut self, dir: Dir, name: &str, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+        let mut f = File::open(self.path(dir, name)?).map_err(|e| kind_of(&e))?;
+        let mut n = 0;
+        while n < buf.len() {
+            match io::Read::read(&mut f, &mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(kind_of(&e)),
+            }
+        }
+        Ok(n)
     }
 
     fn set_mtime(&mut self, file: &File, secs: i64) -> Result<(), ErrorKind> {

@@ -1,21 +1,50 @@
 //! `mdeliver-wasi`: mdeliver's delivery as a WASI command module. The host preopens one
 //! directory; every path given is resolved inside it by the runtime, so delivery is sandboxed
-//! to that maildir. The command line is the native CLI's (the same source file), the exit
-//! codes are the same, and the delivery decisions are the same core's.
+//! to that maildir. The command line is the native CLI's delivery form (the same source files:
+//! `args.rs`, `mail_args.rs`, `mta_args.rs`), and so are the driver's translation of the MTA
+//! options (`envelope.rs`), the reports, status lines and exit codes; every decision is the
+//! same core's. What differs is only the adapter: the filesystem (`fs.rs`), the environment
+//! (`env.rs`: no pid; the host name from `--host`, else `MDELIVER_HOST`, else `wasi`).
 
 #[path = "../../cli/src/args.rs"]
 mod args;
 mod env;
+#[path = "../../cli/src/envelope.rs"]
+mod envelope;
 #[path = "../../cli/src/exit.rs"]
 mod exit;
+#[path = "../../cli/src/folder_report.rs"]
+mod folder_report;
 mod fs;
+#[path = "../../cli/src/import.rs"]
+mod import;
+#[path = "../../cli/src/json.rs"]
+mod json;
+#[path = "../../cli/src/mail_args.rs"]
+mod mail_args;
+#[path = "../../cli/src/mta_args.rs"]
+mod mta_args;
+#[path = "../../cli/src/outcome.rs"]
+mod outcome;
+#[path = "../../cli/src/report.rs"]
+mod report;
+#[path = "../../cli/src/status.rs"]
+mod status;
 pub mod step;
+mod tree;
 
-use mdeliver_core::deliver::{deliver, Durability, Options};
-use mdeliver_core::{Error, ErrorKind, Phase};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use mdeliver_core::deliver::{Durability, Options};
+use mdeliver_core::ErrorKind;
+
+use crate::envelope::{Settings, Stored};
+use crate::report::Failure;
+
+/// The one streaming buffer's size.
+const BUF_SIZE: usize = 64 * 1024;
 
 /// Adapts a `std::io::Read` to the core's `embedded_io::Read`.
 struct Source<R>(R);
@@ -30,82 +59,235 @@ impl<R: Read> embedded_io::Read for Source<R> {
     }
 }
 
-fn complain(maildir: &Path, what: &dyn std::fmt::Display) {
-    eprintln!("mdeliver: {}: {what}", maildir.display());
+/// Where the message comes from for the next maildir.
+enum Input {
+    /// Standard input, not yet read from.
+    Stdin,
+    /// Standard input, partly read by a failed delivery: it cannot be read again.
+    Lost,
+    /// A file that can be opened again: `--input FILE`, or a copy delivered in this run.
+    File(PathBuf),
 }
 
-/// Delivers `source` into `maildir`, returning the delivered file's path.
-fn deliver_one<R: Read>(
+/// Opens `--input FILE`: a directory is refused as the Linux binary does (`Usage`).
+fn check_input(path: &Path) -> Result<(), ErrorKind> {
+    let m = std::fs::metadata(path).map_err(|e| fs::kind_of(&e))?;
+    if m.is_dir() {
+        return Err(ErrorKind::Usage);
+    }
+    Ok(())
+}
+
+/// The state kept across the maildirs of one run.
+struct Driver {
+    args: args::Args,
+    settings: Settings,
+    env: env::WasiEnv,
+    opts: Options,
+    buf: Vec<u8>,
+}
+
+impl Driver {
+    /// Delivers from `input` into `maildir`; `transform` for the MTA's message (not a copy).
+    fn deliver(
+        &mut self,
+        maildir: &Path,
+        input: &Input,
+    ) -> Result<(Stored, Option<PathBuf>), Failure> {
+        let create = self.args.create && !self.settings.dry_run;
+        let fs = fs::WasiFs::open(maildir, create).map_err(|(kind, part)| Failure::Open {
+            kind,
+            part,
+            create: self.args.create,
+        })?;
+        let read_err = |e: std::io::Error| {
+            Failure::Deliver(mdeliver_core::Error::new(
+                fs::kind_of(&e),
+                mdeliver_core::Phase::Read,
+            ))
+        };
+        let source = match input {
+            Input::Lost => return Err(Failure::InputLost),
+            // One source type, so the delivery code is instantiated once.
+            Input::Stdin => (
+                Source(Box::new(std::io::stdin().lock()) as Box<dyn Read>),
+                true,
+            ),
+            Input::File(path) => {
+                let f = std::fs::File::open(path).map_err(read_err)?;
+                let transform = self.args.input.as_deref() == Some(path.as_path());
+                (Source(Box::new(f) as Box<dyn Read>), transform)
+            }
+        };
+        let (mut src, transform) = source;
+        let (s, o) = (&self.settings, self.opts);
+        let (fs, stored) =
+            envelope::deliver(fs, &mut self.env, o, s, &mut src, transform, &mut self.buf);
+        let stored = stored?;
+        // The file a further maildir copies from (none in a dry run: nothing was stored).
+        let copy = match &stored {
+            _ if self.settings.dry_run => None,
+            Stored::Delivered(d) => fs.path(d.dir, &d.name).ok(),
+            Stored::Duplicate { dir, name, .. } => dir.and_then(|d| fs.path(d, name).ok()),
+        };
+        Ok((stored, copy))
+    }
+}
+
+/// Where to deliver in `maildir`: the maildir itself, or its `--folder` (created with `-c`).
+/// On failure, the message (after `mdeliver: <maildir>: `) and the exit code.
+fn target(
     a: &args::Args,
+    mail: &mail_args::MailArgs,
     env: &mut env::WasiEnv,
     maildir: &Path,
-    source: R,
-) -> Result<PathBuf, Error> {
-    let mut fs = fs::WasiFs::open(maildir, a.create).map_err(|k| Error::new(k, Phase::Open))?;
+) -> Result<PathBuf, (String, u8)> {
+    let Some(name) = &mail.folder else {
+        return Ok(maildir.to_owned());
+    };
+    let sep = mail.info_separator;
+    tree::resolve_folder(
+        maildir,
+        name.as_encoded_bytes(),
+        sep,
+        a.create,
+        !a.no_fsync,
+        env,
+    )
+    .map_err(|f| folder_report::explain(f, name, a.create, a.strict_exit))
+}
+
+/// `-M`: imports the mbox on standard input (or `--input`) into the one maildir.
+fn import_mbox(
+    a: &args::Args,
+    mail: &mail_args::MailArgs,
+    mut env: env::WasiEnv,
+    input: &Input,
+) -> u8 {
+    let maildir = match import::one_maildir(a) {
+        Ok(m) => m,
+        Err(code) => return code,
+    };
+    let target = match target(a, mail, &mut env, maildir) {
+        Ok(t) => t,
+        Err((message, code)) => {
+            eprintln!("mdeliver: {}: {message}", maildir.display());
+            return code;
+        }
+    };
+    let mut fs = match fs::WasiFs::open(&target, a.create) {
+        Ok(fs) => fs,
+        Err((kind, part)) => return import::cannot_open(a, &target, kind, part),
+    };
+    let source: Box<dyn Read> = match input {
+        Input::File(path) => match std::fs::File::open(path) {
+            Ok(f) => Box::new(f),
+            Err(e) => {
+                let failure = Failure::Input(fs::kind_of(&e));
+                eprintln!("mdeliver: {}: {failure}", path.display());
+                return failure.code(a.strict_exit);
+            }
+        },
+        _ => Box::new(std::io::stdin().lock()),
+    };
+    import::run(
+        a,
+        mail,
+        &mut fs,
+        &mut env,
+        &target,
+        &mut Source(source),
+        &mut (),
+    )
+}
+
+fn main() -> ExitCode {
+    let (a, mail) = match args::parse() {
+        Ok(parsed) => parsed,
+        Err(code) => return code,
+    };
+    let host = a
+        .host
+        .clone()
+        .or_else(|| std::env::var("MDELIVER_HOST").ok())
+        .unwrap_or_else(|| "wasi".to_owned());
+    let env = env::WasiEnv::new(host);
+    let mut out = status::Output::default();
+    let mut input = match &a.input {
+        None => Input::Stdin,
+        Some(path) => match check_input(path) {
+            Ok(()) => Input::File(path.clone()),
+            Err(kind) => {
+                let failure = Failure::Input(kind);
+                let code = outcome::failed(&mut out, &a, &Settings::default(), path, &failure);
+                out.flush();
+                return ExitCode::from(code);
+            }
+        },
+    };
+    if mail.mbox {
+        return ExitCode::from(import_mbox(&a, &mail, env, &input));
+    }
+    let settings = match Settings::new(&mail.mta, |n| std::env::var_os(n)) {
+        Ok(s) => s.with_info_separator(mail.info_separator),
+        Err(message) => {
+            eprintln!("mdeliver: {message}");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
     let opts = Options {
         durability: if a.no_fsync {
             Durability::None
         } else {
             Durability::Full
         },
+        flags: mail.flags,
+        sep: mail.info_separator,
         ..Options::default()
     };
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut src = Source(source);
-    let d = deliver(&mut fs, env, opts, &mut src, &mut buf)?;
-    Ok(fs.path(d.dir, &d.name).unwrap_or_default())
-}
-
-fn main() -> ExitCode {
-    let a = match args::parse() {
-        Ok(a) => a,
-        Err(code) => return code,
+    let maildirs = a.maildirs.clone();
+    let mut d = Driver {
+        args: a,
+        settings,
+        env,
+        opts,
+        buf: vec![0u8; BUF_SIZE],
     };
-    let host = std::env::var("MDELIVER_HOST").unwrap_or_else(|_| "wasi".to_string());
-    let mut env = env::WasiEnv::new(host);
     let mut status = exit::OK;
-    let mut first: Option<PathBuf> = None;
-    for maildir in &a.maildirs {
-        let result = match (&first, &a.input) {
-            (Some(copy_from), _) => match std::fs::File::open(copy_from) {
-                Ok(f) => deliver_one(&a, &mut env, maildir, f),
-                Err(e) => Err(Error::new(fs::kind_of(&e), Phase::Read)),
-            },
-            (None, Some(input)) => match std::fs::File::open(input) {
-                Ok(f) => deliver_one(&a, &mut env, maildir, f),
-                Err(e) => {
-                    eprintln!("mdeliver: {}: cannot open input: {e}", input.display());
-                    return ExitCode::from(exit::NOINPUT);
-                }
-            },
-            (None, None) => deliver_one(&a, &mut env, maildir, std::io::stdin().lock()),
-        };
-        match result {
-            Ok(path) => {
-                if a.verbose > 0 {
-                    println!("{}", path.display());
-                }
-                first.get_or_insert(path);
+    let mut copied = false;
+    for given in &maildirs {
+        let maildir = &match target(&d.args, &mail, &mut d.env, given) {
+            Ok(t) => t,
+            Err((message, code)) => {
+                eprintln!("mdeliver: {}: {message}", given.display());
+                status = exit::worst(status, code);
+                continue;
             }
-            Err(e) => {
-                if e.kind == ErrorKind::Data && e.phase == Phase::Read {
-                    complain(maildir, &"message is empty");
-                } else if e.kind == ErrorKind::Permission && e.phase == Phase::Open {
-                    // The usual cause inside a sandbox: the path leaves the preopened directory.
-                    complain(
-                        maildir,
-                        &format_args!("{e} (outside the directories the host preopened?)"),
-                    );
-                } else {
-                    complain(maildir, &e);
+        };
+        match d.deliver(maildir, &input) {
+            Ok((stored, copy)) => {
+                outcome::stored(&mut out, &d.args, &d.settings, maildir, &stored);
+                match copy {
+                    // Further maildirs read the message back from the first stored file.
+                    Some(p) if !copied => {
+                        input = Input::File(p);
+                        copied = true;
+                    }
+                    // A dry run stores nothing: standard input, once read, is gone.
+                    None if matches!(input, Input::Stdin) => input = Input::Lost,
+                    _ => {}
                 }
-                status = exit::worst(status, exit::code(e.kind, a.strict_exit));
-                if first.is_none() && e.phase == Phase::Read {
-                    // The input is gone or unusable: no later maildir can get a copy.
-                    return ExitCode::from(status);
+            }
+            Err(failure) => {
+                let code = outcome::failed(&mut out, &d.args, &d.settings, maildir, &failure);
+                status = exit::worst(status, code);
+                if matches!(input, Input::Stdin) && !matches!(failure, Failure::Open { .. }) {
+                    // The failed delivery may have read part of standard input.
+                    input = Input::Lost;
                 }
             }
         }
     }
+    out.flush();
     ExitCode::from(status)
 }

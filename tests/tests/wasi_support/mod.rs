@@ -16,8 +16,8 @@ pub fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// Builds the module once per test binary (in its own target dir, so the outer cargo's lock
-/// is never contended) and returns its path.
+/// Builds the release module once per test binary with `scripts/build-wasi.sh` (in its own
+/// target dir, so the outer cargo's lock is never contended) and returns its path.
 pub fn module_path() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
@@ -34,24 +34,24 @@ pub fn module_path() -> &'static Path {
             );
         }
         let target_dir = workspace().join("target").join("wasi-module");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo)
+        // The release build (cargo's `wasm` profile, then wasm-opt): what is shipped is tested.
+        let out = Command::new("bash")
             .current_dir(workspace())
             .env("CARGO_TARGET_DIR", &target_dir)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "mdeliver-wasi",
-                "--target",
-                "wasm32-wasip1",
-                "--profile",
-                "wasm",
-            ])
-            .status()
-            .expect("run cargo to build the WASI module");
-        assert!(st.success(), "building the WASI module failed");
-        target_dir.join("wasm32-wasip1/wasm/mdeliver-wasi.wasm")
+            .arg("scripts/build-wasi.sh")
+            .output()
+            .expect("run scripts/build-wasi.sh to build the WASI module");
+        assert!(
+            out.status.success(),
+            "building the WASI module failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let path = String::from_utf8_lossy(&out.stdout);
+        PathBuf::from(
+            path.lines()
+                .last()
+                .expect("the script prints the module's path"),
+        )
     })
 }
 

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Builds the release WASI module: cargo's `wasm` profile (opt-level "z", LTO, stripped), then
+# binaryen's `wasm-opt -Oz` (Debian package `binaryen`). Prints the module's path.
+# Usage: bash scripts/build-wasi.sh          (honours CARGO_TARGET_DIR)
+# Without wasm-opt the unoptimized module is used, with a warning on standard error.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target="${CARGO_TARGET_DIR:-target}"
+cargo build --quiet -p mdeliver-wasi --target wasm32-wasip1 --profile wasm
+built="$target/wasm32-wasip1/wasm/mdeliver-wasi.wasm"
+out="$target/wasm32-wasip1/wasm/mdeliver-wasi.opt.wasm"
+if ! command -v wasm-opt >/dev/null; then
+    echo "build-wasi: wasm-opt not found (apt-get install binaryen): using the unoptimized module" >&2
+    cp "$built" "$out"
+elif [ ! -e "$out" ] || [ "$built" -nt "$out" ]; then
+    # The features rustc enables by default for wasm32-wasip1, which binaryen must accept.
+    wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
+        --enable-nontrapping-float-to-int "$built" -o "$out.part"
+    mv "$out.part" "$out"
+fi
+echo "$out"
