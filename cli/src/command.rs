@@ -50,6 +50,8 @@ envelope sender on the \"From \" line is not written into the message (headers s
   Messages are flushed one by one; new/ and cur/ are flushed once per 1024 messages, and a \
 message is reported delivered (printed with -v) only after that. -v also prints a summary \
 (count, bytes, rate) on standard error. On a terminal, a progress bar shows on standard error.
+  An import is not an MTA's delivery: -M refuses the envelope, quota, duplicate, dry-run and \
+JSON options (exit 64), and the Maildir++ quota of the maildir is not checked.
   A message consisting of nothing but its \"From \" line is skipped with a warning. A \
 malformed mbox (not starting with \"From \", an envelope line over 1024 bytes) stops the \
 import with an error naming the byte offset: every message before it stays delivered, the \

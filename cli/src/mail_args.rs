@@ -15,7 +15,8 @@ use mdeliver_core::Flags;
 pub struct MailArgs {
     /// The input is an mbox: deliver every message in it into the one MAILDIR (see MBOX
     /// IMPORT in --help)
-    #[arg(short = 'M', long)]
+    // An import is not an MTA's delivery: refuse the MTA options rather than ignore them.
+    #[arg(short = 'M', long, conflicts_with_all = MTA_ONLY)]
     pub mbox: bool,
 
     /// How quoted "From " lines in mbox bodies are read back (with -M; see MBOX IMPORT)
@@ -41,6 +42,21 @@ pub struct MailArgs {
     #[command(flatten)]
     pub mta: crate::mta_args::MtaArgs,
 }
+
+/// The options of one MTA delivery, which `-M` refuses (an mbox import stores the messages as
+/// they are: no envelope fields, loop check, quota, duplicate index, dry run or JSON report).
+const MTA_ONLY: [&str; 10] = [
+    "keep_from_line",
+    "return_path",
+    "delivered_to",
+    "original_to",
+    "from_env",
+    "quota",
+    "quota_full",
+    "dedup",
+    "dry_run",
+    "json",
+];
 
 /// How `>From ` quoting in mbox bodies is undone (the core's [`Quoting`]).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]

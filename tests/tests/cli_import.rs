@@ -355,6 +355,39 @@ fn malformed_mbox_keeps_what_came_before_and_names_the_offset() {
 }
 
 #[test]
+fn an_import_refuses_the_options_of_an_mta_delivery() {
+    // Ignoring them would be worse: `-M --dry-run` would import for real, `-M --dedup` would
+    // store duplicates, `-M --return-path` would silently add nothing.
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("m");
+    for option in [
+        &["--dry-run"][..],
+        &["--json"],
+        &["--dedup"],
+        &["--quota", "1M"],
+        &["--quota-full=bounce"],
+        &["--return-path", "a@example.org"],
+        &["--delivered-to", "a@example.org"],
+        &["--original-to", "a@example.org"],
+        &["--from-env"],
+        &["--keep-from-line"],
+    ] {
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"-M", &"-c"];
+        args.extend(option.iter().map(|o| o as &dyn AsRef<std::ffi::OsStr>));
+        args.push(&md);
+        let r = run(&args, &mbox_of(2), &[]);
+        assert_eq!(r.code, 64, "{option:?}: {r:?}");
+        assert!(
+            r.stderr
+                .starts_with("error: the argument '--mbox' cannot be used with '--"),
+            "{option:?}: {}",
+            r.stderr
+        );
+        assert!(!md.exists(), "{option:?}: something was created");
+    }
+}
+
+#[test]
 fn folder_names_are_checked() {
     let t = tempfile::tempdir().unwrap();
     let md = t.path().join("m");

@@ -145,6 +145,10 @@ fn cases() -> Vec<Case> {
             MBOX,
         ),
         case("mbox malformed", &["-c", "-M", "{D}/M"], b"not an mbox\n"),
+        Case {
+            usage: true,
+            ..case("mbox refuses a dry run", &["-c", "-M", "-n", "{D}/M"], MBOX)
+        },
         case("mbox two maildirs", &["-c", "-M", "{D}/A", "{D}/B"], MBOX),
         case("quota", &["-c", "--quota", "10", "{D}/M"], MSG),
         case(
