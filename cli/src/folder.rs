@@ -37,6 +37,8 @@ struct LinuxTree {
     root: OwnedFd,
     tmp: Option<OwnedFd>,
     staging: Option<(String, OwnedFd)>,
+    /// `MDELIVER_DISABLE=rename-noreplace`: go straight to the plain-rename fallback.
+    no_noreplace: bool,
 }
 
 /// The parent's tmp/, opened into `slot` the first time.
@@ -103,7 +105,12 @@ impl FolderTree for LinuxTree {
     fn place(&mut self, staging: &str, folder: &[u8]) -> Result<bool, ErrorKind> {
         let folder = OsStr::from_bytes(folder);
         let tmp = open_tmp(&self.root, &mut self.tmp)?;
-        match rfs::renameat_with(tmp, staging, &self.root, folder, RenameFlags::NOREPLACE) {
+        let noreplace = if self.no_noreplace {
+            Err(Errno::NOSYS)
+        } else {
+            rfs::renameat_with(tmp, staging, &self.root, folder, RenameFlags::NOREPLACE)
+        };
+        match noreplace {
             Ok(()) => Ok(true),
             Err(Errno::EXIST | Errno::NOTEMPTY) => Ok(false),
             Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {
@@ -163,6 +170,7 @@ pub fn resolve(
             root,
             tmp: None,
             staging: None,
+            no_noreplace: opts.disabled.rename_noreplace,
         };
         create_folder(&mut tree, &mut LinuxEnv::new(), &dir, opts.sync)
             .map_err(FolderFailure::Create)?;
