@@ -29,8 +29,9 @@ With several MAILDIRs the message is read once and copied from the first deliver
 the others, so memory use stays small whatever the message size. A failure in one MAILDIR does \
 not stop delivery to the others; the exit status is the worst of all of them.";
 
-/// The delivery form's manual sections (exit status, environment, examples).
-pub const AFTER_LONG_HELP: &str = "\
+/// The manual's EXIT STATUS section, shared by the Linux binary and the WASI module (each adds
+/// its own sections after the shared ones: see [`shared_help`]).
+pub const EXIT_STATUS_HELP: &str = "\
 EXIT STATUS
   mdeliver uses sysexits(3) codes so that an MTA defers or bounces correctly.
 
@@ -56,24 +57,17 @@ mailbox defers mail instead of bouncing it. --strict-exit reports the precise co
 
   With several MAILDIRs the worst status wins and a temporary failure (75) dominates, so the \
 MTA retries. A retry delivers the message again to every MAILDIR, including those that already \
-succeeded: deliver to one maildir per invocation if duplicates matter.
+succeeded: deliver to one maildir per invocation if duplicates matter.";
 
-ENVIRONMENT
-  MDELIVER_DISABLE=anonymous-tmp,rename-noreplace,hard-links
-      A testing and diagnostic knob: pretend the filesystem lacks these features, forcing the \
-fallback publish paths (anonymous-tmp off: O_EXCL tmp file + renameat2 RENAME_NOREPLACE; \
-rename-noreplace off too: link + unlink; all three off: stat + rename, which relies on name \
-uniqueness alone). Never needed in normal operation: missing features are detected at run time.
-
-EXAMPLES
-  Deliver a message, creating the maildir if needed:
-      mdeliver -c -v ~/Maildir < message.eml
-
-  Postfix, in main.cf (the command runs as the recipient, with HOME set; the shell
-  expands $HOME):
-      mailbox_command = exec /usr/local/bin/mdeliver -c \"$HOME/Maildir\"
-  (keep the exec: otherwise a killed mdeliver makes the shell exit 137, which Postfix
-  bounces instead of deferring)";
+/// The manual sections both adapters show after the options: exit status, mbox import, flags
+/// and folders, running under an MTA. Each adapter appends its own (environment, examples).
+pub fn shared_help() -> String {
+    format!(
+        "{EXIT_STATUS_HELP}\n\n{}\n\n{}",
+        crate::mail_args::MAIL_HELP,
+        crate::mta_args::MTA_HELP
+    )
+}
 
 /// The parsed command line.
 #[derive(Debug, Clone, Parser)]
@@ -82,7 +76,6 @@ EXAMPLES
     version,
     about = ABOUT,
     long_about = LONG_ABOUT,
-    after_long_help = AFTER_LONG_HELP,
     after_help = "Exit codes, environment and examples: see --help.",
     max_term_width = 100
 )]
@@ -119,22 +112,24 @@ pub struct Args {
     pub host: Option<String>,
 }
 
-/// The delivery form's clap definition: [`Args`] plus the [`MailArgs`]. (The Linux binary adds
-/// its subcommands and manual sections in `command.rs`.)
-pub fn command() -> clap::Command {
+/// The delivery form's clap definition: [`Args`] plus the [`MailArgs`], with the shared manual
+/// sections followed by `sections` (the adapter's own). The Linux binary adds its subcommands
+/// in `command.rs`.
+pub fn command(sections: &str) -> clap::Command {
     use clap::{Args as _, CommandFactory};
     MailArgs::augment_args(Args::command())
+        .after_long_help(format!("{}\n\n{sections}", shared_help()))
 }
 
-/// Parses the process's delivery form. Help and version print and exit 0; a usage error
-/// prints clap's message and yields [`exit::USAGE`]. (The WASI module's entry; the Linux
-/// binary parses its subcommands too, in `command.rs`.)
+/// Parses the process's delivery form, with the adapter's own manual `sections`. Help and
+/// version print and exit 0; a usage error prints clap's message and yields [`exit::USAGE`].
+/// (The WASI module's entry; the Linux binary parses its subcommands too, in `command.rs`.)
 #[allow(dead_code)]
-pub fn parse() -> Result<(Args, MailArgs), ExitCode> {
-    let m = command()
+pub fn parse(sections: &str) -> Result<(Args, MailArgs), ExitCode> {
+    let m = command(sections)
         .try_get_matches_from(std::env::args_os())
         .map_err(usage_exit)?;
-    from_matches(&m).map_err(|e| usage_exit(e.format(&mut command())))
+    from_matches(&m).map_err(|e| usage_exit(e.format(&mut command(sections))))
 }
 
 /// The delivery form's values from parsed matches.

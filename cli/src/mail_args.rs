@@ -43,6 +43,54 @@ pub struct MailArgs {
     pub mta: crate::mta_args::MtaArgs,
 }
 
+/// The manual's MBOX IMPORT and FLAGS AND FOLDERS sections (shared: [`crate::args::shared_help`]).
+pub const MAIL_HELP: &str = "\
+MBOX IMPORT (-M)
+  mdeliver -M [-c] [-v] [-X FLAGS] [--folder NAME] MAILDIR < mail.mbox
+  Every message of the mbox is delivered into the one MAILDIR, streaming (memory use does not \
+grow with the mbox). Framing: each line starting with \"From \" starts a message (the writer \
+must have quoted such lines in bodies); that envelope line is not stored. The empty line before \
+the next \"From \" line (and one at the end of the file) is the separator, not part of the \
+message; everything else is stored byte for byte (CRLF, 8-bit bytes, a last line without \
+newline). The input must start with \"From \".
+  Quoting (--mbox-quoting): mboxrd (the default, as mblaze's mdeliver -M) removes one \">\" \
+from every \">From \", \">>From \", ... line: exact for mboxrd files (mblaze mexport, \
+getmail, Dovecot), and for mboxo files (Python's mailbox.mbox, mutt) it restores every quoted \
+\"From \" line, wrongly changing only lines that began with \">From \" before the mboxo \
+writer stored them (mboxo cannot represent those). mboxo removes the \">\" only from lines \
+starting with exactly \">From \"; raw keeps every line as stored (what Python's \
+mailbox.mbox gives back).
+  Status: and X-Status: header fields are removed and mapped to Maildir flags: R (read) -> S, \
+A (answered) -> R, F -> F, D (deleted) -> T; O (old) or any flag puts the message in cur/, \
+otherwise it goes to new/. -X FLAGS are added to those of every message. Each file's \
+modification time is set from its Date: field, else from the date on its \"From \" line. The \
+envelope sender on the \"From \" line is not written into the message (headers stay exact).
+  Messages are flushed one by one; new/ and cur/ are flushed once per 1024 messages, and a \
+message is reported delivered (printed with -v) only after that. -v also prints a summary \
+(count, bytes, rate) on standard error. On a terminal, a progress bar shows on standard error.
+  An import is not an MTA's delivery: -M refuses the envelope, quota, duplicate, dry-run and \
+JSON options (exit 64), and the Maildir++ quota of the maildir is not checked.
+  A message consisting of nothing but its \"From \" line is skipped with a warning. A \
+malformed mbox (not starting with \"From \", an envelope line over 1024 bytes) stops the \
+import with an error naming the byte offset: every message before it stays delivered, the \
+count is reported, and the exit status is 65 (EX_DATAERR: running it again cannot succeed; \
+fix the input, then import the rest, from that offset on). Other failures stop the import the \
+same way, with the delivery form's exit codes (75: disk full and the like).
+
+FLAGS AND FOLDERS
+  -X FLAGS delivers into cur/ as NAME:2,FLAGS (letters sorted, each once); without -X a message \
+goes to new/ with no info part, as the Maildir specification says. --info-separator C uses C \
+instead of \":\" (\";\" or \"!\" on FAT, Windows or Android-shared maildirs), also for the \
+subcommands.
+  --folder NAME delivers into the Maildir++ subfolder: \"A/B\", \"A.B\" and \"INBOX.A.B\" \
+all mean the directory .A.B inside MAILDIR (\"INBOX\" or \"\" is MAILDIR itself). Names \
+containing \"..\", starting with \".\", with an empty level, a control character or the \
+info separator are refused (exit 64). Names are taken as given bytes (modified UTF-7 is the \
+IMAP server's business). With -c a missing folder is created together with its tmp/, new/, \
+cur/ and the empty maildirfolder marker: built inside MAILDIR/tmp/, flushed, and renamed into \
+place without ever replacing anything, so no reader sees it half-made and concurrent creators \
+agree; MAILDIR is flushed afterwards.";
+
 /// The options of one MTA delivery, which `-M` refuses (an mbox import stores the messages as
 /// they are: no envelope fields, loop check, quota, duplicate index, dry run or JSON report).
 const MTA_ONLY: [&str; 10] = [

@@ -76,9 +76,7 @@ pub struct MtaArgs {
     pub json: bool,
 }
 
-/// The `--help` section about running under an MTA (added by `command.rs`; the WASI module's
-/// help leaves it out).
-#[allow(dead_code)] // The WASI module includes this file but not this section.
+/// The manual's UNDER AN MTA section (shared: [`crate::args::shared_help`]).
 pub const MTA_HELP: &str = "\
 UNDER AN MTA
   On failure the output begins with an RFC 3463 status line (on standard error, before
@@ -95,14 +93,7 @@ UNDER AN MTA
 
   A leading \"From \" line is removed (its sender becomes Return-Path); Return-Path,
   X-Original-To and Delivered-To that the MTA already put at the top of the header are not
-  added twice, and the MTA's own Delivered-To stamp there is not taken for a loop.
-
-  Postfix, in main.cf (keep the exec: behind a waiting shell, a killed mdeliver exits 137
-  and Postfix bounces instead of deferring):
-      mailbox_command = exec /usr/local/bin/mdeliver -c --from-env \"$HOME/Maildir\"
-
-  Man page and completions: mdeliver --generate-man > mdeliver.1;
-  mdeliver --generate-completions bash|zsh|fish|elvish|powershell";
+  added twice, and the MTA's own Delivered-To stamp there is not taken for a loop.";
 
 /// Parses `--quota`: `SIZE[,COUNT]` with optional `k`/`M`/`G` and `S`/`C` suffixes, or the
 /// `maildirsize` definition form.

@@ -268,3 +268,29 @@ fn error_messages() {
     ));
     insta::assert_snapshot!(report);
 }
+
+#[test]
+fn help_is_the_shared_definition_with_the_module_s_own_sections() {
+    let root = tempfile::tempdir().unwrap();
+    let long = run(&["--help"], b"", root.path(), &[], Limits::default());
+    assert_eq!(long.code, 0, "{long:?}");
+    let short = run(&["-h"], b"", root.path(), &[], Limits::default());
+    assert_eq!(short.code, 0, "{short:?}");
+    // The options come from the shared definition: the mail and MTA options are there.
+    for option in [
+        "--mbox",
+        "--folder",
+        "--return-path",
+        "--dedup",
+        "--json",
+        "--host",
+    ] {
+        assert!(
+            short.stdout.contains(option),
+            "{option} missing:\n{}",
+            short.stdout
+        );
+    }
+    insta::assert_snapshot!("module_help_short", short.stdout);
+    insta::assert_snapshot!("module_help_long", long.stdout);
+}

@@ -43,6 +43,23 @@ use mdeliver_core::ErrorKind;
 use crate::envelope::{Settings, Stored};
 use crate::report::Failure;
 
+/// The module's own manual sections (after the shared ones).
+const WASI_HELP: &str = "\
+THE WASI MODULE
+  Every path is resolved by the runtime inside the directories the host preopened; a maildir \
+outside them, \"..\" climbing out or a symbolic link pointing out cannot be reached. Messages \
+are published by link + unlink (WASI has no O_TMPFILE and no rename that refuses to replace), \
+and directory entries are made durable by the host's filesystem (wasmtime cannot flush a \
+directory). Names carry no process id: the instance's counter, the clock, 64 random bits and \
+the host name keep them unique. -M shows no progress bar.
+
+ENVIRONMENT
+  MDELIVER_HOST=NAME   the host name in file names when --host is not given (default \"wasi\")
+
+EXAMPLE
+  wasmtime run --dir ./Maildir::/maildir mdeliver-wasi.wasm --host \"$(hostname)\" -c -v \\
+      /maildir < message.eml";
+
 /// The one streaming buffer's size.
 const BUF_SIZE: usize = 64 * 1024;
 
@@ -202,7 +219,7 @@ fn import_mbox(
 }
 
 fn main() -> ExitCode {
-    let (a, mail) = match args::parse() {
+    let (a, mail) = match args::parse(WASI_HELP) {
         Ok(parsed) => parsed,
         Err(code) => return code,
     };
