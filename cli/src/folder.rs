@@ -189,6 +189,8 @@ pub fn target(
     let Some(name) = &mail.folder else {
         return Ok(maildir.to_owned());
     };
-    resolve(maildir, name, mail.info_separator, args.create, opts)
+    // A dry run creates nothing, not even the folder.
+    let create = args.create && !mail.mta.dry_run;
+    resolve(maildir, name, mail.info_separator, create, opts)
         .map_err(|f| folder_report::explain(f, name, args.create, args.strict_exit))
 }

@@ -15,7 +15,12 @@ pub fn explain(failure: FolderFailure, name: &OsStr, create: bool, strict: bool)
             crate::exit::USAGE,
         ),
         FolderFailure::Parent(kind, part) => {
-            let failure = crate::report::Failure::Open { kind, part, create };
+            let failure = crate::report::Failure::Open {
+                kind,
+                part,
+                // Only a real run opens (and with -c creates) the parent.
+                create: crate::report::Create::of(create, false),
+            };
             (failure.to_string(), failure.code(strict))
         }
         FolderFailure::Create(kind) => (

@@ -104,7 +104,8 @@ pub fn cannot_open(args: &Args, target: &Path, kind: ErrorKind, part: Dir) -> u8
     let failure = Failure::Open {
         kind,
         part,
-        create: args.create,
+        // -M refuses --dry-run.
+        create: crate::report::Create::of(args.create, false),
     };
     eprintln!("mdeliver: {}: {failure}", target.display());
     failure.code(args.strict_exit)

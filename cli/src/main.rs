@@ -37,7 +37,7 @@ use crate::env::LinuxEnv;
 use crate::envelope::{Settings, Stored};
 use crate::input::Input;
 use crate::linux::{Disabled, LinuxFs, OpenOptions};
-use crate::report::Failure;
+use crate::report::{Create, Failure};
 
 /// The one streaming buffer: its size is the write size, and memory use does not grow with
 /// the message.
@@ -180,7 +180,7 @@ impl Driver<'_> {
         let fs = LinuxFs::open(maildir, open).map_err(|(kind, part)| Failure::Open {
             kind,
             part,
-            create: self.args.create,
+            create: Create::of(self.args.create, self.settings.dry_run),
         })?;
         if !source.rewind() {
             return Err(Failure::InputLost);

@@ -8,6 +8,28 @@ use mdeliver_core::{Dir, Error, ErrorKind, Phase};
 
 use crate::exit;
 
+/// What `-c/--create` did for a maildir that could not be opened.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Create {
+    /// Not given.
+    No,
+    /// Given: what was missing was created (where its parent existed).
+    Yes,
+    /// Given, but a dry run creates nothing.
+    DryRun,
+}
+
+impl Create {
+    /// From the `-c` and `--dry-run` options.
+    pub fn of(create: bool, dry_run: bool) -> Create {
+        match (create, dry_run) {
+            (false, _) => Create::No,
+            (true, false) => Create::Yes,
+            (true, true) => Create::DryRun,
+        }
+    }
+}
+
 /// Why a maildir (or the input) did not get the message.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Failure {
@@ -18,8 +40,8 @@ pub enum Failure {
         kind: ErrorKind,
         /// Which directory.
         part: Dir,
-        /// Whether `-c/--create` was given.
-        create: bool,
+        /// Whether `-c/--create` was given (and took effect).
+        create: Create,
     },
     /// The delivery failed; the core's error says in which phase.
     Deliver(Error),
@@ -94,13 +116,16 @@ impl fmt::Display for Failure {
                     d => format!("{}/: ", d.as_str()),
                 };
                 let advice = match (kind, part) {
-                    (ErrorKind::NotFound, Dir::Root) if !create => {
+                    (ErrorKind::NotFound, _) if create == Create::DryRun => {
+                        "a dry run creates nothing: without --dry-run, -c would create it"
+                    }
+                    (ErrorKind::NotFound, Dir::Root) if create == Create::No => {
                         "check the path, or pass -c/--create to create the maildir"
                     }
                     (ErrorKind::NotFound, Dir::Root) => {
                         "the directory that should contain the maildir does not exist"
                     }
-                    (ErrorKind::NotFound, _) if !create => {
+                    (ErrorKind::NotFound, _) if create == Create::No => {
                         "not a complete maildir; pass -c/--create to add tmp/, new/ and cur/"
                     }
                     (ErrorKind::NotDirectory, Dir::Root) => {

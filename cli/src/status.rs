@@ -142,7 +142,7 @@ mod tests {
         let open = Failure::Open {
             kind: ErrorKind::NotFound,
             part: Dir::Root,
-            create: false,
+            create: crate::report::Create::No,
         };
         assert_eq!(
             line(&open, code(&open, true, QuotaFull::Defer), None),

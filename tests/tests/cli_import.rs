@@ -407,39 +407,44 @@ fn folder_names_are_checked() {
 
 #[test]
 fn concurrent_folder_creation_makes_one_folder() {
-    let t = tempfile::tempdir().unwrap();
-    let md = t.path().join("m");
-    make_maildir(&md);
-    for round in 0..5 {
-        let folder = format!("F{round}/sub");
-        let children: Vec<_> = (0..8)
-            .map(|i| {
-                let mut c = Command::new(bin());
-                c.args(["-c", "--folder", &folder])
-                    .arg(&md)
-                    .stdin(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::piped());
-                let mut child = c.spawn().unwrap();
-                use std::io::Write;
-                let mut stdin = child.stdin.take().unwrap();
-                stdin.write_all(format!("S: {i}\n\n").as_bytes()).unwrap();
-                drop(stdin);
-                child
-            })
-            .collect();
-        for c in children {
-            let out = c.wait_with_output().unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+    // With renameat2(RENAME_NOREPLACE), and with the plain-rename fallback (which cannot
+    // replace another creator's folder: it is never empty).
+    for disable in ["", "rename-noreplace"] {
+        let t = tempfile::tempdir().unwrap();
+        let md = t.path().join("m");
+        make_maildir(&md);
+        for round in 0..5 {
+            let folder = format!("F{round}/sub");
+            let children: Vec<_> = (0..8)
+                .map(|i| {
+                    let mut c = Command::new(bin());
+                    c.args(["-c", "--folder", &folder])
+                        .arg(&md)
+                        .env("MDELIVER_DISABLE", disable)
+                        .stdin(std::process::Stdio::piped())
+                        .stderr(std::process::Stdio::piped());
+                    let mut child = c.spawn().unwrap();
+                    use std::io::Write;
+                    let mut stdin = child.stdin.take().unwrap();
+                    stdin.write_all(format!("S: {i}\n\n").as_bytes()).unwrap();
+                    drop(stdin);
+                    child
+                })
+                .collect();
+            for c in children {
+                let out = c.wait_with_output().unwrap();
+                assert!(
+                    out.status.success(),
+                    "{disable}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            let dir = md.join(format!(".F{round}.sub"));
+            assert_eq!(names(&dir), ["cur", "maildirfolder", "new", "tmp"]);
+            assert_eq!(names(&dir.join("new")).len(), 8);
         }
-        let dir = md.join(format!(".F{round}.sub"));
-        assert_eq!(names(&dir), ["cur", "maildirfolder", "new", "tmp"]);
-        assert_eq!(names(&dir.join("new")).len(), 8);
+        assert_eq!(names(&md.join("tmp")), Vec::<String>::new(), "{disable}");
     }
-    assert_eq!(names(&md.join("tmp")), Vec::<String>::new());
 }
 
 /// mblaze's tools, installed with apt-get when missing and we are root; `None` (reason

@@ -149,6 +149,42 @@ fn parallel_instances_deliver_distinct_exact_copies() {
 }
 
 #[test]
+fn parallel_instances_creating_one_folder_make_it_once() {
+    // Each round, 8 instances race to create the same new folder (and its maildir) with -c:
+    // one staging copy is renamed into place, the others see it taken and use it.
+    for round in 0..5 {
+        let root = tempfile::tempdir().unwrap();
+        let folder = format!("Lists/r{round}");
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let (dir, folder) = (root.path(), folder.as_str());
+                s.spawn(move || {
+                    let body = format!("Subject: {t}\n\nbody {t}\n");
+                    let args = ["-c", "--folder", folder, "/mail/M"];
+                    let r = run(&args, body.as_bytes(), dir, &[], Limits::default());
+                    assert_eq!(r.code, 0, "{r:?}");
+                });
+            }
+        });
+        let m = root.path().join("M");
+        let dot = format!(".Lists.r{round}");
+        let folders: Vec<String> = listing(&m)
+            .into_iter()
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert_eq!(folders, vec![dot.clone()]);
+        let f = m.join(&dot);
+        assert_eq!(listing(&f), ["cur", "maildirfolder", "new", "tmp"]);
+        assert_eq!(listing(&f.join("new")).len(), 8);
+        assert!(
+            listing(&m.join("tmp")).is_empty(),
+            "a staging copy was left"
+        );
+        assert!(listing(&f.join("tmp")).is_empty());
+    }
+}
+
+#[test]
 fn sandbox_walls_hold() {
     let top = tempfile::tempdir().unwrap();
     let sandbox = top.path().join("sandbox");

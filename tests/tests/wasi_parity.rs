@@ -170,6 +170,14 @@ fn cases() -> Vec<Case> {
             setup: maildir_m,
             ..case("dry run", &["--dry-run", "--json", "{D}/M"], MSG)
         },
+        Case {
+            setup: maildir_m,
+            ..case(
+                "dry run into a missing folder",
+                &["-c", "--dry-run", "--folder", "New", "{D}/M"],
+                MSG,
+            )
+        },
         case(
             "several maildirs",
             &["-c", "-v", "{D}/A", "{D}/B", "{D}/C"],
@@ -411,6 +419,14 @@ fn the_compared_cases_do_what_they_say() {
     let dry = by_name("dry run");
     assert_eq!(dry.codes, [0]);
     assert_eq!(files(&dry, "M/"), 0);
+    let dry_folder = by_name("dry run into a missing folder");
+    assert!(!dry_folder.tree.contains_key("M/.New/"), "{dry_folder:?}");
+    assert_eq!(dry_folder.tree.len(), 4, "M/ and its tmp/, new/, cur/ only");
+    assert!(
+        dry_folder.stderr.contains("a dry run creates nothing"),
+        "{}",
+        dry_folder.stderr
+    );
     let several = by_name("several, one missing");
     assert_eq!(several.codes, [75]);
     assert_eq!(files(&several, "A/new/"), 1);

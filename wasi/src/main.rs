@@ -41,7 +41,7 @@ use mdeliver_core::deliver::{Durability, Options};
 use mdeliver_core::ErrorKind;
 
 use crate::envelope::{Settings, Stored};
-use crate::report::Failure;
+use crate::report::{Create, Failure};
 
 /// The module's own manual sections (after the shared ones).
 const WASI_HELP: &str = "\
@@ -115,7 +115,7 @@ impl Driver {
         let fs = fs::WasiFs::open(maildir, create).map_err(|(kind, part)| Failure::Open {
             kind,
             part,
-            create: self.args.create,
+            create: Create::of(self.args.create, self.settings.dry_run),
         })?;
         let read_err = |e: std::io::Error| {
             Failure::Deliver(mdeliver_core::Error::new(
@@ -162,12 +162,14 @@ fn target(
     let Some(name) = &mail.folder else {
         return Ok(maildir.to_owned());
     };
+    // A dry run creates nothing, not even the folder.
+    let create = a.create && !mail.mta.dry_run;
     let sep = mail.info_separator;
     tree::resolve_folder(
         maildir,
         name.as_encoded_bytes(),
         sep,
-        a.create,
+        create,
         !a.no_fsync,
         env,
     )
