@@ -9,7 +9,7 @@ use std::fmt::Display;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use mdeliver_core::deliver::{Delivered, Durability, Options};
+use mdeliver_core::deliver::{Delivered, Durability};
 use mdeliver_core::import::{import, ImportEvents, Settings, Stop};
 use mdeliver_core::{Dir, Env, ErrorKind, Fs};
 
@@ -157,16 +157,7 @@ where
     let mut wbuf = vec![0u8; BUF_SIZE];
     let settings = Settings {
         quoting: mail.mbox_quoting.core(),
-        delivery: Options {
-            durability: if args.no_fsync {
-                Durability::None
-            } else {
-                Durability::DeferDirSync
-            },
-            flags: mail.flags,
-            sep: mail.info_separator,
-            ..Options::default()
-        },
+        delivery: mail.delivery(args.no_fsync, Durability::DeferDirSync),
     };
     let mut report = Report {
         shown,

@@ -5,6 +5,7 @@
 
 use std::ffi::OsString;
 
+use mdeliver_core::deliver::{Durability, Options};
 use mdeliver_core::mbox::Quoting;
 use mdeliver_core::name::InfoSep;
 use mdeliver_core::Flags;
@@ -90,6 +91,19 @@ IMAP server's business). With -c a missing folder is created together with its t
 cur/ and the empty maildirfolder marker: built inside MAILDIR/tmp/, flushed, and renamed into \
 place without ever replacing anything, so no reader sees it half-made and concurrent creators \
 agree; MAILDIR is flushed afterwards.";
+
+impl MailArgs {
+    /// The core's delivery options for this command line: `durable` unless `--no-fsync`
+    /// (`no_fsync`), with the `-X` flags and the info separator.
+    pub fn delivery(&self, no_fsync: bool, durable: Durability) -> Options {
+        Options {
+            durability: if no_fsync { Durability::None } else { durable },
+            flags: self.flags,
+            sep: self.info_separator,
+            ..Options::default()
+        }
+    }
+}
 
 /// The options of one MTA delivery, which `-M` refuses (an mbox import stores the messages as
 /// they are: no envelope fields, loop check, quota, duplicate index, dry run or JSON report).

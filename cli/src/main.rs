@@ -98,16 +98,7 @@ fn main() -> ExitCode {
         disabled,
         env: LinuxEnv::new().with_host(args.host.as_deref()),
         buf: vec![0u8; BUF_SIZE],
-        opts: Options {
-            durability: if args.no_fsync {
-                Durability::None
-            } else {
-                Durability::Full
-            },
-            flags: mail.flags,
-            sep: mail.info_separator,
-            ..Options::default()
-        },
+        opts: mail.delivery(args.no_fsync, Durability::Full),
     };
     let mut status = exit::OK;
     let mut out = status::Output::default();

@@ -254,16 +254,7 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::USAGE);
         }
     };
-    let opts = Options {
-        durability: if a.no_fsync {
-            Durability::None
-        } else {
-            Durability::Full
-        },
-        flags: mail.flags,
-        sep: mail.info_separator,
-        ..Options::default()
-    };
+    let opts = mail.delivery(a.no_fsync, Durability::Full);
     let maildirs = a.maildirs.clone();
     let mut d = Driver {
         args: a,
