@@ -1,15 +1,14 @@
-//! `mdeliver check`: lists tmp/, new/ and cur/, has the core classify each entry
-//! ([`mdeliver_core::check`]), finds duplicate keys (confirmed by a second look, since a
+//! `mdeliver check`: lists tmp/, new/ and cur/, has the core classify each entry and find the
+//! duplicate keys ([`mdeliver_core::check`]), confirms each duplicate by a second look (a
 //! message renamed during the listing shows up under two names), and with `--repair` removes
 //! stale tmp/ files, and nothing else.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use mdeliver_core::check::{classify, EntryKind, Finding, STALE_TMP_SECS};
+use mdeliver_core::check::{classify, duplicates, EntryKind, Finding, Listed, STALE_TMP_SECS};
 use mdeliver_core::env::Env;
-use mdeliver_core::name::{InfoSep, NameBuf, ParsedName};
+use mdeliver_core::name::{InfoSep, NameBuf};
 use mdeliver_core::{Dir, ErrorKind, Fs};
 
 use crate::env::LinuxEnv;
@@ -126,8 +125,7 @@ pub fn run(a: &CheckArgs) -> ExitCode {
     };
     let now = LinuxEnv::new().now().secs;
     let mut remaining = 0u32;
-    let mut by_key: HashMap<String, (Dir, String)> = HashMap::new();
-    let mut duplicates = Vec::new();
+    let mut messages: Vec<(Dir, String)> = Vec::new();
     for dir in Dir::SUBDIRS {
         let list = match names(&mut fs, dir) {
             Ok(l) => l,
@@ -159,27 +157,24 @@ pub fn run(a: &CheckArgs) -> ExitCode {
                 }
                 continue;
             }
-            if dir == Dir::Tmp {
-                continue;
-            }
-            if let Ok(p) = ParsedName::parse(&name, a.info_separator) {
-                match by_key.get(p.key) {
-                    Some(first) => duplicates.push((first.clone(), (dir, name.clone()))),
-                    None => {
-                        by_key.insert(p.key.to_owned(), (dir, name.clone()));
-                    }
-                }
-            }
+            messages.push((dir, name));
         }
     }
+    let mut listed: Vec<Listed> = messages
+        .iter()
+        .filter_map(|(dir, name)| Listed::new(*dir, name, a.info_separator))
+        .collect();
     // A message renamed between our listings of new/ and cur/ (or within cur/) appears twice
     // without being a duplicate: only pairs whose both names still exist count.
-    for ((d1, n1), (d2, n2)) in duplicates {
-        if fs.stat(d1, &n1).is_ok() && fs.stat(d2, &n2).is_ok() {
+    for d in duplicates(&mut listed) {
+        if fs.stat(d.first_dir, d.first_name).is_ok() && fs.stat(d.dir, d.name).is_ok() {
             println!(
                 "duplicate-key\t{}\talso {}",
-                a.maildir.join(d2.as_str()).join(&n2).display(),
-                a.maildir.join(d1.as_str()).join(&n1).display()
+                a.maildir.join(d.dir.as_str()).join(d.name).display(),
+                a.maildir
+                    .join(d.first_dir.as_str())
+                    .join(d.first_name)
+                    .display()
             );
             remaining += 1;
         }

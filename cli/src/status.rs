@@ -1,4 +1,5 @@
-//! RFC 3463 status lines for MTAs, and the order in which mdeliver's output leaves.
+//! RFC 3463 status lines for MTAs (code and text are the core's, [`mdeliver_core::status`];
+//! the class follows the exit code), and the order in which mdeliver's output leaves.
 //!
 //! Postfix's local(8) (`mailbox_command`) and pipe(8) run a command with its standard output
 //! and standard error on *one* pipe, read it after the command exits, and, when the exit status
@@ -11,6 +12,7 @@
 
 use std::io::Write;
 
+use mdeliver_core::status::{self as rfc3463, Class, Failed};
 use mdeliver_core::ErrorKind;
 
 use crate::exit;
@@ -27,54 +29,25 @@ pub fn code(f: &Failure, strict: bool, quota_full: QuotaFull) -> u8 {
     }
 }
 
-/// The `S.D text` part for a failure of `kind` (subject and detail codes of RFC 3463).
-fn subject_detail(f: &Failure, loop_address: Option<&str>) -> (&'static str, String) {
-    let kind = f.kind();
-    if let Failure::Input(k) = f {
-        if *k == ErrorKind::Usage {
-            return (
-                "3.0",
-                "cannot open the input file: it is a directory".into(),
-            );
-        }
-        return ("3.0", format!("cannot open the input file: {k}"));
-    }
-    if matches!(f, Failure::InputLost) {
-        return ("3.0", "message input lost after a failed delivery".into());
-    }
-    match kind {
-        ErrorKind::OverQuota => ("2.2", "mailbox full".into()),
-        ErrorKind::Quota => ("2.2", "mailbox full (disk quota exceeded)".into()),
-        ErrorKind::NoSpace => ("3.1", "mail system full (no space left on device)".into()),
-        ErrorKind::Loop => (
-            "4.6",
-            match loop_address {
-                Some(a) => format!("mail forwarding loop for {a}"),
-                None => "mail forwarding loop".into(),
-            },
-        ),
-        ErrorKind::Data => ("6.0", "message is empty or unreadable".into()),
-        ErrorKind::Usage => ("3.5", "mdeliver is misconfigured".into()),
-        ErrorKind::NotFound | ErrorKind::NotDirectory | ErrorKind::NameTooLong => {
-            ("2.0", format!("mailbox unavailable: {kind}"))
-        }
-        ErrorKind::Permission | ErrorKind::ReadOnly => {
-            ("2.0", format!("mailbox not writable: {kind}"))
-        }
-        ErrorKind::Busy => ("3.0", format!("mail system busy: {kind}")),
-        ErrorKind::Exists
-        | ErrorKind::Io
-        | ErrorKind::Interrupted
-        | ErrorKind::Unsupported
-        | ErrorKind::Collisions => ("3.0", format!("mail system error: {kind}")),
+/// What failed, in the core's terms (the maildir's part and `-c` do not change the status).
+fn failed(f: &Failure) -> Failed {
+    match *f {
+        Failure::Open { kind, .. } => Failed::Delivery(kind),
+        Failure::Deliver(e) => Failed::Delivery(e.kind),
+        Failure::InputLost => Failed::InputLost,
+        Failure::Input(kind) => Failed::InputOpen(kind),
     }
 }
 
-/// The status line (without newline) for failure `f` that made mdeliver exit with `code`.
+/// The status line (without newline) for failure `f` that made mdeliver exit with `code`: the
+/// core's RFC 3463 status ([`rfc3463::status`]) in the class the exit code calls for.
 pub fn line(f: &Failure, code: u8, loop_address: Option<&str>) -> String {
-    let class = if code == exit::TEMPFAIL { '4' } else { '5' };
-    let (sd, text) = subject_detail(f, loop_address);
-    format!("{class}.{sd} {text}")
+    let class = if code == exit::TEMPFAIL {
+        Class::Transient
+    } else {
+        Class::Permanent
+    };
+    rfc3463::status(failed(f), class, loop_address).to_string()
 }
 
 /// Everything mdeliver prints during a delivery, held until the end (see the module docs).
