@@ -125,7 +125,8 @@ pub fn run(a: &CheckArgs) -> ExitCode {
     };
     let now = LinuxEnv::new().now().secs;
     let mut remaining = 0u32;
-    let mut messages: Vec<(Dir, String)> = Vec::new();
+    // Names with nothing to report: the candidates for the duplicate-key search.
+    let mut clean: Vec<(Dir, String)> = Vec::new();
     for dir in Dir::SUBDIRS {
         let list = match names(&mut fs, dir) {
             Ok(l) => l,
@@ -157,10 +158,10 @@ pub fn run(a: &CheckArgs) -> ExitCode {
                 }
                 continue;
             }
-            messages.push((dir, name));
+            clean.push((dir, name));
         }
     }
-    let mut listed: Vec<Listed> = messages
+    let mut listed: Vec<Listed> = clean
         .iter()
         .filter_map(|(dir, name)| Listed::new(*dir, name, a.info_separator))
         .collect();
