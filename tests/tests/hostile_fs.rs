@@ -47,6 +47,15 @@ impl Tmpfs {
         Some(Tmpfs { mnt })
     }
 
+    /// A 1 MiB tmpfs under `under` holding an empty maildir, and the maildir's path; `None`
+    /// (with the reason printed) where no tmpfs can be mounted.
+    fn with_maildir(under: &Path) -> Option<(Tmpfs, PathBuf)> {
+        let fs = Tmpfs::mount(under, "1m")?;
+        let md = fs.mnt.join("Maildir");
+        make_maildir(&md);
+        Some((fs, md))
+    }
+
     fn fill(&self) {
         let mut f = std::fs::File::create(self.mnt.join("filler")).unwrap();
         let block = vec![0x55u8; 4096];
@@ -117,31 +126,32 @@ fn message(len: usize) -> Vec<u8> {
     m
 }
 
+/// Delivers a message of `len` bytes into `md` with `--no-fsync` and `env` (the publish path)
+/// while the disk is too full for it, prints the fault-table row `case`, and asserts the honest
+/// outcome: exit 75 with "no space left on device", and tmp/, new/ and cur/ exactly as before.
+fn assert_no_space(case: &str, md: &Path, len: usize, env: &[(&str, &str)], tmp: &Path) {
+    let before = snapshot(md);
+    let r = run(&[&"--no-fsync", &md], &message(len), env);
+    let after = snapshot(md);
+    row(case, &r, tmp, &leftovers(&before, &after));
+    assert_eq!(r.code, 75, "{case}: {}", r.stderr);
+    assert!(r.stderr.contains("no space left on device"), "{}", r.stderr);
+    assert_eq!(before, after, "{case}: maildir changed");
+}
+
 #[test]
 fn full_disk_before_and_during_a_message() {
     let t = tempfile::tempdir().unwrap();
-    let Some(fs) = Tmpfs::mount(t.path(), "1m") else {
+    let Some((fs, md)) = Tmpfs::with_maildir(t.path()) else {
         return;
     };
-    let md = fs.mnt.join("Maildir");
-    make_maildir(&md);
     std::fs::write(md.join("cur").join("1.old.host:2,S"), b"old message\n").unwrap();
     for (disable, path) in PATHS {
         let env = [("MDELIVER_DISABLE", disable)];
         // Full before the delivery starts.
         fs.fill();
-        let before = snapshot(&md);
-        let r = run(&[&"--no-fsync", &md], &message(10_000), &env);
-        let after = snapshot(&md);
-        row(
-            &format!("disk full, {path}"),
-            &r,
-            t.path(),
-            &leftovers(&before, &after),
-        );
-        assert_eq!(r.code, 75, "{path}: {}", r.stderr);
-        assert!(r.stderr.contains("no space left on device"), "{}", r.stderr);
-        assert_eq!(before, after, "{path}: maildir changed");
+        let case = format!("disk full, {path}");
+        assert_no_space(&case, &md, 10_000, &env, t.path());
         let r = run(
             &[&"--strict-exit", &"--no-fsync", &md],
             &message(10_000),
@@ -151,18 +161,8 @@ fn full_disk_before_and_during_a_message() {
         fs.unfill();
 
         // Fills up in the middle: a 4 MiB message into 1 MiB.
-        let before = snapshot(&md);
-        let r = run(&[&"--no-fsync", &md], &message(4 << 20), &env);
-        let after = snapshot(&md);
-        row(
-            &format!("disk fills mid-message (4 MiB into 1 MiB), {path}"),
-            &r,
-            t.path(),
-            &leftovers(&before, &after),
-        );
-        assert_eq!(r.code, 75, "{path}: {}", r.stderr);
-        assert!(r.stderr.contains("no space left on device"), "{}", r.stderr);
-        assert_eq!(before, after, "{path}: maildir changed");
+        let case = format!("disk fills mid-message (4 MiB into 1 MiB), {path}");
+        assert_no_space(&case, &md, 4 << 20, &env, t.path());
         // The space came back: a message of most of the filesystem fits again.
         let m = message(700 << 10);
         let r = run(&[&"--no-fsync", &md], &m, &env);
@@ -176,11 +176,9 @@ fn full_disk_before_and_during_a_message() {
 #[test]
 fn read_only_mount() {
     let t = tempfile::tempdir().unwrap();
-    let Some(fs) = Tmpfs::mount(t.path(), "1m") else {
+    let Some((fs, md)) = Tmpfs::with_maildir(t.path()) else {
         return;
     };
-    let md = fs.mnt.join("Maildir");
-    make_maildir(&md);
     fs.remount("ro");
     let before = snapshot(&md);
     for (disable, path) in PATHS {
@@ -260,11 +258,9 @@ fn missing_cur() {
 #[test]
 fn disk_fills_during_an_mbox_import() {
     let t = tempfile::tempdir().unwrap();
-    let Some(fs) = Tmpfs::mount(t.path(), "1m") else {
+    let Some((_fs, md)) = Tmpfs::with_maildir(t.path()) else {
         return;
     };
-    let md = fs.mnt.join("Maildir");
-    make_maildir(&md);
     // 20 messages of 100 KiB: about 9 fit.
     let bodies: Vec<Vec<u8>> = (0..20)
         .map(|i| {

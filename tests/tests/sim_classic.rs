@@ -1,25 +1,14 @@
 //! The classic Maildir recipe fails exactly as the critique says, and the explorer finds each
 //! failure on its own; the shortest replayable trace of each is kept as a snapshot.
 
-use mdeliver_tests::sim::explore::{explore, render, replay, Report};
+use mdeliver_tests::sim::explore::{explore, render, Report};
 use mdeliver_tests::sim::fs::Persistence;
 use mdeliver_tests::sim::scenarios::*;
 use mdeliver_tests::sim::world::{Config, ReaderMode};
 
+/// The shortest failure of `invariant`, checked to replay from its printed schedule, as text.
 fn shortest(cfg: &Config, r: &Report, invariant: u8) -> String {
-    let f = r.failures.get(&invariant).unwrap_or_else(|| {
-        panic!(
-            "{}: no violation of invariant {invariant} found: {:?}",
-            cfg.name, r.stats
-        )
-    });
-    // The printed schedule replays to the same violation.
-    let again = replay(
-        cfg,
-        &f.schedule.to_string().parse().expect("schedule parses"),
-    );
-    assert_eq!(again.violation.as_ref(), Some(&f.violation));
-    render(cfg, f)
+    render(cfg, r.replayed_failure(cfg, invariant))
 }
 
 #[test]
@@ -36,14 +25,7 @@ fn a_with_o_excl_no_overwrite_but_no_delivery_either_is_lost() {
     let mut cfg = classic_collision();
     cfg.agents = vec![deliverer(QMAIL, true), deliverer(QMAIL, true)];
     let r = explore(&cfg, 1_000_000);
-    assert!(
-        r.clean(),
-        "{}",
-        r.failures
-            .values()
-            .map(|f| render(&cfg, f))
-            .collect::<String>()
-    );
+    r.assert_clean(&cfg);
 }
 
 #[test]
@@ -63,14 +45,7 @@ fn b_needs_the_collision() {
     cfg.agents[0] = deliverer(QMAIL, false);
     cfg.agents[1] = deliverer(QMAIL, false);
     let r = explore(&cfg, 1_000_000);
-    assert!(
-        r.clean(),
-        "{}",
-        r.failures
-            .values()
-            .map(|f| render(&cfg, f))
-            .collect::<String>()
-    );
+    r.assert_clean(&cfg);
 }
 
 #[test]
@@ -91,8 +66,7 @@ fn without_directory_fsync_a_crash_loses_a_reported_delivery() {
     shortest(&cfg, &r, 1);
     // ... and only a synchronous mount saves it.
     let cfg = classic_crash(Persistence::P0);
-    let r = explore(&cfg, 1_000_000);
-    assert!(r.clean() && r.stats.crash_images > 0, "{:?}", r.stats);
+    explore(&cfg, 1_000_000).assert_clean(&cfg);
 }
 
 #[test]
@@ -104,5 +78,5 @@ fn exclusive_survives_the_same_reader_race() {
         true,
         ReaderMode::Plain,
     );
-    assert!(explore(&cfg, 5_000_000).clean());
+    explore(&cfg, 5_000_000).assert_clean(&cfg);
 }

@@ -1,11 +1,11 @@
 //! The fault-injecting and tracing `Fs` wrappers around the simulated filesystem, and the
 //! delivery's honesty under injected faults (ENOSPC, EDQUOT, EIO, EINTR, short writes).
 
-use mdeliver_core::deliver::{deliver, Options, Strategy};
-use mdeliver_core::fs::{Capabilities, Dir};
+use mdeliver_core::deliver::{deliver, Options, Outcome, Strategy};
+use mdeliver_core::fs::{Capabilities, Dir, Fs};
 use mdeliver_core::ErrorKind;
 use mdeliver_tests::sim::env::SimEnv;
-use mdeliver_tests::sim::explore::{explore, render, run_random, Sched};
+use mdeliver_tests::sim::explore::{explore, run_random, Sched};
 use mdeliver_tests::sim::fs::{Persistence, Semantics, SimFs};
 use mdeliver_tests::sim::rng::Rng;
 use mdeliver_tests::sim::scenarios::{path_caps, two_plus_reader};
@@ -14,17 +14,24 @@ use mdeliver_tests::wrap::{Fault, FaultFs, FaultPlan, OpKind, TraceFs};
 
 const MSG: &[u8] = b"From: a@example.org\n\nhello\n";
 
-fn run(caps: Capabilities, plan: FaultPlan) -> (String, SimFs) {
-    let fs = SimFs::new(Semantics::Posix, caps, Persistence::P2);
-    let mut fs = TraceFs::new(FaultFs::new(fs, plan));
+/// Delivers [`MSG`] through `fs` with the default options and a fixed unique environment.
+fn deliver_msg<F: Fs>(fs: &mut F) -> Outcome {
     let mut env = SimEnv::unique(0, 7);
-    let out = deliver(
-        &mut fs,
+    deliver(
+        fs,
         &mut env,
         Options::default(),
         &mut &MSG[..],
         &mut [0u8; 8],
-    );
+    )
+}
+
+/// Delivers [`MSG`] on a simulated filesystem with `caps` under the faults of `plan`; returns
+/// the operation trace with the outcome, and the filesystem afterwards.
+fn run(caps: Capabilities, plan: FaultPlan) -> (String, SimFs) {
+    let fs = SimFs::new(Semantics::Posix, caps, Persistence::P2);
+    let mut fs = TraceFs::new(FaultFs::new(fs, plan));
+    let out = deliver_msg(&mut fs);
     let text = format!("{}\n=> {out:?}", fs.log.join("\n"));
     (text, fs.inner.inner)
 }
@@ -79,14 +86,7 @@ fn every_single_fault_leaves_an_honest_state() {
                 };
                 let fs = SimFs::new(Semantics::Posix, caps, Persistence::P2);
                 let mut fs = FaultFs::new(fs, plan);
-                let mut env = SimEnv::unique(0, 7);
-                let out = deliver(
-                    &mut fs,
-                    &mut env,
-                    Options::default(),
-                    &mut &MSG[..],
-                    &mut [0u8; 8],
-                );
+                let out = deliver_msg(&mut fs);
                 let visible: Vec<_> = [Dir::New, Dir::Cur]
                     .iter()
                     .flat_map(|&d| {
@@ -124,9 +124,7 @@ fn exhaustive_with_a_failing_directory_sync() {
         script: vec![(OpKind::SyncDir, 0, Fault::Fail(ErrorKind::Io))],
         random: None,
     };
-    let r = explore(&cfg, 5_000_000);
-    let f: Vec<String> = r.failures.values().map(|f| render(&cfg, f)).collect();
-    assert!(f.is_empty(), "{}", f.join("\n"));
+    explore(&cfg, 5_000_000).assert_clean(&cfg);
 }
 
 #[test]
@@ -152,7 +150,5 @@ fn random_faults_never_break_an_invariant() {
             ],
         )),
     };
-    let r = run_random(&cfg, Sched::Random, 0..2000);
-    let f: Vec<String> = r.failures.values().map(|f| render(&cfg, f)).collect();
-    assert!(f.is_empty(), "{}", f.join("\n"));
+    run_random(&cfg, Sched::Random, 0..2000).assert_clean(&cfg);
 }

@@ -2,11 +2,11 @@
 //! `Exclusive` duplicates a message, while `Locked` (link-based dot-lock, trusting the link
 //! count) holds every invariant exhaustively, with a crash (P2) at every state.
 
-use mdeliver_core::deliver::{deliver, Options, Strategy, LOCK_NAME};
+use mdeliver_core::deliver::{deliver, Options, Outcome, Strategy, LOCK_NAME};
 use mdeliver_core::fs::{Dir, Fs};
 use mdeliver_core::Capabilities;
 use mdeliver_tests::sim::env::SimEnv;
-use mdeliver_tests::sim::explore::{explore, render, replay};
+use mdeliver_tests::sim::explore::{explore, render};
 use mdeliver_tests::sim::fs::{Persistence, Semantics, SimFs};
 use mdeliver_tests::sim::scenarios::nfs;
 
@@ -14,11 +14,7 @@ use mdeliver_tests::sim::scenarios::nfs;
 fn exclusive_duplicates_on_a_lost_link_reply() {
     let cfg = nfs(Strategy::Exclusive, false);
     let r = explore(&cfg, 5_000_000);
-    let f = r.failures.get(&2).expect("a duplicate");
-    assert_eq!(
-        replay(&cfg, &f.schedule).violation.as_ref(),
-        Some(&f.violation)
-    );
+    let f = r.replayed_failure(&cfg, 2);
     insta::assert_snapshot!("nfs_exclusive_lost_reply", render(&cfg, f));
 }
 
@@ -26,18 +22,23 @@ fn exclusive_duplicates_on_a_lost_link_reply() {
 fn exclusive_overwrites_with_colliding_names_when_o_excl_is_not_atomic() {
     let cfg = nfs(Strategy::Exclusive, true);
     let r = explore(&cfg, 5_000_000);
-    let f = r.failures.get(&3).expect("an overwrite");
+    let f = r.replayed_failure(&cfg, 3);
     insta::assert_snapshot!("nfs_exclusive_collision", render(&cfg, f));
 }
 
 #[test]
 fn locked_holds_every_invariant() {
     let cfg = nfs(Strategy::Locked, false);
-    let r = explore(&cfg, 5_000_000);
-    let f: Vec<String> = r.failures.values().map(|f| render(&cfg, f)).collect();
-    assert!(f.is_empty(), "{}", f.join("\n"));
-    assert!(!r.stats.truncated && r.stats.crash_images > 0);
-    eprintln!("{}: {:?}", cfg.name, r.stats);
+    explore(&cfg, 5_000_000).assert_clean(&cfg);
+}
+
+/// Delivers `hello\n` on `fs` with `opts` under the `Locked` strategy.
+fn deliver_locked(fs: &mut SimFs, env: &mut SimEnv, opts: Options) -> Outcome {
+    let opts = Options {
+        strategy: Strategy::Locked,
+        ..opts
+    };
+    deliver(fs, env, opts, &mut &b"hello\n"[..], &mut [0u8; 16])
 }
 
 #[test]
@@ -45,18 +46,7 @@ fn stale_lock_is_broken_by_age() {
     let mut fs = SimFs::new(Semantics::Posix, Capabilities::POSIX, Persistence::P0);
     fs.seed(Dir::Root, LOCK_NAME, b""); // mtime 0: abandoned long ago
     let mut env = SimEnv::unique(0, 1);
-    let opts = Options {
-        strategy: Strategy::Locked,
-        ..Options::default()
-    };
-    let out = deliver(
-        &mut fs,
-        &mut env,
-        opts,
-        &mut &b"hello\n"[..],
-        &mut [0u8; 16],
-    )
-    .unwrap();
+    let out = deliver_locked(&mut fs, &mut env, Options::default()).unwrap();
     assert_eq!(fs.contents(Dir::New, &out.name), Some(&b"hello\n"[..]));
     assert!(fs.stat(Dir::Root, LOCK_NAME).is_err(), "released");
     assert_eq!(fs.names(Dir::Root).count(), 0, "no lock files left");
@@ -69,18 +59,10 @@ fn fresh_lock_held_by_another_makes_it_busy() {
     fs.now = env.secs();
     fs.create(Dir::Root, LOCK_NAME, true).unwrap();
     let opts = Options {
-        strategy: Strategy::Locked,
         lock_timeout_ms: 3_000,
         ..Options::default()
     };
-    let err = deliver(
-        &mut fs,
-        &mut env,
-        opts,
-        &mut &b"hello\n"[..],
-        &mut [0u8; 16],
-    )
-    .unwrap_err();
+    let err = deliver_locked(&mut fs, &mut env, opts).unwrap_err();
     assert_eq!(err.kind, mdeliver_core::ErrorKind::Busy);
     assert_eq!(fs.names(Dir::New).count(), 0);
     assert_eq!(

@@ -11,7 +11,7 @@
 
 use mdeliver_core::deliver::{Publish, Strategy};
 use mdeliver_core::fs::Capabilities;
-use mdeliver_tests::sim::explore::{explore, render};
+use mdeliver_tests::sim::explore::explore;
 use mdeliver_tests::sim::fs::Semantics;
 use mdeliver_tests::sim::scenarios::two_plus_reader;
 use mdeliver_tests::sim::world::{Agent, ReaderMode};
@@ -30,11 +30,7 @@ fn run(collide: bool, mode: ReaderMode) {
         panic!()
     };
     assert_eq!(d.machine.publish_path(), Publish::CheckedRename);
-    let r = explore(&cfg, 5_000_000);
-    let f: Vec<String> = r.failures.values().map(|f| render(&cfg, f)).collect();
-    assert!(f.is_empty(), "{}", f.join("\n"));
-    assert!(!r.stats.truncated && r.stats.crash_images > 0);
-    eprintln!("{}: {:?}", cfg.name, r.stats);
+    explore(&cfg, 5_000_000).assert_clean(&cfg);
 }
 
 #[test]

@@ -3,32 +3,7 @@
 
 use mdeliver_core::deliver::Strategy;
 use mdeliver_tests::sim::explore::{render, replay, run_one, run_random, Sched, Schedule};
-use mdeliver_tests::sim::scenarios::{classic_link_vs_reader, deliverer, path_caps};
-use mdeliver_tests::sim::world::{AgentSpec, Config, ReaderMode};
-
-/// `deliverers` colliding deliverers and two readers that move and re-flag every message; with
-/// `scan`, a core scan too. (The scan's completeness premise, at most one rename of a message in
-/// cur/ per two passes, does not hold with two such readers, so clean-run tests leave it out.)
-fn large(strategy: Strategy, deliverers: usize, scan: bool) -> Config {
-    let mut agents: Vec<AgentSpec> = (0..deliverers).map(|_| deliverer(strategy, true)).collect();
-    agents.push(AgentSpec::Mover {
-        mode: ReaderMode::Plain,
-        flag_change: true,
-    });
-    agents.push(AgentSpec::Mover {
-        mode: ReaderMode::Core,
-        flag_change: true,
-    });
-    if scan {
-        agents.push(AgentSpec::Scanner { naive: false });
-    }
-    let mut cfg = Config::new(
-        &format!("{deliverers} x {strategy:?} + 2 readers + scan"),
-        agents,
-    );
-    cfg.caps = path_caps("link-unlink");
-    cfg
-}
+use mdeliver_tests::sim::scenarios::{classic_link_vs_reader, large};
 
 #[test]
 fn same_seed_same_event_log() {
@@ -76,9 +51,7 @@ fn exclusive_clean_under_random_and_pct_larger_configs() {
             Sched::Pct { depth: 2 },
             Sched::Pct { depth: 3 },
         ] {
-            let r = run_random(&cfg, sched, 0..300);
-            let f: Vec<String> = r.failures.values().map(|f| render(&cfg, f)).collect();
-            assert!(f.is_empty(), "{}", f.join("\n"));
+            run_random(&cfg, sched, 0..300).assert_clean(&cfg);
         }
     }
 }
@@ -93,14 +66,7 @@ fn exclusive_clean_over_a_million_schedules() {
         let cfg = large(Strategy::Exclusive, n, false);
         for sched in [Sched::Random, Sched::Pct { depth: 3 }] {
             let r = run_random(&cfg, sched, 0..250_000);
-            assert!(
-                r.clean(),
-                "{}",
-                r.failures
-                    .values()
-                    .map(|f| render(&cfg, f))
-                    .collect::<String>()
-            );
+            r.assert_clean(&cfg);
             total += r.stats.executions;
         }
     }

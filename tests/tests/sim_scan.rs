@@ -7,17 +7,14 @@ use mdeliver_core::fs::{Dir, Fs};
 use mdeliver_core::name::InfoSep;
 use mdeliver_core::scan::{move_message, scan, FixedKeySet, Move, ScanOptions};
 use mdeliver_core::Capabilities;
-use mdeliver_tests::sim::explore::{explore, render};
+use mdeliver_tests::sim::explore::explore;
 use mdeliver_tests::sim::fs::{Persistence, Semantics, SimFs};
 use mdeliver_tests::sim::scenarios::{core_scan, deliverer};
 use mdeliver_tests::sim::world::{AgentSpec, Config, ReaderMode};
 
+/// Explores `cfg` exhaustively and asserts it clean.
 fn clean(cfg: &Config) {
-    let r = explore(cfg, 5_000_000);
-    let f: Vec<String> = r.failures.values().map(|f| render(cfg, f)).collect();
-    assert!(f.is_empty(), "{}", f.join("\n"));
-    assert!(!r.stats.truncated);
-    eprintln!("{}: {:?}", cfg.name, r.stats);
+    explore(cfg, 5_000_000).assert_clean(cfg);
 }
 
 #[test]
@@ -77,29 +74,28 @@ fn blocking_scan_reports_each_key_once_with_fixed_storage() {
     assert!(scan(&mut fs, &mut small, ScanOptions::default()).is_err());
 }
 
+/// The move of `new/name` to cur/ with the seen flag (`S`), colon separator, no-replace rename.
+fn mark_seen(name: &str) -> Move {
+    Move::new(
+        Dir::New,
+        name,
+        Flags::parse("S").unwrap(),
+        InfoSep::COLON,
+        true,
+    )
+}
+
 #[test]
 fn move_finds_a_message_again_by_key() {
     let mut fs = fs_with(&["cur/k,S=2:2,F"]);
     // We believed it was still in new/ without flags: the move finds it in cur/ by its key.
-    let m = Move::new(
-        Dir::New,
-        "k,S=2",
-        Flags::parse("S").unwrap(),
-        InfoSep::COLON,
-        true,
-    );
+    let m = mark_seen("k,S=2");
     assert_eq!(move_message(&mut fs, m), Ok(Dir::Cur));
     assert!(fs.stat(Dir::Cur, "k,S=2:2,S").is_ok());
     assert!(fs.stat(Dir::Cur, "k,S=2:2,F").is_err());
     // The target exists already (another reader did the same): nothing is clobbered.
     let mut fs = fs_with(&["cur/k:2,S", "new/k"]);
-    let m = Move::new(
-        Dir::New,
-        "k",
-        Flags::parse("S").unwrap(),
-        InfoSep::COLON,
-        true,
-    );
+    let m = mark_seen("k");
     assert_eq!(move_message(&mut fs, m), Ok(Dir::Cur));
     assert_eq!(fs.contents(Dir::Cur, "k:2,S"), Some(&b"m0"[..]));
     // Gone for good: reported, after a bounded search.
@@ -109,13 +105,7 @@ fn move_finds_a_message_again_by_key() {
     // Without rename-noreplace: stat-checked plain rename.
     let mut fs = SimFs::new(Semantics::NoHardLinks, Capabilities::POSIX, Persistence::P0);
     fs.seed(Dir::New, "k", b"m0");
-    let m = Move::new(
-        Dir::New,
-        "k",
-        Flags::parse("S").unwrap(),
-        InfoSep::COLON,
-        true,
-    );
+    let m = mark_seen("k");
     assert_eq!(move_message(&mut fs, m), Ok(Dir::Cur));
     assert_eq!(fs.contents(Dir::Cur, "k:2,S"), Some(&b"m0"[..]));
 }

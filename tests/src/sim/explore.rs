@@ -125,6 +125,37 @@ impl Report {
     pub fn clean(&self) -> bool {
         self.failures.is_empty()
     }
+
+    /// Asserts that this run of `cfg` ended clean: no invariant broke (the panic renders every
+    /// failure), the search was not cut at its state limit, some execution reached a final
+    /// state and, where `cfg.crashes`, crash images were checked. Prints the counters.
+    pub fn assert_clean(&self, cfg: &Config) {
+        let failures: Vec<String> = self.failures.values().map(|f| render(cfg, f)).collect();
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        assert!(!self.stats.truncated, "{}: exploration truncated", cfg.name);
+        assert!(
+            self.stats.executions > 0 && (!cfg.crashes || self.stats.crash_images > 0),
+            "{}: nothing reached a final state or no crash image was checked: {:?}",
+            cfg.name,
+            self.stats
+        );
+        eprintln!("{}: {:?}", cfg.name, self.stats);
+    }
+
+    /// The shortest failure of `invariant` found in `cfg`, after asserting that its printed
+    /// schedule string replays to the same violation; panics with the counters if none.
+    pub fn replayed_failure(&self, cfg: &Config, invariant: u8) -> &Failure {
+        let f = self.failures.get(&invariant).unwrap_or_else(|| {
+            panic!(
+                "{}: no violation of invariant {invariant} found: {:?}",
+                cfg.name, self.stats
+            )
+        });
+        let printed = f.schedule.to_string().parse().expect("schedule parses");
+        let again = replay(cfg, &printed);
+        assert_eq!(again.violation.as_ref(), Some(&f.violation), "{}", cfg.name);
+        f
+    }
 }
 
 fn image_key(w: &World, img: &crate::sim::fs::Image) -> u64 {

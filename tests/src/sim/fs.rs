@@ -287,6 +287,20 @@ impl SimFs {
         ((u64::from(agent) + 1) << 16) | *n
     }
 
+    /// A new empty inode with `nlink` names, created now by the current agent; its number.
+    fn new_inode(&mut self, nlink: u64) -> u64 {
+        let ino = self.alloc(self.agent);
+        let inode = Inode {
+            data: Vec::new(),
+            synced: Vec::new(),
+            nlink,
+            mtime: self.now,
+            creator: self.agent,
+        };
+        self.inodes.insert(ino, inode);
+        ino
+    }
+
     fn check_name(&mut self, dir: Dir, name: &str) -> Result<(), ErrorKind> {
         let bad = name.is_empty()
             || name == "."
@@ -464,17 +478,7 @@ impl Fs for SimFs {
             }
             return Ok(SimFile { ino });
         }
-        let ino = self.alloc(self.agent);
-        self.inodes.insert(
-            ino,
-            Inode {
-                data: Vec::new(),
-                synced: Vec::new(),
-                nlink: 1,
-                mtime: self.now,
-                creator: self.agent,
-            },
-        );
+        let ino = self.new_inode(1);
         self.entries.insert(key, ino);
         self.log(DirOp::Add(dir, name.to_string(), ino));
         Ok(SimFile { ino })
@@ -484,17 +488,7 @@ impl Fs for SimFs {
         if !self.caps.anonymous_tmp {
             return Err(ErrorKind::Unsupported);
         }
-        let ino = self.alloc(self.agent);
-        self.inodes.insert(
-            ino,
-            Inode {
-                data: Vec::new(),
-                synced: Vec::new(),
-                nlink: 0,
-                mtime: self.now,
-                creator: self.agent,
-            },
-        );
+        let ino = self.new_inode(0);
         Ok(SimFile { ino })
     }
 

@@ -136,3 +136,32 @@ pub fn nfs(strategy: Strategy, collide: bool) -> Config {
     c.sem = Semantics::Nfs;
     c
 }
+
+/// `n` deliverers with `strategy` and colliding names, and two readers that move and re-flag
+/// every message (one plain, one through the core); with `scan`, a core scan too. Publish path
+/// link-unlink, crashes under P2. (The scan's completeness premise, at most one rename of a
+/// message in cur/ per two passes, does not hold with two such readers, so clean runs leave the
+/// scan out.)
+pub fn large(strategy: Strategy, n: usize, scan: bool) -> Config {
+    let mut agents: Vec<AgentSpec> = (0..n).map(|_| deliverer(strategy, true)).collect();
+    agents.push(AgentSpec::Mover {
+        mode: ReaderMode::Plain,
+        flag_change: true,
+    });
+    agents.push(AgentSpec::Mover {
+        mode: ReaderMode::Core,
+        flag_change: true,
+    });
+    if scan {
+        agents.push(AgentSpec::Scanner { naive: false });
+    }
+    let mut cfg = Config::new(
+        &format!(
+            "{n} deliverers (colliding names) + 2 readers (move + flag change){}, P2",
+            if scan { " + core scan" } else { "" }
+        ),
+        agents,
+    );
+    cfg.caps = path_caps("link-unlink");
+    cfg
+}

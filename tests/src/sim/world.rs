@@ -734,29 +734,18 @@ impl World {
                 .unwrap_or(n);
             by_key.entry(key).or_default().push((d, n));
         }
-        for (k, names) in &by_key {
-            if names.len() > 1 {
-                return Some(Violation {
-                    invariant: 2,
-                    what: format!(
-                        "unique key {k} appears {} times: {}",
-                        names.len(),
-                        show(names)
-                    ),
-                });
-            }
+        // Invariant 2: one name per unique key, and one name per message.
+        let twice = |what: String, names: &[(Dir, &str)]| Violation {
+            invariant: 2,
+            what: format!("{what}: {}", show(names)),
+        };
+        if let Some((k, names)) = by_key.iter().find(|(_, names)| names.len() > 1) {
+            let what = format!("unique key {k} appears {} times", names.len());
+            return Some(twice(what, names));
         }
-        for (m, names) in &by_msg {
-            if names.len() > 1 {
-                return Some(Violation {
-                    invariant: 2,
-                    what: format!(
-                        "message m{m} stored under {} names: {}",
-                        names.len(),
-                        show(names)
-                    ),
-                });
-            }
+        if let Some((m, names)) = by_msg.iter().find(|(_, names)| names.len() > 1) {
+            let what = format!("message m{m} stored under {} names", names.len());
+            return Some(twice(what, names));
         }
         let deliverers = self
             .agents
