@@ -30,6 +30,8 @@ use mdeliver_core::scan::{classify, perform_list, KeySet, Mark, Scan, ScanOption
 use mdeliver_core::wire;
 use mdeliver_core::{Delivery, ErrorKind, Phase};
 
+use crate::sim::rng::XorShift;
+
 /// A fuzz target: its name and its body.
 pub type Target = (&'static str, fn(&[u8]));
 
@@ -929,9 +931,7 @@ impl Env for FuzzEnv {
     }
     fn random_u64(&mut self) -> u64 {
         if !self.colliding {
-            self.random ^= self.random << 13;
-            self.random ^= self.random >> 7;
-            self.random ^= self.random << 17;
+            self.random = XorShift(self.random).next_u64();
         }
         self.random
     }

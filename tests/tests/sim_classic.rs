@@ -1,21 +1,22 @@
 //! The classic Maildir recipe fails exactly as the critique says, and the explorer finds each
 //! failure on its own; the shortest replayable trace of each is kept as a snapshot.
 
-use mdeliver_tests::sim::explore::{explore, render, Report};
+use mdeliver_tests::sim::explore::{explore, render};
 use mdeliver_tests::sim::fs::Persistence;
 use mdeliver_tests::sim::scenarios::*;
 use mdeliver_tests::sim::world::{Config, ReaderMode};
 
-/// The shortest failure of `invariant`, checked to replay from its printed schedule, as text.
-fn shortest(cfg: &Config, r: &Report, invariant: u8) -> String {
+/// Explores `cfg` exhaustively and renders the shortest violation of `invariant` found,
+/// checked to replay from its printed schedule.
+fn shortest(cfg: &Config, invariant: u8) -> String {
+    let r = explore(cfg, 1_000_000);
     render(cfg, r.replayed_failure(cfg, invariant))
 }
 
 #[test]
 fn a_colliding_names_truncate_the_same_tmp_file() {
     let cfg = classic_collision();
-    let r = explore(&cfg, 1_000_000);
-    insta::assert_snapshot!("classic_a_stat_then_create", shortest(&cfg, &r, 3));
+    insta::assert_snapshot!("classic_a_stat_then_create", shortest(&cfg, 3));
 }
 
 #[test]
@@ -24,8 +25,7 @@ fn a_with_o_excl_no_overwrite_but_no_delivery_either_is_lost() {
     // honestly, or waits and takes a new second).
     let mut cfg = classic_collision();
     cfg.agents = vec![deliverer(QMAIL, true), deliverer(QMAIL, true)];
-    let r = explore(&cfg, 1_000_000);
-    r.assert_clean(&cfg);
+    explore(&cfg, 1_000_000).assert_clean(&cfg);
 }
 
 #[test]
@@ -36,7 +36,8 @@ fn b_link_races_reader_rename_and_duplicates() {
         !r.failures.contains_key(&3),
         "O_EXCL must prevent overwrites"
     );
-    insta::assert_snapshot!("classic_b_link_vs_rename", shortest(&cfg, &r, 2));
+    let f = r.replayed_failure(&cfg, 2);
+    insta::assert_snapshot!("classic_b_link_vs_rename", render(&cfg, f));
 }
 
 #[test]
@@ -44,26 +45,22 @@ fn b_needs_the_collision() {
     let mut cfg = classic_link_vs_reader();
     cfg.agents[0] = deliverer(QMAIL, false);
     cfg.agents[1] = deliverer(QMAIL, false);
-    let r = explore(&cfg, 1_000_000);
-    r.assert_clean(&cfg);
+    explore(&cfg, 1_000_000).assert_clean(&cfg);
 }
 
 #[test]
 fn c_single_pass_listing_misses_a_renamed_message() {
     let cfg = naive_listing();
-    let r = explore(&cfg, 1_000_000);
-    insta::assert_snapshot!("classic_c_naive_listing", shortest(&cfg, &r, 5));
+    insta::assert_snapshot!("classic_c_naive_listing", shortest(&cfg, 5));
 }
 
 #[test]
 fn without_directory_fsync_a_crash_loses_a_reported_delivery() {
     let cfg = classic_crash(Persistence::P2);
-    let r = explore(&cfg, 1_000_000);
-    insta::assert_snapshot!("classic_crash_p2", shortest(&cfg, &r, 1));
+    insta::assert_snapshot!("classic_crash_p2", shortest(&cfg, 1));
     // The journaled model loses it too (the link is not committed yet) ...
     let cfg = classic_crash(Persistence::P1);
-    let r = explore(&cfg, 1_000_000);
-    shortest(&cfg, &r, 1);
+    shortest(&cfg, 1);
     // ... and only a synchronous mount saves it.
     let cfg = classic_crash(Persistence::P0);
     explore(&cfg, 1_000_000).assert_clean(&cfg);

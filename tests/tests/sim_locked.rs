@@ -10,20 +10,22 @@ use mdeliver_tests::sim::explore::{explore, render};
 use mdeliver_tests::sim::fs::{Persistence, Semantics, SimFs};
 use mdeliver_tests::sim::scenarios::nfs;
 
+/// Explores NFS-like `Exclusive` (`collide`: with colliding names) and snapshots, as `name`,
+/// the shortest violation of `invariant`, checked to replay from its printed schedule.
+fn exclusive_breaks(collide: bool, invariant: u8, name: &str) {
+    let cfg = nfs(Strategy::Exclusive, collide);
+    let r = explore(&cfg, 5_000_000);
+    insta::assert_snapshot!(name, render(&cfg, r.replayed_failure(&cfg, invariant)));
+}
+
 #[test]
 fn exclusive_duplicates_on_a_lost_link_reply() {
-    let cfg = nfs(Strategy::Exclusive, false);
-    let r = explore(&cfg, 5_000_000);
-    let f = r.replayed_failure(&cfg, 2);
-    insta::assert_snapshot!("nfs_exclusive_lost_reply", render(&cfg, f));
+    exclusive_breaks(false, 2, "nfs_exclusive_lost_reply");
 }
 
 #[test]
 fn exclusive_overwrites_with_colliding_names_when_o_excl_is_not_atomic() {
-    let cfg = nfs(Strategy::Exclusive, true);
-    let r = explore(&cfg, 5_000_000);
-    let f = r.replayed_failure(&cfg, 3);
-    insta::assert_snapshot!("nfs_exclusive_collision", render(&cfg, f));
+    exclusive_breaks(true, 3, "nfs_exclusive_collision");
 }
 
 #[test]

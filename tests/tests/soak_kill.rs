@@ -18,6 +18,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use cli_support::*;
+use mdeliver_tests::sim::rng::XorShift;
 
 fn deliveries() -> u64 {
     std::env::var("MDELIVER_SOAK_KILL")
@@ -26,25 +27,14 @@ fn deliveries() -> u64 {
         .unwrap_or(2000)
 }
 
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 /// Message `id`: an identifying header and up to 96 KiB of body, so kills land mid-write.
 fn message(id: u64) -> Vec<u8> {
     let mut r = XorShift(id.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-    let len = (r.next() % (96 << 10)) as usize + 40;
+    let len = (r.next_u64() % (96 << 10)) as usize + 40;
     let mut m = format!("X-Soak-Id: {id}\nSubject: kill soak\n\n").into_bytes();
     while m.len() < len {
-        m.push(b'a' + (r.next() % 26) as u8);
-        if r.next().is_multiple_of(64) {
+        m.push(b'a' + (r.next_u64() % 26) as u8);
+        if r.next_u64().is_multiple_of(64) {
             m.push(b'\n');
         }
     }
@@ -103,9 +93,9 @@ fn soak(md: &Path, ids: std::ops::Range<u64>, workers: u64, disable: &str) -> Ta
                     let writer = std::thread::spawn(move || {
                         let _ = stdin.write_all(&msg);
                     });
-                    let kill = r.next() % 10 < 6;
+                    let kill = r.next_u64() % 10 < 6;
                     if kill {
-                        let delay = r.next() % 4000;
+                        let delay = r.next_u64() % 4000;
                         std::thread::sleep(std::time::Duration::from_micros(delay));
                         let _ = child.kill();
                     }

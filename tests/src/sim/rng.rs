@@ -1,5 +1,6 @@
-//! A small deterministic generator (SplitMix64): every random decision of the simulator comes
-//! from one seed, so a seed replays exactly.
+//! Small deterministic generators: SplitMix64, from which every random decision of the
+//! simulator comes (one seed replays exactly), and xorshift64, which the soak and fuzz tests
+//! use to derive messages and timings from a seed.
 
 /// SplitMix64.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -23,5 +24,19 @@ impl Rng {
     /// A number in `0..n` (`n > 0`).
     pub fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n
+    }
+}
+
+/// Marsaglia's xorshift64 (shifts 13, 7, 17). The state must not be zero (it would stay zero).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct XorShift(pub u64);
+
+impl XorShift {
+    /// The next 64 random bits (the new state).
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
     }
 }

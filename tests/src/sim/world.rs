@@ -230,23 +230,19 @@ pub struct Deliverer {
     pub history: (SimEnv, Vec<OpResult>),
 }
 
-impl PartialEq for Deliverer {
-    fn eq(&self, o: &Self) -> bool {
-        (
-            self.msg,
-            &self.machine,
-            &self.env,
-            &self.file,
-            self.lookup,
-            &self.outcome,
-        ) == (o.msg, &o.machine, &o.env, &o.file, o.lookup, &o.outcome)
-    }
-}
+/// What a deliverer's state is: everything but its history.
+type DelivererState<'a> = (
+    usize,
+    &'a Delivery,
+    &'a SimEnv,
+    &'a Option<SimFile>,
+    Option<bool>,
+    &'a Option<Outcome>,
+);
 
-impl Eq for Deliverer {}
-
-impl Hash for Deliverer {
-    fn hash<H: Hasher>(&self, h: &mut H) {
+impl Deliverer {
+    /// Its state, compared and hashed (the history is left out, see [`Deliverer::history`]).
+    fn state(&self) -> DelivererState<'_> {
         (
             self.msg,
             &self.machine,
@@ -255,7 +251,20 @@ impl Hash for Deliverer {
             self.lookup,
             &self.outcome,
         )
-            .hash(h);
+    }
+}
+
+impl PartialEq for Deliverer {
+    fn eq(&self, o: &Self) -> bool {
+        self.state() == o.state()
+    }
+}
+
+impl Eq for Deliverer {}
+
+impl Hash for Deliverer {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.state().hash(h);
     }
 }
 
