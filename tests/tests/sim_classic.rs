@@ -13,10 +13,14 @@ fn shortest(cfg: &Config, invariant: u8) -> String {
     render(cfg, r.replayed_failure(cfg, invariant))
 }
 
+/// Asserts that `cfg` breaks `invariant` and snapshots the shortest trace as `name`.
+fn counterexample(cfg: Config, invariant: u8, name: &str) {
+    insta::assert_snapshot!(name, shortest(&cfg, invariant));
+}
+
 #[test]
 fn a_colliding_names_truncate_the_same_tmp_file() {
-    let cfg = classic_collision();
-    insta::assert_snapshot!("classic_a_stat_then_create", shortest(&cfg, 3));
+    counterexample(classic_collision(), 3, "classic_a_stat_then_create");
 }
 
 #[test]
@@ -50,14 +54,12 @@ fn b_needs_the_collision() {
 
 #[test]
 fn c_single_pass_listing_misses_a_renamed_message() {
-    let cfg = naive_listing();
-    insta::assert_snapshot!("classic_c_naive_listing", shortest(&cfg, 5));
+    counterexample(naive_listing(), 5, "classic_c_naive_listing");
 }
 
 #[test]
 fn without_directory_fsync_a_crash_loses_a_reported_delivery() {
-    let cfg = classic_crash(Persistence::P2);
-    insta::assert_snapshot!("classic_crash_p2", shortest(&cfg, 1));
+    counterexample(classic_crash(Persistence::P2), 1, "classic_crash_p2");
     // The journaled model loses it too (the link is not committed yet) ...
     let cfg = classic_crash(Persistence::P1);
     shortest(&cfg, 1);
