@@ -11,11 +11,13 @@
 #[allow(dead_code)]
 mod wasi_support;
 
-use mdeliver_core::deliver::{Delivery, Options, Step, Strategy};
+use mdeliver_core::deliver::{Delivery, Durability, Options, Step, Strategy};
 use mdeliver_core::env::{Env, Timestamp};
 use mdeliver_core::fs::{Capabilities, Op, OpResult};
-use mdeliver_core::ErrorKind;
-use mdeliver_core::{wire, Fs};
+use mdeliver_core::name::InfoSep;
+use mdeliver_core::wire::{self, CallError, EnvValue, Start, STEP_BUF_LEN};
+use mdeliver_core::Fs;
+use mdeliver_core::{ErrorKind, Flags};
 use mdeliver_tests::sim::env::SimEnv;
 use mdeliver_tests::sim::explore::explore;
 use mdeliver_tests::sim::scenarios::{nfs, path_caps, two_plus_reader};
@@ -25,22 +27,22 @@ use std::cell::RefCell;
 use std::collections::HashSet;
 use wasmtime::{Instance, Store, TypedFunc};
 
-/// Records every value the machine draws from its environment, in order, as the module's
-/// `mdeliver_step_env_push` expects them.
+/// Records every value the machine draws from its environment, in order, for the module's
+/// `mdeliver_step_env_push`.
 struct Recording<'a> {
     inner: &'a mut SimEnv,
-    log: Vec<(u32, u64, u64)>,
+    log: Vec<EnvValue>,
 }
 
 impl Env for Recording<'_> {
     fn now(&mut self) -> Timestamp {
         let t = self.inner.now();
-        self.log.push((0, t.secs, u64::from(t.micros)));
+        self.log.push(EnvValue::Now(t));
         t
     }
     fn random_u64(&mut self) -> u64 {
         let r = self.inner.random_u64();
-        self.log.push((1, r, 0));
+        self.log.push(EnvValue::Random(r));
         r
     }
     fn pid(&self) -> Option<u32> {
@@ -51,7 +53,7 @@ impl Env for Recording<'_> {
     }
     fn next_counter(&mut self) -> u64 {
         let c = self.inner.next_counter();
-        self.log.push((2, c, 0));
+        self.log.push(EnvValue::Counter(c));
         c
     }
     fn sleep(&mut self, millis: u32) {
@@ -63,8 +65,8 @@ struct Module {
     store: Store<wasi_support::Host>,
     buf: usize,
     instance: Instance,
-    new: TypedFunc<(u32, u32, u32, u32, u32, u32), i32>,
-    env_push: TypedFunc<(u32, u64, u64), ()>,
+    new: TypedFunc<u32, i32>,
+    env_push: TypedFunc<(u32, u64, u64), i32>,
     poll: TypedFunc<u32, i32>,
     feed: TypedFunc<(u32, u32), i32>,
     drop: TypedFunc<u32, ()>,
@@ -101,43 +103,39 @@ impl Module {
 
     fn memory(&mut self) -> &mut [u8] {
         let mem = self.instance.get_memory(&mut self.store, "memory").unwrap();
-        &mut mem.data_mut(&mut self.store)[self.buf..self.buf + 1024]
+        &mut mem.data_mut(&mut self.store)[self.buf..self.buf + STEP_BUF_LEN]
     }
 
-    fn push(&mut self, log: &[(u32, u64, u64)]) {
-        for &(k, a, b) in log {
-            self.env_push.call(&mut self.store, (k, a, b)).unwrap();
+    fn push(&mut self, log: &[EnvValue]) {
+        for &v in log {
+            let r = self.env_push.call(&mut self.store, v.encode()).unwrap();
+            assert_eq!(wire::decode_return(r), Ok(Ok(0)), "env_push {v:?}");
+        }
+    }
+
+    /// Starts a machine from the bytes of `start`, returning its handle.
+    fn start(&mut self, start: &Start<'_>) -> u32 {
+        let n = wire::encode_start(start, self.memory()).unwrap();
+        let h = self.new.call(&mut self.store, n as u32).unwrap();
+        match wire::decode_return(h) {
+            Ok(Ok(h)) => h,
+            other => panic!("wasm machine refused {start:?}: {other:?}"),
         }
     }
 
     fn poll(&mut self, h: u32) -> Vec<u8> {
         let n = self.poll.call(&mut self.store, h).unwrap();
-        assert!(n > 0, "wasm poll failed: {n}");
-        self.memory()[..n as usize].to_vec()
+        match wire::decode_return(n) {
+            Ok(Ok(n)) => self.memory()[..n as usize].to_vec(),
+            other => panic!("wasm poll failed: {other:?}"),
+        }
     }
 }
 
-fn caps_bits(c: Capabilities) -> u32 {
-    u32::from(c.anonymous_tmp)
-        | u32::from(c.rename_noreplace) << 1
-        | u32::from(c.hard_links) << 2
-        | u32::from(c.dir_sync) << 3
-        | u32::from(c.atomic_exclusive) << 4
-}
-
 fn encode_step(step: &Step<'_>) -> Vec<u8> {
-    let mut b = vec![0u8; 1024];
-    let n = match step {
-        Step::Op(op) => {
-            b[0] = 1;
-            wire::encode_op(*op, &mut b[1..]).unwrap()
-        }
-        Step::Done(o) => {
-            b[0] = 2;
-            wire::encode_outcome(o, &mut b[1..]).unwrap()
-        }
-    };
-    b.truncate(n + 1);
+    let mut b = vec![0u8; STEP_BUF_LEN];
+    let n = wire::encode_step(step, &mut b).unwrap();
+    b.truncate(n);
     b
 }
 
@@ -153,6 +151,48 @@ thread_local! {
     static TALLY: RefCell<Tally> = RefCell::new(Tally::default());
 }
 
+/// Steps a native and a wasm machine started from `start` and `env0` side by side, answering
+/// each operation with `answer` (fed to both), and asserts that every step is byte-identical.
+/// Returns the number of operations and the final step.
+fn lockstep(
+    m: &mut Module,
+    start: Start<'_>,
+    env0: &SimEnv,
+    mut answer: impl FnMut(usize, &Op<'_>) -> Option<OpResult>,
+) -> (usize, Vec<u8>) {
+    let mut env = env0.clone();
+    let mut rec = Recording {
+        inner: &mut env,
+        log: Vec::new(),
+    };
+    let mut native = Delivery::new(start.opts, start.caps, &mut rec);
+    // Start the wasm machine from the same environment.
+    m.push(&[EnvValue::Pid(Some(env0.pid))]);
+    m.push(&std::mem::take(&mut rec.log));
+    let h = m.start(&start);
+    let mut i = 0;
+    loop {
+        let step = native.poll();
+        let ours = encode_step(&step);
+        let theirs = m.poll(h);
+        assert_eq!(ours, theirs, "step {i} differs: native {step:?}");
+        let Step::Op(op) = step else {
+            m.drop.call(&mut m.store, h).unwrap();
+            return (i, ours);
+        };
+        let r = answer(i, &op).unwrap_or_else(|| panic!("no result for step {i}: {op:?}"));
+        if let Op::Sleep { millis } = op {
+            rec.sleep(millis);
+        }
+        native.feed(r, &mut rec);
+        m.push(&std::mem::take(&mut rec.log));
+        let n = wire::encode_result(r, m.memory()).unwrap();
+        let fed = m.feed.call(&mut m.store, (h, n as u32)).unwrap();
+        assert_eq!(wire::decode_return(fed), Ok(Ok(0)), "wasm feed at step {i}");
+        i += 1;
+    }
+}
+
 /// Replays one deliverer's history on both machines, asserting identical steps.
 fn compare(caps: Capabilities, env0: &SimEnv, results: &[OpResult]) {
     let key = format!("{caps:?}{env0:?}{results:?}");
@@ -162,72 +202,127 @@ fn compare(caps: Capabilities, env0: &SimEnv, results: &[OpResult]) {
     MODULE.with(|m| {
         let mut m = m.borrow_mut();
         let m = m.get_or_insert_with(Module::load);
-        let mut env = env0.clone();
-        let opts = Options {
-            strategy: Strategy::Exclusive,
-            ..Options::default()
+        let start = Start {
+            opts: Options {
+                strategy: Strategy::Exclusive,
+                ..Options::default()
+            },
+            caps,
+            host: &env0.host,
         };
-        let mut rec = Recording {
-            inner: &mut env,
-            log: Vec::new(),
-        };
-        let mut native = Delivery::new(opts, caps, &mut rec);
-        // Start the wasm machine from the same environment.
-        m.push(&[(3, u64::from(env0.pid), 0)]);
-        m.push(&std::mem::take(&mut rec.log));
-        let host = env0.host.as_bytes().to_vec();
-        m.memory()[..host.len()].copy_from_slice(&host);
-        let h = m
-            .new
-            .call(
-                &mut m.store,
-                (
-                    0,
-                    caps_bits(caps),
-                    0,
-                    opts.max_attempts,
-                    host.len() as u32,
-                    u32::MAX,
-                ),
-            )
-            .unwrap();
-        assert!(h >= 0, "wasm machine refused its options");
-        let h = h as u32;
-        for (i, &r) in results.iter().enumerate() {
-            let step = native.poll();
-            let ours = encode_step(&step);
-            let theirs = m.poll(h);
-            assert_eq!(
-                ours, theirs,
-                "step {i} differs: native {step:?}; history {results:?}"
-            );
-            if let Step::Op(Op::Sleep { millis }) = step {
-                rec.sleep(millis);
-            }
-            native.feed(r, &mut rec);
-            m.push(&std::mem::take(&mut rec.log));
-            let mut b = [0u8; 64];
-            let n = wire::encode_result(r, &mut b).unwrap();
-            m.memory()[..n].copy_from_slice(&b[..n]);
-            let fed = m.feed.call(&mut m.store, (h, n as u32)).unwrap();
-            assert_eq!(
-                fed, 0,
-                "wasm feed at step {i} returned {fed} (−2: environment diverged)"
-            );
-        }
-        let done = native.poll();
-        assert!(
-            matches!(done, Step::Done(_)),
-            "history ended before the machine: {done:?}"
+        let (ops, _) = lockstep(m, start, env0, |i, _| results.get(i).copied());
+        assert_eq!(
+            ops,
+            results.len(),
+            "the machines finished before the history: {results:?}"
         );
-        assert_eq!(encode_step(&done), m.poll(h), "outcomes differ");
-        m.drop.call(&mut m.store, h).unwrap();
         TALLY.with(|t| {
             let mut t = t.borrow_mut();
             t.histories += 1;
             t.steps += results.len() as u64 + 1;
         });
     });
+}
+
+/// A filesystem on which everything works and nothing exists yet.
+fn all_well(_: usize, op: &Op<'_>) -> Option<OpResult> {
+    Some(match op {
+        Op::CreateExclusive { .. } | Op::CreateTruncate { .. } | Op::CreateAnonymous { .. } => {
+            OpResult::Created { id: None }
+        }
+        Op::WriteMessage => OpResult::Written(5),
+        Op::Stat { .. } => OpResult::Err(ErrorKind::NotFound),
+        _ => OpResult::Done,
+    })
+}
+
+#[test]
+fn every_option_crosses_the_abi() {
+    let mut m = Module::load();
+    let env0 = SimEnv::unique(1, 7);
+    let mut no_links = Capabilities::POSIX;
+    no_links.hard_links = false;
+    let strategies = [
+        Strategy::Exclusive,
+        Strategy::Classic {
+            exclusive_create: false,
+        },
+        Strategy::Classic {
+            exclusive_create: true,
+        },
+        Strategy::Locked,
+    ];
+    let mut delivered = HashSet::new();
+    for strategy in strategies {
+        for durability in [Durability::Full, Durability::DeferDirSync, Durability::None] {
+            for flags in [None, Some(Flags::parse("SF").unwrap())] {
+                for sep in [b':', b';'] {
+                    for caps in [Capabilities::LINUX_LOCAL, Capabilities::POSIX, no_links] {
+                        let opts = Options {
+                            strategy,
+                            durability,
+                            flags,
+                            sep: InfoSep::new(sep).unwrap(),
+                            max_attempts: 3,
+                            lock_stale_secs: 60,
+                            lock_timeout_ms: 3_000,
+                            lock_poll_ms: 500,
+                        };
+                        let start = Start {
+                            opts,
+                            caps,
+                            host: &env0.host,
+                        };
+                        let (_, done) = lockstep(&mut m, start, &env0, all_well);
+                        if let Ok(Step::Done(Ok(d))) = wire::decode_step(&done) {
+                            delivered.insert(d.name.as_str().to_string());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // The flags and the separator reached the module's machine: its names carry them.
+    for suffix in [":2,FS", ";2,FS"] {
+        assert!(
+            delivered.iter().any(|n| n.ends_with(suffix)),
+            "no delivery named *{suffix}: {delivered:?}"
+        );
+    }
+}
+
+#[test]
+fn the_abi_reports_bad_input_and_divergence() {
+    let mut m = Module::load();
+    let bad = Ok(Err(CallError::BadInput));
+    let r = m.poll.call(&mut m.store, 12345).unwrap();
+    assert_eq!(wire::decode_return(r), bad, "poll of an unknown handle");
+    let r = m.feed.call(&mut m.store, (12345, 1)).unwrap();
+    assert_eq!(wire::decode_return(r), bad, "feed of an unknown handle");
+    let r = m.env_push.call(&mut m.store, (99, 0, 0)).unwrap();
+    assert_eq!(wire::decode_return(r), bad, "an unknown environment kind");
+    m.memory()[0] = 200; // no such strategy
+    let r = m.new.call(&mut m.store, 40).unwrap();
+    assert_eq!(
+        wire::decode_return(r),
+        bad,
+        "a start with an unknown strategy"
+    );
+    // A machine whose environment is never pushed diverges on its first feed.
+    let env0 = SimEnv::unique(2, 9);
+    let h = m.start(&Start {
+        opts: Options::default(),
+        caps: Capabilities::POSIX,
+        host: &env0.host,
+    });
+    assert!(matches!(wire::decode_step(&m.poll(h)), Ok(Step::Op(_))));
+    m.memory()[0] = 99; // no such result
+    let r = m.feed.call(&mut m.store, (h, 1)).unwrap();
+    assert_eq!(wire::decode_return(r), bad, "an unknown result");
+    let n = wire::encode_result(OpResult::Created { id: None }, m.memory()).unwrap();
+    let r = m.feed.call(&mut m.store, (h, n as u32)).unwrap();
+    assert_eq!(wire::decode_return(r), Ok(Err(CallError::Diverged)));
+    m.drop.call(&mut m.store, h).unwrap();
 }
 
 fn on_final(w: &World) {

@@ -2,29 +2,18 @@
 //! host (the simulator) can step the *compiled* machine exactly as it steps the native one:
 //! start a delivery, ask for the next operation, feed back its result.
 //!
-//! Data crosses in one shared buffer ([`mdeliver_step_buf`]) using `mdeliver_core::wire`.
-//! The machine's environment (clock, entropy, counter, pid) is replayed from values the host
-//! pushes with [`mdeliver_step_env_push`] before each call, so both machines see the same
-//! inputs; a call that wants a value the host did not push, or of another kind, marks the
-//! machine as diverged (reported by `feed` as -2).
+//! The ABI (each export, its arguments, the buffer layout and every code) is defined and
+//! documented once, in `mdeliver_core::wire` ("The stepping ABI"); this file only translates
+//! between those encodings and the core's [`Delivery`]. The machine's environment (clock,
+//! entropy, counter, pid) is replayed from the values the host pushes, so both machines see
+//! the same inputs; a call that wants a value the host did not push, or of another kind,
+//! marks the machine as diverged.
 
-use mdeliver_core::deliver::Durability;
 use mdeliver_core::env::Timestamp;
-use mdeliver_core::wire;
-use mdeliver_core::{Capabilities, Delivery, Env, Flags, Options, Step, Strategy};
+use mdeliver_core::wire::{self, CallError, EnvValue, STEP_BUF_LEN};
+use mdeliver_core::{Delivery, Env};
 use std::cell::RefCell;
 use std::collections::VecDeque;
-
-const BUF_LEN: usize = 1024;
-
-/// Values of the environment, in the order the machine asks for them.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-enum EnvValue {
-    Now(u64, u32),
-    Random(u64),
-    Counter(u64),
-    Pid(Option<u32>),
-}
 
 struct Replay {
     host: String,
@@ -48,7 +37,7 @@ impl Replay {
 impl Env for Replay {
     fn now(&mut self) -> Timestamp {
         match self.take(|v| matches!(v, EnvValue::Now(..))) {
-            Some(EnvValue::Now(secs, micros)) => Timestamp { secs, micros },
+            Some(EnvValue::Now(t)) => t,
             _ => Timestamp::default(),
         }
     }
@@ -79,109 +68,45 @@ struct Machine {
 }
 
 struct State {
-    buf: [u8; BUF_LEN],
+    buf: [u8; STEP_BUF_LEN],
     machines: Vec<Option<Machine>>,
     pending_env: VecDeque<EnvValue>,
 }
 
 thread_local! {
     static STATE: RefCell<State> = const {
-        RefCell::new(State { buf: [0; BUF_LEN], machines: Vec::new(), pending_env: VecDeque::new() })
+        RefCell::new(State { buf: [0; STEP_BUF_LEN], machines: Vec::new(), pending_env: VecDeque::new() })
     };
 }
 
-/// The shared buffer's address (its length is 1024 bytes).
+/// The shared buffer's address (its length is [`STEP_BUF_LEN`]).
 #[no_mangle]
 pub extern "C" fn mdeliver_step_buf() -> *mut u8 {
     STATE.with(|s| s.borrow_mut().buf.as_mut_ptr())
 }
 
-/// Queues an environment value for the next `new` or `feed`: kind 0 = time (`a` seconds,
-/// `b` microseconds), 1 = random `a`, 2 = counter `a`, 3 = pid (`a`, or none when `b` != 0;
-/// taken by `new` only).
+/// Queues an environment value (`wire::EnvValue::encode`) for the next `new` or `feed`.
 #[no_mangle]
-pub extern "C" fn mdeliver_step_env_push(kind: u32, a: u64, b: u64) {
-    let v = match kind {
-        0 => EnvValue::Now(a, b as u32),
-        1 => EnvValue::Random(a),
-        2 => EnvValue::Counter(a),
-        _ => EnvValue::Pid(if b != 0 { None } else { Some(a as u32) }),
-    };
-    STATE.with(|s| s.borrow_mut().pending_env.push_back(v));
+pub extern "C" fn mdeliver_step_env_push(kind: u32, a: u64, b: u64) -> i32 {
+    let r = EnvValue::decode(kind, a, b).map(|v| {
+        STATE.with(|s| s.borrow_mut().pending_env.push_back(v));
+        0
+    });
+    wire::encode_return(r.map_err(|_| CallError::BadInput))
 }
 
-/// Starts a delivery. The buffer holds the host name (`host_len` bytes) followed by the flag
-/// letters (`flags_len` bytes, or none at all when `flags_len` is `u32::MAX`: deliver to new/).
-/// `strategy`: 0 Exclusive, 1 Classic, 2 Classic with O_EXCL, 3 Locked. `caps` bits: 1
-/// anonymous tmp, 2 rename-noreplace, 4 hard links, 8 dir sync, 16 atomic O_EXCL.
-/// `durability`: 0 full, 1 deferred dir sync, 2 none. Returns a handle, or -1 on bad input.
+/// Starts a delivery from the `wire::Start` in the buffer's first `len` bytes, with the
+/// environment values pushed since the last call. Returns a handle.
 #[no_mangle]
-pub extern "C" fn mdeliver_step_new(
-    strategy: u32,
-    caps: u32,
-    durability: u32,
-    max_attempts: u32,
-    host_len: u32,
-    flags_len: u32,
-) -> i32 {
-    STATE.with(|s| {
+pub extern "C" fn mdeliver_step_new(len: u32) -> i32 {
+    wire::encode_return(STATE.with(|s| {
         let mut s = s.borrow_mut();
-        let host_len = host_len as usize;
-        let Some(host) = s
+        let start = s
             .buf
-            .get(..host_len)
-            .and_then(|b| std::str::from_utf8(b).ok())
-        else {
-            return -1;
-        };
-        let host = host.to_string();
-        let flags = if flags_len == u32::MAX {
-            None
-        } else {
-            let end = host_len + flags_len as usize;
-            let Some(letters) = s
-                .buf
-                .get(host_len..end)
-                .and_then(|b| std::str::from_utf8(b).ok())
-            else {
-                return -1;
-            };
-            match Flags::parse(letters) {
-                Ok(f) => Some(f),
-                Err(_) => return -1,
-            }
-        };
-        let strategy = match strategy {
-            0 => Strategy::Exclusive,
-            1 => Strategy::Classic {
-                exclusive_create: false,
-            },
-            2 => Strategy::Classic {
-                exclusive_create: true,
-            },
-            3 => Strategy::Locked,
-            _ => return -1,
-        };
-        let durability = match durability {
-            0 => Durability::Full,
-            1 => Durability::DeferDirSync,
-            2 => Durability::None,
-            _ => return -1,
-        };
-        let caps = Capabilities {
-            anonymous_tmp: caps & 1 != 0,
-            rename_noreplace: caps & 2 != 0,
-            hard_links: caps & 4 != 0,
-            dir_sync: caps & 8 != 0,
-            atomic_exclusive: caps & 16 != 0,
-        };
-        let opts = Options {
-            strategy,
-            durability,
-            flags,
-            max_attempts,
-            ..Options::default()
-        };
+            .get(..len as usize)
+            .and_then(|b| wire::decode_start(b).ok())
+            .ok_or(CallError::BadInput)?;
+        let (opts, caps, host) = (start.opts, start.caps, start.host.to_string());
         // The pid is a property of the machine's process, pushed once before `new`.
         let mut pid = None;
         let mut tape = VecDeque::new();
@@ -200,50 +125,40 @@ pub extern "C" fn mdeliver_step_new(
         let delivery = Delivery::new(opts, caps, &mut env);
         let m = Some(Machine { delivery, env });
         // Reuse a dropped machine's slot, so a host stepping millions of machines stays small.
-        match s.machines.iter().position(Option::is_none) {
+        Ok(match s.machines.iter().position(Option::is_none) {
             Some(i) => {
                 s.machines[i] = m;
-                i as i32
+                i as u32
             }
             None => {
                 s.machines.push(m);
-                (s.machines.len() - 1) as i32
+                (s.machines.len() - 1) as u32
             }
-        }
-    })
+        })
+    }))
 }
 
-/// Writes the machine's next step into the buffer: `1` + an encoded operation, or `2` + the
-/// encoded outcome. Returns the length, or -1 for a bad handle.
+/// Writes the machine's next step (`wire::encode_step`) into the buffer. Returns its length.
 #[no_mangle]
 pub extern "C" fn mdeliver_step_poll(handle: u32) -> i32 {
-    STATE.with(|s| {
+    wire::encode_return(STATE.with(|s| {
         let mut s = s.borrow_mut();
         let State { buf, machines, .. } = &mut *s;
         let Some(Some(m)) = machines.get(handle as usize) else {
-            return -1;
+            return Err(CallError::BadInput);
         };
-        let (tag, body) = buf.split_at_mut(1);
-        let n = match m.delivery.poll() {
-            Step::Op(op) => {
-                tag[0] = 1;
-                wire::encode_op(op, body)
-            }
-            Step::Done(outcome) => {
-                tag[0] = 2;
-                wire::encode_outcome(&outcome, body)
-            }
-        };
-        n.map_or(-1, |n| n as i32 + 1)
-    })
+        match wire::encode_step(&m.delivery.poll(), buf) {
+            Ok(n) => Ok(n as u32),
+            Err(_) => Err(CallError::BadInput),
+        }
+    }))
 }
 
-/// Feeds the encoded result (`len` bytes in the buffer) of the last polled operation. Returns
-/// 0, -1 for a bad handle or encoding, -2 if the machine asked for an environment value the
-/// host had not pushed (the runs diverged).
+/// Feeds the encoded result (`len` bytes in the buffer) of the last polled operation, with
+/// the environment values pushed since the last call. Returns 0.
 #[no_mangle]
 pub extern "C" fn mdeliver_step_feed(handle: u32, len: u32) -> i32 {
-    STATE.with(|s| {
+    wire::encode_return(STATE.with(|s| {
         let mut s = s.borrow_mut();
         let State {
             buf,
@@ -251,23 +166,20 @@ pub extern "C" fn mdeliver_step_feed(handle: u32, len: u32) -> i32 {
             pending_env,
         } = &mut *s;
         let Some(Some(m)) = machines.get_mut(handle as usize) else {
-            return -1;
+            return Err(CallError::BadInput);
         };
-        let Ok(result) = buf
+        let result = buf
             .get(..len as usize)
-            .ok_or(())
-            .and_then(|b| wire::decode_result(b).map_err(|_| ()))
-        else {
-            return -1;
-        };
+            .and_then(|b| wire::decode_result(b).ok())
+            .ok_or(CallError::BadInput)?;
         m.env.tape.extend(pending_env.drain(..));
         m.delivery.feed(result, &mut m.env);
         if m.env.diverged {
-            -2
+            Err(CallError::Diverged)
         } else {
-            0
+            Ok(0)
         }
-    })
+    }))
 }
 
 /// Releases a machine.
