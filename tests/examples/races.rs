@@ -7,7 +7,7 @@ use mdeliver_core::deliver::Strategy;
 use mdeliver_tests::sim::explore::{explore, render, run_random_par, Report, Sched};
 use mdeliver_tests::sim::fs::{Persistence, Semantics};
 use mdeliver_tests::sim::scenarios::*;
-use mdeliver_tests::sim::world::{AgentSpec, Config, ReaderMode};
+use mdeliver_tests::sim::world::{Config, ReaderMode};
 
 fn row(strategy: &str, cfg: &Config, kind: &str, r: &Report) {
     let v: Vec<String> = r.failures.keys().map(|i| format!("I{i}")).collect();
@@ -26,30 +26,6 @@ fn row(strategy: &str, cfg: &Config, kind: &str, r: &Report) {
         },
         r.stats.elapsed
     );
-}
-
-fn large(strategy: Strategy, n: usize, scan: bool) -> Config {
-    let mut agents: Vec<AgentSpec> = (0..n).map(|_| deliverer(strategy, true)).collect();
-    agents.push(AgentSpec::Mover {
-        mode: ReaderMode::Plain,
-        flag_change: true,
-    });
-    agents.push(AgentSpec::Mover {
-        mode: ReaderMode::Core,
-        flag_change: true,
-    });
-    if scan {
-        agents.push(AgentSpec::Scanner { naive: false });
-    }
-    let mut cfg = Config::new(
-        &format!(
-            "{n} deliverers (colliding names) + 2 readers (move + flag change){}, P2",
-            if scan { " + core scan" } else { "" }
-        ),
-        agents,
-    );
-    cfg.caps = path_caps("link-unlink");
-    cfg
 }
 
 fn main() {

@@ -93,31 +93,21 @@ fn tokens(target: &str) -> &'static [&'static [u8]] {
     }
 }
 
-/// A deterministic xorshift generator.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 /// Random input `seed` for `target`: a config prefix of raw bytes, then a mix of tokens and
 /// raw bytes.
 fn random_input(target: &str, seed: u64) -> Vec<u8> {
-    let mut r = XorShift(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5851_f42d_4c95_7f2d | 1);
+    let mut r = mdeliver_tests::sim::rng::XorShift(
+        seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5851_f42d_4c95_7f2d | 1,
+    );
     let toks = tokens(target);
-    let len = (r.next() % 400) as usize;
+    let len = (r.next_u64() % 400) as usize;
     let mut out = Vec::with_capacity(len + 64);
-    let prefix = (r.next() % 48) as usize;
+    let prefix = (r.next_u64() % 48) as usize;
     for _ in 0..prefix {
-        out.push(r.next() as u8);
+        out.push(r.next_u64() as u8);
     }
     while out.len() < len {
-        let x = r.next();
+        let x = r.next_u64();
         if x.is_multiple_of(3) {
             out.push((x >> 8) as u8);
         } else {
