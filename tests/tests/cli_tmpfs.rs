@@ -6,76 +6,9 @@
 
 mod cli_support;
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use cli_support::*;
-
-/// A small tmpfs, unmounted on drop.
-struct Tmpfs {
-    mnt: PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(under: &Path) -> Option<Tmpfs> {
-        if !is_root() {
-            eprintln!("skipped: mounting a tmpfs needs root");
-            return None;
-        }
-        let mnt = under.join("mnt");
-        std::fs::create_dir(&mnt).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=256k,mode=0700", "mdeliver-test"])
-            .arg(&mnt)
-            .output();
-        match out {
-            Ok(o) if o.status.success() => Some(Tmpfs { mnt }),
-            Ok(o) => {
-                eprintln!(
-                    "skipped: mount -t tmpfs failed: {}",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                );
-                None
-            }
-            Err(e) => {
-                eprintln!("skipped: cannot run mount: {e}");
-                None
-            }
-        }
-    }
-
-    /// Remounts the filesystem read-only.
-    fn make_read_only(&self) {
-        let st = Command::new("mount")
-            .args(["-o", "remount,ro"])
-            .arg(&self.mnt)
-            .status()
-            .unwrap();
-        assert!(st.success(), "remount read-only");
-    }
-
-    /// Writes a file outside the maildir until the filesystem is full.
-    fn fill(&self) {
-        let mut f = std::fs::File::create(self.mnt.join("filler")).unwrap();
-        let chunk = [0x55u8; 4096];
-        loop {
-            match f.write(&chunk) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(28) => break, // ENOSPC
-                Err(e) => panic!("filling tmpfs: {e}"),
-            }
-        }
-        f.sync_all().ok();
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.mnt).status();
-    }
-}
 
 fn assert_untouched(md: &Path) {
     for d in ["tmp", "new", "cur"] {
@@ -91,7 +24,7 @@ fn assert_untouched(md: &Path) {
 #[test]
 fn full_filesystem_defers_and_leaves_nothing() {
     let t = tempfile::tempdir().unwrap();
-    let Some(fs) = Tmpfs::mount(t.path()) else {
+    let Some(fs) = Tmpfs::mount(t.path(), "256k", "0700") else {
         return;
     };
     let md = fs.mnt.join("Maildir");
@@ -122,7 +55,7 @@ fn full_filesystem_defers_and_leaves_nothing() {
 #[test]
 fn message_larger_than_the_filesystem_defers_and_leaves_nothing() {
     let t = tempfile::tempdir().unwrap();
-    let Some(fs) = Tmpfs::mount(t.path()) else {
+    let Some(fs) = Tmpfs::mount(t.path(), "256k", "0700") else {
         return;
     };
     let md = fs.mnt.join("Maildir");
@@ -146,12 +79,12 @@ fn message_larger_than_the_filesystem_defers_and_leaves_nothing() {
 #[test]
 fn read_only_filesystem_defers_or_reports_no_permission() {
     let t = tempfile::tempdir().unwrap();
-    let Some(fs) = Tmpfs::mount(t.path()) else {
+    let Some(fs) = Tmpfs::mount(t.path(), "256k", "0700") else {
         return;
     };
     let md = fs.mnt.join("Maildir");
     make_maildir(&md);
-    fs.make_read_only();
+    fs.remount("ro");
     let mut said = Vec::new();
     for (disable, _) in PATHS {
         let r = run(&[&md], b"hello\n", &[("MDELIVER_DISABLE", disable)]);
@@ -183,7 +116,7 @@ fn read_only_filesystem_defers_or_reports_no_permission() {
 #[test]
 fn a_delivery_failing_halfway_and_the_maildirs_after_it() {
     let t = tempfile::tempdir().unwrap();
-    let Some(fs) = Tmpfs::mount(t.path()) else {
+    let Some(fs) = Tmpfs::mount(t.path(), "256k", "0700") else {
         return;
     };
     let small = fs.mnt.join("Maildir");

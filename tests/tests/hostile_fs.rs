@@ -12,76 +12,17 @@
 mod cli_support;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use cli_support::*;
 
-/// A tmpfs of a given size, unmounted on drop.
-struct Tmpfs {
-    mnt: PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(under: &Path, size: &str) -> Option<Tmpfs> {
-        if !is_root() {
-            eprintln!("skipped: mounting a tmpfs needs root");
-            return None;
-        }
-        let mnt = under.join("mnt");
-        std::fs::create_dir(&mnt).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755")])
-            .arg("mdeliver-hostile")
-            .arg(&mnt)
-            .output()
-            .ok()?;
-        if !out.status.success() {
-            eprintln!(
-                "skipped: mount -t tmpfs failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-            return None;
-        }
-        Some(Tmpfs { mnt })
-    }
-
-    /// A 1 MiB tmpfs under `under` holding an empty maildir, and the maildir's path; `None`
-    /// (with the reason printed) where no tmpfs can be mounted.
-    fn with_maildir(under: &Path) -> Option<(Tmpfs, PathBuf)> {
-        let fs = Tmpfs::mount(under, "1m")?;
-        let md = fs.mnt.join("Maildir");
-        make_maildir(&md);
-        Some((fs, md))
-    }
-
-    fn fill(&self) {
-        let mut f = std::fs::File::create(self.mnt.join("filler")).unwrap();
-        let block = vec![0x55u8; 4096];
-        while f.write_all(&block).is_ok() {}
-        // Also use up the last partial block.
-        while f.write_all(&block[..1]).is_ok() {}
-    }
-
-    fn unfill(&self) {
-        std::fs::remove_file(self.mnt.join("filler")).unwrap();
-    }
-
-    fn remount(&self, opt: &str) {
-        let st = Command::new("mount")
-            .args(["-o", &format!("remount,{opt}")])
-            .arg(&self.mnt)
-            .status()
-            .unwrap();
-        assert!(st.success(), "remount {opt}");
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.mnt).status();
-    }
+/// A 1 MiB tmpfs under `under` holding an empty maildir, and the maildir's path; `None`
+/// (with the reason printed) where no tmpfs can be mounted.
+fn tmpfs_with_maildir(under: &Path) -> Option<(Tmpfs, PathBuf)> {
+    let fs = Tmpfs::mount(under, "1m", "0755")?;
+    let md = fs.mnt.join("Maildir");
+    make_maildir(&md);
+    Some((fs, md))
 }
 
 type Snapshot = BTreeMap<String, BTreeMap<String, Vec<u8>>>;
@@ -142,7 +83,7 @@ fn assert_no_space(case: &str, md: &Path, len: usize, env: &[(&str, &str)], tmp:
 #[test]
 fn full_disk_before_and_during_a_message() {
     let t = tempfile::tempdir().unwrap();
-    let Some((fs, md)) = Tmpfs::with_maildir(t.path()) else {
+    let Some((fs, md)) = tmpfs_with_maildir(t.path()) else {
         return;
     };
     std::fs::write(md.join("cur").join("1.old.host:2,S"), b"old message\n").unwrap();
@@ -176,7 +117,7 @@ fn full_disk_before_and_during_a_message() {
 #[test]
 fn read_only_mount() {
     let t = tempfile::tempdir().unwrap();
-    let Some((fs, md)) = Tmpfs::with_maildir(t.path()) else {
+    let Some((fs, md)) = tmpfs_with_maildir(t.path()) else {
         return;
     };
     fs.remount("ro");
@@ -258,7 +199,7 @@ fn missing_cur() {
 #[test]
 fn disk_fills_during_an_mbox_import() {
     let t = tempfile::tempdir().unwrap();
-    let Some((_fs, md)) = Tmpfs::with_maildir(t.path()) else {
+    let Some((_fs, md)) = tmpfs_with_maildir(t.path()) else {
         return;
     };
     // 20 messages of 100 KiB: about 9 fit.

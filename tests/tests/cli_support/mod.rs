@@ -221,3 +221,72 @@ pub const PATHS: [(&str, &str); 4] = [
         "checked-rename",
     ),
 ];
+
+/// A small tmpfs for real faults (full, read-only), unmounted on drop. Root only.
+pub struct Tmpfs {
+    /// Where it is mounted.
+    pub mnt: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (e.g. `"256k"`) with root directory `mode` (e.g. `"0700"`) at
+    /// `under/mnt`; `None`, with the reason printed, when not root or when mounting fails
+    /// (e.g. an unprivileged container).
+    pub fn mount(under: &Path, size: &str, mode: &str) -> Option<Tmpfs> {
+        if !is_root() {
+            eprintln!("skipped: mounting a tmpfs needs root");
+            return None;
+        }
+        let mnt = under.join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode={mode}")])
+            .arg("mdeliver-test")
+            .arg(&mnt)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(Tmpfs { mnt }),
+            Ok(o) => {
+                eprintln!(
+                    "skipped: mount -t tmpfs failed: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("skipped: cannot run mount: {e}");
+                None
+            }
+        }
+    }
+
+    /// Writes a file outside the maildir until the filesystem is full, to the last byte.
+    pub fn fill(&self) {
+        let mut f = std::fs::File::create(self.mnt.join("filler")).unwrap();
+        let block = vec![0x55u8; 4096];
+        while f.write_all(&block).is_ok() {}
+        // Also use up the last partial block.
+        while f.write_all(&block[..1]).is_ok() {}
+    }
+
+    /// Frees what [`Tmpfs::fill`] took.
+    pub fn unfill(&self) {
+        std::fs::remove_file(self.mnt.join("filler")).unwrap();
+    }
+
+    /// Remounts with `opt` (`"ro"`, `"rw"`).
+    pub fn remount(&self, opt: &str) {
+        let st = Command::new("mount")
+            .args(["-o", &format!("remount,{opt}")])
+            .arg(&self.mnt)
+            .status()
+            .unwrap();
+        assert!(st.success(), "remount {opt}");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.mnt).status();
+    }
+}
