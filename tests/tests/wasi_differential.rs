@@ -301,22 +301,24 @@ fn the_abi_reports_bad_input_and_divergence() {
     assert_eq!(wire::decode_return(r), bad, "feed of an unknown handle");
     let r = m.env_push.call(&mut m.store, (99, 0, 0)).unwrap();
     assert_eq!(wire::decode_return(r), bad, "an unknown environment kind");
-    m.memory()[0] = 200; // no such strategy
-    let r = m.new.call(&mut m.store, 40).unwrap();
+    let env0 = SimEnv::unique(2, 9);
+    let start = Start {
+        opts: Options::default(),
+        caps: Capabilities::POSIX,
+        host: &env0.host,
+    };
+    let n = wire::encode_start(&start, m.memory()).unwrap();
+    m.memory()[0] = u8::MAX; // the strategy's byte: no such strategy
+    let r = m.new.call(&mut m.store, n as u32).unwrap();
     assert_eq!(
         wire::decode_return(r),
         bad,
         "a start with an unknown strategy"
     );
     // A machine whose environment is never pushed diverges on its first feed.
-    let env0 = SimEnv::unique(2, 9);
-    let h = m.start(&Start {
-        opts: Options::default(),
-        caps: Capabilities::POSIX,
-        host: &env0.host,
-    });
+    let h = m.start(&start);
     assert!(matches!(wire::decode_step(&m.poll(h)), Ok(Step::Op(_))));
-    m.memory()[0] = 99; // no such result
+    m.memory()[0] = u8::MAX; // no such result
     let r = m.feed.call(&mut m.store, (h, 1)).unwrap();
     assert_eq!(wire::decode_return(r), bad, "an unknown result");
     let n = wire::encode_result(OpResult::Created { id: None }, m.memory()).unwrap();

@@ -13,19 +13,23 @@ use mdeliver_core::env::Timestamp;
 use mdeliver_core::wire::{self, CallError, EnvValue, STEP_BUF_LEN};
 use mdeliver_core::{Delivery, Env};
 use std::cell::RefCell;
-use std::collections::VecDeque;
 
 struct Replay {
     host: String,
     pid: Option<u32>,
-    tape: VecDeque<EnvValue>,
+    /// The values pushed so far, and how many of them the machine has drawn.
+    tape: Vec<EnvValue>,
+    drawn: usize,
     diverged: bool,
 }
 
 impl Replay {
     fn take(&mut self, want: fn(&EnvValue) -> bool) -> Option<EnvValue> {
-        match self.tape.front() {
-            Some(v) if want(v) => self.tape.pop_front(),
+        match self.tape.get(self.drawn) {
+            Some(&v) if want(&v) => {
+                self.drawn += 1;
+                Some(v)
+            }
             _ => {
                 self.diverged = true;
                 None
@@ -70,12 +74,12 @@ struct Machine {
 struct State {
     buf: [u8; STEP_BUF_LEN],
     machines: Vec<Option<Machine>>,
-    pending_env: VecDeque<EnvValue>,
+    pending_env: Vec<EnvValue>,
 }
 
 thread_local! {
     static STATE: RefCell<State> = const {
-        RefCell::new(State { buf: [0; STEP_BUF_LEN], machines: Vec::new(), pending_env: VecDeque::new() })
+        RefCell::new(State { buf: [0; STEP_BUF_LEN], machines: Vec::new(), pending_env: Vec::new() })
     };
 }
 
@@ -89,7 +93,7 @@ pub extern "C" fn mdeliver_step_buf() -> *mut u8 {
 #[no_mangle]
 pub extern "C" fn mdeliver_step_env_push(kind: u32, a: u64, b: u64) -> i32 {
     let r = EnvValue::decode(kind, a, b).map(|v| {
-        STATE.with(|s| s.borrow_mut().pending_env.push_back(v));
+        STATE.with(|s| s.borrow_mut().pending_env.push(v));
         0
     });
     wire::encode_return(r.map_err(|_| CallError::BadInput))
@@ -109,17 +113,19 @@ pub extern "C" fn mdeliver_step_new(len: u32) -> i32 {
         let (opts, caps, host) = (start.opts, start.caps, start.host.to_string());
         // The pid is a property of the machine's process, pushed once before `new`.
         let mut pid = None;
-        let mut tape = VecDeque::new();
-        for v in std::mem::take(&mut s.pending_env) {
-            match v {
-                EnvValue::Pid(p) => pid = p,
-                other => tape.push_back(other),
+        let mut tape = std::mem::take(&mut s.pending_env);
+        tape.retain(|v| match v {
+            EnvValue::Pid(p) => {
+                pid = *p;
+                false
             }
-        }
+            _ => true,
+        });
         let mut env = Replay {
             host,
             pid,
             tape,
+            drawn: 0,
             diverged: false,
         };
         let delivery = Delivery::new(opts, caps, &mut env);
@@ -172,7 +178,7 @@ pub extern "C" fn mdeliver_step_feed(handle: u32, len: u32) -> i32 {
             .get(..len as usize)
             .and_then(|b| wire::decode_result(b).ok())
             .ok_or(CallError::BadInput)?;
-        m.env.tape.extend(pending_env.drain(..));
+        m.env.tape.append(pending_env);
         m.delivery.feed(result, &mut m.env);
         if m.env.diverged {
             Err(CallError::Diverged)
