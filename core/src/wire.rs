@@ -6,20 +6,27 @@
 //!
 //! # The stepping ABI
 //!
-//! The WASI module (`wasi/src/step.rs`) exports the core's [`Delivery`](crate::deliver::Delivery) machine as six C-like
-//! functions; a host (the simulator's differential test) drives them. All data crosses in one
-//! buffer of [`STEP_BUF_LEN`] bytes inside the module's memory; integers are little-endian.
-//! Calls that can fail return an `i32` made by [`encode_return`]: a non-negative value, or
+//! The WASI module (`wasi/src/step.rs`) exports the core's
+//! [`Delivery`](crate::deliver::Delivery) machine as six C-like functions; a host (the
+//! simulator's differential test) drives them. All data crosses in one buffer of
+//! [`STEP_BUF_LEN`] bytes inside the module's memory; integers are little-endian. Calls that
+//! can fail return an `i32` made by [`encode_return`]: a non-negative value, or
 //! [`CallError::BadInput`] (`-1`) or [`CallError::Diverged`] (`-2`).
 //!
-//! | export | arguments | returns |
-//! |---|---|---|
-//! | `mdeliver_step_buf()` | | the buffer's address (`*mut u8`) |
-//! | `mdeliver_step_env_push(kind: u32, a: u64, b: u64)` | one [`EnvValue`] ([`EnvValue::encode`]) | 0, or -1 for an unknown kind or a value out of range |
-//! | `mdeliver_step_new(len: u32)` | buffer `[..len]` = a [`Start`] ([`encode_start`]) | a handle, or -1 |
-//! | `mdeliver_step_poll(handle: u32)` | | the length of a [`Step`] written to the buffer ([`encode_step`]), or -1 for a bad handle |
-//! | `mdeliver_step_feed(handle: u32, len: u32)` | buffer `[..len]` = the last operation's [`OpResult`] ([`encode_result`]) | 0, -1 for a bad handle or encoding, -2 when diverged |
-//! | `mdeliver_step_drop(handle: u32)` | | nothing; the handle may be reused by a later `new` |
+//! - `mdeliver_step_buf() -> *mut u8`: the buffer's address.
+//! - `mdeliver_step_env_push(kind: u32, a: u64, b: u64) -> i32`: queues one [`EnvValue`]
+//!   ([`EnvValue::encode`]) for the next `new` or `feed`. 0, or -1 (nothing queued) for an
+//!   unknown kind or a field out of range.
+//! - `mdeliver_step_new(len: u32) -> i32`: starts a machine from the [`Start`] in the buffer's
+//!   first `len` bytes ([`encode_start`]). A handle, or -1.
+//! - `mdeliver_step_poll(handle: u32) -> i32`: writes the machine's next [`Step`] to the buffer
+//!   ([`encode_step`]). Its length, or -1 for a bad handle. A finished machine keeps
+//!   answering its outcome.
+//! - `mdeliver_step_feed(handle: u32, len: u32) -> i32`: feeds the last polled operation's
+//!   [`OpResult`] from the buffer's first `len` bytes ([`encode_result`]). 0, -1 for a bad
+//!   handle or encoding, -2 when the machine has diverged (for good).
+//! - `mdeliver_step_drop(handle: u32)`: releases the machine; a later `new` may reuse its
+//!   handle.
 //!
 //! **Environment.** The module's machine has no clock or entropy of its own: it replays the
 //! values the host pushes, in the order the native machine drew them. Before `new` the host

@@ -6,6 +6,11 @@
 //! stepping interface, on the wasm machine: every operation, every environment value drawn and
 //! the outcome must be identical. Identical operations on the same results mean identical
 //! final maildir states.
+//!
+//! The search uses the default options; two smaller tests cover the rest of the ABI
+//! (`mdeliver_core::wire`): every strategy, durability, flag set, separator and capability
+//! set crossing it with byte-identical steps, and its error codes (bad handles, encodings and
+//! environment kinds; divergence).
 
 // Shared with the other WASI tests; not every helper is used here.
 #[allow(dead_code)]
@@ -295,11 +300,11 @@ fn every_option_crosses_the_abi() {
 fn the_abi_reports_bad_input_and_divergence() {
     let mut m = Module::load();
     let bad = Ok(Err(CallError::BadInput));
-    let r = m.poll.call(&mut m.store, 12345).unwrap();
+    let r = m.poll.call(&mut m.store, u32::MAX).unwrap();
     assert_eq!(wire::decode_return(r), bad, "poll of an unknown handle");
-    let r = m.feed.call(&mut m.store, (12345, 1)).unwrap();
+    let r = m.feed.call(&mut m.store, (u32::MAX, 1)).unwrap();
     assert_eq!(wire::decode_return(r), bad, "feed of an unknown handle");
-    let r = m.env_push.call(&mut m.store, (99, 0, 0)).unwrap();
+    let r = m.env_push.call(&mut m.store, (u32::MAX, 0, 0)).unwrap();
     assert_eq!(wire::decode_return(r), bad, "an unknown environment kind");
     let env0 = SimEnv::unique(2, 9);
     let start = Start {

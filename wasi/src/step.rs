@@ -79,7 +79,11 @@ struct State {
 
 thread_local! {
     static STATE: RefCell<State> = const {
-        RefCell::new(State { buf: [0; STEP_BUF_LEN], machines: Vec::new(), pending_env: Vec::new() })
+        RefCell::new(State {
+            buf: [0; STEP_BUF_LEN],
+            machines: Vec::new(),
+            pending_env: Vec::new(),
+        })
     };
 }
 
