@@ -36,6 +36,10 @@ cargo build -p mdeliver-core --target thumbv7em-none-eabihf
 echo "== WASI module: the release build (scripts/build-wasi.sh) within its size budget (384 KiB)"
 # The budget was 300 KiB; sharing the whole delivery command line (clap) and every mail feature
 # with the native binary costs more. Measured figures and the decision: README, "The WASI module".
+if ! command -v wasm-opt >/dev/null; then
+    echo "wasm-opt is needed for the release WASI module: install Debian's binaryen (as root, this script does)" >&2
+    exit 1
+fi
 wasm=$(bash scripts/build-wasi.sh)
 size=$(stat -c %s "$wasm")
 echo "mdeliver-wasi.wasm: $size bytes"
