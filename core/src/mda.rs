@@ -198,10 +198,8 @@ where
         FromLineMode::Strip
     };
     let from: Transformed<_, FromLine> = Transformed::new(prefixed, FromLine::new(mode));
-    // `plan` checked every address, so this cannot fail; should it, no fields is the safe side.
-    let prelude = Prelude::new(plan.prelude)
-        .or_else(|_| Prelude::new(PreludeFields::default()))
-        .map_err(|_| data())?;
+    // `trace::plan` built these fields with this same check, so it cannot fail here.
+    let prelude = Prelude::new(plan.prelude).map_err(|_| data())?;
     let mut reader: Transformed<_, Prelude> = Transformed::new(from, prelude);
     let r = store(fs, env, o, &mut reader, buf);
     if r.is_err() && guard.looped() {
