@@ -438,7 +438,8 @@ pub const CAP_HARD_LINKS: u8 = 4;
 pub const CAP_DIR_SYNC: u8 = 8;
 /// Capability bit: [`Capabilities::atomic_exclusive`].
 pub const CAP_ATOMIC_EXCLUSIVE: u8 = 16;
-const CAP_ALL: u8 = 31;
+const CAP_ALL: u8 =
+    CAP_ANONYMOUS_TMP | CAP_RENAME_NOREPLACE | CAP_HARD_LINKS | CAP_DIR_SYNC | CAP_ATOMIC_EXCLUSIVE;
 
 /// Capabilities as bits.
 pub fn encode_caps(c: Capabilities) -> u8 {
