@@ -278,7 +278,8 @@ impl<F: Fs> Fs for DryRun<F> {
     }
 
     fn set_mtime(&mut self, file: &Self::File, secs: i64) -> Result<(), ErrorKind> {
-        // The real file is this run's own, in tmp/: touching it changes nothing a reader sees.
+        // Dry, the real file is this run's own, in tmp/: touching it changes nothing a reader
+        // sees. Inactive, it is simply forwarded.
         match file {
             DryFile::Real(f) => self.inner.set_mtime(f, secs),
             DryFile::Null => Ok(()),
