@@ -151,6 +151,15 @@ impl MemTree {
     }
 }
 
+/// Where `part` of the folder staged as `tmp/<staging>` is, and what it is.
+fn part_path(staging: &str, part: Part) -> (String, Node) {
+    let node = match part {
+        Part::Sub(_) => Node::Dir,
+        Part::Marker => Node::File,
+    };
+    (format!("tmp/{staging}/{}", part.name()), node)
+}
+
 fn text(folder: &[u8]) -> String {
     String::from_utf8(folder.to_vec()).unwrap()
 }
@@ -175,11 +184,7 @@ impl FolderTree for MemTree {
         })
     }
     fn make_part(&mut self, staging: &str, part: Part) -> Result<(), ErrorKind> {
-        let path = format!("tmp/{staging}/{}", part.name());
-        let node = match part {
-            Part::Sub(_) => Node::Dir,
-            Part::Marker => Node::File,
-        };
+        let (path, node) = part_path(staging, part);
         self.act(format!("make {path}"), |t| t.mkdir(path, node))
     }
     fn sync_dir(&mut self, dir: TreeDir<'_>) -> Result<(), ErrorKind> {
@@ -217,11 +222,7 @@ impl FolderTree for MemTree {
         Ok(placed)
     }
     fn remove_part(&mut self, staging: &str, part: Part) -> Result<(), ErrorKind> {
-        let path = format!("tmp/{staging}/{}", part.name());
-        let node = match part {
-            Part::Sub(_) => Node::Dir,
-            Part::Marker => Node::File,
-        };
+        let (path, node) = part_path(staging, part);
         self.act(format!("remove {path}"), |t| t.rmnode(&path, node))
     }
     fn remove_staging(&mut self, staging: &str) -> Result<(), ErrorKind> {
