@@ -21,13 +21,20 @@ fn key_and_flags(name: &str, sep: InfoSep) -> (Option<String>, String) {
 /// Reports what happened in `maildir`.
 pub fn stored(out: &mut Output, args: &Args, s: &Settings, maildir: &Path, stored: &Stored) {
     let dry = s.dry_run;
-    let (record, path) = match stored {
+    // The stored file (a duplicate's: the earlier copy as the index recorded it).
+    let (dir, name, size) = match stored {
+        Stored::Delivered(d) => (Some(d.dir), &*d.name, Some(d.size)),
+        Stored::Duplicate { dir, name, size } => (*dir, &**name, *size),
+    };
+    let path = match dir {
+        Some(d) => maildir.join(d.as_str()).join(name),
+        None => maildir.join(name),
+    };
+    if args.verbose >= 1 && !s.json {
+        out.out(path.display().to_string());
+    }
+    match stored {
         Stored::Delivered(d) => {
-            let path = maildir.join(d.dir.as_str()).join(&*d.name);
-            let (key, flags) = key_and_flags(&d.name, s.quota.sep);
-            if args.verbose >= 1 && !s.json {
-                out.out(path.display().to_string());
-            }
             if args.verbose >= 2 || dry {
                 let what = if dry { "would deliver" } else { "delivered" };
                 out.err(format!(
@@ -44,26 +51,8 @@ pub fn stored(out: &mut Output, args: &Args, s: &Settings, maildir: &Path, store
                     maildir.display()
                 ));
             }
-            let r = Record {
-                maildir: maildir.display().to_string(),
-                path: Some(path.display().to_string()),
-                key,
-                size: Some(d.size),
-                flags,
-                duplicate: false,
-                dry_run: dry,
-            };
-            (r, path)
         }
-        Stored::Duplicate { dir, name, size } => {
-            let path = match dir {
-                Some(d) => maildir.join(d.as_str()).join(&**name),
-                None => maildir.join(&**name),
-            };
-            let (key, flags) = key_and_flags(name, s.quota.sep);
-            if args.verbose >= 1 && !s.json {
-                out.out(path.display().to_string());
-            }
+        Stored::Duplicate { .. } => {
             if args.verbose >= 1 || dry {
                 let what = if dry {
                     "would be suppressed"
@@ -76,20 +65,19 @@ pub fn stored(out: &mut Output, args: &Args, s: &Settings, maildir: &Path, store
                     path.display()
                 ));
             }
-            let r = Record {
-                maildir: maildir.display().to_string(),
-                path: dir.map(|_| path.display().to_string()),
-                key,
-                size: *size,
-                flags,
-                duplicate: true,
-                dry_run: dry,
-            };
-            (r, path)
         }
-    };
-    let _ = path;
+    }
     if s.json {
+        let (key, flags) = key_and_flags(name, s.quota.sep);
+        let record = Record {
+            maildir: maildir.display().to_string(),
+            path: dir.map(|_| path.display().to_string()),
+            key,
+            size,
+            flags,
+            duplicate: matches!(stored, Stored::Duplicate { .. }),
+            dry_run: dry,
+        };
         out.out(record.to_line());
     }
 }
