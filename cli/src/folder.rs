@@ -179,18 +179,15 @@ pub fn resolve(
 }
 
 /// Where to deliver for `args` in `maildir`: the maildir itself, or its `--folder` (created
-/// with `-c`). On failure, the message (after `mdeliver: <maildir>: `) and the exit code.
+/// with `-c`; see [`folder_report::target`]). On failure, the message (after
+/// `mdeliver: <maildir>: `) and the exit code.
 pub fn target(
     args: &crate::args::Args,
     mail: &crate::mail_args::MailArgs,
     maildir: &Path,
     opts: OpenOptions,
 ) -> Result<PathBuf, (String, u8)> {
-    let Some(name) = &mail.folder else {
-        return Ok(maildir.to_owned());
-    };
-    // A dry run creates nothing, not even the folder.
-    let create = args.create && !mail.mta.dry_run;
-    resolve(maildir, name, mail.info_separator, create, opts)
-        .map_err(|f| folder_report::explain(f, name, args.create, args.strict_exit))
+    folder_report::target(args, mail, maildir, |name, create| {
+        resolve(maildir, name, mail.info_separator, create, opts)
+    })
 }

@@ -1,8 +1,10 @@
-//! What a person is told when `--folder` cannot be used: one line after
-//! `mdeliver: <maildir>: `, and the exit code. Shared with the WASI module (std,
-//! mdeliver-core, `crate::report` and `crate::exit` only).
+//! Where `--folder` sends a delivery ([`target`], around the adapter's own resolution), and
+//! what a person is told when it cannot be used: one line after `mdeliver: <maildir>: `, and
+//! the exit code. Shared with the WASI module (std, mdeliver-core and the shared driver files
+//! `args`, `mail_args`, `report` and `exit` only).
 
 use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 
 use mdeliver_core::folder::FolderFailure;
 
@@ -28,4 +30,21 @@ pub fn explain(failure: FolderFailure, name: &OsStr, create: bool, strict: bool)
             crate::exit::code(kind, strict),
         ),
     }
+}
+
+/// Where to deliver in `maildir`: the maildir itself, or its `--folder`, found by the adapter's
+/// `resolve(name, create)`, which creates what is missing when `create` (`-c`, except in a dry
+/// run: a dry run creates nothing, not even the folder). On failure, the message (after
+/// `mdeliver: <maildir>: `) and the exit code.
+pub fn target(
+    args: &crate::args::Args,
+    mail: &crate::mail_args::MailArgs,
+    maildir: &Path,
+    resolve: impl FnOnce(&OsStr, bool) -> Result<PathBuf, FolderFailure>,
+) -> Result<PathBuf, (String, u8)> {
+    let Some(name) = &mail.folder else {
+        return Ok(maildir.to_owned());
+    };
+    let create = args.create && !mail.mta.dry_run;
+    resolve(name, create).map_err(|f| explain(f, name, args.create, args.strict_exit))
 }

@@ -151,29 +151,20 @@ impl Driver {
     }
 }
 
-/// Where to deliver in `maildir`: the maildir itself, or its `--folder` (created with `-c`).
-/// On failure, the message (after `mdeliver: <maildir>: `) and the exit code.
+/// Where to deliver in `maildir`: the maildir itself, or its `--folder` (created with `-c`;
+/// see [`folder_report::target`]). On failure, the message (after `mdeliver: <maildir>: `)
+/// and the exit code.
 fn target(
     a: &args::Args,
     mail: &mail_args::MailArgs,
     env: &mut env::WasiEnv,
     maildir: &Path,
 ) -> Result<PathBuf, (String, u8)> {
-    let Some(name) = &mail.folder else {
-        return Ok(maildir.to_owned());
-    };
-    // A dry run creates nothing, not even the folder.
-    let create = a.create && !mail.mta.dry_run;
-    let sep = mail.info_separator;
-    tree::resolve_folder(
-        maildir,
-        name.as_encoded_bytes(),
-        sep,
-        create,
-        !a.no_fsync,
-        env,
-    )
-    .map_err(|f| folder_report::explain(f, name, a.create, a.strict_exit))
+    folder_report::target(a, mail, maildir, |name, create| {
+        let sync = !a.no_fsync;
+        let sep = mail.info_separator;
+        tree::resolve_folder(maildir, name.as_encoded_bytes(), sep, create, sync, env)
+    })
 }
 
 /// `-M`: imports the mbox on standard input (or `--input`) into the one maildir.
