@@ -86,7 +86,8 @@ enum Input {
     File(PathBuf),
 }
 
-/// Opens `--input FILE`: a directory is refused as the Linux binary does (`Usage`).
+/// Checks `--input FILE` before any delivery: it must exist, and a directory is refused as the
+/// Linux binary does (`Usage`).
 fn check_input(path: &Path) -> Result<(), ErrorKind> {
     let m = std::fs::metadata(path).map_err(|e| fs::kind_of(&e))?;
     if m.is_dir() {
@@ -105,7 +106,9 @@ struct Driver {
 }
 
 impl Driver {
-    /// Delivers from `input` into `maildir`; `transform` for the MTA's message (not a copy).
+    /// Delivers from `input` into `maildir`: the MTA's message is transformed (trace fields),
+    /// a copy read back from an earlier maildir is stored as it is. Also gives the stored
+    /// file's path, for further maildirs to copy from.
     fn deliver(
         &mut self,
         maildir: &Path,
@@ -123,7 +126,7 @@ impl Driver {
                 mdeliver_core::Phase::Read,
             ))
         };
-        let source = match input {
+        let (mut src, transform) = match input {
             Input::Lost => return Err(Failure::InputLost),
             // One source type, so the delivery code is instantiated once.
             Input::Stdin => (
@@ -136,7 +139,6 @@ impl Driver {
                 (Source(Box::new(f) as Box<dyn Read>), transform)
             }
         };
-        let (mut src, transform) = source;
         let (s, o) = (&self.settings, self.opts);
         let (fs, stored) =
             envelope::deliver(fs, &mut self.env, o, s, &mut src, transform, &mut self.buf);
