@@ -10,12 +10,17 @@ cargo build --quiet -p mdeliver-wasi --target wasm32-wasip1 --profile wasm
 built="$target/wasm32-wasip1/wasm/mdeliver-wasi.wasm"
 out="$target/wasm32-wasip1/wasm/mdeliver-wasi.opt.wasm"
 if ! command -v wasm-opt >/dev/null; then
+    # The unoptimized module itself: a copy under the optimized name would look fresh (newer
+    # than the build) and be kept even once wasm-opt is installed.
     echo "build-wasi: wasm-opt not found (apt-get install binaryen): using the unoptimized module" >&2
-    cp "$built" "$out"
-elif [ ! -e "$out" ] || [ "$built" -nt "$out" ]; then
+    echo "$built"
+    exit 0
+fi
+if [ ! -e "$out" ] || [ "$built" -nt "$out" ]; then
     # The features rustc enables by default for wasm32-wasip1, which binaryen must accept.
+    # A name of this run's own: test binaries may run this script at the same time.
     wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
-        --enable-nontrapping-float-to-int "$built" -o "$out.part"
-    mv "$out.part" "$out"
+        --enable-nontrapping-float-to-int "$built" -o "$out.part.$$"
+    mv "$out.part.$$" "$out"
 fi
 echo "$out"
