@@ -146,6 +146,8 @@ fn encode_step(step: &Step<'_>) -> Vec<u8> {
 
 #[derive(Default)]
 struct Tally {
+    /// Deliverer histories handed over by the search (before removing repeats).
+    handed: u64,
     histories: u64,
     steps: u64,
     seen: HashSet<String>,
@@ -201,7 +203,12 @@ fn lockstep(
 /// Replays one deliverer's history on both machines, asserting identical steps.
 fn compare(caps: Capabilities, env0: &SimEnv, results: &[OpResult]) {
     let key = format!("{caps:?}{env0:?}{results:?}");
-    if !TALLY.with(|t| t.borrow_mut().seen.insert(key)) {
+    let new = TALLY.with(|t| {
+        let mut t = t.borrow_mut();
+        t.handed += 1;
+        t.seen.insert(key)
+    });
+    if !new {
         return;
     }
     MODULE.with(|m| {
@@ -408,7 +415,7 @@ fn wasm_machine_decides_exactly_like_the_native_one() {
     for mut cfg in scenarios {
         cfg.crashes = false; // crash images do not change what the machines are fed
         cfg.on_final = Some(on_final);
-        let before = TALLY.with(|t| t.borrow().histories);
+        let (handed, before) = TALLY.with(|t| (t.borrow().handed, t.borrow().histories));
         let report = explore(&cfg, 5_000_000);
         assert!(!report.stats.truncated, "{}: search truncated", cfg.name);
         let after = TALLY.with(|t| t.borrow().histories);
@@ -422,6 +429,13 @@ fn wasm_machine_decides_exactly_like_the_native_one() {
         assert!(
             report.stats.executions > 0,
             "{}: nothing explored",
+            cfg.name
+        );
+        // Without this the test would pass if no final state reached `on_final`, or held no
+        // deliverer: nothing would have been compared.
+        assert!(
+            TALLY.with(|t| t.borrow().handed) > handed,
+            "{}: no deliverer history was compared",
             cfg.name
         );
         total_exec += report.stats.executions;
