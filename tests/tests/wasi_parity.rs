@@ -404,6 +404,19 @@ fn the_compared_cases_do_what_they_say() {
     assert!(looped.stderr.starts_with("5.4.6 "), "{}", looped.stderr);
     let mbox = by_name("mbox import");
     assert_eq!(files(&mbox, "M/new/") + files(&mbox, "M/cur/"), 3);
+    let mbox_flags = by_name("mbox import with flags");
+    assert_eq!(
+        files(&mbox_flags, "M/cur/"),
+        3,
+        "-X puts every message in cur/"
+    );
+    let refused = by_name("mbox refuses a dry run");
+    assert_eq!(refused.codes, [64]);
+    assert_eq!(
+        refused.tree.len(),
+        0,
+        "'-M -n' must not import: {refused:?}"
+    );
     assert_eq!(by_name("mbox malformed").codes, [65]);
     assert_eq!(by_name("mbox two maildirs").codes, [64]);
     assert_eq!(by_name("quota").codes, [75]);
