@@ -109,6 +109,18 @@ pub struct Host {
     limits: StoreLimits,
 }
 
+/// A store for `host` with its limits and `fuel`, and the module instantiated in it (which
+/// can already hit a limit).
+fn instantiate_in(host: Host, fuel: u64) -> (Store<Host>, wasmtime::Result<wasmtime::Instance>) {
+    let mut store = Store::new(engine(), host);
+    store.limiter(|h| &mut h.limits);
+    store.set_fuel(fuel).unwrap();
+    let mut linker: Linker<Host> = Linker::new(engine());
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |h| &mut h.wasi).unwrap();
+    let instance = linker.instantiate(&mut store, module());
+    (store, instance)
+}
+
 /// Instantiates the module without running it (no arguments, no preopens), to call its
 /// exported stepping interface.
 pub fn instantiate() -> (Store<Host>, wasmtime::Instance) {
@@ -116,15 +128,8 @@ pub fn instantiate() -> (Store<Host>, wasmtime::Instance) {
         wasi: WasiCtxBuilder::new().build_p1(),
         limits: StoreLimitsBuilder::new().build(),
     };
-    let mut store = Store::new(engine(), host);
-    store.limiter(|h| &mut h.limits);
-    store.set_fuel(u64::MAX / 2).unwrap();
-    let mut linker: Linker<Host> = Linker::new(engine());
-    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |h| &mut h.wasi).unwrap();
-    let instance = linker
-        .instantiate(&mut store, module())
-        .expect("instantiate the module");
-    (store, instance)
+    let (store, instance) = instantiate_in(host, u64::MAX / 2);
+    (store, instance.expect("instantiate the module"))
 }
 
 /// What one run did.
@@ -170,13 +175,8 @@ pub fn run(
         wasi: b.build_p1(),
         limits: lb.build(),
     };
-    let mut store = Store::new(engine(), host);
-    store.limiter(|h| &mut h.limits);
-    store.set_fuel(limits.fuel.unwrap_or(u64::MAX / 2)).unwrap();
-    let mut linker: Linker<Host> = Linker::new(engine());
-    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |h| &mut h.wasi).unwrap();
-    let outcome = linker
-        .instantiate(&mut store, module())
+    let (mut store, instance) = instantiate_in(host, limits.fuel.unwrap_or(u64::MAX / 2));
+    let outcome = instance
         .and_then(|i| i.get_typed_func::<(), ()>(&mut store, "_start"))
         .and_then(|f| f.call(&mut store, ()));
     let (code, trap) = match outcome {
