@@ -33,15 +33,10 @@ pub struct Record {
     pub dry_run: bool,
 }
 
-/// Appends `s` to `out` as a JSON string (the one escaping of the binary: [`json_string`],
+/// Appends `s` to `out` as a JSON string, with the quotes (the one escaping of the binary,
 /// shared with `mdeliver list --json`).
 pub fn string(out: &mut String, s: &str) {
-    out.push_str(&json_string(s));
-}
-
-/// Escapes `s` as a JSON string (with the quotes).
-pub fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
+    out.reserve(s.len() + 2);
     out.push('"');
     for c in s.chars() {
         match c {
@@ -50,12 +45,13 @@ pub fn json_string(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
             c => out.push(c),
         }
     }
     out.push('"');
-    out
 }
 
 fn opt_string(out: &mut String, s: &Option<String>) {
@@ -98,7 +94,9 @@ mod tests {
 
     #[test]
     fn json_escapes() {
-        assert_eq!(json_string("a\"b\\c\n\u{1}é"), "\"a\\\"b\\\\c\\n\\u0001é\"");
+        let mut out = String::from("x:");
+        string(&mut out, "a\"b\\c\n\u{1}é");
+        assert_eq!(out, "x:\"a\\\"b\\\\c\\n\\u0001é\"");
     }
 
     #[test]

@@ -18,9 +18,15 @@ use mdeliver_core::scan::{
 use mdeliver_core::{Dir, ErrorKind, Fs};
 
 use crate::exit;
-use crate::json::json_string;
 use crate::mail_args::parse_info_sep;
 use crate::reader;
+
+/// `s` as a JSON string (with the quotes), escaped as the delivery reports are.
+fn json_string(s: &str) -> String {
+    let mut out = String::new();
+    crate::json::string(&mut out, s);
+    out
+}
 
 const ABOUT: &str = "List every message of a maildir exactly once, even while others rename them";
 
