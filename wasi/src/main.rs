@@ -97,15 +97,15 @@ fn check_input(path: &Path) -> Result<(), ErrorKind> {
 }
 
 /// The state kept across the maildirs of one run.
-struct Driver {
-    args: args::Args,
+struct Driver<'a> {
+    args: &'a args::Args,
     settings: Settings,
     env: env::WasiEnv,
     opts: Options,
     buf: Vec<u8>,
 }
 
-impl Driver {
+impl Driver<'_> {
     /// Delivers from `input` into `maildir`: the MTA's message is transformed (trace fields),
     /// a copy read back from an earlier maildir is stored as it is. Also gives the stored
     /// file's path, for further maildirs to copy from.
@@ -248,9 +248,8 @@ fn main() -> ExitCode {
         }
     };
     let opts = mail.delivery(a.no_fsync, Durability::Full);
-    let maildirs = a.maildirs.clone();
     let mut d = Driver {
-        args: a,
+        args: &a,
         settings,
         env,
         opts,
@@ -258,8 +257,8 @@ fn main() -> ExitCode {
     };
     let mut status = exit::OK;
     let mut copied = false;
-    for given in &maildirs {
-        let maildir = &match target(&d.args, &mail, &mut d.env, given) {
+    for given in &a.maildirs {
+        let maildir = &match target(&a, &mail, &mut d.env, given) {
             Ok(t) => t,
             Err((message, code)) => {
                 eprintln!("mdeliver: {}: {message}", given.display());
@@ -269,7 +268,7 @@ fn main() -> ExitCode {
         };
         match d.deliver(maildir, &input) {
             Ok((stored, copy)) => {
-                outcome::stored(&mut out, &d.args, &d.settings, maildir, &stored);
+                outcome::stored(&mut out, &a, &d.settings, maildir, &stored);
                 match copy {
                     // Further maildirs read the message back from the first stored file.
                     Some(p) if !copied => {
@@ -282,7 +281,7 @@ fn main() -> ExitCode {
                 }
             }
             Err(failure) => {
-                let code = outcome::failed(&mut out, &d.args, &d.settings, maildir, &failure);
+                let code = outcome::failed(&mut out, &a, &d.settings, maildir, &failure);
                 status = exit::worst(status, code);
                 if matches!(input, Input::Stdin) && !matches!(failure, Failure::Open { .. }) {
                     // The failed delivery may have read part of standard input.
