@@ -134,9 +134,6 @@ fn rates(delivered: u64, bytes: u64, micros: u128) -> String {
 
 /// Imports the mbox `input` into the open maildir `fs` at `shown` (for messages), telling
 /// `progress` how far it got. Returns the exit status.
-// The maildir (fs, shown), where names come from (env), the input and its display: each is
-// the caller's; bundling them would only move the list elsewhere.
-#[allow(clippy::too_many_arguments)]
 pub fn run<F, E, R>(
     args: &Args,
     mail: &MailArgs,
