@@ -243,11 +243,10 @@ fn disk_fills_during_an_mbox_import() {
     let mut got: Vec<usize> = new
         .values()
         .map(|c| {
-            let i = bodies
+            bodies
                 .iter()
                 .position(|b| b == c)
-                .expect("a stored message is partial");
-            i
+                .expect("a stored message is partial")
         })
         .collect();
     got.sort();
