@@ -72,14 +72,7 @@ fn main() -> ExitCode {
         None => Input::stdin(),
         Some(path) => match Input::open(path) {
             Ok(i) => i,
-            Err(kind) => {
-                let failure = Failure::Input(kind);
-                let mut out = status::Output::default();
-                let settings = Settings::default();
-                let code = outcome::failed(&mut out, &args, &settings, path, &failure);
-                out.flush();
-                return ExitCode::from(code);
-            }
+            Err(kind) => return ExitCode::from(outcome::input_failed(&args, path, kind)),
         },
     };
     if mail.mbox {

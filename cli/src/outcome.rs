@@ -82,6 +82,21 @@ pub fn stored(out: &mut Output, args: &Args, s: &Settings, maildir: &Path, store
     }
 }
 
+/// Reports, before any maildir, that `--input FILE` (`path`) cannot be opened (`kind`; `Usage`
+/// for a directory); writes the output and returns the exit code.
+pub fn input_failed(args: &Args, path: &Path, kind: mdeliver_core::ErrorKind) -> u8 {
+    let mut out = Output::default();
+    let code = failed(
+        &mut out,
+        args,
+        &Settings::default(),
+        path,
+        &Failure::Input(kind),
+    );
+    out.flush();
+    code
+}
+
 /// Reports a failure in `maildir` (or of the input) and returns its exit code.
 pub fn failed(out: &mut Output, args: &Args, s: &Settings, what: &Path, failure: &Failure) -> u8 {
     let code = status::code(failure, args.strict_exit, s.quota_full);

@@ -224,17 +224,11 @@ fn main() -> ExitCode {
         .or_else(|| std::env::var("MDELIVER_HOST").ok())
         .unwrap_or_else(|| "wasi".to_owned());
     let env = env::WasiEnv::new(host);
-    let mut out = status::Output::default();
     let mut input = match &a.input {
         None => Input::Stdin,
         Some(path) => match check_input(path) {
             Ok(()) => Input::File(path.clone()),
-            Err(kind) => {
-                let failure = Failure::Input(kind);
-                let code = outcome::failed(&mut out, &a, &Settings::default(), path, &failure);
-                out.flush();
-                return ExitCode::from(code);
-            }
+            Err(kind) => return ExitCode::from(outcome::input_failed(&a, path, kind)),
         },
     };
     if mail.mbox {
@@ -255,6 +249,7 @@ fn main() -> ExitCode {
         opts,
         buf: vec![0u8; BUF_SIZE],
     };
+    let mut out = status::Output::default();
     let mut status = exit::OK;
     let mut copied = false;
     for given in &a.maildirs {
