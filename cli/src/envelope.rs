@@ -9,6 +9,7 @@ use std::ffi::OsString;
 use mdeliver_core::dedup::DedupOptions;
 use mdeliver_core::dryrun::DryRun;
 use mdeliver_core::mda::{self, Envelope, MdaOptions, HEAD_MAX};
+use mdeliver_core::name::InfoSep;
 use mdeliver_core::quota::CheckOptions;
 use mdeliver_core::{Env, Fs, Options};
 
@@ -46,10 +47,15 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Resolves the options; `var` reads the environment (consulted for the envelope only with
-    /// `--from-env`, and for [`LEASE_VAR`]).
+    /// Resolves the options, reading names in cur/ with `sep` (`--info-separator`) for the
+    /// quota scan and the duplicate index; `var` reads the environment (consulted for the
+    /// envelope only with `--from-env`, and for [`LEASE_VAR`]).
     /// The error names the offending option and why.
-    pub fn new(a: &MtaArgs, var: impl Fn(&str) -> Option<OsString>) -> Result<Settings, String> {
+    pub fn new(
+        a: &MtaArgs,
+        sep: InfoSep,
+        var: impl Fn(&str) -> Option<OsString>,
+    ) -> Result<Settings, String> {
         let pick = |given: &Option<String>, name: &str| -> Option<Vec<u8>> {
             match given {
                 Some(v) => Some(v.clone().into_bytes()),
@@ -66,11 +72,13 @@ impl Settings {
                 .filter(|v| !(a.original_to.is_none() && v.is_empty())),
             quota: CheckOptions {
                 given: a.quota,
+                sep,
                 ..CheckOptions::default()
             },
             dedup: a.dedup.map(|window_secs| {
                 let d = DedupOptions {
                     window_secs,
+                    sep,
                     ..DedupOptions::default()
                 };
                 match var(LEASE_VAR).and_then(|v| v.to_str()?.parse().ok()) {
@@ -88,15 +96,6 @@ impl Settings {
         };
         mda::check_envelope(&s.envelope()).map_err(|(what, e)| format!("{what}: {e}"))?;
         Ok(s)
-    }
-
-    /// Reads names in cur/ with `sep` (`--info-separator`) for the quota scan and the index.
-    pub fn with_info_separator(mut self, sep: mdeliver_core::name::InfoSep) -> Settings {
-        self.quota.sep = sep;
-        if let Some(d) = self.dedup.as_mut() {
-            d.sep = sep;
-        }
-        self
     }
 
     /// The envelope, borrowed.

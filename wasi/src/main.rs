@@ -234,8 +234,8 @@ fn main() -> ExitCode {
     if mail.mbox {
         return ExitCode::from(import_mbox(&a, &mail, env, &input));
     }
-    let settings = match Settings::new(&mail.mta, |n| std::env::var_os(n)) {
-        Ok(s) => s.with_info_separator(mail.info_separator),
+    let settings = match Settings::new(&mail.mta, mail.info_separator, |n| std::env::var_os(n)) {
+        Ok(s) => s,
         Err(message) => {
             eprintln!("mdeliver: {message}");
             return ExitCode::from(exit::USAGE);
