@@ -16,8 +16,11 @@ pub fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// Builds the release module once per test binary with `scripts/build-wasi.sh` (in its own
-/// target dir, so the outer cargo's lock is never contended) and returns its path.
+/// Builds the release module once per test binary with `scripts/build-wasi.sh` and returns its
+/// path. It builds into `wasi-module` inside the running test's own target directory (found
+/// from the test executable's path, `<target>/<profile>/deps/<test>`): a directory of its own,
+/// so the outer cargo's lock is never contended, and not shared with test runs that use
+/// another `CARGO_TARGET_DIR`.
 pub fn module_path() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
@@ -33,7 +36,12 @@ pub fn module_path() -> &'static Path {
                 "cannot install the wasm32-wasip1 target"
             );
         }
-        let target_dir = workspace().join("target").join("wasi-module");
+        let exe = std::env::current_exe().expect("current_exe");
+        let target_dir = exe
+            .ancestors()
+            .nth(3)
+            .expect("<target>/<profile>/deps/<test>")
+            .join("wasi-module");
         // The release build (cargo's `wasm` profile, then wasm-opt): what is shipped is tested.
         let out = Command::new("bash")
             .current_dir(workspace())
