@@ -97,13 +97,13 @@ fn main() -> ExitCode {
     let mut out = status::Output::default();
     let mut copy: Option<Input> = None;
     let last = args.maildirs.len() - 1;
+    let folder_open = OpenOptions {
+        create: args.create,
+        sync: !args.no_fsync,
+        disabled,
+        keep_readable: false,
+    };
     for (i, maildir) in args.maildirs.iter().enumerate() {
-        let folder_open = OpenOptions {
-            create: args.create,
-            sync: !args.no_fsync,
-            disabled,
-            keep_readable: false,
-        };
         let maildir = &match folder::target(&args, &mail, maildir, folder_open) {
             Ok(target) => target,
             Err((message, code)) => {
