@@ -20,7 +20,8 @@
 //! - `mdeliver_step_new(len: u32) -> i32`: starts a machine from the [`Start`] in the buffer's
 //!   first `len` bytes ([`encode_start`]). A handle, or -1.
 //! - `mdeliver_step_poll(handle: u32) -> i32`: writes the machine's next [`Step`] to the buffer
-//!   ([`encode_step`]). Its length, or -1 for a bad handle. A finished machine keeps
+//!   ([`encode_step`]). Its length, or -1 for a bad handle (or a step that does not fit the
+//!   buffer, which [`STEP_BUF_LEN`] makes impossible). A finished machine keeps
 //!   answering its outcome.
 //! - `mdeliver_step_feed(handle: u32, len: u32) -> i32`: feeds the last polled operation's
 //!   [`OpResult`] from the buffer's first `len` bytes ([`encode_result`]). 0, -1 for a bad
