@@ -1071,6 +1071,11 @@ pub(crate) mod tests {
         pub dir_mtime: BTreeMap<Dir, u64>,
         pub clock: Clock,
         pub caps: Capabilities,
+        /// Listings of this directory leave out this name, while the count lasts: what a
+        /// listing racing another process's rename of the entry may see.
+        pub hide: Option<(Dir, String, u32)>,
+        /// How many listings were started.
+        pub listings: u32,
         next_ino: u64,
     }
 
@@ -1082,6 +1087,8 @@ pub(crate) mod tests {
                 dir_mtime: BTreeMap::new(),
                 clock,
                 caps: Capabilities::POSIX,
+                hide: None,
+                listings: 0,
                 next_ino: 1,
             }
         }
@@ -1240,7 +1247,15 @@ pub(crate) mod tests {
             Ok(())
         }
         fn open_dir(&mut self, dir: Dir) -> Result<Self::DirStream, ErrorKind> {
-            Ok((self.list(dir), 0))
+            self.listings += 1;
+            let mut names = self.list(dir);
+            if let Some((d, name, left)) = self.hide.as_mut() {
+                if *d == dir && *left > 0 {
+                    *left -= 1;
+                    names.retain(|n| n != name);
+                }
+            }
+            Ok((names, 0))
         }
         fn read_dir(
             &mut self,

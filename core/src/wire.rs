@@ -395,7 +395,7 @@ pub fn decode_outcome(buf: &[u8]) -> Result<Outcome, WireError> {
 pub const STEP_BUF_LEN: usize = 1024;
 
 /// Every strategy, in wire order.
-const STRATEGIES: [Strategy; 4] = [
+pub const STRATEGIES: [Strategy; 4] = [
     Strategy::Exclusive,
     Strategy::Classic {
         exclusive_create: false,
@@ -406,7 +406,7 @@ const STRATEGIES: [Strategy; 4] = [
     Strategy::Locked,
 ];
 /// Every durability, in wire order.
-const DURABILITIES: [Durability; 3] =
+pub const DURABILITIES: [Durability; 3] =
     [Durability::Full, Durability::DeferDirSync, Durability::None];
 
 /// A strategy's code.

@@ -16,7 +16,7 @@
 #[allow(dead_code)]
 mod wasi_support;
 
-use mdeliver_core::deliver::{Delivery, Durability, Options, Step, Strategy};
+use mdeliver_core::deliver::{Delivery, Options, Step, Strategy};
 use mdeliver_core::env::{Env, Timestamp};
 use mdeliver_core::fs::{Capabilities, Op, OpResult};
 use mdeliver_core::name::InfoSep;
@@ -254,19 +254,9 @@ fn every_option_crosses_the_abi() {
     let env0 = SimEnv::unique(1, 7);
     let mut no_links = Capabilities::POSIX;
     no_links.hard_links = false;
-    let strategies = [
-        Strategy::Exclusive,
-        Strategy::Classic {
-            exclusive_create: false,
-        },
-        Strategy::Classic {
-            exclusive_create: true,
-        },
-        Strategy::Locked,
-    ];
     let mut delivered = HashSet::new();
-    for strategy in strategies {
-        for durability in [Durability::Full, Durability::DeferDirSync, Durability::None] {
+    for strategy in wire::STRATEGIES {
+        for durability in wire::DURABILITIES {
             for flags in [None, Some(Flags::parse("SF").unwrap())] {
                 for sep in [b':', b';'] {
                     for caps in [Capabilities::LINUX_LOCAL, Capabilities::POSIX, no_links] {
