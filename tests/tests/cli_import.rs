@@ -628,34 +628,13 @@ fn x_flags_add_to_status_flags() {
     assert_eq!(names(&md.join("new")), Vec::<String>::new());
 }
 
-/// A small tmpfs (root only), unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn disk_full_mid_import_keeps_and_counts_what_was_delivered() {
-    if !is_root() {
-        eprintln!("skipped: mounting a tmpfs needs root");
-        return;
-    }
     let t = tempfile::tempdir().unwrap();
-    let mnt = t.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    let out = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=256k,mode=0700", "mdeliver-test"])
-        .arg(&mnt)
-        .output();
-    if !out.as_ref().is_ok_and(|o| o.status.success()) {
-        eprintln!("skipped: mount -t tmpfs failed");
+    let Some(fs) = Tmpfs::mount(t.path(), "256k", "0700") else {
         return;
-    }
-    let _guard = Tmpfs(mnt.clone());
-    let md = mnt.join("m");
+    };
+    let md = fs.mnt.join("m");
     let body = "y".repeat(4000);
     let message = |i: usize| format!("Subject: {i}\n\n{body}\n");
     let mut mbox = Vec::new();

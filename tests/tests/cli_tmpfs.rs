@@ -6,20 +6,7 @@
 
 mod cli_support;
 
-use std::path::Path;
-
 use cli_support::*;
-
-fn assert_untouched(md: &Path) {
-    for d in ["tmp", "new", "cur"] {
-        assert_eq!(
-            names(&md.join(d)),
-            Vec::<String>::new(),
-            "{d}/ of {}",
-            md.display()
-        );
-    }
-}
 
 #[test]
 fn full_filesystem_defers_and_leaves_nothing() {
@@ -46,7 +33,7 @@ fn full_filesystem_defers_and_leaves_nothing() {
                 &said,
                 "{disable}"
             );
-            assert_untouched(&md);
+            assert_untouched(&md, "md");
         }
     }
     insta::assert_snapshot!("no_space", first.unwrap());
@@ -65,7 +52,7 @@ fn message_larger_than_the_filesystem_defers_and_leaves_nothing() {
         let r = run(&[&md], &msg, &[("MDELIVER_DISABLE", disable)]);
         assert_eq!(r.code, 75, "{disable}: {}", r.stderr);
         assert!(r.stderr.contains("no space left on device"), "{}", r.stderr);
-        assert_untouched(&md);
+        assert_untouched(&md, "md");
         // The space is free again: a small message still fits afterwards.
         let r = run(&[&md], b"small\n", &[("MDELIVER_DISABLE", disable)]);
         assert_eq!(r.code, 0, "{disable}: {}", r.stderr);
@@ -105,7 +92,7 @@ fn read_only_filesystem_defers_or_reports_no_permission() {
             "{status} / {status2}"
         );
         said.push(format!("{disable:?}: {}", normalize(&r.stderr, t.path())));
-        assert_untouched(&md);
+        assert_untouched(&md, "md");
     }
     insta::assert_snapshot!("read_only", said.concat());
 }
@@ -127,8 +114,8 @@ fn a_delivery_failing_halfway_and_the_maildirs_after_it() {
 
     let r = run(&[&small, &roomy], &msg, &[]);
     assert_eq!(r.code, 75);
-    assert_untouched(&small);
-    assert_untouched(&roomy);
+    assert_untouched(&small, "small");
+    assert_untouched(&roomy, "roomy");
     insta::assert_snapshot!(
         "pipe_consumed_by_failed_delivery",
         normalize(&r.stderr, t.path())
@@ -138,6 +125,6 @@ fn a_delivery_failing_halfway_and_the_maildirs_after_it() {
     std::fs::write(&file, &msg).unwrap();
     let r = run(&[&"--input", &file, &small, &roomy], b"", &[]);
     assert_eq!(r.code, 75);
-    assert_untouched(&small);
+    assert_untouched(&small, "small");
     assert_delivered_once(&roomy, &msg);
 }

@@ -167,6 +167,18 @@ pub fn contents(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
+/// Asserts that tmp/, new/ and cur/ of `md` are empty (`what` names the case on failure).
+pub fn assert_untouched(md: &Path, what: &str) {
+    for d in ["tmp", "new", "cur"] {
+        assert_eq!(
+            names(&md.join(d)),
+            Vec::<String>::new(),
+            "{what}: {d}/ of {}",
+            md.display()
+        );
+    }
+}
+
 /// Asserts that `maildir` holds exactly `message` once in new/, nothing in tmp/ or cur/, and
 /// that the file is a private regular file whose name carries the right size. Returns its name.
 pub fn assert_delivered_once(maildir: &Path, message: &[u8]) -> String {
