@@ -5,9 +5,9 @@
 
 use crate::error::{Error, ErrorKind, Phase};
 use crate::flags::Flags;
-use crate::fs::{Dir, Fs, Op, OpResult};
+use crate::fs::{Dir, Fs, Op};
 use crate::name::{InfoSep, NameBuf, ParsedName};
-use crate::scan::{perform_list, Move, MoveStep, MOVE_ATTEMPTS};
+use crate::scan::{perform_list, perform_move_op, Move, MoveStep, MOVE_ATTEMPTS};
 
 /// One `+LETTERS` (add) or `-LETTERS` (remove) change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -87,16 +87,7 @@ pub fn change_flags<F: Fs + ?Sized>(
                             moved_meanwhile = Some((from.0, n));
                             break None;
                         }
-                        Op::Rename {
-                            from,
-                            to,
-                            noreplace,
-                        } => unit(fs.rename(from, to, noreplace)),
-                        Op::Stat { dir, name } => match fs.stat(dir, name) {
-                            Ok(s) => OpResult::Stat(s),
-                            Err(e) => OpResult::Err(e),
-                        },
-                        _ => OpResult::Err(ErrorKind::Unsupported),
+                        op => perform_move_op(fs, op),
                     };
                     machine.feed(r);
                 }
@@ -118,13 +109,6 @@ pub fn change_flags<F: Fs + ?Sized>(
         }
     }
     Err(Error::new(ErrorKind::Busy, Phase::Publish))
-}
-
-fn unit(r: Result<(), ErrorKind>) -> OpResult {
-    match r {
-        Ok(()) => OpResult::Done,
-        Err(e) => OpResult::Err(e),
-    }
 }
 
 #[cfg(test)]

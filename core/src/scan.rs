@@ -590,6 +590,20 @@ impl Move {
     }
 }
 
+/// Carries out one operation a [`Move`] asks for (a rename or a stat) on `fs`.
+pub fn perform_move_op<F: Fs + ?Sized>(fs: &mut F, op: Op<'_>) -> OpResult {
+    let r = match op {
+        Op::Rename {
+            from,
+            to,
+            noreplace,
+        } => fs.rename(from, to, noreplace).map(|()| OpResult::Done),
+        Op::Stat { dir, name } => fs.stat(dir, name).map(OpResult::Stat),
+        _ => Err(ErrorKind::Unsupported),
+    };
+    r.unwrap_or_else(OpResult::Err)
+}
+
 /// Runs a [`Move`] to completion on `fs`.
 pub fn move_message<F: Fs + ?Sized>(fs: &mut F, mut machine: Move) -> Result<Dir, Error> {
     let mut stream = None;
@@ -597,22 +611,7 @@ pub fn move_message<F: Fs + ?Sized>(fs: &mut F, mut machine: Move) -> Result<Dir
     loop {
         match machine.poll() {
             MoveStep::Op(op) => {
-                let r = match op {
-                    Op::Rename {
-                        from,
-                        to,
-                        noreplace,
-                    } => match fs.rename(from, to, noreplace) {
-                        Ok(()) => OpResult::Done,
-                        Err(e) => OpResult::Err(e),
-                    },
-                    Op::Stat { dir, name } => match fs.stat(dir, name) {
-                        Ok(s) => OpResult::Stat(s),
-                        Err(e) => OpResult::Err(e),
-                    },
-                    _ => OpResult::Err(ErrorKind::Unsupported),
-                };
-                machine.feed(r);
+                machine.feed(perform_move_op(fs, op));
             }
             MoveStep::List(op) => {
                 let r = perform_list(fs, &mut stream, op, &mut name);
