@@ -216,13 +216,7 @@ fn soak(procs: u64, per: u64, strict: bool) {
                         ));
                         continue;
                     }
-                    let path = String::from_utf8(out.stdout).unwrap();
-                    let name = Path::new(path.trim_end())
-                        .file_name()
-                        .unwrap()
-                        .to_str()
-                        .unwrap()
-                        .to_string();
+                    let name = delivered_name(&out.stdout);
                     delivered
                         .lock()
                         .unwrap()

@@ -167,6 +167,15 @@ pub fn contents(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
+/// The file name of the message path `mdeliver -v` printed (one delivery) on `stdout`.
+pub fn delivered_name(stdout: &[u8]) -> String {
+    let path = String::from_utf8_lossy(stdout);
+    let name = Path::new(path.trim_end())
+        .file_name()
+        .expect("a delivered path");
+    name.to_str().expect("an ASCII name").to_owned()
+}
+
 /// Asserts that tmp/, new/ and cur/ of `md` are empty (`what` names the case on failure).
 pub fn assert_untouched(md: &Path, what: &str) {
     for d in ["tmp", "new", "cur"] {
