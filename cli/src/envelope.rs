@@ -138,25 +138,12 @@ where
 {
     // One filesystem type whether or not this is a dry run: the delivery code is compiled once.
     let mut fs = DryRun::with(fs, s.dry_run);
-    let r = deliver_on(&mut fs, env, opts, s, source, transform, buf);
-    (fs.into_inner(), r)
-}
-
-fn deliver_on<F: Fs, E: Env, R: embedded_io::Read>(
-    fs: &mut F,
-    env: &mut E,
-    opts: Options,
-    s: &Settings,
-    source: &mut R,
-    transform: bool,
-    buf: &mut [u8],
-) -> Result<Stored, Failure> {
     let o = s.mda(opts);
     let r = if transform {
         let mut head = vec![0u8; HEAD_MAX];
-        mda::deliver_message(fs, env, &o, source, &mut head, buf)
+        mda::deliver_message(&mut fs, env, &o, source, &mut head, buf)
     } else {
-        mda::store(fs, env, &o, source, buf)
+        mda::store(&mut fs, env, &o, source, buf)
     };
-    r.map_err(Failure::Deliver)
+    (fs.into_inner(), r.map_err(Failure::Deliver))
 }
