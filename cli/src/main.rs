@@ -29,7 +29,7 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::ExitCode;
 
-use mdeliver_core::deliver::Durability;
+use mdeliver_core::machine::deliver::Durability;
 use mdeliver_core::Options;
 
 use crate::args::Args;

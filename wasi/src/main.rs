@@ -37,7 +37,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use mdeliver_core::deliver::{Durability, Options};
+use mdeliver_core::machine::deliver::{Durability, Options};
 use mdeliver_core::ErrorKind;
 
 use crate::envelope::{Settings, Stored};
