@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use mdeliver_core::env::Env;
-use mdeliver_core::maildir::name::{InfoSep, NameBuf};
+use mdeliver_core::maildir::name::InfoSep;
 use mdeliver_core::report::check::{
     classify, duplicates, EntryKind, Finding, Listed, STALE_TMP_SECS,
 };
@@ -106,10 +106,11 @@ fn detail(f: &Finding) -> String {
 /// Lists `dir` completely.
 fn names(fs: &mut LinuxFs, dir: Dir) -> Result<Vec<String>, ErrorKind> {
     let mut stream = fs.open_dir(dir)?;
-    let mut name = NameBuf::new();
+    let mut name = mdeliver_core::fs::EntryName::new();
     let mut out = Vec::new();
     while fs.read_dir(&mut stream, &mut name)? {
-        out.push(name.to_string());
+        // A name that is not UTF-8 is checked too (shown with U+FFFD where its bytes are).
+        out.push(String::from_utf8_lossy(&name).into_owned());
     }
     out.sort();
     Ok(out)

@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use mdeliver_core::fs::Stat;
-use mdeliver_core::maildir::name::NameBuf;
+use mdeliver_core::fs::EntryName;
 use mdeliver_core::{Capabilities, Dir, ErrorKind, Fs};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, RenameFlags, CWD};
 use rustix::io::Errno;
@@ -480,7 +480,7 @@ impl Fs for LinuxFs {
         rfs::futimens(&file.0, &times).map_err(other)
     }
 
-    fn read_dir(&mut self, stream: &mut rfs::Dir, out: &mut NameBuf) -> Result<bool, ErrorKind> {
+    fn read_dir(&mut self, stream: &mut rfs::Dir, out: &mut EntryName) -> Result<bool, ErrorKind> {
         loop {
             let entry = match stream.read() {
                 None => return Ok(false),
@@ -491,9 +491,10 @@ impl Fs for LinuxFs {
             if name == b"." || name == b".." {
                 continue;
             }
-            let name = core::str::from_utf8(name).map_err(|_| ErrorKind::Data)?;
+            // Names are bytes: one that is not UTF-8 is listed like any other.
             out.clear();
-            out.push_str(name).map_err(|_| ErrorKind::NameTooLong)?;
+            out.extend_from_slice(name)
+                .map_err(|_| ErrorKind::NameTooLong)?;
             return Ok(true);
         }
     }
@@ -623,10 +624,10 @@ mod tests {
         std::fs::rename(s.0.join("cur"), s.0.join("cur.old")).unwrap();
         std::os::unix::fs::symlink(&elsewhere, s.0.join("cur")).unwrap();
         let mut listing = fs.open_dir(Dir::Cur).unwrap();
-        let mut name = NameBuf::new();
+        let mut name = EntryName::new();
         let mut names = Vec::new();
         while fs.read_dir(&mut listing, &mut name).unwrap() {
-            names.push(name.as_str().to_owned());
+            names.push(String::from_utf8_lossy(&name).into_owned());
         }
         assert_eq!(names, ["b:2,S"]);
         let f = fs.create(Dir::Cur, "c", true).unwrap();

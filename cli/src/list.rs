@@ -12,10 +12,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use mdeliver_core::machine::scan::{
-    classify, KeySet, ListOp, ListResult, Mark, Scan, ScanOptions, ScanStep, ScanSummary,
+    classify, KeySet, Mark, Scan, ScanOptions, ScanStep, ScanSummary,
 };
 use mdeliver_core::maildir::name::{InfoSep, ParsedName};
-use mdeliver_core::{Dir, ErrorKind, Fs};
+use mdeliver_core::{Dir, ErrorKind, Fs, Op, OpResult};
 
 use crate::exit;
 use crate::mail_args::parse_info_sep;
@@ -126,7 +126,7 @@ const GETDENTS_BUF: usize = 4 << 20;
 struct Lister {
     root: std::os::fd::OwnedFd,
     buf: Vec<std::mem::MaybeUninit<u8>>,
-    names: Vec<String>,
+    names: Vec<Vec<u8>>,
     next: usize,
 }
 
@@ -175,11 +175,10 @@ impl Lister {
                 _ => false,
             };
             let name = entry.file_name().to_bytes();
-            // "." and "..", and names that are not UTF-8, are not messages.
-            if let Ok(name) = std::str::from_utf8(name) {
-                if regular && name != "." && name != ".." {
-                    self.names.push(name.to_owned());
-                }
+            // "." and ".." are not messages; a name that is not UTF-8 is handed to the scan
+            // like any other (it counts it in `ScanSummary::foreign`).
+            if regular && name != b"." && name != b".." {
+                self.names.push(name.to_owned());
             }
         }
         Ok(())
@@ -193,21 +192,21 @@ impl Lister {
         let mut machine = Scan::new(opts);
         loop {
             match machine.poll() {
-                ScanStep::List(ListOp::Open { dir }) => {
+                ScanStep::Op(Op::OpenDir { dir }) => {
                     let r = match self.open(dir) {
-                        Ok(()) => ListResult::Done,
-                        Err(e) => ListResult::Err(e),
+                        Ok(()) => OpResult::Done,
+                        Err(e) => OpResult::Err(e),
                     };
-                    machine.feed(r, "", keys);
+                    machine.feed(r, b"", keys);
                 }
-                ScanStep::List(ListOp::Next) => match self.names.get(self.next) {
+                ScanStep::Op(Op::NextEntry) => match self.names.get(self.next) {
                     Some(name) => {
-                        machine.feed(ListResult::Entry, name, keys);
+                        machine.feed(OpResult::Entry, name, keys);
                         self.next += 1;
                     }
-                    None => machine.feed(ListResult::End, "", keys),
+                    None => machine.feed(OpResult::End, b"", keys),
                 },
-                ScanStep::List(ListOp::Close) => machine.feed(ListResult::Done, "", keys),
+                ScanStep::Op(_) => machine.feed(OpResult::Done, b"", keys),
                 ScanStep::Done(r) => return r,
             }
         }

@@ -4,9 +4,9 @@
 //! cannot pass by being re-blessed.
 
 use mdeliver_core::env::Timestamp;
-use mdeliver_core::fs::{perform, Stat};
+use mdeliver_core::fs::{perform, EntryName, Slots, Stat};
 use mdeliver_core::machine::deliver::{Delivered, Durability, Publish, Strategy, LOCK_NAME};
-use mdeliver_core::maildir::name::{NameBuf, ParsedName};
+use mdeliver_core::maildir::name::ParsedName;
 use mdeliver_core::{
     Capabilities, Delivery, Dir, Env, ErrorKind, Flags, Fs, Op, OpResult, Options, Step,
 };
@@ -209,8 +209,19 @@ impl Fs for MemFs {
     fn open_dir(&mut self, _dir: Dir) -> Result<(), ErrorKind> {
         Err(ErrorKind::Unsupported)
     }
-    fn read_dir(&mut self, _s: &mut (), _out: &mut NameBuf) -> Result<bool, ErrorKind> {
+    fn read_dir(&mut self, _s: &mut (), _out: &mut EntryName) -> Result<bool, ErrorKind> {
         Ok(false)
+    }
+    // A delivery never appends, reads small files or sets times: refused, so a machine that
+    // started to would show it in the recorded trace.
+    fn append(&mut self, _: Dir, _: &str, _: &[u8], _: bool) -> Result<(), ErrorKind> {
+        Err(ErrorKind::Unsupported)
+    }
+    fn read_file(&mut self, _: Dir, _: &str, _: &mut [u8]) -> Result<usize, ErrorKind> {
+        Err(ErrorKind::Unsupported)
+    }
+    fn set_mtime(&mut self, _: &usize, _: i64) -> Result<(), ErrorKind> {
+        Err(ErrorKind::Unsupported)
     }
 }
 
@@ -232,7 +243,7 @@ fn run_with(
 ) -> (String, Result<Delivered, mdeliver_core::Error>) {
     let mut env = TestEnv::new();
     let mut machine = Delivery::new(opts, fs.capabilities(), &mut env);
-    let mut file = None;
+    let mut slots = Slots::default();
     let mut source = message;
     let mut buf = [0u8; 16];
     let mut trace = String::new();
@@ -245,7 +256,7 @@ fn run_with(
             }
         };
         write!(trace, "{op:?}").unwrap();
-        let mut result = perform(fs, &mut env, &mut file, op, &mut source, &mut buf);
+        let (mut result, _) = perform(fs, &mut env, &mut slots, op, &mut source, &mut buf);
         tamper(&op, &mut result);
         writeln!(trace, " -> {result:?}").unwrap();
         machine.feed(result, &mut env);

@@ -10,21 +10,22 @@
 //! The delivery targets drive the shipped sans-io [`Delivery`] machine over a small in-memory
 //! filesystem model ([`MemFs`]) whose every call may fail as the input decides, or feed it
 //! arbitrary operation results with no filesystem at all, and then check the invariants of
-//! `shared/DESIGN.md`: bounded steps, success present exactly once and byte-exact, a failure
-//! leaving nothing in new/ or cur/, nothing pre-existing overwritten, locks released.
+//! `DESIGN.md` (at the repository root): bounded steps, success present exactly once and
+//! byte-exact, a failure leaving nothing in new/ or cur/, nothing pre-existing overwritten,
+//! locks released.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use mdeliver_core::env::{Env, Timestamp};
-use mdeliver_core::fs::{perform, Capabilities, Dir, Fs, Op, OpResult, Stat};
+use mdeliver_core::fs::{perform, Capabilities, Dir, EntryName, Fs, Op, OpResult, Slots, Stat};
 use mdeliver_core::machine::deliver::{Delivered, Durability, Options, Step, Strategy, LOCK_NAME};
 use mdeliver_core::machine::quota::{self, Decision, Limits, RecalcReason, Usage, Verdict};
 use mdeliver_core::machine::scan::{
-    classify, perform_list, KeySet, Mark, Scan, ScanOptions, ScanStep,
+    classify, KeySet, Mark, Scan, ScanOptions, ScanStep,
 };
 use mdeliver_core::maildir::flags::{BadFlag, Flags};
 use mdeliver_core::maildir::name::{
-    emit_with_flags, InfoSep, NameBuf, NameError, ParsedName, Unique,
+    emit_with_flags, InfoSep, NameError, ParsedName, Unique,
 };
 use mdeliver_core::mbox::{self, Event, MboxError, MboxReader, Quoting};
 use mdeliver_core::message::{
@@ -1244,7 +1245,17 @@ impl Fs for MemFs {
         self.gate(None)?;
         Ok(MemDirStream { dir, last: None })
     }
-    fn read_dir(&mut self, s: &mut MemDirStream, out: &mut NameBuf) -> Result<bool, ErrorKind> {
+    // The delivery and the scan fuzzed here never append, read small files or set times.
+    fn append(&mut self, _: Dir, _: &str, _: &[u8], _: bool) -> Result<(), ErrorKind> {
+        Err(ErrorKind::Unsupported)
+    }
+    fn read_file(&mut self, _: Dir, _: &str, _: &mut [u8]) -> Result<usize, ErrorKind> {
+        Err(ErrorKind::Unsupported)
+    }
+    fn set_mtime(&mut self, _: &MemFile, _: i64) -> Result<(), ErrorKind> {
+        Err(ErrorKind::Unsupported)
+    }
+    fn read_dir(&mut self, s: &mut MemDirStream, out: &mut EntryName) -> Result<bool, ErrorKind> {
         self.gate(None)?;
         use std::ops::Bound;
         let from = match &s.last {
@@ -1254,7 +1265,8 @@ impl Fs for MemFs {
         match self.names.range((from, Bound::Unbounded)).next() {
             Some(((d, n), _)) if *d == s.dir => {
                 out.clear();
-                out.push_str(n).map_err(|_| ErrorKind::NameTooLong)?;
+                out.extend_from_slice(n.as_bytes())
+                    .map_err(|_| ErrorKind::NameTooLong)?;
                 s.last = Some(n.clone());
                 Ok(true)
             }
@@ -1404,7 +1416,7 @@ pub fn deliver_faults(data: &[u8]) {
     };
     let mut buf = vec![0u8; bufsize];
     let mut m = Delivery::new(opts, fs.capabilities(), &mut env);
-    let mut file = None;
+    let mut slots = Slots::default();
     let mut steps = 0;
     let mut trace: Vec<String> = Vec::new();
     let outcome = loop {
@@ -1420,7 +1432,7 @@ pub fn deliver_faults(data: &[u8]) {
         fs.clock = env.secs;
         let shown = format!("{op:?}");
         let tape = fs.tape_pos;
-        let r = perform(&mut fs, &mut env, &mut file, op, &mut src, &mut buf);
+        let (r, _) = perform(&mut fs, &mut env, &mut slots, op, &mut src, &mut buf);
         trace.push(format!(
             "{shown} -> {r:?} (faults {:?})",
             &fs.tape[tape..fs.tape_pos]
@@ -1429,7 +1441,7 @@ pub fn deliver_faults(data: &[u8]) {
     };
     assert!(m.is_done());
     assert_eq!(m.poll(), Step::Done(outcome.clone()), "Done is stable");
-    if let Some(f) = file.take() {
+    if let Some(f) = slots.file.take() {
         // An open file left behind is a leak of a descriptor in a real adapter.
         panic!("the machine finished with a file still open: {f:?}");
     }
@@ -1757,16 +1769,17 @@ pub fn scan_faults(data: &[u8]) {
     let mut renamed: BTreeMap<String, u32> = BTreeMap::new();
     let mut keys = MapKeys::default();
     let mut m = Scan::new(ScanOptions { sep, max_passes });
-    let mut stream = None;
-    let mut name = NameBuf::new();
+    let mut slots = Slots::default();
+    let mut name = [0u8; 256];
     let mut steps = 0;
     let result = loop {
         match m.poll() {
-            ScanStep::List(op) => {
+            ScanStep::Op(op) => {
                 steps += 1;
                 assert!(steps <= MAX_STEPS, "scan did not end");
-                let r = perform_list(&mut fs, &mut stream, op, &mut name);
-                m.feed(r, &name, &mut keys);
+                let mut env = crate::sim::env::SimEnv::colliding();
+                let (r, n) = perform(&mut fs, &mut env, &mut slots, op, &mut &b""[..], &mut name);
+                m.feed(r, &name[..n], &mut keys);
                 // A reader renames one message now and then.
                 let sel = mv.u8();
                 if sel >= 160 && !volatile.is_empty() {

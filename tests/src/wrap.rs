@@ -5,7 +5,7 @@
 
 use crate::sim::rng::Rng;
 use mdeliver_core::fs::{Capabilities, Dir, Fs, Stat};
-use mdeliver_core::maildir::name::NameBuf;
+use mdeliver_core::fs::EntryName;
 use mdeliver_core::ErrorKind;
 use std::fmt::Debug;
 
@@ -36,6 +36,12 @@ pub enum OpKind {
     SyncDir,
     /// `open_dir`.
     OpenDir,
+    /// `append`.
+    Append,
+    /// `read_file`.
+    ReadFile,
+    /// `set_mtime`.
+    SetMtime,
     /// `read_dir`.
     ReadDir,
 }
@@ -106,7 +112,7 @@ impl<F> FaultFs<F> {
             }
             let f = faults[rng.below(faults.len() as u64) as usize];
             // Short writes only make sense for writes; errors for anything.
-            (op == OpKind::Write || f != Fault::ShortWrite).then_some(f)
+            (matches!(op, OpKind::Write | OpKind::Append) || f != Fault::ShortWrite).then_some(f)
         });
         if f.is_some() {
             self.injected += 1;
@@ -190,11 +196,27 @@ impl<F: Fs> Fs for FaultFs<F> {
         self.check(OpKind::OpenDir)?;
         self.inner.open_dir(dir)
     }
-    fn read_dir(&mut self, s: &mut F::DirStream, out: &mut NameBuf) -> Result<bool, ErrorKind> {
+    fn read_dir(&mut self, s: &mut F::DirStream, out: &mut EntryName) -> Result<bool, ErrorKind> {
         self.check(OpKind::ReadDir)?;
         self.inner.read_dir(s, out)
     }
+    fn append(&mut self, dir: Dir, name: &str, data: &[u8], sync: bool) -> Result<(), ErrorKind> {
+        match self.fault(OpKind::Append) {
+            Some(Fault::Fail(k)) => Err(k),
+            // A short append: the record's first half lands, the caller hears `Io`.
+            Some(Fault::ShortWrite) if data.len() > 1 => {
+                self.inner.append(dir, name, &data[..data.len() / 2], sync)?;
+                Err(ErrorKind::Io)
+            }
+            _ => self.inner.append(dir, name, data, sync),
+        }
+    }
+    fn read_file(&mut self, dir: Dir, name: &str, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+        self.check(OpKind::ReadFile)?;
+        self.inner.read_file(dir, name, buf)
+    }
     fn set_mtime(&mut self, file: &F::File, secs: i64) -> Result<(), ErrorKind> {
+        self.check(OpKind::SetMtime)?;
         self.inner.set_mtime(file, secs)
     }
 }
@@ -322,11 +344,11 @@ impl<F: Fs> Fs for TraceFs<F> {
         );
         r
     }
-    fn read_dir(&mut self, s: &mut F::DirStream, out: &mut NameBuf) -> Result<bool, ErrorKind> {
+    fn read_dir(&mut self, s: &mut F::DirStream, out: &mut EntryName) -> Result<bool, ErrorKind> {
         let r = self.inner.read_dir(s, out);
         let shown = r.map(|more| {
             if more {
-                out.to_string()
+                String::from_utf8_lossy(out).into_owned()
             } else {
                 "<end>".into()
             }
@@ -337,6 +359,20 @@ impl<F: Fs> Fs for TraceFs<F> {
     fn set_mtime(&mut self, file: &F::File, secs: i64) -> Result<(), ErrorKind> {
         let r = self.inner.set_mtime(file, secs);
         self.rec(format!("set_mtime({secs})"), &r);
+        r
+    }
+    fn append(&mut self, dir: Dir, name: &str, data: &[u8], sync: bool) -> Result<(), ErrorKind> {
+        let r = self.inner.append(dir, name, data, sync);
+        let how = if sync { ", sync" } else { "" };
+        self.rec(
+            format!("append({}, {} bytes{how})", path(dir, name), data.len()),
+            &r,
+        );
+        r
+    }
+    fn read_file(&mut self, dir: Dir, name: &str, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+        let r = self.inner.read_file(dir, name, buf);
+        self.rec(format!("read_file({})", path(dir, name)), &r);
         r
     }
 }

@@ -7,7 +7,7 @@
 //! can be reached, whatever symlinks the maildir holds.
 
 use mdeliver_core::fs::Stat;
-use mdeliver_core::maildir::name::NameBuf;
+use mdeliver_core::fs::EntryName;
 use mdeliver_core::{Capabilities, Dir, ErrorKind, Fs};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -257,13 +257,12 @@ impl Fs for WasiFs {
         fs::read_dir(self.root.join(dir.as_str())).map_err(|e| kind_of(&e))
     }
 
-    fn read_dir(&mut self, stream: &mut fs::ReadDir, out: &mut NameBuf) -> Result<bool, ErrorKind> {
+    fn read_dir(&mut self, stream: &mut fs::ReadDir, out: &mut EntryName) -> Result<bool, ErrorKind> {
         for entry in stream.by_ref() {
             let entry = entry.map_err(|e| kind_of(&e))?;
             let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
             out.clear();
-            if out.push_str(name).is_err() {
+            if out.extend_from_slice(name.as_encoded_bytes()).is_err() {
                 continue;
             }
             return Ok(true);

@@ -254,7 +254,7 @@ impl<F: Fs> Fs for DryRun<F> {
     fn read_dir(
         &mut self,
         stream: &mut Self::DirStream,
-        out: &mut NameBuf,
+        out: &mut crate::fs::EntryName,
     ) -> Result<bool, ErrorKind> {
         self.inner.read_dir(stream, out)
     }

@@ -7,7 +7,6 @@
 
 use crate::env::Env;
 use crate::error::ErrorKind;
-use crate::maildir::name::NameBuf;
 
 pub mod dryrun;
 
@@ -163,6 +162,56 @@ pub enum Op<'a> {
         /// Milliseconds.
         millis: u32,
     },
+    /// Create the small bookkeeping file `dir/name` exclusively and write all of `data` into
+    /// it; with `sync`, flush it; close it. Made of one `create`, `write`s, `sync_file` and
+    /// `close`; when any step after the create fails, the driver removes the name again, so a
+    /// record that could not be written whole (disk full) never stays behind. Reports `Done`,
+    /// or `Exists` when the name is taken.
+    WriteFile {
+        /// Directory.
+        dir: Dir,
+        /// File name.
+        name: &'a str,
+        /// The whole contents.
+        data: &'a [u8],
+        /// Flush the file before closing it.
+        sync: bool,
+    },
+    /// Append `data` to the existing regular file `dir/name` in one `O_APPEND` write
+    /// ([`Fs::append`]), never creating it; with `sync`, flushed before it reports `Done`.
+    Append {
+        /// Directory.
+        dir: Dir,
+        /// File name.
+        name: &'a str,
+        /// The bytes (one record).
+        data: &'a [u8],
+        /// Flush the file before closing it.
+        sync: bool,
+    },
+    /// Read `dir/name` from its start into the driver's buffer ([`Fs::read_file`]); reports
+    /// [`OpResult::Read`] and feeds the bytes.
+    Read {
+        /// Directory.
+        dir: Dir,
+        /// File name.
+        name: &'a str,
+    },
+    /// Open a listing of `dir` (the driver keeps the one open listing).
+    OpenDir {
+        /// Directory to list.
+        dir: Dir,
+    },
+    /// The next name of the open listing: [`OpResult::Entry`] with the name's bytes fed, or
+    /// [`OpResult::End`].
+    NextEntry,
+    /// Close the open listing.
+    CloseDir,
+    /// Set the open file's modification time ([`Fs::set_mtime`]).
+    SetMtime {
+        /// Seconds since the epoch (negative: before it).
+        secs: i64,
+    },
 }
 
 impl<'a> Op<'a> {
@@ -175,6 +224,24 @@ impl<'a> Op<'a> {
             _ => return None,
         };
         matches!(t.0, Dir::New | Dir::Cur).then_some(t)
+    }
+}
+
+/// Which kind of result an [`Op`] gets: plain, a small file's contents, or a listing's name.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Channel {
+    Plain,
+    File,
+    List,
+}
+
+impl Op<'_> {
+    pub(crate) fn channel(&self) -> Channel {
+        match self {
+            Op::WriteFile { .. } | Op::Append { .. } | Op::Read { .. } => Channel::File,
+            Op::OpenDir { .. } | Op::NextEntry | Op::CloseDir => Channel::List,
+            _ => Channel::Plain,
+        }
     }
 }
 
@@ -196,6 +263,22 @@ pub enum OpResult {
     Err(ErrorKind),
     /// The message source failed while being streamed (read error, malformed input).
     SourceErr(ErrorKind),
+    /// [`Op::Read`] put this many bytes at the start of the driver's buffer (fed with it).
+    Read(usize),
+    /// [`Op::NextEntry`] found a name; its bytes are fed with it.
+    Entry,
+    /// [`Op::NextEntry`] found no more names.
+    End,
+}
+
+impl OpResult {
+    /// The error this result reports, if it is one.
+    pub fn err(self) -> Option<ErrorKind> {
+        match self {
+            OpResult::Err(e) | OpResult::SourceErr(e) => Some(e),
+            _ => None,
+        }
+    }
 }
 
 /// A maildir root on some filesystem. Every method is one system call's worth of work.
@@ -240,32 +323,29 @@ pub trait Fs {
     fn mkdir(&mut self, dir: Dir) -> Result<(), ErrorKind>;
     /// Starts listing a directory.
     fn open_dir(&mut self, dir: Dir) -> Result<Self::DirStream, ErrorKind>;
-    /// The next entry's name into `out` (skipping `.` and `..`); `false` at the end.
+    /// The next entry's name into `out` (skipping `.` and `..`); `false` at the end. Names
+    /// are bytes: a name that is not UTF-8 (a Latin-1 file copied from an old system) is an
+    /// entry like any other, never an error.
     fn read_dir(
         &mut self,
         stream: &mut Self::DirStream,
-        out: &mut NameBuf,
+        out: &mut EntryName,
     ) -> Result<bool, ErrorKind>;
     /// Appends `data` to the existing regular file `dir/name` (`O_WRONLY|O_APPEND|O_NOFOLLOW`,
     /// never creating it) in one `write`, then with `sync` flushes it, then closes it. A short
     /// write is reported as `Io` (readers of appended records tolerate a torn tail).
-    fn append(&mut self, dir: Dir, name: &str, data: &[u8], sync: bool) -> Result<(), ErrorKind> {
-        let _ = (dir, name, data, sync);
-        Err(ErrorKind::Unsupported)
-    }
+    fn append(&mut self, dir: Dir, name: &str, data: &[u8], sync: bool) -> Result<(), ErrorKind>;
     /// Reads the regular file `dir/name` (`O_NOFOLLOW`) from its start into `buf` until the end
     /// of the file or of `buf`, returning the byte count (`buf.len()`: there may be more).
-    fn read_file(&mut self, dir: Dir, name: &str, buf: &mut [u8]) -> Result<usize, ErrorKind> {
-        let _ = (dir, name, buf);
-        Err(ErrorKind::Unsupported)
-    }
+    fn read_file(&mut self, dir: Dir, name: &str, buf: &mut [u8]) -> Result<usize, ErrorKind>;
     /// Sets the open file's modification (and access) time to `secs` seconds since the epoch
     /// (negative: before it), as mbox import does from each message's date.
-    fn set_mtime(&mut self, file: &Self::File, secs: i64) -> Result<(), ErrorKind> {
-        let _ = (file, secs);
-        Err(ErrorKind::Unsupported)
-    }
+    fn set_mtime(&mut self, file: &Self::File, secs: i64) -> Result<(), ErrorKind>;
 }
+
+/// A directory entry's name as a listing returns it: bytes, at most
+/// [`NAME_MAX`](crate::maildir::name::NAME_MAX) of them, not necessarily UTF-8.
+pub type EntryName = heapless::Vec<u8, { crate::maildir::name::NAME_MAX }>;
 
 fn map_source_error(kind: embedded_io::ErrorKind) -> ErrorKind {
     use embedded_io::ErrorKind as K;
@@ -321,16 +401,58 @@ fn write_all<F: Fs + ?Sized>(fs: &mut F, file: &mut F::File, data: &[u8]) -> Res
     Ok(())
 }
 
-/// Performs one [`Op`] on `fs`. `file` is the driver's slot for the machine's one open file;
-/// `WriteMessage` streams from `source` through `buf`.
+/// [`Op::WriteFile`]: create, write, flush, close; on a failure after the create the name is
+/// removed again (best effort: the first error is reported either way).
+fn write_file<F: Fs + ?Sized>(
+    fs: &mut F,
+    dir: Dir,
+    name: &str,
+    data: &[u8],
+    sync: bool,
+) -> Result<(), ErrorKind> {
+    let mut f = fs.create(dir, name, true)?;
+    let mut r = write_all(fs, &mut f, data);
+    if r.is_ok() && sync {
+        r = fs.sync_file(&mut f);
+    }
+    let closed = fs.close(f);
+    let r = r.and(closed);
+    if r.is_err() {
+        let _ = fs.unlink(dir, name);
+    }
+    r
+}
+
+/// The driver's slots for what a machine keeps open between operations: its one open file
+/// and its one open listing.
+pub struct Slots<F: Fs + ?Sized> {
+    /// The open file.
+    pub file: Option<F::File>,
+    /// The open listing.
+    pub stream: Option<F::DirStream>,
+}
+
+impl<F: Fs + ?Sized> Default for Slots<F> {
+    fn default() -> Self {
+        Slots {
+            file: None,
+            stream: None,
+        }
+    }
+}
+
+/// Performs one [`Op`] on `fs`. `slots` holds the machine's open file and listing;
+/// `WriteMessage` streams from `source` through `buf`. Returns the result and how many bytes
+/// at the start of `buf` are to be fed with it: what `Read` read, or the name `NextEntry`
+/// found (give `buf` at least [`NAME_MAX`](crate::maildir::name::NAME_MAX) bytes).
 pub fn perform<F, E, R>(
     fs: &mut F,
     env: &mut E,
-    file: &mut Option<F::File>,
+    slots: &mut Slots<F>,
     op: Op<'_>,
     source: &mut R,
     buf: &mut [u8],
-) -> OpResult
+) -> (OpResult, usize)
 where
     F: Fs + ?Sized,
     E: Env + ?Sized,
@@ -356,7 +478,8 @@ where
             Err(e) => OpResult::Err(e),
         }
     }
-    match op {
+    let file = &mut slots.file;
+    let r = match op {
         Op::CreateExclusive { dir, name } | Op::CreateTruncate { dir, name } => {
             let exclusive = matches!(op, Op::CreateExclusive { .. });
             let created = fs.create(dir, name, exclusive);
@@ -398,81 +521,52 @@ where
             env.sleep(millis);
             OpResult::Done
         }
-    }
-}
-
-/// An operation on small files' contents (quota and dedup bookkeeping), kept apart from [`Op`]
-/// so that drivers and wire encodings of delivery are not affected.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
-pub enum FileOp<'a> {
-    /// Write all of `data` into the machine's open file (made by [`Op::CreateExclusive`]).
-    Write {
-        /// The bytes.
-        data: &'a [u8],
-    },
-    /// Append `data` to the existing `dir/name` in one `O_APPEND` write ([`Fs::append`]).
-    Append {
-        /// Directory.
-        dir: Dir,
-        /// File name.
-        name: &'a str,
-        /// The bytes (one record).
-        data: &'a [u8],
-        /// Flush the file before closing it.
-        sync: bool,
-    },
-    /// Read `dir/name` from its start into the driver's buffer ([`Fs::read_file`]).
-    Read {
-        /// Directory.
-        dir: Dir,
-        /// File name.
-        name: &'a str,
-    },
-}
-
-/// The result of a [`FileOp`].
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
-pub enum FileResult {
-    /// `Write` wrote this many bytes (all of them).
-    Written(usize),
-    /// `Append` succeeded.
-    Appended,
-    /// `Read` put this many bytes at the start of the driver's buffer.
-    Read(usize),
-    /// The filesystem refused.
-    Err(ErrorKind),
-}
-
-/// Performs one [`FileOp`] on `fs`. `file` is the driver's slot for the machine's open file;
-/// `Read` fills `buf`, whose first `n` bytes the driver then hands to the machine.
-pub fn perform_file<F: Fs + ?Sized>(
-    fs: &mut F,
-    file: &mut Option<F::File>,
-    op: FileOp<'_>,
-    buf: &mut [u8],
-) -> FileResult {
-    match op {
-        FileOp::Write { data } => {
-            let Some(f) = file.as_mut() else {
-                return FileResult::Err(ErrorKind::Io);
-            };
-            match write_all(fs, f, data) {
-                Ok(()) => FileResult::Written(data.len()),
-                Err(e) => FileResult::Err(e),
-            }
-        }
-        FileOp::Append {
+        Op::WriteFile {
             dir,
             name,
             data,
             sync,
-        } => match fs.append(dir, name, data, sync) {
-            Ok(()) => FileResult::Appended,
-            Err(e) => FileResult::Err(e),
+        } => unit(write_file(fs, dir, name, data, sync)),
+        Op::Append {
+            dir,
+            name,
+            data,
+            sync,
+        } => unit(fs.append(dir, name, data, sync)),
+        Op::Read { dir, name } => match fs.read_file(dir, name, buf) {
+            Ok(n) => return (OpResult::Read(n.min(buf.len())), n.min(buf.len())),
+            Err(e) => OpResult::Err(e),
         },
-        FileOp::Read { dir, name } => match fs.read_file(dir, name, buf) {
-            Ok(n) => FileResult::Read(n.min(buf.len())),
-            Err(e) => FileResult::Err(e),
+        Op::OpenDir { dir } => match fs.open_dir(dir) {
+            Ok(s) => {
+                slots.stream = Some(s);
+                OpResult::Done
+            }
+            Err(e) => OpResult::Err(e),
         },
-    }
+        Op::NextEntry => match slots.stream.as_mut() {
+            Some(s) => {
+                let mut name = EntryName::new();
+                match fs.read_dir(s, &mut name) {
+                    Ok(true) => {
+                        let n = name.len().min(buf.len());
+                        buf[..n].copy_from_slice(&name[..n]);
+                        return (OpResult::Entry, n);
+                    }
+                    Ok(false) => OpResult::End,
+                    Err(e) => OpResult::Err(e),
+                }
+            }
+            None => OpResult::Err(ErrorKind::Io),
+        },
+        Op::CloseDir => {
+            slots.stream = None;
+            OpResult::Done
+        }
+        Op::SetMtime { secs } => match file.as_ref() {
+            Some(f) => unit(fs.set_mtime(f, secs)),
+            None => OpResult::Err(ErrorKind::Io),
+        },
+    };
+    (r, 0)
 }

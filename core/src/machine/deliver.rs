@@ -155,16 +155,8 @@ pub struct Delivered {
 /// The final result of a delivery.
 pub type Outcome = Result<Delivered, Error>;
 
-/// What the machine wants next.
-// The outcome carries a name buffer by value: there is no heap to box it in.
-#[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Step<'a> {
-    /// Perform this operation and [`Delivery::feed`] its result.
-    Op(Op<'a>),
-    /// Finished.
-    Done(Outcome),
-}
+/// What the delivery machine wants next.
+pub type Step<'a> = crate::machine::Step<'a, Outcome>;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 enum State {
@@ -911,6 +903,17 @@ impl Delivery {
         self.fail(e.kind, e.phase);
     }
 
+    /// Refuses the publish the machine asks for (the duplicate index found the message
+    /// stored, the quota is full, the index could not record the intent): the machine removes
+    /// its tmp file and ends with `error`. Only meaningful while it asks to publish.
+    pub fn refuse(&mut self, error: Error) {
+        if self.state != State::Publish || self.result.is_some() {
+            return;
+        }
+        self.result = Some(Err(error));
+        self.next_cleanup();
+    }
+
     fn fail(&mut self, kind: ErrorKind, phase: Phase) {
         if self.result.is_none() {
             self.result = Some(Err(Error::new(kind, phase)));
@@ -944,6 +947,17 @@ impl Delivery {
             State::Finished
         };
     }
+}
+
+impl crate::machine::Machine for Delivery {
+    type Output = Outcome;
+    fn poll(&self) -> Step<'_> {
+        Delivery::poll(self)
+    }
+    fn feed<E: Env + ?Sized>(&mut self, result: OpResult, _data: &[u8], env: &mut E) {
+        Delivery::feed(self, result, env)
+    }
+    fn observe(&mut self, _chunk: &[u8]) {}
 }
 
 /// Runs a delivery to completion on `fs`, streaming the message from `source` through `buf`
@@ -994,14 +1008,14 @@ where
     H: FnMut(&mut Written<'_, F, R>),
 {
     let mut machine = Delivery::new(opts, fs.capabilities(), env);
-    let mut file = None;
+    let mut slots = crate::fs::Slots::default();
     loop {
         let op = match machine.poll() {
             Step::Op(op) => op,
             Step::Done(outcome) => return outcome,
         };
         let wrote = op == Op::WriteMessage;
-        let result = crate::fs::perform(fs, env, &mut file, op, source, buf);
+        let (result, _) = crate::fs::perform(fs, env, &mut slots, op, source, buf);
         // Before feeding: the machine names the message as soon as it learns the write
         // succeeded (at once without syncs), and the hook may still change that name's flags.
         if wrote && matches!(result, OpResult::Written(n) if n > 0) {
@@ -1009,7 +1023,7 @@ where
                 source: &mut *source,
                 machine: &mut machine,
                 fs: &mut *fs,
-                file: file.as_mut(),
+                file: slots.file.as_mut(),
             });
         }
         machine.feed(result, env);

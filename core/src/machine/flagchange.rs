@@ -4,10 +4,11 @@
 //! flags of its current name, so a concurrent reader's flag change is kept, not overwritten.
 
 use crate::error::{Error, ErrorKind, Phase};
-use crate::fs::{Dir, Fs, Op};
-use crate::machine::scan::{perform_list, perform_move_op, Move, MoveStep, MOVE_ATTEMPTS};
+use crate::env::NoEnv;
+use crate::fs::{perform, Dir, EntryName, Fs, Op, Slots};
+use crate::machine::scan::{Move, MoveStep, MOVE_ATTEMPTS};
 use crate::maildir::flags::Flags;
-use crate::maildir::name::{InfoSep, NameBuf, ParsedName};
+use crate::maildir::name::{InfoSep, NameBuf, ParsedName, NAME_MAX};
 
 /// One `+LETTERS` (add) or `-LETTERS` (remove) change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -44,10 +45,15 @@ pub fn find<F: Fs + ?Sized>(
     for _ in 0..FIND_PASSES {
         for dir in [Dir::New, Dir::Cur] {
             let mut stream = fs.open_dir(dir)?;
-            let mut name = NameBuf::new();
+            let mut name = EntryName::new();
             while fs.read_dir(&mut stream, &mut name)? {
-                if ParsedName::parse(&name, sep).is_ok_and(|p| p.key == key) {
-                    return Ok(Some((dir, name)));
+                let Ok(name) = core::str::from_utf8(&name) else {
+                    continue; // not UTF-8: not a name we can be looking for
+                };
+                if ParsedName::parse(name, sep).is_ok_and(|p| p.key == key) {
+                    let mut found = NameBuf::new();
+                    let _ = found.push_str(name);
+                    return Ok(Some((dir, found)));
                 }
             }
         }
@@ -73,13 +79,13 @@ pub fn change_flags<F: Fs + ?Sized>(
             .map(|p| p.flags)
             .unwrap_or_default();
         let mut machine = Move::new(at_dir, &at_name, apply(current, changes), sep, noreplace);
-        let mut stream = None;
-        let mut name = NameBuf::new();
+        let mut slots = Slots::default();
+        let mut name = [0u8; NAME_MAX];
         let mut moved_meanwhile = None;
         let done = loop {
             match machine.poll() {
                 MoveStep::Op(op) => {
-                    let r = match op {
+                    let (r, n) = match op {
                         Op::Rename { from, .. } if from != (at_dir, at_name.as_str()) => {
                             // Someone renamed it: recompute the flags from its current name.
                             let mut n = NameBuf::new();
@@ -87,13 +93,9 @@ pub fn change_flags<F: Fs + ?Sized>(
                             moved_meanwhile = Some((from.0, n));
                             break None;
                         }
-                        op => perform_move_op(fs, op),
+                        op => perform(fs, &mut NoEnv, &mut slots, op, &mut &b""[..], &mut name),
                     };
-                    machine.feed(r);
-                }
-                MoveStep::List(op) => {
-                    let r = perform_list(fs, &mut stream, op, &mut name);
-                    machine.feed_list(r, &name);
+                    machine.feed(r, &name[..n]);
                 }
                 MoveStep::Done(r) => break Some(r),
             }

@@ -53,9 +53,10 @@
 //! case the overshoot is `2 (N - 1)` messages: the spec's "a few extra messages" made precise.
 //!
 //! # Drivers
-//! [`check`] runs a [`QuotaCheck`] to completion; [`account`] appends the delivery line;
-//! [`deliver_with_quota`] runs a whole delivery with the check at its first publish (when the
-//! size is known and nothing is visible yet) and the accounting after its success.
+//! [`check`] runs a [`QuotaCheck`] to completion; [`account_op`] is the append of the
+//! delivery line. The composed MTA machine ([`crate::machine::mta`]) checks at the delivery's
+//! first publish (when the size is known and nothing is visible yet) and accounts before it
+//! publishes.
 //!
 //! # Partial
 //! Maildir++ folders (`.Name/` subdirectories) are not summed: the [`Fs`] addresses one
@@ -66,8 +67,7 @@ use core::fmt::Write as _;
 
 use crate::env::Env;
 use crate::error::{Error, ErrorKind, Phase};
-use crate::fs::{perform, perform_file, Dir, FileOp, FileResult, Fs, Op, OpResult};
-use crate::machine::scan::{perform_list, ListOp, ListResult};
+use crate::fs::{Channel, Dir, Fs, Op, OpResult};
 use crate::maildir::name::{InfoSep, NameBuf, ParsedName, Unique};
 
 /// The quota file's name in the maildir root.
@@ -434,26 +434,13 @@ pub const fn overshoot_bound(concurrent: u32, max_message: u64) -> Usage {
 }
 
 /// The append that accounts for a delivered message ([`Fs::append`] on `maildirsize`, no
-/// create: a missing file means no quota). `line` comes from [`delivery_line`].
-pub fn account_op(line: &str) -> FileOp<'_> {
-    FileOp::Append {
+/// create: a missing file means no quota), flushed. `line` comes from [`delivery_line`].
+pub fn account_op(line: &str) -> Op<'_> {
+    Op::Append {
         dir: Dir::Root,
         name: MAILDIRSIZE,
         data: line.as_bytes(),
-        sync: false,
-    }
-}
-
-/// Appends the delivery line for a message of `size` bytes, after it was published. Returns
-/// `false` when there is no `maildirsize` (nothing to account; a later recalculation counts
-/// the message anyway).
-pub fn account<F: Fs + ?Sized>(fs: &mut F, size: u64) -> Result<bool, ErrorKind> {
-    let l = delivery_line(size);
-    match perform_file(fs, &mut None, account_op(&l), &mut []) {
-        FileResult::Appended => Ok(true),
-        FileResult::Err(ErrorKind::NotFound) => Ok(false),
-        FileResult::Err(e) => Err(e),
-        _ => Err(ErrorKind::Io),
+        sync: true,
     }
 }
 
@@ -501,17 +488,7 @@ pub struct Checked {
 pub type QuotaOutcome = Result<Checked, Error>;
 
 /// What a [`QuotaCheck`] wants next.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum QuotaStep<'a> {
-    /// Perform this and [`QuotaCheck::feed`] the result.
-    Op(Op<'a>),
-    /// Perform this ([`perform_file`]) and [`QuotaCheck::feed_file`] the result and data.
-    File(FileOp<'a>),
-    /// Perform this ([`perform_list`]) and [`QuotaCheck::feed_list`] the result and name.
-    List(ListOp),
-    /// Finished.
-    Done(QuotaOutcome),
-}
+pub type QuotaStep<'a> = crate::machine::Step<'a, QuotaOutcome>;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 enum State {
@@ -524,13 +501,9 @@ enum State {
     ListStat(Dir),
     ListClose(Dir),
     CreateTmp,
-    WriteTmp,
-    SyncTmp,
-    CloseTmp,
     CheckOld,
     Rename,
     RecheckDir(Dir),
-    FailClose,
     FailUnlinkTmp,
     RaceUnlinkTmp,
     Finished,
@@ -557,10 +530,20 @@ pub struct QuotaCheck {
     tmp: NameBuf,
     host: heapless::String<64>,
     contents: heapless::String<112>,
-    file_open: bool,
     tmp_exists: bool,
     raced: bool,
     result: Option<QuotaOutcome>,
+}
+
+/// The `,S=<size>` of a name given as bytes.
+fn size_in_name(name: &[u8]) -> Option<u64> {
+    let at = name.windows(3).position(|w| w == b",S=")? + 3;
+    let digits = &name[at..];
+    let end = digits
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(digits.len());
+    core::str::from_utf8(&digits[..end]).ok()?.parse().ok()
 }
 
 fn err_of(r: OpResult) -> ErrorKind {
@@ -595,7 +578,6 @@ impl QuotaCheck {
             tmp: NameBuf::new(),
             host,
             contents: heapless::String::new(),
-            file_open: false,
             tmp_exists: false,
             raced: false,
             result: None,
@@ -615,7 +597,7 @@ impl QuotaCheck {
         };
         match self.state {
             State::StatFile | State::RecalcStatOld | State::CheckOld => QuotaStep::Op(size_file),
-            State::ReadFile => QuotaStep::File(FileOp::Read {
+            State::ReadFile => QuotaStep::Op(Op::Read {
                 dir: Dir::Root,
                 name: MAILDIRSIZE,
             }),
@@ -623,22 +605,19 @@ impl QuotaCheck {
                 dir: Dir::Root,
                 name: d.as_str(),
             }),
-            State::ListOpen(dir) => QuotaStep::List(ListOp::Open { dir }),
-            State::ListNext(_) => QuotaStep::List(ListOp::Next),
-            State::ListClose(_) => QuotaStep::List(ListOp::Close),
+            State::ListOpen(dir) => QuotaStep::Op(Op::OpenDir { dir }),
+            State::ListNext(_) => QuotaStep::Op(Op::NextEntry),
+            State::ListClose(_) => QuotaStep::Op(Op::CloseDir),
             State::ListStat(dir) => QuotaStep::Op(Op::Stat {
                 dir,
                 name: self.entry.as_str(),
             }),
-            State::CreateTmp => QuotaStep::Op(Op::CreateExclusive {
+            State::CreateTmp => QuotaStep::Op(Op::WriteFile {
                 dir: Dir::Tmp,
                 name: self.tmp.as_str(),
-            }),
-            State::WriteTmp => QuotaStep::File(FileOp::Write {
                 data: self.contents.as_bytes(),
+                sync: true,
             }),
-            State::SyncTmp => QuotaStep::Op(Op::SyncFile),
-            State::CloseTmp | State::FailClose => QuotaStep::Op(Op::CloseFile),
             State::Rename => QuotaStep::Op(Op::Rename {
                 from: (Dir::Tmp, self.tmp.as_str()),
                 to: (Dir::Root, MAILDIRSIZE),
@@ -655,8 +634,21 @@ impl QuotaCheck {
         }
     }
 
-    /// Reports the result of the [`Op`] last returned by [`poll`](Self::poll).
-    pub fn feed<E: Env + ?Sized>(&mut self, result: OpResult, env: &mut E) {
+    /// Reports the result of the [`Op`] last returned by [`poll`](Self::poll), with the bytes
+    /// it read (a `Read`: the file's start; a `NextEntry`: the name).
+    pub fn feed<E: Env + ?Sized>(&mut self, result: OpResult, data: &[u8], env: &mut E) {
+        let channel = match self.poll() {
+            QuotaStep::Op(op) => op.channel(),
+            QuotaStep::Done(_) => Channel::Plain,
+        };
+        match channel {
+            Channel::Plain => self.on_op(result, env),
+            Channel::File => self.on_file(result, data, env),
+            Channel::List => self.on_list(result, data, env),
+        }
+    }
+
+    fn on_op<E: Env + ?Sized>(&mut self, result: OpResult, env: &mut E) {
         match self.state {
             State::StatFile => match result {
                 OpResult::Stat(s) if !s.regular => self.fail(ErrorKind::NotDirectory),
@@ -699,29 +691,6 @@ impl QuotaCheck {
                 OpResult::Err(ErrorKind::NotFound) => self.state = State::ListNext(d),
                 r => self.fail(err_of(r)),
             },
-            State::CreateTmp => match result {
-                OpResult::Created { .. } => {
-                    self.file_open = true;
-                    self.tmp_exists = true;
-                    self.state = State::WriteTmp;
-                }
-                OpResult::Err(ErrorKind::Exists) if self.create_attempts < 16 => {
-                    self.create_attempts += 1;
-                    self.fresh_tmp(env);
-                }
-                r => self.fail(err_of(r)),
-            },
-            State::SyncTmp => match result {
-                OpResult::Done => self.state = State::CloseTmp,
-                r => self.fail(err_of(r)),
-            },
-            State::CloseTmp => {
-                self.file_open = false;
-                match result {
-                    OpResult::Done => self.state = State::CheckOld,
-                    r => self.fail(err_of(r)),
-                }
-            }
             State::CheckOld => {
                 let now_seen = match result {
                     OpResult::Stat(s) => Some((s.size, s.mtime)),
@@ -762,10 +731,6 @@ impl QuotaCheck {
                     r => self.fail(err_of(r)),
                 }
             }
-            State::FailClose => {
-                self.file_open = false;
-                self.cleanup();
-            }
             State::FailUnlinkTmp => {
                 self.tmp_exists = false;
                 self.cleanup();
@@ -774,11 +739,9 @@ impl QuotaCheck {
         }
     }
 
-    /// Reports the result of the [`FileOp`] last returned by [`poll`](Self::poll); `data` is
-    /// what a `Read` put into the driver's buffer.
-    pub fn feed_file<E: Env + ?Sized>(&mut self, result: FileResult, data: &[u8], env: &mut E) {
+    fn on_file<E: Env + ?Sized>(&mut self, result: OpResult, data: &[u8], env: &mut E) {
         match (self.state, result) {
-            (State::ReadFile, FileResult::Read(n)) => {
+            (State::ReadFile, OpResult::Read(n)) => {
                 let data = &data[..n.min(data.len())];
                 let mut file = parse_maildirsize(data);
                 if let Some((size, _)) = self.file_seen {
@@ -798,34 +761,47 @@ impl QuotaCheck {
                     }
                 }
             }
-            (State::ReadFile, FileResult::Err(ErrorKind::NotFound)) => self.decide_missing(env),
-            (State::WriteTmp, FileResult::Written(_)) => self.state = State::SyncTmp,
-            (_, FileResult::Err(e)) => self.fail(e),
+            (State::ReadFile, OpResult::Err(ErrorKind::NotFound)) => self.decide_missing(env),
+            (State::CreateTmp, OpResult::Done) => {
+                self.tmp_exists = true;
+                self.state = State::CheckOld;
+            }
+            (State::CreateTmp, OpResult::Err(ErrorKind::Exists)) if self.create_attempts < 16 => {
+                self.create_attempts += 1;
+                self.fresh_tmp(env);
+            }
+            (_, OpResult::Err(e)) => self.fail(e),
             _ => self.fail(ErrorKind::Io),
         }
     }
 
-    /// Reports the result of the [`ListOp`] last returned by [`poll`](Self::poll); `entry` is
-    /// the name a `Next` read.
-    pub fn feed_list<E: Env + ?Sized>(&mut self, result: ListResult, entry: &str, env: &mut E) {
+    fn on_list<E: Env + ?Sized>(&mut self, result: OpResult, entry: &[u8], env: &mut E) {
         match (self.state, result) {
-            (State::ListOpen(d), ListResult::Done) => self.state = State::ListNext(d),
-            (State::ListNext(d), ListResult::Entry) => self.count_entry(d, entry),
-            (State::ListNext(d), ListResult::End) => self.state = State::ListClose(d),
-            (State::ListClose(Dir::New), ListResult::Done) => {
+            (State::ListOpen(d), OpResult::Done) => self.state = State::ListNext(d),
+            (State::ListNext(d), OpResult::Entry) => self.count_entry(d, entry),
+            (State::ListNext(d), OpResult::End) => self.state = State::ListClose(d),
+            (State::ListClose(Dir::New), OpResult::Done) => {
                 self.state = State::ListOpen(Dir::Cur)
             }
-            (State::ListClose(_), ListResult::Done) => {
+            (State::ListClose(_), OpResult::Done) => {
                 self.contents = fresh_contents(self.limits, self.sum);
                 self.create_attempts = 0;
                 self.fresh_tmp(env);
             }
-            (_, ListResult::Err(e)) => self.fail(e),
+            (_, OpResult::Err(e)) => self.fail(e),
             _ => self.fail(ErrorKind::Io),
         }
     }
 
-    fn count_entry(&mut self, d: Dir, entry: &str) {
+    fn count_entry(&mut self, d: Dir, entry: &[u8]) {
+        let Ok(entry) = core::str::from_utf8(entry) else {
+            // A name that is not UTF-8 (copied from an old system) is a message like any other:
+            // counted, with the size its `,S=` says (it cannot be named in a `stat` here).
+            if entry.first() != Some(&b'.') {
+                self.sum = self.sum.plus(Usage::message(size_in_name(entry).unwrap_or(0)));
+            }
+            return;
+        };
         let Ok(parsed) = ParsedName::parse(entry, self.opts.sep) else {
             return; // dot files and the like are not messages
         };
@@ -922,9 +898,7 @@ impl QuotaCheck {
     }
 
     fn cleanup(&mut self) {
-        self.state = if self.file_open {
-            State::FailClose
-        } else if self.tmp_exists {
+        self.state = if self.tmp_exists {
             State::FailUnlinkTmp
         } else {
             State::Finished
@@ -946,99 +920,18 @@ where
     E: Env + ?Sized,
 {
     let mut m = QuotaCheck::new(opts, message, env);
-    let mut file = None;
-    let mut stream = None;
-    let mut name = NameBuf::new();
-    let mut no_source: &[u8] = &[];
-    loop {
-        match m.poll() {
-            QuotaStep::Done(outcome) => return outcome,
-            QuotaStep::Op(op) => {
-                let r = perform(fs, env, &mut file, op, &mut no_source, &mut []);
-                m.feed(r, env);
-            }
-            QuotaStep::File(op) => {
-                let r = perform_file(fs, &mut file, op, buf);
-                let n = match r {
-                    FileResult::Read(n) => n,
-                    _ => 0,
-                };
-                m.feed_file(r, &buf[..n], env);
-            }
-            QuotaStep::List(op) => {
-                let r = perform_list(fs, &mut stream, op, &mut name);
-                m.feed_list(r, name.as_str(), env);
-            }
-        }
-    }
+    crate::machine::run(&mut m, fs, env, &mut &b""[..], buf)
 }
 
-/// Delivers one message under the quota: the [`Delivery`] machine writes and syncs it in tmp/
-/// (so its size is known), then, at its first publish, the quota is checked for that size; a
-/// message over quota is not published (the machine is answered with a refusal and removes
-/// its tmp file) and the delivery fails with [`ErrorKind::OverQuota`]; a delivered message is
-/// accounted with its `<size> 1` line. Returns the delivery and the check.
-///
-/// [`Delivery`]: crate::machine::deliver::Delivery
-pub fn deliver_with_quota<F, E, R>(
-    fs: &mut F,
-    env: &mut E,
-    opts: crate::machine::deliver::Options,
-    qopts: CheckOptions,
-    source: &mut R,
-    buf: &mut [u8],
-) -> Result<(crate::machine::deliver::Delivered, Checked), Error>
-where
-    F: Fs + ?Sized,
-    E: Env + ?Sized,
-    R: embedded_io::Read + ?Sized,
-{
-    use crate::machine::deliver::{Delivery, Step};
-    let mut d = Delivery::new(opts, fs.capabilities(), env);
-    let mut file = None;
-    let mut size = 0;
-    let mut checked: Option<Checked> = None;
-    let mut refused: Option<Error> = None;
-    let mut qbuf = [0u8; RECALC_SIZE];
-    loop {
-        let op = match d.poll() {
-            Step::Op(op) => op,
-            Step::Done(outcome) => {
-                if let Some(e) = refused {
-                    return Err(e);
-                }
-                let delivered = outcome?;
-                let c = checked.ok_or(Error::new(ErrorKind::Io, Phase::Check))?;
-                if c.verdict == Verdict::Allow {
-                    // Best effort, as in every Maildir++ writer: a lost line is made good by
-                    // the next recalculation.
-                    let _ = account(fs, delivered.size);
-                }
-                return Ok((delivered, c));
-            }
-        };
-        let publishing = op.publish_target().is_some();
-        if publishing && checked.is_none() && refused.is_none() {
-            match check(fs, env, qopts, size, &mut qbuf) {
-                Ok(c) => {
-                    if c.verdict == Verdict::Over {
-                        refused = Some(Error::new(ErrorKind::OverQuota, Phase::Check));
-                    }
-                    checked = Some(c);
-                }
-                Err(e) => refused = Some(e),
-            }
-        }
-        let r = if publishing && refused.is_some() {
-            OpResult::Err(ErrorKind::Busy)
-        } else {
-            perform(fs, env, &mut file, op, source, buf)
-        };
-        if let (Op::WriteMessage, OpResult::Written(n)) = (op, r) {
-            size = n;
-        }
-        d.feed(r, env);
+impl crate::machine::Machine for QuotaCheck {
+    type Output = QuotaOutcome;
+    fn poll(&self) -> QuotaStep<'_> {
+        QuotaCheck::poll(self)
     }
+    fn feed<E: Env + ?Sized>(&mut self, result: OpResult, data: &[u8], env: &mut E) {
+        QuotaCheck::feed(self, result, data, env)
+    }
+    fn observe(&mut self, _chunk: &[u8]) {}
 }
 
 #[cfg(test)]
@@ -1260,13 +1153,14 @@ pub(crate) mod tests {
         fn read_dir(
             &mut self,
             stream: &mut Self::DirStream,
-            out: &mut NameBuf,
+            out: &mut crate::fs::EntryName,
         ) -> Result<bool, ErrorKind> {
             match stream.0.get(stream.1) {
                 Some(n) => {
                     stream.1 += 1;
                     out.clear();
-                    out.push_str(n).map_err(|_| ErrorKind::NameTooLong)?;
+                    out.extend_from_slice(n.as_bytes())
+                        .map_err(|_| ErrorKind::NameTooLong)?;
                     Ok(true)
                 }
                 None => Ok(false),
@@ -1294,6 +1188,47 @@ pub(crate) mod tests {
             let n = data.len().min(buf.len());
             buf[..n].copy_from_slice(&data[..n]);
             Ok(n)
+        }
+        fn set_mtime(&mut self, file: &Self::File, secs: i64) -> Result<(), ErrorKind> {
+            let node = self.inodes.get_mut(file).ok_or(ErrorKind::NotFound)?;
+            node.mtime = secs.max(0) as u64 * 1000;
+            Ok(())
+        }
+    }
+
+    /// Appends the delivery line of a `size`-byte message, as the composed machine does.
+    pub(crate) fn account(fs: &mut MemFs, size: u64) -> OpResult {
+        let l = delivery_line(size);
+        let mut env = TestEnv::new(fs.clock.clone(), 1);
+        let op = account_op(&l);
+        crate::fs::perform(fs, &mut env, &mut crate::fs::Slots::default(), op, &mut &b""[..], &mut [])
+            .0
+    }
+
+    /// A delivery under the quota through the composed machine: the delivery and the check.
+    pub(crate) fn deliver_with_quota(
+        fs: &mut MemFs,
+        env: &mut TestEnv,
+        opts: crate::machine::deliver::Options,
+        qopts: CheckOptions,
+        source: &mut &[u8],
+        _buf: &mut [u8],
+    ) -> Result<(crate::machine::deliver::Delivered, Checked), Error> {
+        use crate::machine::mta::{Accepted, Mta, MtaOptions};
+        let o = MtaOptions {
+            delivery: opts,
+            quota: Some(qopts),
+            ..MtaOptions::default()
+        };
+        let mut m = Mta::new(o, fs.capabilities(), env);
+        let mut buf = std::vec![0u8; RECALC_SIZE];
+        match crate::machine::run(&mut m, fs, env, source, &mut buf)? {
+            Accepted::Stored {
+                delivered,
+                quota: Some(c),
+                ..
+            } => Ok((delivered, c)),
+            other => panic!("unexpected {other:?}"),
         }
     }
 
@@ -1615,7 +1550,16 @@ pub(crate) mod tests {
         let c = run_check(&mut fs, &mut env, CheckOptions::default(), 1 << 40);
         assert_eq!(c.verdict, Verdict::NoQuota);
         assert_eq!(fs.names, before);
-        assert_eq!(account(&mut fs, 10), Ok(false));
+        let l = delivery_line(10);
+        let (r, _) = crate::fs::perform(
+            &mut fs,
+            &mut env,
+            &mut crate::fs::Slots::default(),
+            account_op(&l),
+            &mut &b""[..],
+            &mut [],
+        );
+        assert_eq!(r, OpResult::Err(ErrorKind::NotFound), "no file, nothing accounted");
     }
 
     #[test]
@@ -1662,31 +1606,23 @@ pub(crate) mod tests {
         // A torn last line forces a recalculation.
         fs.put(Dir::Root, MAILDIRSIZE, b"1000S\n12");
         let mut m = QuotaCheck::new(CheckOptions::default(), 10, &mut env);
-        let (mut file, mut stream, mut name) = (None, None, NameBuf::new());
+        let mut slots = crate::fs::Slots::default();
         let mut buf = [0u8; RECALC_SIZE];
         let mut injected = false;
         let outcome = loop {
             match m.poll() {
                 QuotaStep::Done(o) => break o,
                 QuotaStep::Op(op) => {
-                    let r = perform(&mut fs, &mut env, &mut file, op, &mut &b""[..], &mut []);
-                    m.feed(r, &mut env);
-                }
-                QuotaStep::File(op) => {
-                    let r = perform_file(&mut fs, &mut file, op, &mut buf);
-                    let n = if let FileResult::Read(n) = r { n } else { 0 };
-                    m.feed_file(r, &buf[..n], &mut env);
-                }
-                QuotaStep::List(op) => {
-                    if !injected && op == (ListOp::Open { dir: Dir::Cur }) {
+                    if !injected && op == (Op::OpenDir { dir: Dir::Cur }) {
                         // Another deliverer publishes into new/ (already listed) and appends
                         // while we scan cur/: only starting over can count it.
                         injected = true;
                         fs.put(Dir::New, "9.z.host,S=7", b"1234567");
                         fs.append(Dir::Root, MAILDIRSIZE, b"7 1\n", false).unwrap();
                     }
-                    let r = perform_list(&mut fs, &mut stream, op, &mut name);
-                    m.feed_list(r, name.as_str(), &mut env);
+                    let (r, n) =
+                        crate::fs::perform(&mut fs, &mut env, &mut slots, op, &mut &b""[..], &mut buf);
+                    m.feed(r, &buf[..n], &mut env);
                 }
             }
         };
@@ -1769,7 +1705,7 @@ pub(crate) mod tests {
         maildir_with_messages(&mut fs);
         fs.put(Dir::Root, MAILDIRSIZE, b"1000S\n12");
         let mut m = QuotaCheck::new(CheckOptions::default(), 10, &mut env);
-        let (mut file, mut stream, mut name) = (None, None, NameBuf::new());
+        let mut slots = crate::fs::Slots::default();
         let mut buf = [0u8; RECALC_SIZE];
         let mut injected = false;
         let outcome = loop {
@@ -1782,17 +1718,9 @@ pub(crate) mod tests {
                         fs.put(Dir::New, "9.z.host,S=7", b"1234567");
                         fs.append(Dir::Root, MAILDIRSIZE, b"7 1\n", false).unwrap();
                     }
-                    let r = perform(&mut fs, &mut env, &mut file, op, &mut &b""[..], &mut []);
-                    m.feed(r, &mut env);
-                }
-                QuotaStep::File(op) => {
-                    let r = perform_file(&mut fs, &mut file, op, &mut buf);
-                    let n = if let FileResult::Read(n) = r { n } else { 0 };
-                    m.feed_file(r, &buf[..n], &mut env);
-                }
-                QuotaStep::List(op) => {
-                    let r = perform_list(&mut fs, &mut stream, op, &mut name);
-                    m.feed_list(r, name.as_str(), &mut env);
+                    let (r, n) =
+                        crate::fs::perform(&mut fs, &mut env, &mut slots, op, &mut &b""[..], &mut buf);
+                    m.feed(r, &buf[..n], &mut env);
                 }
             }
         };
@@ -1862,15 +1790,20 @@ pub(crate) mod tests {
                 match q.poll() {
                     QuotaStep::Done(_) => {}
                     QuotaStep::Op(op) => {
-                        let r = perform(&mut fs, env, &mut None, op, &mut &b""[..], &mut []);
-                        q.feed(r, env);
+                        assert!(
+                            !matches!(op, Op::OpenDir { .. }),
+                            "no recalculation expected"
+                        );
+                        let (r, k) = crate::fs::perform(
+                            &mut fs,
+                            env,
+                            &mut crate::fs::Slots::default(),
+                            op,
+                            &mut &b""[..],
+                            &mut buf,
+                        );
+                        q.feed(r, &buf[..k], env);
                     }
-                    QuotaStep::File(op) => {
-                        let r = perform_file(&mut fs, &mut None, op, &mut buf);
-                        let k = if let FileResult::Read(k) = r { k } else { 0 };
-                        q.feed_file(r, &buf[..k], env);
-                    }
-                    QuotaStep::List(_) => unreachable!("no recalculation expected"),
                 }
             }
         }
@@ -1880,7 +1813,7 @@ pub(crate) mod tests {
             };
             assert_eq!(c.verdict, Verdict::Allow);
             fs.put(Dir::New, &std::format!("{i}.x.host,S={m}"), &[]);
-            assert_eq!(account(&mut fs, m), Ok(true));
+            assert_eq!(account(&mut fs, m), OpResult::Done);
         }
         let f = parse_maildirsize(fs.get(Dir::Root, MAILDIRSIZE).unwrap());
         assert_eq!(f.lines, 1 + n);

@@ -25,71 +25,9 @@
 //! so it can be cloned, compared and interleaved with other machines.
 
 use crate::error::{Error, ErrorKind, Phase};
-use crate::fs::{Dir, Fs, Op, OpResult};
+use crate::fs::{perform, Dir, Fs, Op, OpResult, Slots};
 use crate::maildir::flags::Flags;
-use crate::maildir::name::{emit_with_flags, InfoSep, NameBuf, ParsedName};
-
-/// A listing operation (kept apart from [`Op`], which delivery machines use, so that drivers
-/// and wire encodings of delivery are not affected by listing).
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
-pub enum ListOp {
-    /// Open a listing of `dir` (the driver keeps the one open stream).
-    Open {
-        /// Directory to list.
-        dir: Dir,
-    },
-    /// Read the next name of the open listing into the driver's name buffer.
-    Next,
-    /// Close the open listing.
-    Close,
-}
-
-/// The result of a [`ListOp`].
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
-pub enum ListResult {
-    /// `Open` or `Close` succeeded.
-    Done,
-    /// `Next` wrote a name into the driver's buffer.
-    Entry,
-    /// `Next` found no more names.
-    End,
-    /// The filesystem refused.
-    Err(ErrorKind),
-}
-
-/// Performs one [`ListOp`] on `fs`. `stream` is the driver's slot for the open listing; a name
-/// read by `Next` goes into `out`.
-pub fn perform_list<F: Fs + ?Sized>(
-    fs: &mut F,
-    stream: &mut Option<F::DirStream>,
-    op: ListOp,
-    out: &mut NameBuf,
-) -> ListResult {
-    match op {
-        ListOp::Open { dir } => match fs.open_dir(dir) {
-            Ok(s) => {
-                *stream = Some(s);
-                ListResult::Done
-            }
-            Err(e) => ListResult::Err(e),
-        },
-        ListOp::Next => match stream.as_mut() {
-            Some(s) => {
-                out.clear();
-                match fs.read_dir(s, out) {
-                    Ok(true) => ListResult::Entry,
-                    Ok(false) => ListResult::End,
-                    Err(e) => ListResult::Err(e),
-                }
-            }
-            None => ListResult::Err(ErrorKind::Io),
-        },
-        ListOp::Close => {
-            *stream = None;
-            ListResult::Done
-        }
-    }
-}
+use crate::maildir::name::{emit_with_flags, InfoSep, NameBuf, ParsedName, NAME_MAX};
 
 /// How a [`KeySet`] had seen a key before the current pass.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -220,16 +158,15 @@ pub struct ScanSummary {
     /// Whether the final pass saw again every key of the pass before it (it may have seen
     /// more).
     pub stable: bool,
+    /// Names the final pass saw that are not UTF-8 (a file copied from an old system): not
+    /// keyed, so not in `messages` nor in the driver's key set, but counted here so that no
+    /// file goes unreported.
+    pub foreign: u32,
 }
 
-/// What a [`Scan`] wants next.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
-pub enum ScanStep {
-    /// Perform this listing operation and [`Scan::feed`] its result.
-    List(ListOp),
-    /// Finished.
-    Done(Result<ScanSummary, Error>),
-}
+/// What a [`Scan`] wants next: a listing operation ([`Op::OpenDir`], [`Op::NextEntry`],
+/// [`Op::CloseDir`]) to perform and [`Scan::feed`], or its summary.
+pub type ScanStep = crate::machine::Step<'static, Result<ScanSummary, Error>>;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 enum ScanState {
@@ -251,6 +188,8 @@ pub struct Scan {
     count: u32,
     /// Keys of the previous pass this pass has seen again.
     carried: u32,
+    /// Names this pass saw that are not UTF-8.
+    foreign: u32,
     error: Option<Error>,
     result: Option<Result<ScanSummary, Error>>,
 }
@@ -265,6 +204,7 @@ impl Scan {
             prev_count: 0,
             count: 0,
             carried: 0,
+            foreign: 0,
             error: None,
             result: None,
         }
@@ -278,9 +218,9 @@ impl Scan {
     /// The next step. Calling it again without feeding returns the same step.
     pub fn poll(&self) -> ScanStep {
         match self.state {
-            ScanState::Open(dir) => ScanStep::List(ListOp::Open { dir }),
-            ScanState::Next(_) => ScanStep::List(ListOp::Next),
-            ScanState::Close(_) => ScanStep::List(ListOp::Close),
+            ScanState::Open(dir) => ScanStep::Op(Op::OpenDir { dir }),
+            ScanState::Next(_) => ScanStep::Op(Op::NextEntry),
+            ScanState::Close(_) => ScanStep::Op(Op::CloseDir),
             ScanState::Finished => ScanStep::Done(
                 self.result
                     .unwrap_or(Err(Error::new(ErrorKind::Io, Phase::Open))),
@@ -289,15 +229,21 @@ impl Scan {
     }
 
     /// Reports the result of the step last returned by [`poll`](Self::poll). After
-    /// [`ListResult::Entry`], `entry` is the name read; `keys` is the driver's key storage.
-    pub fn feed<K: KeySet + ?Sized>(&mut self, result: ListResult, entry: &str, keys: &mut K) {
+    /// [`OpResult::Entry`], `entry` is the name read; `keys` is the driver's key storage.
+    pub fn feed<K: KeySet + ?Sized>(&mut self, result: OpResult, entry: &[u8], keys: &mut K) {
         match self.state {
             ScanState::Open(dir) => match result {
-                ListResult::Err(e) => self.finish(Err(Error::new(e, Phase::Open))),
+                OpResult::Err(e) => self.finish(Err(Error::new(e, Phase::Open))),
                 _ => self.state = ScanState::Next(dir),
             },
             ScanState::Next(dir) => match result {
-                ListResult::Entry => {
+                OpResult::Entry => {
+                    let Ok(entry) = core::str::from_utf8(entry) else {
+                        if entry.first() != Some(&b'.') {
+                            self.foreign += 1;
+                        }
+                        return;
+                    };
                     let Ok(parsed) = ParsedName::parse(entry, self.opts.sep) else {
                         return; // dot files and the like are not messages
                     };
@@ -314,12 +260,12 @@ impl Scan {
                         }
                     }
                 }
-                ListResult::End | ListResult::Done => self.state = ScanState::Close(dir),
-                ListResult::Err(ErrorKind::Interrupted) => {}
-                ListResult::Err(e) => {
+                OpResult::Err(ErrorKind::Interrupted) => {}
+                OpResult::Err(e) => {
                     self.error = Some(Error::new(e, Phase::Read));
                     self.state = ScanState::Close(dir);
                 }
+                _ => self.state = ScanState::Close(dir),
             },
             ScanState::Close(dir) => {
                 if let Some(e) = self.error {
@@ -346,6 +292,7 @@ impl Scan {
             final_pass: self.pass,
             messages: self.count,
             stable,
+            foreign: self.foreign,
         };
         if stable || self.pass + 1 >= self.opts.max_passes {
             self.finish(Ok(summary));
@@ -354,6 +301,7 @@ impl Scan {
             self.prev_count = self.count;
             self.count = 0;
             self.carried = 0;
+            self.foreign = 0;
             self.state = ScanState::Open(Dir::New);
         }
     }
@@ -371,29 +319,23 @@ where
     K: KeySet + ?Sized,
 {
     let mut machine = Scan::new(opts);
-    let mut stream = None;
-    let mut name = NameBuf::new();
+    let mut slots = Slots::default();
+    let mut name = [0u8; NAME_MAX];
+    let mut no_env = crate::env::NoEnv;
     loop {
         match machine.poll() {
-            ScanStep::List(op) => {
-                let r = perform_list(fs, &mut stream, op, &mut name);
-                machine.feed(r, &name, keys);
+            ScanStep::Op(op) => {
+                let (r, n) = perform(fs, &mut no_env, &mut slots, op, &mut &b""[..], &mut name);
+                machine.feed(r, &name[..n], keys);
             }
             ScanStep::Done(r) => return r,
         }
     }
 }
 
-/// What a [`Move`] wants next.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
-pub enum MoveStep<'a> {
-    /// Perform this filesystem operation and [`Move::feed`] its result.
-    Op(Op<'a>),
-    /// Perform this listing operation and [`Move::feed_list`] its result.
-    List(ListOp),
-    /// Finished: where the message now is.
-    Done(Result<Dir, Error>),
-}
+/// What a [`Move`] wants next: an operation to perform and [`Move::feed`], or where the
+/// message now is.
+pub type MoveStep<'a> = crate::machine::Step<'a, Result<Dir, Error>>;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 enum MoveState {
@@ -489,9 +431,9 @@ impl Move {
                 to,
                 noreplace: false,
             }),
-            MoveState::Open(dir) => MoveStep::List(ListOp::Open { dir }),
-            MoveState::Next(_) => MoveStep::List(ListOp::Next),
-            MoveState::Close(_) => MoveStep::List(ListOp::Close),
+            MoveState::Open(dir) => MoveStep::Op(Op::OpenDir { dir }),
+            MoveState::Next(_) => MoveStep::Op(Op::NextEntry),
+            MoveState::Close(_) => MoveStep::Op(Op::CloseDir),
             MoveState::Finished => MoveStep::Done(
                 self.result
                     .unwrap_or(Err(Error::new(ErrorKind::Io, Phase::Publish))),
@@ -499,8 +441,17 @@ impl Move {
         }
     }
 
-    /// Reports the result of an [`Op`] step.
-    pub fn feed(&mut self, result: OpResult) {
+    /// Reports the result of the operation last polled, with the name a `NextEntry` read.
+    pub fn feed(&mut self, result: OpResult, entry: &[u8]) {
+        match self.state {
+            MoveState::Open(_) | MoveState::Next(_) | MoveState::Close(_) => {
+                self.on_list(result, entry)
+            }
+            _ => self.on_op(result),
+        }
+    }
+
+    fn on_op(&mut self, result: OpResult) {
         let err = match result {
             OpResult::Err(e) => Some(e),
             _ => None,
@@ -531,15 +482,16 @@ impl Move {
         }
     }
 
-    /// Reports the result of a [`ListOp`] step; after [`ListResult::Entry`], `entry` is the name.
-    pub fn feed_list(&mut self, result: ListResult, entry: &str) {
+    fn on_list(&mut self, result: OpResult, entry: &[u8]) {
         match self.state {
             MoveState::Open(dir) => match result {
-                ListResult::Err(e) => self.finish(Err(Error::new(e, Phase::Read))),
+                OpResult::Err(e) => self.finish(Err(Error::new(e, Phase::Read))),
                 _ => self.state = MoveState::Next(dir),
             },
             MoveState::Next(dir) => match result {
-                ListResult::Entry => {
+                OpResult::Entry => {
+                    // Our key is a name's start: a name that is not UTF-8 is not this message.
+                    let entry = core::str::from_utf8(entry).unwrap_or("");
                     if let Ok(p) = ParsedName::parse(entry, self.sep) {
                         if p.key == self.key.as_str() && !self.found {
                             self.found = true;
@@ -550,7 +502,7 @@ impl Move {
                         }
                     }
                 }
-                ListResult::Err(ErrorKind::Interrupted) => {}
+                OpResult::Err(ErrorKind::Interrupted) => {}
                 _ => self.state = MoveState::Close(dir),
             },
             MoveState::Close(dir) => {
@@ -590,32 +542,15 @@ impl Move {
     }
 }
 
-/// Carries out one operation a [`Move`] asks for (a rename or a stat) on `fs`.
-pub fn perform_move_op<F: Fs + ?Sized>(fs: &mut F, op: Op<'_>) -> OpResult {
-    let r = match op {
-        Op::Rename {
-            from,
-            to,
-            noreplace,
-        } => fs.rename(from, to, noreplace).map(|()| OpResult::Done),
-        Op::Stat { dir, name } => fs.stat(dir, name).map(OpResult::Stat),
-        _ => Err(ErrorKind::Unsupported),
-    };
-    r.unwrap_or_else(OpResult::Err)
-}
-
 /// Runs a [`Move`] to completion on `fs`.
 pub fn move_message<F: Fs + ?Sized>(fs: &mut F, mut machine: Move) -> Result<Dir, Error> {
-    let mut stream = None;
-    let mut name = NameBuf::new();
+    let mut slots = Slots::default();
+    let mut name = [0u8; NAME_MAX];
     loop {
         match machine.poll() {
             MoveStep::Op(op) => {
-                machine.feed(perform_move_op(fs, op));
-            }
-            MoveStep::List(op) => {
-                let r = perform_list(fs, &mut stream, op, &mut name);
-                machine.feed_list(r, &name);
+                let (r, n) = perform(fs, &mut crate::env::NoEnv, &mut slots, op, &mut &b""[..], &mut name);
+                machine.feed(r, &name[..n]);
             }
             MoveStep::Done(r) => return r,
         }
@@ -629,16 +564,16 @@ mod tests {
     /// Feeds one pass: `new` then `cur` listings.
     fn pass(s: &mut Scan, keys: &mut FixedKeySet<8>, new: &[&str], cur: &[&str]) {
         for (dir, names) in [(Dir::New, new), (Dir::Cur, cur)] {
-            assert_eq!(s.poll(), ScanStep::List(ListOp::Open { dir }));
-            s.feed(ListResult::Done, "", keys);
+            assert_eq!(s.poll(), ScanStep::Op(Op::OpenDir { dir }));
+            s.feed(OpResult::Done, b"", keys);
             for n in names {
-                assert_eq!(s.poll(), ScanStep::List(ListOp::Next));
-                s.feed(ListResult::Entry, n, keys);
+                assert_eq!(s.poll(), ScanStep::Op(Op::NextEntry));
+                s.feed(OpResult::Entry, n.as_bytes(), keys);
             }
-            assert_eq!(s.poll(), ScanStep::List(ListOp::Next));
-            s.feed(ListResult::End, "", keys);
-            assert_eq!(s.poll(), ScanStep::List(ListOp::Close));
-            s.feed(ListResult::Done, "", keys);
+            assert_eq!(s.poll(), ScanStep::Op(Op::NextEntry));
+            s.feed(OpResult::End, b"", keys);
+            assert_eq!(s.poll(), ScanStep::Op(Op::CloseDir));
+            s.feed(OpResult::Done, b"", keys);
         }
     }
 
@@ -659,7 +594,8 @@ mod tests {
                 passes: 2,
                 final_pass: 1,
                 messages: 3,
-                stable: true
+                stable: true,
+                foreign: 0
             }
         );
         let names: std::vec::Vec<&str> = keys.current(1).map(|r| r.name.as_str()).collect();
@@ -691,22 +627,22 @@ mod tests {
         let f = Flags::parse("S").unwrap();
         let mut m = Move::new(Dir::New, "k,S=3", f, InfoSep::COLON, true);
         assert_eq!(m.target(), "k,S=3:2,S");
-        m.feed(OpResult::Err(ErrorKind::NotFound));
-        assert_eq!(m.poll(), MoveStep::List(ListOp::Open { dir: Dir::New }));
-        m.feed_list(ListResult::Done, "");
-        m.feed_list(ListResult::End, "");
-        m.feed_list(ListResult::Done, "");
-        assert_eq!(m.poll(), MoveStep::List(ListOp::Open { dir: Dir::Cur }));
-        m.feed_list(ListResult::Done, "");
-        m.feed_list(ListResult::Entry, "other:2,");
-        m.feed_list(ListResult::Entry, "k,S=3:2,F");
-        assert_eq!(m.poll(), MoveStep::List(ListOp::Close));
-        m.feed_list(ListResult::Done, "");
+        m.feed(OpResult::Err(ErrorKind::NotFound), b"");
+        assert_eq!(m.poll(), MoveStep::Op(Op::OpenDir { dir: Dir::New }));
+        m.feed(OpResult::Done, b"");
+        m.feed(OpResult::End, b"");
+        m.feed(OpResult::Done, b"");
+        assert_eq!(m.poll(), MoveStep::Op(Op::OpenDir { dir: Dir::Cur }));
+        m.feed(OpResult::Done, b"");
+        m.feed(OpResult::Entry, b"other:2,");
+        m.feed(OpResult::Entry, b"k,S=3:2,F");
+        assert_eq!(m.poll(), MoveStep::Op(Op::CloseDir));
+        m.feed(OpResult::Done, b"");
         let MoveStep::Op(Op::Rename { from, .. }) = m.poll() else {
             panic!()
         };
         assert_eq!(from, (Dir::Cur, "k,S=3:2,F"));
-        m.feed(OpResult::Done);
+        m.feed(OpResult::Done, b"");
         assert_eq!(m.poll(), MoveStep::Done(Ok(Dir::Cur)));
     }
 }

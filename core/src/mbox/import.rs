@@ -287,7 +287,6 @@ mod tests {
     use crate::fs::Stat;
     use crate::machine::deliver::Durability;
     use crate::machine::quota::tests::{setup, MemFs, TestEnv};
-    use crate::maildir::name::NameBuf;
     use std::cell::RefCell;
     use std::collections::BTreeMap;
     use std::format;
@@ -414,9 +413,15 @@ mod tests {
         fn read_dir(
             &mut self,
             s: &mut Self::DirStream,
-            out: &mut NameBuf,
+            out: &mut crate::fs::EntryName,
         ) -> Result<bool, ErrorKind> {
             self.mem.read_dir(s, out)
+        }
+        fn append(&mut self, dir: Dir, name: &str, data: &[u8], sync: bool) -> Result<(), ErrorKind> {
+            self.mem.append(dir, name, data, sync)
+        }
+        fn read_file(&mut self, dir: Dir, name: &str, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+            self.mem.read_file(dir, name, buf)
         }
         fn set_mtime(&mut self, file: &u64, secs: i64) -> Result<(), ErrorKind> {
             self.log.borrow_mut().push(format!("set_mtime {secs}"));

@@ -2,7 +2,7 @@
 //! the head (the `From ` line and the trace fields the MTA wrote), decide what to add and
 //! whether the message loops ([`crate::mda::trace`]), then stream `head + rest` through the
 //! [`FromLine`] and [`Prelude`] transforms into a delivery that also checks the Maildir++
-//! quota and, when asked, the duplicate index ([`crate::machine::dedup::deliver_once`]).
+//! quota and, when asked, the duplicate index: the composed [`crate::machine::mta::Mta`].
 //!
 //! Decisions:
 //! - The head is read up to the end of the header block or [`HEAD_MAX`] bytes, whichever comes
@@ -22,9 +22,12 @@ pub mod trace;
 
 use embedded_io::Read;
 
-use crate::machine::dedup::{self, DedupOptions, Once, OnceOptions};
+use crate::machine::dedup::DedupOptions;
+use crate::machine::mta::{Accepted, Mta, MtaOptions, Order};
+use crate::machine::quota::RECALC_SIZE;
+use crate::machine::run;
 use crate::machine::deliver::{Delivered, Options};
-use crate::machine::quota::{self, CheckOptions};
+use crate::machine::quota::CheckOptions;
 use crate::maildir::name::NameBuf;
 use crate::message::{FromLine, FromLineMode, Prefixed, Prelude, PreludeFields, Transformed};
 use crate::{Dir, Env, Error, ErrorKind, Fs, Phase};
@@ -246,7 +249,10 @@ impl Read for DynSource<'_> {
 }
 
 /// Stores `source` as it is (a copy of a message already delivered in this run), with the
-/// quota check and, with [`MdaOptions::dedup`], duplicate suppression.
+/// quota check and, with [`MdaOptions::dedup`], duplicate suppression: the composed [`Mta`]
+/// machine, run to completion. `buf` streams the message and holds `maildirsize` or an index
+/// entry while they are read (a smaller one than [`RECALC_SIZE`] is replaced by one on the
+/// stack).
 pub fn store<F, E, R>(
     fs: &mut F,
     env: &mut E,
@@ -261,23 +267,25 @@ where
 {
     let mut inner = source;
     let source = &mut DynSource::new(&mut inner);
-    match o.dedup {
-        Some(d) => {
-            let once = OnceOptions {
-                delivery: o.delivery,
-                dedup: d,
-                quota: Some(o.quota),
-                key: None,
-            };
-            match dedup::deliver_once(fs, env, once, source, buf)? {
-                Once::Stored { delivered, .. } => Ok(Stored::Delivered(delivered)),
-                Once::Duplicate { dir, name } => {
-                    let size = dir.and_then(|d| fs.stat(d, &name).ok()).map(|st| st.size);
-                    Ok(Stored::Duplicate { dir, name, size })
-                }
-            }
+    let opts = MtaOptions {
+        delivery: o.delivery,
+        quota: Some(o.quota),
+        dedup: o.dedup,
+        key: None,
+        order: Order::AccountFirst,
+    };
+    let mut m = Mta::new(opts, fs.capabilities(), env);
+    let mut small = [0u8; RECALC_SIZE];
+    let buf = if buf.len() < RECALC_SIZE {
+        &mut small[..]
+    } else {
+        buf
+    };
+    match run(&mut m, fs, env, source, buf)? {
+        Accepted::Stored { delivered, .. } => Ok(Stored::Delivered(delivered)),
+        Accepted::Duplicate { dir, name } => {
+            let size = dir.and_then(|d| fs.stat(d, &name).ok()).map(|st| st.size);
+            Ok(Stored::Duplicate { dir, name, size })
         }
-        None => quota::deliver_with_quota(fs, env, o.delivery, o.quota, source, buf)
-            .map(|(d, _)| Stored::Delivered(d)),
     }
 }

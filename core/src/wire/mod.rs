@@ -138,6 +138,16 @@ impl Writer<'_> {
         self.u8(index(&DIRS, d))?;
         self.str(n)
     }
+    fn bytes(&mut self, b: &[u8]) -> Result<(), WireError> {
+        self.u64(b.len() as u64)?;
+        let end = self.len.checked_add(b.len()).ok_or(WireError)?;
+        self.buf
+            .get_mut(self.len..end)
+            .ok_or(WireError)?
+            .copy_from_slice(b);
+        self.len = end;
+        Ok(())
+    }
 }
 
 struct Reader<'a> {
@@ -166,6 +176,13 @@ impl<'a> Reader<'a> {
         let s = self.buf.get(self.pos..self.pos + n).ok_or(WireError)?;
         self.pos += n;
         core::str::from_utf8(s).map_err(|_| WireError)
+    }
+    fn bytes(&mut self) -> Result<&'a [u8], WireError> {
+        let n = usize::try_from(self.u64()?).map_err(|_| WireError)?;
+        let end = self.pos.checked_add(n).ok_or(WireError)?;
+        let b = self.buf.get(self.pos..end).ok_or(WireError)?;
+        self.pos = end;
+        Ok(b)
     }
     fn dir(&mut self) -> Result<Dir, WireError> {
         lookup(&DIRS, self.u8()?)
@@ -229,6 +246,42 @@ pub fn encode_op(op: Op<'_>, buf: &mut [u8]) -> Result<usize, WireError> {
             w.u8(13)?;
             w.u64(u64::from(millis))?;
         }
+        Op::WriteFile {
+            dir,
+            name,
+            data,
+            sync,
+        } => {
+            w.u8(14)?;
+            w.dir_name((dir, name))?;
+            w.bytes(data)?;
+            w.u8(u8::from(sync))?;
+        }
+        Op::Append {
+            dir,
+            name,
+            data,
+            sync,
+        } => {
+            w.u8(15)?;
+            w.dir_name((dir, name))?;
+            w.bytes(data)?;
+            w.u8(u8::from(sync))?;
+        }
+        Op::Read { dir, name } => {
+            w.u8(16)?;
+            w.dir_name((dir, name))?;
+        }
+        Op::OpenDir { dir } => {
+            w.u8(17)?;
+            w.u8(index(&DIRS, dir))?;
+        }
+        Op::NextEntry => w.u8(18)?,
+        Op::CloseDir => w.u8(19)?,
+        Op::SetMtime { secs } => {
+            w.u8(20)?;
+            w.u64(secs as u64)?;
+        }
     }
     Ok(w.len)
 }
@@ -276,6 +329,37 @@ pub fn decode_op(buf: &[u8]) -> Result<Op<'_>, WireError> {
         }
         12 => Op::SyncDir { dir: r.dir()? },
         13 => Op::Sleep { millis: r.u32()? },
+        14 | 15 => {
+            let code = buf[0];
+            let (dir, name) = r.dir_name()?;
+            let data = r.bytes()?;
+            let sync = r.u8()? != 0;
+            if code == 14 {
+                Op::WriteFile {
+                    dir,
+                    name,
+                    data,
+                    sync,
+                }
+            } else {
+                Op::Append {
+                    dir,
+                    name,
+                    data,
+                    sync,
+                }
+            }
+        }
+        16 => {
+            let (dir, name) = r.dir_name()?;
+            Op::Read { dir, name }
+        }
+        17 => Op::OpenDir { dir: r.dir()? },
+        18 => Op::NextEntry,
+        19 => Op::CloseDir,
+        20 => Op::SetMtime {
+            secs: r.u64()? as i64,
+        },
         _ => return Err(WireError),
     };
     Ok(op)
@@ -316,6 +400,12 @@ pub fn encode_result(res: OpResult, buf: &mut [u8]) -> Result<usize, WireError> 
             w.u8(6)?;
             w.u8(index(&KINDS, k))?;
         }
+        OpResult::Read(n) => {
+            w.u8(7)?;
+            w.u64(n as u64)?;
+        }
+        OpResult::Entry => w.u8(8)?,
+        OpResult::End => w.u8(9)?,
     }
     Ok(w.len)
 }
@@ -340,8 +430,34 @@ pub fn decode_result(buf: &[u8]) -> Result<OpResult, WireError> {
         }),
         5 => OpResult::Err(lookup(&KINDS, r.u8()?)?),
         6 => OpResult::SourceErr(lookup(&KINDS, r.u8()?)?),
+        7 => OpResult::Read(usize::try_from(r.u64()?).map_err(|_| WireError)?),
+        8 => OpResult::Entry,
+        9 => OpResult::End,
         _ => return Err(WireError),
     })
+}
+
+/// Encodes a result together with the bytes fed with it (what a `Read` read, the name a
+/// `NextEntry` found: [`Machine::feed`](crate::machine::Machine::feed)'s `data`).
+pub fn encode_feed(res: OpResult, data: &[u8], buf: &mut [u8]) -> Result<usize, WireError> {
+    let n = encode_result(res, buf)?;
+    let mut w = Writer {
+        buf: buf.get_mut(n..).ok_or(WireError)?,
+        len: 0,
+    };
+    w.bytes(data)?;
+    Ok(n + w.len)
+}
+
+/// Decodes what [`encode_feed`] wrote: the result and the bytes fed with it.
+pub fn decode_feed(buf: &[u8]) -> Result<(OpResult, &[u8]), WireError> {
+    let res = decode_result(buf)?;
+    let n = encode_result(res, &mut [0u8; 32])?;
+    let mut r = Reader {
+        buf: buf.get(n..).ok_or(WireError)?,
+        pos: 0,
+    };
+    Ok((res, r.bytes()?))
 }
 
 /// Encodes a finished delivery's outcome.

@@ -7,7 +7,7 @@
 //! can replay them.
 
 use mdeliver_core::fs::{Capabilities, Dir, Fs, Stat};
-use mdeliver_core::maildir::name::NameBuf;
+use mdeliver_core::fs::EntryName;
 use mdeliver_core::ErrorKind;
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
@@ -424,6 +424,56 @@ impl SimFs {
             .collect()
     }
 
+    /// The crash specs [`reboot`](Self::reboot) accepts: every subset of the pending
+    /// directory operations in every directory (P2), every prefix (P1), or none (P0).
+    pub fn reboot_specs(&self) -> std::ops::Range<u64> {
+        match self.persistence {
+            Persistence::P0 => 0..1,
+            Persistence::P1 => 0..self.pending.len() as u64 + 1,
+            Persistence::P2 => {
+                let m = self.pending.len();
+                assert!(m < 20, "too many un-synced operations ({m})");
+                0..(1u64 << m)
+            }
+        }
+    }
+
+    /// The whole maildir (root and tmp/ included) as a crash now and a restart would leave
+    /// it: the durable names, `spec`'s choice of the pending operations, and each file's
+    /// flushed contents; nothing open, nothing pending.
+    pub fn reboot(&self, spec: u64) -> SimFs {
+        let mut ns = self.durable.clone();
+        let take: Vec<bool> = match self.persistence {
+            Persistence::P0 => std::vec![false; self.pending.len()],
+            Persistence::P1 => (0..self.pending.len()).map(|i| (i as u64) < spec).collect(),
+            Persistence::P2 => {
+                let mut t: Vec<bool> = (0..self.pending.len())
+                    .map(|i| spec & (1 << i) != 0)
+                    .collect();
+                close_earlier(&self.pending, &mut t);
+                t
+            }
+        };
+        for (op, t) in self.pending.iter().zip(take) {
+            if t {
+                op.apply(&mut ns);
+            }
+        }
+        let mut fs = self.clone();
+        fs.entries = ns.clone();
+        fs.durable = ns;
+        fs.pending.clear();
+        let live: BTreeSet<u64> = fs.entries.values().copied().collect();
+        fs.inodes.retain(|i, _| live.contains(i));
+        for (i, inode) in fs.inodes.iter_mut() {
+            if self.persistence != Persistence::P0 {
+                inode.data = inode.synced.clone();
+            }
+            inode.nlink = fs.entries.values().filter(|x| *x == i).count() as u64;
+        }
+        fs
+    }
+
     /// The inode `dir/name` names now, if any (for the explorer's independence relation).
     pub fn ino_of(&self, dir: Dir, name: &str) -> Option<u64> {
         self.entries.get(&(dir, name.to_string())).copied()
@@ -675,7 +725,7 @@ impl Fs for SimFs {
     /// order; an entry added or removed since (a rename is both) may be returned once or not at
     /// all, at any point: the chooser picks among "the next unchanged entry (or the end)" and
     /// each such optional entry not yet returned. Choosing the end drops the optional ones.
-    fn read_dir(&mut self, s: &mut SimDir, out: &mut NameBuf) -> Result<bool, ErrorKind> {
+    fn read_dir(&mut self, s: &mut SimDir, out: &mut EntryName) -> Result<bool, ErrorKind> {
         let present: BTreeSet<String> = self.names(s.dir).map(|(n, _)| n.to_string()).collect();
         while s.pos < s.snapshot.len()
             && (!present.contains(&s.snapshot[s.pos]) || s.returned.contains(&s.snapshot[s.pos]))
@@ -705,7 +755,47 @@ impl Fs for SimFs {
         };
         s.returned.insert(name.clone());
         out.clear();
-        out.push_str(&name).map_err(|_| ErrorKind::NameTooLong)?;
+        out.extend_from_slice(name.as_bytes())
+            .map_err(|_| ErrorKind::NameTooLong)?;
         Ok(true)
+    }
+
+    /// `O_APPEND` to an existing regular file: the data lands at once (one write); it is
+    /// durable only with `sync` (or under P0), like any file data.
+    fn append(&mut self, dir: Dir, name: &str, data: &[u8], sync: bool) -> Result<(), ErrorKind> {
+        self.check_name(dir, name)?;
+        let ino = *self
+            .entries
+            .get(&(dir, name.to_string()))
+            .ok_or(ErrorKind::NotFound)?;
+        let p0 = self.persistence == Persistence::P0;
+        let now = self.now;
+        let i = self.inodes.get_mut(&ino).ok_or(ErrorKind::Io)?;
+        i.data.extend_from_slice(data);
+        i.mtime = now;
+        if sync || p0 {
+            i.synced = i.data.clone();
+        }
+        Ok(())
+    }
+
+    fn read_file(&mut self, dir: Dir, name: &str, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+        self.check_name(dir, name)?;
+        let ino = self
+            .entries
+            .get(&(dir, name.to_string()))
+            .ok_or(ErrorKind::NotFound)?;
+        let data = &self.inodes[ino].data;
+        let n = data.len().min(buf.len());
+        buf[..n].copy_from_slice(&data[..n]);
+        Ok(n)
+    }
+
+    /// Times are not modelled beyond creation: a change is accepted and has no effect the
+    /// invariants could see.
+    fn set_mtime(&mut self, file: &SimFile, secs: i64) -> Result<(), ErrorKind> {
+        let i = self.inodes.get_mut(&file.ino).ok_or(ErrorKind::Io)?;
+        i.mtime = secs.max(0) as u64;
+        Ok(())
     }
 }

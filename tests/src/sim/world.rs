@@ -1,19 +1,20 @@
 //! The simulated world: a maildir on a [`SimFs`] (behind a [`FaultFs`]), the agents acting on
 //! it (deliverers running the core's `Delivery`, readers moving messages and changing flags,
-//! listers), and the invariants of DESIGN.md checked on every state and every crash image.
+//! listers), and the invariants ([`crate::sim::Invariant`], described in DESIGN.md) checked on
+//! every state and every crash image.
 //!
 //! One [`World::step`] is one filesystem operation of one agent: the scheduling point.
 
 use crate::sim::env::SimEnv;
 use crate::sim::fs::{Image, Persistence, Semantics, SimDir, SimFile, SimFs};
 use crate::wrap::{FaultFs, FaultPlan};
-use mdeliver_core::fs::{perform, Capabilities, Dir, Fs, Op, OpResult};
+use mdeliver_core::fs::{perform, Capabilities, Dir, Fs, Op, OpResult, Slots};
 use mdeliver_core::machine::deliver::{Delivery, Durability, Options, Outcome, Step, Strategy};
 use mdeliver_core::machine::scan::{
-    classify, perform_list, KeySet, ListOp, ListResult, Mark, Move, MoveStep, Scan, ScanOptions,
+    classify, KeySet, Mark, Move, MoveStep, Scan, ScanOptions,
     ScanStep,
 };
-use mdeliver_core::maildir::name::{InfoSep, NameBuf, ParsedName};
+use mdeliver_core::maildir::name::{InfoSep, ParsedName};
 use mdeliver_core::{ErrorKind, Flags};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -368,7 +369,7 @@ pub type Reported = Vec<(usize, String)>;
 /// A broken invariant.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Violation {
-    /// Invariant number (DESIGN.md 1–7).
+    /// Invariant number ([`crate::sim::Invariant`], 1–7 for bare deliveries and readers).
     pub invariant: u8,
     /// Which message and which file.
     pub what: String,
@@ -376,16 +377,10 @@ pub struct Violation {
 
 impl std::fmt::Display for Violation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let name = match self.invariant {
-            1 => "no-loss",
-            2 => "no-duplicate",
-            3 => "no-overwrite",
-            4 => "no-partial",
-            5 => "complete-listing",
-            6 => "honest-status",
-            _ => "confinement",
-        };
-        write!(f, "I{} {name}: {}", self.invariant, self.what)
+        match crate::sim::Invariant::from_number(self.invariant) {
+            Some(i) => write!(f, "{i}: {}", self.what),
+            None => write!(f, "I{}: {}", self.invariant, self.what),
+        }
     }
 }
 
@@ -490,6 +485,25 @@ fn show_op(op: &Op<'_>) -> String {
         Op::Stat { dir, name } => format!("stat({})", path(dir, name)),
         Op::SyncDir { dir } => format!("fsync({}/)", dir.as_str()),
         Op::Sleep { millis } => format!("sleep({millis}ms)"),
+        Op::WriteFile {
+            dir, name, data, ..
+        } => format!("write_file({}, {} bytes)", path(dir, name), data.len()),
+        Op::Append {
+            dir,
+            name,
+            data,
+            sync,
+        } => format!(
+            "append({}, {:?}{})",
+            path(dir, name),
+            String::from_utf8_lossy(data),
+            if sync { ", fsync" } else { "" }
+        ),
+        Op::Read { dir, name } => format!("read({})", path(dir, name)),
+        Op::OpenDir { dir } => format!("opendir({}/)", dir.as_str()),
+        Op::NextEntry => "readdir".into(),
+        Op::CloseDir => "closedir".into(),
+        Op::SetMtime { secs } => format!("set_mtime({secs})"),
     }
 }
 
@@ -553,6 +567,9 @@ impl World {
                     Op::Unlink { dir, name } => f.write(fs, dir, name),
                     Op::Stat { dir, name } => f.read(fs, dir, name),
                     Op::SyncDir { dir } => f.dirs_w |= bit(dir),
+                    // A bare delivery asks for none of these; should it, they conflict with
+                    // everything (sound, if slow).
+                    _ => f.dirs_w = 0xff,
                 }
             }
             Agent::Reader(r) => match (&r.active, r.jobs.front()) {
@@ -859,7 +876,12 @@ fn step_deliverer(fs: &mut FaultFs<SimFs>, d: &mut Deliverer, msgs: &[Msg]) -> S
     }
     let mut src: &[u8] = &msgs[d.msg].body;
     let mut buf = [0u8; 32];
-    let r = perform(fs, &mut d.env, &mut d.file, op, &mut src, &mut buf);
+    let mut slots = Slots {
+        file: d.file.take(),
+        stream: None,
+    };
+    let (r, _) = perform(fs, &mut d.env, &mut slots, op, &mut src, &mut buf);
+    d.file = slots.file;
     // The machine may borrow from itself in `op`; the result is copied before feeding.
     d.machine.feed(r, &mut d.env);
     d.history.1.push(r);
@@ -921,10 +943,11 @@ fn step_reader(fs: &mut FaultFs<SimFs>, r: &mut Reader) -> String {
             None => return "idle".into(),
         }
     }
-    let mut name = NameBuf::new();
+    let mut raw = mdeliver_core::fs::EntryName::new();
     match r.active.as_mut().expect("active") {
         Active::List(s) => {
-            let res = fs.read_dir(s, &mut name);
+            let res = fs.read_dir(s, &mut raw);
+            let name = String::from_utf8_lossy(&raw);
             match res {
                 Ok(true) => {
                     r.jobs.push_back(Job::Move(Dir::New, name.to_string(), "S"));
@@ -938,7 +961,7 @@ fn step_reader(fs: &mut FaultFs<SimFs>, r: &mut Reader) -> String {
         }
         Active::Core(m, stream, _) => {
             let line = match m.poll() {
-                MoveStep::Op(op) => {
+                MoveStep::Op(op) if !matches!(op, Op::OpenDir { .. } | Op::NextEntry | Op::CloseDir) => {
                     let shown = show_op(&op);
                     let res = match op {
                         Op::Rename {
@@ -952,16 +975,18 @@ fn step_reader(fs: &mut FaultFs<SimFs>, r: &mut Reader) -> String {
                         },
                         _ => OpResult::Err(ErrorKind::Unsupported),
                     };
-                    m.feed(res);
+                    m.feed(res, b"");
                     format!("{shown} -> {res:?}")
                 }
-                MoveStep::List(op) => {
-                    let res = perform_list(fs, stream, op, &mut name);
-                    m.feed_list(res, &name);
+                MoveStep::Op(op) => {
+                    let mut listed = String::new();
+                    let res = list_op(fs, stream, op, &mut listed);
+                    let shown = format!("{op:?}");
+                    m.feed(res, listed.as_bytes());
                     format!(
-                        "{op:?} -> {res:?} {}",
-                        if res == ListResult::Entry {
-                            name.as_str()
+                        "{shown} -> {res:?} {}",
+                        if res == OpResult::Entry {
+                            listed.as_str()
                         } else {
                             ""
                         }
@@ -970,9 +995,9 @@ fn step_reader(fs: &mut FaultFs<SimFs>, r: &mut Reader) -> String {
                 MoveStep::Done(_) => "move done".into(),
             };
             // Closing a listing is not a scheduling point.
-            while let MoveStep::List(ListOp::Close) = m.poll() {
-                let res = perform_list(fs, stream, ListOp::Close, &mut name);
-                m.feed_list(res, "");
+            while let MoveStep::Op(Op::CloseDir) = m.poll() {
+                let res = list_op(fs, stream, Op::CloseDir, &mut String::new());
+                m.feed(res, b"");
             }
             if let MoveStep::Done(res) = m.poll() {
                 if res.is_ok() && r.flag_change && m.target().ends_with(":2,S") {
@@ -987,8 +1012,50 @@ fn step_reader(fs: &mut FaultFs<SimFs>, r: &mut Reader) -> String {
     }
 }
 
+/// Performs one listing operation with the agent's open listing `stream`; the name a
+/// `NextEntry` found goes to `name`.
+fn list_op(
+    fs: &mut FaultFs<SimFs>,
+    stream: &mut Option<SimDir>,
+    op: Op<'_>,
+    name: &mut String,
+) -> OpResult {
+    let mut slots = Slots {
+        file: None,
+        stream: stream.take(),
+    };
+    let mut buf = [0u8; 256];
+    let (r, n) = perform(fs, &mut NoSleep, &mut slots, op, &mut &b""[..], &mut buf);
+    *stream = slots.stream;
+    name.clear();
+    name.push_str(&String::from_utf8_lossy(&buf[..n]));
+    r
+}
+
+/// Listing never sleeps or draws time: the environment a lister's `perform` gets.
+struct NoSleep;
+
+impl mdeliver_core::Env for NoSleep {
+    fn now(&mut self) -> mdeliver_core::env::Timestamp {
+        mdeliver_core::env::Timestamp::default()
+    }
+    fn random_u64(&mut self) -> u64 {
+        0
+    }
+    fn pid(&self) -> Option<u32> {
+        None
+    }
+    fn host(&self) -> &str {
+        ""
+    }
+    fn next_counter(&mut self) -> u64 {
+        0
+    }
+    fn sleep(&mut self, _millis: u32) {}
+}
+
 fn step_scanner(fs: &mut FaultFs<SimFs>, s: &mut Scanner) -> String {
-    let mut name = NameBuf::new();
+    let mut raw = mdeliver_core::fs::EntryName::new();
     if s.naive {
         let dir = s.naive_dir.expect("listing");
         return match s.stream.as_mut() {
@@ -1002,8 +1069,9 @@ fn step_scanner(fs: &mut FaultFs<SimFs>, s: &mut Scanner) -> String {
                     format!("opendir -> {e:?}")
                 }
             },
-            Some(st) => match fs.read_dir(st, &mut name) {
+            Some(st) => match fs.read_dir(st, &mut raw) {
                 Ok(true) => {
+                    let name = String::from_utf8_lossy(&raw);
                     s.naive_seen.push(name.to_string());
                     format!("readdir({}/) -> {name}", dir.as_str())
                 }
@@ -1021,14 +1089,15 @@ fn step_scanner(fs: &mut FaultFs<SimFs>, s: &mut Scanner) -> String {
         };
     }
     let line = match s.scan.poll() {
-        ScanStep::List(op) => {
-            let res = perform_list(fs, &mut s.stream, op, &mut name);
-            s.scan.feed(res, &name, &mut s.keys);
+        ScanStep::Op(op) => {
+            let mut listed = String::new();
+            let res = list_op(fs, &mut s.stream, op, &mut listed);
+            s.scan.feed(res, listed.as_bytes(), &mut s.keys);
             format!(
                 "scan pass {} {op:?} -> {res:?} {}",
                 s.scan.pass(),
-                if res == ListResult::Entry {
-                    name.as_str()
+                if res == OpResult::Entry {
+                    listed.as_str()
                 } else {
                     ""
                 }
@@ -1036,9 +1105,9 @@ fn step_scanner(fs: &mut FaultFs<SimFs>, s: &mut Scanner) -> String {
         }
         ScanStep::Done(_) => "scan done".into(),
     };
-    while let ScanStep::List(ListOp::Close) = s.scan.poll() {
-        let res = perform_list(fs, &mut s.stream, ListOp::Close, &mut name);
-        s.scan.feed(res, "", &mut s.keys);
+    while let ScanStep::Op(Op::CloseDir) = s.scan.poll() {
+        let res = list_op(fs, &mut s.stream, Op::CloseDir, &mut String::new());
+        s.scan.feed(res, b"", &mut s.keys);
     }
     if let ScanStep::Done(r) = s.scan.poll() {
         s.finished = true;

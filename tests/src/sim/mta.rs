@@ -1,0 +1,456 @@
+//! The composed MTA delivery ([`Mta`]: duplicate index, quota, publish, accounting, commit)
+//! under the simulator: deliverers of the same or of different messages and a renaming
+//! reader, every interleaving of their operations, and at every state reached a crash in
+//! every way the persistence model allows, followed by what the MTA does next: it retries
+//! every delivery it has no success for, and later delivers another message. Invariants 8–10
+//! ([`Invariant`]) are checked after that recovery, 4 and the filesystem's own (3, 7) on the
+//! way.
+//!
+//! The search is a depth-first walk over the agents' operations that skips states it has
+//! seen (same filesystem, same machines). A failure carries its schedule: the agents stepped,
+//! in order, and the crash spec (`-` for none): [`replay`] runs it again.
+
+use crate::sim::env::SimEnv;
+use crate::sim::fs::{Persistence, Semantics, SimDir, SimFile, SimFs};
+use crate::sim::Invariant;
+use mdeliver_core::fs::{perform, Capabilities, Dir, Fs, Op, Slots};
+use mdeliver_core::machine::dedup::{DedupOptions, Key};
+use mdeliver_core::machine::deliver::{Durability, Options};
+use mdeliver_core::machine::mta::{Mta, MtaOptions, MtaOutcome, Order};
+use mdeliver_core::machine::quota::{parse_maildirsize, CheckOptions, MAILDIRSIZE};
+use mdeliver_core::machine::{Machine, Step};
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+
+/// A scenario of composed MTA deliveries.
+#[derive(Clone, Debug)]
+pub struct MtaScenario {
+    /// Name for reports.
+    pub name: String,
+    /// Deliverers; deliverer `i` delivers message `messages[i]`.
+    pub messages: Vec<usize>,
+    /// With the duplicate index.
+    pub dedup: bool,
+    /// With a Maildir++ quota (a `maildirsize` with room for everything).
+    pub quota: bool,
+    /// A reader that renames new/ messages into cur/ meanwhile (up to two).
+    pub reader: bool,
+    /// When the delivery is accounted.
+    pub order: Order,
+    /// Persistence model of crash images.
+    pub persistence: Persistence,
+    /// Crash (then recover) at every state.
+    pub crashes: bool,
+}
+
+impl MtaScenario {
+    /// Two deliverers of `messages`, P2, crashes at every state, the fixed order.
+    pub fn new(name: &str, messages: Vec<usize>, dedup: bool, quota: bool) -> MtaScenario {
+        MtaScenario {
+            name: name.into(),
+            messages,
+            dedup,
+            quota,
+            reader: false,
+            order: Order::AccountFirst,
+            persistence: Persistence::P2,
+            crashes: true,
+        }
+    }
+
+    fn options(&self) -> MtaOptions {
+        MtaOptions {
+            delivery: Options {
+                durability: Durability::Full,
+                ..Options::default()
+            },
+            quota: self.quota.then(CheckOptions::default),
+            dedup: self.dedup.then_some(DedupOptions {
+                poll_ms: 1_000,
+                wait_ms: 2_000,
+                gc_every: 0,
+                ..DedupOptions::default()
+            }),
+            key: None,
+            order: self.order,
+        }
+    }
+
+    fn initial(&self) -> World {
+        let mut fs = SimFs::new(Semantics::Posix, Capabilities::LINUX_LOCAL, self.persistence);
+        if self.quota {
+            fs.seed(Dir::Root, MAILDIRSIZE, b"1000000S\n0 0\n");
+        }
+        let opts = self.options();
+        let agents = self
+            .messages
+            .iter()
+            .enumerate()
+            .map(|(i, &msg)| {
+                let mut env = SimEnv::unique(i as u8, 7);
+                let m = Mta::new(opts, fs.capabilities(), &mut env);
+                Agent {
+                    msg,
+                    m,
+                    env,
+                    file: None,
+                    stream: None,
+                    outcome: None,
+                }
+            })
+            .collect();
+        World {
+            fs,
+            agents,
+            reader_moves: if self.reader { 2 } else { 0 },
+        }
+    }
+}
+
+/// The body of message `m`: a Message-ID (the duplicate index's key) and distinct content.
+pub fn body(m: usize) -> Vec<u8> {
+    format!("Message-ID: <m{m}@sim>\nSubject: {m}\n\nbody {m}\n").into_bytes()
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Agent {
+    msg: usize,
+    m: Mta,
+    env: SimEnv,
+    file: Option<SimFile>,
+    stream: Option<SimDir>,
+    outcome: Option<MtaOutcome>,
+}
+
+#[derive(Clone, Debug)]
+struct World {
+    fs: SimFs,
+    agents: Vec<Agent>,
+    reader_moves: u8,
+}
+
+impl World {
+    fn hash64(&self) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.fs.hash(&mut h);
+        self.agents.hash(&mut h);
+        self.reader_moves.hash(&mut h);
+        h.finish()
+    }
+
+    /// Agents that can take a step; the reader is the last index.
+    fn enabled(&self) -> Vec<usize> {
+        let mut v: Vec<usize> = (0..self.agents.len())
+            .filter(|&i| self.agents[i].outcome.is_none())
+            .collect();
+        if self.reader_moves > 0 && self.fs.names(Dir::New).next().is_some() {
+            v.push(self.agents.len());
+        }
+        v
+    }
+
+    fn step(&mut self, a: usize) {
+        if a == self.agents.len() {
+            return self.reader_step();
+        }
+        let agent = &mut self.agents[a];
+        self.fs.agent = a as u8;
+        self.fs.now = agent.env.secs();
+        step_agent(&mut self.fs, agent);
+    }
+
+    /// The reader renames the first message of new/ into cur/ with the seen flag (a plain
+    /// rename, as most mail readers do).
+    fn reader_step(&mut self) {
+        self.fs.agent = 200;
+        let Some(name) = self.fs.names(Dir::New).next().map(|(n, _)| n.to_string()) else {
+            return;
+        };
+        let _ = self
+            .fs
+            .rename((Dir::New, &name), (Dir::Cur, &format!("{name}:2,S")), false);
+        self.reader_moves -= 1;
+    }
+}
+
+/// One operation of an agent's machine.
+fn step_agent(fs: &mut SimFs, agent: &mut Agent) {
+    let body = body(agent.msg);
+    let mut slots = Slots {
+        file: agent.file.take(),
+        stream: agent.stream.take(),
+    };
+    let mut buf = [0u8; 8192];
+    let (r, n) = match agent.m.poll() {
+        Step::Done(o) => {
+            agent.outcome = Some(o);
+            return;
+        }
+        Step::Op(Op::WriteMessage) => {
+            // The machine sees the bytes as they stream (its duplicate key).
+            agent.m.observe(&body);
+            perform(fs, &mut agent.env, &mut slots, Op::WriteMessage, &mut &body[..], &mut buf)
+        }
+        Step::Op(op) => perform(fs, &mut agent.env, &mut slots, op, &mut &b""[..], &mut buf),
+    };
+    agent.m.feed(r, &buf[..n], &mut agent.env);
+    agent.file = slots.file;
+    agent.stream = slots.stream;
+    if let Step::Done(o) = agent.m.poll() {
+        agent.outcome = Some(o);
+    }
+}
+
+/// Runs a fresh delivery of `msg` to completion at time `secs`.
+fn deliver_now(fs: &mut SimFs, opts: MtaOptions, msg: usize, id: u8, secs: u64) -> MtaOutcome {
+    let mut env = SimEnv::unique(id, 11);
+    env.micros = secs * 1_000_000;
+    let m = Mta::new(opts, fs.capabilities(), &mut env);
+    let mut a = Agent {
+        msg,
+        m,
+        env,
+        file: None,
+        stream: None,
+        outcome: None,
+    };
+    for _ in 0..10_000 {
+        fs.agent = id;
+        fs.now = a.env.secs();
+        step_agent(fs, &mut a);
+        if let Some(o) = a.outcome.take() {
+            return o;
+        }
+    }
+    panic!("a delivery did not finish in 10000 steps");
+}
+
+/// A broken invariant, with the schedule that breaks it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MtaViolation {
+    /// Which.
+    pub invariant: Invariant,
+    /// What was found.
+    pub what: String,
+    /// The schedule that replays it ([`replay`]).
+    pub schedule: String,
+}
+
+impl std::fmt::Display for MtaViolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} [schedule {}]", self.invariant, self.what, self.schedule)
+    }
+}
+
+/// What an exploration covered and found.
+#[derive(Clone, Debug, Default)]
+pub struct MtaReport {
+    /// Maximal schedules completed (one cut at a state already explored is not counted).
+    pub executions: u64,
+    /// Distinct states.
+    pub states: u64,
+    /// Crash images recovered from and checked.
+    pub crash_states: u64,
+    /// Violations, the shortest schedule first.
+    pub violations: Vec<MtaViolation>,
+}
+
+/// The schedule's printed form: `mta1:<agents stepped, comma-separated>;crash=<spec or ->`.
+fn schedule(path: &[usize], crash: Option<u64>) -> String {
+    let steps: Vec<String> = path.iter().map(|a| a.to_string()).collect();
+    let c = crash.map_or("-".to_string(), |c| c.to_string());
+    format!("mta1:{};crash={c}", steps.join(","))
+}
+
+/// Checks the recovery from `fs` (after a crash, or at the end): retries, then invariants.
+fn recover(cfg: &MtaScenario, mut fs: SimFs, agents: &[Agent]) -> Option<(Invariant, String)> {
+    if let Some(e) = fs.events.first() {
+        return Some((
+            Invariant::from_number(e.invariant).unwrap_or(Invariant::Confinement),
+            e.what.clone(),
+        ));
+    }
+    let opts = cfg.options();
+    // Past every lease and clock margin of the attempts that died.
+    let later = agents.iter().map(|a| a.env.secs()).max().unwrap_or(0) + 3_600;
+    let mut unacked = 0;
+    for (i, a) in agents.iter().enumerate() {
+        if matches!(a.outcome, Some(Ok(_))) {
+            continue;
+        }
+        unacked += 1;
+        if let Err(e) = deliver_now(&mut fs, opts, a.msg, 50 + i as u8, later) {
+            return Some((
+                Invariant::NoBlockingGarbage,
+                format!("the MTA's retry of m{} (D{i}) failed: {e}", a.msg),
+            ));
+        }
+    }
+    // Exactly once, and complete.
+    let mut stored_bytes = 0u64;
+    let mut stored_count = 0u64;
+    let mut copies = std::collections::BTreeMap::<usize, u32>::new();
+    for d in [Dir::New, Dir::Cur] {
+        let names: Vec<(String, u64)> = fs.names(d).map(|(n, i)| (n.to_string(), i)).collect();
+        for (name, ino) in names {
+            let data = &fs.inodes[&ino].data;
+            let sha: [u8; 32] = Sha256::digest(data).into();
+            let Some(m) = cfg
+                .messages
+                .iter()
+                .copied()
+                .find(|&m| <[u8; 32]>::from(Sha256::digest(body(m))) == sha)
+            else {
+                return Some((
+                    Invariant::NoPartial,
+                    format!("{}/{name} holds {} bytes that are no message", d.as_str(), data.len()),
+                ));
+            };
+            *copies.entry(m).or_default() += 1;
+            stored_bytes += data.len() as u64;
+            stored_count += 1;
+        }
+    }
+    for &m in &cfg.messages {
+        let n = copies.get(&m).copied().unwrap_or(0);
+        if n != 1 {
+            return Some((
+                Invariant::ExactlyOnce,
+                format!("m{m} is stored {n} times after recovery"),
+            ));
+        }
+    }
+    if cfg.quota {
+        let Some(data) = fs.contents(Dir::Root, MAILDIRSIZE) else {
+            return Some((Invariant::QuotaAgrees, "maildirsize is gone".into()));
+        };
+        let f = parse_maildirsize(data);
+        let (bytes, count) = (f.usage.bytes, f.usage.count);
+        let max = cfg.messages.iter().map(|&m| body(m).len() as u64).max().unwrap_or(0);
+        let slack = unacked as u64;
+        let under = bytes < stored_bytes || count < stored_count;
+        let over = count > stored_count + slack || bytes > stored_bytes + slack * max;
+        if under || over {
+            return Some((
+                Invariant::QuotaAgrees,
+                format!(
+                    "maildirsize counts {bytes} bytes in {count} messages; {stored_bytes} bytes \
+                     in {stored_count} are stored ({unacked} unacknowledged attempts)"
+                ),
+            ));
+        }
+    }
+    // A later delivery is not blocked by anything left behind.
+    let fresh = 1000;
+    if let Err(e) = deliver_now(&mut fs, opts, fresh, 99, later + 10) {
+        return Some((
+            Invariant::NoBlockingGarbage,
+            format!("a later delivery of another message failed: {e}"),
+        ));
+    }
+    None
+}
+
+/// Explores `cfg` exhaustively (see the module documentation).
+pub fn explore(cfg: &MtaScenario) -> MtaReport {
+    let mut report = MtaReport::default();
+    let mut seen = HashSet::new();
+    let mut stack = vec![(cfg.initial(), Vec::<usize>::new())];
+    while let Some((w, path)) = stack.pop() {
+        if !seen.insert(w.hash64()) {
+            continue;
+        }
+        report.states += 1;
+        if cfg.crashes {
+            for spec in w.fs.reboot_specs() {
+                report.crash_states += 1;
+                // What the MTA heard before the crash stands; the rest is retried.
+                if let Some((i, what)) = recover(cfg, w.fs.reboot(spec), &w.agents) {
+                    report.violations.push(MtaViolation {
+                        invariant: i,
+                        what: format!("after a crash: {what}"),
+                        schedule: schedule(&path, Some(spec)),
+                    });
+                }
+            }
+        }
+        let enabled = w.enabled();
+        if enabled.is_empty() {
+            report.executions += 1;
+            if let Some((i, what)) = recover(cfg, w.fs.clone(), &w.agents) {
+                report.violations.push(MtaViolation {
+                    invariant: i,
+                    what,
+                    schedule: schedule(&path, None),
+                });
+            }
+            continue;
+        }
+        for a in enabled.into_iter().rev() {
+            let mut next = w.clone();
+            next.step(a);
+            let mut p = path.clone();
+            p.push(a);
+            stack.push((next, p));
+        }
+    }
+    report
+        .violations
+        .sort_by_key(|v| (v.schedule.len(), v.schedule.clone()));
+    report
+}
+
+/// Replays a printed schedule: the agents stepped in order, then the crash (or the end) and
+/// the recovery. The violation it shows, if any.
+pub fn replay(cfg: &MtaScenario, schedule: &str) -> Option<(Invariant, String)> {
+    let rest = schedule.strip_prefix("mta1:").expect("an mta1 schedule");
+    let (steps, crash) = rest.split_once(";crash=").expect("a crash part");
+    let mut w = cfg.initial();
+    for s in steps.split(',').filter(|s| !s.is_empty()) {
+        let a: usize = s.parse().expect("an agent number");
+        assert!(w.enabled().contains(&a), "agent {a} cannot step here");
+        w.step(a);
+    }
+    match crash {
+        "-" => recover(cfg, w.fs.clone(), &w.agents),
+        spec => recover(cfg, w.fs.reboot(spec.parse().expect("a crash spec")), &w.agents),
+    }
+}
+
+/// The key the duplicate index files message `m` under (its Message-ID).
+pub fn key_of(m: usize) -> Key {
+    Key::from_message_id(format!("<m{m}@sim>").as_bytes())
+}
+
+/// The scenarios of the races table and the tests: two deliverers of the same message and
+/// of different ones, each with the index, the quota and both, then both with a renaming
+/// reader.
+pub fn scenarios() -> Vec<MtaScenario> {
+    let mut v = Vec::new();
+    for (dedup, quota, what) in [
+        (true, false, "dedup"),
+        (false, true, "quota"),
+        (true, true, "dedup+quota"),
+    ] {
+        // Without the index, the same message delivered twice is stored twice, as asked.
+        if dedup {
+            v.push(MtaScenario::new(
+                &format!("mta {what}, same message x2"),
+                vec![0, 0],
+                dedup,
+                quota,
+            ));
+        }
+        v.push(MtaScenario::new(
+            &format!("mta {what}, two messages"),
+            vec![0, 1],
+            dedup,
+            quota,
+        ));
+    }
+    let mut r = MtaScenario::new("mta dedup+quota, two messages, renaming reader", vec![0, 1], true, true);
+    r.reader = true;
+    v.push(r);
+    v
+}
