@@ -14,7 +14,6 @@ use mdeliver_core::folder::{
 };
 use mdeliver_core::name::InfoSep;
 use mdeliver_core::ErrorKind;
-use mdeliver_driver::folder_report;
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, RenameFlags, CWD};
 use rustix::io::Errno;
 
@@ -174,18 +173,4 @@ pub fn resolve(
             .map_err(FolderFailure::Create)?;
     }
     Ok(path)
-}
-
-/// Where to deliver for `args` in `maildir`: the maildir itself, or its `--folder` (created
-/// with `-c`; see [`folder_report::target`]). On failure, the message (after
-/// `mdeliver: <maildir>: `) and the exit code.
-pub fn target(
-    args: &crate::args::Args,
-    mail: &crate::mail_args::MailArgs,
-    maildir: &Path,
-    opts: OpenOptions,
-) -> Result<PathBuf, (String, u8)> {
-    folder_report::target(args, mail, maildir, |name, create| {
-        resolve(maildir, name, mail.info_separator, create, opts)
-    })
 }
