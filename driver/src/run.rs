@@ -192,7 +192,10 @@ fn import_mbox<A: Adapter>(a: &mut A, args: &Args, mail: &MailArgs, input: &mut 
     };
     let mut fs = match a.open(&target, args.create, false) {
         Ok(fs) => fs,
-        Err((kind, part)) => return import::cannot_open(args, &target, kind, part),
+        Err((kind, part)) => {
+            let policy = exit::Policy::of(args, mail);
+            return import::cannot_open(args, policy, &target, kind, part);
+        }
     };
     let mut progress = a.progress(args);
     let env = a.env();
