@@ -25,12 +25,6 @@ pub struct Input {
     consumed: u64,
 }
 
-impl Input {
-    fn new(file: Option<File>) -> Input {
-        Input { file, consumed: 0 }
-    }
-}
-
 impl Message for Input {
     fn is_rewindable(&self) -> bool {
         self.file.is_some()
@@ -82,7 +76,10 @@ impl Adapter for Wasi {
     }
 
     fn stdin(&mut self) -> Input {
-        Input::new(None)
+        Input {
+            file: None,
+            consumed: 0,
+        }
     }
 
     /// Refuses a directory (`Usage`) as the Linux binary does.
@@ -92,7 +89,10 @@ impl Adapter for Wasi {
             return Err(ErrorKind::Usage);
         }
         let f = File::open(path).map_err(|e| fs::kind_of(&e))?;
-        Ok(Input::new(Some(f)))
+        Ok(Input {
+            file: Some(f),
+            consumed: 0,
+        })
     }
 
     fn folder(
@@ -120,7 +120,8 @@ impl Adapter for Wasi {
             Stored::Delivered(d) => fs.path(d.dir, &d.name).ok(),
             Stored::Duplicate { dir, name, .. } => dir.and_then(|d| fs.path(d, name).ok()),
         }?;
-        File::open(path).ok().map(|f| Input::new(Some(f)))
+        let file = Some(File::open(path).ok()?);
+        Some(Input { file, consumed: 0 })
     }
 
     fn progress(&mut self, _args: &Args) {}
