@@ -1,5 +1,6 @@
-//! RFC 3463 status lines for MTAs (code and text are the core's, [`mdeliver_core::status`];
-//! the class follows the exit code: [`exit::class`]), and the order in which output leaves.
+//! RFC 3463 status lines for MTAs (code and text are the core's,
+//! [`mdeliver_core::report::rfc3463`]; the class follows the exit code: [`exit::class`]), and
+//! the order in which output leaves.
 //!
 //! Postfix's local(8) (`mailbox_command`) and pipe(8) run a command with its standard output
 //! and standard error on *one* pipe, read it after the command exits, and, when the exit status
@@ -12,7 +13,7 @@
 
 use std::io::Write;
 
-use mdeliver_core::status::{self as rfc3463, Failed};
+use mdeliver_core::report::rfc3463::{self as rfc3463, Failed};
 
 use crate::exit;
 use crate::mta_args::QuotaFull;

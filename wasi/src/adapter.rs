@@ -6,8 +6,8 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use mdeliver_core::folder::FolderFailure;
-use mdeliver_core::name::InfoSep;
+use mdeliver_core::maildir::folder::FolderFailure;
+use mdeliver_core::maildir::name::InfoSep;
 use mdeliver_core::{Dir, ErrorKind, Phase};
 use mdeliver_driver::args::Args;
 use mdeliver_driver::envelope::Stored;
