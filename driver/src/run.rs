@@ -152,12 +152,7 @@ fn deliver_all<A: Adapter>(
                 let (mut fs, stored) =
                     crate::envelope::deliver(fs, env, opts, settings, source, transform, &mut buf);
                 let stored = stored?;
-                // A dry run stores nothing to read back.
-                let kept = if keep && !settings.dry_run {
-                    a.kept(&mut fs, &stored)
-                } else {
-                    None
-                };
+                let kept = if keep { a.kept(&mut fs, &stored) } else { None };
                 Ok((stored, kept))
             }),
         };

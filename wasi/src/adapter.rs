@@ -63,6 +63,8 @@ pub struct Wasi {
     pub sync: bool,
     /// `--info-separator`.
     pub sep: InfoSep,
+    /// `--dry-run`: nothing is stored, so nothing can be read back.
+    pub dry_run: bool,
 }
 
 impl Adapter for Wasi {
@@ -116,6 +118,9 @@ impl Adapter for Wasi {
 
     /// The stored file, opened again by its path.
     fn kept(&mut self, fs: &mut fs::WasiFs, stored: &Stored) -> Option<Input> {
+        if self.dry_run {
+            return None;
+        }
         let path = match stored {
             Stored::Delivered(d) => fs.path(d.dir, &d.name).ok(),
             Stored::Duplicate { dir, name, .. } => dir.and_then(|d| fs.path(d, name).ok()),
