@@ -85,14 +85,15 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
+    let argv: Vec<std::ffi::OsString> = argv.into_iter().map(Into::into).collect();
     let m = definition()
-        .try_get_matches_from(argv)
-        .map_err(args::usage_exit)?;
+        .try_get_matches_from(&argv)
+        .map_err(|e| args::usage_exit(e, &argv))?;
     let parsed = match m.subcommand() {
         Some(("list", sub)) => ListArgs::from_arg_matches(sub).map(Parsed::List),
         Some(("flag", sub)) => FlagArgs::from_arg_matches(sub).map(Parsed::Flag),
         Some(("check", sub)) => CheckArgs::from_arg_matches(sub).map(Parsed::Check),
-        _ => args::from_matches(&m).map(|(a, mail)| Parsed::Deliver(a, mail)),
+        _ => args::from_matches(&m, &argv).map(|(a, mail)| Parsed::Deliver(a, mail)),
     };
-    parsed.map_err(|e| args::usage_exit(e.format(&mut definition())))
+    parsed.map_err(|e| args::usage_exit(e.format(&mut definition()), &argv))
 }

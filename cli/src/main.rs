@@ -59,12 +59,13 @@ fn main() -> ExitCode {
         Some(v) => match Disabled::parse(&v.to_string_lossy()) {
             Ok(d) => d,
             Err(word) => {
+                let code = args::usage_failed(args.strict_exit, false);
                 eprintln!(
                     "mdeliver: {}: unknown feature '{word}' (known: anonymous-tmp, \
                      rename-noreplace, hard-links)",
                     Disabled::VAR
                 );
-                return ExitCode::from(exit::USAGE);
+                return ExitCode::from(code);
             }
         },
     };
@@ -81,8 +82,9 @@ fn main() -> ExitCode {
     let settings = match Settings::new(&mail.mta, mail.info_separator, |n| std::env::var_os(n)) {
         Ok(s) => s,
         Err(message) => {
+            let code = args::usage_failed(args.strict_exit, false);
             eprintln!("mdeliver: {message}");
-            return ExitCode::from(exit::USAGE);
+            return ExitCode::from(code);
         }
     };
     let mut driver = Driver {

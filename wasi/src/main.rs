@@ -237,8 +237,9 @@ fn main() -> ExitCode {
     let settings = match Settings::new(&mail.mta, mail.info_separator, |n| std::env::var_os(n)) {
         Ok(s) => s,
         Err(message) => {
+            let code = args::usage_failed(a.strict_exit, false);
             eprintln!("mdeliver: {message}");
-            return ExitCode::from(exit::USAGE);
+            return ExitCode::from(code);
         }
     };
     let opts = mail.delivery(a.no_fsync, Durability::Full);
