@@ -23,19 +23,82 @@ fn help() {
     insta::assert_snapshot!("help_short", r.stdout);
 }
 
+/// Issue 13: a mistake in the command line is a mistake in the MTA's configuration. Run the
+/// way an MTA runs it (pipes, no terminal), it defers: exit 75 and a `4.3.5` status line
+/// before clap's message (which keeps its "did you mean" tip). Before, it exited 64, which
+/// Postfix bounces. `--strict-exit` gives the precise 64 without a status line.
 #[test]
-fn usage_errors_exit_64() {
+fn usage_errors_defer_under_an_mta() {
     let t = tempfile::tempdir().unwrap();
     let r = run(&[], b"x\n", &[]);
     insta::assert_snapshot!("usage_no_maildir", outcome(&r, t.path()));
     let r = run(&[&"--frobnicate", &t.path()], b"x\n", &[]);
     insta::assert_snapshot!("usage_unknown_option", outcome(&r, t.path()));
+    let md = t.path().join("Maildir");
+    let r = run(&[&"--crate", &md], b"x\n", &[]);
+    assert_eq!(r.code, 75);
+    assert!(r.stderr.starts_with("4.3.5 mdeliver is misconfigured\n"), "{}", r.stderr);
+    assert!(r.stderr.contains("tip: a similar argument exists: '--create'"));
+    assert!(!md.exists());
+    let r = run(&[&"--strict-exit", &"--crate", &md], b"x\n", &[]);
+    insta::assert_snapshot!("usage_typo_strict", outcome(&r, t.path()));
     let r = run(
         &[&t.path()],
         b"x\n",
         &[("MDELIVER_DISABLE", "hard-links,xattrs")],
     );
     insta::assert_snapshot!("usage_unknown_disable", outcome(&r, t.path()));
+    // The subcommands are run by people and scripts, never by an MTA: 64 as before.
+    let r = run(&[&"list", &"--bogus"], b"", &[]);
+    assert_eq!(r.code, 64);
+    assert!(r.stderr.starts_with("error: unexpected argument '--bogus'"));
+}
+
+/// A mistake typed at a terminal exits 64 with no status line, as before issue 13
+/// (`script` gives the command a pseudo-terminal for stdin, stdout and stderr).
+#[test]
+fn usage_error_at_a_terminal_exits_64() {
+    if std::process::Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: script (util-linux) is not installed");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("Maildir");
+    let cmd = format!("{} --crate {}", bin().display(), md.display());
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
+    assert_eq!(out.status.code(), Some(64), "{text}");
+    assert!(text.starts_with("error: unexpected argument '--crate' found"), "{text}");
+    assert!(text.contains("tip: a similar argument exists: '--create'"));
+    assert!(!md.exists());
+}
+
+/// Issue 13: `--dedup 5d ~/Maildir` used to exit 0 after delivering into `./5d` as a second
+/// maildir. A detached value that parses as a window is refused now; the attached form and a
+/// bare `--dedup` followed by a maildir work.
+#[test]
+fn detached_optional_value_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("Maildir");
+    let cwd = t.path();
+    let r = run_in(cwd, &[&"-c", &"--dedup", &"5d", &md], b"x\n", &[]);
+    insta::assert_snapshot!("dedup_detached", outcome(&r, t.path()));
+    assert!(!cwd.join("5d").exists());
+    assert!(!md.exists());
+    for args in [
+        vec![&"-c" as &dyn AsRef<std::ffi::OsStr>, &"--dedup=5d", &md],
+        vec![&"-c", &"--dedup", &md],
+    ] {
+        let r = run_in(cwd, &args, b"Message-ID: <a@b>\n\nx\n", &[]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    assert_eq!(names(&md.join("new")).len(), 1);
+    assert!(!cwd.join("5d").exists());
 }
 
 #[test]
