@@ -22,6 +22,7 @@ pub mod import;
 pub mod mbox;
 pub mod mda;
 pub mod message;
+pub mod mutf7;
 pub mod name;
 pub mod quota;
 pub mod scan;
