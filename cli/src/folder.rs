@@ -7,13 +7,15 @@
 #[path = "folder_report.rs"]
 mod folder_report;
 
+use folder_report::Resolved;
+
 use std::ffi::OsStr;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use mdeliver_core::folder::{
-    create_folder, folder, Folder, FolderFailure, FolderTree, Part, TreeDir,
+    create_folder, folder, Folder, FolderFailure, FolderTree, NameEncoding, Part, TreeDir,
 };
 use mdeliver_core::name::InfoSep;
 use mdeliver_core::ErrorKind;
@@ -142,17 +144,18 @@ impl FolderTree for LinuxTree {
 }
 
 /// The directory to deliver into for `--folder name` under `maildir`: the maildir itself for
-/// `INBOX`, else `maildir/.A.B`. With `create`, the parent maildir and the folder are created
-/// where missing (and flushed when `sync`).
+/// `INBOX`, else `maildir/.A.B` (levels in `enc`). With `create`, the parent maildir and the
+/// folder are created where missing (and flushed when `sync`). The folder's directory name
+/// comes back when this call created it (to be subscribed).
 pub fn resolve(
     maildir: &Path,
     name: &OsStr,
-    sep: InfoSep,
+    (sep, enc): (InfoSep, NameEncoding),
     create: bool,
     opts: OpenOptions,
-) -> Result<PathBuf, FolderFailure> {
-    let dir = match folder(name.as_bytes(), sep).map_err(FolderFailure::Name)? {
-        Folder::Inbox => return Ok(maildir.to_owned()),
+) -> Result<Resolved, FolderFailure> {
+    let dir = match folder(name.as_bytes(), sep, enc).map_err(FolderFailure::Name)? {
+        Folder::Inbox => return Ok((maildir.to_owned(), None)),
         Folder::Sub(d) => d,
     };
     let path = maildir.join(OsStr::from_bytes(&dir));
@@ -172,10 +175,11 @@ pub fn resolve(
             staging: None,
             no_noreplace: opts.disabled.rename_noreplace,
         };
-        create_folder(&mut tree, &mut LinuxEnv::new(), &dir, opts.sync)
+        let created = create_folder(&mut tree, &mut LinuxEnv::new(), &dir, opts.sync)
             .map_err(FolderFailure::Create)?;
+        return Ok((path, created.then_some(dir)));
     }
-    Ok(path)
+    Ok((path, None))
 }
 
 /// Where to deliver for `args` in `maildir`: the maildir itself, or its `--folder` (created
@@ -188,6 +192,7 @@ pub fn target(
     opts: OpenOptions,
 ) -> Result<PathBuf, (String, u8)> {
     folder_report::target(args, mail, maildir, |name, create| {
-        resolve(maildir, name, mail.info_separator, create, opts)
+        let naming = (mail.info_separator, mail.folder_encoding.core());
+        resolve(maildir, name, naming, create, opts)
     })
 }

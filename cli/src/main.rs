@@ -23,6 +23,7 @@ mod outcome;
 mod reader;
 mod report;
 mod status;
+mod subscribe;
 mod testing;
 
 use std::os::fd::OwnedFd;

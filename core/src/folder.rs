@@ -263,19 +263,21 @@ pub fn staging_name<E: Env + ?Sized>(env: &mut E) -> StagingName {
 
 /// Creates the folder directory `folder` (from [`folder`]) in the tree's parent maildir unless
 /// it exists (see the module docs); with `sync`, flushes the folder before it is renamed into
-/// place and the parent and its tmp/ after.
+/// place and the parent and its tmp/ after. `true` when this call made the folder (the caller
+/// subscribes it: [`crate::subscription`]), `false` when it was there already or another
+/// process placed it first.
 pub fn create_folder<T, E>(
     tree: &mut T,
     env: &mut E,
     folder: &[u8],
     sync: bool,
-) -> Result<(), ErrorKind>
+) -> Result<bool, ErrorKind>
 where
     T: FolderTree + ?Sized,
     E: Env + ?Sized,
 {
     if tree.folder_exists(folder)? {
-        return Ok(());
+        return Ok(false);
     }
     let staging = staging_name(env);
     let staging = staging.as_str();
@@ -304,12 +306,12 @@ where
         // Another process's folder is in place (or ours failed): ours goes.
         Ok(false) | Err(_) => remove(tree, staging, &Part::ALL),
     }
-    placed?;
+    let ours = placed?;
     if sync {
         tree.sync_dir(TreeDir::Parent)?;
         tree.sync_dir(TreeDir::Tmp)?;
     }
-    Ok(())
+    Ok(ours)
 }
 
 /// Removes `made` (newest first) and then the staging directory. Best effort: the error that
@@ -340,8 +342,14 @@ mod tests {
     fn modified_utf7_by_default() {
         assert_eq!(NameEncoding::default(), NameEncoding::Utf7);
         assert_eq!(utf7("Entwürfe".as_bytes()), sub(b".Entw&APw-rfe"));
-        assert_eq!(utf7("Entwürfe".as_bytes()).unwrap().dir_str(), Some(".Entw&APw-rfe"));
-        assert_eq!(utf7("Archiv/2026/März".as_bytes()), sub(b".Archiv.2026.M&AOQ-rz"));
+        assert_eq!(
+            utf7("Entwürfe".as_bytes()).unwrap().dir_str(),
+            Some(".Entw&APw-rfe")
+        );
+        assert_eq!(
+            utf7("Archiv/2026/März".as_bytes()),
+            sub(b".Archiv.2026.M&AOQ-rz")
+        );
         assert_eq!(utf7(b"Q&A"), sub(b".Q&-A"));
         assert_eq!(utf7("INBOX.Entwürfe".as_bytes()), sub(b".Entw&APw-rfe"));
         assert_eq!(utf7(b"INBOX"), Ok(Folder::Inbox));

@@ -27,6 +27,7 @@ pub mod name;
 pub mod quota;
 pub mod scan;
 pub mod status;
+pub mod subscription;
 pub mod trace;
 pub mod wire;
 

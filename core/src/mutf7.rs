@@ -90,7 +90,10 @@ mod tests {
     #[test]
     fn rfc_3501_examples() {
         assert_eq!(enc("Entwürfe"), "Entw&APw-rfe");
-        assert_eq!(enc("~peter/mail/台北/日本語"), "~peter/mail/&U,BTFw-/&ZeVnLIqe-");
+        assert_eq!(
+            enc("~peter/mail/台北/日本語"),
+            "~peter/mail/&U,BTFw-/&ZeVnLIqe-"
+        );
         assert_eq!(enc("&"), "&-");
         assert_eq!(enc("A&B"), "A&-B");
         assert_eq!(enc("Sent"), "Sent");

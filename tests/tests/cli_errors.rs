@@ -37,8 +37,14 @@ fn usage_errors_defer_under_an_mta() {
     let md = t.path().join("Maildir");
     let r = run(&[&"--crate", &md], b"x\n", &[]);
     assert_eq!(r.code, 75);
-    assert!(r.stderr.starts_with("4.3.5 mdeliver is misconfigured\n"), "{}", r.stderr);
-    assert!(r.stderr.contains("tip: a similar argument exists: '--create'"));
+    assert!(
+        r.stderr.starts_with("4.3.5 mdeliver is misconfigured\n"),
+        "{}",
+        r.stderr
+    );
+    assert!(r
+        .stderr
+        .contains("tip: a similar argument exists: '--create'"));
     assert!(!md.exists());
     let r = run(&[&"--strict-exit", &"--crate", &md], b"x\n", &[]);
     insta::assert_snapshot!("usage_typo_strict", outcome(&r, t.path()));
@@ -58,7 +64,11 @@ fn usage_errors_defer_under_an_mta() {
 /// (`script` gives the command a pseudo-terminal for stdin, stdout and stderr).
 #[test]
 fn usage_error_at_a_terminal_exits_64() {
-    if std::process::Command::new("script").arg("--version").output().is_err() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         eprintln!("skipped: script (util-linux) is not installed");
         return;
     }
@@ -73,7 +83,10 @@ fn usage_error_at_a_terminal_exits_64() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
     assert_eq!(out.status.code(), Some(64), "{text}");
-    assert!(text.starts_with("error: unexpected argument '--crate' found"), "{text}");
+    assert!(
+        text.starts_with("error: unexpected argument '--crate' found"),
+        "{text}"
+    );
     assert!(text.contains("tip: a similar argument exists: '--create'"));
     assert!(!md.exists());
 }

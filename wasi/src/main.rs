@@ -31,6 +31,8 @@ mod report;
 #[path = "../../cli/src/status.rs"]
 mod status;
 pub mod step;
+#[path = "../../cli/src/subscribe.rs"]
+mod subscribe;
 mod tree;
 
 use std::io::Read;
@@ -164,8 +166,8 @@ fn target(
 ) -> Result<PathBuf, (String, u8)> {
     folder_report::target(a, mail, maildir, |name, create| {
         let sync = !a.no_fsync;
-        let sep = mail.info_separator;
-        tree::resolve_folder(maildir, name.as_encoded_bytes(), sep, create, sync, env)
+        let naming = (mail.info_separator, mail.folder_encoding.core());
+        tree::resolve_folder(maildir, name.as_encoded_bytes(), naming, create, sync, env)
     })
 }
 
