@@ -1,6 +1,6 @@
 //! The command line of `mdeliver`: one definition of the delivery form shared by the Linux
-//! binary and the WASI module (which includes this file, `mail_args.rs` and `mta_args.rs` by
-//! path), so it uses only clap, std and mdeliver-core. [`Args`] holds the basic options;
+//! binary and the WASI module (both take this file, `mail_args.rs` and `mta_args.rs` from the
+//! driver crate), so it uses only clap, std and mdeliver-core. [`Args`] holds the basic options;
 //! [`MailArgs`] (mbox import, flags, folders, envelope, quota, duplicates, reporting) is added
 //! to it by [`command`], so an option added there reaches both.
 
@@ -146,10 +146,12 @@ pub fn from_matches(
     Ok(parsed)
 }
 
+/// Parses an option's value (only whether it is valid matters here).
+type ValueCheck = fn(&str) -> Result<u64, String>;
+
 /// The options whose value is optional, with the parser of that value. Such a value must be
 /// attached (`--dedup=5d`): a detached word is the next argument (a MAILDIR).
-const OPTIONAL_VALUE: [(&str, fn(&str) -> Result<u64, String>); 1] =
-    [("--dedup", crate::mta_args::parse_window)];
+const OPTIONAL_VALUE: [(&str, ValueCheck); 1] = [("--dedup", crate::mta_args::parse_window)];
 
 /// Refuses an optional value given detached (`--dedup 5d ~/Maildir`): clap takes `5d` for a
 /// MAILDIR, and delivering into `./5d` is never what was meant. A word that is not a valid
