@@ -163,8 +163,15 @@ pub fn resolve(
             ..opts
         };
         LinuxFs::open(maildir, parent_opts).map_err(|(k, d)| FolderFailure::Parent(k, d))?;
-        let root = rfs::openat(CWD, maildir, DIR, Mode::empty())
-            .map_err(|e| FolderFailure::Create(kind(e)))?;
+        // The maildir root may be a symbolic link (see `OpenOptions::folder`); the folder
+        // inside it is never followed.
+        let root = rfs::openat(
+            CWD,
+            maildir,
+            DIR.difference(OFlags::NOFOLLOW),
+            Mode::empty(),
+        )
+        .map_err(|e| FolderFailure::Create(kind(e)))?;
         let mut tree = LinuxTree {
             root,
             tmp: None,

@@ -87,6 +87,7 @@ pub fn main(args: &Args, mail: &MailArgs, disabled: Disabled, input: &mut Input)
         sync: !args.no_fsync,
         disabled,
         keep_readable: false,
+        folder: false,
     };
     let target = match crate::folder::target(args, mail, maildir, open) {
         Ok(t) => t,
@@ -94,6 +95,10 @@ pub fn main(args: &Args, mail: &MailArgs, disabled: Disabled, input: &mut Input)
             eprintln!("mdeliver: {}: {message}", maildir.display());
             return ExitCode::from(code);
         }
+    };
+    let open = OpenOptions {
+        folder: target != maildir,
+        ..open
     };
     let mut fs = match LinuxFs::open(&target, open) {
         Ok(fs) => fs,

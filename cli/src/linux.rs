@@ -95,6 +95,11 @@ pub struct OpenOptions {
     /// Open message files readable and keep the last one open after `close`, so the driver
     /// can copy the delivered message into further maildirs without going by name.
     pub keep_readable: bool,
+    /// The path is a Maildir++ folder inside a maildir: a symbolic link there is refused like
+    /// one at tmp/, new/ or cur/. Otherwise the path is a maildir root, which may be a symbolic
+    /// link (common for `~/Maildir`, and harmless: everything inside is opened relative to the
+    /// directory it resolves to, never following another link).
+    pub folder: bool,
 }
 
 /// An open maildir on a Linux filesystem.
@@ -129,8 +134,13 @@ const DIR_FLAGS: OFlags = OFlags::DIRECTORY
 const MODE_DIR: Mode = Mode::RWXU;
 const MODE_FILE: Mode = Mode::RUSR.union(Mode::WUSR);
 
-fn open_dir_at(dirfd: BorrowedFd<'_>, name: &Path) -> Result<OwnedFd, ErrorKind> {
-    rfs::openat(dirfd, name, DIR_FLAGS, Mode::empty()).map_err(other)
+fn open_dir_at(dirfd: BorrowedFd<'_>, name: &Path, follow: bool) -> Result<OwnedFd, ErrorKind> {
+    let flags = if follow {
+        DIR_FLAGS.difference(OFlags::NOFOLLOW)
+    } else {
+        DIR_FLAGS
+    };
+    rfs::openat(dirfd, name, flags, Mode::empty()).map_err(other)
 }
 
 /// Opens the directory `name`; with `create`, makes it (mode 0700) if missing and notes that in
@@ -139,17 +149,17 @@ fn open_dir_at(dirfd: BorrowedFd<'_>, name: &Path) -> Result<OwnedFd, ErrorKind>
 fn open_dir(
     dirfd: BorrowedFd<'_>,
     name: &Path,
-    create: bool,
+    (create, follow): (bool, bool),
     created: &mut bool,
 ) -> Result<OwnedFd, ErrorKind> {
-    match open_dir_at(dirfd, name) {
+    match open_dir_at(dirfd, name, follow) {
         Err(ErrorKind::NotFound) if create => {
             match rfs::mkdirat(dirfd, name, MODE_DIR) {
                 Ok(()) => *created = true,
                 Err(Errno::EXIST) => {}
                 Err(e) => return Err(other(e)),
             }
-            open_dir_at(dirfd, name)
+            open_dir_at(dirfd, name, follow)
         }
         r => r,
     }
@@ -161,7 +171,9 @@ impl LinuxFs {
     pub fn open(path: &Path, opts: OpenOptions) -> Result<LinuxFs, (ErrorKind, Dir)> {
         let root_err = |k| (k, Dir::Root);
         let mut created_root = false;
-        let root = open_dir(CWD, path, opts.create, &mut created_root).map_err(root_err)?;
+        let follow_root = !opts.folder;
+        let root =
+            open_dir(CWD, path, (opts.create, follow_root), &mut created_root).map_err(root_err)?;
         if created_root && opts.sync {
             let parent = match path.parent() {
                 Some(p) if !p.as_os_str().is_empty() => p,
@@ -181,7 +193,7 @@ impl LinuxFs {
             open_dir(
                 root.as_fd(),
                 Path::new(d.as_str()),
-                opts.create,
+                (opts.create, false),
                 &mut created,
             )
             .map_err(|k| (k, d))

@@ -96,12 +96,13 @@ fn main() -> ExitCode {
         sync: !args.no_fsync,
         disabled,
         keep_readable: false,
+        folder: false,
     };
-    for (i, maildir) in args.maildirs.iter().enumerate() {
-        let maildir = &match folder::target(&args, &mail, maildir, folder_open) {
+    for (i, given) in args.maildirs.iter().enumerate() {
+        let maildir = &match folder::target(&args, &mail, given, folder_open) {
             Ok(target) => target,
             Err((message, code)) => {
-                eprintln!("mdeliver: {}: {message}", maildir.display());
+                eprintln!("mdeliver: {}: {message}", given.display());
                 status = exit::worst(status, code);
                 continue;
             }
@@ -111,7 +112,8 @@ fn main() -> ExitCode {
         let keep = copy.is_none() && i < last && !input.is_rewindable();
         let transform = copy.is_none();
         let source = copy.as_mut().unwrap_or(&mut input);
-        match driver.deliver(maildir, source, keep, transform) {
+        let in_folder = maildir != given;
+        match driver.deliver(maildir, in_folder, source, keep, transform) {
             Ok((stored, kept)) => {
                 outcome::stored(&mut out, &args, &driver.settings, maildir, &stored);
                 if let Some(fd) = kept {
@@ -144,6 +146,7 @@ impl Driver<'_> {
     fn deliver(
         &mut self,
         maildir: &Path,
+        in_folder: bool,
         source: &mut Input,
         keep: bool,
         transform: bool,
@@ -154,6 +157,7 @@ impl Driver<'_> {
             sync: !self.args.no_fsync,
             disabled: self.disabled,
             keep_readable: keep,
+            folder: in_folder,
         };
         let fs = LinuxFs::open(maildir, open).map_err(|(kind, part)| Failure::Open {
             kind,

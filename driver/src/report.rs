@@ -129,8 +129,8 @@ impl fmt::Display for Failure {
                         "not a complete maildir; pass -c/--create to add tmp/, new/ and cur/"
                     }
                     (ErrorKind::NotDirectory, Dir::Root) => {
-                        "give the real path of a maildir directory (a symbolic link at the \
-                         maildir itself is not followed either)"
+                        "a maildir must be a directory (a symbolic link to one is fine; a \
+                         --folder that is a symbolic link is refused)"
                     }
                     (ErrorKind::NotDirectory, _) => {
                         "refusing it: mdeliver never follows symbolic links inside a maildir; \

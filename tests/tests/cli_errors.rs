@@ -148,12 +148,30 @@ fn symlinks_and_files_where_directories_belong() {
     let r = run(&[&"--strict-exit", &md], b"x\n", &[]);
     insta::assert_snapshot!("symlinked_new_strict", outcome(&r, t.path()));
 
+    // Issue 13: one rule for every spelling. A symbolic link at the maildir root is followed
+    // (before, `Link` was refused and `Link/` accepted); a folder that is a symbolic link is
+    // refused, like tmp/, new/ and cur/.
     let real = t.path().join("real");
     make_maildir(&real);
     let link = t.path().join("Link");
     std::os::unix::fs::symlink(&real, &link).unwrap();
-    let r = run(&[&link], b"x\n", &[]);
-    insta::assert_snapshot!("symlinked_maildir", outcome(&r, t.path()));
+    let slash = format!("{}/", link.display());
+    for spelling in [&link as &dyn AsRef<std::ffi::OsStr>, &slash] {
+        let r = run(&[spelling], b"x\n", &[]);
+        assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    }
+    assert_eq!(names(&real.join("new")).len(), 2);
+    let r = run(&[&"-c", &"--folder", &"Sent", &link], b"x\n", &[]);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    assert_eq!(names(&real.join(".Sent/new")).len(), 1);
+    let other = t.path().join("other");
+    make_maildir(&other);
+    std::os::unix::fs::symlink(&other, real.join(".Linked")).unwrap();
+    let r = run(&[&"--folder", &"Linked", &real], b"x\n", &[]);
+    insta::assert_snapshot!("symlinked_folder", outcome(&r, t.path()));
+    let r = run(&[&"-c", &"--folder", &"Linked", &real], b"x\n", &[]);
+    assert_eq!(r.code, 75, "{}", r.stderr);
+    assert_eq!(names(&other.join("new")), Vec::<String>::new());
 
     let file = t.path().join("file");
     std::fs::write(&file, b"not a maildir").unwrap();
