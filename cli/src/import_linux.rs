@@ -88,6 +88,7 @@ pub fn main(args: &Args, mail: &MailArgs, disabled: Disabled, input: &mut Input)
         disabled,
         keep_readable: false,
         folder: false,
+        create_parents: args.create_parents,
     };
     let target = match crate::folder::target(args, mail, maildir, open) {
         Ok(t) => t,

@@ -100,6 +100,9 @@ pub struct OpenOptions {
     /// link (common for `~/Maildir`, and harmless: everything inside is opened relative to the
     /// directory it resolves to, never following another link).
     pub folder: bool,
+    /// With `create`, also create the missing directories above the maildir
+    /// ([`make_parents`]).
+    pub create_parents: bool,
 }
 
 /// An open maildir on a Linux filesystem.
@@ -165,12 +168,49 @@ fn open_dir(
     }
 }
 
+/// Creates the missing directories above `path` (mode 0700), walking from `/` (or the working
+/// directory) one component at a time with `openat(O_DIRECTORY|O_NOFOLLOW)` and `mkdirat`, so
+/// a symbolic link anywhere on the way is refused ([`ErrorKind::NotDirectory`]) rather than
+/// followed, even one swapped in while we walk. With `sync`, each directory that gained an
+/// entry is flushed.
+fn make_parents(path: &Path, sync: bool) -> Result<(), ErrorKind> {
+    use std::path::Component;
+    let Some(parent) = path.parent() else {
+        return Ok(());
+    };
+    let start = if path.is_absolute() { "/" } else { "." };
+    let mut dir = rfs::openat(
+        CWD,
+        start,
+        DIR_FLAGS.difference(OFlags::NOFOLLOW),
+        Mode::empty(),
+    )
+    .map_err(other)?;
+    for comp in parent.components() {
+        let name = match comp {
+            Component::Normal(n) => n,
+            Component::ParentDir => comp.as_os_str(),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => continue,
+        };
+        let mut created = false;
+        let next = open_dir(dir.as_fd(), Path::new(name), (true, false), &mut created)?;
+        if created && sync {
+            rfs::fsync(&dir).map_err(other)?;
+        }
+        dir = next;
+    }
+    Ok(())
+}
+
 impl LinuxFs {
     /// Opens (and with `create`, first creates) the maildir at `path`. The error names the
     /// directory that failed (`Dir::Root` for the maildir itself).
     pub fn open(path: &Path, opts: OpenOptions) -> Result<LinuxFs, (ErrorKind, Dir)> {
         let root_err = |k| (k, Dir::Root);
         let mut created_root = false;
+        if opts.create && opts.create_parents {
+            make_parents(path, opts.sync).map_err(root_err)?;
+        }
         let follow_root = !opts.folder;
         let root =
             open_dir(CWD, path, (opts.create, follow_root), &mut created_root).map_err(root_err)?;

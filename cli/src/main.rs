@@ -46,6 +46,11 @@ fn main() -> ExitCode {
         Ok(command::Parsed::Check(a)) => return check::run(&a),
         Err(code) => return code,
     };
+    if let Some(message) = args::nested_create(&args) {
+        let code = args::usage_failed(args.strict_exit, false);
+        eprintln!("mdeliver: {message}");
+        return ExitCode::from(code);
+    }
     let disabled = match std::env::var_os(Disabled::VAR) {
         None => Disabled::default(),
         Some(v) => match Disabled::parse(&v.to_string_lossy()) {
@@ -97,6 +102,7 @@ fn main() -> ExitCode {
         disabled,
         keep_readable: false,
         folder: false,
+        create_parents: args.create_parents,
     };
     for (i, given) in args.maildirs.iter().enumerate() {
         let maildir = &match folder::target(&args, &mail, given, folder_open) {
@@ -158,11 +164,12 @@ impl Driver<'_> {
             disabled: self.disabled,
             keep_readable: keep,
             folder: in_folder,
+            create_parents: self.args.create_parents,
         };
         let fs = LinuxFs::open(maildir, open).map_err(|(kind, part)| Failure::Open {
             kind,
             part,
-            create: Create::of(self.args.create, self.settings.dry_run),
+            create: Create::of(self.args.create, self.settings.dry_run).at(maildir),
         })?;
         if !source.rewind() {
             return Err(Failure::InputLost);

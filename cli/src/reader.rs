@@ -49,6 +49,7 @@ pub fn open(path: &Path) -> Result<LinuxFs, OpenFailure> {
         disabled,
         keep_readable: false,
         folder: false,
+        create_parents: false,
     };
     LinuxFs::open(path, opts).map_err(|(kind, part)| {
         let at = match part {

@@ -172,6 +172,13 @@ pub fn folder(name: &[u8], sep: InfoSep, enc: NameEncoding) -> Result<Folder, Fo
     Ok(Folder::Sub(dir))
 }
 
+/// Whether a maildir path whose last component is `last` names a maildir's own subdirectory
+/// (`tmp`, `new` or `cur`): creating a maildir there (`-c`) would nest a maildir inside a
+/// maildir, where no reader looks, so it is refused, and never suggested.
+pub fn nests_in_maildir(last: &[u8]) -> bool {
+    Dir::SUBDIRS.iter().any(|d| d.as_str().as_bytes() == last)
+}
+
 /// Why `--folder` could not be used (the adapters' answer; the CLI words it).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum FolderFailure {
@@ -381,6 +388,16 @@ mod tests {
         assert_eq!(dir(b"INBOXES"), sub(b".INBOXES"));
         assert_eq!(dir(b"A/INBOX"), sub(b".A.INBOX"));
         assert_eq!(dir(b"A/B").unwrap().dir_str(), Some(".A.B"));
+    }
+
+    #[test]
+    fn maildir_subdirectories_would_nest() {
+        for n in [&b"new"[..], b"cur", b"tmp"] {
+            assert!(nests_in_maildir(n), "{n:?}");
+        }
+        for n in [&b"Maildir"[..], b"news", b"NEW", b"", b".new"] {
+            assert!(!nests_in_maildir(n), "{n:?}");
+        }
     }
 
     #[test]

@@ -85,9 +85,15 @@ pub struct Args {
     #[arg(value_name = "MAILDIR", required = true)]
     pub maildirs: Vec<PathBuf>,
 
-    /// Create each MAILDIR and its tmp/, new/ and cur/ (mode 0700) if missing
+    /// Create each MAILDIR and its tmp/, new/ and cur/ (mode 0700) if missing; refused for a
+    /// path ending in tmp, new or cur (that would nest a maildir inside a maildir)
     #[arg(short, long)]
     pub create: bool,
+
+    /// With -c, also create the missing directories above MAILDIR (mode 0700), one by one,
+    /// following no symbolic link on the way (a symbolic link there is refused)
+    #[arg(short = 'p', long, requires = "create")]
+    pub create_parents: bool,
 
     /// Print the path of each delivered message on standard output; twice (-vv) also how it
     /// was published, on standard error
@@ -180,6 +186,26 @@ fn check_attached(argv: &[OsString]) -> Result<(), clap::Error> {
         }
     }
     Ok(())
+}
+
+/// With `-c`, the first MAILDIR whose last component is `tmp`, `new` or `cur`, and the
+/// message for it: creating a maildir there would nest it inside a maildir
+/// ([`mdeliver_core::folder::nests_in_maildir`]). A usage error, before anything is done.
+pub fn nested_create(args: &Args) -> Option<String> {
+    if !args.create {
+        return None;
+    }
+    args.maildirs.iter().find_map(|m| {
+        let last = m.file_name()?;
+        mdeliver_core::folder::nests_in_maildir(last.as_encoded_bytes()).then(|| {
+            format!(
+                "{}: -c refused: the path ends in {}/, a maildir's own subdirectory, and a \
+                 maildir created there would nest inside that maildir; give the maildir itself",
+                m.display(),
+                last.to_string_lossy()
+            )
+        })
+    })
 }
 
 /// The Linux binary's subcommand names (in the WASI module, which has none, they are maildirs).

@@ -237,3 +237,42 @@ fn permission_denied() {
         assert_eq!(names(&md.join(d)), Vec::<String>::new());
     }
 }
+
+/// Issue 13: `-c` made only the last directory, so the README's pipe(8) example
+/// (`/var/vmail/${domain}/${user}/Maildir`) deferred every new user's mail. `-p` creates the
+/// parents too (mode 0700), one by one without following a symbolic link; `-c` on a path
+/// ending in tmp, new or cur is refused, and the hint for such a missing maildir does not
+/// suggest `-c`.
+#[test]
+fn create_parents_and_nested_maildirs() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("vmail/example.org/bob/Maildir");
+    let r = run(&[&"-c", &md], b"x\n", &[]);
+    assert_eq!(r.code, 75);
+    assert!(!t.path().join("vmail").exists());
+    let r = run(&[&"-c", &"-p", &md], b"x\n", &[]);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    assert_eq!(names(&md.join("new")).len(), 1);
+    for d in ["vmail", "vmail/example.org", "vmail/example.org/bob"] {
+        let mode = std::fs::metadata(t.path().join(d)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{d}");
+    }
+    // A symbolic link on the way is not followed, and nothing is made behind it.
+    let elsewhere = t.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, t.path().join("vmail/evil.org")).unwrap();
+    let r = run(
+        &[&"-c", &"-p", &t.path().join("vmail/evil.org/eve/Maildir")],
+        b"x\n",
+        &[],
+    );
+    insta::assert_snapshot!("create_parents_symlink", outcome(&r, t.path()));
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+    // -c on .../new is refused before anything is made; without -c, no -c is suggested.
+    let r = run(&[&"-c", &md.join("new")], b"x\n", &[]);
+    insta::assert_snapshot!("create_nested", outcome(&r, t.path()));
+    assert_eq!(names(&md.join("new")).len(), 1);
+    let r = run(&[&t.path().join("Other/new")], b"x\n", &[]);
+    insta::assert_snapshot!("missing_nested", outcome(&r, t.path()));
+}

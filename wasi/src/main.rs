@@ -100,7 +100,7 @@ impl Driver<'_> {
         let fs = fs::WasiFs::open(maildir, create).map_err(|(kind, part)| Failure::Open {
             kind,
             part,
-            create: Create::of(self.args.create, self.settings.dry_run),
+            create: Create::of(self.args.create, self.settings.dry_run).at(maildir),
         })?;
         let read_err = |e: std::io::Error| {
             Failure::Deliver(mdeliver_core::Error::new(
@@ -200,6 +200,11 @@ fn main() -> ExitCode {
         Ok(parsed) => parsed,
         Err(code) => return code,
     };
+    if let Some(message) = args::nested_create(&a) {
+        let code = args::usage_failed(a.strict_exit, false);
+        eprintln!("mdeliver: {message}");
+        return ExitCode::from(code);
+    }
     let host = a
         .host
         .clone()
