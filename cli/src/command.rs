@@ -16,8 +16,9 @@ use crate::mail_args::MailArgs;
 /// A parsed command line.
 #[derive(Debug)]
 pub enum Parsed {
-    /// Deliver (the default form): the shared options and the mail options.
-    Deliver(Args, MailArgs),
+    /// Deliver (the default form): the shared options, the mail options, and whether to log
+    /// to syslog (the Linux binary's own `--syslog`/`--no-syslog`; see `maillog.rs`).
+    Deliver(Args, MailArgs, bool),
     /// `mdeliver list`.
     List(ListArgs),
     /// `mdeliver flag`.
@@ -68,6 +69,25 @@ pub fn definition() -> clap::Command {
         .args_conflicts_with_subcommands(true)
         .subcommand_negates_reqs(true)
         .subcommand_help_heading("Subcommands (a maildir named like one: write ./NAME)")
+        .arg(
+            clap::Arg::new("syslog")
+                .long("syslog")
+                .action(clap::ArgAction::SetTrue)
+                .help_heading("Reporting")
+                .help(
+                    "Log one line per maildir to the system log (facility mail): the \
+                     Message-ID, the maildir, the file or the failure, and the status; the \
+                     default when standard input is not a terminal",
+                ),
+        )
+        .arg(
+            clap::Arg::new("no_syslog")
+                .long("no-syslog")
+                .action(clap::ArgAction::SetTrue)
+                .conflicts_with("syslog")
+                .help_heading("Reporting")
+                .help("Log nothing to the system log, even when standard input is not a terminal"),
+        )
         .subcommand(ListArgs::command().name("list"))
         .subcommand(FlagArgs::command().name("flag"))
         .subcommand(CheckArgs::command().name("check"))
@@ -93,7 +113,10 @@ where
         Some(("list", sub)) => ListArgs::from_arg_matches(sub).map(Parsed::List),
         Some(("flag", sub)) => FlagArgs::from_arg_matches(sub).map(Parsed::Flag),
         Some(("check", sub)) => CheckArgs::from_arg_matches(sub).map(Parsed::Check),
-        _ => args::from_matches(&m, &argv).map(|(a, mail)| Parsed::Deliver(a, mail)),
+        _ => args::from_matches(&m, &argv).map(|(a, mail)| {
+            let log = crate::maillog::wanted(m.get_flag("syslog"), m.get_flag("no_syslog"));
+            Parsed::Deliver(a, mail, log)
+        }),
     };
     parsed.map_err(|e| args::usage_exit(e.format(&mut definition()), &argv))
 }

@@ -5,6 +5,7 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
+use mdeliver_core::dedup::MessageIdScanner;
 use mdeliver_core::ErrorKind;
 use rustix::fs::{self as rfs, FileType, Mode, OFlags, SeekFrom, CWD};
 use rustix::io::Errno;
@@ -36,6 +37,8 @@ pub struct Input {
     start: Option<u64>,
     pos: u64,
     consumed: u64,
+    /// Looks for the Message-ID in what is read, for the system log; only when logging.
+    scan: Option<Box<MessageIdScanner>>,
 }
 
 fn to_io(e: Errno) -> std::io::Error {
@@ -83,7 +86,19 @@ impl Input {
             start,
             pos: start.unwrap_or(0),
             consumed: 0,
+            scan: None,
         }
+    }
+
+    /// Looks for the message's Message-ID in what is read from now on ([`Input::message_id`]).
+    pub fn scan_message_id(&mut self) {
+        self.scan = Some(Box::default());
+    }
+
+    /// The Message-ID read so far (with [`Input::scan_message_id`]), without its angle
+    /// brackets' surroundings.
+    pub fn message_id(&self) -> Option<&[u8]> {
+        self.scan.as_ref().and_then(|s| s.message_id())
     }
 
     /// Whether the whole message can be read again at any time (a regular file).
@@ -119,6 +134,9 @@ impl embedded_io::Read for Input {
         };
         self.pos += n as u64;
         self.consumed += n as u64;
+        if let Some(scan) = self.scan.as_mut().filter(|s| !s.is_done()) {
+            scan.feed(&buf[..n]);
+        }
         Ok(n)
     }
 }

@@ -12,6 +12,7 @@ mod import_linux;
 mod input;
 mod linux;
 mod list;
+mod maillog;
 mod reader;
 mod testing;
 
@@ -39,8 +40,8 @@ fn main() -> ExitCode {
     if let Some(code) = gen::intercept() {
         return code;
     }
-    let (args, mail) = match command::parse() {
-        Ok(command::Parsed::Deliver(a, m)) => (a, m),
+    let (args, mail, log) = match command::parse() {
+        Ok(command::Parsed::Deliver(a, m, log)) => (a, m, log),
         Ok(command::Parsed::List(a)) => return list::run(&a),
         Ok(command::Parsed::Flag(a)) => return flag::run(&a),
         Ok(command::Parsed::Check(a)) => return check::run(&a),
@@ -94,6 +95,12 @@ fn main() -> ExitCode {
     };
     let mut status = exit::OK;
     let mut out = status::Output::default();
+    // The mail log's lines, written at the end (when the Message-ID has been read).
+    let log = log && !driver.settings.dry_run;
+    let mut log_lines: Vec<LogLine> = Vec::new();
+    if log {
+        input.scan_message_id();
+    }
     let mut copy: Option<Input> = None;
     let last = args.maildirs.len() - 1;
     let folder_open = OpenOptions {
@@ -110,6 +117,9 @@ fn main() -> ExitCode {
             Err((message, code)) => {
                 eprintln!("mdeliver: {}: {message}", given.display());
                 status = exit::worst(status, code);
+                if log {
+                    log_lines.push(LogLine::Failed(given.clone(), message, None, code));
+                }
                 continue;
             }
         };
@@ -122,6 +132,9 @@ fn main() -> ExitCode {
         match driver.deliver(maildir, in_folder, source, keep, transform) {
             Ok((stored, kept)) => {
                 outcome::stored(&mut out, &args, &driver.settings, maildir, &stored);
+                if log {
+                    log_lines.push(LogLine::saved(maildir, &stored));
+                }
                 if let Some(fd) = kept {
                     copy = Some(Input::delivered(fd));
                 }
@@ -129,11 +142,55 @@ fn main() -> ExitCode {
             Err(failure) => {
                 let code = outcome::failed(&mut out, &args, &driver.settings, maildir, &failure);
                 status = exit::worst(status, code);
+                if log {
+                    let addr = driver.settings.delivered_to.as_deref();
+                    let addr = addr.map(|a| String::from_utf8_lossy(a).into_owned());
+                    let line = status::line(&failure, code, addr.as_deref());
+                    let what = failure.to_string();
+                    log_lines.push(LogLine::Failed(maildir.clone(), what, Some(line), code));
+                }
             }
         }
     }
     out.flush();
+    if log {
+        let mut syslog = maillog::MailLog::open();
+        let id = input.message_id();
+        for l in log_lines {
+            match l {
+                LogLine::Saved(md, file, dup) => {
+                    syslog.saved(&maillog::saved_line(id, &md, &file, dup));
+                }
+                LogLine::Failed(md, what, line, code) => {
+                    let text = maillog::failed_line(id, &md, &what, line.as_deref(), code);
+                    syslog.failed(&text, code == exit::TEMPFAIL);
+                }
+            }
+        }
+    }
     ExitCode::from(status)
+}
+
+/// One line of the mail log, before the Message-ID is known.
+enum LogLine {
+    /// Stored (or a duplicate found) in the maildir as this file (`new/NAME`).
+    Saved(std::path::PathBuf, String, bool),
+    /// Failed in the maildir: what went wrong, the status line, the exit code.
+    Failed(std::path::PathBuf, String, Option<String>, u8),
+}
+
+impl LogLine {
+    fn saved(maildir: &Path, stored: &Stored) -> LogLine {
+        let (dir, name, dup) = match stored {
+            Stored::Delivered(d) => (Some(d.dir), &*d.name, false),
+            Stored::Duplicate { dir, name, .. } => (*dir, &**name, true),
+        };
+        let file = match dir {
+            Some(d) => format!("{}/{name}", d.as_str()),
+            None => name.to_owned(),
+        };
+        LogLine::Saved(maildir.to_owned(), file, dup)
+    }
 }
 
 /// What stays the same across the maildirs of one run.

@@ -255,7 +255,10 @@ fn create_parents_and_nested_maildirs() {
     assert_eq!((r.code, r.stderr.as_str()), (0, ""));
     assert_eq!(names(&md.join("new")).len(), 1);
     for d in ["vmail", "vmail/example.org", "vmail/example.org/bob"] {
-        let mode = std::fs::metadata(t.path().join(d)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(t.path().join(d))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o700, "{d}");
     }
     // A symbolic link on the way is not followed, and nothing is made behind it.
