@@ -1,5 +1,5 @@
 //! `--folder NAME`: finds (and with `-c` creates) the Maildir++ subfolder of a maildir. The
-//! name is translated and checked by the core ([`mdeliver_core::folder::folder`]), and the
+//! name is translated and checked by the core ([`mdeliver_core::maildir::folder::folder`]), and the
 //! creation procedure (staging copy in tmp/, no-replace rename, cleanup, flush order) is the
 //! core's [`create_folder`]; this module only carries out its steps with openat-family calls
 //! on directory descriptors opened `O_DIRECTORY|O_NOFOLLOW`.
@@ -7,14 +7,14 @@
 use std::ffi::OsStr;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use mdeliver_core::folder::{
+use mdeliver_core::maildir::folder::{
     create_folder, folder, Folder, FolderFailure, FolderTree, NameEncoding, Part, TreeDir,
 };
-use mdeliver_core::name::InfoSep;
+use mdeliver_core::maildir::name::InfoSep;
 use mdeliver_core::ErrorKind;
-use mdeliver_driver::folder_report::{self, Resolved};
+use mdeliver_driver::folder_report::Resolved;
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, RenameFlags, CWD};
 use rustix::io::Errno;
 
@@ -160,6 +160,7 @@ pub fn resolve(
         let parent_opts = OpenOptions {
             create: true,
             keep_readable: false,
+            folder: false,
             ..opts
         };
         LinuxFs::open(maildir, parent_opts).map_err(|(k, d)| FolderFailure::Parent(k, d))?;
@@ -183,19 +184,4 @@ pub fn resolve(
         return Ok((path, created.then_some(dir)));
     }
     Ok((path, None))
-}
-
-/// Where to deliver for `args` in `maildir`: the maildir itself, or its `--folder` (created
-/// with `-c`; see [`folder_report::target`]). On failure, the message (after
-/// `mdeliver: <maildir>: `) and the exit code.
-pub fn target(
-    args: &crate::args::Args,
-    mail: &crate::mail_args::MailArgs,
-    maildir: &Path,
-    opts: OpenOptions,
-) -> Result<PathBuf, (String, u8)> {
-    folder_report::target(args, mail, maildir, |name, create| {
-        let naming = (mail.info_separator, mail.folder_encoding.core());
-        resolve(maildir, name, naming, create, opts)
-    })
 }

@@ -5,8 +5,10 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
-use mdeliver_core::dedup::MessageIdScanner;
+use mdeliver_core::machine::dedup::MessageIdScanner;
 use mdeliver_core::ErrorKind;
+use mdeliver_driver::report::Failure;
+use mdeliver_driver::run::Message;
 use rustix::fs::{self as rfs, FileType, Mode, OFlags, SeekFrom, CWD};
 use rustix::io::Errno;
 
@@ -89,33 +91,31 @@ impl Input {
             scan: None,
         }
     }
+}
 
-    /// Looks for the message's Message-ID in what is read from now on ([`Input::message_id`]).
-    pub fn scan_message_id(&mut self) {
+impl Message for Input {
+    fn scan_message_id(&mut self) {
         self.scan = Some(Box::default());
     }
 
-    /// The Message-ID read so far (with [`Input::scan_message_id`]), without its angle
-    /// brackets' surroundings.
-    pub fn message_id(&self) -> Option<&[u8]> {
+    fn message_id(&self) -> Option<&[u8]> {
         self.scan.as_ref().and_then(|s| s.message_id())
     }
 
-    /// Whether the whole message can be read again at any time (a regular file).
-    pub fn is_rewindable(&self) -> bool {
+    /// A regular file can be read again at any time.
+    fn is_rewindable(&self) -> bool {
         self.start.is_some()
     }
 
-    /// Prepares to read the whole message again. `false` if part of it was consumed from a
-    /// source that cannot be re-read (a pipe).
-    pub fn rewind(&mut self) -> bool {
+    fn rewind(&mut self) -> Result<(), Failure> {
         match self.start {
             Some(start) => {
                 self.pos = start;
                 self.consumed = 0;
-                true
+                Ok(())
             }
-            None => self.consumed == 0,
+            None if self.consumed == 0 => Ok(()),
+            None => Err(Failure::InputLost),
         }
     }
 }

@@ -190,14 +190,14 @@ fn check_attached(argv: &[OsString]) -> Result<(), clap::Error> {
 
 /// With `-c`, the first MAILDIR whose last component is `tmp`, `new` or `cur`, and the
 /// message for it: creating a maildir there would nest it inside a maildir
-/// ([`mdeliver_core::folder::nests_in_maildir`]). A usage error, before anything is done.
+/// ([`mdeliver_core::maildir::folder::nests_in_maildir`]). A usage error, before anything is done.
 pub fn nested_create(args: &Args) -> Option<String> {
     if !args.create {
         return None;
     }
     args.maildirs.iter().find_map(|m| {
         let last = m.file_name()?;
-        mdeliver_core::folder::nests_in_maildir(last.as_encoded_bytes()).then(|| {
+        mdeliver_core::maildir::folder::nests_in_maildir(last.as_encoded_bytes()).then(|| {
             format!(
                 "{}: -c refused: the path ends in {}/, a maildir's own subdirectory, and a \
                  maildir created there would nest inside that maildir; give the maildir itself",
@@ -221,7 +221,7 @@ pub fn interactive() -> bool {
 /// prints the RFC 3463 status line first (`4.3.5 mdeliver is misconfigured`) so that Postfix
 /// logs and honours it. Returns the exit code; the caller prints the error message after.
 pub fn usage_failed(strict: bool, subcommand: bool) -> u8 {
-    use mdeliver_core::status::{status, Class, Failed};
+    use mdeliver_core::report::rfc3463::{status, Class, Failed};
     let code = exit::usage(strict, interactive(), subcommand);
     if code == exit::TEMPFAIL {
         let line = status(

@@ -6,19 +6,22 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use mdeliver_core::folder::{FolderDir, FolderFailure};
+use mdeliver_core::maildir::folder::{FolderDir, FolderFailure};
+use mdeliver_core::ErrorKind;
+
+use crate::exit::{self, Context, Policy};
 
 /// An adapter's answer for `--folder`: the directory to deliver into, and the folder's
 /// directory name when the adapter just created it (so it gets subscribed).
 pub type Resolved = (PathBuf, Option<FolderDir>);
 
 /// The message and exit code for `failure` on the folder `name`; `create` says whether
-/// `-c/--create` was given, `strict` whether `--strict-exit` was.
-pub fn explain(failure: FolderFailure, name: &OsStr, create: bool, strict: bool) -> (String, u8) {
+/// `-c/--create` was given.
+pub fn explain(failure: FolderFailure, name: &OsStr, create: bool, policy: Policy) -> (String, u8) {
     match failure {
         FolderFailure::Name(e) => (
             format!("--folder {:?}: {e}", name.to_string_lossy()),
-            crate::exit::USAGE,
+            exit::decide(ErrorKind::Usage, Context::Deliver, policy),
         ),
         FolderFailure::Parent(kind, part) => {
             let failure = crate::report::Failure::Open {
@@ -27,11 +30,11 @@ pub fn explain(failure: FolderFailure, name: &OsStr, create: bool, strict: bool)
                 // Only a real run opens (and with -c creates) the parent.
                 create: crate::report::Create::of(create, false),
             };
-            (failure.to_string(), failure.code(strict))
+            (failure.to_string(), failure.code(policy))
         }
         FolderFailure::Create(kind) => (
             format!("creating folder {:?}: {kind}", name.to_string_lossy()),
-            crate::exit::code(kind, strict),
+            exit::decide(kind, Context::Deliver, policy),
         ),
     }
 }
@@ -56,7 +59,7 @@ pub fn target(
     let (path, created) = match resolve(name, create) {
         Ok(r) => r,
         Err(FolderFailure::Name(_)) if mail.folder_fallback => return Ok(maildir.to_owned()),
-        Err(f) => return Err(explain(f, name, args.create, args.strict_exit)),
+        Err(f) => return Err(explain(f, name, args.create, Policy::of(args, mail))),
     };
     if mail.folder_fallback && !args.create && !is_dir(&path) {
         return Ok(maildir.to_owned());

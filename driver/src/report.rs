@@ -6,7 +6,7 @@ use std::fmt;
 
 use mdeliver_core::{Dir, Error, ErrorKind, Phase};
 
-use crate::exit;
+use crate::exit::{self, Context, Policy};
 
 /// What `-c/--create` did for a maildir that could not be opened.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -18,7 +18,7 @@ pub enum Create {
     /// Given, but a dry run creates nothing.
     DryRun,
     /// Not given, and not to be suggested: the path ends in `tmp`, `new` or `cur`
-    /// ([`mdeliver_core::folder::nests_in_maildir`]).
+    /// ([`mdeliver_core::maildir::folder::nests_in_maildir`]).
     Nested,
 }
 
@@ -35,9 +35,9 @@ impl Create {
     /// This, for the maildir at `path`: [`Create::Nested`] instead of [`Create::No`] when
     /// `path` ends in a maildir's own subdirectory.
     pub fn at(self, path: &std::path::Path) -> Create {
-        let nested = path
-            .file_name()
-            .is_some_and(|l| mdeliver_core::folder::nests_in_maildir(l.as_encoded_bytes()));
+        let nested = path.file_name().is_some_and(|l| {
+            mdeliver_core::maildir::folder::nests_in_maildir(l.as_encoded_bytes())
+        });
         if self == Create::No && nested {
             Create::Nested
         } else {
@@ -78,12 +78,13 @@ impl Failure {
         }
     }
 
-    /// The exit code this failure calls for (see [`exit::code`]).
-    pub fn code(&self, strict: bool) -> u8 {
-        match self {
-            Failure::Input(_) => exit::NOINPUT,
-            _ => exit::code(self.kind(), strict),
-        }
+    /// The exit code this failure calls for under `policy` (see [`exit::decide`]).
+    pub fn code(&self, policy: Policy) -> u8 {
+        let context = match self {
+            Failure::Input(_) => Context::Input,
+            _ => Context::Deliver,
+        };
+        exit::decide(self.kind(), context, policy)
     }
 }
 

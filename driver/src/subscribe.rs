@@ -11,8 +11,8 @@ use std::io::{ErrorKind as IoKind, Write};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use mdeliver_core::folder::FolderDir;
-use mdeliver_core::subscription::{addition, SubscriptionFile};
+use mdeliver_core::maildir::folder::FolderDir;
+use mdeliver_core::maildir::subscription::{addition, SubscriptionFile};
 use mdeliver_core::ErrorKind;
 
 /// How old a lock file may be before it is taken for a crashed writer's.

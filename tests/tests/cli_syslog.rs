@@ -18,7 +18,8 @@ impl Socket {
     fn bind(dir: &Path) -> Socket {
         let path = dir.join("log");
         let s = UnixDatagram::bind(&path).unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
         Socket(s, path.display().to_string())
     }
 
@@ -32,7 +33,11 @@ impl Socket {
             let rest = &l[end + "Dec 06 12:00:00 ".len()..];
             let rest = rest.strip_prefix("mdeliver[").unwrap();
             let pid_end = rest.find(']').unwrap();
-            out.push(format!("{}TIME mdeliver[PID]{}", &l[..end], &rest[pid_end + 1..]));
+            out.push(format!(
+                "{}TIME mdeliver[PID]{}",
+                &l[..end],
+                &rest[pid_end + 1..]
+            ));
         }
         out
     }
@@ -52,7 +57,11 @@ fn one_line_per_delivery_and_failure() {
     assert_eq!(r.code, 75);
     let name = delivered_name(r.stdout.as_bytes());
     let tmp = t.path().display().to_string();
-    let lines: Vec<String> = sock.lines().iter().map(|l| l.replace(&tmp, "[TMP]")).collect();
+    let lines: Vec<String> = sock
+        .lines()
+        .iter()
+        .map(|l| l.replace(&tmp, "[TMP]"))
+        .collect();
     assert_eq!(
         lines,
         [

@@ -16,7 +16,7 @@
 //!   exclusively, then renamed over the file), so a concurrent subscriber, ours or the
 //!   server's, is never lost.
 
-use crate::folder::FolderDir;
+use crate::maildir::folder::FolderDir;
 
 /// A subscription file.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -62,7 +62,7 @@ pub struct Addition {
 }
 
 /// What to append to `file`, whose current content is `existing` (empty when there is no
-/// file), to subscribe the folder directory `dir` (`.A.B`, from [`crate::folder::folder`]);
+/// file), to subscribe the folder directory `dir` (`.A.B`, from [`crate::maildir::folder::folder`]);
 /// `None` when it is listed already.
 pub fn addition(file: SubscriptionFile, dir: &FolderDir, existing: &[u8]) -> Option<Addition> {
     let name = dir.strip_prefix(b".").unwrap_or(dir);
@@ -96,8 +96,8 @@ pub fn addition(file: SubscriptionFile, dir: &FolderDir, existing: &[u8]) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::folder::{folder, Folder, NameEncoding};
-    use crate::name::InfoSep;
+    use crate::maildir::folder::{folder, Folder, NameEncoding};
+    use crate::maildir::name::InfoSep;
 
     fn dir(name: &str) -> FolderDir {
         match folder(name.as_bytes(), InfoSep::COLON, NameEncoding::Utf7).unwrap() {

@@ -14,7 +14,7 @@
 //!   file name can be.
 //! - Each level is written the way the IMAP server reading the maildir expects it
 //!   ([`NameEncoding`]): modified UTF-7 by default (`Entwürfe` → `.Entw&APw-rfe`, see
-//!   [`crate::mutf7`]), which needs a UTF-8 name; or the bytes as given, for Dovecot's UTF-8
+//!   [`crate::maildir::mutf7`]), which needs a UTF-8 name; or the bytes as given, for Dovecot's UTF-8
 //!   layout.
 //!
 //! Creating a folder ([`create_folder`], over any [`FolderTree`]) is decided here too, so that
@@ -32,8 +32,8 @@
 use crate::env::Env;
 use crate::error::ErrorKind;
 use crate::fs::Dir;
-pub use crate::mutf7::NameEncoding;
-use crate::name::{InfoSep, NAME_MAX};
+pub use crate::maildir::mutf7::NameEncoding;
+use crate::maildir::name::{InfoSep, NAME_MAX};
 use core::fmt;
 use core::fmt::Write as _;
 
@@ -162,7 +162,7 @@ pub fn folder(name: &[u8], sep: InfoSep, enc: NameEncoding) -> Result<Folder, Fo
             NameEncoding::Utf8 => dir.extend_from_slice(level).is_ok(),
             NameEncoding::Utf7 => {
                 let level = core::str::from_utf8(level).map_err(|_| FolderError::NotUtf8)?;
-                crate::mutf7::encode(level, &mut dir).is_ok()
+                crate::maildir::mutf7::encode(level, &mut dir).is_ok()
             }
         };
         if !fits {
@@ -271,7 +271,7 @@ pub fn staging_name<E: Env + ?Sized>(env: &mut E) -> StagingName {
 /// Creates the folder directory `folder` (from [`folder`]) in the tree's parent maildir unless
 /// it exists (see the module docs); with `sync`, flushes the folder before it is renamed into
 /// place and the parent and its tmp/ after. `true` when this call made the folder (the caller
-/// subscribes it: [`crate::subscription`]), `false` when it was there already or another
+/// subscribes it: [`crate::maildir::subscription`]), `false` when it was there already or another
 /// process placed it first.
 pub fn create_folder<T, E>(
     tree: &mut T,
