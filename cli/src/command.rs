@@ -16,15 +16,25 @@ use crate::mail_args::MailArgs;
 /// A parsed command line.
 #[derive(Debug)]
 pub enum Parsed {
-    /// Deliver (the default form): the shared options, the mail options, and whether to log
-    /// to syslog (the Linux binary's own `--syslog`/`--no-syslog`; see `maillog.rs`).
-    Deliver(Args, MailArgs, bool),
+    /// Deliver (the default form): the shared options, the mail options, and the Linux
+    /// binary's own.
+    Deliver(Args, MailArgs, LinuxArgs),
     /// `mdeliver list`.
     List(ListArgs),
     /// `mdeliver flag`.
     Flag(FlagArgs),
     /// `mdeliver check`.
     Check(CheckArgs),
+}
+
+/// The Linux binary's own delivery options (the WASI module has no system log and no users).
+#[derive(Debug, Clone, Default)]
+pub struct LinuxArgs {
+    /// Write the mail log (`--syslog`, `--no-syslog`, else whether stdin is not a terminal;
+    /// see `maillog.rs`).
+    pub syslog: bool,
+    /// `--user NAME` (see `privilege.rs`).
+    pub user: Option<String>,
 }
 
 /// The Linux binary's own manual sections (after the shared ones).
@@ -70,6 +80,15 @@ pub fn definition() -> clap::Command {
         .subcommand_negates_reqs(true)
         .subcommand_help_heading("Subcommands (a maildir named like one: write ./NAME)")
         .arg(
+            clap::Arg::new("user")
+                .long("user")
+                .value_name("NAME")
+                .help(
+                    "As root, deliver as user NAME (its uid and groups); without it, root \
+                     delivers as the owner of the maildirs (see RUNNING AS ROOT)",
+                ),
+        )
+        .arg(
             clap::Arg::new("syslog")
                 .long("syslog")
                 .action(clap::ArgAction::SetTrue)
@@ -114,8 +133,11 @@ where
         Some(("flag", sub)) => FlagArgs::from_arg_matches(sub).map(Parsed::Flag),
         Some(("check", sub)) => CheckArgs::from_arg_matches(sub).map(Parsed::Check),
         _ => args::from_matches(&m, &argv).map(|(a, mail)| {
-            let log = crate::maillog::wanted(m.get_flag("syslog"), m.get_flag("no_syslog"));
-            Parsed::Deliver(a, mail, log)
+            let linux = LinuxArgs {
+                syslog: crate::maillog::wanted(m.get_flag("syslog"), m.get_flag("no_syslog")),
+                user: m.get_one::<String>("user").cloned(),
+            };
+            Parsed::Deliver(a, mail, linux)
         }),
     };
     parsed.map_err(|e| args::usage_exit(e.format(&mut definition()), &argv))

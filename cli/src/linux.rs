@@ -116,6 +116,9 @@ pub struct LinuxFs {
     /// The `O_TMPFILE` opened by the capability probe, handed out by the first
     /// `create_anonymous` so the probe costs no extra system call.
     spare_tmpfile: Option<OwnedFd>,
+    /// The maildir's group when the maildir is group-writable (a shared maildir): every file
+    /// created in it gets mode 0660 and this group, as Dovecot does.
+    shared_gid: Option<u32>,
     /// The last message file closed, when `keep_readable`.
     kept: Vec<OwnedFd>,
 }
@@ -136,6 +139,14 @@ const DIR_FLAGS: OFlags = OFlags::DIRECTORY
     .union(OFlags::RDONLY);
 const MODE_DIR: Mode = Mode::RWXU;
 const MODE_FILE: Mode = Mode::RUSR.union(Mode::WUSR);
+const MODE_SHARED: Mode = MODE_FILE.union(Mode::RGRP).union(Mode::WGRP);
+
+/// The group of a maildir whose root (`stat`) is group-writable.
+fn shared_gid(stat: &Option<rfs::Stat>) -> Option<u32> {
+    stat.as_ref()
+        .filter(|s| s.st_mode & 0o020 != 0)
+        .map(|s| s.st_gid)
+}
 
 fn open_dir_at(dirfd: BorrowedFd<'_>, name: &Path, follow: bool) -> Result<OwnedFd, ErrorKind> {
     let flags = if follow {
@@ -247,6 +258,7 @@ impl LinuxFs {
             rfs::fsync(&root).map_err(|e| root_err(other(e)))?;
         }
         let d = opts.disabled;
+        let root_stat = rfs::fstat(&root).ok();
         let mut fs = LinuxFs {
             root,
             subdirs,
@@ -261,6 +273,7 @@ impl LinuxFs {
             keep_readable: opts.keep_readable,
             spare_tmpfile: None,
             kept: Vec::new(),
+            shared_gid: shared_gid(&root_stat),
         };
         // An anonymous file is only useful if it can be linked into place. Any answer but
         // "unsupported" (permission, read-only, no space) says nothing about the feature: the
@@ -330,8 +343,22 @@ impl LinuxFs {
 
     fn open_tmpfile(&self, dir: Dir) -> Result<OwnedFd, ErrorKind> {
         let flags = OFlags::TMPFILE | self.access_mode() | OFlags::CLOEXEC;
-        rfs::openat(self.dirfd(dir), ".", flags, MODE_FILE)
-            .map_err(|e| error_kind(e, Call::TmpFile))
+        let fd = rfs::openat(self.dirfd(dir), ".", flags, MODE_FILE)
+            .map_err(|e| error_kind(e, Call::TmpFile))?;
+        self.share(&fd);
+        Ok(fd)
+    }
+
+    /// In a shared maildir, gives a new file mode 0660 (whatever the umask) and the maildir's
+    /// group. Best effort: a group the user is not a member of cannot be given (the file keeps
+    /// the user's group, as with Dovecot).
+    fn share(&self, fd: &OwnedFd) {
+        if let Some(gid) = self.shared_gid {
+            let _ = rfs::fchmod(fd, MODE_SHARED);
+            if rustix::process::getegid().as_raw() != gid {
+                let _ = rfs::fchown(fd, None, Some(rustix::fs::Gid::from_raw(gid)));
+            }
+        }
     }
 }
 
@@ -350,9 +377,9 @@ impl Fs for LinuxFs {
         } else {
             OFlags::TRUNC
         };
-        rfs::openat(self.dirfd(dir), name, flags, MODE_FILE)
-            .map(File)
-            .map_err(other)
+        let fd = rfs::openat(self.dirfd(dir), name, flags, MODE_FILE).map_err(other)?;
+        self.share(&fd);
+        Ok(File(fd))
     }
 
     fn create_anonymous(&mut self, dir: Dir) -> Result<File, ErrorKind> {

@@ -14,6 +14,7 @@ mod input;
 mod linux;
 mod list;
 mod maillog;
+mod privilege;
 mod reader;
 mod testing;
 
@@ -27,8 +28,8 @@ fn main() -> ExitCode {
     if let Some(code) = gen::intercept() {
         return code;
     }
-    let (args, mail, log) = match command::parse() {
-        Ok(command::Parsed::Deliver(a, m, log)) => (a, m, log),
+    let (args, mail, linux) = match command::parse() {
+        Ok(command::Parsed::Deliver(a, m, l)) => (a, m, l),
         Ok(command::Parsed::List(a)) => return list::run(&a),
         Ok(command::Parsed::Flag(a)) => return flag::run(&a),
         Ok(command::Parsed::Check(a)) => return check::run(&a),
@@ -54,6 +55,11 @@ fn main() -> ExitCode {
             }
         },
     };
-    let mut linux = adapter::Linux::new(&args, &mail, disabled, log);
+    if let Err(message) = privilege::become_owner(linux.user.as_deref(), &args.maildirs) {
+        let code = args::usage_failed(args.strict_exit, false);
+        eprintln!("mdeliver: {message}");
+        return ExitCode::from(code);
+    }
+    let mut linux = adapter::Linux::new(&args, &mail, disabled, linux.syslog);
     ExitCode::from(mdeliver_driver::run::run(&mut linux, &args, &mail))
 }
