@@ -14,6 +14,8 @@ use crate::list::ListArgs;
 use crate::mail_args::MailArgs;
 
 /// A parsed command line.
+// Made once per process and matched at once: boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Parsed {
     /// Deliver (the default form): the shared options, the mail options, and the Linux
