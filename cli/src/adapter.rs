@@ -23,10 +23,8 @@ pub struct Linux {
     host: Option<String>,
     /// Read at the first delivery.
     env: Option<LinuxEnv>,
-    /// fsync what is created (not `--no-fsync`).
-    sync: bool,
-    /// `MDELIVER_DISABLE`.
-    disabled: Disabled,
+    /// `--no-fsync` and `MDELIVER_DISABLE` (`create` and `keep_readable` vary by call).
+    open: OpenOptions,
     /// `--info-separator`.
     sep: InfoSep,
 }
@@ -37,18 +35,12 @@ impl Linux {
         Linux {
             host: args.host.clone(),
             env: None,
-            sync: !args.no_fsync,
-            disabled,
+            open: OpenOptions {
+                sync: !args.no_fsync,
+                disabled,
+                ..OpenOptions::default()
+            },
             sep,
-        }
-    }
-
-    fn options(&self, create: bool, keep_readable: bool) -> OpenOptions {
-        OpenOptions {
-            create,
-            sync: self.sync,
-            disabled: self.disabled,
-            keep_readable,
         }
     }
 }
@@ -79,7 +71,7 @@ impl Adapter for Linux {
         name: &OsStr,
         create: bool,
     ) -> Result<PathBuf, FolderFailure> {
-        crate::folder::resolve(maildir, name, self.sep, create, self.options(create, false))
+        crate::folder::resolve(maildir, name, self.sep, create, self.open)
     }
 
     fn open(
@@ -88,7 +80,15 @@ impl Adapter for Linux {
         create: bool,
         keep: bool,
     ) -> Result<LinuxFs, (ErrorKind, Dir)> {
-        LinuxFs::open(maildir, self.options(create, keep))
+        let keep_readable = keep;
+        LinuxFs::open(
+            maildir,
+            OpenOptions {
+                create,
+                keep_readable,
+                ..self.open
+            },
+        )
     }
 
     fn kept(&mut self, fs: &mut LinuxFs, stored: &Stored) -> Option<Input> {

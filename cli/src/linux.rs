@@ -81,6 +81,18 @@ impl Disabled {
         }
         Ok(d)
     }
+
+    /// Reads [`Disabled::VAR`] (unset: nothing disabled); the error is said to a person.
+    pub fn from_env() -> Result<Disabled, String> {
+        let list = std::env::var_os(Disabled::VAR).unwrap_or_default();
+        Disabled::parse(&list.to_string_lossy()).map_err(|word| {
+            let known = "anonymous-tmp, rename-noreplace, hard-links";
+            format!(
+                "{}: unknown feature '{word}' (known: {known})",
+                Disabled::VAR
+            )
+        })
+    }
 }
 
 /// How to open a maildir.

@@ -33,19 +33,12 @@ fn main() -> ExitCode {
         Ok(command::Parsed::Check(a)) => return check::run(&a),
         Err(code) => return code,
     };
-    let disabled = match std::env::var_os(Disabled::VAR) {
-        None => Disabled::default(),
-        Some(v) => match Disabled::parse(&v.to_string_lossy()) {
-            Ok(d) => d,
-            Err(word) => {
-                eprintln!(
-                    "mdeliver: {}: unknown feature '{word}' (known: anonymous-tmp, \
-                     rename-noreplace, hard-links)",
-                    Disabled::VAR
-                );
-                return ExitCode::from(exit::USAGE);
-            }
-        },
+    let disabled = match Disabled::from_env() {
+        Ok(d) => d,
+        Err(message) => {
+            eprintln!("mdeliver: {message}");
+            return ExitCode::from(exit::USAGE);
+        }
     };
     let mut linux = adapter::Linux::new(&args, mail.info_separator, disabled);
     ExitCode::from(mdeliver_driver::run::run(&mut linux, &args, &mail))

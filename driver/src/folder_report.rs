@@ -7,17 +7,14 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use mdeliver_core::maildir::folder::FolderFailure;
-use mdeliver_core::ErrorKind;
-
-use crate::exit::{self, Context, Policy};
 
 /// The message and exit code for `failure` on the folder `name`; `create` says whether
-/// `-c/--create` was given.
-pub fn explain(failure: FolderFailure, name: &OsStr, create: bool, policy: Policy) -> (String, u8) {
+/// `-c/--create` was given, `strict` whether `--strict-exit` was.
+pub fn explain(failure: FolderFailure, name: &OsStr, create: bool, strict: bool) -> (String, u8) {
     match failure {
         FolderFailure::Name(e) => (
             format!("--folder {:?}: {e}", name.to_string_lossy()),
-            exit::decide(ErrorKind::Usage, Context::Deliver, policy),
+            crate::exit::USAGE,
         ),
         FolderFailure::Parent(kind, part) => {
             let failure = crate::report::Failure::Open {
@@ -26,11 +23,11 @@ pub fn explain(failure: FolderFailure, name: &OsStr, create: bool, policy: Polic
                 // Only a real run opens (and with -c creates) the parent.
                 create: crate::report::Create::of(create, false),
             };
-            (failure.to_string(), failure.code(policy))
+            (failure.to_string(), failure.code(strict))
         }
         FolderFailure::Create(kind) => (
             format!("creating folder {:?}: {kind}", name.to_string_lossy()),
-            exit::decide(kind, Context::Deliver, policy),
+            crate::exit::code(kind, strict),
         ),
     }
 }
@@ -49,6 +46,5 @@ pub fn target(
         return Ok(maildir.to_owned());
     };
     let create = args.create && !mail.mta.dry_run;
-    let policy = Policy::of(args, mail);
-    resolve(name, create).map_err(|f| explain(f, name, args.create, policy))
+    resolve(name, create).map_err(|f| explain(f, name, args.create, args.strict_exit))
 }
