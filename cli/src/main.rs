@@ -1,6 +1,8 @@
 //! `mdeliver`: reads one message and delivers it into each maildir given. A thin driver: it
 //! parses arguments, opens maildirs through the Linux adapter, runs the core's delivery, and
-//! reports; every mail decision is made in `mdeliver-core`.
+//! reports; every mail decision is made in `mdeliver-core`. The process enters through
+//! `start.rs` (std's start-up is not run), which calls [`run`].
+#![cfg_attr(not(test), no_main)]
 
 mod args;
 mod check;
@@ -20,11 +22,15 @@ mod list;
 mod mail_args;
 mod mta_args;
 mod outcome;
+mod quick_args;
 mod reader;
 mod report;
+#[cfg(not(test))]
+mod start;
 mod status;
 mod testing;
 
+use std::ffi::OsString;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::ExitCode;
@@ -43,11 +49,12 @@ use crate::report::{Create, Failure};
 /// the message.
 const BUF_SIZE: usize = 64 * 1024;
 
-fn main() -> ExitCode {
-    if let Some(code) = gen::intercept() {
+/// Runs the command line `argv` (the program name first) and gives the exit code.
+pub fn run(argv: &[OsString]) -> ExitCode {
+    if let Some(code) = gen::intercept(argv) {
         return code;
     }
-    let (args, mail) = match command::parse() {
+    let (args, mail) = match command::parse(argv) {
         Ok(command::Parsed::Deliver(a, m)) => (a, m),
         Ok(command::Parsed::List(a)) => return list::run(&a),
         Ok(command::Parsed::Flag(a)) => return flag::run(&a),
