@@ -31,6 +31,8 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1"))
 ONLY = os.environ.get("BENCH_ONLY", "")  # comma-separated workload names; empty: all
 
 tmpfs, disk, mdeliver = sys.argv[1], sys.argv[2], os.path.abspath(sys.argv[3])
+# Another mdeliver binary (e.g. an older build) measured alongside, as "baseline".
+BASELINE = os.environ.get("BENCH_BASELINE", "")
 ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
 
 
@@ -52,11 +54,15 @@ TOOLS = {
     "procmail": lambda md: [which("procmail"), "-m", f"DEFAULT={md}/", "/dev/null"],
     "mdeliver": lambda md: [mdeliver, md],
 }
+if BASELINE:
+    TOOLS["baseline"] = lambda md: [os.path.abspath(BASELINE), md]
 PEERS = ["safecat", "mblaze", "deliverquota", "procmail"]
 MBOX_TOOLS = {
     "mblaze": lambda md: ["/usr/bin/mdeliver", "-M", md],
     "mdeliver": lambda md: [mdeliver, "-M", md],
 }
+if BASELINE:
+    MBOX_TOOLS["baseline"] = lambda md: [os.path.abspath(BASELINE), "-M", md]
 
 
 def message(rnd, i, size):
@@ -89,8 +95,10 @@ def make_corpus(dirpath, n, min_kib, max_kib, seed):
 
 
 def make_mbox(path, n, max_kib, seed):
+    """The mbox, and the digests of its messages as mdeliver stores them and as mblaze does
+    (mblaze keeps the separating empty line as the last line of each message)."""
     rnd = random.Random(seed)
-    digests = collections.Counter()
+    digests, mblaze = collections.Counter(), collections.Counter()
     with open(path, "wb") as f:
         for i in range(n):
             data = message(rnd, i, rnd.randint(1024, max_kib * 1024))
@@ -98,7 +106,8 @@ def make_mbox(path, n, max_kib, seed):
             f.write(data)
             f.write(b"\n")
             digests[hashlib.sha256(data).hexdigest()] += 1
-    return digests
+            mblaze[hashlib.sha256(data + b"\n").hexdigest()] += 1
+    return digests, mblaze
 
 
 def fresh_maildir(parent, name):
@@ -122,23 +131,21 @@ def spawn(argv, stdin_path):
 
 
 def run_many(argv, inputs, parallel):
-    """Runs argv once per input, `parallel` at a time. (seconds, failures, peak RSS KiB)"""
-    failures, peak, running = 0, 0, 0
+    """Runs argv once per input, `parallel` at a time: (seconds, failures)."""
+    failures, running = 0, 0
     t0 = time.perf_counter()
     for p in inputs:
         if running == parallel:
-            _, status, ru = os.wait4(-1, 0)
+            _, status = os.waitpid(-1, 0)
             running -= 1
             failures += status != 0
-            peak = max(peak, ru.ru_maxrss)
         spawn(argv, p)
         running += 1
     while running:
-        _, status, ru = os.wait4(-1, 0)
+        _, status = os.waitpid(-1, 0)
         running -= 1
         failures += status != 0
-        peak = max(peak, ru.ru_maxrss)
-    return time.perf_counter() - t0, failures, peak
+    return time.perf_counter() - t0, failures
 
 
 def check(md, expected):
@@ -184,7 +191,7 @@ def oneshot_table(paths, digests):
                 for tool in TOOLS:
                     md = fresh_maildir(parent, f"md-{tool}")
                     os.sync()
-                    secs, fails, _ = run_many(TOOLS[tool](md), paths, par)
+                    secs, fails = run_many(TOOLS[tool](md), paths, par)
                     verdict = "ok" if tool == "true" else check(md, digests)
                     if fails:
                         verdict = f"{fails} failed" + ("" if verdict == "ok" else f"; {verdict}")
@@ -201,7 +208,7 @@ def oneshot_table(paths, digests):
     return rows
 
 
-def mbox_table(mbox, digests):
+def mbox_table(mbox, mbox_digests):
     rows = []
     for where, parent in (("tmpfs", tmpfs), (fs_label(disk), disk)):
         wl = f"-M {MBOX_N} msgs, {where}"
@@ -212,17 +219,21 @@ def mbox_table(mbox, digests):
             for tool, argv in MBOX_TOOLS.items():
                 md = fresh_maildir(parent, f"mbox-{tool}")
                 os.sync()
-                secs, fails, _ = run_many(argv(md), [mbox], 1)
-                verdict = check(md, digests)
+                secs, fails = run_many(argv(md), [mbox], 1)
+                verdict = check(md, mbox_digests[tool == "mblaze"])
                 if fails:
                     verdict = "failed" + ("" if verdict == "ok" else f"; {verdict}")
                 rate = MBOX_N / secs
                 if tool not in rates or rate > rates[tool][0]:
                     rates[tool] = (rate, verdict)
                 subprocess.run(["rm", "-rf", md], check=True)
+        row = {t: "—" for t in TOOLS}
+        for t in MBOX_TOOLS:
+            row[t] = fmt_rate(*rates[t])
         rows.append(
-            [wl, "—", "—", fmt_rate(*rates["mblaze"]), "—", "—", fmt_rate(*rates["mdeliver"]),
-             f"{rates['mdeliver'][0] / rates['mblaze'][0]:.2f}"]
+            [wl]
+            + [row[t] for t in TOOLS]
+            + [f"{rates['mdeliver'][0] / rates['mblaze'][0]:.2f}"]
         )
     return rows
 
@@ -293,7 +304,8 @@ def main():
     rows = oneshot_table(paths, digests)
     if MBOX_N:
         rows += mbox_table(mbox, mbox_digests)
-    table(["workload", "/bin/true"] + [t for t in TOOLS if t != "true"] + ["mdeliver ÷ best peer"], rows)
+    header = ["workload", "/bin/true"] + [t for t in TOOLS if t != "true"]
+    table(header + ["mdeliver ÷ best peer"], rows)
 
     # A small message for the system call counts.
     small = os.path.join(tmpfs, "small.eml")
@@ -305,14 +317,19 @@ def main():
         srows.append([tool, str(total), "—" if before is None else str(before)])
     table(["tool (one 2 KiB delivery)", "system calls, execve to exit", "before the first read of stdin"], srows)
 
-    # Peak RSS over one delivery of the largest corpus message.
+    # Peak RSS of one delivery of the largest corpus message, by GNU time (a child of this
+    # large Python process would report this process's RSS from before its exec).
     largest = max(paths, key=os.path.getsize)
     rrows = []
     for tool in TOOLS:
         md = fresh_maildir(tmpfs, f"rss-{tool}")
-        _, _, peak = run_many(TOOLS[tool](md), [largest], 1)
+        with open(largest, "rb") as stdin:
+            r = subprocess.run(
+                ["/usr/bin/time", "-f", "%M"] + TOOLS[tool](md), stdin=stdin,
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV,
+            )
         subprocess.run(["rm", "-rf", md], check=True)
-        rrows.append([tool, f"{peak / 1024:.2f}"])
+        rrows.append([tool, f"{int(r.stderr.split()[-1]) / 1024:.2f}"])
     table([f"tool ({os.path.getsize(largest) // 1024} KiB message)", "peak RSS, MiB"], rrows)
     if bad:
         print("FAILED: some run lost, changed or left behind files (see the table)")

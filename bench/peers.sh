@@ -15,15 +15,17 @@
 #   BENCH_MBOX_N [20000]  messages in the -M workloads (1..BENCH_MBOX_MAX_KIB [8] KiB); 0: skip
 #   BENCH_ROUNDS [1]      repeat every workload and keep each tool's best
 #   BENCH_ONLY            comma-separated workload filter, e.g. "tmpfs, sequential,-M"
-#   MDELIVER              the binary to measure (default: the static release build, below)
+#   MDELIVER              the binary to measure (default: the static musl release build)
+#   BENCH_BASELINE        another mdeliver binary measured alongside (e.g. an older build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ $(id -u) == 0 ]] || { echo "peers.sh: run as root (mounts a tmpfs, installs packages)" >&2; exit 1; }
 disk=${1:-$(pwd)/target/bench-disk}
 
 need=()
-for pair in safecat:safecat mblaze:mblaze maildrop:deliverquota procmail:procmail strace:strace; do
-    command -v "${pair#*:}" >/dev/null || [[ -x /usr/sbin/${pair#*:} ]] || need+=("${pair%%:*}")
+for pair in safecat:/usr/bin/safecat mblaze:/usr/bin/mdeliver maildrop:/usr/sbin/deliverquota \
+    procmail:/usr/bin/procmail strace:/usr/bin/strace time:/usr/bin/time; do
+    [[ -x ${pair#*:} ]] || need+=("${pair%%:*}")
 done
 if ((${#need[@]})); then
     apt-get update -qq
@@ -31,9 +33,10 @@ if ((${#need[@]})); then
 fi
 
 if [[ -z "${MDELIVER:-}" ]]; then
-    # The binary as shipped: statically linked (README "Building a static binary").
-    bash scripts/build-static.sh >&2
-    MDELIVER=$(bash scripts/build-static.sh --path)
+    # The binary as installed: statically linked against musl (README "Installing").
+    rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1 || true
+    cargo build --release --quiet -p mdeliver --target x86_64-unknown-linux-musl
+    MDELIVER="${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-musl/release/mdeliver"
 fi
 
 mkdir -p "$disk"

@@ -202,6 +202,13 @@ pub trait Fs {
     fn write(&mut self, file: &mut Self::File, buf: &[u8]) -> Result<usize, ErrorKind>;
     /// Flushes the file's data to stable storage.
     fn sync_file(&mut self, file: &mut Self::File) -> Result<(), ErrorKind>;
+    /// Starts writing `file`'s data back to stable storage, without waiting. Only a hint:
+    /// [`sync_file`](Fs::sync_file) is still what makes the data durable, and ignoring the
+    /// hint (the default) changes no outcome; it makes the flushes of an import's window of
+    /// files overlap (one journal commit for many files instead of one each).
+    fn start_sync(&mut self, file: &mut Self::File) {
+        let _ = file;
+    }
     /// Closes the file.
     fn close(&mut self, file: Self::File) -> Result<(), ErrorKind>;
     /// Names an unnamed file; `Exists` if the name is taken.
