@@ -96,7 +96,7 @@ pub fn main(args: &Args, mail: &MailArgs, disabled: Disabled, input: &mut Input)
         }
     };
     let mut fs = match LinuxFs::open(&target, open) {
-        Ok(fs) => fs.with_writeback_hints(),
+        Ok(fs) => fs.with_sync_all(),
         Err((kind, part)) => return ExitCode::from(import::cannot_open(args, &target, kind, part)),
     };
     let mut env = LinuxEnv::new().with_host(args.host.as_deref());

@@ -110,8 +110,8 @@ pub struct LinuxFs {
     spare_tmpfile: Option<OwnedFd>,
     /// The last message file closed, when `keep_readable`.
     kept: Vec<OwnedFd>,
-    /// [`Fs::start_sync`] starts write-back ([`LinuxFs::with_writeback_hints`]).
-    writeback_hints: bool,
+    /// [`Fs::sync_all`] flushes the filesystem ([`LinuxFs::with_sync_all`]).
+    sync_all: bool,
 }
 
 /// An open message file.
@@ -158,17 +158,16 @@ fn open_dir(
 }
 
 impl LinuxFs {
-    /// Makes [`Fs::start_sync`] start the write-back of a message file (`sync_file_range`),
-    /// where the maildir's filesystem writes back at all (not tmpfs or ramfs, where the hint
-    /// would be a wasted system call per message). For imports: a one-shot delivery flushes
-    /// its one file at once.
-    pub fn with_writeback_hints(mut self) -> LinuxFs {
-        const TMPFS_MAGIC: i64 = 0x0102_1994;
-        const RAMFS_MAGIC: i64 = 0x8584_58f6;
-        self.writeback_hints = match rfs::fstatfs(&self.subdirs[0]) {
-            Ok(st) => !matches!(st.f_type as i64, TMPFS_MAGIC | RAMFS_MAGIC),
-            Err(_) => true,
-        };
+    /// Enables [`Fs::sync_all`] (`syncfs`) where it reports write-back errors: since Linux
+    /// 5.8. For imports, which flush many files at once; a one-shot delivery flushes its one
+    /// file by itself, and `syncfs` would flush whatever else the filesystem holds.
+    pub fn with_sync_all(mut self) -> LinuxFs {
+        let uname = rustix::system::uname();
+        let release = uname.release().to_string_lossy();
+        let mut parts = release.split(|c: char| !c.is_ascii_digit());
+        let mut next = || parts.next().and_then(|p| p.parse::<u32>().ok()).unwrap_or(0);
+        let (major, minor) = (next(), next());
+        self.sync_all = (major, minor) >= (5, 8);
         self
     }
 
@@ -225,7 +224,7 @@ impl LinuxFs {
             keep_readable: opts.keep_readable,
             spare_tmpfile: None,
             kept: Vec::new(),
-            writeback_hints: false,
+            sync_all: false,
         };
         // An anonymous file is only useful if it can be linked into place. Any answer but
         // "unsupported" (permission, read-only, no space) says nothing about the feature: the
@@ -346,14 +345,13 @@ impl Fs for LinuxFs {
         rfs::fdatasync(&file.0).map_err(other)
     }
 
-    fn start_sync(&mut self, file: &mut File) {
-        if self.writeback_hints {
-            // SAFETY: a plain system call on a descriptor this adapter owns. Its result is
-            // ignored: a hint, the later fdatasync is what makes the data durable.
-            unsafe {
-                libc::sync_file_range(file.0.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE)
-            };
+    fn sync_all(&mut self) -> Result<(), ErrorKind> {
+        if !self.sync_all {
+            return Err(ErrorKind::Unsupported);
         }
+        // The tmp/ descriptor was opened before any message was written, so the error check
+        // covers every write-back of this run.
+        rfs::syncfs(&self.subdirs[0]).map_err(other)
     }
 
     fn close(&mut self, file: File) -> Result<(), ErrorKind> {

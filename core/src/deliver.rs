@@ -1003,9 +1003,9 @@ where
 /// but not yet flushed or named. `Err` is the outcome of a delivery that ended before that
 /// point (a failure, or any delivery without a file flush: [`Durability::None`]).
 ///
-/// An import keeps a window of these and flushes them together, so that their write-backs
-/// overlap ([`Fs::start_sync`]) and a journaling filesystem commits once for many files. Each
-/// file is still flushed before it is named, exactly as [`deliver`] does.
+/// An import keeps a window of these and flushes them together ([`Fs::sync_all`]: one flush
+/// of the filesystem for many files instead of one each). Each file is still flushed before
+/// it is named, as [`deliver`] does.
 pub fn deliver_until_sync<F, E, R, H>(
     fs: &mut F,
     env: &mut E,
@@ -1036,13 +1036,17 @@ pub struct Unsynced<F: Fs + ?Sized> {
 }
 
 impl<F: Fs + ?Sized> Unsynced<F> {
-    /// The written file (to start its write-back: [`Fs::start_sync`]).
-    pub fn file_mut(&mut self) -> Option<&mut F::File> {
-        self.file.as_mut()
-    }
-
     /// The rest of the delivery: flush the file, name it, and sync as the options say.
     pub fn finish<E: Env + ?Sized>(mut self, fs: &mut F, env: &mut E) -> Outcome {
+        self.run(fs, env)
+    }
+
+    /// [`finish`](Unsynced::finish) for a file that a successful [`Fs::sync_all`] after its
+    /// write has flushed: its own flush is done.
+    pub fn finish_flushed<E: Env + ?Sized>(mut self, fs: &mut F, env: &mut E) -> Outcome {
+        if self.machine.poll() == Step::Op(Op::SyncFile) {
+            self.machine.feed(OpResult::Done, env);
+        }
         self.run(fs, env)
     }
 

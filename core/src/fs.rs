@@ -202,12 +202,12 @@ pub trait Fs {
     fn write(&mut self, file: &mut Self::File, buf: &[u8]) -> Result<usize, ErrorKind>;
     /// Flushes the file's data to stable storage.
     fn sync_file(&mut self, file: &mut Self::File) -> Result<(), ErrorKind>;
-    /// Starts writing `file`'s data back to stable storage, without waiting. Only a hint:
-    /// [`sync_file`](Fs::sync_file) is still what makes the data durable, and ignoring the
-    /// hint (the default) changes no outcome; it makes the flushes of an import's window of
-    /// files overlap (one journal commit for many files instead of one each).
-    fn start_sync(&mut self, file: &mut Self::File) {
-        let _ = file;
+    /// Flushes every file and directory of the filesystem to stable storage at once (Linux
+    /// `syncfs`), failing if any write-back since the maildir was opened failed: one flush for
+    /// many files (an import's window) instead of one each. `Unsupported` (the default) where
+    /// that cannot be done or would not report errors; the caller then flushes file by file.
+    fn sync_all(&mut self) -> Result<(), ErrorKind> {
+        Err(ErrorKind::Unsupported)
     }
     /// Closes the file.
     fn close(&mut self, file: Self::File) -> Result<(), ErrorKind>;

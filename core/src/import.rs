@@ -5,7 +5,8 @@
 //! (its `Date:`) into [`deliver_with`]. Right after a message is written and before it is
 //! named, the hook picks new/ or cur/ and the flags ([`merge`]) and sets the file's
 //! modification time to its date ([`Fs::set_mtime`], best effort). Written messages wait in a
-//! window of [`WINDOW`] (their write-backs started); then each is flushed and named, in order.
+//! window of [`WINDOW`]; then the window is flushed at once ([`Fs::sync_all`], else file by
+//! file) and each message named, in order.
 //! With [`Durability::DeferDirSync`] their directories are flushed once per batch of
 //! [`BATCH`]; a message counts as delivered only after its batch's directory flush
 //! ([`ImportEvents::committed`]). If a message of a window fails, the import stops there and
@@ -31,10 +32,10 @@ use crate::message::{DateCapture, Observe, StatusFilter, Transformed};
 /// Messages delivered between two directory flushes.
 pub const BATCH: usize = 1024;
 
-/// Messages written before their files are flushed, together: each file's write-back is
-/// started as soon as it is written ([`Fs::start_sync`]), and the window's flushes then
-/// overlap (on a journaling filesystem, one commit serves the whole window instead of one per
-/// message). Each message is still flushed before it is named. A divisor of [`BATCH`].
+/// Messages written before their files are flushed, together: one [`Fs::sync_all`] for the
+/// window instead of one flush per message (on a journaling filesystem each flush is a journal
+/// commit or a disk cache flush). Each message is still flushed before it is named. A
+/// divisor of [`BATCH`].
 pub const WINDOW: usize = 64;
 
 /// Buffer of each of the two transform layers (on the stack, re-made for every message).
@@ -228,8 +229,15 @@ impl<F: Fs + ?Sized> Window<F> {
         env: &mut E,
         mut delivered: impl FnMut(u64, &Delivered),
     ) -> Result<(), (Error, u64)> {
+        // One flush for all, where the filesystem can; if it cannot (or fails: then each
+        // file's own flush tells which messages are safe), each file is flushed by itself.
+        let flushed = self.waiting.len() > 1 && fs.sync_all().is_ok();
         while let Some((number, unsynced)) = self.waiting.pop_front() {
-            let outcome: Outcome = unsynced.finish(fs, env);
+            let outcome: Outcome = if flushed {
+                unsynced.finish_flushed(fs, env)
+            } else {
+                unsynced.finish(fs, env)
+            };
             match outcome {
                 Ok(d) => delivered(number, &d),
                 Err(e) => {
@@ -304,10 +312,7 @@ where
             }
         });
         let outcome = match outcome {
-            Ok(mut unsynced) => {
-                if let Some(file) = unsynced.file_mut() {
-                    fs.start_sync(file);
-                }
+            Ok(unsynced) => {
                 window.push(number, unsynced);
                 None
             }
@@ -413,6 +418,8 @@ mod tests {
         log: Log,
         mtimes: BTreeMap<u64, i64>,
         mtime_fails: bool,
+        /// Whether `sync_all` is supported.
+        sync_all: bool,
         calls: BTreeMap<&'static str, u32>,
         fail: Option<(&'static str, u32, ErrorKind)>,
     }
@@ -425,6 +432,7 @@ mod tests {
                 log: log.clone(),
                 mtimes: BTreeMap::new(),
                 mtime_fails: false,
+                sync_all: true,
                 calls: BTreeMap::new(),
                 fail: None,
             };
@@ -482,8 +490,14 @@ mod tests {
             r?;
             self.mem.sync_file(file)
         }
-        fn start_sync(&mut self, _file: &mut u64) {
-            self.log.borrow_mut().push("start_sync".into());
+        fn sync_all(&mut self) -> Result<(), ErrorKind> {
+            if !self.sync_all {
+                return Err(ErrorKind::Unsupported);
+            }
+            let r = self.gate("sync_all");
+            let failed = if r.is_err() { " failed" } else { "" };
+            self.log.borrow_mut().push(format!("sync_all{failed}"));
+            r
         }
         fn close(&mut self, file: u64) -> Result<(), ErrorKind> {
             self.mem.close(file)
@@ -666,27 +680,22 @@ body 3\n>>From there\n";
             "Date: wins over the envelope"
         );
         assert!(fs.files(Dir::Tmp).is_empty());
-        // Each message's write-back is started once it is written; the window (all three) is
-        // flushed and named in order at the end, each message's data flushed before it is
-        // named; the directories once, and only then are the messages committed. Messages end
-        // at 66, 154 and 286; a message is over once the next `From ` (5 bytes) has been read.
+        // The window (all three) is flushed at once at the end, then named in order: each
+        // message's data is flushed before it is named; the directories once, and only then
+        // are the messages committed. Messages end at 66, 154 and 286; a message is over once
+        // the next `From ` (5 bytes) has been read.
         assert_eq!(
             lines(&log),
             [
                 "set_mtime -60",
-                "start_sync",
                 "progress 1 at 71",
                 "set_mtime 1795888989",
-                "start_sync",
                 "progress 2 at 159",
                 "set_mtime 1000000000",
-                "start_sync",
                 "progress 3 at 286",
-                "sync_file",
+                "sync_all",
                 "written 1: 21 bytes -> new/N (dir sync due)",
-                "sync_file",
                 "written 2: 31 bytes -> cur/N:2,S (dir sync due)",
-                "sync_file",
                 "written 3: 72 bytes -> cur/N:2,FT (dir sync due)",
                 "reading_done",
                 "sync_dir new",
@@ -836,7 +845,6 @@ body 3\n>>From there\n";
             [
                 "empty 1",
                 "set_mtime -60",
-                "start_sync",
                 "sync_file",
                 "written 2: 21 bytes -> new/N (dir sync due)",
                 "empty 3",
@@ -904,18 +912,13 @@ body 3\n>>From there\n";
         assert!(s.stop.is_none() && s.flush.is_none());
         assert_eq!(s.delivered, n as u64);
         let log = lines(&log);
-        let at = |what: &str| log.iter().position(|l| l == what).unwrap();
-        // Every write-back of the first window is started before the first flush waits.
-        let starts = log.iter().filter(|l| *l == "start_sync").count();
-        assert_eq!(starts, n);
-        let first_flush = at("sync_file");
-        assert_eq!(
-            log[..first_flush]
-                .iter()
-                .filter(|l| *l == "start_sync")
-                .count(),
-            WINDOW
-        );
+        // One flush for each window (the second holds 2), after all of its messages were
+        // written, none file by file.
+        let flushes: Vec<usize> = (0..log.len()).filter(|&i| log[i] == "sync_all").collect();
+        assert_eq!(flushes.len(), 2);
+        let mtimes_before = |i: usize| log[..i].iter().filter(|l| l.starts_with("set_mtime")).count();
+        assert_eq!((mtimes_before(flushes[0]), mtimes_before(flushes[1])), (WINDOW, n));
+        assert!(!log.iter().any(|l| l == "sync_file"));
         // Named in order, the window's first before the last window's messages were written.
         let written: Vec<usize> = log
             .iter()
@@ -923,11 +926,11 @@ body 3\n>>From there\n";
             .map(|l| l.split(':').next().unwrap().parse().unwrap())
             .collect();
         assert_eq!(written, (1..=n).collect::<Vec<_>>());
-        let last_of_first_window = log
-            .iter()
-            .position(|l| l.starts_with(&format!("written {WINDOW}:")))
-            .unwrap();
-        assert!(last_of_first_window < log.len() - 2 * 3 - 4);
+        let named = |number: usize| {
+            let prefix = format!("written {number}:");
+            log.iter().position(|l| l.starts_with(&prefix)).unwrap()
+        };
+        assert!(flushes[0] < named(1) && named(WINDOW) < flushes[1] && flushes[1] < named(n));
         let mut bodies: Vec<Vec<u8>> = fs.files(Dir::New).into_iter().map(|f| f.1).collect();
         bodies.sort();
         let mut expected: Vec<Vec<u8>> = (1..=n)
@@ -938,9 +941,29 @@ body 3\n>>From there\n";
     }
 
     #[test]
+    fn a_failed_window_flush_falls_back_to_flushing_each_file() {
+        let log = Log::default();
+        let (mut fs, mut env) = Probe::new(&log);
+        fs.fail = Some(("sync_all", 1, ErrorKind::Io));
+        let s = run(&mut fs, &mut env, &settings(None), &numbered(3), false);
+        assert!(s.stop.is_none() && s.flush.is_none());
+        assert_eq!(s.delivered, 3);
+        let flushes: Vec<String> = lines(&log)
+            .into_iter()
+            .filter(|l| l.starts_with("sync_"))
+            .collect();
+        assert_eq!(
+            flushes,
+            ["sync_all failed", "sync_file", "sync_file", "sync_file", "sync_dir new"]
+        );
+    }
+
+    #[test]
     fn a_failed_flush_in_a_window_delivers_exactly_the_messages_before_it() {
         let log = Log::default();
         let (mut fs, mut env) = Probe::new(&log);
+        // File by file (no sync_all): the third message's flush fails.
+        fs.sync_all = false;
         fs.fail = Some(("sync_file", 3, ErrorKind::Io));
         let s = run(&mut fs, &mut env, &settings(None), &numbered(5), false);
         match s.stop {
@@ -1057,7 +1080,7 @@ body 3\n>>From there\n";
             .filter(|l| {
                 !l.starts_with("written")
                     && !l.starts_with("set_")
-                    && !matches!(l.as_str(), "sync_file" | "start_sync")
+                    && !matches!(l.as_str(), "sync_file" | "sync_all")
             })
             .collect();
         assert_eq!(
