@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use mdeliver_core::fs::Stat;
-use mdeliver_core::name::NameBuf;
+use mdeliver_core::maildir::name::NameBuf;
 use mdeliver_core::{Capabilities, Dir, ErrorKind, Fs};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, RenameFlags, CWD};
 use rustix::io::Errno;
@@ -110,8 +110,8 @@ pub struct LinuxFs {
     spare_tmpfile: Option<OwnedFd>,
     /// The last message file closed, when `keep_readable`.
     kept: Vec<OwnedFd>,
-    /// [`Fs::sync_all`] flushes the filesystem ([`LinuxFs::with_sync_all`]).
-    sync_all: bool,
+    /// Whether `syncfs` reports write-back errors here (for [`Fs::sync_all`]), once known.
+    syncfs_reports_errors: Option<bool>,
 }
 
 /// An open message file.
@@ -122,6 +122,22 @@ impl AsFd for File {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.0.as_fd()
     }
+}
+
+/// Whether this kernel's `syncfs` reports write-back errors (Linux 5.8 and later; before, it
+/// answered 0 even when writing failed).
+fn syncfs_reports_errors() -> bool {
+    let uname = rustix::system::uname();
+    let release = uname.release().to_string_lossy();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let mut next = || {
+        parts
+            .next()
+            .and_then(|p| p.parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    let (major, minor) = (next(), next());
+    (major, minor) >= (5, 8)
 }
 
 const DIR_FLAGS: OFlags = OFlags::DIRECTORY
@@ -158,19 +174,6 @@ fn open_dir(
 }
 
 impl LinuxFs {
-    /// Enables [`Fs::sync_all`] (`syncfs`) where it reports write-back errors: since Linux
-    /// 5.8. For imports, which flush many files at once; a one-shot delivery flushes its one
-    /// file by itself, and `syncfs` would flush whatever else the filesystem holds.
-    pub fn with_sync_all(mut self) -> LinuxFs {
-        let uname = rustix::system::uname();
-        let release = uname.release().to_string_lossy();
-        let mut parts = release.split(|c: char| !c.is_ascii_digit());
-        let mut next = || parts.next().and_then(|p| p.parse::<u32>().ok()).unwrap_or(0);
-        let (major, minor) = (next(), next());
-        self.sync_all = (major, minor) >= (5, 8);
-        self
-    }
-
     /// Opens (and with `create`, first creates) the maildir at `path`. The error names the
     /// directory that failed (`Dir::Root` for the maildir itself).
     pub fn open(path: &Path, opts: OpenOptions) -> Result<LinuxFs, (ErrorKind, Dir)> {
@@ -224,7 +227,7 @@ impl LinuxFs {
             keep_readable: opts.keep_readable,
             spare_tmpfile: None,
             kept: Vec::new(),
-            sync_all: false,
+            syncfs_reports_errors: None,
         };
         // An anonymous file is only useful if it can be linked into place. Any answer but
         // "unsupported" (permission, read-only, no space) says nothing about the feature: the
@@ -346,7 +349,12 @@ impl Fs for LinuxFs {
     }
 
     fn sync_all(&mut self) -> Result<(), ErrorKind> {
-        if !self.sync_all {
+        // Only an import's window calls this (a one-shot delivery flushes its one file: syncfs
+        // would flush whatever else the filesystem holds).
+        if !*self
+            .syncfs_reports_errors
+            .get_or_insert_with(syncfs_reports_errors)
+        {
             return Err(ErrorKind::Unsupported);
         }
         // The tmp/ descriptor was opened before any message was written, so the error check

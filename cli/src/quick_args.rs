@@ -12,9 +12,9 @@
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 
-use crate::args::Args;
-use crate::mail_args::{self, MailArgs, MboxQuoting};
-use crate::mta_args::{self, MtaArgs, QuotaFull};
+use mdeliver_driver::args::Args;
+use mdeliver_driver::mail_args::{self, MailArgs, MboxQuoting};
+use mdeliver_driver::mta_args::{self, MtaArgs, QuotaFull};
 
 /// The flags (options without a value) read here, with the field each one sets.
 const FLAGS: [(&str, Flag); 14] = [
@@ -199,7 +199,9 @@ mod tests {
     /// error, help, a subcommand).
     fn clap(argv: &[OsString]) -> Option<String> {
         let m = crate::command::definition()
-            .try_get_matches_from(std::iter::once(OsString::from("mdeliver")).chain(argv.iter().cloned()))
+            .try_get_matches_from(
+                std::iter::once(OsString::from("mdeliver")).chain(argv.iter().cloned()),
+            )
             .ok()?;
         if m.subcommand().is_some() {
             return None;
@@ -267,10 +269,27 @@ mod tests {
         }
         // All the options at once that do not conflict, and -M with what it allows.
         let together = os(&[
-            "-c", "-vv", "--no-fsync", "--strict-exit", "--host=h", "--input=/dev/null",
-            "--keep-from-line", "--from-env", "--return-path=a@b", "--delivered-to=c@d",
-            "--original-to=e@f", "--quota=1G", "--quota-full=defer", "--dedup=5d", "-n",
-            "--json", "-X", "S", "--folder=A.B", "--info-separator=!", "M",
+            "-c",
+            "-vv",
+            "--no-fsync",
+            "--strict-exit",
+            "--host=h",
+            "--input=/dev/null",
+            "--keep-from-line",
+            "--from-env",
+            "--return-path=a@b",
+            "--delivered-to=c@d",
+            "--original-to=e@f",
+            "--quota=1G",
+            "--quota-full=defer",
+            "--dedup=5d",
+            "-n",
+            "--json",
+            "-X",
+            "S",
+            "--folder=A.B",
+            "--info-separator=!",
+            "M",
         ]);
         assert_eq!(quick(&together), None, "-X S is a separated value: clap's");
         let mut together: Vec<OsString> = together;
@@ -327,14 +346,55 @@ mod tests {
     #[test]
     fn random_command_lines_agree() {
         let words = [
-            "-c", "--create", "-v", "-vv", "--verbose", "--no-fsync", "--strict-exit", "-M",
-            "--mbox", "--keep-from-line", "--from-env", "-n", "--dry-run", "--json", "--dedup",
-            "--dedup=3h", "--dedup=x", "--host=a", "--input=/x", "--mbox-quoting=raw",
-            "--mbox-quoting=no", "--flags=RS", "--flags=", "--folder=F", "--info-separator=;",
-            "--return-path=<>", "--return-path=", "--delivered-to=d@x", "--original-to=o@x",
-            "--quota=5C", "--quota=1,2,3", "--quota-full=bounce", "-X", "S", "--", "-", "list",
-            "Maildir", "/abs/Maildir", "a=b", "-i", "--help", "-h", "-V", "--host=-x", "-vvv",
-            "--input=", "--folder=.x", "--dedup=2d",
+            "-c",
+            "--create",
+            "-v",
+            "-vv",
+            "--verbose",
+            "--no-fsync",
+            "--strict-exit",
+            "-M",
+            "--mbox",
+            "--keep-from-line",
+            "--from-env",
+            "-n",
+            "--dry-run",
+            "--json",
+            "--dedup",
+            "--dedup=3h",
+            "--dedup=x",
+            "--host=a",
+            "--input=/x",
+            "--mbox-quoting=raw",
+            "--mbox-quoting=no",
+            "--flags=RS",
+            "--flags=",
+            "--folder=F",
+            "--info-separator=;",
+            "--return-path=<>",
+            "--return-path=",
+            "--delivered-to=d@x",
+            "--original-to=o@x",
+            "--quota=5C",
+            "--quota=1,2,3",
+            "--quota-full=bounce",
+            "-X",
+            "S",
+            "--",
+            "-",
+            "list",
+            "Maildir",
+            "/abs/Maildir",
+            "a=b",
+            "-i",
+            "--help",
+            "-h",
+            "-V",
+            "--host=-x",
+            "-vvv",
+            "--input=",
+            "--folder=.x",
+            "--dedup=2d",
         ];
         let mut state = 0x2545_f491_4f6c_dd1du64;
         let mut next = move || {
@@ -354,6 +414,9 @@ mod tests {
                 assert_eq!(Some(q), clap(&argv), "{argv:?}");
             }
         }
-        assert!(accepted > 500, "only {accepted} command lines took the quick path");
+        assert!(
+            accepted > 500,
+            "only {accepted} command lines took the quick path"
+        );
     }
 }

@@ -1,0 +1,485 @@
+//! The filesystem as the core sees it: one maildir root, addressed as `(Dir, name)` with plain
+//! names (never paths, so nothing can climb out), a capability report, and the single
+//! operations ([`Op`]) that the state machines ask their driver to perform.
+//!
+//! Adapters implement [`Fs`]; wrappers (fault injection, tracing) compose around any `Fs`, the
+//! way smoltcp's `phy` wrappers compose around any device.
+
+use crate::env::Env;
+use crate::error::ErrorKind;
+use crate::maildir::name::NameBuf;
+
+pub mod dryrun;
+
+/// A directory of the maildir.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Dir {
+    /// The maildir itself (lock files, `maildirsize`, the dedup index).
+    Root,
+    /// `tmp/`: files being written.
+    Tmp,
+    /// `new/`: delivered, not yet seen by a reader.
+    New,
+    /// `cur/`: seen by a reader; names carry info.
+    Cur,
+}
+
+impl Dir {
+    /// The directory's name inside the maildir (`""` for the root).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Dir::Root => "",
+            Dir::Tmp => "tmp",
+            Dir::New => "new",
+            Dir::Cur => "cur",
+        }
+    }
+
+    /// The three Maildir subdirectories, in creation order.
+    pub const SUBDIRS: [Dir; 3] = [Dir::Tmp, Dir::New, Dir::Cur];
+}
+
+/// What a filesystem can do, reported honestly by the adapter; the core picks its publish
+/// path from this.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Capabilities {
+    /// Unnamed files in tmp/ that can later be linked into place (Linux `O_TMPFILE`).
+    pub anonymous_tmp: bool,
+    /// Atomic rename that refuses to replace (`renameat2(RENAME_NOREPLACE)`).
+    pub rename_noreplace: bool,
+    /// Hard links (`linkat`).
+    pub hard_links: bool,
+    /// Whether fsync of a directory makes its entries durable.
+    pub dir_sync: bool,
+    /// Whether `O_EXCL` creation is atomic (false on old NFS).
+    pub atomic_exclusive: bool,
+}
+
+impl Capabilities {
+    /// Everything a modern local Linux filesystem offers.
+    pub const LINUX_LOCAL: Capabilities = Capabilities {
+        anonymous_tmp: true,
+        rename_noreplace: true,
+        hard_links: true,
+        dir_sync: true,
+        atomic_exclusive: true,
+    };
+    /// Plain POSIX: exclusive create and hard links, nothing newer.
+    pub const POSIX: Capabilities = Capabilities {
+        anonymous_tmp: false,
+        rename_noreplace: false,
+        hard_links: true,
+        dir_sync: true,
+        atomic_exclusive: true,
+    };
+}
+
+/// What `stat` reports about a name.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Stat {
+    /// Number of hard links to the inode.
+    pub nlink: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, seconds since the epoch.
+    pub mtime: u64,
+    /// Whether it is a regular file (not a directory, symlink, FIFO, socket...).
+    pub regular: bool,
+}
+
+/// One filesystem operation requested by a state machine. Names are borrowed from the machine.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Op<'a> {
+    /// Create `dir/name` exclusively (`O_CREAT|O_EXCL|O_NOFOLLOW`, mode 0600) and keep it open.
+    CreateExclusive {
+        /// Directory.
+        dir: Dir,
+        /// File name.
+        name: &'a str,
+    },
+    /// Create or truncate `dir/name` without `O_EXCL` (djb's recipe; simulator only).
+    CreateTruncate {
+        /// Directory.
+        dir: Dir,
+        /// File name.
+        name: &'a str,
+    },
+    /// Create an unnamed file in `dir` (`O_TMPFILE`) and keep it open.
+    CreateAnonymous {
+        /// Directory.
+        dir: Dir,
+    },
+    /// Stream the whole message into the open file; reports bytes written.
+    WriteMessage,
+    /// Flush the open file's data to stable storage.
+    SyncFile,
+    /// Close the open file.
+    CloseFile,
+    /// Give the open unnamed file the name `dir/name`; fails with `Exists` if taken.
+    LinkAnonymous {
+        /// Directory.
+        dir: Dir,
+        /// File name.
+        name: &'a str,
+    },
+    /// Hard-link `from` to `to`; fails with `Exists` if `to` is taken.
+    Link {
+        /// Source.
+        from: (Dir, &'a str),
+        /// Target.
+        to: (Dir, &'a str),
+    },
+    /// Rename `from` to `to`. With `noreplace`, fails with `Exists` if `to` is taken (and with
+    /// `Unsupported` where the filesystem cannot promise that); without, replaces `to`.
+    Rename {
+        /// Source.
+        from: (Dir, &'a str),
+        /// Target.
+        to: (Dir, &'a str),
+        /// Refuse to replace an existing target.
+        noreplace: bool,
+    },
+    /// Remove `dir/name`.
+    Unlink {
+        /// Directory.
+        dir: Dir,
+        /// File name.
+        name: &'a str,
+    },
+    /// Report on `dir/name` without following symlinks.
+    Stat {
+        /// Directory.
+        dir: Dir,
+        /// File name.
+        name: &'a str,
+    },
+    /// Flush `dir`'s entries to stable storage.
+    SyncDir {
+        /// Directory.
+        dir: Dir,
+    },
+    /// Wait (djb's 2-second back-off; lock polling). Time passes; no filesystem effect.
+    Sleep {
+        /// Milliseconds.
+        millis: u32,
+    },
+}
+
+impl<'a> Op<'a> {
+    /// The target of an operation that publishes into new/ or cur/ (what the duplicate index
+    /// and the quota check intercept).
+    pub fn publish_target(&self) -> Option<(Dir, &'a str)> {
+        let t = match *self {
+            Op::Link { to, .. } | Op::Rename { to, .. } => to,
+            Op::LinkAnonymous { dir, name } => (dir, name),
+            _ => return None,
+        };
+        matches!(t.0, Dir::New | Dir::Cur).then_some(t)
+    }
+}
+
+/// The result of an [`Op`], fed back to the machine.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum OpResult {
+    /// The operation succeeded and has nothing to report.
+    Done,
+    /// A file was created; its device and inode where known.
+    Created {
+        /// `(st_dev, st_ino)`.
+        id: Option<(u64, u64)>,
+    },
+    /// The message was written: this many bytes.
+    Written(u64),
+    /// What `Stat` found.
+    Stat(Stat),
+    /// The filesystem refused.
+    Err(ErrorKind),
+    /// The message source failed while being streamed (read error, malformed input).
+    SourceErr(ErrorKind),
+}
+
+/// A maildir root on some filesystem. Every method is one system call's worth of work.
+pub trait Fs {
+    /// An open file.
+    type File;
+    /// An open directory listing.
+    type DirStream;
+
+    /// What this filesystem supports.
+    fn capabilities(&self) -> Capabilities;
+    /// Creates `dir/name`; with `exclusive`, fails with `Exists` if it exists.
+    fn create(&mut self, dir: Dir, name: &str, exclusive: bool) -> Result<Self::File, ErrorKind>;
+    /// Creates an unnamed file in `dir`.
+    fn create_anonymous(&mut self, dir: Dir) -> Result<Self::File, ErrorKind>;
+    /// Device and inode of an open file, where the platform has them.
+    fn file_id(&self, file: &Self::File) -> Option<(u64, u64)>;
+    /// Writes some of `buf`, returning how much.
+    fn write(&mut self, file: &mut Self::File, buf: &[u8]) -> Result<usize, ErrorKind>;
+    /// Flushes the file's data to stable storage.
+    fn sync_file(&mut self, file: &mut Self::File) -> Result<(), ErrorKind>;
+    /// Flushes every file and directory of the filesystem to stable storage at once (Linux
+    /// `syncfs`), failing if any write-back since the maildir was opened failed: one flush for
+    /// many files (an import's window) instead of one each. `Unsupported` (the default) where
+    /// that cannot be done or would not report errors; the caller then flushes file by file.
+    fn sync_all(&mut self) -> Result<(), ErrorKind> {
+        Err(ErrorKind::Unsupported)
+    }
+    /// Closes the file.
+    fn close(&mut self, file: Self::File) -> Result<(), ErrorKind>;
+    /// Names an unnamed file; `Exists` if the name is taken.
+    fn link_anonymous(&mut self, file: &Self::File, dir: Dir, name: &str) -> Result<(), ErrorKind>;
+    /// Hard link; `Exists` if the target is taken.
+    fn link(&mut self, from: (Dir, &str), to: (Dir, &str)) -> Result<(), ErrorKind>;
+    /// Rename, optionally refusing to replace.
+    fn rename(
+        &mut self,
+        from: (Dir, &str),
+        to: (Dir, &str),
+        noreplace: bool,
+    ) -> Result<(), ErrorKind>;
+    /// Removes a name.
+    fn unlink(&mut self, dir: Dir, name: &str) -> Result<(), ErrorKind>;
+    /// Looks at a name without following symlinks.
+    fn stat(&mut self, dir: Dir, name: &str) -> Result<Stat, ErrorKind>;
+    /// Flushes a directory's entries.
+    fn sync_dir(&mut self, dir: Dir) -> Result<(), ErrorKind>;
+    /// Creates a subdirectory; `Exists` if present.
+    fn mkdir(&mut self, dir: Dir) -> Result<(), ErrorKind>;
+    /// Starts listing a directory.
+    fn open_dir(&mut self, dir: Dir) -> Result<Self::DirStream, ErrorKind>;
+    /// The next entry's name into `out` (skipping `.` and `..`); `false` at the end.
+    fn read_dir(
+        &mut self,
+        stream: &mut Self::DirStream,
+        out: &mut NameBuf,
+    ) -> Result<bool, ErrorKind>;
+    /// Appends `data` to the existing regular file `dir/name` (`O_WRONLY|O_APPEND|O_NOFOLLOW`,
+    /// never creating it) in one `write`, then with `sync` flushes it, then closes it. A short
+    /// write is reported as `Io` (readers of appended records tolerate a torn tail).
+    fn append(&mut self, dir: Dir, name: &str, data: &[u8], sync: bool) -> Result<(), ErrorKind> {
+        let _ = (dir, name, data, sync);
+        Err(ErrorKind::Unsupported)
+    }
+    /// Reads the regular file `dir/name` (`O_NOFOLLOW`) from its start into `buf` until the end
+    /// of the file or of `buf`, returning the byte count (`buf.len()`: there may be more).
+    fn read_file(&mut self, dir: Dir, name: &str, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+        let _ = (dir, name, buf);
+        Err(ErrorKind::Unsupported)
+    }
+    /// Sets the open file's modification (and access) time to `secs` seconds since the epoch
+    /// (negative: before it), as mbox import does from each message's date.
+    fn set_mtime(&mut self, file: &Self::File, secs: i64) -> Result<(), ErrorKind> {
+        let _ = (file, secs);
+        Err(ErrorKind::Unsupported)
+    }
+}
+
+fn map_source_error(kind: embedded_io::ErrorKind) -> ErrorKind {
+    use embedded_io::ErrorKind as K;
+    match kind {
+        K::Interrupted => ErrorKind::Interrupted,
+        K::InvalidData | K::InvalidInput => ErrorKind::Data,
+        K::PermissionDenied => ErrorKind::Permission,
+        K::NotFound => ErrorKind::NotFound,
+        K::OutOfMemory => ErrorKind::NoSpace,
+        _ => ErrorKind::Io,
+    }
+}
+
+/// Streams `source` into `file` through `buf`, handling short writes. Reports the byte count,
+/// a filesystem error (`Err`), or a source error (`SourceErr`).
+pub fn write_message<F: Fs + ?Sized, R: embedded_io::Read + ?Sized>(
+    fs: &mut F,
+    file: &mut F::File,
+    source: &mut R,
+    buf: &mut [u8],
+) -> OpResult {
+    let mut total: u64 = 0;
+    loop {
+        let n = match source.read(buf) {
+            Ok(0) => return OpResult::Written(total),
+            Ok(n) => n,
+            Err(e) => {
+                let kind = embedded_io::Error::kind(&e);
+                if kind == embedded_io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return OpResult::SourceErr(map_source_error(kind));
+            }
+        };
+        if let Err(e) = write_all(fs, file, &buf[..n]) {
+            return OpResult::Err(e);
+        }
+        total += n as u64;
+    }
+}
+
+/// Writes all of `data`, repeating short and interrupted writes; a write of 0 bytes is `Io`.
+fn write_all<F: Fs + ?Sized>(fs: &mut F, file: &mut F::File, data: &[u8]) -> Result<(), ErrorKind> {
+    let mut off = 0;
+    while off < data.len() {
+        match fs.write(file, &data[off..]) {
+            Ok(0) => return Err(ErrorKind::Io),
+            Ok(w) => off += w,
+            Err(ErrorKind::Interrupted) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Performs one [`Op`] on `fs`. `file` is the driver's slot for the machine's one open file;
+/// `WriteMessage` streams from `source` through `buf`.
+pub fn perform<F, E, R>(
+    fs: &mut F,
+    env: &mut E,
+    file: &mut Option<F::File>,
+    op: Op<'_>,
+    source: &mut R,
+    buf: &mut [u8],
+) -> OpResult
+where
+    F: Fs + ?Sized,
+    E: Env + ?Sized,
+    R: embedded_io::Read + ?Sized,
+{
+    fn opened<F: Fs + ?Sized>(
+        fs: &F,
+        file: &mut Option<F::File>,
+        created: Result<F::File, ErrorKind>,
+    ) -> OpResult {
+        match created {
+            Ok(f) => {
+                let id = fs.file_id(&f);
+                *file = Some(f);
+                OpResult::Created { id }
+            }
+            Err(e) => OpResult::Err(e),
+        }
+    }
+    fn unit(r: Result<(), ErrorKind>) -> OpResult {
+        match r {
+            Ok(()) => OpResult::Done,
+            Err(e) => OpResult::Err(e),
+        }
+    }
+    match op {
+        Op::CreateExclusive { dir, name } | Op::CreateTruncate { dir, name } => {
+            let exclusive = matches!(op, Op::CreateExclusive { .. });
+            let created = fs.create(dir, name, exclusive);
+            opened(fs, file, created)
+        }
+        Op::CreateAnonymous { dir } => {
+            let created = fs.create_anonymous(dir);
+            opened(fs, file, created)
+        }
+        Op::WriteMessage => match file.as_mut() {
+            Some(f) => write_message(fs, f, source, buf),
+            None => OpResult::Err(ErrorKind::Io),
+        },
+        Op::SyncFile => match file.as_mut() {
+            Some(f) => unit(fs.sync_file(f)),
+            None => OpResult::Err(ErrorKind::Io),
+        },
+        Op::CloseFile => match file.take() {
+            Some(f) => unit(fs.close(f)),
+            None => OpResult::Done,
+        },
+        Op::LinkAnonymous { dir, name } => match file.as_ref() {
+            Some(f) => unit(fs.link_anonymous(f, dir, name)),
+            None => OpResult::Err(ErrorKind::Io),
+        },
+        Op::Link { from, to } => unit(fs.link(from, to)),
+        Op::Rename {
+            from,
+            to,
+            noreplace,
+        } => unit(fs.rename(from, to, noreplace)),
+        Op::Unlink { dir, name } => unit(fs.unlink(dir, name)),
+        Op::Stat { dir, name } => match fs.stat(dir, name) {
+            Ok(s) => OpResult::Stat(s),
+            Err(e) => OpResult::Err(e),
+        },
+        Op::SyncDir { dir } => unit(fs.sync_dir(dir)),
+        Op::Sleep { millis } => {
+            env.sleep(millis);
+            OpResult::Done
+        }
+    }
+}
+
+/// An operation on small files' contents (quota and dedup bookkeeping), kept apart from [`Op`]
+/// so that drivers and wire encodings of delivery are not affected.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum FileOp<'a> {
+    /// Write all of `data` into the machine's open file (made by [`Op::CreateExclusive`]).
+    Write {
+        /// The bytes.
+        data: &'a [u8],
+    },
+    /// Append `data` to the existing `dir/name` in one `O_APPEND` write ([`Fs::append`]).
+    Append {
+        /// Directory.
+        dir: Dir,
+        /// File name.
+        name: &'a str,
+        /// The bytes (one record).
+        data: &'a [u8],
+        /// Flush the file before closing it.
+        sync: bool,
+    },
+    /// Read `dir/name` from its start into the driver's buffer ([`Fs::read_file`]).
+    Read {
+        /// Directory.
+        dir: Dir,
+        /// File name.
+        name: &'a str,
+    },
+}
+
+/// The result of a [`FileOp`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum FileResult {
+    /// `Write` wrote this many bytes (all of them).
+    Written(usize),
+    /// `Append` succeeded.
+    Appended,
+    /// `Read` put this many bytes at the start of the driver's buffer.
+    Read(usize),
+    /// The filesystem refused.
+    Err(ErrorKind),
+}
+
+/// Performs one [`FileOp`] on `fs`. `file` is the driver's slot for the machine's open file;
+/// `Read` fills `buf`, whose first `n` bytes the driver then hands to the machine.
+pub fn perform_file<F: Fs + ?Sized>(
+    fs: &mut F,
+    file: &mut Option<F::File>,
+    op: FileOp<'_>,
+    buf: &mut [u8],
+) -> FileResult {
+    match op {
+        FileOp::Write { data } => {
+            let Some(f) = file.as_mut() else {
+                return FileResult::Err(ErrorKind::Io);
+            };
+            match write_all(fs, f, data) {
+                Ok(()) => FileResult::Written(data.len()),
+                Err(e) => FileResult::Err(e),
+            }
+        }
+        FileOp::Append {
+            dir,
+            name,
+            data,
+            sync,
+        } => match fs.append(dir, name, data, sync) {
+            Ok(()) => FileResult::Appended,
+            Err(e) => FileResult::Err(e),
+        },
+        FileOp::Read { dir, name } => match fs.read_file(dir, name, buf) {
+            Ok(n) => FileResult::Read(n.min(buf.len())),
+            Err(e) => FileResult::Err(e),
+        },
+    }
+}

@@ -1,0 +1,1118 @@
+//! Importing an mbox into one maildir (`mdeliver -M`), allocation-free over any [`Fs`].
+//!
+//! [`MboxReader`] splits the mbox (any read size); each message is streamed through
+//! [`StatusFilter`] (removes `Status:`/`X-Status:`, learning their flags) and [`DateCapture`]
+//! (its `Date:`) into [`deliver_until_sync`]. Right after a message is written and before it is
+//! named, the hook picks new/ or cur/ and the flags ([`merge`]) and sets the file's
+//! modification time to its date ([`Fs::set_mtime`], best effort). Written messages wait in a
+//! window of [`WINDOW`]; then the window is flushed at once ([`Fs::sync_all`], else file by
+//! file) and each message named, in order.
+//! With [`Durability::DeferDirSync`] their directories are flushed once per batch of
+//! [`BATCH`]; a message counts as delivered only after its batch's directory flush
+//! ([`ImportEvents::committed`]). If a message of a window fails, the import stops there and
+//! the window's later messages are removed unnamed, so that what is delivered is always a
+//! prefix of the mbox.
+//!
+//! The import stops at the first malformed spot of the mbox (naming its byte offset), the
+//! first read error of the input, or the first message that cannot be delivered; what came
+//! before stays delivered. A message with no bytes (a `From ` line followed by nothing) is
+//! skipped, not stopped at. The driver sees what happens through [`ImportEvents`] and gets a
+//! [`Summary`] at the end.
+//!
+//! [`Durability::DeferDirSync`]: crate::machine::deliver::Durability::DeferDirSync
+
+use crate::env::Env;
+use crate::error::{Error, ErrorKind, Phase};
+use crate::fs::{Dir, Fs};
+use crate::machine::deliver::{
+    deliver_until_sync, Delivered, Options, Outcome, Strategy, Unsynced,
+};
+use crate::maildir::flags::Flags;
+use crate::mbox::{MboxError, MboxReader, Quoting, ReadError};
+use crate::message::{DateCapture, Observe, StatusFilter, Transformed};
+
+/// Messages delivered between two directory flushes.
+pub const BATCH: usize = 1024;
+
+/// Messages written before their files are flushed, together: one [`Fs::sync_all`] for the
+/// window instead of one flush per message (on a journaling filesystem each flush is a journal
+/// commit or a disk cache flush). Each message is still flushed before it is named. A
+/// divisor of [`BATCH`].
+pub const WINDOW: usize = 64;
+
+/// Buffer of each of the two transform layers (on the stack, re-made for every message).
+pub const LAYER: usize = 16 * 1024;
+
+/// The flags a message gets: what its `Status:`/`X-Status:` said (`None`: new/), plus `-X`.
+pub fn merge(status: Option<Flags>, extra: Option<Flags>) -> Option<Flags> {
+    match (status, extra) {
+        (None, None) => None,
+        (s, x) => Some(s.unwrap_or_default().union(x.unwrap_or_default())),
+    }
+}
+
+/// How to import.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct ImportOptions {
+    /// How quoted `From ` lines in bodies are read back.
+    pub quoting: Quoting,
+    /// Each message's delivery; its `flags` (`-X`) are added to what the message's `Status:`
+    /// says, and `Durability::DeferDirSync` makes the directory flushes batched.
+    pub delivery: Options,
+}
+
+/// What the driver is told while an import runs (each method does nothing by default).
+pub trait ImportEvents {
+    /// Message `number` (1-based) was written and named; it is delivered once its batch is
+    /// [`committed`](ImportEvents::committed).
+    fn written(&mut self, number: u64, delivered: &Delivered) {
+        let _ = (number, delivered);
+    }
+    /// The last `count` messages [`written`](ImportEvents::written) (all not yet committed)
+    /// are durable: their directories were flushed.
+    fn committed(&mut self, count: u64) {
+        let _ = count;
+    }
+    /// Message `number` had no bytes at all and was skipped.
+    fn empty(&mut self, number: u64) {
+        let _ = number;
+    }
+    /// Message `number` was delivered, but a second name of it remains in tmp/ (harmless).
+    fn leftover_tmp(&mut self, number: u64) {
+        let _ = number;
+    }
+    /// After message `number`: `position` bytes of the mbox have been consumed.
+    fn progress(&mut self, number: u64, position: u64) {
+        let _ = (number, position);
+    }
+    /// No more messages will be read (the end of the mbox, or a stop); the last batch's flush
+    /// follows.
+    fn reading_done(&mut self) {}
+}
+
+/// The driver that wants none of the events.
+impl ImportEvents for () {}
+
+/// Why an import stopped before the end of the mbox.
+#[derive(Debug)]
+pub enum Stop<E> {
+    /// The mbox is malformed here (the error names the byte offset).
+    Mbox(MboxError),
+    /// Reading the input failed.
+    Read(E),
+    /// Delivering message `number` (1-based) failed, or flushing its batch did.
+    Deliver {
+        /// What failed.
+        error: Error,
+        /// The message.
+        number: u64,
+    },
+}
+
+/// The result of an import.
+#[derive(Debug)]
+pub struct Summary<E> {
+    /// Messages delivered and flushed (committed).
+    pub delivered: u64,
+    /// Bytes written, over every message written (flushed or not).
+    pub bytes: u64,
+    /// Empty messages skipped.
+    pub empty: u64,
+    /// Why the import stopped early, if it did.
+    pub stop: Option<Stop<E>>,
+    /// The last batch's directory flush failed with this error...
+    pub flush: Option<Error>,
+    /// ...leaving this many written messages not known to be durable (0 when it succeeded).
+    pub unflushed: u64,
+}
+
+/// An `embedded_io::Read` that remembers the error its source failed with, so that after a
+/// failed delivery a malformed mbox (with its byte offset) can be told from a read error.
+struct Tap<'r, R: embedded_io::ErrorType> {
+    inner: &'r mut R,
+    failed: Option<R::Error>,
+}
+
+impl<R: embedded_io::ErrorType> embedded_io::ErrorType for Tap<'_, R> {
+    type Error = embedded_io::ErrorKind;
+}
+
+impl<R: embedded_io::Read> embedded_io::Read for Tap<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, embedded_io::ErrorKind> {
+        self.inner.read(buf).map_err(|e| {
+            let kind = embedded_io::Error::kind(&e);
+            self.failed = Some(e);
+            kind
+        })
+    }
+}
+
+/// Written but not yet flushed: the batch.
+#[derive(Default)]
+struct Batch {
+    count: u64,
+    sync_new: bool,
+    sync_cur: bool,
+}
+
+impl Batch {
+    /// Message `number` was delivered as `d`: it waits for the batch's directory flush.
+    fn add<V: ImportEvents + ?Sized>(
+        &mut self,
+        number: u64,
+        d: &Delivered,
+        bytes: &mut u64,
+        events: &mut V,
+    ) {
+        *bytes += d.size;
+        self.count += 1;
+        self.sync_new |= d.needs_dir_sync && d.dir == Dir::New;
+        self.sync_cur |= d.needs_dir_sync && d.dir == Dir::Cur;
+        events.written(number, d);
+        if d.leftover_tmp {
+            events.leftover_tmp(number);
+        }
+    }
+
+    /// Flushes the batch's directories, then reports its messages as committed. On failure
+    /// the batch stays as it was (a later commit tries again).
+    fn commit<F: Fs + ?Sized, V: ImportEvents + ?Sized>(
+        &mut self,
+        fs: &mut F,
+        events: &mut V,
+    ) -> Result<u64, Error> {
+        for (dir, needed) in [(Dir::New, self.sync_new), (Dir::Cur, self.sync_cur)] {
+            if needed {
+                fs.sync_dir(dir)
+                    .map_err(|k| Error::new(k, Phase::SyncDir))?;
+            }
+        }
+        let n = self.count;
+        if n > 0 {
+            events.committed(n);
+        }
+        *self = Batch::default();
+        Ok(n)
+    }
+}
+
+/// Written messages not yet flushed or named ([`WINDOW`] of them at most), in mbox order.
+struct Window<F: Fs + ?Sized> {
+    waiting: heapless::Deque<(u64, Unsynced<F>), WINDOW>,
+    /// Whether messages may wait at all: only the `Exclusive` strategy, whose deliveries hold
+    /// nothing but their own file until they are named (a `Locked` delivery holds the
+    /// maildir's lock).
+    enabled: bool,
+}
+
+impl<F: Fs + ?Sized> Window<F> {
+    fn new(opts: Options) -> Self {
+        Window {
+            waiting: heapless::Deque::new(),
+            enabled: opts.strategy == Strategy::Exclusive,
+        }
+    }
+
+    fn push(&mut self, number: u64, unsynced: Unsynced<F>) {
+        if self.waiting.push_back((number, unsynced)).is_err() {
+            unreachable!("the window is finished whenever it is full");
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        !self.enabled || self.waiting.is_full()
+    }
+
+    /// Flushes and names every waiting message in order, calling `delivered` for each. On the
+    /// first failure the later ones are abandoned, and the error and message number returned.
+    fn finish<E: Env + ?Sized>(
+        &mut self,
+        fs: &mut F,
+        env: &mut E,
+        mut delivered: impl FnMut(u64, &Delivered),
+    ) -> Result<(), (Error, u64)> {
+        // One flush for all, where the filesystem can; if it cannot (or fails: then each
+        // file's own flush tells which messages are safe), each file is flushed by itself.
+        let flushed = self.waiting.len() > 1 && fs.sync_all().is_ok();
+        while let Some((number, unsynced)) = self.waiting.pop_front() {
+            let outcome: Outcome = if flushed {
+                unsynced.finish_flushed(fs, env)
+            } else {
+                unsynced.finish(fs, env)
+            };
+            match outcome {
+                Ok(d) => delivered(number, &d),
+                Err(e) => {
+                    self.abandon(fs, env);
+                    return Err((e, number));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every waiting message unnamed.
+    fn abandon<E: Env + ?Sized>(&mut self, fs: &mut F, env: &mut E) {
+        while let Some((_, unsynced)) = self.waiting.pop_front() {
+            unsynced.abandon(fs, env);
+        }
+    }
+}
+
+/// Imports the mbox read from `input` into `fs`. `rbuf` is the mbox read buffer and `wbuf`
+/// the message write buffer (their sizes are the read and write sizes; 64 KiB each is a good
+/// choice); memory use does not grow with the mbox or its messages.
+pub fn import<F, E, R, V>(
+    fs: &mut F,
+    env: &mut E,
+    settings: &ImportOptions,
+    input: R,
+    rbuf: &mut [u8],
+    wbuf: &mut [u8],
+    events: &mut V,
+) -> Summary<R::Error>
+where
+    F: Fs + ?Sized,
+    E: Env + ?Sized,
+    R: embedded_io::Read,
+    V: ImportEvents + ?Sized,
+{
+    let mut reader = MboxReader::new(input, rbuf, settings.quoting);
+    let opts = settings.delivery;
+    let extra = opts.flags;
+    let mut batch = Batch::default();
+    let mut window = Window::<F>::new(opts);
+    let (mut delivered, mut bytes, mut empty) = (0u64, 0u64, 0u64);
+    let mut stop = None;
+    loop {
+        let from_date = match reader.next_message() {
+            Ok(None) => break,
+            Ok(Some(envelope)) => envelope.timestamp(),
+            Err(ReadError::Mbox(e)) => {
+                stop = Some(Stop::Mbox(e));
+                break;
+            }
+            Err(ReadError::Source(e)) => {
+                stop = Some(Stop::Read(e));
+                break;
+            }
+        };
+        let number = reader.messages();
+        let mut tap = Tap {
+            inner: &mut reader,
+            failed: None,
+        };
+        let filtered = Transformed::<_, _, LAYER>::new(&mut tap, StatusFilter::new());
+        let mut chain = Transformed::<_, _, LAYER>::new(filtered, Observe(DateCapture::date()));
+        let outcome = deliver_until_sync(fs, env, opts, &mut chain, wbuf, |w| {
+            let status = w.source.source_mut().transform().status();
+            w.machine.set_flags(merge(status.maildir_info(), extra));
+            let date = w.source.transform().0.timestamp().or(from_date);
+            if let (Some(file), Some(t)) = (w.file.as_deref(), date) {
+                // Best effort, as in mblaze: a wrong mtime loses no mail.
+                let _ = w.fs.set_mtime(file, t);
+            }
+        });
+        let outcome = match outcome {
+            Ok(unsynced) => {
+                window.push(number, unsynced);
+                None
+            }
+            Err(outcome) => Some(outcome),
+        };
+        if window.is_full() || outcome.is_some() {
+            // Finish the window first: messages are named in the order of the mbox.
+            let finished = window.finish(fs, env, |number, d| {
+                batch.add(number, d, &mut bytes, events);
+            });
+            if let Err((error, number)) = finished {
+                stop = Some(Stop::Deliver { error, number });
+                break;
+            }
+        }
+        match outcome {
+            None => {}
+            Some(Ok(d)) => batch.add(number, &d, &mut bytes, events),
+            Some(Err(e)) => match tap.failed.take() {
+                Some(ReadError::Mbox(m)) => {
+                    stop = Some(Stop::Mbox(m));
+                    break;
+                }
+                Some(ReadError::Source(s)) => {
+                    stop = Some(Stop::Read(s));
+                    break;
+                }
+                None if e.kind == ErrorKind::Data && e.phase == Phase::Read => {
+                    // A `From ` line with nothing after it: no message to store.
+                    empty += 1;
+                    events.empty(number);
+                }
+                None => {
+                    stop = Some(Stop::Deliver { error: e, number });
+                    break;
+                }
+            },
+        }
+        if batch.count >= BATCH as u64 {
+            match batch.commit(fs, events) {
+                Ok(n) => delivered += n,
+                Err(error) => {
+                    stop = Some(Stop::Deliver { error, number });
+                    break;
+                }
+            }
+        }
+        events.progress(number, reader.position());
+    }
+    // What the window still holds was read completely: it is delivered, unless an earlier
+    // message stopped the import (then it is removed).
+    if stop
+        .as_ref()
+        .is_some_and(|s| matches!(s, Stop::Deliver { .. }))
+    {
+        window.abandon(fs, env);
+    } else {
+        let finished = window.finish(fs, env, |number, d| {
+            batch.add(number, d, &mut bytes, events);
+        });
+        if let Err((error, number)) = finished {
+            stop = Some(Stop::Deliver { error, number });
+        }
+    }
+    events.reading_done();
+    // After a failed batch flush above this tries once more: what it flushes is delivered.
+    let unflushed = batch.count;
+    let flush = match batch.commit(fs, events) {
+        Ok(n) => {
+            delivered += n;
+            None
+        }
+        Err(e) => Some(e),
+    };
+    Summary {
+        delivered,
+        bytes,
+        empty,
+        stop,
+        unflushed: if flush.is_some() { unflushed } else { 0 },
+        flush,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::Stat;
+    use crate::machine::deliver::Durability;
+    use crate::machine::quota::tests::{setup, MemFs, TestEnv};
+    use crate::maildir::name::NameBuf;
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+    use std::format;
+    use std::rc::Rc;
+    use std::string::{String, ToString};
+    use std::vec::Vec;
+
+    /// One log shared by the filesystem and the events, so their order can be checked.
+    type Log = Rc<RefCell<Vec<String>>>;
+
+    /// The quota tests' [`MemFs`] with modification times that can be set (and fail), one
+    /// scripted failure (the `nth` call of an operation), and a log of the flushes.
+    struct Probe {
+        mem: MemFs,
+        log: Log,
+        mtimes: BTreeMap<u64, i64>,
+        mtime_fails: bool,
+        /// Whether `sync_all` is supported.
+        sync_all: bool,
+        calls: BTreeMap<&'static str, u32>,
+        fail: Option<(&'static str, u32, ErrorKind)>,
+    }
+
+    impl Probe {
+        fn new(log: &Log) -> (Probe, TestEnv) {
+            let (mem, env, _clock) = setup();
+            let probe = Probe {
+                mem,
+                log: log.clone(),
+                mtimes: BTreeMap::new(),
+                mtime_fails: false,
+                sync_all: true,
+                calls: BTreeMap::new(),
+                fail: None,
+            };
+            (probe, env)
+        }
+
+        fn gate(&mut self, op: &'static str) -> Result<(), ErrorKind> {
+            let n = self.calls.entry(op).or_insert(0);
+            *n += 1;
+            match self.fail {
+                Some((o, nth, kind)) if o == op && nth == *n => Err(kind),
+                _ => Ok(()),
+            }
+        }
+
+        /// `(name, contents, mtime set)` of every file in `dir`.
+        fn files(&self, dir: Dir) -> Vec<(String, Vec<u8>, Option<i64>)> {
+            self.mem
+                .names
+                .iter()
+                .filter(|((d, _), _)| *d == dir)
+                .map(|((_, n), ino)| {
+                    let data = self.mem.inodes[ino].data.clone();
+                    (n.clone(), data, self.mtimes.get(ino).copied())
+                })
+                .collect()
+        }
+    }
+
+    impl Fs for Probe {
+        type File = u64;
+        type DirStream = <MemFs as Fs>::DirStream;
+
+        fn capabilities(&self) -> crate::Capabilities {
+            self.mem.capabilities()
+        }
+        fn create(&mut self, dir: Dir, name: &str, exclusive: bool) -> Result<u64, ErrorKind> {
+            self.gate("create")?;
+            self.mem.create(dir, name, exclusive)
+        }
+        fn create_anonymous(&mut self, dir: Dir) -> Result<u64, ErrorKind> {
+            self.mem.create_anonymous(dir)
+        }
+        fn file_id(&self, file: &u64) -> Option<(u64, u64)> {
+            self.mem.file_id(file)
+        }
+        fn write(&mut self, file: &mut u64, buf: &[u8]) -> Result<usize, ErrorKind> {
+            self.gate("write")?;
+            self.mem.write(file, buf)
+        }
+        fn sync_file(&mut self, file: &mut u64) -> Result<(), ErrorKind> {
+            let r = self.gate("sync_file");
+            let failed = if r.is_err() { " failed" } else { "" };
+            self.log.borrow_mut().push(format!("sync_file{failed}"));
+            r?;
+            self.mem.sync_file(file)
+        }
+        fn sync_all(&mut self) -> Result<(), ErrorKind> {
+            if !self.sync_all {
+                return Err(ErrorKind::Unsupported);
+            }
+            let r = self.gate("sync_all");
+            let failed = if r.is_err() { " failed" } else { "" };
+            self.log.borrow_mut().push(format!("sync_all{failed}"));
+            r
+        }
+        fn close(&mut self, file: u64) -> Result<(), ErrorKind> {
+            self.mem.close(file)
+        }
+        fn link_anonymous(&mut self, file: &u64, dir: Dir, name: &str) -> Result<(), ErrorKind> {
+            self.mem.link_anonymous(file, dir, name)
+        }
+        fn link(&mut self, from: (Dir, &str), to: (Dir, &str)) -> Result<(), ErrorKind> {
+            self.mem.link(from, to)
+        }
+        fn rename(
+            &mut self,
+            from: (Dir, &str),
+            to: (Dir, &str),
+            nr: bool,
+        ) -> Result<(), ErrorKind> {
+            self.mem.rename(from, to, nr)
+        }
+        fn unlink(&mut self, dir: Dir, name: &str) -> Result<(), ErrorKind> {
+            self.gate("unlink")?;
+            self.mem.unlink(dir, name)
+        }
+        fn stat(&mut self, dir: Dir, name: &str) -> Result<Stat, ErrorKind> {
+            self.mem.stat(dir, name)
+        }
+        fn sync_dir(&mut self, dir: Dir) -> Result<(), ErrorKind> {
+            let r = self.gate("sync_dir");
+            let shown = format!(
+                "sync_dir {}{}",
+                dir.as_str(),
+                if r.is_err() { " failed" } else { "" }
+            );
+            self.log.borrow_mut().push(shown);
+            r
+        }
+        fn mkdir(&mut self, dir: Dir) -> Result<(), ErrorKind> {
+            self.mem.mkdir(dir)
+        }
+        fn open_dir(&mut self, dir: Dir) -> Result<Self::DirStream, ErrorKind> {
+            self.mem.open_dir(dir)
+        }
+        fn read_dir(
+            &mut self,
+            s: &mut Self::DirStream,
+            out: &mut NameBuf,
+        ) -> Result<bool, ErrorKind> {
+            self.mem.read_dir(s, out)
+        }
+        fn set_mtime(&mut self, file: &u64, secs: i64) -> Result<(), ErrorKind> {
+            self.log.borrow_mut().push(format!("set_mtime {secs}"));
+            if self.mtime_fails {
+                return Err(ErrorKind::Permission);
+            }
+            self.mtimes.insert(*file, secs);
+            Ok(())
+        }
+    }
+
+    /// Records the events into the shared log (progress only when `progress`).
+    struct Events {
+        log: Log,
+        progress: bool,
+    }
+
+    impl ImportEvents for Events {
+        fn written(&mut self, number: u64, d: &Delivered) {
+            // The name's unique part varies (time, random bits): `N` stands for it.
+            let name = d.name.as_str();
+            let info = name.find(':').map_or("", |i| &name[i..]);
+            let at = format!("{}/N{info}", d.dir.as_str());
+            let sync = if d.needs_dir_sync {
+                " (dir sync due)"
+            } else {
+                ""
+            };
+            let line = format!("written {number}: {} bytes -> {at}{sync}", d.size);
+            self.log.borrow_mut().push(line);
+        }
+        fn committed(&mut self, count: u64) {
+            self.log.borrow_mut().push(format!("committed {count}"));
+        }
+        fn empty(&mut self, number: u64) {
+            self.log.borrow_mut().push(format!("empty {number}"));
+        }
+        fn leftover_tmp(&mut self, number: u64) {
+            self.log.borrow_mut().push(format!("leftover_tmp {number}"));
+        }
+        fn progress(&mut self, number: u64, position: u64) {
+            if self.progress {
+                let line = format!("progress {number} at {position}");
+                self.log.borrow_mut().push(line);
+            }
+        }
+        fn reading_done(&mut self) {
+            self.log.borrow_mut().push("reading_done".into());
+        }
+    }
+
+    fn settings(extra: Option<&str>) -> ImportOptions {
+        ImportOptions {
+            quoting: Quoting::Mboxrd,
+            delivery: Options {
+                durability: Durability::DeferDirSync,
+                flags: extra.map(|f| Flags::parse(f).unwrap()),
+                ..Options::default()
+            },
+        }
+    }
+
+    /// Imports `mbox` (read 7 bytes at a time) into `fs`; the summary and the log.
+    fn run(
+        fs: &mut Probe,
+        env: &mut TestEnv,
+        settings: &ImportOptions,
+        mbox: &[u8],
+        progress: bool,
+    ) -> Summary<core::convert::Infallible> {
+        let mut rbuf = [0u8; 64];
+        let mut wbuf = [0u8; 32];
+        let mut events = Events {
+            log: fs.log.clone(),
+            progress,
+        };
+        let input = crate::mbox::Trickle::new(mbox, 7);
+        import(fs, env, settings, input, &mut rbuf, &mut wbuf, &mut events)
+    }
+
+    fn lines(log: &Log) -> Vec<String> {
+        log.borrow().clone()
+    }
+
+    #[test]
+    fn merge_adds_extra_flags_and_keeps_new_without_either() {
+        let f = |s: &str| Some(Flags::parse(s).unwrap());
+        assert_eq!(merge(None, None), None);
+        assert_eq!(merge(f(""), None), f(""));
+        assert_eq!(merge(None, f("T")), f("T"));
+        assert_eq!(merge(f("SF"), f("TS")), f("FST"));
+    }
+
+    const SMALL: &[u8] = b"From a@example.org Wed Dec 31 23:59:00 1969\n\
+Subject: one\n\nbody 1\n\n\
+From b@example.org Sat Nov 28 18:03:09 2026\n\
+Subject: two\nStatus: RO\n\nbody 2\n>From here\n\n\
+From c@example.org Sat Nov 28 18:03:09 2026\n\
+Date: Sun, 9 Sep 2001 01:46:40 +0000\nX-Status: F\n\tD\nSubject: three\n\n\
+body 3\n>>From there\n";
+
+    #[test]
+    fn a_small_mbox_is_stored_exactly_with_its_flags_dates_and_one_flush_per_directory() {
+        let log = Log::default();
+        let (mut fs, mut env) = Probe::new(&log);
+        let s = run(&mut fs, &mut env, &settings(None), SMALL, true);
+        assert_eq!(
+            (s.delivered, s.bytes, s.empty, s.unflushed),
+            (3, 21 + 31 + 72, 0, 0)
+        );
+        assert!(s.stop.is_none() && s.flush.is_none());
+        // Status: and X-Status: removed, mboxrd quoting undone, nothing else touched (Date:
+        // stays).
+        let new = fs.files(Dir::New);
+        assert_eq!(new.len(), 1);
+        assert_eq!(new[0].1, b"Subject: one\n\nbody 1\n");
+        assert!(!new[0].0.contains(':'), "no info in new/: {}", new[0].0);
+        assert_eq!(new[0].2, Some(-60), "the envelope's date, before 1970");
+        let mut cur = fs.files(Dir::Cur);
+        cur.sort_by_key(|(_, data, _)| data.len());
+        assert_eq!(cur.len(), 2);
+        assert_eq!(cur[0].1, b"Subject: two\n\nbody 2\nFrom here\n");
+        assert!(cur[0].0.ends_with(":2,S"), "{}", cur[0].0);
+        assert_eq!(cur[0].2, Some(1_795_888_989), "the envelope's date");
+        assert_eq!(
+            cur[1].1,
+            b"Date: Sun, 9 Sep 2001 01:46:40 +0000\nSubject: three\n\nbody 3\n>From there\n"
+        );
+        assert!(cur[1].0.ends_with(":2,FT"), "{}", cur[1].0);
+        assert_eq!(
+            cur[1].2,
+            Some(1_000_000_000),
+            "Date: wins over the envelope"
+        );
+        assert!(fs.files(Dir::Tmp).is_empty());
+        // The window (all three) is flushed at once at the end, then named in order: each
+        // message's data is flushed before it is named; the directories once, and only then
+        // are the messages committed. Messages end at 66, 154 and 286; a message is over once
+        // the next `From ` (5 bytes) has been read.
+        assert_eq!(
+            lines(&log),
+            [
+                "set_mtime -60",
+                "progress 1 at 71",
+                "set_mtime 1795888989",
+                "progress 2 at 159",
+                "set_mtime 1000000000",
+                "progress 3 at 286",
+                "sync_all",
+                "written 1: 21 bytes -> new/N (dir sync due)",
+                "written 2: 31 bytes -> cur/N:2,S (dir sync due)",
+                "written 3: 72 bytes -> cur/N:2,FT (dir sync due)",
+                "reading_done",
+                "sync_dir new",
+                "sync_dir cur",
+                "committed 3",
+            ]
+        );
+        assert_eq!(SMALL.len(), 286);
+    }
+
+    #[test]
+    fn extra_flags_add_to_status_and_move_plain_messages_to_cur() {
+        let log = Log::default();
+        let (mut fs, mut env) = Probe::new(&log);
+        fs.mtime_fails = true;
+        let s = run(&mut fs, &mut env, &settings(Some("T")), SMALL, false);
+        assert_eq!(
+            (s.delivered, s.bytes),
+            (3, 124),
+            "a failed set_mtime loses nothing"
+        );
+        assert!(fs.files(Dir::New).is_empty());
+        let mut infos: Vec<String> = fs
+            .files(Dir::Cur)
+            .iter()
+            .map(|(n, _, m)| {
+                assert_eq!(*m, None);
+                n[n.find(':').unwrap()..].to_string()
+            })
+            .collect();
+        infos.sort();
+        assert_eq!(infos, [":2,FT", ":2,ST", ":2,T"]);
+        assert_eq!(
+            lines(&log)
+                .iter()
+                .filter(|l| l.starts_with("sync_dir"))
+                .count(),
+            1,
+            "only cur/ got messages"
+        );
+    }
+
+    #[test]
+    fn without_set_mtime_the_import_still_delivers() {
+        // The quota tests' MemFs keeps the default `set_mtime` (Unsupported).
+        let (mut mem, mut env, _clock) = setup();
+        let mut rbuf = [0u8; 64];
+        let mut wbuf = [0u8; 64];
+        let s = import(
+            &mut mem,
+            &mut env,
+            &settings(None),
+            SMALL,
+            &mut rbuf,
+            &mut wbuf,
+            &mut (),
+        );
+        assert_eq!((s.delivered, s.bytes), (3, 124));
+        assert_eq!(mem.list(Dir::New).len() + mem.list(Dir::Cur).len(), 3);
+    }
+
+    #[test]
+    fn a_malformed_mbox_stops_at_its_offset_and_keeps_what_came_before() {
+        let mut mbox = SMALL[..154].to_vec();
+        mbox.extend_from_slice(b"From ");
+        mbox.extend_from_slice(&[b'x'; 2000]);
+        mbox.extend_from_slice(b"\nSubject: lost\n\nbody\n");
+        let log = Log::default();
+        let (mut fs, mut env) = Probe::new(&log);
+        let s = run(&mut fs, &mut env, &settings(None), &mbox, false);
+        assert_eq!((s.delivered, s.bytes), (2, 52));
+        match s.stop {
+            Some(Stop::Mbox(e)) => assert_eq!(e.offset(), 154),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(fs.files(Dir::New).len() + fs.files(Dir::Cur).len(), 2);
+        assert!(fs.files(Dir::Tmp).is_empty());
+        assert_eq!(lines(&log).last().unwrap(), "committed 2");
+        // Not an mbox at all: nothing delivered, offset 0.
+        let log = Log::default();
+        let (mut fs, mut env) = Probe::new(&log);
+        let s = run(
+            &mut fs,
+            &mut env,
+            &settings(None),
+            b"Subject: x\n\ny\n",
+            false,
+        );
+        assert!(matches!(s.stop, Some(Stop::Mbox(e)) if e.offset() == 0));
+        assert_eq!((s.delivered, s.bytes), (0, 0));
+        assert_eq!(lines(&log), ["reading_done"]);
+    }
+
+    #[test]
+    fn a_read_error_stops_the_import_mid_message() {
+        /// The mbox's first `n` bytes, then an I/O error.
+        struct Broken<'a>(&'a [u8]);
+        impl embedded_io::ErrorType for Broken<'_> {
+            type Error = embedded_io::ErrorKind;
+        }
+        impl embedded_io::Read for Broken<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> Result<usize, embedded_io::ErrorKind> {
+                if self.0.is_empty() {
+                    return Err(embedded_io::ErrorKind::Other);
+                }
+                let n = self.0.len().min(buf.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let log = Log::default();
+        let (mut fs, mut env) = Probe::new(&log);
+        let (mut rbuf, mut wbuf) = ([0u8; 64], [0u8; 64]);
+        let s = import(
+            &mut fs,
+            &mut env,
+            &settings(None),
+            Broken(&SMALL[..100]),
+            &mut rbuf,
+            &mut wbuf,
+            &mut (),
+        );
+        assert!(matches!(
+            s.stop,
+            Some(Stop::Read(embedded_io::ErrorKind::Other))
+        ));
+        assert_eq!(s.delivered, 1);
+        assert_eq!(fs.files(Dir::New).len(), 1);
+        assert!(fs.files(Dir::Cur).is_empty() && fs.files(Dir::Tmp).is_empty());
+    }
+
+    #[test]
+    fn an_empty_message_is_skipped_and_counted() {
+        let mut mbox = b"From nobody Sat Nov 28 18:03:09 2026\n\n".to_vec();
+        mbox.extend_from_slice(&SMALL[..66]);
+        mbox.extend_from_slice(b"From nobody Sat Nov 28 18:03:09 2026\n");
+        let log = Log::default();
+        let (mut fs, mut env) = Probe::new(&log);
+        let s = run(&mut fs, &mut env, &settings(None), &mbox, false);
+        assert_eq!((s.delivered, s.bytes, s.empty), (1, 21, 2));
+        assert!(s.stop.is_none() && s.flush.is_none());
+        assert_eq!(fs.files(Dir::New)[0].1, b"Subject: one\n\nbody 1\n");
+        assert!(fs.files(Dir::Tmp).is_empty());
+        assert_eq!(
+            lines(&log),
+            [
+                "empty 1",
+                "set_mtime -60",
+                "sync_file",
+                "written 2: 21 bytes -> new/N (dir sync due)",
+                "empty 3",
+                "reading_done",
+                "sync_dir new",
+                "committed 1",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_delivery_stops_at_its_message_number() {
+        let log = Log::default();
+        let (mut fs, mut env) = Probe::new(&log);
+        // Each message is created once in tmp/ (POSIX: no anonymous files).
+        fs.fail = Some(("create", 3, ErrorKind::NoSpace));
+        let s = run(&mut fs, &mut env, &settings(None), SMALL, false);
+        match s.stop {
+            Some(Stop::Deliver { error, number }) => {
+                assert_eq!(
+                    (error.kind, error.phase, number),
+                    (ErrorKind::NoSpace, Phase::Create, 3)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            (s.delivered, s.bytes),
+            (2, 52),
+            "the two before it are delivered"
+        );
+        assert!(s.flush.is_none());
+        assert_eq!(fs.files(Dir::New).len() + fs.files(Dir::Cur).len(), 2);
+        assert!(
+            fs.files(Dir::Tmp).is_empty(),
+            "the failed message is cleaned up"
+        );
+        assert_eq!(
+            lines(&log)[lines(&log).len() - 4..],
+            [
+                "reading_done",
+                "sync_dir new",
+                "sync_dir cur",
+                "committed 2"
+            ]
+        );
+    }
+
+    /// An mbox of `n` one-line messages.
+    fn numbered(n: usize) -> Vec<u8> {
+        let mut mbox = Vec::new();
+        for i in 1..=n {
+            mbox.extend_from_slice(b"From a@example.org Sat Nov 28 18:03:09 2026\n");
+            mbox.extend_from_slice(format!("Subject: {i}\n\nbody {i}\n\n").as_bytes());
+        }
+        mbox
+    }
+
+    #[test]
+    fn a_window_is_flushed_together_once_it_is_full_and_named_in_mbox_order() {
+        let log = Log::default();
+        let (mut fs, mut env) = Probe::new(&log);
+        let n = WINDOW + 2;
+        let s = run(&mut fs, &mut env, &settings(None), &numbered(n), false);
+        assert!(s.stop.is_none() && s.flush.is_none());
+        assert_eq!(s.delivered, n as u64);
+        let log = lines(&log);
+        // One flush for each window (the second holds 2), after all of its messages were
+        // written, none file by file.
+        let flushes: Vec<usize> = (0..log.len()).filter(|&i| log[i] == "sync_all").collect();
+        assert_eq!(flushes.len(), 2);
+        let mtimes_before = |i: usize| {
+            log[..i]
+                .iter()
+                .filter(|l| l.starts_with("set_mtime"))
+                .count()
+        };
+        assert_eq!(
+            (mtimes_before(flushes[0]), mtimes_before(flushes[1])),
+            (WINDOW, n)
+        );
+        assert!(!log.iter().any(|l| l == "sync_file"));
+        // Named in order, the window's first before the last window's messages were written.
+        let written: Vec<usize> = log
+            .iter()
+            .filter_map(|l| l.strip_prefix("written "))
+            .map(|l| l.split(':').next().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(written, (1..=n).collect::<Vec<_>>());
+        let named = |number: usize| {
+            let prefix = format!("written {number}:");
+            log.iter().position(|l| l.starts_with(&prefix)).unwrap()
+        };
+        assert!(flushes[0] < named(1) && named(WINDOW) < flushes[1] && flushes[1] < named(n));
+        let mut bodies: Vec<Vec<u8>> = fs.files(Dir::New).into_iter().map(|f| f.1).collect();
+        bodies.sort();
+        let mut expected: Vec<Vec<u8>> = (1..=n)
+            .map(|i| format!("Subject: {i}\n\nbody {i}\n").into_bytes())
+            .collect();
+        expected.sort();
+        assert_eq!(bodies, expected);
+    }
+
+    #[test]
+    fn a_failed_window_flush_falls_back_to_flushing_each_file() {
+        let log = Log::default();
+        let (mut fs, mut env) = Probe::new(&log);
+        fs.fail = Some(("sync_all", 1, ErrorKind::Io));
+        let s = run(&mut fs, &mut env, &settings(None), &numbered(3), false);
+        assert!(s.stop.is_none() && s.flush.is_none());
+        assert_eq!(s.delivered, 3);
+        let flushes: Vec<String> = lines(&log)
+            .into_iter()
+            .filter(|l| l.starts_with("sync_"))
+            .collect();
+        assert_eq!(
+            flushes,
+            [
+                "sync_all failed",
+                "sync_file",
+                "sync_file",
+                "sync_file",
+                "sync_dir new"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_flush_in_a_window_delivers_exactly_the_messages_before_it() {
+        let log = Log::default();
+        let (mut fs, mut env) = Probe::new(&log);
+        // File by file (no sync_all): the third message's flush fails.
+        fs.sync_all = false;
+        fs.fail = Some(("sync_file", 3, ErrorKind::Io));
+        let s = run(&mut fs, &mut env, &settings(None), &numbered(5), false);
+        match s.stop {
+            Some(Stop::Deliver { error, number }) => {
+                assert_eq!(
+                    (error.kind, error.phase, number),
+                    (ErrorKind::Io, Phase::SyncFile, 3)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.delivered, 2, "messages 1 and 2");
+        // Messages 4 and 5 were written and waiting: they are removed, never named, so what is
+        // delivered is a prefix of the mbox and a rerun from message 3's offset duplicates
+        // nothing.
+        let mut bodies: Vec<Vec<u8>> = fs.files(Dir::New).into_iter().map(|f| f.1).collect();
+        bodies.sort();
+        assert_eq!(
+            bodies,
+            [&b"Subject: 1\n\nbody 1\n"[..], b"Subject: 2\n\nbody 2\n"]
+        );
+        assert!(fs.files(Dir::Tmp).is_empty(), "nothing left in tmp/");
+        assert_eq!(
+            lines(&log)
+                .iter()
+                .filter(|l| l.starts_with("sync_file"))
+                .count(),
+            3,
+            "4 and 5 are not flushed"
+        );
+    }
+
+    #[test]
+    fn a_second_name_left_in_tmp_is_reported_and_the_message_still_delivered() {
+        let log = Log::default();
+        let (mut fs, mut env) = Probe::new(&log);
+        // POSIX publishes by link + unlink: the first message's tmp name stays.
+        fs.fail = Some(("unlink", 1, ErrorKind::Io));
+        let s = run(&mut fs, &mut env, &settings(None), SMALL, false);
+        assert!(s.stop.is_none() && s.flush.is_none());
+        assert_eq!(s.delivered, 3);
+        let tmp = fs.files(Dir::Tmp);
+        assert_eq!(tmp.len(), 1);
+        assert_eq!(tmp[0].1, fs.files(Dir::New)[0].1);
+        let log = lines(&log);
+        let at = log.iter().position(|l| l == "leftover_tmp 1").unwrap();
+        assert!(log[at - 1].starts_with("written 1: "), "{log:?}");
+        assert_eq!(log.iter().filter(|l| l.starts_with("leftover")).count(), 1);
+    }
+
+    #[test]
+    fn a_failed_final_flush_delivers_nothing_and_counts_the_unflushed() {
+        let log = Log::default();
+        let (mut fs, mut env) = Probe::new(&log);
+        fs.fail = Some(("sync_dir", 2, ErrorKind::Io));
+        let s = run(&mut fs, &mut env, &settings(None), SMALL, false);
+        assert!(s.stop.is_none());
+        assert_eq!(s.flush, Some(Error::new(ErrorKind::Io, Phase::SyncDir)));
+        assert_eq!((s.delivered, s.bytes, s.unflushed), (0, 124, 3));
+        assert!(!lines(&log).iter().any(|l| l.starts_with("committed")));
+        assert_eq!(lines(&log).last().unwrap(), "sync_dir cur failed");
+    }
+
+    /// An mbox of `n` one-line messages.
+    fn many(n: usize) -> Vec<u8> {
+        let mut v = Vec::new();
+        for i in 0..n {
+            v.extend_from_slice(format!("From x Sat Nov 28 18:03:09 2026\nS: {i}\n\n").as_bytes());
+        }
+        v
+    }
+
+    #[test]
+    fn directories_are_flushed_once_per_batch() {
+        let log = Log::default();
+        let (mut fs, mut env) = Probe::new(&log);
+        let s = run(&mut fs, &mut env, &settings(None), &many(BATCH + 3), false);
+        assert_eq!(s.delivered, BATCH as u64 + 3);
+        let flushes: Vec<String> = lines(&log)
+            .into_iter()
+            .filter(|l| {
+                l.starts_with("sync_dir") || l.starts_with("committed") || l == "reading_done"
+            })
+            .collect();
+        assert_eq!(
+            flushes,
+            [
+                "sync_dir new",
+                "committed 1024",
+                "reading_done",
+                "sync_dir new",
+                "committed 3"
+            ]
+        );
+        assert_eq!(fs.files(Dir::New).len(), BATCH + 3);
+    }
+
+    #[test]
+    fn a_failed_batch_flush_stops_the_import_and_is_tried_again_at_the_end() {
+        let log = Log::default();
+        let (mut fs, mut env) = Probe::new(&log);
+        fs.fail = Some(("sync_dir", 1, ErrorKind::Io));
+        let s = run(&mut fs, &mut env, &settings(None), &many(BATCH + 3), false);
+        match s.stop {
+            Some(Stop::Deliver { error, number }) => {
+                assert_eq!(error, Error::new(ErrorKind::Io, Phase::SyncDir));
+                assert_eq!(number, BATCH as u64, "the message that filled the batch");
+            }
+            other => panic!("{other:?}"),
+        }
+        // The retry at the end succeeded: the batch is delivered, nothing after it was read.
+        assert!(s.flush.is_none());
+        assert_eq!(s.delivered, BATCH as u64);
+        assert_eq!(fs.files(Dir::New).len(), BATCH);
+        let flushes: Vec<String> = lines(&log)
+            .into_iter()
+            .filter(|l| {
+                !l.starts_with("written")
+                    && !l.starts_with("set_")
+                    && !matches!(l.as_str(), "sync_file" | "sync_all")
+            })
+            .collect();
+        assert_eq!(
+            flushes,
+            [
+                "sync_dir new failed",
+                "reading_done",
+                "sync_dir new",
+                "committed 1024"
+            ]
+        );
+    }
+}

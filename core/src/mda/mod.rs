@@ -1,0 +1,283 @@
+//! One message's way into one maildir when mdeliver runs as an MTA's delivery agent: look at
+//! the head (the `From ` line and the trace fields the MTA wrote), decide what to add and
+//! whether the message loops ([`crate::mda::trace`]), then stream `head + rest` through the
+//! [`FromLine`] and [`Prelude`] transforms into a delivery that also checks the Maildir++
+//! quota and, when asked, the duplicate index ([`crate::machine::dedup::deliver_once`]).
+//!
+//! Decisions:
+//! - The head is read up to the end of the header block or [`HEAD_MAX`] bytes, whichever comes
+//!   first, and **before anything is written**; a loop found there fails the delivery with
+//!   [`ErrorKind::Loop`] and nothing is created.
+//! - A loop found past the head (a header longer than the head buffer) is found while the
+//!   message streams into tmp/; the [`LoopGuard`] makes the write fail, so nothing is
+//!   published, and the result is still [`ErrorKind::Loop`].
+//! - A `From ` line's sender becomes the `Return-Path` only when none is given or present; a
+//!   sender that cannot be an address (over [`SENDER_MAX`] bytes) makes the message's trace
+//!   unusable: a data error, as an invalid address given explicitly is.
+//! - A copy of a message already delivered in this run ([`store`]) is stored as it is.
+//!
+//! Dry runs are the caller's choice of filesystem ([`crate::fs::dryrun::DryRun`]).
+
+pub mod trace;
+
+use embedded_io::Read;
+
+use crate::machine::dedup::{self, DedupOptions, Once, OnceOptions};
+use crate::machine::deliver::{Delivered, Options};
+use crate::machine::quota::{self, CheckOptions};
+use crate::maildir::name::NameBuf;
+use crate::message::{FromLine, FromLineMode, Prefixed, Prelude, PreludeFields, Transformed};
+use crate::{Dir, Env, Error, ErrorKind, Fs, Phase};
+use trace::{Head, LoopGuard, Wanted};
+
+/// How much of the message is looked at before anything is written: the `From ` line, the
+/// trace fields and, for the loop check, the whole header of any real message. The size of
+/// the head buffer callers pass to [`deliver_message`].
+pub const HEAD_MAX: usize = 64 * 1024;
+
+/// The longest `From ` line sender kept for the `Return-Path` (longer cannot be an address:
+/// [`crate::message::ADDRESS_MAX`] plus brackets and spaces).
+pub const SENDER_MAX: usize = crate::message::ADDRESS_MAX + 8;
+
+/// The envelope the MTA gave: what goes into the trace fields.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Envelope<'a> {
+    /// Store a leading `From ` line as it is (else it is removed and its sender may become
+    /// the `Return-Path`).
+    pub keep_from_line: bool,
+    /// The envelope sender (`b""` is the null sender `<>`).
+    pub return_path: Option<&'a [u8]>,
+    /// The recipient: `Delivered-To:` and the loop-check address.
+    pub delivered_to: Option<&'a [u8]>,
+    /// The recipient before alias expansion: `X-Original-To:`.
+    pub original_to: Option<&'a [u8]>,
+}
+
+/// Everything one delivery under an MTA needs besides the filesystem, clock and message.
+#[derive(Copy, Clone, Debug, Default)]
+pub struct MdaOptions<'a> {
+    /// The delivery itself (durability, flags, info separator, strategy).
+    pub delivery: Options,
+    /// The envelope.
+    pub envelope: Envelope<'a>,
+    /// The Maildir++ quota check (a `maildirsize` file is honoured without a given limit).
+    pub quota: CheckOptions,
+    /// Duplicate suppression, when asked for.
+    pub dedup: Option<DedupOptions>,
+}
+
+/// What happened in one maildir.
+#[derive(Clone, Debug)]
+pub enum Stored {
+    /// Delivered (or, in a dry run, would have been).
+    Delivered(Delivered),
+    /// A duplicate within the window: not stored again.
+    Duplicate {
+        /// Where the earlier copy was recorded.
+        dir: Option<Dir>,
+        /// Its name then.
+        name: NameBuf,
+        /// Its size, if it is still there.
+        size: Option<u64>,
+    },
+}
+
+/// Checks the envelope's addresses once, before any maildir is touched; the error names the
+/// field (`"return path"`, `"delivered-to address"`, `"original-to address"`).
+pub fn check_envelope(
+    e: &Envelope<'_>,
+) -> Result<(), (&'static str, crate::message::AddressError)> {
+    let one = |what: &'static str, f: PreludeFields<'_>| {
+        Prelude::new(f).map(|_| ()).map_err(|x| (what, x))
+    };
+    one(
+        "return path",
+        PreludeFields {
+            return_path: e.return_path,
+            ..PreludeFields::default()
+        },
+    )?;
+    one(
+        "delivered-to address",
+        PreludeFields {
+            delivered_to: e.delivered_to,
+            ..PreludeFields::default()
+        },
+    )?;
+    one(
+        "original-to address",
+        PreludeFields {
+            original_to: e.original_to,
+            ..PreludeFields::default()
+        },
+    )
+}
+
+/// Reads up to `head.len()` bytes, stopping early at the end of the header block (an empty
+/// line). Returns the byte count and whether the input ended.
+pub fn read_head<R: Read + ?Sized>(
+    source: &mut R,
+    head: &mut [u8],
+) -> Result<(usize, bool), Error> {
+    let mut n = 0;
+    while n < head.len() {
+        let k = match source.read(&mut head[n..]) {
+            Ok(k) => k,
+            Err(e) if embedded_io::Error::kind(&e) == embedded_io::ErrorKind::Interrupted => {
+                continue
+            }
+            Err(_) => return Err(Error::new(ErrorKind::Io, Phase::Read)),
+        };
+        if k == 0 {
+            return Ok((n, true));
+        }
+        let from = n.saturating_sub(3);
+        n += k;
+        let h = &head[..n];
+        if h.starts_with(b"\n")
+            || h.starts_with(b"\r\n")
+            || h[from..].windows(2).any(|w| w == b"\n\n")
+            || h[from..].windows(3).any(|w| w == b"\n\r\n")
+        {
+            return Ok((n, false));
+        }
+    }
+    Ok((n, false))
+}
+
+fn wanted<'a>(e: &Envelope<'a>, from_sender: Option<&'a [u8]>) -> Wanted<'a> {
+    Wanted {
+        return_path: e.return_path,
+        original_to: e.original_to,
+        delivered_to: e.delivered_to,
+        from_sender,
+    }
+}
+
+/// Delivers the MTA's message `source` into `fs`: reads the head into `head` (give it
+/// [`HEAD_MAX`] bytes), reconciles the trace fields, checks for a loop, and streams the
+/// result through `buf` into a quota-checked (and, with [`MdaOptions::dedup`],
+/// duplicate-suppressed) delivery.
+pub fn deliver_message<F, E, R>(
+    fs: &mut F,
+    env: &mut E,
+    o: &MdaOptions<'_>,
+    source: &mut R,
+    head: &mut [u8],
+    buf: &mut [u8],
+) -> Result<Stored, Error>
+where
+    F: Fs + ?Sized,
+    E: Env + ?Sized,
+    R: Read + ?Sized,
+{
+    let data = || Error::new(ErrorKind::Data, Phase::Check);
+    let (mut len, eof) = read_head(source, head)?;
+    let parsed = Head::parse(&head[..len]);
+    // The sender is copied out: the head is edited below while the plan refers to it.
+    let mut sender = heapless::Vec::<u8, SENDER_MAX>::new();
+    let from_sender = match parsed.from_sender(&head[..len]) {
+        Some(s) if !o.envelope.keep_from_line => {
+            sender.extend_from_slice(s).map_err(|_| data())?;
+            Some(&sender[..])
+        }
+        _ => None,
+    };
+    let mut plan =
+        trace::plan(&head[..len], &parsed, wanted(&o.envelope, from_sender)).map_err(|_| data())?;
+    len = plan.apply_drop(head, len);
+    let check = plan.loop_check(&head[..len], eof);
+    if check.as_ref().is_some_and(|c| c.found()) {
+        // Decided before anything was written.
+        return Err(Error::new(ErrorKind::Loop, Phase::Check));
+    }
+    let check = check.filter(|c| !c.header_done());
+    let mut guard = LoopGuard::new(&mut *source, check);
+    let prefixed = Prefixed::new(&head[..len], &mut guard);
+    let mode = if o.envelope.keep_from_line {
+        FromLineMode::Keep
+    } else {
+        FromLineMode::Strip
+    };
+    let from: Transformed<_, FromLine> = Transformed::new(prefixed, FromLine::new(mode));
+    // `trace::plan` built these fields with this same check, so it cannot fail here.
+    let prelude = Prelude::new(plan.prelude).map_err(|_| data())?;
+    let mut reader: Transformed<_, Prelude> = Transformed::new(from, prelude);
+    let r = store(fs, env, o, &mut reader, buf);
+    if r.is_err() && guard.looped() {
+        // Found past the head, while streaming into tmp/: nothing was published.
+        return Err(Error::new(ErrorKind::Loop, Phase::Check));
+    }
+    r
+}
+
+/// A message source behind a `dyn` pointer, its errors reduced to their kind: whatever the
+/// source's type, the delivery code ([`store`]) is compiled once, which matters where code
+/// size does (the WASI module).
+pub struct DynSource<'a>(&'a mut dyn ReadKind);
+
+/// A reader whose errors are reduced to their kind (implemented for every reader).
+pub trait ReadKind {
+    /// Reads as [`Read::read`] does.
+    fn read_kind(&mut self, buf: &mut [u8]) -> Result<usize, embedded_io::ErrorKind>;
+}
+
+impl<R: Read> ReadKind for R {
+    fn read_kind(&mut self, buf: &mut [u8]) -> Result<usize, embedded_io::ErrorKind> {
+        self.read(buf).map_err(|e| embedded_io::Error::kind(&e))
+    }
+}
+
+impl<'a> DynSource<'a> {
+    /// Erases `source`'s type.
+    pub fn new(source: &'a mut dyn ReadKind) -> DynSource<'a> {
+        DynSource(source)
+    }
+}
+
+impl embedded_io::ErrorType for DynSource<'_> {
+    type Error = embedded_io::ErrorKind;
+}
+
+impl Read for DynSource<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, embedded_io::ErrorKind> {
+        self.0.read_kind(buf)
+    }
+}
+
+/// Stores `source` as it is (a copy of a message already delivered in this run), with the
+/// quota check and, with [`MdaOptions::dedup`], duplicate suppression.
+pub fn store<F, E, R>(
+    fs: &mut F,
+    env: &mut E,
+    o: &MdaOptions<'_>,
+    source: &mut R,
+    buf: &mut [u8],
+) -> Result<Stored, Error>
+where
+    F: Fs + ?Sized,
+    E: Env + ?Sized,
+    R: Read + ?Sized,
+{
+    let mut inner = source;
+    let source = &mut DynSource::new(&mut inner);
+    match o.dedup {
+        Some(d) => {
+            let once = OnceOptions {
+                delivery: o.delivery,
+                dedup: d,
+                quota: Some(o.quota),
+                key: None,
+            };
+            match dedup::deliver_once(fs, env, once, source, buf)? {
+                Once::Stored { delivered, .. } => Ok(Stored::Delivered(delivered)),
+                Once::Duplicate { dir, name } => {
+                    let size = dir.and_then(|d| fs.stat(d, &name).ok()).map(|st| st.size);
+                    Ok(Stored::Duplicate { dir, name, size })
+                }
+            }
+        }
+        None => quota::deliver_with_quota(fs, env, o.delivery, o.quota, source, buf)
+            .map(|(d, _)| Stored::Delivered(d)),
+    }
+}

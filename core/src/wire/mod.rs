@@ -1,0 +1,992 @@
+//! A compact byte encoding of [`Op`], [`OpResult`] and delivery outcomes, so a delivery machine
+//! compiled to another target (the WASI module) can be stepped by a driver on the other side of
+//! a foreign-function boundary, exactly as a native machine is stepped. Encoding writes into a
+//! caller's buffer; decoding borrows names from the input. Both sides use this one module: every
+//! code of the stepping ABI below is defined here and nowhere else.
+//!
+//! # The stepping ABI
+//!
+//! The WASI module (`wasi/src/step.rs`) exports the core's
+//! [`Delivery`](crate::machine::deliver::Delivery) machine as six C-like functions; a host (the
+//! simulator's differential test) drives them. All data crosses in one buffer of
+//! [`STEP_BUF_LEN`] bytes inside the module's memory; integers are little-endian. Calls that
+//! can fail return an `i32` made by [`encode_return`]: a non-negative value, or
+//! [`CallError::BadInput`] (`-1`) or [`CallError::Diverged`] (`-2`).
+//!
+//! - `mdeliver_step_buf() -> *mut u8`: the buffer's address.
+//! - `mdeliver_step_env_push(kind: u32, a: u64, b: u64) -> i32`: queues one [`EnvValue`]
+//!   ([`EnvValue::encode`]) for the next `new` or `feed`. 0, or -1 (nothing queued) for an
+//!   unknown kind or a field out of range.
+//! - `mdeliver_step_new(len: u32) -> i32`: starts a machine from the [`Start`] in the buffer's
+//!   first `len` bytes ([`encode_start`]). A handle, or -1.
+//! - `mdeliver_step_poll(handle: u32) -> i32`: writes the machine's next [`Step`] to the buffer
+//!   ([`encode_step`]). Its length, or -1 for a bad handle (or a step that does not fit the
+//!   buffer, which [`STEP_BUF_LEN`] makes impossible). A finished machine keeps
+//!   answering its outcome.
+//! - `mdeliver_step_feed(handle: u32, len: u32) -> i32`: feeds the last polled operation's
+//!   [`OpResult`] from the buffer's first `len` bytes ([`encode_result`]). 0, -1 for a bad
+//!   handle or encoding, -2 when the machine has diverged (for good).
+//! - `mdeliver_step_drop(handle: u32)`: releases the machine; a later `new` may reuse its
+//!   handle.
+//!
+//! **Environment.** The module's machine has no clock or entropy of its own: it replays the
+//! values the host pushes, in the order the native machine drew them. Before `new` the host
+//! pushes the process id ([`EnvValue::Pid`], taken by `new` only) and whatever the native
+//! machine drew while starting; before each `feed`, whatever it drew while consuming that
+//! result. `(kind, a, b)`: [`ENV_NOW`] `(secs, micros)`, [`ENV_RANDOM`] `(value, 0)`,
+//! [`ENV_COUNTER`] `(value, 0)`, [`ENV_PID`] `(pid, 0)` or `(0, 1)` for no pid. A machine that
+//! asks for a value that was not pushed, or for another kind first, has diverged: `feed`
+//! returns -2.
+//!
+//! **Start** ([`encode_start`]): strategy code ([`encode_strategy`]: 0 Exclusive, 1 Classic,
+//! 2 Classic with `O_EXCL`, 3 Locked), durability code ([`encode_durability`]: 0 full,
+//! 1 deferred directory sync, 2 none), flags (0 = deliver to new/; 1 + a string of flag
+//! letters = deliver to cur/), the info separator byte, then `max_attempts`,
+//! `lock_stale_secs`, `lock_timeout_ms`, `lock_poll_ms` as `u64`s, the capability bits
+//! ([`encode_caps`]: [`CAP_ANONYMOUS_TMP`] 1, [`CAP_RENAME_NOREPLACE`] 2, [`CAP_HARD_LINKS`] 4,
+//! [`CAP_DIR_SYNC`] 8, [`CAP_ATOMIC_EXCLUSIVE`] 16) and the host name as a string. A string
+//! is a length byte followed by that many UTF-8 bytes.
+//!
+//! **Step** ([`encode_step`]): [`STEP_OP`] (1) followed by an encoded [`Op`] ([`encode_op`]),
+//! or [`STEP_DONE`] (2) followed by an encoded [`Outcome`] ([`encode_outcome`]).
+
+use crate::env::Timestamp;
+use crate::error::{Error, ErrorKind, Phase};
+use crate::fs::{Capabilities, Dir, Op, OpResult, Stat};
+use crate::machine::deliver::{Delivered, Durability, Options, Outcome, Publish, Step, Strategy};
+use crate::maildir::flags::Flags;
+use crate::maildir::name::{InfoSep, NameBuf};
+
+/// Why bytes could not be decoded (or an encoding did not fit).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct WireError;
+
+/// Every error kind, in wire order (also what a test or fuzz target draws kinds from).
+pub const KINDS: [ErrorKind; 17] = [
+    ErrorKind::Exists,
+    ErrorKind::NotFound,
+    ErrorKind::NoSpace,
+    ErrorKind::Quota,
+    ErrorKind::Permission,
+    ErrorKind::ReadOnly,
+    ErrorKind::Interrupted,
+    ErrorKind::Io,
+    ErrorKind::Unsupported,
+    ErrorKind::NotDirectory,
+    ErrorKind::NameTooLong,
+    ErrorKind::Collisions,
+    ErrorKind::Busy,
+    ErrorKind::Data,
+    ErrorKind::Usage,
+    ErrorKind::Loop,
+    ErrorKind::OverQuota,
+];
+const PHASES: [Phase; 9] = [
+    Phase::Open,
+    Phase::Create,
+    Phase::Read,
+    Phase::Write,
+    Phase::SyncFile,
+    Phase::Publish,
+    Phase::SyncDir,
+    Phase::Lock,
+    Phase::Check,
+];
+/// Every directory, in wire order.
+pub const DIRS: [Dir; 4] = [Dir::Root, Dir::Tmp, Dir::New, Dir::Cur];
+const PUBLISH: [Publish; 4] = [
+    Publish::AnonymousLink,
+    Publish::RenameNoReplace,
+    Publish::LinkUnlink,
+    Publish::CheckedRename,
+];
+
+fn index<T: PartialEq>(table: &[T], v: T) -> u8 {
+    table.iter().position(|x| *x == v).unwrap_or(0) as u8
+}
+
+fn lookup<T: Copy>(table: &[T], i: u8) -> Result<T, WireError> {
+    table.get(usize::from(i)).copied().ok_or(WireError)
+}
+
+struct Writer<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl Writer<'_> {
+    fn u8(&mut self, v: u8) -> Result<(), WireError> {
+        *self.buf.get_mut(self.len).ok_or(WireError)? = v;
+        self.len += 1;
+        Ok(())
+    }
+    fn u64(&mut self, v: u64) -> Result<(), WireError> {
+        for b in v.to_le_bytes() {
+            self.u8(b)?;
+        }
+        Ok(())
+    }
+    fn str(&mut self, s: &str) -> Result<(), WireError> {
+        let n = u8::try_from(s.len()).map_err(|_| WireError)?;
+        self.u8(n)?;
+        for &b in s.as_bytes() {
+            self.u8(b)?;
+        }
+        Ok(())
+    }
+    fn dir_name(&mut self, (d, n): (Dir, &str)) -> Result<(), WireError> {
+        self.u8(index(&DIRS, d))?;
+        self.str(n)
+    }
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn u8(&mut self) -> Result<u8, WireError> {
+        let v = *self.buf.get(self.pos).ok_or(WireError)?;
+        self.pos += 1;
+        Ok(v)
+    }
+    fn u64(&mut self) -> Result<u64, WireError> {
+        let mut b = [0u8; 8];
+        for x in &mut b {
+            *x = self.u8()?;
+        }
+        Ok(u64::from_le_bytes(b))
+    }
+    fn u32(&mut self) -> Result<u32, WireError> {
+        u32::try_from(self.u64()?).map_err(|_| WireError)
+    }
+    fn str(&mut self) -> Result<&'a str, WireError> {
+        let n = usize::from(self.u8()?);
+        let s = self.buf.get(self.pos..self.pos + n).ok_or(WireError)?;
+        self.pos += n;
+        core::str::from_utf8(s).map_err(|_| WireError)
+    }
+    fn dir(&mut self) -> Result<Dir, WireError> {
+        lookup(&DIRS, self.u8()?)
+    }
+    fn dir_name(&mut self) -> Result<(Dir, &'a str), WireError> {
+        Ok((self.dir()?, self.str()?))
+    }
+}
+
+/// Encodes an operation into `buf`, returning the length used.
+pub fn encode_op(op: Op<'_>, buf: &mut [u8]) -> Result<usize, WireError> {
+    let mut w = Writer { buf, len: 0 };
+    match op {
+        Op::CreateExclusive { dir, name } => {
+            w.u8(1)?;
+            w.dir_name((dir, name))?;
+        }
+        Op::CreateTruncate { dir, name } => {
+            w.u8(2)?;
+            w.dir_name((dir, name))?;
+        }
+        Op::CreateAnonymous { dir } => {
+            w.u8(3)?;
+            w.u8(index(&DIRS, dir))?;
+        }
+        Op::WriteMessage => w.u8(4)?,
+        Op::SyncFile => w.u8(5)?,
+        Op::CloseFile => w.u8(6)?,
+        Op::LinkAnonymous { dir, name } => {
+            w.u8(7)?;
+            w.dir_name((dir, name))?;
+        }
+        Op::Link { from, to } => {
+            w.u8(8)?;
+            w.dir_name(from)?;
+            w.dir_name(to)?;
+        }
+        Op::Rename {
+            from,
+            to,
+            noreplace,
+        } => {
+            w.u8(9)?;
+            w.dir_name(from)?;
+            w.dir_name(to)?;
+            w.u8(u8::from(noreplace))?;
+        }
+        Op::Unlink { dir, name } => {
+            w.u8(10)?;
+            w.dir_name((dir, name))?;
+        }
+        Op::Stat { dir, name } => {
+            w.u8(11)?;
+            w.dir_name((dir, name))?;
+        }
+        Op::SyncDir { dir } => {
+            w.u8(12)?;
+            w.u8(index(&DIRS, dir))?;
+        }
+        Op::Sleep { millis } => {
+            w.u8(13)?;
+            w.u64(u64::from(millis))?;
+        }
+    }
+    Ok(w.len)
+}
+
+/// Decodes an operation, borrowing its names from `buf`.
+pub fn decode_op(buf: &[u8]) -> Result<Op<'_>, WireError> {
+    let mut r = Reader { buf, pos: 0 };
+    let op = match r.u8()? {
+        1 => {
+            let (dir, name) = r.dir_name()?;
+            Op::CreateExclusive { dir, name }
+        }
+        2 => {
+            let (dir, name) = r.dir_name()?;
+            Op::CreateTruncate { dir, name }
+        }
+        3 => Op::CreateAnonymous { dir: r.dir()? },
+        4 => Op::WriteMessage,
+        5 => Op::SyncFile,
+        6 => Op::CloseFile,
+        7 => {
+            let (dir, name) = r.dir_name()?;
+            Op::LinkAnonymous { dir, name }
+        }
+        8 => Op::Link {
+            from: r.dir_name()?,
+            to: r.dir_name()?,
+        },
+        9 => {
+            let from = r.dir_name()?;
+            let to = r.dir_name()?;
+            Op::Rename {
+                from,
+                to,
+                noreplace: r.u8()? != 0,
+            }
+        }
+        10 => {
+            let (dir, name) = r.dir_name()?;
+            Op::Unlink { dir, name }
+        }
+        11 => {
+            let (dir, name) = r.dir_name()?;
+            Op::Stat { dir, name }
+        }
+        12 => Op::SyncDir { dir: r.dir()? },
+        13 => Op::Sleep { millis: r.u32()? },
+        _ => return Err(WireError),
+    };
+    Ok(op)
+}
+
+/// Encodes an operation's result.
+pub fn encode_result(res: OpResult, buf: &mut [u8]) -> Result<usize, WireError> {
+    let mut w = Writer { buf, len: 0 };
+    match res {
+        OpResult::Done => w.u8(1)?,
+        OpResult::Created { id } => {
+            w.u8(2)?;
+            match id {
+                Some((d, i)) => {
+                    w.u8(1)?;
+                    w.u64(d)?;
+                    w.u64(i)?;
+                }
+                None => w.u8(0)?,
+            }
+        }
+        OpResult::Written(n) => {
+            w.u8(3)?;
+            w.u64(n)?;
+        }
+        OpResult::Stat(s) => {
+            w.u8(4)?;
+            w.u64(s.nlink)?;
+            w.u64(s.size)?;
+            w.u64(s.mtime)?;
+            w.u8(u8::from(s.regular))?;
+        }
+        OpResult::Err(k) => {
+            w.u8(5)?;
+            w.u8(index(&KINDS, k))?;
+        }
+        OpResult::SourceErr(k) => {
+            w.u8(6)?;
+            w.u8(index(&KINDS, k))?;
+        }
+    }
+    Ok(w.len)
+}
+
+/// Decodes an operation's result.
+pub fn decode_result(buf: &[u8]) -> Result<OpResult, WireError> {
+    let mut r = Reader { buf, pos: 0 };
+    Ok(match r.u8()? {
+        1 => OpResult::Done,
+        2 => OpResult::Created {
+            id: match r.u8()? {
+                0 => None,
+                _ => Some((r.u64()?, r.u64()?)),
+            },
+        },
+        3 => OpResult::Written(r.u64()?),
+        4 => OpResult::Stat(Stat {
+            nlink: r.u64()?,
+            size: r.u64()?,
+            mtime: r.u64()?,
+            regular: r.u8()? != 0,
+        }),
+        5 => OpResult::Err(lookup(&KINDS, r.u8()?)?),
+        6 => OpResult::SourceErr(lookup(&KINDS, r.u8()?)?),
+        _ => return Err(WireError),
+    })
+}
+
+/// Encodes a finished delivery's outcome.
+pub fn encode_outcome(o: &Outcome, buf: &mut [u8]) -> Result<usize, WireError> {
+    let mut w = Writer { buf, len: 0 };
+    match o {
+        Ok(d) => {
+            w.u8(1)?;
+            w.u8(index(&DIRS, d.dir))?;
+            w.str(&d.name)?;
+            w.u64(d.size)?;
+            w.u8(index(&PUBLISH, d.publish))?;
+            w.u8(u8::from(d.needs_dir_sync))?;
+            w.u8(u8::from(d.leftover_tmp))?;
+        }
+        Err(e) => {
+            w.u8(2)?;
+            w.u8(index(&KINDS, e.kind))?;
+            w.u8(index(&PHASES, e.phase))?;
+        }
+    }
+    Ok(w.len)
+}
+
+/// Decodes a finished delivery's outcome.
+pub fn decode_outcome(buf: &[u8]) -> Result<Outcome, WireError> {
+    let mut r = Reader { buf, pos: 0 };
+    match r.u8()? {
+        1 => {
+            let dir = r.dir()?;
+            let mut name = NameBuf::new();
+            name.push_str(r.str()?).map_err(|_| WireError)?;
+            Ok(Ok(Delivered {
+                dir,
+                name,
+                size: r.u64()?,
+                publish: lookup(&PUBLISH, r.u8()?)?,
+                needs_dir_sync: r.u8()? != 0,
+                leftover_tmp: r.u8()? != 0,
+            }))
+        }
+        2 => Ok(Err(Error::new(
+            lookup(&KINDS, r.u8()?)?,
+            lookup(&PHASES, r.u8()?)?,
+        ))),
+        _ => Err(WireError),
+    }
+}
+
+/// The length of the module's shared stepping buffer.
+pub const STEP_BUF_LEN: usize = 1024;
+
+/// Every strategy, in wire order.
+pub const STRATEGIES: [Strategy; 4] = [
+    Strategy::Exclusive,
+    Strategy::Classic {
+        exclusive_create: false,
+    },
+    Strategy::Classic {
+        exclusive_create: true,
+    },
+    Strategy::Locked,
+];
+/// Every durability, in wire order.
+pub const DURABILITIES: [Durability; 3] =
+    [Durability::Full, Durability::DeferDirSync, Durability::None];
+
+/// A strategy's code.
+pub fn encode_strategy(s: Strategy) -> u8 {
+    index(&STRATEGIES, s)
+}
+
+/// The strategy of a code.
+pub fn decode_strategy(code: u8) -> Result<Strategy, WireError> {
+    lookup(&STRATEGIES, code)
+}
+
+/// A durability's code.
+pub fn encode_durability(d: Durability) -> u8 {
+    index(&DURABILITIES, d)
+}
+
+/// The durability of a code.
+pub fn decode_durability(code: u8) -> Result<Durability, WireError> {
+    lookup(&DURABILITIES, code)
+}
+
+/// Capability bit: [`Capabilities::anonymous_tmp`].
+pub const CAP_ANONYMOUS_TMP: u8 = 1;
+/// Capability bit: [`Capabilities::rename_noreplace`].
+pub const CAP_RENAME_NOREPLACE: u8 = 2;
+/// Capability bit: [`Capabilities::hard_links`].
+pub const CAP_HARD_LINKS: u8 = 4;
+/// Capability bit: [`Capabilities::dir_sync`].
+pub const CAP_DIR_SYNC: u8 = 8;
+/// Capability bit: [`Capabilities::atomic_exclusive`].
+pub const CAP_ATOMIC_EXCLUSIVE: u8 = 16;
+const CAP_ALL: u8 =
+    CAP_ANONYMOUS_TMP | CAP_RENAME_NOREPLACE | CAP_HARD_LINKS | CAP_DIR_SYNC | CAP_ATOMIC_EXCLUSIVE;
+
+/// Capabilities as bits.
+pub fn encode_caps(c: Capabilities) -> u8 {
+    let bit = |on: bool, b: u8| if on { b } else { 0 };
+    bit(c.anonymous_tmp, CAP_ANONYMOUS_TMP)
+        | bit(c.rename_noreplace, CAP_RENAME_NOREPLACE)
+        | bit(c.hard_links, CAP_HARD_LINKS)
+        | bit(c.dir_sync, CAP_DIR_SYNC)
+        | bit(c.atomic_exclusive, CAP_ATOMIC_EXCLUSIVE)
+}
+
+/// Capabilities from bits; unknown bits are refused.
+pub fn decode_caps(bits: u8) -> Result<Capabilities, WireError> {
+    if bits & !CAP_ALL != 0 {
+        return Err(WireError);
+    }
+    Ok(Capabilities {
+        anonymous_tmp: bits & CAP_ANONYMOUS_TMP != 0,
+        rename_noreplace: bits & CAP_RENAME_NOREPLACE != 0,
+        hard_links: bits & CAP_HARD_LINKS != 0,
+        dir_sync: bits & CAP_DIR_SYNC != 0,
+        atomic_exclusive: bits & CAP_ATOMIC_EXCLUSIVE != 0,
+    })
+}
+
+/// Everything a delivery machine is started with (`mdeliver_step_new`), but its environment.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Start<'a> {
+    /// The delivery options, every field.
+    pub opts: Options,
+    /// What the filesystem offers.
+    pub caps: Capabilities,
+    /// The host name the machine's environment reports.
+    pub host: &'a str,
+}
+
+/// Encodes a machine's start, returning the length used.
+pub fn encode_start(s: &Start<'_>, buf: &mut [u8]) -> Result<usize, WireError> {
+    let mut w = Writer { buf, len: 0 };
+    let o = &s.opts;
+    w.u8(encode_strategy(o.strategy))?;
+    w.u8(encode_durability(o.durability))?;
+    match o.flags {
+        Some(f) => {
+            w.u8(1)?;
+            // At most 52 letters: the length always fits.
+            w.u8(f.len() as u8)?;
+            for l in f.letters() {
+                w.u8(l)?;
+            }
+        }
+        None => w.u8(0)?,
+    }
+    w.u8(o.sep.byte())?;
+    w.u64(u64::from(o.max_attempts))?;
+    w.u64(o.lock_stale_secs)?;
+    w.u64(u64::from(o.lock_timeout_ms))?;
+    w.u64(u64::from(o.lock_poll_ms))?;
+    w.u8(encode_caps(s.caps))?;
+    w.str(s.host)?;
+    Ok(w.len)
+}
+
+/// Decodes a machine's start, borrowing the host name from `buf`.
+pub fn decode_start(buf: &[u8]) -> Result<Start<'_>, WireError> {
+    let mut r = Reader { buf, pos: 0 };
+    let strategy = decode_strategy(r.u8()?)?;
+    let durability = decode_durability(r.u8()?)?;
+    let flags = match r.u8()? {
+        0 => None,
+        1 => Some(Flags::parse(r.str()?).map_err(|_| WireError)?),
+        _ => return Err(WireError),
+    };
+    let opts = Options {
+        strategy,
+        durability,
+        flags,
+        sep: InfoSep::new(r.u8()?).ok_or(WireError)?,
+        max_attempts: r.u32()?,
+        lock_stale_secs: r.u64()?,
+        lock_timeout_ms: r.u32()?,
+        lock_poll_ms: r.u32()?,
+    };
+    Ok(Start {
+        opts,
+        caps: decode_caps(r.u8()?)?,
+        host: r.str()?,
+    })
+}
+
+/// Environment value kind: the clock (`a` seconds, `b` microseconds).
+pub const ENV_NOW: u32 = 0;
+/// Environment value kind: entropy (`a`).
+pub const ENV_RANDOM: u32 = 1;
+/// Environment value kind: the name counter (`a`).
+pub const ENV_COUNTER: u32 = 2;
+/// Environment value kind: the process id (`a`, or none when `b` is 1).
+pub const ENV_PID: u32 = 3;
+
+/// One value a machine draws from its environment, as the host pushes it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum EnvValue {
+    /// [`crate::Env::now`].
+    Now(Timestamp),
+    /// [`crate::Env::random_u64`].
+    Random(u64),
+    /// [`crate::Env::next_counter`].
+    Counter(u64),
+    /// [`crate::Env::pid`].
+    Pid(Option<u32>),
+}
+
+impl EnvValue {
+    /// The `(kind, a, b)` arguments of `mdeliver_step_env_push`.
+    pub fn encode(self) -> (u32, u64, u64) {
+        match self {
+            EnvValue::Now(t) => (ENV_NOW, t.secs, u64::from(t.micros)),
+            EnvValue::Random(r) => (ENV_RANDOM, r, 0),
+            EnvValue::Counter(c) => (ENV_COUNTER, c, 0),
+            EnvValue::Pid(Some(p)) => (ENV_PID, u64::from(p), 0),
+            EnvValue::Pid(None) => (ENV_PID, 0, 1),
+        }
+    }
+
+    /// The value of `(kind, a, b)`; unknown kinds and out-of-range or non-canonical fields are
+    /// refused.
+    pub fn decode(kind: u32, a: u64, b: u64) -> Result<EnvValue, WireError> {
+        let narrow = |v: u64| u32::try_from(v).map_err(|_| WireError);
+        Ok(match (kind, b) {
+            (ENV_NOW, _) => EnvValue::Now(Timestamp {
+                secs: a,
+                micros: narrow(b)?,
+            }),
+            (ENV_RANDOM, 0) => EnvValue::Random(a),
+            (ENV_COUNTER, 0) => EnvValue::Counter(a),
+            (ENV_PID, 0) => EnvValue::Pid(Some(narrow(a)?)),
+            (ENV_PID, 1) if a == 0 => EnvValue::Pid(None),
+            _ => return Err(WireError),
+        })
+    }
+}
+
+/// Step kind: an operation follows.
+pub const STEP_OP: u8 = 1;
+/// Step kind: the outcome follows.
+pub const STEP_DONE: u8 = 2;
+
+/// Encodes a machine's step (what `mdeliver_step_poll` writes), returning the length used.
+pub fn encode_step(step: &Step<'_>, buf: &mut [u8]) -> Result<usize, WireError> {
+    let (tag, body) = buf.split_first_mut().ok_or(WireError)?;
+    let n = match step {
+        Step::Op(op) => {
+            *tag = STEP_OP;
+            encode_op(*op, body)
+        }
+        Step::Done(o) => {
+            *tag = STEP_DONE;
+            encode_outcome(o, body)
+        }
+    }?;
+    Ok(n + 1)
+}
+
+/// Decodes a machine's step, borrowing its names from `buf`.
+pub fn decode_step(buf: &[u8]) -> Result<Step<'_>, WireError> {
+    match buf.split_first() {
+        Some((&STEP_OP, body)) => Ok(Step::Op(decode_op(body)?)),
+        Some((&STEP_DONE, body)) => Ok(Step::Done(decode_outcome(body)?)),
+        _ => Err(WireError),
+    }
+}
+
+/// Why a stepping call failed: its negative return value.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum CallError {
+    /// -1: a bad handle, a bad encoding, or a value that does not fit.
+    BadInput,
+    /// -2: the machine asked for an environment value that had not been pushed.
+    Diverged,
+}
+
+impl CallError {
+    /// The negative return value.
+    pub const fn code(self) -> i32 {
+        match self {
+            CallError::BadInput => -1,
+            CallError::Diverged => -2,
+        }
+    }
+}
+
+/// A stepping call's `i32` return value: a non-negative value (a handle, a length, 0), or the
+/// error's code. A value above `i32::MAX` cannot be returned: it is reported as
+/// [`CallError::BadInput`].
+pub fn encode_return(r: Result<u32, CallError>) -> i32 {
+    match r {
+        Ok(v) => i32::try_from(v).unwrap_or(CallError::BadInput.code()),
+        Err(e) => e.code(),
+    }
+}
+
+/// The meaning of a stepping call's return value; unknown negative codes are refused.
+pub fn decode_return(code: i32) -> Result<Result<u32, CallError>, WireError> {
+    for e in [CallError::BadInput, CallError::Diverged] {
+        if code == e.code() {
+            return Ok(Err(e));
+        }
+    }
+    u32::try_from(code).map(Ok).map_err(|_| WireError)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ops_round_trip() {
+        let ops = [
+            Op::CreateExclusive {
+                dir: Dir::Tmp,
+                name: "a",
+            },
+            Op::CreateTruncate {
+                dir: Dir::Tmp,
+                name: "b",
+            },
+            Op::CreateAnonymous { dir: Dir::Tmp },
+            Op::WriteMessage,
+            Op::SyncFile,
+            Op::CloseFile,
+            Op::LinkAnonymous {
+                dir: Dir::New,
+                name: "c",
+            },
+            Op::Link {
+                from: (Dir::Tmp, "a"),
+                to: (Dir::Cur, "d:2,S"),
+            },
+            Op::Rename {
+                from: (Dir::Tmp, "a"),
+                to: (Dir::New, "e"),
+                noreplace: true,
+            },
+            Op::Unlink {
+                dir: Dir::Root,
+                name: "mdeliver.lock",
+            },
+            Op::Stat {
+                dir: Dir::New,
+                name: "f",
+            },
+            Op::SyncDir { dir: Dir::Cur },
+            Op::Sleep { millis: 2000 },
+        ];
+        let mut buf = [0u8; 600];
+        for op in ops {
+            let n = encode_op(op, &mut buf).unwrap();
+            assert_eq!(decode_op(&buf[..n]).unwrap(), op);
+        }
+        let long = "x".repeat(255);
+        let op = Op::Link {
+            from: (Dir::Tmp, &long),
+            to: (Dir::New, &long),
+        };
+        let n = encode_op(op, &mut buf).unwrap();
+        assert_eq!(decode_op(&buf[..n]).unwrap(), op);
+        assert_eq!(encode_op(op, &mut buf[..100]), Err(WireError));
+    }
+
+    #[test]
+    fn results_and_outcomes_round_trip() {
+        let mut buf = [0u8; 300];
+        let results = [
+            OpResult::Done,
+            OpResult::Created { id: None },
+            OpResult::Created {
+                id: Some((1, u64::MAX)),
+            },
+            OpResult::Written(12345),
+            OpResult::Stat(Stat {
+                nlink: 2,
+                size: 3,
+                mtime: 4,
+                regular: true,
+            }),
+            OpResult::Err(ErrorKind::OverQuota),
+            OpResult::SourceErr(ErrorKind::Data),
+        ];
+        for r in results {
+            let n = encode_result(r, &mut buf).unwrap();
+            assert_eq!(decode_result(&buf[..n]).unwrap(), r);
+        }
+        for k in KINDS {
+            let o: Outcome = Err(Error::new(k, Phase::Publish));
+            let n = encode_outcome(&o, &mut buf).unwrap();
+            assert_eq!(decode_outcome(&buf[..n]).unwrap(), o);
+        }
+        let mut name = NameBuf::new();
+        name.push_str("1.M2Q3R4.h,S=5").unwrap();
+        let o: Outcome = Ok(Delivered {
+            dir: Dir::Cur,
+            name,
+            size: 5,
+            publish: Publish::CheckedRename,
+            needs_dir_sync: true,
+            leftover_tmp: false,
+        });
+        let n = encode_outcome(&o, &mut buf).unwrap();
+        assert_eq!(decode_outcome(&buf[..n]).unwrap(), o);
+        assert!(decode_op(&[99]).is_err() && decode_result(&[]).is_err());
+    }
+
+    #[test]
+    fn strategies_and_durabilities_round_trip() {
+        for s in STRATEGIES {
+            assert_eq!(decode_strategy(encode_strategy(s)), Ok(s));
+        }
+        for d in DURABILITIES {
+            assert_eq!(decode_durability(encode_durability(d)), Ok(d));
+        }
+        // The documented codes.
+        assert_eq!(encode_strategy(Strategy::Exclusive), 0);
+        assert_eq!(
+            encode_strategy(Strategy::Classic {
+                exclusive_create: true
+            }),
+            2
+        );
+        assert_eq!(encode_strategy(Strategy::Locked), 3);
+        assert_eq!(encode_durability(Durability::None), 2);
+        for code in 4..=u8::MAX {
+            assert_eq!(decode_strategy(code), Err(WireError));
+        }
+        for code in 3..=u8::MAX {
+            assert_eq!(decode_durability(code), Err(WireError));
+        }
+    }
+
+    #[test]
+    fn capabilities_round_trip_and_unknown_bits_are_refused() {
+        for bits in 0..=u8::MAX {
+            match decode_caps(bits) {
+                Ok(c) => {
+                    assert!(bits < 32, "{bits:#x} accepted");
+                    assert_eq!(encode_caps(c), bits);
+                }
+                Err(WireError) => assert!(bits >= 32, "{bits:#x} refused"),
+            }
+        }
+        assert_eq!(encode_caps(Capabilities::LINUX_LOCAL), 31);
+        assert_eq!(
+            encode_caps(Capabilities::POSIX),
+            CAP_HARD_LINKS | CAP_DIR_SYNC | CAP_ATOMIC_EXCLUSIVE
+        );
+        let only = |f: fn(&mut Capabilities)| {
+            let mut c = decode_caps(0).unwrap();
+            f(&mut c);
+            encode_caps(c)
+        };
+        assert_eq!(only(|c| c.anonymous_tmp = true), CAP_ANONYMOUS_TMP);
+        assert_eq!(only(|c| c.rename_noreplace = true), CAP_RENAME_NOREPLACE);
+        assert_eq!(only(|c| c.hard_links = true), CAP_HARD_LINKS);
+        assert_eq!(only(|c| c.dir_sync = true), CAP_DIR_SYNC);
+        assert_eq!(only(|c| c.atomic_exclusive = true), CAP_ATOMIC_EXCLUSIVE);
+    }
+
+    #[test]
+    fn starts_round_trip_every_option() {
+        let mut buf = [0u8; STEP_BUF_LEN];
+        let host = "h".repeat(255);
+        let all_flags =
+            Flags::parse("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz").unwrap();
+        for strategy in STRATEGIES {
+            for durability in DURABILITIES {
+                for flags in [
+                    None,
+                    Some(Flags::EMPTY),
+                    Some(Flags::parse("FS").unwrap()),
+                    Some(all_flags),
+                ] {
+                    for sep in [b':', b';', b'!'] {
+                        for (caps, host) in [
+                            (Capabilities::POSIX, "host"),
+                            (Capabilities::LINUX_LOCAL, ""),
+                            (decode_caps(0).unwrap(), &*host),
+                        ] {
+                            let s = Start {
+                                opts: Options {
+                                    strategy,
+                                    durability,
+                                    flags,
+                                    sep: InfoSep::new(sep).unwrap(),
+                                    max_attempts: u32::MAX,
+                                    lock_stale_secs: u64::MAX - 1,
+                                    lock_timeout_ms: 7,
+                                    lock_poll_ms: 0,
+                                },
+                                caps,
+                                host,
+                            };
+                            let n = encode_start(&s, &mut buf).unwrap();
+                            assert_eq!(decode_start(&buf[..n]), Ok(s));
+                            // Every prefix is refused, never misread.
+                            for cut in 0..n {
+                                assert_eq!(decode_start(&buf[..cut]), Err(WireError));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let s = Start {
+            opts: Options::default(),
+            caps: Capabilities::POSIX,
+            host: "h",
+        };
+        let n = encode_start(&s, &mut buf).unwrap();
+        let good = buf;
+        // Byte positions: strategy 0, durability 1, flag tag 2, separator 3, then four u64s,
+        // capabilities 36, host 37..
+        let bad = [
+            (0, 4),
+            (1, 3),
+            (2, 2),
+            (3, b'.'),
+            (36, 32),
+            (4 + 4, 1),
+            (38, 0xff),
+        ];
+        for (at, byte) in bad {
+            let mut b = good;
+            b[at] = byte;
+            assert_eq!(decode_start(&b[..n]), Err(WireError), "byte {at} = {byte}");
+        }
+        // A flag letter that is not a letter.
+        let mut flagged = s;
+        flagged.opts.flags = Some(Flags::parse("S").unwrap());
+        let n = encode_start(&flagged, &mut buf).unwrap();
+        assert_eq!(&buf[2..5], &[1, 1, b'S']);
+        buf[4] = b',';
+        assert_eq!(decode_start(&buf[..n]), Err(WireError));
+        let long = "h".repeat(256);
+        let s = Start { host: &long, ..s };
+        assert_eq!(encode_start(&s, &mut buf), Err(WireError));
+    }
+
+    #[test]
+    fn environment_values_round_trip_and_odd_ones_are_refused() {
+        let values = [
+            EnvValue::Now(Timestamp {
+                secs: u64::MAX,
+                micros: 999_999,
+            }),
+            EnvValue::Now(Timestamp::default()),
+            EnvValue::Random(0),
+            EnvValue::Random(u64::MAX),
+            EnvValue::Counter(42),
+            EnvValue::Pid(Some(0)),
+            EnvValue::Pid(Some(u32::MAX)),
+            EnvValue::Pid(None),
+        ];
+        for v in values {
+            let (k, a, b) = v.encode();
+            assert_eq!(EnvValue::decode(k, a, b), Ok(v));
+        }
+        assert_eq!(EnvValue::Pid(None).encode(), (ENV_PID, 0, 1));
+        assert_eq!(EnvValue::Counter(9).encode(), (ENV_COUNTER, 9, 0));
+        let refused = [
+            (4, 0, 0),
+            (u32::MAX, 0, 0),
+            (ENV_NOW, 0, 1 << 32),
+            (ENV_RANDOM, 1, 1),
+            (ENV_COUNTER, 1, 2),
+            (ENV_PID, 1 << 32, 0),
+            (ENV_PID, 5, 1),
+            (ENV_PID, 0, 2),
+        ];
+        for (k, a, b) in refused {
+            assert_eq!(EnvValue::decode(k, a, b), Err(WireError), "({k}, {a}, {b})");
+        }
+    }
+
+    #[test]
+    fn steps_round_trip() {
+        let mut buf = [0u8; STEP_BUF_LEN];
+        let mut name = NameBuf::new();
+        name.push_str("1.M2Q3R4.h").unwrap();
+        let steps = [
+            Step::Op(Op::Rename {
+                from: (Dir::Tmp, "a"),
+                to: (Dir::New, "b"),
+                noreplace: false,
+            }),
+            Step::Op(Op::SyncFile),
+            Step::Done(Ok(Delivered {
+                dir: Dir::New,
+                name,
+                size: 9,
+                publish: Publish::LinkUnlink,
+                needs_dir_sync: false,
+                leftover_tmp: true,
+            })),
+            Step::Done(Err(Error::new(ErrorKind::Collisions, Phase::Create))),
+        ];
+        for s in steps {
+            let n = encode_step(&s, &mut buf).unwrap();
+            assert_eq!(decode_step(&buf[..n]), Ok(s.clone()));
+            let tag = if matches!(s, Step::Op(_)) {
+                STEP_OP
+            } else {
+                STEP_DONE
+            };
+            assert_eq!(buf[0], tag);
+            let mut body = [0u8; STEP_BUF_LEN];
+            let m = match &s {
+                Step::Op(op) => encode_op(*op, &mut body),
+                Step::Done(o) => encode_outcome(o, &mut body),
+            }
+            .unwrap();
+            assert_eq!(&buf[1..n], &body[..m]);
+        }
+        assert_eq!(
+            encode_step(&Step::Op(Op::SyncFile), &mut []),
+            Err(WireError)
+        );
+        assert_eq!(decode_step(&[]), Err(WireError));
+        assert_eq!(decode_step(&[0, 5]), Err(WireError));
+        assert_eq!(decode_step(&[3, 5]), Err(WireError));
+    }
+
+    #[test]
+    fn return_codes_round_trip() {
+        for r in [
+            Ok(0),
+            Ok(1),
+            Ok(i32::MAX as u32),
+            Err(CallError::BadInput),
+            Err(CallError::Diverged),
+        ] {
+            assert_eq!(decode_return(encode_return(r)), Ok(r));
+        }
+        assert_eq!(encode_return(Err(CallError::BadInput)), -1);
+        assert_eq!(encode_return(Err(CallError::Diverged)), -2);
+        assert_eq!(encode_return(Ok(u32::MAX)), -1);
+        for code in [-3, -4, i32::MIN] {
+            assert_eq!(decode_return(code), Err(WireError));
+        }
+    }
+}

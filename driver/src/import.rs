@@ -1,0 +1,257 @@
+//! `-M/--mbox`: delivers every message of an mbox into one maildir. The loop is the core's
+//! ([`mdeliver_core::mbox::import`]: framing, `Status:`/`Date:`, flags, modification times, one
+//! directory flush per batch); this file says what happened to a person (the paths with `-v`,
+//! once their batch is flushed; warnings; the summary; why it stopped) and picks the exit
+//! status. Portable (std and mdeliver-core only, any `Fs`/`Env`/input), so the WASI module
+//! shares it; the Linux entry point is `import_linux.rs`.
+
+use std::fmt::Display;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use mdeliver_core::machine::deliver::{Delivered, Durability};
+use mdeliver_core::mbox::import::{import, ImportEvents, ImportOptions, Stop};
+use mdeliver_core::{Dir, Env, ErrorKind, Fs};
+
+use crate::args::Args;
+use crate::exit::{self, Context, Policy};
+use crate::mail_args::MailArgs;
+use crate::report::Failure;
+
+/// The size of each streaming buffer (mbox reads; message writes).
+const BUF_SIZE: usize = 64 * 1024;
+
+/// A progress display for a long import (a terminal bar, or nothing).
+pub trait Progress {
+    /// `messages` messages read so far, `bytes` bytes of the mbox consumed.
+    fn update(&mut self, messages: u64, bytes: u64);
+    /// Reading is over: clear the display before the final report.
+    fn finish(&mut self);
+}
+
+/// No progress display.
+impl Progress for () {
+    fn update(&mut self, _messages: u64, _bytes: u64) {}
+    fn finish(&mut self) {}
+}
+
+/// The import's events, told to a person.
+struct Report<'a> {
+    shown: &'a Path,
+    verbose: bool,
+    /// Written, not yet flushed (kept only with `-v`, to print once flushed).
+    paths: Vec<PathBuf>,
+    progress: &'a mut dyn Progress,
+}
+
+impl ImportEvents for Report<'_> {
+    fn written(&mut self, _number: u64, d: &Delivered) {
+        if self.verbose {
+            self.paths
+                .push(self.shown.join(d.dir.as_str()).join(&*d.name));
+        }
+    }
+
+    fn committed(&mut self, _count: u64) {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        for p in self.paths.drain(..) {
+            let _ = writeln!(out, "{}", p.display());
+        }
+    }
+
+    fn empty(&mut self, number: u64) {
+        eprintln!(
+            "mdeliver: {}: warning: message {number} of the mbox is empty; skipped",
+            self.shown.display()
+        );
+    }
+
+    fn leftover_tmp(&mut self, number: u64) {
+        eprintln!(
+            "mdeliver: {}: warning: a second name of message {number} remains in tmp/; it is \
+             harmless and can be removed",
+            self.shown.display()
+        );
+    }
+
+    fn progress(&mut self, number: u64, position: u64) {
+        self.progress.update(number, position);
+    }
+
+    fn reading_done(&mut self) {
+        self.progress.finish();
+    }
+}
+
+/// The one maildir `-M` imports into; with none or several, says so and gives the exit status.
+pub fn one_maildir(args: &Args) -> Result<&Path, u8> {
+    match args.maildirs.as_slice() {
+        [one] => Ok(one),
+        all => {
+            eprintln!(
+                "mdeliver: -M/--mbox imports into exactly one MAILDIR (got {}); run it once per \
+                 maildir",
+                all.len()
+            );
+            Err(exit::USAGE)
+        }
+    }
+}
+
+/// Reports that the maildir `target` (its `part`) could not be opened; the exit status.
+pub fn cannot_open(args: &Args, policy: Policy, target: &Path, kind: ErrorKind, part: Dir) -> u8 {
+    let failure = Failure::Open {
+        kind,
+        part,
+        // -M refuses --dry-run.
+        create: crate::report::Create::of(args.create, false),
+    };
+    eprintln!("mdeliver: {}: {failure}", target.display());
+    failure.code(policy)
+}
+
+/// `n / d` rounded to the nearest integer (`d > 0`).
+fn div_round(n: u128, d: u128) -> u128 {
+    (2 * n + d) / (2 * d)
+}
+
+/// `imported ... in S s (R messages/s, M MiB/s)`, from integers (no float formatting: it is
+/// large in a WebAssembly module). Two decimals of seconds, one of MiB/s.
+fn rates(delivered: u64, bytes: u64, micros: u128) -> String {
+    let micros = micros.max(1);
+    let centis = div_round(micros, 10_000);
+    let per_sec = div_round(u128::from(delivered) * 1_000_000, micros);
+    let mib_tenths = div_round(u128::from(bytes) * 10_000_000, micros * 1024 * 1024);
+    format!(
+        "{}.{:02} s ({per_sec} messages/s, {}.{} MiB/s)",
+        centis / 100,
+        centis % 100,
+        mib_tenths / 10,
+        mib_tenths % 10
+    )
+}
+
+/// Imports the mbox `input` into the open maildir `fs` at `shown` (for messages), telling
+/// `progress` how far it got. Returns the exit status.
+pub fn run<F, E, R>(
+    args: &Args,
+    mail: &MailArgs,
+    fs: &mut F,
+    env: &mut E,
+    shown: &Path,
+    input: &mut R,
+    progress: &mut dyn Progress,
+) -> u8
+where
+    F: Fs,
+    E: Env,
+    R: embedded_io::Read,
+    R::Error: Display,
+{
+    let who = shown.display();
+    let policy = Policy::of(args, mail);
+    let mut rbuf = vec![0u8; BUF_SIZE];
+    let mut wbuf = vec![0u8; BUF_SIZE];
+    let settings = ImportOptions {
+        quoting: mail.mbox_quoting.core(),
+        delivery: mail.delivery(args.no_fsync, Durability::DeferDirSync),
+    };
+    let mut report = Report {
+        shown,
+        verbose: args.verbose >= 1,
+        paths: Vec::new(),
+        progress,
+    };
+    let started = Instant::now();
+    let summary = import(fs, env, &settings, input, &mut rbuf, &mut wbuf, &mut report);
+    let status = match summary.flush {
+        None => exit::OK,
+        Some(e) => {
+            let failure = Failure::Deliver(e);
+            eprintln!(
+                "mdeliver: {who}: {failure}; the last {} messages may not be durable",
+                summary.unflushed
+            );
+            failure.code(policy)
+        }
+    };
+    let delivered = summary.delivered;
+    if args.verbose >= 1 {
+        let empty = summary.empty;
+        eprintln!(
+            "mdeliver: {who}: imported {delivered} messages ({} bytes) in {}{}",
+            summary.bytes,
+            rates(delivered, summary.bytes, started.elapsed().as_micros()),
+            if empty > 0 {
+                format!("; skipped {empty} empty")
+            } else {
+                String::new()
+            }
+        );
+    }
+    let stopped = match summary.stop {
+        None => return status,
+        Some(s) => s,
+    };
+    let done = match delivered {
+        0 => "nothing was delivered".to_owned(),
+        1 => "the 1 message before it was delivered and stays delivered".to_owned(),
+        n => format!("the {n} messages before it were delivered and stay delivered"),
+    };
+    let code = match stopped {
+        Stop::Mbox(e) if delivered == 0 => {
+            eprintln!("mdeliver: {who}: {e}; {done}");
+            exit::decide(ErrorKind::Data, Context::Deliver, policy)
+        }
+        Stop::Mbox(e) => {
+            eprintln!(
+                "mdeliver: {who}: {e}; {done}; the rest was not (after fixing the input, \
+                 `tail -c +{}` of it continues at byte {})",
+                e.offset() + 1,
+                e.offset()
+            );
+            exit::decide(ErrorKind::Data, Context::Deliver, policy)
+        }
+        Stop::Read(e) => {
+            eprintln!("mdeliver: {who}: reading the mbox: {e}; {done}");
+            exit::decide(ErrorKind::Io, Context::Deliver, policy)
+        }
+        Stop::Deliver { error, number } => {
+            let failure = Failure::Deliver(error);
+            eprintln!("mdeliver: {who}: message {number} of the mbox: {failure}; {done}");
+            failure.code(policy)
+        }
+    };
+    exit::worst(status, code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rates;
+
+    #[test]
+    fn rates_round_like_the_float_formatting_they_replace() {
+        // 3 messages, 3 MiB in 1.5 s.
+        assert_eq!(
+            rates(3, 3 * 1024 * 1024, 1_500_000),
+            "1.50 s (2 messages/s, 2.0 MiB/s)"
+        );
+        // 1000 messages, 2.5 MiB in 0.123456 s.
+        assert_eq!(
+            rates(1000, 5 * 512 * 1024, 123_456),
+            "0.12 s (8100 messages/s, 20.3 MiB/s)"
+        );
+        // No time measured: as fast as one microsecond.
+        assert_eq!(rates(1, 0, 0), "0.00 s (1000000 messages/s, 0.0 MiB/s)");
+        for (d, b, us) in [(7u64, 12_345u64, 987_654u128), (1, 1 << 40, 3), (0, 0, 10)] {
+            let secs = us.max(1) as f64 / 1e6;
+            let float = format!(
+                "{secs:.2} s ({:.0} messages/s, {:.1} MiB/s)",
+                d as f64 / secs,
+                b as f64 / secs / (1024.0 * 1024.0)
+            );
+            assert_eq!(rates(d, b, us), float);
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! What the CLI tells a person when something fails: one [`Failure`] per maildir (or for the
+//! input), rendered as `<what was attempted>: <what happened>; <what to do>`. Shared with the
+//! WASI module (std and mdeliver-core only).
+
+use std::fmt;
+
+use mdeliver_core::{Dir, Error, ErrorKind, Phase};
+
+use crate::exit::{self, Context, Policy};
+
+/// What `-c/--create` did for a maildir that could not be opened.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Create {
+    /// Not given.
+    No,
+    /// Given: what was missing was created (where its parent existed).
+    Yes,
+    /// Given, but a dry run creates nothing.
+    DryRun,
+}
+
+impl Create {
+    /// From the `-c` and `--dry-run` options.
+    pub fn of(create: bool, dry_run: bool) -> Create {
+        match (create, dry_run) {
+            (false, _) => Create::No,
+            (true, false) => Create::Yes,
+            (true, true) => Create::DryRun,
+        }
+    }
+}
+
+/// Why a maildir (or the input) did not get the message.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The maildir itself (`Dir::Root`) or one of its subdirectories could not be opened or
+    /// created.
+    Open {
+        /// What went wrong.
+        kind: ErrorKind,
+        /// Which directory.
+        part: Dir,
+        /// Whether `-c/--create` was given (and took effect).
+        create: Create,
+    },
+    /// The delivery failed; the core's error says in which phase.
+    Deliver(Error),
+    /// An earlier failed delivery consumed part of a non-rewindable input, and no delivered
+    /// copy exists to read the message from.
+    InputLost,
+    /// `--input FILE` could not be opened.
+    Input(ErrorKind),
+}
+
+impl Failure {
+    /// The error kind behind this failure.
+    pub fn kind(&self) -> ErrorKind {
+        match *self {
+            Failure::Open { kind, .. } | Failure::Input(kind) => kind,
+            Failure::Deliver(e) => e.kind,
+            Failure::InputLost => ErrorKind::Io,
+        }
+    }
+
+    /// The exit code this failure calls for under `policy` (see [`exit::decide`]).
+    pub fn code(&self, policy: Policy) -> u8 {
+        let context = match self {
+            Failure::Input(_) => Context::Input,
+            _ => Context::Deliver,
+        };
+        exit::decide(self.kind(), context, policy)
+    }
+}
+
+/// What the WASI module adds when a maildir cannot be reached: the runtime refuses (or does not
+/// find) any path outside the directories the host preopened.
+const SANDBOX: &str = if cfg!(target_os = "wasi") {
+    " (in the WASI sandbox, paths must stay inside the directories the host preopened)"
+} else {
+    ""
+};
+
+fn hint(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::NoSpace => "free space on the maildir's filesystem",
+        ErrorKind::Quota => "the mailbox owner's disk quota is exhausted",
+        ErrorKind::Permission => {
+            "check the owner and mode of the maildir and of its tmp/, new/ and cur/"
+        }
+        ErrorKind::ReadOnly => "remount the maildir's filesystem read-write",
+        ErrorKind::Io => "the kernel reported an I/O error; check the system log",
+        ErrorKind::Interrupted => "interrupted by a signal; try again",
+        ErrorKind::NotFound => "the maildir changed during delivery (was a directory removed?)",
+        ErrorKind::NotDirectory => {
+            "mdeliver never follows symbolic links inside a maildir; use real directories"
+        }
+        ErrorKind::NameTooLong => "the maildir path or the host name is too long",
+        ErrorKind::Collisions => {
+            "every fresh file name was taken; is the clock or the random source broken?"
+        }
+        ErrorKind::Unsupported => {
+            "the filesystem refused an operation; MDELIVER_DISABLE can force a fallback (see --help)"
+        }
+        ErrorKind::Busy => "another process held the maildir lock too long",
+        ErrorKind::OverQuota => "the mailbox is over its Maildir++ quota",
+        ErrorKind::Exists | ErrorKind::Data | ErrorKind::Usage | ErrorKind::Loop => "",
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Failure::Open { kind, part, create } => {
+                let what = Phase::Open.describe();
+                let at = match part {
+                    Dir::Root => String::new(),
+                    d => format!("{}/: ", d.as_str()),
+                };
+                let advice = match (kind, part) {
+                    (ErrorKind::NotFound, _) if create == Create::DryRun => {
+                        "a dry run creates nothing: without --dry-run, -c would create it"
+                    }
+                    (ErrorKind::NotFound, Dir::Root) if create == Create::No => {
+                        "check the path, or pass -c/--create to create the maildir"
+                    }
+                    (ErrorKind::NotFound, Dir::Root) => {
+                        "the directory that should contain the maildir does not exist"
+                    }
+                    (ErrorKind::NotFound, _) if create == Create::No => {
+                        "not a complete maildir; pass -c/--create to add tmp/, new/ and cur/"
+                    }
+                    (ErrorKind::NotDirectory, Dir::Root) => {
+                        "give the real path of a maildir directory (a symbolic link at the \
+                         maildir itself is not followed either)"
+                    }
+                    (ErrorKind::NotDirectory, _) => {
+                        "refusing it: mdeliver never follows symbolic links inside a maildir; \
+                         replace it with a real directory"
+                    }
+                    _ => hint(kind),
+                };
+                write!(f, "{what}: {at}{kind}")?;
+                if !advice.is_empty() {
+                    write!(f, "; {advice}")?;
+                }
+                if part == Dir::Root && matches!(kind, ErrorKind::NotFound | ErrorKind::Permission)
+                {
+                    f.write_str(SANDBOX)?;
+                }
+                Ok(())
+            }
+            Failure::Deliver(e) if e.kind == ErrorKind::Data && e.phase == Phase::Read => {
+                write!(
+                    f,
+                    "{}: message is empty; nothing was delivered",
+                    e.phase.describe()
+                )
+            }
+            Failure::Deliver(e) => {
+                write!(f, "{e}")?;
+                let advice = hint(e.kind);
+                if !advice.is_empty() {
+                    write!(f, "; {advice}")?;
+                }
+                Ok(())
+            }
+            Failure::InputLost => f.write_str(
+                "not delivered: a failed delivery above consumed part of the message, and its \
+                 input (a pipe) cannot be read again; retry the whole delivery",
+            ),
+            Failure::Input(ErrorKind::Usage) => {
+                f.write_str("cannot open input: it is a directory, not a message file")
+            }
+            Failure::Input(kind) => write!(f, "cannot open input: {kind}"),
+        }
+    }
+}
