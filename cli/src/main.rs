@@ -1,6 +1,8 @@
 //! `mdeliver`: reads one message and delivers it into each maildir given. A thin driver: it
 //! parses arguments and runs the shared driver ([`mdeliver_driver::run`]) with the Linux
-//! adapter; every mail decision is made in `mdeliver-core`.
+//! adapter; every mail decision is made in `mdeliver-core`. The process enters through
+//! `start.rs` (std's start-up is not run), which calls [`run`].
+#![cfg_attr(not(test), no_main)]
 
 mod adapter;
 mod check;
@@ -13,20 +15,25 @@ mod import_linux;
 mod input;
 mod linux;
 mod list;
+mod quick_args;
 mod reader;
+#[cfg(not(test))]
+mod start;
 mod testing;
 
 use mdeliver_driver::{args, exit, import, json, mail_args};
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
 use crate::linux::Disabled;
 
-fn main() -> ExitCode {
-    if let Some(code) = gen::intercept() {
+/// Runs the command line `argv` (the program name first) and gives the exit code.
+pub fn run(argv: &[OsString]) -> ExitCode {
+    if let Some(code) = gen::intercept(argv) {
         return code;
     }
-    let (args, mail) = match command::parse() {
+    let (args, mail) = match command::parse(argv) {
         Ok(command::Parsed::Deliver(a, m)) => (a, m),
         Ok(command::Parsed::List(a)) => return list::run(&a),
         Ok(command::Parsed::Flag(a)) => return flag::run(&a),
