@@ -26,43 +26,31 @@ pub struct Linux {
     host: Option<String>,
     /// Read at the first delivery.
     env: Option<LinuxEnv>,
-    /// fsync what is created (not `--no-fsync`).
-    sync: bool,
-    /// `MDELIVER_DISABLE`.
-    disabled: Disabled,
+    /// `--no-fsync` and `MDELIVER_DISABLE` (`create` and `keep_readable` vary by call).
+    open: OpenOptions,
     /// `--info-separator`.
     sep: InfoSep,
     /// `--folder-encoding`.
     enc: NameEncoding,
-    /// `-p/--create-parents`.
-    create_parents: bool,
     /// Write the mail log (`maillog.rs`).
     log: bool,
 }
 
 impl Linux {
-    /// The adapter for `args` and `mail`, with `disabled` and the mail log when `log`.
+    /// The adapter for `args` and `mail`, with `disabled`, and the mail log when `log`.
     pub fn new(args: &Args, mail: &MailArgs, disabled: Disabled, log: bool) -> Linux {
         Linux {
             host: args.host.clone(),
             env: None,
-            sync: !args.no_fsync,
-            disabled,
+            open: OpenOptions {
+                sync: !args.no_fsync,
+                disabled,
+                create_parents: args.create_parents,
+                ..OpenOptions::default()
+            },
             sep: mail.info_separator,
             enc: mail.folder_encoding.core(),
-            create_parents: args.create_parents,
             log,
-        }
-    }
-
-    fn options(&self, create: bool, keep_readable: bool, folder: bool) -> OpenOptions {
-        OpenOptions {
-            create,
-            sync: self.sync,
-            disabled: self.disabled,
-            keep_readable,
-            folder,
-            create_parents: self.create_parents,
         }
     }
 }
@@ -93,8 +81,7 @@ impl Adapter for Linux {
         name: &OsStr,
         create: bool,
     ) -> Result<Resolved, FolderFailure> {
-        let opts = self.options(create, false, false);
-        crate::folder::resolve(maildir, name, (self.sep, self.enc), create, opts)
+        crate::folder::resolve(maildir, name, (self.sep, self.enc), create, self.open)
     }
 
     fn open(
@@ -104,7 +91,16 @@ impl Adapter for Linux {
         keep: bool,
         folder: bool,
     ) -> Result<LinuxFs, (ErrorKind, Dir)> {
-        LinuxFs::open(maildir, self.options(create, keep, folder))
+        let keep_readable = keep;
+        LinuxFs::open(
+            maildir,
+            OpenOptions {
+                create,
+                keep_readable,
+                folder,
+                ..self.open
+            },
+        )
     }
 
     fn kept(&mut self, fs: &mut LinuxFs, stored: &Stored) -> Option<Input> {

@@ -12,6 +12,7 @@ use crate::check::CheckArgs;
 use crate::flag::FlagArgs;
 use crate::list::ListArgs;
 use crate::mail_args::MailArgs;
+use crate::quick_args;
 
 /// A parsed command line.
 // Made once per process and matched at once: boxing the large variant would buy nothing.
@@ -114,10 +115,20 @@ pub fn definition() -> clap::Command {
         .subcommand(CheckArgs::command().name("check"))
 }
 
-/// Parses the process's arguments; help, version and usage errors print and give the exit
-/// code (see [`args::usage_exit`]).
-pub fn parse() -> Result<Parsed, ExitCode> {
-    parse_from(std::env::args_os())
+/// Parses the command line `argv` (the program name first): the common delivery forms
+/// without building clap's definition ([`quick_args`]), anything else with clap. Help,
+/// version and usage errors print and give the exit code (see [`args::usage_exit`]).
+pub fn parse(argv: &[std::ffi::OsString]) -> Result<Parsed, ExitCode> {
+    // A detached optional value (`--dedup 5d`) is clap's to refuse.
+    let quick = argv.get(1..).filter(|_| args::check_attached(argv).is_ok());
+    if let Some((a, mail)) = quick.and_then(quick_args::parse) {
+        let linux = LinuxArgs {
+            syslog: crate::maillog::wanted(false, false),
+            user: None,
+        };
+        return Ok(Parsed::Deliver(a, mail, linux));
+    }
+    parse_from(argv)
 }
 
 /// Parses `argv` (the first is the program name); see [`parse`].

@@ -163,7 +163,7 @@ const OPTIONAL_VALUE: [(&str, ValueCheck); 1] = [("--dedup", crate::mta_args::pa
 /// MAILDIR, and delivering into `./5d` is never what was meant. A word that is not a valid
 /// value (`--dedup ~/Maildir`) is a MAILDIR as usual; a maildir really named like a value is
 /// written `./5d`.
-fn check_attached(argv: &[OsString]) -> Result<(), clap::Error> {
+pub fn check_attached(argv: &[OsString]) -> Result<(), clap::Error> {
     let words: Vec<&OsStr> = argv
         .iter()
         .skip(1)

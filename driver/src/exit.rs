@@ -5,8 +5,6 @@
 use mdeliver_core::report::rfc3463::Class;
 use mdeliver_core::ErrorKind;
 
-use crate::args::Args;
-use crate::mail_args::MailArgs;
 use crate::mta_args::QuotaFull;
 
 /// Delivered everywhere.
@@ -45,16 +43,6 @@ pub struct Policy {
     pub strict: bool,
     /// `--quota-full`: what a message over the Maildir++ quota gets.
     pub quota_full: QuotaFull,
-}
-
-impl Policy {
-    /// The policy the command line `args`, `mail` asks for.
-    pub fn of(args: &Args, mail: &MailArgs) -> Policy {
-        Policy {
-            strict: args.strict_exit,
-            quota_full: mail.mta.quota_full,
-        }
-    }
 }
 
 /// The exit code for an error of `kind` met in `context`: the one place where error kinds
@@ -110,6 +98,15 @@ pub fn usage(strict: bool, interactive: bool, subcommand: bool) -> u8 {
     }
 }
 
+/// [`decide`] for a delivery, with `--strict-exit` (`strict`) or not.
+pub fn code(kind: ErrorKind, strict: bool) -> u8 {
+    let policy = Policy {
+        strict,
+        ..Policy::default()
+    };
+    decide(kind, Context::Deliver, policy)
+}
+
 /// The class of the RFC 3463 status line that goes with exit code `code`: transient (4.x.x)
 /// for [`TEMPFAIL`], permanent (5.x.x) for anything else, so an MTA that reads only one of
 /// them decides the same.
@@ -136,14 +133,6 @@ pub fn worst(a: u8, b: u8) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn code(kind: ErrorKind, strict: bool) -> u8 {
-        let policy = Policy {
-            strict,
-            ..Policy::default()
-        };
-        decide(kind, Context::Deliver, policy)
-    }
 
     #[test]
     fn default_defers_what_an_admin_can_fix() {

@@ -7,21 +7,18 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use mdeliver_core::maildir::folder::{FolderDir, FolderFailure};
-use mdeliver_core::ErrorKind;
-
-use crate::exit::{self, Context, Policy};
 
 /// An adapter's answer for `--folder`: the directory to deliver into, and the folder's
 /// directory name when the adapter just created it (so it gets subscribed).
 pub type Resolved = (PathBuf, Option<FolderDir>);
 
 /// The message and exit code for `failure` on the folder `name`; `create` says whether
-/// `-c/--create` was given.
-pub fn explain(failure: FolderFailure, name: &OsStr, create: bool, policy: Policy) -> (String, u8) {
+/// `-c/--create` was given, `strict` whether `--strict-exit` was.
+pub fn explain(failure: FolderFailure, name: &OsStr, create: bool, strict: bool) -> (String, u8) {
     match failure {
         FolderFailure::Name(e) => (
             format!("--folder {:?}: {e}", name.to_string_lossy()),
-            exit::decide(ErrorKind::Usage, Context::Deliver, policy),
+            crate::exit::USAGE,
         ),
         FolderFailure::Parent(kind, part) => {
             let failure = crate::report::Failure::Open {
@@ -30,11 +27,11 @@ pub fn explain(failure: FolderFailure, name: &OsStr, create: bool, policy: Polic
                 // Only a real run opens (and with -c creates) the parent.
                 create: crate::report::Create::of(create, false),
             };
-            (failure.to_string(), failure.code(policy))
+            (failure.to_string(), failure.code(strict))
         }
         FolderFailure::Create(kind) => (
             format!("creating folder {:?}: {kind}", name.to_string_lossy()),
-            exit::decide(kind, Context::Deliver, policy),
+            crate::exit::code(kind, strict),
         ),
     }
 }
@@ -59,7 +56,7 @@ pub fn target(
     let (path, created) = match resolve(name, create) {
         Ok(r) => r,
         Err(FolderFailure::Name(_)) if mail.folder_fallback => return Ok(maildir.to_owned()),
-        Err(f) => return Err(explain(f, name, args.create, Policy::of(args, mail))),
+        Err(f) => return Err(explain(f, name, args.create, args.strict_exit)),
     };
     if mail.folder_fallback && !args.create && !is_dir(&path) {
         return Ok(maildir.to_owned());

@@ -78,13 +78,21 @@ impl Failure {
         }
     }
 
-    /// The exit code this failure calls for under `policy` (see [`exit::decide`]).
-    pub fn code(&self, policy: Policy) -> u8 {
-        let context = match self {
+    /// Where this failure was met, as far as its exit code cares.
+    pub fn context(&self) -> Context {
+        match self {
             Failure::Input(_) => Context::Input,
             _ => Context::Deliver,
+        }
+    }
+
+    /// The exit code this failure calls for (see [`exit::decide`]).
+    pub fn code(&self, strict: bool) -> u8 {
+        let policy = Policy {
+            strict,
+            ..Policy::default()
         };
-        exit::decide(self.kind(), context, policy)
+        exit::decide(self.kind(), self.context(), policy)
     }
 }
 

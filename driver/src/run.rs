@@ -119,8 +119,9 @@ pub fn run<A: Adapter>(a: &mut A, args: &Args, mail: &MailArgs) -> u8 {
     deliver_all(a, args, mail, &settings, input)
 }
 
-/// Where to deliver in `maildir`: the maildir itself, or its `--folder`. On failure, the
-/// message (after `mdeliver: <maildir>: `) and the exit code.
+/// Where to deliver in `maildir`: the maildir itself, or its `--folder` (see
+/// [`crate::folder_report::target`]). On failure, the message (after `mdeliver: <maildir>: `)
+/// and the exit code.
 fn target<A: Adapter>(
     a: &mut A,
     args: &Args,
@@ -254,10 +255,7 @@ fn import_mbox<A: Adapter>(a: &mut A, args: &Args, mail: &MailArgs, input: &mut 
     let in_folder = target != maildir;
     let mut fs = match a.open(&target, args.create, false, in_folder) {
         Ok(fs) => fs,
-        Err((kind, part)) => {
-            let policy = exit::Policy::of(args, mail);
-            return import::cannot_open(args, policy, &target, kind, part);
-        }
+        Err((kind, part)) => return import::cannot_open(args, &target, kind, part),
     };
     let mut progress = a.progress(args);
     let env = a.env();
