@@ -13,6 +13,7 @@ use crate::import;
 use crate::input::Input;
 use crate::linux::{Disabled, LinuxFs, OpenOptions};
 use crate::mail_args::MailArgs;
+use mdeliver_core::Strategy;
 
 /// Progress on a terminal (indicatif), nothing otherwise.
 struct TermProgress {
@@ -77,7 +78,13 @@ fn input_size(args: &Args) -> Option<u64> {
 }
 
 /// `mdeliver -M`: checks the arguments, opens the one maildir (or its folder) and imports.
-pub fn main(args: &Args, mail: &MailArgs, disabled: Disabled, input: &mut Input) -> ExitCode {
+pub fn main(
+    args: &Args,
+    mail: &MailArgs,
+    disabled: Disabled,
+    strategy: Option<Strategy>,
+    input: &mut Input,
+) -> ExitCode {
     let maildir = match import::one_maildir(args) {
         Ok(m) => m,
         Err(code) => return ExitCode::from(code),
@@ -87,6 +94,7 @@ pub fn main(args: &Args, mail: &MailArgs, disabled: Disabled, input: &mut Input)
         sync: !args.no_fsync,
         disabled,
         keep_readable: false,
+        strategy,
     };
     let target = match crate::folder::target(args, mail, maildir, open) {
         Ok(t) => t,

@@ -30,7 +30,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use mdeliver_core::deliver::Durability;
-use mdeliver_core::Options;
+use mdeliver_core::{Options, Strategy};
 
 use crate::args::Args;
 use crate::env::LinuxEnv;
@@ -68,6 +68,19 @@ fn main() -> ExitCode {
             }
         },
     };
+    let strategy = match std::env::var_os(linux::STRATEGY_VAR) {
+        None => None,
+        Some(v) => match linux::parse_strategy(&v.to_string_lossy()) {
+            Ok(s) => Some(s),
+            Err(word) => {
+                eprintln!(
+                    "mdeliver: {}: unknown strategy '{word}' (known: exclusive, locked)",
+                    linux::STRATEGY_VAR
+                );
+                return ExitCode::from(exit::USAGE);
+            }
+        },
+    };
     let mut input = match &args.input {
         None => Input::stdin(),
         Some(path) => match Input::open(path) {
@@ -76,7 +89,7 @@ fn main() -> ExitCode {
         },
     };
     if mail.mbox {
-        return import_linux::main(&args, &mail, disabled, &mut input);
+        return import_linux::main(&args, &mail, disabled, strategy, &mut input);
     }
     let settings = match Settings::new(&mail.mta, mail.info_separator, |n| std::env::var_os(n)) {
         Ok(s) => s,
@@ -89,10 +102,17 @@ fn main() -> ExitCode {
         args: &args,
         settings,
         disabled,
+        strategy,
         env: LinuxEnv::new().with_host(args.host.as_deref()),
         buf: vec![0u8; BUF_SIZE],
         opts: mail.delivery(args.no_fsync, Durability::Full),
     };
+    if let Some(secs) = std::env::var(linux::LOCK_STALE_VAR)
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        driver.opts.lock_stale_secs = secs;
+    }
     let mut status = exit::OK;
     let mut out = status::Output::default();
     let mut copy: Option<Input> = None;
@@ -102,6 +122,7 @@ fn main() -> ExitCode {
         sync: !args.no_fsync,
         disabled,
         keep_readable: false,
+        strategy,
     };
     for (i, maildir) in args.maildirs.iter().enumerate() {
         let maildir = &match folder::target(&args, &mail, maildir, folder_open) {
@@ -117,7 +138,7 @@ fn main() -> ExitCode {
         let keep = copy.is_none() && i < last && !input.is_rewindable();
         let transform = copy.is_none();
         let source = copy.as_mut().unwrap_or(&mut input);
-        match driver.deliver(maildir, source, keep, transform) {
+        match driver.deliver(maildir, source, keep, transform, &mut out) {
             Ok((stored, kept)) => {
                 outcome::stored(&mut out, &args, &driver.settings, maildir, &stored);
                 if let Some(fd) = kept {
@@ -139,6 +160,7 @@ struct Driver<'a> {
     args: &'a Args,
     settings: Settings,
     disabled: Disabled,
+    strategy: Option<Strategy>,
     env: LinuxEnv,
     buf: Vec<u8>,
     opts: Options,
@@ -146,13 +168,15 @@ struct Driver<'a> {
 
 impl Driver<'_> {
     /// Delivers `source` into `maildir`; with `keep`, also returns the delivered file, open
-    /// for reading.
+    /// for reading. With `-vv`, says in `out` which strategy the filesystem got and why,
+    /// unless it is the default on a local filesystem.
     fn deliver(
         &mut self,
         maildir: &Path,
         source: &mut Input,
         keep: bool,
         transform: bool,
+        out: &mut status::Output,
     ) -> Result<(Stored, Option<OwnedFd>), Failure> {
         let open = OpenOptions {
             // A dry run creates nothing.
@@ -160,19 +184,29 @@ impl Driver<'_> {
             sync: !self.args.no_fsync,
             disabled: self.disabled,
             keep_readable: keep,
+            strategy: self.strategy,
         };
         let fs = LinuxFs::open(maildir, open).map_err(|(kind, part)| Failure::Open {
             kind,
             part,
             create: Create::of(self.args.create, self.settings.dry_run),
         })?;
+        let observed = fs.observed();
+        if self.args.verbose >= 2 && observed.worth_reporting() {
+            out.err(format!(
+                "mdeliver: {}: {}",
+                maildir.display(),
+                observed.describe()
+            ));
+        }
         if !source.rewind() {
             return Err(Failure::InputLost);
         }
+        let opts = observed.choice.options(self.opts);
         let (mut fs, stored) = envelope::deliver(
             fs,
             &mut self.env,
-            self.opts,
+            opts,
             &self.settings,
             source,
             transform,

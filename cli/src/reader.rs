@@ -48,6 +48,7 @@ pub fn open(path: &Path) -> Result<LinuxFs, OpenFailure> {
         sync: false,
         disabled,
         keep_readable: false,
+        strategy: None,
     };
     LinuxFs::open(path, opts).map_err(|(kind, part)| {
         let at = match part {

@@ -27,6 +27,7 @@ pub mod quota;
 pub mod scan;
 pub mod status;
 pub mod trace;
+pub mod trust;
 pub mod wire;
 
 pub use deliver::{deliver, Delivery, Options, Outcome, Step, Strategy};
