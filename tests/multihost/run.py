@@ -76,17 +76,20 @@ def deliverer(a, host, w, stats, env):
                 time.sleep(rnd.random() * a.kill_delay)
                 p.kill()  # by its own pid: the MTA's child dies with SIGKILL
                 p.wait()
+                out, err, rc = p.stdout.read(), p.stderr.read(), p.returncode
                 p.stdout.close()
                 p.stderr.close()
-                if p.returncode == -9:
+                if rc == -9:
                     stats.add("kills")
                     continue  # the MTA retries
-                out, err, rc = b"", b"", p.returncode
             else:
                 out, err = p.communicate(msg)
                 rc = p.returncode
             if rc == 0:
                 line = out.decode(errors="replace").strip().splitlines()
+                if not line:
+                    stats.error(f"{mid}: exit 0 but no path printed")
+                    break
                 with stats.lock:
                     stats.acked[key_of(line[-1])] = mid
                 stats.add("delivered")
