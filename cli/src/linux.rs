@@ -7,8 +7,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use mdeliver_core::fs::Stat;
-use mdeliver_core::name::NameBuf;
-use mdeliver_core::trust::{self, Choice};
+use mdeliver_core::machine::trust::{self, Choice};
+use mdeliver_core::maildir::name::NameBuf;
 use mdeliver_core::{Capabilities, Dir, ErrorKind, Fs, Strategy};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, RenameFlags, CWD};
 use rustix::io::Errno;
@@ -82,6 +82,18 @@ impl Disabled {
         }
         Ok(d)
     }
+
+    /// Reads [`Disabled::VAR`] (unset: nothing disabled); the error is said to a person.
+    pub fn from_env() -> Result<Disabled, String> {
+        let list = std::env::var_os(Disabled::VAR).unwrap_or_default();
+        Disabled::parse(&list.to_string_lossy()).map_err(|word| {
+            let known = "anonymous-tmp, rename-noreplace, hard-links";
+            format!(
+                "{}: unknown feature '{word}' (known: {known})",
+                Disabled::VAR
+            )
+        })
+    }
 }
 
 /// `MDELIVER_TEST_STRATEGY=exclusive|locked`, a testing and diagnostic knob: the strategy to
@@ -93,6 +105,40 @@ pub const STRATEGY_VAR: &str = "MDELIVER_TEST_STRATEGY";
 /// strategy's maildir lock counts as abandoned, instead of 300 s, so a test can kill a holder
 /// with SIGKILL and go on. Never set it in production.
 pub const LOCK_STALE_VAR: &str = "MDELIVER_TEST_LOCK_STALE";
+
+/// The strategy knobs as the environment sets them: [`STRATEGY_VAR`] and [`LOCK_STALE_VAR`].
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct StrategyKnobs {
+    /// The strategy forced whatever the filesystem.
+    pub strategy: Option<Strategy>,
+    /// The lock's age limit in seconds, instead of the core's.
+    pub lock_stale_secs: Option<u64>,
+}
+
+impl StrategyKnobs {
+    /// Reads both variables; the error says which one is wrong and what it takes.
+    pub fn from_env() -> Result<StrategyKnobs, String> {
+        let strategy = match std::env::var_os(STRATEGY_VAR) {
+            None => None,
+            Some(v) => Some(parse_strategy(&v.to_string_lossy()).map_err(|word| {
+                format!("{STRATEGY_VAR}: unknown strategy '{word}' (known: exclusive, locked)")
+            })?),
+        };
+        let lock_stale_secs = match std::env::var_os(LOCK_STALE_VAR) {
+            None => None,
+            Some(v) => Some(v.to_string_lossy().trim().parse().map_err(|_| {
+                format!(
+                    "{LOCK_STALE_VAR}: '{}' is not a number of seconds",
+                    v.to_string_lossy()
+                )
+            })?),
+        };
+        Ok(StrategyKnobs {
+            strategy,
+            lock_stale_secs,
+        })
+    }
+}
 
 /// Parses the value of [`STRATEGY_VAR`]; the error is the unknown word.
 pub fn parse_strategy(word: &str) -> Result<Strategy, String> {
@@ -294,6 +340,8 @@ pub struct LinuxFs {
     kept: Vec<OwnedFd>,
     /// The errno of the last refused `O_TMPFILE` (for the report).
     last_tmpfile_errno: Errno,
+    /// Whether `syncfs` reports write-back errors here (for [`Fs::sync_all`]), once known.
+    syncfs_reports_errors: Option<bool>,
 }
 
 /// An open message file.
@@ -304,6 +352,22 @@ impl AsFd for File {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.0.as_fd()
     }
+}
+
+/// Whether this kernel's `syncfs` reports write-back errors (Linux 5.8 and later; before, it
+/// answered 0 even when writing failed).
+fn syncfs_reports_errors() -> bool {
+    let uname = rustix::system::uname();
+    let release = uname.release().to_string_lossy();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let mut next = || {
+        parts
+            .next()
+            .and_then(|p| p.parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    let (major, minor) = (next(), next());
+    (major, minor) >= (5, 8)
 }
 
 const DIR_FLAGS: OFlags = OFlags::DIRECTORY
@@ -402,6 +466,7 @@ impl LinuxFs {
             spare_tmpfile: None,
             kept: Vec::new(),
             last_tmpfile_errno: Errno::OPNOTSUPP,
+            syncfs_reports_errors: None,
         };
         // An anonymous file is only useful if it can be linked into place. Any answer but
         // "unsupported" (permission, read-only, no space) says nothing about the feature: the
@@ -583,6 +648,20 @@ impl Fs for LinuxFs {
         // fdatasync also writes the metadata needed to read the data back (the size of this
         // new file); timestamps can wait.
         rfs::fdatasync(&file.0).map_err(other)
+    }
+
+    fn sync_all(&mut self) -> Result<(), ErrorKind> {
+        // Only an import's window calls this (a one-shot delivery flushes its one file: syncfs
+        // would flush whatever else the filesystem holds).
+        if !*self
+            .syncfs_reports_errors
+            .get_or_insert_with(syncfs_reports_errors)
+        {
+            return Err(ErrorKind::Unsupported);
+        }
+        // The tmp/ descriptor was opened before any message was written, so the error check
+        // covers every write-back of this run.
+        rfs::syncfs(&self.subdirs[0]).map_err(other)
     }
 
     fn close(&mut self, file: File) -> Result<(), ErrorKind> {

@@ -13,7 +13,7 @@
 //! untrusted filesystem gets exactly that proven configuration: the lock, and neither
 //! `O_TMPFILE` nor rename-noreplace (their lost replies cannot be checked the same way).
 
-use crate::deliver::{Options, Publish, Strategy};
+use crate::machine::deliver::{Options, Publish, Strategy};
 
 /// How often a `Locked` delivery retries a held lock, in milliseconds. A holder keeps the lock
 /// for the few round trips of one delivery, so the default one-second poll of
