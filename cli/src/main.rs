@@ -60,6 +60,14 @@ pub fn run(argv: &[OsString]) -> ExitCode {
         eprintln!("mdeliver: {message}");
         return ExitCode::from(code);
     }
-    let mut linux = adapter::Linux::new(&args, &mail, disabled, linux.syslog);
+    let knobs = match linux::StrategyKnobs::from_env() {
+        Ok(k) => k,
+        Err(message) => {
+            let code = args::usage_failed(args.strict_exit, false);
+            eprintln!("mdeliver: {message}");
+            return ExitCode::from(code);
+        }
+    };
+    let mut linux = adapter::Linux::new(&args, &mail, disabled, linux.syslog, knobs);
     ExitCode::from(mdeliver_driver::run::run(&mut linux, &args, &mail))
 }
