@@ -25,6 +25,7 @@ pub mod message;
 pub mod name;
 pub mod quota;
 pub mod scan;
+pub mod sieve;
 pub mod status;
 pub mod trace;
 pub mod wire;

@@ -1,0 +1,190 @@
+//! Comparators (RFC 4790: i;octet, i;ascii-casemap, i;ascii-numeric) and match types
+//! (RFC 5228 2.7: :is, :contains, :matches; RFC 5231: :value, :count).
+
+use core::cmp::Ordering;
+
+use super::script::{Comparator, MatchType};
+
+fn fold(c: Comparator, b: u8) -> u8 {
+    match c {
+        Comparator::AsciiCasemap => b.to_ascii_lowercase(),
+        _ => b,
+    }
+}
+
+fn eq_bytes(c: Comparator, a: &[u8], b: &[u8]) -> bool {
+    match c {
+        Comparator::Octet => a == b,
+        Comparator::AsciiCasemap => a.eq_ignore_ascii_case(b),
+        Comparator::AsciiNumeric => numeric_cmp(a, b) == Ordering::Equal,
+    }
+}
+
+/// The order of two values under a comparator.
+pub fn order(c: Comparator, a: &[u8], b: &[u8]) -> Ordering {
+    match c {
+        Comparator::AsciiNumeric => numeric_cmp(a, b),
+        _ => a
+            .iter()
+            .map(|x| fold(c, *x))
+            .cmp(b.iter().map(|x| fold(c, *x))),
+    }
+}
+
+/// i;ascii-numeric: the value of the leading digits; a string that does not start with a
+/// digit is positive infinity (equal to every other such string).
+fn numeric_cmp(a: &[u8], b: &[u8]) -> Ordering {
+    match (digits(a), digits(b)) {
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Greater,
+        (Some(_), None) => Ordering::Less,
+        (Some(x), Some(y)) => x.len().cmp(&y.len()).then_with(|| x.cmp(y)),
+    }
+}
+
+fn digits(s: &[u8]) -> Option<&[u8]> {
+    let n = s.iter().take_while(|c| c.is_ascii_digit()).count();
+    if n == 0 {
+        return None;
+    }
+    let d = &s[..n];
+    let z = d.iter().take_while(|c| **c == b'0').count();
+    Some(&d[z..])
+}
+
+/// Whether `value` matches `key` under the comparator and match type (not :count, which the
+/// caller decides on the number of values).
+pub fn matches(c: Comparator, mt: MatchType, value: &[u8], key: &[u8]) -> bool {
+    match mt {
+        MatchType::Is => eq_bytes(c, value, key),
+        MatchType::Contains => contains(c, value, key),
+        MatchType::Matches => glob(c, value, key),
+        MatchType::Value(r) => r.holds(order(c, value, key)),
+        MatchType::Count(_) => false,
+    }
+}
+
+fn contains(c: Comparator, hay: &[u8], needle: &[u8]) -> bool {
+    if needle.is_empty() {
+        return true;
+    }
+    hay.windows(needle.len())
+        .any(|w| w.iter().zip(needle).all(|(a, b)| fold(c, *a) == fold(c, *b)))
+}
+
+/// The length of the character at the start of `s`: one octet for i;octet, one UTF-8
+/// character (or one octet of an invalid sequence) otherwise.
+fn char_len(c: Comparator, s: &[u8]) -> usize {
+    if c == Comparator::Octet {
+        return 1;
+    }
+    let n = match s[0] {
+        0xC0..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        0xF0..=0xF7 => 4,
+        _ => 1,
+    };
+    if n <= s.len() && s[1..n].iter().all(|b| b & 0xC0 == 0x80) {
+        n
+    } else {
+        1
+    }
+}
+
+/// `:matches`: `*` matches any sequence, `?` one character, `\` makes the next character
+/// literal. Iterative with one backtrack point, so the cost is bounded by
+/// value length × key length.
+fn glob(c: Comparator, value: &[u8], key: &[u8]) -> bool {
+    let (mut v, mut k) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    loop {
+        if k < key.len() {
+            match key[k] {
+                b'*' => {
+                    star = Some((k + 1, v));
+                    k += 1;
+                    continue;
+                }
+                b'?' if v < value.len() => {
+                    v += char_len(c, &value[v..]);
+                    k += 1;
+                    continue;
+                }
+                b'?' => {}
+                lit => {
+                    let (lit, step) = if lit == b'\\' && k + 1 < key.len() {
+                        (key[k + 1], 2)
+                    } else {
+                        (lit, 1)
+                    };
+                    if v < value.len() && fold(c, value[v]) == fold(c, lit) {
+                        v += 1;
+                        k += step;
+                        continue;
+                    }
+                }
+            }
+        } else if v == value.len() {
+            return true;
+        }
+        match star {
+            Some((sk, sv)) if sv < value.len() => {
+                let nv = sv + char_len(c, &value[sv..]);
+                star = Some((sk, nv));
+                k = sk;
+                v = nv;
+            }
+            _ => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sieve::script::Relation;
+
+    #[test]
+    fn glob_wildcards_and_escapes() {
+        let m = |v: &str, k: &str| glob(Comparator::AsciiCasemap, v.as_bytes(), k.as_bytes());
+        assert!(m("", "*"));
+        assert!(m("abc", "a*"));
+        assert!(m("abc", "*c"));
+        assert!(m("abc", "a?c"));
+        assert!(!m("abc", "a?"));
+        assert!(m("ABC", "a*b*c"));
+        assert!(m("a*c", "a\\*c"));
+        assert!(!m("abc", "a\\*c"));
+        assert!(m("x?y", "x\\?y"));
+        assert!(!m("xzy", "x\\?y"));
+        assert!(m("aXbXc", "*x*x*"));
+        assert!(!m("aXb", "*x*x*"));
+        assert!(m("é", "?"));
+        assert!(!glob(Comparator::Octet, "é".as_bytes(), b"?"));
+        assert!(!glob(Comparator::Octet, b"ABC", b"abc"));
+    }
+
+    #[test]
+    fn numeric_order() {
+        let o = |a: &str, b: &str| numeric_cmp(a.as_bytes(), b.as_bytes());
+        assert_eq!(o("10", "9"), Ordering::Greater);
+        assert_eq!(o("007", "7"), Ordering::Equal);
+        assert_eq!(o("abc", "99999"), Ordering::Greater);
+        assert_eq!(o("abc", "x"), Ordering::Equal);
+        assert_eq!(o("12abc", "12"), Ordering::Equal);
+        assert!(matches(
+            Comparator::AsciiNumeric,
+            MatchType::Value(Relation::Ge),
+            b"5",
+            b"5"
+        ));
+    }
+
+    #[test]
+    fn contains_and_is() {
+        assert!(contains(Comparator::AsciiCasemap, b"Hello World", b"o w"));
+        assert!(!contains(Comparator::Octet, b"Hello World", b"o w"));
+        assert!(contains(Comparator::Octet, b"", b""));
+        assert!(eq_bytes(Comparator::AsciiCasemap, b"ABC", b"abc"));
+    }
+}
