@@ -22,6 +22,7 @@ mod mta_args;
 mod outcome;
 mod reader;
 mod report;
+mod sieve;
 mod status;
 mod testing;
 
@@ -52,6 +53,7 @@ fn main() -> ExitCode {
         Ok(command::Parsed::List(a)) => return list::run(&a),
         Ok(command::Parsed::Flag(a)) => return flag::run(&a),
         Ok(command::Parsed::Check(a)) => return check::run(&a),
+        Ok(command::Parsed::Sieve(a)) => return sieve::run_command(&a),
         Err(code) => return code,
     };
     let disabled = match std::env::var_os(Disabled::VAR) {

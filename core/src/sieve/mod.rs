@@ -19,12 +19,14 @@
 mod compare;
 mod error;
 pub mod header;
+mod input;
 mod lex;
 mod parse;
 mod run;
 mod script;
 
 pub use error::{CompileError, ErrorKind, Pos};
+pub use input::MessageReader;
 pub use parse::{compile, Script};
 pub use run::{run, Action, Message, Outcome, RuntimeError, Text, ACTIONS_MAX, TEXT_MAX};
 pub use script::{Extension, Extensions, Node};
