@@ -327,8 +327,8 @@ impl Run<'_, '_, '_> {
                     self.out.implicit_keep = false;
                 }
                 // A second store into the same mailbox is the same store (RFC 5228 2.10.3);
-                // the flags of the first one stand.
-                let same = self.out.actions.iter().any(|a| match a {
+                // its flags are the last action's (as Pigeonhole does: RFC 5232 leaves it open).
+                let same = self.out.actions.iter().position(|a| match a {
                     Action::Store { mailbox: m, .. } => match (m, mailbox) {
                         (None, None) => true,
                         (Some(t), Some(name)) => self.out.text(*t) == name,
@@ -336,7 +336,16 @@ impl Run<'_, '_, '_> {
                     },
                     _ => false,
                 });
-                if same {
+                if let Some(i) = same {
+                    if let Action::Store {
+                        flags: f,
+                        create: c,
+                        ..
+                    } = &mut self.out.actions[i]
+                    {
+                        *f = flags;
+                        *c |= spec.create;
+                    }
                     return Ok(());
                 }
                 let mailbox = match mailbox {

@@ -1,0 +1,463 @@
+//! The referee for the Sieve interpreter: Dovecot's Pigeonhole, which nobody here wrote.
+//! Generated scripts × generated messages run through both: `sieve-filter` (Debian's
+//! dovecot-sieve; one run applies a script to every message of a maildir, so a few hundred
+//! runs give ten thousand pairs) and `mdeliver_core::sieve`; the action sets must be equal.
+//!
+//! `MDELIVER_SIEVE_PAIRS` (default 10000) sets the number of pairs, `MDELIVER_SIEVE_SEED` the
+//! generator's seed. Needs root (the test installs dovecot-core and dovecot-sieve when
+//! missing and runs Pigeonhole as `nobody`, which it insists on) or an installed sieve-filter.
+//!
+//! Where the comparison normalises, it is for Pigeonhole's printing, not its semantics: flag
+//! names compare case-insensitively (IMAP flags are; Pigeonhole prints system flags in lower
+//! case), a redirect's address without Pigeonhole's angle brackets and with its domain in
+//! lower case (domains are case-insensitive; Pigeonhole prints them lowered), a reject by its presence,
+//! `discard` as no store at all (Pigeonhole prints nothing for it).
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+use mdeliver_core::sieve::{compile, run, Action, Limits, Message, MessageReader, Node, Outcome};
+
+/// A small deterministic generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+        xs[self.below(xs.len())]
+    }
+    fn chance(&mut self, percent: usize) -> bool {
+        self.below(100) < percent
+    }
+}
+
+const LOCALS: &[&str] = &["alice", "bob", "carol+news", "dave+", "Eve", "root", "a.b+x+y"];
+const DOMAINS: &[&str] = &["example.com", "Example.ORG", "lists.example.net", "x.test"];
+const WORDS: &[&str] = &[
+    "hello", "World", "urgent", "[list]", "sale", "re:", "meeting", "a*b", "q?", "SPAM", "",
+];
+const HEADERS: &[&str] = &["subject", "from", "to", "cc", "x-tag", "x-spam-score", "list-id"];
+const ADDR_HEADERS: &[&str] = &["from", "to", "cc", "sender"];
+const MAILBOXES: &[&str] = &["INBOX", "Junk", "lists", "Archive/2026", "work", "A b"];
+const FLAGS: &[&str] = &["\\\\Seen", "\\\\Flagged", "\\\\Answered", "$Label1", "todo", "ToDo"];
+
+fn address(r: &mut Rng) -> String {
+    let a = format!("{}@{}", r.pick(LOCALS), r.pick(DOMAINS));
+    match r.below(3) {
+        0 => a,
+        1 => format!("\"{} {}\" <{a}>", r.pick(WORDS), r.pick(LOCALS)),
+        _ => format!("{} <{a}>", r.pick(LOCALS)),
+    }
+}
+
+fn message(r: &mut Rng, i: usize) -> Vec<u8> {
+    let mut m = String::new();
+    let _ = writeln!(m, "Message-ID: <m{i}@diff.test>");
+    let _ = writeln!(m, "From: {}", address(r));
+    let n = 1 + r.below(3);
+    let to: Vec<String> = (0..n).map(|_| address(r)).collect();
+    let _ = writeln!(m, "To: {}", to.join(", "));
+    if r.chance(40) {
+        let _ = writeln!(m, "Cc: {}", address(r));
+    }
+    for _ in 0..r.below(3) {
+        let words: Vec<&str> = (0..1 + r.below(4)).map(|_| r.pick(WORDS)).collect();
+        if r.chance(20) {
+            let _ = writeln!(m, "Subject: {}\n {}", words.join(" "), r.pick(WORDS));
+        } else {
+            let _ = writeln!(m, "Subject: {}", words.join(" "));
+        }
+    }
+    if r.chance(50) {
+        let _ = writeln!(m, "X-Spam-Score: {}", r.below(20));
+    }
+    if r.chance(40) {
+        let _ = writeln!(m, "X-Tag: {}", r.pick(WORDS));
+    }
+    if r.chance(30) {
+        let _ = writeln!(m, "List-Id: <{}.example.com>", r.pick(WORDS));
+    }
+    m.push('\n');
+    for _ in 0..r.below(40) {
+        let _ = writeln!(m, "{}", r.pick(WORDS).repeat(1 + r.below(8)));
+    }
+    m.into_bytes()
+}
+
+fn quoted(s: &str) -> String {
+    format!("\"{s}\"")
+}
+
+fn list(r: &mut Rng, pool: &[&str]) -> String {
+    if r.chance(60) {
+        quoted(r.pick(pool))
+    } else {
+        let n = 1 + r.below(3);
+        let items: Vec<String> = (0..n).map(|_| quoted(r.pick(pool))).collect();
+        format!("[{}]", items.join(", "))
+    }
+}
+
+fn keys(r: &mut Rng) -> Vec<&'static str> {
+    let mut pool: Vec<&str> = WORDS.to_vec();
+    pool.extend(LOCALS);
+    pool.extend(DOMAINS);
+    pool.extend(["*", "*example*", "?*", "*.com", "1", "5", "10", "h*o", "*+*", "\\\\*"]);
+    pool.leak().to_vec()
+}
+
+fn comparator_and_match(r: &mut Rng, numeric_ok: bool) -> String {
+    let mut s = String::new();
+    let numeric = numeric_ok && r.chance(15);
+    if numeric {
+        s += " :comparator \"i;ascii-numeric\"";
+    } else if r.chance(30) {
+        s += r.pick(&[" :comparator \"i;octet\"", " :comparator \"i;ascii-casemap\""]);
+    }
+    let rel = r.pick(&["gt", "ge", "lt", "le", "eq", "ne"]);
+    let mt = if numeric { r.below(3) * 2 } else { r.below(5) };
+    s += &match mt {
+        0 => String::new(),
+        1 => " :contains".into(),
+        2 => format!(" :value \"{rel}\""),
+        3 => " :matches".into(),
+        _ => format!(" :count \"{rel}\""),
+    };
+    s
+}
+
+fn test(r: &mut Rng, depth: usize) -> String {
+    let k = keys(r);
+    let choice = if depth > 2 { r.below(6) } else { r.below(10) };
+    match choice {
+        0 | 1 => {
+            let cm = comparator_and_match(r, true);
+            format!("header{cm} {} {}", list(r, HEADERS), list(r, &k))
+        }
+        2 | 3 => {
+            let cm = comparator_and_match(r, true);
+            let part = r.pick(&["", " :all", " :localpart", " :domain", " :user", " :detail"]);
+            format!("address{cm}{part} {} {}", list(r, ADDR_HEADERS), list(r, &k))
+        }
+        4 => format!("exists {}", list(r, HEADERS)),
+        5 => format!(
+            "size {} {}",
+            r.pick(&[":over", ":under"]),
+            r.pick(&["100", "300", "1K", "0", "450"])
+        ),
+        6 => format!("not {}", test(r, depth + 1)),
+        7 => {
+            let cm = comparator_and_match(r, false);
+            format!("hasflag{cm} {}", list(r, FLAGS))
+        }
+        _ => {
+            let n = 1 + r.below(3);
+            let tests: Vec<String> = (0..n).map(|_| test(r, depth + 1)).collect();
+            format!("{} ({})", r.pick(&["allof", "anyof"]), tests.join(", "))
+        }
+    }
+}
+
+fn command(r: &mut Rng, depth: usize, out: &mut String) {
+    let indent = "  ".repeat(depth);
+    match r.below(if depth > 2 { 8 } else { 11 }) {
+        0 => {
+            let flags = if r.chance(20) {
+                format!(" :flags {}", list(r, FLAGS))
+            } else {
+                String::new()
+            };
+            let _ = writeln!(out, "{indent}keep{flags};");
+        }
+        1 => {
+            let _ = writeln!(out, "{indent}discard;");
+        }
+        2 | 3 => {
+            let mut tags = String::new();
+            if r.chance(30) {
+                tags += " :copy";
+            }
+            if r.chance(20) {
+                tags += &format!(" :flags {}", list(r, FLAGS));
+            }
+            let _ = writeln!(out, "{indent}fileinto{tags} {};", quoted(r.pick(MAILBOXES)));
+        }
+        4 => {
+            let copy = if r.chance(40) { " :copy" } else { "" };
+            let to = format!("{}@{}", r.pick(LOCALS), r.pick(DOMAINS));
+            let _ = writeln!(out, "{indent}redirect{copy} {};", quoted(&to));
+        }
+        5 | 6 => {
+            let cmd = r.pick(&["setflag", "addflag", "addflag", "removeflag"]);
+            let _ = writeln!(out, "{indent}{cmd} {};", list(r, FLAGS));
+        }
+        7 => {
+            if r.chance(30) {
+                let _ = writeln!(out, "{indent}stop;");
+            } else {
+                let _ = writeln!(out, "{indent}keep;");
+            }
+        }
+        _ => {
+            let _ = writeln!(out, "{indent}if {} {{", test(r, 0));
+            for _ in 0..1 + r.below(3) {
+                command(r, depth + 1, out);
+            }
+            while r.chance(30) {
+                let _ = writeln!(out, "{indent}}} elsif {} {{", test(r, 0));
+                command(r, depth + 1, out);
+            }
+            if r.chance(40) {
+                let _ = writeln!(out, "{indent}}} else {{");
+                command(r, depth + 1, out);
+            }
+            let _ = writeln!(out, "{indent}}}");
+        }
+    }
+}
+
+fn script(r: &mut Rng) -> String {
+    let mut s = String::from(
+        "require [\"fileinto\", \"copy\", \"imap4flags\", \"relational\", \
+         \"comparator-i;ascii-numeric\", \"subaddress\", \"mailbox\"];\n",
+    );
+    for _ in 0..1 + r.below(5) {
+        command(r, 0, &mut s);
+    }
+    s
+}
+
+/// Our action set for one message.
+fn ours(script_src: &str, msg: &[u8]) -> BTreeSet<String> {
+    let limits = Limits::default();
+    let mut nodes = vec![Node::FREE; Limits::nodes_for(script_src.len())];
+    let mut strings = vec![0u8; Limits::strings_for(script_src.len())];
+    let script = compile(script_src.as_bytes(), &limits, &mut nodes, &mut strings)
+        .unwrap_or_else(|e| panic!("ours does not compile: {e}\n{script_src}"));
+    let mut header = vec![0u8; 64 * 1024];
+    let mut reader = MessageReader::new(&mut header);
+    reader.push(msg);
+    let m = Message {
+        header: reader.header(),
+        size: reader.size(),
+        envelope_from: b"",
+        envelope_to: b"",
+    };
+    let mut out = Box::new(Outcome::new());
+    let mut scratch = vec![0u8; 64 * 1024];
+    run(&script, &m, &limits, &mut scratch, &mut out);
+    let text = |t| String::from_utf8_lossy(out.text(t)).into_owned();
+    let flags = |f: &[u8]| -> String {
+        let s = String::from_utf8_lossy(f).to_lowercase();
+        let set: BTreeSet<&str> = s.split(' ').filter(|w| !w.is_empty()).collect();
+        set.into_iter().collect::<Vec<_>>().join(" ")
+    };
+    let mut set = BTreeSet::new();
+    for a in out.actions() {
+        match *a {
+            Action::Store { mailbox, flags: f, .. } => {
+                let name = mailbox.map_or("INBOX".to_string(), text);
+                set.insert(format!("store {name} [{}]", flags(out.text(f))));
+            }
+            Action::Redirect { address } => {
+                set.insert(format!("redirect {}", lower_domain(&text(address))));
+            }
+            Action::Reject { .. } => {
+                set.insert("reject".to_string());
+            }
+            Action::Discard => {}
+        }
+    }
+    if out.implicit_keep() {
+        set.insert(format!("store INBOX [{}]", flags(out.implicit_flags())));
+    }
+    set
+}
+
+/// Pigeonhole's action sets, by message index, from sieve-filter's output.
+fn theirs(output: &str) -> Vec<(usize, BTreeSet<String>)> {
+    let mut result = Vec::new();
+    for chunk in output.split(">> Filtering message:").skip(1) {
+        let id = chunk
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("ID:"))
+            .and_then(|v| v.trim().strip_prefix("<m"))
+            .and_then(|v| v.split('@').next())
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or_else(|| panic!("no message id in:\n{chunk}"));
+        let mut set = BTreeSet::new();
+        let mut last: Option<String> = None;
+        let flush = |last: &mut Option<String>, set: &mut BTreeSet<String>| {
+            if let Some(l) = last.take() {
+                set.insert(l);
+            }
+        };
+        for line in chunk.lines() {
+            let t = line.trim();
+            if let Some(folder) = t.strip_prefix("* store message in folder: ") {
+                flush(&mut last, &mut set);
+                last = Some(format!("store {folder} []"));
+            } else if let Some(flags) = t.strip_prefix("+ add IMAP flags: ") {
+                if let Some(l) = last.as_mut() {
+                    let s = flags.to_lowercase();
+                    let fs: BTreeSet<&str> = s.split(' ').filter(|w| !w.is_empty()).collect();
+                    let fs = fs.into_iter().collect::<Vec<_>>().join(" ");
+                    *l = l.replace("[]", &format!("[{fs}]"));
+                }
+            } else if let Some(to) = t.strip_prefix("* redirect message to: ") {
+                flush(&mut last, &mut set);
+                let to = to.trim_start_matches('<').trim_end_matches('>');
+                set.insert(format!("redirect {}", lower_domain(to)));
+            } else if t.starts_with("* reject message") {
+                flush(&mut last, &mut set);
+                set.insert("reject".to_string());
+            } else if t.starts_with("* ") {
+                flush(&mut last, &mut set);
+                if !t.starts_with("* discard") {
+                    set.insert(format!("unknown {t}"));
+                }
+            }
+        }
+        flush(&mut last, &mut set);
+        result.push((id, set));
+    }
+    result
+}
+
+/// Domains are case-insensitive; Pigeonhole prints a redirect's domain in lower case.
+fn lower_domain(a: &str) -> String {
+    match a.rsplit_once('@') {
+        Some((l, d)) => format!("{l}@{}", d.to_lowercase()),
+        None => a.to_string(),
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
+}
+
+/// The sieve-filter binary, installed when missing and we are root.
+fn sieve_filter() -> Option<&'static str> {
+    let path = "/usr/bin/sieve-filter";
+    if !Path::new(path).exists() && is_root() {
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(
+                "timeout 300 sh -c 'apt-get update -qq; DEBIAN_FRONTEND=noninteractive \
+                 apt-get install -y -qq dovecot-core dovecot-sieve' >/dev/null 2>&1",
+            )
+            .status();
+    }
+    if Path::new(path).exists() {
+        Some(path)
+    } else {
+        eprintln!("skipped: sieve-filter is not installed (apt-get install dovecot-sieve, as root)");
+        None
+    }
+}
+
+#[test]
+fn generated_scripts_and_messages_agree_with_pigeonhole() {
+    let Some(filter) = sieve_filter() else {
+        return;
+    };
+    let pairs: usize = std::env::var("MDELIVER_SIEVE_PAIRS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let seed: u64 = std::env::var("MDELIVER_SIEVE_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5eed_17);
+    let per_script = 100;
+    let scripts = pairs.div_ceil(per_script);
+    let mut r = Rng(seed | 1);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let md = root.join("Maildir");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(md.join(sub)).unwrap();
+    }
+    let messages: Vec<Vec<u8>> = (0..per_script).map(|i| message(&mut r, i)).collect();
+    for (i, m) in messages.iter().enumerate() {
+        std::fs::write(md.join("cur").join(format!("{i}.diff:2,")), m).unwrap();
+    }
+    let root_user = is_root();
+    if root_user {
+        let ok = Command::new("chown")
+            .args(["-R", "nobody:nogroup"])
+            .arg(root)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "chown");
+    }
+    let mut compared = 0usize;
+    let mut mismatches = Vec::new();
+    for s in 0..scripts {
+        let src = script(&mut r);
+        let path = root.join(format!("s{s}.sieve"));
+        std::fs::write(&path, &src).unwrap();
+        let mut cmd = if root_user {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", filter]);
+            c
+        } else {
+            Command::new(filter)
+        };
+        let out = cmd
+            .env("HOME", root)
+            .arg("-v")
+            .arg("-o")
+            .arg(format!("mail_location=maildir:{}", md.display()))
+            .arg(&path)
+            .arg("INBOX")
+            .output()
+            .expect("run sieve-filter");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "sieve-filter failed on script {s}:\n{src}\n{stderr}"
+        );
+        let results = theirs(&stdout);
+        assert_eq!(results.len(), per_script, "{stdout}\n{stderr}");
+        for (id, want) in results {
+            let got = ours(&src, &messages[id]);
+            compared += 1;
+            if got != want && mismatches.len() < 5 {
+                mismatches.push(format!(
+                    "script {s}:\n{src}\nmessage {id}:\n{}\nPigeonhole: {want:?}\nours:       {got:?}\n",
+                    String::from_utf8_lossy(&messages[id])
+                ));
+            } else if got != want {
+                mismatches.push(String::new());
+            }
+        }
+    }
+    eprintln!(
+        "sieve differential: {compared} pairs ({scripts} scripts x {per_script} messages), {} mismatches",
+        mismatches.len()
+    );
+    assert!(
+        mismatches.is_empty(),
+        "{} of {compared} pairs differ; the first ones:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+    assert!(compared >= pairs);
+}
