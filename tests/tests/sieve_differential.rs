@@ -334,6 +334,33 @@ fn theirs(output: &str) -> Vec<(usize, BTreeSet<String>)> {
     result
 }
 
+/// The one documented difference that is Pigeonhole's choice rather than the RFC's: after
+/// `fileinto :copy "X"` (or `redirect :copy`), a later `fileinto "X"` without :copy is merged
+/// into the first action as a duplicate and so does not cancel the implicit keep; RFC 5228
+/// 4.1 and RFC 3894 say a fileinto without :copy cancels it (2.10.3's "deliver once" is
+/// about the copy, not about the keep). The pair differs exactly by Pigeonhole's extra
+/// implicit keep, and the script has a :copy.
+fn copy_then_same_target(src: &str, want: &BTreeSet<String>, got: &BTreeSet<String>) -> bool {
+    let extra: Vec<&String> = want.difference(got).collect();
+    // (target, :copy) of every fileinto and redirect (the generator writes one per line).
+    let targets: Vec<(String, bool)> = src
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("fileinto") || l.starts_with("redirect"))
+        .filter_map(|l| {
+            let target = l.trim_end_matches(';').rsplit('"').nth(1)?;
+            let kind = &l[..8];
+            Some((format!("{kind} {}", target.to_lowercase()), l.contains(":copy")))
+        })
+        .collect();
+    let both = targets
+        .iter()
+        .any(|(t, copy)| *copy && targets.iter().any(|(u, c)| u == t && !c));
+    both && got.is_subset(want)
+        && extra.len() == 1
+        && extra[0].starts_with("store INBOX [")
+}
+
 /// Domains are case-insensitive; Pigeonhole prints a redirect's domain in lower case.
 fn lower_domain(a: &str) -> String {
     match a.rsplit_once('@') {
@@ -407,6 +434,7 @@ fn generated_scripts_and_messages_agree_with_pigeonhole() {
         assert!(ok, "chown");
     }
     let mut compared = 0usize;
+    let mut documented = 0usize;
     let mut mismatches = Vec::new();
     for s in 0..scripts {
         let src = script(&mut r);
@@ -439,25 +467,41 @@ fn generated_scripts_and_messages_agree_with_pigeonhole() {
         for (id, want) in results {
             let got = ours(&src, &messages[id]);
             compared += 1;
-            if got != want && mismatches.len() < 5 {
-                mismatches.push(format!(
-                    "script {s}:\n{src}\nmessage {id}:\n{}\nPigeonhole: {want:?}\nours:       {got:?}\n",
-                    String::from_utf8_lossy(&messages[id])
-                ));
-            } else if got != want {
-                mismatches.push(String::new());
+            if got != want && copy_then_same_target(&src, &want, &got) {
+                documented += 1;
+                continue;
+            }
+            if got != want {
+                let first_for_script = !mismatches.iter().any(|(ms, _)| *ms == s);
+                let shown = mismatches.iter().filter(|(_, t): &&(usize, String)| !t.is_empty()).count();
+                let text = if first_for_script && shown < 8 {
+                    let m = String::from_utf8_lossy(&messages[id]);
+                    let head = m.split("\n\n").next().unwrap_or("");
+                    format!(
+                        "script {s}:\n{src}\nmessage {id} (header):\n{head}\nPigeonhole: {want:?}\nours:       {got:?}\n"
+                    )
+                } else {
+                    String::new()
+                };
+                mismatches.push((s, text));
             }
         }
     }
     eprintln!(
-        "sieve differential: {compared} pairs ({scripts} scripts x {per_script} messages), {} mismatches",
+        "sieve differential: {compared} pairs ({scripts} scripts x {per_script} messages), \
+         {} mismatches, {documented} differing only by the documented :copy merge",
         mismatches.len()
     );
     assert!(
         mismatches.is_empty(),
         "{} of {compared} pairs differ; the first ones:\n{}",
         mismatches.len(),
-        mismatches.join("\n")
+        mismatches
+            .iter()
+            .map(|(_, t)| t.as_str())
+            .filter(|t| !t.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     assert!(compared >= pairs);
 }

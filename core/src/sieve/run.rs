@@ -36,9 +36,10 @@ pub struct Text {
 /// One decided action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    /// Store into a mailbox (`keep` is a store into the default mailbox: `mailbox` is None).
+    /// Store into a mailbox (`keep`, and `fileinto "INBOX"`, store into the user's inbox:
+    /// `mailbox` is None).
     Store {
-        /// The mailbox, or None for the user's inbox (keep).
+        /// The mailbox, or None for the user's inbox.
         mailbox: Option<Text>,
         /// The IMAP flags to set, space-separated.
         flags: Text,
@@ -316,9 +317,9 @@ impl Run<'_, '_, '_> {
     fn action(&mut self, word: Word, spec: &Spec) -> Result<(), RuntimeError> {
         match word {
             Word::Keep | Word::Fileinto => {
+                // `fileinto "INBOX"` (any case: RFC 3501 5.1) is the keep's mailbox.
                 let mailbox = if word == Word::Fileinto {
-                    let name = self.script.string(spec.a);
-                    Some(name)
+                    Some(self.script.string(spec.a)).filter(|n| !n.eq_ignore_ascii_case(b"INBOX"))
                 } else {
                     None
                 };
