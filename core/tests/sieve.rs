@@ -274,3 +274,31 @@ fn pathological_matches_pattern_is_bounded() {
     );
     assert_eq!(actions(&s), ["implicit keep []"]);
 }
+
+#[test]
+fn a_long_header_against_a_costly_pattern_runs_out_of_budget() {
+    // 256 KiB of 'a' in a Subject against "*aaaa...ab": every start position matches 4000
+    // letters before the b fails, a billion byte comparisons.
+    // The budget counts byte comparisons, so the run stops with an error (and the implicit
+    // keep) instead of running for minutes.
+    let mut msg = b"Subject: ".to_vec();
+    msg.extend(std::iter::repeat_n(b'a', 256 * 1024));
+    msg.extend_from_slice(b"\n\nbody\n");
+    let key = "*".to_string() + &"a".repeat(4000) + "b";
+    let src = format!("require \"fileinto\"; if header :matches \"subject\" \"{key}\" {{ fileinto \"x\"; }}");
+    let limits = Limits::default();
+    let mut nodes = vec![Node::FREE; Limits::nodes_for(src.len())];
+    let mut strings = vec![0u8; Limits::strings_for(src.len())];
+    let script = compile(src.as_bytes(), &limits, &mut nodes, &mut strings).unwrap();
+    let m = Message {
+        header: &msg,
+        size: msg.len() as u64,
+        envelope_from: b"",
+        envelope_to: b"",
+    };
+    let mut out = Box::new(Outcome::new());
+    let mut scratch = vec![0u8; msg.len()];
+    run(&script, &m, &limits, &mut scratch, &mut out);
+    assert_eq!(out.error(), Some(RuntimeError::BudgetExhausted));
+    assert!(out.actions().is_empty() && out.implicit_keep());
+}

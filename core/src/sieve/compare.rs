@@ -53,23 +53,39 @@ fn digits(s: &[u8]) -> Option<&[u8]> {
 }
 
 /// Whether `value` matches `key` under the comparator and match type (not :count, which the
-/// caller decides on the number of values).
-pub fn matches(c: Comparator, mt: MatchType, value: &[u8], key: &[u8]) -> bool {
+/// caller decides on the number of values). `work` is the budget of byte comparisons left:
+/// each comparison spends from it, and a match that would need more than is left answers
+/// false with `work` at 0, which the caller turns into a runtime error. So a hostile pattern
+/// against a long header costs a bounded time.
+pub fn matches(c: Comparator, mt: MatchType, value: &[u8], key: &[u8], work: &mut u64) -> bool {
+    let linear = (value.len() + key.len()) as u64 + 1;
     match mt {
-        MatchType::Is => eq_bytes(c, value, key),
-        MatchType::Contains => contains(c, value, key),
-        MatchType::Matches => glob(c, value, key),
-        MatchType::Value(r) => r.holds(order(c, value, key)),
+        MatchType::Is => spend(work, linear) && eq_bytes(c, value, key),
+        MatchType::Contains => contains(c, value, key, work),
+        MatchType::Matches => glob(c, value, key, work),
+        MatchType::Value(r) => spend(work, linear) && r.holds(order(c, value, key)),
         MatchType::Count(_) => false,
     }
 }
 
-fn contains(c: Comparator, hay: &[u8], needle: &[u8]) -> bool {
-    if needle.is_empty() {
-        return true;
+/// Takes `n` from the budget; false (and the budget at 0) if there is not that much left.
+fn spend(work: &mut u64, n: u64) -> bool {
+    if *work < n {
+        *work = 0;
+        return false;
     }
-    hay.windows(needle.len())
-        .any(|w| w.iter().zip(needle).all(|(a, b)| fold(c, *a) == fold(c, *b)))
+    *work -= n;
+    true
+}
+
+fn contains(c: Comparator, hay: &[u8], needle: &[u8], work: &mut u64) -> bool {
+    if needle.is_empty() {
+        return spend(work, 1);
+    }
+    hay.windows(needle.len()).any(|w| {
+        spend(work, needle.len() as u64)
+            && w.iter().zip(needle).all(|(a, b)| fold(c, *a) == fold(c, *b))
+    }) && *work > 0
 }
 
 /// The length of the character at the start of `s`: one octet for i;octet, one UTF-8
@@ -94,10 +110,13 @@ fn char_len(c: Comparator, s: &[u8]) -> usize {
 /// `:matches`: `*` matches any sequence, `?` one character, `\` makes the next character
 /// literal. Iterative with one backtrack point, so the cost is bounded by
 /// value length × key length.
-fn glob(c: Comparator, value: &[u8], key: &[u8]) -> bool {
+fn glob(c: Comparator, value: &[u8], key: &[u8], work: &mut u64) -> bool {
     let (mut v, mut k) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
     loop {
+        if !spend(work, 1) {
+            return false;
+        }
         if k < key.len() {
             match key[k] {
                 b'*' => {
@@ -146,7 +165,9 @@ mod tests {
 
     #[test]
     fn glob_wildcards_and_escapes() {
-        let m = |v: &str, k: &str| glob(Comparator::AsciiCasemap, v.as_bytes(), k.as_bytes());
+        let m = |v: &str, k: &str| {
+            glob(Comparator::AsciiCasemap, v.as_bytes(), k.as_bytes(), &mut u64::MAX.clone())
+        };
         assert!(m("", "*"));
         assert!(m("abc", "a*"));
         assert!(m("abc", "*c"));
@@ -160,8 +181,12 @@ mod tests {
         assert!(m("aXbXc", "*x*x*"));
         assert!(!m("aXb", "*x*x*"));
         assert!(m("é", "?"));
-        assert!(!glob(Comparator::Octet, "é".as_bytes(), b"?"));
-        assert!(!glob(Comparator::Octet, b"ABC", b"abc"));
+        assert!(!glob(Comparator::Octet, "é".as_bytes(), b"?", &mut 100));
+        assert!(!glob(Comparator::Octet, b"ABC", b"abc", &mut 100));
+        // Out of budget: false, and the budget is spent.
+        let mut w = 10;
+        assert!(!glob(Comparator::Octet, &[b'a'; 100], b"*b", &mut w));
+        assert_eq!(w, 0);
     }
 
     #[test]
@@ -176,15 +201,17 @@ mod tests {
             Comparator::AsciiNumeric,
             MatchType::Value(Relation::Ge),
             b"5",
-            b"5"
+            b"5",
+            &mut 100
         ));
     }
 
     #[test]
     fn contains_and_is() {
-        assert!(contains(Comparator::AsciiCasemap, b"Hello World", b"o w"));
-        assert!(!contains(Comparator::Octet, b"Hello World", b"o w"));
-        assert!(contains(Comparator::Octet, b"", b""));
+        let w = &mut 1000;
+        assert!(contains(Comparator::AsciiCasemap, b"Hello World", b"o w", w));
+        assert!(!contains(Comparator::Octet, b"Hello World", b"o w", w));
+        assert!(contains(Comparator::Octet, b"", b"", w));
         assert!(eq_bytes(Comparator::AsciiCasemap, b"ABC", b"abc"));
     }
 }

@@ -185,7 +185,13 @@ struct Run<'r, 's, 'm> {
     scratch: &'r mut [u8],
     flags: heapless::Vec<u8, FLAGS_MAX>,
     redirects: usize,
+    /// Byte comparisons left: `max_steps` × [`WORK_PER_STEP`], each step spending one step's
+    /// worth, each comparison its bytes.
+    work: u64,
 }
+
+/// Byte comparisons one step of the budget is worth.
+const WORK_PER_STEP: u64 = 64;
 
 /// Runs `script` on `msg` into `out` (cleared first). `scratch` holds one unfolded header
 /// value at a time: values longer than it are compared truncated, so give it the header
@@ -206,6 +212,7 @@ pub fn run(
         scratch,
         flags: heapless::Vec::new(),
         redirects: 0,
+        work: u64::from(limits.max_steps) * WORK_PER_STEP,
     };
     let result = r.block(script.first);
     let steps = r.out.steps;
@@ -219,9 +226,12 @@ pub fn run(
 impl Run<'_, '_, '_> {
     fn step(&mut self, n: u32) -> Result<(), RuntimeError> {
         self.out.steps = self.out.steps.saturating_add(n);
-        if self.out.steps > self.limits.max_steps {
+        let cost = u64::from(n) * WORK_PER_STEP;
+        if self.out.steps > self.limits.max_steps || self.work <= cost {
+            self.work = 0;
             return Err(RuntimeError::BudgetExhausted);
         }
+        self.work -= cost;
         Ok(())
     }
 
@@ -485,6 +495,7 @@ impl Run<'_, '_, '_> {
         let mut steps: u32 = 0;
         let mut matched = false;
         let counting = matches!(spec.mt, MatchType::Count(_));
+        let mut work = self.work;
         {
             let mut visit = |value: &[u8]| -> bool {
                 count += 1;
@@ -494,7 +505,7 @@ impl Run<'_, '_, '_> {
                 steps = steps.saturating_add(key_count.max(1));
                 matched = script
                     .strings(keys)
-                    .any(|k| compare::matches(spec.cmp, spec.mt, value, k));
+                    .any(|k| compare::matches(spec.cmp, spec.mt, value, k, &mut work));
                 matched
             };
             match word {
@@ -557,7 +568,8 @@ impl Run<'_, '_, '_> {
                         }
                         steps = steps.saturating_add(key_count.max(1));
                         matched = script.strings(keys).any(|k| {
-                            flag_words(k).any(|kf| compare::matches(spec.cmp, spec.mt, f, kf))
+                            flag_words(k)
+                                .any(|kf| compare::matches(spec.cmp, spec.mt, f, kf, &mut work))
                         });
                         if matched {
                             break;
@@ -566,13 +578,17 @@ impl Run<'_, '_, '_> {
                 }
             }
         }
+        if work == 0 {
+            return Err(RuntimeError::BudgetExhausted);
+        }
+        self.work = work;
         self.step(steps.saturating_add(count))?;
         if let MatchType::Count(rel) = spec.mt {
             let mut buf = [0u8; 10];
             let n = decimal(count, &mut buf);
             return Ok(script
                 .strings(keys)
-                .any(|k| compare::matches(spec.cmp, MatchType::Value(rel), n, k)));
+                .any(|k| compare::matches(spec.cmp, MatchType::Value(rel), n, k, &mut self.work)));
         }
         Ok(matched)
     }
