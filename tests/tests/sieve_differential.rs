@@ -640,3 +640,113 @@ fn generated_scripts_and_messages_agree_with_pigeonhole() {
     );
     assert!(compared >= pairs);
 }
+
+/// The `envelope` test, which sieve-filter cannot referee (it has no envelope): Pigeonhole's
+/// `sieve-test` runs once per (sender, recipient) pair on a script of generated envelope rules,
+/// each filing into its own folder with :copy, so one run checks every rule.
+/// `MDELIVER_SIEVE_ENVELOPES` (default 60) sets the number of envelopes.
+#[test]
+fn envelope_tests_agree_with_pigeonhole() {
+    if sieve_filter().is_none() {
+        return;
+    }
+    let runs: usize = std::env::var("MDELIVER_SIEVE_ENVELOPES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    let mut r = Rng(0xe4e1_0bed);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let msg = b"From: a@b.c\nSubject: envelope\n\nbody\n";
+    std::fs::write(root.join("m.eml"), msg).unwrap();
+    let mut mismatches = Vec::new();
+    let mut rules_checked = 0;
+    for run_no in 0..runs {
+        let mut src = String::from(
+            "require [\"envelope\", \"fileinto\", \"copy\", \"subaddress\", \"relational\", \
+             \"comparator-i;ascii-numeric\"];\n",
+        );
+        let k = keys(&mut r);
+        for i in 0..20 {
+            let cm = comparator_and_match(&mut r, true);
+            let part = r.pick(&["", " :all", " :localpart", " :domain", " :user", " :detail"]);
+            let which = r.pick(&["\"from\"", "\"to\"", "[\"from\", \"to\"]"]);
+            let _ = writeln!(
+                src,
+                "if envelope{cm}{part} {which} {} {{ fileinto :copy \"e{i}\"; }}",
+                list(&mut r, &k)
+            );
+        }
+        // Never the null sender: sieve-test's -f refuses both "" and "<>" (the core tests
+        // cover it).
+        let from = format!("{}@{}", r.pick(LOCALS), r.pick(DOMAINS));
+        let to = format!("{}@{}", r.pick(LOCALS), r.pick(DOMAINS));
+        let path = root.join(format!("e{run_no}.sieve"));
+        std::fs::write(&path, &src).unwrap();
+        if is_root() {
+            let ok = Command::new("chown")
+                .args(["-R", "nobody:nogroup"])
+                .arg(root)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok);
+        }
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "exec \"$@\" 2>&1", "sh"]);
+        if is_root() {
+            cmd.args(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]);
+        }
+        let out = cmd
+            .arg("/usr/bin/sieve-test")
+            .env("HOME", root)
+            .args(["-f", &from, "-a", &to, "-r", &to])
+            .arg(&path)
+            .arg(root.join("m.eml"))
+            .output()
+            .expect("run sieve-test");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{src}\n{text}");
+        let want: BTreeSet<String> = text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("* store message in folder: "))
+            .filter(|f| f.starts_with('e'))
+            .map(str::to_string)
+            .collect();
+        let limits = Limits::default();
+        let mut nodes = vec![Node::FREE; Limits::nodes_for(src.len())];
+        let mut strings = vec![0u8; Limits::strings_for(src.len())];
+        let script = compile(src.as_bytes(), &limits, &mut nodes, &mut strings)
+            .unwrap_or_else(|e| panic!("{e}\n{src}"));
+        let m = Message {
+            header: msg,
+            size: msg.len() as u64,
+            envelope_from: from.as_bytes(),
+            envelope_to: to.as_bytes(),
+        };
+        let mut o = Box::new(Outcome::new());
+        let mut scratch = vec![0u8; 4096];
+        run(&script, &m, &limits, &mut scratch, &mut o);
+        let got: BTreeSet<String> = o
+            .actions()
+            .iter()
+            .filter_map(|a| match *a {
+                Action::Store {
+                    mailbox: Some(t), ..
+                } => Some(String::from_utf8_lossy(o.text(t)).into_owned()),
+                _ => None,
+            })
+            .collect();
+        rules_checked += 20;
+        if got != want {
+            mismatches.push(format!(
+                "from <{from}> to <{to}>:\n{src}\nPigeonhole: {want:?}\nours:       {got:?}"
+            ));
+        }
+    }
+    eprintln!(
+        "sieve envelope differential: {rules_checked} rules on {runs} envelopes, {} mismatches",
+        mismatches.len()
+    );
+    assert!(mismatches.is_empty(), "{}", mismatches[..mismatches.len().min(3)].join("\n"));
+}

@@ -12,7 +12,14 @@ fn fold(c: Comparator, b: u8) -> u8 {
     }
 }
 
+/// `:is`. An empty value equals only the empty key, whatever the comparator: for
+/// i;ascii-numeric, RFC 4790 would make "" (no leading digit: positive infinity) equal to
+/// every key without a leading digit; Pigeonhole does not, and we follow it so a script moved
+/// from Dovecot decides the same (the relational :value keeps RFC 4790's order).
 fn eq_bytes(c: Comparator, a: &[u8], b: &[u8]) -> bool {
+    if a.is_empty() {
+        return b.is_empty();
+    }
     match c {
         Comparator::Octet => a == b,
         Comparator::AsciiCasemap => a.eq_ignore_ascii_case(b),

@@ -497,8 +497,16 @@ impl Run<'_, '_, '_> {
         let counting = matches!(spec.mt, MatchType::Count(_));
         let mut work = self.work;
         {
-            let mut visit = |value: &[u8]| -> bool {
+            // A value, or None for an address without the part asked for (no detail): that
+            // matches nothing but still counts for :count, as in Pigeonhole.
+            let mut visit = |value: Option<&[u8]>| -> bool {
+                if value.is_none() && !counting {
+                    return false;
+                }
                 count += 1;
+                let Some(value) = value else {
+                    return false;
+                };
                 if counting {
                     return false;
                 }
@@ -514,7 +522,7 @@ impl Run<'_, '_, '_> {
                     for name in script.strings(spec.a) {
                         if header::each_field(self.msg.header, name, |raw| {
                             let v = header::unfold(raw, scratch);
-                            visit(v)
+                            visit(Some(v))
                         }) {
                             break;
                         }
@@ -525,10 +533,7 @@ impl Run<'_, '_, '_> {
                     'names: for name in script.strings(spec.a) {
                         let hit = header::each_field(self.msg.header, name, |raw| {
                             let v = header::unfold(raw, scratch);
-                            header::each_address(v, |a| match address_part(a, spec.part) {
-                                Some(p) => visit(p),
-                                None => false,
-                            })
+                            header::each_address(v, |a| visit(address_part(a, spec.part)))
                         });
                         if hit {
                             break 'names;
@@ -546,12 +551,9 @@ impl Run<'_, '_, '_> {
                         let hit = if value.is_empty() {
                             // The null sender matches as the empty string whatever the part
                             // (RFC 5228 5.4).
-                            visit(b"")
+                            visit(Some(b""))
                         } else {
-                            match address_part(value, spec.part) {
-                                Some(p) => visit(p),
-                                None => false,
-                            }
+                            visit(address_part(value, spec.part))
                         };
                         if hit {
                             break;
