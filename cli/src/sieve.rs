@@ -12,7 +12,8 @@ use mdeliver_core::sieve::{
 
 use crate::exit;
 
-const ABOUT: &str = "Compile a Sieve script (check) or show the actions it takes for a message (test)";
+const ABOUT: &str =
+    "Compile a Sieve script (check) or show the actions it takes for a message (test)";
 
 const AFTER_LONG_HELP: &str = "\
 EXIT STATUS

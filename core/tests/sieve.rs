@@ -51,7 +51,11 @@ fn actions_with(src: &str, limits: &Limits) -> (Vec<String>, Option<RuntimeError
             ),
             Action::Redirect { address } => format!("redirect {}", s(address)),
             Action::Reject { reason, extended } => {
-                format!("{} {}", if extended { "ereject" } else { "reject" }, s(reason))
+                format!(
+                    "{} {}",
+                    if extended { "ereject" } else { "reject" },
+                    s(reason)
+                )
             }
             Action::Discard => "discard".to_string(),
         })
@@ -74,14 +78,28 @@ fn actions(src: &str) -> Vec<String> {
 #[test]
 fn errors_name_line_and_column() {
     let e = compile_err("require \"fileinto\";\nif true {\n  frobnicate;\n}\n");
-    assert_eq!((e.pos.line, e.pos.column, e.kind), (3, 3, ErrorKind::UnknownCommand));
+    assert_eq!(
+        (e.pos.line, e.pos.column, e.kind),
+        (3, 3, ErrorKind::UnknownCommand)
+    );
     assert_eq!(e.to_string(), "3:3: unknown command");
     let e = compile_err("fileinto \"x\";");
     assert_eq!(e.to_string(), "1:1: needs 'require \"fileinto\";'");
     let e = compile_err("keep;\nrequire \"fileinto\";");
-    assert_eq!(e.to_string(), "2:1: 'require' must come before every other command");
+    assert_eq!(
+        e.to_string(),
+        "2:1: 'require' must come before every other command"
+    );
     let e = compile_err("if header :is \"a\" {}");
-    assert_eq!((e.pos.line, e.kind), (1, ErrorKind::BadArguments("header [COMPARATOR] [MATCH-TYPE] <headers: string-list> <keys: string-list>")));
+    assert_eq!(
+        (e.pos.line, e.kind),
+        (
+            1,
+            ErrorKind::BadArguments(
+                "header [COMPARATOR] [MATCH-TYPE] <headers: string-list> <keys: string-list>"
+            )
+        )
+    );
     let e = compile_err("require \"vacation-seconds\";");
     assert_eq!(e.to_string(), "1:1: unsupported extension");
     let e = compile_err("if true { keep;\n");
@@ -103,7 +121,10 @@ fn errors_name_line_and_column() {
 #[test]
 fn no_actions_means_implicit_keep() {
     assert_eq!(actions(""), ["implicit keep []"]);
-    assert_eq!(actions("# only a comment\n/* and another */"), ["implicit keep []"]);
+    assert_eq!(
+        actions("# only a comment\n/* and another */"),
+        ["implicit keep []"]
+    );
 }
 
 #[test]
@@ -130,10 +151,16 @@ fn tests_address_header_envelope_size() {
         ("address :user \"from\" \"alice\"", true),
         ("address :detail \"from\" \"lists\"", true),
         ("address :detail \"to\" \"\"", false),
-        ("address :all :comparator \"i;octet\" \"to\" \"carol@example.org\"", false),
+        (
+            "address :all :comparator \"i;octet\" \"to\" \"carol@example.org\"",
+            false,
+        ),
         ("address :all \"to\" \"carol@example.org\"", true),
         ("header :contains \"subject\" \"WORLD\"", true),
-        ("header :comparator \"i;octet\" :contains \"subject\" \"WORLD\"", false),
+        (
+            "header :comparator \"i;octet\" :contains \"subject\" \"WORLD\"",
+            false,
+        ),
         ("header :matches \"subject\" \"H*o w?rld\"", true),
         ("header :is \"subject\" \"\"", false),
         ("header :is \"x-missing\" \"\"", false),
@@ -143,9 +170,18 @@ fn tests_address_header_envelope_size() {
         ("size :under 100", false),
         ("envelope :domain \"from\" \"example.net\"", true),
         ("envelope :detail \"to\" \"tag\"", true),
-        ("header :value \"gt\" :comparator \"i;ascii-numeric\" \"x-spam-score\" \"5\"", true),
-        ("header :value \"gt\" :comparator \"i;ascii-numeric\" \"x-spam-score\" \"10\"", false),
-        ("address :count \"eq\" :comparator \"i;ascii-numeric\" \"to\" \"2\"", true),
+        (
+            "header :value \"gt\" :comparator \"i;ascii-numeric\" \"x-spam-score\" \"5\"",
+            true,
+        ),
+        (
+            "header :value \"gt\" :comparator \"i;ascii-numeric\" \"x-spam-score\" \"10\"",
+            false,
+        ),
+        (
+            "address :count \"eq\" :comparator \"i;ascii-numeric\" \"to\" \"2\"",
+            true,
+        ),
         ("allof (true, not false, anyof (false, true))", true),
         ("anyof (false, not true)", false),
     ];
@@ -224,7 +260,10 @@ fn hostile_scripts_are_refused_or_bounded() {
     let deep = format!("if {}true{} {{}}", "not ".repeat(100), "");
     assert_eq!(compile_err(&deep).kind, ErrorKind::TooDeep);
     // A huge string: refused.
-    let huge = format!("require \"fileinto\"; fileinto \"{}\";", "x".repeat(100_000));
+    let huge = format!(
+        "require \"fileinto\"; fileinto \"{}\";",
+        "x".repeat(100_000)
+    );
     assert_eq!(compile_err(&huge).kind, ErrorKind::StringTooLong);
     // A huge script: refused before it is read.
     let big = "keep;".repeat(300_000);
@@ -232,7 +271,9 @@ fn hostile_scripts_are_refused_or_bounded() {
     // An action storm: a runtime error, and the implicit keep.
     let storm = format!(
         "require \"fileinto\";\n{}",
-        (0..100).map(|i| format!("fileinto \"f{i}\";\n")).collect::<String>()
+        (0..100)
+            .map(|i| format!("fileinto \"f{i}\";\n"))
+            .collect::<String>()
     );
     let (lines, err) = actions_with(&storm, &Limits::default());
     assert_eq!(err, Some(RuntimeError::TooManyActions));
@@ -285,7 +326,9 @@ fn a_long_header_against_a_costly_pattern_runs_out_of_budget() {
     msg.extend(std::iter::repeat_n(b'a', 256 * 1024));
     msg.extend_from_slice(b"\n\nbody\n");
     let key = "*".to_string() + &"a".repeat(4000) + "b";
-    let src = format!("require \"fileinto\"; if header :matches \"subject\" \"{key}\" {{ fileinto \"x\"; }}");
+    let src = format!(
+        "require \"fileinto\"; if header :matches \"subject\" \"{key}\" {{ fileinto \"x\"; }}"
+    );
     let limits = Limits::default();
     let mut nodes = vec![Node::FREE; Limits::nodes_for(src.len())];
     let mut strings = vec![0u8; Limits::strings_for(src.len())];

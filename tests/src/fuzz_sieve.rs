@@ -86,7 +86,11 @@ pub fn sieve_run(data: &[u8]) {
         (format!("{:?}", out), out)
     };
     let (text, out) = outcome(chunk);
-    assert_eq!(text, outcome(msg.len().max(1)).0, "chunking changed the outcome");
+    assert_eq!(
+        text,
+        outcome(msg.len().max(1)).0,
+        "chunking changed the outcome"
+    );
     assert!(out.actions().len() <= l.max_actions);
     assert!(out.steps() <= l.max_steps.saturating_add(1));
     let redirects = out
@@ -107,6 +111,9 @@ pub fn sieve_run(data: &[u8]) {
         .actions()
         .iter()
         .any(|a| matches!(a, Action::Store { .. } | Action::Redirect { .. }));
-    assert!(rejects <= 1 && !(rejects == 1 && delivers), "reject mixed with delivery");
+    assert!(
+        rejects <= 1 && !(rejects == 1 && delivers),
+        "reject mixed with delivery"
+    );
     let _ = RuntimeError::BudgetExhausted.to_string();
 }

@@ -91,7 +91,9 @@ fn contains(c: Comparator, hay: &[u8], needle: &[u8], work: &mut u64) -> bool {
     }
     hay.windows(needle.len()).any(|w| {
         spend(work, needle.len() as u64)
-            && w.iter().zip(needle).all(|(a, b)| fold(c, *a) == fold(c, *b))
+            && w.iter()
+                .zip(needle)
+                .all(|(a, b)| fold(c, *a) == fold(c, *b))
     }) && *work > 0
 }
 
@@ -173,7 +175,12 @@ mod tests {
     #[test]
     fn glob_wildcards_and_escapes() {
         let m = |v: &str, k: &str| {
-            glob(Comparator::AsciiCasemap, v.as_bytes(), k.as_bytes(), &mut u64::MAX.clone())
+            glob(
+                Comparator::AsciiCasemap,
+                v.as_bytes(),
+                k.as_bytes(),
+                &mut u64::MAX.clone(),
+            )
         };
         assert!(m("", "*"));
         assert!(m("abc", "a*"));
@@ -216,7 +223,12 @@ mod tests {
     #[test]
     fn contains_and_is() {
         let w = &mut 1000;
-        assert!(contains(Comparator::AsciiCasemap, b"Hello World", b"o w", w));
+        assert!(contains(
+            Comparator::AsciiCasemap,
+            b"Hello World",
+            b"o w",
+            w
+        ));
         assert!(!contains(Comparator::Octet, b"Hello World", b"o w", w));
         assert!(contains(Comparator::Octet, b"", b"", w));
         assert!(eq_bytes(Comparator::AsciiCasemap, b"ABC", b"abc"));

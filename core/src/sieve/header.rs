@@ -40,7 +40,11 @@ fn next_line(s: &[u8], at: usize) -> usize {
 }
 
 fn trim_end(s: &[u8]) -> &[u8] {
-    let n = s.iter().rev().take_while(|c| matches!(c, b' ' | b'\t')).count();
+    let n = s
+        .iter()
+        .rev()
+        .take_while(|c| matches!(c, b' ' | b'\t'))
+        .count();
     &s[..s.len() - n]
 }
 

@@ -35,10 +35,12 @@ impl<'a> Script<'a> {
         };
         let nodes = self.nodes;
         let strings = self.strings;
-        nodes[start..start + count].iter().map(move |n| match n.kind {
-            Kind::Str { off, len } => &strings[off as usize..(off + len) as usize],
-            _ => &[][..],
-        })
+        nodes[start..start + count]
+            .iter()
+            .map(move |n| match n.kind {
+                Kind::Str { off, len } => &strings[off as usize..(off + len) as usize],
+                _ => &[][..],
+            })
     }
 
     /// The only (or first) string of the list node `list`.
@@ -316,7 +318,10 @@ impl<'s> Parser<'s, '_, '_> {
             }
             (Word::Not, _) => return Err(err(after.pos, ErrorKind::Expected("a test"))),
             (Word::Allof | Word::Anyof, _) => {
-                return Err(err(after.pos, ErrorKind::Expected("'(' and a list of tests")))
+                return Err(err(
+                    after.pos,
+                    ErrorKind::Expected("'(' and a list of tests"),
+                ))
             }
             (_, Tok::Ident | Tok::Punct(b'(')) => {
                 return Err(err(after.pos, ErrorKind::BadArguments(usage(word))))
@@ -442,8 +447,7 @@ impl<'s> Parser<'s, '_, '_> {
             return Err(err(t.pos, ErrorKind::StringTooLong));
         }
         if self.ext.has(Extensions::ENCODED_CHARACTER) {
-            len = decode_encoded(&mut self.strings[off..off + len])
-                .map_err(|k| err(t.pos, k))?;
+            len = decode_encoded(&mut self.strings[off..off + len]).map_err(|k| err(t.pos, k))?;
         }
         self.strings_used = off + len;
         self.push(
@@ -477,8 +481,7 @@ impl<'s> Parser<'s, '_, '_> {
             };
             let string_value = |what: &'static str| -> Result<&[u8], CompileError> {
                 match self.nodes.get(value as usize).map(|v| v.kind) {
-                    Some(Kind::Strings { count: 1 }) => match self.nodes[value as usize + 1].kind
-                    {
+                    Some(Kind::Strings { count: 1 }) => match self.nodes[value as usize + 1].kind {
                         Kind::Str { off, len } => {
                             Ok(&self.strings[off as usize..(off + len) as usize])
                         }
@@ -511,7 +514,10 @@ impl<'s> Parser<'s, '_, '_> {
                         _ => return Err(err(n.pos, ErrorKind::UnknownComparator)),
                     };
                 }
-                TagWord::Is | TagWord::Contains | TagWord::Matches | TagWord::Value
+                TagWord::Is
+                | TagWord::Contains
+                | TagWord::Matches
+                | TagWord::Value
                 | TagWord::Count
                     if is_match =>
                 {
@@ -527,8 +533,8 @@ impl<'s> Parser<'s, '_, '_> {
                             need(Extensions::RELATIONAL, "relational")?;
                             takes_value = true;
                             let op = string_value("a relational operator")?;
-                            let r = Relation::parse(op)
-                                .ok_or(err(n.pos, ErrorKind::BadRelation))?;
+                            let r =
+                                Relation::parse(op).ok_or(err(n.pos, ErrorKind::BadRelation))?;
                             if tag == TagWord::Value {
                                 MatchType::Value(r)
                             } else {
@@ -605,11 +611,16 @@ impl<'s> Parser<'s, '_, '_> {
         if spec.cmp == Comparator::AsciiNumeric
             && matches!(spec.mt, MatchType::Contains | MatchType::Matches)
         {
-            return Err(err(self.nodes[args as usize].pos, ErrorKind::ComparatorMatch));
+            return Err(err(
+                self.nodes[args as usize].pos,
+                ErrorKind::ComparatorMatch,
+            ));
         }
         if word == Word::Size && !seen_mt {
             return Err(err(
-                self.nodes.get(args as usize).map_or(Pos::default(), |n| n.pos),
+                self.nodes
+                    .get(args as usize)
+                    .map_or(Pos::default(), |n| n.pos),
                 ErrorKind::BadArguments(usage(word)),
             ));
         }
@@ -901,8 +912,7 @@ fn encoded_at(s: &[u8]) -> Result<Option<(usize, Encoded)>, ErrorKind> {
         .split(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n'))
         .filter(|w| !w.is_empty())
     {
-        if word.iter().any(|c| !c.is_ascii_hexdigit()) || n >= ENC_MAX || (hex && word.len() > 2)
-        {
+        if word.iter().any(|c| !c.is_ascii_hexdigit()) || n >= ENC_MAX || (hex && word.len() > 2) {
             return Ok(None);
         }
         let mut v: u32 = 0;

@@ -635,7 +635,10 @@ pub fn flag_words(s: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// Adds the flags of `list` to the space-separated set (each once, compared
 /// case-insensitively).
-fn add_flags<const N: usize>(set: &mut heapless::Vec<u8, N>, list: &[u8]) -> Result<(), RuntimeError> {
+fn add_flags<const N: usize>(
+    set: &mut heapless::Vec<u8, N>,
+    list: &[u8],
+) -> Result<(), RuntimeError> {
     for f in flag_words(list) {
         let present = flag_words(set).any(|g| g.eq_ignore_ascii_case(f));
         if present {

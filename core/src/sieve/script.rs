@@ -346,19 +346,58 @@ impl Extensions {
 
     /// Every extension this implementation supports, by its `require` name.
     pub const SUPPORTED: &'static [Extension] = &[
-        Extension { name: "fileinto", bit: Self::FILEINTO },
-        Extension { name: "reject", bit: Self::REJECT },
-        Extension { name: "ereject", bit: Self::EREJECT },
-        Extension { name: "envelope", bit: Self::ENVELOPE },
-        Extension { name: "encoded-character", bit: Self::ENCODED_CHARACTER },
-        Extension { name: "imap4flags", bit: Self::IMAP4FLAGS },
-        Extension { name: "copy", bit: Self::COPY },
-        Extension { name: "subaddress", bit: Self::SUBADDRESS },
-        Extension { name: "mailbox", bit: Self::MAILBOX },
-        Extension { name: "relational", bit: Self::RELATIONAL },
-        Extension { name: "comparator-i;ascii-numeric", bit: Self::NUMERIC },
-        Extension { name: "comparator-i;octet", bit: Self::COMPARATOR_OCTET },
-        Extension { name: "comparator-i;ascii-casemap", bit: Self::COMPARATOR_CASEMAP },
+        Extension {
+            name: "fileinto",
+            bit: Self::FILEINTO,
+        },
+        Extension {
+            name: "reject",
+            bit: Self::REJECT,
+        },
+        Extension {
+            name: "ereject",
+            bit: Self::EREJECT,
+        },
+        Extension {
+            name: "envelope",
+            bit: Self::ENVELOPE,
+        },
+        Extension {
+            name: "encoded-character",
+            bit: Self::ENCODED_CHARACTER,
+        },
+        Extension {
+            name: "imap4flags",
+            bit: Self::IMAP4FLAGS,
+        },
+        Extension {
+            name: "copy",
+            bit: Self::COPY,
+        },
+        Extension {
+            name: "subaddress",
+            bit: Self::SUBADDRESS,
+        },
+        Extension {
+            name: "mailbox",
+            bit: Self::MAILBOX,
+        },
+        Extension {
+            name: "relational",
+            bit: Self::RELATIONAL,
+        },
+        Extension {
+            name: "comparator-i;ascii-numeric",
+            bit: Self::NUMERIC,
+        },
+        Extension {
+            name: "comparator-i;octet",
+            bit: Self::COMPARATOR_OCTET,
+        },
+        Extension {
+            name: "comparator-i;ascii-casemap",
+            bit: Self::COMPARATOR_CASEMAP,
+        },
     ];
 
     /// Whether `bit` is in the set.
