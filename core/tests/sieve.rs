@@ -345,3 +345,34 @@ fn a_long_header_against_a_costly_pattern_runs_out_of_budget() {
     assert_eq!(out.error(), Some(RuntimeError::BudgetExhausted));
     assert!(out.actions().is_empty() && out.implicit_keep());
 }
+
+#[test]
+fn variables_set_expand_modify_and_match() {
+    let s = "require [\"variables\", \"fileinto\", \"imap4flags\"];\n\
+             set \"Box\" \"Lists\";\n\
+             set :lower :upperfirst \"n\" \"hELLO\";\n\
+             set :length \"len\" \"${box}\";\n\
+             set :quotewildcard \"q\" \"a*b?\";\n\
+             fileinto \"${BOX}.${n}.${len}.${q}.${unset}.${bad name}\";\n\
+             if header :matches \"subject\" \"*o w*\" { fileinto \"m.${1}.${2}.${0}.${3}\"; }\n\
+             if string :is \"${unset}\" \"\" { addflag \"${n}\"; }\n\
+             if string :count \"eq\" [\"\", \"x\", \"${box}\"] \"2\" { keep; }\n";
+    let s = s.replace(
+        "require [\"variables\"",
+        "require [\"variables\", \"relational\"",
+    );
+    assert_eq!(
+        actions(&s),
+        [
+            "store Lists.Hello.5.a\\*b\\?..${bad name} []",
+            "store m.Hell.orld.Hello world. []",
+            "store INBOX [Hello]"
+        ]
+    );
+    let e = compile_err("require \"variables\"; set \"1\" \"x\";");
+    assert_eq!(e.kind, ErrorKind::BadValue("variable name"));
+    let e = compile_err("require \"variables\"; set :lower :upper \"a\" \"x\";");
+    assert_eq!(e.kind, ErrorKind::DuplicateTag);
+    let e = compile_err("set \"a\" \"x\";");
+    assert_eq!(e.to_string(), "1:1: needs 'require \"variables\";'");
+}

@@ -234,7 +234,36 @@ fn comparator_and_match(r: &mut Rng, numeric_ok: bool) -> String {
     s
 }
 
+/// Values that use variables: user variables (names compare case-insensitively) and the
+/// match variables of the last successful :matches.
+const VAR_VALUES: &[&str] = &[
+    "${v1}",
+    "${V1}",
+    "${v2}",
+    "${1}",
+    "${2}",
+    "${0}",
+    "x${1}y",
+    "${v2}-${v1}",
+    "${unset}",
+    "",
+];
+
+fn string_test(r: &mut Rng) -> String {
+    let cm = comparator_and_match(r, true);
+    let mut keys_and_vars: Vec<&str> = keys().to_vec();
+    keys_and_vars.extend(VAR_VALUES);
+    format!(
+        "string{cm} {} {}",
+        list(r, VAR_VALUES),
+        list(r, &keys_and_vars)
+    )
+}
+
 fn test(r: &mut Rng, depth: usize) -> String {
+    if r.chance(8) {
+        return string_test(r);
+    }
     let k = keys();
     let choice = if depth > 2 { r.below(6) } else { r.below(10) };
     match choice {
@@ -288,6 +317,26 @@ fn command(r: &mut Rng, depth: usize, out: &mut String) {
         }
         return;
     }
+    if r.chance(10) {
+        let modifier = r.pick(&[
+            "",
+            "",
+            "",
+            " :lower",
+            " :upper",
+            " :upperfirst",
+            " :lowerfirst",
+            " :quotewildcard",
+            " :length",
+            " :lower :upperfirst",
+        ]);
+        let name = r.pick(&["v1", "V1", "v2"]);
+        let mut pool: Vec<&str> = WORDS.to_vec();
+        pool.extend(VAR_VALUES);
+        let value = r.pick(&pool);
+        let _ = writeln!(out, "{indent}set{modifier} \"{name}\" \"{value}\";");
+        return;
+    }
     if r.chance(2) {
         for _ in 0..3 + r.below(4) {
             let to = format!("{}@{}", r.pick(LOCALS), r.pick(DOMAINS));
@@ -319,8 +368,12 @@ fn command(r: &mut Rng, depth: usize, out: &mut String) {
                 tags += &format!(" :flags {}", list(r, FLAGS));
             }
             let fileinto = ident(r, "fileinto");
-            let mailbox = r.pick(MAILBOXES);
-            let mailbox = spelled(r, mailbox);
+            let mailbox = if r.chance(15) {
+                quoted(r.pick(&["f-${v1}", "m-${1}", "m-${0}-${2}", "${v2}x", "f${unset}"]))
+            } else {
+                let mailbox = r.pick(MAILBOXES);
+                spelled(r, mailbox)
+            };
             let _ = writeln!(out, "{indent}{fileinto}{tags} {mailbox};");
         }
         4 => {
@@ -361,7 +414,7 @@ fn command(r: &mut Rng, depth: usize, out: &mut String) {
 fn script(r: &mut Rng) -> String {
     let mut s = String::from(
         "require [\"fileinto\", \"copy\", \"imap4flags\", \"relational\", \
-         \"comparator-i;ascii-numeric\", \"subaddress\", \"mailbox\", \"reject\", \
+         \"comparator-i;ascii-numeric\", \"subaddress\", \"mailbox\", \"reject\", \"variables\", \
          \"encoded-character\"];\n",
     );
     for _ in 0..1 + r.below(5) {

@@ -116,12 +116,47 @@ fn char_len(c: Comparator, s: &[u8]) -> usize {
     }
 }
 
+/// What the wildcards of a successful `:matches` matched (RFC 5229's `${1}`...`${9}`): spans
+/// of the value, one per wildcard in key order (the first nine).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Captures {
+    /// The spans (start, end) in the value.
+    pub spans: [(usize, usize); 9],
+    /// How many wildcards the key has (at most 9 recorded).
+    pub count: usize,
+}
+
+impl Captures {
+    fn set(&mut self, i: usize, span: (usize, usize)) {
+        if i < self.spans.len() {
+            self.spans[i] = span;
+        }
+        self.count = self.count.max(i + 1);
+    }
+}
+
 /// `:matches`: `*` matches any sequence, `?` one character, `\` makes the next character
-/// literal. Iterative with one backtrack point, so the cost is bounded by
-/// value length × key length.
+/// literal. Iterative with one backtrack point (the last `*`), so the cost is bounded by
+/// value length × key length, and every `*` matches as little as it can with the last one
+/// taking the rest, which is how Pigeonhole fills the match variables.
 fn glob(c: Comparator, value: &[u8], key: &[u8], work: &mut u64) -> bool {
+    glob_captures(c, value, key, work, &mut Captures::default())
+}
+
+/// [`glob`], recording what each wildcard matched.
+pub fn glob_captures(
+    c: Comparator,
+    value: &[u8],
+    key: &[u8],
+    work: &mut u64,
+    caps: &mut Captures,
+) -> bool {
     let (mut v, mut k) = (0usize, 0usize);
-    let mut star: Option<(usize, usize)> = None;
+    // The wildcard ordinal of the next wildcard in the key.
+    let mut wild = 0usize;
+    // The last star: key index after it, its current end in the value, its ordinal, its start.
+    let mut star: Option<(usize, usize, usize, usize)> = None;
+    *caps = Captures::default();
     loop {
         if !spend(work, 1) {
             return false;
@@ -129,12 +164,17 @@ fn glob(c: Comparator, value: &[u8], key: &[u8], work: &mut u64) -> bool {
         if k < key.len() {
             match key[k] {
                 b'*' => {
-                    star = Some((k + 1, v));
+                    star = Some((k + 1, v, wild, v));
+                    caps.set(wild, (v, v));
+                    wild += 1;
                     k += 1;
                     continue;
                 }
                 b'?' if v < value.len() => {
-                    v += char_len(c, &value[v..]);
+                    let n = char_len(c, &value[v..]);
+                    caps.set(wild, (v, v + n));
+                    wild += 1;
+                    v += n;
                     k += 1;
                     continue;
                 }
@@ -156,9 +196,11 @@ fn glob(c: Comparator, value: &[u8], key: &[u8], work: &mut u64) -> bool {
             return true;
         }
         match star {
-            Some((sk, sv)) if sv < value.len() => {
+            Some((sk, sv, ord, start)) if sv < value.len() => {
                 let nv = sv + char_len(c, &value[sv..]);
-                star = Some((sk, nv));
+                star = Some((sk, nv, ord, start));
+                caps.set(ord, (start, nv));
+                wild = ord + 1;
                 k = sk;
                 v = nv;
             }
@@ -193,6 +235,31 @@ mod tests {
         assert!(m("x?y", "x\\?y"));
         assert!(!m("xzy", "x\\?y"));
         assert!(m("aXbXc", "*x*x*"));
+        let mut caps = Captures::default();
+        let value = b"banana split";
+        assert!(glob_captures(
+            Comparator::Octet,
+            value,
+            b"*a*a*",
+            &mut 1000,
+            &mut caps
+        ));
+        let got: std::vec::Vec<&[u8]> = caps.spans[..caps.count]
+            .iter()
+            .map(|(a, b)| &value[*a..*b])
+            .collect();
+        assert_eq!(got, [&b"b"[..], b"n", b"na split"]);
+        assert!(glob_captures(
+            Comparator::Octet,
+            value,
+            b"?a*",
+            &mut 1000,
+            &mut caps
+        ));
+        assert_eq!(
+            (caps.count, caps.spans[0], caps.spans[1]),
+            (2, (0, 1), (2, 12))
+        );
         assert!(!m("aXb", "*x*x*"));
         assert!(m("é", "?"));
         assert!(!glob(Comparator::Octet, "é".as_bytes(), b"?", &mut 100));

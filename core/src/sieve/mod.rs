@@ -24,6 +24,7 @@ mod lex;
 mod parse;
 mod run;
 mod script;
+mod vars;
 
 pub use error::{CompileError, ErrorKind, Pos};
 pub use input::MessageReader;

@@ -38,7 +38,7 @@ impl<'a> Script<'a> {
         nodes[start..start + count]
             .iter()
             .map(move |n| match n.kind {
-                Kind::Str { off, len } => &strings[off as usize..(off + len) as usize],
+                Kind::Str { off, len, .. } => &strings[off as usize..(off + len) as usize],
                 _ => &[][..],
             })
     }
@@ -208,7 +208,8 @@ impl<'s> Parser<'s, '_, '_> {
             | Word::Not
             | Word::True
             | Word::False
-            | Word::Hasflag => return Err(err(t.pos, ErrorKind::UnknownCommand)),
+            | Word::Hasflag
+            | Word::String => return Err(err(t.pos, ErrorKind::UnknownCommand)),
             Word::Elsif | Word::Else if !matches!(prev, Word::If | Word::Elsif) => {
                 return Err(err(t.pos, ErrorKind::OrphanElse))
             }
@@ -278,7 +279,7 @@ impl<'s> Parser<'s, '_, '_> {
     fn list_str(&self, p: Option<&Positional>, i: u32) -> (usize, usize) {
         match p {
             Some(Positional::Strings(node, _)) => match self.nodes[(*node + 1 + i) as usize].kind {
-                Kind::Str { off, len } => (off as usize, len as usize),
+                Kind::Str { off, len, .. } => (off as usize, len as usize),
                 _ => (0, 0),
             },
             _ => (0, 0),
@@ -450,10 +451,13 @@ impl<'s> Parser<'s, '_, '_> {
             len = decode_encoded(&mut self.strings[off..off + len]).map_err(|k| err(t.pos, k))?;
         }
         self.strings_used = off + len;
+        let vars = self.ext.has(Extensions::VARIABLES)
+            && self.strings[off..off + len].windows(2).any(|w| w == b"${");
         self.push(
             Kind::Str {
                 off: off as u32,
                 len: len as u32,
+                vars,
             },
             t.pos,
         )
@@ -482,7 +486,7 @@ impl<'s> Parser<'s, '_, '_> {
             let string_value = |what: &'static str| -> Result<&[u8], CompileError> {
                 match self.nodes.get(value as usize).map(|v| v.kind) {
                     Some(Kind::Strings { count: 1 }) => match self.nodes[value as usize + 1].kind {
-                        Kind::Str { off, len } => {
+                        Kind::Str { off, len, .. } => {
                             Ok(&self.strings[off as usize..(off + len) as usize])
                         }
                         _ => Err(err(n.pos, ErrorKind::Expected(what))),
@@ -492,7 +496,7 @@ impl<'s> Parser<'s, '_, '_> {
             };
             let is_match = matches!(
                 word,
-                Word::Address | Word::Envelope | Word::Header | Word::Hasflag
+                Word::Address | Word::Envelope | Word::Header | Word::Hasflag | Word::String
             );
             let is_addr = matches!(word, Word::Address | Word::Envelope);
             let mut takes_value = false;
@@ -600,6 +604,32 @@ impl<'s> Parser<'s, '_, '_> {
                         _ => return Err(err(n.pos, ErrorKind::Expected("a list of flags"))),
                     }
                 }
+                TagWord::Lower
+                | TagWord::Upper
+                | TagWord::Lowerfirst
+                | TagWord::Upperfirst
+                | TagWord::Quotewildcard
+                | TagWord::Length
+                    if word == Word::Set =>
+                {
+                    let (bit, group) = match tag {
+                        TagWord::Lower => (Spec::LOWER, Spec::LOWER | Spec::UPPER),
+                        TagWord::Upper => (Spec::UPPER, Spec::LOWER | Spec::UPPER),
+                        TagWord::Lowerfirst => {
+                            (Spec::LOWERFIRST, Spec::LOWERFIRST | Spec::UPPERFIRST)
+                        }
+                        TagWord::Upperfirst => {
+                            (Spec::UPPERFIRST, Spec::LOWERFIRST | Spec::UPPERFIRST)
+                        }
+                        TagWord::Quotewildcard => (Spec::QUOTEWILDCARD, Spec::QUOTEWILDCARD),
+                        _ => (Spec::LENGTH, Spec::LENGTH),
+                    };
+                    // One modifier of each precedence group (RFC 5229 4.1).
+                    if spec.modifiers & group != 0 {
+                        return Err(err(n.pos, ErrorKind::DuplicateTag));
+                    }
+                    spec.modifiers |= bit;
+                }
                 _ => return Err(err(n.pos, ErrorKind::UnknownTag)),
             }
             i = if takes_value {
@@ -674,6 +704,7 @@ impl<'s> Parser<'s, '_, '_> {
             Word::Setflag | Word::Addflag | Word::Removeflag => {
                 need(Extensions::IMAP4FLAGS, "imap4flags")?
             }
+            Word::Set => need(Extensions::VARIABLES, "variables")?,
             _ => {}
         }
         self.tags(word, args, &mut spec)?;
@@ -698,6 +729,24 @@ impl<'s> Parser<'s, '_, '_> {
             Word::Setflag | Word::Addflag | Word::Removeflag => {
                 spec.a = strings(0).ok_or_else(bad)?.0;
                 1
+            }
+            Word::Set => {
+                let (name, n1) = strings(0).ok_or_else(bad)?;
+                let (value, n2) = strings(1).ok_or_else(bad)?;
+                if n1 != 1 || n2 != 1 {
+                    return Err(bad());
+                }
+                let valid = |s: &[u8]| {
+                    s.first()
+                        .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_')
+                        && s.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+                };
+                if !valid(self.str_at(name, 0)) {
+                    return Err(err(pos, ErrorKind::BadValue("variable name")));
+                }
+                spec.a = name;
+                spec.b = value;
+                2
             }
             _ => 0,
         };
@@ -724,6 +773,9 @@ impl<'s> Parser<'s, '_, '_> {
             Word::Hasflag if !self.ext.has(Extensions::IMAP4FLAGS) => {
                 return Err(err(pos, ErrorKind::MissingRequire("imap4flags")))
             }
+            Word::String if !self.ext.has(Extensions::VARIABLES) => {
+                return Err(err(pos, ErrorKind::MissingRequire("variables")))
+            }
             Word::Address
             | Word::Envelope
             | Word::Header
@@ -734,7 +786,8 @@ impl<'s> Parser<'s, '_, '_> {
             | Word::Not
             | Word::True
             | Word::False
-            | Word::Hasflag => {}
+            | Word::Hasflag
+            | Word::String => {}
             _ => return Err(err(pos, ErrorKind::UnknownTest)),
         }
         self.tags(word, args, &mut spec)?;
@@ -744,7 +797,7 @@ impl<'s> Parser<'s, '_, '_> {
             _ => None,
         };
         let want = match word {
-            Word::Address | Word::Envelope | Word::Header => {
+            Word::Address | Word::Envelope | Word::Header | Word::String => {
                 spec.a = strings(0).ok_or_else(bad)?;
                 spec.b = strings(1).ok_or_else(bad)?;
                 2
@@ -789,7 +842,7 @@ impl<'s> Parser<'s, '_, '_> {
 
     fn str_at(&self, list: u32, i: u32) -> &[u8] {
         match self.nodes[(list + 1 + i) as usize].kind {
-            Kind::Str { off, len } => &self.strings[off as usize..(off + len) as usize],
+            Kind::Str { off, len, .. } => &self.strings[off as usize..(off + len) as usize],
             _ => &[],
         }
     }
@@ -827,6 +880,8 @@ fn usage(word: Word) -> &'static str {
         Word::True => "true",
         Word::False => "false",
         Word::Hasflag => "hasflag [MATCH-TYPE] [COMPARATOR] <flags: string-list>",
+        Word::Set => "set [MODIFIERS] <name: string> <value: string>",
+        Word::String => "string [MATCH-TYPE] [COMPARATOR] <source: string-list> <keys: string-list>",
         Word::Unknown => "a known command",
     }
 }

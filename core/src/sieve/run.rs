@@ -11,6 +11,7 @@ use super::compare;
 use super::header;
 use super::parse::Script;
 use super::script::*;
+use super::vars::{self, Expanded, Vars};
 use super::Limits;
 
 /// What the interpreter reads of one message.
@@ -188,6 +189,8 @@ struct Run<'r, 's, 'm> {
     /// Byte comparisons left: `max_steps` × [`WORK_PER_STEP`], each step spending one step's
     /// worth, each comparison its bytes.
     work: u64,
+    vars: Vars,
+    exp: Expanded,
 }
 
 /// Byte comparisons one step of the budget is worth.
@@ -213,6 +216,8 @@ pub fn run(
         flags: heapless::Vec::new(),
         redirects: 0,
         work: u64::from(limits.max_steps) * WORK_PER_STEP,
+        vars: Vars::default(),
+        exp: Expanded::default(),
     };
     let result = r.block(script.first);
     let steps = r.out.steps;
@@ -318,22 +323,35 @@ impl Run<'_, '_, '_> {
             return self.out.store_text(&flags);
         }
         let mut set: heapless::Vec<u8, FLAGS_MAX> = heapless::Vec::new();
-        for s in self.script.strings(spec.flags) {
+        for s in self.exp.list(self.script, spec.flags) {
             add_flags(&mut set, s)?;
         }
         self.out.store_text(&set)
     }
 
+    /// Expands the strings with variables of the lists of a command or test.
+    fn prepare(&mut self, lists: &[u32]) -> Result<(), RuntimeError> {
+        self.exp.clear();
+        if self.script.extensions.has(Extensions::VARIABLES) {
+            for &l in lists {
+                self.exp.prepare(self.script, &self.vars, l)?;
+            }
+        }
+        Ok(())
+    }
+
     fn action(&mut self, word: Word, spec: &Spec) -> Result<(), RuntimeError> {
+        self.prepare(&[spec.a, spec.b, spec.flags])?;
         match word {
             Word::Keep | Word::Fileinto => {
+                let flags = self.action_flags(spec)?;
                 // `fileinto "INBOX"` (any case: RFC 3501 5.1) is the keep's mailbox.
                 let mailbox = if word == Word::Fileinto {
-                    Some(self.script.string(spec.a)).filter(|n| !n.eq_ignore_ascii_case(b"INBOX"))
+                    Some(self.exp.one(self.script, spec.a))
+                        .filter(|n| !n.eq_ignore_ascii_case(b"INBOX"))
                 } else {
                     None
                 };
-                let flags = self.action_flags(spec)?;
                 if !spec.copy {
                     self.out.implicit_keep = false;
                 }
@@ -370,7 +388,7 @@ impl Run<'_, '_, '_> {
                 })
             }
             Word::Redirect => {
-                let address = self.script.string(spec.a);
+                let address = self.exp.one(self.script, spec.a);
                 if !spec.copy {
                     self.out.implicit_keep = false;
                 }
@@ -407,7 +425,7 @@ impl Run<'_, '_, '_> {
                 {
                     return Err(RuntimeError::RejectConflict);
                 }
-                let reason = self.out.store_text(self.script.string(spec.a))?;
+                let reason = self.out.store_text(self.exp.one(self.script, spec.a))?;
                 self.push(Action::Reject {
                     reason,
                     extended: word == Word::Ereject,
@@ -415,24 +433,33 @@ impl Run<'_, '_, '_> {
             }
             Word::Setflag => {
                 self.flags.clear();
-                for s in self.script.strings(spec.a) {
+                for s in self.exp.list(self.script, spec.a) {
                     add_flags(&mut self.flags, s)?;
                 }
                 Ok(())
             }
             Word::Addflag => {
-                for s in self.script.strings(spec.a) {
+                for s in self.exp.list(self.script, spec.a) {
                     add_flags(&mut self.flags, s)?;
                 }
                 Ok(())
             }
             Word::Removeflag => {
-                for s in self.script.strings(spec.a) {
+                for s in self.exp.list(self.script, spec.a) {
                     for f in flag_words(s) {
                         remove_flag(&mut self.flags, f);
                     }
                 }
                 Ok(())
+            }
+            Word::Set => {
+                let mut value = heapless::Vec::new();
+                vars::modify(
+                    spec.modifiers,
+                    self.exp.one(self.script, spec.b),
+                    &mut value,
+                );
+                self.vars.set(self.script.string(spec.a), &value)
             }
             _ => Ok(()),
         }
@@ -471,15 +498,18 @@ impl Run<'_, '_, '_> {
                 })
             }
             Word::Exists => {
-                for name in self.script.strings(spec.a) {
-                    self.step(1)?;
+                self.prepare(&[spec.a])?;
+                let names = self.exp.list(self.script, spec.a).count() as u32;
+                self.step(names)?;
+                for name in self.exp.list(self.script, spec.a) {
                     if !header::each_field(self.msg.header, name, |_| true) {
                         return Ok(false);
                     }
                 }
                 Ok(true)
             }
-            Word::Header | Word::Address | Word::Envelope | Word::Hasflag => {
+            Word::Header | Word::Address | Word::Envelope | Word::Hasflag | Word::String => {
+                self.prepare(&[spec.a, spec.b])?;
                 self.match_test(word, &spec)
             }
             _ => Ok(false),
@@ -490,7 +520,12 @@ impl Run<'_, '_, '_> {
     fn match_test(&mut self, word: Word, spec: &Spec) -> Result<bool, RuntimeError> {
         let script = self.script;
         let keys = spec.b;
-        let key_count = script.strings(keys).count() as u32;
+        let exp = &self.exp;
+        let vars = &mut self.vars;
+        let key_count = exp.list(script, keys).count() as u32;
+        // A successful :matches sets the match variables (RFC 5229 3.2).
+        let set_matches =
+            spec.mt == MatchType::Matches && script.extensions.has(Extensions::VARIABLES);
         let mut count: u32 = 0;
         let mut steps: u32 = 0;
         let mut matched = false;
@@ -511,15 +546,21 @@ impl Run<'_, '_, '_> {
                     return false;
                 }
                 steps = steps.saturating_add(key_count.max(1));
-                matched = script
-                    .strings(keys)
-                    .any(|k| compare::matches(spec.cmp, spec.mt, value, k, &mut work));
+                let found = exp
+                    .list(script, keys)
+                    .find(|k| compare::matches(spec.cmp, spec.mt, value, k, &mut work));
+                matched = found.is_some();
+                if let (Some(k), true) = (found, set_matches) {
+                    let mut caps = compare::Captures::default();
+                    compare::glob_captures(spec.cmp, value, k, &mut work, &mut caps);
+                    vars.set_matches(value, &caps);
+                }
                 matched
             };
             match word {
                 Word::Header => {
                     let scratch = &mut *self.scratch;
-                    for name in script.strings(spec.a) {
+                    for name in exp.list(script, spec.a) {
                         if header::each_field(self.msg.header, name, |raw| {
                             let v = header::unfold(raw, scratch);
                             visit(Some(v))
@@ -530,7 +571,7 @@ impl Run<'_, '_, '_> {
                 }
                 Word::Address => {
                     let scratch = &mut *self.scratch;
-                    'names: for name in script.strings(spec.a) {
+                    'names: for name in exp.list(script, spec.a) {
                         let hit = header::each_field(self.msg.header, name, |raw| {
                             let v = header::unfold(raw, scratch);
                             header::each_address(v, |a| visit(address_part(a, spec.part)))
@@ -541,7 +582,7 @@ impl Run<'_, '_, '_> {
                     }
                 }
                 Word::Envelope => {
-                    for part in script.strings(spec.a) {
+                    for part in exp.list(script, spec.a) {
                         let value = if part.eq_ignore_ascii_case(b"from") {
                             self.msg.envelope_from
                         } else {
@@ -560,6 +601,17 @@ impl Run<'_, '_, '_> {
                         }
                     }
                 }
+                Word::String => {
+                    for s in exp.list(script, spec.a) {
+                        // :count counts the strings that are not empty (RFC 5229 5).
+                        if s.is_empty() && counting {
+                            continue;
+                        }
+                        if visit(Some(s)) {
+                            break;
+                        }
+                    }
+                }
                 _ => {
                     // hasflag: each flag of the internal variable is a value.
                     let flags = self.flags.clone();
@@ -569,7 +621,7 @@ impl Run<'_, '_, '_> {
                             continue;
                         }
                         steps = steps.saturating_add(key_count.max(1));
-                        matched = script.strings(keys).any(|k| {
+                        matched = exp.list(script, keys).any(|k| {
                             flag_words(k)
                                 .any(|kf| compare::matches(spec.cmp, spec.mt, f, kf, &mut work))
                         });
@@ -588,8 +640,9 @@ impl Run<'_, '_, '_> {
         if let MatchType::Count(rel) = spec.mt {
             let mut buf = [0u8; 10];
             let n = decimal(count, &mut buf);
-            return Ok(script
-                .strings(keys)
+            return Ok(self
+                .exp
+                .list(script, keys)
                 .any(|k| compare::matches(spec.cmp, MatchType::Value(rel), n, k, &mut self.work)));
         }
         Ok(matched)

@@ -37,6 +37,8 @@ pub enum Word {
     True,
     False,
     Hasflag,
+    Set,
+    String,
     Unknown,
 }
 
@@ -69,6 +71,8 @@ impl Word {
             (b"true", Word::True),
             (b"false", Word::False),
             (b"hasflag", Word::Hasflag),
+            (b"set", Word::Set),
+            (b"string", Word::String),
         ];
         TABLE
             .iter()
@@ -97,6 +101,12 @@ pub enum TagWord {
     Copy,
     Create,
     Flags,
+    Lower,
+    Upper,
+    Lowerfirst,
+    Upperfirst,
+    Quotewildcard,
+    Length,
     Unknown,
 }
 
@@ -120,6 +130,12 @@ impl TagWord {
             (b"copy", TagWord::Copy),
             (b"create", TagWord::Create),
             (b"flags", TagWord::Flags),
+            (b"lower", TagWord::Lower),
+            (b"upper", TagWord::Upper),
+            (b"lowerfirst", TagWord::Lowerfirst),
+            (b"upperfirst", TagWord::Upperfirst),
+            (b"quotewildcard", TagWord::Quotewildcard),
+            (b"length", TagWord::Length),
         ];
         TABLE
             .iter()
@@ -235,6 +251,8 @@ pub struct Spec {
     pub a: u32,
     /// The second positional argument (a string list node), or [`NONE`].
     pub b: u32,
+    /// `set`'s modifiers (the `Spec::LOWER`... bits).
+    pub modifiers: u8,
 }
 
 impl Spec {
@@ -249,7 +267,21 @@ impl Spec {
         flags: NONE,
         a: NONE,
         b: NONE,
+        modifiers: 0,
     };
+
+    /// `:lower`.
+    pub const LOWER: u8 = 1;
+    /// `:upper`.
+    pub const UPPER: u8 = 2;
+    /// `:lowerfirst`.
+    pub const LOWERFIRST: u8 = 4;
+    /// `:upperfirst`.
+    pub const UPPERFIRST: u8 = 8;
+    /// `:quotewildcard`.
+    pub const QUOTEWILDCARD: u8 = 16;
+    /// `:length`.
+    pub const LENGTH: u8 = 32;
 }
 
 /// What a node is.
@@ -292,6 +324,8 @@ pub enum Kind {
         off: u32,
         /// Length in bytes.
         len: u32,
+        /// It holds `${...}` and the script requires variables: expanded when used.
+        vars: bool,
     },
 }
 
@@ -343,6 +377,7 @@ impl Extensions {
     pub const NUMERIC: u32 = 1 << 10;
     pub const COMPARATOR_OCTET: u32 = 1 << 11;
     pub const COMPARATOR_CASEMAP: u32 = 1 << 12;
+    pub const VARIABLES: u32 = 1 << 13;
 
     /// Every extension this implementation supports, by its `require` name.
     pub const SUPPORTED: &'static [Extension] = &[
@@ -397,6 +432,10 @@ impl Extensions {
         Extension {
             name: "comparator-i;ascii-casemap",
             bit: Self::COMPARATOR_CASEMAP,
+        },
+        Extension {
+            name: "variables",
+            bit: Self::VARIABLES,
         },
     ];
 
