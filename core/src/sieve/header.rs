@@ -48,18 +48,22 @@ fn trim_end(s: &[u8]) -> &[u8] {
     &s[..s.len() - n]
 }
 
-/// Unfolds a raw value into `out` (line breaks removed, leading and trailing whitespace
-/// trimmed); returns the unfolded bytes (truncated to `out`'s size).
+/// Unfolds a raw value into `out` (line breaks removed; the whitespace after the colon and
+/// at the end trimmed, the whitespace that starts a continuation line kept, as Pigeonhole
+/// does: `Subject:` + a line ` sale` is " sale"); returns the unfolded bytes (truncated to
+/// `out`'s size).
 pub fn unfold<'o>(raw: &[u8], out: &'o mut [u8]) -> &'o [u8] {
     let mut n = 0;
+    let mut first_line = true;
     for &c in raw {
         if c == b'\r' || c == b'\n' {
+            first_line = false;
             continue;
         }
         if n == out.len() {
             break;
         }
-        if n == 0 && matches!(c, b' ' | b'\t') {
+        if n == 0 && first_line && matches!(c, b' ' | b'\t') {
             continue;
         }
         out[n] = c;
@@ -200,13 +204,16 @@ mod tests {
 
     #[test]
     fn fields_unfold_and_stop_at_body() {
-        let h = b"Subject: one\n two\nX: 1\nsubject:three \n\nSubject: body\n";
+        let h = b"Subject: one\n two\nX: 1\nsubject:three \nSubject:\n\tfolded\n\nSubject: body\n";
         let mut seen = Vec::new();
         each_field(h, b"SUBJECT", |v| {
             let mut buf = [0u8; 64];
             seen.push(unfold(v, &mut buf).to_vec());
             false
         });
-        assert_eq!(seen, [b"one two".to_vec(), b"three".to_vec()]);
+        assert_eq!(
+            seen,
+            [b"one two".to_vec(), b"three".to_vec(), b"\tfolded".to_vec()]
+        );
     }
 }
