@@ -12,6 +12,7 @@ use crate::check::CheckArgs;
 use crate::flag::FlagArgs;
 use crate::list::ListArgs;
 use crate::mail_args::MailArgs;
+use crate::quick_args;
 use crate::sieve::SieveArgs;
 
 /// A parsed command line.
@@ -79,10 +80,14 @@ pub fn definition() -> clap::Command {
         .subcommand(SieveArgs::command().name("sieve"))
 }
 
-/// Parses the process's arguments; help, version and usage errors print and give the exit
-/// code (see [`args::usage_exit`]).
-pub fn parse() -> Result<Parsed, ExitCode> {
-    parse_from(std::env::args_os())
+/// Parses the command line `argv` (the program name first): the common delivery forms
+/// without building clap's definition ([`quick_args`]), anything else with clap. Help,
+/// version and usage errors print and give the exit code (see [`args::usage_exit`]).
+pub fn parse(argv: &[std::ffi::OsString]) -> Result<Parsed, ExitCode> {
+    if let Some((a, mail)) = argv.get(1..).and_then(quick_args::parse) {
+        return Ok(Parsed::Deliver(a, mail));
+    }
+    parse_from(argv)
 }
 
 /// Parses `argv` (the first is the program name); see [`parse`].

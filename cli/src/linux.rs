@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use mdeliver_core::fs::Stat;
-use mdeliver_core::name::NameBuf;
+use mdeliver_core::maildir::name::NameBuf;
 use mdeliver_core::{Capabilities, Dir, ErrorKind, Fs};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, RenameFlags, CWD};
 use rustix::io::Errno;
@@ -81,6 +81,18 @@ impl Disabled {
         }
         Ok(d)
     }
+
+    /// Reads [`Disabled::VAR`] (unset: nothing disabled); the error is said to a person.
+    pub fn from_env() -> Result<Disabled, String> {
+        let list = std::env::var_os(Disabled::VAR).unwrap_or_default();
+        Disabled::parse(&list.to_string_lossy()).map_err(|word| {
+            let known = "anonymous-tmp, rename-noreplace, hard-links";
+            format!(
+                "{}: unknown feature '{word}' (known: {known})",
+                Disabled::VAR
+            )
+        })
+    }
 }
 
 /// How to open a maildir.
@@ -110,6 +122,8 @@ pub struct LinuxFs {
     spare_tmpfile: Option<OwnedFd>,
     /// The last message file closed, when `keep_readable`.
     kept: Vec<OwnedFd>,
+    /// Whether `syncfs` reports write-back errors here (for [`Fs::sync_all`]), once known.
+    syncfs_reports_errors: Option<bool>,
 }
 
 /// An open message file.
@@ -120,6 +134,22 @@ impl AsFd for File {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.0.as_fd()
     }
+}
+
+/// Whether this kernel's `syncfs` reports write-back errors (Linux 5.8 and later; before, it
+/// answered 0 even when writing failed).
+fn syncfs_reports_errors() -> bool {
+    let uname = rustix::system::uname();
+    let release = uname.release().to_string_lossy();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let mut next = || {
+        parts
+            .next()
+            .and_then(|p| p.parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    let (major, minor) = (next(), next());
+    (major, minor) >= (5, 8)
 }
 
 const DIR_FLAGS: OFlags = OFlags::DIRECTORY
@@ -209,6 +239,7 @@ impl LinuxFs {
             keep_readable: opts.keep_readable,
             spare_tmpfile: None,
             kept: Vec::new(),
+            syncfs_reports_errors: None,
         };
         // An anonymous file is only useful if it can be linked into place. Any answer but
         // "unsupported" (permission, read-only, no space) says nothing about the feature: the
@@ -327,6 +358,20 @@ impl Fs for LinuxFs {
         // fdatasync also writes the metadata needed to read the data back (the size of this
         // new file); timestamps can wait.
         rfs::fdatasync(&file.0).map_err(other)
+    }
+
+    fn sync_all(&mut self) -> Result<(), ErrorKind> {
+        // Only an import's window calls this (a one-shot delivery flushes its one file: syncfs
+        // would flush whatever else the filesystem holds).
+        if !*self
+            .syncfs_reports_errors
+            .get_or_insert_with(syncfs_reports_errors)
+        {
+            return Err(ErrorKind::Unsupported);
+        }
+        // The tmp/ descriptor was opened before any message was written, so the error check
+        // covers every write-back of this run.
+        rfs::syncfs(&self.subdirs[0]).map_err(other)
     }
 
     fn close(&mut self, file: File) -> Result<(), ErrorKind> {

@@ -6,7 +6,7 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use mdeliver_core::folder::FolderFailure;
+use mdeliver_core::maildir::folder::FolderFailure;
 
 /// The message and exit code for `failure` on the folder `name`; `create` says whether
 /// `-c/--create` was given, `strict` whether `--strict-exit` was.

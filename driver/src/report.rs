@@ -6,7 +6,7 @@ use std::fmt;
 
 use mdeliver_core::{Dir, Error, ErrorKind, Phase};
 
-use crate::exit;
+use crate::exit::{self, Context, Policy};
 
 /// What `-c/--create` did for a maildir that could not be opened.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -62,12 +62,21 @@ impl Failure {
         }
     }
 
-    /// The exit code this failure calls for (see [`exit::code`]).
-    pub fn code(&self, strict: bool) -> u8 {
+    /// Where this failure was met, as far as its exit code cares.
+    pub fn context(&self) -> Context {
         match self {
-            Failure::Input(_) => exit::NOINPUT,
-            _ => exit::code(self.kind(), strict),
+            Failure::Input(_) => Context::Input,
+            _ => Context::Deliver,
         }
+    }
+
+    /// The exit code this failure calls for (see [`exit::decide`]).
+    pub fn code(&self, strict: bool) -> u8 {
+        let policy = Policy {
+            strict,
+            ..Policy::default()
+        };
+        exit::decide(self.kind(), self.context(), policy)
     }
 }
 

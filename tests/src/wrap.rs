@@ -5,7 +5,7 @@
 
 use crate::sim::rng::Rng;
 use mdeliver_core::fs::{Capabilities, Dir, Fs, Stat};
-use mdeliver_core::name::NameBuf;
+use mdeliver_core::maildir::name::NameBuf;
 use mdeliver_core::ErrorKind;
 use std::fmt::Debug;
 
@@ -153,6 +153,11 @@ impl<F: Fs> Fs for FaultFs<F> {
         self.check(OpKind::SyncFile)?;
         self.inner.sync_file(file)
     }
+    fn sync_all(&mut self) -> Result<(), ErrorKind> {
+        // A whole-filesystem flush fails the way a file's flush does.
+        self.check(OpKind::SyncFile)?;
+        self.inner.sync_all()
+    }
     fn close(&mut self, file: F::File) -> Result<(), ErrorKind> {
         // A failed close still closes.
         let r = self.check(OpKind::Close);
@@ -265,6 +270,11 @@ impl<F: Fs> Fs for TraceFs<F> {
     fn sync_file(&mut self, file: &mut F::File) -> Result<(), ErrorKind> {
         let r = self.inner.sync_file(file);
         self.rec("sync_file".into(), &r);
+        r
+    }
+    fn sync_all(&mut self) -> Result<(), ErrorKind> {
+        let r = self.inner.sync_all();
+        self.rec("sync_all".into(), &r);
         r
     }
     fn close(&mut self, file: F::File) -> Result<(), ErrorKind> {

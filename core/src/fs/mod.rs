@@ -7,7 +7,9 @@
 
 use crate::env::Env;
 use crate::error::ErrorKind;
-use crate::name::NameBuf;
+use crate::maildir::name::NameBuf;
+
+pub mod dryrun;
 
 /// A directory of the maildir.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -163,6 +165,19 @@ pub enum Op<'a> {
     },
 }
 
+impl<'a> Op<'a> {
+    /// The target of an operation that publishes into new/ or cur/ (what the duplicate index
+    /// and the quota check intercept).
+    pub fn publish_target(&self) -> Option<(Dir, &'a str)> {
+        let t = match *self {
+            Op::Link { to, .. } | Op::Rename { to, .. } => to,
+            Op::LinkAnonymous { dir, name } => (dir, name),
+            _ => return None,
+        };
+        matches!(t.0, Dir::New | Dir::Cur).then_some(t)
+    }
+}
+
 /// The result of an [`Op`], fed back to the machine.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum OpResult {
@@ -202,6 +217,13 @@ pub trait Fs {
     fn write(&mut self, file: &mut Self::File, buf: &[u8]) -> Result<usize, ErrorKind>;
     /// Flushes the file's data to stable storage.
     fn sync_file(&mut self, file: &mut Self::File) -> Result<(), ErrorKind>;
+    /// Flushes every file and directory of the filesystem to stable storage at once (Linux
+    /// `syncfs`), failing if any write-back since the maildir was opened failed: one flush for
+    /// many files (an import's window) instead of one each. `Unsupported` (the default) where
+    /// that cannot be done or would not report errors; the caller then flushes file by file.
+    fn sync_all(&mut self) -> Result<(), ErrorKind> {
+        Err(ErrorKind::Unsupported)
+    }
     /// Closes the file.
     fn close(&mut self, file: Self::File) -> Result<(), ErrorKind>;
     /// Names an unnamed file; `Exists` if the name is taken.
