@@ -22,7 +22,12 @@ use crate::report::Failure;
 /// The exit code for `f` with `--strict-exit` (`strict`) and `--quota-full` (see
 /// [`exit::decide`]).
 pub fn code(f: &Failure, strict: bool, quota_full: QuotaFull) -> u8 {
-    exit::decide(f.kind(), f.context(), exit::Policy { strict, quota_full })
+    let policy = exit::Policy {
+        strict,
+        quota_full,
+        ..exit::Policy::default()
+    };
+    exit::decide(f.kind(), f.context(), policy)
 }
 
 /// What failed, in the core's terms (the maildir's part and `-c` do not change the status).
