@@ -179,14 +179,13 @@ pub fn resolve(
 }
 
 /// Where to deliver for `args` in `maildir`: the maildir itself, or its `--folder` (created
-/// with `-c`; see [`folder_report::target`]). On failure, the message (after
-/// `mdeliver: <maildir>: `) and the exit code.
+/// with `-c`; see [`folder_report::target`]). On failure, what to report.
 pub fn target(
     args: &crate::args::Args,
     mail: &crate::mail_args::MailArgs,
     maildir: &Path,
     opts: OpenOptions,
-) -> Result<PathBuf, (String, u8)> {
+) -> Result<PathBuf, folder_report::Refused> {
     folder_report::target(args, mail, maildir, |name, create| {
         resolve(maildir, name, mail.info_separator, create, opts)
     })

@@ -90,9 +90,11 @@ pub fn main(args: &Args, mail: &MailArgs, disabled: Disabled, input: &mut Input)
     };
     let target = match crate::folder::target(args, mail, maildir, open) {
         Ok(t) => t,
-        Err((message, code)) => {
-            eprintln!("mdeliver: {}: {message}", maildir.display());
-            return ExitCode::from(code);
+        Err(refused) => {
+            let mut out = crate::status::Output::default();
+            refused.report(&mut out, maildir);
+            out.flush();
+            return ExitCode::from(refused.code);
         }
     };
     let mut fs = match LinuxFs::open(&target, open) {

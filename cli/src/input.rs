@@ -12,6 +12,9 @@ use rustix::io::Errno;
 use crate::linux::error_kind;
 use crate::linux::Call;
 
+/// How error messages name standard input.
+pub const STDIN: &str = "standard input";
+
 #[derive(Debug)]
 enum Handle {
     Stdin(std::io::Stdin),
@@ -38,14 +41,26 @@ pub struct Input {
     consumed: u64,
 }
 
+/// Whether `fd` is a directory (which opens, but can never be read as a message).
+fn is_directory(fd: BorrowedFd<'_>) -> bool {
+    rfs::fstat(fd).is_ok_and(|s| FileType::from_raw_mode(s.st_mode) == FileType::Directory)
+}
+
 fn to_io(e: Errno) -> std::io::Error {
     std::io::Error::from_raw_os_error(e.raw_os_error())
 }
 
 impl Input {
-    /// Standard input, from its current offset.
-    pub fn stdin() -> Input {
-        Input::new(Handle::Stdin(std::io::stdin()))
+    /// Standard input, from its current offset. A directory there (`mdeliver < DIR` in a
+    /// shell, or a misconfigured pipe) is refused as `--input DIR` is: `Usage`, an input that
+    /// can never work, not the I/O error its first read would give (which would defer the mail
+    /// and make the MTA retry for days).
+    pub fn stdin() -> Result<Input, ErrorKind> {
+        let stdin = std::io::stdin();
+        if is_directory(stdin.as_fd()) {
+            return Err(ErrorKind::Usage);
+        }
+        Ok(Input::new(Handle::Stdin(stdin)))
     }
 
     /// The file at `path` (`O_RDONLY|O_CLOEXEC`; the caller named it, so links are followed).
@@ -54,8 +69,7 @@ impl Input {
             .map_err(|e| error_kind(e, Call::Other))?;
         // A directory opens fine and only fails at the first read, which would look like an
         // I/O error (temporary); it is an input that can never work. `Usage` marks it.
-        if rfs::fstat(&fd).is_ok_and(|s| FileType::from_raw_mode(s.st_mode) == FileType::Directory)
-        {
+        if is_directory(fd.as_fd()) {
             return Err(ErrorKind::Usage);
         }
         Ok(Input::new(Handle::File(fd)))

@@ -69,7 +69,13 @@ fn main() -> ExitCode {
         },
     };
     let mut input = match &args.input {
-        None => Input::stdin(),
+        None => match Input::stdin() {
+            Ok(i) => i,
+            Err(kind) => {
+                let what = Path::new(input::STDIN);
+                return ExitCode::from(outcome::input_failed(&args, what, kind));
+            }
+        },
         Some(path) => match Input::open(path) {
             Ok(i) => i,
             Err(kind) => return ExitCode::from(outcome::input_failed(&args, path, kind)),
@@ -106,9 +112,9 @@ fn main() -> ExitCode {
     for (i, maildir) in args.maildirs.iter().enumerate() {
         let maildir = &match folder::target(&args, &mail, maildir, folder_open) {
             Ok(target) => target,
-            Err((message, code)) => {
-                eprintln!("mdeliver: {}: {message}", maildir.display());
-                status = exit::worst(status, code);
+            Err(refused) => {
+                refused.report(&mut out, maildir);
+                status = exit::worst(status, refused.code);
                 continue;
             }
         };

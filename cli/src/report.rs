@@ -79,7 +79,8 @@ const SANDBOX: &str = if cfg!(target_os = "wasi") {
     ""
 };
 
-fn hint(kind: ErrorKind) -> &'static str {
+/// What to do about an error of `kind` (empty when there is nothing to say).
+pub fn hint(kind: ErrorKind) -> &'static str {
     match kind {
         ErrorKind::NoSpace => "free space on the maildir's filesystem",
         ErrorKind::Quota => "the mailbox owner's disk quota is exhausted",

@@ -154,14 +154,13 @@ impl Driver<'_> {
 }
 
 /// Where to deliver in `maildir`: the maildir itself, or its `--folder` (created with `-c`;
-/// see [`folder_report::target`]). On failure, the message (after `mdeliver: <maildir>: `)
-/// and the exit code.
+/// see [`folder_report::target`]). On failure, what to report.
 fn target(
     a: &args::Args,
     mail: &mail_args::MailArgs,
     env: &mut env::WasiEnv,
     maildir: &Path,
-) -> Result<PathBuf, (String, u8)> {
+) -> Result<PathBuf, folder_report::Refused> {
     folder_report::target(a, mail, maildir, |name, create| {
         let sync = !a.no_fsync;
         let sep = mail.info_separator;
@@ -182,9 +181,11 @@ fn import_mbox(
     };
     let target = match target(a, mail, &mut env, maildir) {
         Ok(t) => t,
-        Err((message, code)) => {
-            eprintln!("mdeliver: {}: {message}", maildir.display());
-            return code;
+        Err(refused) => {
+            let mut out = status::Output::default();
+            refused.report(&mut out, maildir);
+            out.flush();
+            return refused.code;
         }
     };
     let mut fs = match fs::WasiFs::open(&target, a.create) {
@@ -255,9 +256,9 @@ fn main() -> ExitCode {
     for given in &a.maildirs {
         let maildir = &match target(&a, &mail, &mut d.env, given) {
             Ok(t) => t,
-            Err((message, code)) => {
-                eprintln!("mdeliver: {}: {message}", given.display());
-                status = exit::worst(status, code);
+            Err(refused) => {
+                refused.report(&mut out, given);
+                status = exit::worst(status, refused.code);
                 continue;
             }
         };
