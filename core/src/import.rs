@@ -112,6 +112,10 @@ pub struct Summary<E> {
     pub flush: Option<Error>,
     /// ...leaving this many written messages not known to be durable (0 when it succeeded).
     pub unflushed: u64,
+    /// When the import did not store the whole mbox (a stop, or a failed last flush): the byte
+    /// offset of the input where the rest begins, the `From ` line of the first message not
+    /// known to be stored (or, for a malformed mbox, the malformed spot).
+    pub resume: Option<u64>,
 }
 
 /// An `embedded_io::Read` that remembers the error its source failed with, so that after a
@@ -139,6 +143,8 @@ impl<R: embedded_io::Read> embedded_io::Read for Tap<'_, R> {
 #[derive(Default)]
 struct Batch {
     count: u64,
+    /// The byte offset of the first message of the batch.
+    start: Option<u64>,
     sync_new: bool,
     sync_cur: bool,
 }
@@ -190,20 +196,27 @@ where
     let mut batch = Batch::default();
     let (mut delivered, mut bytes, mut empty) = (0u64, 0u64, 0u64);
     let mut stop = None;
+    // Where the rest of the mbox begins if the import stops now.
+    let mut resume = 0u64;
     loop {
         let from_date = match reader.next_message() {
             Ok(None) => break,
             Ok(Some(envelope)) => envelope.timestamp(),
             Err(ReadError::Mbox(e)) => {
+                resume = e.offset();
                 stop = Some(Stop::Mbox(e));
                 break;
             }
             Err(ReadError::Source(e)) => {
+                // Between two messages: the previous one ended where the next `From ` line
+                // began (a message ends only there, or at the end of the input).
+                resume = reader.splitter().message_offset().max(resume);
                 stop = Some(Stop::Read(e));
                 break;
             }
         };
         let number = reader.messages();
+        resume = reader.splitter().message_offset();
         let mut tap = Tap {
             inner: &mut reader,
             failed: None,
@@ -222,6 +235,7 @@ where
         match outcome {
             Ok(d) => {
                 bytes += d.size;
+                batch.start.get_or_insert(resume);
                 batch.count += 1;
                 batch.sync_new |= d.needs_dir_sync && d.dir == Dir::New;
                 batch.sync_cur |= d.needs_dir_sync && d.dir == Dir::Cur;
@@ -232,6 +246,7 @@ where
             }
             Err(e) => match tap.failed.take() {
                 Some(ReadError::Mbox(m)) => {
+                    resume = m.offset();
                     stop = Some(Stop::Mbox(m));
                     break;
                 }
@@ -254,6 +269,14 @@ where
             match batch.commit(fs, events) {
                 Ok(n) => delivered += n,
                 Err(error) => {
+                    // Message `number` is written: if the flush below succeeds after all, the
+                    // rest begins after it (the next `From ` line, or the end of the input).
+                    let next = reader.splitter().message_offset();
+                    resume = if next > resume {
+                        next
+                    } else {
+                        reader.position()
+                    };
                     stop = Some(Stop::Deliver { error, number });
                     break;
                 }
@@ -264,12 +287,19 @@ where
     events.reading_done();
     // After a failed batch flush above this tries once more: what it flushes is delivered.
     let unflushed = batch.count;
+    let batch_start = batch.start;
     let flush = match batch.commit(fs, events) {
         Ok(n) => {
             delivered += n;
             None
         }
         Err(e) => Some(e),
+    };
+    let resume = match (flush.is_some(), batch_start, stop.is_some()) {
+        // The unflushed batch is redone.
+        (true, Some(start), _) => Some(start.min(resume)),
+        (true, None, _) | (false, _, true) => Some(resume),
+        (false, _, false) => None,
     };
     Summary {
         delivered,
@@ -278,6 +308,7 @@ where
         stop,
         unflushed: if flush.is_some() { unflushed } else { 0 },
         flush,
+        resume,
     }
 }
 
@@ -699,6 +730,99 @@ body 3\n>>From there\n";
         assert_eq!(s.delivered, 1);
         assert_eq!(fs.files(Dir::New).len(), 1);
         assert!(fs.files(Dir::Cur).is_empty() && fs.files(Dir::Tmp).is_empty());
+    }
+
+    /// The stored messages' contents, sorted.
+    fn stored(fs: &Probe) -> Vec<Vec<u8>> {
+        let mut all: Vec<Vec<u8>> = [Dir::New, Dir::Cur]
+            .into_iter()
+            .flat_map(|d| fs.files(d).into_iter().map(|(_, data, _)| data))
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// The mbox's first `n` bytes, then an I/O error.
+    struct Cut<'a>(&'a [u8]);
+    impl embedded_io::ErrorType for Cut<'_> {
+        type Error = embedded_io::ErrorKind;
+    }
+    impl embedded_io::Read for Cut<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> Result<usize, embedded_io::ErrorKind> {
+            if self.0.is_empty() {
+                return Err(embedded_io::ErrorKind::Other);
+            }
+            let n = self.0.len().min(buf.len()).min(7);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn every_stop_names_the_offset_from_which_a_rerun_stores_each_message_exactly_once() {
+        let log = Log::default();
+        let (mut clean, mut env) = Probe::new(&log);
+        assert_eq!(
+            run(&mut clean, &mut env, &settings(None), SMALL, false).resume,
+            None
+        );
+        let want = stored(&clean);
+        // Then the rest, `SMALL[resume..]`, imported into the same maildir once the fault is
+        // gone; `redo` when the failed flush leaves its batch to be done again.
+        let check = |mut fs: Probe, mut env: TestEnv, resume: Option<u64>, redo: bool, what| {
+            let at = resume.unwrap_or_else(|| panic!("{what}: a stop names no offset")) as usize;
+            assert!(
+                SMALL[at..].is_empty() || SMALL[at..].starts_with(b"From "),
+                "{what}: {at}"
+            );
+            fs.fail = None;
+            let rest = run(&mut fs, &mut env, &settings(None), &SMALL[at..], false);
+            assert!(rest.stop.is_none() && rest.flush.is_none(), "{what}");
+            let mut got = stored(&fs);
+            if redo {
+                got.dedup();
+            }
+            assert_eq!(got, want, "{what}: resuming at byte {at}");
+        };
+        for (op, nth, kind) in [
+            ("create", 1, ErrorKind::NoSpace),
+            ("create", 2, ErrorKind::Quota),
+            ("create", 3, ErrorKind::NoSpace),
+            ("write", 1, ErrorKind::NoSpace),
+            ("write", 4, ErrorKind::Io),
+            ("write", 5, ErrorKind::NoSpace),
+            ("sync_dir", 1, ErrorKind::Io),
+            ("sync_dir", 2, ErrorKind::Io),
+        ] {
+            let log = Log::default();
+            let (mut fs, mut env) = Probe::new(&log);
+            fs.fail = Some((op, nth, kind));
+            let s = run(&mut fs, &mut env, &settings(None), SMALL, false);
+            let what = format!("{op} #{nth} failing");
+            assert!(
+                s.stop.is_some() || s.flush.is_some(),
+                "{what}: did not fail"
+            );
+            check(fs, env, s.resume, s.flush.is_some(), what);
+        }
+        for n in 0..SMALL.len() {
+            let log = Log::default();
+            let (mut fs, mut env) = Probe::new(&log);
+            let (mut rbuf, mut wbuf) = ([0u8; 64], [0u8; 32]);
+            let input = Cut(&SMALL[..n]);
+            let s = import(
+                &mut fs,
+                &mut env,
+                &settings(None),
+                input,
+                &mut rbuf,
+                &mut wbuf,
+                &mut (),
+            );
+            assert!(matches!(s.stop, Some(Stop::Read(_))), "cut at {n}");
+            check(fs, env, s.resume, false, format!("input cut at {n}"));
+        }
     }
 
     #[test]

@@ -212,6 +212,12 @@ impl Splitter {
         self.messages
     }
 
+    /// The byte offset of the `From ` line of the current (or last) message: where an
+    /// interrupted import resumes to redo that message.
+    pub fn message_offset(&self) -> u64 {
+        self.from_offset
+    }
+
     /// The envelope of the current (or last) message.
     pub fn envelope(&self) -> Envelope<'_> {
         Envelope::from_rest(&self.line[..self.line_len])

@@ -195,11 +195,7 @@ fn import_mbox(
     let source: Box<dyn Read> = match input {
         Input::File(path) => match std::fs::File::open(path) {
             Ok(f) => Box::new(f),
-            Err(e) => {
-                let failure = Failure::Input(fs::kind_of(&e));
-                eprintln!("mdeliver: {}: {failure}", path.display());
-                return failure.code(a.strict_exit);
-            }
+            Err(e) => return outcome::input_failed(a, path, fs::kind_of(&e)),
         },
         _ => Box::new(std::io::stdin().lock()),
     };
