@@ -309,3 +309,35 @@ fn check_reports_and_repairs_only_stale_tmp() {
     assert_eq!((r.code, r.stdout.as_str(), r.stderr.as_str()), (0, "", ""));
     insta::assert_snapshot!("check", format!("{first}\n--repair:\n{repaired}"));
 }
+
+#[test]
+fn list_escapes_names_so_none_can_forge_a_record() {
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("m");
+    make_maildir(&md);
+    // The name from issue 12: unescaped, it printed a second, well-formed record.
+    let forged = "forged\nFAKEKEY\tnew\t-\t0\tvictim:2,S";
+    std::fs::write(md.join("cur").join(forged), b"x\n\n").unwrap();
+    std::fs::write(md.join("new/1.M1P1Q1.h"), b"y\n\n").unwrap();
+    std::fs::write(md.join("cur/2.M1P1Q1.h\\t\r:2,S"), b"z\n\n").unwrap();
+    let r = run(&[&"list", &md], b"", &[]);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "one record per message: {:?}", r.stdout);
+    for l in &lines {
+        assert_eq!(l.split('\t').count(), 5, "five fields: {l:?}");
+        assert!(!l.contains('\r'), "{l:?}");
+    }
+    let md_shown = md.display().to_string();
+    assert_eq!(
+        lines,
+        [
+            format!("1.M1P1Q1.h\tnew\t-\t3\t{md_shown}/new/1.M1P1Q1.h"),
+            format!("2.M1P1Q1.h\\\\t\\r\tcur\tS\t3\t{md_shown}/cur/2.M1P1Q1.h\\\\t\\r:2,S"),
+            format!(
+                "forged\\nFAKEKEY\\tnew\\t-\\t0\\tvictim\tcur\tS\t3\t\
+                 {md_shown}/cur/forged\\nFAKEKEY\\tnew\\t-\\t0\\tvictim:2,S"
+            ),
+        ]
+    );
+}
