@@ -103,6 +103,10 @@ pub enum Phase {
     Lock,
     /// Checking the message before anything is written.
     Check,
+    /// Reading, appending to or recalculating the Maildir++ quota file `maildirsize`.
+    Quota,
+    /// Reading or writing the duplicate index (the `mdeliver-dedup.*` files of the maildir).
+    Dedup,
 }
 
 impl Phase {
@@ -118,6 +122,8 @@ impl Phase {
             Phase::SyncDir => "syncing directory",
             Phase::Lock => "locking maildir",
             Phase::Check => "checking message",
+            Phase::Quota => "using the quota file maildirsize",
+            Phase::Dedup => "using the duplicate index (the mdeliver-dedup.* files)",
         }
     }
 }

@@ -81,7 +81,7 @@ pub const KINDS: [ErrorKind; 17] = [
     ErrorKind::Loop,
     ErrorKind::OverQuota,
 ];
-const PHASES: [Phase; 9] = [
+const PHASES: [Phase; 11] = [
     Phase::Open,
     Phase::Create,
     Phase::Read,
@@ -91,6 +91,8 @@ const PHASES: [Phase; 9] = [
     Phase::SyncDir,
     Phase::Lock,
     Phase::Check,
+    Phase::Quota,
+    Phase::Dedup,
 ];
 /// Every directory, in wire order.
 pub const DIRS: [Dir; 4] = [Dir::Root, Dir::Tmp, Dir::New, Dir::Cur];

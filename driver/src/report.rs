@@ -107,6 +107,43 @@ pub fn hint(kind: ErrorKind) -> &'static str {
     }
 }
 
+/// What happened to the quota file or the duplicate index (`phase`), and what to do: these
+/// are single files of the maildir (not its tmp/, new/, cur/), and mdeliver rebuilds the
+/// quota file from the maildir's contents, so removing a broken one loses nothing.
+fn index_file(f: &mut fmt::Formatter<'_>, phase: Phase, kind: ErrorKind) -> fmt::Result {
+    let quota = phase == Phase::Quota;
+    match kind {
+        ErrorKind::NotDirectory if quota => f.write_str(
+            "it is not a regular file (a directory, a symbolic link or a special file, which \
+             mdeliver never follows or opens); remove the maildir's maildirsize: mdeliver \
+             recreates it from the maildir's contents",
+        ),
+        ErrorKind::NotDirectory => f.write_str(
+            "an entry is not a regular file (a directory, a symbolic link or a special file, \
+             which mdeliver never follows or opens); remove the mdeliver-dedup.* entries of \
+             the maildir that are not regular files (find MAILDIR -maxdepth 1 -name \
+             'mdeliver-dedup.*' ! -type f)",
+        ),
+        ErrorKind::Permission if quota => write!(
+            f,
+            "{kind}; check the owner and mode of the maildir's maildirsize: the deliverer must \
+             be able to read and write it"
+        ),
+        ErrorKind::Permission => write!(
+            f,
+            "{kind}; check the owner and mode of the maildir and of its mdeliver-dedup.* \
+             files: the deliverer must be able to create, read and write them"
+        ),
+        kind => {
+            write!(f, "{kind}")?;
+            match hint(kind) {
+                "" => Ok(()),
+                advice => write!(f, "; {advice}"),
+            }
+        }
+    }
+}
+
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
@@ -155,6 +192,10 @@ impl fmt::Display for Failure {
                     "{}: message is empty; nothing was delivered",
                     e.phase.describe()
                 )
+            }
+            Failure::Deliver(e) if matches!(e.phase, Phase::Quota | Phase::Dedup) => {
+                write!(f, "{}: ", e.phase.describe())?;
+                index_file(f, e.phase, e.kind)
             }
             Failure::Deliver(e) => {
                 write!(f, "{e}")?;

@@ -13,7 +13,7 @@
 use std::io::Write;
 
 use mdeliver_core::status::{self as rfc3463, Class, Failed};
-use mdeliver_core::ErrorKind;
+use mdeliver_core::{ErrorKind, Phase};
 
 use crate::exit;
 use crate::mta_args::QuotaFull;
@@ -33,6 +33,12 @@ pub fn code(f: &Failure, strict: bool, quota_full: QuotaFull) -> u8 {
 fn failed(f: &Failure) -> Failed {
     match *f {
         Failure::Open { kind, .. } => Failed::Delivery(kind),
+        Failure::Deliver(e)
+            if e.kind == ErrorKind::NotDirectory
+                && matches!(e.phase, Phase::Quota | Phase::Dedup) =>
+        {
+            Failed::NotRegular
+        }
         Failure::Deliver(e) => Failed::Delivery(e.kind),
         Failure::InputLost => Failed::InputLost,
         Failure::Input(kind) => Failed::InputOpen(kind),
