@@ -14,7 +14,6 @@ use mdeliver_core::folder::{
 };
 use mdeliver_core::name::InfoSep;
 use mdeliver_core::ErrorKind;
-use mdeliver_driver::folder_report;
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, RenameFlags, CWD};
 use rustix::io::Errno;
 
@@ -174,17 +173,4 @@ pub fn resolve(
             .map_err(FolderFailure::Create)?;
     }
     Ok(path)
-}
-
-/// Where to deliver for `args` in `maildir`: the maildir itself, or its `--folder` (created
-/// with `-c`; see [`folder_report::target`]). On failure, what to report.
-pub fn target(
-    args: &crate::args::Args,
-    mail: &crate::mail_args::MailArgs,
-    maildir: &Path,
-    opts: OpenOptions,
-) -> Result<PathBuf, folder_report::Refused> {
-    folder_report::target(args, mail, maildir, |name, create| {
-        resolve(maildir, name, mail.info_separator, create, opts)
-    })
 }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use mdeliver_core::folder::FolderFailure;
 use mdeliver_core::{Dir, ErrorKind};
 
+use crate::exit::{self, Context, Policy};
 use crate::report::{Create, Failure};
 use crate::status::Output;
 
@@ -55,12 +56,12 @@ fn create_advice(kind: ErrorKind) -> &'static str {
 }
 
 /// The message, exit code and status for `failure` on the folder `name`; `create` says whether
-/// `-c/--create` was given, `strict` whether `--strict-exit` was.
-pub fn explain(failure: FolderFailure, name: &OsStr, create: bool, strict: bool) -> Refused {
+/// `-c/--create` was given.
+pub fn explain(failure: FolderFailure, name: &OsStr, create: bool, policy: Policy) -> Refused {
     match failure {
         FolderFailure::Name(e) => Refused {
             message: format!("--folder {:?}: {e}", name.to_string_lossy()),
-            code: crate::exit::USAGE,
+            code: exit::decide(ErrorKind::Usage, Context::Deliver, policy),
             kind: None,
         },
         FolderFailure::Parent(kind, part) => {
@@ -72,7 +73,7 @@ pub fn explain(failure: FolderFailure, name: &OsStr, create: bool, strict: bool)
             };
             Refused {
                 message: failure.to_string(),
-                code: failure.code(strict),
+                code: failure.code(policy),
                 kind: Some(kind),
             }
         }
@@ -85,7 +86,7 @@ pub fn explain(failure: FolderFailure, name: &OsStr, create: bool, strict: bool)
             }
             Refused {
                 message,
-                code: crate::exit::code(kind, strict),
+                code: exit::decide(kind, Context::Deliver, policy),
                 kind: Some(kind),
             }
         }
@@ -105,5 +106,6 @@ pub fn target(
         return Ok(maildir.to_owned());
     };
     let create = args.create && !mail.mta.dry_run;
-    resolve(name, create).map_err(|f| explain(f, name, args.create, args.strict_exit))
+    let policy = Policy::of(args, mail);
+    resolve(name, create).map_err(|f| explain(f, name, args.create, policy))
 }

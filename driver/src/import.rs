@@ -14,7 +14,7 @@ use mdeliver_core::import::{import, ImportEvents, Settings, Stop};
 use mdeliver_core::{Dir, Env, Error, ErrorKind, Fs, Phase};
 
 use crate::args::Args;
-use crate::exit;
+use crate::exit::{self, Context, Policy};
 use crate::mail_args::MailArgs;
 use crate::report::Failure;
 use crate::status::Output;
@@ -101,14 +101,14 @@ pub fn one_maildir(args: &Args) -> Result<&Path, u8> {
 }
 
 /// Reports that the maildir `target` (its `part`) could not be opened; the exit status.
-pub fn cannot_open(args: &Args, target: &Path, kind: ErrorKind, part: Dir) -> u8 {
+pub fn cannot_open(args: &Args, policy: Policy, target: &Path, kind: ErrorKind, part: Dir) -> u8 {
     let failure = Failure::Open {
         kind,
         part,
         // -M refuses --dry-run.
         create: crate::report::Create::of(args.create, false),
     };
-    let code = failure.code(args.strict_exit);
+    let code = failure.code(policy);
     let mut out = Output::default();
     out.failed(code, crate::status::line(&failure, code, None));
     out.err(format!("mdeliver: {}: {failure}", target.display()));
@@ -155,6 +155,7 @@ where
     R::Error: Display,
 {
     let who = shown.display();
+    let policy = Policy::of(args, mail);
     let mut rbuf = vec![0u8; BUF_SIZE];
     let mut wbuf = vec![0u8; BUF_SIZE];
     let settings = Settings {
@@ -201,7 +202,7 @@ where
             "{failure}; the last {} messages may not be durable",
             summary.unflushed
         );
-        fail(&mut out, failure, failure.code(args.strict_exit), message);
+        fail(&mut out, failure, failure.code(policy), message);
     }
     let done = match delivered {
         0 => "nothing was delivered".to_owned(),
@@ -212,10 +213,13 @@ where
     let data = Failure::Deliver(Error::new(ErrorKind::Data, Phase::Read));
     match summary.stop {
         None => {}
-        Some(Stop::Mbox(e)) => fail(&mut out, data, exit::DATAERR, format!("{e}; {done}")),
+        Some(Stop::Mbox(e)) => {
+            let code = exit::decide(ErrorKind::Data, Context::Deliver, policy);
+            fail(&mut out, data, code, format!("{e}; {done}"));
+        }
         Some(Stop::Read(e)) => {
             let failure = Failure::Deliver(Error::new(ErrorKind::Io, Phase::Read));
-            let code = failure.code(args.strict_exit);
+            let code = failure.code(policy);
             fail(
                 &mut out,
                 failure,
@@ -225,7 +229,7 @@ where
         }
         Some(Stop::Deliver { error, number }) => {
             let failure = Failure::Deliver(error);
-            let code = failure.code(args.strict_exit);
+            let code = failure.code(policy);
             let message = format!("message {number} of the mbox: {failure}; {done}");
             fail(&mut out, failure, code, message);
         }
