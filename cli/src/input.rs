@@ -125,11 +125,21 @@ impl embedded_io::ErrorType for Input {
 
 impl embedded_io::Read for Input {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, std::io::Error> {
-        let n = match self.start {
-            Some(_) => {
-                rustix::io::pread(self.handle.as_fd(), &mut *buf, self.pos).map_err(to_io)?
+        let n = loop {
+            // A termination signal stops the reading (see `signals.rs`): the delivery then
+            // fails and removes what it wrote.
+            if let Some(signo) = mdeliver_driver::signal::caught() {
+                let name = mdeliver_driver::signal::name(signo);
+                return Err(std::io::Error::other(format!("stopped by {name}")));
             }
-            None => rustix::io::read(self.handle.as_fd(), &mut *buf).map_err(to_io)?,
+            let r = match self.start {
+                Some(_) => rustix::io::pread(self.handle.as_fd(), &mut *buf, self.pos),
+                None => rustix::io::read(self.handle.as_fd(), &mut *buf),
+            };
+            match r {
+                Err(Errno::INTR) => continue,
+                r => break r.map_err(to_io)?,
+            }
         };
         self.pos += n as u64;
         self.consumed += n as u64;

@@ -14,6 +14,7 @@ mod input;
 mod linux;
 mod list;
 mod reader;
+mod signals;
 mod testing;
 
 use mdeliver_driver::{args, exit, import, json, mail_args};
@@ -47,6 +48,7 @@ fn main() -> ExitCode {
             }
         },
     };
+    signals::catch();
     let mut linux = adapter::Linux::new(&args, mail.info_separator, disabled);
     ExitCode::from(mdeliver_driver::run::run(&mut linux, &args, &mail))
 }

@@ -338,6 +338,8 @@ mod tests {
         mtime_fails: bool,
         calls: BTreeMap<&'static str, u32>,
         fail: Option<(&'static str, u32, ErrorKind)>,
+        /// A second scripted failure.
+        also: Option<(&'static str, u32, ErrorKind)>,
     }
 
     impl Probe {
@@ -350,6 +352,7 @@ mod tests {
                 mtime_fails: false,
                 calls: BTreeMap::new(),
                 fail: None,
+                also: None,
             };
             (probe, env)
         }
@@ -357,8 +360,10 @@ mod tests {
         fn gate(&mut self, op: &'static str) -> Result<(), ErrorKind> {
             let n = self.calls.entry(op).or_insert(0);
             *n += 1;
-            match self.fail {
-                Some((o, nth, kind)) if o == op && nth == *n => Err(kind),
+            match (self.fail, self.also) {
+                (Some((o, nth, kind)), _) | (_, Some((o, nth, kind))) if o == op && nth == *n => {
+                    Err(kind)
+                }
                 _ => Ok(()),
             }
         }
@@ -888,6 +893,34 @@ body 3\n>>From there\n";
                 "committed 2"
             ]
         );
+    }
+
+    #[test]
+    fn a_tmp_file_that_cleanup_cannot_remove_is_named_in_the_error() {
+        let log = Log::default();
+        let (mut fs, mut env) = Probe::new(&log);
+        // The filesystem goes read-only under the first message: its write fails, and so does
+        // the unlink of its tmp/ file (POSIX: a named tmp/ file).
+        fs.fail = Some(("write", 1, ErrorKind::ReadOnly));
+        fs.also = Some(("unlink", 1, ErrorKind::ReadOnly));
+        let s = run(&mut fs, &mut env, &settings(None), SMALL, false);
+        match s.stop {
+            Some(Stop::Deliver { error, number: 1 }) => assert_eq!(
+                error,
+                Error::new(ErrorKind::ReadOnly, Phase::Write).with_left(Dir::Tmp)
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(fs.files(Dir::Tmp).len(), 1, "what the error says is there");
+        // An unlink that finds nothing left nothing.
+        let (mut fs, mut env) = Probe::new(&log);
+        fs.fail = Some(("write", 1, ErrorKind::NoSpace));
+        fs.also = Some(("unlink", 1, ErrorKind::NotFound));
+        let s = run(&mut fs, &mut env, &settings(None), SMALL, false);
+        match s.stop {
+            Some(Stop::Deliver { error, .. }) => assert_eq!(error.left, None),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -14,4 +14,5 @@ pub mod mta_args;
 pub mod outcome;
 pub mod report;
 pub mod run;
+pub mod signal;
 pub mod status;

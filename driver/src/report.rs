@@ -57,6 +57,10 @@ impl Failure {
     pub fn kind(&self) -> ErrorKind {
         match *self {
             Failure::Open { kind, .. } | Failure::Input(kind) => kind,
+            // A termination signal stopped the reading: interrupted, whatever the read said.
+            Failure::Deliver(e) if e.phase == Phase::Read && crate::signal::caught().is_some() => {
+                ErrorKind::Interrupted
+            }
             Failure::Deliver(e) => e.kind,
             Failure::InputLost => ErrorKind::Io,
         }
@@ -145,6 +149,37 @@ fn index_file(f: &mut fmt::Formatter<'_>, phase: Phase, kind: ErrorKind) -> fmt:
     }
 }
 
+/// What happened to a delivery that failed with `e` (without what its cleanup left).
+fn deliver_failure(f: &mut fmt::Formatter<'_>, e: Error) -> fmt::Result {
+    let what = e.phase.describe();
+    if e.phase == Phase::Read {
+        if let Some(sig) = crate::signal::caught() {
+            return write!(
+                f,
+                "{what}: stopped by {} before the whole message was read; nothing was \
+                 delivered",
+                crate::signal::name(sig)
+            );
+        }
+    }
+    match e.phase {
+        Phase::Read if e.kind == ErrorKind::Data => {
+            write!(f, "{what}: message is empty; nothing was delivered")
+        }
+        Phase::Quota | Phase::Dedup => {
+            write!(f, "{what}: ")?;
+            index_file(f, e.phase, e.kind)
+        }
+        _ => {
+            write!(f, "{what}: {}", e.kind)?;
+            match hint(e.kind) {
+                "" => Ok(()),
+                advice => write!(f, "; {advice}"),
+            }
+        }
+    }
+}
+
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
@@ -187,24 +222,22 @@ impl fmt::Display for Failure {
                 }
                 Ok(())
             }
-            Failure::Deliver(e) if e.kind == ErrorKind::Data && e.phase == Phase::Read => {
-                write!(
-                    f,
-                    "{}: message is empty; nothing was delivered",
-                    e.phase.describe()
-                )
-            }
-            Failure::Deliver(e) if matches!(e.phase, Phase::Quota | Phase::Dedup) => {
-                write!(f, "{}: ", e.phase.describe())?;
-                index_file(f, e.phase, e.kind)
-            }
             Failure::Deliver(e) => {
-                write!(f, "{e}")?;
-                let advice = hint(e.kind);
-                if !advice.is_empty() {
-                    write!(f, "; {advice}")?;
+                deliver_failure(f, e)?;
+                match e.left {
+                    None => Ok(()),
+                    Some(Dir::Tmp) => f.write_str(
+                        "; cleaning up failed too: a partial copy of the message remains in \
+                         tmp/ (it is never delivered; remove it, or `mdeliver check --repair` \
+                         does after 36 hours)",
+                    ),
+                    Some(d) => write!(
+                        f,
+                        "; cleaning up failed too: the message remains in {}/ although this \
+                         delivery failed, so the MTA's retry may store it a second time",
+                        d.as_str()
+                    ),
                 }
-                Ok(())
             }
             Failure::InputLost => f.write_str(
                 "not delivered: a failed delivery above consumed part of the message, and its \

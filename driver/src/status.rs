@@ -23,11 +23,12 @@ fn failed(f: &Failure) -> Failed {
     match *f {
         Failure::Open { kind, .. } => Failed::Delivery(kind),
         Failure::Deliver(e)
-            if e.kind == ErrorKind::NotDirectory && matches!(e.phase, Phase::Quota | Phase::Dedup) =>
+            if e.kind == ErrorKind::NotDirectory
+                && matches!(e.phase, Phase::Quota | Phase::Dedup) =>
         {
             Failed::NotRegular
         }
-        Failure::Deliver(e) => Failed::Delivery(e.kind),
+        Failure::Deliver(_) => Failed::Delivery(f.kind()),
         Failure::InputLost => Failed::InputLost,
         Failure::Input(kind) => Failed::InputOpen(kind),
     }
