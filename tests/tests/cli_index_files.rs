@@ -34,7 +34,7 @@ fn make(path: &Path, bad: Bad) {
         Bad::Symlink => std::os::unix::fs::symlink("/etc/passwd", path).unwrap(),
         Bad::Unreadable => {
             std::fs::write(path, b"1000000S\n0 0\n").unwrap();
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0)).unwrap();
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o000)).unwrap();
         }
     }
 }
