@@ -5,8 +5,8 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use mdeliver_core::folder::FolderFailure;
-use mdeliver_core::name::InfoSep;
+use mdeliver_core::maildir::folder::FolderFailure;
+use mdeliver_core::maildir::name::InfoSep;
 use mdeliver_core::{Dir, ErrorKind};
 use mdeliver_driver::args::Args;
 use mdeliver_driver::envelope::Stored;

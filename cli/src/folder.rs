@@ -1,5 +1,5 @@
 //! `--folder NAME`: finds (and with `-c` creates) the Maildir++ subfolder of a maildir. The
-//! name is translated and checked by the core ([`mdeliver_core::folder::folder`]), and the
+//! name is translated and checked by the core ([`mdeliver_core::maildir::folder::folder`]), and the
 //! creation procedure (staging copy in tmp/, no-replace rename, cleanup, flush order) is the
 //! core's [`create_folder`]; this module only carries out its steps with openat-family calls
 //! on directory descriptors opened `O_DIRECTORY|O_NOFOLLOW`.
@@ -9,10 +9,10 @@ use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use mdeliver_core::folder::{
+use mdeliver_core::maildir::folder::{
     create_folder, folder, Folder, FolderFailure, FolderTree, Part, TreeDir,
 };
-use mdeliver_core::name::InfoSep;
+use mdeliver_core::maildir::name::InfoSep;
 use mdeliver_core::ErrorKind;
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, RenameFlags, CWD};
 use rustix::io::Errno;

@@ -12,10 +12,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use mdeliver_core::name::{InfoSep, ParsedName};
-use mdeliver_core::scan::{
+use mdeliver_core::machine::scan::{
     classify, KeySet, ListOp, ListResult, Mark, Scan, ScanOptions, ScanStep, ScanSummary,
 };
+use mdeliver_core::maildir::name::{InfoSep, ParsedName};
 use mdeliver_core::{Dir, ErrorKind, Fs};
 
 use crate::exit;

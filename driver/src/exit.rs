@@ -2,7 +2,7 @@
 //! ([`decide`]) and where the exit code picks the class of the RFC 3463 status line
 //! ([`class`]). Everything that exits with a delivery's status asks here.
 
-use mdeliver_core::status::Class;
+use mdeliver_core::report::rfc3463::Class;
 use mdeliver_core::ErrorKind;
 
 use crate::args::Args;

@@ -6,7 +6,7 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use mdeliver_core::folder::FolderFailure;
+use mdeliver_core::maildir::folder::FolderFailure;
 use mdeliver_core::{Dir, ErrorKind};
 
 use crate::exit::{self, Context, Policy};

@@ -1,5 +1,5 @@
 //! `-M/--mbox`: delivers every message of an mbox into one maildir. The loop is the core's
-//! ([`mdeliver_core::import`]: framing, `Status:`/`Date:`, flags, modification times, one
+//! ([`mdeliver_core::mbox::import`]: framing, `Status:`/`Date:`, flags, modification times, one
 //! directory flush per batch); this file says what happened to a person (the paths with `-v`,
 //! once their batch is flushed; warnings; the summary; why it stopped) and picks the exit
 //! status. Portable (std and mdeliver-core only, any `Fs`/`Env`/input), so the WASI module
@@ -9,8 +9,8 @@ use std::fmt::Display;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use mdeliver_core::deliver::{Delivered, Durability};
-use mdeliver_core::import::{import, ImportEvents, Settings, Stop};
+use mdeliver_core::machine::deliver::{Delivered, Durability};
+use mdeliver_core::mbox::import::{import, ImportEvents, ImportOptions, Stop};
 use mdeliver_core::{Dir, Env, Error, ErrorKind, Fs, Phase};
 
 use crate::args::Args;
@@ -158,7 +158,7 @@ where
     let policy = Policy::of(args, mail);
     let mut rbuf = vec![0u8; BUF_SIZE];
     let mut wbuf = vec![0u8; BUF_SIZE];
-    let settings = Settings {
+    let settings = ImportOptions {
         quoting: mail.mbox_quoting.core(),
         delivery: mail.delivery(args.no_fsync, Durability::DeferDirSync),
     };

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use mdeliver_core::name::{InfoSep, ParsedName};
+use mdeliver_core::maildir::name::{InfoSep, ParsedName};
 
 use crate::args::Args;
 use crate::envelope::{Settings, Stored};

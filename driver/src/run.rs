@@ -7,8 +7,8 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use mdeliver_core::deliver::Durability;
-use mdeliver_core::folder::FolderFailure;
+use mdeliver_core::machine::deliver::Durability;
+use mdeliver_core::maildir::folder::FolderFailure;
 use mdeliver_core::{Dir, Env, ErrorKind, Fs};
 
 use crate::args::Args;

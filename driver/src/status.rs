@@ -1,4 +1,4 @@
-//! RFC 3463 status lines for MTAs (code and text are the core's, [`mdeliver_core::status`];
+//! RFC 3463 status lines for MTAs (code and text are the core's, [`mdeliver_core::report::rfc3463`];
 //! the class follows the exit code, [`exit::class`]), and the order in which mdeliver's output leaves.
 //!
 //! Postfix's local(8) (`mailbox_command`) and pipe(8) run a command with its standard output
@@ -12,7 +12,7 @@
 
 use std::io::Write;
 
-use mdeliver_core::status::{self as rfc3463, Failed};
+use mdeliver_core::report::rfc3463::{self as rfc3463, Failed};
 use mdeliver_core::{ErrorKind, Phase};
 
 use crate::exit;

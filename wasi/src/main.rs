@@ -17,8 +17,8 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use mdeliver_core::folder::FolderFailure;
-use mdeliver_core::name::InfoSep;
+use mdeliver_core::maildir::folder::FolderFailure;
+use mdeliver_core::maildir::name::InfoSep;
 use mdeliver_core::{Dir, ErrorKind, Phase};
 use mdeliver_driver::args::{self, Args};
 use mdeliver_driver::envelope::Stored;
