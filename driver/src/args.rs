@@ -46,8 +46,11 @@ EXIT STATUS
   code  meaning                                    MTA (Postfix)
      0  delivered into every MAILDIR               done
     64  usage error (bad option or argument)       bounce
-    65  data error: the message is empty           bounce
-    66  --input FILE cannot be opened              bounce
+    65  data error: the message is empty (or only  bounce
+        its \"From \" line), or it loops
+    66  --input FILE cannot be opened, or the      bounce
+        input (file or standard input) is a
+        directory
     73  (--strict-exit) maildir missing or not a   bounce
         directory
     74  (--strict-exit) I/O error                  bounce
