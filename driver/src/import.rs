@@ -2,8 +2,7 @@
 //! ([`mdeliver_core::mbox::import`]: framing, `Status:`/`Date:`, flags, modification times, one
 //! directory flush per batch); this file says what happened to a person (the paths with `-v`,
 //! once their batch is flushed; warnings; the summary; why it stopped) and picks the exit
-//! status. Portable (std and mdeliver-core only, any `Fs`/`Env`/input), so the WASI module
-//! shares it; the Linux entry point is `import_linux.rs`.
+//! status, for any `Fs`, `Env` and input; its entry is `run.rs`'s.
 
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
@@ -14,7 +13,7 @@ use mdeliver_core::mbox::import::{import, ImportEvents, ImportOptions, Stop};
 use mdeliver_core::{Dir, Env, Error, ErrorKind, Fs, Phase};
 
 use crate::args::Args;
-use crate::exit::{self, Context, Policy};
+use crate::exit;
 use crate::mail_args::MailArgs;
 use crate::report::Failure;
 use crate::status::Output;
@@ -90,25 +89,26 @@ pub fn one_maildir(args: &Args) -> Result<&Path, u8> {
     match args.maildirs.as_slice() {
         [one] => Ok(one),
         all => {
+            let code = crate::args::usage_failed(args.strict_exit, false);
             eprintln!(
                 "mdeliver: -M/--mbox imports into exactly one MAILDIR (got {}); run it once per \
                  maildir",
                 all.len()
             );
-            Err(exit::USAGE)
+            Err(code)
         }
     }
 }
 
 /// Reports that the maildir `target` (its `part`) could not be opened; the exit status.
-pub fn cannot_open(args: &Args, policy: Policy, target: &Path, kind: ErrorKind, part: Dir) -> u8 {
+pub fn cannot_open(args: &Args, target: &Path, kind: ErrorKind, part: Dir) -> u8 {
     let failure = Failure::Open {
         kind,
         part,
         // -M refuses --dry-run.
-        create: crate::report::Create::of(args.create, false),
+        create: crate::report::Create::of(args.create, false).at(target),
     };
-    let code = failure.code(policy);
+    let code = failure.code(args.strict_exit);
     let mut out = Output::default();
     out.failed(code, crate::status::line(&failure, code, None));
     out.err(format!("mdeliver: {}: {failure}", target.display()));
@@ -155,7 +155,6 @@ where
     R::Error: Display,
 {
     let who = shown.display();
-    let policy = Policy::of(args, mail);
     let mut rbuf = vec![0u8; BUF_SIZE];
     let mut wbuf = vec![0u8; BUF_SIZE];
     let settings = ImportOptions {
@@ -202,7 +201,7 @@ where
             "{failure}; the last {} messages may not be durable",
             summary.unflushed
         );
-        fail(&mut out, failure, failure.code(policy), message);
+        fail(&mut out, failure, failure.code(args.strict_exit), message);
     }
     let done = match delivered {
         0 => "nothing was delivered".to_owned(),
@@ -214,12 +213,12 @@ where
     match summary.stop {
         None => {}
         Some(Stop::Mbox(e)) => {
-            let code = exit::decide(ErrorKind::Data, Context::Deliver, policy);
+            let code = exit::DATAERR;
             fail(&mut out, data, code, format!("{e}; {done}"));
         }
         Some(Stop::Read(e)) => {
             let failure = Failure::Deliver(Error::new(ErrorKind::Io, Phase::Read));
-            let code = failure.code(policy);
+            let code = failure.code(args.strict_exit);
             fail(
                 &mut out,
                 failure,
@@ -229,7 +228,7 @@ where
         }
         Some(Stop::Deliver { error, number }) => {
             let failure = Failure::Deliver(error);
-            let code = failure.code(policy);
+            let code = failure.code(args.strict_exit);
             let message = format!("message {number} of the mbox: {failure}; {done}");
             fail(&mut out, failure, code, message);
         }
