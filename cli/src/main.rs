@@ -19,6 +19,7 @@ mod maillog;
 mod privilege;
 mod quick_args;
 mod reader;
+mod sieve;
 mod signals;
 #[cfg(not(test))]
 mod start;
@@ -41,6 +42,7 @@ pub fn run(argv: &[OsString]) -> ExitCode {
         Ok(command::Parsed::List(a)) => return list::run(&a),
         Ok(command::Parsed::Flag(a)) => return flag::run(&a),
         Ok(command::Parsed::Check(a)) => return check::run(&a),
+        Ok(command::Parsed::Sieve(a)) => return sieve::run_command(&a),
         Err(code) => return code,
     };
     if let Some(message) = args::nested_create(&args) {
@@ -61,7 +63,15 @@ pub fn run(argv: &[OsString]) -> ExitCode {
         eprintln!("mdeliver: {message}");
         return ExitCode::from(code);
     }
+    let knobs = match linux::StrategyKnobs::from_env() {
+        Ok(k) => k,
+        Err(message) => {
+            let code = args::usage_failed(args.strict_exit, false);
+            eprintln!("mdeliver: {message}");
+            return ExitCode::from(code);
+        }
+    };
     signals::catch();
-    let mut linux = adapter::Linux::new(&args, &mail, disabled, linux.syslog);
+    let mut linux = adapter::Linux::new(&args, &mail, disabled, linux.syslog, knobs);
     ExitCode::from(mdeliver_driver::run::run(&mut linux, &args, &mail))
 }
