@@ -14,6 +14,7 @@
 use std::io::Write;
 
 use mdeliver_core::report::rfc3463::{self as rfc3463, Failed};
+use mdeliver_core::{ErrorKind, Phase};
 
 use crate::exit;
 use crate::mta_args::QuotaFull;
@@ -34,7 +35,13 @@ pub fn code(f: &Failure, strict: bool, quota_full: QuotaFull) -> u8 {
 fn failed(f: &Failure) -> Failed {
     match *f {
         Failure::Open { kind, .. } => Failed::Delivery(kind),
-        Failure::Deliver(e) => Failed::Delivery(e.kind),
+        Failure::Deliver(e)
+            if e.kind == ErrorKind::NotDirectory
+                && matches!(e.phase, Phase::Quota | Phase::Dedup) =>
+        {
+            Failed::NotRegular
+        }
+        Failure::Deliver(_) => Failed::Delivery(f.kind()),
         Failure::InputLost => Failed::InputLost,
         Failure::Input(kind) => Failed::InputOpen(kind),
     }

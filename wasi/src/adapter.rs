@@ -80,11 +80,11 @@ impl Adapter for Wasi {
         &mut self.env
     }
 
-    fn stdin(&mut self) -> Input {
-        Input {
+    fn stdin(&mut self) -> Result<Input, ErrorKind> {
+        Ok(Input {
             file: None,
             consumed: 0,
-        }
+        })
     }
 
     /// Refuses a directory (`Usage`) as the Linux binary does.
