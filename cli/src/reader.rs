@@ -38,6 +38,9 @@ pub fn open(path: &Path) -> Result<LinuxFs, OpenFailure> {
         sync: false,
         disabled,
         keep_readable: false,
+        folder: false,
+        create_parents: false,
+        strategy: None,
     };
     LinuxFs::open(path, opts).map_err(|(kind, part)| {
         let at = match part {

@@ -17,7 +17,9 @@
 //!   `Status:` flags, dates), and the mbox splitter with its importer ([`mbox::import`]).
 //! - **Machines** ([`machine`]): the sans-io state machines that decide a delivery
 //!   ([`machine::deliver`]), a listing ([`machine::scan`]), the Maildir++ quota
-//!   ([`machine::quota`]), the duplicate index ([`machine::dedup`]) and a flag change.
+//!   ([`machine::quota`]), the duplicate index ([`machine::dedup`]) and a flag change, and
+//!   which delivery strategy a filesystem gets from its observed capabilities
+//!   ([`machine::trust`]).
 //! - **The MTA's delivery** ([`mda`]): one message from an MTA into one maildir: the head
 //!   looked at, trace fields reconciled ([`mda::trace`]), then quota, duplicate index and
 //!   delivery composed.

@@ -82,6 +82,22 @@ pub fn decide(kind: ErrorKind, context: Context, policy: Policy) -> u8 {
     }
 }
 
+/// The exit code of a usage error (a mistake in the command line or in `MDELIVER_DISABLE`).
+///
+/// Under an MTA a mistake in the command line is in the MTA's configuration, which an
+/// administrator fixes: like every such problem it defers ([`TEMPFAIL`], with a `4.3.5` status
+/// line), so no mail bounces while the typo is there (maildrop does the same). A person gets the
+/// precise [`USAGE`] (64): when `interactive` (standard input or standard error is a terminal),
+/// with `--strict-exit` (`strict`), and for the reader-side subcommands (`subcommand`), which no
+/// MTA runs.
+pub fn usage(strict: bool, interactive: bool, subcommand: bool) -> u8 {
+    if strict || interactive || subcommand {
+        USAGE
+    } else {
+        TEMPFAIL
+    }
+}
+
 /// [`decide`] for a delivery, with `--strict-exit` (`strict`) or not.
 pub fn code(kind: ErrorKind, strict: bool) -> u8 {
     let policy = Policy {
@@ -144,6 +160,14 @@ mod tests {
         assert_eq!(code(ErrorKind::ReadOnly, true), NOPERM);
         assert_eq!(code(ErrorKind::NoSpace, true), TEMPFAIL);
         assert_eq!(code(ErrorKind::Quota, true), TEMPFAIL);
+    }
+
+    #[test]
+    fn usage_errors_defer_unless_a_person_or_strict_asks() {
+        assert_eq!(usage(false, false, false), TEMPFAIL);
+        assert_eq!(usage(true, false, false), USAGE);
+        assert_eq!(usage(false, true, false), USAGE);
+        assert_eq!(usage(false, false, true), USAGE);
     }
 
     #[test]

@@ -88,12 +88,13 @@ pub fn one_maildir(args: &Args) -> Result<&Path, u8> {
     match args.maildirs.as_slice() {
         [one] => Ok(one),
         all => {
+            let code = crate::args::usage_failed(args.strict_exit, false);
             eprintln!(
                 "mdeliver: -M/--mbox imports into exactly one MAILDIR (got {}); run it once per \
                  maildir",
                 all.len()
             );
-            Err(exit::USAGE)
+            Err(code)
         }
     }
 }
@@ -104,7 +105,7 @@ pub fn cannot_open(args: &Args, target: &Path, kind: ErrorKind, part: Dir) -> u8
         kind,
         part,
         // -M refuses --dry-run.
-        create: crate::report::Create::of(args.create, false),
+        create: crate::report::Create::of(args.create, false).at(target),
     };
     eprintln!("mdeliver: {}: {failure}", target.display());
     failure.code(args.strict_exit)

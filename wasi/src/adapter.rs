@@ -4,13 +4,14 @@
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use mdeliver_core::maildir::folder::FolderFailure;
+use mdeliver_core::maildir::folder::{FolderFailure, NameEncoding};
 use mdeliver_core::maildir::name::InfoSep;
 use mdeliver_core::{Dir, ErrorKind, Phase};
 use mdeliver_driver::args::Args;
 use mdeliver_driver::envelope::Stored;
+use mdeliver_driver::folder_report::Resolved;
 use mdeliver_driver::report::Failure;
 use mdeliver_driver::run::{Adapter, Message};
 
@@ -63,6 +64,8 @@ pub struct Wasi {
     pub sync: bool,
     /// `--info-separator`.
     pub sep: InfoSep,
+    /// `--folder-encoding`.
+    pub enc: NameEncoding,
 }
 
 impl Adapter for Wasi {
@@ -100,9 +103,10 @@ impl Adapter for Wasi {
         maildir: &Path,
         name: &OsStr,
         create: bool,
-    ) -> Result<PathBuf, FolderFailure> {
+    ) -> Result<Resolved, FolderFailure> {
         let name = name.as_encoded_bytes();
-        tree::resolve_folder(maildir, name, self.sep, create, self.sync, &mut self.env)
+        let naming = (self.sep, self.enc);
+        tree::resolve_folder(maildir, name, naming, create, self.sync, &mut self.env)
     }
 
     fn open(
@@ -110,6 +114,7 @@ impl Adapter for Wasi {
         maildir: &Path,
         create: bool,
         _keep: bool,
+        _folder: bool,
     ) -> Result<fs::WasiFs, (ErrorKind, Dir)> {
         fs::WasiFs::open(maildir, create)
     }
