@@ -19,6 +19,7 @@ pub mod flags;
 pub mod folder;
 pub mod fs;
 pub mod import;
+pub mod lmtp;
 pub mod mbox;
 pub mod mda;
 pub mod message;
