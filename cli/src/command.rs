@@ -11,6 +11,7 @@ use crate::args::{self, Args};
 use crate::check::CheckArgs;
 use crate::flag::FlagArgs;
 use crate::list::ListArgs;
+use crate::lmtp::LmtpArgs;
 use crate::mail_args::MailArgs;
 
 /// A parsed command line.
@@ -24,6 +25,8 @@ pub enum Parsed {
     Flag(FlagArgs),
     /// `mdeliver check`.
     Check(CheckArgs),
+    /// `mdeliver lmtp`.
+    Lmtp(Box<LmtpArgs>),
 }
 
 /// The Linux binary's own manual sections (after the shared ones).
@@ -54,16 +57,17 @@ SUBCOMMANDS
   mdeliver flag MAILDIR KEY [+FLAGS] [-FLAGS]  change a message's flags (moves new/ to cur/)
   mdeliver check [--repair] MAILDIR         report (and with --repair remove) stale tmp files \
 and other anomalies
+  mdeliver lmtp --maildir TEMPLATE [--listen ADDR]...  an LMTP delivery server
   mdeliver help SUBCOMMAND                  the subcommand's manual
 
-  A MAILDIR literally named list, flag, check or help is taken as a subcommand: write it as \
+  A MAILDIR literally named list, flag, check, lmtp or help is taken as a subcommand: write it as \
 ./list (any path with a slash) to deliver into it.";
 
 /// The clap definition of the whole command line.
 pub fn definition() -> clap::Command {
     args::command(&format!("{LINUX_HELP}\n\n{SUBCOMMANDS_HELP}"))
         .override_usage(
-            "mdeliver [OPTIONS] <MAILDIR>...\n       mdeliver <list|flag|check> [OPTIONS] <MAILDIR> ...",
+            "mdeliver [OPTIONS] <MAILDIR>...\n       mdeliver <list|flag|check> [OPTIONS] <MAILDIR> ...\n       mdeliver lmtp [OPTIONS] --maildir <TEMPLATE>",
         )
         .args_conflicts_with_subcommands(true)
         .subcommand_negates_reqs(true)
@@ -71,6 +75,7 @@ pub fn definition() -> clap::Command {
         .subcommand(ListArgs::command().name("list"))
         .subcommand(FlagArgs::command().name("flag"))
         .subcommand(CheckArgs::command().name("check"))
+        .subcommand(LmtpArgs::command().name("lmtp"))
 }
 
 /// Parses the process's arguments; help, version and usage errors print and give the exit
@@ -92,6 +97,7 @@ where
         Some(("list", sub)) => ListArgs::from_arg_matches(sub).map(Parsed::List),
         Some(("flag", sub)) => FlagArgs::from_arg_matches(sub).map(Parsed::Flag),
         Some(("check", sub)) => CheckArgs::from_arg_matches(sub).map(Parsed::Check),
+        Some(("lmtp", sub)) => LmtpArgs::from_arg_matches(sub).map(|a| Parsed::Lmtp(Box::new(a))),
         _ => args::from_matches(&m).map(|(a, mail)| Parsed::Deliver(a, mail)),
     };
     parsed.map_err(|e| args::usage_exit(e.format(&mut definition())))

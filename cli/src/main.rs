@@ -17,6 +17,7 @@ mod input;
 mod json;
 mod linux;
 mod list;
+mod lmtp;
 mod mail_args;
 mod mta_args;
 mod outcome;
@@ -52,6 +53,7 @@ fn main() -> ExitCode {
         Ok(command::Parsed::List(a)) => return list::run(&a),
         Ok(command::Parsed::Flag(a)) => return flag::run(&a),
         Ok(command::Parsed::Check(a)) => return check::run(&a),
+        Ok(command::Parsed::Lmtp(a)) => return lmtp::run(*a),
         Err(code) => return code,
     };
     let disabled = match std::env::var_os(Disabled::VAR) {

@@ -25,6 +25,8 @@ enum State {
 }
 
 /// What the driver does for a command.
+// The recipient is carried by value: there is no heap to box it in.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action<'a> {
     /// Send this reply; close the connection after it when [`Reply::closes`].
