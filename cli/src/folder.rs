@@ -4,9 +4,6 @@
 //! core's [`create_folder`]; this module only carries out its steps with openat-family calls
 //! on directory descriptors opened `O_DIRECTORY|O_NOFOLLOW`.
 
-#[path = "folder_report.rs"]
-mod folder_report;
-
 use std::ffi::OsStr;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
@@ -17,6 +14,7 @@ use mdeliver_core::folder::{
 };
 use mdeliver_core::name::InfoSep;
 use mdeliver_core::ErrorKind;
+use mdeliver_driver::folder_report;
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, RenameFlags, CWD};
 use rustix::io::Errno;
 

@@ -2,29 +2,21 @@
 //! parses arguments, opens maildirs through the Linux adapter, runs the core's delivery, and
 //! reports; every mail decision is made in `mdeliver-core`.
 
-mod args;
 mod check;
 mod command;
 mod env;
-mod envelope;
-mod exit;
 mod flag;
 mod folder;
 mod gen;
-mod import;
 mod import_linux;
 mod input;
-mod json;
 mod linux;
 mod list;
 mod lmtp;
-mod mail_args;
-mod mta_args;
-mod outcome;
 mod reader;
-mod report;
-mod status;
 mod testing;
+
+use mdeliver_driver::{args, envelope, exit, import, json, mail_args, outcome, report, status};
 
 use std::os::fd::OwnedFd;
 use std::path::Path;

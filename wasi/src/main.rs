@@ -1,37 +1,19 @@
 //! `mdeliver-wasi`: mdeliver's delivery as a WASI command module. The host preopens one
 //! directory; every path given is resolved inside it by the runtime, so delivery is sandboxed
-//! to that maildir. The command line is the native CLI's delivery form (the same source files:
-//! `args.rs`, `mail_args.rs`, `mta_args.rs`), and so are the driver's translation of the MTA
+//! to that maildir. The command line is the native CLI's delivery form (the same driver crate,
+//! `mdeliver-driver`: `args.rs`, `mail_args.rs`, `mta_args.rs`), and so are the driver's translation of the MTA
 //! options (`envelope.rs`), the reports, status lines and exit codes; every decision is the
 //! same core's. What differs is only the adapter: the filesystem (`fs.rs`), the environment
 //! (`env.rs`: no pid; the host name from `--host`, else `MDELIVER_HOST`, else `wasi`).
 
-#[path = "../../cli/src/args.rs"]
-mod args;
 mod env;
-#[path = "../../cli/src/envelope.rs"]
-mod envelope;
-#[path = "../../cli/src/exit.rs"]
-mod exit;
-#[path = "../../cli/src/folder_report.rs"]
-mod folder_report;
 mod fs;
-#[path = "../../cli/src/import.rs"]
-mod import;
-#[path = "../../cli/src/json.rs"]
-mod json;
-#[path = "../../cli/src/mail_args.rs"]
-mod mail_args;
-#[path = "../../cli/src/mta_args.rs"]
-mod mta_args;
-#[path = "../../cli/src/outcome.rs"]
-mod outcome;
-#[path = "../../cli/src/report.rs"]
-mod report;
-#[path = "../../cli/src/status.rs"]
-mod status;
 pub mod step;
 mod tree;
+
+use mdeliver_driver::{
+    args, envelope, exit, folder_report, import, mail_args, outcome, report, status,
+};
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

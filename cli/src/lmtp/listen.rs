@@ -17,7 +17,7 @@ use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
 use super::conn::Conn;
 use super::{session, Server};
-use crate::exit;
+use mdeliver_driver::exit;
 
 enum Listener {
     /// With the path to remove at exit (`None`: systemd's socket).

@@ -22,10 +22,10 @@ use mdeliver_core::name::InfoSep;
 use mdeliver_core::quota::Limits;
 use mdeliver_core::Options;
 
-use crate::envelope::Settings;
-use crate::exit;
 use crate::linux::Disabled;
-use crate::mta_args::{parse_quota, parse_window, MtaArgs, QuotaFull};
+use mdeliver_driver::envelope::Settings;
+use mdeliver_driver::exit;
+use mdeliver_driver::mta_args::{parse_quota, parse_window, MtaArgs, QuotaFull};
 
 const ABOUT: &str = "Run an LMTP delivery server: an MTA hands over messages on a socket, and \
 each recipient's copy goes into its maildir";

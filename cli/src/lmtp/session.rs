@@ -25,12 +25,12 @@ use super::commit::GroupFs;
 use super::conn::{stop_of, Conn, Reader, Stop};
 use super::Server;
 use crate::env::LinuxEnv;
-use crate::envelope::{self, Stored};
-use crate::exit;
 use crate::input::Input;
 use crate::linux::{LinuxFs, OpenOptions};
-use crate::report::{Create, Failure};
-use crate::status;
+use mdeliver_driver::envelope::{self, Stored};
+use mdeliver_driver::exit;
+use mdeliver_driver::report::{Create, Failure};
+use mdeliver_driver::status;
 
 /// The read buffer and the decode buffer: per-session memory does not grow with the message.
 const BUF: usize = 64 * 1024;

@@ -1,6 +1,6 @@
 //! The command line of `mdeliver`: one definition of the delivery form shared by the Linux
-//! binary and the WASI module (which includes this file, `mail_args.rs` and `mta_args.rs` by
-//! path), so it uses only clap, std and mdeliver-core. [`Args`] holds the basic options;
+//! binary and the WASI module (both take this file, `mail_args.rs` and `mta_args.rs` from the
+//! driver crate), so it uses only clap, std and mdeliver-core. [`Args`] holds the basic options;
 //! [`MailArgs`] (mbox import, flags, folders, envelope, quota, duplicates, reporting) is added
 //! to it by [`command`], so an option added there reaches both.
 

@@ -1,7 +1,7 @@
 //! The delivery form's mail options (`-M`, `--mbox-quoting`, `-X`, `--folder`,
 //! `--info-separator`, and the MTA options of `mta_args.rs`). Part of the one shared command
 //! line: [`crate::args::command`] adds them to [`Args`](crate::args::Args), and the WASI module
-//! includes this file too.
+//! uses this file too.
 
 use std::ffi::OsString;
 
