@@ -354,3 +354,48 @@ fn sigterm_stops_a_listening_server_in_order() {
     assert!(!sock.exists(), "the socket was not removed");
     assert_eq!(names(&root.join("x.example/a/new")).len(), 1);
 }
+
+/// `--quota` and `--dedup` go through the same core delivery as the one-shot path: over quota
+/// is 452 4.2.2 (552 5.2.2 with `--quota-full=bounce`) for that recipient only; a message sent
+/// again is acknowledged but stored once.
+#[test]
+fn quota_and_dedup_apply_per_recipient() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    make_maildir(&root.join("x.example/small"));
+    make_maildir(&root.join("x.example/roomy"));
+    // A maildirsize in one maildir only: 10 bytes.
+    std::fs::write(root.join("x.example/small/maildirsize"), "10S\n").unwrap();
+    let msg = "Message-ID: <once@x.example>\r\n\r\na body longer than ten bytes\r\n.\r\n";
+    let script = format!(
+        "LHLO x\r\nMAIL FROM:<s@y>\r\nRCPT TO:<small@x.example>\r\nRCPT TO:<roomy@x.example>\r\n\
+         DATA\r\n{msg}MAIL FROM:<s@y>\r\nRCPT TO:<roomy@x.example>\r\nDATA\r\n{msg}QUIT\r\n"
+    );
+    let tail = "354 send the message; end it with a line holding only a dot\r\n";
+    let r = lmtp(&["--dedup"], &script, root);
+    assert_eq!(
+        r.stdout,
+        format!(
+            "{GREETING}{LHLO}250 SIZE\r\n250 2.1.0 sender ok\r\n250 2.1.5 recipient ok\r\n\
+             250 2.1.5 recipient ok\r\n{tail}452 4.2.2 mailbox full\r\n250 2.0.0 delivered\r\n\
+             250 2.1.0 sender ok\r\n250 2.1.5 recipient ok\r\n{tail}250 2.0.0 delivered\r\n\
+             221 2.0.0 bye\r\n"
+        )
+    );
+    assert_eq!(
+        names(&root.join("x.example/roomy/new")).len(),
+        1,
+        "stored twice"
+    );
+    assert_eq!(
+        names(&root.join("x.example/small/new")),
+        Vec::<String>::new()
+    );
+    let r = lmtp(&["--quota-full", "bounce"], &script, root);
+    assert!(
+        r.stdout
+            .contains(&format!("{tail}552 5.2.2 mailbox full\r\n")),
+        "{}",
+        r.stdout
+    );
+}
