@@ -30,6 +30,7 @@ fi
 id mdbench >/dev/null 2>&1 || useradd -r -M -s /usr/sbin/nologin mdbench
 
 top=$(mktemp -d "${BENCH_DIR:-/var/tmp}/mdeliver-lmtp-bench.XXXXXX")
+chmod 755 "$top" # Dovecot delivers as mdbench
 tmpfs="$top/tmpfs"
 mkdir -p "$tmpfs" && mount -t tmpfs -o size=2g mdeliver-bench "$tmpfs"
 server_pid=
@@ -56,7 +57,6 @@ state_dir = $1/dc-state
 log_path = $1/dovecot.log
 protocols = lmtp
 ssl = no
-listen =
 mail_location = maildir:$1/dc-mail/%n
 mail_fsync = optimized
 first_valid_uid = 1
