@@ -399,3 +399,61 @@ fn quota_and_dedup_apply_per_recipient() {
         r.stdout
     );
 }
+
+/// systemd socket activation: the listening socket comes as descriptor 3 (`LISTEN_FDS=1`),
+/// here from `systemd-socket-activate`, which then runs the server in its own process.
+#[test]
+fn a_socket_passed_by_systemd_is_served() {
+    if Command::new("systemd-socket-activate")
+        .arg("--help")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: systemd-socket-activate is not installed");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    make_maildir(&root.join("x.example/a"));
+    let sock = root.join("activated.sock");
+    let mut child = Command::new("systemd-socket-activate")
+        .arg("-l")
+        .arg(&sock)
+        .arg(bin())
+        .args(["lmtp", "--host", "testhost", "--maildir"])
+        .arg(format!("{}/{{domain}}/{{local}}", root.display()))
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let s = loop {
+        if let Ok(s) = UnixStream::connect(&sock) {
+            break s;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "no socket");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    w.write_all(
+        b"LHLO x\r\nMAIL FROM:<s@y>\r\nRCPT TO:<a@x.example>\r\nDATA\r\nhi\r\n.\r\nQUIT\r\n",
+    )
+    .unwrap();
+    let mut all = String::new();
+    let mut r = BufReader::new(s);
+    while !all.ends_with("221 2.0.0 bye\r\n") {
+        let mut line = String::new();
+        assert!(r.read_line(&mut line).unwrap() > 0, "{all}");
+        all.push_str(&line);
+    }
+    assert!(all.starts_with(GREETING), "{all}");
+    assert!(all.contains("\r\n250 2.0.0 delivered\r\n"), "{all}");
+    assert_eq!(names(&root.join("x.example/a/new")).len(), 1);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    // The socket is systemd's: the server leaves it in place.
+    assert!(sock.exists());
+}
