@@ -80,7 +80,8 @@ CONF
 wait_sock() { for _ in $(seq 200); do [[ -S $1 ]] && return 0; sleep 0.05; done; echo "no socket $1" >&2; return 1; }
 
 start_dovecot() { # $1: work directory; $2...: a command prefix (strace)
-    rm -rf "$1/dc-run" "$1/dc-state" "$1/dc-mail" && mkdir -p "$1/dc-mail" && chown mdbench "$1/dc-mail"
+    rm -rf "$1/dc-run" "$1/dc-state" "$1/dc-mail" "$1/dovecot-lmtp"
+    mkdir -p "$1/dc-mail" && chown mdbench "$1/dc-mail"
     dovecot_conf "$1"
     "${@:2}" dovecot -F -c "$top/dovecot.conf" & server_pid=$!
     wait_sock "$1/dovecot-lmtp"
@@ -90,7 +91,7 @@ stop_dovecot() {
     wait "$server_pid" 2>/dev/null || true; server_pid=
 }
 start_mdeliver() { # $1: work directory; $2...: a command prefix (strace)
-    rm -rf "$1/md-mail" && mkdir -p "$1/md-mail"
+    rm -rf "$1/md-mail" "$1/md.sock" && mkdir -p "$1/md-mail"
     "${@:2}" "$MDELIVER" lmtp -v --listen "unix:$1/md.sock" --socket-mode 0666 -c \
         --maildir "$1/md-mail/{local}" 2> "$1/md.log" & server_pid=$!
     wait_sock "$1/md.sock"
