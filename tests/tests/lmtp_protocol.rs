@@ -457,3 +457,11 @@ fn a_socket_passed_by_systemd_is_served() {
     // The socket is systemd's: the server leaves it in place.
     assert!(sock.exists());
 }
+
+/// The manual of the subcommand, as a person reads it.
+#[test]
+fn help() {
+    let r = run(&[&"lmtp", &"--help"], b"", &[]);
+    assert_eq!(r.code, 0);
+    insta::assert_snapshot!("lmtp_help", r.stdout);
+}

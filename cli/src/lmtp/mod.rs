@@ -50,9 +50,9 @@ refused (553 5.1.3). With --map FILE, only the addresses in FILE are accepted (o
 5.1.1); each line is ADDRESS [MAILDIR] ('@domain' accepts a whole domain; without MAILDIR the \
 template applies; '#' starts a comment).
 
-  A maildir that is missing (without -c) or not writable is answered 450 4.2.0 at RCPT, so the \
-MTA retries (550 5.2.0 with --strict-exit); a failure after DATA is answered for that recipient \
-alone, with the one-shot path's status.
+  A maildir that is missing (without -c) is answered 450 4.2.0 at RCPT, so the MTA retries \
+(550 5.2.0 with --strict-exit). A failure after DATA (a maildir that cannot be written, quota, \
+a loop, a full disk) is answered for that recipient alone, with the one-shot path's status.
 
 SIGNALS
   SIGTERM, SIGINT  stop accepting; sessions finish the message in flight, then get 421 4.3.2
@@ -104,7 +104,8 @@ pub struct LmtpArgs {
     #[arg(long, value_name = "SECS", default_value_t = 3600)]
     pub session_timeout: u64,
 
-    /// Where messages are spooled while they arrive (unnamed files; default $TMPDIR or /tmp)
+    /// Where messages are spooled while they arrive (unnamed files; default /var/tmp, which is
+    /// on disk where /tmp may be memory)
     #[arg(long, value_name = "DIR")]
     pub spool: Option<PathBuf>,
 
@@ -130,7 +131,8 @@ pub struct LmtpArgs {
     pub quota: Option<Limits>,
 
     /// What a message over quota gets: "defer" (452 4.2.2) or "bounce" (552 5.2.2)
-    #[arg(long, value_name = "ACTION", value_enum, default_value_t = QuotaFull::Defer)]
+    #[arg(long, value_name = "ACTION", value_enum, default_value_t = QuotaFull::Defer,
+          hide_possible_values = true)]
     pub quota_full: QuotaFull,
 
     /// Store a message at most once per WINDOW per maildir, as in the delivery form's --dedup
@@ -292,8 +294,7 @@ fn setup(args: LmtpArgs) -> Result<Server, (u8, String)> {
     let spool = args
         .spool
         .clone()
-        .or_else(|| std::env::var_os("TMPDIR").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("/tmp"));
+        .unwrap_or_else(|| PathBuf::from("/var/tmp"));
     Ok(Server {
         routes: Routes {
             template: args.maildir.clone(),
