@@ -1,14 +1,16 @@
 //! `mdeliver check`: lists tmp/, new/ and cur/, has the core classify each entry and find the
-//! duplicate keys ([`mdeliver_core::check`]), confirms each duplicate by a second look (a
+//! duplicate keys ([`mdeliver_core::report::check`]), confirms each duplicate by a second look (a
 //! message renamed during the listing shows up under two names), and with `--repair` removes
 //! stale tmp/ files, and nothing else.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use mdeliver_core::check::{classify, duplicates, EntryKind, Finding, Listed, STALE_TMP_SECS};
 use mdeliver_core::env::Env;
-use mdeliver_core::name::{InfoSep, NameBuf};
+use mdeliver_core::maildir::name::{InfoSep, NameBuf};
+use mdeliver_core::report::check::{
+    classify, duplicates, EntryKind, Finding, Listed, STALE_TMP_SECS,
+};
 use mdeliver_core::{Dir, ErrorKind, Fs};
 
 use crate::env::LinuxEnv;

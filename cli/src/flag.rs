@@ -1,13 +1,13 @@
 //! `mdeliver flag`: parses the `+LETTERS`/`-LETTERS` changes and has the core's
-//! [`flagchange`](mdeliver_core::flagchange) find the message by key and move it into cur/ with
+//! [`flagchange`](mdeliver_core::machine::flagchange) find the message by key and move it into cur/ with
 //! the changed flags (rename-noreplace, never clobbering; when someone else renamed it
 //! meanwhile, the changes are re-applied to its current flags). Only translation here.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use mdeliver_core::flagchange::{self, Change};
-use mdeliver_core::name::{InfoSep, NameBuf, ParsedName};
+use mdeliver_core::machine::flagchange::{self, Change};
+use mdeliver_core::maildir::name::{InfoSep, NameBuf, ParsedName};
 use mdeliver_core::{Dir, ErrorKind, Fs};
 
 use crate::exit;
@@ -173,7 +173,7 @@ pub fn run(a: &FlagArgs) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mdeliver_core::flagchange::apply;
+    use mdeliver_core::machine::flagchange::apply;
     use mdeliver_core::Flags;
 
     #[test]

@@ -1,5 +1,5 @@
 //! `--folder NAME`: finds (and with `-c` creates) the Maildir++ subfolder of a maildir. The
-//! name is translated and checked by the core ([`mdeliver_core::folder::folder`]), and the
+//! name is translated and checked by the core ([`mdeliver_core::maildir::folder::folder`]), and the
 //! creation procedure (staging copy in tmp/, no-replace rename, cleanup, flush order) is the
 //! core's [`create_folder`]; this module only carries out its steps with openat-family calls
 //! on directory descriptors opened `O_DIRECTORY|O_NOFOLLOW`.
@@ -9,12 +9,11 @@ use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use mdeliver_core::folder::{
+use mdeliver_core::maildir::folder::{
     create_folder, folder, Folder, FolderFailure, FolderTree, Part, TreeDir,
 };
-use mdeliver_core::name::InfoSep;
+use mdeliver_core::maildir::name::InfoSep;
 use mdeliver_core::ErrorKind;
-use mdeliver_driver::folder_report;
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, RenameFlags, CWD};
 use rustix::io::Errno;
 
@@ -174,18 +173,4 @@ pub fn resolve(
             .map_err(FolderFailure::Create)?;
     }
     Ok(path)
-}
-
-/// Where to deliver for `args` in `maildir`: the maildir itself, or its `--folder` (created
-/// with `-c`; see [`folder_report::target`]). On failure, the message (after
-/// `mdeliver: <maildir>: `) and the exit code.
-pub fn target(
-    args: &crate::args::Args,
-    mail: &crate::mail_args::MailArgs,
-    maildir: &Path,
-    opts: OpenOptions,
-) -> Result<PathBuf, (String, u8)> {
-    folder_report::target(args, mail, maildir, |name, create| {
-        resolve(maildir, name, mail.info_separator, create, opts)
-    })
 }

@@ -6,6 +6,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use mdeliver_core::ErrorKind;
+use mdeliver_driver::report::Failure;
+use mdeliver_driver::run::Message;
 use rustix::fs::{self as rfs, FileType, Mode, OFlags, SeekFrom, CWD};
 use rustix::io::Errno;
 
@@ -85,22 +87,23 @@ impl Input {
             consumed: 0,
         }
     }
+}
 
-    /// Whether the whole message can be read again at any time (a regular file).
-    pub fn is_rewindable(&self) -> bool {
+impl Message for Input {
+    /// A regular file can be read again at any time.
+    fn is_rewindable(&self) -> bool {
         self.start.is_some()
     }
 
-    /// Prepares to read the whole message again. `false` if part of it was consumed from a
-    /// source that cannot be re-read (a pipe).
-    pub fn rewind(&mut self) -> bool {
+    fn rewind(&mut self) -> Result<(), Failure> {
         match self.start {
             Some(start) => {
                 self.pos = start;
                 self.consumed = 0;
-                true
+                Ok(())
             }
-            None => self.consumed == 0,
+            None if self.consumed == 0 => Ok(()),
+            None => Err(Failure::InputLost),
         }
     }
 }

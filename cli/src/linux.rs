@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use mdeliver_core::fs::Stat;
-use mdeliver_core::name::NameBuf;
+use mdeliver_core::maildir::name::NameBuf;
 use mdeliver_core::{Capabilities, Dir, ErrorKind, Fs};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, RenameFlags, CWD};
 use rustix::io::Errno;

@@ -11,10 +11,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use mdeliver_core::name::{InfoSep, ParsedName};
-use mdeliver_core::scan::{
+use mdeliver_core::machine::scan::{
     classify, KeySet, ListOp, ListResult, Mark, Scan, ScanOptions, ScanStep, ScanSummary,
 };
+use mdeliver_core::maildir::name::{InfoSep, ParsedName};
 use mdeliver_core::{Dir, ErrorKind, Fs};
 
 use crate::exit;

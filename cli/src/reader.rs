@@ -21,10 +21,7 @@ pub struct OpenFailure {
 /// The exit code of a subcommand that could not use a maildir: 66 when it is missing or not
 /// a directory, 77 without permission, else the delivery form's precise (`--strict-exit`) code.
 pub fn code(kind: ErrorKind) -> u8 {
-    match kind {
-        ErrorKind::NotFound | ErrorKind::NotDirectory => exit::NOINPUT,
-        k => exit::code(k, true),
-    }
+    exit::decide(kind, exit::Context::Read, exit::Policy::default())
 }
 
 /// Opens the maildir at `path` (its tmp/, new/ and cur/ must exist; nothing is created and no

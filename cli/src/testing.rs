@@ -13,7 +13,7 @@
 
 use std::sync::OnceLock;
 
-use mdeliver_core::dedup::ENTRY_PREFIX;
+use mdeliver_core::machine::dedup::ENTRY_PREFIX;
 
 /// The environment variable.
 pub const VAR: &str = "MDELIVER_TEST_KILL";

@@ -4,7 +4,7 @@
 //! nothing behind in tmp/.
 
 use mdeliver_core::env::Timestamp;
-use mdeliver_core::folder::{create_folder, FolderTree, Part, TreeDir};
+use mdeliver_core::maildir::folder::{create_folder, FolderTree, Part, TreeDir};
 use mdeliver_core::{Env, ErrorKind};
 use std::collections::BTreeMap;
 

@@ -3,10 +3,10 @@
 //! next to them check the end state (what is in tmp/, new/, cur/) so that a wrong sequence
 //! cannot pass by being re-blessed.
 
-use mdeliver_core::deliver::{Delivered, Durability, Publish, Strategy, LOCK_NAME};
 use mdeliver_core::env::Timestamp;
 use mdeliver_core::fs::{perform, Stat};
-use mdeliver_core::name::{NameBuf, ParsedName};
+use mdeliver_core::machine::deliver::{Delivered, Durability, Publish, Strategy, LOCK_NAME};
+use mdeliver_core::maildir::name::{NameBuf, ParsedName};
 use mdeliver_core::{
     Capabilities, Delivery, Dir, Env, ErrorKind, Flags, Fs, Op, OpResult, Options, Step,
 };
@@ -594,7 +594,7 @@ fn flags_learnt_while_writing_choose_cur() {
                 ..opts()
             };
             let mut took = None;
-            let d = mdeliver_core::deliver::deliver_with(
+            let d = mdeliver_core::machine::deliver::deliver_with(
                 &mut fs,
                 &mut env,
                 o,

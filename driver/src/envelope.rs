@@ -6,11 +6,11 @@
 
 use std::ffi::OsString;
 
-use mdeliver_core::dedup::DedupOptions;
-use mdeliver_core::dryrun::DryRun;
+use mdeliver_core::fs::dryrun::DryRun;
+use mdeliver_core::machine::dedup::DedupOptions;
+use mdeliver_core::machine::quota::CheckOptions;
+use mdeliver_core::maildir::name::InfoSep;
 use mdeliver_core::mda::{self, Envelope, MdaOptions, HEAD_MAX};
-use mdeliver_core::name::InfoSep;
-use mdeliver_core::quota::CheckOptions;
 use mdeliver_core::{Env, Fs, Options};
 
 use crate::mta_args::{MtaArgs, QuotaFull};

@@ -1,7 +1,13 @@
-//! Exit statuses: the one place where error kinds become sysexits(3) codes an MTA understands.
-//! Shared with the WASI module (std and mdeliver-core only).
+//! Exit statuses: the one place where error kinds become sysexits(3) codes an MTA understands
+//! ([`decide`]) and where the exit code picks the class of the RFC 3463 status line
+//! ([`class`]). Everything that exits with a delivery's status asks here.
 
+use mdeliver_core::report::rfc3463::Class;
 use mdeliver_core::ErrorKind;
+
+use crate::args::Args;
+use crate::mail_args::MailArgs;
+use crate::mta_args::QuotaFull;
 
 /// Delivered everywhere.
 pub const OK: u8 = 0;
@@ -20,11 +26,50 @@ pub const TEMPFAIL: u8 = 75;
 /// `EX_NOPERM` (`--strict-exit` only): permission denied or read-only filesystem.
 pub const NOPERM: u8 = 77;
 
-/// The exit code for an error of `kind`. By default everything an administrator or time can
-/// fix is [`TEMPFAIL`], so a misconfigured mailbox defers mail instead of bouncing it;
-/// `strict` gives the precise sysexits codes for missing, unreadable and failing maildirs.
-pub fn code(kind: ErrorKind, strict: bool) -> u8 {
+/// Where an error was met, as far as the exit code cares.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Context {
+    /// Delivering: opening or creating a maildir or folder, storing a message, importing an
+    /// mbox.
+    Deliver,
+    /// Opening `--input FILE`.
+    Input,
+    /// A reader subcommand (`list`, `flag`, `check`) using an existing maildir.
+    Read,
+}
+
+/// The options that change an exit code.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// `--strict-exit`: the precise sysexits codes instead of [`TEMPFAIL`].
+    pub strict: bool,
+    /// `--quota-full`: what a message over the Maildir++ quota gets.
+    pub quota_full: QuotaFull,
+}
+
+impl Policy {
+    /// The policy the command line `args`, `mail` asks for.
+    pub fn of(args: &Args, mail: &MailArgs) -> Policy {
+        Policy {
+            strict: args.strict_exit,
+            quota_full: mail.mta.quota_full,
+        }
+    }
+}
+
+/// The exit code for an error of `kind` met in `context`: the one place where error kinds
+/// become sysexits(3) codes. By default everything an administrator or time can fix is
+/// [`TEMPFAIL`], so a misconfigured mailbox defers mail instead of bouncing it; `--strict-exit`
+/// gives the precise codes for missing, unreadable and failing maildirs; a message over the
+/// Maildir++ quota bounces (77, `EX_NOPERM`, as Courier's deliverquota) with
+/// `--quota-full=bounce`. An `--input FILE` that cannot be opened is [`NOINPUT`]; a reader
+/// subcommand reports a missing maildir as [`NOINPUT`] and everything else precisely.
+pub fn decide(kind: ErrorKind, context: Context, policy: Policy) -> u8 {
+    let strict = policy.strict || context == Context::Read;
     match kind {
+        _ if context == Context::Input => NOINPUT,
+        ErrorKind::NotFound | ErrorKind::NotDirectory if context == Context::Read => NOINPUT,
+        ErrorKind::OverQuota if policy.quota_full == QuotaFull::Bounce => NOPERM,
         ErrorKind::Usage => USAGE,
         ErrorKind::Data | ErrorKind::Loop => DATAERR,
         ErrorKind::NotFound | ErrorKind::NotDirectory | ErrorKind::NameTooLong if strict => {
@@ -49,6 +94,17 @@ pub fn code(kind: ErrorKind, strict: bool) -> u8 {
     }
 }
 
+/// The class of the RFC 3463 status line that goes with exit code `code`: transient (4.x.x)
+/// for [`TEMPFAIL`], permanent (5.x.x) for anything else, so an MTA that reads only one of
+/// them decides the same.
+pub fn class(code: u8) -> Class {
+    if code == TEMPFAIL {
+        Class::Transient
+    } else {
+        Class::Permanent
+    }
+}
+
 /// Combines the statuses of several deliveries: a temporary failure dominates (so the MTA
 /// retries), then the first permanent failure, then success.
 pub fn worst(a: u8, b: u8) -> u8 {
@@ -64,6 +120,14 @@ pub fn worst(a: u8, b: u8) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn code(kind: ErrorKind, strict: bool) -> u8 {
+        let policy = Policy {
+            strict,
+            ..Policy::default()
+        };
+        decide(kind, Context::Deliver, policy)
+    }
 
     #[test]
     fn default_defers_what_an_admin_can_fix() {
@@ -91,6 +155,43 @@ mod tests {
         assert_eq!(code(ErrorKind::ReadOnly, true), NOPERM);
         assert_eq!(code(ErrorKind::NoSpace, true), TEMPFAIL);
         assert_eq!(code(ErrorKind::Quota, true), TEMPFAIL);
+    }
+
+    #[test]
+    fn context_and_quota_full_change_the_code() {
+        let bounce = Policy {
+            strict: false,
+            quota_full: QuotaFull::Bounce,
+        };
+        let all = [ErrorKind::NotFound, ErrorKind::Usage, ErrorKind::Io];
+        for k in all {
+            assert_eq!(
+                decide(k, Context::Input, Policy::default()),
+                NOINPUT,
+                "{k:?}"
+            );
+        }
+        assert_eq!(
+            decide(ErrorKind::OverQuota, Context::Deliver, bounce),
+            NOPERM
+        );
+        assert_eq!(code(ErrorKind::OverQuota, true), TEMPFAIL);
+        assert_eq!(decide(ErrorKind::Quota, Context::Deliver, bounce), TEMPFAIL);
+        // A reader subcommand: a missing maildir is "no input", the rest precise.
+        let read = |k| decide(k, Context::Read, Policy::default());
+        assert_eq!(read(ErrorKind::NotFound), NOINPUT);
+        assert_eq!(read(ErrorKind::NotDirectory), NOINPUT);
+        assert_eq!(read(ErrorKind::Permission), NOPERM);
+        assert_eq!(read(ErrorKind::Io), IOERR);
+        assert_eq!(read(ErrorKind::NoSpace), TEMPFAIL);
+    }
+
+    #[test]
+    fn the_class_follows_the_code() {
+        assert_eq!(class(TEMPFAIL), Class::Transient);
+        for c in [USAGE, DATAERR, NOINPUT, CANTCREAT, IOERR, NOPERM] {
+            assert_eq!(class(c), Class::Permanent, "{c}");
+        }
     }
 
     #[test]

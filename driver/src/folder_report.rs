@@ -6,15 +6,18 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use mdeliver_core::folder::FolderFailure;
+use mdeliver_core::maildir::folder::FolderFailure;
+use mdeliver_core::ErrorKind;
+
+use crate::exit::{self, Context, Policy};
 
 /// The message and exit code for `failure` on the folder `name`; `create` says whether
-/// `-c/--create` was given, `strict` whether `--strict-exit` was.
-pub fn explain(failure: FolderFailure, name: &OsStr, create: bool, strict: bool) -> (String, u8) {
+/// `-c/--create` was given.
+pub fn explain(failure: FolderFailure, name: &OsStr, create: bool, policy: Policy) -> (String, u8) {
     match failure {
         FolderFailure::Name(e) => (
             format!("--folder {:?}: {e}", name.to_string_lossy()),
-            crate::exit::USAGE,
+            exit::decide(ErrorKind::Usage, Context::Deliver, policy),
         ),
         FolderFailure::Parent(kind, part) => {
             let failure = crate::report::Failure::Open {
@@ -23,11 +26,11 @@ pub fn explain(failure: FolderFailure, name: &OsStr, create: bool, strict: bool)
                 // Only a real run opens (and with -c creates) the parent.
                 create: crate::report::Create::of(create, false),
             };
-            (failure.to_string(), failure.code(strict))
+            (failure.to_string(), failure.code(policy))
         }
         FolderFailure::Create(kind) => (
             format!("creating folder {:?}: {kind}", name.to_string_lossy()),
-            crate::exit::code(kind, strict),
+            exit::decide(kind, Context::Deliver, policy),
         ),
     }
 }
@@ -46,5 +49,6 @@ pub fn target(
         return Ok(maildir.to_owned());
     };
     let create = args.create && !mail.mta.dry_run;
-    resolve(name, create).map_err(|f| explain(f, name, args.create, args.strict_exit))
+    let policy = Policy::of(args, mail);
+    resolve(name, create).map_err(|f| explain(f, name, args.create, policy))
 }

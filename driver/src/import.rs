@@ -1,5 +1,5 @@
 //! `-M/--mbox`: delivers every message of an mbox into one maildir. The loop is the core's
-//! ([`mdeliver_core::import`]: framing, `Status:`/`Date:`, flags, modification times, one
+//! ([`mdeliver_core::mbox::import`]: framing, `Status:`/`Date:`, flags, modification times, one
 //! directory flush per batch); this file says what happened to a person (the paths with `-v`,
 //! once their batch is flushed; warnings; the summary; why it stopped) and picks the exit
 //! status. Portable (std and mdeliver-core only, any `Fs`/`Env`/input), so the WASI module
@@ -9,12 +9,12 @@ use std::fmt::Display;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use mdeliver_core::deliver::{Delivered, Durability};
-use mdeliver_core::import::{import, ImportEvents, Settings, Stop};
+use mdeliver_core::machine::deliver::{Delivered, Durability};
+use mdeliver_core::mbox::import::{import, ImportEvents, ImportOptions, Stop};
 use mdeliver_core::{Dir, Env, ErrorKind, Fs};
 
 use crate::args::Args;
-use crate::exit;
+use crate::exit::{self, Context, Policy};
 use crate::mail_args::MailArgs;
 use crate::report::Failure;
 
@@ -100,7 +100,7 @@ pub fn one_maildir(args: &Args) -> Result<&Path, u8> {
 }
 
 /// Reports that the maildir `target` (its `part`) could not be opened; the exit status.
-pub fn cannot_open(args: &Args, target: &Path, kind: ErrorKind, part: Dir) -> u8 {
+pub fn cannot_open(args: &Args, policy: Policy, target: &Path, kind: ErrorKind, part: Dir) -> u8 {
     let failure = Failure::Open {
         kind,
         part,
@@ -108,7 +108,7 @@ pub fn cannot_open(args: &Args, target: &Path, kind: ErrorKind, part: Dir) -> u8
         create: crate::report::Create::of(args.create, false),
     };
     eprintln!("mdeliver: {}: {failure}", target.display());
-    failure.code(args.strict_exit)
+    failure.code(policy)
 }
 
 /// `n / d` rounded to the nearest integer (`d > 0`).
@@ -150,9 +150,10 @@ where
     R::Error: Display,
 {
     let who = shown.display();
+    let policy = Policy::of(args, mail);
     let mut rbuf = vec![0u8; BUF_SIZE];
     let mut wbuf = vec![0u8; BUF_SIZE];
-    let settings = Settings {
+    let settings = ImportOptions {
         quoting: mail.mbox_quoting.core(),
         delivery: mail.delivery(args.no_fsync, Durability::DeferDirSync),
     };
@@ -172,7 +173,7 @@ where
                 "mdeliver: {who}: {failure}; the last {} messages may not be durable",
                 summary.unflushed
             );
-            failure.code(args.strict_exit)
+            failure.code(policy)
         }
     };
     let delivered = summary.delivered;
@@ -201,7 +202,7 @@ where
     let code = match stopped {
         Stop::Mbox(e) if delivered == 0 => {
             eprintln!("mdeliver: {who}: {e}; {done}");
-            exit::DATAERR
+            exit::decide(ErrorKind::Data, Context::Deliver, policy)
         }
         Stop::Mbox(e) => {
             eprintln!(
@@ -210,16 +211,16 @@ where
                 e.offset() + 1,
                 e.offset()
             );
-            exit::DATAERR
+            exit::decide(ErrorKind::Data, Context::Deliver, policy)
         }
         Stop::Read(e) => {
             eprintln!("mdeliver: {who}: reading the mbox: {e}; {done}");
-            exit::code(ErrorKind::Io, args.strict_exit)
+            exit::decide(ErrorKind::Io, Context::Deliver, policy)
         }
         Stop::Deliver { error, number } => {
             let failure = Failure::Deliver(error);
             eprintln!("mdeliver: {who}: message {number} of the mbox: {failure}; {done}");
-            failure.code(args.strict_exit)
+            failure.code(policy)
         }
     };
     exit::worst(status, code)

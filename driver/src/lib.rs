@@ -13,4 +13,5 @@ pub mod mail_args;
 pub mod mta_args;
 pub mod outcome;
 pub mod report;
+pub mod run;
 pub mod status;

@@ -5,9 +5,9 @@
 
 use std::ffi::OsString;
 
-use mdeliver_core::deliver::{Durability, Options};
+use mdeliver_core::machine::deliver::{Durability, Options};
+use mdeliver_core::maildir::name::InfoSep;
 use mdeliver_core::mbox::Quoting;
-use mdeliver_core::name::InfoSep;
 use mdeliver_core::Flags;
 
 // The mail options of the delivery form. (A plain comment: a doc comment would become the

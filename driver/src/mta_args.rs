@@ -3,7 +3,7 @@
 //! [`MailArgs`](crate::mail_args::MailArgs), part of the command line the Linux binary and the
 //! WASI module share.
 
-use mdeliver_core::quota::Limits;
+use mdeliver_core::machine::quota::Limits;
 
 /// What to do when a message would exceed the Maildir++ quota.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, clap::ValueEnum)]

@@ -6,7 +6,7 @@ use std::fmt;
 
 use mdeliver_core::{Dir, Error, ErrorKind, Phase};
 
-use crate::exit;
+use crate::exit::{self, Context, Policy};
 
 /// What `-c/--create` did for a maildir that could not be opened.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -62,12 +62,13 @@ impl Failure {
         }
     }
 
-    /// The exit code this failure calls for (see [`exit::code`]).
-    pub fn code(&self, strict: bool) -> u8 {
-        match self {
-            Failure::Input(_) => exit::NOINPUT,
-            _ => exit::code(self.kind(), strict),
-        }
+    /// The exit code this failure calls for under `policy` (see [`exit::decide`]).
+    pub fn code(&self, policy: Policy) -> u8 {
+        let context = match self {
+            Failure::Input(_) => Context::Input,
+            _ => Context::Deliver,
+        };
+        exit::decide(self.kind(), context, policy)
     }
 }
 

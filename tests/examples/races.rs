@@ -3,7 +3,7 @@
 //! configurations. `cargo run --release -p mdeliver-tests --example races [-- SCHEDULES]`
 //! (default 1,000,000 random + PCT schedules in total).
 
-use mdeliver_core::deliver::Strategy;
+use mdeliver_core::machine::deliver::Strategy;
 use mdeliver_tests::sim::explore::{explore, render, run_random_par, Report, Sched};
 use mdeliver_tests::sim::fs::{Persistence, Semantics};
 use mdeliver_tests::sim::scenarios::*;

@@ -15,18 +15,22 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use mdeliver_core::deliver::{Delivered, Durability, Options, Step, Strategy, LOCK_NAME};
 use mdeliver_core::env::{Env, Timestamp};
-use mdeliver_core::flags::{BadFlag, Flags};
 use mdeliver_core::fs::{perform, Capabilities, Dir, Fs, Op, OpResult, Stat};
+use mdeliver_core::machine::deliver::{Delivered, Durability, Options, Step, Strategy, LOCK_NAME};
+use mdeliver_core::machine::quota::{self, Decision, Limits, RecalcReason, Usage, Verdict};
+use mdeliver_core::machine::scan::{
+    classify, perform_list, KeySet, Mark, Scan, ScanOptions, ScanStep,
+};
+use mdeliver_core::maildir::flags::{BadFlag, Flags};
+use mdeliver_core::maildir::name::{
+    emit_with_flags, InfoSep, NameBuf, NameError, ParsedName, Unique,
+};
 use mdeliver_core::mbox::{self, Event, MboxError, MboxReader, Quoting};
 use mdeliver_core::message::{
-    has_delivered_to, normalize_address, run_chunked, Envelope, FromLine, FromLineMode, LoopCheck,
+    has_delivered_to, normalize_address, run_chunked, FromLine, FromLineMode, LoopCheck, Postmark,
     Prelude, PreludeFields, StatusFilter, FROM_LINE_MAX, PRELUDE_PEEK,
 };
-use mdeliver_core::name::{emit_with_flags, InfoSep, NameBuf, NameError, ParsedName, Unique};
-use mdeliver_core::quota::{self, Decision, Limits, RecalcReason, Usage, Verdict};
-use mdeliver_core::scan::{classify, perform_list, KeySet, Mark, Scan, ScanOptions, ScanStep};
 use mdeliver_core::wire;
 use mdeliver_core::{Delivery, ErrorKind, Phase};
 
@@ -179,7 +183,9 @@ pub fn name_parse(data: &[u8]) {
                 }
                 Err(e) => {
                     assert_eq!(e, NameError::TooLong);
-                    assert!(p.key.len() + 3 + p.flags.len() > mdeliver_core::name::NAME_MAX);
+                    assert!(
+                        p.key.len() + 3 + p.flags.len() > mdeliver_core::maildir::name::NAME_MAX
+                    );
                 }
             }
         }
@@ -188,7 +194,7 @@ pub fn name_parse(data: &[u8]) {
                 NameError::Empty
             } else if s.starts_with('.') {
                 NameError::Dot
-            } else if s.len() > mdeliver_core::name::NAME_MAX {
+            } else if s.len() > mdeliver_core::maildir::name::NAME_MAX {
                 NameError::TooLong
             } else if s.bytes().any(|c| c == b'/' || c == 0) {
                 NameError::BadByte
@@ -224,7 +230,7 @@ fn generated_name(b: &mut Bytes<'_>, sep: InfoSep) {
         .emit_published(&host, size, info, sep)
         .expect("a published name always fits");
     for n in [&tmp, &published] {
-        assert!(n.len() <= mdeliver_core::name::NAME_MAX);
+        assert!(n.len() <= mdeliver_core::maildir::name::NAME_MAX);
         assert!(!n.contains('/') && !n.contains('\0') && !n.starts_with('.'));
     }
     let t = ParsedName::parse(&tmp, sep).expect("tmp name parses");
@@ -537,7 +543,7 @@ pub fn model_mbox(input: &[u8], q: Quoting) -> Result<Vec<SplitMsg>, MboxError> 
                 };
             body.extend_from_slice(if quoted { &line[1..] } else { line });
         }
-        let envelope = Envelope::from_rest(&input[s + 5..line_end]).raw().to_vec();
+        let envelope = Postmark::from_rest(&input[s + 5..line_end]).raw().to_vec();
         msgs.push(SplitMsg {
             envelope,
             offset: s as u64,
@@ -794,7 +800,7 @@ pub fn header(data: &[u8]) {
         assert_eq!(stripped, &msg[end..]);
         if end <= FROM_LINE_MAX {
             let env = s.envelope().expect("a short From line gives an envelope");
-            assert_eq!(env.raw(), Envelope::from_rest(&msg[5..end]).raw());
+            assert_eq!(env.raw(), Postmark::from_rest(&msg[5..end]).raw());
             let _ = (env.sender(), env.return_path(), env.timestamp());
         } else {
             assert!(s.envelope().is_none());

@@ -5,7 +5,7 @@
 
 use crate::sim::rng::Rng;
 use mdeliver_core::fs::{Capabilities, Dir, Fs, Stat};
-use mdeliver_core::name::NameBuf;
+use mdeliver_core::maildir::name::NameBuf;
 use mdeliver_core::ErrorKind;
 use std::fmt::Debug;
 

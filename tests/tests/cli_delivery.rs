@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use cli_support::*;
-use mdeliver_core::name::{InfoSep, ParsedName};
+use mdeliver_core::maildir::name::{InfoSep, ParsedName};
 
 /// A message with CRLF, NUL and high bytes, no final newline, larger than the 64 KiB buffer.
 fn awkward_message(len: usize, seed: u8) -> Vec<u8> {

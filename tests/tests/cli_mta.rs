@@ -253,7 +253,7 @@ fn quota_under_eight_concurrent_deliverers_overshoots_at_most_as_the_spec_allows
     let stored = names(&md.join("new")).len();
     assert!(codes.iter().all(|&c| c == 0 || c == 75), "{codes:?}");
     assert_eq!(codes.iter().filter(|&&c| c == 0).count(), stored);
-    // core/src/quota.rs: at most 2 (N - 1) messages over the count limit; and the mailbox
+    // core/src/machine/quota.rs: at most 2 (N - 1) messages over the count limit; and the mailbox
     // was filled, not refused early.
     assert!(
         stored <= LIMIT + 2 * (N - 1),

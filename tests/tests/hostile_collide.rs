@@ -19,7 +19,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use cli_support::*;
-use mdeliver_core::name::{InfoSep, ParsedName, Unique};
+use mdeliver_core::maildir::name::{InfoSep, ParsedName, Unique};
 
 const DELIVERERS: usize = 32;
 /// 2026-01-01T00:00:00Z, the frozen time.

@@ -72,7 +72,7 @@ fn without_directory_fsync_a_crash_loses_a_reported_delivery() {
 fn exclusive_survives_the_same_reader_race() {
     let cfg = two_plus_reader(
         "exclusive vs reader",
-        mdeliver_core::deliver::Strategy::Exclusive,
+        mdeliver_core::machine::deliver::Strategy::Exclusive,
         path_caps("link-unlink"),
         true,
         ReaderMode::Plain,

@@ -2,7 +2,7 @@
 //! interleaving and readdir answer, a crash (P2) at every state, on every publish path, with
 //! unique and with forced-colliding names, against a plain-rename and a no-replace reader.
 
-use mdeliver_core::deliver::Strategy;
+use mdeliver_core::machine::deliver::Strategy;
 use mdeliver_tests::sim::explore::explore;
 use mdeliver_tests::sim::scenarios::{path_caps, two_plus_reader};
 use mdeliver_tests::sim::world::ReaderMode;

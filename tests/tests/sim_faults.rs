@@ -1,8 +1,8 @@
 //! The fault-injecting and tracing `Fs` wrappers around the simulated filesystem, and the
 //! delivery's honesty under injected faults (ENOSPC, EDQUOT, EIO, EINTR, short writes).
 
-use mdeliver_core::deliver::{deliver, Options, Outcome, Strategy};
 use mdeliver_core::fs::{Capabilities, Dir, Fs};
+use mdeliver_core::machine::deliver::{deliver, Options, Outcome, Strategy};
 use mdeliver_core::ErrorKind;
 use mdeliver_tests::sim::env::SimEnv;
 use mdeliver_tests::sim::explore::{explore, run_random, Sched};

@@ -2,8 +2,8 @@
 //! `Exclusive` duplicates a message, while `Locked` (link-based dot-lock, trusting the link
 //! count) holds every invariant exhaustively, with a crash (P2) at every state.
 
-use mdeliver_core::deliver::{deliver, Options, Outcome, Strategy, LOCK_NAME};
 use mdeliver_core::fs::{Dir, Fs};
+use mdeliver_core::machine::deliver::{deliver, Options, Outcome, Strategy, LOCK_NAME};
 use mdeliver_core::Capabilities;
 use mdeliver_tests::sim::env::SimEnv;
 use mdeliver_tests::sim::explore::{explore, render};

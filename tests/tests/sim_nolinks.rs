@@ -9,8 +9,8 @@
 //! Not guaranteed (outside the model): a filesystem that reuses an inode number while an
 //! identical environment (same second, pid, counter, entropy) delivers.
 
-use mdeliver_core::deliver::{Publish, Strategy};
 use mdeliver_core::fs::Capabilities;
+use mdeliver_core::machine::deliver::{Publish, Strategy};
 use mdeliver_tests::sim::explore::explore;
 use mdeliver_tests::sim::fs::Semantics;
 use mdeliver_tests::sim::scenarios::two_plus_reader;

@@ -1,7 +1,7 @@
 //! Replay and determinism: the same seed gives the identical event log; a printed schedule
 //! string replays exactly; random and PCT schedulers run larger configurations.
 
-use mdeliver_core::deliver::Strategy;
+use mdeliver_core::machine::deliver::Strategy;
 use mdeliver_tests::sim::explore::{render, replay, run_one, run_random, Sched, Schedule};
 use mdeliver_tests::sim::scenarios::{classic_link_vs_reader, large};
 

@@ -1,11 +1,11 @@
 //! The core's scan is complete and duplicate-free against a concurrent flag-changing reader,
 //! exhaustively; a naive one-pass listing is not (see sim_classic's counterexample).
 
-use mdeliver_core::deliver::Strategy;
-use mdeliver_core::flags::Flags;
 use mdeliver_core::fs::{Dir, Fs};
-use mdeliver_core::name::InfoSep;
-use mdeliver_core::scan::{move_message, scan, FixedKeySet, Move, ScanOptions};
+use mdeliver_core::machine::deliver::Strategy;
+use mdeliver_core::machine::scan::{move_message, scan, FixedKeySet, Move, ScanOptions};
+use mdeliver_core::maildir::flags::Flags;
+use mdeliver_core::maildir::name::InfoSep;
 use mdeliver_core::Capabilities;
 use mdeliver_tests::sim::explore::explore;
 use mdeliver_tests::sim::fs::{Persistence, Semantics, SimFs};

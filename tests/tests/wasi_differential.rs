@@ -16,10 +16,10 @@
 #[allow(dead_code)]
 mod wasi_support;
 
-use mdeliver_core::deliver::{Delivery, Options, Step, Strategy};
 use mdeliver_core::env::{Env, Timestamp};
 use mdeliver_core::fs::{Capabilities, Op, OpResult};
-use mdeliver_core::name::InfoSep;
+use mdeliver_core::machine::deliver::{Delivery, Options, Step, Strategy};
+use mdeliver_core::maildir::name::InfoSep;
 use mdeliver_core::wire::{self, CallError, EnvValue, Start, STEP_BUF_LEN};
 use mdeliver_core::Fs;
 use mdeliver_core::{ErrorKind, Flags};

@@ -7,7 +7,7 @@
 //! can be reached, whatever symlinks the maildir holds.
 
 use mdeliver_core::fs::Stat;
-use mdeliver_core::name::NameBuf;
+use mdeliver_core::maildir::name::NameBuf;
 use mdeliver_core::{Capabilities, Dir, ErrorKind, Fs};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};

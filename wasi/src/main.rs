@@ -11,19 +11,19 @@ mod fs;
 pub mod step;
 mod tree;
 
-use mdeliver_driver::{
-    args, envelope, exit, folder_report, import, mail_args, outcome, report, status,
-};
-
-use std::io::Read;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use mdeliver_core::deliver::{Durability, Options};
-use mdeliver_core::ErrorKind;
-
-use crate::envelope::{Settings, Stored};
-use crate::report::{Create, Failure};
+use mdeliver_core::maildir::folder::FolderFailure;
+use mdeliver_core::maildir::name::InfoSep;
+use mdeliver_core::{Dir, ErrorKind, Phase};
+use mdeliver_driver::args::{self, Args};
+use mdeliver_driver::envelope::Stored;
+use mdeliver_driver::report::Failure;
+use mdeliver_driver::run::{Adapter, Message};
 
 /// The module's own manual sections (after the shared ones).
 const WASI_HELP: &str = "\
@@ -42,157 +42,114 @@ EXAMPLE
   wasmtime run --dir ./Maildir::/maildir mdeliver-wasi.wasm --host \"$(hostname)\" -c -v \\
       /maildir < message.eml";
 
-/// The one streaming buffer's size.
-const BUF_SIZE: usize = 64 * 1024;
+/// Where the message comes from: standard input, `--input FILE`, or a message stored earlier
+/// in this run. Standard input is read once; a file can be read again from its start.
+struct Input {
+    /// `None`: standard input.
+    file: Option<File>,
+    /// Bytes read so far (standard input).
+    consumed: u64,
+}
 
-/// Adapts a `std::io::Read` to the core's `embedded_io::Read`.
-struct Source<R>(R);
+impl Input {
+    fn new(file: Option<File>) -> Input {
+        Input { file, consumed: 0 }
+    }
+}
 
-impl<R: Read> embedded_io::ErrorType for Source<R> {
+impl Message for Input {
+    fn is_rewindable(&self) -> bool {
+        self.file.is_some()
+    }
+
+    fn rewind(&mut self) -> Result<(), Failure> {
+        match &mut self.file {
+            Some(f) => f.seek(SeekFrom::Start(0)).map(|_| ()).map_err(|e| {
+                Failure::Deliver(mdeliver_core::Error::new(fs::kind_of(&e), Phase::Read))
+            }),
+            None if self.consumed == 0 => Ok(()),
+            None => Err(Failure::InputLost),
+        }
+    }
+}
+
+impl embedded_io::ErrorType for Input {
     type Error = std::io::Error;
 }
 
-impl<R: Read> embedded_io::Read for Source<R> {
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
-        self.0.read(buf)
+impl embedded_io::Read for Input {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, std::io::Error> {
+        let n = match &mut self.file {
+            Some(f) => f.read(buf)?,
+            None => std::io::stdin().read(buf)?,
+        };
+        self.consumed += n as u64;
+        Ok(n)
     }
 }
 
-/// Where the message comes from for the next maildir.
-enum Input {
-    /// Standard input, not yet read from.
-    Stdin,
-    /// Standard input, partly read by a failed delivery: it cannot be read again.
-    Lost,
-    /// A file that can be opened again: `--input FILE`, or a copy delivered in this run.
-    File(PathBuf),
-}
-
-/// Checks `--input FILE` before any delivery: it must exist, and a directory is refused as the
-/// Linux binary does (`Usage`).
-fn check_input(path: &Path) -> Result<(), ErrorKind> {
-    let m = std::fs::metadata(path).map_err(|e| fs::kind_of(&e))?;
-    if m.is_dir() {
-        return Err(ErrorKind::Usage);
-    }
-    Ok(())
-}
-
-/// The state kept across the maildirs of one run.
-struct Driver<'a> {
-    args: &'a args::Args,
-    settings: Settings,
+/// The module's side of one run.
+struct Wasi {
     env: env::WasiEnv,
-    opts: Options,
-    buf: Vec<u8>,
+    /// fsync what is created (not `--no-fsync`).
+    sync: bool,
+    /// `--info-separator`.
+    sep: InfoSep,
 }
 
-impl Driver<'_> {
-    /// Delivers from `input` into `maildir`: the MTA's message is transformed (trace fields),
-    /// a copy read back from an earlier maildir is stored as it is. Also gives the stored
-    /// file's path, for further maildirs to copy from.
-    fn deliver(
+impl Adapter for Wasi {
+    type Fs = fs::WasiFs;
+    type Env = env::WasiEnv;
+    type Message = Input;
+    type Progress = ();
+
+    fn env(&mut self) -> &mut env::WasiEnv {
+        &mut self.env
+    }
+
+    fn stdin(&mut self) -> Input {
+        Input::new(None)
+    }
+
+    /// Refuses a directory (`Usage`) as the Linux binary does.
+    fn input(&mut self, path: &Path) -> Result<Input, ErrorKind> {
+        let m = std::fs::metadata(path).map_err(|e| fs::kind_of(&e))?;
+        if m.is_dir() {
+            return Err(ErrorKind::Usage);
+        }
+        let f = File::open(path).map_err(|e| fs::kind_of(&e))?;
+        Ok(Input::new(Some(f)))
+    }
+
+    fn folder(
         &mut self,
         maildir: &Path,
-        input: &Input,
-    ) -> Result<(Stored, Option<PathBuf>), Failure> {
-        let create = self.args.create && !self.settings.dry_run;
-        let fs = fs::WasiFs::open(maildir, create).map_err(|(kind, part)| Failure::Open {
-            kind,
-            part,
-            create: Create::of(self.args.create, self.settings.dry_run),
-        })?;
-        let read_err = |e: std::io::Error| {
-            Failure::Deliver(mdeliver_core::Error::new(
-                fs::kind_of(&e),
-                mdeliver_core::Phase::Read,
-            ))
-        };
-        let (mut src, transform) = match input {
-            Input::Lost => return Err(Failure::InputLost),
-            // One source type, so the delivery code is instantiated once.
-            Input::Stdin => (
-                Source(Box::new(std::io::stdin().lock()) as Box<dyn Read>),
-                true,
-            ),
-            Input::File(path) => {
-                let f = std::fs::File::open(path).map_err(read_err)?;
-                let transform = self.args.input.as_deref() == Some(path.as_path());
-                (Source(Box::new(f) as Box<dyn Read>), transform)
-            }
-        };
-        let (s, o) = (&self.settings, self.opts);
-        let (fs, stored) =
-            envelope::deliver(fs, &mut self.env, o, s, &mut src, transform, &mut self.buf);
-        let stored = stored?;
-        // The file a further maildir copies from (none in a dry run: nothing was stored).
-        let copy = match &stored {
-            _ if self.settings.dry_run => None,
+        name: &OsStr,
+        create: bool,
+    ) -> Result<PathBuf, FolderFailure> {
+        let name = name.as_encoded_bytes();
+        tree::resolve_folder(maildir, name, self.sep, create, self.sync, &mut self.env)
+    }
+
+    fn open(
+        &mut self,
+        maildir: &Path,
+        create: bool,
+        _keep: bool,
+    ) -> Result<fs::WasiFs, (ErrorKind, Dir)> {
+        fs::WasiFs::open(maildir, create)
+    }
+
+    /// The stored file, opened again by its path.
+    fn kept(&mut self, fs: &mut fs::WasiFs, stored: &Stored) -> Option<Input> {
+        let path = match stored {
             Stored::Delivered(d) => fs.path(d.dir, &d.name).ok(),
             Stored::Duplicate { dir, name, .. } => dir.and_then(|d| fs.path(d, name).ok()),
-        };
-        Ok((stored, copy))
+        }?;
+        File::open(path).ok().map(|f| Input::new(Some(f)))
     }
-}
 
-/// Where to deliver in `maildir`: the maildir itself, or its `--folder` (created with `-c`;
-/// see [`folder_report::target`]). On failure, the message (after `mdeliver: <maildir>: `)
-/// and the exit code.
-fn target(
-    a: &args::Args,
-    mail: &mail_args::MailArgs,
-    env: &mut env::WasiEnv,
-    maildir: &Path,
-) -> Result<PathBuf, (String, u8)> {
-    folder_report::target(a, mail, maildir, |name, create| {
-        let sync = !a.no_fsync;
-        let sep = mail.info_separator;
-        tree::resolve_folder(maildir, name.as_encoded_bytes(), sep, create, sync, env)
-    })
-}
-
-/// `-M`: imports the mbox on standard input (or `--input`) into the one maildir.
-fn import_mbox(
-    a: &args::Args,
-    mail: &mail_args::MailArgs,
-    mut env: env::WasiEnv,
-    input: &Input,
-) -> u8 {
-    let maildir = match import::one_maildir(a) {
-        Ok(m) => m,
-        Err(code) => return code,
-    };
-    let target = match target(a, mail, &mut env, maildir) {
-        Ok(t) => t,
-        Err((message, code)) => {
-            eprintln!("mdeliver: {}: {message}", maildir.display());
-            return code;
-        }
-    };
-    let mut fs = match fs::WasiFs::open(&target, a.create) {
-        Ok(fs) => fs,
-        Err((kind, part)) => return import::cannot_open(a, &target, kind, part),
-    };
-    let source: Box<dyn Read> = match input {
-        Input::File(path) => match std::fs::File::open(path) {
-            Ok(f) => Box::new(f),
-            Err(e) => {
-                let failure = Failure::Input(fs::kind_of(&e));
-                eprintln!("mdeliver: {}: {failure}", path.display());
-                return failure.code(a.strict_exit);
-            }
-        },
-        _ => Box::new(std::io::stdin().lock()),
-    };
-    import::run(
-        a,
-        mail,
-        &mut fs,
-        &mut env,
-        &target,
-        &mut Source(source),
-        &mut (),
-    )
+    fn progress(&mut self, _args: &Args) {}
 }
 
 fn main() -> ExitCode {
@@ -205,68 +162,10 @@ fn main() -> ExitCode {
         .clone()
         .or_else(|| std::env::var("MDELIVER_HOST").ok())
         .unwrap_or_else(|| "wasi".to_owned());
-    let env = env::WasiEnv::new(host);
-    let mut input = match &a.input {
-        None => Input::Stdin,
-        Some(path) => match check_input(path) {
-            Ok(()) => Input::File(path.clone()),
-            Err(kind) => return ExitCode::from(outcome::input_failed(&a, path, kind)),
-        },
+    let mut wasi = Wasi {
+        env: env::WasiEnv::new(host),
+        sync: !a.no_fsync,
+        sep: mail.info_separator,
     };
-    if mail.mbox {
-        return ExitCode::from(import_mbox(&a, &mail, env, &input));
-    }
-    let settings = match Settings::new(&mail.mta, mail.info_separator, |n| std::env::var_os(n)) {
-        Ok(s) => s,
-        Err(message) => {
-            eprintln!("mdeliver: {message}");
-            return ExitCode::from(exit::USAGE);
-        }
-    };
-    let opts = mail.delivery(a.no_fsync, Durability::Full);
-    let mut d = Driver {
-        args: &a,
-        settings,
-        env,
-        opts,
-        buf: vec![0u8; BUF_SIZE],
-    };
-    let mut out = status::Output::default();
-    let mut status = exit::OK;
-    let mut copied = false;
-    for given in &a.maildirs {
-        let maildir = &match target(&a, &mail, &mut d.env, given) {
-            Ok(t) => t,
-            Err((message, code)) => {
-                eprintln!("mdeliver: {}: {message}", given.display());
-                status = exit::worst(status, code);
-                continue;
-            }
-        };
-        match d.deliver(maildir, &input) {
-            Ok((stored, copy)) => {
-                outcome::stored(&mut out, &a, &d.settings, maildir, &stored);
-                match copy {
-                    // Further maildirs read the message back from the first stored file.
-                    Some(p) if !copied => {
-                        input = Input::File(p);
-                        copied = true;
-                    }
-                    // A dry run stores nothing: standard input, once read, is gone.
-                    None if matches!(input, Input::Stdin) => input = Input::Lost,
-                    _ => {}
-                }
-            }
-            Err(failure) => {
-                let code = outcome::failed(&mut out, &a, &d.settings, maildir, &failure);
-                status = exit::worst(status, code);
-                if matches!(input, Input::Stdin) && !matches!(failure, Failure::Open { .. }) {
-                    // The failed delivery may have read part of standard input.
-                    input = Input::Lost;
-                }
-            }
-        }
-    }
-    out.flush();
-    ExitCode::from(status)
+    ExitCode::from(mdeliver_driver::run::run(&mut wasi, &a, &mail))
 }

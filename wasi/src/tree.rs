@@ -17,10 +17,10 @@ use std::os::unix::ffi::OsStrExt;
 #[cfg(target_os = "wasi")]
 use std::os::wasi::ffi::OsStrExt;
 
-use mdeliver_core::folder::{
+use mdeliver_core::maildir::folder::{
     create_folder, folder, Folder, FolderFailure, FolderTree, Part, TreeDir,
 };
-use mdeliver_core::name::InfoSep;
+use mdeliver_core::maildir::name::InfoSep;
 use mdeliver_core::{Env, ErrorKind, Fs};
 
 use crate::fs::{kind_of, WasiFs};
@@ -144,7 +144,7 @@ pub fn resolve_folder<E: Env + ?Sized>(
 mod tests {
     use super::*;
     use mdeliver_core::env::Timestamp;
-    use mdeliver_core::folder::FolderError;
+    use mdeliver_core::maildir::folder::FolderError;
 
     struct TestEnv(u64);
 

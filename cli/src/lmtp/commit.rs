@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 
 use mdeliver_core::fs::Stat;
-use mdeliver_core::name::NameBuf;
+use mdeliver_core::maildir::name::NameBuf;
 use mdeliver_core::{Capabilities, Dir, ErrorKind, Fs};
 
 use crate::linux::{error_kind, Call, File, LinuxFs};

@@ -16,10 +16,10 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mdeliver_core::deliver::Durability;
 use mdeliver_core::lmtp::address::{self, Recipient};
-use mdeliver_core::name::InfoSep;
-use mdeliver_core::quota::Limits;
+use mdeliver_core::machine::deliver::Durability;
+use mdeliver_core::machine::quota::Limits;
+use mdeliver_core::maildir::name::InfoSep;
 use mdeliver_core::Options;
 
 use crate::linux::Disabled;

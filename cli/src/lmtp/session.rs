@@ -17,7 +17,7 @@ use mdeliver_core::lmtp::reply::{Fixed, Reply};
 use mdeliver_core::lmtp::session::{Action, Session};
 use mdeliver_core::lmtp::LINE_MAX;
 use mdeliver_core::mda::HEAD_MAX;
-use mdeliver_core::status::{self as rfc3463, Class, Failed};
+use mdeliver_core::report::rfc3463::{self as rfc3463, Class, Failed};
 use mdeliver_core::ErrorKind;
 use rustix::fs::{self as rfs, Mode, OFlags, CWD};
 
@@ -30,7 +30,6 @@ use crate::linux::{LinuxFs, OpenOptions};
 use mdeliver_driver::envelope::{self, Stored};
 use mdeliver_driver::exit;
 use mdeliver_driver::report::{Create, Failure};
-use mdeliver_driver::status;
 
 /// The read buffer and the decode buffer: per-session memory does not grow with the message.
 const BUF: usize = 64 * 1024;
@@ -323,12 +322,11 @@ impl Server {
 
     /// The reply for a recipient whose delivery failed, and its log line.
     fn failed(&self, address: &str, maildir: &std::path::Path, f: &Failure) -> String {
-        let code = status::code(f, self.args.strict_exit, self.args.quota_full);
-        let class = if code == exit::TEMPFAIL {
-            Class::Transient
-        } else {
-            Class::Permanent
+        let policy = exit::Policy {
+            strict: self.args.strict_exit,
+            quota_full: self.args.quota_full,
         };
+        let class = exit::class(f.code(policy));
         let reply = Reply::Delivery(rfc3463::status(
             Failed::Delivery(f.kind()),
             class,

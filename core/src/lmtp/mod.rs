@@ -11,7 +11,7 @@
 //! - [`address`]: a recipient address, lower-cased, its subaddress split off, checked safe to
 //!   put into a path, and expanded into a maildir template (`{local}`, `{domain}`, `{rcpt}`).
 //! - [`reply`]: the replies, with their RFC 3463 codes, and the basic reply code a delivery
-//!   failure's [`crate::status::Status`] calls for.
+//!   failure's [`crate::report::rfc3463::Status`] calls for.
 //!
 //! What the session promises its driver: a reply for every line (pipelined commands are
 //! answered in order), no state that can grow with the input, and after DATA one reply per

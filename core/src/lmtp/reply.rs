@@ -5,7 +5,7 @@
 use core::fmt;
 
 use super::address::Refused;
-use crate::status::{Class, Status};
+use crate::report::rfc3463::{Class, Status};
 
 /// A reply whose text never changes.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -192,7 +192,7 @@ impl fmt::Display for Reply<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::{status, Failed};
+    use crate::report::rfc3463::{status, Failed};
     use crate::ErrorKind;
     use std::string::ToString;
 

@@ -7,7 +7,7 @@
 //! can replay them.
 
 use mdeliver_core::fs::{Capabilities, Dir, Fs, Stat};
-use mdeliver_core::name::NameBuf;
+use mdeliver_core::maildir::name::NameBuf;
 use mdeliver_core::ErrorKind;
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};

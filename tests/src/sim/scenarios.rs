@@ -2,8 +2,8 @@
 
 use crate::sim::fs::{Persistence, Semantics};
 use crate::sim::world::{AgentSpec, Config, ReaderMode};
-use mdeliver_core::deliver::Strategy;
 use mdeliver_core::fs::Capabilities;
+use mdeliver_core::machine::deliver::Strategy;
 
 /// A deliverer.
 pub fn deliverer(strategy: Strategy, collide: bool) -> AgentSpec {

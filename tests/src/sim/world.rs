@@ -7,13 +7,13 @@
 use crate::sim::env::SimEnv;
 use crate::sim::fs::{Image, Persistence, Semantics, SimDir, SimFile, SimFs};
 use crate::wrap::{FaultFs, FaultPlan};
-use mdeliver_core::deliver::{Delivery, Durability, Options, Outcome, Step, Strategy};
 use mdeliver_core::fs::{perform, Capabilities, Dir, Fs, Op, OpResult};
-use mdeliver_core::name::{InfoSep, NameBuf, ParsedName};
-use mdeliver_core::scan::{
+use mdeliver_core::machine::deliver::{Delivery, Durability, Options, Outcome, Step, Strategy};
+use mdeliver_core::machine::scan::{
     classify, perform_list, KeySet, ListOp, ListResult, Mark, Move, MoveStep, Scan, ScanOptions,
     ScanStep,
 };
+use mdeliver_core::maildir::name::{InfoSep, NameBuf, ParsedName};
 use mdeliver_core::{ErrorKind, Flags};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};

@@ -30,7 +30,7 @@
 use crate::env::Env;
 use crate::error::ErrorKind;
 use crate::fs::Dir;
-use crate::name::{InfoSep, NAME_MAX};
+use crate::maildir::name::{InfoSep, NAME_MAX};
 use core::fmt;
 use core::fmt::Write as _;
 

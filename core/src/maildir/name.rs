@@ -11,7 +11,7 @@
 //! deliveries apart; together they make a collision require every source failing at once.
 
 use crate::env::Timestamp;
-use crate::flags::Flags;
+use crate::maildir::flags::Flags;
 use core::fmt::Write;
 
 /// The longest file name Maildir names may have (`NAME_MAX` on Linux).

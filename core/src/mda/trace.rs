@@ -30,7 +30,7 @@
 
 use core::ops::Range;
 
-use crate::message::{normalize_address, AddressError, Envelope, LoopCheck, PreludeFields};
+use crate::message::{normalize_address, AddressError, LoopCheck, Postmark, PreludeFields};
 
 /// The most leading trace fields looked at.
 pub const MAX_LEADING: usize = 16;
@@ -153,10 +153,10 @@ impl Head {
     }
 
     /// The sender of the `From ` line, as a `Return-Path` address (see
-    /// [`Envelope::return_path`]).
+    /// [`Postmark::return_path`]).
     pub fn from_sender<'h>(&self, head: &'h [u8]) -> Option<&'h [u8]> {
         let end = self.from_line?;
-        Envelope::parse_line(&head[..end])?.return_path()
+        Postmark::parse_line(&head[..end])?.return_path()
     }
 }
 

@@ -18,7 +18,7 @@
 
 use crate::error::ErrorKind;
 use crate::fs::{Capabilities, Dir, Fs, Stat};
-use crate::name::NameBuf;
+use crate::maildir::name::NameBuf;
 
 /// How many names a dry run keeps track of (a delivery touches a handful).
 pub const TRACKED: usize = 8;
@@ -290,7 +290,7 @@ impl<F: Fs> Fs for DryRun<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quota::tests::{setup, MemFs};
+    use crate::machine::quota::tests::{setup, MemFs};
     use crate::{deliver, Options};
     use std::string::String;
     use std::vec::Vec;

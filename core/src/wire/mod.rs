@@ -7,7 +7,7 @@
 //! # The stepping ABI
 //!
 //! The WASI module (`wasi/src/step.rs`) exports the core's
-//! [`Delivery`](crate::deliver::Delivery) machine as six C-like functions; a host (the
+//! [`Delivery`](crate::machine::deliver::Delivery) machine as six C-like functions; a host (the
 //! simulator's differential test) drives them. All data crosses in one buffer of
 //! [`STEP_BUF_LEN`] bytes inside the module's memory; integers are little-endian. Calls that
 //! can fail return an `i32` made by [`encode_return`]: a non-negative value, or
@@ -50,12 +50,12 @@
 //! **Step** ([`encode_step`]): [`STEP_OP`] (1) followed by an encoded [`Op`] ([`encode_op`]),
 //! or [`STEP_DONE`] (2) followed by an encoded [`Outcome`] ([`encode_outcome`]).
 
-use crate::deliver::{Delivered, Durability, Options, Outcome, Publish, Step, Strategy};
 use crate::env::Timestamp;
 use crate::error::{Error, ErrorKind, Phase};
-use crate::flags::Flags;
 use crate::fs::{Capabilities, Dir, Op, OpResult, Stat};
-use crate::name::{InfoSep, NameBuf};
+use crate::machine::deliver::{Delivered, Durability, Options, Outcome, Publish, Step, Strategy};
+use crate::maildir::flags::Flags;
+use crate::maildir::name::{InfoSep, NameBuf};
 
 /// Why bytes could not be decoded (or an encoding did not fit).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]

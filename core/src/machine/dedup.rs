@@ -88,22 +88,22 @@
 //! # Drivers
 //! [`Dedup`] is polled like the delivery machine; [`run`] drives it until it says
 //! [`DedupStep::Go`] or finishes; [`deliver_once`] composes it with a [`Delivery`]: it
-//! intercepts the delivery's publish operations ([`publish_target`]), reserves at the first,
+//! intercepts the delivery's publish operations ([`Op::publish_target`]), reserves at the first,
 //! records an intent before each, and commits after success.
 //!
-//! [`Delivery`]: crate::deliver::Delivery
+//! [`Delivery`]: crate::machine::deliver::Delivery
 
 use core::fmt::Write as _;
 
 use sha2::{Digest, Sha256};
 
-use crate::deliver::{Delivered, Delivery, Options, Step};
 use crate::env::Env;
 use crate::error::{Error, ErrorKind, Phase};
 use crate::fs::{perform, perform_file, Dir, FileOp, FileResult, Fs, Op, OpResult};
-use crate::name::{InfoSep, NameBuf, ParsedName};
-use crate::quota::{self, CheckOptions, Checked, Verdict};
-use crate::scan::{perform_list, ListOp, ListResult};
+use crate::machine::deliver::{Delivered, Delivery, Options, Step};
+use crate::machine::quota::{self, CheckOptions, Checked, Verdict};
+use crate::machine::scan::{perform_list, ListOp, ListResult};
+use crate::maildir::name::{InfoSep, NameBuf, ParsedName};
 
 /// Prefix of every index entry's name in the maildir root.
 pub const ENTRY_PREFIX: &str = "mdeliver-dedup.";
@@ -622,11 +622,11 @@ pub struct Dedup {
 }
 
 /// Whether `dir/name` fits a record and reads back unchanged (one field, at most
-/// [`NAME_MAX`](crate::name::NAME_MAX) bytes).
+/// [`NAME_MAX`](crate::maildir::name::NAME_MAX) bytes).
 fn recordable(dir: Dir, name: &str) -> bool {
     matches!(dir, Dir::New | Dir::Cur)
         && !name.is_empty()
-        && name.len() <= crate::name::NAME_MAX
+        && name.len() <= crate::maildir::name::NAME_MAX
         && !name
             .bytes()
             .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
@@ -1202,16 +1202,6 @@ pub enum Once {
     },
 }
 
-/// The target of an operation that publishes into new/ or cur/.
-pub fn publish_target<'a>(op: &Op<'a>) -> Option<(Dir, &'a str)> {
-    let t = match *op {
-        Op::Link { to, .. } | Op::Rename { to, .. } => to,
-        Op::LinkAnonymous { dir, name } => (dir, name),
-        _ => return None,
-    };
-    matches!(t.0, Dir::New | Dir::Cur).then_some(t)
-}
-
 /// Delivers one message with duplicate suppression: the [`Delivery`] machine writes and syncs
 /// the message in tmp/; at its first publish the key is taken from `key` or derived from the
 /// bytes streamed ([`KeyDeriver`]), the entry reserved or inspected, each publish preceded by
@@ -1221,7 +1211,7 @@ pub fn publish_target<'a>(op: &Op<'a>) -> Option<(Dir, &'a str)> {
 /// the reservation given up, nothing stored) and the delivery accounted after success. A duplicate makes the delivery abandon its tmp
 /// file (its publish is answered with a refusal, which the machine cleans up after).
 ///
-/// [`Durability::DeferDirSync`]: crate::deliver::Durability::DeferDirSync
+/// [`Durability::DeferDirSync`]: crate::machine::deliver::Durability::DeferDirSync
 pub fn deliver_once<F, E, R>(
     fs: &mut F,
     env: &mut E,
@@ -1302,7 +1292,7 @@ where
                 });
             }
         };
-        let target = publish_target(&op);
+        let target = op.publish_target();
         if let (Some((dir, name)), None, None) = (target, &duplicate, &refusal) {
             if m.is_none() && !unindexed {
                 let k = key.unwrap_or_else(|| reader.deriver.key());
@@ -1362,7 +1352,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quota::tests::{setup, Clock, MemFs, TestEnv};
+    use crate::machine::quota::tests::{setup, Clock, MemFs, TestEnv};
     use std::format;
     use std::string::String;
     use std::vec::Vec;
@@ -1453,7 +1443,7 @@ mod tests {
 
     #[test]
     fn the_longest_records_fit_and_unreadable_names_are_refused() {
-        let long = "n".repeat(crate::name::NAME_MAX);
+        let long = "n".repeat(crate::maildir::name::NAME_MAX);
         let c = emit_record(format_args!(
             "C {} {:016x} cur {}",
             u64::MAX,
@@ -1610,7 +1600,7 @@ mod tests {
     fn deferred_directory_sync_is_done_before_the_commit() {
         let (mut fs, mut env, _) = setup();
         let o = Options {
-            durability: crate::deliver::Durability::DeferDirSync,
+            durability: crate::machine::deliver::Durability::DeferDirSync,
             ..Options::default()
         };
         let mut src = MSG;

@@ -7,7 +7,9 @@
 
 use crate::env::Env;
 use crate::error::ErrorKind;
-use crate::name::NameBuf;
+use crate::maildir::name::NameBuf;
+
+pub mod dryrun;
 
 /// A directory of the maildir.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -161,6 +163,19 @@ pub enum Op<'a> {
         /// Milliseconds.
         millis: u32,
     },
+}
+
+impl<'a> Op<'a> {
+    /// The target of an operation that publishes into new/ or cur/ (what the duplicate index
+    /// and the quota check intercept).
+    pub fn publish_target(&self) -> Option<(Dir, &'a str)> {
+        let t = match *self {
+            Op::Link { to, .. } | Op::Rename { to, .. } => to,
+            Op::LinkAnonymous { dir, name } => (dir, name),
+            _ => return None,
+        };
+        matches!(t.0, Dir::New | Dir::Cur).then_some(t)
+    }
 }
 
 /// The result of an [`Op`], fed back to the machine.

@@ -4,10 +4,10 @@
 //! flags of its current name, so a concurrent reader's flag change is kept, not overwritten.
 
 use crate::error::{Error, ErrorKind, Phase};
-use crate::flags::Flags;
 use crate::fs::{Dir, Fs, Op};
-use crate::name::{InfoSep, NameBuf, ParsedName};
-use crate::scan::{perform_list, perform_move_op, Move, MoveStep, MOVE_ATTEMPTS};
+use crate::machine::scan::{perform_list, perform_move_op, Move, MoveStep, MOVE_ATTEMPTS};
+use crate::maildir::flags::Flags;
+use crate::maildir::name::{InfoSep, NameBuf, ParsedName};
 
 /// One `+LETTERS` (add) or `-LETTERS` (remove) change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -114,7 +114,7 @@ pub fn change_flags<F: Fs + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quota::tests::{setup, MemFs};
+    use crate::machine::quota::tests::{setup, MemFs};
     use std::string::String;
 
     const NAME: &str = "1700000000.M1P1Q1.h,S=6:2,S";

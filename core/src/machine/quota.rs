@@ -67,8 +67,8 @@ use core::fmt::Write as _;
 use crate::env::Env;
 use crate::error::{Error, ErrorKind, Phase};
 use crate::fs::{perform, perform_file, Dir, FileOp, FileResult, Fs, Op, OpResult};
-use crate::name::{InfoSep, NameBuf, ParsedName, Unique};
-use crate::scan::{perform_list, ListOp, ListResult};
+use crate::machine::scan::{perform_list, ListOp, ListResult};
+use crate::maildir::name::{InfoSep, NameBuf, ParsedName, Unique};
 
 /// The quota file's name in the maildir root.
 pub const MAILDIRSIZE: &str = "maildirsize";
@@ -979,21 +979,21 @@ where
 /// its tmp file) and the delivery fails with [`ErrorKind::OverQuota`]; a delivered message is
 /// accounted with its `<size> 1` line. Returns the delivery and the check.
 ///
-/// [`Delivery`]: crate::deliver::Delivery
+/// [`Delivery`]: crate::machine::deliver::Delivery
 pub fn deliver_with_quota<F, E, R>(
     fs: &mut F,
     env: &mut E,
-    opts: crate::deliver::Options,
+    opts: crate::machine::deliver::Options,
     qopts: CheckOptions,
     source: &mut R,
     buf: &mut [u8],
-) -> Result<(crate::deliver::Delivered, Checked), Error>
+) -> Result<(crate::machine::deliver::Delivered, Checked), Error>
 where
     F: Fs + ?Sized,
     E: Env + ?Sized,
     R: embedded_io::Read + ?Sized,
 {
-    use crate::deliver::{Delivery, Step};
+    use crate::machine::deliver::{Delivery, Step};
     let mut d = Delivery::new(opts, fs.capabilities(), env);
     let mut file = None;
     let mut size = 0;
@@ -1017,7 +1017,7 @@ where
                 return Ok((delivered, c));
             }
         };
-        let publishing = crate::dedup::publish_target(&op).is_some();
+        let publishing = op.publish_target().is_some();
         if publishing && checked.is_none() && refused.is_none() {
             match check(fs, env, qopts, size, &mut qbuf) {
                 Ok(c) => {
@@ -1708,7 +1708,7 @@ pub(crate) mod tests {
     fn delivery_under_quota_is_accounted_and_over_quota_leaves_nothing() {
         let (mut fs, mut env, _) = setup();
         fs.put(Dir::Root, MAILDIRSIZE, b"1000S\n0 0\n");
-        let opts = crate::deliver::Options::default();
+        let opts = crate::machine::deliver::Options::default();
         let msg = [b'a'; 600];
         let mut buf = [0u8; 64];
         let mut src = &msg[..];

@@ -3,7 +3,7 @@
 //!
 //! # Framing (what bytes a message gets)
 //! - A message starts at a line beginning with `From ` (the envelope line, which is not part of
-//!   the message: it becomes [`Envelope`]). Every line beginning with `From ` starts a new
+//!   the message: it becomes [`Postmark`]). Every line beginning with `From ` starts a new
 //!   message, as in Python's `mailbox.mbox` and mblaze: writers quote such lines in bodies.
 //! - The empty line (`\n` or `\r\n`) directly before a `From ` line, and one empty line at the
 //!   end of the input, belong to the separator, not to the message. Everything else is the
@@ -41,8 +41,10 @@
 //! [`split_all`] and [`write_mboxrd`] are plain functions for fuzz targets and tests;
 //! [`MboxrdQuote`] is the streaming quoter (the reverse of [`Quoting::Mboxrd`]).
 
-use crate::message::{Envelope, FROM_LINE_MAX};
+use crate::message::{Postmark, FROM_LINE_MAX};
 use core::fmt;
+
+pub mod import;
 
 /// How quoted `From ` lines in bodies are read back (see the module docs).
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -103,7 +105,7 @@ pub enum Event<'a> {
     /// A message begins: its envelope line and the byte offset of that line.
     MessageStart {
         /// The `From ` line.
-        envelope: Envelope<'a>,
+        envelope: Postmark<'a>,
         /// Offset of the `From ` line in the input.
         offset: u64,
     },
@@ -213,8 +215,8 @@ impl Splitter {
     }
 
     /// The envelope of the current (or last) message.
-    pub fn envelope(&self) -> Envelope<'_> {
-        Envelope::from_rest(&self.line[..self.line_len])
+    pub fn envelope(&self) -> Postmark<'_> {
+        Postmark::from_rest(&self.line[..self.line_len])
     }
 
     fn push_out(&mut self, o: Out) {
@@ -856,7 +858,7 @@ impl<'b, R: embedded_io::Read> MboxReader<'b, R> {
 
     /// Skips what is left of the current message and moves to the next one. Returns its
     /// envelope, or `None` at the end of the mbox.
-    pub fn next_message(&mut self) -> Result<Option<Envelope<'_>>, ReadError<R::Error>> {
+    pub fn next_message(&mut self) -> Result<Option<Postmark<'_>>, ReadError<R::Error>> {
         self.spill_start = self.spill_end;
         loop {
             match self.pump(&mut [])? {

@@ -1,8 +1,8 @@
 //! One message's way into one maildir when mdeliver runs as an MTA's delivery agent: look at
 //! the head (the `From ` line and the trace fields the MTA wrote), decide what to add and
-//! whether the message loops ([`crate::trace`]), then stream `head + rest` through the
+//! whether the message loops ([`crate::mda::trace`]), then stream `head + rest` through the
 //! [`FromLine`] and [`Prelude`] transforms into a delivery that also checks the Maildir++
-//! quota and, when asked, the duplicate index ([`crate::dedup::deliver_once`]).
+//! quota and, when asked, the duplicate index ([`crate::machine::dedup::deliver_once`]).
 //!
 //! Decisions:
 //! - The head is read up to the end of the header block or [`HEAD_MAX`] bytes, whichever comes
@@ -16,17 +16,19 @@
 //!   unusable: a data error, as an invalid address given explicitly is.
 //! - A copy of a message already delivered in this run ([`store`]) is stored as it is.
 //!
-//! Dry runs are the caller's choice of filesystem ([`crate::dryrun::DryRun`]).
+//! Dry runs are the caller's choice of filesystem ([`crate::fs::dryrun::DryRun`]).
+
+pub mod trace;
 
 use embedded_io::Read;
 
-use crate::dedup::{self, DedupOptions, Once, OnceOptions};
-use crate::deliver::{Delivered, Options};
+use crate::machine::dedup::{self, DedupOptions, Once, OnceOptions};
+use crate::machine::deliver::{Delivered, Options};
+use crate::machine::quota::{self, CheckOptions};
+use crate::maildir::name::NameBuf;
 use crate::message::{FromLine, FromLineMode, Prefixed, Prelude, PreludeFields, Transformed};
-use crate::name::NameBuf;
-use crate::quota::{self, CheckOptions};
-use crate::trace::{self, Head, LoopGuard, Wanted};
 use crate::{Dir, Env, Error, ErrorKind, Fs, Phase};
+use trace::{Head, LoopGuard, Wanted};
 
 /// How much of the message is looked at before anything is written: the `From ` line, the
 /// trace fields and, for the loop check, the whole header of any real message. The size of

@@ -15,13 +15,13 @@
 //! skipped, not stopped at. The driver sees what happens through [`ImportEvents`] and gets a
 //! [`Summary`] at the end.
 //!
-//! [`Durability::DeferDirSync`]: crate::deliver::Durability::DeferDirSync
+//! [`Durability::DeferDirSync`]: crate::machine::deliver::Durability::DeferDirSync
 
-use crate::deliver::{deliver_with, Delivered, Options};
 use crate::env::Env;
 use crate::error::{Error, ErrorKind, Phase};
-use crate::flags::Flags;
 use crate::fs::{Dir, Fs};
+use crate::machine::deliver::{deliver_with, Delivered, Options};
+use crate::maildir::flags::Flags;
 use crate::mbox::{MboxError, MboxReader, Quoting, ReadError};
 use crate::message::{DateCapture, Observe, StatusFilter, Transformed};
 
@@ -41,7 +41,7 @@ pub fn merge(status: Option<Flags>, extra: Option<Flags>) -> Option<Flags> {
 
 /// How to import.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct Settings {
+pub struct ImportOptions {
     /// How quoted `From ` lines in bodies are read back.
     pub quoting: Quoting,
     /// Each message's delivery; its `flags` (`-X`) are added to what the message's `Status:`
@@ -172,7 +172,7 @@ impl Batch {
 pub fn import<F, E, R, V>(
     fs: &mut F,
     env: &mut E,
-    settings: &Settings,
+    settings: &ImportOptions,
     input: R,
     rbuf: &mut [u8],
     wbuf: &mut [u8],
@@ -284,10 +284,10 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deliver::Durability;
     use crate::fs::Stat;
-    use crate::name::NameBuf;
-    use crate::quota::tests::{setup, MemFs, TestEnv};
+    use crate::machine::deliver::Durability;
+    use crate::machine::quota::tests::{setup, MemFs, TestEnv};
+    use crate::maildir::name::NameBuf;
     use std::cell::RefCell;
     use std::collections::BTreeMap;
     use std::format;
@@ -468,8 +468,8 @@ mod tests {
         }
     }
 
-    fn settings(extra: Option<&str>) -> Settings {
-        Settings {
+    fn settings(extra: Option<&str>) -> ImportOptions {
+        ImportOptions {
             quoting: Quoting::Mboxrd,
             delivery: Options {
                 durability: Durability::DeferDirSync,
@@ -483,7 +483,7 @@ mod tests {
     fn run(
         fs: &mut Probe,
         env: &mut TestEnv,
-        settings: &Settings,
+        settings: &ImportOptions,
         mbox: &[u8],
         progress: bool,
     ) -> Summary<core::convert::Infallible> {

@@ -25,9 +25,9 @@
 //! so it can be cloned, compared and interleaved with other machines.
 
 use crate::error::{Error, ErrorKind, Phase};
-use crate::flags::Flags;
 use crate::fs::{Dir, Fs, Op, OpResult};
-use crate::name::{emit_with_flags, InfoSep, NameBuf, ParsedName};
+use crate::maildir::flags::Flags;
+use crate::maildir::name::{emit_with_flags, InfoSep, NameBuf, ParsedName};
 
 /// A listing operation (kept apart from [`Op`], which delivery machines use, so that drivers
 /// and wire encodings of delivery are not affected by listing).

@@ -7,7 +7,7 @@
 //! without being a duplicate.
 
 use crate::fs::Dir;
-use crate::name::{InfoSep, ParsedName};
+use crate::maildir::name::{InfoSep, ParsedName};
 
 /// A tmp/ file untouched this long is abandoned: the Maildir specification's 36 hours.
 pub const STALE_TMP_SECS: u64 = 36 * 3600;

@@ -24,9 +24,9 @@
 
 use crate::env::Env;
 use crate::error::{Error, ErrorKind, Phase};
-use crate::flags::Flags;
 use crate::fs::{Capabilities, Dir, Fs, Op, OpResult};
-use crate::name::{emit_classic, InfoSep, NameBuf, Unique};
+use crate::maildir::flags::Flags;
+use crate::maildir::name::{emit_classic, InfoSep, NameBuf, Unique};
 
 /// How to deliver.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]

@@ -1,0 +1,6 @@
+//! What mdeliver tells people and MTAs, decided here so every driver says the same: the RFC 3463
+//! status of a failed delivery ([`rfc3463`]) and the findings of a maildir health check
+//! ([`check`]).
+
+pub mod check;
+pub mod rfc3463;

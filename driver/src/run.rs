@@ -1,0 +1,203 @@
+//! The delivery command as both binaries run it, written once: the input, `-M`'s entry, the
+//! MTA options, and the per-maildir loop (folder, open, deliver, report, and the copy that
+//! further maildirs read the message from). What differs between the Linux binary and the
+//! WASI module is only their [`Adapter`]: how a maildir is opened, a folder found, the input
+//! read and a delivered message kept.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+
+use mdeliver_core::machine::deliver::Durability;
+use mdeliver_core::maildir::folder::FolderFailure;
+use mdeliver_core::{Dir, Env, ErrorKind, Fs};
+
+use crate::args::Args;
+use crate::envelope::{Settings, Stored};
+use crate::exit;
+use crate::import::{self, Progress};
+use crate::mail_args::MailArgs;
+use crate::outcome;
+use crate::report::{Create, Failure};
+use crate::status::Output;
+
+/// The one streaming buffer: its size is the write size, and memory use does not grow with
+/// the message.
+const BUF_SIZE: usize = 64 * 1024;
+
+/// Where a message is read from: standard input, `--input FILE`, or a message delivered into
+/// an earlier maildir of this run.
+pub trait Message: embedded_io::Read<Error = std::io::Error> {
+    /// Whether the whole message can be read again at any time (so no copy is kept for
+    /// further maildirs).
+    fn is_rewindable(&self) -> bool;
+
+    /// Prepares to read the whole message again; [`Failure::InputLost`] when part of it was
+    /// consumed from a source that cannot be read again (a pipe).
+    fn rewind(&mut self) -> Result<(), Failure>;
+}
+
+/// What a binary brings to the delivery: its filesystem, environment and input.
+pub trait Adapter {
+    /// An open maildir.
+    type Fs: Fs;
+    /// Names, clock, randomness.
+    type Env: Env;
+    /// A message source.
+    type Message: Message;
+    /// `-M`'s progress display.
+    type Progress: Progress;
+
+    /// The environment.
+    fn env(&mut self) -> &mut Self::Env;
+    /// Standard input.
+    fn stdin(&mut self) -> Self::Message;
+    /// `--input FILE` (`Usage` for a directory).
+    fn input(&mut self, path: &Path) -> Result<Self::Message, ErrorKind>;
+    /// The directory of `--folder name` under `maildir`, created where missing with `create`.
+    fn folder(
+        &mut self,
+        maildir: &Path,
+        name: &OsStr,
+        create: bool,
+    ) -> Result<PathBuf, FolderFailure>;
+    /// Opens (with `create`, creates) the maildir; with `keep`, the delivered message can be
+    /// taken back afterwards ([`Adapter::kept`]).
+    fn open(
+        &mut self,
+        maildir: &Path,
+        create: bool,
+        keep: bool,
+    ) -> Result<Self::Fs, (ErrorKind, Dir)>;
+    /// After a delivery opened with `keep`: the stored message, for further maildirs.
+    fn kept(&mut self, fs: &mut Self::Fs, stored: &Stored) -> Option<Self::Message>;
+    /// `-M`'s progress display for `input`.
+    fn progress(&mut self, args: &Args) -> Self::Progress;
+}
+
+/// Runs the delivery form of the command line (`-M` included) and gives the exit status.
+pub fn run<A: Adapter>(a: &mut A, args: &Args, mail: &MailArgs) -> u8 {
+    let mut input = match &args.input {
+        None => a.stdin(),
+        Some(path) => match a.input(path) {
+            Ok(i) => i,
+            Err(kind) => return outcome::input_failed(args, path, kind),
+        },
+    };
+    if mail.mbox {
+        return import_mbox(a, args, mail, &mut input);
+    }
+    let settings = match Settings::new(&mail.mta, mail.info_separator, |n| std::env::var_os(n)) {
+        Ok(s) => s,
+        Err(message) => {
+            eprintln!("mdeliver: {message}");
+            return exit::USAGE;
+        }
+    };
+    deliver_all(a, args, mail, &settings, input)
+}
+
+/// Where to deliver in `maildir`: the maildir itself, or its `--folder`. On failure, the
+/// message (after `mdeliver: <maildir>: `) and the exit code.
+fn target<A: Adapter>(
+    a: &mut A,
+    args: &Args,
+    mail: &MailArgs,
+    maildir: &Path,
+) -> Result<PathBuf, (String, u8)> {
+    crate::folder_report::target(args, mail, maildir, |name, create| {
+        a.folder(maildir, name, create)
+    })
+}
+
+/// Delivers `input` into every maildir given, in order; a failure in one does not stop the
+/// others. Further maildirs read the message back from the first delivered file, unless the
+/// input itself can be read again.
+fn deliver_all<A: Adapter>(
+    a: &mut A,
+    args: &Args,
+    mail: &MailArgs,
+    settings: &Settings,
+    mut input: A::Message,
+) -> u8 {
+    let opts = mail.delivery(args.no_fsync, Durability::Full);
+    let mut buf = vec![0u8; BUF_SIZE];
+    let mut status = exit::OK;
+    let mut out = Output::default();
+    let mut copy: Option<A::Message> = None;
+    let last = args.maildirs.len() - 1;
+    for (i, given) in args.maildirs.iter().enumerate() {
+        let maildir = &match target(a, args, mail, given) {
+            Ok(target) => target,
+            Err((message, code)) => {
+                eprintln!("mdeliver: {}: {message}", given.display());
+                status = exit::worst(status, code);
+                continue;
+            }
+        };
+        let keep = copy.is_none() && i < last && !input.is_rewindable();
+        // The MTA's message is transformed (trace fields); a copy is stored as it is.
+        let transform = copy.is_none();
+        let source = copy.as_mut().unwrap_or(&mut input);
+        // A dry run creates nothing.
+        let create = args.create && !settings.dry_run;
+        let delivered = match a.open(maildir, create, keep) {
+            Err((kind, part)) => Err(Failure::Open {
+                kind,
+                part,
+                create: Create::of(args.create, settings.dry_run),
+            }),
+            Ok(fs) => source.rewind().and_then(|()| {
+                let env = a.env();
+                let (mut fs, stored) =
+                    crate::envelope::deliver(fs, env, opts, settings, source, transform, &mut buf);
+                let stored = stored?;
+                // A dry run stores nothing to read back.
+                let kept = if keep && !settings.dry_run {
+                    a.kept(&mut fs, &stored)
+                } else {
+                    None
+                };
+                Ok((stored, kept))
+            }),
+        };
+        match delivered {
+            Ok((stored, kept)) => {
+                outcome::stored(&mut out, args, settings, maildir, &stored);
+                if kept.is_some() {
+                    copy = kept;
+                }
+            }
+            Err(failure) => {
+                let code = outcome::failed(&mut out, args, settings, maildir, &failure);
+                status = exit::worst(status, code);
+            }
+        }
+    }
+    out.flush();
+    status
+}
+
+/// `-M`: imports the mbox `input` into the one maildir (or its folder).
+fn import_mbox<A: Adapter>(a: &mut A, args: &Args, mail: &MailArgs, input: &mut A::Message) -> u8 {
+    let maildir = match import::one_maildir(args) {
+        Ok(m) => m,
+        Err(code) => return code,
+    };
+    let target = match target(a, args, mail, maildir) {
+        Ok(t) => t,
+        Err((message, code)) => {
+            eprintln!("mdeliver: {}: {message}", maildir.display());
+            return code;
+        }
+    };
+    let mut fs = match a.open(&target, args.create, false) {
+        Ok(fs) => fs,
+        Err((kind, part)) => {
+            let policy = exit::Policy::of(args, mail);
+            return import::cannot_open(args, policy, &target, kind, part);
+        }
+    };
+    let mut progress = a.progress(args);
+    let env = a.env();
+    import::run(args, mail, &mut fs, env, &target, input, &mut progress)
+}
