@@ -96,7 +96,10 @@ start_mdeliver() { # $1: work directory; $2...: a command prefix (strace)
         --maildir "$1/md-mail/{local}" 2> "$1/md.log" & server_pid=$!
     wait_sock "$1/md.sock"
 }
-stop_mdeliver() { kill -TERM "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=; }
+stop_mdeliver() { # (under strace, the server is strace's child)
+    kill -TERM "$(pgrep -P "$server_pid" -x mdeliver || echo "$server_pid")"
+    wait "$server_pid" 2>/dev/null || true; server_pid=
+}
 
 # msg/s of smtp-source -L with $2 sessions into socket $1 (n messages, one recipient).
 drive() {

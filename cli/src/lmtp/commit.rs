@@ -26,9 +26,9 @@ const BATCH_MAX: usize = 1024;
 /// What to flush.
 enum Target {
     /// A message (or index) file: `fdatasync`, as the one-shot path does.
-    File(OwnedFd),
+    File(Arc<OwnedFd>),
     /// A directory: `fsync`; the key names it so a batch flushes it once.
-    Dir(OwnedFd, (PathBuf, Dir)),
+    Dir(Arc<OwnedFd>, (PathBuf, Dir)),
 }
 
 struct Request {
@@ -83,29 +83,84 @@ pub struct Committer {
     pub stats: Arc<Stats>,
 }
 
-fn sync_all(targets: &[&OwnedFd], data_only: bool) -> Vec<Result<(), ErrorKind>> {
-    let one = |fd: &OwnedFd| {
-        let r = if data_only {
-            rustix::fs::fdatasync(fd)
-        } else {
-            rustix::fs::fsync(fd)
-        };
-        r.map_err(|e| error_kind(e, Call::Other))
+fn sync_one(fd: &OwnedFd, data_only: bool) -> Result<(), ErrorKind> {
+    let r = if data_only {
+        rustix::fs::fdatasync(fd)
+    } else {
+        rustix::fs::fsync(fd)
     };
-    if targets.len() == 1 {
-        return vec![one(targets[0])];
-    }
-    // Side by side: the journal commits concurrent flushes together.
-    std::thread::scope(|s| {
-        let handles: Vec<_> = targets.iter().map(|fd| s.spawn(move || one(fd))).collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or(Err(ErrorKind::Io)))
-            .collect()
-    })
+    r.map_err(|e| error_kind(e, Call::Other))
 }
 
-fn run_batch(batch: Vec<Request>, stats: &Stats) {
+/// One flush for a worker of the [`Pool`].
+struct Job {
+    fd: Arc<OwnedFd>,
+    data_only: bool,
+    index: usize,
+    done: mpsc::Sender<(usize, Result<(), ErrorKind>)>,
+}
+
+/// Threads that run a batch's flushes side by side (the journal commits concurrent flushes
+/// together), started once rather than per batch.
+struct Pool {
+    tx: mpsc::Sender<Job>,
+}
+
+impl Pool {
+    fn start(workers: usize) -> Pool {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        for _ in 0..workers {
+            let rx = Arc::clone(&rx);
+            let _ = std::thread::Builder::new()
+                .name("flush".into())
+                .spawn(move || loop {
+                    let job = match rx.lock() {
+                        Ok(r) => r.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok(j) = job else { return };
+                    let _ = j.done.send((j.index, sync_one(&j.fd, j.data_only)));
+                });
+        }
+        Pool { tx }
+    }
+
+    /// Flushes every descriptor in `fds`; the results in the same order.
+    fn sync_all(&self, fds: &[Arc<OwnedFd>], data_only: bool) -> Vec<Result<(), ErrorKind>> {
+        if fds.len() <= 1 {
+            return fds.iter().map(|fd| sync_one(fd, data_only)).collect();
+        }
+        let (done, results) = mpsc::channel();
+        let mut out = vec![Err(ErrorKind::Io); fds.len()];
+        let mut sent = 0;
+        for (index, fd) in fds.iter().enumerate() {
+            let job = Job {
+                fd: Arc::clone(fd),
+                data_only,
+                index,
+                done: done.clone(),
+            };
+            match self.tx.send(job) {
+                Ok(()) => sent += 1,
+                Err(_) => out[index] = sync_one(fd, data_only),
+            }
+        }
+        drop(done);
+        for _ in 0..sent {
+            match results.recv() {
+                Ok((i, r)) => out[i] = r,
+                Err(_) => break,
+            }
+        }
+        out
+    }
+}
+
+/// Flush workers: enough for a batch of every session's flushes at the default session cap.
+const WORKERS: usize = 32;
+
+fn run_batch(batch: Vec<Request>, stats: &Stats, pool: &Pool) {
     let n = batch.len() as u64;
     stats.batches.fetch_add(1, Ordering::Relaxed);
     stats.requests.fetch_add(n, Ordering::Relaxed);
@@ -114,28 +169,28 @@ fn run_batch(batch: Vec<Request>, stats: &Stats) {
     stats.sizes[bucket].fetch_add(1, Ordering::Relaxed);
     // Files first: a directory flush in this batch belongs to a delivery whose file was
     // flushed in an earlier batch, but keeping the order costs nothing.
-    let files: Vec<&OwnedFd> = batch
+    let files: Vec<Arc<OwnedFd>> = batch
         .iter()
         .filter_map(|r| match &r.target {
-            Target::File(fd) => Some(fd),
+            Target::File(fd) => Some(Arc::clone(fd)),
             Target::Dir(..) => None,
         })
         .collect();
-    let mut file_results = sync_all(&files, true).into_iter();
+    let mut file_results = pool.sync_all(&files, true).into_iter();
     stats
         .file_syncs
         .fetch_add(files.len() as u64, Ordering::Relaxed);
     let mut keys: Vec<&(PathBuf, Dir)> = Vec::new();
-    let mut dirs: Vec<&OwnedFd> = Vec::new();
+    let mut dirs: Vec<Arc<OwnedFd>> = Vec::new();
     for r in &batch {
         if let Target::Dir(fd, key) = &r.target {
             if !keys.contains(&key) {
                 keys.push(key);
-                dirs.push(fd);
+                dirs.push(Arc::clone(fd));
             }
         }
     }
-    let dir_results = sync_all(&dirs, false);
+    let dir_results = pool.sync_all(&dirs, false);
     stats
         .dir_syncs
         .fetch_add(dirs.len() as u64, Ordering::Relaxed);
@@ -160,6 +215,7 @@ impl Committer {
         std::thread::Builder::new()
             .name("group-commit".into())
             .spawn(move || {
+                let pool = Pool::start(WORKERS);
                 while let Ok(first) = rx.recv() {
                     let mut batch = vec![first];
                     while batch.len() < BATCH_MAX {
@@ -168,7 +224,7 @@ impl Committer {
                             Err(_) => break,
                         }
                     }
-                    run_batch(batch, &s);
+                    run_batch(batch, &s, &pool);
                 }
             })
             .expect("cannot start the group-commit thread");
@@ -227,7 +283,7 @@ impl Fs for GroupFs {
         self.inner.write(file, buf)
     }
     fn sync_file(&mut self, file: &mut File) -> Result<(), ErrorKind> {
-        self.committer.flush(Target::File(dup(&*file)?))
+        self.committer.flush(Target::File(Arc::new(dup(&*file)?)))
     }
     fn close(&mut self, file: File) -> Result<(), ErrorKind> {
         self.inner.close(file)
@@ -255,7 +311,7 @@ impl Fs for GroupFs {
     fn sync_dir(&mut self, dir: Dir) -> Result<(), ErrorKind> {
         let fd = dup(self.inner.dirfd(dir))?;
         self.committer
-            .flush(Target::Dir(fd, (self.path.clone(), dir)))
+            .flush(Target::Dir(Arc::new(fd), (self.path.clone(), dir)))
     }
     fn mkdir(&mut self, dir: Dir) -> Result<(), ErrorKind> {
         self.inner.mkdir(dir)
