@@ -22,6 +22,7 @@ use mdeliver_core::machine::quota::Limits;
 use mdeliver_core::maildir::name::InfoSep;
 use mdeliver_core::Options;
 
+use crate::env::LinuxEnv;
 use crate::linux::Disabled;
 use mdeliver_driver::envelope::Settings;
 use mdeliver_driver::exit;
@@ -224,6 +225,8 @@ pub struct Server {
     args: LmtpArgs,
     disabled: Disabled,
     host: String,
+    /// Host name and pid, read once; cloned for each delivery.
+    env: LinuxEnv,
     spool: PathBuf,
     committer: commit::Committer,
     shutdown: Arc<AtomicBool>,
@@ -303,6 +306,7 @@ fn setup(args: LmtpArgs) -> Result<Server, (u8, String)> {
         settings,
         opts,
         disabled,
+        env: LinuxEnv::new().with_host(Some(&host)),
         host,
         spool,
         committer: commit::Committer::start(),

@@ -24,7 +24,6 @@ use rustix::fs::{self as rfs, Mode, OFlags, CWD};
 use super::commit::GroupFs;
 use super::conn::{stop_of, Conn, Reader, Stop};
 use super::Server;
-use crate::env::LinuxEnv;
 use crate::input::Input;
 use crate::linux::{LinuxFs, OpenOptions};
 use mdeliver_driver::envelope::{self, Stored};
@@ -357,7 +356,7 @@ impl Server {
         };
         let mut source = source;
         let fs = GroupFs::new(r.fs, self.committer.clone(), r.maildir.clone());
-        let mut env = LinuxEnv::new().with_host(Some(&self.host));
+        let mut env = self.env.clone();
         let mut buf = vec![0u8; BUF.max(HEAD_MAX)];
         let (_, stored) = envelope::deliver(
             fs,
