@@ -413,9 +413,22 @@ fn postfix_lmtp_end_to_end() {
         "kill -9 after {at_kill} deliveries to k@: every message arrived; {repeated} stored \
          twice (delivered but not yet acknowledged when killed)"
     );
-    let log = site.log();
+    // The kill was felt: Postfix deferred some of these recipients (lost connection, or
+    // connection refused before the restart) and its retries delivered them.
+    let k_locals = locals("k", k_rcpts);
+    let deferred = site
+        .log()
+        .lines()
+        .filter(|l| l.contains("status=deferred"))
+        .filter(|l| {
+            k_locals
+                .iter()
+                .any(|k| l.contains(&format!("to=<{k}@{DOMAIN}>")))
+        })
+        .count();
     assert!(
-        log.contains("status=deferred"),
+        deferred > 0,
         "Postfix deferred nothing although the server was killed under load"
     );
+    eprintln!("{deferred} deliveries to k@ deferred by Postfix after the kill, then retried");
 }

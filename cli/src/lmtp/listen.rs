@@ -150,8 +150,9 @@ pub fn serve(srv: Server) -> ExitCode {
             let spawned = std::thread::Builder::new()
                 .name("lmtp-session".into())
                 .spawn(move || {
+                    // Released even if the session panics.
+                    let _slot = Slot(active);
                     session::serve(conn, &srv);
-                    active.fetch_sub(1, Ordering::Relaxed);
                 });
             match spawned {
                 Ok(t) => threads.push(t),
@@ -171,6 +172,15 @@ pub fn serve(srv: Server) -> ExitCode {
     }
     finish(&srv);
     ExitCode::from(exit::OK)
+}
+
+/// A session's place under `--max-sessions`, given back when the session ends.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 fn finish(srv: &Server) {
