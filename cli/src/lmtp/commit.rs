@@ -336,3 +336,58 @@ impl Fs for GroupFs {
         self.inner.set_mtime(file, secs)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::LinuxEnv;
+    use crate::linux::OpenOptions;
+    use mdeliver_core::{deliver, Options};
+
+    /// Deliveries from many threads into one maildir through one committer: every one is
+    /// stored, every flush it asked for was answered, and the directory flushes of one batch
+    /// were merged (never more directory syncs than directory requests).
+    #[test]
+    fn concurrent_deliveries_share_their_flushes() {
+        let dir = std::env::temp_dir().join(format!("mdeliver-commit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let open = OpenOptions {
+            create: true,
+            sync: true,
+            ..OpenOptions::default()
+        };
+        drop(LinuxFs::open(&dir, open).unwrap());
+        let committer = Committer::start();
+        let threads = 16;
+        std::thread::scope(|s| {
+            for i in 0..threads {
+                let (committer, dir) = (committer.clone(), dir.clone());
+                s.spawn(move || {
+                    let fs = LinuxFs::open(&dir, open).unwrap();
+                    let mut fs = GroupFs::new(fs, committer, dir.clone());
+                    let mut env = LinuxEnv::new();
+                    let msg = format!("Subject: {i}\n\nbody {i}\n");
+                    let mut buf = [0u8; 4096];
+                    let mut src = msg.as_bytes();
+                    let d =
+                        deliver(&mut fs, &mut env, Options::default(), &mut src, &mut buf).unwrap();
+                    assert_eq!(d.size, msg.len() as u64);
+                });
+            }
+        });
+        assert_eq!(std::fs::read_dir(dir.join("new")).unwrap().count(), threads);
+        let st = &committer.stats;
+        let requests = st.requests.load(Ordering::Relaxed);
+        let files = st.file_syncs.load(Ordering::Relaxed);
+        let dirs = st.dir_syncs.load(Ordering::Relaxed);
+        // One file flush and one directory flush asked for per delivery.
+        assert_eq!(requests, 2 * threads as u64);
+        assert_eq!(files, threads as u64);
+        assert!(dirs <= threads as u64 && dirs >= 1, "{}", st.summary());
+        let batches = st.batches.load(Ordering::Relaxed);
+        let sized: u64 = st.sizes.iter().map(|x| x.load(Ordering::Relaxed)).sum();
+        assert_eq!(sized, batches);
+        assert!(batches <= requests);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
