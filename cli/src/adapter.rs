@@ -3,13 +3,16 @@
 //! delivered message kept open to copy it into further maildirs, and a progress bar for `-M`.
 
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use mdeliver_core::maildir::folder::FolderFailure;
+use mdeliver_core::maildir::folder::{FolderFailure, NameEncoding};
 use mdeliver_core::maildir::name::InfoSep;
 use mdeliver_core::{Dir, ErrorKind};
 use mdeliver_driver::args::Args;
 use mdeliver_driver::envelope::Stored;
+use mdeliver_driver::folder_report::Resolved;
+use mdeliver_driver::mail_args::MailArgs;
+use mdeliver_driver::maillog::Severity;
 use mdeliver_driver::run::Adapter;
 
 use crate::env::LinuxEnv;
@@ -23,32 +26,31 @@ pub struct Linux {
     host: Option<String>,
     /// Read at the first delivery.
     env: Option<LinuxEnv>,
-    /// fsync what is created (not `--no-fsync`).
-    sync: bool,
-    /// `MDELIVER_DISABLE`.
-    disabled: Disabled,
+    /// `--no-fsync` and `MDELIVER_DISABLE` (`create` and `keep_readable` vary by call).
+    open: OpenOptions,
     /// `--info-separator`.
     sep: InfoSep,
+    /// `--folder-encoding`.
+    enc: NameEncoding,
+    /// Write the mail log (`maillog.rs`).
+    log: bool,
 }
 
 impl Linux {
-    /// The adapter for `args`, `sep` and `disabled`.
-    pub fn new(args: &Args, sep: InfoSep, disabled: Disabled) -> Linux {
+    /// The adapter for `args` and `mail`, with `disabled`, and the mail log when `log`.
+    pub fn new(args: &Args, mail: &MailArgs, disabled: Disabled, log: bool) -> Linux {
         Linux {
             host: args.host.clone(),
             env: None,
-            sync: !args.no_fsync,
-            disabled,
-            sep,
-        }
-    }
-
-    fn options(&self, create: bool, keep_readable: bool) -> OpenOptions {
-        OpenOptions {
-            create,
-            sync: self.sync,
-            disabled: self.disabled,
-            keep_readable,
+            open: OpenOptions {
+                sync: !args.no_fsync,
+                disabled,
+                create_parents: args.create_parents,
+                ..OpenOptions::default()
+            },
+            sep: mail.info_separator,
+            enc: mail.folder_encoding.core(),
+            log,
         }
     }
 }
@@ -78,8 +80,8 @@ impl Adapter for Linux {
         maildir: &Path,
         name: &OsStr,
         create: bool,
-    ) -> Result<PathBuf, FolderFailure> {
-        crate::folder::resolve(maildir, name, self.sep, create, self.options(create, false))
+    ) -> Result<Resolved, FolderFailure> {
+        crate::folder::resolve(maildir, name, (self.sep, self.enc), create, self.open)
     }
 
     fn open(
@@ -87,8 +89,18 @@ impl Adapter for Linux {
         maildir: &Path,
         create: bool,
         keep: bool,
+        folder: bool,
     ) -> Result<LinuxFs, (ErrorKind, Dir)> {
-        LinuxFs::open(maildir, self.options(create, keep))
+        let keep_readable = keep;
+        LinuxFs::open(
+            maildir,
+            OpenOptions {
+                create,
+                keep_readable,
+                folder,
+                ..self.open
+            },
+        )
     }
 
     fn kept(&mut self, fs: &mut LinuxFs, stored: &Stored) -> Option<Input> {
@@ -101,5 +113,13 @@ impl Adapter for Linux {
 
     fn progress(&mut self, args: &Args) -> TermProgress {
         TermProgress::new(crate::import_linux::input_size(args))
+    }
+
+    fn logging(&self) -> bool {
+        self.log
+    }
+
+    fn log(&mut self, lines: &[(Severity, String)]) {
+        crate::maillog::send(lines);
     }
 }

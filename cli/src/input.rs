@@ -5,6 +5,7 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
+use mdeliver_core::machine::dedup::MessageIdScanner;
 use mdeliver_core::ErrorKind;
 use mdeliver_driver::report::Failure;
 use mdeliver_driver::run::Message;
@@ -38,6 +39,8 @@ pub struct Input {
     start: Option<u64>,
     pos: u64,
     consumed: u64,
+    /// Looks for the Message-ID in what is read, for the system log; only when logging.
+    scan: Option<Box<MessageIdScanner>>,
 }
 
 fn to_io(e: Errno) -> std::io::Error {
@@ -85,11 +88,20 @@ impl Input {
             start,
             pos: start.unwrap_or(0),
             consumed: 0,
+            scan: None,
         }
     }
 }
 
 impl Message for Input {
+    fn scan_message_id(&mut self) {
+        self.scan = Some(Box::default());
+    }
+
+    fn message_id(&self) -> Option<&[u8]> {
+        self.scan.as_ref().and_then(|s| s.message_id())
+    }
+
     /// A regular file can be read again at any time.
     fn is_rewindable(&self) -> bool {
         self.start.is_some()
@@ -122,6 +134,9 @@ impl embedded_io::Read for Input {
         };
         self.pos += n as u64;
         self.consumed += n as u64;
+        if let Some(scan) = self.scan.as_mut().filter(|s| !s.is_done()) {
+            scan.feed(&buf[..n]);
+        }
         Ok(n)
     }
 }

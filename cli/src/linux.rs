@@ -81,6 +81,18 @@ impl Disabled {
         }
         Ok(d)
     }
+
+    /// Reads [`Disabled::VAR`] (unset: nothing disabled); the error is said to a person.
+    pub fn from_env() -> Result<Disabled, String> {
+        let list = std::env::var_os(Disabled::VAR).unwrap_or_default();
+        Disabled::parse(&list.to_string_lossy()).map_err(|word| {
+            let known = "anonymous-tmp, rename-noreplace, hard-links";
+            format!(
+                "{}: unknown feature '{word}' (known: {known})",
+                Disabled::VAR
+            )
+        })
+    }
 }
 
 /// How to open a maildir.
@@ -95,6 +107,14 @@ pub struct OpenOptions {
     /// Open message files readable and keep the last one open after `close`, so the driver
     /// can copy the delivered message into further maildirs without going by name.
     pub keep_readable: bool,
+    /// The path is a Maildir++ folder inside a maildir: a symbolic link there is refused like
+    /// one at tmp/, new/ or cur/. Otherwise the path is a maildir root, which may be a symbolic
+    /// link (common for `~/Maildir`, and harmless: everything inside is opened relative to the
+    /// directory it resolves to, never following another link).
+    pub folder: bool,
+    /// With `create`, also create the missing directories above the maildir
+    /// ([`make_parents`]).
+    pub create_parents: bool,
 }
 
 /// An open maildir on a Linux filesystem.
@@ -108,8 +128,13 @@ pub struct LinuxFs {
     /// The `O_TMPFILE` opened by the capability probe, handed out by the first
     /// `create_anonymous` so the probe costs no extra system call.
     spare_tmpfile: Option<OwnedFd>,
+    /// The maildir's group when the maildir is group-writable (a shared maildir): every file
+    /// created in it gets mode 0660 and this group, as Dovecot does.
+    shared_gid: Option<u32>,
     /// The last message file closed, when `keep_readable`.
     kept: Vec<OwnedFd>,
+    /// Whether `syncfs` reports write-back errors here (for [`Fs::sync_all`]), once known.
+    syncfs_reports_errors: Option<bool>,
 }
 
 /// An open message file.
@@ -122,15 +147,44 @@ impl AsFd for File {
     }
 }
 
+/// Whether this kernel's `syncfs` reports write-back errors (Linux 5.8 and later; before, it
+/// answered 0 even when writing failed).
+fn syncfs_reports_errors() -> bool {
+    let uname = rustix::system::uname();
+    let release = uname.release().to_string_lossy();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let mut next = || {
+        parts
+            .next()
+            .and_then(|p| p.parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    let (major, minor) = (next(), next());
+    (major, minor) >= (5, 8)
+}
+
 const DIR_FLAGS: OFlags = OFlags::DIRECTORY
     .union(OFlags::NOFOLLOW)
     .union(OFlags::CLOEXEC)
     .union(OFlags::RDONLY);
 const MODE_DIR: Mode = Mode::RWXU;
 const MODE_FILE: Mode = Mode::RUSR.union(Mode::WUSR);
+const MODE_SHARED: Mode = MODE_FILE.union(Mode::RGRP).union(Mode::WGRP);
 
-fn open_dir_at(dirfd: BorrowedFd<'_>, name: &Path) -> Result<OwnedFd, ErrorKind> {
-    rfs::openat(dirfd, name, DIR_FLAGS, Mode::empty()).map_err(other)
+/// The group of a maildir whose root (`stat`) is group-writable.
+fn shared_gid(stat: &Option<rfs::Stat>) -> Option<u32> {
+    stat.as_ref()
+        .filter(|s| s.st_mode & 0o020 != 0)
+        .map(|s| s.st_gid)
+}
+
+fn open_dir_at(dirfd: BorrowedFd<'_>, name: &Path, follow: bool) -> Result<OwnedFd, ErrorKind> {
+    let flags = if follow {
+        DIR_FLAGS.difference(OFlags::NOFOLLOW)
+    } else {
+        DIR_FLAGS
+    };
+    rfs::openat(dirfd, name, flags, Mode::empty()).map_err(other)
 }
 
 /// Opens the directory `name`; with `create`, makes it (mode 0700) if missing and notes that in
@@ -139,20 +193,54 @@ fn open_dir_at(dirfd: BorrowedFd<'_>, name: &Path) -> Result<OwnedFd, ErrorKind>
 fn open_dir(
     dirfd: BorrowedFd<'_>,
     name: &Path,
-    create: bool,
+    (create, follow): (bool, bool),
     created: &mut bool,
 ) -> Result<OwnedFd, ErrorKind> {
-    match open_dir_at(dirfd, name) {
+    match open_dir_at(dirfd, name, follow) {
         Err(ErrorKind::NotFound) if create => {
             match rfs::mkdirat(dirfd, name, MODE_DIR) {
                 Ok(()) => *created = true,
                 Err(Errno::EXIST) => {}
                 Err(e) => return Err(other(e)),
             }
-            open_dir_at(dirfd, name)
+            open_dir_at(dirfd, name, follow)
         }
         r => r,
     }
+}
+
+/// Creates the missing directories above `path` (mode 0700), walking from `/` (or the working
+/// directory) one component at a time with `openat(O_DIRECTORY|O_NOFOLLOW)` and `mkdirat`, so
+/// a symbolic link anywhere on the way is refused ([`ErrorKind::NotDirectory`]) rather than
+/// followed, even one swapped in while we walk. With `sync`, each directory that gained an
+/// entry is flushed.
+fn make_parents(path: &Path, sync: bool) -> Result<(), ErrorKind> {
+    use std::path::Component;
+    let Some(parent) = path.parent() else {
+        return Ok(());
+    };
+    let start = if path.is_absolute() { "/" } else { "." };
+    let mut dir = rfs::openat(
+        CWD,
+        start,
+        DIR_FLAGS.difference(OFlags::NOFOLLOW),
+        Mode::empty(),
+    )
+    .map_err(other)?;
+    for comp in parent.components() {
+        let name = match comp {
+            Component::Normal(n) => n,
+            Component::ParentDir => comp.as_os_str(),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => continue,
+        };
+        let mut created = false;
+        let next = open_dir(dir.as_fd(), Path::new(name), (true, false), &mut created)?;
+        if created && sync {
+            rfs::fsync(&dir).map_err(other)?;
+        }
+        dir = next;
+    }
+    Ok(())
 }
 
 impl LinuxFs {
@@ -161,7 +249,12 @@ impl LinuxFs {
     pub fn open(path: &Path, opts: OpenOptions) -> Result<LinuxFs, (ErrorKind, Dir)> {
         let root_err = |k| (k, Dir::Root);
         let mut created_root = false;
-        let root = open_dir(CWD, path, opts.create, &mut created_root).map_err(root_err)?;
+        if opts.create && opts.create_parents {
+            make_parents(path, opts.sync).map_err(root_err)?;
+        }
+        let follow_root = !opts.folder;
+        let root =
+            open_dir(CWD, path, (opts.create, follow_root), &mut created_root).map_err(root_err)?;
         if created_root && opts.sync {
             let parent = match path.parent() {
                 Some(p) if !p.as_os_str().is_empty() => p,
@@ -181,7 +274,7 @@ impl LinuxFs {
             open_dir(
                 root.as_fd(),
                 Path::new(d.as_str()),
-                opts.create,
+                (opts.create, false),
                 &mut created,
             )
             .map_err(|k| (k, d))
@@ -195,6 +288,7 @@ impl LinuxFs {
             rfs::fsync(&root).map_err(|e| root_err(other(e)))?;
         }
         let d = opts.disabled;
+        let root_stat = rfs::fstat(&root).ok();
         let mut fs = LinuxFs {
             root,
             subdirs,
@@ -209,6 +303,8 @@ impl LinuxFs {
             keep_readable: opts.keep_readable,
             spare_tmpfile: None,
             kept: Vec::new(),
+            shared_gid: shared_gid(&root_stat),
+            syncfs_reports_errors: None,
         };
         // An anonymous file is only useful if it can be linked into place. Any answer but
         // "unsupported" (permission, read-only, no space) says nothing about the feature: the
@@ -279,8 +375,22 @@ impl LinuxFs {
 
     fn open_tmpfile(&self, dir: Dir) -> Result<OwnedFd, ErrorKind> {
         let flags = OFlags::TMPFILE | self.access_mode() | OFlags::CLOEXEC;
-        rfs::openat(self.dirfd(dir), ".", flags, MODE_FILE)
-            .map_err(|e| error_kind(e, Call::TmpFile))
+        let fd = rfs::openat(self.dirfd(dir), ".", flags, MODE_FILE)
+            .map_err(|e| error_kind(e, Call::TmpFile))?;
+        self.share(&fd);
+        Ok(fd)
+    }
+
+    /// In a shared maildir, gives a new file mode 0660 (whatever the umask) and the maildir's
+    /// group. Best effort: a group the user is not a member of cannot be given (the file keeps
+    /// the user's group, as with Dovecot).
+    fn share(&self, fd: &OwnedFd) {
+        if let Some(gid) = self.shared_gid {
+            let _ = rfs::fchmod(fd, MODE_SHARED);
+            if rustix::process::getegid().as_raw() != gid {
+                let _ = rfs::fchown(fd, None, Some(rustix::fs::Gid::from_raw(gid)));
+            }
+        }
     }
 }
 
@@ -299,9 +409,9 @@ impl Fs for LinuxFs {
         } else {
             OFlags::TRUNC
         };
-        rfs::openat(self.dirfd(dir), name, flags, MODE_FILE)
-            .map(File)
-            .map_err(other)
+        let fd = rfs::openat(self.dirfd(dir), name, flags, MODE_FILE).map_err(other)?;
+        self.share(&fd);
+        Ok(File(fd))
     }
 
     fn create_anonymous(&mut self, dir: Dir) -> Result<File, ErrorKind> {
@@ -328,6 +438,20 @@ impl Fs for LinuxFs {
         // fdatasync also writes the metadata needed to read the data back (the size of this
         // new file); timestamps can wait.
         rfs::fdatasync(&file.0).map_err(other)
+    }
+
+    fn sync_all(&mut self) -> Result<(), ErrorKind> {
+        // Only an import's window calls this (a one-shot delivery flushes its one file: syncfs
+        // would flush whatever else the filesystem holds).
+        if !*self
+            .syncfs_reports_errors
+            .get_or_insert_with(syncfs_reports_errors)
+        {
+            return Err(ErrorKind::Unsupported);
+        }
+        // The tmp/ descriptor was opened before any message was written, so the error check
+        // covers every write-back of this run.
+        rfs::syncfs(&self.subdirs[0]).map_err(other)
     }
 
     fn close(&mut self, file: File) -> Result<(), ErrorKind> {

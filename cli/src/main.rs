@@ -1,6 +1,8 @@
 //! `mdeliver`: reads one message and delivers it into each maildir given. A thin driver: it
 //! parses arguments and runs the shared driver ([`mdeliver_driver::run`]) with the Linux
-//! adapter; every mail decision is made in `mdeliver-core`.
+//! adapter; every mail decision is made in `mdeliver-core`. The process enters through
+//! `start.rs` (std's start-up is not run), which calls [`run`].
+#![cfg_attr(not(test), no_main)]
 
 mod adapter;
 mod check;
@@ -14,41 +16,52 @@ mod input;
 mod linux;
 mod list;
 mod lmtp;
+mod maillog;
+mod privilege;
+mod quick_args;
 mod reader;
+#[cfg(not(test))]
+mod start;
 mod testing;
 
 use mdeliver_driver::{args, exit, import, json, mail_args};
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
 use crate::linux::Disabled;
 
-fn main() -> ExitCode {
-    if let Some(code) = gen::intercept() {
+/// Runs the command line `argv` (the program name first) and gives the exit code.
+pub fn run(argv: &[OsString]) -> ExitCode {
+    if let Some(code) = gen::intercept(argv) {
         return code;
     }
-    let (args, mail) = match command::parse() {
-        Ok(command::Parsed::Deliver(a, m)) => (a, m),
+    let (args, mail, linux) = match command::parse(argv) {
+        Ok(command::Parsed::Deliver(a, m, l)) => (a, m, l),
         Ok(command::Parsed::List(a)) => return list::run(&a),
         Ok(command::Parsed::Flag(a)) => return flag::run(&a),
         Ok(command::Parsed::Check(a)) => return check::run(&a),
         Ok(command::Parsed::Lmtp(a)) => return lmtp::run(*a),
         Err(code) => return code,
     };
-    let disabled = match std::env::var_os(Disabled::VAR) {
-        None => Disabled::default(),
-        Some(v) => match Disabled::parse(&v.to_string_lossy()) {
-            Ok(d) => d,
-            Err(word) => {
-                eprintln!(
-                    "mdeliver: {}: unknown feature '{word}' (known: anonymous-tmp, \
-                     rename-noreplace, hard-links)",
-                    Disabled::VAR
-                );
-                return ExitCode::from(exit::USAGE);
-            }
-        },
+    if let Some(message) = args::nested_create(&args) {
+        let code = args::usage_failed(args.strict_exit, false);
+        eprintln!("mdeliver: {message}");
+        return ExitCode::from(code);
+    }
+    let disabled = match Disabled::from_env() {
+        Ok(d) => d,
+        Err(message) => {
+            let code = args::usage_failed(args.strict_exit, false);
+            eprintln!("mdeliver: {message}");
+            return ExitCode::from(code);
+        }
     };
-    let mut linux = adapter::Linux::new(&args, mail.info_separator, disabled);
+    if let Err(message) = privilege::become_owner(linux.user.as_deref(), &args.maildirs) {
+        let code = args::usage_failed(args.strict_exit, false);
+        eprintln!("mdeliver: {message}");
+        return ExitCode::from(code);
+    }
+    let mut linux = adapter::Linux::new(&args, &mail, disabled, linux.syslog);
     ExitCode::from(mdeliver_driver::run::run(&mut linux, &args, &mail))
 }

@@ -5,8 +5,6 @@
 use mdeliver_core::report::rfc3463::Class;
 use mdeliver_core::ErrorKind;
 
-use crate::args::Args;
-use crate::mail_args::MailArgs;
 use crate::mta_args::QuotaFull;
 
 /// Delivered everywhere.
@@ -47,16 +45,6 @@ pub struct Policy {
     pub quota_full: QuotaFull,
 }
 
-impl Policy {
-    /// The policy the command line `args`, `mail` asks for.
-    pub fn of(args: &Args, mail: &MailArgs) -> Policy {
-        Policy {
-            strict: args.strict_exit,
-            quota_full: mail.mta.quota_full,
-        }
-    }
-}
-
 /// The exit code for an error of `kind` met in `context`: the one place where error kinds
 /// become sysexits(3) codes. By default everything an administrator or time can fix is
 /// [`TEMPFAIL`], so a misconfigured mailbox defers mail instead of bouncing it; `--strict-exit`
@@ -94,6 +82,31 @@ pub fn decide(kind: ErrorKind, context: Context, policy: Policy) -> u8 {
     }
 }
 
+/// The exit code of a usage error (a mistake in the command line or in `MDELIVER_DISABLE`).
+///
+/// Under an MTA a mistake in the command line is in the MTA's configuration, which an
+/// administrator fixes: like every such problem it defers ([`TEMPFAIL`], with a `4.3.5` status
+/// line), so no mail bounces while the typo is there (maildrop does the same). A person gets the
+/// precise [`USAGE`] (64): when `interactive` (standard input or standard error is a terminal),
+/// with `--strict-exit` (`strict`), and for the reader-side subcommands (`subcommand`), which no
+/// MTA runs.
+pub fn usage(strict: bool, interactive: bool, subcommand: bool) -> u8 {
+    if strict || interactive || subcommand {
+        USAGE
+    } else {
+        TEMPFAIL
+    }
+}
+
+/// [`decide`] for a delivery, with `--strict-exit` (`strict`) or not.
+pub fn code(kind: ErrorKind, strict: bool) -> u8 {
+    let policy = Policy {
+        strict,
+        ..Policy::default()
+    };
+    decide(kind, Context::Deliver, policy)
+}
+
 /// The class of the RFC 3463 status line that goes with exit code `code`: transient (4.x.x)
 /// for [`TEMPFAIL`], permanent (5.x.x) for anything else, so an MTA that reads only one of
 /// them decides the same.
@@ -121,14 +134,6 @@ pub fn worst(a: u8, b: u8) -> u8 {
 mod tests {
     use super::*;
 
-    fn code(kind: ErrorKind, strict: bool) -> u8 {
-        let policy = Policy {
-            strict,
-            ..Policy::default()
-        };
-        decide(kind, Context::Deliver, policy)
-    }
-
     #[test]
     fn default_defers_what_an_admin_can_fix() {
         for k in [
@@ -155,6 +160,14 @@ mod tests {
         assert_eq!(code(ErrorKind::ReadOnly, true), NOPERM);
         assert_eq!(code(ErrorKind::NoSpace, true), TEMPFAIL);
         assert_eq!(code(ErrorKind::Quota, true), TEMPFAIL);
+    }
+
+    #[test]
+    fn usage_errors_defer_unless_a_person_or_strict_asks() {
+        assert_eq!(usage(false, false, false), TEMPFAIL);
+        assert_eq!(usage(true, false, false), USAGE);
+        assert_eq!(usage(false, true, false), USAGE);
+        assert_eq!(usage(false, false, true), USAGE);
     }
 
     #[test]

@@ -2,8 +2,7 @@
 //! ([`mdeliver_core::mbox::import`]: framing, `Status:`/`Date:`, flags, modification times, one
 //! directory flush per batch); this file says what happened to a person (the paths with `-v`,
 //! once their batch is flushed; warnings; the summary; why it stopped) and picks the exit
-//! status. Portable (std and mdeliver-core only, any `Fs`/`Env`/input), so the WASI module
-//! shares it; the Linux entry point is `import_linux.rs`.
+//! status, for any `Fs`, `Env` and input; its entry is `run.rs`'s.
 
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
@@ -14,7 +13,7 @@ use mdeliver_core::mbox::import::{import, ImportEvents, ImportOptions, Stop};
 use mdeliver_core::{Dir, Env, ErrorKind, Fs};
 
 use crate::args::Args;
-use crate::exit::{self, Context, Policy};
+use crate::exit;
 use crate::mail_args::MailArgs;
 use crate::report::Failure;
 
@@ -89,26 +88,27 @@ pub fn one_maildir(args: &Args) -> Result<&Path, u8> {
     match args.maildirs.as_slice() {
         [one] => Ok(one),
         all => {
+            let code = crate::args::usage_failed(args.strict_exit, false);
             eprintln!(
                 "mdeliver: -M/--mbox imports into exactly one MAILDIR (got {}); run it once per \
                  maildir",
                 all.len()
             );
-            Err(exit::USAGE)
+            Err(code)
         }
     }
 }
 
 /// Reports that the maildir `target` (its `part`) could not be opened; the exit status.
-pub fn cannot_open(args: &Args, policy: Policy, target: &Path, kind: ErrorKind, part: Dir) -> u8 {
+pub fn cannot_open(args: &Args, target: &Path, kind: ErrorKind, part: Dir) -> u8 {
     let failure = Failure::Open {
         kind,
         part,
         // -M refuses --dry-run.
-        create: crate::report::Create::of(args.create, false),
+        create: crate::report::Create::of(args.create, false).at(target),
     };
     eprintln!("mdeliver: {}: {failure}", target.display());
-    failure.code(policy)
+    failure.code(args.strict_exit)
 }
 
 /// `n / d` rounded to the nearest integer (`d > 0`).
@@ -150,7 +150,6 @@ where
     R::Error: Display,
 {
     let who = shown.display();
-    let policy = Policy::of(args, mail);
     let mut rbuf = vec![0u8; BUF_SIZE];
     let mut wbuf = vec![0u8; BUF_SIZE];
     let settings = ImportOptions {
@@ -173,7 +172,7 @@ where
                 "mdeliver: {who}: {failure}; the last {} messages may not be durable",
                 summary.unflushed
             );
-            failure.code(policy)
+            failure.code(args.strict_exit)
         }
     };
     let delivered = summary.delivered;
@@ -202,7 +201,7 @@ where
     let code = match stopped {
         Stop::Mbox(e) if delivered == 0 => {
             eprintln!("mdeliver: {who}: {e}; {done}");
-            exit::decide(ErrorKind::Data, Context::Deliver, policy)
+            exit::DATAERR
         }
         Stop::Mbox(e) => {
             eprintln!(
@@ -211,16 +210,16 @@ where
                 e.offset() + 1,
                 e.offset()
             );
-            exit::decide(ErrorKind::Data, Context::Deliver, policy)
+            exit::DATAERR
         }
         Stop::Read(e) => {
             eprintln!("mdeliver: {who}: reading the mbox: {e}; {done}");
-            exit::decide(ErrorKind::Io, Context::Deliver, policy)
+            exit::code(ErrorKind::Io, args.strict_exit)
         }
         Stop::Deliver { error, number } => {
             let failure = Failure::Deliver(error);
             eprintln!("mdeliver: {who}: message {number} of the mbox: {failure}; {done}");
-            failure.code(policy)
+            failure.code(args.strict_exit)
         }
     };
     exit::worst(status, code)

@@ -17,6 +17,9 @@ pub enum Create {
     Yes,
     /// Given, but a dry run creates nothing.
     DryRun,
+    /// Not given, and not to be suggested: the path ends in `tmp`, `new` or `cur`
+    /// ([`mdeliver_core::maildir::folder::nests_in_maildir`]).
+    Nested,
 }
 
 impl Create {
@@ -26,6 +29,19 @@ impl Create {
             (false, _) => Create::No,
             (true, false) => Create::Yes,
             (true, true) => Create::DryRun,
+        }
+    }
+
+    /// This, for the maildir at `path`: [`Create::Nested`] instead of [`Create::No`] when
+    /// `path` ends in a maildir's own subdirectory.
+    pub fn at(self, path: &std::path::Path) -> Create {
+        let nested = path.file_name().is_some_and(|l| {
+            mdeliver_core::maildir::folder::nests_in_maildir(l.as_encoded_bytes())
+        });
+        if self == Create::No && nested {
+            Create::Nested
+        } else {
+            self
         }
     }
 }
@@ -62,13 +78,21 @@ impl Failure {
         }
     }
 
-    /// The exit code this failure calls for under `policy` (see [`exit::decide`]).
-    pub fn code(&self, policy: Policy) -> u8 {
-        let context = match self {
+    /// Where this failure was met, as far as its exit code cares.
+    pub fn context(&self) -> Context {
+        match self {
             Failure::Input(_) => Context::Input,
             _ => Context::Deliver,
+        }
+    }
+
+    /// The exit code this failure calls for (see [`exit::decide`]).
+    pub fn code(&self, strict: bool) -> u8 {
+        let policy = Policy {
+            strict,
+            ..Policy::default()
         };
-        exit::decide(self.kind(), context, policy)
+        exit::decide(self.kind(), self.context(), policy)
     }
 }
 
@@ -123,15 +147,21 @@ impl fmt::Display for Failure {
                     (ErrorKind::NotFound, Dir::Root) if create == Create::No => {
                         "check the path, or pass -c/--create to create the maildir"
                     }
+                    (ErrorKind::NotFound, Dir::Root) if create == Create::Nested => {
+                        "check the path: it ends in a maildir's own tmp/, new/ or cur/; give \
+                         the maildir itself"
+                    }
                     (ErrorKind::NotFound, Dir::Root) => {
-                        "the directory that should contain the maildir does not exist"
+                        "the directory that should contain the maildir does not exist; \
+                         -p/--create-parents creates it too"
                     }
                     (ErrorKind::NotFound, _) if create == Create::No => {
                         "not a complete maildir; pass -c/--create to add tmp/, new/ and cur/"
                     }
                     (ErrorKind::NotDirectory, Dir::Root) => {
-                        "give the real path of a maildir directory (a symbolic link at the \
-                         maildir itself is not followed either)"
+                        "a maildir must be a directory (a symbolic link to one is fine; a \
+                         --folder that is a symbolic link is refused, and so is any symbolic \
+                         link above the maildir with -p/--create-parents)"
                     }
                     (ErrorKind::NotDirectory, _) => {
                         "refusing it: mdeliver never follows symbolic links inside a maildir; \

@@ -465,3 +465,24 @@ fn help() {
     assert_eq!(r.code, 0);
     insta::assert_snapshot!("lmtp_help", r.stdout);
 }
+
+/// `-c -p` creates a new domain's directory above the maildir; `-c` alone does not.
+#[test]
+fn create_parents_makes_a_new_domains_directory() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    let script = "LHLO x\r\nMAIL FROM:<s@y>\r\nRCPT TO:<zed@new.example>\r\nDATA\r\nhi\r\n.\r\n";
+    let r = lmtp(&["-c"], script, root);
+    assert!(
+        r.stdout.contains("450 4.2.0 mailbox unavailable"),
+        "{}",
+        r.stdout
+    );
+    let r = lmtp(&["-c", "-p"], script, root);
+    assert!(
+        r.stdout.ends_with("250 2.0.0 delivered\r\n"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(names(&root.join("new.example/zed/new")).len(), 1);
+}

@@ -203,6 +203,25 @@ fn cases() -> Vec<Case> {
             MSG,
         ),
         case("empty message", &["-c", "{D}/M"], b""),
+        // Nothing was read from standard input: the next maildir reads it again (and finds it
+        // empty too) rather than reporting it lost.
+        case(
+            "empty message, two maildirs",
+            &["-c", "{D}/A", "{D}/B"],
+            b"",
+        ),
+        Case {
+            setup: |d| {
+                cli_support::make_maildir(&d.join("A"));
+                cli_support::make_maildir(&d.join("B"));
+            },
+            // A dry run stores no copy to read back: the piped message is lost after the first.
+            ..case(
+                "dry run, two maildirs",
+                &["--dry-run", "-v", "{D}/A", "{D}/B"],
+                MSG,
+            )
+        },
         Case {
             usage: true,
             ..case("bad flags", &["-X", "S1", "{D}/M"], MSG)

@@ -89,6 +89,11 @@ pub struct LmtpArgs {
     #[arg(short = 'c', long)]
     pub create: bool,
 
+    /// With -c, also create the missing directories above the maildir (mode 0700), following
+    /// no symbolic link on the way (e.g. a new domain's directory)
+    #[arg(short = 'p', long, requires = "create")]
+    pub create_parents: bool,
+
     /// Refuse messages over SIZE bytes (suffix k, M or G) with 552 5.3.4
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_size: Option<u64>,

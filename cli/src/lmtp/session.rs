@@ -311,6 +311,8 @@ impl Server {
             sync: !self.args.no_fsync,
             disabled: self.disabled,
             keep_readable: false,
+            folder: false,
+            create_parents: self.args.create_parents,
         };
         LinuxFs::open(maildir, open).map_err(|(kind, part)| Failure::Open {
             kind,
@@ -325,7 +327,7 @@ impl Server {
             strict: self.args.strict_exit,
             quota_full: self.args.quota_full,
         };
-        let class = exit::class(f.code(policy));
+        let class = exit::class(exit::decide(f.kind(), exit::Context::Deliver, policy));
         let reply = Reply::Delivery(rfc3463::status(
             Failed::Delivery(f.kind()),
             class,

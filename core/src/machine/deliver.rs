@@ -995,19 +995,137 @@ where
 {
     let mut machine = Delivery::new(opts, fs.capabilities(), env);
     let mut file = None;
+    let done = drive(
+        fs,
+        env,
+        &mut machine,
+        &mut file,
+        source,
+        buf,
+        &mut after_write,
+        false,
+    );
+    done.unwrap_or_else(|| unreachable!("drive stops early only when asked to"))
+}
+
+/// [`deliver_with`] up to the file flush: the message is written (and `after_write` has run)
+/// but not yet flushed or named. `Err` is the outcome of a delivery that ended before that
+/// point (a failure, or any delivery without a file flush: [`Durability::None`]).
+///
+/// An import keeps a window of these and flushes them together ([`Fs::sync_all`]: one flush
+/// of the filesystem for many files instead of one each). Each file is still flushed before
+/// it is named, as [`deliver`] does.
+pub fn deliver_until_sync<F, E, R, H>(
+    fs: &mut F,
+    env: &mut E,
+    opts: Options,
+    source: &mut R,
+    buf: &mut [u8],
+    mut after_write: H,
+) -> Result<Unsynced<F>, Outcome>
+where
+    F: Fs + ?Sized,
+    E: Env + ?Sized,
+    R: embedded_io::Read + ?Sized,
+    H: FnMut(&mut Written<'_, F, R>),
+{
+    let mut machine = Delivery::new(opts, fs.capabilities(), env);
+    let mut file = None;
+    match drive(
+        fs,
+        env,
+        &mut machine,
+        &mut file,
+        source,
+        buf,
+        &mut after_write,
+        true,
+    ) {
+        Some(outcome) => Err(outcome),
+        None => Ok(Unsynced { machine, file }),
+    }
+}
+
+/// A delivery stopped at its file flush by [`deliver_until_sync`]: the message is written into
+/// tmp/ (its file still open), not yet flushed or named.
+pub struct Unsynced<F: Fs + ?Sized> {
+    machine: Delivery,
+    file: Option<F::File>,
+}
+
+impl<F: Fs + ?Sized> Unsynced<F> {
+    /// The rest of the delivery: flush the file, name it, and sync as the options say.
+    pub fn finish<E: Env + ?Sized>(mut self, fs: &mut F, env: &mut E) -> Outcome {
+        self.run(fs, env)
+    }
+
+    /// [`finish`](Unsynced::finish) for a file that a successful [`Fs::sync_all`] after its
+    /// write has flushed: its own flush is done.
+    pub fn finish_flushed<E: Env + ?Sized>(mut self, fs: &mut F, env: &mut E) -> Outcome {
+        if self.machine.poll() == Step::Op(Op::SyncFile) {
+            self.machine.feed(OpResult::Done, env);
+        }
+        self.run(fs, env)
+    }
+
+    /// Gives the message up (an earlier message of the window failed, and the import stops
+    /// before this one): it is never named; its file is closed and its tmp name removed.
+    pub fn abandon<E: Env + ?Sized>(mut self, fs: &mut F, env: &mut E) {
+        self.machine.fail(ErrorKind::Interrupted, Phase::SyncFile);
+        let _ = self.run(fs, env);
+    }
+
+    fn run<E: Env + ?Sized>(&mut self, fs: &mut F, env: &mut E) -> Outcome {
+        // The message is written: nothing is read any more.
+        let mut nothing: &[u8] = &[];
+        let mut hook = |_: &mut Written<'_, F, &[u8]>| {};
+        let done = drive(
+            fs,
+            env,
+            &mut self.machine,
+            &mut self.file,
+            &mut nothing,
+            &mut [],
+            &mut hook,
+            false,
+        );
+        done.unwrap_or_else(|| unreachable!("drive stops early only when asked to"))
+    }
+}
+
+/// Steps `machine` on `fs` until it is done (`Some(outcome)`), or, with `stop_at_sync`, until
+/// it asks for the file flush (`None`).
+#[allow(clippy::too_many_arguments)]
+fn drive<F, E, R, H>(
+    fs: &mut F,
+    env: &mut E,
+    machine: &mut Delivery,
+    file: &mut Option<F::File>,
+    source: &mut R,
+    buf: &mut [u8],
+    after_write: &mut H,
+    stop_at_sync: bool,
+) -> Option<Outcome>
+where
+    F: Fs + ?Sized,
+    E: Env + ?Sized,
+    R: embedded_io::Read + ?Sized,
+    H: FnMut(&mut Written<'_, F, R>),
+{
     loop {
         let op = match machine.poll() {
+            Step::Op(Op::SyncFile) if stop_at_sync => return None,
             Step::Op(op) => op,
-            Step::Done(outcome) => return outcome,
+            Step::Done(outcome) => return Some(outcome),
         };
         let wrote = op == Op::WriteMessage;
-        let result = crate::fs::perform(fs, env, &mut file, op, source, buf);
+        let result = crate::fs::perform(fs, env, file, op, source, buf);
         // Before feeding: the machine names the message as soon as it learns the write
         // succeeded (at once without syncs), and the hook may still change that name's flags.
         if wrote && matches!(result, OpResult::Written(n) if n > 0) {
             after_write(&mut Written {
                 source: &mut *source,
-                machine: &mut machine,
+                machine: &mut *machine,
                 fs: &mut *fs,
                 file: file.as_mut(),
             });

@@ -2,12 +2,16 @@
 //!
 //! [`MboxReader`] splits the mbox (any read size); each message is streamed through
 //! [`StatusFilter`] (removes `Status:`/`X-Status:`, learning their flags) and [`DateCapture`]
-//! (its `Date:`) into [`deliver_with`]. Right after a message is written and before it is
+//! (its `Date:`) into [`deliver_until_sync`]. Right after a message is written and before it is
 //! named, the hook picks new/ or cur/ and the flags ([`merge`]) and sets the file's
-//! modification time to its date ([`Fs::set_mtime`], best effort). With
-//! [`Durability::DeferDirSync`] messages are flushed one by one and their directories once per
-//! batch of [`BATCH`]; a message counts as delivered only after its batch's directory flush
-//! ([`ImportEvents::committed`]).
+//! modification time to its date ([`Fs::set_mtime`], best effort). Written messages wait in a
+//! window of [`WINDOW`]; then the window is flushed at once ([`Fs::sync_all`], else file by
+//! file) and each message named, in order.
+//! With [`Durability::DeferDirSync`] their directories are flushed once per batch of
+//! [`BATCH`]; a message counts as delivered only after its batch's directory flush
+//! ([`ImportEvents::committed`]). If a message of a window fails, the import stops there and
+//! the window's later messages are removed unnamed, so that what is delivered is always a
+//! prefix of the mbox.
 //!
 //! The import stops at the first malformed spot of the mbox (naming its byte offset), the
 //! first read error of the input, or the first message that cannot be delivered; what came
@@ -20,13 +24,21 @@
 use crate::env::Env;
 use crate::error::{Error, ErrorKind, Phase};
 use crate::fs::{Dir, Fs};
-use crate::machine::deliver::{deliver_with, Delivered, Options};
+use crate::machine::deliver::{
+    deliver_until_sync, Delivered, Options, Outcome, Strategy, Unsynced,
+};
 use crate::maildir::flags::Flags;
 use crate::mbox::{MboxError, MboxReader, Quoting, ReadError};
 use crate::message::{DateCapture, Observe, StatusFilter, Transformed};
 
 /// Messages delivered between two directory flushes.
 pub const BATCH: usize = 1024;
+
+/// Messages written before their files are flushed, together: one [`Fs::sync_all`] for the
+/// window instead of one flush per message (on a journaling filesystem each flush is a journal
+/// commit or a disk cache flush). Each message is still flushed before it is named. A
+/// divisor of [`BATCH`].
+pub const WINDOW: usize = 64;
 
 /// Buffer of each of the two transform layers (on the stack, re-made for every message).
 pub const LAYER: usize = 16 * 1024;
@@ -144,6 +156,24 @@ struct Batch {
 }
 
 impl Batch {
+    /// Message `number` was delivered as `d`: it waits for the batch's directory flush.
+    fn add<V: ImportEvents + ?Sized>(
+        &mut self,
+        number: u64,
+        d: &Delivered,
+        bytes: &mut u64,
+        events: &mut V,
+    ) {
+        *bytes += d.size;
+        self.count += 1;
+        self.sync_new |= d.needs_dir_sync && d.dir == Dir::New;
+        self.sync_cur |= d.needs_dir_sync && d.dir == Dir::Cur;
+        events.written(number, d);
+        if d.leftover_tmp {
+            events.leftover_tmp(number);
+        }
+    }
+
     /// Flushes the batch's directories, then reports its messages as committed. On failure
     /// the batch stays as it was (a later commit tries again).
     fn commit<F: Fs + ?Sized, V: ImportEvents + ?Sized>(
@@ -163,6 +193,69 @@ impl Batch {
         }
         *self = Batch::default();
         Ok(n)
+    }
+}
+
+/// Written messages not yet flushed or named ([`WINDOW`] of them at most), in mbox order.
+struct Window<F: Fs + ?Sized> {
+    waiting: heapless::Deque<(u64, Unsynced<F>), WINDOW>,
+    /// Whether messages may wait at all: only the `Exclusive` strategy, whose deliveries hold
+    /// nothing but their own file until they are named (a `Locked` delivery holds the
+    /// maildir's lock).
+    enabled: bool,
+}
+
+impl<F: Fs + ?Sized> Window<F> {
+    fn new(opts: Options) -> Self {
+        Window {
+            waiting: heapless::Deque::new(),
+            enabled: opts.strategy == Strategy::Exclusive,
+        }
+    }
+
+    fn push(&mut self, number: u64, unsynced: Unsynced<F>) {
+        if self.waiting.push_back((number, unsynced)).is_err() {
+            unreachable!("the window is finished whenever it is full");
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        !self.enabled || self.waiting.is_full()
+    }
+
+    /// Flushes and names every waiting message in order, calling `delivered` for each. On the
+    /// first failure the later ones are abandoned, and the error and message number returned.
+    fn finish<E: Env + ?Sized>(
+        &mut self,
+        fs: &mut F,
+        env: &mut E,
+        mut delivered: impl FnMut(u64, &Delivered),
+    ) -> Result<(), (Error, u64)> {
+        // One flush for all, where the filesystem can; if it cannot (or fails: then each
+        // file's own flush tells which messages are safe), each file is flushed by itself.
+        let flushed = self.waiting.len() > 1 && fs.sync_all().is_ok();
+        while let Some((number, unsynced)) = self.waiting.pop_front() {
+            let outcome: Outcome = if flushed {
+                unsynced.finish_flushed(fs, env)
+            } else {
+                unsynced.finish(fs, env)
+            };
+            match outcome {
+                Ok(d) => delivered(number, &d),
+                Err(e) => {
+                    self.abandon(fs, env);
+                    return Err((e, number));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every waiting message unnamed.
+    fn abandon<E: Env + ?Sized>(&mut self, fs: &mut F, env: &mut E) {
+        while let Some((_, unsynced)) = self.waiting.pop_front() {
+            unsynced.abandon(fs, env);
+        }
     }
 }
 
@@ -188,6 +281,7 @@ where
     let opts = settings.delivery;
     let extra = opts.flags;
     let mut batch = Batch::default();
+    let mut window = Window::<F>::new(opts);
     let (mut delivered, mut bytes, mut empty) = (0u64, 0u64, 0u64);
     let mut stop = None;
     loop {
@@ -210,7 +304,7 @@ where
         };
         let filtered = Transformed::<_, _, LAYER>::new(&mut tap, StatusFilter::new());
         let mut chain = Transformed::<_, _, LAYER>::new(filtered, Observe(DateCapture::date()));
-        let outcome = deliver_with(fs, env, opts, &mut chain, wbuf, |w| {
+        let outcome = deliver_until_sync(fs, env, opts, &mut chain, wbuf, |w| {
             let status = w.source.source_mut().transform().status();
             w.machine.set_flags(merge(status.maildir_info(), extra));
             let date = w.source.transform().0.timestamp().or(from_date);
@@ -219,18 +313,27 @@ where
                 let _ = w.fs.set_mtime(file, t);
             }
         });
-        match outcome {
-            Ok(d) => {
-                bytes += d.size;
-                batch.count += 1;
-                batch.sync_new |= d.needs_dir_sync && d.dir == Dir::New;
-                batch.sync_cur |= d.needs_dir_sync && d.dir == Dir::Cur;
-                events.written(number, &d);
-                if d.leftover_tmp {
-                    events.leftover_tmp(number);
-                }
+        let outcome = match outcome {
+            Ok(unsynced) => {
+                window.push(number, unsynced);
+                None
             }
-            Err(e) => match tap.failed.take() {
+            Err(outcome) => Some(outcome),
+        };
+        if window.is_full() || outcome.is_some() {
+            // Finish the window first: messages are named in the order of the mbox.
+            let finished = window.finish(fs, env, |number, d| {
+                batch.add(number, d, &mut bytes, events);
+            });
+            if let Err((error, number)) = finished {
+                stop = Some(Stop::Deliver { error, number });
+                break;
+            }
+        }
+        match outcome {
+            None => {}
+            Some(Ok(d)) => batch.add(number, &d, &mut bytes, events),
+            Some(Err(e)) => match tap.failed.take() {
                 Some(ReadError::Mbox(m)) => {
                     stop = Some(Stop::Mbox(m));
                     break;
@@ -260,6 +363,21 @@ where
             }
         }
         events.progress(number, reader.position());
+    }
+    // What the window still holds was read completely: it is delivered, unless an earlier
+    // message stopped the import (then it is removed).
+    if stop
+        .as_ref()
+        .is_some_and(|s| matches!(s, Stop::Deliver { .. }))
+    {
+        window.abandon(fs, env);
+    } else {
+        let finished = window.finish(fs, env, |number, d| {
+            batch.add(number, d, &mut bytes, events);
+        });
+        if let Err((error, number)) = finished {
+            stop = Some(Stop::Deliver { error, number });
+        }
     }
     events.reading_done();
     // After a failed batch flush above this tries once more: what it flushes is delivered.
@@ -305,6 +423,8 @@ mod tests {
         log: Log,
         mtimes: BTreeMap<u64, i64>,
         mtime_fails: bool,
+        /// Whether `sync_all` is supported.
+        sync_all: bool,
         calls: BTreeMap<&'static str, u32>,
         fail: Option<(&'static str, u32, ErrorKind)>,
     }
@@ -317,6 +437,7 @@ mod tests {
                 log: log.clone(),
                 mtimes: BTreeMap::new(),
                 mtime_fails: false,
+                sync_all: true,
                 calls: BTreeMap::new(),
                 fail: None,
             };
@@ -368,8 +489,20 @@ mod tests {
             self.mem.write(file, buf)
         }
         fn sync_file(&mut self, file: &mut u64) -> Result<(), ErrorKind> {
-            self.log.borrow_mut().push("sync_file".into());
+            let r = self.gate("sync_file");
+            let failed = if r.is_err() { " failed" } else { "" };
+            self.log.borrow_mut().push(format!("sync_file{failed}"));
+            r?;
             self.mem.sync_file(file)
+        }
+        fn sync_all(&mut self) -> Result<(), ErrorKind> {
+            if !self.sync_all {
+                return Err(ErrorKind::Unsupported);
+            }
+            let r = self.gate("sync_all");
+            let failed = if r.is_err() { " failed" } else { "" };
+            self.log.borrow_mut().push(format!("sync_all{failed}"));
+            r
         }
         fn close(&mut self, file: u64) -> Result<(), ErrorKind> {
             self.mem.close(file)
@@ -552,24 +685,23 @@ body 3\n>>From there\n";
             "Date: wins over the envelope"
         );
         assert!(fs.files(Dir::Tmp).is_empty());
-        // Each message's data is flushed before it is named; the directories once, at the end,
-        // and only then are the messages committed. Messages end at 66, 154 and 286; a message
-        // is over once the next `From ` (5 bytes) has been read.
+        // The window (all three) is flushed at once at the end, then named in order: each
+        // message's data is flushed before it is named; the directories once, and only then
+        // are the messages committed. Messages end at 66, 154 and 286; a message is over once
+        // the next `From ` (5 bytes) has been read.
         assert_eq!(
             lines(&log),
             [
                 "set_mtime -60",
-                "sync_file",
-                "written 1: 21 bytes -> new/N (dir sync due)",
                 "progress 1 at 71",
                 "set_mtime 1795888989",
-                "sync_file",
-                "written 2: 31 bytes -> cur/N:2,S (dir sync due)",
                 "progress 2 at 159",
                 "set_mtime 1000000000",
-                "sync_file",
-                "written 3: 72 bytes -> cur/N:2,FT (dir sync due)",
                 "progress 3 at 286",
+                "sync_all",
+                "written 1: 21 bytes -> new/N (dir sync due)",
+                "written 2: 31 bytes -> cur/N:2,S (dir sync due)",
+                "written 3: 72 bytes -> cur/N:2,FT (dir sync due)",
                 "reading_done",
                 "sync_dir new",
                 "sync_dir cur",
@@ -766,6 +898,123 @@ body 3\n>>From there\n";
         );
     }
 
+    /// An mbox of `n` one-line messages.
+    fn numbered(n: usize) -> Vec<u8> {
+        let mut mbox = Vec::new();
+        for i in 1..=n {
+            mbox.extend_from_slice(b"From a@example.org Sat Nov 28 18:03:09 2026\n");
+            mbox.extend_from_slice(format!("Subject: {i}\n\nbody {i}\n\n").as_bytes());
+        }
+        mbox
+    }
+
+    #[test]
+    fn a_window_is_flushed_together_once_it_is_full_and_named_in_mbox_order() {
+        let log = Log::default();
+        let (mut fs, mut env) = Probe::new(&log);
+        let n = WINDOW + 2;
+        let s = run(&mut fs, &mut env, &settings(None), &numbered(n), false);
+        assert!(s.stop.is_none() && s.flush.is_none());
+        assert_eq!(s.delivered, n as u64);
+        let log = lines(&log);
+        // One flush for each window (the second holds 2), after all of its messages were
+        // written, none file by file.
+        let flushes: Vec<usize> = (0..log.len()).filter(|&i| log[i] == "sync_all").collect();
+        assert_eq!(flushes.len(), 2);
+        let mtimes_before = |i: usize| {
+            log[..i]
+                .iter()
+                .filter(|l| l.starts_with("set_mtime"))
+                .count()
+        };
+        assert_eq!(
+            (mtimes_before(flushes[0]), mtimes_before(flushes[1])),
+            (WINDOW, n)
+        );
+        assert!(!log.iter().any(|l| l == "sync_file"));
+        // Named in order, the window's first before the last window's messages were written.
+        let written: Vec<usize> = log
+            .iter()
+            .filter_map(|l| l.strip_prefix("written "))
+            .map(|l| l.split(':').next().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(written, (1..=n).collect::<Vec<_>>());
+        let named = |number: usize| {
+            let prefix = format!("written {number}:");
+            log.iter().position(|l| l.starts_with(&prefix)).unwrap()
+        };
+        assert!(flushes[0] < named(1) && named(WINDOW) < flushes[1] && flushes[1] < named(n));
+        let mut bodies: Vec<Vec<u8>> = fs.files(Dir::New).into_iter().map(|f| f.1).collect();
+        bodies.sort();
+        let mut expected: Vec<Vec<u8>> = (1..=n)
+            .map(|i| format!("Subject: {i}\n\nbody {i}\n").into_bytes())
+            .collect();
+        expected.sort();
+        assert_eq!(bodies, expected);
+    }
+
+    #[test]
+    fn a_failed_window_flush_falls_back_to_flushing_each_file() {
+        let log = Log::default();
+        let (mut fs, mut env) = Probe::new(&log);
+        fs.fail = Some(("sync_all", 1, ErrorKind::Io));
+        let s = run(&mut fs, &mut env, &settings(None), &numbered(3), false);
+        assert!(s.stop.is_none() && s.flush.is_none());
+        assert_eq!(s.delivered, 3);
+        let flushes: Vec<String> = lines(&log)
+            .into_iter()
+            .filter(|l| l.starts_with("sync_"))
+            .collect();
+        assert_eq!(
+            flushes,
+            [
+                "sync_all failed",
+                "sync_file",
+                "sync_file",
+                "sync_file",
+                "sync_dir new"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_flush_in_a_window_delivers_exactly_the_messages_before_it() {
+        let log = Log::default();
+        let (mut fs, mut env) = Probe::new(&log);
+        // File by file (no sync_all): the third message's flush fails.
+        fs.sync_all = false;
+        fs.fail = Some(("sync_file", 3, ErrorKind::Io));
+        let s = run(&mut fs, &mut env, &settings(None), &numbered(5), false);
+        match s.stop {
+            Some(Stop::Deliver { error, number }) => {
+                assert_eq!(
+                    (error.kind, error.phase, number),
+                    (ErrorKind::Io, Phase::SyncFile, 3)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.delivered, 2, "messages 1 and 2");
+        // Messages 4 and 5 were written and waiting: they are removed, never named, so what is
+        // delivered is a prefix of the mbox and a rerun from message 3's offset duplicates
+        // nothing.
+        let mut bodies: Vec<Vec<u8>> = fs.files(Dir::New).into_iter().map(|f| f.1).collect();
+        bodies.sort();
+        assert_eq!(
+            bodies,
+            [&b"Subject: 1\n\nbody 1\n"[..], b"Subject: 2\n\nbody 2\n"]
+        );
+        assert!(fs.files(Dir::Tmp).is_empty(), "nothing left in tmp/");
+        assert_eq!(
+            lines(&log)
+                .iter()
+                .filter(|l| l.starts_with("sync_file"))
+                .count(),
+            3,
+            "4 and 5 are not flushed"
+        );
+    }
+
     #[test]
     fn a_second_name_left_in_tmp_is_reported_and_the_message_still_delivered() {
         let log = Log::default();
@@ -850,7 +1099,11 @@ body 3\n>>From there\n";
         assert_eq!(fs.files(Dir::New).len(), BATCH);
         let flushes: Vec<String> = lines(&log)
             .into_iter()
-            .filter(|l| !l.starts_with("written") && l != "sync_file" && !l.starts_with("set_"))
+            .filter(|l| {
+                !l.starts_with("written")
+                    && !l.starts_with("set_")
+                    && !matches!(l.as_str(), "sync_file" | "sync_all")
+            })
             .collect();
         assert_eq!(
             flushes,
