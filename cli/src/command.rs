@@ -14,6 +14,7 @@ use crate::list::ListArgs;
 use crate::lmtp::LmtpArgs;
 use crate::mail_args::MailArgs;
 use crate::quick_args;
+use crate::sieve::SieveArgs;
 
 /// A parsed command line.
 // Made once per process and matched at once: boxing the large variant would buy nothing.
@@ -29,6 +30,8 @@ pub enum Parsed {
     Flag(FlagArgs),
     /// `mdeliver check`.
     Check(CheckArgs),
+    /// `mdeliver sieve`.
+    Sieve(SieveArgs),
     /// `mdeliver lmtp`.
     Lmtp(Box<LmtpArgs>),
 }
@@ -71,17 +74,19 @@ SUBCOMMANDS
   mdeliver flag MAILDIR KEY [+FLAGS] [-FLAGS]  change a message's flags (moves new/ to cur/)
   mdeliver check [--repair] MAILDIR         report (and with --repair remove) stale tmp files \
 and other anomalies
+  mdeliver sieve check FILE                 compile a Sieve script, errors with line:column
+  mdeliver sieve test FILE MESSAGE          print the actions a Sieve script takes for a message
   mdeliver lmtp --maildir TEMPLATE [--listen ADDR]...  an LMTP delivery server
   mdeliver help SUBCOMMAND                  the subcommand's manual
 
-  A MAILDIR literally named list, flag, check, lmtp or help is taken as a subcommand: write it as \
+  A MAILDIR literally named list, flag, check, sieve, lmtp or help is taken as a subcommand: write it as \
 ./list (any path with a slash) to deliver into it.";
 
 /// The clap definition of the whole command line.
 pub fn definition() -> clap::Command {
     args::command(&format!("{LINUX_HELP}\n\n{SUBCOMMANDS_HELP}"))
         .override_usage(
-            "mdeliver [OPTIONS] <MAILDIR>...\n       mdeliver <list|flag|check> [OPTIONS] <MAILDIR> ...\n       mdeliver lmtp [OPTIONS] --maildir <TEMPLATE>",
+            "mdeliver [OPTIONS] <MAILDIR>...\n       mdeliver <list|flag|check|sieve> [OPTIONS] <MAILDIR> ...\n       mdeliver lmtp [OPTIONS] --maildir <TEMPLATE>",
         )
         .args_conflicts_with_subcommands(true)
         .subcommand_negates_reqs(true)
@@ -117,6 +122,7 @@ pub fn definition() -> clap::Command {
         .subcommand(ListArgs::command().name("list"))
         .subcommand(FlagArgs::command().name("flag"))
         .subcommand(CheckArgs::command().name("check"))
+        .subcommand(SieveArgs::command().name("sieve"))
         .subcommand(LmtpArgs::command().name("lmtp"))
 }
 
@@ -150,6 +156,7 @@ where
         Some(("list", sub)) => ListArgs::from_arg_matches(sub).map(Parsed::List),
         Some(("flag", sub)) => FlagArgs::from_arg_matches(sub).map(Parsed::Flag),
         Some(("check", sub)) => CheckArgs::from_arg_matches(sub).map(Parsed::Check),
+        Some(("sieve", sub)) => SieveArgs::from_arg_matches(sub).map(Parsed::Sieve),
         Some(("lmtp", sub)) => LmtpArgs::from_arg_matches(sub).map(|a| Parsed::Lmtp(Box::new(a))),
         _ => args::from_matches(&m, &argv).map(|(a, mail)| {
             let linux = LinuxArgs {

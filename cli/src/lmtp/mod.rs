@@ -23,7 +23,7 @@ use mdeliver_core::maildir::name::InfoSep;
 use mdeliver_core::Options;
 
 use crate::env::LinuxEnv;
-use crate::linux::Disabled;
+use crate::linux::{Disabled, StrategyKnobs};
 use mdeliver_driver::envelope::Settings;
 use mdeliver_driver::exit;
 use mdeliver_driver::mta_args::{parse_quota, parse_window, MtaArgs, QuotaFull};
@@ -229,6 +229,8 @@ pub struct Server {
     opts: Options,
     args: LmtpArgs,
     disabled: Disabled,
+    /// The testing knobs `MDELIVER_STRATEGY` and `MDELIVER_TEST_LOCK_STALE`.
+    knobs: StrategyKnobs,
     host: String,
     /// Host name and pid, read once; cloned for each delivery.
     env: LinuxEnv,
@@ -277,6 +279,7 @@ fn setup(args: LmtpArgs) -> Result<Server, (u8, String)> {
             ))
         })?,
     };
+    let knobs = StrategyKnobs::from_env().map_err(usage)?;
     let mta = MtaArgs {
         quota: args.quota,
         quota_full: args.quota_full,
@@ -311,6 +314,7 @@ fn setup(args: LmtpArgs) -> Result<Server, (u8, String)> {
         settings,
         opts,
         disabled,
+        knobs,
         env: LinuxEnv::new().with_host(Some(&host)),
         host,
         spool,

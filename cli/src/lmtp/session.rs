@@ -313,6 +313,7 @@ impl Server {
             keep_readable: false,
             folder: false,
             create_parents: self.args.create_parents,
+            strategy: self.knobs.strategy,
         };
         LinuxFs::open(maildir, open).map_err(|(kind, part)| Failure::Open {
             kind,
@@ -357,13 +358,19 @@ impl Server {
             }
         };
         let mut source = source;
+        // The strategy this filesystem calls for (the locked one on NFS), as the one-shot
+        // path chooses it.
+        let mut opts = r.fs.observed().choice.options(self.opts);
+        if let Some(secs) = self.knobs.lock_stale_secs {
+            opts.lock_stale_secs = secs;
+        }
         let fs = GroupFs::new(r.fs, self.committer.clone(), r.maildir.clone());
         let mut env = self.env.clone();
         let mut buf = vec![0u8; BUF.max(HEAD_MAX)];
         let (_, stored) = envelope::deliver(
             fs,
             &mut env,
-            self.opts,
+            opts,
             &settings,
             &mut source,
             true,
