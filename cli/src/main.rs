@@ -15,6 +15,7 @@ mod import_linux;
 mod input;
 mod linux;
 mod list;
+mod lmtp;
 mod maillog;
 mod privilege;
 mod quick_args;
@@ -43,6 +44,7 @@ pub fn run(argv: &[OsString]) -> ExitCode {
         Ok(command::Parsed::Flag(a)) => return flag::run(&a),
         Ok(command::Parsed::Check(a)) => return check::run(&a),
         Ok(command::Parsed::Sieve(a)) => return sieve::run_command(&a),
+        Ok(command::Parsed::Lmtp(a)) => return lmtp::run(*a),
         Err(code) => return code,
     };
     if let Some(message) = args::nested_create(&args) {
