@@ -185,8 +185,15 @@ row() { # label final-maildir strategy extra-args...
     local label=$1 final=$2 strategy=$3
     shift 3
     echo "== $label, strategy ${strategy:-auto}"
-    python3 "$repo/tests/multihost/run.py" --label "$label" --bin "$bin" --final "$final" \
-        --strategy "$strategy" --workers 2 --per-worker $per_worker "$@" >>"$results" || status=1
+    if ! python3 "$repo/tests/multihost/run.py" --label "$label" --bin "$bin" --final "$final" \
+        --strategy "$strategy" --workers 2 --per-worker $per_worker "$@" >>"$results"; then
+        if [ "$strategy" = exclusive ] && [ "$label" != "local ext4" ]; then
+            # The experiment: mdeliver never chooses Exclusive on a network filesystem.
+            echo "   (violations with Exclusive forced on $label: reported, not a failure)"
+        else
+            status=1
+        fi
+    fi
     tail -n 1 "$results" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); [print("   ", e.strip()[:300]) for e in r["errors_seen"][:12]]'
 }
 n=0
