@@ -327,6 +327,8 @@ impl Server {
         let policy = exit::Policy {
             strict: self.args.strict_exit,
             quota_full: self.args.quota_full,
+            // An LMTP client is an MTA, never a person at a terminal.
+            interactive: false,
         };
         let class = exit::class(exit::decide(f.kind(), exit::Context::Deliver, policy));
         let reply = Reply::Delivery(rfc3463::status(
@@ -367,15 +369,8 @@ impl Server {
         let fs = GroupFs::new(r.fs, self.committer.clone(), r.maildir.clone());
         let mut env = self.env.clone();
         let mut buf = vec![0u8; BUF.max(HEAD_MAX)];
-        let (_, stored) = envelope::deliver(
-            fs,
-            &mut env,
-            opts,
-            &settings,
-            &mut source,
-            true,
-            &mut buf,
-        );
+        let (_, stored) =
+            envelope::deliver(fs, &mut env, opts, &settings, &mut source, true, &mut buf);
         match stored {
             Ok(s) => {
                 if self.args.verbose >= 1 {
