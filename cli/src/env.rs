@@ -10,10 +10,15 @@ use rustix::time::{clock_gettime, ClockId};
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// The environment of this process.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct LinuxEnv {
     host: String,
     pid: u32,
+    /// Random bytes from one `getrandom`, handed out 8 at a time: an import names thousands
+    /// of messages, and one system call then serves 32 of them.
+    random: [u8; 256],
+    /// How many of `random` are used (all of them at first).
+    used: usize,
 }
 
 impl LinuxEnv {
@@ -24,7 +29,12 @@ impl LinuxEnv {
             .to_string_lossy()
             .into_owned();
         let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
-        LinuxEnv { host, pid }
+        LinuxEnv {
+            host,
+            pid,
+            random: [0; 256],
+            used: 256,
+        }
     }
 
     /// Uses `host` (`--host`), when given, instead of the system's host name.
@@ -53,18 +63,23 @@ impl Env for LinuxEnv {
     }
 
     fn random_u64(&mut self) -> u64 {
-        let mut b = [0u8; 8];
-        let mut filled = 0;
-        while filled < b.len() {
-            match getrandom(&mut b[filled..], GetRandomFlags::empty()) {
-                Ok(n) => filled += n,
-                Err(rustix::io::Errno::INTR) => {}
-                // getrandom(2) exists since Linux 3.17. Without it the name stays unique
-                // through pid, counter, time, device and inode; the random part is then
-                // only the clock's nanoseconds.
-                Err(_) => return clock_gettime(ClockId::Monotonic).tv_nsec as u64,
+        if self.used + 8 > self.random.len() {
+            let mut filled = 0;
+            while filled < self.random.len() {
+                match getrandom(&mut self.random[filled..], GetRandomFlags::empty()) {
+                    Ok(n) => filled += n,
+                    Err(rustix::io::Errno::INTR) => {}
+                    // getrandom(2) exists since Linux 3.17. Without it the name stays unique
+                    // through pid, counter, time, device and inode; the random part is then
+                    // only the clock's nanoseconds.
+                    Err(_) => return clock_gettime(ClockId::Monotonic).tv_nsec as u64,
+                }
             }
+            self.used = 0;
         }
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&self.random[self.used..self.used + 8]);
+        self.used += 8;
         u64::from_ne_bytes(b)
     }
 

@@ -13,9 +13,10 @@ fn command() -> clap::Command {
     crate::command::definition()
 }
 
-/// Handles `--generate-man` and `--generate-completions SHELL`; `None` for anything else.
-pub fn intercept() -> Option<ExitCode> {
-    let mut argv = std::env::args_os().skip(1);
+/// Handles `--generate-man` and `--generate-completions SHELL` in `argv` (the program name
+/// first); `None` for anything else.
+pub fn intercept(argv: &[std::ffi::OsString]) -> Option<ExitCode> {
+    let mut argv = argv.iter().skip(1);
     let first = argv.next()?;
     match first.to_str()? {
         "--generate-man" => {

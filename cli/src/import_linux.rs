@@ -1,27 +1,22 @@
-//! The Linux side of `-M/--mbox`: opens the one maildir (or its folder) through the Linux
-//! adapter, shows progress on a terminal (indicatif, with the input's size for an ETA), and
-//! runs the portable import of `import.rs`.
+//! The Linux side of `-M/--mbox`: progress on a terminal (indicatif, with the input's size for
+//! an ETA). The import itself is the driver's (`run.rs`, `import.rs`).
 
 use std::io::IsTerminal;
 use std::os::fd::AsFd;
-use std::process::ExitCode;
 use std::time::Instant;
 
 use crate::args::Args;
-use crate::env::LinuxEnv;
 use crate::import;
-use crate::input::Input;
-use crate::linux::{Disabled, LinuxFs, OpenOptions};
-use crate::mail_args::MailArgs;
 
 /// Progress on a terminal (indicatif), nothing otherwise.
-struct TermProgress {
+pub struct TermProgress {
     bar: Option<indicatif::ProgressBar>,
     started: Instant,
 }
 
 impl TermProgress {
-    fn new(total: Option<u64>) -> TermProgress {
+    /// A bar for `total` bytes (a spinner when unknown) on a terminal; nothing otherwise.
+    pub fn new(total: Option<u64>) -> TermProgress {
         let started = Instant::now();
         if !std::io::stderr().is_terminal() {
             return TermProgress { bar: None, started };
@@ -62,7 +57,7 @@ impl import::Progress for TermProgress {
 }
 
 /// The bytes left in the input, for the progress bar's ETA (regular files only).
-fn input_size(args: &Args) -> Option<u64> {
+pub fn input_size(args: &Args) -> Option<u64> {
     let st = match &args.input {
         Some(p) => rustix::fs::stat(p).ok()?,
         None => rustix::fs::fstat(std::io::stdin().as_fd()).ok()?,
@@ -74,33 +69,4 @@ fn input_size(args: &Args) -> Option<u64> {
             .unwrap_or(0),
     };
     regular.then(|| (st.st_size as u64).saturating_sub(offset))
-}
-
-/// `mdeliver -M`: checks the arguments, opens the one maildir (or its folder) and imports.
-pub fn main(args: &Args, mail: &MailArgs, disabled: Disabled, input: &mut Input) -> ExitCode {
-    let maildir = match import::one_maildir(args) {
-        Ok(m) => m,
-        Err(code) => return ExitCode::from(code),
-    };
-    let open = OpenOptions {
-        create: args.create,
-        sync: !args.no_fsync,
-        disabled,
-        keep_readable: false,
-    };
-    let target = match crate::folder::target(args, mail, maildir, open) {
-        Ok(t) => t,
-        Err((message, code)) => {
-            eprintln!("mdeliver: {}: {message}", maildir.display());
-            return ExitCode::from(code);
-        }
-    };
-    let mut fs = match LinuxFs::open(&target, open) {
-        Ok(fs) => fs,
-        Err((kind, part)) => return ExitCode::from(import::cannot_open(args, &target, kind, part)),
-    };
-    let mut env = LinuxEnv::new().with_host(args.host.as_deref());
-    let mut progress = TermProgress::new(input_size(args));
-    let code = import::run(args, mail, &mut fs, &mut env, &target, input, &mut progress);
-    ExitCode::from(code)
 }

@@ -159,6 +159,11 @@ impl<F: Fs> Fs for FaultFs<F> {
         self.check(OpKind::SyncFile)?;
         self.inner.sync_file(file)
     }
+    fn sync_all(&mut self) -> Result<(), ErrorKind> {
+        // A whole-filesystem flush fails the way a file's flush does.
+        self.check(OpKind::SyncFile)?;
+        self.inner.sync_all()
+    }
     fn close(&mut self, file: F::File) -> Result<(), ErrorKind> {
         // A failed close still closes.
         let r = self.check(OpKind::Close);
@@ -287,6 +292,11 @@ impl<F: Fs> Fs for TraceFs<F> {
     fn sync_file(&mut self, file: &mut F::File) -> Result<(), ErrorKind> {
         let r = self.inner.sync_file(file);
         self.rec("sync_file".into(), &r);
+        r
+    }
+    fn sync_all(&mut self) -> Result<(), ErrorKind> {
+        let r = self.inner.sync_all();
+        self.rec("sync_all".into(), &r);
         r
     }
     fn close(&mut self, file: F::File) -> Result<(), ErrorKind> {

@@ -59,3 +59,199 @@ fn the_kept_drift_schedule_replays_on_the_old_order_and_holds_on_the_new() {
     let r = explore(&fixed);
     assert!(r.violations.is_empty(), "{}", r.violations[0]);
 }
+
+// ------------------------------------------------------------------------------------------
+// Regression tests of issue 12's items in the composed machine, over the simulated
+// filesystem with scripted faults. Each names what it checks before and after the fix.
+
+use mdeliver_core::fs::{Capabilities, Dir, Fs};
+use mdeliver_core::machine::dedup::DedupOptions;
+use mdeliver_core::machine::mta::{Accepted, Mta, MtaOptions, MtaOutcome};
+use mdeliver_core::machine::quota::{CheckOptions, MAILDIRSIZE};
+use mdeliver_core::machine::run;
+use mdeliver_core::{ErrorKind, Phase};
+use mdeliver_tests::sim::env::SimEnv;
+use mdeliver_tests::sim::fs::{Persistence, Semantics, SimFs};
+use mdeliver_tests::sim::mta::body;
+use mdeliver_tests::wrap::{Fault, FaultFs, FaultPlan, OpKind};
+
+fn maildir(quota: bool) -> SimFs {
+    let mut fs = SimFs::new(Semantics::Posix, Capabilities::LINUX_LOCAL, Persistence::P2);
+    if quota {
+        fs.seed(Dir::Root, MAILDIRSIZE, b"100000S\n0 0\n");
+    }
+    fs
+}
+
+fn opts(dedup: bool, order: Order) -> MtaOptions {
+    MtaOptions {
+        quota: Some(CheckOptions::default()),
+        dedup: dedup.then_some(DedupOptions {
+            gc_every: 0,
+            ..DedupOptions::default()
+        }),
+        order,
+        ..MtaOptions::default()
+    }
+}
+
+fn deliver<F: Fs>(fs: &mut F, o: MtaOptions, m: usize, secs: u64) -> (MtaOutcome, SimEnv) {
+    let mut env = SimEnv::unique(1, 3);
+    env.micros = secs * 1_000_000;
+    let mut machine = Mta::new(o, fs.capabilities(), &mut env);
+    let b = body(m);
+    let mut buf = vec![0u8; 8192];
+    let r = run(&mut machine, fs, &mut env, &mut &b[..], &mut buf);
+    (r, env)
+}
+
+fn names(fs: &SimFs, d: Dir) -> Vec<String> {
+    fs.names(d).map(|(n, _)| n.to_string()).collect()
+}
+
+const T0: u64 = 1_800_000_000;
+
+/// One operation of `m` on `fs` (the message is `b`).
+fn one_step(
+    m: &mut Mta,
+    fs: &mut SimFs,
+    env: &mut SimEnv,
+    slots: &mut mdeliver_core::fs::Slots<SimFs>,
+    b: &[u8],
+    buf: &mut [u8],
+) {
+    use mdeliver_core::machine::{Machine, Step};
+    if matches!(m.poll(), Step::Op(mdeliver_core::Op::WriteMessage)) {
+        m.observe(b);
+    }
+    let Step::Op(op) = m.poll() else {
+        panic!("the delivery finished early")
+    };
+    let (r, n) = mdeliver_core::fs::perform(fs, env, slots, op, &mut &b[..], buf);
+    m.feed(r, &buf[..n], env);
+}
+
+/// Item 5: an append to `maildirsize` that fails (here `Permission`, as for a root-owned
+/// 0644 file and another deliverer uid) refuses the delivery before anything is published,
+/// with that error (exit 75, `4.2.0 mailbox not writable`). Before the fix the delivery
+/// succeeded and the line was dropped silently: the old order still does, shown here.
+#[test]
+fn item5_an_unwritable_maildirsize_defers_before_publishing() {
+    let fault = FaultPlan {
+        script: vec![(OpKind::Append, 0, Fault::Fail(ErrorKind::Permission))],
+        random: None,
+    };
+    let mut fs = FaultFs::new(maildir(true), fault.clone());
+    let (r, _) = deliver(&mut fs, opts(false, Order::AccountFirst), 0, T0);
+    let e = r.unwrap_err();
+    assert_eq!((e.kind, e.phase), (ErrorKind::Permission, Phase::Check));
+    assert!(names(&fs.inner, Dir::New).is_empty(), "nothing published");
+    assert!(names(&fs.inner, Dir::Tmp).is_empty(), "nothing left in tmp/");
+    assert_eq!(
+        fs.inner.contents(Dir::Root, MAILDIRSIZE).unwrap(),
+        b"100000S\n0 0\n"
+    );
+    // The old composition: stored, exit 0, the quota silently not kept.
+    let mut fs = FaultFs::new(maildir(true), fault);
+    let (r, _) = deliver(&mut fs, opts(false, Order::AccountLast), 0, T0);
+    assert!(matches!(r, Ok(Accepted::Stored { .. })));
+    assert_eq!(
+        fs.inner.contents(Dir::Root, MAILDIRSIZE).unwrap(),
+        b"100000S\n0 0\n"
+    );
+}
+
+/// Item 9: the disk fills while the duplicate index's reservation is written. The delivery
+/// fails (`NoSpace`, exit 75) and leaves no `mdeliver-dedup.*` entry behind, so the MTA's retry
+/// once space is back succeeds at once. Before the fix an empty entry stayed and every retry
+/// waited 10 s and deferred ("locked by another process") for about six minutes.
+#[test]
+fn item9_disk_full_while_reserving_leaves_no_entry_and_the_retry_succeeds() {
+    // Write 0 is the message's, write 1 the reservation's.
+    let fault = FaultPlan {
+        script: vec![(OpKind::Write, 1, Fault::Fail(ErrorKind::NoSpace))],
+        random: None,
+    };
+    let mut fs = FaultFs::new(maildir(true), fault);
+    let (r, _) = deliver(&mut fs, opts(true, Order::AccountFirst), 0, T0);
+    assert_eq!(r.unwrap_err().kind, ErrorKind::NoSpace);
+    let root = names(&fs.inner, Dir::Root);
+    assert!(
+        root.iter().all(|n| !n.starts_with("mdeliver-dedup.")),
+        "no entry left: {root:?}"
+    );
+    assert!(names(&fs.inner, Dir::New).is_empty());
+    let mut fs = fs.inner;
+    let (r, env) = deliver(&mut fs, opts(true, Order::AccountFirst), 0, T0 + 60);
+    assert!(matches!(r, Ok(Accepted::Stored { .. })), "{r:?}");
+    assert_eq!(env.secs(), T0 + 60, "the retry did not wait");
+}
+
+/// Item 9, the crash form: a deliverer killed between creating the entry and writing its
+/// reservation leaves an empty entry. A retry after the clock margin takes it over instead
+/// of waiting out a lease that no record states.
+#[test]
+fn item9_an_empty_entry_from_a_killed_deliverer_does_not_block_the_retry() {
+    let mut fs = maildir(true);
+    let entry = mdeliver_tests::sim::mta::key_of(0).entry_name();
+    fs.seed(Dir::Root, &entry, b"");
+    // `seed` stamps mtime 0: long before the retry.
+    let (r, env) = deliver(&mut fs, opts(true, Order::AccountFirst), 0, T0);
+    assert!(matches!(r, Ok(Accepted::Stored { .. })), "{r:?}");
+    assert_eq!(env.secs(), T0, "no waiting");
+}
+
+/// Item 2: a delivery crashed while the clock ran a day ahead left a reservation stamped in
+/// the future. The retry under the corrected clock treats it as stale (it is further ahead
+/// than the clock margin allows) and delivers at once. Before the fix every retry waited
+/// 10 s and deferred until that time had passed.
+#[test]
+fn item2_a_reservation_stamped_in_the_future_is_stale() {
+    let mut fs = maildir(true);
+    let ahead = T0 + 24 * 3600;
+    // The crashed delivery: run it until its reservation is on disk, then drop it.
+    let mut env = SimEnv::unique(2, 9);
+    env.micros = ahead * 1_000_000;
+    let o = opts(true, Order::AccountFirst);
+    let mut m = Mta::new(o, fs.capabilities(), &mut env);
+    let b = body(0);
+    let entry = mdeliver_tests::sim::mta::key_of(0).entry_name();
+    let mut slots = mdeliver_core::fs::Slots::default();
+    let mut buf = vec![0u8; 8192];
+    while fs.contents(Dir::Root, &entry).is_none_or(|d| d.is_empty()) {
+        one_step(&mut m, &mut fs, &mut env, &mut slots, &b, &mut buf);
+    }
+    let (r, env) = deliver(&mut fs, o, 0, T0);
+    assert!(matches!(r, Ok(Accepted::Stored { .. })), "{r:?}");
+    assert_eq!(env.secs(), T0, "no waiting for a time a day away");
+}
+
+/// Item 6: a `--dedup --quota` delivery killed after publishing, then retried (a suppressed
+/// duplicate), leaves `maildirsize` counting the stored message: the accounting came first
+/// and was flushed. The old order (after the commit, unflushed) leaves it uncounted.
+#[test]
+fn item6_a_kill_after_publishing_leaves_the_message_counted() {
+    for (order, counted) in [(Order::AccountFirst, true), (Order::AccountLast, false)] {
+        let mut fs = maildir(true);
+        let o = opts(true, order);
+        let mut env = SimEnv::unique(2, 9);
+        env.micros = T0 * 1_000_000;
+        let mut m = Mta::new(o, fs.capabilities(), &mut env);
+        let b = body(0);
+        let mut slots = mdeliver_core::fs::Slots::default();
+        let mut buf = vec![0u8; 8192];
+        // Step until the message is in new/, then one more step (its directory sync), and
+        // "kill": drop the machine; the crash keeps what was flushed.
+        while names(&fs, Dir::New).is_empty() {
+            one_step(&mut m, &mut fs, &mut env, &mut slots, &b, &mut buf);
+        }
+        let mut fs = fs.reboot(u64::MAX >> 44);
+        let (r, _) = deliver(&mut fs, o, 0, T0 + 3_600);
+        let stored = names(&fs, Dir::New).len();
+        assert_eq!(stored, 1, "{order:?}: {r:?}");
+        let f = mdeliver_core::machine::quota::parse_maildirsize(
+            fs.contents(Dir::Root, MAILDIRSIZE).unwrap(),
+        );
+        assert_eq!(f.usage.count == 1, counted, "{order:?}: {:?}", f.usage);
+    }
+}

@@ -50,7 +50,9 @@ pub struct Capabilities {
     pub hard_links: bool,
     /// Whether fsync of a directory makes its entries durable.
     pub dir_sync: bool,
-    /// Whether `O_EXCL` creation is atomic (false on old NFS).
+    /// Whether exclusive creation and link are answered truthfully: `O_EXCL` is atomic and no
+    /// reply is lost and answered again by a retransmit (false on network filesystems; the
+    /// strategy follows from it, see [`crate::machine::trust`]).
     pub atomic_exclusive: bool,
 }
 
@@ -300,6 +302,13 @@ pub trait Fs {
     fn write(&mut self, file: &mut Self::File, buf: &[u8]) -> Result<usize, ErrorKind>;
     /// Flushes the file's data to stable storage.
     fn sync_file(&mut self, file: &mut Self::File) -> Result<(), ErrorKind>;
+    /// Flushes every file and directory of the filesystem to stable storage at once (Linux
+    /// `syncfs`), failing if any write-back since the maildir was opened failed: one flush for
+    /// many files (an import's window) instead of one each. `Unsupported` (the default) where
+    /// that cannot be done or would not report errors; the caller then flushes file by file.
+    fn sync_all(&mut self) -> Result<(), ErrorKind> {
+        Err(ErrorKind::Unsupported)
+    }
     /// Closes the file.
     fn close(&mut self, file: Self::File) -> Result<(), ErrorKind>;
     /// Names an unnamed file; `Exists` if the name is taken.

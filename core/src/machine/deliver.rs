@@ -220,6 +220,12 @@ pub struct Delivery {
     result: Option<Outcome>,
 }
 
+/// Whether a cleanup unlink left its file where it was (it failed, and not because the file
+/// was already gone).
+fn left_behind(result: OpResult) -> bool {
+    matches!(result, OpResult::Err(e) if e != ErrorKind::NotFound)
+}
+
 impl Delivery {
     /// A machine for one delivery with these options on a filesystem with these capabilities.
     pub fn new<E: Env + ?Sized>(opts: Options, caps: Capabilities, env: &mut E) -> Delivery {
@@ -651,6 +657,9 @@ impl Delivery {
             },
             State::FailUnlinkPublished => {
                 self.is_published = false;
+                if left_behind(result) {
+                    self.note_left(self.target);
+                }
                 self.state = if self.opts.durability == Durability::None || !self.caps.dir_sync {
                     State::FailUnlinkTmp
                 } else {
@@ -663,6 +672,9 @@ impl Delivery {
             State::FailSyncDir => self.next_cleanup(),
             State::FailUnlinkTmp => {
                 self.tmp_exists = false;
+                if left_behind(result) {
+                    self.note_left(Dir::Tmp);
+                }
                 self.next_cleanup();
             }
             State::ReleaseLock => {
@@ -914,6 +926,16 @@ impl Delivery {
         self.next_cleanup();
     }
 
+    /// Notes in the failure that cleanup could not remove a file of it from `dir`.
+    fn note_left(&mut self, dir: Dir) {
+        if let Some(Err(e)) = &mut self.result {
+            // The published message matters more than a tmp/ copy.
+            if e.left.is_none() || dir != Dir::Tmp {
+                *e = e.with_left(dir);
+            }
+        }
+    }
+
     fn fail(&mut self, kind: ErrorKind, phase: Phase) {
         if self.result.is_none() {
             self.result = Some(Err(Error::new(kind, phase)));
@@ -1008,11 +1030,145 @@ where
     H: FnMut(&mut Written<'_, F, R>),
 {
     let mut machine = Delivery::new(opts, fs.capabilities(), env);
-    let mut slots = crate::fs::Slots::default();
-    loop {
+    let mut file = None;
+    let done = drive(
+        fs,
+        env,
+        &mut machine,
+        &mut file,
+        source,
+        buf,
+        &mut after_write,
+        false,
+    );
+    done.unwrap_or_else(|| unreachable!("drive stops early only when asked to"))
+}
+
+/// [`deliver_with`] up to the file flush: the message is written (and `after_write` has run)
+/// but not yet flushed or named ([`UntilSync::Unsynced`]), or the delivery ended before that
+/// point ([`UntilSync::Done`]: a failure, or any delivery without a file flush,
+/// [`Durability::None`]).
+///
+/// An import keeps a window of these and flushes them together ([`Fs::sync_all`]: one flush
+/// of the filesystem for many files instead of one each). Each file is still flushed before
+/// it is named, as [`deliver`] does.
+pub fn deliver_until_sync<F, E, R, H>(
+    fs: &mut F,
+    env: &mut E,
+    opts: Options,
+    source: &mut R,
+    buf: &mut [u8],
+    mut after_write: H,
+) -> UntilSync<F>
+where
+    F: Fs + ?Sized,
+    E: Env + ?Sized,
+    R: embedded_io::Read + ?Sized,
+    H: FnMut(&mut Written<'_, F, R>),
+{
+    let mut machine = Delivery::new(opts, fs.capabilities(), env);
+    let mut file = None;
+    match drive(
+        fs,
+        env,
+        &mut machine,
+        &mut file,
+        source,
+        buf,
+        &mut after_write,
+        true,
+    ) {
+        Some(outcome) => UntilSync::Done(outcome),
+        None => UntilSync::Unsynced(Unsynced { machine, file }),
+    }
+}
+
+/// Where [`deliver_until_sync`] stopped.
+// The machine is carried by value: there is no heap to box it in (and the caller moves it
+// straight into its window).
+#[allow(clippy::large_enum_variant)]
+pub enum UntilSync<F: Fs + ?Sized> {
+    /// The message is written, waiting for its flush.
+    Unsynced(Unsynced<F>),
+    /// The delivery ended before the flush.
+    Done(Outcome),
+}
+
+/// A delivery stopped at its file flush by [`deliver_until_sync`]: the message is written into
+/// tmp/ (its file still open), not yet flushed or named.
+pub struct Unsynced<F: Fs + ?Sized> {
+    machine: Delivery,
+    file: Option<F::File>,
+}
+
+impl<F: Fs + ?Sized> Unsynced<F> {
+    /// The rest of the delivery: flush the file, name it, and sync as the options say.
+    pub fn finish<E: Env + ?Sized>(mut self, fs: &mut F, env: &mut E) -> Outcome {
+        self.run(fs, env)
+    }
+
+    /// [`finish`](Unsynced::finish) for a file that a successful [`Fs::sync_all`] after its
+    /// write has flushed: its own flush is done.
+    pub fn finish_flushed<E: Env + ?Sized>(mut self, fs: &mut F, env: &mut E) -> Outcome {
+        if self.machine.poll() == Step::Op(Op::SyncFile) {
+            self.machine.feed(OpResult::Done, env);
+        }
+        self.run(fs, env)
+    }
+
+    /// Gives the message up (an earlier message of the window failed, and the import stops
+    /// before this one): it is never named; its file is closed and its tmp name removed.
+    pub fn abandon<E: Env + ?Sized>(mut self, fs: &mut F, env: &mut E) {
+        self.machine.fail(ErrorKind::Interrupted, Phase::SyncFile);
+        let _ = self.run(fs, env);
+    }
+
+    fn run<E: Env + ?Sized>(&mut self, fs: &mut F, env: &mut E) -> Outcome {
+        // The message is written: nothing is read any more.
+        let mut nothing: &[u8] = &[];
+        let mut hook = |_: &mut Written<'_, F, &[u8]>| {};
+        let done = drive(
+            fs,
+            env,
+            &mut self.machine,
+            &mut self.file,
+            &mut nothing,
+            &mut [],
+            &mut hook,
+            false,
+        );
+        done.unwrap_or_else(|| unreachable!("drive stops early only when asked to"))
+    }
+}
+
+/// Steps `machine` on `fs` until it is done (`Some(outcome)`), or, with `stop_at_sync`, until
+/// it asks for the file flush (`None`).
+#[allow(clippy::too_many_arguments)]
+fn drive<F, E, R, H>(
+    fs: &mut F,
+    env: &mut E,
+    machine: &mut Delivery,
+    file: &mut Option<F::File>,
+    source: &mut R,
+    buf: &mut [u8],
+    after_write: &mut H,
+    stop_at_sync: bool,
+) -> Option<Outcome>
+where
+    F: Fs + ?Sized,
+    E: Env + ?Sized,
+    R: embedded_io::Read + ?Sized,
+    H: FnMut(&mut Written<'_, F, R>),
+{
+    let mut slots = crate::fs::Slots {
+        file: file.take(),
+        stream: None,
+    };
+    let out = loop {
         let op = match machine.poll() {
+            Step::Op(Op::SyncFile) if stop_at_sync => break None,
             Step::Op(op) => op,
-            Step::Done(outcome) => return outcome,
+            Step::Done(outcome) => break Some(outcome),
         };
         let wrote = op == Op::WriteMessage;
         let (result, _) = crate::fs::perform(fs, env, &mut slots, op, source, buf);
@@ -1021,11 +1177,13 @@ where
         if wrote && matches!(result, OpResult::Written(n) if n > 0) {
             after_write(&mut Written {
                 source: &mut *source,
-                machine: &mut machine,
+                machine: &mut *machine,
                 fs: &mut *fs,
                 file: slots.file.as_mut(),
             });
         }
         machine.feed(result, env);
-    }
+    };
+    *file = slots.file;
+    out
 }

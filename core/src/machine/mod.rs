@@ -9,6 +9,8 @@
 //! - [`quota`]: the Maildir++ `maildirsize` check and recalculation.
 //! - [`dedup`]: the duplicate-suppression index that makes an MTA's retries exactly-once.
 //! - [`flagchange`]: a reader's flag change on one message.
+//! - [`trust`]: the strategy a filesystem gets: `Locked` where exclusive create and link
+//!   replies cannot be trusted.
 //! - [`mta`]: the MTA's delivery as one machine: duplicate check, quota check, publish, quota
 //!   accounting and duplicate commit, in that order.
 //!
@@ -29,6 +31,7 @@ pub mod flagchange;
 pub mod quota;
 pub mod scan;
 pub mod mta;
+pub mod trust;
 
 /// What a machine wants next.
 // The output may carry a name buffer by value: there is no heap to box it in.

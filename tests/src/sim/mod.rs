@@ -29,7 +29,8 @@ pub enum Invariant {
     /// 7. Every name used is a plain name inside the maildir.
     Confinement = 7,
     /// 8. After a crash and the MTA's retry of every unacknowledged delivery, each message
-    ///    is stored exactly once.
+    ///    is stored exactly once with the duplicate index (without it, at least once and at
+    ///    most once per attempt the MTA did not hear of).
     ExactlyOnce = 8,
     /// 9. After recovery, `maildirsize` never counts less than is stored, and more only by
     ///    what crashed attempts accounted before they could publish.

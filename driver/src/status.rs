@@ -1,5 +1,6 @@
-//! RFC 3463 status lines for MTAs (code and text are the core's, [`mdeliver_core::report::rfc3463`];
-//! the class follows the exit code), and the order in which mdeliver's output leaves.
+//! RFC 3463 status lines for MTAs (code and text are the core's,
+//! [`mdeliver_core::report::rfc3463`]; the class follows the exit code: [`exit::class`]), and
+//! the order in which output leaves.
 //!
 //! Postfix's local(8) (`mailbox_command`) and pipe(8) run a command with its standard output
 //! and standard error on *one* pipe, read it after the command exits, and, when the exit status
@@ -12,28 +13,35 @@
 
 use std::io::Write;
 
-use mdeliver_core::report::rfc3463::{self as rfc3463, Class, Failed};
-use mdeliver_core::ErrorKind;
+use mdeliver_core::report::rfc3463::{self as rfc3463, Failed};
+use mdeliver_core::{ErrorKind, Phase};
 
 use crate::exit;
 use crate::mta_args::QuotaFull;
 use crate::report::Failure;
 
-/// The exit code for `f`: [`Failure::code`], except that a message over the Maildir++ quota
-/// bounces (77, `EX_NOPERM`, as Courier's deliverquota) with `--quota-full=bounce`.
+/// The exit code for `f` with `--strict-exit` (`strict`) and `--quota-full` (see
+/// [`exit::decide`]).
 pub fn code(f: &Failure, strict: bool, quota_full: QuotaFull) -> u8 {
-    if f.kind() == ErrorKind::OverQuota && quota_full == QuotaFull::Bounce {
-        exit::NOPERM
-    } else {
-        f.code(strict)
-    }
+    let policy = exit::Policy {
+        strict,
+        quota_full,
+        ..exit::Policy::default()
+    };
+    exit::decide(f.kind(), f.context(), policy)
 }
 
 /// What failed, in the core's terms (the maildir's part and `-c` do not change the status).
 fn failed(f: &Failure) -> Failed {
     match *f {
         Failure::Open { kind, .. } => Failed::Delivery(kind),
-        Failure::Deliver(e) => Failed::Delivery(e.kind),
+        Failure::Deliver(e)
+            if e.kind == ErrorKind::NotDirectory
+                && matches!(e.phase, Phase::Quota | Phase::Dedup) =>
+        {
+            Failed::NotRegular
+        }
+        Failure::Deliver(_) => Failed::Delivery(f.kind()),
         Failure::InputLost => Failed::InputLost,
         Failure::Input(kind) => Failed::InputOpen(kind),
     }
@@ -42,12 +50,7 @@ fn failed(f: &Failure) -> Failed {
 /// The status line (without newline) for failure `f` that made mdeliver exit with `code`: the
 /// core's RFC 3463 status ([`rfc3463::status`]) in the class the exit code calls for.
 pub fn line(f: &Failure, code: u8, loop_address: Option<&str>) -> String {
-    let class = if code == exit::TEMPFAIL {
-        Class::Transient
-    } else {
-        Class::Permanent
-    };
-    rfc3463::status(failed(f), class, loop_address).to_string()
+    rfc3463::status(failed(f), exit::class(code), loop_address).to_string()
 }
 
 /// Everything mdeliver prints during a delivery, held until the end (see the module docs).
@@ -103,7 +106,7 @@ impl Output {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mdeliver_core::{Dir, Error, Phase};
+    use mdeliver_core::{Dir, Error, ErrorKind, Phase};
 
     #[test]
     fn class_follows_the_exit_code() {

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# mdeliver against the C delivery agents of Debian, side by side in one run: safecat, mblaze's
+# mdeliver, maildrop's deliverquota and procmail, one process per message, with /bin/true
+# spawned the same way as the floor. Workloads: sequential and P at once on a tmpfs (mounted
+# here) and on a disk directory, and `-M` (mbox import) against mblaze's `mdeliver -M` on both.
+# Every delivered file is checked byte for byte and leftovers in tmp/ are counted. Also prints
+# system calls per delivery (strace -f) and peak RSS for each tool. Not part of the test
+# suite: a measurement. Root (it mounts a tmpfs and installs Debian packages).
+#
+# Usage: bash bench/peers.sh [DISK_DIR]
+#   DISK_DIR  a directory on the disk to measure (default: target/bench-disk in this repo)
+# Environment (defaults in brackets):
+#   BENCH_N [2000]  messages per one-shot workload, sizes BENCH_MIN_KIB..BENCH_MAX_KIB [1..200]
+#   BENCH_P [4]     deliveries at once in the parallel workloads
+#   BENCH_MBOX_N [20000]  messages in the -M workloads (1..BENCH_MBOX_MAX_KIB [8] KiB); 0: skip
+#   BENCH_ROUNDS [1]      repeat every workload and keep each tool's best
+#   BENCH_ONLY            comma-separated workload filter, e.g. "tmpfs, sequential,-M"
+#   MDELIVER              the binary to measure (default: the static musl release build)
+#   BENCH_BASELINE        another mdeliver binary measured alongside (e.g. an older build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[[ $(id -u) == 0 ]] || { echo "peers.sh: run as root (mounts a tmpfs, installs packages)" >&2; exit 1; }
+disk=${1:-$(pwd)/target/bench-disk}
+
+need=()
+for pair in safecat:/usr/bin/safecat mblaze:/usr/bin/mdeliver maildrop:/usr/sbin/deliverquota \
+    procmail:/usr/bin/procmail strace:/usr/bin/strace time:/usr/bin/time; do
+    [[ -x ${pair#*:} ]] || need+=("${pair%%:*}")
+done
+if ((${#need[@]})); then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if [[ -z "${MDELIVER:-}" ]]; then
+    # The binary as installed: statically linked against musl (README "Installing").
+    rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1 || true
+    cargo build --release --quiet -p mdeliver --target x86_64-unknown-linux-musl
+    MDELIVER="${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-musl/release/mdeliver"
+fi
+
+mkdir -p "$disk"
+tmpfs=$(mktemp -d /tmp/mdeliver-peers.XXXXXX)
+mount -t tmpfs -o size=8g,mode=0700 mdeliver-bench "$tmpfs"
+work=$(mktemp -d "$disk/peers.XXXXXX")
+trap 'umount "$tmpfs"; rmdir "$tmpfs"; rm -rf "$work"' EXIT
+python3 bench/peers.py "$tmpfs" "$work" "$MDELIVER"

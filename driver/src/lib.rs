@@ -1,0 +1,20 @@
+//! `mdeliver-driver`: the std half shared by the Linux binary (`cli/`) and the WASI module
+//! (`wasi/`): the delivery command line, the translation of the MTA options, `-M`'s loop, the
+//! reports, status lines and exit codes. Every mail decision is the core's; what differs
+//! between the two binaries is only their adapters (filesystem, environment).
+
+pub mod args;
+pub mod envelope;
+pub mod exit;
+pub mod folder_report;
+pub mod import;
+pub mod json;
+pub mod mail_args;
+pub mod maillog;
+pub mod mta_args;
+pub mod outcome;
+pub mod report;
+pub mod run;
+pub mod signal;
+pub mod status;
+pub mod subscribe;
