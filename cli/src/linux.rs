@@ -6,8 +6,8 @@
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
-use mdeliver_core::fs::Stat;
 use mdeliver_core::fs::EntryName;
+use mdeliver_core::fs::Stat;
 use mdeliver_core::machine::trust::{self, Choice};
 use mdeliver_core::{Capabilities, Dir, ErrorKind, Fs, Strategy};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, RenameFlags, CWD};

@@ -122,6 +122,46 @@ fn main() {
     if let Some(f) = r.failures.values().next() {
         counterexamples.push(render(&cfg, f));
     }
+    // The composed MTA delivery (duplicate index, quota, publish, accounting, commit): every
+    // interleaving, a crash at every state (P2), then the MTA's retries and a later delivery.
+    let mut mta = mdeliver_tests::sim::mta::scenarios();
+    let mut old = mdeliver_tests::sim::mta::MtaScenario::new(
+        "mta dedup+quota, one message, OLD order (account last)",
+        vec![0],
+        true,
+        true,
+    );
+    old.order = mdeliver_core::machine::mta::Order::AccountLast;
+    mta.push(old);
+    for cfg in mta {
+        let t = std::time::Instant::now();
+        let r = mdeliver_tests::sim::mta::explore(&cfg);
+        let mut broken: Vec<String> = r
+            .violations
+            .iter()
+            .map(|v| format!("I{}", v.invariant as u8))
+            .collect();
+        broken.dedup();
+        println!(
+            "| Mta ({:?}) | {} | Exhaustive+crash+retry {} | {} | {} | {} | - | {} | {} | {:.2?} |",
+            cfg.order,
+            cfg.name,
+            cfg.persistence.as_str(),
+            r.executions,
+            r.states,
+            r.crash_states,
+            r.violations.len(),
+            if broken.is_empty() {
+                "none".into()
+            } else {
+                broken.join(" ")
+            },
+            t.elapsed()
+        );
+        if let Some(v) = r.violations.first() {
+            counterexamples.push(v.to_string());
+        }
+    }
     println!("\nrandomized schedules in total (Exclusive rows): {done}");
     for c in counterexamples {
         println!("\n{c}");

@@ -20,13 +20,9 @@ use mdeliver_core::env::{Env, Timestamp};
 use mdeliver_core::fs::{perform, Capabilities, Dir, EntryName, Fs, Op, OpResult, Slots, Stat};
 use mdeliver_core::machine::deliver::{Delivered, Durability, Options, Step, Strategy, LOCK_NAME};
 use mdeliver_core::machine::quota::{self, Decision, Limits, RecalcReason, Usage, Verdict};
-use mdeliver_core::machine::scan::{
-    classify, KeySet, Mark, Scan, ScanOptions, ScanStep,
-};
+use mdeliver_core::machine::scan::{classify, KeySet, Mark, Scan, ScanOptions, ScanStep};
 use mdeliver_core::maildir::flags::{BadFlag, Flags};
-use mdeliver_core::maildir::name::{
-    emit_with_flags, InfoSep, NameError, ParsedName, Unique,
-};
+use mdeliver_core::maildir::name::{emit_with_flags, InfoSep, NameError, ParsedName, Unique};
 use mdeliver_core::mbox::{self, Event, MboxError, MboxReader, Quoting};
 use mdeliver_core::message::{
     has_delivered_to, normalize_address, run_chunked, FromLine, FromLineMode, LoopCheck, Postmark,

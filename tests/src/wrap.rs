@@ -4,8 +4,8 @@
 //! simulator's `SimFs` or around the CLI's real adapter alike.
 
 use crate::sim::rng::Rng;
-use mdeliver_core::fs::{Capabilities, Dir, Fs, Stat};
 use mdeliver_core::fs::EntryName;
+use mdeliver_core::fs::{Capabilities, Dir, Fs, Stat};
 use mdeliver_core::ErrorKind;
 use std::fmt::Debug;
 
@@ -210,7 +210,8 @@ impl<F: Fs> Fs for FaultFs<F> {
             Some(Fault::Fail(k)) => Err(k),
             // A short append: the record's first half lands, the caller hears `Io`.
             Some(Fault::ShortWrite) if data.len() > 1 => {
-                self.inner.append(dir, name, &data[..data.len() / 2], sync)?;
+                self.inner
+                    .append(dir, name, &data[..data.len() / 2], sync)?;
                 Err(ErrorKind::Io)
             }
             _ => self.inner.append(dir, name, data, sync),

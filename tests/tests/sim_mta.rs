@@ -5,9 +5,9 @@
 //! The old composition order (accounting after the commit, unflushed) breaks invariant 9: its
 //! shortest counterexample is kept below as a schedule and replayed against both orders.
 
+use mdeliver_core::machine::mta::Order;
 use mdeliver_tests::sim::mta::{explore, replay, scenarios, MtaScenario};
 use mdeliver_tests::sim::Invariant;
-use mdeliver_core::machine::mta::Order;
 
 #[test]
 fn every_composed_scenario_holds_every_invariant() {
@@ -146,7 +146,10 @@ fn item5_an_unwritable_maildirsize_defers_before_publishing() {
     let e = r.unwrap_err();
     assert_eq!((e.kind, e.phase), (ErrorKind::Permission, Phase::Check));
     assert!(names(&fs.inner, Dir::New).is_empty(), "nothing published");
-    assert!(names(&fs.inner, Dir::Tmp).is_empty(), "nothing left in tmp/");
+    assert!(
+        names(&fs.inner, Dir::Tmp).is_empty(),
+        "nothing left in tmp/"
+    );
     assert_eq!(
         fs.inner.contents(Dir::Root, MAILDIRSIZE).unwrap(),
         b"100000S\n0 0\n"
@@ -194,8 +197,10 @@ fn item9_disk_full_while_reserving_leaves_no_entry_and_the_retry_succeeds() {
 fn item9_an_empty_entry_from_a_killed_deliverer_does_not_block_the_retry() {
     let mut fs = maildir(true);
     let entry = mdeliver_tests::sim::mta::key_of(0).entry_name();
-    fs.seed(Dir::Root, &entry, b"");
-    // `seed` stamps mtime 0: long before the retry.
+    let ino = fs.seed(Dir::Root, &entry, b"");
+    // Made two minutes before the retry: past the clock margin (60 s), well within the
+    // lease and margin (360 s) a reservation would be waited out for.
+    fs.inodes.get_mut(&ino).unwrap().mtime = T0 - 120;
     let (r, env) = deliver(&mut fs, opts(true, Order::AccountFirst), 0, T0);
     assert!(matches!(r, Ok(Accepted::Stored { .. })), "{r:?}");
     assert_eq!(env.secs(), T0, "no waiting");

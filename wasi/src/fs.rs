@@ -6,8 +6,8 @@
 //! runtime resolves every path inside the preopened directory, so nothing outside the sandbox
 //! can be reached, whatever symlinks the maildir holds.
 
-use mdeliver_core::fs::Stat;
 use mdeliver_core::fs::EntryName;
+use mdeliver_core::fs::Stat;
 use mdeliver_core::{Capabilities, Dir, ErrorKind, Fs};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -257,7 +257,11 @@ impl Fs for WasiFs {
         fs::read_dir(self.root.join(dir.as_str())).map_err(|e| kind_of(&e))
     }
 
-    fn read_dir(&mut self, stream: &mut fs::ReadDir, out: &mut EntryName) -> Result<bool, ErrorKind> {
+    fn read_dir(
+        &mut self,
+        stream: &mut fs::ReadDir,
+        out: &mut EntryName,
+    ) -> Result<bool, ErrorKind> {
         for entry in stream.by_ref() {
             let entry = entry.map_err(|e| kind_of(&e))?;
             let name = entry.file_name();

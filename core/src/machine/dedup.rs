@@ -859,9 +859,7 @@ impl Dedup {
             _ => &[][..],
         };
         match (self.state, result) {
-            (State::Reserve, OpResult::Done) if self.dir_sync => {
-                self.state = State::ReserveSyncDir
-            }
+            (State::Reserve, OpResult::Done) if self.dir_sync => self.state = State::ReserveSyncDir,
             (State::Reserve, OpResult::Done) => self.state = State::Holding,
             (State::Reserve, OpResult::Err(ErrorKind::Exists)) => self.state = State::InspectStat,
             (State::RecreateCreate, OpResult::Done) => {
@@ -896,9 +894,7 @@ impl Dedup {
                     self.fail(ErrorKind::Busy);
                 }
             }
-            (State::IntentAppend, OpResult::Err(ErrorKind::NotFound)) => {
-                self.fail(ErrorKind::Busy)
-            }
+            (State::IntentAppend, OpResult::Err(ErrorKind::NotFound)) => self.fail(ErrorKind::Busy),
             (State::CommitAppend, OpResult::Done) => {
                 self.finish(Finished::Stored { recreated: false })
             }
@@ -931,7 +927,9 @@ impl Dedup {
                 State::InspectRead | State::IntentRead(_) | State::TakeoverRead,
                 OpResult::Err(ErrorKind::NotFound),
             )
-            | (State::TakeoverAppend, OpResult::Err(ErrorKind::NotFound)) => self.reserve_again(now),
+            | (State::TakeoverAppend, OpResult::Err(ErrorKind::NotFound)) => {
+                self.reserve_again(now)
+            }
             (_, OpResult::Err(e)) => self.fail(e),
             _ => self.fail(ErrorKind::Io),
         }

@@ -3,8 +3,8 @@
 //! and, when another process renamed the message meanwhile, the changes re-applied to the
 //! flags of its current name, so a concurrent reader's flag change is kept, not overwritten.
 
-use crate::error::{Error, ErrorKind, Phase};
 use crate::env::NoEnv;
+use crate::error::{Error, ErrorKind, Phase};
 use crate::fs::{perform, Dir, EntryName, Fs, Op, Slots};
 use crate::machine::scan::{Move, MoveStep, MOVE_ATTEMPTS};
 use crate::maildir::flags::Flags;

@@ -28,9 +28,9 @@ use crate::fs::{perform, Fs, Op, OpResult, Slots};
 pub mod dedup;
 pub mod deliver;
 pub mod flagchange;
+pub mod mta;
 pub mod quota;
 pub mod scan;
-pub mod mta;
 pub mod trust;
 
 /// What a machine wants next.

@@ -374,11 +374,11 @@ impl Mta {
             self.line = quota::delivery_line(self.size);
             self.stage = Stage::Account;
         } else {
-            self.to_publish();
+            self.go_publish();
         }
     }
 
-    fn to_publish(&mut self) {
+    fn go_publish(&mut self) {
         self.intent_done = false;
         self.stage = Stage::Publish;
     }
@@ -393,7 +393,11 @@ impl Mta {
         self.intent_done = true;
     }
 
-    fn delivery_done<E: Env + ?Sized>(&mut self, outcome: crate::machine::deliver::Outcome, env: &mut E) {
+    fn delivery_done<E: Env + ?Sized>(
+        &mut self,
+        outcome: crate::machine::deliver::Outcome,
+        env: &mut E,
+    ) {
         if let Some((dir, name)) = self.duplicate.take() {
             return self.finish(Ok(Accepted::Duplicate { dir, name }));
         }
@@ -523,7 +527,8 @@ impl Machine for Mta {
     fn feed<E: Env + ?Sized>(&mut self, result: OpResult, data: &[u8], env: &mut E) {
         match self.stage {
             Stage::Write | Stage::Publish => {
-                let publishing = matches!(self.delivery.poll(), Step::Op(op) if op.publish_target().is_some());
+                let publishing =
+                    matches!(self.delivery.poll(), Step::Op(op) if op.publish_target().is_some());
                 if let (Step::Op(Op::WriteMessage), OpResult::Written(n)) =
                     (self.delivery.poll(), result)
                 {
@@ -547,11 +552,11 @@ impl Machine for Mta {
             Stage::Account => match result {
                 OpResult::Done => {
                     self.accounted = true;
-                    self.to_publish();
+                    self.go_publish();
                 }
                 // No `maildirsize` (removed since the check): nothing to keep up to date; the
                 // next recalculation counts the message.
-                OpResult::Err(ErrorKind::NotFound) => self.to_publish(),
+                OpResult::Err(ErrorKind::NotFound) => self.go_publish(),
                 r => {
                     let kind = r.err().unwrap_or(ErrorKind::Io);
                     self.refuse(Error::new(kind, Phase::Check));

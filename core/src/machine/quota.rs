@@ -780,9 +780,7 @@ impl QuotaCheck {
             (State::ListOpen(d), OpResult::Done) => self.state = State::ListNext(d),
             (State::ListNext(d), OpResult::Entry) => self.count_entry(d, entry),
             (State::ListNext(d), OpResult::End) => self.state = State::ListClose(d),
-            (State::ListClose(Dir::New), OpResult::Done) => {
-                self.state = State::ListOpen(Dir::Cur)
-            }
+            (State::ListClose(Dir::New), OpResult::Done) => self.state = State::ListOpen(Dir::Cur),
             (State::ListClose(_), OpResult::Done) => {
                 self.contents = fresh_contents(self.limits, self.sum);
                 self.create_attempts = 0;
@@ -798,7 +796,9 @@ impl QuotaCheck {
             // A name that is not UTF-8 (copied from an old system) is a message like any other:
             // counted, with the size its `,S=` says (it cannot be named in a `stat` here).
             if entry.first() != Some(&b'.') {
-                self.sum = self.sum.plus(Usage::message(size_in_name(entry).unwrap_or(0)));
+                self.sum = self
+                    .sum
+                    .plus(Usage::message(size_in_name(entry).unwrap_or(0)));
             }
             return;
         };
@@ -1211,8 +1211,15 @@ pub(crate) mod tests {
         let l = delivery_line(size);
         let mut env = TestEnv::new(fs.clock.clone(), 1);
         let op = account_op(&l);
-        crate::fs::perform(fs, &mut env, &mut crate::fs::Slots::default(), op, &mut &b""[..], &mut [])
-            .0
+        crate::fs::perform(
+            fs,
+            &mut env,
+            &mut crate::fs::Slots::default(),
+            op,
+            &mut &b""[..],
+            &mut [],
+        )
+        .0
     }
 
     /// A delivery under the quota through the composed machine: the delivery and the check.
@@ -1569,7 +1576,11 @@ pub(crate) mod tests {
             &mut &b""[..],
             &mut [],
         );
-        assert_eq!(r, OpResult::Err(ErrorKind::NotFound), "no file, nothing accounted");
+        assert_eq!(
+            r,
+            OpResult::Err(ErrorKind::NotFound),
+            "no file, nothing accounted"
+        );
     }
 
     #[test]
@@ -1630,8 +1641,14 @@ pub(crate) mod tests {
                         fs.put(Dir::New, "9.z.host,S=7", b"1234567");
                         fs.append(Dir::Root, MAILDIRSIZE, b"7 1\n", false).unwrap();
                     }
-                    let (r, n) =
-                        crate::fs::perform(&mut fs, &mut env, &mut slots, op, &mut &b""[..], &mut buf);
+                    let (r, n) = crate::fs::perform(
+                        &mut fs,
+                        &mut env,
+                        &mut slots,
+                        op,
+                        &mut &b""[..],
+                        &mut buf,
+                    );
                     m.feed(r, &buf[..n], &mut env);
                 }
             }
@@ -1728,8 +1745,14 @@ pub(crate) mod tests {
                         fs.put(Dir::New, "9.z.host,S=7", b"1234567");
                         fs.append(Dir::Root, MAILDIRSIZE, b"7 1\n", false).unwrap();
                     }
-                    let (r, n) =
-                        crate::fs::perform(&mut fs, &mut env, &mut slots, op, &mut &b""[..], &mut buf);
+                    let (r, n) = crate::fs::perform(
+                        &mut fs,
+                        &mut env,
+                        &mut slots,
+                        op,
+                        &mut &b""[..],
+                        &mut buf,
+                    );
                     m.feed(r, &buf[..n], &mut env);
                 }
             }

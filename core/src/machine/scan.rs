@@ -549,7 +549,14 @@ pub fn move_message<F: Fs + ?Sized>(fs: &mut F, mut machine: Move) -> Result<Dir
     loop {
         match machine.poll() {
             MoveStep::Op(op) => {
-                let (r, n) = perform(fs, &mut crate::env::NoEnv, &mut slots, op, &mut &b""[..], &mut name);
+                let (r, n) = perform(
+                    fs,
+                    &mut crate::env::NoEnv,
+                    &mut slots,
+                    op,
+                    &mut &b""[..],
+                    &mut name,
+                );
                 machine.feed(r, &name[..n]);
             }
             MoveStep::Done(r) => return r,

@@ -604,7 +604,13 @@ mod tests {
         ) -> Result<bool, ErrorKind> {
             self.mem.read_dir(s, out)
         }
-        fn append(&mut self, dir: Dir, name: &str, data: &[u8], sync: bool) -> Result<(), ErrorKind> {
+        fn append(
+            &mut self,
+            dir: Dir,
+            name: &str,
+            data: &[u8],
+            sync: bool,
+        ) -> Result<(), ErrorKind> {
             self.mem.append(dir, name, data, sync)
         }
         fn read_file(&mut self, dir: Dir, name: &str, buf: &mut [u8]) -> Result<usize, ErrorKind> {

@@ -25,11 +25,11 @@ pub mod trace;
 use embedded_io::Read;
 
 use crate::machine::dedup::DedupOptions;
+use crate::machine::deliver::{Delivered, Options};
 use crate::machine::mta::{Accepted, Mta, MtaOptions, Order};
+use crate::machine::quota::CheckOptions;
 use crate::machine::quota::RECALC_SIZE;
 use crate::machine::run;
-use crate::machine::deliver::{Delivered, Options};
-use crate::machine::quota::CheckOptions;
 use crate::maildir::name::NameBuf;
 use crate::message::{FromLine, FromLineMode, Prefixed, Prelude, PreludeFields, Transformed};
 use crate::{Dir, Env, Error, ErrorKind, Fs, Phase};

@@ -6,8 +6,8 @@
 //! is lost) is asked of a [`Chooser`], so the explorer can enumerate them and a schedule string
 //! can replay them.
 
-use mdeliver_core::fs::{Capabilities, Dir, Fs, Stat};
 use mdeliver_core::fs::EntryName;
+use mdeliver_core::fs::{Capabilities, Dir, Fs, Stat};
 use mdeliver_core::ErrorKind;
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};

@@ -78,7 +78,11 @@ impl MtaScenario {
     }
 
     fn initial(&self) -> World {
-        let mut fs = SimFs::new(Semantics::Posix, Capabilities::LINUX_LOCAL, self.persistence);
+        let mut fs = SimFs::new(
+            Semantics::Posix,
+            Capabilities::LINUX_LOCAL,
+            self.persistence,
+        );
         if self.quota {
             fs.seed(Dir::Root, MAILDIRSIZE, b"1000000S\n0 0\n");
         }
@@ -190,7 +194,14 @@ fn step_agent(fs: &mut SimFs, agent: &mut Agent) {
         Step::Op(Op::WriteMessage) => {
             // The machine sees the bytes as they stream (its duplicate key).
             agent.m.observe(&body);
-            perform(fs, &mut agent.env, &mut slots, Op::WriteMessage, &mut &body[..], &mut buf)
+            perform(
+                fs,
+                &mut agent.env,
+                &mut slots,
+                Op::WriteMessage,
+                &mut &body[..],
+                &mut buf,
+            )
         }
         Step::Op(op) => perform(fs, &mut agent.env, &mut slots, op, &mut &b""[..], &mut buf),
     };
@@ -239,7 +250,11 @@ pub struct MtaViolation {
 
 impl std::fmt::Display for MtaViolation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {} [schedule {}]", self.invariant, self.what, self.schedule)
+        write!(
+            f,
+            "{}: {} [schedule {}]",
+            self.invariant, self.what, self.schedule
+        )
     }
 }
 
@@ -304,7 +319,11 @@ fn recover(cfg: &MtaScenario, mut fs: SimFs, agents: &[Agent]) -> Option<(Invari
             else {
                 return Some((
                     Invariant::NoPartial,
-                    format!("{}/{name} holds {} bytes that are no message", d.as_str(), data.len()),
+                    format!(
+                        "{}/{name} holds {} bytes that are no message",
+                        d.as_str(),
+                        data.len()
+                    ),
                 ));
             };
             *copies.entry(m).or_default() += 1;
@@ -335,7 +354,12 @@ fn recover(cfg: &MtaScenario, mut fs: SimFs, agents: &[Agent]) -> Option<(Invari
         };
         let f = parse_maildirsize(data);
         let (bytes, count) = (f.usage.bytes, f.usage.count);
-        let max = cfg.messages.iter().map(|&m| body(m).len() as u64).max().unwrap_or(0);
+        let max = cfg
+            .messages
+            .iter()
+            .map(|&m| body(m).len() as u64)
+            .max()
+            .unwrap_or(0);
         let slack = unacked as u64;
         let under = bytes < stored_bytes || count < stored_count;
         let over = count > stored_count + slack || bytes > stored_bytes + slack * max;
@@ -422,7 +446,11 @@ pub fn replay(cfg: &MtaScenario, schedule: &str) -> Option<(Invariant, String)> 
     }
     match crash {
         "-" => recover(cfg, w.fs.clone(), &w.agents),
-        spec => recover(cfg, w.fs.reboot(spec.parse().expect("a crash spec")), &w.agents),
+        spec => recover(
+            cfg,
+            w.fs.reboot(spec.parse().expect("a crash spec")),
+            &w.agents,
+        ),
     }
 }
 
@@ -457,7 +485,12 @@ pub fn scenarios() -> Vec<MtaScenario> {
             quota,
         ));
     }
-    let mut r = MtaScenario::new("mta dedup+quota, two messages, renaming reader", vec![0, 1], true, true);
+    let mut r = MtaScenario::new(
+        "mta dedup+quota, two messages, renaming reader",
+        vec![0, 1],
+        true,
+        true,
+    );
     r.reader = true;
     v.push(r);
     v

@@ -11,8 +11,7 @@ use crate::wrap::{FaultFs, FaultPlan};
 use mdeliver_core::fs::{perform, Capabilities, Dir, Fs, Op, OpResult, Slots};
 use mdeliver_core::machine::deliver::{Delivery, Durability, Options, Outcome, Step, Strategy};
 use mdeliver_core::machine::scan::{
-    classify, KeySet, Mark, Move, MoveStep, Scan, ScanOptions,
-    ScanStep,
+    classify, KeySet, Mark, Move, MoveStep, Scan, ScanOptions, ScanStep,
 };
 use mdeliver_core::maildir::name::{InfoSep, ParsedName};
 use mdeliver_core::{ErrorKind, Flags};
@@ -961,7 +960,9 @@ fn step_reader(fs: &mut FaultFs<SimFs>, r: &mut Reader) -> String {
         }
         Active::Core(m, stream, _) => {
             let line = match m.poll() {
-                MoveStep::Op(op) if !matches!(op, Op::OpenDir { .. } | Op::NextEntry | Op::CloseDir) => {
+                MoveStep::Op(op)
+                    if !matches!(op, Op::OpenDir { .. } | Op::NextEntry | Op::CloseDir) =>
+                {
                     let shown = show_op(&op);
                     let res = match op {
                         Op::Rename {
