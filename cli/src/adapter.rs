@@ -41,6 +41,7 @@ impl Linux {
                 sync: !args.no_fsync,
                 disabled,
                 strategy: knobs.strategy,
+                probe_rename: true,
                 ..OpenOptions::default()
             },
             sep,

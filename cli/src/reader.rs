@@ -39,6 +39,7 @@ pub fn open(path: &Path) -> Result<LinuxFs, OpenFailure> {
         disabled,
         keep_readable: false,
         strategy: None,
+        probe_rename: false,
     };
     LinuxFs::open(path, opts).map_err(|(kind, part)| {
         let at = match part {
