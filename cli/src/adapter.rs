@@ -3,13 +3,16 @@
 //! delivered message kept open to copy it into further maildirs, and a progress bar for `-M`.
 
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use mdeliver_core::maildir::folder::FolderFailure;
+use mdeliver_core::maildir::folder::{FolderFailure, NameEncoding};
 use mdeliver_core::maildir::name::InfoSep;
 use mdeliver_core::{Dir, ErrorKind, Options};
 use mdeliver_driver::args::Args;
 use mdeliver_driver::envelope::Stored;
+use mdeliver_driver::folder_report::Resolved;
+use mdeliver_driver::mail_args::MailArgs;
+use mdeliver_driver::maillog::Severity;
 use mdeliver_driver::run::Adapter;
 
 use crate::env::LinuxEnv;
@@ -27,24 +30,38 @@ pub struct Linux {
     open: OpenOptions,
     /// `--info-separator`.
     sep: InfoSep,
+    /// `--folder-encoding`.
+    enc: NameEncoding,
+    /// Write the mail log (`maillog.rs`).
+    log: bool,
     /// `MDELIVER_TEST_LOCK_STALE` (the forced strategy is in `open`).
     lock_stale_secs: Option<u64>,
 }
 
 impl Linux {
-    /// The adapter for `args`, `sep`, `disabled` and the strategy `knobs`.
-    pub fn new(args: &Args, sep: InfoSep, disabled: Disabled, knobs: StrategyKnobs) -> Linux {
+    /// The adapter for `args` and `mail`, with `disabled`, the mail log when `log`, and the
+    /// strategy `knobs`.
+    pub fn new(
+        args: &Args,
+        mail: &MailArgs,
+        disabled: Disabled,
+        log: bool,
+        knobs: StrategyKnobs,
+    ) -> Linux {
         Linux {
             host: args.host.clone(),
             env: None,
             open: OpenOptions {
                 sync: !args.no_fsync,
                 disabled,
+                create_parents: args.create_parents,
                 strategy: knobs.strategy,
                 probe_rename: true,
                 ..OpenOptions::default()
             },
-            sep,
+            sep: mail.info_separator,
+            enc: mail.folder_encoding.core(),
+            log,
             lock_stale_secs: knobs.lock_stale_secs,
         }
     }
@@ -62,7 +79,7 @@ impl Adapter for Linux {
             .get_or_insert_with(|| LinuxEnv::new().with_host(host))
     }
 
-    fn stdin(&mut self) -> Input {
+    fn stdin(&mut self) -> Result<Input, ErrorKind> {
         Input::stdin()
     }
 
@@ -75,8 +92,8 @@ impl Adapter for Linux {
         maildir: &Path,
         name: &OsStr,
         create: bool,
-    ) -> Result<PathBuf, FolderFailure> {
-        crate::folder::resolve(maildir, name, self.sep, create, self.open)
+    ) -> Result<Resolved, FolderFailure> {
+        crate::folder::resolve(maildir, name, (self.sep, self.enc), create, self.open)
     }
 
     fn open(
@@ -84,6 +101,7 @@ impl Adapter for Linux {
         maildir: &Path,
         create: bool,
         keep: bool,
+        folder: bool,
     ) -> Result<LinuxFs, (ErrorKind, Dir)> {
         let keep_readable = keep;
         LinuxFs::open(
@@ -91,6 +109,7 @@ impl Adapter for Linux {
             OpenOptions {
                 create,
                 keep_readable,
+                folder,
                 ..self.open
             },
         )
@@ -116,5 +135,13 @@ impl Adapter for Linux {
 
     fn progress(&mut self, args: &Args) -> TermProgress {
         TermProgress::new(crate::import_linux::input_size(args))
+    }
+
+    fn logging(&self) -> bool {
+        self.log
+    }
+
+    fn log(&mut self, lines: &[(Severity, String)]) {
+        crate::maillog::send(lines);
     }
 }

@@ -320,6 +320,14 @@ pub struct OpenOptions {
     /// Open message files readable and keep the last one open after `close`, so the driver
     /// can copy the delivered message into further maildirs without going by name.
     pub keep_readable: bool,
+    /// The path is a Maildir++ folder inside a maildir: a symbolic link there is refused like
+    /// one at tmp/, new/ or cur/. Otherwise the path is a maildir root, which may be a symbolic
+    /// link (common for `~/Maildir`, and harmless: everything inside is opened relative to the
+    /// directory it resolves to, never following another link).
+    pub folder: bool,
+    /// With `create`, also create the missing directories above the maildir
+    /// ([`make_parents`]).
+    pub create_parents: bool,
     /// The strategy to use whatever the filesystem ([`STRATEGY_VAR`]).
     pub strategy: Option<Strategy>,
     /// Probe rename-noreplace on a network filesystem (deliveries, for `-vv`; the readers'
@@ -339,6 +347,9 @@ pub struct LinuxFs {
     /// The `O_TMPFILE` opened by the capability probe, handed out by the first
     /// `create_anonymous` so the probe costs no extra system call.
     spare_tmpfile: Option<OwnedFd>,
+    /// The maildir's group when the maildir is group-writable (a shared maildir): every file
+    /// created in it gets mode 0660 and this group, as Dovecot does.
+    shared_gid: Option<u32>,
     /// The last message file closed, when `keep_readable`.
     kept: Vec<OwnedFd>,
     /// The errno of the last refused `O_TMPFILE` (for the report).
@@ -379,9 +390,22 @@ const DIR_FLAGS: OFlags = OFlags::DIRECTORY
     .union(OFlags::RDONLY);
 const MODE_DIR: Mode = Mode::RWXU;
 const MODE_FILE: Mode = Mode::RUSR.union(Mode::WUSR);
+const MODE_SHARED: Mode = MODE_FILE.union(Mode::RGRP).union(Mode::WGRP);
 
-fn open_dir_at(dirfd: BorrowedFd<'_>, name: &Path) -> Result<OwnedFd, ErrorKind> {
-    rfs::openat(dirfd, name, DIR_FLAGS, Mode::empty()).map_err(other)
+/// The group of a maildir whose root (`stat`) is group-writable.
+fn shared_gid(stat: &Option<rfs::Stat>) -> Option<u32> {
+    stat.as_ref()
+        .filter(|s| s.st_mode & 0o020 != 0)
+        .map(|s| s.st_gid)
+}
+
+fn open_dir_at(dirfd: BorrowedFd<'_>, name: &Path, follow: bool) -> Result<OwnedFd, ErrorKind> {
+    let flags = if follow {
+        DIR_FLAGS.difference(OFlags::NOFOLLOW)
+    } else {
+        DIR_FLAGS
+    };
+    rfs::openat(dirfd, name, flags, Mode::empty()).map_err(other)
 }
 
 /// Opens the directory `name`; with `create`, makes it (mode 0700) if missing and notes that in
@@ -390,20 +414,54 @@ fn open_dir_at(dirfd: BorrowedFd<'_>, name: &Path) -> Result<OwnedFd, ErrorKind>
 fn open_dir(
     dirfd: BorrowedFd<'_>,
     name: &Path,
-    create: bool,
+    (create, follow): (bool, bool),
     created: &mut bool,
 ) -> Result<OwnedFd, ErrorKind> {
-    match open_dir_at(dirfd, name) {
+    match open_dir_at(dirfd, name, follow) {
         Err(ErrorKind::NotFound) if create => {
             match rfs::mkdirat(dirfd, name, MODE_DIR) {
                 Ok(()) => *created = true,
                 Err(Errno::EXIST) => {}
                 Err(e) => return Err(other(e)),
             }
-            open_dir_at(dirfd, name)
+            open_dir_at(dirfd, name, follow)
         }
         r => r,
     }
+}
+
+/// Creates the missing directories above `path` (mode 0700), walking from `/` (or the working
+/// directory) one component at a time with `openat(O_DIRECTORY|O_NOFOLLOW)` and `mkdirat`, so
+/// a symbolic link anywhere on the way is refused ([`ErrorKind::NotDirectory`]) rather than
+/// followed, even one swapped in while we walk. With `sync`, each directory that gained an
+/// entry is flushed.
+fn make_parents(path: &Path, sync: bool) -> Result<(), ErrorKind> {
+    use std::path::Component;
+    let Some(parent) = path.parent() else {
+        return Ok(());
+    };
+    let start = if path.is_absolute() { "/" } else { "." };
+    let mut dir = rfs::openat(
+        CWD,
+        start,
+        DIR_FLAGS.difference(OFlags::NOFOLLOW),
+        Mode::empty(),
+    )
+    .map_err(other)?;
+    for comp in parent.components() {
+        let name = match comp {
+            Component::Normal(n) => n,
+            Component::ParentDir => comp.as_os_str(),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => continue,
+        };
+        let mut created = false;
+        let next = open_dir(dir.as_fd(), Path::new(name), (true, false), &mut created)?;
+        if created && sync {
+            rfs::fsync(&dir).map_err(other)?;
+        }
+        dir = next;
+    }
+    Ok(())
 }
 
 impl LinuxFs {
@@ -412,7 +470,12 @@ impl LinuxFs {
     pub fn open(path: &Path, opts: OpenOptions) -> Result<LinuxFs, (ErrorKind, Dir)> {
         let root_err = |k| (k, Dir::Root);
         let mut created_root = false;
-        let root = open_dir(CWD, path, opts.create, &mut created_root).map_err(root_err)?;
+        if opts.create && opts.create_parents {
+            make_parents(path, opts.sync).map_err(root_err)?;
+        }
+        let follow_root = !opts.folder;
+        let root =
+            open_dir(CWD, path, (opts.create, follow_root), &mut created_root).map_err(root_err)?;
         if created_root && opts.sync {
             let parent = match path.parent() {
                 Some(p) if !p.as_os_str().is_empty() => p,
@@ -432,7 +495,7 @@ impl LinuxFs {
             open_dir(
                 root.as_fd(),
                 Path::new(d.as_str()),
-                opts.create,
+                (opts.create, false),
                 &mut created,
             )
             .map_err(|k| (k, d))
@@ -446,6 +509,7 @@ impl LinuxFs {
             rfs::fsync(&root).map_err(|e| root_err(other(e)))?;
         }
         let d = opts.disabled;
+        let root_stat = rfs::fstat(&root).ok();
         let fs_type = FsType::of(rfs::fstatfs(&root).map_or(0, |s| s.f_type as u64));
         let observed_caps = Capabilities {
             anonymous_tmp: false,
@@ -468,6 +532,7 @@ impl LinuxFs {
             keep_readable: opts.keep_readable,
             spare_tmpfile: None,
             kept: Vec::new(),
+            shared_gid: shared_gid(&root_stat),
             last_tmpfile_errno: Errno::OPNOTSUPP,
             syncfs_reports_errors: None,
         };
@@ -581,7 +646,8 @@ impl LinuxFs {
         kept.into_iter().next_back()
     }
 
-    fn dirfd(&self, dir: Dir) -> BorrowedFd<'_> {
+    /// The held descriptor of `dir` (the LMTP server flushes it through its group commit).
+    pub fn dirfd(&self, dir: Dir) -> BorrowedFd<'_> {
         match dir {
             Dir::Root => self.root.as_fd(),
             Dir::Tmp => self.subdirs[0].as_fd(),
@@ -600,10 +666,24 @@ impl LinuxFs {
 
     fn open_tmpfile(&mut self, dir: Dir) -> Result<OwnedFd, ErrorKind> {
         let flags = OFlags::TMPFILE | self.access_mode() | OFlags::CLOEXEC;
-        rfs::openat(self.dirfd(dir), ".", flags, MODE_FILE).map_err(|e| {
+        let fd = rfs::openat(self.dirfd(dir), ".", flags, MODE_FILE).map_err(|e| {
             self.last_tmpfile_errno = e;
             error_kind(e, Call::TmpFile)
-        })
+        })?;
+        self.share(&fd);
+        Ok(fd)
+    }
+
+    /// In a shared maildir, gives a new file mode 0660 (whatever the umask) and the maildir's
+    /// group. Best effort: a group the user is not a member of cannot be given (the file keeps
+    /// the user's group, as with Dovecot).
+    fn share(&self, fd: &OwnedFd) {
+        if let Some(gid) = self.shared_gid {
+            let _ = rfs::fchmod(fd, MODE_SHARED);
+            if rustix::process::getegid().as_raw() != gid {
+                let _ = rfs::fchown(fd, None, Some(rustix::fs::Gid::from_raw(gid)));
+            }
+        }
     }
 }
 
@@ -622,9 +702,9 @@ impl Fs for LinuxFs {
         } else {
             OFlags::TRUNC
         };
-        rfs::openat(self.dirfd(dir), name, flags, MODE_FILE)
-            .map(File)
-            .map_err(other)
+        let fd = rfs::openat(self.dirfd(dir), name, flags, MODE_FILE).map_err(other)?;
+        self.share(&fd);
+        Ok(File(fd))
     }
 
     fn create_anonymous(&mut self, dir: Dir) -> Result<File, ErrorKind> {

@@ -38,6 +38,8 @@ pub fn open(path: &Path) -> Result<LinuxFs, OpenFailure> {
         sync: false,
         disabled,
         keep_readable: false,
+        folder: false,
+        create_parents: false,
         strategy: None,
         probe_rename: false,
     };

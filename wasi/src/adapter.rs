@@ -4,13 +4,14 @@
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use mdeliver_core::maildir::folder::FolderFailure;
+use mdeliver_core::maildir::folder::{FolderFailure, NameEncoding};
 use mdeliver_core::maildir::name::InfoSep;
 use mdeliver_core::{Dir, ErrorKind, Phase};
 use mdeliver_driver::args::Args;
 use mdeliver_driver::envelope::Stored;
+use mdeliver_driver::folder_report::Resolved;
 use mdeliver_driver::report::Failure;
 use mdeliver_driver::run::{Adapter, Message};
 
@@ -63,6 +64,10 @@ pub struct Wasi {
     pub sync: bool,
     /// `--info-separator`.
     pub sep: InfoSep,
+    /// `--dry-run`: nothing is stored, so nothing can be read back.
+    pub dry_run: bool,
+    /// `--folder-encoding`.
+    pub enc: NameEncoding,
 }
 
 impl Adapter for Wasi {
@@ -75,11 +80,11 @@ impl Adapter for Wasi {
         &mut self.env
     }
 
-    fn stdin(&mut self) -> Input {
-        Input {
+    fn stdin(&mut self) -> Result<Input, ErrorKind> {
+        Ok(Input {
             file: None,
             consumed: 0,
-        }
+        })
     }
 
     /// Refuses a directory (`Usage`) as the Linux binary does.
@@ -100,9 +105,10 @@ impl Adapter for Wasi {
         maildir: &Path,
         name: &OsStr,
         create: bool,
-    ) -> Result<PathBuf, FolderFailure> {
+    ) -> Result<Resolved, FolderFailure> {
         let name = name.as_encoded_bytes();
-        tree::resolve_folder(maildir, name, self.sep, create, self.sync, &mut self.env)
+        let naming = (self.sep, self.enc);
+        tree::resolve_folder(maildir, name, naming, create, self.sync, &mut self.env)
     }
 
     fn open(
@@ -110,12 +116,16 @@ impl Adapter for Wasi {
         maildir: &Path,
         create: bool,
         _keep: bool,
+        _folder: bool,
     ) -> Result<fs::WasiFs, (ErrorKind, Dir)> {
         fs::WasiFs::open(maildir, create)
     }
 
     /// The stored file, opened again by its path.
     fn kept(&mut self, fs: &mut fs::WasiFs, stored: &Stored) -> Option<Input> {
+        if self.dry_run {
+            return None;
+        }
         let path = match stored {
             Stored::Delivered(d) => fs.path(d.dir, &d.name).ok(),
             Stored::Duplicate { dir, name, .. } => dir.and_then(|d| fs.path(d, name).ok()),

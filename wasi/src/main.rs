@@ -38,6 +38,11 @@ fn main() -> ExitCode {
         Ok(parsed) => parsed,
         Err(code) => return code,
     };
+    if let Some(message) = args::nested_create(&a) {
+        let code = args::usage_failed(a.strict_exit, false);
+        eprintln!("mdeliver: {message}");
+        return ExitCode::from(code);
+    }
     let host = a
         .host
         .clone()
@@ -47,6 +52,8 @@ fn main() -> ExitCode {
         env: env::WasiEnv::new(host),
         sync: !a.no_fsync,
         sep: mail.info_separator,
+        dry_run: mail.mta.dry_run,
+        enc: mail.folder_encoding.core(),
     };
     ExitCode::from(mdeliver_driver::run::run(&mut wasi, &a, &mail))
 }

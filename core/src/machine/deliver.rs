@@ -228,6 +228,12 @@ pub struct Delivery {
     result: Option<Outcome>,
 }
 
+/// Whether a cleanup unlink left its file where it was (it failed, and not because the file
+/// was already gone).
+fn left_behind(result: OpResult) -> bool {
+    matches!(result, OpResult::Err(e) if e != ErrorKind::NotFound)
+}
+
 impl Delivery {
     /// A machine for one delivery with these options on a filesystem with these capabilities.
     pub fn new<E: Env + ?Sized>(opts: Options, caps: Capabilities, env: &mut E) -> Delivery {
@@ -659,6 +665,9 @@ impl Delivery {
             },
             State::FailUnlinkPublished => {
                 self.is_published = false;
+                if left_behind(result) {
+                    self.note_left(self.target);
+                }
                 self.state = if self.opts.durability == Durability::None || !self.caps.dir_sync {
                     State::FailUnlinkTmp
                 } else {
@@ -671,6 +680,9 @@ impl Delivery {
             State::FailSyncDir => self.next_cleanup(),
             State::FailUnlinkTmp => {
                 self.tmp_exists = false;
+                if left_behind(result) {
+                    self.note_left(Dir::Tmp);
+                }
                 self.next_cleanup();
             }
             State::ReleaseLock => {
@@ -911,6 +923,16 @@ impl Delivery {
         self.fail(e.kind, e.phase);
     }
 
+    /// Notes in the failure that cleanup could not remove a file of it from `dir`.
+    fn note_left(&mut self, dir: Dir) {
+        if let Some(Err(e)) = &mut self.result {
+            // The published message matters more than a tmp/ copy.
+            if e.left.is_none() || dir != Dir::Tmp {
+                *e = e.with_left(dir);
+            }
+        }
+    }
+
     fn fail(&mut self, kind: ErrorKind, phase: Phase) {
         if self.result.is_none() {
             self.result = Some(Err(Error::new(kind, phase)));
@@ -1009,8 +1031,9 @@ where
 }
 
 /// [`deliver_with`] up to the file flush: the message is written (and `after_write` has run)
-/// but not yet flushed or named. `Err` is the outcome of a delivery that ended before that
-/// point (a failure, or any delivery without a file flush: [`Durability::None`]).
+/// but not yet flushed or named ([`UntilSync::Unsynced`]), or the delivery ended before that
+/// point ([`UntilSync::Done`]: a failure, or any delivery without a file flush,
+/// [`Durability::None`]).
 ///
 /// An import keeps a window of these and flushes them together ([`Fs::sync_all`]: one flush
 /// of the filesystem for many files instead of one each). Each file is still flushed before
@@ -1022,7 +1045,7 @@ pub fn deliver_until_sync<F, E, R, H>(
     source: &mut R,
     buf: &mut [u8],
     mut after_write: H,
-) -> Result<Unsynced<F>, Outcome>
+) -> UntilSync<F>
 where
     F: Fs + ?Sized,
     E: Env + ?Sized,
@@ -1041,9 +1064,20 @@ where
         &mut after_write,
         true,
     ) {
-        Some(outcome) => Err(outcome),
-        None => Ok(Unsynced { machine, file }),
+        Some(outcome) => UntilSync::Done(outcome),
+        None => UntilSync::Unsynced(Unsynced { machine, file }),
     }
+}
+
+/// Where [`deliver_until_sync`] stopped.
+// The machine is carried by value: there is no heap to box it in (and the caller moves it
+// straight into its window).
+#[allow(clippy::large_enum_variant)]
+pub enum UntilSync<F: Fs + ?Sized> {
+    /// The message is written, waiting for its flush.
+    Unsynced(Unsynced<F>),
+    /// The delivery ended before the flush.
+    Done(Outcome),
 }
 
 /// A delivery stopped at its file flush by [`deliver_until_sync`]: the message is written into
