@@ -314,6 +314,7 @@ impl Server {
             folder: false,
             create_parents: self.args.create_parents,
             strategy: self.knobs.strategy,
+            probe_rename: true,
         };
         LinuxFs::open(maildir, open).map_err(|(kind, part)| Failure::Open {
             kind,
