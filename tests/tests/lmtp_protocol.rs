@@ -163,8 +163,8 @@ fn oversized_messages_get_552_per_recipient_and_nothing_is_stored() {
     }
 }
 
-/// The loop: a `Delivered-To:` of the recipient below the top of the header (one at the very
-/// top is taken for the MTA's own stamp, as under Postfix's local(8); see core `trace`).
+/// The loop: a `Delivered-To:` of the recipient anywhere in the header (an LMTP client stamps
+/// none, so one at the very top is a loop too, unlike under Postfix's local(8)).
 #[test]
 fn a_loop_or_a_broken_maildir_fails_only_its_own_recipient() {
     let t = tempfile::tempdir().unwrap();
@@ -197,6 +197,21 @@ fn a_loop_or_a_broken_maildir_fails_only_its_own_recipient() {
         "Return-Path: <>\nDelivered-To: ok@x.example\nReceived: from a forwarder\n\
          Delivered-To: loop@x.example\n\
          Subject: bounced around\n\nbody\n"
+    );
+    assert_eq!(
+        names(&root.join("x.example/loop/new")),
+        Vec::<String>::new()
+    );
+    // At the very top of the header: still a loop over LMTP.
+    let top = script.replace("Received: from a forwarder\r\n", "");
+    assert!(top.contains("DATA\r\nDelivered-To: loop@x.example\r\n"));
+    let r = lmtp(&[], &top, root);
+    assert!(
+        r.stdout.contains(
+            "250 2.0.0 delivered\r\n554 5.4.6 mail forwarding loop for loop@x.example\r\n"
+        ),
+        "{}",
+        r.stdout
     );
     assert_eq!(
         names(&root.join("x.example/loop/new")),

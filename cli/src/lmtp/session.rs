@@ -347,6 +347,8 @@ impl Server {
         let mut settings = self.settings.clone();
         settings.return_path = Some(sender.to_vec());
         settings.delivered_to = Some(r.address.clone().into_bytes());
+        // Postfix's LMTP client adds no Delivered-To: one of ours on top is a loop.
+        settings.unstamped = true;
         let source = match spool.try_clone() {
             Ok(fd) => Input::delivered(fd),
             Err(_) => {
@@ -367,15 +369,8 @@ impl Server {
         let fs = GroupFs::new(r.fs, self.committer.clone(), r.maildir.clone());
         let mut env = self.env.clone();
         let mut buf = vec![0u8; BUF.max(HEAD_MAX)];
-        let (_, stored) = envelope::deliver(
-            fs,
-            &mut env,
-            opts,
-            &settings,
-            &mut source,
-            true,
-            &mut buf,
-        );
+        let (_, stored) =
+            envelope::deliver(fs, &mut env, opts, &settings, &mut source, true, &mut buf);
         match stored {
             Ok(s) => {
                 if self.args.verbose >= 1 {
