@@ -21,6 +21,7 @@ mod privilege;
 mod quick_args;
 mod reader;
 mod sieve;
+mod signals;
 #[cfg(not(test))]
 mod start;
 mod testing;
@@ -72,6 +73,7 @@ pub fn run(argv: &[OsString]) -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    signals::catch();
     let mut linux = adapter::Linux::new(&args, &mail, disabled, linux.syslog, knobs);
     ExitCode::from(mdeliver_driver::run::run(&mut linux, &args, &mail))
 }

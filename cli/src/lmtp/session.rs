@@ -327,6 +327,8 @@ impl Server {
         let policy = exit::Policy {
             strict: self.args.strict_exit,
             quota_full: self.args.quota_full,
+            // An LMTP client is an MTA, never a person at a terminal.
+            interactive: false,
         };
         let class = exit::class(exit::decide(f.kind(), exit::Context::Deliver, policy));
         let reply = Reply::Delivery(rfc3463::status(
