@@ -501,3 +501,52 @@ fn create_parents_makes_a_new_domains_directory() {
     );
     assert_eq!(names(&root.join("new.example/zed/new")).len(), 1);
 }
+
+/// `--user NAME`: a root server writes the mail as that user.
+#[test]
+fn user_makes_root_deliver_as_that_user() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !cli_support::is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let md = root.join("x.example/n");
+    make_maildir(&md);
+    let st = Command::new("chown")
+        .args(["-R", "nobody"])
+        .arg(root.join("x.example"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let script = "LHLO x\r\nMAIL FROM:<s@y>\r\nRCPT TO:<n@x.example>\r\nDATA\r\nhi\r\n.\r\n";
+    let r = lmtp(
+        &[
+            "--user",
+            "nobody",
+            "--spool",
+            md.join("tmp").to_str().unwrap(),
+        ],
+        script,
+        root,
+    );
+    assert!(
+        r.stdout.ends_with("250 2.0.0 delivered\r\n"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
+    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+    let name = names(&md.join("new")).pop().unwrap();
+    let meta = std::fs::metadata(md.join("new").join(name)).unwrap();
+    assert_eq!(meta.uid(), 65534);
+    // Without --user, root is warned that it stores as root.
+    let r = lmtp(&[], script, root);
+    assert!(
+        r.stderr.contains("running as root without --user"),
+        "{}",
+        r.stderr
+    );
+}
