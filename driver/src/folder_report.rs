@@ -62,11 +62,15 @@ fn create_advice(kind: ErrorKind) -> &'static str {
 /// `-c/--create` was given, `strict` whether `--strict-exit` was.
 pub fn explain(failure: FolderFailure, name: &OsStr, create: bool, strict: bool) -> Refused {
     match failure {
-        FolderFailure::Name(e) => Refused {
-            message: format!("--folder {:?}: {e}", name.to_string_lossy()),
-            code: crate::exit::USAGE,
-            kind: None,
-        },
+        FolderFailure::Name(e) => {
+            // A usage error: refused at a terminal (64), deferred under an MTA (75).
+            let code = crate::exit::usage(strict, crate::args::interactive(), false);
+            Refused {
+                message: format!("--folder {:?}: {e}", name.to_string_lossy()),
+                code,
+                kind: (code == crate::exit::TEMPFAIL).then_some(ErrorKind::Usage),
+            }
+        }
         FolderFailure::Parent(kind, part) => {
             let failure = Failure::Open {
                 kind,

@@ -110,7 +110,7 @@ subcommands.
   --folder NAME delivers into the Maildir++ subfolder: \"A/B\", \"A.B\" and \"INBOX.A.B\" \
 all mean the directory .A.B inside MAILDIR (\"INBOX\" or \"\" is MAILDIR itself). Names \
 containing \"..\", starting with \".\", with an empty level, a control character or the \
-info separator are refused (exit 64). Names are given in UTF-8 and each level is written in \
+info separator are refused as a usage error (64 at a terminal, 75 under an MTA). Names are given in UTF-8 and each level is written in \
 modified UTF-7 (RFC 3501), as Dovecot and Courier store them (\"Entwürfe\" is the directory \
 .Entw&APw-rfe; \"&\" is \"&-\"); --folder-encoding=utf8 keeps the UTF-8 bytes, for Dovecot's \
 :UTF-8 layout. With -c a missing folder is created together with its tmp/, new/, cur/ and the \
