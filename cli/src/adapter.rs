@@ -3,19 +3,22 @@
 //! delivered message kept open to copy it into further maildirs, and a progress bar for `-M`.
 
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use mdeliver_core::maildir::folder::FolderFailure;
+use mdeliver_core::maildir::folder::{FolderFailure, NameEncoding};
 use mdeliver_core::maildir::name::InfoSep;
-use mdeliver_core::{Dir, ErrorKind};
+use mdeliver_core::{Dir, ErrorKind, Options};
 use mdeliver_driver::args::Args;
 use mdeliver_driver::envelope::Stored;
+use mdeliver_driver::folder_report::Resolved;
+use mdeliver_driver::mail_args::MailArgs;
+use mdeliver_driver::maillog::Severity;
 use mdeliver_driver::run::Adapter;
 
 use crate::env::LinuxEnv;
 use crate::import_linux::TermProgress;
 use crate::input::Input;
-use crate::linux::{Disabled, LinuxFs, OpenOptions};
+use crate::linux::{Disabled, LinuxFs, OpenOptions, StrategyKnobs};
 
 /// The Linux side of one run.
 pub struct Linux {
@@ -23,32 +26,42 @@ pub struct Linux {
     host: Option<String>,
     /// Read at the first delivery.
     env: Option<LinuxEnv>,
-    /// fsync what is created (not `--no-fsync`).
-    sync: bool,
-    /// `MDELIVER_DISABLE`.
-    disabled: Disabled,
+    /// `--no-fsync` and `MDELIVER_DISABLE` (`create` and `keep_readable` vary by call).
+    open: OpenOptions,
     /// `--info-separator`.
     sep: InfoSep,
+    /// `--folder-encoding`.
+    enc: NameEncoding,
+    /// Write the mail log (`maillog.rs`).
+    log: bool,
+    /// `MDELIVER_TEST_LOCK_STALE` (the forced strategy is in `open`).
+    lock_stale_secs: Option<u64>,
 }
 
 impl Linux {
-    /// The adapter for `args`, `sep` and `disabled`.
-    pub fn new(args: &Args, sep: InfoSep, disabled: Disabled) -> Linux {
+    /// The adapter for `args` and `mail`, with `disabled`, the mail log when `log`, and the
+    /// strategy `knobs`.
+    pub fn new(
+        args: &Args,
+        mail: &MailArgs,
+        disabled: Disabled,
+        log: bool,
+        knobs: StrategyKnobs,
+    ) -> Linux {
         Linux {
             host: args.host.clone(),
             env: None,
-            sync: !args.no_fsync,
-            disabled,
-            sep,
-        }
-    }
-
-    fn options(&self, create: bool, keep_readable: bool) -> OpenOptions {
-        OpenOptions {
-            create,
-            sync: self.sync,
-            disabled: self.disabled,
-            keep_readable,
+            open: OpenOptions {
+                sync: !args.no_fsync,
+                disabled,
+                create_parents: args.create_parents,
+                strategy: knobs.strategy,
+                ..OpenOptions::default()
+            },
+            sep: mail.info_separator,
+            enc: mail.folder_encoding.core(),
+            log,
+            lock_stale_secs: knobs.lock_stale_secs,
         }
     }
 }
@@ -65,7 +78,7 @@ impl Adapter for Linux {
             .get_or_insert_with(|| LinuxEnv::new().with_host(host))
     }
 
-    fn stdin(&mut self) -> Input {
+    fn stdin(&mut self) -> Result<Input, ErrorKind> {
         Input::stdin()
     }
 
@@ -78,8 +91,8 @@ impl Adapter for Linux {
         maildir: &Path,
         name: &OsStr,
         create: bool,
-    ) -> Result<PathBuf, FolderFailure> {
-        crate::folder::resolve(maildir, name, self.sep, create, self.options(create, false))
+    ) -> Result<Resolved, FolderFailure> {
+        crate::folder::resolve(maildir, name, (self.sep, self.enc), create, self.open)
     }
 
     fn open(
@@ -87,8 +100,28 @@ impl Adapter for Linux {
         maildir: &Path,
         create: bool,
         keep: bool,
+        folder: bool,
     ) -> Result<LinuxFs, (ErrorKind, Dir)> {
-        LinuxFs::open(maildir, self.options(create, keep))
+        let keep_readable = keep;
+        LinuxFs::open(
+            maildir,
+            OpenOptions {
+                create,
+                keep_readable,
+                folder,
+                ..self.open
+            },
+        )
+    }
+
+    fn strategy(&mut self, fs: &LinuxFs, base: Options) -> (Options, Option<String>) {
+        let observed = fs.observed();
+        let mut opts = observed.choice.options(base);
+        if let Some(secs) = self.lock_stale_secs {
+            opts.lock_stale_secs = secs;
+        }
+        let note = observed.worth_reporting().then(|| observed.describe());
+        (opts, note)
     }
 
     fn kept(&mut self, fs: &mut LinuxFs, stored: &Stored) -> Option<Input> {
@@ -101,5 +134,13 @@ impl Adapter for Linux {
 
     fn progress(&mut self, args: &Args) -> TermProgress {
         TermProgress::new(crate::import_linux::input_size(args))
+    }
+
+    fn logging(&self) -> bool {
+        self.log
+    }
+
+    fn log(&mut self, lines: &[(Severity, String)]) {
+        crate::maillog::send(lines);
     }
 }

@@ -11,20 +11,39 @@ use crate::args::{self, Args};
 use crate::check::CheckArgs;
 use crate::flag::FlagArgs;
 use crate::list::ListArgs;
+use crate::lmtp::LmtpArgs;
 use crate::mail_args::MailArgs;
 use crate::quick_args;
+use crate::sieve::SieveArgs;
 
 /// A parsed command line.
+// Made once per process and matched at once: boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Parsed {
-    /// Deliver (the default form): the shared options and the mail options.
-    Deliver(Args, MailArgs),
+    /// Deliver (the default form): the shared options, the mail options, and the Linux
+    /// binary's own.
+    Deliver(Args, MailArgs, LinuxArgs),
     /// `mdeliver list`.
     List(ListArgs),
     /// `mdeliver flag`.
     Flag(FlagArgs),
     /// `mdeliver check`.
     Check(CheckArgs),
+    /// `mdeliver sieve`.
+    Sieve(SieveArgs),
+    /// `mdeliver lmtp`.
+    Lmtp(Box<LmtpArgs>),
+}
+
+/// The Linux binary's own delivery options (the WASI module has no system log and no users).
+#[derive(Debug, Clone, Default)]
+pub struct LinuxArgs {
+    /// Write the mail log (`--syslog`, `--no-syslog`, else whether stdin is not a terminal;
+    /// see `maillog.rs`).
+    pub syslog: bool,
+    /// `--user NAME` (see `privilege.rs`).
+    pub user: Option<String>,
 }
 
 /// The Linux binary's own manual sections (after the shared ones).
@@ -55,31 +74,70 @@ SUBCOMMANDS
   mdeliver flag MAILDIR KEY [+FLAGS] [-FLAGS]  change a message's flags (moves new/ to cur/)
   mdeliver check [--repair] MAILDIR         report (and with --repair remove) stale tmp files \
 and other anomalies
+  mdeliver sieve check FILE                 compile a Sieve script, errors with line:column
+  mdeliver sieve test FILE MESSAGE          print the actions a Sieve script takes for a message
+  mdeliver lmtp --maildir TEMPLATE [--listen ADDR]...  an LMTP delivery server
   mdeliver help SUBCOMMAND                  the subcommand's manual
 
-  A MAILDIR literally named list, flag, check or help is taken as a subcommand: write it as \
+  A MAILDIR literally named list, flag, check, sieve, lmtp or help is taken as a subcommand: write it as \
 ./list (any path with a slash) to deliver into it.";
 
 /// The clap definition of the whole command line.
 pub fn definition() -> clap::Command {
     args::command(&format!("{LINUX_HELP}\n\n{SUBCOMMANDS_HELP}"))
         .override_usage(
-            "mdeliver [OPTIONS] <MAILDIR>...\n       mdeliver <list|flag|check> [OPTIONS] <MAILDIR> ...",
+            "mdeliver [OPTIONS] <MAILDIR>...\n       mdeliver <list|flag|check|sieve> [OPTIONS] <MAILDIR> ...\n       mdeliver lmtp [OPTIONS] --maildir <TEMPLATE>",
         )
         .args_conflicts_with_subcommands(true)
         .subcommand_negates_reqs(true)
         .subcommand_help_heading("Subcommands (a maildir named like one: write ./NAME)")
+        .arg(
+            clap::Arg::new("user")
+                .long("user")
+                .value_name("NAME")
+                .help(
+                    "As root, deliver as user NAME (its uid and groups); without it, root \
+                     delivers as the owner of the maildirs (see RUNNING AS ROOT)",
+                ),
+        )
+        .arg(
+            clap::Arg::new("syslog")
+                .long("syslog")
+                .action(clap::ArgAction::SetTrue)
+                .help_heading("Reporting")
+                .help(
+                    "Log one line per maildir to the system log (facility mail): the \
+                     Message-ID, the maildir, the file or the failure, and the status; the \
+                     default when standard input is not a terminal",
+                ),
+        )
+        .arg(
+            clap::Arg::new("no_syslog")
+                .long("no-syslog")
+                .action(clap::ArgAction::SetTrue)
+                .conflicts_with("syslog")
+                .help_heading("Reporting")
+                .help("Log nothing to the system log, even when standard input is not a terminal"),
+        )
         .subcommand(ListArgs::command().name("list"))
         .subcommand(FlagArgs::command().name("flag"))
         .subcommand(CheckArgs::command().name("check"))
+        .subcommand(SieveArgs::command().name("sieve"))
+        .subcommand(LmtpArgs::command().name("lmtp"))
 }
 
 /// Parses the command line `argv` (the program name first): the common delivery forms
 /// without building clap's definition ([`quick_args`]), anything else with clap. Help,
 /// version and usage errors print and give the exit code (see [`args::usage_exit`]).
 pub fn parse(argv: &[std::ffi::OsString]) -> Result<Parsed, ExitCode> {
-    if let Some((a, mail)) = argv.get(1..).and_then(quick_args::parse) {
-        return Ok(Parsed::Deliver(a, mail));
+    // A detached optional value (`--dedup 5d`) is clap's to refuse.
+    let quick = argv.get(1..).filter(|_| args::check_attached(argv).is_ok());
+    if let Some((a, mail)) = quick.and_then(quick_args::parse) {
+        let linux = LinuxArgs {
+            syslog: crate::maillog::wanted(false, false),
+            user: None,
+        };
+        return Ok(Parsed::Deliver(a, mail, linux));
     }
     parse_from(argv)
 }
@@ -90,14 +148,23 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
+    let argv: Vec<std::ffi::OsString> = argv.into_iter().map(Into::into).collect();
     let m = definition()
-        .try_get_matches_from(argv)
-        .map_err(args::usage_exit)?;
+        .try_get_matches_from(&argv)
+        .map_err(|e| args::usage_exit(e, &argv))?;
     let parsed = match m.subcommand() {
         Some(("list", sub)) => ListArgs::from_arg_matches(sub).map(Parsed::List),
         Some(("flag", sub)) => FlagArgs::from_arg_matches(sub).map(Parsed::Flag),
         Some(("check", sub)) => CheckArgs::from_arg_matches(sub).map(Parsed::Check),
-        _ => args::from_matches(&m).map(|(a, mail)| Parsed::Deliver(a, mail)),
+        Some(("sieve", sub)) => SieveArgs::from_arg_matches(sub).map(Parsed::Sieve),
+        Some(("lmtp", sub)) => LmtpArgs::from_arg_matches(sub).map(|a| Parsed::Lmtp(Box::new(a))),
+        _ => args::from_matches(&m, &argv).map(|(a, mail)| {
+            let linux = LinuxArgs {
+                syslog: crate::maillog::wanted(m.get_flag("syslog"), m.get_flag("no_syslog")),
+                user: m.get_one::<String>("user").cloned(),
+            };
+            Parsed::Deliver(a, mail, linux)
+        }),
     };
-    parsed.map_err(|e| args::usage_exit(e.format(&mut definition())))
+    parsed.map_err(|e| args::usage_exit(e.format(&mut definition()), &argv))
 }

@@ -7,13 +7,14 @@
 use std::ffi::OsStr;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use mdeliver_core::maildir::folder::{
-    create_folder, folder, Folder, FolderFailure, FolderTree, Part, TreeDir,
+    create_folder, folder, Folder, FolderFailure, FolderTree, NameEncoding, Part, TreeDir,
 };
 use mdeliver_core::maildir::name::InfoSep;
 use mdeliver_core::ErrorKind;
+use mdeliver_driver::folder_report::Resolved;
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, RenameFlags, CWD};
 use rustix::io::Errno;
 
@@ -139,17 +140,18 @@ impl FolderTree for LinuxTree {
 }
 
 /// The directory to deliver into for `--folder name` under `maildir`: the maildir itself for
-/// `INBOX`, else `maildir/.A.B`. With `create`, the parent maildir and the folder are created
-/// where missing (and flushed when `sync`).
+/// `INBOX`, else `maildir/.A.B` (levels in `enc`). With `create`, the parent maildir and the
+/// folder are created where missing (and flushed when `sync`). The folder's directory name
+/// comes back when this call created it (to be subscribed).
 pub fn resolve(
     maildir: &Path,
     name: &OsStr,
-    sep: InfoSep,
+    (sep, enc): (InfoSep, NameEncoding),
     create: bool,
     opts: OpenOptions,
-) -> Result<PathBuf, FolderFailure> {
-    let dir = match folder(name.as_bytes(), sep).map_err(FolderFailure::Name)? {
-        Folder::Inbox => return Ok(maildir.to_owned()),
+) -> Result<Resolved, FolderFailure> {
+    let dir = match folder(name.as_bytes(), sep, enc).map_err(FolderFailure::Name)? {
+        Folder::Inbox => return Ok((maildir.to_owned(), None)),
         Folder::Sub(d) => d,
     };
     let path = maildir.join(OsStr::from_bytes(&dir));
@@ -158,19 +160,28 @@ pub fn resolve(
         let parent_opts = OpenOptions {
             create: true,
             keep_readable: false,
+            folder: false,
             ..opts
         };
         LinuxFs::open(maildir, parent_opts).map_err(|(k, d)| FolderFailure::Parent(k, d))?;
-        let root = rfs::openat(CWD, maildir, DIR, Mode::empty())
-            .map_err(|e| FolderFailure::Create(kind(e)))?;
+        // The maildir root may be a symbolic link (see `OpenOptions::folder`); the folder
+        // inside it is never followed.
+        let root = rfs::openat(
+            CWD,
+            maildir,
+            DIR.difference(OFlags::NOFOLLOW),
+            Mode::empty(),
+        )
+        .map_err(|e| FolderFailure::Create(kind(e)))?;
         let mut tree = LinuxTree {
             root,
             tmp: None,
             staging: None,
             no_noreplace: opts.disabled.rename_noreplace,
         };
-        create_folder(&mut tree, &mut LinuxEnv::new(), &dir, opts.sync)
+        let created = create_folder(&mut tree, &mut LinuxEnv::new(), &dir, opts.sync)
             .map_err(FolderFailure::Create)?;
+        return Ok((path, created.then_some(dir)));
     }
-    Ok(path)
+    Ok((path, None))
 }

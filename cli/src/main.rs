@@ -15,8 +15,13 @@ mod import_linux;
 mod input;
 mod linux;
 mod list;
+mod lmtp;
+mod maillog;
+mod privilege;
 mod quick_args;
 mod reader;
+mod sieve;
+mod signals;
 #[cfg(not(test))]
 mod start;
 mod testing;
@@ -33,27 +38,42 @@ pub fn run(argv: &[OsString]) -> ExitCode {
     if let Some(code) = gen::intercept(argv) {
         return code;
     }
-    let (args, mail) = match command::parse(argv) {
-        Ok(command::Parsed::Deliver(a, m)) => (a, m),
+    let (args, mail, linux) = match command::parse(argv) {
+        Ok(command::Parsed::Deliver(a, m, l)) => (a, m, l),
         Ok(command::Parsed::List(a)) => return list::run(&a),
         Ok(command::Parsed::Flag(a)) => return flag::run(&a),
         Ok(command::Parsed::Check(a)) => return check::run(&a),
+        Ok(command::Parsed::Sieve(a)) => return sieve::run_command(&a),
+        Ok(command::Parsed::Lmtp(a)) => return lmtp::run(*a),
         Err(code) => return code,
     };
-    let disabled = match std::env::var_os(Disabled::VAR) {
-        None => Disabled::default(),
-        Some(v) => match Disabled::parse(&v.to_string_lossy()) {
-            Ok(d) => d,
-            Err(word) => {
-                eprintln!(
-                    "mdeliver: {}: unknown feature '{word}' (known: anonymous-tmp, \
-                     rename-noreplace, hard-links)",
-                    Disabled::VAR
-                );
-                return ExitCode::from(exit::USAGE);
-            }
-        },
+    if let Some(message) = args::nested_create(&args) {
+        let code = args::usage_failed(args.strict_exit, false);
+        eprintln!("mdeliver: {message}");
+        return ExitCode::from(code);
+    }
+    let disabled = match Disabled::from_env() {
+        Ok(d) => d,
+        Err(message) => {
+            let code = args::usage_failed(args.strict_exit, false);
+            eprintln!("mdeliver: {message}");
+            return ExitCode::from(code);
+        }
     };
-    let mut linux = adapter::Linux::new(&args, mail.info_separator, disabled);
+    if let Err(message) = privilege::become_owner(linux.user.as_deref(), &args.maildirs) {
+        let code = args::usage_failed(args.strict_exit, false);
+        eprintln!("mdeliver: {message}");
+        return ExitCode::from(code);
+    }
+    let knobs = match linux::StrategyKnobs::from_env() {
+        Ok(k) => k,
+        Err(message) => {
+            let code = args::usage_failed(args.strict_exit, false);
+            eprintln!("mdeliver: {message}");
+            return ExitCode::from(code);
+        }
+    };
+    signals::catch();
+    let mut linux = adapter::Linux::new(&args, &mail, disabled, linux.syslog, knobs);
     ExitCode::from(mdeliver_driver::run::run(&mut linux, &args, &mail))
 }

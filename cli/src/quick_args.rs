@@ -17,9 +17,13 @@ use mdeliver_driver::mail_args::{self, MailArgs, MboxQuoting};
 use mdeliver_driver::mta_args::{self, MtaArgs, QuotaFull};
 
 /// The flags (options without a value) read here, with the field each one sets.
-const FLAGS: [(&str, Flag); 14] = [
+const FLAGS: [(&str, Flag); 18] = [
     ("-c", Flag::Create),
     ("--create", Flag::Create),
+    ("-p", Flag::CreateParents),
+    ("--create-parents", Flag::CreateParents),
+    ("--folder-fallback", Flag::FolderFallback),
+    ("--no-subscribe", Flag::NoSubscribe),
     ("-v", Flag::Verbose),
     ("--verbose", Flag::Verbose),
     ("--no-fsync", Flag::NoFsync),
@@ -35,8 +39,9 @@ const FLAGS: [(&str, Flag); 14] = [
 ];
 
 /// The options read here in their `--name=value` form only.
-const VALUED: [&str; 11] = [
+const VALUED: [&str; 12] = [
     "--input",
+    "--folder-encoding",
     "--host",
     "--mbox-quoting",
     "--flags",
@@ -50,11 +55,14 @@ const VALUED: [&str; 11] = [
 ];
 
 /// Words clap takes as a subcommand when they come first.
-const SUBCOMMANDS: [&str; 4] = ["list", "flag", "check", "help"];
+const SUBCOMMANDS: [&str; 6] = ["list", "flag", "check", "sieve", "lmtp", "help"];
 
 #[derive(Copy, Clone, PartialEq, Eq)]
 enum Flag {
     Create,
+    CreateParents,
+    FolderFallback,
+    NoSubscribe,
     Verbose,
     NoFsync,
     StrictExit,
@@ -77,12 +85,16 @@ pub fn parse(argv: &[OsString]) -> Option<(Args, MailArgs)> {
         no_fsync: false,
         strict_exit: false,
         host: None,
+        create_parents: false,
     };
     let mut mail = MailArgs {
         mbox: false,
         mbox_quoting: MboxQuoting::Mboxrd,
         flags: None,
         folder: None,
+        folder_encoding: mail_args::FolderEncoding::Utf7,
+        folder_fallback: false,
+        no_subscribe: false,
         info_separator: mail_args::parse_info_sep(":").ok()?,
         mta: MtaArgs::default(),
     };
@@ -110,6 +122,9 @@ pub fn parse(argv: &[OsString]) -> Option<(Args, MailArgs)> {
             seen.push(name);
             match flag {
                 Flag::Create => args.create = true,
+                Flag::CreateParents => args.create_parents = true,
+                Flag::FolderFallback => mail.folder_fallback = true,
+                Flag::NoSubscribe => mail.no_subscribe = true,
                 Flag::NoFsync => args.no_fsync = true,
                 Flag::StrictExit => args.strict_exit = true,
                 Flag::Mbox => mail.mbox = true,
@@ -150,6 +165,13 @@ pub fn parse(argv: &[OsString]) -> Option<(Args, MailArgs)> {
             }
             "--flags" => mail.flags = Some(mail_args::parse_flags(value).ok()?),
             "--folder" => mail.folder = Some(OsString::from(value)),
+            "--folder-encoding" => {
+                mail.folder_encoding = match value {
+                    "utf7" => mail_args::FolderEncoding::Utf7,
+                    "utf8" => mail_args::FolderEncoding::Utf8,
+                    _ => return None,
+                }
+            }
             "--info-separator" => mail.info_separator = mail_args::parse_info_sep(value).ok()?,
             "--return-path" => mail.mta.return_path = Some(value.to_owned()),
             "--delivered-to" => mail.mta.delivered_to = Some(value.to_owned()),
@@ -166,8 +188,12 @@ pub fn parse(argv: &[OsString]) -> Option<(Args, MailArgs)> {
             _ => return None,
         }
     }
-    // What clap checks beyond the values: at least one maildir, and -M refuses the MTA options.
-    if args.maildirs.is_empty() || (mail.mbox && mta_given(&seen)) {
+    // What clap checks beyond the values: at least one maildir, -M refuses the MTA options,
+    // and -p needs -c.
+    if args.maildirs.is_empty()
+        || (mail.mbox && mta_given(&seen))
+        || (args.create_parents && !args.create)
+    {
         return None;
     }
     Some((args, mail))
@@ -195,18 +221,37 @@ fn mta_given(seen: &[&str]) -> bool {
 mod tests {
     use super::*;
 
+    /// The words taken as subcommands here are clap's (a new subcommand must be added here,
+    /// or its command lines would be read as deliveries into maildirs named like its words).
+    #[test]
+    fn subcommands_are_clap_s() {
+        let mut clap: Vec<String> = crate::command::definition()
+            .get_subcommands()
+            .map(|c| c.get_name().to_string())
+            .chain(["help".to_string()])
+            .collect();
+        clap.sort();
+        clap.dedup();
+        let mut ours: Vec<String> = SUBCOMMANDS.iter().map(|s| s.to_string()).collect();
+        ours.sort();
+        assert_eq!(ours, clap);
+    }
+
     /// What clap makes of `argv`: the delivery form's values, or `None` for anything else (an
     /// error, help, a subcommand).
     fn clap(argv: &[OsString]) -> Option<String> {
+        let full: Vec<OsString> = std::iter::once(OsString::from("mdeliver"))
+            .chain(argv.iter().cloned())
+            .collect();
         let m = crate::command::definition()
-            .try_get_matches_from(
-                std::iter::once(OsString::from("mdeliver")).chain(argv.iter().cloned()),
-            )
+            .try_get_matches_from(&full)
             .ok()?;
         if m.subcommand().is_some() {
             return None;
         }
-        crate::args::from_matches(&m).ok().map(|v| format!("{v:?}"))
+        crate::args::from_matches(&m, &full)
+            .ok()
+            .map(|v| format!("{v:?}"))
     }
 
     fn quick(argv: &[OsString]) -> Option<String> {
@@ -230,6 +275,7 @@ mod tests {
             "quota" => "100M,5000",
             "quota-full" => "bounce",
             "dedup" => "12h",
+            "folder-encoding" => "utf8",
             other => panic!("no sample value for --{other}: add one"),
         }
     }
@@ -243,7 +289,9 @@ mod tests {
         let mut forms: Vec<Vec<String>> = Vec::new();
         for a in def.get_arguments() {
             let Some(long) = a.get_long() else { continue };
-            if matches!(long, "help" | "version") {
+            // The Linux-only options (the system log, the user to deliver as) are not the
+            // delivery form's values: clap reads them, and `command::parse` falls back to it.
+            if matches!(long, "help" | "version" | "syslog" | "no-syslog" | "user") {
                 continue;
             }
             let takes_value = a.get_action().takes_values();
@@ -251,9 +299,14 @@ mod tests {
                 forms.push(vec![format!("--{long}={}", sample(long))]);
             }
             if !takes_value || long == "dedup" {
-                forms.push(vec![format!("--{long}")]);
+                // -p needs -c.
+                let with = |f: String| match long {
+                    "create-parents" => vec!["-c".to_owned(), f],
+                    _ => vec![f],
+                };
+                forms.push(with(format!("--{long}")));
                 if let Some(s) = a.get_short() {
-                    forms.push(vec![format!("-{s}")]);
+                    forms.push(with(format!("-{s}")));
                 }
             }
         }
@@ -311,6 +364,7 @@ mod tests {
             &["--host=a", "--host=b", "M"],
             &["--host=", "M"],
             &["list", "M"],
+            &["lmtp", "--maildir=/v/{local}"],
             &["help"],
             &["--", "-M"],
             &["-"],

@@ -27,17 +27,10 @@ pub fn code(kind: ErrorKind) -> u8 {
 /// Opens the maildir at `path` (its tmp/, new/ and cur/ must exist; nothing is created and no
 /// probe file is made). `MDELIVER_DISABLE` is honoured, as for delivery.
 pub fn open(path: &Path) -> Result<LinuxFs, OpenFailure> {
-    let mut disabled = match std::env::var_os(Disabled::VAR) {
-        None => Disabled::default(),
-        Some(v) => Disabled::parse(&v.to_string_lossy()).map_err(|word| OpenFailure {
-            message: format!(
-                "{}: unknown feature '{word}' (known: anonymous-tmp, rename-noreplace, \
-                 hard-links)",
-                Disabled::VAR
-            ),
-            code: exit::USAGE,
-        })?,
-    };
+    let mut disabled = Disabled::from_env().map_err(|message| OpenFailure {
+        message,
+        code: exit::USAGE,
+    })?;
     // Readers never create message files: skip the O_TMPFILE probe.
     disabled.anonymous_tmp = true;
     let opts = OpenOptions {
@@ -45,6 +38,9 @@ pub fn open(path: &Path) -> Result<LinuxFs, OpenFailure> {
         sync: false,
         disabled,
         keep_readable: false,
+        folder: false,
+        create_parents: false,
+        strategy: None,
     };
     LinuxFs::open(path, opts).map_err(|(kind, part)| {
         let at = match part {

@@ -248,7 +248,7 @@ fn folder_entries() -> Vec<(String, Node)> {
 #[test]
 fn creates_exactly_the_folder_in_order() {
     let mut t = MemTree::new();
-    assert_eq!(create_folder(&mut t, &mut env(), b".A.B", true), Ok(()));
+    assert_eq!(create_folder(&mut t, &mut env(), b".A.B", true), Ok(true));
     assert_eq!(t.under(".A.B"), folder_entries());
     assert_eq!(t.under("tmp"), vec![]);
     let top: Vec<&str> = t
@@ -279,7 +279,7 @@ fn creates_exactly_the_folder_in_order() {
 #[test]
 fn without_sync_nothing_is_flushed() {
     let mut t = MemTree::new();
-    assert_eq!(create_folder(&mut t, &mut env(), b".Sent", false), Ok(()));
+    assert_eq!(create_folder(&mut t, &mut env(), b".Sent", false), Ok(true));
     assert_eq!(t.under(".Sent"), folder_entries());
     assert!(t.log.iter().all(|l| !l.starts_with("sync")), "{:?}", t.log);
     assert_eq!(t.log.len(), 7);
@@ -310,7 +310,7 @@ fn a_staging_name_without_a_pid_has_no_p_field() {
     }
     let mut t = MemTree::new();
     let mut e = NoPid(env());
-    assert_eq!(create_folder(&mut t, &mut e, b".Sent", false), Ok(()));
+    assert_eq!(create_folder(&mut t, &mut e, b".Sent", false), Ok(true));
     assert_eq!(t.log[1], "mkdir tmp/folder.1700000000.Rffffffffffffffff");
 }
 
@@ -319,7 +319,7 @@ fn an_existing_folder_is_used_as_it_is() {
     let mut t = MemTree::new();
     t.foreign_folder(".Sent");
     let before = t.nodes.clone();
-    assert_eq!(create_folder(&mut t, &mut env(), b".Sent", true), Ok(()));
+    assert_eq!(create_folder(&mut t, &mut env(), b".Sent", true), Ok(false));
     assert_eq!(t.nodes, before);
     assert_eq!(t.log, ["exists .Sent"]);
 }
@@ -344,10 +344,10 @@ fn losing_the_race_keeps_theirs_and_removes_ours() {
     let mut t = MemTree::new();
     t.before_place = Some(Box::new(|t: &mut MemTree| {
         let mut other = FixedEnv { random: 0x1234 };
-        assert_eq!(create_folder(t, &mut other, b".Sent", true), Ok(()));
+        assert_eq!(create_folder(t, &mut other, b".Sent", true), Ok(true));
         t.nodes.insert(".Sent/new/theirs".to_string(), Node::File);
     }));
-    assert_eq!(create_folder(&mut t, &mut env(), b".Sent", true), Ok(()));
+    assert_eq!(create_folder(&mut t, &mut env(), b".Sent", true), Ok(false));
     let mut theirs = folder_entries();
     theirs.insert(3, ("new/theirs".to_string(), Node::File));
     assert_eq!(t.under(".Sent"), theirs);
@@ -381,7 +381,10 @@ fn losing_the_race_keeps_theirs_and_removes_ours() {
 fn a_foreign_folder_is_never_replaced_even_if_it_appears_late() {
     let mut t = MemTree::new();
     t.before_place = Some(Box::new(|t: &mut MemTree| t.foreign_folder(".Sent")));
-    assert_eq!(create_folder(&mut t, &mut env(), b".Sent", false), Ok(()));
+    assert_eq!(
+        create_folder(&mut t, &mut env(), b".Sent", false),
+        Ok(false)
+    );
     assert_eq!(t.nodes.get(".Sent/new/theirs"), Some(&Node::File));
     assert_eq!(t.under("tmp"), vec![]);
 }

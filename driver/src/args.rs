@@ -4,6 +4,7 @@
 //! [`MailArgs`] (mbox import, flags, folders, envelope, quota, duplicates, reporting) is added
 //! to it by [`command`], so an option added there reaches both.
 
+use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -25,6 +26,14 @@ in new/ without ever replacing an existing file, and reported delivered only aft
 has been flushed. Symbolic links are never followed inside a maildir: a maildir whose tmp/, \
 new/ or cur/ is a symbolic link is refused.
 
+A failed delivery removes what it wrote; if that removal fails too (a filesystem gone \
+read-only), the error says what remains. The Linux binary stops the same way on SIGTERM, SIGINT or \
+SIGHUP (an MTA's timeout) while the message is read: nothing is left, exit 75. Limits: \
+SIGKILL or a power cut cannot be cleaned up after. Without O_TMPFILE (NFS, MDELIVER_DISABLE) \
+it can leave the partial message in tmp/, and during a Maildir++ quota recalculation (on any \
+filesystem) a small tmp/NAME.maildirsize file; neither is ever delivered or read, and \
+`mdeliver check --repair` removes them after 36 hours.
+
 With several MAILDIRs the message is read once and copied from the first delivered file into \
 the others, so memory use stays small whatever the message size. A failure in one MAILDIR does \
 not stop delivery to the others; the exit status is the worst of all of them.";
@@ -38,8 +47,11 @@ EXIT STATUS
   code  meaning                                    MTA (Postfix)
      0  delivered into every MAILDIR               done
     64  usage error (bad option or argument)       bounce
-    65  data error: the message is empty           bounce
-    66  --input FILE cannot be opened              bounce
+    65  data error: the message is empty (or only  bounce
+        its \"From \" line), or it loops
+    66  --input FILE cannot be opened, or the      bounce
+        input (file or standard input) is a
+        directory
     73  (--strict-exit) maildir missing or not a   bounce
         directory
     74  (--strict-exit) I/O error                  bounce
@@ -84,9 +96,15 @@ pub struct Args {
     #[arg(value_name = "MAILDIR", required = true)]
     pub maildirs: Vec<PathBuf>,
 
-    /// Create each MAILDIR and its tmp/, new/ and cur/ (mode 0700) if missing
+    /// Create each MAILDIR and its tmp/, new/ and cur/ (mode 0700) if missing; refused for a
+    /// path ending in tmp, new or cur (that would nest a maildir inside a maildir)
     #[arg(short, long)]
     pub create: bool,
+
+    /// With -c, also create the missing directories above MAILDIR (mode 0700), one by one,
+    /// following no symbolic link on the way (a symbolic link there is refused)
+    #[arg(short = 'p', long, requires = "create")]
+    pub create_parents: bool,
 
     /// Print the path of each delivered message on standard output; twice (-vv) also how it
     /// was published, on standard error
@@ -122,30 +140,124 @@ pub fn command(sections: &str) -> clap::Command {
 }
 
 /// Parses the process's delivery form, with the adapter's own manual `sections`. Help and
-/// version print and exit 0; a usage error prints clap's message and yields [`exit::USAGE`].
-/// (The WASI module's entry; the Linux binary parses its subcommands too, in `command.rs`.)
+/// version print and exit 0; a usage error prints clap's message and yields the code of
+/// [`usage_failed`]. (The WASI module's entry; the Linux binary parses its subcommands too, in
+/// `command.rs`.)
 #[allow(dead_code)]
 pub fn parse(sections: &str) -> Result<(Args, MailArgs), ExitCode> {
+    let argv: Vec<OsString> = std::env::args_os().collect();
     let m = command(sections)
-        .try_get_matches_from(std::env::args_os())
-        .map_err(usage_exit)?;
-    from_matches(&m).map_err(|e| usage_exit(e.format(&mut command(sections))))
+        .try_get_matches_from(&argv)
+        .map_err(|e| usage_exit(e, &argv))?;
+    from_matches(&m, &argv).map_err(|e| usage_exit(e.format(&mut command(sections)), &argv))
 }
 
-/// The delivery form's values from parsed matches.
-pub fn from_matches(m: &clap::ArgMatches) -> Result<(Args, MailArgs), clap::Error> {
+/// The delivery form's values from parsed matches of `argv`.
+pub fn from_matches(
+    m: &clap::ArgMatches,
+    argv: &[OsString],
+) -> Result<(Args, MailArgs), clap::Error> {
     use clap::FromArgMatches;
-    Ok((Args::from_arg_matches(m)?, MailArgs::from_arg_matches(m)?))
+    let parsed = (Args::from_arg_matches(m)?, MailArgs::from_arg_matches(m)?);
+    check_attached(argv)?;
+    Ok(parsed)
 }
 
-/// Prints a clap error (or the help or version it carries) and gives the exit code: 0 for
-/// help and version, [`exit::USAGE`] otherwise.
-pub fn usage_exit(e: clap::Error) -> ExitCode {
-    let code = if e.use_stderr() {
-        exit::USAGE
-    } else {
-        exit::OK
-    };
+/// Parses an option's value (only whether it is valid matters here).
+type ValueCheck = fn(&str) -> Result<u64, String>;
+
+/// The options whose value is optional, with the parser of that value. Such a value must be
+/// attached (`--dedup=5d`): a detached word is the next argument (a MAILDIR).
+const OPTIONAL_VALUE: [(&str, ValueCheck); 1] = [("--dedup", crate::mta_args::parse_window)];
+
+/// Refuses an optional value given detached (`--dedup 5d ~/Maildir`): clap takes `5d` for a
+/// MAILDIR, and delivering into `./5d` is never what was meant. A word that is not a valid
+/// value (`--dedup ~/Maildir`) is a MAILDIR as usual; a maildir really named like a value is
+/// written `./5d`.
+pub fn check_attached(argv: &[OsString]) -> Result<(), clap::Error> {
+    let words: Vec<&OsStr> = argv
+        .iter()
+        .skip(1)
+        .map(OsString::as_os_str)
+        .take_while(|a| *a != "--")
+        .collect();
+    for pair in words.windows(2) {
+        for (option, value_ok) in OPTIONAL_VALUE {
+            let next = pair[1].to_string_lossy();
+            if pair[0] == option && !next.starts_with('-') && value_ok(&next).is_ok() {
+                return Err(clap::Error::raw(
+                    clap::error::ErrorKind::ValueValidation,
+                    format!(
+                        "'{option} {next}': the value of {option} must be attached, as \
+                         '{option}={next}'; \"{next}\" would be taken as a MAILDIR (write \
+                         './{next}' to deliver into a maildir of that name)"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// With `-c`, the first MAILDIR whose last component is `tmp`, `new` or `cur`, and the
+/// message for it: creating a maildir there would nest it inside a maildir
+/// ([`mdeliver_core::maildir::folder::nests_in_maildir`]). A usage error, before anything is done.
+pub fn nested_create(args: &Args) -> Option<String> {
+    if !args.create {
+        return None;
+    }
+    args.maildirs.iter().find_map(|m| {
+        let last = m.file_name()?;
+        mdeliver_core::maildir::folder::nests_in_maildir(last.as_encoded_bytes()).then(|| {
+            format!(
+                "{}: -c refused: the path ends in {}/, a maildir's own subdirectory, and a \
+                 maildir created there would nest inside that maildir; give the maildir itself",
+                m.display(),
+                last.to_string_lossy()
+            )
+        })
+    })
+}
+
+/// The Linux binary's subcommand names (in the WASI module, which has none, they are maildirs).
+const SUBCOMMANDS: [&str; 4] = ["list", "flag", "check", "help"];
+
+/// Whether a person typed the command: standard input or standard error is a terminal.
+pub fn interactive() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal() || std::io::stderr().is_terminal()
+}
+
+/// Decides how a usage error of the delivery form ends ([`exit::usage`]) and, when it defers,
+/// prints the RFC 3463 status line first (`4.3.5 mdeliver is misconfigured`) so that Postfix
+/// logs and honours it. Returns the exit code; the caller prints the error message after.
+pub fn usage_failed(strict: bool, subcommand: bool) -> u8 {
+    use mdeliver_core::report::rfc3463::{status, Class, Failed};
+    let code = exit::usage(strict, interactive(), subcommand);
+    if code == exit::TEMPFAIL {
+        let line = status(
+            Failed::Delivery(mdeliver_core::ErrorKind::Usage),
+            Class::Transient,
+            None,
+        );
+        eprintln!("{line}");
+    }
+    code
+}
+
+/// Prints a clap error (or the help or version it carries) for the command line `argv` and
+/// gives the exit code: 0 for help and version, else that of [`usage_failed`].
+pub fn usage_exit(e: clap::Error, argv: &[OsString]) -> ExitCode {
+    if !e.use_stderr() {
+        let _ = e.print();
+        return ExitCode::from(exit::OK);
+    }
+    let words = || argv.iter().skip(1).take_while(|a| *a != "--");
+    let strict = words().any(|a| a == "--strict-exit");
+    let subcommand = argv
+        .get(1)
+        .is_some_and(|a| SUBCOMMANDS.iter().any(|s| a == s));
+    let code = usage_failed(strict, subcommand);
     let _ = e.print();
     ExitCode::from(code)
 }

@@ -5,8 +5,6 @@
 use mdeliver_core::report::rfc3463::Class;
 use mdeliver_core::ErrorKind;
 
-use crate::args::Args;
-use crate::mail_args::MailArgs;
 use crate::mta_args::QuotaFull;
 
 /// Delivered everywhere.
@@ -34,8 +32,11 @@ pub enum Context {
     Deliver,
     /// Opening `--input FILE`.
     Input,
-    /// A reader subcommand (`list`, `flag`, `check`) using an existing maildir.
+    /// A reader subcommand (`list`, `flag`, `check`) using an existing maildir, or a mistake
+    /// in its command line.
     Read,
+    /// A mistake in the delivery form's command line or environment, found before delivering.
+    Command,
 }
 
 /// The options that change an exit code.
@@ -45,16 +46,8 @@ pub struct Policy {
     pub strict: bool,
     /// `--quota-full`: what a message over the Maildir++ quota gets.
     pub quota_full: QuotaFull,
-}
-
-impl Policy {
-    /// The policy the command line `args`, `mail` asks for.
-    pub fn of(args: &Args, mail: &MailArgs) -> Policy {
-        Policy {
-            strict: args.strict_exit,
-            quota_full: mail.mta.quota_full,
-        }
-    }
+    /// A person runs mdeliver (standard input or standard error is a terminal).
+    pub interactive: bool,
 }
 
 /// The exit code for an error of `kind` met in `context`: the one place where error kinds
@@ -64,10 +57,18 @@ impl Policy {
 /// Maildir++ quota bounces (77, `EX_NOPERM`, as Courier's deliverquota) with
 /// `--quota-full=bounce`. An `--input FILE` that cannot be opened is [`NOINPUT`]; a reader
 /// subcommand reports a missing maildir as [`NOINPUT`] and everything else precisely.
+///
+/// A mistake in the delivery form's command line is in the MTA's configuration, which an
+/// administrator fixes: like every such problem it defers ([`TEMPFAIL`], with a `4.3.5` status
+/// line), so no mail bounces while the typo is there (maildrop does the same). A person gets the
+/// precise [`USAGE`] (64): when interactive, with `--strict-exit`, and for the reader-side
+/// subcommands, which no MTA runs.
 pub fn decide(kind: ErrorKind, context: Context, policy: Policy) -> u8 {
     let strict = policy.strict || context == Context::Read;
     match kind {
         _ if context == Context::Input => NOINPUT,
+        _ if context == Context::Command && !(strict || policy.interactive) => TEMPFAIL,
+        _ if context == Context::Command => USAGE,
         ErrorKind::NotFound | ErrorKind::NotDirectory if context == Context::Read => NOINPUT,
         ErrorKind::OverQuota if policy.quota_full == QuotaFull::Bounce => NOPERM,
         ErrorKind::Usage => USAGE,
@@ -92,6 +93,31 @@ pub fn decide(kind: ErrorKind, context: Context, policy: Policy) -> u8 {
         | ErrorKind::Busy
         | ErrorKind::OverQuota => TEMPFAIL,
     }
+}
+
+/// [`decide`] for a usage error (a mistake in the command line or in `MDELIVER_DISABLE`) of
+/// the delivery form or, with `subcommand`, of a reader subcommand.
+pub fn usage(strict: bool, interactive: bool, subcommand: bool) -> u8 {
+    let context = if subcommand {
+        Context::Read
+    } else {
+        Context::Command
+    };
+    let policy = Policy {
+        strict,
+        interactive,
+        ..Policy::default()
+    };
+    decide(ErrorKind::Usage, context, policy)
+}
+
+/// [`decide`] for a delivery, with `--strict-exit` (`strict`) or not.
+pub fn code(kind: ErrorKind, strict: bool) -> u8 {
+    let policy = Policy {
+        strict,
+        ..Policy::default()
+    };
+    decide(kind, Context::Deliver, policy)
 }
 
 /// The class of the RFC 3463 status line that goes with exit code `code`: transient (4.x.x)
@@ -120,14 +146,6 @@ pub fn worst(a: u8, b: u8) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn code(kind: ErrorKind, strict: bool) -> u8 {
-        let policy = Policy {
-            strict,
-            ..Policy::default()
-        };
-        decide(kind, Context::Deliver, policy)
-    }
 
     #[test]
     fn default_defers_what_an_admin_can_fix() {
@@ -158,10 +176,19 @@ mod tests {
     }
 
     #[test]
+    fn usage_errors_defer_unless_a_person_or_strict_asks() {
+        assert_eq!(usage(false, false, false), TEMPFAIL);
+        assert_eq!(usage(true, false, false), USAGE);
+        assert_eq!(usage(false, true, false), USAGE);
+        assert_eq!(usage(false, false, true), USAGE);
+    }
+
+    #[test]
     fn context_and_quota_full_change_the_code() {
         let bounce = Policy {
             strict: false,
             quota_full: QuotaFull::Bounce,
+            ..Policy::default()
         };
         let all = [ErrorKind::NotFound, ErrorKind::Usage, ErrorKind::Io];
         for k in all {
@@ -184,6 +211,18 @@ mod tests {
         assert_eq!(read(ErrorKind::Permission), NOPERM);
         assert_eq!(read(ErrorKind::Io), IOERR);
         assert_eq!(read(ErrorKind::NoSpace), TEMPFAIL);
+        // A command-line mistake defers under an MTA, whatever the kind, unless a person or
+        // --strict-exit asks; a reader subcommand's is always a usage error.
+        let person = Policy {
+            interactive: true,
+            ..Policy::default()
+        };
+        assert_eq!(
+            decide(ErrorKind::Io, Context::Command, Policy::default()),
+            TEMPFAIL
+        );
+        assert_eq!(decide(ErrorKind::Usage, Context::Command, person), USAGE);
+        assert_eq!(read(ErrorKind::Usage), USAGE);
     }
 
     #[test]

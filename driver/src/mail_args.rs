@@ -6,6 +6,7 @@
 use std::ffi::OsString;
 
 use mdeliver_core::machine::deliver::{Durability, Options};
+use mdeliver_core::maildir::folder::NameEncoding;
 use mdeliver_core::maildir::name::InfoSep;
 use mdeliver_core::mbox::Quoting;
 use mdeliver_core::Flags;
@@ -33,6 +34,22 @@ pub struct MailArgs {
     /// directory .A.B, with a maildirfolder marker); -c creates it (see FOLDERS)
     #[arg(long, value_name = "NAME")]
     pub folder: Option<OsString>,
+
+    /// How folder names are written in directory names: "utf7" (modified UTF-7, RFC 3501: what
+    /// Dovecot and Courier read; "Entwürfe" is .Entw&APw-rfe) or "utf8" (Dovecot with the
+    /// :UTF-8 mail_location option)
+    #[arg(long, value_name = "ENC", value_enum, default_value_t = FolderEncoding::Utf7)]
+    pub folder_encoding: FolderEncoding,
+
+    /// When the --folder is missing and -c is not given (or its name is refused), deliver into
+    /// MAILDIR itself (INBOX) instead of failing
+    #[arg(long)]
+    pub folder_fallback: bool,
+
+    /// Do not subscribe the folders -c creates (by default they are added to Dovecot's
+    /// "subscriptions" and, where it exists, Courier's "courierimapsubscribed")
+    #[arg(long)]
+    pub no_subscribe: bool,
 
     /// The character between a message's unique name and its flags: ":" (the default), or
     /// ";" or "!" for maildirs shared with FAT, Windows or Android
@@ -78,8 +95,12 @@ JSON options (exit 64), and the Maildir++ quota of the maildir is not checked.
 malformed mbox (not starting with \"From \", an envelope line over 1024 bytes) stops the \
 import with an error naming the byte offset: every message before it stays delivered, the \
 count is reported, and the exit status is 65 (EX_DATAERR: running it again cannot succeed; \
-fix the input, then import the rest, from that offset on). Other failures stop the import the \
-same way, with the delivery form's exit codes (75: disk full and the like).
+fix the input, then import the rest, from that offset on). Every other stop (disk full, a \
+read error, a failed flush) ends the same way, with an RFC 3463 status line, the delivery \
+form's exit code (75: disk full and the like) and the byte offset where the rest of the \
+input begins: once the cause is fixed, `tail -c +OFFSET+1 MBOX | mdeliver -M ...` imports \
+the rest without storing a message twice (after a failed directory flush the unflushed \
+messages are redone).
 
 FLAGS AND FOLDERS
   -X FLAGS delivers into cur/ as NAME:2,FLAGS (letters sorted, each once); without -X a message \
@@ -89,11 +110,17 @@ subcommands.
   --folder NAME delivers into the Maildir++ subfolder: \"A/B\", \"A.B\" and \"INBOX.A.B\" \
 all mean the directory .A.B inside MAILDIR (\"INBOX\" or \"\" is MAILDIR itself). Names \
 containing \"..\", starting with \".\", with an empty level, a control character or the \
-info separator are refused (exit 64). Names are taken as given bytes (modified UTF-7 is the \
-IMAP server's business). With -c a missing folder is created together with its tmp/, new/, \
-cur/ and the empty maildirfolder marker: built inside MAILDIR/tmp/, flushed, and renamed into \
-place without ever replacing anything, so no reader sees it half-made and concurrent creators \
-agree; MAILDIR is flushed afterwards.";
+info separator are refused (exit 64). Names are given in UTF-8 and each level is written in \
+modified UTF-7 (RFC 3501), as Dovecot and Courier store them (\"Entwürfe\" is the directory \
+.Entw&APw-rfe; \"&\" is \"&-\"); --folder-encoding=utf8 keeps the UTF-8 bytes, for Dovecot's \
+:UTF-8 layout. With -c a missing folder is created together with its tmp/, new/, cur/ and the \
+empty maildirfolder marker: built inside MAILDIR/tmp/, flushed, and renamed into place without \
+ever replacing anything, so no reader sees it half-made and concurrent creators agree; MAILDIR \
+is flushed afterwards. A folder -c creates is subscribed (unless --no-subscribe): added to \
+Dovecot's MAILDIR/subscriptions (created if missing) and to Courier's courierimapsubscribed \
+where that exists, under the servers' own lock file (NAME.lock, then renamed over NAME). \
+--folder-fallback delivers into MAILDIR itself when the folder does not exist and -c is not \
+given, or its name is refused (plus-address rules name folders nobody made).";
 
 impl MailArgs {
     /// The core's delivery options for this command line: `durable` unless `--no-fsync`
@@ -122,6 +149,25 @@ const MTA_ONLY: [&str; 10] = [
     "dry_run",
     "json",
 ];
+
+/// How folder names are written (the core's [`NameEncoding`]).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FolderEncoding {
+    /// Modified UTF-7 (RFC 3501), as Dovecot's default layout and Courier
+    Utf7,
+    /// UTF-8 as given, for Dovecot's :UTF-8 layout
+    Utf8,
+}
+
+impl FolderEncoding {
+    /// The core's encoding.
+    pub fn core(self) -> NameEncoding {
+        match self {
+            FolderEncoding::Utf7 => NameEncoding::Utf7,
+            FolderEncoding::Utf8 => NameEncoding::Utf8,
+        }
+    }
+}
 
 /// How `>From ` quoting in mbox bodies is undone (the core's [`Quoting`]).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]

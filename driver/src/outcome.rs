@@ -7,7 +7,6 @@ use mdeliver_core::maildir::name::{InfoSep, ParsedName};
 
 use crate::args::Args;
 use crate::envelope::{Settings, Stored};
-use crate::exit::Policy;
 use crate::json::Record;
 use crate::report::Failure;
 use crate::status::{self, Output};
@@ -100,10 +99,7 @@ pub fn input_failed(args: &Args, path: &Path, kind: mdeliver_core::ErrorKind) ->
 
 /// Reports a failure in `maildir` (or of the input) and returns its exit code.
 pub fn failed(out: &mut Output, args: &Args, s: &Settings, what: &Path, failure: &Failure) -> u8 {
-    let code = failure.code(Policy {
-        strict: args.strict_exit,
-        quota_full: s.quota_full,
-    });
+    let code = status::code(failure, args.strict_exit, s.quota_full);
     let addr = s
         .delivered_to
         .as_deref()

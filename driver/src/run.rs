@@ -9,16 +9,21 @@ use std::path::{Path, PathBuf};
 
 use mdeliver_core::machine::deliver::Durability;
 use mdeliver_core::maildir::folder::FolderFailure;
-use mdeliver_core::{Dir, Env, ErrorKind, Fs};
+use mdeliver_core::{Dir, Env, ErrorKind, Fs, Options};
 
 use crate::args::Args;
 use crate::envelope::{Settings, Stored};
 use crate::exit;
+use crate::folder_report::{Refused, Resolved};
 use crate::import::{self, Progress};
 use crate::mail_args::MailArgs;
+use crate::maillog::{Event, Severity};
 use crate::outcome;
 use crate::report::{Create, Failure};
 use crate::status::Output;
+
+/// How error messages name standard input.
+pub const STDIN: &str = "standard input";
 
 /// The one streaming buffer: its size is the write size, and memory use does not grow with
 /// the message.
@@ -34,6 +39,15 @@ pub trait Message: embedded_io::Read<Error = std::io::Error> {
     /// Prepares to read the whole message again; [`Failure::InputLost`] when part of it was
     /// consumed from a source that cannot be read again (a pipe).
     fn rewind(&mut self) -> Result<(), Failure>;
+
+    /// Looks for the message's Message-ID in what is read from now on, for the mail log
+    /// (only called when logging; a source that cannot, never finds one).
+    fn scan_message_id(&mut self) {}
+
+    /// The Message-ID read so far (after [`Message::scan_message_id`]).
+    fn message_id(&self) -> Option<&[u8]> {
+        None
+    }
 }
 
 /// What a binary brings to the delivery: its filesystem, environment and input.
@@ -49,35 +63,56 @@ pub trait Adapter {
 
     /// The environment.
     fn env(&mut self) -> &mut Self::Env;
-    /// Standard input.
-    fn stdin(&mut self) -> Self::Message;
+    /// Standard input (`Usage` when it is a directory, as for `--input`).
+    fn stdin(&mut self) -> Result<Self::Message, ErrorKind>;
     /// `--input FILE` (`Usage` for a directory).
     fn input(&mut self, path: &Path) -> Result<Self::Message, ErrorKind>;
-    /// The directory of `--folder name` under `maildir`, created where missing with `create`.
+    /// The directory of `--folder name` under `maildir`, created where missing with `create`
+    /// (with the folder's directory name when this call created it).
     fn folder(
         &mut self,
         maildir: &Path,
         name: &OsStr,
         create: bool,
-    ) -> Result<PathBuf, FolderFailure>;
+    ) -> Result<Resolved, FolderFailure>;
     /// Opens (with `create`, creates) the maildir; with `keep`, the delivered message can be
-    /// taken back afterwards ([`Adapter::kept`]).
+    /// taken back afterwards ([`Adapter::kept`]). `folder`: the path is a `--folder` inside a
+    /// maildir, which must not be a symbolic link (a maildir root may be one).
     fn open(
         &mut self,
         maildir: &Path,
         create: bool,
         keep: bool,
+        folder: bool,
     ) -> Result<Self::Fs, (ErrorKind, Dir)>;
+    /// The delivery options for the opened maildir `fs`, from `base`: the strategy its
+    /// filesystem gets (the core's `machine::trust`), and what `-vv` says about that choice.
+    /// By default `base` unchanged and nothing to say.
+    fn strategy(&mut self, fs: &Self::Fs, base: Options) -> (Options, Option<String>) {
+        let _ = fs;
+        (base, None)
+    }
     /// After a delivery opened with `keep`: the stored message, for further maildirs.
     fn kept(&mut self, fs: &mut Self::Fs, stored: &Stored) -> Option<Self::Message>;
     /// `-M`'s progress display for `input`.
     fn progress(&mut self, args: &Args) -> Self::Progress;
+
+    /// Whether this run writes the mail log ([`crate::maillog`] lines); by default not.
+    fn logging(&self) -> bool {
+        false
+    }
+
+    /// Writes the mail log's lines, at the end of the run.
+    fn log(&mut self, _lines: &[(Severity, String)]) {}
 }
 
 /// Runs the delivery form of the command line (`-M` included) and gives the exit status.
 pub fn run<A: Adapter>(a: &mut A, args: &Args, mail: &MailArgs) -> u8 {
     let mut input = match &args.input {
-        None => a.stdin(),
+        None => match a.stdin() {
+            Ok(i) => i,
+            Err(kind) => return outcome::input_failed(args, Path::new(STDIN), kind),
+        },
         Some(path) => match a.input(path) {
             Ok(i) => i,
             Err(kind) => return outcome::input_failed(args, path, kind),
@@ -89,21 +124,22 @@ pub fn run<A: Adapter>(a: &mut A, args: &Args, mail: &MailArgs) -> u8 {
     let settings = match Settings::new(&mail.mta, mail.info_separator, |n| std::env::var_os(n)) {
         Ok(s) => s,
         Err(message) => {
+            let code = crate::args::usage_failed(args.strict_exit, false);
             eprintln!("mdeliver: {message}");
-            return exit::USAGE;
+            return code;
         }
     };
     deliver_all(a, args, mail, &settings, input)
 }
 
-/// Where to deliver in `maildir`: the maildir itself, or its `--folder`. On failure, the
-/// message (after `mdeliver: <maildir>: `) and the exit code.
+/// Where to deliver in `maildir`: the maildir itself, or its `--folder` (see
+/// [`crate::folder_report::target`]). On failure, what to report.
 fn target<A: Adapter>(
     a: &mut A,
     args: &Args,
     mail: &MailArgs,
     maildir: &Path,
-) -> Result<PathBuf, (String, u8)> {
+) -> Result<PathBuf, Refused> {
     crate::folder_report::target(args, mail, maildir, |name, create| {
         a.folder(maildir, name, create)
     })
@@ -123,46 +159,59 @@ fn deliver_all<A: Adapter>(
     let mut buf = vec![0u8; BUF_SIZE];
     let mut status = exit::OK;
     let mut out = Output::default();
+    // The mail log's lines, written at the end (when the Message-ID has been read).
+    let log = a.logging() && !settings.dry_run;
+    let mut events: Vec<Event> = Vec::new();
+    if log {
+        input.scan_message_id();
+    }
     let mut copy: Option<A::Message> = None;
     let last = args.maildirs.len() - 1;
     for (i, given) in args.maildirs.iter().enumerate() {
         let maildir = &match target(a, args, mail, given) {
             Ok(target) => target,
-            Err((message, code)) => {
-                eprintln!("mdeliver: {}: {message}", given.display());
-                status = exit::worst(status, code);
+            Err(refused) => {
+                refused.report(&mut out, given);
+                status = exit::worst(status, refused.code);
+                if log {
+                    let (message, code) = (refused.message, refused.code);
+                    events.push(Event::Failed(given.clone(), message, None, code));
+                }
                 continue;
             }
         };
+        let in_folder = maildir != given;
         let keep = copy.is_none() && i < last && !input.is_rewindable();
         // The MTA's message is transformed (trace fields); a copy is stored as it is.
         let transform = copy.is_none();
         let source = copy.as_mut().unwrap_or(&mut input);
         // A dry run creates nothing.
         let create = args.create && !settings.dry_run;
-        let delivered = match a.open(maildir, create, keep) {
+        let delivered = match a.open(maildir, create, keep, in_folder) {
             Err((kind, part)) => Err(Failure::Open {
                 kind,
                 part,
-                create: Create::of(args.create, settings.dry_run),
+                create: Create::of(args.create, settings.dry_run).at(maildir),
             }),
             Ok(fs) => source.rewind().and_then(|()| {
+                let (opts, note) = a.strategy(&fs, opts);
+                if let (Some(note), true) = (note, args.verbose >= 2) {
+                    out.err(format!("mdeliver: {}: {note}", maildir.display()));
+                }
                 let env = a.env();
                 let (mut fs, stored) =
                     crate::envelope::deliver(fs, env, opts, settings, source, transform, &mut buf);
                 let stored = stored?;
-                // A dry run stores nothing to read back.
-                let kept = if keep && !settings.dry_run {
-                    a.kept(&mut fs, &stored)
-                } else {
-                    None
-                };
+                let kept = if keep { a.kept(&mut fs, &stored) } else { None };
                 Ok((stored, kept))
             }),
         };
         match delivered {
             Ok((stored, kept)) => {
                 outcome::stored(&mut out, args, settings, maildir, &stored);
+                if log {
+                    events.push(saved(maildir, &stored));
+                }
                 if kept.is_some() {
                     copy = kept;
                 }
@@ -170,11 +219,36 @@ fn deliver_all<A: Adapter>(
             Err(failure) => {
                 let code = outcome::failed(&mut out, args, settings, maildir, &failure);
                 status = exit::worst(status, code);
+                if log {
+                    let addr = settings.delivered_to.as_deref();
+                    let addr = addr.map(|a| String::from_utf8_lossy(a).into_owned());
+                    let line = crate::status::line(&failure, code, addr.as_deref());
+                    let what = failure.to_string();
+                    events.push(Event::Failed(maildir.clone(), what, Some(line), code));
+                }
             }
         }
     }
     out.flush();
+    if log {
+        let id = input.message_id();
+        let lines: Vec<_> = events.iter().map(|e| e.line(id)).collect();
+        a.log(&lines);
+    }
     status
+}
+
+/// The mail log's event for a message stored in `maildir` (or a duplicate found there).
+fn saved(maildir: &Path, stored: &Stored) -> Event {
+    let (dir, name, dup) = match stored {
+        Stored::Delivered(d) => (Some(d.dir), &*d.name, false),
+        Stored::Duplicate { dir, name, .. } => (*dir, &**name, true),
+    };
+    let file = match dir {
+        Some(d) => format!("{}/{name}", d.as_str()),
+        None => name.to_owned(),
+    };
+    Event::Saved(maildir.to_owned(), file, dup)
 }
 
 /// `-M`: imports the mbox `input` into the one maildir (or its folder).
@@ -185,17 +259,17 @@ fn import_mbox<A: Adapter>(a: &mut A, args: &Args, mail: &MailArgs, input: &mut 
     };
     let target = match target(a, args, mail, maildir) {
         Ok(t) => t,
-        Err((message, code)) => {
-            eprintln!("mdeliver: {}: {message}", maildir.display());
-            return code;
+        Err(refused) => {
+            let mut out = Output::default();
+            refused.report(&mut out, maildir);
+            out.flush();
+            return refused.code;
         }
     };
-    let mut fs = match a.open(&target, args.create, false) {
+    let in_folder = target != maildir;
+    let mut fs = match a.open(&target, args.create, false, in_folder) {
         Ok(fs) => fs,
-        Err((kind, part)) => {
-            let policy = exit::Policy::of(args, mail);
-            return import::cannot_open(args, policy, &target, kind, part);
-        }
+        Err((kind, part)) => return import::cannot_open(args, &target, kind, part),
     };
     let mut progress = a.progress(args);
     let env = a.env();

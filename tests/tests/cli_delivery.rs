@@ -232,16 +232,26 @@ fn symlinked_subdirectory_is_refused() {
     }
 }
 
+/// Issue 13: a symbolic link at the maildir root is followed, with or without a trailing `/`
+/// (before, `Maildir` deferred every message while `Maildir/` delivered), on every publish
+/// path; the subcommands read through it too.
 #[test]
-fn symlinked_maildir_is_refused() {
-    let t = tempfile::tempdir().unwrap();
-    let real = t.path().join("real");
-    make_maildir(&real);
-    let link = t.path().join("Maildir");
-    std::os::unix::fs::symlink(&real, &link).unwrap();
-    let r = run(&[&link], b"hello\n", &[]);
-    assert_eq!(r.code, 75);
-    assert_eq!(names(&real.join("new")), Vec::<String>::new());
+fn symlinked_maildir_root_is_followed() {
+    for (disable, _) in PATHS {
+        let t = tempfile::tempdir().unwrap();
+        let real = t.path().join("real");
+        make_maildir(&real);
+        let link = t.path().join("Maildir");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let slash = format!("{}/", link.display());
+        for spelling in [&link as &dyn AsRef<std::ffi::OsStr>, &slash] {
+            let r = run(&[spelling], b"hello\n", &[("MDELIVER_DISABLE", disable)]);
+            assert_eq!(r.code, 0, "{disable}: {}", r.stderr);
+        }
+        assert_eq!(names(&real.join("new")).len(), 2, "{disable}");
+        let r = run(&[&"list", &link], b"", &[]);
+        assert_eq!((r.code, r.stdout.lines().count()), (0, 2), "{}", r.stderr);
+    }
 }
 
 #[test]

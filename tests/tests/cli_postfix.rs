@@ -479,4 +479,26 @@ fn postfix_mailbox_command_end_to_end() {
     for f in ["Return-Path", "X-Original-To", "Delivered-To"] {
         assert_eq!(count(m, f), 1, "{f} in {m}");
     }
+
+    // 10. A typo in the command line (issue 13): before, mdeliver exited 64 and Postfix
+    // bounced every message; now it defers with mdeliver's 4.3.5 (clap's "did you mean" tip in
+    // the log), and the message is stored once after the fix. With --strict-exit the precise
+    // 64 still bounces (Postfix's 5.3.0), as every typo did before.
+    pf.set_opts("--crate");
+    let id = pf.send("alice@example.org", &msg("typo", ""));
+    let l = pf.wait(&id, "deferred", 0);
+    assert!(
+        l.contains("dsn=4.3.5") && l.contains("mdeliver is misconfigured"),
+        "{l}"
+    );
+    assert!(l.contains("--create"), "the hint reaches the log: {l}");
+    pf.set_opts("");
+    pf.flush();
+    pf.wait(&id, "sent", 1);
+    assert_eq!(with_subject(&pf.stored(), "typo").len(), 1);
+    pf.set_opts("--strict-exit --crate");
+    let id = pf.send("alice@example.org", &msg("stricttypo", ""));
+    let l = pf.wait(&id, "bounced", 0);
+    assert!(l.contains("dsn=5.3.0"), "{l}");
+    pf.set_opts("");
 }

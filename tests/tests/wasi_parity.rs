@@ -203,6 +203,13 @@ fn cases() -> Vec<Case> {
             MSG,
         ),
         case("empty message", &["-c", "{D}/M"], b""),
+        // Nothing was read from standard input: the next maildir reads it again (and finds it
+        // empty too) rather than reporting it lost.
+        case(
+            "empty message, two maildirs",
+            &["-c", "{D}/A", "{D}/B"],
+            b"",
+        ),
         Case {
             usage: true,
             ..case("bad flags", &["-X", "S1", "{D}/M"], MSG)

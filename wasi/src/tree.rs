@@ -18,7 +18,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::wasi::ffi::OsStrExt;
 
 use mdeliver_core::maildir::folder::{
-    create_folder, folder, Folder, FolderFailure, FolderTree, Part, TreeDir,
+    create_folder, folder, Folder, FolderDir, FolderFailure, FolderTree, NameEncoding, Part,
+    TreeDir,
 };
 use mdeliver_core::maildir::name::InfoSep;
 use mdeliver_core::{Env, ErrorKind, Fs};
@@ -121,23 +122,25 @@ impl FolderTree for WasiTree {
 pub fn resolve_folder<E: Env + ?Sized>(
     maildir: &Path,
     name: &[u8],
-    sep: InfoSep,
+    (sep, enc): (InfoSep, NameEncoding),
     create: bool,
     sync: bool,
     env: &mut E,
-) -> Result<PathBuf, FolderFailure> {
-    let dir = match folder(name, sep).map_err(FolderFailure::Name)? {
-        Folder::Inbox => return Ok(maildir.to_owned()),
+) -> Result<(PathBuf, Option<FolderDir>), FolderFailure> {
+    let dir = match folder(name, sep, enc).map_err(FolderFailure::Name)? {
+        Folder::Inbox => return Ok((maildir.to_owned(), None)),
         Folder::Sub(d) => d,
     };
+    let path = maildir.join(OsStr::from_bytes(&dir));
     if create {
         // The parent is a maildir in its own right (the INBOX): make it complete first.
         let parent = WasiFs::open(maildir, true).map_err(|(k, d)| FolderFailure::Parent(k, d))?;
         let sync = sync && parent.capabilities().dir_sync;
-        create_folder(&mut WasiTree::new(maildir), env, &dir, sync)
+        let created = create_folder(&mut WasiTree::new(maildir), env, &dir, sync)
             .map_err(FolderFailure::Create)?;
+        return Ok((path, created.then_some(dir)));
     }
-    Ok(maildir.join(OsStr::from_bytes(&dir)))
+    Ok((path, None))
 }
 
 #[cfg(test)]
@@ -198,7 +201,15 @@ mod tests {
     }
 
     fn resolve(md: &Path, name: &[u8], create: bool) -> Result<PathBuf, FolderFailure> {
-        resolve_folder(md, name, InfoSep::COLON, create, true, &mut TestEnv(0))
+        resolve_folder(
+            md,
+            name,
+            (InfoSep::COLON, NameEncoding::Utf8),
+            create,
+            true,
+            &mut TestEnv(0),
+        )
+        .map(|(p, _)| p)
     }
 
     #[test]

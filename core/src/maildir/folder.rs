@@ -12,8 +12,10 @@
 //!   name, not the folder name), empty levels (`A//B`, `A.`, `/A`), control characters, the
 //!   info separator (it would make the folder's files unparsable), and results longer than a
 //!   file name can be.
-//! - Names are taken as given bytes (modified UTF-7 or UTF-8 alike); only the bytes above are
-//!   special.
+//! - Each level is written the way the IMAP server reading the maildir expects it
+//!   ([`NameEncoding`]): modified UTF-7 by default (`Entwürfe` → `.Entw&APw-rfe`, see
+//!   [`crate::maildir::mutf7`]), which needs a UTF-8 name; or the bytes as given, for Dovecot's UTF-8
+//!   layout.
 //!
 //! Creating a folder ([`create_folder`], over any [`FolderTree`]) is decided here too, so that
 //! no one ever sees a folder half-made:
@@ -30,6 +32,7 @@
 use crate::env::Env;
 use crate::error::ErrorKind;
 use crate::fs::Dir;
+pub use crate::maildir::mutf7::NameEncoding;
 use crate::maildir::name::{InfoSep, NAME_MAX};
 use core::fmt;
 use core::fmt::Write as _;
@@ -81,6 +84,8 @@ pub enum FolderError {
     InfoSeparator(u8),
     /// The directory name would be longer than a file name may be.
     TooLong,
+    /// It is not UTF-8, so it cannot be written in modified UTF-7.
+    NotUtf8,
 }
 
 impl fmt::Display for FolderError {
@@ -105,6 +110,10 @@ impl fmt::Display for FolderError {
                 f,
                 "folder name is too long (the directory name may have at most {NAME_MAX} bytes)"
             ),
+            FolderError::NotUtf8 => f.write_str(
+                "folder name is not UTF-8 (IMAP servers store names in modified UTF-7; \
+                 --folder-encoding=utf8 keeps the bytes as given)",
+            ),
         }
     }
 }
@@ -123,8 +132,8 @@ fn strip_inbox(name: &[u8]) -> Option<&[u8]> {
     }
 }
 
-/// Translates a folder name (see the module docs).
-pub fn folder(name: &[u8], sep: InfoSep) -> Result<Folder, FolderError> {
+/// Translates a folder name, writing its levels in `enc` (see the module docs).
+pub fn folder(name: &[u8], sep: InfoSep, enc: NameEncoding) -> Result<Folder, FolderError> {
     let name = match strip_inbox(name) {
         Some([]) => return Ok(Folder::Inbox),
         Some(rest) => rest,
@@ -149,10 +158,25 @@ pub fn folder(name: &[u8], sep: InfoSep) -> Result<Folder, FolderError> {
             return Err(FolderError::EmptyLevel);
         }
         dir.push(b'.').map_err(|_| FolderError::TooLong)?;
-        dir.extend_from_slice(level)
-            .map_err(|_| FolderError::TooLong)?;
+        let fits = match enc {
+            NameEncoding::Utf8 => dir.extend_from_slice(level).is_ok(),
+            NameEncoding::Utf7 => {
+                let level = core::str::from_utf8(level).map_err(|_| FolderError::NotUtf8)?;
+                crate::maildir::mutf7::encode(level, &mut dir).is_ok()
+            }
+        };
+        if !fits {
+            return Err(FolderError::TooLong);
+        }
     }
     Ok(Folder::Sub(dir))
+}
+
+/// Whether a maildir path whose last component is `last` names a maildir's own subdirectory
+/// (`tmp`, `new` or `cur`): creating a maildir there (`-c`) would nest a maildir inside a
+/// maildir, where no reader looks, so it is refused, and never suggested.
+pub fn nests_in_maildir(last: &[u8]) -> bool {
+    Dir::SUBDIRS.iter().any(|d| d.as_str().as_bytes() == last)
 }
 
 /// Why `--folder` could not be used (the adapters' answer; the CLI words it).
@@ -246,19 +270,21 @@ pub fn staging_name<E: Env + ?Sized>(env: &mut E) -> StagingName {
 
 /// Creates the folder directory `folder` (from [`folder`]) in the tree's parent maildir unless
 /// it exists (see the module docs); with `sync`, flushes the folder before it is renamed into
-/// place and the parent and its tmp/ after.
+/// place and the parent and its tmp/ after. `true` when this call made the folder (the caller
+/// subscribes it: [`crate::maildir::subscription`]), `false` when it was there already or another
+/// process placed it first.
 pub fn create_folder<T, E>(
     tree: &mut T,
     env: &mut E,
     folder: &[u8],
     sync: bool,
-) -> Result<(), ErrorKind>
+) -> Result<bool, ErrorKind>
 where
     T: FolderTree + ?Sized,
     E: Env + ?Sized,
 {
     if tree.folder_exists(folder)? {
-        return Ok(());
+        return Ok(false);
     }
     let staging = staging_name(env);
     let staging = staging.as_str();
@@ -287,12 +313,12 @@ where
         // Another process's folder is in place (or ours failed): ours goes.
         Ok(false) | Err(_) => remove(tree, staging, &Part::ALL),
     }
-    placed?;
+    let ours = placed?;
     if sync {
         tree.sync_dir(TreeDir::Parent)?;
         tree.sync_dir(TreeDir::Tmp)?;
     }
-    Ok(())
+    Ok(ours)
 }
 
 /// Removes `made` (newest first) and then the staging directory. Best effort: the error that
@@ -310,7 +336,38 @@ mod tests {
     use super::*;
 
     fn dir(name: &[u8]) -> Result<Folder, FolderError> {
-        folder(name, InfoSep::COLON)
+        folder(name, InfoSep::COLON, NameEncoding::Utf8)
+    }
+
+    fn utf7(name: &[u8]) -> Result<Folder, FolderError> {
+        folder(name, InfoSep::COLON, NameEncoding::Utf7)
+    }
+
+    /// Issue 13: `--folder Entwürfe` made `.Entwürfe`, which Dovecot and Courier list under
+    /// another name; by default the levels are modified UTF-7 now.
+    #[test]
+    fn modified_utf7_by_default() {
+        assert_eq!(NameEncoding::default(), NameEncoding::Utf7);
+        assert_eq!(utf7("Entwürfe".as_bytes()), sub(b".Entw&APw-rfe"));
+        assert_eq!(
+            utf7("Entwürfe".as_bytes()).unwrap().dir_str(),
+            Some(".Entw&APw-rfe")
+        );
+        assert_eq!(
+            utf7("Archiv/2026/März".as_bytes()),
+            sub(b".Archiv.2026.M&AOQ-rz")
+        );
+        assert_eq!(utf7(b"Q&A"), sub(b".Q&-A"));
+        assert_eq!(utf7("INBOX.Entwürfe".as_bytes()), sub(b".Entw&APw-rfe"));
+        assert_eq!(utf7(b"INBOX"), Ok(Folder::Inbox));
+        assert_eq!(dir("Entwürfe".as_bytes()), sub(".Entwürfe".as_bytes()));
+        assert_eq!(utf7(b"caf\xe9"), Err(FolderError::NotUtf8));
+        assert_eq!(dir(b"caf\xe9"), sub(b".caf\xe9"));
+        // The length limit applies to the encoded name: 127 "ü" are 2 bytes each in UTF-8
+        // (254 + the dot fits) but 1 + ceil(127 * 16 / 6) + 1 = 341 bytes in UTF-7.
+        let long = "ü".repeat(127);
+        assert!(dir(long.as_bytes()).is_ok());
+        assert_eq!(utf7(long.as_bytes()), Err(FolderError::TooLong));
     }
 
     fn sub(d: &[u8]) -> Result<Folder, FolderError> {
@@ -331,6 +388,16 @@ mod tests {
         assert_eq!(dir(b"INBOXES"), sub(b".INBOXES"));
         assert_eq!(dir(b"A/INBOX"), sub(b".A.INBOX"));
         assert_eq!(dir(b"A/B").unwrap().dir_str(), Some(".A.B"));
+    }
+
+    #[test]
+    fn maildir_subdirectories_would_nest() {
+        for n in [&b"new"[..], b"cur", b"tmp"] {
+            assert!(nests_in_maildir(n), "{n:?}");
+        }
+        for n in [&b"Maildir"[..], b"news", b"NEW", b"", b".new"] {
+            assert!(!nests_in_maildir(n), "{n:?}");
+        }
     }
 
     #[test]
@@ -361,8 +428,12 @@ mod tests {
         assert_eq!(dir(b"A\x7f"), Err(FolderError::ControlChar(0x7f)));
         assert_eq!(dir(b"A:B"), Err(FolderError::InfoSeparator(b':')));
         let semi = InfoSep::new(b';').unwrap();
-        assert_eq!(folder(b"A;B", semi), Err(FolderError::InfoSeparator(b';')));
-        assert_eq!(folder(b"A:B", semi), sub(b".A:B"));
+        let utf8 = NameEncoding::Utf8;
+        assert_eq!(
+            folder(b"A;B", semi, utf8),
+            Err(FolderError::InfoSeparator(b';'))
+        );
+        assert_eq!(folder(b"A:B", semi, utf8), sub(b".A:B"));
         let long = [b'x'; 254];
         assert_eq!(dir(&long), sub(&[b".".as_slice(), &long].concat()));
         assert_eq!(dir(&[b'x'; 255]), Err(FolderError::TooLong));

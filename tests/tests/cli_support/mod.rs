@@ -62,7 +62,17 @@ pub struct Run {
 /// Runs `mdeliver args...` with `stdin` piped in and `env` set (and `MDELIVER_DISABLE`
 /// cleared unless given).
 pub fn run(args: &[&dyn AsRef<std::ffi::OsStr>], stdin: &[u8], env: &[(&str, &str)]) -> Run {
-    run_via(&[], None, args, stdin, env)
+    run_via(&[], None, None, args, stdin, env)
+}
+
+/// Like [`run`], in the working directory `cwd`.
+pub fn run_in(
+    cwd: &Path,
+    args: &[&dyn AsRef<std::ffi::OsStr>],
+    stdin: &[u8],
+    env: &[(&str, &str)],
+) -> Run {
+    run_via(&[], None, Some(cwd), args, stdin, env)
 }
 
 /// Like [`run`], as the unprivileged user `nobody` (uid and gid 65534), through `setpriv`.
@@ -93,13 +103,14 @@ pub fn run_as_nobody(
         "--clear-groups",
         "--",
     ];
-    Some(run_via(&prefix, Some(&copy), args, stdin, &[]))
+    Some(run_via(&prefix, Some(&copy), None, args, stdin, &[]))
 }
 
 /// Runs `prefix... mdeliver args...`.
 fn run_via(
     prefix: &[&str],
     binary: Option<&Path>,
+    cwd: Option<&Path>,
     args: &[&dyn AsRef<std::ffi::OsStr>],
     stdin: &[u8],
     env: &[(&str, &str)],
@@ -115,6 +126,9 @@ fn run_via(
     };
     for a in args {
         cmd.arg(a);
+    }
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
     }
     cmd.env_remove("MDELIVER_DISABLE");
     for (k, v) in env {

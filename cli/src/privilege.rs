@@ -1,0 +1,139 @@
+//! Running as root (issue 13): mdeliver never leaves root-owned files in someone else's maildir.
+//! Before anything is opened, a process running as root becomes the owner of the maildirs:
+//!
+//! - with `--user NAME`: that user (its uid, primary gid and supplementary groups, looked up
+//!   through the system's user database, NSS included);
+//! - else the owner of the maildirs (of the nearest directory that exists, for a maildir `-c`
+//!   is to create), with that user's groups (or, for a uid with no user entry, the directory's
+//!   group);
+//! - a maildir owned by root is root's own: delivered as root (so is one `-c` creates in a
+//!   directory of root's);
+//! - refused, saying why: maildirs with different owners (run one mdeliver per owner, or give
+//!   `--user`).
+//!
+//! The switch is `setgroups`, `setresgid`, `setresuid` (real, effective and saved ids: root
+//! cannot be regained). Without root, `--user` must name the user mdeliver runs as.
+
+use std::path::{Path, PathBuf};
+
+use nix::unistd::{geteuid, getgrouplist, setgroups, setresgid, setresuid, Gid, Uid, User};
+
+/// Who to deliver as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Identity {
+    name: String,
+    uid: Uid,
+    gid: Gid,
+    groups: Vec<Gid>,
+}
+
+/// The owner (uid, gid) of `path`, or of the nearest directory above it that exists.
+fn owner(path: &Path) -> std::io::Result<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut p: PathBuf = if path.is_absolute() {
+        path.to_owned()
+    } else {
+        std::env::current_dir()?.join(path)
+    };
+    loop {
+        match std::fs::metadata(&p) {
+            Ok(m) => return Ok((m.uid(), m.gid())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if !p.pop() {
+                    return Err(e);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn by_uid(uid: u32, dir_gid: u32) -> Result<Identity, String> {
+    let uid = Uid::from_raw(uid);
+    match User::from_uid(uid) {
+        Ok(Some(u)) => identity(u),
+        Ok(None) => Ok(Identity {
+            name: format!("uid {uid}"),
+            uid,
+            gid: Gid::from_raw(dir_gid),
+            groups: vec![Gid::from_raw(dir_gid)],
+        }),
+        Err(e) => Err(format!("looking up uid {uid}: {e}")),
+    }
+}
+
+fn identity(u: User) -> Result<Identity, String> {
+    let cname = std::ffi::CString::new(u.name.clone()).map_err(|e| e.to_string())?;
+    let groups = getgrouplist(&cname, u.gid)
+        .map_err(|e| format!("looking up the groups of {}: {e}", u.name))?;
+    Ok(Identity {
+        name: u.name,
+        uid: u.uid,
+        gid: u.gid,
+        groups,
+    })
+}
+
+/// Decides who to deliver as (see the module docs); `None` to stay as we are.
+fn decide(
+    user: Option<&str>,
+    maildirs: &[PathBuf],
+    root: bool,
+) -> Result<Option<Identity>, String> {
+    if let Some(name) = user {
+        let u = match User::from_name(name) {
+            Ok(Some(u)) => u,
+            Ok(None) => return Err(format!("--user {name}: no such user")),
+            Err(e) => return Err(format!("--user {name}: looking it up: {e}")),
+        };
+        if !root {
+            if u.uid == geteuid() {
+                return Ok(None);
+            }
+            return Err(format!(
+                "--user {name}: only root can deliver as another user (running as uid {})",
+                geteuid()
+            ));
+        }
+        return identity(u).map(Some);
+    }
+    if !root {
+        return Ok(None);
+    }
+    let mut owner_of: Option<(u32, u32, &Path)> = None;
+    for md in maildirs {
+        let (uid, gid) =
+            owner(md).map_err(|e| format!("{}: finding its owner: {e}", md.display()))?;
+        match owner_of {
+            None => owner_of = Some((uid, gid, md)),
+            Some((u, _, first)) if u != uid => {
+                return Err(format!(
+                    "running as root, the maildirs {} and {} have different owners (uid {u} and \
+                     {uid}); run one mdeliver per owner, or pass --user NAME",
+                    first.display(),
+                    md.display()
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    match owner_of {
+        Some((uid, gid, _)) if uid != 0 => by_uid(uid, gid).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// Becomes the user to deliver as, before any maildir is touched (see the module docs); the
+/// refusal's message otherwise.
+pub fn become_owner(user: Option<&str>, maildirs: &[PathBuf]) -> Result<(), String> {
+    let Some(id) = decide(user, maildirs, geteuid().is_root())? else {
+        return Ok(());
+    };
+    let fail = |what: &str, e: nix::Error| {
+        format!("running as root: switching to {} ({what}): {e}", id.name)
+    };
+    setgroups(&id.groups).map_err(|e| fail("groups", e))?;
+    setresgid(id.gid, id.gid, id.gid).map_err(|e| fail("gid", e))?;
+    setresuid(id.uid, id.uid, id.uid).map_err(|e| fail("uid", e))?;
+    Ok(())
+}

@@ -1,0 +1,142 @@
+//! Running as root (issue 13). Before, root delivered root-owned 0600 files into a user's
+//! maildir and said nothing (the user could then not even flag them). Now root becomes the
+//! maildir's owner (or `--user NAME`) before touching anything, refuses when it cannot tell
+//! whose maildir it is, and a group-writable (shared) maildir gets files with its group and
+//! mode 0660, as Dovecot does. Real uids: the tests need root (they skip otherwise).
+
+mod cli_support;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use cli_support::*;
+
+const NOBODY: u32 = 65534;
+
+fn chown(p: &Path, spec: &str) {
+    let ok = std::process::Command::new("chown")
+        .args(["-R", spec])
+        .arg(p)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "chown {spec} {}", p.display());
+}
+
+/// (uid, gid, mode) of the one file in `dir`.
+fn the_file(dir: &Path) -> (u32, u32, u32) {
+    let names = names(dir);
+    assert_eq!(names.len(), 1, "{names:?}");
+    let m = std::fs::metadata(dir.join(&names[0])).unwrap();
+    (m.uid(), m.gid(), m.mode() & 0o7777)
+}
+
+fn scratch() -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    t
+}
+
+#[test]
+fn root_delivers_as_the_maildir_owner() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let t = scratch();
+    let md = t.path().join("Maildir");
+    make_maildir(&md);
+    chown(&md, "65534:65534");
+    let r = run(&[&md], b"x\n", &[]);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    assert_eq!(the_file(&md.join("new")), (NOBODY, NOBODY, 0o600));
+
+    // What every run as root did before: `--user root` says so explicitly.
+    let other = t.path().join("Other");
+    make_maildir(&other);
+    chown(&other, "65534:65534");
+    let r = run(&[&"--user", &"root", &other], b"x\n", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(the_file(&other.join("new")), (0, 0, 0o600));
+}
+
+#[test]
+fn user_option_creates_as_that_user() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let t = scratch();
+    let home = t.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    chown(&home, "65534:65534");
+    let md = home.join("vmail/Maildir");
+    let r = run(&[&"--user", &"nobody", &"-c", &"-p", &md], b"x\n", &[]);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    for d in [home.join("vmail"), md.clone(), md.join("new")] {
+        let m = std::fs::metadata(&d).unwrap();
+        assert_eq!(
+            (m.uid(), m.mode() & 0o777),
+            (NOBODY, 0o700),
+            "{}",
+            d.display()
+        );
+    }
+    assert_eq!(the_file(&md.join("new")).0, NOBODY);
+    // A maildir created in a directory of root's is root's own.
+    let new = t.path().join("New");
+    let r = run(&[&"-c", &new], b"x\n", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(the_file(&new.join("new")).0, 0);
+    // Two owners in one run.
+    let mine = t.path().join("Mine");
+    make_maildir(&mine);
+    let r = run(&[&md, &mine], b"x\n", &[]);
+    insta::assert_snapshot!(
+        "root_refuses_two_owners",
+        format!("exit {}\n{}", r.code, normalize(&r.stderr, t.path()))
+    );
+    assert_eq!(names(&mine.join("new")), Vec::<String>::new());
+    // Not root: --user must be the user we are.
+    let Some(r) = run_as_nobody(t.path(), &[&"--user", &"root", &md], b"x\n") else {
+        return;
+    };
+    assert_eq!(r.code, 75);
+    assert!(
+        r.stderr.contains("only root can deliver as another user"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn shared_maildir_files_take_its_group_and_0660() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let t = scratch();
+    let md = t.path().join("Shared");
+    make_maildir(&md);
+    // Group "mail" (gid 8 on Debian), group-writable: a shared maildir.
+    chown(&md, "0:8");
+    std::fs::set_permissions(&md, std::fs::Permissions::from_mode(0o770)).unwrap();
+    let r = run(&[&"--dedup", &md], b"Message-ID: <s@x>\n\nx\n", &[]);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    assert_eq!(the_file(&md.join("new")), (0, 8, 0o660));
+    // The duplicate index is the maildir's too.
+    for n in names(&md) {
+        if n.starts_with("mdeliver-dedup") {
+            let m = std::fs::metadata(md.join(&n)).unwrap();
+            assert_eq!((m.gid(), m.mode() & 0o777), (8, 0o660), "{n}");
+        }
+    }
+    // Not group-writable: private as before.
+    let private = t.path().join("Private");
+    make_maildir(&private);
+    chown(&private, "0:8");
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let r = run(&[&private], b"x\n", &[]);
+    assert_eq!(r.code, 0);
+    assert_eq!(the_file(&private.join("new")), (0, 0, 0o600));
+}
