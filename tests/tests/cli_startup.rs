@@ -105,6 +105,9 @@ fn arguments_arrive_whole_and_the_exit_code_comes_back() {
     // Codes other than 0 and 1 reach the caller: a usage error (deferred under an MTA, 64
     // with --strict-exit), and an empty message.
     assert_eq!(run(&[&"--bogus", &md], MESSAGE, &[]).code, 75);
-    assert_eq!(run(&[&"--strict-exit", &"--bogus", &md], MESSAGE, &[]).code, 64);
+    assert_eq!(
+        run(&[&"--strict-exit", &"--bogus", &md], MESSAGE, &[]).code,
+        64
+    );
     assert_eq!(run(&[&md], b"", &[]).code, 65);
 }
