@@ -225,7 +225,12 @@ const SUBCOMMANDS: [&str; 4] = ["list", "flag", "check", "help"];
 /// Whether a person typed the command: standard input or standard error is a terminal.
 pub fn interactive() -> bool {
     use std::io::IsTerminal;
-    std::io::stdin().is_terminal() || std::io::stderr().is_terminal()
+    use std::os::fd::BorrowedFd;
+    // By descriptor: std's `stdin()` would set up its buffered reader (and link it into the
+    // WASI module, which reads descriptor 0 itself) only to ask this.
+    // SAFETY: descriptors 0 and 2 are the process's for its whole run; they are only borrowed.
+    let (stdin, stderr) = unsafe { (BorrowedFd::borrow_raw(0), BorrowedFd::borrow_raw(2)) };
+    stdin.is_terminal() || stderr.is_terminal()
 }
 
 /// Decides how a usage error of the delivery form ends ([`exit::usage`]) and, when it defers,

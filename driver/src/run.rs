@@ -180,7 +180,9 @@ fn deliver_all<A: Adapter>(
                 continue;
             }
         };
-        let in_folder = maildir != given;
+        // `target` gives `given` itself or a folder inside it: comparing the bytes is enough
+        // (no component-wise path comparison linked in for it).
+        let in_folder = maildir.as_os_str() != given.as_os_str();
         let keep = copy.is_none() && i < last && !input.is_rewindable();
         // The MTA's message is transformed (trace fields); a copy is stored as it is.
         let transform = copy.is_none();
