@@ -376,3 +376,15 @@ fn variables_set_expand_modify_and_match() {
     let e = compile_err("set \"a\" \"x\";");
     assert_eq!(e.to_string(), "1:1: needs 'require \"variables\";'");
 }
+
+#[test]
+fn imap4flags_on_a_named_variable() {
+    let s = "require [\"variables\", \"imap4flags\", \"fileinto\"];\n\
+             addflag \"fv\" [\"a\", \"b c\"]; removeflag \"FV\" \"b\"; addflag \"x\";\n\
+             if hasflag \"fv\" \"c\" { fileinto :flags \"${fv}\" \"one\"; }\n\
+             if hasflag \"x\" { fileinto \"two\"; }\n\
+             if hasflag [\"fv\", \"other\"] \"x\" { fileinto \"three\"; }";
+    assert_eq!(actions(s), ["store one [a c]", "store two [x]"]);
+    let e = compile_err("require [\"variables\", \"imap4flags\"]; setflag \"9\" \"a\";");
+    assert_eq!(e.kind, ErrorKind::BadValue("variable name"));
+}

@@ -76,6 +76,7 @@ const MAILBOXES: &[&str] = &[
 ];
 const FLAGS: &[&str] = &[
     "\\\\Seen",
+    "${fv}",
     "\\\\Flagged",
     "\\\\Answered",
     "$Label1",
@@ -334,7 +335,12 @@ fn test(r: &mut Rng, depth: usize) -> String {
         6 => format!("not {}", test(r, depth + 1)),
         7 => {
             let cm = comparator_and_match(r, false);
-            format!("hasflag{cm} {}", list(r, FLAGS))
+            let vars = if r.chance(25) {
+                r.pick(&[" \"fv\"", " [\"fv\", \"v1\"]"])
+            } else {
+                ""
+            };
+            format!("hasflag{cm}{vars} {}", list(r, FLAGS))
         }
         _ => {
             let n = 1 + r.below(3);
@@ -431,7 +437,13 @@ fn command(r: &mut Rng, depth: usize, out: &mut String) {
         }
         5 | 6 => {
             let cmd = r.pick(&["setflag", "addflag", "addflag", "removeflag"]);
-            let _ = writeln!(out, "{indent}{cmd} {};", list(r, FLAGS));
+            // With variables, the flags of a named variable instead of the internal one.
+            let var = if r.chance(25) {
+                format!(" \"{}\"", r.pick(&["fv", "FV"]))
+            } else {
+                String::new()
+            };
+            let _ = writeln!(out, "{indent}{cmd}{var} {};", list(r, FLAGS));
         }
         7 => {
             if r.chance(30) {

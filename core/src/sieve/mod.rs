@@ -8,7 +8,7 @@
 //! `anyof`/`not`/`true`/`false` tests, the `i;octet` and `i;ascii-casemap` comparators, the
 //! `:is`/`:contains`/`:matches` match types) and the extensions in
 //! [`Extensions::SUPPORTED`]: `fileinto`, `envelope`, `encoded-character`, `imap4flags`
-//! (RFC 5232, without the variables forms), `copy` (RFC 3894), `subaddress` (RFC 5233, `+`
+//! (RFC 5232), `copy` (RFC 3894), `subaddress` (RFC 5233, `+`
 //! separator), `mailbox` (RFC 5490, `:create` only), `relational` (RFC 5231) with
 //! `comparator-i;ascii-numeric`, `reject`/`ereject` (RFC 5429) and `variables` (RFC 5229,
 //! without namespaces). Requiring anything else is a compile error. The `header` test decodes

@@ -726,6 +726,18 @@ impl<'s> Parser<'s, '_, '_> {
                 spec.a = i;
                 1
             }
+            // With variables, an optional variable name comes first (RFC 5232 3).
+            Word::Setflag | Word::Addflag | Word::Removeflag
+                if pos_args.len() == 2 && self.ext.has(Extensions::VARIABLES) =>
+            {
+                let (name, n) = strings(0).ok_or_else(bad)?;
+                if n != 1 || !is_var_name(self.str_at(name, 0)) {
+                    return Err(err(pos, ErrorKind::BadValue("variable name")));
+                }
+                spec.b = name;
+                spec.a = strings(1).ok_or_else(bad)?.0;
+                2
+            }
             Word::Setflag | Word::Addflag | Word::Removeflag => {
                 spec.a = strings(0).ok_or_else(bad)?.0;
                 1
@@ -736,12 +748,7 @@ impl<'s> Parser<'s, '_, '_> {
                 if n1 != 1 || n2 != 1 {
                     return Err(bad());
                 }
-                let valid = |s: &[u8]| {
-                    s.first()
-                        .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_')
-                        && s.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
-                };
-                if !valid(self.str_at(name, 0)) {
+                if !is_var_name(self.str_at(name, 0)) {
                     return Err(err(pos, ErrorKind::BadValue("variable name")));
                 }
                 spec.a = name;
@@ -802,6 +809,16 @@ impl<'s> Parser<'s, '_, '_> {
                 spec.b = strings(1).ok_or_else(bad)?;
                 2
             }
+            Word::Hasflag if pos_args.len() == 2 && self.ext.has(Extensions::VARIABLES) => {
+                spec.a = strings(0).ok_or_else(bad)?;
+                spec.b = strings(1).ok_or_else(bad)?;
+                for i in 0..self.count(spec.a) {
+                    if !is_var_name(self.str_at(spec.a, i)) {
+                        return Err(err(pos, ErrorKind::BadValue("variable name")));
+                    }
+                }
+                2
+            }
             Word::Hasflag => {
                 spec.b = strings(0).ok_or_else(bad)?;
                 1
@@ -848,6 +865,13 @@ impl<'s> Parser<'s, '_, '_> {
     }
 }
 
+/// Whether `s` is a variable name `set` can set: an identifier.
+fn is_var_name(s: &[u8]) -> bool {
+    s.first()
+        .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_')
+        && s.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+}
+
 /// The usage line of a command or test, for argument errors.
 fn usage(word: Word) -> &'static str {
     match word {
@@ -862,9 +886,9 @@ fn usage(word: Word) -> &'static str {
         Word::Fileinto => "fileinto [:copy] [:create] [:flags <list>] <mailbox: string>",
         Word::Reject => "reject <reason: string>",
         Word::Ereject => "ereject <reason: string>",
-        Word::Setflag => "setflag <flags: string-list>",
-        Word::Addflag => "addflag <flags: string-list>",
-        Word::Removeflag => "removeflag <flags: string-list>",
+        Word::Setflag => "setflag [<variable: string>] <flags: string-list>",
+        Word::Addflag => "addflag [<variable: string>] <flags: string-list>",
+        Word::Removeflag => "removeflag [<variable: string>] <flags: string-list>",
         Word::Address => {
             "address [COMPARATOR] [ADDRESS-PART] [MATCH-TYPE] <headers: string-list> <keys: string-list>"
         }
@@ -879,7 +903,9 @@ fn usage(word: Word) -> &'static str {
         Word::Not => "not <test>",
         Word::True => "true",
         Word::False => "false",
-        Word::Hasflag => "hasflag [MATCH-TYPE] [COMPARATOR] <flags: string-list>",
+        Word::Hasflag => {
+            "hasflag [MATCH-TYPE] [COMPARATOR] [<variables: string-list>] <flags: string-list>"
+        }
         Word::Set => "set [MODIFIERS] <name: string> <value: string>",
         Word::String => "string [MATCH-TYPE] [COMPARATOR] <source: string-list> <keys: string-list>",
         Word::Unknown => "a known command",
