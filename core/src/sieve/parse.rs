@@ -226,7 +226,7 @@ impl<'s> Parser<'s, '_, '_> {
         } else if matches!(word, Word::If | Word::Elsif) {
             return Err(err(after.pos, ErrorKind::Expected("a test")));
         }
-        let spec = self.command_spec(word, t.pos, args, &pos_args)?;
+        let spec = self.command_spec(word, t.pos, args)?;
         let mut block = NONE;
         let end = self.next()?;
         match (end.tok, word) {
@@ -293,7 +293,7 @@ impl<'s> Parser<'s, '_, '_> {
         }
         self.enter(t.pos)?;
         let word = Word::from_ident(&self.src[t.start..t.end]);
-        let (args, pos_args) = self.arguments()?;
+        let (args, _) = self.arguments()?;
         let mut tests = NONE;
         let after = self.peek()?;
         match (word, after.tok) {
@@ -329,7 +329,7 @@ impl<'s> Parser<'s, '_, '_> {
             }
             _ => {}
         }
-        let spec = self.test_spec(word, t.pos, args, &pos_args)?;
+        let spec = self.test_spec(word, t.pos, args)?;
         self.depth -= 1;
         self.push(Kind::Test { word, spec, tests }, t.pos)
     }
@@ -681,13 +681,7 @@ impl<'s> Parser<'s, '_, '_> {
         out
     }
 
-    fn command_spec(
-        &self,
-        word: Word,
-        pos: Pos,
-        args: u32,
-        _all: &[Positional],
-    ) -> Result<Spec, CompileError> {
+    fn command_spec(&self, word: Word, pos: Pos, args: u32) -> Result<Spec, CompileError> {
         let mut spec = Spec::EMPTY;
         let bad = || err(pos, ErrorKind::BadArguments(usage(word)));
         let need = |bit: u32, name: &'static str| {
@@ -763,13 +757,7 @@ impl<'s> Parser<'s, '_, '_> {
         Ok(spec)
     }
 
-    fn test_spec(
-        &self,
-        word: Word,
-        pos: Pos,
-        args: u32,
-        _all: &[Positional],
-    ) -> Result<Spec, CompileError> {
+    fn test_spec(&self, word: Word, pos: Pos, args: u32) -> Result<Spec, CompileError> {
         let mut spec = Spec::EMPTY;
         let bad = || err(pos, ErrorKind::BadArguments(usage(word)));
         match word {
@@ -921,18 +909,16 @@ fn decode_encoded(s: &mut [u8]) -> Result<usize, ErrorKind> {
     while r < s.len() {
         if s[r] == b'$' && s.get(r + 1) == Some(&b'{') {
             if let Some((consumed, out)) = encoded_at(&s[r..])? {
-                let mut buf = [0u8; 4];
-                let bytes: &[u8] = match out {
-                    Encoded::Bytes(n, b) => {
-                        // Hex may produce up to consumed/2 bytes: copy them one by one.
-                        let _ = n;
-                        for &c in b.iter().take(n) {
+                // The output is never longer than the sequence, so it is written in place.
+                match out {
+                    Encoded::Bytes(n, bytes) => {
+                        for &c in bytes.iter().take(n) {
                             s[w] = c;
                             w += 1;
                         }
-                        &[]
                     }
                     Encoded::Chars(n, cps) => {
+                        let mut buf = [0u8; 4];
                         for &cp in cps.iter().take(n) {
                             let ch = char::from_u32(cp).ok_or(ErrorKind::BadValue(
                                 "unicode character in ${unicode:...}",
@@ -942,10 +928,8 @@ fn decode_encoded(s: &mut [u8]) -> Result<usize, ErrorKind> {
                                 w += 1;
                             }
                         }
-                        &[]
                     }
-                };
-                let _ = bytes;
+                }
                 r += consumed;
                 continue;
             }
@@ -957,8 +941,8 @@ fn decode_encoded(s: &mut [u8]) -> Result<usize, ErrorKind> {
     Ok(w)
 }
 
-/// Up to 16 values per `${...}` sequence are decoded at once; longer sequences are split by
-/// the caller's loop only when well-formed pieces fit, which covers every practical script.
+/// The most values one `${hex:...}` or `${unicode:...}` sequence may hold; a longer one is
+/// left as it is.
 const ENC_MAX: usize = 64;
 
 enum Encoded {
