@@ -116,6 +116,8 @@ fn errors_name_line_and_column() {
     assert_eq!(e.to_string(), "1:1: comment '/*' is never closed");
     let e = compile_err("if size :over 5000000000 { }");
     assert_eq!(e.kind, ErrorKind::NumberTooLarge);
+    let e = compile_err("if address \"subject\" \"x\" {}");
+    assert_eq!((e.pos.column, e.kind), (12, ErrorKind::NotAddressHeader));
 }
 
 #[test]

@@ -827,6 +827,23 @@ impl<'s> Parser<'s, '_, '_> {
         if pos_args.len() != want {
             return Err(bad());
         }
+        if word == Word::Address {
+            // RFC 5228 5.1: the address test is restricted to headers that hold addresses;
+            // the set is Pigeonhole's. A name built from variables is checked by nobody.
+            for i in 0..self.count(spec.a) {
+                let name = self.str_at(spec.a, i);
+                let vars = matches!(
+                    self.nodes[(spec.a + 1 + i) as usize].kind,
+                    Kind::Str { vars: true, .. }
+                );
+                if !vars && !ADDRESS_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name)) {
+                    return Err(err(
+                        self.nodes[(spec.a + 1 + i) as usize].pos,
+                        ErrorKind::NotAddressHeader,
+                    ));
+                }
+            }
+        }
         if word == Word::Envelope {
             for s in 0..self.count(spec.a) {
                 let part = self.str_at(spec.a, s);
@@ -852,6 +869,27 @@ impl<'s> Parser<'s, '_, '_> {
         }
     }
 }
+
+/// The headers the address test may look at.
+const ADDRESS_HEADERS: &[&[u8]] = &[
+    b"from",
+    b"to",
+    b"cc",
+    b"bcc",
+    b"sender",
+    b"reply-to",
+    b"resent-from",
+    b"resent-to",
+    b"resent-cc",
+    b"resent-bcc",
+    b"resent-sender",
+    b"resent-reply-to",
+    b"delivered-to",
+    b"errors-to",
+    b"x-original-to",
+    b"mail-followup-to",
+    b"mail-reply-to",
+];
 
 /// Whether `s` is a variable name `set` can set: an identifier.
 fn is_var_name(s: &[u8]) -> bool {
