@@ -211,18 +211,6 @@ fn cases() -> Vec<Case> {
             b"",
         ),
         Case {
-            setup: |d| {
-                cli_support::make_maildir(&d.join("A"));
-                cli_support::make_maildir(&d.join("B"));
-            },
-            // A dry run stores no copy to read back: the piped message is lost after the first.
-            ..case(
-                "dry run, two maildirs",
-                &["--dry-run", "-v", "{D}/A", "{D}/B"],
-                MSG,
-            )
-        },
-        Case {
             usage: true,
             ..case("bad flags", &["-X", "S1", "{D}/M"], MSG)
         },
