@@ -390,3 +390,13 @@ fn imap4flags_on_a_named_variable() {
     let e = compile_err("require [\"variables\", \"imap4flags\"]; setflag \"9\" \"a\";");
     assert_eq!(e.kind, ErrorKind::BadValue("variable name"));
 }
+
+#[test]
+fn hasflag_compares_an_empty_key_as_the_empty_string() {
+    // As Pigeonhole: a key with no flags in it is the empty string, not "no key".
+    let s = "require [\"imap4flags\", \"relational\", \"fileinto\"];\n\
+             addflag \"x\";\n\
+             if hasflag :value \"ne\" \"\" { fileinto \"ne\"; }\n\
+             if hasflag :is \"\" { fileinto \"is\"; }";
+    assert_eq!(actions(s), ["store ne [x]"]);
+}

@@ -646,7 +646,12 @@ impl Run<'_, '_, '_> {
                             continue;
                         }
                         steps = steps.saturating_add(key_count.max(1));
+                        // Each key is a list of flags; a key with none is compared as the
+                        // empty string (as Pigeonhole: `:value "ne" ""` holds for any flag).
                         matched = exp.list(script, keys).any(|k| {
+                            if flag_words(k).next().is_none() {
+                                return compare::matches(spec.cmp, spec.mt, f, b"", &mut work);
+                            }
                             flag_words(k)
                                 .any(|kf| compare::matches(spec.cmp, spec.mt, f, kf, &mut work))
                         });
