@@ -24,7 +24,9 @@ is never overwritten, duplicated or visible half-written: it is written to a fil
 (an unnamed O_TMPFILE where the filesystem supports it), flushed to disk, given a unique name \
 in new/ without ever replacing an existing file, and reported delivered only after new/ itself \
 has been flushed. Symbolic links are never followed inside a maildir: a maildir whose tmp/, \
-new/ or cur/ is a symbolic link is refused.
+new/ or cur/ is a symbolic link is refused, and so is a --folder that is one. A MAILDIR that is \
+itself a symbolic link to a directory (a common ~/Maildir) is followed, written with or without \
+a trailing /.
 
 With several MAILDIRs the message is read once and copied from the first delivered file into \
 the others, so memory use stays small whatever the message size. A failure in one MAILDIR does \
@@ -34,11 +36,13 @@ not stop delivery to the others; the exit status is the worst of all of them.";
 /// its own sections after the shared ones: see [`shared_help`]).
 pub const EXIT_STATUS_HELP: &str = "\
 EXIT STATUS
-  mdeliver uses sysexits(3) codes so that an MTA defers or bounces correctly.
+  mdeliver uses the sysexits.h codes so that an MTA defers or bounces correctly.
 
   code  meaning                                    MTA (Postfix)
      0  delivered into every MAILDIR               done
-    64  usage error (bad option or argument)       bounce
+    64  usage error (bad option or argument) at a  bounce
+        terminal, with --strict-exit, or of a
+        subcommand
     65  data error: the message is empty           bounce
     66  --input FILE cannot be opened              bounce
     73  (--strict-exit) maildir missing or not a   bounce
@@ -55,6 +59,13 @@ EXIT STATUS
   By default every problem an administrator (or time) can fix exits 75, so a misconfigured \
 mailbox defers mail instead of bouncing it. --strict-exit reports the precise codes 73, 74 and \
 77 instead.
+
+  A mistake in the command line (an unknown option such as --crate, a bad value, -c on a path \
+ending in tmp, new or cur, an unknown MDELIVER_DISABLE word) is a mistake in the MTA's \
+configuration when neither standard input nor standard error is a terminal: it exits 75 with \
+the status line \"4.3.5 mdeliver is misconfigured\" before the error message (and its \"did you \
+mean\" tip), so mail waits in the queue until it is fixed. Typed at a terminal, or with \
+--strict-exit, it exits 64 with no status line. --help and --version exit 0.
 
   With several MAILDIRs the worst status wins and a temporary failure (75) dominates, so the \
 MTA retries. A retry delivers the message again to every MAILDIR, including those that already \
