@@ -185,6 +185,7 @@ def oneshot_table(paths, digests):
             wl = f"{where}, {label}"
             if ONLY and not any(o in wl for o in ONLY.split(",")):
                 continue
+            print(f"running: {wl}", file=sys.stderr, flush=True)
             rates = {}
             for _ in range(ROUNDS):
                 # Interleave the tools round by round so machine noise hits all of them.
@@ -214,6 +215,7 @@ def mbox_table(mbox, mbox_digests):
         wl = f"-M {MBOX_N} msgs, {where}"
         if ONLY and not any(o in wl for o in ONLY.split(",")):
             continue
+        print(f"running: {wl}", file=sys.stderr, flush=True)
         rates = {}
         for _ in range(ROUNDS):
             for tool, argv in MBOX_TOOLS.items():

@@ -8,7 +8,7 @@ echo "== toolchain targets"
 rustup target add wasm32-wasip1 thumbv7em-none-eabihf >/dev/null 2>&1 || rustup target add wasm32-wasip1 thumbv7em-none-eabihf
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
-echo "== Debian packages the tests use (mblaze, faketime, postfix, python3; binaryen's wasm-opt)"
+echo "== Debian packages the tests use (mblaze, faketime, postfix, python3; binaryen's wasm-opt; dovecot-sieve, the Sieve referee)"
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     need=""
     command -v mlist >/dev/null || need="$need mblaze"
@@ -17,6 +17,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     command -v python3 >/dev/null || need="$need python3"
     command -v setpriv >/dev/null || need="$need util-linux"
     command -v wasm-opt >/dev/null || need="$need binaryen"
+    command -v sieve-filter >/dev/null || need="$need dovecot-core dovecot-sieve"
     if [ -n "$need" ]; then
         apt-get update -qq
         echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use mdeliver_core::maildir::folder::{FolderFailure, NameEncoding};
 use mdeliver_core::maildir::name::InfoSep;
-use mdeliver_core::{Dir, ErrorKind};
+use mdeliver_core::{Dir, ErrorKind, Options};
 use mdeliver_driver::args::Args;
 use mdeliver_driver::envelope::Stored;
 use mdeliver_driver::folder_report::Resolved;
@@ -18,7 +18,7 @@ use mdeliver_driver::run::Adapter;
 use crate::env::LinuxEnv;
 use crate::import_linux::TermProgress;
 use crate::input::Input;
-use crate::linux::{Disabled, LinuxFs, OpenOptions};
+use crate::linux::{Disabled, LinuxFs, OpenOptions, StrategyKnobs};
 
 /// The Linux side of one run.
 pub struct Linux {
@@ -34,11 +34,20 @@ pub struct Linux {
     enc: NameEncoding,
     /// Write the mail log (`maillog.rs`).
     log: bool,
+    /// `MDELIVER_TEST_LOCK_STALE` (the forced strategy is in `open`).
+    lock_stale_secs: Option<u64>,
 }
 
 impl Linux {
-    /// The adapter for `args` and `mail`, with `disabled`, and the mail log when `log`.
-    pub fn new(args: &Args, mail: &MailArgs, disabled: Disabled, log: bool) -> Linux {
+    /// The adapter for `args` and `mail`, with `disabled`, the mail log when `log`, and the
+    /// strategy `knobs`.
+    pub fn new(
+        args: &Args,
+        mail: &MailArgs,
+        disabled: Disabled,
+        log: bool,
+        knobs: StrategyKnobs,
+    ) -> Linux {
         Linux {
             host: args.host.clone(),
             env: None,
@@ -46,11 +55,13 @@ impl Linux {
                 sync: !args.no_fsync,
                 disabled,
                 create_parents: args.create_parents,
+                strategy: knobs.strategy,
                 ..OpenOptions::default()
             },
             sep: mail.info_separator,
             enc: mail.folder_encoding.core(),
             log,
+            lock_stale_secs: knobs.lock_stale_secs,
         }
     }
 }
@@ -101,6 +112,16 @@ impl Adapter for Linux {
                 ..self.open
             },
         )
+    }
+
+    fn strategy(&mut self, fs: &LinuxFs, base: Options) -> (Options, Option<String>) {
+        let observed = fs.observed();
+        let mut opts = observed.choice.options(base);
+        if let Some(secs) = self.lock_stale_secs {
+            opts.lock_stale_secs = secs;
+        }
+        let note = observed.worth_reporting().then(|| observed.describe());
+        (opts, note)
     }
 
     fn kept(&mut self, fs: &mut LinuxFs, stored: &Stored) -> Option<Input> {

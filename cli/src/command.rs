@@ -13,6 +13,7 @@ use crate::flag::FlagArgs;
 use crate::list::ListArgs;
 use crate::mail_args::MailArgs;
 use crate::quick_args;
+use crate::sieve::SieveArgs;
 
 /// A parsed command line.
 // Made once per process and matched at once: boxing the large variant would buy nothing.
@@ -28,6 +29,8 @@ pub enum Parsed {
     Flag(FlagArgs),
     /// `mdeliver check`.
     Check(CheckArgs),
+    /// `mdeliver sieve`.
+    Sieve(SieveArgs),
 }
 
 /// The Linux binary's own delivery options (the WASI module has no system log and no users).
@@ -94,16 +97,18 @@ SUBCOMMANDS
   mdeliver flag MAILDIR KEY [+FLAGS] [-FLAGS]  change a message's flags (moves new/ to cur/)
   mdeliver check [--repair] MAILDIR         report (and with --repair remove) stale tmp files \
 and other anomalies
+  mdeliver sieve check FILE                 compile a Sieve script, errors with line:column
+  mdeliver sieve test FILE MESSAGE          print the actions a Sieve script takes for a message
   mdeliver help SUBCOMMAND                  the subcommand's manual
 
-  A MAILDIR literally named list, flag, check or help is taken as a subcommand: write it as \
+  A MAILDIR literally named list, flag, check, sieve or help is taken as a subcommand: write it as \
 ./list (any path with a slash) to deliver into it.";
 
 /// The clap definition of the whole command line.
 pub fn definition() -> clap::Command {
     args::command(&format!("{LINUX_HELP}\n\n{SUBCOMMANDS_HELP}"))
         .override_usage(
-            "mdeliver [OPTIONS] <MAILDIR>...\n       mdeliver <list|flag|check> [OPTIONS] <MAILDIR> ...",
+            "mdeliver [OPTIONS] <MAILDIR>...\n       mdeliver <list|flag|check|sieve> [OPTIONS] <MAILDIR> ...",
         )
         .args_conflicts_with_subcommands(true)
         .subcommand_negates_reqs(true)
@@ -139,6 +144,7 @@ pub fn definition() -> clap::Command {
         .subcommand(ListArgs::command().name("list"))
         .subcommand(FlagArgs::command().name("flag"))
         .subcommand(CheckArgs::command().name("check"))
+        .subcommand(SieveArgs::command().name("sieve"))
 }
 
 /// Parses the command line `argv` (the program name first): the common delivery forms
@@ -171,6 +177,7 @@ where
         Some(("list", sub)) => ListArgs::from_arg_matches(sub).map(Parsed::List),
         Some(("flag", sub)) => FlagArgs::from_arg_matches(sub).map(Parsed::Flag),
         Some(("check", sub)) => CheckArgs::from_arg_matches(sub).map(Parsed::Check),
+        Some(("sieve", sub)) => SieveArgs::from_arg_matches(sub).map(Parsed::Sieve),
         _ => args::from_matches(&m, &argv).map(|(a, mail)| {
             let linux = LinuxArgs {
                 syslog: crate::maillog::wanted(m.get_flag("syslog"), m.get_flag("no_syslog")),

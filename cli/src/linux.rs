@@ -7,8 +7,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use mdeliver_core::fs::Stat;
+use mdeliver_core::machine::trust::{self, Choice};
 use mdeliver_core::maildir::name::NameBuf;
-use mdeliver_core::{Capabilities, Dir, ErrorKind, Fs};
+use mdeliver_core::{Capabilities, Dir, ErrorKind, Fs, Strategy};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, RenameFlags, CWD};
 use rustix::io::Errno;
 
@@ -95,6 +96,218 @@ impl Disabled {
     }
 }
 
+/// `MDELIVER_TEST_STRATEGY=exclusive|locked`, a testing and diagnostic knob: the strategy to
+/// use whatever the filesystem (the multi-host harness runs both on the same filesystem).
+/// Never set it in production.
+pub const STRATEGY_VAR: &str = "MDELIVER_TEST_STRATEGY";
+
+/// `MDELIVER_TEST_LOCK_STALE=SECS`, a testing knob: the age after which the `Locked`
+/// strategy's maildir lock counts as abandoned, instead of 300 s, so a test can kill a holder
+/// with SIGKILL and go on. Never set it in production.
+pub const LOCK_STALE_VAR: &str = "MDELIVER_TEST_LOCK_STALE";
+
+/// The strategy knobs as the environment sets them: [`STRATEGY_VAR`] and [`LOCK_STALE_VAR`].
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct StrategyKnobs {
+    /// The strategy forced whatever the filesystem.
+    pub strategy: Option<Strategy>,
+    /// The lock's age limit in seconds, instead of the core's.
+    pub lock_stale_secs: Option<u64>,
+}
+
+impl StrategyKnobs {
+    /// Reads both variables; the error says which one is wrong and what it takes.
+    pub fn from_env() -> Result<StrategyKnobs, String> {
+        let strategy = match std::env::var_os(STRATEGY_VAR) {
+            None => None,
+            Some(v) => Some(parse_strategy(&v.to_string_lossy()).map_err(|word| {
+                format!("{STRATEGY_VAR}: unknown strategy '{word}' (known: exclusive, locked)")
+            })?),
+        };
+        let lock_stale_secs = match std::env::var_os(LOCK_STALE_VAR) {
+            None => None,
+            Some(v) => Some(v.to_string_lossy().trim().parse().map_err(|_| {
+                format!(
+                    "{LOCK_STALE_VAR}: '{}' is not a number of seconds",
+                    v.to_string_lossy()
+                )
+            })?),
+        };
+        Ok(StrategyKnobs {
+            strategy,
+            lock_stale_secs,
+        })
+    }
+}
+
+/// Parses the value of [`STRATEGY_VAR`]; the error is the unknown word.
+pub fn parse_strategy(word: &str) -> Result<Strategy, String> {
+    match word.trim() {
+        "exclusive" => Ok(Strategy::Exclusive),
+        "locked" => Ok(Strategy::Locked),
+        other => Err(other.to_owned()),
+    }
+}
+
+/// A filesystem type as `statfs` reports it (`f_type`), and whether it is reached over a
+/// network (or through a FUSE daemon, which may be): there exclusive create and link replies
+/// cannot be trusted.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct FsType {
+    /// `f_type`.
+    pub magic: u64,
+    /// A short name for reports (`unknown` when not in the table).
+    pub name: &'static str,
+    /// Remote, clustered behind a daemon, or unknown.
+    pub network: bool,
+}
+
+/// Known `f_type` values (linux/magic.h and the filesystems' own headers).
+const FS_TYPES: [(u64, &str, bool); 28] = [
+    (0xEF53, "ext4", false),
+    (0x5846_5342, "xfs", false),
+    (0x9123_683E, "btrfs", false),
+    (0x0102_1994, "tmpfs", false),
+    (0x8584_58F6, "ramfs", false),
+    (0x2FC1_2FC1, "zfs", false),
+    (0xF2F5_2010, "f2fs", false),
+    (0x794C_7630, "overlayfs", false),
+    (0xCA45_1A4E, "bcachefs", false),
+    (0x3434, "nilfs2", false),
+    (0x3153_464A, "jfs", false),
+    (0x5265_4973, "reiserfs", false),
+    (0x4D44, "vfat", false),
+    (0x2011_BAB0, "exfat", false),
+    (0x5346_544E, "ntfs", false),
+    (0xF15F, "ecryptfs", false),
+    (0x0116_1970, "gfs2", false),
+    (0x7461_636F, "ocfs2", false),
+    (0x6969, "nfs", true),
+    (0x6573_5546, "fuse", true),
+    (0xFF53_4D42, "cifs", true),
+    (0xFE53_4D42, "smb2", true),
+    (0x517B, "smb", true),
+    (0x00C3_6400, "ceph", true),
+    (0x5346_414F, "afs", true),
+    (0x6B41_4653, "afs", true),
+    (0x0102_1997, "9p", true),
+    (0x0BD0_0BD0, "lustre", true),
+];
+
+impl FsType {
+    /// The type of `magic`. An unknown type counts as a network one: taking the lock costs a
+    /// few system calls, trusting a reply that lies costs mail.
+    pub fn of(magic: u64) -> FsType {
+        let (name, network) = FS_TYPES
+            .iter()
+            .find(|t| t.0 == magic)
+            .map_or(("unknown", true), |t| (t.1, t.2));
+        FsType {
+            magic,
+            name,
+            network,
+        }
+    }
+}
+
+/// What probing a feature found.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// It worked.
+    Works,
+    /// Refused with this errno.
+    Refused(Errno),
+    /// Switched off by `MDELIVER_DISABLE`.
+    Disabled,
+    /// Not probed (not needed to choose), or the probe met an unrelated error.
+    Untried,
+}
+
+/// Reads the answer of `renameat2(RENAME_NOREPLACE)` onto a name that does not exist: only a
+/// success means support. GlusterFS, MooseFS and libfuse daemons that ignore the flag answer
+/// `EINVAL` here but `EEXIST` when the target exists, so a probe onto an existing name would
+/// wrongly see support. An `EEXIST` for a missing name is a lie too.
+pub fn rename_probe(r: Result<(), Errno>) -> Probe {
+    match r {
+        Ok(()) => Probe::Works,
+        Err(e) => Probe::Refused(e),
+    }
+}
+
+/// What the adapter learned about the filesystem of a maildir, and what was chosen from it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Observed {
+    /// The filesystem type.
+    pub fs: FsType,
+    /// `O_TMPFILE` in tmp/.
+    pub tmpfile: Probe,
+    /// `renameat2(RENAME_NOREPLACE)` onto a missing name in tmp/.
+    pub rename_noreplace: Probe,
+    /// The core's choice.
+    pub choice: Choice,
+}
+
+impl Observed {
+    /// Whether `-vv` should mention the choice: anything but the default strategy on a
+    /// filesystem known to be local.
+    pub fn worth_reporting(&self) -> bool {
+        self.fs.network || self.choice.strategy != Strategy::Exclusive
+    }
+
+    /// One line for `-vv`: the filesystem, the probes, the strategy and why.
+    pub fn describe(&self) -> String {
+        let fs = if self.fs.name == "unknown" {
+            format!("unknown filesystem type {:#x}", self.fs.magic)
+        } else {
+            format!(
+                "{} filesystem{}",
+                self.fs.name,
+                if self.fs.network { " (network)" } else { "" }
+            )
+        };
+        let probe = |what: &str, p: Probe, how: &str| match p {
+            Probe::Works => Some(format!("{what} works")),
+            Probe::Refused(e) => Some(format!("{what} refused ({}{how})", errno_name(e))),
+            Probe::Disabled => Some(format!("{what} disabled")),
+            Probe::Untried => None,
+        };
+        let mut parts = vec![fs];
+        parts.extend(probe("O_TMPFILE", self.tmpfile, ""));
+        parts.extend(probe(
+            "rename-noreplace",
+            self.rename_noreplace,
+            " on a missing name",
+        ));
+        let strategy = match self.choice.strategy {
+            Strategy::Locked => "locked",
+            _ => "exclusive",
+        };
+        format!(
+            "{}; strategy {strategy} with {}: {}",
+            parts.join(", "),
+            self.choice.publish().as_str(),
+            self.choice.reason.as_str()
+        )
+    }
+}
+
+/// The symbolic name of the errnos a probe meets.
+fn errno_name(e: Errno) -> String {
+    let known = [
+        (Errno::INVAL, "EINVAL"),
+        (Errno::OPNOTSUPP, "EOPNOTSUPP"),
+        (Errno::NOSYS, "ENOSYS"),
+        (Errno::ISDIR, "EISDIR"),
+        (Errno::EXIST, "EEXIST"),
+        (Errno::PERM, "EPERM"),
+        (Errno::IO, "EIO"),
+    ];
+    known
+        .iter()
+        .find(|k| k.0 == e)
+        .map_or_else(|| format!("errno {}", e.raw_os_error()), |k| k.1.to_owned())
+}
+
 /// How to open a maildir.
 #[derive(Copy, Clone, Debug, Default)]
 pub struct OpenOptions {
@@ -115,6 +328,8 @@ pub struct OpenOptions {
     /// With `create`, also create the missing directories above the maildir
     /// ([`make_parents`]).
     pub create_parents: bool,
+    /// The strategy to use whatever the filesystem ([`STRATEGY_VAR`]).
+    pub strategy: Option<Strategy>,
 }
 
 /// An open maildir on a Linux filesystem.
@@ -123,6 +338,7 @@ pub struct LinuxFs {
     root: OwnedFd,
     subdirs: [OwnedFd; 3],
     caps: Capabilities,
+    observed: Observed,
     disabled: Disabled,
     keep_readable: bool,
     /// The `O_TMPFILE` opened by the capability probe, handed out by the first
@@ -133,6 +349,8 @@ pub struct LinuxFs {
     shared_gid: Option<u32>,
     /// The last message file closed, when `keep_readable`.
     kept: Vec<OwnedFd>,
+    /// The errno of the last refused `O_TMPFILE` (for the report).
+    last_tmpfile_errno: Errno,
     /// Whether `syncfs` reports write-back errors here (for [`Fs::sync_all`]), once known.
     syncfs_reports_errors: Option<bool>,
 }
@@ -289,37 +507,107 @@ impl LinuxFs {
         }
         let d = opts.disabled;
         let root_stat = rfs::fstat(&root).ok();
+        let fs_type = FsType::of(rfs::fstatfs(&root).map_or(0, |s| s.f_type as u64));
+        let observed_caps = Capabilities {
+            anonymous_tmp: false,
+            rename_noreplace: !d.rename_noreplace,
+            hard_links: !d.hard_links,
+            dir_sync: true,
+            atomic_exclusive: !fs_type.network,
+        };
         let mut fs = LinuxFs {
             root,
             subdirs,
-            caps: Capabilities {
-                anonymous_tmp: false,
-                rename_noreplace: !d.rename_noreplace,
-                hard_links: !d.hard_links,
-                dir_sync: true,
-                atomic_exclusive: true,
+            caps: observed_caps,
+            observed: Observed {
+                fs: fs_type,
+                tmpfile: Probe::Disabled,
+                rename_noreplace: Probe::Disabled,
+                choice: trust::choose(observed_caps, opts.strategy),
             },
             disabled: d,
             keep_readable: opts.keep_readable,
             spare_tmpfile: None,
             kept: Vec::new(),
             shared_gid: shared_gid(&root_stat),
+            last_tmpfile_errno: Errno::OPNOTSUPP,
             syncfs_reports_errors: None,
         };
         // An anonymous file is only useful if it can be linked into place. Any answer but
         // "unsupported" (permission, read-only, no space) says nothing about the feature: the
         // delivery's own create will meet the same error and report it in its phase.
         if !d.anonymous_tmp && !d.hard_links {
-            match fs.open_tmpfile(Dir::Tmp) {
+            fs.observed.tmpfile = match fs.open_tmpfile(Dir::Tmp) {
                 Ok(fd) => {
                     fs.spare_tmpfile = Some(fd);
                     fs.caps.anonymous_tmp = true;
+                    Probe::Works
                 }
-                Err(ErrorKind::Unsupported) => {}
-                Err(_) => fs.caps.anonymous_tmp = true,
+                Err(ErrorKind::Unsupported) => Probe::Refused(fs.last_tmpfile_errno),
+                Err(_) => {
+                    fs.caps.anonymous_tmp = true;
+                    Probe::Untried
+                }
+            };
+        }
+        // On a filesystem whose replies are not trusted, rename-noreplace is not used (see
+        // mdeliver_core::trust), but it is probed all the same so `-vv` says what the
+        // filesystem does. Locally the first publish finds out for free.
+        if !d.rename_noreplace {
+            fs.observed.rename_noreplace = if fs_type.network {
+                fs.probe_rename_noreplace()
+            } else {
+                Probe::Untried
+            };
+            if let Probe::Refused(_) = fs.observed.rename_noreplace {
+                fs.caps.rename_noreplace = false;
             }
         }
+        fs.observed.choice = trust::choose(fs.caps, opts.strategy);
+        fs.caps = fs.observed.choice.caps;
+        if !fs.caps.anonymous_tmp {
+            fs.spare_tmpfile = None;
+        }
         Ok(fs)
+    }
+
+    /// What was learned about the filesystem, and the strategy chosen from it.
+    pub fn observed(&self) -> Observed {
+        self.observed
+    }
+
+    /// Renames a fresh file in tmp/ onto a fresh missing name there with `RENAME_NOREPLACE`
+    /// (see [`rename_probe`]) and removes what is left. A failure to make the probe's file
+    /// leaves the feature untried (the delivery meets the same error).
+    fn probe_rename_noreplace(&self) -> Probe {
+        let mut random = [0u8; 8];
+        let _ = rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty());
+        let base = format!(
+            "mdeliver-probe.{}.{:016x}",
+            rustix::process::getpid().as_raw_nonzero(),
+            u64::from_ne_bytes(random)
+        );
+        let target = format!("{base}.renamed");
+        let tmp = self.dirfd(Dir::Tmp);
+        let flags = OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        if rfs::openat(tmp, base.as_str(), flags | OFlags::WRONLY, MODE_FILE).is_err() {
+            return Probe::Untried;
+        }
+        let r = rfs::renameat_with(
+            tmp,
+            base.as_str(),
+            tmp,
+            target.as_str(),
+            RenameFlags::NOREPLACE,
+        );
+        let probe = rename_probe(r);
+        let left = if probe == Probe::Works {
+            &target
+        } else {
+            &base
+        };
+        let _ = rfs::unlinkat(tmp, left.as_str(), AtFlags::empty());
+        probe
     }
 
     /// The delivered message's file (only with `keep_readable`), for copying it elsewhere.
@@ -372,10 +660,12 @@ impl LinuxFs {
         }
     }
 
-    fn open_tmpfile(&self, dir: Dir) -> Result<OwnedFd, ErrorKind> {
+    fn open_tmpfile(&mut self, dir: Dir) -> Result<OwnedFd, ErrorKind> {
         let flags = OFlags::TMPFILE | self.access_mode() | OFlags::CLOEXEC;
-        let fd = rfs::openat(self.dirfd(dir), ".", flags, MODE_FILE)
-            .map_err(|e| error_kind(e, Call::TmpFile))?;
+        let fd = rfs::openat(self.dirfd(dir), ".", flags, MODE_FILE).map_err(|e| {
+            self.last_tmpfile_errno = e;
+            error_kind(e, Call::TmpFile)
+        })?;
         self.share(&fd);
         Ok(fd)
     }
@@ -671,6 +961,140 @@ mod tests {
                 assert_eq!(error_kind(errno, call), kind, "{errno:?} from {call:?}");
             }
         }
+    }
+
+    #[test]
+    fn filesystem_types() {
+        let cases = [
+            (0xEF53, "ext4", false),
+            (0x0102_1994, "tmpfs", false),
+            (0x5846_5342, "xfs", false),
+            (0x6969, "nfs", true),
+            // GlusterFS, MooseFS, JuiceFS, sshfs, bindfs: every FUSE filesystem.
+            (0x6573_5546, "fuse", true),
+            (0xFF53_4D42, "cifs", true),
+            (0x00C3_6400, "ceph", true),
+            (0x1234_5678, "unknown", true),
+        ];
+        for (magic, name, network) in cases {
+            let t = FsType::of(magic);
+            assert_eq!((t.name, t.network), (name, network), "{magic:#x}");
+        }
+        let magics: Vec<u64> = FS_TYPES.iter().map(|t| t.0).collect();
+        let mut unique = magics.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), magics.len(), "a magic listed twice");
+    }
+
+    #[test]
+    fn only_a_rename_onto_a_missing_name_that_succeeds_is_support() {
+        assert_eq!(rename_probe(Ok(())), Probe::Works);
+        // GlusterFS/MooseFS/libfuse on a missing target; EEXIST there would be a lie too.
+        for e in [
+            Errno::INVAL,
+            Errno::NOSYS,
+            Errno::OPNOTSUPP,
+            Errno::EXIST,
+            Errno::IO,
+        ] {
+            assert_eq!(rename_probe(Err(e)), Probe::Refused(e));
+        }
+    }
+
+    #[test]
+    fn tmpfile_refusals_are_unsupported() {
+        for e in [Errno::OPNOTSUPP, Errno::INVAL, Errno::ISDIR, Errno::NOSYS] {
+            assert_eq!(
+                error_kind(e, Call::TmpFile),
+                ErrorKind::Unsupported,
+                "{e:?}"
+            );
+        }
+        // Not a refusal of the feature: the delivery's own create meets them and says so.
+        for e in [Errno::NOSPC, Errno::ACCESS, Errno::ROFS, Errno::IO] {
+            assert_ne!(
+                error_kind(e, Call::TmpFile),
+                ErrorKind::Unsupported,
+                "{e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn strategy_knob() {
+        assert_eq!(parse_strategy("locked"), Ok(Strategy::Locked));
+        assert_eq!(parse_strategy(" exclusive"), Ok(Strategy::Exclusive));
+        assert_eq!(parse_strategy("classic"), Err("classic".to_owned()));
+    }
+
+    #[test]
+    fn the_report_names_filesystem_probes_strategy_and_reason() {
+        let caps = Capabilities {
+            anonymous_tmp: false,
+            rename_noreplace: false,
+            atomic_exclusive: false,
+            ..Capabilities::LINUX_LOCAL
+        };
+        let gluster = Observed {
+            fs: FsType::of(0x6573_5546),
+            tmpfile: Probe::Refused(Errno::OPNOTSUPP),
+            rename_noreplace: Probe::Refused(Errno::INVAL),
+            choice: trust::choose(caps, None),
+        };
+        assert!(gluster.worth_reporting());
+        assert_eq!(
+            gluster.describe(),
+            "fuse filesystem (network), O_TMPFILE refused (EOPNOTSUPP), rename-noreplace \
+             refused (EINVAL on a missing name); strategy locked with link-unlink: exclusive \
+             create and link replies cannot be trusted, so deliveries take the maildir lock and \
+             verify a link by its link count"
+        );
+        let local = Observed {
+            fs: FsType::of(0xEF53),
+            tmpfile: Probe::Works,
+            rename_noreplace: Probe::Untried,
+            choice: trust::choose(Capabilities::LINUX_LOCAL, None),
+        };
+        assert!(!local.worth_reporting());
+        assert_eq!(
+            local.describe(),
+            "ext4 filesystem, O_TMPFILE works; strategy exclusive with anonymous-link: \
+             exclusive create and link replies can be trusted"
+        );
+        let odd = Observed {
+            fs: FsType::of(0xABCD),
+            ..local
+        };
+        assert!(odd
+            .describe()
+            .starts_with("unknown filesystem type 0xabcd, "));
+    }
+
+    #[test]
+    fn a_local_maildir_keeps_exclusive_and_probes_nothing_more() {
+        let s = Scratch::new("local-choice");
+        let fs = LinuxFs::open(&s.0, OpenOptions::default()).unwrap();
+        let o = fs.observed();
+        assert!(
+            !o.fs.network,
+            "{:?} (the unit tests need a local temp dir)",
+            o.fs
+        );
+        assert_eq!(o.choice.strategy, Strategy::Exclusive);
+        assert_eq!(o.rename_noreplace, Probe::Untried);
+        assert_eq!(fs.capabilities(), o.choice.caps);
+        assert!(fs.capabilities().atomic_exclusive);
+        // Forced: the lock, and link + unlink.
+        let forced = OpenOptions {
+            strategy: Some(Strategy::Locked),
+            ..OpenOptions::default()
+        };
+        let fs = LinuxFs::open(&s.0, forced).unwrap();
+        assert_eq!(fs.observed().choice.strategy, Strategy::Locked);
+        let caps = fs.capabilities();
+        assert!(!caps.anonymous_tmp && !caps.rename_noreplace && caps.hard_links);
+        assert_eq!(std::fs::read_dir(s.0.join("tmp")).unwrap().count(), 0);
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod maillog;
 mod privilege;
 mod quick_args;
 mod reader;
+mod sieve;
 #[cfg(not(test))]
 mod start;
 mod testing;
@@ -40,6 +41,7 @@ pub fn run(argv: &[OsString]) -> ExitCode {
         Ok(command::Parsed::List(a)) => return list::run(&a),
         Ok(command::Parsed::Flag(a)) => return flag::run(&a),
         Ok(command::Parsed::Check(a)) => return check::run(&a),
+        Ok(command::Parsed::Sieve(a)) => return sieve::run_command(&a),
         Err(code) => return code,
     };
     if let Some(message) = args::nested_create(&args) {
@@ -60,6 +62,14 @@ pub fn run(argv: &[OsString]) -> ExitCode {
         eprintln!("mdeliver: {message}");
         return ExitCode::from(code);
     }
-    let mut linux = adapter::Linux::new(&args, &mail, disabled, linux.syslog);
+    let knobs = match linux::StrategyKnobs::from_env() {
+        Ok(k) => k,
+        Err(message) => {
+            let code = args::usage_failed(args.strict_exit, false);
+            eprintln!("mdeliver: {message}");
+            return ExitCode::from(code);
+        }
+    };
+    let mut linux = adapter::Linux::new(&args, &mail, disabled, linux.syslog, knobs);
     ExitCode::from(mdeliver_driver::run::run(&mut linux, &args, &mail))
 }

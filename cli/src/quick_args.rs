@@ -55,7 +55,7 @@ const VALUED: [&str; 12] = [
 ];
 
 /// Words clap takes as a subcommand when they come first.
-const SUBCOMMANDS: [&str; 4] = ["list", "flag", "check", "help"];
+const SUBCOMMANDS: [&str; 5] = ["list", "flag", "check", "sieve", "help"];
 
 #[derive(Copy, Clone, PartialEq, Eq)]
 enum Flag {
@@ -220,6 +220,22 @@ fn mta_given(seen: &[&str]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The words taken as subcommands here are clap's (a new subcommand must be added here,
+    /// or its command lines would be read as deliveries into maildirs named like its words).
+    #[test]
+    fn subcommands_are_clap_s() {
+        let mut clap: Vec<String> = crate::command::definition()
+            .get_subcommands()
+            .map(|c| c.get_name().to_string())
+            .chain(["help".to_string()])
+            .collect();
+        clap.sort();
+        clap.dedup();
+        let mut ours: Vec<String> = SUBCOMMANDS.iter().map(|s| s.to_string()).collect();
+        ours.sort();
+        assert_eq!(ours, clap);
+    }
 
     /// What clap makes of `argv`: the delivery form's values, or `None` for anything else (an
     /// error, help, a subcommand).

@@ -40,6 +40,7 @@ pub fn open(path: &Path) -> Result<LinuxFs, OpenFailure> {
         keep_readable: false,
         folder: false,
         create_parents: false,
+        strategy: None,
     };
     LinuxFs::open(path, opts).map_err(|(kind, part)| {
         let at = match part {

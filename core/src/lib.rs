@@ -17,10 +17,15 @@
 //!   `Status:` flags, dates), and the mbox splitter with its importer ([`mbox::import`]).
 //! - **Machines** ([`machine`]): the sans-io state machines that decide a delivery
 //!   ([`machine::deliver`]), a listing ([`machine::scan`]), the Maildir++ quota
-//!   ([`machine::quota`]), the duplicate index ([`machine::dedup`]) and a flag change.
+//!   ([`machine::quota`]), the duplicate index ([`machine::dedup`]) and a flag change, and
+//!   which delivery strategy a filesystem gets from its observed capabilities
+//!   ([`machine::trust`]).
 //! - **The MTA's delivery** ([`mda`]): one message from an MTA into one maildir: the head
 //!   looked at, trace fields reconciled ([`mda::trace`]), then quota, duplicate index and
 //!   delivery composed.
+//! - **Filtering** ([`sieve`]): the Sieve language (RFC 5228 and extensions): a script compiled
+//!   into caller-provided arenas, run on a message's header block, size and envelope, deciding
+//!   its actions.
 //! - **Reports** ([`report`]): the RFC 3463 status line of a failure and the findings of a
 //!   health check.
 //! - **Wire** ([`wire`]): the byte encoding of operations, results and outcomes, so a machine
@@ -53,6 +58,7 @@ pub mod mbox;
 pub mod mda;
 pub mod message;
 pub mod report;
+pub mod sieve;
 pub mod wire;
 
 pub use env::Env;

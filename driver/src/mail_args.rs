@@ -83,8 +83,11 @@ A (answered) -> R, F -> F, D (deleted) -> T; O (old) or any flag puts the messag
 otherwise it goes to new/. -X FLAGS are added to those of every message. Each file's \
 modification time is set from its Date: field, else from the date on its \"From \" line. The \
 envelope sender on the \"From \" line is not written into the message (headers stay exact).
-  Messages are flushed one by one; new/ and cur/ are flushed once per 1024 messages, and a \
-message is reported delivered (printed with -v) only after that. -v also prints a summary \
+  Messages are flushed 64 at a time (one syncfs of the filesystem on Linux 5.8 and later, \
+where it reports write errors; else one by one), each before it is named; new/ and cur/ are \
+flushed once per 1024 messages, and a message is reported delivered (printed with -v) only \
+after that. If a message fails, the import stops there and the later ones of its 64 are \
+removed unnamed. -v also prints a summary \
 (count, bytes, rate) on standard error. On a terminal, a progress bar shows on standard error.
   An import is not an MTA's delivery: -M refuses the envelope, quota, duplicate, dry-run and \
 JSON options (exit 64), and the Maildir++ quota of the maildir is not checked.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use mdeliver_core::machine::deliver::Durability;
 use mdeliver_core::maildir::folder::FolderFailure;
-use mdeliver_core::{Dir, Env, ErrorKind, Fs};
+use mdeliver_core::{Dir, Env, ErrorKind, Fs, Options};
 
 use crate::args::Args;
 use crate::envelope::{Settings, Stored};
@@ -82,6 +82,13 @@ pub trait Adapter {
         keep: bool,
         folder: bool,
     ) -> Result<Self::Fs, (ErrorKind, Dir)>;
+    /// The delivery options for the opened maildir `fs`, from `base`: the strategy its
+    /// filesystem gets (the core's `machine::trust`), and what `-vv` says about that choice.
+    /// By default `base` unchanged and nothing to say.
+    fn strategy(&mut self, fs: &Self::Fs, base: Options) -> (Options, Option<String>) {
+        let _ = fs;
+        (base, None)
+    }
     /// After a delivery opened with `keep`: the stored message, for further maildirs.
     fn kept(&mut self, fs: &mut Self::Fs, stored: &Stored) -> Option<Self::Message>;
     /// `-M`'s progress display for `input`.
@@ -181,6 +188,10 @@ fn deliver_all<A: Adapter>(
                 create: Create::of(args.create, settings.dry_run).at(maildir),
             }),
             Ok(fs) => source.rewind().and_then(|()| {
+                let (opts, note) = a.strategy(&fs, opts);
+                if let (Some(note), true) = (note, args.verbose >= 2) {
+                    out.err(format!("mdeliver: {}: {note}", maildir.display()));
+                }
                 let env = a.env();
                 let (mut fs, stored) =
                     crate::envelope::deliver(fs, env, opts, settings, source, transform, &mut buf);

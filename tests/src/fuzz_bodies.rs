@@ -52,6 +52,8 @@ pub const TARGETS: &[Target] = &[
     ("deliver_faults", deliver_faults),
     ("deliver_arbitrary", deliver_arbitrary),
     ("scan", scan_faults),
+    ("sieve_parse", crate::fuzz_sieve::sieve_parse),
+    ("sieve_run", crate::fuzz_sieve::sieve_run),
 ];
 
 /// A reader of fuzz input that never fails: past the end it yields zeros and empty slices.

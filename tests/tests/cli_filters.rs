@@ -69,7 +69,7 @@ fn procmail_passes_75_up() {
         ),
     )
     .unwrap();
-    let mut procmail = || {
+    let procmail = || {
         let mut c = Command::new("procmail");
         c.arg("-m").arg(&rc);
         c
@@ -110,7 +110,7 @@ fn maildrop_passes_75_up() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&rc, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
-    let mut maildrop = || {
+    let maildrop = || {
         let mut c = Command::new("maildrop");
         c.arg(&rc);
         c

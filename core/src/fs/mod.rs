@@ -51,7 +51,9 @@ pub struct Capabilities {
     pub hard_links: bool,
     /// Whether fsync of a directory makes its entries durable.
     pub dir_sync: bool,
-    /// Whether `O_EXCL` creation is atomic (false on old NFS).
+    /// Whether exclusive creation and link are answered truthfully: `O_EXCL` is atomic and no
+    /// reply is lost and answered again by a retransmit (false on network filesystems; the
+    /// strategy follows from it, see [`crate::machine::trust`]).
     pub atomic_exclusive: bool,
 }
 

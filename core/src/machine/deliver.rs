@@ -1013,8 +1013,9 @@ where
 }
 
 /// [`deliver_with`] up to the file flush: the message is written (and `after_write` has run)
-/// but not yet flushed or named. `Err` is the outcome of a delivery that ended before that
-/// point (a failure, or any delivery without a file flush: [`Durability::None`]).
+/// but not yet flushed or named ([`UntilSync::Unsynced`]), or the delivery ended before that
+/// point ([`UntilSync::Done`]: a failure, or any delivery without a file flush,
+/// [`Durability::None`]).
 ///
 /// An import keeps a window of these and flushes them together ([`Fs::sync_all`]: one flush
 /// of the filesystem for many files instead of one each). Each file is still flushed before
@@ -1026,7 +1027,7 @@ pub fn deliver_until_sync<F, E, R, H>(
     source: &mut R,
     buf: &mut [u8],
     mut after_write: H,
-) -> Result<Unsynced<F>, Outcome>
+) -> UntilSync<F>
 where
     F: Fs + ?Sized,
     E: Env + ?Sized,
@@ -1045,9 +1046,20 @@ where
         &mut after_write,
         true,
     ) {
-        Some(outcome) => Err(outcome),
-        None => Ok(Unsynced { machine, file }),
+        Some(outcome) => UntilSync::Done(outcome),
+        None => UntilSync::Unsynced(Unsynced { machine, file }),
     }
+}
+
+/// Where [`deliver_until_sync`] stopped.
+// The machine is carried by value: there is no heap to box it in (and the caller moves it
+// straight into its window).
+#[allow(clippy::large_enum_variant)]
+pub enum UntilSync<F: Fs + ?Sized> {
+    /// The message is written, waiting for its flush.
+    Unsynced(Unsynced<F>),
+    /// The delivery ended before the flush.
+    Done(Outcome),
 }
 
 /// A delivery stopped at its file flush by [`deliver_until_sync`]: the message is written into

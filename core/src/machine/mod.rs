@@ -9,9 +9,12 @@
 //! - [`quota`]: the Maildir++ `maildirsize` check and recalculation.
 //! - [`dedup`]: the duplicate-suppression index that makes an MTA's retries exactly-once.
 //! - [`flagchange`]: a reader's flag change on one message.
+//! - [`trust`]: the strategy a filesystem gets: `Locked` where exclusive create and link
+//!   replies cannot be trusted.
 
 pub mod dedup;
 pub mod deliver;
 pub mod flagchange;
 pub mod quota;
 pub mod scan;
+pub mod trust;

@@ -25,7 +25,7 @@ use crate::env::Env;
 use crate::error::{Error, ErrorKind, Phase};
 use crate::fs::{Dir, Fs};
 use crate::machine::deliver::{
-    deliver_until_sync, Delivered, Options, Outcome, Strategy, Unsynced,
+    deliver_until_sync, Delivered, Options, Outcome, Strategy, Unsynced, UntilSync,
 };
 use crate::maildir::flags::Flags;
 use crate::mbox::{MboxError, MboxReader, Quoting, ReadError};
@@ -314,11 +314,11 @@ where
             }
         });
         let outcome = match outcome {
-            Ok(unsynced) => {
+            UntilSync::Unsynced(unsynced) => {
                 window.push(number, unsynced);
                 None
             }
-            Err(outcome) => Some(outcome),
+            UntilSync::Done(outcome) => Some(outcome),
         };
         if window.is_full() || outcome.is_some() {
             // Finish the window first: messages are named in the order of the mbox.

@@ -1,0 +1,721 @@
+//! The interpreter: runs a compiled [`Script`] against one message and decides its actions
+//! (RFC 5228 section 2.10 and the extensions' rules), within the [`Limits`]. It only reads: the
+//! message's header block (held by the driver in a bounded buffer; the body is never needed
+//! by the supported tests, only its size), the envelope, and the script. A runtime error
+//! (a limit reached, conflicting actions) discards the decided actions and falls back to the
+//! implicit keep, as RFC 5228 2.10.6 says; the error is in the [`Outcome`] for the log.
+
+use core::fmt;
+
+use super::compare;
+use super::header;
+use super::parse::Script;
+use super::script::*;
+use super::vars::{self, Expanded, Vars};
+use super::Limits;
+
+/// What the interpreter reads of one message.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'m> {
+    /// The header block (every line up to and including the empty line, or all of it).
+    pub header: &'m [u8],
+    /// The message's size in octets (what `size` compares).
+    pub size: u64,
+    /// The envelope sender (empty for the null sender `<>`).
+    pub envelope_from: &'m [u8],
+    /// The envelope recipient.
+    pub envelope_to: &'m [u8],
+}
+
+/// A span of the outcome's text buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Text {
+    off: u32,
+    len: u32,
+}
+
+/// One decided action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Store into a mailbox (`keep`, and `fileinto "INBOX"`, store into the user's inbox:
+    /// `mailbox` is None).
+    Store {
+        /// The mailbox, or None for the user's inbox.
+        mailbox: Option<Text>,
+        /// The IMAP flags to set, space-separated.
+        flags: Text,
+        /// `:create`: create the mailbox if it does not exist.
+        create: bool,
+    },
+    /// Resend to another address (the driver sends it through the MTA).
+    Redirect {
+        /// The address.
+        address: Text,
+    },
+    /// Refuse the message (the driver answers the MTA with a 5.7.1 status).
+    Reject {
+        /// The reason.
+        reason: Text,
+        /// `ereject`: refuse in the SMTP/LMTP dialogue when possible.
+        extended: bool,
+    },
+    /// `discard`: nothing is stored (recorded so it shows when nothing else happens).
+    Discard,
+}
+
+/// Why a run stopped with the implicit keep instead of its actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeError {
+    /// More actions than `Limits::max_actions`.
+    TooManyActions,
+    /// More redirects than `Limits::max_redirects`.
+    TooManyRedirects,
+    /// More steps than `Limits::max_steps`.
+    BudgetExhausted,
+    /// The outcome's buffers are full.
+    OutOfSpace,
+    /// `reject` together with `keep`/`fileinto`/`redirect` (RFC 5429 2.1 lets an
+    /// implementation refuse the combination; this one does).
+    RejectConflict,
+}
+
+impl fmt::Display for RuntimeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RuntimeError::TooManyActions => "the script decided more actions than the limit",
+            RuntimeError::TooManyRedirects => "the script redirects more often than the limit",
+            RuntimeError::BudgetExhausted => "the script ran longer than its instruction budget",
+            RuntimeError::OutOfSpace => "the script's actions need more memory than the limit",
+            RuntimeError::RejectConflict => {
+                "reject cannot be combined with keep, fileinto or redirect"
+            }
+        })
+    }
+}
+
+/// The largest number of actions an outcome holds (the limit can be lower).
+pub const ACTIONS_MAX: usize = 64;
+/// The size of an outcome's text buffer (mailbox names, flags, addresses, reasons).
+pub const TEXT_MAX: usize = 16 * 1024;
+/// The size of the internal flag variable (imap4flags).
+const FLAGS_MAX: usize = 1024;
+
+/// The result of a run: the actions in the order decided, and whether the implicit keep
+/// still applies. Large: the caller places it (on the heap if it likes) and reuses it.
+#[derive(Debug)]
+pub struct Outcome {
+    actions: heapless::Vec<Action, ACTIONS_MAX>,
+    text: heapless::Vec<u8, TEXT_MAX>,
+    implicit_keep: bool,
+    implicit_flags: Text,
+    error: Option<RuntimeError>,
+    steps: u32,
+}
+
+impl Default for Outcome {
+    fn default() -> Self {
+        Outcome::new()
+    }
+}
+
+impl Outcome {
+    /// An empty outcome.
+    pub const fn new() -> Self {
+        Outcome {
+            actions: heapless::Vec::new(),
+            text: heapless::Vec::new(),
+            implicit_keep: true,
+            implicit_flags: Text { off: 0, len: 0 },
+            error: None,
+            steps: 0,
+        }
+    }
+
+    /// The decided actions, in order (empty after a runtime error).
+    pub fn actions(&self) -> &[Action] {
+        &self.actions
+    }
+
+    /// Whether the implicit keep applies (no action cancelled it, or a runtime error).
+    pub fn implicit_keep(&self) -> bool {
+        self.implicit_keep
+    }
+
+    /// The flags the implicit keep stores with.
+    pub fn implicit_flags(&self) -> &[u8] {
+        self.text(self.implicit_flags)
+    }
+
+    /// The runtime error the run stopped on, if any.
+    pub fn error(&self) -> Option<RuntimeError> {
+        self.error
+    }
+
+    /// How many steps the run took (against `Limits::max_steps`).
+    pub fn steps(&self) -> u32 {
+        self.steps
+    }
+
+    /// The bytes of a [`Text`].
+    pub fn text(&self, t: Text) -> &[u8] {
+        &self.text[t.off as usize..(t.off + t.len) as usize]
+    }
+
+    fn store_text(&mut self, bytes: &[u8]) -> Result<Text, RuntimeError> {
+        let off = self.text.len();
+        self.text
+            .extend_from_slice(bytes)
+            .map_err(|_| RuntimeError::OutOfSpace)?;
+        Ok(Text {
+            off: off as u32,
+            len: bytes.len() as u32,
+        })
+    }
+}
+
+enum Flow {
+    Continue,
+    Stop,
+}
+
+struct Run<'r, 's, 'm> {
+    script: &'r Script<'s>,
+    msg: &'r Message<'m>,
+    limits: &'r Limits,
+    out: &'r mut Outcome,
+    scratch: &'r mut [u8],
+    flags: heapless::Vec<u8, FLAGS_MAX>,
+    redirects: usize,
+    /// Byte comparisons left: `max_steps` × [`WORK_PER_STEP`], each step spending one step's
+    /// worth, each comparison its bytes.
+    work: u64,
+    vars: Vars,
+    exp: Expanded,
+}
+
+/// Byte comparisons one step of the budget is worth.
+const WORK_PER_STEP: u64 = 64;
+
+/// Runs `script` on `msg` into `out` (cleared first). `scratch` holds one unfolded header
+/// value at a time: values longer than it are compared truncated, so give it the header
+/// buffer's size.
+pub fn run(
+    script: &Script<'_>,
+    msg: &Message<'_>,
+    limits: &Limits,
+    scratch: &mut [u8],
+    out: &mut Outcome,
+) {
+    *out = Outcome::new();
+    let mut r = Run {
+        script,
+        msg,
+        limits,
+        out,
+        scratch,
+        flags: heapless::Vec::new(),
+        redirects: 0,
+        work: u64::from(limits.max_steps) * WORK_PER_STEP,
+        vars: Vars::default(),
+        exp: Expanded::default(),
+    };
+    let result = r.block(script.first);
+    let steps = r.out.steps;
+    if let Err(e) = result.and_then(|_| r.finish()) {
+        *r.out = Outcome::new();
+        r.out.error = Some(e);
+        r.out.steps = steps;
+    }
+}
+
+impl Run<'_, '_, '_> {
+    fn step(&mut self, n: u32) -> Result<(), RuntimeError> {
+        self.out.steps = self.out.steps.saturating_add(n);
+        let cost = u64::from(n) * WORK_PER_STEP;
+        if self.out.steps > self.limits.max_steps || self.work <= cost {
+            self.work = 0;
+            return Err(RuntimeError::BudgetExhausted);
+        }
+        self.work -= cost;
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), RuntimeError> {
+        let has_reject = self
+            .out
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Reject { .. }));
+        let has_delivery = self
+            .out
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Store { .. } | Action::Redirect { .. }));
+        if has_reject && has_delivery {
+            return Err(RuntimeError::RejectConflict);
+        }
+        if self.out.implicit_keep {
+            let flags = self.flags.clone();
+            self.out.implicit_flags = self.out.store_text(&flags)?;
+        }
+        Ok(())
+    }
+
+    fn block(&mut self, first: u32) -> Result<Flow, RuntimeError> {
+        let mut i = first;
+        let mut chain_taken = false;
+        while i != NONE {
+            let node = *self.script.node(i);
+            let Kind::Command {
+                word,
+                spec,
+                test,
+                block,
+            } = node.kind
+            else {
+                i = node.next;
+                continue;
+            };
+            self.step(1)?;
+            let flow = match word {
+                Word::If | Word::Elsif | Word::Else => {
+                    if word == Word::If {
+                        chain_taken = false;
+                    }
+                    if chain_taken {
+                        Flow::Continue
+                    } else if word == Word::Else || self.test(test)? {
+                        chain_taken = true;
+                        self.block(block)?
+                    } else {
+                        Flow::Continue
+                    }
+                }
+                Word::Stop => Flow::Stop,
+                Word::Require => Flow::Continue,
+                _ => {
+                    self.action(word, &spec)?;
+                    Flow::Continue
+                }
+            };
+            if let Flow::Stop = flow {
+                return Ok(Flow::Stop);
+            }
+            i = node.next;
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn push(&mut self, a: Action) -> Result<(), RuntimeError> {
+        if self.out.actions.len() >= self.limits.max_actions {
+            return Err(RuntimeError::TooManyActions);
+        }
+        self.out
+            .actions
+            .push(a)
+            .map_err(|_| RuntimeError::TooManyActions)
+    }
+
+    /// The flags an action stores with: its `:flags` list, else the internal variable.
+    fn action_flags(&mut self, spec: &Spec) -> Result<Text, RuntimeError> {
+        if spec.flags == NONE {
+            let flags = self.flags.clone();
+            return self.out.store_text(&flags);
+        }
+        let mut set: heapless::Vec<u8, FLAGS_MAX> = heapless::Vec::new();
+        for s in self.exp.list(self.script, spec.flags) {
+            add_flags(&mut set, s)?;
+        }
+        self.out.store_text(&set)
+    }
+
+    /// Expands the strings with variables of the lists of a command or test.
+    fn prepare(&mut self, lists: &[u32]) -> Result<(), RuntimeError> {
+        self.exp.clear();
+        if self.script.extensions.has(Extensions::VARIABLES) {
+            for &l in lists {
+                self.exp.prepare(self.script, &self.vars, l)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn action(&mut self, word: Word, spec: &Spec) -> Result<(), RuntimeError> {
+        self.prepare(&[spec.a, spec.b, spec.flags])?;
+        match word {
+            Word::Keep | Word::Fileinto => {
+                let flags = self.action_flags(spec)?;
+                // `fileinto "INBOX"` (any case: RFC 3501 5.1) is the keep's mailbox.
+                let mailbox = if word == Word::Fileinto {
+                    Some(self.exp.one(self.script, spec.a))
+                        .filter(|n| !n.eq_ignore_ascii_case(b"INBOX"))
+                } else {
+                    None
+                };
+                if !spec.copy {
+                    self.out.implicit_keep = false;
+                }
+                // A second store into the same mailbox is the same store (RFC 5228 2.10.3);
+                // its flags are the last action's (as Pigeonhole does: RFC 5232 leaves it open).
+                let same = self.out.actions.iter().position(|a| match a {
+                    Action::Store { mailbox: m, .. } => match (m, mailbox) {
+                        (None, None) => true,
+                        (Some(t), Some(name)) => self.out.text(*t) == name,
+                        _ => false,
+                    },
+                    _ => false,
+                });
+                if let Some(i) = same {
+                    if let Action::Store {
+                        flags: f,
+                        create: c,
+                        ..
+                    } = &mut self.out.actions[i]
+                    {
+                        *f = flags;
+                        *c |= spec.create;
+                    }
+                    return Ok(());
+                }
+                let mailbox = match mailbox {
+                    Some(name) => Some(self.out.store_text(name)?),
+                    None => None,
+                };
+                self.push(Action::Store {
+                    mailbox,
+                    flags,
+                    create: spec.create,
+                })
+            }
+            Word::Redirect => {
+                let address = self.exp.one(self.script, spec.a);
+                if !spec.copy {
+                    self.out.implicit_keep = false;
+                }
+                let same = self.out.actions.iter().any(|a| match a {
+                    Action::Redirect { address: t } => {
+                        self.out.text(*t).eq_ignore_ascii_case(address)
+                    }
+                    _ => false,
+                });
+                if same {
+                    return Ok(());
+                }
+                self.redirects += 1;
+                if self.redirects > self.limits.max_redirects {
+                    return Err(RuntimeError::TooManyRedirects);
+                }
+                let address = self.out.store_text(address)?;
+                self.push(Action::Redirect { address })
+            }
+            Word::Discard => {
+                self.out.implicit_keep = false;
+                if !self.out.actions.contains(&Action::Discard) {
+                    self.push(Action::Discard)?;
+                }
+                Ok(())
+            }
+            Word::Reject | Word::Ereject => {
+                self.out.implicit_keep = false;
+                if self
+                    .out
+                    .actions
+                    .iter()
+                    .any(|a| matches!(a, Action::Reject { .. }))
+                {
+                    return Err(RuntimeError::RejectConflict);
+                }
+                let reason = self.out.store_text(self.exp.one(self.script, spec.a))?;
+                self.push(Action::Reject {
+                    reason,
+                    extended: word == Word::Ereject,
+                })
+            }
+            Word::Setflag => {
+                self.flags.clear();
+                for s in self.exp.list(self.script, spec.a) {
+                    add_flags(&mut self.flags, s)?;
+                }
+                Ok(())
+            }
+            Word::Addflag => {
+                for s in self.exp.list(self.script, spec.a) {
+                    add_flags(&mut self.flags, s)?;
+                }
+                Ok(())
+            }
+            Word::Removeflag => {
+                for s in self.exp.list(self.script, spec.a) {
+                    for f in flag_words(s) {
+                        remove_flag(&mut self.flags, f);
+                    }
+                }
+                Ok(())
+            }
+            Word::Set => {
+                let mut value = heapless::Vec::new();
+                vars::modify(
+                    spec.modifiers,
+                    self.exp.one(self.script, spec.b),
+                    &mut value,
+                );
+                self.vars.set(self.script.string(spec.a), &value)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn test(&mut self, i: u32) -> Result<bool, RuntimeError> {
+        let node = *self.script.node(i);
+        let Kind::Test { word, spec, tests } = node.kind else {
+            return Ok(false);
+        };
+        self.step(1)?;
+        match word {
+            Word::True => Ok(true),
+            Word::False => Ok(false),
+            Word::Not => Ok(!self.test(tests)?),
+            Word::Allof | Word::Anyof => {
+                let want = word == Word::Anyof;
+                let mut t = tests;
+                while t != NONE {
+                    if self.test(t)? == want {
+                        return Ok(want);
+                    }
+                    t = self.script.node(t).next;
+                }
+                Ok(!want)
+            }
+            Word::Size => {
+                let limit = match self.script.node(spec.a).kind {
+                    Kind::Number(n) => u64::from(n),
+                    _ => 0,
+                };
+                Ok(if spec.over {
+                    self.msg.size > limit
+                } else {
+                    self.msg.size < limit
+                })
+            }
+            Word::Exists => {
+                self.prepare(&[spec.a])?;
+                let names = self.exp.list(self.script, spec.a).count() as u32;
+                self.step(names)?;
+                for name in self.exp.list(self.script, spec.a) {
+                    if !header::each_field(self.msg.header, name, |_| true) {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            }
+            Word::Header | Word::Address | Word::Envelope | Word::Hasflag | Word::String => {
+                self.prepare(&[spec.a, spec.b])?;
+                self.match_test(word, &spec)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// A test that compares values taken from the message with keys.
+    fn match_test(&mut self, word: Word, spec: &Spec) -> Result<bool, RuntimeError> {
+        let script = self.script;
+        let keys = spec.b;
+        let exp = &self.exp;
+        let vars = &mut self.vars;
+        let key_count = exp.list(script, keys).count() as u32;
+        // A successful :matches sets the match variables (RFC 5229 3.2).
+        let set_matches =
+            spec.mt == MatchType::Matches && script.extensions.has(Extensions::VARIABLES);
+        let mut count: u32 = 0;
+        let mut steps: u32 = 0;
+        let mut matched = false;
+        let counting = matches!(spec.mt, MatchType::Count(_));
+        let mut work = self.work;
+        {
+            // A value, or None for an address without the part asked for (no detail): that
+            // matches nothing but still counts for :count, as in Pigeonhole.
+            let mut visit = |value: Option<&[u8]>| -> bool {
+                if value.is_none() && !counting {
+                    return false;
+                }
+                count += 1;
+                let Some(value) = value else {
+                    return false;
+                };
+                if counting {
+                    return false;
+                }
+                steps = steps.saturating_add(key_count.max(1));
+                let found = exp
+                    .list(script, keys)
+                    .find(|k| compare::matches(spec.cmp, spec.mt, value, k, &mut work));
+                matched = found.is_some();
+                if let (Some(k), true) = (found, set_matches) {
+                    let mut caps = compare::Captures::default();
+                    compare::glob_captures(spec.cmp, value, k, &mut work, &mut caps);
+                    vars.set_matches(value, &caps);
+                }
+                matched
+            };
+            match word {
+                Word::Header => {
+                    let scratch = &mut *self.scratch;
+                    for name in exp.list(script, spec.a) {
+                        if header::each_field(self.msg.header, name, |raw| {
+                            let v = header::unfold(raw, scratch);
+                            visit(Some(v))
+                        }) {
+                            break;
+                        }
+                    }
+                }
+                Word::Address => {
+                    let scratch = &mut *self.scratch;
+                    'names: for name in exp.list(script, spec.a) {
+                        let hit = header::each_field(self.msg.header, name, |raw| {
+                            let v = header::unfold(raw, scratch);
+                            header::each_address(v, |a| visit(address_part(a, spec.part)))
+                        });
+                        if hit {
+                            break 'names;
+                        }
+                    }
+                }
+                Word::Envelope => {
+                    for part in exp.list(script, spec.a) {
+                        let value = if part.eq_ignore_ascii_case(b"from") {
+                            self.msg.envelope_from
+                        } else {
+                            self.msg.envelope_to
+                        };
+                        let value = strip_angle(value);
+                        let hit = if value.is_empty() {
+                            // The null sender matches as the empty string whatever the part
+                            // (RFC 5228 5.4).
+                            visit(Some(b""))
+                        } else {
+                            visit(address_part(value, spec.part))
+                        };
+                        if hit {
+                            break;
+                        }
+                    }
+                }
+                Word::String => {
+                    for s in exp.list(script, spec.a) {
+                        // :count counts the strings that are not empty (RFC 5229 5).
+                        if s.is_empty() && counting {
+                            continue;
+                        }
+                        if visit(Some(s)) {
+                            break;
+                        }
+                    }
+                }
+                _ => {
+                    // hasflag: each flag of the internal variable is a value.
+                    let flags = self.flags.clone();
+                    for f in flag_words(&flags) {
+                        count += 1;
+                        if counting {
+                            continue;
+                        }
+                        steps = steps.saturating_add(key_count.max(1));
+                        matched = exp.list(script, keys).any(|k| {
+                            flag_words(k)
+                                .any(|kf| compare::matches(spec.cmp, spec.mt, f, kf, &mut work))
+                        });
+                        if matched {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        if work == 0 {
+            return Err(RuntimeError::BudgetExhausted);
+        }
+        self.work = work;
+        self.step(steps.saturating_add(count))?;
+        if let MatchType::Count(rel) = spec.mt {
+            let mut buf = [0u8; 10];
+            let n = decimal(count, &mut buf);
+            return Ok(self
+                .exp
+                .list(script, keys)
+                .any(|k| compare::matches(spec.cmp, MatchType::Value(rel), n, k, &mut self.work)));
+        }
+        Ok(matched)
+    }
+}
+
+fn strip_angle(v: &[u8]) -> &[u8] {
+    let v = v.strip_prefix(b"<").unwrap_or(v);
+    v.strip_suffix(b">").unwrap_or(v)
+}
+
+/// The part of `local@domain` a test looks at; None when it has no such part (no domain, or
+/// no detail).
+fn address_part(a: &[u8], part: AddrPart) -> Option<&[u8]> {
+    let (local, domain) = header::split_address(a);
+    let sep = local.iter().position(|c| *c == b'+');
+    match part {
+        AddrPart::All => Some(a),
+        AddrPart::Localpart => Some(local),
+        AddrPart::Domain => domain,
+        AddrPart::User => Some(sep.map_or(local, |p| &local[..p])),
+        AddrPart::Detail => sep.map(|p| &local[p + 1..]),
+    }
+}
+
+fn decimal(mut n: u32, buf: &mut [u8; 10]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
+/// The flags in a space-separated flag list.
+pub fn flag_words(s: &[u8]) -> impl Iterator<Item = &[u8]> {
+    s.split(|c| *c == b' ').filter(|w| !w.is_empty())
+}
+
+/// Adds the flags of `list` to the space-separated set (each once, compared
+/// case-insensitively).
+fn add_flags<const N: usize>(
+    set: &mut heapless::Vec<u8, N>,
+    list: &[u8],
+) -> Result<(), RuntimeError> {
+    for f in flag_words(list) {
+        let present = flag_words(set).any(|g| g.eq_ignore_ascii_case(f));
+        if present {
+            continue;
+        }
+        if !set.is_empty() {
+            set.push(b' ').map_err(|_| RuntimeError::OutOfSpace)?;
+        }
+        set.extend_from_slice(f)
+            .map_err(|_| RuntimeError::OutOfSpace)?;
+    }
+    Ok(())
+}
+
+fn remove_flag<const N: usize>(set: &mut heapless::Vec<u8, N>, f: &[u8]) {
+    let mut kept: heapless::Vec<u8, N> = heapless::Vec::new();
+    for g in flag_words(set) {
+        if g.eq_ignore_ascii_case(f) {
+            continue;
+        }
+        if !kept.is_empty() {
+            let _ = kept.push(b' ');
+        }
+        let _ = kept.extend_from_slice(g);
+    }
+    *set = kept;
+}

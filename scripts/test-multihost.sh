@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# Several hosts, one maildir, a real distributed filesystem (GlusterFS over FUSE).
+#
+# Usage (as root): bash scripts/test-multihost.sh [--long]
+#
+# Brings up a GlusterFS server (glusterd and one brick) in its own network namespace and mounts
+# the volume on three client "hosts", each its own network and UTS namespace with its own host
+# name, joined to the server by veth pairs on a bridge inside the server's namespace (traffic
+# never leaves namespaces this script makes). Then, per strategy (the automatic choice, Locked,
+# and Exclusive forced by MDELIVER_TEST_STRATEGY for comparison), tests/multihost/run.py runs
+# the real mdeliver: two hosts deliver concurrently into one maildir (like an MTA: exit 75 or a
+# SIGKILL is retried, with --dedup), a reader on the third moves new/ -> cur/ and flips flags,
+# `mdeliver list` loops on the second; faults: mdeliver SIGKILLed mid-delivery, TCP resets
+# (iptables statistic REJECT --reject-with tcp-reset in the server's namespace), the brick
+# daemon SIGKILLed and restarted. The same workload on a local directory of this machine, in the
+# same run, gives the msg/s reference. Prints a table; exits non-zero on any violation (lost,
+# duplicated, overwritten or partial message, acknowledged message missing, incomplete or
+# duplicating listing, lock left behind). Everything is torn down on exit, failure included.
+#
+# The short form (default) runs 100 deliveries per row with a few faults of
+# each kind. --long runs 10,000 deliveries per row with each fault at least 20 times (about an
+# hour or more). MDELIVER_BIN=/path/to/mdeliver tests a prebuilt binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+
+long=0
+[ "${1:-}" = "--long" ] && long=1
+if [ "$(id -u)" != 0 ]; then
+    echo "test-multihost: needs root (namespaces, mounts, iptables); skipped" >&2
+    exit 0
+fi
+
+need=""
+command -v glusterd >/dev/null || need="$need glusterfs-server"
+command -v glusterfs >/dev/null || need="$need glusterfs-client"
+command -v iptables >/dev/null || need="$need iptables"
+command -v python3 >/dev/null || need="$need python3"
+command -v nsenter >/dev/null || need="$need util-linux"
+if [ -n "$need" ]; then
+    echo "== installing$need"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null
+fi
+
+if [ -n "${MDELIVER_BIN:-}" ]; then
+    bin=$MDELIVER_BIN
+else
+    cargo build --quiet -p mdeliver --bin mdeliver
+    bin=$repo/target/debug/mdeliver
+fi
+
+W=$(mktemp -d /tmp/mdeliver-multihost.XXXXXX)
+SRV=mdh-srv
+HOSTS="h1 h2 h3"
+BRICK=$W/brick
+VOL=mdhvol
+glusterd_pid=""
+
+teardown() {
+    set +e
+    for h in $HOSTS; do
+        mountpoint -q "$W/mnt-$h" && umount -l "$W/mnt-$h"
+        mountpoint -q "$W/uts-$h" && umount "$W/uts-$h"
+    done
+    if [ -n "$glusterd_pid" ]; then
+        ip netns exec $SRV gluster --mode=script volume stop $VOL force >/dev/null 2>&1
+        for p in $(cat /var/run/gluster/vols/$VOL/*.pid 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+        kill "$glusterd_pid" 2>/dev/null
+        sleep 0.5
+        kill -9 "$glusterd_pid" 2>/dev/null
+        rm -rf /var/lib/glusterd/vols/$VOL /var/run/gluster/vols/$VOL
+    fi
+    for n in $SRV $(for h in $HOSTS; do echo mdh-$h; done); do
+        ip netns del $n 2>/dev/null
+    done
+    rm -rf "$W"
+}
+trap teardown EXIT
+
+echo "== network: $SRV with a bridge, hosts $HOSTS"
+for n in $SRV mdh-h1 mdh-h2 mdh-h3; do
+    ip netns del $n 2>/dev/null || true
+    ip netns add $n
+    ip -n $n link set lo up
+done
+ip -n $SRV link add br0 type bridge
+ip -n $SRV addr add 10.216.0.1/24 dev br0
+ip -n $SRV link set br0 up
+i=10
+for h in $HOSTS; do
+    i=$((i + 1))
+    ip -n $SRV link add v-$h type veth peer name eth0 netns mdh-$h
+    ip -n $SRV link set v-$h master br0 up
+    ip -n mdh-$h addr add 10.216.0.$i/24 dev eth0
+    ip -n mdh-$h link set eth0 up
+    # Its own UTS namespace, kept by a bind mount, with its own host name.
+    touch "$W/uts-$h"
+    unshare --uts="$W/uts-$h" hostname "mdh-$h"
+done
+
+echo "== GlusterFS: glusterd, volume $VOL (one brick), mounted on every host"
+mkdir -p "$BRICK"
+ip netns exec $SRV glusterd -p "$W/glusterd.pid"
+for _ in $(seq 50); do [ -s "$W/glusterd.pid" ] && break; sleep 0.1; done
+glusterd_pid=$(cat "$W/glusterd.pid")
+for _ in $(seq 50); do ip netns exec $SRV gluster --mode=script volume list >/dev/null 2>&1 && break; sleep 0.2; done
+ip netns exec $SRV gluster --mode=script volume create $VOL 10.216.0.1:"$BRICK" force >/dev/null
+ip netns exec $SRV gluster --mode=script volume start $VOL >/dev/null
+for h in $HOSTS; do
+    mkdir -p "$W/mnt-$h"
+    # nsenter keeps the root mount namespace (ip netns exec would hide the mount).
+    nsenter --net=/run/netns/mdh-$h mount -t glusterfs 10.216.0.1:/$VOL "$W/mnt-$h"
+done
+ip netns exec $SRV iptables -N mdh-reset
+ip netns exec $SRV iptables -A mdh-reset -p tcp -m statistic --mode random --probability 0.05 \
+    -j REJECT --reject-with tcp-reset
+
+reset_on="ip netns exec $SRV iptables -I INPUT -p tcp -j mdh-reset"
+reset_off="ip netns exec $SRV iptables -D INPUT -p tcp -j mdh-reset"
+restart="for p in \$(cat /var/run/gluster/vols/$VOL/*.pid); do kill -9 \$p 2>/dev/null; done; sleep 0.5; \
+ip netns exec $SRV gluster --mode=script volume start $VOL force >/dev/null"
+if [ $long = 1 ]; then
+    per_worker=2500 kill_rate=0.01 fault_every=20
+else
+    per_worker=25 kill_rate=0.1 fault_every=6
+fi
+results=$W/results.jsonl
+status=0
+row() { # label final-maildir strategy extra-args...
+    local label=$1 final=$2 strategy=$3
+    shift 3
+    echo "== $label, strategy ${strategy:-auto}"
+    python3 "$repo/tests/multihost/run.py" --label "$label" --bin "$bin" --final "$final" \
+        --strategy "$strategy" --workers 2 --per-worker $per_worker "$@" >>"$results" || status=1
+    tail -n 1 "$results" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); [print("   ", e.strip()[:300]) for e in r["errors_seen"][:12]]'
+}
+n=0
+for strategy in ${MDH_STRATEGIES-"" locked exclusive}; do
+    n=$((n + 1))
+    local_md=$W/local-$n
+    row "local ext4" "$local_md" "$strategy" --host "l1|$local_md" --host "l2|$local_md" \
+        --host "l3|$local_md"
+    md=M$n
+    args=()
+    for h in $HOSTS; do
+        args+=(--host "$h|$W/mnt-$h/$md|nsenter --net=/run/netns/mdh-$h --uts=$W/uts-$h")
+    done
+    row "glusterfs" "$BRICK/$md" "$strategy" "${args[@]}" --kill-rate $kill_rate \
+        --fault-every $fault_every --reset-on "$reset_on" --reset-off "$reset_off" \
+        --restart-on "$restart"
+done
+cp "$results" /tmp/mdeliver-multihost-last.jsonl
+resets=$(ip netns exec $SRV iptables -L mdh-reset -v -x -n | awk '/REJECT/{print $1}')
+
+python3 - "$results" "$resets" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+ref = {}
+for r in rows:
+    if r["label"].startswith("local"):
+        ref[r["strategy"]] = r["msg_per_s"]
+cols = ["filesystem", "strategy", "deliveries", "lost", "dup", "partial", "acked missing",
+        "listings (incomplete)", "moves/flips", "kills", "resets", "restarts", "retries",
+        "tmp/lock left", "msg/s", "ratio"]
+print()
+print("| " + " | ".join(cols) + " |")
+print("|" + "---|" * len(cols))
+for r in rows:
+    g = lambda k: r.get(k, 0)
+    ratio = r["msg_per_s"] / ref[r["strategy"]] if ref.get(r["strategy"]) else 0
+    print("| " + " | ".join(str(x) for x in [
+        r["label"], r["strategy"], f'{r["stored"]}/{r["expected"]}', g("lost"), g("dup"),
+        g("partial"), g("acked_missing"),
+        f'{g("listings")} ({g("listings_incomplete") + g("listings_with_duplicates")})',
+        f'{g("moved_to_cur")}/{g("flag_flips")}', g("kills"), g("fault_reset"),
+        g("fault_restart"), g("retries"), f'{g("tmp_left")}/{g("lock_left")}', r["msg_per_s"],
+        f"{ratio:.2f}"]) + " |")
+print(f"\nTCP segments answered with a reset: {sys.argv[2]}")
+PY
+if [ $status != 0 ]; then
+    echo "test-multihost: VIOLATIONS (see the rows above)" >&2
+fi
+exit $status

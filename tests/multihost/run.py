@@ -1,0 +1,271 @@
+#!/usr/bin/env python3
+"""One multi-host run of the real mdeliver binary against one shared maildir.
+
+Called by scripts/test-multihost.sh once per filesystem and strategy, after it has mounted the
+filesystem on every "host" (a network + UTS namespace with its own host name). Deliverers on
+the first hosts deliver unique messages concurrently, like an MTA: exit 75 or death by a
+signal is retried (with --dedup, so a retry after a publish is not stored twice); a reader on
+the last host moves messages new/ -> cur/ and flips flags with `mdeliver flag`; `mdeliver
+list` loops on a host and every listing must hold every message acknowledged before it
+started. Faults: the deliverer SIGKILLs a fraction of its own mdeliver processes; a fault
+thread runs the server-side commands it is given (TCP resets, daemon restarts). At the end
+the maildir is read from the server's side and checked: nothing lost, duplicated, overwritten
+or partial. Prints one JSON object; exit status 1 on any violation.
+"""
+import argparse
+import hashlib
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+
+
+def message(mid):
+    """The exact bytes of message `mid` (deterministic, so the check can rebuild them)."""
+    size = (300, 1500, 6000)[int(hashlib.sha256(mid.encode()).hexdigest()[:8], 16) % 3]
+    head = f"Message-ID: <{mid}@multihost.test>\nSubject: {mid}\n\n".encode()
+    seed = hashlib.sha256(mid.encode()).hexdigest()
+    line = (seed + "\n").encode()
+    body = (line * (size // len(line) + 1))[: max(size - len(head), 1)]
+    return head + body
+
+
+class Stats:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.c = {}
+        self.acked = {}  # key -> mid
+        self.errors = []
+        self.violations = []
+
+    def add(self, k, n=1):
+        with self.lock:
+            self.c[k] = self.c.get(k, 0) + n
+
+    def error(self, what):
+        with self.lock:
+            if len(self.errors) < 20:
+                self.errors.append(what)
+            self.c["errors"] = self.c.get("errors", 0) + 1
+
+
+def key_of(path):
+    return os.path.basename(path.strip()).split(":")[0]
+
+
+def deliverer(a, host, w, stats, env):
+    rnd = random.Random(f"{host}-{w}")
+    for i in range(a.per_worker):
+        mid = f"{host}-{w}-{i}"
+        msg = message(mid)
+        attempt = 0
+        while True:
+            attempt += 1
+            cmd = a.prefix[host] + [a.bin, "-c", "-v", "--dedup", a.maildir[host]]
+            p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, env=env)
+            if a.kill_rate and attempt == 1 and rnd.random() < a.kill_rate:
+                try:
+                    p.stdin.write(msg)
+                    p.stdin.close()
+                except BrokenPipeError:
+                    pass
+                time.sleep(rnd.random() * a.kill_delay)
+                p.kill()  # by its own pid: the MTA's child dies with SIGKILL
+                p.wait()
+                out, err, rc = p.stdout.read(), p.stderr.read(), p.returncode
+                p.stdout.close()
+                p.stderr.close()
+                if rc == -9:
+                    stats.add("kills")
+                    continue  # the MTA retries
+            else:
+                out, err = p.communicate(msg)
+                rc = p.returncode
+            if rc == 0:
+                line = out.decode(errors="replace").strip().splitlines()
+                if not line:
+                    stats.error(f"{mid}: exit 0 but no path printed")
+                    break
+                with stats.lock:
+                    stats.acked[key_of(line[-1])] = mid
+                stats.add("delivered")
+                break
+            if rc == 75 or rc < 0:
+                stats.add("retries")
+                if attempt > a.max_attempts:
+                    stats.error(f"{mid}: gave up after {attempt} attempts: {err.decode()[-300:]}")
+                    break
+                time.sleep(0.05 + rnd.random() * 0.2)
+                continue
+            stats.error(f"{mid}: exit {rc}: {err.decode()[-300:]}")
+            break
+
+
+def lister(a, host, stats, stop, env):
+    while not stop.is_set():
+        with stats.lock:
+            before = dict(stats.acked)
+        r = subprocess.run(a.prefix[host] + [a.bin, "list", a.maildir[host]],
+                           capture_output=True, env=env)
+        if r.returncode != 0:
+            stats.add("listings_unsettled" if r.returncode == 75 else "listings_failed")
+            continue
+        keys = [l.split("\t")[0] for l in r.stdout.decode(errors="replace").splitlines() if l]
+        stats.add("listings")
+        if len(keys) != len(set(keys)):
+            stats.add("listings_with_duplicates")
+        missing = set(before) - set(keys)
+        if missing:
+            stats.add("listings_incomplete")
+            stats.error(f"listing on {host} misses {len(missing)} acknowledged, e.g. {sorted(missing)[:2]}")
+
+
+def reader(a, host, stats, stop, env):
+    rnd = random.Random(host)
+    while not stop.is_set():
+        r = subprocess.run(a.prefix[host] + [a.bin, "list", a.maildir[host]],
+                           capture_output=True, env=env)
+        rows = [l.split("\t") for l in r.stdout.decode(errors="replace").splitlines() if l]
+        for row in rnd.sample(rows, min(len(rows), 8)):
+            key, sub, flags = row[0], row[1], row[2]
+            change = "+S" if sub == "new" else ("-F" if "F" in flags else "+F")
+            f = subprocess.run(a.prefix[host] + [a.bin, "flag", a.maildir[host], key, change],
+                               capture_output=True, env=env)
+            if f.returncode == 0:
+                stats.add("moved_to_cur" if sub == "new" else "flag_flips")
+            elif f.returncode in (66, 74, 75):
+                stats.add("flag_retryable")
+            else:
+                stats.error(f"flag {key} {change}: exit {f.returncode}: {f.stderr.decode()[-200:]}")
+        time.sleep(0.05)
+
+
+def faulter(a, stats, stop):
+    kinds = [k for k in ("reset", "restart") if getattr(a, f"{k}_on")]
+    n = 0
+    while kinds and not stop.wait(a.fault_every):
+        kind = kinds[n % len(kinds)]
+        n += 1
+        if kind == "reset":
+            subprocess.run(a.reset_on, shell=True, check=False)
+            time.sleep(a.fault_len)
+            subprocess.run(a.reset_off, shell=True, check=False)
+        else:
+            subprocess.run(a.restart_on, shell=True, check=False)
+        stats.add(f"fault_{kind}")
+
+
+def check(a, stats):
+    """Reads every file of new/ and cur/ from the server's side."""
+    expected = {}
+    for host in a.deliver_hosts:
+        for w in range(a.workers):
+            for i in range(a.per_worker):
+                mid = f"{host}-{w}-{i}"
+                expected[mid] = message(mid)
+    found = {}
+    partial = 0
+    names = {}
+    for sub in ("new", "cur"):
+        d = os.path.join(a.final, sub)
+        for name in (os.listdir(d) if os.path.isdir(d) else []):
+            data = open(os.path.join(d, name), "rb").read()
+            mid = None
+            if data.startswith(b"Message-ID: <"):
+                mid = data[13:data.index(b"@")].decode(errors="replace") if b"@" in data else None
+            if mid in expected and data == expected[mid]:
+                found[mid] = found.get(mid, 0) + 1
+            else:
+                partial += 1
+                if len(stats.violations) < 10:
+                    stats.violations.append(
+                        f"{sub}/{name}: {len(data)} bytes that are no expected message: {data[:80]!r}")
+            names[key_of(name)] = names.get(key_of(name), 0) + 1
+    t = os.path.join(a.final, "tmp")
+    tmp = os.listdir(t) if os.path.isdir(t) else []
+    lost = [m for m in expected if m not in found]
+    dup = sum(c - 1 for c in found.values() if c > 1)
+    acked_missing = [k for k in stats.acked if k not in names]
+    # Left by SIGKILLed deliverers, like their tmp files: garbage, not mail (a stale lock is
+    # broken by the next delivery after MDELIVER_TEST_LOCK_STALE).
+    root = [n for n in os.listdir(a.final) if n.startswith("mdeliver.lock")] \
+        if os.path.isdir(a.final) else []
+    return {
+        "expected": len(expected), "stored": sum(found.values()), "lost": len(lost),
+        "dup": dup, "partial": partial, "acked_missing": len(acked_missing),
+        "tmp_left": len(tmp), "lock_left": len(root),
+        "lost_ids": lost[:5],
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--label", required=True)
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--host", action="append", required=True,
+                    help="NAME|MAILDIR[|PREFIX] (prefix: a command to run mdeliver under)")
+    ap.add_argument("--final", required=True, help="the maildir as the server stores it")
+    ap.add_argument("--strategy", default="")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--per-worker", type=int, default=50)
+    ap.add_argument("--kill-rate", type=float, default=0.0)
+    ap.add_argument("--kill-delay", type=float, default=0.03)
+    ap.add_argument("--max-attempts", type=int, default=400)
+    ap.add_argument("--fault-every", type=float, default=2.0)
+    ap.add_argument("--fault-len", type=float, default=1.0)
+    ap.add_argument("--reset-on", default="")
+    ap.add_argument("--reset-off", default="")
+    ap.add_argument("--restart-on", default="")
+    ap.add_argument("--no-readers", action="store_true")
+    a = ap.parse_args()
+    a.prefix, a.maildir, hosts = {}, {}, []
+    for h in a.host:
+        name, md, *prefix = h.split("|", 2)
+        hosts.append(name)
+        a.maildir[name] = md
+        a.prefix[name] = prefix[0].split() if prefix and prefix[0] else []
+    a.deliver_hosts = hosts[:2] if len(hosts) > 2 else hosts
+    env = dict(os.environ)
+    env.pop("MDELIVER_DISABLE", None)
+    if a.strategy:
+        env["MDELIVER_TEST_STRATEGY"] = a.strategy
+    # A SIGKILLed holder of the maildir lock or of a duplicate-index lease: go on after
+    # seconds, not the production five minutes.
+    env["MDELIVER_TEST_LOCK_STALE"] = "3"
+    env["MDELIVER_TEST_DEDUP_LEASE"] = "3"
+    stats = Stats()
+    stop = threading.Event()
+    side = []
+    if not a.no_readers and len(hosts) > 2:
+        side.append(threading.Thread(target=reader, args=(a, hosts[2], stats, stop, env)))
+        side.append(threading.Thread(target=lister, args=(a, hosts[1], stats, stop, env)))
+    side.append(threading.Thread(target=faulter, args=(a, stats, stop)))
+    workers = [threading.Thread(target=deliverer, args=(a, h, w, stats, env))
+               for h in a.deliver_hosts for w in range(a.workers)]
+    started = time.monotonic()
+    for t in side + workers:
+        t.start()
+    for t in workers:
+        t.join()
+    elapsed = time.monotonic() - started
+    stop.set()
+    for t in side:
+        t.join()
+    time.sleep(1.5)  # FUSE attribute and entry caches (GlusterFS: 1 s)
+    r = {"label": a.label, "strategy": a.strategy or "auto", "seconds": round(elapsed, 2),
+         "msg_per_s": round(stats.c.get("delivered", 0) / elapsed, 1)}
+    r.update(stats.c)
+    r.update(check(a, stats))
+    r["errors_seen"] = stats.violations + stats.errors
+    print(json.dumps(r))
+    bad = (r["lost"] or r["dup"] or r["partial"] or r["acked_missing"]
+           or r.get("listings_incomplete", 0) or r.get("listings_with_duplicates", 0))
+    sys.exit(1 if bad else 0)
+
+
+if __name__ == "__main__":
+    main()
