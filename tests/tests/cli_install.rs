@@ -27,7 +27,11 @@ fn install_script_puts_everything_in_place() {
         .arg(bin())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for (file, mode) in [
         ("bin/mdeliver", 0o755),
         ("share/man/man1/mdeliver.1", 0o644),
@@ -43,7 +47,10 @@ fn install_script_puts_everything_in_place() {
     let out = Command::new("sh")
         .arg(Path::new(ROOT).join("scripts/install.sh"))
         .arg(format!("--prefix={}", prefix.display()))
-        .arg(format!("--bindir={}", prefix.join("lib/mdeliver").display()))
+        .arg(format!(
+            "--bindir={}",
+            prefix.join("lib/mdeliver").display()
+        ))
         .arg(format!("--binary={}", bin().display()))
         .output()
         .unwrap();
