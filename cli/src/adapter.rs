@@ -78,7 +78,7 @@ impl Adapter for Linux {
             .get_or_insert_with(|| LinuxEnv::new().with_host(host))
     }
 
-    fn stdin(&mut self) -> Input {
+    fn stdin(&mut self) -> Result<Input, ErrorKind> {
         Input::stdin()
     }
 

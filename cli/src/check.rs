@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use mdeliver_core::env::Env;
 use mdeliver_core::maildir::name::{InfoSep, NameBuf};
 use mdeliver_core::report::check::{
-    classify, duplicates, EntryKind, Finding, Listed, STALE_TMP_SECS,
+    classify, duplicates, EntryKind, Finding, Listed, Times, STALE_TMP_SECS,
 };
 use mdeliver_core::{Dir, ErrorKind, Fs};
 
@@ -25,8 +25,10 @@ const LONG_ABOUT: &str = "\
 Report stale tmp files and other anomalies in a maildir; --repair removes stale tmp files.
 
 Findings, one line each (TAB-separated: KIND, PATH, detail):
-  stale-tmp      a file in tmp/ not modified for more than 36 hours (the Maildir \
-specification's limit): left by a crashed or killed delivery; safe to remove
+  stale-tmp      a file in tmp/ untouched for more than 36 hours (the Maildir \
+specification's limit): neither modified nor changed in any other way (its ctime, which no \
+writer can set back, unlike the mtime that mdeliver -M sets to each message's date); left by \
+a crashed or killed delivery; safe to remove
   duplicate-key  two files in new/ or cur/ with the same unique key (the part before the info \
 separator); both are kept: compare them by hand
   unparsable     a name in new/ or cur/ that cannot be a message (a dot file, an empty key)
@@ -143,9 +145,12 @@ pub fn run(a: &CheckArgs) -> ExitCode {
             let Ok(meta) = std::fs::symlink_metadata(&path) else {
                 continue; // gone meanwhile (a reader renamed it, a delivery finished)
             };
-            let mtime = std::os::unix::fs::MetadataExt::mtime(&meta).max(0) as u64;
+            let times = Times {
+                mtime: std::os::unix::fs::MetadataExt::mtime(&meta).max(0) as u64,
+                ctime: std::os::unix::fs::MetadataExt::ctime(&meta).max(0) as u64,
+            };
             let kind = kind_of(meta.file_type());
-            if let Some(f) = classify(dir, &name, kind, mtime, now, a.info_separator) {
+            if let Some(f) = classify(dir, &name, kind, times, now, a.info_separator) {
                 let mut repaired = false;
                 if a.repair && f.repairable() {
                     match fs.unlink(dir, &name) {

@@ -11,6 +11,7 @@ use crate::args::{self, Args};
 use crate::check::CheckArgs;
 use crate::flag::FlagArgs;
 use crate::list::ListArgs;
+use crate::lmtp::LmtpArgs;
 use crate::mail_args::MailArgs;
 use crate::quick_args;
 use crate::sieve::SieveArgs;
@@ -31,6 +32,8 @@ pub enum Parsed {
     Check(CheckArgs),
     /// `mdeliver sieve`.
     Sieve(SieveArgs),
+    /// `mdeliver lmtp`.
+    Lmtp(Box<LmtpArgs>),
 }
 
 /// The Linux binary's own delivery options (the WASI module has no system log and no users).
@@ -99,16 +102,17 @@ SUBCOMMANDS
 and other anomalies
   mdeliver sieve check FILE                 compile a Sieve script, errors with line:column
   mdeliver sieve test FILE MESSAGE          print the actions a Sieve script takes for a message
+  mdeliver lmtp --maildir TEMPLATE [--listen ADDR]...  an LMTP delivery server
   mdeliver help SUBCOMMAND                  the subcommand's manual
 
-  A MAILDIR literally named list, flag, check, sieve or help is taken as a subcommand: write it as \
+  A MAILDIR literally named list, flag, check, sieve, lmtp or help is taken as a subcommand: write it as \
 ./list (any path with a slash) to deliver into it.";
 
 /// The clap definition of the whole command line.
 pub fn definition() -> clap::Command {
     args::command(&format!("{LINUX_HELP}\n\n{SUBCOMMANDS_HELP}"))
         .override_usage(
-            "mdeliver [OPTIONS] <MAILDIR>...\n       mdeliver <list|flag|check|sieve> [OPTIONS] <MAILDIR> ...",
+            "mdeliver [OPTIONS] <MAILDIR>...\n       mdeliver <list|flag|check|sieve> [OPTIONS] <MAILDIR> ...\n       mdeliver lmtp [OPTIONS] --maildir <TEMPLATE>",
         )
         .args_conflicts_with_subcommands(true)
         .subcommand_negates_reqs(true)
@@ -145,6 +149,7 @@ pub fn definition() -> clap::Command {
         .subcommand(FlagArgs::command().name("flag"))
         .subcommand(CheckArgs::command().name("check"))
         .subcommand(SieveArgs::command().name("sieve"))
+        .subcommand(LmtpArgs::command().name("lmtp"))
 }
 
 /// Parses the command line `argv` (the program name first): the common delivery forms
@@ -178,6 +183,7 @@ where
         Some(("flag", sub)) => FlagArgs::from_arg_matches(sub).map(Parsed::Flag),
         Some(("check", sub)) => CheckArgs::from_arg_matches(sub).map(Parsed::Check),
         Some(("sieve", sub)) => SieveArgs::from_arg_matches(sub).map(Parsed::Sieve),
+        Some(("lmtp", sub)) => LmtpArgs::from_arg_matches(sub).map(|a| Parsed::Lmtp(Box::new(a))),
         _ => args::from_matches(&m, &argv).map(|(a, mail)| {
             let linux = LinuxArgs {
                 syslog: crate::maillog::wanted(m.get_flag("syslog"), m.get_flag("no_syslog")),

@@ -10,7 +10,7 @@ use rustix::time::{clock_gettime, ClockId};
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// The environment of this process.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct LinuxEnv {
     host: String,
     pid: u32,

@@ -43,14 +43,26 @@ pub struct Input {
     scan: Option<Box<MessageIdScanner>>,
 }
 
+/// Whether `fd` is a directory (which opens, but can never be read as a message).
+fn is_directory(fd: BorrowedFd<'_>) -> bool {
+    rfs::fstat(fd).is_ok_and(|s| FileType::from_raw_mode(s.st_mode) == FileType::Directory)
+}
+
 fn to_io(e: Errno) -> std::io::Error {
     std::io::Error::from_raw_os_error(e.raw_os_error())
 }
 
 impl Input {
-    /// Standard input, from its current offset.
-    pub fn stdin() -> Input {
-        Input::new(Handle::Stdin(std::io::stdin()))
+    /// Standard input, from its current offset. A directory there (`mdeliver < DIR` in a
+    /// shell, or a misconfigured pipe) is refused as `--input DIR` is: `Usage`, an input that
+    /// can never work, not the I/O error its first read would give (which would defer the mail
+    /// and make the MTA retry for days).
+    pub fn stdin() -> Result<Input, ErrorKind> {
+        let stdin = std::io::stdin();
+        if is_directory(stdin.as_fd()) {
+            return Err(ErrorKind::Usage);
+        }
+        Ok(Input::new(Handle::Stdin(stdin)))
     }
 
     /// The file at `path` (`O_RDONLY|O_CLOEXEC`; the caller named it, so links are followed).
@@ -59,8 +71,7 @@ impl Input {
             .map_err(|e| error_kind(e, Call::Other))?;
         // A directory opens fine and only fails at the first read, which would look like an
         // I/O error (temporary); it is an input that can never work. `Usage` marks it.
-        if rfs::fstat(&fd).is_ok_and(|s| FileType::from_raw_mode(s.st_mode) == FileType::Directory)
-        {
+        if is_directory(fd.as_fd()) {
             return Err(ErrorKind::Usage);
         }
         Ok(Input::new(Handle::File(fd)))
@@ -126,11 +137,21 @@ impl embedded_io::ErrorType for Input {
 
 impl embedded_io::Read for Input {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, std::io::Error> {
-        let n = match self.start {
-            Some(_) => {
-                rustix::io::pread(self.handle.as_fd(), &mut *buf, self.pos).map_err(to_io)?
+        let n = loop {
+            // A termination signal stops the reading (see `signals.rs`): the delivery then
+            // fails and removes what it wrote.
+            if let Some(signo) = mdeliver_driver::signal::caught() {
+                let name = mdeliver_driver::signal::name(signo);
+                return Err(std::io::Error::other(format!("stopped by {name}")));
             }
-            None => rustix::io::read(self.handle.as_fd(), &mut *buf).map_err(to_io)?,
+            let r = match self.start {
+                Some(_) => rustix::io::pread(self.handle.as_fd(), &mut *buf, self.pos),
+                None => rustix::io::read(self.handle.as_fd(), &mut *buf),
+            };
+            match r {
+                Err(Errno::INTR) => continue,
+                r => break r.map_err(to_io)?,
+            }
         };
         self.pos += n as u64;
         self.consumed += n as u64;

@@ -643,7 +643,8 @@ impl LinuxFs {
         kept.into_iter().next_back()
     }
 
-    fn dirfd(&self, dir: Dir) -> BorrowedFd<'_> {
+    /// The held descriptor of `dir` (the LMTP server flushes it through its group commit).
+    pub fn dirfd(&self, dir: Dir) -> BorrowedFd<'_> {
         match dir {
             Dir::Root => self.root.as_fd(),
             Dir::Tmp => self.subdirs[0].as_fd(),

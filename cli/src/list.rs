@@ -8,6 +8,7 @@
 //! passes handle the renames between them.
 
 use std::collections::HashMap;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -44,7 +45,10 @@ through: up to some 40 000 messages per directory, renames inside cur/ cannot hi
 Output, one line per message, sorted by key:
   KEY <TAB> SUBDIR <TAB> FLAGS <TAB> SIZE <TAB> PATH
 SUBDIR is new or cur, FLAGS the letters after \":2,\" (\"-\" for none), SIZE the file size in \
-bytes (\"-\" if the file was renamed again before it could be measured).";
+bytes (\"-\" if the file was renamed again before it could be measured). In KEY and PATH a \
+backslash is written \\\\, a tab \\t, a line feed \\n, a carriage return \\r, and any other \
+control byte, DEL or byte that is not UTF-8 \\xHH (two hex digits), so a file name can \
+never break a line or a field: every line has exactly five fields.";
 
 const AFTER_LONG_HELP: &str = "\
 JSON
@@ -214,6 +218,32 @@ impl Lister {
     }
 }
 
+/// `field` for the tab-separated listing: UTF-8 text as it is, except a backslash (`\\`), tab
+/// (`\t`), line feed (`\n`), carriage return (`\r`), and every other control byte, DEL or byte
+/// that is not UTF-8 (`\xHH`), so that no file name can forge a field or a record.
+fn tsv_field(field: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(field.len());
+    for chunk in field.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\t' => out.push_str("\\t"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                c if c.is_ascii_control() => {
+                    let _ = write!(out, "\\x{:02x}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
+}
+
 /// Runs `mdeliver list`.
 pub fn run(a: &ListArgs) -> ExitCode {
     let who = a.maildir.display();
@@ -265,9 +295,12 @@ pub fn run(a: &ListArgs) -> ExitCode {
                 flags.to_string()
             };
             let size = size.map_or("-".to_owned(), |s| s.to_string());
+            let path = a.maildir.join(seen.dir.as_str()).join(&seen.name);
             out.push_str(&format!(
-                "{key}\t{}\t{flags}\t{size}\t{path}\n",
-                seen.dir.as_str()
+                "{}\t{}\t{flags}\t{size}\t{}\n",
+                tsv_field(key.as_bytes()),
+                seen.dir.as_str(),
+                tsv_field(path.as_os_str().as_bytes())
             ));
         }
     }
@@ -289,4 +322,55 @@ pub fn run(a: &ListArgs) -> ExitCode {
         return ExitCode::from(exit::TEMPFAIL);
     }
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tsv_field;
+
+    /// Undoes [`tsv_field`].
+    fn unescape(s: &str) -> Vec<u8> {
+        let (mut out, b) = (Vec::new(), s.as_bytes());
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] != b'\\' {
+                out.push(b[i]);
+                i += 1;
+                continue;
+            }
+            match b[i + 1] {
+                b'\\' => out.push(b'\\'),
+                b't' => out.push(b'\t'),
+                b'n' => out.push(b'\n'),
+                b'r' => out.push(b'\r'),
+                b'x' => {
+                    out.push(u8::from_str_radix(&s[i + 2..i + 4], 16).unwrap());
+                    i += 2;
+                }
+                other => panic!("unknown escape {other}"),
+            }
+            i += 2;
+        }
+        out
+    }
+
+    #[test]
+    fn a_field_has_no_tab_or_control_byte_and_decodes_to_the_name() {
+        let names: [&[u8]; 7] = [
+            b"1795892125.M1P2.host:2,S",
+            b"forged\nFAKEKEY\tnew\t-\t0\tvictim:2,S",
+            b"back\\slash\\t and \r\x1b[2J\x7f\x00",
+            b"caf\xe9 latin-1",
+            "caf\u{e9} \u{2028} utf-8".as_bytes(),
+            b"\xff\xfe\\x41",
+            b"",
+        ];
+        for name in names {
+            let f = tsv_field(name);
+            assert!(!f.chars().any(|c| c.is_ascii_control()), "{f:?}");
+            assert_eq!(unescape(&f), name, "{f:?}");
+        }
+        assert_eq!(tsv_field(b"a\tb\nc\\d\x01\xe9"), "a\\tb\\nc\\\\d\\x01\\xe9");
+        assert_eq!(tsv_field("ok caf\u{e9}".as_bytes()), "ok caf\u{e9}");
+    }
 }

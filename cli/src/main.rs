@@ -15,11 +15,13 @@ mod import_linux;
 mod input;
 mod linux;
 mod list;
+mod lmtp;
 mod maillog;
 mod privilege;
 mod quick_args;
 mod reader;
 mod sieve;
+mod signals;
 #[cfg(not(test))]
 mod start;
 mod testing;
@@ -42,6 +44,7 @@ pub fn run(argv: &[OsString]) -> ExitCode {
         Ok(command::Parsed::Flag(a)) => return flag::run(&a),
         Ok(command::Parsed::Check(a)) => return check::run(&a),
         Ok(command::Parsed::Sieve(a)) => return sieve::run_command(&a),
+        Ok(command::Parsed::Lmtp(a)) => return lmtp::run(*a),
         Err(code) => return code,
     };
     if let Some(message) = args::nested_create(&args) {
@@ -70,6 +73,7 @@ pub fn run(argv: &[OsString]) -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    signals::catch();
     let mut linux = adapter::Linux::new(&args, &mail, disabled, linux.syslog, knobs);
     ExitCode::from(mdeliver_driver::run::run(&mut linux, &args, &mail))
 }

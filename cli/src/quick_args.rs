@@ -55,7 +55,7 @@ const VALUED: [&str; 12] = [
 ];
 
 /// Words clap takes as a subcommand when they come first.
-const SUBCOMMANDS: [&str; 5] = ["list", "flag", "check", "sieve", "help"];
+const SUBCOMMANDS: [&str; 6] = ["list", "flag", "check", "sieve", "lmtp", "help"];
 
 #[derive(Copy, Clone, PartialEq, Eq)]
 enum Flag {
@@ -364,6 +364,7 @@ mod tests {
             &["--host=a", "--host=b", "M"],
             &["--host=", "M"],
             &["list", "M"],
+            &["lmtp", "--maildir=/v/{local}"],
             &["help"],
             &["--", "-M"],
             &["-"],

@@ -103,6 +103,10 @@ pub enum Phase {
     Lock,
     /// Checking the message before anything is written.
     Check,
+    /// Reading, appending to or recalculating the Maildir++ quota file `maildirsize`.
+    Quota,
+    /// Reading or writing the duplicate index (the `mdeliver-dedup.*` files of the maildir).
+    Dedup,
 }
 
 impl Phase {
@@ -118,23 +122,42 @@ impl Phase {
             Phase::SyncDir => "syncing directory",
             Phase::Lock => "locking maildir",
             Phase::Check => "checking message",
+            Phase::Quota => "using the quota file maildirsize",
+            Phase::Dedup => "using the duplicate index (the mdeliver-dedup.* files)",
         }
     }
 }
 
-/// An error: its kind and the phase it happened in.
+/// An error: its kind and the phase it happened in, and what its cleanup could not remove.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Error {
     /// What went wrong.
     pub kind: ErrorKind,
     /// What was being attempted.
     pub phase: Phase,
+    /// A file of the failed delivery that cleanup could not remove (its unlink failed too, for
+    /// example on a filesystem that went read-only): in `Tmp`, a copy that is never delivered;
+    /// in `New` or `Cur`, the message itself, published before the failure. `None`: nothing
+    /// was left.
+    pub left: Option<crate::fs::Dir>,
 }
 
 impl Error {
     /// An error of `kind` during `phase`.
     pub const fn new(kind: ErrorKind, phase: Phase) -> Self {
-        Error { kind, phase }
+        Error {
+            kind,
+            phase,
+            left: None,
+        }
+    }
+
+    /// The same error, noting that a file of it remains in `dir`.
+    pub const fn with_left(self, dir: crate::fs::Dir) -> Self {
+        Error {
+            left: Some(dir),
+            ..self
+        }
     }
 
     /// Whether a retry later can succeed (see [`ErrorKind::is_temporary`]).

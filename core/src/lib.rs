@@ -23,6 +23,9 @@
 //! - **The MTA's delivery** ([`mda`]): one message from an MTA into one maildir: the head
 //!   looked at, trace fields reconciled ([`mda::trace`]), then quota, duplicate index and
 //!   delivery composed.
+//! - **LMTP** ([`lmtp`]): the sans-io session of an LMTP delivery server: commands, session
+//!   states, the DATA decoder (dot-unstuffing, CRLF to LF, size limit), recipient addresses
+//!   expanded into maildir templates, and the replies with their RFC 3463 codes.
 //! - **Filtering** ([`sieve`]): the Sieve language (RFC 5228 and extensions): a script compiled
 //!   into caller-provided arenas, run on a message's header block, size and envelope, deciding
 //!   its actions.
@@ -52,6 +55,7 @@ extern crate std;
 pub mod env;
 pub mod error;
 pub mod fs;
+pub mod lmtp;
 pub mod machine;
 pub mod maildir;
 pub mod mbox;

@@ -28,6 +28,14 @@ new/ or cur/ is a symbolic link is refused, and so is a --folder that is one. A 
 itself a symbolic link to a directory (a common ~/Maildir) is followed, written with or without \
 a trailing /.
 
+A failed delivery removes what it wrote; if that removal fails too (a filesystem gone \
+read-only), the error says what remains. The Linux binary stops the same way on SIGTERM, SIGINT or \
+SIGHUP (an MTA's timeout) while the message is read: nothing is left, exit 75. Limits: \
+SIGKILL or a power cut cannot be cleaned up after. Without O_TMPFILE (NFS, MDELIVER_DISABLE) \
+it can leave the partial message in tmp/, and during a Maildir++ quota recalculation (on any \
+filesystem) a small tmp/NAME.maildirsize file; neither is ever delivered or read, and \
+`mdeliver check --repair` removes them after 36 hours.
+
 With several MAILDIRs the message is read once and copied from the first delivered file into \
 the others, so memory use stays small whatever the message size. A failure in one MAILDIR does \
 not stop delivery to the others; the exit status is the worst of all of them.";
@@ -43,8 +51,11 @@ EXIT STATUS
     64  usage error (bad option or argument) at a  bounce
         terminal, with --strict-exit, or of a
         subcommand
-    65  data error: the message is empty           bounce
-    66  --input FILE cannot be opened              bounce
+    65  data error: the message is empty (or only  bounce
+        its \"From \" line), or it loops
+    66  --input FILE cannot be opened, or the      bounce
+        input (file or standard input) is a
+        directory
     73  (--strict-exit) maildir missing or not a   bounce
         directory
     74  (--strict-exit) I/O error                  bounce

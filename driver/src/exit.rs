@@ -32,8 +32,11 @@ pub enum Context {
     Deliver,
     /// Opening `--input FILE`.
     Input,
-    /// A reader subcommand (`list`, `flag`, `check`) using an existing maildir.
+    /// A reader subcommand (`list`, `flag`, `check`) using an existing maildir, or a mistake
+    /// in its command line.
     Read,
+    /// A mistake in the delivery form's command line or environment, found before delivering.
+    Command,
 }
 
 /// The options that change an exit code.
@@ -43,6 +46,8 @@ pub struct Policy {
     pub strict: bool,
     /// `--quota-full`: what a message over the Maildir++ quota gets.
     pub quota_full: QuotaFull,
+    /// A person runs mdeliver (standard input or standard error is a terminal).
+    pub interactive: bool,
 }
 
 /// The exit code for an error of `kind` met in `context`: the one place where error kinds
@@ -52,10 +57,18 @@ pub struct Policy {
 /// Maildir++ quota bounces (77, `EX_NOPERM`, as Courier's deliverquota) with
 /// `--quota-full=bounce`. An `--input FILE` that cannot be opened is [`NOINPUT`]; a reader
 /// subcommand reports a missing maildir as [`NOINPUT`] and everything else precisely.
+///
+/// A mistake in the delivery form's command line is in the MTA's configuration, which an
+/// administrator fixes: like every such problem it defers ([`TEMPFAIL`], with a `4.3.5` status
+/// line), so no mail bounces while the typo is there (maildrop does the same). A person gets the
+/// precise [`USAGE`] (64): when interactive, with `--strict-exit`, and for the reader-side
+/// subcommands, which no MTA runs.
 pub fn decide(kind: ErrorKind, context: Context, policy: Policy) -> u8 {
     let strict = policy.strict || context == Context::Read;
     match kind {
         _ if context == Context::Input => NOINPUT,
+        _ if context == Context::Command && !(strict || policy.interactive) => TEMPFAIL,
+        _ if context == Context::Command => USAGE,
         ErrorKind::NotFound | ErrorKind::NotDirectory if context == Context::Read => NOINPUT,
         ErrorKind::OverQuota if policy.quota_full == QuotaFull::Bounce => NOPERM,
         ErrorKind::Usage => USAGE,
@@ -82,20 +95,20 @@ pub fn decide(kind: ErrorKind, context: Context, policy: Policy) -> u8 {
     }
 }
 
-/// The exit code of a usage error (a mistake in the command line or in `MDELIVER_DISABLE`).
-///
-/// Under an MTA a mistake in the command line is in the MTA's configuration, which an
-/// administrator fixes: like every such problem it defers ([`TEMPFAIL`], with a `4.3.5` status
-/// line), so no mail bounces while the typo is there (maildrop does the same). A person gets the
-/// precise [`USAGE`] (64): when `interactive` (standard input or standard error is a terminal),
-/// with `--strict-exit` (`strict`), and for the reader-side subcommands (`subcommand`), which no
-/// MTA runs.
+/// [`decide`] for a usage error (a mistake in the command line or in `MDELIVER_DISABLE`) of
+/// the delivery form or, with `subcommand`, of a reader subcommand.
 pub fn usage(strict: bool, interactive: bool, subcommand: bool) -> u8 {
-    if strict || interactive || subcommand {
-        USAGE
+    let context = if subcommand {
+        Context::Read
     } else {
-        TEMPFAIL
-    }
+        Context::Command
+    };
+    let policy = Policy {
+        strict,
+        interactive,
+        ..Policy::default()
+    };
+    decide(ErrorKind::Usage, context, policy)
 }
 
 /// [`decide`] for a delivery, with `--strict-exit` (`strict`) or not.
@@ -175,6 +188,7 @@ mod tests {
         let bounce = Policy {
             strict: false,
             quota_full: QuotaFull::Bounce,
+            ..Policy::default()
         };
         let all = [ErrorKind::NotFound, ErrorKind::Usage, ErrorKind::Io];
         for k in all {
@@ -197,6 +211,18 @@ mod tests {
         assert_eq!(read(ErrorKind::Permission), NOPERM);
         assert_eq!(read(ErrorKind::Io), IOERR);
         assert_eq!(read(ErrorKind::NoSpace), TEMPFAIL);
+        // A command-line mistake defers under an MTA, whatever the kind, unless a person or
+        // --strict-exit asks; a reader subcommand's is always a usage error.
+        let person = Policy {
+            interactive: true,
+            ..Policy::default()
+        };
+        assert_eq!(
+            decide(ErrorKind::Io, Context::Command, Policy::default()),
+            TEMPFAIL
+        );
+        assert_eq!(decide(ErrorKind::Usage, Context::Command, person), USAGE);
+        assert_eq!(read(ErrorKind::Usage), USAGE);
     }
 
     #[test]

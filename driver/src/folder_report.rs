@@ -7,33 +7,92 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use mdeliver_core::maildir::folder::{FolderDir, FolderFailure};
-use mdeliver_core::ErrorKind;
+use mdeliver_core::{Dir, ErrorKind};
+
+use crate::report::{Create, Failure};
+use crate::status::Output;
 
 /// An adapter's answer for `--folder`: the directory to deliver into, and the folder's
 /// directory name when the adapter just created it (so it gets subscribed).
 pub type Resolved = (PathBuf, Option<FolderDir>);
 
-/// The message and exit code for `failure` on the folder `name`; `create` says whether
+/// Why the `--folder` of a maildir cannot be used, as a person and an MTA are told.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused {
+    /// The message, after `mdeliver: <maildir>: `.
+    pub message: String,
+    /// The exit code.
+    pub code: u8,
+    /// What failed, for the RFC 3463 status line (`None` for a usage error, which has none).
+    kind: Option<ErrorKind>,
+}
+
+impl Refused {
+    /// Notes the failure in `out`: its status line (which `out` prints first) and its message.
+    pub fn report(&self, out: &mut Output, maildir: &Path) {
+        if let Some(kind) = self.kind {
+            let failure = Failure::Open {
+                kind,
+                part: Dir::Root,
+                create: Create::No,
+            };
+            out.failed(self.code, crate::status::line(&failure, self.code, None));
+        }
+        out.err(format!("mdeliver: {}: {}", maildir.display(), self.message));
+    }
+}
+
+/// What to do when creating a folder failed with `kind`.
+fn create_advice(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::NotDirectory => {
+            "a file or a symbolic link is where the folder's directory belongs (mdeliver never \
+             follows symbolic links inside a maildir); remove or rename it, or deliver into \
+             another folder"
+        }
+        ErrorKind::Permission => {
+            "creating a folder needs write access to the maildir and its tmp/; check their \
+             owner and mode"
+        }
+        kind => crate::report::hint(kind),
+    }
+}
+
+/// The message, exit code and status for `failure` on the folder `name`; `create` says whether
 /// `-c/--create` was given, `strict` whether `--strict-exit` was.
-pub fn explain(failure: FolderFailure, name: &OsStr, create: bool, strict: bool) -> (String, u8) {
+pub fn explain(failure: FolderFailure, name: &OsStr, create: bool, strict: bool) -> Refused {
     match failure {
-        FolderFailure::Name(e) => (
-            format!("--folder {:?}: {e}", name.to_string_lossy()),
-            crate::exit::USAGE,
-        ),
+        FolderFailure::Name(e) => Refused {
+            message: format!("--folder {:?}: {e}", name.to_string_lossy()),
+            code: crate::exit::USAGE,
+            kind: None,
+        },
         FolderFailure::Parent(kind, part) => {
-            let failure = crate::report::Failure::Open {
+            let failure = Failure::Open {
                 kind,
                 part,
                 // Only a real run opens (and with -c creates) the parent.
-                create: crate::report::Create::of(create, false),
+                create: Create::of(create, false),
             };
-            (failure.to_string(), failure.code(strict))
+            Refused {
+                message: failure.to_string(),
+                code: failure.code(strict),
+                kind: Some(kind),
+            }
         }
-        FolderFailure::Create(kind) => (
-            format!("creating folder {:?}: {kind}", name.to_string_lossy()),
-            crate::exit::code(kind, strict),
-        ),
+        FolderFailure::Create(kind) => {
+            let mut message = format!("creating folder {:?}: {kind}", name.to_string_lossy());
+            let advice = create_advice(kind);
+            if !advice.is_empty() {
+                message.push_str("; ");
+                message.push_str(advice);
+            }
+            Refused {
+                message,
+                code: crate::exit::code(kind, strict),
+                kind: Some(kind),
+            }
+        }
     }
 }
 
@@ -42,14 +101,13 @@ pub fn explain(failure: FolderFailure, name: &OsStr, create: bool, strict: bool)
 /// run: a dry run creates nothing, not even the folder), with the folder's directory name when
 /// it was created and is to be subscribed (not `--no-subscribe`; the caller subscribes it: see
 /// [`subscribe_warning`]). With `--folder-fallback`, a folder that does not exist while `-c` is
-/// not given, or a refused name, means the maildir itself. On failure, the message (after
-/// `mdeliver: <maildir>: `) and the exit code.
+/// not given, or a refused name, means the maildir itself. On failure, what to report.
 pub fn target(
     args: &crate::args::Args,
     mail: &crate::mail_args::MailArgs,
     maildir: &Path,
     resolve: impl FnOnce(&OsStr, bool) -> Result<Resolved, FolderFailure>,
-) -> Result<Resolved, (String, u8)> {
+) -> Result<Resolved, Refused> {
     let Some(name) = &mail.folder else {
         return Ok((maildir.to_owned(), None));
     };

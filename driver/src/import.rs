@@ -10,12 +10,13 @@ use std::time::Instant;
 
 use mdeliver_core::machine::deliver::{Delivered, Durability};
 use mdeliver_core::mbox::import::{import, ImportEvents, ImportOptions, Stop};
-use mdeliver_core::{Dir, Env, ErrorKind, Fs};
+use mdeliver_core::{Dir, Env, Error, ErrorKind, Fs, Phase};
 
 use crate::args::Args;
 use crate::exit;
 use crate::mail_args::MailArgs;
 use crate::report::Failure;
+use crate::status::Output;
 
 /// The size of each streaming buffer (mbox reads; message writes).
 const BUF_SIZE: usize = 64 * 1024;
@@ -107,8 +108,12 @@ pub fn cannot_open(args: &Args, target: &Path, kind: ErrorKind, part: Dir) -> u8
         // -M refuses --dry-run.
         create: crate::report::Create::of(args.create, false).at(target),
     };
-    eprintln!("mdeliver: {}: {failure}", target.display());
-    failure.code(args.strict_exit)
+    let code = failure.code(args.strict_exit);
+    let mut out = Output::default();
+    out.failed(code, crate::status::line(&failure, code, None));
+    out.err(format!("mdeliver: {}: {failure}", target.display()));
+    out.flush();
+    code
 }
 
 /// `n / d` rounded to the nearest integer (`d > 0`).
@@ -164,17 +169,6 @@ where
     };
     let started = Instant::now();
     let summary = import(fs, env, &settings, input, &mut rbuf, &mut wbuf, &mut report);
-    let status = match summary.flush {
-        None => exit::OK,
-        Some(e) => {
-            let failure = Failure::Deliver(e);
-            eprintln!(
-                "mdeliver: {who}: {failure}; the last {} messages may not be durable",
-                summary.unflushed
-            );
-            failure.code(args.strict_exit)
-        }
-    };
     let delivered = summary.delivered;
     if args.verbose >= 1 {
         let empty = summary.empty;
@@ -189,40 +183,74 @@ where
             }
         );
     }
-    let stopped = match summary.stop {
-        None => return status,
-        Some(s) => s,
+    let Some(resume) = summary.resume else {
+        return exit::OK;
     };
+    // Every way the import can end early, as a failure of a delivery: one status line (the
+    // worst failure's, first), then each failure's message.
+    let mut out = Output::default();
+    let mut status = exit::OK;
+    let mut fail = |out: &mut Output, failure: Failure, code: u8, message: String| {
+        out.failed(code, crate::status::line(&failure, code, None));
+        out.err(format!("mdeliver: {who}: {message}"));
+        status = exit::worst(status, code);
+    };
+    if let Some(e) = summary.flush {
+        let failure = Failure::Deliver(e);
+        let message = format!(
+            "{failure}; the last {} messages may not be durable",
+            summary.unflushed
+        );
+        fail(&mut out, failure, failure.code(args.strict_exit), message);
+    }
     let done = match delivered {
         0 => "nothing was delivered".to_owned(),
         1 => "the 1 message before it was delivered and stays delivered".to_owned(),
         n => format!("the {n} messages before it were delivered and stay delivered"),
     };
-    let code = match stopped {
-        Stop::Mbox(e) if delivered == 0 => {
-            eprintln!("mdeliver: {who}: {e}; {done}");
-            exit::DATAERR
+    // A malformed mbox fails the same way every time: a data error.
+    let data = Failure::Deliver(Error::new(ErrorKind::Data, Phase::Read));
+    match summary.stop {
+        None => {}
+        Some(Stop::Mbox(e)) => {
+            let code = exit::DATAERR;
+            fail(&mut out, data, code, format!("{e}; {done}"));
         }
-        Stop::Mbox(e) => {
-            eprintln!(
-                "mdeliver: {who}: {e}; {done}; the rest was not (after fixing the input, \
-                 `tail -c +{}` of it continues at byte {})",
-                e.offset() + 1,
-                e.offset()
+        Some(Stop::Read(e)) => {
+            let failure = Failure::Deliver(Error::new(ErrorKind::Io, Phase::Read));
+            let code = failure.code(args.strict_exit);
+            fail(
+                &mut out,
+                failure,
+                code,
+                format!("reading the mbox: {e}; {done}"),
             );
-            exit::DATAERR
         }
-        Stop::Read(e) => {
-            eprintln!("mdeliver: {who}: reading the mbox: {e}; {done}");
-            exit::code(ErrorKind::Io, args.strict_exit)
-        }
-        Stop::Deliver { error, number } => {
+        Some(Stop::Deliver { error, number }) => {
             let failure = Failure::Deliver(error);
-            eprintln!("mdeliver: {who}: message {number} of the mbox: {failure}; {done}");
-            failure.code(args.strict_exit)
+            let code = failure.code(args.strict_exit);
+            let message = format!("message {number} of the mbox: {failure}; {done}");
+            fail(&mut out, failure, code, message);
         }
-    };
-    exit::worst(status, code)
+    }
+    out.err(format!("mdeliver: {who}: {}", resume_hint(resume)));
+    out.flush();
+    status
+}
+
+/// How to import the rest of the mbox, which begins at byte `resume` of the input.
+fn resume_hint(resume: u64) -> String {
+    if resume == 0 {
+        "once the cause is fixed, import the whole input again (the rest begins at byte 0)"
+            .to_owned()
+    } else {
+        format!(
+            "the rest of the input begins at byte {resume}: once the cause is fixed, import \
+             it with `tail -c +{} MBOX | mdeliver -M ...` (not the whole mbox again, which \
+             would store the delivered messages twice)",
+            resume + 1
+        )
+    }
 }
 
 #[cfg(test)]

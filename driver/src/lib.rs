@@ -15,5 +15,6 @@ pub mod mta_args;
 pub mod outcome;
 pub mod report;
 pub mod run;
+pub mod signal;
 pub mod status;
 pub mod subscribe;

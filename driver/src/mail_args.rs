@@ -95,8 +95,12 @@ JSON options (exit 64), and the Maildir++ quota of the maildir is not checked.
 malformed mbox (not starting with \"From \", an envelope line over 1024 bytes) stops the \
 import with an error naming the byte offset: every message before it stays delivered, the \
 count is reported, and the exit status is 65 (EX_DATAERR: running it again cannot succeed; \
-fix the input, then import the rest, from that offset on). Other failures stop the import the \
-same way, with the delivery form's exit codes (75: disk full and the like).
+fix the input, then import the rest, from that offset on). Every other stop (disk full, a \
+read error, a failed flush) ends the same way, with an RFC 3463 status line, the delivery \
+form's exit code (75: disk full and the like) and the byte offset where the rest of the \
+input begins: once the cause is fixed, `tail -c +OFFSET+1 MBOX | mdeliver -M ...` imports \
+the rest without storing a message twice (after a failed directory flush the unflushed \
+messages are redone).
 
 FLAGS AND FOLDERS
   -X FLAGS delivers into cur/ as NAME:2,FLAGS (letters sorted, each once); without -X a message \

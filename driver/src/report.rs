@@ -73,6 +73,10 @@ impl Failure {
     pub fn kind(&self) -> ErrorKind {
         match *self {
             Failure::Open { kind, .. } | Failure::Input(kind) => kind,
+            // A termination signal stopped the reading: interrupted, whatever the read said.
+            Failure::Deliver(e) if e.phase == Phase::Read && crate::signal::caught().is_some() => {
+                ErrorKind::Interrupted
+            }
             Failure::Deliver(e) => e.kind,
             Failure::InputLost => ErrorKind::Io,
         }
@@ -104,7 +108,8 @@ const SANDBOX: &str = if cfg!(target_os = "wasi") {
     ""
 };
 
-fn hint(kind: ErrorKind) -> &'static str {
+/// What to do about an error of `kind` (empty when there is nothing to say).
+pub fn hint(kind: ErrorKind) -> &'static str {
     match kind {
         ErrorKind::NoSpace => "free space on the maildir's filesystem",
         ErrorKind::Quota => "the mailbox owner's disk quota is exhausted",
@@ -128,6 +133,74 @@ fn hint(kind: ErrorKind) -> &'static str {
         ErrorKind::Busy => "another process held the maildir lock too long",
         ErrorKind::OverQuota => "the mailbox is over its Maildir++ quota",
         ErrorKind::Exists | ErrorKind::Data | ErrorKind::Usage | ErrorKind::Loop => "",
+    }
+}
+
+/// What happened to the quota file or the duplicate index (`phase`), and what to do: these
+/// are single files of the maildir (not its tmp/, new/, cur/), and mdeliver rebuilds the
+/// quota file from the maildir's contents, so removing a broken one loses nothing.
+fn index_file(f: &mut fmt::Formatter<'_>, phase: Phase, kind: ErrorKind) -> fmt::Result {
+    let quota = phase == Phase::Quota;
+    match kind {
+        ErrorKind::NotDirectory if quota => f.write_str(
+            "it is not a regular file (a directory, a symbolic link or a special file, which \
+             mdeliver never follows or opens); remove the maildir's maildirsize: mdeliver \
+             recreates it from the maildir's contents",
+        ),
+        ErrorKind::NotDirectory => f.write_str(
+            "an entry is not a regular file (a directory, a symbolic link or a special file, \
+             which mdeliver never follows or opens); remove the mdeliver-dedup.* entries of \
+             the maildir that are not regular files (find MAILDIR -maxdepth 1 -name \
+             'mdeliver-dedup.*' ! -type f)",
+        ),
+        ErrorKind::Permission if quota => write!(
+            f,
+            "{kind}; check the owner and mode of the maildir's maildirsize: the deliverer must \
+             be able to read and write it"
+        ),
+        ErrorKind::Permission => write!(
+            f,
+            "{kind}; check the owner and mode of the maildir and of its mdeliver-dedup.* \
+             files: the deliverer must be able to create, read and write them"
+        ),
+        kind => {
+            write!(f, "{kind}")?;
+            match hint(kind) {
+                "" => Ok(()),
+                advice => write!(f, "; {advice}"),
+            }
+        }
+    }
+}
+
+/// What happened to a delivery that failed with `e` (without what its cleanup left).
+fn deliver_failure(f: &mut fmt::Formatter<'_>, e: Error) -> fmt::Result {
+    let what = e.phase.describe();
+    if e.phase == Phase::Read {
+        if let Some(sig) = crate::signal::caught() {
+            return write!(
+                f,
+                "{what}: stopped by {} before the whole message was read; nothing was \
+                 delivered",
+                crate::signal::name(sig)
+            );
+        }
+    }
+    match e.phase {
+        Phase::Read if e.kind == ErrorKind::Data => {
+            write!(f, "{what}: message is empty; nothing was delivered")
+        }
+        Phase::Quota | Phase::Dedup => {
+            write!(f, "{what}: ")?;
+            index_file(f, e.phase, e.kind)
+        }
+        _ => {
+            write!(f, "{what}: {}", e.kind)?;
+            match hint(e.kind) {
+                "" => Ok(()),
+                advice => write!(f, "; {advice}"),
+            }
+        }
     }
 }
 
@@ -179,20 +252,22 @@ impl fmt::Display for Failure {
                 }
                 Ok(())
             }
-            Failure::Deliver(e) if e.kind == ErrorKind::Data && e.phase == Phase::Read => {
-                write!(
-                    f,
-                    "{}: message is empty; nothing was delivered",
-                    e.phase.describe()
-                )
-            }
             Failure::Deliver(e) => {
-                write!(f, "{e}")?;
-                let advice = hint(e.kind);
-                if !advice.is_empty() {
-                    write!(f, "; {advice}")?;
+                deliver_failure(f, e)?;
+                match e.left {
+                    None => Ok(()),
+                    Some(Dir::Tmp) => f.write_str(
+                        "; cleaning up failed too: a partial copy of the message remains in \
+                         tmp/ (it is never delivered; remove it, or `mdeliver check --repair` \
+                         does after 36 hours)",
+                    ),
+                    Some(d) => write!(
+                        f,
+                        "; cleaning up failed too: the message remains in {}/ although this \
+                         delivery failed, so the MTA's retry may store it a second time",
+                        d.as_str()
+                    ),
                 }
-                Ok(())
             }
             Failure::InputLost => f.write_str(
                 "not delivered: a failed delivery above consumed part of the message, and its \

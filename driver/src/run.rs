@@ -14,13 +14,16 @@ use mdeliver_core::{Dir, Env, ErrorKind, Fs, Options};
 use crate::args::Args;
 use crate::envelope::{Settings, Stored};
 use crate::exit;
-use crate::folder_report::Resolved;
+use crate::folder_report::{Refused, Resolved};
 use crate::import::{self, Progress};
 use crate::mail_args::MailArgs;
 use crate::maillog::{Event, Severity};
 use crate::outcome;
 use crate::report::{Create, Failure};
 use crate::status::Output;
+
+/// How error messages name standard input.
+pub const STDIN: &str = "standard input";
 
 /// The one streaming buffer: its size is the write size, and memory use does not grow with
 /// the message.
@@ -60,8 +63,8 @@ pub trait Adapter {
 
     /// The environment.
     fn env(&mut self) -> &mut Self::Env;
-    /// Standard input.
-    fn stdin(&mut self) -> Self::Message;
+    /// Standard input (`Usage` when it is a directory, as for `--input`).
+    fn stdin(&mut self) -> Result<Self::Message, ErrorKind>;
     /// `--input FILE` (`Usage` for a directory).
     fn input(&mut self, path: &Path) -> Result<Self::Message, ErrorKind>;
     /// The directory of `--folder name` under `maildir`, created where missing with `create`
@@ -123,7 +126,10 @@ pub trait Adapter {
 /// Runs the delivery form of the command line (`-M` included) and gives the exit status.
 pub fn run<A: Adapter>(a: &mut A, args: &Args, mail: &MailArgs) -> u8 {
     let mut input = match &args.input {
-        None => a.stdin(),
+        None => match a.stdin() {
+            Ok(i) => i,
+            Err(kind) => return outcome::input_failed(args, Path::new(STDIN), kind),
+        },
         Some(path) => match a.input(path) {
             Ok(i) => i,
             Err(kind) => return outcome::input_failed(args, path, kind),
@@ -144,14 +150,13 @@ pub fn run<A: Adapter>(a: &mut A, args: &Args, mail: &MailArgs) -> u8 {
 }
 
 /// Where to deliver in `maildir`: the maildir itself, or its `--folder` (see
-/// [`crate::folder_report::target`]). On failure, the message (after `mdeliver: <maildir>: `)
-/// and the exit code.
+/// [`crate::folder_report::target`]). On failure, what to report.
 fn target<A: Adapter>(
     a: &mut A,
     args: &Args,
     mail: &MailArgs,
     maildir: &Path,
-) -> Result<PathBuf, (String, u8)> {
+) -> Result<PathBuf, Refused> {
     let (path, created) = crate::folder_report::target(args, mail, maildir, |name, create| {
         a.folder(maildir, name, create)
     })?;
@@ -189,10 +194,11 @@ fn deliver_all<A: Adapter>(
     for (i, given) in args.maildirs.iter().enumerate() {
         let maildir = &match target(a, args, mail, given) {
             Ok(target) => target,
-            Err((message, code)) => {
-                eprintln!("mdeliver: {}: {message}", given.display());
-                status = exit::worst(status, code);
+            Err(refused) => {
+                refused.report(&mut out, given);
+                status = exit::worst(status, refused.code);
                 if log {
+                    let (message, code) = (refused.message, refused.code);
                     events.push(Event::Failed(given.clone(), message, None, code));
                 }
                 continue;
@@ -220,12 +226,7 @@ fn deliver_all<A: Adapter>(
                 let (mut fs, stored) =
                     crate::envelope::deliver(fs, env, opts, settings, source, transform, &mut buf);
                 let stored = stored?;
-                // A dry run stores nothing to read back.
-                let kept = if keep && !settings.dry_run {
-                    a.kept(&mut fs, &stored)
-                } else {
-                    None
-                };
+                let kept = if keep { a.kept(&mut fs, &stored) } else { None };
                 Ok((stored, kept))
             }),
         };
@@ -282,9 +283,11 @@ fn import_mbox<A: Adapter>(a: &mut A, args: &Args, mail: &MailArgs, input: &mut 
     };
     let target = match target(a, args, mail, maildir) {
         Ok(t) => t,
-        Err((message, code)) => {
-            eprintln!("mdeliver: {}: {message}", maildir.display());
-            return code;
+        Err(refused) => {
+            let mut out = Output::default();
+            refused.report(&mut out, maildir);
+            out.flush();
+            return refused.code;
         }
     };
     let in_folder = target != maildir;

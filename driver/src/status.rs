@@ -1,5 +1,6 @@
-//! RFC 3463 status lines for MTAs (code and text are the core's, [`mdeliver_core::report::rfc3463`];
-//! the class follows the exit code: [`exit::class`]), and the order in which output leaves.
+//! RFC 3463 status lines for MTAs (code and text are the core's,
+//! [`mdeliver_core::report::rfc3463`]; the class follows the exit code: [`exit::class`]), and
+//! the order in which output leaves.
 //!
 //! Postfix's local(8) (`mailbox_command`) and pipe(8) run a command with its standard output
 //! and standard error on *one* pipe, read it after the command exits, and, when the exit status
@@ -13,6 +14,7 @@
 use std::io::Write;
 
 use mdeliver_core::report::rfc3463::{self as rfc3463, Failed};
+use mdeliver_core::{ErrorKind, Phase};
 
 use crate::exit;
 use crate::mta_args::QuotaFull;
@@ -21,14 +23,25 @@ use crate::report::Failure;
 /// The exit code for `f` with `--strict-exit` (`strict`) and `--quota-full` (see
 /// [`exit::decide`]).
 pub fn code(f: &Failure, strict: bool, quota_full: QuotaFull) -> u8 {
-    exit::decide(f.kind(), f.context(), exit::Policy { strict, quota_full })
+    let policy = exit::Policy {
+        strict,
+        quota_full,
+        ..exit::Policy::default()
+    };
+    exit::decide(f.kind(), f.context(), policy)
 }
 
 /// What failed, in the core's terms (the maildir's part and `-c` do not change the status).
 fn failed(f: &Failure) -> Failed {
     match *f {
         Failure::Open { kind, .. } => Failed::Delivery(kind),
-        Failure::Deliver(e) => Failed::Delivery(e.kind),
+        Failure::Deliver(e)
+            if e.kind == ErrorKind::NotDirectory
+                && matches!(e.phase, Phase::Quota | Phase::Dedup) =>
+        {
+            Failed::NotRegular
+        }
+        Failure::Deliver(_) => Failed::Delivery(f.kind()),
         Failure::InputLost => Failed::InputLost,
         Failure::Input(kind) => Failed::InputOpen(kind),
     }

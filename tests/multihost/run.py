@@ -169,11 +169,25 @@ def check(a, stats):
                 expected[mid] = message(mid)
     found = {}
     partial = 0
+    unreadable = 0
     names = {}
     for sub in ("new", "cur"):
         d = os.path.join(a.final, sub)
         for name in (os.listdir(d) if os.path.isdir(d) else []):
-            data = open(os.path.join(d, name), "rb").read()
+            data = None
+            for _ in range(3):
+                try:
+                    data = open(os.path.join(d, name), "rb").read()
+                    break
+                except OSError as e:
+                    err = e
+                    time.sleep(1)
+            if data is None:
+                # Listed but cannot be opened, three times over three seconds.
+                unreadable += 1
+                if len(stats.violations) < 10:
+                    stats.violations.append(f"{sub}/{name}: listed, but {err}")
+                continue
             mid = None
             if data.startswith(b"Message-ID: <"):
                 mid = data[13:data.index(b"@")].decode(errors="replace") if b"@" in data else None
@@ -196,7 +210,7 @@ def check(a, stats):
         if os.path.isdir(a.final) else []
     return {
         "expected": len(expected), "stored": sum(found.values()), "lost": len(lost),
-        "dup": dup, "partial": partial, "acked_missing": len(acked_missing),
+        "dup": dup, "partial": partial, "unreadable": unreadable, "acked_missing": len(acked_missing),
         "tmp_left": len(tmp), "lock_left": len(root),
         "lost_ids": lost[:5],
     }
@@ -262,7 +276,7 @@ def main():
     r.update(check(a, stats))
     r["errors_seen"] = stats.violations + stats.errors
     print(json.dumps(r))
-    bad = (r["lost"] or r["dup"] or r["partial"] or r["acked_missing"]
+    bad = (r["lost"] or r["dup"] or r["partial"] or r["unreadable"] or r["acked_missing"]
            or r.get("listings_incomplete", 0) or r.get("listings_with_duplicates", 0))
     sys.exit(1 if bad else 0)
 

@@ -1505,6 +1505,23 @@ pub fn deliver_faults(data: &[u8]) {
                 in_dir(Dir::Tmp) <= tmp_allowed,
                 "failed ({e:?}) but left {ours:?}; trace:\n{trace}"
             );
+            // Whatever remains, the error says so (a file it does not know of is only djb's
+            // recipe's, which trusts a link whose reply was lost).
+            let unknowable = fs.lost_reply && matches!(opts.strategy, Strategy::Classic { .. });
+            if in_dir(Dir::New) + in_dir(Dir::Cur) > 0 && !unknowable {
+                assert!(
+                    matches!(e.left, Some(Dir::New | Dir::Cur)),
+                    "the message remains published, the error does not say so ({e:?}): \
+                     {ours:?}; trace:\n{trace}"
+                );
+            }
+            if in_dir(Dir::Tmp) > 0 {
+                assert!(
+                    e.left.is_some(),
+                    "a tmp/ file remains, the error does not say so ({e:?}): {ours:?}; \
+                     trace:\n{trace}"
+                );
+            }
             // The link-based lock cannot work without hard links (it ends in `Busy`), nor can
             // djb's recipe (it publishes by `link` only).
             let lock_impossible = !caps.hard_links

@@ -667,4 +667,49 @@ fn disk_full_mid_import_keeps_and_counts_what_was_delivered() {
         assert_eq!(b, message(i).as_bytes());
     }
     assert_eq!(names(&md.join("tmp")), Vec::<String>::new());
+    // The stop names where the rest begins (issue 12, item 3), with one status line; after
+    // freeing space, importing from there stores the other messages, none twice.
+    let at = resume_offset(&r.stderr);
+    assert_eq!(&mbox[at..at + 5], b"From ", "{}", r.stderr);
+    assert_eq!(
+        status_lines(&r.stderr),
+        ["4.3.1 mail system full (no space left on device)"]
+    );
+    fs.remount("size=4m");
+    let rest = run(&[&"-M", &md], &mbox[at..], &[]);
+    assert_eq!(rest.code, 0, "{}", rest.stderr);
+    let mut all: Vec<Vec<u8>> = files(&md).into_values().collect();
+    all.sort();
+    let mut want: Vec<Vec<u8>> = (0..200).map(|i| message(i).into_bytes()).collect();
+    want.sort();
+    assert!(all == want, "every message of the mbox, each once");
+}
+
+/// The byte offset a stopped import says the rest of its input begins at.
+fn resume_offset(stderr: &str) -> usize {
+    let tail = stderr
+        .split("the rest of the input begins at byte ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no resume offset in: {stderr}"));
+    let n: usize = tail.split(':').next().unwrap().parse().unwrap();
+    assert!(
+        tail.contains(&format!("`tail -c +{} MBOX", n + 1)),
+        "{stderr}"
+    );
+    n
+}
+
+/// The lines of `stderr` that are RFC 3463 status lines (`D.S.N text`).
+fn status_lines(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| {
+            let code = l.split(' ').next().unwrap_or("");
+            let parts: Vec<&str> = code.split('.').collect();
+            parts.len() == 3
+                && parts
+                    .iter()
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .collect()
 }

@@ -275,23 +275,41 @@ fn list_is_complete_and_duplicate_free_under_renames() {
 
 #[test]
 fn check_reports_and_repairs_only_stale_tmp() {
+    // A file is stale when both its mtime and its ctime are old, and no process can set a
+    // ctime back: `check` runs with its clock 40 hours ahead (libfaketime) instead.
+    let Some(lib) = libfaketime() else {
+        eprintln!("skipped: libfaketime (Debian package faketime) is not installed");
+        return;
+    };
+    let ahead = [
+        ("LD_PRELOAD", lib),
+        ("FAKETIME", "+40h"),
+        ("NO_FAKE_STAT", "1"),
+        ("DONT_FAKE_MONOTONIC", "1"),
+    ];
     let t = tempfile::tempdir().unwrap();
     let md = t.path().join("m");
     make_maildir(&md);
-    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(40 * 3600);
-    let stale = std::fs::File::create(md.join("tmp/stale")).unwrap();
-    stale.set_modified(old).unwrap();
-    drop(stale);
-    std::fs::write(md.join("tmp/fresh"), b"").unwrap();
+    let now = std::time::SystemTime::now();
+    let hours = |h: u64| std::time::Duration::from_secs(h * 3600);
+    std::fs::File::create(md.join("tmp/stale"))
+        .unwrap()
+        .set_modified(now - hours(40))
+        .unwrap();
+    // Modified "now" on the clock check runs with.
+    std::fs::File::create(md.join("tmp/fresh"))
+        .unwrap()
+        .set_modified(now + hours(40))
+        .unwrap();
     std::fs::write(md.join("new/1.M1P1Q1.h,S=3"), b"x\n\n").unwrap();
     std::fs::write(md.join("cur/1.M1P1Q1.h,S=3:2,S"), b"x\n\n").unwrap();
     std::fs::write(md.join("new/2.M1P1Q1.h:2,S"), b"x\n\n").unwrap();
     std::fs::write(md.join("cur/.hidden"), b"").unwrap();
     std::os::unix::fs::symlink("/etc/passwd", md.join("cur/3.M1P1Q1.h:2,")).unwrap();
     std::fs::create_dir(md.join("new/4.M1P1Q1.h")).unwrap();
-    let r = run(&[&"check", &md], b"", &[]);
+    let r = run(&[&"check", &md], b"", &ahead);
     let first = outcome(&r, t.path());
-    let r = run(&[&"check", &"--repair", &md], b"", &[]);
+    let r = run(&[&"check", &"--repair", &md], b"", &ahead);
     let repaired = outcome(&r, t.path());
     assert!(!md.join("tmp/stale").exists());
     assert!(md.join("tmp/fresh").exists());
@@ -305,7 +323,103 @@ fn check_reports_and_repairs_only_stale_tmp() {
         std::fs::remove_file(md.join(p)).unwrap();
     }
     std::fs::remove_dir(md.join("new/4.M1P1Q1.h")).unwrap();
-    let r = run(&[&"check", &md], b"", &[]);
+    let r = run(&[&"check", &md], b"", &ahead);
     assert_eq!((r.code, r.stdout.as_str(), r.stderr.as_str()), (0, "", ""));
     insta::assert_snapshot!("check", format!("{first}\n--repair:\n{repaired}"));
+}
+
+#[test]
+fn list_escapes_names_so_none_can_forge_a_record() {
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("m");
+    make_maildir(&md);
+    // The name from issue 12: unescaped, it printed a second, well-formed record.
+    let forged = "forged\nFAKEKEY\tnew\t-\t0\tvictim:2,S";
+    std::fs::write(md.join("cur").join(forged), b"x\n\n").unwrap();
+    std::fs::write(md.join("new/1.M1P1Q1.h"), b"y\n\n").unwrap();
+    std::fs::write(md.join("cur/2.M1P1Q1.h\\t\r:2,S"), b"z\n\n").unwrap();
+    let r = run(&[&"list", &md], b"", &[]);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "one record per message: {:?}", r.stdout);
+    for l in &lines {
+        assert_eq!(l.split('\t').count(), 5, "five fields: {l:?}");
+        assert!(!l.contains('\r'), "{l:?}");
+    }
+    let md_shown = md.display().to_string();
+    assert_eq!(
+        lines,
+        [
+            format!("1.M1P1Q1.h\tnew\t-\t3\t{md_shown}/new/1.M1P1Q1.h"),
+            format!("2.M1P1Q1.h\\\\t\\r\tcur\tS\t3\t{md_shown}/cur/2.M1P1Q1.h\\\\t\\r:2,S"),
+            format!(
+                "forged\\nFAKEKEY\\tnew\\t-\\t0\\tvictim\tcur\tS\t3\t\
+                 {md_shown}/cur/forged\\nFAKEKEY\\tnew\\t-\\t0\\tvictim:2,S"
+            ),
+        ]
+    );
+}
+
+/// libfaketime's library (Debian package `libfaketime`, pulled in by `faketime`).
+fn libfaketime() -> Option<&'static str> {
+    [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/lib/faketime/libfaketime.so.1",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+}
+
+#[test]
+fn check_repair_spares_a_file_backdated_while_it_is_written() {
+    // `-M` sets each message's mtime to its Date: before publishing it; on the named-tmp
+    // paths the file sits in tmp/ meanwhile, looking years old (issue 12, item 4). Its ctime
+    // is now, so it is not stale, and --repair must leave it alone.
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("m");
+    make_maildir(&md);
+    let years = std::time::Duration::from_secs(10 * 365 * 86400);
+    let f = std::fs::File::create(md.join("tmp/importing")).unwrap();
+    f.set_modified(std::time::SystemTime::now() - years)
+        .unwrap();
+    let r = run(&[&"check", &"--repair", &md], b"", &[]);
+    assert_eq!((r.code, r.stdout.as_str(), r.stderr.as_str()), (0, "", ""));
+    assert!(
+        md.join("tmp/importing").exists(),
+        "the in-flight file is kept"
+    );
+    // And while a real import runs on a named-tmp path, a repair loop removes nothing of it.
+    let mut mbox = Vec::new();
+    for i in 0..300 {
+        mbox.extend_from_slice(
+            format!(
+                "From a Sat Nov 28 18:03:09 2026\nDate: Mon, 1 Jan 2001 00:00:00 +0000\n\
+                 Subject: {i}\n\n{}\n\n",
+                "x".repeat(20_000)
+            )
+            .as_bytes(),
+        );
+    }
+    let into = t.path().join("imported");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let repairer = {
+        let (stop, into) = (stop.clone(), into.clone());
+        std::thread::spawn(move || {
+            let mut removed = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if into.join("tmp").exists() {
+                    let r = run(&[&"check", &"--repair", &into], b"", &[]);
+                    removed += r.stdout.matches("(removed)").count();
+                }
+            }
+            removed
+        })
+    };
+    let env = [("MDELIVER_DISABLE", "anonymous-tmp")];
+    let r = run(&[&"-M", &"-c", &"--no-fsync", &into], &mbox, &env);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let removed = repairer.join().unwrap();
+    assert_eq!((r.code, removed), (0, 0), "{}", r.stderr);
+    assert_eq!(names(&into.join("new")).len(), 300);
 }

@@ -1,7 +1,6 @@
 //! `mdeliver sieve check` and `mdeliver sieve test` through the real binary: what an
 //! administrator sees (snapshots), and the exit codes.
 
-#[allow(dead_code)]
 mod cli_support;
 
 use cli_support::*;

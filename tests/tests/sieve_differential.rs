@@ -92,6 +92,50 @@ fn address(r: &mut Rng) -> String {
     }
 }
 
+fn base64(bytes: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A header value of RFC 2047 encoded words (B and Q, UTF-8 and ISO-8859-1) and plain words.
+fn encoded_words(r: &mut Rng) -> String {
+    let mut parts = Vec::new();
+    for _ in 0..1 + r.below(3) {
+        let word = if r.chance(30) { "café" } else { r.pick(WORDS) };
+        let part = match r.below(5) {
+            0 => word.to_string(),
+            1 => format!("=?UTF-8?B?{}?=", base64(word.as_bytes())),
+            2 => format!(
+                "=?utf-8?q?{}?=",
+                word.replace('é', "=C3=A9").replace(' ', "_")
+            ),
+            3 => {
+                let latin1: Vec<u8> = word.chars().map(|c| c as u32 as u8).collect();
+                format!("=?ISO-8859-1?B?{}?=", base64(&latin1))
+            }
+            _ => format!("=?iso-8859-1?Q?{}?=", word.replace('é', "=E9")),
+        };
+        parts.push(part);
+    }
+    parts.join(" ")
+}
+
 fn message(r: &mut Rng, i: usize) -> Vec<u8> {
     let mut m = String::new();
     let _ = writeln!(m, "Message-ID: <m{i}@diff.test>");
@@ -111,6 +155,9 @@ fn message(r: &mut Rng, i: usize) -> Vec<u8> {
         } else {
             let _ = writeln!(m, "Subject: {}", words.join(" "));
         }
+    }
+    if r.chance(25) {
+        let _ = writeln!(m, "Subject: {}", encoded_words(r));
     }
     if r.chance(50) {
         let _ = writeln!(m, "X-Spam-Score: {}", r.below(20));
@@ -195,6 +242,7 @@ fn keys() -> &'static [&'static str] {
         let mut pool: Vec<&str> = WORDS.to_vec();
         pool.extend(LOCALS);
         pool.extend(DOMAINS);
+        pool.extend(["café", "caf?", "*é*", "hello World", "=?UTF-8?B?aGVsbG8=?="]);
         pool.extend([
             "*",
             "*example*",

@@ -80,7 +80,14 @@ fn cases() -> Vec<Case> {
         // The module does not subscribe folders (README, "The WASI module"): compared without.
         case(
             "folder",
-            &["-c", "-v", "--no-subscribe", "--folder", "Lists/rust", "{D}/M"],
+            &[
+                "-c",
+                "-v",
+                "--no-subscribe",
+                "--folder",
+                "Lists/rust",
+                "{D}/M",
+            ],
             MSG,
         ),
         case("inbox folder", &["-c", "--folder", "INBOX", "{D}/M"], MSG),
@@ -212,18 +219,6 @@ fn cases() -> Vec<Case> {
             &["-c", "{D}/A", "{D}/B"],
             b"",
         ),
-        Case {
-            setup: |d| {
-                cli_support::make_maildir(&d.join("A"));
-                cli_support::make_maildir(&d.join("B"));
-            },
-            // A dry run stores no copy to read back: the piped message is lost after the first.
-            ..case(
-                "dry run, two maildirs",
-                &["--dry-run", "-v", "{D}/A", "{D}/B"],
-                MSG,
-            )
-        },
         Case {
             usage: true,
             ..case("bad flags", &["-X", "S1", "{D}/M"], MSG)

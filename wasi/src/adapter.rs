@@ -64,6 +64,8 @@ pub struct Wasi {
     pub sync: bool,
     /// `--info-separator`.
     pub sep: InfoSep,
+    /// `--dry-run`: nothing is stored, so nothing can be read back.
+    pub dry_run: bool,
     /// `--folder-encoding`.
     pub enc: NameEncoding,
 }
@@ -78,11 +80,11 @@ impl Adapter for Wasi {
         &mut self.env
     }
 
-    fn stdin(&mut self) -> Input {
-        Input {
+    fn stdin(&mut self) -> Result<Input, ErrorKind> {
+        Ok(Input {
             file: None,
             consumed: 0,
-        }
+        })
     }
 
     /// Refuses a directory (`Usage`) as the Linux binary does.
@@ -121,6 +123,9 @@ impl Adapter for Wasi {
 
     /// The stored file, opened again by its path.
     fn kept(&mut self, fs: &mut fs::WasiFs, stored: &Stored) -> Option<Input> {
+        if self.dry_run {
+            return None;
+        }
         let path = match stored {
             Stored::Delivered(d) => fs.path(d.dir, &d.name).ok(),
             Stored::Duplicate { dir, name, .. } => dir.and_then(|d| fs.path(d, name).ok()),

@@ -52,6 +52,7 @@ fn main() -> ExitCode {
         env: env::WasiEnv::new(host),
         sync: !a.no_fsync,
         sep: mail.info_separator,
+        dry_run: mail.mta.dry_run,
         enc: mail.folder_encoding.core(),
     };
     ExitCode::from(mdeliver_driver::run::run(&mut wasi, &a, &mail))

@@ -1098,7 +1098,16 @@ impl Dedup {
 
     fn fail(&mut self, kind: ErrorKind) {
         if self.result.is_none() {
-            self.result = Some(Err(Error::new(kind, Phase::Check)));
+            // Waiting for another delivery and looking for the message in new/ and cur/ are
+            // about the maildir; everything else is about the index's files.
+            let phase = match self.state {
+                State::Wait
+                | State::IntentListOpen(_)
+                | State::IntentListNext(_)
+                | State::IntentListClose(..) => Phase::Check,
+                _ => Phase::Dedup,
+            };
+            self.result = Some(Err(Error::new(kind, phase)));
         }
         self.state = if self.file_open {
             State::FailClose

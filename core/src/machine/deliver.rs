@@ -230,6 +230,12 @@ pub struct Delivery {
     result: Option<Outcome>,
 }
 
+/// Whether a cleanup unlink left its file where it was (it failed, and not because the file
+/// was already gone).
+fn left_behind(result: OpResult) -> bool {
+    matches!(result, OpResult::Err(e) if e != ErrorKind::NotFound)
+}
+
 impl Delivery {
     /// A machine for one delivery with these options on a filesystem with these capabilities.
     pub fn new<E: Env + ?Sized>(opts: Options, caps: Capabilities, env: &mut E) -> Delivery {
@@ -663,6 +669,9 @@ impl Delivery {
             },
             State::FailUnlinkPublished => {
                 self.is_published = false;
+                if left_behind(result) {
+                    self.note_left(self.target);
+                }
                 self.state = if self.opts.durability == Durability::None || !self.caps.dir_sync {
                     State::FailUnlinkTmp
                 } else {
@@ -675,6 +684,9 @@ impl Delivery {
             State::FailSyncDir => self.next_cleanup(),
             State::FailUnlinkTmp => {
                 self.tmp_exists = false;
+                if left_behind(result) {
+                    self.note_left(Dir::Tmp);
+                }
                 self.next_cleanup();
             }
             State::ReleaseLock => {
@@ -913,6 +925,16 @@ impl Delivery {
             .take()
             .unwrap_or(Error::new(ErrorKind::Io, Phase::Lock));
         self.fail(e.kind, e.phase);
+    }
+
+    /// Notes in the failure that cleanup could not remove a file of it from `dir`.
+    fn note_left(&mut self, dir: Dir) {
+        if let Some(Err(e)) = &mut self.result {
+            // The published message matters more than a tmp/ copy.
+            if e.left.is_none() || dir != Dir::Tmp {
+                *e = e.with_left(dir);
+            }
+        }
     }
 
     fn fail(&mut self, kind: ErrorKind, phase: Phase) {

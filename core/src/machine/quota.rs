@@ -916,7 +916,17 @@ impl QuotaCheck {
 
     fn fail(&mut self, kind: ErrorKind) {
         if self.result.is_none() {
-            self.result = Some(Err(Error::new(kind, Phase::Check)));
+            // Listing new/ and cur/ is about the maildir; everything else is about the file.
+            let phase = match self.state {
+                State::RecalcStatDir(_)
+                | State::RecheckDir(_)
+                | State::ListOpen(_)
+                | State::ListNext(_)
+                | State::ListStat(_)
+                | State::ListClose(_) => Phase::Check,
+                _ => Phase::Quota,
+            };
+            self.result = Some(Err(Error::new(kind, phase)));
         }
         self.cleanup();
     }

@@ -17,7 +17,11 @@
 //! first read error of the input, or the first message that cannot be delivered; what came
 //! before stays delivered. A message with no bytes (a `From ` line followed by nothing) is
 //! skipped, not stopped at. The driver sees what happens through [`ImportEvents`] and gets a
-//! [`Summary`] at the end.
+//! [`Summary`] at the end. Every stop, and a last directory flush that fails, comes with the
+//! byte offset to resume from ([`Summary::resume`]): the start of the first message not known
+//! to be stored, so that importing the rest from there neither loses nor repeats a message
+//! (except the unflushed batch after a failed flush, which is redone: a duplicate is better
+//! than a loss).
 //!
 //! [`Durability::DeferDirSync`]: crate::machine::deliver::Durability::DeferDirSync
 
@@ -124,6 +128,10 @@ pub struct Summary<E> {
     pub flush: Option<Error>,
     /// ...leaving this many written messages not known to be durable (0 when it succeeded).
     pub unflushed: u64,
+    /// When the import did not store the whole mbox (a stop, or a failed last flush): the byte
+    /// offset of the input where the rest begins, the `From ` line of the first message not
+    /// known to be stored (or, for a malformed mbox, the malformed spot).
+    pub resume: Option<u64>,
 }
 
 /// An `embedded_io::Read` that remembers the error its source failed with, so that after a
@@ -151,20 +159,24 @@ impl<R: embedded_io::Read> embedded_io::Read for Tap<'_, R> {
 #[derive(Default)]
 struct Batch {
     count: u64,
+    /// The byte offset of the first message of the batch.
+    start: Option<u64>,
     sync_new: bool,
     sync_cur: bool,
 }
 
 impl Batch {
-    /// Message `number` was delivered as `d`: it waits for the batch's directory flush.
+    /// Message `number`, at byte `offset` of the mbox, was delivered as `d`: it waits for the
+    /// batch's directory flush.
     fn add<V: ImportEvents + ?Sized>(
         &mut self,
-        number: u64,
+        (number, offset): (u64, u64),
         d: &Delivered,
         bytes: &mut u64,
         events: &mut V,
     ) {
         *bytes += d.size;
+        self.start.get_or_insert(offset);
         self.count += 1;
         self.sync_new |= d.needs_dir_sync && d.dir == Dir::New;
         self.sync_cur |= d.needs_dir_sync && d.dir == Dir::Cur;
@@ -196,9 +208,10 @@ impl Batch {
     }
 }
 
-/// Written messages not yet flushed or named ([`WINDOW`] of them at most), in mbox order.
+/// Written messages not yet flushed or named ([`WINDOW`] of them at most), in mbox order, each
+/// with its number and byte offset.
 struct Window<F: Fs + ?Sized> {
-    waiting: heapless::Deque<(u64, Unsynced<F>), WINDOW>,
+    waiting: heapless::Deque<((u64, u64), Unsynced<F>), WINDOW>,
     /// Whether messages may wait at all: only the `Exclusive` strategy, whose deliveries hold
     /// nothing but their own file until they are named (a `Locked` delivery holds the
     /// maildir's lock).
@@ -213,8 +226,8 @@ impl<F: Fs + ?Sized> Window<F> {
         }
     }
 
-    fn push(&mut self, number: u64, unsynced: Unsynced<F>) {
-        if self.waiting.push_back((number, unsynced)).is_err() {
+    fn push(&mut self, message: (u64, u64), unsynced: Unsynced<F>) {
+        if self.waiting.push_back((message, unsynced)).is_err() {
             unreachable!("the window is finished whenever it is full");
         }
     }
@@ -223,28 +236,34 @@ impl<F: Fs + ?Sized> Window<F> {
         !self.enabled || self.waiting.is_full()
     }
 
+    /// The byte offset of the first waiting message.
+    fn first_offset(&self) -> Option<u64> {
+        self.waiting.front().map(|((_, offset), _)| *offset)
+    }
+
     /// Flushes and names every waiting message in order, calling `delivered` for each. On the
-    /// first failure the later ones are abandoned, and the error and message number returned.
+    /// first failure the later ones are abandoned, and the error and message (number, offset)
+    /// returned.
     fn finish<E: Env + ?Sized>(
         &mut self,
         fs: &mut F,
         env: &mut E,
-        mut delivered: impl FnMut(u64, &Delivered),
-    ) -> Result<(), (Error, u64)> {
+        mut delivered: impl FnMut((u64, u64), &Delivered),
+    ) -> Result<(), (Error, (u64, u64))> {
         // One flush for all, where the filesystem can; if it cannot (or fails: then each
         // file's own flush tells which messages are safe), each file is flushed by itself.
         let flushed = self.waiting.len() > 1 && fs.sync_all().is_ok();
-        while let Some((number, unsynced)) = self.waiting.pop_front() {
+        while let Some((message, unsynced)) = self.waiting.pop_front() {
             let outcome: Outcome = if flushed {
                 unsynced.finish_flushed(fs, env)
             } else {
                 unsynced.finish(fs, env)
             };
             match outcome {
-                Ok(d) => delivered(number, &d),
+                Ok(d) => delivered(message, &d),
                 Err(e) => {
                     self.abandon(fs, env);
-                    return Err((e, number));
+                    return Err((e, message));
                 }
             }
         }
@@ -284,20 +303,28 @@ where
     let mut window = Window::<F>::new(opts);
     let (mut delivered, mut bytes, mut empty) = (0u64, 0u64, 0u64);
     let mut stop = None;
+    // Where the rest of the mbox begins if the import stops now: the current message.
+    let mut resume = 0u64;
     loop {
         let from_date = match reader.next_message() {
             Ok(None) => break,
             Ok(Some(envelope)) => envelope.timestamp(),
             Err(ReadError::Mbox(e)) => {
+                resume = e.offset();
                 stop = Some(Stop::Mbox(e));
                 break;
             }
             Err(ReadError::Source(e)) => {
+                // Between two messages: the previous one ended where the next `From ` line
+                // began (a message ends only there, or at the end of the input).
+                resume = reader.splitter().message_offset().max(resume);
                 stop = Some(Stop::Read(e));
                 break;
             }
         };
         let number = reader.messages();
+        resume = reader.splitter().message_offset();
+        let message = (number, resume);
         let mut tap = Tap {
             inner: &mut reader,
             failed: None,
@@ -315,26 +342,28 @@ where
         });
         let outcome = match outcome {
             UntilSync::Unsynced(unsynced) => {
-                window.push(number, unsynced);
+                window.push(message, unsynced);
                 None
             }
             UntilSync::Done(outcome) => Some(outcome),
         };
         if window.is_full() || outcome.is_some() {
             // Finish the window first: messages are named in the order of the mbox.
-            let finished = window.finish(fs, env, |number, d| {
-                batch.add(number, d, &mut bytes, events);
+            let finished = window.finish(fs, env, |message, d| {
+                batch.add(message, d, &mut bytes, events);
             });
-            if let Err((error, number)) = finished {
+            if let Err((error, (number, offset))) = finished {
+                resume = offset;
                 stop = Some(Stop::Deliver { error, number });
                 break;
             }
         }
         match outcome {
             None => {}
-            Some(Ok(d)) => batch.add(number, &d, &mut bytes, events),
+            Some(Ok(d)) => batch.add(message, &d, &mut bytes, events),
             Some(Err(e)) => match tap.failed.take() {
                 Some(ReadError::Mbox(m)) => {
+                    resume = m.offset();
                     stop = Some(Stop::Mbox(m));
                     break;
                 }
@@ -357,6 +386,16 @@ where
             match batch.commit(fs, events) {
                 Ok(n) => delivered += n,
                 Err(error) => {
+                    // If the flush below succeeds after all, the rest begins at the first
+                    // message not named: the window's first, else the one after this one
+                    // (the next `From ` line, or the end of the input).
+                    let next = reader.splitter().message_offset();
+                    let after = if next > resume {
+                        next
+                    } else {
+                        reader.position()
+                    };
+                    resume = window.first_offset().unwrap_or(after);
                     stop = Some(Stop::Deliver { error, number });
                     break;
                 }
@@ -372,22 +411,31 @@ where
     {
         window.abandon(fs, env);
     } else {
-        let finished = window.finish(fs, env, |number, d| {
-            batch.add(number, d, &mut bytes, events);
+        let finished = window.finish(fs, env, |message, d| {
+            batch.add(message, d, &mut bytes, events);
         });
-        if let Err((error, number)) = finished {
+        if let Err((error, (number, offset))) = finished {
+            // Every message of the window comes before a stop that is not a delivery's.
+            resume = offset;
             stop = Some(Stop::Deliver { error, number });
         }
     }
     events.reading_done();
     // After a failed batch flush above this tries once more: what it flushes is delivered.
     let unflushed = batch.count;
+    let batch_start = batch.start;
     let flush = match batch.commit(fs, events) {
         Ok(n) => {
             delivered += n;
             None
         }
         Err(e) => Some(e),
+    };
+    let resume = match (flush.is_some(), batch_start, stop.is_some()) {
+        // The unflushed batch is redone.
+        (true, Some(start), _) => Some(start.min(resume)),
+        (true, None, _) | (false, _, true) => Some(resume),
+        (false, _, false) => None,
     };
     Summary {
         delivered,
@@ -396,6 +444,7 @@ where
         stop,
         unflushed: if flush.is_some() { unflushed } else { 0 },
         flush,
+        resume,
     }
 }
 
@@ -427,6 +476,8 @@ mod tests {
         sync_all: bool,
         calls: BTreeMap<&'static str, u32>,
         fail: Option<(&'static str, u32, ErrorKind)>,
+        /// A second scripted failure.
+        also: Option<(&'static str, u32, ErrorKind)>,
     }
 
     impl Probe {
@@ -440,6 +491,7 @@ mod tests {
                 sync_all: true,
                 calls: BTreeMap::new(),
                 fail: None,
+                also: None,
             };
             (probe, env)
         }
@@ -447,8 +499,10 @@ mod tests {
         fn gate(&mut self, op: &'static str) -> Result<(), ErrorKind> {
             let n = self.calls.entry(op).or_insert(0);
             *n += 1;
-            match self.fail {
-                Some((o, nth, kind)) if o == op && nth == *n => Err(kind),
+            match (self.fail, self.also) {
+                (Some((o, nth, kind)), _) | (_, Some((o, nth, kind))) if o == op && nth == *n => {
+                    Err(kind)
+                }
                 _ => Ok(()),
             }
         }
@@ -831,6 +885,127 @@ body 3\n>>From there\n";
         assert_eq!(s.delivered, 1);
         assert_eq!(fs.files(Dir::New).len(), 1);
         assert!(fs.files(Dir::Cur).is_empty() && fs.files(Dir::Tmp).is_empty());
+    }
+
+    /// The stored messages' contents, sorted.
+    fn stored(fs: &Probe) -> Vec<Vec<u8>> {
+        let mut all: Vec<Vec<u8>> = [Dir::New, Dir::Cur]
+            .into_iter()
+            .flat_map(|d| fs.files(d).into_iter().map(|(_, data, _)| data))
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// The mbox's first `n` bytes, then an I/O error.
+    struct Cut<'a>(&'a [u8]);
+    impl embedded_io::ErrorType for Cut<'_> {
+        type Error = embedded_io::ErrorKind;
+    }
+    impl embedded_io::Read for Cut<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> Result<usize, embedded_io::ErrorKind> {
+            if self.0.is_empty() {
+                return Err(embedded_io::ErrorKind::Other);
+            }
+            let n = self.0.len().min(buf.len()).min(7);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn every_stop_names_the_offset_from_which_a_rerun_stores_each_message_exactly_once() {
+        let log = Log::default();
+        let (mut clean, mut env) = Probe::new(&log);
+        assert_eq!(
+            run(&mut clean, &mut env, &settings(None), SMALL, false).resume,
+            None
+        );
+        let want = stored(&clean);
+        // Then the rest, `SMALL[resume..]`, imported into the same maildir once the fault is
+        // gone; `redo` when the failed flush leaves its batch to be done again.
+        let check = |mut fs: Probe, mut env: TestEnv, resume: Option<u64>, redo: bool, what| {
+            let at = resume.unwrap_or_else(|| panic!("{what}: a stop names no offset")) as usize;
+            assert!(
+                SMALL[at..].is_empty() || SMALL[at..].starts_with(b"From "),
+                "{what}: {at}"
+            );
+            fs.fail = None;
+            let rest = run(&mut fs, &mut env, &settings(None), &SMALL[at..], false);
+            assert!(rest.stop.is_none() && rest.flush.is_none(), "{what}");
+            let mut got = stored(&fs);
+            if redo {
+                got.dedup();
+            }
+            assert_eq!(got, want, "{what}: resuming at byte {at}");
+        };
+        for (op, nth, kind) in [
+            ("create", 1, ErrorKind::NoSpace),
+            ("create", 2, ErrorKind::Quota),
+            ("create", 3, ErrorKind::NoSpace),
+            ("write", 1, ErrorKind::NoSpace),
+            ("write", 4, ErrorKind::Io),
+            ("write", 5, ErrorKind::NoSpace),
+            ("sync_dir", 1, ErrorKind::Io),
+            ("sync_dir", 2, ErrorKind::Io),
+        ] {
+            let log = Log::default();
+            let (mut fs, mut env) = Probe::new(&log);
+            fs.fail = Some((op, nth, kind));
+            let s = run(&mut fs, &mut env, &settings(None), SMALL, false);
+            let what = format!("{op} #{nth} failing");
+            assert!(
+                s.stop.is_some() || s.flush.is_some(),
+                "{what}: did not fail"
+            );
+            check(fs, env, s.resume, s.flush.is_some(), what);
+        }
+        for n in 0..SMALL.len() {
+            let log = Log::default();
+            let (mut fs, mut env) = Probe::new(&log);
+            let (mut rbuf, mut wbuf) = ([0u8; 64], [0u8; 32]);
+            let input = Cut(&SMALL[..n]);
+            let s = import(
+                &mut fs,
+                &mut env,
+                &settings(None),
+                input,
+                &mut rbuf,
+                &mut wbuf,
+                &mut (),
+            );
+            assert!(matches!(s.stop, Some(Stop::Read(_))), "cut at {n}");
+            check(fs, env, s.resume, false, format!("input cut at {n}"));
+        }
+    }
+
+    #[test]
+    fn a_tmp_file_that_cleanup_cannot_remove_is_named_in_the_error() {
+        let log = Log::default();
+        let (mut fs, mut env) = Probe::new(&log);
+        // The filesystem goes read-only under the first message: its write fails, and so does
+        // the unlink of its tmp/ file (POSIX: a named tmp/ file).
+        fs.fail = Some(("write", 1, ErrorKind::ReadOnly));
+        fs.also = Some(("unlink", 1, ErrorKind::ReadOnly));
+        let s = run(&mut fs, &mut env, &settings(None), SMALL, false);
+        match s.stop {
+            Some(Stop::Deliver { error, number: 1 }) => assert_eq!(
+                error,
+                Error::new(ErrorKind::ReadOnly, Phase::Write).with_left(Dir::Tmp)
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(fs.files(Dir::Tmp).len(), 1, "what the error says is there");
+        // An unlink that finds nothing left nothing.
+        let (mut fs, mut env) = Probe::new(&log);
+        fs.fail = Some(("write", 1, ErrorKind::NoSpace));
+        fs.also = Some(("unlink", 1, ErrorKind::NotFound));
+        let s = run(&mut fs, &mut env, &settings(None), SMALL, false);
+        match s.stop {
+            Some(Stop::Deliver { error, .. }) => assert_eq!(error.left, None),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

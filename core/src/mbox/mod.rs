@@ -214,6 +214,12 @@ impl Splitter {
         self.messages
     }
 
+    /// The byte offset of the `From ` line of the current (or last) message: where an
+    /// interrupted import resumes to redo that message.
+    pub fn message_offset(&self) -> u64 {
+        self.from_offset
+    }
+
     /// The envelope of the current (or last) message.
     pub fn envelope(&self) -> Postmark<'_> {
         Postmark::from_rest(&self.line[..self.line_len])

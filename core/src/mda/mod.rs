@@ -14,6 +14,8 @@
 //! - A `From ` line's sender becomes the `Return-Path` only when none is given or present; a
 //!   sender that cannot be an address (over [`SENDER_MAX`] bytes) makes the message's trace
 //!   unusable: a data error, as an invalid address given explicitly is.
+//! - A message that is empty or nothing but a `From ` line is refused ([`ErrorKind::Data`] in
+//!   [`Phase::Read`]), not stored as a lone `Return-Path:` or other trace fields.
 //! - A copy of a message already delivered in this run ([`store`]) is stored as it is.
 //!
 //! Dry runs are the caller's choice of filesystem ([`crate::fs::dryrun::DryRun`]).
@@ -174,6 +176,12 @@ where
     let data = || Error::new(ErrorKind::Data, Phase::Check);
     let (mut len, eof) = read_head(source, head)?;
     let parsed = Head::parse(&head[..len]);
+    if eof && parsed.from_line.unwrap_or(0) == len {
+        // Nothing, or only the envelope line: the message itself is empty, refused as an
+        // empty input is (and as `-M` skips such a message), whatever trace fields would have
+        // been added.
+        return Err(Error::new(ErrorKind::Data, Phase::Read));
+    }
     // The sender is copied out: the head is edited below while the plan refers to it.
     let mut sender = heapless::Vec::<u8, SENDER_MAX>::new();
     let from_sender = match parsed.from_sender(&head[..len]) {
@@ -279,5 +287,60 @@ where
         }
         None => quota::deliver_with_quota(fs, env, o.delivery, o.quota, source, buf)
             .map(|(d, _)| Stored::Delivered(d)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::quota::tests::setup;
+    use std::vec;
+    use std::vec::Vec;
+
+    /// Delivers `message` (read 5 bytes at a time) with `envelope`; the result and the names
+    /// left in tmp/, new/ and cur/.
+    fn deliver(message: &[u8], envelope: Envelope<'_>) -> (Result<Stored, Error>, usize) {
+        let (mut fs, mut env, _clock) = setup();
+        let o = MdaOptions {
+            envelope,
+            ..MdaOptions::default()
+        };
+        let mut source = crate::mbox::Trickle::new(message, 5);
+        let (mut head, mut buf) = (vec![0u8; HEAD_MAX], vec![0u8; 64]);
+        let r = deliver_message(&mut fs, &mut env, &o, &mut source, &mut head, &mut buf);
+        let left: Vec<_> = [Dir::Tmp, Dir::New, Dir::Cur]
+            .into_iter()
+            .flat_map(|d| fs.list(d))
+            .collect();
+        (r, left.len())
+    }
+
+    #[test]
+    fn a_message_that_is_only_its_envelope_line_is_refused_as_empty() {
+        let empty = Err(Error::new(ErrorKind::Data, Phase::Read));
+        let sender = Envelope {
+            return_path: Some(b"x@y".as_slice()),
+            delivered_to: Some(b"bob@example.org".as_slice()),
+            ..Envelope::default()
+        };
+        let keep = Envelope {
+            keep_from_line: true,
+            ..Envelope::default()
+        };
+        for envelope in [Envelope::default(), sender, keep] {
+            for message in [
+                &b""[..],
+                b"From a@b Mon Jan  1 00:00:00 2024\n",
+                b"From a@b Mon Jan  1 00:00:00 2024\r\n",
+                b"From MAILER-DAEMON Mon Jan  1 00:00:00 2024\n",
+            ] {
+                let (r, left) = deliver(message, envelope);
+                assert_eq!(r.map(|_| ()), empty, "{message:?} {envelope:?}");
+                assert_eq!(left, 0, "nothing is left anywhere");
+            }
+        }
+        // One byte after the envelope is a message.
+        let (r, left) = deliver(b"From a@b Mon Jan  1 00:00:00 2024\nx", Envelope::default());
+        assert!(r.is_ok() && left == 1);
     }
 }

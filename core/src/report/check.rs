@@ -12,6 +12,32 @@ use crate::maildir::name::{InfoSep, ParsedName};
 /// A tmp/ file untouched this long is abandoned: the Maildir specification's 36 hours.
 pub const STALE_TMP_SECS: u64 = 36 * 3600;
 
+/// When an entry last changed, as `lstat` says (seconds since the epoch).
+///
+/// A tmp/ file is judged by the later of the two. The modification time alone is not enough:
+/// a writer may set it to any date, and `mdeliver -M` sets each message's to its `Date:`
+/// before publishing it, so a message being imported can look years old while it is being
+/// written. The status-change time cannot be set by any process (setting the modification
+/// time moves it to now), so it keeps an in-flight file young.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Times {
+    /// The modification time (`st_mtime`).
+    pub mtime: u64,
+    /// The status-change time (`st_ctime`).
+    pub ctime: u64,
+}
+
+impl Times {
+    /// The last time anything changed the entry.
+    pub const fn touched(&self) -> u64 {
+        if self.mtime > self.ctime {
+            self.mtime
+        } else {
+            self.ctime
+        }
+    }
+}
+
 /// What kind of directory entry a name is (as `lstat` says: links are not followed).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum EntryKind {
@@ -48,13 +74,13 @@ impl Finding {
     }
 }
 
-/// Classifies `dir/name` of kind `kind`, last modified at `mtime` (seconds), at time `now`.
+/// Classifies `dir/name` of kind `kind`, last changed at `times`, at time `now` (seconds).
 /// `None`: nothing to report.
 pub fn classify(
     dir: Dir,
     name: &str,
     kind: EntryKind,
-    mtime: u64,
+    times: Times,
     now: u64,
     sep: InfoSep,
 ) -> Option<Finding> {
@@ -63,7 +89,7 @@ pub fn classify(
     }
     match dir {
         Dir::Tmp => {
-            let age = now.saturating_sub(mtime);
+            let age = now.saturating_sub(times.touched());
             (age > STALE_TMP_SECS).then_some(Finding::StaleTmp(age))
         }
         Dir::New | Dir::Cur => match ParsedName::parse(name, sep) {
@@ -169,7 +195,15 @@ mod tests {
     const NOW: u64 = 2_000_000_000;
 
     fn c(dir: Dir, name: &str, kind: EntryKind, age: u64) -> Option<Finding> {
-        classify(dir, name, kind, NOW - age, NOW, InfoSep::COLON)
+        let t = NOW - age;
+        classify(
+            dir,
+            name,
+            kind,
+            Times { mtime: t, ctime: t },
+            NOW,
+            InfoSep::COLON,
+        )
     }
 
     #[test]
@@ -185,13 +219,40 @@ mod tests {
                 Dir::Tmp,
                 "x",
                 EntryKind::Regular,
-                NOW + 5,
+                Times {
+                    mtime: NOW + 5,
+                    ctime: NOW + 5
+                },
                 NOW,
                 InfoSep::COLON
             ),
             None
         );
         assert!(Finding::StaleTmp(1).repairable());
+    }
+
+    #[test]
+    fn a_backdated_file_is_young_while_its_status_change_is() {
+        // `-M` sets a message's mtime to its Date: (years ago) before publishing it; the
+        // kernel moved its ctime to now when it did.
+        let importing = Times {
+            mtime: NOW - 10 * 365 * 86400,
+            ctime: NOW - 2,
+        };
+        let tmp = |t| classify(Dir::Tmp, "x", EntryKind::Regular, t, NOW, InfoSep::COLON);
+        assert_eq!(tmp(importing), None);
+        // Abandoned only when both are old: the later one decides the age.
+        let old = NOW - STALE_TMP_SECS - 60;
+        let abandoned = Times {
+            mtime: old - 86400,
+            ctime: old,
+        };
+        assert_eq!(tmp(abandoned), Some(Finding::StaleTmp(STALE_TMP_SECS + 60)));
+        let written_later = Times {
+            mtime: NOW - 60,
+            ctime: old,
+        };
+        assert_eq!(tmp(written_later), None);
     }
 
     #[test]
@@ -212,11 +273,25 @@ mod tests {
         );
         let semi = InfoSep::new(b';').unwrap();
         assert_eq!(
-            classify(Dir::New, "a:2,S", EntryKind::Regular, 0, 0, semi),
+            classify(
+                Dir::New,
+                "a:2,S",
+                EntryKind::Regular,
+                Times { mtime: 0, ctime: 0 },
+                0,
+                semi
+            ),
             None
         );
         assert_eq!(
-            classify(Dir::New, "a;2,S", EntryKind::Regular, 0, 0, semi),
+            classify(
+                Dir::New,
+                "a;2,S",
+                EntryKind::Regular,
+                Times { mtime: 0, ctime: 0 },
+                0,
+                semi
+            ),
             Some(Finding::InfoInNew)
         );
         for k in [EntryKind::Symlink, EntryKind::Directory, EntryKind::Other] {

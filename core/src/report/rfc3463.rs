@@ -20,6 +20,7 @@
 //! | `Exists`, `Io`, `Interrupted`, `Unsupported`, `Collisions` | `c.3.0` | `mail system error: KIND`                    |
 //! | the input file cannot be opened                     | `c.3.0` | `cannot open the input file: KIND` (`it is a directory` for `Usage`) |
 //! | the input was lost after a failed delivery          | `c.3.0` | `message input lost after a failed delivery`        |
+//! | `maildirsize` or a duplicate index entry is not a regular file | `c.2.0` | `mailbox unavailable: a maildir file is not a regular file` |
 //!
 //! `KIND` is [`ErrorKind::describe`]. Where the failure happened ([`crate::Phase`]) does not
 //! change the code: RFC 3463 says what is wrong (the mailbox, the mail system, the message),
@@ -57,6 +58,9 @@ pub enum Failed {
     InputOpen(ErrorKind),
     /// An earlier failed delivery consumed part of a non-rewindable input.
     InputLost,
+    /// A file the maildir keeps beside its messages (`maildirsize`, a duplicate index entry)
+    /// is not a regular file: a directory, a symbolic link or a special file.
+    NotRegular,
 }
 
 /// What follows the fixed text of a status line.
@@ -120,6 +124,12 @@ pub fn status(failed: Failed, class: Class, loop_address: Option<&str>) -> Statu
             3,
             0,
             "message input lost after a failed delivery",
+            Tail::Empty,
+        ),
+        Failed::NotRegular => (
+            2,
+            0,
+            "mailbox unavailable: a maildir file is not a regular file",
             Tail::Empty,
         ),
         Failed::Delivery(kind) => match kind {
@@ -348,6 +358,10 @@ mod tests {
         assert_eq!(
             status(Failed::InputLost, Class::Transient, None).to_string(),
             "4.3.0 message input lost after a failed delivery"
+        );
+        assert_eq!(
+            status(Failed::NotRegular, Class::Transient, None).to_string(),
+            "4.2.0 mailbox unavailable: a maildir file is not a regular file"
         );
     }
 }

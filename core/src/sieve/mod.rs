@@ -21,6 +21,7 @@ mod error;
 pub mod header;
 mod input;
 mod lex;
+mod mime;
 mod parse;
 mod run;
 mod script;

@@ -9,6 +9,7 @@ use core::fmt;
 
 use super::compare;
 use super::header;
+use super::mime;
 use super::parse::Script;
 use super::script::*;
 use super::vars::{self, Expanded, Vars};
@@ -559,11 +560,17 @@ impl Run<'_, '_, '_> {
             };
             match word {
                 Word::Header => {
-                    let scratch = &mut *self.scratch;
+                    // Half the scratch for the unfolded value, half for its decoded form.
+                    let half = self.scratch.len() / 2;
+                    let (unfolded, decoded) = self.scratch.split_at_mut(half);
                     for name in exp.list(script, spec.a) {
                         if header::each_field(self.msg.header, name, |raw| {
-                            let v = header::unfold(raw, scratch);
-                            visit(Some(v))
+                            let v = header::unfold(raw, unfolded);
+                            if v.windows(2).any(|w| w == b"=?") {
+                                visit(Some(mime::decode(v, decoded)))
+                            } else {
+                                visit(Some(v))
+                            }
                         }) {
                             break;
                         }

@@ -81,7 +81,7 @@ pub const KINDS: [ErrorKind; 17] = [
     ErrorKind::Loop,
     ErrorKind::OverQuota,
 ];
-const PHASES: [Phase; 9] = [
+const PHASES: [Phase; 11] = [
     Phase::Open,
     Phase::Create,
     Phase::Read,
@@ -91,6 +91,8 @@ const PHASES: [Phase; 9] = [
     Phase::SyncDir,
     Phase::Lock,
     Phase::Check,
+    Phase::Quota,
+    Phase::Dedup,
 ];
 /// Every directory, in wire order.
 pub const DIRS: [Dir; 4] = [Dir::Root, Dir::Tmp, Dir::New, Dir::Cur];
@@ -365,6 +367,7 @@ pub fn encode_outcome(o: &Outcome, buf: &mut [u8]) -> Result<usize, WireError> {
             w.u8(2)?;
             w.u8(index(&KINDS, e.kind))?;
             w.u8(index(&PHASES, e.phase))?;
+            w.u8(e.left.map_or(0, |d| 1 + index(&DIRS, d)))?;
         }
     }
     Ok(w.len)
@@ -387,10 +390,13 @@ pub fn decode_outcome(buf: &[u8]) -> Result<Outcome, WireError> {
                 leftover_tmp: r.u8()? != 0,
             }))
         }
-        2 => Ok(Err(Error::new(
-            lookup(&KINDS, r.u8()?)?,
-            lookup(&PHASES, r.u8()?)?,
-        ))),
+        2 => {
+            let e = Error::new(lookup(&KINDS, r.u8()?)?, lookup(&PHASES, r.u8()?)?);
+            Ok(Err(match r.u8()? {
+                0 => e,
+                d => e.with_left(lookup(&DIRS, d - 1)?),
+            }))
+        }
         _ => Err(WireError),
     }
 }

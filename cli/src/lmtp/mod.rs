@@ -1,0 +1,331 @@
+//! `mdeliver lmtp`: an LMTP (RFC 2033) delivery server. The protocol's decisions are the
+//! core's ([`mdeliver_core::lmtp`]); this driver owns the sockets, the sessions' threads, the
+//! spool files, signal handling and the group commit ([`commit`]). Each recipient's message
+//! goes through the same core delivery as the one-shot path (trace fields, loop check, quota,
+//! duplicates, publish), with its flushes batched across sessions.
+
+mod commit;
+mod conn;
+mod listen;
+mod session;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mdeliver_core::lmtp::address::{self, Recipient};
+use mdeliver_core::machine::deliver::Durability;
+use mdeliver_core::machine::quota::Limits;
+use mdeliver_core::maildir::name::InfoSep;
+use mdeliver_core::Options;
+
+use crate::env::LinuxEnv;
+use crate::linux::{Disabled, StrategyKnobs};
+use mdeliver_driver::envelope::Settings;
+use mdeliver_driver::exit;
+use mdeliver_driver::mta_args::{parse_quota, parse_window, MtaArgs, QuotaFull};
+
+const ABOUT: &str = "Run an LMTP delivery server: an MTA hands over messages on a socket, and \
+each recipient's copy goes into its maildir";
+
+const LONG_ABOUT: &str = "\
+Run an LMTP (RFC 2033) delivery server. An MTA (Postfix: virtual_transport = \
+lmtp:unix:/run/mdeliver/lmtp) hands over messages on a socket; each recipient's copy is \
+delivered into its maildir exactly as the one-shot mdeliver delivers it (Return-Path and \
+Delivered-To added, loops refused, quota checked), and its reply (250 or an RFC 3463 4.x.x / \
+5.x.x status) is sent only once the message is durable. Concurrent deliveries share their \
+disk flushes (group commit).
+
+Without --listen (and without systemd socket activation), one session is served on standard \
+input and output (inetd style).";
+
+const AFTER_LONG_HELP: &str = "\
+RECIPIENTS
+  --maildir '/var/vmail/{domain}/{local}/Maildir' maps each recipient to a maildir: {local} is \
+the local part without its +subaddress, {domain} the domain, {rcpt} local@domain, all \
+lower-cased. An address with a slash, a backslash, a leading dot or non-ASCII characters is \
+refused (553 5.1.3). With --map FILE, only the addresses in FILE are accepted (others: 550 \
+5.1.1); each line is ADDRESS [MAILDIR] ('@domain' accepts a whole domain; without MAILDIR the \
+template applies; '#' starts a comment).
+
+  A maildir that is missing (without -c) is answered 450 4.2.0 at RCPT, so the MTA retries \
+(550 5.2.0 with --strict-exit). A failure after DATA (a maildir that cannot be written, quota, \
+a loop, a full disk) is answered for that recipient alone, with the one-shot path's status.
+
+SIGNALS
+  SIGTERM, SIGINT  stop accepting; sessions finish the message in flight, then get 421 4.3.2
+
+EXIT STATUS
+   0  stopped by a signal (or the standard-input session ended)
+  64  usage error
+  75  cannot listen, or the map file cannot be read";
+
+/// `mdeliver lmtp` arguments.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_long_help = AFTER_LONG_HELP,
+    max_term_width = 100
+)]
+pub struct LmtpArgs {
+    /// Listen on unix:PATH, HOST:PORT or PORT (127.0.0.1); repeatable. Without it (and without
+    /// systemd's LISTEN_FDS), serve one session on standard input and output
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Vec<String>,
+
+    /// The maildir of a recipient: a template with {local}, {domain} and {rcpt}
+    #[arg(long, value_name = "TEMPLATE")]
+    pub maildir: Option<String>,
+
+    /// Accept only the addresses in FILE (lines: ADDRESS [MAILDIR])
+    #[arg(long, value_name = "FILE")]
+    pub map: Option<PathBuf>,
+
+    /// Create a missing maildir and its tmp/, new/ and cur/ (mode 0700); the parent must exist
+    #[arg(short = 'c', long)]
+    pub create: bool,
+
+    /// With -c, also create the missing directories above the maildir (mode 0700), following
+    /// no symbolic link on the way (e.g. a new domain's directory)
+    #[arg(short = 'p', long, requires = "create")]
+    pub create_parents: bool,
+
+    /// Refuse messages over SIZE bytes (suffix k, M or G) with 552 5.3.4
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_size: Option<u64>,
+
+    /// Serve at most N sessions at once; more get 421 4.3.2
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub max_sessions: usize,
+
+    /// Close a session silent for SECS seconds (421 4.4.2)
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub idle_timeout: u64,
+
+    /// Close a session open for SECS seconds, after its message in flight (421 4.4.2)
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub session_timeout: u64,
+
+    /// Where messages are spooled while they arrive (unnamed files; default /var/tmp, which is
+    /// on disk where /tmp may be memory)
+    #[arg(long, value_name = "DIR")]
+    pub spool: Option<PathBuf>,
+
+    /// The permissions of unix sockets created by --listen (octal)
+    #[arg(long, value_name = "MODE", default_value = "0660", value_parser = parse_mode)]
+    pub socket_mode: u32,
+
+    /// Skip every flush: fast, NOT durable (tests, tmpfs)
+    #[arg(long)]
+    pub no_fsync: bool,
+
+    /// Answer a missing or unwritable maildir with 5.x.x (as the one-shot path's
+    /// --strict-exit bounces it) instead of 4.x.x
+    #[arg(long)]
+    pub strict_exit: bool,
+
+    /// The host name in delivered file names and the greeting (default: the system's)
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+
+    /// Maildir++ quota for every maildir, as in the delivery form's --quota
+    #[arg(long, value_name = "SIZE[,COUNT]", value_parser = parse_quota)]
+    pub quota: Option<Limits>,
+
+    /// What a message over quota gets: "defer" (452 4.2.2) or "bounce" (552 5.2.2)
+    #[arg(long, value_name = "ACTION", value_enum, default_value_t = QuotaFull::Defer,
+          hide_possible_values = true)]
+    pub quota_full: QuotaFull,
+
+    /// Store a message at most once per WINDOW per maildir, as in the delivery form's --dedup
+    #[arg(long, value_name = "WINDOW", num_args = 0..=1, require_equals = true,
+          default_missing_value = "5d", value_parser = parse_window)]
+    pub dedup: Option<u64>,
+
+    /// Log every delivery on standard error; at exit, the group commit's counters
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    match parse_quota(s) {
+        Ok(Limits {
+            bytes: Some(b),
+            count: None,
+        }) => Ok(b),
+        _ => Err("expected a size such as 10M, 512k or 1048576".to_owned()),
+    }
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s, 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("expected an octal mode such as 0660; got {s:?}"))
+}
+
+/// Where a recipient's mail goes.
+#[derive(Debug)]
+struct Routes {
+    template: Option<String>,
+    /// Address (or `@domain`) → its own maildir, or `None` for the template's.
+    map: Option<HashMap<String, Option<PathBuf>>>,
+}
+
+impl Routes {
+    /// The maildir of `r`, or `None` for an unknown recipient.
+    fn maildir(&self, r: &Recipient) -> Option<PathBuf> {
+        let template = |t: &str| {
+            let mut s = String::new();
+            address::expand(t, r, &mut s).ok().map(|_| PathBuf::from(s))
+        };
+        match &self.map {
+            None => template(self.template.as_deref()?),
+            Some(m) => match m.get(r.key()).or_else(|| m.get(r.domain_key()))? {
+                Some(p) => Some(p.clone()),
+                None => template(self.template.as_deref()?),
+            },
+        }
+    }
+}
+
+fn load_map(path: &Path, template: bool) -> Result<HashMap<String, Option<PathBuf>>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read the map file: {e}", path.display()))?;
+    let mut map = HashMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        let addr = words.next().unwrap_or("").to_ascii_lowercase();
+        let maildir = words.next().map(PathBuf::from);
+        let at = |msg: &str| format!("{}:{}: {msg}", path.display(), n + 1);
+        if words.next().is_some() {
+            return Err(at("expected ADDRESS [MAILDIR]"));
+        }
+        if !addr.contains('@') {
+            return Err(at(
+                "the address needs an @ (write @domain for a whole domain)",
+            ));
+        }
+        if maildir.is_none() && !template {
+            return Err(at("no MAILDIR on this line and no --maildir template"));
+        }
+        map.insert(addr, maildir);
+    }
+    Ok(map)
+}
+
+/// Everything the sessions share.
+pub struct Server {
+    routes: Routes,
+    settings: Settings,
+    opts: Options,
+    args: LmtpArgs,
+    disabled: Disabled,
+    /// The testing knobs `MDELIVER_STRATEGY` and `MDELIVER_TEST_LOCK_STALE`.
+    knobs: StrategyKnobs,
+    host: String,
+    /// Host name and pid, read once; cloned for each delivery.
+    env: LinuxEnv,
+    spool: PathBuf,
+    committer: commit::Committer,
+    shutdown: Arc<AtomicBool>,
+}
+
+/// Runs `mdeliver lmtp`.
+pub fn run(args: LmtpArgs) -> ExitCode {
+    match setup(args) {
+        Ok(server) => listen::serve(server),
+        Err((code, message)) => {
+            eprintln!("mdeliver lmtp: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn setup(args: LmtpArgs) -> Result<Server, (u8, String)> {
+    let usage = |m: String| (exit::USAGE, m);
+    if args.maildir.is_none() && args.map.is_none() {
+        return Err(usage(
+            "give --maildir TEMPLATE (e.g. '/var/vmail/{domain}/{local}/Maildir') or --map FILE"
+                .into(),
+        ));
+    }
+    if let Some(t) = &args.maildir {
+        address::check_template(t).map_err(|e| usage(format!("--maildir {t:?}: {e}")))?;
+    }
+    if args.max_sessions == 0 || args.idle_timeout == 0 || args.session_timeout == 0 {
+        return Err(usage(
+            "--max-sessions, --idle-timeout and --session-timeout must be at least 1".into(),
+        ));
+    }
+    let map = match &args.map {
+        Some(p) => Some(load_map(p, args.maildir.is_some()).map_err(|m| (exit::TEMPFAIL, m))?),
+        None => None,
+    };
+    let disabled = match std::env::var_os(Disabled::VAR) {
+        None => Disabled::default(),
+        Some(v) => Disabled::parse(&v.to_string_lossy()).map_err(|w| {
+            usage(format!(
+                "{}: unknown feature '{w}' (known: anonymous-tmp, rename-noreplace, hard-links)",
+                Disabled::VAR
+            ))
+        })?,
+    };
+    let knobs = StrategyKnobs::from_env().map_err(usage)?;
+    let mta = MtaArgs {
+        quota: args.quota,
+        quota_full: args.quota_full,
+        dedup: args.dedup,
+        ..MtaArgs::default()
+    };
+    let settings = Settings::new(&mta, InfoSep::COLON, |n| std::env::var_os(n)).map_err(usage)?;
+    let opts = Options {
+        durability: if args.no_fsync {
+            Durability::None
+        } else {
+            Durability::Full
+        },
+        ..Options::default()
+    };
+    let host = match &args.host {
+        Some(h) => h.clone(),
+        None => rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned(),
+    };
+    let spool = args
+        .spool
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/var/tmp"));
+    Ok(Server {
+        routes: Routes {
+            template: args.maildir.clone(),
+            map,
+        },
+        settings,
+        opts,
+        disabled,
+        knobs,
+        env: LinuxEnv::new().with_host(Some(&host)),
+        host,
+        spool,
+        committer: commit::Committer::start(),
+        shutdown: Arc::new(AtomicBool::new(false)),
+        args,
+    })
+}
+
+impl Server {
+    fn idle(&self) -> Duration {
+        Duration::from_secs(self.args.idle_timeout)
+    }
+}

@@ -1,0 +1,397 @@
+//! One LMTP session: lines in, the core's [`Session`] decides, replies out; after `DATA` the
+//! message is decoded into an unnamed spool file and delivered to every recipient side by side,
+//! each through the core's MTA delivery with its own envelope.
+//!
+//! Replies are written into a buffer that is sent whenever no further input is waiting, so a
+//! pipelining client gets its replies in one write and in order.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use mdeliver_core::lmtp::data::Decoder;
+use mdeliver_core::lmtp::reply::{Fixed, Reply};
+use mdeliver_core::lmtp::session::{Action, Session};
+use mdeliver_core::lmtp::LINE_MAX;
+use mdeliver_core::mda::HEAD_MAX;
+use mdeliver_core::report::rfc3463::{self as rfc3463, Class, Failed};
+use mdeliver_core::ErrorKind;
+use rustix::fs::{self as rfs, Mode, OFlags, CWD};
+
+use super::commit::GroupFs;
+use super::conn::{stop_of, Conn, Reader, Stop};
+use super::Server;
+use crate::input::Input;
+use crate::linux::{LinuxFs, OpenOptions};
+use mdeliver_driver::envelope::{self, Stored};
+use mdeliver_driver::exit;
+use mdeliver_driver::report::{Create, Failure};
+
+/// The read buffer and the decode buffer: per-session memory does not grow with the message.
+const BUF: usize = 64 * 1024;
+
+/// Recipients delivered side by side within one message.
+const PARALLEL: usize = 8;
+
+/// An accepted recipient.
+struct Rcpt {
+    /// The address as the client wrote it (`Delivered-To:`).
+    address: String,
+    maildir: PathBuf,
+    /// Opened at `RCPT`, so a missing maildir is refused there.
+    fs: LinuxFs,
+}
+
+enum Line {
+    Full,
+    TooLong,
+    Eof,
+}
+
+/// Reads one line (up to LF) into `line`; a line over [`LINE_MAX`] is consumed and dropped.
+fn read_line(r: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<Line> {
+    line.clear();
+    let mut too_long = false;
+    loop {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(Line::Eof);
+        }
+        let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..=i], true),
+            None => (buf, false),
+        };
+        let n = chunk.len();
+        if !too_long && line.len() + n <= LINE_MAX {
+            line.extend_from_slice(chunk);
+        } else {
+            too_long = true;
+            line.clear();
+        }
+        r.consume(n);
+        if done {
+            return Ok(if too_long { Line::TooLong } else { Line::Full });
+        }
+    }
+}
+
+fn trim_eol(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Serves one connection to its end.
+pub fn serve(conn: Conn, srv: &Server) {
+    let end = Instant::now() + std::time::Duration::from_secs(srv.args.session_timeout);
+    let Ok(w) = conn.writer() else { return };
+    let mut out = BufWriter::with_capacity(16 * 1024, w);
+    let reader = Reader::new(&conn, srv.idle(), end, srv.shutdown.clone());
+    let mut input = BufReader::with_capacity(BUF, reader);
+    let mut session = Session::new(srv.args.max_size);
+    let mut line = Vec::with_capacity(LINE_MAX);
+    let mut sender: Vec<u8> = Vec::new();
+    let mut rcpts: Vec<Rcpt> = Vec::new();
+    let _ = write!(out, "{}", Reply::Greeting(&srv.host));
+    loop {
+        if input.buffer().is_empty() && out.flush().is_err() {
+            return;
+        }
+        let action = match read_line(&mut input, &mut line) {
+            Ok(Line::Full) => session.command(trim_eol(&line)),
+            Ok(Line::TooLong) => session.line_too_long(),
+            Ok(Line::Eof) => break,
+            Err(e) => {
+                let f = match stop_of(&e) {
+                    Some(Stop::Shutdown) => Fixed::ShuttingDown,
+                    Some(Stop::Timeout) => Fixed::Timeout,
+                    None => break,
+                };
+                let _ = write!(out, "{}", Reply::Fixed(f));
+                break;
+            }
+        };
+        let reply = match action {
+            Action::Reply(r) => r,
+            Action::Lhlo => Reply::Lhlo {
+                host: &srv.host,
+                max_size: srv.args.max_size,
+            },
+            Action::Mail(from) => {
+                sender = from.to_vec();
+                Reply::Fixed(Fixed::SenderOk)
+            }
+            Action::Rcpt { address, recipient } => {
+                let address = String::from_utf8_lossy(address).into_owned();
+                match srv.routes.maildir(&recipient) {
+                    None => Reply::Fixed(Fixed::UnknownUser),
+                    Some(maildir) => match srv.open(&maildir) {
+                        Ok(fs) => {
+                            rcpts.push(Rcpt {
+                                address,
+                                maildir,
+                                fs,
+                            });
+                            session.accepted();
+                            Reply::Fixed(Fixed::RecipientOk)
+                        }
+                        Err(f) => {
+                            let _ = write!(out, "{}", srv.failed(&address, &maildir, &f));
+                            continue;
+                        }
+                    },
+                }
+            }
+            Action::Data => {
+                let _ = write!(out, "{}", Reply::Fixed(Fixed::SendData));
+                if out.flush().is_err() {
+                    return;
+                }
+                input.get_mut().watch_shutdown = false;
+                let received = receive(&mut input, srv);
+                input.get_mut().watch_shutdown = true;
+                let all = std::mem::take(&mut rcpts);
+                match received {
+                    Received::Spooled(spool) => {
+                        for r in deliver_all(srv, &sender, all, &spool) {
+                            let _ = out.write_all(r.as_bytes());
+                        }
+                    }
+                    Received::Refused(reply) => {
+                        for _ in &all {
+                            let _ = write!(out, "{reply}");
+                        }
+                    }
+                    Received::Ended => {
+                        let _ = write!(out, "{}", Reply::Fixed(Fixed::Truncated));
+                        break;
+                    }
+                }
+                continue;
+            }
+        };
+        let _ = write!(out, "{reply}");
+        if !session.in_transaction() {
+            rcpts.clear();
+        }
+        if reply.closes() {
+            break;
+        }
+    }
+    let _ = out.flush();
+}
+
+enum Received {
+    /// The whole message, decoded, in an unnamed file.
+    Spooled(OwnedFd),
+    /// Every recipient gets this reply (too big, spool failure).
+    Refused(Reply<'static>),
+    /// The connection ended (or timed out) inside the message.
+    Ended,
+}
+
+static SPOOL_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// An unnamed file in the spool directory (a named one, removed at once, where the filesystem
+/// has no `O_TMPFILE`).
+fn spool_file(dir: &std::path::Path) -> Result<OwnedFd, ErrorKind> {
+    let kind = |e| crate::linux::error_kind(e, crate::linux::Call::Other);
+    let mode = Mode::RUSR | Mode::WUSR;
+    match rfs::openat(
+        CWD,
+        dir,
+        OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+        mode,
+    ) {
+        Ok(fd) => return Ok(fd),
+        Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::ISDIR | rustix::io::Errno::INVAL) => {
+        }
+        Err(e) => return Err(kind(e)),
+    }
+    let name = dir.join(format!(
+        ".mdeliver-lmtp.{}.{}",
+        std::process::id(),
+        SPOOL_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let flags = OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = rfs::openat(CWD, &name, flags, mode).map_err(kind)?;
+    rfs::unlinkat(CWD, &name, rfs::AtFlags::empty()).map_err(kind)?;
+    Ok(fd)
+}
+
+/// Decodes the message from `input` into a spool file.
+fn receive(input: &mut impl BufRead, srv: &Server) -> Received {
+    let mut dec = Decoder::new(srv.args.max_size);
+    let mut buf = vec![0u8; BUF];
+    let mut spool = spool_file(&srv.spool).map(File::from);
+    loop {
+        let data = match input.fill_buf() {
+            Ok([]) | Err(_) => return Received::Ended,
+            Ok(d) => d,
+        };
+        let d = dec.decode(data, &mut buf);
+        input.consume(d.consumed);
+        if let Ok(f) = &mut spool {
+            if let Err(e) = f.write_all(&buf[..d.produced]) {
+                let k = e
+                    .raw_os_error()
+                    .map(|n| {
+                        crate::linux::error_kind(
+                            rustix::io::Errno::from_raw_os_error(n),
+                            crate::linux::Call::Other,
+                        )
+                    })
+                    .unwrap_or(ErrorKind::Io);
+                spool = Err(k);
+            }
+        }
+        if d.end {
+            break;
+        }
+    }
+    if dec.too_big() {
+        return Received::Refused(Reply::Fixed(Fixed::TooBig));
+    }
+    match spool {
+        Ok(f) => Received::Spooled(f.into()),
+        Err(kind) => {
+            eprintln!(
+                "mdeliver lmtp: {}: spooling the message: {}; the MTA will retry",
+                srv.spool.display(),
+                kind.describe()
+            );
+            Received::Refused(Reply::Delivery(rfc3463::status(
+                Failed::Delivery(kind),
+                Class::Transient,
+                None,
+            )))
+        }
+    }
+}
+
+/// Delivers to every recipient (up to [`PARALLEL`] side by side) and gives their replies, in
+/// order.
+fn deliver_all(srv: &Server, sender: &[u8], rcpts: Vec<Rcpt>, spool: &OwnedFd) -> Vec<String> {
+    let mut replies = Vec::with_capacity(rcpts.len());
+    let mut rest = rcpts.into_iter().peekable();
+    while rest.peek().is_some() {
+        let group: Vec<Rcpt> = rest.by_ref().take(PARALLEL).collect();
+        if group.len() == 1 {
+            replies.extend(group.into_iter().map(|r| srv.deliver(sender, r, spool)));
+            continue;
+        }
+        std::thread::scope(|s| {
+            let handles: Vec<_> = group
+                .into_iter()
+                .map(|r| s.spawn(move || srv.deliver(sender, r, spool)))
+                .collect();
+            for h in handles {
+                // A panicking delivery is a bug; the MTA retries that recipient.
+                replies.push(h.join().unwrap_or_else(|_| {
+                    Reply::Delivery(rfc3463::status(
+                        Failed::Delivery(ErrorKind::Io),
+                        Class::Transient,
+                        None,
+                    ))
+                    .to_string()
+                }));
+            }
+        });
+    }
+    replies
+}
+
+impl Server {
+    /// Opens (with `-c`, creates) a recipient's maildir.
+    fn open(&self, maildir: &std::path::Path) -> Result<LinuxFs, Failure> {
+        let open = OpenOptions {
+            create: self.args.create,
+            sync: !self.args.no_fsync,
+            disabled: self.disabled,
+            keep_readable: false,
+            folder: false,
+            create_parents: self.args.create_parents,
+            strategy: self.knobs.strategy,
+        };
+        LinuxFs::open(maildir, open).map_err(|(kind, part)| Failure::Open {
+            kind,
+            part,
+            create: Create::of(self.args.create, false),
+        })
+    }
+
+    /// The reply for a recipient whose delivery failed, and its log line.
+    fn failed(&self, address: &str, maildir: &std::path::Path, f: &Failure) -> String {
+        let policy = exit::Policy {
+            strict: self.args.strict_exit,
+            quota_full: self.args.quota_full,
+            // An LMTP client is an MTA, never a person at a terminal.
+            interactive: false,
+        };
+        let class = exit::class(exit::decide(f.kind(), exit::Context::Deliver, policy));
+        let reply = Reply::Delivery(rfc3463::status(
+            Failed::Delivery(f.kind()),
+            class,
+            Some(address),
+        ));
+        eprintln!(
+            "mdeliver lmtp: <{address}>: {}: {f} ({})",
+            maildir.display(),
+            trim_eol(reply.to_string().as_bytes()).escape_ascii()
+        );
+        reply.to_string()
+    }
+
+    /// Delivers the spooled message to one recipient; gives its reply.
+    fn deliver(&self, sender: &[u8], r: Rcpt, spool: &OwnedFd) -> String {
+        let mut settings = self.settings.clone();
+        settings.return_path = Some(sender.to_vec());
+        settings.delivered_to = Some(r.address.clone().into_bytes());
+        let source = match spool.try_clone() {
+            Ok(fd) => Input::delivered(fd),
+            Err(_) => {
+                let f = Failure::Deliver(mdeliver_core::Error::new(
+                    ErrorKind::Io,
+                    mdeliver_core::Phase::Read,
+                ));
+                return self.failed(&r.address, &r.maildir, &f);
+            }
+        };
+        let mut source = source;
+        // The strategy this filesystem calls for (the locked one on NFS), as the one-shot
+        // path chooses it.
+        let mut opts = r.fs.observed().choice.options(self.opts);
+        if let Some(secs) = self.knobs.lock_stale_secs {
+            opts.lock_stale_secs = secs;
+        }
+        let fs = GroupFs::new(r.fs, self.committer.clone(), r.maildir.clone());
+        let mut env = self.env.clone();
+        let mut buf = vec![0u8; BUF.max(HEAD_MAX)];
+        let (_, stored) =
+            envelope::deliver(fs, &mut env, opts, &settings, &mut source, true, &mut buf);
+        match stored {
+            Ok(s) => {
+                if self.args.verbose >= 1 {
+                    let what = match &s {
+                        Stored::Delivered(d) => {
+                            format!(
+                                "delivered {}/{}/{}",
+                                r.maildir.display(),
+                                d.dir.as_str(),
+                                &*d.name
+                            )
+                        }
+                        Stored::Duplicate { name, .. } => {
+                            format!("duplicate suppressed (stored earlier as {})", &**name)
+                        }
+                    };
+                    eprintln!("mdeliver lmtp: <{}>: {what}", r.address);
+                }
+                Reply::Fixed(Fixed::Delivered).to_string()
+            }
+            Err(f) => self.failed(&r.address, &r.maildir, &f),
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! What a failed or stopped delivery leaves in the maildir on the named-tmp publish paths (no
+//! `O_TMPFILE`: NFS, or `MDELIVER_DISABLE`), on a real filesystem (issue 12, item 10):
+//! - a termination signal (SIGTERM on an MTA's timeout, SIGINT, SIGHUP) mid-message leaves
+//!   nothing, and the run defers with its status line and names the signal;
+//! - a publish that fails (EROFS, injected with strace) removes the tmp/ file, and when that
+//!   removal fails too, the error says what remains.
+
+mod cli_support;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cli_support::*;
+
+fn all_files(md: &Path) -> Vec<String> {
+    ["tmp", "new", "cur"]
+        .iter()
+        .flat_map(|d| {
+            names(&md.join(d))
+                .into_iter()
+                .map(move |n| format!("{d}/{n}"))
+        })
+        .collect()
+}
+
+fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_termination_signal_mid_message_leaves_nothing_and_defers() {
+    for (disable, path) in PATHS {
+        for signal in ["TERM", "INT", "HUP"] {
+            let t = tempfile::tempdir().unwrap();
+            let md = t.path().join("m");
+            make_maildir(&md);
+            let mut child = Command::new(bin())
+                .arg(&md)
+                .env("MDELIVER_DISABLE", disable)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut pipe = child.stdin.take().unwrap();
+            // More than one buffer, so that the first part is surely written to tmp/.
+            pipe.write_all(b"Subject: partial\n\n").unwrap();
+            pipe.write_all(&vec![b'x'; 200_000]).unwrap();
+            if !disable.is_empty() {
+                wait_for("the named tmp/ file", || !names(&md.join("tmp")).is_empty());
+            } else {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            let st = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(child.id().to_string())
+                .status()
+                .unwrap();
+            assert!(st.success());
+            let out = child.wait_with_output().unwrap();
+            drop(pipe);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let what = format!("{path}, SIG{signal}: {stderr}");
+            assert_eq!(out.status.code(), Some(75), "{what}");
+            let mut lines = stderr.lines();
+            assert_eq!(
+                lines.next(),
+                Some("4.3.0 mail system error: interrupted system call"),
+                "{what}"
+            );
+            assert!(
+                lines.next().is_some_and(|l| l.contains(&format!(
+                    "reading message: stopped by SIG{signal} before the whole message was \
+                     read; nothing was delivered"
+                ))),
+                "{what}"
+            );
+            assert_eq!(all_files(&md), Vec::<String>::new(), "{what}");
+        }
+    }
+}
+
+fn have_strace() -> bool {
+    Command::new("strace").arg("-V").output().is_ok()
+}
+
+/// Delivers into `md` under strace, every call of `fail` failing with EROFS.
+fn deliver_failing(md: &Path, disable: &str, fail: &[&str]) -> Run {
+    let mut cmd = Command::new("strace");
+    cmd.args(["-f", "-qq", "-o", "/dev/null"]);
+    for call in fail {
+        cmd.arg(format!("--inject={call}:error=EROFS"));
+    }
+    let out = cmd
+        .arg(bin())
+        .arg(md)
+        .env("MDELIVER_DISABLE", disable)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(b"Subject: x\n\nbody\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn a_failed_publish_removes_its_tmp_file_or_says_what_remains() {
+    if !have_strace() {
+        eprintln!("skipped: strace is not installed");
+        return;
+    }
+    // The publishing call of each named-tmp path.
+    for (disable, publish) in [
+        ("anonymous-tmp", "renameat2"),
+        ("anonymous-tmp,rename-noreplace", "linkat"),
+    ] {
+        // The publish fails, the cleanup succeeds: nothing is left and nothing said about it.
+        let t = tempfile::tempdir().unwrap();
+        let md = t.path().join("m");
+        make_maildir(&md);
+        let r = deliver_failing(&md, disable, &[publish]);
+        let what = format!("{disable}: {}", r.stderr);
+        assert_eq!(r.code, 75, "{what}");
+        assert!(
+            r.stderr
+                .starts_with("4.2.0 mailbox not writable: read-only file system\n"),
+            "{what}"
+        );
+        assert!(!r.stderr.contains("remains"), "{what}");
+        assert_eq!(all_files(&md), Vec::<String>::new(), "{what}");
+        // The cleanup fails too: the tmp/ file stays, and the error says so.
+        let r = deliver_failing(&md, disable, &[publish, "unlinkat"]);
+        let what = format!("{disable}, unlink failing too: {}", r.stderr);
+        assert_eq!(r.code, 75, "{what}");
+        assert!(
+            r.stderr.contains(
+                "; cleaning up failed too: a partial copy of the message remains in tmp/"
+            ),
+            "{what}"
+        );
+        let left = all_files(&md);
+        assert!(
+            left.len() == 1 && left[0].starts_with("tmp/"),
+            "{what}: {left:?}"
+        );
+    }
+}

@@ -1,0 +1,488 @@
+//! `mdeliver lmtp` over standard input and output: every reply checked byte for byte, and what
+//! each recipient's maildir holds afterwards. Pipelining is the normal case here: the whole
+//! client script is written at once.
+
+mod cli_support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cli_support::{bin, contents, make_maildir, names, run, Run};
+
+const GREETING: &str = "220 testhost LMTP mdeliver ready\r\n";
+const LHLO: &str = "250-testhost\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n";
+
+fn lmtp(extra: &[&str], script: &str, root: &Path) -> Run {
+    let template = format!("{}/{{domain}}/{{local}}", root.display());
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
+        vec![&"lmtp", &"--host", &"testhost", &"--maildir", &template];
+    for e in extra {
+        args.push(e);
+    }
+    run(&args, script.as_bytes(), &[])
+}
+
+/// The only message in `md`'s new/.
+fn only(md: &Path) -> Vec<u8> {
+    let all = contents(&md.join("new"));
+    assert_eq!(all.len(), 1, "{}: {:?}", md.display(), all.keys());
+    all.into_values().next().unwrap()
+}
+
+#[test]
+fn a_transaction_gets_one_reply_per_recipient_and_stores_lf_unstuffed_mail() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    std::fs::create_dir(root.join("example.org")).unwrap();
+    let r = lmtp(
+        &["-c"],
+        "LHLO mx.example\r\n\
+         MAIL FROM:<alice@example.net> BODY=8BITMIME\r\n\
+         RCPT TO:<Bob+Lists@Example.ORG>\r\n\
+         RCPT TO:<carol@example.org>\r\n\
+         RCPT TO:<../etc@example.org>\r\n\
+         RCPT TO:<dave@elsewhere.example>\r\n\
+         DATA\r\n\
+         Subject: hi\r\n\
+         \r\n\
+         ..a stuffed dot\r\n\
+         bare\rCR\r\n\
+         .\r\n\
+         QUIT\r\n",
+        root,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout,
+        format!(
+            "{GREETING}{LHLO}250 SIZE\r\n\
+             250 2.1.0 sender ok\r\n\
+             250 2.1.5 recipient ok\r\n\
+             250 2.1.5 recipient ok\r\n\
+             553 5.1.3 a part of the address starts with a dot\r\n\
+             450 4.2.0 mailbox unavailable: no such file or directory\r\n\
+             354 send the message; end it with a line holding only a dot\r\n\
+             250 2.0.0 delivered\r\n\
+             250 2.0.0 delivered\r\n\
+             221 2.0.0 bye\r\n"
+        )
+    );
+    // The unroutable domain's directory does not exist, and -c does not create parents.
+    assert!(!root.join("elsewhere.example").exists());
+    let body = "Subject: hi\n\n.a stuffed dot\nbare\rCR\n";
+    assert_eq!(
+        String::from_utf8(only(&root.join("example.org/bob"))).unwrap(),
+        format!("Return-Path: <alice@example.net>\nDelivered-To: Bob+Lists@Example.ORG\n{body}")
+    );
+    assert_eq!(
+        String::from_utf8(only(&root.join("example.org/carol"))).unwrap(),
+        format!("Return-Path: <alice@example.net>\nDelivered-To: carol@example.org\n{body}")
+    );
+    assert!(
+        r.stderr.contains("<dave@elsewhere.example>: ") && r.stderr.contains("450 4.2.0"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn sequence_errors_garbage_and_long_lines_get_clear_replies() {
+    let t = tempfile::tempdir().unwrap();
+    let long = "X".repeat(5000);
+    let r = lmtp(
+        &[],
+        &format!(
+            "EHLO x\r\nMAIL FROM:<a@b>\r\nLHLO x\nRCPT TO:<a@b>\r\nDATA\r\n{long}\r\n\
+             MAIL FROM:<a@b> SIZE=big\r\nMAIL FROM:a@b\r\nMAIL FROM:<a@b> AUTH=<>\r\n\
+             MAIL FROM:<>\r\nMAIL FROM:<a@b>\r\nDATA\r\nRCPT TO:<>\r\nRSET\r\nNOOP\r\n\
+             VRFY root\r\nBDAT 1 LAST\r\n"
+        ),
+        t.path(),
+    );
+    assert_eq!(
+        r.stdout,
+        format!(
+            "{GREETING}\
+             500 5.5.1 this is an LMTP server: greet it with LHLO\r\n\
+             503 5.5.1 send LHLO first\r\n\
+             {LHLO}250 SIZE\r\n\
+             503 5.5.1 send MAIL first\r\n\
+             503 5.5.1 send MAIL first\r\n\
+             500 5.5.2 line too long\r\n\
+             501 5.5.4 SIZE needs a number\r\n\
+             501 5.1.3 bad address syntax: write it as <local@domain>\r\n\
+             555 5.5.4 parameter not supported\r\n\
+             250 2.1.0 sender ok\r\n\
+             503 5.5.1 sender already given; send RSET to start over\r\n\
+             421 4.7.0 too many errors; closing\r\n"
+        )
+    );
+    assert_eq!(r.code, 0);
+}
+
+#[test]
+fn oversized_messages_get_552_per_recipient_and_nothing_is_stored() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    make_maildir(&root.join("x.example/a"));
+    make_maildir(&root.join("x.example/b"));
+    let big = "0123456789".repeat(20);
+    let r = lmtp(
+        &["--max-size", "100"],
+        &format!(
+            "LHLO x\r\nMAIL FROM:<s@x.example> SIZE=101\r\nMAIL FROM:<s@x.example> SIZE=100\r\n\
+             RCPT TO:<a@x.example>\r\nRCPT TO:<b@x.example>\r\nDATA\r\n{big}\r\n.\r\n\
+             MAIL FROM:<s@x.example>\r\nRCPT TO:<a@x.example>\r\nDATA\r\nsmall\r\n.\r\nQUIT\r\n"
+        ),
+        root,
+    );
+    assert_eq!(
+        r.stdout,
+        format!(
+            "{GREETING}{LHLO}250 SIZE 100\r\n\
+             552 5.3.4 message size exceeds the limit\r\n\
+             250 2.1.0 sender ok\r\n250 2.1.5 recipient ok\r\n250 2.1.5 recipient ok\r\n\
+             354 send the message; end it with a line holding only a dot\r\n\
+             552 5.3.4 message size exceeds the limit\r\n\
+             552 5.3.4 message size exceeds the limit\r\n\
+             250 2.1.0 sender ok\r\n250 2.1.5 recipient ok\r\n\
+             354 send the message; end it with a line holding only a dot\r\n\
+             250 2.0.0 delivered\r\n221 2.0.0 bye\r\n"
+        )
+    );
+    assert_eq!(names(&root.join("x.example/b/new")), Vec::<String>::new());
+    assert!(only(&root.join("x.example/a")).ends_with(b"\nsmall\n"));
+    for md in ["a", "b"] {
+        assert_eq!(
+            names(&root.join("x.example").join(md).join("tmp")),
+            Vec::<String>::new()
+        );
+    }
+}
+
+/// The loop: a `Delivered-To:` of the recipient below the top of the header (one at the very
+/// top is taken for the MTA's own stamp, as under Postfix's local(8); see core `trace`).
+#[test]
+fn a_loop_or_a_broken_maildir_fails_only_its_own_recipient() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    make_maildir(&root.join("x.example/ok"));
+    make_maildir(&root.join("x.example/loop"));
+    // A maildir whose new/ is a file: opening it fails at RCPT.
+    std::fs::create_dir_all(root.join("x.example/broken/tmp")).unwrap();
+    std::fs::create_dir_all(root.join("x.example/broken/cur")).unwrap();
+    std::fs::write(root.join("x.example/broken/new"), "").unwrap();
+    let script = "LHLO x\r\nMAIL FROM:<>\r\nRCPT TO:<ok@x.example>\r\nRCPT TO:<loop@x.example>\r\n\
+                  RCPT TO:<broken@x.example>\r\nDATA\r\nReceived: from a forwarder\r\n\
+                  Delivered-To: loop@x.example\r\n\
+                  Subject: bounced around\r\n\r\nbody\r\n.\r\nQUIT\r\n";
+    let r = lmtp(&[], script, root);
+    assert_eq!(
+        r.stdout,
+        format!(
+            "{GREETING}{LHLO}250 SIZE\r\n250 2.1.0 sender ok\r\n\
+             250 2.1.5 recipient ok\r\n250 2.1.5 recipient ok\r\n\
+             450 4.2.0 mailbox unavailable: not a directory (or a symbolic link)\r\n\
+             354 send the message; end it with a line holding only a dot\r\n\
+             250 2.0.0 delivered\r\n\
+             554 5.4.6 mail forwarding loop for loop@x.example\r\n\
+             221 2.0.0 bye\r\n"
+        )
+    );
+    assert_eq!(
+        String::from_utf8(only(&root.join("x.example/ok"))).unwrap(),
+        "Return-Path: <>\nDelivered-To: ok@x.example\nReceived: from a forwarder\n\
+         Delivered-To: loop@x.example\n\
+         Subject: bounced around\n\nbody\n"
+    );
+    assert_eq!(
+        names(&root.join("x.example/loop/new")),
+        Vec::<String>::new()
+    );
+    // --strict-exit makes the broken maildir permanent, as the one-shot path's 73.
+    let r = lmtp(&["--strict-exit"], script, root);
+    assert!(
+        r.stdout
+            .contains("550 5.2.0 mailbox unavailable: not a directory (or a symbolic link)\r\n"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn a_map_file_decides_who_exists() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    make_maildir(&root.join("x.example/bob"));
+    make_maildir(&root.join("special"));
+    let map = root.join("map");
+    std::fs::write(
+        &map,
+        format!(
+            "# users\nBob@X.example\nboss@x.example {}\n@catch.example {}\n",
+            root.join("special").display(),
+            root.join("special").display()
+        ),
+    )
+    .unwrap();
+    let map_arg = map.to_str().unwrap();
+    let r = lmtp(
+        &["--map", map_arg],
+        "LHLO x\r\nMAIL FROM:<s@y>\r\nRCPT TO:<bob+tag@x.example>\r\nRCPT TO:<eve@x.example>\r\n\
+         RCPT TO:<BOSS@x.example>\r\nRCPT TO:<anyone@catch.example>\r\nDATA\r\nhi\r\n.\r\n",
+        root,
+    );
+    assert_eq!(
+        r.stdout,
+        format!(
+            "{GREETING}{LHLO}250 SIZE\r\n250 2.1.0 sender ok\r\n250 2.1.5 recipient ok\r\n\
+             550 5.1.1 no such user\r\n250 2.1.5 recipient ok\r\n250 2.1.5 recipient ok\r\n\
+             354 send the message; end it with a line holding only a dot\r\n\
+             250 2.0.0 delivered\r\n250 2.0.0 delivered\r\n250 2.0.0 delivered\r\n"
+        )
+    );
+    assert_eq!(names(&root.join("special/new")).len(), 2);
+    assert_eq!(names(&root.join("x.example/bob/new")).len(), 1);
+}
+
+#[test]
+fn input_ending_inside_a_message_stores_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    make_maildir(&root.join("x.example/a"));
+    let r = lmtp(
+        &[],
+        "LHLO x\r\nMAIL FROM:<s@y>\r\nRCPT TO:<a@x.example>\r\nDATA\r\nSubject: cut\r\n\r\nhalf",
+        root,
+    );
+    assert!(
+        r.stdout.ends_with(
+            "354 send the message; end it with a line holding only a dot\r\n\
+             451 4.3.0 the message ended early; nothing stored\r\n"
+        ),
+        "{}",
+        r.stdout
+    );
+    for d in ["tmp", "new", "cur"] {
+        assert_eq!(
+            names(&root.join("x.example/a").join(d)),
+            Vec::<String>::new()
+        );
+    }
+}
+
+#[test]
+fn usage_errors_are_refused_before_serving() {
+    let t = tempfile::tempdir().unwrap();
+    let r = run(&[&"lmtp"], b"", &[]);
+    assert_eq!(r.code, 64);
+    assert!(r.stderr.contains("give --maildir TEMPLATE"), "{}", r.stderr);
+    let r = run(&[&"lmtp", &"--maildir", &"/v/{user}"], b"", &[]);
+    assert_eq!(r.code, 64);
+    assert_eq!(
+        r.stderr,
+        "mdeliver lmtp: --maildir \"/v/{user}\": unknown placeholder (known: {local}, {domain}, {rcpt})\n"
+    );
+    let missing = t.path().join("nomap");
+    let r = run(&[&"lmtp", &"--map", &missing], b"", &[]);
+    assert_eq!(r.code, 75, "{}", r.stderr);
+}
+
+/// A server on a unix socket; SIGTERM makes an idle session get 421 and the server exit 0
+/// with its socket removed; sessions over --max-sessions get 421 at once.
+#[test]
+fn sigterm_stops_a_listening_server_in_order() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    make_maildir(&root.join("x.example/a"));
+    let sock = root.join("lmtp.sock");
+    let mut child = Command::new(bin())
+        .args([
+            "lmtp",
+            "--host",
+            "testhost",
+            "--max-sessions",
+            "1",
+            "--maildir",
+        ])
+        .arg(format!("{}/{{domain}}/{{local}}", root.display()))
+        .arg("--listen")
+        .arg(format!("unix:{}", sock.display()))
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !sock.exists() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "no socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let s = UnixStream::connect(&sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut w = s;
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert_eq!(line, GREETING);
+    w.write_all(b"LHLO x\r\nMAIL FROM:<s@y>\r\nRCPT TO:<a@x.example>\r\nDATA\r\nhello\r\n.\r\n")
+        .unwrap();
+    let mut replies = String::new();
+    while !replies.ends_with("250 2.0.0 delivered\r\n") {
+        line.clear();
+        assert!(r.read_line(&mut line).unwrap() > 0, "{replies}");
+        replies.push_str(&line);
+    }
+    // A second session is over the limit.
+    let mut second = String::new();
+    BufReader::new(UnixStream::connect(&sock).unwrap())
+        .read_line(&mut second)
+        .unwrap();
+    assert_eq!(second, "421 4.3.2 too many sessions; try again later\r\n");
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    line.clear();
+    r.read_line(&mut line).unwrap();
+    assert_eq!(line, "421 4.3.2 shutting down; try again later\r\n");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(!sock.exists(), "the socket was not removed");
+    assert_eq!(names(&root.join("x.example/a/new")).len(), 1);
+}
+
+/// `--quota` and `--dedup` go through the same core delivery as the one-shot path: over quota
+/// is 452 4.2.2 (552 5.2.2 with `--quota-full=bounce`) for that recipient only; a message sent
+/// again is acknowledged but stored once.
+#[test]
+fn quota_and_dedup_apply_per_recipient() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    make_maildir(&root.join("x.example/small"));
+    make_maildir(&root.join("x.example/roomy"));
+    // A maildirsize in one maildir only: 10 bytes.
+    std::fs::write(root.join("x.example/small/maildirsize"), "10S\n").unwrap();
+    let msg = "Message-ID: <once@x.example>\r\n\r\na body longer than ten bytes\r\n.\r\n";
+    let script = format!(
+        "LHLO x\r\nMAIL FROM:<s@y>\r\nRCPT TO:<small@x.example>\r\nRCPT TO:<roomy@x.example>\r\n\
+         DATA\r\n{msg}MAIL FROM:<s@y>\r\nRCPT TO:<roomy@x.example>\r\nDATA\r\n{msg}QUIT\r\n"
+    );
+    let tail = "354 send the message; end it with a line holding only a dot\r\n";
+    let r = lmtp(&["--dedup"], &script, root);
+    assert_eq!(
+        r.stdout,
+        format!(
+            "{GREETING}{LHLO}250 SIZE\r\n250 2.1.0 sender ok\r\n250 2.1.5 recipient ok\r\n\
+             250 2.1.5 recipient ok\r\n{tail}452 4.2.2 mailbox full\r\n250 2.0.0 delivered\r\n\
+             250 2.1.0 sender ok\r\n250 2.1.5 recipient ok\r\n{tail}250 2.0.0 delivered\r\n\
+             221 2.0.0 bye\r\n"
+        )
+    );
+    assert_eq!(
+        names(&root.join("x.example/roomy/new")).len(),
+        1,
+        "stored twice"
+    );
+    assert_eq!(
+        names(&root.join("x.example/small/new")),
+        Vec::<String>::new()
+    );
+    let r = lmtp(&["--quota-full", "bounce"], &script, root);
+    assert!(
+        r.stdout
+            .contains(&format!("{tail}552 5.2.2 mailbox full\r\n")),
+        "{}",
+        r.stdout
+    );
+}
+
+/// systemd socket activation: the listening socket comes as descriptor 3 (`LISTEN_FDS=1`),
+/// here from `systemd-socket-activate`, which then runs the server in its own process.
+#[test]
+fn a_socket_passed_by_systemd_is_served() {
+    if Command::new("systemd-socket-activate")
+        .arg("--help")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: systemd-socket-activate is not installed");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    make_maildir(&root.join("x.example/a"));
+    let sock = root.join("activated.sock");
+    let mut child = Command::new("systemd-socket-activate")
+        .arg("-l")
+        .arg(&sock)
+        .arg(bin())
+        .args(["lmtp", "--host", "testhost", "--maildir"])
+        .arg(format!("{}/{{domain}}/{{local}}", root.display()))
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let s = loop {
+        if let Ok(s) = UnixStream::connect(&sock) {
+            break s;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "no socket");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    w.write_all(
+        b"LHLO x\r\nMAIL FROM:<s@y>\r\nRCPT TO:<a@x.example>\r\nDATA\r\nhi\r\n.\r\nQUIT\r\n",
+    )
+    .unwrap();
+    let mut all = String::new();
+    let mut r = BufReader::new(s);
+    while !all.ends_with("221 2.0.0 bye\r\n") {
+        let mut line = String::new();
+        assert!(r.read_line(&mut line).unwrap() > 0, "{all}");
+        all.push_str(&line);
+    }
+    assert!(all.starts_with(GREETING), "{all}");
+    assert!(all.contains("\r\n250 2.0.0 delivered\r\n"), "{all}");
+    assert_eq!(names(&root.join("x.example/a/new")).len(), 1);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    // The socket is systemd's: the server leaves it in place.
+    assert!(sock.exists());
+}
+
+/// The manual of the subcommand, as a person reads it.
+#[test]
+fn help() {
+    let r = run(&[&"lmtp", &"--help"], b"", &[]);
+    assert_eq!(r.code, 0);
+    insta::assert_snapshot!("lmtp_help", r.stdout);
+}
+
+/// `-c -p` creates a new domain's directory above the maildir; `-c` alone does not.
+#[test]
+fn create_parents_makes_a_new_domains_directory() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    let script = "LHLO x\r\nMAIL FROM:<s@y>\r\nRCPT TO:<zed@new.example>\r\nDATA\r\nhi\r\n.\r\n";
+    let r = lmtp(&["-c"], script, root);
+    assert!(
+        r.stdout.contains("450 4.2.0 mailbox unavailable"),
+        "{}",
+        r.stdout
+    );
+    let r = lmtp(&["-c", "-p"], script, root);
+    assert!(
+        r.stdout.ends_with("250 2.0.0 delivered\r\n"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(names(&root.join("new.example/zed/new")).len(), 1);
+}
