@@ -231,7 +231,7 @@ pub fn nested_create(args: &Args) -> Option<String> {
 }
 
 /// The Linux binary's subcommand names (in the WASI module, which has none, they are maildirs).
-const SUBCOMMANDS: [&str; 4] = ["list", "flag", "check", "help"];
+const SUBCOMMANDS: [&str; 5] = ["list", "flag", "check", "sieve", "help"];
 
 /// Whether a person typed the command: standard input or standard error is a terminal.
 pub fn interactive() -> bool {
