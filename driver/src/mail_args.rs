@@ -46,8 +46,9 @@ pub struct MailArgs {
     #[arg(long)]
     pub folder_fallback: bool,
 
-    /// Do not subscribe the folders -c creates (by default they are added to Dovecot's
-    /// "subscriptions" and, where it exists, Courier's "courierimapsubscribed")
+    /// Do not subscribe the folders -c creates (by default the Linux binary adds them to
+    /// Dovecot's "subscriptions" and, where it exists, Courier's "courierimapsubscribed"; the
+    /// WASI module never does)
     #[arg(long)]
     pub no_subscribe: bool,
 
@@ -116,7 +117,8 @@ modified UTF-7 (RFC 3501), as Dovecot and Courier store them (\"Entwürfe\" is t
 :UTF-8 layout. With -c a missing folder is created together with its tmp/, new/, cur/ and the \
 empty maildirfolder marker: built inside MAILDIR/tmp/, flushed, and renamed into place without \
 ever replacing anything, so no reader sees it half-made and concurrent creators agree; MAILDIR \
-is flushed afterwards. A folder -c creates is subscribed (unless --no-subscribe): added to \
+is flushed afterwards. A folder -c creates is subscribed (unless --no-subscribe; not by the WASI \
+module): added to \
 Dovecot's MAILDIR/subscriptions (created if missing) and to Courier's courierimapsubscribed \
 where that exists, under the servers' own lock file (NAME.lock, then renamed over NAME). \
 --folder-fallback delivers into MAILDIR itself when the folder does not exist and -c is not \
