@@ -56,6 +56,7 @@ impl Linux {
                 disabled,
                 create_parents: args.create_parents,
                 strategy: knobs.strategy,
+                probe_rename: true,
                 ..OpenOptions::default()
             },
             sep: mail.info_separator,
