@@ -90,8 +90,7 @@ status; its class follows the exit code (75: 4.x.x, others: 5.x.x):
     4.3.1 mail system full (...)           disk full (75)
     4.3.0 mail system error: ...           I/O and other temporary errors (75)
     5.6.0 message is empty or unreadable   (65)
-    4.3.5 mdeliver is misconfigured        a mistake in the command line (75; 64 with no
-                                           status line at a terminal or with --strict-exit)
+    4.3.5 mdeliver is misconfigured        a command-line mistake (75; see EXIT STATUS)
 
   A leading \"From \" line is removed (its sender becomes Return-Path); Return-Path, \
 X-Original-To and Delivered-To that the MTA already put at the top of the header are not \
