@@ -430,13 +430,8 @@ fn the_compared_cases_do_what_they_say() {
     );
     // Usage errors with no terminal defer (75, 4.3.5), on both sides (issue 13).
     let refused = by_name("mbox refuses a dry run");
-<<<<<<< HEAD
-    // A usage error defers (75) unless a person (a terminal) or --strict-exit asks.
-    assert_eq!(refused.codes, [75]);
-=======
     assert_eq!(refused.codes, [75]);
     assert!(refused.stderr.starts_with("4.3.5 "), "{}", refused.stderr);
->>>>>>> admin13
     assert_eq!(
         refused.tree.len(),
         0,
