@@ -330,6 +330,9 @@ pub struct OpenOptions {
     pub create_parents: bool,
     /// The strategy to use whatever the filesystem ([`STRATEGY_VAR`]).
     pub strategy: Option<Strategy>,
+    /// Probe rename-noreplace on a network filesystem (deliveries, for `-vv`; the readers'
+    /// subcommands fall back at their first rename instead of writing a probe into tmp/).
+    pub probe_rename: bool,
 }
 
 /// An open maildir on a Linux filesystem.
@@ -554,7 +557,7 @@ impl LinuxFs {
         // mdeliver_core::trust), but it is probed all the same so `-vv` says what the
         // filesystem does. Locally the first publish finds out for free.
         if !d.rename_noreplace {
-            fs.observed.rename_noreplace = if fs_type.network {
+            fs.observed.rename_noreplace = if fs_type.network && opts.probe_rename {
                 fs.probe_rename_noreplace()
             } else {
                 Probe::Untried

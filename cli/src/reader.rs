@@ -41,6 +41,7 @@ pub fn open(path: &Path) -> Result<LinuxFs, OpenFailure> {
         folder: false,
         create_parents: false,
         strategy: None,
+        probe_rename: false,
     };
     LinuxFs::open(path, opts).map_err(|(kind, part)| {
         let at = match part {

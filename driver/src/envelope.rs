@@ -44,6 +44,8 @@ pub struct Settings {
     pub json: bool,
     /// What a message over quota gets.
     pub quota_full: QuotaFull,
+    /// No MTA stamped `Delivered-To:` (the LMTP server): see [`Envelope::unstamped`].
+    pub unstamped: bool,
 }
 
 impl Settings {
@@ -93,6 +95,7 @@ impl Settings {
             dry_run: a.dry_run,
             json: a.json,
             quota_full: a.quota_full,
+            unstamped: false,
         };
         mda::check_envelope(&s.envelope()).map_err(|(what, e)| format!("{what}: {e}"))?;
         Ok(s)
@@ -105,6 +108,7 @@ impl Settings {
             return_path: self.return_path.as_deref(),
             delivered_to: self.delivered_to.as_deref(),
             original_to: self.original_to.as_deref(),
+            unstamped: self.unstamped,
         }
     }
 

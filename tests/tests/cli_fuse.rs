@@ -162,6 +162,11 @@ fn concurrent_deliveries_into_a_fuse_maildir_lose_and_duplicate_nothing() {
     assert_eq!(got.into_iter().collect::<BTreeSet<_>>(), want);
     assert_eq!(names(&fs.back.join("M/tmp")), Vec::<String>::new());
     assert_eq!(names(&fs.back.join("M")).len(), 3, "a lock file was left");
+    // A reader's listing sees them all and writes nothing (no probe file in tmp/).
+    let r = run(&[&"list", &md], b"", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout.lines().count(), want.len());
+    assert_eq!(names(&fs.back.join("M/tmp")), Vec::<String>::new());
 }
 
 /// On a local filesystem rename-noreplace is not probed: the first publish finds out. A

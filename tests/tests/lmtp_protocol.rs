@@ -163,8 +163,8 @@ fn oversized_messages_get_552_per_recipient_and_nothing_is_stored() {
     }
 }
 
-/// The loop: a `Delivered-To:` of the recipient below the top of the header (one at the very
-/// top is taken for the MTA's own stamp, as under Postfix's local(8); see core `trace`).
+/// The loop: a `Delivered-To:` of the recipient anywhere in the header (an LMTP client stamps
+/// none, so one at the very top is a loop too, unlike under Postfix's local(8)).
 #[test]
 fn a_loop_or_a_broken_maildir_fails_only_its_own_recipient() {
     let t = tempfile::tempdir().unwrap();
@@ -197,6 +197,21 @@ fn a_loop_or_a_broken_maildir_fails_only_its_own_recipient() {
         "Return-Path: <>\nDelivered-To: ok@x.example\nReceived: from a forwarder\n\
          Delivered-To: loop@x.example\n\
          Subject: bounced around\n\nbody\n"
+    );
+    assert_eq!(
+        names(&root.join("x.example/loop/new")),
+        Vec::<String>::new()
+    );
+    // At the very top of the header: still a loop over LMTP.
+    let top = script.replace("Received: from a forwarder\r\n", "");
+    assert!(top.contains("DATA\r\nDelivered-To: loop@x.example\r\n"));
+    let r = lmtp(&[], &top, root);
+    assert!(
+        r.stdout.contains(
+            "250 2.0.0 delivered\r\n554 5.4.6 mail forwarding loop for loop@x.example\r\n"
+        ),
+        "{}",
+        r.stdout
     );
     assert_eq!(
         names(&root.join("x.example/loop/new")),
@@ -485,4 +500,53 @@ fn create_parents_makes_a_new_domains_directory() {
         r.stdout
     );
     assert_eq!(names(&root.join("new.example/zed/new")).len(), 1);
+}
+
+/// `--user NAME`: a root server writes the mail as that user.
+#[test]
+fn user_makes_root_deliver_as_that_user() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !cli_support::is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let md = root.join("x.example/n");
+    make_maildir(&md);
+    let st = Command::new("chown")
+        .args(["-R", "nobody"])
+        .arg(root.join("x.example"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let script = "LHLO x\r\nMAIL FROM:<s@y>\r\nRCPT TO:<n@x.example>\r\nDATA\r\nhi\r\n.\r\n";
+    let r = lmtp(
+        &[
+            "--user",
+            "nobody",
+            "--spool",
+            md.join("tmp").to_str().unwrap(),
+        ],
+        script,
+        root,
+    );
+    assert!(
+        r.stdout.ends_with("250 2.0.0 delivered\r\n"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
+    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+    let name = names(&md.join("new")).pop().unwrap();
+    let meta = std::fs::metadata(md.join("new").join(name)).unwrap();
+    assert_eq!(meta.uid(), 65534);
+    // Without --user, root is warned that it stores as root.
+    let r = lmtp(&[], script, root);
+    assert!(
+        r.stderr.contains("running as root without --user"),
+        "{}",
+        r.stderr
+    );
 }

@@ -119,6 +119,11 @@ pub struct LmtpArgs {
     #[arg(long, value_name = "MODE", default_value = "0660", value_parser = parse_mode)]
     pub socket_mode: u32,
 
+    /// As root, serve as user NAME (its uid and groups) once the sockets are bound, so the
+    /// maildirs (and the spool) are written as that user, e.g. vmail
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+
     /// Skip every flush: fast, NOT durable (tests, tmpfs)
     #[arg(long)]
     pub no_fsync: bool,

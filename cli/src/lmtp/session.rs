@@ -314,6 +314,7 @@ impl Server {
             folder: false,
             create_parents: self.args.create_parents,
             strategy: self.knobs.strategy,
+            probe_rename: true,
         };
         LinuxFs::open(maildir, open).map_err(|(kind, part)| Failure::Open {
             kind,
@@ -349,6 +350,8 @@ impl Server {
         let mut settings = self.settings.clone();
         settings.return_path = Some(sender.to_vec());
         settings.delivered_to = Some(r.address.clone().into_bytes());
+        // Postfix's LMTP client adds no Delivered-To: one of ours on top is a loop.
+        settings.unstamped = true;
         let source = match spool.try_clone() {
             Ok(fd) => Input::delivered(fd),
             Err(_) => {

@@ -529,7 +529,7 @@ impl Machine for Mta {
             Stage::Write | Stage::Publish => {
                 let publishing =
                     matches!(self.delivery.poll(), Step::Op(op) if op.publish_target().is_some());
-                if let (Step::Op(Op::WriteMessage), OpResult::Written(n)) =
+                if let (Step::Op(Op::WriteMessage), OpResult::Written { size: n, .. }) =
                     (self.delivery.poll(), result)
                 {
                     self.size = n;

@@ -56,6 +56,10 @@ pub struct Envelope<'a> {
     pub delivered_to: Option<&'a [u8]>,
     /// The recipient before alias expansion: `X-Original-To:`.
     pub original_to: Option<&'a [u8]>,
+    /// The MTA never stamps `Delivered-To:` before handing the message over (LMTP): a
+    /// `Delivered-To:` with our address at the top of the header is then a loop like any
+    /// other, not the MTA's stamp for this delivery.
+    pub unstamped: bool,
 }
 
 /// Everything one delivery under an MTA needs besides the filesystem, clock and message.
@@ -196,6 +200,10 @@ where
     };
     let mut plan =
         trace::plan(&head[..len], &parsed, wanted(&o.envelope, from_sender)).map_err(|_| data())?;
+    if plan.stamp.is_some() && o.envelope.unstamped {
+        // No MTA stamped this delivery: our address at the top came back with the message.
+        return Err(Error::new(ErrorKind::Loop, Phase::Check));
+    }
     len = plan.apply_drop(head, len);
     let check = plan.loop_check(&head[..len], eof);
     if check.as_ref().is_some_and(|c| c.found()) {
