@@ -19,7 +19,8 @@
 //!   ([`machine::deliver`]), a listing ([`machine::scan`]), the Maildir++ quota
 //!   ([`machine::quota`]), the duplicate index ([`machine::dedup`]) and a flag change, and
 //!   which delivery strategy a filesystem gets from its observed capabilities
-//!   ([`machine::trust`]).
+//!   ([`machine::trust`]); and [`machine::mta`], the MTA's delivery composed of them as one
+//!   machine (duplicate check, quota, accounting, publish, commit).
 //! - **The MTA's delivery** ([`mda`]): one message from an MTA into one maildir: the head
 //!   looked at, trace fields reconciled ([`mda::trace`]), then quota, duplicate index and
 //!   delivery composed.
@@ -43,8 +44,10 @@
 //! - [`machine::scan::scan`], [`machine::flagchange::change_flags`] and
 //!   [`report::check`] for the reader's subcommands.
 //!
-//! A driver that steps a machine itself (the simulator, the WASI stepping ABI) polls it for an
-//! [`Op`], performs it and feeds back the [`OpResult`] until the machine is done.
+//! Every machine implements [`machine::Machine`]: it is polled for an [`Op`], the driver
+//! performs it ([`fs::perform`]) and feeds back the [`OpResult`] until the machine is done.
+//! [`machine::run`] is that loop; the simulator and the WASI stepping ABI make the same calls
+//! one at a time.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
