@@ -86,10 +86,10 @@
 //! the entry at commit.
 //!
 //! # Drivers
-//! [`Dedup`] is polled like the delivery machine; [`run`] drives it until it says
-//! [`DedupStep::Go`] or finishes; [`deliver_once`] composes it with a [`Delivery`]: it
-//! intercepts the delivery's publish operations ([`Op::publish_target`]), reserves at the first,
-//! records an intent before each, and commits after success.
+//! [`Dedup`] is polled like the delivery machine, until it says [`DedupStep::Go`] or finishes;
+//! the composed MTA machine ([`crate::machine::mta::Mta`]) runs it beside a [`Delivery`]: it
+//! intercepts the delivery's publish operations ([`Op::publish_target`]), reserves at the
+//! first, records an intent before each, and commits after success.
 //!
 //! [`Delivery`]: crate::machine::deliver::Delivery
 
