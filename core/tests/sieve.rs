@@ -116,6 +116,8 @@ fn errors_name_line_and_column() {
     assert_eq!(e.to_string(), "1:1: comment '/*' is never closed");
     let e = compile_err("if size :over 5000000000 { }");
     assert_eq!(e.kind, ErrorKind::NumberTooLarge);
+    let e = compile_err("if address \"subject\" \"x\" {}");
+    assert_eq!((e.pos.column, e.kind), (12, ErrorKind::NotAddressHeader));
 }
 
 #[test]
@@ -375,4 +377,26 @@ fn variables_set_expand_modify_and_match() {
     assert_eq!(e.kind, ErrorKind::DuplicateTag);
     let e = compile_err("set \"a\" \"x\";");
     assert_eq!(e.to_string(), "1:1: needs 'require \"variables\";'");
+}
+
+#[test]
+fn imap4flags_on_a_named_variable() {
+    let s = "require [\"variables\", \"imap4flags\", \"fileinto\"];\n\
+             addflag \"fv\" [\"a\", \"b c\"]; removeflag \"FV\" \"b\"; addflag \"x\";\n\
+             if hasflag \"fv\" \"c\" { fileinto :flags \"${fv}\" \"one\"; }\n\
+             if hasflag \"x\" { fileinto \"two\"; }\n\
+             if hasflag [\"fv\", \"other\"] \"x\" { fileinto \"three\"; }";
+    assert_eq!(actions(s), ["store one [a c]", "store two [x]"]);
+    let e = compile_err("require [\"variables\", \"imap4flags\"]; setflag \"9\" \"a\";");
+    assert_eq!(e.kind, ErrorKind::BadValue("variable name"));
+}
+
+#[test]
+fn hasflag_compares_an_empty_key_as_the_empty_string() {
+    // As Pigeonhole: a key with no flags in it is the empty string, not "no key".
+    let s = "require [\"imap4flags\", \"relational\", \"fileinto\"];\n\
+             addflag \"x\";\n\
+             if hasflag :value \"ne\" \"\" { fileinto \"ne\"; }\n\
+             if hasflag :is \"\" { fileinto \"is\"; }";
+    assert_eq!(actions(s), ["store ne [x]"]);
 }

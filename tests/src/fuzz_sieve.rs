@@ -7,6 +7,16 @@ use mdeliver_core::sieve::{
 
 use crate::fuzz_bodies::Bytes;
 
+/// Where a script starts in fuzz input: at its first `require` or `if` when it has one (the
+/// stable replay's random inputs begin with raw bytes no script survives), else at once.
+fn script_start(data: &[u8]) -> &[u8] {
+    let find = |word: &[u8]| data.windows(word.len()).position(|w| w == word);
+    match find(b"require").or_else(|| find(b"if ")) {
+        Some(p) => &data[p..],
+        None => data,
+    }
+}
+
 /// Small limits, so the fuzzer reaches every one of them.
 fn limits(b: &mut Bytes<'_>) -> Limits {
     Limits {
@@ -24,7 +34,7 @@ fn limits(b: &mut Bytes<'_>) -> Limits {
 pub fn sieve_parse(data: &[u8]) {
     let mut b = Bytes::new(data);
     let l = limits(&mut b);
-    let src = b.rest();
+    let src = script_start(b.rest());
     let compiled = |nodes_len: usize| {
         let mut nodes = vec![Node::FREE; nodes_len];
         let mut strings = vec![0u8; Limits::strings_for(src.len())];
@@ -58,7 +68,7 @@ pub fn sieve_run(data: &[u8]) {
     let l = limits(&mut b);
     let chunk = 1 + usize::from(b.u8() % 32);
     let script_len = usize::from(b.u8()) * 4 + usize::from(b.u8() % 4);
-    let src = b.take(script_len);
+    let src = script_start(b.take(script_len));
     let envelope_from = b.short(24);
     let envelope_to = b.short(24);
     let msg = b.rest();

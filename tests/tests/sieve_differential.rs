@@ -76,6 +76,7 @@ const MAILBOXES: &[&str] = &[
 ];
 const FLAGS: &[&str] = &[
     "\\\\Seen",
+    "${fv}",
     "\\\\Flagged",
     "\\\\Answered",
     "$Label1",
@@ -334,7 +335,12 @@ fn test(r: &mut Rng, depth: usize) -> String {
         6 => format!("not {}", test(r, depth + 1)),
         7 => {
             let cm = comparator_and_match(r, false);
-            format!("hasflag{cm} {}", list(r, FLAGS))
+            let vars = if r.chance(25) {
+                r.pick(&[" \"fv\"", " [\"fv\", \"v1\"]"])
+            } else {
+                ""
+            };
+            format!("hasflag{cm}{vars} {}", list(r, FLAGS))
         }
         _ => {
             let n = 1 + r.below(3);
@@ -431,7 +437,13 @@ fn command(r: &mut Rng, depth: usize, out: &mut String) {
         }
         5 | 6 => {
             let cmd = r.pick(&["setflag", "addflag", "addflag", "removeflag"]);
-            let _ = writeln!(out, "{indent}{cmd} {};", list(r, FLAGS));
+            // With variables, the flags of a named variable instead of the internal one.
+            let var = if r.chance(25) {
+                format!(" \"{}\"", r.pick(&["fv", "FV"]))
+            } else {
+                String::new()
+            };
+            let _ = writeln!(out, "{indent}{cmd}{var} {};", list(r, FLAGS));
         }
         7 => {
             if r.chance(30) {
@@ -924,4 +936,132 @@ fn envelope_tests_agree_with_pigeonhole() {
         "{}",
         mismatches[..mismatches.len().min(3)].join("\n")
     );
+}
+
+/// The compiler against Pigeonhole's `sievec`: each script compiles with both or with
+/// neither, and where both refuse, on the same line.
+#[test]
+fn compile_errors_agree_with_pigeonhole() {
+    if sieve_filter().is_none() {
+        return;
+    }
+    let req = "require [\"fileinto\", \"imap4flags\", \"variables\", \"relational\", \"copy\", \"envelope\"];\n";
+    let cases: &[&str] = &[
+        "keep;",
+        "kep;",
+        "if true { keep; }",
+        "if true keep;",
+        "if true { keep; ",
+        "else { keep; }",
+        "if true {} elsif false {} else {}",
+        "if true {} else {} else {}",
+        "fileinto \"a\";",
+        "require \"fileinto\"; fileinto \"a\";",
+        "keep; require \"fileinto\";",
+        "require \"nosuchext\";",
+        "if header :is \"a\" {}",
+        "if header :is :contains \"a\" \"b\" {}",
+        "if header :comparator \"i;nope\" \"a\" \"b\" {}",
+        "if header :comparator \"i;ascii-numeric\" \"a\" \"b\" {}",
+        "if size 5 {}",
+        "if size :over {}",
+        "if size :over 1K {}",
+        "if allof () {}",
+        "if anyof (true, false) {}",
+        "if not {}",
+        "if address :domain \"subject\" \"a\" {}",
+        "if address :domain \"reply-to\" \"a\" {}",
+        "if exists [\"a\", \"b\"] {}",
+        "redirect;",
+        "redirect \"a@b.c\" \"d\";",
+        "discard \"x\";",
+        "stop;",
+        "/* unterminated",
+        "\"string\";",
+        "keep # comment",
+        "if header :matches \"subject\" text:\nfoo\n.\n {}",
+        "if header :value \"gt\" \"a\" \"b\" {}",
+    ];
+    let with_req: &[&str] = &[
+        "fileinto :copy :flags \"\\\\Seen\" \"a\";",
+        "fileinto :flags \"a\";",
+        "set \"a\" \"b\";",
+        "set \"1\" \"b\";",
+        "set :lower :upper \"a\" \"b\";",
+        "set :lower :upperfirst \"a\" \"b\";",
+        "if string :is \"${a}\" \"\" {}",
+        "if header :value \"gt\" \"a\" \"b\" {}",
+        "if header :value \"xx\" \"a\" \"b\" {}",
+        "if header :count \"ge\" :comparator \"i;ascii-numeric\" \"a\" \"1\" {}",
+        "if envelope :domain \"from\" \"x\" {}",
+        "if envelope \"bogus\" \"x\" {}",
+        "if hasflag \"\\\\Seen\" {}",
+        "addflag \"v\" \"x\";",
+        "redirect :copy \"a@b.c\";",
+        "keep :copy;",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let mut disagreements = Vec::new();
+    let all: Vec<String> = cases
+        .iter()
+        .map(|s| s.to_string())
+        .chain(with_req.iter().map(|s| format!("{req}{s}")))
+        .collect();
+    for (i, src) in all.iter().enumerate() {
+        let path = root.join(format!("c{i}.sieve"));
+        std::fs::write(&path, src).unwrap();
+        if is_root() {
+            let _ = Command::new("chown")
+                .args(["-R", "nobody:nogroup"])
+                .arg(root)
+                .status();
+        }
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "exec \"$@\" 2>&1", "sh"]);
+        if is_root() {
+            cmd.args([
+                "setpriv",
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+            ]);
+        }
+        let out = cmd
+            .arg("/usr/bin/sievec")
+            .env("HOME", root)
+            .arg(&path)
+            .arg(root.join(format!("c{i}.svbin")))
+            .output()
+            .expect("run sievec");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        // Pigeonhole's first error line: "c3: line 1: error: ...".
+        let their_line = text.lines().find_map(|l| {
+            let rest = l.split_once(": line ")?.1;
+            let (n, what) = rest.split_once(": ")?;
+            what.starts_with("error").then(|| n.parse::<u32>().ok())?
+        });
+        let limits = Limits::default();
+        let mut nodes = vec![Node::FREE; Limits::nodes_for(src.len())];
+        let mut strings = vec![0u8; Limits::strings_for(src.len())];
+        let ours = compile(src.as_bytes(), &limits, &mut nodes, &mut strings);
+        let agree = match (&ours, out.status.success()) {
+            (Ok(_), true) => true,
+            (Err(e), false) => their_line.is_none_or(|l| l == e.pos.line),
+            _ => false,
+        };
+        if !agree {
+            disagreements.push(format!(
+                "{src:?}\n  ours: {:?}\n  Pigeonhole: {}",
+                ours.map(|_| ()).map_err(|e| e.to_string()),
+                text.lines().next().unwrap_or("ok")
+            ));
+        }
+    }
+    eprintln!(
+        "sieve compile differential: {} scripts, {} disagreements",
+        all.len(),
+        disagreements.len()
+    );
+    assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
 }

@@ -11,6 +11,11 @@ pub fn decode<'o>(value: &[u8], out: &'o mut [u8]) -> &'o [u8] {
     // Where pending whitespace after an encoded word starts (dropped if another follows).
     let mut after_word: Option<usize> = None;
     while i < value.len() {
+        // After a decoded word, whitespace before anything shaped like an encoded word is
+        // dropped even when that one does not decode (it then stays as it is), as Pigeonhole.
+        if after_word.is_some() && word_shaped(&value[i..]) {
+            after_word = None;
+        }
         if value[i] == b'=' && value.get(i + 1) == Some(&b'?') {
             if let Some((len, charset, enc, text)) = parse_word(&value[i..]) {
                 if decodable(charset) {
@@ -48,8 +53,24 @@ pub fn decode<'o>(value: &[u8], out: &'o mut [u8]) -> &'o [u8] {
             w.put(c);
         }
     }
-    let n = w.n;
+    // A last word that decodes to nothing leaves no trailing whitespace (as Pigeonhole).
+    let mut n = w.n;
+    while n > 0 && matches!(w.out[n - 1], b' ' | b'\t') {
+        n -= 1;
+    }
     &w.out[..n]
+}
+
+/// Whether `s` starts with `=?`, then no whitespace up to a `?=`.
+fn word_shaped(s: &[u8]) -> bool {
+    let Some(rest) = s.strip_prefix(b"=?") else {
+        return false;
+    };
+    let end = rest
+        .iter()
+        .position(|c| matches!(c, b' ' | b'\t'))
+        .unwrap_or(rest.len());
+    rest[..end].windows(2).any(|w| w == b"?=")
 }
 
 struct Writer<'o> {
@@ -163,6 +184,13 @@ mod tests {
         assert_eq!(d("=?KOI8-R?B?aGVsbG8=?="), "=?KOI8-R?B?aGVsbG8=?=");
         assert_eq!(d("=?UTF-8?X?abc?="), "=?UTF-8?X?abc?=");
         assert_eq!(d("plain =? text"), "plain =? text");
-        assert_eq!(d("=?UTF-8?Q?a?=  "), "a  ");
+        assert_eq!(d("=?UTF-8?Q?a?=  "), "a");
+        assert_eq!(d("World =?ISO-8859-1?B??="), "World");
+        assert_eq!(
+            d("=?UTF-8?B?Y2Fmw6k=?= =?iso-8859-1?Q?q??="),
+            "café=?iso-8859-1?Q?q??="
+        );
+        assert_eq!(d("a =?iso-8859-1?Q?q??= b"), "a =?iso-8859-1?Q?q??= b");
+        assert_eq!(d("=?utf-8?q?q??= =?utf-8?q?x?="), "=?utf-8?q?q??= x");
     }
 }

@@ -8,10 +8,16 @@
 //! `anyof`/`not`/`true`/`false` tests, the `i;octet` and `i;ascii-casemap` comparators, the
 //! `:is`/`:contains`/`:matches` match types) and the extensions in
 //! [`Extensions::SUPPORTED`]: `fileinto`, `envelope`, `encoded-character`, `imap4flags`
-//! (RFC 5232, without the variables forms), `copy` (RFC 3894), `subaddress` (RFC 5233, `+`
+//! (RFC 5232), `copy` (RFC 3894), `subaddress` (RFC 5233, `+`
 //! separator), `mailbox` (RFC 5490, `:create` only), `relational` (RFC 5231) with
-//! `comparator-i;ascii-numeric`, and `reject`/`ereject` (RFC 5429). Requiring anything else is
-//! a compile error.
+//! `comparator-i;ascii-numeric`, `reject`/`ereject` (RFC 5429) and `variables` (RFC 5229,
+//! without namespaces). Requiring anything else is a compile error. The `header` test decodes
+//! RFC 2047 encoded words in UTF-8, US-ASCII and ISO-8859-1.
+//!
+//! Memory: the compiled form is in the caller's arenas ([`Limits::nodes_for`],
+//! [`Limits::strings_for`]), the outcome in the caller's [`Outcome`], header values in the
+//! caller's scratch buffer; [`run`] itself keeps the variables and the expanded strings of one
+//! command (some 45 KiB) on its stack.
 //!
 //! The driver performs the actions: stores (each folder copy and keep, with flags),
 //! redirects (through the MTA), and a reject (answered to the MTA as a 5.7.1 status).

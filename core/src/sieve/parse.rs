@@ -226,7 +226,7 @@ impl<'s> Parser<'s, '_, '_> {
         } else if matches!(word, Word::If | Word::Elsif) {
             return Err(err(after.pos, ErrorKind::Expected("a test")));
         }
-        let spec = self.command_spec(word, t.pos, args, &pos_args)?;
+        let spec = self.command_spec(word, t.pos, args)?;
         let mut block = NONE;
         let end = self.next()?;
         match (end.tok, word) {
@@ -293,7 +293,7 @@ impl<'s> Parser<'s, '_, '_> {
         }
         self.enter(t.pos)?;
         let word = Word::from_ident(&self.src[t.start..t.end]);
-        let (args, pos_args) = self.arguments()?;
+        let (args, _) = self.arguments()?;
         let mut tests = NONE;
         let after = self.peek()?;
         match (word, after.tok) {
@@ -329,7 +329,7 @@ impl<'s> Parser<'s, '_, '_> {
             }
             _ => {}
         }
-        let spec = self.test_spec(word, t.pos, args, &pos_args)?;
+        let spec = self.test_spec(word, t.pos, args)?;
         self.depth -= 1;
         self.push(Kind::Test { word, spec, tests }, t.pos)
     }
@@ -681,13 +681,7 @@ impl<'s> Parser<'s, '_, '_> {
         out
     }
 
-    fn command_spec(
-        &self,
-        word: Word,
-        pos: Pos,
-        args: u32,
-        _all: &[Positional],
-    ) -> Result<Spec, CompileError> {
+    fn command_spec(&self, word: Word, pos: Pos, args: u32) -> Result<Spec, CompileError> {
         let mut spec = Spec::EMPTY;
         let bad = || err(pos, ErrorKind::BadArguments(usage(word)));
         let need = |bit: u32, name: &'static str| {
@@ -726,6 +720,18 @@ impl<'s> Parser<'s, '_, '_> {
                 spec.a = i;
                 1
             }
+            // With variables, an optional variable name comes first (RFC 5232 3).
+            Word::Setflag | Word::Addflag | Word::Removeflag
+                if pos_args.len() == 2 && self.ext.has(Extensions::VARIABLES) =>
+            {
+                let (name, n) = strings(0).ok_or_else(bad)?;
+                if n != 1 || !is_var_name(self.str_at(name, 0)) {
+                    return Err(err(pos, ErrorKind::BadValue("variable name")));
+                }
+                spec.b = name;
+                spec.a = strings(1).ok_or_else(bad)?.0;
+                2
+            }
             Word::Setflag | Word::Addflag | Word::Removeflag => {
                 spec.a = strings(0).ok_or_else(bad)?.0;
                 1
@@ -736,12 +742,7 @@ impl<'s> Parser<'s, '_, '_> {
                 if n1 != 1 || n2 != 1 {
                     return Err(bad());
                 }
-                let valid = |s: &[u8]| {
-                    s.first()
-                        .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_')
-                        && s.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
-                };
-                if !valid(self.str_at(name, 0)) {
+                if !is_var_name(self.str_at(name, 0)) {
                     return Err(err(pos, ErrorKind::BadValue("variable name")));
                 }
                 spec.a = name;
@@ -756,13 +757,7 @@ impl<'s> Parser<'s, '_, '_> {
         Ok(spec)
     }
 
-    fn test_spec(
-        &self,
-        word: Word,
-        pos: Pos,
-        args: u32,
-        _all: &[Positional],
-    ) -> Result<Spec, CompileError> {
+    fn test_spec(&self, word: Word, pos: Pos, args: u32) -> Result<Spec, CompileError> {
         let mut spec = Spec::EMPTY;
         let bad = || err(pos, ErrorKind::BadArguments(usage(word)));
         match word {
@@ -802,6 +797,16 @@ impl<'s> Parser<'s, '_, '_> {
                 spec.b = strings(1).ok_or_else(bad)?;
                 2
             }
+            Word::Hasflag if pos_args.len() == 2 && self.ext.has(Extensions::VARIABLES) => {
+                spec.a = strings(0).ok_or_else(bad)?;
+                spec.b = strings(1).ok_or_else(bad)?;
+                for i in 0..self.count(spec.a) {
+                    if !is_var_name(self.str_at(spec.a, i)) {
+                        return Err(err(pos, ErrorKind::BadValue("variable name")));
+                    }
+                }
+                2
+            }
             Word::Hasflag => {
                 spec.b = strings(0).ok_or_else(bad)?;
                 1
@@ -821,6 +826,23 @@ impl<'s> Parser<'s, '_, '_> {
         };
         if pos_args.len() != want {
             return Err(bad());
+        }
+        if word == Word::Address {
+            // RFC 5228 5.1: the address test is restricted to headers that hold addresses;
+            // the set is Pigeonhole's. A name built from variables is checked by nobody.
+            for i in 0..self.count(spec.a) {
+                let name = self.str_at(spec.a, i);
+                let vars = matches!(
+                    self.nodes[(spec.a + 1 + i) as usize].kind,
+                    Kind::Str { vars: true, .. }
+                );
+                if !vars && !ADDRESS_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name)) {
+                    return Err(err(
+                        self.nodes[(spec.a + 1 + i) as usize].pos,
+                        ErrorKind::NotAddressHeader,
+                    ));
+                }
+            }
         }
         if word == Word::Envelope {
             for s in 0..self.count(spec.a) {
@@ -848,6 +870,34 @@ impl<'s> Parser<'s, '_, '_> {
     }
 }
 
+/// The headers the address test may look at.
+const ADDRESS_HEADERS: &[&[u8]] = &[
+    b"from",
+    b"to",
+    b"cc",
+    b"bcc",
+    b"sender",
+    b"reply-to",
+    b"resent-from",
+    b"resent-to",
+    b"resent-cc",
+    b"resent-bcc",
+    b"resent-sender",
+    b"resent-reply-to",
+    b"delivered-to",
+    b"errors-to",
+    b"x-original-to",
+    b"mail-followup-to",
+    b"mail-reply-to",
+];
+
+/// Whether `s` is a variable name `set` can set: an identifier.
+fn is_var_name(s: &[u8]) -> bool {
+    s.first()
+        .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_')
+        && s.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+}
+
 /// The usage line of a command or test, for argument errors.
 fn usage(word: Word) -> &'static str {
     match word {
@@ -862,9 +912,9 @@ fn usage(word: Word) -> &'static str {
         Word::Fileinto => "fileinto [:copy] [:create] [:flags <list>] <mailbox: string>",
         Word::Reject => "reject <reason: string>",
         Word::Ereject => "ereject <reason: string>",
-        Word::Setflag => "setflag <flags: string-list>",
-        Word::Addflag => "addflag <flags: string-list>",
-        Word::Removeflag => "removeflag <flags: string-list>",
+        Word::Setflag => "setflag [<variable: string>] <flags: string-list>",
+        Word::Addflag => "addflag [<variable: string>] <flags: string-list>",
+        Word::Removeflag => "removeflag [<variable: string>] <flags: string-list>",
         Word::Address => {
             "address [COMPARATOR] [ADDRESS-PART] [MATCH-TYPE] <headers: string-list> <keys: string-list>"
         }
@@ -879,7 +929,9 @@ fn usage(word: Word) -> &'static str {
         Word::Not => "not <test>",
         Word::True => "true",
         Word::False => "false",
-        Word::Hasflag => "hasflag [MATCH-TYPE] [COMPARATOR] <flags: string-list>",
+        Word::Hasflag => {
+            "hasflag [MATCH-TYPE] [COMPARATOR] [<variables: string-list>] <flags: string-list>"
+        }
         Word::Set => "set [MODIFIERS] <name: string> <value: string>",
         Word::String => "string [MATCH-TYPE] [COMPARATOR] <source: string-list> <keys: string-list>",
         Word::Unknown => "a known command",
@@ -895,18 +947,16 @@ fn decode_encoded(s: &mut [u8]) -> Result<usize, ErrorKind> {
     while r < s.len() {
         if s[r] == b'$' && s.get(r + 1) == Some(&b'{') {
             if let Some((consumed, out)) = encoded_at(&s[r..])? {
-                let mut buf = [0u8; 4];
-                let bytes: &[u8] = match out {
-                    Encoded::Bytes(n, b) => {
-                        // Hex may produce up to consumed/2 bytes: copy them one by one.
-                        let _ = n;
-                        for &c in b.iter().take(n) {
+                // The output is never longer than the sequence, so it is written in place.
+                match out {
+                    Encoded::Bytes(n, bytes) => {
+                        for &c in bytes.iter().take(n) {
                             s[w] = c;
                             w += 1;
                         }
-                        &[]
                     }
                     Encoded::Chars(n, cps) => {
+                        let mut buf = [0u8; 4];
                         for &cp in cps.iter().take(n) {
                             let ch = char::from_u32(cp).ok_or(ErrorKind::BadValue(
                                 "unicode character in ${unicode:...}",
@@ -916,10 +966,8 @@ fn decode_encoded(s: &mut [u8]) -> Result<usize, ErrorKind> {
                                 w += 1;
                             }
                         }
-                        &[]
                     }
-                };
-                let _ = bytes;
+                }
                 r += consumed;
                 continue;
             }
@@ -931,8 +979,8 @@ fn decode_encoded(s: &mut [u8]) -> Result<usize, ErrorKind> {
     Ok(w)
 }
 
-/// Up to 16 values per `${...}` sequence are decoded at once; longer sequences are split by
-/// the caller's loop only when well-formed pieces fit, which covers every practical script.
+/// The most values one `${hex:...}` or `${unicode:...}` sequence may hold; a longer one is
+/// left as it is.
 const ENC_MAX: usize = 64;
 
 enum Encoded {

@@ -432,26 +432,32 @@ impl Run<'_, '_, '_> {
                     extended: word == Word::Ereject,
                 })
             }
-            Word::Setflag => {
-                self.flags.clear();
-                for s in self.exp.list(self.script, spec.a) {
-                    add_flags(&mut self.flags, s)?;
+            Word::Setflag | Word::Addflag | Word::Removeflag => {
+                // The internal variable, or the variable named first (RFC 5232 3).
+                let mut set: heapless::Vec<u8, FLAGS_MAX> = if spec.b == NONE {
+                    self.flags.clone()
+                } else {
+                    let v = self.vars.get(self.script.string(spec.b));
+                    heapless::Vec::from_slice(&v[..v.len().min(FLAGS_MAX)]).unwrap_or_default()
+                };
+                if word == Word::Setflag {
+                    set.clear();
                 }
-                Ok(())
-            }
-            Word::Addflag => {
                 for s in self.exp.list(self.script, spec.a) {
-                    add_flags(&mut self.flags, s)?;
-                }
-                Ok(())
-            }
-            Word::Removeflag => {
-                for s in self.exp.list(self.script, spec.a) {
-                    for f in flag_words(s) {
-                        remove_flag(&mut self.flags, f);
+                    if word == Word::Removeflag {
+                        for f in flag_words(s) {
+                            remove_flag(&mut set, f);
+                        }
+                    } else {
+                        add_flags(&mut set, s)?;
                     }
                 }
-                Ok(())
+                if spec.b == NONE {
+                    self.flags = set;
+                    Ok(())
+                } else {
+                    self.vars.set(self.script.string(spec.b), &set)
+                }
             }
             Word::Set => {
                 let mut value = heapless::Vec::new();
@@ -521,6 +527,19 @@ impl Run<'_, '_, '_> {
     fn match_test(&mut self, word: Word, spec: &Spec) -> Result<bool, RuntimeError> {
         let script = self.script;
         let keys = spec.b;
+        // hasflag's values: the flags of the internal variable or of the variables named.
+        let mut flag_values: heapless::Vec<u8, FLAGS_MAX> = heapless::Vec::new();
+        if word == Word::Hasflag {
+            if spec.a == NONE {
+                flag_values = self.flags.clone();
+            } else {
+                for name in script.strings(spec.a) {
+                    let v = self.vars.get(name);
+                    let _ = flag_values.push(b' ');
+                    let _ = flag_values.extend_from_slice(&v[..v.len().min(FLAGS_MAX)]);
+                }
+            }
+        }
         let exp = &self.exp;
         let vars = &mut self.vars;
         let key_count = exp.list(script, keys).count() as u32;
@@ -620,15 +639,19 @@ impl Run<'_, '_, '_> {
                     }
                 }
                 _ => {
-                    // hasflag: each flag of the internal variable is a value.
-                    let flags = self.flags.clone();
-                    for f in flag_words(&flags) {
+                    // hasflag: each flag is a value.
+                    for f in flag_words(&flag_values) {
                         count += 1;
                         if counting {
                             continue;
                         }
                         steps = steps.saturating_add(key_count.max(1));
+                        // Each key is a list of flags; a key with none is compared as the
+                        // empty string (as Pigeonhole: `:value "ne" ""` holds for any flag).
                         matched = exp.list(script, keys).any(|k| {
+                            if flag_words(k).next().is_none() {
+                                return compare::matches(spec.cmp, spec.mt, f, b"", &mut work);
+                            }
                             flag_words(k)
                                 .any(|kf| compare::matches(spec.cmp, spec.mt, f, kf, &mut work))
                         });

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# What a Sieve script costs, side by side in one run (release build, on tmpfs):
+#   - `mdeliver sieve test` with a 50-rule script (header/address/size tests, fileinto, flags)
+#     against the same command with a one-rule script: the cost of compiling and running 50
+#     rules over a message's header, as a ratio;
+#   - both against a plain delivery (`mdeliver --no-fsync` into a tmpfs maildir), the process
+#     a delivery through a script would add them to.
+# Each is run in 5 interleaved rounds of N/5 (default N 2000); the fastest round counts (the
+# least disturbed by other load). Prints microseconds per run and the ratios.
+# Not part of the test suite. Usage: bash bench/sieve.sh [N]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${1:-2000}
+if [[ -z "${MDELIVER:-}" ]]; then
+    cargo build --release --quiet -p mdeliver
+    MDELIVER="${CARGO_TARGET_DIR:-target}/release/mdeliver"
+fi
+work=$(mktemp -d /dev/shm/mdeliver-sieve-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+cat > "$work/msg.eml" <<'MSG'
+Return-Path: <alice@example.net>
+From: Alice Example <alice@example.net>
+To: Bob <bob@example.org>, team@lists.example.org
+Cc: carol+notes@example.com
+Subject: Quarterly report and the meeting on Thursday
+List-Id: <team.lists.example.org>
+Message-ID: <20261206.1234@example.net>
+Date: Sun, 06 Dec 2026 12:00:00 +0000
+X-Spam-Score: 3
+
+Hello Bob,
+
+the report is attached. See you on Thursday.
+MSG
+{
+    echo 'require ["fileinto", "imap4flags", "relational", "comparator-i;ascii-numeric", "subaddress", "copy"];'
+    for i in $(seq 1 50); do
+        case $((i % 5)) in
+            0) echo "if header :contains \"subject\" \"topic$i\" { fileinto \"f$i\"; stop; }" ;;
+            1) echo "if address :domain \"from\" \"domain$i.example\" { fileinto :copy \"f$i\"; }" ;;
+            2) echo "if header :matches \"list-id\" \"*list$i.*\" { addflag \"\\\\Seen\"; fileinto \"f$i\"; }" ;;
+            3) echo "if header :value \"gt\" :comparator \"i;ascii-numeric\" \"x-spam-score\" \"$((i + 10))\" { fileinto \"spam$i\"; }" ;;
+            4) echo "if anyof (address :detail \"cc\" \"tag$i\", size :over ${i}M) { fileinto \"f$i\"; }" ;;
+        esac
+    done
+} > "$work/fifty.sieve"
+echo 'if header :contains "subject" "nothing" { fileinto "x"; }' > "$work/one.sieve"
+sed -i '1s/^/require "fileinto";\n/' "$work/one.sieve"
+"$MDELIVER" sieve check "$work/fifty.sieve" >/dev/null
+mkdir -p "$work/md/tmp" "$work/md/new" "$work/md/cur"
+
+round() { # command...: microseconds per run over n/5 runs
+    local start end k=$((n / 5))
+    start=$(date +%s%N)
+    for _ in $(seq 1 "$k"); do "$@" >/dev/null; done
+    end=$(date +%s%N)
+    echo $(((end - start) / k / 1000))
+}
+min() { printf '%s\n' "$@" | sort -n | head -1; }
+r_one=() r_fifty=() r_deliver=() r_sh=()
+for _ in 1 2 3 4 5; do
+    r_one+=("$(round "$MDELIVER" sieve test "$work/one.sieve" "$work/msg.eml")")
+    r_fifty+=("$(round "$MDELIVER" sieve test "$work/fifty.sieve" "$work/msg.eml")")
+    r_deliver+=("$(round sh -c "\"$MDELIVER\" --no-fsync \"$work/md\" < \"$work/msg.eml\"")")
+    r_sh+=("$(round sh -c "true < \"$work/msg.eml\"")")
+done
+one=$(min "${r_one[@]}")
+fifty=$(min "${r_fifty[@]}")
+deliver=$(min "${r_deliver[@]}")
+sh_only=$(min "${r_sh[@]}")
+echo "runs: $n each"
+echo "sieve test, 1 rule:   ${one} us"
+echo "sieve test, 50 rules: ${fifty} us (ratio to 1 rule: $(python3 -c "print(f'{$fifty/$one:.3f}')"))"
+echo "delivery (--no-fsync, tmpfs, through sh): ${deliver} us; sh alone: ${sh_only} us"
+echo "50-rule script over a delivery: $(python3 -c "print(f'{($deliver + $fifty - $one)/$deliver:.3f}')") (the script's extra time added to one delivery)"
