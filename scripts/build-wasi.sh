@@ -6,7 +6,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
-cargo build --quiet -p mdeliver-wasi --target wasm32-wasip1 --profile wasm
+# Panic locations carry their source file's path into the module; for a dependency that path
+# starts with this machine's cargo home (/root/.cargo/registry/src/index.crates.io-<hash>/).
+# Remapped to the crate's own path (clap_builder-4.6.7/src/...): about 2 KB less, and no build
+# machine's path in the module. (The std paths are /rustc/<commit>/library/...: fixed.)
+remap=""
+for dir in "${CARGO_HOME:-${HOME:-/root}/.cargo}"/registry/src/*/; do
+    [ -d "$dir" ] && remap+=" --remap-path-prefix=$dir="
+done
+RUSTFLAGS="${RUSTFLAGS:-}$remap" cargo build --quiet -p mdeliver-wasi --target wasm32-wasip1 --profile wasm
 built="$target/wasm32-wasip1/wasm/mdeliver-wasi.wasm"
 out="$target/wasm32-wasip1/wasm/mdeliver-wasi.opt.wasm"
 if ! command -v wasm-opt >/dev/null; then
@@ -19,7 +27,7 @@ fi
 if [ ! -e "$out" ] || [ "$built" -nt "$out" ]; then
     # The features rustc enables by default for wasm32-wasip1, which binaryen must accept.
     # A name of this run's own: test binaries may run this script at the same time.
-    wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
+    wasm-opt -Oz --converge --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
         --enable-nontrapping-float-to-int "$built" -o "$out.part.$$"
     mv "$out.part.$$" "$out"
 fi

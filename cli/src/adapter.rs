@@ -5,7 +5,7 @@
 use std::ffi::OsStr;
 use std::path::Path;
 
-use mdeliver_core::maildir::folder::{FolderFailure, NameEncoding};
+use mdeliver_core::maildir::folder::{FolderDir, FolderFailure, NameEncoding};
 use mdeliver_core::maildir::name::InfoSep;
 use mdeliver_core::{Dir, ErrorKind, Options};
 use mdeliver_driver::args::Args;
@@ -136,6 +136,17 @@ impl Adapter for Linux {
     fn progress(&mut self, args: &Args) -> TermProgress {
         TermProgress::new(crate::import_linux::input_size(args))
     }
+
+    fn subscribe(
+        &mut self,
+        maildir: &Path,
+        dir: &FolderDir,
+        sync: bool,
+    ) -> Result<(), (String, ErrorKind)> {
+        mdeliver_driver::subscribe::subscribe(maildir, dir, sync)
+    }
+
+    const LOGS: bool = true;
 
     fn logging(&self) -> bool {
         self.log

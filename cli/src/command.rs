@@ -48,12 +48,32 @@ pub struct LinuxArgs {
 
 /// The Linux binary's own manual sections (after the shared ones).
 const LINUX_HELP: &str = "\
+RUNNING AS ROOT
+  mdeliver never leaves root-owned files in someone else's maildir. Run as root, it first \
+becomes the owner of the MAILDIRs (of the nearest existing directory for one -c creates): its \
+uid, primary group and supplementary groups, with no way back to root; a maildir owned by \
+root is delivered as root. --user NAME names the user instead. Maildirs with different owners \
+in one run are refused (run one mdeliver per owner). Without root, --user must name the user \
+mdeliver runs as. A MAILDIR whose directory is group-writable is shared: every file mdeliver \
+creates there gets mode 0660 and the maildir's group (when the user is a member), as Dovecot \
+does; otherwise files are 0600.
+
+MAIL LOG
+  Each MAILDIR's outcome is one line in the system log (facility mail, tag mdeliver), when \
+standard input is not a terminal (an MTA runs mdeliver) or with --syslog; --no-syslog turns \
+it off. A dry run, -M and the subcommands log nothing. The lines look like dovecot-lda's:
+      msgid=<a@example.org>: saved mail to /home/bob/Maildir: new/NAME; status=2.0.0
+      msgid=<a@example.org>: failed to save mail to /home/bob/Maildir: ...; status=4.2.0, exit=75
+  (msgid=none without a Message-ID; \"duplicate not saved again in\" for --dedup.)
+
 ENVIRONMENT
   MDELIVER_DISABLE=anonymous-tmp,rename-noreplace,hard-links
       A testing and diagnostic knob: pretend the filesystem lacks these features, forcing the \
 fallback publish paths (anonymous-tmp off: O_EXCL tmp file + renameat2 RENAME_NOREPLACE; \
 rename-noreplace off too: link + unlink; all three off: stat + rename, which relies on name \
 uniqueness alone). Never needed in normal operation: missing features are detected at run time.
+  MDELIVER_TEST_SYSLOG=PATH
+      A testing knob: send the mail log to the unix socket PATH instead of /dev/log.
 
 EXAMPLES
   Deliver a message, creating the maildir if needed:
@@ -64,6 +84,12 @@ EXAMPLES
       mailbox_command = exec /usr/local/bin/mdeliver -c --from-env \"$HOME/Maildir\"
   (keep the exec: otherwise a killed mdeliver makes the shell exit 137, which Postfix
   bounces instead of deferring)
+
+  Postfix, a pipe(8) transport for virtual mailboxes, creating each new user's maildir and
+  the directories above it:
+      mdeliver unix - n n - - pipe
+        flags=DRO user=vmail argv=/usr/local/bin/mdeliver -c -p --delivered-to=${recipient}
+        /var/vmail/${domain}/${user}/Maildir
 
   Man page and completions: mdeliver --generate-man > mdeliver.1;
   mdeliver --generate-completions bash|zsh|fish|elvish|powershell";

@@ -4,6 +4,7 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
+use std::sync::OnceLock;
 
 use mdeliver_core::machine::dedup::MessageIdScanner;
 use mdeliver_core::ErrorKind;
@@ -43,9 +44,25 @@ pub struct Input {
     scan: Option<Box<MessageIdScanner>>,
 }
 
-/// Whether `fd` is a directory (which opens, but can never be read as a message).
-fn is_directory(fd: BorrowedFd<'_>) -> bool {
-    rfs::fstat(fd).is_ok_and(|s| FileType::from_raw_mode(s.st_mode) == FileType::Directory)
+/// The type of the file open at `fd`; `None` when it cannot be examined.
+fn file_type(fd: BorrowedFd<'_>) -> Option<FileType> {
+    rfs::fstat(fd)
+        .ok()
+        .map(|s| FileType::from_raw_mode(s.st_mode))
+}
+
+/// The type of standard input's file, examined once for the run: the mail log's terminal check
+/// and the message source both ask, and it does not change while mdeliver runs.
+fn stdin_type() -> Option<FileType> {
+    static TYPE: OnceLock<Option<FileType>> = OnceLock::new();
+    *TYPE.get_or_init(|| file_type(std::io::stdin().as_fd()))
+}
+
+/// Whether standard input is a terminal. Only a character device can be one, so the terminal
+/// `ioctl` is made only for those (an MTA's pipe or a file needs no second system call).
+pub fn stdin_is_terminal() -> bool {
+    use std::io::IsTerminal;
+    stdin_type() == Some(FileType::CharacterDevice) && std::io::stdin().is_terminal()
 }
 
 fn to_io(e: Errno) -> std::io::Error {
@@ -58,11 +75,11 @@ impl Input {
     /// can never work, not the I/O error its first read would give (which would defer the mail
     /// and make the MTA retry for days).
     pub fn stdin() -> Result<Input, ErrorKind> {
-        let stdin = std::io::stdin();
-        if is_directory(stdin.as_fd()) {
+        let kind = stdin_type();
+        if kind == Some(FileType::Directory) {
             return Err(ErrorKind::Usage);
         }
-        Ok(Input::new(Handle::Stdin(stdin)))
+        Ok(Input::new(Handle::Stdin(std::io::stdin()), kind))
     }
 
     /// The file at `path` (`O_RDONLY|O_CLOEXEC`; the caller named it, so links are followed).
@@ -71,25 +88,28 @@ impl Input {
             .map_err(|e| error_kind(e, Call::Other))?;
         // A directory opens fine and only fails at the first read, which would look like an
         // I/O error (temporary); it is an input that can never work. `Usage` marks it.
-        if is_directory(fd.as_fd()) {
+        let kind = file_type(fd.as_fd());
+        if kind == Some(FileType::Directory) {
             return Err(ErrorKind::Usage);
         }
-        Ok(Input::new(Handle::File(fd)))
+        Ok(Input::new(Handle::File(fd), kind))
     }
 
     /// A message file delivered earlier (opened readable by the adapter), from its start.
     pub fn delivered(fd: OwnedFd) -> Input {
-        let mut input = Input::new(Handle::File(fd));
-        input.start = Some(0);
-        input.pos = 0;
-        input
+        Input {
+            handle: Handle::File(fd),
+            start: Some(0),
+            pos: 0,
+            consumed: 0,
+            scan: None,
+        }
     }
 
-    fn new(handle: Handle) -> Input {
-        let regular = rfs::fstat(handle.as_fd())
-            .map(|s| FileType::from_raw_mode(s.st_mode) == FileType::RegularFile)
-            .unwrap_or(false);
-        let start = if regular {
+    /// A source over `handle`, whose file is of type `kind` (a regular file is read from its
+    /// current offset, and can be read again from there).
+    fn new(handle: Handle, kind: Option<FileType>) -> Input {
+        let start = if kind == Some(FileType::RegularFile) {
             rfs::seek(handle.as_fd(), SeekFrom::Current(0)).ok()
         } else {
             None

@@ -14,8 +14,7 @@ pub const SOCKET_VAR: &str = "MDELIVER_TEST_SYSLOG";
 /// Whether to log: `--syslog` (`on`), `--no-syslog` (`off`), else when standard input is not a
 /// terminal.
 pub fn wanted(on: bool, off: bool) -> bool {
-    use std::io::IsTerminal;
-    !off && (on || !std::io::stdin().is_terminal())
+    !off && (on || !crate::input::stdin_is_terminal())
 }
 
 /// Sends `lines` to `$MDELIVER_TEST_SYSLOG`, else the system's socket (`/dev/log`); silently

@@ -27,23 +27,19 @@ struct Identity {
     groups: Vec<Gid>,
 }
 
-/// The owner (uid, gid) of `path`, or of the nearest directory above it that exists.
+/// The owner (uid, gid) of `path`, or of the nearest directory above it that exists. One
+/// `stat` per path tried (std's `metadata` would first probe whether `statx` exists).
 fn owner(path: &Path) -> std::io::Result<(u32, u32)> {
-    use std::os::unix::fs::MetadataExt;
     let mut p: PathBuf = if path.is_absolute() {
         path.to_owned()
     } else {
         std::env::current_dir()?.join(path)
     };
     loop {
-        match std::fs::metadata(&p) {
-            Ok(m) => return Ok((m.uid(), m.gid())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if !p.pop() {
-                    return Err(e);
-                }
-            }
-            Err(e) => return Err(e),
+        match rustix::fs::stat(&p) {
+            Ok(m) => return Ok((m.st_uid, m.st_gid)),
+            Err(rustix::io::Errno::NOENT) if p.pop() => {}
+            Err(e) => return Err(e.into()),
         }
     }
 }

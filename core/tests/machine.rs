@@ -394,7 +394,7 @@ fn flags_deliver_into_cur_with_info() {
         MSG,
     );
     let d = out.unwrap();
-    assert!(d.name.ends_with(",S=38:2,FS"), "{}", d.name);
+    assert!(d.name.ends_with(",S=38,W=42:2,FS"), "{}", d.name);
     assert_delivered_only(&fs, &d, Dir::Cur);
 }
 

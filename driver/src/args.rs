@@ -24,7 +24,7 @@ is never overwritten, duplicated or visible half-written: it is written to a fil
 (an unnamed O_TMPFILE where the filesystem supports it), flushed to disk, given a unique name \
 in new/ without ever replacing an existing file, and reported delivered only after new/ itself \
 has been flushed. Symbolic links are never followed inside a maildir: a maildir whose tmp/, \
-new/ or cur/ is a symbolic link is refused.
+new/ or cur/ (or --folder) is a symbolic link is refused; a MAILDIR that is one is followed.
 
 A failed delivery removes what it wrote; if that removal fails too (a filesystem gone \
 read-only), the error says what remains. The Linux binary stops the same way on SIGTERM, SIGINT or \
@@ -42,11 +42,13 @@ not stop delivery to the others; the exit status is the worst of all of them.";
 /// its own sections after the shared ones: see [`shared_help`]).
 pub const EXIT_STATUS_HELP: &str = "\
 EXIT STATUS
-  mdeliver uses sysexits(3) codes so that an MTA defers or bounces correctly.
+  mdeliver uses the sysexits.h codes so that an MTA defers or bounces correctly.
 
   code  meaning                                    MTA (Postfix)
      0  delivered into every MAILDIR               done
-    64  usage error (bad option or argument)       bounce
+    64  usage error (bad option or argument) at a  bounce
+        terminal, with --strict-exit, or of a
+        subcommand
     65  data error: the message is empty (or only  bounce
         its \"From \" line), or it loops
     66  --input FILE cannot be opened, or the      bounce
@@ -66,6 +68,11 @@ EXIT STATUS
   By default every problem an administrator (or time) can fix exits 75, so a misconfigured \
 mailbox defers mail instead of bouncing it. --strict-exit reports the precise codes 73, 74 and \
 77 instead.
+
+  With no terminal on standard input or error (an MTA runs mdeliver), a mistake in the command \
+line (--crate, a bad value, -c on .../new) is the MTA configuration's: it exits 75 with \
+\"4.3.5 mdeliver is misconfigured\" first, so mail waits until it is fixed. At a terminal, or \
+with --strict-exit, it exits 64.
 
   With several MAILDIRs the worst status wins and a temporary failure (75) dominates, so the \
 MTA retries. A retry delivers the message again to every MAILDIR, including those that already \
@@ -96,13 +103,11 @@ pub struct Args {
     #[arg(value_name = "MAILDIR", required = true)]
     pub maildirs: Vec<PathBuf>,
 
-    /// Create each MAILDIR and its tmp/, new/ and cur/ (mode 0700) if missing; refused for a
-    /// path ending in tmp, new or cur (that would nest a maildir inside a maildir)
+    /// Create each MAILDIR and its tmp/, new/ and cur/ (mode 0700) if missing (not .../new)
     #[arg(short, long)]
     pub create: bool,
 
-    /// With -c, also create the missing directories above MAILDIR (mode 0700), one by one,
-    /// following no symbolic link on the way (a symbolic link there is refused)
+    /// With -c, also create the directories above MAILDIR (0700), following no symbolic link
     #[arg(short = 'p', long, requires = "create")]
     pub create_parents: bool,
 
@@ -188,9 +193,8 @@ pub fn check_attached(argv: &[OsString]) -> Result<(), clap::Error> {
                 return Err(clap::Error::raw(
                     clap::error::ErrorKind::ValueValidation,
                     format!(
-                        "'{option} {next}': the value of {option} must be attached, as \
-                         '{option}={next}'; \"{next}\" would be taken as a MAILDIR (write \
-                         './{next}' to deliver into a maildir of that name)"
+                        "'{option} {next}': attach the value ('{option}={next}'); \"{next}\" \
+                         would be a MAILDIR (write './{next}' for one)"
                     ),
                 ));
             }
@@ -210,8 +214,8 @@ pub fn nested_create(args: &Args) -> Option<String> {
         let last = m.file_name()?;
         mdeliver_core::maildir::folder::nests_in_maildir(last.as_encoded_bytes()).then(|| {
             format!(
-                "{}: -c refused: the path ends in {}/, a maildir's own subdirectory, and a \
-                 maildir created there would nest inside that maildir; give the maildir itself",
+                "{}: -c refused: {}/ is a maildir's own subdirectory (a maildir there would \
+                 nest in it); give the maildir itself",
                 m.display(),
                 last.to_string_lossy()
             )
@@ -220,12 +224,17 @@ pub fn nested_create(args: &Args) -> Option<String> {
 }
 
 /// The Linux binary's subcommand names (in the WASI module, which has none, they are maildirs).
-const SUBCOMMANDS: [&str; 4] = ["list", "flag", "check", "help"];
+const SUBCOMMANDS: [&str; 5] = ["list", "flag", "check", "sieve", "help"];
 
 /// Whether a person typed the command: standard input or standard error is a terminal.
 pub fn interactive() -> bool {
     use std::io::IsTerminal;
-    std::io::stdin().is_terminal() || std::io::stderr().is_terminal()
+    use std::os::fd::BorrowedFd;
+    // By descriptor: std's `stdin()` would set up its buffered reader (and link it into the
+    // WASI module, which reads descriptor 0 itself) only to ask this.
+    // SAFETY: descriptors 0 and 2 are the process's for its whole run; they are only borrowed.
+    let (stdin, stderr) = unsafe { (BorrowedFd::borrow_raw(0), BorrowedFd::borrow_raw(2)) };
+    stdin.is_terminal() || stderr.is_terminal()
 }
 
 /// Decides how a usage error of the delivery form ends ([`exit::usage`]) and, when it defers,

@@ -62,11 +62,15 @@ fn create_advice(kind: ErrorKind) -> &'static str {
 /// `-c/--create` was given, `strict` whether `--strict-exit` was.
 pub fn explain(failure: FolderFailure, name: &OsStr, create: bool, strict: bool) -> Refused {
     match failure {
-        FolderFailure::Name(e) => Refused {
-            message: format!("--folder {:?}: {e}", name.to_string_lossy()),
-            code: crate::exit::USAGE,
-            kind: None,
-        },
+        FolderFailure::Name(e) => {
+            // A usage error: refused at a terminal (64), deferred under an MTA (75).
+            let code = crate::exit::usage(strict, crate::args::interactive(), false);
+            Refused {
+                message: format!("--folder {:?}: {e}", name.to_string_lossy()),
+                code,
+                kind: (code == crate::exit::TEMPFAIL).then_some(ErrorKind::Usage),
+            }
+        }
         FolderFailure::Parent(kind, part) => {
             let failure = Failure::Open {
                 kind,
@@ -98,39 +102,42 @@ pub fn explain(failure: FolderFailure, name: &OsStr, create: bool, strict: bool)
 
 /// Where to deliver in `maildir`: the maildir itself, or its `--folder`, found by the adapter's
 /// `resolve(name, create)`, which creates what is missing when `create` (`-c`, except in a dry
-/// run: a dry run creates nothing, not even the folder). A folder it created is subscribed
-/// (unless `--no-subscribe`; a failure to subscribe is a warning on standard error: the
-/// message is still delivered). With `--folder-fallback`, a folder that does not exist while
-/// `-c` is not given, or a refused name, means the maildir itself. On failure, what to report.
+/// run: a dry run creates nothing, not even the folder), with the folder's directory name when
+/// it was created and is to be subscribed (not `--no-subscribe`; the caller subscribes it: see
+/// [`subscribe_warning`]). With `--folder-fallback`, a folder that does not exist while `-c` is
+/// not given, or a refused name, means the maildir itself. On failure, what to report.
 pub fn target(
     args: &crate::args::Args,
     mail: &crate::mail_args::MailArgs,
     maildir: &Path,
     resolve: impl FnOnce(&OsStr, bool) -> Result<Resolved, FolderFailure>,
-) -> Result<PathBuf, Refused> {
+) -> Result<Resolved, Refused> {
     let Some(name) = &mail.folder else {
-        return Ok(maildir.to_owned());
+        return Ok((maildir.to_owned(), None));
     };
     let create = args.create && !mail.mta.dry_run;
     let (path, created) = match resolve(name, create) {
         Ok(r) => r,
-        Err(FolderFailure::Name(_)) if mail.folder_fallback => return Ok(maildir.to_owned()),
+        Err(FolderFailure::Name(_)) if mail.folder_fallback => {
+            return Ok((maildir.to_owned(), None))
+        }
         Err(f) => return Err(explain(f, name, args.create, args.strict_exit)),
     };
     if mail.folder_fallback && !args.create && !is_dir(&path) {
-        return Ok(maildir.to_owned());
+        return Ok((maildir.to_owned(), None));
     }
-    if let Some(dir) = created.filter(|_| !mail.no_subscribe) {
-        if let Err((file, kind)) = crate::subscribe::subscribe(maildir, &dir, !args.no_fsync) {
-            eprintln!(
-                "mdeliver: {}: warning: subscribing folder {:?} in {file}: {kind}; the message \
-                 is delivered, subscribe the folder in your mail client",
-                maildir.display(),
-                name.to_string_lossy()
-            );
-        }
-    }
-    Ok(path)
+    Ok((path, created.filter(|_| !mail.no_subscribe)))
+}
+
+/// The warning when subscribing the new folder `name` of `maildir` failed in `file`: the
+/// message is still delivered.
+pub fn subscribe_warning(maildir: &Path, name: &OsStr, file: &str, kind: ErrorKind) -> String {
+    format!(
+        "mdeliver: {}: warning: subscribing folder {:?} in {file}: {kind}; the message is \
+         delivered, subscribe the folder in your mail client",
+        maildir.display(),
+        name.to_string_lossy()
+    )
 }
 
 /// Whether `path` is a directory, not following a symbolic link there (which delivery refuses).

@@ -116,18 +116,22 @@ pub fn cannot_open(args: &Args, target: &Path, kind: ErrorKind, part: Dir) -> u8
     code
 }
 
-/// `n / d` rounded to the nearest integer (`d > 0`).
-fn div_round(n: u128, d: u128) -> u128 {
-    (2 * n + d) / (2 * d)
+/// `n / d` rounded to the nearest integer, a half up (`d > 0`; no intermediate overflows).
+fn div_round(n: u64, d: u64) -> u64 {
+    let r = n % d;
+    n / d + u64::from(r >= d - r)
 }
 
 /// `imported ... in S s (R messages/s, M MiB/s)`, from integers (no float formatting: it is
-/// large in a WebAssembly module). Two decimals of seconds, one of MiB/s.
-fn rates(delivered: u64, bytes: u64, micros: u128) -> String {
+/// large in a WebAssembly module). Two decimals of seconds, one of MiB/s. In 64 bits (128-bit
+/// division would link compiler-builtins' into the module): MiB/s in tenths is
+/// `bytes * 10^7 / (micros * 2^20)`, the same fraction as `bytes * 78125 / (micros * 8192)`,
+/// which stays in range up to 236 TB in 71 years.
+fn rates(delivered: u64, bytes: u64, micros: u64) -> String {
     let micros = micros.max(1);
     let centis = div_round(micros, 10_000);
-    let per_sec = div_round(u128::from(delivered) * 1_000_000, micros);
-    let mib_tenths = div_round(u128::from(bytes) * 10_000_000, micros * 1024 * 1024);
+    let per_sec = div_round(delivered.saturating_mul(1_000_000), micros);
+    let mib_tenths = div_round(bytes.saturating_mul(78_125), micros.saturating_mul(8_192));
     format!(
         "{}.{:02} s ({per_sec} messages/s, {}.{} MiB/s)",
         centis / 100,
@@ -175,7 +179,7 @@ where
         eprintln!(
             "mdeliver: {who}: imported {delivered} messages ({} bytes) in {}{}",
             summary.bytes,
-            rates(delivered, summary.bytes, started.elapsed().as_micros()),
+            rates(delivered, summary.bytes, micros(started.elapsed())),
             if empty > 0 {
                 format!("; skipped {empty} empty")
             } else {
@@ -238,6 +242,13 @@ where
     status
 }
 
+/// `d` in microseconds (`Duration::as_micros` is 128-bit).
+fn micros(d: std::time::Duration) -> u64 {
+    d.as_secs()
+        .saturating_mul(1_000_000)
+        .saturating_add(u64::from(d.subsec_micros()))
+}
+
 /// How to import the rest of the mbox, which begins at byte `resume` of the input.
 fn resume_hint(resume: u64) -> String {
     if resume == 0 {
@@ -271,7 +282,13 @@ mod tests {
         );
         // No time measured: as fast as one microsecond.
         assert_eq!(rates(1, 0, 0), "0.00 s (1000000 messages/s, 0.0 MiB/s)");
-        for (d, b, us) in [(7u64, 12_345u64, 987_654u128), (1, 1 << 40, 3), (0, 0, 10)] {
+        for (d, b, us) in [
+            (7u64, 12_345u64, 987_654u64),
+            (1, 1 << 40, 3),
+            (0, 0, 10),
+            // 200 TiB in two hours: still exact in 64 bits.
+            (5_000_000, 200 << 40, 7_200_000_000),
+        ] {
             let secs = us.max(1) as f64 / 1e6;
             let float = format!(
                 "{secs:.2} s ({:.0} messages/s, {:.1} MiB/s)",

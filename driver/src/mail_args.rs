@@ -35,19 +35,16 @@ pub struct MailArgs {
     #[arg(long, value_name = "NAME")]
     pub folder: Option<OsString>,
 
-    /// How folder names are written in directory names: "utf7" (modified UTF-7, RFC 3501: what
-    /// Dovecot and Courier read; "Entwürfe" is .Entw&APw-rfe) or "utf8" (Dovecot with the
-    /// :UTF-8 mail_location option)
+    /// Folder names in modified UTF-7, as Dovecot and Courier store them ("Entwürfe" is
+    /// .Entw&APw-rfe), or in UTF-8 (Dovecot's :UTF-8 layout)
     #[arg(long, value_name = "ENC", value_enum, default_value_t = FolderEncoding::Utf7)]
     pub folder_encoding: FolderEncoding,
 
-    /// When the --folder is missing and -c is not given (or its name is refused), deliver into
-    /// MAILDIR itself (INBOX) instead of failing
+    /// Deliver into MAILDIR itself when the --folder is missing (without -c) or refused
     #[arg(long)]
     pub folder_fallback: bool,
 
-    /// Do not subscribe the folders -c creates (by default they are added to Dovecot's
-    /// "subscriptions" and, where it exists, Courier's "courierimapsubscribed")
+    /// Do not subscribe the folders -c creates (see FLAGS AND FOLDERS)
     #[arg(long)]
     pub no_subscribe: bool,
 
@@ -110,17 +107,14 @@ subcommands.
   --folder NAME delivers into the Maildir++ subfolder: \"A/B\", \"A.B\" and \"INBOX.A.B\" \
 all mean the directory .A.B inside MAILDIR (\"INBOX\" or \"\" is MAILDIR itself). Names \
 containing \"..\", starting with \".\", with an empty level, a control character or the \
-info separator are refused (exit 64). Names are given in UTF-8 and each level is written in \
-modified UTF-7 (RFC 3501), as Dovecot and Courier store them (\"Entwürfe\" is the directory \
-.Entw&APw-rfe; \"&\" is \"&-\"); --folder-encoding=utf8 keeps the UTF-8 bytes, for Dovecot's \
-:UTF-8 layout. With -c a missing folder is created together with its tmp/, new/, cur/ and the \
+info separator are refused as usage errors. Levels are written in modified UTF-7 (RFC 3501) \
+unless --folder-encoding=utf8. With -c a missing folder is created together with its tmp/, new/, cur/ and the \
 empty maildirfolder marker: built inside MAILDIR/tmp/, flushed, and renamed into place without \
 ever replacing anything, so no reader sees it half-made and concurrent creators agree; MAILDIR \
-is flushed afterwards. A folder -c creates is subscribed (unless --no-subscribe): added to \
-Dovecot's MAILDIR/subscriptions (created if missing) and to Courier's courierimapsubscribed \
-where that exists, under the servers' own lock file (NAME.lock, then renamed over NAME). \
---folder-fallback delivers into MAILDIR itself when the folder does not exist and -c is not \
-given, or its name is refused (plus-address rules name folders nobody made).";
+is flushed afterwards. The Linux binary subscribes a folder -c creates (unless \
+--no-subscribe) in Dovecot's MAILDIR/subscriptions and Courier's courierimapsubscribed (where \
+it exists), under their lock file NAME.lock. --folder-fallback delivers into MAILDIR itself \
+when the folder is missing and -c is not given, or its name is refused.";
 
 impl MailArgs {
     /// The core's delivery options for this command line: `durable` unless `--no-fsync`
@@ -153,9 +147,9 @@ const MTA_ONLY: [&str; 10] = [
 /// How folder names are written (the core's [`NameEncoding`]).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum FolderEncoding {
-    /// Modified UTF-7 (RFC 3501), as Dovecot's default layout and Courier
+    /// Modified UTF-7 (RFC 3501)
     Utf7,
-    /// UTF-8 as given, for Dovecot's :UTF-8 layout
+    /// UTF-8 as given
     Utf8,
 }
 

@@ -79,9 +79,9 @@ pub struct MtaArgs {
 /// The manual's UNDER AN MTA section (shared: [`crate::args::shared_help`]).
 pub const MTA_HELP: &str = "\
 UNDER AN MTA
-  On failure the output begins with an RFC 3463 status line (on standard error, before
-  anything else), which Postfix's local(8) and pipe(8) use instead of the exit code's
-  generic status; its class follows the exit code (75: 4.x.x, others: 5.x.x):
+  On failure the output begins with an RFC 3463 status line (on standard error, before \
+anything else), which Postfix's local(8) and pipe(8) use instead of the exit code's generic \
+status; its class follows the exit code (75: 4.x.x, others: 5.x.x):
     4.2.2 mailbox full                     over the Maildir++ quota (75)
     5.2.2 mailbox full                     over quota with --quota-full=bounce (77)
     5.4.6 mail forwarding loop for ADDR    Delivered-To: ADDR already present (65)
@@ -90,10 +90,11 @@ UNDER AN MTA
     4.3.1 mail system full (...)           disk full (75)
     4.3.0 mail system error: ...           I/O and other temporary errors (75)
     5.6.0 message is empty or unreadable   (65)
+    4.3.5 mdeliver is misconfigured        a command-line mistake (75; see EXIT STATUS)
 
-  A leading \"From \" line is removed (its sender becomes Return-Path); Return-Path,
-  X-Original-To and Delivered-To that the MTA already put at the top of the header are not
-  added twice, and the MTA's own Delivered-To stamp there is not taken for a loop.";
+  A leading \"From \" line is removed (its sender becomes Return-Path); Return-Path, \
+X-Original-To and Delivered-To that the MTA already put at the top of the header are not \
+added twice, and the MTA's own Delivered-To stamp there is not taken for a loop.";
 
 /// Parses `--quota`: `SIZE[,COUNT]` with optional `k`/`M`/`G` and `S`/`C` suffixes, or the
 /// `maildirsize` definition form.

@@ -8,7 +8,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use mdeliver_core::machine::deliver::Durability;
-use mdeliver_core::maildir::folder::FolderFailure;
+use mdeliver_core::maildir::folder::{FolderDir, FolderFailure};
 use mdeliver_core::{Dir, Env, ErrorKind, Fs, Options};
 
 use crate::args::Args;
@@ -97,6 +97,23 @@ pub trait Adapter {
     /// `-M`'s progress display for `input`.
     fn progress(&mut self, args: &Args) -> Self::Progress;
 
+    /// Subscribes the folder directory `dir` that `-c` just created in `maildir` (with `sync`,
+    /// flushed); on failure, the subscription file's name and what went wrong. By default
+    /// nothing: the WASI module does not subscribe (its size; see the README).
+    fn subscribe(
+        &mut self,
+        maildir: &Path,
+        dir: &FolderDir,
+        sync: bool,
+    ) -> Result<(), (String, ErrorKind)> {
+        let _ = (maildir, dir, sync);
+        Ok(())
+    }
+
+    /// Whether this adapter can write a mail log at all: when not, the code that collects
+    /// its lines is not compiled in (the WASI module's size).
+    const LOGS: bool = false;
+
     /// Whether this run writes the mail log ([`crate::maillog`] lines); by default not.
     fn logging(&self) -> bool {
         false
@@ -140,9 +157,16 @@ fn target<A: Adapter>(
     mail: &MailArgs,
     maildir: &Path,
 ) -> Result<PathBuf, Refused> {
-    crate::folder_report::target(args, mail, maildir, |name, create| {
+    let (path, created) = crate::folder_report::target(args, mail, maildir, |name, create| {
         a.folder(maildir, name, create)
-    })
+    })?;
+    if let (Some(dir), Some(name)) = (created, &mail.folder) {
+        if let Err((file, kind)) = a.subscribe(maildir, &dir, !args.no_fsync) {
+            let warning = crate::folder_report::subscribe_warning(maildir, name, &file, kind);
+            eprintln!("{warning}");
+        }
+    }
+    Ok(path)
 }
 
 /// Delivers `input` into every maildir given, in order; a failure in one does not stop the
@@ -160,7 +184,7 @@ fn deliver_all<A: Adapter>(
     let mut status = exit::OK;
     let mut out = Output::default();
     // The mail log's lines, written at the end (when the Message-ID has been read).
-    let log = a.logging() && !settings.dry_run;
+    let log = A::LOGS && a.logging() && !settings.dry_run;
     let mut events: Vec<Event> = Vec::new();
     if log {
         input.scan_message_id();
@@ -180,7 +204,9 @@ fn deliver_all<A: Adapter>(
                 continue;
             }
         };
-        let in_folder = maildir != given;
+        // `target` gives `given` itself or a folder inside it: comparing the bytes is enough
+        // (no component-wise path comparison linked in for it).
+        let in_folder = maildir.as_os_str() != given.as_os_str();
         let keep = copy.is_none() && i < last && !input.is_rewindable();
         // The MTA's message is transformed (trace fields); a copy is stored as it is.
         let transform = copy.is_none();

@@ -229,7 +229,8 @@ fn generated_name(b: &mut Bytes<'_>, sep: InfoSep) {
     let host = lossy(b.rest());
     let tmp = u.emit_tmp(&host, sep).expect("a tmp name always fits");
     let published = u
-        .emit_published(&host, size, info, sep)
+        // The largest size with CRLF line ends (every byte an LF): the longest `,W=`.
+        .emit_published(&host, (size, size.saturating_mul(2)), info, sep)
         .expect("a published name always fits");
     for n in [&tmp, &published] {
         assert!(n.len() <= mdeliver_core::maildir::name::NAME_MAX);
@@ -390,7 +391,10 @@ pub fn wire_codec(data: &[u8]) {
         1 => OpResult::Created {
             id: b.bool().then(|| (b.u64(), b.u64())),
         },
-        2 => OpResult::Written(b.u64()),
+        2 => OpResult::Written {
+            size: b.u64(),
+            crlf_size: b.u64(),
+        },
         3 => OpResult::Stat(Stat {
             nlink: b.u64(),
             size: b.u64(),
@@ -1588,7 +1592,10 @@ pub fn deliver_arbitrary(data: &[u8]) {
                 | Op::CreateAnonymous { .. } => OpResult::Created {
                     id: Some((1, u64::from(sel))),
                 },
-                Op::WriteMessage => OpResult::Written(u64::from(sel) + 1),
+                Op::WriteMessage => OpResult::Written {
+                    size: u64::from(sel) + 1,
+                    crlf_size: u64::from(sel) + 1,
+                },
                 Op::Stat { .. } if sel < 60 => OpResult::Err(ErrorKind::NotFound),
                 Op::Stat { .. } => OpResult::Stat(Stat {
                     nlink: u64::from(sel % 3),
@@ -1604,7 +1611,10 @@ pub fn deliver_arbitrary(data: &[u8]) {
             match sel % 6 {
                 0 => OpResult::Done,
                 1 => OpResult::Created { id: None },
-                2 => OpResult::Written(b.u64()),
+                2 => OpResult::Written {
+                    size: b.u64(),
+                    crlf_size: b.u64(),
+                },
                 3 => OpResult::Stat(Stat {
                     nlink: u64::from(b.u8()),
                     size: b.u64(),

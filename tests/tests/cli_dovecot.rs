@@ -170,3 +170,52 @@ fn doveadm_sees_folders_and_subscriptions() {
     );
     assert_eq!(hits.lines().count(), 1, "{hits}");
 }
+
+/// `--folder-fallback` (issue 13): a folder nobody made (plus-address rules) or a refused name
+/// means the maildir itself, instead of deferring; with `-c` the folder is made as usual. And
+/// a Courier maildir (it has `courierimapsubscribed`) gets the new folder listed there too,
+/// beside Dovecot's `subscriptions`; `--no-subscribe` writes neither.
+#[test]
+fn folder_fallback_and_courier_subscriptions() {
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("Maildir");
+    cli_support::make_maildir(&md);
+    let r = run(&[&"--folder", &"Nobody/Made", &md], b"x\n", &[]);
+    assert_eq!(r.code, 75, "before: the delivery defers");
+    for folder in ["Nobody/Made", "../escape"] {
+        let r = run(
+            &[&"--folder-fallback", &"--folder", &folder, &md],
+            b"x\n",
+            &[],
+        );
+        assert_eq!((r.code, r.stderr.as_str()), (0, ""), "{folder}");
+    }
+    assert_eq!(cli_support::names(&md.join("new")).len(), 2);
+    assert!(!md.join(".Nobody.Made").exists());
+
+    std::fs::write(md.join("courierimapsubscribed"), b"INBOX.Sent\n").unwrap();
+    let r = run(&[&"-c", &"--folder", &"Entwürfe", &md], b"x\n", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        std::fs::read(md.join("courierimapsubscribed")).unwrap(),
+        b"INBOX.Sent\nINBOX.Entw&APw-rfe\n"
+    );
+    assert_eq!(
+        std::fs::read(md.join("subscriptions")).unwrap(),
+        b"V\t2\n\nEntw&APw-rfe\n"
+    );
+    // An existing folder is not subscribed again; --no-subscribe writes nothing.
+    let r = run(&[&"-c", &"--folder", &"Entwürfe", &md], b"x\n", &[]);
+    assert_eq!(r.code, 0);
+    let r = run(
+        &[&"-c", &"--no-subscribe", &"--folder", &"Other", &md],
+        b"x\n",
+        &[],
+    );
+    assert_eq!(r.code, 0);
+    assert_eq!(
+        std::fs::read(md.join("subscriptions")).unwrap(),
+        b"V\t2\n\nEntw&APw-rfe\n"
+    );
+    assert!(!md.join("subscriptions.lock").exists());
+}

@@ -102,7 +102,12 @@ fn arguments_arrive_whole_and_the_exit_code_comes_back() {
     let r = run(&[&"-c", &md], MESSAGE, &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_delivered_once(&md, MESSAGE);
-    // Codes other than 0 and 1 reach the caller: a usage error, and an empty message.
-    assert_eq!(run(&[&"--bogus", &md], MESSAGE, &[]).code, 64);
+    // Codes other than 0 and 1 reach the caller: a usage error (deferred under an MTA, 64
+    // with --strict-exit), and an empty message.
+    assert_eq!(run(&[&"--bogus", &md], MESSAGE, &[]).code, 75);
+    assert_eq!(
+        run(&[&"--strict-exit", &"--bogus", &md], MESSAGE, &[]).code,
+        64
+    );
     assert_eq!(run(&[&md], b"", &[]).code, 65);
 }

@@ -1,10 +1,10 @@
 //! Every failure prints its RFC 3463 status line: a property over every exit path of the forms
-//! an MTA runs (a delivery, `-M`), checked on a table of failures made for real. For each case:
-//! a non-zero exit other than 64 (usage) writes exactly one status line, as the first line of
-//! standard error, whose class agrees with the exit code (75 → `4.`, anything else → `5.`);
-//! a usage error writes none (Postfix gives `5.3.0` for 64); and the exit code is the one the
-//! README's table promises. The subcommands (`list`, `flag`, `check`) are tools for people,
-//! not for MTAs, and print no status lines.
+//! an MTA runs (a delivery, `-M`), checked on a table of failures made for real, run as an MTA
+//! runs mdeliver (no terminal). For each case: a non-zero exit writes exactly one status line,
+//! as the first line of standard error, whose class agrees with the exit code (75 → `4.`,
+//! anything else → `5.`), and the exit code is the one the README's table promises (a usage
+//! error defers under an MTA: 75, `4.3.5`; at a terminal it is 64 with no status line). The
+//! subcommands (`list`, `flag`, `check`) are tools for people, not for MTAs, and print none.
 
 mod cli_support;
 
@@ -138,7 +138,7 @@ fn cases() -> Vec<(&'static str, Box<dyn Fn(&Path) -> Case>)> {
         ),
         (
             "bad option",
-            Box::new(|d| case(&[&"--frobnicate", &maildir(d, "m")], 64, None)),
+            Box::new(|d| case(&[&"--frobnicate", &maildir(d, "m")], 75, Some("4.3.5"))),
         ),
         (
             "--input missing",
@@ -210,7 +210,7 @@ fn cases() -> Vec<(&'static str, Box<dyn Fn(&Path) -> Case>)> {
         ),
         (
             "folder: bad name",
-            Box::new(|d| case(&[&"--folder", &"../x", &maildir(d, "m")], 64, None)),
+            Box::new(|d| case(&[&"--folder", &"../x", &maildir(d, "m")], 75, Some("4.3.5"))),
         ),
         (
             "maildir not writable",
@@ -266,12 +266,18 @@ fn cases() -> Vec<(&'static str, Box<dyn Fn(&Path) -> Case>)> {
         ),
         (
             "-M: two maildirs",
-            Box::new(|d| case(&[&"-M", &maildir(d, "m"), &maildir(d, "n")], 64, None)),
+            Box::new(|d| {
+                case(
+                    &[&"-M", &maildir(d, "m"), &maildir(d, "n")],
+                    75,
+                    Some("4.3.5"),
+                )
+            }),
         ),
         (
             "unknown MDELIVER_DISABLE word",
             Box::new(|d| {
-                let mut c = case(&[&maildir(d, "m")], 64, None);
+                let mut c = case(&[&maildir(d, "m")], 75, Some("4.3.5"));
                 c.env = vec![("MDELIVER_DISABLE", "xattrs")];
                 c
             }),

@@ -242,7 +242,10 @@ fn all_well(_: usize, op: &Op<'_>) -> Option<OpResult> {
         Op::CreateExclusive { .. } | Op::CreateTruncate { .. } | Op::CreateAnonymous { .. } => {
             OpResult::Created { id: None }
         }
-        Op::WriteMessage => OpResult::Written(5),
+        Op::WriteMessage => OpResult::Written {
+            size: 5,
+            crlf_size: 6,
+        },
         Op::Stat { .. } => OpResult::Err(ErrorKind::NotFound),
         _ => OpResult::Done,
     })

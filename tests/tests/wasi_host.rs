@@ -44,7 +44,10 @@ fn delivers_byte_identical_message() {
     // The host name is escaped, there is no pid field, and the size is in the name.
     assert!(names[0].contains(".edge\\0721\\057a,S="), "{}", names[0]);
     assert!(!names[0].contains('P'), "{}", names[0]);
-    assert!(names[0].ends_with(&format!(",S={}", MSG.len())));
+    let mut crlf = mdeliver_core::fs::CrlfSize::default();
+    crlf.feed(MSG);
+    let sizes = format!(",S={},W={}", MSG.len(), crlf.size());
+    assert!(names[0].ends_with(&sizes), "{}", names[0]);
     assert_eq!(r.stdout.trim(), format!("/mail/Maildir/new/{}", names[0]));
     assert!(listing(&root.path().join("Maildir/tmp")).is_empty());
     assert!(listing(&root.path().join("Maildir/cur")).is_empty());

@@ -190,8 +190,14 @@ pub enum OpResult {
         /// `(st_dev, st_ino)`.
         id: Option<(u64, u64)>,
     },
-    /// The message was written: this many bytes.
-    Written(u64),
+    /// The message was written.
+    Written {
+        /// Bytes written (the name's `,S=`).
+        size: u64,
+        /// The size with every line ending in CRLF, as IMAP serves it (the name's `,W=`,
+        /// Dovecot's virtual size): `size` plus one byte per LF without a CR before it.
+        crlf_size: u64,
+    },
     /// What `Stat` found.
     Stat(Stat),
     /// The filesystem refused.
@@ -288,8 +294,9 @@ fn map_source_error(kind: embedded_io::ErrorKind) -> ErrorKind {
     }
 }
 
-/// Streams `source` into `file` through `buf`, handling short writes. Reports the byte count,
-/// a filesystem error (`Err`), or a source error (`SourceErr`).
+/// Streams `source` into `file` through `buf`, handling short writes. Reports the byte count
+/// and the size with CRLF line ends, a filesystem error (`Err`), or a source error
+/// (`SourceErr`).
 pub fn write_message<F: Fs + ?Sized, R: embedded_io::Read + ?Sized>(
     fs: &mut F,
     file: &mut F::File,
@@ -297,9 +304,15 @@ pub fn write_message<F: Fs + ?Sized, R: embedded_io::Read + ?Sized>(
     buf: &mut [u8],
 ) -> OpResult {
     let mut total: u64 = 0;
+    let mut crlf = CrlfSize::default();
     loop {
         let n = match source.read(buf) {
-            Ok(0) => return OpResult::Written(total),
+            Ok(0) => {
+                return OpResult::Written {
+                    size: total,
+                    crlf_size: crlf.size(),
+                }
+            }
             Ok(n) => n,
             Err(e) => {
                 let kind = embedded_io::Error::kind(&e);
@@ -312,7 +325,38 @@ pub fn write_message<F: Fs + ?Sized, R: embedded_io::Read + ?Sized>(
         if let Err(e) = write_all(fs, file, &buf[..n]) {
             return OpResult::Err(e);
         }
+        crlf.feed(&buf[..n]);
         total += n as u64;
+    }
+}
+
+/// Counts a message's size with CRLF line ends (what IMAP serves, and Dovecot's `,W=`) over
+/// chunks of any size: every byte, plus one for each LF that no CR precedes.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct CrlfSize {
+    size: u64,
+    last: u8,
+}
+
+impl CrlfSize {
+    /// Counts the next bytes.
+    pub fn feed(&mut self, chunk: &[u8]) {
+        let mut prev = self.last;
+        for &b in chunk {
+            if b == b'\n' && prev != b'\r' {
+                self.size += 1;
+            }
+            prev = b;
+        }
+        self.size += chunk.len() as u64;
+        if let Some(&b) = chunk.last() {
+            self.last = b;
+        }
+    }
+
+    /// The size so far.
+    pub fn size(&self) -> u64 {
+        self.size
     }
 }
 
@@ -483,5 +527,30 @@ pub fn perform_file<F: Fs + ?Sized>(
             Ok(n) => FileResult::Read(n.min(buf.len())),
             Err(e) => FileResult::Err(e),
         },
+    }
+}
+
+#[cfg(test)]
+mod crlf_tests {
+    use super::CrlfSize;
+
+    fn crlf(chunks: &[&[u8]]) -> u64 {
+        let mut c = CrlfSize::default();
+        for ch in chunks {
+            c.feed(ch);
+        }
+        c.size()
+    }
+
+    /// The size IMAP serves: a bare LF counts two bytes, a CRLF two, in any chunking.
+    #[test]
+    fn crlf_size_in_any_chunking() {
+        assert_eq!(crlf(&[b"a\nb\n"]), 6);
+        assert_eq!(crlf(&[b"a\r\nb\r\n"]), 6);
+        assert_eq!(crlf(&[b"a\r", b"\nb\n"]), 6);
+        assert_eq!(crlf(&[b"\n\n", b"\n"]), 6);
+        assert_eq!(crlf(&[b"no newline"]), 10);
+        assert_eq!(crlf(&[b"\r\r\n"]), 3);
+        assert_eq!(crlf(&[]), 0);
     }
 }

@@ -1351,7 +1351,7 @@ where
         } else {
             perform(fs, env, &mut file, op, &mut reader, buf)
         };
-        if let (Op::WriteMessage, OpResult::Written(n)) = (op, result) {
+        if let (Op::WriteMessage, OpResult::Written { size: n, .. }) = (op, result) {
             size = n;
         }
         d.feed(result, env);

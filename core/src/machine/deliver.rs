@@ -214,6 +214,8 @@ pub struct Delivery {
     lock_unique: NameBuf,
     host: heapless::String<64>,
     size: u64,
+    /// The size with CRLF line ends (the name's `,W=`).
+    crlf_size: u64,
     attempts: u32,
     eintr: u8,
     lock_waited_ms: u32,
@@ -259,6 +261,7 @@ impl Delivery {
             lock_unique: NameBuf::new(),
             host,
             size: 0,
+            crlf_size: 0,
             attempts: 0,
             eintr: 0,
             lock_waited_ms: 0,
@@ -553,9 +556,10 @@ impl Delivery {
                 _ => self.fail(err.unwrap_or(ErrorKind::Io), Phase::Create),
             },
             State::Write => match result {
-                OpResult::Written(0) => self.fail(ErrorKind::Data, Phase::Read),
-                OpResult::Written(n) => {
-                    self.size = n;
+                OpResult::Written { size: 0, .. } => self.fail(ErrorKind::Data, Phase::Read),
+                OpResult::Written { size, crlf_size } => {
+                    self.size = size;
+                    self.crlf_size = crlf_size;
                     self.state = if self.opts.durability == Durability::None {
                         self.after_sync_file()
                     } else {
@@ -891,7 +895,7 @@ impl Delivery {
         };
         self.published = self
             .unique
-            .emit_published(&self.host, self.size, info, self.opts.sep)
+            .emit_published(&self.host, (self.size, self.crlf_size), info, self.opts.sep)
             .unwrap_or_default();
     }
 
@@ -1156,7 +1160,7 @@ where
         let result = crate::fs::perform(fs, env, file, op, source, buf);
         // Before feeding: the machine names the message as soon as it learns the write
         // succeeded (at once without syncs), and the hook may still change that name's flags.
-        if wrote && matches!(result, OpResult::Written(n) if n > 0) {
+        if wrote && matches!(result, OpResult::Written { size, .. } if size > 0) {
             after_write(&mut Written {
                 source: &mut *source,
                 machine: &mut *machine,

@@ -1044,7 +1044,7 @@ where
         } else {
             perform(fs, env, &mut file, op, source, buf)
         };
-        if let (Op::WriteMessage, OpResult::Written(n)) = (op, r) {
+        if let (Op::WriteMessage, OpResult::Written { size: n, .. }) = (op, r) {
             size = n;
         }
         d.feed(r, env);

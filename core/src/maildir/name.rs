@@ -102,21 +102,24 @@ impl Unique {
         Ok(out)
     }
 
-    /// Emits a published name: `<unique>.<host>,S=<size>`, plus `<sep>2,<flags>` when `info`
-    /// is given (cur/ only: a name in new/ never carries info).
+    /// Emits a published name: `<unique>.<host>,S=<size>,W=<crlf size>`, plus
+    /// `<sep>2,<flags>` when `info` is given (cur/ only: a name in new/ never carries info).
+    /// `(size, crlf_size)`: the bytes stored, and the size with CRLF line ends, which IMAP
+    /// servers report (RFC822.SIZE); Dovecot reads both from the name instead of opening the
+    /// file, as it writes them itself.
     pub fn emit_published(
         &self,
         host: &str,
-        size: u64,
+        (size, crlf_size): (u64, u64),
         info: Option<Flags>,
         sep: InfoSep,
     ) -> Result<NameBuf, NameError> {
         let mut out = NameBuf::new();
         self.emit_base(&mut out)?;
         out.push('.').map_err(|_| NameError::TooLong)?;
-        // Leave room for ",S=<20 digits>" and ":2," + 52 flag letters.
-        emit_host(host, sep, &mut out, NAME_MAX - 24 - 55);
-        write!(out, ",S={size}").map_err(|_| NameError::TooLong)?;
+        // Leave room for ",S=<20 digits>,W=<20 digits>" and ":2," + 52 flag letters.
+        emit_host(host, sep, &mut out, NAME_MAX - 47 - 55);
+        write!(out, ",S={size},W={crlf_size}").map_err(|_| NameError::TooLong)?;
         if let Some(flags) = info {
             push_info(&mut out, flags, sep)?;
         }
@@ -328,18 +331,23 @@ mod tests {
     #[test]
     fn published_name_exact() {
         let n = u()
-            .emit_published("mail.example.org", 1234, None, InfoSep::COLON)
+            .emit_published("mail.example.org", (1234, 1270), None, InfoSep::COLON)
             .unwrap();
         assert_eq!(
             n,
-            "1732816800.M000042P4242Q7R0123456789abcdefV803I1a2b.mail.example.org,S=1234"
+            "1732816800.M000042P4242Q7R0123456789abcdefV803I1a2b.mail.example.org,S=1234,W=1270"
         );
         let c = u()
-            .emit_published("h", 5, Some(Flags::parse("SR").unwrap()), InfoSep::COLON)
+            .emit_published(
+                "h",
+                (5, 6),
+                Some(Flags::parse("SR").unwrap()),
+                InfoSep::COLON,
+            )
             .unwrap();
         assert_eq!(
             c,
-            "1732816800.M000042P4242Q7R0123456789abcdefV803I1a2b.h,S=5:2,RS"
+            "1732816800.M000042P4242Q7R0123456789abcdefV803I1a2b.h,S=5,W=6:2,RS"
         );
     }
 
@@ -353,7 +361,12 @@ mod tests {
                     ..u()
                 };
                 let n = v
-                    .emit_published("host", 99, Some(Flags::parse("T").unwrap()), InfoSep::COLON)
+                    .emit_published(
+                        "host",
+                        (99, 101),
+                        Some(Flags::parse("T").unwrap()),
+                        InfoSep::COLON,
+                    )
                     .unwrap();
                 let p = ParsedName::parse(&n, InfoSep::COLON).unwrap();
                 assert_eq!(p.size(), Some(99));
@@ -377,7 +390,7 @@ mod tests {
         let long = "h".repeat(400);
         let all = Flags::parse("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz").unwrap();
         let n = u()
-            .emit_published(&long, u64::MAX, Some(all), InfoSep::COLON)
+            .emit_published(&long, (u64::MAX, u64::MAX), Some(all), InfoSep::COLON)
             .unwrap();
         assert!(n.len() <= NAME_MAX);
         assert!(ParsedName::parse(&n, InfoSep::COLON).unwrap().flags == all);

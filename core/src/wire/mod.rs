@@ -299,9 +299,10 @@ pub fn encode_result(res: OpResult, buf: &mut [u8]) -> Result<usize, WireError> 
                 None => w.u8(0)?,
             }
         }
-        OpResult::Written(n) => {
+        OpResult::Written { size, crlf_size } => {
             w.u8(3)?;
-            w.u64(n)?;
+            w.u64(size)?;
+            w.u64(crlf_size)?;
         }
         OpResult::Stat(s) => {
             w.u8(4)?;
@@ -333,7 +334,10 @@ pub fn decode_result(buf: &[u8]) -> Result<OpResult, WireError> {
                 _ => Some((r.u64()?, r.u64()?)),
             },
         },
-        3 => OpResult::Written(r.u64()?),
+        3 => OpResult::Written {
+            size: r.u64()?,
+            crlf_size: r.u64()?,
+        },
         4 => OpResult::Stat(Stat {
             nlink: r.u64()?,
             size: r.u64()?,
@@ -725,7 +729,10 @@ mod tests {
             OpResult::Created {
                 id: Some((1, u64::MAX)),
             },
-            OpResult::Written(12345),
+            OpResult::Written {
+                size: 12345,
+                crlf_size: 12400,
+            },
             OpResult::Stat(Stat {
                 nlink: 2,
                 size: 3,

@@ -229,7 +229,10 @@ pub fn assert_delivered_once(maildir: &Path, message: &[u8]) -> String {
     assert!(meta.file_type().is_file());
     assert_eq!(meta.mode() & 0o777, 0o600, "message file mode");
     assert_eq!(meta.nlink(), 1, "a second name of the message exists");
-    assert!(name.ends_with(&format!(",S={}", message.len())), "{name}");
+    let mut crlf = mdeliver_core::fs::CrlfSize::default();
+    crlf.feed(message);
+    let sizes = format!(",S={},W={}", message.len(), crlf.size());
+    assert!(name.ends_with(&sizes), "{name}");
     assert!(!name.contains(":2,"), "info in a new/ name: {name}");
     name
 }
