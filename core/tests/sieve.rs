@@ -393,10 +393,12 @@ fn imap4flags_on_a_named_variable() {
 
 #[test]
 fn hasflag_compares_an_empty_key_as_the_empty_string() {
-    // As Pigeonhole: a key with no flags in it is the empty string, not "no key".
+    // As Pigeonhole: a key with no flags in it matches no flag, except under :value, where it
+    // is the empty string.
     let s = "require [\"imap4flags\", \"relational\", \"fileinto\"];\n\
              addflag \"x\";\n\
              if hasflag :value \"ne\" \"\" { fileinto \"ne\"; }\n\
-             if hasflag :is \"\" { fileinto \"is\"; }";
+             if hasflag :is \"\" { fileinto \"is\"; }\n\
+             if hasflag :contains \"\" { fileinto \"contains\"; }";
     assert_eq!(actions(s), ["store ne [x]"]);
 }

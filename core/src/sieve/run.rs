@@ -646,11 +646,13 @@ impl Run<'_, '_, '_> {
                             continue;
                         }
                         steps = steps.saturating_add(key_count.max(1));
-                        // Each key is a list of flags; a key with none is compared as the
-                        // empty string (as Pigeonhole: `:value "ne" ""` holds for any flag).
+                        // Each key is a list of flags. A key with none matches no flag under
+                        // :is, :contains and :matches, and is the empty string under :value
+                        // (as Pigeonhole: `:contains ""` fails, `:value "ne" ""` holds).
                         matched = exp.list(script, keys).any(|k| {
                             if flag_words(k).next().is_none() {
-                                return compare::matches(spec.cmp, spec.mt, f, b"", &mut work);
+                                return matches!(spec.mt, MatchType::Value(_))
+                                    && compare::matches(spec.cmp, spec.mt, f, b"", &mut work);
                             }
                             flag_words(k)
                                 .any(|kf| compare::matches(spec.cmp, spec.mt, f, kf, &mut work))
