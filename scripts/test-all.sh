@@ -8,7 +8,7 @@ echo "== toolchain targets"
 rustup target add wasm32-wasip1 thumbv7em-none-eabihf >/dev/null 2>&1 || rustup target add wasm32-wasip1 thumbv7em-none-eabihf
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
-echo "== Debian packages the tests use (mblaze, faketime, postfix, python3; binaryen's wasm-opt; dovecot-sieve, the Sieve referee)"
+echo "== Debian packages the tests use (mblaze, faketime, postfix, python3; binaryen's wasm-opt; dovecot-core and dovecot-sieve, the IMAP and Sieve referees; procmail, maildrop, bindfs, strace, man-db)"
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     need=""
     command -v mlist >/dev/null || need="$need mblaze"
@@ -18,6 +18,13 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     command -v setpriv >/dev/null || need="$need util-linux"
     command -v wasm-opt >/dev/null || need="$need binaryen"
     command -v sieve-filter >/dev/null || need="$need dovecot-core dovecot-sieve"
+    command -v doveadm >/dev/null || need="$need dovecot-core"
+    command -v procmail >/dev/null || need="$need procmail"
+    command -v maildrop >/dev/null || need="$need maildrop"
+    command -v bindfs >/dev/null || need="$need bindfs"
+    command -v strace >/dev/null || need="$need strace"
+    command -v man >/dev/null || need="$need man-db"
+    command -v script >/dev/null || need="$need bsdutils"
     if [ -n "$need" ]; then
         apt-get update -qq
         echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
