@@ -103,7 +103,20 @@ pub fn run_as_nobody(
         "--clear-groups",
         "--",
     ];
-    Some(run_via(&prefix, Some(&copy), None, args, stdin, &[]))
+    // Another test thread that forks while the copy's write descriptor is still open holds it
+    // until that child execs, and executing the copy meanwhile fails with ETXTBSY ("Text file
+    // busy", exit 126 from setpriv). That is a race of the test process, not of mdeliver: run
+    // again after a pause.
+    let mut attempts = 0;
+    loop {
+        let r = run_via(&prefix, Some(&copy), None, args, stdin, &[]);
+        attempts += 1;
+        if r.code == 126 && r.stderr.contains("Text file busy") && attempts < 20 {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            continue;
+        }
+        return Some(r);
+    }
 }
 
 /// Runs `prefix... mdeliver args...`.
