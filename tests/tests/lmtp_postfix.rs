@@ -25,31 +25,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cli_support::{bin, is_root, names};
+use cli_support::{bin, ensure_postfix, is_root, names, sh};
 
 const DOMAIN: &str = "lmtp.test";
-
-fn sh(cmd: &str) -> (bool, String) {
-    let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), text)
-}
-
-fn ensure_postfix() -> Result<(), String> {
-    if Path::new("/usr/sbin/postfix").exists() && Path::new("/usr/sbin/smtp-source").exists() {
-        return Ok(());
-    }
-    let (ok, out) = sh(
-        "timeout 300 sh -c 'apt-get update -qq && echo \"postfix postfix/main_mailer_type select No configuration\" \
-         | debconf-set-selections && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix' 2>&1 | tail -5",
-    );
-    if ok && Path::new("/usr/sbin/smtp-source").exists() {
-        Ok(())
-    } else {
-        Err(format!("cannot install postfix: {out}"))
-    }
-}
 
 /// A private Postfix and the mdeliver LMTP server behind it; both stopped when dropped.
 struct Site {

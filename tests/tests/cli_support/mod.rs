@@ -341,3 +341,30 @@ impl Drop for Tmpfs {
         let _ = Command::new("umount").arg(&self.mnt).status();
     }
 }
+
+/// Runs `cmd` with `sh -c`: whether it succeeded, and its standard output then standard error.
+pub fn sh(cmd: &str) -> (bool, String) {
+    let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// Postfix (with its `smtp-source`) installed from Debian's package if it is missing, for the
+/// end-to-end tests that run a private Postfix instance.
+pub fn ensure_postfix() -> Result<(), String> {
+    let present =
+        || Path::new("/usr/sbin/postfix").exists() && Path::new("/usr/sbin/smtp-source").exists();
+    if present() {
+        return Ok(());
+    }
+    let (ok, out) = sh(
+        "timeout 300 sh -c 'apt-get update -qq && echo \"postfix postfix/main_mailer_type select No configuration\" \
+         | debconf-set-selections && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix' 2>&1 | tail -5",
+    );
+    if ok && present() {
+        Ok(())
+    } else {
+        Err(format!("cannot install postfix: {out}"))
+    }
+}
