@@ -298,6 +298,7 @@ fn import_mbox<A: Adapter>(a: &mut A, args: &Args, mail: &MailArgs, input: &mut 
         Err((kind, part)) => return import::cannot_open(args, &target, kind, part),
     };
     let mut progress = a.progress(args);
-    let env = a.env();
+    // As `dyn Env`, like a delivery's (`envelope::deliver`): the machines are compiled once.
+    let env: &mut dyn mdeliver_core::Env = a.env();
     import::run(args, mail, &mut fs, env, &target, input, &mut progress)
 }
