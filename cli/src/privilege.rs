@@ -16,6 +16,8 @@
 
 use std::path::{Path, PathBuf};
 
+use mdeliver_core::mda::owner::{deliver_as, DeliverAs, Refusal};
+
 use nix::unistd::{geteuid, getgrouplist, setgroups, setresgid, setresuid, Gid, Uid, User};
 
 /// Who to deliver as.
@@ -70,59 +72,50 @@ fn identity(u: User) -> Result<Identity, String> {
     })
 }
 
-/// Decides who to deliver as (see the module docs); `None` to stay as we are.
-fn decide(
-    user: Option<&str>,
-    maildirs: &[PathBuf],
-    root: bool,
-) -> Result<Option<Identity>, String> {
-    if let Some(name) = user {
-        let u = match User::from_name(name) {
-            Ok(Some(u)) => u,
+/// Who to deliver as (`mdeliver_core::mda::owner` decides); `None` to stay as we are.
+fn decide(user: Option<&str>, maildirs: &[PathBuf], euid: Uid) -> Result<Option<Identity>, String> {
+    let named = match user {
+        Some(name) => match User::from_name(name) {
+            Ok(Some(u)) => Some((name, u)),
             Ok(None) => return Err(format!("--user {name}: no such user")),
             Err(e) => return Err(format!("--user {name}: looking it up: {e}")),
-        };
-        if !root {
-            if u.uid == geteuid() {
-                return Ok(None);
-            }
-            return Err(format!(
-                "--user {name}: only root can deliver as another user (running as uid {})",
-                geteuid()
-            ));
-        }
-        return identity(u).map(Some);
-    }
-    if !root {
-        return Ok(None);
-    }
-    let mut owner_of: Option<(u32, u32, &Path)> = None;
-    for md in maildirs {
-        let (uid, gid) =
-            owner(md).map_err(|e| format!("{}: finding its owner: {e}", md.display()))?;
-        match owner_of {
-            None => owner_of = Some((uid, gid, md)),
-            Some((u, _, first)) if u != uid => {
-                return Err(format!(
-                    "running as root, the maildirs {} and {} have different owners (uid {u} and \
-                     {uid}); run one mdeliver per owner, or pass --user NAME",
-                    first.display(),
-                    md.display()
-                ))
-            }
-            Some(_) => {}
-        }
-    }
-    match owner_of {
-        Some((uid, gid, _)) if uid != 0 => by_uid(uid, gid).map(Some),
-        _ => Ok(None),
+        },
+        None => None,
+    };
+    let owners = maildirs.iter().map(|md| owner(md));
+    match deliver_as(
+        named.as_ref().map(|(_, u)| u.uid.as_raw()),
+        euid.as_raw(),
+        owners,
+    ) {
+        Ok(DeliverAs::Unchanged) => Ok(None),
+        Ok(DeliverAs::Named) => named.map_or(Ok(None), |(_, u)| identity(u).map(Some)),
+        Ok(DeliverAs::Owner { uid, gid }) => by_uid(uid, gid).map(Some),
+        Err(Refusal::NotRoot) => Err(format!(
+            "--user {}: only root can deliver as another user (running as uid {euid})",
+            user.unwrap_or_default()
+        )),
+        Err(Refusal::Owner { index, error }) => Err(format!(
+            "{}: finding its owner: {error}",
+            maildirs[index].display()
+        )),
+        Err(Refusal::DifferentOwners {
+            first,
+            second,
+            uids: (u, uid),
+        }) => Err(format!(
+            "running as root, the maildirs {} and {} have different owners (uid {u} and \
+             {uid}); run one mdeliver per owner, or pass --user NAME",
+            maildirs[first].display(),
+            maildirs[second].display()
+        )),
     }
 }
 
 /// Becomes the user to deliver as, before any maildir is touched (see the module docs); the
 /// refusal's message otherwise.
 pub fn become_owner(user: Option<&str>, maildirs: &[PathBuf]) -> Result<(), String> {
-    let Some(id) = decide(user, maildirs, geteuid().is_root())? else {
+    let Some(id) = decide(user, maildirs, geteuid())? else {
         return Ok(());
     };
     let fail = |what: &str, e: nix::Error| {
