@@ -1167,6 +1167,7 @@ where
     let mut slots = crate::fs::Slots {
         file: file.take(),
         stream: None,
+        inner: None,
     };
     let out = loop {
         let op = match machine.poll() {

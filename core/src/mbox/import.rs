@@ -597,6 +597,14 @@ mod tests {
         fn open_dir(&mut self, dir: Dir) -> Result<Self::DirStream, ErrorKind> {
             self.mem.open_dir(dir)
         }
+        fn open_folder_dir(
+            &mut self,
+            base: Dir,
+            folder: &[u8],
+            dir: Dir,
+        ) -> Result<Self::DirStream, ErrorKind> {
+            self.mem.open_folder_dir(base, folder, dir)
+        }
         fn read_dir(
             &mut self,
             s: &mut Self::DirStream,

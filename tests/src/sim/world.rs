@@ -878,6 +878,7 @@ fn step_deliverer(fs: &mut FaultFs<SimFs>, d: &mut Deliverer, msgs: &[Msg]) -> S
     let mut slots = Slots {
         file: d.file.take(),
         stream: None,
+        inner: None,
     };
     let (r, _) = perform(fs, &mut d.env, &mut slots, op, &mut src, &mut buf);
     d.file = slots.file;
@@ -1024,6 +1025,7 @@ fn list_op(
     let mut slots = Slots {
         file: None,
         stream: stream.take(),
+        inner: None,
     };
     let mut buf = [0u8; 256];
     let (r, n) = perform(fs, &mut NoSleep, &mut slots, op, &mut &b""[..], &mut buf);
