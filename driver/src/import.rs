@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use mdeliver_core::machine::deliver::{Delivered, Durability};
+use mdeliver_core::machine::quota::CheckOptions;
 use mdeliver_core::mbox::import::{import, ImportEvents, ImportOptions, Stop};
 use mdeliver_core::{Dir, Env, Error, ErrorKind, Fs, Phase};
 
@@ -141,11 +142,14 @@ fn rates(delivered: u64, bytes: u64, micros: u64) -> String {
     )
 }
 
-/// Imports the mbox `input` into the open maildir `fs` at `shown` (for messages), telling
-/// `progress` how far it got. Returns the exit status.
+/// Imports the mbox `input` into the open maildir `fs` at `shown` (for messages; `folder`:
+/// a Maildir++ folder, whose quota is its top maildir's), telling `progress` how far it got.
+/// Returns the exit status.
+#[allow(clippy::too_many_arguments)]
 pub fn run<F, E, R>(
     args: &Args,
     mail: &MailArgs,
+    folder: bool,
     fs: &mut F,
     env: &mut E,
     shown: &Path,
@@ -164,6 +168,13 @@ where
     let settings = ImportOptions {
         quoting: mail.mbox_quoting.core(),
         delivery: mail.delivery(args.no_fsync, Durability::DeferDirSync),
+        // A `maildirsize` is honoured without `--quota`, as by a delivery.
+        quota: Some(CheckOptions {
+            given: mail.mta.quota,
+            sep: mail.info_separator,
+            folder,
+            ..CheckOptions::default()
+        }),
     };
     let mut report = Report {
         shown,

@@ -308,5 +308,14 @@ fn import_mbox<A: Adapter>(a: &mut A, args: &Args, mail: &MailArgs, input: &mut 
     };
     let mut progress = a.progress(args);
     let env = a.env();
-    import::run(args, mail, &mut fs, env, &target, input, &mut progress)
+    import::run(
+        args,
+        mail,
+        in_folder,
+        &mut fs,
+        env,
+        &target,
+        input,
+        &mut progress,
+    )
 }

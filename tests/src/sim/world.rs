@@ -500,6 +500,12 @@ fn show_op(op: &Op<'_>) -> String {
         ),
         Op::Read { dir, name } => format!("read({})", path(dir, name)),
         Op::OpenDir { dir } => format!("opendir({}/)", dir.as_str()),
+        Op::OpenFolderDir { base, folder, dir } => format!(
+            "opendir({}/{}/{}/)",
+            base.as_str(),
+            String::from_utf8_lossy(folder),
+            dir.as_str()
+        ),
         Op::NextEntry => "readdir".into(),
         Op::CloseDir => "closedir".into(),
         Op::SetMtime { secs } => format!("set_mtime({secs})"),
