@@ -369,7 +369,7 @@ impl Server {
         if let Some(secs) = self.knobs.lock_stale_secs {
             opts.lock_stale_secs = secs;
         }
-        let fs = GroupFs::new(r.fs, self.committer.clone(), r.maildir.clone());
+        let fs = GroupFs::new(r.fs, self.committer.clone());
         let mut env = self.env.clone();
         let mut buf = vec![0u8; BUF.max(HEAD_MAX)];
         let (_, stored) =
