@@ -58,9 +58,35 @@ pub struct Stats {
     pub max_batch: AtomicU64,
     /// Batches by size: 1, 2-3, 4-7, 8-15, 16-31, 32 and more.
     pub sizes: [AtomicU64; 6],
+    /// Microseconds from the end of each message's DATA to its last reply (the first
+    /// [`LATENCIES_MAX`]).
+    pub latencies: Mutex<Vec<u32>>,
 }
 
+/// The most latencies kept for the summary.
+const LATENCIES_MAX: usize = 1 << 20;
+
 impl Stats {
+    /// Notes one transaction's time from the end of DATA to its last reply.
+    pub fn replied(&self, took: std::time::Duration) {
+        if let Ok(mut l) = self.latencies.lock() {
+            if l.len() < LATENCIES_MAX {
+                l.push(took.as_micros().min(u32::MAX as u128) as u32);
+            }
+        }
+    }
+
+    /// The 50th and 99th percentiles of [`Stats::latencies`], in milliseconds.
+    fn percentiles(&self) -> Option<(f64, f64)> {
+        let mut l = self.latencies.lock().ok()?.clone();
+        if l.is_empty() {
+            return None;
+        }
+        l.sort_unstable();
+        let at = |p: usize| l[((l.len() * p).div_ceil(100)).clamp(1, l.len()) - 1] as f64 / 1000.0;
+        Some((at(50), at(99)))
+    }
+
     /// One line for the log.
     pub fn summary(&self) -> String {
         let b = self.batches.load(Ordering::Relaxed);
@@ -73,10 +99,17 @@ impl Stats {
             .iter()
             .map(|x| x.load(Ordering::Relaxed).to_string())
             .collect();
+        let latency = match self.percentiles() {
+            Some((p50, p99)) => format!(
+                "; end of DATA to last reply over {} transactions: p50 {p50:.2} ms, p99 {p99:.2} ms",
+                self.latencies.lock().map(|l| l.len()).unwrap_or(0)
+            ),
+            None => String::new(),
+        };
         format!(
             "group commit: {b} batches, {r} flush requests, {fs} filesystem syncs, {f} file syncs, \
              {d} directory syncs, {:.2} requests per batch (largest {}); batches by size \
-             1/2-3/4-7/8-15/16-31/32+: {}",
+             1/2-3/4-7/8-15/16-31/32+: {}{latency}",
             if b == 0 { 0.0 } else { r as f64 / b as f64 },
             self.max_batch.load(Ordering::Relaxed),
             s.join("/")
@@ -289,9 +322,9 @@ impl Committer {
     /// Keeps a descriptor of filesystem `dev` for `syncfs`, unless one is kept already.
     fn watch(&self, dev: u64, fd: impl AsFd) {
         if let Ok(mut m) = self.filesystems.lock() {
-            if !m.contains_key(&dev) {
+            if let std::collections::hash_map::Entry::Vacant(e) = m.entry(dev) {
                 if let Ok(fd) = dup(fd) {
-                    m.insert(dev, Arc::new(fd));
+                    e.insert(Arc::new(fd));
                 }
             }
         }

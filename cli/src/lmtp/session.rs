@@ -9,9 +9,11 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Mutex};
 use std::time::Instant;
 
+use mdeliver_core::lmtp::commit;
 use mdeliver_core::lmtp::data::Decoder;
 use mdeliver_core::lmtp::reply::{Fixed, Reply};
 use mdeliver_core::lmtp::session::{Action, Session};
@@ -153,15 +155,19 @@ pub fn serve(conn: Conn, srv: &Server) {
                 let received = receive(&mut input, srv);
                 input.get_mut().watch_shutdown = true;
                 let all = std::mem::take(&mut rcpts);
+                let ended = Instant::now();
                 match received {
                     Received::Spooled(spool) => {
-                        for r in deliver_all(srv, &sender, all, &spool) {
-                            let _ = out.write_all(r.as_bytes());
+                        if deliver_all(srv, &sender, all, &spool, &mut out).is_err() {
+                            return;
                         }
                     }
                     Received::Refused(reply) => {
                         for _ in &all {
                             let _ = write!(out, "{reply}");
+                        }
+                        if out.flush().is_err() {
+                            return;
                         }
                     }
                     Received::Ended => {
@@ -169,6 +175,7 @@ pub fn serve(conn: Conn, srv: &Server) {
                         break;
                     }
                 }
+                srv.committer.stats.replied(ended.elapsed());
                 continue;
             }
         };
@@ -271,36 +278,69 @@ fn receive(input: &mut impl BufRead, srv: &Server) -> Received {
     }
 }
 
-/// Delivers to every recipient (up to [`PARALLEL`] side by side) and gives their replies, in
-/// order.
-fn deliver_all(srv: &Server, sender: &[u8], rcpts: Vec<Rcpt>, spool: &OwnedFd) -> Vec<String> {
-    let mut replies = Vec::with_capacity(rcpts.len());
-    let mut rest = rcpts.into_iter().peekable();
-    while rest.peek().is_some() {
-        let group: Vec<Rcpt> = rest.by_ref().take(PARALLEL).collect();
-        if group.len() == 1 {
-            replies.extend(group.into_iter().map(|r| srv.deliver(sender, r, spool)));
-            continue;
+/// Delivers to every recipient (up to [`PARALLEL`] side by side) and sends each reply as soon
+/// as it and every earlier one is known ([`commit::sendable`]): in `RCPT` order, streamed.
+/// An error is the connection's.
+fn deliver_all(
+    srv: &Server,
+    sender: &[u8],
+    rcpts: Vec<Rcpt>,
+    spool: &OwnedFd,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let n = rcpts.len();
+    let work: Vec<Mutex<Option<Rcpt>>> = rcpts.into_iter().map(|r| Mutex::new(Some(r))).collect();
+    let next = AtomicUsize::new(0);
+    let mut replies: Vec<Option<String>> = vec![None; n];
+    let mut done = vec![false; n];
+    let mut sent = 0;
+    let (tx, rx) = mpsc::channel::<(usize, String)>();
+    std::thread::scope(|s| -> io::Result<()> {
+        for _ in 0..n.min(PARALLEL) {
+            let (tx, work, next) = (tx.clone(), &work, &next);
+            s.spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(r) = work.get(i).and_then(|w| w.lock().ok()?.take()) else {
+                    return;
+                };
+                let reply = srv.deliver(sender, r, spool);
+                if tx.send((i, reply)).is_err() {
+                    return;
+                }
+            });
         }
-        std::thread::scope(|s| {
-            let handles: Vec<_> = group
-                .into_iter()
-                .map(|r| s.spawn(move || srv.deliver(sender, r, spool)))
-                .collect();
-            for h in handles {
-                // A panicking delivery is a bug; the MTA retries that recipient.
-                replies.push(h.join().unwrap_or_else(|_| {
-                    Reply::Delivery(rfc3463::status(
-                        Failed::Delivery(ErrorKind::Io),
-                        Class::Transient,
-                        None,
-                    ))
-                    .to_string()
-                }));
+        drop(tx);
+        while sent < n {
+            let (i, reply) = match rx.recv() {
+                Ok(x) => x,
+                // A delivery thread panicked (a bug): the MTA retries the recipients left.
+                Err(_) => break,
+            };
+            replies[i] = Some(reply);
+            done[i] = true;
+            let ready = commit::sendable(&done, sent);
+            for r in &mut replies[sent..sent + ready] {
+                out.write_all(r.take().unwrap_or_default().as_bytes())?;
             }
-        });
+            sent += ready;
+            if ready > 0 {
+                out.flush()?;
+            }
+        }
+        Ok(())
+    })?;
+    let transient = || {
+        Reply::Delivery(rfc3463::status(
+            Failed::Delivery(ErrorKind::Io),
+            Class::Transient,
+            None,
+        ))
+        .to_string()
+    };
+    for _ in sent..n {
+        out.write_all(transient().as_bytes())?;
     }
-    replies
+    out.flush()
 }
 
 impl Server {
