@@ -131,42 +131,64 @@ drive() {
 }
 count() { find "$1" -path '*/new/*' -type f | wc -l; }
 
-# One mdeliver process per message, $2 at a time, into maildir $1 (with $3 = 1000, into
-# maildir $1/N for message N).
+# One mdeliver process per message, $2 at a time, into maildir $1 (with $3 = 1000, into the
+# existing maildir $1/N for message N).
 oneshot() {
-    local start end dest='' create=()
+    local start end dest=''
     rm -rf "$1" && mkdir -p "$1"
-    if [[ ${3:-1} -gt 1 ]]; then dest='/{}' create=(-c); else "$MDELIVER" -c "$1" < "$msg" && rm -f "$1"/new/*; fi
+    if [[ ${3:-1} -gt 1 ]]; then
+        dest='/{}'
+        eval "mkdir -p \"\$1\"/{0..$n}/{tmp,new,cur}"
+        sync
+    else
+        "$MDELIVER" -c "$1" < "$msg" && rm -f "$1"/new/*
+    fi
     start=$(date +%s.%N)
-    seq "$n" | xargs -P "$2" -I{} "$MDELIVER" "${create[@]}" --return-path s@bench.test \
+    seq "$n" | xargs -P "$2" -I{} "$MDELIVER" --return-path s@bench.test \
         --delivered-to u@bench.test -i "$msg" "$1$dest"
     end=$(date +%s.%N)
     [[ $(count "$1") -eq $n ]] || { echo "one-shot: expected $n messages" >&2; exit 1; }
     echo "$n / ($end - $start)" | bc -l
 }
 
+# The mailboxes smtp-source -N sends to (0u ... Nu), made before the run: a site's mailboxes
+# exist already, and making them is not what is measured. $1: the directory; $2: the owner.
+mailboxes() {
+    eval "mkdir -p \"\$1\"/{0..$n}u/{tmp,new,cur}"
+    chown -R "$2" "$1"
+    sync
+}
+
 printf '%s messages of 2,000 bytes per run, everything durable; %s CPUs; load %s\n' "$n" "$(nproc)" \
     "$(cut -d' ' -f1-3 /proc/loadavg)"
-printf '| fs | mailboxes | sessions | Dovecot LMTP msg/s | mdeliver one-shot msg/s | mdeliver lmtp msg/s | lmtp / Dovecot | lmtp / one-shot | avg batch (flush requests) | lmtp p50 / p99 end of DATA to last reply (ms) |\n'
-printf '|---|---|---|---|---|---|---|---|---|---|\n'
+printf '| fs | mailboxes | sessions | Dovecot LMTP msg/s | mdeliver one-shot msg/s | mdeliver lmtp msg/s | lmtp / Dovecot | lmtp / one-shot | lmtp per-file flushes msg/s | avg batch (flush requests) | lmtp p50 / p99 end of DATA to last reply (ms) |\n'
+printf '|---|---|---|---|---|---|---|---|---|---|---|\n'
 for fs in ext4 tmpfs; do
     w="$ext4/work"; [[ $fs == tmpfs ]] && w="$tmpfs/work"
     mkdir -p "$w"
     for boxes in 1 1000; do
         for s in 1 8 32; do
             start_dovecot "$w"
+            [[ $boxes -gt 1 ]] && mailboxes "$w/dc-mail" mdbench
             d=$(drive "$w/dovecot-lmtp" "$s" "$boxes")
             [[ $(count "$w/dc-mail") -eq $n ]] || { echo "dovecot: expected $n messages, got $(count "$w/dc-mail")" >&2; exit 1; }
             stop_dovecot
             o=$(oneshot "$w/oneshot" "$s" "$boxes")
+            # The same server flushing each file and directory (the way before syncfs).
+            MDELIVER_LMTP_GROUP_COMMIT=per-file start_mdeliver "$w"
+            [[ $boxes -gt 1 ]] && mailboxes "$w/md-mail" root
+            p=$(drive "$w/md.sock" "$s" "$boxes")
+            stop_mdeliver
+            [[ $(count "$w/md-mail") -eq $n ]] || { echo "mdeliver lmtp per-file: expected $n messages" >&2; exit 1; }
             start_mdeliver "$w"
+            [[ $boxes -gt 1 ]] && mailboxes "$w/md-mail" root
             m=$(drive "$w/md.sock" "$s" "$boxes")
             stop_mdeliver
             [[ $(count "$w/md-mail") -eq $n ]] || { echo "mdeliver lmtp: expected $n messages" >&2; exit 1; }
             batch=$(grep -o '[0-9.]* requests per batch' "$w/md.log" | cut -d' ' -f1)
             lat=$(grep -o 'p50 [0-9.]* ms, p99 [0-9.]* ms' "$w/md.log" | awk '{ print $2 " / " $5 }')
-            printf '| %s | %d | %d | %.0f | %.0f | %.0f | %.2fx | %.2fx | %s | %s |\n' "$fs" "$boxes" "$s" \
-                "$d" "$o" "$m" "$(echo "$m / $d" | bc -l)" "$(echo "$m / $o" | bc -l)" "$batch" "$lat"
+            printf '| %s | %d | %d | %.0f | %.0f | %.0f | %.2fx | %.2fx | %.0f | %s | %s |\n' "$fs" "$boxes" "$s" \
+                "$d" "$o" "$m" "$(echo "$m / $d" | bc -l)" "$(echo "$m / $o" | bc -l)" "$p" "$batch" "$lat"
             grep 'group commit:' "$w/md.log" >> "$top/batches.log" || true
             rm -rf "$w/oneshot" "$w/md-mail" "$w/dc-mail"
         done
@@ -176,12 +198,13 @@ printf '\nGroup commit per run (same order as the rows):\n'
 sed 's/^/    /' "$top/batches.log"
 
 # Flushes and system calls per message: strace on the whole server (all processes), 8 sessions,
-# ext4; device flushes from /proc/diskstats (flush requests completed, field 18).
+# ext4; device flushes from /proc/diskstats (flush requests completed: the 16th statistic after
+# the device name, awk's $19).
 dev=$(basename "$(findmnt -no SOURCE --target "$ext4")")
-flushes() { awk -v d="$dev" '$3 == d { print $18 }' /proc/diskstats; }
+flushes() { awk -v d="$dev" '$3 == d { print $19 }' /proc/diskstats; }
 writes() { awk -v d="$dev" '$3 == d { print $8 }' /proc/diskstats; }
 printf '\nPer message, 8 sessions, ext4 (%s), under strace -f -c (the server only):\n' "$dev"
-printf '| server | fsync | fdatasync | syncfs | system calls (all) | device flushes | device writes |\n|---|---|---|---|---|---|---|\n'
+printf '| server | fsync | fdatasync | syncfs | system calls (all) | device flushes | device writes | device flushes per group-commit batch |\n|---|---|---|---|---|---|---|---|\n'
 w="$ext4/work"
 for server in dovecot mdeliver; do
     "start_$server" "$w" strace -f -c -o "$top/strace.$server"
@@ -191,11 +214,16 @@ for server in dovecot mdeliver; do
     "stop_$server"
     calls() { awk -v c="$1" '$NF == c { print $4 }' "$top/strace.$server"; }
     total=$(awk '$NF == "total" { print $4 }' "$top/strace.$server")
-    printf '| %s | %.2f | %.2f | %.3f | %.1f | %.2f | %.2f |\n' "$server" \
+    per_batch=-
+    if [[ $server == mdeliver ]]; then
+        b=$(grep -o 'group commit: [0-9]* batches' "$w/md.log" | awk '{ print $3 }')
+        per_batch=$(printf '%.2f' "$(echo "($f1 - $f0) / $b" | bc -l)")
+    fi
+    printf '| %s | %.2f | %.2f | %.3f | %.1f | %.2f | %.2f | %s |\n' "$server" \
         "$(echo "0$(calls fsync) / $n" | bc -l)" \
         "$(echo "0$(calls fdatasync) / $n" | bc -l)" "$(echo "0$(calls syncfs) / $n" | bc -l)" \
         "$(echo "0$total / $n" | bc -l)" \
-        "$(echo "($f1 - $f0) / $n" | bc -l)" "$(echo "($w1 - $w0) / $n" | bc -l)"
+        "$(echo "($f1 - $f0) / $n" | bc -l)" "$(echo "($w1 - $w0) / $n" | bc -l)" "$per_batch"
 done
 
 # Peak RSS of the server with 32 sessions of 10 MiB messages (64 messages), ext4.

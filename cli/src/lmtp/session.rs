@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use mdeliver_core::lmtp::commit;
 use mdeliver_core::lmtp::data::Decoder;
-use mdeliver_core::lmtp::reply::{Fixed, Reply};
+use mdeliver_core::lmtp::reply::{failure_class, FailurePolicy, Fixed, Reply};
 use mdeliver_core::lmtp::session::{Action, Session};
 use mdeliver_core::lmtp::LINE_MAX;
 use mdeliver_core::mda::HEAD_MAX;
@@ -29,7 +29,7 @@ use super::Server;
 use crate::input::Input;
 use crate::linux::{LinuxFs, OpenOptions};
 use mdeliver_driver::envelope::{self, Stored};
-use mdeliver_driver::exit;
+use mdeliver_driver::mta_args::QuotaFull;
 use mdeliver_driver::report::{Create, Failure};
 
 /// The read buffer and the decode buffer: per-session memory does not grow with the message.
@@ -289,6 +289,13 @@ fn deliver_all(
     out: &mut impl Write,
 ) -> io::Result<()> {
     let n = rcpts.len();
+    if n == 1 {
+        // One recipient (the common case): no thread to start.
+        for r in rcpts {
+            out.write_all(srv.deliver(sender, r, spool).as_bytes())?;
+        }
+        return out.flush();
+    }
     let work: Vec<Mutex<Option<Rcpt>>> = rcpts.into_iter().map(|r| Mutex::new(Some(r))).collect();
     let next = AtomicUsize::new(0);
     let mut replies: Vec<Option<String>> = vec![None; n];
@@ -365,13 +372,11 @@ impl Server {
 
     /// The reply for a recipient whose delivery failed, and its log line.
     fn failed(&self, address: &str, maildir: &std::path::Path, f: &Failure) -> String {
-        let policy = exit::Policy {
+        let policy = FailurePolicy {
             strict: self.args.strict_exit,
-            quota_full: self.args.quota_full,
-            // An LMTP client is an MTA, never a person at a terminal.
-            interactive: false,
+            quota_bounces: self.args.quota_full == QuotaFull::Bounce,
         };
-        let class = exit::class(exit::decide(f.kind(), exit::Context::Deliver, policy));
+        let class = failure_class(f.kind(), policy);
         let reply = Reply::Delivery(rfc3463::status(
             Failed::Delivery(f.kind()),
             class,
@@ -435,6 +440,62 @@ impl Server {
                 Reply::Fixed(Fixed::Delivered).to_string()
             }
             Err(f) => self.failed(&r.address, &r.maildir, &f),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mdeliver_driver::exit;
+
+    /// The core's reply class for a failed recipient and the one-shot path's exit code agree
+    /// for every error kind and policy: a recipient defers over LMTP exactly when the
+    /// one-shot delivery would exit 75.
+    #[test]
+    fn reply_classes_follow_the_one_shot_exit_policy() {
+        use ErrorKind::*;
+        for kind in [
+            Exists,
+            NotFound,
+            NoSpace,
+            Quota,
+            Permission,
+            ReadOnly,
+            Interrupted,
+            Io,
+            Unsupported,
+            NotDirectory,
+            NameTooLong,
+            Collisions,
+            Busy,
+            Data,
+            Usage,
+            Loop,
+            OverQuota,
+        ] {
+            for strict in [false, true] {
+                for quota_full in [QuotaFull::Defer, QuotaFull::Bounce] {
+                    let policy = exit::Policy {
+                        strict,
+                        quota_full,
+                        interactive: false,
+                    };
+                    let code = exit::decide(kind, exit::Context::Deliver, policy);
+                    let core = failure_class(
+                        kind,
+                        FailurePolicy {
+                            strict,
+                            quota_bounces: quota_full == QuotaFull::Bounce,
+                        },
+                    );
+                    assert_eq!(
+                        core,
+                        exit::class(code),
+                        "{kind:?} strict={strict} {quota_full:?}"
+                    );
+                }
+            }
         }
     }
 }
