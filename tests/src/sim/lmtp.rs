@@ -267,8 +267,12 @@ impl World {
             let done: Vec<bool> = (first..first + s.len())
                 .map(|i| self.agents[i].outcome.is_some())
                 .collect();
-            for i in first..first + sendable(&done, 0) {
-                acked[i] = matches!(self.agents[i].outcome, Some(Ok(_)));
+            let sent = sendable(&done, 0);
+            for (a, k) in self.agents[first..first + sent]
+                .iter()
+                .zip(&mut acked[first..first + sent])
+            {
+                *k = matches!(a.outcome, Some(Ok(_)));
             }
             first += s.len();
         }
