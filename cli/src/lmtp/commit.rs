@@ -343,13 +343,13 @@ pub struct GroupFs {
     /// The filesystem holding the maildir (`new/`'s device).
     dev: u64,
     /// Each directory's inode, looked up when first flushed (root, tmp, new, cur).
-    dirs: [Option<u64>; 4],
+    dirs: [Option<u64>; 5],
 }
 
 impl GroupFs {
     /// Wraps a maildir opened (at `RCPT`) before any of this delivery's files was written.
     pub fn new(inner: LinuxFs, committer: Committer) -> GroupFs {
-        let mut dirs = [None; 4];
+        let mut dirs = [None; 5];
         let dev = match rustix::fs::fstat(inner.dirfd(Dir::New)) {
             Ok(st) => {
                 dirs[2] = Some(st.st_ino);
@@ -372,6 +372,7 @@ impl GroupFs {
             Dir::Tmp => 1,
             Dir::New => 2,
             Dir::Cur => 3,
+            Dir::Top => 4,
         };
         if let Some(ino) = self.dirs[i] {
             return Ok(ino);
