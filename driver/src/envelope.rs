@@ -119,6 +119,7 @@ impl Settings {
             envelope: self.envelope(),
             quota: self.quota,
             dedup: self.dedup,
+            key: None,
         }
     }
 }
