@@ -74,6 +74,10 @@ pub fn run(argv: &[OsString]) -> ExitCode {
         }
     };
     signals::catch();
+    let sieve = linux.sieve;
     let mut linux = adapter::Linux::new(&args, &mail, disabled, linux.syslog, knobs);
+    if let Some(sieve) = &sieve {
+        return ExitCode::from(sieve::deliver(&mut linux, &args, &mail, sieve));
+    }
     ExitCode::from(mdeliver_driver::run::run(&mut linux, &args, &mail))
 }

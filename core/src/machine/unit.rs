@@ -63,6 +63,27 @@ pub fn unit_key(content_digest: [u8; 32]) -> Key {
     Key(h.finalize().into())
 }
 
+/// Derives the unit's key ([`unit_key`]) from the message's bytes, fed in chunks.
+#[derive(Clone, Debug, Default)]
+pub struct UnitKeyer(Sha256);
+
+impl UnitKeyer {
+    /// Nothing fed yet.
+    pub fn new() -> UnitKeyer {
+        UnitKeyer(Sha256::new())
+    }
+
+    /// The next bytes of the message.
+    pub fn feed(&mut self, chunk: &[u8]) {
+        self.0.update(chunk);
+    }
+
+    /// The unit's key for the bytes fed.
+    pub fn key(&self) -> Key {
+        unit_key(self.0.clone().finalize().into())
+    }
+}
+
 /// The duplicate-index key of copy `index` of `unit`.
 pub fn copy_key(unit: &Key, index: usize) -> Key {
     let mut h = Sha256::new();
