@@ -126,6 +126,7 @@ impl Settings {
             envelope: self.envelope(),
             quota: self.quota,
             dedup: self.dedup,
+            key: None,
         }
     }
 }
