@@ -201,9 +201,14 @@ fn body_of_a_plain_message_and_without_a_body() {
         msg: b"Subject: x\n",
         ..Env::default()
     };
+    // No body: :raw has no value, :text the empty one (as Pigeonhole).
     assert_eq!(
-        hits("if body :raw :is \"\" { fileinto :copy \"empty\"; }", &env),
-        ["empty"]
+        hits(
+            "if body :raw :is \"\" { fileinto :copy \"raw\"; }\n\
+             if body :text :is \"\" { fileinto :copy \"text\"; }",
+            &env
+        ),
+        ["text"]
     );
 }
 

@@ -143,8 +143,10 @@ pub fn each_part(entity: Entity<'_>, depth: u32, f: &mut dyn FnMut(&[u8], Entity
         Some(b) if ty.starts_with(b"multipart/") && !b.is_empty() && depth < DEPTH_MAX => {
             let (prologue, parts, epilogue) = split_multipart(entity.body, b);
             let mut hit = false;
-            for text in [prologue, epilogue] {
-                if !hit && !text.is_empty() {
+            // The prologue even when empty, the epilogue when there is one (as Pigeonhole,
+            // which `:count` shows).
+            for (i, text) in [prologue, epilogue].into_iter().enumerate() {
+                if !hit && (i == 0 || !text.is_empty()) {
                     hit = f(ty, Entity { header: &[], body: text });
                 }
             }

@@ -767,7 +767,10 @@ impl Run<'_, '_, '_> {
                 Word::Body => {
                     let body = self.ctx.body;
                     if spec.body == BodyTransform::Raw {
-                        visit(Some(body));
+                        // An empty body is no value (as Pigeonhole; :text gives "").
+                        if !body.is_empty() {
+                            visit(Some(body));
+                        }
                     } else {
                         let scratch = &mut *self.scratch;
                         let top = body::Entity {
@@ -810,10 +813,12 @@ impl Run<'_, '_, '_> {
                             let name = exp.one(script, spec.c);
                             let received = name.eq_ignore_ascii_case(b"received");
                             let scratch = &mut *self.scratch;
+                            // Without :index, the first field only (as Pigeonhole; RFC 5260
+                            // does not say).
                             header::each_field_at(
                                 self.msg.header,
                                 name,
-                                spec.index,
+                                spec.index.max(1),
                                 spec.last,
                                 |raw| {
                                     let mut v = header::unfold(raw, scratch);
