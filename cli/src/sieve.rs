@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use mdeliver_core::sieve::{
-    compile, run_with, Action, Context, Extensions, Limits, Message, MessageReader, Node, Outcome,
-    Script,
+    compile, run, run_with, Action, Context, Extensions, Limits, Message, MessageReader, Node,
+    Outcome, Script,
 };
 
 use crate::exit;
@@ -246,7 +246,10 @@ pub fn render(out: &Outcome) -> String {
                 o,
                 "vacation to \"{}\"{} subject \"{}\"{} handle \"{}\" for {seconds} s: \"{}\"",
                 s(to).escape_debug(),
-                from.map_or(String::new(), |f| format!(" from \"{}\"", s(f).escape_debug())),
+                from.map_or(String::new(), |f| format!(
+                    " from \"{}\"",
+                    s(f).escape_debug()
+                )),
                 s(subject).escape_debug(),
                 if mime { " :mime" } else { "" },
                 s(handle).escape_debug(),

@@ -1189,7 +1189,9 @@ fn multipart(r: &mut Rng, boundary: &str, depth: usize) -> (String, String) {
     (head, body)
 }
 
-const ZONES: &[&str] = &["+0000", "+0300", "-0130", "+1245", "-1100", "GMT", "EST", "+0100"];
+const ZONES: &[&str] = &[
+    "+0000", "+0300", "-0130", "+1245", "-1100", "GMT", "EST", "+0100",
+];
 
 /// An RFC 5322 date, now and then in an obsolete form or broken.
 fn date_value(r: &mut Rng) -> String {
@@ -1295,7 +1297,11 @@ fn ext_test(r: &mut Rng) -> (String, bool) {
             ]);
             let header = r.pick(&["date", "received", "x-tag", "date"]);
             let index = if r.chance(25) {
-                format!(" :index {}{}", 1 + r.below(3), if r.chance(40) { " :last" } else { "" })
+                format!(
+                    " :index {}{}",
+                    1 + r.below(3),
+                    if r.chance(40) { " :last" } else { "" }
+                )
             } else {
                 String::new()
             };
@@ -1318,7 +1324,16 @@ fn ext_test(r: &mut Rng) -> (String, bool) {
                 " :count \"eq\" :comparator \"i;ascii-numeric\"",
             ]);
             let key = r.pick(&[
-                "2026", "12", "06", "2026-06-01", "2", "+0000", "-0130", "00:00:00", "1", "0",
+                "2026",
+                "12",
+                "06",
+                "2026-06-01",
+                "2",
+                "+0000",
+                "-0130",
+                "00:00:00",
+                "1",
+                "0",
                 "61000",
             ]);
             (
@@ -1339,7 +1354,10 @@ fn ext_test(r: &mut Rng) -> (String, bool) {
             ]
             .get(r.below(7))
             .unwrap_or(&("year", "", "2026"));
-            (format!("currentdate{zone}{cmp} \"{part}\" \"{key}\""), false)
+            (
+                format!("currentdate{zone}{cmp} \"{part}\" \"{key}\""),
+                false,
+            )
         }
         7 | 8 => {
             let index = format!(
