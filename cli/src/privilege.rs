@@ -16,7 +16,7 @@
 
 use std::path::{Path, PathBuf};
 
-use mdeliver_core::mda::owner::{deliver_as, DeliverAs, Refusal};
+use mdeliver_core::mda::owner::{deliver_as, DeliverAs, Named, Refusal};
 
 use nix::unistd::{geteuid, getgrouplist, setgroups, setresgid, setresuid, Gid, Uid, User};
 
@@ -30,20 +30,36 @@ struct Identity {
 }
 
 /// The owner (uid, gid) of `path`, or of the nearest directory above it that exists. One
-/// `stat` per path tried (std's `metadata` would first probe whether `statx` exists).
+/// `stat` per path tried (std's `metadata` would first probe whether `statx` exists); a
+/// relative path is made absolute (`getcwd`) only when it does not exist, to walk up.
 fn owner(path: &Path) -> std::io::Result<(u32, u32)> {
+    match rustix::fs::stat(path) {
+        Ok(m) => return Ok((m.st_uid, m.st_gid)),
+        Err(rustix::io::Errno::NOENT) => {}
+        Err(e) => return Err(e.into()),
+    }
     let mut p: PathBuf = if path.is_absolute() {
         path.to_owned()
     } else {
         std::env::current_dir()?.join(path)
     };
-    loop {
+    while p.pop() {
         match rustix::fs::stat(&p) {
             Ok(m) => return Ok((m.st_uid, m.st_gid)),
-            Err(rustix::io::Errno::NOENT) if p.pop() => {}
+            Err(rustix::io::Errno::NOENT) => {}
             Err(e) => return Err(e.into()),
         }
     }
+    Err(rustix::io::Errno::NOENT.into())
+}
+
+/// The effective uid this process was started with, from the auxiliary vector the kernel
+/// hands every process (no system call, unlike `geteuid`). Nothing before [`become_owner`]
+/// changes it.
+fn started_as_root() -> bool {
+    // SAFETY: getauxval only reads the process's auxiliary vector; Linux always puts AT_EUID
+    // in it.
+    unsafe { libc::getauxval(libc::AT_EUID) == 0 }
 }
 
 fn by_uid(uid: u32, dir_gid: u32) -> Result<Identity, String> {
@@ -73,7 +89,11 @@ fn identity(u: User) -> Result<Identity, String> {
 }
 
 /// Who to deliver as (`mdeliver_core::mda::owner` decides); `None` to stay as we are.
-fn decide(user: Option<&str>, maildirs: &[PathBuf], euid: Uid) -> Result<Option<Identity>, String> {
+fn decide(
+    user: Option<&str>,
+    maildirs: &[PathBuf],
+    root: bool,
+) -> Result<Option<Identity>, String> {
     let named = match user {
         Some(name) => match User::from_name(name) {
             Ok(Some(u)) => Some((name, u)),
@@ -83,17 +103,19 @@ fn decide(user: Option<&str>, maildirs: &[PathBuf], euid: Uid) -> Result<Option<
         None => None,
     };
     let owners = maildirs.iter().map(|md| owner(md));
-    match deliver_as(
-        named.as_ref().map(|(_, u)| u.uid.as_raw()),
-        euid.as_raw(),
-        owners,
-    ) {
+    // As root, whom it names does not matter: no `geteuid` (a system call) then.
+    let us = |u: &User| match !root && u.uid == geteuid() {
+        true => Named::Us,
+        false => Named::Other,
+    };
+    match deliver_as(named.as_ref().map(|(_, u)| us(u)), root, owners) {
         Ok(DeliverAs::Unchanged) => Ok(None),
         Ok(DeliverAs::Named) => named.map_or(Ok(None), |(_, u)| identity(u).map(Some)),
         Ok(DeliverAs::Owner { uid, gid }) => by_uid(uid, gid).map(Some),
         Err(Refusal::NotRoot) => Err(format!(
-            "--user {}: only root can deliver as another user (running as uid {euid})",
-            user.unwrap_or_default()
+            "--user {}: only root can deliver as another user (running as uid {})",
+            user.unwrap_or_default(),
+            geteuid()
         )),
         Err(Refusal::Owner { index, error }) => Err(format!(
             "{}: finding its owner: {error}",
@@ -115,7 +137,7 @@ fn decide(user: Option<&str>, maildirs: &[PathBuf], euid: Uid) -> Result<Option<
 /// Becomes the user to deliver as, before any maildir is touched (see the module docs); the
 /// refusal's message otherwise.
 pub fn become_owner(user: Option<&str>, maildirs: &[PathBuf]) -> Result<(), String> {
-    let Some(id) = decide(user, maildirs, geteuid())? else {
+    let Some(id) = decide(user, maildirs, started_as_root())? else {
         return Ok(());
     };
     let fail = |what: &str, e: nix::Error| {

@@ -540,10 +540,7 @@ impl Pair {
             rec,
             handle,
             message: mta_body(msg),
-            slots: Slots {
-                file: None,
-                stream: None,
-            },
+            slots: Slots::default(),
             done: None,
         }
     }

@@ -49,18 +49,29 @@ pub enum Refusal<E> {
     },
 }
 
-/// Decides who delivers. `named`: the uid of the user `--user` names (the driver looked it
-/// up); `euid`: who we run as; `owners`: each maildir's (uid, gid), in order, looked up as
-/// they are asked for.
-pub fn deliver_as<E, I>(named: Option<u32>, euid: u32, owners: I) -> Result<DeliverAs, Refusal<E>>
+/// The user `--user` names, as the driver found it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Named {
+    /// The user mdeliver runs as.
+    Us,
+    /// Another user.
+    Other,
+}
+
+/// Decides who delivers. `named`: the user `--user` names, if given; `root`: whether we run
+/// as root; `owners`: each maildir's (uid, gid), in order, looked up as they are asked for.
+pub fn deliver_as<E, I>(
+    named: Option<Named>,
+    root: bool,
+    owners: I,
+) -> Result<DeliverAs, Refusal<E>>
 where
     I: IntoIterator<Item = Result<(u32, u32), E>>,
 {
-    let root = euid == 0;
     match named {
         Some(_) if root => return Ok(DeliverAs::Named),
-        Some(uid) if uid == euid => return Ok(DeliverAs::Unchanged),
-        Some(_) => return Err(Refusal::NotRoot),
+        Some(Named::Us) => return Ok(DeliverAs::Unchanged),
+        Some(Named::Other) => return Err(Refusal::NotRoot),
         None if !root => return Ok(DeliverAs::Unchanged),
         None => {}
     }
@@ -97,23 +108,25 @@ mod tests {
 
     #[test]
     fn a_named_user_needs_root_unless_it_is_us() {
-        let r: R = deliver_as(Some(1000), 0, owners(&[(5, 5)]));
-        assert_eq!(r, Ok(DeliverAs::Named));
-        let r: R = deliver_as(Some(1000), 1000, owners(&[(5, 5)]));
+        for named in [Named::Us, Named::Other] {
+            let r: R = deliver_as(Some(named), true, owners(&[(5, 5)]));
+            assert_eq!(r, Ok(DeliverAs::Named));
+        }
+        let r: R = deliver_as(Some(Named::Us), false, owners(&[(5, 5)]));
         assert_eq!(r, Ok(DeliverAs::Unchanged));
-        let r: R = deliver_as(Some(1000), 1001, owners(&[]));
+        let r: R = deliver_as(Some(Named::Other), false, owners(&[]));
         assert_eq!(r, Err(Refusal::NotRoot));
     }
 
     #[test]
     fn without_root_nothing_changes_and_no_owner_is_looked_up() {
-        let r: R = deliver_as(None, 1000, [Err("not looked up")]);
+        let r: R = deliver_as(None, false, [Err("not looked up")]);
         assert_eq!(r, Ok(DeliverAs::Unchanged));
     }
 
     #[test]
     fn root_becomes_the_one_owner_of_the_maildirs() {
-        let r: R = deliver_as(None, 0, owners(&[(1000, 100), (1000, 200)]));
+        let r: R = deliver_as(None, true, owners(&[(1000, 100), (1000, 200)]));
         assert_eq!(
             r,
             Ok(DeliverAs::Owner {
@@ -122,9 +135,9 @@ mod tests {
             })
         );
         // Root's own maildirs (or none at all): delivered as root.
-        let r: R = deliver_as(None, 0, owners(&[(0, 0), (0, 5)]));
+        let r: R = deliver_as(None, true, owners(&[(0, 0), (0, 5)]));
         assert_eq!(r, Ok(DeliverAs::Unchanged));
-        let r: R = deliver_as(None, 0, owners(&[]));
+        let r: R = deliver_as(None, true, owners(&[]));
         assert_eq!(r, Ok(DeliverAs::Unchanged));
     }
 
@@ -136,7 +149,7 @@ mod tests {
             Ok::<_, &str>(o)
         });
         assert_eq!(
-            deliver_as(None, 0, it),
+            deliver_as(None, true, it),
             Err(Refusal::DifferentOwners {
                 first: 0,
                 second: 2,
@@ -145,13 +158,13 @@ mod tests {
         );
         assert_eq!(asked, 3, "the fourth maildir is not looked at");
         // Root among the owners differs like anyone else.
-        let r: R = deliver_as(None, 0, owners(&[(0, 0), (7, 7)]));
+        let r: R = deliver_as(None, true, owners(&[(0, 0), (7, 7)]));
         assert!(matches!(r, Err(Refusal::DifferentOwners { .. })));
     }
 
     #[test]
     fn a_failed_look_up_is_reported_with_its_maildir() {
-        let r: R = deliver_as(None, 0, [Ok((7, 7)), Err("EACCES")]);
+        let r: R = deliver_as(None, true, [Ok((7, 7)), Err("EACCES")]);
         assert_eq!(
             r,
             Err(Refusal::Owner {
