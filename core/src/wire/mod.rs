@@ -1455,6 +1455,7 @@ mod tests {
                     name: "maildirsize",
                     data: b"100S\n0 0\n",
                     sync: true,
+                    anonymous: true,
                 },
             ),
             (
@@ -1516,6 +1517,7 @@ mod tests {
                 max_recalc: 7,
                 count_trashed: true,
                 sep: InfoSep::new(b';').unwrap(),
+                folder: true,
             }),
             Some(CheckOptions {
                 given: Some(Limits {
