@@ -20,14 +20,25 @@
 //!   maildir is recalculated and the fresh numbers decide. So an overcount never refuses mail
 //!   for long, and a maildir cleaned up by a non-Maildir++ client reopens within 15 minutes.
 //!
+//! # One quota for the tree
+//! Maildir++ keeps one `maildirsize` for a maildir and all its folders (Courier and Dovecot read
+//! only the root's). A folder's check ([`CheckOptions::folder`]) reads, appends to and replaces
+//! the file of its top maildir, [`Dir::Top`]; no folder ever gets a file of its own.
+//!
 //! # Recalculation ([`QuotaCheck`], states `Recalc*`)
-//! Stat `maildirsize`, `new/` and `cur/` (directory mtimes); list new/ then cur/, summing `,S=`
-//! sizes from names (`stat` for names without one; a name that vanished is skipped; messages
-//! flagged `T` are not counted, as Courier's default build does); write the fresh file to a
-//! unique name in tmp/, fsync, close; stat `maildirsize` again and, when it changed (someone
-//! appended during the scan), start over; rename the fresh file over `maildirsize` (the one
-//! place where replacing is intended: the file is a cache of what the directories hold);
-//! stat `new/` and `cur/` again and start over when their mtimes moved. After
+//! First, once per check, remove what killed recalculations left: every `tmp/*.maildirsize`
+//! older than [`LEFTOVER_SECS`] (best effort). Then stat `maildirsize`, the top's `new/` and
+//! `cur/` (directory mtimes); list new/ then cur/, then every folder of the top (`.Name`,
+//! except [`TRASH`]; [`Op::OpenFolderDir`], nested in the top's listing) with its new/ and
+//! cur/, summing `,S=` sizes from names (`stat` for names without one, through the open
+//! listing, [`Op::StatListed`]; a name that vanished is skipped; messages flagged `T` are not
+//! counted, as Courier's default build does); write the fresh file, unnamed where the
+//! filesystem can, and name it `tmp/<unique>.maildirsize` once flushed ([`Op::WriteFile`] with
+//! `anonymous`); stat `maildirsize` again and, when it changed (someone appended during the
+//! scan), start over; rename the fresh file over `maildirsize` (the one place where replacing
+//! is intended: the file is a cache of what the directories hold); stat `new/` and `cur/`
+//! again and start over when their mtimes moved (the top's only: a folder's change during
+//! the scan is caught by its append, which every deliverer makes). After
 //! [`CheckOptions::max_recalc`] attempts the fresh numbers decide anyway (`raced: true`).
 //!
 //! # Concurrency: what overshoot is possible
@@ -59,9 +70,8 @@
 //! publishes.
 //!
 //! # Partial
-//! Maildir++ folders (`.Name/` subdirectories) are not summed: the [`Fs`] addresses one
-//! maildir. Deliveries into a folder need the root's `maildirsize` and a recalculation that
-//! visits every folder except `.Trash`.
+//! A folder that is a symbolic link is not counted (folders are opened without following
+//! links). A recalculation's race check watches the top's new/ and cur/, not the folders'.
 
 use core::fmt::Write as _;
 
