@@ -606,6 +606,7 @@ impl LinuxFs {
         let target = format!("{base}.renamed");
         let tmp = self.dirfd(Dir::Tmp);
         let flags = OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        crate::signals::before_named_file();
         if rfs::openat(tmp, base.as_str(), flags | OFlags::WRONLY, MODE_FILE).is_err() {
             return Probe::Untried;
         }
@@ -716,6 +717,7 @@ impl Fs for LinuxFs {
         } else {
             OFlags::TRUNC
         };
+        crate::signals::before_named_file();
         let fd = rfs::openat(self.dirfd(dir), name, flags, MODE_FILE).map_err(other)?;
         self.share(&fd);
         Ok(File(fd))

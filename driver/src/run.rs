@@ -311,12 +311,19 @@ fn import_mbox<A: Adapter>(a: &mut A, args: &Args, mail: &MailArgs, input: &mut 
         Ok(fs) => fs,
         Err((kind, part)) => return import::cannot_open(args, &target, kind, part),
     };
+    // The strategy the filesystem gets, as for one delivery: Locked on a network filesystem.
+    let (delivery, note) = a.strategy(&fs, import::delivery(args, mail));
+    if let (Some(note), true) = (note, args.verbose >= 2) {
+        eprintln!("mdeliver: {}: {note}", target.display());
+    }
     let mut progress = a.progress(args);
-    let env = a.env();
+    // As `dyn Env`, like a delivery's (`envelope::deliver`): the machines are compiled once.
+    let env: &mut dyn mdeliver_core::Env = a.env();
     import::run(
         args,
         mail,
         in_folder,
+        delivery,
         &mut fs,
         env,
         &target,
