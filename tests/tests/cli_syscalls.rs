@@ -90,7 +90,15 @@ fn a_plain_delivery_makes_at_most_40_system_calls() {
     // What keeps it there: no allocator calls (the start-up arena), no signal handlers on the
     // O_TMPFILE path, the mail log as one socket and one sendto to /dev/log.
     let count = |call: &str| own.iter().filter(|l| name(l) == call).count();
-    for call in ["brk", "mmap", "munmap", "geteuid", "getcwd", "connect", "rt_sigprocmask"] {
+    for call in [
+        "brk",
+        "mmap",
+        "munmap",
+        "geteuid",
+        "getcwd",
+        "connect",
+        "rt_sigprocmask",
+    ] {
         assert_eq!(count(call), 0, "{call}:\n{report}");
     }
     assert_eq!(count("rt_sigaction"), 1, "only SIGPIPE's:\n{report}");
