@@ -78,6 +78,10 @@ pub fn run(argv: &[OsString]) -> ExitCode {
     } else {
         signals::arm();
     }
+    let sieve = linux.sieve;
     let mut linux = adapter::Linux::new(&args, &mail, disabled, linux.syslog, knobs);
+    if let Some(sieve) = &sieve {
+        return ExitCode::from(sieve::deliver(&mut linux, &args, &mail, sieve));
+    }
     ExitCode::from(mdeliver_driver::run::run(&mut linux, &args, &mail))
 }
