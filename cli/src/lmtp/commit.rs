@@ -345,8 +345,8 @@ pub struct GroupFs {
     committer: Committer,
     /// The filesystem holding the maildir (`new/`'s device).
     dev: u64,
-    /// Each directory's inode, looked up when first flushed (root, tmp, new, cur).
-    dirs: [Option<u64>; 4],
+    /// Each directory's inode, looked up when first flushed (root, tmp, new, cur, top).
+    dirs: [Option<u64>; 5],
     /// The copy this delivery may be a hard link to.
     link: Option<Link>,
 }
@@ -399,7 +399,7 @@ fn read_at(source: &OwnedFd, buf: &mut [u8], at: u64) -> Result<(), ErrorKind> {
 impl GroupFs {
     /// Wraps a maildir opened (at `RCPT`) before any of this delivery's files was written.
     pub fn new(inner: LinuxFs, committer: Committer) -> GroupFs {
-        let mut dirs = [None; 4];
+        let mut dirs = [None; 5];
         let dev = match rustix::fs::fstat(inner.dirfd(Dir::New)) {
             Ok(st) => {
                 dirs[2] = Some(st.st_ino);
@@ -456,6 +456,7 @@ impl GroupFs {
             Dir::Tmp => 1,
             Dir::New => 2,
             Dir::Cur => 3,
+            Dir::Top => 4,
         };
         if let Some(ino) = self.dirs[i] {
             return Ok(ino);
@@ -582,6 +583,14 @@ impl Fs for GroupFs {
     }
     fn open_dir(&mut self, dir: Dir) -> Result<Self::DirStream, ErrorKind> {
         self.inner.open_dir(dir)
+    }
+    fn open_folder_dir(
+        &mut self,
+        base: Dir,
+        folder: &[u8],
+        dir: Dir,
+    ) -> Result<Self::DirStream, ErrorKind> {
+        self.inner.open_folder_dir(base, folder, dir)
     }
     fn read_dir(
         &mut self,

@@ -110,6 +110,7 @@ impl LmtpScenario {
                     env,
                     file: None,
                     stream: None,
+                    inner: None,
                     waiting: None,
                     outcome: None,
                 }
@@ -135,6 +136,8 @@ struct Agent {
     env: SimEnv,
     file: Option<SimFile>,
     stream: Option<SimDir>,
+    /// The folder listing opened inside `stream`, if any.
+    inner: Option<SimDir>,
     waiting: Option<Wait>,
     outcome: Option<MtaOutcome>,
 }
@@ -154,6 +157,7 @@ fn dir_number(d: Dir) -> u64 {
         Dir::Tmp => 1,
         Dir::New => 2,
         Dir::Cur => 3,
+        Dir::Top => 4,
     }
 }
 
@@ -162,7 +166,7 @@ fn sync_filesystem(fs: &mut SimFs) {
     for inode in fs.inodes.values_mut() {
         inode.synced = inode.data.clone();
     }
-    for d in [Dir::Root, Dir::Tmp, Dir::New, Dir::Cur] {
+    for d in [Dir::Root, Dir::Tmp, Dir::New, Dir::Cur, Dir::Top] {
         let _ = fs.sync_dir(d);
     }
 }
@@ -287,6 +291,7 @@ fn step_agent(fs: &mut SimFs, agent: &mut Agent, group: bool) {
     let mut slots = Slots {
         file: agent.file.take(),
         stream: agent.stream.take(),
+        inner: agent.inner.take(),
     };
     let mut buf = [0u8; 8192];
     let (r, n) = match agent.m.poll() {
@@ -294,18 +299,21 @@ fn step_agent(fs: &mut SimFs, agent: &mut Agent, group: bool) {
             agent.outcome = Some(o);
             agent.file = slots.file;
             agent.stream = slots.stream;
+            agent.inner = slots.inner;
             return;
         }
         Step::Op(Op::SyncFile) if group => {
             agent.waiting = Some(Wait::Data);
             agent.file = slots.file;
             agent.stream = slots.stream;
+            agent.inner = slots.inner;
             return;
         }
         Step::Op(Op::SyncDir { dir }) if group => {
             agent.waiting = Some(Wait::Names(dir));
             agent.file = slots.file;
             agent.stream = slots.stream;
+            agent.inner = slots.inner;
             return;
         }
         Step::Op(Op::WriteMessage) => {
@@ -324,6 +332,7 @@ fn step_agent(fs: &mut SimFs, agent: &mut Agent, group: bool) {
     agent.m.feed(r, &buf[..n], &mut agent.env);
     agent.file = slots.file;
     agent.stream = slots.stream;
+    agent.inner = slots.inner;
     if let Step::Done(o) = agent.m.poll() {
         agent.outcome = Some(o);
     }
@@ -340,6 +349,7 @@ fn deliver_now(fs: &mut SimFs, opts: MtaOptions, msg: usize, id: u8, secs: u64) 
         env,
         file: None,
         stream: None,
+        inner: None,
         waiting: None,
         outcome: None,
     };
