@@ -538,19 +538,30 @@ impl Fs for GroupFs {
                 match r {
                     Ok(()) => {
                         self.committer.stats.links.fetch_add(1, Ordering::Relaxed);
-                        Ok(())
+                        return Ok(());
                     }
-                    Err(e) => Err(error_kind(e, Call::Link)),
+                    // The name is taken: the core picks another.
+                    Err(e @ rustix::io::Errno::EXIST) => return Err(error_kind(e, Call::Link)),
+                    // The source is gone (a reader deleted it) or has all the links it can
+                    // take: this copy is written after all, and flushed before it is named.
+                    Err(_) => {
+                        self.unlink_source(file)?;
+                        let what = plan::Request {
+                            need: Need::Data,
+                            fs: self.dev,
+                            dir: 0,
+                        };
+                        self.committer.flush(what, dup(file)?)?;
+                    }
                 }
             }
-            // A copy shorter than the source (and not flushed, under --no-fsync): its own
-            // file, with the bytes matched so far.
-            Some(_) => {
-                self.unlink_source(file)?;
-                self.inner.link_anonymous(file, dir, name)
-            }
-            None => self.inner.link_anonymous(file, dir, name),
+            // A copy shorter than the source (only unflushed, under --no-fsync: a flush
+            // would have made it its own file already): its own file, the bytes matched so
+            // far written into it.
+            Some(_) => self.unlink_source(file)?,
+            None => {}
         }
+        self.inner.link_anonymous(file, dir, name)
     }
     fn link(&mut self, from: (Dir, &str), to: (Dir, &str)) -> Result<(), ErrorKind> {
         self.inner.link(from, to)
@@ -675,6 +686,68 @@ mod tests {
         assert!(batches <= requests);
         std::fs::remove_dir_all(&dir).unwrap();
         st
+    }
+
+    /// A copy with the source's bytes is a link to it; one that differs anywhere (here at its
+    /// last byte, or longer) and one whose source was deleted meanwhile are files of their
+    /// own; all hold exactly their bytes.
+    #[test]
+    fn identical_copies_link_to_the_source_and_others_are_written() {
+        use std::os::unix::fs::MetadataExt;
+        let top = std::env::temp_dir().join(format!("mdeliver-link-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&top);
+        let open = OpenOptions {
+            create: true,
+            sync: true,
+            ..OpenOptions::default()
+        };
+        let committer = Committer::start(Committer::platform());
+        let msg = "Subject: same\n\nbody\n";
+        let store = |name: &str, bytes: &str, source: Option<Arc<Source>>| {
+            let dir = top.join(name);
+            let fs = LinuxFs::open(&dir, open).unwrap();
+            let mut fs = GroupFs::new(fs, committer.clone());
+            if let Some(s) = source {
+                fs = fs.linking(s);
+            }
+            let mut env = LinuxEnv::new();
+            let mut buf = [0u8; 4096];
+            let d = deliver(
+                &mut fs,
+                &mut env,
+                Options::default(),
+                &mut bytes.as_bytes(),
+                &mut buf,
+            )
+            .unwrap();
+            let path = dir.join(d.dir.as_str()).join(&*d.name);
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), bytes, "{name}");
+            (Source::open(&fs, d.dir, &d.name, d.size), path)
+        };
+        std::fs::create_dir_all(&top).unwrap();
+        let (source, first) = store("a", msg, None);
+        let source = Arc::new(source.unwrap());
+        let (_, same) = store("b", msg, Some(Arc::clone(&source)));
+        let (_, last_byte) = store("c", "Subject: same\n\nbodY\n", Some(Arc::clone(&source)));
+        let (_, longer) = store(
+            "d",
+            "Subject: same\n\nbody\nmore\n",
+            Some(Arc::clone(&source)),
+        );
+        let ino = |p: &std::path::Path| std::fs::metadata(p).unwrap().ino();
+        assert_eq!(ino(&first), ino(&same));
+        assert_eq!(std::fs::metadata(&first).unwrap().nlink(), 2);
+        for other in [&last_byte, &longer] {
+            assert_ne!(ino(&first), ino(other));
+            assert_eq!(std::fs::metadata(other).unwrap().nlink(), 1);
+        }
+        // The source deleted by a reader (both its names): the next copy is its own file.
+        std::fs::remove_file(&first).unwrap();
+        std::fs::remove_file(&same).unwrap();
+        let (_, after) = store("e", msg, Some(Arc::clone(&source)));
+        assert_eq!(std::fs::metadata(&after).unwrap().nlink(), 1);
+        assert_eq!(committer.stats.links.load(Ordering::Relaxed), 1);
+        std::fs::remove_dir_all(&top).unwrap();
     }
 
     #[test]
