@@ -125,6 +125,12 @@ mfs_kill() {
 
 teardown() {
     set +e
+    # A MooseFS client blocked on a chunk that cannot be read would block mountpoint and
+    # umount: its daemon goes first (the mount then answers ENOTCONN).
+    if [ -s "$W/mfs/mount.pids" ]; then
+        for p in $(cat "$W/mfs/mount.pids"); do kill -9 "$p" 2>/dev/null; done
+        sleep 0.5
+    fi
     for h in $HOSTS; do
         for fs in glusterfs juicefs moosefs; do
             mountpoint -q "$W/$fs-$h" && umount -l "$W/$fs-$h"
@@ -132,11 +138,6 @@ teardown() {
         mountpoint -q "$W/uts-$h" && umount "$W/uts-$h"
     done
     [ -s "$W/redis.pid" ] && kill -9 "$(cat "$W/redis.pid")" 2>/dev/null
-    # A client left blocked on a chunk that cannot be read keeps its mount: its daemon goes.
-    if [ -s "$W/mfs/mount.pids" ]; then
-        sleep 0.5
-        for p in $(cat "$W/mfs/mount.pids"); do kill -9 "$p" 2>/dev/null; done
-    fi
     for lock in "$W"/mfs/master/.mfsmaster.lock "$W"/mfs/cs?/.mfschunkserver.lock; do
         [ -s "$lock" ] && mfs_kill "$(cat "$lock")"
     done
@@ -343,18 +344,18 @@ EOF
     restart="bash $m/restart.sh"
 }
 
-min_faults=0 require="" timeout=120 row_limit=0
+min_faults=0 max_faults=0 require="" timeout=120 row_limit=0
 case $mode in
 long) per_worker=2500 kill_rate=0.01 fault_every=20 ;;
 short) per_worker=25 kill_rate=0.1 fault_every=6 ;;
 ci)
     # 60 deliveries at least, and more until two reset bursts and two daemon restarts (for
     # MooseFS: the master and the chunkserver) happened; each kind is then required.
-    per_worker=15 kill_rate=0.1 fault_every=3 min_faults=4
+    per_worker=15 kill_rate=0.1 fault_every=4 min_faults=4 max_faults=4
     require="kills=1,fault_reset=2,fault_restart=2"
-    # A hung process is killed after 30 s (and its delivery retried), a whole row after four
+    # A hung process is killed after 20 s (and its delivery retried), a whole row after four
     # minutes: the CI step fails rather than hangs.
-    timeout=30 row_limit=240
+    timeout=20 row_limit=240
     ;;
 esac
 results=$W/results.jsonl
@@ -404,7 +405,8 @@ for fs in $FSS; do
         done
         row "$fs" "$final/$md" "$strategy" "${args[@]}" --kill-rate $kill_rate \
             --fault-every $fault_every --reset-on "$reset_on" --reset-off "$reset_off" \
-            --restart-on "$restart" --min-faults $min_faults --require "$require"
+            --restart-on "$restart" --min-faults $min_faults --max-faults $max_faults \
+            --require "$require"
     done
 done
 cp "$results" /tmp/mdeliver-multihost-last.jsonl

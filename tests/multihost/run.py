@@ -145,7 +145,10 @@ def lister(a, host, stats, stop, env):
         with stats.lock:
             before = dict(stats.acked)
         r = run_limited(a, stats, a.prefix[host] + [a.bin, "list", a.maildir[host]], env)
-        if r is None or r.returncode != 0:
+        if r is None:
+            stats.add("listings_failed")
+            continue
+        if r.returncode != 0:
             stats.add("listings_unsettled" if r.returncode == 75 else "listings_failed")
             continue
         keys = [l.split("\t")[0] for l in r.stdout.decode(errors="replace").splitlines() if l]
@@ -184,7 +187,7 @@ def reader(a, host, stats, stop, env):
 def faulter(a, stats, stop):
     kinds = [k for k in ("reset", "restart") if getattr(a, f"{k}_on")]
     n = 0
-    while kinds and not stop.wait(a.fault_every):
+    while kinds and not stop.wait(a.fault_every) and not (a.max_faults and n >= a.max_faults):
         kind = kinds[n % len(kinds)]
         n += 1
         if kind == "reset":
@@ -281,6 +284,8 @@ def main():
                     "delivery retried), like an MTA's time limit")
     ap.add_argument("--min-faults", type=int, default=0,
                     help="deliver past --per-worker until this many server faults were injected")
+    ap.add_argument("--max-faults", type=int, default=0,
+                    help="stop injecting server faults after this many (0: never)")
     ap.add_argument("--require", default="",
                     help="COUNTER=N,...: a violation unless each counter (kills, fault_reset, "
                     "fault_restart) reached N")
