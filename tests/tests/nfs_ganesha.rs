@@ -31,12 +31,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use mdeliver_core::env::Timestamp;
 use mdeliver_core::fs::{Dir, EntryName, Fs, Stat};
 use mdeliver_core::machine::deliver::{deliver, Options, Strategy};
 use mdeliver_core::machine::trust;
-use mdeliver_core::env::Timestamp;
 use mdeliver_core::{Capabilities, Env, ErrorKind};
-use nfs_rs::{Mount, NfsError, Nfs3ErrorCode, Nfs4ErrorCode};
+use nfs_rs::{Mount, Nfs3ErrorCode, Nfs4ErrorCode, NfsError};
 
 /// The kernel client's default `acregmin`: a file's cached attributes are trusted this long.
 const ACREGMIN_MS: u64 = 3_000;
@@ -127,11 +127,23 @@ struct Counts {
     /// Answers from the modelled attribute cache instead of the server.
     cached_stats: u64,
     cached_listings: u64,
-    /// Errors of any kind from the client library.
+    /// Errors from the client library other than "exists" and "not found".
     errors: u64,
     /// Of which "the request may have taken effect" (a lost reply the client could not
-    /// settle by retransmitting).
-    uncertain: u64,
+    /// settle by retransmitting), by procedure.
+    uncertain: BTreeMap<&'static str, u64>,
+}
+
+impl Counts {
+    fn add(&mut self, o: &Counts) {
+        self.rpcs += o.rpcs;
+        self.cached_stats += o.cached_stats;
+        self.cached_listings += o.cached_listings;
+        self.errors += o.errors;
+        for (k, v) in &o.uncertain {
+            *self.uncertain.entry(k).or_insert(0) += v;
+        }
+    }
 }
 
 /// An open file: its handle and where the next write goes.
@@ -164,25 +176,25 @@ fn idx(d: Dir) -> usize {
     }
 }
 
-fn kind(e: &NfsError, counts: &mut Counts) -> ErrorKind {
-    counts.errors += 1;
+fn kind(e: &NfsError, counts: &mut Counts, op: &'static str) -> ErrorKind {
     if let NfsError::OperationOutcome(o) = e {
         if o.outcome == nfs_rs::OperationOutcome::Uncertain {
-            counts.uncertain += 1;
+            *counts.uncertain.entry(op).or_insert(0) += 1;
         }
     }
-    match e {
-        NfsError::Nfs3(Nfs3ErrorCode::NFS3ERR_EXIST) | NfsError::Nfs4(Nfs4ErrorCode::NFS4ERR_EXIST) => {
-            ErrorKind::Exists
-        }
-        NfsError::Nfs3(Nfs3ErrorCode::NFS3ERR_NOENT) | NfsError::Nfs4(Nfs4ErrorCode::NFS4ERR_NOENT) => {
-            ErrorKind::NotFound
-        }
-        NfsError::Nfs3(Nfs3ErrorCode::NFS3ERR_NOSPC) | NfsError::Nfs4(Nfs4ErrorCode::NFS4ERR_NOSPC) => {
-            ErrorKind::NoSpace
-        }
+    let k = match e {
+        NfsError::Nfs3(Nfs3ErrorCode::NFS3ERR_EXIST)
+        | NfsError::Nfs4(Nfs4ErrorCode::NFS4ERR_EXIST) => ErrorKind::Exists,
+        NfsError::Nfs3(Nfs3ErrorCode::NFS3ERR_NOENT)
+        | NfsError::Nfs4(Nfs4ErrorCode::NFS4ERR_NOENT) => ErrorKind::NotFound,
+        NfsError::Nfs3(Nfs3ErrorCode::NFS3ERR_NOSPC)
+        | NfsError::Nfs4(Nfs4ErrorCode::NFS4ERR_NOSPC) => ErrorKind::NoSpace,
         _ => ErrorKind::Io,
+    };
+    if !matches!(k, ErrorKind::Exists | ErrorKind::NotFound) {
+        counts.errors += 1;
     }
+    k
 }
 
 fn stat_of(a: &nfs_rs::Attr) -> Stat {
@@ -255,7 +267,7 @@ impl NfsFs {
                     None => {
                         self.counts.rpcs += 1;
                         let r = self.rt.block_on(self.m.getattr(o.fh.clone()));
-                        r.map_err(|e| kind(&e, &mut self.counts))?
+                        r.map_err(|e| kind(&e, &mut self.counts, "getattr"))?
                     }
                 };
                 let st = stat_of(&attr);
@@ -264,7 +276,7 @@ impl NfsFs {
             }
             Err(e) => {
                 self.attrs.remove(&(d, name.into()));
-                Err(kind(&e, &mut self.counts))
+                Err(kind(&e, &mut self.counts, "lookup"))
             }
         }
     }
@@ -301,8 +313,10 @@ impl Fs for NfsFs {
         }
         self.counts.rpcs += 1;
         self.touched(dir, name);
-        let r = self.rt.block_on(self.m.create(self.dir_fh(dir), name, Some(0o600)));
-        let o = r.map_err(|e| kind(&e, &mut self.counts))?;
+        let r = self
+            .rt
+            .block_on(self.m.create(self.dir_fh(dir), name, Some(0o600)));
+        let o = r.map_err(|e| kind(&e, &mut self.counts, "create"))?;
         let id = o.attr.as_ref().map_or((0, 0), |a| (a.fsid, a.fileid));
         Ok(NfsFile {
             fh: o.fh,
@@ -322,8 +336,10 @@ impl Fs for NfsFs {
     fn write(&mut self, file: &mut NfsFile, buf: &[u8]) -> Result<usize, ErrorKind> {
         self.counts.rpcs += 1;
         let data = Bytes::copy_from_slice(buf);
-        let r = self.rt.block_on(self.m.write(file.fh.clone(), file.offset, data));
-        let n = r.map_err(|e| kind(&e, &mut self.counts))?.count as usize;
+        let r = self
+            .rt
+            .block_on(self.m.write(file.fh.clone(), file.offset, data));
+        let n = r.map_err(|e| kind(&e, &mut self.counts, "write"))?.count as usize;
         file.offset += n as u64;
         Ok(n)
     }
@@ -331,12 +347,12 @@ impl Fs for NfsFs {
     fn sync_file(&mut self, file: &mut NfsFile) -> Result<(), ErrorKind> {
         self.counts.rpcs += 1;
         let r = self.rt.block_on(self.m.commit(file.fh.clone(), 0, 0));
-        r.map_err(|e| kind(&e, &mut self.counts))
+        r.map_err(|e| kind(&e, &mut self.counts, "commit"))
     }
 
     fn close(&mut self, file: NfsFile) -> Result<(), ErrorKind> {
         let r = self.rt.block_on(self.m.close(file.fh));
-        r.map_err(|e| kind(&e, &mut self.counts))
+        r.map_err(|e| kind(&e, &mut self.counts, "close"))
     }
 
     fn link_anonymous(&mut self, _: &NfsFile, _: Dir, _: &str) -> Result<(), ErrorKind> {
@@ -352,37 +368,42 @@ impl Fs for NfsFs {
             Ok(attr) => {
                 // LINK's post-operation attributes: the source's new link count.
                 let st = stat_of(&attr);
-                self.attrs.insert((from.0, from.1.into()), (st, self.clock.ms()));
+                self.attrs
+                    .insert((from.0, from.1.into()), (st, self.clock.ms()));
                 Ok(())
             }
             Err(e) => {
                 self.attrs.remove(&(from.0, from.1.into()));
-                Err(kind(&e, &mut self.counts))
+                Err(kind(&e, &mut self.counts, "link"))
             }
         }
     }
 
-    fn rename(&mut self, from: (Dir, &str), to: (Dir, &str), noreplace: bool) -> Result<(), ErrorKind> {
+    fn rename(
+        &mut self,
+        from: (Dir, &str),
+        to: (Dir, &str),
+        noreplace: bool,
+    ) -> Result<(), ErrorKind> {
         if noreplace {
             return Err(ErrorKind::Unsupported);
         }
         self.counts.rpcs += 1;
         self.touched(from.0, from.1);
         self.touched(to.0, to.1);
-        let r = self.rt.block_on(self.m.rename(
-            self.dir_fh(from.0),
-            from.1,
-            self.dir_fh(to.0),
-            to.1,
-        ));
-        r.map_err(|e| kind(&e, &mut self.counts))
+        let r =
+            self.rt.block_on(
+                self.m
+                    .rename(self.dir_fh(from.0), from.1, self.dir_fh(to.0), to.1),
+            );
+        r.map_err(|e| kind(&e, &mut self.counts, "rename"))
     }
 
     fn unlink(&mut self, dir: Dir, name: &str) -> Result<(), ErrorKind> {
         self.counts.rpcs += 1;
         self.touched(dir, name);
         let r = self.rt.block_on(self.m.remove(self.dir_fh(dir), name));
-        r.map_err(|e| kind(&e, &mut self.counts))
+        r.map_err(|e| kind(&e, &mut self.counts, "remove"))
     }
 
     /// The attribute cache: a lookup younger than `acregmin` answers without the server.
@@ -403,8 +424,11 @@ impl Fs for NfsFs {
 
     fn mkdir(&mut self, dir: Dir) -> Result<(), ErrorKind> {
         self.counts.rpcs += 1;
-        let r = self.rt.block_on(self.m.mkdir(self.dir_fh(Dir::Root), dir.as_str(), 0o700));
-        r.map(|_| ()).map_err(|e| kind(&e, &mut self.counts))
+        let r = self
+            .rt
+            .block_on(self.m.mkdir(self.dir_fh(Dir::Root), dir.as_str(), 0o700));
+        r.map(|_| ())
+            .map_err(|e| kind(&e, &mut self.counts, "mkdir"))
     }
 
     /// A listing younger than `acdirmin` is answered from the cache.
@@ -429,7 +453,7 @@ impl Fs for NfsFs {
             }
             Ok(names)
         });
-        let names = r.map_err(|e| kind(&e, &mut self.counts))?;
+        let names = r.map_err(|e| kind(&e, &mut self.counts, "readdir"))?;
         self.listings.insert(dir, (names.clone(), self.clock.ms()));
         Ok(names.into_iter())
     }
@@ -474,7 +498,7 @@ impl Fs for NfsFs {
         let want = buf.len().min(st.size as usize) as u32;
         self.counts.rpcs += 1;
         let r = self.rt.block_on(self.m.read(fh, 0, want));
-        let data = r.map_err(|e| kind(&e, &mut self.counts))?;
+        let data = r.map_err(|e| kind(&e, &mut self.counts, "read"))?;
         buf[..data.len()].copy_from_slice(&data);
         Ok(data.len())
     }
@@ -488,7 +512,7 @@ impl Fs for NfsFs {
 /// all of it removed on drop.
 struct Server {
     dir: tempfile::TempDir,
-    ganesha: Option<Child>,
+    ganesha: Arc<std::sync::Mutex<Option<Child>>>,
     rpcbind: Option<Child>,
     hosts: Vec<String>,
 }
@@ -524,7 +548,7 @@ impl Server {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let mut s = Server {
             dir,
-            ganesha: None,
+            ganesha: Arc::default(),
             rpcbind: None,
             hosts: hosts.iter().map(|h| format!("mdn-{h}")).collect(),
         };
@@ -542,7 +566,10 @@ impl Server {
                 "ip -n {SRV} link add v-{h} type veth peer name eth0 netns {h}"
             ));
             cmds.push(format!("ip -n {SRV} link set v-{h} master br0 up"));
-            cmds.push(format!("ip -n {h} addr add 10.219.0.{}/24 dev eth0", 11 + i));
+            cmds.push(format!(
+                "ip -n {h} addr add 10.219.0.{}/24 dev eth0",
+                11 + i
+            ));
             cmds.push(format!("ip -n {h} link set eth0 up"));
         }
         cmds.push(format!(
@@ -580,30 +607,24 @@ impl Server {
             .spawn()
             .ok();
         std::thread::sleep(Duration::from_millis(300));
-        let log = s.dir.path().join("ganesha.log");
-        s.ganesha = Some(
-            Command::new("ip")
-                .args(["netns", "exec", SRV, "ganesha.nfsd", "-F", "-f"])
-                .arg(&conf)
-                .arg("-L")
-                .arg(&log)
-                .arg("-p")
-                .arg(s.dir.path().join("ganesha.pid"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(|e| format!("ganesha.nfsd: {e}"))?,
-        );
-        for _ in 0..100 {
-            if sh(&format!("ip netns exec {SRV} ss -ltn | grep -q '{SRV_ADDR}]:2049'")) {
-                return Ok(s);
+        *s.ganesha.lock().unwrap() = Some(spawn_ganesha(s.dir.path())?);
+        listening(s.dir.path())?;
+        Ok(s)
+    }
+
+    /// A function that SIGKILLs ganesha and starts it again (its duplicate request cache and
+    /// NFSv4.1 sessions are lost), waiting until it listens.
+    fn restarter(&self) -> impl Fn() -> Result<(), String> + Send + 'static {
+        let (child, dir) = (self.ganesha.clone(), self.dir.path().to_path_buf());
+        move || {
+            let mut c = child.lock().unwrap();
+            if let Some(mut old) = c.take() {
+                let _ = old.kill();
+                let _ = old.wait();
             }
-            std::thread::sleep(Duration::from_millis(100));
+            *c = Some(spawn_ganesha(&dir)?);
+            listening(&dir)
         }
-        Err(format!(
-            "ganesha did not listen within 10 s: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        ))
     }
 
     /// Runs `f` on a thread inside host `h`'s network namespace (its client's sockets are
@@ -628,7 +649,8 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        for c in [self.ganesha.take(), self.rpcbind.take()].into_iter().flatten() {
+        let ganesha = self.ganesha.lock().unwrap().take();
+        for c in [ganesha, self.rpcbind.take()].into_iter().flatten() {
             let mut c = c;
             let _ = c.kill();
             let _ = c.wait();
@@ -641,6 +663,38 @@ impl Drop for Server {
             sh(&format!("ip netns del {h}"));
         }
     }
+}
+
+/// Starts ganesha in the server's namespace with the configuration in `dir` (`ip netns exec`
+/// executes it in place: the child is the daemon).
+fn spawn_ganesha(dir: &Path) -> Result<Child, String> {
+    Command::new("ip")
+        .args(["netns", "exec", SRV, "ganesha.nfsd", "-F", "-f"])
+        .arg(dir.join("ganesha.conf"))
+        .arg("-L")
+        .arg(dir.join("ganesha.log"))
+        .arg("-p")
+        .arg(dir.join("ganesha.pid"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("ganesha.nfsd: {e}"))
+}
+
+/// Waits until ganesha listens (10 s at most).
+fn listening(dir: &Path) -> Result<(), String> {
+    for _ in 0..100 {
+        if sh(&format!(
+            "ip netns exec {SRV} ss -ltn | grep -q '{SRV_ADDR}]:2049'"
+        )) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!(
+        "ganesha did not listen within 10 s: {}",
+        std::fs::read_to_string(dir.join("ganesha.log")).unwrap_or_default()
+    ))
 }
 
 /// The exact bytes of message `i` of host `h`.
@@ -658,14 +712,26 @@ struct Run {
     acknowledged: u64,
     /// Attempts that failed and were retried like an MTA.
     retried: u64,
+    /// Clients mounted again after five failed attempts in a row.
+    remounts: u64,
+    /// Messages sent (numbered from 0).
+    sent: usize,
     counts: Counts,
 }
 
 /// Host `h` delivers `n` messages into maildir `md` with `strategy` (None: what
 /// `trust::choose` picks), retrying a failed attempt like an MTA.
-fn host_run(url: &str, h: usize, md: &str, strategy: Strategy, n: usize) -> Result<Run, String> {
+fn host_run(
+    url: &str,
+    h: usize,
+    md: &str,
+    strategy: Strategy,
+    n: usize,
+    enough: &AtomicBool,
+) -> Result<Run, String> {
     let clock = Clock::new();
     let mut fs = NfsFs::open(url, md, clock.clone())?;
+    let mut counts = Counts::default();
     let choice = trust::choose(fs.capabilities(), Some(strategy));
     let opts = choice.options(Options {
         lock_stale_secs: 30,
@@ -680,8 +746,11 @@ fn host_run(url: &str, h: usize, md: &str, strategy: Strategy, n: usize) -> Resu
     };
     let mut run = Run::default();
     let mut buf = vec![0u8; 8192];
-    for i in 0..n {
+    let mut i = 0;
+    // `n` messages, and more until enough faults were injected (at most 50 times as many).
+    while i < n || (!enough.load(Ordering::SeqCst) && i < n * 50) {
         let msg = message(h, i);
+        i += 1;
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -692,16 +761,27 @@ fn host_run(url: &str, h: usize, md: &str, strategy: Strategy, n: usize) -> Resu
                     run.acknowledged += 1;
                     break;
                 }
-                Err(e) if attempts < 50 => {
+                Err(e) if attempts < 200 => {
                     let _ = e;
                     run.retried += 1;
-                    std::thread::sleep(Duration::from_millis(50));
+                    std::thread::sleep(Duration::from_millis(100));
+                    // After a server restart the client may not recover by itself: mount
+                    // again, as an administrator (or the automounter) would.
+                    if attempts % 5 == 0 {
+                        if let Ok(again) = NfsFs::open(url, md, clock.clone()) {
+                            counts.add(&fs.counts);
+                            fs = again;
+                            run.remounts += 1;
+                        }
+                    }
                 }
                 Err(e) => return Err(format!("host {h} message {i}: gave up: {e:?}")),
             }
         }
     }
-    run.counts = fs.counts.clone();
+    counts.add(&fs.counts);
+    run.counts = counts;
+    run.sent = i;
     Ok(run)
 }
 
@@ -752,36 +832,71 @@ fn two_hosts_over_v3_and_v4_1_exclusive_and_locked_under_tcp_resets() {
         ),
         format!("nfs://{SRV_ADDR}/export?version=4.1"),
     ];
-    // TCP resets: 5 % of the server's incoming segments for one second in every three.
+    // Faults, one a second: three bursts of TCP resets (5 % of the server's incoming
+    // segments for a second), then ganesha SIGKILLed and restarted (its duplicate request
+    // cache and sessions gone), and again.
     let stop = Arc::new(AtomicBool::new(false));
     let bursts = Arc::new(AtomicU64::new(0));
+    let restarts = Arc::new(AtomicU64::new(0));
+    // Deliveries go on until each fault kind happened twice.
+    let enough = Arc::new(AtomicBool::new(false));
     let faults = {
-        let (stop, bursts) = (stop.clone(), bursts.clone());
+        let (stop, bursts, restarts) = (stop.clone(), bursts.clone(), restarts.clone());
+        let enough = enough.clone();
+        let restart = srv.restarter();
         std::thread::spawn(move || {
+            let mut k = 0;
             while !stop.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_secs(2));
-                sh(&format!("ip netns exec {SRV} iptables -I INPUT -p tcp -j mdn-reset"));
-                bursts.fetch_add(1, Ordering::SeqCst);
                 std::thread::sleep(Duration::from_secs(1));
-                sh(&format!("ip netns exec {SRV} iptables -D INPUT -p tcp -j mdn-reset"));
+                k += 1;
+                if k % 4 == 2 {
+                    restart().expect("restarting ganesha");
+                    restarts.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    sh(&format!(
+                        "ip netns exec {SRV} iptables -I INPUT -p tcp -j mdn-reset"
+                    ));
+                    bursts.fetch_add(1, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_secs(1));
+                    sh(&format!(
+                        "ip netns exec {SRV} iptables -D INPUT -p tcp -j mdn-reset"
+                    ));
+                }
+                if restarts.load(Ordering::SeqCst) >= 2 && bursts.load(Ordering::SeqCst) >= 2 {
+                    enough.store(true, Ordering::SeqCst);
+                }
             }
         })
     };
 
     let mut failures = Vec::new();
-    for (md, strategy) in [("X", Strategy::Exclusive), ("L", Strategy::Locked)] {
-        let handles: Vec<_> = (0..2)
-            .map(|h| {
-                let url = urls[h].clone();
-                srv.on_host(h, move || host_run(&url, h, md, strategy, n))
-            })
-            .collect();
-        let runs: Vec<Result<Run, String>> = handles.into_iter().map(|t| t.join().unwrap()).collect();
+    // Side by side: on each host one client delivers into X/ with Exclusive while another
+    // delivers into L/ with Locked.
+    let sides = [("X", Strategy::Exclusive), ("L", Strategy::Locked)];
+    let handles: Vec<Vec<_>> = sides
+        .iter()
+        .map(|&(md, strategy)| {
+            (0..2)
+                .map(|h| {
+                    let url = urls[h].clone();
+                    let enough = enough.clone();
+                    srv.on_host(h, move || host_run(&url, h, md, strategy, n, &enough))
+                })
+                .collect()
+        })
+        .collect();
+    for ((md, strategy), handles) in sides.into_iter().zip(handles) {
+        let runs: Vec<Result<Run, String>> =
+            handles.into_iter().map(|t| t.join().unwrap()).collect();
         let (found, bad) = check(&srv.export().join(md));
-        let expected = 2 * n;
+        let sent: Vec<usize> = runs
+            .iter()
+            .map(|r| r.as_ref().map_or(n, |r| r.sent))
+            .collect();
+        let expected: usize = sent.iter().sum();
         let stored: usize = found.values().sum();
         let lost = (0..2)
-            .flat_map(|h| (0..n).map(move |i| (h, i)))
+            .flat_map(|h| (0..sent[h]).map(move |i| (h, i)))
             .filter(|k| !found.contains_key(k))
             .count();
         let dup: usize = found.values().map(|c| c - 1).sum();
@@ -791,10 +906,11 @@ fn two_hosts_over_v3_and_v4_1_exclusive_and_locked_under_tcp_resets() {
             bad.len(),
             runs.iter()
                 .map(|r| r.as_ref().map(|r| format!(
-                    "ack {} retried {} rpcs {} cached stats {} cached listings {} errors {} \
-                     uncertain {}",
+                    "ack {} retried {} remounts {} rpcs {} cached stats {} cached listings {} \
+                     errors {} uncertain {:?}",
                     r.acknowledged,
                     r.retried,
+                    r.remounts,
                     r.counts.rpcs,
                     r.counts.cached_stats,
                     r.counts.cached_listings,
@@ -812,7 +928,11 @@ fn two_hosts_over_v3_and_v4_1_exclusive_and_locked_under_tcp_resets() {
     }
     stop.store(true, Ordering::SeqCst);
     faults.join().unwrap();
-    eprintln!("TCP-reset bursts: {}", bursts.load(Ordering::SeqCst));
-    assert!(bursts.load(Ordering::SeqCst) > 0, "no fault was injected");
+    let (bursts, restarts) = (
+        bursts.load(Ordering::SeqCst),
+        restarts.load(Ordering::SeqCst),
+    );
+    eprintln!("TCP-reset bursts: {bursts}, ganesha restarts: {restarts}");
+    assert!(bursts > 0 && restarts > 0, "a fault kind was not injected");
     assert!(failures.is_empty(), "{failures:#?}");
 }
