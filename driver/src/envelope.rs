@@ -112,6 +112,13 @@ impl Settings {
         }
     }
 
+    /// The settings for a delivery into a Maildir++ folder: its quota is the top maildir's.
+    pub fn in_folder(&self) -> Settings {
+        let mut s = self.clone();
+        s.quota.folder = true;
+        s
+    }
+
     /// The core's options for one delivery with `delivery`.
     pub fn mda(&self, delivery: Options) -> MdaOptions<'_> {
         MdaOptions {
@@ -119,6 +126,7 @@ impl Settings {
             envelope: self.envelope(),
             quota: self.quota,
             dedup: self.dedup,
+            key: None,
         }
     }
 }
@@ -142,6 +150,9 @@ where
 {
     // One filesystem type whether or not this is a dry run: the delivery code is compiled once.
     let mut fs = DryRun::with(fs, s.dry_run);
+    // The machines are compiled once for every environment, the WASI module's stepping ABI
+    // (`wasi/src/step.rs`) included.
+    let env: &mut dyn Env = env;
     let o = s.mda(opts);
     let r = if transform {
         let mut head = vec![0u8; HEAD_MAX];

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use mdeliver_core::machine::deliver::{Delivered, Durability, Options};
+use mdeliver_core::machine::quota::CheckOptions;
 use mdeliver_core::mbox::import::{import, ImportEvents, ImportOptions, Stop};
 use mdeliver_core::{Dir, Env, Error, ErrorKind, Fs, Phase};
 
@@ -147,13 +148,15 @@ pub fn delivery(args: &Args, mail: &MailArgs) -> Options {
     mail.delivery(args.no_fsync, Durability::DeferDirSync)
 }
 
-/// Imports the mbox `input` into the open maildir `fs` at `shown` (for messages), delivering
-/// each message with `delivery` (from [`delivery`], with the filesystem's strategy), telling
-/// `progress` how far it got. Returns the exit status.
+/// Imports the mbox `input` into the open maildir `fs` at `shown` (for messages; `folder`:
+/// a Maildir++ folder, whose quota is its top maildir's), delivering each message with
+/// `delivery` (from [`delivery`], with the filesystem's strategy), telling `progress` how far
+/// it got. Returns the exit status.
 #[allow(clippy::too_many_arguments)]
 pub fn run<F, E, R>(
     args: &Args,
     mail: &MailArgs,
+    folder: bool,
     delivery: Options,
     fs: &mut F,
     env: &mut E,
@@ -163,7 +166,7 @@ pub fn run<F, E, R>(
 ) -> u8
 where
     F: Fs,
-    E: Env,
+    E: Env + ?Sized,
     R: embedded_io::Read,
     R::Error: Display,
 {
@@ -173,6 +176,13 @@ where
     let settings = ImportOptions {
         quoting: mail.mbox_quoting.core(),
         delivery,
+        // A `maildirsize` is honoured without `--quota`, as by a delivery.
+        quota: Some(CheckOptions {
+            given: mail.mta.quota,
+            sep: mail.info_separator,
+            folder,
+            ..CheckOptions::default()
+        }),
     };
     let mut report = Report {
         shown,

@@ -207,6 +207,15 @@ fn deliver_all<A: Adapter>(
         // `target` gives `given` itself or a folder inside it: comparing the bytes is enough
         // (no component-wise path comparison linked in for it).
         let in_folder = maildir.as_os_str() != given.as_os_str();
+        // A folder is counted in its top maildir's `maildirsize` (Maildir++: one quota for the
+        // tree); only then is the settings copied.
+        let folder_settings;
+        let settings = if in_folder {
+            folder_settings = settings.in_folder();
+            &folder_settings
+        } else {
+            settings
+        };
         let keep = copy.is_none() && i < last && !input.is_rewindable();
         // The MTA's message is transformed (trace fields); a copy is stored as it is.
         let transform = copy.is_none();
@@ -303,10 +312,12 @@ fn import_mbox<A: Adapter>(a: &mut A, args: &Args, mail: &MailArgs, input: &mut 
         eprintln!("mdeliver: {}: {note}", target.display());
     }
     let mut progress = a.progress(args);
-    let env = a.env();
+    // As `dyn Env`, like a delivery's (`envelope::deliver`): the machines are compiled once.
+    let env: &mut dyn mdeliver_core::Env = a.env();
     import::run(
         args,
         mail,
+        in_folder,
         delivery,
         &mut fs,
         env,
