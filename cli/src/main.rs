@@ -73,7 +73,11 @@ pub fn run(argv: &[OsString]) -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    signals::catch();
+    if mail.mbox {
+        signals::catch();
+    } else {
+        signals::arm();
+    }
     let sieve = linux.sieve;
     let mut linux = adapter::Linux::new(&args, &mail, disabled, linux.syslog, knobs);
     if let Some(sieve) = &sieve {

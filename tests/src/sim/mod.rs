@@ -5,6 +5,7 @@
 pub mod env;
 pub mod explore;
 pub mod fs;
+pub mod lmtp;
 pub mod mta;
 pub mod rng;
 pub mod scenarios;

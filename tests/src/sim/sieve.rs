@@ -197,6 +197,10 @@ impl Fs for Crashy {
         self.spend()?;
         self.fs.open_dir(dir)
     }
+    fn open_folder_dir(&mut self, base: Dir, folder: &[u8], dir: Dir) -> Result<SimDir, ErrorKind> {
+        self.spend()?;
+        self.fs.open_folder_dir(base, folder, dir)
+    }
     fn read_dir(&mut self, stream: &mut SimDir, out: &mut EntryName) -> Result<bool, ErrorKind> {
         self.spend()?;
         self.fs.read_dir(stream, out)
