@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use mdeliver_core::sieve::{
-    compile, run, Action, Limits, Message, MessageReader, Node, Outcome, Script,
+    compile, run, run_with, Action, Context, Extensions, Limits, Message, MessageReader, Node,
+    Outcome, Script,
 };
 
 use crate::exit;
@@ -58,12 +59,20 @@ pub enum SieveCommand {
         /// The envelope recipient the `envelope` test sees
         #[arg(long, value_name = "ADDRESS", default_value = "")]
         envelope_to: String,
+        /// The time `currentdate` sees, in seconds since 1970 UTC (default: now); dates
+        /// are shown in UTC
+        #[arg(long, value_name = "SECONDS")]
+        now: Option<i64>,
     },
 }
 
 /// The largest header block kept for the tests (fields past it are not seen, and `sieve
 /// test` says so).
 const HEADER_MAX: usize = 1 << 20;
+
+/// The largest body kept for the `body` test (read only when the script requires `body`;
+/// past it, the test sees the start of the body, and `sieve test` says so).
+const BODY_MAX: usize = 16 << 20;
 
 /// Runs `mdeliver sieve`.
 pub fn run_command(a: &SieveArgs) -> ExitCode {
@@ -96,18 +105,25 @@ pub fn run_command(a: &SieveArgs) -> ExitCode {
             message,
             envelope_from,
             envelope_to,
+            now,
             ..
         } => test(
             &script,
             &limits,
             message,
-            envelope_from.as_bytes(),
-            envelope_to.as_bytes(),
+            (envelope_from.as_bytes(), envelope_to.as_bytes()),
+            *now,
         ),
     }
 }
 
-fn test(script: &Script<'_>, limits: &Limits, path: &Path, from: &[u8], to: &[u8]) -> ExitCode {
+fn test(
+    script: &Script<'_>,
+    limits: &Limits,
+    path: &Path,
+    (from, to): (&[u8], &[u8]),
+    now: Option<i64>,
+) -> ExitCode {
     let mut file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) => {
@@ -116,7 +132,13 @@ fn test(script: &Script<'_>, limits: &Limits, path: &Path, from: &[u8], to: &[u8
         }
     };
     let mut header = vec![0u8; HEADER_MAX];
-    let mut reader = MessageReader::new(&mut header);
+    let body_max = if script.extensions.has(Extensions::BODY) {
+        BODY_MAX
+    } else {
+        0
+    };
+    let mut body = vec![0u8; body_max];
+    let mut reader = MessageReader::with_body(&mut header, &mut body);
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match file.read(&mut buf) {
@@ -135,6 +157,23 @@ fn test(script: &Script<'_>, limits: &Limits, path: &Path, from: &[u8], to: &[u8
              not seen"
         );
     }
+    if reader.body_truncated() {
+        eprintln!(
+            "mdeliver: the body is longer than {BODY_MAX} bytes: the body test sees its start"
+        );
+    }
+    let now = now.or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .and_then(|d| i64::try_from(d.as_secs()).ok())
+    });
+    let ctx = Context {
+        body: reader.body(),
+        now,
+        local_zone: 0,
+        seen: None,
+    };
     let msg = Message {
         header: reader.header(),
         size: reader.size(),
@@ -143,7 +182,7 @@ fn test(script: &Script<'_>, limits: &Limits, path: &Path, from: &[u8], to: &[u8
     };
     let mut out = Box::new(Outcome::new());
     let mut scratch = vec![0u8; HEADER_MAX];
-    run(script, &msg, limits, &mut scratch, &mut out);
+    run_with(script, &msg, &ctx, limits, &mut scratch, &mut out);
     print!("{}", render(&out));
     ExitCode::SUCCESS
 }
@@ -189,6 +228,33 @@ pub fn render(out: &Outcome) -> String {
                 s(reason).escape_debug()
             ),
             Action::Discard => writeln!(o, "discard"),
+            Action::Track { key, seconds } => writeln!(
+                o,
+                "duplicate: remember \"{}\" for {seconds} s",
+                s(key).escape_debug()
+            ),
+            Action::Vacation {
+                to,
+                from,
+                subject,
+                reason,
+                mime,
+                handle,
+                seconds,
+                ..
+            } => writeln!(
+                o,
+                "vacation to \"{}\"{} subject \"{}\"{} handle \"{}\" for {seconds} s: \"{}\"",
+                s(to).escape_debug(),
+                from.map_or(String::new(), |f| format!(
+                    " from \"{}\"",
+                    s(f).escape_debug()
+                )),
+                s(subject).escape_debug(),
+                if mime { " :mime" } else { "" },
+                s(handle).escape_debug(),
+                s(reason).escape_debug()
+            ),
         };
     }
     if out.implicit_keep() {

@@ -58,6 +58,8 @@ fn actions_with(src: &str, limits: &Limits) -> (Vec<String>, Option<RuntimeError
                 )
             }
             Action::Discard => "discard".to_string(),
+            // The extensions' actions: core/tests/sieve_extensions.rs.
+            Action::Track { .. } | Action::Vacation { .. } => format!("{a:?}"),
         })
         .collect();
     if out.implicit_keep() {

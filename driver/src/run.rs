@@ -312,7 +312,8 @@ fn import_mbox<A: Adapter>(a: &mut A, args: &Args, mail: &MailArgs, input: &mut 
         eprintln!("mdeliver: {}: {note}", target.display());
     }
     let mut progress = a.progress(args);
-    let env = a.env();
+    // As `dyn Env`, like a delivery's (`envelope::deliver`): the machines are compiled once.
+    let env: &mut dyn mdeliver_core::Env = a.env();
     import::run(
         args,
         mail,

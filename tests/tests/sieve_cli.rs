@@ -108,3 +108,61 @@ fn test_reports_a_runtime_error_and_the_implicit_keep() {
     implicit keep
     ");
 }
+
+/// The extensions' actions and tests: body, date, currentdate (at `--now`), duplicate and
+/// vacation, and `sieve check` accepting their `require`s.
+#[test]
+fn test_prints_the_extensions_actions() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("ext.sieve");
+    std::fs::write(
+        &script,
+        "require [\"body\", \"date\", \"index\", \"duplicate\", \"vacation\", \"fileinto\", \
+         \"copy\", \"variables\"];\n\
+         if body :content \"text\" :contains \"café\" { fileinto :copy \"body\"; }\n\
+         if date :zone \"+0100\" :matches \"date\" \"iso8601\" \"*\" { fileinto :copy \"d-${1}\"; }\n\
+         if currentdate :matches \"date\" \"*\" { fileinto :copy \"today-${1}\"; }\n\
+         if header :index 1 :last \"received\" :contains \"relay\" { fileinto :copy \"relay\"; }\n\
+         if not duplicate :seconds 3600 { fileinto :copy \"first\"; }\n\
+         vacation :days 2 :subject \"Away\" \"I am away until Monday.\";\n",
+    )
+    .unwrap();
+    let r = run(&[&"sieve", &"check", &script], b"", &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let message = dir.path().join("m.eml");
+    std::fs::write(
+        &message,
+        "Received: from mx\nReceived: from relay\nFrom: Alice <alice@example.net>\n\
+         To: bob@example.org\nSubject: hi\nDate: Tue, 1 Dec 2026 23:30:00 +0000\n\
+         Message-ID: <m1@example.net>\nContent-Type: text/plain; charset=utf-8\n\
+         Content-Transfer-Encoding: quoted-printable\n\ncaf=C3=A9\n",
+    )
+    .unwrap();
+    let r = run(
+        &[
+            &"sieve",
+            &"test",
+            &"--envelope-from",
+            &"alice@example.net",
+            &"--envelope-to",
+            &"bob@example.org",
+            &"--now",
+            &"1796212800",
+            &script,
+            &message,
+        ],
+        b"",
+        &[],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    insta::assert_snapshot!(r.stdout, @r#"
+    fileinto "body"
+    fileinto "d-2026-12-02T00:30:00+01:00"
+    fileinto "today-2026-12-02"
+    fileinto "relay"
+    duplicate: remember "duplicate\0\0<m1@example.net>" for 3600 s
+    fileinto "first"
+    vacation to "alice@example.net" subject "Away" handle "I am away until Monday.Away<default-from>" for 172800 s: "I am away until Monday."
+    implicit keep
+    "#);
+}

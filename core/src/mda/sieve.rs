@@ -72,6 +72,10 @@ fn plan(out: &Outcome) -> Result<Plan, PlanError> {
             }
             Action::Redirect { address } => p.redirect(out.text(address))?,
             Action::Reject { .. } | Action::Discard => {}
+            // Not yet part of the unit: the `duplicate` record and the vacation reply
+            // (both from the `duplicate`/`vacation` extensions) are not performed by
+            // `--sieve` delivery yet.
+            Action::Track { .. } | Action::Vacation { .. } => {}
         }
     }
     if out.implicit_keep() {

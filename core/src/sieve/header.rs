@@ -5,7 +5,7 @@
 /// Calls `f` with the raw value (after the colon, folding kept) of every field named `name`
 /// in `header` (the header block, up to the empty line), in order; stops early when `f`
 /// returns true, and returns whether it did.
-pub fn each_field(header: &[u8], name: &[u8], mut f: impl FnMut(&[u8]) -> bool) -> bool {
+pub fn each_field<'h>(header: &'h [u8], name: &[u8], mut f: impl FnMut(&'h [u8]) -> bool) -> bool {
     let mut at = 0;
     while at < header.len() {
         let line_end = next_line(header, at);
@@ -32,11 +32,63 @@ pub fn each_field(header: &[u8], name: &[u8], mut f: impl FnMut(&[u8]) -> bool) 
     false
 }
 
+/// [`each_field`] restricted by `:index` (RFC 5260 6): with `index` 0 every field named
+/// `name`, else only the `index`-th (from 1), counted from the last one when `last`.
+pub fn each_field_at<'h>(
+    header: &'h [u8],
+    name: &[u8],
+    index: u32,
+    last: bool,
+    mut f: impl FnMut(&'h [u8]) -> bool,
+) -> bool {
+    if index == 0 {
+        return each_field(header, name, f);
+    }
+    let want = if last {
+        let mut count = 0u32;
+        each_field(header, name, |_| {
+            count += 1;
+            false
+        });
+        if index > count {
+            return false;
+        }
+        count - index + 1
+    } else {
+        index
+    };
+    let mut n = 0u32;
+    let mut hit = false;
+    each_field(header, name, |raw| {
+        n += 1;
+        if n == want {
+            hit = f(raw);
+            return true;
+        }
+        false
+    });
+    hit
+}
+
 fn next_line(s: &[u8], at: usize) -> usize {
     s[at..]
         .iter()
         .position(|c| *c == b'\n')
         .map_or(s.len(), |p| at + p + 1)
+}
+
+/// `s` without the whitespace (and line ends) around it.
+pub fn trim(s: &[u8]) -> &[u8] {
+    let start = s
+        .iter()
+        .position(|c| !matches!(c, b' ' | b'\t' | b'\r' | b'\n'))
+        .unwrap_or(s.len());
+    let s = &s[start..];
+    let end = s
+        .iter()
+        .rposition(|c| !matches!(c, b' ' | b'\t' | b'\r' | b'\n'))
+        .map_or(0, |p| p + 1);
+    &s[..end]
 }
 
 fn trim_end(s: &[u8]) -> &[u8] {

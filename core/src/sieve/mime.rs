@@ -124,7 +124,7 @@ fn parse_word(s: &[u8]) -> Option<(usize, &[u8], u8, &[u8])> {
     Some((2 + text_start + end + 2, charset, enc, text))
 }
 
-fn base64(text: &[u8], put: &mut dyn FnMut(u8)) {
+pub(super) fn base64(text: &[u8], put: &mut dyn FnMut(u8)) {
     let mut acc: u32 = 0;
     let mut bits = 0;
     for &c in text {
@@ -162,7 +162,7 @@ fn q(text: &[u8], put: &mut dyn FnMut(u8)) {
     }
 }
 
-fn hex(c: u8) -> Option<u8> {
+pub(super) fn hex(c: u8) -> Option<u8> {
     (c as char).to_digit(16).map(|d| d as u8)
 }
 

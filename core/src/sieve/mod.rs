@@ -22,7 +22,9 @@
 //! The driver performs the actions: stores (each folder copy and keep, with flags),
 //! redirects (through the MTA), and a reject (answered to the MTA as a 5.7.1 status).
 
+mod body;
 mod compare;
+mod date;
 mod error;
 pub mod header;
 mod input;
@@ -36,7 +38,10 @@ mod vars;
 pub use error::{CompileError, ErrorKind, Pos};
 pub use input::MessageReader;
 pub use parse::{compile, Script};
-pub use run::{run, Action, Message, Outcome, RuntimeError, Text, ACTIONS_MAX, TEXT_MAX};
+pub use run::{
+    run, run_with, Action, Context, Message, Outcome, RuntimeError, Seen, Text, ACTIONS_MAX,
+    DUPLICATE_SECONDS, DUPLICATE_SECONDS_MAX, TEXT_MAX, VACATION_SECONDS, VACATION_SECONDS_RANGE,
+};
 pub use script::{Extension, Extensions, Node};
 
 /// The bounds every script and run is held to; each is refused with its own error.

@@ -3,6 +3,7 @@
 //! writes the [`Script`] into caller-provided arenas. Nothing is allocated: a script that does
 //! not fit its arenas or the [`Limits`] is refused with an error naming the place.
 
+use super::date;
 use super::error::{CompileError, ErrorKind, Pos};
 use super::lex::{Lexer, Tok, Token};
 use super::script::*;
@@ -209,7 +210,11 @@ impl<'s> Parser<'s, '_, '_> {
             | Word::True
             | Word::False
             | Word::Hasflag
-            | Word::String => return Err(err(t.pos, ErrorKind::UnknownCommand)),
+            | Word::String
+            | Word::Body
+            | Word::Date
+            | Word::Currentdate
+            | Word::Duplicate => return Err(err(t.pos, ErrorKind::UnknownCommand)),
             Word::Elsif | Word::Else if !matches!(prev, Word::If | Word::Elsif) => {
                 return Err(err(t.pos, ErrorKind::OrphanElse))
             }
@@ -336,7 +341,7 @@ impl<'s> Parser<'s, '_, '_> {
 
     /// Reads the arguments (tags, numbers, string lists) and links them; returns the first
     /// and the positional ones (after the tags) in order.
-    fn arguments(&mut self) -> Result<(u32, heapless::Vec<Positional, 4>), CompileError> {
+    fn arguments(&mut self) -> Result<(u32, heapless::Vec<Positional, 16>), CompileError> {
         let mut first = NONE;
         let mut last = NONE;
         let mut positional = heapless::Vec::new();
@@ -468,6 +473,8 @@ impl<'s> Parser<'s, '_, '_> {
         let mut seen_cmp = false;
         let mut seen_mt = false;
         let mut seen_part = false;
+        let mut seen_transform = false;
+        let mut seen_zone = false;
         let mut i = args;
         while i != NONE {
             let n = self.nodes[i as usize];
@@ -494,9 +501,39 @@ impl<'s> Parser<'s, '_, '_> {
                     _ => Err(err(n.pos, ErrorKind::Expected(what))),
                 }
             };
+            let number_value = |what: &'static str| -> Result<u32, CompileError> {
+                match self.nodes.get(value as usize).map(|v| v.kind) {
+                    Some(Kind::Number(v)) => Ok(v),
+                    _ => Err(err(n.pos, ErrorKind::Expected(what))),
+                }
+            };
+            let list_value = |what: &'static str| -> Result<u32, CompileError> {
+                match self.nodes.get(value as usize).map(|v| v.kind) {
+                    Some(Kind::Strings { .. }) => Ok(value),
+                    _ => Err(err(n.pos, ErrorKind::Expected(what))),
+                }
+            };
+            let one_string = |what: &'static str| -> Result<u32, CompileError> {
+                string_value(what)?;
+                Ok(value)
+            };
+            let once = |slot: u32| {
+                if slot == NONE {
+                    Ok(())
+                } else {
+                    Err(err(n.pos, ErrorKind::DuplicateTag))
+                }
+            };
             let is_match = matches!(
                 word,
-                Word::Address | Word::Envelope | Word::Header | Word::Hasflag | Word::String
+                Word::Address
+                    | Word::Envelope
+                    | Word::Header
+                    | Word::Hasflag
+                    | Word::String
+                    | Word::Body
+                    | Word::Date
+                    | Word::Currentdate
             );
             let is_addr = matches!(word, Word::Address | Word::Envelope);
             let mut takes_value = false;
@@ -630,6 +667,134 @@ impl<'s> Parser<'s, '_, '_> {
                     }
                     spec.modifiers |= bit;
                 }
+                TagWord::Raw | TagWord::Content | TagWord::Text if word == Word::Body => {
+                    if seen_transform {
+                        return Err(err(n.pos, ErrorKind::DuplicateTag));
+                    }
+                    seen_transform = true;
+                    spec.body = match tag {
+                        TagWord::Raw => BodyTransform::Raw,
+                        TagWord::Text => BodyTransform::Text,
+                        _ => {
+                            takes_value = true;
+                            spec.c = list_value("a list of content types after :content")?;
+                            BodyTransform::Content
+                        }
+                    };
+                }
+                TagWord::Zone | TagWord::Originalzone
+                    if word == Word::Date
+                        || (word == Word::Currentdate && tag == TagWord::Zone) =>
+                {
+                    if seen_zone {
+                        return Err(err(n.pos, ErrorKind::DuplicateTag));
+                    }
+                    seen_zone = true;
+                    spec.zone = if tag == TagWord::Zone {
+                        takes_value = true;
+                        let z = string_value("a time zone after :zone")?;
+                        let vars = matches!(
+                            self.nodes.get(value as usize + 1).map(|v| v.kind),
+                            Some(Kind::Str { vars: true, .. })
+                        );
+                        match date::parse_zone(z) {
+                            Some(m) => Zone::Fixed(m as i16),
+                            // A zone built from variables is read when the test runs.
+                            None if vars => Zone::Named(value),
+                            None => {
+                                return Err(err(
+                                    n.pos,
+                                    ErrorKind::BadValue("time zone (+hhmm or -hhmm)"),
+                                ))
+                            }
+                        }
+                    } else {
+                        Zone::Original
+                    };
+                }
+                TagWord::Index if matches!(word, Word::Header | Word::Address | Word::Date) => {
+                    need(Extensions::INDEX, "index")?;
+                    if spec.index != 0 {
+                        return Err(err(n.pos, ErrorKind::DuplicateTag));
+                    }
+                    takes_value = true;
+                    spec.index = number_value("a field number after :index")?;
+                    if spec.index == 0 {
+                        return Err(err(n.pos, ErrorKind::BadValue("field number (from 1)")));
+                    }
+                }
+                TagWord::Last
+                    if matches!(
+                        word,
+                        Word::Header | Word::Address | Word::Date | Word::Duplicate
+                    ) =>
+                {
+                    if word != Word::Duplicate {
+                        need(Extensions::INDEX, "index")?;
+                    }
+                    if spec.last {
+                        return Err(err(n.pos, ErrorKind::DuplicateTag));
+                    }
+                    spec.last = true;
+                }
+                TagWord::Handle if matches!(word, Word::Duplicate | Word::Vacation) => {
+                    once(spec.c)?;
+                    takes_value = true;
+                    spec.c = one_string("a handle after :handle")?;
+                }
+                TagWord::Header | TagWord::Uniqueid if word == Word::Duplicate => {
+                    // One of the two (RFC 7352 3.1).
+                    if spec.d != NONE || spec.e != NONE {
+                        return Err(err(n.pos, ErrorKind::DuplicateTag));
+                    }
+                    takes_value = true;
+                    if tag == TagWord::Header {
+                        spec.d = one_string("a header name after :header")?;
+                    } else {
+                        spec.e = one_string("a unique id after :uniqueid")?;
+                    }
+                }
+                TagWord::Seconds | TagWord::Days
+                    if word == Word::Duplicate
+                        || (word == Word::Vacation
+                            && (tag == TagWord::Days
+                                || self.ext.has(Extensions::VACATION_SECONDS))) =>
+                {
+                    if word == Word::Duplicate && tag == TagWord::Days {
+                        return Err(err(n.pos, ErrorKind::UnknownTag));
+                    }
+                    if spec.seconds != NONE {
+                        return Err(err(n.pos, ErrorKind::DuplicateTag));
+                    }
+                    takes_value = true;
+                    let v = number_value("a number")?;
+                    spec.seconds = if tag == TagWord::Days {
+                        v.saturating_mul(86_400).min(NONE - 1)
+                    } else {
+                        v.min(NONE - 1)
+                    };
+                }
+                TagWord::Subject if word == Word::Vacation => {
+                    once(spec.d)?;
+                    takes_value = true;
+                    spec.d = one_string("a subject after :subject")?;
+                }
+                TagWord::From if word == Word::Vacation => {
+                    once(spec.e)?;
+                    takes_value = true;
+                    spec.e = one_string("an address after :from")?;
+                }
+                TagWord::Addresses if word == Word::Vacation => {
+                    once(spec.f)?;
+                    takes_value = true;
+                    spec.f = list_value("a list of addresses after :addresses")?;
+                }
+                TagWord::Mime if word == Word::Vacation => {
+                    if spec.mime {
+                        return Err(err(n.pos, ErrorKind::DuplicateTag));
+                    }
+                    spec.mime = true;
+                }
                 _ => return Err(err(n.pos, ErrorKind::UnknownTag)),
             }
             i = if takes_value {
@@ -644,6 +809,15 @@ impl<'s> Parser<'s, '_, '_> {
             return Err(err(
                 self.nodes[args as usize].pos,
                 ErrorKind::ComparatorMatch,
+            ));
+        }
+        if spec.last && spec.index == 0 && word != Word::Duplicate {
+            // RFC 5260 6: :last only with :index.
+            return Err(err(
+                self.nodes
+                    .get(args as usize)
+                    .map_or(Pos::default(), |n| n.pos),
+                ErrorKind::BadArguments(usage(word)),
             ));
         }
         if word == Word::Size && !seen_mt {
@@ -666,7 +840,21 @@ impl<'s> Parser<'s, '_, '_> {
             let n = self.nodes[i as usize];
             match n.kind {
                 Kind::Tag(
-                    TagWord::Comparator | TagWord::Value | TagWord::Count | TagWord::Flags,
+                    TagWord::Comparator
+                    | TagWord::Value
+                    | TagWord::Count
+                    | TagWord::Flags
+                    | TagWord::Content
+                    | TagWord::Zone
+                    | TagWord::Index
+                    | TagWord::Handle
+                    | TagWord::Header
+                    | TagWord::Uniqueid
+                    | TagWord::Seconds
+                    | TagWord::Days
+                    | TagWord::Subject
+                    | TagWord::From
+                    | TagWord::Addresses,
                 ) => skip_next = true,
                 Kind::Tag(_) => {}
                 k => {
@@ -699,6 +887,7 @@ impl<'s> Parser<'s, '_, '_> {
                 need(Extensions::IMAP4FLAGS, "imap4flags")?
             }
             Word::Set => need(Extensions::VARIABLES, "variables")?,
+            Word::Vacation => need(Extensions::VACATION, "vacation")?,
             _ => {}
         }
         self.tags(word, args, &mut spec)?;
@@ -712,7 +901,7 @@ impl<'s> Parser<'s, '_, '_> {
                 spec.a = strings(0).ok_or_else(bad)?.0;
                 1
             }
-            Word::Redirect | Word::Fileinto | Word::Reject | Word::Ereject => {
+            Word::Redirect | Word::Fileinto | Word::Reject | Word::Ereject | Word::Vacation => {
                 let (i, count) = strings(0).ok_or_else(bad)?;
                 if count != 1 {
                     return Err(bad());
@@ -771,6 +960,15 @@ impl<'s> Parser<'s, '_, '_> {
             Word::String if !self.ext.has(Extensions::VARIABLES) => {
                 return Err(err(pos, ErrorKind::MissingRequire("variables")))
             }
+            Word::Body if !self.ext.has(Extensions::BODY) => {
+                return Err(err(pos, ErrorKind::MissingRequire("body")))
+            }
+            Word::Date | Word::Currentdate if !self.ext.has(Extensions::DATE) => {
+                return Err(err(pos, ErrorKind::MissingRequire("date")))
+            }
+            Word::Duplicate if !self.ext.has(Extensions::DUPLICATE) => {
+                return Err(err(pos, ErrorKind::MissingRequire("duplicate")))
+            }
             Word::Address
             | Word::Envelope
             | Word::Header
@@ -782,7 +980,11 @@ impl<'s> Parser<'s, '_, '_> {
             | Word::True
             | Word::False
             | Word::Hasflag
-            | Word::String => {}
+            | Word::String
+            | Word::Body
+            | Word::Date
+            | Word::Currentdate
+            | Word::Duplicate => {}
             _ => return Err(err(pos, ErrorKind::UnknownTest)),
         }
         self.tags(word, args, &mut spec)?;
@@ -815,6 +1017,27 @@ impl<'s> Parser<'s, '_, '_> {
                 spec.a = strings(0).ok_or_else(bad)?;
                 1
             }
+            Word::Body => {
+                spec.b = strings(0).ok_or_else(bad)?;
+                1
+            }
+            Word::Date => {
+                spec.c = strings(0).ok_or_else(bad)?;
+                spec.a = strings(1).ok_or_else(bad)?;
+                spec.b = strings(2).ok_or_else(bad)?;
+                if self.count(spec.c) != 1 || self.count(spec.a) != 1 {
+                    return Err(bad());
+                }
+                3
+            }
+            Word::Currentdate => {
+                spec.a = strings(0).ok_or_else(bad)?;
+                spec.b = strings(1).ok_or_else(bad)?;
+                if self.count(spec.a) != 1 {
+                    return Err(bad());
+                }
+                2
+            }
             Word::Size => match pos_args.first() {
                 Some((i, Kind::Number(_))) => {
                     spec.a = *i;
@@ -842,6 +1065,18 @@ impl<'s> Parser<'s, '_, '_> {
                         ErrorKind::NotAddressHeader,
                     ));
                 }
+            }
+        }
+        if matches!(word, Word::Date | Word::Currentdate) {
+            let vars = matches!(
+                self.nodes[(spec.a + 1) as usize].kind,
+                Kind::Str { vars: true, .. }
+            );
+            if !vars && date::Part::parse(self.str_at(spec.a, 0)).is_none() {
+                return Err(err(
+                    self.nodes[(spec.a + 1) as usize].pos,
+                    ErrorKind::BadValue("date part"),
+                ));
             }
         }
         if word == Word::Envelope {
@@ -934,6 +1169,19 @@ fn usage(word: Word) -> &'static str {
         }
         Word::Set => "set [MODIFIERS] <name: string> <value: string>",
         Word::String => "string [MATCH-TYPE] [COMPARATOR] <source: string-list> <keys: string-list>",
+        Word::Body => "body [COMPARATOR] [MATCH-TYPE] [:raw / :content <types> / :text] <keys: string-list>",
+        Word::Date => {
+            "date [:zone <zone> / :originalzone] [COMPARATOR] [MATCH-TYPE] <header: string> <date-part: string> <keys: string-list>"
+        }
+        Word::Currentdate => {
+            "currentdate [:zone <zone>] [COMPARATOR] [MATCH-TYPE] <date-part: string> <keys: string-list>"
+        }
+        Word::Duplicate => {
+            "duplicate [:handle <handle>] [:header <name> / :uniqueid <id>] [:seconds <n>] [:last]"
+        }
+        Word::Vacation => {
+            "vacation [:days <n>] [:subject <s>] [:from <address>] [:addresses <list>] [:mime] [:handle <s>] <reason: string>"
+        }
         Word::Unknown => "a known command",
     }
 }

@@ -1,13 +1,18 @@
 //! The interpreter: runs a compiled [`Script`] against one message and decides its actions
 //! (RFC 5228 section 2.10 and the extensions' rules), within the [`Limits`]. It only reads: the
-//! message's header block (held by the driver in a bounded buffer; the body is never needed
-//! by the supported tests, only its size), the envelope, and the script. A runtime error
+//! message's header block (held by the driver in a bounded buffer), its size, the envelope,
+//! the script, and what the [`Context`] gives: the body (for `body`), the clock (for
+//! `currentdate` and `date`'s local zone) and the memory of earlier runs (for `duplicate` and
+//! `vacation`'s `:days`), which it never writes: what to remember is in the outcome
+//! ([`Action::Track`], [`Action::Vacation`]) for the driver to record with the delivery. A runtime error
 //! (a limit reached, conflicting actions) discards the decided actions and falls back to the
 //! implicit keep, as RFC 5228 2.10.6 says; the error is in the [`Outcome`] for the log.
 
 use core::fmt;
 
+use super::body;
 use super::compare;
+use super::date;
 use super::header;
 use super::mime;
 use super::parse::Script;
@@ -27,6 +32,55 @@ pub struct Message<'m> {
     /// The envelope recipient.
     pub envelope_to: &'m [u8],
 }
+
+/// What the caller remembers of earlier runs, for `duplicate` (RFC 7352) and `vacation`'s
+/// `:days` (RFC 5230): its dedup store, read during the run, never written. The keys are the
+/// ones earlier outcomes carried in [`Action::Track`] and [`Action::Vacation`].
+pub trait Seen {
+    /// Whether `key` was recorded and its period (the `seconds` it was recorded with) has not
+    /// run out at the time of this run.
+    fn seen(&self, key: &[u8]) -> bool;
+}
+
+/// What a run may need beyond the header block and the envelope. [`Context::NONE`] gives
+/// none of it: `body` tests see an empty body, `currentdate` fails, `date` converts to UTC,
+/// and `duplicate`/`vacation` remember nothing.
+#[derive(Clone, Copy)]
+pub struct Context<'c> {
+    /// The message body (what follows the header block's empty line), or its start: the
+    /// driver reads it ([`super::MessageReader::with_body`]) when the script requires
+    /// `body` ([`super::Extensions::BODY`]).
+    pub body: &'c [u8],
+    /// Now, in seconds since the Unix epoch (`currentdate`); None: `currentdate` fails.
+    pub now: Option<i64>,
+    /// The local time zone, in minutes east of UTC: `date` and `currentdate` convert to it
+    /// unless `:zone`/`:originalzone` say otherwise (RFC 5260 4.1).
+    pub local_zone: i16,
+    /// The memory of earlier runs; None: nothing was seen before.
+    pub seen: Option<&'c dyn Seen>,
+}
+
+impl Context<'_> {
+    /// No body, no clock, no memory.
+    pub const NONE: Context<'static> = Context {
+        body: &[],
+        now: None,
+        local_zone: 0,
+        seen: None,
+    };
+}
+
+/// `duplicate`'s period when `:seconds` is not given (Pigeonhole's default: 12 hours).
+pub const DUPLICATE_SECONDS: u32 = 12 * 3600;
+/// The longest `duplicate` period (Pigeonhole's default cap: 2 days).
+pub const DUPLICATE_SECONDS_MAX: u32 = 2 * 86_400;
+/// `vacation`'s period when `:days`/`:seconds` is not given (RFC 5230 4.1: 7 days).
+pub const VACATION_SECONDS: u32 = 7 * 86_400;
+/// The shortest and longest `vacation` periods (Pigeonhole's defaults: 1 and 60 days; RFC
+/// 5230 4.1 lets an implementation set both).
+pub const VACATION_SECONDS_RANGE: (u32, u32) = (86_400, 60 * 86_400);
+/// The longest key a [`Seen`] store is asked about; longer ids are cut.
+const KEY_MAX: usize = 1024;
 
 /// A span of the outcome's text buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -62,6 +116,48 @@ pub enum Action {
     },
     /// `discard`: nothing is stored (recorded so it shows when nothing else happens).
     Discard,
+    /// `duplicate` (RFC 7352): remember `key` for `seconds` from now, in the same store
+    /// [`Seen`] reads, once the message is delivered: the driver records it in the same
+    /// unit as the copies (RFC 7352 3: only a delivered message counts as seen), and a later
+    /// record of the same key replaces the earlier one (`:last` refreshes it that way).
+    /// Nothing is sent and no mailbox changes; it does not cancel the implicit keep.
+    Track {
+        /// The store's key (`duplicate` NUL handle NUL id, cut at 1 KiB).
+        key: Text,
+        /// How long the key is remembered.
+        seconds: u32,
+    },
+    /// `vacation` (RFC 5230): send an auto-reply. The driver builds the message (To: `to`,
+    /// From: `from` or the recipient's address, Subject: `subject`, In-Reply-To and
+    /// References: `in_reply_to`, Auto-Submitted: auto-replied, the body `reason`: plain
+    /// text, or with `mime` a MIME entity whose header starts `reason`) and sends it with
+    /// the null envelope sender (`sendmail -f '<>'`), then records `key` for `seconds` in the
+    /// [`Seen`] store so the same sender gets no second reply within the period. The core
+    /// has already checked the RFC's "do not reply" rules: a null or list-like sender,
+    /// Auto-Submitted, Precedence bulk/list/junk, List-* fields, a message not addressed to
+    /// the user, and `key` seen. It does not cancel the implicit keep.
+    Vacation {
+        /// The reply's recipient: the message's envelope sender.
+        to: Text,
+        /// `:from`, or None: the driver writes the recipient's address.
+        from: Option<Text>,
+        /// `:subject`, or "Auto: " and the message's (decoded) subject.
+        subject: Text,
+        /// The reply's body (with `mime`, a MIME entity: its header fields, an empty line,
+        /// its body).
+        reason: Text,
+        /// `:mime`.
+        mime: bool,
+        /// The message's Message-ID, for In-Reply-To and References (empty when it has none).
+        in_reply_to: Text,
+        /// `:handle`, or the default handle (reason, subject, from, mime marker).
+        handle: Text,
+        /// The store's key (`vacation` NUL handle NUL sender in lower case).
+        key: Text,
+        /// How long the reply is remembered (`:days`/`:seconds`, clamped to
+        /// [`VACATION_SECONDS_RANGE`]).
+        seconds: u32,
+    },
 }
 
 /// Why a run stopped with the implicit keep instead of its actions.
@@ -75,9 +171,11 @@ pub enum RuntimeError {
     BudgetExhausted,
     /// The outcome's buffers are full.
     OutOfSpace,
-    /// `reject` together with `keep`/`fileinto`/`redirect` (RFC 5429 2.1 lets an
+    /// `reject` together with `keep`/`fileinto`/`redirect`/`vacation` (RFC 5429 2.1 lets an
     /// implementation refuse the combination; this one does).
     RejectConflict,
+    /// `vacation` twice in one run (RFC 5230 4.7 allows one).
+    TwoVacations,
 }
 
 impl fmt::Display for RuntimeError {
@@ -88,8 +186,9 @@ impl fmt::Display for RuntimeError {
             RuntimeError::BudgetExhausted => "the script ran longer than its instruction budget",
             RuntimeError::OutOfSpace => "the script's actions need more memory than the limit",
             RuntimeError::RejectConflict => {
-                "reject cannot be combined with keep, fileinto or redirect"
+                "reject cannot be combined with keep, fileinto, redirect or vacation"
             }
+            RuntimeError::TwoVacations => "vacation can be used only once per message",
         })
     }
 }
@@ -182,6 +281,8 @@ enum Flow {
 struct Run<'r, 's, 'm> {
     script: &'r Script<'s>,
     msg: &'r Message<'m>,
+    ctx: &'r Context<'r>,
+    vacation_done: bool,
     limits: &'r Limits,
     out: &'r mut Outcome,
     scratch: &'r mut [u8],
@@ -197,12 +298,26 @@ struct Run<'r, 's, 'm> {
 /// Byte comparisons one step of the budget is worth.
 const WORK_PER_STEP: u64 = 64;
 
-/// Runs `script` on `msg` into `out` (cleared first). `scratch` holds one unfolded header
-/// value at a time: values longer than it are compared truncated, so give it the header
-/// buffer's size.
+/// Runs `script` on `msg` into `out` (cleared first), without body, clock or memory
+/// ([`Context::NONE`]; see [`run_with`]). `scratch` holds one unfolded header value at a
+/// time: values longer than it are compared truncated, so give it the header buffer's size.
 pub fn run(
     script: &Script<'_>,
     msg: &Message<'_>,
+    limits: &Limits,
+    scratch: &mut [u8],
+    out: &mut Outcome,
+) {
+    run_with(script, msg, &Context::NONE, limits, scratch, out)
+}
+
+/// Runs `script` on `msg` with what `ctx` gives (the body, the clock, the memory of earlier
+/// runs) into `out` (cleared first). `scratch` holds one unfolded header value or one
+/// decoded body part at a time: longer ones are compared cut at its size.
+pub fn run_with(
+    script: &Script<'_>,
+    msg: &Message<'_>,
+    ctx: &Context<'_>,
     limits: &Limits,
     scratch: &mut [u8],
     out: &mut Outcome,
@@ -211,6 +326,8 @@ pub fn run(
     let mut r = Run {
         script,
         msg,
+        ctx,
+        vacation_done: false,
         limits,
         out,
         scratch,
@@ -247,11 +364,12 @@ impl Run<'_, '_, '_> {
             .actions
             .iter()
             .any(|a| matches!(a, Action::Reject { .. }));
-        let has_delivery = self
-            .out
-            .actions
-            .iter()
-            .any(|a| matches!(a, Action::Store { .. } | Action::Redirect { .. }));
+        let has_delivery = self.out.actions.iter().any(|a| {
+            matches!(
+                a,
+                Action::Store { .. } | Action::Redirect { .. } | Action::Vacation { .. }
+            )
+        });
         if has_reject && has_delivery {
             return Err(RuntimeError::RejectConflict);
         }
@@ -459,6 +577,7 @@ impl Run<'_, '_, '_> {
                     self.vars.set(self.script.string(spec.b), &set)
                 }
             }
+            Word::Vacation => self.vacation(spec),
             Word::Set => {
                 let mut value = heapless::Vec::new();
                 vars::modify(
@@ -515,10 +634,22 @@ impl Run<'_, '_, '_> {
                 }
                 Ok(true)
             }
-            Word::Header | Word::Address | Word::Envelope | Word::Hasflag | Word::String => {
-                self.prepare(&[spec.a, spec.b])?;
+            Word::Header
+            | Word::Address
+            | Word::Envelope
+            | Word::Hasflag
+            | Word::String
+            | Word::Body
+            | Word::Date
+            | Word::Currentdate => {
+                let zone = match spec.zone {
+                    Zone::Named(l) => l,
+                    _ => NONE,
+                };
+                self.prepare(&[spec.a, spec.b, spec.c, zone])?;
                 self.match_test(word, &spec)
             }
+            Word::Duplicate => self.duplicate(&spec),
             _ => Ok(false),
         }
     }
@@ -583,14 +714,20 @@ impl Run<'_, '_, '_> {
                     let half = self.scratch.len() / 2;
                     let (unfolded, decoded) = self.scratch.split_at_mut(half);
                     for name in exp.list(script, spec.a) {
-                        if header::each_field(self.msg.header, name, |raw| {
-                            let v = header::unfold(raw, unfolded);
-                            if v.windows(2).any(|w| w == b"=?") {
-                                visit(Some(mime::decode(v, decoded)))
-                            } else {
-                                visit(Some(v))
-                            }
-                        }) {
+                        if header::each_field_at(
+                            self.msg.header,
+                            name,
+                            spec.index,
+                            spec.last,
+                            |raw| {
+                                let v = header::unfold(raw, unfolded);
+                                if v.windows(2).any(|w| w == b"=?") {
+                                    visit(Some(mime::decode(v, decoded)))
+                                } else {
+                                    visit(Some(v))
+                                }
+                            },
+                        ) {
                             break;
                         }
                     }
@@ -598,10 +735,16 @@ impl Run<'_, '_, '_> {
                 Word::Address => {
                     let scratch = &mut *self.scratch;
                     'names: for name in exp.list(script, spec.a) {
-                        let hit = header::each_field(self.msg.header, name, |raw| {
-                            let v = header::unfold(raw, scratch);
-                            header::each_address(v, |a| visit(address_part(a, spec.part)))
-                        });
+                        let hit = header::each_field_at(
+                            self.msg.header,
+                            name,
+                            spec.index,
+                            spec.last,
+                            |raw| {
+                                let v = header::unfold(raw, scratch);
+                                header::each_address(v, |a| visit(address_part(a, spec.part)))
+                            },
+                        );
                         if hit {
                             break 'names;
                         }
@@ -624,6 +767,82 @@ impl Run<'_, '_, '_> {
                         };
                         if hit {
                             break;
+                        }
+                    }
+                }
+                Word::Body => {
+                    let body = self.ctx.body;
+                    if spec.body == BodyTransform::Raw {
+                        // An empty body is no value (as Pigeonhole; :text gives "").
+                        if !body.is_empty() {
+                            visit(Some(body));
+                        }
+                    } else {
+                        let scratch = &mut *self.scratch;
+                        let top = body::Entity {
+                            header: self.msg.header,
+                            body,
+                        };
+                        body::each_part(top, 0, &mut |ty, part| {
+                            let wanted = if spec.body == BodyTransform::Text {
+                                ty.starts_with(b"text/")
+                            } else {
+                                exp.list(script, spec.c).any(|t| body::type_matches(ty, t))
+                            };
+                            wanted && visit(Some(body::decode(part, scratch)))
+                        });
+                    }
+                }
+                Word::Date | Word::Currentdate => {
+                    let local = i32::from(self.ctx.local_zone);
+                    // None: the date's own zone (:originalzone).
+                    let zone = match spec.zone {
+                        Zone::Local => Some(local),
+                        Zone::Original => None,
+                        Zone::Fixed(z) => Some(i32::from(z)),
+                        Zone::Named(l) => match date::parse_zone(exp.one(script, l)) {
+                            Some(z) => Some(z),
+                            // Not a zone: the test fails.
+                            None => Some(i32::MAX),
+                        },
+                    };
+                    let part = date::Part::parse(exp.one(script, spec.a));
+                    match (part, zone) {
+                        (_, Some(i32::MAX)) | (None, _) => {}
+                        (Some(part), _) if word == Word::Currentdate => {
+                            if let Some(now) = self.ctx.now {
+                                let p = date::print(now, zone.unwrap_or(local), part);
+                                visit(Some(p.as_bytes()));
+                            }
+                        }
+                        (Some(part), _) => {
+                            let name = exp.one(script, spec.c);
+                            let received = name.eq_ignore_ascii_case(b"received");
+                            let scratch = &mut *self.scratch;
+                            // Without :index, the first field only (as Pigeonhole; RFC 5260
+                            // does not say).
+                            header::each_field_at(
+                                self.msg.header,
+                                name,
+                                spec.index.max(1),
+                                spec.last,
+                                |raw| {
+                                    let mut v = header::unfold(raw, scratch);
+                                    // A Received field's date follows its last ';'.
+                                    if received {
+                                        if let Some(p) = v.iter().rposition(|c| *c == b';') {
+                                            v = &v[p + 1..];
+                                        }
+                                    }
+                                    match date::parse(v) {
+                                        Some(m) => {
+                                            let z = zone.unwrap_or(m.zone);
+                                            visit(Some(date::print(m.unix, z, part).as_bytes()))
+                                        }
+                                        None => false,
+                                    }
+                                },
+                            );
                         }
                     }
                 }
@@ -679,6 +898,295 @@ impl Run<'_, '_, '_> {
         }
         Ok(matched)
     }
+}
+
+impl Run<'_, '_, '_> {
+    /// The first `name` field's value, unfolded into the scratch buffer (None: no such field).
+    fn field(&mut self, name: &[u8]) -> Option<&[u8]> {
+        let mut found: Option<&[u8]> = None;
+        header::each_field(self.msg.header, name, |raw| {
+            found = Some(raw);
+            true
+        });
+        let raw = found?;
+        Some(header::unfold(raw, self.scratch))
+    }
+
+    fn seen(&self, key: &[u8]) -> bool {
+        self.ctx.seen.is_some_and(|s| s.seen(key))
+    }
+
+    /// `duplicate` (RFC 7352): whether the id was seen in an earlier delivery; unless it was
+    /// (or with `:last`), the outcome gets an [`Action::Track`] to remember it. A message
+    /// without the id (no Message-ID, no `:header` field, an empty `:uniqueid`) is no
+    /// duplicate and is not tracked.
+    fn duplicate(&mut self, spec: &Spec) -> Result<bool, RuntimeError> {
+        self.prepare(&[spec.c, spec.d, spec.e])?;
+        let mut key: heapless::Vec<u8, KEY_MAX> = heapless::Vec::new();
+        let _ = key.extend_from_slice(b"duplicate\0");
+        let handle = if spec.c == NONE {
+            &b""[..]
+        } else {
+            self.exp.one(self.script, spec.c)
+        };
+        put_cut(&mut key, handle);
+        put_cut(&mut key, b"\0");
+        if spec.e != NONE {
+            let id = self.exp.one(self.script, spec.e);
+            if id.is_empty() {
+                return Ok(false);
+            }
+            put_cut(&mut key, id);
+        } else {
+            let name: heapless::Vec<u8, 256> = if spec.d == NONE {
+                heapless::Vec::from_slice(b"message-id").unwrap_or_default()
+            } else {
+                let n = self.exp.one(self.script, spec.d);
+                heapless::Vec::from_slice(&n[..n.len().min(256)]).unwrap_or_default()
+            };
+            match self.field(&name) {
+                Some(id) if !id.is_empty() => put_cut(&mut key, id),
+                _ => return Ok(false),
+            }
+        }
+        let dup = self.seen(&key);
+        if !dup || spec.last {
+            let seconds = if spec.seconds == NONE {
+                DUPLICATE_SECONDS
+            } else {
+                spec.seconds.min(DUPLICATE_SECONDS_MAX)
+            };
+            let known = self.out.actions.iter().position(|a| match a {
+                Action::Track { key: k, .. } => self.out.text(*k) == &key[..],
+                _ => false,
+            });
+            match known {
+                Some(i) => {
+                    if let Action::Track { seconds: s, .. } = &mut self.out.actions[i] {
+                        *s = seconds;
+                    }
+                }
+                None => {
+                    let key = self.out.store_text(&key)?;
+                    self.push(Action::Track { key, seconds })?;
+                }
+            }
+        }
+        Ok(dup)
+    }
+
+    /// `vacation` (RFC 5230): decides whether to reply, and the reply.
+    fn vacation(&mut self, spec: &Spec) -> Result<(), RuntimeError> {
+        if self.vacation_done {
+            return Err(RuntimeError::TwoVacations);
+        }
+        self.vacation_done = true;
+        if self
+            .out
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Reject { .. }))
+        {
+            return Err(RuntimeError::RejectConflict);
+        }
+        self.prepare(&[spec.a, spec.c, spec.d, spec.e, spec.f])?;
+        let sender = strip_angle(self.msg.envelope_from);
+        if self.no_reply(sender, spec) {
+            return Ok(());
+        }
+        let script = self.script;
+        let reason = self.exp.one(script, spec.a);
+        let given = |l: u32| (l != NONE).then(|| self.exp.one(script, l));
+        let (subject_arg, from_arg, handle_arg) = (given(spec.d), given(spec.e), given(spec.c));
+        // The default handle: the arguments that make a reply different (as Pigeonhole).
+        let mut key: heapless::Vec<u8, KEY_MAX> = heapless::Vec::new();
+        let _ = key.extend_from_slice(b"vacation\0");
+        match handle_arg {
+            Some(h) => put_cut(&mut key, h),
+            None => {
+                put_cut(&mut key, reason);
+                put_cut(&mut key, subject_arg.unwrap_or(b"<default-subject>"));
+                put_cut(&mut key, from_arg.unwrap_or(b"<default-from>"));
+                if spec.mime {
+                    put_cut(&mut key, b"<MIME>");
+                }
+            }
+        }
+        let handle_len = key.len() - b"vacation\0".len();
+        put_cut(&mut key, b"\0");
+        for c in sender {
+            put_cut(&mut key, &[c.to_ascii_lowercase()]);
+        }
+        if self.seen(&key) {
+            return Ok(());
+        }
+        let seconds = if spec.seconds == NONE {
+            VACATION_SECONDS
+        } else {
+            spec.seconds
+                .clamp(VACATION_SECONDS_RANGE.0, VACATION_SECONDS_RANGE.1)
+        };
+        let reason_t = self.out.store_text(reason)?;
+        let handle = self
+            .out
+            .store_text(&key[b"vacation\0".len()..][..handle_len])?;
+        let key_t = self.out.store_text(&key)?;
+        let to = self.out.store_text(sender)?;
+        let from = match from_arg {
+            Some(f) => Some(self.out.store_text(f)?),
+            None => None,
+        };
+        let subject = match subject_arg {
+            Some(s) => self.out.store_text(s)?,
+            None => {
+                let start = self.out.store_text(b"Auto: ")?;
+                let half = self.scratch.len() / 2;
+                let mut raw: Option<&[u8]> = None;
+                header::each_field(self.msg.header, b"subject", |r| {
+                    raw = Some(r);
+                    true
+                });
+                let (unfolded, decoded) = self.scratch.split_at_mut(half);
+                let v = header::unfold(raw.unwrap_or(b""), unfolded);
+                let rest = self.out.store_text(mime::decode(v, decoded))?;
+                Text {
+                    off: start.off,
+                    len: start.len + rest.len,
+                }
+            }
+        };
+        let id = self.field(b"message-id").unwrap_or(b"");
+        let mut id_buf: heapless::Vec<u8, 998> = heapless::Vec::new();
+        let _ = id_buf.extend_from_slice(&id[..id.len().min(998)]);
+        let in_reply_to = self.out.store_text(&id_buf)?;
+        self.push(Action::Vacation {
+            to,
+            from,
+            subject,
+            reason: reason_t,
+            mime: spec.mime,
+            in_reply_to,
+            handle,
+            key: key_t,
+            seconds,
+        })
+    }
+
+    /// RFC 5230 4.5 and 4.6: no reply to the null sender or a list-like one, to automatic
+    /// or list mail, to oneself, nor to a message not addressed to the user (their addresses:
+    /// the envelope recipient and `:addresses`).
+    fn no_reply(&mut self, sender: &[u8], spec: &Spec) -> bool {
+        if sender.is_empty() {
+            return true;
+        }
+        let (local, _) = header::split_address(sender);
+        let local_is = |n: &[u8]| local.eq_ignore_ascii_case(n);
+        let lower_starts =
+            |p: &[u8]| local.len() >= p.len() && local[..p.len()].eq_ignore_ascii_case(p);
+        let lower_ends = |p: &[u8]| {
+            local.len() >= p.len() && local[local.len() - p.len()..].eq_ignore_ascii_case(p)
+        };
+        if local_is(b"mailer-daemon")
+            || local_is(b"listserv")
+            || local_is(b"majordomo")
+            || lower_starts(b"owner-")
+            || lower_ends(b"-request")
+        {
+            return true;
+        }
+        for list in [
+            &b"list-id"[..],
+            b"list-help",
+            b"list-subscribe",
+            b"list-unsubscribe",
+            b"list-post",
+            b"list-owner",
+            b"list-archive",
+        ] {
+            if header::each_field(self.msg.header, list, |_| true) {
+                return true;
+            }
+        }
+        let first_word = |v: &[u8]| -> bool {
+            let w = v
+                .split(|c| matches!(c, b' ' | b'\t' | b';' | b'(' | b'\r' | b'\n'))
+                .find(|w| !w.is_empty())
+                .unwrap_or(b"");
+            w.eq_ignore_ascii_case(b"no")
+        };
+        if header::each_field(self.msg.header, b"auto-submitted", |v| !first_word(v)) {
+            return true;
+        }
+        if header::each_field(self.msg.header, b"precedence", |v| {
+            let v = header::trim(v);
+            [&b"bulk"[..], b"list", b"junk"]
+                .iter()
+                .any(|p| v.eq_ignore_ascii_case(p))
+        }) {
+            return true;
+        }
+        // The user's addresses: the envelope recipient (also without its +detail) and
+        // :addresses.
+        let script = self.script;
+        let exp = &self.exp;
+        let me = strip_angle(self.msg.envelope_to);
+        let mut mine = |a: &[u8]| -> bool {
+            if !me.is_empty() && (a.eq_ignore_ascii_case(me) || same_user(a, me)) {
+                return true;
+            }
+            spec.f != NONE
+                && exp
+                    .list(script, spec.f)
+                    .any(|x| a.eq_ignore_ascii_case(strip_angle(x)))
+        };
+        if mine(sender) {
+            return true;
+        }
+        if me.is_empty() && spec.f == NONE {
+            // Nobody to look for (no recipient known): the check cannot be made.
+            return false;
+        }
+        let mut addressed = false;
+        for name in [
+            &b"to"[..],
+            b"cc",
+            b"bcc",
+            b"resent-to",
+            b"resent-cc",
+            b"resent-bcc",
+        ] {
+            let scratch = &mut *self.scratch;
+            if header::each_field(self.msg.header, name, |raw| {
+                let v = header::unfold(raw, scratch);
+                header::each_address(v, &mut mine)
+            }) {
+                addressed = true;
+                break;
+            }
+        }
+        !addressed
+    }
+}
+
+/// Whether `a` is `me` without its `+detail` (`bob@x` for `bob+tag@x`).
+fn same_user(a: &[u8], me: &[u8]) -> bool {
+    let (local, domain) = header::split_address(me);
+    let Some(plus) = local.iter().position(|c| *c == b'+') else {
+        return false;
+    };
+    let (al, ad) = header::split_address(a);
+    al.eq_ignore_ascii_case(&local[..plus])
+        && match (ad, domain) {
+            (Some(x), Some(y)) => x.eq_ignore_ascii_case(y),
+            (None, None) => true,
+            _ => false,
+        }
+}
+
+/// Appends what fits of `s`.
+fn put_cut<const N: usize>(v: &mut heapless::Vec<u8, N>, s: &[u8]) {
+    let room = N - v.len();
+    let _ = v.extend_from_slice(&s[..s.len().min(room)]);
 }
 
 fn strip_angle(v: &[u8]) -> &[u8] {

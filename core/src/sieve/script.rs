@@ -39,6 +39,11 @@ pub enum Word {
     Hasflag,
     Set,
     String,
+    Body,
+    Date,
+    Currentdate,
+    Duplicate,
+    Vacation,
     Unknown,
 }
 
@@ -73,6 +78,11 @@ impl Word {
             (b"hasflag", Word::Hasflag),
             (b"set", Word::Set),
             (b"string", Word::String),
+            (b"body", Word::Body),
+            (b"date", Word::Date),
+            (b"currentdate", Word::Currentdate),
+            (b"duplicate", Word::Duplicate),
+            (b"vacation", Word::Vacation),
         ];
         TABLE
             .iter()
@@ -107,6 +117,22 @@ pub enum TagWord {
     Upperfirst,
     Quotewildcard,
     Length,
+    Raw,
+    Content,
+    Text,
+    Zone,
+    Originalzone,
+    Index,
+    Last,
+    Handle,
+    Header,
+    Uniqueid,
+    Seconds,
+    Days,
+    Subject,
+    From,
+    Addresses,
+    Mime,
     Unknown,
 }
 
@@ -136,6 +162,22 @@ impl TagWord {
             (b"upperfirst", TagWord::Upperfirst),
             (b"quotewildcard", TagWord::Quotewildcard),
             (b"length", TagWord::Length),
+            (b"raw", TagWord::Raw),
+            (b"content", TagWord::Content),
+            (b"text", TagWord::Text),
+            (b"zone", TagWord::Zone),
+            (b"originalzone", TagWord::Originalzone),
+            (b"index", TagWord::Index),
+            (b"last", TagWord::Last),
+            (b"handle", TagWord::Handle),
+            (b"header", TagWord::Header),
+            (b"uniqueid", TagWord::Uniqueid),
+            (b"seconds", TagWord::Seconds),
+            (b"days", TagWord::Days),
+            (b"subject", TagWord::Subject),
+            (b"from", TagWord::From),
+            (b"addresses", TagWord::Addresses),
+            (b"mime", TagWord::Mime),
         ];
         TABLE
             .iter()
@@ -230,6 +272,33 @@ pub enum AddrPart {
     Detail,
 }
 
+/// The body test's transform (RFC 5173 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BodyTransform {
+    /// `:text` (the default): the text parts, decoded.
+    #[default]
+    Text,
+    /// `:raw`: the body as it is.
+    Raw,
+    /// `:content <types>`: the parts of the given MIME types, decoded.
+    Content,
+}
+
+/// The time zone the date test converts to (RFC 5260 4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Zone {
+    /// The local zone (the caller's, in [`super::Context`]).
+    #[default]
+    Local,
+    /// `:originalzone`: the zone the date was written in.
+    Original,
+    /// `:zone "+hhmm"`: this offset, in minutes east of UTC.
+    Fixed(i16),
+    /// `:zone` with a string built from variables (its string list node), read when the
+    /// test runs; a value that is no zone makes the test fail.
+    Named(u32),
+}
+
 /// What the compiler read from a command's or test's arguments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Spec {
@@ -253,6 +322,28 @@ pub struct Spec {
     pub b: u32,
     /// `set`'s modifiers (the `Spec::LOWER`... bits).
     pub modifiers: u8,
+    /// `body`'s transform.
+    pub body: BodyTransform,
+    /// `date`'s zone.
+    pub zone: Zone,
+    /// `:index` (RFC 5260 6): the field to look at, from 1; 0 for every field.
+    pub index: u32,
+    /// `:last`: `:index` counts from the last field; `duplicate :last`: the period runs
+    /// from the last time seen.
+    pub last: bool,
+    /// `vacation :mime`.
+    pub mime: bool,
+    /// `:seconds`/`:days` in seconds, or [`NONE`] when not given.
+    pub seconds: u32,
+    /// A third string list: `body :content`'s types, `date`'s header name, `duplicate`'s
+    /// and `vacation`'s `:handle`; or [`NONE`].
+    pub c: u32,
+    /// A fourth: `duplicate :header`, `vacation :subject`; or [`NONE`].
+    pub d: u32,
+    /// A fifth: `duplicate :uniqueid`, `vacation :from`; or [`NONE`].
+    pub e: u32,
+    /// A sixth: `vacation :addresses`; or [`NONE`].
+    pub f: u32,
 }
 
 impl Spec {
@@ -268,6 +359,16 @@ impl Spec {
         a: NONE,
         b: NONE,
         modifiers: 0,
+        body: BodyTransform::Text,
+        zone: Zone::Local,
+        index: 0,
+        last: false,
+        mime: false,
+        seconds: NONE,
+        c: NONE,
+        d: NONE,
+        e: NONE,
+        f: NONE,
     };
 
     /// `:lower`.
@@ -378,6 +479,12 @@ impl Extensions {
     pub const COMPARATOR_OCTET: u32 = 1 << 11;
     pub const COMPARATOR_CASEMAP: u32 = 1 << 12;
     pub const VARIABLES: u32 = 1 << 13;
+    pub const BODY: u32 = 1 << 14;
+    pub const DATE: u32 = 1 << 15;
+    pub const INDEX: u32 = 1 << 16;
+    pub const DUPLICATE: u32 = 1 << 17;
+    pub const VACATION: u32 = 1 << 18;
+    pub const VACATION_SECONDS: u32 = 1 << 19;
 
     /// Every extension this implementation supports, by its `require` name.
     pub const SUPPORTED: &'static [Extension] = &[
@@ -436,6 +543,30 @@ impl Extensions {
         Extension {
             name: "variables",
             bit: Self::VARIABLES,
+        },
+        Extension {
+            name: "body",
+            bit: Self::BODY,
+        },
+        Extension {
+            name: "date",
+            bit: Self::DATE,
+        },
+        Extension {
+            name: "index",
+            bit: Self::INDEX,
+        },
+        Extension {
+            name: "duplicate",
+            bit: Self::DUPLICATE,
+        },
+        Extension {
+            name: "vacation",
+            bit: Self::VACATION,
+        },
+        Extension {
+            name: "vacation-seconds",
+            bit: Self::VACATION_SECONDS,
         },
     ];
 

@@ -666,6 +666,21 @@ impl Fs for SimFs {
     }
 
     fn stat(&mut self, dir: Dir, name: &str) -> Result<Stat, ErrorKind> {
+        // The maildir's own directories (a quota recalculation stats new/ and cur/). The
+        // simulator keeps no directory mtimes: they never move, so a recalculation never sees
+        // a concurrent change through them (DESIGN.md, what the explorer cannot see).
+        if dir == Dir::Root
+            && [Dir::Tmp, Dir::New, Dir::Cur]
+                .iter()
+                .any(|d| d.as_str() == name)
+        {
+            return Ok(Stat {
+                nlink: 2,
+                size: 0,
+                mtime: 0,
+                regular: false,
+            });
+        }
         self.check_name(dir, name)?;
         let ino = self
             .entries
