@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
 # `mdeliver lmtp` against Dovecot's LMTP (Debian's dovecot-lmtpd, Maildir, mail_fsync=optimized)
 # and against one mdeliver process per message, all durable, driven by Postfix's
-# `smtp-source -L` (2,000-byte bodies) at 1, 8 and 32 sessions into one mailbox, on ext4 (the
-# filesystem holding $BENCH_DIR, default /var/tmp) and on a tmpfs. Prints msg/s and ratios, then
-# the flushes and system calls per message (strace -f -c on the server, 8 sessions, ext4) with
-# the device flushes /proc/diskstats counted, then the server's peak RSS with 32 sessions of
-# 10 MiB messages. Not part of the test suite: a measurement on whatever machine runs it.
+# `smtp-source -L` (2,000-byte bodies) at 1, 8 and 32 sessions, into one mailbox and into 1,000
+# (`smtp-source -N`: one per message), on ext4 and on a tmpfs. The ext4 is a fresh filesystem in
+# an image file under $BENCH_DIR (default /var/tmp), mounted through a loop device, so that a
+# whole-filesystem flush (`syncfs`) flushes only the bench's own writes and /proc/diskstats
+# counts only them; BENCH_EXT4=DIR uses the filesystem holding DIR instead. Prints msg/s and
+# ratios with the group commit's batch sizes and the server's p50/p99 time from the end of DATA
+# to the last reply, then the flushes and system calls per message (strace -f -c on the server,
+# 8 sessions, ext4) with the device flushes /proc/diskstats counted, then the server's peak RSS
+# with 32 sessions of 10 MiB messages. Not part of the test suite: a measurement on whatever
+# machine runs it.
 #
 # Usage (root): bash bench/lmtp.sh [MESSAGES]       (default 1000 messages per run)
 # MDELIVER=/path/to/mdeliver uses that binary instead of building the release one.
+# MDELIVER_LMTP_GROUP_COMMIT=per-file (exported) makes the server flush each file and directory
+# instead of one syncfs per batch, to compare the two.
 # Installs dovecot-lmtpd, postfix (for smtp-source) and strace with apt-get if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,12 +40,23 @@ top=$(mktemp -d "${BENCH_DIR:-/var/tmp}/mdeliver-lmtp-bench.XXXXXX")
 chmod 755 "$top" # Dovecot delivers as mdbench
 tmpfs="$top/tmpfs"
 mkdir -p "$tmpfs" && mount -t tmpfs -o size=2g mdeliver-bench "$tmpfs"
+ext4="$top/ext4"
+mkdir -p "$ext4"
+if [[ -n "${BENCH_EXT4:-}" ]]; then
+    ext4=$(mktemp -d "$BENCH_EXT4/mdeliver-lmtp-ext4.XXXXXX")
+else
+    truncate -s 4G "$top/ext4.img"
+    mkfs.ext4 -q -F "$top/ext4.img"
+    mount -o loop "$top/ext4.img" "$ext4"
+fi
+chmod 755 "$ext4"
 server_pid=
 cleanup() {
     [[ -n "$server_pid" ]] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
     [[ -f "$top/dovecot.conf" ]] && doveadm -c "$top/dovecot.conf" stop 2>/dev/null || true
     sleep 0.5
     umount "$tmpfs" 2>/dev/null || true
+    if [[ -n "${BENCH_EXT4:-}" ]]; then rm -rf "$ext4"; else umount "$ext4" 2>/dev/null || true; fi
     rm -rf "$top"
 }
 trap cleanup EXIT
@@ -101,58 +119,93 @@ stop_mdeliver() { # (under strace, the server is strace's child)
     wait "$server_pid" 2>/dev/null || true; server_pid=
 }
 
-# msg/s of smtp-source -L with $2 sessions into socket $1 (n messages, one recipient).
+# msg/s of smtp-source -L with $2 sessions into socket $1 (n messages, one recipient each; with
+# $3 = 1000, a numbered recipient per message: as many mailboxes as messages).
 drive() {
-    local start end
+    local start end spread=()
+    [[ ${3:-1} -gt 1 ]] && spread=(-N)
     start=$(date +%s.%N)
-    smtp-source -L -s "$2" -m "$n" -l 2000 -f s@bench.test -t u@bench.test "unix:$1"
+    smtp-source -L "${spread[@]}" -s "$2" -m "$n" -l 2000 -f s@bench.test -t u@bench.test "unix:$1"
     end=$(date +%s.%N)
     echo "$n / ($end - $start)" | bc -l
 }
 count() { find "$1" -path '*/new/*' -type f | wc -l; }
 
-# One mdeliver process per message, $2 at a time, into maildir $1.
+# One mdeliver process per message, $2 at a time, into maildir $1 (with $3 = 1000, into the
+# existing maildir $1/N for message N).
 oneshot() {
-    local start end
-    rm -rf "$1" && "$MDELIVER" -c "$1" < "$msg" && rm -f "$1"/new/*
+    local start end dest=''
+    rm -rf "$1" && mkdir -p "$1"
+    if [[ ${3:-1} -gt 1 ]]; then
+        dest='/{}'
+        eval "mkdir -p \"\$1\"/{0..$n}/{tmp,new,cur}"
+        sync
+    else
+        "$MDELIVER" -c "$1" < "$msg" && rm -f "$1"/new/*
+    fi
     start=$(date +%s.%N)
     seq "$n" | xargs -P "$2" -I{} "$MDELIVER" --return-path s@bench.test \
-        --delivered-to u@bench.test -i "$msg" "$1"
+        --delivered-to u@bench.test -i "$msg" "$1$dest"
     end=$(date +%s.%N)
     [[ $(count "$1") -eq $n ]] || { echo "one-shot: expected $n messages" >&2; exit 1; }
     echo "$n / ($end - $start)" | bc -l
 }
 
-printf '%s messages of 2,000 bytes per run, 1 mailbox, everything durable; %s\n' "$n" "$(nproc) CPUs"
-printf '| fs | sessions | Dovecot LMTP msg/s | mdeliver one-shot msg/s | mdeliver lmtp msg/s | lmtp / Dovecot | lmtp / one-shot | avg batch (flush requests) |\n'
-printf '|---|---|---|---|---|---|---|---|\n'
+# The mailboxes smtp-source -N sends to (0u ... Nu), made before the run: a site's mailboxes
+# exist already, and making them is not what is measured. $1: the directory; $2: the owner.
+mailboxes() {
+    eval "mkdir -p \"\$1\"/{0..$n}u/{tmp,new,cur}"
+    chown -R "$2" "$1"
+    sync
+}
+
+printf '%s messages of 2,000 bytes per run, everything durable; %s CPUs; load %s\n' "$n" "$(nproc)" \
+    "$(cut -d' ' -f1-3 /proc/loadavg)"
+printf '| fs | mailboxes | sessions | Dovecot LMTP msg/s | mdeliver one-shot msg/s | mdeliver lmtp msg/s | lmtp / Dovecot | lmtp / one-shot | lmtp per-file flushes msg/s | avg batch (flush requests) | lmtp p50 / p99 end of DATA to last reply (ms) |\n'
+printf '|---|---|---|---|---|---|---|---|---|---|---|\n'
 for fs in ext4 tmpfs; do
-    w="$top/$fs-work"; [[ $fs == tmpfs ]] && w="$tmpfs/work"
+    w="$ext4/work"; [[ $fs == tmpfs ]] && w="$tmpfs/work"
     mkdir -p "$w"
-    for s in 1 8 32; do
-        start_dovecot "$w"
-        d=$(drive "$w/dovecot-lmtp" "$s")
-        [[ $(count "$w/dc-mail") -eq $n ]] || { echo "dovecot: expected $n messages, got $(count "$w/dc-mail")" >&2; exit 1; }
-        stop_dovecot
-        o=$(oneshot "$w/oneshot" "$s")
-        start_mdeliver "$w"
-        m=$(drive "$w/md.sock" "$s")
-        stop_mdeliver
-        [[ $(count "$w/md-mail") -eq $n ]] || { echo "mdeliver lmtp: expected $n messages" >&2; exit 1; }
-        batch=$(grep -o '[0-9.]* requests per batch' "$w/md.log" | cut -d' ' -f1)
-        printf '| %s | %d | %.0f | %.0f | %.0f | %.2fx | %.2fx | %s |\n' "$fs" "$s" "$d" "$o" "$m" \
-            "$(echo "$m / $d" | bc -l)" "$(echo "$m / $o" | bc -l)" "$batch"
+    for boxes in 1 1000; do
+        for s in 1 8 32; do
+            start_dovecot "$w"
+            [[ $boxes -gt 1 ]] && mailboxes "$w/dc-mail" mdbench
+            d=$(drive "$w/dovecot-lmtp" "$s" "$boxes")
+            [[ $(count "$w/dc-mail") -eq $n ]] || { echo "dovecot: expected $n messages, got $(count "$w/dc-mail")" >&2; exit 1; }
+            stop_dovecot
+            o=$(oneshot "$w/oneshot" "$s" "$boxes")
+            # The same server flushing each file and directory (the way before syncfs).
+            MDELIVER_LMTP_GROUP_COMMIT=per-file start_mdeliver "$w"
+            [[ $boxes -gt 1 ]] && mailboxes "$w/md-mail" root
+            p=$(drive "$w/md.sock" "$s" "$boxes")
+            stop_mdeliver
+            [[ $(count "$w/md-mail") -eq $n ]] || { echo "mdeliver lmtp per-file: expected $n messages" >&2; exit 1; }
+            start_mdeliver "$w"
+            [[ $boxes -gt 1 ]] && mailboxes "$w/md-mail" root
+            m=$(drive "$w/md.sock" "$s" "$boxes")
+            stop_mdeliver
+            [[ $(count "$w/md-mail") -eq $n ]] || { echo "mdeliver lmtp: expected $n messages" >&2; exit 1; }
+            batch=$(grep -o '[0-9.]* requests per batch' "$w/md.log" | cut -d' ' -f1)
+            lat=$(grep -o 'p50 [0-9.]* ms, p99 [0-9.]* ms' "$w/md.log" | awk '{ print $2 " / " $5 }')
+            printf '| %s | %d | %d | %.0f | %.0f | %.0f | %.2fx | %.2fx | %.0f | %s | %s |\n' "$fs" "$boxes" "$s" \
+                "$d" "$o" "$m" "$(echo "$m / $d" | bc -l)" "$(echo "$m / $o" | bc -l)" "$p" "$batch" "$lat"
+            grep 'group commit:' "$w/md.log" >> "$top/batches.log" || true
+            rm -rf "$w/oneshot" "$w/md-mail" "$w/dc-mail"
+        done
     done
 done
+printf '\nGroup commit per run (same order as the rows):\n'
+sed 's/^/    /' "$top/batches.log"
 
 # Flushes and system calls per message: strace on the whole server (all processes), 8 sessions,
-# ext4; device flushes from /proc/diskstats (flush requests completed, field 18).
-dev=$(basename "$(findmnt -no SOURCE --target "$top")")
-flushes() { awk -v d="$dev" '$3 == d { print $18 }' /proc/diskstats; }
+# ext4; device flushes from /proc/diskstats (flush requests completed: the 16th statistic after
+# the device name, awk's $19).
+dev=$(basename "$(findmnt -no SOURCE --target "$ext4")")
+flushes() { awk -v d="$dev" '$3 == d { print $19 }' /proc/diskstats; }
 writes() { awk -v d="$dev" '$3 == d { print $8 }' /proc/diskstats; }
 printf '\nPer message, 8 sessions, ext4 (%s), under strace -f -c (the server only):\n' "$dev"
-printf '| server | fsync | fdatasync | system calls (all) | device flushes | device writes |\n|---|---|---|---|---|---|\n'
-w="$top/ext4-work"
+printf '| server | fsync | fdatasync | syncfs | system calls (all) | device flushes | device writes | device flushes per group-commit batch |\n|---|---|---|---|---|---|---|---|\n'
+w="$ext4/work"
 for server in dovecot mdeliver; do
     "start_$server" "$w" strace -f -c -o "$top/strace.$server"
     f0=$(flushes); w0=$(writes)
@@ -161,10 +214,16 @@ for server in dovecot mdeliver; do
     "stop_$server"
     calls() { awk -v c="$1" '$NF == c { print $4 }' "$top/strace.$server"; }
     total=$(awk '$NF == "total" { print $4 }' "$top/strace.$server")
-    printf '| %s | %.2f | %.2f | %.1f | %.2f | %.2f |\n' "$server" \
+    per_batch=-
+    if [[ $server == mdeliver ]]; then
+        b=$(grep -o 'group commit: [0-9]* batches' "$w/md.log" | awk '{ print $3 }')
+        per_batch=$(printf '%.2f' "$(echo "($f1 - $f0) / $b" | bc -l)")
+    fi
+    printf '| %s | %.2f | %.2f | %.3f | %.1f | %.2f | %.2f | %s |\n' "$server" \
         "$(echo "0$(calls fsync) / $n" | bc -l)" \
-        "$(echo "0$(calls fdatasync) / $n" | bc -l)" "$(echo "0$total / $n" | bc -l)" \
-        "$(echo "($f1 - $f0) / $n" | bc -l)" "$(echo "($w1 - $w0) / $n" | bc -l)"
+        "$(echo "0$(calls fdatasync) / $n" | bc -l)" "$(echo "0$(calls syncfs) / $n" | bc -l)" \
+        "$(echo "0$total / $n" | bc -l)" \
+        "$(echo "($f1 - $f0) / $n" | bc -l)" "$(echo "($w1 - $w0) / $n" | bc -l)" "$per_batch"
 done
 
 # Peak RSS of the server with 32 sessions of 10 MiB messages (64 messages), ext4.

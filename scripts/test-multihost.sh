@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Several hosts, one maildir, real distributed filesystems: GlusterFS and JuiceFS (with Redis),
-# both FUSE.
+# Several hosts, one maildir, real distributed filesystems: GlusterFS, JuiceFS (with Redis) and
+# MooseFS (a master and a chunkserver), all three FUSE.
 #
 # Usage (as root): bash scripts/test-multihost.sh [--long]
-#   MDH_FS="glusterfs juicefs"   the filesystems to run (default: both)
+#   MDH_FS="glusterfs juicefs moosefs"   the filesystems to run (default: all three)
 #   MDH_STRATEGIES="auto locked exclusive"   the strategies (auto: what mdeliver chooses)
 #   MDELIVER_BIN=/path/to/mdeliver   a prebuilt binary (default: cargo build, debug)
 #
 # Brings up the servers (glusterd with one brick; redis-server for JuiceFS's metadata, its data
-# in a directory every host reads) in one network namespace, and mounts each filesystem on three
+# in a directory every host reads; mfsmaster and one mfschunkserver) in one network namespace, and mounts each filesystem on three
 # client "hosts", each its own network and UTS namespace with its own host name, joined to the
 # server by veth pairs on a bridge inside the server's namespace: traffic never leaves the
 # namespaces this script makes. Then, per filesystem and strategy (the automatic choice, Locked,
@@ -17,7 +17,8 @@
 # SIGKILL is retried, with --dedup), a reader on the third moves new/ -> cur/ and flips flags,
 # `mdeliver list` loops on the second; faults: mdeliver SIGKILLed mid-delivery, TCP resets
 # (iptables statistic REJECT --reject-with tcp-reset in the server's namespace), the server
-# daemon (GlusterFS's brick, Redis) SIGKILLed and restarted. The same workload on a local
+# daemon (GlusterFS's brick, Redis, MooseFS's master and chunkserver in turn) SIGKILLed and
+# restarted. The same workload on a local
 # directory of this machine, in the same run, gives the msg/s reference. Prints a table; exits
 # non-zero on any violation (lost, duplicated, overwritten or partial message, acknowledged
 # message missing, incomplete or duplicating listing). Everything is torn down on exit,
@@ -32,7 +33,7 @@ repo=$(pwd)
 
 long=0
 [ "${1:-}" = "--long" ] && long=1
-FSS=${MDH_FS-glusterfs juicefs}
+FSS=${MDH_FS-glusterfs juicefs moosefs}
 STRATEGIES=${MDH_STRATEGIES-auto locked exclusive}
 if [ "$(id -u)" != 0 ]; then
     echo "test-multihost: needs root (namespaces, mounts, iptables); skipped" >&2
@@ -46,6 +47,9 @@ command -v iptables >/dev/null || need="$need iptables"
 command -v python3 >/dev/null || need="$need python3"
 command -v nsenter >/dev/null || need="$need util-linux"
 command -v redis-server >/dev/null || need="$need redis-server"
+command -v mfsmaster >/dev/null || need="$need moosefs-master"
+command -v mfschunkserver >/dev/null || need="$need moosefs-chunkserver"
+command -v mfsmount >/dev/null || need="$need moosefs-client"
 if [ -n "$need" ]; then
     echo "== installing$need"
     apt-get update -qq
@@ -73,15 +77,24 @@ VOL=mdhvol
 glusterd_pid=""
 REDIS=10.216.0.1:6379
 
+# A MooseFS daemon by its pid (in its lock file) with its helper processes (the master's data
+# writer), with SIGKILL.
+mfs_kill() {
+    kill -9 "$1" $(ps -o pid= --ppid "$1") 2>/dev/null || true
+}
+
 teardown() {
     set +e
     for h in $HOSTS; do
-        for fs in glusterfs juicefs; do
+        for fs in glusterfs juicefs moosefs; do
             mountpoint -q "$W/$fs-$h" && umount -l "$W/$fs-$h"
         done
         mountpoint -q "$W/uts-$h" && umount "$W/uts-$h"
     done
     [ -s "$W/redis.pid" ] && kill -9 "$(cat "$W/redis.pid")" 2>/dev/null
+    for lock in "$W/mfs/master/.mfsmaster.lock" "$W/mfs/cs/.mfschunkserver.lock"; do
+        [ -s "$lock" ] && mfs_kill "$(cat "$lock")"
+    done
     if [ -n "$glusterd_pid" ]; then
         ip netns exec $SRV gluster --mode=script volume stop $VOL force >/dev/null 2>&1
         for p in $(cat /var/run/gluster/vols/$VOL/*.pid 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
@@ -172,6 +185,45 @@ setup_juicefs() {
     restart="kill -9 \$(cat $W/redis.pid); rm -f $W/redis.pid; sleep 0.5; \
 ip netns exec $SRV redis-server --bind 10.216.0.1 --port 6379 --dir $W/redis --daemonize yes \
 --pidfile $W/redis.pid --save '' --appendonly yes --appendfsync always --protected-mode no >/dev/null"
+}
+
+setup_moosefs() {
+    echo "== MooseFS: mfsmaster and one mfschunkserver on 10.216.0.1, mounted on every host"
+    local m=$W/mfs
+    mkdir -p "$m/master" "$m/cs" "$m/hdd"
+    cp /var/lib/mfs/metadata.mfs.empty "$m/master/metadata.mfs"
+    printf '*\t/\trw,alldirs,maproot=0:0\n' >"$m/exports.cfg"
+    : >"$m/topology.cfg"
+    echo "$m/hdd" >"$m/hdd.cfg"
+    # The chunkserver refuses a master on 127.0.0.1: both listen on the bridge's address.
+    printf '%s\n' "WORKING_USER = root" "WORKING_GROUP = root" "DATA_PATH = $m/master" \
+        "EXPORTS_FILENAME = $m/exports.cfg" "TOPOLOGY_FILENAME = $m/topology.cfg" \
+        "MATOML_LISTEN_HOST = 10.216.0.1" "MATOCS_LISTEN_HOST = 10.216.0.1" \
+        "MATOCL_LISTEN_HOST = 10.216.0.1" >"$m/master.cfg"
+    printf '%s\n' "WORKING_USER = root" "WORKING_GROUP = root" "DATA_PATH = $m/cs" \
+        "HDD_CONF_FILENAME = $m/hdd.cfg" "HDD_LEAVE_SPACE_DEFAULT = 64MiB" \
+        "MASTER_HOST = 10.216.0.1" "BIND_HOST = 10.216.0.1" "CSSERV_LISTEN_HOST = 10.216.0.1" \
+        >"$m/cs.cfg"
+    ip netns exec $SRV mfsmaster -c "$m/master.cfg" start >"$m/master.log" 2>&1
+    ip netns exec $SRV mfschunkserver -c "$m/cs.cfg" start >"$m/cs.log" 2>&1
+    for h in $HOSTS; do
+        mkdir -p "$W/moosefs-$h"
+        nsenter --net=/run/netns/mdh-$h mfsmount "$W/moosefs-$h" -H 10.216.0.1 \
+            >>"$m/mount.log" 2>&1
+    done
+    # Writes wait until the chunkserver has registered with the master (df shows its space).
+    for _ in $(seq 100); do
+        [ "$(stat -f -c %b "$W/moosefs-h1")" != 0 ] && break
+        sleep 0.2
+    done
+    # The data lives in chunks: the check reads through the first host's mount.
+    final=$W/moosefs-h1
+    # Alternately the master (restarted with -a: it replays its change logs after a SIGKILL)
+    # and the chunkserver, each by the pid in its lock file.
+    restart="if [ -e $m/next-cs ]; then rm $m/next-cs; p=\$(cat $m/cs/.mfschunkserver.lock); \
+kill -9 \$p; sleep 0.5; ip netns exec $SRV mfschunkserver -c $m/cs.cfg start >>$m/cs.log 2>&1; \
+else touch $m/next-cs; p=\$(cat $m/master/.mfsmaster.lock); kill -9 \$p \$(ps -o pid= --ppid \$p); \
+sleep 0.5; ip netns exec $SRV mfsmaster -a -c $m/master.cfg start >>$m/master.log 2>&1; fi"
 }
 
 if [ $long = 1 ]; then

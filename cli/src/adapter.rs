@@ -143,6 +143,7 @@ impl Adapter for Linux {
         dir: &FolderDir,
         sync: bool,
     ) -> Result<(), (String, ErrorKind)> {
+        crate::signals::before_named_file();
         mdeliver_driver::subscribe::subscribe(maildir, dir, sync)
     }
 
@@ -153,6 +154,7 @@ impl Adapter for Linux {
     }
 
     fn log(&mut self, lines: &[(Severity, String)]) {
-        crate::maillog::send(lines);
+        let pid = self.env.as_ref().and_then(mdeliver_core::Env::pid);
+        crate::maillog::send(lines, pid);
     }
 }

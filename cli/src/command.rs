@@ -44,6 +44,8 @@ pub struct LinuxArgs {
     pub syslog: bool,
     /// `--user NAME` (see `privilege.rs`).
     pub user: Option<String>,
+    /// `--sieve FILE` with `--sendmail PATH` (see `sieve.rs`).
+    pub sieve: Option<crate::sieve::SieveOptions>,
 }
 
 /// The Linux binary's own manual sections (after the shared ones).
@@ -127,6 +129,27 @@ pub fn definition() -> clap::Command {
                 ),
         )
         .arg(
+            clap::Arg::new("sieve")
+                .long("sieve")
+                .value_name("FILE")
+                .value_parser(clap::value_parser!(std::path::PathBuf))
+                .help_heading("Sieve")
+                .help(
+                    "Filter through the Sieve script FILE (RFC 5228): every fileinto, keep \
+                     and redirect it decides is done exactly once, even across a crash and \
+                     the MTA's retry (see SIEVE)",
+                ),
+        )
+        .arg(
+            clap::Arg::new("sendmail")
+                .long("sendmail")
+                .value_name("PATH")
+                .value_parser(clap::value_parser!(std::path::PathBuf))
+                .requires("sieve")
+                .help_heading("Sieve")
+                .help("The MTA's sendmail that redirects go through [default: /usr/sbin/sendmail]"),
+        )
+        .arg(
             clap::Arg::new("syslog")
                 .long("syslog")
                 .action(clap::ArgAction::SetTrue)
@@ -162,6 +185,7 @@ pub fn parse(argv: &[std::ffi::OsString]) -> Result<Parsed, ExitCode> {
         let linux = LinuxArgs {
             syslog: crate::maillog::wanted(false, false),
             user: None,
+            sieve: None,
         };
         return Ok(Parsed::Deliver(a, mail, linux));
     }
@@ -188,6 +212,15 @@ where
             let linux = LinuxArgs {
                 syslog: crate::maillog::wanted(m.get_flag("syslog"), m.get_flag("no_syslog")),
                 user: m.get_one::<String>("user").cloned(),
+                sieve: m.get_one::<std::path::PathBuf>("sieve").map(|script| {
+                    crate::sieve::SieveOptions {
+                        script: script.clone(),
+                        sendmail: m
+                            .get_one::<std::path::PathBuf>("sendmail")
+                            .cloned()
+                            .unwrap_or_else(|| crate::sieve::SENDMAIL.into()),
+                    }
+                }),
             };
             Parsed::Deliver(a, mail, linux)
         }),

@@ -71,6 +71,7 @@ impl FolderTree for LinuxTree {
     }
 
     fn make_staging(&mut self, staging: &str) -> Result<(), ErrorKind> {
+        crate::signals::before_named_file();
         rfs::mkdirat(self.tmp()?, staging, Mode::RWXU).map_err(kind)
     }
 

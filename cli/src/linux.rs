@@ -3,7 +3,9 @@
 //! `O_DIRECTORY|O_NOFOLLOW`, and every later operation is relative to those held descriptors,
 //! so replacing a subdirectory with a symbolic link mid-delivery cannot redirect anything.
 
+use std::ffi::OsStr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use mdeliver_core::fs::EntryName;
@@ -339,6 +341,9 @@ pub struct OpenOptions {
 #[derive(Debug)]
 pub struct LinuxFs {
     root: OwnedFd,
+    /// The top maildir (`..`) when this maildir is a Maildir++ folder: [`Dir::Top`], where the
+    /// tree's one `maildirsize` lives.
+    top: Option<OwnedFd>,
     subdirs: [OwnedFd; 3],
     caps: Capabilities,
     observed: Observed,
@@ -518,8 +523,16 @@ impl LinuxFs {
             dir_sync: true,
             atomic_exclusive: !fs_type.network,
         };
+        // A folder's quota is its top maildir's: held open as `..` of the folder itself, so it
+        // is the directory the folder is in, whatever path led here.
+        let top = if opts.folder {
+            Some(open_dir_at(root.as_fd(), Path::new(".."), false).map_err(root_err)?)
+        } else {
+            None
+        };
         let mut fs = LinuxFs {
             root,
+            top,
             subdirs,
             caps: observed_caps,
             observed: Observed {
@@ -593,6 +606,7 @@ impl LinuxFs {
         let target = format!("{base}.renamed");
         let tmp = self.dirfd(Dir::Tmp);
         let flags = OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        crate::signals::before_named_file();
         if rfs::openat(tmp, base.as_str(), flags | OFlags::WRONLY, MODE_FILE).is_err() {
             return Probe::Untried;
         }
@@ -653,6 +667,7 @@ impl LinuxFs {
             Dir::Tmp => self.subdirs[0].as_fd(),
             Dir::New => self.subdirs[1].as_fd(),
             Dir::Cur => self.subdirs[2].as_fd(),
+            Dir::Top => self.top.as_ref().unwrap_or(&self.root).as_fd(),
         }
     }
 
@@ -702,6 +717,7 @@ impl Fs for LinuxFs {
         } else {
             OFlags::TRUNC
         };
+        crate::signals::before_named_file();
         let fd = rfs::openat(self.dirfd(dir), name, flags, MODE_FILE).map_err(other)?;
         self.share(&fd);
         Ok(File(fd))
@@ -884,6 +900,29 @@ impl Fs for LinuxFs {
 
     fn open_dir(&mut self, dir: Dir) -> Result<rfs::Dir, ErrorKind> {
         rfs::Dir::read_from(self.dirfd(dir)).map_err(other)
+    }
+
+    fn open_folder_dir(
+        &mut self,
+        base: Dir,
+        folder: &[u8],
+        dir: Dir,
+    ) -> Result<rfs::Dir, ErrorKind> {
+        let sub = Path::new(dir.as_str());
+        let fd = if folder.is_empty() {
+            if base == Dir::Root || self.top.is_none() {
+                return self.open_dir(dir);
+            }
+            open_dir_at(self.dirfd(base), sub, false)?
+        } else {
+            let f = open_dir_at(
+                self.dirfd(base),
+                Path::new(OsStr::from_bytes(folder)),
+                false,
+            )?;
+            open_dir_at(f.as_fd(), sub, false)?
+        };
+        rfs::Dir::new(fd).map_err(other)
     }
 
     fn set_mtime(&mut self, file: &File, secs: i64) -> Result<(), ErrorKind> {

@@ -73,7 +73,15 @@ pub fn run(argv: &[OsString]) -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    signals::catch();
+    if mail.mbox {
+        signals::catch();
+    } else {
+        signals::arm();
+    }
+    let sieve = linux.sieve;
     let mut linux = adapter::Linux::new(&args, &mail, disabled, linux.syslog, knobs);
+    if let Some(sieve) = &sieve {
+        return ExitCode::from(sieve::deliver(&mut linux, &args, &mail, sieve));
+    }
     ExitCode::from(mdeliver_driver::run::run(&mut linux, &args, &mail))
 }

@@ -28,20 +28,36 @@ struct Identity {
 }
 
 /// The owner (uid, gid) of `path`, or of the nearest directory above it that exists. One
-/// `stat` per path tried (std's `metadata` would first probe whether `statx` exists).
+/// `stat` per path tried (std's `metadata` would first probe whether `statx` exists); a
+/// relative path is made absolute (`getcwd`) only when it does not exist, to walk up.
 fn owner(path: &Path) -> std::io::Result<(u32, u32)> {
+    match rustix::fs::stat(path) {
+        Ok(m) => return Ok((m.st_uid, m.st_gid)),
+        Err(rustix::io::Errno::NOENT) => {}
+        Err(e) => return Err(e.into()),
+    }
     let mut p: PathBuf = if path.is_absolute() {
         path.to_owned()
     } else {
         std::env::current_dir()?.join(path)
     };
-    loop {
+    while p.pop() {
         match rustix::fs::stat(&p) {
             Ok(m) => return Ok((m.st_uid, m.st_gid)),
-            Err(rustix::io::Errno::NOENT) if p.pop() => {}
+            Err(rustix::io::Errno::NOENT) => {}
             Err(e) => return Err(e.into()),
         }
     }
+    Err(rustix::io::Errno::NOENT.into())
+}
+
+/// The effective uid this process was started with, from the auxiliary vector the kernel
+/// hands every process (no system call, unlike `geteuid`). Nothing before [`become_owner`]
+/// changes it.
+fn started_as_root() -> bool {
+    // SAFETY: getauxval only reads the process's auxiliary vector; Linux always puts AT_EUID
+    // in it.
+    unsafe { libc::getauxval(libc::AT_EUID) == 0 }
 }
 
 fn by_uid(uid: u32, dir_gid: u32) -> Result<Identity, String> {
@@ -122,7 +138,7 @@ fn decide(
 /// Becomes the user to deliver as, before any maildir is touched (see the module docs); the
 /// refusal's message otherwise.
 pub fn become_owner(user: Option<&str>, maildirs: &[PathBuf]) -> Result<(), String> {
-    let Some(id) = decide(user, maildirs, geteuid().is_root())? else {
+    let Some(id) = decide(user, maildirs, started_as_root())? else {
         return Ok(());
     };
     let fail = |what: &str, e: nix::Error| {

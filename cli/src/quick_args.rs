@@ -202,13 +202,12 @@ pub fn parse(argv: &[OsString]) -> Option<(Args, MailArgs)> {
 /// Whether an option `-M` conflicts with was given (`seen` holds each flag's first name in
 /// [`FLAGS`]).
 fn mta_given(seen: &[&str]) -> bool {
-    const MTA_ONLY: [&str; 10] = [
+    const MTA_ONLY: [&str; 9] = [
         "--keep-from-line",
         "--return-path",
         "--delivered-to",
         "--original-to",
         "--from-env",
-        "--quota",
         "--quota-full",
         "--dedup",
         "-n",

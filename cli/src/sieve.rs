@@ -263,3 +263,550 @@ pub fn render(out: &Outcome) -> String {
     }
     o
 }
+
+/// `--sieve FILE` and `--sendmail PATH`: the Linux binary's own delivery options.
+#[derive(Debug, Clone, Default)]
+pub struct SieveOptions {
+    /// The script.
+    pub script: PathBuf,
+    /// The MTA's sendmail, for redirects.
+    pub sendmail: PathBuf,
+}
+
+/// The sendmail redirects go through when `--sendmail` is not given.
+pub const SENDMAIL: &str = "/usr/sbin/sendmail";
+
+/// `mdeliver --sieve FILE MAILDIR`: runs the script over the message and performs every
+/// action it decides (each copy, the keep, each redirect) as one exactly-once unit (the core's
+/// `machine::unit`), or answers a `reject` with 5.7.1. Gives the exit code.
+pub fn deliver(
+    a: &mut crate::adapter::Linux,
+    args: &mdeliver_driver::args::Args,
+    mail: &mdeliver_driver::mail_args::MailArgs,
+    sieve: &SieveOptions,
+) -> u8 {
+    use mdeliver_driver::envelope::Settings;
+    use mdeliver_driver::status::Output;
+
+    let usage = |message: &str| {
+        let code = mdeliver_driver::args::usage_failed(args.strict_exit, false);
+        eprintln!("mdeliver: {message}");
+        code
+    };
+    if args.maildirs.len() != 1 {
+        return usage("--sieve delivers into one MAILDIR (the script's folders are inside it)");
+    }
+    let refused = [
+        (mail.mbox, "-M"),
+        (
+            mail.folder.is_some(),
+            "--folder (the script chooses the folders)",
+        ),
+        (mail.flags.is_some(), "-X (the script sets the flags)"),
+        (
+            mail.mta.dry_run,
+            "--dry-run (mdeliver sieve test shows what a script does)",
+        ),
+    ];
+    if let Some((_, what)) = refused.iter().find(|(on, _)| *on) {
+        return usage(&format!("--sieve cannot be combined with {what}"));
+    }
+    let settings = match Settings::new(&mail.mta, mail.info_separator, |n| std::env::var_os(n)) {
+        Ok(s) => s,
+        Err(message) => return usage(&message),
+    };
+    let mut out = Output::default();
+    // The script: an administrator's file; any problem with it defers the mail.
+    let src = match std::fs::read(&sieve.script) {
+        Ok(s) => s,
+        Err(e) => {
+            let what = format!(
+                "cannot read the Sieve script {}: {e}",
+                sieve.script.display()
+            );
+            return script_failed(out, &what);
+        }
+    };
+    let limits = Limits::default();
+    let mut nodes = vec![Node::FREE; Limits::nodes_for(src.len())];
+    let mut strings = vec![0u8; Limits::strings_for(src.len())];
+    let script = match compile(&src, &limits, &mut nodes, &mut strings) {
+        Ok(s) => s,
+        Err(e) => {
+            let what = format!("the Sieve script {}:{e}", sieve.script.display());
+            return script_failed(out, &what);
+        }
+    };
+    let input = match &args.input {
+        None => a_stdin(),
+        Some(p) => crate::input::Input::open(p),
+    };
+    let input = match input {
+        Ok(i) => i,
+        Err(kind) => {
+            let path = args.input.as_deref();
+            let path = path.unwrap_or(Path::new(mdeliver_driver::run::STDIN));
+            return mdeliver_driver::outcome::input_failed(args, path, kind);
+        }
+    };
+    let mut message = match Spooled::new(input) {
+        Ok(m) => m,
+        Err(e) => {
+            let failure = mdeliver_driver::report::Failure::Deliver(mdeliver_core::Error::new(
+                e,
+                mdeliver_core::Phase::Read,
+            ));
+            let maildir = &args.maildirs[0];
+            let code =
+                mdeliver_driver::outcome::failed(&mut out, args, &settings, maildir, &failure);
+            out.flush();
+            return code;
+        }
+    };
+    let msg = Message {
+        header: message.reader.header(),
+        size: message.reader.size(),
+        envelope_from: settings.return_path.as_deref().unwrap_or(b""),
+        envelope_to: settings
+            .delivered_to
+            .as_deref()
+            .or(settings.original_to.as_deref())
+            .unwrap_or(b""),
+    };
+    let mut outcome = Box::new(Outcome::new());
+    let mut scratch = vec![0u8; HEADER_MAX.min(message.reader.header().len() + 4096)];
+    run(&script, &msg, &limits, &mut scratch, &mut outcome);
+    if let Some(e) = outcome.error() {
+        out.err(format!(
+            "mdeliver: the Sieve script {}: {e}; the implicit keep applies",
+            sieve.script.display()
+        ));
+    }
+    let (decision, fell_back) = mdeliver_core::mda::sieve::decide(&outcome);
+    if fell_back {
+        out.err(format!(
+            "mdeliver: the Sieve script {}: its actions need more than {} bytes of names; the \
+             implicit keep applies",
+            sieve.script.display(),
+            mdeliver_core::machine::unit::PLAN_MAX
+        ));
+    }
+    let plan = match decision {
+        mdeliver_core::mda::sieve::Decision::Reject { reason, extended } => {
+            return rejected(out, args, reason, extended);
+        }
+        mdeliver_core::mda::sieve::Decision::Perform(p) => p,
+    };
+    let unit = message.unit;
+    let mut p = Performer::new(a, args, mail, &settings, sieve, &mut message, &mut out);
+    let code = match p.root_fs() {
+        Err(code) => code,
+        Ok(()) => match mdeliver_core::machine::unit::perform(&mut p, &unit, plan) {
+            Ok(done) => p.finish(&done),
+            Err(e) => {
+                let failure = mdeliver_driver::report::Failure::Deliver(e);
+                let maildir = &args.maildirs[0];
+                mdeliver_driver::outcome::failed(p.out, args, &settings, maildir, &failure)
+            }
+        },
+    };
+    out.flush();
+    code
+}
+
+fn a_stdin() -> Result<crate::input::Input, mdeliver_core::ErrorKind> {
+    crate::input::Input::stdin()
+}
+
+/// A script that cannot be read or compiled: the administrator's mistake, deferred (75) with
+/// a 4.3.5 status line naming it.
+fn script_failed(mut out: mdeliver_driver::status::Output, what: &str) -> u8 {
+    let code = exit::TEMPFAIL;
+    out.failed(code, format!("4.3.5 {what}"));
+    out.err(format!(
+        "mdeliver: {what} (the mail is deferred until it is fixed)"
+    ));
+    out.flush();
+    code
+}
+
+/// A `reject`: the script's decision to refuse the message, answered with 5.7.1 and its
+/// reason; 77 (`EX_NOPERM`) with `--strict-exit`, else 65 (`EX_DATAERR`), which MTAs bounce.
+fn rejected(
+    mut out: mdeliver_driver::status::Output,
+    args: &mdeliver_driver::args::Args,
+    reason: &[u8],
+    extended: bool,
+) -> u8 {
+    let code = if args.strict_exit {
+        exit::NOPERM
+    } else {
+        exit::DATAERR
+    };
+    // One line: the reason's line ends become spaces.
+    let reason: String = String::from_utf8_lossy(reason)
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let reason = reason.trim();
+    out.failed(code, format!("5.7.1 {reason}"));
+    let what = if extended { "ereject" } else { "reject" };
+    out.err(format!(
+        "mdeliver: the Sieve script refused the message ({what}): {reason}"
+    ));
+    out.flush();
+    code
+}
+
+/// The message, readable again from its start as often as needed (a pipe is copied into an
+/// anonymous memory file first), with its header block, size and sha256.
+struct Spooled {
+    input: crate::input::Input,
+    reader: MessageReader<'static>,
+    unit: mdeliver_core::machine::dedup::Key,
+}
+
+impl Spooled {
+    fn new(mut input: crate::input::Input) -> Result<Spooled, mdeliver_core::ErrorKind> {
+        use mdeliver_driver::run::Message as _;
+        use std::io::Write;
+        let header: &'static mut [u8] = vec![0u8; HEADER_MAX].leak();
+        let mut reader = MessageReader::new(header);
+        let mut hash = mdeliver_core::machine::unit::UnitKeyer::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let spool = if input.is_rewindable() {
+            None
+        } else {
+            let fd = rustix::fs::memfd_create("mdeliver-sieve", rustix::fs::MemfdFlags::CLOEXEC)
+                .map_err(|_| mdeliver_core::ErrorKind::Io)?;
+            Some(std::fs::File::from(fd))
+        };
+        let mut spool = spool;
+        loop {
+            let n = embedded_io::Read::read(&mut input, &mut buf)
+                .map_err(|_| mdeliver_core::ErrorKind::Io)?;
+            if n == 0 {
+                break;
+            }
+            reader.push(&buf[..n]);
+            hash.feed(&buf[..n]);
+            if let Some(f) = spool.as_mut() {
+                f.write_all(&buf[..n])
+                    .map_err(|_| mdeliver_core::ErrorKind::NoSpace)?;
+            }
+        }
+        let input = match spool {
+            Some(f) => crate::input::Input::delivered(f.into()),
+            None => input,
+        };
+        Ok(Spooled {
+            input,
+            reader,
+            unit: hash.key(),
+        })
+    }
+}
+
+/// The unit's driver on Linux: the root maildir for the record, each copy through the
+/// adapter (folder resolved, created with `:create` or `-c`, subscribed), each redirect
+/// through sendmail.
+struct Performer<'a> {
+    a: &'a mut crate::adapter::Linux,
+    args: &'a mdeliver_driver::args::Args,
+    mail: &'a mdeliver_driver::mail_args::MailArgs,
+    settings: &'a mdeliver_driver::envelope::Settings,
+    sieve: &'a SieveOptions,
+    message: &'a mut Spooled,
+    out: &'a mut mdeliver_driver::status::Output,
+    root: Option<crate::linux::LinuxFs>,
+    buf: Vec<u8>,
+    code: u8,
+}
+
+impl<'a> Performer<'a> {
+    fn new(
+        a: &'a mut crate::adapter::Linux,
+        args: &'a mdeliver_driver::args::Args,
+        mail: &'a mdeliver_driver::mail_args::MailArgs,
+        settings: &'a mdeliver_driver::envelope::Settings,
+        sieve: &'a SieveOptions,
+        message: &'a mut Spooled,
+        out: &'a mut mdeliver_driver::status::Output,
+    ) -> Performer<'a> {
+        Performer {
+            a,
+            args,
+            mail,
+            settings,
+            sieve,
+            message,
+            out,
+            root: None,
+            buf: vec![0u8; 64 * 1024],
+            code: exit::OK,
+        }
+    }
+
+    fn maildir(&self) -> &'a Path {
+        &self.args.maildirs[0]
+    }
+
+    /// Opens the root maildir (with `-c`, creates it); on failure, reports and gives the code.
+    fn root_fs(&mut self) -> Result<(), u8> {
+        use mdeliver_driver::run::Adapter;
+        let maildir = self.maildir();
+        match self.a.open(maildir, self.args.create, false, false) {
+            Ok(fs) => {
+                self.root = Some(fs);
+                Ok(())
+            }
+            Err((kind, part)) => {
+                let failure = mdeliver_driver::report::Failure::Open {
+                    kind,
+                    part,
+                    create: mdeliver_driver::report::Create::of(self.args.create, false)
+                        .at(maildir),
+                };
+                Err(mdeliver_driver::outcome::failed(
+                    self.out,
+                    self.args,
+                    self.settings,
+                    maildir,
+                    &failure,
+                ))
+            }
+        }
+    }
+
+    /// The exit code once the unit ran: 0 when every action is done, else the worst failure's.
+    fn finish(&mut self, done: &mdeliver_core::machine::unit::Performed) -> u8 {
+        use mdeliver_core::machine::unit::Begun;
+        if done.begun == Begun::Resumed && self.args.verbose >= 1 {
+            self.out.err(format!(
+                "mdeliver: {}: finishing the actions an earlier attempt recorded",
+                self.maildir().display()
+            ));
+        }
+        self.code
+    }
+
+    fn fail(&mut self, what: &Path, e: mdeliver_core::Error) -> mdeliver_core::Error {
+        let failure = mdeliver_driver::report::Failure::Deliver(e);
+        let code =
+            mdeliver_driver::outcome::failed(self.out, self.args, self.settings, what, &failure);
+        self.code = exit::worst(self.code, code);
+        e
+    }
+
+    fn dedup(&self) -> mdeliver_core::machine::dedup::DedupOptions {
+        use mdeliver_core::machine::dedup::DedupOptions;
+        let d = self.settings.dedup.unwrap_or(DedupOptions {
+            sep: self.mail.info_separator,
+            ..DedupOptions::default()
+        });
+        let lease = std::env::var(mdeliver_driver::envelope::LEASE_VAR).ok();
+        match lease.and_then(|v| v.parse().ok()) {
+            Some(l) => DedupOptions {
+                lease_secs: l,
+                margin_secs: l,
+                ..d
+            },
+            None => d,
+        }
+    }
+}
+
+impl mdeliver_core::machine::unit::Performer for Performer<'_> {
+    type Fs = crate::linux::LinuxFs;
+
+    fn root(&mut self) -> &mut crate::linux::LinuxFs {
+        self.root
+            .as_mut()
+            .expect("the root maildir is opened before the unit")
+    }
+
+    fn sync(&self) -> bool {
+        !self.args.no_fsync
+    }
+
+    fn copy(
+        &mut self,
+        copy: &mdeliver_core::machine::unit::Copy<'_>,
+        key: mdeliver_core::machine::dedup::Key,
+    ) -> Result<mdeliver_core::machine::unit::CopyDone, mdeliver_core::Error> {
+        use mdeliver_core::machine::unit::CopyDone;
+        use mdeliver_core::mda::{self, HEAD_MAX};
+        use mdeliver_core::{Error, ErrorKind, Phase};
+        use mdeliver_driver::run::{Adapter, Message as _};
+        let maildir = self.maildir();
+        let missing = Error::new(ErrorKind::NotFound, Phase::Open);
+        let path = match copy.mailbox {
+            None => maildir.to_owned(),
+            Some(name) => {
+                let name = String::from_utf8_lossy(name).into_owned();
+                let create = copy.create || self.args.create;
+                match self.a.folder(maildir, std::ffi::OsStr::new(&name), create) {
+                    Ok((path, created)) => {
+                        if let (Some(dir), false) = (created, self.mail.no_subscribe) {
+                            let sync = !self.args.no_fsync;
+                            if let Err((file, kind)) = self.a.subscribe(maildir, &dir, sync) {
+                                self.out
+                                    .err(mdeliver_driver::folder_report::subscribe_warning(
+                                        maildir,
+                                        std::ffi::OsStr::new(&name),
+                                        &file,
+                                        kind,
+                                    ));
+                            }
+                        }
+                        path
+                    }
+                    Err(f) => {
+                        self.out.err(format!(
+                            "mdeliver: {}: fileinto \"{name}\": {f:?}; stored into INBOX instead",
+                            maildir.display()
+                        ));
+                        return Err(missing);
+                    }
+                }
+            }
+        };
+        let in_folder = copy.mailbox.is_some();
+        let fs = match self
+            .a
+            .open(&path, self.args.create && !in_folder, false, in_folder)
+        {
+            Ok(fs) => fs,
+            Err((ErrorKind::NotFound, _)) if in_folder => {
+                self.out.err(format!(
+                    "mdeliver: {}: the folder does not exist (fileinto without :create); \
+                     stored into INBOX instead",
+                    path.display()
+                ));
+                return Err(missing);
+            }
+            Err((kind, _)) => return Err(self.fail(&path, Error::new(kind, Phase::Open))),
+        };
+        let (mut opts, _) = self.a.strategy(
+            &fs,
+            self.mail.delivery(
+                self.args.no_fsync,
+                mdeliver_core::machine::deliver::Durability::Full,
+            ),
+        );
+        opts.flags = copy.flags;
+        let mut fs = fs;
+        let mut o = self.settings.mda(opts);
+        o.dedup = Some(self.dedup());
+        o.key = Some(key);
+        if let Err(f) = self.message.input.rewind() {
+            return Err(self.fail(&path, Error::new(f.kind(), Phase::Read)));
+        }
+        let env = self.a.env();
+        let mut head = vec![0u8; HEAD_MAX];
+        let r = mda::deliver_message(
+            &mut fs,
+            env,
+            &o,
+            &mut self.message.input,
+            &mut head,
+            &mut self.buf,
+        );
+        match r {
+            Ok(stored) => {
+                mdeliver_driver::outcome::stored(
+                    self.out,
+                    self.args,
+                    self.settings,
+                    &path,
+                    &stored,
+                );
+                Ok(match stored {
+                    mda::Stored::Delivered(_) => CopyDone::Stored,
+                    mda::Stored::Duplicate { .. } => CopyDone::Already,
+                })
+            }
+            Err(e) => Err(self.fail(&path, e)),
+        }
+    }
+
+    fn redirect(&mut self, _index: usize, address: &[u8]) -> Result<(), mdeliver_core::Error> {
+        use mdeliver_core::{Error, ErrorKind, Phase};
+        use mdeliver_driver::run::Message as _;
+        use std::io::Write;
+        use std::os::unix::ffi::OsStrExt;
+        let address = std::ffi::OsStr::from_bytes(address);
+        let from: &[u8] = match self.settings.return_path.as_deref() {
+            Some(f) if !f.is_empty() => f,
+            _ => b"<>",
+        };
+        let sendmail = &self.sieve.sendmail;
+        let what = format!("redirect to {}", address.to_string_lossy());
+        let fail = |p: &mut Self, kind: ErrorKind, why: String| {
+            p.out.err(format!("mdeliver: {what}: {why}"));
+            let e = Error::new(kind, Phase::Publish);
+            let failure = mdeliver_driver::report::Failure::Deliver(e);
+            let code =
+                mdeliver_driver::status::code(&failure, p.args.strict_exit, p.settings.quota_full);
+            p.out
+                .failed(code, mdeliver_driver::status::line(&failure, code, None));
+            p.code = exit::worst(p.code, code);
+            e
+        };
+        if let Err(f) = self.message.input.rewind() {
+            return Err(fail(
+                self,
+                f.kind(),
+                "the message cannot be read again".into(),
+            ));
+        }
+        let child = std::process::Command::new(sendmail)
+            .arg("-i")
+            .arg("-f")
+            .arg(std::ffi::OsStr::from_bytes(from))
+            .arg("--")
+            .arg(address)
+            .stdin(std::process::Stdio::piped())
+            .spawn();
+        let mut child = match child {
+            Ok(c) => c,
+            Err(e) => {
+                let why = format!("cannot run {}: {e}", sendmail.display());
+                return Err(fail(self, ErrorKind::NotFound, why));
+            }
+        };
+        let mut stdin = child.stdin.take().expect("piped");
+        let mut sent = Ok(());
+        loop {
+            match embedded_io::Read::read(&mut self.message.input, &mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if let Err(e) = stdin.write_all(&self.buf[..n]) {
+                        sent = Err(format!("{} stopped reading: {e}", sendmail.display()));
+                        break;
+                    }
+                }
+                Err(e) => {
+                    sent = Err(format!("the message cannot be read again: {e}"));
+                    break;
+                }
+            }
+        }
+        drop(stdin);
+        let status = child.wait();
+        match (sent, status) {
+            (Ok(()), Ok(s)) if s.success() => {
+                if self.args.verbose >= 1 {
+                    self.out.err(format!("mdeliver: {what}: sent"));
+                }
+                Ok(())
+            }
+            (Err(why), _) => Err(fail(self, ErrorKind::Io, why)),
+            (Ok(()), Ok(s)) => {
+                let why = format!("{} failed ({s})", sendmail.display());
+                Err(fail(self, ErrorKind::Io, why))
+            }
+            (Ok(()), Err(e)) => Err(fail(self, ErrorKind::Io, format!("{e}"))),
+        }
+    }
+}

@@ -66,3 +66,111 @@ fn report(code: ExitCode) -> c_int {
         .find(|&c| ExitCode::from(c) == code)
         .map_or(1, c_int::from)
 }
+
+/// The first allocations of the process come from a static arena (zeroed memory the kernel
+/// maps on first touch, like any page of the program), later ones from the C library's
+/// allocator. A one-shot delivery allocates a few hundred KiB at most, all at start-up and
+/// mostly never freed before exit; musl's allocator serves that with about a dozen `brk`,
+/// `mmap` and `munmap` calls, the arena with none. A block of the arena is never reused:
+/// freeing it does nothing, so a long run (the LMTP server, an mbox import) leaves at most the
+/// arena's size unused and then allocates from the C library as usual.
+mod arena {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::UnsafeCell;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// The arena's size: a one-shot delivery's allocations (two 64 KiB buffers and small
+    /// ones) fit with room to spare.
+    const SIZE: usize = 512 * 1024;
+
+    #[repr(C, align(4096))]
+    struct Arena(UnsafeCell<[u8; SIZE]>);
+
+    // SAFETY: the bytes are only reached through blocks handed out once each (the bump offset
+    // is advanced atomically), so no two threads share a block.
+    unsafe impl Sync for Arena {}
+
+    static ARENA: Arena = Arena(UnsafeCell::new([0; SIZE]));
+    /// The offset of the first free byte.
+    static USED: AtomicUsize = AtomicUsize::new(0);
+
+    pub struct FirstArena;
+
+    fn base() -> *mut u8 {
+        ARENA.0.get().cast()
+    }
+
+    fn in_arena(ptr: *mut u8) -> bool {
+        let start = base() as usize;
+        (start..start + SIZE).contains(&(ptr as usize))
+    }
+
+    /// A block of the arena for `layout`, if it still has room.
+    fn bump(layout: Layout) -> Option<*mut u8> {
+        let mut used = USED.load(Ordering::Relaxed);
+        loop {
+            // The arena's base is page-aligned, so aligning the offset aligns the address.
+            let start = used.checked_add(layout.align() - 1)? & !(layout.align() - 1);
+            let end = start.checked_add(layout.size())?;
+            if end > SIZE {
+                return None;
+            }
+            match USED.compare_exchange_weak(used, end, Ordering::Relaxed, Ordering::Relaxed) {
+                // SAFETY: start + size <= SIZE: the block lies inside the arena.
+                Ok(_) => return Some(unsafe { base().add(start) }),
+                Err(now) => used = now,
+            }
+        }
+    }
+
+    // SAFETY: every block is either a fresh, suitably aligned, unshared part of the arena or
+    // comes from (and goes back to) `System`; zeroed blocks of the arena are zero because it
+    // is never reused.
+    unsafe impl GlobalAlloc for FirstArena {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            if layout.align() <= 4096 {
+                if let Some(p) = bump(layout) {
+                    return p;
+                }
+            }
+            // SAFETY: forwarded with the caller's guarantees.
+            unsafe { System.alloc(layout) }
+        }
+
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            if layout.align() <= 4096 {
+                if let Some(p) = bump(layout) {
+                    return p;
+                }
+            }
+            // SAFETY: forwarded with the caller's guarantees.
+            unsafe { System.alloc_zeroed(layout) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            if !in_arena(ptr) {
+                // SAFETY: `ptr` came from `System` with this layout.
+                unsafe { System.dealloc(ptr, layout) }
+            }
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            if !in_arena(ptr) {
+                // SAFETY: `ptr` came from `System` with this layout.
+                return unsafe { System.realloc(ptr, layout, new_size) };
+            }
+            // SAFETY: the caller guarantees the new layout is valid for the old alignment.
+            let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+            // SAFETY: a valid layout, as above.
+            let new = unsafe { self.alloc(new_layout) };
+            if !new.is_null() {
+                // SAFETY: both blocks are live, distinct and at least this long.
+                unsafe { std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size)) };
+            }
+            new
+        }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: arena::FirstArena = arena::FirstArena;

@@ -209,6 +209,9 @@ impl Fs for MemFs {
     fn open_dir(&mut self, _dir: Dir) -> Result<(), ErrorKind> {
         Err(ErrorKind::Unsupported)
     }
+    fn open_folder_dir(&mut self, _: Dir, _: &[u8], _: Dir) -> Result<(), ErrorKind> {
+        Err(ErrorKind::Unsupported)
+    }
     fn read_dir(&mut self, _s: &mut (), _out: &mut EntryName) -> Result<bool, ErrorKind> {
         Ok(false)
     }

@@ -27,8 +27,9 @@ has been flushed. Symbolic links are never followed inside a maildir: a maildir 
 new/ or cur/ (or --folder) is a symbolic link is refused; a MAILDIR that is one is followed.
 
 A failed delivery removes what it wrote; if that removal fails too (a filesystem gone \
-read-only), the error says what remains. The Linux binary stops the same way on SIGTERM, SIGINT or \
-SIGHUP (an MTA's timeout) while the message is read: nothing is left, exit 75. Limits: \
+read-only), the error says what remains. Stopped by SIGTERM, SIGINT or SIGHUP (an MTA's timeout) while \
+the message is read, the Linux binary leaves nothing either: an unnamed O_TMPFILE file goes with \
+the killed process, a named tmp/ file is removed and the exit is 75. Limits: \
 SIGKILL or a power cut cannot be cleaned up after. Without O_TMPFILE (NFS, MDELIVER_DISABLE) \
 it can leave the partial message in tmp/, and during a Maildir++ quota recalculation (on any \
 filesystem) a small tmp/NAME.maildirsize file; neither is ever delivered or read, and \

@@ -112,6 +112,13 @@ impl Settings {
         }
     }
 
+    /// The settings for a delivery into a Maildir++ folder: its quota is the top maildir's.
+    pub fn in_folder(&self) -> Settings {
+        let mut s = self.clone();
+        s.quota.folder = true;
+        s
+    }
+
     /// The core's options for one delivery with `delivery`.
     pub fn mda(&self, delivery: Options) -> MdaOptions<'_> {
         MdaOptions {
@@ -119,6 +126,7 @@ impl Settings {
             envelope: self.envelope(),
             quota: self.quota,
             dedup: self.dedup,
+            key: None,
         }
     }
 }

@@ -8,7 +8,8 @@ use std::fmt::Display;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use mdeliver_core::machine::deliver::{Delivered, Durability};
+use mdeliver_core::machine::deliver::{Delivered, Durability, Options};
+use mdeliver_core::machine::quota::CheckOptions;
 use mdeliver_core::mbox::import::{import, ImportEvents, ImportOptions, Stop};
 use mdeliver_core::{Dir, Env, Error, ErrorKind, Fs, Phase};
 
@@ -141,11 +142,22 @@ fn rates(delivered: u64, bytes: u64, micros: u64) -> String {
     )
 }
 
-/// Imports the mbox `input` into the open maildir `fs` at `shown` (for messages), telling
-/// `progress` how far it got. Returns the exit status.
+/// The options of each message's delivery in an import, before the adapter applies the
+/// strategy the maildir's filesystem gets (the `delivery` of [`run`]).
+pub fn delivery(args: &Args, mail: &MailArgs) -> Options {
+    mail.delivery(args.no_fsync, Durability::DeferDirSync)
+}
+
+/// Imports the mbox `input` into the open maildir `fs` at `shown` (for messages; `folder`:
+/// a Maildir++ folder, whose quota is its top maildir's), delivering each message with
+/// `delivery` (from [`delivery`], with the filesystem's strategy), telling `progress` how far
+/// it got. Returns the exit status.
+#[allow(clippy::too_many_arguments)]
 pub fn run<F, E, R>(
     args: &Args,
     mail: &MailArgs,
+    folder: bool,
+    delivery: Options,
     fs: &mut F,
     env: &mut E,
     shown: &Path,
@@ -163,7 +175,14 @@ where
     let mut wbuf = vec![0u8; BUF_SIZE];
     let settings = ImportOptions {
         quoting: mail.mbox_quoting.core(),
-        delivery: mail.delivery(args.no_fsync, Durability::DeferDirSync),
+        delivery,
+        // A `maildirsize` is honoured without `--quota`, as by a delivery.
+        quota: Some(CheckOptions {
+            given: mail.mta.quota,
+            sep: mail.info_separator,
+            folder,
+            ..CheckOptions::default()
+        }),
     };
     let mut report = Report {
         shown,

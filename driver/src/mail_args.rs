@@ -86,8 +86,13 @@ flushed once per 1024 messages, and a message is reported delivered (printed wit
 after that. If a message fails, the import stops there and the later ones of its 64 are \
 removed unnamed. -v also prints a summary \
 (count, bytes, rate) on standard error. On a terminal, a progress bar shows on standard error.
-  An import is not an MTA's delivery: -M refuses the envelope, quota, duplicate, dry-run and \
-JSON options (exit 64), and the Maildir++ quota of the maildir is not checked.
+  An import is not an MTA's delivery: -M refuses the envelope, duplicate, dry-run, JSON and \
+--quota-full options (exit 64). It keeps the Maildir++ quota as a delivery does (the top \
+maildir's maildirsize, with or without --quota, which sets the limit): each window of \
+messages is counted with one flushed line before its messages are named, and the first \
+message that does not fit stops the import (exit 75, 4.2.2, with its offset), with nothing \
+of it stored. With --no-fsync messages are counted after they are named, so the last one \
+may go over.
   A message consisting of nothing but its \"From \" line is skipped with a warning. A \
 malformed mbox (not starting with \"From \", an envelope line over 1024 bytes) stops the \
 import with an error naming the byte offset: every message before it stays delivered, the \
@@ -130,14 +135,15 @@ impl MailArgs {
 }
 
 /// The options of one MTA delivery, which `-M` refuses (an mbox import stores the messages as
-/// they are: no envelope fields, loop check, quota, duplicate index, dry run or JSON report).
-const MTA_ONLY: [&str; 10] = [
+/// they are: no envelope fields, loop check, duplicate index, dry run or JSON report; the
+/// Maildir++ quota is kept, `--quota` included, but over quota an import stops: no
+/// `--quota-full`).
+const MTA_ONLY: [&str; 9] = [
     "keep_from_line",
     "return_path",
     "delivered_to",
     "original_to",
     "from_env",
-    "quota",
     "quota_full",
     "dedup",
     "dry_run",

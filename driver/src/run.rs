@@ -207,6 +207,15 @@ fn deliver_all<A: Adapter>(
         // `target` gives `given` itself or a folder inside it: comparing the bytes is enough
         // (no component-wise path comparison linked in for it).
         let in_folder = maildir.as_os_str() != given.as_os_str();
+        // A folder is counted in its top maildir's `maildirsize` (Maildir++: one quota for the
+        // tree); only then is the settings copied.
+        let folder_settings;
+        let settings = if in_folder {
+            folder_settings = settings.in_folder();
+            &folder_settings
+        } else {
+            settings
+        };
         let keep = copy.is_none() && i < last && !input.is_rewindable();
         // The MTA's message is transformed (trace fields); a copy is stored as it is.
         let transform = copy.is_none();
@@ -297,7 +306,22 @@ fn import_mbox<A: Adapter>(a: &mut A, args: &Args, mail: &MailArgs, input: &mut 
         Ok(fs) => fs,
         Err((kind, part)) => return import::cannot_open(args, &target, kind, part),
     };
+    // The strategy the filesystem gets, as for one delivery: Locked on a network filesystem.
+    let (delivery, note) = a.strategy(&fs, import::delivery(args, mail));
+    if let (Some(note), true) = (note, args.verbose >= 2) {
+        eprintln!("mdeliver: {}: {note}", target.display());
+    }
     let mut progress = a.progress(args);
     let env = a.env();
-    import::run(args, mail, &mut fs, env, &target, input, &mut progress)
+    import::run(
+        args,
+        mail,
+        in_folder,
+        delivery,
+        &mut fs,
+        env,
+        &target,
+        input,
+        &mut progress,
+    )
 }

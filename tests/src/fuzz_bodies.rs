@@ -1247,6 +1247,9 @@ impl Fs for MemFs {
         self.gate(None)?;
         Ok(MemDirStream { dir, last: None })
     }
+    fn open_folder_dir(&mut self, _: Dir, _: &[u8], _: Dir) -> Result<MemDirStream, ErrorKind> {
+        Err(ErrorKind::NotFound)
+    }
     // The delivery and the scan fuzzed here never append, read small files or set times.
     fn append(&mut self, _: Dir, _: &str, _: &[u8], _: bool) -> Result<(), ErrorKind> {
         Err(ErrorKind::Unsupported)

@@ -201,6 +201,15 @@ impl<F: Fs> Fs for FaultFs<F> {
         self.check(OpKind::OpenDir)?;
         self.inner.open_dir(dir)
     }
+    fn open_folder_dir(
+        &mut self,
+        base: Dir,
+        folder: &[u8],
+        dir: Dir,
+    ) -> Result<F::DirStream, ErrorKind> {
+        self.check(OpKind::OpenDir)?;
+        self.inner.open_folder_dir(base, folder, dir)
+    }
     fn read_dir(&mut self, s: &mut F::DirStream, out: &mut EntryName) -> Result<bool, ErrorKind> {
         self.check(OpKind::ReadDir)?;
         self.inner.read_dir(s, out)
@@ -351,6 +360,24 @@ impl<F: Fs> Fs for TraceFs<F> {
         let r = self.inner.open_dir(dir);
         self.rec(
             format!("open_dir({})", dir.as_str()),
+            &r.as_ref().map(|_| ()).map_err(|e| *e),
+        );
+        r
+    }
+    fn open_folder_dir(
+        &mut self,
+        base: Dir,
+        folder: &[u8],
+        dir: Dir,
+    ) -> Result<F::DirStream, ErrorKind> {
+        let r = self.inner.open_folder_dir(base, folder, dir);
+        self.rec(
+            format!(
+                "open_folder_dir({}/{}/{})",
+                base.as_str(),
+                String::from_utf8_lossy(folder),
+                dir.as_str()
+            ),
             &r.as_ref().map(|_| ()).map_err(|e| *e),
         );
         r

@@ -61,7 +61,16 @@ impl Bindfs {
 
 impl Drop for Bindfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.mnt).status();
+        // Lazily when busy: a process forked by a concurrent test thread may briefly hold a
+        // descriptor inherited from a delivery into the mount.
+        let quiet = || std::process::Stdio::null();
+        let unmounted = Command::new("umount")
+            .arg(&self.mnt)
+            .stderr(quiet())
+            .status();
+        if !unmounted.is_ok_and(|s| s.success()) {
+            let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+        }
     }
 }
 
@@ -202,4 +211,71 @@ fn einval_from_rename_noreplace_falls_back_to_link_unlink() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("bytes via link-unlink"), "{stderr}");
     assert_delivered_once(&md, b"Subject: einval\n\nx\n");
+}
+
+/// `-M` onto a FUSE maildir gets the strategy the probe chose, like a one-shot delivery: every
+/// message takes the maildir lock (strace sees its link) and the lock is released; forcing
+/// Exclusive (the control) takes none.
+#[test]
+fn an_mbox_import_onto_a_fuse_maildir_takes_the_lock_for_every_message() {
+    if Command::new("strace").arg("-V").output().is_err() {
+        eprintln!("skipped: strace is not installed (apt-get install strace)");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let Some(fs) = Bindfs::mount(t.path()) else {
+        return;
+    };
+    let mbox: String = (1..=3)
+        .map(|i| {
+            format!("From a@example.org Sat Jan  1 00:00:00 2000\nSubject: {i}\n\nbody {i}\n\n")
+        })
+        .collect();
+    std::fs::write(t.path().join("mbox"), &mbox).unwrap();
+    // The links strace saw whose target is the maildir's lock.
+    let import = |md: &Path, strategy: Option<&str>| -> (String, usize) {
+        let trace = t.path().join("trace");
+        let mut cmd = Command::new("strace");
+        cmd.args(["-f", "-qq", "-e", "trace=linkat", "-o"])
+            .arg(&trace)
+            .arg(bin())
+            .args(["-M", "-c", "-vv"])
+            .arg(md)
+            .stdin(std::fs::File::open(t.path().join("mbox")).unwrap());
+        if let Some(s) = strategy {
+            cmd.env("MDELIVER_TEST_STRATEGY", s);
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        let locks = std::fs::read_to_string(&trace)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(", \"mdeliver.lock\", 0) = 0"))
+            .count();
+        (stderr, locks)
+    };
+    let want: BTreeSet<Vec<u8>> = (1..=3)
+        .map(|i| format!("Subject: {i}\n\nbody {i}\n").into_bytes())
+        .collect();
+    for (dir, strategy, locks_taken) in [("L", None, 3), ("X", Some("exclusive"), 0)] {
+        let (stderr, locks) = import(&fs.mnt.join(dir), strategy);
+        let back = fs.back.join(dir);
+        assert_eq!(locks, locks_taken, "{dir}: {stderr}");
+        let said = if strategy.is_none() {
+            "strategy locked with link-unlink"
+        } else {
+            "strategy exclusive"
+        };
+        assert!(stderr.contains(said), "{stderr}");
+        let got: Vec<Vec<u8>> = contents(&back.join("new")).into_values().collect();
+        assert_eq!(got.len(), 3, "{dir}: a message lost or duplicated");
+        assert_eq!(got.into_iter().collect::<BTreeSet<_>>(), want, "{dir}");
+        assert_eq!(
+            names(&back),
+            ["cur", "new", "tmp"],
+            "{dir}: the lock was left"
+        );
+        assert_eq!(names(&back.join("tmp")), Vec::<String>::new(), "{dir}");
+    }
 }

@@ -257,6 +257,20 @@ impl Fs for WasiFs {
         fs::read_dir(self.root.join(dir.as_str())).map_err(|e| kind_of(&e))
     }
 
+    fn open_folder_dir(
+        &mut self,
+        base: Dir,
+        folder: &[u8],
+        dir: Dir,
+    ) -> Result<fs::ReadDir, ErrorKind> {
+        let folder = core::str::from_utf8(folder).map_err(|_| ErrorKind::NotFound)?;
+        let at = self.root.join(base.as_str()).join(folder);
+        if !folder.is_empty() && !fs::symlink_metadata(&at).map_err(|e| kind_of(&e))?.is_dir() {
+            return Err(ErrorKind::NotDirectory);
+        }
+        fs::read_dir(at.join(dir.as_str())).map_err(|e| kind_of(&e))
+    }
+
     fn read_dir(
         &mut self,
         stream: &mut fs::ReadDir,

@@ -323,7 +323,7 @@ fn setup(args: LmtpArgs) -> Result<Server, (u8, String)> {
         env: LinuxEnv::new().with_host(Some(&host)),
         host,
         spool,
-        committer: commit::Committer::start(),
+        committer: commit::Committer::start(commit::Committer::platform()),
         shutdown: Arc::new(AtomicBool::new(false)),
         args,
     })

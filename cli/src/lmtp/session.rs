@@ -9,11 +9,13 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Mutex};
 use std::time::Instant;
 
+use mdeliver_core::lmtp::commit;
 use mdeliver_core::lmtp::data::Decoder;
-use mdeliver_core::lmtp::reply::{Fixed, Reply};
+use mdeliver_core::lmtp::reply::{failure_class, FailurePolicy, Fixed, Reply};
 use mdeliver_core::lmtp::session::{Action, Session};
 use mdeliver_core::lmtp::LINE_MAX;
 use mdeliver_core::mda::HEAD_MAX;
@@ -27,7 +29,7 @@ use super::Server;
 use crate::input::Input;
 use crate::linux::{LinuxFs, OpenOptions};
 use mdeliver_driver::envelope::{self, Stored};
-use mdeliver_driver::exit;
+use mdeliver_driver::mta_args::QuotaFull;
 use mdeliver_driver::report::{Create, Failure};
 
 /// The read buffer and the decode buffer: per-session memory does not grow with the message.
@@ -153,15 +155,19 @@ pub fn serve(conn: Conn, srv: &Server) {
                 let received = receive(&mut input, srv);
                 input.get_mut().watch_shutdown = true;
                 let all = std::mem::take(&mut rcpts);
+                let ended = Instant::now();
                 match received {
                     Received::Spooled(spool) => {
-                        for r in deliver_all(srv, &sender, all, &spool) {
-                            let _ = out.write_all(r.as_bytes());
+                        if deliver_all(srv, &sender, all, &spool, &mut out).is_err() {
+                            return;
                         }
                     }
                     Received::Refused(reply) => {
                         for _ in &all {
                             let _ = write!(out, "{reply}");
+                        }
+                        if out.flush().is_err() {
+                            return;
                         }
                     }
                     Received::Ended => {
@@ -169,6 +175,7 @@ pub fn serve(conn: Conn, srv: &Server) {
                         break;
                     }
                 }
+                srv.committer.stats.replied(ended.elapsed());
                 continue;
             }
         };
@@ -271,36 +278,76 @@ fn receive(input: &mut impl BufRead, srv: &Server) -> Received {
     }
 }
 
-/// Delivers to every recipient (up to [`PARALLEL`] side by side) and gives their replies, in
-/// order.
-fn deliver_all(srv: &Server, sender: &[u8], rcpts: Vec<Rcpt>, spool: &OwnedFd) -> Vec<String> {
-    let mut replies = Vec::with_capacity(rcpts.len());
-    let mut rest = rcpts.into_iter().peekable();
-    while rest.peek().is_some() {
-        let group: Vec<Rcpt> = rest.by_ref().take(PARALLEL).collect();
-        if group.len() == 1 {
-            replies.extend(group.into_iter().map(|r| srv.deliver(sender, r, spool)));
-            continue;
+/// Delivers to every recipient (up to [`PARALLEL`] side by side) and sends each reply as soon
+/// as it and every earlier one is known ([`commit::sendable`]): in `RCPT` order, streamed.
+/// An error is the connection's.
+fn deliver_all(
+    srv: &Server,
+    sender: &[u8],
+    rcpts: Vec<Rcpt>,
+    spool: &OwnedFd,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let n = rcpts.len();
+    if n == 1 {
+        // One recipient (the common case): no thread to start.
+        for r in rcpts {
+            out.write_all(srv.deliver(sender, r, spool).as_bytes())?;
         }
-        std::thread::scope(|s| {
-            let handles: Vec<_> = group
-                .into_iter()
-                .map(|r| s.spawn(move || srv.deliver(sender, r, spool)))
-                .collect();
-            for h in handles {
-                // A panicking delivery is a bug; the MTA retries that recipient.
-                replies.push(h.join().unwrap_or_else(|_| {
-                    Reply::Delivery(rfc3463::status(
-                        Failed::Delivery(ErrorKind::Io),
-                        Class::Transient,
-                        None,
-                    ))
-                    .to_string()
-                }));
-            }
-        });
+        return out.flush();
     }
-    replies
+    let work: Vec<Mutex<Option<Rcpt>>> = rcpts.into_iter().map(|r| Mutex::new(Some(r))).collect();
+    let next = AtomicUsize::new(0);
+    let mut replies: Vec<Option<String>> = vec![None; n];
+    let mut done = vec![false; n];
+    let mut sent = 0;
+    let (tx, rx) = mpsc::channel::<(usize, String)>();
+    std::thread::scope(|s| -> io::Result<()> {
+        for _ in 0..n.min(PARALLEL) {
+            let (tx, work, next) = (tx.clone(), &work, &next);
+            s.spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(r) = work.get(i).and_then(|w| w.lock().ok()?.take()) else {
+                    return;
+                };
+                let reply = srv.deliver(sender, r, spool);
+                if tx.send((i, reply)).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(tx);
+        while sent < n {
+            let (i, reply) = match rx.recv() {
+                Ok(x) => x,
+                // A delivery thread panicked (a bug): the MTA retries the recipients left.
+                Err(_) => break,
+            };
+            replies[i] = Some(reply);
+            done[i] = true;
+            let ready = commit::sendable(&done, sent);
+            for r in &mut replies[sent..sent + ready] {
+                out.write_all(r.take().unwrap_or_default().as_bytes())?;
+            }
+            sent += ready;
+            if ready > 0 {
+                out.flush()?;
+            }
+        }
+        Ok(())
+    })?;
+    let transient = || {
+        Reply::Delivery(rfc3463::status(
+            Failed::Delivery(ErrorKind::Io),
+            Class::Transient,
+            None,
+        ))
+        .to_string()
+    };
+    for _ in sent..n {
+        out.write_all(transient().as_bytes())?;
+    }
+    out.flush()
 }
 
 impl Server {
@@ -325,13 +372,11 @@ impl Server {
 
     /// The reply for a recipient whose delivery failed, and its log line.
     fn failed(&self, address: &str, maildir: &std::path::Path, f: &Failure) -> String {
-        let policy = exit::Policy {
+        let policy = FailurePolicy {
             strict: self.args.strict_exit,
-            quota_full: self.args.quota_full,
-            // An LMTP client is an MTA, never a person at a terminal.
-            interactive: false,
+            quota_bounces: self.args.quota_full == QuotaFull::Bounce,
         };
-        let class = exit::class(exit::decide(f.kind(), exit::Context::Deliver, policy));
+        let class = failure_class(f.kind(), policy);
         let reply = Reply::Delivery(rfc3463::status(
             Failed::Delivery(f.kind()),
             class,
@@ -369,7 +414,7 @@ impl Server {
         if let Some(secs) = self.knobs.lock_stale_secs {
             opts.lock_stale_secs = secs;
         }
-        let fs = GroupFs::new(r.fs, self.committer.clone(), r.maildir.clone());
+        let fs = GroupFs::new(r.fs, self.committer.clone());
         let mut env = self.env.clone();
         let mut buf = vec![0u8; BUF.max(HEAD_MAX)];
         let (_, stored) =
@@ -395,6 +440,62 @@ impl Server {
                 Reply::Fixed(Fixed::Delivered).to_string()
             }
             Err(f) => self.failed(&r.address, &r.maildir, &f),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mdeliver_driver::exit;
+
+    /// The core's reply class for a failed recipient and the one-shot path's exit code agree
+    /// for every error kind and policy: a recipient defers over LMTP exactly when the
+    /// one-shot delivery would exit 75.
+    #[test]
+    fn reply_classes_follow_the_one_shot_exit_policy() {
+        use ErrorKind::*;
+        for kind in [
+            Exists,
+            NotFound,
+            NoSpace,
+            Quota,
+            Permission,
+            ReadOnly,
+            Interrupted,
+            Io,
+            Unsupported,
+            NotDirectory,
+            NameTooLong,
+            Collisions,
+            Busy,
+            Data,
+            Usage,
+            Loop,
+            OverQuota,
+        ] {
+            for strict in [false, true] {
+                for quota_full in [QuotaFull::Defer, QuotaFull::Bounce] {
+                    let policy = exit::Policy {
+                        strict,
+                        quota_full,
+                        interactive: false,
+                    };
+                    let code = exit::decide(kind, exit::Context::Deliver, policy);
+                    let core = failure_class(
+                        kind,
+                        FailurePolicy {
+                            strict,
+                            quota_bounces: quota_full == QuotaFull::Bounce,
+                        },
+                    );
+                    assert_eq!(
+                        core,
+                        exit::class(code),
+                        "{kind:?} strict={strict} {quota_full:?}"
+                    );
+                }
+            }
         }
     }
 }

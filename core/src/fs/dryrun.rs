@@ -251,6 +251,15 @@ impl<F: Fs> Fs for DryRun<F> {
         self.inner.open_dir(dir)
     }
 
+    fn open_folder_dir(
+        &mut self,
+        base: Dir,
+        folder: &[u8],
+        dir: Dir,
+    ) -> Result<Self::DirStream, ErrorKind> {
+        self.inner.open_folder_dir(base, folder, dir)
+    }
+
     fn read_dir(
         &mut self,
         stream: &mut Self::DirStream,

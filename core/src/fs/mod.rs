@@ -21,6 +21,10 @@ pub enum Dir {
     New,
     /// `cur/`: seen by a reader; names carry info.
     Cur,
+    /// The top maildir of the Maildir++ tree when this maildir is one of its folders
+    /// (`--folder`, a `.Name/` directory inside it): where the one `maildirsize` of the whole
+    /// tree lives. The folder's parent directory (`..`); only a folder's delivery uses it.
+    Top,
 }
 
 impl Dir {
@@ -31,6 +35,7 @@ impl Dir {
             Dir::Tmp => "tmp",
             Dir::New => "new",
             Dir::Cur => "cur",
+            Dir::Top => "..",
         }
     }
 
@@ -178,6 +183,10 @@ pub enum Op<'a> {
         data: &'a [u8],
         /// Flush the file before closing it.
         sync: bool,
+        /// Write the file unnamed (`O_TMPFILE`) and give it its name only once it is written
+        /// and flushed, where the filesystem can ([`Capabilities::anonymous_tmp`]; otherwise it
+        /// is created by name): a crash while it is written leaves nothing behind.
+        anonymous: bool,
     },
     /// Append `data` to the existing regular file `dir/name` in one `O_APPEND` write
     /// ([`Fs::append`]), never creating it; with `sync`, flushed before it reports `Done`.
@@ -202,6 +211,19 @@ pub enum Op<'a> {
     /// Open a listing of `dir` (the driver keeps the one open listing).
     OpenDir {
         /// Directory to list.
+        dir: Dir,
+    },
+    /// Open a listing of `base/folder/dir` ([`Fs::open_folder_dir`]): `dir` (new/ or cur/) of
+    /// the Maildir++ folder `folder` (one name, `.Name`; empty: `base` itself) of the maildir
+    /// `base` ([`Dir::Root`] or [`Dir::Top`]). It may be opened while a listing of `base` is
+    /// open: [`Op::NextEntry`] and [`Op::CloseDir`] then address this inner listing until it
+    /// is closed.
+    OpenFolderDir {
+        /// The maildir: [`Dir::Root`] or [`Dir::Top`].
+        base: Dir,
+        /// The folder's directory name (`.Name`), or empty for `base` itself.
+        folder: &'a [u8],
+        /// [`Dir::New`] or [`Dir::Cur`].
         dir: Dir,
     },
     /// The next name of the open listing: [`OpResult::Entry`] with the name's bytes fed, or
@@ -241,7 +263,9 @@ impl Op<'_> {
     pub(crate) fn channel(&self) -> Channel {
         match self {
             Op::WriteFile { .. } | Op::Append { .. } | Op::Read { .. } => Channel::File,
-            Op::OpenDir { .. } | Op::NextEntry | Op::CloseDir => Channel::List,
+            Op::OpenDir { .. } | Op::OpenFolderDir { .. } | Op::NextEntry | Op::CloseDir => {
+                Channel::List
+            }
             _ => Channel::Plain,
         }
     }
@@ -338,6 +362,16 @@ pub trait Fs {
     fn mkdir(&mut self, dir: Dir) -> Result<(), ErrorKind>;
     /// Starts listing a directory.
     fn open_dir(&mut self, dir: Dir) -> Result<Self::DirStream, ErrorKind>;
+    /// Starts listing `base/folder/dir` ([`Op::OpenFolderDir`]): `dir` of the Maildir++
+    /// folder `folder` (one name, opened without following a symbolic link; empty: `base`
+    /// itself) of the maildir `base` ([`Dir::Root`] or [`Dir::Top`]). An adapter without
+    /// folders answers `NotFound` for every non-empty `folder`.
+    fn open_folder_dir(
+        &mut self,
+        base: Dir,
+        folder: &[u8],
+        dir: Dir,
+    ) -> Result<Self::DirStream, ErrorKind>;
     /// The next entry's name into `out` (skipping `.` and `..`); `false` at the end. Names
     /// are bytes: a name that is not UTF-8 (a Latin-1 file copied from an old system) is an
     /// entry like any other, never an error.
@@ -455,14 +489,41 @@ fn write_all<F: Fs + ?Sized>(fs: &mut F, file: &mut F::File, data: &[u8]) -> Res
 }
 
 /// [`Op::WriteFile`]: create, write, flush, close; on a failure after the create the name is
-/// removed again (best effort: the first error is reported either way).
+/// removed again (best effort: the first error is reported either way). With `anonymous` (and
+/// a filesystem that can), the file is created unnamed and named last, after its flush.
 fn write_file<F: Fs + ?Sized>(
     fs: &mut F,
     dir: Dir,
     name: &str,
     data: &[u8],
-    sync: bool,
+    (sync, anonymous): (bool, bool),
 ) -> Result<(), ErrorKind> {
+    if anonymous && fs.capabilities().anonymous_tmp {
+        match fs.create_anonymous(dir) {
+            Ok(mut f) => {
+                let mut r = write_all(fs, &mut f, data);
+                if r.is_ok() && sync {
+                    r = fs.sync_file(&mut f);
+                }
+                if r.is_ok() {
+                    r = fs.link_anonymous(&f, dir, name);
+                }
+                // Named (or not at all): closing cannot lose what the flush made durable.
+                let closed = fs.close(f);
+                return match (r, closed) {
+                    (Err(e), _) => Err(e),
+                    (Ok(()), Err(e)) => {
+                        let _ = fs.unlink(dir, name);
+                        Err(e)
+                    }
+                    (Ok(()), Ok(())) => Ok(()),
+                };
+            }
+            // This directory cannot hold unnamed files: create it by name.
+            Err(ErrorKind::Unsupported) => {}
+            Err(e) => return Err(e),
+        }
+    }
     let mut f = fs.create(dir, name, true)?;
     let mut r = write_all(fs, &mut f, data);
     if r.is_ok() && sync {
@@ -483,6 +544,9 @@ pub struct Slots<F: Fs + ?Sized> {
     pub file: Option<F::File>,
     /// The open listing.
     pub stream: Option<F::DirStream>,
+    /// The listing opened inside it ([`Op::OpenFolderDir`]), which `NextEntry` and
+    /// `CloseDir` address while it is open.
+    pub inner: Option<F::DirStream>,
 }
 
 impl<F: Fs + ?Sized> Default for Slots<F> {
@@ -490,6 +554,7 @@ impl<F: Fs + ?Sized> Default for Slots<F> {
         Slots {
             file: None,
             stream: None,
+            inner: None,
         }
     }
 }
@@ -579,7 +644,8 @@ where
             name,
             data,
             sync,
-        } => unit(write_file(fs, dir, name, data, sync)),
+            anonymous,
+        } => unit(write_file(fs, dir, name, data, (sync, anonymous))),
         Op::Append {
             dir,
             name,
@@ -597,7 +663,7 @@ where
             }
             Err(e) => OpResult::Err(e),
         },
-        Op::NextEntry => match slots.stream.as_mut() {
+        Op::NextEntry => match slots.inner.as_mut().or(slots.stream.as_mut()) {
             Some(s) => {
                 let mut name = EntryName::new();
                 match fs.read_dir(s, &mut name) {
@@ -612,8 +678,17 @@ where
             }
             None => OpResult::Err(ErrorKind::Io),
         },
+        Op::OpenFolderDir { base, folder, dir } => match fs.open_folder_dir(base, folder, dir) {
+            Ok(s) => {
+                slots.inner = Some(s);
+                OpResult::Done
+            }
+            Err(e) => OpResult::Err(e),
+        },
         Op::CloseDir => {
-            slots.stream = None;
+            if slots.inner.take().is_none() {
+                slots.stream = None;
+            }
             OpResult::Done
         }
         Op::SetMtime { secs } => match file.as_ref() {

@@ -1,7 +1,8 @@
 //! One LMTP command line, parsed into a borrowed view ([`Command`]). The parser is strict about
 //! what it must understand (the verb, the path, the parameters it acts on) and says what is
-//! wrong in a [`Invalid`] that the session turns into a clear reply.
+//! wrong as the [`Fixed`] reply the session sends.
 
+use super::reply::Fixed;
 use crate::message::ADDRESS_MAX;
 
 /// A parsed command line (without its line ending).
@@ -37,29 +38,11 @@ pub enum Command<'a> {
     NotImplemented,
     /// A verb that is no LMTP command.
     Unknown,
-    /// A known verb with bad arguments.
-    Invalid(Invalid),
-}
-
-/// What is wrong with a known command's arguments.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Invalid {
-    /// `LHLO` without a domain.
-    LhloDomain,
-    /// `MAIL` without `FROM:` or `RCPT` without `TO:`.
-    PathSyntax,
-    /// The path has no angle brackets, or something besides the address inside them.
-    Address,
-    /// The path is longer than [`ADDRESS_MAX`].
-    AddressTooLong,
-    /// `RCPT TO:<>`.
-    NullRecipient,
-    /// A parameter this server does not know (`MAIL`/`RCPT` `KEY=value`).
-    Parameter,
-    /// `SIZE=` that is not a number.
-    Size,
-    /// Arguments to a command that takes none.
-    Arguments,
+    /// A known verb with bad arguments: the reply that says what is wrong (one of
+    /// [`Fixed::LhloDomain`], [`Fixed::PathSyntax`], [`Fixed::Address`],
+    /// [`Fixed::AddressTooLong`], [`Fixed::NullRecipient`], [`Fixed::Parameter`],
+    /// [`Fixed::Size`], [`Fixed::Arguments`]).
+    Invalid(Fixed),
 }
 
 fn split_verb(line: &[u8]) -> (&[u8], &[u8]) {
@@ -76,30 +59,27 @@ fn strip_prefix_ci<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
 
 /// Parses `<path> params`: the address inside the brackets (a source route `@a,@b:` dropped)
 /// and the parameter text after them.
-fn path(rest: &[u8]) -> Result<(&[u8], &[u8]), Invalid> {
+fn path(rest: &[u8]) -> Result<(&[u8], &[u8]), Fixed> {
     // `MAIL FROM: <a@b>` (a space after the colon) is common enough to accept.
     let rest = rest.trim_ascii_start();
-    let inner = rest.strip_prefix(b"<").ok_or(Invalid::Address)?;
+    let inner = rest.strip_prefix(b"<").ok_or(Fixed::Address)?;
     let close = inner
         .iter()
         .position(|&b| b == b'>')
-        .ok_or(Invalid::Address)?;
+        .ok_or(Fixed::Address)?;
     let (addr, params) = (&inner[..close], &inner[close + 1..]);
     if !params.is_empty() && params[0] != b' ' {
-        return Err(Invalid::Address);
+        return Err(Fixed::Address);
     }
     let addr = match addr.first() {
         Some(b'@') => {
-            let colon = addr
-                .iter()
-                .position(|&b| b == b':')
-                .ok_or(Invalid::Address)?;
+            let colon = addr.iter().position(|&b| b == b':').ok_or(Fixed::Address)?;
             &addr[colon + 1..]
         }
         _ => addr,
     };
     if addr.len() > ADDRESS_MAX {
-        return Err(Invalid::AddressTooLong);
+        return Err(Fixed::AddressTooLong);
     }
     // Quoted local parts may hold anything; everything else must be a plain printable
     // address: no blanks, brackets or control characters.
@@ -108,10 +88,10 @@ fn path(rest: &[u8]) -> Result<(&[u8], &[u8]), Invalid> {
         .any(|&b| b <= b' ' || b == 0x7f || b == b'<' || b == b'>')
         && !addr.starts_with(b"\"")
     {
-        return Err(Invalid::Address);
+        return Err(Fixed::Address);
     }
     if addr.iter().any(|&b| b < b' ' || b == 0x7f) {
-        return Err(Invalid::Address);
+        return Err(Fixed::Address);
     }
     Ok((addr, params))
 }
@@ -126,34 +106,34 @@ fn parameters(params: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
         })
 }
 
-fn mail(rest: &[u8]) -> Result<Command<'_>, Invalid> {
-    let rest = strip_prefix_ci(rest, b"FROM:").ok_or(Invalid::PathSyntax)?;
+fn mail(rest: &[u8]) -> Result<Command<'_>, Fixed> {
+    let rest = strip_prefix_ci(rest, b"FROM:").ok_or(Fixed::PathSyntax)?;
     let (from, params) = path(rest)?;
     let mut size = None;
     for (key, value) in parameters(params) {
         if key.eq_ignore_ascii_case(b"SIZE") {
-            let digits = core::str::from_utf8(value).map_err(|_| Invalid::Size)?;
-            size = Some(digits.parse::<u64>().map_err(|_| Invalid::Size)?);
+            let digits = core::str::from_utf8(value).map_err(|_| Fixed::Size)?;
+            size = Some(digits.parse::<u64>().map_err(|_| Fixed::Size)?);
         } else if key.eq_ignore_ascii_case(b"BODY") {
             // 7BIT and 8BITMIME are stored alike; anything else is refused.
             if !value.eq_ignore_ascii_case(b"7BIT") && !value.eq_ignore_ascii_case(b"8BITMIME") {
-                return Err(Invalid::Parameter);
+                return Err(Fixed::Parameter);
             }
         } else {
-            return Err(Invalid::Parameter);
+            return Err(Fixed::Parameter);
         }
     }
     Ok(Command::Mail { from, size })
 }
 
-fn rcpt(rest: &[u8]) -> Result<Command<'_>, Invalid> {
-    let rest = strip_prefix_ci(rest, b"TO:").ok_or(Invalid::PathSyntax)?;
+fn rcpt(rest: &[u8]) -> Result<Command<'_>, Fixed> {
+    let rest = strip_prefix_ci(rest, b"TO:").ok_or(Fixed::PathSyntax)?;
     let (to, params) = path(rest)?;
     if to.is_empty() {
-        return Err(Invalid::NullRecipient);
+        return Err(Fixed::NullRecipient);
     }
     if parameters(params).next().is_some() {
-        return Err(Invalid::Parameter);
+        return Err(Fixed::Parameter);
     }
     Ok(Command::Rcpt { to })
 }
@@ -165,14 +145,14 @@ pub fn parse(line: &[u8]) -> Command<'_> {
         if rest.trim_ascii().is_empty() {
             c
         } else {
-            Command::Invalid(Invalid::Arguments)
+            Command::Invalid(Fixed::Arguments)
         }
     };
     let is = |v: &[u8]| verb.eq_ignore_ascii_case(v);
     let r = if is(b"LHLO") {
         let domain = rest.trim_ascii();
         if domain.is_empty() {
-            Err(Invalid::LhloDomain)
+            Err(Fixed::LhloDomain)
         } else {
             Ok(Command::Lhlo(domain))
         }
@@ -251,25 +231,25 @@ mod tests {
             Command::Invalid(i) => Some(i),
             _ => None,
         };
-        assert_eq!(inv(b"LHLO"), Some(Invalid::LhloDomain));
-        assert_eq!(inv(b"MAIL TO:<a@b>"), Some(Invalid::PathSyntax));
-        assert_eq!(inv(b"MAIL FROM:a@b"), Some(Invalid::Address));
-        assert_eq!(inv(b"MAIL FROM:<a@b"), Some(Invalid::Address));
-        assert_eq!(inv(b"MAIL FROM:<a b@c>"), Some(Invalid::Address));
-        assert_eq!(inv(b"MAIL FROM:<a@b>x"), Some(Invalid::Address));
-        assert_eq!(inv(b"MAIL FROM:<a@b> SIZE=x"), Some(Invalid::Size));
-        assert_eq!(inv(b"MAIL FROM:<a@b> SMTPUTF8"), Some(Invalid::Parameter));
+        assert_eq!(inv(b"LHLO"), Some(Fixed::LhloDomain));
+        assert_eq!(inv(b"MAIL TO:<a@b>"), Some(Fixed::PathSyntax));
+        assert_eq!(inv(b"MAIL FROM:a@b"), Some(Fixed::Address));
+        assert_eq!(inv(b"MAIL FROM:<a@b"), Some(Fixed::Address));
+        assert_eq!(inv(b"MAIL FROM:<a b@c>"), Some(Fixed::Address));
+        assert_eq!(inv(b"MAIL FROM:<a@b>x"), Some(Fixed::Address));
+        assert_eq!(inv(b"MAIL FROM:<a@b> SIZE=x"), Some(Fixed::Size));
+        assert_eq!(inv(b"MAIL FROM:<a@b> SMTPUTF8"), Some(Fixed::Parameter));
         assert_eq!(
             inv(b"MAIL FROM:<a@b> BODY=BINARYMIME"),
-            Some(Invalid::Parameter)
+            Some(Fixed::Parameter)
         );
-        assert_eq!(inv(b"RCPT TO:<>"), Some(Invalid::NullRecipient));
-        assert_eq!(inv(b"RCPT TO:<a@b> NOTIFY=NEVER"), Some(Invalid::Parameter));
-        assert_eq!(inv(b"DATA now"), Some(Invalid::Arguments));
+        assert_eq!(inv(b"RCPT TO:<>"), Some(Fixed::NullRecipient));
+        assert_eq!(inv(b"RCPT TO:<a@b> NOTIFY=NEVER"), Some(Fixed::Parameter));
+        assert_eq!(inv(b"DATA now"), Some(Fixed::Arguments));
         let mut long = std::vec::Vec::from(&b"RCPT TO:<"[..]);
         long.resize(long.len() + ADDRESS_MAX + 1, b'a');
         long.push(b'>');
-        assert_eq!(inv(&long), Some(Invalid::AddressTooLong));
+        assert_eq!(inv(&long), Some(Fixed::AddressTooLong));
     }
 
     #[test]

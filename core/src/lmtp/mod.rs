@@ -12,6 +12,9 @@
 //!   put into a path, and expanded into a maildir template (`{local}`, `{domain}`, `{rcpt}`).
 //! - [`reply`]: the replies, with their RFC 3463 codes, and the basic reply code a delivery
 //!   failure's [`crate::report::rfc3463::Status`] calls for.
+//! - [`commit`]: the group commit: which flushes a batch of waiting deliveries needs (one
+//!   whole-filesystem flush where it can), which flush answers which delivery, and when a
+//!   reply may be sent.
 //!
 //! What the session promises its driver: a reply for every line (pipelined commands are
 //! answered in order), no state that can grow with the input, and after DATA one reply per
@@ -20,6 +23,7 @@
 
 pub mod address;
 pub mod command;
+pub mod commit;
 pub mod data;
 pub mod reply;
 pub mod session;

@@ -6,6 +6,7 @@ use core::fmt;
 
 use super::address::Refused;
 use crate::report::rfc3463::{Class, Status};
+use crate::ErrorKind;
 
 /// A reply whose text never changes.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -74,43 +75,56 @@ pub enum Fixed {
     Truncated,
 }
 
-impl Fixed {
-    /// The reply line without its line ending.
-    pub const fn text(self) -> &'static str {
-        match self {
-            Fixed::SenderOk => "250 2.1.0 sender ok",
-            Fixed::RecipientOk => "250 2.1.5 recipient ok",
-            Fixed::SendData => "354 send the message; end it with a line holding only a dot",
-            Fixed::Delivered => "250 2.0.0 delivered",
-            Fixed::Ok => "250 2.0.0 ok",
-            Fixed::Bye => "221 2.0.0 bye",
-            Fixed::CannotVerify => "252 2.1.5 cannot verify; send the message and see",
-            Fixed::NeedLhlo => "503 5.5.1 send LHLO first",
-            Fixed::NeedMail => "503 5.5.1 send MAIL first",
-            Fixed::NestedMail => "503 5.5.1 sender already given; send RSET to start over",
-            Fixed::NoRecipients => "503 5.5.1 no valid recipients",
-            Fixed::SmtpGreeting => "500 5.5.1 this is an LMTP server: greet it with LHLO",
-            Fixed::Unknown => "500 5.5.1 command not recognized",
-            Fixed::NotImplemented => "502 5.5.1 command not implemented",
-            Fixed::LineTooLong => "500 5.5.2 line too long",
-            Fixed::LhloDomain => "501 5.5.4 LHLO needs a domain",
-            Fixed::PathSyntax => "501 5.5.2 syntax: MAIL FROM:<address> or RCPT TO:<address>",
-            Fixed::Address => "501 5.1.3 bad address syntax: write it as <local@domain>",
-            Fixed::AddressTooLong => "501 5.1.3 address too long",
-            Fixed::NullRecipient => "501 5.1.3 the null address cannot receive mail",
-            Fixed::Parameter => "555 5.5.4 parameter not supported",
-            Fixed::Size => "501 5.5.4 SIZE needs a number",
-            Fixed::Arguments => "501 5.5.4 this command takes no arguments",
-            Fixed::TooBig => "552 5.3.4 message size exceeds the limit",
-            Fixed::TooManyRecipients => "452 4.5.3 too many recipients",
-            Fixed::UnknownUser => "550 5.1.1 no such user",
-            Fixed::TooManyErrors => "421 4.7.0 too many errors; closing",
-            Fixed::ShuttingDown => "421 4.3.2 shutting down; try again later",
-            Fixed::Timeout => "421 4.4.2 timeout; closing",
-            Fixed::TooManySessions => "421 4.3.2 too many sessions; try again later",
-            Fixed::Truncated => "451 4.3.0 the message ended early; nothing stored",
+/// `Fixed::ALL` and `Fixed::text` from one list: the `match` in `text` is exhaustive, so a
+/// variant missing from the list does not compile, and `ALL` holds exactly the listed ones.
+macro_rules! fixed_texts {
+    ($($variant:ident => $text:literal,)*) => {
+        impl Fixed {
+            /// Every variant, in declaration order.
+            pub const ALL: [Fixed; [$(stringify!($variant)),*].len()] = [$(Fixed::$variant),*];
+
+            /// The reply line without its line ending.
+            pub const fn text(self) -> &'static str {
+                match self {
+                    $(Fixed::$variant => $text,)*
+                }
+            }
         }
-    }
+    };
+}
+
+fixed_texts! {
+    SenderOk => "250 2.1.0 sender ok",
+    RecipientOk => "250 2.1.5 recipient ok",
+    SendData => "354 send the message; end it with a line holding only a dot",
+    Delivered => "250 2.0.0 delivered",
+    Ok => "250 2.0.0 ok",
+    Bye => "221 2.0.0 bye",
+    CannotVerify => "252 2.1.5 cannot verify; send the message and see",
+    NeedLhlo => "503 5.5.1 send LHLO first",
+    NeedMail => "503 5.5.1 send MAIL first",
+    NestedMail => "503 5.5.1 sender already given; send RSET to start over",
+    NoRecipients => "503 5.5.1 no valid recipients",
+    SmtpGreeting => "500 5.5.1 this is an LMTP server: greet it with LHLO",
+    Unknown => "500 5.5.1 command not recognized",
+    NotImplemented => "502 5.5.1 command not implemented",
+    LineTooLong => "500 5.5.2 line too long",
+    LhloDomain => "501 5.5.4 LHLO needs a domain",
+    PathSyntax => "501 5.5.2 syntax: MAIL FROM:<address> or RCPT TO:<address>",
+    Address => "501 5.1.3 bad address syntax: write it as <local@domain>",
+    AddressTooLong => "501 5.1.3 address too long",
+    NullRecipient => "501 5.1.3 the null address cannot receive mail",
+    Parameter => "555 5.5.4 parameter not supported",
+    Size => "501 5.5.4 SIZE needs a number",
+    Arguments => "501 5.5.4 this command takes no arguments",
+    TooBig => "552 5.3.4 message size exceeds the limit",
+    TooManyRecipients => "452 4.5.3 too many recipients",
+    UnknownUser => "550 5.1.1 no such user",
+    TooManyErrors => "421 4.7.0 too many errors; closing",
+    ShuttingDown => "421 4.3.2 shutting down; try again later",
+    Timeout => "421 4.4.2 timeout; closing",
+    TooManySessions => "421 4.3.2 too many sessions; try again later",
+    Truncated => "451 4.3.0 the message ended early; nothing stored",
 }
 
 /// A reply.
@@ -143,6 +157,53 @@ pub const fn basic_code(s: &Status<'_>) -> u16 {
         (Class::Permanent, 2, 2) | (Class::Permanent, 3, 4) => 552,
         (Class::Permanent, 1 | 2, _) => 550,
         (Class::Permanent, _, _) => 554,
+    }
+}
+
+/// What changes how a recipient's failed delivery is answered: the one-shot path's options
+/// that change its exit code (an LMTP client is an MTA, never a person at a terminal).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct FailurePolicy {
+    /// `--strict-exit`: a missing, unreadable or failing maildir is permanent (5xx).
+    pub strict: bool,
+    /// `--quota-full=bounce`: a message over the Maildir++ quota is permanent.
+    pub quota_bounces: bool,
+}
+
+/// Whether a recipient's delivery that failed with `kind` is answered 4xx (the MTA retries)
+/// or 5xx (it bounces): the one-shot path's exit-code policy, where everything an
+/// administrator or time can fix defers. Permanent: a message the maildir can never take (bad
+/// data, a loop), and with `--strict-exit` a missing, unusable or failing maildir, and with
+/// `--quota-full=bounce` a full quota.
+pub const fn failure_class(kind: ErrorKind, policy: FailurePolicy) -> Class {
+    let strict = policy.strict;
+    match kind {
+        ErrorKind::Data | ErrorKind::Loop | ErrorKind::Usage => Class::Permanent,
+        ErrorKind::OverQuota if policy.quota_bounces => Class::Permanent,
+        ErrorKind::NotFound
+        | ErrorKind::NotDirectory
+        | ErrorKind::NameTooLong
+        | ErrorKind::Io
+        | ErrorKind::Permission
+        | ErrorKind::ReadOnly
+            if strict =>
+        {
+            Class::Permanent
+        }
+        ErrorKind::Exists
+        | ErrorKind::NotFound
+        | ErrorKind::NoSpace
+        | ErrorKind::Quota
+        | ErrorKind::Permission
+        | ErrorKind::ReadOnly
+        | ErrorKind::Interrupted
+        | ErrorKind::Io
+        | ErrorKind::Unsupported
+        | ErrorKind::NotDirectory
+        | ErrorKind::NameTooLong
+        | ErrorKind::Collisions
+        | ErrorKind::Busy
+        | ErrorKind::OverQuota => Class::Transient,
     }
 }
 
@@ -193,7 +254,6 @@ impl fmt::Display for Reply<'_> {
 mod tests {
     use super::*;
     use crate::report::rfc3463::{status, Failed};
-    use crate::ErrorKind;
     use std::string::ToString;
 
     #[test]
@@ -233,39 +293,9 @@ mod tests {
     #[test]
     fn every_fixed_text_starts_with_its_code_and_an_enhanced_code_of_the_same_class() {
         use Fixed::*;
-        for f in [
-            SenderOk,
-            RecipientOk,
-            SendData,
-            Delivered,
-            Ok,
-            Bye,
-            CannotVerify,
-            NeedLhlo,
-            NeedMail,
-            NestedMail,
-            NoRecipients,
-            SmtpGreeting,
-            Unknown,
-            NotImplemented,
-            LineTooLong,
-            LhloDomain,
-            PathSyntax,
-            Address,
-            AddressTooLong,
-            NullRecipient,
-            Parameter,
-            Size,
-            Arguments,
-            TooBig,
-            TooManyRecipients,
-            UnknownUser,
-            TooManyErrors,
-            ShuttingDown,
-            Timeout,
-            TooManySessions,
-            Truncated,
-        ] {
+        for (i, f) in Fixed::ALL.into_iter().enumerate() {
+            // Each variant once.
+            assert!(!Fixed::ALL[..i].contains(&f), "{f:?}");
             let t = f.text().as_bytes();
             assert_eq!(t[3], b' ', "{f:?}");
             if f != SendData {
@@ -276,6 +306,61 @@ mod tests {
         }
         assert_eq!(Reply::Fixed(Bye).code(), 221);
         assert!(Reply::Fixed(ShuttingDown).closes() && !Reply::Fixed(Ok).closes());
+    }
+
+    #[test]
+    fn an_admins_problem_defers_and_only_the_message_or_a_strict_policy_bounces() {
+        use ErrorKind::*;
+        let kinds = [
+            Exists,
+            NotFound,
+            NoSpace,
+            Quota,
+            Permission,
+            ReadOnly,
+            Interrupted,
+            Io,
+            Unsupported,
+            NotDirectory,
+            NameTooLong,
+            Collisions,
+            Busy,
+            Data,
+            Usage,
+            Loop,
+            OverQuota,
+        ];
+        let class = |k, strict, quota_bounces| {
+            failure_class(
+                k,
+                FailurePolicy {
+                    strict,
+                    quota_bounces,
+                },
+            )
+        };
+        let permanent = |strict, quota_bounces| -> std::vec::Vec<ErrorKind> {
+            kinds
+                .into_iter()
+                .filter(|&k| class(k, strict, quota_bounces) == Class::Permanent)
+                .collect()
+        };
+        assert_eq!(permanent(false, false), [Data, Usage, Loop]);
+        assert_eq!(permanent(false, true), [Data, Usage, Loop, OverQuota]);
+        assert_eq!(
+            permanent(true, false),
+            [
+                NotFound,
+                Permission,
+                ReadOnly,
+                Io,
+                NotDirectory,
+                NameTooLong,
+                Data,
+                Usage,
+                Loop
+            ]
+        );
     }
 
     #[test]

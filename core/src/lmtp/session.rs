@@ -9,7 +9,7 @@
 //! close the session (`421 4.7.0`), so garbage cannot keep a session slot forever.
 
 use super::address::Recipient;
-use super::command::{self, Command, Invalid};
+use super::command::{self, Command};
 use super::reply::{Fixed, Reply};
 use super::RECIPIENTS_MAX;
 
@@ -116,16 +116,7 @@ impl Session {
             (Command::SmtpGreeting, _) => self.error(Fixed::SmtpGreeting),
             (Command::Unknown, _) => self.error(Fixed::Unknown),
             (Command::NotImplemented, _) => self.error(Fixed::NotImplemented),
-            (Command::Invalid(i), _) => self.error(match i {
-                Invalid::LhloDomain => Fixed::LhloDomain,
-                Invalid::PathSyntax => Fixed::PathSyntax,
-                Invalid::Address => Fixed::Address,
-                Invalid::AddressTooLong => Fixed::AddressTooLong,
-                Invalid::NullRecipient => Fixed::NullRecipient,
-                Invalid::Parameter => Fixed::Parameter,
-                Invalid::Size => Fixed::Size,
-                Invalid::Arguments => Fixed::Arguments,
-            }),
+            (Command::Invalid(f), _) => self.error(f),
             (_, State::Start) => self.error(Fixed::NeedLhlo),
             (Command::Rset, _) => {
                 self.state = State::Ready;

@@ -706,6 +706,7 @@ impl Dedup {
                 name: entry,
                 data: self.record.as_bytes(),
                 sync: true,
+                anonymous: false,
             }),
             State::ReserveProbe | State::InspectStat => DedupStep::Op(root_entry(entry)),
             State::ReserveSyncDir => DedupStep::Op(Op::SyncDir { dir: Dir::Root }),

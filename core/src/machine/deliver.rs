@@ -285,6 +285,11 @@ impl Delivery {
         self.path
     }
 
+    /// The message's size in bytes, once written (0 before).
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
     /// Changes where the message goes once its contents are known (an mbox `Status:` header
     /// read while streaming): `Some(flags)` to cur/ with `:2,<flags>`, `None` to new/. Only
     /// until the published name is made (that is, right after `WriteMessage`); returns whether
@@ -1106,6 +1111,11 @@ pub struct Unsynced<F: Fs + ?Sized> {
 }
 
 impl<F: Fs + ?Sized> Unsynced<F> {
+    /// The message's size in bytes.
+    pub fn size(&self) -> u64 {
+        self.machine.size()
+    }
+
     /// The rest of the delivery: flush the file, name it, and sync as the options say.
     pub fn finish<E: Env + ?Sized>(mut self, fs: &mut F, env: &mut E) -> Outcome {
         self.run(fs, env)
@@ -1167,6 +1177,7 @@ where
     let mut slots = crate::fs::Slots {
         file: file.take(),
         stream: None,
+        inner: None,
     };
     let out = loop {
         let op = match machine.poll() {

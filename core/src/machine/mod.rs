@@ -13,6 +13,8 @@
 //!   replies cannot be trusted.
 //! - [`mta`]: the MTA's delivery as one machine: duplicate check, quota check, publish, quota
 //!   accounting and duplicate commit, in that order.
+//! - [`unit`]: several actions on one message (a Sieve script's copies and redirects) as one
+//!   exactly-once unit: a record, then one [`mta`] delivery per copy under its own key.
 //!
 //! # The protocol
 //! Every machine speaks the one vocabulary of [`Op`] and [`OpResult`] and implements
@@ -32,6 +34,7 @@ pub mod mta;
 pub mod quota;
 pub mod scan;
 pub mod trust;
+pub mod unit;
 
 /// What a machine wants next.
 // The output may carry a name buffer by value: there is no heap to box it in.

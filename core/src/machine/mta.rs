@@ -483,7 +483,8 @@ impl Mta {
 
     fn append(&self, sync: bool) -> Op<'_> {
         Op::Append {
-            dir: Dir::Root,
+            // A folder's delivery is counted in the top maildir's file.
+            dir: self.opts.quota.map_or(Dir::Root, |q| q.base()),
             name: MAILDIRSIZE,
             data: self.line.as_bytes(),
             sync,

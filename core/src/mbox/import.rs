@@ -31,6 +31,7 @@ use crate::fs::{Dir, Fs};
 use crate::machine::deliver::{
     deliver_until_sync, Delivered, Options, Outcome, Strategy, Unsynced, UntilSync,
 };
+use crate::machine::quota::{self, CheckOptions, Limits, Usage, Verdict, MAILDIRSIZE};
 use crate::maildir::flags::Flags;
 use crate::mbox::{MboxError, MboxReader, Quoting, ReadError};
 use crate::message::{DateCapture, Observe, StatusFilter, Transformed};
@@ -63,6 +64,31 @@ pub struct ImportOptions {
     /// Each message's delivery; its `flags` (`-X`) are added to what the message's `Status:`
     /// says, and `Durability::DeferDirSync` makes the directory flushes batched.
     pub delivery: Options,
+    /// The Maildir++ quota (see the module documentation), `None`: not checked nor counted.
+    pub quota: Option<CheckOptions>,
+}
+
+/// The Maildir++ quota as an import keeps it: checked once at the start (recalculating
+/// `maildirsize` where needed), then counted here and in the file one window at a time.
+#[derive(Copy, Clone, Debug)]
+struct Quota {
+    limits: Limits,
+    usage: Usage,
+    /// Where `maildirsize` is ([`CheckOptions::base`]).
+    base: Dir,
+}
+
+impl Quota {
+    /// Appends `bytes count`, flushed ([`Fs::append`]). `Ok(false)`: `maildirsize` is gone
+    /// (removed since the check), so there is nothing to keep up to date any more.
+    fn append<F: Fs + ?Sized>(&self, fs: &mut F, bytes: i64, count: i64) -> Result<bool, Error> {
+        let line = quota::line(bytes, count);
+        match fs.append(self.base, MAILDIRSIZE, line.as_bytes(), true) {
+            Ok(()) => Ok(true),
+            Err(ErrorKind::NotFound) => Ok(false),
+            Err(k) => Err(Error::new(k, Phase::Check)),
+        }
+    }
 }
 
 /// What the driver is told while an import runs (each method does nothing by default).
@@ -248,26 +274,76 @@ impl<F: Fs + ?Sized> Window<F> {
         &mut self,
         fs: &mut F,
         env: &mut E,
+        quota: &mut Option<Quota>,
         mut delivered: impl FnMut((u64, u64), &Delivered),
     ) -> Result<(), (Error, (u64, u64))> {
+        // The quota: the messages that fit, in order, are counted in `maildirsize` with one
+        // flushed line before any is named (a stored message is always counted); the first
+        // that does not fit stops the import.
+        let mut fits = self.waiting.len();
+        let mut window = Usage::default();
+        if let Some(q) = quota.as_ref() {
+            fits = 0;
+            for (_, unsynced) in self.waiting.iter() {
+                let with = window.plus(Usage::message(unsynced.size()));
+                if q.limits.exceeded_by(q.usage.plus(with)) {
+                    break;
+                }
+                window = with;
+                fits += 1;
+            }
+            if fits > 0 {
+                match q.append(fs, window.bytes as i64, window.count as i64) {
+                    Ok(true) => {}
+                    Ok(false) => *quota = None,
+                    Err(e) => {
+                        let first = self.waiting.front().map(|(m, _)| *m).unwrap_or_default();
+                        self.abandon(fs, env);
+                        return Err((e, first));
+                    }
+                }
+            }
+        }
         // One flush for all, where the filesystem can; if it cannot (or fails: then each
         // file's own flush tells which messages are safe), each file is flushed by itself.
-        let flushed = self.waiting.len() > 1 && fs.sync_all().is_ok();
-        while let Some((message, unsynced)) = self.waiting.pop_front() {
+        let flushed = fits > 1 && fs.sync_all().is_ok();
+        let mut named = Usage::default();
+        for _ in 0..fits {
+            let Some((message, unsynced)) = self.waiting.pop_front() else {
+                break;
+            };
             let outcome: Outcome = if flushed {
                 unsynced.finish_flushed(fs, env)
             } else {
                 unsynced.finish(fs, env)
             };
             match outcome {
-                Ok(d) => delivered(message, &d),
+                Ok(d) => {
+                    named = named.plus(Usage::message(d.size));
+                    delivered(message, &d)
+                }
                 Err(e) => {
+                    if let Some(q) = quota.as_mut() {
+                        // Best effort: what stays over-counts until the next recalculation.
+                        let (b, c) = (window.bytes - named.bytes, window.count - named.count);
+                        let _ = q.append(fs, -(b as i64), -(c as i64));
+                        q.usage = q.usage.plus(named);
+                    }
                     self.abandon(fs, env);
                     return Err((e, message));
                 }
             }
         }
-        Ok(())
+        if let Some(q) = quota.as_mut() {
+            q.usage = q.usage.plus(named);
+        }
+        match self.waiting.front().map(|(m, _)| *m) {
+            Some(over) => {
+                self.abandon(fs, env);
+                Err((Error::new(ErrorKind::OverQuota, Phase::Check), over))
+            }
+            None => Ok(()),
+        }
     }
 
     /// Removes every waiting message unnamed.
@@ -296,6 +372,29 @@ where
     R: embedded_io::Read,
     V: ImportEvents + ?Sized,
 {
+    // The quota, checked once (a recalculation if `maildirsize` needs one).
+    let mut quota = match settings.quota {
+        None => None,
+        Some(q) => match quota::check(fs, env, q, 0, wbuf) {
+            Ok(c) if c.verdict == Verdict::NoQuota => None,
+            Ok(c) => Some(Quota {
+                limits: c.limits,
+                usage: c.usage,
+                base: q.base(),
+            }),
+            Err(error) => {
+                return Summary {
+                    delivered: 0,
+                    bytes: 0,
+                    empty: 0,
+                    stop: Some(Stop::Deliver { error, number: 1 }),
+                    flush: None,
+                    unflushed: 0,
+                    resume: Some(0),
+                }
+            }
+        },
+    };
     let mut reader = MboxReader::new(input, rbuf, settings.quoting);
     let opts = settings.delivery;
     let extra = opts.flags;
@@ -305,6 +404,8 @@ where
     let mut stop = None;
     // Where the rest of the mbox begins if the import stops now: the current message.
     let mut resume = 0u64;
+    // Without file flushes: the quota stops the import at the next message.
+    let mut full: Option<Error> = None;
     loop {
         let from_date = match reader.next_message() {
             Ok(None) => break,
@@ -324,6 +425,10 @@ where
         };
         let number = reader.messages();
         resume = reader.splitter().message_offset();
+        if let Some(error) = full.take() {
+            stop = Some(Stop::Deliver { error, number });
+            break;
+        }
         let message = (number, resume);
         let mut tap = Tap {
             inner: &mut reader,
@@ -349,7 +454,7 @@ where
         };
         if window.is_full() || outcome.is_some() {
             // Finish the window first: messages are named in the order of the mbox.
-            let finished = window.finish(fs, env, |message, d| {
+            let finished = window.finish(fs, env, &mut quota, |message, d| {
                 batch.add(message, d, &mut bytes, events);
             });
             if let Err((error, (number, offset))) = finished {
@@ -360,7 +465,27 @@ where
         }
         match outcome {
             None => {}
-            Some(Ok(d)) => batch.add(message, &d, &mut bytes, events),
+            Some(Ok(d)) => {
+                batch.add(message, &d, &mut bytes, events);
+                // Named without waiting (no file flush, `--no-fsync`): counted after the fact,
+                // and the import stops after the message that reached the limit (or whose
+                // line could not be written).
+                if let Some(q) = quota.as_mut() {
+                    q.usage = q.usage.plus(Usage::message(d.size));
+                    let stopped = match q.append(fs, d.size as i64, 1) {
+                        Ok(true) if q.limits.exceeded_by(q.usage.plus(Usage::message(1))) => {
+                            Some(Error::new(ErrorKind::OverQuota, Phase::Check))
+                        }
+                        Ok(true) => None,
+                        Ok(false) => {
+                            quota = None;
+                            None
+                        }
+                        Err(e) => Some(e),
+                    };
+                    full = stopped;
+                }
+            }
             Some(Err(e)) => match tap.failed.take() {
                 Some(ReadError::Mbox(m)) => {
                     resume = m.offset();
@@ -411,7 +536,7 @@ where
     {
         window.abandon(fs, env);
     } else {
-        let finished = window.finish(fs, env, |message, d| {
+        let finished = window.finish(fs, env, &mut quota, |message, d| {
             batch.add(message, d, &mut bytes, events);
         });
         if let Err((error, (number, offset))) = finished {
@@ -597,6 +722,14 @@ mod tests {
         fn open_dir(&mut self, dir: Dir) -> Result<Self::DirStream, ErrorKind> {
             self.mem.open_dir(dir)
         }
+        fn open_folder_dir(
+            &mut self,
+            base: Dir,
+            folder: &[u8],
+            dir: Dir,
+        ) -> Result<Self::DirStream, ErrorKind> {
+            self.mem.open_folder_dir(base, folder, dir)
+        }
         fn read_dir(
             &mut self,
             s: &mut Self::DirStream,
@@ -674,6 +807,7 @@ mod tests {
                 flags: extra.map(|f| Flags::parse(f).unwrap()),
                 ..Options::default()
             },
+            quota: None,
         }
     }
 
@@ -715,6 +849,58 @@ Subject: two\nStatus: RO\n\nbody 2\n>From here\n\n\
 From c@example.org Sat Nov 28 18:03:09 2026\n\
 Date: Sun, 9 Sep 2001 01:46:40 +0000\nX-Status: F\n\tD\nSubject: three\n\n\
 body 3\n>>From there\n";
+
+    /// Item 7 of issue 12: an import counts what it stores in `maildirsize`, one flushed line
+    /// per window written before the window's messages are named, and stops at the first
+    /// message that does not fit, naming its offset.
+    #[test]
+    fn an_import_counts_what_it_stores_and_stops_at_the_quota() {
+        let quota = |limit: &[u8]| {
+            let log = Log::default();
+            let (mut fs, mut env) = Probe::new(&log);
+            let mut file = limit.to_vec();
+            file.extend_from_slice(b"\n0 0\n");
+            fs.mem.put(Dir::Root, MAILDIRSIZE, &file);
+            let settings = ImportOptions {
+                quota: Some(CheckOptions::default()),
+                ..settings(None)
+            };
+            let (mut rbuf, mut wbuf) = ([0u8; 64], [0u8; 512]);
+            let input = crate::mbox::Trickle::new(SMALL, 7);
+            let s = import(
+                &mut fs,
+                &mut env,
+                &settings,
+                input,
+                &mut rbuf,
+                &mut wbuf,
+                &mut (),
+            );
+            let file = fs.mem.get(Dir::Root, MAILDIRSIZE).unwrap().to_vec();
+            let stored = fs.files(Dir::New).len() + fs.files(Dir::Cur).len();
+            (s, String::from_utf8(file).unwrap(), stored)
+        };
+        // Everything fits: one line for the window of three (21 + 31 + 72 bytes).
+        let (s, file, stored) = quota(b"1000S");
+        assert!(s.stop.is_none(), "{:?}", s.stop);
+        assert_eq!((s.delivered, stored), (3, 3));
+        assert_eq!(file, "1000S\n0 0\n124 3\n");
+        // 100 bytes: the first two fit (52), the third does not: nothing of it is stored,
+        // and the rerun starts at its `From ` line (byte 154).
+        let (s, file, stored) = quota(b"100S");
+        match s.stop {
+            Some(Stop::Deliver { error, number: 3 }) => {
+                assert_eq!(error.kind, ErrorKind::OverQuota)
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!((s.delivered, stored, s.resume), (2, 2, Some(154)));
+        assert_eq!(file, "100S\n0 0\n52 2\n");
+        // A count limit too.
+        let (s, file, _) = quota(b"1C");
+        assert_eq!((s.delivered, s.resume), (1, Some(66)));
+        assert_eq!(file, "1C\n0 0\n21 1\n");
+    }
 
     #[test]
     fn a_small_mbox_is_stored_exactly_with_its_flags_dates_and_one_flush_per_directory() {

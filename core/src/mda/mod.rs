@@ -20,11 +20,12 @@
 //!
 //! Dry runs are the caller's choice of filesystem ([`crate::fs::dryrun::DryRun`]).
 
+pub mod sieve;
 pub mod trace;
 
 use embedded_io::Read;
 
-use crate::machine::dedup::DedupOptions;
+use crate::machine::dedup::{DedupOptions, Key};
 use crate::machine::deliver::{Delivered, Options};
 use crate::machine::mta::{Accepted, Mta, MtaOptions, Order};
 use crate::machine::quota::CheckOptions;
@@ -73,6 +74,9 @@ pub struct MdaOptions<'a> {
     pub quota: CheckOptions,
     /// Duplicate suppression, when asked for.
     pub dedup: Option<DedupOptions>,
+    /// The duplicate index's key when the caller knows it (one copy of a Sieve unit:
+    /// [`crate::machine::unit::copy_key`]); else derived from the message.
+    pub key: Option<Key>,
 }
 
 /// What happened in one maildir.
@@ -287,7 +291,7 @@ where
         delivery: o.delivery,
         quota: Some(o.quota),
         dedup: o.dedup,
-        key: None,
+        key: o.key,
         order: Order::AccountFirst,
     };
     let mut m = Mta::new(opts, fs.capabilities(), env);

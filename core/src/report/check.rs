@@ -97,7 +97,7 @@ pub fn classify(
             Ok(p) if dir == Dir::New && p.has_info() => Some(Finding::InfoInNew),
             Ok(_) => None,
         },
-        Dir::Root => None,
+        Dir::Root | Dir::Top => None,
     }
 }
 

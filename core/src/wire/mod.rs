@@ -95,7 +95,7 @@ const PHASES: [Phase; 11] = [
     Phase::Dedup,
 ];
 /// Every directory, in wire order.
-pub const DIRS: [Dir; 4] = [Dir::Root, Dir::Tmp, Dir::New, Dir::Cur];
+pub const DIRS: [Dir; 5] = [Dir::Root, Dir::Tmp, Dir::New, Dir::Cur, Dir::Top];
 const PUBLISH: [Publish; 4] = [
     Publish::AnonymousLink,
     Publish::RenameNoReplace,
@@ -253,11 +253,12 @@ pub fn encode_op(op: Op<'_>, buf: &mut [u8]) -> Result<usize, WireError> {
             name,
             data,
             sync,
+            anonymous,
         } => {
             w.u8(14)?;
             w.dir_name((dir, name))?;
             w.bytes(data)?;
-            w.u8(u8::from(sync))?;
+            w.u8(u8::from(sync) | (u8::from(anonymous) << 1))?;
         }
         Op::Append {
             dir,
@@ -276,6 +277,12 @@ pub fn encode_op(op: Op<'_>, buf: &mut [u8]) -> Result<usize, WireError> {
         }
         Op::OpenDir { dir } => {
             w.u8(17)?;
+            w.u8(index(&DIRS, dir))?;
+        }
+        Op::OpenFolderDir { base, folder, dir } => {
+            w.u8(21)?;
+            w.u8(index(&DIRS, base))?;
+            w.bytes(folder)?;
             w.u8(index(&DIRS, dir))?;
         }
         Op::NextEntry => w.u8(18)?,
@@ -335,13 +342,15 @@ pub fn decode_op(buf: &[u8]) -> Result<Op<'_>, WireError> {
             let code = buf[0];
             let (dir, name) = r.dir_name()?;
             let data = r.bytes()?;
-            let sync = r.u8()? != 0;
+            let flags = r.u8()?;
+            let sync = flags & 1 != 0;
             if code == 14 {
                 Op::WriteFile {
                     dir,
                     name,
                     data,
                     sync,
+                    anonymous: flags & 2 != 0,
                 }
             } else {
                 Op::Append {
@@ -359,6 +368,11 @@ pub fn decode_op(buf: &[u8]) -> Result<Op<'_>, WireError> {
         17 => Op::OpenDir { dir: r.dir()? },
         18 => Op::NextEntry,
         19 => Op::CloseDir,
+        21 => Op::OpenFolderDir {
+            base: r.dir()?,
+            folder: r.bytes()?,
+            dir: r.dir()?,
+        },
         20 => Op::SetMtime {
             secs: r.u64()? as i64,
         },

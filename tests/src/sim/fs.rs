@@ -721,6 +721,15 @@ impl Fs for SimFs {
         })
     }
 
+    /// The simulated maildir has no folders and no top above it: only its own new/ and cur/.
+    fn open_folder_dir(&mut self, base: Dir, folder: &[u8], dir: Dir) -> Result<SimDir, ErrorKind> {
+        if base == Dir::Root && folder.is_empty() {
+            self.open_dir(dir)
+        } else {
+            Err(ErrorKind::NotFound)
+        }
+    }
+
     /// The adversary: an entry unchanged since `open_dir` is returned exactly once, in hash
     /// order; an entry added or removed since (a rename is both) may be returned once or not at
     /// all, at any point: the chooser picks among "the next unchanged entry (or the end)" and

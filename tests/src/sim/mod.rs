@@ -5,9 +5,11 @@
 pub mod env;
 pub mod explore;
 pub mod fs;
+pub mod lmtp;
 pub mod mta;
 pub mod rng;
 pub mod scenarios;
+pub mod sieve;
 pub mod world;
 
 /// The invariants the simulator checks, numbered as its reports and DESIGN.md number them.
@@ -38,11 +40,16 @@ pub enum Invariant {
     /// 10. After recovery, nothing left behind blocks a later delivery: every retry and a
     ///     fresh delivery succeed.
     NoBlockingGarbage = 10,
+    /// 11. After a crash at any step of a multi-action unit (a Sieve script's copies and
+    ///     redirects) and the MTA's retry, every maildir holds exactly the copies the unit's
+    ///     plan put there, each once and with its flags, and each redirect was sent at least
+    ///     once and at most once more per crash.
+    UnitExactlyOnce = 11,
 }
 
 impl Invariant {
     /// Every invariant, in number order.
-    pub const ALL: [Invariant; 10] = [
+    pub const ALL: [Invariant; 11] = [
         Invariant::NoLoss,
         Invariant::NoDuplicate,
         Invariant::NoOverwrite,
@@ -53,6 +60,7 @@ impl Invariant {
         Invariant::ExactlyOnce,
         Invariant::QuotaAgrees,
         Invariant::NoBlockingGarbage,
+        Invariant::UnitExactlyOnce,
     ];
 
     /// The invariant numbered `n` (reports of the bare-delivery explorer carry numbers).
@@ -73,6 +81,7 @@ impl Invariant {
             Invariant::ExactlyOnce => "exactly-once",
             Invariant::QuotaAgrees => "quota-agrees",
             Invariant::NoBlockingGarbage => "no-blocking-garbage",
+            Invariant::UnitExactlyOnce => "unit-exactly-once",
         }
     }
 }

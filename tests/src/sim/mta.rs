@@ -100,6 +100,7 @@ impl MtaScenario {
                     env,
                     file: None,
                     stream: None,
+                    inner: None,
                     outcome: None,
                 }
             })
@@ -124,6 +125,7 @@ struct Agent {
     env: SimEnv,
     file: Option<SimFile>,
     stream: Option<SimDir>,
+    inner: Option<SimDir>,
     outcome: Option<MtaOutcome>,
 }
 
@@ -184,6 +186,7 @@ fn step_agent(fs: &mut SimFs, agent: &mut Agent) {
     let mut slots = Slots {
         file: agent.file.take(),
         stream: agent.stream.take(),
+        inner: agent.inner.take(),
     };
     let mut buf = [0u8; 8192];
     let (r, n) = match agent.m.poll() {
@@ -208,6 +211,7 @@ fn step_agent(fs: &mut SimFs, agent: &mut Agent) {
     agent.m.feed(r, &buf[..n], &mut agent.env);
     agent.file = slots.file;
     agent.stream = slots.stream;
+    agent.inner = slots.inner;
     if let Step::Done(o) = agent.m.poll() {
         agent.outcome = Some(o);
     }
@@ -224,6 +228,7 @@ fn deliver_now(fs: &mut SimFs, opts: MtaOptions, msg: usize, id: u8, secs: u64) 
         env,
         file: None,
         stream: None,
+        inner: None,
         outcome: None,
     };
     for _ in 0..10_000 {

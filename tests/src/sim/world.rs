@@ -500,6 +500,12 @@ fn show_op(op: &Op<'_>) -> String {
         ),
         Op::Read { dir, name } => format!("read({})", path(dir, name)),
         Op::OpenDir { dir } => format!("opendir({}/)", dir.as_str()),
+        Op::OpenFolderDir { base, folder, dir } => format!(
+            "opendir({}/{}/{}/)",
+            base.as_str(),
+            String::from_utf8_lossy(folder),
+            dir.as_str()
+        ),
         Op::NextEntry => "readdir".into(),
         Op::CloseDir => "closedir".into(),
         Op::SetMtime { secs } => format!("set_mtime({secs})"),
@@ -878,6 +884,7 @@ fn step_deliverer(fs: &mut FaultFs<SimFs>, d: &mut Deliverer, msgs: &[Msg]) -> S
     let mut slots = Slots {
         file: d.file.take(),
         stream: None,
+        inner: None,
     };
     let (r, _) = perform(fs, &mut d.env, &mut slots, op, &mut src, &mut buf);
     d.file = slots.file;
@@ -1024,6 +1031,7 @@ fn list_op(
     let mut slots = Slots {
         file: None,
         stream: stream.take(),
+        inner: None,
     };
     let mut buf = [0u8; 256];
     let (r, n) = perform(fs, &mut NoSleep, &mut slots, op, &mut &b""[..], &mut buf);

@@ -1,0 +1,762 @@
+//! Several actions on one message as one exactly-once unit: every copy a Sieve script decides
+//! (each `fileinto` with its flags and `:create`, the `keep` into INBOX) and every `redirect`,
+//! performed so that after a crash at any step the MTA's retry completes exactly the set the
+//! script decided, none lost, none doubled.
+//!
+//! # How
+//! - **The unit's key** ([`unit_key`]) is the sha256 of the message's bytes as the MTA handed
+//!   them over (not its Message-ID: two different messages with one Message-ID are two units;
+//!   an MTA's retry hands over the same bytes).
+//! - **The record** ([`Plan`], written by [`begin`]): before anything is published, the plan
+//!   (each copy's mailbox, flags and `:create`, each redirect's address) is written whole to
+//!   `mdeliver-dedup.<key>` in the root maildir, flushed, and the root directory flushed. A
+//!   retry that finds the record performs the recorded plan, not what the script decides now
+//!   (a `duplicate` or `date` test, a vacation memory, an edited script may decide otherwise
+//!   the second time). A record that does not verify (its checksum; a crash between its
+//!   create and its flush) was torn before any copy began, so it is written again.
+//! - **Each copy** is one composed MTA delivery ([`crate::machine::mta::Mta`]) with the
+//!   duplicate index on, keyed by [`copy_key`] (the unit's key and the copy's index): the
+//!   index's reserve → intent → publish → commit protocol makes each copy exactly-once across
+//!   crashes and retries, exactly as `--dedup` does for a whole message. A copy that was
+//!   stored before the crash is a suppressed duplicate on the retry; one that was not is
+//!   stored.
+//! - **Each redirect** is sent only when its marker ([`redirect_key`], an empty
+//!   `mdeliver-dedup.<key>` file in the root) is absent, and the marker is created and
+//!   flushed after the MTA accepted it. A crash between the MTA accepting and the marker
+//!   being durable sends it again on the retry: a redirect is at least once, never lost.
+//!   (Nothing can make an external `sendmail` call and a local file change atomic; losing a
+//!   forward is worse than doubling it.)
+//! - **The record stays** after the unit completes, so a retry after a lost success status
+//!   replays the same plan (every copy a duplicate, every redirect marked); its name carries
+//!   the index's prefix, so the index's collection pass removes it after the duplicate window
+//!   like any other entry.
+//!
+//! What it does not cover, stated: a message whose index cannot take a key (over
+//! `max_entries`, [`crate::machine::dedup::Finished::Unindexed`]) is stored without
+//! suppression, so a retry after a crash may store that copy twice; two deliveries of one unit
+//! at the same moment (an MTA that retries before the first attempt ended) share the
+//! per-copy reservations but may both write the record.
+
+use core::fmt::Write as _;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, ErrorKind, Phase};
+use crate::fs::{Dir, Fs};
+use crate::machine::dedup::Key;
+use crate::maildir::flags::Flags;
+
+/// The most bytes a plan holds (mailbox names and addresses with their framing).
+pub const PLAN_MAX: usize = 8 * 1024;
+
+/// The largest record: a plan in hex, with its framing.
+pub const RECORD_MAX: usize = 2 * PLAN_MAX + 256;
+
+/// The first line of a record.
+const MAGIC: &[u8] = b"mdeliver-sieve-unit 1\n";
+
+/// The key of the unit for a message whose bytes have this sha256.
+pub fn unit_key(content_digest: [u8; 32]) -> Key {
+    let mut h = Sha256::new();
+    h.update(b"mdeliver-sieve unit\0");
+    h.update(content_digest);
+    Key(h.finalize().into())
+}
+
+/// Derives the unit's key ([`unit_key`]) from the message's bytes, fed in chunks.
+#[derive(Clone, Debug, Default)]
+pub struct UnitKeyer(Sha256);
+
+impl UnitKeyer {
+    /// Nothing fed yet.
+    pub fn new() -> UnitKeyer {
+        UnitKeyer(Sha256::new())
+    }
+
+    /// The next bytes of the message.
+    pub fn feed(&mut self, chunk: &[u8]) {
+        self.0.update(chunk);
+    }
+
+    /// The unit's key for the bytes fed.
+    pub fn key(&self) -> Key {
+        unit_key(self.0.clone().finalize().into())
+    }
+}
+
+/// The duplicate-index key of copy `index` of `unit`.
+pub fn copy_key(unit: &Key, index: usize) -> Key {
+    let mut h = Sha256::new();
+    h.update(b"mdeliver-sieve copy\0");
+    h.update(unit.0);
+    h.update((index as u64).to_le_bytes());
+    Key(h.finalize().into())
+}
+
+/// The marker key of redirect `index` of `unit`.
+pub fn redirect_key(unit: &Key, index: usize) -> Key {
+    let mut h = Sha256::new();
+    h.update(b"mdeliver-sieve redirect\0");
+    h.update(unit.0);
+    h.update((index as u64).to_le_bytes());
+    Key(h.finalize().into())
+}
+
+/// One planned copy.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Copy<'a> {
+    /// Its index in the plan (what its key is derived from).
+    pub index: usize,
+    /// The folder, as the script named it (UTF-8, `/` or `.` separated); None: INBOX.
+    pub mailbox: Option<&'a [u8]>,
+    /// The Maildir flags it is stored with (None: into new/ without flags).
+    pub flags: Option<Flags>,
+    /// `:create`: create the folder when it is missing.
+    pub create: bool,
+}
+
+/// One planned action.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Entry<'a> {
+    /// A copy into a mailbox.
+    Copy(Copy<'a>),
+    /// A redirect to this address.
+    Redirect {
+        /// Its index in the plan.
+        index: usize,
+        /// The address.
+        address: &'a [u8],
+    },
+}
+
+/// Why a plan could not be made.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum PlanError {
+    /// More than [`PLAN_MAX`] bytes of names and addresses.
+    TooLarge,
+}
+
+const COPY: u8 = b'c';
+const REDIRECT: u8 = b'r';
+
+/// The actions of one unit, in order: what the record holds. Internally a list of
+/// `kind, create, flags, length, bytes` entries.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Plan {
+    bytes: heapless::Vec<u8, PLAN_MAX>,
+    len: usize,
+}
+
+impl core::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_list().entries(self.entries()).finish()
+    }
+}
+
+impl Default for Plan {
+    fn default() -> Self {
+        Plan::new()
+    }
+}
+
+impl Plan {
+    /// An empty plan (a `discard`: nothing stored, nothing sent).
+    pub const fn new() -> Plan {
+        Plan {
+            bytes: heapless::Vec::new(),
+            len: 0,
+        }
+    }
+
+    /// How many actions.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the plan does nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn push(
+        &mut self,
+        kind: u8,
+        create: bool,
+        flags: Option<Flags>,
+        data: &[u8],
+    ) -> Result<(), PlanError> {
+        let mut letters = [0u8; 52];
+        let mut n = 0;
+        if let Some(f) = flags {
+            for l in f.letters() {
+                letters[n] = l;
+                n += 1;
+            }
+        }
+        let need = 4 + n + 2 + data.len();
+        if data.len() > u16::MAX as usize || self.bytes.len() + need > PLAN_MAX {
+            return Err(PlanError::TooLarge);
+        }
+        let has_flags = flags.is_some();
+        let _ = self
+            .bytes
+            .extend_from_slice(&[kind, create as u8, has_flags as u8, n as u8]);
+        let _ = self.bytes.extend_from_slice(&letters[..n]);
+        let _ = self
+            .bytes
+            .extend_from_slice(&(data.len() as u16).to_le_bytes());
+        let _ = self.bytes.extend_from_slice(data);
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Adds a copy into `mailbox` (None: INBOX). Copies into the same mailbox are merged, as
+    /// RFC 5228 4.1 asks for (the flags of the last one win, `:create` of any).
+    pub fn copy(
+        &mut self,
+        mailbox: Option<&[u8]>,
+        flags: Option<Flags>,
+        create: bool,
+    ) -> Result<(), PlanError> {
+        let same = self.entries().find_map(|e| match e {
+            Entry::Copy(c) if c.mailbox == mailbox => Some(c),
+            _ => None,
+        });
+        if let Some(c) = same {
+            // Rebuild with that copy updated in place.
+            let mut out = Plan::new();
+            for e in self.entries() {
+                match e {
+                    Entry::Copy(o) if o.index == c.index => {
+                        out.push(COPY, o.create || create, flags, o.mailbox.unwrap_or(b""))
+                    }
+                    Entry::Copy(o) => out.push(COPY, o.create, o.flags, o.mailbox.unwrap_or(b"")),
+                    Entry::Redirect { address, .. } => out.push(REDIRECT, false, None, address),
+                }?;
+            }
+            // An empty name means INBOX in the internal form: keep that distinction.
+            *self = out;
+            return Ok(());
+        }
+        self.push(COPY, create, flags, mailbox.unwrap_or(b""))
+    }
+
+    /// Adds a redirect to `address`; a second redirect to the same address is merged.
+    pub fn redirect(&mut self, address: &[u8]) -> Result<(), PlanError> {
+        if self
+            .entries()
+            .any(|e| matches!(e, Entry::Redirect { address: a, .. } if a == address))
+        {
+            return Ok(());
+        }
+        self.push(REDIRECT, false, None, address)
+    }
+
+    /// The actions, in order.
+    pub fn entries(&self) -> Entries<'_> {
+        Entries {
+            bytes: &self.bytes,
+            index: 0,
+        }
+    }
+
+    /// The copies, in order.
+    pub fn copies(&self) -> impl Iterator<Item = Copy<'_>> {
+        self.entries().filter_map(|e| match e {
+            Entry::Copy(c) => Some(c),
+            _ => None,
+        })
+    }
+
+    /// The record's bytes: a magic line, one line per action with its names in hex, and a
+    /// checksum line over everything before it.
+    pub fn encode(&self, out: &mut heapless::Vec<u8, RECORD_MAX>) {
+        out.clear();
+        let _ = out.extend_from_slice(MAGIC);
+        let mut line = heapless::String::<128>::new();
+        let hex = |out: &mut heapless::Vec<u8, RECORD_MAX>, data: &[u8]| {
+            const H: &[u8; 16] = b"0123456789abcdef";
+            if data.is_empty() {
+                let _ = out.push(b'-');
+            }
+            for b in data {
+                let _ = out.extend_from_slice(&[H[(b >> 4) as usize], H[(b & 15) as usize]]);
+            }
+        };
+        for e in self.entries() {
+            line.clear();
+            match e {
+                Entry::Copy(c) => {
+                    let _ = write!(line, "copy {} ", c.create as u8);
+                    match c.flags {
+                        Some(f) => {
+                            let _ = write!(line, ":{f} ");
+                        }
+                        None => {
+                            let _ = line.push_str("- ");
+                        }
+                    }
+                    let _ = out.extend_from_slice(line.as_bytes());
+                    hex(out, c.mailbox.unwrap_or(b""));
+                }
+                Entry::Redirect { address, .. } => {
+                    let _ = out.extend_from_slice(b"redirect ");
+                    hex(out, address);
+                }
+            }
+            let _ = out.push(b'\n');
+        }
+        let sum = checksum(out);
+        line.clear();
+        let _ = writeln!(line, "end *{sum:08x}");
+        let _ = out.extend_from_slice(line.as_bytes());
+    }
+
+    /// Reads a record written by [`Plan::encode`]; None when it does not verify (torn).
+    pub fn decode(record: &[u8]) -> Option<Plan> {
+        let body_end = record
+            .strip_suffix(b"\n")?
+            .iter()
+            .rposition(|&b| b == b'\n')?
+            + 1;
+        let (body, end) = record.split_at(body_end);
+        let end = end.strip_prefix(b"end *")?.strip_suffix(b"\n")?;
+        if end.len() != 8
+            || u32::from_str_radix(core::str::from_utf8(end).ok()?, 16).ok()? != checksum(body)
+        {
+            return None;
+        }
+        let mut plan = Plan::new();
+        let mut lines = body.strip_prefix(MAGIC)?.split(|&b| b == b'\n');
+        let mut name = [0u8; PLAN_MAX];
+        for line in &mut lines {
+            if line.is_empty() {
+                continue;
+            }
+            let mut f = line.split(|&b| b == b' ');
+            match f.next()? {
+                b"copy" => {
+                    let create = match f.next()? {
+                        b"0" => false,
+                        b"1" => true,
+                        _ => return None,
+                    };
+                    let flags = match f.next()? {
+                        b"-" => None,
+                        x => Some(
+                            Flags::parse(core::str::from_utf8(x.strip_prefix(b":")?).ok()?).ok()?,
+                        ),
+                    };
+                    let n = unhex(f.next()?, &mut name)?;
+                    let mailbox = (n > 0).then_some(&name[..n]);
+                    plan.push(COPY, create, flags, mailbox.unwrap_or(b""))
+                        .ok()?;
+                }
+                b"redirect" => {
+                    let n = unhex(f.next()?, &mut name)?;
+                    plan.push(REDIRECT, false, None, &name[..n]).ok()?;
+                }
+                _ => return None,
+            }
+            if f.next().is_some() {
+                return None;
+            }
+        }
+        Some(plan)
+    }
+}
+
+fn checksum(data: &[u8]) -> u32 {
+    let d = Sha256::digest(data);
+    u32::from_be_bytes([d[0], d[1], d[2], d[3]])
+}
+
+fn unhex(s: &[u8], out: &mut [u8]) -> Option<usize> {
+    if s == b"-" {
+        return Some(0);
+    }
+    if s.len() % 2 != 0 || s.len() / 2 > out.len() {
+        return None;
+    }
+    let v = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    for (i, p) in s.chunks(2).enumerate() {
+        out[i] = v(p[0])? << 4 | v(p[1])?;
+    }
+    Some(s.len() / 2)
+}
+
+/// The actions of a [`Plan`].
+pub struct Entries<'a> {
+    bytes: &'a [u8],
+    index: usize,
+}
+
+impl<'a> Iterator for Entries<'a> {
+    type Item = Entry<'a>;
+
+    fn next(&mut self) -> Option<Entry<'a>> {
+        let b = self.bytes;
+        if b.len() < 4 {
+            return None;
+        }
+        let (kind, create, has_flags, n) = (b[0], b[1] != 0, b[2] != 0, b[3] as usize);
+        let letters = &b[4..4 + n];
+        let len = u16::from_le_bytes([b[4 + n], b[5 + n]]) as usize;
+        let data = &b[6 + n..6 + n + len];
+        self.bytes = &b[6 + n + len..];
+        let index = self.index;
+        self.index += 1;
+        Some(match kind {
+            COPY => {
+                let mut flags = Flags::EMPTY;
+                for &l in letters {
+                    let _ = flags.insert(l);
+                }
+                Entry::Copy(Copy {
+                    index,
+                    mailbox: (!data.is_empty()).then_some(data),
+                    flags: has_flags.then_some(flags),
+                    create,
+                })
+            }
+            _ => Entry::Redirect {
+                index,
+                address: data,
+            },
+        })
+    }
+}
+
+/// How [`begin`] found the unit.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Begun {
+    /// No record: the decided plan was recorded.
+    Fresh,
+    /// A record of an earlier attempt: its plan is the one to finish.
+    Resumed,
+}
+
+/// Opens the unit `unit` in the root maildir `fs`: reads its record if an earlier attempt
+/// left one (a retry), else writes `decided` as the record, flushed with its directory
+/// (`sync`), before anything is published. Gives the plan to perform.
+pub fn begin<F: Fs + ?Sized>(
+    fs: &mut F,
+    unit: &Key,
+    decided: Plan,
+    sync: bool,
+) -> Result<(Plan, Begun), Error> {
+    let name = unit.entry_name();
+    let mut buf = heapless::Vec::<u8, RECORD_MAX>::new();
+    let _ = buf.resize(RECORD_MAX, 0);
+    match fs.read_file(Dir::Root, &name, &mut buf) {
+        Ok(n) => {
+            if let Some(plan) = Plan::decode(&buf[..n]) {
+                return Ok((plan, Begun::Resumed));
+            }
+            // Torn before it was flushed: no copy began after it; written anew.
+            fs.unlink(Dir::Root, &name)
+                .or_else(|e| {
+                    if e == ErrorKind::NotFound {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })
+                .map_err(|e| Error::new(e, Phase::Dedup))?;
+        }
+        Err(ErrorKind::NotFound) => {}
+        Err(e) => return Err(Error::new(e, Phase::Dedup)),
+    }
+    decided.encode(&mut buf);
+    let io = |e| Error::new(e, Phase::Dedup);
+    let mut file = match fs.create(Dir::Root, &name, true) {
+        Ok(f) => f,
+        // Another attempt of this unit at the same moment: its plan stands once written.
+        Err(ErrorKind::Exists) => return Err(Error::new(ErrorKind::Busy, Phase::Dedup)),
+        Err(e) => return Err(io(e)),
+    };
+    let mut done = 0;
+    let written = loop {
+        if done == buf.len() {
+            break Ok(());
+        }
+        match fs.write(&mut file, &buf[done..]) {
+            Ok(0) => break Err(ErrorKind::Io),
+            Ok(k) => done += k,
+            Err(ErrorKind::Interrupted) => {}
+            Err(e) => break Err(e),
+        }
+    };
+    let synced = written.and_then(|()| {
+        if sync {
+            fs.sync_file(&mut file)
+        } else {
+            Ok(())
+        }
+    });
+    let closed = fs.close(file);
+    if let Err(e) = synced.and(closed) {
+        let _ = fs.unlink(Dir::Root, &name);
+        return Err(io(e));
+    }
+    if sync {
+        fs.sync_dir(Dir::Root).map_err(io)?;
+    }
+    Ok((decided, Begun::Fresh))
+}
+
+/// Whether redirect `key`'s marker exists (it was sent in an earlier attempt).
+pub fn redirect_sent<F: Fs + ?Sized>(fs: &mut F, key: &Key) -> Result<bool, Error> {
+    match fs.stat(Dir::Root, &key.entry_name()) {
+        Ok(_) => Ok(true),
+        Err(ErrorKind::NotFound) => Ok(false),
+        Err(e) => Err(Error::new(e, Phase::Dedup)),
+    }
+}
+
+/// Records that redirect `key` was sent: its marker created and (with `sync`) flushed.
+pub fn mark_sent<F: Fs + ?Sized>(fs: &mut F, key: &Key, sync: bool) -> Result<(), Error> {
+    let io = |e| Error::new(e, Phase::Dedup);
+    match fs.create(Dir::Root, &key.entry_name(), false) {
+        Ok(f) => fs.close(f).map_err(io)?,
+        Err(e) => return Err(io(e)),
+    }
+    if sync {
+        fs.sync_dir(Dir::Root).map_err(io)?;
+    }
+    Ok(())
+}
+
+/// What performing one copy gave.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum CopyDone {
+    /// Stored now.
+    Stored,
+    /// Stored by an earlier attempt (a suppressed duplicate).
+    Already,
+}
+
+/// What the driver does for a unit: the root maildir (where the record and the redirect
+/// markers live), each copy (one composed MTA delivery with the duplicate index keyed by the
+/// given key), and each redirect.
+pub trait Performer {
+    /// The root maildir.
+    type Fs: Fs + ?Sized;
+    /// The root maildir, for the record and the markers.
+    fn root(&mut self) -> &mut Self::Fs;
+    /// Stores `copy`, with the duplicate index keyed by `key`. A folder that is missing
+    /// (and not `:create`) is `Err` with [`ErrorKind::NotFound`] in [`Phase::Open`].
+    fn copy(&mut self, copy: &Copy<'_>, key: Key) -> Result<CopyDone, Error>;
+    /// Sends the message to `address` (through the MTA).
+    fn redirect(&mut self, index: usize, address: &[u8]) -> Result<(), Error>;
+    /// Whether the record and markers are flushed (false in a no-fsync run).
+    fn sync(&self) -> bool {
+        true
+    }
+}
+
+/// What a unit did, action by action (in plan order): `Ok` for done, the error otherwise.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Performed {
+    /// How the unit was found.
+    pub begun: Begun,
+    /// The plan performed (the recorded one on a retry).
+    pub plan: Plan,
+    /// Per action: what happened.
+    pub results: heapless::Vec<Result<Done, Error>, 64>,
+}
+
+/// One action's result.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Done {
+    /// A copy stored now, or before.
+    Copy(CopyDone),
+    /// A copy whose folder was missing, stored into INBOX instead (the implicit keep that
+    /// RFC 5228 2.10.6 falls back to after a failed action).
+    IntoInbox(CopyDone),
+    /// A redirect sent now.
+    Sent,
+    /// A redirect sent by an earlier attempt.
+    AlreadySent,
+}
+
+impl Performed {
+    /// The first failure, if any (the unit is then incomplete: the MTA's retry finishes it).
+    pub fn first_error(&self) -> Option<Error> {
+        self.results.iter().find_map(|r| r.err())
+    }
+}
+
+/// Performs the unit `unit` whose script decided `decided`: [`begin`], then every copy and
+/// every redirect of the plan to perform, in order. A failing action does not stop the
+/// others; the unit is complete when every action succeeded, else the MTA's retry finishes
+/// it (see the module documentation). The error is [`begin`]'s: nothing was done.
+pub fn perform<P: Performer + ?Sized>(
+    p: &mut P,
+    unit: &Key,
+    decided: Plan,
+) -> Result<Performed, Error> {
+    let sync = p.sync();
+    let (plan, begun) = begin(p.root(), unit, decided, sync)?;
+    let mut results = heapless::Vec::new();
+    // A copy whose folder is missing goes to INBOX under the INBOX copy's key when there is
+    // one (so the two merge into one), else under its own.
+    let inbox = plan.copies().find(|c| c.mailbox.is_none()).map(|c| c.index);
+    for e in plan.entries() {
+        let r = match e {
+            Entry::Copy(c) => match p.copy(&c, copy_key(unit, c.index)) {
+                Err(err)
+                    if err.kind == ErrorKind::NotFound
+                        && err.phase == Phase::Open
+                        && c.mailbox.is_some() =>
+                {
+                    let instead = Copy { mailbox: None, ..c };
+                    let key = copy_key(unit, inbox.unwrap_or(c.index));
+                    p.copy(&instead, key).map(Done::IntoInbox)
+                }
+                r => r.map(Done::Copy),
+            },
+            Entry::Redirect { index, address } => {
+                let key = redirect_key(unit, index);
+                match redirect_sent(p.root(), &key) {
+                    Ok(true) => Ok(Done::AlreadySent),
+                    Ok(false) => p
+                        .redirect(index, address)
+                        .and_then(|()| mark_sent(p.root(), &key, sync))
+                        .map(|()| Done::Sent),
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        let _ = results.push(r);
+    }
+    Ok(Performed {
+        begun,
+        plan,
+        results,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> Plan {
+        let mut p = Plan::new();
+        p.copy(Some(b"Lists/rust"), Some(Flags::parse("FS").unwrap()), true)
+            .unwrap();
+        p.redirect(b"alice@example.org").unwrap();
+        p.copy(None, None, false).unwrap();
+        p.copy(Some("Caf\u{e9} & co".as_bytes()), Some(Flags::EMPTY), false)
+            .unwrap();
+        p
+    }
+
+    #[test]
+    fn a_record_round_trips_and_reads_as_text() {
+        let p = plan();
+        let mut rec = heapless::Vec::new();
+        p.encode(&mut rec);
+        let text = core::str::from_utf8(&rec).unwrap();
+        let lines: std::vec::Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "mdeliver-sieve-unit 1");
+        assert_eq!(lines[1], "copy 1 :FS 4c697374732f72757374");
+        assert_eq!(lines[2], "redirect 616c696365406578616d706c652e6f7267");
+        assert_eq!(lines[3], "copy 0 - -");
+        assert_eq!(lines[4], "copy 0 : 436166c3a9202620636f");
+        assert!(lines[5].starts_with("end *") && lines.len() == 6);
+        assert_eq!(Plan::decode(&rec), Some(p));
+    }
+
+    #[test]
+    fn a_torn_or_altered_record_does_not_verify() {
+        let mut rec = heapless::Vec::new();
+        plan().encode(&mut rec);
+        for cut in 0..rec.len() {
+            assert_eq!(Plan::decode(&rec[..cut]), None, "cut at {cut}");
+        }
+        for i in 0..rec.len() - 1 {
+            let mut bad = rec.clone();
+            bad[i] ^= 1;
+            assert_eq!(Plan::decode(&bad), None, "byte {i} flipped");
+        }
+    }
+
+    #[test]
+    fn copies_into_one_mailbox_merge_and_redirects_too() {
+        let mut p = Plan::new();
+        p.copy(Some(b"A"), None, false).unwrap();
+        p.copy(None, None, false).unwrap();
+        p.copy(Some(b"A"), Some(Flags::parse("S").unwrap()), true)
+            .unwrap();
+        p.redirect(b"x@y").unwrap();
+        p.redirect(b"x@y").unwrap();
+        let e: std::vec::Vec<Entry<'_>> = p.entries().collect();
+        assert_eq!(
+            e,
+            [
+                Entry::Copy(Copy {
+                    index: 0,
+                    mailbox: Some(b"A"),
+                    flags: Some(Flags::parse("S").unwrap()),
+                    create: true
+                }),
+                Entry::Copy(Copy {
+                    index: 1,
+                    mailbox: None,
+                    flags: None,
+                    create: false
+                }),
+                Entry::Redirect {
+                    index: 2,
+                    address: b"x@y"
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_plan_over_its_bound_is_refused() {
+        let mut p = Plan::new();
+        let name = [b'x'; 1000];
+        let mut n = 0;
+        let err = loop {
+            let mut nm = name;
+            nm[..4].copy_from_slice(&(n as u32).to_le_bytes().map(|b| b'a' + b % 26));
+            match p.copy(Some(&nm), None, false) {
+                Ok(()) => n += 1,
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err, PlanError::TooLarge);
+        assert!(n >= 7);
+        let mut rec = heapless::Vec::new();
+        p.encode(&mut rec);
+        assert_eq!(
+            Plan::decode(&rec),
+            Some(p),
+            "a full plan still fits its record"
+        );
+    }
+
+    #[test]
+    fn keys_differ_per_copy_and_from_the_message_keys() {
+        let u = unit_key([7; 32]);
+        let all = [
+            u,
+            copy_key(&u, 0),
+            copy_key(&u, 1),
+            redirect_key(&u, 0),
+            Key::from_content_digest([7; 32]),
+        ];
+        for i in 0..all.len() {
+            for j in i + 1..all.len() {
+                assert_ne!(all[i].entry_name(), all[j].entry_name());
+            }
+        }
+    }
+}

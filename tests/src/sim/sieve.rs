@@ -1,0 +1,600 @@
+//! A Sieve script's actions as one exactly-once unit ([`mdeliver_core::machine::unit`]) under
+//! the simulator: a plan of copies into INBOX and folders (each its own simulated maildir, as
+//! Maildir++ folders are) with flags, and redirects; a crash after every operation of the
+//! unit, in every way the persistence model (P2) allows in every maildir at once; then the
+//! MTA's retry, whose script may decide something else than the first attempt's (a
+//! `duplicate` test, an edited script). Invariant 11 ([`Invariant::UnitExactlyOnce`]) is
+//! checked after the retry, with 4, 9 and 10 and the filesystems' own (3, 7) on the way.
+//!
+//! The unit is driven by the same [`perform`] the Linux binary runs, over the composed
+//! [`Mta`] machine; the crash is a budget of operations shared by every maildir: when it runs
+//! out the process is dead (every later operation fails and changes nothing), and each
+//! maildir is then rebooted from its durable state and any subset of its pending directory
+//! operations. One deliverer: concurrency between deliverers of one key is the composed
+//! machine's (`sim_mta`).
+
+use std::cell::Cell;
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+use std::rc::Rc;
+
+use crate::sim::env::SimEnv;
+use crate::sim::fs::{Persistence, Semantics, SimDir, SimFile, SimFs};
+use crate::sim::Invariant;
+use mdeliver_core::fs::{Capabilities, Dir, EntryName, Fs, Stat};
+use mdeliver_core::machine::dedup::{DedupOptions, Key};
+use mdeliver_core::machine::deliver::{Durability, Options};
+use mdeliver_core::machine::mta::{Accepted, Mta, MtaOptions, Order};
+use mdeliver_core::machine::quota::{parse_maildirsize, CheckOptions, MAILDIRSIZE};
+use mdeliver_core::machine::run;
+use mdeliver_core::machine::unit::{self, Copy, CopyDone, Entry, Performer, Plan};
+use mdeliver_core::{Error, ErrorKind, Flags, Phase};
+
+/// A unit scenario.
+#[derive(Clone, Debug)]
+pub struct UnitScenario {
+    /// Name for reports.
+    pub name: String,
+    /// The folders that exist (maildir `i + 1` is folder `folders[i]`; maildir 0 is INBOX).
+    pub folders: Vec<&'static str>,
+    /// What the script decides on the first attempt: (folder or None for INBOX, flags).
+    pub copies: Vec<(Option<&'static str>, Option<&'static str>)>,
+    /// Redirect addresses.
+    pub redirects: Vec<&'static str>,
+    /// What the script decides on the retry, when it differs (None: the same).
+    pub retry_copies: Option<Vec<(Option<&'static str>, Option<&'static str>)>>,
+    /// With a Maildir++ quota in every maildir.
+    pub quota: bool,
+}
+
+impl UnitScenario {
+    fn plan(
+        &self,
+        copies: &[(Option<&'static str>, Option<&'static str>)],
+        redirects: bool,
+    ) -> Plan {
+        let mut p = Plan::new();
+        for (folder, flags) in copies {
+            let flags = flags.map(|f| Flags::parse(f).expect("flags"));
+            p.copy(folder.map(str::as_bytes), flags, false)
+                .expect("a small plan");
+        }
+        if redirects {
+            for r in &self.redirects {
+                p.redirect(r.as_bytes()).expect("a small plan");
+            }
+        }
+        p
+    }
+
+    fn first(&self) -> Plan {
+        self.plan(&self.copies, true)
+    }
+
+    fn retry(&self) -> Plan {
+        match &self.retry_copies {
+            Some(c) => self.plan(c, false),
+            None => self.first(),
+        }
+    }
+
+    fn world(&self) -> World {
+        let left = Rc::new(Cell::new(u64::MAX));
+        let fss = (0..=self.folders.len())
+            .map(|_| {
+                let mut fs =
+                    SimFs::new(Semantics::Posix, Capabilities::LINUX_LOCAL, Persistence::P2);
+                if self.quota {
+                    fs.seed(Dir::Root, MAILDIRSIZE, b"1000000S\n0 0\n");
+                }
+                Crashy {
+                    fs,
+                    left: left.clone(),
+                }
+            })
+            .collect();
+        World {
+            fss,
+            left,
+            sent: Vec::new(),
+            env: SimEnv::unique(1, 5),
+            quota: self.quota,
+            folders: self.folders.clone(),
+        }
+    }
+}
+
+/// The body of the unit's message.
+pub fn body() -> Vec<u8> {
+    b"Message-ID: <unit@sim>\nSubject: sieve\n\nbody\n".to_vec()
+}
+
+/// A simulated maildir whose operations draw on a budget shared by the unit: when it is
+/// spent, the process is dead and every operation fails without effect.
+struct Crashy {
+    fs: SimFs,
+    left: Rc<Cell<u64>>,
+}
+
+impl Crashy {
+    fn spend(&self) -> Result<(), ErrorKind> {
+        match self.left.get() {
+            0 => Err(ErrorKind::Io),
+            u64::MAX => Ok(()),
+            n => {
+                self.left.set(n - 1);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Fs for Crashy {
+    type File = SimFile;
+    type DirStream = SimDir;
+
+    fn capabilities(&self) -> Capabilities {
+        self.fs.capabilities()
+    }
+    fn create(&mut self, dir: Dir, name: &str, exclusive: bool) -> Result<SimFile, ErrorKind> {
+        self.spend()?;
+        self.fs.create(dir, name, exclusive)
+    }
+    fn create_anonymous(&mut self, dir: Dir) -> Result<SimFile, ErrorKind> {
+        self.spend()?;
+        self.fs.create_anonymous(dir)
+    }
+    fn file_id(&self, file: &SimFile) -> Option<(u64, u64)> {
+        self.fs.file_id(file)
+    }
+    fn write(&mut self, file: &mut SimFile, buf: &[u8]) -> Result<usize, ErrorKind> {
+        self.spend()?;
+        self.fs.write(file, buf)
+    }
+    fn sync_file(&mut self, file: &mut SimFile) -> Result<(), ErrorKind> {
+        self.spend()?;
+        self.fs.sync_file(file)
+    }
+    fn close(&mut self, file: SimFile) -> Result<(), ErrorKind> {
+        self.spend()?;
+        self.fs.close(file)
+    }
+    fn link_anonymous(&mut self, file: &SimFile, dir: Dir, name: &str) -> Result<(), ErrorKind> {
+        self.spend()?;
+        self.fs.link_anonymous(file, dir, name)
+    }
+    fn link(&mut self, from: (Dir, &str), to: (Dir, &str)) -> Result<(), ErrorKind> {
+        self.spend()?;
+        self.fs.link(from, to)
+    }
+    fn rename(
+        &mut self,
+        from: (Dir, &str),
+        to: (Dir, &str),
+        noreplace: bool,
+    ) -> Result<(), ErrorKind> {
+        self.spend()?;
+        self.fs.rename(from, to, noreplace)
+    }
+    fn unlink(&mut self, dir: Dir, name: &str) -> Result<(), ErrorKind> {
+        self.spend()?;
+        self.fs.unlink(dir, name)
+    }
+    fn stat(&mut self, dir: Dir, name: &str) -> Result<Stat, ErrorKind> {
+        self.spend()?;
+        self.fs.stat(dir, name)
+    }
+    fn sync_dir(&mut self, dir: Dir) -> Result<(), ErrorKind> {
+        self.spend()?;
+        self.fs.sync_dir(dir)
+    }
+    fn mkdir(&mut self, dir: Dir) -> Result<(), ErrorKind> {
+        self.spend()?;
+        self.fs.mkdir(dir)
+    }
+    fn open_dir(&mut self, dir: Dir) -> Result<SimDir, ErrorKind> {
+        self.spend()?;
+        self.fs.open_dir(dir)
+    }
+    fn open_folder_dir(&mut self, base: Dir, folder: &[u8], dir: Dir) -> Result<SimDir, ErrorKind> {
+        self.spend()?;
+        self.fs.open_folder_dir(base, folder, dir)
+    }
+    fn read_dir(&mut self, stream: &mut SimDir, out: &mut EntryName) -> Result<bool, ErrorKind> {
+        self.spend()?;
+        self.fs.read_dir(stream, out)
+    }
+    fn append(&mut self, dir: Dir, name: &str, data: &[u8], sync: bool) -> Result<(), ErrorKind> {
+        self.spend()?;
+        self.fs.append(dir, name, data, sync)
+    }
+    fn read_file(&mut self, dir: Dir, name: &str, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+        self.spend()?;
+        self.fs.read_file(dir, name, buf)
+    }
+    fn set_mtime(&mut self, file: &SimFile, secs: i64) -> Result<(), ErrorKind> {
+        self.spend()?;
+        self.fs.set_mtime(file, secs)
+    }
+}
+
+/// Every maildir of the unit, what was sent, and the deliverer's clock.
+struct World {
+    fss: Vec<Crashy>,
+    left: Rc<Cell<u64>>,
+    /// Redirects the MTA accepted (outside the maildirs: a crash does not undo them).
+    sent: Vec<Vec<u8>>,
+    env: SimEnv,
+    quota: bool,
+    folders: Vec<&'static str>,
+}
+
+impl World {
+    fn hash64(&self) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for f in &self.fss {
+            f.fs.hash(&mut h);
+        }
+        self.sent.hash(&mut h);
+        h.finish()
+    }
+
+    fn maildir_of(&self, mailbox: Option<&[u8]>) -> Option<usize> {
+        match mailbox {
+            None => Some(0),
+            Some(m) => self
+                .folders
+                .iter()
+                .position(|f| f.as_bytes() == m)
+                .map(|i| i + 1),
+        }
+    }
+
+    /// Reboots every maildir: `specs[i]` picks maildir `i`'s surviving pending operations.
+    fn reboot(&self, specs: &[u64]) -> World {
+        let left = Rc::new(Cell::new(u64::MAX));
+        World {
+            fss: self
+                .fss
+                .iter()
+                .zip(specs)
+                .map(|(f, &s)| Crashy {
+                    fs: f.fs.reboot(s),
+                    left: left.clone(),
+                })
+                .collect(),
+            left,
+            sent: self.sent.clone(),
+            env: self.env.clone(),
+            quota: self.quota,
+            folders: self.folders.clone(),
+        }
+    }
+}
+
+impl Performer for World {
+    type Fs = Crashy;
+
+    fn root(&mut self) -> &mut Crashy {
+        &mut self.fss[0]
+    }
+
+    fn copy(&mut self, copy: &Copy<'_>, key: Key) -> Result<CopyDone, Error> {
+        let Some(i) = self.maildir_of(copy.mailbox) else {
+            // A folder that does not exist (and no `:create` in these scenarios).
+            return Err(Error::new(ErrorKind::NotFound, Phase::Open));
+        };
+        let opts = MtaOptions {
+            delivery: Options {
+                durability: Durability::Full,
+                flags: copy.flags,
+                ..Options::default()
+            },
+            quota: self.quota.then(CheckOptions::default),
+            dedup: Some(DedupOptions {
+                poll_ms: 1_000,
+                wait_ms: 2_000,
+                gc_every: 0,
+                ..DedupOptions::default()
+            }),
+            key: Some(key),
+            order: Order::AccountFirst,
+        };
+        let fs = &mut self.fss[i];
+        fs.fs.now = self.env.secs();
+        let mut m = Mta::new(opts, fs.capabilities(), &mut self.env);
+        let body = body();
+        let mut buf = [0u8; 8192];
+        match run(&mut m, fs, &mut self.env, &mut &body[..], &mut buf)? {
+            Accepted::Stored { .. } => Ok(CopyDone::Stored),
+            Accepted::Duplicate { .. } => Ok(CopyDone::Already),
+        }
+    }
+
+    fn redirect(&mut self, _index: usize, address: &[u8]) -> Result<(), Error> {
+        // Handing the message to sendmail is one step of the unit too.
+        let r = self.fss[0].spend();
+        r.map_err(|k| Error::new(k, Phase::Publish))?;
+        self.sent.push(address.to_vec());
+        Ok(())
+    }
+}
+
+/// A broken invariant and where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnitViolation {
+    /// Which.
+    pub invariant: Invariant,
+    /// What was found.
+    pub what: String,
+    /// `unit1:crash-after=<ops>;images=<spec per maildir>` (or `-` for no crash).
+    pub schedule: String,
+}
+
+impl std::fmt::Display for UnitViolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} [{}]", self.invariant, self.what, self.schedule)
+    }
+}
+
+/// What an exploration covered and found.
+#[derive(Clone, Debug, Default)]
+pub struct UnitReport {
+    /// Runs: one per crash point, and the run without a crash.
+    pub executions: u64,
+    /// Distinct states the crash points left.
+    pub states: u64,
+    /// Crash images recovered from and checked.
+    pub crash_states: u64,
+    /// Violations.
+    pub violations: Vec<UnitViolation>,
+}
+
+/// The stored copies of the world: per maildir, (dir, flags after `:2,` or None) for every
+/// message file; `Err` for a file that is not the message.
+fn stored(w: &World) -> Result<Vec<Vec<(Dir, Option<String>)>>, (Invariant, String)> {
+    let body = body();
+    let mut v = Vec::new();
+    for (i, f) in w.fss.iter().enumerate() {
+        let mut here = Vec::new();
+        for d in [Dir::New, Dir::Cur] {
+            for (name, ino) in f.fs.names(d) {
+                if f.fs.inodes[&ino].data != body {
+                    return Err((
+                        Invariant::NoPartial,
+                        format!(
+                            "maildir {i} {}/{name} is not the complete message",
+                            d.as_str()
+                        ),
+                    ));
+                }
+                here.push((d, name.split_once(":2,").map(|x| x.1.to_string())));
+            }
+        }
+        v.push(here);
+    }
+    Ok(v)
+}
+
+/// Runs the retry on `w` (rebooted after a crash) and checks the invariants.
+fn recover(cfg: &UnitScenario, mut w: World) -> Option<(Invariant, String)> {
+    for (i, f) in w.fss.iter().enumerate() {
+        if let Some(e) = f.fs.events.first() {
+            let inv = Invariant::from_number(e.invariant).unwrap_or(Invariant::Confinement);
+            return Some((inv, format!("maildir {i}: {}", e.what)));
+        }
+    }
+    // What the retry must finish: the recorded plan if the record survived, else what its
+    // script decides now.
+    let key = unit_key();
+    let record = w.fss[0]
+        .fs
+        .contents(Dir::Root, &key.entry_name())
+        .map(<[u8]>::to_vec);
+    let expected = record
+        .as_deref()
+        .and_then(Plan::decode)
+        .unwrap_or_else(|| cfg.retry());
+    let sent_before = w.sent.len();
+    // Past every lease and clock margin of the attempt that died.
+    w.env.micros += 3_600 * 1_000_000;
+    match unit::perform(&mut w, &key, cfg.retry()) {
+        Err(e) => {
+            return Some((
+                Invariant::NoBlockingGarbage,
+                format!("the retry failed: {e}"),
+            ))
+        }
+        Ok(p) => {
+            if let Some(e) = p.first_error() {
+                return Some((
+                    Invariant::NoBlockingGarbage,
+                    format!("a retried action failed: {e}"),
+                ));
+            }
+        }
+    }
+    let stored = match stored(&w) {
+        Ok(s) => s,
+        Err(v) => return Some(v),
+    };
+    // Each maildir holds exactly the copies planned for it, each once, with its flags.
+    let mut want: Vec<Vec<(Dir, Option<String>)>> = vec![Vec::new(); w.fss.len()];
+    // A missing folder's copy goes to INBOX under the INBOX copy's key when there is one:
+    // they merge into the first stored.
+    let has_inbox = expected.copies().any(|c| c.mailbox.is_none());
+    for e in expected.entries() {
+        if let Entry::Copy(c) = e {
+            let i = w.maildir_of(c.mailbox).unwrap_or(0);
+            let slot = match c.flags {
+                Some(f) => (Dir::Cur, Some(f.to_string())),
+                None => (Dir::New, None),
+            };
+            if !(i == 0 && has_inbox && !want[0].is_empty()) {
+                want[i].push(slot);
+            }
+        }
+    }
+    for (i, (have, want)) in stored.iter().zip(&want).enumerate() {
+        let (mut h, mut wa) = (have.clone(), want.clone());
+        h.sort();
+        wa.sort();
+        if h != wa {
+            return Some((
+                Invariant::UnitExactlyOnce,
+                format!("maildir {i} holds {h:?}, the plan says {wa:?}"),
+            ));
+        }
+    }
+    // Each redirect sent at least once, and more often only if the crash fell between the
+    // MTA accepting it and its marker.
+    for e in expected.entries() {
+        if let Entry::Redirect { address, .. } = e {
+            let n = w.sent.iter().filter(|s| *s == address).count();
+            if n == 0 || n > 2 {
+                return Some((
+                    Invariant::UnitExactlyOnce,
+                    format!("a redirect was sent {n} times ({sent_before} before the crash)"),
+                ));
+            }
+        }
+    }
+    if cfg.quota {
+        for (i, f) in w.fss.iter().enumerate() {
+            let Some(data) = f.fs.contents(Dir::Root, MAILDIRSIZE) else {
+                return Some((
+                    Invariant::QuotaAgrees,
+                    format!("maildir {i}: maildirsize is gone"),
+                ));
+            };
+            let u = parse_maildirsize(data).usage;
+            let n = stored[i].len() as u64;
+            // Under-counting never; over-counting by the one copy a crash may have accounted.
+            if u.count < n || u.count > n + 1 || u.bytes < n * body().len() as u64 {
+                return Some((
+                    Invariant::QuotaAgrees,
+                    format!(
+                        "maildir {i}: maildirsize counts {} messages, {n} are stored",
+                        u.count
+                    ),
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// The unit's key (the sha256 of the message's bytes).
+pub fn unit_key() -> Key {
+    let mut k = unit::UnitKeyer::new();
+    k.feed(&body());
+    k.key()
+}
+
+/// Every maildir's reboot specs, crossed.
+fn combos(w: &World) -> Vec<Vec<u64>> {
+    let mut out = vec![Vec::new()];
+    for f in &w.fss {
+        let specs: Vec<u64> = f.fs.reboot_specs().collect();
+        out = out
+            .into_iter()
+            .flat_map(|p| {
+                specs.iter().map(move |&s| {
+                    let mut q = p.clone();
+                    q.push(s);
+                    q
+                })
+            })
+            .collect();
+        assert!(out.len() <= 1 << 16, "too many crash images");
+    }
+    out
+}
+
+/// Explores `cfg`: the unit without a crash, then crashed after each of its operations,
+/// every crash image recovered by the MTA's retry and checked.
+pub fn explore(cfg: &UnitScenario) -> UnitReport {
+    let mut report = UnitReport::default();
+    let mut seen = HashSet::new();
+    let key = unit_key();
+    // The number of operations of an uncrashed unit.
+    let mut w = cfg.world();
+    let before = w.left.get();
+    let _ = unit::perform(&mut w, &key, cfg.first());
+    assert_eq!(before, u64::MAX);
+    let mut total = 0u64;
+    loop {
+        let mut w = cfg.world();
+        w.left.set(total);
+        let _ = unit::perform(&mut w, &key, cfg.first());
+        report.executions += 1;
+        let ran_out = w.left.get() == 0;
+        if seen.insert(w.hash64()) {
+            report.states += 1;
+            for specs in combos(&w) {
+                report.crash_states += 1;
+                if let Some((invariant, what)) = recover(cfg, w.reboot(&specs)) {
+                    report.violations.push(UnitViolation {
+                        invariant,
+                        what,
+                        schedule: format!("unit1:crash-after={total};images={specs:?}"),
+                    });
+                }
+            }
+        }
+        if !ran_out {
+            // The budget was not spent: the unit finished; that was the run without a crash.
+            let mut done = cfg.world();
+            let r = unit::perform(&mut done, &key, cfg.first());
+            let ok = matches!(&r, Ok(p) if p.first_error().is_none());
+            if !ok {
+                report.violations.push(UnitViolation {
+                    invariant: Invariant::NoBlockingGarbage,
+                    what: format!("the unit failed without a crash: {r:?}"),
+                    schedule: "unit1:crash-after=-".into(),
+                });
+            }
+            break;
+        }
+        total += 1;
+    }
+    report
+}
+
+/// The scenarios of the races table and the tests.
+pub fn scenarios() -> Vec<UnitScenario> {
+    let base = UnitScenario {
+        name: "sieve unit: fileinto A, fileinto B :flags S, keep".into(),
+        folders: vec!["A", "B"],
+        copies: vec![(Some("A"), None), (Some("B"), Some("S")), (None, None)],
+        redirects: vec![],
+        retry_copies: None,
+        quota: false,
+    };
+    let three = UnitScenario {
+        name: "sieve unit: 3 fileinto (one flagged), keep, quota".into(),
+        folders: vec!["A", "B", "C"],
+        copies: vec![
+            (Some("A"), None),
+            (Some("B"), Some("FS")),
+            (Some("C"), None),
+            (None, None),
+        ],
+        quota: true,
+        ..base.clone()
+    };
+    let redirect = UnitScenario {
+        name: "sieve unit: fileinto A, keep, redirect; the retry's script decides only keep".into(),
+        copies: vec![(Some("A"), None), (None, Some("S"))],
+        redirects: vec!["x@example.org"],
+        retry_copies: Some(vec![(None, None)]),
+        ..base.clone()
+    };
+    let missing = UnitScenario {
+        name: "sieve unit: fileinto a missing folder (to INBOX), fileinto A, keep".into(),
+        folders: vec!["A"],
+        copies: vec![(Some("Gone"), None), (Some("A"), None), (None, None)],
+        ..base.clone()
+    };
+    vec![base, three, redirect, missing]
+}

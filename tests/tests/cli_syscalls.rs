@@ -1,0 +1,122 @@
+//! The system calls of one plain delivery, counted with strace (issue 14: at most 40 from
+//! `execve` to `exit_group` for the statically linked binary, as `bench/peers.sh` counts them).
+//! A count, not a timing: it does not depend on the machine's load.
+//!
+//! The test suite runs the dynamically linked debug build, whose C runtime and dynamic loader
+//! make some 40 calls before `main`, and whose std checks each descriptor it closes
+//! (`fcntl(F_GETFD)`, debug builds only). So what is counted is mdeliver's own part: from its
+//! first call (the `poll` of `cli/src/start.rs`) to `exit_group`, without those checks; the
+//! static musl build adds 4 before it (`execve`, `arch_prctl`, `set_tid_address` and the
+//! thread-local block's `mmap`). With `MDELIVER_BIN` naming a statically linked build, its
+//! whole count is checked too.
+
+mod cli_support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use cli_support::*;
+
+/// The whole budget, `execve` to `exit_group`.
+const BUDGET: usize = 40;
+/// What the static musl build's C runtime does before `main`.
+const STATIC_START: usize = 4;
+
+fn have_strace() -> bool {
+    Command::new("strace").arg("-V").output().is_ok()
+}
+
+/// The names of the system calls of one delivery of `msg` (standard input a file, as from an
+/// MTA's queue) into `md`, in order.
+fn trace(dir: &Path, md: &Path, msg: &[u8]) -> Vec<String> {
+    let input = dir.join("msg");
+    std::fs::write(&input, msg).unwrap();
+    let out = dir.join("strace.txt");
+    let st = Command::new("strace")
+        .args(["-qq", "-o"])
+        .arg(&out)
+        .arg(bin())
+        .arg(md)
+        .env_remove("MDELIVER_DISABLE")
+        .env_remove("MDELIVER_TEST_SYSLOG")
+        .stdin(std::fs::File::open(&input).unwrap())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "{st}");
+    std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains("resumed>") && !l.starts_with("+++"))
+        .map(|l| l.to_owned())
+        .collect()
+}
+
+fn name(line: &str) -> &str {
+    line.split('(').next().unwrap_or("")
+}
+
+#[test]
+fn a_plain_delivery_makes_at_most_40_system_calls() {
+    if !have_strace() {
+        eprintln!("skipped: strace is not installed (scripts/test-all.sh installs it)");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("Maildir");
+    make_maildir(&md);
+    let msg = b"From: a@example.org\nMessage-ID: <count@example.org>\nSubject: count\n\nbody\n";
+    let lines = trace(t.path(), &md, msg);
+    assert_eq!(names(&md.join("new")).len(), 1, "delivered");
+
+    let first = lines
+        .iter()
+        .position(|l| l.starts_with("poll("))
+        .expect("start.rs's poll");
+    let own: Vec<&str> = lines[first..]
+        .iter()
+        .filter(|l| !(l.starts_with("fcntl(") && l.contains("F_GETFD")))
+        .map(|l| l.as_str())
+        .collect();
+    let report = own.join("\n");
+    assert_eq!(own.last().map(|l| name(l)), Some("exit_group"), "{report}");
+    assert!(
+        own.len() + STATIC_START <= BUDGET,
+        "{} system calls from start.rs's poll to exit_group (+{STATIC_START} before main in \
+         the static build) > {BUDGET}:\n{report}",
+        own.len()
+    );
+    // What keeps it there: no allocator calls (the start-up arena), no signal handlers on the
+    // O_TMPFILE path, the mail log as one socket and one sendto to /dev/log.
+    let count = |call: &str| own.iter().filter(|l| name(l) == call).count();
+    for call in [
+        "brk",
+        "mmap",
+        "munmap",
+        "geteuid",
+        "getcwd",
+        "connect",
+        "rt_sigprocmask",
+    ] {
+        assert_eq!(count(call), 0, "{call}:\n{report}");
+    }
+    assert_eq!(count("rt_sigaction"), 1, "only SIGPIPE's:\n{report}");
+    assert_eq!(count("socket"), 1, "{report}");
+    assert!(
+        own.iter()
+            .any(|l| name(l) == "sendto" && l.contains("/dev/log")),
+        "the mail log is sent:\n{report}"
+    );
+
+    // A statically linked build (MDELIVER_BIN): the whole count, execve to exit_group.
+    let dynamic = lines[..first].iter().any(|l| l.contains(".so"));
+    if !dynamic {
+        assert!(
+            lines.len() <= BUDGET,
+            "{} system calls from execve to exit_group > {BUDGET}:\n{}",
+            lines.len(),
+            lines.join("\n")
+        );
+    }
+}

@@ -1,0 +1,268 @@
+//! `mdeliver --sieve FILE MAILDIR` through the real binary: every copy a script decides lands
+//! once (folders created with `:create`, flags in the names), redirects go through the MTA's
+//! sendmail with the exact arguments and bytes, a retry of a completed or half-done unit adds
+//! nothing and follows the recorded plan, and the script's own mistakes and decisions give the
+//! exit codes and RFC 3463 lines an MTA needs.
+
+mod cli_support;
+
+use std::path::PathBuf;
+
+use cli_support::*;
+
+const MESSAGE: &[u8] = b"From: Alice <alice@example.net>\nTo: bob@example.org\n\
+Subject: about rust\nMessage-ID: <m1@example.net>\n\nhello\n";
+
+/// What each copy holds: the message with the trace fields of `--return-path` and
+/// `--delivered-to`.
+fn stored_bytes() -> Vec<u8> {
+    let mut v = b"Return-Path: <alice@example.net>\nDelivered-To: bob@example.org\n".to_vec();
+    v.extend_from_slice(MESSAGE);
+    v
+}
+
+struct Site {
+    dir: tempfile::TempDir,
+    maildir: PathBuf,
+    script: PathBuf,
+    sendmail: PathBuf,
+}
+
+/// A temporary directory with a maildir path, a script and a fake sendmail that records its
+/// arguments (one per line) and its standard input in `sent.N.argv` / `sent.N.stdin`, and
+/// fails (exit 75) while a file `sendmail-down` exists.
+fn site(script: &str) -> Site {
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("Maildir");
+    let script_path = dir.path().join("filter.sieve");
+    std::fs::write(&script_path, script).unwrap();
+    let sendmail = dir.path().join("sendmail");
+    let d = dir.path().display();
+    std::fs::write(
+        &sendmail,
+        format!(
+            "#!/bin/sh\n[ -e {d}/sendmail-down ] && exit 75\n\
+             n=$(ls {d} | grep -c '^sent\\..*\\.argv$')\n\
+             printf '%s\\n' \"$@\" > {d}/sent.$n.argv\ncat > {d}/sent.$n.stdin\n"
+        ),
+    )
+    .unwrap();
+    let mut perm = std::fs::metadata(&sendmail).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(&sendmail, perm).unwrap();
+    Site {
+        dir,
+        maildir,
+        script: script_path,
+        sendmail,
+    }
+}
+
+impl Site {
+    fn deliver(&self, extra: &[&str]) -> Run {
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+            if self.maildir.exists() { &"-v" } else { &"-c" },
+            &"-v",
+            &"--return-path=alice@example.net",
+            &"--delivered-to=bob@example.org",
+            &"--sieve",
+            &self.script,
+            &"--sendmail",
+            &self.sendmail,
+        ];
+        for e in extra {
+            args.push(e);
+        }
+        args.push(&self.maildir);
+        run(&args, MESSAGE, &[("MDELIVER_TEST_DEDUP_LEASE", "1")])
+    }
+
+    /// Every message file of the maildir and its folders: (folder, dir, flags) → contents,
+    /// the folder `""` for INBOX.
+    fn stored(&self) -> Vec<(String, String, String, Vec<u8>)> {
+        let mut v = Vec::new();
+        let mut folders = vec![(String::new(), self.maildir.clone())];
+        for n in names(&self.maildir) {
+            if n.starts_with('.') && self.maildir.join(&n).is_dir() {
+                folders.push((n.clone(), self.maildir.join(&n)));
+            }
+        }
+        for (f, path) in folders {
+            for d in ["new", "cur"] {
+                for (name, bytes) in contents(&path.join(d)) {
+                    let flags = name.split_once(":2,").map(|x| x.1).unwrap_or("-");
+                    v.push((f.clone(), d.to_string(), flags.to_string(), bytes));
+                }
+            }
+            assert_eq!(names(&path.join("tmp")), Vec::<String>::new(), "{f} tmp/");
+        }
+        v.sort();
+        v
+    }
+
+    fn sent(&self) -> Vec<(String, Vec<u8>)> {
+        let mut v = Vec::new();
+        for n in 0.. {
+            let argv = self.dir.path().join(format!("sent.{n}.argv"));
+            let Ok(a) = std::fs::read_to_string(&argv) else {
+                break;
+            };
+            let stdin = std::fs::read(self.dir.path().join(format!("sent.{n}.stdin"))).unwrap();
+            v.push((a, stdin));
+        }
+        v
+    }
+}
+
+const SCRIPT: &str = "\
+require [\"fileinto\", \"copy\", \"imap4flags\", \"mailbox\"];
+if header :contains \"subject\" \"rust\" {
+  fileinto :copy :create :flags [\"\\\\Seen\", \"\\\\Flagged\"] \"Lists/Rust\";
+  fileinto :copy :create \"Archive\";
+  redirect :copy \"phone@example.org\";
+}
+keep;
+";
+
+fn decided(stored: &[u8]) -> Vec<(String, String, String, Vec<u8>)> {
+    vec![
+        (String::new(), "new".into(), "-".into(), stored.to_vec()),
+        (".Archive".into(), "new".into(), "-".into(), stored.to_vec()),
+        (
+            ".Lists.Rust".into(),
+            "cur".into(),
+            "FS".into(),
+            stored.to_vec(),
+        ),
+    ]
+}
+
+#[test]
+fn every_decided_copy_and_redirect_happens_once_and_a_retry_adds_nothing() {
+    let s = site(SCRIPT);
+    let r = s.deliver(&[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(s.stored(), decided(&stored_bytes()));
+    let sent = s.sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(
+        sent[0].0,
+        "-i\n-f\nalice@example.net\n--\nphone@example.org\n"
+    );
+    assert_eq!(
+        sent[0].1, MESSAGE,
+        "the redirect sends the message as received"
+    );
+    // The folders were created and subscribed.
+    let subs = std::fs::read_to_string(s.maildir.join("subscriptions")).unwrap();
+    assert!(
+        subs.contains("Lists\tRust") && subs.contains("Archive"),
+        "{subs:?}"
+    );
+
+    // The MTA did not hear of the success and delivers again: nothing more is stored or sent.
+    let r = s.deliver(&[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(s.stored(), decided(&stored_bytes()));
+    assert_eq!(s.sent().len(), 1);
+    insta::assert_snapshot!(
+        normalize(&r.stderr, s.dir.path()).lines().filter(|l| !l.contains("suppressed")).collect::<Vec<_>>().join("\n"),
+        @"mdeliver: [TMP]/Maildir: finishing the actions an earlier attempt recorded"
+    );
+}
+
+#[test]
+fn a_half_done_unit_is_finished_by_the_retry_as_recorded_even_if_the_script_changed() {
+    let s = site(SCRIPT);
+    std::fs::write(s.dir.path().join("sendmail-down"), "").unwrap();
+    let r = s.deliver(&[]);
+    assert_eq!(r.code, 75, "a failed redirect defers: {r:?}");
+    assert!(
+        r.stderr.starts_with("4."),
+        "the status line comes first: {r:?}"
+    );
+    assert_eq!(
+        s.stored(),
+        decided(&stored_bytes()),
+        "the copies are stored"
+    );
+    assert!(s.sent().is_empty());
+
+    // The script now decides something else; the retry still finishes the recorded unit.
+    std::fs::write(&s.script, "discard;\n").unwrap();
+    std::fs::remove_file(s.dir.path().join("sendmail-down")).unwrap();
+    let r = s.deliver(&[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(s.stored(), decided(&stored_bytes()));
+    assert_eq!(s.sent().len(), 1, "the redirect is sent by the retry, once");
+    let r = s.deliver(&[]);
+    assert_eq!((r.code, s.sent().len()), (0, 1));
+}
+
+#[test]
+fn a_missing_folder_without_create_is_stored_once_into_inbox() {
+    // (Without -c: with it, mdeliver creates missing folders as it does for --folder.)
+    let s = site("require \"fileinto\";\nfileinto \"Nowhere\";\nkeep;\n");
+    make_maildir(&s.maildir);
+    let r = s.deliver(&[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let inbox_once = vec![(String::new(), "new".into(), "-".into(), stored_bytes())];
+    assert_eq!(s.stored(), inbox_once, "merged with the keep");
+    assert!(!s.maildir.join(".Nowhere").exists());
+    assert!(r.stderr.contains("stored into INBOX instead"), "{r:?}");
+}
+
+#[test]
+fn discard_stores_nothing_and_succeeds() {
+    let s = site("discard;\n");
+    let r = s.deliver(&[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(s.stored(), vec![]);
+}
+
+#[test]
+fn a_broken_script_defers_with_its_line_and_column_and_stores_nothing() {
+    let s = site("require \"fileinto\";\nif true {\n  filinto \"a\";\n}\n");
+    let r = s.deliver(&[]);
+    assert_eq!(r.code, 75, "{r:?}");
+    insta::assert_snapshot!(normalize(&r.stderr, s.dir.path()), @r"
+    4.3.5 the Sieve script [TMP]/filter.sieve:3:3: unknown command
+    mdeliver: the Sieve script [TMP]/filter.sieve:3:3: unknown command (the mail is deferred until it is fixed)
+    ");
+    assert!(!s.maildir.exists(), "nothing was created");
+    std::fs::remove_file(&s.script).unwrap();
+    let r = s.deliver(&[]);
+    assert_eq!(r.code, 75, "{r:?}");
+    assert!(
+        r.stderr.starts_with("4.3.5 cannot read the Sieve script"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn reject_answers_5_7_1_with_the_reason_and_stores_nothing() {
+    let s = site("require \"reject\";\nreject text:\nNot here.\nGo away.\n.\n;\n");
+    let r = s.deliver(&[]);
+    assert_eq!(r.code, 65, "{r:?}");
+    insta::assert_snapshot!(normalize(&r.stderr, s.dir.path()), @r"
+    5.7.1 Not here.  Go away.
+    mdeliver: the Sieve script refused the message (reject): Not here.  Go away.
+    ");
+    let r = s.deliver(&["--strict-exit"]);
+    assert_eq!(r.code, 77, "{r:?}");
+    assert!(r.stderr.starts_with("5.7.1 Not here."));
+    assert!(!s.maildir.exists(), "nothing was created");
+}
+
+#[test]
+fn sieve_refuses_options_that_contradict_it() {
+    let s = site("keep;\n");
+    for extra in [&["--folder", "x"][..], &["-X", "S"], &["--dry-run"]] {
+        let r = s.deliver(extra);
+        assert_eq!(r.code, 75, "{extra:?}: {r:?}");
+        assert!(
+            r.stderr.contains("--sieve cannot be combined with"),
+            "{r:?}"
+        );
+    }
+}

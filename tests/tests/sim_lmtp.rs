@@ -1,0 +1,48 @@
+//! The LMTP server's group commit holds its promises exhaustively under P2: two sessions
+//! (two recipients and one) into one maildir, each flush run as the core plans the batch
+//! waiting at that moment, replies in RCPT order; a crash at every state, then the MTA's
+//! retry of every recipient without a 250 and a later delivery. Every acknowledged recipient
+//! is stored exactly once; with `--dedup` the retries keep every recipient at exactly once.
+//! A committer that answers directory flushes without flushing is caught.
+
+use mdeliver_tests::sim::lmtp::{explore, scenarios, LmtpScenario};
+use mdeliver_tests::sim::Invariant;
+
+#[test]
+fn every_group_commit_scenario_holds_every_invariant() {
+    for cfg in scenarios() {
+        let r = explore(&cfg);
+        assert!(
+            r.states > 100 && r.crash_states > r.states && r.executions >= 1,
+            "{}: {r:?}",
+            cfg.name
+        );
+        // The committer batched more than one request at some point.
+        assert!(r.largest_batch >= 2, "{}: {r:?}", cfg.name);
+        assert!(
+            r.violations.is_empty(),
+            "{}: {} violations, first: {}",
+            cfg.name,
+            r.violations.len(),
+            r.violations[0]
+        );
+    }
+}
+
+#[test]
+fn a_reply_sent_before_its_name_is_durable_is_caught() {
+    let mut cfg = LmtpScenario::new(
+        "broken: names unflushed",
+        vec![vec![0], vec![1]],
+        true,
+        false,
+    );
+    cfg.broken_names = true;
+    let r = explore(&cfg);
+    assert!(
+        r.violations
+            .iter()
+            .any(|v| v.invariant == Invariant::NoLoss),
+        "{r:?}"
+    );
+}
