@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use mdeliver_core::sieve::{
-    compile, run_with, Action, Context, Extensions, Limits, Message, MessageReader, Node, Outcome,
-    Script,
+    compile, run, run_with, Action, Context, Extensions, Limits, Message, MessageReader, Node,
+    Outcome, Script,
 };
 
 use crate::exit;

@@ -72,6 +72,10 @@ fn plan(out: &Outcome) -> Result<Plan, PlanError> {
             }
             Action::Redirect { address } => p.redirect(out.text(address))?,
             Action::Reject { .. } | Action::Discard => {}
+            // Not performed by the unit yet: recording a duplicate's key with the copies
+            // and sending the vacation reply (null sender) are the delivery's to add; until
+            // then the message is delivered as decided, without them.
+            Action::Track { .. } | Action::Vacation { .. } => {}
         }
     }
     if out.implicit_keep() {
