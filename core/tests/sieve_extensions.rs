@@ -403,8 +403,8 @@ fn vacation_replies_once_and_never_to_lists_or_robots() {
         lines,
         [
             "vacation to=alice@example.com from=- subject=Auto: café plans reason=Away \
-             mime=false irt=<m1@example.com> handle=Away<default-subject><default-from> \
-             key=vacation|Away<default-subject><default-from>|alice@example.com \
+             mime=false irt=<m1@example.com> handle=Away<default-subject><default-from><NO-MIME> \
+             key=vacation|Away<default-subject><default-from><NO-MIME>|alice@example.com \
              seconds=259200",
             "implicit keep",
         ]
