@@ -222,6 +222,8 @@ fn deliver_all<A: Adapter>(
         let source = copy.as_mut().unwrap_or(&mut input);
         // A dry run creates nothing.
         let create = args.create && !settings.dry_run;
+        // The duplicate index's entries that broke the delivery, found afterwards to name them.
+        let mut broken = Vec::new();
         let delivered = match a.open(maildir, create, keep, in_folder) {
             Err((kind, part)) => Err(Failure::Open {
                 kind,
@@ -236,6 +238,9 @@ fn deliver_all<A: Adapter>(
                 let env = a.env();
                 let (mut fs, stored) =
                     crate::envelope::deliver(fs, env, opts, settings, source, transform, &mut buf);
+                if let Err(f) = &stored {
+                    broken = crate::report::broken_index_entries(&mut fs, f);
+                }
                 let stored = stored?;
                 let kept = if keep { a.kept(&mut fs, &stored) } else { None };
                 Ok((stored, kept))
@@ -252,7 +257,7 @@ fn deliver_all<A: Adapter>(
                 }
             }
             Err(failure) => {
-                let code = outcome::failed(&mut out, args, settings, maildir, &failure);
+                let code = outcome::failed(&mut out, args, settings, maildir, &failure, &broken);
                 status = exit::worst(status, code);
                 if log {
                     let addr = settings.delivered_to.as_deref();

@@ -301,6 +301,10 @@ pub fn encode_op(op: Op<'_>, buf: &mut [u8]) -> Result<usize, WireError> {
             w.bytes(folder)?;
             w.u8(index(&DIRS, dir))?;
         }
+        Op::StatListed { name } => {
+            w.u8(22)?;
+            w.bytes(name.as_bytes())?;
+        }
         Op::NextEntry => w.u8(18)?,
         Op::CloseDir => w.u8(19)?,
         Op::SetMtime { secs } => {
@@ -388,6 +392,9 @@ pub fn decode_op(buf: &[u8]) -> Result<Op<'_>, WireError> {
             base: r.dir()?,
             folder: r.bytes()?,
             dir: r.dir()?,
+        },
+        22 => Op::StatListed {
+            name: core::str::from_utf8(r.bytes()?).map_err(|_| WireError)?,
         },
         20 => Op::SetMtime {
             secs: r.u64()? as i64,
