@@ -226,6 +226,12 @@ pub enum Op<'a> {
         /// [`Dir::New`] or [`Dir::Cur`].
         dir: Dir,
     },
+    /// Report on `name` in the directory of the open listing (the inner one while it is open:
+    /// a folder's new/ or cur/), without following symlinks ([`Fs::stat_listed`]).
+    StatListed {
+        /// A name the listing returned.
+        name: &'a str,
+    },
     /// The next name of the open listing: [`OpResult::Entry`] with the name's bytes fed, or
     /// [`OpResult::End`].
     NextEntry,
@@ -362,6 +368,9 @@ pub trait Fs {
     fn mkdir(&mut self, dir: Dir) -> Result<(), ErrorKind>;
     /// Starts listing a directory.
     fn open_dir(&mut self, dir: Dir) -> Result<Self::DirStream, ErrorKind>;
+    /// Looks at `name` in the directory `stream` lists, without following symlinks
+    /// ([`Op::StatListed`]). `Unsupported` where a listing does not know its directory.
+    fn stat_listed(&mut self, stream: &Self::DirStream, name: &str) -> Result<Stat, ErrorKind>;
     /// Starts listing `base/folder/dir` ([`Op::OpenFolderDir`]): `dir` of the Maildir++
     /// folder `folder` (one name, opened without following a symbolic link; empty: `base`
     /// itself) of the maildir `base` ([`Dir::Root`] or [`Dir::Top`]). An adapter without
@@ -669,6 +678,13 @@ where
                 OpResult::Done
             }
             Err(e) => OpResult::Err(e),
+        },
+        Op::StatListed { name } => match slots.inner.as_ref().or(slots.stream.as_ref()) {
+            Some(s) => match fs.stat_listed(s, name) {
+                Ok(s) => OpResult::Stat(s),
+                Err(e) => OpResult::Err(e),
+            },
+            None => OpResult::Err(ErrorKind::Io),
         },
         Op::NextEntry => match slots.inner.as_mut().or(slots.stream.as_mut()) {
             Some(s) => {
