@@ -595,6 +595,13 @@ impl Fs for GroupFs {
     fn open_dir(&mut self, dir: Dir) -> Result<Self::DirStream, ErrorKind> {
         self.inner.open_dir(dir)
     }
+    fn stat_listed(
+        &mut self,
+        stream: &Self::DirStream,
+        name: &str,
+    ) -> Result<mdeliver_core::fs::Stat, ErrorKind> {
+        self.inner.stat_listed(stream, name)
+    }
     fn open_folder_dir(
         &mut self,
         base: Dir,
