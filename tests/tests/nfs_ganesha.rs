@@ -157,8 +157,8 @@ struct NfsFile {
 struct NfsFs {
     rt: tokio::runtime::Runtime,
     m: Box<dyn Mount>,
-    /// Handles of the maildir and its tmp/, new/ and cur/.
-    fh: [Bytes; 4],
+    /// Handles of the maildir, its tmp/, new/ and cur/, and the directory it is in.
+    fh: [Bytes; 5],
     clock: Clock,
     /// (dir, name) -> (attributes, when fetched).
     attrs: HashMap<(Dir, String), (Stat, u64)>,
@@ -173,6 +173,7 @@ fn idx(d: Dir) -> usize {
         Dir::Tmp => 1,
         Dir::New => 2,
         Dir::Cur => 3,
+        Dir::Top => 4,
     }
 }
 
@@ -240,6 +241,7 @@ impl NfsFs {
             dir(&md_fh, "tmp")?,
             dir(&md_fh, "new")?,
             dir(&md_fh, "cur")?,
+            root,
         ];
         Ok(NfsFs {
             rt,
@@ -456,6 +458,20 @@ impl Fs for NfsFs {
         let names = r.map_err(|e| kind(&e, &mut self.counts, "readdir"))?;
         self.listings.insert(dir, (names.clone(), self.clock.ms()));
         Ok(names.into_iter())
+    }
+
+    /// No Maildir++ folders here: only the maildir itself.
+    fn open_folder_dir(
+        &mut self,
+        base: Dir,
+        folder: &[u8],
+        dir: Dir,
+    ) -> Result<Self::DirStream, ErrorKind> {
+        if base == Dir::Root && folder.is_empty() {
+            self.open_dir(dir)
+        } else {
+            Err(ErrorKind::NotFound)
+        }
     }
 
     fn read_dir(
