@@ -292,7 +292,8 @@ impl NfsFs {
 
 impl Fs for NfsFs {
     type File = NfsFile;
-    type DirStream = std::vec::IntoIter<String>;
+    /// The directory listed and the names left.
+    type DirStream = (Dir, std::vec::IntoIter<String>);
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
@@ -438,7 +439,7 @@ impl Fs for NfsFs {
         if let Some((names, at)) = self.listings.get(&dir) {
             if self.clock.ms().saturating_sub(*at) < ACDIRMIN_MS {
                 self.counts.cached_listings += 1;
-                return Ok(names.clone().into_iter());
+                return Ok((dir, names.clone().into_iter()));
             }
         }
         self.counts.rpcs += 1;
@@ -457,7 +458,11 @@ impl Fs for NfsFs {
         });
         let names = r.map_err(|e| kind(&e, &mut self.counts, "readdir"))?;
         self.listings.insert(dir, (names.clone(), self.clock.ms()));
-        Ok(names.into_iter())
+        Ok((dir, names.into_iter()))
+    }
+
+    fn stat_listed(&mut self, stream: &Self::DirStream, name: &str) -> Result<Stat, ErrorKind> {
+        self.stat(stream.0, name)
     }
 
     /// No Maildir++ folders here: only the maildir itself.
@@ -479,7 +484,7 @@ impl Fs for NfsFs {
         stream: &mut Self::DirStream,
         out: &mut EntryName,
     ) -> Result<bool, ErrorKind> {
-        match stream.next() {
+        match stream.1.next() {
             None => Ok(false),
             Some(n) => {
                 out.clear();
