@@ -560,7 +560,8 @@ impl Server {
             let pkgs = need.join(" ");
             let ok = sh(&format!(
                 "export DEBIAN_FRONTEND=noninteractive; timeout 600 sh -c 'apt-get install -y -qq \
-                 {pkgs} || (apt-get update -qq && apt-get install -y -qq {pkgs})'"
+                 -o DPkg::Lock::Timeout=300 {pkgs} || (apt-get update -qq && apt-get install -y \
+                 -qq -o DPkg::Lock::Timeout=300 {pkgs})'"
             ));
             if !ok {
                 return Err(format!("cannot install {pkgs} (apt-get failed)"));
