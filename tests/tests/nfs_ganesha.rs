@@ -3,7 +3,10 @@
 //! pure-Rust NFS client `nfs-rs` from two "hosts" (two client instances, each in its own
 //! network namespace: one over NFSv3, one over NFSv4.1) into one export, the `Exclusive` and
 //! the `Locked` strategies side by side, with TCP resets (iptables in the server's namespace)
-//! so that lost replies are retransmitted and ganesha's duplicate request cache answers them.
+//! so that lost replies are retransmitted and ganesha's duplicate request cache answers them,
+//! and ganesha SIGKILLed and restarted (that cache and the NFSv4.1 sessions lost). Deliveries
+//! are retried like an MTA's; every message must be stored exactly once with `Locked`. What
+//! `Exclusive` did is printed (`--nocapture`), not asserted: it is the experiment.
 //!
 //! `nfs-rs` caches nothing; the adapter models the kernel client's attribute cache with its
 //! default windows on the test's own clock (each host's clock advances only by the delivery
@@ -835,7 +838,7 @@ fn check(md: &Path) -> (BTreeMap<(usize, usize), usize>, Vec<String>) {
 }
 
 #[test]
-fn two_hosts_over_v3_and_v4_1_exclusive_and_locked_under_tcp_resets() {
+fn two_hosts_over_v3_and_v4_1_exclusive_and_locked_under_resets_and_restarts() {
     let srv = match Server::start(&["h0", "h1"]) {
         Ok(s) => s,
         Err(why) => {
