@@ -12,7 +12,7 @@ struct EvenKeys;
 
 impl Seen for EvenKeys {
     fn seen(&self, key: &[u8]) -> bool {
-        key.len() % 2 == 0
+        key.len().is_multiple_of(2)
     }
 }
 
@@ -155,8 +155,14 @@ pub fn sieve_run(data: &[u8]) {
     assert!(vacations <= 1 && !(vacations == 1 && rejects == 1));
     for a in out.actions() {
         if let Action::Vacation { to, key, .. } = *a {
-            assert!(!out.text(to).is_empty(), "a vacation reply to the null sender");
-            assert!(!EvenKeys.seen(out.text(key)), "a vacation reply already sent");
+            assert!(
+                !out.text(to).is_empty(),
+                "a vacation reply to the null sender"
+            );
+            assert!(
+                !EvenKeys.seen(out.text(key)),
+                "a vacation reply already sent"
+            );
         }
     }
     let _ = RuntimeError::BudgetExhausted.to_string();

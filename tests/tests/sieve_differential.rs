@@ -1607,13 +1607,22 @@ fn vacation_agrees_with_pigeonhole() {
         let mut cmd = String::from("vacation");
         let mut tags: Vec<String> = Vec::new();
         if r.chance(70) {
-            tags.push(format!(" :days {}", r.pick(&["0", "1", "3", "7", "30", "100"])));
+            tags.push(format!(
+                " :days {}",
+                r.pick(&["0", "1", "3", "7", "30", "100"])
+            ));
         }
         if r.chance(50) {
-            tags.push(format!(" :subject \"{}\"", r.pick(&["Away", "Out of office", "re: x"])));
+            tags.push(format!(
+                " :subject \"{}\"",
+                r.pick(&["Away", "Out of office", "re: x"])
+            ));
         }
         if r.chance(40) {
-            tags.push(format!(" :from \"{}\"", r.pick(&["me@example.org", "Bob <bob@example.org>"])));
+            tags.push(format!(
+                " :from \"{}\"",
+                r.pick(&["me@example.org", "Bob <bob@example.org>"])
+            ));
         }
         if r.chance(30) {
             tags.push(" :addresses [\"bob@example.org\", \"b@x.test\"]".to_string());
@@ -1694,19 +1703,29 @@ fn vacation_agrees_with_pigeonhole() {
                     got.insert(format!("from {}", t(f).trim()));
                 }
                 got.insert(format!("handle {}", t(handle).replace("\r\n", "\n").trim()));
-                got.insert(format!("body {:?}", t(reason).replace("\r\n", "\n").trim_end_matches('\n')));
+                got.insert(format!(
+                    "body {:?}",
+                    t(reason).replace("\r\n", "\n").trim_end_matches('\n')
+                ));
             }
         }
         // sieve-test prints the body without its last line end.
         let want: BTreeSet<String> = want
             .into_iter()
             .map(|w| match w.strip_prefix("body ") {
-                Some(b) => format!("body {:?}", b.trim_matches('"').replace("\\n", "\n").trim_end_matches('\n')),
+                Some(b) => format!(
+                    "body {:?}",
+                    b.trim_matches('"')
+                        .replace("\\n", "\n")
+                        .trim_end_matches('\n')
+                ),
                 None => w,
             })
             .collect();
         if got != want {
-            mismatches.push(format!("{src}\n{msg}\nPigeonhole: {want:?}\nours:       {got:?}"));
+            mismatches.push(format!(
+                "{src}\n{msg}\nPigeonhole: {want:?}\nours:       {got:?}"
+            ));
         }
     }
     eprintln!(
