@@ -20,6 +20,8 @@ use crate::maildir::flags::Flags;
 use crate::sieve::{Action, Outcome};
 
 /// What the script decided for the message.
+// Made once per message and matched at once: there is no heap to box the plan in.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Decision<'o> {
     /// Store and send these, as one unit.

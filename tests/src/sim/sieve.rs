@@ -353,7 +353,10 @@ pub struct UnitReport {
 
 /// The stored copies of the world: per maildir, (dir, flags after `:2,` or None) for every
 /// message file; `Err` for a file that is not the message.
-fn stored(w: &World) -> Result<Vec<Vec<(Dir, Option<String>)>>, (Invariant, String)> {
+/// Per maildir, where each stored copy is and its flags.
+type Copies = Vec<Vec<(Dir, Option<String>)>>;
+
+fn stored(w: &World) -> Result<Copies, (Invariant, String)> {
     let body = body();
     let mut v = Vec::new();
     for (i, f) in w.fss.iter().enumerate() {
@@ -420,7 +423,7 @@ fn recover(cfg: &UnitScenario, mut w: World) -> Option<(Invariant, String)> {
         Err(v) => return Some(v),
     };
     // Each maildir holds exactly the copies planned for it, each once, with its flags.
-    let mut want: Vec<Vec<(Dir, Option<String>)>> = vec![Vec::new(); w.fss.len()];
+    let mut want: Copies = vec![Vec::new(); w.fss.len()];
     // A missing folder's copy goes to INBOX under the INBOX copy's key when there is one:
     // they merge into the first stored.
     let has_inbox = expected.copies().any(|c| c.mailbox.is_none());
