@@ -736,6 +736,10 @@ impl Fs for SimFs {
         })
     }
 
+    fn stat_listed(&mut self, stream: &SimDir, name: &str) -> Result<Stat, ErrorKind> {
+        self.stat(stream.dir, name)
+    }
+
     /// The simulated maildir has no folders and no top above it: only its own new/ and cur/.
     fn open_folder_dir(&mut self, base: Dir, folder: &[u8], dir: Dir) -> Result<SimDir, ErrorKind> {
         if base == Dir::Root && folder.is_empty() {
