@@ -20,7 +20,7 @@ use crate::maildir::flags::Flags;
 use crate::sieve::{Action, Outcome};
 
 /// What the script decided for the message.
-// Made once per message and matched at once: there is no heap to box the plan in.
+// The plan is held inline: the core has no allocator, and one decision exists per message.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Decision<'o> {

@@ -197,13 +197,13 @@ impl Fs for Crashy {
         self.spend()?;
         self.fs.open_dir(dir)
     }
-    fn stat_listed(&mut self, stream: &SimDir, name: &str) -> Result<Stat, ErrorKind> {
-        self.spend()?;
-        self.fs.stat_listed(stream, name)
-    }
     fn open_folder_dir(&mut self, base: Dir, folder: &[u8], dir: Dir) -> Result<SimDir, ErrorKind> {
         self.spend()?;
         self.fs.open_folder_dir(base, folder, dir)
+    }
+    fn stat_listed(&mut self, stream: &SimDir, name: &str) -> Result<Stat, ErrorKind> {
+        self.spend()?;
+        self.fs.stat_listed(stream, name)
     }
     fn read_dir(&mut self, stream: &mut SimDir, out: &mut EntryName) -> Result<bool, ErrorKind> {
         self.spend()?;
@@ -357,10 +357,10 @@ pub struct UnitReport {
 
 /// The stored copies of the world: per maildir, (dir, flags after `:2,` or None) for every
 /// message file; `Err` for a file that is not the message.
-/// Per maildir, where each stored copy is and its flags.
-type Copies = Vec<Vec<(Dir, Option<String>)>>;
+/// Each maildir's stored messages: where each is, and its flags.
+type Stored = Vec<Vec<(Dir, Option<String>)>>;
 
-fn stored(w: &World) -> Result<Copies, (Invariant, String)> {
+fn stored(w: &World) -> Result<Stored, (Invariant, String)> {
     let body = body();
     let mut v = Vec::new();
     for (i, f) in w.fss.iter().enumerate() {
@@ -427,7 +427,7 @@ fn recover(cfg: &UnitScenario, mut w: World) -> Option<(Invariant, String)> {
         Err(v) => return Some(v),
     };
     // Each maildir holds exactly the copies planned for it, each once, with its flags.
-    let mut want: Copies = vec![Vec::new(); w.fss.len()];
+    let mut want: Stored = vec![Vec::new(); w.fss.len()];
     // A missing folder's copy goes to INBOX under the INBOX copy's key when there is one:
     // they merge into the first stored.
     let has_inbox = expected.copies().any(|c| c.mailbox.is_none());
