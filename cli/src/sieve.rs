@@ -246,7 +246,10 @@ pub fn render(out: &Outcome) -> String {
                 o,
                 "vacation to \"{}\"{} subject \"{}\"{} handle \"{}\" for {seconds} s: \"{}\"",
                 s(to).escape_debug(),
-                from.map_or(String::new(), |f| format!(" from \"{}\"", s(f).escape_debug())),
+                from.map_or(String::new(), |f| format!(
+                    " from \"{}\"",
+                    s(f).escape_debug()
+                )),
                 s(subject).escape_debug(),
                 if mime { " :mime" } else { "" },
                 s(handle).escape_debug(),

@@ -374,7 +374,14 @@ fn duplicate_tracks_unseen_ids_and_reports_seen_ones() {
         envelope_to: b"",
     };
     let mut scratch = vec![0u8; 4096];
-    run_with(&script, &msg, &Context::NONE, &limits, &mut scratch, &mut ours);
+    run_with(
+        &script,
+        &msg,
+        &Context::NONE,
+        &limits,
+        &mut scratch,
+        &mut ours,
+    );
     for a in ours.actions() {
         if let Action::Track { key, .. } = *a {
             store.0.borrow_mut().insert(ours.text(key).to_vec());
@@ -384,7 +391,12 @@ fn duplicate_tracks_unseen_ids_and_reports_seen_ones() {
     // Seen: no new track, except :last, which refreshes its period.
     assert_eq!(
         second,
-        ["store dup", "store dup2", "track duplicate||abc 172800", "store dup3"]
+        [
+            "store dup",
+            "store dup2",
+            "track duplicate||abc 172800",
+            "store dup3"
+        ]
     );
     // A message without a Message-ID is no duplicate and is not tracked.
     let env = Env {
@@ -441,10 +453,26 @@ fn vacation_replies_once_and_never_to_lists_or_robots() {
         ("owner-list@example.com", MSG, "bob@example.org"),
         ("list-request@example.com", MSG, "bob@example.org"),
         ("bob@example.org", MSG, "bob@example.org"),
-        ("alice@example.com", b"To: bob@example.org\nAuto-Submitted: auto-replied\n\n", "bob@example.org"),
-        ("alice@example.com", b"To: bob@example.org\nList-Id: <l.example.com>\n\n", "bob@example.org"),
-        ("alice@example.com", b"To: bob@example.org\nPrecedence: bulk\n\n", "bob@example.org"),
-        ("alice@example.com", b"To: someone@example.org\n\n", "bob@example.org"),
+        (
+            "alice@example.com",
+            b"To: bob@example.org\nAuto-Submitted: auto-replied\n\n",
+            "bob@example.org",
+        ),
+        (
+            "alice@example.com",
+            b"To: bob@example.org\nList-Id: <l.example.com>\n\n",
+            "bob@example.org",
+        ),
+        (
+            "alice@example.com",
+            b"To: bob@example.org\nPrecedence: bulk\n\n",
+            "bob@example.org",
+        ),
+        (
+            "alice@example.com",
+            b"To: someone@example.org\n\n",
+            "bob@example.org",
+        ),
     ];
     for (from, msg, to) in no_reply {
         let env = Env {
@@ -462,7 +490,10 @@ fn vacation_replies_once_and_never_to_lists_or_robots() {
     }
     // Addressed to the user: in Cc, by :addresses, or as the recipient without +detail.
     let yes: &[(&[u8], &str)] = &[
-        (b"Cc: Bob <bob@example.org>\nAuto-Submitted: no\n\n", "bob@example.org"),
+        (
+            b"Cc: Bob <bob@example.org>\nAuto-Submitted: no\n\n",
+            "bob@example.org",
+        ),
         (b"To: alias@example.org\n\n", "bob@example.org"),
         (b"To: bob@example.org\n\n", "bob+tag@example.org"),
     ];
@@ -477,16 +508,27 @@ fn vacation_replies_once_and_never_to_lists_or_robots() {
             &env,
         )
         .0;
-        assert!(lines[0].starts_with("vacation to=alice@example.com"), "{lines:?}");
+        assert!(
+            lines[0].starts_with("vacation to=alice@example.com"),
+            "{lines:?}"
+        );
         assert!(lines[0].contains(&format!("seconds={VACATION_SECONDS}")));
     }
     // Once per run, and never with reject.
     assert_eq!(
-        outcome("require \"vacation\"; vacation \"a\"; vacation \"b\";", &Env::default()).1,
+        outcome(
+            "require \"vacation\"; vacation \"a\"; vacation \"b\";",
+            &Env::default()
+        )
+        .1,
         Some(RuntimeError::TwoVacations)
     );
     assert_eq!(
-        outcome("require [\"vacation\", \"reject\"]; reject \"no\"; vacation \"b\";", &Env::default()).1,
+        outcome(
+            "require [\"vacation\", \"reject\"]; reject \"no\"; vacation \"b\";",
+            &Env::default()
+        )
+        .1,
         Some(RuntimeError::RejectConflict)
     );
 }

@@ -155,8 +155,14 @@ pub fn sieve_run(data: &[u8]) {
     assert!(vacations <= 1 && !(vacations == 1 && rejects == 1));
     for a in out.actions() {
         if let Action::Vacation { to, key, .. } = *a {
-            assert!(!out.text(to).is_empty(), "a vacation reply to the null sender");
-            assert!(!EvenKeys.seen(out.text(key)), "a vacation reply already sent");
+            assert!(
+                !out.text(to).is_empty(),
+                "a vacation reply to the null sender"
+            );
+            assert!(
+                !EvenKeys.seen(out.text(key)),
+                "a vacation reply already sent"
+            );
         }
     }
     let _ = RuntimeError::BudgetExhausted.to_string();

@@ -1218,7 +1218,9 @@ fn multipart(r: &mut Rng, boundary: &str, depth: usize) -> (String, String) {
     (head, body)
 }
 
-const ZONES: &[&str] = &["+0000", "+0300", "-0130", "+1245", "-1100", "GMT", "EST", "+0100"];
+const ZONES: &[&str] = &[
+    "+0000", "+0300", "-0130", "+1245", "-1100", "GMT", "EST", "+0100",
+];
 
 /// An RFC 5322 date, now and then in an obsolete form or broken.
 fn date_value(r: &mut Rng) -> String {
@@ -1324,7 +1326,11 @@ fn ext_test(r: &mut Rng) -> (String, bool) {
             ]);
             let header = r.pick(&["date", "received", "x-tag", "date"]);
             let index = if r.chance(25) {
-                format!(" :index {}{}", 1 + r.below(3), if r.chance(40) { " :last" } else { "" })
+                format!(
+                    " :index {}{}",
+                    1 + r.below(3),
+                    if r.chance(40) { " :last" } else { "" }
+                )
             } else {
                 String::new()
             };
@@ -1347,7 +1353,16 @@ fn ext_test(r: &mut Rng) -> (String, bool) {
                 " :count \"eq\" :comparator \"i;ascii-numeric\"",
             ]);
             let key = r.pick(&[
-                "2026", "12", "06", "2026-06-01", "2", "+0000", "-0130", "00:00:00", "1", "0",
+                "2026",
+                "12",
+                "06",
+                "2026-06-01",
+                "2",
+                "+0000",
+                "-0130",
+                "00:00:00",
+                "1",
+                "0",
                 "61000",
             ]);
             (
@@ -1368,7 +1383,10 @@ fn ext_test(r: &mut Rng) -> (String, bool) {
             ]
             .get(r.below(7))
             .unwrap_or(&("year", "", "2026"));
-            (format!("currentdate{zone}{cmp} \"{part}\" \"{key}\""), false)
+            (
+                format!("currentdate{zone}{cmp} \"{part}\" \"{key}\""),
+                false,
+            )
         }
         7 | 8 => {
             let index = format!(
@@ -1589,13 +1607,22 @@ fn vacation_agrees_with_pigeonhole() {
         let mut cmd = String::from("vacation");
         let mut tags: Vec<String> = Vec::new();
         if r.chance(70) {
-            tags.push(format!(" :days {}", r.pick(&["0", "1", "3", "7", "30", "100"])));
+            tags.push(format!(
+                " :days {}",
+                r.pick(&["0", "1", "3", "7", "30", "100"])
+            ));
         }
         if r.chance(50) {
-            tags.push(format!(" :subject \"{}\"", r.pick(&["Away", "Out of office", "re: x"])));
+            tags.push(format!(
+                " :subject \"{}\"",
+                r.pick(&["Away", "Out of office", "re: x"])
+            ));
         }
         if r.chance(40) {
-            tags.push(format!(" :from \"{}\"", r.pick(&["me@example.org", "Bob <bob@example.org>"])));
+            tags.push(format!(
+                " :from \"{}\"",
+                r.pick(&["me@example.org", "Bob <bob@example.org>"])
+            ));
         }
         if r.chance(30) {
             tags.push(" :addresses [\"bob@example.org\", \"b@x.test\"]".to_string());
@@ -1676,19 +1703,29 @@ fn vacation_agrees_with_pigeonhole() {
                     got.insert(format!("from {}", t(f).trim()));
                 }
                 got.insert(format!("handle {}", t(handle).replace("\r\n", "\n").trim()));
-                got.insert(format!("body {:?}", t(reason).replace("\r\n", "\n").trim_end_matches('\n')));
+                got.insert(format!(
+                    "body {:?}",
+                    t(reason).replace("\r\n", "\n").trim_end_matches('\n')
+                ));
             }
         }
         // sieve-test prints the body without its last line end.
         let want: BTreeSet<String> = want
             .into_iter()
             .map(|w| match w.strip_prefix("body ") {
-                Some(b) => format!("body {:?}", b.trim_matches('"').replace("\\n", "\n").trim_end_matches('\n')),
+                Some(b) => format!(
+                    "body {:?}",
+                    b.trim_matches('"')
+                        .replace("\\n", "\n")
+                        .trim_end_matches('\n')
+                ),
                 None => w,
             })
             .collect();
         if got != want {
-            mismatches.push(format!("{src}\n{msg}\nPigeonhole: {want:?}\nours:       {got:?}"));
+            mismatches.push(format!(
+                "{src}\n{msg}\nPigeonhole: {want:?}\nours:       {got:?}"
+            ));
         }
     }
     eprintln!(

@@ -135,7 +135,11 @@ pub fn type_matches(ty: &[u8], want: &[u8]) -> bool {
 /// and, for a multipart, with its prologue and epilogue (as one value each: RFC 5173 5.2
 /// says `:content "multipart"` tests them); stops when `f` returns true and returns whether
 /// it did.
-pub fn each_part(entity: Entity<'_>, depth: u32, f: &mut dyn FnMut(&[u8], Entity<'_>) -> bool) -> bool {
+pub fn each_part(
+    entity: Entity<'_>,
+    depth: u32,
+    f: &mut dyn FnMut(&[u8], Entity<'_>) -> bool,
+) -> bool {
     let mut ty = [0u8; 128];
     let (n, boundary) = content_type(entity.header, &mut ty);
     let ty = &ty[..n];
@@ -147,7 +151,13 @@ pub fn each_part(entity: Entity<'_>, depth: u32, f: &mut dyn FnMut(&[u8], Entity
             // which `:count` shows).
             for (i, text) in [prologue, epilogue].into_iter().enumerate() {
                 if !hit && (i == 0 || !text.is_empty()) {
-                    hit = f(ty, Entity { header: &[], body: text });
+                    hit = f(
+                        ty,
+                        Entity {
+                            header: &[],
+                            body: text,
+                        },
+                    );
                 }
             }
             if hit {

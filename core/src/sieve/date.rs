@@ -64,12 +64,15 @@ pub fn parse_zone(s: &[u8]) -> Option<i32> {
     if m > 59 {
         return None;
     }
-    Some(if s[0] == b'-' { -(h * 60 + m) } else { h * 60 + m })
+    Some(if s[0] == b'-' {
+        -(h * 60 + m)
+    } else {
+        h * 60 + m
+    })
 }
 
 const MONTHS: [&[u8; 3]; 12] = [
-    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
-    b"Dec",
+    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
 ];
 const DAYS: [&[u8; 3]; 7] = [b"Sun", b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat"];
 
@@ -94,7 +97,15 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
 }
 
 fn days_in_month(y: i64, m: i64) -> i64 {
@@ -116,7 +127,9 @@ impl<'v> Iterator for Words<'v> {
     fn next(&mut self) -> Option<&'v [u8]> {
         loop {
             let s = self.s;
-            let start = s.iter().position(|c| !matches!(c, b' ' | b'\t' | b'\r' | b'\n'))?;
+            let start = s
+                .iter()
+                .position(|c| !matches!(c, b' ' | b'\t' | b'\r' | b'\n'))?;
             if s[start] == b'(' {
                 // A comment (nested ones too) is no word.
                 let mut depth = 0;
@@ -371,8 +384,14 @@ mod tests {
         assert_eq!(show(v, 0, Part::Weekday), "2");
         assert_eq!(show(v, 180, Part::Hour), "13");
         assert_eq!(show(v, 14 * 60, Part::Date), "2026-12-02");
-        assert_eq!(show("1 Jan 70 00:00 GMT", 0, Part::Iso8601), "1970-01-01T00:00:00Z");
-        assert_eq!(show("Sat, 29 Feb 2020 23:59:60 (c) -0000 (x)", 0, Part::Time), "00:00:00");
+        assert_eq!(
+            show("1 Jan 70 00:00 GMT", 0, Part::Iso8601),
+            "1970-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            show("Sat, 29 Feb 2020 23:59:60 (c) -0000 (x)", 0, Part::Time),
+            "00:00:00"
+        );
     }
 
     #[test]

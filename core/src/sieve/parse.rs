@@ -683,7 +683,8 @@ impl<'s> Parser<'s, '_, '_> {
                     };
                 }
                 TagWord::Zone | TagWord::Originalzone
-                    if word == Word::Date || (word == Word::Currentdate && tag == TagWord::Zone) =>
+                    if word == Word::Date
+                        || (word == Word::Currentdate && tag == TagWord::Zone) =>
                 {
                     if seen_zone {
                         return Err(err(n.pos, ErrorKind::DuplicateTag));

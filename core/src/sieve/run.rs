@@ -714,14 +714,20 @@ impl Run<'_, '_, '_> {
                     let half = self.scratch.len() / 2;
                     let (unfolded, decoded) = self.scratch.split_at_mut(half);
                     for name in exp.list(script, spec.a) {
-                        if header::each_field_at(self.msg.header, name, spec.index, spec.last, |raw| {
-                            let v = header::unfold(raw, unfolded);
-                            if v.windows(2).any(|w| w == b"=?") {
-                                visit(Some(mime::decode(v, decoded)))
-                            } else {
-                                visit(Some(v))
-                            }
-                        }) {
+                        if header::each_field_at(
+                            self.msg.header,
+                            name,
+                            spec.index,
+                            spec.last,
+                            |raw| {
+                                let v = header::unfold(raw, unfolded);
+                                if v.windows(2).any(|w| w == b"=?") {
+                                    visit(Some(mime::decode(v, decoded)))
+                                } else {
+                                    visit(Some(v))
+                                }
+                            },
+                        ) {
                             break;
                         }
                     }
@@ -975,7 +981,12 @@ impl Run<'_, '_, '_> {
             return Err(RuntimeError::TwoVacations);
         }
         self.vacation_done = true;
-        if self.out.actions.iter().any(|a| matches!(a, Action::Reject { .. })) {
+        if self
+            .out
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Reject { .. }))
+        {
             return Err(RuntimeError::RejectConflict);
         }
         self.prepare(&[spec.a, spec.c, spec.d, spec.e, spec.f])?;
@@ -1014,7 +1025,9 @@ impl Run<'_, '_, '_> {
                 .clamp(VACATION_SECONDS_RANGE.0, VACATION_SECONDS_RANGE.1)
         };
         let reason_t = self.out.store_text(reason)?;
-        let handle = self.out.store_text(&key[b"vacation\0".len()..][..handle_len])?;
+        let handle = self
+            .out
+            .store_text(&key[b"vacation\0".len()..][..handle_len])?;
         let key_t = self.out.store_text(&key)?;
         let to = self.out.store_text(sender)?;
         let from = match from_arg {
@@ -1066,9 +1079,8 @@ impl Run<'_, '_, '_> {
         }
         let (local, _) = header::split_address(sender);
         let local_is = |n: &[u8]| local.eq_ignore_ascii_case(n);
-        let lower_starts = |p: &[u8]| {
-            local.len() >= p.len() && local[..p.len()].eq_ignore_ascii_case(p)
-        };
+        let lower_starts =
+            |p: &[u8]| local.len() >= p.len() && local[..p.len()].eq_ignore_ascii_case(p);
         let lower_ends = |p: &[u8]| {
             local.len() >= p.len() && local[local.len() - p.len()..].eq_ignore_ascii_case(p)
         };
@@ -1120,7 +1132,10 @@ impl Run<'_, '_, '_> {
             if !me.is_empty() && (a.eq_ignore_ascii_case(me) || same_user(a, me)) {
                 return true;
             }
-            spec.f != NONE && exp.list(script, spec.f).any(|x| a.eq_ignore_ascii_case(strip_angle(x)))
+            spec.f != NONE
+                && exp
+                    .list(script, spec.f)
+                    .any(|x| a.eq_ignore_ascii_case(strip_angle(x)))
         };
         if mine(sender) {
             return true;
