@@ -902,6 +902,17 @@ impl Fs for LinuxFs {
         rfs::Dir::read_from(self.dirfd(dir)).map_err(other)
     }
 
+    fn stat_listed(&mut self, stream: &rfs::Dir, name: &str) -> Result<Stat, ErrorKind> {
+        let fd = stream.fd().map_err(other)?;
+        let s = rfs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW).map_err(other)?;
+        Ok(Stat {
+            nlink: s.st_nlink,
+            size: s.st_size as u64,
+            mtime: s.st_mtime.max(0) as u64,
+            regular: FileType::from_raw_mode(s.st_mode) == FileType::RegularFile,
+        })
+    }
+
     fn open_folder_dir(
         &mut self,
         base: Dir,

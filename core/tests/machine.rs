@@ -209,6 +209,9 @@ impl Fs for MemFs {
     fn open_dir(&mut self, _dir: Dir) -> Result<(), ErrorKind> {
         Err(ErrorKind::Unsupported)
     }
+    fn stat_listed(&mut self, _: &(), _: &str) -> Result<Stat, ErrorKind> {
+        Err(ErrorKind::Unsupported)
+    }
     fn open_folder_dir(&mut self, _: Dir, _: &[u8], _: Dir) -> Result<(), ErrorKind> {
         Err(ErrorKind::Unsupported)
     }

@@ -31,9 +31,11 @@ read-only), the error says what remains. Stopped by SIGTERM, SIGINT or SIGHUP (a
 the message is read, the Linux binary leaves nothing either: an unnamed O_TMPFILE file goes with \
 the killed process, a named tmp/ file is removed and the exit is 75. Limits: \
 SIGKILL or a power cut cannot be cleaned up after. Without O_TMPFILE (NFS, MDELIVER_DISABLE) \
-it can leave the partial message in tmp/, and during a Maildir++ quota recalculation (on any \
-filesystem) a small tmp/NAME.maildirsize file; neither is ever delivered or read, and \
-`mdeliver check --repair` removes them after 36 hours.
+it can leave the partial message in tmp/, and in the last moment of a Maildir++ quota \
+recalculation (between naming the new file and renaming it over maildirsize) a small \
+tmp/NAME.maildirsize file; neither is ever delivered or read. The next recalculation removes \
+such a file once it is 15 minutes old; `mdeliver check --repair` removes either after 36 \
+hours.
 
 With several MAILDIRs the message is read once and copied from the first delivered file into \
 the others, so memory use stays small whatever the message size. A failure in one MAILDIR does \

@@ -150,6 +150,9 @@ where
 {
     // One filesystem type whether or not this is a dry run: the delivery code is compiled once.
     let mut fs = DryRun::with(fs, s.dry_run);
+    // The machines are compiled once for every environment, the WASI module's stepping ABI
+    // (`wasi/src/step.rs`) included.
+    let env: &mut dyn Env = env;
     let o = s.mda(opts);
     let r = if transform {
         let mut head = vec![0u8; HEAD_MAX];

@@ -166,7 +166,7 @@ pub fn run<F, E, R>(
 ) -> u8
 where
     F: Fs,
-    E: Env,
+    E: Env + ?Sized,
     R: embedded_io::Read,
     R::Error: Display,
 {

@@ -48,7 +48,9 @@ pub struct MtaArgs {
 
     /// Maildir++ quota: SIZE bytes (suffix k, M or G) and optionally COUNT messages, e.g.
     /// "100M" or "100M,5000", or the maildirsize form "104857600S,5000C"; overrides and
-    /// replaces the definition in MAILDIR/maildirsize, which is honoured without this option
+    /// replaces the definition in MAILDIR/maildirsize, which is honoured without this option.
+    /// One quota covers the maildir and its folders (Maildir++): --folder deliveries and -M
+    /// count in the root's maildirsize
     #[arg(long, value_name = "SIZE[,COUNT]", value_parser = parse_quota, help_heading = "Quota and duplicates")]
     pub quota: Option<Limits>,
 

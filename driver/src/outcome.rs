@@ -92,13 +92,23 @@ pub fn input_failed(args: &Args, path: &Path, kind: mdeliver_core::ErrorKind) ->
         &Settings::default(),
         path,
         &Failure::Input(kind),
+        &[],
     );
     out.flush();
     code
 }
 
 /// Reports a failure in `maildir` (or of the input) and returns its exit code.
-pub fn failed(out: &mut Output, args: &Args, s: &Settings, what: &Path, failure: &Failure) -> u8 {
+/// `broken`: the files of the maildir the failure is about, named in the message (the
+/// duplicate index's entries that are not regular files, [`crate::report::broken_index_entries`]).
+pub fn failed(
+    out: &mut Output,
+    args: &Args,
+    s: &Settings,
+    what: &Path,
+    failure: &Failure,
+    broken: &[String],
+) -> u8 {
     let code = status::code(failure, args.strict_exit, s.quota_full);
     let addr = s
         .delivered_to
@@ -106,6 +116,18 @@ pub fn failed(out: &mut Output, args: &Args, s: &Settings, what: &Path, failure:
         .map(|a| String::from_utf8_lossy(a).into_owned());
     out.failed(code, status::line(failure, code, addr.as_deref()));
     let mut line = format!("mdeliver: {}: {failure}", what.display());
+    if !broken.is_empty() {
+        let paths: Vec<String> = broken
+            .iter()
+            .map(|n| what.join(n).display().to_string())
+            .collect();
+        let which = if paths.len() == 1 {
+            "the entry to remove is"
+        } else {
+            "the entries to remove are"
+        };
+        line.push_str(&format!("; {which} {}", paths.join(", ")));
+    }
     if failure.kind() == mdeliver_core::ErrorKind::Loop {
         if let Some(a) = &addr {
             line.push_str(&format!(

@@ -4,7 +4,8 @@
 
 use std::fmt;
 
-use mdeliver_core::{Dir, Error, ErrorKind, Phase};
+use mdeliver_core::machine::dedup::ENTRY_PREFIX;
+use mdeliver_core::{Dir, Error, ErrorKind, Fs, Phase};
 
 use crate::exit::{self, Context, Policy};
 
@@ -279,4 +280,32 @@ impl fmt::Display for Failure {
             Failure::Input(kind) => write!(f, "cannot open input: {kind}"),
         }
     }
+}
+
+/// The duplicate index's entries in the root of `fs` that are not regular files, when
+/// `failure` is the index's refusal of one ([`ErrorKind::NotDirectory`] in [`Phase::Dedup`]):
+/// the files to name in the message (at most 8), since the core's error names only the kind.
+/// Empty for any other failure, or when the root cannot be listed.
+pub fn broken_index_entries<F: Fs + ?Sized>(fs: &mut F, failure: &Failure) -> Vec<String> {
+    let mut found = Vec::new();
+    let Failure::Deliver(e) = failure else {
+        return found;
+    };
+    if e.phase != Phase::Dedup || e.kind != ErrorKind::NotDirectory {
+        return found;
+    }
+    let Ok(mut listing) = fs.open_dir(Dir::Root) else {
+        return found;
+    };
+    let mut name = mdeliver_core::fs::EntryName::new();
+    while found.len() < 8 && fs.read_dir(&mut listing, &mut name).unwrap_or(false) {
+        let Ok(n) = core::str::from_utf8(&name) else {
+            continue;
+        };
+        if n.starts_with(ENTRY_PREFIX) && fs.stat(Dir::Root, n).is_ok_and(|s| !s.regular) {
+            found.push(n.to_owned());
+        }
+    }
+    found.sort();
+    found
 }

@@ -222,6 +222,8 @@ fn deliver_all<A: Adapter>(
         let source = copy.as_mut().unwrap_or(&mut input);
         // A dry run creates nothing.
         let create = args.create && !settings.dry_run;
+        // The duplicate index's entries that broke the delivery, found afterwards to name them.
+        let mut broken = Vec::new();
         let delivered = match a.open(maildir, create, keep, in_folder) {
             Err((kind, part)) => Err(Failure::Open {
                 kind,
@@ -236,6 +238,9 @@ fn deliver_all<A: Adapter>(
                 let env = a.env();
                 let (mut fs, stored) =
                     crate::envelope::deliver(fs, env, opts, settings, source, transform, &mut buf);
+                if let Err(f) = &stored {
+                    broken = crate::report::broken_index_entries(&mut fs, f);
+                }
                 let stored = stored?;
                 let kept = if keep { a.kept(&mut fs, &stored) } else { None };
                 Ok((stored, kept))
@@ -252,7 +257,7 @@ fn deliver_all<A: Adapter>(
                 }
             }
             Err(failure) => {
-                let code = outcome::failed(&mut out, args, settings, maildir, &failure);
+                let code = outcome::failed(&mut out, args, settings, maildir, &failure, &broken);
                 status = exit::worst(status, code);
                 if log {
                     let addr = settings.delivered_to.as_deref();
@@ -302,7 +307,7 @@ fn import_mbox<A: Adapter>(a: &mut A, args: &Args, mail: &MailArgs, input: &mut 
         }
     };
     let in_folder = target != maildir;
-    let mut fs = match a.open(&target, args.create, false, in_folder) {
+    let fs = match a.open(&target, args.create, false, in_folder) {
         Ok(fs) => fs,
         Err((kind, part)) => return import::cannot_open(args, &target, kind, part),
     };
@@ -312,7 +317,10 @@ fn import_mbox<A: Adapter>(a: &mut A, args: &Args, mail: &MailArgs, input: &mut 
         eprintln!("mdeliver: {}: {note}", target.display());
     }
     let mut progress = a.progress(args);
-    let env = a.env();
+    // A delivery's filesystem type (never a dry run here) and, as `dyn Env`, its environment
+    // type (`envelope::deliver`): the machines are compiled once.
+    let mut fs = mdeliver_core::fs::dryrun::DryRun::with(fs, false);
+    let env: &mut dyn mdeliver_core::Env = a.env();
     import::run(
         args,
         mail,

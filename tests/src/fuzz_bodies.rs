@@ -1247,6 +1247,9 @@ impl Fs for MemFs {
         self.gate(None)?;
         Ok(MemDirStream { dir, last: None })
     }
+    fn stat_listed(&mut self, _: &MemDirStream, _: &str) -> Result<Stat, ErrorKind> {
+        Err(ErrorKind::Unsupported)
+    }
     fn open_folder_dir(&mut self, _: Dir, _: &[u8], _: Dir) -> Result<MemDirStream, ErrorKind> {
         Err(ErrorKind::NotFound)
     }

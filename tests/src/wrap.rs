@@ -201,6 +201,10 @@ impl<F: Fs> Fs for FaultFs<F> {
         self.check(OpKind::OpenDir)?;
         self.inner.open_dir(dir)
     }
+    fn stat_listed(&mut self, s: &F::DirStream, name: &str) -> Result<Stat, ErrorKind> {
+        self.check(OpKind::Stat)?;
+        self.inner.stat_listed(s, name)
+    }
     fn open_folder_dir(
         &mut self,
         base: Dir,
@@ -360,6 +364,14 @@ impl<F: Fs> Fs for TraceFs<F> {
         let r = self.inner.open_dir(dir);
         self.rec(
             format!("open_dir({})", dir.as_str()),
+            &r.as_ref().map(|_| ()).map_err(|e| *e),
+        );
+        r
+    }
+    fn stat_listed(&mut self, s: &F::DirStream, name: &str) -> Result<Stat, ErrorKind> {
+        let r = self.inner.stat_listed(s, name);
+        self.rec(
+            format!("stat_listed({name})"),
             &r.as_ref().map(|_| ()).map_err(|e| *e),
         );
         r

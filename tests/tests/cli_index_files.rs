@@ -15,7 +15,7 @@ use cli_support::*;
 const MESSAGE: &[u8] = b"Message-ID: <index-files@example.org>\nSubject: x\n\nbody\n";
 
 /// What to put where the file belongs.
-#[derive(Copy, Clone, Debug)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
 enum Bad {
     Directory,
     Fifo,
@@ -100,6 +100,16 @@ fn a_broken_maildirsize_or_dedup_entry_is_named_with_the_right_advice() {
             continue;
         };
         check(&r, bad, "mdeliver-dedup.", &md);
+        // The message names the very entry to remove, not only its pattern.
+        if bad != Bad::Unreadable {
+            let path = md.join(&entry);
+            assert!(
+                r.stderr
+                    .contains(&format!("; the entry to remove is {}", path.display())),
+                "{bad:?}: {}",
+                r.stderr
+            );
+        }
     }
 }
 

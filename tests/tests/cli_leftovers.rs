@@ -177,3 +177,122 @@ fn a_failed_publish_removes_its_tmp_file_or_says_what_remains() {
         );
     }
 }
+
+/// The pid of the process `strace` (pid `tracer`) runs.
+fn tracee(tracer: u32) -> u32 {
+    let read = || {
+        std::fs::read_to_string(format!("/proc/{tracer}/task/{tracer}/children"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+    };
+    wait_for("strace's tracee", || read().is_some());
+    read().unwrap()
+}
+
+/// Starts `mdeliver --quota=1000000 md` under strace with `inject` (a delay), waits until
+/// `entered(md, pid)` says the delayed call is reached, and SIGKILLs the delivery there.
+fn kill_in_recalculation(md: &Path, inject: &str, entered: impl Fn(&Path, u32) -> bool) {
+    let mut tracer = Command::new("strace")
+        .args(["-f", "-qq", "-o", "/dev/null", "-e"])
+        // strace injects only into the calls it traces.
+        .arg(format!("trace={}", inject.split(':').next().unwrap()))
+        .arg("-e")
+        .arg(format!("inject={inject}"))
+        .arg(bin())
+        .arg("--quota=1000000")
+        .arg(md)
+        .env_remove("MDELIVER_DISABLE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    tracer
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Subject: x\n\nbody\n")
+        .unwrap();
+    let pid = tracee(tracer.id());
+    wait_for("the delayed system call", || entered(md, pid));
+    let killed = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // A task stopped by its tracer dies once strace resumes it at the end of the delay,
+    // without making the delayed call (a fatal signal is pending); strace then exits.
+    let _ = tracer.wait();
+}
+
+/// Whether `pid` is inside the system call numbered `nr` (`/proc/PID/syscall`).
+fn in_syscall(pid: u32, nr: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/syscall"))
+        .is_ok_and(|s| s.split_whitespace().next() == Some(nr))
+}
+
+/// A maildir of three messages (names without `,S=`, so the recalculation `stat`s them) and no
+/// `maildirsize`: `--quota` recalculates.
+fn maildir_to_recalculate(md: &Path) {
+    make_maildir(md);
+    for i in 0..3 {
+        std::fs::write(
+            md.join(format!("new/{i}.old.host")),
+            b"Subject: old\n\nold\n",
+        )
+        .unwrap();
+    }
+}
+
+/// SIGKILL during a Maildir++ quota recalculation (issue 12, item 10). Before, the new
+/// `maildirsize` was written under its tmp/ name, so a kill while it was flushed (on every
+/// path) left `tmp/NAME.maildirsize` for 36 hours. Now it is written unnamed (`O_TMPFILE`) and
+/// named just before the rename; a kill in those two system calls still leaves it, and the next
+/// recalculation removes it once it is old enough to belong to no live one (15 minutes).
+#[test]
+fn a_kill_during_a_quota_recalculation_leaves_nothing_the_next_one_keeps() {
+    if !have_strace() || !cfg!(target_arch = "x86_64") {
+        eprintln!("skipped: needs strace on x86_64 (system call numbers)");
+        return;
+    }
+    // Killed while the fresh file is flushed (the second fdatasync; the first is the
+    // message's): nothing in tmp/ at all.
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("m");
+    maildir_to_recalculate(&md);
+    kill_in_recalculation(&md, "fdatasync:delay_enter=5000000:when=2", |_, pid| {
+        in_syscall(pid, "75")
+    });
+    assert_eq!(
+        names(&md.join("tmp")),
+        Vec::<String>::new(),
+        "a kill while the new maildirsize is written leaves nothing"
+    );
+    assert!(!md.join("maildirsize").exists());
+
+    // Killed at the rename (the first renameat2: the message is published by linkat later):
+    // the named file is left...
+    kill_in_recalculation(&md, "renameat2:delay_enter=5000000:when=1", |md, _| {
+        names(&md.join("tmp")).len() == 1
+    });
+    let left = names(&md.join("tmp"));
+    assert!(
+        left.len() == 1 && left[0].ends_with(".maildirsize"),
+        "{left:?}"
+    );
+    // ...and the next recalculation removes it once it is 15 minutes old (backdated here),
+    // while a young one (perhaps a live recalculation's) stays.
+    let young = md.join("tmp/1.young.host.maildirsize");
+    std::fs::write(&young, b"1000000S\n0 0\n").unwrap();
+    let old = md.join("tmp").join(&left[0]);
+    let backdated = Command::new("touch")
+        .args(["-d", "16 minutes ago"])
+        .arg(&old)
+        .status()
+        .unwrap();
+    assert!(backdated.success());
+    let r = run(&[&"--quota=1000000", &md], b"Subject: y\n\nbody\n", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(names(&md.join("tmp")), ["1.young.host.maildirsize"]);
+    assert!(md.join("maildirsize").exists());
+}

@@ -17,29 +17,37 @@
 mod wasi_support;
 
 use mdeliver_core::env::{Env, Timestamp};
+use mdeliver_core::fs::{perform, Dir, Slots};
 use mdeliver_core::fs::{Capabilities, Op, OpResult};
+use mdeliver_core::machine::dedup::DedupOptions;
+use mdeliver_core::machine::deliver::Durability;
 use mdeliver_core::machine::deliver::{Delivery, Options, Step, Strategy};
+use mdeliver_core::machine::mta::{Accepted, Mta, MtaOptions, MtaOutcome, Order};
+use mdeliver_core::machine::quota::{CheckOptions, MAILDIRSIZE, RECALC_SIZE};
+use mdeliver_core::machine::Machine;
 use mdeliver_core::maildir::name::InfoSep;
-use mdeliver_core::wire::{self, CallError, EnvValue, Start, STEP_BUF_LEN};
+use mdeliver_core::wire::{self, CallError, EnvValue, MtaStart, MtaStep, Start, STEP_BUF_LEN};
 use mdeliver_core::Fs;
 use mdeliver_core::{ErrorKind, Flags};
 use mdeliver_tests::sim::env::SimEnv;
 use mdeliver_tests::sim::explore::explore;
+use mdeliver_tests::sim::fs::{Persistence, Semantics, SimFs};
+use mdeliver_tests::sim::rng::Rng;
 use mdeliver_tests::sim::scenarios::{nfs, path_caps, two_plus_reader};
 use mdeliver_tests::sim::world::{Agent, ReaderMode, World};
-use mdeliver_tests::wrap::{Fault, FaultPlan, OpKind};
+use mdeliver_tests::wrap::{Fault, FaultFs, FaultPlan, OpKind};
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use wasmtime::{Instance, Store, TypedFunc};
 
 /// Records every value the machine draws from its environment, in order, for the module's
 /// `mdeliver_step_env_push`.
-struct Recording<'a> {
-    inner: &'a mut SimEnv,
+struct Recording {
+    inner: SimEnv,
     log: Vec<EnvValue>,
 }
 
-impl Env for Recording<'_> {
+impl Env for Recording {
     fn now(&mut self) -> Timestamp {
         let t = self.inner.now();
         self.log.push(EnvValue::Now(t));
@@ -71,6 +79,8 @@ struct Module {
     buf: usize,
     instance: Instance,
     new: TypedFunc<u32, i32>,
+    new_mta: TypedFunc<u32, i32>,
+    observe: TypedFunc<(u32, u32), i32>,
     env_push: TypedFunc<(u32, u64, u64), i32>,
     poll: TypedFunc<u32, i32>,
     feed: TypedFunc<(u32, u32), i32>,
@@ -87,6 +97,12 @@ impl Module {
         Module {
             new: instance
                 .get_typed_func(&mut store, "mdeliver_step_new")
+                .unwrap(),
+            new_mta: instance
+                .get_typed_func(&mut store, "mdeliver_step_new_mta")
+                .unwrap(),
+            observe: instance
+                .get_typed_func(&mut store, "mdeliver_step_observe")
                 .unwrap(),
             env_push: instance
                 .get_typed_func(&mut store, "mdeliver_step_env_push")
@@ -125,6 +141,28 @@ impl Module {
         match wire::decode_return(h) {
             Ok(Ok(h)) => h,
             other => panic!("wasm machine refused {start:?}: {other:?}"),
+        }
+    }
+
+    /// Starts an MTA delivery from the bytes of `start`, returning its handle.
+    fn start_mta(&mut self, start: &MtaStart<'_>) -> u32 {
+        let n = wire::encode_mta_start(start, self.memory()).unwrap();
+        let h = self.new_mta.call(&mut self.store, n as u32).unwrap();
+        match wire::decode_return(h) {
+            Ok(Ok(h)) => h,
+            other => panic!("wasm machine refused {start:?}: {other:?}"),
+        }
+    }
+
+    /// Shows the machine `h` the message's bytes, in chunks that fit the buffer.
+    fn show(&mut self, h: u32, message: &[u8]) {
+        for chunk in message.chunks(STEP_BUF_LEN) {
+            self.memory()[..chunk.len()].copy_from_slice(chunk);
+            let r = self
+                .observe
+                .call(&mut self.store, (h, chunk.len() as u32))
+                .unwrap();
+            assert_eq!(wire::decode_return(r), Ok(Ok(0)), "observe");
         }
     }
 
@@ -167,9 +205,8 @@ fn lockstep(
     env0: &SimEnv,
     mut answer: impl FnMut(usize, &Op<'_>) -> Option<OpResult>,
 ) -> (usize, Vec<u8>) {
-    let mut env = env0.clone();
     let mut rec = Recording {
-        inner: &mut env,
+        inner: env0.clone(),
         log: Vec::new(),
     };
     let mut native = Delivery::new(start.opts, start.caps, &mut rec);
@@ -435,4 +472,273 @@ fn wasm_machine_decides_exactly_like_the_native_one() {
     }
     let (h, s) = TALLY.with(|t| (t.borrow().histories, t.borrow().steps));
     println!("total: {total_exec} executions; {h} distinct histories, {s} steps identical");
+}
+
+/// One MTA deliverer replayed in lockstep: the native [`Mta`] performs its operations on the
+/// shared filesystem, the module's machine is fed the same results, bytes and environment.
+struct Pair {
+    native: Mta,
+    rec: Recording,
+    handle: u32,
+    message: Vec<u8>,
+    slots: Slots<FaultFs<SimFs>>,
+    /// The final step's encoding, once finished.
+    done: Option<Vec<u8>>,
+}
+
+/// What the lockstep replays of the composed machine covered.
+#[derive(Default, Debug)]
+struct MtaTally {
+    steps: u64,
+    ops: BTreeSet<&'static str>,
+    outcomes: BTreeSet<String>,
+    faults: u32,
+}
+
+fn op_name(op: &Op<'_>) -> &'static str {
+    match op {
+        Op::WriteFile { .. } => "WriteFile",
+        Op::Append { .. } => "Append",
+        Op::Read { .. } => "Read",
+        Op::OpenDir { .. } => "OpenDir",
+        Op::NextEntry => "NextEntry",
+        Op::CloseDir => "CloseDir",
+        Op::SetMtime { .. } => "SetMtime",
+        Op::Sleep { .. } => "Sleep",
+        Op::WriteMessage => "WriteMessage",
+        _ => "other",
+    }
+}
+
+fn outcome_name(o: &MtaOutcome) -> String {
+    match o {
+        Ok(Accepted::Stored { quota, .. }) => {
+            format!("stored{}", if quota.is_some() { "+quota" } else { "" })
+        }
+        Ok(Accepted::Duplicate { .. }) => "duplicate".into(),
+        Err(e) => format!("{:?} in {:?}", e.kind, e.phase),
+    }
+}
+
+impl Pair {
+    fn start(m: &mut Module, opts: MtaOptions, caps: Capabilities, agent: u8, msg: usize) -> Pair {
+        let env0 = SimEnv::unique(agent, 7);
+        let mut rec = Recording {
+            inner: env0.clone(),
+            log: Vec::new(),
+        };
+        let native = Mta::new(opts, caps, &mut rec);
+        m.push(&[EnvValue::Pid(Some(env0.pid))]);
+        m.push(&std::mem::take(&mut rec.log));
+        let handle = m.start_mta(&MtaStart {
+            opts,
+            caps,
+            host: &env0.host,
+        });
+        Pair {
+            native,
+            rec,
+            handle,
+            message: mta_body(msg),
+            slots: Slots::default(),
+            done: None,
+        }
+    }
+
+    /// One step of both machines; asserts that they ask for the same thing.
+    fn step(&mut self, m: &mut Module, fs: &mut FaultFs<SimFs>, agent: u8, t: &mut MtaTally) {
+        let step = self.native.poll();
+        let mut ours = vec![0u8; STEP_BUF_LEN];
+        let n = wire::encode_mta_step(&step, &mut ours).unwrap();
+        ours.truncate(n);
+        let theirs = m.poll(self.handle);
+        assert_eq!(
+            ours, theirs,
+            "MTA step {} differs: native {step:?}",
+            t.steps
+        );
+        t.steps += 1;
+        let op = match step {
+            MtaStep::Done(o) => {
+                t.outcomes.insert(outcome_name(&o));
+                m.drop.call(&mut m.store, self.handle).unwrap();
+                self.done = Some(ours);
+                return;
+            }
+            MtaStep::Op(op) => op,
+        };
+        t.ops.insert(op_name(&op));
+        fs.inner.agent = agent;
+        fs.inner.now = self.rec.inner.secs();
+        let mut buf = vec![0u8; RECALC_SIZE];
+        let (r, n) = if matches!(op, Op::WriteMessage) {
+            // Both machines see the bytes as they stream (the duplicate key).
+            self.native.observe(&self.message);
+            m.show(self.handle, &self.message);
+            let source = &mut &self.message[..];
+            perform(
+                fs,
+                &mut self.rec,
+                &mut self.slots,
+                Op::WriteMessage,
+                source,
+                &mut buf,
+            )
+        } else {
+            // The operation borrows the native machine: perform a copy of its encoding.
+            let op = wire::decode_op(&theirs[1..]).unwrap();
+            perform(
+                fs,
+                &mut self.rec,
+                &mut self.slots,
+                op,
+                &mut &b""[..],
+                &mut buf,
+            )
+        };
+        self.native.feed(r, &buf[..n], &mut self.rec);
+        m.push(&std::mem::take(&mut self.rec.log));
+        let k = wire::encode_feed(r, &buf[..n], m.memory()).unwrap();
+        let fed = m.feed.call(&mut m.store, (self.handle, k as u32)).unwrap();
+        assert_eq!(wire::decode_return(fed), Ok(Ok(0)), "wasm feed of {r:?}");
+    }
+}
+
+/// The message deliverer `m` hands over: its Message-ID is the duplicate key.
+fn mta_body(m: usize) -> Vec<u8> {
+    format!("Message-ID: <m{m}@differential>\nSubject: {m}\n\nbody {m}\n").into_bytes()
+}
+
+/// Deliverers of `messages` on one filesystem (with `faults`), interleaved by `seed` (0: one
+/// after the other, each to its end), both machines of each in lockstep.
+fn mta_lockstep(
+    m: &mut Module,
+    opts: MtaOptions,
+    maildirsize: Option<&[u8]>,
+    messages: &[usize],
+    faults: FaultPlan,
+    seed: u64,
+    t: &mut MtaTally,
+) {
+    let mut sim = SimFs::new(Semantics::Posix, Capabilities::LINUX_LOCAL, Persistence::P2);
+    if let Some(data) = maildirsize {
+        sim.seed(Dir::Root, MAILDIRSIZE, data);
+    }
+    let caps = sim.capabilities();
+    let mut fs = FaultFs::new(sim, faults);
+    let mut pairs: Vec<Pair> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, &msg)| Pair::start(m, opts, caps, i as u8, msg))
+        .collect();
+    let mut rng = Rng::new(seed);
+    for _ in 0..100_000 {
+        let live: Vec<usize> = (0..pairs.len())
+            .filter(|&i| pairs[i].done.is_none())
+            .collect();
+        let Some(&first) = live.first() else {
+            t.faults += fs.injected;
+            return;
+        };
+        let i = if seed == 0 {
+            first
+        } else {
+            live[rng.below(live.len() as u64) as usize]
+        };
+        pairs[i].step(m, &mut fs, i as u8, t);
+    }
+    panic!("the deliveries did not finish in 100000 steps");
+}
+
+#[test]
+fn wasm_mta_machine_decides_exactly_like_the_native_one() {
+    let mut m = Module::load();
+    let mut t = MtaTally::default();
+    let dedup = DedupOptions {
+        poll_ms: 1_000,
+        wait_ms: 2_000,
+        ..DedupOptions::default()
+    };
+    let plenty: &[u8] = b"1000000S\n0 0\n";
+    // Room for one message: the one after the one that crosses the limit is over quota.
+    let one = format!("{}S\n0 0\n", mta_body(0).len() + 10);
+    // An unfinished last line: recalculated (listing new/ and cur/, rewriting the file).
+    let torn: &[u8] = b"1000000S\n0 0\n12";
+    let mut cases: Vec<(MtaOptions, Option<&[u8]>)> = Vec::new();
+    for order in [Order::AccountFirst, Order::AccountLast] {
+        for (q, d) in [(true, false), (false, true), (true, true)] {
+            for file in [plenty, one.as_bytes(), torn] {
+                if !q && file != plenty {
+                    continue;
+                }
+                let opts = MtaOptions {
+                    delivery: Options {
+                        durability: Durability::Full,
+                        ..Options::default()
+                    },
+                    quota: q.then(CheckOptions::default),
+                    dedup: d.then_some(dedup),
+                    key: None,
+                    order,
+                };
+                cases.push((opts, q.then_some(file)));
+            }
+        }
+    }
+    // Faults on the operations the composition adds (and some of the delivery's).
+    let kinds = [
+        OpKind::Append,
+        OpKind::ReadFile,
+        OpKind::OpenDir,
+        OpKind::ReadDir,
+        OpKind::Create,
+        OpKind::Write,
+        OpKind::Rename,
+        OpKind::Link,
+        OpKind::Unlink,
+        OpKind::SyncDir,
+    ];
+    let mut runs = 0;
+    for (opts, file) in &cases {
+        // The same message three times (an MTA's retries), and three messages; one after the
+        // other and interleaved.
+        for messages in [&[0, 0, 0][..], &[0, 1, 2][..]] {
+            for seed in [0, 1, 2] {
+                let plan = FaultPlan::default();
+                mta_lockstep(&mut m, *opts, *file, messages, plan, seed, &mut t);
+                runs += 1;
+            }
+            for op in kinds {
+                for (n, kind) in [(0, ErrorKind::Io), (1, ErrorKind::NoSpace)] {
+                    let plan = FaultPlan {
+                        script: vec![(op, n, Fault::Fail(kind))],
+                        random: None,
+                    };
+                    mta_lockstep(&mut m, *opts, *file, messages, plan, 5, &mut t);
+                    runs += 1;
+                }
+            }
+        }
+    }
+    println!("{runs} runs, {t:?}");
+    // The composition's operations all crossed the ABI, and its outcomes did.
+    for op in [
+        "WriteFile",
+        "Append",
+        "Read",
+        "OpenDir",
+        "NextEntry",
+        "CloseDir",
+        "Sleep",
+    ] {
+        assert!(t.ops.contains(op), "no {op} crossed: {t:?}");
+    }
+    for o in ["stored+quota", "stored", "duplicate", "OverQuota in Check"] {
+        assert!(t.outcomes.contains(o), "no outcome {o}: {t:?}");
+    }
+    assert!(
+        t.outcomes.len() > 4,
+        "no failed delivery was compared: {t:?}"
+    );
+    assert!(t.faults > 100, "faults were not injected: {t:?}");
 }

@@ -257,6 +257,11 @@ impl Fs for WasiFs {
         fs::read_dir(self.root.join(dir.as_str())).map_err(|e| kind_of(&e))
     }
 
+    /// A `ReadDir` does not know its directory: sizes come from the names' `,S=`.
+    fn stat_listed(&mut self, _: &fs::ReadDir, _: &str) -> Result<Stat, ErrorKind> {
+        Err(ErrorKind::Unsupported)
+    }
+
     fn open_folder_dir(
         &mut self,
         base: Dir,

@@ -1,15 +1,18 @@
-//! The core's sans-io delivery machine, exported from the module with a small C-like ABI so a
-//! host (the simulator) can step the *compiled* machine exactly as it steps the native one:
-//! start a delivery, ask for the next operation, feed back its result.
+//! The core's sans-io delivery machines (the bare delivery and the composed MTA delivery),
+//! exported from the module with a small C-like ABI so a host (the simulator) can step the
+//! *compiled* machine exactly as it steps the native one: start a delivery, ask for the next
+//! operation, feed back its result.
 //!
 //! The ABI (each export, its arguments, the buffer layout and every code) is defined and
 //! documented once, in `mdeliver_core::wire` ("The stepping ABI"); this file only translates
-//! between those encodings and the core's [`Delivery`]. The machine's environment (clock,
+//! between those encodings and the core's [`Delivery`] and [`Mta`]. The machine's environment (clock,
 //! entropy, counter, pid) is replayed from the values the host pushes, so both machines see
 //! the same inputs; a call that wants a value the host did not push, or of another kind,
 //! marks the machine as diverged.
 
 use mdeliver_core::env::Timestamp;
+use mdeliver_core::machine::mta::{Mta, MtaOptions};
+use mdeliver_core::machine::Machine as _;
 use mdeliver_core::wire::{self, CallError, EnvValue, STEP_BUF_LEN};
 use mdeliver_core::{Delivery, Env};
 use std::cell::RefCell;
@@ -66,8 +69,13 @@ impl Env for Replay {
     fn sleep(&mut self, _millis: u32) {}
 }
 
+enum Kind {
+    Delivery(Delivery),
+    Mta(Mta),
+}
+
 struct Machine {
-    delivery: Delivery,
+    kind: Kind,
     env: Replay,
 }
 
@@ -107,13 +115,33 @@ pub extern "C" fn mdeliver_step_env_push(kind: u32, a: u64, b: u64) -> i32 {
 /// environment values pushed since the last call. Returns a handle.
 #[no_mangle]
 pub extern "C" fn mdeliver_step_new(len: u32) -> i32 {
+    new(len, false)
+}
+
+/// Starts an MTA delivery from the `wire::MtaStart` in the buffer's first `len` bytes, with
+/// the environment values pushed since the last call. Returns a handle.
+#[no_mangle]
+pub extern "C" fn mdeliver_step_new_mta(len: u32) -> i32 {
+    new(len, true)
+}
+
+fn new(len: u32, mta: bool) -> i32 {
     wire::encode_return(STATE.with(|s| {
         let mut s = s.borrow_mut();
-        let start = s
-            .buf
-            .get(..len as usize)
-            .and_then(|b| wire::decode_start(b).ok())
-            .ok_or(CallError::BadInput)?;
+        let b = s.buf.get(..len as usize).ok_or(CallError::BadInput)?;
+        let start = if mta {
+            wire::decode_mta_start(b)
+        } else {
+            wire::decode_start(b).map(|st| wire::MtaStart {
+                opts: MtaOptions {
+                    delivery: st.opts,
+                    ..MtaOptions::default()
+                },
+                caps: st.caps,
+                host: st.host,
+            })
+        }
+        .map_err(|_| CallError::BadInput)?;
         let (opts, caps, host) = (start.opts, start.caps, start.host.to_string());
         // The pid is a property of the machine's process, pushed once before `new`.
         let mut pid = None;
@@ -132,8 +160,14 @@ pub extern "C" fn mdeliver_step_new(len: u32) -> i32 {
             drawn: 0,
             diverged: false,
         };
-        let delivery = Delivery::new(opts, caps, &mut env);
-        let m = Some(Machine { delivery, env });
+        // As `dyn Env`: the module's driver instantiates the machines for it, once.
+        let e: &mut dyn Env = &mut env;
+        let kind = if mta {
+            Kind::Mta(Mta::new(opts, caps, e))
+        } else {
+            Kind::Delivery(Delivery::new(opts.delivery, caps, e))
+        };
+        let m = Some(Machine { kind, env });
         // Reuse a dropped machine's slot, so a host stepping millions of machines stays small.
         Ok(match s.machines.iter().position(Option::is_none) {
             Some(i) => {
@@ -157,10 +191,12 @@ pub extern "C" fn mdeliver_step_poll(handle: u32) -> i32 {
         let Some(Some(m)) = machines.get(handle as usize) else {
             return Err(CallError::BadInput);
         };
-        match wire::encode_step(&m.delivery.poll(), buf) {
-            Ok(n) => Ok(n as u32),
-            Err(_) => Err(CallError::BadInput),
+        match &m.kind {
+            Kind::Delivery(d) => wire::encode_step(&d.poll(), buf),
+            Kind::Mta(t) => wire::encode_mta_step(&t.poll(), buf),
         }
+        .map(|n| n as u32)
+        .map_err(|_| CallError::BadInput)
     }))
 }
 
@@ -178,17 +214,40 @@ pub extern "C" fn mdeliver_step_feed(handle: u32, len: u32) -> i32 {
         let Some(Some(m)) = machines.get_mut(handle as usize) else {
             return Err(CallError::BadInput);
         };
-        let result = buf
-            .get(..len as usize)
-            .and_then(|b| wire::decode_result(b).ok())
-            .ok_or(CallError::BadInput)?;
+        let b = buf.get(..len as usize).ok_or(CallError::BadInput)?;
+        let fed = match m.kind {
+            Kind::Delivery(_) => wire::decode_result(b).map(|r| (r, &[][..])),
+            Kind::Mta(_) => wire::decode_feed(b),
+        };
+        let (result, data) = fed.map_err(|_| CallError::BadInput)?;
         m.env.tape.append(pending_env);
-        m.delivery.feed(result, &mut m.env);
+        let e: &mut dyn Env = &mut m.env;
+        match &mut m.kind {
+            Kind::Delivery(d) => d.feed(result, e),
+            Kind::Mta(t) => t.feed(result, data, e),
+        }
         if m.env.diverged {
             Err(CallError::Diverged)
         } else {
             Ok(0)
         }
+    }))
+}
+
+/// Shows the machine the buffer's first `len` bytes as the message's next chunk. Returns 0.
+#[no_mangle]
+pub extern "C" fn mdeliver_step_observe(handle: u32, len: u32) -> i32 {
+    wire::encode_return(STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        let State { buf, machines, .. } = &mut *s;
+        let (Some(Some(m)), Some(b)) = (machines.get_mut(handle as usize), buf.get(..len as usize))
+        else {
+            return Err(CallError::BadInput);
+        };
+        if let Kind::Mta(t) = &mut m.kind {
+            t.observe(b);
+        }
+        Ok(0)
     }))
 }
 

@@ -251,6 +251,10 @@ impl<F: Fs> Fs for DryRun<F> {
         self.inner.open_dir(dir)
     }
 
+    fn stat_listed(&mut self, stream: &Self::DirStream, name: &str) -> Result<Stat, ErrorKind> {
+        self.inner.stat_listed(stream, name)
+    }
+
     fn open_folder_dir(
         &mut self,
         base: Dir,

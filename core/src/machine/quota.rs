@@ -20,14 +20,25 @@
 //!   maildir is recalculated and the fresh numbers decide. So an overcount never refuses mail
 //!   for long, and a maildir cleaned up by a non-Maildir++ client reopens within 15 minutes.
 //!
+//! # One quota for the tree
+//! Maildir++ keeps one `maildirsize` for a maildir and all its folders (Courier and Dovecot read
+//! only the root's). A folder's check ([`CheckOptions::folder`]) reads, appends to and replaces
+//! the file of its top maildir, [`Dir::Top`]; no folder ever gets a file of its own.
+//!
 //! # Recalculation ([`QuotaCheck`], states `Recalc*`)
-//! Stat `maildirsize`, `new/` and `cur/` (directory mtimes); list new/ then cur/, summing `,S=`
-//! sizes from names (`stat` for names without one; a name that vanished is skipped; messages
-//! flagged `T` are not counted, as Courier's default build does); write the fresh file to a
-//! unique name in tmp/, fsync, close; stat `maildirsize` again and, when it changed (someone
-//! appended during the scan), start over; rename the fresh file over `maildirsize` (the one
-//! place where replacing is intended: the file is a cache of what the directories hold);
-//! stat `new/` and `cur/` again and start over when their mtimes moved. After
+//! First, once per check, remove what killed recalculations left: every `tmp/*.maildirsize`
+//! older than [`LEFTOVER_SECS`] (best effort). Then stat `maildirsize`, the top's `new/` and
+//! `cur/` (directory mtimes); list new/ then cur/, then every folder of the top (`.Name`,
+//! except [`TRASH`]; [`Op::OpenFolderDir`], nested in the top's listing) with its new/ and
+//! cur/, summing `,S=` sizes from names (`stat` for names without one, through the open
+//! listing, [`Op::StatListed`]; a name that vanished is skipped; messages flagged `T` are not
+//! counted, as Courier's default build does); write the fresh file, unnamed where the
+//! filesystem can, and name it `tmp/<unique>.maildirsize` once flushed ([`Op::WriteFile`] with
+//! `anonymous`); stat `maildirsize` again and, when it changed (someone appended during the
+//! scan), start over; rename the fresh file over `maildirsize` (the one place where replacing
+//! is intended: the file is a cache of what the directories hold); stat `new/` and `cur/`
+//! again and start over when their mtimes moved (the top's only: a folder's change during
+//! the scan is caught by its append, which every deliverer makes). After
 //! [`CheckOptions::max_recalc`] attempts the fresh numbers decide anyway (`raced: true`).
 //!
 //! # Concurrency: what overshoot is possible
@@ -59,9 +70,8 @@
 //! publishes.
 //!
 //! # Partial
-//! Maildir++ folders (`.Name/` subdirectories) are not summed: the [`Fs`] addresses one
-//! maildir. Deliveries into a folder need the root's `maildirsize` and a recalculation that
-//! visits every folder except `.Trash`.
+//! A folder that is a symbolic link is not counted (folders are opened without following
+//! links). A recalculation's race check watches the top's new/ and cur/, not the folders'.
 
 use core::fmt::Write as _;
 
@@ -540,6 +550,9 @@ enum State {
     FoldersNext,
     FolderOpen(Dir),
     FolderNext(Dir),
+    /// A name without `,S=` of the listing open (a folder's, or in a folder's delivery the
+    /// top's), `stat`ed through it; then back to the listing.
+    StatListed(Dir, bool),
     FolderClose(Dir),
     FoldersClose,
     CreateTmp,
@@ -684,6 +697,9 @@ impl QuotaCheck {
                 dir,
                 name: self.entry.as_str(),
             }),
+            State::StatListed(..) => QuotaStep::Op(Op::StatListed {
+                name: self.entry.as_str(),
+            }),
             // Written unnamed where the filesystem can, and named only once complete: a crash
             // while it is written leaves nothing in tmp/.
             State::CreateTmp => QuotaStep::Op(Op::WriteFile {
@@ -770,6 +786,28 @@ impl QuotaCheck {
                 }
                 r => self.fail(err_of(r)),
             },
+            State::StatListed(d, in_folder) => {
+                let back = if in_folder {
+                    State::FolderNext(d)
+                } else {
+                    State::ListNext(d)
+                };
+                match result {
+                    OpResult::Stat(s) => {
+                        if s.regular {
+                            self.sum = self.sum.plus(Usage::message(s.size));
+                        }
+                        self.state = back;
+                    }
+                    OpResult::Err(ErrorKind::NotFound) => self.state = back,
+                    // A listing that does not know its directory (WASI): size unknown.
+                    OpResult::Err(ErrorKind::Unsupported) => {
+                        self.sum = self.sum.plus(Usage::message(0));
+                        self.state = back;
+                    }
+                    r => self.fail(err_of(r)),
+                }
+            }
             State::ListStat(d) => match result {
                 OpResult::Stat(s) => {
                     if s.regular {
@@ -886,7 +924,9 @@ impl QuotaCheck {
                 State::FolderOpen(d),
                 OpResult::Err(ErrorKind::NotFound | ErrorKind::NotDirectory),
             ) => self.next_folder_dir(d),
-            (State::FolderNext(_), OpResult::Entry) => self.count_name(entry, None),
+            (State::FolderNext(d), OpResult::Entry) => {
+                self.count_name(entry, State::StatListed(d, true))
+            }
             (State::FolderNext(d), OpResult::End) => self.state = State::FolderClose(d),
             (State::FolderClose(d), OpResult::Done) => self.next_folder_dir(d),
             (State::FoldersClose, OpResult::Done) => {
@@ -926,16 +966,20 @@ impl QuotaCheck {
         };
     }
 
-    /// A name of the top maildir's new/ or cur/: `stat`ed for its size when it has no `,S=`,
-    /// except in a folder's delivery, which cannot name the top's files (counted as 0 bytes).
+    /// A name of the top maildir's new/ or cur/: `stat`ed for its size when it has no `,S=`
+    /// (by name in this maildir; in a folder's delivery, through the top's listing).
     fn count_entry(&mut self, d: Dir, entry: &[u8]) {
-        let at = (!self.opts.folder).then_some(d);
-        self.count_name(entry, at)
+        let stat = if self.opts.folder {
+            State::StatListed(d, false)
+        } else {
+            State::ListStat(d)
+        };
+        self.count_name(entry, stat)
     }
 
-    /// Counts the message named `entry`; its size is its `,S=`, else `stat`ed in `at` when
-    /// given, else 0 (a folder's names without `,S=`: see the module documentation).
-    fn count_name(&mut self, entry: &[u8], at: Option<Dir>) {
+    /// Counts the message named `entry`: its size is its `,S=`, else the state `stat` finds
+    /// it out.
+    fn count_name(&mut self, entry: &[u8], stat: State) {
         let Ok(entry) = core::str::from_utf8(entry) else {
             // A name that is not UTF-8 (copied from an old system) is a message like any other:
             // counted, with the size its `,S=` says (it cannot be named in a `stat` here).
@@ -952,14 +996,13 @@ impl QuotaCheck {
         if !self.opts.count_trashed && parsed.flags.contains(b'T') {
             return;
         }
-        match (parsed.size(), at) {
-            (Some(size), _) => self.sum = self.sum.plus(Usage::message(size)),
-            (None, Some(d)) => {
+        match parsed.size() {
+            Some(size) => self.sum = self.sum.plus(Usage::message(size)),
+            None => {
                 self.entry.clear();
                 let _ = self.entry.push_str(entry);
-                self.state = State::ListStat(d);
+                self.state = stat;
             }
-            (None, None) => self.sum = self.sum.plus(Usage::message(0)),
         }
     }
 
@@ -1051,6 +1094,7 @@ impl QuotaCheck {
                 | State::FoldersNext
                 | State::FolderOpen(_)
                 | State::FolderNext(_)
+                | State::StatListed(..)
                 | State::FolderClose(_)
                 | State::FoldersClose => Phase::Check,
                 _ => Phase::Quota,
@@ -1136,6 +1180,8 @@ pub(crate) mod tests {
         /// `(Dir::Root, ".Sub", Dir::New)` is `.Sub/new/`, `(Dir::Top, "", Dir::Cur)` the top
         /// maildir's cur/ when this maildir is a folder. Names only (`,S=` gives sizes).
         pub folders: BTreeMap<(Dir, String, Dir), Vec<String>>,
+        /// The sizes of the names in [`MemFs::folders`] that have one to `stat`.
+        pub folder_sizes: BTreeMap<String, u64>,
         next_ino: u64,
     }
 
@@ -1150,6 +1196,7 @@ pub(crate) mod tests {
                 hide: None,
                 listings: 0,
                 folders: BTreeMap::new(),
+                folder_sizes: BTreeMap::new(),
                 next_ino: 1,
             }
         }
@@ -1200,7 +1247,9 @@ pub(crate) mod tests {
 
     impl Fs for MemFs {
         type File = u64;
-        type DirStream = (Vec<String>, usize);
+        /// The names, the position, and the directory when it is this maildir's (else a
+        /// folder's: sizes from [`MemFs::folder_sizes`]).
+        type DirStream = (Vec<String>, usize, Option<Dir>);
 
         fn capabilities(&self) -> Capabilities {
             self.caps
@@ -1319,7 +1368,7 @@ pub(crate) mod tests {
             }
             self.listings += 1;
             match self.folders.get(&(base, folder, dir)) {
-                Some(names) => Ok((names.clone(), 0)),
+                Some(names) => Ok((names.clone(), 0, None)),
                 None => Err(ErrorKind::NotFound),
             }
         }
@@ -1337,7 +1386,21 @@ pub(crate) mod tests {
                     names.retain(|n| n != name);
                 }
             }
-            Ok((names, 0))
+            Ok((names, 0, Some(dir)))
+        }
+        fn stat_listed(&mut self, s: &Self::DirStream, name: &str) -> Result<Stat, ErrorKind> {
+            match s.2 {
+                Some(dir) => self.stat(dir, name),
+                None => match self.folder_sizes.get(name) {
+                    Some(&size) => Ok(Stat {
+                        nlink: 1,
+                        size,
+                        mtime: 0,
+                        regular: true,
+                    }),
+                    None => Err(ErrorKind::NotFound),
+                },
+            }
         }
         fn read_dir(
             &mut self,
@@ -1751,9 +1814,10 @@ pub(crate) mod tests {
         );
         fs.folders.insert(
             (Dir::Root, ".Sub".into(), Dir::Cur),
-            // No size in a folder's name: one message of 0 bytes (documented as partial).
+            // No size in the name: stat'ed through the folder's listing.
             names(&["6.f.host,S=20:2,S", "7.g.host:2,S", "8.h.host,S=9:2,ST"]),
         );
+        fs.folder_sizes.insert("7.g.host:2,S".into(), 70);
         fs.folders.insert(
             (Dir::Root, ".Sub.Deeper".into(), Dir::Cur),
             names(&["9.i.host,S=3:2,"]),
@@ -1770,13 +1834,13 @@ pub(crate) mod tests {
         };
         let c = run_check(&mut fs, &mut env, opts, 0);
         let want = Usage {
-            bytes: 337 + 1000 + 20 + 3,
+            bytes: 337 + 1000 + 20 + 70 + 3,
             count: 3 + 3 + 1,
         };
         assert_eq!(c.usage, want);
-        assert_eq!(fs.get(Dir::Root, MAILDIRSIZE).unwrap(), b"2000S\n1360 7\n");
+        assert_eq!(fs.get(Dir::Root, MAILDIRSIZE).unwrap(), b"2000S\n1430 7\n");
         assert_eq!(
-            run_check(&mut fs, &mut env, opts, 641).verdict,
+            run_check(&mut fs, &mut env, opts, 571).verdict,
             Verdict::Over
         );
     }
@@ -1787,14 +1851,18 @@ pub(crate) mod tests {
     fn a_folder_is_counted_in_the_top_maildirsize_and_gets_none_of_its_own() {
         let (mut fs, mut env, _) = setup();
         let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        // This maildir is `.Sub`; the top holds 300 bytes, `.Sub` 50 (listed from the top).
+        // This maildir is `.Sub`; the top holds 325 bytes (25 in a name without `,S=`, stat'ed
+        // through the top's listing), `.Sub` 50 (listed from the top).
         fs.put(Dir::New, "1.a.host,S=50", &[b'x'; 50]);
         fs.folders.insert(
             (Dir::Top, String::new(), Dir::New),
             names(&["2.b.host,S=300"]),
         );
-        fs.folders
-            .insert((Dir::Top, String::new(), Dir::Cur), Vec::new());
+        fs.folders.insert(
+            (Dir::Top, String::new(), Dir::Cur),
+            names(&["3.c.host:2,S"]),
+        );
+        fs.folder_sizes.insert("3.c.host:2,S".into(), 25);
         fs.folders.insert(
             (Dir::Top, ".Sub".into(), Dir::New),
             names(&["1.a.host,S=50"]),
@@ -1802,7 +1870,7 @@ pub(crate) mod tests {
         fs.put(Dir::Top, "new", b"");
         fs.put(Dir::Top, "cur", b"");
         let opts = CheckOptions {
-            given: Some(Limits::parse("400S").unwrap()),
+            given: Some(Limits::parse("425S").unwrap()),
             folder: true,
             ..CheckOptions::default()
         };
@@ -1811,11 +1879,11 @@ pub(crate) mod tests {
         assert_eq!(
             c.usage,
             Usage {
-                bytes: 350,
-                count: 2
+                bytes: 375,
+                count: 3
             }
         );
-        assert_eq!(fs.get(Dir::Top, MAILDIRSIZE).unwrap(), b"400S\n350 2\n");
+        assert_eq!(fs.get(Dir::Top, MAILDIRSIZE).unwrap(), b"425S\n375 3\n");
         assert!(
             fs.get(Dir::Root, MAILDIRSIZE).is_none(),
             "no maildirsize in the folder"

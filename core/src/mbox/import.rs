@@ -722,6 +722,9 @@ mod tests {
         fn open_dir(&mut self, dir: Dir) -> Result<Self::DirStream, ErrorKind> {
             self.mem.open_dir(dir)
         }
+        fn stat_listed(&mut self, s: &Self::DirStream, name: &str) -> Result<Stat, ErrorKind> {
+            self.mem.stat_listed(s, name)
+        }
         fn open_folder_dir(
             &mut self,
             base: Dir,

@@ -6,26 +6,34 @@
 //!
 //! # The stepping ABI
 //!
-//! The WASI module (`wasi/src/step.rs`) exports the core's
-//! [`Delivery`](crate::machine::deliver::Delivery) machine as six C-like functions; a host (the
-//! simulator's differential test) drives them. All data crosses in one buffer of
-//! [`STEP_BUF_LEN`] bytes inside the module's memory; integers are little-endian. Calls that
-//! can fail return an `i32` made by [`encode_return`]: a non-negative value, or
-//! [`CallError::BadInput`] (`-1`) or [`CallError::Diverged`] (`-2`).
+//! The WASI module (`wasi/src/step.rs`) exports two of the core's machines, the bare
+//! [`Delivery`](crate::machine::deliver::Delivery) and the composed MTA delivery
+//! [`Mta`](crate::machine::mta::Mta) (duplicate index, quota, publish, accounting, commit), as
+//! eight C-like functions; a host (the simulator's differential test) drives them. All data
+//! crosses in one buffer of [`STEP_BUF_LEN`] bytes inside the module's memory; integers are
+//! little-endian. Calls that can fail return an `i32` made by [`encode_return`]: a
+//! non-negative value, or [`CallError::BadInput`] (`-1`) or [`CallError::Diverged`] (`-2`).
 //!
 //! - `mdeliver_step_buf() -> *mut u8`: the buffer's address.
 //! - `mdeliver_step_env_push(kind: u32, a: u64, b: u64) -> i32`: queues one [`EnvValue`]
 //!   ([`EnvValue::encode`]) for the next `new` or `feed`. 0, or -1 (nothing queued) for an
 //!   unknown kind or a field out of range.
-//! - `mdeliver_step_new(len: u32) -> i32`: starts a machine from the [`Start`] in the buffer's
-//!   first `len` bytes ([`encode_start`]). A handle, or -1.
-//! - `mdeliver_step_poll(handle: u32) -> i32`: writes the machine's next [`Step`] to the buffer
-//!   ([`encode_step`]). Its length, or -1 for a bad handle (or a step that does not fit the
-//!   buffer, which [`STEP_BUF_LEN`] makes impossible). A finished machine keeps
-//!   answering its outcome.
+//! - `mdeliver_step_new(len: u32) -> i32`: starts a delivery from the [`Start`] in the
+//!   buffer's first `len` bytes ([`encode_start`]). A handle, or -1.
+//! - `mdeliver_step_new_mta(len: u32) -> i32`: starts an MTA delivery from the [`MtaStart`] in
+//!   the buffer's first `len` bytes ([`encode_mta_start`]). A handle, or -1.
+//! - `mdeliver_step_poll(handle: u32) -> i32`: writes the machine's next step to the buffer
+//!   ([`encode_step`] for a delivery, [`encode_mta_step`] for an MTA delivery). Its length,
+//!   or -1 for a bad handle (or a step that does not fit the buffer, which [`STEP_BUF_LEN`]
+//!   makes impossible). A finished machine keeps answering its outcome.
 //! - `mdeliver_step_feed(handle: u32, len: u32) -> i32`: feeds the last polled operation's
-//!   [`OpResult`] from the buffer's first `len` bytes ([`encode_result`]). 0, -1 for a bad
-//!   handle or encoding, -2 when the machine has diverged (for good).
+//!   result from the buffer's first `len` bytes: a delivery's [`OpResult`] ([`encode_result`]);
+//!   an MTA delivery's result with the bytes the operation read ([`encode_feed`]). 0, -1 for
+//!   a bad handle or encoding, -2 when the machine has diverged (for good).
+//! - `mdeliver_step_observe(handle: u32, len: u32) -> i32`: shows the machine the buffer's
+//!   first `len` bytes as the next chunk of the message that `WriteMessage` streams (the MTA
+//!   delivery derives its duplicate key from them; a bare delivery ignores them). The host
+//!   calls it, in chunks, before feeding `WriteMessage`'s result. 0, or -1 for a bad handle.
 //! - `mdeliver_step_drop(handle: u32)`: releases the machine; a later `new` may reuse its
 //!   handle.
 //!
@@ -47,13 +55,21 @@
 //! [`CAP_DIR_SYNC`] 8, [`CAP_ATOMIC_EXCLUSIVE`] 16) and the host name as a string. A string
 //! is a length byte followed by that many UTF-8 bytes.
 //!
+//! **MTA start** ([`encode_mta_start`]): a [`Start`], then the quota, duplicate-index, key and
+//! order options.
+//!
 //! **Step** ([`encode_step`]): [`STEP_OP`] (1) followed by an encoded [`Op`] ([`encode_op`]),
-//! or [`STEP_DONE`] (2) followed by an encoded [`Outcome`] ([`encode_outcome`]).
+//! or [`STEP_DONE`] (2) followed by an encoded [`Outcome`] ([`encode_outcome`]); an MTA
+//! delivery's final step is [`STEP_MTA_DONE`] (3) and an [`MtaOutcome`]
+//! ([`encode_mta_outcome`]).
 
 use crate::env::Timestamp;
 use crate::error::{Error, ErrorKind, Phase};
 use crate::fs::{Capabilities, Dir, Op, OpResult, Stat};
+use crate::machine::dedup::{DedupOptions, Key};
 use crate::machine::deliver::{Delivered, Durability, Options, Outcome, Publish, Step, Strategy};
+use crate::machine::mta::{Accepted, MtaOptions, MtaOutcome, Order};
+use crate::machine::quota::{CheckOptions, Checked, Limits, RecalcReason, Usage, Verdict};
 use crate::maildir::flags::Flags;
 use crate::maildir::name::{InfoSep, NameBuf};
 
@@ -285,6 +301,10 @@ pub fn encode_op(op: Op<'_>, buf: &mut [u8]) -> Result<usize, WireError> {
             w.bytes(folder)?;
             w.u8(index(&DIRS, dir))?;
         }
+        Op::StatListed { name } => {
+            w.u8(22)?;
+            w.bytes(name.as_bytes())?;
+        }
         Op::NextEntry => w.u8(18)?,
         Op::CloseDir => w.u8(19)?,
         Op::SetMtime { secs } => {
@@ -372,6 +392,9 @@ pub fn decode_op(buf: &[u8]) -> Result<Op<'_>, WireError> {
             base: r.dir()?,
             folder: r.bytes()?,
             dir: r.dir()?,
+        },
+        22 => Op::StatListed {
+            name: core::str::from_utf8(r.bytes()?).map_err(|_| WireError)?,
         },
         20 => Op::SetMtime {
             secs: r.u64()? as i64,
@@ -480,25 +503,68 @@ pub fn decode_feed(buf: &[u8]) -> Result<(OpResult, &[u8]), WireError> {
     Ok((res, r.bytes()?))
 }
 
+impl Writer<'_> {
+    fn delivered(&mut self, d: &Delivered) -> Result<(), WireError> {
+        self.u8(index(&DIRS, d.dir))?;
+        self.str(&d.name)?;
+        self.u64(d.size)?;
+        self.u8(index(&PUBLISH, d.publish))?;
+        self.u8(u8::from(d.needs_dir_sync))?;
+        self.u8(u8::from(d.leftover_tmp))
+    }
+    fn error(&mut self, e: &Error) -> Result<(), WireError> {
+        self.u8(2)?;
+        self.u8(index(&KINDS, e.kind))?;
+        self.u8(index(&PHASES, e.phase))?;
+        self.u8(e.left.map_or(0, |d| 1 + index(&DIRS, d)))
+    }
+    fn opt_u64(&mut self, v: Option<u64>) -> Result<(), WireError> {
+        self.u8(u8::from(v.is_some()))?;
+        self.u64(v.unwrap_or(0))
+    }
+}
+
+impl Reader<'_> {
+    fn delivered(&mut self) -> Result<Delivered, WireError> {
+        let dir = self.dir()?;
+        let mut name = NameBuf::new();
+        name.push_str(self.str()?).map_err(|_| WireError)?;
+        Ok(Delivered {
+            dir,
+            name,
+            size: self.u64()?,
+            publish: lookup(&PUBLISH, self.u8()?)?,
+            needs_dir_sync: self.flag()?,
+            leftover_tmp: self.flag()?,
+        })
+    }
+    /// An error's fields (after its tag, 2).
+    fn error(&mut self) -> Result<Error, WireError> {
+        let e = Error::new(lookup(&KINDS, self.u8()?)?, lookup(&PHASES, self.u8()?)?);
+        Ok(match self.u8()? {
+            0 => e,
+            d => e.with_left(lookup(&DIRS, d - 1)?),
+        })
+    }
+    fn flag(&mut self) -> Result<bool, WireError> {
+        Ok(self.u8()? != 0)
+    }
+    fn opt_u64(&mut self) -> Result<Option<u64>, WireError> {
+        let some = self.flag()?;
+        let v = self.u64()?;
+        Ok(some.then_some(v))
+    }
+}
+
 /// Encodes a finished delivery's outcome.
 pub fn encode_outcome(o: &Outcome, buf: &mut [u8]) -> Result<usize, WireError> {
     let mut w = Writer { buf, len: 0 };
     match o {
         Ok(d) => {
             w.u8(1)?;
-            w.u8(index(&DIRS, d.dir))?;
-            w.str(&d.name)?;
-            w.u64(d.size)?;
-            w.u8(index(&PUBLISH, d.publish))?;
-            w.u8(u8::from(d.needs_dir_sync))?;
-            w.u8(u8::from(d.leftover_tmp))?;
+            w.delivered(d)?;
         }
-        Err(e) => {
-            w.u8(2)?;
-            w.u8(index(&KINDS, e.kind))?;
-            w.u8(index(&PHASES, e.phase))?;
-            w.u8(e.left.map_or(0, |d| 1 + index(&DIRS, d)))?;
-        }
+        Err(e) => w.error(e)?,
     }
     Ok(w.len)
 }
@@ -507,32 +573,16 @@ pub fn encode_outcome(o: &Outcome, buf: &mut [u8]) -> Result<usize, WireError> {
 pub fn decode_outcome(buf: &[u8]) -> Result<Outcome, WireError> {
     let mut r = Reader { buf, pos: 0 };
     match r.u8()? {
-        1 => {
-            let dir = r.dir()?;
-            let mut name = NameBuf::new();
-            name.push_str(r.str()?).map_err(|_| WireError)?;
-            Ok(Ok(Delivered {
-                dir,
-                name,
-                size: r.u64()?,
-                publish: lookup(&PUBLISH, r.u8()?)?,
-                needs_dir_sync: r.u8()? != 0,
-                leftover_tmp: r.u8()? != 0,
-            }))
-        }
-        2 => {
-            let e = Error::new(lookup(&KINDS, r.u8()?)?, lookup(&PHASES, r.u8()?)?);
-            Ok(Err(match r.u8()? {
-                0 => e,
-                d => e.with_left(lookup(&DIRS, d - 1)?),
-            }))
-        }
+        1 => Ok(Ok(r.delivered()?)),
+        2 => Ok(Err(r.error()?)),
         _ => Err(WireError),
     }
 }
 
-/// The length of the module's shared stepping buffer.
-pub const STEP_BUF_LEN: usize = 1024;
+/// The length of the module's shared stepping buffer: room for a `Read` of a whole
+/// `maildirsize` below [`RECALC_SIZE`](crate::machine::quota::RECALC_SIZE) with its header.
+pub const STEP_BUF_LEN: usize = 8192;
+const _: () = assert!(STEP_BUF_LEN >= crate::machine::quota::RECALC_SIZE + 64);
 
 /// Every strategy, in wire order.
 pub const STRATEGIES: [Strategy; 4] = [
@@ -620,55 +670,292 @@ pub struct Start<'a> {
 /// Encodes a machine's start, returning the length used.
 pub fn encode_start(s: &Start<'_>, buf: &mut [u8]) -> Result<usize, WireError> {
     let mut w = Writer { buf, len: 0 };
-    let o = &s.opts;
-    w.u8(encode_strategy(o.strategy))?;
-    w.u8(encode_durability(o.durability))?;
-    match o.flags {
-        Some(f) => {
-            w.u8(1)?;
-            // At most 52 letters: the length always fits.
-            w.u8(f.len() as u8)?;
-            for l in f.letters() {
-                w.u8(l)?;
-            }
-        }
-        None => w.u8(0)?,
-    }
-    w.u8(o.sep.byte())?;
-    w.u64(u64::from(o.max_attempts))?;
-    w.u64(o.lock_stale_secs)?;
-    w.u64(u64::from(o.lock_timeout_ms))?;
-    w.u64(u64::from(o.lock_poll_ms))?;
-    w.u8(encode_caps(s.caps))?;
-    w.str(s.host)?;
+    w.start(s)?;
     Ok(w.len)
 }
 
 /// Decodes a machine's start, borrowing the host name from `buf`.
 pub fn decode_start(buf: &[u8]) -> Result<Start<'_>, WireError> {
+    Reader { buf, pos: 0 }.start()
+}
+
+impl Writer<'_> {
+    fn start(&mut self, s: &Start<'_>) -> Result<(), WireError> {
+        let o = &s.opts;
+        self.u8(encode_strategy(o.strategy))?;
+        self.u8(encode_durability(o.durability))?;
+        match o.flags {
+            Some(f) => {
+                self.u8(1)?;
+                // At most 52 letters: the length always fits.
+                self.u8(f.len() as u8)?;
+                for l in f.letters() {
+                    self.u8(l)?;
+                }
+            }
+            None => self.u8(0)?,
+        }
+        self.u8(o.sep.byte())?;
+        self.u64(u64::from(o.max_attempts))?;
+        self.u64(o.lock_stale_secs)?;
+        self.u64(u64::from(o.lock_timeout_ms))?;
+        self.u64(u64::from(o.lock_poll_ms))?;
+        self.u8(encode_caps(s.caps))?;
+        self.str(s.host)
+    }
+}
+
+impl<'a> Reader<'a> {
+    fn start(&mut self) -> Result<Start<'a>, WireError> {
+        let strategy = decode_strategy(self.u8()?)?;
+        let durability = decode_durability(self.u8()?)?;
+        let flags = match self.u8()? {
+            0 => None,
+            1 => Some(Flags::parse(self.str()?).map_err(|_| WireError)?),
+            _ => return Err(WireError),
+        };
+        let opts = Options {
+            strategy,
+            durability,
+            flags,
+            sep: self.sep()?,
+            max_attempts: self.u32()?,
+            lock_stale_secs: self.u64()?,
+            lock_timeout_ms: self.u32()?,
+            lock_poll_ms: self.u32()?,
+        };
+        Ok(Start {
+            opts,
+            caps: decode_caps(self.u8()?)?,
+            host: self.str()?,
+        })
+    }
+    fn sep(&mut self) -> Result<InfoSep, WireError> {
+        InfoSep::new(self.u8()?).ok_or(WireError)
+    }
+}
+
+/// Everything a composed MTA delivery is started with (`mdeliver_step_new_mta`), but its
+/// environment.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct MtaStart<'a> {
+    /// The options, every field.
+    pub opts: MtaOptions,
+    /// What the filesystem offers.
+    pub caps: Capabilities,
+    /// The host name the machine's environment reports.
+    pub host: &'a str,
+}
+
+const VERDICTS: [Verdict; 3] = [Verdict::NoQuota, Verdict::Allow, Verdict::Over];
+const RECALC_REASONS: [RecalcReason; 6] = [
+    RecalcReason::Missing,
+    RecalcReason::TooBig,
+    RecalcReason::Unparseable,
+    RecalcReason::Negative,
+    RecalcReason::DefinitionChanged,
+    RecalcReason::OverAndStale,
+];
+const ORDERS: [Order; 2] = [Order::AccountFirst, Order::AccountLast];
+
+/// Encodes an MTA delivery's start: the delivery's [`Start`], then the quota (0, or 1 and the
+/// limits' bytes and count, each 0 or 1 and a `u64`, `max_recalc`, `count_trashed` and the
+/// separator), the duplicate index (0, or 1 and `window_secs`, `lease_secs`, `margin_secs`,
+/// `poll_ms`, `wait_ms`, `max_entries`, `gc_every` as `u64`s and the separator), the key (0,
+/// or 1 and its 32 bytes) and the order (0 account first, 1 account last).
+pub fn encode_mta_start(s: &MtaStart<'_>, buf: &mut [u8]) -> Result<usize, WireError> {
+    let mut w = Writer { buf, len: 0 };
+    let o = &s.opts;
+    w.start(&Start {
+        opts: o.delivery,
+        caps: s.caps,
+        host: s.host,
+    })?;
+    match o.quota {
+        Some(q) => {
+            w.u8(1)?;
+            let l = q.given.unwrap_or_default();
+            w.u8(u8::from(q.given.is_some()))?;
+            w.opt_u64(l.bytes)?;
+            w.opt_u64(l.count)?;
+            w.u64(u64::from(q.max_recalc))?;
+            w.u8(u8::from(q.count_trashed))?;
+            w.u8(q.sep.byte())?;
+            w.u8(u8::from(q.folder))?;
+        }
+        None => w.u8(0)?,
+    }
+    match o.dedup {
+        Some(d) => {
+            w.u8(1)?;
+            for v in [d.window_secs, d.lease_secs, d.margin_secs] {
+                w.u64(v)?;
+            }
+            for v in [d.poll_ms, d.wait_ms, d.max_entries, d.gc_every] {
+                w.u64(u64::from(v))?;
+            }
+            w.u8(d.sep.byte())?;
+        }
+        None => w.u8(0)?,
+    }
+    match o.key {
+        Some(Key(k)) => {
+            w.u8(1)?;
+            for b in k {
+                w.u8(b)?;
+            }
+        }
+        None => w.u8(0)?,
+    }
+    w.u8(index(&ORDERS, o.order))?;
+    Ok(w.len)
+}
+
+/// Decodes an MTA delivery's start, borrowing the host name from `buf`.
+pub fn decode_mta_start(buf: &[u8]) -> Result<MtaStart<'_>, WireError> {
     let mut r = Reader { buf, pos: 0 };
-    let strategy = decode_strategy(r.u8()?)?;
-    let durability = decode_durability(r.u8()?)?;
-    let flags = match r.u8()? {
-        0 => None,
-        1 => Some(Flags::parse(r.str()?).map_err(|_| WireError)?),
-        _ => return Err(WireError),
+    let start = r.start()?;
+    let quota = match r.flag()? {
+        true => Some(CheckOptions {
+            given: {
+                let given = r.flag()?;
+                let l = Limits {
+                    bytes: r.opt_u64()?,
+                    count: r.opt_u64()?,
+                };
+                given.then_some(l)
+            },
+            max_recalc: r.u32()?,
+            count_trashed: r.flag()?,
+            sep: r.sep()?,
+            folder: r.flag()?,
+        }),
+        false => None,
     };
-    let opts = Options {
-        strategy,
-        durability,
-        flags,
-        sep: InfoSep::new(r.u8()?).ok_or(WireError)?,
-        max_attempts: r.u32()?,
-        lock_stale_secs: r.u64()?,
-        lock_timeout_ms: r.u32()?,
-        lock_poll_ms: r.u32()?,
+    let dedup = match r.flag()? {
+        true => Some(DedupOptions {
+            window_secs: r.u64()?,
+            lease_secs: r.u64()?,
+            margin_secs: r.u64()?,
+            poll_ms: r.u32()?,
+            wait_ms: r.u32()?,
+            max_entries: r.u32()?,
+            gc_every: r.u32()?,
+            sep: r.sep()?,
+        }),
+        false => None,
     };
-    Ok(Start {
-        opts,
-        caps: decode_caps(r.u8()?)?,
-        host: r.str()?,
+    let key = match r.flag()? {
+        true => {
+            let mut k = [0u8; 32];
+            for b in &mut k {
+                *b = r.u8()?;
+            }
+            Some(Key(k))
+        }
+        false => None,
+    };
+    let order = lookup(&ORDERS, r.u8()?)?;
+    Ok(MtaStart {
+        opts: MtaOptions {
+            delivery: start.opts,
+            quota,
+            dedup,
+            key,
+            order,
+        },
+        caps: start.caps,
+        host: start.host,
     })
+}
+
+/// Encodes a finished MTA delivery's outcome: 1 stored (the delivery as in
+/// [`encode_outcome`], whether indexed, then 0 or 1 and the quota check: verdict, limits,
+/// usage, recalculation reason as 0 or 1 + its code, raced), 3 duplicate (the directory as 0
+/// or 1 + its code, the name), or an error as in [`encode_outcome`].
+pub fn encode_mta_outcome(o: &MtaOutcome, buf: &mut [u8]) -> Result<usize, WireError> {
+    let mut w = Writer { buf, len: 0 };
+    match o {
+        Ok(Accepted::Stored {
+            delivered,
+            indexed,
+            quota,
+        }) => {
+            w.u8(1)?;
+            w.delivered(delivered)?;
+            w.u8(u8::from(*indexed))?;
+            match quota {
+                Some(c) => {
+                    w.u8(1)?;
+                    w.u8(index(&VERDICTS, c.verdict))?;
+                    w.opt_u64(c.limits.bytes)?;
+                    w.opt_u64(c.limits.count)?;
+                    w.u64(c.usage.bytes)?;
+                    w.u64(c.usage.count)?;
+                    w.u8(c.recalculated.map_or(0, |x| 1 + index(&RECALC_REASONS, x)))?;
+                    w.u8(u8::from(c.raced))?;
+                }
+                None => w.u8(0)?,
+            }
+        }
+        Ok(Accepted::Duplicate { dir, name }) => {
+            w.u8(3)?;
+            w.u8(dir.map_or(0, |d| 1 + index(&DIRS, d)))?;
+            w.str(name)?;
+        }
+        Err(e) => w.error(e)?,
+    }
+    Ok(w.len)
+}
+
+/// Decodes a finished MTA delivery's outcome.
+pub fn decode_mta_outcome(buf: &[u8]) -> Result<MtaOutcome, WireError> {
+    let mut r = Reader { buf, pos: 0 };
+    let opt = |r: &mut Reader<'_>| match r.u8()? {
+        0 => Ok(None),
+        i => Ok(Some(i - 1)),
+    };
+    match r.u8()? {
+        1 => {
+            let delivered = r.delivered()?;
+            let indexed = r.flag()?;
+            let quota = match r.flag()? {
+                true => Some(Checked {
+                    verdict: lookup(&VERDICTS, r.u8()?)?,
+                    limits: Limits {
+                        bytes: r.opt_u64()?,
+                        count: r.opt_u64()?,
+                    },
+                    usage: Usage {
+                        bytes: r.u64()?,
+                        count: r.u64()?,
+                    },
+                    recalculated: match opt(&mut r)? {
+                        Some(i) => Some(lookup(&RECALC_REASONS, i)?),
+                        None => None,
+                    },
+                    raced: r.flag()?,
+                }),
+                false => None,
+            };
+            Ok(Ok(Accepted::Stored {
+                delivered,
+                indexed,
+                quota,
+            }))
+        }
+        3 => {
+            let dir = match opt(&mut r)? {
+                Some(i) => Some(lookup(&DIRS, i)?),
+                None => None,
+            };
+            let mut name = NameBuf::new();
+            name.push_str(r.str()?).map_err(|_| WireError)?;
+            Ok(Ok(Accepted::Duplicate { dir, name }))
+        }
+        2 => Ok(Err(r.error()?)),
+        _ => Err(WireError),
+    }
 }
 
 /// Environment value kind: the clock (`a` seconds, `b` microseconds).
@@ -752,6 +1039,38 @@ pub fn decode_step(buf: &[u8]) -> Result<Step<'_>, WireError> {
         _ => Err(WireError),
     }
 }
+
+/// Step kind: an MTA delivery's outcome follows.
+pub const STEP_MTA_DONE: u8 = 3;
+
+/// Encodes an MTA delivery's step (what `mdeliver_step_poll` writes for it): [`STEP_OP`] and
+/// the operation, or [`STEP_MTA_DONE`] and the outcome ([`encode_mta_outcome`]).
+pub fn encode_mta_step(step: &MtaStep<'_>, buf: &mut [u8]) -> Result<usize, WireError> {
+    let (tag, body) = buf.split_first_mut().ok_or(WireError)?;
+    let n = match step {
+        MtaStep::Op(op) => {
+            *tag = STEP_OP;
+            encode_op(*op, body)
+        }
+        MtaStep::Done(o) => {
+            *tag = STEP_MTA_DONE;
+            encode_mta_outcome(o, body)
+        }
+    }?;
+    Ok(n + 1)
+}
+
+/// Decodes an MTA delivery's step, borrowing its names from `buf`.
+pub fn decode_mta_step(buf: &[u8]) -> Result<MtaStep<'_>, WireError> {
+    match buf.split_first() {
+        Some((&STEP_OP, body)) => Ok(MtaStep::Op(decode_op(body)?)),
+        Some((&STEP_MTA_DONE, body)) => Ok(MtaStep::Done(decode_mta_outcome(body)?)),
+        _ => Err(WireError),
+    }
+}
+
+/// A composed MTA delivery's step.
+pub type MtaStep<'a> = crate::machine::Step<'a, MtaOutcome>;
 
 /// Why a stepping call failed: its negative return value.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -1131,5 +1450,200 @@ mod tests {
         for code in [-3, -4, i32::MIN] {
             assert_eq!(decode_return(code), Err(WireError));
         }
+    }
+
+    #[test]
+    fn the_added_ops_and_results_keep_their_codes_and_round_trip() {
+        let ops = [
+            (
+                14,
+                Op::WriteFile {
+                    dir: Dir::Root,
+                    name: "maildirsize",
+                    data: b"100S\n0 0\n",
+                    sync: true,
+                    anonymous: true,
+                },
+            ),
+            (
+                15,
+                Op::Append {
+                    dir: Dir::Root,
+                    name: "maildirsize",
+                    data: b"49 1\n",
+                    sync: false,
+                },
+            ),
+            (
+                16,
+                Op::Read {
+                    dir: Dir::Root,
+                    name: "maildirsize",
+                },
+            ),
+            (17, Op::OpenDir { dir: Dir::Cur }),
+            (18, Op::NextEntry),
+            (19, Op::CloseDir),
+            (20, Op::SetMtime { secs: i64::MIN }),
+        ];
+        let mut buf = [0u8; 600];
+        for (code, op) in ops {
+            let n = encode_op(op, &mut buf).unwrap();
+            assert_eq!(buf[0], code, "{op:?}");
+            assert_eq!(decode_op(&buf[..n]), Ok(op));
+            for cut in 0..n {
+                assert_eq!(
+                    decode_op(&buf[..cut]),
+                    Err(WireError),
+                    "{op:?} cut at {cut}"
+                );
+            }
+        }
+        for (code, r) in [
+            (7, OpResult::Read(5120)),
+            (8, OpResult::Entry),
+            (9, OpResult::End),
+        ] {
+            let n = encode_feed(r, b"name:2,S", &mut buf).unwrap();
+            assert_eq!(buf[0], code, "{r:?}");
+            assert_eq!(decode_feed(&buf[..n]), Ok((r, &b"name:2,S"[..])));
+        }
+    }
+
+    #[test]
+    fn mta_starts_round_trip_every_option() {
+        let mut buf = [0u8; STEP_BUF_LEN];
+        let quotas = [
+            None,
+            Some(CheckOptions::default()),
+            Some(CheckOptions {
+                given: Some(Limits {
+                    bytes: Some(u64::MAX),
+                    count: None,
+                }),
+                max_recalc: 7,
+                count_trashed: true,
+                sep: InfoSep::new(b';').unwrap(),
+                folder: true,
+            }),
+            Some(CheckOptions {
+                given: Some(Limits {
+                    bytes: None,
+                    count: Some(3),
+                }),
+                ..CheckOptions::default()
+            }),
+        ];
+        let dedups = [
+            None,
+            Some(DedupOptions::default()),
+            Some(DedupOptions {
+                window_secs: 1,
+                lease_secs: 2,
+                margin_secs: u64::MAX,
+                poll_ms: 3,
+                wait_ms: u32::MAX,
+                max_entries: 5,
+                gc_every: 0,
+                sep: InfoSep::new(b'!').unwrap(),
+            }),
+        ];
+        for quota in quotas {
+            for dedup in dedups {
+                for key in [None, Some(Key([7; 32]))] {
+                    for order in ORDERS {
+                        let s = MtaStart {
+                            opts: MtaOptions {
+                                delivery: Options {
+                                    flags: Some(Flags::parse("S").unwrap()),
+                                    ..Options::default()
+                                },
+                                quota,
+                                dedup,
+                                key,
+                                order,
+                            },
+                            caps: Capabilities::LINUX_LOCAL,
+                            host: "host",
+                        };
+                        let n = encode_mta_start(&s, &mut buf).unwrap();
+                        assert_eq!(decode_mta_start(&buf[..n]), Ok(s));
+                        for cut in 0..n {
+                            assert_eq!(decode_mta_start(&buf[..cut]), Err(WireError));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn mta_outcomes_and_steps_round_trip() {
+        let mut name = NameBuf::new();
+        name.push_str("1.M2P3Q4.host,S=5:2,S").unwrap();
+        let delivered = Delivered {
+            dir: Dir::Cur,
+            name: name.clone(),
+            size: 5,
+            publish: Publish::LinkUnlink,
+            needs_dir_sync: true,
+            leftover_tmp: false,
+        };
+        let mut outcomes = std::vec![
+            Ok(Accepted::Duplicate {
+                dir: None,
+                name: name.clone(),
+            }),
+            Ok(Accepted::Duplicate {
+                dir: Some(Dir::New),
+                name: NameBuf::new(),
+            }),
+            Err(Error::new(ErrorKind::OverQuota, Phase::Check)),
+            Err(Error::new(ErrorKind::Io, Phase::Dedup).with_left(Dir::New)),
+        ];
+        for verdict in VERDICTS {
+            for recalculated in [
+                None,
+                Some(RecalcReason::Missing),
+                Some(RecalcReason::OverAndStale),
+            ] {
+                for indexed in [false, true] {
+                    outcomes.push(Ok(Accepted::Stored {
+                        delivered: delivered.clone(),
+                        indexed,
+                        quota: Some(Checked {
+                            verdict,
+                            limits: Limits {
+                                bytes: Some(9),
+                                count: None,
+                            },
+                            usage: Usage { bytes: 1, count: 2 },
+                            recalculated,
+                            raced: indexed,
+                        }),
+                    }));
+                }
+            }
+        }
+        outcomes.push(Ok(Accepted::Stored {
+            delivered,
+            indexed: true,
+            quota: None,
+        }));
+        let mut buf = [0u8; STEP_BUF_LEN];
+        for o in outcomes {
+            let n = encode_mta_outcome(&o, &mut buf).unwrap();
+            assert_eq!(decode_mta_outcome(&buf[..n]), Ok(o.clone()));
+            let step = MtaStep::Done(o);
+            let n = encode_mta_step(&step, &mut buf).unwrap();
+            assert_eq!(buf[0], STEP_MTA_DONE);
+            assert_eq!(decode_mta_step(&buf[..n]), Ok(step));
+            // A delivery's decoder does not take an MTA delivery's outcome for its own.
+            assert_eq!(decode_step(&buf[..n]), Err(WireError));
+        }
+        let step = MtaStep::Op(Op::NextEntry);
+        let n = encode_mta_step(&step, &mut buf).unwrap();
+        assert_eq!(decode_mta_step(&buf[..n]), Ok(step));
+        assert_eq!(decode_mta_step(&[STEP_DONE, 1]), Err(WireError));
     }
 }

@@ -666,6 +666,21 @@ impl Fs for SimFs {
     }
 
     fn stat(&mut self, dir: Dir, name: &str) -> Result<Stat, ErrorKind> {
+        // The maildir's own directories (a quota recalculation stats new/ and cur/). The
+        // simulator keeps no directory mtimes: they never move, so a recalculation never sees
+        // a concurrent change through them (DESIGN.md, what the explorer cannot see).
+        if dir == Dir::Root
+            && [Dir::Tmp, Dir::New, Dir::Cur]
+                .iter()
+                .any(|d| d.as_str() == name)
+        {
+            return Ok(Stat {
+                nlink: 2,
+                size: 0,
+                mtime: 0,
+                regular: false,
+            });
+        }
         self.check_name(dir, name)?;
         let ino = self
             .entries
@@ -719,6 +734,10 @@ impl Fs for SimFs {
             pos: 0,
             returned: BTreeSet::new(),
         })
+    }
+
+    fn stat_listed(&mut self, stream: &SimDir, name: &str) -> Result<Stat, ErrorKind> {
+        self.stat(stream.dir, name)
     }
 
     /// The simulated maildir has no folders and no top above it: only its own new/ and cur/.

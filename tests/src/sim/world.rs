@@ -500,6 +500,7 @@ fn show_op(op: &Op<'_>) -> String {
         ),
         Op::Read { dir, name } => format!("read({})", path(dir, name)),
         Op::OpenDir { dir } => format!("opendir({}/)", dir.as_str()),
+        Op::StatListed { name } => format!("stat_listed({name})"),
         Op::OpenFolderDir { base, folder, dir } => format!(
             "opendir({}/{}/{}/)",
             base.as_str(),
