@@ -12,7 +12,7 @@ struct EvenKeys;
 
 impl Seen for EvenKeys {
     fn seen(&self, key: &[u8]) -> bool {
-        key.len() % 2 == 0
+        key.len().is_multiple_of(2)
     }
 }
 

@@ -173,6 +173,7 @@ fn idx(d: Dir) -> usize {
         Dir::Tmp => 1,
         Dir::New => 2,
         Dir::Cur => 3,
+        Dir::Top => unreachable!("the NFS test adapter opens no Maildir++ folder"),
     }
 }
 
@@ -456,6 +457,24 @@ impl Fs for NfsFs {
         let names = r.map_err(|e| kind(&e, &mut self.counts, "readdir"))?;
         self.listings.insert(dir, (names.clone(), self.clock.ms()));
         Ok(names.into_iter())
+    }
+
+    fn open_folder_dir(
+        &mut self,
+        base: Dir,
+        folder: &[u8],
+        dir: Dir,
+    ) -> Result<Self::DirStream, ErrorKind> {
+        // No Maildir++ folders here: only the maildir itself.
+        match (base, folder.is_empty()) {
+            (Dir::Root, true) => self.open_dir(dir),
+            _ => Err(ErrorKind::NotFound),
+        }
+    }
+
+    fn stat_listed(&mut self, _stream: &Self::DirStream, _name: &str) -> Result<Stat, ErrorKind> {
+        // A listing here is a list of names, which does not know its directory.
+        Err(ErrorKind::Unsupported)
     }
 
     fn read_dir(

@@ -99,6 +99,8 @@ pub fn change_flags<F: Fs + ?Sized>(
 }
 
 /// How a [`Watched`] move ended.
+// The name is held inline: the core has no allocator, and one value exists per move.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Ended {
     /// The move's own result.

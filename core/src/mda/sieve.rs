@@ -20,6 +20,8 @@ use crate::maildir::flags::Flags;
 use crate::sieve::{Action, Outcome};
 
 /// What the script decided for the message.
+// The plan is held inline: the core has no allocator, and one decision exists per message.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Decision<'o> {
     /// Store and send these, as one unit.

@@ -201,6 +201,10 @@ impl Fs for Crashy {
         self.spend()?;
         self.fs.open_folder_dir(base, folder, dir)
     }
+    fn stat_listed(&mut self, stream: &SimDir, name: &str) -> Result<Stat, ErrorKind> {
+        self.spend()?;
+        self.fs.stat_listed(stream, name)
+    }
     fn read_dir(&mut self, stream: &mut SimDir, out: &mut EntryName) -> Result<bool, ErrorKind> {
         self.spend()?;
         self.fs.read_dir(stream, out)
@@ -353,7 +357,10 @@ pub struct UnitReport {
 
 /// The stored copies of the world: per maildir, (dir, flags after `:2,` or None) for every
 /// message file; `Err` for a file that is not the message.
-fn stored(w: &World) -> Result<Vec<Vec<(Dir, Option<String>)>>, (Invariant, String)> {
+/// Each maildir's stored messages: where each is, and its flags.
+type Stored = Vec<Vec<(Dir, Option<String>)>>;
+
+fn stored(w: &World) -> Result<Stored, (Invariant, String)> {
     let body = body();
     let mut v = Vec::new();
     for (i, f) in w.fss.iter().enumerate() {
