@@ -56,6 +56,8 @@ if [ "$size" -gt $((384 * 1024)) ]; then
     exit 1
 fi
 cargo clippy -p mdeliver-wasi --target wasm32-wasip1 -- -D warnings
+# The same module with the stepping ABI (the `step` feature) that wasi_differential drives.
+cargo clippy -p mdeliver-wasi --target wasm32-wasip1 --features step -- -D warnings
 
 echo "== tests"
 cargo test --workspace

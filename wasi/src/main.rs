@@ -4,11 +4,13 @@
 //! lines and exit codes are the Linux binary's (the driver crate, [`mdeliver_driver::run`]);
 //! every decision is the same core's. What differs is only the adapter (`adapter.rs`): the
 //! filesystem (`fs.rs`, `tree.rs`), the environment (`env.rs`: no pid; the host name from
-//! `--host`, else `MDELIVER_HOST`, else `wasi`).
+//! `--host`, else `MDELIVER_HOST`, else `wasi`). With the `step` feature the module also exports
+//! the core's stepping ABI (`step.rs`), for the differential test; the shipped module has none.
 
 mod adapter;
 mod env;
 mod fs;
+#[cfg(feature = "step")]
 pub mod step;
 mod tree;
 

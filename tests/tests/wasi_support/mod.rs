@@ -23,44 +23,58 @@ pub fn workspace() -> PathBuf {
 /// another `CARGO_TARGET_DIR`.
 pub fn module_path() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let installed = Command::new("rustup")
-            .args(["target", "list", "--installed"])
-            .output();
-        if !installed.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("wasm32-wasip1")) {
-            let st = Command::new("rustup")
-                .args(["target", "add", "wasm32-wasip1"])
-                .status();
-            assert!(
-                st.is_ok_and(|s| s.success()),
-                "cannot install the wasm32-wasip1 target"
-            );
-        }
-        let exe = std::env::current_exe().expect("current_exe");
-        let target_dir = exe
-            .ancestors()
-            .nth(3)
-            .expect("<target>/<profile>/deps/<test>")
-            .join("wasi-module");
-        // The release build (cargo's `wasm` profile, then wasm-opt): what is shipped is tested.
-        let out = Command::new("bash")
-            .current_dir(workspace())
-            .env("CARGO_TARGET_DIR", &target_dir)
-            .arg("scripts/build-wasi.sh")
-            .output()
-            .expect("run scripts/build-wasi.sh to build the WASI module");
+    PATH.get_or_init(|| build(false))
+}
+
+/// The same release module built with the `step` feature (`build-wasi.sh --step`): the shipped
+/// module's code plus the core's stepping ABI, which only a host stepping the compiled machines
+/// (the differential test) uses.
+pub fn step_module_path() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| build(true))
+}
+
+fn build(step: bool) -> PathBuf {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
+    if !installed.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("wasm32-wasip1")) {
+        let st = Command::new("rustup")
+            .args(["target", "add", "wasm32-wasip1"])
+            .status();
         assert!(
-            out.status.success(),
-            "building the WASI module failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
+            st.is_ok_and(|s| s.success()),
+            "cannot install the wasm32-wasip1 target"
         );
-        let path = String::from_utf8_lossy(&out.stdout);
-        PathBuf::from(
-            path.lines()
-                .last()
-                .expect("the script prints the module's path"),
-        )
-    })
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let target_dir = exe
+        .ancestors()
+        .nth(3)
+        .expect("<target>/<profile>/deps/<test>")
+        .join("wasi-module");
+    // The release build (cargo's `wasm` profile, then wasm-opt): what is shipped is tested.
+    let mut cmd = Command::new("bash");
+    cmd.current_dir(workspace())
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .arg("scripts/build-wasi.sh");
+    if step {
+        cmd.arg("--step");
+    }
+    let out = cmd
+        .output()
+        .expect("run scripts/build-wasi.sh to build the WASI module");
+    assert!(
+        out.status.success(),
+        "building the WASI module failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = String::from_utf8_lossy(&out.stdout);
+    PathBuf::from(
+        path.lines()
+            .last()
+            .expect("the script prints the module's path"),
+    )
 }
 
 /// One engine for all tests: fuel metering on, so a limit can be set per run.
@@ -78,6 +92,12 @@ pub fn engine() -> &'static Engine {
 pub fn module() -> &'static Module {
     static MODULE: OnceLock<Module> = OnceLock::new();
     MODULE.get_or_init(|| load_module(engine(), module_path()))
+}
+
+/// The compiled module with the stepping ABI ([`step_module_path`]).
+pub fn step_module() -> &'static Module {
+    static MODULE: OnceLock<Module> = OnceLock::new();
+    MODULE.get_or_init(|| load_module(engine(), step_module_path()))
 }
 
 /// Loads `wasm` for `engine` from its serialized cache when that is newer, else compiles and
@@ -119,24 +139,28 @@ pub struct Host {
 
 /// A store for `host` with its limits and `fuel`, and the module instantiated in it (which
 /// can already hit a limit).
-fn instantiate_in(host: Host, fuel: u64) -> (Store<Host>, wasmtime::Result<wasmtime::Instance>) {
+fn instantiate_in(
+    host: Host,
+    fuel: u64,
+    module: &Module,
+) -> (Store<Host>, wasmtime::Result<wasmtime::Instance>) {
     let mut store = Store::new(engine(), host);
     store.limiter(|h| &mut h.limits);
     store.set_fuel(fuel).unwrap();
     let mut linker: Linker<Host> = Linker::new(engine());
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |h| &mut h.wasi).unwrap();
-    let instance = linker.instantiate(&mut store, module());
+    let instance = linker.instantiate(&mut store, module);
     (store, instance)
 }
 
-/// Instantiates the module without running it (no arguments, no preopens), to call its
-/// exported stepping interface.
+/// Instantiates the module with the stepping ABI without running it (no arguments, no
+/// preopens), to call its exported stepping interface.
 pub fn instantiate() -> (Store<Host>, wasmtime::Instance) {
     let host = Host {
         wasi: WasiCtxBuilder::new().build_p1(),
         limits: StoreLimitsBuilder::new().build(),
     };
-    let (store, instance) = instantiate_in(host, u64::MAX / 2);
+    let (store, instance) = instantiate_in(host, u64::MAX / 2, step_module());
     (store, instance.expect("instantiate the module"))
 }
 
@@ -183,7 +207,7 @@ pub fn run(
         wasi: b.build_p1(),
         limits: lb.build(),
     };
-    let (mut store, instance) = instantiate_in(host, limits.fuel.unwrap_or(u64::MAX / 2));
+    let (mut store, instance) = instantiate_in(host, limits.fuel.unwrap_or(u64::MAX / 2), module());
     let outcome = instance
         .and_then(|i| i.get_typed_func::<(), ()>(&mut store, "_start"))
         .and_then(|f| f.call(&mut store, ()));
