@@ -4,7 +4,11 @@
 #     against the same command with a one-rule script: the cost of compiling and running 50
 #     rules over a message's header, as a ratio;
 #   - both against a plain delivery (`mdeliver --no-fsync` into a tmpfs maildir), the process
-#     a delivery through a script would add them to.
+#     a delivery through a script would add them to;
+#   - the real thing: `mdeliver --sieve fifty.sieve MAILDIR` (the script run, its plan recorded,
+#     the keep stored through the exactly-once unit) against `mdeliver MAILDIR`, each message
+#     distinct (a unit's retry of the same bytes would be a suppressed duplicate), with and
+#     without fsync.
 # Each is run in 5 interleaved rounds of N/5 (default N 2000); the fastest round counts (the
 # least disturbed by other load). Prints microseconds per run and the ratios.
 # Not part of the test suite. Usage: bash bench/sieve.sh [N]
@@ -49,6 +53,12 @@ echo 'if header :contains "subject" "nothing" { fileinto "x"; }' > "$work/one.si
 sed -i '1s/^/require "fileinto";\n/' "$work/one.sieve"
 "$MDELIVER" sieve check "$work/fifty.sieve" >/dev/null
 mkdir -p "$work/md/tmp" "$work/md/new" "$work/md/cur"
+# Distinct messages for the delivery rows (one per run of a round).
+k=$((n / 5))
+mkdir -p "$work/msgs"
+for i in $(seq 1 "$k"); do
+    { echo "X-Sequence: $i"; cat "$work/msg.eml"; } > "$work/msgs/$i.eml"
+done
 
 round() { # command...: microseconds per run over n/5 runs
     local start end k=$((n / 5))
@@ -58,8 +68,23 @@ round() { # command...: microseconds per run over n/5 runs
     echo $(((end - start) / k / 1000))
 }
 min() { printf '%s\n' "$@" | sort -n | head -1; }
+deliveries() { # label options...: microseconds per delivery of the k distinct messages
+    local start end md="$work/d-$1"
+    shift
+    rm -rf "$md"
+    mkdir -p "$md/tmp" "$md/new" "$md/cur"
+    start=$(date +%s%N)
+    for i in $(seq 1 "$k"); do "$MDELIVER" "$@" "$md" < "$work/msgs/$i.eml"; done
+    end=$(date +%s%N)
+    echo $(((end - start) / k / 1000))
+}
 r_one=() r_fifty=() r_deliver=() r_sh=()
+r_plain=() r_sieve=() r_plain_sync=() r_sieve_sync=()
 for _ in 1 2 3 4 5; do
+    r_plain+=("$(deliveries plain --no-fsync)")
+    r_sieve+=("$(deliveries sieve --no-fsync --sieve "$work/fifty.sieve")")
+    r_plain_sync+=("$(deliveries plain-sync)")
+    r_sieve_sync+=("$(deliveries sieve-sync --sieve "$work/fifty.sieve")")
     r_one+=("$(round "$MDELIVER" sieve test "$work/one.sieve" "$work/msg.eml")")
     r_fifty+=("$(round "$MDELIVER" sieve test "$work/fifty.sieve" "$work/msg.eml")")
     r_deliver+=("$(round sh -c "\"$MDELIVER\" --no-fsync \"$work/md\" < \"$work/msg.eml\"")")
@@ -74,3 +99,10 @@ echo "sieve test, 1 rule:   ${one} us"
 echo "sieve test, 50 rules: ${fifty} us (ratio to 1 rule: $(python3 -c "print(f'{$fifty/$one:.3f}')"))"
 echo "delivery (--no-fsync, tmpfs, through sh): ${deliver} us; sh alone: ${sh_only} us"
 echo "50-rule script over a delivery: $(python3 -c "print(f'{($deliver + $fifty - $one)/$deliver:.3f}')") (the script's extra time added to one delivery)"
+plain=$(min "${r_plain[@]}")
+sieve=$(min "${r_sieve[@]}")
+plain_sync=$(min "${r_plain_sync[@]}")
+sieve_sync=$(min "${r_sieve_sync[@]}")
+echo "delivery without a script (--no-fsync): ${plain} us; with --sieve (50 rules): ${sieve} us; ratio $(python3 -c "print(f'{$sieve/$plain:.3f}')")"
+echo "delivery without a script (fsync, tmpfs): ${plain_sync} us; with --sieve (50 rules): ${sieve_sync} us; ratio $(python3 -c "print(f'{$sieve_sync/$plain_sync:.3f}')")"
+echo "load: $(cat /proc/loadavg)"

@@ -59,3 +59,9 @@ cargo clippy -p mdeliver-wasi --target wasm32-wasip1 -- -D warnings
 
 echo "== tests"
 cargo test --workspace
+
+echo "== several hosts on a real distributed filesystem (scripts/test-multihost.sh --ci: MooseFS, about 2 min)"
+# Builds the debug binary (already built by the tests) and installs its own packages
+# (moosefs-*); as non-root it says so and skips. The long form and
+# the other filesystems: README, "Several hosts, one maildir".
+bash scripts/test-multihost.sh --ci

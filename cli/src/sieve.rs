@@ -361,7 +361,7 @@ pub fn deliver(
             ));
             let maildir = &args.maildirs[0];
             let code =
-                mdeliver_driver::outcome::failed(&mut out, args, &settings, maildir, &failure);
+                mdeliver_driver::outcome::failed(&mut out, args, &settings, maildir, &failure, &[]);
             out.flush();
             return code;
         }
@@ -409,7 +409,7 @@ pub fn deliver(
             Err(e) => {
                 let failure = mdeliver_driver::report::Failure::Deliver(e);
                 let maildir = &args.maildirs[0];
-                mdeliver_driver::outcome::failed(p.out, args, &settings, maildir, &failure)
+                mdeliver_driver::outcome::failed(p.out, args, &settings, maildir, &failure, &[])
             }
         },
     };
@@ -576,6 +576,7 @@ impl<'a> Performer<'a> {
                     self.settings,
                     maildir,
                     &failure,
+                    &[],
                 ))
             }
         }
@@ -595,8 +596,14 @@ impl<'a> Performer<'a> {
 
     fn fail(&mut self, what: &Path, e: mdeliver_core::Error) -> mdeliver_core::Error {
         let failure = mdeliver_driver::report::Failure::Deliver(e);
-        let code =
-            mdeliver_driver::outcome::failed(self.out, self.args, self.settings, what, &failure);
+        let code = mdeliver_driver::outcome::failed(
+            self.out,
+            self.args,
+            self.settings,
+            what,
+            &failure,
+            &[],
+        );
         self.code = exit::worst(self.code, code);
         e
     }

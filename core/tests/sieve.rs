@@ -102,7 +102,7 @@ fn errors_name_line_and_column() {
             )
         )
     );
-    let e = compile_err("require \"vacation-seconds\";");
+    let e = compile_err("require \"regex\";");
     assert_eq!(e.to_string(), "1:1: unsupported extension");
     let e = compile_err("if true { keep;\n");
     assert_eq!(e.to_string(), "2:1: expected '}'");

@@ -308,7 +308,7 @@ fn import_mbox<A: Adapter>(a: &mut A, args: &Args, mail: &MailArgs, input: &mut 
         }
     };
     let in_folder = target != maildir;
-    let mut fs = match a.open(&target, args.create, false, in_folder) {
+    let fs = match a.open(&target, args.create, false, in_folder) {
         Ok(fs) => fs,
         Err((kind, part)) => return import::cannot_open(args, &target, kind, part),
     };
@@ -318,7 +318,9 @@ fn import_mbox<A: Adapter>(a: &mut A, args: &Args, mail: &MailArgs, input: &mut 
         eprintln!("mdeliver: {}: {note}", target.display());
     }
     let mut progress = a.progress(args);
-    // As `dyn Env`, like a delivery's (`envelope::deliver`): the machines are compiled once.
+    // A delivery's filesystem type (never a dry run here) and, as `dyn Env`, its environment
+    // type (`envelope::deliver`): the machines are compiled once.
+    let mut fs = mdeliver_core::fs::dryrun::DryRun::with(fs, false);
     let env: &mut dyn mdeliver_core::Env = a.env();
     import::run(
         args,

@@ -194,6 +194,35 @@ fn main() {
             counterexamples.push(v.to_string());
         }
     }
+    // A Sieve script's copies and redirects as one unit: a crash after every operation, every
+    // crash image of every maildir (P2), then the MTA's retry.
+    for cfg in mdeliver_tests::sim::sieve::scenarios() {
+        let t = std::time::Instant::now();
+        let r = mdeliver_tests::sim::sieve::explore(&cfg);
+        let mut broken: Vec<String> = r
+            .violations
+            .iter()
+            .map(|v| format!("I{}", v.invariant as u8))
+            .collect();
+        broken.dedup();
+        println!(
+            "| Sieve unit | {} | Every crash point+retry P2 | {} | {} | {} | - | {} | {} | {:.2?} |",
+            cfg.name,
+            r.executions,
+            r.states,
+            r.crash_states,
+            r.violations.len(),
+            if broken.is_empty() {
+                "none".into()
+            } else {
+                broken.join(" ")
+            },
+            t.elapsed()
+        );
+        if let Some(v) = r.violations.first() {
+            counterexamples.push(v.to_string());
+        }
+    }
     println!("\nrandomized schedules in total (Exclusive rows): {done}");
     for c in counterexamples {
         println!("\n{c}");

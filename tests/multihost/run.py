@@ -38,6 +38,7 @@ class Stats:
         self.lock = threading.Lock()
         self.c = {}
         self.acked = {}  # key -> mid
+        self.sent = {}  # (host, worker) -> messages sent
         self.errors = []
         self.violations = []
 
@@ -56,10 +57,25 @@ def key_of(path):
     return os.path.basename(path.strip()).split(":")[0]
 
 
+def more(a, stats, i):
+    """Whether a deliverer that has sent `i` messages sends another: --per-worker of them, and
+    with --min-faults more (up to 20 times as many) until that many faults were injected, so
+    that a short run still meets every fault."""
+    if i < a.per_worker:
+        return True
+    with stats.lock:
+        faults = stats.c.get("fault_reset", 0) + stats.c.get("fault_restart", 0)
+    return faults < a.min_faults and i < a.per_worker * 20
+
+
 def deliverer(a, host, w, stats, env):
     rnd = random.Random(f"{host}-{w}")
-    for i in range(a.per_worker):
+    i = 0
+    while more(a, stats, i):
         mid = f"{host}-{w}-{i}"
+        i += 1
+        with stats.lock:
+            stats.sent[(host, w)] = i
         msg = message(mid)
         attempt = 0
         while True:
@@ -83,8 +99,16 @@ def deliverer(a, host, w, stats, env):
                     stats.add("kills")
                     continue  # the MTA retries
             else:
-                out, err = p.communicate(msg)
-                rc = p.returncode
+                try:
+                    out, err = p.communicate(msg, timeout=a.timeout)
+                    rc = p.returncode
+                except subprocess.TimeoutExpired:
+                    # Like an MTA's time limit: killed, and retried later.
+                    p.kill()
+                    out, err = p.communicate()
+                    stats.add("timeouts")
+                    stats.error(f"{mid}: no answer in {a.timeout} s (killed, retried)")
+                    rc = -9
             if rc == 0:
                 line = out.decode(errors="replace").strip().splitlines()
                 if not line:
@@ -105,12 +129,25 @@ def deliverer(a, host, w, stats, env):
             break
 
 
+def run_limited(a, stats, cmd, env):
+    """Runs a reader's command with the --timeout limit; None (counted) when it had to be
+    killed."""
+    try:
+        return subprocess.run(cmd, capture_output=True, env=env, timeout=a.timeout)
+    except subprocess.TimeoutExpired:
+        stats.add("timeouts")
+        stats.error(f"{' '.join(cmd[-3:])}: no answer in {a.timeout} s (killed)")
+        return None
+
+
 def lister(a, host, stats, stop, env):
     while not stop.is_set():
         with stats.lock:
             before = dict(stats.acked)
-        r = subprocess.run(a.prefix[host] + [a.bin, "list", a.maildir[host]],
-                           capture_output=True, env=env)
+        r = run_limited(a, stats, a.prefix[host] + [a.bin, "list", a.maildir[host]], env)
+        if r is None:
+            stats.add("listings_failed")
+            continue
         if r.returncode != 0:
             stats.add("listings_unsettled" if r.returncode == 75 else "listings_failed")
             continue
@@ -127,14 +164,17 @@ def lister(a, host, stats, stop, env):
 def reader(a, host, stats, stop, env):
     rnd = random.Random(host)
     while not stop.is_set():
-        r = subprocess.run(a.prefix[host] + [a.bin, "list", a.maildir[host]],
-                           capture_output=True, env=env)
+        r = run_limited(a, stats, a.prefix[host] + [a.bin, "list", a.maildir[host]], env)
+        if r is None:
+            continue
         rows = [l.split("\t") for l in r.stdout.decode(errors="replace").splitlines() if l]
         for row in rnd.sample(rows, min(len(rows), 8)):
             key, sub, flags = row[0], row[1], row[2]
             change = "+S" if sub == "new" else ("-F" if "F" in flags else "+F")
-            f = subprocess.run(a.prefix[host] + [a.bin, "flag", a.maildir[host], key, change],
-                               capture_output=True, env=env)
+            f = run_limited(a, stats, a.prefix[host] + [a.bin, "flag", a.maildir[host], key,
+                                                       change], env)
+            if f is None:
+                continue
             if f.returncode == 0:
                 stats.add("moved_to_cur" if sub == "new" else "flag_flips")
             elif f.returncode in (66, 74, 75):
@@ -147,7 +187,7 @@ def reader(a, host, stats, stop, env):
 def faulter(a, stats, stop):
     kinds = [k for k in ("reset", "restart") if getattr(a, f"{k}_on")]
     n = 0
-    while kinds and not stop.wait(a.fault_every):
+    while kinds and not stop.wait(a.fault_every) and not (a.max_faults and n >= a.max_faults):
         kind = kinds[n % len(kinds)]
         n += 1
         if kind == "reset":
@@ -162,12 +202,12 @@ def faulter(a, stats, stop):
 def check(a, stats):
     """Reads every file of new/ and cur/ from the server's side."""
     expected = {}
-    for host in a.deliver_hosts:
-        for w in range(a.workers):
-            for i in range(a.per_worker):
-                mid = f"{host}-{w}-{i}"
-                expected[mid] = message(mid)
+    for (host, w), sent in stats.sent.items():
+        for i in range(sent):
+            mid = f"{host}-{w}-{i}"
+            expected[mid] = message(mid)
     found = {}
+    where = {}  # mid -> the names it is stored under
     partial = 0
     unreadable = 0
     names = {}
@@ -193,6 +233,7 @@ def check(a, stats):
                 mid = data[13:data.index(b"@")].decode(errors="replace") if b"@" in data else None
             if mid in expected and data == expected[mid]:
                 found[mid] = found.get(mid, 0) + 1
+                where.setdefault(mid, []).append(f"{sub}/{name}")
             else:
                 partial += 1
                 if len(stats.violations) < 10:
@@ -203,6 +244,9 @@ def check(a, stats):
     tmp = os.listdir(t) if os.path.isdir(t) else []
     lost = [m for m in expected if m not in found]
     dup = sum(c - 1 for c in found.values() if c > 1)
+    for mid, c in found.items():
+        if c > 1 and len(stats.violations) < 10:
+            stats.violations.append(f"{mid} stored {c} times: {', '.join(where[mid])}")
     acked_missing = [k for k in stats.acked if k not in names]
     # Left by SIGKILLed deliverers, like their tmp files: garbage, not mail (a stale lock is
     # broken by the next delivery after MDELIVER_TEST_LOCK_STALE).
@@ -235,6 +279,16 @@ def main():
     ap.add_argument("--reset-off", default="")
     ap.add_argument("--restart-on", default="")
     ap.add_argument("--no-readers", action="store_true")
+    ap.add_argument("--timeout", type=float, default=120.0,
+                    help="seconds an mdeliver process may take before it is killed (and a "
+                    "delivery retried), like an MTA's time limit")
+    ap.add_argument("--min-faults", type=int, default=0,
+                    help="deliver past --per-worker until this many server faults were injected")
+    ap.add_argument("--max-faults", type=int, default=0,
+                    help="stop injecting server faults after this many (0: never)")
+    ap.add_argument("--require", default="",
+                    help="COUNTER=N,...: a violation unless each counter (kills, fault_reset, "
+                    "fault_restart) reached N")
     a = ap.parse_args()
     a.prefix, a.maildir, hosts = {}, {}, []
     for h in a.host:
@@ -276,8 +330,15 @@ def main():
     r.update(check(a, stats))
     r["errors_seen"] = stats.violations + stats.errors
     print(json.dumps(r))
+    short = []
+    for req in filter(None, a.require.split(",")):
+        k, n = req.split("=")
+        if r.get(k, 0) < int(n):
+            short.append(f"{k} {r.get(k, 0)} < {n}")
+    if short:
+        r["errors_seen"].insert(0, "faults not exercised: " + ", ".join(short))
     bad = (r["lost"] or r["dup"] or r["partial"] or r["unreadable"] or r["acked_missing"]
-           or r.get("listings_incomplete", 0) or r.get("listings_with_duplicates", 0))
+           or r.get("listings_incomplete", 0) or r.get("listings_with_duplicates", 0) or short)
     sys.exit(1 if bad else 0)
 
 

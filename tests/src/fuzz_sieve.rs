@@ -2,8 +2,19 @@
 //! [`crate::fuzz_bodies::TARGETS`], so the stable corpus test runs them too).
 
 use mdeliver_core::sieve::{
-    compile, run, Action, Limits, Message, MessageReader, Node, Outcome, RuntimeError,
+    compile, run_with, Action, Context, Limits, Message, MessageReader, Node, Outcome,
+    RuntimeError, Seen,
 };
+
+/// A memory of earlier runs that has seen every key of even length: deterministic, and
+/// both answers are reached.
+struct EvenKeys;
+
+impl Seen for EvenKeys {
+    fn seen(&self, key: &[u8]) -> bool {
+        key.len().is_multiple_of(2)
+    }
+}
 
 use crate::fuzz_bodies::Bytes;
 
@@ -60,9 +71,11 @@ pub fn sieve_parse(data: &[u8]) {
     let _ = compiled(3);
 }
 
-/// The interpreter: any script that compiles runs on any message within the limits (actions,
-/// redirects, steps), a runtime error leaves only the implicit keep, and the outcome does not
-/// depend on how the message was cut into chunks.
+/// The interpreter: any script that compiles runs on any message (its body, a clock and a
+/// memory of earlier runs given, for body, date, duplicate and vacation) within the limits
+/// (actions, redirects, steps), a runtime error leaves only the implicit keep, at most one
+/// vacation is decided and never with a reject, and the outcome does not depend on how the
+/// message was cut into chunks.
 pub fn sieve_run(data: &[u8]) {
     let mut b = Bytes::new(data);
     let l = limits(&mut b);
@@ -71,6 +84,8 @@ pub fn sieve_run(data: &[u8]) {
     let src = script_start(b.take(script_len));
     let envelope_from = b.short(24);
     let envelope_to = b.short(24);
+    let now = i64::from(b.u8()) * 86_400 * 200 - 86_400 * 365;
+    let local_zone = i16::from(b.u8() as i8) * 7;
     let msg = b.rest();
     let mut nodes = vec![Node::FREE; Limits::nodes_for(src.len())];
     let mut strings = vec![0u8; Limits::strings_for(src.len())];
@@ -79,7 +94,8 @@ pub fn sieve_run(data: &[u8]) {
     };
     let outcome = |chunk: usize| -> (String, Box<Outcome>) {
         let mut header = vec![0u8; 2048];
-        let mut reader = MessageReader::new(&mut header);
+        let mut body = vec![0u8; 2048];
+        let mut reader = MessageReader::with_body(&mut header, &mut body);
         for c in msg.chunks(chunk) {
             reader.push(c);
         }
@@ -90,9 +106,15 @@ pub fn sieve_run(data: &[u8]) {
             envelope_from,
             envelope_to,
         };
+        let ctx = Context {
+            body: reader.body(),
+            now: Some(now),
+            local_zone,
+            seen: Some(&EvenKeys),
+        };
         let mut out = Box::new(Outcome::new());
         let mut scratch = vec![0u8; 2048];
-        run(&script, &m, &l, &mut scratch, &mut out);
+        run_with(&script, &m, &ctx, &l, &mut scratch, &mut out);
         (format!("{:?}", out), out)
     };
     let (text, out) = outcome(chunk);
@@ -125,5 +147,23 @@ pub fn sieve_run(data: &[u8]) {
         rejects <= 1 && !(rejects == 1 && delivers),
         "reject mixed with delivery"
     );
+    let vacations = out
+        .actions()
+        .iter()
+        .filter(|a| matches!(a, Action::Vacation { .. }))
+        .count();
+    assert!(vacations <= 1 && !(vacations == 1 && rejects == 1));
+    for a in out.actions() {
+        if let Action::Vacation { to, key, .. } = *a {
+            assert!(
+                !out.text(to).is_empty(),
+                "a vacation reply to the null sender"
+            );
+            assert!(
+                !EvenKeys.seen(out.text(key)),
+                "a vacation reply already sent"
+            );
+        }
+    }
     let _ = RuntimeError::BudgetExhausted.to_string();
 }

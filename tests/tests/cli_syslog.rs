@@ -117,3 +117,37 @@ fn one_line_per_delivery_and_failure() {
     assert_eq!(r.code, 0);
     assert_eq!(sock.lines(), Vec::<String>::new());
 }
+
+/// A syslog daemon that listens on a stream socket (rsyslog can): the datagram `sendto` is
+/// refused with EPROTOTYPE, and the line goes over a connection, ended by a NUL.
+#[test]
+fn a_stream_socket_gets_the_line_over_a_connection() {
+    use std::io::Read;
+    use std::os::unix::net::UnixListener;
+    let t = tempfile::tempdir().unwrap();
+    let path = t.path().join("log");
+    let listener = UnixListener::bind(&path).unwrap();
+    let md = t.path().join("Maildir");
+    make_maildir(&md);
+    let reader = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut got = Vec::new();
+        conn.read_to_end(&mut got).unwrap();
+        got
+    });
+    let env = [("MDELIVER_TEST_SYSLOG", path.to_str().unwrap())];
+    let r = run(&[&md], b"Message-ID: <s1@example.org>\n\nbody\n", &env);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let got = String::from_utf8(reader.join().unwrap()).unwrap();
+    assert!(got.starts_with("<22>"), "{got:?}");
+    assert!(
+        got.ends_with("\0") && got.matches('\0').count() == 1,
+        "one NUL-ended line: {got:?}"
+    );
+    assert!(
+        got.contains("mdeliver[") && got.contains("]: msgid=<s1@example.org>: saved mail to "),
+        "{got:?}"
+    );
+}

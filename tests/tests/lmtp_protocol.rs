@@ -550,3 +550,122 @@ fn user_makes_root_deliver_as_that_user() {
         r.stderr
     );
 }
+
+/// The one file in `md`'s new/: its path.
+fn only_path(md: &Path) -> std::path::PathBuf {
+    let mut all: Vec<_> = std::fs::read_dir(md.join("new"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(all.len(), 1, "{}: {all:?}", md.display());
+    all.pop().unwrap()
+}
+
+/// With `--delivered-to none` the recipients' copies are identical: those whose maildirs
+/// share a filesystem are one inode with a link each (as Dovecot stores them), the one on
+/// another filesystem (a tmpfs mounted here) its own file; every copy holds the exact bytes.
+/// By default each copy carries its own Delivered-To: and is its own file.
+#[test]
+fn identical_copies_are_hard_links_to_one_file_per_filesystem() {
+    use std::os::unix::fs::MetadataExt;
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    std::fs::create_dir(root.join("example.org")).unwrap();
+    let other = root.join("other.org");
+    std::fs::create_dir(&other).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "lmtp-test"])
+        .arg(&other)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mount a tmpfs (the tests run as root)");
+    let script = "LHLO mx.example\r\n\
+         MAIL FROM:<alice@example.net>\r\n\
+         RCPT TO:<bob@example.org>\r\n\
+         RCPT TO:<carol@example.org>\r\n\
+         RCPT TO:<erin@other.org>\r\n\
+         RCPT TO:<dave@example.org>\r\n\
+         DATA\r\n\
+         Subject: hi\r\n\
+         \r\n\
+         body\r\n\
+         .\r\n\
+         QUIT\r\n";
+    let r = lmtp(&["-c", "-v", "--delivered-to", "none"], script, root);
+    let replies = format!(
+        "{GREETING}{LHLO}250 SIZE\r\n\
+         250 2.1.0 sender ok\r\n\
+         250 2.1.5 recipient ok\r\n\
+         250 2.1.5 recipient ok\r\n\
+         250 2.1.5 recipient ok\r\n\
+         250 2.1.5 recipient ok\r\n\
+         354 send the message; end it with a line holding only a dot\r\n\
+         250 2.0.0 delivered\r\n\
+         250 2.0.0 delivered\r\n\
+         250 2.0.0 delivered\r\n\
+         250 2.0.0 delivered\r\n\
+         221 2.0.0 bye\r\n"
+    );
+    let stored = |who: &str| only_path(&root.join(who));
+    let bytes = "Return-Path: <alice@example.net>\nSubject: hi\n\nbody\n";
+    let outcome = || {
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(r.stdout, replies);
+        let meta = |who| std::fs::metadata(stored(who)).unwrap();
+        let (bob, carol, dave, erin) = (
+            meta("example.org/bob"),
+            meta("example.org/carol"),
+            meta("example.org/dave"),
+            meta("other.org/erin"),
+        );
+        assert_eq!((bob.ino(), bob.dev()), (carol.ino(), carol.dev()));
+        assert_eq!((bob.ino(), bob.dev()), (dave.ino(), dave.dev()));
+        assert_eq!(bob.nlink(), 3);
+        assert_ne!(erin.dev(), bob.dev());
+        assert_eq!(erin.nlink(), 1);
+        for who in [
+            "example.org/bob",
+            "example.org/carol",
+            "example.org/dave",
+            "other.org/erin",
+        ] {
+            assert_eq!(
+                std::fs::read_to_string(stored(who)).unwrap(),
+                bytes,
+                "{who}"
+            );
+        }
+        assert!(
+            r.stderr.contains(", 2 copies stored as hard links,"),
+            "{}",
+            r.stderr
+        );
+    };
+    let caught = std::panic::catch_unwind(outcome);
+    Command::new("umount").arg(&other).status().unwrap();
+    if let Err(e) = caught {
+        std::panic::resume_unwind(e);
+    }
+    // By default: each copy its own Delivered-To: and its own file.
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    std::fs::create_dir(root.join("example.org")).unwrap();
+    let script = script.replace("RCPT TO:<erin@other.org>\r\n", "");
+    let r = lmtp(&["-c"], &script, root);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mut inodes = Vec::new();
+    for who in ["bob", "carol", "dave"] {
+        let p = only_path(&root.join("example.org").join(who));
+        let m = std::fs::metadata(&p).unwrap();
+        assert_eq!(m.nlink(), 1);
+        inodes.push(m.ino());
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            format!(
+                "Return-Path: <alice@example.net>\nDelivered-To: {who}@example.org\nSubject: hi\n\nbody\n"
+            )
+        );
+    }
+    inodes.dedup();
+    assert_eq!(inodes.len(), 3);
+}

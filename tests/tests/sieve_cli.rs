@@ -162,7 +162,7 @@ fn test_prints_the_extensions_actions() {
     fileinto "relay"
     duplicate: remember "duplicate\0\0<m1@example.net>" for 3600 s
     fileinto "first"
-    vacation to "alice@example.net" subject "Away" handle "I am away until Monday.Away<default-from>" for 172800 s: "I am away until Monday."
+    vacation to "alice@example.net" subject "Away" handle "I am away until Monday.Away<default-from><NO-MIME>" for 172800 s: "I am away until Monday."
     implicit keep
     "#);
 }

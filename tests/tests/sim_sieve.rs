@@ -9,6 +9,14 @@ use mdeliver_tests::sim::sieve::{explore, scenarios};
 fn every_unit_scenario_holds_after_a_crash_at_every_step_and_the_retry() {
     for cfg in scenarios() {
         let r = explore(&cfg);
+        eprintln!(
+            "| {} | {} | {} | {} | {} |",
+            cfg.name,
+            r.executions,
+            r.states,
+            r.crash_states,
+            r.violations.len()
+        );
         assert!(
             r.executions > 20 && r.crash_states >= r.states,
             "{}: {r:?}",

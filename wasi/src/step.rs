@@ -69,6 +69,8 @@ impl Env for Replay {
     fn sleep(&mut self, _millis: u32) {}
 }
 
+/// The machine behind a handle. Held inline: a host steps a handful of them at a time.
+#[allow(clippy::large_enum_variant)]
 enum Kind {
     Delivery(Delivery),
     Mta(Mta),

@@ -56,6 +56,8 @@ pub struct Stats {
     pub dir_syncs: AtomicU64,
     /// The largest batch.
     pub max_batch: AtomicU64,
+    /// Recipients stored as a hard link to an identical copy (`--delivered-to none`).
+    pub links: AtomicU64,
     /// Batches by size: 1, 2-3, 4-7, 8-15, 16-31, 32 and more.
     pub sizes: [AtomicU64; 6],
     /// Microseconds from the end of each message's DATA to its last reply (the first
@@ -94,6 +96,7 @@ impl Stats {
         let fs = self.fs_syncs.load(Ordering::Relaxed);
         let f = self.file_syncs.load(Ordering::Relaxed);
         let d = self.dir_syncs.load(Ordering::Relaxed);
+        let links = self.links.load(Ordering::Relaxed);
         let s: Vec<String> = self
             .sizes
             .iter()
@@ -108,7 +111,7 @@ impl Stats {
         };
         format!(
             "group commit: {b} batches, {r} flush requests, {fs} filesystem syncs, {f} file syncs, \
-             {d} directory syncs, {:.2} requests per batch (largest {}); batches by size \
+             {d} directory syncs, {links} copies stored as hard links, {:.2} requests per batch (largest {}); batches by size \
              1/2-3/4-7/8-15/16-31/32+: {}{latency}",
             if b == 0 { 0.0 } else { r as f64 / b as f64 },
             self.max_batch.load(Ordering::Relaxed),
@@ -342,8 +345,55 @@ pub struct GroupFs {
     committer: Committer,
     /// The filesystem holding the maildir (`new/`'s device).
     dev: u64,
-    /// Each directory's inode, looked up when first flushed (root, tmp, new, cur).
+    /// Each directory's inode, looked up when first flushed (root, tmp, new, cur, top).
     dirs: [Option<u64>; 5],
+    /// The copy this delivery may be a hard link to.
+    link: Option<Link>,
+}
+
+/// A stored message whose identical copies for other recipients can be hard links to it, as
+/// Dovecot stores them: taken once its delivery succeeded, so its data is durable.
+pub struct Source {
+    fd: OwnedFd,
+    dev: u64,
+    len: u64,
+}
+
+impl Source {
+    /// The file `dir/name` (`len` bytes) just delivered into the maildir of `fs`.
+    pub fn open(fs: &GroupFs, dir: Dir, name: &str, len: u64) -> Option<Source> {
+        let flags =
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC;
+        let fd =
+            rustix::fs::openat(fs.inner.dirfd(dir), name, flags, rustix::fs::Mode::empty()).ok()?;
+        Some(Source {
+            fd,
+            dev: fs.dev,
+            len,
+        })
+    }
+}
+
+/// A delivery that becomes a hard link to [`Source`] while every byte it writes equals the
+/// source's, and falls back to writing its own file at the first difference.
+struct Link {
+    source: Arc<Source>,
+    /// Bytes written so far, all equal to the source's.
+    matched: u64,
+}
+
+/// Reads `source[at..at + buf.len()]` whole, or fails.
+fn read_at(source: &OwnedFd, buf: &mut [u8], at: u64) -> Result<(), ErrorKind> {
+    let mut done = 0;
+    while done < buf.len() {
+        match rustix::io::pread(source, &mut buf[done..], at + done as u64) {
+            Ok(0) => return Err(ErrorKind::Io),
+            Ok(n) => done += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(error_kind(e, Call::Other)),
+        }
+    }
+    Ok(())
 }
 
 impl GroupFs {
@@ -363,7 +413,41 @@ impl GroupFs {
             committer,
             dev,
             dirs,
+            link: None,
         }
+    }
+
+    /// Stores this delivery as a hard link to `source` if its bytes turn out identical and
+    /// the source is on this maildir's filesystem.
+    pub fn linking(mut self, source: Arc<Source>) -> GroupFs {
+        if source.dev == self.dev {
+            self.link = Some(Link { source, matched: 0 });
+        }
+        self
+    }
+
+    /// Gives up linking: the bytes matched so far go into `file`, which this delivery then
+    /// writes and flushes as its own.
+    fn unlink_source(&mut self, file: &File) -> Result<(), ErrorKind> {
+        let Some(link) = self.link.take() else {
+            return Ok(());
+        };
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut at = 0;
+        while at < link.matched {
+            let n = buf.len().min((link.matched - at) as usize);
+            read_at(&link.source.fd, &mut buf[..n], at)?;
+            let mut done = 0;
+            while done < n {
+                match rustix::io::write(file, &buf[done..n]) {
+                    Ok(w) => done += w,
+                    Err(rustix::io::Errno::INTR) => {}
+                    Err(e) => return Err(error_kind(e, Call::Other)),
+                }
+            }
+            at += n as u64;
+        }
+        Ok(())
     }
 
     fn dir_ino(&mut self, dir: Dir) -> Result<u64, ErrorKind> {
@@ -409,9 +493,25 @@ impl Fs for GroupFs {
         self.inner.file_id(file)
     }
     fn write(&mut self, file: &mut File, buf: &[u8]) -> Result<usize, ErrorKind> {
+        if let Some(link) = &mut self.link {
+            let mut theirs = vec![0u8; buf.len()];
+            let fits = link.matched + buf.len() as u64 <= link.source.len;
+            if fits && read_at(&link.source.fd, &mut theirs, link.matched).is_ok() && theirs == buf
+            {
+                link.matched += buf.len() as u64;
+                return Ok(buf.len());
+            }
+            self.unlink_source(file)?;
+        }
         self.inner.write(file, buf)
     }
     fn sync_file(&mut self, file: &mut File) -> Result<(), ErrorKind> {
+        match &self.link {
+            // Identical to the source, whose data was flushed before its recipient's reply.
+            Some(link) if link.matched == link.source.len => return Ok(()),
+            Some(_) => self.unlink_source(file)?,
+            None => {}
+        }
         let what = plan::Request {
             need: Need::Data,
             fs: self.dev,
@@ -423,6 +523,44 @@ impl Fs for GroupFs {
         self.inner.close(file)
     }
     fn link_anonymous(&mut self, file: &File, dir: Dir, name: &str) -> Result<(), ErrorKind> {
+        match &self.link {
+            Some(link) if link.matched == link.source.len => {
+                let to = self.inner.dirfd(dir);
+                let fd = &link.source.fd;
+                let r = rustix::fs::linkat(fd, "", to, name, rustix::fs::AtFlags::EMPTY_PATH)
+                    .or_else(|_| {
+                        // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH before Linux 6.10.
+                        use std::os::fd::AsRawFd;
+                        let proc = format!("/proc/self/fd/{}", fd.as_raw_fd());
+                        let follow = rustix::fs::AtFlags::SYMLINK_FOLLOW;
+                        rustix::fs::linkat(rustix::fs::CWD, proc.as_str(), to, name, follow)
+                    });
+                match r {
+                    Ok(()) => {
+                        self.committer.stats.links.fetch_add(1, Ordering::Relaxed);
+                        return Ok(());
+                    }
+                    // The name is taken: the core picks another.
+                    Err(e @ rustix::io::Errno::EXIST) => return Err(error_kind(e, Call::Link)),
+                    // The source is gone (a reader deleted it) or has all the links it can
+                    // take: this copy is written after all, and flushed before it is named.
+                    Err(_) => {
+                        self.unlink_source(file)?;
+                        let what = plan::Request {
+                            need: Need::Data,
+                            fs: self.dev,
+                            dir: 0,
+                        };
+                        self.committer.flush(what, dup(file)?)?;
+                    }
+                }
+            }
+            // A copy shorter than the source (only unflushed, under --no-fsync: a flush
+            // would have made it its own file already): its own file, the bytes matched so
+            // far written into it.
+            Some(_) => self.unlink_source(file)?,
+            None => {}
+        }
         self.inner.link_anonymous(file, dir, name)
     }
     fn link(&mut self, from: (Dir, &str), to: (Dir, &str)) -> Result<(), ErrorKind> {
@@ -555,6 +693,68 @@ mod tests {
         assert!(batches <= requests);
         std::fs::remove_dir_all(&dir).unwrap();
         st
+    }
+
+    /// A copy with the source's bytes is a link to it; one that differs anywhere (here at its
+    /// last byte, or longer) and one whose source was deleted meanwhile are files of their
+    /// own; all hold exactly their bytes.
+    #[test]
+    fn identical_copies_link_to_the_source_and_others_are_written() {
+        use std::os::unix::fs::MetadataExt;
+        let top = std::env::temp_dir().join(format!("mdeliver-link-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&top);
+        let open = OpenOptions {
+            create: true,
+            sync: true,
+            ..OpenOptions::default()
+        };
+        let committer = Committer::start(Committer::platform());
+        let msg = "Subject: same\n\nbody\n";
+        let store = |name: &str, bytes: &str, source: Option<Arc<Source>>| {
+            let dir = top.join(name);
+            let fs = LinuxFs::open(&dir, open).unwrap();
+            let mut fs = GroupFs::new(fs, committer.clone());
+            if let Some(s) = source {
+                fs = fs.linking(s);
+            }
+            let mut env = LinuxEnv::new();
+            let mut buf = [0u8; 4096];
+            let d = deliver(
+                &mut fs,
+                &mut env,
+                Options::default(),
+                &mut bytes.as_bytes(),
+                &mut buf,
+            )
+            .unwrap();
+            let path = dir.join(d.dir.as_str()).join(&*d.name);
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), bytes, "{name}");
+            (Source::open(&fs, d.dir, &d.name, d.size), path)
+        };
+        std::fs::create_dir_all(&top).unwrap();
+        let (source, first) = store("a", msg, None);
+        let source = Arc::new(source.unwrap());
+        let (_, same) = store("b", msg, Some(Arc::clone(&source)));
+        let (_, last_byte) = store("c", "Subject: same\n\nbodY\n", Some(Arc::clone(&source)));
+        let (_, longer) = store(
+            "d",
+            "Subject: same\n\nbody\nmore\n",
+            Some(Arc::clone(&source)),
+        );
+        let ino = |p: &std::path::Path| std::fs::metadata(p).unwrap().ino();
+        assert_eq!(ino(&first), ino(&same));
+        assert_eq!(std::fs::metadata(&first).unwrap().nlink(), 2);
+        for other in [&last_byte, &longer] {
+            assert_ne!(ino(&first), ino(other));
+            assert_eq!(std::fs::metadata(other).unwrap().nlink(), 1);
+        }
+        // The source deleted by a reader (both its names): the next copy is its own file.
+        std::fs::remove_file(&first).unwrap();
+        std::fs::remove_file(&same).unwrap();
+        let (_, after) = store("e", msg, Some(Arc::clone(&source)));
+        assert_eq!(std::fs::metadata(&after).unwrap().nlink(), 1);
+        assert_eq!(committer.stats.links.load(Ordering::Relaxed), 1);
+        std::fs::remove_dir_all(&top).unwrap();
     }
 
     #[test]

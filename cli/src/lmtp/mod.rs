@@ -151,9 +151,27 @@ pub struct LmtpArgs {
           default_missing_value = "5d", value_parser = parse_window)]
     pub dedup: Option<u64>,
 
+    /// Whether each recipient's copy gets its own Delivered-To: header: "rcpt" (the default;
+    /// it also stops mail loops) or "none", as Dovecot's lmtp_hdr_delivery_address = none:
+    /// the copies for a message's recipients are then identical and stored as hard links to
+    /// one file where their maildirs share a filesystem
+    #[arg(long, value_name = "WHAT", value_enum, default_value_t = DeliveredTo::Rcpt,
+          hide_possible_values = true)]
+    pub delivered_to: DeliveredTo,
+
     /// Log every delivery on standard error; at exit, the group commit's counters
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
+}
+
+/// `--delivered-to`.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeliveredTo {
+    /// `Delivered-To: <recipient>` on each copy (and the loop check on it).
+    #[default]
+    Rcpt,
+    /// No `Delivered-To:`: identical copies, stored as hard links.
+    None,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {

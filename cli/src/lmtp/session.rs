@@ -10,7 +10,7 @@ use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{mpsc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Instant;
 
 use mdeliver_core::lmtp::commit;
@@ -23,9 +23,9 @@ use mdeliver_core::report::rfc3463::{self as rfc3463, Class, Failed};
 use mdeliver_core::ErrorKind;
 use rustix::fs::{self as rfs, Mode, OFlags, CWD};
 
-use super::commit::GroupFs;
+use super::commit::{GroupFs, Source};
 use super::conn::{stop_of, Conn, Reader, Stop};
-use super::Server;
+use super::{DeliveredTo, Server};
 use crate::input::Input;
 use crate::linux::{LinuxFs, OpenOptions};
 use mdeliver_driver::envelope::{self, Stored};
@@ -289,14 +289,23 @@ fn deliver_all(
     out: &mut impl Write,
 ) -> io::Result<()> {
     let n = rcpts.len();
-    if n == 1 {
-        // One recipient (the common case): no thread to start.
-        for r in rcpts {
-            out.write_all(srv.deliver(sender, r, spool).as_bytes())?;
+    let mut rcpts = rcpts.into_iter();
+    let mut sent = 0;
+    let mut source = None;
+    if n == 1 || srv.args.delivered_to == DeliveredTo::None {
+        // One recipient (the common case): no thread to start. Identical copies: the first
+        // one alone, then the others as hard links to it.
+        if let Some(r) = rcpts.next() {
+            let (reply, stored) = srv.deliver(sender, r, spool, None, n > 1);
+            out.write_all(reply.as_bytes())?;
+            out.flush()?;
+            source = stored.map(Arc::new);
+            sent = 1;
         }
-        return out.flush();
     }
-    let work: Vec<Mutex<Option<Rcpt>>> = rcpts.into_iter().map(|r| Mutex::new(Some(r))).collect();
+    let work: Vec<Mutex<Option<Rcpt>>> = rcpts.map(|r| Mutex::new(Some(r))).collect();
+    let (n, first) = (work.len(), sent);
+    let source = source.as_ref();
     let next = AtomicUsize::new(0);
     let mut replies: Vec<Option<String>> = vec![None; n];
     let mut done = vec![false; n];
@@ -310,7 +319,7 @@ fn deliver_all(
                 let Some(r) = work.get(i).and_then(|w| w.lock().ok()?.take()) else {
                     return;
                 };
-                let reply = srv.deliver(sender, r, spool);
+                let (reply, _) = srv.deliver(sender, r, spool, source.cloned(), false);
                 if tx.send((i, reply)).is_err() {
                     return;
                 }
@@ -344,7 +353,7 @@ fn deliver_all(
         ))
         .to_string()
     };
-    for _ in sent..n {
+    for _ in first + sent..first + n {
         out.write_all(transient().as_bytes())?;
     }
     out.flush()
@@ -390,11 +399,22 @@ impl Server {
         reply.to_string()
     }
 
-    /// Delivers the spooled message to one recipient; gives its reply.
-    fn deliver(&self, sender: &[u8], r: Rcpt, spool: &OwnedFd) -> String {
+    /// Delivers the spooled message to one recipient (with `link`, as a hard link to that
+    /// identical copy where it can); gives its reply and, with `keep`, the stored copy.
+    fn deliver(
+        &self,
+        sender: &[u8],
+        r: Rcpt,
+        spool: &OwnedFd,
+        link: Option<Arc<Source>>,
+        keep: bool,
+    ) -> (String, Option<Source>) {
         let mut settings = self.settings.clone();
         settings.return_path = Some(sender.to_vec());
-        settings.delivered_to = Some(r.address.clone().into_bytes());
+        settings.delivered_to = match self.args.delivered_to {
+            DeliveredTo::Rcpt => Some(r.address.clone().into_bytes()),
+            DeliveredTo::None => None,
+        };
         // Postfix's LMTP client adds no Delivered-To: one of ours on top is a loop.
         settings.unstamped = true;
         let source = match spool.try_clone() {
@@ -404,7 +424,7 @@ impl Server {
                     ErrorKind::Io,
                     mdeliver_core::Phase::Read,
                 ));
-                return self.failed(&r.address, &r.maildir, &f);
+                return (self.failed(&r.address, &r.maildir, &f), None);
             }
         };
         let mut source = source;
@@ -414,10 +434,13 @@ impl Server {
         if let Some(secs) = self.knobs.lock_stale_secs {
             opts.lock_stale_secs = secs;
         }
-        let fs = GroupFs::new(r.fs, self.committer.clone());
+        let mut fs = GroupFs::new(r.fs, self.committer.clone());
+        if let Some(link) = link {
+            fs = fs.linking(link);
+        }
         let mut env = self.env.clone();
         let mut buf = vec![0u8; BUF.max(HEAD_MAX)];
-        let (_, stored) =
+        let (fs, stored) =
             envelope::deliver(fs, &mut env, opts, &settings, &mut source, true, &mut buf);
         match stored {
             Ok(s) => {
@@ -437,9 +460,13 @@ impl Server {
                     };
                     eprintln!("mdeliver lmtp: <{}>: {what}", r.address);
                 }
-                Reply::Fixed(Fixed::Delivered).to_string()
+                let kept = match &s {
+                    Stored::Delivered(d) if keep => Source::open(&fs, d.dir, &d.name, d.size),
+                    _ => None,
+                };
+                (Reply::Fixed(Fixed::Delivered).to_string(), kept)
             }
-            Err(f) => self.failed(&r.address, &r.maildir, &f),
+            Err(f) => (self.failed(&r.address, &r.maildir, &f), None),
         }
     }
 }

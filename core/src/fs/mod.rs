@@ -464,17 +464,24 @@ pub struct CrlfSize {
 impl CrlfSize {
     /// Counts the next bytes.
     pub fn feed(&mut self, chunk: &[u8]) {
-        let mut prev = self.last;
-        for &b in chunk {
-            if b == b'\n' && prev != b'\r' {
-                self.size += 1;
-            }
-            prev = b;
+        let Some((&first, _)) = chunk.split_first() else {
+            return;
+        };
+        let mut bare = u64::from(first == b'\n' && self.last != b'\r');
+        // Each byte against the one before it, without a carried dependency, so the compiler
+        // vectorises it (a byte-at-a-time loop was a third of an mbox import's user time). The
+        // counts are summed in `u8` lanes over blocks of at most 255 pairs.
+        let (before, after) = (&chunk[..chunk.len() - 1], &chunk[1..]);
+        for (b, a) in before.chunks(255).zip(after.chunks(255)) {
+            let n: u8 = b
+                .iter()
+                .zip(a)
+                .map(|(&p, &c)| u8::from(c == b'\n') & u8::from(p != b'\r'))
+                .fold(0u8, u8::wrapping_add);
+            bare += u64::from(n);
         }
-        self.size += chunk.len() as u64;
-        if let Some(&b) = chunk.last() {
-            self.last = b;
-        }
+        self.size += chunk.len() as u64 + bare;
+        self.last = chunk[chunk.len() - 1];
     }
 
     /// The size so far.
@@ -737,5 +744,44 @@ mod crlf_tests {
         assert_eq!(crlf(&[b"no newline"]), 10);
         assert_eq!(crlf(&[b"\r\r\n"]), 3);
         assert_eq!(crlf(&[]), 0);
+    }
+
+    /// The block-wise count equals the byte-at-a-time definition, for inputs made of `\r`,
+    /// `\n` and `x` (runs longer than a 255-pair block included) cut at random points.
+    #[test]
+    fn crlf_size_matches_the_byte_loop() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..300 {
+            let len = (next() % 2000) as usize;
+            let mut buf = [0u8; 2000];
+            for b in &mut buf[..len] {
+                *b = match next() % (3 + round % 5) {
+                    0 => b'\r',
+                    1 | 3 | 5 => b'\n',
+                    _ => b'x',
+                };
+            }
+            let data = &buf[..len];
+            let mut want = 0u64;
+            let mut prev = 0u8;
+            for &b in data {
+                want += 1 + u64::from(b == b'\n' && prev != b'\r');
+                prev = b;
+            }
+            let mut c = CrlfSize::default();
+            let mut rest = data;
+            while !rest.is_empty() {
+                let n = 1 + (next() as usize % rest.len().min(700));
+                c.feed(&rest[..n]);
+                rest = &rest[n..];
+            }
+            assert_eq!(c.size(), want, "round {round}");
+        }
     }
 }

@@ -1094,6 +1094,25 @@ fn err_of(r: OpResult) -> ErrorKind {
     }
 }
 
+/// As a [`Machine`](crate::machine::Machine), a [`Dedup`] runs until it stops asking for
+/// operations: `None` when the holder may go ahead ([`DedupStep::Go`]: deliver, or publish;
+/// then [`Dedup::intent`], [`Dedup::committed`] or [`Dedup::abandoned`] and run it again),
+/// `Some` once finished.
+impl crate::machine::Machine for Dedup {
+    type Output = Option<DedupOutcome>;
+    fn poll(&self) -> crate::machine::Step<'_, Option<DedupOutcome>> {
+        match Dedup::poll(self) {
+            DedupStep::Op(op) => crate::machine::Step::Op(op),
+            DedupStep::Go => crate::machine::Step::Done(None),
+            DedupStep::Done(o) => crate::machine::Step::Done(Some(o)),
+        }
+    }
+    fn feed<E: Env + ?Sized>(&mut self, result: OpResult, data: &[u8], env: &mut E) {
+        Dedup::feed(self, result, data, env)
+    }
+    fn observe(&mut self, _chunk: &[u8]) {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1800,9 +1819,16 @@ mod tests {
             Key::from_message_id(b"<l@x>"),
             DedupOptions::default(),
         );
-        while a.m.poll() != DedupStep::Go {
-            a.step(&mut fs);
-        }
+        let mut buf = [0u8; MAX_ENTRY];
+        let go = crate::machine::run_in(
+            &mut a.m,
+            &mut fs,
+            &mut a.env,
+            &mut a.slots,
+            &mut &b""[..],
+            &mut buf,
+        );
+        assert_eq!(go, None, "the reservation is held");
         advance(&clock, DedupOptions::default().lease_secs);
         while a.step(&mut fs) {
             assert_eq!(a.phase, 1, "never reaches the publish");

@@ -3,10 +3,11 @@
 //! and, when another process renamed the message meanwhile, the changes re-applied to the
 //! flags of its current name, so a concurrent reader's flag change is kept, not overwritten.
 
-use crate::env::NoEnv;
+use crate::env::{Env, NoEnv};
 use crate::error::{Error, ErrorKind, Phase};
-use crate::fs::{perform, Dir, EntryName, Fs, Op, Slots};
-use crate::machine::scan::{Move, MoveStep, MOVE_ATTEMPTS};
+use crate::fs::{Dir, EntryName, Fs, Op, OpResult};
+use crate::machine::scan::{Move, MOVE_ATTEMPTS};
+use crate::machine::{run, Machine, Step};
 use crate::maildir::flags::Flags;
 use crate::maildir::name::{InfoSep, NameBuf, ParsedName, NAME_MAX};
 
@@ -78,39 +79,60 @@ pub fn change_flags<F: Fs + ?Sized>(
         let current = ParsedName::parse(&at_name, sep)
             .map(|p| p.flags)
             .unwrap_or_default();
-        let mut machine = Move::new(at_dir, &at_name, apply(current, changes), sep, noreplace);
-        let mut slots = Slots::default();
-        let mut name = [0u8; NAME_MAX];
-        let mut moved_meanwhile = None;
-        let done = loop {
-            match machine.poll() {
-                MoveStep::Op(op) => {
-                    let (r, n) = match op {
-                        Op::Rename { from, .. } if from != (at_dir, at_name.as_str()) => {
-                            // Someone renamed it: recompute the flags from its current name.
-                            let mut n = NameBuf::new();
-                            let _ = n.push_str(from.1);
-                            moved_meanwhile = Some((from.0, n));
-                            break None;
-                        }
-                        op => perform(fs, &mut NoEnv, &mut slots, op, &mut &b""[..], &mut name),
-                    };
-                    machine.feed(r, &name[..n]);
-                }
-                MoveStep::Done(r) => break Some(r),
-            }
+        let mut watched = Watched {
+            machine: Move::new(at_dir, &at_name, apply(current, changes), sep, noreplace),
+            at: (at_dir, &at_name),
         };
-        match done {
-            Some(Ok(_)) => {
+        let mut buf = [0u8; NAME_MAX];
+        match run(&mut watched, fs, &mut NoEnv, &mut &b""[..], &mut buf) {
+            Ended::Moved(Ok(_)) => {
                 let mut out = NameBuf::new();
-                let _ = out.push_str(machine.target());
+                let _ = out.push_str(watched.machine.target());
                 return Ok(out);
             }
-            Some(Err(e)) => return Err(e),
-            None => (at_dir, at_name) = moved_meanwhile.expect("set before breaking"),
+            Ended::Moved(Err(e)) => return Err(e),
+            // Someone renamed it: recompute the flags from its current name.
+            Ended::RenamedMeanwhile(d, n) => (at_dir, at_name) = (d, n),
         }
     }
     Err(Error::new(ErrorKind::Busy, Phase::Publish))
+}
+
+/// How a [`Watched`] move ended.
+// The name is held inline: the core has no allocator, and one value exists per move.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Ended {
+    /// The move's own result.
+    Moved(Result<Dir, Error>),
+    /// The message was found under another name: stopped before renaming it.
+    RenamedMeanwhile(Dir, NameBuf),
+}
+
+/// A [`Move`] that stops, rather than rename the message from a name other than the one its
+/// flags were computed from.
+struct Watched<'a> {
+    machine: Move,
+    at: (Dir, &'a str),
+}
+
+impl Machine for Watched<'_> {
+    type Output = Ended;
+    fn poll(&self) -> Step<'_, Ended> {
+        match self.machine.poll() {
+            Step::Op(Op::Rename { from, .. }) if from != self.at => {
+                let mut n = NameBuf::new();
+                let _ = n.push_str(from.1);
+                Step::Done(Ended::RenamedMeanwhile(from.0, n))
+            }
+            Step::Op(op) => Step::Op(op),
+            Step::Done(r) => Step::Done(Ended::Moved(r)),
+        }
+    }
+    fn feed<E: Env + ?Sized>(&mut self, result: OpResult, data: &[u8], env: &mut E) {
+        Machine::feed(&mut self.machine, result, data, env)
+    }
+    fn observe(&mut self, _chunk: &[u8]) {}
 }
 
 #[cfg(test)]

@@ -24,8 +24,10 @@
 //! microcontroller, a `BTreeMap` in the simulator. The machine itself stays a few counters,
 //! so it can be cloned, compared and interleaved with other machines.
 
+use crate::env::{Env, NoEnv};
 use crate::error::{Error, ErrorKind, Phase};
-use crate::fs::{perform, Dir, Fs, Op, OpResult, Slots};
+use crate::fs::{Dir, Fs, Op, OpResult};
+use crate::machine::{run, Machine};
 use crate::maildir::flags::Flags;
 use crate::maildir::name::{emit_with_flags, InfoSep, NameBuf, ParsedName, NAME_MAX};
 
@@ -312,25 +314,40 @@ impl Scan {
     }
 }
 
+/// A [`Scan`] with the driver's key storage: the [`Machine`] that [`run`] drives.
+pub struct Keyed<'k, K: ?Sized> {
+    /// The scan.
+    pub scan: Scan,
+    /// Where it records the messages it sees.
+    pub keys: &'k mut K,
+}
+
+impl<K: KeySet + ?Sized> Machine for Keyed<'_, K> {
+    type Output = Result<ScanSummary, Error>;
+    fn poll(&self) -> ScanStep {
+        self.scan.poll()
+    }
+    fn feed<E: Env + ?Sized>(&mut self, result: OpResult, data: &[u8], _env: &mut E) {
+        self.scan.feed(result, data, self.keys)
+    }
+    fn observe(&mut self, _chunk: &[u8]) {}
+}
+
 /// Runs a [`Scan`] to completion on `fs`, recording messages in `keys`.
 pub fn scan<F, K>(fs: &mut F, keys: &mut K, opts: ScanOptions) -> Result<ScanSummary, Error>
 where
     F: Fs + ?Sized,
     K: KeySet + ?Sized,
 {
-    let mut machine = Scan::new(opts);
-    let mut slots = Slots::default();
+    let scan = Scan::new(opts);
     let mut name = [0u8; NAME_MAX];
-    let mut no_env = crate::env::NoEnv;
-    loop {
-        match machine.poll() {
-            ScanStep::Op(op) => {
-                let (r, n) = perform(fs, &mut no_env, &mut slots, op, &mut &b""[..], &mut name);
-                machine.feed(r, &name[..n], keys);
-            }
-            ScanStep::Done(r) => return r,
-        }
-    }
+    run(
+        &mut Keyed { scan, keys },
+        fs,
+        &mut NoEnv,
+        &mut &b""[..],
+        &mut name,
+    )
 }
 
 /// What a [`Move`] wants next: an operation to perform and [`Move::feed`], or where the
@@ -542,26 +559,21 @@ impl Move {
     }
 }
 
+impl Machine for Move {
+    type Output = Result<Dir, Error>;
+    fn poll(&self) -> MoveStep<'_> {
+        Move::poll(self)
+    }
+    fn feed<E: Env + ?Sized>(&mut self, result: OpResult, data: &[u8], _env: &mut E) {
+        Move::feed(self, result, data)
+    }
+    fn observe(&mut self, _chunk: &[u8]) {}
+}
+
 /// Runs a [`Move`] to completion on `fs`.
 pub fn move_message<F: Fs + ?Sized>(fs: &mut F, mut machine: Move) -> Result<Dir, Error> {
-    let mut slots = Slots::default();
     let mut name = [0u8; NAME_MAX];
-    loop {
-        match machine.poll() {
-            MoveStep::Op(op) => {
-                let (r, n) = perform(
-                    fs,
-                    &mut crate::env::NoEnv,
-                    &mut slots,
-                    op,
-                    &mut &b""[..],
-                    &mut name,
-                );
-                machine.feed(r, &name[..n]);
-            }
-            MoveStep::Done(r) => return r,
-        }
-    }
+    run(&mut machine, fs, &mut NoEnv, &mut &b""[..], &mut name)
 }
 
 #[cfg(test)]

@@ -375,7 +375,7 @@ fn unhex(s: &[u8], out: &mut [u8]) -> Option<usize> {
     if s == b"-" {
         return Some(0);
     }
-    if s.len() % 2 != 0 || s.len() / 2 > out.len() {
+    if !s.len().is_multiple_of(2) || s.len() / 2 > out.len() {
         return None;
     }
     let v = |c: u8| match c {

@@ -302,7 +302,7 @@ impl Splitter {
                 }
                 State::FromLine => {
                     let rest = &input[i..];
-                    let (take, done) = match rest.iter().position(|&c| c == b'\n') {
+                    let (take, done) = match memchr::memchr(b'\n', rest) {
                         Some(p) => (p + 1, true),
                         None => (rest.len(), false),
                     };
@@ -414,19 +414,13 @@ impl Splitter {
                 State::Middle => {
                     // Pass whole lines at once while the next line cannot need a look.
                     let start = i;
-                    loop {
-                        match input[i..].iter().position(|&c| c == b'\n') {
-                            Some(p) => {
-                                i += p + 1;
-                                if i == input.len() || !self.plain_line_start(input[i]) {
-                                    self.state = State::Start;
-                                    break;
-                                }
-                            }
-                            None => {
-                                i = input.len();
-                                break;
-                            }
+                    i = input.len();
+                    for p in memchr::memchr_iter(b'\n', &input[start..]) {
+                        let next = start + p + 1;
+                        if next == input.len() || !self.plain_line_start(input[next]) {
+                            self.state = State::Start;
+                            i = next;
+                            break;
                         }
                     }
                     self.pos += i as u64;

@@ -20,6 +20,7 @@
 //!
 //! Dry runs are the caller's choice of filesystem ([`crate::fs::dryrun::DryRun`]).
 
+pub mod owner;
 pub mod sieve;
 pub mod trace;
 

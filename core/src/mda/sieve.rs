@@ -20,6 +20,8 @@ use crate::maildir::flags::Flags;
 use crate::sieve::{Action, Outcome};
 
 /// What the script decided for the message.
+// The plan is held inline: the core has no allocator, and one decision exists per message.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Decision<'o> {
     /// Store and send these, as one unit.
@@ -72,9 +74,9 @@ fn plan(out: &Outcome) -> Result<Plan, PlanError> {
             }
             Action::Redirect { address } => p.redirect(out.text(address))?,
             Action::Reject { .. } | Action::Discard => {}
-            // Not yet part of the unit: the `duplicate` record and the vacation reply
-            // (both from the `duplicate`/`vacation` extensions) are not performed by
-            // `--sieve` delivery yet.
+            // Not performed by the unit yet: recording a duplicate's key with the copies
+            // and sending the vacation reply (null sender) are the delivery's to add; until
+            // then the message is delivered as decided, without them.
             Action::Track { .. } | Action::Vacation { .. } => {}
         }
     }

@@ -374,6 +374,7 @@ Content-Type: text/html; charset=iso-8859-1\n\n<p>caf\xe9</p>\n--in--\n--BB--\ne
             ("multipart/mixed", "epilogue\n"),
             ("text/plain", "café world"),
             ("application/octet-stream", "hello secret\n"),
+            ("multipart/alternative", ""),
             ("text/plain", "plain"),
             ("text/html", "<p>café</p>"),
         ]

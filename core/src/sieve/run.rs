@@ -76,9 +76,9 @@ pub const DUPLICATE_SECONDS: u32 = 12 * 3600;
 pub const DUPLICATE_SECONDS_MAX: u32 = 2 * 86_400;
 /// `vacation`'s period when `:days`/`:seconds` is not given (RFC 5230 4.1: 7 days).
 pub const VACATION_SECONDS: u32 = 7 * 86_400;
-/// The shortest and longest `vacation` periods (Pigeonhole's defaults: 1 and 60 days; RFC
-/// 5230 4.1 lets an implementation set both).
-pub const VACATION_SECONDS_RANGE: (u32, u32) = (86_400, 60 * 86_400);
+/// The shortest and longest `vacation` periods (Pigeonhole's defaults: 1 day, and no
+/// maximum; RFC 5230 4.1 lets an implementation set both).
+pub const VACATION_SECONDS_RANGE: (u32, u32) = (86_400, u32::MAX);
 /// The longest key a [`Seen`] store is asked about; longer ids are cut.
 const KEY_MAX: usize = 1024;
 
@@ -1007,9 +1007,7 @@ impl Run<'_, '_, '_> {
                 put_cut(&mut key, reason);
                 put_cut(&mut key, subject_arg.unwrap_or(b"<default-subject>"));
                 put_cut(&mut key, from_arg.unwrap_or(b"<default-from>"));
-                if spec.mime {
-                    put_cut(&mut key, b"<MIME>");
-                }
+                put_cut(&mut key, if spec.mime { b"<MIME>" } else { b"<NO-MIME>" });
             }
         }
         let handle_len = key.len() - b"vacation\0".len();

@@ -564,9 +564,10 @@ impl Extensions {
             name: "vacation",
             bit: Self::VACATION,
         },
+        // RFC 6131: vacation-seconds includes vacation.
         Extension {
             name: "vacation-seconds",
-            bit: Self::VACATION_SECONDS,
+            bit: Self::VACATION_SECONDS | Self::VACATION,
         },
     ];
 

@@ -1451,4 +1451,199 @@ mod tests {
             assert_eq!(decode_return(code), Err(WireError));
         }
     }
+
+    #[test]
+    fn the_added_ops_and_results_keep_their_codes_and_round_trip() {
+        let ops = [
+            (
+                14,
+                Op::WriteFile {
+                    dir: Dir::Root,
+                    name: "maildirsize",
+                    data: b"100S\n0 0\n",
+                    sync: true,
+                    anonymous: true,
+                },
+            ),
+            (
+                15,
+                Op::Append {
+                    dir: Dir::Root,
+                    name: "maildirsize",
+                    data: b"49 1\n",
+                    sync: false,
+                },
+            ),
+            (
+                16,
+                Op::Read {
+                    dir: Dir::Root,
+                    name: "maildirsize",
+                },
+            ),
+            (17, Op::OpenDir { dir: Dir::Cur }),
+            (18, Op::NextEntry),
+            (19, Op::CloseDir),
+            (20, Op::SetMtime { secs: i64::MIN }),
+        ];
+        let mut buf = [0u8; 600];
+        for (code, op) in ops {
+            let n = encode_op(op, &mut buf).unwrap();
+            assert_eq!(buf[0], code, "{op:?}");
+            assert_eq!(decode_op(&buf[..n]), Ok(op));
+            for cut in 0..n {
+                assert_eq!(
+                    decode_op(&buf[..cut]),
+                    Err(WireError),
+                    "{op:?} cut at {cut}"
+                );
+            }
+        }
+        for (code, r) in [
+            (7, OpResult::Read(5120)),
+            (8, OpResult::Entry),
+            (9, OpResult::End),
+        ] {
+            let n = encode_feed(r, b"name:2,S", &mut buf).unwrap();
+            assert_eq!(buf[0], code, "{r:?}");
+            assert_eq!(decode_feed(&buf[..n]), Ok((r, &b"name:2,S"[..])));
+        }
+    }
+
+    #[test]
+    fn mta_starts_round_trip_every_option() {
+        let mut buf = [0u8; STEP_BUF_LEN];
+        let quotas = [
+            None,
+            Some(CheckOptions::default()),
+            Some(CheckOptions {
+                given: Some(Limits {
+                    bytes: Some(u64::MAX),
+                    count: None,
+                }),
+                max_recalc: 7,
+                count_trashed: true,
+                sep: InfoSep::new(b';').unwrap(),
+                folder: true,
+            }),
+            Some(CheckOptions {
+                given: Some(Limits {
+                    bytes: None,
+                    count: Some(3),
+                }),
+                ..CheckOptions::default()
+            }),
+        ];
+        let dedups = [
+            None,
+            Some(DedupOptions::default()),
+            Some(DedupOptions {
+                window_secs: 1,
+                lease_secs: 2,
+                margin_secs: u64::MAX,
+                poll_ms: 3,
+                wait_ms: u32::MAX,
+                max_entries: 5,
+                gc_every: 0,
+                sep: InfoSep::new(b'!').unwrap(),
+            }),
+        ];
+        for quota in quotas {
+            for dedup in dedups {
+                for key in [None, Some(Key([7; 32]))] {
+                    for order in ORDERS {
+                        let s = MtaStart {
+                            opts: MtaOptions {
+                                delivery: Options {
+                                    flags: Some(Flags::parse("S").unwrap()),
+                                    ..Options::default()
+                                },
+                                quota,
+                                dedup,
+                                key,
+                                order,
+                            },
+                            caps: Capabilities::LINUX_LOCAL,
+                            host: "host",
+                        };
+                        let n = encode_mta_start(&s, &mut buf).unwrap();
+                        assert_eq!(decode_mta_start(&buf[..n]), Ok(s));
+                        for cut in 0..n {
+                            assert_eq!(decode_mta_start(&buf[..cut]), Err(WireError));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn mta_outcomes_and_steps_round_trip() {
+        let mut name = NameBuf::new();
+        name.push_str("1.M2P3Q4.host,S=5:2,S").unwrap();
+        let delivered = Delivered {
+            dir: Dir::Cur,
+            name: name.clone(),
+            size: 5,
+            publish: Publish::LinkUnlink,
+            needs_dir_sync: true,
+            leftover_tmp: false,
+        };
+        let mut outcomes = std::vec![
+            Ok(Accepted::Duplicate {
+                dir: None,
+                name: name.clone(),
+            }),
+            Ok(Accepted::Duplicate {
+                dir: Some(Dir::New),
+                name: NameBuf::new(),
+            }),
+            Err(Error::new(ErrorKind::OverQuota, Phase::Check)),
+            Err(Error::new(ErrorKind::Io, Phase::Dedup).with_left(Dir::New)),
+        ];
+        for verdict in VERDICTS {
+            for recalculated in [
+                None,
+                Some(RecalcReason::Missing),
+                Some(RecalcReason::OverAndStale),
+            ] {
+                for indexed in [false, true] {
+                    outcomes.push(Ok(Accepted::Stored {
+                        delivered: delivered.clone(),
+                        indexed,
+                        quota: Some(Checked {
+                            verdict,
+                            limits: Limits {
+                                bytes: Some(9),
+                                count: None,
+                            },
+                            usage: Usage { bytes: 1, count: 2 },
+                            recalculated,
+                            raced: indexed,
+                        }),
+                    }));
+                }
+            }
+        }
+        outcomes.push(Ok(Accepted::Stored {
+            delivered,
+            indexed: true,
+            quota: None,
+        }));
+        let mut buf = [0u8; STEP_BUF_LEN];
+        for o in outcomes {
+            let n = encode_mta_outcome(&o, &mut buf).unwrap();
+            assert_eq!(decode_mta_outcome(&buf[..n]), Ok(o.clone()));
+            let step = MtaStep::Done(o);
+            let n = encode_mta_step(&step, &mut buf).unwrap();
+            assert_eq!(buf[0], STEP_MTA_DONE);
+            assert_eq!(decode_mta_step(&buf[..n]), Ok(step));
+            // A delivery's decoder does not take an MTA delivery's outcome for its own.
+            assert_eq!(decode_step(&buf[..n]), Err(WireError));
+        }
+        let step = MtaStep::Op(Op::NextEntry);
+        let n = encode_mta_step(&step, &mut buf).unwrap();
+        assert_eq!(decode_mta_step(&buf[..n]), Ok(step));
+        assert_eq!(decode_mta_step(&[STEP_DONE, 1]), Err(WireError));
+    }
 }

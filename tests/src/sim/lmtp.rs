@@ -166,7 +166,7 @@ fn sync_filesystem(fs: &mut SimFs) {
     for inode in fs.inodes.values_mut() {
         inode.synced = inode.data.clone();
     }
-    for d in [Dir::Root, Dir::Tmp, Dir::New, Dir::Cur] {
+    for d in [Dir::Root, Dir::Tmp, Dir::New, Dir::Cur, Dir::Top] {
         let _ = fs.sync_dir(d);
     }
 }

@@ -45,6 +45,8 @@ pub struct UnitScenario {
     pub retry_copies: Option<Vec<(Option<&'static str>, Option<&'static str>)>>,
     /// With a Maildir++ quota in every maildir.
     pub quota: bool,
+    /// What the filesystems offer (without unnamed tmp files, a named one is renamed).
+    pub caps: Capabilities,
 }
 
 impl UnitScenario {
@@ -82,8 +84,7 @@ impl UnitScenario {
         let left = Rc::new(Cell::new(u64::MAX));
         let fss = (0..=self.folders.len())
             .map(|_| {
-                let mut fs =
-                    SimFs::new(Semantics::Posix, Capabilities::LINUX_LOCAL, Persistence::P2);
+                let mut fs = SimFs::new(Semantics::Posix, self.caps, Persistence::P2);
                 if self.quota {
                     fs.seed(Dir::Root, MAILDIRSIZE, b"1000000S\n0 0\n");
                 }
@@ -203,6 +204,10 @@ impl Fs for Crashy {
     fn open_folder_dir(&mut self, base: Dir, folder: &[u8], dir: Dir) -> Result<SimDir, ErrorKind> {
         self.spend()?;
         self.fs.open_folder_dir(base, folder, dir)
+    }
+    fn stat_listed(&mut self, stream: &SimDir, name: &str) -> Result<Stat, ErrorKind> {
+        self.spend()?;
+        self.fs.stat_listed(stream, name)
     }
     fn read_dir(&mut self, stream: &mut SimDir, out: &mut EntryName) -> Result<bool, ErrorKind> {
         self.spend()?;
@@ -356,7 +361,10 @@ pub struct UnitReport {
 
 /// The stored copies of the world: per maildir, (dir, flags after `:2,` or None) for every
 /// message file; `Err` for a file that is not the message.
-fn stored(w: &World) -> Result<Vec<Vec<(Dir, Option<String>)>>, (Invariant, String)> {
+/// Each maildir's stored messages: where each is, and its flags.
+type Stored = Vec<Vec<(Dir, Option<String>)>>;
+
+fn stored(w: &World) -> Result<Stored, (Invariant, String)> {
     let body = body();
     let mut v = Vec::new();
     for (i, f) in w.fss.iter().enumerate() {
@@ -574,6 +582,7 @@ pub fn scenarios() -> Vec<UnitScenario> {
         redirects: vec![],
         retry_copies: None,
         quota: false,
+        caps: Capabilities::LINUX_LOCAL,
     };
     let three = UnitScenario {
         name: "sieve unit: 3 fileinto (one flagged), keep, quota".into(),
@@ -600,5 +609,14 @@ pub fn scenarios() -> Vec<UnitScenario> {
         copies: vec![(Some("Gone"), None), (Some("A"), None), (None, None)],
         ..base.clone()
     };
-    vec![base, three, redirect, missing]
+    let renamed = UnitScenario {
+        name: "sieve unit: fileinto A, fileinto B :flags S, keep; named tmp files, quota".into(),
+        quota: true,
+        caps: Capabilities {
+            anonymous_tmp: false,
+            ..Capabilities::LINUX_LOCAL
+        },
+        ..base.clone()
+    };
+    vec![base, three, redirect, missing, renamed]
 }
