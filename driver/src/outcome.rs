@@ -92,20 +92,16 @@ pub fn input_failed(args: &Args, path: &Path, kind: mdeliver_core::ErrorKind) ->
         &Settings::default(),
         path,
         &Failure::Input(kind),
+        &[],
     );
     out.flush();
     code
 }
 
 /// Reports a failure in `maildir` (or of the input) and returns its exit code.
-pub fn failed(out: &mut Output, args: &Args, s: &Settings, what: &Path, failure: &Failure) -> u8 {
-    failed_naming(out, args, s, what, failure, &[])
-}
-
-/// [`failed`], naming in the message the files of the maildir the failure is about
-/// (`broken`: the duplicate index's entries that are not regular files,
-/// [`crate::report::broken_index_entries`]).
-pub fn failed_naming(
+/// `broken`: the files of the maildir the failure is about, named in the message (the
+/// duplicate index's entries that are not regular files, [`crate::report::broken_index_entries`]).
+pub fn failed(
     out: &mut Output,
     args: &Args,
     s: &Settings,

@@ -257,8 +257,7 @@ fn deliver_all<A: Adapter>(
                 }
             }
             Err(failure) => {
-                let code =
-                    outcome::failed_naming(&mut out, args, settings, maildir, &failure, &broken);
+                let code = outcome::failed(&mut out, args, settings, maildir, &failure, &broken);
                 status = exit::worst(status, code);
                 if log {
                     let addr = settings.delivered_to.as_deref();

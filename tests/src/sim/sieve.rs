@@ -197,10 +197,6 @@ impl Fs for Crashy {
         self.spend()?;
         self.fs.open_dir(dir)
     }
-    fn stat_listed(&mut self, stream: &SimDir, name: &str) -> Result<Stat, ErrorKind> {
-        self.spend()?;
-        self.fs.stat_listed(stream, name)
-    }
     fn open_folder_dir(&mut self, base: Dir, folder: &[u8], dir: Dir) -> Result<SimDir, ErrorKind> {
         self.spend()?;
         self.fs.open_folder_dir(base, folder, dir)
