@@ -60,6 +60,15 @@ mdeliver runs as. A MAILDIR whose directory is group-writable is shared: every f
 creates there gets mode 0660 and the maildir's group (when the user is a member), as Dovecot \
 does; otherwise files are 0600.
 
+SIEVE
+  --sieve FILE runs the Sieve script FILE (RFC 5228) over the message and does what it \
+decides: each fileinto stores a copy into that folder of MAILDIR (created with :create or -c), \
+keep stores into MAILDIR, redirect sends through the MTA (--sendmail PATH -i -f SENDER -- \
+ADDRESS), reject exits 65 (77 with --strict-exit) with 5.7.1 and its reason. All of it happens \
+exactly once, even across a crash and the MTA's retry. A script that does not compile defers \
+(75, 4.3.5 with its line:column); a script file that does not exist means no filtering. \
+mdeliver sieve test shows what a script does without delivering.
+
 MAIL LOG
   Each MAILDIR's outcome is one line in the system log (facility mail, tag mdeliver), when \
 standard input is not a terminal (an MTA runs mdeliver) or with --syslog; --no-syslog turns \

@@ -288,9 +288,13 @@ mod tests {
         let mut forms: Vec<Vec<String>> = Vec::new();
         for a in def.get_arguments() {
             let Some(long) = a.get_long() else { continue };
-            // The Linux-only options (the system log, the user to deliver as) are not the
-            // delivery form's values: clap reads them, and `command::parse` falls back to it.
-            if matches!(long, "help" | "version" | "syslog" | "no-syslog" | "user") {
+            // The Linux-only options (the system log, the user to deliver as, the Sieve
+            // script and its sendmail) are not the delivery form's values: clap reads them,
+            // and `command::parse` falls back to it.
+            if matches!(
+                long,
+                "help" | "version" | "syslog" | "no-syslog" | "user" | "sieve" | "sendmail"
+            ) {
                 continue;
             }
             let takes_value = a.get_action().takes_values();

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use mdeliver_core::sieve::{
-    compile, run, run_with, Action, Context, Extensions, Limits, Message, MessageReader, Node,
-    Outcome, Script,
+    compile, run_with, Action, Context, Extensions, Limits, Message, MessageReader, Node, Outcome,
+    Script,
 };
 
 use crate::exit;
@@ -322,6 +322,17 @@ pub fn deliver(
     // The script: an administrator's file; any problem with it defers the mail.
     let src = match std::fs::read(&sieve.script) {
         Ok(s) => s,
+        // No script (a user who has not written one, as Dovecot treats a missing personal
+        // script): the message is delivered unfiltered.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if args.verbose >= 2 {
+                eprintln!(
+                    "mdeliver: {}: no such Sieve script; delivering without one",
+                    sieve.script.display()
+                );
+            }
+            return mdeliver_driver::run::run(a, args, mail);
+        }
         Err(e) => {
             let what = format!(
                 "cannot read the Sieve script {}: {e}",
@@ -352,7 +363,12 @@ pub fn deliver(
             return mdeliver_driver::outcome::input_failed(args, path, kind);
         }
     };
-    let mut message = match Spooled::new(input) {
+    let body_max = if script.extensions.has(Extensions::BODY) {
+        BODY_MAX
+    } else {
+        0
+    };
+    let mut message = match Spooled::new(input, body_max) {
         Ok(m) => m,
         Err(e) => {
             let failure = mdeliver_driver::report::Failure::Deliver(mdeliver_core::Error::new(
@@ -378,7 +394,16 @@ pub fn deliver(
     };
     let mut outcome = Box::new(Outcome::new());
     let mut scratch = vec![0u8; HEADER_MAX.min(message.reader.header().len() + 4096)];
-    run(&script, &msg, &limits, &mut scratch, &mut outcome);
+    let ctx = Context {
+        body: message.reader.body(),
+        now: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .and_then(|d| i64::try_from(d.as_secs()).ok()),
+        local_zone: 0,
+        seen: None,
+    };
+    run_with(&script, &msg, &ctx, &limits, &mut scratch, &mut outcome);
     if let Some(e) = outcome.error() {
         out.err(format!(
             "mdeliver: the Sieve script {}: {e}; the implicit keep applies",
@@ -470,11 +495,15 @@ struct Spooled {
 }
 
 impl Spooled {
-    fn new(mut input: crate::input::Input) -> Result<Spooled, mdeliver_core::ErrorKind> {
+    fn new(
+        mut input: crate::input::Input,
+        body_max: usize,
+    ) -> Result<Spooled, mdeliver_core::ErrorKind> {
         use mdeliver_driver::run::Message as _;
         use std::io::Write;
         let header: &'static mut [u8] = vec![0u8; HEADER_MAX].leak();
-        let mut reader = MessageReader::new(header);
+        let body: &'static mut [u8] = vec![0u8; body_max].leak();
+        let mut reader = MessageReader::with_body(header, body);
         let mut hash = mdeliver_core::machine::unit::UnitKeyer::new();
         let mut buf = vec![0u8; 64 * 1024];
         let spool = if input.is_rewindable() {

@@ -532,3 +532,39 @@ fn vacation_replies_once_and_never_to_lists_or_robots() {
         Some(RuntimeError::RejectConflict)
     );
 }
+
+#[test]
+fn many_body_tests_on_a_large_body_run_out_of_budget() {
+    let mut big = b"Subject: big\n\n".to_vec();
+    big.extend(std::iter::repeat_n(b'x', 1 << 20));
+    let limits = Limits {
+        max_steps: 10_000,
+        ..Limits::default()
+    };
+    let mut src = String::from("require \"body\";\n");
+    for _ in 0..200 {
+        src.push_str("if body :raw :contains \"y\" { discard; }\n");
+    }
+    let mut nodes = vec![Node::FREE; Limits::nodes_for(src.len())];
+    let mut strings = vec![0u8; Limits::strings_for(src.len())];
+    let script = compile(src.as_bytes(), &limits, &mut nodes, &mut strings).unwrap();
+    let (mut h, mut b) = (vec![0u8; 1024], vec![0u8; 2 << 20]);
+    let mut reader = MessageReader::with_body(&mut h, &mut b);
+    reader.push(&big);
+    let msg = Message {
+        header: reader.header(),
+        size: reader.size(),
+        envelope_from: b"",
+        envelope_to: b"",
+    };
+    let ctx = Context {
+        body: reader.body(),
+        ..Context::NONE
+    };
+    let mut out = Box::new(Outcome::new());
+    let mut scratch = vec![0u8; 4096];
+    run_with(&script, &msg, &ctx, &limits, &mut scratch, &mut out);
+    assert_eq!(out.error(), Some(RuntimeError::BudgetExhausted));
+    assert!(out.actions().is_empty() && out.implicit_keep());
+    assert!(out.steps() <= limits.max_steps + 1);
+}

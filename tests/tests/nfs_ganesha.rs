@@ -3,7 +3,10 @@
 //! pure-Rust NFS client `nfs-rs` from two "hosts" (two client instances, each in its own
 //! network namespace: one over NFSv3, one over NFSv4.1) into one export, the `Exclusive` and
 //! the `Locked` strategies side by side, with TCP resets (iptables in the server's namespace)
-//! so that lost replies are retransmitted and ganesha's duplicate request cache answers them.
+//! so that lost replies are retransmitted and ganesha's duplicate request cache answers them,
+//! and ganesha SIGKILLed and restarted (that cache and the NFSv4.1 sessions lost). Deliveries
+//! are retried like an MTA's; every message must be stored exactly once with `Locked`. What
+//! `Exclusive` did is printed (`--nocapture`), not asserted: it is the experiment.
 //!
 //! `nfs-rs` caches nothing; the adapter models the kernel client's attribute cache with its
 //! default windows on the test's own clock (each host's clock advances only by the delivery
@@ -157,8 +160,8 @@ struct NfsFile {
 struct NfsFs {
     rt: tokio::runtime::Runtime,
     m: Box<dyn Mount>,
-    /// Handles of the maildir and its tmp/, new/ and cur/.
-    fh: [Bytes; 4],
+    /// Handles of the maildir, its tmp/, new/ and cur/, and the directory it is in.
+    fh: [Bytes; 5],
     clock: Clock,
     /// (dir, name) -> (attributes, when fetched).
     attrs: HashMap<(Dir, String), (Stat, u64)>,
@@ -173,7 +176,7 @@ fn idx(d: Dir) -> usize {
         Dir::Tmp => 1,
         Dir::New => 2,
         Dir::Cur => 3,
-        Dir::Top => unreachable!("the NFS test adapter opens no Maildir++ folder"),
+        Dir::Top => 4,
     }
 }
 
@@ -241,6 +244,7 @@ impl NfsFs {
             dir(&md_fh, "tmp")?,
             dir(&md_fh, "new")?,
             dir(&md_fh, "cur")?,
+            root,
         ];
         Ok(NfsFs {
             rt,
@@ -291,7 +295,8 @@ impl NfsFs {
 
 impl Fs for NfsFs {
     type File = NfsFile;
-    type DirStream = std::vec::IntoIter<String>;
+    /// The directory listed and the names left.
+    type DirStream = (Dir, std::vec::IntoIter<String>);
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
@@ -437,7 +442,7 @@ impl Fs for NfsFs {
         if let Some((names, at)) = self.listings.get(&dir) {
             if self.clock.ms().saturating_sub(*at) < ACDIRMIN_MS {
                 self.counts.cached_listings += 1;
-                return Ok(names.clone().into_iter());
+                return Ok((dir, names.clone().into_iter()));
             }
         }
         self.counts.rpcs += 1;
@@ -456,25 +461,25 @@ impl Fs for NfsFs {
         });
         let names = r.map_err(|e| kind(&e, &mut self.counts, "readdir"))?;
         self.listings.insert(dir, (names.clone(), self.clock.ms()));
-        Ok(names.into_iter())
+        Ok((dir, names.into_iter()))
     }
 
+    fn stat_listed(&mut self, stream: &Self::DirStream, name: &str) -> Result<Stat, ErrorKind> {
+        self.stat(stream.0, name)
+    }
+
+    /// No Maildir++ folders here: only the maildir itself.
     fn open_folder_dir(
         &mut self,
         base: Dir,
         folder: &[u8],
         dir: Dir,
     ) -> Result<Self::DirStream, ErrorKind> {
-        // No Maildir++ folders here: only the maildir itself.
-        match (base, folder.is_empty()) {
-            (Dir::Root, true) => self.open_dir(dir),
-            _ => Err(ErrorKind::NotFound),
+        if base == Dir::Root && folder.is_empty() {
+            self.open_dir(dir)
+        } else {
+            Err(ErrorKind::NotFound)
         }
-    }
-
-    fn stat_listed(&mut self, _stream: &Self::DirStream, _name: &str) -> Result<Stat, ErrorKind> {
-        // A listing here is a list of names, which does not know its directory.
-        Err(ErrorKind::Unsupported)
     }
 
     fn read_dir(
@@ -482,7 +487,7 @@ impl Fs for NfsFs {
         stream: &mut Self::DirStream,
         out: &mut EntryName,
     ) -> Result<bool, ErrorKind> {
-        match stream.next() {
+        match stream.1.next() {
             None => Ok(false),
             Some(n) => {
                 out.clear();
@@ -558,7 +563,8 @@ impl Server {
             let pkgs = need.join(" ");
             let ok = sh(&format!(
                 "export DEBIAN_FRONTEND=noninteractive; timeout 600 sh -c 'apt-get install -y -qq \
-                 {pkgs} || (apt-get update -qq && apt-get install -y -qq {pkgs})'"
+                 -o DPkg::Lock::Timeout=300 {pkgs} || (apt-get update -qq && apt-get install -y \
+                 -qq -o DPkg::Lock::Timeout=300 {pkgs})'"
             ));
             if !ok {
                 return Err(format!("cannot install {pkgs} (apt-get failed)"));
@@ -832,7 +838,7 @@ fn check(md: &Path) -> (BTreeMap<(usize, usize), usize>, Vec<String>) {
 }
 
 #[test]
-fn two_hosts_over_v3_and_v4_1_exclusive_and_locked_under_tcp_resets() {
+fn two_hosts_over_v3_and_v4_1_exclusive_and_locked_under_resets_and_restarts() {
     let srv = match Server::start(&["h0", "h1"]) {
         Ok(s) => s,
         Err(why) => {

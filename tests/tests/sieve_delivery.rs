@@ -230,13 +230,22 @@ fn a_broken_script_defers_with_its_line_and_column_and_stores_nothing() {
     mdeliver: the Sieve script [TMP]/filter.sieve:3:3: unknown command (the mail is deferred until it is fixed)
     ");
     assert!(!s.maildir.exists(), "nothing was created");
+    // A script that cannot be read defers; one that does not exist means no filtering (a
+    // user who never wrote one, as Dovecot treats a missing personal script).
+    make_maildir(&s.maildir);
     std::fs::remove_file(&s.script).unwrap();
+    std::fs::create_dir(&s.script).unwrap();
     let r = s.deliver(&[]);
     assert_eq!(r.code, 75, "{r:?}");
     assert!(
         r.stderr.starts_with("4.3.5 cannot read the Sieve script"),
         "{r:?}"
     );
+    std::fs::remove_dir(&s.script).unwrap();
+    let r = s.deliver(&[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let inbox = vec![(String::new(), "new".into(), "-".into(), stored_bytes())];
+    assert_eq!(s.stored(), inbox);
 }
 
 #[test]
@@ -265,4 +274,17 @@ fn sieve_refuses_options_that_contradict_it() {
             "{r:?}"
         );
     }
+}
+
+#[test]
+fn the_body_test_and_currentdate_see_the_message_and_the_clock() {
+    let s = site(
+        "require [\"body\", \"fileinto\", \"date\", \"relational\", \"mailbox\"];\n\
+         if allof (body :contains \"hello\", currentdate :value \"ge\" \"year\" \"2024\") {\n\
+         \x20 fileinto :create \"Seen\";\n}\n",
+    );
+    let r = s.deliver(&[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let only = vec![(".Seen".into(), "new".into(), "-".into(), stored_bytes())];
+    assert_eq!(s.stored(), only);
 }

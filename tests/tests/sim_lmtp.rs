@@ -12,6 +12,16 @@ use mdeliver_tests::sim::Invariant;
 fn every_group_commit_scenario_holds_every_invariant() {
     for cfg in scenarios() {
         let r = explore(&cfg);
+        println!(
+            "{}: {} executions, {} states, {} crash states, {} committer batches (largest {}), {} violations",
+            cfg.name,
+            r.executions,
+            r.states,
+            r.crash_states,
+            r.batches,
+            r.largest_batch,
+            r.violations.len()
+        );
         assert!(
             r.states > 100 && r.crash_states > r.states && r.executions >= 1,
             "{}: {r:?}",

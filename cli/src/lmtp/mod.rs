@@ -81,6 +81,21 @@ pub struct LmtpArgs {
     #[arg(long, value_name = "TEMPLATE")]
     pub maildir: Option<String>,
 
+    /// Filter each recipient's copy through its own Sieve script: a template with {local},
+    /// {domain} and {rcpt}, as --maildir; a recipient whose script does not exist is delivered
+    /// unfiltered (see mdeliver --sieve)
+    #[arg(long, value_name = "TEMPLATE")]
+    pub sieve: Option<String>,
+
+    /// Filter through Dovecot's per-user script: .dovecot.sieve in the directory that holds
+    /// the recipient's maildir (its home, for HOME/Maildir)
+    #[arg(long, conflicts_with = "sieve")]
+    pub sieve_dovecot: bool,
+
+    /// The MTA's sendmail that Sieve redirects go through [default: /usr/sbin/sendmail]
+    #[arg(long, value_name = "PATH")]
+    pub sendmail: Option<PathBuf>,
+
     /// Accept only the addresses in FILE (lines: ADDRESS [MAILDIR])
     #[arg(long, value_name = "FILE")]
     pub map: Option<PathBuf>,
@@ -200,6 +215,21 @@ struct Routes {
 }
 
 impl Routes {
+    /// The Sieve script of `r` whose maildir is `maildir`, with `--sieve TEMPLATE` or
+    /// `--sieve-dovecot`; None without either, or when the file does not exist.
+    pub(crate) fn script(args: &LmtpArgs, r: &Recipient, maildir: &Path) -> Option<PathBuf> {
+        let path = match (&args.sieve, args.sieve_dovecot) {
+            (Some(t), _) => {
+                let mut s = String::new();
+                address::expand(t, r, &mut s).ok()?;
+                PathBuf::from(s)
+            }
+            (None, true) => maildir.parent()?.join(".dovecot.sieve"),
+            (None, false) => return None,
+        };
+        path.is_file().then_some(path)
+    }
+
     /// The maildir of `r`, or `None` for an unknown recipient.
     fn maildir(&self, r: &Recipient) -> Option<PathBuf> {
         let template = |t: &str| {

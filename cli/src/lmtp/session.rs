@@ -8,7 +8,7 @@
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Instant;
@@ -29,6 +29,7 @@ use super::{DeliveredTo, Server};
 use crate::input::Input;
 use crate::linux::{LinuxFs, OpenOptions};
 use mdeliver_driver::envelope::{self, Stored};
+use mdeliver_driver::exit;
 use mdeliver_driver::mta_args::QuotaFull;
 use mdeliver_driver::report::{Create, Failure};
 
@@ -45,6 +46,8 @@ struct Rcpt {
     maildir: PathBuf,
     /// Opened at `RCPT`, so a missing maildir is refused there.
     fs: LinuxFs,
+    /// Its Sieve script (`--sieve`, `--sieve-dovecot`), when it has one.
+    script: Option<std::path::PathBuf>,
 }
 
 enum Line {
@@ -131,10 +134,12 @@ pub fn serve(conn: Conn, srv: &Server) {
                     None => Reply::Fixed(Fixed::UnknownUser),
                     Some(maildir) => match srv.open(&maildir) {
                         Ok(fs) => {
+                            let script = super::Routes::script(&srv.args, &recipient, &maildir);
                             rcpts.push(Rcpt {
                                 address,
                                 maildir,
                                 fs,
+                                script,
                             });
                             session.accepted();
                             Reply::Fixed(Fixed::RecipientOk)
@@ -399,6 +404,77 @@ impl Server {
         reply.to_string()
     }
 
+    /// Delivers the spooled message to one recipient through its Sieve script: the one-shot
+    /// `mdeliver --sieve` (the same exactly-once unit, redirects and reject) run on the spool;
+    /// its status line becomes the reply.
+    fn deliver_sieve(&self, sender: &[u8], r: &Rcpt, script: &Path, spool: &OwnedFd) -> String {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::ffi::OsStrExt;
+        let transient = |why: &str| {
+            eprintln!("mdeliver lmtp: <{}>: {why}", r.address);
+            format!("451 4.3.0 <{}> {why}\r\n", r.address)
+        };
+        // A descriptor of its own (its own offset: recipients run side by side).
+        let proc_path = format!("/proc/self/fd/{}", spool.as_raw_fd());
+        let Ok(input) = std::fs::File::open(&proc_path) else {
+            return transient("the spooled message cannot be read again");
+        };
+        let Ok(exe) = std::env::current_exe() else {
+            return transient("cannot find the mdeliver binary");
+        };
+        let mut cmd = std::process::Command::new(exe);
+        let mut rp = std::ffi::OsString::from("--return-path=");
+        rp.push(std::ffi::OsStr::from_bytes(sender));
+        cmd.arg(rp);
+        if matches!(self.args.delivered_to, DeliveredTo::Rcpt) {
+            cmd.arg(format!("--delivered-to={}", r.address));
+        }
+        cmd.arg("--no-syslog").arg("--sieve").arg(script);
+        if let Some(s) = &self.args.sendmail {
+            cmd.arg("--sendmail").arg(s);
+        }
+        for (on, flag) in [
+            (self.args.create, "-c"),
+            (self.args.no_fsync, "--no-fsync"),
+            (self.args.strict_exit, "--strict-exit"),
+        ] {
+            if on {
+                cmd.arg(flag);
+            }
+        }
+        cmd.arg(&r.maildir)
+            .stdin(input)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        let out = match cmd.output() {
+            Ok(o) => o,
+            Err(e) => return transient(&format!("cannot run mdeliver --sieve: {e}")),
+        };
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            if self.args.verbose >= 1 {
+                eprintln!(
+                    "mdeliver lmtp: <{}>: delivered through {}",
+                    r.address,
+                    script.display()
+                );
+            }
+            return Reply::Fixed(Fixed::Delivered).to_string();
+        }
+        for line in stderr.lines().skip(1) {
+            eprintln!("mdeliver lmtp: <{}>: {line}", r.address);
+        }
+        // The one-shot run's first line is its RFC 3463 status (class 5 only when it bounces).
+        let status = stderr.lines().next().unwrap_or("").trim();
+        let permanent =
+            status.starts_with("5.") && out.status.code() != Some(i32::from(exit::TEMPFAIL));
+        match (status.get(..1), permanent) {
+            (Some("5"), true) => format!("550 {status}\r\n"),
+            (Some("4"), _) => format!("451 {status}\r\n"),
+            _ => transient(&format!("mdeliver --sieve failed ({})", out.status)),
+        }
+    }
+
     /// Delivers the spooled message to one recipient (with `link`, as a hard link to that
     /// identical copy where it can); gives its reply and, with `keep`, the stored copy.
     fn deliver(
@@ -409,6 +485,9 @@ impl Server {
         link: Option<Arc<Source>>,
         keep: bool,
     ) -> (String, Option<Source>) {
+        if let Some(script) = &r.script {
+            return (self.deliver_sieve(sender, &r, script, spool), None);
+        }
         let mut settings = self.settings.clone();
         settings.return_path = Some(sender.to_vec());
         settings.delivered_to = match self.args.delivered_to {

@@ -10,9 +10,19 @@
 //! [`Extensions::SUPPORTED`]: `fileinto`, `envelope`, `encoded-character`, `imap4flags`
 //! (RFC 5232), `copy` (RFC 3894), `subaddress` (RFC 5233, `+`
 //! separator), `mailbox` (RFC 5490, `:create` only), `relational` (RFC 5231) with
-//! `comparator-i;ascii-numeric`, `reject`/`ereject` (RFC 5429) and `variables` (RFC 5229,
-//! without namespaces). Requiring anything else is a compile error. The `header` test decodes
-//! RFC 2047 encoded words in UTF-8, US-ASCII and ISO-8859-1.
+//! `comparator-i;ascii-numeric`, `reject`/`ereject` (RFC 5429), `variables` (RFC 5229,
+//! without namespaces), `body` (RFC 5173), `date` and `index` (RFC 5260), `duplicate`
+//! (RFC 7352) and `vacation` (RFC 5230, with RFC 6131's `vacation-seconds`). Requiring
+//! anything else is a compile error. The `header` test decodes RFC 2047 encoded words in
+//! UTF-8, US-ASCII and ISO-8859-1.
+//!
+//! The extensions that need more than the header block take it from a [`Context`] given to
+//! [`run_with`]: the body (a slice the driver reads only when the script requires `body`;
+//! see `body.rs` for how it is walked in bounded memory), the clock and local zone
+//! (`currentdate`, `date`), and a read-only [`Seen`] store of earlier runs (`duplicate`,
+//! `vacation :days`). What to remember is never written by the core: it is an
+//! [`Action::Track`] or [`Action::Vacation`] in the outcome, for the delivery to record in the
+//! same unit as the copies (so an id is seen only once its message was delivered).
 //!
 //! Memory: the compiled form is in the caller's arenas ([`Limits::nodes_for`],
 //! [`Limits::strings_for`]), the outcome in the caller's [`Outcome`], header values in the
@@ -20,7 +30,8 @@
 //! command (some 45 KiB) on its stack.
 //!
 //! The driver performs the actions: stores (each folder copy and keep, with flags),
-//! redirects (through the MTA), and a reject (answered to the MTA as a 5.7.1 status).
+//! redirects (through the MTA), a reject (answered to the MTA as a 5.7.1 status), the
+//! duplicate records and the vacation reply (sent with the null envelope sender).
 
 mod body;
 mod compare;

@@ -297,6 +297,9 @@ struct Run<'r, 's, 'm> {
 
 /// Byte comparisons one step of the budget is worth.
 const WORK_PER_STEP: u64 = 64;
+/// Body bytes a `body` test walks and decodes per unit of work (a million steps let some 30
+/// body tests run over a 16 MiB body).
+const BODY_BYTES_PER_WORK: usize = 8;
 
 /// Runs `script` on `msg` into `out` (cleared first), without body, clock or memory
 /// ([`Context::NONE`]; see [`run_with`]). `scratch` holds one unfolded header value at a
@@ -647,6 +650,16 @@ impl Run<'_, '_, '_> {
                     _ => NONE,
                 };
                 self.prepare(&[spec.a, spec.b, spec.c, zone])?;
+                if word == Word::Body {
+                    // Walking and decoding the body is work too: one unit per
+                    // BODY_BYTES_PER_WORK bytes, so many body tests on a large body stop.
+                    let cost = (self.ctx.body.len() / BODY_BYTES_PER_WORK) as u64;
+                    if self.work <= cost {
+                        self.work = 0;
+                        return Err(RuntimeError::BudgetExhausted);
+                    }
+                    self.work -= cost;
+                }
                 self.match_test(word, &spec)
             }
             Word::Duplicate => self.duplicate(&spec),

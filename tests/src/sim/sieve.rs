@@ -427,7 +427,7 @@ fn recover(cfg: &UnitScenario, mut w: World) -> Option<(Invariant, String)> {
         Err(v) => return Some(v),
     };
     // Each maildir holds exactly the copies planned for it, each once, with its flags.
-    let mut want: Vec<Vec<(Dir, Option<String>)>> = vec![Vec::new(); w.fss.len()];
+    let mut want: Stored = vec![Vec::new(); w.fss.len()];
     // A missing folder's copy goes to INBOX under the INBOX copy's key when there is one:
     // they merge into the first stored.
     let has_inbox = expected.copies().any(|c| c.mailbox.is_none());

@@ -1,0 +1,142 @@
+//! Per-recipient Sieve scripts in `mdeliver lmtp` (`--sieve TEMPLATE`, `--sieve-dovecot`): each
+//! recipient's copy goes through its own script (or none), a reject is that recipient's 550
+//! 5.7.1 and a broken script its 451 4.3.5, and the other recipients are not affected.
+
+mod cli_support;
+
+use std::path::Path;
+
+use cli_support::{contents, names, run};
+
+const GREETING: &str = "220 testhost LMTP mdeliver ready\r\n";
+const LHLO: &str = "250-testhost\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n";
+
+const SESSION: &str = "LHLO mx.example\r\n\
+MAIL FROM:<alice@example.net>\r\n\
+RCPT TO:<bob@example.org>\r\n\
+RCPT TO:<carol@example.org>\r\n\
+RCPT TO:<dave@example.org>\r\n\
+RCPT TO:<erin@example.org>\r\n\
+DATA\r\n\
+Subject: lists\r\n\
+\r\n\
+hello\r\n\
+.\r\n\
+QUIT\r\n";
+
+/// The message files under `md` (INBOX and folders): (folder, dir) of each.
+fn stored(md: &Path) -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    let mut dirs = vec![(String::new(), md.to_owned())];
+    for n in names(md) {
+        if n.starts_with('.') && md.join(&n).is_dir() {
+            dirs.push((n.clone(), md.join(&n)));
+        }
+    }
+    for (f, p) in dirs {
+        for d in ["new", "cur"] {
+            for _ in contents(&p.join(d)) {
+                v.push((f.clone(), d.to_string()));
+            }
+        }
+    }
+    v.sort();
+    v
+}
+
+fn replies() -> String {
+    format!(
+        "{GREETING}{LHLO}250 SIZE\r\n\
+         250 2.1.0 sender ok\r\n\
+         250 2.1.5 recipient ok\r\n\
+         250 2.1.5 recipient ok\r\n\
+         250 2.1.5 recipient ok\r\n\
+         250 2.1.5 recipient ok\r\n\
+         354 send the message; end it with a line holding only a dot\r\n\
+         250 2.0.0 delivered\r\n\
+         550 5.7.1 not wanted\r\n\
+         451 4.3.5 the Sieve script {{SCRIPT}}:1:1: unknown command\r\n\
+         250 2.0.0 delivered\r\n\
+         221 2.0.0 bye\r\n"
+    )
+}
+
+/// bob files into a folder, carol rejects, dave's script is broken, erin has none.
+fn scripts(script_of: impl Fn(&str) -> std::path::PathBuf) {
+    std::fs::write(
+        script_of("bob"),
+        "require [\"fileinto\", \"mailbox\"]; fileinto :create \"Lists\";",
+    )
+    .unwrap();
+    std::fs::write(
+        script_of("carol"),
+        "require \"reject\"; reject \"not wanted\";",
+    )
+    .unwrap();
+    std::fs::write(script_of("dave"), "filinto \"x\";").unwrap();
+}
+
+#[test]
+fn a_script_template_filters_each_recipient_on_its_own() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    std::fs::create_dir_all(root.join("example.org")).unwrap();
+    std::fs::create_dir_all(root.join("scripts")).unwrap();
+    scripts(|u| root.join("scripts").join(format!("{u}.sieve")));
+    let maildirs = format!("{}/{{domain}}/{{local}}", root.display());
+    let sieve = format!("{}/scripts/{{local}}.sieve", root.display());
+    let r = run(
+        &[
+            &"lmtp",
+            &"--host",
+            &"testhost",
+            &"-c",
+            &"--maildir",
+            &maildirs,
+            &"--sieve",
+            &sieve,
+        ],
+        SESSION.as_bytes(),
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let dave = root.join("scripts/dave.sieve");
+    let want = replies().replace("{SCRIPT}", &dave.display().to_string());
+    assert_eq!(r.stdout, want, "{}", r.stderr);
+    let md = |u: &str| root.join("example.org").join(u);
+    assert_eq!(stored(&md("bob")), [(".Lists".into(), "new".into())]);
+    assert_eq!(stored(&md("carol")), Vec::<(String, String)>::new());
+    assert_eq!(stored(&md("dave")), Vec::<(String, String)>::new());
+    assert_eq!(stored(&md("erin")), [(String::new(), "new".into())]);
+}
+
+#[test]
+fn the_dovecot_convention_reads_the_script_beside_the_maildir() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    for u in ["bob", "carol", "dave", "erin"] {
+        std::fs::create_dir_all(root.join(u)).unwrap();
+    }
+    scripts(|u| root.join(u).join(".dovecot.sieve"));
+    let maildirs = format!("{}/{{local}}/Maildir", root.display());
+    let r = run(
+        &[
+            &"lmtp",
+            &"--host",
+            &"testhost",
+            &"-c",
+            &"--maildir",
+            &maildirs,
+            &"--sieve-dovecot",
+        ],
+        SESSION.as_bytes(),
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let dave = root.join("dave/.dovecot.sieve");
+    let want = replies().replace("{SCRIPT}", &dave.display().to_string());
+    assert_eq!(r.stdout, want, "{}", r.stderr);
+    let md = |u: &str| root.join(u).join("Maildir");
+    assert_eq!(stored(&md("bob")), [(".Lists".into(), "new".into())]);
+    assert_eq!(stored(&md("erin")), [(String::new(), "new".into())]);
+}
