@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use mdeliver_core::machine::scan::{
     classify, KeySet, Mark, Scan, ScanOptions, ScanStep, ScanSummary,
 };
+use mdeliver_core::maildir::flags::Flags;
 use mdeliver_core::maildir::name::{InfoSep, ParsedName};
 use mdeliver_core::{Dir, ErrorKind, Fs, Op, OpResult};
 
@@ -48,13 +49,16 @@ SUBDIR is new or cur, FLAGS the letters after \":2,\" (\"-\" for none), SIZE the
 bytes (\"-\" if the file was renamed again before it could be measured). In KEY and PATH a \
 backslash is written \\\\, a tab \\t, a line feed \\n, a carriage return \\r, and any other \
 control byte, DEL or byte that is not UTF-8 \\xHH (two hex digits), so a file name can \
-never break a line or a field: every line has exactly five fields.";
+never break a line or a field: every line has exactly five fields. Names are bytes: a file \
+whose name is not UTF-8 (a Latin-1 name copied from an old system) is listed like any other, \
+escaped.";
 
 const AFTER_LONG_HELP: &str = "\
 JSON
   With --json, one object per line:
       {\"key\":\"...\",\"subdir\":\"cur\",\"flags\":\"RS\",\"size\":1234,\"path\":\"...\"}
-  (size is null when unknown).
+  (size is null when unknown). JSON text is UTF-8: for a file whose name is not, key and \
+path are escaped as in the tab-separated form and the object ends with \"escaped\":true.
 
 EXIT STATUS
    0  listed
@@ -132,6 +136,17 @@ struct Lister {
     buf: Vec<std::mem::MaybeUninit<u8>>,
     names: Vec<Vec<u8>>,
     next: usize,
+    /// Messages whose names are not UTF-8 (a Latin-1 name copied from an old system): the
+    /// scan counts them ([`ScanSummary::foreign`]) but keys only UTF-8 names, so they are
+    /// kept here by key (the bytes before the info separator), with the pass that saw them.
+    foreign: HashMap<Vec<u8>, Foreign>,
+}
+
+/// A message whose name is not UTF-8, as a pass of the scan saw it.
+struct Foreign {
+    dir: Dir,
+    name: Vec<u8>,
+    pass: u32,
 }
 
 impl Lister {
@@ -147,6 +162,7 @@ impl Lister {
             buf: vec![std::mem::MaybeUninit::uninit(); GETDENTS_BUF],
             names: Vec::new(),
             next: 0,
+            foreign: HashMap::new(),
         })
     }
 
@@ -194,9 +210,16 @@ impl Lister {
         opts: ScanOptions,
     ) -> Result<ScanSummary, mdeliver_core::Error> {
         let mut machine = Scan::new(opts);
+        // The scan's pass (it starts each with new/) and directory, for the foreign names.
+        let (mut pass, mut started, mut current) = (0u32, false, Dir::New);
         loop {
             match machine.poll() {
                 ScanStep::Op(Op::OpenDir { dir }) => {
+                    if dir == Dir::New {
+                        pass += u32::from(started);
+                        started = true;
+                    }
+                    current = dir;
                     let r = match self.open(dir) {
                         Ok(()) => OpResult::Done,
                         Err(e) => OpResult::Err(e),
@@ -205,6 +228,15 @@ impl Lister {
                 }
                 ScanStep::Op(Op::NextEntry) => match self.names.get(self.next) {
                     Some(name) => {
+                        if std::str::from_utf8(name).is_err() && name.first() != Some(&b'.') {
+                            let key = name.split(|&b| b == opts.sep.byte()).next().unwrap_or(name);
+                            let seen = Foreign {
+                                dir: current,
+                                name: name.clone(),
+                                pass,
+                            };
+                            self.foreign.insert(key.to_vec(), seen);
+                        }
                         machine.feed(OpResult::Entry, name, keys);
                         self.next += 1;
                     }
@@ -258,32 +290,77 @@ pub fn run(a: &ListArgs) -> ExitCode {
         sep: a.info_separator,
         ..ScanOptions::default()
     };
-    let summary = match Lister::new(&a.maildir).and_then(|mut l| l.scan(&mut keys, opts)) {
+    let mut lister = match Lister::new(&a.maildir) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("mdeliver: {who}: listing: {}", e.kind);
+            return ExitCode::from(reader::code(e.kind));
+        }
+    };
+    let summary = match lister.scan(&mut keys, opts) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("mdeliver: {who}: listing: {}", e.kind);
             return ExitCode::from(reader::code(e.kind));
         }
     };
-    let mut found: Vec<(&String, &Seen)> = keys
+    // (key, subdir, name) of what the final pass saw; names are bytes: one that is not UTF-8
+    // is listed too, escaped.
+    let mut found: Vec<(&[u8], Dir, &[u8])> = keys
         .0
         .iter()
         .filter(|(_, s)| s.pass == summary.final_pass)
+        .map(|(k, s)| (k.as_bytes(), s.dir, s.name.as_bytes()))
+        .chain(
+            lister
+                .foreign
+                .iter()
+                .filter(|(_, f)| f.pass == summary.final_pass)
+                .map(|(k, f)| (&k[..], f.dir, &f.name[..])),
+        )
         .collect();
     found.sort_by(|x, y| x.0.cmp(y.0));
     let mut out = String::new();
-    for (key, seen) in found {
-        let flags = ParsedName::parse(&seen.name, a.info_separator)
-            .map(|p| p.flags)
-            .unwrap_or_default();
-        let size = fs.stat(seen.dir, &seen.name).ok().map(|s| s.size);
-        let path = a.maildir.join(seen.dir.as_str()).join(&seen.name);
-        let path = path.to_string_lossy();
+    for (key, dir, name) in found {
+        let text = std::str::from_utf8(name).ok();
+        let flags = match text {
+            Some(n) => ParsedName::parse(n, a.info_separator)
+                .map(|p| p.flags)
+                .unwrap_or_default(),
+            None => {
+                let info = name.splitn(2, |&b| b == a.info_separator.byte()).nth(1);
+                info.and_then(|i| i.strip_prefix(b"2,"))
+                    .map(|f| Flags::parse_lenient(&String::from_utf8_lossy(f)))
+                    .unwrap_or_default()
+            }
+        };
+        let path = a
+            .maildir
+            .join(dir.as_str())
+            .join(std::ffi::OsStr::from_bytes(name));
+        let size = match text {
+            Some(n) => fs.stat(dir, n).ok().map(|s| s.size),
+            None => std::fs::symlink_metadata(&path).ok().map(|m| m.len()),
+        };
         if a.json {
+            // JSON text is UTF-8: a name that is not is given escaped as in the tab-separated
+            // form, and the object says so.
+            let (key, path, escaped) = match text {
+                Some(_) => (
+                    String::from_utf8_lossy(key).into_owned(),
+                    path.to_string_lossy().into_owned(),
+                    "",
+                ),
+                None => (
+                    tsv_field(key),
+                    tsv_field(path.as_os_str().as_bytes()),
+                    ",\"escaped\":true",
+                ),
+            };
             out.push_str(&format!(
-                "{{\"key\":{},\"subdir\":\"{}\",\"flags\":\"{flags}\",\"size\":{},\"path\":{}}}\n",
-                json_string(key),
-                seen.dir.as_str(),
+                "{{\"key\":{},\"subdir\":\"{}\",\"flags\":\"{flags}\",\"size\":{},\"path\":{}{escaped}}}\n",
+                json_string(&key),
+                dir.as_str(),
                 size.map_or("null".to_owned(), |s| s.to_string()),
                 json_string(&path),
             ));
@@ -294,11 +371,10 @@ pub fn run(a: &ListArgs) -> ExitCode {
                 flags.to_string()
             };
             let size = size.map_or("-".to_owned(), |s| s.to_string());
-            let path = a.maildir.join(seen.dir.as_str()).join(&seen.name);
             out.push_str(&format!(
                 "{}\t{}\t{flags}\t{size}\t{}\n",
-                tsv_field(key.as_bytes()),
-                seen.dir.as_str(),
+                tsv_field(key),
+                dir.as_str(),
                 tsv_field(path.as_os_str().as_bytes())
             ));
         }

@@ -86,3 +86,34 @@ fn readers_do_not_fail_on_a_foreign_name() {
         .join(OsStr::from_bytes(b"th\xe9:2,S"))
         .exists());
 }
+
+/// `list` prints a message whose name is not UTF-8 like any other, its KEY and PATH escaped
+/// (`\xHH`), in key order; `--json` gives the same escaped text and says so (issue 12, item 1:
+/// before, `list` silently left such files out and exited 0).
+#[test]
+fn list_prints_a_foreign_name_escaped() {
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("Maildir");
+    maildir_with_foreign_names(&md);
+    std::fs::write(md.join("new/1.plain.host"), b"Subject: plain\n\nplain\n").unwrap();
+    let list = run(&[&"list", &md], b"", &[]);
+    assert_eq!(list.code, 0, "list: {}", list.stderr);
+    let m = md.display();
+    assert_eq!(
+        list.stdout,
+        format!(
+            "1.plain.host\tnew\t-\t22\t{m}/new/1.plain.host\n\
+             caf\\xe9\tnew\t-\t18\t{m}/new/caf\\xe9\n\
+             th\\xe9\tcur\tS\t18\t{m}/cur/th\\xe9:2,S\n"
+        )
+    );
+    let json = run(&[&"list", &"--json", &md], b"", &[]);
+    assert_eq!(json.code, 0, "list --json: {}", json.stderr);
+    assert_eq!(
+        json.stdout.lines().nth(2).unwrap(),
+        format!(
+            "{{\"key\":\"th\\\\xe9\",\"subdir\":\"cur\",\"flags\":\"S\",\"size\":18,\
+             \"path\":\"{m}/cur/th\\\\xe9:2,S\",\"escaped\":true}}"
+        )
+    );
+}

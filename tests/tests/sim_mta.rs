@@ -260,3 +260,49 @@ fn item6_a_kill_after_publishing_leaves_the_message_counted() {
         assert_eq!(f.usage.count == 1, counted, "{order:?}: {:?}", f.usage);
     }
 }
+
+/// Item 7: a delivery into a Maildir++ folder (`CheckOptions::folder`) checks and counts the
+/// top maildir's `maildirsize` (`Dir::Top`), never one of its own: the first message is
+/// counted there, the second, over the limit, is refused as over quota with nothing stored.
+/// Before the fix the folder's own (absent) file was consulted: no quota at all.
+#[test]
+fn item7_a_folder_delivery_counts_in_the_top_maildirsize() {
+    let mut fs = maildir(false);
+    let one = body(1).len();
+    fs.seed(
+        Dir::Top,
+        MAILDIRSIZE,
+        format!("{}S\n0 0\n", one + 10).as_bytes(),
+    );
+    let o = MtaOptions {
+        quota: Some(CheckOptions {
+            folder: true,
+            ..CheckOptions::default()
+        }),
+        ..opts(true, Order::AccountFirst)
+    };
+    // (Seeded files are from time 0: deliveries at 1 s and 2 s trust their sums.)
+    let (r, _) = deliver(&mut fs, o, 1, 1);
+    assert!(matches!(r, Ok(Accepted::Stored { .. })), "{r:?}");
+    assert_eq!(
+        fs.contents(Dir::Top, MAILDIRSIZE).unwrap(),
+        format!("{}S\n0 0\n{one} 1\n", one + 10).as_bytes()
+    );
+    // The simulated filesystem has no folders to recalculate from, so the second delivery
+    // gets a fresh one-line file (trusted when it says "over") holding the first message.
+    let limit = one + 10;
+    fs.seed(
+        Dir::Top,
+        MAILDIRSIZE,
+        format!("{limit}S\n{one} 1\n").as_bytes(),
+    );
+    let (r, _) = deliver(&mut fs, o, 2, 2);
+    let e = r.unwrap_err();
+    assert_eq!((e.kind, e.phase), (ErrorKind::OverQuota, Phase::Check));
+    assert_eq!(names(&fs, Dir::New).len(), 1, "only the first is stored");
+    assert!(names(&fs, Dir::Tmp).is_empty());
+    assert!(
+        fs.contents(Dir::Root, MAILDIRSIZE).is_none(),
+        "no maildirsize in the folder"
+    );
+}
