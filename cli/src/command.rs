@@ -60,7 +60,7 @@ mdeliver runs as. A MAILDIR whose directory is group-writable is shared: every f
 creates there gets mode 0660 and the maildir's group (when the user is a member), as Dovecot \
 does; otherwise files are 0600.
 
-SIEVE
+FILTERING WITH SIEVE
   --sieve FILE runs the Sieve script FILE (RFC 5228) over the message and does what it \
 decides: each fileinto stores a copy into that folder of MAILDIR (created with :create or -c), \
 keep stores into MAILDIR, redirect sends through the MTA (--sendmail PATH -i -f SENDER -- \
@@ -146,7 +146,7 @@ pub fn definition() -> clap::Command {
                 .help(
                     "Filter through the Sieve script FILE (RFC 5228): every fileinto, keep \
                      and redirect it decides is done exactly once, even across a crash and \
-                     the MTA's retry (see SIEVE)",
+                     the MTA's retry (see FILTERING WITH SIEVE)",
                 ),
         )
         .arg(
