@@ -735,7 +735,15 @@ impl mdeliver_core::machine::unit::Performer for Performer<'_> {
         );
         opts.flags = copy.flags;
         let mut fs = fs;
-        let mut o = self.settings.mda(opts);
+        // A folder's copy counts in the top maildir's quota (Maildir++: one for the tree).
+        let folder_settings;
+        let settings = if in_folder {
+            folder_settings = self.settings.in_folder();
+            &folder_settings
+        } else {
+            self.settings
+        };
+        let mut o = settings.mda(opts);
         o.dedup = Some(self.dedup());
         o.key = Some(key);
         if let Err(f) = self.message.input.rewind() {

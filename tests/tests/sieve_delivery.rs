@@ -288,3 +288,31 @@ fn the_body_test_and_currentdate_see_the_message_and_the_clock() {
     let only = vec![(".Seen".into(), "new".into(), "-".into(), stored_bytes())];
     assert_eq!(s.stored(), only);
 }
+
+#[test]
+fn folder_copies_count_in_the_top_maildirsize_and_make_none_of_their_own() {
+    // Maildir++ keeps one quota for the whole tree: each fileinto copy is counted in the
+    // top maildir's maildirsize, never in a folder's own (which Courier and Dovecot ignore).
+    let s = site("require [\"fileinto\", \"mailbox\"];\nfileinto :create \"Lists\";\nkeep;\n");
+    let r = s.deliver(&["--quota", "1M"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        !s.maildir.join(".Lists/maildirsize").exists(),
+        "a folder copy made its own maildirsize"
+    );
+    let size = stored_bytes().len();
+    let quota = std::fs::read_to_string(s.maildir.join("maildirsize")).unwrap();
+    let mut lines = quota.lines();
+    assert_eq!(lines.next(), Some("1048576S"), "{quota}");
+    let counted: (usize, usize) = lines.fold((0, 0), |(b, n), l| {
+        let mut f = l.split_whitespace().map(|x| x.parse::<usize>().unwrap());
+        (b + f.next().unwrap(), n + f.next().unwrap())
+    });
+    assert_eq!(counted, (2 * size, 2), "{quota}");
+    // Over the quota, the folder's copy is refused as the top's would be.
+    let t = site("require [\"fileinto\", \"mailbox\"];\nfileinto :create \"Lists\";\n");
+    let r = t.deliver(&["--quota", "10"]);
+    assert_eq!(r.code, 75, "{r:?}");
+    assert!(r.stderr.starts_with("4.2.2 "), "{}", r.stderr);
+    assert!(!t.maildir.join(".Lists/maildirsize").exists());
+}
