@@ -560,26 +560,7 @@ mod tests {
     /// one-shot delivery would exit 75.
     #[test]
     fn reply_classes_follow_the_one_shot_exit_policy() {
-        use ErrorKind::*;
-        for kind in [
-            Exists,
-            NotFound,
-            NoSpace,
-            Quota,
-            Permission,
-            ReadOnly,
-            Interrupted,
-            Io,
-            Unsupported,
-            NotDirectory,
-            NameTooLong,
-            Collisions,
-            Busy,
-            Data,
-            Usage,
-            Loop,
-            OverQuota,
-        ] {
+        for kind in ErrorKind::ALL {
             for strict in [false, true] {
                 for quota_full in [QuotaFull::Defer, QuotaFull::Bounce] {
                     let policy = exit::Policy {

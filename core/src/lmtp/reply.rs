@@ -311,25 +311,7 @@ mod tests {
     #[test]
     fn an_admins_problem_defers_and_only_the_message_or_a_strict_policy_bounces() {
         use ErrorKind::*;
-        let kinds = [
-            Exists,
-            NotFound,
-            NoSpace,
-            Quota,
-            Permission,
-            ReadOnly,
-            Interrupted,
-            Io,
-            Unsupported,
-            NotDirectory,
-            NameTooLong,
-            Collisions,
-            Busy,
-            Data,
-            Usage,
-            Loop,
-            OverQuota,
-        ];
+        let kinds = ErrorKind::ALL;
         let class = |k, strict, quota_bounces| {
             failure_class(
                 k,
