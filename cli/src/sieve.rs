@@ -12,6 +12,7 @@ use mdeliver_core::sieve::{
 };
 
 use crate::exit;
+use mdeliver_driver::maillog::Event;
 
 const ABOUT: &str =
     "Compile a Sieve script (check) or show the actions it takes for a message (test)";
@@ -338,6 +339,7 @@ pub fn deliver(
                 "cannot read the Sieve script {}: {e}",
                 sieve.script.display()
             );
+            log(a, None, &[script_event(&args.maildirs[0], &what)]);
             return script_failed(out, &what);
         }
     };
@@ -348,6 +350,7 @@ pub fn deliver(
         Ok(s) => s,
         Err(e) => {
             let what = format!("the Sieve script {}:{e}", sieve.script.display());
+            log(a, None, &[script_event(&args.maildirs[0], &what)]);
             return script_failed(out, &what);
         }
     };
@@ -432,14 +435,45 @@ pub fn deliver(
         Ok(()) => match mdeliver_core::machine::unit::perform(&mut p, &unit, plan) {
             Ok(done) => p.finish(&done),
             Err(e) => {
-                let failure = mdeliver_driver::report::Failure::Deliver(e);
-                let maildir = &args.maildirs[0];
-                mdeliver_driver::outcome::failed(p.out, args, &settings, maildir, &failure, &[])
+                let maildir = args.maildirs[0].clone();
+                p.fail(&maildir, e);
+                p.code
             }
         },
     };
+    let events = std::mem::take(&mut p.events);
     out.flush();
+    log(a, Some(message.reader.header()), &events);
     code
+}
+
+/// Writes the mail log's lines of a `--sieve` delivery (one per copy stored or failed, as a
+/// plain delivery logs one per maildir), when this run logs.
+fn log(a: &mut crate::adapter::Linux, header: Option<&[u8]>, events: &[Event]) {
+    use mdeliver_driver::run::Adapter as _;
+    if events.is_empty() || !a.logging() {
+        return;
+    }
+    let mut id = None;
+    if let Some(h) = header {
+        mdeliver_core::sieve::header::each_field(h, b"Message-ID", |v| {
+            id = mdeliver_core::machine::dedup::normalize_message_id(v);
+            true
+        });
+    }
+    let lines: Vec<_> = events.iter().map(|e| e.line(id)).collect();
+    a.log(&lines);
+}
+
+/// The mail log's event for a script that cannot be read or compiled (deferred, 4.3.5).
+fn script_event(maildir: &Path, what: &str) -> Event {
+    let code = exit::TEMPFAIL;
+    Event::Failed(
+        maildir.to_owned(),
+        what.to_owned(),
+        Some(format!("4.3.5 {what}")),
+        code,
+    )
 }
 
 fn a_stdin() -> Result<crate::input::Input, mdeliver_core::ErrorKind> {
@@ -553,6 +587,8 @@ struct Performer<'a> {
     root: Option<crate::linux::LinuxFs>,
     buf: Vec<u8>,
     code: u8,
+    /// The mail log's events, one per copy stored or failed.
+    events: Vec<Event>,
 }
 
 impl<'a> Performer<'a> {
@@ -576,6 +612,7 @@ impl<'a> Performer<'a> {
             root: None,
             buf: vec![0u8; 64 * 1024],
             code: exit::OK,
+            events: Vec::new(),
         }
     }
 
@@ -634,6 +671,15 @@ impl<'a> Performer<'a> {
             &[],
         );
         self.code = exit::worst(self.code, code);
+        let addr = self.settings.delivered_to.as_deref();
+        let addr = addr.map(|a| String::from_utf8_lossy(a).into_owned());
+        let line = mdeliver_driver::status::line(&failure, code, addr.as_deref());
+        self.events.push(Event::Failed(
+            what.to_owned(),
+            failure.to_string(),
+            Some(line),
+            code,
+        ));
         e
     }
 
@@ -768,6 +814,8 @@ impl mdeliver_core::machine::unit::Performer for Performer<'_> {
                     &path,
                     &stored,
                 );
+                self.events
+                    .push(mdeliver_driver::run::saved(&path, &stored));
                 Ok(match stored {
                     mda::Stored::Delivered(_) => CopyDone::Stored,
                     mda::Stored::Duplicate { .. } => CopyDone::Already,

@@ -279,7 +279,7 @@ fn deliver_all<A: Adapter>(
 }
 
 /// The mail log's event for a message stored in `maildir` (or a duplicate found there).
-fn saved(maildir: &Path, stored: &Stored) -> Event {
+pub fn saved(maildir: &Path, stored: &Stored) -> Event {
     let (dir, name, dup) = match stored {
         Stored::Delivered(d) => (Some(d.dir), &*d.name, false),
         Stored::Duplicate { dir, name, .. } => (*dir, &**name, true),

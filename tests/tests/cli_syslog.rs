@@ -151,3 +151,54 @@ fn a_stream_socket_gets_the_line_over_a_connection() {
         "{got:?}"
     );
 }
+
+/// A `--sieve` delivery logs one line per copy the script stored (the folder's path for a
+/// `fileinto`), and a script that does not compile logs its deferral.
+#[test]
+fn a_sieve_delivery_logs_each_copy_and_a_broken_script() {
+    let t = tempfile::tempdir().unwrap();
+    let sock = Socket::bind(t.path());
+    let env = [("MDELIVER_TEST_SYSLOG", sock.1.as_str())];
+    let md = t.path().join("Maildir");
+    make_maildir(&md);
+    let script = t.path().join("filter.sieve");
+    std::fs::write(
+        &script,
+        "require [\"fileinto\", \"mailbox\"];\nfileinto :create \"Lists\";\nkeep;\n",
+    )
+    .unwrap();
+    let msg = b"Message-ID: <s1@example.org>\nSubject: hi\n\nbody\n";
+    let r = run(&[&"--sieve", &script, &md], msg, &env);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let tmp = t.path().display().to_string();
+    let mut lines: Vec<String> = sock
+        .lines()
+        .iter()
+        .map(|l| {
+            let l = l.replace(&tmp, "[TMP]");
+            // The file name is unique per delivery: keep what comes before it.
+            l[..l.find(": new/").expect("a saved line")].to_owned()
+        })
+        .collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "<22>TIME mdeliver[PID]: msgid=<s1@example.org>: saved mail to [TMP]/Maildir",
+            "<22>TIME mdeliver[PID]: msgid=<s1@example.org>: saved mail to [TMP]/Maildir/.Lists",
+        ]
+    );
+
+    std::fs::write(&script, "fileinto \"Lists\";\n").unwrap();
+    let r = run(&[&"--sieve", &script, &md], msg, &env);
+    assert_eq!(r.code, 75, "{}", r.stderr);
+    let lines = sock.lines();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].starts_with("<20>TIME mdeliver[PID]: msgid=none: failed to save mail to ")
+            && lines[0].contains("the Sieve script ")
+            && lines[0].ends_with("; status=4.3.5, exit=75"),
+        "{}",
+        lines[0]
+    );
+}
