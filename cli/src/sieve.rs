@@ -339,8 +339,7 @@ pub fn deliver(
                 "cannot read the Sieve script {}: {e}",
                 sieve.script.display()
             );
-            log(a, None, &[script_event(&args.maildirs[0], &what)]);
-            return script_failed(out, &what);
+            return script_failed(a, out, &args.maildirs[0], &what);
         }
     };
     let limits = Limits::default();
@@ -350,8 +349,7 @@ pub fn deliver(
         Ok(s) => s,
         Err(e) => {
             let what = format!("the Sieve script {}:{e}", sieve.script.display());
-            log(a, None, &[script_event(&args.maildirs[0], &what)]);
-            return script_failed(out, &what);
+            return script_failed(a, out, &args.maildirs[0], &what);
         }
     };
     let input = match &args.input {
@@ -465,30 +463,27 @@ fn log(a: &mut crate::adapter::Linux, header: Option<&[u8]>, events: &[Event]) {
     a.log(&lines);
 }
 
-/// The mail log's event for a script that cannot be read or compiled (deferred, 4.3.5).
-fn script_event(maildir: &Path, what: &str) -> Event {
-    let code = exit::TEMPFAIL;
-    Event::Failed(
-        maildir.to_owned(),
-        what.to_owned(),
-        Some(format!("4.3.5 {what}")),
-        code,
-    )
-}
-
 fn a_stdin() -> Result<crate::input::Input, mdeliver_core::ErrorKind> {
     crate::input::Input::stdin()
 }
 
 /// A script that cannot be read or compiled: the administrator's mistake, deferred (75) with
-/// a 4.3.5 status line naming it.
-fn script_failed(mut out: mdeliver_driver::status::Output, what: &str) -> u8 {
+/// a 4.3.5 status line naming it, and logged (before the message is read: `msgid=none`).
+fn script_failed(
+    a: &mut crate::adapter::Linux,
+    mut out: mdeliver_driver::status::Output,
+    maildir: &Path,
+    what: &str,
+) -> u8 {
     let code = exit::TEMPFAIL;
-    out.failed(code, format!("4.3.5 {what}"));
+    let line = format!("4.3.5 {what}");
+    out.failed(code, line.clone());
     out.err(format!(
         "mdeliver: {what} (the mail is deferred until it is fixed)"
     ));
     out.flush();
+    let event = Event::Failed(maildir.to_owned(), what.to_owned(), Some(line), code);
+    log(a, None, &[event]);
     code
 }
 
@@ -671,13 +666,10 @@ impl<'a> Performer<'a> {
             &[],
         );
         self.code = exit::worst(self.code, code);
-        let addr = self.settings.delivered_to.as_deref();
-        let addr = addr.map(|a| String::from_utf8_lossy(a).into_owned());
-        let line = mdeliver_driver::status::line(&failure, code, addr.as_deref());
-        self.events.push(Event::Failed(
-            what.to_owned(),
-            failure.to_string(),
-            Some(line),
+        self.events.push(mdeliver_driver::run::failed(
+            what,
+            self.settings,
+            &failure,
             code,
         ));
         e

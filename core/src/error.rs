@@ -44,27 +44,6 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    /// Every kind, in declaration order (a test's exhaustive match keeps it complete).
-    pub const ALL: [ErrorKind; 17] = [
-        ErrorKind::Exists,
-        ErrorKind::NotFound,
-        ErrorKind::NoSpace,
-        ErrorKind::Quota,
-        ErrorKind::Permission,
-        ErrorKind::ReadOnly,
-        ErrorKind::Interrupted,
-        ErrorKind::Io,
-        ErrorKind::Unsupported,
-        ErrorKind::NotDirectory,
-        ErrorKind::NameTooLong,
-        ErrorKind::Collisions,
-        ErrorKind::Busy,
-        ErrorKind::Data,
-        ErrorKind::Usage,
-        ErrorKind::Loop,
-        ErrorKind::OverQuota,
-    ];
-
     /// Whether retrying later (or an administrator's fix) can make the operation succeed.
     ///
     /// Missing directories and permission problems count as temporary: a misconfigured
@@ -194,36 +173,3 @@ impl fmt::Display for Error {
 }
 
 impl core::error::Error for Error {}
-
-#[cfg(test)]
-mod tests {
-    use super::ErrorKind;
-
-    /// `ErrorKind::ALL` holds every kind once, in declaration order: a new kind does not
-    /// compile here until it has its place, and then fails until `ALL` has it.
-    #[test]
-    fn all_holds_every_kind_once() {
-        for (i, k) in ErrorKind::ALL.iter().enumerate() {
-            let place = match k {
-                ErrorKind::Exists => 0,
-                ErrorKind::NotFound => 1,
-                ErrorKind::NoSpace => 2,
-                ErrorKind::Quota => 3,
-                ErrorKind::Permission => 4,
-                ErrorKind::ReadOnly => 5,
-                ErrorKind::Interrupted => 6,
-                ErrorKind::Io => 7,
-                ErrorKind::Unsupported => 8,
-                ErrorKind::NotDirectory => 9,
-                ErrorKind::NameTooLong => 10,
-                ErrorKind::Collisions => 11,
-                ErrorKind::Busy => 12,
-                ErrorKind::Data => 13,
-                ErrorKind::Usage => 14,
-                ErrorKind::Loop => 15,
-                ErrorKind::OverQuota => 16,
-            };
-            assert_eq!(place, i, "{k:?}");
-        }
-    }
-}

@@ -260,11 +260,7 @@ fn deliver_all<A: Adapter>(
                 let code = outcome::failed(&mut out, args, settings, maildir, &failure, &broken);
                 status = exit::worst(status, code);
                 if log {
-                    let addr = settings.delivered_to.as_deref();
-                    let addr = addr.map(|a| String::from_utf8_lossy(a).into_owned());
-                    let line = crate::status::line(&failure, code, addr.as_deref());
-                    let what = failure.to_string();
-                    events.push(Event::Failed(maildir.clone(), what, Some(line), code));
+                    events.push(failed(maildir, settings, &failure, code));
                 }
             }
         }
@@ -289,6 +285,15 @@ pub fn saved(maildir: &Path, stored: &Stored) -> Event {
         None => name.to_owned(),
     };
     Event::Saved(maildir.to_owned(), file, dup)
+}
+
+/// The mail log's event for `failure` in `maildir`, which exited with `code`: what went
+/// wrong and its status line.
+pub fn failed(maildir: &Path, settings: &Settings, failure: &Failure, code: u8) -> Event {
+    let addr = settings.delivered_to.as_deref();
+    let addr = addr.map(|a| String::from_utf8_lossy(a).into_owned());
+    let line = crate::status::line(failure, code, addr.as_deref());
+    Event::Failed(maildir.to_owned(), failure.to_string(), Some(line), code)
 }
 
 /// `-M`: imports the mbox `input` into the one maildir (or its folder).

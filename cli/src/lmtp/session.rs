@@ -560,7 +560,7 @@ mod tests {
     /// one-shot delivery would exit 75.
     #[test]
     fn reply_classes_follow_the_one_shot_exit_policy() {
-        for kind in ErrorKind::ALL {
+        for kind in mdeliver_core::wire::KINDS {
             for strict in [false, true] {
                 for quota_full in [QuotaFull::Defer, QuotaFull::Bounce] {
                     let policy = exit::Policy {

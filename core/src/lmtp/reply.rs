@@ -311,7 +311,7 @@ mod tests {
     #[test]
     fn an_admins_problem_defers_and_only_the_message_or_a_strict_policy_bounces() {
         use ErrorKind::*;
-        let kinds = ErrorKind::ALL;
+        let kinds = crate::wire::KINDS;
         let class = |k, strict, quota_bounces| {
             failure_class(
                 k,
