@@ -178,12 +178,21 @@ fn a_failed_publish_removes_its_tmp_file_or_says_what_remains() {
     }
 }
 
-/// The pid of the process `strace` (pid `tracer`) runs.
+/// The pid of the delivery `strace` (pid `tracer`) runs. strace forks short-lived children of
+/// its own to probe the kernel's ptrace features before it starts the traced program, so the
+/// tracee is the child whose command line is the delivery's.
 fn tracee(tracer: u32) -> u32 {
-    let read = || {
-        std::fs::read_to_string(format!("/proc/{tracer}/task/{tracer}/children"))
-            .ok()
-            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+    let read = || -> Option<u32> {
+        let children =
+            std::fs::read_to_string(format!("/proc/{tracer}/task/{tracer}/children")).ok()?;
+        children
+            .split_whitespace()
+            .filter_map(|c| c.parse().ok())
+            .find(|pid: &u32| {
+                std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmd| {
+                    cmd.split(|&b| b == 0).next() == Some(bin().as_os_str().as_encoded_bytes())
+                })
+            })
     };
     wait_for("strace's tracee", || read().is_some());
     read().unwrap()
@@ -260,8 +269,13 @@ fn a_kill_during_a_quota_recalculation_leaves_nothing_the_next_one_keeps() {
     let t = tempfile::tempdir().unwrap();
     let md = t.path().join("m");
     maildir_to_recalculate(&md);
+    // The message's own fdatasync, not delayed, can be seen too while the disk works: the
+    // delayed one is the one still there half a second later.
     kill_in_recalculation(&md, "fdatasync:delay_enter=5000000:when=2", |_, pid| {
-        in_syscall(pid, "75")
+        in_syscall(pid, "75") && {
+            std::thread::sleep(Duration::from_millis(500));
+            in_syscall(pid, "75")
+        }
     });
     assert_eq!(
         names(&md.join("tmp")),
