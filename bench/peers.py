@@ -28,7 +28,12 @@ P = int(os.environ.get("BENCH_P", "4"))
 MBOX_N = int(os.environ.get("BENCH_MBOX_N", "20000"))
 MBOX_MAX_KIB = int(os.environ.get("BENCH_MBOX_MAX_KIB", "8"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1"))
-ONLY = os.environ.get("BENCH_ONLY", "")  # comma-separated workload names; empty: all
+ONLY = os.environ.get("BENCH_ONLY", "")  # ";"-separated parts of workload names; empty: all
+
+
+def wanted(workload):
+    """Whether BENCH_ONLY selects `workload` (names contain commas, so the list is split on ";")."""
+    return not ONLY or any(o.strip() and o.strip() in workload for o in ONLY.split(";"))
 
 tmpfs, disk, mdeliver = sys.argv[1], sys.argv[2], os.path.abspath(sys.argv[3])
 # Another mdeliver binary (e.g. an older build) measured alongside, as "baseline".
@@ -183,7 +188,7 @@ def oneshot_table(paths, digests):
     for where, parent in (("tmpfs", tmpfs), (fs_label(disk), disk)):
         for label, par in (("sequential", 1), (f"{P} at once", P)):
             wl = f"{where}, {label}"
-            if ONLY and not any(o in wl for o in ONLY.split(",")):
+            if not wanted(wl):
                 continue
             print(f"running: {wl}", file=sys.stderr, flush=True)
             rates = {}
@@ -213,7 +218,7 @@ def mbox_table(mbox, mbox_digests):
     rows = []
     for where, parent in (("tmpfs", tmpfs), (fs_label(disk), disk)):
         wl = f"-M {MBOX_N} msgs, {where}"
-        if ONLY and not any(o in wl for o in ONLY.split(",")):
+        if not wanted(wl):
             continue
         print(f"running: {wl}", file=sys.stderr, flush=True)
         rates = {}

@@ -14,7 +14,7 @@
 #   BENCH_P [4]     deliveries at once in the parallel workloads
 #   BENCH_MBOX_N [20000]  messages in the -M workloads (1..BENCH_MBOX_MAX_KIB [8] KiB); 0: skip
 #   BENCH_ROUNDS [1]      repeat every workload and keep each tool's best
-#   BENCH_ONLY            comma-separated workload filter, e.g. "tmpfs, sequential,-M"
+#   BENCH_ONLY            ";"-separated parts of workload names, e.g. "tmpfs, sequential;-M"
 #   MDELIVER              the binary to measure (default: the static musl release build)
 #   BENCH_BASELINE        another mdeliver binary measured alongside (e.g. an older build)
 set -euo pipefail
