@@ -5,7 +5,6 @@
 
 pub mod args;
 pub mod envelope;
-pub mod exit;
 pub mod folder_report;
 pub mod import;
 pub mod json;
@@ -18,3 +17,6 @@ pub mod run;
 pub mod signal;
 pub mod status;
 pub mod subscribe;
+
+/// Exit statuses: decided by the core, one table for both binaries and the LMTP server.
+pub use mdeliver_core::report::exit;

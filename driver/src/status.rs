@@ -25,7 +25,7 @@ use crate::report::Failure;
 pub fn code(f: &Failure, strict: bool, quota_full: QuotaFull) -> u8 {
     let policy = exit::Policy {
         strict,
-        quota_full,
+        quota_bounces: quota_full == QuotaFull::Bounce,
         ..exit::Policy::default()
     };
     exit::decide(f.kind(), f.context(), policy)

@@ -5,6 +5,7 @@
 use core::fmt;
 
 use super::address::Refused;
+use crate::report::exit;
 use crate::report::rfc3463::{Class, Status};
 use crate::ErrorKind;
 
@@ -171,40 +172,17 @@ pub struct FailurePolicy {
 }
 
 /// Whether a recipient's delivery that failed with `kind` is answered 4xx (the MTA retries)
-/// or 5xx (it bounces): the one-shot path's exit-code policy, where everything an
-/// administrator or time can fix defers. Permanent: a message the maildir can never take (bad
-/// data, a loop), and with `--strict-exit` a missing, unusable or failing maildir, and with
-/// `--quota-full=bounce` a full quota.
-pub const fn failure_class(kind: ErrorKind, policy: FailurePolicy) -> Class {
-    let strict = policy.strict;
-    match kind {
-        ErrorKind::Data | ErrorKind::Loop | ErrorKind::Usage => Class::Permanent,
-        ErrorKind::OverQuota if policy.quota_bounces => Class::Permanent,
-        ErrorKind::NotFound
-        | ErrorKind::NotDirectory
-        | ErrorKind::NameTooLong
-        | ErrorKind::Io
-        | ErrorKind::Permission
-        | ErrorKind::ReadOnly
-            if strict =>
-        {
-            Class::Permanent
-        }
-        ErrorKind::Exists
-        | ErrorKind::NotFound
-        | ErrorKind::NoSpace
-        | ErrorKind::Quota
-        | ErrorKind::Permission
-        | ErrorKind::ReadOnly
-        | ErrorKind::Interrupted
-        | ErrorKind::Io
-        | ErrorKind::Unsupported
-        | ErrorKind::NotDirectory
-        | ErrorKind::NameTooLong
-        | ErrorKind::Collisions
-        | ErrorKind::Busy
-        | ErrorKind::OverQuota => Class::Transient,
-    }
+/// or 5xx (it bounces): the class of the exit code the one-shot delivery would exit with
+/// ([`exit::decide`]), where everything an administrator or time can fix defers. Permanent: a
+/// message the maildir can never take (bad data, a loop), and with `--strict-exit` a missing,
+/// unusable or failing maildir, and with `--quota-full=bounce` a full quota.
+pub fn failure_class(kind: ErrorKind, policy: FailurePolicy) -> Class {
+    let policy = exit::Policy {
+        strict: policy.strict,
+        quota_bounces: policy.quota_bounces,
+        interactive: false,
+    };
+    exit::class(exit::decide(kind, exit::Context::Deliver, policy))
 }
 
 impl Reply<'_> {

@@ -3,8 +3,8 @@
 //!
 //! Postfix (and other MTAs that run a delivery command) take the status from the first line
 //! of the command's output when it is a valid `D.S.N text`; the class (4: defer, 5: bounce) is
-//! the caller's, because it must agree with the exit status the MTA reads as well (sysexits
-//! are the adapter's business). Everything else is decided here:
+//! the caller's, because it must agree with the exit status the MTA reads as well
+//! ([`super::exit::class`]). Everything else is decided here:
 //!
 //! | failure                                             | code    | text                                                |
 //! |-----------------------------------------------------|---------|-----------------------------------------------------|

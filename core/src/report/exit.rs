@@ -1,11 +1,12 @@
 //! Exit statuses: the one place where error kinds become sysexits(3) codes an MTA understands
 //! ([`decide`]) and where the exit code picks the class of the RFC 3463 status line
-//! ([`class`]). Everything that exits with a delivery's status asks here.
+//! ([`class`]). Every driver that exits with a delivery's status asks here, and the LMTP
+//! server's reply class derives from the same decision
+//! ([`failure_class`](crate::lmtp::reply::failure_class)), so a recipient defers over LMTP
+//! exactly when the one-shot delivery would exit 75.
 
-use mdeliver_core::report::rfc3463::Class;
-use mdeliver_core::ErrorKind;
-
-use crate::mta_args::QuotaFull;
+use super::rfc3463::Class;
+use crate::error::ErrorKind;
 
 /// Delivered everywhere.
 pub const OK: u8 = 0;
@@ -44,8 +45,9 @@ pub enum Context {
 pub struct Policy {
     /// `--strict-exit`: the precise sysexits codes instead of [`TEMPFAIL`].
     pub strict: bool,
-    /// `--quota-full`: what a message over the Maildir++ quota gets.
-    pub quota_full: QuotaFull,
+    /// `--quota-full=bounce`: a message over the Maildir++ quota bounces (77) instead of
+    /// deferring.
+    pub quota_bounces: bool,
     /// A person runs mdeliver (standard input or standard error is a terminal).
     pub interactive: bool,
 }
@@ -70,7 +72,7 @@ pub fn decide(kind: ErrorKind, context: Context, policy: Policy) -> u8 {
         _ if context == Context::Command && !(strict || policy.interactive) => TEMPFAIL,
         _ if context == Context::Command => USAGE,
         ErrorKind::NotFound | ErrorKind::NotDirectory if context == Context::Read => NOINPUT,
-        ErrorKind::OverQuota if policy.quota_full == QuotaFull::Bounce => NOPERM,
+        ErrorKind::OverQuota if policy.quota_bounces => NOPERM,
         ErrorKind::Usage => USAGE,
         ErrorKind::Data | ErrorKind::Loop => DATAERR,
         ErrorKind::NotFound | ErrorKind::NotDirectory | ErrorKind::NameTooLong if strict => {
@@ -187,7 +189,7 @@ mod tests {
     fn context_and_quota_full_change_the_code() {
         let bounce = Policy {
             strict: false,
-            quota_full: QuotaFull::Bounce,
+            quota_bounces: true,
             ..Policy::default()
         };
         let all = [ErrorKind::NotFound, ErrorKind::Usage, ErrorKind::Io];
