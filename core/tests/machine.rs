@@ -630,6 +630,50 @@ fn flags_learnt_while_writing_choose_cur() {
 }
 
 #[test]
+fn a_modification_time_is_an_operation_between_the_write_and_the_flush() {
+    // `-M` learns a message's date only while streaming: the machine asks for `SetMtime` right
+    // after the write (so a simulator or a stepping host sees it), before the file's flush
+    // (or, without flushes, before the name), and a failure to set it loses nothing.
+    for durability in [Durability::Full, Durability::None] {
+        for fail in [false, true] {
+            let mut env = TestEnv::new();
+            let o = Options {
+                durability,
+                ..opts()
+            };
+            let mut fs = MemFs::with(Capabilities::POSIX);
+            let mut m = Delivery::new(o, fs.capabilities(), &mut env);
+            let (mut slots, mut src, mut buf) = (Slots::default(), MSG, [0u8; 16]);
+            let mut ops = Vec::new();
+            let outcome = loop {
+                let op = match m.poll() {
+                    Step::Op(op) => op,
+                    Step::Done(outcome) => break outcome,
+                };
+                ops.push(format!("{op:?}"));
+                let (mut result, _) =
+                    perform(&mut fs, &mut env, &mut slots, op, &mut src, &mut buf);
+                match op {
+                    Op::WriteMessage => assert!(m.set_mtime(-60)),
+                    Op::SetMtime { .. } if fail => result = OpResult::Err(ErrorKind::Unsupported),
+                    _ => {}
+                }
+                m.feed(result, &mut env);
+            };
+            assert!(outcome.is_ok(), "{outcome:?}");
+            assert!(!m.set_mtime(0), "too late once written");
+            let at = |name: &str| ops.iter().position(|o| o.starts_with(name));
+            let set = at("SetMtime { secs: -60 }").expect("asked for");
+            assert_eq!(ops.iter().filter(|o| o.starts_with("SetMtime")).count(), 1);
+            assert_eq!(set, at("WriteMessage").unwrap() + 1, "{ops:?}");
+            if durability == Durability::Full {
+                assert_eq!(at("SyncFile"), Some(set + 1), "{ops:?}");
+            }
+        }
+    }
+}
+
+#[test]
 fn locked_link_exists_with_unreadable_tmp_leaves_the_target_alone() {
     // Under the lock, the publish link answers `Exists` (a lost reply retransmitted: the link
     // was made) and then our tmp file's link count cannot be read. The name may be another

@@ -174,6 +174,8 @@ enum State {
     ClassicWait,
     Create,
     Write,
+    /// The file's modification time, `secs` ([`Delivery::set_mtime`]).
+    SetMtime(i64),
     SyncFile,
     Close,
     Publish,
@@ -220,6 +222,8 @@ pub struct Delivery {
     publish_unverified: bool,
     pending: Option<Error>,
     result: Option<Outcome>,
+    /// The modification time the written file gets ([`Delivery::set_mtime`]).
+    mtime: Option<i64>,
 }
 
 /// Whether a cleanup unlink left its file where it was (it failed, and not because the file
@@ -265,6 +269,7 @@ impl Delivery {
             publish_unverified: false,
             pending: None,
             result: None,
+            mtime: None,
         };
         match opts.strategy {
             Strategy::Classic { .. } => {
@@ -298,7 +303,7 @@ impl Delivery {
         let before_publish = self.taking_lock()
             || matches!(
                 self.state,
-                State::Create | State::Write | State::SyncFile | State::Close
+                State::Create | State::Write | State::SetMtime(_) | State::SyncFile | State::Close
             );
         if !before_publish || self.is_classic() {
             return false;
@@ -306,6 +311,22 @@ impl Delivery {
         self.opts.flags = flags;
         self.target = if flags.is_some() { Dir::Cur } else { Dir::New };
         true
+    }
+
+    /// Gives the message file the modification time `secs` (seconds since the epoch) right
+    /// after it is written, before it is flushed: [`Op::SetMtime`], best effort (a failure is
+    /// ignored: a wrong time loses no mail, as in mblaze). Only until the write's result is
+    /// fed; returns whether it took effect.
+    pub fn set_mtime(&mut self, secs: i64) -> bool {
+        let before_written = self.taking_lock()
+            || matches!(
+                self.state,
+                State::ClassicStat | State::ClassicWait | State::Create | State::Write
+            );
+        if before_written {
+            self.mtime = Some(secs);
+        }
+        before_written
     }
 
     /// Whether the machine has finished.
@@ -375,6 +396,7 @@ impl Delivery {
                 },
             },
             State::Write => Op::WriteMessage,
+            State::SetMtime(secs) => Op::SetMtime { secs },
             State::SyncFile => Op::SyncFile,
             State::Publish => match (self.opts.strategy, self.path) {
                 (Strategy::Classic { .. }, _) | (_, Publish::LinkUnlink) => Op::Link {
@@ -557,15 +579,16 @@ impl Delivery {
                 OpResult::Written { size, crlf_size } => {
                     self.size = size;
                     self.crlf_size = crlf_size;
-                    self.state = if self.opts.durability == Durability::None {
-                        self.after_sync_file()
-                    } else {
-                        State::SyncFile
+                    self.state = match self.mtime {
+                        Some(secs) => State::SetMtime(secs),
+                        None => self.after_write(),
                     };
                 }
                 OpResult::SourceErr(e) => self.fail(e, Phase::Read),
                 _ => self.fail(err.unwrap_or(ErrorKind::Io), Phase::Write),
             },
+            // Best effort: whatever the result, the delivery goes on.
+            State::SetMtime(_) => self.state = self.after_write(),
             State::SyncFile => match err {
                 None => self.state = self.after_sync_file(),
                 Some(e) => self.fail(e, Phase::SyncFile),
@@ -791,6 +814,16 @@ impl Delivery {
         }
     }
 
+    /// The state after the message is written (and its time set): its flush, unless the
+    /// options ask for none.
+    fn after_write(&mut self) -> State {
+        if self.opts.durability == Durability::None {
+            self.after_sync_file()
+        } else {
+            State::SyncFile
+        }
+    }
+
     fn after_sync_file(&mut self) -> State {
         if self.path == Publish::AnonymousLink && !self.is_classic() {
             self.make_published_name();
@@ -1005,22 +1038,19 @@ where
     E: Env + ?Sized,
     R: embedded_io::Read + ?Sized,
 {
-    deliver_with(fs, env, opts, source, buf, |_: &mut Written<'_, F, R>| {})
+    deliver_with(fs, env, opts, source, buf, |_: &mut Written<'_, R>| {})
 }
 
 /// What a [`deliver_with`] hook sees right after the message was written, before it is
 /// published: the source (which may have learnt things while streaming, such as an mbox
-/// `Status:` header or a `Date:`), the machine (to [`Delivery::set_flags`]), the filesystem and
-/// the still-open message file (to set its modification time, say).
-pub struct Written<'a, F: Fs + ?Sized, R: ?Sized> {
+/// `Status:` header or a `Date:`) and the machine (to [`Delivery::set_flags`] and
+/// [`Delivery::set_mtime`]). The hook performs nothing itself: what it decides, the machine
+/// asks for as operations, so a simulator or a stepping host sees them.
+pub struct Written<'a, R: ?Sized> {
     /// The message source, fully read.
     pub source: &'a mut R,
     /// The delivery machine.
     pub machine: &'a mut Delivery,
-    /// The filesystem.
-    pub fs: &'a mut F,
-    /// The open message file.
-    pub file: Option<&'a mut F::File>,
 }
 
 /// [`deliver`], calling `after_write` once when the message has been written successfully.
@@ -1036,7 +1066,7 @@ where
     F: Fs + ?Sized,
     E: Env + ?Sized,
     R: embedded_io::Read + ?Sized,
-    H: FnMut(&mut Written<'_, F, R>),
+    H: FnMut(&mut Written<'_, R>),
 {
     let mut machine = Delivery::new(opts, fs.capabilities(), env);
     let mut file = None;
@@ -1073,7 +1103,7 @@ where
     F: Fs + ?Sized,
     E: Env + ?Sized,
     R: embedded_io::Read + ?Sized,
-    H: FnMut(&mut Written<'_, F, R>),
+    H: FnMut(&mut Written<'_, R>),
 {
     let mut machine = Delivery::new(opts, fs.capabilities(), env);
     let mut file = None;
@@ -1140,7 +1170,7 @@ impl<F: Fs + ?Sized> Unsynced<F> {
     fn run<E: Env + ?Sized>(&mut self, fs: &mut F, env: &mut E) -> Outcome {
         // The message is written: nothing is read any more.
         let mut nothing: &[u8] = &[];
-        let mut hook = |_: &mut Written<'_, F, &[u8]>| {};
+        let mut hook = |_: &mut Written<'_, &[u8]>| {};
         let done = drive(
             fs,
             env,
@@ -1172,7 +1202,7 @@ where
     F: Fs + ?Sized,
     E: Env + ?Sized,
     R: embedded_io::Read + ?Sized,
-    H: FnMut(&mut Written<'_, F, R>),
+    H: FnMut(&mut Written<'_, R>),
 {
     let mut slots = crate::fs::Slots {
         file: file.take(),
@@ -1193,8 +1223,6 @@ where
             after_write(&mut Written {
                 source: &mut *source,
                 machine: &mut *machine,
-                fs: &mut *fs,
-                file: slots.file.as_mut(),
             });
         }
         machine.feed(result, env);

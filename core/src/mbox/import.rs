@@ -3,9 +3,10 @@
 //! [`MboxReader`] splits the mbox (any read size); each message is streamed through
 //! [`StatusFilter`] (removes `Status:`/`X-Status:`, learning their flags) and [`DateCapture`]
 //! (its `Date:`) into [`deliver_until_sync`]. Right after a message is written and before it is
-//! named, the hook picks new/ or cur/ and the flags ([`merge`]) and sets the file's
-//! modification time to its date ([`Fs::set_mtime`], best effort). Written messages wait in a
-//! window of [`WINDOW`]; then the window is flushed at once ([`Fs::sync_all`], else file by
+//! named, the hook picks new/ or cur/ and the flags ([`merge`]) and asks the machine to set the
+//! file's modification time to its date ([`Delivery::set_mtime`]: an
+//! [`Op::SetMtime`](crate::fs::Op::SetMtime), best effort). Written messages wait in a window of
+//! [`WINDOW`]; then the window is flushed at once ([`Fs::sync_all`], else file by
 //! file) and each message named, in order.
 //! With [`Durability::DeferDirSync`] their directories are flushed once per batch of
 //! [`BATCH`]; a message counts as delivered only after its batch's directory flush
@@ -24,6 +25,7 @@
 //! than a loss).
 //!
 //! [`Durability::DeferDirSync`]: crate::machine::deliver::Durability::DeferDirSync
+//! [`Delivery::set_mtime`]: crate::machine::deliver::Delivery::set_mtime
 
 use crate::env::Env;
 use crate::error::{Error, ErrorKind, Phase};
@@ -440,9 +442,8 @@ where
             let status = w.source.source_mut().transform().status();
             w.machine.set_flags(merge(status.maildir_info(), extra));
             let date = w.source.transform().0.timestamp().or(from_date);
-            if let (Some(file), Some(t)) = (w.file.as_deref(), date) {
-                // Best effort, as in mblaze: a wrong mtime loses no mail.
-                let _ = w.fs.set_mtime(file, t);
+            if let Some(t) = date {
+                w.machine.set_mtime(t);
             }
         });
         let outcome = match outcome {
