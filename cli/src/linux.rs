@@ -373,20 +373,11 @@ impl AsFd for File {
     }
 }
 
-/// Whether this kernel's `syncfs` reports write-back errors (Linux 5.8 and later; before, it
-/// answered 0 even when writing failed).
+/// Whether this kernel's `syncfs` reports write-back errors: the core decides from the release
+/// ([`syncfs_reports_errors`](mdeliver_core::lmtp::commit::syncfs_reports_errors)).
 fn syncfs_reports_errors() -> bool {
     let uname = rustix::system::uname();
-    let release = uname.release().to_string_lossy();
-    let mut parts = release.split(|c: char| !c.is_ascii_digit());
-    let mut next = || {
-        parts
-            .next()
-            .and_then(|p| p.parse::<u32>().ok())
-            .unwrap_or(0)
-    };
-    let (major, minor) = (next(), next());
-    (major, minor) >= (5, 8)
+    mdeliver_core::lmtp::commit::syncfs_reports_errors(&uname.release().to_string_lossy())
 }
 
 const DIR_FLAGS: OFlags = OFlags::DIRECTORY
