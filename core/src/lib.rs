@@ -30,8 +30,9 @@
 //! - **Filtering** ([`sieve`]): the Sieve language (RFC 5228 and extensions): a script compiled
 //!   into caller-provided arenas, run on a message's header block, size and envelope, deciding
 //!   its actions.
-//! - **Reports** ([`report`]): the RFC 3463 status line of a failure and the findings of a
-//!   health check.
+//! - **Reports** ([`report`]): the exit code of a delivery or a command (the one sysexits
+//!   table, which the LMTP reply class derives from), the RFC 3463 status line of a failure and
+//!   the findings of a health check.
 //! - **Wire** ([`wire`]): the byte encoding of operations, results and outcomes, so a machine
 //!   compiled into the WASI module can be stepped from the other side of an FFI boundary.
 //!
