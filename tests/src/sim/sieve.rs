@@ -27,7 +27,7 @@ use mdeliver_core::machine::deliver::{Durability, Options};
 use mdeliver_core::machine::mta::{Accepted, Mta, MtaOptions, Order};
 use mdeliver_core::machine::quota::{parse_maildirsize, CheckOptions, MAILDIRSIZE};
 use mdeliver_core::machine::run;
-use mdeliver_core::machine::unit::{self, Copy, CopyDone, Entry, Performer, Plan};
+use mdeliver_core::machine::unit::{self, Copy, CopyDone, Entry, Performer, Plan, Reply};
 use mdeliver_core::{Error, ErrorKind, Flags, Phase};
 
 /// A unit scenario.
@@ -321,6 +321,16 @@ impl Performer for World {
         let r = self.fss[0].spend();
         r.map_err(|k| Error::new(k, Phase::Publish))?;
         self.sent.push(address.to_vec());
+        Ok(())
+    }
+
+    fn vacation(&mut self, _index: usize, reply: &Reply<'_>) -> Result<(), Error> {
+        // Handing the reply to sendmail: one step, as a redirect.
+        let r = self.fss[0].spend();
+        r.map_err(|k| Error::new(k, Phase::Publish))?;
+        let mut to = b"vacation:".to_vec();
+        to.extend_from_slice(reply.to);
+        self.sent.push(to);
         Ok(())
     }
 }
