@@ -1,5 +1,6 @@
 //! Several actions on one message as one exactly-once unit: every copy a Sieve script decides
-//! (each `fileinto` with its flags and `:create`, the `keep` into INBOX) and every `redirect`,
+//! (each `fileinto` with its flags and `:create`, the `keep` into INBOX), every `redirect`,
+//! the `duplicate` ids to remember and the `vacation` reply,
 //! performed so that after a crash at any step the MTA's retry completes exactly the set the
 //! script decided, none lost, none doubled.
 //!
@@ -26,6 +27,14 @@
 //!   being durable sends it again on the retry: a redirect is at least once, never lost.
 //!   (Nothing can make an external `sendmail` call and a local file change atomic; losing a
 //!   forward is worse than doubling it.)
+//! - **`duplicate` ids and the vacation reply** ([`Entry::Track`], [`Entry::Vacation`]) come
+//!   last and wait until every copy and redirect is done (RFC 7352 3: only a delivered
+//!   message counts as seen): the reply is sent while its marker is absent (as a redirect),
+//!   then each id, and the reply's sender and handle, is remembered ([`remember`]) in an
+//!   `mdeliver-dedup.<key>` entry ([`seen_key`]) dated at the end of its period, which the
+//!   interpreter's `Seen` store reads ([`seen_at`]). A crash before that leaves nothing
+//!   remembered; the retry follows the recorded plan (a `duplicate` test run again would now
+//!   see the message's own id) and remembers them.
 //! - **The record stays** after the unit completes, so a retry after a lost success status
 //!   replays the same plan (every copy a duplicate, every redirect marked); its name carries
 //!   the index's prefix, so the index's collection pass removes it after the duplicate window
@@ -927,10 +936,11 @@ pub fn perform<P: Performer + ?Sized>(
     // reply wait until every other action is done; the retry does them otherwise.
     if results.iter().all(|r| r.is_ok()) {
         for e in plan.entries() {
-            let r = match e {
-                Entry::Track { index, key, until } => {
-                    remember(p.root(), key, until, sync).map(|()| (index, Done::Remembered))
-                }
+            let (index, r) = match e {
+                Entry::Track { index, key, until } => (
+                    index,
+                    remember(p.root(), key, until, sync).map(|()| Done::Remembered),
+                ),
                 Entry::Vacation { index, reply } => {
                     // The reply's marker, as a redirect's: sent at least once, never lost.
                     let marker = redirect_key(unit, index);
@@ -942,18 +952,14 @@ pub fn perform<P: Performer + ?Sized>(
                             .map(|()| Done::Replied),
                         Err(e) => Err(e),
                     };
-                    sent.and_then(|d| {
-                        remember(p.root(), reply.key, reply.until, sync).map(|()| (index, d))
-                    })
+                    let r = sent
+                        .and_then(|d| remember(p.root(), reply.key, reply.until, sync).map(|()| d));
+                    (index, r)
                 }
                 _ => continue,
             };
-            let index = match e {
-                Entry::Track { index, .. } | Entry::Vacation { index, .. } => index,
-                _ => continue,
-            };
             if let Some(slot) = results.get_mut(index) {
-                *slot = r.map(|(_, d)| d);
+                *slot = r;
             }
         }
     }
