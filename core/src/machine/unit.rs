@@ -739,7 +739,7 @@ pub fn encode_seen(until: u64, out: &mut heapless::Vec<u8, SEEN_MAX>) {
     let _ = line.push_str(core::str::from_utf8(SEEN_MAGIC).unwrap_or(""));
     let _ = write!(line, "{until} ");
     let sum = checksum(line.as_bytes());
-    let _ = write!(line, "*{sum:08x}\n");
+    let _ = writeln!(line, "*{sum:08x}");
     out.clear();
     let _ = out.extend_from_slice(line.as_bytes());
 }
