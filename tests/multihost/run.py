@@ -88,6 +88,8 @@ def more(a, stats, i):
     """Whether a deliverer that has sent `i` messages sends another: --per-worker of them, and
     more (up to 20 times as many) until every --require counter is met, so that a run meets
     every fault kind as often as it must."""
+    if a.stop_at and time.time() >= a.stop_at:
+        return False
     if i < a.per_worker:
         return True
     with stats.lock:
@@ -320,6 +322,9 @@ def main():
     ap.add_argument("--timeout", type=float, default=120.0,
                     help="seconds an mdeliver process may take before it is killed (and a "
                     "delivery retried), like an MTA's time limit")
+    ap.add_argument("--stop-at", type=float, default=0,
+                    help="a Unix time after which no new message is sent (a run that must end "
+                    "by then reports what it delivered; stopped_early says so)")
     ap.add_argument("--max-faults", type=int, default=0,
                     help="stop injecting server faults after this many (0: never)")
     ap.add_argument("--require", default="",
@@ -365,6 +370,8 @@ def main():
     r = {"label": a.label, "strategy": a.strategy or "auto", "seconds": round(elapsed, 2),
          "msg_per_s": round(stats.c.get("delivered", 0) / elapsed, 1)}
     r.update(stats.c)
+    if a.stop_at and time.time() >= a.stop_at:
+        r["stopped_early"] = 1
     r.update(stats.timing())
     r.update(check(a, stats))
     r["errors_seen"] = stats.violations + stats.errors
