@@ -20,9 +20,8 @@
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use mdeliver_core::fs::Stat;
 use mdeliver_core::lmtp::commit::{self as plan, Flush, Need, Platform};
@@ -127,26 +126,9 @@ pub struct Committer {
     tx: mpsc::Sender<Request>,
     /// A descriptor per filesystem for `syncfs`, opened before any delivery wrote there.
     filesystems: Arc<Mutex<HashMap<u64, Arc<OwnedFd>>>>,
-    /// Deliveries under way (a [`GroupFs`] alive): each will ask for a flush soon, or is
-    /// waiting for one.
-    in_flight: Arc<AtomicUsize>,
     /// The counters.
     pub stats: Arc<Stats>,
 }
-
-/// How long a batch may wait for the flush requests of deliveries under way that have not
-/// asked yet (writing their file, linking its name): `MDELIVER_LMTP_BATCH_WAIT_US`
-/// microseconds (0: never wait), by default [`BATCH_WAIT_US`].
-fn batch_wait() -> Duration {
-    let us = std::env::var("MDELIVER_LMTP_BATCH_WAIT_US")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(BATCH_WAIT_US);
-    Duration::from_micros(us)
-}
-
-/// The default bound of that wait: well under one flush of a disk.
-const BATCH_WAIT_US: u64 = 500;
 
 fn sync_one(fd: &OwnedFd, data_only: bool) -> Result<(), ErrorKind> {
     let r = if data_only {
@@ -295,34 +277,17 @@ impl Committer {
         let (tx, rx) = mpsc::channel::<Request>();
         let stats = Arc::new(Stats::default());
         let filesystems = Arc::new(Mutex::new(HashMap::new()));
-        let in_flight = Arc::new(AtomicUsize::new(0));
-        let (s, f, busy) = (
-            Arc::clone(&stats),
-            Arc::clone(&filesystems),
-            Arc::clone(&in_flight),
-        );
-        let wait = batch_wait();
+        let (s, f) = (Arc::clone(&stats), Arc::clone(&filesystems));
         std::thread::Builder::new()
             .name("group-commit".into())
             .spawn(move || {
                 let pool = Pool::start(WORKERS);
                 while let Ok(first) = rx.recv() {
                     let mut batch = vec![first];
-                    let until = Instant::now() + wait;
                     while batch.len() < BATCH_MAX {
                         match rx.try_recv() {
                             Ok(r) => batch.push(r),
-                            // Every delivery under way has asked: flush now. Else wait a
-                            // little for those still writing (bounded: one that fails
-                            // before asking costs at most `wait`).
-                            Err(_) if batch.len() >= busy.load(Ordering::Relaxed) => break,
-                            Err(_) => match until.checked_duration_since(Instant::now()) {
-                                Some(left) if !left.is_zero() => match rx.recv_timeout(left) {
-                                    Ok(r) => batch.push(r),
-                                    Err(_) => break,
-                                },
-                                _ => break,
-                            },
+                            Err(_) => break,
                         }
                     }
                     run_batch(batch, &s, &pool, platform, &f);
@@ -332,7 +297,6 @@ impl Committer {
         Committer {
             tx,
             filesystems,
-            in_flight,
             stats,
         }
     }
@@ -385,12 +349,6 @@ pub struct GroupFs {
     dirs: [Option<u64>; 5],
     /// The copy this delivery may be a hard link to.
     link: Option<Link>,
-}
-
-impl Drop for GroupFs {
-    fn drop(&mut self) {
-        self.committer.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 /// A stored message whose identical copies for other recipients can be hard links to it, as
@@ -450,7 +408,6 @@ impl GroupFs {
             }
             Err(_) => UNKNOWN_FS.fetch_add(1, Ordering::Relaxed),
         };
-        committer.in_flight.fetch_add(1, Ordering::Relaxed);
         GroupFs {
             inner,
             committer,
