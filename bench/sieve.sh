@@ -9,6 +9,11 @@
 #     the keep stored through the exactly-once unit) against `mdeliver MAILDIR`, each message
 #     distinct (a unit's retry of the same bytes would be a suppressed duplicate), with and
 #     without fsync.
+# The options are written `--sieve=FILE`, as an MTA's command line would, so the delivery takes
+# the quick argument parser (`cli/src/quick_args.rs`); the separated `--sieve FILE` is parsed by
+# clap, which costs some 3 ms of start-up.
+# With CALLGRIND=1 (and valgrind installed), each delivery is also counted in instructions
+# under callgrind (one message, without and with the script), which load does not change.
 # Each is run in 5 interleaved rounds of N/5 (default N 2000); the fastest round counts (the
 # least disturbed by other load). Prints microseconds per run and the ratios.
 # Not part of the test suite. Usage: bash bench/sieve.sh [N]
@@ -82,9 +87,9 @@ r_one=() r_fifty=() r_deliver=() r_sh=()
 r_plain=() r_sieve=() r_plain_sync=() r_sieve_sync=()
 for _ in 1 2 3 4 5; do
     r_plain+=("$(deliveries plain --no-fsync)")
-    r_sieve+=("$(deliveries sieve --no-fsync --sieve "$work/fifty.sieve")")
+    r_sieve+=("$(deliveries sieve --no-fsync --sieve="$work/fifty.sieve")")
     r_plain_sync+=("$(deliveries plain-sync)")
-    r_sieve_sync+=("$(deliveries sieve-sync --sieve "$work/fifty.sieve")")
+    r_sieve_sync+=("$(deliveries sieve-sync --sieve="$work/fifty.sieve")")
     r_one+=("$(round "$MDELIVER" sieve test "$work/one.sieve" "$work/msg.eml")")
     r_fifty+=("$(round "$MDELIVER" sieve test "$work/fifty.sieve" "$work/msg.eml")")
     r_deliver+=("$(round sh -c "\"$MDELIVER\" --no-fsync \"$work/md\" < \"$work/msg.eml\"")")
@@ -106,3 +111,16 @@ sieve_sync=$(min "${r_sieve_sync[@]}")
 echo "delivery without a script (--no-fsync): ${plain} us; with --sieve (50 rules): ${sieve} us; ratio $(python3 -c "print(f'{$sieve/$plain:.3f}')")"
 echo "delivery without a script (fsync, tmpfs): ${plain_sync} us; with --sieve (50 rules): ${sieve_sync} us; ratio $(python3 -c "print(f'{$sieve_sync/$plain_sync:.3f}')")"
 echo "load: $(cat /proc/loadavg)"
+if [[ "${CALLGRIND:-}" == 1 ]] && command -v valgrind >/dev/null; then
+    instructions() { # options...: instructions of one --no-fsync delivery (a fresh message)
+        local md="$work/cg-$RANDOM" out="$work/cg.out"
+        mkdir -p "$md/tmp" "$md/new" "$md/cur"
+        valgrind --tool=callgrind --callgrind-out-file="$out" "$MDELIVER" --no-fsync "$@" "$md" \
+            < "$work/msgs/1.eml" 2>/dev/null
+        callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }'
+    }
+    i_plain=$(instructions)
+    i_sieve=$(instructions --sieve="$work/fifty.sieve")
+    i_clap=$(instructions --sieve "$work/fifty.sieve")
+    echo "instructions (callgrind): plain ${i_plain}; --sieve=FILE (50 rules) ${i_sieve}, ratio $(python3 -c "print(f'{$i_sieve/$i_plain:.3f}')"); --sieve FILE (clap) ${i_clap}, ratio $(python3 -c "print(f'{$i_clap/$i_plain:.3f}')")"
+fi

@@ -64,8 +64,11 @@ FILTERING WITH SIEVE
   --sieve FILE runs the Sieve script FILE (RFC 5228) over the message and does what it \
 decides: each fileinto stores a copy into that folder of MAILDIR (created with :create or -c), \
 keep stores into MAILDIR, redirect sends through the MTA (--sendmail PATH -i -f SENDER -- \
-ADDRESS), reject exits 65 (77 with --strict-exit) with 5.7.1 and its reason. All of it happens \
-exactly once, even across a crash and the MTA's retry. A script that does not compile defers \
+ADDRESS), vacation replies through it with the null sender (-f '<>'), at most once per period \
+and sender, duplicate remembers the ids it sees, reject exits 65 (77 with --strict-exit) with \
+5.7.1 and its reason. All of it happens exactly once, even across a crash and the MTA's retry \
+(a redirect or reply at least once: a crash just after the MTA took it sends it again); the \
+ids and replies are remembered in MAILDIR's duplicate index once the copies are stored. A script that does not compile defers \
 (75, 4.3.5 with its line:column); a script file that does not exist means no filtering. \
 mdeliver sieve test shows what a script does without delivering.
 
@@ -156,7 +159,10 @@ pub fn definition() -> clap::Command {
                 .value_parser(clap::value_parser!(std::path::PathBuf))
                 .requires("sieve")
                 .help_heading("Sieve")
-                .help("The MTA's sendmail that redirects go through [default: /usr/sbin/sendmail]"),
+                .help(
+                    "The MTA's sendmail that redirects and vacation replies go through \
+                     [default: /usr/sbin/sendmail]",
+                ),
         )
         .arg(
             clap::Arg::new("syslog")
@@ -190,11 +196,11 @@ pub fn definition() -> clap::Command {
 pub fn parse(argv: &[std::ffi::OsString]) -> Result<Parsed, ExitCode> {
     // A detached optional value (`--dedup 5d`) is clap's to refuse.
     let quick = argv.get(1..).filter(|_| args::check_attached(argv).is_ok());
-    if let Some((a, mail)) = quick.and_then(quick_args::parse) {
+    if let Some((a, mail, sieve)) = quick.and_then(quick_args::parse) {
         let linux = LinuxArgs {
             syslog: crate::maillog::wanted(false, false),
             user: None,
-            sieve: None,
+            sieve,
         };
         return Ok(Parsed::Deliver(a, mail, linux));
     }

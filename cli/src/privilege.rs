@@ -22,17 +22,17 @@ use nix::unistd::{geteuid, getgrouplist, setgroups, setresgid, setresuid, Gid, U
 
 /// Who to deliver as.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Identity {
-    name: String,
-    uid: Uid,
-    gid: Gid,
-    groups: Vec<Gid>,
+pub(crate) struct Identity {
+    pub(crate) name: String,
+    pub(crate) uid: Uid,
+    pub(crate) gid: Gid,
+    pub(crate) groups: Vec<Gid>,
 }
 
 /// The owner (uid, gid) of `path`, or of the nearest directory above it that exists. One
 /// `stat` per path tried (std's `metadata` would first probe whether `statx` exists); a
 /// relative path is made absolute (`getcwd`) only when it does not exist, to walk up.
-fn owner(path: &Path) -> std::io::Result<(u32, u32)> {
+pub(crate) fn owner(path: &Path) -> std::io::Result<(u32, u32)> {
     match rustix::fs::stat(path) {
         Ok(m) => return Ok((m.st_uid, m.st_gid)),
         Err(rustix::io::Errno::NOENT) => {}
@@ -56,13 +56,14 @@ fn owner(path: &Path) -> std::io::Result<(u32, u32)> {
 /// The effective uid this process was started with, from the auxiliary vector the kernel
 /// hands every process (no system call, unlike `geteuid`). Nothing before [`become_owner`]
 /// changes it.
-fn started_as_root() -> bool {
+pub(crate) fn started_as_root() -> bool {
     // SAFETY: getauxval only reads the process's auxiliary vector; Linux always puts AT_EUID
     // in it.
     unsafe { libc::getauxval(libc::AT_EUID) == 0 }
 }
 
-fn by_uid(uid: u32, dir_gid: u32) -> Result<Identity, String> {
+/// The user `uid` (its primary group and groups), or, with no user entry, `dir_gid` alone.
+pub(crate) fn by_uid(uid: u32, dir_gid: u32) -> Result<Identity, String> {
     let uid = Uid::from_raw(uid);
     match User::from_uid(uid) {
         Ok(Some(u)) => identity(u),

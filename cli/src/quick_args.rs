@@ -2,7 +2,8 @@
 //!
 //! An MTA runs mdeliver once per message, so building clap's definition (every option with
 //! its long help) is most of a delivery's start-up. [`parse`] reads the forms MTAs write:
-//! flags, `--option=value`, and maildir paths. Anything else (a separated value, a repeated
+//! flags, `--option=value` (with `--sieve=FILE` and `--sendmail=PATH`, so a filtered delivery
+//! starts as fast as a plain one), and maildir paths. Anything else (a separated value, a repeated
 //! option, a subcommand, `--`, `-` as a path, a value clap would refuse or a non-UTF-8
 //! value) gives `None`, and the caller parses with clap, which stays the definition of the
 //! command line: every error message, the help and the man page come from it. The test
@@ -15,6 +16,8 @@ use std::path::PathBuf;
 use mdeliver_driver::args::Args;
 use mdeliver_driver::mail_args::{self, MailArgs, MboxQuoting};
 use mdeliver_driver::mta_args::{self, MtaArgs, QuotaFull};
+
+use crate::sieve::SieveOptions;
 
 /// The flags (options without a value) read here, with the field each one sets.
 const FLAGS: [(&str, Flag); 18] = [
@@ -39,7 +42,9 @@ const FLAGS: [(&str, Flag); 18] = [
 ];
 
 /// The options read here in their `--name=value` form only.
-const VALUED: [&str; 12] = [
+const VALUED: [&str; 14] = [
+    "--sieve",
+    "--sendmail",
     "--input",
     "--folder-encoding",
     "--host",
@@ -76,7 +81,10 @@ enum Flag {
 
 /// Parses `argv` (without the program name) the way clap would, or `None` when it is not one
 /// of the common forms (then clap must parse it: it may be valid, or an error clap reports).
-pub fn parse(argv: &[OsString]) -> Option<(Args, MailArgs)> {
+/// The third value is `--sieve FILE` with its `--sendmail PATH`.
+pub fn parse(argv: &[OsString]) -> Option<(Args, MailArgs, Option<SieveOptions>)> {
+    let mut sieve: Option<PathBuf> = None;
+    let mut sendmail: Option<PathBuf> = None;
     let mut args = Args {
         maildirs: Vec::new(),
         create: false,
@@ -153,6 +161,8 @@ pub fn parse(argv: &[OsString]) -> Option<(Args, MailArgs)> {
         }
         seen.push(name);
         match name {
+            "--sieve" => sieve = Some(PathBuf::from(value)),
+            "--sendmail" => sendmail = Some(PathBuf::from(value)),
             "--input" => args.input = Some(PathBuf::from(value)),
             "--host" => args.host = Some(value.to_owned()),
             "--mbox-quoting" => {
@@ -189,14 +199,19 @@ pub fn parse(argv: &[OsString]) -> Option<(Args, MailArgs)> {
         }
     }
     // What clap checks beyond the values: at least one maildir, -M refuses the MTA options,
-    // and -p needs -c.
+    // -p needs -c, and --sendmail needs --sieve.
     if args.maildirs.is_empty()
         || (mail.mbox && mta_given(&seen))
         || (args.create_parents && !args.create)
+        || (sendmail.is_some() && sieve.is_none())
     {
         return None;
     }
-    Some((args, mail))
+    let sieve = sieve.map(|script| SieveOptions {
+        script,
+        sendmail: sendmail.unwrap_or_else(|| crate::sieve::SENDMAIL.into()),
+    });
+    Some((args, mail, sieve))
 }
 
 /// Whether an option `-M` conflicts with was given (`seen` holds each flag's first name in
@@ -248,9 +263,16 @@ mod tests {
         if m.subcommand().is_some() {
             return None;
         }
+        let sieve = m.get_one::<PathBuf>("sieve").map(|script| SieveOptions {
+            script: script.clone(),
+            sendmail: m
+                .get_one::<PathBuf>("sendmail")
+                .cloned()
+                .unwrap_or_else(|| crate::sieve::SENDMAIL.into()),
+        });
         crate::args::from_matches(&m, &full)
             .ok()
-            .map(|v| format!("{v:?}"))
+            .map(|(a, mail)| format!("{:?}", (a, mail, sieve)))
     }
 
     fn quick(argv: &[OsString]) -> Option<String> {
@@ -275,6 +297,8 @@ mod tests {
             "quota-full" => "bounce",
             "dedup" => "12h",
             "folder-encoding" => "utf8",
+            "sieve" => "/home/bob/.dovecot.sieve",
+            "sendmail" => "/usr/lib/sendmail",
             other => panic!("no sample value for --{other}: add one"),
         }
     }
@@ -288,25 +312,23 @@ mod tests {
         let mut forms: Vec<Vec<String>> = Vec::new();
         for a in def.get_arguments() {
             let Some(long) = a.get_long() else { continue };
-            // The Linux-only options (the system log, the user to deliver as, the Sieve
-            // script and its sendmail) are not the delivery form's values: clap reads them,
-            // and `command::parse` falls back to it.
-            if matches!(
-                long,
-                "help" | "version" | "syslog" | "no-syslog" | "user" | "sieve" | "sendmail"
-            ) {
+            // The other Linux-only options (the system log, the user to deliver as) are
+            // not the delivery form's values: clap reads them, and `command::parse` falls
+            // back to it.
+            if matches!(long, "help" | "version" | "syslog" | "no-syslog" | "user") {
                 continue;
             }
+            // -p needs -c, --sendmail needs --sieve.
+            let with = |f: String| match long {
+                "create-parents" => vec!["-c".to_owned(), f],
+                "sendmail" => vec!["--sieve=/f.sieve".to_owned(), f],
+                _ => vec![f],
+            };
             let takes_value = a.get_action().takes_values();
             if takes_value {
-                forms.push(vec![format!("--{long}={}", sample(long))]);
+                forms.push(with(format!("--{long}={}", sample(long))));
             }
             if !takes_value || long == "dedup" {
-                // -p needs -c.
-                let with = |f: String| match long {
-                    "create-parents" => vec!["-c".to_owned(), f],
-                    _ => vec![f],
-                };
                 forms.push(with(format!("--{long}")));
                 if let Some(s) = a.get_short() {
                     forms.push(with(format!("-{s}")));
@@ -384,6 +406,10 @@ mod tests {
             &["--version"],
             &["--bogus", "M"],
             &["--create=yes", "M"],
+            &["--sendmail=/usr/lib/sendmail", "M"],
+            &["--sieve", "f.sieve", "M"],
+            &["--sieve=", "M"],
+            &["--sieve=a", "--sieve=b", "M"],
         ] {
             assert_eq!(quick(&os(argv)), None, "{argv:?}");
         }
@@ -452,6 +478,9 @@ mod tests {
             "--input=",
             "--folder=.x",
             "--dedup=2d",
+            "--sieve=/s.sieve",
+            "--sieve=",
+            "--sendmail=/x",
         ];
         let mut state = 0x2545_f491_4f6c_dd1du64;
         let mut next = move || {

@@ -395,14 +395,18 @@ pub fn deliver(
     };
     let mut outcome = Box::new(Outcome::new());
     let mut scratch = vec![0u8; HEADER_MAX.min(message.reader.header().len() + 4096)];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let seen = StoreSeen {
+        root: &args.maildirs[0],
+        now,
+    };
     let ctx = Context {
         body: message.reader.body(),
-        now: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()
-            .and_then(|d| i64::try_from(d.as_secs()).ok()),
+        now: i64::try_from(now).ok(),
         local_zone: 0,
-        seen: None,
+        seen: Some(&seen),
     };
     run_with(&script, &msg, &ctx, &limits, &mut scratch, &mut outcome);
     if let Some(e) = outcome.error() {
@@ -411,7 +415,7 @@ pub fn deliver(
             sieve.script.display()
         ));
     }
-    let (decision, fell_back) = mdeliver_core::mda::sieve::decide(&outcome);
+    let (decision, fell_back) = mdeliver_core::mda::sieve::decide(&outcome, now);
     if fell_back {
         out.err(format!(
             "mdeliver: the Sieve script {}: its actions need more than {} bytes of names; the \
@@ -513,6 +517,30 @@ fn rejected(
     ));
     out.flush();
     code
+}
+
+/// The `duplicate` ids and vacation replies remembered in MAILDIR's index (what the unit's
+/// [`mdeliver_core::machine::unit::remember`] wrote), as the interpreter asks about them.
+struct StoreSeen<'a> {
+    root: &'a Path,
+    now: u64,
+}
+
+impl mdeliver_core::sieve::Seen for StoreSeen<'_> {
+    fn seen(&self, key: &[u8]) -> bool {
+        use mdeliver_core::machine::unit::{seen_at, seen_key, SEEN_MAX};
+        use std::io::Read as _;
+        let name = seen_key(key).entry_name();
+        let Ok(file) = std::fs::File::open(self.root.join(name.as_str())) else {
+            return false;
+        };
+        let mut buf = Vec::with_capacity(SEEN_MAX);
+        // A longer entry is not one of ours: it holds nothing.
+        match file.take(SEEN_MAX as u64 + 1).read_to_end(&mut buf) {
+            Ok(n) if n <= SEEN_MAX => seen_at(&buf, self.now),
+            _ => false,
+        }
+    }
 }
 
 /// The message, readable again from its start as often as needed (a pipe is copied into an
@@ -818,17 +846,51 @@ impl mdeliver_core::machine::unit::Performer for Performer<'_> {
     }
 
     fn redirect(&mut self, _index: usize, address: &[u8]) -> Result<(), mdeliver_core::Error> {
-        use mdeliver_core::{Error, ErrorKind, Phase};
-        use mdeliver_driver::run::Message as _;
-        use std::io::Write;
         use std::os::unix::ffi::OsStrExt;
-        let address = std::ffi::OsStr::from_bytes(address);
         let from: &[u8] = match self.settings.return_path.as_deref() {
             Some(f) if !f.is_empty() => f,
             _ => b"<>",
         };
-        let sendmail = &self.sieve.sendmail;
+        let from = std::ffi::OsStr::from_bytes(from).to_owned();
+        let address = std::ffi::OsStr::from_bytes(address);
         let what = format!("redirect to {}", address.to_string_lossy());
+        self.send(&what, &from, address, None)
+    }
+
+    fn vacation(
+        &mut self,
+        _index: usize,
+        reply: &mdeliver_core::machine::unit::Reply<'_>,
+    ) -> Result<(), mdeliver_core::Error> {
+        use std::os::unix::ffi::OsStrExt;
+        let user = self
+            .settings
+            .delivered_to
+            .as_deref()
+            .or(self.settings.original_to.as_deref())
+            .unwrap_or(b"");
+        let mut bytes = Vec::new();
+        mdeliver_core::mda::sieve::reply_message(reply, user, &mut |b| bytes.extend_from_slice(b));
+        let to = std::ffi::OsStr::from_bytes(reply.to);
+        let what = format!("vacation reply to {}", to.to_string_lossy());
+        self.send(&what, std::ffi::OsStr::new("<>"), to, Some(&bytes))
+    }
+}
+
+impl Performer<'_> {
+    /// Runs `sendmail -i -f FROM -- TO` with `body` (None: the message as received) on its
+    /// standard input; an error when it cannot run, stops reading or fails.
+    fn send(
+        &mut self,
+        what: &str,
+        from: &std::ffi::OsStr,
+        to: &std::ffi::OsStr,
+        body: Option<&[u8]>,
+    ) -> Result<(), mdeliver_core::Error> {
+        use mdeliver_core::{Error, ErrorKind, Phase};
+        use mdeliver_driver::run::Message as _;
+        use std::io::Write;
+        let sendmail = &self.sieve.sendmail;
         let fail = |p: &mut Self, kind: ErrorKind, why: String| {
             p.out.err(format!("mdeliver: {what}: {why}"));
             let e = Error::new(kind, Phase::Publish);
@@ -840,19 +902,21 @@ impl mdeliver_core::machine::unit::Performer for Performer<'_> {
             p.code = exit::worst(p.code, code);
             e
         };
-        if let Err(f) = self.message.input.rewind() {
-            return Err(fail(
-                self,
-                f.kind(),
-                "the message cannot be read again".into(),
-            ));
+        if body.is_none() {
+            if let Err(f) = self.message.input.rewind() {
+                return Err(fail(
+                    self,
+                    f.kind(),
+                    "the message cannot be read again".into(),
+                ));
+            }
         }
         let child = std::process::Command::new(sendmail)
             .arg("-i")
             .arg("-f")
-            .arg(std::ffi::OsStr::from_bytes(from))
+            .arg(from)
             .arg("--")
-            .arg(address)
+            .arg(to)
             .stdin(std::process::Stdio::piped())
             .spawn();
         let mut child = match child {
@@ -863,22 +927,21 @@ impl mdeliver_core::machine::unit::Performer for Performer<'_> {
             }
         };
         let mut stdin = child.stdin.take().expect("piped");
-        let mut sent = Ok(());
-        loop {
-            match embedded_io::Read::read(&mut self.message.input, &mut self.buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    if let Err(e) = stdin.write_all(&self.buf[..n]) {
-                        sent = Err(format!("{} stopped reading: {e}", sendmail.display()));
-                        break;
+        let stopped = |e: std::io::Error| format!("{} stopped reading: {e}", sendmail.display());
+        let sent = match body {
+            Some(b) => stdin.write_all(b).map_err(stopped),
+            None => loop {
+                match embedded_io::Read::read(&mut self.message.input, &mut self.buf) {
+                    Ok(0) => break Ok(()),
+                    Ok(n) => {
+                        if let Err(e) = stdin.write_all(&self.buf[..n]) {
+                            break Err(stopped(e));
+                        }
                     }
+                    Err(e) => break Err(format!("the message cannot be read again: {e}")),
                 }
-                Err(e) => {
-                    sent = Err(format!("the message cannot be read again: {e}"));
-                    break;
-                }
-            }
-        }
+            },
+        };
         drop(stdin);
         let status = child.wait();
         match (sent, status) {

@@ -8,7 +8,8 @@ signal is retried (with --dedup, so a retry after a publish is not stored twice)
 the last host moves messages new/ -> cur/ and flips flags with `mdeliver flag`; `mdeliver
 list` loops on a host and every listing must hold every message acknowledged before it
 started. Faults: the deliverer SIGKILLs a fraction of its own mdeliver processes; a fault
-thread runs the server-side commands it is given (TCP resets, daemon restarts). At the end
+thread runs the server-side commands it is given in turn (a TCP-reset burst, then each daemon
+fault: --fault NAME=COMMAND, counted as fault_NAME) every --fault-every seconds. At the end
 the maildir is read from the server's side and checked: nothing lost, duplicated, overwritten
 or partial. Prints one JSON object; exit status 1 on any violation.
 """
@@ -41,6 +42,23 @@ class Stats:
         self.sent = {}  # (host, worker) -> messages sent
         self.errors = []
         self.violations = []
+        self.durations = []  # seconds of each mdeliver delivery process
+
+    def took(self, seconds):
+        with self.lock:
+            self.durations.append(seconds)
+
+    def timing(self):
+        """Where the deliverers' time went: the median and slowest attempts, and the share of
+        all attempt time spent in attempts slower than 5 s (stalled on a fault)."""
+        d = sorted(self.durations)
+        if not d:
+            return {}
+        q = lambda f: round(d[min(len(d) - 1, int(len(d) * f))], 3)
+        slow = [x for x in d if x > 5]
+        return {"attempt_p50": q(0.5), "attempt_p99": q(0.99), "attempt_max": round(d[-1], 1),
+                "attempts_over_5s": len(slow),
+                "share_over_5s": round(sum(slow) / sum(d), 2) if sum(d) else 0}
 
     def add(self, k, n=1):
         with self.lock:
@@ -57,15 +75,26 @@ def key_of(path):
     return os.path.basename(path.strip()).split(":")[0]
 
 
+def unmet(a, counters):
+    """The --require counters that are short: ["fault_reset 3 < 20", ...]."""
+    short = []
+    for k, n in a.required.items():
+        if counters.get(k, 0) < n:
+            short.append(f"{k} {counters.get(k, 0)} < {n}")
+    return short
+
+
 def more(a, stats, i):
     """Whether a deliverer that has sent `i` messages sends another: --per-worker of them, and
-    with --min-faults more (up to 20 times as many) until that many faults were injected, so
-    that a short run still meets every fault."""
+    more (up to 20 times as many) until every --require counter is met, so that a run meets
+    every fault kind as often as it must."""
+    if a.stop_at and time.time() >= a.stop_at:
+        return False
     if i < a.per_worker:
         return True
     with stats.lock:
-        faults = stats.c.get("fault_reset", 0) + stats.c.get("fault_restart", 0)
-    return faults < a.min_faults and i < a.per_worker * 20
+        short = unmet(a, stats.c)
+    return bool(short) and i < a.per_worker * 20
 
 
 def deliverer(a, host, w, stats, env):
@@ -81,6 +110,7 @@ def deliverer(a, host, w, stats, env):
         while True:
             attempt += 1
             cmd = a.prefix[host] + [a.bin, "-c", "-v", "--dedup", a.maildir[host]]
+            began = time.monotonic()
             p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, env=env)
             if a.kill_rate and attempt == 1 and rnd.random() < a.kill_rate:
@@ -109,6 +139,7 @@ def deliverer(a, host, w, stats, env):
                     stats.add("timeouts")
                     stats.error(f"{mid}: no answer in {a.timeout} s (killed, retried)")
                     rc = -9
+                stats.took(time.monotonic() - began)
             if rc == 0:
                 line = out.decode(errors="replace").strip().splitlines()
                 if not line:
@@ -185,18 +216,26 @@ def reader(a, host, stats, stop, env):
 
 
 def faulter(a, stats, stop):
-    kinds = [k for k in ("reset", "restart") if getattr(a, f"{k}_on")]
+    """Injects the server faults in turn: a reset burst, then each --fault, then again."""
+    kinds = ([("reset", None)] if a.reset_on else []) + a.faults
+    if not a.fault_every:
+        kinds = []
     n = 0
     while kinds and not stop.wait(a.fault_every) and not (a.max_faults and n >= a.max_faults):
-        kind = kinds[n % len(kinds)]
+        kind, cmd = kinds[n % len(kinds)]
         n += 1
+        started = time.monotonic()
         if kind == "reset":
             subprocess.run(a.reset_on, shell=True, check=False)
             time.sleep(a.fault_len)
             subprocess.run(a.reset_off, shell=True, check=False)
         else:
-            subprocess.run(a.restart_on, shell=True, check=False)
+            r = subprocess.run(cmd, shell=True, check=False)
+            if r.returncode != 0:
+                stats.error(f"fault {kind}: the command failed (exit {r.returncode})")
+            stats.add("fault_restart")
         stats.add(f"fault_{kind}")
+        stats.add("fault_seconds", round(time.monotonic() - started, 1))
 
 
 def check(a, stats):
@@ -277,19 +316,23 @@ def main():
     ap.add_argument("--fault-len", type=float, default=1.0)
     ap.add_argument("--reset-on", default="")
     ap.add_argument("--reset-off", default="")
-    ap.add_argument("--restart-on", default="")
+    ap.add_argument("--fault", action="append", default=[],
+                    help="NAME=COMMAND: a daemon fault (counted as fault_NAME and fault_restart)")
     ap.add_argument("--no-readers", action="store_true")
     ap.add_argument("--timeout", type=float, default=120.0,
                     help="seconds an mdeliver process may take before it is killed (and a "
                     "delivery retried), like an MTA's time limit")
-    ap.add_argument("--min-faults", type=int, default=0,
-                    help="deliver past --per-worker until this many server faults were injected")
+    ap.add_argument("--stop-at", type=float, default=0,
+                    help="a Unix time after which no new message is sent (a run that must end "
+                    "by then reports what it delivered; stopped_early says so)")
     ap.add_argument("--max-faults", type=int, default=0,
                     help="stop injecting server faults after this many (0: never)")
     ap.add_argument("--require", default="",
-                    help="COUNTER=N,...: a violation unless each counter (kills, fault_reset, "
-                    "fault_restart) reached N")
+                    help="COUNTER=N,...: deliver past --per-worker until each counter (kills, "
+                    "fault_reset, fault_NAME) reached N; a violation if one did not")
     a = ap.parse_args()
+    a.faults = [tuple(f.split("=", 1)) for f in a.fault]
+    a.required = {k: int(n) for k, n in (r.split("=") for r in filter(None, a.require.split(",")))}
     a.prefix, a.maildir, hosts = {}, {}, []
     for h in a.host:
         name, md, *prefix = h.split("|", 2)
@@ -327,16 +370,16 @@ def main():
     r = {"label": a.label, "strategy": a.strategy or "auto", "seconds": round(elapsed, 2),
          "msg_per_s": round(stats.c.get("delivered", 0) / elapsed, 1)}
     r.update(stats.c)
+    if a.stop_at and time.time() >= a.stop_at:
+        r["stopped_early"] = 1
+    r.update(stats.timing())
     r.update(check(a, stats))
     r["errors_seen"] = stats.violations + stats.errors
-    print(json.dumps(r))
-    short = []
-    for req in filter(None, a.require.split(",")):
-        k, n = req.split("=")
-        if r.get(k, 0) < int(n):
-            short.append(f"{k} {r.get(k, 0)} < {n}")
+    r["fault_kinds"] = (["reset"] if a.reset_on else []) + [k for k, _ in a.faults]
+    short = unmet(a, r)
     if short:
         r["errors_seen"].insert(0, "faults not exercised: " + ", ".join(short))
+    print(json.dumps(r))
     bad = (r["lost"] or r["dup"] or r["partial"] or r["unreadable"] or r["acked_missing"]
            or r.get("listings_incomplete", 0) or r.get("listings_with_duplicates", 0) or short)
     sys.exit(1 if bad else 0)

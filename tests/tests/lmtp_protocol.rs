@@ -542,12 +542,109 @@ fn user_makes_root_deliver_as_that_user() {
     let name = names(&md.join("new")).pop().unwrap();
     let meta = std::fs::metadata(md.join("new").join(name)).unwrap();
     assert_eq!(meta.uid(), 65534);
-    // Without --user, root is warned that it stores as root.
-    let r = lmtp(&[], script, root);
+}
+
+/// A root server without `--user` writes each recipient's files as its maildir's owner (the
+/// one-shot path's rule, per recipient, in one process): two owners in one transaction (a
+/// user, and a uid with no user entry, which gets the maildir's group), root's own maildir,
+/// one `-c` creates under a directory of the second owner, and a maildir whose owner cannot
+/// write it (root could), which defers that recipient alone (4.2.0, after `DATA`). With identical copies
+/// (`--delivered-to none`) only copies of one owner become links to one file.
+#[test]
+fn a_root_server_writes_each_recipients_files_as_its_maildirs_owner() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !cli_support::is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let chown = |spec: &str, p: &Path| {
+        let st = Command::new("chown").args(["-R", spec]).arg(p).status();
+        assert!(st.unwrap().success(), "chown {spec} {}", p.display());
+    };
+    let x = root.join("x.example");
+    for name in ["a", "a2", "b", "r", "c"] {
+        make_maildir(&x.join(name));
+    }
+    std::fs::set_permissions(&x, std::fs::Permissions::from_mode(0o755)).unwrap();
+    chown("nobody:nogroup", &x.join("a"));
+    chown("nobody:nogroup", &x.join("a2"));
+    // No user has uid 64123: its maildir's group is used.
+    chown("64123:64124", &x.join("b"));
+    chown("nobody:nogroup", &x.join("c"));
+    for d in ["tmp", "new"] {
+        std::fs::set_permissions(x.join("c").join(d), std::fs::Permissions::from_mode(0o500))
+            .unwrap();
+    }
+    let y = root.join("y.example");
+    std::fs::create_dir(&y).unwrap();
+    chown("64123:64124", &y);
+    let owner = |md: &Path| {
+        let f = only_path(md);
+        let m = std::fs::metadata(&f).unwrap();
+        (m.uid(), m.gid(), m.nlink())
+    };
+
+    let script = "LHLO x\r\nMAIL FROM:<s@y>\r\nRCPT TO:<a@x.example>\r\n\
+                  RCPT TO:<b@x.example>\r\nRCPT TO:<r@x.example>\r\nRCPT TO:<c@x.example>\r\n\
+                  RCPT TO:<d@y.example>\r\nDATA\r\nhi\r\n.\r\nQUIT\r\n";
+    let r = lmtp(&["-c"], script, root);
+    let ok = "250 2.1.5 recipient ok\r\n";
+    let expected = format!(
+        "{GREETING}{LHLO}250 SIZE\r\n250 2.1.0 sender ok\r\n{ok}{ok}{ok}{ok}{ok}\
+         354 send the message; end it with a line holding only a dot\r\n\
+         250 2.0.0 delivered\r\n250 2.0.0 delivered\r\n250 2.0.0 delivered\r\n\
+         450 4.2.0 mailbox not writable: permission denied\r\n250 2.0.0 delivered\r\n\
+         221 2.0.0 bye\r\n"
+    );
+    assert_eq!(r.stdout, expected, "{}", r.stderr);
     assert!(
-        r.stderr.contains("running as root without --user"),
+        r.stderr.contains("<c@x.example>: ")
+            && r.stderr
+                .contains("x.example/c: creating file in tmp/: permission denied"),
         "{}",
         r.stderr
+    );
+    assert_eq!(owner(&x.join("a")), (65534, 65534, 1));
+    assert_eq!(owner(&x.join("b")), (64123, 64124, 1));
+    assert_eq!(owner(&x.join("r")), (0, 0, 1));
+    let d = y.join("d");
+    for dir in [d.clone(), d.join("tmp"), d.join("new"), d.join("cur")] {
+        assert_eq!(
+            std::fs::metadata(&dir).unwrap().uid(),
+            64123,
+            "{}",
+            dir.display()
+        );
+    }
+    assert_eq!(owner(&d), (64123, 64124, 1));
+    assert!(names(&x.join("c/new")).is_empty());
+    assert!(names(&x.join("c/tmp")).is_empty());
+
+    // Identical copies: a and a2 (one owner) share an inode; b's copy is its own.
+    for md in ["a", "a2", "b"] {
+        for e in std::fs::read_dir(x.join(md).join("new")).unwrap() {
+            std::fs::remove_file(e.unwrap().path()).unwrap();
+        }
+    }
+    let script = "LHLO x\r\nMAIL FROM:<s@y>\r\nRCPT TO:<a@x.example>\r\n\
+                  RCPT TO:<b@x.example>\r\nRCPT TO:<a2@x.example>\r\nDATA\r\nhi\r\n.\r\n";
+    let r = lmtp(&["--delivered-to", "none"], script, root);
+    assert!(
+        r.stdout
+            .ends_with("250 2.0.0 delivered\r\n".repeat(3).as_str()),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
+    assert_eq!(owner(&x.join("a")), (65534, 65534, 2));
+    assert_eq!(owner(&x.join("a2")), (65534, 65534, 2));
+    assert_eq!(owner(&x.join("b")), (64123, 64124, 1));
+    assert_eq!(
+        std::fs::metadata(only_path(&x.join("a"))).unwrap().ino(),
+        std::fs::metadata(only_path(&x.join("a2"))).unwrap().ino()
     );
 }
 

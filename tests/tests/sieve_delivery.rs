@@ -316,3 +316,207 @@ fn folder_copies_count_in_the_top_maildirsize_and_make_none_of_their_own() {
     assert!(r.stderr.starts_with("4.2.2 "), "{}", r.stderr);
     assert!(!t.maildir.join(".Lists/maildirsize").exists());
 }
+
+/// The same message with another body: another unit (another MTA queue entry), one
+/// Message-ID.
+fn resent(n: u32) -> Vec<u8> {
+    let mut m = MESSAGE.to_vec();
+    m.extend_from_slice(format!("sent again, {n}\n").as_bytes());
+    m
+}
+
+impl Site {
+    fn deliver_bytes(&self, message: &[u8]) -> Run {
+        run(
+            &[
+                &"-c",
+                &"--return-path=alice@example.net",
+                &"--delivered-to=bob@example.org",
+                &"--sieve",
+                &self.script,
+                &"--sendmail",
+                &self.sendmail,
+                &self.maildir,
+            ],
+            message,
+            &[("MDELIVER_TEST_DEDUP_LEASE", "1")],
+        )
+    }
+
+    /// The entries of remembered ids (`duplicate`, vacation) in the maildir's index.
+    fn remembered(&self) -> Vec<PathBuf> {
+        names(&self.maildir)
+            .into_iter()
+            .map(|n| self.maildir.join(n))
+            .filter(|p| std::fs::read(p).is_ok_and(|b| b.starts_with(b"mdeliver-sieve-seen ")))
+            .collect()
+    }
+
+    /// The number of messages in INBOX and in the folder `.F`.
+    fn counts(&self, f: &str) -> (usize, usize) {
+        let n = |p: PathBuf| names(&p.join("new")).len() + names(&p.join("cur")).len();
+        let folder = self.maildir.join(f);
+        (
+            n(self.maildir.clone()),
+            if folder.exists() { n(folder) } else { 0 },
+        )
+    }
+}
+
+const DUPLICATE: &str = "\
+require [\"duplicate\", \"fileinto\", \"mailbox\"];
+if duplicate { fileinto :create \"Dups\"; }
+";
+
+#[test]
+fn duplicate_sees_the_message_id_of_an_earlier_delivery_in_the_index() {
+    let s = site(DUPLICATE);
+    let r = s.deliver_bytes(MESSAGE);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(s.counts(".Dups"), (1, 0));
+    assert_eq!(
+        s.remembered().len(),
+        1,
+        "the id is remembered once delivered"
+    );
+    // The same Message-ID in another message: a duplicate.
+    let r = s.deliver_bytes(&resent(1));
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(s.counts(".Dups"), (1, 1));
+    // The MTA's retry of the first message follows its recorded plan (INBOX), although its
+    // own id is now remembered: the decision does not flip.
+    let r = s.deliver_bytes(MESSAGE);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(s.counts(".Dups"), (1, 1));
+}
+
+#[test]
+fn a_retry_after_a_crash_before_the_id_was_remembered_remembers_it_and_stores_nothing_more() {
+    let s = site(DUPLICATE);
+    let r = s.deliver_bytes(MESSAGE);
+    assert_eq!(r.code, 0, "{r:?}");
+    // The state of a kill after the copy was stored, before the id was recorded.
+    let entries = s.remembered();
+    assert_eq!(entries.len(), 1);
+    std::fs::remove_file(&entries[0]).unwrap();
+    // Until the retry, the id is not seen (the message did not count as delivered).
+    let r = s.deliver_bytes(MESSAGE);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(s.counts(".Dups"), (1, 0), "the retry stores nothing more");
+    assert_eq!(s.remembered(), entries, "the retry remembered the id");
+    let r = s.deliver_bytes(&resent(1));
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(s.counts(".Dups"), (1, 1));
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn a_duplicate_id_is_remembered_for_its_seconds_then_forgotten() {
+    let s = site(
+        "require [\"duplicate\", \"fileinto\", \"mailbox\"];\n\
+         if duplicate :seconds 4 { fileinto :create \"Dups\"; }\n",
+    );
+    let before = unix_now();
+    assert_eq!(s.deliver_bytes(MESSAGE).code, 0);
+    let after = unix_now();
+    // The entry is dated at the end of the period (the collection pass keeps it that long).
+    let entries = s.remembered();
+    assert_eq!(entries.len(), 1);
+    let text = std::fs::read_to_string(&entries[0]).unwrap();
+    let until: u64 = text
+        .strip_prefix("mdeliver-sieve-seen ")
+        .and_then(|t| t.split(' ').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("{text:?}"));
+    assert!(
+        before + 4 <= until && until <= after + 4,
+        "{before} {until} {after}"
+    );
+    let mtime = std::fs::metadata(&entries[0]).unwrap().modified().unwrap();
+    assert_eq!(
+        mtime
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+        until
+    );
+    assert_eq!(s.deliver_bytes(&resent(1)).code, 0);
+    // Within the period (unless this machine took 4 s for one delivery: then unknowable).
+    if unix_now() < until {
+        assert_eq!(s.counts(".Dups"), (1, 1), "within the period: a duplicate");
+    }
+    // Past the period, by the clock the delivery reads.
+    while unix_now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let dups = s.counts(".Dups").1;
+    assert_eq!(s.deliver_bytes(&resent(2)).code, 0);
+    assert_eq!(s.counts(".Dups").1, dups, "after it: not a duplicate");
+    assert_eq!(s.counts(".Dups").0, 3 - dups);
+}
+
+const VACATION: &str = "\
+require [\"vacation\"];
+vacation :days 3 :subject \"Away\" \"I am away until Monday.\nBack then.\";
+";
+
+/// The reply the vacation script sends to alice for `MESSAGE` (Message-ID m1).
+const REPLY: &str = "From: bob@example.org\nTo: alice@example.net\nSubject: Away\n\
+In-Reply-To: <m1@example.net>\nReferences: <m1@example.net>\nAuto-Submitted: auto-replied\n\
+MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\
+\nI am away until Monday.\nBack then.\n";
+
+#[test]
+fn vacation_replies_once_per_period_with_the_null_sender() {
+    let s = site(VACATION);
+    let r = s.deliver_bytes(MESSAGE);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(s.counts(".x"), (1, 0), "the message is kept");
+    let sent = s.sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].0, "-i\n-f\n<>\n--\nalice@example.net\n");
+    assert_eq!(String::from_utf8_lossy(&sent[0].1), REPLY);
+    // The MTA's retry of the same message: nothing more is sent.
+    assert_eq!(s.deliver_bytes(MESSAGE).code, 0);
+    // Another message from alice within the 3 days: no reply.
+    assert_eq!(s.deliver_bytes(&resent(1)).code, 0);
+    assert_eq!(s.sent().len(), 1);
+    assert_eq!(s.counts(".x"), (2, 0));
+    // The period over (its memory dated in the past, as 3 days later): a reply again.
+    let entries = s.remembered();
+    assert_eq!(entries.len(), 1);
+    let mut past = Default::default();
+    mdeliver_core::machine::unit::encode_seen(1, &mut past);
+    std::fs::write(&entries[0], &past[..]).unwrap();
+    assert_eq!(s.deliver_bytes(&resent(2)).code, 0);
+    let sent = s.sent();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent[1].0, sent[0].0);
+    assert_eq!(sent[1].1, sent[0].1);
+}
+
+#[test]
+fn a_vacation_reply_that_fails_is_sent_by_the_retry_once() {
+    let s = site(VACATION);
+    std::fs::write(s.dir.path().join("sendmail-down"), "").unwrap();
+    let r = s.deliver_bytes(MESSAGE);
+    assert_eq!(r.code, 75, "a reply that cannot be sent defers: {r:?}");
+    assert_eq!(s.counts(".x"), (1, 0), "the copy is stored");
+    assert!(
+        s.remembered().is_empty(),
+        "nothing remembered before the reply"
+    );
+    std::fs::remove_file(s.dir.path().join("sendmail-down")).unwrap();
+    let r = s.deliver_bytes(MESSAGE);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(s.counts(".x"), (1, 0));
+    assert_eq!(s.sent().len(), 1);
+    assert_eq!(s.deliver_bytes(MESSAGE).code, 0);
+    assert_eq!(s.sent().len(), 1);
+}

@@ -111,17 +111,13 @@ pub fn serve(srv: Server) -> ExitCode {
         }
     }
     // The sockets are bound (a privileged port or directory is fine); now the identity that
-    // writes the mail.
+    // writes the mail. Without --user, a root server writes each recipient's files as its
+    // maildir's owner (`owner`).
     if let Some(user) = &srv.args.user {
         if let Err(m) = crate::privilege::become_owner(Some(user), &[]) {
             eprintln!("mdeliver lmtp: {m}");
             return ExitCode::from(exit::TEMPFAIL);
         }
-    } else if rustix::process::geteuid().is_root() {
-        eprintln!(
-            "mdeliver lmtp: warning: running as root without --user: messages are stored as \
-             root; give --user (e.g. vmail) or run the server as the mail owner"
-        );
     }
     if listeners.is_empty() {
         session::serve(Conn::Stdio(std::io::stdin()), &srv);

@@ -7,6 +7,7 @@
 mod commit;
 mod conn;
 mod listen;
+mod owner;
 mod session;
 
 use std::collections::HashMap;
@@ -54,6 +55,13 @@ template applies; '#' starts a comment).
   A maildir that is missing (without -c) is answered 450 4.2.0 at RCPT, so the MTA retries \
 (550 5.2.0 with --strict-exit). A failure after DATA (a maildir that cannot be written, quota, \
 a loop, a full disk) is answered for that recipient alone, with the one-shot path's status.
+
+RUNNING AS ROOT
+  Without --user, a root server writes each recipient's files as the owner of its maildir (of \
+the nearest existing directory above one -c creates), with that user's groups, as the one-shot \
+mdeliver does; a maildir owned by root is written as root. A maildir its owner cannot write \
+is answered 450 4.2.0 for that recipient alone. With --user NAME, everything is written as \
+NAME.
 
 SIGNALS
   SIGTERM, SIGINT  stop accepting; sessions finish the message in flight, then get 421 4.3.2
@@ -289,6 +297,8 @@ pub struct Server {
     env: LinuxEnv,
     spool: PathBuf,
     committer: commit::Committer,
+    /// Root without `--user`: each recipient's files are written as its maildir's owner.
+    owners: owner::Owners,
     shutdown: Arc<AtomicBool>,
 }
 
@@ -372,6 +382,7 @@ fn setup(args: LmtpArgs) -> Result<Server, (u8, String)> {
         host,
         spool,
         committer: commit::Committer::start(commit::Committer::platform()),
+        owners: owner::Owners::new(args.user.is_none() && crate::privilege::started_as_root()),
         shutdown: Arc::new(AtomicBool::new(false)),
         args,
     })

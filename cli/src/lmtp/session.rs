@@ -25,6 +25,7 @@ use rustix::fs::{self as rfs, Mode, OFlags, CWD};
 
 use super::commit::{GroupFs, Source};
 use super::conn::{stop_of, Conn, Reader, Stop};
+use super::owner::Owner;
 use super::{DeliveredTo, Server};
 use crate::input::Input;
 use crate::linux::{LinuxFs, OpenOptions};
@@ -46,6 +47,8 @@ struct Rcpt {
     maildir: PathBuf,
     /// Opened at `RCPT`, so a missing maildir is refused there.
     fs: LinuxFs,
+    /// Who writes its files (a root server: the maildir's owner).
+    owner: Owner,
     /// Its Sieve script (`--sieve`, `--sieve-dovecot`), when it has one.
     script: Option<std::path::PathBuf>,
 }
@@ -132,13 +135,14 @@ pub fn serve(conn: Conn, srv: &Server) {
                 let address = String::from_utf8_lossy(address).into_owned();
                 match srv.routes.maildir(&recipient) {
                     None => Reply::Fixed(Fixed::UnknownUser),
-                    Some(maildir) => match srv.open(&maildir) {
-                        Ok(fs) => {
+                    Some(maildir) => match srv.open_as(&address, &maildir) {
+                        Ok((fs, owner)) => {
                             let script = super::Routes::script(&srv.args, &recipient, &maildir);
                             rcpts.push(Rcpt {
                                 address,
                                 maildir,
                                 fs,
+                                owner,
                                 script,
                             });
                             session.accepted();
@@ -297,6 +301,8 @@ fn deliver_all(
     let mut rcpts = rcpts.into_iter();
     let mut sent = 0;
     let mut source = None;
+    // Whose the first copy is: only their copies may become links to it.
+    let first_owner = rcpts.as_slice().first().map(|r| owner_uid(&r.owner));
     if n == 1 || srv.args.delivered_to == DeliveredTo::None {
         // One recipient (the common case): no thread to start. Identical copies: the first
         // one alone, then the others as hard links to it.
@@ -324,7 +330,8 @@ fn deliver_all(
                 let Some(r) = work.get(i).and_then(|w| w.lock().ok()?.take()) else {
                     return;
                 };
-                let (reply, _) = srv.deliver(sender, r, spool, source.cloned(), false);
+                let link = source.filter(|_| first_owner == Some(owner_uid(&r.owner)));
+                let (reply, _) = srv.deliver(sender, r, spool, link.cloned(), false);
                 if tx.send((i, reply)).is_err() {
                     return;
                 }
@@ -364,7 +371,31 @@ fn deliver_all(
     out.flush()
 }
 
+/// The uid a recipient's files are written as (`None`: the server's own).
+fn owner_uid(owner: &Owner) -> Option<u32> {
+    owner.as_ref().map(|id| id.uid.as_raw())
+}
+
 impl Server {
+    /// Finds who writes `maildir` and opens (with `-c`, creates) it as them; the failure is
+    /// logged with its cause.
+    fn open_as(&self, address: &str, maildir: &Path) -> Result<(LinuxFs, Owner), Failure> {
+        let fail = |kind, why: String| {
+            eprintln!("mdeliver lmtp: <{address}>: {}: {why}", maildir.display());
+            Failure::Open {
+                kind,
+                part: mdeliver_core::Dir::Root,
+                create: Create::of(self.args.create, false),
+            }
+        };
+        let owner = self.owners.of(maildir).map_err(|(k, why)| fail(k, why))?;
+        let _as = self
+            .owners
+            .enter(&owner)
+            .map_err(|why| fail(ErrorKind::Io, why))?;
+        Ok((self.open(maildir)?, owner))
+    }
+
     /// Opens (with `-c`, creates) a recipient's maildir.
     fn open(&self, maildir: &std::path::Path) -> Result<LinuxFs, Failure> {
         let open = OpenOptions {
@@ -488,6 +519,18 @@ impl Server {
         if let Some(script) = &r.script {
             return (self.deliver_sieve(sender, &r, script, spool), None);
         }
+        // Its files are its maildir's owner's (dropped last: after the maildir's descriptors).
+        let _as = match self.owners.enter(&r.owner) {
+            Ok(g) => g,
+            Err(why) => {
+                eprintln!("mdeliver lmtp: <{}>: {why}", r.address);
+                let f = Failure::Deliver(mdeliver_core::Error::new(
+                    ErrorKind::Io,
+                    mdeliver_core::Phase::Open,
+                ));
+                return (self.failed(&r.address, &r.maildir, &f), None);
+            }
+        };
         let mut settings = self.settings.clone();
         settings.return_path = Some(sender.to_vec());
         settings.delivered_to = match self.args.delivered_to {

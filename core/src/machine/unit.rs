@@ -1,5 +1,6 @@
 //! Several actions on one message as one exactly-once unit: every copy a Sieve script decides
-//! (each `fileinto` with its flags and `:create`, the `keep` into INBOX) and every `redirect`,
+//! (each `fileinto` with its flags and `:create`, the `keep` into INBOX), every `redirect`,
+//! the `duplicate` ids to remember and the `vacation` reply,
 //! performed so that after a crash at any step the MTA's retry completes exactly the set the
 //! script decided, none lost, none doubled.
 //!
@@ -26,6 +27,14 @@
 //!   being durable sends it again on the retry: a redirect is at least once, never lost.
 //!   (Nothing can make an external `sendmail` call and a local file change atomic; losing a
 //!   forward is worse than doubling it.)
+//! - **`duplicate` ids and the vacation reply** ([`Entry::Track`], [`Entry::Vacation`]) come
+//!   last and wait until every copy and redirect is done (RFC 7352 3: only a delivered
+//!   message counts as seen): the reply is sent while its marker is absent (as a redirect),
+//!   then each id, and the reply's sender and handle, is remembered ([`remember`]) in an
+//!   `mdeliver-dedup.<key>` entry ([`seen_key`]) dated at the end of its period, which the
+//!   interpreter's `Seen` store reads ([`seen_at`]). A crash before that leaves nothing
+//!   remembered; the retry follows the recorded plan (a `duplicate` test run again would now
+//!   see the message's own id) and remembers them.
 //! - **The record stays** after the unit completes, so a retry after a lost success status
 //!   replays the same plan (every copy a duplicate, every redirect marked); its name carries
 //!   the index's prefix, so the index's collection pass removes it after the duplicate window
@@ -127,6 +136,82 @@ pub enum Entry<'a> {
         /// The address.
         address: &'a [u8],
     },
+    /// A `duplicate` id to remember (RFC 7352) once the copies are stored.
+    Track {
+        /// Its index in the plan.
+        index: usize,
+        /// The interpreter's key ([`crate::sieve::Action::Track`]).
+        key: &'a [u8],
+        /// Remembered until then (seconds since 1970).
+        until: u64,
+    },
+    /// A vacation reply (RFC 5230) to send once the copies are stored, then remember.
+    Vacation {
+        /// Its index in the plan.
+        index: usize,
+        /// The reply.
+        reply: Reply<'a>,
+    },
+}
+
+/// A vacation reply as the plan records it (the interpreter's
+/// [`crate::sieve::Action::Vacation`], with its period made a date).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Reply<'a> {
+    /// The reply's recipient (the message's envelope sender).
+    pub to: &'a [u8],
+    /// `:from`; empty: the user's address.
+    pub from: &'a [u8],
+    /// The Subject.
+    pub subject: &'a [u8],
+    /// The body (with `mime`, a MIME entity).
+    pub reason: &'a [u8],
+    /// `:mime`.
+    pub mime: bool,
+    /// The message's Message-ID (empty: none).
+    pub in_reply_to: &'a [u8],
+    /// The memory's key (`vacation` NUL handle NUL sender).
+    pub key: &'a [u8],
+    /// Remembered until then (seconds since 1970).
+    pub until: u64,
+}
+
+impl<'a> Reply<'a> {
+    const FIELDS: usize = 6;
+
+    fn fields(&self) -> [&'a [u8]; Reply::FIELDS] {
+        [
+            self.to,
+            self.from,
+            self.subject,
+            self.reason,
+            self.in_reply_to,
+            self.key,
+        ]
+    }
+
+    /// Reads the internal form written by [`Plan::vacation`].
+    fn parse(data: &'a [u8]) -> Option<Reply<'a>> {
+        let until = u64::from_le_bytes(data.get(..8)?.try_into().ok()?);
+        let mime = *data.get(8)? != 0;
+        let mut rest = &data[9..];
+        let mut f: [&[u8]; Reply::FIELDS] = [&[]; Reply::FIELDS];
+        for x in f.iter_mut() {
+            let n = u16::from_le_bytes(rest.get(..2)?.try_into().ok()?) as usize;
+            *x = rest.get(2..2 + n)?;
+            rest = &rest[2 + n..];
+        }
+        rest.is_empty().then_some(Reply {
+            to: f[0],
+            from: f[1],
+            subject: f[2],
+            reason: f[3],
+            mime,
+            in_reply_to: f[4],
+            key: f[5],
+            until,
+        })
+    }
 }
 
 /// Why a plan could not be made.
@@ -138,6 +223,8 @@ pub enum PlanError {
 
 const COPY: u8 = b'c';
 const REDIRECT: u8 = b'r';
+const TRACK: u8 = b't';
+const VACATION: u8 = b'v';
 
 /// The actions of one unit, in order: what the record holds. Internally a list of
 /// `kind, create, flags, length, bytes` entries.
@@ -232,6 +319,7 @@ impl Plan {
                     }
                     Entry::Copy(o) => out.push(COPY, o.create, o.flags, o.mailbox.unwrap_or(b"")),
                     Entry::Redirect { address, .. } => out.push(REDIRECT, false, None, address),
+                    Entry::Track { .. } | Entry::Vacation { .. } => out.push_raw(&e),
                 }?;
             }
             // An empty name means INBOX in the internal form: keep that distinction.
@@ -250,6 +338,70 @@ impl Plan {
             return Ok(());
         }
         self.push(REDIRECT, false, None, address)
+    }
+
+    /// Adds a `duplicate` id to remember until `until`; a second one with the same key
+    /// replaces the first's date.
+    pub fn track(&mut self, key: &[u8], until: u64) -> Result<(), PlanError> {
+        let mut data = heapless::Vec::<u8, PLAN_MAX>::new();
+        data.extend_from_slice(&until.to_le_bytes())
+            .and_then(|()| data.extend_from_slice(key))
+            .map_err(|_| PlanError::TooLarge)?;
+        if self
+            .entries()
+            .any(|e| matches!(e, Entry::Track { key: k, .. } if k == key))
+        {
+            let mut out = Plan::new();
+            for e in self.entries() {
+                match e {
+                    Entry::Track { key: k, .. } if k == key => out.push(TRACK, false, None, &data),
+                    e => out.push_raw(&e),
+                }?;
+            }
+            *self = out;
+            return Ok(());
+        }
+        self.push(TRACK, false, None, &data)
+    }
+
+    /// Adds a vacation reply (`reply.until`: when its memory ends).
+    pub fn vacation(&mut self, reply: &Reply<'_>) -> Result<(), PlanError> {
+        let data = Plan::vacation_data(reply)?;
+        self.push(VACATION, false, None, &data)
+    }
+
+    fn vacation_data(reply: &Reply<'_>) -> Result<heapless::Vec<u8, PLAN_MAX>, PlanError> {
+        let mut data = heapless::Vec::<u8, PLAN_MAX>::new();
+        let too = |_| PlanError::TooLarge;
+        data.extend_from_slice(&reply.until.to_le_bytes())
+            .map_err(too)?;
+        data.push(reply.mime as u8)
+            .map_err(|_| PlanError::TooLarge)?;
+        for f in reply.fields() {
+            let n = u16::try_from(f.len()).map_err(|_| PlanError::TooLarge)?;
+            data.extend_from_slice(&n.to_le_bytes()).map_err(too)?;
+            data.extend_from_slice(f).map_err(too)?;
+        }
+        Ok(data)
+    }
+
+    /// Appends an entry of another plan as it is.
+    fn push_raw(&mut self, e: &Entry<'_>) -> Result<(), PlanError> {
+        match *e {
+            Entry::Copy(c) => self.push(COPY, c.create, c.flags, c.mailbox.unwrap_or(b"")),
+            Entry::Redirect { address, .. } => self.push(REDIRECT, false, None, address),
+            Entry::Track { key, until, .. } => {
+                let mut data = heapless::Vec::<u8, PLAN_MAX>::new();
+                data.extend_from_slice(&until.to_le_bytes())
+                    .and_then(|()| data.extend_from_slice(key))
+                    .map_err(|_| PlanError::TooLarge)?;
+                self.push(TRACK, false, None, &data)
+            }
+            Entry::Vacation { reply, .. } => {
+                let data = Plan::vacation_data(&reply)?;
+                self.push(VACATION, false, None, &data)
+            }
+        }
     }
 
     /// The actions, in order.
@@ -303,6 +455,19 @@ impl Plan {
                     let _ = out.extend_from_slice(b"redirect ");
                     hex(out, address);
                 }
+                Entry::Track { key, until, .. } => {
+                    let _ = out.extend_from_slice(b"track ");
+                    let mut data = heapless::Vec::<u8, PLAN_MAX>::new();
+                    let _ = data.extend_from_slice(&until.to_le_bytes());
+                    let _ = data.extend_from_slice(key);
+                    hex(out, &data);
+                }
+                Entry::Vacation { reply, .. } => {
+                    let _ = out.extend_from_slice(b"vacation ");
+                    // Held in the plan, so it fits.
+                    let data = Plan::vacation_data(&reply).unwrap_or_default();
+                    hex(out, &data);
+                }
             }
             let _ = out.push(b'\n');
         }
@@ -355,6 +520,18 @@ impl Plan {
                 b"redirect" => {
                     let n = unhex(f.next()?, &mut name)?;
                     plan.push(REDIRECT, false, None, &name[..n]).ok()?;
+                }
+                b"track" => {
+                    let n = unhex(f.next()?, &mut name)?;
+                    if n < 8 {
+                        return None;
+                    }
+                    plan.push(TRACK, false, None, &name[..n]).ok()?;
+                }
+                b"vacation" => {
+                    let n = unhex(f.next()?, &mut name)?;
+                    Reply::parse(&name[..n])?;
+                    plan.push(VACATION, false, None, &name[..n]).ok()?;
                 }
                 _ => return None,
             }
@@ -423,6 +600,15 @@ impl<'a> Iterator for Entries<'a> {
                     create,
                 })
             }
+            TRACK => Entry::Track {
+                index,
+                until: u64::from_le_bytes(data.get(..8)?.try_into().ok()?),
+                key: &data[8..],
+            },
+            VACATION => Entry::Vacation {
+                index,
+                reply: Reply::parse(data)?,
+            },
             _ => Entry::Redirect {
                 index,
                 address: data,
@@ -531,6 +717,107 @@ pub fn mark_sent<F: Fs + ?Sized>(fs: &mut F, key: &Key, sync: bool) -> Result<()
     Ok(())
 }
 
+/// The index key of a remembered Sieve id (a `duplicate` id or a vacation reply's sender
+/// and handle: the interpreter's key), apart from every message and unit key.
+pub fn seen_key(key: &[u8]) -> Key {
+    let mut h = Sha256::new();
+    h.update(b"mdeliver-sieve seen\0");
+    h.update(key);
+    Key(h.finalize().into())
+}
+
+/// The first bytes of a remembered id's entry.
+const SEEN_MAGIC: &[u8] = b"mdeliver-sieve-seen ";
+
+/// The most bytes a remembered id's entry holds.
+pub const SEEN_MAX: usize = 64;
+
+/// The entry of an id remembered until `until`: `mdeliver-sieve-seen <until> *<8 hex>\n`,
+/// the checksum over what precedes it.
+pub fn encode_seen(until: u64, out: &mut heapless::Vec<u8, SEEN_MAX>) {
+    let mut line = heapless::String::<SEEN_MAX>::new();
+    let _ = line.push_str(core::str::from_utf8(SEEN_MAGIC).unwrap_or(""));
+    let _ = write!(line, "{until} ");
+    let sum = checksum(line.as_bytes());
+    let _ = writeln!(line, "*{sum:08x}");
+    out.clear();
+    let _ = out.extend_from_slice(line.as_bytes());
+}
+
+/// Whether an entry written by [`encode_seen`] still holds at `now` (a torn or altered
+/// entry holds nothing: the id counts as not seen).
+pub fn seen_at(entry: &[u8], now: u64) -> bool {
+    let Some(rest) = entry.strip_suffix(b"\n") else {
+        return false;
+    };
+    let Some(star) = rest.iter().rposition(|&b| b == b'*') else {
+        return false;
+    };
+    let (body, sum) = (&rest[..star], &rest[star + 1..]);
+    let sum_ok = core::str::from_utf8(sum)
+        .ok()
+        .filter(|s| s.len() == 8)
+        .and_then(|s| u32::from_str_radix(s, 16).ok())
+        == Some(checksum(body));
+    let until = body
+        .strip_prefix(SEEN_MAGIC)
+        .and_then(|b| b.strip_suffix(b" "))
+        .and_then(|b| core::str::from_utf8(b).ok())
+        .and_then(|b| b.parse::<u64>().ok());
+    match until {
+        Some(until) if sum_ok => now < until,
+        _ => false,
+    }
+}
+
+/// Remembers `key` (an interpreter's key) until `until`: its entry is written anew (a later
+/// record of the key replaces the earlier one) and, with `sync`, flushed with the root. The
+/// entry's modification time is set to `until`, so the index's collection pass (which removes
+/// entries idle for its window) keeps it at least for its period, however long.
+pub fn remember<F: Fs + ?Sized>(
+    fs: &mut F,
+    key: &[u8],
+    until: u64,
+    sync: bool,
+) -> Result<(), Error> {
+    let io = |e| Error::new(e, Phase::Dedup);
+    let name = seen_key(key).entry_name();
+    let mut data = heapless::Vec::new();
+    encode_seen(until, &mut data);
+    let mut file = fs.create(Dir::Root, &name, false).map_err(io)?;
+    let mut done = 0;
+    let mut r = Ok(());
+    while done < data.len() {
+        match fs.write(&mut file, &data[done..]) {
+            Ok(0) => {
+                r = Err(ErrorKind::Io);
+                break;
+            }
+            Ok(k) => done += k,
+            Err(ErrorKind::Interrupted) => {}
+            Err(e) => {
+                r = Err(e);
+                break;
+            }
+        }
+    }
+    let r = r
+        .and_then(|()| fs.set_mtime(&file, i64::try_from(until).unwrap_or(i64::MAX)))
+        .and_then(|()| {
+            if sync {
+                fs.sync_file(&mut file)
+            } else {
+                Ok(())
+            }
+        });
+    let closed = fs.close(file);
+    r.and(closed).map_err(io)?;
+    if sync {
+        fs.sync_dir(Dir::Root).map_err(io)?;
+    }
+    Ok(())
+}
+
 /// What performing one copy gave.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum CopyDone {
@@ -553,6 +840,8 @@ pub trait Performer {
     fn copy(&mut self, copy: &Copy<'_>, key: Key) -> Result<CopyDone, Error>;
     /// Sends the message to `address` (through the MTA).
     fn redirect(&mut self, index: usize, address: &[u8]) -> Result<(), Error>;
+    /// Sends the vacation reply `reply` (through the MTA, with the null envelope sender).
+    fn vacation(&mut self, index: usize, reply: &Reply<'_>) -> Result<(), Error>;
     /// Whether the record and markers are flushed (false in a no-fsync run).
     fn sync(&self) -> bool {
         true
@@ -580,8 +869,15 @@ pub enum Done {
     IntoInbox(CopyDone),
     /// A redirect sent now.
     Sent,
-    /// A redirect sent by an earlier attempt.
+    /// A redirect or vacation reply sent by an earlier attempt.
     AlreadySent,
+    /// A `duplicate` id remembered.
+    Remembered,
+    /// A vacation reply sent now, and remembered.
+    Replied,
+    /// Left for the retry: an earlier action failed, so the message is not delivered yet
+    /// (an id is remembered, and a reply sent, only once every copy is stored).
+    Waiting,
 }
 
 impl Performed {
@@ -631,8 +927,41 @@ pub fn perform<P: Performer + ?Sized>(
                     Err(e) => Err(e),
                 }
             }
+            // After every copy and redirect (below).
+            Entry::Track { .. } | Entry::Vacation { .. } => Ok(Done::Waiting),
         };
         let _ = results.push(r);
+    }
+    // Only a delivered message counts as seen (RFC 7352 3) and gets a reply: the ids and the
+    // reply wait until every other action is done; the retry does them otherwise.
+    if results.iter().all(|r| r.is_ok()) {
+        for e in plan.entries() {
+            let (index, r) = match e {
+                Entry::Track { index, key, until } => (
+                    index,
+                    remember(p.root(), key, until, sync).map(|()| Done::Remembered),
+                ),
+                Entry::Vacation { index, reply } => {
+                    // The reply's marker, as a redirect's: sent at least once, never lost.
+                    let marker = redirect_key(unit, index);
+                    let sent = match redirect_sent(p.root(), &marker) {
+                        Ok(true) => Ok(Done::AlreadySent),
+                        Ok(false) => p
+                            .vacation(index, &reply)
+                            .and_then(|()| mark_sent(p.root(), &marker, sync))
+                            .map(|()| Done::Replied),
+                        Err(e) => Err(e),
+                    };
+                    let r = sent
+                        .and_then(|d| remember(p.root(), reply.key, reply.until, sync).map(|()| d));
+                    (index, r)
+                }
+                _ => continue,
+            };
+            if let Some(slot) = results.get_mut(index) {
+                *slot = r;
+            }
+        }
     }
     Ok(Performed {
         begun,
@@ -744,6 +1073,92 @@ mod tests {
     }
 
     #[test]
+    fn a_remembered_id_holds_until_its_date_and_not_when_torn() {
+        let mut e = heapless::Vec::new();
+        encode_seen(1_000, &mut e);
+        assert_eq!(
+            &e[..],
+            b"mdeliver-sieve-seen 1000 *"
+                .as_slice()
+                .iter()
+                .copied()
+                .chain(std::format!("{:08x}\n", checksum(b"mdeliver-sieve-seen 1000 ")).bytes())
+                .collect::<std::vec::Vec<u8>>()
+                .as_slice()
+        );
+        assert!(seen_at(&e, 0));
+        assert!(seen_at(&e, 999));
+        assert!(!seen_at(&e, 1_000));
+        for cut in 0..e.len() {
+            assert!(!seen_at(&e[..cut], 0), "cut at {cut}");
+        }
+        for i in 0..e.len() - 1 {
+            let mut bad = e.clone();
+            bad[i] ^= 1;
+            assert!(!seen_at(&bad, 0), "byte {i} flipped");
+        }
+    }
+
+    #[test]
+    fn ids_and_replies_round_trip_through_the_record() {
+        let mut p = plan();
+        p.track(b"duplicate\0\0<1@x>", 500).unwrap();
+        p.vacation(&Reply {
+            to: b"a@b",
+            from: b"",
+            subject: "Auto: caf\u{e9}".as_bytes(),
+            reason: b"away\r\n",
+            mime: true,
+            in_reply_to: b"<1@x>",
+            key: b"vacation\0h\0a@b",
+            until: 9_999,
+        })
+        .unwrap();
+        // A second track of one key replaces its date, in place.
+        p.track(b"duplicate\0\0<1@x>", 700).unwrap();
+        p.copy(Some(b"Lists/rust"), None, false).unwrap();
+        let mut rec = heapless::Vec::new();
+        p.encode(&mut rec);
+        let text = core::str::from_utf8(&rec).unwrap();
+        let kinds: std::vec::Vec<&str> =
+            text.lines().map(|l| l.split(' ').next().unwrap()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "mdeliver-sieve-unit",
+                "copy",
+                "redirect",
+                "copy",
+                "copy",
+                "track",
+                "vacation",
+                "end"
+            ]
+        );
+        let back = Plan::decode(&rec).unwrap();
+        assert_eq!(back, p);
+        let e: std::vec::Vec<Entry<'_>> = back.entries().collect();
+        assert_eq!(
+            e[4],
+            Entry::Track {
+                index: 4,
+                key: b"duplicate\0\0<1@x>",
+                until: 700
+            }
+        );
+        let Entry::Vacation { index: 5, reply } = e[5] else {
+            panic!("{:?}", e[5])
+        };
+        assert_eq!(reply.subject, "Auto: caf\u{e9}".as_bytes());
+        assert_eq!(
+            (reply.mime, reply.until, reply.key),
+            (true, 9_999, &b"vacation\0h\0a@b"[..])
+        );
+        // The copy into Lists/rust merged into the first.
+        assert_eq!(e.len(), 6);
+    }
+
+    #[test]
     fn keys_differ_per_copy_and_from_the_message_keys() {
         let u = unit_key([7; 32]);
         let all = [
@@ -751,6 +1166,7 @@ mod tests {
             copy_key(&u, 0),
             copy_key(&u, 1),
             redirect_key(&u, 0),
+            seen_key(b"duplicate\0\0<1@x>"),
             Key::from_content_digest([7; 32]),
         ];
         for i in 0..all.len() {

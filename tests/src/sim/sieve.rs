@@ -27,7 +27,7 @@ use mdeliver_core::machine::deliver::{Durability, Options};
 use mdeliver_core::machine::mta::{Accepted, Mta, MtaOptions, Order};
 use mdeliver_core::machine::quota::{parse_maildirsize, CheckOptions, MAILDIRSIZE};
 use mdeliver_core::machine::run;
-use mdeliver_core::machine::unit::{self, Copy, CopyDone, Entry, Performer, Plan};
+use mdeliver_core::machine::unit::{self, Copy, CopyDone, Entry, Performer, Plan, Reply};
 use mdeliver_core::{Error, ErrorKind, Flags, Phase};
 
 /// A unit scenario.
@@ -43,6 +43,10 @@ pub struct UnitScenario {
     pub redirects: Vec<&'static str>,
     /// What the script decides on the retry, when it differs (None: the same).
     pub retry_copies: Option<Vec<(Option<&'static str>, Option<&'static str>)>>,
+    /// `duplicate` ids the script tracks (remembered once the copies are stored).
+    pub tracks: Vec<&'static str>,
+    /// A vacation reply the script sends (to the message's sender), remembered likewise.
+    pub vacation: bool,
     /// With a Maildir++ quota in every maildir.
     pub quota: bool,
     /// What the filesystems offer (without unnamed tmp files, a named one is renamed).
@@ -64,6 +68,22 @@ impl UnitScenario {
         if redirects {
             for r in &self.redirects {
                 p.redirect(r.as_bytes()).expect("a small plan");
+            }
+            for t in &self.tracks {
+                p.track(t.as_bytes(), UNTIL).expect("a small plan");
+            }
+            if self.vacation {
+                p.vacation(&Reply {
+                    to: b"alice@example.org",
+                    from: b"",
+                    subject: b"Auto: sieve",
+                    reason: b"away",
+                    mime: false,
+                    in_reply_to: b"<unit@sim>",
+                    key: b"vacation\0h\0alice@example.org",
+                    until: UNTIL,
+                })
+                .expect("a small plan");
             }
         }
         p
@@ -104,6 +124,9 @@ impl UnitScenario {
         }
     }
 }
+
+/// When the scenarios' remembered ids expire (long after every simulated clock).
+const UNTIL: u64 = 10_000_000_000;
 
 /// The body of the unit's message.
 pub fn body() -> Vec<u8> {
@@ -323,6 +346,16 @@ impl Performer for World {
         self.sent.push(address.to_vec());
         Ok(())
     }
+
+    fn vacation(&mut self, _index: usize, reply: &Reply<'_>) -> Result<(), Error> {
+        // Handing the reply to sendmail: one step, as a redirect.
+        let r = self.fss[0].spend();
+        r.map_err(|k| Error::new(k, Phase::Publish))?;
+        let mut to = b"vacation:".to_vec();
+        to.extend_from_slice(reply.to);
+        self.sent.push(to);
+        Ok(())
+    }
 }
 
 /// A broken invariant and where.
@@ -404,6 +437,28 @@ fn recover(cfg: &UnitScenario, mut w: World) -> Option<(Invariant, String)> {
         .and_then(Plan::decode)
         .unwrap_or_else(|| cfg.retry());
     let sent_before = w.sent.len();
+    // An id or a reply is remembered only once every copy is stored (RFC 7352 3): in any
+    // crash image that kept a memory entry, every planned copy is there.
+    let remembered = |w: &World, key: &[u8]| {
+        w.fss[0]
+            .fs
+            .contents(Dir::Root, &unit::seen_key(key).entry_name())
+            .is_some_and(|e| unit::seen_at(e, w.env.secs()))
+    };
+    let memory_keys: Vec<Vec<u8>> = expected
+        .entries()
+        .filter_map(|e| match e {
+            Entry::Track { key, .. } => Some(key.to_vec()),
+            Entry::Vacation { reply, .. } => Some(reply.key.to_vec()),
+            _ => None,
+        })
+        .collect();
+    let early = memory_keys.iter().any(|k| remembered(&w, k));
+    // How many copies the crash image holds.
+    let held_before: usize = match stored(&w) {
+        Ok(s) => s.iter().map(Vec::len).sum(),
+        Err(v) => return Some(v),
+    };
     // Past every lease and clock margin of the attempt that died.
     w.env.micros += 3_600 * 1_000_000;
     match unit::perform(&mut w, &key, cfg.retry()) {
@@ -451,6 +506,46 @@ fn recover(cfg: &UnitScenario, mut w: World) -> Option<(Invariant, String)> {
             return Some((
                 Invariant::UnitExactlyOnce,
                 format!("maildir {i} holds {h:?}, the plan says {wa:?}"),
+            ));
+        }
+    }
+    if early {
+        // (Merged INBOX copies are one file: `want` counts them once.)
+        let planned: usize = want.iter().map(Vec::len).sum();
+        if held_before < planned {
+            return Some((
+                Invariant::UnitExactlyOnce,
+                "an id was remembered before every copy was stored".into(),
+            ));
+        }
+    }
+    // Every id and reply is remembered after the retry.
+    for k in &memory_keys {
+        if !remembered(&w, k) {
+            return Some((
+                Invariant::UnitExactlyOnce,
+                format!(
+                    "{:?} is not remembered after the retry",
+                    String::from_utf8_lossy(k)
+                ),
+            ));
+        }
+    }
+    // The vacation reply: at least once, twice only if the crash fell between the MTA
+    // accepting it and its marker.
+    if expected
+        .entries()
+        .any(|e| matches!(e, Entry::Vacation { .. }))
+    {
+        let n = w
+            .sent
+            .iter()
+            .filter(|s| s.starts_with(b"vacation:"))
+            .count();
+        if n == 0 || n > 2 {
+            return Some((
+                Invariant::UnitExactlyOnce,
+                format!("the vacation reply was sent {n} times"),
             ));
         }
     }
@@ -577,6 +672,8 @@ pub fn scenarios() -> Vec<UnitScenario> {
         copies: vec![(Some("A"), None), (Some("B"), Some("S")), (None, None)],
         redirects: vec![],
         retry_copies: None,
+        tracks: vec![],
+        vacation: false,
         quota: false,
         caps: Capabilities::LINUX_LOCAL,
     };
@@ -614,5 +711,13 @@ pub fn scenarios() -> Vec<UnitScenario> {
         },
         ..base.clone()
     };
-    vec![base, three, redirect, missing, renamed]
+    let remember = UnitScenario {
+        name: "sieve unit: fileinto A, keep, duplicate id, vacation reply".into(),
+        folders: vec!["A"],
+        copies: vec![(Some("A"), None), (None, None)],
+        tracks: vec!["duplicate\0\0<unit@sim>"],
+        vacation: true,
+        ..base.clone()
+    };
+    vec![base, three, redirect, missing, renamed, remember]
 }

@@ -1,0 +1,173 @@
+//! A root server without `--user` writes each recipient's files as that maildir's owner, as
+//! the one-shot path does (issue 13; the decision is the core's
+//! [`mdeliver_core::mda::owner::deliver_as`], asked per maildir): the owner's uid, primary
+//! group and supplementary groups (or, for a uid with no user entry, the maildir's group); a
+//! maildir owned by root is delivered as root.
+//!
+//! Without forking: on Linux the identity that file operations are checked and created with
+//! is per thread. The thread that opens (at `RCPT`, creating with `-c`) and delivers a
+//! recipient's files sets its own supplementary groups (the raw `setgroups` system call,
+//! which, unlike the C library's, changes only the calling thread) and its filesystem uid and
+//! gid (`setfsgid`, `setfsuid`) around them, and sets back root's afterwards. A filesystem uid
+//! other than 0 drops the capabilities that override file permissions (`CAP_DAC_OVERRIDE`,
+//! `CAP_FOWNER`, `CAP_CHOWN`...) for that thread, so the owner's permissions are what is
+//! checked: a maildir its owner cannot write fails for its recipient alone. The process keeps
+//! its real, effective and saved uid 0, so the next recipient can be someone else.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use mdeliver_core::mda::owner::{deliver_as, DeliverAs, Refusal};
+use mdeliver_core::ErrorKind;
+use rustix::process::Gid;
+
+use crate::privilege::{self, Identity};
+
+/// Who writes a maildir: `None` for the server's own identity.
+pub type Owner = Option<Arc<Identity>>;
+
+/// The per-recipient switch, and the users looked up so far.
+#[derive(Debug)]
+pub struct Owners {
+    /// Whether to switch at all: started as root, without `--user`.
+    switch: bool,
+    /// The server's own groups and group, set back after each delivery.
+    groups: Vec<Gid>,
+    gid: u32,
+    /// (uid, maildir gid) → the identity (one user-database look-up per owner).
+    known: Mutex<HashMap<(u32, u32), Arc<Identity>>>,
+}
+
+impl Owners {
+    /// `switch`: whether the server runs as root with no `--user`.
+    pub fn new(switch: bool) -> Owners {
+        let groups = match switch {
+            true => rustix::process::getgroups().unwrap_or_default(),
+            false => Vec::new(),
+        };
+        Owners {
+            switch,
+            groups,
+            gid: rustix::process::getegid().as_raw(),
+            known: Mutex::default(),
+        }
+    }
+
+    /// Who writes `maildir` (or, for one `-c` is to create, the nearest directory above it
+    /// that exists). An owner that cannot be found fails the recipient (`Err`, with the
+    /// message to log).
+    pub fn of(&self, maildir: &Path) -> Result<Owner, (ErrorKind, String)> {
+        if !self.switch {
+            return Ok(None);
+        }
+        let found = std::iter::once(privilege::owner(maildir));
+        match deliver_as(None, true, found) {
+            Ok(DeliverAs::Owner { uid, gid }) => {
+                let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(id) = known.get(&(uid, gid)) {
+                    return Ok(Some(id.clone()));
+                }
+                let id = Arc::new(
+                    privilege::by_uid(uid, gid)
+                        .map_err(|m| (ErrorKind::Io, format!("finding its owner: {m}")))?,
+                );
+                known.insert((uid, gid), id.clone());
+                Ok(Some(id))
+            }
+            Ok(DeliverAs::Unchanged | DeliverAs::Named) => Ok(None),
+            Err(Refusal::Owner { error, .. }) => {
+                let kind = error
+                    .raw_os_error()
+                    .map(|n| {
+                        crate::linux::error_kind(
+                            rustix::io::Errno::from_raw_os_error(n),
+                            crate::linux::Call::Other,
+                        )
+                    })
+                    .unwrap_or(ErrorKind::Io);
+                Err((kind, format!("finding its owner: {error}")))
+            }
+            // One maildir at a time: neither can happen.
+            Err(Refusal::NotRoot | Refusal::DifferentOwners { .. }) => Ok(None),
+        }
+    }
+
+    /// Makes this thread's file operations those of `owner` until the guard is dropped.
+    pub fn enter(&self, owner: &Owner) -> Result<As<'_>, String> {
+        let Some(id) = owner else {
+            return Ok(As { back: None });
+        };
+        // From here on, every step done is undone by the guard's drop.
+        let guard = As {
+            back: Some((&self.groups, self.gid)),
+        };
+        let groups: Vec<Gid> = id
+            .groups
+            .iter()
+            .map(|g| Gid::from_raw(g.as_raw()))
+            .collect();
+        let fail = |what: &str, e: &dyn std::fmt::Display| {
+            format!("switching to {} ({what}): {e}", id.name)
+        };
+        rustix::thread::set_thread_groups(&groups).map_err(|e| fail("groups", &e))?;
+        set_fs(Id::Gid, id.gid.as_raw()).map_err(|e| fail("gid", &e))?;
+        set_fs(Id::Uid, id.uid.as_raw()).map_err(|e| fail("uid", &e))?;
+        Ok(guard)
+    }
+}
+
+/// While alive, this thread writes as a maildir's owner; dropped, as root again.
+#[must_use]
+pub struct As<'a> {
+    /// The server's groups and group to set back, when the thread switched.
+    back: Option<(&'a [Gid], u32)>,
+}
+
+impl Drop for As<'_> {
+    fn drop(&mut self) {
+        let Some((groups, gid)) = self.back else {
+            return;
+        };
+        // Setting root's ids back cannot fail while the thread keeps uid 0 (real, effective
+        // and saved): a failure would leave the thread unable to deliver for anyone else, so
+        // it is fatal rather than silently wrong.
+        let back = set_fs(Id::Uid, 0)
+            .and_then(|()| set_fs(Id::Gid, gid))
+            .and_then(|()| rustix::thread::set_thread_groups(groups).map_err(Into::into));
+        if let Err(e) = back {
+            eprintln!("mdeliver lmtp: cannot switch a delivery thread back to root: {e}");
+            std::process::abort();
+        }
+    }
+}
+
+#[derive(Copy, Clone)]
+enum Id {
+    Uid,
+    Gid,
+}
+
+/// `setfsuid`/`setfsgid` for this thread, checked: the call returns the previous value, never
+/// an error, so the new one is read back (a call with the invalid id -1 changes nothing and
+/// returns the current one).
+fn set_fs(which: Id, id: u32) -> std::io::Result<()> {
+    // SAFETY: setfsuid/setfsgid take a plain integer and change only this thread's
+    // credentials; no memory is involved.
+    let now = unsafe {
+        match which {
+            Id::Uid => {
+                libc::setfsuid(id);
+                libc::setfsuid(u32::MAX)
+            }
+            Id::Gid => {
+                libc::setfsgid(id);
+                libc::setfsgid(u32::MAX)
+            }
+        }
+    };
+    match u32::try_from(now) == Ok(id) {
+        true => Ok(()),
+        false => Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied)),
+    }
+}
