@@ -460,9 +460,15 @@ impl Server {
         if matches!(self.args.delivered_to, DeliveredTo::Rcpt) {
             cmd.arg(format!("--delivered-to={}", r.address));
         }
-        cmd.arg("--no-syslog").arg("--sieve").arg(script);
+        // The joined `--opt=VALUE` forms, which the one-shot's quick argument parser takes.
+        let joined = |opt: &str, value: &Path| {
+            let mut a = std::ffi::OsString::from(opt);
+            a.push(value);
+            a
+        };
+        cmd.arg("--no-syslog").arg(joined("--sieve=", script));
         if let Some(s) = &self.args.sendmail {
-            cmd.arg("--sendmail").arg(s);
+            cmd.arg(joined("--sendmail=", s));
         }
         for (on, flag) in [
             (self.args.create, "-c"),
