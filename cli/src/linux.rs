@@ -28,6 +28,13 @@ pub enum Call {
     Other,
 }
 
+/// The kind of a std I/O error (one that carries no errno is [`ErrorKind::Io`]).
+pub fn io_error_kind(e: &std::io::Error) -> ErrorKind {
+    e.raw_os_error().map_or(ErrorKind::Io, |n| {
+        error_kind(Errno::from_raw_os_error(n), Call::Other)
+    })
+}
+
 /// The one errno → [`ErrorKind`] mapping of the Linux adapter.
 pub fn error_kind(e: Errno, call: Call) -> ErrorKind {
     let unsupported_call = matches!(call, Call::RenameNoReplace | Call::TmpFile);

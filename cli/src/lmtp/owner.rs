@@ -77,15 +77,7 @@ impl Owners {
             }
             Ok(DeliverAs::Unchanged | DeliverAs::Named) => Ok(None),
             Err(Refusal::Owner { error, .. }) => {
-                let kind = error
-                    .raw_os_error()
-                    .map(|n| {
-                        crate::linux::error_kind(
-                            rustix::io::Errno::from_raw_os_error(n),
-                            crate::linux::Call::Other,
-                        )
-                    })
-                    .unwrap_or(ErrorKind::Io);
+                let kind = crate::linux::io_error_kind(&error);
                 Err((kind, format!("finding its owner: {error}")))
             }
             // One maildir at a time: neither can happen.

@@ -251,15 +251,7 @@ fn receive(input: &mut impl BufRead, srv: &Server) -> Received {
         input.consume(d.consumed);
         if let Ok(f) = &mut spool {
             if let Err(e) = f.write_all(&buf[..d.produced]) {
-                let k = e
-                    .raw_os_error()
-                    .map(|n| {
-                        crate::linux::error_kind(
-                            rustix::io::Errno::from_raw_os_error(n),
-                            crate::linux::Call::Other,
-                        )
-                    })
-                    .unwrap_or(ErrorKind::Io);
+                let k = crate::linux::io_error_kind(&e);
                 spool = Err(k);
             }
         }
