@@ -502,25 +502,34 @@ fn create_parents_makes_a_new_domains_directory() {
     assert_eq!(names(&root.join("new.example/zed/new")).len(), 1);
 }
 
+/// `chown -R SPEC PATH`, which must succeed.
+fn chown(spec: &str, p: &Path) {
+    let st = Command::new("chown").args(["-R", spec]).arg(p).status();
+    assert!(st.unwrap().success(), "chown {spec} {}", p.display());
+}
+
+/// A fresh directory every user may enter (the owner tests' root), or `None` (the test says
+/// why it is skipped) when not running as root.
+fn root_only_dir() -> Option<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    if !cli_support::is_root() {
+        eprintln!("skipped: needs root");
+        return None;
+    }
+    let t = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    Some(t)
+}
+
 /// `--user NAME`: a root server writes the mail as that user.
 #[test]
 fn user_makes_root_deliver_as_that_user() {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    if !cli_support::is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
-    let t = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let Some(t) = root_only_dir() else { return };
     let root = t.path();
-    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
     let md = root.join("x.example/n");
     make_maildir(&md);
-    let st = Command::new("chown")
-        .args(["-R", "nobody"])
-        .arg(root.join("x.example"))
-        .status()
-        .unwrap();
-    assert!(st.success());
+    chown("nobody", &root.join("x.example"));
     let script = "LHLO x\r\nMAIL FROM:<s@y>\r\nRCPT TO:<n@x.example>\r\nDATA\r\nhi\r\n.\r\n";
     let r = lmtp(
         &[
@@ -553,17 +562,8 @@ fn user_makes_root_deliver_as_that_user() {
 #[test]
 fn a_root_server_writes_each_recipients_files_as_its_maildirs_owner() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    if !cli_support::is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
-    let t = tempfile::tempdir().unwrap();
+    let Some(t) = root_only_dir() else { return };
     let root = t.path();
-    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let chown = |spec: &str, p: &Path| {
-        let st = Command::new("chown").args(["-R", spec]).arg(p).status();
-        assert!(st.unwrap().success(), "chown {spec} {}", p.display());
-    };
     let x = root.join("x.example");
     for name in ["a", "a2", "b", "r", "c"] {
         make_maildir(&x.join(name));
