@@ -114,8 +114,8 @@ pub fn serve(srv: Server) -> ExitCode {
     // writes the mail. Without --user, a root server writes each recipient's files as its
     // maildir's owner (`owner`).
     if let Some(user) = &srv.args.user {
-        if let Err(m) = crate::privilege::become_owner(Some(user), &[]) {
-            eprintln!("mdeliver lmtp: {m}");
+        if let Err(r) = crate::privilege::become_owner(Some(user), &[]) {
+            eprintln!("mdeliver lmtp: {}", r.message(&[]));
             return ExitCode::from(exit::TEMPFAIL);
         }
     }
