@@ -75,6 +75,53 @@ const HEADER_MAX: usize = 1 << 20;
 /// past it, the test sees the start of the body, and `sieve test` says so).
 const BODY_MAX: usize = 16 << 20;
 
+/// The arenas a script compiles into ([`compile`]). [`Limits::nodes_for`] is the most
+/// nodes a script can need (one per two bytes, as if every token were one character), far
+/// more than real scripts use (some one per 6 bytes); filling that many before each
+/// delivery costs more than compiling. So a first, smaller node arena is tried, and the
+/// largest only for a script that fills it.
+#[derive(Default)]
+struct Arenas {
+    nodes: Vec<Node>,
+    strings: Vec<u8>,
+    more_nodes: Vec<Node>,
+    more_strings: Vec<u8>,
+}
+
+impl Arenas {
+    /// The first node arena for a script of `len` bytes.
+    fn first_nodes(len: usize) -> usize {
+        (len / 3 + 64).min(Limits::nodes_for(len))
+    }
+
+    fn compile<'a>(
+        &'a mut self,
+        src: &[u8],
+        limits: &Limits,
+    ) -> Result<Script<'a>, mdeliver_core::sieve::CompileError> {
+        let Arenas {
+            nodes,
+            strings,
+            more_nodes,
+            more_strings,
+        } = self;
+        let first = Self::first_nodes(src.len());
+        *nodes = vec![Node::FREE; first];
+        *strings = vec![0u8; Limits::strings_for(src.len())];
+        match compile(src, limits, nodes, strings) {
+            Err(e)
+                if e.kind == mdeliver_core::sieve::ErrorKind::TooManyNodes
+                    && first < Limits::nodes_for(src.len()) =>
+            {
+                *more_nodes = vec![Node::FREE; Limits::nodes_for(src.len())];
+                *more_strings = vec![0u8; Limits::strings_for(src.len())];
+                compile(src, limits, more_nodes, more_strings)
+            }
+            r => r,
+        }
+    }
+}
+
 /// Runs `mdeliver sieve`.
 pub fn run_command(a: &SieveArgs) -> ExitCode {
     let script_path = match &a.action {
@@ -88,9 +135,8 @@ pub fn run_command(a: &SieveArgs) -> ExitCode {
         }
     };
     let limits = Limits::default();
-    let mut nodes = vec![Node::FREE; Limits::nodes_for(src.len())];
-    let mut strings = vec![0u8; Limits::strings_for(src.len())];
-    let script = match compile(&src, &limits, &mut nodes, &mut strings) {
+    let mut arenas = Arenas::default();
+    let script = match arenas.compile(&src, &limits) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{}:{e}", script_path.display());
@@ -343,9 +389,8 @@ pub fn deliver(
         }
     };
     let limits = Limits::default();
-    let mut nodes = vec![Node::FREE; Limits::nodes_for(src.len())];
-    let mut strings = vec![0u8; Limits::strings_for(src.len())];
-    let script = match compile(&src, &limits, &mut nodes, &mut strings) {
+    let mut arenas = Arenas::default();
+    let script = match arenas.compile(&src, &limits) {
         Ok(s) => s,
         Err(e) => {
             let what = format!("the Sieve script {}:{e}", sieve.script.display());
@@ -398,17 +443,25 @@ pub fn deliver(
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let seen = StoreSeen {
-        root: &args.maildirs[0],
-        now,
-    };
-    let ctx = Context {
-        body: message.reader.body(),
-        now: i64::try_from(now).ok(),
-        local_zone: 0,
-        seen: Some(&seen),
-    };
-    run_with(&script, &msg, &ctx, &limits, &mut scratch, &mut outcome);
+    // The memory of earlier runs (`duplicate`, `vacation :days`) is the root maildir's index,
+    // read through the core's `Fs` like the unit's own files (`unit::FsSeen`): the root is
+    // opened before the run for a script that asks, and the unit then uses it.
+    let remembers =
+        script.extensions.has(Extensions::DUPLICATE) || script.extensions.has(Extensions::VACATION);
+    let mut root = remembers.then(|| open_root(a, args));
+    {
+        let seen = root
+            .as_mut()
+            .and_then(|r| r.as_mut().ok())
+            .map(|fs| mdeliver_core::machine::unit::FsSeen::new(fs, now));
+        let ctx = Context {
+            body: message.reader.body(),
+            now: i64::try_from(now).ok(),
+            local_zone: 0,
+            seen: seen.as_ref().map(|s| s as &dyn mdeliver_core::sieve::Seen),
+        };
+        run_with(&script, &msg, &ctx, &limits, &mut scratch, &mut outcome);
+    }
     if let Some(e) = outcome.error() {
         out.err(format!(
             "mdeliver: the Sieve script {}: {e}; the implicit keep applies",
@@ -431,8 +484,9 @@ pub fn deliver(
         mdeliver_core::mda::sieve::Decision::Perform(p) => p,
     };
     let unit = message.unit;
+    let root = root.unwrap_or_else(|| open_root(a, args));
     let mut p = Performer::new(a, args, mail, &settings, sieve, &mut message, &mut out);
-    let code = match p.root_fs() {
+    let code = match p.root_fs(root) {
         Err(code) => code,
         Ok(()) => match mdeliver_core::machine::unit::perform(&mut p, &unit, plan) {
             Ok(done) => p.finish(&done),
@@ -519,28 +573,14 @@ fn rejected(
     code
 }
 
-/// The `duplicate` ids and vacation replies remembered in MAILDIR's index (what the unit's
-/// [`mdeliver_core::machine::unit::remember`] wrote), as the interpreter asks about them.
-struct StoreSeen<'a> {
-    root: &'a Path,
-    now: u64,
-}
-
-impl mdeliver_core::sieve::Seen for StoreSeen<'_> {
-    fn seen(&self, key: &[u8]) -> bool {
-        use mdeliver_core::machine::unit::{seen_at, seen_key, SEEN_MAX};
-        use std::io::Read as _;
-        let name = seen_key(key).entry_name();
-        let Ok(file) = std::fs::File::open(self.root.join(name.as_str())) else {
-            return false;
-        };
-        let mut buf = Vec::with_capacity(SEEN_MAX);
-        // A longer entry is not one of ours: it holds nothing.
-        match file.take(SEEN_MAX as u64 + 1).read_to_end(&mut buf) {
-            Ok(n) if n <= SEEN_MAX => seen_at(&buf, self.now),
-            _ => false,
-        }
-    }
+/// Opens the root maildir (with `-c`, creates it): where the unit's record, its markers and
+/// the remembered ids live.
+fn open_root(
+    a: &mut crate::adapter::Linux,
+    args: &mdeliver_driver::args::Args,
+) -> Result<crate::linux::LinuxFs, (mdeliver_core::ErrorKind, mdeliver_core::fs::Dir)> {
+    use mdeliver_driver::run::Adapter;
+    a.open(&args.maildirs[0], args.create, false, false)
 }
 
 /// The message, readable again from its start as often as needed (a pipe is copied into an
@@ -643,11 +683,13 @@ impl<'a> Performer<'a> {
         &self.args.maildirs[0]
     }
 
-    /// Opens the root maildir (with `-c`, creates it); on failure, reports and gives the code.
-    fn root_fs(&mut self) -> Result<(), u8> {
-        use mdeliver_driver::run::Adapter;
+    /// Takes the root maildir [`open_root`] opened; on failure, reports and gives the code.
+    fn root_fs(
+        &mut self,
+        opened: Result<crate::linux::LinuxFs, (mdeliver_core::ErrorKind, mdeliver_core::fs::Dir)>,
+    ) -> Result<(), u8> {
         let maildir = self.maildir();
-        match self.a.open(maildir, self.args.create, false, false) {
+        match opened {
             Ok(fs) => {
                 self.root = Some(fs);
                 Ok(())
@@ -777,10 +819,17 @@ impl mdeliver_core::machine::unit::Performer for Performer<'_> {
             }
         };
         let in_folder = copy.mailbox.is_some();
-        let fs = match self
-            .a
-            .open(&path, self.args.create && !in_folder, false, in_folder)
-        {
+        // INBOX is the root maildir, already open (the record's): opened as the root is, so
+        // the copy reuses it rather than opening it a second time.
+        let opened = match self.root.take() {
+            Some(root) if !in_folder => Ok(root),
+            root => {
+                self.root = root;
+                self.a
+                    .open(&path, self.args.create && !in_folder, false, in_folder)
+            }
+        };
+        let fs = match opened {
             Ok(fs) => fs,
             Err((ErrorKind::NotFound, _)) if in_folder => {
                 self.out.err(format!(
@@ -812,19 +861,25 @@ impl mdeliver_core::machine::unit::Performer for Performer<'_> {
         let mut o = settings.mda(opts);
         o.dedup = Some(self.dedup());
         o.key = Some(key);
-        if let Err(f) = self.message.input.rewind() {
-            return Err(self.fail(&path, Error::new(f.kind(), Phase::Read)));
+        let rewound = self.message.input.rewind();
+        let r = match rewound {
+            Err(f) => Err(Error::new(f.kind(), Phase::Read)),
+            Ok(()) => {
+                let env = self.a.env();
+                let mut head = vec![0u8; HEAD_MAX];
+                mda::deliver_message(
+                    &mut fs,
+                    env,
+                    &o,
+                    &mut self.message.input,
+                    &mut head,
+                    &mut self.buf,
+                )
+            }
+        };
+        if !in_folder {
+            self.root = Some(fs);
         }
-        let env = self.a.env();
-        let mut head = vec![0u8; HEAD_MAX];
-        let r = mda::deliver_message(
-            &mut fs,
-            env,
-            &o,
-            &mut self.message.input,
-            &mut head,
-            &mut self.buf,
-        );
         match r {
             Ok(stored) => {
                 mdeliver_driver::outcome::stored(
@@ -958,5 +1013,252 @@ impl Performer<'_> {
             }
             (Ok(()), Err(e)) => Err(fail(self, ErrorKind::Io, format!("{e}"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::linux::{Disabled, LinuxFs, OpenOptions};
+    use mdeliver_core::fs::{EntryName, Stat};
+    use mdeliver_core::machine::dedup::Key;
+    use mdeliver_core::machine::unit::{begin, Begun, Plan};
+    use mdeliver_core::{Capabilities, Dir, ErrorKind, Fs};
+
+    /// A real maildir in the temp dir (removed when dropped).
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(tag: &str) -> Scratch {
+            let p = std::env::temp_dir().join(format!(
+                "mdeliver-sieve-{tag}-{}",
+                rustix::process::getpid().as_raw_nonzero()
+            ));
+            let _ = std::fs::remove_dir_all(&p);
+            for d in ["tmp", "new", "cur"] {
+                std::fs::create_dir_all(p.join(d)).unwrap();
+            }
+            Scratch(p)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A [`LinuxFs`] that runs `other` (a second attempt of the unit, on its own open of the
+    /// same maildir) just before this attempt's record gets its name: by its link, or by its
+    /// exclusive create where the filesystem has no unnamed files.
+    struct Racer {
+        fs: LinuxFs,
+        other: Option<Box<dyn FnOnce()>>,
+    }
+
+    impl Racer {
+        fn race(&mut self) {
+            if let Some(f) = self.other.take() {
+                f();
+            }
+        }
+    }
+
+    impl Fs for Racer {
+        type File = <LinuxFs as Fs>::File;
+        type DirStream = <LinuxFs as Fs>::DirStream;
+        fn capabilities(&self) -> Capabilities {
+            self.fs.capabilities()
+        }
+        fn create(
+            &mut self,
+            dir: Dir,
+            name: &str,
+            exclusive: bool,
+        ) -> Result<Self::File, ErrorKind> {
+            if dir == Dir::Root && exclusive {
+                self.race();
+            }
+            self.fs.create(dir, name, exclusive)
+        }
+        fn create_anonymous(&mut self, dir: Dir) -> Result<Self::File, ErrorKind> {
+            self.fs.create_anonymous(dir)
+        }
+        fn file_id(&self, file: &Self::File) -> Option<(u64, u64)> {
+            self.fs.file_id(file)
+        }
+        fn write(&mut self, file: &mut Self::File, buf: &[u8]) -> Result<usize, ErrorKind> {
+            self.fs.write(file, buf)
+        }
+        fn sync_file(&mut self, file: &mut Self::File) -> Result<(), ErrorKind> {
+            self.fs.sync_file(file)
+        }
+        fn close(&mut self, file: Self::File) -> Result<(), ErrorKind> {
+            self.fs.close(file)
+        }
+        fn link_anonymous(
+            &mut self,
+            file: &Self::File,
+            dir: Dir,
+            name: &str,
+        ) -> Result<(), ErrorKind> {
+            self.race();
+            self.fs.link_anonymous(file, dir, name)
+        }
+        fn link(&mut self, from: (Dir, &str), to: (Dir, &str)) -> Result<(), ErrorKind> {
+            self.fs.link(from, to)
+        }
+        fn rename(
+            &mut self,
+            from: (Dir, &str),
+            to: (Dir, &str),
+            noreplace: bool,
+        ) -> Result<(), ErrorKind> {
+            self.fs.rename(from, to, noreplace)
+        }
+        fn unlink(&mut self, dir: Dir, name: &str) -> Result<(), ErrorKind> {
+            self.fs.unlink(dir, name)
+        }
+        fn stat(&mut self, dir: Dir, name: &str) -> Result<Stat, ErrorKind> {
+            self.fs.stat(dir, name)
+        }
+        fn sync_dir(&mut self, dir: Dir) -> Result<(), ErrorKind> {
+            self.fs.sync_dir(dir)
+        }
+        fn mkdir(&mut self, dir: Dir) -> Result<(), ErrorKind> {
+            self.fs.mkdir(dir)
+        }
+        fn open_dir(&mut self, dir: Dir) -> Result<Self::DirStream, ErrorKind> {
+            self.fs.open_dir(dir)
+        }
+        fn stat_listed(&mut self, stream: &Self::DirStream, name: &str) -> Result<Stat, ErrorKind> {
+            self.fs.stat_listed(stream, name)
+        }
+        fn open_folder_dir(
+            &mut self,
+            base: Dir,
+            folder: &[u8],
+            dir: Dir,
+        ) -> Result<Self::DirStream, ErrorKind> {
+            self.fs.open_folder_dir(base, folder, dir)
+        }
+        fn read_dir(
+            &mut self,
+            stream: &mut Self::DirStream,
+            out: &mut EntryName,
+        ) -> Result<bool, ErrorKind> {
+            self.fs.read_dir(stream, out)
+        }
+        fn append(
+            &mut self,
+            dir: Dir,
+            name: &str,
+            data: &[u8],
+            sync: bool,
+        ) -> Result<(), ErrorKind> {
+            self.fs.append(dir, name, data, sync)
+        }
+        fn read_file(&mut self, dir: Dir, name: &str, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+            self.fs.read_file(dir, name, buf)
+        }
+        fn set_mtime(&mut self, file: &Self::File, secs: i64) -> Result<(), ErrorKind> {
+            self.fs.set_mtime(file, secs)
+        }
+    }
+
+    fn plan(folder: Option<&[u8]>) -> Plan {
+        let mut p = Plan::new();
+        p.copy(folder, None, false).unwrap();
+        p
+    }
+
+    /// The files in the maildir's root (the record among them).
+    fn root_files(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_type().unwrap().is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Two attempts of one unit at the same moment, on a real filesystem: the second one
+    /// records its plan while the first is between reading (no record) and naming its own.
+    /// Exactly one record is ever written, whole; the first attempt performs nothing now
+    /// (Busy: the MTA retries) and its retry follows the record that won, not its own plan.
+    fn two_attempts_write_one_record(disabled: Disabled, tag: &str) {
+        let s = Scratch::new(tag);
+        let opts = OpenOptions {
+            disabled,
+            ..OpenOptions::default()
+        };
+        let unit = Key([7; 32]);
+        let name = unit.entry_name().as_str().to_owned();
+        let root = s.0.clone();
+        let seen_before_link = std::rc::Rc::new(std::cell::Cell::new(None));
+        let seen = seen_before_link.clone();
+        let other = Box::new(move || {
+            // Whatever the first attempt wrote so far is not visible under the record's name.
+            seen.set(Some(std::fs::metadata(root.join(&name)).is_ok()));
+            let mut fs = LinuxFs::open(&root, opts).unwrap();
+            let (p, begun) = begin(&mut fs, &unit, plan(None), true).unwrap();
+            assert_eq!((p, begun), (plan(None), Begun::Fresh));
+        });
+        let mut a = Racer {
+            fs: LinuxFs::open(&s.0, opts).unwrap(),
+            other: Some(other),
+        };
+        let linked = a.capabilities().anonymous_tmp && a.capabilities().hard_links;
+        assert_eq!(linked, disabled == Disabled::default());
+        let e = begin(&mut a, &unit, plan(Some(b"Lists")), true).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Busy);
+        assert_eq!(seen_before_link.get(), Some(false));
+        assert_eq!(root_files(&s.0), [unit.entry_name().as_str()]);
+        // The retry follows the winner's record (INBOX), whatever it decides now.
+        let mut fs = LinuxFs::open(&s.0, opts).unwrap();
+        let (p, begun) = begin(&mut fs, &unit, plan(Some(b"Other")), true).unwrap();
+        assert_eq!((p, begun), (plan(None), Begun::Resumed));
+        assert_eq!(root_files(&s.0), [unit.entry_name().as_str()]);
+    }
+
+    #[test]
+    fn two_attempts_of_a_unit_write_one_record_by_link() {
+        two_attempts_write_one_record(Disabled::default(), "race-link");
+    }
+
+    #[test]
+    fn two_attempts_of_a_unit_write_one_record_by_exclusive_create() {
+        let by_name = Disabled {
+            anonymous_tmp: true,
+            ..Disabled::default()
+        };
+        two_attempts_write_one_record(by_name, "race-create");
+    }
+
+    /// A record torn by a crash (or written by an older version and cut) is written anew;
+    /// a long record (over the first read's 512 bytes) is read whole.
+    #[test]
+    fn a_torn_record_is_rewritten_and_a_long_one_read_whole() {
+        let s = Scratch::new("torn");
+        let unit = Key([9; 32]);
+        let record = s.0.join(unit.entry_name().as_str());
+        std::fs::write(&record, b"mdeliver-sieve-unit 1\ncopy 0 - -\n").unwrap();
+        let mut fs = LinuxFs::open(&s.0, OpenOptions::default()).unwrap();
+        let mut long = Plan::new();
+        for i in 0..40u8 {
+            long.copy(
+                Some(&[b'a' + i % 26, b'0' + i / 26, b'x', b'y', b'z']),
+                None,
+                false,
+            )
+            .unwrap();
+        }
+        let (p, begun) = begin(&mut fs, &unit, long.clone(), false).unwrap();
+        assert_eq!((&p, begun), (&long, Begun::Fresh));
+        assert!(std::fs::metadata(&record).unwrap().len() > 512);
+        let (p, begun) = begin(&mut fs, &unit, plan(None), false).unwrap();
+        assert_eq!((p, begun), (long, Begun::Resumed));
     }
 }

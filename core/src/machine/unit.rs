@@ -39,12 +39,20 @@
 //!   replays the same plan (every copy a duplicate, every redirect marked); its name carries
 //!   the index's prefix, so the index's collection pass removes it after the duplicate window
 //!   like any other entry.
+//! - **Two attempts at the same moment** (an MTA that retries before the first attempt
+//!   ended): the record is written unnamed and then linked to its name ([`begin`]), which
+//!   never replaces, so it appears whole and exactly once; the attempt that finds the name
+//!   taken does nothing now and defers ([`ErrorKind::Busy`]), and its retry follows the
+//!   record that won. A filesystem without unnamed files or hard links gets the record by
+//!   an exclusive create instead; there an attempt that reads it while the other is still
+//!   writing it takes it for torn and writes its own, so both plans may be performed.
 //!
 //! What it does not cover, stated: a message whose index cannot take a key (over
 //! `max_entries`, [`crate::machine::dedup::Finished::Unindexed`]) is stored without
-//! suppression, so a retry after a crash may store that copy twice; two deliveries of one unit
-//! at the same moment (an MTA that retries before the first attempt ended) share the
-//! per-copy reservations but may both write the record.
+//! suppression, so a retry after a crash may store that copy twice (the index prefers
+//! delivering to deferring when it is full; the unit follows it); with `--no-fsync`, a crash
+//! can leave a torn record, and two retries that both find it torn may both write one;
+//! and the filesystems without unnamed files or hard links, above.
 
 use core::fmt::Write as _;
 
@@ -626,58 +634,92 @@ pub enum Begun {
     Resumed,
 }
 
-/// Opens the unit `unit` in the root maildir `fs`: reads its record if an earlier attempt
-/// left one (a retry), else writes `decided` as the record, flushed with its directory
-/// (`sync`), before anything is published. Gives the plan to perform.
-pub fn begin<F: Fs + ?Sized>(
-    fs: &mut F,
-    unit: &Key,
-    decided: Plan,
-    sync: bool,
-) -> Result<(Plan, Begun), Error> {
-    let name = unit.entry_name();
-    let mut buf = heapless::Vec::<u8, RECORD_MAX>::new();
-    let _ = buf.resize(RECORD_MAX, 0);
-    match fs.read_file(Dir::Root, &name, &mut buf) {
-        Ok(n) => {
-            if let Some(plan) = Plan::decode(&buf[..n]) {
-                return Ok((plan, Begun::Resumed));
-            }
-            // Torn before it was flushed: no copy began after it; written anew.
-            fs.unlink(Dir::Root, &name)
-                .or_else(|e| {
-                    if e == ErrorKind::NotFound {
-                        Ok(())
-                    } else {
-                        Err(e)
-                    }
-                })
-                .map_err(|e| Error::new(e, Phase::Dedup))?;
-        }
-        Err(ErrorKind::NotFound) => {}
-        Err(e) => return Err(Error::new(e, Phase::Dedup)),
-    }
-    decided.encode(&mut buf);
-    let io = |e| Error::new(e, Phase::Dedup);
-    let mut file = match fs.create(Dir::Root, &name, true) {
-        Ok(f) => f,
-        // Another attempt of this unit at the same moment: its plan stands once written.
-        Err(ErrorKind::Exists) => return Err(Error::new(ErrorKind::Busy, Phase::Dedup)),
-        Err(e) => return Err(io(e)),
+/// What the root holds under a unit's record name.
+enum Found {
+    /// No record.
+    None,
+    /// A record that does not verify.
+    Torn,
+    /// The recorded plan.
+    Plan(Plan),
+}
+
+/// Reads the record `name`. Most records are a few lines: a small buffer is read first and
+/// the largest one ([`RECORD_MAX`]) only for a longer record, so a delivery does not clear
+/// 16 KiB to find nothing.
+fn read_record<F: Fs + ?Sized>(fs: &mut F, name: &str) -> Result<Found, ErrorKind> {
+    let mut small = [0u8; 512];
+    let n = match fs.read_file(Dir::Root, name, &mut small) {
+        Ok(n) => n,
+        Err(ErrorKind::NotFound) => return Ok(Found::None),
+        Err(e) => return Err(e),
     };
-    let mut done = 0;
-    let written = loop {
-        if done == buf.len() {
-            break Ok(());
+    let plan = if n < small.len() {
+        Plan::decode(&small[..n])
+    } else {
+        let mut buf = heapless::Vec::<u8, RECORD_MAX>::new();
+        let _ = buf.resize(RECORD_MAX, 0);
+        match fs.read_file(Dir::Root, name, &mut buf) {
+            Ok(n) => Plan::decode(&buf[..n]),
+            // Replaced since the first read (a torn one removed by another attempt).
+            Err(ErrorKind::NotFound) => return Ok(Found::None),
+            Err(e) => return Err(e),
         }
-        match fs.write(&mut file, &buf[done..]) {
-            Ok(0) => break Err(ErrorKind::Io),
+    };
+    Ok(plan.map_or(Found::Torn, Found::Plan))
+}
+
+/// Writes `data` whole into `file`.
+fn write_whole<F: Fs + ?Sized>(
+    fs: &mut F,
+    file: &mut F::File,
+    data: &[u8],
+) -> Result<(), ErrorKind> {
+    let mut done = 0;
+    while done < data.len() {
+        match fs.write(file, &data[done..]) {
+            Ok(0) => return Err(ErrorKind::Io),
             Ok(k) => done += k,
             Err(ErrorKind::Interrupted) => {}
-            Err(e) => break Err(e),
+            Err(e) => return Err(e),
         }
-    };
-    let synced = written.and_then(|()| {
+    }
+    Ok(())
+}
+
+/// Puts the record `data` at `name` all at once: written unnamed, flushed (`sync`), then
+/// linked to its name, which fails with [`ErrorKind::Exists`] when the name is taken (a link
+/// never replaces). No reader ever sees a part of it.
+fn place_linked<F: Fs + ?Sized>(
+    fs: &mut F,
+    name: &str,
+    data: &[u8],
+    sync: bool,
+) -> Result<(), ErrorKind> {
+    let mut file = fs.create_anonymous(Dir::Root)?;
+    let r = write_whole(fs, &mut file, data)
+        .and_then(|()| {
+            if sync {
+                fs.sync_file(&mut file)
+            } else {
+                Ok(())
+            }
+        })
+        .and_then(|()| fs.link_anonymous(&file, Dir::Root, name));
+    let closed = fs.close(file);
+    r.and(closed)
+}
+
+/// Puts the record `data` at `name` by an exclusive create, then writes and flushes it (for
+/// filesystems without unnamed files or hard links: a reader may see it being written).
+fn place_created<F: Fs + ?Sized>(
+    fs: &mut F,
+    name: &str,
+    data: &[u8],
+    sync: bool,
+) -> Result<(), ErrorKind> {
+    let mut file = fs.create(Dir::Root, name, true)?;
+    let r = write_whole(fs, &mut file, data).and_then(|()| {
         if sync {
             fs.sync_file(&mut file)
         } else {
@@ -685,9 +727,59 @@ pub fn begin<F: Fs + ?Sized>(
         }
     });
     let closed = fs.close(file);
-    if let Err(e) = synced.and(closed) {
-        let _ = fs.unlink(Dir::Root, &name);
-        return Err(io(e));
+    let r = r.and(closed);
+    if r.is_err() {
+        let _ = fs.unlink(Dir::Root, name);
+    }
+    r
+}
+
+/// Opens the unit `unit` in the root maildir `fs`: reads its record if an earlier attempt
+/// left one (a retry), else writes `decided` as the record, flushed with its directory
+/// (`sync`), before anything is published. Gives the plan to perform.
+///
+/// Two attempts of one unit at the same moment: where the filesystem has unnamed files and
+/// hard links, the record is written unnamed and linked to its name, so it appears whole
+/// and only once; the attempt whose link finds the name taken performs nothing now and is
+/// answered [`ErrorKind::Busy`] (the MTA's retry then follows the record that won, after
+/// that attempt has sent any redirect, so nothing is sent twice). Elsewhere the record is
+/// created by name: an attempt reading it while the other writes it takes it for torn (see
+/// the module documentation).
+pub fn begin<F: Fs + ?Sized>(
+    fs: &mut F,
+    unit: &Key,
+    decided: Plan,
+    sync: bool,
+) -> Result<(Plan, Begun), Error> {
+    let name = unit.entry_name();
+    let io = |e| Error::new(e, Phase::Dedup);
+    match read_record(fs, &name).map_err(io)? {
+        Found::Plan(plan) => return Ok((plan, Begun::Resumed)),
+        Found::None => {}
+        // Torn before it was flushed (a crash, or a --no-fsync run): no copy began after it;
+        // written anew.
+        Found::Torn => match fs.unlink(Dir::Root, &name) {
+            Ok(()) | Err(ErrorKind::NotFound) => {}
+            Err(e) => return Err(io(e)),
+        },
+    }
+    let mut buf = heapless::Vec::<u8, RECORD_MAX>::new();
+    decided.encode(&mut buf);
+    let caps = fs.capabilities();
+    let placed = if caps.anonymous_tmp && caps.hard_links {
+        match place_linked(fs, &name, &buf, sync) {
+            // The filesystem refused after all: by name.
+            Err(ErrorKind::Unsupported) => place_created(fs, &name, &buf, sync),
+            r => r,
+        }
+    } else {
+        place_created(fs, &name, &buf, sync)
+    };
+    match placed {
+        Ok(()) => {}
+        // Another attempt of this unit at the same moment: its plan stands.
+        Err(ErrorKind::Exists) => return Err(Error::new(ErrorKind::Busy, Phase::Dedup)),
+        Err(e) => return Err(io(e)),
     }
     if sync {
         fs.sync_dir(Dir::Root).map_err(io)?;
@@ -767,6 +859,51 @@ pub fn seen_at(entry: &[u8], now: u64) -> bool {
     match until {
         Some(until) if sum_ok => now < until,
         _ => false,
+    }
+}
+
+/// Whether `key` (an interpreter's key) is remembered in the root maildir `fs` at `now`: its
+/// entry ([`seen_key`]) read through [`Fs::read_file`] and judged by [`seen_at`]. A missing,
+/// unreadable, torn or over-long entry holds nothing (the id counts as not seen, so a
+/// `duplicate` test is false and a vacation reply is sent): the store is an optimisation for
+/// the user, and failing open never loses mail.
+pub fn seen_in<F: Fs + ?Sized>(fs: &mut F, key: &[u8], now: u64) -> bool {
+    let name = seen_key(key).entry_name();
+    // One byte over the largest entry: a longer file is not one of ours.
+    let mut buf = [0u8; SEEN_MAX + 1];
+    match fs.read_file(Dir::Root, &name, &mut buf) {
+        Ok(n) if n <= SEEN_MAX => seen_at(&buf[..n], now),
+        _ => false,
+    }
+}
+
+/// The interpreter's memory of earlier runs ([`crate::sieve::Seen`]) over the root maildir's
+/// index, read through the [`Fs`] trait ([`seen_in`]) like every other file of the unit: what
+/// [`remember`] wrote, as `duplicate` and `vacation :days` ask about it at `now`.
+pub struct FsSeen<'f, F: Fs + ?Sized> {
+    // `Seen::seen` takes `&self` (the interpreter only reads); a read takes the Fs mutably.
+    fs: core::cell::RefCell<&'f mut F>,
+    now: u64,
+}
+
+impl<'f, F: Fs + ?Sized> FsSeen<'f, F> {
+    /// The memory in `fs`'s root maildir, as it holds at `now` (seconds since 1970).
+    pub fn new(fs: &'f mut F, now: u64) -> Self {
+        FsSeen {
+            fs: core::cell::RefCell::new(fs),
+            now,
+        }
+    }
+}
+
+impl<F: Fs + ?Sized> crate::sieve::Seen for FsSeen<'_, F> {
+    fn seen(&self, key: &[u8]) -> bool {
+        // The interpreter asks one key at a time, never re-entrantly; were the cell taken,
+        // nothing counts as seen (fail open, as for an unreadable entry).
+        match self.fs.try_borrow_mut() {
+            Ok(mut fs) => seen_in(&mut **fs, key, self.now),
+            Err(_) => false,
+        }
     }
 }
 

@@ -485,4 +485,53 @@ mod tests {
         let f = maildir_flags(b"\\Seen \\DRAFT\t\\Deleted  $x").unwrap();
         assert_eq!(std::format!("{f}"), "DST");
     }
+
+    /// A vacation reason up to [`crate::sieve::VACATION_REASON_MAX`] bytes is recorded
+    /// whole with the plan (a retry sends the same reply); a longer literal one is refused
+    /// when the script compiles (`sieve check` says where), and one made longer by its
+    /// variables is a runtime error: the implicit keep, no reply.
+    #[test]
+    fn a_vacation_reason_up_to_its_limit_is_recorded_and_a_longer_one_refused() {
+        use crate::sieve::{RuntimeError, VACATION_REASON_MAX};
+        use std::string::ToString;
+        let head = "require \"vacation\";\nvacation :addresses \"c@d\" \"";
+        let at_limit = "x".repeat(VACATION_REASON_MAX);
+        let out = outcome(&std::format!("{head}{at_limit}\";"));
+        let (d, fell_back) = decide(&out, 0);
+        assert!(!fell_back);
+        let Decision::Perform(p) = d else {
+            panic!("not a plan")
+        };
+        let mut rec = heapless::Vec::new();
+        p.encode(&mut rec);
+        let back = Plan::decode(&rec).unwrap();
+        let reason = back.entries().find_map(|e| match e {
+            Entry::Vacation { reply, .. } => Some(reply.reason.to_vec()),
+            _ => None,
+        });
+        assert_eq!(reason.as_deref(), Some(at_limit.as_bytes()));
+        let src = std::format!("{head}{at_limit}x\";");
+        let limits = Limits::default();
+        let mut nodes = vec![Node::FREE; Limits::nodes_for(src.len())];
+        let mut strings = vec![0u8; Limits::strings_for(src.len())];
+        let e = compile(src.as_bytes(), &limits, &mut nodes, &mut strings).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "2:27: the vacation reason is longer than 4096 bytes"
+        );
+        let x = "x".repeat(4000);
+        let out = outcome(&std::format!(
+            "require [\"vacation\", \"variables\"];\nset \"a\" \"{x}\";\n\
+             vacation :addresses \"c@d\" \"${{a}}${{a}}\";"
+        ));
+        assert_eq!(out.error(), Some(RuntimeError::ReasonTooLong));
+        assert_eq!(
+            out.error().unwrap().to_string(),
+            std::format!(
+                "the vacation reason is longer than {VACATION_REASON_MAX} bytes once its \
+                 variables are expanded"
+            )
+        );
+        assert!(out.implicit_keep() && out.actions().is_empty());
+    }
 }

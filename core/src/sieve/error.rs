@@ -65,6 +65,8 @@ pub enum ErrorKind {
     TooManyNodes,
     /// A string is longer than the limit.
     StringTooLong,
+    /// A `vacation` reason longer than [`crate::sieve::VACATION_REASON_MAX`].
+    ReasonTooLong,
     /// The address test on a header that holds no addresses (RFC 5228 5.1).
     NotAddressHeader,
 }
@@ -117,6 +119,11 @@ impl fmt::Display for ErrorKind {
             ErrorKind::TooLarge => f.write_str("script is larger than the size limit"),
             ErrorKind::TooManyNodes => f.write_str("script has too many elements"),
             ErrorKind::StringTooLong => f.write_str("string is longer than the limit"),
+            ErrorKind::ReasonTooLong => write!(
+                f,
+                "the vacation reason is longer than {} bytes",
+                crate::sieve::VACATION_REASON_MAX
+            ),
             ErrorKind::NotAddressHeader => f.write_str(
                 "the address test takes only headers that hold addresses (From, To, Cc, Bcc, \
                  Sender, Reply-To, Resent-*, Delivered-To, Errors-To, X-Original-To, \

@@ -906,6 +906,19 @@ impl<'s> Parser<'s, '_, '_> {
                 if count != 1 {
                     return Err(bad());
                 }
+                // A reason the recorded plan cannot hold is refused here, where `sieve
+                // check` shows it (one with variables is checked when it runs).
+                if word == Word::Vacation {
+                    let s = self.nodes[i as usize + 1];
+                    if let Kind::Str {
+                        len, vars: false, ..
+                    } = s.kind
+                    {
+                        if len as usize > super::VACATION_REASON_MAX {
+                            return Err(err(s.pos, ErrorKind::ReasonTooLong));
+                        }
+                    }
+                }
                 spec.a = i;
                 1
             }

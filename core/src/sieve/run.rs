@@ -79,6 +79,11 @@ pub const VACATION_SECONDS: u32 = 7 * 86_400;
 /// The shortest and longest `vacation` periods (Pigeonhole's defaults: 1 day, and no
 /// maximum; RFC 5230 4.1 lets an implementation set both).
 pub const VACATION_SECONDS_RANGE: (u32, u32) = (86_400, u32::MAX);
+/// The longest `vacation` reason (the reply's body), in bytes: the reply is recorded with the
+/// delivery's plan ([`crate::machine::unit::PLAN_MAX`]) so that a retry sends the same one.
+/// A longer literal reason is a compile error (`sieve check` names it); one made longer by
+/// its variables is a runtime error (the implicit keep, no reply).
+pub const VACATION_REASON_MAX: usize = 4096;
 /// The longest key a [`Seen`] store is asked about; longer ids are cut.
 const KEY_MAX: usize = 1024;
 
@@ -176,6 +181,9 @@ pub enum RuntimeError {
     RejectConflict,
     /// `vacation` twice in one run (RFC 5230 4.7 allows one).
     TwoVacations,
+    /// A `vacation` reason longer than [`VACATION_REASON_MAX`] once its variables are
+    /// expanded (a reason without variables is refused when the script compiles).
+    ReasonTooLong,
 }
 
 impl fmt::Display for RuntimeError {
@@ -189,6 +197,9 @@ impl fmt::Display for RuntimeError {
                 "reject cannot be combined with keep, fileinto, redirect or vacation"
             }
             RuntimeError::TwoVacations => "vacation can be used only once per message",
+            RuntimeError::ReasonTooLong => {
+                "the vacation reason is longer than 4096 bytes once its variables are expanded"
+            }
         })
     }
 }
@@ -1009,6 +1020,9 @@ impl Run<'_, '_, '_> {
         }
         let script = self.script;
         let reason = self.exp.one(script, spec.a);
+        if reason.len() > VACATION_REASON_MAX {
+            return Err(RuntimeError::ReasonTooLong);
+        }
         let given = |l: u32| (l != NONE).then(|| self.exp.one(script, l));
         let (subject_arg, from_arg, handle_arg) = (given(spec.d), given(spec.e), given(spec.c));
         // The default handle: the arguments that make a reply different (as Pigeonhole).

@@ -439,11 +439,11 @@ fn recover(cfg: &UnitScenario, mut w: World) -> Option<(Invariant, String)> {
     let sent_before = w.sent.len();
     // An id or a reply is remembered only once every copy is stored (RFC 7352 3): in any
     // crash image that kept a memory entry, every planned copy is there.
-    let remembered = |w: &World, key: &[u8]| {
-        w.fss[0]
-            .fs
-            .contents(Dir::Root, &unit::seen_key(key).entry_name())
-            .is_some_and(|e| unit::seen_at(e, w.env.secs()))
+    // Asked as the interpreter's `duplicate` and `vacation` ask it: `unit::FsSeen` over
+    // the root maildir's Fs (the same reads the Linux binary makes).
+    let remembered = |w: &mut World, key: &[u8]| {
+        let now = w.env.secs();
+        mdeliver_core::sieve::Seen::seen(&unit::FsSeen::new(&mut w.fss[0].fs, now), key)
     };
     let memory_keys: Vec<Vec<u8>> = expected
         .entries()
@@ -453,7 +453,7 @@ fn recover(cfg: &UnitScenario, mut w: World) -> Option<(Invariant, String)> {
             _ => None,
         })
         .collect();
-    let early = memory_keys.iter().any(|k| remembered(&w, k));
+    let early = memory_keys.iter().any(|k| remembered(&mut w, k));
     // How many copies the crash image holds.
     let held_before: usize = match stored(&w) {
         Ok(s) => s.iter().map(Vec::len).sum(),
@@ -521,7 +521,7 @@ fn recover(cfg: &UnitScenario, mut w: World) -> Option<(Invariant, String)> {
     }
     // Every id and reply is remembered after the retry.
     for k in &memory_keys {
-        if !remembered(&w, k) {
+        if !remembered(&mut w, k) {
             return Some((
                 Invariant::UnitExactlyOnce,
                 format!(
