@@ -51,15 +51,7 @@ impl LinuxEnv {
 
 impl Env for LinuxEnv {
     fn now(&mut self) -> Timestamp {
-        // Through libc (std), not rustix's direct vDSO call: an administrator's or a test's
-        // libfaketime can then steer the clock, e.g. freeze it to prove names stay unique.
-        let d = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        Timestamp {
-            secs: d.as_secs(),
-            micros: d.subsec_micros(),
-        }
+        mdeliver_driver::now()
     }
 
     fn random_u64(&mut self) -> u64 {

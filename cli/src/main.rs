@@ -26,7 +26,7 @@ mod signals;
 mod start;
 mod testing;
 
-use mdeliver_driver::{args, exit, import, json, mail_args};
+use mdeliver_driver::{args, exit, import, json, mail_args, report, status};
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -60,10 +60,26 @@ pub fn run(argv: &[OsString]) -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    if let Err(message) = privilege::become_owner(linux.user.as_deref(), &args.maildirs) {
-        let code = args::usage_failed(args.strict_exit, false);
-        eprintln!("mdeliver: {message}");
-        return ExitCode::from(code);
+    match privilege::become_owner(linux.user.as_deref(), &args.maildirs) {
+        Ok(()) => {}
+        // A maildir that cannot even be examined fails as its opening would without root.
+        Err(privilege::Refused::Maildir { index, error }) => {
+            let maildir = &args.maildirs[index];
+            let failure = report::Failure::Open {
+                kind: linux::io_error_kind(&error),
+                part: mdeliver_core::Dir::Root,
+                create: report::Create::of(args.create, mail.mta.dry_run).at(maildir),
+            };
+            let code = status::code(&failure, args.strict_exit, mail.mta.quota_full);
+            eprintln!("{}", status::line(&failure, code, None));
+            eprintln!("mdeliver: {}: {failure}", maildir.display());
+            return ExitCode::from(code);
+        }
+        Err(refused) => {
+            let code = args::usage_failed(args.strict_exit, false);
+            eprintln!("mdeliver: {}", refused.message(&args.maildirs));
+            return ExitCode::from(code);
+        }
     }
     let knobs = match linux::StrategyKnobs::from_env() {
         Ok(k) => k,

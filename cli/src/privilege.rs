@@ -89,17 +89,51 @@ fn identity(u: User) -> Result<Identity, String> {
     })
 }
 
+/// Why mdeliver would not become the maildirs' owner.
+#[derive(Debug)]
+pub(crate) enum Refused {
+    /// A mistake on the command line or in the user database: the message says what.
+    Usage(String),
+    /// Maildir `index` could not be examined (its `stat` failed): reported as that maildir's
+    /// failure to open, as it is when mdeliver does not run as root.
+    Maildir {
+        /// Which maildir.
+        index: usize,
+        /// The `stat`'s error.
+        error: std::io::Error,
+    },
+}
+
+impl Refused {
+    /// What to print after `mdeliver: ` (`maildirs`: those given to [`become_owner`]).
+    pub(crate) fn message(&self, maildirs: &[PathBuf]) -> String {
+        match self {
+            Refused::Usage(m) => m.clone(),
+            Refused::Maildir { index, error } => match maildirs.get(*index) {
+                Some(md) => format!("{}: finding its owner: {error}", md.display()),
+                None => format!("finding a maildir's owner: {error}"),
+            },
+        }
+    }
+}
+
+impl From<String> for Refused {
+    fn from(message: String) -> Refused {
+        Refused::Usage(message)
+    }
+}
+
 /// Who to deliver as (`mdeliver_core::mda::owner` decides); `None` to stay as we are.
 fn decide(
     user: Option<&str>,
     maildirs: &[PathBuf],
     root: bool,
-) -> Result<Option<Identity>, String> {
+) -> Result<Option<Identity>, Refused> {
     let named = match user {
         Some(name) => match User::from_name(name) {
             Ok(Some(u)) => Some((name, u)),
-            Ok(None) => return Err(format!("--user {name}: no such user")),
-            Err(e) => return Err(format!("--user {name}: looking it up: {e}")),
+            Ok(None) => return Err(format!("--user {name}: no such user").into()),
+            Err(e) => return Err(format!("--user {name}: looking it up: {e}").into()),
         },
         None => None,
     };
@@ -111,33 +145,30 @@ fn decide(
     };
     match deliver_as(named.as_ref().map(|(_, u)| us(u)), root, owners) {
         Ok(DeliverAs::Unchanged) => Ok(None),
-        Ok(DeliverAs::Named) => named.map_or(Ok(None), |(_, u)| identity(u).map(Some)),
-        Ok(DeliverAs::Owner { uid, gid }) => by_uid(uid, gid).map(Some),
-        Err(Refusal::NotRoot) => Err(format!(
+        Ok(DeliverAs::Named) => Ok(named.map_or(Ok(None), |(_, u)| identity(u).map(Some))?),
+        Ok(DeliverAs::Owner { uid, gid }) => Ok(by_uid(uid, gid).map(Some)?),
+        Err(Refusal::NotRoot) => Err(Refused::Usage(format!(
             "--user {}: only root can deliver as another user (running as uid {})",
             user.unwrap_or_default(),
             geteuid()
-        )),
-        Err(Refusal::Owner { index, error }) => Err(format!(
-            "{}: finding its owner: {error}",
-            maildirs[index].display()
-        )),
+        ))),
+        Err(Refusal::Owner { index, error }) => Err(Refused::Maildir { index, error }),
         Err(Refusal::DifferentOwners {
             first,
             second,
             uids: (u, uid),
-        }) => Err(format!(
+        }) => Err(Refused::Usage(format!(
             "running as root, the maildirs {} and {} have different owners (uid {u} and \
              {uid}); run one mdeliver per owner, or pass --user NAME",
             maildirs[first].display(),
             maildirs[second].display()
-        )),
+        ))),
     }
 }
 
 /// Becomes the user to deliver as, before any maildir is touched (see the module docs); the
-/// refusal's message otherwise.
-pub fn become_owner(user: Option<&str>, maildirs: &[PathBuf]) -> Result<(), String> {
+/// refusal otherwise.
+pub(crate) fn become_owner(user: Option<&str>, maildirs: &[PathBuf]) -> Result<(), Refused> {
     let Some(id) = decide(user, maildirs, started_as_root())? else {
         return Ok(());
     };

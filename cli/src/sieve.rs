@@ -533,7 +533,11 @@ fn script_failed(
     maildir: &Path,
     what: &str,
 ) -> u8 {
-    let code = exit::TEMPFAIL;
+    let code = exit::decide(
+        mdeliver_core::ErrorKind::Data,
+        exit::Context::Script,
+        exit::Policy::default(),
+    );
     let line = format!("4.3.5 {what}");
     out.failed(code, line.clone());
     out.err(format!(
@@ -553,11 +557,15 @@ fn rejected(
     reason: &[u8],
     extended: bool,
 ) -> u8 {
-    let code = if args.strict_exit {
-        exit::NOPERM
-    } else {
-        exit::DATAERR
+    let policy = exit::Policy {
+        strict: args.strict_exit,
+        ..exit::Policy::default()
     };
+    let code = exit::decide(
+        mdeliver_core::ErrorKind::Permission,
+        exit::Context::Rejected,
+        policy,
+    );
     // One line: the reason's line ends become spaces.
     let reason: String = String::from_utf8_lossy(reason)
         .chars()

@@ -67,6 +67,8 @@ pub mod mda;
 pub mod message;
 pub mod report;
 pub mod sieve;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod wire;
 
 pub use env::Env;

@@ -4,14 +4,16 @@
 //! cannot pass by being re-blessed.
 
 use mdeliver_core::env::Timestamp;
-use mdeliver_core::fs::{perform, EntryName, Slots, Stat};
+use mdeliver_core::fs::{perform, Slots};
 use mdeliver_core::machine::deliver::{Delivered, Durability, Publish, Strategy, LOCK_NAME};
 use mdeliver_core::maildir::name::ParsedName;
+use mdeliver_core::testkit::{self, Hooked, Script};
 use mdeliver_core::{
     Capabilities, Delivery, Dir, Env, ErrorKind, Flags, Fs, Op, OpResult, Options, Step,
 };
-use std::collections::{BTreeMap, VecDeque};
+use std::cell::Cell;
 use std::fmt::Write as _;
+use std::rc::Rc;
 
 struct TestEnv {
     t: u64,
@@ -52,182 +54,18 @@ impl Env for TestEnv {
     }
 }
 
-/// An in-memory maildir: names to inodes, inodes with data and link counts, plus a queue of
-/// scripted failures keyed by operation name.
-#[derive(Default)]
-struct MemFs {
-    caps: Option<Capabilities>,
-    names: BTreeMap<(Dir, String), usize>,
-    inodes: Vec<(Vec<u8>, u64)>,
-    /// Modification time given to files created from now on (stat reports it).
-    clock: u64,
-    mtimes: BTreeMap<usize, u64>,
-    faults: VecDeque<(&'static str, ErrorKind)>,
-}
+/// The kit's in-memory maildir with short writes (at most 5 bytes per call), files made at
+/// time 0, and a queue of scripted failures keyed by operation name.
+type MemFs = Hooked<testkit::MemFs, Script>;
 
-impl MemFs {
-    fn with(caps: Capabilities) -> MemFs {
-        MemFs {
-            caps: Some(caps),
-            ..MemFs::default()
-        }
-    }
-    fn fault(&mut self, op: &'static str) -> Result<(), ErrorKind> {
-        if let Some(&(name, kind)) = self.faults.front() {
-            if name == op {
-                self.faults.pop_front();
-                return Err(kind);
-            }
-        }
-        Ok(())
-    }
-    fn listing(&self, dir: Dir) -> Vec<String> {
-        self.names
-            .keys()
-            .filter(|(d, _)| *d == dir)
-            .map(|(_, n)| n.clone())
-            .collect()
-    }
-    fn content(&self, dir: Dir, name: &str) -> &[u8] {
-        &self.inodes[self.names[&(dir, name.to_string())]].0
-    }
-}
-
-impl Fs for MemFs {
-    type File = usize;
-    type DirStream = ();
-    fn capabilities(&self) -> Capabilities {
-        self.caps.unwrap()
-    }
-    fn create(&mut self, dir: Dir, name: &str, exclusive: bool) -> Result<usize, ErrorKind> {
-        self.fault("create")?;
-        let key = (dir, name.to_string());
-        if let Some(&ino) = self.names.get(&key) {
-            if exclusive {
-                return Err(ErrorKind::Exists);
-            }
-            self.inodes[ino].0.clear();
-            return Ok(ino);
-        }
-        self.inodes.push((Vec::new(), 1));
-        self.mtimes.insert(self.inodes.len() - 1, self.clock);
-        self.names.insert(key, self.inodes.len() - 1);
-        Ok(self.inodes.len() - 1)
-    }
-    fn create_anonymous(&mut self, _dir: Dir) -> Result<usize, ErrorKind> {
-        self.fault("create_anonymous")?;
-        self.inodes.push((Vec::new(), 0));
-        Ok(self.inodes.len() - 1)
-    }
-    fn file_id(&self, file: &usize) -> Option<(u64, u64)> {
-        Some((8, *file as u64 + 100))
-    }
-    fn write(&mut self, file: &mut usize, buf: &[u8]) -> Result<usize, ErrorKind> {
-        self.fault("write")?;
-        // Short writes on purpose: at most 5 bytes per call.
-        let n = buf.len().min(5);
-        self.inodes[*file].0.extend_from_slice(&buf[..n]);
-        Ok(n)
-    }
-    fn sync_file(&mut self, _file: &mut usize) -> Result<(), ErrorKind> {
-        self.fault("sync_file")
-    }
-    fn close(&mut self, _file: usize) -> Result<(), ErrorKind> {
-        self.fault("close")
-    }
-    fn link_anonymous(&mut self, file: &usize, dir: Dir, name: &str) -> Result<(), ErrorKind> {
-        self.fault("link_anonymous")?;
-        let key = (dir, name.to_string());
-        if self.names.contains_key(&key) {
-            return Err(ErrorKind::Exists);
-        }
-        self.inodes[*file].1 += 1;
-        self.names.insert(key, *file);
-        Ok(())
-    }
-    fn link(&mut self, from: (Dir, &str), to: (Dir, &str)) -> Result<(), ErrorKind> {
-        self.fault("link")?;
-        let ino = *self
-            .names
-            .get(&(from.0, from.1.to_string()))
-            .ok_or(ErrorKind::NotFound)?;
-        let key = (to.0, to.1.to_string());
-        if self.names.contains_key(&key) {
-            return Err(ErrorKind::Exists);
-        }
-        self.inodes[ino].1 += 1;
-        self.names.insert(key, ino);
-        Ok(())
-    }
-    fn rename(
-        &mut self,
-        from: (Dir, &str),
-        to: (Dir, &str),
-        noreplace: bool,
-    ) -> Result<(), ErrorKind> {
-        self.fault("rename")?;
-        let src = (from.0, from.1.to_string());
-        let ino = *self.names.get(&src).ok_or(ErrorKind::NotFound)?;
-        let key = (to.0, to.1.to_string());
-        if noreplace && self.names.contains_key(&key) {
-            return Err(ErrorKind::Exists);
-        }
-        self.names.remove(&src);
-        self.names.insert(key, ino);
-        Ok(())
-    }
-    fn unlink(&mut self, dir: Dir, name: &str) -> Result<(), ErrorKind> {
-        self.fault("unlink")?;
-        let ino = self
-            .names
-            .remove(&(dir, name.to_string()))
-            .ok_or(ErrorKind::NotFound)?;
-        self.inodes[ino].1 -= 1;
-        Ok(())
-    }
-    fn stat(&mut self, dir: Dir, name: &str) -> Result<Stat, ErrorKind> {
-        self.fault("stat")?;
-        let ino = *self
-            .names
-            .get(&(dir, name.to_string()))
-            .ok_or(ErrorKind::NotFound)?;
-        let (data, nlink) = &self.inodes[ino];
-        let mtime = self.mtimes.get(&ino).copied().unwrap_or(0);
-        Ok(Stat {
-            nlink: *nlink,
-            size: data.len() as u64,
-            mtime,
-            regular: true,
-        })
-    }
-    fn sync_dir(&mut self, _dir: Dir) -> Result<(), ErrorKind> {
-        self.fault("sync_dir")
-    }
-    fn mkdir(&mut self, _dir: Dir) -> Result<(), ErrorKind> {
-        Ok(())
-    }
-    fn open_dir(&mut self, _dir: Dir) -> Result<(), ErrorKind> {
-        Err(ErrorKind::Unsupported)
-    }
-    fn stat_listed(&mut self, _: &(), _: &str) -> Result<Stat, ErrorKind> {
-        Err(ErrorKind::Unsupported)
-    }
-    fn open_folder_dir(&mut self, _: Dir, _: &[u8], _: Dir) -> Result<(), ErrorKind> {
-        Err(ErrorKind::Unsupported)
-    }
-    fn read_dir(&mut self, _s: &mut (), _out: &mut EntryName) -> Result<bool, ErrorKind> {
-        Ok(false)
-    }
-    // A delivery never appends, reads small files or sets times: refused, so a machine that
-    // started to would show it in the recorded trace.
-    fn append(&mut self, _: Dir, _: &str, _: &[u8], _: bool) -> Result<(), ErrorKind> {
-        Err(ErrorKind::Unsupported)
-    }
-    fn read_file(&mut self, _: Dir, _: &str, _: &mut [u8]) -> Result<usize, ErrorKind> {
-        Err(ErrorKind::Unsupported)
-    }
-    fn set_mtime(&mut self, _: &usize, _: i64) -> Result<(), ErrorKind> {
-        Err(ErrorKind::Unsupported)
+fn memfs(caps: Capabilities) -> MemFs {
+    let mut fs = testkit::MemFs::new(Rc::new(Cell::new(0)));
+    fs.caps = caps;
+    fs.max_write = 5;
+    fs.ids = (8, 99);
+    Hooked {
+        fs,
+        hook: Script::default(),
     }
 }
 
@@ -289,17 +127,17 @@ fn no_caps() -> Capabilities {
 /// other places are empty.
 fn assert_delivered_only(fs: &MemFs, d: &Delivered, dir: Dir) {
     assert_eq!(d.dir, dir);
-    assert_eq!(fs.listing(dir), vec![d.name.to_string()]);
-    assert_eq!(fs.content(dir, &d.name), MSG);
+    assert_eq!(fs.fs.list(dir), vec![d.name.to_string()]);
+    assert_eq!(fs.fs.get(dir, &d.name).unwrap(), MSG);
     let parsed = ParsedName::parse(&d.name, Default::default()).unwrap();
     assert_eq!(parsed.size(), Some(MSG.len() as u64));
     assert_eq!(d.size, MSG.len() as u64);
     for other in [Dir::Tmp, Dir::New, Dir::Cur] {
         if other != dir {
             assert!(
-                fs.listing(other).is_empty(),
+                fs.fs.list(other).is_empty(),
                 "{other:?} not empty: {:?}",
-                fs.listing(other)
+                fs.fs.list(other)
             );
         }
     }
@@ -308,9 +146,9 @@ fn assert_delivered_only(fs: &MemFs, d: &Delivered, dir: Dir) {
 fn assert_nothing_left(fs: &MemFs) {
     for d in [Dir::Tmp, Dir::New, Dir::Cur] {
         assert!(
-            fs.listing(d).is_empty(),
+            fs.fs.list(d).is_empty(),
             "{d:?} not empty: {:?}",
-            fs.listing(d)
+            fs.fs.list(d)
         );
     }
 }
@@ -327,7 +165,7 @@ fn delivers_by(mut fs: MemFs, path: Publish) -> String {
 
 #[test]
 fn anonymous_link_path() {
-    let fs = MemFs::with(Capabilities::LINUX_LOCAL);
+    let fs = memfs(Capabilities::LINUX_LOCAL);
     let trace = delivers_by(fs, Publish::AnonymousLink);
     insta::assert_snapshot!(trace);
 }
@@ -338,21 +176,21 @@ fn rename_noreplace_path() {
         anonymous_tmp: false,
         ..Capabilities::LINUX_LOCAL
     };
-    let fs = MemFs::with(caps);
+    let fs = memfs(caps);
     let trace = delivers_by(fs, Publish::RenameNoReplace);
     insta::assert_snapshot!(trace);
 }
 
 #[test]
 fn link_unlink_path() {
-    let fs = MemFs::with(Capabilities::POSIX);
+    let fs = memfs(Capabilities::POSIX);
     let trace = delivers_by(fs, Publish::LinkUnlink);
     insta::assert_snapshot!(trace);
 }
 
 #[test]
 fn checked_rename_path_without_hard_links() {
-    let fs = MemFs::with(no_caps());
+    let fs = memfs(no_caps());
     let trace = delivers_by(fs, Publish::CheckedRename);
     insta::assert_snapshot!(trace);
 }
@@ -361,11 +199,11 @@ fn checked_rename_path_without_hard_links() {
 fn unsupported_features_downgrade_at_run_time() {
     // The adapter believed in O_TMPFILE and renameat2, the filesystem says no to both, then
     // refuses hard links too: the machine ends on the checked rename and still delivers.
-    let mut fs = MemFs::with(Capabilities {
+    let mut fs = memfs(Capabilities {
         anonymous_tmp: true,
         ..Capabilities::LINUX_LOCAL
     });
-    fs.faults.extend([
+    fs.hook.0.extend([
         ("create_anonymous", ErrorKind::Unsupported),
         ("rename", ErrorKind::Unsupported),
         ("link", ErrorKind::Unsupported),
@@ -376,15 +214,17 @@ fn unsupported_features_downgrade_at_run_time() {
 
 #[test]
 fn collisions_get_fresh_names_and_are_bounded() {
-    let mut fs = MemFs::with(Capabilities::POSIX);
-    fs.faults
+    let mut fs = memfs(Capabilities::POSIX);
+    fs.hook
+        .0
         .extend([("create", ErrorKind::Exists), ("link", ErrorKind::Exists)]);
     let (trace, out) = run(&mut fs, opts(), MSG);
     assert_delivered_only(&fs, &out.unwrap(), Dir::New);
     insta::assert_snapshot!(trace);
 
-    let mut fs = MemFs::with(Capabilities::POSIX);
-    fs.faults
+    let mut fs = memfs(Capabilities::POSIX);
+    fs.hook
+        .0
         .extend(std::iter::repeat_n(("create", ErrorKind::Exists), 100));
     let (_, out) = run(
         &mut fs,
@@ -400,7 +240,7 @@ fn collisions_get_fresh_names_and_are_bounded() {
 
 #[test]
 fn flags_deliver_into_cur_with_info() {
-    let mut fs = MemFs::with(Capabilities::LINUX_LOCAL);
+    let mut fs = memfs(Capabilities::LINUX_LOCAL);
     let flags = Flags::parse("SF").unwrap();
     let (_, out) = run(
         &mut fs,
@@ -418,8 +258,8 @@ fn flags_deliver_into_cur_with_info() {
 #[test]
 fn failed_dir_sync_unpublishes() {
     for caps in [Capabilities::LINUX_LOCAL, Capabilities::POSIX, no_caps()] {
-        let mut fs = MemFs::with(caps);
-        fs.faults.push_back(("sync_dir", ErrorKind::Io));
+        let mut fs = memfs(caps);
+        fs.hook.0.push_back(("sync_dir", ErrorKind::Io));
         let (trace, out) = run(&mut fs, opts(), MSG);
         let e = out.unwrap_err();
         assert_eq!(
@@ -456,8 +296,8 @@ fn every_failure_cleans_up() {
     ] {
         for point in points {
             for kind in [ErrorKind::NoSpace, ErrorKind::Io, ErrorKind::Quota] {
-                let mut fs = MemFs::with(caps);
-                fs.faults.push_back((point, kind));
+                let mut fs = memfs(caps);
+                fs.hook.0.push_back((point, kind));
                 let (trace, out) = run(&mut fs, opts(), MSG);
                 match out {
                     Ok(d) => assert_delivered_only(&fs, &d, Dir::New),
@@ -474,7 +314,7 @@ fn every_failure_cleans_up() {
 #[test]
 fn empty_message_is_a_data_error() {
     for caps in [Capabilities::LINUX_LOCAL, Capabilities::POSIX] {
-        let mut fs = MemFs::with(caps);
+        let mut fs = memfs(caps);
         let (_, out) = run(&mut fs, opts(), b"");
         let e = out.unwrap_err();
         assert_eq!(e.kind, ErrorKind::Data);
@@ -485,7 +325,7 @@ fn empty_message_is_a_data_error() {
 
 #[test]
 fn deferred_dir_sync_is_left_to_the_driver() {
-    let mut fs = MemFs::with(Capabilities::LINUX_LOCAL);
+    let mut fs = memfs(Capabilities::LINUX_LOCAL);
     let (trace, out) = run(
         &mut fs,
         Options {
@@ -496,7 +336,7 @@ fn deferred_dir_sync_is_left_to_the_driver() {
     );
     assert!(out.unwrap().needs_dir_sync);
     assert!(!trace.contains("SyncDir"));
-    let mut fs = MemFs::with(Capabilities::LINUX_LOCAL);
+    let mut fs = memfs(Capabilities::LINUX_LOCAL);
     let (trace, out) = run(
         &mut fs,
         Options {
@@ -512,7 +352,7 @@ fn deferred_dir_sync_is_left_to_the_driver() {
 #[test]
 fn nfs_link_reported_failed_but_made_is_trusted_by_link_count() {
     // The link lands, but the server's reply is lost: the machine checks st_nlink == 2.
-    let mut fs = MemFs::with(Capabilities::POSIX);
+    let mut fs = memfs(Capabilities::POSIX);
     let (trace, out) = run_with(&mut fs, opts(), MSG, |op, result| {
         if matches!(op, Op::Link { .. }) && *result == OpResult::Done {
             *result = OpResult::Err(ErrorKind::Io);
@@ -525,7 +365,7 @@ fn nfs_link_reported_failed_but_made_is_trusted_by_link_count() {
 
 #[test]
 fn classic_recipe_sequence() {
-    let mut fs = MemFs::with(Capabilities::POSIX);
+    let mut fs = memfs(Capabilities::POSIX);
     let (trace, out) = run(
         &mut fs,
         Options {
@@ -538,13 +378,13 @@ fn classic_recipe_sequence() {
     );
     let d = out.unwrap();
     assert_eq!(d.name, "1700000000.77.box");
-    assert_eq!(fs.content(Dir::New, &d.name), MSG);
+    assert_eq!(fs.fs.get(Dir::New, &d.name).unwrap(), MSG);
     insta::assert_snapshot!(trace);
 }
 
 #[test]
 fn locked_sequence_takes_and_releases_the_lock() {
-    let mut fs = MemFs::with(Capabilities::POSIX);
+    let mut fs = memfs(Capabilities::POSIX);
     let (trace, out) = run(
         &mut fs,
         Options {
@@ -556,17 +396,17 @@ fn locked_sequence_takes_and_releases_the_lock() {
     let d = out.unwrap();
     assert_delivered_only(&fs, &d, Dir::New);
     assert!(
-        fs.listing(Dir::Root).is_empty(),
+        fs.fs.list(Dir::Root).is_empty(),
         "lock left behind: {:?}",
-        fs.listing(Dir::Root)
+        fs.fs.list(Dir::Root)
     );
     insta::assert_snapshot!(trace);
 }
 
 #[test]
 fn locked_waits_for_a_held_lock_then_gives_up_busy() {
-    let mut fs = MemFs::with(Capabilities::POSIX);
-    fs.clock = 1_700_000_000; // held by a live deliverer: fresh
+    let mut fs = memfs(Capabilities::POSIX);
+    fs.fs.clock.set(1_700_000_000_000); // held by a live deliverer: fresh
     fs.create(Dir::Root, LOCK_NAME, true).unwrap();
     let o = Options {
         strategy: Strategy::Locked,
@@ -577,12 +417,12 @@ fn locked_waits_for_a_held_lock_then_gives_up_busy() {
     assert_eq!(out.unwrap_err().kind, ErrorKind::Busy);
     assert_nothing_left(&fs);
     // Only the foreign lock remains; our unique lock file is gone.
-    assert_eq!(fs.listing(Dir::Root), vec![LOCK_NAME.to_string()]);
+    assert_eq!(fs.fs.list(Dir::Root), vec![LOCK_NAME.to_string()]);
 }
 
 #[test]
 fn locked_breaks_a_stale_lock() {
-    let mut fs = MemFs::with(Capabilities::POSIX);
+    let mut fs = memfs(Capabilities::POSIX);
     fs.create(Dir::Root, LOCK_NAME, true).unwrap(); // mtime 0: abandoned long ago
     let (_, out) = run(
         &mut fs,
@@ -593,7 +433,7 @@ fn locked_breaks_a_stale_lock() {
         MSG,
     );
     assert_delivered_only(&fs, &out.unwrap(), Dir::New);
-    assert!(fs.listing(Dir::Root).is_empty());
+    assert!(fs.fs.list(Dir::Root).is_empty());
 }
 
 #[test]
@@ -602,7 +442,7 @@ fn flags_learnt_while_writing_choose_cur() {
     // cur/ with flags, on every publish path and also without syncs.
     for caps in [Capabilities::LINUX_LOCAL, Capabilities::POSIX, no_caps()] {
         for durability in [Durability::Full, Durability::None] {
-            let mut fs = MemFs::with(caps);
+            let mut fs = memfs(caps);
             let mut env = TestEnv::new();
             let mut src = MSG;
             let mut buf = [0u8; 16];
@@ -641,7 +481,7 @@ fn a_modification_time_is_an_operation_between_the_write_and_the_flush() {
                 durability,
                 ..opts()
             };
-            let mut fs = MemFs::with(Capabilities::POSIX);
+            let mut fs = memfs(Capabilities::POSIX);
             let mut m = Delivery::new(o, fs.capabilities(), &mut env);
             let (mut slots, mut src, mut buf) = (Slots::default(), MSG, [0u8; 16]);
             let mut ops = Vec::new();
@@ -679,7 +519,7 @@ fn locked_link_exists_with_unreadable_tmp_leaves_the_target_alone() {
     // was made) and then our tmp file's link count cannot be read. The name may be another
     // deliverer's message, so the machine fails without unlinking it; it still removes its tmp
     // name and releases the lock.
-    let mut fs = MemFs::with(Capabilities::POSIX);
+    let mut fs = memfs(Capabilities::POSIX);
     let o = Options {
         strategy: Strategy::Locked,
         ..opts()
@@ -697,11 +537,11 @@ fn locked_link_exists_with_unreadable_tmp_leaves_the_target_alone() {
         (ErrorKind::Io, mdeliver_core::Phase::Publish),
         "{trace}"
     );
-    let new = fs.listing(Dir::New);
+    let new = fs.fs.list(Dir::New);
     assert_eq!(new.len(), 1, "{trace}");
-    assert_eq!(fs.content(Dir::New, &new[0]), MSG);
-    assert!(fs.listing(Dir::Tmp).is_empty(), "{trace}");
-    assert!(fs.listing(Dir::Root).is_empty(), "{trace}");
+    assert_eq!(fs.fs.get(Dir::New, &new[0]).unwrap(), MSG);
+    assert!(fs.fs.list(Dir::Tmp).is_empty(), "{trace}");
+    assert!(fs.fs.list(Dir::Root).is_empty(), "{trace}");
 }
 
 #[test]
@@ -709,7 +549,7 @@ fn unverifiable_link_is_taken_back() {
     // The publish link's reply is lost (`Io`, though the link was made) and our tmp file's link
     // count cannot be read either: the name is ours by construction, so the machine removes it
     // and reports the failure; nothing is left for the MTA's retry to duplicate.
-    let mut fs = MemFs::with(Capabilities::POSIX);
+    let mut fs = memfs(Capabilities::POSIX);
     let (trace, out) = run_with(&mut fs, opts(), MSG, |op, result| match op {
         Op::Link { .. } if *result == OpResult::Done => *result = OpResult::Err(ErrorKind::Io),
         Op::Stat { dir: Dir::Tmp, .. } => *result = OpResult::Err(ErrorKind::Io),

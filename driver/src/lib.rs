@@ -20,3 +20,17 @@ pub mod subscribe;
 
 /// Exit statuses: decided by the core, one table for both binaries and the LMTP server.
 pub use mdeliver_core::report::exit;
+
+/// The system clock as the core's timestamp, for both binaries' `Env::now`. Read through std:
+/// libc's `clock_gettime` on Linux (not rustix's direct vDSO call, so an administrator's or a
+/// test's libfaketime can steer it, e.g. freeze it to prove names stay unique), WASI's
+/// `clock_time_get` in the module.
+pub fn now() -> mdeliver_core::env::Timestamp {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    mdeliver_core::env::Timestamp {
+        secs: d.as_secs(),
+        micros: d.subsec_micros(),
+    }
+}

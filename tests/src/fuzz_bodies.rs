@@ -14,7 +14,9 @@
 //! byte-exact, a failure leaving nothing in new/ or cur/, nothing pre-existing overwritten,
 //! locks released.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 
 use mdeliver_core::env::{Env, Timestamp};
 use mdeliver_core::fs::{perform, Capabilities, Dir, EntryName, Fs, Op, OpResult, Slots, Stat};
@@ -28,6 +30,7 @@ use mdeliver_core::message::{
     has_delivered_to, normalize_address, run_chunked, FromLine, FromLineMode, LoopCheck, Postmark,
     Prelude, PreludeFields, StatusFilter, FROM_LINE_MAX, PRELUDE_PEEK,
 };
+use mdeliver_core::testkit::{self, Call, Hook, Hooked};
 use mdeliver_core::wire;
 use mdeliver_core::{Delivery, ErrorKind, Phase};
 
@@ -959,13 +962,6 @@ impl Env for FuzzEnv {
     }
 }
 
-#[derive(Clone, Debug)]
-struct Inode {
-    data: Vec<u8>,
-    nlink: u32,
-    mtime: u64,
-}
-
 /// What the fault tape can make a call do.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 enum Fault {
@@ -998,17 +994,16 @@ const FAULTS: [Fault; 13] = [
 /// What a simulated foreign deliverer writes.
 const FOREIGN: &[u8] = b"foreign message\n";
 
-/// A small model of a maildir filesystem (inodes with link counts, anonymous files, exclusive
-/// creation, no-replace rename) whose every call consults a fault tape taken from the fuzz
-/// input. It records which calls were faulted so the invariants can allow for them.
-#[derive(Clone, Debug)]
-pub struct MemFs {
-    caps: Capabilities,
-    inodes: Vec<Inode>,
-    names: BTreeMap<(Dir, String), usize>,
+/// The kit's in-memory maildir (inodes with link counts, anonymous files, exclusive creation,
+/// no-replace rename, live listings) whose every call consults a fault tape taken from the
+/// fuzz input ([`Tape`]).
+pub type MemFs = Hooked<testkit::MemFs, Tape>;
+
+/// The fault tape, and which calls it faulted, so the invariants can allow for them.
+#[derive(Clone, Debug, Default)]
+pub struct Tape {
     tape: Vec<u8>,
-    tape_pos: usize,
-    clock: u64,
+    pos: usize,
     /// Faults injected.
     pub injected: u32,
     /// Names created by simulated foreign deliverers.
@@ -1021,264 +1016,85 @@ pub struct MemFs {
     pub failed_stats: BTreeMap<Dir, u32>,
 }
 
-/// An open file of [`MemFs`].
-#[derive(Debug)]
-pub struct MemFile(usize);
+fn memfs(caps: Capabilities, tape: &[u8]) -> MemFs {
+    let mut fs = testkit::MemFs::new(Rc::new(Cell::new(0)));
+    fs.caps = caps;
+    fs.ids = (7, 0);
+    fs.live_listings = true;
+    let tape = tape.to_vec();
+    let hook = Tape {
+        tape,
+        ..Tape::default()
+    };
+    Hooked { fs, hook }
+}
 
-impl MemFs {
-    fn new(caps: Capabilities, tape: &[u8]) -> MemFs {
-        MemFs {
-            caps,
-            inodes: Vec::new(),
-            names: BTreeMap::new(),
-            tape: tape.to_vec(),
-            tape_pos: 0,
-            clock: 0,
-            injected: 0,
-            foreign: BTreeSet::new(),
-            failed_unlinks: BTreeSet::new(),
-            lost_reply: false,
-            failed_stats: BTreeMap::new(),
-        }
-    }
+/// Every name and its bytes.
+fn contents(fs: &MemFs) -> BTreeMap<(Dir, String), Vec<u8>> {
+    let m = &fs.fs;
+    m.names
+        .iter()
+        .map(|(k, ino)| (k.clone(), m.inodes[ino].data.clone()))
+        .collect()
+}
 
-    fn put(&mut self, dir: Dir, name: &str, data: &[u8], nlink: u32) -> usize {
-        self.inodes.push(Inode {
-            data: data.to_vec(),
-            nlink,
-            mtime: self.clock,
-        });
-        let ino = self.inodes.len() - 1;
-        self.names.insert((dir, name.to_string()), ino);
-        ino
-    }
-
+impl Tape {
     /// The next fault from the tape: bytes below 200 (and the end of the tape) mean none.
     fn fault(&mut self) -> Option<Fault> {
-        let b = *self.tape.get(self.tape_pos)?;
-        self.tape_pos += 1;
+        let b = *self.tape.get(self.pos)?;
+        self.pos += 1;
         (b >= 200).then(|| {
             self.injected += 1;
             FAULTS[usize::from(b - 200) % FAULTS.len()]
         })
     }
+}
 
-    /// Another deliverer creates `dir/name` (if free) with foreign bytes.
-    fn foreign_at(&mut self, (d, n): (Dir, &str)) {
-        if !self.names.contains_key(&(d, n.to_string())) {
-            self.put(d, n, FOREIGN, 1);
-            self.foreign.insert((d, n.to_string()));
-        }
-    }
-
-    /// Fails the call for an injected error; `Foreign` creates `target` with foreign bytes.
-    fn gate(&mut self, target: Option<(Dir, &str)>) -> Result<(), ErrorKind> {
-        match self.fault() {
-            Some(Fault::Fail(k)) => Err(k),
-            Some(Fault::Foreign) => {
-                if let Some(t) = target {
-                    self.foreign_at(t);
+impl Hook<testkit::MemFs> for Tape {
+    fn before(&mut self, fs: &mut testkit::MemFs, call: &mut Call<'_>) -> Result<(), ErrorKind> {
+        // Where a foreign file can appear: only where the kernel checks atomically.
+        let target = match *call {
+            // Calls the delivery and the scan fuzzed here never make: no tape.
+            Call::Mkdir(_) => return Err(ErrorKind::Exists),
+            Call::OpenFolderDir(..) => return Err(ErrorKind::NotFound),
+            Call::StatListed(_)
+            | Call::Append(..)
+            | Call::ReadFile(..)
+            | Call::SetMtime(..)
+            | Call::SyncAll => return Err(ErrorKind::Unsupported),
+            Call::Create(d, n, true)
+            | Call::LinkAnonymous(d, n)
+            | Call::Link(_, (d, n))
+            | Call::Rename(_, (d, n), true) => Some((d, n)),
+            _ => None,
+        };
+        match (self.fault(), call) {
+            (Some(Fault::Fail(k)), Call::Unlink(d, _)) => {
+                self.failed_unlinks.insert(*d);
+                Err(k)
+            }
+            (Some(Fault::Fail(k)), Call::Stat(d, _)) => {
+                *self.failed_stats.entry(*d).or_default() += 1;
+                Err(k)
+            }
+            (Some(Fault::Fail(k)), _) => Err(k),
+            (Some(Fault::Short), Call::Write(n)) => {
+                *n = n.div_ceil(2);
+                Ok(())
+            }
+            (Some(Fault::Foreign), _) => {
+                if let Some((d, n)) = target.filter(|&(d, n)| fs.get(d, n).is_none()) {
+                    fs.put(d, n, FOREIGN);
+                    self.foreign.insert((d, n.to_string()));
                 }
                 Ok(())
             }
+            (Some(Fault::LostReply), Call::Link(from, to)) => {
+                fs.link(*from, *to)?;
+                self.lost_reply = true;
+                Err(ErrorKind::Io)
+            }
             _ => Ok(()),
-        }
-    }
-
-    fn contents(&self) -> BTreeMap<(Dir, String), Vec<u8>> {
-        self.names
-            .iter()
-            .map(|(k, &ino)| (k.clone(), self.inodes[ino].data.clone()))
-            .collect()
-    }
-}
-
-/// A directory listing of [`MemFs`]: live, in name order, like a readdir cursor (a name
-/// renamed behind the cursor is missed in this listing, one renamed ahead of it is seen).
-#[derive(Debug)]
-pub struct MemDirStream {
-    dir: Dir,
-    last: Option<String>,
-}
-
-impl Fs for MemFs {
-    type File = MemFile;
-    type DirStream = MemDirStream;
-
-    fn capabilities(&self) -> Capabilities {
-        self.caps
-    }
-    fn create(&mut self, dir: Dir, name: &str, exclusive: bool) -> Result<MemFile, ErrorKind> {
-        self.gate(exclusive.then_some((dir, name)))?;
-        if let Some(&ino) = self.names.get(&(dir, name.to_string())) {
-            if exclusive {
-                return Err(ErrorKind::Exists);
-            }
-            self.inodes[ino].data.clear();
-            return Ok(MemFile(ino));
-        }
-        Ok(MemFile(self.put(dir, name, b"", 1)))
-    }
-    fn create_anonymous(&mut self, _dir: Dir) -> Result<MemFile, ErrorKind> {
-        self.gate(None)?;
-        if !self.caps.anonymous_tmp {
-            return Err(ErrorKind::Unsupported);
-        }
-        self.inodes.push(Inode {
-            data: Vec::new(),
-            nlink: 0,
-            mtime: self.clock,
-        });
-        Ok(MemFile(self.inodes.len() - 1))
-    }
-    fn file_id(&self, file: &MemFile) -> Option<(u64, u64)> {
-        Some((7, file.0 as u64))
-    }
-    fn write(&mut self, file: &mut MemFile, buf: &[u8]) -> Result<usize, ErrorKind> {
-        let n = match self.fault() {
-            Some(Fault::Fail(k)) => return Err(k),
-            Some(Fault::Short) => buf.len().div_ceil(2),
-            _ => buf.len(),
-        };
-        self.inodes[file.0].data.extend_from_slice(&buf[..n]);
-        Ok(n)
-    }
-    fn sync_file(&mut self, _file: &mut MemFile) -> Result<(), ErrorKind> {
-        self.gate(None)
-    }
-    fn close(&mut self, _file: MemFile) -> Result<(), ErrorKind> {
-        self.gate(None)
-    }
-    fn link_anonymous(&mut self, file: &MemFile, dir: Dir, name: &str) -> Result<(), ErrorKind> {
-        self.gate(Some((dir, name)))?;
-        if self.names.contains_key(&(dir, name.to_string())) {
-            return Err(ErrorKind::Exists);
-        }
-        self.names.insert((dir, name.to_string()), file.0);
-        self.inodes[file.0].nlink += 1;
-        Ok(())
-    }
-    fn link(&mut self, from: (Dir, &str), to: (Dir, &str)) -> Result<(), ErrorKind> {
-        let fault = self.fault();
-        match fault {
-            Some(Fault::Fail(k)) => return Err(k),
-            Some(Fault::Foreign) => self.foreign_at(to),
-            _ => {}
-        }
-        let lost = fault == Some(Fault::LostReply);
-        if !self.caps.hard_links {
-            return Err(ErrorKind::Unsupported);
-        }
-        let Some(&ino) = self.names.get(&(from.0, from.1.to_string())) else {
-            return Err(ErrorKind::NotFound);
-        };
-        if self.names.contains_key(&(to.0, to.1.to_string())) {
-            return Err(ErrorKind::Exists);
-        }
-        self.names.insert((to.0, to.1.to_string()), ino);
-        self.inodes[ino].nlink += 1;
-        if lost {
-            self.lost_reply = true;
-            Err(ErrorKind::Io)
-        } else {
-            Ok(())
-        }
-    }
-    fn rename(&mut self, from: (Dir, &str), to: (Dir, &str), nr: bool) -> Result<(), ErrorKind> {
-        // A foreign file can only appear where the kernel checks atomically (no-replace).
-        self.gate(nr.then_some(to))?;
-        if nr && !self.caps.rename_noreplace {
-            return Err(ErrorKind::Unsupported);
-        }
-        let Some(&ino) = self.names.get(&(from.0, from.1.to_string())) else {
-            return Err(ErrorKind::NotFound);
-        };
-        let key = (to.0, to.1.to_string());
-        if let Some(&old) = self.names.get(&key) {
-            if nr {
-                return Err(ErrorKind::Exists);
-            }
-            if old == ino {
-                return Ok(());
-            }
-            self.inodes[old].nlink -= 1;
-        }
-        self.names.remove(&(from.0, from.1.to_string()));
-        self.names.insert(key, ino);
-        Ok(())
-    }
-    fn unlink(&mut self, dir: Dir, name: &str) -> Result<(), ErrorKind> {
-        if let Err(e) = self.gate(None) {
-            self.failed_unlinks.insert(dir);
-            return Err(e);
-        }
-        match self.names.remove(&(dir, name.to_string())) {
-            Some(ino) => {
-                self.inodes[ino].nlink -= 1;
-                Ok(())
-            }
-            None => Err(ErrorKind::NotFound),
-        }
-    }
-    fn stat(&mut self, dir: Dir, name: &str) -> Result<Stat, ErrorKind> {
-        if let Err(e) = self.gate(None) {
-            *self.failed_stats.entry(dir).or_default() += 1;
-            return Err(e);
-        }
-        let ino = *self
-            .names
-            .get(&(dir, name.to_string()))
-            .ok_or(ErrorKind::NotFound)?;
-        let i = &self.inodes[ino];
-        Ok(Stat {
-            nlink: u64::from(i.nlink),
-            size: i.data.len() as u64,
-            mtime: i.mtime,
-            regular: true,
-        })
-    }
-    fn sync_dir(&mut self, _dir: Dir) -> Result<(), ErrorKind> {
-        self.gate(None)
-    }
-    fn mkdir(&mut self, _dir: Dir) -> Result<(), ErrorKind> {
-        Err(ErrorKind::Exists)
-    }
-    fn open_dir(&mut self, dir: Dir) -> Result<MemDirStream, ErrorKind> {
-        self.gate(None)?;
-        Ok(MemDirStream { dir, last: None })
-    }
-    fn stat_listed(&mut self, _: &MemDirStream, _: &str) -> Result<Stat, ErrorKind> {
-        Err(ErrorKind::Unsupported)
-    }
-    fn open_folder_dir(&mut self, _: Dir, _: &[u8], _: Dir) -> Result<MemDirStream, ErrorKind> {
-        Err(ErrorKind::NotFound)
-    }
-    // The delivery and the scan fuzzed here never append, read small files or set times.
-    fn append(&mut self, _: Dir, _: &str, _: &[u8], _: bool) -> Result<(), ErrorKind> {
-        Err(ErrorKind::Unsupported)
-    }
-    fn read_file(&mut self, _: Dir, _: &str, _: &mut [u8]) -> Result<usize, ErrorKind> {
-        Err(ErrorKind::Unsupported)
-    }
-    fn set_mtime(&mut self, _: &MemFile, _: i64) -> Result<(), ErrorKind> {
-        Err(ErrorKind::Unsupported)
-    }
-    fn read_dir(&mut self, s: &mut MemDirStream, out: &mut EntryName) -> Result<bool, ErrorKind> {
-        self.gate(None)?;
-        use std::ops::Bound;
-        let from = match &s.last {
-            Some(l) => Bound::Excluded((s.dir, l.clone())),
-            None => Bound::Included((s.dir, String::new())),
-        };
-        match self.names.range((from, Bound::Unbounded)).next() {
-            Some(((d, n), _)) if *d == s.dir => {
-                out.clear();
-                out.extend_from_slice(n.as_bytes())
-                    .map_err(|_| ErrorKind::NameTooLong)?;
-                s.last = Some(n.clone());
-                Ok(true)
-            }
-            _ => Ok(false),
         }
     }
 }
@@ -1403,18 +1219,20 @@ pub fn deliver_faults(data: &[u8]) {
         }
         seeded.push((d, n, format!("seeded message {i}\n").into_bytes()));
     }
-    let mut fs = MemFs::new(caps, b.rest());
-    fs.clock = env.secs;
+    let mut fs = memfs(caps, b.rest());
+    fs.fs.clock.set(env.secs * 1000);
     for (d, n, c) in &seeded {
-        fs.put(*d, n, c, 1);
+        fs.fs.put(*d, n, c);
     }
     let lock_seeded = opts.strategy == Strategy::Locked && foreign_lock & 1 == 1;
     if lock_seeded {
-        fs.clock = env.secs.saturating_sub(u64::from(foreign_lock >> 1) * 8);
-        fs.put(Dir::Root, LOCK_NAME, b"", 1);
-        fs.clock = env.secs;
+        fs.fs
+            .clock
+            .set((env.secs.saturating_sub(u64::from(foreign_lock >> 1) * 8)) * 1000);
+        fs.fs.put(Dir::Root, LOCK_NAME, b"");
+        fs.fs.clock.set(env.secs * 1000);
     }
-    let before = fs.contents();
+    let before = contents(&fs);
 
     let mut src = Source {
         data: &msg,
@@ -1437,13 +1255,13 @@ pub fn deliver_faults(data: &[u8]) {
             steps <= MAX_STEPS,
             "no end after {MAX_STEPS} steps: {opts:?}"
         );
-        fs.clock = env.secs;
+        fs.fs.clock.set(env.secs * 1000);
         let shown = format!("{op:?}");
-        let tape = fs.tape_pos;
+        let tape = fs.hook.pos;
         let (r, _) = perform(&mut fs, &mut env, &mut slots, op, &mut src, &mut buf);
         trace.push(format!(
             "{shown} -> {r:?} (faults {:?})",
-            &fs.tape[tape..fs.tape_pos]
+            &fs.hook.tape[tape..fs.hook.pos]
         ));
         m.feed(r, &mut env);
     };
@@ -1454,12 +1272,12 @@ pub fn deliver_faults(data: &[u8]) {
         panic!("the machine finished with a file still open: {f:?}");
     }
 
-    let after = fs.contents();
+    let after = contents(&fs);
     let trace = trace.join("\n");
     // Nothing pre-existing or foreign is overwritten or removed (a stale foreign lock may be
     // broken: that is what stale means).
     let mut untouchable = before.clone();
-    for k in &fs.foreign {
+    for k in &fs.hook.foreign {
         untouchable.insert(k.clone(), FOREIGN.to_vec());
     }
     for (k, v) in &untouchable {
@@ -1474,7 +1292,7 @@ pub fn deliver_faults(data: &[u8]) {
     }
     let ours: Vec<(&(Dir, String), &Vec<u8>)> = after
         .iter()
-        .filter(|(k, _)| !before.contains_key(*k) && !fs.foreign.contains(*k))
+        .filter(|(k, _)| !before.contains_key(*k) && !fs.hook.foreign.contains(*k))
         .collect();
     let in_dir = |d: Dir| ours.iter().filter(|(k, _)| k.0 == d).count();
     match &outcome {
@@ -1487,7 +1305,7 @@ pub fn deliver_faults(data: &[u8]) {
                 Some(&msg),
                 "delivered bytes differ: {d:?}; trace:\n{trace}"
             );
-            assert!(!before.contains_key(&key) && !fs.foreign.contains(&key));
+            assert!(!before.contains_key(&key) && !fs.hook.foreign.contains(&key));
             assert_eq!(
                 in_dir(Dir::New) + in_dir(Dir::Cur),
                 1,
@@ -1505,23 +1323,24 @@ pub fn deliver_faults(data: &[u8]) {
         }
         Err(e) => {
             let allowed_published = usize::from(
-                fs.failed_unlinks.contains(&Dir::New)
-                    || fs.failed_unlinks.contains(&Dir::Cur)
+                fs.hook.failed_unlinks.contains(&Dir::New)
+                    || fs.hook.failed_unlinks.contains(&Dir::Cur)
                     // djb's recipe trusts link's answer (it is kept only to show its faults).
-                    || (fs.lost_reply && matches!(opts.strategy, Strategy::Classic { .. })),
+                    || (fs.hook.lost_reply && matches!(opts.strategy, Strategy::Classic { .. })),
             );
             assert!(
                 in_dir(Dir::New) + in_dir(Dir::Cur) <= allowed_published,
                 "failed ({e:?}) but left {ours:?}; trace:\n{trace}"
             );
-            let tmp_allowed = usize::from(fs.failed_unlinks.contains(&Dir::Tmp));
+            let tmp_allowed = usize::from(fs.hook.failed_unlinks.contains(&Dir::Tmp));
             assert!(
                 in_dir(Dir::Tmp) <= tmp_allowed,
                 "failed ({e:?}) but left {ours:?}; trace:\n{trace}"
             );
             // Whatever remains, the error says so (a file it does not know of is only djb's
             // recipe's, which trusts a link whose reply was lost).
-            let unknowable = fs.lost_reply && matches!(opts.strategy, Strategy::Classic { .. });
+            let unknowable =
+                fs.hook.lost_reply && matches!(opts.strategy, Strategy::Classic { .. });
             if in_dir(Dir::New) + in_dir(Dir::Cur) > 0 && !unknowable {
                 assert!(
                     matches!(e.left, Some(Dir::New | Dir::Cur)),
@@ -1540,7 +1359,7 @@ pub fn deliver_faults(data: &[u8]) {
             // djb's recipe (it publishes by `link` only).
             let lock_impossible = !caps.hard_links
                 && matches!(opts.strategy, Strategy::Locked | Strategy::Classic { .. });
-            let clean = fs.injected == 0 && !lock_seeded && !lock_impossible;
+            let clean = fs.hook.injected == 0 && !lock_seeded && !lock_impossible;
             if clean && msg.is_empty() && fail_at.is_none() {
                 assert_eq!((e.kind, e.phase), (ErrorKind::Data, Phase::Read));
             }
@@ -1560,11 +1379,11 @@ pub fn deliver_faults(data: &[u8]) {
     let lock_left = ours.iter().filter(|(k, _)| k.0 == Dir::Root).count();
     assert!(
         lock_left == 0
-            || fs.failed_unlinks.contains(&Dir::Root)
+            || fs.hook.failed_unlinks.contains(&Dir::Root)
             // A lock link whose reply was lost, when neither our name's link count nor (after
             // removing our name) the lock's can be read: its fate is unknowable; it turns
             // stale in time. One failed stat is handled (the core removes the orphan lock).
-            || (fs.lost_reply && fs.failed_stats.get(&Dir::Root).is_some_and(|&n| n >= 2)),
+            || (fs.hook.lost_reply && fs.hook.failed_stats.get(&Dir::Root).is_some_and(|&n| n >= 2)),
         "lock files left: {ours:?} {outcome:?}; trace:\n{trace}"
     );
 }
@@ -1760,7 +1579,7 @@ pub fn scan_faults(data: &[u8]) {
     let sep = sep_from(b.u8());
     let max_passes = u32::from(b.u8() % 8) + 1;
     let n = usize::from(b.u8() % 24);
-    let mut fs = MemFs::new(Capabilities::LINUX_LOCAL, &[]);
+    let mut fs = memfs(Capabilities::LINUX_LOCAL, &[]);
     let mut current: BTreeMap<String, (Dir, String)> = BTreeMap::new();
     let mut ever: BTreeSet<(Dir, String)> = BTreeSet::new();
     let mut volatile: Vec<String> = Vec::new();
@@ -1776,7 +1595,7 @@ pub fn scan_faults(data: &[u8]) {
         } else {
             (Dir::New, key.clone())
         };
-        fs.put(dir, &name, b"m", 1);
+        fs.fs.put(dir, &name, b"m");
         ever.insert((dir, name.clone()));
         if cfg & 2 == 2 {
             volatile.push(key.clone());
@@ -1790,12 +1609,12 @@ pub fn scan_faults(data: &[u8]) {
     {
         let _ = junk;
         let d = if i % 2 == 0 { Dir::New } else { Dir::Cur };
-        fs.put(d, &format!(".junk{i}"), b"", 1);
-        fs.put(d, &format!("{}2,S", sep.byte() as char), b"", 1);
+        fs.fs.put(d, &format!(".junk{i}"), b"");
+        fs.fs.put(d, &format!("{}2,S", sep.byte() as char), b"");
     }
     let rest = b.rest();
     let (tape, moves) = rest.split_at(rest.len() / 2);
-    fs.tape = tape.to_vec();
+    fs.hook.tape = tape.to_vec();
     let mut mv = Bytes::new(moves);
     let mut renamed: BTreeMap<String, u32> = BTreeMap::new();
     let mut keys = MapKeys::default();
@@ -1829,9 +1648,7 @@ pub fn scan_faults(data: &[u8]) {
                     }
                     let new = emit_with_flags(&key, Some(f), sep).unwrap().to_string();
                     // The reader's rename is not subject to the scan's fault tape.
-                    let tape = std::mem::take(&mut fs.tape);
-                    let moved = fs.rename((dir, &old), (Dir::Cur, &new), true).is_ok();
-                    fs.tape = tape;
+                    let moved = fs.fs.rename((dir, &old), (Dir::Cur, &new), true).is_ok();
                     if moved {
                         *renamed.entry(key.clone()).or_default() += 1;
                         ever.insert((Dir::Cur, new.clone()));
@@ -1846,7 +1663,10 @@ pub fn scan_faults(data: &[u8]) {
     let summary = match result {
         Ok(s) => s,
         Err(e) => {
-            assert!(fs.injected > 0, "scan failed ({e:?}) without any fault");
+            assert!(
+                fs.hook.injected > 0,
+                "scan failed ({e:?}) without any fault"
+            );
             return;
         }
     };

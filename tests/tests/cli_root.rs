@@ -140,3 +140,51 @@ fn shared_maildir_files_take_its_group_and_0660() {
     assert_eq!(r.code, 0);
     assert_eq!(the_file(&private.join("new")), (0, 0, 0o600));
 }
+
+/// A maildir whose owner cannot even be looked up (its path runs through a regular file, or
+/// through a loop of symbolic links) fails as root exactly as it fails without root: the
+/// maildir is unavailable (4.2.0, 75; 73 with `--strict-exit`), not "mdeliver is
+/// misconfigured" (4.3.5), which would send the administrator looking at the command line.
+#[test]
+fn a_maildir_root_cannot_examine_fails_as_it_does_without_root() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let t = scratch();
+    let file = t.path().join("file");
+    std::fs::write(&file, b"").unwrap();
+    let (a, b) = (t.path().join("loop-a"), t.path().join("loop-b"));
+    std::os::unix::fs::symlink(&b, &a).unwrap();
+    std::os::unix::fs::symlink(&a, &b).unwrap();
+    for md in [file.join("Maildir"), a.join("Maildir")] {
+        for strict in [&[][..], &["--strict-exit"][..]] {
+            let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = strict
+                .iter()
+                .map(|s| s as &dyn AsRef<std::ffi::OsStr>)
+                .collect();
+            args.push(&md);
+            let root = run(&args, b"x\n", &[]);
+            let Some(nobody) = run_as_nobody(t.path(), &args, b"x\n") else {
+                return;
+            };
+            assert_eq!(
+                (root.code, root.stderr.as_str()),
+                (nobody.code, nobody.stderr.as_str()),
+                "{}",
+                md.display()
+            );
+            let class = if strict.is_empty() { '4' } else { '5' };
+            assert_eq!(
+                root.stderr.lines().next(),
+                Some(
+                    format!(
+                        "{class}.2.0 mailbox unavailable: not a directory (or a symbolic link)"
+                    )
+                    .as_str()
+                )
+            );
+            assert_eq!(root.code, if strict.is_empty() { 75 } else { 73 });
+        }
+    }
+}

@@ -370,6 +370,90 @@ fn sigterm_stops_a_listening_server_in_order() {
     assert_eq!(names(&root.join("x.example/a/new")).len(), 1);
 }
 
+/// The ids of the server's session threads alive now (their name is `lmtp-session`).
+fn session_threads(pid: u32) -> std::collections::BTreeSet<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Default::default();
+    };
+    tasks
+        .filter_map(|t| {
+            let t = t.ok()?;
+            let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
+            (comm.trim_end() == "lmtp-session")
+                .then(|| t.file_name().to_str()?.parse().ok())
+                .flatten()
+        })
+        .collect()
+}
+
+/// A client that opens a connection for every message (as `smtp-source -L` does) is served by
+/// the same session thread again and again, not by a new thread each time: ten sessions one
+/// after the other, each storing its message, see at most three distinct session threads
+/// (one, unless a connection arrives before the thread that served the last one is waiting).
+/// With `--max-sessions 1` each one is accepted, so a finished session gives its place back.
+#[test]
+fn a_session_thread_serves_the_next_connection() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    make_maildir(&root.join("x.example/a"));
+    let sock = root.join("lmtp.sock");
+    let mut child = Command::new(bin())
+        .args([
+            "lmtp",
+            "--host",
+            "testhost",
+            "--max-sessions",
+            "1",
+            "--maildir",
+        ])
+        .arg(format!("{}/{{domain}}/{{local}}", root.display()))
+        .arg("--listen")
+        .arg(format!("unix:{}", sock.display()))
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !sock.exists() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "no socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..10 {
+        let s = UnixStream::connect(&sock).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut w = s.try_clone().unwrap();
+        write!(
+            w,
+            "LHLO x\r\nMAIL FROM:<s@y>\r\nRCPT TO:<a@x.example>\r\nDATA\r\nmessage {i}\r\n.\r\nQUIT\r\n"
+        )
+        .unwrap();
+        let mut replies = String::new();
+        for line in BufReader::new(s).lines() {
+            replies.push_str(&line.unwrap());
+            replies.push('\n');
+        }
+        assert!(replies.starts_with(GREETING.trim_end()), "{replies}");
+        assert!(
+            replies.ends_with("250 2.0.0 delivered\n221 2.0.0 bye\n"),
+            "session {i}: {replies}"
+        );
+        // The thread that served it goes back to wait for the next connection.
+        std::thread::sleep(Duration::from_millis(200));
+        seen.extend(session_threads(child.id()));
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(names(&root.join("x.example/a/new")).len(), 10);
+    assert!(
+        (1..=3).contains(&seen.len()),
+        "10 sessions one after the other ran on {} session threads: {seen:?}",
+        seen.len()
+    );
+}
+
 /// `--quota` and `--dedup` go through the same core delivery as the one-shot path: over quota
 /// is 452 4.2.2 (552 5.2.2 with `--quota-full=bounce`) for that recipient only; a message sent
 /// again is acknowledged but stored once.

@@ -85,6 +85,7 @@ struct Module {
     poll: TypedFunc<u32, i32>,
     feed: TypedFunc<(u32, u32), i32>,
     drop: TypedFunc<u32, ()>,
+    set_mtime: TypedFunc<(u32, i64), i32>,
 }
 
 impl Module {
@@ -115,6 +116,9 @@ impl Module {
                 .unwrap(),
             drop: instance
                 .get_typed_func(&mut store, "mdeliver_step_drop")
+                .unwrap(),
+            set_mtime: instance
+                .get_typed_func(&mut store, "mdeliver_step_set_mtime")
                 .unwrap(),
             store,
             buf,
@@ -203,6 +207,17 @@ fn lockstep(
     m: &mut Module,
     start: Start<'_>,
     env0: &SimEnv,
+    answer: impl FnMut(usize, &Op<'_>) -> Option<OpResult>,
+) -> (usize, Vec<u8>) {
+    lockstep_mtime(m, start, None, env0, answer)
+}
+
+/// [`lockstep`], both machines given the modification time `mtime` (`-M`) right after start.
+fn lockstep_mtime(
+    m: &mut Module,
+    start: Start<'_>,
+    mtime: Option<i64>,
+    env0: &SimEnv,
     mut answer: impl FnMut(usize, &Op<'_>) -> Option<OpResult>,
 ) -> (usize, Vec<u8>) {
     let mut rec = Recording {
@@ -214,6 +229,11 @@ fn lockstep(
     m.push(&[EnvValue::Pid(Some(env0.pid))]);
     m.push(&std::mem::take(&mut rec.log));
     let h = m.start(&start);
+    if let Some(secs) = mtime {
+        assert!(native.set_mtime(secs));
+        let r = m.set_mtime.call(&mut m.store, (h, secs)).unwrap();
+        assert_eq!(wire::decode_return(r), Ok(Ok(1)), "set_mtime");
+    }
     let mut i = 0;
     loop {
         let step = native.poll();
@@ -331,6 +351,79 @@ fn every_option_crosses_the_abi() {
             "no delivery named *{suffix}: {delivered:?}"
         );
     }
+}
+
+/// `-M`'s modification time crosses the ABI: with every strategy the module's machine asks
+/// for `SetMtime` with the time given, after the write and before the file's flush, step for
+/// step as the native one; given after the write, it is refused on both sides.
+#[test]
+fn a_set_mtime_crosses_the_abi() {
+    let mut m = Module::load();
+    let env0 = SimEnv::unique(1, 7);
+    for strategy in wire::STRATEGIES {
+        let start = Start {
+            opts: Options {
+                strategy,
+                ..Options::default()
+            },
+            caps: Capabilities::LINUX_LOCAL,
+            host: &env0.host,
+        };
+        let mut ops = Vec::new();
+        let (_, done) = lockstep_mtime(&mut m, start, Some(1_234_567_890), &env0, |i, op| {
+            ops.push(format!("{op:?}"));
+            all_well(i, op)
+        });
+        assert!(
+            matches!(wire::decode_step(&done), Ok(Step::Done(Ok(_)))),
+            "{strategy:?}: {ops:?}"
+        );
+        let at = ops
+            .iter()
+            .position(|o| o == "SetMtime { secs: 1234567890 }")
+            .unwrap_or_else(|| panic!("{strategy:?}: no SetMtime in {ops:?}"));
+        assert_eq!(
+            (ops[at - 1].as_str(), ops[at + 1].as_str()),
+            ("WriteMessage", "SyncFile"),
+            "{strategy:?}"
+        );
+    }
+    // Too late: once the write is fed, neither machine takes a time.
+    let start = Start {
+        opts: Options::default(),
+        caps: Capabilities::LINUX_LOCAL,
+        host: &env0.host,
+    };
+    let mut rec = Recording {
+        inner: env0.clone(),
+        log: Vec::new(),
+    };
+    let mut native = Delivery::new(start.opts, start.caps, &mut rec);
+    m.push(&[EnvValue::Pid(Some(env0.pid))]);
+    m.push(&std::mem::take(&mut rec.log));
+    let h = m.start(&start);
+    for i in 0.. {
+        let Step::Op(op) = native.poll() else {
+            panic!("finished before writing")
+        };
+        let r = all_well(i, &op).unwrap();
+        native.feed(r, &mut rec);
+        m.push(&std::mem::take(&mut rec.log));
+        let n = wire::encode_result(r, m.memory()).unwrap();
+        let fed = m.feed.call(&mut m.store, (h, n as u32)).unwrap();
+        assert_eq!(wire::decode_return(fed), Ok(Ok(0)));
+        if matches!(op, Op::WriteMessage) {
+            break;
+        }
+    }
+    assert!(!native.set_mtime(1));
+    let r = m.set_mtime.call(&mut m.store, (h, 1)).unwrap();
+    assert_eq!(
+        wire::decode_return(r),
+        Ok(Ok(0)),
+        "set_mtime after the write"
+    );
+    m.drop.call(&mut m.store, h).unwrap();
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use mdeliver_core::env::Timestamp;
 use mdeliver_core::Env;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Clock, entropy and host for a WASI instance.
 pub struct WasiEnv {
@@ -21,13 +21,7 @@ impl WasiEnv {
 
 impl Env for WasiEnv {
     fn now(&mut self) -> Timestamp {
-        let d = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        Timestamp {
-            secs: d.as_secs(),
-            micros: d.subsec_micros(),
-        }
+        mdeliver_driver::now()
     }
 
     fn random_u64(&mut self) -> u64 {

@@ -253,6 +253,23 @@ pub extern "C" fn mdeliver_step_observe(handle: u32, len: u32) -> i32 {
     }))
 }
 
+/// Gives the machine's message file the modification time `secs` (`-M`'s
+/// `Delivery::set_mtime`). Returns 1 when it took effect, 0 when it is too late.
+#[no_mangle]
+pub extern "C" fn mdeliver_step_set_mtime(handle: u32, secs: i64) -> i32 {
+    wire::encode_return(STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        let Some(Some(m)) = s.machines.get_mut(handle as usize) else {
+            return Err(CallError::BadInput);
+        };
+        let d = match &mut m.kind {
+            Kind::Delivery(d) => d,
+            Kind::Mta(t) => t.delivery_mut(),
+        };
+        Ok(u32::from(d.set_mtime(secs)))
+    }))
+}
+
 /// Releases a machine.
 #[no_mangle]
 pub extern "C" fn mdeliver_step_drop(handle: u32) {

@@ -1,7 +1,8 @@
 //! Listening: the sockets given with `--listen` or by systemd (`LISTEN_FDS`), one thread per
-//! session up to `--max-sessions`, and an orderly stop on SIGTERM or SIGINT: no new
+//! session up to `--max-sessions` (a thread whose session ended serves the next connection), and an orderly stop on SIGTERM or SIGINT: no new
 //! connections, every session finishes its message in flight and gets `421 4.3.2`.
 
+use std::collections::VecDeque;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::os::fd::AsFd;
@@ -9,8 +10,9 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use mdeliver_core::lmtp::reply::{Fixed, Reply};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
@@ -114,8 +116,8 @@ pub fn serve(srv: Server) -> ExitCode {
     // writes the mail. Without --user, a root server writes each recipient's files as its
     // maildir's owner (`owner`).
     if let Some(user) = &srv.args.user {
-        if let Err(m) = crate::privilege::become_owner(Some(user), &[]) {
-            eprintln!("mdeliver lmtp: {m}");
+        if let Err(r) = crate::privilege::become_owner(Some(user), &[]) {
+            eprintln!("mdeliver lmtp: {}", r.message(&[]));
             return ExitCode::from(exit::TEMPFAIL);
         }
     }
@@ -126,6 +128,7 @@ pub fn serve(srv: Server) -> ExitCode {
     }
     let srv = Arc::new(srv);
     let active = Arc::new(AtomicUsize::new(0));
+    let pool = Arc::new(Pool::default());
     let mut threads: Vec<std::thread::JoinHandle<()>> = Vec::new();
     let half = Timespec {
         tv_sec: 0,
@@ -154,14 +157,22 @@ pub fn serve(srv: Server) -> ExitCode {
                 }
                 continue;
             }
-            active.fetch_add(1, Ordering::Relaxed);
-            let (srv, active) = (Arc::clone(&srv), Arc::clone(&active));
+            // Counted from here; given back when its session ends, even if no thread could
+            // be started for it or the session panics.
+            let slot = Slot::take(&active);
+            let Some(conn) = pool.hand_over(conn, slot) else {
+                continue;
+            };
+            let (srv, pool) = (Arc::clone(&srv), Arc::clone(&pool));
             let spawned = std::thread::Builder::new()
                 .name("lmtp-session".into())
                 .spawn(move || {
-                    // Released even if the session panics.
-                    let _slot = Slot(active);
-                    session::serve(conn, &srv);
+                    let mut next = Some(conn);
+                    while let Some((conn, slot)) = next {
+                        session::serve(conn, &srv);
+                        drop(slot);
+                        next = pool.wait(&srv.shutdown);
+                    }
                 });
             match spawned {
                 Ok(t) => threads.push(t),
@@ -185,6 +196,76 @@ pub fn serve(srv: Server) -> ExitCode {
 
 /// A session's place under `--max-sessions`, given back when the session ends.
 struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(active: &Arc<AtomicUsize>) -> Slot {
+        active.fetch_add(1, Ordering::Relaxed);
+        Slot(Arc::clone(active))
+    }
+}
+
+/// How long a session thread whose session ended waits for the next connection before it
+/// ends too.
+const IDLE_KEEP: Duration = Duration::from_secs(30);
+
+/// Session threads kept for the next connection: a client that opens a connection for every
+/// message (Postfix's `smtp-source -L`, an MTA under light load) then costs no thread start
+/// and stop, about ten system calls, per message.
+#[derive(Default)]
+struct Pool {
+    state: Mutex<Waiting>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct Waiting {
+    /// Connections handed over and not yet taken.
+    conns: VecDeque<(Conn, Slot)>,
+    /// Threads waiting in [`Pool::wait`].
+    idle: usize,
+}
+
+impl Pool {
+    /// Gives `conn` to a waiting thread; back (to start a thread for) when none is free.
+    fn hand_over(&self, conn: Conn, slot: Slot) -> Option<(Conn, Slot)> {
+        let Ok(mut w) = self.state.lock() else {
+            return Some((conn, slot));
+        };
+        // More waiting threads than connections already handed over: one of them takes it
+        // (a thread leaves only with the queue empty).
+        if w.idle > w.conns.len() {
+            w.conns.push_back((conn, slot));
+            self.ready.notify_one();
+            None
+        } else {
+            Some((conn, slot))
+        }
+    }
+
+    /// The next connection for a thread whose session ended; `None` after [`IDLE_KEEP`]
+    /// without one, or on shutdown.
+    fn wait(&self, shutdown: &AtomicBool) -> Option<(Conn, Slot)> {
+        let mut w = self.state.lock().ok()?;
+        w.idle += 1;
+        let until = Instant::now() + IDLE_KEEP;
+        loop {
+            if let Some(next) = w.conns.pop_front() {
+                w.idle -= 1;
+                return Some(next);
+            }
+            let now = Instant::now();
+            if now >= until || shutdown.load(Ordering::Relaxed) {
+                w.idle -= 1;
+                return None;
+            }
+            let step = (until - now).min(Duration::from_millis(500));
+            w = match self.ready.wait_timeout(w, step) {
+                Ok((w, _)) => w,
+                Err(_) => return None,
+            };
+        }
+    }
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {

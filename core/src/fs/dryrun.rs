@@ -303,7 +303,7 @@ impl<F: Fs> Fs for DryRun<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::machine::quota::tests::{setup, MemFs};
+    use crate::testkit::{setup, MemFs};
     use crate::{deliver, Options};
     use std::string::String;
     use std::vec::Vec;

@@ -1119,8 +1119,8 @@ mod tests {
     use crate::fs::{perform, Fs, Slots};
     use crate::machine::deliver::{Delivered, Options};
     use crate::machine::mta::{Accepted, Mta, MtaOptions};
-    use crate::machine::quota::tests::{setup, Clock, MemFs, TestEnv};
     use crate::machine::quota::{self, CheckOptions, Checked, Verdict};
+    use crate::testkit::{setup, Clock, MemFs, TestEnv};
     use std::format;
     use std::string::String;
     use std::vec::Vec;

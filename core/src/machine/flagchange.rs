@@ -138,7 +138,7 @@ impl Machine for Watched<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::machine::quota::tests::{setup, MemFs};
+    use crate::testkit::{setup, MemFs};
     use std::string::String;
 
     const NAME: &str = "1700000000.M1P1Q1.h,S=6:2,S";

@@ -577,9 +577,8 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fs::Stat;
     use crate::machine::deliver::Durability;
-    use crate::machine::quota::tests::{setup, MemFs, TestEnv};
+    use crate::testkit::{setup, Call, Hook, Hooked, MemFs, TestEnv};
     use std::cell::RefCell;
     use std::collections::BTreeMap;
     use std::format;
@@ -590,10 +589,11 @@ mod tests {
     /// One log shared by the filesystem and the events, so their order can be checked.
     type Log = Rc<RefCell<Vec<String>>>;
 
-    /// The quota tests' [`MemFs`] with modification times that can be set (and fail), one
-    /// scripted failure (the `nth` call of an operation), and a log of the flushes.
-    struct Probe {
-        mem: MemFs,
+    /// The kit's [`MemFs`] with modification times that can be set (and fail), one scripted
+    /// failure (the `nth` call of an operation), and a log of the flushes.
+    type Probe = Hooked<MemFs, Watch>;
+
+    struct Watch {
         log: Log,
         mtimes: BTreeMap<u64, i64>,
         mtime_fails: bool,
@@ -605,162 +605,66 @@ mod tests {
         also: Option<(&'static str, u32, ErrorKind)>,
     }
 
-    impl Probe {
-        fn new(log: &Log) -> (Probe, TestEnv) {
-            let (mem, env, _clock) = setup();
-            let probe = Probe {
-                mem,
-                log: log.clone(),
-                mtimes: BTreeMap::new(),
-                mtime_fails: false,
-                sync_all: true,
-                calls: BTreeMap::new(),
-                fail: None,
-                also: None,
-            };
-            (probe, env)
-        }
-
-        fn gate(&mut self, op: &'static str) -> Result<(), ErrorKind> {
+    impl Hook<MemFs> for Watch {
+        fn before(&mut self, _: &mut MemFs, call: &mut Call<'_>) -> Result<(), ErrorKind> {
+            let op = call.name();
+            if let Call::SetMtime(id, secs) = *call {
+                self.log.borrow_mut().push(format!("set_mtime {secs}"));
+                if self.mtime_fails {
+                    return Err(ErrorKind::Permission);
+                }
+                self.mtimes.insert(id.unwrap().1, secs);
+                return Ok(());
+            }
+            if op == "sync_all" && !self.sync_all {
+                return Err(ErrorKind::Unsupported);
+            }
             let n = self.calls.entry(op).or_insert(0);
             *n += 1;
-            match (self.fail, self.also) {
+            let r = match (self.fail, self.also) {
                 (Some((o, nth, kind)), _) | (_, Some((o, nth, kind))) if o == op && nth == *n => {
                     Err(kind)
                 }
                 _ => Ok(()),
+            };
+            let failed = if r.is_err() { " failed" } else { "" };
+            match call {
+                Call::SyncFile | Call::SyncAll => {
+                    self.log.borrow_mut().push(format!("{op}{failed}"))
+                }
+                Call::SyncDir(d) => {
+                    (self.log.borrow_mut()).push(format!("{op} {}{failed}", d.as_str()))
+                }
+                _ => {}
             }
-        }
-
-        /// `(name, contents, mtime set)` of every file in `dir`.
-        fn files(&self, dir: Dir) -> Vec<(String, Vec<u8>, Option<i64>)> {
-            self.mem
-                .names
-                .iter()
-                .filter(|((d, _), _)| *d == dir)
-                .map(|((_, n), ino)| {
-                    let data = self.mem.inodes[ino].data.clone();
-                    (n.clone(), data, self.mtimes.get(ino).copied())
-                })
-                .collect()
+            r
         }
     }
 
-    impl Fs for Probe {
-        type File = u64;
-        type DirStream = <MemFs as Fs>::DirStream;
+    fn probe(log: &Log) -> (Probe, TestEnv) {
+        let (fs, env, _clock) = setup();
+        let hook = Watch {
+            log: log.clone(),
+            mtimes: BTreeMap::new(),
+            mtime_fails: false,
+            sync_all: true,
+            calls: BTreeMap::new(),
+            fail: None,
+            also: None,
+        };
+        (Hooked { fs, hook }, env)
+    }
 
-        fn capabilities(&self) -> crate::Capabilities {
-            self.mem.capabilities()
-        }
-        fn create(&mut self, dir: Dir, name: &str, exclusive: bool) -> Result<u64, ErrorKind> {
-            self.gate("create")?;
-            self.mem.create(dir, name, exclusive)
-        }
-        fn create_anonymous(&mut self, dir: Dir) -> Result<u64, ErrorKind> {
-            self.mem.create_anonymous(dir)
-        }
-        fn file_id(&self, file: &u64) -> Option<(u64, u64)> {
-            self.mem.file_id(file)
-        }
-        fn write(&mut self, file: &mut u64, buf: &[u8]) -> Result<usize, ErrorKind> {
-            self.gate("write")?;
-            self.mem.write(file, buf)
-        }
-        fn sync_file(&mut self, file: &mut u64) -> Result<(), ErrorKind> {
-            let r = self.gate("sync_file");
-            let failed = if r.is_err() { " failed" } else { "" };
-            self.log.borrow_mut().push(format!("sync_file{failed}"));
-            r?;
-            self.mem.sync_file(file)
-        }
-        fn sync_all(&mut self) -> Result<(), ErrorKind> {
-            if !self.sync_all {
-                return Err(ErrorKind::Unsupported);
-            }
-            let r = self.gate("sync_all");
-            let failed = if r.is_err() { " failed" } else { "" };
-            self.log.borrow_mut().push(format!("sync_all{failed}"));
-            r
-        }
-        fn close(&mut self, file: u64) -> Result<(), ErrorKind> {
-            self.mem.close(file)
-        }
-        fn link_anonymous(&mut self, file: &u64, dir: Dir, name: &str) -> Result<(), ErrorKind> {
-            self.mem.link_anonymous(file, dir, name)
-        }
-        fn link(&mut self, from: (Dir, &str), to: (Dir, &str)) -> Result<(), ErrorKind> {
-            self.mem.link(from, to)
-        }
-        fn rename(
-            &mut self,
-            from: (Dir, &str),
-            to: (Dir, &str),
-            nr: bool,
-        ) -> Result<(), ErrorKind> {
-            self.mem.rename(from, to, nr)
-        }
-        fn unlink(&mut self, dir: Dir, name: &str) -> Result<(), ErrorKind> {
-            self.gate("unlink")?;
-            self.mem.unlink(dir, name)
-        }
-        fn stat(&mut self, dir: Dir, name: &str) -> Result<Stat, ErrorKind> {
-            self.mem.stat(dir, name)
-        }
-        fn sync_dir(&mut self, dir: Dir) -> Result<(), ErrorKind> {
-            let r = self.gate("sync_dir");
-            let shown = format!(
-                "sync_dir {}{}",
-                dir.as_str(),
-                if r.is_err() { " failed" } else { "" }
-            );
-            self.log.borrow_mut().push(shown);
-            r
-        }
-        fn mkdir(&mut self, dir: Dir) -> Result<(), ErrorKind> {
-            self.mem.mkdir(dir)
-        }
-        fn open_dir(&mut self, dir: Dir) -> Result<Self::DirStream, ErrorKind> {
-            self.mem.open_dir(dir)
-        }
-        fn stat_listed(&mut self, s: &Self::DirStream, name: &str) -> Result<Stat, ErrorKind> {
-            self.mem.stat_listed(s, name)
-        }
-        fn open_folder_dir(
-            &mut self,
-            base: Dir,
-            folder: &[u8],
-            dir: Dir,
-        ) -> Result<Self::DirStream, ErrorKind> {
-            self.mem.open_folder_dir(base, folder, dir)
-        }
-        fn read_dir(
-            &mut self,
-            s: &mut Self::DirStream,
-            out: &mut crate::fs::EntryName,
-        ) -> Result<bool, ErrorKind> {
-            self.mem.read_dir(s, out)
-        }
-        fn append(
-            &mut self,
-            dir: Dir,
-            name: &str,
-            data: &[u8],
-            sync: bool,
-        ) -> Result<(), ErrorKind> {
-            self.mem.append(dir, name, data, sync)
-        }
-        fn read_file(&mut self, dir: Dir, name: &str, buf: &mut [u8]) -> Result<usize, ErrorKind> {
-            self.mem.read_file(dir, name, buf)
-        }
-        fn set_mtime(&mut self, file: &u64, secs: i64) -> Result<(), ErrorKind> {
-            self.log.borrow_mut().push(format!("set_mtime {secs}"));
-            if self.mtime_fails {
-                return Err(ErrorKind::Permission);
-            }
-            self.mtimes.insert(*file, secs);
-            Ok(())
-        }
+    /// `(name, contents, mtime set)` of every file in `dir`.
+    fn files(p: &Probe, dir: Dir) -> Vec<(String, Vec<u8>, Option<i64>)> {
+        p.fs.names
+            .iter()
+            .filter(|((d, _), _)| *d == dir)
+            .map(|((_, n), ino)| {
+                let data = p.fs.inodes[ino].data.clone();
+                (n.clone(), data, p.hook.mtimes.get(ino).copied())
+            })
+            .collect()
     }
 
     /// Records the events into the shared log (progress only when `progress`).
@@ -826,7 +730,7 @@ mod tests {
         let mut rbuf = [0u8; 64];
         let mut wbuf = [0u8; 32];
         let mut events = Events {
-            log: fs.log.clone(),
+            log: fs.hook.log.clone(),
             progress,
         };
         let input = crate::mbox::Trickle::new(mbox, 7);
@@ -861,10 +765,10 @@ body 3\n>>From there\n";
     fn an_import_counts_what_it_stores_and_stops_at_the_quota() {
         let quota = |limit: &[u8]| {
             let log = Log::default();
-            let (mut fs, mut env) = Probe::new(&log);
+            let (mut fs, mut env) = probe(&log);
             let mut file = limit.to_vec();
             file.extend_from_slice(b"\n0 0\n");
-            fs.mem.put(Dir::Root, MAILDIRSIZE, &file);
+            fs.fs.put(Dir::Root, MAILDIRSIZE, &file);
             let settings = ImportOptions {
                 quota: Some(CheckOptions::default()),
                 ..settings(None)
@@ -880,8 +784,8 @@ body 3\n>>From there\n";
                 &mut wbuf,
                 &mut (),
             );
-            let file = fs.mem.get(Dir::Root, MAILDIRSIZE).unwrap().to_vec();
-            let stored = fs.files(Dir::New).len() + fs.files(Dir::Cur).len();
+            let file = fs.fs.get(Dir::Root, MAILDIRSIZE).unwrap().to_vec();
+            let stored = files(&fs, Dir::New).len() + files(&fs, Dir::Cur).len();
             (s, String::from_utf8(file).unwrap(), stored)
         };
         // Everything fits: one line for the window of three (21 + 31 + 72 bytes).
@@ -909,7 +813,7 @@ body 3\n>>From there\n";
     #[test]
     fn a_small_mbox_is_stored_exactly_with_its_flags_dates_and_one_flush_per_directory() {
         let log = Log::default();
-        let (mut fs, mut env) = Probe::new(&log);
+        let (mut fs, mut env) = probe(&log);
         let s = run(&mut fs, &mut env, &settings(None), SMALL, true);
         assert_eq!(
             (s.delivered, s.bytes, s.empty, s.unflushed),
@@ -918,12 +822,12 @@ body 3\n>>From there\n";
         assert!(s.stop.is_none() && s.flush.is_none());
         // Status: and X-Status: removed, mboxrd quoting undone, nothing else touched (Date:
         // stays).
-        let new = fs.files(Dir::New);
+        let new = files(&fs, Dir::New);
         assert_eq!(new.len(), 1);
         assert_eq!(new[0].1, b"Subject: one\n\nbody 1\n");
         assert!(!new[0].0.contains(':'), "no info in new/: {}", new[0].0);
         assert_eq!(new[0].2, Some(-60), "the envelope's date, before 1970");
-        let mut cur = fs.files(Dir::Cur);
+        let mut cur = files(&fs, Dir::Cur);
         cur.sort_by_key(|(_, data, _)| data.len());
         assert_eq!(cur.len(), 2);
         assert_eq!(cur[0].1, b"Subject: two\n\nbody 2\nFrom here\n");
@@ -939,7 +843,7 @@ body 3\n>>From there\n";
             Some(1_000_000_000),
             "Date: wins over the envelope"
         );
-        assert!(fs.files(Dir::Tmp).is_empty());
+        assert!(files(&fs, Dir::Tmp).is_empty());
         // The window (all three) is flushed at once at the end, then named in order: each
         // message's data is flushed before it is named; the directories once, and only then
         // are the messages committed. Messages end at 66, 154 and 286; a message is over once
@@ -969,17 +873,16 @@ body 3\n>>From there\n";
     #[test]
     fn extra_flags_add_to_status_and_move_plain_messages_to_cur() {
         let log = Log::default();
-        let (mut fs, mut env) = Probe::new(&log);
-        fs.mtime_fails = true;
+        let (mut fs, mut env) = probe(&log);
+        fs.hook.mtime_fails = true;
         let s = run(&mut fs, &mut env, &settings(Some("T")), SMALL, false);
         assert_eq!(
             (s.delivered, s.bytes),
             (3, 124),
             "a failed set_mtime loses nothing"
         );
-        assert!(fs.files(Dir::New).is_empty());
-        let mut infos: Vec<String> = fs
-            .files(Dir::Cur)
+        assert!(files(&fs, Dir::New).is_empty());
+        let mut infos: Vec<String> = files(&fs, Dir::Cur)
             .iter()
             .map(|(n, _, m)| {
                 assert_eq!(*m, None);
@@ -1000,7 +903,6 @@ body 3\n>>From there\n";
 
     #[test]
     fn without_set_mtime_the_import_still_delivers() {
-        // The quota tests' MemFs keeps the default `set_mtime` (Unsupported).
         let (mut mem, mut env, _clock) = setup();
         let mut rbuf = [0u8; 64];
         let mut wbuf = [0u8; 64];
@@ -1024,19 +926,19 @@ body 3\n>>From there\n";
         mbox.extend_from_slice(&[b'x'; 2000]);
         mbox.extend_from_slice(b"\nSubject: lost\n\nbody\n");
         let log = Log::default();
-        let (mut fs, mut env) = Probe::new(&log);
+        let (mut fs, mut env) = probe(&log);
         let s = run(&mut fs, &mut env, &settings(None), &mbox, false);
         assert_eq!((s.delivered, s.bytes), (2, 52));
         match s.stop {
             Some(Stop::Mbox(e)) => assert_eq!(e.offset(), 154),
             other => panic!("{other:?}"),
         }
-        assert_eq!(fs.files(Dir::New).len() + fs.files(Dir::Cur).len(), 2);
-        assert!(fs.files(Dir::Tmp).is_empty());
+        assert_eq!(files(&fs, Dir::New).len() + files(&fs, Dir::Cur).len(), 2);
+        assert!(files(&fs, Dir::Tmp).is_empty());
         assert_eq!(lines(&log).last().unwrap(), "committed 2");
         // Not an mbox at all: nothing delivered, offset 0.
         let log = Log::default();
-        let (mut fs, mut env) = Probe::new(&log);
+        let (mut fs, mut env) = probe(&log);
         let s = run(
             &mut fs,
             &mut env,
@@ -1068,7 +970,7 @@ body 3\n>>From there\n";
             }
         }
         let log = Log::default();
-        let (mut fs, mut env) = Probe::new(&log);
+        let (mut fs, mut env) = probe(&log);
         let (mut rbuf, mut wbuf) = ([0u8; 64], [0u8; 64]);
         let s = import(
             &mut fs,
@@ -1084,15 +986,15 @@ body 3\n>>From there\n";
             Some(Stop::Read(embedded_io::ErrorKind::Other))
         ));
         assert_eq!(s.delivered, 1);
-        assert_eq!(fs.files(Dir::New).len(), 1);
-        assert!(fs.files(Dir::Cur).is_empty() && fs.files(Dir::Tmp).is_empty());
+        assert_eq!(files(&fs, Dir::New).len(), 1);
+        assert!(files(&fs, Dir::Cur).is_empty() && files(&fs, Dir::Tmp).is_empty());
     }
 
     /// The stored messages' contents, sorted.
     fn stored(fs: &Probe) -> Vec<Vec<u8>> {
         let mut all: Vec<Vec<u8>> = [Dir::New, Dir::Cur]
             .into_iter()
-            .flat_map(|d| fs.files(d).into_iter().map(|(_, data, _)| data))
+            .flat_map(|d| files(&fs, d).into_iter().map(|(_, data, _)| data))
             .collect();
         all.sort();
         all
@@ -1118,7 +1020,7 @@ body 3\n>>From there\n";
     #[test]
     fn every_stop_names_the_offset_from_which_a_rerun_stores_each_message_exactly_once() {
         let log = Log::default();
-        let (mut clean, mut env) = Probe::new(&log);
+        let (mut clean, mut env) = probe(&log);
         assert_eq!(
             run(&mut clean, &mut env, &settings(None), SMALL, false).resume,
             None
@@ -1132,7 +1034,7 @@ body 3\n>>From there\n";
                 SMALL[at..].is_empty() || SMALL[at..].starts_with(b"From "),
                 "{what}: {at}"
             );
-            fs.fail = None;
+            fs.hook.fail = None;
             let rest = run(&mut fs, &mut env, &settings(None), &SMALL[at..], false);
             assert!(rest.stop.is_none() && rest.flush.is_none(), "{what}");
             let mut got = stored(&fs);
@@ -1152,8 +1054,8 @@ body 3\n>>From there\n";
             ("sync_dir", 2, ErrorKind::Io),
         ] {
             let log = Log::default();
-            let (mut fs, mut env) = Probe::new(&log);
-            fs.fail = Some((op, nth, kind));
+            let (mut fs, mut env) = probe(&log);
+            fs.hook.fail = Some((op, nth, kind));
             let s = run(&mut fs, &mut env, &settings(None), SMALL, false);
             let what = format!("{op} #{nth} failing");
             assert!(
@@ -1164,7 +1066,7 @@ body 3\n>>From there\n";
         }
         for n in 0..SMALL.len() {
             let log = Log::default();
-            let (mut fs, mut env) = Probe::new(&log);
+            let (mut fs, mut env) = probe(&log);
             let (mut rbuf, mut wbuf) = ([0u8; 64], [0u8; 32]);
             let input = Cut(&SMALL[..n]);
             let s = import(
@@ -1184,11 +1086,11 @@ body 3\n>>From there\n";
     #[test]
     fn a_tmp_file_that_cleanup_cannot_remove_is_named_in_the_error() {
         let log = Log::default();
-        let (mut fs, mut env) = Probe::new(&log);
+        let (mut fs, mut env) = probe(&log);
         // The filesystem goes read-only under the first message: its write fails, and so does
         // the unlink of its tmp/ file (POSIX: a named tmp/ file).
-        fs.fail = Some(("write", 1, ErrorKind::ReadOnly));
-        fs.also = Some(("unlink", 1, ErrorKind::ReadOnly));
+        fs.hook.fail = Some(("write", 1, ErrorKind::ReadOnly));
+        fs.hook.also = Some(("unlink", 1, ErrorKind::ReadOnly));
         let s = run(&mut fs, &mut env, &settings(None), SMALL, false);
         match s.stop {
             Some(Stop::Deliver { error, number: 1 }) => assert_eq!(
@@ -1197,11 +1099,15 @@ body 3\n>>From there\n";
             ),
             other => panic!("{other:?}"),
         }
-        assert_eq!(fs.files(Dir::Tmp).len(), 1, "what the error says is there");
+        assert_eq!(
+            files(&fs, Dir::Tmp).len(),
+            1,
+            "what the error says is there"
+        );
         // An unlink that finds nothing left nothing.
-        let (mut fs, mut env) = Probe::new(&log);
-        fs.fail = Some(("write", 1, ErrorKind::NoSpace));
-        fs.also = Some(("unlink", 1, ErrorKind::NotFound));
+        let (mut fs, mut env) = probe(&log);
+        fs.hook.fail = Some(("write", 1, ErrorKind::NoSpace));
+        fs.hook.also = Some(("unlink", 1, ErrorKind::NotFound));
         let s = run(&mut fs, &mut env, &settings(None), SMALL, false);
         match s.stop {
             Some(Stop::Deliver { error, .. }) => assert_eq!(error.left, None),
@@ -1215,12 +1121,12 @@ body 3\n>>From there\n";
         mbox.extend_from_slice(&SMALL[..66]);
         mbox.extend_from_slice(b"From nobody Sat Nov 28 18:03:09 2026\n");
         let log = Log::default();
-        let (mut fs, mut env) = Probe::new(&log);
+        let (mut fs, mut env) = probe(&log);
         let s = run(&mut fs, &mut env, &settings(None), &mbox, false);
         assert_eq!((s.delivered, s.bytes, s.empty), (1, 21, 2));
         assert!(s.stop.is_none() && s.flush.is_none());
-        assert_eq!(fs.files(Dir::New)[0].1, b"Subject: one\n\nbody 1\n");
-        assert!(fs.files(Dir::Tmp).is_empty());
+        assert_eq!(files(&fs, Dir::New)[0].1, b"Subject: one\n\nbody 1\n");
+        assert!(files(&fs, Dir::Tmp).is_empty());
         assert_eq!(
             lines(&log),
             [
@@ -1239,9 +1145,9 @@ body 3\n>>From there\n";
     #[test]
     fn a_failed_delivery_stops_at_its_message_number() {
         let log = Log::default();
-        let (mut fs, mut env) = Probe::new(&log);
+        let (mut fs, mut env) = probe(&log);
         // Each message is created once in tmp/ (POSIX: no anonymous files).
-        fs.fail = Some(("create", 3, ErrorKind::NoSpace));
+        fs.hook.fail = Some(("create", 3, ErrorKind::NoSpace));
         let s = run(&mut fs, &mut env, &settings(None), SMALL, false);
         match s.stop {
             Some(Stop::Deliver { error, number }) => {
@@ -1258,9 +1164,9 @@ body 3\n>>From there\n";
             "the two before it are delivered"
         );
         assert!(s.flush.is_none());
-        assert_eq!(fs.files(Dir::New).len() + fs.files(Dir::Cur).len(), 2);
+        assert_eq!(files(&fs, Dir::New).len() + files(&fs, Dir::Cur).len(), 2);
         assert!(
-            fs.files(Dir::Tmp).is_empty(),
+            files(&fs, Dir::Tmp).is_empty(),
             "the failed message is cleaned up"
         );
         assert_eq!(
@@ -1287,7 +1193,7 @@ body 3\n>>From there\n";
     #[test]
     fn a_window_is_flushed_together_once_it_is_full_and_named_in_mbox_order() {
         let log = Log::default();
-        let (mut fs, mut env) = Probe::new(&log);
+        let (mut fs, mut env) = probe(&log);
         let n = WINDOW + 2;
         let s = run(&mut fs, &mut env, &settings(None), &numbered(n), false);
         assert!(s.stop.is_none() && s.flush.is_none());
@@ -1320,7 +1226,7 @@ body 3\n>>From there\n";
             log.iter().position(|l| l.starts_with(&prefix)).unwrap()
         };
         assert!(flushes[0] < named(1) && named(WINDOW) < flushes[1] && flushes[1] < named(n));
-        let mut bodies: Vec<Vec<u8>> = fs.files(Dir::New).into_iter().map(|f| f.1).collect();
+        let mut bodies: Vec<Vec<u8>> = files(&fs, Dir::New).into_iter().map(|f| f.1).collect();
         bodies.sort();
         let mut expected: Vec<Vec<u8>> = (1..=n)
             .map(|i| format!("Subject: {i}\n\nbody {i}\n").into_bytes())
@@ -1332,8 +1238,8 @@ body 3\n>>From there\n";
     #[test]
     fn a_failed_window_flush_falls_back_to_flushing_each_file() {
         let log = Log::default();
-        let (mut fs, mut env) = Probe::new(&log);
-        fs.fail = Some(("sync_all", 1, ErrorKind::Io));
+        let (mut fs, mut env) = probe(&log);
+        fs.hook.fail = Some(("sync_all", 1, ErrorKind::Io));
         let s = run(&mut fs, &mut env, &settings(None), &numbered(3), false);
         assert!(s.stop.is_none() && s.flush.is_none());
         assert_eq!(s.delivered, 3);
@@ -1356,10 +1262,10 @@ body 3\n>>From there\n";
     #[test]
     fn a_failed_flush_in_a_window_delivers_exactly_the_messages_before_it() {
         let log = Log::default();
-        let (mut fs, mut env) = Probe::new(&log);
+        let (mut fs, mut env) = probe(&log);
         // File by file (no sync_all): the third message's flush fails.
-        fs.sync_all = false;
-        fs.fail = Some(("sync_file", 3, ErrorKind::Io));
+        fs.hook.sync_all = false;
+        fs.hook.fail = Some(("sync_file", 3, ErrorKind::Io));
         let s = run(&mut fs, &mut env, &settings(None), &numbered(5), false);
         match s.stop {
             Some(Stop::Deliver { error, number }) => {
@@ -1374,13 +1280,13 @@ body 3\n>>From there\n";
         // Messages 4 and 5 were written and waiting: they are removed, never named, so what is
         // delivered is a prefix of the mbox and a rerun from message 3's offset duplicates
         // nothing.
-        let mut bodies: Vec<Vec<u8>> = fs.files(Dir::New).into_iter().map(|f| f.1).collect();
+        let mut bodies: Vec<Vec<u8>> = files(&fs, Dir::New).into_iter().map(|f| f.1).collect();
         bodies.sort();
         assert_eq!(
             bodies,
             [&b"Subject: 1\n\nbody 1\n"[..], b"Subject: 2\n\nbody 2\n"]
         );
-        assert!(fs.files(Dir::Tmp).is_empty(), "nothing left in tmp/");
+        assert!(files(&fs, Dir::Tmp).is_empty(), "nothing left in tmp/");
         assert_eq!(
             lines(&log)
                 .iter()
@@ -1394,15 +1300,15 @@ body 3\n>>From there\n";
     #[test]
     fn a_second_name_left_in_tmp_is_reported_and_the_message_still_delivered() {
         let log = Log::default();
-        let (mut fs, mut env) = Probe::new(&log);
+        let (mut fs, mut env) = probe(&log);
         // POSIX publishes by link + unlink: the first message's tmp name stays.
-        fs.fail = Some(("unlink", 1, ErrorKind::Io));
+        fs.hook.fail = Some(("unlink", 1, ErrorKind::Io));
         let s = run(&mut fs, &mut env, &settings(None), SMALL, false);
         assert!(s.stop.is_none() && s.flush.is_none());
         assert_eq!(s.delivered, 3);
-        let tmp = fs.files(Dir::Tmp);
+        let tmp = files(&fs, Dir::Tmp);
         assert_eq!(tmp.len(), 1);
-        assert_eq!(tmp[0].1, fs.files(Dir::New)[0].1);
+        assert_eq!(tmp[0].1, files(&fs, Dir::New)[0].1);
         let log = lines(&log);
         let at = log.iter().position(|l| l == "leftover_tmp 1").unwrap();
         assert!(log[at - 1].starts_with("written 1: "), "{log:?}");
@@ -1412,8 +1318,8 @@ body 3\n>>From there\n";
     #[test]
     fn a_failed_final_flush_delivers_nothing_and_counts_the_unflushed() {
         let log = Log::default();
-        let (mut fs, mut env) = Probe::new(&log);
-        fs.fail = Some(("sync_dir", 2, ErrorKind::Io));
+        let (mut fs, mut env) = probe(&log);
+        fs.hook.fail = Some(("sync_dir", 2, ErrorKind::Io));
         let s = run(&mut fs, &mut env, &settings(None), SMALL, false);
         assert!(s.stop.is_none());
         assert_eq!(s.flush, Some(Error::new(ErrorKind::Io, Phase::SyncDir)));
@@ -1434,7 +1340,7 @@ body 3\n>>From there\n";
     #[test]
     fn directories_are_flushed_once_per_batch() {
         let log = Log::default();
-        let (mut fs, mut env) = Probe::new(&log);
+        let (mut fs, mut env) = probe(&log);
         let s = run(&mut fs, &mut env, &settings(None), &many(BATCH + 3), false);
         assert_eq!(s.delivered, BATCH as u64 + 3);
         let flushes: Vec<String> = lines(&log)
@@ -1453,14 +1359,14 @@ body 3\n>>From there\n";
                 "committed 3"
             ]
         );
-        assert_eq!(fs.files(Dir::New).len(), BATCH + 3);
+        assert_eq!(files(&fs, Dir::New).len(), BATCH + 3);
     }
 
     #[test]
     fn a_failed_batch_flush_stops_the_import_and_is_tried_again_at_the_end() {
         let log = Log::default();
-        let (mut fs, mut env) = Probe::new(&log);
-        fs.fail = Some(("sync_dir", 1, ErrorKind::Io));
+        let (mut fs, mut env) = probe(&log);
+        fs.hook.fail = Some(("sync_dir", 1, ErrorKind::Io));
         let s = run(&mut fs, &mut env, &settings(None), &many(BATCH + 3), false);
         match s.stop {
             Some(Stop::Deliver { error, number }) => {
@@ -1472,7 +1378,7 @@ body 3\n>>From there\n";
         // The retry at the end succeeded: the batch is delivered, nothing after it was read.
         assert!(s.flush.is_none());
         assert_eq!(s.delivered, BATCH as u64);
-        assert_eq!(fs.files(Dir::New).len(), BATCH);
+        assert_eq!(files(&fs, Dir::New).len(), BATCH);
         let flushes: Vec<String> = lines(&log)
             .into_iter()
             .filter(|l| {

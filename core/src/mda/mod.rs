@@ -314,7 +314,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::machine::quota::tests::setup;
+    use crate::testkit::setup;
     use std::vec;
     use std::vec::Vec;
 

@@ -38,6 +38,10 @@ pub enum Context {
     Read,
     /// A mistake in the delivery form's command line or environment, found before delivering.
     Command,
+    /// The Sieve script cannot be read or compiled: the administrator's mistake.
+    Script,
+    /// The Sieve script refused the message (`reject`, `ereject`).
+    Rejected,
 }
 
 /// The options that change an exit code.
@@ -65,10 +69,17 @@ pub struct Policy {
 /// line), so no mail bounces while the typo is there (maildrop does the same). A person gets the
 /// precise [`USAGE`] (64): when interactive, with `--strict-exit`, and for the reader-side
 /// subcommands, which no MTA runs.
+///
+/// A Sieve script that cannot be read or compiled defers whatever the error ([`TEMPFAIL`],
+/// with `4.3.5`). A script's `reject` is the recipient's decision, so it bounces: [`DATAERR`],
+/// which every MTA bounces, or [`NOPERM`] with `--strict-exit`.
 pub fn decide(kind: ErrorKind, context: Context, policy: Policy) -> u8 {
     let strict = policy.strict || context == Context::Read;
     match kind {
         _ if context == Context::Input => NOINPUT,
+        _ if context == Context::Script => TEMPFAIL,
+        _ if context == Context::Rejected && strict => NOPERM,
+        _ if context == Context::Rejected => DATAERR,
         _ if context == Context::Command && !(strict || policy.interactive) => TEMPFAIL,
         _ if context == Context::Command => USAGE,
         ErrorKind::NotFound | ErrorKind::NotDirectory if context == Context::Read => NOINPUT,
@@ -225,6 +236,18 @@ mod tests {
         );
         assert_eq!(decide(ErrorKind::Usage, Context::Command, person), USAGE);
         assert_eq!(read(ErrorKind::Usage), USAGE);
+        // A Sieve script that cannot be used defers, whoever asks; its reject bounces.
+        let strict = Policy {
+            strict: true,
+            ..person
+        };
+        for k in [ErrorKind::NotFound, ErrorKind::Permission, ErrorKind::Data] {
+            for p in [Policy::default(), person, strict] {
+                assert_eq!(decide(k, Context::Script, p), TEMPFAIL, "{k:?} {p:?}");
+            }
+            assert_eq!(decide(k, Context::Rejected, Policy::default()), DATAERR);
+            assert_eq!(decide(k, Context::Rejected, strict), NOPERM);
+        }
     }
 
     #[test]

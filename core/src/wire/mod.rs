@@ -9,7 +9,7 @@
 //! The WASI module (`wasi/src/step.rs`) exports two of the core's machines, the bare
 //! [`Delivery`](crate::machine::deliver::Delivery) and the composed MTA delivery
 //! [`Mta`](crate::machine::mta::Mta) (duplicate index, quota, publish, accounting, commit), as
-//! eight C-like functions; a host (the simulator's differential test) drives them. All data
+//! nine C-like functions; a host (the simulator's differential test) drives them. All data
 //! crosses in one buffer of [`STEP_BUF_LEN`] bytes inside the module's memory; integers are
 //! little-endian. Calls that can fail return an `i32` made by [`encode_return`]: a
 //! non-negative value, or [`CallError::BadInput`] (`-1`) or [`CallError::Diverged`] (`-2`).
@@ -36,6 +36,12 @@
 //!   calls it, in chunks, before feeding `WriteMessage`'s result. 0, or -1 for a bad handle.
 //! - `mdeliver_step_drop(handle: u32)`: releases the machine; a later `new` may reuse its
 //!   handle.
+//! - `mdeliver_step_set_mtime(handle: u32, secs: i64) -> i32`: gives the message file the
+//!   modification time `secs` (seconds since the epoch), as `-M` does
+//!   ([`Delivery::set_mtime`](crate::machine::deliver::Delivery::set_mtime)): the machine then
+//!   asks for [`Op::SetMtime`] between the write and the file's flush. 1 when it took effect,
+//!   0 when the write was already fed, -1 for a bad handle. The time is an input like the
+//!   options, not an environment value: the host calls it right after `new`.
 //!
 //! **Environment.** The module's machine has no clock or entropy of its own: it replays the
 //! values the host pushes, in the order the native machine drew them. Before `new` the host

@@ -19,15 +19,16 @@ use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 
 use crate::sim::env::SimEnv;
-use crate::sim::fs::{Persistence, Semantics, SimDir, SimFile, SimFs};
+use crate::sim::fs::{Persistence, Semantics, SimFs};
 use crate::sim::Invariant;
-use mdeliver_core::fs::{Capabilities, Dir, EntryName, Fs, Stat};
+use mdeliver_core::fs::{Capabilities, Dir, Fs};
 use mdeliver_core::machine::dedup::{DedupOptions, Key};
 use mdeliver_core::machine::deliver::{Durability, Options};
 use mdeliver_core::machine::mta::{Accepted, Mta, MtaOptions, Order};
 use mdeliver_core::machine::quota::{parse_maildirsize, CheckOptions, MAILDIRSIZE};
 use mdeliver_core::machine::run;
 use mdeliver_core::machine::unit::{self, Copy, CopyDone, Entry, Performer, Plan, Reply};
+use mdeliver_core::testkit::{Call, Hook, Hooked};
 use mdeliver_core::{Error, ErrorKind, Flags, Phase};
 
 /// A unit scenario.
@@ -108,9 +109,9 @@ impl UnitScenario {
                 if self.quota {
                     fs.seed(Dir::Root, MAILDIRSIZE, b"1000000S\n0 0\n");
                 }
-                Crashy {
+                Hooked {
                     fs,
-                    left: left.clone(),
+                    hook: Budget(left.clone()),
                 }
             })
             .collect();
@@ -135,114 +136,23 @@ pub fn body() -> Vec<u8> {
 
 /// A simulated maildir whose operations draw on a budget shared by the unit: when it is
 /// spent, the process is dead and every operation fails without effect.
-struct Crashy {
-    fs: SimFs,
-    left: Rc<Cell<u64>>,
-}
+type Crashy = Hooked<SimFs, Budget>;
 
-impl Crashy {
-    fn spend(&self) -> Result<(), ErrorKind> {
-        match self.left.get() {
+/// The operations left before the crash (`u64::MAX`: no crash planned).
+struct Budget(Rc<Cell<u64>>);
+
+impl Hook<SimFs> for Budget {
+    fn before(&mut self, _: &mut SimFs, call: &mut Call<'_>) -> Result<(), ErrorKind> {
+        match self.0.get() {
+            // `sync_all` is not an operation of the unit (the kit's default: unsupported).
+            _ if *call == Call::SyncAll => Ok(()),
             0 => Err(ErrorKind::Io),
             u64::MAX => Ok(()),
             n => {
-                self.left.set(n - 1);
+                self.0.set(n - 1);
                 Ok(())
             }
         }
-    }
-}
-
-impl Fs for Crashy {
-    type File = SimFile;
-    type DirStream = SimDir;
-
-    fn capabilities(&self) -> Capabilities {
-        self.fs.capabilities()
-    }
-    fn create(&mut self, dir: Dir, name: &str, exclusive: bool) -> Result<SimFile, ErrorKind> {
-        self.spend()?;
-        self.fs.create(dir, name, exclusive)
-    }
-    fn create_anonymous(&mut self, dir: Dir) -> Result<SimFile, ErrorKind> {
-        self.spend()?;
-        self.fs.create_anonymous(dir)
-    }
-    fn file_id(&self, file: &SimFile) -> Option<(u64, u64)> {
-        self.fs.file_id(file)
-    }
-    fn write(&mut self, file: &mut SimFile, buf: &[u8]) -> Result<usize, ErrorKind> {
-        self.spend()?;
-        self.fs.write(file, buf)
-    }
-    fn sync_file(&mut self, file: &mut SimFile) -> Result<(), ErrorKind> {
-        self.spend()?;
-        self.fs.sync_file(file)
-    }
-    fn close(&mut self, file: SimFile) -> Result<(), ErrorKind> {
-        self.spend()?;
-        self.fs.close(file)
-    }
-    fn link_anonymous(&mut self, file: &SimFile, dir: Dir, name: &str) -> Result<(), ErrorKind> {
-        self.spend()?;
-        self.fs.link_anonymous(file, dir, name)
-    }
-    fn link(&mut self, from: (Dir, &str), to: (Dir, &str)) -> Result<(), ErrorKind> {
-        self.spend()?;
-        self.fs.link(from, to)
-    }
-    fn rename(
-        &mut self,
-        from: (Dir, &str),
-        to: (Dir, &str),
-        noreplace: bool,
-    ) -> Result<(), ErrorKind> {
-        self.spend()?;
-        self.fs.rename(from, to, noreplace)
-    }
-    fn unlink(&mut self, dir: Dir, name: &str) -> Result<(), ErrorKind> {
-        self.spend()?;
-        self.fs.unlink(dir, name)
-    }
-    fn stat(&mut self, dir: Dir, name: &str) -> Result<Stat, ErrorKind> {
-        self.spend()?;
-        self.fs.stat(dir, name)
-    }
-    fn sync_dir(&mut self, dir: Dir) -> Result<(), ErrorKind> {
-        self.spend()?;
-        self.fs.sync_dir(dir)
-    }
-    fn mkdir(&mut self, dir: Dir) -> Result<(), ErrorKind> {
-        self.spend()?;
-        self.fs.mkdir(dir)
-    }
-    fn open_dir(&mut self, dir: Dir) -> Result<SimDir, ErrorKind> {
-        self.spend()?;
-        self.fs.open_dir(dir)
-    }
-    fn open_folder_dir(&mut self, base: Dir, folder: &[u8], dir: Dir) -> Result<SimDir, ErrorKind> {
-        self.spend()?;
-        self.fs.open_folder_dir(base, folder, dir)
-    }
-    fn stat_listed(&mut self, stream: &SimDir, name: &str) -> Result<Stat, ErrorKind> {
-        self.spend()?;
-        self.fs.stat_listed(stream, name)
-    }
-    fn read_dir(&mut self, stream: &mut SimDir, out: &mut EntryName) -> Result<bool, ErrorKind> {
-        self.spend()?;
-        self.fs.read_dir(stream, out)
-    }
-    fn append(&mut self, dir: Dir, name: &str, data: &[u8], sync: bool) -> Result<(), ErrorKind> {
-        self.spend()?;
-        self.fs.append(dir, name, data, sync)
-    }
-    fn read_file(&mut self, dir: Dir, name: &str, buf: &mut [u8]) -> Result<usize, ErrorKind> {
-        self.spend()?;
-        self.fs.read_file(dir, name, buf)
-    }
-    fn set_mtime(&mut self, file: &SimFile, secs: i64) -> Result<(), ErrorKind> {
-        self.spend()?;
-        self.fs.set_mtime(file, secs)
     }
 }
 
@@ -286,9 +196,9 @@ impl World {
                 .fss
                 .iter()
                 .zip(specs)
-                .map(|(f, &s)| Crashy {
+                .map(|(f, &s)| Hooked {
                     fs: f.fs.reboot(s),
-                    left: left.clone(),
+                    hook: Budget(left.clone()),
                 })
                 .collect(),
             left,
