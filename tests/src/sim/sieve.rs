@@ -141,17 +141,25 @@ type Crashy = Hooked<SimFs, Budget>;
 /// The operations left before the crash (`u64::MAX`: no crash planned).
 struct Budget(Rc<Cell<u64>>);
 
-impl Hook<SimFs> for Budget {
-    fn before(&mut self, _: &mut SimFs, call: &mut Call<'_>) -> Result<(), ErrorKind> {
+impl Budget {
+    fn spend(&self) -> Result<(), ErrorKind> {
         match self.0.get() {
-            // `sync_all` is not an operation of the unit (the kit's default: unsupported).
-            _ if *call == Call::SyncAll => Ok(()),
             0 => Err(ErrorKind::Io),
             u64::MAX => Ok(()),
             n => {
                 self.0.set(n - 1);
                 Ok(())
             }
+        }
+    }
+}
+
+impl Hook<SimFs> for Budget {
+    fn before(&mut self, _: &mut SimFs, call: &mut Call<'_>) -> Result<(), ErrorKind> {
+        match call {
+            // `sync_all` is not an operation of the unit (`SimFs`: unsupported).
+            Call::SyncAll => Ok(()),
+            _ => self.spend(),
         }
     }
 }
@@ -251,7 +259,7 @@ impl Performer for World {
 
     fn redirect(&mut self, _index: usize, address: &[u8]) -> Result<(), Error> {
         // Handing the message to sendmail is one step of the unit too.
-        let r = self.fss[0].spend();
+        let r = self.fss[0].hook.spend();
         r.map_err(|k| Error::new(k, Phase::Publish))?;
         self.sent.push(address.to_vec());
         Ok(())
@@ -259,7 +267,7 @@ impl Performer for World {
 
     fn vacation(&mut self, _index: usize, reply: &Reply<'_>) -> Result<(), Error> {
         // Handing the reply to sendmail: one step, as a redirect.
-        let r = self.fss[0].spend();
+        let r = self.fss[0].hook.spend();
         r.map_err(|k| Error::new(k, Phase::Publish))?;
         let mut to = b"vacation:".to_vec();
         to.extend_from_slice(reply.to);
