@@ -635,6 +635,8 @@ pub enum Begun {
 }
 
 /// What the root holds under a unit's record name.
+// The plan is held inline (no allocator in the core); one exists per delivery, briefly.
+#[allow(clippy::large_enum_variant)]
 enum Found {
     /// No record.
     None,
