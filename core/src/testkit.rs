@@ -42,6 +42,8 @@ pub struct MemFs {
     pub dir_mtime: BTreeMap<Dir, u64>,
     /// The clock file times come from.
     pub clock: Clock,
+    /// The clock's ticks in a second: 1000 (milliseconds, [`TestEnv`]'s) unless set.
+    pub ticks_per_sec: u64,
     /// What the filesystem offers.
     pub caps: Capabilities,
     /// Listings of this directory leave out this name, while the count lasts: what a
@@ -73,6 +75,7 @@ impl MemFs {
             inodes: BTreeMap::new(),
             dir_mtime: BTreeMap::new(),
             clock,
+            ticks_per_sec: 1000,
             caps: Capabilities::POSIX,
             hide: None,
             listings: 0,
@@ -85,7 +88,7 @@ impl MemFs {
         }
     }
     fn now(&self) -> u64 {
-        self.clock.get() / 1000
+        self.clock.get() / self.ticks_per_sec
     }
     fn touch(&mut self, dir: Dir) {
         let now = self.now();

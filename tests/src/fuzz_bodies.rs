@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
 use mdeliver_core::env::{Env, Timestamp};
-use mdeliver_core::fs::{perform, Capabilities, Dir, EntryName, Fs, Op, OpResult, Slots, Stat};
+use mdeliver_core::fs::{perform, Capabilities, Dir, Fs, Op, OpResult, Slots, Stat};
 use mdeliver_core::machine::deliver::{Delivered, Durability, Options, Step, Strategy, LOCK_NAME};
 use mdeliver_core::machine::quota::{self, Decision, Limits, RecalcReason, Usage, Verdict};
 use mdeliver_core::machine::scan::{classify, KeySet, Mark, Scan, ScanOptions, ScanStep};
@@ -1019,6 +1019,8 @@ pub struct Tape {
 fn memfs(caps: Capabilities, tape: &[u8]) -> MemFs {
     let mut fs = testkit::MemFs::new(Rc::new(Cell::new(0)));
     fs.caps = caps;
+    // The clock counts seconds (the fuzzed environment's, any u64).
+    fs.ticks_per_sec = 1;
     fs.ids = (7, 0);
     fs.live_listings = true;
     let tape = tape.to_vec();
@@ -1220,17 +1222,16 @@ pub fn deliver_faults(data: &[u8]) {
         seeded.push((d, n, format!("seeded message {i}\n").into_bytes()));
     }
     let mut fs = memfs(caps, b.rest());
-    fs.fs.clock.set(env.secs * 1000);
+    fs.fs.clock.set(env.secs);
     for (d, n, c) in &seeded {
         fs.fs.put(*d, n, c);
     }
     let lock_seeded = opts.strategy == Strategy::Locked && foreign_lock & 1 == 1;
     if lock_seeded {
-        fs.fs
-            .clock
-            .set((env.secs.saturating_sub(u64::from(foreign_lock >> 1) * 8)) * 1000);
+        let then = env.secs.saturating_sub(u64::from(foreign_lock >> 1) * 8);
+        fs.fs.clock.set(then);
         fs.fs.put(Dir::Root, LOCK_NAME, b"");
-        fs.fs.clock.set(env.secs * 1000);
+        fs.fs.clock.set(env.secs);
     }
     let before = contents(&fs);
 
@@ -1255,7 +1256,7 @@ pub fn deliver_faults(data: &[u8]) {
             steps <= MAX_STEPS,
             "no end after {MAX_STEPS} steps: {opts:?}"
         );
-        fs.fs.clock.set(env.secs * 1000);
+        fs.fs.clock.set(env.secs);
         let shown = format!("{op:?}");
         let tape = fs.hook.pos;
         let (r, _) = perform(&mut fs, &mut env, &mut slots, op, &mut src, &mut buf);

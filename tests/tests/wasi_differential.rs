@@ -407,12 +407,13 @@ fn a_set_mtime_crosses_the_abi() {
             panic!("finished before writing")
         };
         let r = all_well(i, &op).unwrap();
+        let wrote = matches!(op, Op::WriteMessage);
         native.feed(r, &mut rec);
         m.push(&std::mem::take(&mut rec.log));
         let n = wire::encode_result(r, m.memory()).unwrap();
         let fed = m.feed.call(&mut m.store, (h, n as u32)).unwrap();
         assert_eq!(wire::decode_return(fed), Ok(Ok(0)));
-        if matches!(op, Op::WriteMessage) {
+        if wrote {
             break;
         }
     }

@@ -994,7 +994,7 @@ body 3\n>>From there\n";
     fn stored(fs: &Probe) -> Vec<Vec<u8>> {
         let mut all: Vec<Vec<u8>> = [Dir::New, Dir::Cur]
             .into_iter()
-            .flat_map(|d| files(&fs, d).into_iter().map(|(_, data, _)| data))
+            .flat_map(|d| files(fs, d).into_iter().map(|(_, data, _)| data))
             .collect();
         all.sort();
         all
