@@ -1028,10 +1028,10 @@ impl Performer<'_> {
 mod tests {
     use super::*;
     use crate::linux::{Disabled, LinuxFs, OpenOptions};
-    use mdeliver_core::fs::{EntryName, Stat};
     use mdeliver_core::machine::dedup::Key;
     use mdeliver_core::machine::unit::{begin, Begun, Plan};
-    use mdeliver_core::{Capabilities, Dir, ErrorKind, Fs};
+    use mdeliver_core::testkit::{Call, Hook, Hooked};
+    use mdeliver_core::{Dir, ErrorKind, Fs};
 
     /// A real maildir in the temp dir (removed when dropped).
     struct Scratch(PathBuf);
@@ -1056,121 +1056,22 @@ mod tests {
         }
     }
 
-    /// A [`LinuxFs`] that runs `other` (a second attempt of the unit, on its own open of the
-    /// same maildir) just before this attempt's record gets its name: by its link, or by its
-    /// exclusive create where the filesystem has no unnamed files.
-    struct Racer {
-        fs: LinuxFs,
-        other: Option<Box<dyn FnOnce()>>,
-    }
+    /// Runs `other` (a second attempt of the unit, on its own open of the same maildir) just
+    /// before this attempt's record gets its name: by its link, or by its exclusive create
+    /// where the filesystem has no unnamed files.
+    struct Race(Option<Box<dyn FnOnce()>>);
 
-    impl Racer {
-        fn race(&mut self) {
-            if let Some(f) = self.other.take() {
-                f();
+    impl Hook<LinuxFs> for Race {
+        fn before(&mut self, _: &mut LinuxFs, call: &mut Call<'_>) -> Result<(), ErrorKind> {
+            if matches!(
+                call,
+                Call::Create(Dir::Root, _, true) | Call::LinkAnonymous(..)
+            ) {
+                if let Some(other) = self.0.take() {
+                    other();
+                }
             }
-        }
-    }
-
-    impl Fs for Racer {
-        type File = <LinuxFs as Fs>::File;
-        type DirStream = <LinuxFs as Fs>::DirStream;
-        fn capabilities(&self) -> Capabilities {
-            self.fs.capabilities()
-        }
-        fn create(
-            &mut self,
-            dir: Dir,
-            name: &str,
-            exclusive: bool,
-        ) -> Result<Self::File, ErrorKind> {
-            if dir == Dir::Root && exclusive {
-                self.race();
-            }
-            self.fs.create(dir, name, exclusive)
-        }
-        fn create_anonymous(&mut self, dir: Dir) -> Result<Self::File, ErrorKind> {
-            self.fs.create_anonymous(dir)
-        }
-        fn file_id(&self, file: &Self::File) -> Option<(u64, u64)> {
-            self.fs.file_id(file)
-        }
-        fn write(&mut self, file: &mut Self::File, buf: &[u8]) -> Result<usize, ErrorKind> {
-            self.fs.write(file, buf)
-        }
-        fn sync_file(&mut self, file: &mut Self::File) -> Result<(), ErrorKind> {
-            self.fs.sync_file(file)
-        }
-        fn close(&mut self, file: Self::File) -> Result<(), ErrorKind> {
-            self.fs.close(file)
-        }
-        fn link_anonymous(
-            &mut self,
-            file: &Self::File,
-            dir: Dir,
-            name: &str,
-        ) -> Result<(), ErrorKind> {
-            self.race();
-            self.fs.link_anonymous(file, dir, name)
-        }
-        fn link(&mut self, from: (Dir, &str), to: (Dir, &str)) -> Result<(), ErrorKind> {
-            self.fs.link(from, to)
-        }
-        fn rename(
-            &mut self,
-            from: (Dir, &str),
-            to: (Dir, &str),
-            noreplace: bool,
-        ) -> Result<(), ErrorKind> {
-            self.fs.rename(from, to, noreplace)
-        }
-        fn unlink(&mut self, dir: Dir, name: &str) -> Result<(), ErrorKind> {
-            self.fs.unlink(dir, name)
-        }
-        fn stat(&mut self, dir: Dir, name: &str) -> Result<Stat, ErrorKind> {
-            self.fs.stat(dir, name)
-        }
-        fn sync_dir(&mut self, dir: Dir) -> Result<(), ErrorKind> {
-            self.fs.sync_dir(dir)
-        }
-        fn mkdir(&mut self, dir: Dir) -> Result<(), ErrorKind> {
-            self.fs.mkdir(dir)
-        }
-        fn open_dir(&mut self, dir: Dir) -> Result<Self::DirStream, ErrorKind> {
-            self.fs.open_dir(dir)
-        }
-        fn stat_listed(&mut self, stream: &Self::DirStream, name: &str) -> Result<Stat, ErrorKind> {
-            self.fs.stat_listed(stream, name)
-        }
-        fn open_folder_dir(
-            &mut self,
-            base: Dir,
-            folder: &[u8],
-            dir: Dir,
-        ) -> Result<Self::DirStream, ErrorKind> {
-            self.fs.open_folder_dir(base, folder, dir)
-        }
-        fn read_dir(
-            &mut self,
-            stream: &mut Self::DirStream,
-            out: &mut EntryName,
-        ) -> Result<bool, ErrorKind> {
-            self.fs.read_dir(stream, out)
-        }
-        fn append(
-            &mut self,
-            dir: Dir,
-            name: &str,
-            data: &[u8],
-            sync: bool,
-        ) -> Result<(), ErrorKind> {
-            self.fs.append(dir, name, data, sync)
-        }
-        fn read_file(&mut self, dir: Dir, name: &str, buf: &mut [u8]) -> Result<usize, ErrorKind> {
-            self.fs.read_file(dir, name, buf)
-        }
-        fn set_mtime(&mut self, file: &Self::File, secs: i64) -> Result<(), ErrorKind> {
-            self.fs.set_mtime(file, secs)
+            Ok(())
         }
     }
 
@@ -1214,9 +1115,9 @@ mod tests {
             let (p, begun) = begin(&mut fs, &unit, plan(None), true).unwrap();
             assert_eq!((p, begun), (plan(None), Begun::Fresh));
         });
-        let mut a = Racer {
+        let mut a = Hooked {
             fs: LinuxFs::open(&s.0, opts).unwrap(),
-            other: Some(other),
+            hook: Race(Some(other)),
         };
         let linked = a.capabilities().anonymous_tmp && a.capabilities().hard_links;
         assert_eq!(linked, disabled == Disabled::default());
