@@ -306,15 +306,11 @@ fn usage_errors_are_refused_before_serving() {
     assert_eq!(r.code, 75, "{}", r.stderr);
 }
 
-/// A server on a unix socket; SIGTERM makes an idle session get 421 and the server exit 0
-/// with its socket removed; sessions over --max-sessions get 421 at once.
-#[test]
-fn sigterm_stops_a_listening_server_in_order() {
-    let t = tempfile::tempdir().unwrap();
-    let root = t.path();
-    make_maildir(&root.join("x.example/a"));
+/// A server with `--max-sessions 1` on the unix socket `ROOT/lmtp.sock`, for the maildirs
+/// `ROOT/DOMAIN/LOCAL`, once its socket exists; and the socket's path.
+fn one_session_server(root: &Path) -> (std::process::Child, std::path::PathBuf) {
     let sock = root.join("lmtp.sock");
-    let mut child = Command::new(bin())
+    let child = Command::new(bin())
         .args([
             "lmtp",
             "--host",
@@ -335,6 +331,17 @@ fn sigterm_stops_a_listening_server_in_order() {
         assert!(t0.elapsed() < Duration::from_secs(10), "no socket");
         std::thread::sleep(Duration::from_millis(20));
     }
+    (child, sock)
+}
+
+/// A server on a unix socket; SIGTERM makes an idle session get 421 and the server exit 0
+/// with its socket removed; sessions over --max-sessions get 421 at once.
+#[test]
+fn sigterm_stops_a_listening_server_in_order() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    make_maildir(&root.join("x.example/a"));
+    let (mut child, sock) = one_session_server(root);
     let s = UnixStream::connect(&sock).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut r = BufReader::new(s.try_clone().unwrap());
@@ -396,28 +403,7 @@ fn a_session_thread_serves_the_next_connection() {
     let t = tempfile::tempdir().unwrap();
     let root = t.path();
     make_maildir(&root.join("x.example/a"));
-    let sock = root.join("lmtp.sock");
-    let mut child = Command::new(bin())
-        .args([
-            "lmtp",
-            "--host",
-            "testhost",
-            "--max-sessions",
-            "1",
-            "--maildir",
-        ])
-        .arg(format!("{}/{{domain}}/{{local}}", root.display()))
-        .arg("--listen")
-        .arg(format!("unix:{}", sock.display()))
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while !sock.exists() {
-        assert!(t0.elapsed() < Duration::from_secs(10), "no socket");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (mut child, sock) = one_session_server(root);
     let mut seen = std::collections::BTreeSet::new();
     for i in 0..10 {
         let s = UnixStream::connect(&sock).unwrap();
