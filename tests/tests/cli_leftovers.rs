@@ -44,7 +44,12 @@ fn a_termination_signal_mid_message_leaves_nothing_and_defers() {
             let t = tempfile::tempdir().unwrap();
             let md = t.path().join("m");
             make_maildir(&md);
-            let mut child = Command::new(bin())
+            // With each signal's default action: a test run under `nohup` (or from a shell
+            // that ignores SIGINT in background jobs) would otherwise hand down an ignored
+            // signal, and the child would wait for the rest of its message for ever.
+            let mut child = Command::new("env")
+                .arg("--default-signal=HUP,INT,TERM")
+                .arg(bin())
                 .arg(&md)
                 .env("MDELIVER_DISABLE", disable)
                 .stdin(Stdio::piped())
