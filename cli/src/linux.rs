@@ -967,7 +967,7 @@ impl Fs for LinuxFs {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -1168,10 +1168,10 @@ mod tests {
     }
 
     /// A fresh maildir under the system temp directory, removed on drop.
-    struct Scratch(std::path::PathBuf);
+    pub(crate) struct Scratch(pub(crate) std::path::PathBuf);
 
     impl Scratch {
-        fn new(tag: &str) -> Scratch {
+        pub(crate) fn new(tag: &str) -> Scratch {
             let p = std::env::temp_dir().join(format!(
                 "mdeliver-unit-{tag}-{}",
                 rustix::process::getpid().as_raw_nonzero()

@@ -1033,28 +1033,7 @@ mod tests {
     use mdeliver_core::testkit::{Call, Hook, Hooked};
     use mdeliver_core::{Dir, ErrorKind, Fs};
 
-    /// A real maildir in the temp dir (removed when dropped).
-    struct Scratch(PathBuf);
-
-    impl Scratch {
-        fn new(tag: &str) -> Scratch {
-            let p = std::env::temp_dir().join(format!(
-                "mdeliver-sieve-{tag}-{}",
-                rustix::process::getpid().as_raw_nonzero()
-            ));
-            let _ = std::fs::remove_dir_all(&p);
-            for d in ["tmp", "new", "cur"] {
-                std::fs::create_dir_all(p.join(d)).unwrap();
-            }
-            Scratch(p)
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::linux::tests::Scratch;
 
     /// Runs `other` (a second attempt of the unit, on its own open of the same maildir) just
     /// before this attempt's record gets its name: by its link, or by its exclusive create
