@@ -334,6 +334,23 @@ fn one_session_server(root: &Path) -> (std::process::Child, std::path::PathBuf) 
     (child, sock)
 }
 
+/// A connection to the server's socket. The socket's file appears when it is bound, a moment
+/// before the server listens on it: a refused connection is tried again (it takes no session).
+fn connect(sock: &Path) -> UnixStream {
+    let t0 = Instant::now();
+    loop {
+        match UnixStream::connect(sock) {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::ConnectionRefused
+                    && t0.elapsed() < Duration::from_secs(10) =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            r => return r.unwrap(),
+        }
+    }
+}
+
 /// A server on a unix socket; SIGTERM makes an idle session get 421 and the server exit 0
 /// with its socket removed; sessions over --max-sessions get 421 at once.
 #[test]
@@ -342,7 +359,7 @@ fn sigterm_stops_a_listening_server_in_order() {
     let root = t.path();
     make_maildir(&root.join("x.example/a"));
     let (mut child, sock) = one_session_server(root);
-    let s = UnixStream::connect(&sock).unwrap();
+    let s = connect(&sock);
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut r = BufReader::new(s.try_clone().unwrap());
     let mut w = s;
@@ -406,7 +423,7 @@ fn a_session_thread_serves_the_next_connection() {
     let (mut child, sock) = one_session_server(root);
     let mut seen = std::collections::BTreeSet::new();
     for i in 0..10 {
-        let s = UnixStream::connect(&sock).unwrap();
+        let s = connect(&sock);
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let mut w = s.try_clone().unwrap();
         write!(
