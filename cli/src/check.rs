@@ -123,10 +123,7 @@ pub fn run(a: &CheckArgs) -> ExitCode {
     let who = a.maildir.display();
     let mut fs = match reader::open(&a.maildir) {
         Ok(fs) => fs,
-        Err(f) => {
-            eprintln!("mdeliver: {who}: {}", f.message);
-            return ExitCode::from(f.code);
-        }
+        Err(code) => return code,
     };
     let now = LinuxEnv::new().now().secs;
     let mut remaining = 0u32;

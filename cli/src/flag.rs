@@ -135,10 +135,7 @@ pub fn run(a: &FlagArgs) -> ExitCode {
     };
     let mut fs = match reader::open(&a.maildir) {
         Ok(fs) => fs,
-        Err(f) => {
-            eprintln!("mdeliver: {who}: {}", f.message);
-            return ExitCode::from(f.code);
-        }
+        Err(code) => return code,
     };
     match change(&mut fs, key, &a.changes, a.info_separator) {
         Ok(name) => {

@@ -10,7 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use mdeliver_core::maildir::folder::{
-    create_folder, folder, Folder, FolderFailure, FolderTree, NameEncoding, Part, TreeDir,
+    create_folder, FolderFailure, FolderTree, NameEncoding, Part, TreeDir,
 };
 use mdeliver_core::maildir::name::InfoSep;
 use mdeliver_core::ErrorKind;
@@ -140,23 +140,16 @@ impl FolderTree for LinuxTree {
     }
 }
 
-/// The directory to deliver into for `--folder name` under `maildir`: the maildir itself for
-/// `INBOX`, else `maildir/.A.B` (levels in `enc`). With `create`, the parent maildir and the
-/// folder are created where missing (and flushed when `sync`). The folder's directory name
-/// comes back when this call created it (to be subscribed).
+/// [`mdeliver_driver::folder_report::resolve`] through rustix: with `create`, the parent
+/// maildir and the folder are created where missing (and flushed when `opts.sync`).
 pub fn resolve(
     maildir: &Path,
     name: &OsStr,
-    (sep, enc): (InfoSep, NameEncoding),
+    naming: (InfoSep, NameEncoding),
     create: bool,
     opts: OpenOptions,
 ) -> Result<Resolved, FolderFailure> {
-    let dir = match folder(name.as_bytes(), sep, enc).map_err(FolderFailure::Name)? {
-        Folder::Inbox => return Ok((maildir.to_owned(), None)),
-        Folder::Sub(d) => d,
-    };
-    let path = maildir.join(OsStr::from_bytes(&dir));
-    if create {
+    mdeliver_driver::folder_report::resolve(maildir, name.as_bytes(), naming, create, |dir| {
         // The parent is a maildir in its own right (the INBOX): make it complete first.
         let parent_opts = OpenOptions {
             create: true,
@@ -180,9 +173,7 @@ pub fn resolve(
             staging: None,
             no_noreplace: opts.disabled.rename_noreplace,
         };
-        let created = create_folder(&mut tree, &mut LinuxEnv::new(), &dir, opts.sync)
-            .map_err(FolderFailure::Create)?;
-        return Ok((path, created.then_some(dir)));
-    }
-    Ok((path, None))
+        create_folder(&mut tree, &mut LinuxEnv::new(), dir, opts.sync)
+            .map_err(FolderFailure::Create)
+    })
 }

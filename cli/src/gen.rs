@@ -94,6 +94,15 @@ fn manual_sections(text: &str) -> roff::Roff {
     let mut r = Roff::new();
     let mut mode = Mode::Start;
     let none: [&str; 0] = [];
+    // Ends a literal block or an indented paragraph.
+    let close = |r: &mut Roff, mode: &Mode| {
+        let end = match mode {
+            Mode::Literal => "fi",
+            Mode::Indented => "RE",
+            Mode::Start | Mode::Para => return,
+        };
+        r.control(end, none);
+    };
     for line in text.lines() {
         let body = line.trim_start();
         let indent = line.len() - body.len();
@@ -108,15 +117,7 @@ fn manual_sections(text: &str) -> roff::Roff {
             Mode::Para
         };
         if mode != kind || kind == Mode::Indented {
-            match mode {
-                Mode::Literal => {
-                    r.control("fi", none);
-                }
-                Mode::Indented => {
-                    r.control("RE", none);
-                }
-                Mode::Start | Mode::Para => {}
-            }
+            close(&mut r, &mode);
             match kind {
                 Mode::Literal => {
                     r.control("PP", none).control("nf", none);
@@ -139,15 +140,7 @@ fn manual_sections(text: &str) -> roff::Roff {
         }
         mode = kind;
     }
-    match mode {
-        Mode::Literal => {
-            r.control("fi", none);
-        }
-        Mode::Indented => {
-            r.control("RE", none);
-        }
-        Mode::Start | Mode::Para => {}
-    }
+    close(&mut r, &mode);
     r
 }
 

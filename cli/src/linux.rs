@@ -8,8 +8,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use mdeliver_core::fs::EntryName;
-use mdeliver_core::fs::Stat;
+use mdeliver_core::fs::{read_to_fill, write_record, EntryName, Stat};
 use mdeliver_core::machine::trust::{self, Choice};
 use mdeliver_core::{Capabilities, Dir, ErrorKind, Fs, Strategy};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, RenameFlags, CWD};
@@ -33,6 +32,20 @@ pub fn io_error_kind(e: &std::io::Error) -> ErrorKind {
     e.raw_os_error().map_or(ErrorKind::Io, |n| {
         error_kind(Errno::from_raw_os_error(n), Call::Other)
     })
+}
+
+/// Names the open file `fd` as `name` in the directory `to` (`linkat` with `AT_EMPTY_PATH`;
+/// it needs `CAP_DAC_READ_SEARCH` on kernels before 6.10, so a refusal retries through the
+/// `/proc` magic link, which does the same without it). Never replaces: a taken name is
+/// `EEXIST`.
+pub fn link_fd(fd: BorrowedFd<'_>, to: BorrowedFd<'_>, name: &str) -> Result<(), Errno> {
+    match rfs::linkat(fd, "", to, name, AtFlags::EMPTY_PATH) {
+        Err(Errno::NOENT | Errno::PERM) => {
+            let proc = format!("/proc/self/fd/{}", fd.as_raw_fd());
+            rfs::linkat(CWD, proc.as_str(), to, name, AtFlags::SYMLINK_FOLLOW)
+        }
+        r => r,
+    }
 }
 
 /// The one errno → [`ErrorKind`] mapping of the Linux adapter.
@@ -59,6 +72,16 @@ pub fn error_kind(e: Errno, call: Call) -> ErrorKind {
 
 fn other(e: Errno) -> ErrorKind {
     error_kind(e, Call::Other)
+}
+
+/// What the core asks of a `stat`.
+fn stat_of(s: rfs::Stat) -> Stat {
+    Stat {
+        nlink: s.st_nlink,
+        size: s.st_size as u64,
+        mtime: s.st_mtime.max(0) as u64,
+        regular: FileType::from_raw_mode(s.st_mode) == FileType::RegularFile,
+    }
 }
 
 /// Capabilities switched off by hand (`MDELIVER_DISABLE`), to force fallback publish paths in
@@ -776,21 +799,10 @@ impl Fs for LinuxFs {
         if self.disabled.hard_links || self.disabled.anonymous_tmp {
             return Err(ErrorKind::Unsupported);
         }
-        let to = self.dirfd(dir);
-        match rfs::linkat(&file.0, "", to, name, AtFlags::EMPTY_PATH) {
-            Ok(()) => Ok(()),
-            // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH on kernels before 6.10; the /proc
-            // magic link does the same without it.
-            Err(Errno::NOENT | Errno::PERM) => {
-                let proc = format!("/proc/self/fd/{}", file.0.as_raw_fd());
-                match rfs::linkat(CWD, proc.as_str(), to, name, AtFlags::SYMLINK_FOLLOW) {
-                    Ok(()) => Ok(()),
-                    // No /proc: this filesystem's anonymous files cannot be named here.
-                    Err(Errno::NOENT) => Err(ErrorKind::Unsupported),
-                    Err(e) => Err(error_kind(e, Call::Link)),
-                }
-            }
-            Err(e) => Err(error_kind(e, Call::Link)),
+        match link_fd(file.0.as_fd(), self.dirfd(dir), name) {
+            // No /proc: this filesystem's anonymous files cannot be named here.
+            Err(Errno::NOENT) => Err(ErrorKind::Unsupported),
+            r => r.map_err(|e| error_kind(e, Call::Link)),
         }
     }
 
@@ -839,16 +851,12 @@ impl Fs for LinuxFs {
             (Dir::Root, "cur") => Some(Dir::Cur),
             _ => None,
         };
-        let s = match held {
-            Some(d) => rfs::fstat(self.dirfd(d)).map_err(other)?,
-            None => rfs::statat(self.dirfd(dir), name, AtFlags::SYMLINK_NOFOLLOW).map_err(other)?,
-        };
-        Ok(Stat {
-            nlink: s.st_nlink,
-            size: s.st_size as u64,
-            mtime: s.st_mtime.max(0) as u64,
-            regular: FileType::from_raw_mode(s.st_mode) == FileType::RegularFile,
-        })
+        match held {
+            Some(d) => rfs::fstat(self.dirfd(d)),
+            None => rfs::statat(self.dirfd(dir), name, AtFlags::SYMLINK_NOFOLLOW),
+        }
+        .map(stat_of)
+        .map_err(other)
     }
 
     fn sync_dir(&mut self, dir: Dir) -> Result<(), ErrorKind> {
@@ -865,16 +873,7 @@ impl Fs for LinuxFs {
         crate::testing::before_append(name, data);
         let flags = OFlags::WRONLY | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = rfs::openat(self.dirfd(dir), name, flags, Mode::empty()).map_err(other)?;
-        // One write: O_APPEND places it atomically after every other writer's record.
-        let n = loop {
-            match rustix::io::write(&fd, data) {
-                Err(Errno::INTR) => continue,
-                r => break r.map_err(other)?,
-            }
-        };
-        if n != data.len() {
-            return Err(ErrorKind::Io);
-        }
+        write_record(data, |d| rustix::io::write(&fd, d).map_err(other))?;
         if sync {
             rfs::fdatasync(&fd).map_err(other)?;
         }
@@ -884,16 +883,7 @@ impl Fs for LinuxFs {
     fn read_file(&mut self, dir: Dir, name: &str, buf: &mut [u8]) -> Result<usize, ErrorKind> {
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = rfs::openat(self.dirfd(dir), name, flags, Mode::empty()).map_err(other)?;
-        let mut n = 0;
-        while n < buf.len() {
-            match rustix::io::read(&fd, &mut buf[n..]) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(Errno::INTR) => {}
-                Err(e) => return Err(other(e)),
-            }
-        }
-        Ok(n)
+        read_to_fill(buf, |b| rustix::io::read(&fd, b).map_err(other))
     }
 
     fn open_dir(&mut self, dir: Dir) -> Result<rfs::Dir, ErrorKind> {
@@ -902,13 +892,9 @@ impl Fs for LinuxFs {
 
     fn stat_listed(&mut self, stream: &rfs::Dir, name: &str) -> Result<Stat, ErrorKind> {
         let fd = stream.fd().map_err(other)?;
-        let s = rfs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW).map_err(other)?;
-        Ok(Stat {
-            nlink: s.st_nlink,
-            size: s.st_size as u64,
-            mtime: s.st_mtime.max(0) as u64,
-            regular: FileType::from_raw_mode(s.st_mode) == FileType::RegularFile,
-        })
+        rfs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW)
+            .map(stat_of)
+            .map_err(other)
     }
 
     fn open_folder_dir(

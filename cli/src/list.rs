@@ -280,10 +280,7 @@ pub fn run(a: &ListArgs) -> ExitCode {
     let who = a.maildir.display();
     let mut fs = match reader::open(&a.maildir) {
         Ok(fs) => fs,
-        Err(f) => {
-            eprintln!("mdeliver: {who}: {}", f.message);
-            return ExitCode::from(f.code);
-        }
+        Err(code) => return code,
     };
     let mut keys = Keys::default();
     let opts = ScanOptions {

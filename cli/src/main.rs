@@ -47,18 +47,13 @@ pub fn run(argv: &[OsString]) -> ExitCode {
         Ok(command::Parsed::Lmtp(a)) => return lmtp::run(*a),
         Err(code) => return code,
     };
+    let refuse = |message: String| ExitCode::from(args::refuse(args.strict_exit, message));
     if let Some(message) = args::nested_create(&args) {
-        let code = args::usage_failed(args.strict_exit, false);
-        eprintln!("mdeliver: {message}");
-        return ExitCode::from(code);
+        return refuse(message);
     }
     let disabled = match Disabled::from_env() {
         Ok(d) => d,
-        Err(message) => {
-            let code = args::usage_failed(args.strict_exit, false);
-            eprintln!("mdeliver: {message}");
-            return ExitCode::from(code);
-        }
+        Err(message) => return refuse(message),
     };
     match privilege::become_owner(linux.user.as_deref(), &args.maildirs) {
         Ok(()) => {}
@@ -75,19 +70,11 @@ pub fn run(argv: &[OsString]) -> ExitCode {
             eprintln!("mdeliver: {}: {failure}", maildir.display());
             return ExitCode::from(code);
         }
-        Err(refused) => {
-            let code = args::usage_failed(args.strict_exit, false);
-            eprintln!("mdeliver: {}", refused.message(&args.maildirs));
-            return ExitCode::from(code);
-        }
+        Err(refused) => return refuse(refused.message(&args.maildirs)),
     }
     let knobs = match linux::StrategyKnobs::from_env() {
         Ok(k) => k,
-        Err(message) => {
-            let code = args::usage_failed(args.strict_exit, false);
-            eprintln!("mdeliver: {message}");
-            return ExitCode::from(code);
-        }
+        Err(message) => return refuse(message),
     };
     if mail.mbox {
         signals::catch();

@@ -3,20 +3,12 @@
 //! with exit codes for a person at a shell rather than an MTA.
 
 use std::path::Path;
+use std::process::ExitCode;
 
 use mdeliver_core::{Dir, ErrorKind};
 
 use crate::exit;
 use crate::linux::{Disabled, LinuxFs, OpenOptions};
-
-/// `EX_NOINPUT`-style failure to open a maildir, rendered for stderr, with its exit code.
-#[derive(Debug)]
-pub struct OpenFailure {
-    /// The message after `mdeliver: <maildir>: `.
-    pub message: String,
-    /// The exit code.
-    pub code: u8,
-}
 
 /// The exit code of a subcommand that could not use a maildir: 66 when it is missing or not
 /// a directory, 77 without permission, else the delivery form's precise (`--strict-exit`) code.
@@ -25,12 +17,14 @@ pub fn code(kind: ErrorKind) -> u8 {
 }
 
 /// Opens the maildir at `path` (its tmp/, new/ and cur/ must exist; nothing is created and no
-/// probe file is made). `MDELIVER_DISABLE` is honoured, as for delivery.
-pub fn open(path: &Path) -> Result<LinuxFs, OpenFailure> {
-    let mut disabled = Disabled::from_env().map_err(|message| OpenFailure {
-        message,
-        code: exit::USAGE,
-    })?;
+/// probe file is made). `MDELIVER_DISABLE` is honoured, as for delivery. On failure, says why
+/// on stderr (`mdeliver: <maildir>: …`) and gives the exit code.
+pub fn open(path: &Path) -> Result<LinuxFs, ExitCode> {
+    let failed = |message: String, code: u8| {
+        eprintln!("mdeliver: {}: {message}", path.display());
+        ExitCode::from(code)
+    };
+    let mut disabled = Disabled::from_env().map_err(|message| failed(message, exit::USAGE))?;
     // Readers never create message files: skip the O_TMPFILE probe.
     disabled.anonymous_tmp = true;
     let opts = OpenOptions {
@@ -65,9 +59,6 @@ pub fn open(path: &Path) -> Result<LinuxFs, OpenFailure> {
             message.push_str("; ");
             message.push_str(hint);
         }
-        OpenFailure {
-            message,
-            code: code(kind),
-        }
+        failed(message, code(kind))
     })
 }

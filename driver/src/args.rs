@@ -257,6 +257,14 @@ pub fn usage_failed(strict: bool, subcommand: bool) -> u8 {
     code
 }
 
+/// A usage error found after parsing (in a delivery, not a subcommand): prints the status
+/// line [`usage_failed`] decides on, then `mdeliver: {message}`, and gives the exit code.
+pub fn refuse(strict: bool, message: impl std::fmt::Display) -> u8 {
+    let code = usage_failed(strict, false);
+    eprintln!("mdeliver: {message}");
+    code
+}
+
 /// Prints a clap error (or the help or version it carries) for the command line `argv` and
 /// gives the exit code: 0 for help and version, else that of [`usage_failed`].
 pub fn usage_exit(e: clap::Error, argv: &[OsString]) -> ExitCode {

@@ -6,7 +6,13 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use mdeliver_core::maildir::folder::{FolderDir, FolderFailure};
+#[cfg(unix)]
+use std::os::unix::ffi::OsStrExt;
+#[cfg(target_os = "wasi")]
+use std::os::wasi::ffi::OsStrExt;
+
+use mdeliver_core::maildir::folder::{folder, Folder, FolderDir, FolderFailure, NameEncoding};
+use mdeliver_core::maildir::name::InfoSep;
 use mdeliver_core::{Dir, ErrorKind};
 
 use crate::report::{Create, Failure};
@@ -15,6 +21,25 @@ use crate::status::Output;
 /// An adapter's answer for `--folder`: the directory to deliver into, and the folder's
 /// directory name when the adapter just created it (so it gets subscribed).
 pub type Resolved = (PathBuf, Option<FolderDir>);
+
+/// An adapter's [`Resolved`] for `--folder name` under `maildir`: the maildir itself for
+/// `INBOX`, else `maildir/.A.B` (levels in `enc`). With `create`, `make` creates the parent
+/// maildir and the folder where missing and says whether it created the folder.
+pub fn resolve(
+    maildir: &Path,
+    name: &[u8],
+    (sep, enc): (InfoSep, NameEncoding),
+    create: bool,
+    make: impl FnOnce(&FolderDir) -> Result<bool, FolderFailure>,
+) -> Result<Resolved, FolderFailure> {
+    let dir = match folder(name, sep, enc).map_err(FolderFailure::Name)? {
+        Folder::Inbox => return Ok((maildir.to_owned(), None)),
+        Folder::Sub(d) => d,
+    };
+    let path = maildir.join(OsStr::from_bytes(&dir));
+    let created = create && make(&dir)?;
+    Ok((path, created.then_some(dir)))
+}
 
 /// Why the `--folder` of a maildir cannot be used, as a person and an MTA are told.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -34,3 +34,24 @@ pub fn now() -> mdeliver_core::env::Timestamp {
         micros: d.subsec_micros(),
     }
 }
+
+/// A std I/O error as the core's kind, by its portable kind (no errno: the WASI module has
+/// none to read), for both binaries' std-based code.
+pub fn io_kind(e: &std::io::Error) -> mdeliver_core::ErrorKind {
+    use mdeliver_core::ErrorKind;
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::AlreadyExists => ErrorKind::Exists,
+        K::NotFound => ErrorKind::NotFound,
+        K::PermissionDenied => ErrorKind::Permission,
+        K::ReadOnlyFilesystem => ErrorKind::ReadOnly,
+        K::StorageFull => ErrorKind::NoSpace,
+        K::QuotaExceeded => ErrorKind::Quota,
+        K::Interrupted => ErrorKind::Interrupted,
+        K::Unsupported => ErrorKind::Unsupported,
+        K::NotADirectory => ErrorKind::NotDirectory,
+        K::InvalidFilename => ErrorKind::NameTooLong,
+        K::TimedOut | K::WouldBlock => ErrorKind::Busy,
+        _ => ErrorKind::Io,
+    }
+}

@@ -140,11 +140,7 @@ pub fn run<A: Adapter>(a: &mut A, args: &Args, mail: &MailArgs) -> u8 {
     }
     let settings = match Settings::new(&mail.mta, mail.info_separator, |n| std::env::var_os(n)) {
         Ok(s) => s,
-        Err(message) => {
-            let code = crate::args::usage_failed(args.strict_exit, false);
-            eprintln!("mdeliver: {message}");
-            return code;
-        }
+        Err(message) => return crate::args::refuse(args.strict_exit, message),
     };
     deliver_all(a, args, mail, &settings, input)
 }

@@ -26,7 +26,7 @@ const WAIT: Duration = Duration::from_secs(10);
 pub fn subscribe(maildir: &Path, dir: &FolderDir, sync: bool) -> Result<(), (String, ErrorKind)> {
     for file in SubscriptionFile::ALL {
         let path = maildir.join(file.file_name());
-        let fail = |e: std::io::Error| (file.file_name().to_owned(), io_kind(&e));
+        let fail = |e: std::io::Error| (file.file_name().to_owned(), crate::io_kind(&e));
         if !file.create_if_missing() && !path.exists() {
             continue;
         }
@@ -85,20 +85,5 @@ fn take_lock(lock: &Path) -> std::io::Result<File> {
             }
             Err(e) => return Err(e),
         }
-    }
-}
-
-/// An I/O error as the core's kind, for the subscription warning.
-fn io_kind(e: &std::io::Error) -> ErrorKind {
-    use std::io::ErrorKind as K;
-    match e.kind() {
-        K::NotFound => ErrorKind::NotFound,
-        K::PermissionDenied => ErrorKind::Permission,
-        K::AlreadyExists => ErrorKind::Exists,
-        K::ReadOnlyFilesystem => ErrorKind::ReadOnly,
-        K::StorageFull => ErrorKind::NoSpace,
-        K::Interrupted => ErrorKind::Interrupted,
-        K::TimedOut | K::WouldBlock => ErrorKind::Busy,
-        _ => ErrorKind::Io,
     }
 }

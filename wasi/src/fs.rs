@@ -6,33 +6,20 @@
 //! runtime resolves every path inside the preopened directory, so nothing outside the sandbox
 //! can be reached, whatever symlinks the maildir holds.
 
-use mdeliver_core::fs::EntryName;
-use mdeliver_core::fs::Stat;
+use mdeliver_core::fs::{read_to_fill, write_record, EntryName, Stat};
 use mdeliver_core::{Capabilities, Dir, ErrorKind, Fs};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-/// Maps an I/O error to the core's kinds.
+/// Maps an I/O error to the core's kinds: the driver's mapping, and wasi-libc's
+/// `ENOTCAPABLE` (76, the path leaves the sandbox) as a permission refusal.
 pub fn kind_of(e: &io::Error) -> ErrorKind {
-    // wasi-libc's ENOTCAPABLE (76): the path leaves the sandbox.
     #[cfg(target_os = "wasi")]
     if e.raw_os_error() == Some(76) {
         return ErrorKind::Permission;
     }
-    match e.kind() {
-        io::ErrorKind::AlreadyExists => ErrorKind::Exists,
-        io::ErrorKind::NotFound => ErrorKind::NotFound,
-        io::ErrorKind::PermissionDenied => ErrorKind::Permission,
-        io::ErrorKind::ReadOnlyFilesystem => ErrorKind::ReadOnly,
-        io::ErrorKind::StorageFull => ErrorKind::NoSpace,
-        io::ErrorKind::QuotaExceeded => ErrorKind::Quota,
-        io::ErrorKind::Interrupted => ErrorKind::Interrupted,
-        io::ErrorKind::Unsupported => ErrorKind::Unsupported,
-        io::ErrorKind::NotADirectory => ErrorKind::NotDirectory,
-        io::ErrorKind::InvalidFilename => ErrorKind::NameTooLong,
-        _ => ErrorKind::Io,
-    }
+    mdeliver_driver::io_kind(e)
 }
 
 /// A maildir inside the sandbox.
@@ -216,11 +203,7 @@ impl Fs for WasiFs {
             .append(true)
             .open(self.path(dir, name)?)
             .map_err(|e| kind_of(&e))?;
-        match f.write(data) {
-            Ok(n) if n == data.len() => {}
-            Ok(_) => return Err(ErrorKind::Io),
-            Err(e) => return Err(kind_of(&e)),
-        }
+        write_record(data, |d| f.write(d).map_err(|e| kind_of(&e)))?;
         if sync {
             unit(f.sync_all())?;
         }
@@ -229,16 +212,7 @@ impl Fs for WasiFs {
 
     fn read_file(&mut self, dir: Dir, name: &str, buf: &mut [u8]) -> Result<usize, ErrorKind> {
         let mut f = File::open(self.path(dir, name)?).map_err(|e| kind_of(&e))?;
-        let mut n = 0;
-        while n < buf.len() {
-            match io::Read::read(&mut f, &mut buf[n..]) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(kind_of(&e)),
-            }
-        }
-        Ok(n)
+        read_to_fill(buf, |b| io::Read::read(&mut f, b).map_err(|e| kind_of(&e)))
     }
 
     fn set_mtime(&mut self, file: &File, secs: i64) -> Result<(), ErrorKind> {

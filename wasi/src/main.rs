@@ -41,9 +41,7 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     if let Some(message) = args::nested_create(&a) {
-        let code = args::usage_failed(a.strict_exit, false);
-        eprintln!("mdeliver: {message}");
-        return ExitCode::from(code);
+        return ExitCode::from(args::refuse(a.strict_exit, message));
     }
     let host = a
         .host

@@ -18,8 +18,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::wasi::ffi::OsStrExt;
 
 use mdeliver_core::maildir::folder::{
-    create_folder, folder, Folder, FolderDir, FolderFailure, FolderTree, NameEncoding, Part,
-    TreeDir,
+    create_folder, FolderDir, FolderFailure, FolderTree, NameEncoding, Part, TreeDir,
 };
 use mdeliver_core::maildir::name::InfoSep;
 use mdeliver_core::{Env, ErrorKind, Fs};
@@ -115,32 +114,24 @@ impl FolderTree for WasiTree {
     }
 }
 
-/// The directory to deliver into for `--folder name` under `maildir`: the maildir itself for
-/// `INBOX`, else `maildir/.A.B`. With `create`, the parent maildir and the folder are created
-/// where missing, and with `sync` flushed where the runtime can flush directories (the same
-/// probe as [`WasiFs::open`]'s: wasmtime refuses `fd_sync` on directories).
+/// [`mdeliver_driver::folder_report::resolve`] in the sandbox: with `create`, the parent
+/// maildir and the folder are created where missing, and with `sync` flushed where the runtime
+/// can flush directories (the same probe as [`WasiFs::open`]'s: wasmtime refuses `fd_sync` on
+/// directories).
 pub fn resolve_folder<E: Env + ?Sized>(
     maildir: &Path,
     name: &[u8],
-    (sep, enc): (InfoSep, NameEncoding),
+    naming: (InfoSep, NameEncoding),
     create: bool,
     sync: bool,
     env: &mut E,
 ) -> Result<(PathBuf, Option<FolderDir>), FolderFailure> {
-    let dir = match folder(name, sep, enc).map_err(FolderFailure::Name)? {
-        Folder::Inbox => return Ok((maildir.to_owned(), None)),
-        Folder::Sub(d) => d,
-    };
-    let path = maildir.join(OsStr::from_bytes(&dir));
-    if create {
+    mdeliver_driver::folder_report::resolve(maildir, name, naming, create, |dir| {
         // The parent is a maildir in its own right (the INBOX): make it complete first.
         let parent = WasiFs::open(maildir, true).map_err(|(k, d)| FolderFailure::Parent(k, d))?;
         let sync = sync && parent.capabilities().dir_sync;
-        let created = create_folder(&mut WasiTree::new(maildir), env, &dir, sync)
-            .map_err(FolderFailure::Create)?;
-        return Ok((path, created.then_some(dir)));
-    }
-    Ok((path, None))
+        create_folder(&mut WasiTree::new(maildir), env, dir, sync).map_err(FolderFailure::Create)
+    })
 }
 
 #[cfg(test)]

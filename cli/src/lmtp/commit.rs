@@ -526,16 +526,7 @@ impl Fs for GroupFs {
         match &self.link {
             Some(link) if link.matched == link.source.len => {
                 let to = self.inner.dirfd(dir);
-                let fd = &link.source.fd;
-                let r = rustix::fs::linkat(fd, "", to, name, rustix::fs::AtFlags::EMPTY_PATH)
-                    .or_else(|_| {
-                        // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH before Linux 6.10.
-                        use std::os::fd::AsRawFd;
-                        let proc = format!("/proc/self/fd/{}", fd.as_raw_fd());
-                        let follow = rustix::fs::AtFlags::SYMLINK_FOLLOW;
-                        rustix::fs::linkat(rustix::fs::CWD, proc.as_str(), to, name, follow)
-                    });
-                match r {
+                match crate::linux::link_fd(link.source.fd.as_fd(), to, name) {
                     Ok(()) => {
                         self.committer.stats.links.fetch_add(1, Ordering::Relaxed);
                         return Ok(());

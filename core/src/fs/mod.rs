@@ -8,40 +8,10 @@
 use crate::env::Env;
 use crate::error::ErrorKind;
 
+pub(crate) mod dir;
 pub mod dryrun;
 
-/// A directory of the maildir.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Dir {
-    /// The maildir itself (lock files, `maildirsize`, the dedup index).
-    Root,
-    /// `tmp/`: files being written.
-    Tmp,
-    /// `new/`: delivered, not yet seen by a reader.
-    New,
-    /// `cur/`: seen by a reader; names carry info.
-    Cur,
-    /// The top maildir of the Maildir++ tree when this maildir is one of its folders
-    /// (`--folder`, a `.Name/` directory inside it): where the one `maildirsize` of the whole
-    /// tree lives. The folder's parent directory (`..`); only a folder's delivery uses it.
-    Top,
-}
-
-impl Dir {
-    /// The directory's name inside the maildir (`""` for the root).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Dir::Root => "",
-            Dir::Tmp => "tmp",
-            Dir::New => "new",
-            Dir::Cur => "cur",
-            Dir::Top => "..",
-        }
-    }
-
-    /// The three Maildir subdirectories, in creation order.
-    pub const SUBDIRS: [Dir; 3] = [Dir::Tmp, Dir::New, Dir::Cur];
-}
+pub use dir::Dir;
 
 /// What a filesystem can do, reported honestly by the adapter; the core picks its publish
 /// path from this.
@@ -487,6 +457,41 @@ impl CrlfSize {
     /// The size so far.
     pub fn size(&self) -> u64 {
         self.size
+    }
+}
+
+/// A driver's [`Fs::read_file`] once the file is open: `read` (one read call) fills `buf` until
+/// the end of the file or of `buf`, interrupted reads repeated; gives the byte count.
+pub fn read_to_fill(
+    buf: &mut [u8],
+    mut read: impl FnMut(&mut [u8]) -> Result<usize, ErrorKind>,
+) -> Result<usize, ErrorKind> {
+    let mut n = 0;
+    while n < buf.len() {
+        match read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(ErrorKind::Interrupted) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// A driver's [`Fs::append`] once the file is open: the record in one `write` call, so that
+/// `O_APPEND` places it whole after every other writer's (an interrupted call is repeated, a
+/// short one is `Io`).
+pub fn write_record(
+    data: &[u8],
+    mut write: impl FnMut(&[u8]) -> Result<usize, ErrorKind>,
+) -> Result<(), ErrorKind> {
+    loop {
+        return match write(data) {
+            Err(ErrorKind::Interrupted) => continue,
+            Ok(n) if n == data.len() => Ok(()),
+            Ok(_) => Err(ErrorKind::Io),
+            Err(e) => Err(e),
+        };
     }
 }
 

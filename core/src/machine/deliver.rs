@@ -1068,19 +1068,10 @@ where
     R: embedded_io::Read + ?Sized,
     H: FnMut(&mut Written<'_, R>),
 {
-    let mut machine = Delivery::new(opts, fs.capabilities(), env);
-    let mut file = None;
-    let done = drive(
-        fs,
-        env,
-        &mut machine,
-        &mut file,
-        source,
-        buf,
-        &mut after_write,
-        false,
-    );
-    done.unwrap_or_else(|| unreachable!("drive stops early only when asked to"))
+    let (mut machine, mut file) = (Delivery::new(opts, fs.capabilities(), env), None);
+    let hook = &mut after_write;
+    drive(fs, env, &mut machine, &mut file, source, buf, hook, false)
+        .unwrap_or_else(|| unreachable!("drive stops early only when asked to"))
 }
 
 /// [`deliver_with`] up to the file flush: the message is written (and `after_write` has run)
@@ -1105,8 +1096,7 @@ where
     R: embedded_io::Read + ?Sized,
     H: FnMut(&mut Written<'_, R>),
 {
-    let mut machine = Delivery::new(opts, fs.capabilities(), env);
-    let mut file = None;
+    let (mut machine, mut file) = (Delivery::new(opts, fs.capabilities(), env), None);
     match drive(
         fs,
         env,
