@@ -362,6 +362,13 @@ pub struct TestEnv {
     pub clock: Clock,
     /// The process id it reports.
     pub pid: u32,
+    /// The host name it reports (`test.example` unless set).
+    pub host: &'static str,
+    /// Added to the microseconds of every timestamp (0 unless set).
+    pub micros: u32,
+    /// `None`: random numbers from a xorshift seeded by the pid; `Some(base)`: `base` plus the
+    /// counter's last value, fixed values that a snapshot can show.
+    pub counted_random: Option<u64>,
     counter: u64,
     rng: u64,
 }
@@ -372,6 +379,9 @@ impl TestEnv {
         TestEnv {
             clock,
             pid,
+            host: "test.example",
+            micros: 0,
+            counted_random: None,
             counter: 0,
             rng: 0x9e37_79b9_7f4a_7c15 ^ u64::from(pid),
         }
@@ -383,10 +393,13 @@ impl Env for TestEnv {
         let ms = self.clock.get();
         Timestamp {
             secs: ms / 1000,
-            micros: (ms % 1000) as u32 * 1000,
+            micros: (ms % 1000) as u32 * 1000 + self.micros,
         }
     }
     fn random_u64(&mut self) -> u64 {
+        if let Some(base) = self.counted_random {
+            return base + self.counter;
+        }
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;
         self.rng ^= self.rng << 17;
@@ -396,7 +409,7 @@ impl Env for TestEnv {
         Some(self.pid)
     }
     fn host(&self) -> &str {
-        "test.example"
+        self.host
     }
     fn next_counter(&mut self) -> u64 {
         self.counter += 1;

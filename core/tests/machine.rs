@@ -3,55 +3,25 @@
 //! next to them check the end state (what is in tmp/, new/, cur/) so that a wrong sequence
 //! cannot pass by being re-blessed.
 
-use mdeliver_core::env::Timestamp;
 use mdeliver_core::fs::{perform, Slots};
 use mdeliver_core::machine::deliver::{Delivered, Durability, Publish, Strategy, LOCK_NAME};
 use mdeliver_core::maildir::name::ParsedName;
-use mdeliver_core::testkit::{self, Hooked, Script};
+use mdeliver_core::testkit::{self, Hooked, Script, TestEnv};
 use mdeliver_core::{
-    Capabilities, Delivery, Dir, Env, ErrorKind, Flags, Fs, Op, OpResult, Options, Step,
+    Capabilities, Delivery, Dir, ErrorKind, Flags, Fs, Op, OpResult, Options, Step,
 };
 use std::cell::Cell;
 use std::fmt::Write as _;
 use std::rc::Rc;
 
-struct TestEnv {
-    t: u64,
-    counter: u64,
-}
-
-impl TestEnv {
-    fn new() -> TestEnv {
-        TestEnv {
-            t: 1_700_000_000,
-            counter: 0,
-        }
-    }
-}
-
-impl Env for TestEnv {
-    fn now(&mut self) -> Timestamp {
-        Timestamp {
-            secs: self.t,
-            micros: 5,
-        }
-    }
-    fn random_u64(&mut self) -> u64 {
-        0xabcd_0000 + self.counter
-    }
-    fn pid(&self) -> Option<u32> {
-        Some(77)
-    }
-    fn host(&self) -> &str {
-        "box"
-    }
-    fn next_counter(&mut self) -> u64 {
-        self.counter += 1;
-        self.counter
-    }
-    fn sleep(&mut self, millis: u32) {
-        self.t += u64::from(millis) / 1000;
-    }
+/// The kit's environment with fixed values: the clock at 1700000000 s and 5 µs, pid 77, host
+/// `box`, random numbers `0xabcd_0000` plus the counter.
+fn test_env() -> TestEnv {
+    let mut env = TestEnv::new(Rc::new(Cell::new(1_700_000_000_000)), 77);
+    env.host = "box";
+    env.micros = 5;
+    env.counted_random = Some(0xabcd_0000);
+    env
 }
 
 /// The kit's in-memory maildir with short writes (at most 5 bytes per call), files made at
@@ -85,7 +55,7 @@ fn run_with(
     message: &[u8],
     mut tamper: impl FnMut(&Op<'_>, &mut OpResult),
 ) -> (String, Result<Delivered, mdeliver_core::Error>) {
-    let mut env = TestEnv::new();
+    let mut env = test_env();
     let mut machine = Delivery::new(opts, fs.capabilities(), &mut env);
     let mut slots = Slots::default();
     let mut source = message;
@@ -443,7 +413,7 @@ fn flags_learnt_while_writing_choose_cur() {
     for caps in [Capabilities::LINUX_LOCAL, Capabilities::POSIX, no_caps()] {
         for durability in [Durability::Full, Durability::None] {
             let mut fs = memfs(caps);
-            let mut env = TestEnv::new();
+            let mut env = test_env();
             let mut src = MSG;
             let mut buf = [0u8; 16];
             let o = Options {
@@ -476,7 +446,7 @@ fn a_modification_time_is_an_operation_between_the_write_and_the_flush() {
     // (or, without flushes, before the name), and a failure to set it loses nothing.
     for durability in [Durability::Full, Durability::None] {
         for fail in [false, true] {
-            let mut env = TestEnv::new();
+            let mut env = test_env();
             let o = Options {
                 durability,
                 ..opts()
