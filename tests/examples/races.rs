@@ -223,6 +223,37 @@ fn main() {
             counterexamples.push(v.to_string());
         }
     }
+    // `-M`: the core's mbox import of dated messages (each file's time set between its write
+    // and its flush), a renaming reader before any operation, a crash (every P2 image) or a
+    // fault at every operation, then the rerun from where the import said the rest begins.
+    for cfg in mdeliver_tests::sim::import::scenarios() {
+        let t = std::time::Instant::now();
+        let r = mdeliver_tests::sim::import::explore(&cfg);
+        let mut broken: Vec<String> = r
+            .violations
+            .iter()
+            .map(|v| format!("I{}", v.invariant as u8))
+            .collect();
+        broken.dedup();
+        println!(
+            "| Import ({} ops) | {} | Every interruption x reader position+rerun | {} | {} | {} | - | {} | {} | {:.2?} |",
+            r.operations,
+            cfg.name,
+            r.executions,
+            r.states,
+            r.crash_states,
+            r.violations.len(),
+            if broken.is_empty() {
+                "none".into()
+            } else {
+                broken.join(" ")
+            },
+            t.elapsed()
+        );
+        if let Some(v) = r.violations.first() {
+            counterexamples.push(v.to_string());
+        }
+    }
     println!("\nrandomized schedules in total (Exclusive rows): {done}");
     for c in counterexamples {
         println!("\n{c}");

@@ -13,6 +13,14 @@ use mdeliver_tests::sim::Invariant;
 fn every_composed_scenario_holds_every_invariant() {
     for cfg in scenarios() {
         let r = explore(&cfg);
+        eprintln!(
+            "| {} | {} | {} | {} | {} |",
+            cfg.name,
+            r.executions,
+            r.states,
+            r.crash_states,
+            r.violations.len()
+        );
         assert!(r.states > 10 && r.crash_states > 0, "{}: {r:?}", cfg.name);
         assert!(
             r.violations.is_empty(),

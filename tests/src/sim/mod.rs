@@ -5,6 +5,7 @@
 pub mod env;
 pub mod explore;
 pub mod fs;
+pub mod import;
 pub mod lmtp;
 pub mod mta;
 pub mod rng;
@@ -45,11 +46,14 @@ pub enum Invariant {
     ///     plan put there, each once and with its flags, and each redirect was sent at least
     ///     once and at most once more per crash.
     UnitExactlyOnce = 11,
+    /// 12. An imported message's modification time (its date) is set after the file's last
+    ///     write and before its flush, so every stored message carries its date (`-M`).
+    MtimeBeforeFlush = 12,
 }
 
 impl Invariant {
     /// Every invariant, in number order.
-    pub const ALL: [Invariant; 11] = [
+    pub const ALL: [Invariant; 12] = [
         Invariant::NoLoss,
         Invariant::NoDuplicate,
         Invariant::NoOverwrite,
@@ -61,6 +65,7 @@ impl Invariant {
         Invariant::QuotaAgrees,
         Invariant::NoBlockingGarbage,
         Invariant::UnitExactlyOnce,
+        Invariant::MtimeBeforeFlush,
     ];
 
     /// The invariant numbered `n` (reports of the bare-delivery explorer carry numbers).
@@ -82,6 +87,7 @@ impl Invariant {
             Invariant::QuotaAgrees => "quota-agrees",
             Invariant::NoBlockingGarbage => "no-blocking-garbage",
             Invariant::UnitExactlyOnce => "unit-exactly-once",
+            Invariant::MtimeBeforeFlush => "mtime-before-flush",
         }
     }
 }
