@@ -139,7 +139,7 @@ pub struct Error {
     /// example on a filesystem that went read-only): in `Tmp`, a copy that is never delivered;
     /// in `New` or `Cur`, the message itself, published before the failure. `None`: nothing
     /// was left.
-    pub left: Option<crate::fs::dir::Dir>,
+    pub left: Option<crate::dir::Dir>,
 }
 
 impl Error {
@@ -153,7 +153,7 @@ impl Error {
     }
 
     /// The same error, noting that a file of it remains in `dir`.
-    pub const fn with_left(self, dir: crate::fs::dir::Dir) -> Self {
+    pub const fn with_left(self, dir: crate::dir::Dir) -> Self {
         Error {
             left: Some(dir),
             ..self

@@ -56,6 +56,7 @@
 #[cfg(test)]
 extern crate std;
 
+mod dir;
 pub mod env;
 pub mod error;
 pub mod fs;

@@ -16,9 +16,9 @@
 //! onto a name that really exists still fails with `Exists`, so name collisions and duplicate
 //! index entries are found as in a real run.
 
+use crate::dir::NameBuf;
 use crate::error::ErrorKind;
 use crate::fs::{Capabilities, Dir, Fs, Stat};
-use crate::maildir::name::NameBuf;
 
 /// How many names a dry run keeps track of (a delivery touches a handful).
 pub const TRACKED: usize = 8;

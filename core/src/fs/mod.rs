@@ -8,10 +8,9 @@
 use crate::env::Env;
 use crate::error::ErrorKind;
 
-pub(crate) mod dir;
 pub mod dryrun;
 
-pub use dir::Dir;
+pub use crate::dir::Dir;
 
 /// What a filesystem can do, reported honestly by the adapter; the core picks its publish
 /// path from this.
@@ -372,8 +371,8 @@ pub trait Fs {
 }
 
 /// A directory entry's name as a listing returns it: bytes, at most
-/// [`NAME_MAX`](crate::maildir::name::NAME_MAX) of them, not necessarily UTF-8.
-pub type EntryName = heapless::Vec<u8, { crate::maildir::name::NAME_MAX }>;
+/// [`NAME_MAX`](crate::dir::NAME_MAX) of them, not necessarily UTF-8.
+pub type EntryName = heapless::Vec<u8, { crate::dir::NAME_MAX }>;
 
 fn map_source_error(kind: embedded_io::ErrorKind) -> ErrorKind {
     use embedded_io::ErrorKind as K;
@@ -583,7 +582,7 @@ impl<F: Fs + ?Sized> Default for Slots<F> {
 /// Performs one [`Op`] on `fs`. `slots` holds the machine's open file and listing;
 /// `WriteMessage` streams from `source` through `buf`. Returns the result and how many bytes
 /// at the start of `buf` are to be fed with it: what `Read` read, or the name `NextEntry`
-/// found (give `buf` at least [`NAME_MAX`](crate::maildir::name::NAME_MAX) bytes).
+/// found (give `buf` at least [`NAME_MAX`](crate::dir::NAME_MAX) bytes).
 pub fn perform<F, E, R>(
     fs: &mut F,
     env: &mut E,

@@ -14,11 +14,7 @@ use crate::env::Timestamp;
 use crate::maildir::flags::Flags;
 use core::fmt::Write;
 
-/// The longest file name Maildir names may have (`NAME_MAX` on Linux).
-pub const NAME_MAX: usize = 255;
-
-/// A file name buffer; no allocation.
-pub type NameBuf = heapless::String<NAME_MAX>;
+pub use crate::dir::{NameBuf, NAME_MAX};
 
 /// The separator between a message's unique key and its info, by default `:`.
 /// FAT, Windows and Android-shared maildirs use `;` or `!`.

@@ -1,5 +1,7 @@
-//! [`Dir`], the directories of a maildir: a module of its own, below both [`crate::fs`] and
-//! [`crate::error`] (an error notes the directory a file of it was left in).
+//! [`Dir`], the directories of a maildir, and the longest name one holds: below both
+//! [`crate::fs`] and [`crate::error`] (an error notes the directory a file of it was left in)
+//! and the Maildir format ([`crate::maildir`]), which use them; re-exported where they are
+//! named (`fs::Dir`, `maildir::name::{NAME_MAX, NameBuf}`).
 
 /// A directory of the maildir.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -33,3 +35,9 @@ impl Dir {
     /// The three Maildir subdirectories, in creation order.
     pub const SUBDIRS: [Dir; 3] = [Dir::Tmp, Dir::New, Dir::Cur];
 }
+
+/// The longest file name Maildir names may have (`NAME_MAX` on Linux).
+pub const NAME_MAX: usize = 255;
+
+/// A file name buffer; no allocation.
+pub type NameBuf = heapless::String<NAME_MAX>;
