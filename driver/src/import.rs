@@ -89,15 +89,13 @@ impl ImportEvents for Report<'_> {
 pub fn one_maildir(args: &Args) -> Result<&Path, u8> {
     match args.maildirs.as_slice() {
         [one] => Ok(one),
-        all => {
-            let code = crate::args::usage_failed(args.strict_exit, false);
-            eprintln!(
-                "mdeliver: -M/--mbox imports into exactly one MAILDIR (got {}); run it once per \
-                 maildir",
+        all => Err(crate::args::refuse(
+            args.strict_exit,
+            format_args!(
+                "-M/--mbox imports into exactly one MAILDIR (got {}); run it once per maildir",
                 all.len()
-            );
-            Err(code)
-        }
+            ),
+        )),
     }
 }
 
