@@ -28,6 +28,40 @@ fn row(strategy: &str, cfg: &Config, kind: &str, r: &Report) {
     );
 }
 
+/// One row of an explorer of composed machines (its report has `executions`, `states`,
+/// `crash_states` and `violations`, each naming its `invariant`); the first violation is kept
+/// in `$out` as a counterexample.
+macro_rules! composed_row {
+    ($out:expr, $label:expr, $name:expr, $search:expr, $r:expr, $t:expr) => {{
+        let r = &$r;
+        let mut broken: Vec<String> = r
+            .violations
+            .iter()
+            .map(|v| format!("I{}", v.invariant as u8))
+            .collect();
+        broken.dedup();
+        let broken = if broken.is_empty() {
+            "none".into()
+        } else {
+            broken.join(" ")
+        };
+        println!(
+            "| {} | {} | {} | {} | {} | {} | - | {} | {broken} | {:.2?} |",
+            $label,
+            $name,
+            $search,
+            r.executions,
+            r.states,
+            r.crash_states,
+            r.violations.len(),
+            $t.elapsed()
+        );
+        if let Some(v) = r.violations.first() {
+            $out.push(v.to_string());
+        }
+    }};
+}
+
 fn main() {
     let total: u64 = std::env::args()
         .nth(1)
@@ -136,31 +170,9 @@ fn main() {
     for cfg in mta {
         let t = std::time::Instant::now();
         let r = mdeliver_tests::sim::mta::explore(&cfg);
-        let mut broken: Vec<String> = r
-            .violations
-            .iter()
-            .map(|v| format!("I{}", v.invariant as u8))
-            .collect();
-        broken.dedup();
-        println!(
-            "| Mta ({:?}) | {} | Exhaustive+crash+retry {} | {} | {} | {} | - | {} | {} | {:.2?} |",
-            cfg.order,
-            cfg.name,
-            cfg.persistence.as_str(),
-            r.executions,
-            r.states,
-            r.crash_states,
-            r.violations.len(),
-            if broken.is_empty() {
-                "none".into()
-            } else {
-                broken.join(" ")
-            },
-            t.elapsed()
-        );
-        if let Some(v) = r.violations.first() {
-            counterexamples.push(v.to_string());
-        }
+        let (label, search) = (format!("Mta ({:?})", cfg.order), "Exhaustive+crash+retry");
+        let search = format!("{search} {}", cfg.persistence.as_str());
+        composed_row!(counterexamples, label, cfg.name, search, r, t);
     }
     // The LMTP server's group commit: two sessions into one maildir, the core's batch plan,
     // replies in RCPT order; every interleaving, a crash at every state (P2), the MTA's
@@ -168,60 +180,17 @@ fn main() {
     for cfg in mdeliver_tests::sim::lmtp::scenarios() {
         let t = std::time::Instant::now();
         let r = mdeliver_tests::sim::lmtp::explore(&cfg);
-        let mut broken: Vec<String> = r
-            .violations
-            .iter()
-            .map(|v| format!("I{}", v.invariant as u8))
-            .collect();
-        broken.dedup();
-        println!(
-            "| Lmtp group commit (batches up to {}) | {} | Exhaustive+crash+retry {} | {} | {} | {} | - | {} | {} | {:.2?} |",
-            r.largest_batch,
-            cfg.name,
-            cfg.persistence.as_str(),
-            r.executions,
-            r.states,
-            r.crash_states,
-            r.violations.len(),
-            if broken.is_empty() {
-                "none".into()
-            } else {
-                broken.join(" ")
-            },
-            t.elapsed()
-        );
-        if let Some(v) = r.violations.first() {
-            counterexamples.push(v.to_string());
-        }
+        let label = format!("Lmtp group commit (batches up to {})", r.largest_batch);
+        let search = format!("Exhaustive+crash+retry {}", cfg.persistence.as_str());
+        composed_row!(counterexamples, label, cfg.name, search, r, t);
     }
     // A Sieve script's copies and redirects as one unit: a crash after every operation, every
     // crash image of every maildir (P2), then the MTA's retry.
     for cfg in mdeliver_tests::sim::sieve::scenarios() {
         let t = std::time::Instant::now();
         let r = mdeliver_tests::sim::sieve::explore(&cfg);
-        let mut broken: Vec<String> = r
-            .violations
-            .iter()
-            .map(|v| format!("I{}", v.invariant as u8))
-            .collect();
-        broken.dedup();
-        println!(
-            "| Sieve unit | {} | Every crash point+retry P2 | {} | {} | {} | - | {} | {} | {:.2?} |",
-            cfg.name,
-            r.executions,
-            r.states,
-            r.crash_states,
-            r.violations.len(),
-            if broken.is_empty() {
-                "none".into()
-            } else {
-                broken.join(" ")
-            },
-            t.elapsed()
-        );
-        if let Some(v) = r.violations.first() {
-            counterexamples.push(v.to_string());
-        }
+        let search = "Every crash point+retry P2";
+        composed_row!(counterexamples, "Sieve unit", cfg.name, search, r, t);
     }
     // `-M`: the core's mbox import of dated messages (each file's time set between its write
     // and its flush), a renaming reader before any operation, a crash (every P2 image) or a
@@ -229,30 +198,9 @@ fn main() {
     for cfg in mdeliver_tests::sim::import::scenarios() {
         let t = std::time::Instant::now();
         let r = mdeliver_tests::sim::import::explore(&cfg);
-        let mut broken: Vec<String> = r
-            .violations
-            .iter()
-            .map(|v| format!("I{}", v.invariant as u8))
-            .collect();
-        broken.dedup();
-        println!(
-            "| Import ({} ops) | {} | Every interruption x reader position+rerun | {} | {} | {} | - | {} | {} | {:.2?} |",
-            r.operations,
-            cfg.name,
-            r.executions,
-            r.states,
-            r.crash_states,
-            r.violations.len(),
-            if broken.is_empty() {
-                "none".into()
-            } else {
-                broken.join(" ")
-            },
-            t.elapsed()
-        );
-        if let Some(v) = r.violations.first() {
-            counterexamples.push(v.to_string());
-        }
+        let label = format!("Import ({} ops)", r.operations);
+        let search = "Every interruption x reader position+rerun";
+        composed_row!(counterexamples, label, cfg.name, search, r, t);
     }
     println!("\nrandomized schedules in total (Exclusive rows): {done}");
     for c in counterexamples {
