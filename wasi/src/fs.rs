@@ -215,6 +215,11 @@ impl Fs for WasiFs {
         read_to_fill(buf, |b| io::Read::read(&mut f, b).map_err(|e| kind_of(&e)))
     }
 
+    /// WASI preview 1 has no whole-filesystem flush: an import flushes file by file.
+    fn sync_all(&mut self) -> Result<(), ErrorKind> {
+        Err(ErrorKind::Unsupported)
+    }
+
     fn set_mtime(&mut self, file: &File, secs: i64) -> Result<(), ErrorKind> {
         let since = std::time::Duration::from_secs(secs.unsigned_abs());
         let t = if secs >= 0 {
