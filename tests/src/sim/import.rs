@@ -81,6 +81,9 @@ pub struct ImportScenario {
     /// A mutant for the checker's own test: each file is flushed just before its `SetMtime`
     /// (as a machine that flushed first would), which invariant 12 must catch.
     pub flush_before_mtime: bool,
+    /// The filesystem refuses `sync_all` (as WASI does): each file of the window is flushed by
+    /// itself instead of all at once.
+    pub no_sync_all: bool,
 }
 
 /// Where a run is interrupted and the reader acts, as operation numbers (0-based).
@@ -94,6 +97,8 @@ pub struct Plan {
     pub reader_at: Option<u64>,
     /// [`ImportScenario::flush_before_mtime`].
     pub flush_before_mtime: bool,
+    /// [`ImportScenario::no_sync_all`].
+    pub no_sync_all: bool,
 }
 
 /// The hook: counts the import's operations and does what the [`Plan`] says at each.
@@ -112,9 +117,10 @@ impl Hook<SimFs> for Harness {
         if self.dead {
             return Err(ErrorKind::Io);
         }
-        // `SimFs` has no `sync_all` (the import then flushes file by file): not an operation.
-        if matches!(call, Call::SyncAll) {
-            return Ok(());
+        // Without a whole-filesystem flush (as in the WASI module) the import flushes each
+        // file by itself: the refusal is not an operation.
+        if self.plan.no_sync_all && matches!(call, Call::SyncAll) {
+            return Err(ErrorKind::Unsupported);
         }
         let n = self.ops;
         self.ops += 1;
@@ -295,12 +301,17 @@ pub struct ImportReport {
 /// gives, per message, whether it may be stored twice; `kept_time`, the dates whose
 /// `SetMtime` failed on purpose.
 fn recover(
+    cfg: &ImportScenario,
     mut fs: SimFs,
     from: Option<usize>,
     may_repeat: &dyn Fn(usize) -> bool,
     kept_time: &[i64],
 ) -> Option<(Invariant, String)> {
     let (input, _) = mbox();
+    let plain = Plan {
+        no_sync_all: cfg.no_sync_all,
+        ..Plan::default()
+    };
     if let Some(e) = fs.events.first() {
         return Some((
             Invariant::from_number(e.invariant).unwrap_or(Invariant::Confinement),
@@ -308,7 +319,7 @@ fn recover(
         ));
     }
     if let Some(from) = from {
-        let r = run(fs, &input[from..], Plan::default(), 60);
+        let r = run(fs, &input[from..], plain, 60);
         if r.stopped || r.flush_failed {
             return Some((
                 Invariant::NoBlockingGarbage,
@@ -362,7 +373,7 @@ fn recover(
     }
     // A later import is not blocked by anything left behind.
     let later = b"From x@example.org Sat Jan  1 00:00:00 2000\nSubject: later\n\nlater\n";
-    let r = run(fs, later, Plan::default(), 61);
+    let r = run(fs, later, plain, 61);
     if r.stopped || r.flush_failed {
         return Some((
             Invariant::NoBlockingGarbage,
@@ -393,6 +404,7 @@ impl ImportScenario {
             fault_at: self.faults.then_some(k),
             reader_at,
             flush_before_mtime: self.flush_before_mtime,
+            no_sync_all: self.no_sync_all,
         }
     }
 }
@@ -431,7 +443,7 @@ fn check_run(
         let unflushed = r.flush_failed;
         let repeat = move |m: usize| unflushed && starts[m] >= redo_from;
         if let Some((invariant, what)) =
-            recover(r.fs.clone(), from, &repeat, &r.harness.mtime_failed)
+            recover(cfg, r.fs.clone(), from, &repeat, &r.harness.mtime_failed)
         {
             found.push(ImportViolation {
                 invariant,
@@ -448,7 +460,7 @@ fn check_run(
     let repeat = move |m: usize| m >= committed;
     for spec in r.fs.reboot_specs() {
         report.crash_states += 1;
-        if let Some((invariant, what)) = recover(r.fs.reboot(spec), from, &repeat, &[]) {
+        if let Some((invariant, what)) = recover(cfg, r.fs.reboot(spec), from, &repeat, &[]) {
             found.push(ImportViolation {
                 invariant,
                 what: format!("after a crash: {what}"),
@@ -466,8 +478,8 @@ pub fn explore(cfg: &ImportScenario) -> ImportReport {
     let (input, _) = mbox();
     let mut report = ImportReport::default();
     let plain = Plan {
-        flush_before_mtime: cfg.flush_before_mtime,
-        ..Plan::default()
+        reader_at: None,
+        ..cfg.interrupt(u64::MAX, None)
     };
     let clean = run(cfg.initial(), &input, plain, 1);
     report.operations = clean.harness.ops;
@@ -491,7 +503,7 @@ pub fn explore(cfg: &ImportScenario) -> ImportReport {
                         what: "the import failed without an interruption".into(),
                         schedule: schedule(cfg, k, plan, None),
                     });
-                } else if let Some((invariant, what)) = recover(full.fs, None, &repeat, &[]) {
+                } else if let Some((invariant, what)) = recover(cfg, full.fs, None, &repeat, &[]) {
                     report.violations.push(ImportViolation {
                         invariant,
                         what,
@@ -538,12 +550,16 @@ pub fn replay(cfg: &ImportScenario, schedule: &str) -> Option<(Invariant, String
         .map(|v| (v.invariant, v.what))
 }
 
-/// The scenarios of the races table and the tests: unnamed tmp files linked into place, and
-/// named ones renamed; a crash at every operation (P2) under a renaming reader; a fault at
-/// every operation.
+/// The scenarios of the races table and the tests: unnamed tmp files linked into place, the
+/// window flushed at once (`syncfs`), and as in the WASI module (named tmp files, each file
+/// flushed by itself), with a crash at every operation (P2) under a renaming reader; and a
+/// fault at every operation (a failed `syncfs` also makes the window flush file by file).
 pub fn scenarios() -> Vec<ImportScenario> {
-    let named = Capabilities {
+    // What the WASI module's filesystem offers: hard links, no unnamed tmp files, no
+    // rename-noreplace, no whole-filesystem flush.
+    let wasi = Capabilities {
         anonymous_tmp: false,
+        rename_noreplace: false,
         ..Capabilities::LINUX_LOCAL
     };
     vec![
@@ -554,14 +570,18 @@ pub fn scenarios() -> Vec<ImportScenario> {
             faults: false,
             persistence: Persistence::P2,
             flush_before_mtime: false,
+            no_sync_all: false,
         },
         ImportScenario {
-            name: "mbox import -M, named tmp files, renaming reader, crash at every op, P2".into(),
-            caps: named,
+            name: "mbox import -M, as in WASI (named tmp files, link publish, no syncfs), \
+                   renaming reader, crash at every op, P2"
+                .into(),
+            caps: wasi,
             reader: true,
             faults: false,
             persistence: Persistence::P2,
             flush_before_mtime: false,
+            no_sync_all: true,
         },
         ImportScenario {
             name: "mbox import -M, 2 dated messages, renaming reader, fault at every op".into(),
@@ -570,6 +590,7 @@ pub fn scenarios() -> Vec<ImportScenario> {
             faults: true,
             persistence: Persistence::P2,
             flush_before_mtime: false,
+            no_sync_all: false,
         },
     ]
 }
