@@ -36,7 +36,7 @@ use crate::machine::deliver::{
 use crate::machine::quota::{self, CheckOptions, Limits, Usage, Verdict, MAILDIRSIZE};
 use crate::maildir::flags::Flags;
 use crate::mbox::{MboxError, MboxReader, Quoting, ReadError};
-use crate::message::{DateCapture, Observe, StatusFilter, Transformed};
+use crate::message::{DateCapture, Scanned, StatusFilter, Transformed};
 
 /// Messages delivered between two directory flushes.
 pub const BATCH: usize = 1024;
@@ -47,7 +47,8 @@ pub const BATCH: usize = 1024;
 /// divisor of [`BATCH`].
 pub const WINDOW: usize = 64;
 
-/// Buffer of each of the two transform layers (on the stack, re-made for every message).
+/// The buffer of the `Status:` filter's layer (on the stack, made once per import and lent to
+/// every message's reader; the `Date:` capture scans the write buffer in place).
 pub const LAYER: usize = 16 * 1024;
 
 /// The flags a message gets: what its `Status:`/`X-Status:` said (`None`: new/), plus `-X`.
@@ -408,6 +409,7 @@ where
     let mut resume = 0u64;
     // Without file flushes: the quota stops the import at the next message.
     let mut full: Option<Error> = None;
+    let mut layer = [0u8; LAYER];
     loop {
         let from_date = match reader.next_message() {
             Ok(None) => break,
@@ -436,12 +438,12 @@ where
             inner: &mut reader,
             failed: None,
         };
-        let filtered = Transformed::<_, _, LAYER>::new(&mut tap, StatusFilter::new());
-        let mut chain = Transformed::<_, _, LAYER>::new(filtered, Observe(DateCapture::date()));
+        let filtered = Transformed::with_buffer(&mut tap, StatusFilter::new(), &mut layer[..]);
+        let mut chain = Scanned::new(filtered, DateCapture::date());
         let outcome = deliver_until_sync(fs, env, opts, &mut chain, wbuf, |w| {
             let status = w.source.source_mut().transform().status();
             w.machine.set_flags(merge(status.maildir_info(), extra));
-            let date = w.source.transform().0.timestamp().or(from_date);
+            let date = w.source.scanner().timestamp().or(from_date);
             if let Some(t) = date {
                 w.machine.set_mtime(t);
             }
