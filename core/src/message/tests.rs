@@ -461,6 +461,40 @@ fn generated_inputs_are_chunking_independent() {
     }
 }
 
+/// `skip_line` is many `step`s at once: from every position of generated messages, the bytes
+/// it skips each have the role of the state it skips in and no boundary, and the lexer ends
+/// in the same state as stepping them one at a time.
+#[test]
+fn skipping_a_line_is_stepping_its_bytes() {
+    let mut skipped = 0;
+    for seed in 0..300 {
+        let m = generated(seed, TOKENS, 60);
+        let mut lex = HeaderLexer::new();
+        for i in 0..m.len() {
+            let mut fast = lex;
+            if let Some(n) = fast.skip_line(&m[i..]) {
+                assert!(n > 0, "seed {seed} at {i}");
+                let role = if lex.state == LexState::Value {
+                    Role::Value
+                } else {
+                    Role::Other
+                };
+                let mut slow = lex;
+                for &b in &m[i..i + n] {
+                    assert_eq!(slow.step(b), (role, false), "seed {seed} at {i}");
+                }
+                assert_eq!(slow.state, fast.state, "seed {seed} at {i}");
+                assert_eq!(slow.in_field, fast.in_field, "seed {seed} at {i}");
+                // It stops at the line's end: the next byte, if any, is stepped by itself.
+                assert!(i + n == m.len() || m[i + n - 1] == b'\n');
+                skipped += 1;
+            }
+            lex.step(m[i]);
+        }
+    }
+    assert!(skipped > 1000, "the generated messages reach the skipping states");
+}
+
 /// A naive line-based model of the header block: `(name_with_wsp, value_bytes, all_bytes)`
 /// per field or other line, and the body.
 struct ModelLine {
