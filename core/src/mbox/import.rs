@@ -1192,6 +1192,34 @@ body 3\n>>From there\n";
         mbox
     }
 
+    /// The drivers import through an inactive `DryRun` (one filesystem type for every
+    /// delivery): the window's one flush reaches the filesystem through it, and no file is
+    /// flushed by itself.
+    #[test]
+    fn a_window_is_flushed_at_once_through_an_inactive_dry_run() {
+        let log = Log::default();
+        let (probe, mut env) = probe(&log);
+        let mut fs = crate::fs::dryrun::DryRun::with(probe, false);
+        let (mut rbuf, mut wbuf) = ([0u8; 64], [0u8; 32]);
+        let input = crate::mbox::Trickle::new(SMALL, 7);
+        let s = import(
+            &mut fs,
+            &mut env,
+            &settings(None),
+            input,
+            &mut rbuf,
+            &mut wbuf,
+            &mut (),
+        );
+        assert!(s.stop.is_none() && s.flush.is_none());
+        assert_eq!(s.delivered, 3);
+        let flushes: Vec<String> = lines(&log)
+            .into_iter()
+            .filter(|l| l.starts_with("sync"))
+            .collect();
+        assert_eq!(flushes, ["sync_all", "sync_dir new", "sync_dir cur"]);
+    }
+
     #[test]
     fn a_window_is_flushed_together_once_it_is_full_and_named_in_mbox_order() {
         let log = Log::default();
