@@ -172,7 +172,12 @@ fn an_import_flushes_each_window_at_once() {
     let count = |call: &str| lines.lines().filter(|l| name(l) == call).count();
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     let mut parts = release.split(|c: char| !c.is_ascii_digit());
-    let mut num = || parts.next().and_then(|p| p.parse::<u32>().ok()).unwrap_or(0);
+    let mut num = || {
+        parts
+            .next()
+            .and_then(|p| p.parse::<u32>().ok())
+            .unwrap_or(0)
+    };
     let (major, minor) = (num(), num());
     if (major, minor) >= (5, 8) {
         assert_eq!((count("syncfs"), count("fdatasync")), (3, 0), "{lines}");

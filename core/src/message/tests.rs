@@ -492,7 +492,10 @@ fn skipping_a_line_is_stepping_its_bytes() {
             lex.step(m[i]);
         }
     }
-    assert!(skipped > 1000, "the generated messages reach the skipping states");
+    assert!(
+        skipped > 1000,
+        "the generated messages reach the skipping states"
+    );
 }
 
 /// A naive line-based model of the header block: `(name_with_wsp, value_bytes, all_bytes)`
@@ -643,7 +646,8 @@ fn transformed_reader_chains() {
     let inner: Transformed<&[u8], FromLine, [u8; 7]> =
         Transformed::new(msg, FromLine::new(FromLineMode::Strip));
     let mid: Transformed<_, StatusFilter, [u8; 3]> = Transformed::new(inner, StatusFilter::new());
-    let mut outer: Transformed<_, Prelude, [u8; 5]> = Transformed::new(mid, Prelude::new(f).unwrap());
+    let mut outer: Transformed<_, Prelude, [u8; 5]> =
+        Transformed::new(mid, Prelude::new(f).unwrap());
     let mut out = Vec::new();
     let mut buf = [0u8; 2];
     loop {
@@ -705,7 +709,10 @@ fn lent_buffers_and_scanned_readers_give_the_same_bytes() {
         }
     }
     // The end of the source ends the scan (an empty read into an empty buffer does not).
-    let mut r = Scanned::new(&b"Date: Thu, 01 Jan 1970 00:01:00 +0000"[..], DateCapture::date());
+    let mut r = Scanned::new(
+        &b"Date: Thu, 01 Jan 1970 00:01:00 +0000"[..],
+        DateCapture::date(),
+    );
     let mut buf = [0u8; 64];
     assert_eq!(r.read(&mut buf).unwrap(), 37);
     assert_eq!(r.read(&mut []).unwrap(), 0);
