@@ -171,12 +171,6 @@ impl<F: Fs> Fs for DryRun<F> {
         }
     }
 
-    fn sync_all(&mut self) -> Result<(), ErrorKind> {
-        // What a run wrote for real is in tmp/, flushed as `sync_file` flushes it; forwarded
-        // so that an import's window gets its one flush through an inactive dry run.
-        self.inner.sync_all()
-    }
-
     fn close(&mut self, file: Self::File) -> Result<(), ErrorKind> {
         match file {
             DryFile::Real(f) => self.inner.close(f),
