@@ -1143,6 +1143,32 @@ mod tests {
         two_attempts_write_one_record(by_name, "race-create");
     }
 
+    /// A script denser than the first node arena allows (an empty string takes 3 bytes and a
+    /// node) still compiles, into the full arena, to what a compile into the full arena
+    /// gives at once; a sparse one fits the first.
+    #[test]
+    fn a_script_that_fills_the_first_node_arena_compiles_into_the_full_one() {
+        let limits = Limits::default();
+        let keys = vec!["\"\""; 1000].join(",");
+        let dense = format!("if header \"subject\" [{keys}] {{ discard; }}\n");
+        let mut nodes = vec![Node::FREE; Arenas::first_nodes(dense.len())];
+        let mut strings = vec![0u8; Limits::strings_for(dense.len())];
+        let e = compile(dense.as_bytes(), &limits, &mut nodes, &mut strings).unwrap_err();
+        assert_eq!(e.kind, mdeliver_core::sieve::ErrorKind::TooManyNodes);
+        let mut full = vec![Node::FREE; Limits::nodes_for(dense.len())];
+        let mut full_strings = vec![0u8; Limits::strings_for(dense.len())];
+        let once = compile(dense.as_bytes(), &limits, &mut full, &mut full_strings).unwrap();
+        let mut arenas = Arenas::default();
+        let script = arenas.compile(dense.as_bytes(), &limits).unwrap();
+        assert_eq!(script.nodes, once.nodes);
+        assert_eq!(script.strings, once.strings);
+        assert!(arenas.more_nodes.len() > arenas.nodes.len());
+        let mut arenas = Arenas::default();
+        let sparse = "# a comment\nif header :contains \"subject\" \"x\" { discard; }\n";
+        arenas.compile(sparse.as_bytes(), &limits).unwrap();
+        assert!(arenas.more_nodes.is_empty());
+    }
+
     /// A record torn by a crash (or written by an older version and cut) is written anew;
     /// a long record (over the first read's 512 bytes) is read whole.
     #[test]
