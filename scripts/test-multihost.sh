@@ -9,7 +9,8 @@
 #   MDH_MFS_CHANGELOG=0   MooseFS master's CHANGELOG_SAVE_MODE (default 2: fsync each change)
 #   MDH_MFS_MASTER_KILL=1   SIGKILL MooseFS's master (default: stop it cleanly; see below)
 #   MDH_DELIVERIES, MDH_LOCAL_DELIVERIES, MDH_FAULT_EVERY, MDH_KILL_RATE, MDH_MIN_FAULTS,
-#   MDH_PARALLEL, MDH_STOP_AT, MDH_PREFIX   size, faults and timing of any form (see below)
+#   MDH_PARALLEL, MDH_STOP_AT, MDH_PREFIX, MDH_LIST_PAUSE   size, faults and timing of any
+#   form (see below)
 #
 # Brings up the servers (glusterd with one brick; redis-server for JuiceFS's metadata, its data
 # in a directory every host reads; mfsmaster and two mfschunkservers) in one network namespace,
@@ -454,6 +455,11 @@ if [ -n "${MDH_MIN_FAULTS:-}" ]; then
     need_each=$MDH_MIN_FAULTS need_kills=$MDH_MIN_FAULTS need_resets=$MDH_MIN_FAULTS
 fi
 parallel=${MDH_PARALLEL-$parallel}
+# MDH_LIST_PAUSE: seconds the list loop and the reader wait after each listing (default 0, back
+# to back). Each listing reads the whole maildir, so on a maildir of thousands of messages back
+# to back listings take the server's time from the deliverers (GlusterFS's brick ran at 56 % of
+# a core in a --long run and delivery slowed as the maildir grew).
+list_pause=${MDH_LIST_PAUSE-0}
 # MDH_STOP_AT=TIME (anything date -d reads, e.g. 19:10): no new message after it; a row that
 # stopped early reports what it delivered (the stopped column) and fails its fault minimums.
 stop_at=0
@@ -473,7 +479,7 @@ row() {
     echo 0 >"$W/status-$n"
     timeout -s KILL $row_limit python3 "$repo/tests/multihost/run.py" --label "$label" \
         --bin "$bin" --final "$final" --strategy "$strategy" --workers 2 "$@" \
-        --timeout $timeout --stop-at $stop_at >"$W/result-$n.jsonl" || rc=$?
+        --timeout $timeout --stop-at $stop_at --list-pause "$list_pause" >"$W/result-$n.jsonl" || rc=$?
     if [ ! -s "$W/result-$n.jsonl" ]; then
         echo "   $label: the run gave no result (exit $rc; 137: killed after $row_limit s)" >>"$out"
         echo 1 >"$W/status-$n"

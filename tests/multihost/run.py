@@ -185,6 +185,7 @@ def lister(a, host, stats, stop, env):
         with stats.lock:
             before = dict(stats.acked)
         r = run_limited(a, stats, a.prefix[host] + [a.bin, "list", a.maildir[host]], env)
+        stop.wait(a.list_pause)
         if r is None:
             stats.add("listings_failed")
             continue
@@ -221,7 +222,7 @@ def reader(a, host, stats, stop, env):
                 stats.add("flag_retryable")
             else:
                 stats.error(f"flag {key} {change}: exit {f.returncode}: {f.stderr.decode()[-200:]}")
-        time.sleep(0.05)
+        stop.wait(max(0.05, a.list_pause))
 
 
 def faulter(a, stats, stop):
@@ -339,6 +340,10 @@ def main():
     ap.add_argument("--stop-at", type=float, default=0,
                     help="a Unix time after which no new message is sent (a run that must end "
                     "by then reports what it delivered; stopped_early says so)")
+    ap.add_argument("--list-pause", type=float, default=0.0,
+                    help="seconds the list loop and the reader wait after each listing: a "
+                    "listing reads the whole maildir, so back to back on a growing maildir they "
+                    "can take the server from the deliverers (0: back to back)")
     ap.add_argument("--max-faults", type=int, default=0,
                     help="stop injecting server faults after this many (0: never)")
     ap.add_argument("--require", default="",

@@ -530,6 +530,11 @@ impl Fs for NfsFs {
     fn set_mtime(&mut self, _file: &NfsFile, _secs: i64) -> Result<(), ErrorKind> {
         Err(ErrorKind::Unsupported)
     }
+
+    /// NFS commits file by file (COMMIT); there is no whole-export flush.
+    fn sync_all(&mut self) -> Result<(), ErrorKind> {
+        Err(ErrorKind::Unsupported)
+    }
 }
 
 /// nfs-ganesha and rpcbind in the server's namespace, a bridge, and one namespace per host;

@@ -241,6 +241,11 @@ impl Fs for WasiFs {
         Ok(n)
     }
 
+    /// WASI preview 1 has no whole-filesystem flush: an import flushes file by file.
+    fn sync_all(&mut self) -> Result<(), ErrorKind> {
+        Err(ErrorKind::Unsupported)
+    }
+
     fn set_mtime(&mut self, file: &File, secs: i64) -> Result<(), ErrorKind> {
         let since = std::time::Duration::from_secs(secs.unsigned_abs());
         let t = if secs >= 0 {

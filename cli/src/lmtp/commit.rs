@@ -626,6 +626,9 @@ impl Fs for GroupFs {
     fn set_mtime(&mut self, file: &File, secs: i64) -> Result<(), ErrorKind> {
         self.inner.set_mtime(file, secs)
     }
+    fn sync_all(&mut self) -> Result<(), ErrorKind> {
+        self.inner.sync_all()
+    }
 }
 
 #[cfg(test)]

@@ -290,6 +290,11 @@ impl<F: Fs> Fs for DryRun<F> {
         self.inner.read_file(dir, name, out)
     }
 
+    fn sync_all(&mut self) -> Result<(), ErrorKind> {
+        // Dry, only this run's own tmp/ files are written: flushing them is harmless.
+        self.inner.sync_all()
+    }
+
     fn set_mtime(&mut self, file: &Self::File, secs: i64) -> Result<(), ErrorKind> {
         // Dry, the real file is this run's own, in tmp/: touching it changes nothing a reader
         // sees. Inactive, it is simply forwarded.

@@ -340,11 +340,11 @@ pub trait Fs {
     fn sync_file(&mut self, file: &mut Self::File) -> Result<(), ErrorKind>;
     /// Flushes every file and directory of the filesystem to stable storage at once (Linux
     /// `syncfs`), failing if any write-back since the maildir was opened failed: one flush for
-    /// many files (an import's window) instead of one each. `Unsupported` (the default) where
-    /// that cannot be done or would not report errors; the caller then flushes file by file.
-    fn sync_all(&mut self) -> Result<(), ErrorKind> {
-        Err(ErrorKind::Unsupported)
-    }
+    /// many files (an import's window) instead of one each. `Unsupported` where that cannot be
+    /// done or would not report errors; the caller then flushes file by file. Like every
+    /// operation it has no default: a wrapper that forgot to forward it would silently turn the
+    /// window flush off.
+    fn sync_all(&mut self) -> Result<(), ErrorKind>;
     /// Closes the file.
     fn close(&mut self, file: Self::File) -> Result<(), ErrorKind>;
     /// Names an unnamed file; `Exists` if the name is taken.
