@@ -89,16 +89,19 @@ deliveries() { # label options...: microseconds per delivery of the k distinct m
     end=$(date +%s%N)
     echo "$(((end - start) / k / 1000)) $(python3 -c "u, s = '$cpu'.split(); print(round((float(u) + float(s)) * 1e6 / $k))")"
 }
-pairs() { # options...: per message, a plain delivery then one with the options, each timed
-    # alone (bash's EPOCHREALTIME, no fork in the measure); prints "plain_us sieve_us" lines
-    local a="$work/p-plain" b="$work/p-sieve" t0 t1 t2
+pairs() { # sync-option options...: per message, a plain delivery then one with the options,
+    # each timed alone (bash's EPOCHREALTIME, no fork in the measure); prints "plain_us
+    # sieve_us" lines. sync-option: --no-fsync, or --fsync (the default, flushed).
+    local a="$work/p-plain" b="$work/p-sieve" t0 t1 t2 sync=()
+    [[ "$1" == --no-fsync ]] && sync=(--no-fsync)
+    shift
     rm -rf "$a" "$b"
     mkdir -p "$a/tmp" "$a/new" "$a/cur" "$b/tmp" "$b/new" "$b/cur"
     for i in $(seq 1 "$k"); do
         t0=$EPOCHREALTIME
-        "$MDELIVER" --no-fsync "$a" < "$work/msgs/$i.eml" 2>/dev/null
+        "$MDELIVER" "${sync[@]}" "$a" < "$work/msgs/$i.eml" 2>/dev/null
         t1=$EPOCHREALTIME
-        "$MDELIVER" --no-fsync "$@" "$b" < "$work/msgs/$i.eml" 2>/dev/null
+        "$MDELIVER" "${sync[@]}" "$@" "$b" < "$work/msgs/$i.eml" 2>/dev/null
         t2=$EPOCHREALTIME
         echo "$(( (${t1/./} - ${t0/./}) )) $(( (${t2/./} - ${t1/./}) ))"
     done
@@ -143,16 +146,18 @@ echo "CPU time per delivery (--no-fsync): plain ${plain_cpu} us; --sieve ${sieve
 echo "CPU time per delivery (fsync): plain ${plain_sync_cpu} us; --sieve ${sieve_sync_cpu} us; ratio $(python3 -c "print(f'{$sieve_sync_cpu/$plain_sync_cpu:.3f}')")"
 # Side by side per message: load that comes and goes hits both of a pair alike, so the median
 # of the per-message ratios is the wall-clock figure least moved by other load.
-for _ in 1 2 3 4 5; do pairs --sieve="$work/fifty.sieve"; done > "$work/pairs"
-python3 - "$work/pairs" <<'PY'
+for sync in --no-fsync --fsync; do
+    for _ in 1 2 3 4 5; do pairs "$sync" --sieve="$work/fifty.sieve"; done > "$work/pairs"
+    python3 - "$work/pairs" "$sync" <<'PY'
 import statistics, sys
 rows = [tuple(map(int, l.split())) for l in open(sys.argv[1]) if l.strip()]
 plain = statistics.median(p for p, _ in rows)
 sieve = statistics.median(s for _, s in rows)
 ratio = statistics.median(s / p for p, s in rows)
-print(f"side by side per message (--no-fsync, {len(rows)} pairs): median plain {plain:.0f} us, "
+print(f"side by side per message ({sys.argv[2]}, {len(rows)} pairs): median plain {plain:.0f} us, "
       f"median --sieve {sieve:.0f} us; median of the per-message ratios {ratio:.3f}")
 PY
+done
 echo "load: $(cat /proc/loadavg)"
 if [[ "${CALLGRIND:-}" == 1 ]] && command -v valgrind >/dev/null; then
     instructions() { # options...: instructions of one --no-fsync delivery (a fresh message)
