@@ -4,7 +4,8 @@
 Called by bench/peers.sh, which installs the peers, builds mdeliver and mounts the tmpfs.
 Arguments: TMPFS_DIR DISK_DIR MDELIVER. Settings come from the environment (peers.sh documents
 them). Prints markdown tables: msg/s per workload with the ratio of mdeliver to the best peer,
-/bin/true spawned the same way as the floor; system calls per delivery; peak RSS.
+/bin/true spawned the same way as the floor; the CPU time (user + system) of the -M runs, which
+the machine's load moves far less than their msg/s; system calls per delivery; peak RSS.
 
 Every delivered file is checked byte for byte (the multiset of SHA-256 digests of new/ and cur/
 must equal the corpus's), and files left in tmp/ are counted; a run that fails either check is
@@ -135,21 +136,27 @@ def spawn(argv, stdin_path):
     )
 
 
-def run_many(argv, inputs, parallel):
-    """Runs argv once per input, `parallel` at a time: (seconds, failures)."""
+def run_many(argv, inputs, parallel, cpu=None):
+    """Runs argv once per input, `parallel` at a time: (seconds, failures). With `cpu` (a
+    one-element list), adds the children's CPU time (user + system, from wait4) to cpu[0]."""
     failures, running = 0, 0
+
+    def reap():
+        nonlocal failures, running
+        _, status, usage = os.wait4(-1, 0)
+        running -= 1
+        failures += status != 0
+        if cpu is not None:
+            cpu[0] += usage.ru_utime + usage.ru_stime
+
     t0 = time.perf_counter()
     for p in inputs:
         if running == parallel:
-            _, status = os.waitpid(-1, 0)
-            running -= 1
-            failures += status != 0
+            reap()
         spawn(argv, p)
         running += 1
     while running:
-        _, status = os.waitpid(-1, 0)
-        running -= 1
-        failures += status != 0
+        reap()
     return time.perf_counter() - t0, failures
 
 
@@ -214,6 +221,11 @@ def oneshot_table(paths, digests):
     return rows
 
 
+# CPU seconds (user + system) of each -M run, the least over the rounds: unlike msg/s, hardly
+# moved by the load of a shared machine. {workload: {tool: seconds}}
+MBOX_CPU = {}
+
+
 def mbox_table(mbox, mbox_digests):
     rows = []
     for where, parent in (("tmpfs", tmpfs), (fs_label(disk), disk)):
@@ -222,11 +234,14 @@ def mbox_table(mbox, mbox_digests):
             continue
         print(f"running: {wl}", file=sys.stderr, flush=True)
         rates = {}
+        cpus = MBOX_CPU.setdefault(wl, {})
         for _ in range(ROUNDS):
             for tool, argv in MBOX_TOOLS.items():
                 md = fresh_maildir(parent, f"mbox-{tool}")
                 os.sync()
-                secs, fails = run_many(argv(md), [mbox], 1)
+                cpu = [0.0]
+                secs, fails = run_many(argv(md), [mbox], 1, cpu)
+                cpus[tool] = min(cpus.get(tool, cpu[0]), cpu[0])
                 verdict = check(md, mbox_digests[tool == "mblaze"])
                 if fails:
                     verdict = "failed" + ("" if verdict == "ok" else f"; {verdict}")
@@ -313,6 +328,15 @@ def main():
         rows += mbox_table(mbox, mbox_digests)
     header = ["workload", "/bin/true"] + [t for t in TOOLS if t != "true"]
     table(header + ["mdeliver ÷ best peer"], rows)
+    if MBOX_CPU:
+        crows = [
+            [wl] + [f"{c[t]:.2f}" for t in MBOX_TOOLS] + [f"{c['mblaze'] / max(c['mdeliver'], 1e-3):.2f}"]
+            for wl, c in MBOX_CPU.items()
+        ]
+        table(
+            ["-M, CPU seconds (user + system)"] + list(MBOX_TOOLS) + ["mblaze ÷ mdeliver"],
+            crows,
+        )
 
     # A small message for the system call counts.
     small = os.path.join(tmpfs, "small.eml")

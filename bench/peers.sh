@@ -4,8 +4,9 @@
 # spawned the same way as the floor. Workloads: sequential and P at once on a tmpfs (mounted
 # here) and on a disk directory, and `-M` (mbox import) against mblaze's `mdeliver -M` on both.
 # Every delivered file is checked byte for byte and leftovers in tmp/ are counted. Also prints
-# system calls per delivery (strace -f) and peak RSS for each tool. Not part of the test
-# suite: a measurement. Root (it mounts a tmpfs and installs Debian packages).
+# system calls per delivery (strace -f) and peak RSS for each tool, and the CPU time (user +
+# system) of each -M run, which a shared machine's load moves far less than msg/s. Not part of
+# the test suite: a measurement. Root (it mounts a tmpfs and installs Debian packages).
 #
 # Usage: bash bench/peers.sh [DISK_DIR]
 #   DISK_DIR  a directory on the disk to measure (default: target/bench-disk in this repo)

@@ -128,3 +128,62 @@ fn a_plain_delivery_makes_at_most_40_system_calls() {
         );
     }
 }
+
+/// `-M` flushes each window of 64 messages with one `syncfs` where the kernel reports
+/// write-back errors through it (Linux 5.8 and later), so no message file gets an `fdatasync`
+/// of its own; on an older kernel, each file is flushed by itself. 150 messages are three
+/// windows (64, 64, 22).
+#[test]
+fn an_import_flushes_each_window_at_once() {
+    if !have_strace() {
+        eprintln!("skipped: strace is not installed (scripts/test-all.sh installs it)");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("Maildir");
+    make_maildir(&md);
+    let n = 150;
+    let mut mbox = Vec::new();
+    for i in 0..n {
+        mbox.extend_from_slice(
+            format!("From a@example.org Sat Nov 28 18:03:09 2026\nSubject: {i}\n\nbody {i}\n\n")
+                .as_bytes(),
+        );
+    }
+    let input = t.path().join("in.mbox");
+    std::fs::write(&input, &mbox).unwrap();
+    let out = t.path().join("strace.txt");
+    let st = Command::new("strace")
+        .args(["-qq", "-e", "trace=fdatasync,fsync,syncfs", "-o"])
+        .arg(&out)
+        .arg(bin())
+        .arg("-M")
+        .arg(&md)
+        .env_remove("MDELIVER_DISABLE")
+        .env("MDELIVER_TEST_SYSLOG", t.path().join("log"))
+        .stdin(std::fs::File::open(&input).unwrap())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "{st}");
+    assert_eq!(names(&md.join("new")).len(), n, "delivered");
+    let lines = std::fs::read_to_string(&out).unwrap();
+    let count = |call: &str| lines.lines().filter(|l| name(l) == call).count();
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let mut num = || {
+        parts
+            .next()
+            .and_then(|p| p.parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    let (major, minor) = (num(), num());
+    if (major, minor) >= (5, 8) {
+        assert_eq!((count("syncfs"), count("fdatasync")), (3, 0), "{lines}");
+    } else {
+        assert_eq!((count("syncfs"), count("fdatasync")), (0, n), "{lines}");
+    }
+    // new/ is flushed once, at the end (150 messages are one batch of the directory flushes).
+    assert_eq!(count("fsync"), 1, "{lines}");
+}

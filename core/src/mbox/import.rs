@@ -36,7 +36,7 @@ use crate::machine::deliver::{
 use crate::machine::quota::{self, CheckOptions, Limits, Usage, Verdict, MAILDIRSIZE};
 use crate::maildir::flags::Flags;
 use crate::mbox::{MboxError, MboxReader, Quoting, ReadError};
-use crate::message::{DateCapture, Observe, StatusFilter, Transformed};
+use crate::message::{DateCapture, Scanned, StatusFilter, Transformed};
 
 /// Messages delivered between two directory flushes.
 pub const BATCH: usize = 1024;
@@ -47,7 +47,8 @@ pub const BATCH: usize = 1024;
 /// divisor of [`BATCH`].
 pub const WINDOW: usize = 64;
 
-/// Buffer of each of the two transform layers (on the stack, re-made for every message).
+/// The buffer of the `Status:` filter's layer (on the stack, made once per import and lent to
+/// every message's reader; the `Date:` capture scans the write buffer in place).
 pub const LAYER: usize = 16 * 1024;
 
 /// The flags a message gets: what its `Status:`/`X-Status:` said (`None`: new/), plus `-X`.
@@ -408,6 +409,7 @@ where
     let mut resume = 0u64;
     // Without file flushes: the quota stops the import at the next message.
     let mut full: Option<Error> = None;
+    let mut layer = [0u8; LAYER];
     loop {
         let from_date = match reader.next_message() {
             Ok(None) => break,
@@ -436,12 +438,12 @@ where
             inner: &mut reader,
             failed: None,
         };
-        let filtered = Transformed::<_, _, LAYER>::new(&mut tap, StatusFilter::new());
-        let mut chain = Transformed::<_, _, LAYER>::new(filtered, Observe(DateCapture::date()));
+        let filtered = Transformed::with_buffer(&mut tap, StatusFilter::new(), &mut layer[..]);
+        let mut chain = Scanned::new(filtered, DateCapture::date());
         let outcome = deliver_until_sync(fs, env, opts, &mut chain, wbuf, |w| {
             let status = w.source.source_mut().transform().status();
             w.machine.set_flags(merge(status.maildir_info(), extra));
-            let date = w.source.transform().0.timestamp().or(from_date);
+            let date = w.source.scanner().timestamp().or(from_date);
             if let Some(t) = date {
                 w.machine.set_mtime(t);
             }
@@ -1188,6 +1190,34 @@ body 3\n>>From there\n";
             mbox.extend_from_slice(format!("Subject: {i}\n\nbody {i}\n\n").as_bytes());
         }
         mbox
+    }
+
+    /// The drivers import through an inactive `DryRun` (one filesystem type for every
+    /// delivery): the window's one flush reaches the filesystem through it, and no file is
+    /// flushed by itself.
+    #[test]
+    fn a_window_is_flushed_at_once_through_an_inactive_dry_run() {
+        let log = Log::default();
+        let (probe, mut env) = probe(&log);
+        let mut fs = crate::fs::dryrun::DryRun::with(probe, false);
+        let (mut rbuf, mut wbuf) = ([0u8; 64], [0u8; 32]);
+        let input = crate::mbox::Trickle::new(SMALL, 7);
+        let s = import(
+            &mut fs,
+            &mut env,
+            &settings(None),
+            input,
+            &mut rbuf,
+            &mut wbuf,
+            &mut (),
+        );
+        assert!(s.stop.is_none() && s.flush.is_none());
+        assert_eq!(s.delivered, 3);
+        let flushes: Vec<String> = lines(&log)
+            .into_iter()
+            .filter(|l| l.starts_with("sync"))
+            .collect();
+        assert_eq!(flushes, ["sync_all", "sync_dir new", "sync_dir cur"]);
     }
 
     #[test]

@@ -40,11 +40,19 @@ impl<const N: usize> FieldCapture<N> {
     }
 
     /// Feeds the next bytes of the message.
-    pub fn push(&mut self, bytes: &[u8]) {
-        for &b in bytes {
+    pub fn push(&mut self, mut bytes: &[u8]) {
+        while let Some((&b, rest)) = bytes.split_first() {
             if self.lex.in_body() || self.state == CaptureState::Done {
                 return;
             }
+            // Away from the value being captured, the rest of a line is skipped at once.
+            if self.state == CaptureState::Looking {
+                if let Some(n) = self.lex.skip_line(bytes) {
+                    bytes = &bytes[n..];
+                    continue;
+                }
+            }
+            bytes = rest;
             let (role, boundary) = self.lex.step(b);
             if boundary && self.state == CaptureState::Capturing {
                 self.state = CaptureState::Done;

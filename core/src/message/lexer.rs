@@ -135,6 +135,26 @@ impl HeaderLexer {
     }
 }
 
+impl HeaderLexer {
+    /// Inside a field's value or a line that is not a field, every byte up to the line's end
+    /// has the same role as the last ([`Role::Value`] or [`Role::Other`], never a boundary):
+    /// steps over that run of `bytes` at once (through the `\n` that ends it, if there) and
+    /// returns its length, as many [`step`](HeaderLexer::step)s would. Elsewhere, `None`: step
+    /// byte by byte.
+    pub(crate) fn skip_line(&mut self, bytes: &[u8]) -> Option<usize> {
+        if !matches!(self.state, LexState::Value | LexState::Other) {
+            return None;
+        }
+        Some(match memchr::memchr(b'\n', bytes) {
+            Some(p) => {
+                self.state = LexState::LineStart;
+                p + 1
+            }
+            None => bytes.len(),
+        })
+    }
+}
+
 /// Matches a field name case-insensitively, byte by byte.
 #[derive(Copy, Clone, Debug)]
 pub(crate) struct NameMatch {

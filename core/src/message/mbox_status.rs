@@ -126,6 +126,16 @@ impl Transform for StatusFilter {
                 out[o..o + n].copy_from_slice(&input[i..i + n]);
                 return (i + n, o + n);
             }
+            if self.mode == StatusMode::Pass {
+                // The rest of a passed line goes out at once.
+                let room = (input.len() - i).min(out.len() - o);
+                if let Some(n) = self.lex.skip_line(&input[i..i + room]) {
+                    out[o..o + n].copy_from_slice(&input[i..i + n]);
+                    i += n;
+                    o += n;
+                    continue;
+                }
+            }
             let b = input[i];
             i += 1;
             let (role, boundary) = self.lex.step(b);

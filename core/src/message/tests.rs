@@ -461,6 +461,43 @@ fn generated_inputs_are_chunking_independent() {
     }
 }
 
+/// `skip_line` is many `step`s at once: from every position of generated messages, the bytes
+/// it skips each have the role of the state it skips in and no boundary, and the lexer ends
+/// in the same state as stepping them one at a time.
+#[test]
+fn skipping_a_line_is_stepping_its_bytes() {
+    let mut skipped = 0;
+    for seed in 0..300 {
+        let m = generated(seed, TOKENS, 60);
+        let mut lex = HeaderLexer::new();
+        for i in 0..m.len() {
+            let mut fast = lex;
+            if let Some(n) = fast.skip_line(&m[i..]) {
+                assert!(n > 0, "seed {seed} at {i}");
+                let role = if lex.state == LexState::Value {
+                    Role::Value
+                } else {
+                    Role::Other
+                };
+                let mut slow = lex;
+                for &b in &m[i..i + n] {
+                    assert_eq!(slow.step(b), (role, false), "seed {seed} at {i}");
+                }
+                assert_eq!(slow.state, fast.state, "seed {seed} at {i}");
+                assert_eq!(slow.in_field, fast.in_field, "seed {seed} at {i}");
+                // It stops at the line's end: the next byte, if any, is stepped by itself.
+                assert!(i + n == m.len() || m[i + n - 1] == b'\n');
+                skipped += 1;
+            }
+            lex.step(m[i]);
+        }
+    }
+    assert!(
+        skipped > 1000,
+        "the generated messages reach the skipping states"
+    );
+}
+
 /// A naive line-based model of the header block: `(name_with_wsp, value_bytes, all_bytes)`
 /// per field or other line, and the body.
 struct ModelLine {
@@ -606,10 +643,11 @@ fn transformed_reader_chains() {
         delivered_to: Some(b"me@x"),
         ..Default::default()
     };
-    let inner: Transformed<&[u8], FromLine, 7> =
+    let inner: Transformed<&[u8], FromLine, [u8; 7]> =
         Transformed::new(msg, FromLine::new(FromLineMode::Strip));
-    let mid: Transformed<_, StatusFilter, 3> = Transformed::new(inner, StatusFilter::new());
-    let mut outer: Transformed<_, Prelude, 5> = Transformed::new(mid, Prelude::new(f).unwrap());
+    let mid: Transformed<_, StatusFilter, [u8; 3]> = Transformed::new(inner, StatusFilter::new());
+    let mut outer: Transformed<_, Prelude, [u8; 5]> =
+        Transformed::new(mid, Prelude::new(f).unwrap());
     let mut out = Vec::new();
     let mut buf = [0u8; 2];
     loop {
@@ -624,7 +662,7 @@ fn transformed_reader_chains() {
     assert!(mid.transform().status().old);
     // A scanner inside a chain sees the bytes and passes them on.
     let src: &[u8] = b"Subject: x\nDate: Thu, 01 Jan 1970 00:01:00 +0000\n\nb";
-    let mut r: Transformed<_, Observe<DateCapture>, 4> =
+    let mut r: Transformed<_, Observe<DateCapture>, [u8; 4]> =
         Transformed::new(src, Observe(DateCapture::date()));
     let mut all = Vec::new();
     let mut one = [0u8; 1];
@@ -638,4 +676,48 @@ fn transformed_reader_chains() {
         inner.transform().envelope().unwrap().sender(),
         Sender::Address(b"a@b")
     );
+}
+
+/// A lent buffer gives the same bytes as an owned one whatever its size and earlier contents
+/// (it is reused, not cleared), and a `Scanned` reader sees every byte in place and the end.
+#[test]
+fn lent_buffers_and_scanned_readers_give_the_same_bytes() {
+    use embedded_io::Read;
+    let msg: &[u8] = b"Status: RO\nDate: Thu, 01 Jan 1970 00:01:00 +0000\nSubject: x\n\nbody\n";
+    let want = b"Date: Thu, 01 Jan 1970 00:01:00 +0000\nSubject: x\n\nbody\n";
+    let mut lent = [0xA5u8; 64];
+    for size in [1, 2, 3, 7, 64] {
+        for out_size in [1, 3, 4096] {
+            // Twice over the same buffer: what the first message left in it changes nothing.
+            for _ in 0..2 {
+                let filtered =
+                    Transformed::with_buffer(msg, StatusFilter::new(), &mut lent[..size]);
+                let mut r = Scanned::new(filtered, DateCapture::date());
+                let mut out = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let n = r.read(&mut buf[..out_size]).unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    out.extend_from_slice(&buf[..n]);
+                }
+                assert_eq!(out, want, "layer {size}, reads of {out_size}");
+                assert_eq!(r.scanner().timestamp(), Some(60));
+                assert!(r.source_mut().transform().status().old);
+            }
+        }
+    }
+    // The end of the source ends the scan (an empty read into an empty buffer does not).
+    let mut r = Scanned::new(
+        &b"Date: Thu, 01 Jan 1970 00:01:00 +0000"[..],
+        DateCapture::date(),
+    );
+    let mut buf = [0u8; 64];
+    assert_eq!(r.read(&mut buf).unwrap(), 37);
+    assert_eq!(r.read(&mut []).unwrap(), 0);
+    assert!(!r.scanner().done());
+    assert_eq!(r.read(&mut buf).unwrap(), 0);
+    assert!(r.scanner().done());
+    assert_eq!(r.scanner().timestamp(), Some(60));
 }

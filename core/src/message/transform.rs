@@ -21,24 +21,34 @@ impl<T: Transform + ?Sized> Transform for &mut T {
     }
 }
 
-/// An `embedded_io::Read` that reads `source` through a [`Transform`], using an internal
-/// buffer of `N` bytes. Nest them to chain transforms.
-pub struct Transformed<R, T, const N: usize = 4096> {
+/// An `embedded_io::Read` that reads `source` through a [`Transform`], using a buffer `B`:
+/// its own array (`[u8; N]`, [`new`](Transformed::new)) or one lent to it (`&mut [u8]`,
+/// [`with_buffer`](Transformed::with_buffer): a loop that makes one per message need not zero
+/// a fresh array each time). Nest them to chain transforms.
+pub struct Transformed<R, T, B = [u8; 4096]> {
     source: R,
     transform: T,
-    buf: [u8; N],
+    buf: B,
     start: usize,
     end: usize,
     eof: bool,
 }
 
-impl<R, T, const N: usize> Transformed<R, T, N> {
-    /// Reads `source` through `transform`.
+impl<R, T, const N: usize> Transformed<R, T, [u8; N]> {
+    /// Reads `source` through `transform`, with a buffer of its own of `N` bytes.
     pub fn new(source: R, transform: T) -> Self {
+        Transformed::with_buffer(source, transform, [0; N])
+    }
+}
+
+impl<R, T, B> Transformed<R, T, B> {
+    /// Reads `source` through `transform`, with `buf` as its buffer (its contents do not
+    /// matter; it must not be empty).
+    pub fn with_buffer(source: R, transform: T, buf: B) -> Self {
         Transformed {
             source,
             transform,
-            buf: [0; N],
+            buf,
             start: 0,
             end: 0,
             eof: false,
@@ -61,12 +71,12 @@ impl<R, T, const N: usize> Transformed<R, T, N> {
     }
 }
 
-impl<R: embedded_io::ErrorType, T, const N: usize> embedded_io::ErrorType for Transformed<R, T, N> {
+impl<R: embedded_io::ErrorType, T, B> embedded_io::ErrorType for Transformed<R, T, B> {
     type Error = R::Error;
 }
 
-impl<R: embedded_io::Read, T: Transform, const N: usize> embedded_io::Read
-    for Transformed<R, T, N>
+impl<R: embedded_io::Read, T: Transform, B: AsMut<[u8]>> embedded_io::Read
+    for Transformed<R, T, B>
 {
     fn read(&mut self, out: &mut [u8]) -> Result<usize, Self::Error> {
         if out.is_empty() {
@@ -74,7 +84,9 @@ impl<R: embedded_io::Read, T: Transform, const N: usize> embedded_io::Read
         }
         loop {
             if self.start < self.end {
-                let (c, p) = self.transform.push(&self.buf[self.start..self.end], out);
+                let (c, p) = self
+                    .transform
+                    .push(&self.buf.as_mut()[self.start..self.end], out);
                 self.start += c;
                 if p > 0 {
                     return Ok(p);
@@ -95,7 +107,7 @@ impl<R: embedded_io::Read, T: Transform, const N: usize> embedded_io::Read
             }
             self.start = 0;
             self.end = 0;
-            let n = self.source.read(&mut self.buf)?;
+            let n = self.source.read(self.buf.as_mut())?;
             if n == 0 {
                 self.eof = true;
             }
@@ -189,6 +201,47 @@ impl<S: Scanner> Transform for Observe<S> {
     fn finish(&mut self, _out: &mut [u8]) -> usize {
         self.0.end();
         0
+    }
+}
+
+/// An `embedded_io::Read` that shows a [`Scanner`] every chunk read from `source`, where it
+/// was read (the scanning counterpart of [`Observe`], without a buffer or a copy). The end of
+/// the source (a read of `0` into a non-empty buffer) is the scanner's [`end`](Scanner::end).
+pub struct Scanned<R, S> {
+    source: R,
+    scanner: S,
+}
+
+impl<R, S> Scanned<R, S> {
+    /// Reads `source`, showing what it reads to `scanner`.
+    pub fn new(source: R, scanner: S) -> Self {
+        Scanned { source, scanner }
+    }
+
+    /// The scanner (to ask it what it saw).
+    pub fn scanner(&self) -> &S {
+        &self.scanner
+    }
+
+    /// The source.
+    pub fn source_mut(&mut self) -> &mut R {
+        &mut self.source
+    }
+}
+
+impl<R: embedded_io::ErrorType, S> embedded_io::ErrorType for Scanned<R, S> {
+    type Error = R::Error;
+}
+
+impl<R: embedded_io::Read, S: Scanner> embedded_io::Read for Scanned<R, S> {
+    fn read(&mut self, out: &mut [u8]) -> Result<usize, Self::Error> {
+        let n = self.source.read(out)?;
+        if n > 0 {
+            self.scanner.scan(&out[..n]);
+        } else if !out.is_empty() {
+            self.scanner.end();
+        }
+        Ok(n)
     }
 }
 
