@@ -645,17 +645,6 @@ impl Spooled {
     }
 }
 
-/// The index's collection pass (list the root, stat every entry, remove the expired ones) is
-/// due on one unit copy in this many, chosen at random, rather than on every copy: a unit
-/// writes two entries per message (its record and its copy's), so a root holding a few days
-/// of them made the pass the largest cost of a filtered delivery, growing with the mail.
-/// Collecting less often only keeps expired entries a little longer (a key past its window
-/// suppresses nothing more: it is taken over). The cost, stated: live entries are counted
-/// against `max_entries` only by a collecting copy, so past that bound only the collecting
-/// copies go unindexed; the index is then bounded by its window (every entry older than
-/// window + lease + margin is removed by the next pass), not by `max_entries`.
-const UNIT_GC_EVERY: u32 = 32;
-
 /// The unit's driver on Linux: the root maildir for the record, each copy through the
 /// adapter (folder resolved, created with `:create` or `-c`, subscribed), each redirect
 /// through sendmail.
@@ -765,18 +754,12 @@ impl<'a> Performer<'a> {
         e
     }
 
-    /// The index's options for the unit's copies: `--dedup`'s, or the defaults, with the
-    /// collection pass due on one copy in [`UNIT_GC_EVERY`].
     fn dedup(&self) -> mdeliver_core::machine::dedup::DedupOptions {
         use mdeliver_core::machine::dedup::DedupOptions;
         let d = self.settings.dedup.unwrap_or(DedupOptions {
             sep: self.mail.info_separator,
             ..DedupOptions::default()
         });
-        let d = DedupOptions {
-            gc_every: UNIT_GC_EVERY,
-            ..d
-        };
         let lease = std::env::var(mdeliver_driver::envelope::LEASE_VAR).ok();
         match lease.and_then(|v| v.parse().ok()) {
             Some(l) => DedupOptions {
