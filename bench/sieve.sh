@@ -15,7 +15,10 @@
 # With CALLGRIND=1 (and valgrind installed), each delivery is also counted in instructions
 # under callgrind (one message, without and with the script), which load does not change.
 # Each is run in 5 interleaved rounds of N/5 (default N 2000); the fastest round counts (the
-# least disturbed by other load). Prints microseconds per run and the ratios.
+# least disturbed by other load). Prints microseconds per run and the ratios; the delivery rows
+# also as CPU time (user + system), which other load disturbs less than the wall clock; and
+# side by side per message (a plain delivery, then one through the script, each timed), the
+# median of the per-message ratios.
 # Not part of the test suite. Usage: bash bench/sieve.sh [N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -73,23 +76,48 @@ round() { # command...: microseconds per run over n/5 runs
     echo $(((end - start) / k / 1000))
 }
 min() { printf '%s\n' "$@" | sort -n | head -1; }
-deliveries() { # label options...: microseconds per delivery of the k distinct messages
-    local start end md="$work/d-$1"
+deliveries() { # label options...: microseconds per delivery of the k distinct messages,
+    # wall clock and CPU time (user + system of the deliveries, which load disturbs less)
+    local start end cpu md="$work/d-$1" TIMEFORMAT='%3U %3S'
     shift
     rm -rf "$md"
     mkdir -p "$md/tmp" "$md/new" "$md/cur"
     start=$(date +%s%N)
-    for i in $(seq 1 "$k"); do "$MDELIVER" "$@" "$md" < "$work/msgs/$i.eml"; done
+    cpu=$({ time for i in $(seq 1 "$k"); do
+        "$MDELIVER" "$@" "$md" < "$work/msgs/$i.eml" 2>/dev/null
+    done; } 2>&1)
     end=$(date +%s%N)
-    echo $(((end - start) / k / 1000))
+    echo "$(((end - start) / k / 1000)) $(python3 -c "u, s = '$cpu'.split(); print(round((float(u) + float(s)) * 1e6 / $k))")"
+}
+pairs() { # sync-option options...: per message, a plain delivery then one with the options,
+    # each timed alone (bash's EPOCHREALTIME, no fork in the measure); prints "plain_us
+    # sieve_us" lines. sync-option: --no-fsync, or --fsync (the default, flushed).
+    local a="$work/p-plain" b="$work/p-sieve" t0 t1 t2 sync=()
+    [[ "$1" == --no-fsync ]] && sync=(--no-fsync)
+    shift
+    rm -rf "$a" "$b"
+    mkdir -p "$a/tmp" "$a/new" "$a/cur" "$b/tmp" "$b/new" "$b/cur"
+    for i in $(seq 1 "$k"); do
+        t0=$EPOCHREALTIME
+        "$MDELIVER" "${sync[@]}" "$a" < "$work/msgs/$i.eml" 2>/dev/null
+        t1=$EPOCHREALTIME
+        "$MDELIVER" "${sync[@]}" "$@" "$b" < "$work/msgs/$i.eml" 2>/dev/null
+        t2=$EPOCHREALTIME
+        echo "$(( (${t1/./} - ${t0/./}) )) $(( (${t2/./} - ${t1/./}) ))"
+    done
 }
 r_one=() r_fifty=() r_deliver=() r_sh=()
 r_plain=() r_sieve=() r_plain_sync=() r_sieve_sync=()
+c_plain=() c_sieve=() c_plain_sync=() c_sieve_sync=()
 for _ in 1 2 3 4 5; do
-    r_plain+=("$(deliveries plain --no-fsync)")
-    r_sieve+=("$(deliveries sieve --no-fsync --sieve="$work/fifty.sieve")")
-    r_plain_sync+=("$(deliveries plain-sync)")
-    r_sieve_sync+=("$(deliveries sieve-sync --sieve="$work/fifty.sieve")")
+    read -r w c < <(deliveries plain --no-fsync)
+    r_plain+=("$w") c_plain+=("$c")
+    read -r w c < <(deliveries sieve --no-fsync --sieve="$work/fifty.sieve")
+    r_sieve+=("$w") c_sieve+=("$c")
+    read -r w c < <(deliveries plain-sync)
+    r_plain_sync+=("$w") c_plain_sync+=("$c")
+    read -r w c < <(deliveries sieve-sync --sieve="$work/fifty.sieve")
+    r_sieve_sync+=("$w") c_sieve_sync+=("$c")
     r_one+=("$(round "$MDELIVER" sieve test "$work/one.sieve" "$work/msg.eml")")
     r_fifty+=("$(round "$MDELIVER" sieve test "$work/fifty.sieve" "$work/msg.eml")")
     r_deliver+=("$(round sh -c "\"$MDELIVER\" --no-fsync \"$work/md\" < \"$work/msg.eml\"")")
@@ -110,6 +138,26 @@ plain_sync=$(min "${r_plain_sync[@]}")
 sieve_sync=$(min "${r_sieve_sync[@]}")
 echo "delivery without a script (--no-fsync): ${plain} us; with --sieve (50 rules): ${sieve} us; ratio $(python3 -c "print(f'{$sieve/$plain:.3f}')")"
 echo "delivery without a script (fsync, tmpfs): ${plain_sync} us; with --sieve (50 rules): ${sieve_sync} us; ratio $(python3 -c "print(f'{$sieve_sync/$plain_sync:.3f}')")"
+plain_cpu=$(min "${c_plain[@]}")
+sieve_cpu=$(min "${c_sieve[@]}")
+plain_sync_cpu=$(min "${c_plain_sync[@]}")
+sieve_sync_cpu=$(min "${c_sieve_sync[@]}")
+echo "CPU time per delivery (--no-fsync): plain ${plain_cpu} us; --sieve ${sieve_cpu} us; ratio $(python3 -c "print(f'{$sieve_cpu/$plain_cpu:.3f}')")"
+echo "CPU time per delivery (fsync): plain ${plain_sync_cpu} us; --sieve ${sieve_sync_cpu} us; ratio $(python3 -c "print(f'{$sieve_sync_cpu/$plain_sync_cpu:.3f}')")"
+# Side by side per message: load that comes and goes hits both of a pair alike, so the median
+# of the per-message ratios is the wall-clock figure least moved by other load.
+for sync in --no-fsync --fsync; do
+    for _ in 1 2 3 4 5; do pairs "$sync" --sieve="$work/fifty.sieve"; done > "$work/pairs"
+    python3 - "$work/pairs" "$sync" <<'PY'
+import statistics, sys
+rows = [tuple(map(int, l.split())) for l in open(sys.argv[1]) if l.strip()]
+plain = statistics.median(p for p, _ in rows)
+sieve = statistics.median(s for _, s in rows)
+ratio = statistics.median(s / p for p, s in rows)
+print(f"side by side per message ({sys.argv[2]}, {len(rows)} pairs): median plain {plain:.0f} us, "
+      f"median --sieve {sieve:.0f} us; median of the per-message ratios {ratio:.3f}")
+PY
+done
 echo "load: $(cat /proc/loadavg)"
 if [[ "${CALLGRIND:-}" == 1 ]] && command -v valgrind >/dev/null; then
     instructions() { # options...: instructions of one --no-fsync delivery (a fresh message)

@@ -70,6 +70,11 @@ and sender, duplicate remembers the ids it sees, reject exits 65 (77 with --stri
 (a redirect or reply at least once: a crash just after the MTA took it sends it again); the \
 ids and replies are remembered in MAILDIR's duplicate index once the copies are stored. A script that does not compile defers \
 (75, 4.3.5 with its line:column); a script file that does not exist means no filtering. \
+Limits, each refused with its own error: a script of at most 1 MiB, blocks and tests nested \
+at most 32 deep, strings of at most 64 KiB, at most 32 actions and 4 redirects per message, \
+a million steps per run, and a vacation reason (the reply's body) of at most 4096 bytes: a \
+longer literal reason does not compile, and one made longer by its variables is a runtime \
+error. A runtime error (a limit reached) stores the implicit keep and says why. \
 mdeliver sieve test shows what a script does without delivering.
 
 MAIL LOG

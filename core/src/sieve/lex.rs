@@ -43,6 +43,10 @@ pub struct Lexer<'s> {
     at: usize,
     line: u32,
     line_start: usize,
+    /// The column of the byte at `col_at` (on the current line): each position is counted
+    /// on from the last one, so a long line is not counted again for every token on it.
+    col_at: usize,
+    col: u32,
 }
 
 impl<'s> Lexer<'s> {
@@ -53,13 +57,22 @@ impl<'s> Lexer<'s> {
             at: 0,
             line: 1,
             line_start: 0,
+            col_at: 0,
+            col: 1,
         }
     }
 
-    fn pos(&self) -> Pos {
+    fn pos(&mut self) -> Pos {
+        if self.col_at < self.line_start {
+            self.col_at = self.line_start;
+            self.col = 1;
+        }
+        let more = column(&self.src[self.col_at..self.at]) - 1;
+        self.col = self.col.saturating_add(more);
+        self.col_at = self.at;
         Pos {
             line: self.line,
-            column: column(&self.src[self.line_start..self.at]),
+            column: self.col,
         }
     }
 
@@ -68,7 +81,7 @@ impl<'s> Lexer<'s> {
         self.line_start = self.at;
     }
 
-    fn err(&self, kind: ErrorKind) -> CompileError {
+    fn err(&mut self, kind: ErrorKind) -> CompileError {
         CompileError {
             pos: self.pos(),
             kind,

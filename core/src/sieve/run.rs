@@ -304,6 +304,8 @@ struct Run<'r, 's, 'm> {
     work: u64,
     vars: Vars,
     exp: Expanded,
+    /// Where the header's fields are, found once for every test of the run.
+    fields: header::Index<'m>,
 }
 
 /// Byte comparisons one step of the budget is worth.
@@ -350,6 +352,7 @@ pub fn run_with(
         work: u64::from(limits.max_steps) * WORK_PER_STEP,
         vars: Vars::default(),
         exp: Expanded::default(),
+        fields: header::Index::new(msg.header),
     };
     let result = r.block(script.first);
     let steps = r.out.steps;
@@ -642,7 +645,7 @@ impl Run<'_, '_, '_> {
                 let names = self.exp.list(self.script, spec.a).count() as u32;
                 self.step(names)?;
                 for name in self.exp.list(self.script, spec.a) {
-                    if !header::each_field(self.msg.header, name, |_| true) {
+                    if !self.fields.each(name, |_| true) {
                         return Ok(false);
                     }
                 }
@@ -738,20 +741,14 @@ impl Run<'_, '_, '_> {
                     let half = self.scratch.len() / 2;
                     let (unfolded, decoded) = self.scratch.split_at_mut(half);
                     for name in exp.list(script, spec.a) {
-                        if header::each_field_at(
-                            self.msg.header,
-                            name,
-                            spec.index,
-                            spec.last,
-                            |raw| {
-                                let v = header::unfold(raw, unfolded);
-                                if v.windows(2).any(|w| w == b"=?") {
-                                    visit(Some(mime::decode(v, decoded)))
-                                } else {
-                                    visit(Some(v))
-                                }
-                            },
-                        ) {
+                        if self.fields.each_at(name, spec.index, spec.last, |raw| {
+                            let v = header::unfold(raw, unfolded);
+                            if v.windows(2).any(|w| w == b"=?") {
+                                visit(Some(mime::decode(v, decoded)))
+                            } else {
+                                visit(Some(v))
+                            }
+                        }) {
                             break;
                         }
                     }
@@ -759,16 +756,10 @@ impl Run<'_, '_, '_> {
                 Word::Address => {
                     let scratch = &mut *self.scratch;
                     'names: for name in exp.list(script, spec.a) {
-                        let hit = header::each_field_at(
-                            self.msg.header,
-                            name,
-                            spec.index,
-                            spec.last,
-                            |raw| {
-                                let v = header::unfold(raw, scratch);
-                                header::each_address(v, |a| visit(address_part(a, spec.part)))
-                            },
-                        );
+                        let hit = self.fields.each_at(name, spec.index, spec.last, |raw| {
+                            let v = header::unfold(raw, scratch);
+                            header::each_address(v, |a| visit(address_part(a, spec.part)))
+                        });
                         if hit {
                             break 'names;
                         }
@@ -845,12 +836,8 @@ impl Run<'_, '_, '_> {
                             let scratch = &mut *self.scratch;
                             // Without :index, the first field only (as Pigeonhole; RFC 5260
                             // does not say).
-                            header::each_field_at(
-                                self.msg.header,
-                                name,
-                                spec.index.max(1),
-                                spec.last,
-                                |raw| {
+                            self.fields
+                                .each_at(name, spec.index.max(1), spec.last, |raw| {
                                     let mut v = header::unfold(raw, scratch);
                                     // A Received field's date follows its last ';'.
                                     if received {
@@ -865,8 +852,7 @@ impl Run<'_, '_, '_> {
                                         }
                                         None => false,
                                     }
-                                },
-                            );
+                                });
                         }
                     }
                 }
@@ -928,7 +914,7 @@ impl Run<'_, '_, '_> {
     /// The first `name` field's value, unfolded into the scratch buffer (None: no such field).
     fn field(&mut self, name: &[u8]) -> Option<&[u8]> {
         let mut found: Option<&[u8]> = None;
-        header::each_field(self.msg.header, name, |raw| {
+        self.fields.each(name, |raw| {
             found = Some(raw);
             true
         });
@@ -1067,7 +1053,7 @@ impl Run<'_, '_, '_> {
                 let start = self.out.store_text(b"Auto: ")?;
                 let half = self.scratch.len() / 2;
                 let mut raw: Option<&[u8]> = None;
-                header::each_field(self.msg.header, b"subject", |r| {
+                self.fields.each(b"subject", |r| {
                     raw = Some(r);
                     true
                 });
@@ -1128,7 +1114,7 @@ impl Run<'_, '_, '_> {
             b"list-owner",
             b"list-archive",
         ] {
-            if header::each_field(self.msg.header, list, |_| true) {
+            if self.fields.each(list, |_| true) {
                 return true;
             }
         }
@@ -1139,10 +1125,10 @@ impl Run<'_, '_, '_> {
                 .unwrap_or(b"");
             w.eq_ignore_ascii_case(b"no")
         };
-        if header::each_field(self.msg.header, b"auto-submitted", |v| !first_word(v)) {
+        if self.fields.each(b"auto-submitted", |v| !first_word(v)) {
             return true;
         }
-        if header::each_field(self.msg.header, b"precedence", |v| {
+        if self.fields.each(b"precedence", |v| {
             let v = header::trim(v);
             [&b"bulk"[..], b"list", b"junk"]
                 .iter()
@@ -1181,7 +1167,7 @@ impl Run<'_, '_, '_> {
             b"resent-bcc",
         ] {
             let scratch = &mut *self.scratch;
-            if header::each_field(self.msg.header, name, |raw| {
+            if self.fields.each(name, |raw| {
                 let v = header::unfold(raw, scratch);
                 header::each_address(v, &mut mine)
             }) {

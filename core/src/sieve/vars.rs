@@ -22,9 +22,35 @@ const EXPANDED_ROOM: usize = 16 * 1024;
 /// The most strings with variables one command or test may use.
 const EXPANDED_MAX: usize = 64;
 
-/// The variables of one run.
+/// The variables of one run. Their room (some 28 KiB) is made only when the first variable
+/// or match is set: a run of a script that sets none never clears or touches it.
 #[derive(Debug, Default)]
-pub struct Vars {
+pub struct Vars(Option<VarStore>);
+
+impl Vars {
+    /// The value of a variable (the empty string if it was never set).
+    pub fn get(&self, name: &[u8]) -> &[u8] {
+        self.0.as_ref().map_or(b"", |v| v.get(name))
+    }
+
+    /// Sets a variable.
+    pub fn set(&mut self, name: &[u8], value: &[u8]) -> Result<(), RuntimeError> {
+        self.0
+            .get_or_insert_with(VarStore::default)
+            .set(name, value)
+    }
+
+    /// Records the match variables of a successful `:matches` of `value`.
+    pub fn set_matches(&mut self, value: &[u8], caps: &Captures) {
+        self.0
+            .get_or_insert_with(VarStore::default)
+            .set_matches(value, caps)
+    }
+}
+
+/// The variables' room.
+#[derive(Debug, Default)]
+struct VarStore {
     names: heapless::Vec<(heapless::Vec<u8, NAME_MAX>, u32, u32), VARS_MAX>,
     values: heapless::Vec<u8, VALUES_ROOM>,
     matched: heapless::Vec<u8, { 2 * VALUE_MAX }>,
@@ -32,9 +58,9 @@ pub struct Vars {
     match_count: usize,
 }
 
-impl Vars {
+impl VarStore {
     /// The value of a variable (the empty string if it was never set).
-    pub fn get(&self, name: &[u8]) -> &[u8] {
+    fn get(&self, name: &[u8]) -> &[u8] {
         if !name.is_empty() && name.iter().all(u8::is_ascii_digit) {
             let i: usize = name.iter().fold(0usize, |n, d| {
                 n.saturating_mul(10).saturating_add(usize::from(d - b'0'))
@@ -54,7 +80,7 @@ impl Vars {
     }
 
     /// Sets a variable.
-    pub fn set(&mut self, name: &[u8], value: &[u8]) -> Result<(), RuntimeError> {
+    fn set(&mut self, name: &[u8], value: &[u8]) -> Result<(), RuntimeError> {
         let value = &value[..cut(value, VALUE_MAX)];
         if self.values.len() + value.len() > VALUES_ROOM {
             self.compact(name);
@@ -96,7 +122,7 @@ impl Vars {
     }
 
     /// Records the match variables of a successful `:matches` of `value`.
-    pub fn set_matches(&mut self, value: &[u8], caps: &Captures) {
+    fn set_matches(&mut self, value: &[u8], caps: &Captures) {
         let value = &value[..cut(value, VALUE_MAX)];
         self.matched.clear();
         let _ = self.matched.extend_from_slice(value);
@@ -110,7 +136,9 @@ impl Vars {
         }
         self.match_count = n + 1;
     }
+}
 
+impl Vars {
     /// Appends `s` with every `${name}` replaced by its value to `out`.
     fn expand(
         &self,
@@ -155,9 +183,13 @@ fn cut(s: &[u8], max: usize) -> usize {
     n
 }
 
-/// The expanded strings of one command or test, by node.
+/// The expanded strings of one command or test, by node. Their room (some 17 KiB) is made
+/// only when a string with a variable is first expanded.
 #[derive(Debug, Default)]
-pub struct Expanded {
+pub struct Expanded(Option<ExpandedRoom>);
+
+#[derive(Debug, Default)]
+struct ExpandedRoom {
     buf: heapless::Vec<u8, EXPANDED_ROOM>,
     spans: heapless::Vec<(u32, u32, u32), EXPANDED_MAX>,
 }
@@ -165,8 +197,10 @@ pub struct Expanded {
 impl Expanded {
     /// Forgets the previous command's strings.
     pub fn clear(&mut self) {
-        self.buf.clear();
-        self.spans.clear();
+        if let Some(room) = &mut self.0 {
+            room.buf.clear();
+            room.spans.clear();
+        }
     }
 
     /// Expands the strings with variables of the list node `list`.
@@ -187,13 +221,14 @@ impl Expanded {
                 vars: true,
             } = script.node(i).kind
             {
-                let start = self.buf.len() as u32;
+                let room = self.0.get_or_insert_with(ExpandedRoom::default);
+                let start = room.buf.len() as u32;
                 vars.expand(
                     &script.strings[off as usize..(off + len) as usize],
-                    &mut self.buf,
+                    &mut room.buf,
                 )?;
-                let end = self.buf.len() as u32;
-                self.spans
+                let end = room.buf.len() as u32;
+                room.spans
                     .push((i, start, end - start))
                     .map_err(|_| RuntimeError::OutOfSpace)?;
             }
@@ -213,13 +248,14 @@ impl Expanded {
         };
         let first = if count == 0 { 0 } else { list + 1 };
         (first..first + count).map(move |i| match script.node(i).kind {
-            Kind::Str { vars: true, .. } => self
-                .spans
-                .iter()
-                .find(|(n, _, _)| *n == i)
-                .map_or(&b""[..], |(_, off, len)| {
-                    &self.buf[*off as usize..(*off + *len) as usize]
-                }),
+            Kind::Str { vars: true, .. } => self.0.as_ref().map_or(&b""[..], |room| {
+                room.spans
+                    .iter()
+                    .find(|(n, _, _)| *n == i)
+                    .map_or(&b""[..], |(_, off, len)| {
+                        &room.buf[*off as usize..(*off + *len) as usize]
+                    })
+            }),
             Kind::Str { off, len, .. } => &script.strings[off as usize..(off + len) as usize],
             _ => &b""[..],
         })
