@@ -138,3 +138,42 @@ impl fmt::Display for CompileError {
         write!(f, "{}:{}: {}", self.pos.line, self.pos.column, self.kind)
     }
 }
+
+/// Why a run stopped with the implicit keep instead of its actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeError {
+    /// More actions than `Limits::max_actions`.
+    TooManyActions,
+    /// More redirects than `Limits::max_redirects`.
+    TooManyRedirects,
+    /// More steps than `Limits::max_steps`.
+    BudgetExhausted,
+    /// The outcome's buffers are full.
+    OutOfSpace,
+    /// `reject` together with `keep`/`fileinto`/`redirect`/`vacation` (RFC 5429 2.1 lets an
+    /// implementation refuse the combination; this one does).
+    RejectConflict,
+    /// `vacation` twice in one run (RFC 5230 4.7 allows one).
+    TwoVacations,
+    /// A `vacation` reason longer than [`VACATION_REASON_MAX`](super::VACATION_REASON_MAX) once its variables are
+    /// expanded (a reason without variables is refused when the script compiles).
+    ReasonTooLong,
+}
+
+impl fmt::Display for RuntimeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RuntimeError::TooManyActions => "the script decided more actions than the limit",
+            RuntimeError::TooManyRedirects => "the script redirects more often than the limit",
+            RuntimeError::BudgetExhausted => "the script ran longer than its instruction budget",
+            RuntimeError::OutOfSpace => "the script's actions need more memory than the limit",
+            RuntimeError::RejectConflict => {
+                "reject cannot be combined with keep, fileinto, redirect or vacation"
+            }
+            RuntimeError::TwoVacations => "vacation can be used only once per message",
+            RuntimeError::ReasonTooLong => {
+                "the vacation reason is longer than 4096 bytes once its variables are expanded"
+            }
+        })
+    }
+}

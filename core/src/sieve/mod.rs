@@ -46,13 +46,12 @@ mod run;
 mod script;
 mod vars;
 
-pub use error::{CompileError, ErrorKind, Pos};
+pub use error::{CompileError, ErrorKind, Pos, RuntimeError};
 pub use input::MessageReader;
 pub use parse::{compile, Script};
 pub use run::{
-    run, run_with, Action, Context, Message, Outcome, RuntimeError, Seen, Text, ACTIONS_MAX,
-    DUPLICATE_SECONDS, DUPLICATE_SECONDS_MAX, TEXT_MAX, VACATION_REASON_MAX, VACATION_SECONDS,
-    VACATION_SECONDS_RANGE,
+    run, run_with, Action, Context, Message, Outcome, Seen, Text, ACTIONS_MAX, DUPLICATE_SECONDS,
+    DUPLICATE_SECONDS_MAX, TEXT_MAX, VACATION_REASON_MAX, VACATION_SECONDS, VACATION_SECONDS_RANGE,
 };
 pub use script::{Extension, Extensions, Node};
 

@@ -4,8 +4,8 @@
 //! [`RuntimeError::OutOfSpace`] (and the implicit keep).
 
 use super::compare::Captures;
+use super::error::RuntimeError;
 use super::parse::Script;
-use super::run::RuntimeError;
 use super::script::{Kind, Spec, NONE};
 
 /// The most variables a run may set.
