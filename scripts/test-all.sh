@@ -62,8 +62,8 @@ cargo clippy -p mdeliver-wasi --target wasm32-wasip1 --features step -- -D warni
 echo "== tests"
 cargo test --workspace
 
-echo "== several hosts on real distributed filesystems (scripts/test-multihost.sh --ci: MooseFS and JuiceFS, 1-3 min)"
+echo "== several hosts on real distributed filesystems (scripts/test-multihost.sh --ci: MooseFS, JuiceFS and GlusterFS, 1-3 min)"
 # Builds the debug binary (already built by the tests) and installs its own packages
-# (moosefs-*); as non-root it says so and skips. The long form and
+# (moosefs-*, redis-server, glusterfs-*); as non-root it says so and skips. The long form and
 # the other filesystems: README, "Several hosts, one maildir".
 bash scripts/test-multihost.sh --ci
