@@ -4,6 +4,7 @@
 //! begins. Invariants 4, 8, 10 and 12 hold; a mutant that flushes a file before setting its
 //! time is caught by 12, and its counterexample replays.
 
+use mdeliver_tests::sim::assert_no_violations;
 use mdeliver_tests::sim::import::{explore, replay, scenarios};
 use mdeliver_tests::sim::Invariant;
 
@@ -29,13 +30,7 @@ fn an_import_with_set_mtime_holds_after_a_crash_or_fault_at_every_step_and_the_r
             "{}: {r:?}",
             cfg.name
         );
-        assert!(
-            r.violations.is_empty(),
-            "{}: {} violations, first: {}",
-            cfg.name,
-            r.violations.len(),
-            r.violations[0]
-        );
+        assert_no_violations(&cfg.name, &r.violations);
     }
 }
 

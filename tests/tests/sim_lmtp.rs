@@ -5,6 +5,7 @@
 //! is stored exactly once; with `--dedup` the retries keep every recipient at exactly once.
 //! A committer that answers directory flushes without flushing is caught.
 
+use mdeliver_tests::sim::assert_no_violations;
 use mdeliver_tests::sim::lmtp::{explore, scenarios, LmtpScenario};
 use mdeliver_tests::sim::Invariant;
 
@@ -29,13 +30,7 @@ fn every_group_commit_scenario_holds_every_invariant() {
         );
         // The committer batched more than one request at some point.
         assert!(r.largest_batch >= 2, "{}: {r:?}", cfg.name);
-        assert!(
-            r.violations.is_empty(),
-            "{}: {} violations, first: {}",
-            cfg.name,
-            r.violations.len(),
-            r.violations[0]
-        );
+        assert_no_violations(&cfg.name, &r.violations);
     }
 }
 

@@ -22,13 +22,7 @@ fn every_composed_scenario_holds_every_invariant() {
             r.violations.len()
         );
         assert!(r.states > 10 && r.crash_states > 0, "{}: {r:?}", cfg.name);
-        assert!(
-            r.violations.is_empty(),
-            "{}: {} violations, first: {}",
-            cfg.name,
-            r.violations.len(),
-            r.violations[0]
-        );
+        assert_no_violations(&cfg.name, &r.violations);
     }
 }
 
@@ -78,6 +72,7 @@ use mdeliver_core::machine::mta::{Accepted, Mta, MtaOptions, MtaOutcome};
 use mdeliver_core::machine::quota::{CheckOptions, MAILDIRSIZE};
 use mdeliver_core::machine::run;
 use mdeliver_core::{ErrorKind, Phase};
+use mdeliver_tests::sim::assert_no_violations;
 use mdeliver_tests::sim::env::SimEnv;
 use mdeliver_tests::sim::fs::{Persistence, Semantics, SimFs};
 use mdeliver_tests::sim::mta::body;

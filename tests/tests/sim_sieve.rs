@@ -3,6 +3,7 @@
 //! folder, and a retry whose script decides differently; a crash after every operation of the
 //! unit, every crash image of every maildir, then the MTA's retry.
 
+use mdeliver_tests::sim::assert_no_violations;
 use mdeliver_tests::sim::sieve::{explore, scenarios};
 
 #[test]
@@ -22,12 +23,6 @@ fn every_unit_scenario_holds_after_a_crash_at_every_step_and_the_retry() {
             "{}: {r:?}",
             cfg.name
         );
-        assert!(
-            r.violations.is_empty(),
-            "{}: {} violations, first: {}",
-            cfg.name,
-            r.violations.len(),
-            r.violations[0]
-        );
+        assert_no_violations(&cfg.name, &r.violations);
     }
 }

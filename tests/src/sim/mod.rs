@@ -97,3 +97,13 @@ impl std::fmt::Display for Invariant {
         write!(f, "I{} {}", *self as u8, self.name())
     }
 }
+
+/// Fails the test with a scenario's first violation, and how many it had, if it has any.
+pub fn assert_no_violations<V: std::fmt::Display>(scenario: &str, violations: &[V]) {
+    if let Some(first) = violations.first() {
+        panic!(
+            "{scenario}: {} violations, first: {first}",
+            violations.len()
+        );
+    }
+}
