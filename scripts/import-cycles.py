@@ -1,77 +1,148 @@
-import os,re,sys
-root='core/src'
-mods={}
-for dp,dn,fn in os.walk(root):
-    for f in fn:
-        if not f.endswith('.rs'): continue
-        p=os.path.join(dp,f); rel=os.path.relpath(p,root)[:-3].split(os.sep)
-        if rel[-1]=='mod': rel=rel[:-1]
-        if rel==['lib']: rel=[]
-        mods['::'.join(rel)]=p
-def strip_tests(src):
-    # drop #[cfg(test)] mod tests { ... } blocks (crudely: from '#[cfg(test)]\nmod' to end)
-    m=re.search(r'#\[cfg\(test\)\]\s*(?:pub(?:\(crate\))? )?mod \w+ \{',src)
-    return src[:m.start()] if m else src
-def resolve(path):
-    parts=path.split('::')
-    for n in range(len(parts),0,-1):
-        k='::'.join(parts[:n])
-        if k in mods: return k
-    return None
-edges={}
-for m,p in mods.items():
-    if m=='testkit': continue
-    src=strip_tests(open(p).read())
-    src='\n'.join(l for l in src.split('\n') if not l.strip().startswith('//'))
-    deps=set()
-    # expand use crate::{a::{b,c},d}
-    for u in re.finditer(r'crate::((?:\w+::)*)(\{[^;]*\}|\w+)',src):
-        prefix=u.group(1); rest=u.group(2)
-        if rest.startswith('{'):
-            # crude: collect identifiers chains inside braces
-            for item in re.findall(r'(\w+(?:::\w+)*)',rest):
-                r=resolve((prefix+item).rstrip(':'))
-                if r is not None: deps.add(r)
-        else:
-            r=resolve((prefix+rest).rstrip(':'))
-            if r is not None: deps.add(r)
-    # super:: references
-    for u in re.finditer(r'super::(\w+)',src):
-        base=m.split('::')[:-1] if not p.endswith('mod.rs') else m.split('::')[:-1]
-        r=resolve('::'.join(base+[u.group(1)]))
-        if r is not None: deps.add(r)
-    deps.discard(m)
-    # a module depending on its own ancestor (parent mod.rs) is not a cycle of interest: keep though
-    edges[m]=deps
-level=sys.argv[1] if len(sys.argv)>1 else 'file'
-def top(m): return m.split('::')[0] if m else 'lib'
-if level=='top':
-    E={}
-    for a,ds in edges.items():
-        for b in ds:
-            if top(a)!=top(b) and a!='' and b!='': E.setdefault(top(a),set()).add(top(b))
-    edges=E
-else:
-    # ignore edges to ancestors (a child using its parent's re-exports) and from a parent to its own children
-    E={}
-    for a,ds in edges.items():
-        E[a]={b for b in ds if not (a.startswith(b+'::') or b=='' or b.startswith(a+'::') or a=='')}
-    edges=E
-# Tarjan
-idx={};low={};st=[];on=set();sccs=[];i=[0]
-sys.setrecursionlimit(10000)
-def sc(v):
-    idx[v]=low[v]=i[0];i[0]+=1;st.append(v);on.add(v)
-    for w in edges.get(v,()):
-        if w not in idx: sc(w);low[v]=min(low[v],low[w])
-        elif w in on: low[v]=min(low[v],idx[w])
-    if low[v]==idx[v]:
-        c=[]
-        while True:
-            w=st.pop();on.discard(w);c.append(w)
-            if w==v:break
-        sccs.append(c)
-for v in list(edges): 
-    if v not in idx: sc(v)
-cyc=[c for c in sccs if len(c)>1]
-print(level, 'modules:',len(edges),'cycles:',cyc)
+#!/usr/bin/env python3
+"""Finds import cycles between the modules of core/ (DESIGN.md, "The house by layer").
+
+Usage: python3 scripts/import-cycles.py [file|top]
+
+  file  (default) cycles between modules (one per file); a module using its own parent's
+        re-exports, or a parent using its children, is not counted
+  top   cycles between the top-level folders (fs, machine, message, sieve, ...)
+
+Reads every .rs file under core/src, drops its `#[cfg(test)] mod` block and its comment
+lines, and takes an edge for every `crate::` path (braced `use` lists included) and every
+`super::` path that names a module. Prints the modules and the cycles found; exits 1 when
+there is a cycle, so scripts/test-all.sh can require none. The test kit (`testkit`) is
+skipped: it is compiled only for tests.
+"""
+import os
+import re
+import sys
+
+ROOT = "core/src"
+
+
+def modules():
+    """Module path ("machine::dedup", "" for lib.rs) -> file."""
+    found = {}
+    for dirpath, _, files in os.walk(ROOT):
+        for f in files:
+            if not f.endswith(".rs"):
+                continue
+            path = os.path.join(dirpath, f)
+            parts = os.path.relpath(path, ROOT)[:-3].split(os.sep)
+            if parts[-1] == "mod":
+                parts = parts[:-1]
+            if parts == ["lib"]:
+                parts = []
+            found["::".join(parts)] = path
+    return found
+
+
+def code_of(path):
+    """The file's text without its test module and without comment lines."""
+    src = open(path, encoding="utf-8").read()
+    test = re.search(r"#\[cfg\(test\)\]\s*(?:pub(?:\(crate\))? )?mod \w+ \{", src)
+    if test:
+        src = src[: test.start()]
+    return "\n".join(l for l in src.split("\n") if not l.strip().startswith("//"))
+
+
+def edges_of(mods):
+    """Module -> the modules its code names."""
+    def resolve(path):
+        parts = path.split("::")
+        for n in range(len(parts), 0, -1):
+            key = "::".join(parts[:n])
+            if key in mods:
+                return key
+        return None
+
+    edges = {}
+    for m, path in mods.items():
+        if m == "testkit":
+            continue
+        src = code_of(path)
+        deps = set()
+        for use in re.finditer(r"crate::((?:\w+::)*)(\{[^;]*\}|\w+)", src):
+            prefix, rest = use.group(1), use.group(2)
+            items = re.findall(r"(\w+(?:::\w+)*)", rest) if rest.startswith("{") else [rest]
+            for item in items:
+                target = resolve((prefix + item).rstrip(":"))
+                if target is not None:
+                    deps.add(target)
+        parent = m.split("::")[:-1]
+        for use in re.finditer(r"super::(\w+)", src):
+            target = resolve("::".join(parent + [use.group(1)]))
+            if target is not None:
+                deps.add(target)
+        deps.discard(m)
+        edges[m] = deps
+    return edges
+
+
+def by_level(edges, level):
+    if level == "top":
+        top = {}
+        for a, deps in edges.items():
+            for b in deps:
+                ta, tb = a.split("::")[0], b.split("::")[0]
+                if a and b and ta != tb:
+                    top.setdefault(ta, set()).add(tb)
+        return top
+    # A child using its parent's re-exports, and a parent using its children, are layering,
+    # not cycles.
+    return {
+        a: {
+            b
+            for b in deps
+            if not (a == "" or b == "" or a.startswith(b + "::") or b.startswith(a + "::"))
+        }
+        for a, deps in edges.items()
+    }
+
+
+def cycles(edges):
+    """The strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+    counter = [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in edges.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            found.append(component)
+
+    sys.setrecursionlimit(10000)
+    for v in list(edges):
+        if v not in index:
+            visit(v)
+    return [sorted(c) for c in found if len(c) > 1]
+
+
+def main():
+    level = sys.argv[1] if len(sys.argv) > 1 else "file"
+    if level not in ("file", "top"):
+        print(__doc__, file=sys.stderr)
+        return 64
+    edges = by_level(edges_of(modules()), level)
+    found = cycles(edges)
+    print(f"{level} modules: {len(edges)} cycles: {found}")
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

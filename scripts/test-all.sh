@@ -41,6 +41,10 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== mdeliver-core is no_std and alloc-free (thumbv7em-none-eabihf)"
 cargo build -p mdeliver-core --target thumbv7em-none-eabihf
 
+echo "== no import cycle in core (scripts/import-cycles.py: between files, between top-level folders)"
+python3 scripts/import-cycles.py file
+python3 scripts/import-cycles.py top
+
 echo "== WASI module: the release build (scripts/build-wasi.sh) within its size budget (384 KiB)"
 # The budget was 300 KiB; sharing the whole delivery command line (clap) and every mail feature
 # with the native binary costs more. Measured figures and the decision: README, "The WASI module".
