@@ -259,26 +259,9 @@ fn run(fs: SimFs, input: &[u8], plan: Plan, agent: u8) -> Ran {
     }
 }
 
-/// A broken invariant, with the run that breaks it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ImportViolation {
-    /// Which.
-    pub invariant: Invariant,
-    /// What was found.
-    pub what: String,
-    /// `import1:crash=K|fault=K;reader=R|-;image=S|-`: [`replay`] runs it again.
-    pub schedule: String,
-}
-
-impl std::fmt::Display for ImportViolation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}: {} [schedule {}]",
-            self.invariant, self.what, self.schedule
-        )
-    }
-}
+/// A broken invariant; its schedule (`import1:crash=K|fault=K;reader=R|-;image=S|-`) replays
+/// with [`replay`].
+pub type ImportViolation = super::Violation;
 
 /// What an exploration covered and found.
 #[derive(Clone, Debug, Default)]

@@ -364,27 +364,9 @@ fn deliver_now(fs: &mut SimFs, opts: MtaOptions, msg: usize, id: u8, secs: u64) 
     panic!("a delivery did not finish in 10000 steps");
 }
 
-/// A broken invariant, with the schedule that breaks it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LmtpViolation {
-    /// Which.
-    pub invariant: Invariant,
-    /// What was found.
-    pub what: String,
-    /// The agents stepped (the committer is the number after the last delivery) and the
-    /// crash spec (`-` for none).
-    pub schedule: String,
-}
-
-impl std::fmt::Display for LmtpViolation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}: {} [schedule {}]",
-            self.invariant, self.what, self.schedule
-        )
-    }
-}
+/// A broken invariant; its schedule is the agents stepped (the committer is the number after
+/// the last delivery) and the crash spec (`-` for none).
+pub type LmtpViolation = super::Violation;
 
 /// What an exploration covered and found.
 #[derive(Clone, Debug, Default)]

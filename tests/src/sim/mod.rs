@@ -98,6 +98,28 @@ impl std::fmt::Display for Invariant {
     }
 }
 
+/// A broken invariant, with the schedule that breaks it (each scenario's own form; its
+/// `replay` runs it again).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// Which.
+    pub invariant: Invariant,
+    /// What was found.
+    pub what: String,
+    /// The schedule that replays it.
+    pub schedule: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} [schedule {}]",
+            self.invariant, self.what, self.schedule
+        )
+    }
+}
+
 /// Fails the test with a scenario's first violation, and how many it had, if it has any.
 pub fn assert_no_violations<V: std::fmt::Display>(scenario: &str, violations: &[V]) {
     if let Some(first) = violations.first() {

@@ -242,26 +242,8 @@ fn deliver_now(fs: &mut SimFs, opts: MtaOptions, msg: usize, id: u8, secs: u64) 
     panic!("a delivery did not finish in 10000 steps");
 }
 
-/// A broken invariant, with the schedule that breaks it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MtaViolation {
-    /// Which.
-    pub invariant: Invariant,
-    /// What was found.
-    pub what: String,
-    /// The schedule that replays it ([`replay`]).
-    pub schedule: String,
-}
-
-impl std::fmt::Display for MtaViolation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}: {} [schedule {}]",
-            self.invariant, self.what, self.schedule
-        )
-    }
-}
+/// A broken invariant; its schedule replays with [`replay`].
+pub type MtaViolation = super::Violation;
 
 /// What an exploration covered and found.
 #[derive(Clone, Debug, Default)]
