@@ -12,7 +12,7 @@
 
 mod cli_support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use cli_support::*;
@@ -22,8 +22,17 @@ const BUDGET: usize = 40;
 /// What the static musl build's C runtime does before `main`.
 const STATIC_START: usize = 4;
 
-fn have_strace() -> bool {
-    Command::new("strace").arg("-V").output().is_ok()
+/// A fresh maildir in a temporary directory, or `None` (the test is skipped, and says so)
+/// where strace is not installed.
+fn traced_maildir() -> Option<(tempfile::TempDir, PathBuf)> {
+    if Command::new("strace").arg("-V").output().is_err() {
+        eprintln!("skipped: strace is not installed (scripts/test-all.sh installs it)");
+        return None;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("Maildir");
+    make_maildir(&md);
+    Some((t, md))
 }
 
 /// The names of the system calls of one delivery of `msg` (standard input a file, as from an
@@ -59,13 +68,9 @@ fn name(line: &str) -> &str {
 
 #[test]
 fn a_plain_delivery_makes_at_most_40_system_calls() {
-    if !have_strace() {
-        eprintln!("skipped: strace is not installed (scripts/test-all.sh installs it)");
+    let Some((t, md)) = traced_maildir() else {
         return;
-    }
-    let t = tempfile::tempdir().unwrap();
-    let md = t.path().join("Maildir");
-    make_maildir(&md);
+    };
     let msg = b"From: a@example.org\nMessage-ID: <count@example.org>\nSubject: count\n\nbody\n";
     // A test-owned datagram socket stands for /dev/log (a daemon listening there or none
     // costs the same two calls; a stream socket would take the fallback's connection).
@@ -135,13 +140,9 @@ fn a_plain_delivery_makes_at_most_40_system_calls() {
 /// windows (64, 64, 22).
 #[test]
 fn an_import_flushes_each_window_at_once() {
-    if !have_strace() {
-        eprintln!("skipped: strace is not installed (scripts/test-all.sh installs it)");
+    let Some((t, md)) = traced_maildir() else {
         return;
-    }
-    let t = tempfile::tempdir().unwrap();
-    let md = t.path().join("Maildir");
-    make_maildir(&md);
+    };
     let n = 150;
     let mut mbox = Vec::new();
     for i in 0..n {
