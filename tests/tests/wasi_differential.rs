@@ -212,6 +212,21 @@ fn lockstep(
     lockstep_mtime(m, start, None, env0, answer)
 }
 
+/// A native [`Delivery`] and the module's, started from the same environment: the native
+/// machine's start-up reads are handed to the module before it starts. Gives the native
+/// machine, its recording environment and the module's handle.
+fn start_both(m: &mut Module, start: &Start<'_>, env0: &SimEnv) -> (Delivery, Recording, u32) {
+    let mut rec = Recording {
+        inner: env0.clone(),
+        log: Vec::new(),
+    };
+    let native = Delivery::new(start.opts, start.caps, &mut rec);
+    m.push(&[EnvValue::Pid(Some(env0.pid))]);
+    m.push(&std::mem::take(&mut rec.log));
+    let h = m.start(start);
+    (native, rec, h)
+}
+
 /// [`lockstep`], both machines given the modification time `mtime` (`-M`) right after start.
 fn lockstep_mtime(
     m: &mut Module,
@@ -220,15 +235,7 @@ fn lockstep_mtime(
     env0: &SimEnv,
     mut answer: impl FnMut(usize, &Op<'_>) -> Option<OpResult>,
 ) -> (usize, Vec<u8>) {
-    let mut rec = Recording {
-        inner: env0.clone(),
-        log: Vec::new(),
-    };
-    let mut native = Delivery::new(start.opts, start.caps, &mut rec);
-    // Start the wasm machine from the same environment.
-    m.push(&[EnvValue::Pid(Some(env0.pid))]);
-    m.push(&std::mem::take(&mut rec.log));
-    let h = m.start(&start);
+    let (mut native, mut rec, h) = start_both(m, &start, env0);
     if let Some(secs) = mtime {
         assert!(native.set_mtime(secs));
         let r = m.set_mtime.call(&mut m.store, (h, secs)).unwrap();
@@ -394,14 +401,7 @@ fn a_set_mtime_crosses_the_abi() {
         caps: Capabilities::LINUX_LOCAL,
         host: &env0.host,
     };
-    let mut rec = Recording {
-        inner: env0.clone(),
-        log: Vec::new(),
-    };
-    let mut native = Delivery::new(start.opts, start.caps, &mut rec);
-    m.push(&[EnvValue::Pid(Some(env0.pid))]);
-    m.push(&std::mem::take(&mut rec.log));
-    let h = m.start(&start);
+    let (mut native, mut rec, h) = start_both(&mut m, &start, &env0);
     for i in 0.. {
         let Step::Op(op) = native.poll() else {
             panic!("finished before writing")
