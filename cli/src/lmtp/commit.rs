@@ -472,6 +472,12 @@ impl GroupFs {
     }
 }
 
+impl crate::sieve::OverLinux for GroupFs {
+    fn linux(&self) -> &LinuxFs {
+        &self.inner
+    }
+}
+
 fn dup(fd: impl AsFd) -> Result<OwnedFd, ErrorKind> {
     fd.as_fd().try_clone_to_owned().map_err(|_| ErrorKind::Io)
 }
