@@ -462,7 +462,12 @@ pub fn filter<F: OverLinux>(
             ));
             let maildir = &args.maildirs[0];
             return Some(mdeliver_driver::outcome::failed(
-                out, args, settings, maildir, &failure, &[],
+                out,
+                args,
+                settings,
+                maildir,
+                &failure,
+                &[],
             ));
         }
     };
@@ -870,7 +875,9 @@ impl<F: OverLinux> mdeliver_core::machine::unit::Performer for Performer<'_, '_,
             Some(root) if !in_folder => Ok(root),
             root => {
                 self.root = root;
-                let open = self.a.open(&path, self.args.create && !in_folder, false, in_folder);
+                let open = self
+                    .a
+                    .open(&path, self.args.create && !in_folder, false, in_folder);
                 open.map(self.wrap)
             }
         };

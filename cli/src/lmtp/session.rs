@@ -29,15 +29,15 @@ use super::owner::Owner;
 use super::{DeliveredTo, Server};
 use crate::input::Input;
 use crate::linux::{LinuxFs, OpenOptions};
-use mdeliver_driver::envelope::{self, Stored};
-use mdeliver_driver::exit;
-use mdeliver_driver::mta_args::QuotaFull;
-use mdeliver_driver::report::{Create, Failure};
+use crate::sieve::{SieveOptions, SENDMAIL};
 use mdeliver_driver::args::Args;
 use mdeliver_driver::envelope::Settings;
+use mdeliver_driver::envelope::{self, Stored};
+use mdeliver_driver::exit;
 use mdeliver_driver::mail_args::{FolderEncoding, MailArgs, MboxQuoting};
+use mdeliver_driver::mta_args::QuotaFull;
+use mdeliver_driver::report::{Create, Failure};
 use mdeliver_driver::status::Output;
-use crate::sieve::{SieveOptions, SENDMAIL};
 
 /// The read buffer and the decode buffer: per-session memory does not grow with the message.
 const BUF: usize = 64 * 1024;
@@ -437,10 +437,22 @@ impl Server {
     /// exactly-once unit, redirects and vacation through sendmail, reject) on the spool, its
     /// flushes in the group commit; its status line becomes the reply. `None`: the script is
     /// gone since `RCPT`, and the message is delivered without it.
-    fn deliver_sieve(&self, settings: &Settings, r: &Rcpt, script: &Path, spool: &OwnedFd) -> Option<String> {
+    fn deliver_sieve(
+        &self,
+        settings: &Settings,
+        r: &Rcpt,
+        script: &Path,
+        spool: &OwnedFd,
+    ) -> Option<String> {
         let Ok(fd) = spool.try_clone() else {
-            eprintln!("mdeliver lmtp: <{}>: the spooled message cannot be read again", r.address);
-            return Some(format!("451 4.3.0 <{}> the spooled message cannot be read again\r\n", r.address));
+            eprintln!(
+                "mdeliver lmtp: <{}>: the spooled message cannot be read again",
+                r.address
+            );
+            return Some(format!(
+                "451 4.3.0 <{}> the spooled message cannot be read again\r\n",
+                r.address
+            ));
         };
         let args = Args {
             maildirs: vec![r.maildir.clone()],
@@ -465,21 +477,32 @@ impl Server {
         };
         let sieve = SieveOptions {
             script: script.to_owned(),
-            sendmail: self.args.sendmail.clone().unwrap_or_else(|| SENDMAIL.into()),
+            sendmail: self
+                .args
+                .sendmail
+                .clone()
+                .unwrap_or_else(|| SENDMAIL.into()),
         };
         let mut a = crate::adapter::Linux::new(&args, &mail, self.disabled, false, self.knobs);
         let wrap = |fs| GroupFs::new(fs, self.committer.clone());
         let input = || Ok(Input::delivered(fd));
         let mut out = Output::default();
-        let code = crate::sieve::filter(&mut a, &args, &mail, settings, &sieve, input, &wrap, &mut out)?;
+        let code = crate::sieve::filter(
+            &mut a, &args, &mail, settings, &sieve, input, &wrap, &mut out,
+        )?;
         let (status, lines) = out.into_parts();
-        for (_, line) in lines {
+        // Its notes and warnings (standard output is a one-shot run's own: left out).
+        for (_, line) in lines.iter().filter(|(to_err, _)| *to_err) {
             eprintln!("mdeliver lmtp: <{}>: {line}", r.address);
         }
         Some(match status {
             None if code == exit::OK => {
                 if self.args.verbose >= 1 {
-                    eprintln!("mdeliver lmtp: <{}>: delivered through {}", r.address, script.display());
+                    eprintln!(
+                        "mdeliver lmtp: <{}>: delivered through {}",
+                        r.address,
+                        script.display()
+                    );
                 }
                 Reply::Fixed(Fixed::Delivered).to_string()
             }
