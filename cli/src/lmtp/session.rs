@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use mdeliver_core::lmtp::commit;
 use mdeliver_core::lmtp::data::Decoder;
+use mdeliver_core::lmtp::link::{Link, Linked};
 use mdeliver_core::lmtp::reply::{failure_class, FailurePolicy, Fixed, Reply};
 use mdeliver_core::lmtp::session::{Action, Session};
 use mdeliver_core::lmtp::LINE_MAX;
@@ -558,7 +559,7 @@ impl Server {
                 return (self.failed(&r.address, &r.maildir, &f), None);
             }
         };
-        let mut source = source;
+        let mut source_fd = source;
         // The strategy this filesystem calls for (the locked one on NFS), as the one-shot
         // path chooses it.
         let mut opts = r.fs.observed().choice.options(self.opts);
@@ -566,13 +567,39 @@ impl Server {
             opts.lock_stale_secs = secs;
         }
         let mut fs = GroupFs::new(r.fs, self.committer.clone());
-        if let Some(link) = link {
-            fs = fs.linking(link);
-        }
         let mut env = self.env.clone();
         let mut buf = vec![0u8; BUF.max(HEAD_MAX)];
-        let (fs, stored) =
-            envelope::deliver(fs, &mut env, opts, &settings, &mut source, true, &mut buf);
+        // Identical copies (the core's `lmtp::link`): the first one's bytes followed, the
+        // later ones linked to it where they are identical and on its filesystem.
+        let link = link.filter(|s| s.dev == fs.dev());
+        let mut follow = link
+            .as_ref()
+            .map_or_else(Link::record, |s| Link::follow(s.digest));
+        let stored = if keep || link.is_some() {
+            let source = link.as_ref().map(|s| &s.file);
+            let (fs, source_fd) = (&mut fs, &mut source_fd);
+            let linked = Linked {
+                fs,
+                link: &mut follow,
+                source,
+            };
+            envelope::deliver(linked, &mut env, opts, &settings, source_fd, true, &mut buf).1
+        } else {
+            let (back, stored) = envelope::deliver(
+                fs,
+                &mut env,
+                opts,
+                &settings,
+                &mut source_fd,
+                true,
+                &mut buf,
+            );
+            fs = back;
+            stored
+        };
+        if follow.linked() {
+            self.committer.stats.links.fetch_add(1, Ordering::Relaxed);
+        }
         match stored {
             Ok(s) => {
                 if self.args.verbose >= 1 {
@@ -592,7 +619,9 @@ impl Server {
                     eprintln!("mdeliver lmtp: <{}>: {what}", r.address);
                 }
                 let kept = match &s {
-                    Stored::Delivered(d) if keep => Source::open(&fs, d.dir, &d.name, d.size),
+                    Stored::Delivered(d) if keep => follow
+                        .source()
+                        .and_then(|digest| Source::open(&fs, d.dir, &d.name, digest)),
                     _ => None,
                 };
                 (Reply::Fixed(Fixed::Delivered).to_string(), kept)

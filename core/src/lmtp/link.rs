@@ -137,7 +137,14 @@ impl Eq for Link {}
 
 impl core::hash::Hash for Link {
     fn hash<H: core::hash::Hasher>(&self, h: &mut H) {
-        (self.source, self.file, self.digest(), self.done, self.linked).hash(h);
+        (
+            self.source,
+            self.file,
+            self.digest(),
+            self.done,
+            self.linked,
+        )
+            .hash(h);
     }
 }
 
@@ -297,7 +304,14 @@ mod tests {
             source: source.as_ref(),
         };
         let mut buf = [0u8; 16];
-        let d = deliver(&mut l, &mut env, Options::default(), &mut &msg[..], &mut buf).unwrap();
+        let d = deliver(
+            &mut l,
+            &mut env,
+            Options::default(),
+            &mut &msg[..],
+            &mut buf,
+        )
+        .unwrap();
         (d.dir, d.name.as_str().into())
     }
 
@@ -335,7 +349,14 @@ mod tests {
             source: Some(&ino),
         };
         let mut buf = [0u8; 16];
-        let d = deliver(&mut l, &mut env, Options::default(), &mut &msg[..], &mut buf).unwrap();
+        let d = deliver(
+            &mut l,
+            &mut env,
+            Options::default(),
+            &mut &msg[..],
+            &mut buf,
+        )
+        .unwrap();
         assert!(!later.linked());
         assert_eq!(hooked.hook, Refuse { links: 2, syncs: 1 });
         let own = hooked.fs.names[&(d.dir, d.name.as_str().into())];
