@@ -76,7 +76,8 @@ impl Link {
         self.linked
     }
 
-    fn digest(&self) -> Digest32 {
+    /// The bytes written into the current file so far.
+    pub fn digest(&self) -> Digest32 {
         Digest32 {
             len: self.len,
             sha: self.hash.clone().finalize().into(),
