@@ -36,13 +36,13 @@ impl Conn {
         }
     }
 
-    /// The writing half.
-    pub fn writer(&self) -> io::Result<Box<dyn Write + Send>> {
-        Ok(match self {
+    /// The writing half (the same socket: no second descriptor).
+    pub fn writer(&self) -> Box<dyn Write + '_> {
+        match self {
             Conn::Stdio(_) => Box::new(io::stdout()),
-            Conn::Unix(s) => Box::new(s.try_clone()?),
-            Conn::Tcp(s) => Box::new(s.try_clone()?),
-        })
+            Conn::Unix(s) => Box::new(s),
+            Conn::Tcp(s) => Box::new(s),
+        }
     }
 }
 
