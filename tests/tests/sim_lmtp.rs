@@ -66,7 +66,13 @@ fn a_link_to_a_first_copy_whose_data_is_not_durable_is_caught() {
     let mut cfg = LmtpScenario::linking("broken: linked before the data is durable", false, false);
     cfg.broken_link = true;
     let r = explore(&cfg);
-    println!("{}", r.violations.first().map(|v| v.to_string()).unwrap_or_default());
+    println!(
+        "{}",
+        r.violations
+            .first()
+            .map(|v| v.to_string())
+            .unwrap_or_default()
+    );
     assert!(
         r.violations
             .iter()

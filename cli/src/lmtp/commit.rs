@@ -667,7 +667,7 @@ mod tests {
             let path = dir.join(d.dir.as_str()).join(&*d.name);
             assert_eq!(std::fs::read_to_string(&path).unwrap(), bytes, "{name}");
             let source = link
-                .source()
+                .stored()
                 .and_then(|l| Source::open(&fs, d.dir, &d.name, l));
             (source, path)
         };

@@ -619,7 +619,7 @@ impl Server {
                 }
                 let kept = match &s {
                     Stored::Delivered(d) if keep => follow
-                        .source()
+                        .stored()
                         .and_then(|digest| Source::open(&fs, d.dir, &d.name, digest)),
                     _ => None,
                 };

@@ -4,7 +4,7 @@
 //!
 //! [`Linked`] wraps a delivery's [`Fs`]; every delivery runs the core's machine as usual
 //! through it. [`Link::record`] follows the first copy: the sha256 and length of the bytes
-//! written into the file that is published, which [`Link::source`] gives once that delivery
+//! written into the file that is published, which [`Link::stored`] gives once that delivery
 //! succeeded (so the source's data is durable). [`Link::follow`] follows a later copy: its bytes
 //! are still written into its own unnamed file, and when that file turns out to hold exactly
 //! the source's bytes, its flush is skipped (the source's data is durable already) and it is
@@ -39,20 +39,20 @@ pub struct Link {
     hash: Sha256,
     len: u64,
     /// The last file flushed or published held these bytes.
-    done: Option<Digest32>,
+    stored: Option<Digest32>,
     /// A link to the source was made.
     linked: bool,
 }
 
 impl Link {
-    /// Follows the first copy, to give its [`Link::source`].
+    /// Follows the first copy, to give its [`Link::stored`].
     pub fn record() -> Link {
         Link {
             source: None,
             file: None,
             hash: Sha256::new(),
             len: 0,
-            done: None,
+            stored: None,
             linked: false,
         }
     }
@@ -67,8 +67,8 @@ impl Link {
 
     /// The bytes of the file this delivery published (once it succeeded: what a later copy
     /// may link to).
-    pub fn source(&self) -> Option<Digest32> {
-        self.done
+    pub fn stored(&self) -> Option<Digest32> {
+        self.stored
     }
 
     /// Whether this copy was stored as a link to the source.
@@ -111,7 +111,7 @@ impl Link {
 
     fn published(&mut self, id: Option<(u64, u64)>) {
         if self.file.map(|(f, _)| Some(f)) == Some(id) {
-            self.done = Some(self.digest());
+            self.stored = Some(self.digest());
         }
     }
 }
@@ -129,7 +129,7 @@ pub struct Linked<'a, F: Fs> {
 
 impl PartialEq for Link {
     fn eq(&self, o: &Link) -> bool {
-        let key = |l: &Link| (l.source, l.file, l.digest(), l.done, l.linked);
+        let key = |l: &Link| (l.source, l.file, l.digest(), l.stored, l.linked);
         key(self) == key(o)
     }
 }
@@ -142,7 +142,7 @@ impl core::hash::Hash for Link {
             self.source,
             self.file,
             self.digest(),
-            self.done,
+            self.stored,
             self.linked,
         )
             .hash(h);
@@ -326,7 +326,7 @@ mod tests {
         let msg: &[u8] = b"Subject: s\n\nbody\n";
         let mut first = Link::record();
         let (d, name) = store(&mut fs, &mut first, None, msg);
-        let source = first.source().unwrap();
+        let source = first.stored().unwrap();
         assert_eq!(source.len, msg.len() as u64);
         let ino = fs.names[&(d, name)];
         for (copy, linked) in [(msg, true), (&msg[..msg.len() - 1], false), (b"x\n", false)] {

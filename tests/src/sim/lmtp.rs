@@ -253,7 +253,7 @@ impl World {
             self.sources[s] = match (&a.outcome, a.waiting, &a.file) {
                 (Some(Ok(Accepted::Stored { delivered: d, .. })), _, _) => {
                     let ino = self.fs.entries.get(&(d.dir, d.name.as_str().to_string()));
-                    ino.zip(a.link.source())
+                    ino.zip(a.link.stored())
                         .map(|(&ino, digest)| (SimFile { ino }, digest))
                 }
                 (None, Some(Wait::Data), Some(f)) if cfg.broken_link => {
@@ -281,7 +281,9 @@ impl World {
             return self.commit(cfg);
         }
         let source = match self.sources[self.session(a)].clone() {
-            Some(src) if self.agents[a].link == Link::record() && self.firsts[self.session(a)] != a => {
+            Some(src)
+                if self.agents[a].link == Link::record() && self.firsts[self.session(a)] != a =>
+            {
                 self.agents[a].link = Link::follow(src.1);
                 Some(src.0)
             }
@@ -402,7 +404,9 @@ fn step_agent(fs: &mut SimFs, agent: &mut Agent, group: bool, source: Option<&Si
         Step::Op(Op::SyncFile)
             if group
                 && !(source.is_some()
-                    && agent.link.identical(slots.file.as_ref().and_then(|f| fs.file_id(f)))) =>
+                    && agent
+                        .link
+                        .identical(slots.file.as_ref().and_then(|f| fs.file_id(f)))) =>
         {
             agent.waiting = Some(Wait::Data);
             agent.file = slots.file;
@@ -422,12 +426,26 @@ fn step_agent(fs: &mut SimFs, agent: &mut Agent, group: bool, source: Option<&Si
             let link = &mut agent.link;
             let mut fs = Linked { fs, link, source };
             let op = Op::WriteMessage;
-            perform(&mut fs, &mut agent.env, &mut slots, op, &mut &body[..], &mut buf)
+            perform(
+                &mut fs,
+                &mut agent.env,
+                &mut slots,
+                op,
+                &mut &body[..],
+                &mut buf,
+            )
         }
         Step::Op(op) => {
             let link = &mut agent.link;
             let mut fs = Linked { fs, link, source };
-            perform(&mut fs, &mut agent.env, &mut slots, op, &mut &b""[..], &mut buf)
+            perform(
+                &mut fs,
+                &mut agent.env,
+                &mut slots,
+                op,
+                &mut &b""[..],
+                &mut buf,
+            )
         }
     };
     agent.m.feed(r, &buf[..n], &mut agent.env);
@@ -537,7 +555,11 @@ fn recover(
     let mut per = std::collections::BTreeMap::<usize, (u32, u32, u32)>::new();
     for (a, &k) in agents.iter().zip(acked) {
         let e = per.entry(a.msg).or_default();
-        *e = (e.0 + u32::from(k), e.1 + 1, e.2 + if cfg.dedup || k { 1 } else { 2 });
+        *e = (
+            e.0 + u32::from(k),
+            e.1 + 1,
+            e.2 + if cfg.dedup || k { 1 } else { 2 },
+        );
     }
     // What the crash left: every acknowledged recipient is there, once.
     let before = match count(&fs) {
