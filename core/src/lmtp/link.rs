@@ -1,26 +1,23 @@
 //! Identical copies as hard links: when several recipients' copies of one message have the same
 //! bytes (no per-recipient `Delivered-To:`) and their maildirs share a filesystem, the later
-//! copies are stored as links to the first one's file, as Dovecot stores them.
+//! copies are links to the first one's file, as Dovecot stores them.
 //!
-//! [`Linked`] wraps a delivery's [`Fs`]; every delivery runs the core's machine as usual
-//! through it. [`Link::record`] follows the first copy: the sha256 and length of the bytes
-//! written into the file that is published, which [`Link::stored`] gives once that delivery
-//! succeeded (so the source's data is durable). [`Link::follow`] follows a later copy: its bytes
-//! are still written into its own unnamed file, and when that file turns out to hold exactly
-//! the source's bytes, its flush is skipped (the source's data is durable already) and it is
-//! published as a link to the source's file instead. Where that link fails (the source is gone,
-//! or has all the links it can take), the copy, written already, is flushed and published as
-//! its own file; a name already taken is the machine's to handle, as for any file.
-//!
-//! Only a file created unnamed (`create_anonymous`) is ever published as a link: a named
-//! temporary file is renamed or linked by its name, so its own flush is never skipped.
+//! Every delivery runs the core's machine as usual, through [`Linked`]. [`Link::record`]
+//! follows the first copy: the length and sha256 of the unnamed file it publishes, which
+//! [`Link::stored`] gives once that delivery succeeded (so its data is durable).
+//! [`Link::follow`] follows a later copy: written into its own unnamed file as usual, and when
+//! that file holds exactly the first copy's bytes, its flush is skipped and the first copy's
+//! file is linked under its name instead. Where that link fails (the source is gone, or takes
+//! no more links), the copy is flushed (`sync_all`: the flush that takes no file) and named
+//! itself; a name already taken is the machine's to handle, as for any file. A named
+//! temporary file is published by its own name: its flush is never skipped.
 
 use sha2::{Digest, Sha256};
 
 use crate::error::ErrorKind;
 use crate::fs::{Capabilities, Dir, EntryName, Fs, Stat};
 
-/// The first copy, stored: its length and sha256 (a later copy with both equal is identical).
+/// A stored copy's bytes: their length and sha256.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Digest32 {
     /// Bytes.
@@ -29,35 +26,36 @@ pub struct Digest32 {
     pub sha: [u8; 32],
 }
 
-/// One delivery's view of the bytes it writes.
+/// What one delivery wrote, and whether it is a link to its source.
 #[derive(Clone, Debug)]
 pub struct Link {
-    /// The copy this one may link to (`None`: the first copy, recorded).
+    /// The first copy's bytes (`None`: this is the first copy).
     source: Option<Digest32>,
-    /// The file being written (its [`Fs::file_id`]) and whether it was created unnamed.
+    /// The file being written ([`Fs::file_id`]) and whether it was created unnamed.
     file: Option<((u64, u64), bool)>,
     hash: Sha256,
     len: u64,
-    /// The last file flushed or published held these bytes.
+    /// The bytes of the file published.
     stored: Option<Digest32>,
-    /// A link to the source was made.
     linked: bool,
 }
 
 impl Link {
     /// Follows the first copy, to give its [`Link::stored`].
     pub fn record() -> Link {
+        let (hash, len, linked) = (Sha256::new(), 0, false);
+        let (source, file, stored) = (None, None, None);
         Link {
-            source: None,
-            file: None,
-            hash: Sha256::new(),
-            len: 0,
-            stored: None,
-            linked: false,
+            source,
+            file,
+            hash,
+            len,
+            stored,
+            linked,
         }
     }
 
-    /// Follows a later copy that becomes a link to `source` if its bytes are identical.
+    /// Follows a later copy, a link to `source` if its bytes are identical.
     pub fn follow(source: Digest32) -> Link {
         Link {
             source: Some(source),
@@ -65,8 +63,7 @@ impl Link {
         }
     }
 
-    /// The bytes of the file this delivery published (once it succeeded: what a later copy
-    /// may link to).
+    /// The bytes of the file this delivery published: what a later copy may link to.
     pub fn stored(&self) -> Option<Digest32> {
         self.stored
     }
@@ -84,47 +81,19 @@ impl Link {
         }
     }
 
-    /// Whether `id` is the unnamed file being written and holds exactly the source's bytes:
-    /// its flush is skipped and it is published as a link to the source.
+    /// Whether `id` is the unnamed file written and holds exactly the source's bytes: its
+    /// flush is skipped and it is published as a link to the source.
     pub fn identical(&self, id: Option<(u64, u64)>) -> bool {
-        match (self.source, self.file) {
-            (Some(s), Some((f, true))) => Some(f) == id && self.digest() == s,
-            _ => false,
-        }
+        matches!((self.source, self.file), (Some(s), Some((f, true))) if Some(f) == id && self.digest() == s)
     }
 
-    fn wrote(&mut self, id: Option<(u64, u64)>, buf: &[u8]) {
-        if self.file.map(|(f, _)| Some(f)) != Some(id) {
-            self.file = id.map(|f| (f, false));
-            self.hash = Sha256::new();
-            self.len = 0;
-        }
-        self.hash.update(buf);
-        self.len += buf.len() as u64;
+    fn start(&mut self, id: Option<(u64, u64)>, anonymous: bool) {
+        (self.file, self.hash, self.len) = (id.map(|f| (f, anonymous)), Sha256::new(), 0);
     }
 
-    fn created(&mut self, id: Option<(u64, u64)>, anonymous: bool) {
-        self.file = id.map(|f| (f, anonymous));
-        self.hash = Sha256::new();
-        self.len = 0;
+    fn is(&self, id: Option<(u64, u64)>) -> bool {
+        id.is_some() && self.file.map(|(f, _)| f) == id
     }
-
-    fn published(&mut self, id: Option<(u64, u64)>) {
-        if self.file.map(|(f, _)| Some(f)) == Some(id) {
-            self.stored = Some(self.digest());
-        }
-    }
-}
-
-/// A delivery's [`Fs`] that stores an identical copy as a link to the first one's file
-/// (`source`, open; `None` for the first copy, or where there is none to link to).
-pub struct Linked<'a, F: Fs> {
-    /// The maildir.
-    pub fs: &'a mut F,
-    /// What it wrote.
-    pub link: &'a mut Link,
-    /// The first copy's file.
-    pub source: Option<&'a F::File>,
 }
 
 impl PartialEq for Link {
@@ -149,6 +118,24 @@ impl core::hash::Hash for Link {
     }
 }
 
+/// A delivery's [`Fs`] that stores an identical copy as a link to the first copy's `source`
+/// file (`None`: nothing to link to).
+pub struct Linked<'a, F: Fs> {
+    /// The maildir.
+    pub fs: &'a mut F,
+    /// What it wrote.
+    pub link: &'a mut Link,
+    /// The first copy's file.
+    pub source: Option<&'a F::File>,
+}
+
+/// The operations [`Linked`] passes through as they are.
+macro_rules! forward {
+    ($($name:ident($($a:ident: $t:ty),*) -> $r:ty;)*) => {
+        $(fn $name(&mut self, $($a: $t),*) -> Result<$r, ErrorKind> { self.fs.$name($($a),*) })*
+    };
+}
+
 impl<F: Fs> Fs for Linked<'_, F> {
     type File = F::File;
     type DirStream = F::DirStream;
@@ -156,22 +143,27 @@ impl<F: Fs> Fs for Linked<'_, F> {
     fn capabilities(&self) -> Capabilities {
         self.fs.capabilities()
     }
+    fn file_id(&self, file: &F::File) -> Option<(u64, u64)> {
+        self.fs.file_id(file)
+    }
     fn create(&mut self, dir: Dir, name: &str, exclusive: bool) -> Result<F::File, ErrorKind> {
         let f = self.fs.create(dir, name, exclusive)?;
-        self.link.created(self.fs.file_id(&f), false);
+        self.link.start(self.fs.file_id(&f), false);
         Ok(f)
     }
     fn create_anonymous(&mut self, dir: Dir) -> Result<F::File, ErrorKind> {
         let f = self.fs.create_anonymous(dir)?;
-        self.link.created(self.fs.file_id(&f), true);
+        self.link.start(self.fs.file_id(&f), true);
         Ok(f)
-    }
-    fn file_id(&self, file: &F::File) -> Option<(u64, u64)> {
-        self.fs.file_id(file)
     }
     fn write(&mut self, file: &mut F::File, buf: &[u8]) -> Result<usize, ErrorKind> {
         let n = self.fs.write(file, buf)?;
-        self.link.wrote(self.fs.file_id(file), &buf[..n]);
+        let id = self.fs.file_id(file);
+        if !self.link.is(id) {
+            self.link.start(id, false);
+        }
+        self.link.hash.update(&buf[..n]);
+        self.link.len += n as u64;
         Ok(n)
     }
     fn sync_file(&mut self, file: &mut F::File) -> Result<(), ErrorKind> {
@@ -181,87 +173,48 @@ impl<F: Fs> Fs for Linked<'_, F> {
         }
         self.fs.sync_file(file)
     }
-    fn sync_all(&mut self) -> Result<(), ErrorKind> {
-        self.fs.sync_all()
-    }
-    fn close(&mut self, file: F::File) -> Result<(), ErrorKind> {
-        self.fs.close(file)
-    }
     fn link_anonymous(&mut self, file: &F::File, dir: Dir, name: &str) -> Result<(), ErrorKind> {
         let id = self.fs.file_id(file);
-        if let Some(source) = self.source.filter(|_| self.link.identical(id)) {
-            match self.fs.link_anonymous(source, dir, name) {
-                Ok(()) => {
-                    self.link.linked = true;
-                    self.link.published(id);
-                    return Ok(());
-                }
-                Err(ErrorKind::Exists) => return Err(ErrorKind::Exists),
-                // The source cannot take the link: this copy is its own file after all,
-                // flushed (its flush was skipped, and only `sync_all` takes no `&mut` file)
-                // before it is named.
-                Err(_) => {
-                    self.link.source = None;
-                    self.fs.sync_all()?;
-                }
+        let source = self.source.filter(|_| self.link.identical(id));
+        let linked = match source.map(|s| self.fs.link_anonymous(s, dir, name)) {
+            Some(Err(ErrorKind::Exists)) => return Err(ErrorKind::Exists),
+            Some(Err(_)) => {
+                self.link.source = None;
+                self.fs.sync_all()?;
+                false
             }
+            Some(Ok(())) => true,
+            None => false,
+        };
+        if !linked {
+            self.fs.link_anonymous(file, dir, name)?;
         }
-        self.fs.link_anonymous(file, dir, name)?;
-        self.link.published(id);
+        self.link.linked = linked;
+        if self.link.is(id) {
+            self.link.stored = Some(self.link.digest());
+        }
         Ok(())
-    }
-    fn link(&mut self, from: (Dir, &str), to: (Dir, &str)) -> Result<(), ErrorKind> {
-        self.fs.link(from, to)
-    }
-    fn rename(
-        &mut self,
-        from: (Dir, &str),
-        to: (Dir, &str),
-        noreplace: bool,
-    ) -> Result<(), ErrorKind> {
-        self.fs.rename(from, to, noreplace)
-    }
-    fn unlink(&mut self, dir: Dir, name: &str) -> Result<(), ErrorKind> {
-        self.fs.unlink(dir, name)
-    }
-    fn stat(&mut self, dir: Dir, name: &str) -> Result<Stat, ErrorKind> {
-        self.fs.stat(dir, name)
-    }
-    fn sync_dir(&mut self, dir: Dir) -> Result<(), ErrorKind> {
-        self.fs.sync_dir(dir)
-    }
-    fn mkdir(&mut self, dir: Dir) -> Result<(), ErrorKind> {
-        self.fs.mkdir(dir)
-    }
-    fn open_dir(&mut self, dir: Dir) -> Result<F::DirStream, ErrorKind> {
-        self.fs.open_dir(dir)
     }
     fn stat_listed(&mut self, stream: &F::DirStream, name: &str) -> Result<Stat, ErrorKind> {
         self.fs.stat_listed(stream, name)
     }
-    fn open_folder_dir(
-        &mut self,
-        base: Dir,
-        folder: &[u8],
-        dir: Dir,
-    ) -> Result<F::DirStream, ErrorKind> {
-        self.fs.open_folder_dir(base, folder, dir)
-    }
-    fn read_dir(
-        &mut self,
-        stream: &mut F::DirStream,
-        out: &mut EntryName,
-    ) -> Result<bool, ErrorKind> {
-        self.fs.read_dir(stream, out)
-    }
-    fn append(&mut self, dir: Dir, name: &str, data: &[u8], sync: bool) -> Result<(), ErrorKind> {
-        self.fs.append(dir, name, data, sync)
-    }
-    fn read_file(&mut self, dir: Dir, name: &str, buf: &mut [u8]) -> Result<usize, ErrorKind> {
-        self.fs.read_file(dir, name, buf)
-    }
     fn set_mtime(&mut self, file: &F::File, secs: i64) -> Result<(), ErrorKind> {
         self.fs.set_mtime(file, secs)
+    }
+    forward! {
+        sync_all() -> ();
+        close(file: F::File) -> ();
+        link(from: (Dir, &str), to: (Dir, &str)) -> ();
+        rename(from: (Dir, &str), to: (Dir, &str), noreplace: bool) -> ();
+        unlink(dir: Dir, name: &str) -> ();
+        stat(dir: Dir, name: &str) -> Stat;
+        sync_dir(dir: Dir) -> ();
+        mkdir(dir: Dir) -> ();
+        open_dir(dir: Dir) -> F::DirStream;
+        open_folder_dir(base: Dir, folder: &[u8], dir: Dir) -> F::DirStream;
+        read_dir(stream: &mut F::DirStream, out: &mut EntryName) -> bool;
+        append(dir: Dir, name: &str, data: &[u8], sync: bool) -> ();
+        read_file(dir: Dir, name: &str, buf: &mut [u8]) -> usize;
     }
 }
 
