@@ -444,16 +444,6 @@ impl Server {
         script: &Path,
         spool: &OwnedFd,
     ) -> Option<String> {
-        let Ok(fd) = spool.try_clone() else {
-            eprintln!(
-                "mdeliver lmtp: <{}>: the spooled message cannot be read again",
-                r.address
-            );
-            return Some(format!(
-                "451 4.3.0 <{}> the spooled message cannot be read again\r\n",
-                r.address
-            ));
-        };
         let args = Args {
             maildirs: vec![r.maildir.clone()],
             create: self.args.create,
@@ -485,7 +475,12 @@ impl Server {
         };
         let mut a = crate::adapter::Linux::new(&args, &mail, self.disabled, false, self.knobs);
         let wrap = |fs| GroupFs::new(fs, self.committer.clone());
-        let input = || Ok(Input::delivered(fd));
+        let input = || {
+            spool
+                .try_clone()
+                .map(Input::delivered)
+                .map_err(|_| exit::TEMPFAIL)
+        };
         let mut out = Output::default();
         let code = crate::sieve::filter(
             &mut a, &args, &mail, settings, &sieve, input, &wrap, &mut out,
