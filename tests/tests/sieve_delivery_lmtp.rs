@@ -220,3 +220,76 @@ fn sieve_recipients_are_delivered_in_the_server_through_its_group_commit() {
     );
     assert!(counter(&stderr, "flush requests") >= 4, "{stderr}");
 }
+
+/// A redirect goes through `--sendmail` from inside the server, with the envelope sender and
+/// the message as received; what sendmail prints on its standard output never reaches the
+/// LMTP client (on standard output here); a sendmail that fails defers that recipient alone.
+#[test]
+fn a_redirect_goes_through_sendmail_and_its_output_stays_off_the_connection() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    for (u, to) in [("bob", "dave"), ("carol", "down")] {
+        std::fs::create_dir_all(root.join(u)).unwrap();
+        let script = format!("require \"copy\"; redirect :copy \"{to}@example.net\";");
+        std::fs::write(root.join(u).join(".dovecot.sieve"), script).unwrap();
+    }
+    let sendmail = root.join("sendmail");
+    let d = root.display();
+    std::fs::write(
+        &sendmail,
+        format!(
+            "#!/bin/sh\necho 'sendmail chatter'\n\
+             [ \"$5\" = down@example.net ] && exit 75\n\
+             printf '%s\\n' \"$@\" > {d}/sent.argv\ncat > {d}/sent.stdin\n"
+        ),
+    )
+    .unwrap();
+    let mut perm = std::fs::metadata(&sendmail).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(&sendmail, perm).unwrap();
+    let maildirs = format!("{}/{{local}}/Maildir", root.display());
+    let session = "LHLO mx.example\r\nMAIL FROM:<alice@example.net>\r\n\
+        RCPT TO:<bob@example.org>\r\nRCPT TO:<carol@example.org>\r\nDATA\r\n\
+        Subject: lists\r\n\r\nhello\r\n.\r\nQUIT\r\n";
+    let r = run(
+        &[
+            &"lmtp",
+            &"--host",
+            &"testhost",
+            &"-c",
+            &"--maildir",
+            &maildirs,
+            &"--sieve-dovecot",
+            &"--sendmail",
+            &sendmail,
+        ],
+        session.as_bytes(),
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let want = format!(
+        "{GREETING}{LHLO}250 SIZE\r\n250 2.1.0 sender ok\r\n250 2.1.5 recipient ok\r\n\
+         250 2.1.5 recipient ok\r\n354 send the message; end it with a line holding only a dot\r\n\
+         250 2.0.0 delivered\r\n"
+    );
+    assert!(r.stdout.starts_with(&want), "{}{}", r.stdout, r.stderr);
+    let carol = r.stdout[want.len()..]
+        .strip_suffix("221 2.0.0 bye\r\n")
+        .unwrap();
+    assert_eq!(
+        carol, "451 4.3.0 mail system error: input/output error\r\n",
+        "{}",
+        r.stderr
+    );
+    assert!(r
+        .stderr
+        .contains("<carol@example.org>: mdeliver: redirect to down@example.net: "));
+    let argv = std::fs::read_to_string(root.join("sent.argv")).unwrap();
+    assert_eq!(argv, "-i\n-f\nalice@example.net\n--\ndave@example.net\n");
+    let sent = std::fs::read_to_string(root.join("sent.stdin")).unwrap();
+    assert!(sent.ends_with("Subject: lists\n\nhello\n"), "{sent}");
+    assert_eq!(
+        stored(&root.join("bob/Maildir")),
+        [(String::new(), "new".into())]
+    );
+}
