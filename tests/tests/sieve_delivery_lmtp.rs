@@ -359,3 +359,44 @@ fn a_redirect_from_a_recipient_owned_by_a_user_runs_sendmail_as_that_user() {
     let ids = std::fs::read_to_string(out.join("ids")).unwrap();
     assert_eq!(ids, format!("{uid} {gid} {gid}\n"), "{}", r.stderr);
 }
+
+/// A Sieve recipient's failure is answered with the basic code every other recipient's
+/// failure of that status gets: over its quota, `452 4.2.2` for both.
+#[test]
+fn a_sieve_recipient_over_its_quota_gets_the_reply_of_any_recipient_over_its_quota() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    for u in ["bob", "carol"] {
+        std::fs::create_dir_all(root.join(u)).unwrap();
+    }
+    std::fs::write(root.join("bob/.dovecot.sieve"), "keep;").unwrap();
+    let maildirs = format!("{}/{{local}}/Maildir", root.display());
+    let session = "LHLO mx.example\r\nMAIL FROM:<alice@example.net>\r\n\
+        RCPT TO:<bob@example.org>\r\nRCPT TO:<carol@example.org>\r\nDATA\r\n\
+        Subject: x\r\n\r\nhello\r\n.\r\nQUIT\r\n";
+    let r = run(
+        &[
+            &"lmtp",
+            &"--host",
+            &"testhost",
+            &"-c",
+            &"--maildir",
+            &maildirs,
+            &"--sieve-dovecot",
+            &"--quota",
+            &"10",
+        ],
+        session.as_bytes(),
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.ends_with(
+            "354 send the message; end it with a line holding only a dot\r\n\
+             452 4.2.2 mailbox full\r\n452 4.2.2 mailbox full\r\n221 2.0.0 bye\r\n"
+        ),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
+}

@@ -16,7 +16,7 @@ use std::time::Instant;
 use mdeliver_core::lmtp::commit;
 use mdeliver_core::lmtp::data::Decoder;
 use mdeliver_core::lmtp::link::{Link, Linked};
-use mdeliver_core::lmtp::reply::{failure_class, FailurePolicy, Fixed, Reply};
+use mdeliver_core::lmtp::reply::{self, failure_class, FailurePolicy, Fixed, Reply};
 use mdeliver_core::lmtp::session::{Action, Session};
 use mdeliver_core::lmtp::LINE_MAX;
 use mdeliver_core::mda::HEAD_MAX;
@@ -505,9 +505,9 @@ impl Server {
                 }
                 Reply::Fixed(Fixed::Delivered).to_string()
             }
-            // Its RFC 3463 status, in the class of its exit code: 5.x.x only when it bounces.
-            Some(s) if s.starts_with('5') => format!("550 {s}\r\n"),
-            Some(s) => format!("451 {s}\r\n"),
+            // Its RFC 3463 status (5.x.x only when it bounces), with the basic code the other
+            // recipients' failures get.
+            Some(s) => format!("{} {s}\r\n", reply::basic_of_line(&s).unwrap_or(451)),
             None => format!("451 4.3.0 <{}> the Sieve delivery failed\r\n", r.address),
         })
     }

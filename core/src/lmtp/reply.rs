@@ -151,14 +151,34 @@ pub enum Reply<'a> {
 /// The basic reply code for a delivery failure's status: 450/452/451 for transient, 550/552/554
 /// for permanent failures (RFC 5321 section 4.2.3, matched to the RFC 3463 subject).
 pub const fn basic_code(s: &Status<'_>) -> u16 {
-    match (s.class, s.subject, s.detail) {
+    basic(s.class, s.subject, s.detail)
+}
+
+/// [`basic_code`] for a status given as its three numbers (`class.subject.detail`).
+pub const fn basic(class: Class, subject: u16, detail: u16) -> u16 {
+    match (class, subject, detail) {
         (Class::Transient, 2, 2) | (Class::Transient, 3, 1) => 452,
         (Class::Transient, 2, _) => 450,
         (Class::Transient, _, _) => 451,
         (Class::Permanent, 2, 2) | (Class::Permanent, 3, 4) => 552,
-        (Class::Permanent, 1 | 2, _) => 550,
+        // Mailbox, address and policy (a Sieve `reject`: RFC 5429 2.1.2's 550 5.7.1).
+        (Class::Permanent, 1 | 2 | 7, _) => 550,
         (Class::Permanent, _, _) => 554,
     }
+}
+
+/// The basic reply code for a status line that begins with its enhanced code (`4.2.2 mailbox
+/// full`), as a one-shot delivery prints it; None when it does not begin with one.
+pub fn basic_of_line(line: &str) -> Option<u16> {
+    let code = line.split(' ').next()?;
+    let mut n = code.split('.').map(|p| p.parse::<u16>().ok());
+    let class = match n.next()?? {
+        4 => Class::Transient,
+        5 => Class::Permanent,
+        _ => return None,
+    };
+    let (subject, detail) = (n.next()??, n.next()??);
+    n.next().is_none().then_some(basic(class, subject, detail))
 }
 
 /// What changes how a recipient's failed delivery is answered: the one-shot path's options
@@ -233,6 +253,23 @@ mod tests {
     use super::*;
     use crate::report::rfc3463::{status, Failed};
     use std::string::ToString;
+
+    #[test]
+    fn a_status_line_gets_the_basic_code_of_its_enhanced_code() {
+        for (line, code) in [
+            ("4.2.2 mailbox full", Some(452)),
+            ("5.2.2 mailbox full", Some(552)),
+            ("4.3.5 the Sieve script does not compile", Some(451)),
+            ("5.7.1 rejected: no thanks", Some(550)),
+            ("5.6.0 bad message", Some(554)),
+            ("4.2", None),
+            ("2.0.0 delivered", None),
+            ("4.2.2.1 x", None),
+            ("mailbox full", None),
+        ] {
+            assert_eq!(basic_of_line(line), code, "{line}");
+        }
+    }
 
     #[test]
     fn delivery_failures_get_the_basic_code_their_class_and_subject_call_for() {
