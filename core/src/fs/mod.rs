@@ -133,6 +133,8 @@ pub enum Op<'a> {
         /// Directory.
         dir: Dir,
     },
+    /// Flush every file and directory at once ([`Fs::sync_all`]: an import's window).
+    SyncAll,
     /// Wait (djb's 2-second back-off; lock polling). Time passes; no filesystem effect.
     Sleep {
         /// Milliseconds.
@@ -655,6 +657,7 @@ where
             Err(e) => OpResult::Err(e),
         },
         Op::SyncDir { dir } => unit(fs.sync_dir(dir)),
+        Op::SyncAll => unit(fs.sync_all()),
         Op::Sleep { millis } => {
             env.sleep(millis);
             OpResult::Done

@@ -29,11 +29,12 @@
 
 use crate::env::Env;
 use crate::error::{Error, ErrorKind, Phase};
-use crate::fs::{Dir, Fs};
+use crate::fs::{Dir, Fs, Op, OpResult};
 use crate::machine::deliver::{
     deliver_until_sync, Delivered, Options, Outcome, Strategy, Unsynced, UntilSync,
 };
 use crate::machine::quota::{self, CheckOptions, Limits, Usage, Verdict, MAILDIRSIZE};
+use crate::machine::{run, Machine, Step};
 use crate::maildir::flags::Flags;
 use crate::mbox::{MboxError, MboxReader, Quoting, ReadError};
 use crate::message::{DateCapture, Scanned, StatusFilter, Transformed};
@@ -82,16 +83,98 @@ struct Quota {
 }
 
 impl Quota {
-    /// Appends `bytes count`, flushed ([`Fs::append`]). `Ok(false)`: `maildirsize` is gone
-    /// (removed since the check), so there is nothing to keep up to date any more.
-    fn append<F: Fs + ?Sized>(&self, fs: &mut F, bytes: i64, count: i64) -> Result<bool, Error> {
-        let line = quota::line(bytes, count);
-        match fs.append(self.base, MAILDIRSIZE, line.as_bytes(), true) {
-            Ok(()) => Ok(true),
-            Err(ErrorKind::NotFound) => Ok(false),
-            Err(k) => Err(Error::new(k, Phase::Check)),
+    /// Appends `bytes count`, flushed. `Ok(false)`: `maildirsize` is gone (removed since the
+    /// check), so there is nothing to keep up to date any more.
+    fn append<F: Fs + ?Sized, E: Env + ?Sized>(
+        &self,
+        fs: &mut F,
+        env: &mut E,
+        bytes: i64,
+        count: i64,
+    ) -> Result<bool, Error> {
+        let line = Some((self.base, quota::line(bytes, count)));
+        chores(fs, env, Chores { line, ..Chores::default() }).map(|done| !done.gone)
+    }
+}
+
+/// The import's own operations between its messages' deliveries, as one machine of the
+/// protocol (driven by [`run`]): a flushed `maildirsize` line ([`Op::Append`]), the window's
+/// one flush of the filesystem ([`Op::SyncAll`]), a batch's directory flushes
+/// ([`Op::SyncDir`]), in that order, each only where asked for. A failed line stops it (as
+/// `Phase::Check`; `NotFound` only notes that the file is gone), a failed flush of the
+/// filesystem only that each file is to be flushed by itself, a failed directory flush stops
+/// it (as `Phase::SyncDir`).
+#[derive(Default)]
+struct Chores {
+    line: Option<(Dir, heapless::String<48>)>,
+    sync_all: bool,
+    dirs: [Option<Dir>; 2],
+    /// The next chore to look at (0 the line, 1 the flush, 2 and 3 the directories).
+    at: usize,
+    done: Chored,
+    failed: Option<Error>,
+}
+
+/// What [`Chores`] did.
+#[derive(Copy, Clone, Default)]
+struct Chored {
+    /// `maildirsize` was not found.
+    gone: bool,
+    /// The filesystem was flushed at once.
+    flushed: bool,
+}
+
+impl Chores {
+    fn op(&self, at: usize) -> Option<Op<'_>> {
+        match at {
+            0 => self.line.as_ref().map(|(dir, l)| Op::Append {
+                dir: *dir,
+                name: MAILDIRSIZE,
+                data: l.as_bytes(),
+                sync: true,
+            }),
+            1 => self.sync_all.then_some(Op::SyncAll),
+            _ => self.dirs[at - 2].map(|dir| Op::SyncDir { dir }),
         }
     }
+
+    /// The next chore to perform, and its index.
+    fn next(&self) -> Option<(usize, Op<'_>)> {
+        let at = if self.failed.is_some() { 4 } else { self.at };
+        (at..4).find_map(|i| self.op(i).map(|op| (i, op)))
+    }
+}
+
+impl Machine for Chores {
+    type Output = Result<Chored, Error>;
+    fn poll(&self) -> Step<'_, Self::Output> {
+        match (self.next(), self.failed) {
+            (Some((_, op)), _) => Step::Op(op),
+            (None, Some(e)) => Step::Done(Err(e)),
+            (None, None) => Step::Done(Ok(self.done)),
+        }
+    }
+    fn feed<E: Env + ?Sized>(&mut self, result: OpResult, _: &[u8], _: &mut E) {
+        let Some((at, _)) = self.next() else { return };
+        self.at = at + 1;
+        match (at, result.err()) {
+            (_, None) => self.done.flushed |= at == 1,
+            (0, Some(ErrorKind::NotFound)) => self.done.gone = true,
+            (0, Some(k)) => self.failed = Some(Error::new(k, Phase::Check)),
+            (1, Some(_)) => {}
+            (_, Some(k)) => self.failed = Some(Error::new(k, Phase::SyncDir)),
+        }
+    }
+    fn observe(&mut self, _: &[u8]) {}
+}
+
+/// Runs `chores` on `fs`.
+fn chores<F: Fs + ?Sized, E: Env + ?Sized>(
+    fs: &mut F,
+    env: &mut E,
+    mut chores: Chores,
+) -> Result<Chored, Error> {
+    run(&mut chores, fs, env, &mut &b""[..], &mut [])
 }
 
 /// What the driver is told while an import runs (each method does nothing by default).
@@ -217,17 +300,14 @@ impl Batch {
 
     /// Flushes the batch's directories, then reports its messages as committed. On failure
     /// the batch stays as it was (a later commit tries again).
-    fn commit<F: Fs + ?Sized, V: ImportEvents + ?Sized>(
+    fn commit<F: Fs + ?Sized, E: Env + ?Sized, V: ImportEvents + ?Sized>(
         &mut self,
         fs: &mut F,
+        env: &mut E,
         events: &mut V,
     ) -> Result<u64, Error> {
-        for (dir, needed) in [(Dir::New, self.sync_new), (Dir::Cur, self.sync_cur)] {
-            if needed {
-                fs.sync_dir(dir)
-                    .map_err(|k| Error::new(k, Phase::SyncDir))?;
-            }
-        }
+        let dirs = [self.sync_new.then_some(Dir::New), self.sync_cur.then_some(Dir::Cur)];
+        chores(fs, env, Chores { dirs, ..Chores::default() })?;
         let n = self.count;
         if n > 0 {
             events.committed(n);
@@ -295,21 +375,26 @@ impl<F: Fs + ?Sized> Window<F> {
                 window = with;
                 fits += 1;
             }
-            if fits > 0 {
-                match q.append(fs, window.bytes as i64, window.count as i64) {
-                    Ok(true) => {}
-                    Ok(false) => *quota = None,
-                    Err(e) => {
-                        let first = self.waiting.front().map(|(m, _)| *m).unwrap_or_default();
-                        self.abandon(fs, env);
-                        return Err((e, first));
-                    }
-                }
-            }
         }
-        // One flush for all, where the filesystem can; if it cannot (or fails: then each
-        // file's own flush tells which messages are safe), each file is flushed by itself.
-        let flushed = fits > 1 && fs.sync_all().is_ok();
+        // The line, then one flush for all, where the filesystem can; if it cannot (or fails:
+        // then each file's own flush tells which messages are safe), each file is flushed by
+        // itself.
+        let line = quota.as_ref().filter(|_| fits > 0);
+        let line = line.map(|q| (q.base, quota::line(window.bytes as i64, window.count as i64)));
+        let sync_all = fits > 1;
+        let flushed = match chores(fs, env, Chores { line, sync_all, ..Chores::default() }) {
+            Ok(done) => {
+                if done.gone {
+                    *quota = None;
+                }
+                done.flushed
+            }
+            Err(e) => {
+                let first = self.waiting.front().map(|(m, _)| *m).unwrap_or_default();
+                self.abandon(fs, env);
+                return Err((e, first));
+            }
+        };
         let mut named = Usage::default();
         for _ in 0..fits {
             let Some((message, unsynced)) = self.waiting.pop_front() else {
@@ -329,7 +414,7 @@ impl<F: Fs + ?Sized> Window<F> {
                     if let Some(q) = quota.as_mut() {
                         // Best effort: what stays over-counts until the next recalculation.
                         let (b, c) = (window.bytes - named.bytes, window.count - named.count);
-                        let _ = q.append(fs, -(b as i64), -(c as i64));
+                        let _ = q.append(fs, env, -(b as i64), -(c as i64));
                         q.usage = q.usage.plus(named);
                     }
                     self.abandon(fs, env);
@@ -475,7 +560,7 @@ where
                 // line could not be written).
                 if let Some(q) = quota.as_mut() {
                     q.usage = q.usage.plus(Usage::message(d.size));
-                    let stopped = match q.append(fs, d.size as i64, 1) {
+                    let stopped = match q.append(fs, env, d.size as i64, 1) {
                         Ok(true) if q.limits.exceeded_by(q.usage.plus(Usage::message(1))) => {
                             Some(Error::new(ErrorKind::OverQuota, Phase::Check))
                         }
@@ -511,7 +596,7 @@ where
             },
         }
         if batch.count >= BATCH as u64 {
-            match batch.commit(fs, events) {
+            match batch.commit(fs, env, events) {
                 Ok(n) => delivered += n,
                 Err(error) => {
                     // If the flush below succeeds after all, the rest begins at the first
@@ -552,7 +637,7 @@ where
     // After a failed batch flush above this tries once more: what it flushes is delivered.
     let unflushed = batch.count;
     let batch_start = batch.start;
-    let flush = match batch.commit(fs, events) {
+    let flush = match batch.commit(fs, env, events) {
         Ok(n) => {
             delivered += n;
             None
