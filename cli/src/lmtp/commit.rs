@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use mdeliver_core::fs::Stat;
 use mdeliver_core::lmtp::commit::{self as plan, Flush, Need, Platform};
@@ -207,13 +208,40 @@ impl Pool {
 /// Flush workers: enough for a batch of every session's flushes at the default session cap.
 const WORKERS: usize = 32;
 
+/// The longest the committer holds a batch for the names requests the last batch makes
+/// certain ([`plan::followers`]): they come a link away, and without the wait each would
+/// find a batch just started without it and wait for that one to end first.
+const FOLLOW_WAIT: Duration = Duration::from_millis(1);
+
+/// Takes the next batch: every request waiting, and those still on their way of the
+/// `expect` names requests the last batch makes certain (for at most [`FOLLOW_WAIT`]).
+fn gather(rx: &mpsc::Receiver<Request>, first: Request, expect: usize) -> Vec<Request> {
+    let mut batch = vec![first];
+    let until = Instant::now() + FOLLOW_WAIT;
+    while batch.len() < BATCH_MAX {
+        let r = match rx.try_recv() {
+            Ok(r) => r,
+            Err(_) if batch.iter().filter(|r| r.what.need == Need::Names).count() >= expect => {
+                break
+            }
+            Err(_) => match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                Ok(r) => r,
+                Err(_) => break,
+            },
+        };
+        batch.push(r);
+    }
+    batch
+}
+
+/// Runs one batch and answers its requests; gives how many names requests it makes certain.
 fn run_batch(
     batch: Vec<Request>,
     stats: &Stats,
     pool: &Pool,
     platform: Platform,
     filesystems: &Mutex<HashMap<u64, Arc<OwnedFd>>>,
-) {
+) -> usize {
     let n = batch.len() as u64;
     stats.batches.fetch_add(1, Ordering::Relaxed);
     stats.requests.fetch_add(n, Ordering::Relaxed);
@@ -268,6 +296,7 @@ fn run_batch(
         };
         let _ = r.done.send(result);
     }
+    plan::followers(&what, &flushes, &ok)
 }
 
 impl Committer {
@@ -282,15 +311,10 @@ impl Committer {
             .name("group-commit".into())
             .spawn(move || {
                 let pool = Pool::start(WORKERS);
+                let mut expect = 0;
                 while let Ok(first) = rx.recv() {
-                    let mut batch = vec![first];
-                    while batch.len() < BATCH_MAX {
-                        match rx.try_recv() {
-                            Ok(r) => batch.push(r),
-                            Err(_) => break,
-                        }
-                    }
-                    run_batch(batch, &s, &pool, platform, &f);
+                    let batch = gather(&rx, first, expect);
+                    expect = run_batch(batch, &s, &pool, platform, &f);
                 }
             })
             .expect("cannot start the group-commit thread");

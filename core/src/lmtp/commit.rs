@@ -137,6 +137,16 @@ pub fn answered(batch: &[Request], flushes: &[Flush], ok: &[bool], i: usize) -> 
     any
 }
 
+/// How many requests are sure to follow the batch just run at once: the delivery of each
+/// answered [`Need::Data`] request links its file next and asks for [`Need::Names`]. The
+/// driver may hold the next batch briefly until that many names requests wait, so that they
+/// share one flush instead of each waiting for a batch that started a moment before them.
+pub fn followers(batch: &[Request], flushes: &[Flush], ok: &[bool]) -> usize {
+    (0..batch.len())
+        .filter(|&i| batch[i].need == Need::Data && answered(batch, flushes, ok, i))
+        .count()
+}
+
 /// How many replies may be sent now: `done[i]` says recipient `i` (in `RCPT` order) has its
 /// outcome, and `sent` replies are out already. Replies go in order, each as soon as it and
 /// all before it are known.
@@ -258,6 +268,25 @@ mod tests {
         ] {
             assert_eq!(syncfs_reports_errors(r), yes, "{r}");
         }
+    }
+
+    #[test]
+    fn each_answered_data_request_is_followed_by_its_names_request() {
+        let batch = [
+            req(Need::Data, 1, 7),
+            req(Need::Names, 1, 7),
+            req(Need::Data, 1, 8),
+            req(Need::Data, 2, 9),
+        ];
+        for p in [NEW, OLD] {
+            let flushes = planned(&batch, p);
+            assert_eq!(followers(&batch, &flushes, &vec![true; flushes.len()]), 3);
+            assert_eq!(followers(&batch, &flushes, &vec![false; flushes.len()]), 0);
+        }
+        // Per file: only the deliveries whose own data flush succeeded go on to link.
+        let flushes = planned(&batch, OLD);
+        let ok: Vec<bool> = flushes.iter().map(|f| *f != Flush::Data(2)).collect();
+        assert_eq!(followers(&batch, &flushes, &ok), 2);
     }
 
     #[test]
