@@ -93,7 +93,15 @@ impl Quota {
         count: i64,
     ) -> Result<bool, Error> {
         let line = Some((self.base, quota::line(bytes, count)));
-        chores(fs, env, Chores { line, ..Chores::default() }).map(|done| !done.gone)
+        chores(
+            fs,
+            env,
+            Chores {
+                line,
+                ..Chores::default()
+            },
+        )
+        .map(|done| !done.gone)
     }
 }
 
@@ -306,8 +314,18 @@ impl Batch {
         env: &mut E,
         events: &mut V,
     ) -> Result<u64, Error> {
-        let dirs = [self.sync_new.then_some(Dir::New), self.sync_cur.then_some(Dir::Cur)];
-        chores(fs, env, Chores { dirs, ..Chores::default() })?;
+        let dirs = [
+            self.sync_new.then_some(Dir::New),
+            self.sync_cur.then_some(Dir::Cur),
+        ];
+        chores(
+            fs,
+            env,
+            Chores {
+                dirs,
+                ..Chores::default()
+            },
+        )?;
         let n = self.count;
         if n > 0 {
             events.committed(n);
@@ -380,9 +398,22 @@ impl<F: Fs + ?Sized> Window<F> {
         // then each file's own flush tells which messages are safe), each file is flushed by
         // itself.
         let line = quota.as_ref().filter(|_| fits > 0);
-        let line = line.map(|q| (q.base, quota::line(window.bytes as i64, window.count as i64)));
+        let line = line.map(|q| {
+            (
+                q.base,
+                quota::line(window.bytes as i64, window.count as i64),
+            )
+        });
         let sync_all = fits > 1;
-        let flushed = match chores(fs, env, Chores { line, sync_all, ..Chores::default() }) {
+        let flushed = match chores(
+            fs,
+            env,
+            Chores {
+                line,
+                sync_all,
+                ..Chores::default()
+            },
+        ) {
             Ok(done) => {
                 if done.gone {
                     *quota = None;

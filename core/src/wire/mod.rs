@@ -318,6 +318,10 @@ pub fn encode_op(op: Op<'_>, buf: &mut [u8]) -> Result<usize, WireError> {
             w.u64(secs as u64)?;
         }
         Op::SyncAll => w.u8(23)?,
+        Op::Write { data } => {
+            w.u8(24)?;
+            w.bytes(data)?;
+        }
     }
     Ok(w.len)
 }
@@ -407,6 +411,7 @@ pub fn decode_op(buf: &[u8]) -> Result<Op<'_>, WireError> {
             secs: r.u64()? as i64,
         },
         23 => Op::SyncAll,
+        24 => Op::Write { data: r.bytes()? },
         _ => return Err(WireError),
     };
     Ok(op)
@@ -1494,6 +1499,7 @@ mod tests {
             (19, Op::CloseDir),
             (20, Op::SetMtime { secs: i64::MIN }),
             (23, Op::SyncAll),
+            (24, Op::Write { data: b"seen" }),
         ];
         let mut buf = [0u8; 600];
         for (code, op) in ops {

@@ -484,6 +484,7 @@ fn show_op(op: &Op<'_>) -> String {
         Op::Stat { dir, name } => format!("stat({})", path(dir, name)),
         Op::SyncDir { dir } => format!("fsync({}/)", dir.as_str()),
         Op::SyncAll => "syncfs".into(),
+        Op::Write { data } => format!("write({:?})", String::from_utf8_lossy(data)),
         Op::Sleep { millis } => format!("sleep({millis}ms)"),
         Op::WriteFile {
             dir, name, data, ..
