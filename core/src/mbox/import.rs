@@ -6,8 +6,10 @@
 //! named, the hook picks new/ or cur/ and the flags ([`merge`]) and asks the machine to set the
 //! file's modification time to its date ([`Delivery::set_mtime`]: an
 //! [`Op::SetMtime`](crate::fs::Op::SetMtime), best effort). Written messages wait in a window of
-//! [`WINDOW`]; then the window is flushed at once ([`Fs::sync_all`], else file by
-//! file) and each message named, in order.
+//! [`WINDOW`]; then the window is flushed at once ([`Op::SyncAll`], else file by
+//! file) and each message named, in order. Every filesystem operation is a machine's, through
+//! [`run`](crate::machine::run): each message's delivery, the quota check, and the window's
+//! and a batch's flushes and `maildirsize` lines ([`run_op`]).
 //! With [`Durability::DeferDirSync`] their directories are flushed once per batch of
 //! [`BATCH`]; a message counts as delivered only after its batch's directory flush
 //! ([`ImportEvents::committed`]). If a message of a window fails, the import stops there and
@@ -29,12 +31,12 @@
 
 use crate::env::Env;
 use crate::error::{Error, ErrorKind, Phase};
-use crate::fs::{Dir, Fs, Op, OpResult};
+use crate::fs::{Dir, Fs, Op};
 use crate::machine::deliver::{
     deliver_until_sync, Delivered, Options, Outcome, Strategy, Unsynced, UntilSync,
 };
 use crate::machine::quota::{self, CheckOptions, Limits, Usage, Verdict, MAILDIRSIZE};
-use crate::machine::{run, Machine, Step};
+use crate::machine::run_op;
 use crate::maildir::flags::Flags;
 use crate::mbox::{MboxError, MboxReader, Quoting, ReadError};
 use crate::message::{DateCapture, Scanned, StatusFilter, Transformed};
@@ -42,7 +44,7 @@ use crate::message::{DateCapture, Scanned, StatusFilter, Transformed};
 /// Messages delivered between two directory flushes.
 pub const BATCH: usize = 1024;
 
-/// Messages written before their files are flushed, together: one [`Fs::sync_all`] for the
+/// Messages written before their files are flushed, together: one [`Op::SyncAll`] for the
 /// window instead of one flush per message (on a journaling filesystem each flush is a journal
 /// commit or a disk cache flush). Each message is still flushed before it is named. A
 /// divisor of [`BATCH`].
@@ -83,106 +85,27 @@ struct Quota {
 }
 
 impl Quota {
-    /// Appends `bytes count`, flushed. `Ok(false)`: `maildirsize` is gone (removed since the
-    /// check), so there is nothing to keep up to date any more.
-    fn append<F: Fs + ?Sized, E: Env + ?Sized>(
-        &self,
-        fs: &mut F,
-        env: &mut E,
-        bytes: i64,
-        count: i64,
-    ) -> Result<bool, Error> {
-        let line = Some((self.base, quota::line(bytes, count)));
-        chores(
-            fs,
-            env,
-            Chores {
-                line,
-                ..Chores::default()
-            },
-        )
-        .map(|done| !done.gone)
-    }
-}
-
-/// The import's own operations between its messages' deliveries, as one machine of the
-/// protocol (driven by [`run`]): a flushed `maildirsize` line ([`Op::Append`]), the window's
-/// one flush of the filesystem ([`Op::SyncAll`]), a batch's directory flushes
-/// ([`Op::SyncDir`]), in that order, each only where asked for. A failed line stops it (as
-/// `Phase::Check`; `NotFound` only notes that the file is gone), a failed flush of the
-/// filesystem only that each file is to be flushed by itself, a failed directory flush stops
-/// it (as `Phase::SyncDir`).
-#[derive(Default)]
-struct Chores {
-    line: Option<(Dir, heapless::String<48>)>,
-    sync_all: bool,
-    dirs: [Option<Dir>; 2],
-    /// The next chore to look at (0 the line, 1 the flush, 2 and 3 the directories).
-    at: usize,
-    done: Chored,
-    failed: Option<Error>,
-}
-
-/// What [`Chores`] did.
-#[derive(Copy, Clone, Default)]
-struct Chored {
-    /// `maildirsize` was not found.
-    gone: bool,
-    /// The filesystem was flushed at once.
-    flushed: bool,
-}
-
-impl Chores {
-    fn op(&self, at: usize) -> Option<Op<'_>> {
-        match at {
-            0 => self.line.as_ref().map(|(dir, l)| Op::Append {
-                dir: *dir,
-                name: MAILDIRSIZE,
-                data: l.as_bytes(),
-                sync: true,
-            }),
-            1 => self.sync_all.then_some(Op::SyncAll),
-            _ => self.dirs[at - 2].map(|dir| Op::SyncDir { dir }),
+    /// Appends `bytes count`, flushed ([`Op::Append`]). `Ok(false)`: `maildirsize` is gone
+    /// (removed since the check), so there is nothing to keep up to date any more.
+    fn append<F, E>(&self, fs: &mut F, env: &mut E, bytes: i64, count: i64) -> Result<bool, Error>
+    where
+        F: Fs + ?Sized,
+        E: Env + ?Sized,
+    {
+        let (dir, line) = (self.base, quota::line(bytes, count));
+        let data = line.as_bytes();
+        let op = Op::Append {
+            dir,
+            name: MAILDIRSIZE,
+            data,
+            sync: true,
+        };
+        match run_op(fs, env, op) {
+            Ok(()) => Ok(true),
+            Err(ErrorKind::NotFound) => Ok(false),
+            Err(k) => Err(Error::new(k, Phase::Check)),
         }
     }
-
-    /// The next chore to perform, and its index.
-    fn next(&self) -> Option<(usize, Op<'_>)> {
-        let at = if self.failed.is_some() { 4 } else { self.at };
-        (at..4).find_map(|i| self.op(i).map(|op| (i, op)))
-    }
-}
-
-impl Machine for Chores {
-    type Output = Result<Chored, Error>;
-    fn poll(&self) -> Step<'_, Self::Output> {
-        match (self.next(), self.failed) {
-            (Some((_, op)), _) => Step::Op(op),
-            (None, Some(e)) => Step::Done(Err(e)),
-            (None, None) => Step::Done(Ok(self.done)),
-        }
-    }
-    fn feed<E: Env + ?Sized>(&mut self, result: OpResult, _: &[u8], _: &mut E) {
-        let Some((at, _)) = self.next() else { return };
-        self.at = at + 1;
-        match (at, result.err()) {
-            (_, None) => self.done.flushed |= at == 1,
-            (0, Some(ErrorKind::NotFound)) => self.done.gone = true,
-            (0, Some(k)) => self.failed = Some(Error::new(k, Phase::Check)),
-            (1, Some(_)) => {}
-            (_, Some(k)) => self.failed = Some(Error::new(k, Phase::SyncDir)),
-        }
-    }
-    fn observe(&mut self, _: &[u8]) {}
-}
-
-/// Runs `chores` on `fs`.
-fn chores<F: Fs + ?Sized, E: Env + ?Sized>(
-    fs: &mut F,
-    env: &mut E,
-    mut chores: Chores,
-) -> Result<Chored, Error> {
-    run(&mut chores, fs, env, &mut &b""[..], &mut [])
 }
 
 /// What the driver is told while an import runs (each method does nothing by default).
@@ -314,18 +237,11 @@ impl Batch {
         env: &mut E,
         events: &mut V,
     ) -> Result<u64, Error> {
-        let dirs = [
-            self.sync_new.then_some(Dir::New),
-            self.sync_cur.then_some(Dir::Cur),
-        ];
-        chores(
-            fs,
-            env,
-            Chores {
-                dirs,
-                ..Chores::default()
-            },
-        )?;
+        for (dir, needed) in [(Dir::New, self.sync_new), (Dir::Cur, self.sync_cur)] {
+            if needed {
+                run_op(fs, env, Op::SyncDir { dir }).map_err(|k| Error::new(k, Phase::SyncDir))?;
+            }
+        }
         let n = self.count;
         if n > 0 {
             events.committed(n);
@@ -393,39 +309,21 @@ impl<F: Fs + ?Sized> Window<F> {
                 window = with;
                 fits += 1;
             }
-        }
-        // The line, then one flush for all, where the filesystem can; if it cannot (or fails:
-        // then each file's own flush tells which messages are safe), each file is flushed by
-        // itself.
-        let line = quota.as_ref().filter(|_| fits > 0);
-        let line = line.map(|q| {
-            (
-                q.base,
-                quota::line(window.bytes as i64, window.count as i64),
-            )
-        });
-        let sync_all = fits > 1;
-        let flushed = match chores(
-            fs,
-            env,
-            Chores {
-                line,
-                sync_all,
-                ..Chores::default()
-            },
-        ) {
-            Ok(done) => {
-                if done.gone {
-                    *quota = None;
+            if fits > 0 {
+                match q.append(fs, env, window.bytes as i64, window.count as i64) {
+                    Ok(true) => {}
+                    Ok(false) => *quota = None,
+                    Err(e) => {
+                        let first = self.waiting.front().map(|(m, _)| *m).unwrap_or_default();
+                        self.abandon(fs, env);
+                        return Err((e, first));
+                    }
                 }
-                done.flushed
             }
-            Err(e) => {
-                let first = self.waiting.front().map(|(m, _)| *m).unwrap_or_default();
-                self.abandon(fs, env);
-                return Err((e, first));
-            }
-        };
+        }
+        // One flush for all, where the filesystem can; if it cannot (or fails: then each
+        // file's own flush tells which messages are safe), each file is flushed by itself.
+        let flushed = fits > 1 && run_op(fs, env, Op::SyncAll).is_ok();
         let mut named = Usage::default();
         for _ in 0..fits {
             let Some((message, unsynced)) = self.waiting.pop_front() else {
