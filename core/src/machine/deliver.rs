@@ -1185,6 +1185,7 @@ struct Leg<'m> {
 }
 
 /// Where a [`Leg`] paused.
+#[allow(clippy::large_enum_variant)] // Carried by value: there is no heap to box it in.
 enum Pause {
     Wrote(OpResult),
     AtSync,
