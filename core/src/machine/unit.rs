@@ -1259,6 +1259,167 @@ pub fn perform<P: Performer + ?Sized>(
 mod tests {
     use super::*;
 
+    /// Steps a [`Unit`] by hand on `fs`, answering each copy with `copy` and each send with
+    /// `send`; gives what it asked for and did, one line each, with names told by `label`.
+    fn trace(
+        fs: &mut crate::testkit::MemFs,
+        env: &mut crate::testkit::TestEnv,
+        decided: Plan,
+        send: Result<(), Error>,
+    ) -> (std::vec::Vec<std::string::String>, Performed) {
+        use crate::fs::{perform as op, Slots};
+        use std::format;
+        let unit = Key([9; 32]);
+        let names = [
+            (unit.entry_name(), "record"),
+            (redirect_key(&unit, 1).entry_name(), "marker 1"),
+            (redirect_key(&unit, 3).entry_name(), "marker 3"),
+            (seen_key(b"id").entry_name(), "seen id"),
+            (seen_key(b"sender").entry_name(), "seen sender"),
+        ];
+        let label = |n: &str| names.iter().find(|(k, _)| k == n).map_or("?", |l| l.1);
+        let mut m = Unit::new(&unit, decided, true, fs.capabilities());
+        let (mut slots, mut buf) = (Slots::default(), [0u8; RECORD_MAX + 1]);
+        let mut lines = std::vec::Vec::new();
+        loop {
+            let line = match m.poll() {
+                Step::Op(o) => {
+                    let line = match o {
+                        Op::Read { name, .. } => format!("read {}", label(name)),
+                        Op::WriteFile { name, .. } => format!("write_file {}", label(name)),
+                        Op::Stat { name, .. } => format!("stat {}", label(name)),
+                        Op::CreateTruncate { name, .. } => format!("create {}", label(name)),
+                        Op::Write { data } => format!("write {}", data.len()),
+                        Op::SetMtime { secs } => format!("set_mtime {secs}"),
+                        o => format!("{o:?}"),
+                    };
+                    let (r, n) = op(fs, env, &mut slots, o, &mut &b""[..], &mut buf);
+                    m.feed(r, &buf[..n], env);
+                    line
+                }
+                Step::Done(w) => {
+                    match w {
+                        Wants::Copy { .. } => m.copied(Ok(CopyDone::Stored)),
+                        Wants::Redirect(_) | Wants::Vacation(_) => m.sent(send),
+                        Wants::Finished | Wants::Failed(_) => {
+                            lines.push(format!("{w:?}"));
+                            return (lines, m.performed());
+                        }
+                    }
+                    format!("{w:?}")
+                        .split([' ', '('])
+                        .next()
+                        .unwrap()
+                        .to_lowercase()
+                }
+            };
+            lines.push(line);
+        }
+    }
+
+    fn acts() -> Plan {
+        let mut p = Plan::new();
+        p.copy(None, None, false).unwrap();
+        p.redirect(b"alice@example.org").unwrap();
+        p.track(b"id", 500).unwrap();
+        p.vacation(&Reply {
+            to: b"bob@example.org",
+            from: b"me@example.org",
+            subject: b"away",
+            reason: b"on leave",
+            mime: false,
+            in_reply_to: b"<1@x>",
+            key: b"sender",
+            until: 900,
+        })
+        .unwrap();
+        p
+    }
+
+    /// The unit is one machine: its record, markers and memory are its operations on the
+    /// root, in the order that makes it exactly-once; each copy and send is asked of its
+    /// driver, a marker is written only after the send was answered, and the memory waits for
+    /// every copy and redirect. The retry follows the record: the copy is asked again (the
+    /// index makes it a duplicate), the sent redirect and reply are not, the memory is
+    /// written again.
+    #[test]
+    fn a_unit_asks_its_driver_for_copies_and_sends_and_marks_them_after_the_answer() {
+        let (mut fs, mut env, _) = crate::testkit::setup();
+        let (lines, done) = trace(&mut fs, &mut env, acts(), Ok(()));
+        let remember = |id: &str, until: u32| {
+            [
+                std::format!("create seen {id}"),
+                "write 34".into(),
+                std::format!("set_mtime {until}"),
+                "SyncFile".into(),
+                "CloseFile".into(),
+                "SyncDir { dir: Root }".into(),
+            ]
+        };
+        let mut want: std::vec::Vec<std::string::String> = [
+            "read record",
+            "write_file record",
+            "SyncDir { dir: Root }",
+            "copy",
+            "stat marker 1",
+            "redirect",
+            "write_file marker 1",
+            "SyncDir { dir: Root }",
+        ]
+        .map(Into::into)
+        .to_vec();
+        want.extend(remember("id", 500));
+        want.extend(["stat marker 3", "vacation", "write_file marker 3"].map(Into::into));
+        want.push("SyncDir { dir: Root }".into());
+        want.extend(remember("sender", 900));
+        want.push("Finished".into());
+        assert_eq!(lines, want);
+        assert_eq!(done.begun, Begun::Fresh);
+        let sent = [Done::Copy(CopyDone::Stored), Done::Sent, Done::Remembered];
+        let sent: std::vec::Vec<_> = sent.into_iter().chain([Done::Replied]).map(Ok).collect();
+        assert_eq!(&done.results[..], &sent[..]);
+
+        let (lines, done) = trace(&mut fs, &mut env, Plan::new(), Ok(()));
+        let mut again: std::vec::Vec<std::string::String> =
+            ["read record", "copy", "stat marker 1"]
+                .map(Into::into)
+                .to_vec();
+        again.extend(remember("id", 500));
+        again.push("stat marker 3".into());
+        again.extend(remember("sender", 900));
+        again.push("Finished".into());
+        assert_eq!(lines, again);
+        assert_eq!((done.begun, done.plan), (Begun::Resumed, acts()));
+    }
+
+    /// A send that fails leaves no marker, and nothing is remembered nor replied: the retry
+    /// sends it again and then does the rest.
+    #[test]
+    fn a_failed_send_leaves_no_marker_and_the_memory_waits() {
+        let (mut fs, mut env, _) = crate::testkit::setup();
+        let failed = Error::new(ErrorKind::Io, Phase::Publish);
+        let (lines, done) = trace(&mut fs, &mut env, acts(), Err(failed));
+        let want = [
+            "read record",
+            "write_file record",
+            "SyncDir { dir: Root }",
+            "copy",
+            "stat marker 1",
+            "redirect",
+            "Finished",
+        ];
+        assert_eq!(lines, want);
+        let results = [Ok(Done::Copy(CopyDone::Stored)), Err(failed)];
+        let waiting = [Ok(Done::Waiting), Ok(Done::Waiting)];
+        assert_eq!(&done.results[..], &[results, waiting].concat()[..]);
+        let (lines, _) = trace(&mut fs, &mut env, Plan::new(), Ok(()));
+        assert_eq!(
+            lines[..4],
+            ["read record", "copy", "stat marker 1", "redirect"]
+        );
+        assert_eq!(lines[4], "write_file marker 1");
+    }
+
     fn plan() -> Plan {
         let mut p = Plan::new();
         p.copy(Some(b"Lists/rust"), Some(Flags::parse("FS").unwrap()), true)
