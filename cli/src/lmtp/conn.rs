@@ -1,6 +1,7 @@
 //! One client connection: standard input and output, a unix socket or a TCP socket. Reads
-//! wait in `poll` a second at a time, so an idle session notices the timeouts and (between
-//! commands) a shutdown without a signal having to interrupt it.
+//! wait a second at a time (a socket's receive timeout, else `poll`), so an idle session
+//! notices the timeouts and (between commands) a shutdown without a signal having to
+//! interrupt it.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -11,6 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
+
+/// The longest one wait for input lasts before the timeouts and the shutdown are looked at.
+const TICK: Duration = Duration::from_secs(1);
 
 /// A client connection.
 #[derive(Debug)]
@@ -32,13 +36,13 @@ impl Conn {
         }
     }
 
-    /// The writing half.
-    pub fn writer(&self) -> io::Result<Box<dyn Write + Send>> {
-        Ok(match self {
+    /// The writing half (the same socket: no second descriptor).
+    pub fn writer(&self) -> Box<dyn Write + '_> {
+        match self {
             Conn::Stdio(_) => Box::new(io::stdout()),
-            Conn::Unix(s) => Box::new(s.try_clone()?),
-            Conn::Tcp(s) => Box::new(s.try_clone()?),
-        })
+            Conn::Unix(s) => Box::new(s),
+            Conn::Tcp(s) => Box::new(s),
+        }
     }
 }
 
@@ -80,6 +84,12 @@ pub struct Reader<'a> {
 impl<'a> Reader<'a> {
     /// Reads `conn`, giving up after `idle` without input or at `end`.
     pub fn new(conn: &'a Conn, idle: Duration, end: Instant, shutdown: Arc<AtomicBool>) -> Self {
+        // A socket's reads wait at most a second by themselves: no `poll` before each.
+        let _ = match conn {
+            Conn::Unix(s) => s.set_read_timeout(Some(TICK)),
+            Conn::Tcp(s) => s.set_read_timeout(Some(TICK)),
+            Conn::Stdio(_) => Ok(()),
+        };
         Reader {
             conn,
             idle,
@@ -102,16 +112,18 @@ impl Read for Reader<'_> {
             if now.duration_since(start) >= self.idle || (self.watch_shutdown && now >= self.end) {
                 return fail(Stop::Timeout);
             }
-            let fd = self.conn.fd();
-            let mut fds = [PollFd::new(&fd, PollFlags::IN)];
-            let second = Timespec {
-                tv_sec: 1,
-                tv_nsec: 0,
-            };
-            match poll(&mut fds, Some(&second)) {
-                Ok(0) | Err(rustix::io::Errno::INTR) => continue,
-                Ok(_) => {}
-                Err(e) => return Err(e.into()),
+            if let Conn::Stdio(_) = self.conn {
+                let fd = self.conn.fd();
+                let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+                let second = Timespec {
+                    tv_sec: TICK.as_secs() as i64,
+                    tv_nsec: 0,
+                };
+                match poll(&mut fds, Some(&second)) {
+                    Ok(0) | Err(rustix::io::Errno::INTR) => continue,
+                    Ok(_) => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
             match rustix::io::read(self.conn.fd(), &mut *buf) {
                 Ok(n) => return Ok(n),

@@ -152,9 +152,7 @@ pub fn serve(srv: Server) -> ExitCode {
             let Ok(conn) = l.accept() else { continue };
             threads.retain(|t| !t.is_finished());
             if active.load(Ordering::Relaxed) >= srv.args.max_sessions {
-                if let Ok(mut w) = conn.writer() {
-                    let _ = write!(w, "{}", Reply::Fixed(Fixed::TooManySessions));
-                }
+                let _ = write!(conn.writer(), "{}", Reply::Fixed(Fixed::TooManySessions));
                 continue;
             }
             // Counted from here; given back when its session ends, even if no thread could

@@ -94,8 +94,7 @@ fn trim_eol(line: &[u8]) -> &[u8] {
 /// Serves one connection to its end.
 pub fn serve(conn: Conn, srv: &Server) {
     let end = Instant::now() + std::time::Duration::from_secs(srv.args.session_timeout);
-    let Ok(w) = conn.writer() else { return };
-    let mut out = BufWriter::with_capacity(16 * 1024, w);
+    let mut out = BufWriter::with_capacity(16 * 1024, conn.writer());
     let reader = Reader::new(&conn, srv.idle(), end, srv.shutdown.clone());
     let mut input = BufReader::with_capacity(BUF, reader);
     let mut session = Session::new(srv.args.max_size);
