@@ -2,7 +2,9 @@
 //! (each `fileinto` with its flags and `:create`, the `keep` into INBOX), every `redirect`,
 //! the `duplicate` ids to remember and the `vacation` reply,
 //! performed so that after a crash at any step the MTA's retry completes exactly the set the
-//! script decided, none lost, none doubled.
+//! script decided, none lost, none doubled. It is one machine, [`Unit`]: the record, markers
+//! and memory below are its operations on the root maildir; each copy and each message to
+//! send is its output ([`Wants`]), which the driver performs and answers ([`perform`]).
 //!
 //! # How
 //! - **The unit's key** ([`unit_key`]) is the sha256 of the message's bytes as the MTA handed
@@ -636,12 +638,9 @@ pub enum Begun {
     Resumed,
 }
 
-/// Opening a unit ([`begin`]) as a machine over the root maildir: it reads the unit's record
-/// if an earlier attempt left one (a retry), else writes the decided plan as the record
-/// ([`Op::WriteFile`]: unnamed and then linked where the filesystem has unnamed files and hard
-/// links, else by an exclusive create), flushed with its directory (`sync`), before anything
-/// is published. A record that does not verify (a crash between its create and its flush)
-/// is removed and written anew. Give it a buffer of more than [`RECORD_MAX`] bytes.
+/// Opening a unit ([`begin`]) as a machine: the record read, else written whole
+/// ([`Op::WriteFile`], unnamed then linked where the filesystem can) and flushed with its
+/// directory; a torn one removed first. Give it a buffer of more than [`RECORD_MAX`] bytes.
 pub struct Begin {
     name: heapless::String<48>,
     /// The decided plan, then the one to perform.
@@ -1007,7 +1006,7 @@ impl Unit {
             return;
         };
         let into = match self.entry(index) {
-            Some(Entry::Copy(c)) if c.mailbox.is_some() => Some(c.index),
+            Some(Entry::Copy(c)) => c.mailbox.and(Some(c.index)),
             _ => None,
         };
         match r {
@@ -1052,10 +1051,6 @@ impl Unit {
             plan: self.begin.plan,
             results: self.results,
         }
-    }
-
-    fn sync(&self) -> bool {
-        self.begin.sync
     }
 
     /// The current action ends with `r`: on to the next.
@@ -1170,7 +1165,7 @@ impl Machine for Unit {
     }
     fn feed<E: Env + ?Sized>(&mut self, result: OpResult, data: &[u8], env: &mut E) {
         let io = |e| Err(Error::new(e, Phase::Dedup));
-        let sync = self.sync();
+        let sync = self.begin.sync;
         match (self.work, result.err()) {
             (Work::Begin, _) => {
                 self.begin.feed(result, data, env);
