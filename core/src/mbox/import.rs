@@ -5,7 +5,7 @@
 //! (its `Date:`) into [`deliver_until_sync`]. Right after a message is written and before it is
 //! named, the hook picks new/ or cur/ and the flags ([`merge`]) and asks the machine to set the
 //! file's modification time to its date ([`Delivery::set_mtime`]: an
-//! [`Op::SetMtime`](crate::fs::Op::SetMtime), best effort). Written messages wait in a window of
+//! [`Op::SetMtime`], best effort). Written messages wait in a window of
 //! [`WINDOW`]; then the window is flushed at once ([`Op::SyncAll`], else file by
 //! file) and each message named, in order. Every filesystem operation is a machine's, through
 //! [`run`](crate::machine::run): each message's delivery, the quota check, and the window's
