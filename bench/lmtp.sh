@@ -16,6 +16,9 @@
 # MDELIVER=/path/to/mdeliver uses that binary instead of building the release one.
 # MDELIVER_LMTP_GROUP_COMMIT=per-file (exported) makes the server flush each file and directory
 # instead of one syncfs per batch, to compare the two.
+# ROWS='ext4:1:1 ext4:1:32' runs only those rows (FS:MAILBOXES:SESSIONS); LMTP_ONLY=1 runs only
+# the server's own column (no Dovecot, one-shot or per-file runs: "-") and skips the strace and
+# RSS sections.
 # Installs dovecot-lmtpd, postfix (for smtp-source) and strace with apt-get if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -163,39 +166,45 @@ printf '%s messages of 2,000 bytes per run, everything durable; %s CPUs; load %s
     "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf '| fs | mailboxes | sessions | Dovecot LMTP msg/s | mdeliver one-shot msg/s | mdeliver lmtp msg/s | lmtp / Dovecot | lmtp / one-shot | lmtp per-file flushes msg/s | avg batch (flush requests) | lmtp p50 / p99 end of DATA to last reply (ms) |\n'
 printf '|---|---|---|---|---|---|---|---|---|---|---|\n'
-for fs in ext4 tmpfs; do
+rows=${ROWS:-$(for fs in ext4 tmpfs; do for b in 1 1000; do for s in 1 8 32; do echo "$fs:$b:$s"; done; done; done)}
+for row in $rows; do
+    IFS=: read -r fs boxes s <<< "$row"
     w="$ext4/work"; [[ $fs == tmpfs ]] && w="$tmpfs/work"
     mkdir -p "$w"
-    for boxes in 1 1000; do
-        for s in 1 8 32; do
-            start_dovecot "$w"
-            [[ $boxes -gt 1 ]] && mailboxes "$w/dc-mail" mdbench
-            d=$(drive "$w/dovecot-lmtp" "$s" "$boxes")
-            [[ $(count "$w/dc-mail") -eq $n ]] || { echo "dovecot: expected $n messages, got $(count "$w/dc-mail")" >&2; exit 1; }
-            stop_dovecot
-            o=$(oneshot "$w/oneshot" "$s" "$boxes")
-            # The same server flushing each file and directory (the way before syncfs).
-            MDELIVER_LMTP_GROUP_COMMIT=per-file start_mdeliver "$w"
-            [[ $boxes -gt 1 ]] && mailboxes "$w/md-mail" root
-            p=$(drive "$w/md.sock" "$s" "$boxes")
-            stop_mdeliver
-            [[ $(count "$w/md-mail") -eq $n ]] || { echo "mdeliver lmtp per-file: expected $n messages" >&2; exit 1; }
-            start_mdeliver "$w"
-            [[ $boxes -gt 1 ]] && mailboxes "$w/md-mail" root
-            m=$(drive "$w/md.sock" "$s" "$boxes")
-            stop_mdeliver
-            [[ $(count "$w/md-mail") -eq $n ]] || { echo "mdeliver lmtp: expected $n messages" >&2; exit 1; }
-            batch=$(grep -o '[0-9.]* requests per batch' "$w/md.log" | cut -d' ' -f1)
-            lat=$(grep -o 'p50 [0-9.]* ms, p99 [0-9.]* ms' "$w/md.log" | awk '{ print $2 " / " $5 }')
-            printf '| %s | %d | %d | %.0f | %.0f | %.0f | %.2fx | %.2fx | %.0f | %s | %s |\n' "$fs" "$boxes" "$s" \
-                "$d" "$o" "$m" "$(echo "$m / $d" | bc -l)" "$(echo "$m / $o" | bc -l)" "$p" "$batch" "$lat"
-            grep 'group commit:' "$w/md.log" >> "$top/batches.log" || true
-            rm -rf "$w/oneshot" "$w/md-mail" "$w/dc-mail"
-        done
-    done
+    if [[ -z "${LMTP_ONLY:-}" ]]; then
+        start_dovecot "$w"
+        [[ $boxes -gt 1 ]] && mailboxes "$w/dc-mail" mdbench
+        d=$(drive "$w/dovecot-lmtp" "$s" "$boxes")
+        [[ $(count "$w/dc-mail") -eq $n ]] || { echo "dovecot: expected $n messages, got $(count "$w/dc-mail")" >&2; exit 1; }
+        stop_dovecot
+        o=$(oneshot "$w/oneshot" "$s" "$boxes")
+        # The same server flushing each file and directory (the way before syncfs).
+        MDELIVER_LMTP_GROUP_COMMIT=per-file start_mdeliver "$w"
+        [[ $boxes -gt 1 ]] && mailboxes "$w/md-mail" root
+        p=$(drive "$w/md.sock" "$s" "$boxes")
+        stop_mdeliver
+        [[ $(count "$w/md-mail") -eq $n ]] || { echo "mdeliver lmtp per-file: expected $n messages" >&2; exit 1; }
+    fi
+    start_mdeliver "$w"
+    [[ $boxes -gt 1 ]] && mailboxes "$w/md-mail" root
+    m=$(drive "$w/md.sock" "$s" "$boxes")
+    stop_mdeliver
+    [[ $(count "$w/md-mail") -eq $n ]] || { echo "mdeliver lmtp: expected $n messages" >&2; exit 1; }
+    batch=$(grep -o '[0-9.]* requests per batch' "$w/md.log" | cut -d' ' -f1)
+    lat=$(grep -o 'p50 [0-9.]* ms, p99 [0-9.]* ms' "$w/md.log" | awk '{ print $2 " / " $5 }')
+    if [[ -z "${LMTP_ONLY:-}" ]]; then
+        others=$(printf '%.0f | %.0f | %.0f | %.2fx | %.2fx | %.0f' "$d" "$o" "$m" \
+            "$(echo "$m / $d" | bc -l)" "$(echo "$m / $o" | bc -l)" "$p")
+    else
+        others=$(printf -- '- | - | %.0f | - | - | -' "$m")
+    fi
+    printf '| %s | %d | %d | %s | %s | %s |\n' "$fs" "$boxes" "$s" "$others" "$batch" "$lat"
+    grep 'group commit:' "$w/md.log" >> "$top/batches.log" || true
+    rm -rf "$w/oneshot" "$w/md-mail" "$w/dc-mail"
 done
 printf '\nGroup commit per run (same order as the rows):\n'
 sed 's/^/    /' "$top/batches.log"
+[[ -n "${LMTP_ONLY:-}" ]] && exit 0
 
 # Flushes and system calls per message: strace on the whole server (all processes), 8 sessions,
 # ext4; device flushes from /proc/diskstats (flush requests completed: the 16th statistic after

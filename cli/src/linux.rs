@@ -395,7 +395,7 @@ pub struct LinuxFs {
 
 /// An open message file.
 #[derive(Debug)]
-pub struct File(OwnedFd);
+pub struct File(pub(crate) OwnedFd);
 
 impl AsFd for File {
     fn as_fd(&self) -> BorrowedFd<'_> {

@@ -337,7 +337,6 @@ pub fn deliver(
     sieve: &SieveOptions,
 ) -> u8 {
     use mdeliver_driver::envelope::Settings;
-    use mdeliver_driver::status::Output;
 
     let usage = |message: &str| {
         let code = mdeliver_driver::args::usage_failed(args.strict_exit, false);
@@ -366,27 +365,73 @@ pub fn deliver(
         Ok(s) => s,
         Err(message) => return usage(&message),
     };
-    let mut out = Output::default();
+    let input = || {
+        let input = match &args.input {
+            None => crate::input::Input::stdin(),
+            Some(p) => crate::input::Input::open(p),
+        };
+        input.map_err(|kind| {
+            let path = args.input.as_deref();
+            let path = path.unwrap_or(Path::new(mdeliver_driver::run::STDIN));
+            mdeliver_driver::outcome::input_failed(args, path, kind)
+        })
+    };
+    let mut out = mdeliver_driver::status::Output::default();
+    let code = filter(a, args, mail, &settings, sieve, input, &|fs| fs, &mut out);
+    out.flush();
+    // No script (a user who has not written one, as Dovecot treats a missing personal
+    // script): the message is delivered unfiltered.
+    code.unwrap_or_else(|| mdeliver_driver::run::run(a, args, mail))
+}
+
+/// A maildir the unit's copies and record are written through: the Linux binary's own, or
+/// the LMTP server's, whose flushes join its group commit.
+pub trait OverLinux: mdeliver_core::Fs {
+    /// The maildir underneath (its strategy is chosen from it).
+    fn linux(&self) -> &crate::linux::LinuxFs;
+}
+
+impl OverLinux for crate::linux::LinuxFs {
+    fn linux(&self) -> &crate::linux::LinuxFs {
+        self
+    }
+}
+
+/// The delivery of one message through a Sieve script into `args.maildirs[0]`, for
+/// `mdeliver --sieve` and for a Sieve recipient of `mdeliver lmtp` alike: the script compiled,
+/// the message read from `input` (its `Err` is the exit code of a message that cannot be
+/// read), the script run, and its decision performed as one exactly-once unit through maildirs
+/// made by `wrap`. Everything it reports goes into `out`; gives the exit code, or `None` when
+/// the script does not exist (the caller delivers without it).
+#[allow(clippy::too_many_arguments)]
+pub fn filter<F: OverLinux>(
+    a: &mut crate::adapter::Linux,
+    args: &mdeliver_driver::args::Args,
+    mail: &mdeliver_driver::mail_args::MailArgs,
+    settings: &mdeliver_driver::envelope::Settings,
+    sieve: &SieveOptions,
+    input: impl FnOnce() -> Result<crate::input::Input, u8>,
+    wrap: &dyn Fn(crate::linux::LinuxFs) -> F,
+    out: &mut mdeliver_driver::status::Output,
+) -> Option<u8> {
     // The script: an administrator's file; any problem with it defers the mail.
     let src = match std::fs::read(&sieve.script) {
         Ok(s) => s,
-        // No script (a user who has not written one, as Dovecot treats a missing personal
-        // script): the message is delivered unfiltered.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if args.verbose >= 2 {
-                eprintln!(
+                out.err(format!(
                     "mdeliver: {}: no such Sieve script; delivering without one",
                     sieve.script.display()
-                );
+                ));
             }
-            return mdeliver_driver::run::run(a, args, mail);
+            return None;
         }
         Err(e) => {
             let what = format!(
                 "cannot read the Sieve script {}: {e}",
                 sieve.script.display()
             );
-            return script_failed(a, out, &args.maildirs[0], &what);
+            return Some(script_failed(a, out, &args.maildirs[0], &what));
         }
     };
     let limits = Limits::default();
@@ -395,27 +440,20 @@ pub fn deliver(
         Ok(s) => s,
         Err(e) => {
             let what = format!("the Sieve script {}:{e}", sieve.script.display());
-            return script_failed(a, out, &args.maildirs[0], &what);
+            return Some(script_failed(a, out, &args.maildirs[0], &what));
         }
     };
-    let input = match &args.input {
-        None => a_stdin(),
-        Some(p) => crate::input::Input::open(p),
-    };
-    let input = match input {
+    let input = match input() {
         Ok(i) => i,
-        Err(kind) => {
-            let path = args.input.as_deref();
-            let path = path.unwrap_or(Path::new(mdeliver_driver::run::STDIN));
-            return mdeliver_driver::outcome::input_failed(args, path, kind);
-        }
+        Err(code) => return Some(code),
     };
     let body_max = if script.extensions.has(Extensions::BODY) {
         BODY_MAX
     } else {
         0
     };
-    let mut message = match Spooled::new(input, body_max) {
+    let (mut header, mut body) = (vec![0u8; HEADER_MAX], vec![0u8; body_max]);
+    let mut message = match Spooled::new(input, &mut header, &mut body) {
         Ok(m) => m,
         Err(e) => {
             let failure = mdeliver_driver::report::Failure::Deliver(mdeliver_core::Error::new(
@@ -423,10 +461,14 @@ pub fn deliver(
                 mdeliver_core::Phase::Read,
             ));
             let maildir = &args.maildirs[0];
-            let code =
-                mdeliver_driver::outcome::failed(&mut out, args, &settings, maildir, &failure, &[]);
-            out.flush();
-            return code;
+            return Some(mdeliver_driver::outcome::failed(
+                out,
+                args,
+                settings,
+                maildir,
+                &failure,
+                &[],
+            ));
         }
     };
     let msg = Message {
@@ -449,7 +491,7 @@ pub fn deliver(
     // opened before the run for a script that asks, and the unit then uses it.
     let remembers =
         script.extensions.has(Extensions::DUPLICATE) || script.extensions.has(Extensions::VACATION);
-    let mut root = remembers.then(|| open_root(a, args));
+    let mut root = remembers.then(|| open_root(a, args).map(wrap));
     {
         let seen = root
             .as_mut()
@@ -480,13 +522,13 @@ pub fn deliver(
     }
     let plan = match decision {
         mdeliver_core::mda::sieve::Decision::Reject { reason, extended } => {
-            return rejected(out, args, reason, extended);
+            return Some(rejected(out, args, reason, extended));
         }
         mdeliver_core::mda::sieve::Decision::Perform(p) => p,
     };
     let unit = message.unit;
-    let root = root.unwrap_or_else(|| open_root(a, args));
-    let mut p = Performer::new(a, args, mail, &settings, sieve, &mut message, &mut out);
+    let root = root.unwrap_or_else(|| open_root(a, args).map(wrap));
+    let mut p = Performer::new(a, args, mail, settings, sieve, &mut message, out, wrap);
     let code = match p.root_fs(root) {
         Err(code) => code,
         Ok(()) => match mdeliver_core::machine::unit::perform(&mut p, &unit, plan) {
@@ -499,9 +541,8 @@ pub fn deliver(
         },
     };
     let events = std::mem::take(&mut p.events);
-    out.flush();
     log(a, Some(message.reader.header()), &events);
-    code
+    Some(code)
 }
 
 /// Writes the mail log's lines of a `--sieve` delivery (one per copy stored or failed, as a
@@ -522,15 +563,11 @@ fn log(a: &mut crate::adapter::Linux, header: Option<&[u8]>, events: &[Event]) {
     a.log(&lines);
 }
 
-fn a_stdin() -> Result<crate::input::Input, mdeliver_core::ErrorKind> {
-    crate::input::Input::stdin()
-}
-
 /// A script that cannot be read or compiled: the administrator's mistake, deferred (75) with
 /// a 4.3.5 status line naming it, and logged (before the message is read: `msgid=none`).
 fn script_failed(
     a: &mut crate::adapter::Linux,
-    mut out: mdeliver_driver::status::Output,
+    out: &mut mdeliver_driver::status::Output,
     maildir: &Path,
     what: &str,
 ) -> u8 {
@@ -544,7 +581,6 @@ fn script_failed(
     out.err(format!(
         "mdeliver: {what} (the mail is deferred until it is fixed)"
     ));
-    out.flush();
     let event = Event::Failed(maildir.to_owned(), what.to_owned(), Some(line), code);
     log(a, None, &[event]);
     code
@@ -553,7 +589,7 @@ fn script_failed(
 /// A `reject`: the script's decision to refuse the message, answered with 5.7.1 and its
 /// reason; 77 (`EX_NOPERM`) with `--strict-exit`, else 65 (`EX_DATAERR`), which MTAs bounce.
 fn rejected(
-    mut out: mdeliver_driver::status::Output,
+    out: &mut mdeliver_driver::status::Output,
     args: &mdeliver_driver::args::Args,
     reason: &[u8],
     extended: bool,
@@ -578,7 +614,6 @@ fn rejected(
     out.err(format!(
         "mdeliver: the Sieve script refused the message ({what}): {reason}"
     ));
-    out.flush();
     code
 }
 
@@ -594,21 +629,22 @@ fn open_root(
 
 /// The message, readable again from its start as often as needed (a pipe is copied into an
 /// anonymous memory file first), with its header block, size and sha256.
-struct Spooled {
+struct Spooled<'m> {
     input: crate::input::Input,
-    reader: MessageReader<'static>,
+    reader: MessageReader<'m>,
     unit: mdeliver_core::machine::dedup::Key,
 }
 
-impl Spooled {
+impl<'m> Spooled<'m> {
+    /// Reads `input` whole, keeping its header block in `header` and the start of its body
+    /// in `body`.
     fn new(
         mut input: crate::input::Input,
-        body_max: usize,
-    ) -> Result<Spooled, mdeliver_core::ErrorKind> {
+        header: &'m mut [u8],
+        body: &'m mut [u8],
+    ) -> Result<Spooled<'m>, mdeliver_core::ErrorKind> {
         use mdeliver_driver::run::Message as _;
         use std::io::Write;
-        let header: &'static mut [u8] = vec![0u8; HEADER_MAX].leak();
-        let body: &'static mut [u8] = vec![0u8; body_max].leak();
         let mut reader = MessageReader::with_body(header, body);
         let mut hash = mdeliver_core::machine::unit::UnitKeyer::new();
         let mut buf = vec![0u8; 64 * 1024];
@@ -648,31 +684,35 @@ impl Spooled {
 /// The unit's driver on Linux: the root maildir for the record, each copy through the
 /// adapter (folder resolved, created with `:create` or `-c`, subscribed), each redirect
 /// through sendmail.
-struct Performer<'a> {
+struct Performer<'a, 'm, F> {
     a: &'a mut crate::adapter::Linux,
     args: &'a mdeliver_driver::args::Args,
     mail: &'a mdeliver_driver::mail_args::MailArgs,
     settings: &'a mdeliver_driver::envelope::Settings,
     sieve: &'a SieveOptions,
-    message: &'a mut Spooled,
+    message: &'a mut Spooled<'m>,
     out: &'a mut mdeliver_driver::status::Output,
-    root: Option<crate::linux::LinuxFs>,
+    root: Option<F>,
+    /// Makes the maildir each copy is written through.
+    wrap: &'a dyn Fn(crate::linux::LinuxFs) -> F,
     buf: Vec<u8>,
     code: u8,
     /// The mail log's events, one per copy stored or failed.
     events: Vec<Event>,
 }
 
-impl<'a> Performer<'a> {
+impl<'a, 'm, F: OverLinux> Performer<'a, 'm, F> {
+    #[allow(clippy::too_many_arguments)]
     fn new(
         a: &'a mut crate::adapter::Linux,
         args: &'a mdeliver_driver::args::Args,
         mail: &'a mdeliver_driver::mail_args::MailArgs,
         settings: &'a mdeliver_driver::envelope::Settings,
         sieve: &'a SieveOptions,
-        message: &'a mut Spooled,
+        message: &'a mut Spooled<'m>,
         out: &'a mut mdeliver_driver::status::Output,
-    ) -> Performer<'a> {
+        wrap: &'a dyn Fn(crate::linux::LinuxFs) -> F,
+    ) -> Performer<'a, 'm, F> {
         Performer {
             a,
             args,
@@ -682,6 +722,7 @@ impl<'a> Performer<'a> {
             message,
             out,
             root: None,
+            wrap,
             buf: vec![0u8; 64 * 1024],
             code: exit::OK,
             events: Vec::new(),
@@ -695,7 +736,7 @@ impl<'a> Performer<'a> {
     /// Takes the root maildir [`open_root`] opened; on failure, reports and gives the code.
     fn root_fs(
         &mut self,
-        opened: Result<crate::linux::LinuxFs, (mdeliver_core::ErrorKind, mdeliver_core::fs::Dir)>,
+        opened: Result<F, (mdeliver_core::ErrorKind, mdeliver_core::fs::Dir)>,
     ) -> Result<(), u8> {
         let maildir = self.maildir();
         match opened {
@@ -772,10 +813,10 @@ impl<'a> Performer<'a> {
     }
 }
 
-impl mdeliver_core::machine::unit::Performer for Performer<'_> {
-    type Fs = crate::linux::LinuxFs;
+impl<F: OverLinux> mdeliver_core::machine::unit::Performer for Performer<'_, '_, F> {
+    type Fs = F;
 
-    fn root(&mut self) -> &mut crate::linux::LinuxFs {
+    fn root(&mut self) -> &mut F {
         self.root
             .as_mut()
             .expect("the root maildir is opened before the unit")
@@ -834,8 +875,10 @@ impl mdeliver_core::machine::unit::Performer for Performer<'_> {
             Some(root) if !in_folder => Ok(root),
             root => {
                 self.root = root;
-                self.a
-                    .open(&path, self.args.create && !in_folder, false, in_folder)
+                let open = self
+                    .a
+                    .open(&path, self.args.create && !in_folder, false, in_folder);
+                open.map(self.wrap)
             }
         };
         let fs = match opened {
@@ -851,7 +894,7 @@ impl mdeliver_core::machine::unit::Performer for Performer<'_> {
             Err((kind, _)) => return Err(self.fail(&path, Error::new(kind, Phase::Open))),
         };
         let (mut opts, _) = self.a.strategy(
-            &fs,
+            fs.linux(),
             self.mail.delivery(
                 self.args.no_fsync,
                 mdeliver_core::machine::deliver::Durability::Full,
@@ -941,7 +984,7 @@ impl mdeliver_core::machine::unit::Performer for Performer<'_> {
     }
 }
 
-impl Performer<'_> {
+impl<F: OverLinux> Performer<'_, '_, F> {
     /// Runs `sendmail -i -f FROM -- TO` with `body` (None: the message as received) on its
     /// standard input; an error when it cannot run, stops reading or fails.
     fn send(
@@ -982,6 +1025,8 @@ impl Performer<'_> {
             .arg("--")
             .arg(to)
             .stdin(std::process::Stdio::piped())
+            // Its output is a diagnostic (and standard output may be an LMTP connection).
+            .stdout(std::io::stderr())
             .spawn();
         let mut child = match child {
             Ok(c) => c,

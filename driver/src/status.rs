@@ -83,6 +83,12 @@ impl Output {
         }
     }
 
+    /// The status line and the lines (each: whether it is for standard error), for a caller
+    /// that reports them itself (the LMTP server answers with the status line).
+    pub fn into_parts(self) -> (Option<String>, Vec<(bool, String)>) {
+        (self.status.map(|(_, s)| s), self.lines)
+    }
+
     /// Writes everything: the status line first (standard error), then the lines in order.
     pub fn flush(self) {
         let mut out = std::io::stdout().lock();

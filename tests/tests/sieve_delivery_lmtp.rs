@@ -140,3 +140,156 @@ fn the_dovecot_convention_reads_the_script_beside_the_maildir() {
     assert_eq!(stored(&md("bob")), [(".Lists".into(), "new".into())]);
     assert_eq!(stored(&md("erin")), [(String::new(), "new".into())]);
 }
+
+/// The number after `label` in the server's `group commit:` summary line.
+fn counter(stderr: &str, label: &str) -> u64 {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("group commit:"))
+        .unwrap_or_else(|| panic!("no group commit summary in {stderr}"));
+    let at = line
+        .find(label)
+        .unwrap_or_else(|| panic!("{label}: {line}"));
+    let number = line[..at].trim_end().rsplit(' ').next().unwrap();
+    number.parse().unwrap_or_else(|_| panic!("{label}: {line}"))
+}
+
+/// Sieve recipients are delivered inside the server: it executes no program (no child
+/// `mdeliver --sieve`, traced with `strace -f`), and their copies' flushes are requests to
+/// the server's one group commit (two each: the file's data, then its name), where the
+/// flushes of concurrent deliveries are shared.
+#[test]
+fn sieve_recipients_are_delivered_in_the_server_through_its_group_commit() {
+    if std::process::Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: strace is not installed (scripts/test-all.sh installs it)");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    for u in ["bob", "carol"] {
+        std::fs::create_dir_all(root.join(u)).unwrap();
+    }
+    std::fs::write(
+        root.join("bob/.dovecot.sieve"),
+        "require [\"fileinto\", \"mailbox\"]; fileinto :create \"Lists\";",
+    )
+    .unwrap();
+    std::fs::write(root.join("carol/.dovecot.sieve"), "keep;").unwrap();
+    let session = "LHLO mx.example\r\nMAIL FROM:<alice@example.net>\r\n\
+        RCPT TO:<bob@example.org>\r\nRCPT TO:<carol@example.org>\r\nDATA\r\n\
+        Subject: lists\r\n\r\nhello\r\n.\r\nQUIT\r\n";
+    let trace = root.join("strace.txt");
+    let maildirs = format!("{}/{{local}}/Maildir", root.display());
+    let mut child = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=execve,execveat", "-o"])
+        .arg(&trace)
+        .arg(cli_support::bin())
+        .args(["lmtp", "-v", "--host", "testhost", "-c", "--sieve-dovecot"])
+        .args(["--maildir", &maildirs, "--spool"])
+        .arg(root)
+        .env_remove("MDELIVER_DISABLE")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), session.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.ends_with("250 2.0.0 delivered\r\n250 2.0.0 delivered\r\n221 2.0.0 bye\r\n"),
+        "{stdout}{stderr}"
+    );
+    let md = |u: &str| root.join(u).join("Maildir");
+    assert_eq!(stored(&md("bob")), [(".Lists".into(), "new".into())]);
+    assert_eq!(stored(&md("carol")), [(String::new(), "new".into())]);
+    let traced = std::fs::read_to_string(&trace).unwrap();
+    let execs: Vec<&str> = traced.lines().filter(|l| l.contains("execve")).collect();
+    assert_eq!(
+        execs.len(),
+        1,
+        "only strace's start of the server: {traced}"
+    );
+    assert!(counter(&stderr, "flush requests") >= 4, "{stderr}");
+}
+
+/// A redirect goes through `--sendmail` from inside the server, with the envelope sender and
+/// the message as received; what sendmail prints on its standard output never reaches the
+/// LMTP client (on standard output here); a sendmail that fails defers that recipient alone.
+#[test]
+fn a_redirect_goes_through_sendmail_and_its_output_stays_off_the_connection() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    for (u, to) in [("bob", "dave"), ("carol", "down")] {
+        std::fs::create_dir_all(root.join(u)).unwrap();
+        let script = format!("require \"copy\"; redirect :copy \"{to}@example.net\";");
+        std::fs::write(root.join(u).join(".dovecot.sieve"), script).unwrap();
+    }
+    let sendmail = root.join("sendmail");
+    let d = root.display();
+    std::fs::write(
+        &sendmail,
+        format!(
+            "#!/bin/sh\necho 'sendmail chatter'\n\
+             [ \"$5\" = down@example.net ] && exit 75\n\
+             printf '%s\\n' \"$@\" > {d}/sent.argv\ncat > {d}/sent.stdin\n"
+        ),
+    )
+    .unwrap();
+    let mut perm = std::fs::metadata(&sendmail).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(&sendmail, perm).unwrap();
+    let maildirs = format!("{}/{{local}}/Maildir", root.display());
+    let session = "LHLO mx.example\r\nMAIL FROM:<alice@example.net>\r\n\
+        RCPT TO:<bob@example.org>\r\nRCPT TO:<carol@example.org>\r\nDATA\r\n\
+        Subject: lists\r\n\r\nhello\r\n.\r\nQUIT\r\n";
+    let r = run(
+        &[
+            &"lmtp",
+            &"--host",
+            &"testhost",
+            &"-c",
+            &"--maildir",
+            &maildirs,
+            &"--sieve-dovecot",
+            &"--sendmail",
+            &sendmail,
+        ],
+        session.as_bytes(),
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let want = format!(
+        "{GREETING}{LHLO}250 SIZE\r\n250 2.1.0 sender ok\r\n250 2.1.5 recipient ok\r\n\
+         250 2.1.5 recipient ok\r\n354 send the message; end it with a line holding only a dot\r\n\
+         250 2.0.0 delivered\r\n"
+    );
+    assert!(r.stdout.starts_with(&want), "{}{}", r.stdout, r.stderr);
+    let carol = r.stdout[want.len()..]
+        .strip_suffix("221 2.0.0 bye\r\n")
+        .unwrap();
+    assert_eq!(
+        carol, "451 4.3.0 mail system error: input/output error\r\n",
+        "{}",
+        r.stderr
+    );
+    assert!(r
+        .stderr
+        .contains("<carol@example.org>: mdeliver: redirect to down@example.net: "));
+    let argv = std::fs::read_to_string(root.join("sent.argv")).unwrap();
+    assert_eq!(argv, "-i\n-f\nalice@example.net\n--\ndave@example.net\n");
+    let sent = std::fs::read_to_string(root.join("sent.stdin")).unwrap();
+    assert!(sent.ends_with("Subject: lists\n\nhello\n"), "{sent}");
+    assert_eq!(
+        stored(&root.join("bob/Maildir")),
+        [(String::new(), "new".into())]
+    );
+}

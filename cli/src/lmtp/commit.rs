@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use mdeliver_core::fs::Stat;
 use mdeliver_core::lmtp::commit::{self as plan, Flush, Need, Platform};
+use mdeliver_core::lmtp::link::Digest32;
 use mdeliver_core::{Capabilities, Dir, ErrorKind, Fs};
 
 use crate::linux::{error_kind, Call, File, LinuxFs};
@@ -371,53 +372,33 @@ pub struct GroupFs {
     dev: u64,
     /// Each directory's inode, looked up when first flushed (root, tmp, new, cur, top).
     dirs: [Option<u64>; 5],
-    /// The copy this delivery may be a hard link to.
-    link: Option<Link>,
 }
 
 /// A stored message whose identical copies for other recipients can be hard links to it, as
-/// Dovecot stores them: taken once its delivery succeeded, so its data is durable.
+/// Dovecot stores them ([`mdeliver_core::lmtp::link`]): taken once its delivery succeeded, so
+/// its data is durable.
 pub struct Source {
-    fd: OwnedFd,
-    dev: u64,
-    len: u64,
+    /// The file.
+    pub file: File,
+    /// Its filesystem: only a maildir there can link to it.
+    pub dev: u64,
+    /// Its bytes.
+    pub digest: Digest32,
 }
 
 impl Source {
-    /// The file `dir/name` (`len` bytes) just delivered into the maildir of `fs`.
-    pub fn open(fs: &GroupFs, dir: Dir, name: &str, len: u64) -> Option<Source> {
+    /// The file `dir/name` (holding `digest`) just delivered into the maildir of `fs`.
+    pub fn open(fs: &GroupFs, dir: Dir, name: &str, digest: Digest32) -> Option<Source> {
         let flags =
             rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC;
         let fd =
             rustix::fs::openat(fs.inner.dirfd(dir), name, flags, rustix::fs::Mode::empty()).ok()?;
         Some(Source {
-            fd,
+            file: File(fd),
             dev: fs.dev,
-            len,
+            digest,
         })
     }
-}
-
-/// A delivery that becomes a hard link to [`Source`] while every byte it writes equals the
-/// source's, and falls back to writing its own file at the first difference.
-struct Link {
-    source: Arc<Source>,
-    /// Bytes written so far, all equal to the source's.
-    matched: u64,
-}
-
-/// Reads `source[at..at + buf.len()]` whole, or fails.
-fn read_at(source: &OwnedFd, buf: &mut [u8], at: u64) -> Result<(), ErrorKind> {
-    let mut done = 0;
-    while done < buf.len() {
-        match rustix::io::pread(source, &mut buf[done..], at + done as u64) {
-            Ok(0) => return Err(ErrorKind::Io),
-            Ok(n) => done += n,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(error_kind(e, Call::Other)),
-        }
-    }
-    Ok(())
 }
 
 impl GroupFs {
@@ -437,41 +418,12 @@ impl GroupFs {
             committer,
             dev,
             dirs,
-            link: None,
         }
     }
 
-    /// Stores this delivery as a hard link to `source` if its bytes turn out identical and
-    /// the source is on this maildir's filesystem.
-    pub fn linking(mut self, source: Arc<Source>) -> GroupFs {
-        if source.dev == self.dev {
-            self.link = Some(Link { source, matched: 0 });
-        }
-        self
-    }
-
-    /// Gives up linking: the bytes matched so far go into `file`, which this delivery then
-    /// writes and flushes as its own.
-    fn unlink_source(&mut self, file: &File) -> Result<(), ErrorKind> {
-        let Some(link) = self.link.take() else {
-            return Ok(());
-        };
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut at = 0;
-        while at < link.matched {
-            let n = buf.len().min((link.matched - at) as usize);
-            read_at(&link.source.fd, &mut buf[..n], at)?;
-            let mut done = 0;
-            while done < n {
-                match rustix::io::write(file, &buf[done..n]) {
-                    Ok(w) => done += w,
-                    Err(rustix::io::Errno::INTR) => {}
-                    Err(e) => return Err(error_kind(e, Call::Other)),
-                }
-            }
-            at += n as u64;
-        }
-        Ok(())
+    /// The filesystem holding the maildir.
+    pub fn dev(&self) -> u64 {
+        self.dev
     }
 
     fn dir_ino(&mut self, dir: Dir) -> Result<u64, ErrorKind> {
@@ -496,6 +448,12 @@ impl GroupFs {
     }
 }
 
+impl crate::sieve::OverLinux for GroupFs {
+    fn linux(&self) -> &LinuxFs {
+        &self.inner
+    }
+}
+
 fn dup(fd: impl AsFd) -> Result<OwnedFd, ErrorKind> {
     fd.as_fd().try_clone_to_owned().map_err(|_| ErrorKind::Io)
 }
@@ -517,25 +475,9 @@ impl Fs for GroupFs {
         self.inner.file_id(file)
     }
     fn write(&mut self, file: &mut File, buf: &[u8]) -> Result<usize, ErrorKind> {
-        if let Some(link) = &mut self.link {
-            let mut theirs = vec![0u8; buf.len()];
-            let fits = link.matched + buf.len() as u64 <= link.source.len;
-            if fits && read_at(&link.source.fd, &mut theirs, link.matched).is_ok() && theirs == buf
-            {
-                link.matched += buf.len() as u64;
-                return Ok(buf.len());
-            }
-            self.unlink_source(file)?;
-        }
         self.inner.write(file, buf)
     }
     fn sync_file(&mut self, file: &mut File) -> Result<(), ErrorKind> {
-        match &self.link {
-            // Identical to the source, whose data was flushed before its recipient's reply.
-            Some(link) if link.matched == link.source.len => return Ok(()),
-            Some(_) => self.unlink_source(file)?,
-            None => {}
-        }
         let what = plan::Request {
             need: Need::Data,
             fs: self.dev,
@@ -547,35 +489,6 @@ impl Fs for GroupFs {
         self.inner.close(file)
     }
     fn link_anonymous(&mut self, file: &File, dir: Dir, name: &str) -> Result<(), ErrorKind> {
-        match &self.link {
-            Some(link) if link.matched == link.source.len => {
-                let to = self.inner.dirfd(dir);
-                match crate::linux::link_fd(link.source.fd.as_fd(), to, name) {
-                    Ok(()) => {
-                        self.committer.stats.links.fetch_add(1, Ordering::Relaxed);
-                        return Ok(());
-                    }
-                    // The name is taken: the core picks another.
-                    Err(e @ rustix::io::Errno::EXIST) => return Err(error_kind(e, Call::Link)),
-                    // The source is gone (a reader deleted it) or has all the links it can
-                    // take: this copy is written after all, and flushed before it is named.
-                    Err(_) => {
-                        self.unlink_source(file)?;
-                        let what = plan::Request {
-                            need: Need::Data,
-                            fs: self.dev,
-                            dir: 0,
-                        };
-                        self.committer.flush(what, dup(file)?)?;
-                    }
-                }
-            }
-            // A copy shorter than the source (only unflushed, under --no-fsync: a flush
-            // would have made it its own file already): its own file, the bytes matched so
-            // far written into it.
-            Some(_) => self.unlink_source(file)?,
-            None => {}
-        }
         self.inner.link_anonymous(file, dir, name)
     }
     fn link(&mut self, from: (Dir, &str), to: (Dir, &str)) -> Result<(), ErrorKind> {
@@ -651,6 +564,7 @@ mod tests {
     use super::*;
     use crate::env::LinuxEnv;
     use crate::linux::OpenOptions;
+    use mdeliver_core::lmtp::link::{Link, Linked};
     use mdeliver_core::{deliver, Options};
 
     /// Deliveries from many threads into one maildir through one committer, on both
@@ -728,37 +642,41 @@ mod tests {
         };
         let committer = Committer::start(Committer::platform());
         let msg = "Subject: same\n\nbody\n";
-        let store = |name: &str, bytes: &str, source: Option<Arc<Source>>| {
+        let links = std::cell::Cell::new(0);
+        let store = |name: &str, bytes: &str, source: Option<&Source>| {
             let dir = top.join(name);
             let fs = LinuxFs::open(&dir, open).unwrap();
             let mut fs = GroupFs::new(fs, committer.clone());
-            if let Some(s) = source {
-                fs = fs.linking(s);
-            }
+            let mut link = source.map_or_else(Link::record, |s| Link::follow(s.digest));
+            let mut linked = Linked {
+                fs: &mut fs,
+                link: &mut link,
+                source: source.map(|s| &s.file),
+            };
             let mut env = LinuxEnv::new();
             let mut buf = [0u8; 4096];
             let d = deliver(
-                &mut fs,
+                &mut linked,
                 &mut env,
                 Options::default(),
                 &mut bytes.as_bytes(),
                 &mut buf,
             )
             .unwrap();
+            links.set(links.get() + u32::from(link.linked()));
             let path = dir.join(d.dir.as_str()).join(&*d.name);
             assert_eq!(std::fs::read_to_string(&path).unwrap(), bytes, "{name}");
-            (Source::open(&fs, d.dir, &d.name, d.size), path)
+            let source = link
+                .stored()
+                .and_then(|l| Source::open(&fs, d.dir, &d.name, l));
+            (source, path)
         };
         std::fs::create_dir_all(&top).unwrap();
         let (source, first) = store("a", msg, None);
-        let source = Arc::new(source.unwrap());
-        let (_, same) = store("b", msg, Some(Arc::clone(&source)));
-        let (_, last_byte) = store("c", "Subject: same\n\nbodY\n", Some(Arc::clone(&source)));
-        let (_, longer) = store(
-            "d",
-            "Subject: same\n\nbody\nmore\n",
-            Some(Arc::clone(&source)),
-        );
+        let source = source.unwrap();
+        let (_, same) = store("b", msg, Some(&source));
+        let (_, last_byte) = store("c", "Subject: same\n\nbodY\n", Some(&source));
+        let (_, longer) = store("d", "Subject: same\n\nbody\nmore\n", Some(&source));
         let ino = |p: &std::path::Path| std::fs::metadata(p).unwrap().ino();
         assert_eq!(ino(&first), ino(&same));
         assert_eq!(std::fs::metadata(&first).unwrap().nlink(), 2);
@@ -769,9 +687,9 @@ mod tests {
         // The source deleted by a reader (both its names): the next copy is its own file.
         std::fs::remove_file(&first).unwrap();
         std::fs::remove_file(&same).unwrap();
-        let (_, after) = store("e", msg, Some(Arc::clone(&source)));
+        let (_, after) = store("e", msg, Some(&source));
         assert_eq!(std::fs::metadata(&after).unwrap().nlink(), 1);
-        assert_eq!(committer.stats.links.load(Ordering::Relaxed), 1);
+        assert_eq!(links.get(), 1);
         std::fs::remove_dir_all(&top).unwrap();
     }
 

@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use mdeliver_core::lmtp::commit;
 use mdeliver_core::lmtp::data::Decoder;
+use mdeliver_core::lmtp::link::{Link, Linked};
 use mdeliver_core::lmtp::reply::{failure_class, FailurePolicy, Fixed, Reply};
 use mdeliver_core::lmtp::session::{Action, Session};
 use mdeliver_core::lmtp::LINE_MAX;
@@ -29,10 +30,15 @@ use super::owner::Owner;
 use super::{DeliveredTo, Server};
 use crate::input::Input;
 use crate::linux::{LinuxFs, OpenOptions};
+use crate::sieve::{SieveOptions, SENDMAIL};
+use mdeliver_driver::args::Args;
+use mdeliver_driver::envelope::Settings;
 use mdeliver_driver::envelope::{self, Stored};
 use mdeliver_driver::exit;
+use mdeliver_driver::mail_args::{FolderEncoding, MailArgs, MboxQuoting};
 use mdeliver_driver::mta_args::QuotaFull;
 use mdeliver_driver::report::{Create, Failure};
+use mdeliver_driver::status::Output;
 
 /// The read buffer and the decode buffer: per-session memory does not grow with the message.
 const BUF: usize = 64 * 1024;
@@ -426,81 +432,80 @@ impl Server {
         reply.to_string()
     }
 
-    /// Delivers the spooled message to one recipient through its Sieve script: the one-shot
-    /// `mdeliver --sieve` (the same exactly-once unit, redirects and reject) run on the spool;
-    /// its status line becomes the reply.
-    fn deliver_sieve(&self, sender: &[u8], r: &Rcpt, script: &Path, spool: &OwnedFd) -> String {
-        use std::os::fd::AsRawFd;
-        use std::os::unix::ffi::OsStrExt;
-        let transient = |why: &str| {
-            eprintln!("mdeliver lmtp: <{}>: {why}", r.address);
-            format!("451 4.3.0 <{}> {why}\r\n", r.address)
+    /// Delivers the spooled message to one recipient through its Sieve script, in this
+    /// process: the one-shot `mdeliver --sieve` delivery ([`crate::sieve::filter`]: the same
+    /// exactly-once unit, redirects and vacation through sendmail, reject) on the spool, its
+    /// flushes in the group commit; its status line becomes the reply. `None`: the script is
+    /// gone since `RCPT`, and the message is delivered without it.
+    fn deliver_sieve(
+        &self,
+        settings: &Settings,
+        r: &Rcpt,
+        script: &Path,
+        spool: &OwnedFd,
+    ) -> Option<String> {
+        let args = Args {
+            maildirs: vec![r.maildir.clone()],
+            create: self.args.create,
+            create_parents: self.args.create_parents,
+            verbose: self.args.verbose,
+            input: None,
+            no_fsync: self.args.no_fsync,
+            strict_exit: self.args.strict_exit,
+            host: Some(self.host.clone()),
         };
-        // A descriptor of its own (its own offset: recipients run side by side).
-        let proc_path = format!("/proc/self/fd/{}", spool.as_raw_fd());
-        let Ok(input) = std::fs::File::open(&proc_path) else {
-            return transient("the spooled message cannot be read again");
+        let mail = MailArgs {
+            mbox: false,
+            mbox_quoting: MboxQuoting::Mboxrd,
+            flags: None,
+            folder: None,
+            folder_encoding: FolderEncoding::Utf7,
+            folder_fallback: false,
+            no_subscribe: false,
+            info_separator: mdeliver_core::maildir::name::InfoSep::COLON,
+            mta: Default::default(),
         };
-        let Ok(exe) = std::env::current_exe() else {
-            return transient("cannot find the mdeliver binary");
+        let sieve = SieveOptions {
+            script: script.to_owned(),
+            sendmail: self
+                .args
+                .sendmail
+                .clone()
+                .unwrap_or_else(|| SENDMAIL.into()),
         };
-        let mut cmd = std::process::Command::new(exe);
-        let mut rp = std::ffi::OsString::from("--return-path=");
-        rp.push(std::ffi::OsStr::from_bytes(sender));
-        cmd.arg(rp);
-        if matches!(self.args.delivered_to, DeliveredTo::Rcpt) {
-            cmd.arg(format!("--delivered-to={}", r.address));
-        }
-        // The joined `--opt=VALUE` forms, which the one-shot's quick argument parser takes.
-        let joined = |opt: &str, value: &Path| {
-            let mut a = std::ffi::OsString::from(opt);
-            a.push(value);
-            a
+        let mut a = crate::adapter::Linux::new(&args, &mail, self.disabled, false, self.knobs);
+        let wrap = |fs| GroupFs::new(fs, self.committer.clone());
+        let input = || {
+            spool
+                .try_clone()
+                .map(Input::delivered)
+                .map_err(|_| exit::TEMPFAIL)
         };
-        cmd.arg("--no-syslog").arg(joined("--sieve=", script));
-        if let Some(s) = &self.args.sendmail {
-            cmd.arg(joined("--sendmail=", s));
-        }
-        for (on, flag) in [
-            (self.args.create, "-c"),
-            (self.args.no_fsync, "--no-fsync"),
-            (self.args.strict_exit, "--strict-exit"),
-        ] {
-            if on {
-                cmd.arg(flag);
-            }
-        }
-        cmd.arg(&r.maildir)
-            .stdin(input)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped());
-        let out = match cmd.output() {
-            Ok(o) => o,
-            Err(e) => return transient(&format!("cannot run mdeliver --sieve: {e}")),
-        };
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if out.status.success() {
-            if self.args.verbose >= 1 {
-                eprintln!(
-                    "mdeliver lmtp: <{}>: delivered through {}",
-                    r.address,
-                    script.display()
-                );
-            }
-            return Reply::Fixed(Fixed::Delivered).to_string();
-        }
-        for line in stderr.lines().skip(1) {
+        let mut out = Output::default();
+        let code = crate::sieve::filter(
+            &mut a, &args, &mail, settings, &sieve, input, &wrap, &mut out,
+        )?;
+        let (status, lines) = out.into_parts();
+        // Its notes and warnings (standard output is a one-shot run's own: left out).
+        for (_, line) in lines.iter().filter(|(to_err, _)| *to_err) {
             eprintln!("mdeliver lmtp: <{}>: {line}", r.address);
         }
-        // The one-shot run's first line is its RFC 3463 status (class 5 only when it bounces).
-        let status = stderr.lines().next().unwrap_or("").trim();
-        let permanent =
-            status.starts_with("5.") && out.status.code() != Some(i32::from(exit::TEMPFAIL));
-        match (status.get(..1), permanent) {
-            (Some("5"), true) => format!("550 {status}\r\n"),
-            (Some("4"), _) => format!("451 {status}\r\n"),
-            _ => transient(&format!("mdeliver --sieve failed ({})", out.status)),
-        }
+        Some(match status {
+            None if code == exit::OK => {
+                if self.args.verbose >= 1 {
+                    eprintln!(
+                        "mdeliver lmtp: <{}>: delivered through {}",
+                        r.address,
+                        script.display()
+                    );
+                }
+                Reply::Fixed(Fixed::Delivered).to_string()
+            }
+            // Its RFC 3463 status, in the class of its exit code: 5.x.x only when it bounces.
+            Some(s) if s.starts_with('5') => format!("550 {s}\r\n"),
+            Some(s) => format!("451 {s}\r\n"),
+            None => format!("451 4.3.0 <{}> the Sieve delivery failed\r\n", r.address),
+        })
     }
 
     /// Delivers the spooled message to one recipient (with `link`, as a hard link to that
@@ -513,9 +518,6 @@ impl Server {
         link: Option<Arc<Source>>,
         keep: bool,
     ) -> (String, Option<Source>) {
-        if let Some(script) = &r.script {
-            return (self.deliver_sieve(sender, &r, script, spool), None);
-        }
         // Its files are its maildir's owner's (dropped last: after the maildir's descriptors).
         let _as = match self.owners.enter(&r.owner) {
             Ok(g) => g,
@@ -536,6 +538,11 @@ impl Server {
         };
         // Postfix's LMTP client adds no Delivered-To: one of ours on top is a loop.
         settings.unstamped = true;
+        if let Some(script) = &r.script {
+            if let Some(reply) = self.deliver_sieve(&settings, &r, script, spool) {
+                return (reply, None);
+            }
+        }
         let source = match spool.try_clone() {
             Ok(fd) => Input::delivered(fd),
             Err(_) => {
@@ -546,7 +553,7 @@ impl Server {
                 return (self.failed(&r.address, &r.maildir, &f), None);
             }
         };
-        let mut source = source;
+        let mut source_fd = source;
         // The strategy this filesystem calls for (the locked one on NFS), as the one-shot
         // path chooses it.
         let mut opts = r.fs.observed().choice.options(self.opts);
@@ -554,13 +561,39 @@ impl Server {
             opts.lock_stale_secs = secs;
         }
         let mut fs = GroupFs::new(r.fs, self.committer.clone());
-        if let Some(link) = link {
-            fs = fs.linking(link);
-        }
         let mut env = self.env.clone();
         let mut buf = vec![0u8; BUF.max(HEAD_MAX)];
-        let (fs, stored) =
-            envelope::deliver(fs, &mut env, opts, &settings, &mut source, true, &mut buf);
+        // Identical copies (the core's `lmtp::link`): the first one's bytes followed, the
+        // later ones linked to it where they are identical and on its filesystem.
+        let link = link.filter(|s| s.dev == fs.dev());
+        let mut follow = link
+            .as_ref()
+            .map_or_else(Link::record, |s| Link::follow(s.digest));
+        let stored = if keep || link.is_some() {
+            let source = link.as_ref().map(|s| &s.file);
+            let (fs, source_fd) = (&mut fs, &mut source_fd);
+            let linked = Linked {
+                fs,
+                link: &mut follow,
+                source,
+            };
+            envelope::deliver(linked, &mut env, opts, &settings, source_fd, true, &mut buf).1
+        } else {
+            let (back, stored) = envelope::deliver(
+                fs,
+                &mut env,
+                opts,
+                &settings,
+                &mut source_fd,
+                true,
+                &mut buf,
+            );
+            fs = back;
+            stored
+        };
+        if follow.linked() {
+            self.committer.stats.links.fetch_add(1, Ordering::Relaxed);
+        }
         match stored {
             Ok(s) => {
                 if self.args.verbose >= 1 {
@@ -580,7 +613,9 @@ impl Server {
                     eprintln!("mdeliver lmtp: <{}>: {what}", r.address);
                 }
                 let kept = match &s {
-                    Stored::Delivered(d) if keep => Source::open(&fs, d.dir, &d.name, d.size),
+                    Stored::Delivered(d) if keep => follow
+                        .stored()
+                        .and_then(|digest| Source::open(&fs, d.dir, &d.name, digest)),
                     _ => None,
                 };
                 (Reply::Fixed(Fixed::Delivered).to_string(), kept)

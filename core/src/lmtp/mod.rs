@@ -15,6 +15,8 @@
 //! - [`commit`]: the group commit: which flushes a batch of waiting deliveries needs (one
 //!   whole-filesystem flush where it can), which flush answers which delivery, and when a
 //!   reply may be sent.
+//! - [`link`]: identical copies for several recipients stored as hard links to the first
+//!   one's file, through an [`crate::Fs`] wrapper.
 //!
 //! What the session promises its driver: a reply for every line (pipelined commands are
 //! answered in order), no state that can grow with the input, and after DATA one reply per
@@ -25,6 +27,7 @@ pub mod address;
 pub mod command;
 pub mod commit;
 pub mod data;
+pub mod link;
 pub mod reply;
 pub mod session;
 

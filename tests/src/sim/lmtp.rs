@@ -26,9 +26,10 @@ use crate::sim::mta::body;
 use crate::sim::Invariant;
 use mdeliver_core::fs::{perform, Capabilities, Dir, Fs, Op, OpResult, Slots};
 use mdeliver_core::lmtp::commit::{answered, plan, sendable, Flush, Need, Platform, Request};
+use mdeliver_core::lmtp::link::{Digest32, Link, Linked};
 use mdeliver_core::machine::dedup::DedupOptions;
 use mdeliver_core::machine::deliver::{Durability, Options};
-use mdeliver_core::machine::mta::{Mta, MtaOptions, MtaOutcome, Order};
+use mdeliver_core::machine::mta::{Accepted, Mta, MtaOptions, MtaOutcome, Order};
 use mdeliver_core::machine::{Machine, Step};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
@@ -39,7 +40,8 @@ use std::hash::{Hash, Hasher};
 pub struct LmtpScenario {
     /// Name for reports.
     pub name: String,
-    /// Each session's recipients in `RCPT` order, as delivery numbers (distinct).
+    /// Each session's recipients in `RCPT` order, as delivery numbers (distinct, but with
+    /// [`LmtpScenario::links`] one number: identical copies).
     pub sessions: Vec<Vec<usize>>,
     /// With the duplicate index (`--dedup`).
     pub dedup: bool,
@@ -51,6 +53,14 @@ pub struct LmtpScenario {
     /// A deliberately broken committer that answers directory flushes without flushing, to
     /// show that the checks catch a reply sent before its name is durable.
     pub broken_names: bool,
+    /// Identical copies (`--delivered-to none`): each session's first recipient is delivered
+    /// alone, then the others side by side through the core's [`Linked`], as links to its
+    /// file where their bytes are identical. (Give the recipients one delivery number.)
+    pub links: bool,
+    /// A deliberately broken server that offers the first copy's file for links as soon as
+    /// it asks for its data flush, before that flush: the checks must catch a link visible
+    /// before the data it names is durable.
+    pub broken_link: bool,
 }
 
 impl LmtpScenario {
@@ -65,6 +75,17 @@ impl LmtpScenario {
             },
             persistence: Persistence::P2,
             broken_names: false,
+            links: false,
+            broken_link: false,
+        }
+    }
+
+    /// One session of three recipients of one message whose copies are identical
+    /// (`--delivered-to none`): the later two linked to the first one's file.
+    pub fn linking(name: &str, dedup: bool, syncfs: bool) -> Self {
+        LmtpScenario {
+            links: true,
+            ..LmtpScenario::new(name, vec![vec![0, 0, 0]], dedup, syncfs)
         }
     }
 
@@ -90,6 +111,18 @@ impl LmtpScenario {
         self.sessions.iter().flatten().copied().collect()
     }
 
+    /// The index of each session's first delivery.
+    fn firsts(&self) -> Vec<usize> {
+        let mut at = 0;
+        self.sessions
+            .iter()
+            .map(|s| {
+                at += s.len();
+                at - s.len()
+            })
+            .collect()
+    }
+
     fn initial(&self) -> World {
         let fs = SimFs::new(
             Semantics::Posix,
@@ -113,10 +146,17 @@ impl LmtpScenario {
                     inner: None,
                     waiting: None,
                     outcome: None,
+                    link: Link::record(),
                 }
             })
             .collect();
-        World { fs, agents }
+        let firsts = self.firsts();
+        World {
+            fs,
+            agents,
+            sources: vec![None; firsts.len()],
+            firsts,
+        }
     }
 }
 
@@ -140,12 +180,18 @@ struct Agent {
     inner: Option<SimDir>,
     waiting: Option<Wait>,
     outcome: Option<MtaOutcome>,
+    /// The bytes it writes (the first copy's), or whether it is identical to its source.
+    link: Link,
 }
 
 #[derive(Clone, Debug)]
 struct World {
     fs: SimFs,
     agents: Vec<Agent>,
+    /// Each session's first delivery.
+    firsts: Vec<usize>,
+    /// Each session's first copy once offered for links: its file and bytes.
+    sources: Vec<Option<(SimFile, Digest32)>>,
 }
 
 /// The one filesystem of the scenario.
@@ -176,13 +222,53 @@ impl World {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         self.fs.hash(&mut h);
         self.agents.hash(&mut h);
+        self.sources.hash(&mut h);
         h.finish()
     }
 
+    /// The session of delivery `i`.
+    fn session(&self, i: usize) -> usize {
+        self.firsts.iter().rposition(|&f| f <= i).unwrap_or(0)
+    }
+
+    /// Whether delivery `i` may start: with links, a session's later recipients wait for its
+    /// first one to end (or, broken, to offer its file early).
+    fn may_run(&self, i: usize, cfg: &LmtpScenario) -> bool {
+        let s = self.session(i);
+        let first = self.firsts[s];
+        !cfg.links
+            || i == first
+            || self.agents[first].outcome.is_some()
+            || self.sources[s].is_some()
+    }
+
+    /// The first copy of each session, offered for links once its delivery stored it (or,
+    /// broken, once it asks for its data flush).
+    fn offer(&mut self, cfg: &LmtpScenario) {
+        for (s, &first) in self.firsts.iter().enumerate() {
+            let a = &self.agents[first];
+            if !cfg.links || self.sources[s].is_some() {
+                continue;
+            }
+            self.sources[s] = match (&a.outcome, a.waiting, &a.file) {
+                (Some(Ok(Accepted::Stored { delivered: d, .. })), _, _) => {
+                    let ino = self.fs.entries.get(&(d.dir, d.name.as_str().to_string()));
+                    ino.zip(a.link.stored())
+                        .map(|(&ino, digest)| (SimFile { ino }, digest))
+                }
+                (None, Some(Wait::Data), Some(f)) if cfg.broken_link => {
+                    Some((f.clone(), a.link.digest()))
+                }
+                _ => None,
+            };
+        }
+    }
+
     /// Deliveries that can step; the committer is the last index.
-    fn enabled(&self) -> Vec<usize> {
+    fn enabled(&self, cfg: &LmtpScenario) -> Vec<usize> {
         let mut v: Vec<usize> = (0..self.agents.len())
             .filter(|&i| self.agents[i].outcome.is_none() && self.agents[i].waiting.is_none())
+            .filter(|&i| self.may_run(i, cfg))
             .collect();
         if self.agents.iter().any(|a| a.waiting.is_some()) {
             v.push(self.agents.len());
@@ -194,10 +280,21 @@ impl World {
         if a == self.agents.len() {
             return self.commit(cfg);
         }
+        let source = match self.sources[self.session(a)].clone() {
+            Some(src)
+                if self.agents[a].link == Link::record() && self.firsts[self.session(a)] != a =>
+            {
+                self.agents[a].link = Link::follow(src.1);
+                Some(src.0)
+            }
+            Some(src) if self.firsts[self.session(a)] != a => Some(src.0),
+            _ => None,
+        };
         let agent = &mut self.agents[a];
         self.fs.agent = a as u8;
         self.fs.now = agent.env.secs();
-        step_agent(&mut self.fs, agent, true);
+        step_agent(&mut self.fs, agent, true, source.as_ref());
+        self.offer(cfg);
     }
 
     /// The committer: every flush waiting now is one batch, run as the core plans it; then
@@ -260,6 +357,7 @@ impl World {
                 agent.outcome = Some(o);
             }
         }
+        self.offer(cfg);
     }
 
     /// The deliveries whose `250` the sessions have sent: each session's replies go in
@@ -284,9 +382,10 @@ impl World {
     }
 }
 
-/// One operation of a delivery's machine; with `group`, a flush it asks for waits for the
-/// committer instead of running.
-fn step_agent(fs: &mut SimFs, agent: &mut Agent, group: bool) {
+/// One operation of a delivery's machine, through the core's [`Linked`] (linking to `source`,
+/// where it has one); with `group`, a flush it asks for waits for the committer instead of
+/// running, unless the copy is identical to its source (whose data is durable).
+fn step_agent(fs: &mut SimFs, agent: &mut Agent, group: bool, source: Option<&SimFile>) {
     let body = body(agent.msg);
     let mut slots = Slots {
         file: agent.file.take(),
@@ -302,7 +401,13 @@ fn step_agent(fs: &mut SimFs, agent: &mut Agent, group: bool) {
             agent.inner = slots.inner;
             return;
         }
-        Step::Op(Op::SyncFile) if group => {
+        Step::Op(Op::SyncFile)
+            if group
+                && !(source.is_some()
+                    && agent
+                        .link
+                        .identical(slots.file.as_ref().and_then(|f| fs.file_id(f)))) =>
+        {
             agent.waiting = Some(Wait::Data);
             agent.file = slots.file;
             agent.stream = slots.stream;
@@ -318,16 +423,30 @@ fn step_agent(fs: &mut SimFs, agent: &mut Agent, group: bool) {
         }
         Step::Op(Op::WriteMessage) => {
             agent.m.observe(&body);
+            let link = &mut agent.link;
+            let mut fs = Linked { fs, link, source };
+            let op = Op::WriteMessage;
             perform(
-                fs,
+                &mut fs,
                 &mut agent.env,
                 &mut slots,
-                Op::WriteMessage,
+                op,
                 &mut &body[..],
                 &mut buf,
             )
         }
-        Step::Op(op) => perform(fs, &mut agent.env, &mut slots, op, &mut &b""[..], &mut buf),
+        Step::Op(op) => {
+            let link = &mut agent.link;
+            let mut fs = Linked { fs, link, source };
+            perform(
+                &mut fs,
+                &mut agent.env,
+                &mut slots,
+                op,
+                &mut &b""[..],
+                &mut buf,
+            )
+        }
     };
     agent.m.feed(r, &buf[..n], &mut agent.env);
     agent.file = slots.file;
@@ -352,11 +471,12 @@ fn deliver_now(fs: &mut SimFs, opts: MtaOptions, msg: usize, id: u8, secs: u64) 
         inner: None,
         waiting: None,
         outcome: None,
+        link: Link::record(),
     };
     for _ in 0..10_000 {
         fs.agent = id;
         fs.now = a.env.secs();
-        step_agent(fs, &mut a, false);
+        step_agent(fs, &mut a, false, None);
         if let Some(o) = a.outcome.take() {
             return o;
         }
@@ -381,6 +501,8 @@ pub struct LmtpReport {
     pub batches: u64,
     /// The largest batch seen (flush requests).
     pub largest_batch: usize,
+    /// The most copies stored as links to a first copy in one execution.
+    pub links: usize,
     /// Violations, the shortest schedule first.
     pub violations: Vec<LmtpViolation>,
 }
@@ -426,24 +548,35 @@ fn recover(
         }
         Ok(copies)
     };
+    // Per message: its recipients acknowledged, its recipients, and the most copies the
+    // retries may leave (without the index, a crash between the publish and the 250 makes
+    // the retry store a second copy: what `--dedup` is for). With the index, the one maildir
+    // keeps one copy of one message, however many recipients it has.
+    let mut per = std::collections::BTreeMap::<usize, (u32, u32, u32)>::new();
+    for (a, &k) in agents.iter().zip(acked) {
+        let e = per.entry(a.msg).or_default();
+        *e = (
+            e.0 + u32::from(k),
+            e.1 + 1,
+            e.2 + if cfg.dedup || k { 1 } else { 2 },
+        );
+    }
     // What the crash left: every acknowledged recipient is there, once.
     let before = match count(&fs) {
         Ok(c) => c,
         Err(what) => return Some((Invariant::NoPartial, what)),
     };
-    for (a, _) in agents.iter().zip(acked).filter(|(_, k)| **k) {
-        let n = before.get(&a.msg).copied().unwrap_or(0);
-        if n != 1 {
+    for (m, &(k, r, _)) in &per {
+        let n = before.get(m).copied().unwrap_or(0);
+        let (least, most) = if cfg.dedup { (k.min(1), 1) } else { (k, r) };
+        if n < least || n > most {
             return Some((
-                if n == 0 {
+                if n < least {
                     Invariant::NoLoss
                 } else {
                     Invariant::ExactlyOnce
                 },
-                format!(
-                    "d{} was acknowledged with 250 and is stored {n} times",
-                    a.msg
-                ),
+                format!("d{m}: {k} of its {r} recipients acknowledged with 250, stored {n} times"),
             ));
         }
     }
@@ -465,15 +598,13 @@ fn recover(
         Ok(c) => c,
         Err(what) => return Some((Invariant::NoPartial, what)),
     };
-    for (a, &k) in agents.iter().zip(acked) {
-        let n = after.get(&a.msg).copied().unwrap_or(0);
-        // Without the index, a crash between the publish and the 250 makes the retry store
-        // a second copy (what `--dedup` is for).
-        let most = if cfg.dedup || k { 1 } else { 2 };
-        if n == 0 || n > most {
+    for (m, &(_, r, most)) in &per {
+        let n = after.get(m).copied().unwrap_or(0);
+        let (least, most) = if cfg.dedup { (1, 1) } else { (r, most) };
+        if n < least || n > most {
             return Some((
                 Invariant::ExactlyOnce,
-                format!("d{} is stored {n} times after the MTA's retries", a.msg),
+                format!("d{m} ({r} recipients) is stored {n} times after the MTA's retries"),
             ));
         }
     }
@@ -509,9 +640,11 @@ pub fn explore(cfg: &LmtpScenario) -> LmtpReport {
                 });
             }
         }
-        let enabled = w.enabled();
+        let enabled = w.enabled(cfg);
         if enabled.is_empty() {
             report.executions += 1;
+            let links = w.agents.iter().filter(|a| a.link.linked()).count();
+            report.links = report.links.max(links);
             if let Some((i, what)) = recover(cfg, w.fs.clone(), &w.agents, &acked) {
                 report.violations.push(LmtpViolation {
                     invariant: i,
@@ -550,6 +683,11 @@ pub fn scenarios() -> Vec<LmtpScenario> {
             v.push(LmtpScenario::new(
                 &format!("lmtp 2 sessions (2+1 rcpts), {how}, {what}"),
                 vec![vec![0, 1], vec![2]],
+                dedup,
+                syncfs,
+            ));
+            v.push(LmtpScenario::linking(
+                &format!("lmtp 3 rcpts of one message, identical copies linked, {how}, {what}"),
                 dedup,
                 syncfs,
             ));
