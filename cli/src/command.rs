@@ -239,6 +239,7 @@ where
                             .get_one::<std::path::PathBuf>("sendmail")
                             .cloned()
                             .unwrap_or_else(|| crate::sieve::SENDMAIL.into()),
+                        sendmail_as: None,
                     }
                 }),
             };

@@ -210,6 +210,7 @@ pub fn parse(argv: &[OsString]) -> Option<(Args, MailArgs, Option<SieveOptions>)
     let sieve = sieve.map(|script| SieveOptions {
         script,
         sendmail: sendmail.unwrap_or_else(|| crate::sieve::SENDMAIL.into()),
+        sendmail_as: None,
     });
     Some((args, mail, sieve))
 }
@@ -269,6 +270,7 @@ mod tests {
                 .get_one::<PathBuf>("sendmail")
                 .cloned()
                 .unwrap_or_else(|| crate::sieve::SENDMAIL.into()),
+            sendmail_as: None,
         });
         crate::args::from_matches(&m, &full)
             .ok()

@@ -322,6 +322,9 @@ pub struct SieveOptions {
     pub script: PathBuf,
     /// The MTA's sendmail, for redirects.
     pub sendmail: PathBuf,
+    /// The uid and gid sendmail runs as (the LMTP server's recipient owner: a thread's
+    /// filesystem ids do not survive `exec`); None: this process's own.
+    pub sendmail_as: Option<(u32, u32)>,
 }
 
 /// The sendmail redirects go through when `--sendmail` is not given.
@@ -1018,7 +1021,13 @@ impl<F: OverLinux> Performer<'_, '_, F> {
                 ));
             }
         }
-        let child = std::process::Command::new(sendmail)
+        let mut cmd = std::process::Command::new(sendmail);
+        if let Some((uid, gid)) = self.sieve.sendmail_as {
+            use std::os::unix::process::CommandExt;
+            // As root, std also drops the supplementary groups.
+            cmd.uid(uid).gid(gid);
+        }
+        let child = cmd
             .arg("-i")
             .arg("-f")
             .arg(from)

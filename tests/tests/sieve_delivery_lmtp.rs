@@ -293,3 +293,69 @@ fn a_redirect_goes_through_sendmail_and_its_output_stays_off_the_connection() {
         [(String::new(), "new".into())]
     );
 }
+
+/// Run as root, the server delivers a Sieve recipient as its maildir's owner, and the
+/// sendmail it starts for a redirect runs as that owner too (a thread's filesystem ids do
+/// not survive `exec`, so the child is given the owner's uid and gid itself).
+#[test]
+fn a_redirect_from_a_recipient_owned_by_a_user_runs_sendmail_as_that_user() {
+    if !cli_support::is_root() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    let mode = |p: &Path, m: u32| {
+        let mut perm = std::fs::metadata(p).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, m);
+        std::fs::set_permissions(p, perm).unwrap();
+    };
+    mode(root, 0o755);
+    let out = root.join("out");
+    std::fs::create_dir(&out).unwrap();
+    mode(&out, 0o777);
+    // A uid with no user entry: the server takes the maildir's group with it.
+    let (uid, gid) = (4242, 4243);
+    let bob = root.join("bob");
+    std::fs::create_dir(&bob).unwrap();
+    std::fs::write(bob.join(".dovecot.sieve"), "redirect \"dave@example.net\";").unwrap();
+    std::os::unix::fs::chown(&bob, Some(uid), Some(gid)).unwrap();
+    let sendmail = root.join("sendmail");
+    std::fs::write(
+        &sendmail,
+        format!(
+            "#!/bin/sh\necho \"$(id -u) $(id -g) $(id -G)\" > {o}/ids\ncat > /dev/null\n",
+            o = out.display()
+        ),
+    )
+    .unwrap();
+    mode(&sendmail, 0o755);
+    let maildirs = format!("{}/{{local}}/Maildir", root.display());
+    let session = "LHLO mx.example\r\nMAIL FROM:<alice@example.net>\r\n\
+        RCPT TO:<bob@example.org>\r\nDATA\r\nSubject: x\r\n\r\nhello\r\n.\r\nQUIT\r\n";
+    let r = run(
+        &[
+            &"lmtp",
+            &"--host",
+            &"testhost",
+            &"-c",
+            &"--maildir",
+            &maildirs,
+            &"--sieve-dovecot",
+            &"--sendmail",
+            &sendmail,
+        ],
+        session.as_bytes(),
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("354 ")
+            && r.stdout
+                .ends_with("250 2.0.0 delivered\r\n221 2.0.0 bye\r\n"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
+    let ids = std::fs::read_to_string(out.join("ids")).unwrap();
+    assert_eq!(ids, format!("{uid} {gid} {gid}\n"), "{}", r.stderr);
+}
