@@ -72,7 +72,8 @@ pub enum Op<'a> {
         /// File name.
         name: &'a str,
     },
-    /// Create or truncate `dir/name` without `O_EXCL` (djb's recipe; simulator only).
+    /// Create or truncate `dir/name` without `O_EXCL` and keep it open (a Sieve unit's
+    /// remembered id, replaced by each record of it; djb's recipe in the simulator).
     CreateTruncate {
         /// Directory.
         dir: Dir,
@@ -132,6 +133,13 @@ pub enum Op<'a> {
     SyncDir {
         /// Directory.
         dir: Dir,
+    },
+    /// Flush every file and directory at once ([`Fs::sync_all`]: an import's window).
+    SyncAll,
+    /// Write all of `data` (a small record) into the open file, short writes repeated.
+    Write {
+        /// The bytes.
+        data: &'a [u8],
     },
     /// Wait (djb's 2-second back-off; lock polling). Time passes; no filesystem effect.
     Sleep {
@@ -655,6 +663,11 @@ where
             Err(e) => OpResult::Err(e),
         },
         Op::SyncDir { dir } => unit(fs.sync_dir(dir)),
+        Op::SyncAll => unit(fs.sync_all()),
+        Op::Write { data } => match file.as_mut() {
+            Some(f) => unit(write_all(fs, f, data)),
+            None => OpResult::Err(ErrorKind::Io),
+        },
         Op::Sleep { millis } => {
             env.sleep(millis);
             OpResult::Done

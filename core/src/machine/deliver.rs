@@ -1175,8 +1175,46 @@ impl<F: Fs + ?Sized> Unsynced<F> {
     }
 }
 
-/// Steps `machine` on `fs` until it is done (`Some(outcome)`), or, with `stop_at_sync`, until
-/// it asks for the file flush (`None`).
+/// A [`Delivery`] as [`run_in`](crate::machine::run_in) steps it for [`drive`]: it pauses
+/// once its message is written (the write's result held back, so the hook can still set the
+/// flags and time before the machine learns it) and, with `stop_at_sync`, at its file flush.
+struct Leg<'m> {
+    machine: &'m mut Delivery,
+    stop_at_sync: bool,
+    written: Option<OpResult>,
+}
+
+/// Where a [`Leg`] paused.
+#[allow(clippy::large_enum_variant)] // Carried by value: there is no heap to box it in.
+enum Pause {
+    Wrote(OpResult),
+    AtSync,
+    Done(Outcome),
+}
+
+impl crate::machine::Machine for Leg<'_> {
+    type Output = Pause;
+    fn poll(&self) -> crate::machine::Step<'_, Pause> {
+        use crate::machine::Step as S;
+        match (self.written, self.machine.poll()) {
+            (Some(r), _) => S::Done(Pause::Wrote(r)),
+            (None, S::Op(Op::SyncFile)) if self.stop_at_sync => S::Done(Pause::AtSync),
+            (None, S::Op(op)) => S::Op(op),
+            (None, S::Done(outcome)) => S::Done(Pause::Done(outcome)),
+        }
+    }
+    fn feed<E: Env + ?Sized>(&mut self, result: OpResult, _data: &[u8], env: &mut E) {
+        let wrote = self.machine.poll() == Step::Op(Op::WriteMessage);
+        match result {
+            OpResult::Written { size, .. } if wrote && size > 0 => self.written = Some(result),
+            _ => self.machine.feed(result, env),
+        }
+    }
+    fn observe(&mut self, _chunk: &[u8]) {}
+}
+
+/// Steps `machine` on `fs` through [`run_in`](crate::machine::run_in) until it is done
+/// (`Some(outcome)`), or, with `stop_at_sync`, until it asks for the file flush (`None`).
 #[allow(clippy::too_many_arguments)]
 fn drive<F, E, R, H>(
     fs: &mut F,
@@ -1200,22 +1238,25 @@ where
         inner: None,
     };
     let out = loop {
-        let op = match machine.poll() {
-            Step::Op(Op::SyncFile) if stop_at_sync => break None,
-            Step::Op(op) => op,
-            Step::Done(outcome) => break Some(outcome),
+        let mut leg = Leg {
+            machine: &mut *machine,
+            stop_at_sync,
+            written: None,
         };
-        let wrote = op == Op::WriteMessage;
-        let (result, _) = crate::fs::perform(fs, env, &mut slots, op, source, buf);
-        // Before feeding: the machine names the message as soon as it learns the write
-        // succeeded (at once without syncs), and the hook may still change that name's flags.
-        if wrote && matches!(result, OpResult::Written { size, .. } if size > 0) {
-            after_write(&mut Written {
-                source: &mut *source,
-                machine: &mut *machine,
-            });
+        match crate::machine::run_in(&mut leg, fs, env, &mut slots, source, buf) {
+            // Before feeding: the machine names the message as soon as it learns the write
+            // succeeded (at once without syncs), and the hook may still change that name's
+            // flags.
+            Pause::Wrote(result) => {
+                after_write(&mut Written {
+                    source: &mut *source,
+                    machine: &mut *machine,
+                });
+                machine.feed(result, env);
+            }
+            Pause::AtSync => break None,
+            Pause::Done(outcome) => break Some(outcome),
         }
-        machine.feed(result, env);
     };
     *file = slots.file;
     out

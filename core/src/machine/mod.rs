@@ -14,7 +14,9 @@
 //! - [`mta`]: the MTA's delivery as one machine: duplicate check, quota check, publish, quota
 //!   accounting and duplicate commit, in that order.
 //! - [`unit`]: several actions on one message (a Sieve script's copies and redirects) as one
-//!   exactly-once unit: a record, then one [`mta`] delivery per copy under its own key.
+//!   exactly-once unit: a record, then one [`mta`] delivery per copy under its own key. What
+//!   only its driver can do (a copy into another maildir, a message to send) is its output,
+//!   answered before [`run`] resumes it.
 //!
 //! # The protocol
 //! Every machine speaks the one vocabulary of [`Op`] and [`OpResult`] and implements
@@ -25,6 +27,7 @@
 //! and the WASI stepping ABI interleave or marshal the same two calls.
 
 use crate::env::Env;
+use crate::error::ErrorKind;
 use crate::fs::{perform, Fs, Op, OpResult, Slots};
 
 pub mod dedup;
@@ -132,4 +135,30 @@ where
         };
         machine.feed(r, &buf[..n], env);
     }
+}
+
+/// One operation as a machine: a driver's step between machines (an import's window flush).
+struct One<'a>(Op<'a>, Option<OpResult>);
+
+impl Machine for One<'_> {
+    type Output = OpResult;
+    fn poll(&self) -> Step<'_, OpResult> {
+        self.1.map_or(Step::Op(self.0), Step::Done)
+    }
+    fn feed<E: Env + ?Sized>(&mut self, result: OpResult, _: &[u8], _: &mut E) {
+        self.1 = Some(result);
+    }
+    fn observe(&mut self, _: &[u8]) {}
+}
+
+/// Performs the one operation `op` (which reads nothing and streams no message) on `fs`
+/// through [`run`].
+pub fn run_op<F, E>(fs: &mut F, env: &mut E, op: Op<'_>) -> Result<(), ErrorKind>
+where
+    F: Fs + ?Sized,
+    E: Env + ?Sized,
+{
+    run(&mut One(op, None), fs, env, &mut &b""[..], &mut [])
+        .err()
+        .map_or(Ok(()), Err)
 }

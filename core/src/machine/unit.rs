@@ -2,7 +2,9 @@
 //! (each `fileinto` with its flags and `:create`, the `keep` into INBOX), every `redirect`,
 //! the `duplicate` ids to remember and the `vacation` reply,
 //! performed so that after a crash at any step the MTA's retry completes exactly the set the
-//! script decided, none lost, none doubled.
+//! script decided, none lost, none doubled. It is one machine, [`Unit`]: the record, markers
+//! and memory below are its operations on the root maildir; each copy and each message to
+//! send is its output ([`Wants`]), which the driver performs and answers ([`perform`]).
 //!
 //! # How
 //! - **The unit's key** ([`unit_key`]) is the sha256 of the message's bytes as the MTA handed
@@ -30,7 +32,7 @@
 //! - **`duplicate` ids and the vacation reply** ([`Entry::Track`], [`Entry::Vacation`]) come
 //!   last and wait until every copy and redirect is done (RFC 7352 3: only a delivered
 //!   message counts as seen): the reply is sent while its marker is absent (as a redirect),
-//!   then each id, and the reply's sender and handle, is remembered ([`remember`]) in an
+//!   then each id, and the reply's sender and handle, is remembered in an
 //!   `mdeliver-dedup.<key>` entry ([`seen_key`]) dated at the end of its period, which the
 //!   interpreter's `Seen` store reads ([`seen_at`]). A crash before that leaves nothing
 //!   remembered; the retry follows the recorded plan (a `duplicate` test run again would now
@@ -58,9 +60,11 @@ use core::fmt::Write as _;
 
 use sha2::{Digest, Sha256};
 
+use crate::env::{Env, NoEnv};
 use crate::error::{Error, ErrorKind, Phase};
-use crate::fs::{Dir, Fs};
+use crate::fs::{Capabilities, Dir, Fs, Op, OpResult};
 use crate::machine::dedup::Key;
+use crate::machine::{run, Machine, Step};
 use crate::maildir::flags::Flags;
 
 /// The most bytes a plan holds (mailbox names and addresses with their framing).
@@ -634,111 +638,95 @@ pub enum Begun {
     Resumed,
 }
 
-/// What the root holds under a unit's record name.
-// The plan is held inline (no allocator in the core); one exists per delivery, briefly.
-#[allow(clippy::large_enum_variant)]
-enum Found {
-    /// No record.
-    None,
-    /// A record that does not verify.
-    Torn,
-    /// The recorded plan.
-    Plan(Plan),
+/// Opening a unit ([`begin`]) as a machine: the record read, else written whole
+/// ([`Op::WriteFile`], unnamed then linked where the filesystem can) and flushed with its
+/// directory; a torn one removed first. Give it a buffer of more than [`RECORD_MAX`] bytes.
+pub struct Begin {
+    name: heapless::String<48>,
+    /// The decided plan, then the one to perform.
+    plan: Plan,
+    record: heapless::Vec<u8, RECORD_MAX>,
+    sync: bool,
+    linked: bool,
+    at: BeginAt,
 }
 
-/// Reads the record `name`. Most records are a few lines: a small buffer is read first and
-/// the largest one ([`RECORD_MAX`]) only for a longer record, so a delivery does not clear
-/// 16 KiB to find nothing.
-fn read_record<F: Fs + ?Sized>(fs: &mut F, name: &str) -> Result<Found, ErrorKind> {
-    let mut small = [0u8; 512];
-    let n = match fs.read_file(Dir::Root, name, &mut small) {
-        Ok(n) => n,
-        Err(ErrorKind::NotFound) => return Ok(Found::None),
-        Err(e) => return Err(e),
-    };
-    let plan = if n < small.len() {
-        Plan::decode(&small[..n])
-    } else {
-        let mut buf = heapless::Vec::<u8, RECORD_MAX>::new();
-        let _ = buf.resize(RECORD_MAX, 0);
-        match fs.read_file(Dir::Root, name, &mut buf) {
-            Ok(n) => Plan::decode(&buf[..n]),
-            // Replaced since the first read (a torn one removed by another attempt).
-            Err(ErrorKind::NotFound) => return Ok(Found::None),
-            Err(e) => return Err(e),
-        }
-    };
-    Ok(plan.map_or(Found::Torn, Found::Plan))
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum BeginAt {
+    Read,
+    Unlink,
+    Place,
+    SyncDir,
+    Done(Result<Begun, Error>),
 }
 
-/// Writes `data` whole into `file`.
-fn write_whole<F: Fs + ?Sized>(
-    fs: &mut F,
-    file: &mut F::File,
-    data: &[u8],
-) -> Result<(), ErrorKind> {
-    let mut done = 0;
-    while done < data.len() {
-        match fs.write(file, &data[done..]) {
-            Ok(0) => return Err(ErrorKind::Io),
-            Ok(k) => done += k,
-            Err(ErrorKind::Interrupted) => {}
-            Err(e) => return Err(e),
+impl Begin {
+    /// Opens unit `unit` whose script decided `decided`, on a filesystem with `caps`.
+    pub fn new(unit: &Key, decided: Plan, sync: bool, caps: Capabilities) -> Begin {
+        let mut record = heapless::Vec::new();
+        decided.encode(&mut record);
+        Begin {
+            name: unit.entry_name(),
+            plan: decided,
+            record,
+            sync,
+            linked: caps.anonymous_tmp && caps.hard_links,
+            at: BeginAt::Read,
         }
     }
-    Ok(())
 }
 
-/// Puts the record `data` at `name` all at once: written unnamed, flushed (`sync`), then
-/// linked to its name, which fails with [`ErrorKind::Exists`] when the name is taken (a link
-/// never replaces). No reader ever sees a part of it.
-fn place_linked<F: Fs + ?Sized>(
-    fs: &mut F,
-    name: &str,
-    data: &[u8],
-    sync: bool,
-) -> Result<(), ErrorKind> {
-    let mut file = fs.create_anonymous(Dir::Root)?;
-    let r = write_whole(fs, &mut file, data)
-        .and_then(|()| {
-            if sync {
-                fs.sync_file(&mut file)
-            } else {
-                Ok(())
-            }
+impl Machine for Begin {
+    type Output = Result<Begun, Error>;
+    fn poll(&self) -> Step<'_, Self::Output> {
+        let (dir, name) = (Dir::Root, self.name.as_str());
+        Step::Op(match self.at {
+            BeginAt::Read => Op::Read { dir, name },
+            BeginAt::Unlink => Op::Unlink { dir, name },
+            BeginAt::Place => Op::WriteFile {
+                dir,
+                name,
+                data: &self.record,
+                sync: self.sync,
+                anonymous: self.linked,
+            },
+            BeginAt::SyncDir => Op::SyncDir { dir },
+            BeginAt::Done(r) => return Step::Done(r),
         })
-        .and_then(|()| fs.link_anonymous(&file, Dir::Root, name));
-    let closed = fs.close(file);
-    r.and(closed)
-}
-
-/// Puts the record `data` at `name` by an exclusive create, then writes and flushes it (for
-/// filesystems without unnamed files or hard links: a reader may see it being written).
-fn place_created<F: Fs + ?Sized>(
-    fs: &mut F,
-    name: &str,
-    data: &[u8],
-    sync: bool,
-) -> Result<(), ErrorKind> {
-    let mut file = fs.create(Dir::Root, name, true)?;
-    let r = write_whole(fs, &mut file, data).and_then(|()| {
-        if sync {
-            fs.sync_file(&mut file)
-        } else {
-            Ok(())
-        }
-    });
-    let closed = fs.close(file);
-    let r = r.and(closed);
-    if r.is_err() {
-        let _ = fs.unlink(Dir::Root, name);
     }
-    r
+    fn feed<E: Env + ?Sized>(&mut self, result: OpResult, data: &[u8], _: &mut E) {
+        use BeginAt as A;
+        self.at = match (self.at, result.err()) {
+            (A::Read, None) => match Plan::decode(data) {
+                Some(plan) => {
+                    self.plan = plan;
+                    A::Done(Ok(Begun::Resumed))
+                }
+                // Torn before it was flushed (a crash, or a --no-fsync run): no copy began
+                // after it; written anew.
+                None => A::Unlink,
+            },
+            (A::Read | A::Unlink, None | Some(ErrorKind::NotFound)) => A::Place,
+            (A::Place, None) if self.sync => A::SyncDir,
+            (A::Place | A::SyncDir, None) => A::Done(Ok(Begun::Fresh)),
+            // The filesystem refused the unnamed file after all: by name.
+            (A::Place, Some(ErrorKind::Unsupported)) if self.linked => {
+                self.linked = false;
+                A::Place
+            }
+            // Another attempt of this unit at the same moment: its plan stands.
+            (A::Place, Some(ErrorKind::Exists)) => {
+                A::Done(Err(Error::new(ErrorKind::Busy, Phase::Dedup)))
+            }
+            (A::Done(r), _) => A::Done(r),
+            (_, e) => A::Done(Err(Error::new(e.unwrap_or(ErrorKind::Io), Phase::Dedup))),
+        };
+    }
+    fn observe(&mut self, _: &[u8]) {}
 }
 
-/// Opens the unit `unit` in the root maildir `fs`: reads its record if an earlier attempt
-/// left one (a retry), else writes `decided` as the record, flushed with its directory
-/// (`sync`), before anything is published. Gives the plan to perform.
+/// Opens the unit `unit` in the root maildir `fs` ([`Begin`], run to its end): gives the plan
+/// to perform (the recorded one on a retry) and how it was found.
 ///
 /// Two attempts of one unit at the same moment: where the filesystem has unnamed files and
 /// hard links, the record is written unnamed and linked to its name, so it appears whole
@@ -753,62 +741,10 @@ pub fn begin<F: Fs + ?Sized>(
     decided: Plan,
     sync: bool,
 ) -> Result<(Plan, Begun), Error> {
-    let name = unit.entry_name();
-    let io = |e| Error::new(e, Phase::Dedup);
-    match read_record(fs, &name).map_err(io)? {
-        Found::Plan(plan) => return Ok((plan, Begun::Resumed)),
-        Found::None => {}
-        // Torn before it was flushed (a crash, or a --no-fsync run): no copy began after it;
-        // written anew.
-        Found::Torn => match fs.unlink(Dir::Root, &name) {
-            Ok(()) | Err(ErrorKind::NotFound) => {}
-            Err(e) => return Err(io(e)),
-        },
-    }
-    let mut buf = heapless::Vec::<u8, RECORD_MAX>::new();
-    decided.encode(&mut buf);
-    let caps = fs.capabilities();
-    let placed = if caps.anonymous_tmp && caps.hard_links {
-        match place_linked(fs, &name, &buf, sync) {
-            // The filesystem refused after all: by name.
-            Err(ErrorKind::Unsupported) => place_created(fs, &name, &buf, sync),
-            r => r,
-        }
-    } else {
-        place_created(fs, &name, &buf, sync)
-    };
-    match placed {
-        Ok(()) => {}
-        // Another attempt of this unit at the same moment: its plan stands.
-        Err(ErrorKind::Exists) => return Err(Error::new(ErrorKind::Busy, Phase::Dedup)),
-        Err(e) => return Err(io(e)),
-    }
-    if sync {
-        fs.sync_dir(Dir::Root).map_err(io)?;
-    }
-    Ok((decided, Begun::Fresh))
-}
-
-/// Whether redirect `key`'s marker exists (it was sent in an earlier attempt).
-pub fn redirect_sent<F: Fs + ?Sized>(fs: &mut F, key: &Key) -> Result<bool, Error> {
-    match fs.stat(Dir::Root, &key.entry_name()) {
-        Ok(_) => Ok(true),
-        Err(ErrorKind::NotFound) => Ok(false),
-        Err(e) => Err(Error::new(e, Phase::Dedup)),
-    }
-}
-
-/// Records that redirect `key` was sent: its marker created and (with `sync`) flushed.
-pub fn mark_sent<F: Fs + ?Sized>(fs: &mut F, key: &Key, sync: bool) -> Result<(), Error> {
-    let io = |e| Error::new(e, Phase::Dedup);
-    match fs.create(Dir::Root, &key.entry_name(), false) {
-        Ok(f) => fs.close(f).map_err(io)?,
-        Err(e) => return Err(io(e)),
-    }
-    if sync {
-        fs.sync_dir(Dir::Root).map_err(io)?;
-    }
-    Ok(())
+    let mut m = Begin::new(unit, decided, sync, fs.capabilities());
+    let mut buf = [0u8; RECORD_MAX + 1];
+    let begun = run(&mut m, fs, &mut NoEnv, &mut &b""[..], &mut buf)?;
+    Ok((m.plan, begun))
 }
 
 /// The index key of a remembered Sieve id (a `duplicate` id or a vacation reply's sender
@@ -880,8 +816,7 @@ pub fn seen_in<F: Fs + ?Sized>(fs: &mut F, key: &[u8], now: u64) -> bool {
 }
 
 /// The interpreter's memory of earlier runs ([`crate::sieve::Seen`]) over the root maildir's
-/// index, read through the [`Fs`] trait ([`seen_in`]) like every other file of the unit: what
-/// [`remember`] wrote, as `duplicate` and `vacation :days` ask about it at `now`.
+/// index, read through the [`Fs`] trait ([`seen_in`]): what a [`Unit`] remembered, as `duplicate` and `vacation :days` ask about it at `now`.
 pub struct FsSeen<'f, F: Fs + ?Sized> {
     // `Seen::seen` takes `&self` (the interpreter only reads); a read takes the Fs mutably.
     fs: core::cell::RefCell<&'f mut F>,
@@ -907,54 +842,6 @@ impl<F: Fs + ?Sized> crate::sieve::Seen for FsSeen<'_, F> {
             Err(_) => false,
         }
     }
-}
-
-/// Remembers `key` (an interpreter's key) until `until`: its entry is written anew (a later
-/// record of the key replaces the earlier one) and, with `sync`, flushed with the root. The
-/// entry's modification time is set to `until`, so the index's collection pass (which removes
-/// entries idle for its window) keeps it at least for its period, however long.
-pub fn remember<F: Fs + ?Sized>(
-    fs: &mut F,
-    key: &[u8],
-    until: u64,
-    sync: bool,
-) -> Result<(), Error> {
-    let io = |e| Error::new(e, Phase::Dedup);
-    let name = seen_key(key).entry_name();
-    let mut data = heapless::Vec::new();
-    encode_seen(until, &mut data);
-    let mut file = fs.create(Dir::Root, &name, false).map_err(io)?;
-    let mut done = 0;
-    let mut r = Ok(());
-    while done < data.len() {
-        match fs.write(&mut file, &data[done..]) {
-            Ok(0) => {
-                r = Err(ErrorKind::Io);
-                break;
-            }
-            Ok(k) => done += k,
-            Err(ErrorKind::Interrupted) => {}
-            Err(e) => {
-                r = Err(e);
-                break;
-            }
-        }
-    }
-    let r = r
-        .and_then(|()| fs.set_mtime(&file, i64::try_from(until).unwrap_or(i64::MAX)))
-        .and_then(|()| {
-            if sync {
-                fs.sync_file(&mut file)
-            } else {
-                Ok(())
-            }
-        });
-    let closed = fs.close(file);
-    r.and(closed).map_err(io)?;
-    if sync {
-        fs.sync_dir(Dir::Root).map_err(io)?;
-    }
-    Ok(())
 }
 
 /// What performing one copy gave.
@@ -1026,92 +913,507 @@ impl Performed {
     }
 }
 
-/// Performs the unit `unit` whose script decided `decided`: [`begin`], then every copy and
-/// every redirect of the plan to perform, in order. A failing action does not stop the
-/// others; the unit is complete when every action succeeded, else the MTA's retry finishes
+/// What a [`Unit`] wants besides its operations on the root maildir: an action only its
+/// driver can perform (a copy into some maildir, a message to send through the MTA), to be
+/// answered before it is run again, or its end.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Wants {
+    /// Store the copy that is entry `index` of the plan ([`Unit::entry`]), into INBOX instead
+    /// of its mailbox when `inbox`, with the duplicate index keyed by `key`; answer with
+    /// [`Unit::copied`].
+    Copy {
+        /// The entry.
+        index: usize,
+        /// The duplicate index's key.
+        key: Key,
+        /// Into INBOX (its folder is missing).
+        inbox: bool,
+    },
+    /// Send redirect `index` to its address; answer with [`Unit::sent`].
+    Redirect(usize),
+    /// Send vacation reply `index`; answer with [`Unit::sent`].
+    Vacation(usize),
+    /// Every action was tried ([`Unit::performed`]).
+    Finished,
+    /// The unit could not begin ([`begin`]'s error): nothing was done.
+    Failed(Error),
+}
+
+/// One action's progress.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Work {
+    Begin,
+    Asked(Wants),
+    /// The marker of a redirect or reply looked at.
+    Stat,
+    /// The marker written, then its directory flushed; then `Done`.
+    Mark(Done),
+    MarkDir(Done),
+    /// A remembered id's entry: created (replacing), written, dated, flushed, closed, its
+    /// directory flushed (step 0 to 5); then `Done`.
+    Remember(u8, Done),
+    Finished,
+}
+
+/// A unit as one machine ([`perform`] drives it): [`Begin`], then every copy and redirect of
+/// the plan, in order, then (once they all succeeded) every id to remember and the vacation
+/// reply. The record, the markers and the remembered entries are its operations on the root
+/// maildir; the copies and messages to send are asked of the driver ([`Wants`]) and answered
+/// ([`Unit::copied`], [`Unit::sent`]). A failing action does not stop the others.
+pub struct Unit {
+    key: Key,
+    begin: Begin,
+    begun: Begun,
+    results: heapless::Vec<Result<Done, Error>, 64>,
+    /// The entry under way, in the first pass (copies, redirects) or the second (ids, reply).
+    index: usize,
+    second: bool,
+    work: Work,
+    /// The marker or entry being written, and an entry's contents and date.
+    name: heapless::String<48>,
+    seen: heapless::Vec<u8, SEEN_MAX>,
+    until: u64,
+    /// The first failure while an entry's file is open (it is still closed).
+    failed: Option<ErrorKind>,
+}
+
+impl Unit {
+    /// The unit `unit` whose script decided `decided`, on a root maildir with `caps`.
+    pub fn new(unit: &Key, decided: Plan, sync: bool, caps: Capabilities) -> Unit {
+        Unit {
+            key: *unit,
+            begin: Begin::new(unit, decided, sync, caps),
+            begun: Begun::Fresh,
+            results: heapless::Vec::new(),
+            index: 0,
+            second: false,
+            work: Work::Begin,
+            name: heapless::String::new(),
+            seen: heapless::Vec::new(),
+            until: 0,
+            failed: None,
+        }
+    }
+
+    /// Entry `index` of the plan being performed.
+    pub fn entry(&self, index: usize) -> Option<Entry<'_>> {
+        self.begin.plan.entries().nth(index)
+    }
+
+    /// The answer to [`Wants::Copy`].
+    pub fn copied(&mut self, r: Result<CopyDone, Error>) {
+        let Work::Asked(Wants::Copy { index, inbox, .. }) = self.work else {
+            return;
+        };
+        let into = match self.entry(index) {
+            Some(Entry::Copy(c)) => c.mailbox.and(Some(c.index)),
+            _ => None,
+        };
+        match r {
+            // A copy whose folder is missing goes to INBOX under the INBOX copy's key when
+            // there is one (so the two merge into one), else under its own.
+            Err(e) if !inbox && e.kind == ErrorKind::NotFound && e.phase == Phase::Open => {
+                if let Some(own) = into {
+                    let plan = &self.begin.plan;
+                    let first = plan.copies().find(|c| c.mailbox.is_none()).map(|c| c.index);
+                    let key = copy_key(&self.key, first.unwrap_or(own));
+                    self.work = Work::Asked(Wants::Copy {
+                        index,
+                        key,
+                        inbox: true,
+                    });
+                    return;
+                }
+                self.settle(Err(e));
+            }
+            r if inbox => self.settle(r.map(Done::IntoInbox)),
+            r => self.settle(r.map(Done::Copy)),
+        }
+    }
+
+    /// The answer to [`Wants::Redirect`] and [`Wants::Vacation`]: sent, or why not.
+    pub fn sent(&mut self, r: Result<(), Error>) {
+        let done = match self.work {
+            Work::Asked(Wants::Redirect(_)) => Done::Sent,
+            Work::Asked(Wants::Vacation(_)) => Done::Replied,
+            _ => return,
+        };
+        match r {
+            Ok(()) => self.work = Work::Mark(done),
+            Err(e) => self.settle(Err(e)),
+        }
+    }
+
+    /// What the unit did, once [`Wants::Finished`].
+    pub fn performed(self) -> Performed {
+        Performed {
+            begun: self.begun,
+            plan: self.begin.plan,
+            results: self.results,
+        }
+    }
+
+    /// The current action ends with `r`: on to the next.
+    fn settle(&mut self, r: Result<Done, Error>) {
+        if let Some(slot) = self.results.get_mut(self.index) {
+            *slot = r;
+        }
+        self.index += 1;
+        self.advance();
+    }
+
+    /// Starts the next action that the current pass has, from entry `index` on.
+    fn advance(&mut self) {
+        loop {
+            let Some(e) = self.entry(self.index) else {
+                // Only a delivered message counts as seen (RFC 7352 3) and gets a reply: the
+                // ids and the reply wait until every other action is done; the retry does
+                // them otherwise.
+                if !self.second && self.results.iter().all(|r| r.is_ok()) {
+                    (self.second, self.index) = (true, 0);
+                    continue;
+                }
+                self.work = Work::Finished;
+                return;
+            };
+            let (marker, copy) = match (self.second, e) {
+                (false, Entry::Copy(c)) => (None, Some(copy_key(&self.key, c.index))),
+                (false, Entry::Redirect { index, .. }) | (true, Entry::Vacation { index, .. }) => {
+                    (Some(redirect_key(&self.key, index).entry_name()), None)
+                }
+                (true, Entry::Track { .. }) => (None, None),
+                _ => {
+                    self.index += 1;
+                    continue;
+                }
+            };
+            self.work = match (marker, copy) {
+                (_, Some(key)) => Work::Asked(Wants::Copy {
+                    index: self.index,
+                    key,
+                    inbox: false,
+                }),
+                (Some(name), _) => {
+                    self.name = name;
+                    Work::Stat
+                }
+                (None, None) => {
+                    self.remember();
+                    Work::Remember(0, Done::Remembered)
+                }
+            };
+            return;
+        }
+    }
+
+    /// Prepares the entry that remembers the current entry's id (a `duplicate` id, or a
+    /// vacation reply's sender and handle) until the end of its period.
+    fn remember(&mut self) {
+        let (name, until) = match self.entry(self.index) {
+            Some(Entry::Track { key, until, .. }) => (seen_key(key).entry_name(), until),
+            Some(Entry::Vacation { reply, .. }) => (seen_key(reply.key).entry_name(), reply.until),
+            _ => return,
+        };
+        self.name = name;
+        encode_seen(until, &mut self.seen);
+        self.until = until;
+    }
+
+    /// A redirect's or reply's marker is in place (sent now or before): `done`, once a
+    /// reply's sender is remembered.
+    fn marked(&mut self, done: Done) {
+        if self.second {
+            self.remember();
+            self.work = Work::Remember(0, done);
+        } else {
+            self.settle(Ok(done));
+        }
+    }
+}
+
+impl Machine for Unit {
+    type Output = Wants;
+    fn poll(&self) -> Step<'_, Wants> {
+        let (dir, name) = (Dir::Root, self.name.as_str());
+        Step::Op(match self.work {
+            Work::Begin => match self.begin.poll() {
+                Step::Op(op) => op,
+                Step::Done(_) => return Step::Done(Wants::Finished),
+            },
+            Work::Asked(w) => return Step::Done(w),
+            Work::Finished => return Step::Done(Wants::Finished),
+            Work::Stat => Op::Stat { dir, name },
+            // Empty, never flushed itself: its name is what counts.
+            Work::Mark(_) => Op::WriteFile {
+                dir,
+                name,
+                data: b"",
+                sync: false,
+                anonymous: false,
+            },
+            Work::MarkDir(_) | Work::Remember(5, _) => Op::SyncDir { dir },
+            Work::Remember(0, _) => Op::CreateTruncate { dir, name },
+            Work::Remember(1, _) => Op::Write { data: &self.seen },
+            // Dated at the end of its period, so the index's collection pass (which removes
+            // entries idle for its window) keeps it at least that long.
+            Work::Remember(2, _) => Op::SetMtime {
+                secs: i64::try_from(self.until).unwrap_or(i64::MAX),
+            },
+            Work::Remember(3, _) => Op::SyncFile,
+            Work::Remember(_, _) => Op::CloseFile,
+        })
+    }
+    fn feed<E: Env + ?Sized>(&mut self, result: OpResult, data: &[u8], env: &mut E) {
+        let io = |e| Err(Error::new(e, Phase::Dedup));
+        let sync = self.begin.sync;
+        match (self.work, result.err()) {
+            (Work::Begin, _) => {
+                self.begin.feed(result, data, env);
+                let done = match self.begin.poll() {
+                    Step::Done(r) => Some(r),
+                    Step::Op(_) => None,
+                };
+                match done {
+                    Some(Ok(begun)) => {
+                        self.begun = begun;
+                        for _ in self.begin.plan.entries() {
+                            let _ = self.results.push(Ok(Done::Waiting));
+                        }
+                        self.advance();
+                    }
+                    Some(Err(e)) => self.work = Work::Asked(Wants::Failed(e)),
+                    None => {}
+                }
+            }
+            (Work::Stat, None) => self.marked(Done::AlreadySent),
+            (Work::Stat, Some(ErrorKind::NotFound)) => {
+                self.work = Work::Asked(match self.second {
+                    false => Wants::Redirect(self.index),
+                    true => Wants::Vacation(self.index),
+                })
+            }
+            (Work::Mark(d), None | Some(ErrorKind::Exists)) if sync => self.work = Work::MarkDir(d),
+            (Work::Mark(d), None | Some(ErrorKind::Exists)) | (Work::MarkDir(d), None) => {
+                self.marked(d)
+            }
+            (Work::Remember(0, _), Some(e)) => self.settle(io(e)),
+            (Work::Remember(2, d), None) if !sync => self.work = Work::Remember(4, d),
+            (Work::Remember(step @ 0..=3, d), e) => {
+                self.failed = self.failed.or(e);
+                self.work = Work::Remember(if e.is_some() { 4 } else { step + 1 }, d);
+            }
+            (Work::Remember(4, d), e) => match self.failed.take().or(e) {
+                Some(e) => self.settle(io(e)),
+                None if sync => self.work = Work::Remember(5, d),
+                None => self.settle(Ok(d)),
+            },
+            (Work::Remember(_, d), None) => self.settle(Ok(d)),
+            (_, e) => self.settle(io(e.unwrap_or(ErrorKind::Io))),
+        }
+    }
+    fn observe(&mut self, _: &[u8]) {}
+}
+
+/// Performs the unit `unit` whose script decided `decided` ([`Unit`], run by [`run`] on the
+/// root maildir): each copy and message to send it asks for is performed by `p` and
+/// answered. The unit is complete when every action succeeded, else the MTA's retry finishes
 /// it (see the module documentation). The error is [`begin`]'s: nothing was done.
 pub fn perform<P: Performer + ?Sized>(
     p: &mut P,
     unit: &Key,
     decided: Plan,
 ) -> Result<Performed, Error> {
-    let sync = p.sync();
-    let (plan, begun) = begin(p.root(), unit, decided, sync)?;
-    let mut results = heapless::Vec::new();
-    // A copy whose folder is missing goes to INBOX under the INBOX copy's key when there is
-    // one (so the two merge into one), else under its own.
-    let inbox = plan.copies().find(|c| c.mailbox.is_none()).map(|c| c.index);
-    for e in plan.entries() {
-        let r = match e {
-            Entry::Copy(c) => match p.copy(&c, copy_key(unit, c.index)) {
-                Err(err)
-                    if err.kind == ErrorKind::NotFound
-                        && err.phase == Phase::Open
-                        && c.mailbox.is_some() =>
-                {
-                    let instead = Copy { mailbox: None, ..c };
-                    let key = copy_key(unit, inbox.unwrap_or(c.index));
-                    p.copy(&instead, key).map(Done::IntoInbox)
-                }
-                r => r.map(Done::Copy),
-            },
-            Entry::Redirect { index, address } => {
-                let key = redirect_key(unit, index);
-                match redirect_sent(p.root(), &key) {
-                    Ok(true) => Ok(Done::AlreadySent),
-                    Ok(false) => p
-                        .redirect(index, address)
-                        .and_then(|()| mark_sent(p.root(), &key, sync))
-                        .map(|()| Done::Sent),
-                    Err(e) => Err(e),
-                }
+    let caps = p.root().capabilities();
+    let mut m = Unit::new(unit, decided, p.sync(), caps);
+    let mut buf = [0u8; RECORD_MAX + 1];
+    loop {
+        match run(&mut m, p.root(), &mut NoEnv, &mut &b""[..], &mut buf) {
+            Wants::Copy { index, key, inbox } => {
+                let r = match m.entry(index) {
+                    Some(Entry::Copy(c)) if inbox => p.copy(&Copy { mailbox: None, ..c }, key),
+                    Some(Entry::Copy(c)) => p.copy(&c, key),
+                    _ => Err(Error::new(ErrorKind::Io, Phase::Dedup)),
+                };
+                m.copied(r);
             }
-            // After every copy and redirect (below).
-            Entry::Track { .. } | Entry::Vacation { .. } => Ok(Done::Waiting),
-        };
-        let _ = results.push(r);
-    }
-    // Only a delivered message counts as seen (RFC 7352 3) and gets a reply: the ids and the
-    // reply wait until every other action is done; the retry does them otherwise.
-    if results.iter().all(|r| r.is_ok()) {
-        for e in plan.entries() {
-            let (index, r) = match e {
-                Entry::Track { index, key, until } => (
-                    index,
-                    remember(p.root(), key, until, sync).map(|()| Done::Remembered),
-                ),
-                Entry::Vacation { index, reply } => {
-                    // The reply's marker, as a redirect's: sent at least once, never lost.
-                    let marker = redirect_key(unit, index);
-                    let sent = match redirect_sent(p.root(), &marker) {
-                        Ok(true) => Ok(Done::AlreadySent),
-                        Ok(false) => p
-                            .vacation(index, &reply)
-                            .and_then(|()| mark_sent(p.root(), &marker, sync))
-                            .map(|()| Done::Replied),
-                        Err(e) => Err(e),
-                    };
-                    let r = sent
-                        .and_then(|d| remember(p.root(), reply.key, reply.until, sync).map(|()| d));
-                    (index, r)
-                }
-                _ => continue,
-            };
-            if let Some(slot) = results.get_mut(index) {
-                *slot = r;
+            Wants::Redirect(index) | Wants::Vacation(index) => {
+                let r = match m.entry(index) {
+                    Some(Entry::Redirect { address, .. }) => p.redirect(index, address),
+                    Some(Entry::Vacation { reply, .. }) => p.vacation(index, &reply),
+                    _ => Err(Error::new(ErrorKind::Io, Phase::Dedup)),
+                };
+                m.sent(r);
             }
+            Wants::Finished => return Ok(m.performed()),
+            Wants::Failed(e) => return Err(e),
         }
     }
-    Ok(Performed {
-        begun,
-        plan,
-        results,
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Steps a [`Unit`] by hand on `fs`, answering each copy with `copy` and each send with
+    /// `send`; gives what it asked for and did, one line each, with names told by `label`.
+    fn trace(
+        fs: &mut crate::testkit::MemFs,
+        env: &mut crate::testkit::TestEnv,
+        decided: Plan,
+        send: Result<(), Error>,
+    ) -> (std::vec::Vec<std::string::String>, Performed) {
+        use crate::fs::{perform as op, Slots};
+        use std::format;
+        let unit = Key([9; 32]);
+        let names = [
+            (unit.entry_name(), "record"),
+            (redirect_key(&unit, 1).entry_name(), "marker 1"),
+            (redirect_key(&unit, 3).entry_name(), "marker 3"),
+            (seen_key(b"id").entry_name(), "seen id"),
+            (seen_key(b"sender").entry_name(), "seen sender"),
+        ];
+        let label = |n: &str| names.iter().find(|(k, _)| k == n).map_or("?", |l| l.1);
+        let mut m = Unit::new(&unit, decided, true, fs.capabilities());
+        let (mut slots, mut buf) = (Slots::default(), [0u8; RECORD_MAX + 1]);
+        let mut lines = std::vec::Vec::new();
+        loop {
+            let line = match m.poll() {
+                Step::Op(o) => {
+                    let line = match o {
+                        Op::Read { name, .. } => format!("read {}", label(name)),
+                        Op::WriteFile { name, .. } => format!("write_file {}", label(name)),
+                        Op::Stat { name, .. } => format!("stat {}", label(name)),
+                        Op::CreateTruncate { name, .. } => format!("create {}", label(name)),
+                        Op::Write { data } => format!("write {}", data.len()),
+                        Op::SetMtime { secs } => format!("set_mtime {secs}"),
+                        o => format!("{o:?}"),
+                    };
+                    let (r, n) = op(fs, env, &mut slots, o, &mut &b""[..], &mut buf);
+                    m.feed(r, &buf[..n], env);
+                    line
+                }
+                Step::Done(w) => {
+                    match w {
+                        Wants::Copy { .. } => m.copied(Ok(CopyDone::Stored)),
+                        Wants::Redirect(_) | Wants::Vacation(_) => m.sent(send),
+                        Wants::Finished | Wants::Failed(_) => {
+                            lines.push(format!("{w:?}"));
+                            return (lines, m.performed());
+                        }
+                    }
+                    format!("{w:?}")
+                        .split([' ', '('])
+                        .next()
+                        .unwrap()
+                        .to_lowercase()
+                }
+            };
+            lines.push(line);
+        }
+    }
+
+    fn acts() -> Plan {
+        let mut p = Plan::new();
+        p.copy(None, None, false).unwrap();
+        p.redirect(b"alice@example.org").unwrap();
+        p.track(b"id", 500).unwrap();
+        p.vacation(&Reply {
+            to: b"bob@example.org",
+            from: b"me@example.org",
+            subject: b"away",
+            reason: b"on leave",
+            mime: false,
+            in_reply_to: b"<1@x>",
+            key: b"sender",
+            until: 900,
+        })
+        .unwrap();
+        p
+    }
+
+    /// The unit is one machine: its record, markers and memory are its operations on the
+    /// root, in the order that makes it exactly-once; each copy and send is asked of its
+    /// driver, a marker is written only after the send was answered, and the memory waits for
+    /// every copy and redirect. The retry follows the record: the copy is asked again (the
+    /// index makes it a duplicate), the sent redirect and reply are not, the memory is
+    /// written again.
+    #[test]
+    fn a_unit_asks_its_driver_for_copies_and_sends_and_marks_them_after_the_answer() {
+        let (mut fs, mut env, _) = crate::testkit::setup();
+        let (lines, done) = trace(&mut fs, &mut env, acts(), Ok(()));
+        let remember = |id: &str, until: u32| {
+            [
+                std::format!("create seen {id}"),
+                "write 34".into(),
+                std::format!("set_mtime {until}"),
+                "SyncFile".into(),
+                "CloseFile".into(),
+                "SyncDir { dir: Root }".into(),
+            ]
+        };
+        let mut want: std::vec::Vec<std::string::String> = [
+            "read record",
+            "write_file record",
+            "SyncDir { dir: Root }",
+            "copy",
+            "stat marker 1",
+            "redirect",
+            "write_file marker 1",
+            "SyncDir { dir: Root }",
+        ]
+        .map(Into::into)
+        .to_vec();
+        want.extend(remember("id", 500));
+        want.extend(["stat marker 3", "vacation", "write_file marker 3"].map(Into::into));
+        want.push("SyncDir { dir: Root }".into());
+        want.extend(remember("sender", 900));
+        want.push("Finished".into());
+        assert_eq!(lines, want);
+        assert_eq!(done.begun, Begun::Fresh);
+        let sent = [Done::Copy(CopyDone::Stored), Done::Sent, Done::Remembered];
+        let sent: std::vec::Vec<_> = sent.into_iter().chain([Done::Replied]).map(Ok).collect();
+        assert_eq!(&done.results[..], &sent[..]);
+
+        let (lines, done) = trace(&mut fs, &mut env, Plan::new(), Ok(()));
+        let mut again: std::vec::Vec<std::string::String> =
+            ["read record", "copy", "stat marker 1"]
+                .map(Into::into)
+                .to_vec();
+        again.extend(remember("id", 500));
+        again.push("stat marker 3".into());
+        again.extend(remember("sender", 900));
+        again.push("Finished".into());
+        assert_eq!(lines, again);
+        assert_eq!((done.begun, done.plan), (Begun::Resumed, acts()));
+    }
+
+    /// A send that fails leaves no marker, and nothing is remembered nor replied: the retry
+    /// sends it again and then does the rest.
+    #[test]
+    fn a_failed_send_leaves_no_marker_and_the_memory_waits() {
+        let (mut fs, mut env, _) = crate::testkit::setup();
+        let failed = Error::new(ErrorKind::Io, Phase::Publish);
+        let (lines, done) = trace(&mut fs, &mut env, acts(), Err(failed));
+        let want = [
+            "read record",
+            "write_file record",
+            "SyncDir { dir: Root }",
+            "copy",
+            "stat marker 1",
+            "redirect",
+            "Finished",
+        ];
+        assert_eq!(lines, want);
+        let results = [Ok(Done::Copy(CopyDone::Stored)), Err(failed)];
+        let waiting = [Ok(Done::Waiting), Ok(Done::Waiting)];
+        assert_eq!(&done.results[..], &[results, waiting].concat()[..]);
+        let (lines, _) = trace(&mut fs, &mut env, Plan::new(), Ok(()));
+        assert_eq!(
+            lines[..4],
+            ["read record", "copy", "stat marker 1", "redirect"]
+        );
+        assert_eq!(lines[4], "write_file marker 1");
+    }
 
     fn plan() -> Plan {
         let mut p = Plan::new();

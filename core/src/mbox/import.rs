@@ -5,9 +5,11 @@
 //! (its `Date:`) into [`deliver_until_sync`]. Right after a message is written and before it is
 //! named, the hook picks new/ or cur/ and the flags ([`merge`]) and asks the machine to set the
 //! file's modification time to its date ([`Delivery::set_mtime`]: an
-//! [`Op::SetMtime`](crate::fs::Op::SetMtime), best effort). Written messages wait in a window of
-//! [`WINDOW`]; then the window is flushed at once ([`Fs::sync_all`], else file by
-//! file) and each message named, in order.
+//! [`Op::SetMtime`], best effort). Written messages wait in a window of
+//! [`WINDOW`]; then the window is flushed at once ([`Op::SyncAll`], else file by
+//! file) and each message named, in order. Every filesystem operation is a machine's, through
+//! [`run`](crate::machine::run): each message's delivery, the quota check, and the window's
+//! and a batch's flushes and `maildirsize` lines ([`run_op`]).
 //! With [`Durability::DeferDirSync`] their directories are flushed once per batch of
 //! [`BATCH`]; a message counts as delivered only after its batch's directory flush
 //! ([`ImportEvents::committed`]). If a message of a window fails, the import stops there and
@@ -29,11 +31,12 @@
 
 use crate::env::Env;
 use crate::error::{Error, ErrorKind, Phase};
-use crate::fs::{Dir, Fs};
+use crate::fs::{Dir, Fs, Op};
 use crate::machine::deliver::{
     deliver_until_sync, Delivered, Options, Outcome, Strategy, Unsynced, UntilSync,
 };
 use crate::machine::quota::{self, CheckOptions, Limits, Usage, Verdict, MAILDIRSIZE};
+use crate::machine::run_op;
 use crate::maildir::flags::Flags;
 use crate::mbox::{MboxError, MboxReader, Quoting, ReadError};
 use crate::message::{DateCapture, Scanned, StatusFilter, Transformed};
@@ -41,7 +44,7 @@ use crate::message::{DateCapture, Scanned, StatusFilter, Transformed};
 /// Messages delivered between two directory flushes.
 pub const BATCH: usize = 1024;
 
-/// Messages written before their files are flushed, together: one [`Fs::sync_all`] for the
+/// Messages written before their files are flushed, together: one [`Op::SyncAll`] for the
 /// window instead of one flush per message (on a journaling filesystem each flush is a journal
 /// commit or a disk cache flush). Each message is still flushed before it is named. A
 /// divisor of [`BATCH`].
@@ -82,11 +85,22 @@ struct Quota {
 }
 
 impl Quota {
-    /// Appends `bytes count`, flushed ([`Fs::append`]). `Ok(false)`: `maildirsize` is gone
+    /// Appends `bytes count`, flushed ([`Op::Append`]). `Ok(false)`: `maildirsize` is gone
     /// (removed since the check), so there is nothing to keep up to date any more.
-    fn append<F: Fs + ?Sized>(&self, fs: &mut F, bytes: i64, count: i64) -> Result<bool, Error> {
-        let line = quota::line(bytes, count);
-        match fs.append(self.base, MAILDIRSIZE, line.as_bytes(), true) {
+    fn append<F, E>(&self, fs: &mut F, env: &mut E, bytes: i64, count: i64) -> Result<bool, Error>
+    where
+        F: Fs + ?Sized,
+        E: Env + ?Sized,
+    {
+        let (dir, line) = (self.base, quota::line(bytes, count));
+        let data = line.as_bytes();
+        let op = Op::Append {
+            dir,
+            name: MAILDIRSIZE,
+            data,
+            sync: true,
+        };
+        match run_op(fs, env, op) {
             Ok(()) => Ok(true),
             Err(ErrorKind::NotFound) => Ok(false),
             Err(k) => Err(Error::new(k, Phase::Check)),
@@ -217,15 +231,15 @@ impl Batch {
 
     /// Flushes the batch's directories, then reports its messages as committed. On failure
     /// the batch stays as it was (a later commit tries again).
-    fn commit<F: Fs + ?Sized, V: ImportEvents + ?Sized>(
+    fn commit<F: Fs + ?Sized, E: Env + ?Sized, V: ImportEvents + ?Sized>(
         &mut self,
         fs: &mut F,
+        env: &mut E,
         events: &mut V,
     ) -> Result<u64, Error> {
         for (dir, needed) in [(Dir::New, self.sync_new), (Dir::Cur, self.sync_cur)] {
             if needed {
-                fs.sync_dir(dir)
-                    .map_err(|k| Error::new(k, Phase::SyncDir))?;
+                run_op(fs, env, Op::SyncDir { dir }).map_err(|k| Error::new(k, Phase::SyncDir))?;
             }
         }
         let n = self.count;
@@ -296,7 +310,7 @@ impl<F: Fs + ?Sized> Window<F> {
                 fits += 1;
             }
             if fits > 0 {
-                match q.append(fs, window.bytes as i64, window.count as i64) {
+                match q.append(fs, env, window.bytes as i64, window.count as i64) {
                     Ok(true) => {}
                     Ok(false) => *quota = None,
                     Err(e) => {
@@ -309,7 +323,7 @@ impl<F: Fs + ?Sized> Window<F> {
         }
         // One flush for all, where the filesystem can; if it cannot (or fails: then each
         // file's own flush tells which messages are safe), each file is flushed by itself.
-        let flushed = fits > 1 && fs.sync_all().is_ok();
+        let flushed = fits > 1 && run_op(fs, env, Op::SyncAll).is_ok();
         let mut named = Usage::default();
         for _ in 0..fits {
             let Some((message, unsynced)) = self.waiting.pop_front() else {
@@ -329,7 +343,7 @@ impl<F: Fs + ?Sized> Window<F> {
                     if let Some(q) = quota.as_mut() {
                         // Best effort: what stays over-counts until the next recalculation.
                         let (b, c) = (window.bytes - named.bytes, window.count - named.count);
-                        let _ = q.append(fs, -(b as i64), -(c as i64));
+                        let _ = q.append(fs, env, -(b as i64), -(c as i64));
                         q.usage = q.usage.plus(named);
                     }
                     self.abandon(fs, env);
@@ -475,7 +489,7 @@ where
                 // line could not be written).
                 if let Some(q) = quota.as_mut() {
                     q.usage = q.usage.plus(Usage::message(d.size));
-                    let stopped = match q.append(fs, d.size as i64, 1) {
+                    let stopped = match q.append(fs, env, d.size as i64, 1) {
                         Ok(true) if q.limits.exceeded_by(q.usage.plus(Usage::message(1))) => {
                             Some(Error::new(ErrorKind::OverQuota, Phase::Check))
                         }
@@ -511,7 +525,7 @@ where
             },
         }
         if batch.count >= BATCH as u64 {
-            match batch.commit(fs, events) {
+            match batch.commit(fs, env, events) {
                 Ok(n) => delivered += n,
                 Err(error) => {
                     // If the flush below succeeds after all, the rest begins at the first
@@ -552,7 +566,7 @@ where
     // After a failed batch flush above this tries once more: what it flushes is delivered.
     let unflushed = batch.count;
     let batch_start = batch.start;
-    let flush = match batch.commit(fs, events) {
+    let flush = match batch.commit(fs, env, events) {
         Ok(n) => {
             delivered += n;
             None

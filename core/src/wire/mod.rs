@@ -317,6 +317,11 @@ pub fn encode_op(op: Op<'_>, buf: &mut [u8]) -> Result<usize, WireError> {
             w.u8(20)?;
             w.u64(secs as u64)?;
         }
+        Op::SyncAll => w.u8(23)?,
+        Op::Write { data } => {
+            w.u8(24)?;
+            w.bytes(data)?;
+        }
     }
     Ok(w.len)
 }
@@ -405,6 +410,8 @@ pub fn decode_op(buf: &[u8]) -> Result<Op<'_>, WireError> {
         20 => Op::SetMtime {
             secs: r.u64()? as i64,
         },
+        23 => Op::SyncAll,
+        24 => Op::Write { data: r.bytes()? },
         _ => return Err(WireError),
     };
     Ok(op)
@@ -1491,6 +1498,8 @@ mod tests {
             (18, Op::NextEntry),
             (19, Op::CloseDir),
             (20, Op::SetMtime { secs: i64::MIN }),
+            (23, Op::SyncAll),
+            (24, Op::Write { data: b"seen" }),
         ];
         let mut buf = [0u8; 600];
         for (code, op) in ops {

@@ -483,6 +483,8 @@ fn show_op(op: &Op<'_>) -> String {
         Op::Unlink { dir, name } => format!("unlink({})", path(dir, name)),
         Op::Stat { dir, name } => format!("stat({})", path(dir, name)),
         Op::SyncDir { dir } => format!("fsync({}/)", dir.as_str()),
+        Op::SyncAll => "syncfs".into(),
+        Op::Write { data } => format!("write({:?})", String::from_utf8_lossy(data)),
         Op::Sleep { millis } => format!("sleep({millis}ms)"),
         Op::WriteFile {
             dir, name, data, ..
