@@ -19,7 +19,7 @@
 //! 4xx and the MTA retries them.
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,8 +38,9 @@ const BATCH_MAX: usize = 1024;
 struct Request {
     /// The core's view: what, on which filesystem, in which directory.
     what: plan::Request,
-    /// The file (for [`Need::Data`]) or the directory (for [`Need::Names`]).
-    fd: Arc<OwnedFd>,
+    /// The file (for [`Need::Data`]) or the directory (for [`Need::Names`]): the requesting
+    /// thread's own descriptor, open for the request's whole life (see [`Committer::flush`]).
+    fd: Held,
     done: mpsc::SyncSender<Result<(), ErrorKind>>,
 }
 
@@ -132,7 +133,21 @@ pub struct Committer {
     pub stats: Arc<Stats>,
 }
 
-fn sync_one(fd: &OwnedFd, data_only: bool) -> Result<(), ErrorKind> {
+/// A descriptor a waiting delivery holds open until its request is answered.
+#[derive(Copy, Clone)]
+struct Held(RawFd);
+
+impl Held {
+    fn fd(&self) -> BorrowedFd<'_> {
+        // SAFETY: the thread that made the request owns this descriptor and waits in
+        // `Committer::flush` until the request is answered, which happens only after every
+        // flush of its batch returned (`run_batch`), so the descriptor is open while used.
+        unsafe { BorrowedFd::borrow_raw(self.0) }
+    }
+}
+
+fn sync_one(fd: Held, data_only: bool) -> Result<(), ErrorKind> {
+    let fd = fd.fd();
     let r = if data_only {
         rustix::fs::fdatasync(fd)
     } else {
@@ -143,7 +158,7 @@ fn sync_one(fd: &OwnedFd, data_only: bool) -> Result<(), ErrorKind> {
 
 /// One flush for a worker of the [`Pool`].
 struct Job {
-    fd: Arc<OwnedFd>,
+    fd: Held,
     data_only: bool,
     index: usize,
     done: mpsc::Sender<(usize, Result<(), ErrorKind>)>,
@@ -169,30 +184,30 @@ impl Pool {
                         Err(_) => return,
                     };
                     let Ok(j) = job else { return };
-                    let _ = j.done.send((j.index, sync_one(&j.fd, j.data_only)));
+                    let _ = j.done.send((j.index, sync_one(j.fd, j.data_only)));
                 });
         }
         Pool { tx }
     }
 
     /// Flushes every descriptor in `fds`; the results in the same order.
-    fn sync_all(&self, fds: &[Arc<OwnedFd>], data_only: bool) -> Vec<Result<(), ErrorKind>> {
+    fn sync_all(&self, fds: &[Held], data_only: bool) -> Vec<Result<(), ErrorKind>> {
         if fds.len() <= 1 {
-            return fds.iter().map(|fd| sync_one(fd, data_only)).collect();
+            return fds.iter().map(|fd| sync_one(*fd, data_only)).collect();
         }
         let (done, results) = mpsc::channel();
         let mut out = vec![Err(ErrorKind::Io); fds.len()];
         let mut sent = 0;
         for (index, fd) in fds.iter().enumerate() {
             let job = Job {
-                fd: Arc::clone(fd),
+                fd: *fd,
                 data_only,
                 index,
                 done: done.clone(),
             };
             match self.tx.send(job) {
                 Ok(()) => sent += 1,
-                Err(_) => out[index] = sync_one(fd, data_only),
+                Err(_) => out[index] = sync_one(*fd, data_only),
             }
         }
         drop(done);
@@ -269,10 +284,10 @@ fn run_batch(
                 let group: Vec<usize> = (k..flushes.len())
                     .take_while(|&j| matches!(flushes[j], Flush::Names(_)) == names)
                     .collect();
-                let fds: Vec<Arc<OwnedFd>> = group
+                let fds: Vec<Held> = group
                     .iter()
                     .map(|&j| match flushes[j] {
-                        Flush::Data(i) | Flush::Names(i) => Arc::clone(&batch[i].fd),
+                        Flush::Data(i) | Flush::Names(i) => batch[i].fd,
                         Flush::Filesystem(_) => unreachable!("taken above"),
                     })
                     .collect();
@@ -338,9 +353,11 @@ impl Committer {
         }
     }
 
-    fn flush(&self, what: plan::Request, fd: OwnedFd) -> Result<(), ErrorKind> {
+    /// Asks for `what` on `fd` and waits for the answer (`fd` stays open meanwhile: it is
+    /// borrowed for the whole call).
+    fn flush(&self, what: plan::Request, fd: BorrowedFd<'_>) -> Result<(), ErrorKind> {
         let (done, wait) = mpsc::sync_channel(1);
-        let fd = Arc::new(fd);
+        let fd = Held(fd.as_raw_fd());
         self.tx
             .send(Request { what, fd, done })
             .map_err(|_| ErrorKind::Io)?;
@@ -483,7 +500,7 @@ impl Fs for GroupFs {
             fs: self.dev,
             dir: 0,
         };
-        self.committer.flush(what, dup(&*file)?)
+        self.committer.flush(what, file.as_fd())
     }
     fn close(&mut self, file: File) -> Result<(), ErrorKind> {
         self.inner.close(file)
@@ -515,7 +532,7 @@ impl Fs for GroupFs {
             fs: self.dev,
             dir: ino,
         };
-        self.committer.flush(what, dup(self.inner.dirfd(dir))?)
+        self.committer.flush(what, self.inner.dirfd(dir).as_fd())
     }
     fn mkdir(&mut self, dir: Dir) -> Result<(), ErrorKind> {
         self.inner.mkdir(dir)
