@@ -6,7 +6,7 @@ mod cli_support;
 
 use std::path::Path;
 
-use cli_support::{contents, names, run};
+use cli_support::{contents, names, run, Run};
 
 const GREETING: &str = "220 testhost LMTP mdeliver ready\r\n";
 const LHLO: &str = "250-testhost\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n";
@@ -118,20 +118,7 @@ fn the_dovecot_convention_reads_the_script_beside_the_maildir() {
         std::fs::create_dir_all(root.join(u)).unwrap();
     }
     scripts(|u| root.join(u).join(".dovecot.sieve"));
-    let maildirs = format!("{}/{{local}}/Maildir", root.display());
-    let r = run(
-        &[
-            &"lmtp",
-            &"--host",
-            &"testhost",
-            &"-c",
-            &"--maildir",
-            &maildirs,
-            &"--sieve-dovecot",
-        ],
-        SESSION.as_bytes(),
-        &[],
-    );
+    let r = dovecot_server(root, &[], SESSION);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let dave = root.join("dave/.dovecot.sieve");
     let want = replies().replace("{SCRIPT}", &dave.display().to_string());
@@ -139,6 +126,31 @@ fn the_dovecot_convention_reads_the_script_beside_the_maildir() {
     let md = |u: &str| root.join(u).join("Maildir");
     assert_eq!(stored(&md("bob")), [(".Lists".into(), "new".into())]);
     assert_eq!(stored(&md("erin")), [(String::new(), "new".into())]);
+}
+
+/// `mdeliver lmtp --host testhost -c --maildir ROOT/{local}/Maildir --sieve-dovecot EXTRA...`
+/// serving `session` on standard input and output.
+fn dovecot_server(root: &Path, extra: &[&dyn AsRef<std::ffi::OsStr>], session: &str) -> Run {
+    let maildirs = format!("{}/{{local}}/Maildir", root.display());
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+        &"lmtp",
+        &"--host",
+        &"testhost",
+        &"-c",
+        &"--maildir",
+        &maildirs,
+        &"--sieve-dovecot",
+    ];
+    args.extend_from_slice(extra);
+    run(&args, session.as_bytes(), &[])
+}
+
+/// Writes `text` to `path` as a program anyone may run.
+fn executable(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    let mut perm = std::fs::metadata(path).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(path, perm).unwrap();
 }
 
 /// The number after `label` in the server's `group commit:` summary line.
@@ -235,37 +247,18 @@ fn a_redirect_goes_through_sendmail_and_its_output_stays_off_the_connection() {
     }
     let sendmail = root.join("sendmail");
     let d = root.display();
-    std::fs::write(
+    executable(
         &sendmail,
-        format!(
+        &format!(
             "#!/bin/sh\necho 'sendmail chatter'\n\
              [ \"$5\" = down@example.net ] && exit 75\n\
              printf '%s\\n' \"$@\" > {d}/sent.argv\ncat > {d}/sent.stdin\n"
         ),
-    )
-    .unwrap();
-    let mut perm = std::fs::metadata(&sendmail).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-    std::fs::set_permissions(&sendmail, perm).unwrap();
-    let maildirs = format!("{}/{{local}}/Maildir", root.display());
+    );
     let session = "LHLO mx.example\r\nMAIL FROM:<alice@example.net>\r\n\
         RCPT TO:<bob@example.org>\r\nRCPT TO:<carol@example.org>\r\nDATA\r\n\
         Subject: lists\r\n\r\nhello\r\n.\r\nQUIT\r\n";
-    let r = run(
-        &[
-            &"lmtp",
-            &"--host",
-            &"testhost",
-            &"-c",
-            &"--maildir",
-            &maildirs,
-            &"--sieve-dovecot",
-            &"--sendmail",
-            &sendmail,
-        ],
-        session.as_bytes(),
-        &[],
-    );
+    let r = dovecot_server(root, &[&"--sendmail", &sendmail], session);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let want = format!(
         "{GREETING}{LHLO}250 SIZE\r\n250 2.1.0 sender ok\r\n250 2.1.5 recipient ok\r\n\
@@ -320,38 +313,18 @@ fn a_redirect_from_a_recipient_owned_by_a_user_runs_sendmail_as_that_user() {
     std::fs::write(bob.join(".dovecot.sieve"), "redirect \"dave@example.net\";").unwrap();
     std::os::unix::fs::chown(&bob, Some(uid), Some(gid)).unwrap();
     let sendmail = root.join("sendmail");
-    std::fs::write(
+    let o = out.display();
+    executable(
         &sendmail,
-        format!(
-            "#!/bin/sh\necho \"$(id -u) $(id -g) $(id -G)\" > {o}/ids\ncat > /dev/null\n",
-            o = out.display()
-        ),
-    )
-    .unwrap();
-    mode(&sendmail, 0o755);
-    let maildirs = format!("{}/{{local}}/Maildir", root.display());
+        &format!("#!/bin/sh\necho \"$(id -u) $(id -g) $(id -G)\" > {o}/ids\ncat > /dev/null\n"),
+    );
     let session = "LHLO mx.example\r\nMAIL FROM:<alice@example.net>\r\n\
         RCPT TO:<bob@example.org>\r\nDATA\r\nSubject: x\r\n\r\nhello\r\n.\r\nQUIT\r\n";
-    let r = run(
-        &[
-            &"lmtp",
-            &"--host",
-            &"testhost",
-            &"-c",
-            &"--maildir",
-            &maildirs,
-            &"--sieve-dovecot",
-            &"--sendmail",
-            &sendmail,
-        ],
-        session.as_bytes(),
-        &[],
-    );
+    let r = dovecot_server(root, &[&"--sendmail", &sendmail], session);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
-        r.stdout.contains("354 ")
-            && r.stdout
-                .ends_with("250 2.0.0 delivered\r\n221 2.0.0 bye\r\n"),
+        r.stdout
+            .ends_with("250 2.0.0 delivered\r\n221 2.0.0 bye\r\n"),
         "{}{}",
         r.stdout,
         r.stderr
@@ -370,25 +343,10 @@ fn a_sieve_recipient_over_its_quota_gets_the_reply_of_any_recipient_over_its_quo
         std::fs::create_dir_all(root.join(u)).unwrap();
     }
     std::fs::write(root.join("bob/.dovecot.sieve"), "keep;").unwrap();
-    let maildirs = format!("{}/{{local}}/Maildir", root.display());
     let session = "LHLO mx.example\r\nMAIL FROM:<alice@example.net>\r\n\
         RCPT TO:<bob@example.org>\r\nRCPT TO:<carol@example.org>\r\nDATA\r\n\
         Subject: x\r\n\r\nhello\r\n.\r\nQUIT\r\n";
-    let r = run(
-        &[
-            &"lmtp",
-            &"--host",
-            &"testhost",
-            &"-c",
-            &"--maildir",
-            &maildirs,
-            &"--sieve-dovecot",
-            &"--quota",
-            &"10",
-        ],
-        session.as_bytes(),
-        &[],
-    );
+    let r = dovecot_server(root, &[&"--quota", &"10"], session);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
         r.stdout.ends_with(
