@@ -186,6 +186,9 @@ impl Fs for MemFs {
     fn sync_file(&mut self, _: &mut u64) -> Result<(), ErrorKind> {
         Ok(())
     }
+    fn write_back(&mut self, _: &mut u64) -> Result<(), ErrorKind> {
+        Ok(())
+    }
     fn sync_all(&mut self) -> Result<(), ErrorKind> {
         Ok(())
     }
@@ -439,6 +442,7 @@ pub enum Call<'a> {
     /// The length to write: a hook may shorten it (a short write).
     Write(usize),
     SyncFile,
+    WriteBack,
     SyncAll,
     Close,
     LinkAnonymous(Dir, &'a str),
@@ -466,6 +470,7 @@ impl Call<'_> {
             Call::CreateAnonymous(_) => "create_anonymous",
             Call::Write(_) => "write",
             Call::SyncFile => "sync_file",
+            Call::WriteBack => "write_back",
             Call::SyncAll => "sync_all",
             Call::Close => "close",
             Call::LinkAnonymous(..) => "link_anonymous",
@@ -557,6 +562,10 @@ impl<F: Fs, H: Hook<F>> Fs for Hooked<F, H> {
     fn sync_file(&mut self, file: &mut F::File) -> Result<(), ErrorKind> {
         self.ask(Call::SyncFile)?;
         self.fs.sync_file(file)
+    }
+    fn write_back(&mut self, file: &mut F::File) -> Result<(), ErrorKind> {
+        self.ask(Call::WriteBack)?;
+        self.fs.write_back(file)
     }
     fn sync_all(&mut self) -> Result<(), ErrorKind> {
         self.ask(Call::SyncAll)?;

@@ -1172,6 +1172,7 @@ fn caps_from(bits: u8) -> Capabilities {
         hard_links: bits & 4 != 0,
         dir_sync: bits & 8 != 0,
         atomic_exclusive: true,
+        ordered_commit: bits & 16 != 0,
     }
 }
 

@@ -159,6 +159,11 @@ impl<F: Fs> Fs for FaultFs<F> {
         self.check(OpKind::SyncFile)?;
         self.inner.sync_file(file)
     }
+    fn write_back(&mut self, file: &mut F::File) -> Result<(), ErrorKind> {
+        // A write-back fails the way a file's flush does (EIO from the device).
+        self.check(OpKind::SyncFile)?;
+        self.inner.write_back(file)
+    }
     fn sync_all(&mut self) -> Result<(), ErrorKind> {
         // A whole-filesystem flush fails the way a file's flush does.
         self.check(OpKind::SyncFile)?;
@@ -306,6 +311,11 @@ impl<F: Fs> Fs for TraceFs<F> {
     fn sync_file(&mut self, file: &mut F::File) -> Result<(), ErrorKind> {
         let r = self.inner.sync_file(file);
         self.rec("sync_file".into(), &r);
+        r
+    }
+    fn write_back(&mut self, file: &mut F::File) -> Result<(), ErrorKind> {
+        let r = self.inner.write_back(file);
+        self.rec("write_back".into(), &r);
         r
     }
     fn sync_all(&mut self) -> Result<(), ErrorKind> {

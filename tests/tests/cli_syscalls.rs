@@ -188,3 +188,98 @@ fn an_import_flushes_each_window_at_once() {
     // new/ is flushed once, at the end (150 messages are one batch of the directory flushes).
     assert_eq!(count("fsync"), 1, "{lines}");
 }
+
+/// A loop-mounted ext4 filesystem of the test's own, unmounted when dropped.
+struct Ext4 {
+    dir: tempfile::TempDir,
+}
+
+impl Ext4 {
+    /// A fresh one, or `None` (the test is skipped, and says so) without root, `mkfs.ext4` or
+    /// loop devices.
+    fn new() -> Option<Ext4> {
+        if !is_root() {
+            eprintln!("skipped: needs root to mount an ext4 image");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("ext4.img");
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(32 << 20)
+            .unwrap();
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        let ok = |c: &mut Command| c.stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+        if !ok(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&img))
+            || !ok(Command::new("mount")
+                .args(["-o", "loop"])
+                .arg(&img)
+                .arg(&mnt))
+        {
+            eprintln!("skipped: cannot make and mount an ext4 image here");
+            return None;
+        }
+        Some(Ext4 { dir })
+    }
+
+    fn mnt(&self) -> PathBuf {
+        self.dir.path().join("mnt")
+    }
+}
+
+impl Drop for Ext4 {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.mnt()).status();
+    }
+}
+
+/// On ext4, whose journal commit flushes the device's cache before its record, a delivery
+/// writes its file back (`sync_file_range`) and then makes file and name durable with the one
+/// flush of new/ after the link: one journal commit, not two. `MDELIVER_DISABLE=ordered-commit`
+/// flushes the file on its own first, as on every other filesystem.
+#[test]
+fn on_ext4_the_file_is_written_back_and_one_flush_of_new_commits_both() {
+    if Command::new("strace").arg("-V").output().is_err() {
+        eprintln!("skipped: strace is not installed (scripts/test-all.sh installs it)");
+        return;
+    }
+    let Some(fs) = Ext4::new() else {
+        return;
+    };
+    let md = fs.mnt().join("Maildir");
+    make_maildir(&md);
+    let flushes = |disable: &str| -> Vec<String> {
+        let out = fs.dir.path().join("strace.txt");
+        let st = Command::new("strace")
+            .args([
+                "-qq",
+                "-e",
+                "trace=fsync,fdatasync,sync_file_range,linkat,syncfs",
+                "-o",
+            ])
+            .arg(&out)
+            .arg(bin())
+            .arg(&md)
+            .env("MDELIVER_DISABLE", disable)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(b"Subject: x\n\nbody\n")?;
+                c.wait()
+            })
+            .unwrap();
+        assert!(st.success(), "{st}");
+        std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .map(|l| name(l).to_owned())
+            .collect()
+    };
+    assert_eq!(flushes(""), ["sync_file_range", "linkat", "fsync"]);
+    assert_eq!(flushes("ordered-commit"), ["fdatasync", "linkat", "fsync"]);
+    assert_eq!(names(&md.join("new")).len(), 2);
+}

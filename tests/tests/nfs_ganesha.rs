@@ -305,6 +305,7 @@ impl Fs for NfsFs {
             hard_links: true,
             dir_sync: true,
             atomic_exclusive: false,
+            ordered_commit: false,
         }
     }
 
@@ -354,6 +355,11 @@ impl Fs for NfsFs {
         self.counts.rpcs += 1;
         let r = self.rt.block_on(self.m.commit(file.fh.clone(), 0, 0));
         r.map_err(|e| kind(&e, &mut self.counts, "commit"))
+    }
+
+    fn write_back(&mut self, _: &mut NfsFile) -> Result<(), ErrorKind> {
+        // NFS has no commit that orders a file's data before another file's name.
+        Err(ErrorKind::Unsupported)
     }
 
     fn close(&mut self, file: NfsFile) -> Result<(), ErrorKind> {

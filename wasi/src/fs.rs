@@ -70,6 +70,8 @@ impl WasiFs {
             hard_links: true,
             dir_sync,
             atomic_exclusive: true,
+            // WASI has no write-back without a flush.
+            ordered_commit: false,
         };
         Ok(WasiFs {
             root: root.to_path_buf(),
@@ -129,6 +131,10 @@ impl Fs for WasiFs {
 
     fn sync_file(&mut self, file: &mut File) -> Result<(), ErrorKind> {
         unit(file.sync_all())
+    }
+
+    fn write_back(&mut self, _: &mut File) -> Result<(), ErrorKind> {
+        Err(ErrorKind::Unsupported)
     }
 
     fn close(&mut self, file: File) -> Result<(), ErrorKind> {

@@ -171,6 +171,13 @@ impl<F: Fs> Fs for DryRun<F> {
         }
     }
 
+    fn write_back(&mut self, file: &mut Self::File) -> Result<(), ErrorKind> {
+        match file {
+            DryFile::Real(f) => self.inner.write_back(f),
+            DryFile::Null => Ok(()),
+        }
+    }
+
     fn close(&mut self, file: Self::File) -> Result<(), ErrorKind> {
         match file {
             DryFile::Real(f) => self.inner.close(f),

@@ -24,6 +24,12 @@ pub struct Capabilities {
     pub hard_links: bool,
     /// Whether fsync of a directory makes its entries durable.
     pub dir_sync: bool,
+    /// Whether every flush of names is a journal commit that first makes durable the data of
+    /// every file already written back ([`Fs::write_back`]), and no name can become durable
+    /// without such a commit (ext4, whose journal commit flushes the device's cache before
+    /// its commit record). Then a message's file needs only its data written back before it is
+    /// named: the directory flush after it makes both durable, one flush instead of two.
+    pub ordered_commit: bool,
     /// Whether exclusive creation and link are answered truthfully: `O_EXCL` is atomic and no
     /// reply is lost and answered again by a retransmit (false on network filesystems; the
     /// strategy follows from it, see [`crate::machine::trust`]).
@@ -37,6 +43,7 @@ impl Capabilities {
         rename_noreplace: true,
         hard_links: true,
         dir_sync: true,
+        ordered_commit: false,
         atomic_exclusive: true,
     };
     /// Plain POSIX: exclusive create and hard links, nothing newer.
@@ -45,6 +52,7 @@ impl Capabilities {
         rename_noreplace: false,
         hard_links: true,
         dir_sync: true,
+        ordered_commit: false,
         atomic_exclusive: true,
     };
 }
@@ -89,6 +97,9 @@ pub enum Op<'a> {
     WriteMessage,
     /// Flush the open file's data to stable storage.
     SyncFile,
+    /// Write the open file's data to the device and wait, without flushing its cache
+    /// ([`Fs::write_back`]; only where [`Capabilities::ordered_commit`]).
+    WriteBack,
     /// Close the open file.
     CloseFile,
     /// Give the open unnamed file the name `dir/name`; fails with `Exists` if taken.
@@ -315,6 +326,11 @@ pub trait Fs {
     fn write(&mut self, file: &mut Self::File, buf: &[u8]) -> Result<usize, ErrorKind>;
     /// Flushes the file's data to stable storage.
     fn sync_file(&mut self, file: &mut Self::File) -> Result<(), ErrorKind>;
+    /// Writes the file's data to the device and waits for it, without a cache flush or a
+    /// journal commit (Linux `sync_file_range`): durable only with the next commit, which
+    /// [`Capabilities::ordered_commit`] promises comes before any name of it is durable.
+    /// `Unsupported` where the filesystem does not promise that.
+    fn write_back(&mut self, file: &mut Self::File) -> Result<(), ErrorKind>;
     /// Flushes every file and directory of the filesystem to stable storage at once (Linux
     /// `syncfs`), failing if any write-back since the maildir was opened failed: one flush for
     /// many files (an import's window) instead of one each. `Unsupported` where that cannot be
@@ -641,6 +657,10 @@ where
         },
         Op::SyncFile => match file.as_mut() {
             Some(f) => unit(fs.sync_file(f)),
+            None => OpResult::Err(ErrorKind::Io),
+        },
+        Op::WriteBack => match file.as_mut() {
+            Some(f) => unit(fs.write_back(f)),
             None => OpResult::Err(ErrorKind::Io),
         },
         Op::CloseFile => match file.take() {

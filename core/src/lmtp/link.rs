@@ -173,6 +173,13 @@ impl<F: Fs> Fs for Linked<'_, F> {
         }
         self.fs.sync_file(file)
     }
+    fn write_back(&mut self, file: &mut F::File) -> Result<(), ErrorKind> {
+        if self.source.is_some() && self.link.identical(self.fs.file_id(file)) {
+            // As for `sync_file`: the source's data is durable already.
+            return Ok(());
+        }
+        self.fs.write_back(file)
+    }
     fn link_anonymous(&mut self, file: &F::File, dir: Dir, name: &str) -> Result<(), ErrorKind> {
         let id = self.fs.file_id(file);
         let source = self.source.filter(|_| self.link.identical(id));

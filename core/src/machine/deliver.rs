@@ -397,6 +397,7 @@ impl Delivery {
             },
             State::Write => Op::WriteMessage,
             State::SetMtime(secs) => Op::SetMtime { secs },
+            State::SyncFile if self.writes_back() => Op::WriteBack,
             State::SyncFile => Op::SyncFile,
             State::Publish => match (self.opts.strategy, self.path) {
                 (Strategy::Classic { .. }, _) | (_, Publish::LinkUnlink) => Op::Link {
@@ -822,6 +823,15 @@ impl Delivery {
         } else {
             State::SyncFile
         }
+    }
+
+    /// Whether the file's data is only written back before it is named, not flushed: on a
+    /// filesystem whose flush of names commits the data written back before it
+    /// ([`Capabilities::ordered_commit`]), when the directory flush follows the publish
+    /// ([`Durability::Full`]): that one flush makes data and name durable together, and no
+    /// name is durable before it or another commit, which makes the data durable first.
+    fn writes_back(&self) -> bool {
+        self.caps.ordered_commit && self.caps.dir_sync && self.opts.durability == Durability::Full
     }
 
     fn after_sync_file(&mut self) -> State {

@@ -95,6 +95,7 @@ pub fn choose(observed: Capabilities, forced: Option<Strategy>) -> Choice {
         Strategy::Locked => Capabilities {
             anonymous_tmp: false,
             rename_noreplace: false,
+            ordered_commit: false,
             ..observed
         },
         _ => observed,
@@ -135,6 +136,7 @@ mod tests {
                 hard_links: bits & 4 != 0,
                 dir_sync: bits & 8 != 0,
                 atomic_exclusive: false,
+                ordered_commit: false,
             };
             let c = choose(observed, None);
             assert_eq!(c.strategy, Strategy::Locked, "{observed:?}");

@@ -58,8 +58,8 @@
 //! letters = deliver to cur/), the info separator byte, then `max_attempts`,
 //! `lock_stale_secs`, `lock_timeout_ms`, `lock_poll_ms` as `u64`s, the capability bits
 //! ([`encode_caps`]: [`CAP_ANONYMOUS_TMP`] 1, [`CAP_RENAME_NOREPLACE`] 2, [`CAP_HARD_LINKS`] 4,
-//! [`CAP_DIR_SYNC`] 8, [`CAP_ATOMIC_EXCLUSIVE`] 16) and the host name as a string. A string
-//! is a length byte followed by that many UTF-8 bytes.
+//! [`CAP_DIR_SYNC`] 8, [`CAP_ATOMIC_EXCLUSIVE`] 16, [`CAP_ORDERED_COMMIT`] 32) and the host
+//! name as a string. A string is a length byte followed by that many UTF-8 bytes.
 //!
 //! **MTA start** ([`encode_mta_start`]): a [`Start`], then the quota, duplicate-index, key and
 //! order options.
@@ -318,6 +318,7 @@ pub fn encode_op(op: Op<'_>, buf: &mut [u8]) -> Result<usize, WireError> {
             w.u64(secs as u64)?;
         }
         Op::SyncAll => w.u8(23)?,
+        Op::WriteBack => w.u8(25)?,
         Op::Write { data } => {
             w.u8(24)?;
             w.bytes(data)?;
@@ -411,6 +412,7 @@ pub fn decode_op(buf: &[u8]) -> Result<Op<'_>, WireError> {
             secs: r.u64()? as i64,
         },
         23 => Op::SyncAll,
+        25 => Op::WriteBack,
         24 => Op::Write { data: r.bytes()? },
         _ => return Err(WireError),
     };
@@ -642,8 +644,14 @@ pub const CAP_HARD_LINKS: u8 = 4;
 pub const CAP_DIR_SYNC: u8 = 8;
 /// Capability bit: [`Capabilities::atomic_exclusive`].
 pub const CAP_ATOMIC_EXCLUSIVE: u8 = 16;
-const CAP_ALL: u8 =
-    CAP_ANONYMOUS_TMP | CAP_RENAME_NOREPLACE | CAP_HARD_LINKS | CAP_DIR_SYNC | CAP_ATOMIC_EXCLUSIVE;
+/// Capability bit: [`Capabilities::ordered_commit`].
+pub const CAP_ORDERED_COMMIT: u8 = 32;
+const CAP_ALL: u8 = CAP_ANONYMOUS_TMP
+    | CAP_RENAME_NOREPLACE
+    | CAP_HARD_LINKS
+    | CAP_DIR_SYNC
+    | CAP_ATOMIC_EXCLUSIVE
+    | CAP_ORDERED_COMMIT;
 
 /// Capabilities as bits.
 pub fn encode_caps(c: Capabilities) -> u8 {
@@ -653,6 +661,7 @@ pub fn encode_caps(c: Capabilities) -> u8 {
         | bit(c.hard_links, CAP_HARD_LINKS)
         | bit(c.dir_sync, CAP_DIR_SYNC)
         | bit(c.atomic_exclusive, CAP_ATOMIC_EXCLUSIVE)
+        | bit(c.ordered_commit, CAP_ORDERED_COMMIT)
 }
 
 /// Capabilities from bits; unknown bits are refused.
@@ -666,6 +675,7 @@ pub fn decode_caps(bits: u8) -> Result<Capabilities, WireError> {
         hard_links: bits & CAP_HARD_LINKS != 0,
         dir_sync: bits & CAP_DIR_SYNC != 0,
         atomic_exclusive: bits & CAP_ATOMIC_EXCLUSIVE != 0,
+        ordered_commit: bits & CAP_ORDERED_COMMIT != 0,
     })
 }
 
@@ -1259,10 +1269,10 @@ mod tests {
         for bits in 0..=u8::MAX {
             match decode_caps(bits) {
                 Ok(c) => {
-                    assert!(bits < 32, "{bits:#x} accepted");
+                    assert!(bits < 64, "{bits:#x} accepted");
                     assert_eq!(encode_caps(c), bits);
                 }
-                Err(WireError) => assert!(bits >= 32, "{bits:#x} refused"),
+                Err(WireError) => assert!(bits >= 64, "{bits:#x} refused"),
             }
         }
         assert_eq!(encode_caps(Capabilities::LINUX_LOCAL), 31);
@@ -1341,7 +1351,7 @@ mod tests {
             (1, 3),
             (2, 2),
             (3, b'.'),
-            (36, 32),
+            (36, 64),
             (4 + 4, 1),
             (38, 0xff),
         ];
@@ -1500,6 +1510,7 @@ mod tests {
             (20, Op::SetMtime { secs: i64::MIN }),
             (23, Op::SyncAll),
             (24, Op::Write { data: b"seen" }),
+            (25, Op::WriteBack),
         ];
         let mut buf = [0u8; 600];
         for (code, op) in ops {

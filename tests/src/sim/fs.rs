@@ -24,6 +24,10 @@ pub enum Semantics {
     /// Hard links refused (`Unsupported`; EPERM on Android/VM shared folders), no
     /// rename-noreplace, no anonymous tmp files.
     NoHardLinks,
+    /// A broken filesystem for the checks' own test: it reports
+    /// [`Capabilities::ordered_commit`] but a flush of names does not make the data written
+    /// back before them durable (what trusting the promise on the wrong filesystem would do).
+    BrokenOrder,
 }
 
 /// Which un-synced operations survive a crash.
@@ -96,12 +100,32 @@ pub struct Inode {
     pub data: Vec<u8>,
     /// Contents as of the last fsync (what survives a crash under P1/P2).
     pub synced: Vec<u8>,
+    /// Contents written back to the device ([`Fs::write_back`]): durable with the next
+    /// commit, on a filesystem with [`Capabilities::ordered_commit`].
+    pub written: Vec<u8>,
+    /// The written-back contents when a name was last given to it: on an ordered-commit
+    /// filesystem any commit that makes that name (or a later one) durable makes these
+    /// contents durable too, so a durable name shows at least them.
+    pub with_name: Vec<u8>,
     /// Number of names.
     pub nlink: u64,
     /// Modification time (the clock of the agent that created it).
     pub mtime: u64,
     /// Agent that created it.
     pub creator: u8,
+}
+
+impl Inode {
+    /// The contents a crash leaves when a name of it is durable: its flushed contents, or
+    /// on an ordered-commit filesystem those written back before it was named, if longer (a
+    /// new message file only grows).
+    pub fn durable_with_a_name(&self) -> &[u8] {
+        if self.with_name.len() > self.synced.len() {
+            &self.with_name
+        } else {
+            &self.synced
+        }
+    }
 }
 
 /// A directory-entry operation not yet durable.
@@ -232,7 +256,7 @@ impl SimFs {
     /// and no-hard-link semantics cut it down further.
     pub fn new(sem: Semantics, caps: Capabilities, persistence: Persistence) -> SimFs {
         let caps = match sem {
-            Semantics::Posix => caps,
+            Semantics::Posix | Semantics::BrokenOrder => caps,
             Semantics::Nfs => Capabilities {
                 anonymous_tmp: false,
                 rename_noreplace: false,
@@ -270,6 +294,8 @@ impl SimFs {
             Inode {
                 data: data.to_vec(),
                 synced: data.to_vec(),
+                written: Vec::new(),
+                with_name: Vec::new(),
                 nlink: 1,
                 mtime: 0,
                 creator: 255,
@@ -293,6 +319,8 @@ impl SimFs {
         let inode = Inode {
             data: Vec::new(),
             synced: Vec::new(),
+            written: Vec::new(),
+            with_name: Vec::new(),
             nlink,
             mtime: self.now,
             creator: self.agent,
@@ -320,7 +348,20 @@ impl SimFs {
         Ok(())
     }
 
+    /// Whether this filesystem keeps the ordered-commit promise it reports.
+    fn orders(&self) -> bool {
+        self.caps.ordered_commit && self.sem != Semantics::BrokenOrder
+    }
+
     fn log(&mut self, op: DirOp) {
+        if self.orders() {
+            // A commit of this name comes after the data written back so far.
+            if let DirOp::Add(_, _, ino) | DirOp::Rename(_, _, ino) = &op {
+                if let Some(i) = self.inodes.get_mut(ino) {
+                    i.with_name = i.written.clone();
+                }
+            }
+        }
         if self.persistence == Persistence::P0 {
             op.apply(&mut self.durable);
         } else {
@@ -417,7 +458,7 @@ impl SimFs {
                 let data = if self.persistence == Persistence::P0 {
                     ino.data.clone()
                 } else {
-                    ino.synced.clone()
+                    ino.durable_with_a_name().to_vec()
                 };
                 (k.clone(), data)
             })
@@ -465,9 +506,24 @@ impl SimFs {
         fs.pending.clear();
         let live: BTreeSet<u64> = fs.entries.values().copied().collect();
         fs.inodes.retain(|i, _| live.contains(i));
+        // Only a name in new/ or cur/ carries the data written back before it (the names a
+        // delivery gives after the write-back); a tmp/ file keeps what was flushed.
+        let named: BTreeSet<u64> = fs
+            .durable
+            .iter()
+            .filter(|((d, _), _)| matches!(d, Dir::New | Dir::Cur))
+            .map(|(_, i)| *i)
+            .collect();
         for (i, inode) in fs.inodes.iter_mut() {
             if self.persistence != Persistence::P0 {
-                inode.data = inode.synced.clone();
+                if named.contains(i) {
+                    inode.data = inode.durable_with_a_name().to_vec();
+                } else {
+                    inode.data = inode.synced.clone();
+                }
+                inode.synced = inode.data.clone();
+                inode.written = inode.data.clone();
+                inode.with_name.clear();
             }
             inode.nlink = fs.entries.values().filter(|x| *x == i).count() as u64;
         }
@@ -559,6 +615,15 @@ impl Fs for SimFs {
     fn sync_file(&mut self, file: &mut SimFile) -> Result<(), ErrorKind> {
         let i = self.inodes.get_mut(&file.ino).ok_or(ErrorKind::Io)?;
         i.synced = i.data.clone();
+        Ok(())
+    }
+
+    fn write_back(&mut self, file: &mut SimFile) -> Result<(), ErrorKind> {
+        if !self.caps.ordered_commit {
+            return Err(ErrorKind::Unsupported);
+        }
+        let i = self.inodes.get_mut(&file.ino).ok_or(ErrorKind::Io)?;
+        i.written = i.data.clone();
         Ok(())
     }
 
@@ -696,6 +761,15 @@ impl Fs for SimFs {
     }
 
     fn sync_dir(&mut self, dir: Dir) -> Result<(), ErrorKind> {
+        if self.orders() {
+            // A journal commit: the device's cache is flushed before its record, so every
+            // file's written-back data is durable with it.
+            for i in self.inodes.values_mut() {
+                if i.written.len() > i.synced.len() {
+                    i.synced = i.written.clone();
+                }
+            }
+        }
         match self.persistence {
             Persistence::P0 => {}
             Persistence::P1 => {

@@ -19,8 +19,16 @@ pub const QMAIL: Strategy = Strategy::Classic {
     exclusive_create: true,
 };
 
-/// Capabilities selecting each publish path of `Exclusive` on local POSIX.
+/// Capabilities selecting each publish path of `Exclusive` on local POSIX; a `+ordered`
+/// suffix adds [`Capabilities::ordered_commit`] (ext4: the file's data written back, not
+/// flushed, before it is named).
 pub fn path_caps(path: &str) -> Capabilities {
+    if let Some(path) = path.strip_suffix("+ordered") {
+        return Capabilities {
+            ordered_commit: true,
+            ..path_caps(path)
+        };
+    }
     let mut c = Capabilities::LINUX_LOCAL;
     match path {
         "anonymous-link" => {}

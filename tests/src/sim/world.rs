@@ -467,6 +467,7 @@ fn show_op(op: &Op<'_>) -> String {
         Op::CreateAnonymous { dir } => format!("create_anon({})", dir.as_str()),
         Op::WriteMessage => "write_message".into(),
         Op::SyncFile => "fsync(file)".into(),
+        Op::WriteBack => "sync_file_range(file)".into(),
         Op::CloseFile => "close".into(),
         Op::LinkAnonymous { dir, name } => format!("linkat_anon({})", path(dir, name)),
         Op::Link { from, to } => format!("link({}, {})", path(from.0, from.1), path(to.0, to.1)),
@@ -559,7 +560,9 @@ impl World {
                         f.write(fs, dir, name)
                     }
                     Op::CreateAnonymous { .. } | Op::Sleep { .. } => {}
-                    Op::WriteMessage | Op::SyncFile | Op::CloseFile => f.inos.extend(own),
+                    Op::WriteMessage | Op::SyncFile | Op::WriteBack | Op::CloseFile => {
+                        f.inos.extend(own)
+                    }
                     Op::LinkAnonymous { dir, name } => {
                         f.write(fs, dir, name);
                         f.inos.extend(own);
