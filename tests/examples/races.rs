@@ -111,6 +111,26 @@ fn main() {
             }
         }
     }
+    // ext4's ordered commits: the file written back, not flushed, before it is named.
+    for (path, collide) in [
+        ("anonymous-link+ordered", false),
+        ("link-unlink+ordered", true),
+    ] {
+        let name = format!(
+            "{path} (write-back, one commit), {} names, Plain reader, P2",
+            if collide { "colliding" } else { "unique" }
+        );
+        exh(
+            "Exclusive",
+            two_plus_reader(
+                &name,
+                Strategy::Exclusive,
+                path_caps(path),
+                collide,
+                ReaderMode::Plain,
+            ),
+        );
+    }
     let mut p1 = two_plus_reader(
         "link-unlink, colliding names, Plain reader, P1",
         Strategy::Exclusive,
