@@ -7,11 +7,15 @@
 //! waiting at one moment into a batch and runs the [`plan`] for it:
 //!
 //! - **One whole-filesystem flush** ([`Flush::Filesystem`], `syncfs` on Linux) when the batch
-//!   holds more than one request, all on one filesystem, and the kernel reports writeback
-//!   errors through that flush (Linux 5.8 and later). It makes durable every file written and
-//!   every name linked on that filesystem before it started, so it answers every request of
-//!   the batch at once. A delivery passes through two batches (data, then names): a batch of
-//!   deliveries costs two device flushes, however many deliveries it holds.
+//!   holds more than one request, all on one filesystem, some of them files' data, and the
+//!   kernel reports writeback errors through that flush (Linux 5.8 and later). It makes
+//!   durable every file written and every name linked on that filesystem before it started,
+//!   so it answers every request of the batch at once. A delivery passes through two batches
+//!   (data, then names): a batch of deliveries costs two device flushes, however many
+//!   deliveries it holds. Where files are written back before they are named
+//!   ([`crate::fs::Capabilities::ordered_commit`], ext4) a delivery asks only for its names,
+//!   and a batch of names alone is cheaper as its directories' flushes (below): on ext4 the
+//!   first is the journal commit, which the others share.
 //! - **Otherwise the per-file flushes** of the one-shot path: each file's data
 //!   ([`Flush::Data`]), then each distinct directory once ([`Flush::Names`]).
 //!
@@ -71,11 +75,14 @@ pub fn syncfs_reports_errors(release: &str) -> bool {
     }
 }
 
-/// Whether one whole-filesystem flush serves the batch.
+/// Whether one whole-filesystem flush serves the batch: it holds files' data to flush (a
+/// batch of names alone costs less as its directories' flushes, one per directory: on ext4,
+/// where files are written back before they are named, every batch is one).
 fn whole(batch: &[Request], platform: Platform) -> bool {
     platform.filesystem_flush_reports_errors
         && batch.len() > 1
         && batch.iter().all(|r| r.fs == batch[0].fs)
+        && batch.iter().any(|r| r.need == Need::Data)
 }
 
 /// The flushes for `batch`, written into `out` in the order they must run (every
@@ -220,9 +227,11 @@ mod tests {
                     for (k, f) in flushes.iter().enumerate() {
                         assert!(!flushes[..k].contains(f), "{flushes:?}");
                     }
-                    // The device-flush count: one per batch on one filesystem and a new kernel.
+                    // The device-flush count: one per batch with data on one filesystem and a
+                    // new kernel.
                     let one_fs = b.iter().all(|r| r.fs == b[0].fs);
-                    if p == NEW && one_fs && b.len() > 1 {
+                    let data = b.iter().any(|r| r.need == Need::Data);
+                    if p == NEW && one_fs && data && b.len() > 1 {
                         assert_eq!(flushes, [Flush::Filesystem(b[0].fs)]);
                     } else {
                         assert!(flushes.iter().all(|f| !matches!(f, Flush::Filesystem(_))));
@@ -246,6 +255,13 @@ mod tests {
         // Across filesystems: the per-file way, one directory flush per filesystem.
         let mixed = [req(Need::Names, 1, 5), req(Need::Names, 2, 5)];
         assert_eq!(planned(&mixed, NEW), [Flush::Names(0), Flush::Names(1)]);
+        // Names alone (files written back, ext4): each directory once, no syncfs.
+        let names = [
+            req(Need::Names, 7, 100),
+            req(Need::Names, 7, 100),
+            req(Need::Names, 7, 101),
+        ];
+        assert_eq!(planned(&names, NEW), [Flush::Names(0), Flush::Names(2)]);
         // A lone request keeps the one-shot path's own flush.
         assert_eq!(planned(&batch[..1], NEW), [Flush::Data(0)]);
         // No room: nothing planned, nothing answered.
