@@ -731,7 +731,7 @@ mod tests {
     }
 
     #[test]
-    fn concurrent_deliveries_share_one_syncfs_per_batch() {
+    fn concurrent_deliveries_cost_one_flush_per_batch() {
         let st = concurrent_deliveries(Platform {
             filesystem_flush_reports_errors: true,
         });
