@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use mdeliver_driver::args::Args;
 use mdeliver_driver::mail_args::{self, MailArgs, MboxQuoting};
-use mdeliver_driver::mta_args::{self, MtaArgs, QuotaFull};
+use mdeliver_driver::mta_args::{self, QuotaFull};
 
 use crate::sieve::SieveOptions;
 
@@ -95,17 +95,7 @@ pub fn parse(argv: &[OsString]) -> Option<(Args, MailArgs, Option<SieveOptions>)
         host: None,
         create_parents: false,
     };
-    let mut mail = MailArgs {
-        mbox: false,
-        mbox_quoting: MboxQuoting::Mboxrd,
-        flags: None,
-        folder: None,
-        folder_encoding: mail_args::FolderEncoding::Utf7,
-        folder_fallback: false,
-        no_subscribe: false,
-        info_separator: mail_args::parse_info_sep(":").ok()?,
-        mta: MtaArgs::default(),
-    };
+    let mut mail = MailArgs::default();
     // Options seen, so that a repeated one (which clap refuses) falls back.
     let mut seen: Vec<&str> = Vec::new();
     for arg in argv {

@@ -121,6 +121,23 @@ is flushed afterwards. The Linux binary subscribes a folder -c creates (unless \
 it exists), under their lock file NAME.lock. --folder-fallback delivers into MAILDIR itself \
 when the folder is missing and -c is not given, or its name is refused.";
 
+/// Every option at its command-line default: a plain delivery into the MAILDIRs.
+impl Default for MailArgs {
+    fn default() -> MailArgs {
+        MailArgs {
+            mbox: false,
+            mbox_quoting: MboxQuoting::Mboxrd,
+            flags: None,
+            folder: None,
+            folder_encoding: FolderEncoding::Utf7,
+            folder_fallback: false,
+            no_subscribe: false,
+            info_separator: InfoSep::COLON,
+            mta: crate::mta_args::MtaArgs::default(),
+        }
+    }
+}
+
 impl MailArgs {
     /// The core's delivery options for this command line: `durable` unless `--no-fsync`
     /// (`no_fsync`), with the `-X` flags and the info separator.

@@ -35,7 +35,7 @@ use mdeliver_driver::args::Args;
 use mdeliver_driver::envelope::Settings;
 use mdeliver_driver::envelope::{self, Stored};
 use mdeliver_driver::exit;
-use mdeliver_driver::mail_args::{FolderEncoding, MailArgs, MboxQuoting};
+use mdeliver_driver::mail_args::MailArgs;
 use mdeliver_driver::mta_args::QuotaFull;
 use mdeliver_driver::report::{Create, Failure};
 use mdeliver_driver::status::Output;
@@ -454,17 +454,7 @@ impl Server {
             strict_exit: self.args.strict_exit,
             host: Some(self.host.clone()),
         };
-        let mail = MailArgs {
-            mbox: false,
-            mbox_quoting: MboxQuoting::Mboxrd,
-            flags: None,
-            folder: None,
-            folder_encoding: FolderEncoding::Utf7,
-            folder_fallback: false,
-            no_subscribe: false,
-            info_separator: mdeliver_core::maildir::name::InfoSep::COLON,
-            mta: Default::default(),
-        };
+        let mail = MailArgs::default();
         let sieve = SieveOptions {
             script: script.to_owned(),
             sendmail: self
