@@ -43,15 +43,13 @@ pub struct Link {
 impl Link {
     /// Follows the first copy, to give its [`Link::stored`].
     pub fn record() -> Link {
-        let (hash, len, linked) = (Sha256::new(), 0, false);
-        let (source, file, stored) = (None, None, None);
         Link {
-            source,
-            file,
-            hash,
-            len,
-            stored,
-            linked,
+            source: None,
+            file: None,
+            hash: Sha256::new(),
+            len: 0,
+            stored: None,
+            linked: false,
         }
     }
 
@@ -94,19 +92,18 @@ impl Link {
     fn is(&self, id: Option<(u64, u64)>) -> bool {
         id.is_some() && self.file.map(|(f, _)| f) == id
     }
-}
 
-impl PartialEq for Link {
-    fn eq(&self, o: &Link) -> bool {
-        let key = |l: &Link| (l.source, l.file, l.digest(), l.stored, l.linked);
-        key(self) == key(o)
-    }
-}
-
-impl Eq for Link {}
-
-impl core::hash::Hash for Link {
-    fn hash<H: core::hash::Hasher>(&self, h: &mut H) {
+    /// What compares and hashes a `Link` (its running hash as the digest it gives).
+    #[allow(clippy::type_complexity)]
+    fn key(
+        &self,
+    ) -> (
+        Option<Digest32>,
+        Option<((u64, u64), bool)>,
+        Digest32,
+        Option<Digest32>,
+        bool,
+    ) {
         (
             self.source,
             self.file,
@@ -114,7 +111,20 @@ impl core::hash::Hash for Link {
             self.stored,
             self.linked,
         )
-            .hash(h);
+    }
+}
+
+impl PartialEq for Link {
+    fn eq(&self, o: &Link) -> bool {
+        self.key() == o.key()
+    }
+}
+
+impl Eq for Link {}
+
+impl core::hash::Hash for Link {
+    fn hash<H: core::hash::Hasher>(&self, h: &mut H) {
+        self.key().hash(h);
     }
 }
 
@@ -134,6 +144,15 @@ macro_rules! forward {
     ($($name:ident($($a:ident: $t:ty),*) -> $r:ty;)*) => {
         $(fn $name(&mut self, $($a: $t),*) -> Result<$r, ErrorKind> { self.fs.$name($($a),*) })*
     };
+}
+
+impl<F: Fs> Linked<'_, F> {
+    /// Whether `file` will be published as a link to the source: its own flush (or
+    /// write-back) is skipped, since the source's data was durable before its recipient's
+    /// reply.
+    fn becomes_a_link(&self, file: &F::File) -> bool {
+        self.source.is_some() && self.link.identical(self.fs.file_id(file))
+    }
 }
 
 impl<F: Fs> Fs for Linked<'_, F> {
@@ -167,15 +186,13 @@ impl<F: Fs> Fs for Linked<'_, F> {
         Ok(n)
     }
     fn sync_file(&mut self, file: &mut F::File) -> Result<(), ErrorKind> {
-        if self.source.is_some() && self.link.identical(self.fs.file_id(file)) {
-            // The source's data was durable before its recipient's reply.
+        if self.becomes_a_link(file) {
             return Ok(());
         }
         self.fs.sync_file(file)
     }
     fn write_back(&mut self, file: &mut F::File) -> Result<(), ErrorKind> {
-        if self.source.is_some() && self.link.identical(self.fs.file_id(file)) {
-            // As for `sync_file`: the source's data is durable already.
+        if self.becomes_a_link(file) {
             return Ok(());
         }
         self.fs.write_back(file)
