@@ -1,10 +1,11 @@
-//! Where the message comes from: standard input, `--input FILE`, or a message file already
-//! delivered into an earlier maildir. Each is read straight from its descriptor through the
-//! driver's one buffer (no extra buffering), as an `embedded_io::Read` for the core.
+//! Where the message comes from: standard input, `--input FILE`, a message file already
+//! delivered into an earlier maildir, or (the LMTP server's) a small message held in memory.
+//! Each is read straight from its descriptor or bytes through the driver's one buffer (no
+//! extra buffering), as an `embedded_io::Read` for the core.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use mdeliver_core::machine::dedup::MessageIdScanner;
 use mdeliver_core::ErrorKind;
@@ -20,13 +21,16 @@ use crate::linux::Call;
 enum Handle {
     Stdin(std::io::Stdin),
     File(OwnedFd),
+    Bytes(Arc<[u8]>),
 }
 
-impl AsFd for Handle {
-    fn as_fd(&self) -> BorrowedFd<'_> {
+impl Handle {
+    /// Its descriptor (none for bytes in memory).
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
         match self {
-            Handle::Stdin(s) => s.as_fd(),
-            Handle::File(f) => f.as_fd(),
+            Handle::Stdin(s) => Some(s.as_fd()),
+            Handle::File(f) => Some(f.as_fd()),
+            Handle::Bytes(_) => None,
         }
     }
 }
@@ -106,14 +110,23 @@ impl Input {
         }
     }
 
+    /// A message held in memory, from its start.
+    pub fn bytes(bytes: Arc<[u8]>) -> Input {
+        Input {
+            handle: Handle::Bytes(bytes),
+            start: Some(0),
+            pos: 0,
+            consumed: 0,
+            scan: None,
+        }
+    }
+
     /// A source over `handle`, whose file is of type `kind` (a regular file is read from its
     /// current offset, and can be read again from there).
     fn new(handle: Handle, kind: Option<FileType>) -> Input {
-        let start = if kind == Some(FileType::RegularFile) {
-            rfs::seek(handle.as_fd(), SeekFrom::Current(0)).ok()
-        } else {
-            None
-        };
+        let start = (handle.fd())
+            .filter(|_| kind == Some(FileType::RegularFile))
+            .and_then(|fd| rfs::seek(fd, SeekFrom::Current(0)).ok());
         Input {
             handle,
             start,
@@ -151,6 +164,14 @@ impl Message for Input {
     }
 }
 
+/// Reads from `fd` at `at` (`pread`), or from its offset (`read`).
+fn read_at(fd: BorrowedFd<'_>, at: Option<u64>, buf: &mut [u8]) -> rustix::io::Result<usize> {
+    match at {
+        Some(at) => rustix::io::pread(fd, buf, at),
+        None => rustix::io::read(fd, buf),
+    }
+}
+
 impl embedded_io::ErrorType for Input {
     type Error = std::io::Error;
 }
@@ -164,9 +185,16 @@ impl embedded_io::Read for Input {
                 let name = mdeliver_driver::signal::name(signo);
                 return Err(std::io::Error::other(format!("stopped by {name}")));
             }
-            let r = match self.start {
-                Some(_) => rustix::io::pread(self.handle.as_fd(), &mut *buf, self.pos),
-                None => rustix::io::read(self.handle.as_fd(), &mut *buf),
+            let at = self.start.map(|_| self.pos);
+            let r = match &self.handle {
+                Handle::Bytes(b) => {
+                    let rest = b.get(self.pos as usize..).unwrap_or_default();
+                    let n = rest.len().min(buf.len());
+                    buf[..n].copy_from_slice(&rest[..n]);
+                    Ok(n)
+                }
+                Handle::Stdin(s) => read_at(s.as_fd(), at, buf),
+                Handle::File(f) => read_at(f.as_fd(), at, buf),
             };
             match r {
                 Err(Errno::INTR) => continue,

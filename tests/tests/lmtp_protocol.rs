@@ -853,3 +853,79 @@ fn identical_copies_are_hard_links_to_one_file_per_filesystem() {
     inodes.dedup();
     assert_eq!(inodes.len(), 3);
 }
+
+/// A message is held in memory up to 64 KiB and spooled to a file beyond: both are stored
+/// byte for byte, with the dot-stuffing undone across the server's buffers, and a spool
+/// directory that cannot be written defers only the messages that need it.
+#[test]
+fn small_messages_stay_in_memory_and_large_ones_go_through_the_spool() {
+    // Lines of 99 bytes and a CRLF, every seventh one dot-stuffed on the wire.
+    let message = |size: usize| -> (String, Vec<u8>) {
+        let (mut wire, mut stored) = (String::new(), Vec::new());
+        let mut i = 0;
+        while stored.len() < size {
+            let line = format!("{:098}", i);
+            if i % 7 == 0 {
+                wire.push_str(&format!("..{line}\r\n"));
+                stored.extend_from_slice(format!(".{line}\n").as_bytes());
+            } else {
+                wire.push_str(&format!("{line}x\r\n"));
+                stored.extend_from_slice(format!("{line}x\n").as_bytes());
+            }
+            i += 1;
+        }
+        (wire, stored)
+    };
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    let sizes = [65_400, 65_536, 65_600, 300_000];
+    for (n, _) in sizes.iter().enumerate() {
+        make_maildir(&root.join(format!("x.example/m{n}")));
+    }
+    let missing = root.join("no-such-spool");
+    for spool in [None, Some(&missing)] {
+        let mut script = String::from("LHLO x\r\n");
+        let mut expected = vec![];
+        for (n, size) in sizes.iter().enumerate() {
+            let (wire, stored) = message(*size);
+            script.push_str(&format!(
+                "MAIL FROM:<s@y>\r\nRCPT TO:<m{n}@x.example>\r\nDATA\r\n{wire}.\r\n"
+            ));
+            expected.push(stored);
+        }
+        script.push_str("QUIT\r\n");
+        let mut extra = vec![];
+        if let Some(s) = spool {
+            extra = vec!["--spool", s.to_str().unwrap()];
+        }
+        let r = lmtp(&extra, &script, root);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        // The reply after each 354.
+        let lines: Vec<&str> = r.stdout.lines().collect();
+        let replies: Vec<&str> = (1..lines.len())
+            .filter(|&i| lines[i - 1].starts_with("354 "))
+            .map(|i| lines[i])
+            .collect();
+        assert_eq!(replies.len(), sizes.len(), "{}", r.stdout);
+        for (n, stored) in expected.iter().enumerate() {
+            let md = root.join(format!("x.example/m{n}"));
+            let spooled = stored.len() > 65_536;
+            if spool.is_some() && spooled {
+                assert!(replies[n].starts_with("450 4."), "{}", r.stdout);
+                assert!(r.stderr.contains("spooling the message"), "{}", r.stderr);
+                assert_eq!(names(&md.join("new")).len(), 1, "only the first run's copy");
+                continue;
+            }
+            assert_eq!(replies[n], "250 2.0.0 delivered", "{}", r.stdout);
+            let mut all: Vec<Vec<u8>> = contents(&md.join("new")).into_values().collect();
+            all.retain(|m| m.len() > stored.len());
+            assert!(!all.is_empty());
+            for m in all {
+                let head = b"Return-Path: <s@y>\nDelivered-To: m";
+                assert!(m.starts_with(head));
+                assert!(m.ends_with(stored), "{}: {} bytes", md.display(), m.len());
+                assert_eq!(m.len(), stored.len() + head.len() + "0@x.example\n".len());
+            }
+        }
+    }
+}

@@ -92,14 +92,14 @@ fn activated() -> Result<Vec<Listener>, String> {
 pub fn serve(srv: Server) -> ExitCode {
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         if let Err(e) = signal_hook::flag::register(sig, srv.shutdown.clone()) {
-            eprintln!("mdeliver lmtp: cannot handle signal {sig}: {e}");
+            log!("mdeliver lmtp: cannot handle signal {sig}: {e}");
             return ExitCode::from(exit::TEMPFAIL);
         }
     }
     let mut listeners = match activated() {
         Ok(l) => l,
         Err(m) => {
-            eprintln!("mdeliver lmtp: {m}");
+            log!("mdeliver lmtp: {m}");
             return ExitCode::from(exit::TEMPFAIL);
         }
     };
@@ -107,7 +107,7 @@ pub fn serve(srv: Server) -> ExitCode {
         match bind(spec, srv.args.socket_mode) {
             Ok(l) => listeners.push(l),
             Err(m) => {
-                eprintln!("mdeliver lmtp: {m}");
+                log!("mdeliver lmtp: {m}");
                 return ExitCode::from(exit::TEMPFAIL);
             }
         }
@@ -117,7 +117,7 @@ pub fn serve(srv: Server) -> ExitCode {
     // maildir's owner (`owner`).
     if let Some(user) = &srv.args.user {
         if let Err(r) = crate::privilege::become_owner(Some(user), &[]) {
-            eprintln!("mdeliver lmtp: {}", r.message(&[]));
+            log!("mdeliver lmtp: {}", r.message(&[]));
             return ExitCode::from(exit::TEMPFAIL);
         }
     }
@@ -174,7 +174,7 @@ pub fn serve(srv: Server) -> ExitCode {
                 });
             match spawned {
                 Ok(t) => threads.push(t),
-                Err(e) => eprintln!("mdeliver lmtp: cannot start a session: {e}"),
+                Err(e) => log!("mdeliver lmtp: cannot start a session: {e}"),
             }
         }
     }
@@ -273,6 +273,6 @@ impl Drop for Slot {
 
 fn finish(srv: &Server) {
     if srv.args.verbose >= 1 {
-        eprintln!("mdeliver lmtp: {}", srv.committer.stats.summary());
+        log!("mdeliver lmtp: {}", srv.committer.stats.summary());
     }
 }

@@ -4,6 +4,16 @@
 //! goes through the same core delivery as the one-shot path (trace fields, loop check, quota,
 //! duplicates, publish), with its flushes batched across sessions.
 
+/// Writes one line to standard error in one system call (`eprintln!` makes one per piece of
+/// its format), so the log lines of concurrent sessions cost little and never interleave.
+macro_rules! log {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let line = format!("{}\n", format_args!($($arg)*));
+        let _ = std::io::stderr().write_all(line.as_bytes());
+    }};
+}
+
 mod commit;
 mod conn;
 mod listen;
@@ -133,8 +143,8 @@ pub struct LmtpArgs {
     #[arg(long, value_name = "SECS", default_value_t = 3600)]
     pub session_timeout: u64,
 
-    /// Where messages are spooled while they arrive (unnamed files; default /var/tmp, which is
-    /// on disk where /tmp may be memory)
+    /// Where messages over 64 KiB are spooled while they arrive (unnamed files; default
+    /// /var/tmp, which is on disk where /tmp may be memory); smaller ones are held in memory
     #[arg(long, value_name = "DIR")]
     pub spool: Option<PathBuf>,
 
@@ -307,7 +317,7 @@ pub fn run(args: LmtpArgs) -> ExitCode {
     match setup(args) {
         Ok(server) => listen::serve(server),
         Err((code, message)) => {
-            eprintln!("mdeliver lmtp: {message}");
+            log!("mdeliver lmtp: {message}");
             ExitCode::from(code)
         }
     }

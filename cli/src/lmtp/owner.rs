@@ -128,7 +128,7 @@ impl Drop for As<'_> {
             .and_then(|()| set_fs(Id::Gid, gid))
             .and_then(|()| rustix::thread::set_thread_groups(groups).map_err(Into::into));
         if let Err(e) = back {
-            eprintln!("mdeliver lmtp: cannot switch a delivery thread back to root: {e}");
+            log!("mdeliver lmtp: cannot switch a delivery thread back to root: {e}");
             std::process::abort();
         }
     }

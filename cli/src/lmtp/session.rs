@@ -1,6 +1,7 @@
 //! One LMTP session: lines in, the core's [`Session`] decides, replies out; after `DATA` the
-//! message is decoded into an unnamed spool file and delivered to every recipient side by side,
-//! each through the core's MTA delivery with its own envelope.
+//! message is decoded (into memory up to [`IN_MEMORY`] bytes, beyond that into an unnamed spool
+//! file) and delivered to every recipient side by side, each through the core's MTA delivery
+//! with its own envelope.
 //!
 //! Replies are written into a buffer that is sent whenever no further input is waiting, so a
 //! pipelining client gets its replies in one write and in order.
@@ -42,6 +43,10 @@ use mdeliver_driver::status::Output;
 
 /// The read buffer and the decode buffer: per-session memory does not grow with the message.
 const BUF: usize = 64 * 1024;
+
+/// A message up to this size is held in memory, not spooled to a file: with the two buffers,
+/// a session's memory stays within 192 KiB whatever the message's size.
+const IN_MEMORY: usize = 64 * 1024;
 
 /// Recipients delivered side by side within one message.
 const PARALLEL: usize = 8;
@@ -107,6 +112,7 @@ pub fn serve(conn: Conn, srv: &Server) {
     let mut line = Vec::with_capacity(LINE_MAX);
     let mut sender: Vec<u8> = Vec::new();
     let mut rcpts: Vec<Rcpt> = Vec::new();
+    let mut decoded = vec![0u8; BUF];
     let _ = write!(out, "{}", Reply::Greeting(&srv.host));
     loop {
         if input.buffer().is_empty() && out.flush().is_err() {
@@ -166,7 +172,7 @@ pub fn serve(conn: Conn, srv: &Server) {
                     return;
                 }
                 input.get_mut().watch_shutdown = false;
-                let received = receive(&mut input, srv);
+                let received = receive(&mut input, srv, &mut decoded);
                 input.get_mut().watch_shutdown = true;
                 let all = std::mem::take(&mut rcpts);
                 let ended = Instant::now();
@@ -204,9 +210,29 @@ pub fn serve(conn: Conn, srv: &Server) {
     let _ = out.flush();
 }
 
+/// A received message, decoded.
+enum Spool {
+    Memory(Arc<[u8]>),
+    /// In an unnamed file.
+    File(OwnedFd),
+}
+
+impl Spool {
+    /// A reader of the message from its start.
+    fn input(&self) -> Result<Input, ErrorKind> {
+        match self {
+            Spool::Memory(bytes) => Ok(Input::bytes(Arc::clone(bytes))),
+            Spool::File(fd) => fd
+                .try_clone()
+                .map(Input::delivered)
+                .map_err(|_| ErrorKind::Io),
+        }
+    }
+}
+
 enum Received {
-    /// The whole message, decoded, in an unnamed file.
-    Spooled(OwnedFd),
+    /// The whole message.
+    Spooled(Spool),
     /// Every recipient gets this reply (too big, spool failure).
     Refused(Reply<'static>),
     /// The connection ended (or timed out) inside the message.
@@ -242,23 +268,33 @@ fn spool_file(dir: &std::path::Path) -> Result<OwnedFd, ErrorKind> {
     Ok(fd)
 }
 
-/// Decodes the message from `input` into a spool file.
-fn receive(input: &mut impl BufRead, srv: &Server) -> Received {
+/// Decodes the message from `input` (through `buf`) into memory, or past [`IN_MEMORY`] bytes
+/// into a spool file.
+fn receive(input: &mut impl BufRead, srv: &Server, buf: &mut [u8]) -> Received {
     let mut dec = Decoder::new(srv.args.max_size);
-    let mut buf = vec![0u8; BUF];
-    let mut spool = spool_file(&srv.spool).map(File::from);
+    let mut memory = Vec::new();
+    let mut spool: Option<Result<File, ErrorKind>> = None;
     loop {
         let data = match input.fill_buf() {
             Ok([]) | Err(_) => return Received::Ended,
             Ok(d) => d,
         };
-        let d = dec.decode(data, &mut buf);
+        let d = dec.decode(data, buf);
         input.consume(d.consumed);
-        if let Ok(f) = &mut spool {
-            if let Err(e) = f.write_all(&buf[..d.produced]) {
-                let k = crate::linux::io_error_kind(&e);
-                spool = Err(k);
+        let produced = &buf[..d.produced];
+        if spool.is_none() && memory.len() + produced.len() > IN_MEMORY && !dec.too_big() {
+            spool = Some(spool_file(&srv.spool).map(File::from));
+        }
+        match &mut spool {
+            None => memory.extend_from_slice(produced),
+            Some(Ok(f)) => {
+                let written = f.write_all(&memory).and_then(|()| f.write_all(produced));
+                memory = Vec::new();
+                if let Err(e) = written {
+                    spool = Some(Err(crate::linux::io_error_kind(&e)));
+                }
             }
+            Some(Err(_)) => {}
         }
         if d.end {
             break;
@@ -268,9 +304,10 @@ fn receive(input: &mut impl BufRead, srv: &Server) -> Received {
         return Received::Refused(Reply::Fixed(Fixed::TooBig));
     }
     match spool {
-        Ok(f) => Received::Spooled(f.into()),
-        Err(kind) => {
-            eprintln!(
+        None => Received::Spooled(Spool::Memory(memory.into())),
+        Some(Ok(f)) => Received::Spooled(Spool::File(f.into())),
+        Some(Err(kind)) => {
+            log!(
                 "mdeliver lmtp: {}: spooling the message: {}; the MTA will retry",
                 srv.spool.display(),
                 kind.describe()
@@ -291,7 +328,7 @@ fn deliver_all(
     srv: &Server,
     sender: &[u8],
     rcpts: Vec<Rcpt>,
-    spool: &OwnedFd,
+    spool: &Spool,
     out: &mut impl Write,
 ) -> io::Result<()> {
     let n = rcpts.len();
@@ -378,7 +415,7 @@ impl Server {
     /// logged with its cause.
     fn open_as(&self, address: &str, maildir: &Path) -> Result<(LinuxFs, Owner), Failure> {
         let fail = |kind, why: String| {
-            eprintln!("mdeliver lmtp: <{address}>: {}: {why}", maildir.display());
+            log!("mdeliver lmtp: <{address}>: {}: {why}", maildir.display());
             Failure::Open {
                 kind,
                 part: mdeliver_core::Dir::Root,
@@ -424,7 +461,7 @@ impl Server {
             class,
             Some(address),
         ));
-        eprintln!(
+        log!(
             "mdeliver lmtp: <{address}>: {}: {f} ({})",
             maildir.display(),
             trim_eol(reply.to_string().as_bytes()).escape_ascii()
@@ -442,7 +479,7 @@ impl Server {
         settings: &Settings,
         r: &Rcpt,
         script: &Path,
-        spool: &OwnedFd,
+        spool: &Spool,
     ) -> Option<String> {
         let args = Args {
             maildirs: vec![r.maildir.clone()],
@@ -469,12 +506,7 @@ impl Server {
         };
         let mut a = crate::adapter::Linux::new(&args, &mail, self.disabled, false, self.knobs);
         let wrap = |fs| GroupFs::new(fs, self.committer.clone());
-        let input = || {
-            spool
-                .try_clone()
-                .map(Input::delivered)
-                .map_err(|_| exit::TEMPFAIL)
-        };
+        let input = || spool.input().map_err(|_| exit::TEMPFAIL);
         let mut out = Output::default();
         let code = crate::sieve::filter(
             &mut a, &args, &mail, settings, &sieve, input, &wrap, &mut out,
@@ -482,12 +514,12 @@ impl Server {
         let (status, lines) = out.into_parts();
         // Its notes and warnings (standard output is a one-shot run's own: left out).
         for (_, line) in lines.iter().filter(|(to_err, _)| *to_err) {
-            eprintln!("mdeliver lmtp: <{}>: {line}", r.address);
+            log!("mdeliver lmtp: <{}>: {line}", r.address);
         }
         Some(match status {
             None if code == exit::OK => {
                 if self.args.verbose >= 1 {
-                    eprintln!(
+                    log!(
                         "mdeliver lmtp: <{}>: delivered through {}",
                         r.address,
                         script.display()
@@ -508,7 +540,7 @@ impl Server {
         &self,
         sender: &[u8],
         r: Rcpt,
-        spool: &OwnedFd,
+        spool: &Spool,
         link: Option<Arc<Source>>,
         keep: bool,
     ) -> (String, Option<Source>) {
@@ -516,7 +548,7 @@ impl Server {
         let _as = match self.owners.enter(&r.owner) {
             Ok(g) => g,
             Err(why) => {
-                eprintln!("mdeliver lmtp: <{}>: {why}", r.address);
+                log!("mdeliver lmtp: <{}>: {why}", r.address);
                 let f = Failure::Deliver(mdeliver_core::Error::new(
                     ErrorKind::Io,
                     mdeliver_core::Phase::Open,
@@ -537,8 +569,8 @@ impl Server {
                 return (reply, None);
             }
         }
-        let source = match spool.try_clone() {
-            Ok(fd) => Input::delivered(fd),
+        let source = match spool.input() {
+            Ok(input) => input,
             Err(_) => {
                 let f = Failure::Deliver(mdeliver_core::Error::new(
                     ErrorKind::Io,
@@ -604,7 +636,7 @@ impl Server {
                             format!("duplicate suppressed (stored earlier as {})", &**name)
                         }
                     };
-                    eprintln!("mdeliver lmtp: <{}>: {what}", r.address);
+                    log!("mdeliver lmtp: <{}>: {what}", r.address);
                 }
                 let kept = match &s {
                     Stored::Delivered(d) if keep => follow
