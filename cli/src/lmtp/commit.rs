@@ -2,12 +2,14 @@
 //!
 //! Every delivery runs the core's machine exactly as the one-shot path does (the file is
 //! flushed before it is published, its directory after), through a [`GroupFs`] that hands
-//! each flush to the one [`Committer`] and waits for it. The committer takes every flush that
-//! is waiting and asks the core ([`mdeliver_core::lmtp::commit::plan`]) what to run for the
-//! batch: one `syncfs` when the batch is on one filesystem and the kernel reports writeback
+//! each flush to the one [`Committer`] and waits for it. The delivery that asks while no batch
+//! runs leads the next one, in its own thread: it takes every flush that is waiting and asks
+//! the core ([`mdeliver_core::lmtp::commit::plan`]) what to run for the batch: one `syncfs` when the batch is on one filesystem and the kernel reports writeback
 //! errors through it (Linux 5.8 and later), otherwise the file flushes side by side and then
 //! one flush per distinct directory. Only then does it let the waiting deliveries go on, each
-//! told the result of the flushes that answer it. So a recipient's 250 is sent only when its
+//! told the result of the flushes that answer it, and hands the lead to the first delivery
+//! that asked meanwhile. A delivery alone thus flushes with no thread switch, and a batch
+//! wakes only its other deliveries. So a recipient's 250 is sent only when its
 //! file and directory entry are as durable as the one-shot path makes them, and a batch of
 //! deliveries costs two device flushes (one for the files' data, one for their names)
 //! instead of two per delivery.
@@ -20,8 +22,9 @@
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use mdeliver_core::fs::Stat;
@@ -41,7 +44,27 @@ struct Request {
     /// The file (for [`Need::Data`]) or the directory (for [`Need::Names`]): the requesting
     /// thread's own descriptor, open for the request's whole life (see [`Committer::flush`]).
     fd: Held,
-    done: mpsc::SyncSender<Result<(), ErrorKind>>,
+    answer: Arc<Answer>,
+}
+
+/// Where a waiting delivery learns its request's fate: its thread parks until the state is
+/// no longer [`Answer::WAIT`].
+struct Answer {
+    state: AtomicU8,
+    thread: Thread,
+}
+
+impl Answer {
+    const WAIT: u8 = 0;
+    const DONE: u8 = 1;
+    const FAILED: u8 = 2;
+    /// Its delivery runs the next batch.
+    const LEAD: u8 = 3;
+
+    fn set(&self, state: u8) {
+        self.state.store(state, Ordering::Release);
+        self.thread.unpark();
+    }
 }
 
 /// Counters, for the log and the bench.
@@ -123,10 +146,24 @@ impl Stats {
     }
 }
 
-/// The flusher shared by every session.
+/// The flushes waiting for a batch.
+#[derive(Default)]
+struct Queue {
+    waiting: Vec<Request>,
+    /// A delivery leads a batch: the waiting requests are its next.
+    leading: bool,
+    /// Its leader waits for requests to arrive (see [`gather`]).
+    gathering: bool,
+    /// The names requests the last batch made certain ([`plan::followers`]).
+    expect: usize,
+}
+
+/// The group commit shared by every session.
 #[derive(Clone)]
 pub struct Committer {
-    tx: mpsc::Sender<Request>,
+    queue: Arc<(Mutex<Queue>, Condvar)>,
+    pool: Arc<Pool>,
+    platform: Platform,
     /// A descriptor per filesystem for `syncfs`, opened before any delivery wrote there.
     filesystems: Arc<Mutex<HashMap<u64, Arc<OwnedFd>>>>,
     /// The counters.
@@ -231,23 +268,28 @@ const FOLLOW_WAIT: Duration = Duration::from_millis(1);
 
 /// Takes the next batch: every request waiting, and those still on their way of the
 /// `expect` names requests the last batch makes certain (for at most [`FOLLOW_WAIT`]).
-fn gather(rx: &mpsc::Receiver<Request>, first: Request, expect: usize) -> Vec<Request> {
-    let mut batch = vec![first];
+fn gather(queue: &(Mutex<Queue>, Condvar)) -> Vec<Request> {
+    let mut q = queue.0.lock().unwrap_or_else(|e| e.into_inner());
     let until = Instant::now() + FOLLOW_WAIT;
-    while batch.len() < BATCH_MAX {
-        let r = match rx.try_recv() {
-            Ok(r) => r,
-            Err(_) if batch.iter().filter(|r| r.what.need == Need::Names).count() >= expect => {
-                break
-            }
-            Err(_) => match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
-                Ok(r) => r,
-                Err(_) => break,
-            },
+    loop {
+        let names = q
+            .waiting
+            .iter()
+            .filter(|r| r.what.need == Need::Names)
+            .count();
+        let now = Instant::now();
+        if q.waiting.len() >= BATCH_MAX || names >= q.expect || now >= until {
+            break;
+        }
+        q.gathering = true;
+        q = match queue.1.wait_timeout(q, until - now) {
+            Ok((q, _)) => q,
+            Err(e) => e.into_inner().0,
         };
-        batch.push(r);
+        q.gathering = false;
     }
-    batch
+    let n = q.waiting.len().min(BATCH_MAX);
+    q.waiting.drain(..n).collect()
 }
 
 /// Runs one batch and answers its requests; gives how many names requests it makes certain.
@@ -310,34 +352,43 @@ fn run_batch(
         } else {
             Err(ErrorKind::Io)
         };
-        let _ = r.done.send(result);
+        r.answer.set(match result {
+            Ok(()) => Answer::DONE,
+            Err(_) => Answer::FAILED,
+        });
     }
     plan::followers(&what, &flushes, &ok)
 }
 
 impl Committer {
-    /// Starts the flusher thread; it ends when the last clone is dropped. `platform` says
-    /// whether `syncfs` may answer a batch ([`Committer::platform`] reads it off the kernel).
+    /// Starts the flush workers. `platform` says whether `syncfs` may answer a batch
+    /// ([`Committer::platform`] reads it off the kernel).
     pub fn start(platform: Platform) -> Committer {
-        let (tx, rx) = mpsc::channel::<Request>();
-        let stats = Arc::new(Stats::default());
-        let filesystems = Arc::new(Mutex::new(HashMap::new()));
-        let (s, f) = (Arc::clone(&stats), Arc::clone(&filesystems));
-        std::thread::Builder::new()
-            .name("group-commit".into())
-            .spawn(move || {
-                let pool = Pool::start(WORKERS);
-                let mut expect = 0;
-                while let Ok(first) = rx.recv() {
-                    let batch = gather(&rx, first, expect);
-                    expect = run_batch(batch, &s, &pool, platform, &f);
-                }
-            })
-            .expect("cannot start the group-commit thread");
         Committer {
-            tx,
-            filesystems,
-            stats,
+            queue: Arc::default(),
+            pool: Arc::new(Pool::start(WORKERS)),
+            platform,
+            filesystems: Arc::default(),
+            stats: Arc::default(),
+        }
+    }
+
+    /// Runs batches while requests wait, then gives the lead to the first one that asked
+    /// meanwhile, or gives it up.
+    fn lead(&self) {
+        let batch = gather(&self.queue);
+        let expect = run_batch(
+            batch,
+            &self.stats,
+            &self.pool,
+            self.platform,
+            &self.filesystems,
+        );
+        let mut q = self.queue.0.lock().unwrap_or_else(|e| e.into_inner());
+        q.expect = expect;
+        match q.waiting.first() {
+            Some(next) => next.answer.set(Answer::LEAD),
+            None => q.leading = false,
         }
     }
 
@@ -353,15 +404,35 @@ impl Committer {
         }
     }
 
-    /// Asks for `what` on `fd` and waits for the answer (`fd` stays open meanwhile: it is
-    /// borrowed for the whole call).
+    /// Asks for `what` on `fd` and waits for the answer, leading the batch that runs it
+    /// when no other batch runs (`fd` stays open meanwhile: it is borrowed for the whole call).
     fn flush(&self, what: plan::Request, fd: BorrowedFd<'_>) -> Result<(), ErrorKind> {
-        let (done, wait) = mpsc::sync_channel(1);
-        let fd = Held(fd.as_raw_fd());
-        self.tx
-            .send(Request { what, fd, done })
-            .map_err(|_| ErrorKind::Io)?;
-        wait.recv().unwrap_or(Err(ErrorKind::Io))
+        let answer = Arc::new(Answer {
+            state: AtomicU8::new(Answer::WAIT),
+            thread: std::thread::current(),
+        });
+        {
+            let mut q = self.queue.0.lock().unwrap_or_else(|e| e.into_inner());
+            q.waiting.push(Request {
+                what,
+                fd: Held(fd.as_raw_fd()),
+                answer: Arc::clone(&answer),
+            });
+            if !q.leading {
+                q.leading = true;
+                answer.state.store(Answer::LEAD, Ordering::Relaxed);
+            } else if q.gathering {
+                self.queue.1.notify_one();
+            }
+        }
+        loop {
+            match answer.state.swap(Answer::WAIT, Ordering::Acquire) {
+                Answer::LEAD => self.lead(),
+                Answer::DONE => return Ok(()),
+                Answer::FAILED => return Err(ErrorKind::Io),
+                _ => std::thread::park(),
+            }
+        }
     }
 
     /// Keeps a descriptor of filesystem `dev` for `syncfs`, unless one is kept already.

@@ -6,12 +6,14 @@
 //! Replies are written into a buffer that is sent whenever no further input is waiting, so a
 //! pipelining client gets its replies in one write and in order.
 
+use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
+use std::thread::LocalKey;
 use std::time::Instant;
 
 use mdeliver_core::lmtp::commit;
@@ -47,6 +49,35 @@ const BUF: usize = 64 * 1024;
 /// A message up to this size is held in memory, not spooled to a file: with the two buffers,
 /// a session's memory stays within 192 KiB whatever the message's size.
 const IN_MEMORY: usize = 64 * 1024;
+
+thread_local! {
+    /// The decode buffer of this thread's sessions.
+    static DECODE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+    /// The delivery buffer of this thread's deliveries.
+    static DELIVER: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// A buffer of this thread's, kept across its messages and sessions: allocating and freeing
+/// 64 KiB buffers for each message had the allocator give the memory back to the kernel and
+/// fault it in again every time.
+struct Scratch {
+    key: &'static LocalKey<Cell<Vec<u8>>>,
+    buf: Vec<u8>,
+}
+
+impl Scratch {
+    fn take(key: &'static LocalKey<Cell<Vec<u8>>>, len: usize) -> Scratch {
+        let mut buf = key.take();
+        buf.resize(len, 0);
+        Scratch { key, buf }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        self.key.set(std::mem::take(&mut self.buf));
+    }
+}
 
 /// Recipients delivered side by side within one message.
 const PARALLEL: usize = 8;
@@ -112,7 +143,7 @@ pub fn serve(conn: Conn, srv: &Server) {
     let mut line = Vec::with_capacity(LINE_MAX);
     let mut sender: Vec<u8> = Vec::new();
     let mut rcpts: Vec<Rcpt> = Vec::new();
-    let mut decoded = vec![0u8; BUF];
+    let mut decoded = Scratch::take(&DECODE, BUF);
     let _ = write!(out, "{}", Reply::Greeting(&srv.host));
     loop {
         if input.buffer().is_empty() && out.flush().is_err() {
@@ -172,7 +203,7 @@ pub fn serve(conn: Conn, srv: &Server) {
                     return;
                 }
                 input.get_mut().watch_shutdown = false;
-                let received = receive(&mut input, srv, &mut decoded);
+                let received = receive(&mut input, srv, &mut decoded.buf);
                 input.get_mut().watch_shutdown = true;
                 let all = std::mem::take(&mut rcpts);
                 let ended = Instant::now();
@@ -588,7 +619,8 @@ impl Server {
         }
         let mut fs = GroupFs::new(r.fs, self.committer.clone());
         let mut env = self.env.clone();
-        let mut buf = vec![0u8; BUF.max(HEAD_MAX)];
+        let mut scratch = Scratch::take(&DELIVER, BUF.max(HEAD_MAX));
+        let buf = &mut scratch.buf;
         // Identical copies (the core's `lmtp::link`): the first one's bytes followed, the
         // later ones linked to it where they are identical and on its filesystem.
         let link = link.filter(|s| s.dev == fs.dev());
@@ -603,17 +635,10 @@ impl Server {
                 link: &mut follow,
                 source,
             };
-            envelope::deliver(linked, &mut env, opts, &settings, source_fd, true, &mut buf).1
+            envelope::deliver(linked, &mut env, opts, &settings, source_fd, true, buf).1
         } else {
-            let (back, stored) = envelope::deliver(
-                fs,
-                &mut env,
-                opts,
-                &settings,
-                &mut source_fd,
-                true,
-                &mut buf,
-            );
+            let (back, stored) =
+                envelope::deliver(fs, &mut env, opts, &settings, &mut source_fd, true, buf);
             fs = back;
             stored
         };
