@@ -929,3 +929,62 @@ fn small_messages_stay_in_memory_and_large_ones_go_through_the_spool() {
         }
     }
 }
+
+/// With several listening sockets, every one is served, sessions on them at the same time
+/// included; SIGTERM removes both sockets and the server exits 0.
+#[test]
+fn every_listening_socket_is_served() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    make_maildir(&root.join("x.example/a"));
+    let socks = [root.join("one.sock"), root.join("two.sock")];
+    let mut child = Command::new(bin())
+        .args(["lmtp", "--host", "testhost", "--maildir"])
+        .arg(format!("{}/{{domain}}/{{local}}", root.display()))
+        .arg("--listen")
+        .arg(format!("unix:{}", socks[0].display()))
+        .arg("--listen")
+        .arg(format!("unix:{}", socks[1].display()))
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !socks.iter().all(|s| s.exists()) {
+        assert!(t0.elapsed() < Duration::from_secs(10), "no sockets");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Both sessions open at once, each on its own socket, then each sends its message.
+    let conns: Vec<UnixStream> = socks.iter().map(|s| connect(s)).collect();
+    let mut lines: Vec<_> = conns
+        .iter()
+        .map(|c| {
+            c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            BufReader::new(c.try_clone().unwrap()).lines()
+        })
+        .collect();
+    for l in &mut lines {
+        assert_eq!(l.next().unwrap().unwrap(), GREETING.trim_end());
+    }
+    for (i, mut c) in conns.iter().enumerate() {
+        write!(
+            c,
+            "LHLO x\r\nMAIL FROM:<s@y>\r\nRCPT TO:<a@x.example>\r\nDATA\r\nmessage {i}\r\n.\r\nQUIT\r\n"
+        )
+        .unwrap();
+    }
+    for l in lines {
+        let rest: Vec<String> = l.map(|l| l.unwrap()).collect();
+        assert_eq!(
+            rest[rest.len() - 2..],
+            ["250 2.0.0 delivered", "221 2.0.0 bye"],
+            "{rest:?}"
+        );
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert!(socks.iter().all(|s| !s.exists()));
+    assert_eq!(names(&root.join("x.example/a/new")).len(), 2);
+}

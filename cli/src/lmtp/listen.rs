@@ -1,8 +1,8 @@
 //! Listening: the sockets given with `--listen` or by systemd (`LISTEN_FDS`), one thread per
-//! session up to `--max-sessions` (a thread whose session ended serves the next connection), and an orderly stop on SIGTERM or SIGINT: no new
-//! connections, every session finishes its message in flight and gets `421 4.3.2`.
+//! session up to `--max-sessions`, each waiting for its next connection itself ([`Threads`]),
+//! and an orderly stop on SIGTERM or SIGINT: no new connections, every session finishes its
+//! message in flight and gets `421 4.3.2`.
 
-use std::collections::VecDeque;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::os::fd::AsFd;
@@ -10,12 +10,13 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mdeliver_core::lmtp::reply::{Fixed, Reply};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::net::sockopt::Timeout;
 
 use super::conn::Conn;
 use super::{session, Server};
@@ -28,6 +29,14 @@ enum Listener {
 }
 
 impl Listener {
+    fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            Listener::Unix(u, _) => u.as_fd(),
+            Listener::Tcp(t) => t.as_fd(),
+        }
+    }
+
+    /// Accepts a connection (blocking, in its own mode: the accepted socket always blocks).
     fn accept(&self) -> std::io::Result<Conn> {
         match self {
             Listener::Unix(l, _) => l.accept().map(|(s, _)| Conn::Unix(s)),
@@ -127,69 +136,156 @@ pub fn serve(srv: Server) -> ExitCode {
         return ExitCode::from(exit::OK);
     }
     let srv = Arc::new(srv);
-    let active = Arc::new(AtomicUsize::new(0));
-    let pool = Arc::new(Pool::default());
-    let mut threads: Vec<std::thread::JoinHandle<()>> = Vec::new();
-    let half = Timespec {
-        tv_sec: 0,
-        tv_nsec: 500_000_000,
-    };
-    while !srv.shutdown.load(Ordering::Relaxed) {
-        let ready: Vec<bool> = {
-            let mut fds: Vec<PollFd<'_>> = listeners
-                .iter()
-                .map(|l| match l {
-                    Listener::Unix(u, _) => PollFd::new(u, PollFlags::IN),
-                    Listener::Tcp(t) => PollFd::from_borrowed_fd(t.as_fd(), PollFlags::IN),
-                })
-                .collect();
-            match poll(&mut fds, Some(&half)) {
-                Ok(0) | Err(_) => continue,
-                Ok(_) => fds.iter().map(|f| !f.revents().is_empty()).collect(),
-            }
+    let single = listeners.len() == 1;
+    for l in &listeners {
+        // One socket: waiting threads block in `accept` (the kernel wakes one of them per
+        // connection), with a timeout to notice a signal. Several: `poll`, then a
+        // non-blocking `accept`, which another thread may have won.
+        let fd = l.fd();
+        let set = if single {
+            rustix::net::sockopt::set_socket_timeout(fd, Timeout::Recv, Some(TICK))
+        } else {
+            rustix::io::ioctl_fionbio(fd, true)
         };
-        for (l, _) in listeners.iter().zip(ready).filter(|(_, r)| *r) {
-            let Ok(conn) = l.accept() else { continue };
-            threads.retain(|t| !t.is_finished());
-            if active.load(Ordering::Relaxed) >= srv.args.max_sessions {
-                let _ = write!(conn.writer(), "{}", Reply::Fixed(Fixed::TooManySessions));
-                continue;
-            }
-            // Counted from here; given back when its session ends, even if no thread could
-            // be started for it or the session panics.
-            let slot = Slot::take(&active);
-            let Some(conn) = pool.hand_over(conn, slot) else {
-                continue;
-            };
-            let (srv, pool) = (Arc::clone(&srv), Arc::clone(&pool));
-            let spawned = std::thread::Builder::new()
-                .name("lmtp-session".into())
-                .spawn(move || {
-                    let mut next = Some(conn);
-                    while let Some((conn, slot)) = next {
-                        session::serve(conn, &srv);
-                        drop(slot);
-                        next = pool.wait(&srv.shutdown);
-                    }
-                });
-            match spawned {
-                Ok(t) => threads.push(t),
-                Err(e) => log!("mdeliver lmtp: cannot start a session: {e}"),
-            }
+        if let Err(e) = set {
+            log!("mdeliver lmtp: cannot set up a listening socket: {e}");
+            return ExitCode::from(exit::TEMPFAIL);
         }
     }
+    let threads = Arc::new(Threads {
+        listeners,
+        srv: Arc::clone(&srv),
+        waiting: AtomicUsize::new(0),
+        active: Arc::new(AtomicUsize::new(0)),
+        handles: Mutex::new(Vec::new()),
+    });
+    Threads::start(&threads);
+    while !srv.shutdown.load(Ordering::Relaxed) {
+        std::thread::sleep(TICK);
+    }
     // No new connections; the sessions see the flag between commands.
-    for l in &listeners {
+    for l in &threads.listeners {
         if let Listener::Unix(_, Some(path)) = l {
             let _ = std::fs::remove_file(path);
         }
     }
-    drop(listeners);
-    for t in threads {
-        let _ = t.join();
+    loop {
+        let handles =
+            std::mem::take(&mut *threads.handles.lock().unwrap_or_else(|e| e.into_inner()));
+        if handles.is_empty() {
+            break;
+        }
+        for t in handles {
+            let _ = t.join();
+        }
     }
     finish(&srv);
     ExitCode::from(exit::OK)
+}
+
+/// How often a waiting thread looks at the shutdown flag.
+const TICK: Duration = Duration::from_millis(500);
+
+/// How long a session thread whose session ended waits for the next connection before it
+/// ends, unless it is the last one waiting.
+const IDLE_KEEP: Duration = Duration::from_secs(30);
+
+/// The session threads. Each waits for a connection itself, serves it, and waits again, so a
+/// client that opens a connection for every message (Postfix's `smtp-source -L`, an MTA under
+/// light load) is served with no thread started and no hand-over between threads. A thread
+/// that takes the last waiting place starts another, so one always waits: at most
+/// `--max-sessions` serve, and one more answers connections over the cap with 421.
+struct Threads {
+    listeners: Vec<Listener>,
+    srv: Arc<Server>,
+    /// Threads waiting for a connection.
+    waiting: AtomicUsize,
+    /// Sessions being served.
+    active: Arc<AtomicUsize>,
+    handles: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Threads {
+    /// Starts a thread that waits for connections.
+    fn start(this: &Arc<Threads>) {
+        this.waiting.fetch_add(1, Ordering::AcqRel);
+        let t = Arc::clone(this);
+        match std::thread::Builder::new()
+            .name("lmtp-session".into())
+            .spawn(move || t.run())
+        {
+            Ok(h) => {
+                let mut handles = this.handles.lock().unwrap_or_else(|e| e.into_inner());
+                handles.retain(|h| !h.is_finished());
+                handles.push(h);
+            }
+            Err(e) => {
+                this.waiting.fetch_sub(1, Ordering::AcqRel);
+                log!("mdeliver lmtp: cannot start a session: {e}");
+            }
+        }
+    }
+
+    /// Waits for connections and serves them, until a signal or [`IDLE_KEEP`] idle.
+    fn run(self: Arc<Threads>) {
+        let mut idle_since = Instant::now();
+        loop {
+            let shutdown = self.srv.shutdown.load(Ordering::Relaxed);
+            // Leaves when idle for long, but never as the last one waiting.
+            let leave = shutdown
+                || (idle_since.elapsed() >= IDLE_KEEP
+                    && self
+                        .waiting
+                        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+                            (w > 1).then(|| w - 1)
+                        })
+                        .is_ok());
+            if leave {
+                if shutdown {
+                    self.waiting.fetch_sub(1, Ordering::AcqRel);
+                }
+                return;
+            }
+            let Some(conn) = self.accept() else { continue };
+            if self.active.load(Ordering::Relaxed) >= self.srv.args.max_sessions {
+                let _ = write!(conn.writer(), "{}", Reply::Fixed(Fixed::TooManySessions));
+                continue;
+            }
+            // Counted from here; given back when its session ends, even if it panics.
+            let slot = Slot::take(&self.active);
+            if self.waiting.fetch_sub(1, Ordering::AcqRel) == 1 {
+                Threads::start(&self);
+            }
+            session::serve(conn, &self.srv);
+            drop(slot);
+            self.waiting.fetch_add(1, Ordering::AcqRel);
+            idle_since = Instant::now();
+        }
+    }
+
+    /// The next connection, or `None` after about [`TICK`] without one.
+    fn accept(&self) -> Option<Conn> {
+        if let [l] = &self.listeners[..] {
+            return l.accept().ok();
+        }
+        let mut fds: Vec<PollFd<'_>> = self
+            .listeners
+            .iter()
+            .map(|l| PollFd::from_borrowed_fd(l.fd(), PollFlags::IN))
+            .collect();
+        let tick = Timespec {
+            tv_sec: 0,
+            tv_nsec: TICK.as_nanos() as i64,
+        };
+        match poll(&mut fds, Some(&tick)) {
+            Ok(n) if n > 0 => {}
+            _ => return None,
+        }
+        let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
+        let mut ready = self.listeners.iter().zip(ready).filter(|(_, r)| *r);
+        // Another waiting thread may take it first: then there is nothing to accept.
+        ready.find_map(|(l, _)| l.accept().ok())
+    }
 }
 
 /// A session's place under `--max-sessions`, given back when the session ends.
@@ -199,69 +295,6 @@ impl Slot {
     fn take(active: &Arc<AtomicUsize>) -> Slot {
         active.fetch_add(1, Ordering::Relaxed);
         Slot(Arc::clone(active))
-    }
-}
-
-/// How long a session thread whose session ended waits for the next connection before it
-/// ends too.
-const IDLE_KEEP: Duration = Duration::from_secs(30);
-
-/// Session threads kept for the next connection: a client that opens a connection for every
-/// message (Postfix's `smtp-source -L`, an MTA under light load) then costs no thread start
-/// and stop, about ten system calls, per message.
-#[derive(Default)]
-struct Pool {
-    state: Mutex<Waiting>,
-    ready: Condvar,
-}
-
-#[derive(Default)]
-struct Waiting {
-    /// Connections handed over and not yet taken.
-    conns: VecDeque<(Conn, Slot)>,
-    /// Threads waiting in [`Pool::wait`].
-    idle: usize,
-}
-
-impl Pool {
-    /// Gives `conn` to a waiting thread; back (to start a thread for) when none is free.
-    fn hand_over(&self, conn: Conn, slot: Slot) -> Option<(Conn, Slot)> {
-        let Ok(mut w) = self.state.lock() else {
-            return Some((conn, slot));
-        };
-        // More waiting threads than connections already handed over: one of them takes it
-        // (a thread leaves only with the queue empty).
-        if w.idle > w.conns.len() {
-            w.conns.push_back((conn, slot));
-            self.ready.notify_one();
-            None
-        } else {
-            Some((conn, slot))
-        }
-    }
-
-    /// The next connection for a thread whose session ended; `None` after [`IDLE_KEEP`]
-    /// without one, or on shutdown.
-    fn wait(&self, shutdown: &AtomicBool) -> Option<(Conn, Slot)> {
-        let mut w = self.state.lock().ok()?;
-        w.idle += 1;
-        let until = Instant::now() + IDLE_KEEP;
-        loop {
-            if let Some(next) = w.conns.pop_front() {
-                w.idle -= 1;
-                return Some(next);
-            }
-            let now = Instant::now();
-            if now >= until || shutdown.load(Ordering::Relaxed) {
-                w.idle -= 1;
-                return None;
-            }
-            let step = (until - now).min(Duration::from_millis(500));
-            w = match self.ready.wait_timeout(w, step) {
-                Ok((w, _)) => w,
-                Err(_) => return None,
-            };
-        }
     }
 }
 
