@@ -156,6 +156,8 @@ struct Queue {
     gathering: bool,
     /// The names requests the last batch made certain ([`plan::followers`]).
     expect: usize,
+    /// Deliveries under way that have not asked for a flush yet ([`GroupFs`]).
+    underway: usize,
 }
 
 /// The group commit shared by every session.
@@ -261,16 +263,24 @@ impl Pool {
 /// Flush workers: enough for a batch of every session's flushes at the default session cap.
 const WORKERS: usize = 32;
 
-/// The longest the committer holds a batch for the names requests the last batch makes
+/// The longest the next batch waits for the names requests the last batch makes
 /// certain ([`plan::followers`]): they come a link away, and without the wait each would
 /// find a batch just started without it and wait for that one to end first.
 const FOLLOW_WAIT: Duration = Duration::from_millis(1);
 
-/// Takes the next batch: every request waiting, and those still on their way of the
-/// `expect` names requests the last batch makes certain (for at most [`FOLLOW_WAIT`]).
+/// The longest the next batch waits for deliveries under way (their message received, their
+/// flush not asked yet): about one file's write-back. Each that makes it shares this batch's
+/// flush instead of waiting for the whole of the next one (measured: 300 µs did better at 8
+/// sessions than no wait and than 700 µs).
+const UNDERWAY_WAIT: Duration = Duration::from_micros(300);
+
+/// Takes the next batch: every request waiting, those still on their way of the `expect`
+/// names requests the last batch makes certain (for at most [`FOLLOW_WAIT`]), and those of
+/// the deliveries under way (for at most [`UNDERWAY_WAIT`]).
 fn gather(queue: &(Mutex<Queue>, Condvar)) -> Vec<Request> {
     let mut q = queue.0.lock().unwrap_or_else(|e| e.into_inner());
-    let until = Instant::now() + FOLLOW_WAIT;
+    let start = Instant::now();
+    let (follow, underway) = (start + FOLLOW_WAIT, start + UNDERWAY_WAIT);
     loop {
         let names = q
             .waiting
@@ -278,9 +288,16 @@ fn gather(queue: &(Mutex<Queue>, Condvar)) -> Vec<Request> {
             .filter(|r| r.what.need == Need::Names)
             .count();
         let now = Instant::now();
-        if q.waiting.len() >= BATCH_MAX || names >= q.expect || now >= until {
-            break;
-        }
+        let until = match (
+            names < q.expect && now < follow,
+            q.underway > 0 && now < underway,
+        ) {
+            _ if q.waiting.len() >= BATCH_MAX => break,
+            (true, true) => follow.max(underway),
+            (true, false) => follow,
+            (false, true) => underway,
+            (false, false) => break,
+        };
         q.gathering = true;
         q = match queue.1.wait_timeout(q, until - now) {
             Ok((q, _)) => q,
@@ -406,7 +423,12 @@ impl Committer {
 
     /// Asks for `what` on `fd` and waits for the answer, leading the batch that runs it
     /// when no other batch runs (`fd` stays open meanwhile: it is borrowed for the whole call).
-    fn flush(&self, what: plan::Request, fd: BorrowedFd<'_>) -> Result<(), ErrorKind> {
+    fn flush(
+        &self,
+        what: plan::Request,
+        fd: BorrowedFd<'_>,
+        counted: &mut bool,
+    ) -> Result<(), ErrorKind> {
         let answer = Arc::new(Answer {
             state: AtomicU8::new(Answer::WAIT),
             thread: std::thread::current(),
@@ -418,6 +440,9 @@ impl Committer {
                 fd: Held(fd.as_raw_fd()),
                 answer: Arc::clone(&answer),
             });
+            if std::mem::take(counted) {
+                q.underway -= 1;
+            }
             if !q.leading {
                 q.leading = true;
                 answer.state.store(Answer::LEAD, Ordering::Relaxed);
@@ -460,6 +485,21 @@ pub struct GroupFs {
     dev: u64,
     /// Each directory's inode, looked up when first flushed (root, tmp, new, cur, top).
     dirs: [Option<u64>; 5],
+    /// Counted among the deliveries under way (until its first flush request).
+    counted: bool,
+}
+
+impl Drop for GroupFs {
+    fn drop(&mut self) {
+        if self.counted {
+            let (queue, arrived) = &*self.committer.queue;
+            let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+            q.underway -= 1;
+            if q.gathering {
+                arrived.notify_one();
+            }
+        }
+    }
 }
 
 /// A stored message whose identical copies for other recipients can be hard links to it, as
@@ -501,11 +541,18 @@ impl GroupFs {
             }
             Err(_) => UNKNOWN_FS.fetch_add(1, Ordering::Relaxed),
         };
+        committer
+            .queue
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .underway += 1;
         GroupFs {
             inner,
             committer,
             dev,
             dirs,
+            counted: true,
         }
     }
 
@@ -571,7 +618,7 @@ impl Fs for GroupFs {
             fs: self.dev,
             dir: 0,
         };
-        self.committer.flush(what, file.as_fd())
+        self.committer.flush(what, file.as_fd(), &mut self.counted)
     }
     fn write_back(&mut self, file: &mut File) -> Result<(), ErrorKind> {
         // No flush to share: the file's own write-back, then its name's flush in a batch.
@@ -607,7 +654,8 @@ impl Fs for GroupFs {
             fs: self.dev,
             dir: ino,
         };
-        self.committer.flush(what, self.inner.dirfd(dir).as_fd())
+        self.committer
+            .flush(what, self.inner.dirfd(dir).as_fd(), &mut self.counted)
     }
     fn mkdir(&mut self, dir: Dir) -> Result<(), ErrorKind> {
         self.inner.mkdir(dir)
@@ -711,6 +759,10 @@ mod tests {
                 "{i}"
             );
         }
+        // Every delivery counted itself out of those under way (by its flush or its end).
+        let q = committer.queue.0.lock().unwrap();
+        assert_eq!((q.underway, q.waiting.len(), q.leading), (0, 0, false));
+        drop(q);
         let st = Arc::clone(&committer.stats);
         let requests = st.requests.load(Ordering::Relaxed);
         let dirs = st.dir_syncs.load(Ordering::Relaxed);
