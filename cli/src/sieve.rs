@@ -490,23 +490,29 @@ pub fn filter<F: OverLinux>(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     // The memory of earlier runs (`duplicate`, `vacation :days`) is the root maildir's index,
-    // read through the core's `Fs` like the unit's own files (`unit::FsSeen`): the root is
+    // read by the core's machine (`unit::Evaluate`) like the unit's own files: the root is
     // opened before the run for a script that asks, and the unit then uses it.
     let remembers =
         script.extensions.has(Extensions::DUPLICATE) || script.extensions.has(Extensions::VACATION);
     let mut root = remembers.then(|| open_root(a, args).map(wrap));
-    {
-        let seen = root
-            .as_mut()
-            .and_then(|r| r.as_mut().ok())
-            .map(|fs| mdeliver_core::machine::unit::FsSeen::new(fs, now));
-        let ctx = Context {
-            body: message.reader.body(),
-            now: i64::try_from(now).ok(),
-            local_zone: 0,
-            seen: seen.as_ref().map(|s| s as &dyn mdeliver_core::sieve::Seen),
-        };
-        run_with(&script, &msg, &ctx, &limits, &mut scratch, &mut outcome);
+    let ctx = Context {
+        body: message.reader.body(),
+        now: i64::try_from(now).ok(),
+        local_zone: 0,
+        seen: None,
+    };
+    match root.as_mut().and_then(|r| r.as_mut().ok()) {
+        Some(fs) => mdeliver_core::machine::unit::evaluate(
+            fs,
+            &script,
+            &msg,
+            ctx,
+            &limits,
+            &mut scratch,
+            &mut outcome,
+            now,
+        ),
+        None => run_with(&script, &msg, &ctx, &limits, &mut scratch, &mut outcome),
     }
     if let Some(e) = outcome.error() {
         out.err(format!(

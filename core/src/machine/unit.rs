@@ -66,6 +66,7 @@ use crate::fs::{Capabilities, Dir, Fs, Op, OpResult};
 use crate::machine::dedup::Key;
 use crate::machine::{run, Machine, Step};
 use crate::maildir::flags::Flags;
+use crate::sieve::{run_with, Context, Limits, Message, Outcome, Script, Seen};
 
 /// The most bytes a plan holds (mailbox names and addresses with their framing).
 pub const PLAN_MAX: usize = 8 * 1024;
@@ -800,48 +801,146 @@ pub fn seen_at(entry: &[u8], now: u64) -> bool {
     }
 }
 
-/// Whether `key` (an interpreter's key) is remembered in the root maildir `fs` at `now`: its
-/// entry ([`seen_key`]) read through [`Fs::read_file`] and judged by [`seen_at`]. A missing,
+/// The most remembered entries one run of a script reads ([`Evaluate`]); a question past
+/// them counts as not seen, as an unreadable entry does.
+pub const RECALL_MAX: usize = 16;
+
+/// The interpreter's run as a machine: `duplicate` and `vacation :days` ask what earlier
+/// runs remembered, each answer one entry of the root maildir's index ([`seen_key`]). The
+/// script runs with the answers known; the first entry a run asks about that is not known is
+/// one [`Op::Read`], and the script runs again with its answer, until a run asks nothing
+/// new. The interpreter is deterministic, so every run takes the same path up to its new
+/// question, and a script that asks about `n` entries runs `n + 1` times. A missing,
 /// unreadable, torn or over-long entry holds nothing (the id counts as not seen, so a
-/// `duplicate` test is false and a vacation reply is sent): the store is an optimisation for
-/// the user, and failing open never loses mail.
-pub fn seen_in<F: Fs + ?Sized>(fs: &mut F, key: &[u8], now: u64) -> bool {
-    let name = seen_key(key).entry_name();
-    // One byte over the largest entry: a longer file is not one of ours.
-    let mut buf = [0u8; SEEN_MAX + 1];
-    match fs.read_file(Dir::Root, &name, &mut buf) {
-        Ok(n) if n <= SEEN_MAX => seen_at(&buf[..n], now),
-        _ => false,
-    }
-}
-
-/// The interpreter's memory of earlier runs ([`crate::sieve::Seen`]) over the root maildir's
-/// index, read through the [`Fs`] trait ([`seen_in`]): what a [`Unit`] remembered, as `duplicate` and `vacation :days` ask about it at `now`.
-pub struct FsSeen<'f, F: Fs + ?Sized> {
-    // `Seen::seen` takes `&self` (the interpreter only reads); a read takes the Fs mutably.
-    fs: core::cell::RefCell<&'f mut F>,
+/// `duplicate` test is false and a vacation reply is sent): the store is an optimisation
+/// for the user, and failing open never loses mail. Give it a buffer of more than
+/// [`SEEN_MAX`] bytes.
+pub struct Evaluate<'a, 's> {
+    script: &'a Script<'s>,
+    msg: &'a Message<'a>,
+    ctx: Context<'a>,
+    limits: &'a Limits,
+    scratch: &'a mut [u8],
+    outcome: &'a mut Outcome,
     now: u64,
+    known: heapless::Vec<(Key, bool), RECALL_MAX>,
+    /// The entry to read next; `None` once a run asked nothing new.
+    asking: Option<(Key, heapless::String<48>)>,
 }
 
-impl<'f, F: Fs + ?Sized> FsSeen<'f, F> {
-    /// The memory in `fs`'s root maildir, as it holds at `now` (seconds since 1970).
-    pub fn new(fs: &'f mut F, now: u64) -> Self {
-        FsSeen {
-            fs: core::cell::RefCell::new(fs),
-            now,
-        }
-    }
+/// What one run asked: the answers known, and the first key that was not.
+struct Recall<'r> {
+    known: &'r [(Key, bool)],
+    full: bool,
+    missing: core::cell::Cell<Option<Key>>,
 }
 
-impl<F: Fs + ?Sized> crate::sieve::Seen for FsSeen<'_, F> {
+impl Seen for Recall<'_> {
     fn seen(&self, key: &[u8]) -> bool {
-        // The interpreter asks one key at a time, never re-entrantly; were the cell taken,
-        // nothing counts as seen (fail open, as for an unreadable entry).
-        match self.fs.try_borrow_mut() {
-            Ok(mut fs) => seen_in(&mut **fs, key, self.now),
-            Err(_) => false,
+        let key = seen_key(key);
+        match self.known.iter().find(|(k, _)| *k == key) {
+            Some((_, seen)) => *seen,
+            None => {
+                if !self.full && self.missing.get().is_none() {
+                    self.missing.set(Some(key));
+                }
+                false
+            }
         }
     }
+}
+
+impl<'a, 's> Evaluate<'a, 's> {
+    /// Runs `script` on `msg` in `ctx` (whose own memory is ignored) at `now`, into
+    /// `outcome`, with `scratch` for the interpreter.
+    pub fn new(
+        script: &'a Script<'s>,
+        msg: &'a Message<'a>,
+        ctx: Context<'a>,
+        limits: &'a Limits,
+        scratch: &'a mut [u8],
+        outcome: &'a mut Outcome,
+        now: u64,
+    ) -> Self {
+        let mut e = Evaluate {
+            script,
+            msg,
+            ctx,
+            limits,
+            scratch,
+            outcome,
+            now,
+            known: heapless::Vec::new(),
+            asking: None,
+        };
+        e.run();
+        e
+    }
+
+    /// One run of the script with the answers known; notes the first entry it needs.
+    fn run(&mut self) {
+        let recall = Recall {
+            known: &self.known,
+            full: self.known.is_full(),
+            missing: core::cell::Cell::new(None),
+        };
+        let ctx = Context {
+            seen: Some(&recall),
+            ..self.ctx
+        };
+        run_with(
+            self.script,
+            self.msg,
+            &ctx,
+            self.limits,
+            self.scratch,
+            self.outcome,
+        );
+        self.asking = recall.missing.get().map(|k| (k, k.entry_name()));
+    }
+}
+
+impl Machine for Evaluate<'_, '_> {
+    type Output = ();
+    fn poll(&self) -> Step<'_, ()> {
+        match &self.asking {
+            Some((_, name)) => Step::Op(Op::Read {
+                dir: Dir::Root,
+                name,
+            }),
+            None => Step::Done(()),
+        }
+    }
+    fn feed<E: Env + ?Sized>(&mut self, result: OpResult, data: &[u8], _: &mut E) {
+        let Some((key, _)) = self.asking.take() else {
+            return;
+        };
+        let seen = match result {
+            OpResult::Read(n) if n <= SEEN_MAX => seen_at(&data[..n.min(data.len())], self.now),
+            _ => false,
+        };
+        let _ = self.known.push((key, seen));
+        self.run();
+    }
+    fn observe(&mut self, _: &[u8]) {}
+}
+
+/// Runs `script` as [`Evaluate`] does, reading the remembered entries from the root maildir
+/// `fs`; the result is in `outcome`.
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate<F: Fs + ?Sized>(
+    fs: &mut F,
+    script: &Script<'_>,
+    msg: &Message<'_>,
+    ctx: Context<'_>,
+    limits: &Limits,
+    scratch: &mut [u8],
+    outcome: &mut Outcome,
+    now: u64,
+) {
+    let mut m = Evaluate::new(script, msg, ctx, limits, scratch, outcome, now);
+    let mut buf = [0u8; SEEN_MAX + 1];
+    run(&mut m, fs, &mut NoEnv, &mut &b""[..], &mut buf);
 }
 
 /// What performing one copy gave.
@@ -1614,6 +1713,86 @@ mod tests {
             for j in i + 1..all.len() {
                 assert_ne!(all[i].entry_name(), all[j].entry_name());
             }
+        }
+    }
+
+    /// The interpreter's questions about earlier runs are read one at a time through the
+    /// machine, the script running again after each answer: a missing entry and a torn one
+    /// count as not seen, a whole one that has not run out as seen, one run out as not.
+    #[test]
+    fn evaluate_reads_each_remembered_entry_the_script_asks_about_then_runs_again() {
+        use crate::sieve::{compile, Action, Limits, Message, Node};
+        let script = "require [\"duplicate\", \"fileinto\"];\n\
+                      if duplicate :uniqueid \"a\" { fileinto \"A\"; }\n\
+                      elsif duplicate :uniqueid \"b\" { fileinto \"B\"; }\n\
+                      else { fileinto \"C\"; }\n";
+        let limits = Limits::default();
+        let mut nodes = std::vec![Node::FREE; Limits::nodes_for(script.len())];
+        let mut strings = std::vec![0u8; Limits::strings_for(script.len())];
+        let s = compile(script.as_bytes(), &limits, &mut nodes, &mut strings).unwrap();
+        let msg = Message {
+            header: b"Subject: hi\r\nMessage-ID: <m@x>\r\n\r\n",
+            size: 30,
+            envelope_from: b"a@b",
+            envelope_to: b"c@d",
+        };
+        let now = 1_000_000;
+        let mut valid = heapless::Vec::new();
+        encode_seen(now + 60, &mut valid);
+        let mut old = heapless::Vec::new();
+        encode_seen(now, &mut old);
+        let torn = &valid[..valid.len() - 2];
+        // (the answer for "a", for "b") -> the reads made, and the folder filed into.
+        type Answer<'x> = Option<&'x [u8]>;
+        let cases: [(Answer<'_>, Answer<'_>, usize, &str); 5] = [
+            (None, None, 2, "C"),
+            (Some(&valid), None, 1, "A"),
+            (Some(torn), Some(&valid), 2, "B"),
+            (Some(&old), Some(&old), 2, "C"),
+            (None, Some(&valid), 2, "B"),
+        ];
+        for (a, b, reads, folder) in cases {
+            let mut out = std::boxed::Box::new(Outcome::new());
+            let mut scratch = std::vec![0u8; 4096];
+            let mut m = Evaluate::new(
+                &s,
+                &msg,
+                Context::NONE,
+                &limits,
+                &mut scratch,
+                &mut out,
+                now,
+            );
+            let mut names = std::vec::Vec::new();
+            while let Step::Op(op) = m.poll() {
+                let Op::Read {
+                    dir: Dir::Root,
+                    name,
+                } = op
+                else {
+                    panic!("{op:?}")
+                };
+                assert!(!names.iter().any(|n: &std::string::String| n == name));
+                names.push(std::string::String::from(name));
+                let answer = [a, b][names.len() - 1];
+                match answer {
+                    Some(bytes) => m.feed(OpResult::Read(bytes.len()), bytes, &mut NoEnv),
+                    None => m.feed(OpResult::Err(ErrorKind::NotFound), &[], &mut NoEnv),
+                }
+            }
+            assert_eq!(names.len(), reads, "{a:?} {b:?}");
+            drop(m);
+            let stored: std::vec::Vec<&[u8]> = out
+                .actions()
+                .iter()
+                .filter_map(|act| match act {
+                    Action::Store {
+                        mailbox: Some(t), ..
+                    } => Some(out.text(*t)),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(stored, [folder.as_bytes()], "{a:?} {b:?}");
         }
     }
 }

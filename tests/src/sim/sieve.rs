@@ -357,11 +357,14 @@ fn recover(cfg: &UnitScenario, mut w: World) -> Option<(Invariant, String)> {
     let sent_before = w.sent.len();
     // An id or a reply is remembered only once every copy is stored (RFC 7352 3): in any
     // crash image that kept a memory entry, every planned copy is there.
-    // Asked as the interpreter's `duplicate` and `vacation` ask it: `unit::FsSeen` over
-    // the root maildir's Fs (the same reads the Linux binary makes).
+    // Judged as the interpreter's `duplicate` and `vacation` find it (`unit::Evaluate`): the
+    // entry of the key in the root maildir, whole and not run out.
     let remembered = |w: &mut World, key: &[u8]| {
         let now = w.env.secs();
-        mdeliver_core::sieve::Seen::seen(&unit::FsSeen::new(&mut w.fss[0].fs, now), key)
+        w.fss[0]
+            .fs
+            .contents(Dir::Root, &unit::seen_key(key).entry_name())
+            .is_some_and(|e| e.len() <= unit::SEEN_MAX && unit::seen_at(e, now))
     };
     let memory_keys: Vec<Vec<u8>> = expected
         .entries()
