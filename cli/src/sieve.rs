@@ -502,16 +502,17 @@ pub fn filter<F: OverLinux>(
         seen: None,
     };
     match root.as_mut().and_then(|r| r.as_mut().ok()) {
-        Some(fs) => mdeliver_core::machine::unit::evaluate(
-            fs,
-            &script,
-            &msg,
-            ctx,
-            &limits,
-            &mut scratch,
-            &mut outcome,
-            now,
-        ),
+        Some(fs) => {
+            let run = mdeliver_core::machine::unit::Interpreter {
+                script: &script,
+                msg: &msg,
+                ctx,
+                limits: &limits,
+                scratch: &mut scratch,
+                outcome: &mut outcome,
+            };
+            mdeliver_core::machine::unit::evaluate(fs, run, now);
+        }
         None => run_with(&script, &msg, &ctx, &limits, &mut scratch, &mut outcome),
     }
     if let Some(e) = outcome.error() {

@@ -816,16 +816,28 @@ pub const RECALL_MAX: usize = 16;
 /// for the user, and failing open never loses mail. Give it a buffer of more than
 /// [`SEEN_MAX`] bytes.
 pub struct Evaluate<'a, 's> {
-    script: &'a Script<'s>,
-    msg: &'a Message<'a>,
-    ctx: Context<'a>,
-    limits: &'a Limits,
-    scratch: &'a mut [u8],
-    outcome: &'a mut Outcome,
+    run: Interpreter<'a, 's>,
     now: u64,
     known: heapless::Vec<(Key, bool), RECALL_MAX>,
     /// The entry to read next; `None` once a run asked nothing new.
     asking: Option<(Key, heapless::String<48>)>,
+}
+
+/// What a run of the interpreter takes ([`run_with`]); its memory of earlier runs is
+/// [`Evaluate`]'s, whatever `ctx` holds.
+pub struct Interpreter<'a, 's> {
+    /// The compiled script.
+    pub script: &'a Script<'s>,
+    /// The message.
+    pub msg: &'a Message<'a>,
+    /// Its body, the clock and the zone.
+    pub ctx: Context<'a>,
+    /// The interpreter's limits.
+    pub limits: &'a Limits,
+    /// The interpreter's working memory.
+    pub scratch: &'a mut [u8],
+    /// Where the last run's outcome is.
+    pub outcome: &'a mut Outcome,
 }
 
 /// What one run asked: the answers known, and the first key that was not.
@@ -851,24 +863,10 @@ impl Seen for Recall<'_> {
 }
 
 impl<'a, 's> Evaluate<'a, 's> {
-    /// Runs `script` on `msg` in `ctx` (whose own memory is ignored) at `now`, into
-    /// `outcome`, with `scratch` for the interpreter.
-    pub fn new(
-        script: &'a Script<'s>,
-        msg: &'a Message<'a>,
-        ctx: Context<'a>,
-        limits: &'a Limits,
-        scratch: &'a mut [u8],
-        outcome: &'a mut Outcome,
-        now: u64,
-    ) -> Self {
+    /// Runs the script at `now` (seconds since 1970), once with nothing known.
+    pub fn new(run: Interpreter<'a, 's>, now: u64) -> Self {
         let mut e = Evaluate {
-            script,
-            msg,
-            ctx,
-            limits,
-            scratch,
-            outcome,
+            run,
             now,
             known: heapless::Vec::new(),
             asking: None,
@@ -884,18 +882,12 @@ impl<'a, 's> Evaluate<'a, 's> {
             full: self.known.is_full(),
             missing: core::cell::Cell::new(None),
         };
+        let r = &mut self.run;
         let ctx = Context {
             seen: Some(&recall),
-            ..self.ctx
+            ..r.ctx
         };
-        run_with(
-            self.script,
-            self.msg,
-            &ctx,
-            self.limits,
-            self.scratch,
-            self.outcome,
-        );
+        run_with(r.script, r.msg, &ctx, r.limits, r.scratch, r.outcome);
         self.asking = recall.missing.get().map(|k| (k, k.entry_name()));
     }
 }
@@ -925,22 +917,12 @@ impl Machine for Evaluate<'_, '_> {
     fn observe(&mut self, _: &[u8]) {}
 }
 
-/// Runs `script` as [`Evaluate`] does, reading the remembered entries from the root maildir
-/// `fs`; the result is in `outcome`.
-#[allow(clippy::too_many_arguments)]
-pub fn evaluate<F: Fs + ?Sized>(
-    fs: &mut F,
-    script: &Script<'_>,
-    msg: &Message<'_>,
-    ctx: Context<'_>,
-    limits: &Limits,
-    scratch: &mut [u8],
-    outcome: &mut Outcome,
-    now: u64,
-) {
-    let mut m = Evaluate::new(script, msg, ctx, limits, scratch, outcome, now);
+/// Runs the script as [`Evaluate`] does, reading the remembered entries from the root
+/// maildir `fs`; the outcome is in `run.outcome`.
+pub fn evaluate<F: Fs + ?Sized>(fs: &mut F, run: Interpreter<'_, '_>, now: u64) {
+    let mut m = Evaluate::new(run, now);
     let mut buf = [0u8; SEEN_MAX + 1];
-    run(&mut m, fs, &mut NoEnv, &mut &b""[..], &mut buf);
+    super::run(&mut m, fs, &mut NoEnv, &mut &b""[..], &mut buf);
 }
 
 /// What performing one copy gave.
@@ -1754,15 +1736,15 @@ mod tests {
         for (a, b, reads, folder) in cases {
             let mut out = std::boxed::Box::new(Outcome::new());
             let mut scratch = std::vec![0u8; 4096];
-            let mut m = Evaluate::new(
-                &s,
-                &msg,
-                Context::NONE,
-                &limits,
-                &mut scratch,
-                &mut out,
-                now,
-            );
+            let run = Interpreter {
+                script: &s,
+                msg: &msg,
+                ctx: Context::NONE,
+                limits: &limits,
+                scratch: &mut scratch,
+                outcome: &mut out,
+            };
+            let mut m = Evaluate::new(run, now);
             let mut names = std::vec::Vec::new();
             while let Step::Op(op) = m.poll() {
                 let Op::Read {
