@@ -9,7 +9,7 @@
 //!   publish and index update" case).
 //!
 //! `MDELIVER_TEST_DEDUP_LEASE=SECS`, the other testing knob, is read with the MTA options
-//! (`envelope.rs`, [`crate::envelope::LEASE_VAR`]).
+//! (`envelope.rs`, [`mdeliver_driver::envelope::LEASE_VAR`]).
 
 use std::sync::OnceLock;
 

@@ -6,7 +6,7 @@
 //!
 //! # Layers, from the outside world inwards
 //!
-//! - **Vocabulary** ([`error`], [`env`], [`fs`]): what can go wrong ([`Error`]: a kind and a
+//! - **Vocabulary** ([`error`], [`env`](mod@env), [`fs`]): what can go wrong ([`Error`]: a kind and a
 //!   phase), where unique names come from ([`Env`]: clock, entropy, pid, host), and the one
 //!   filesystem trait the drivers implement ([`Fs`]): a maildir root addressed as
 //!   `(Dir, name)`, never as paths, and the operations ([`Op`]) a machine asks for. Wrappers

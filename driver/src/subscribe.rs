@@ -1,9 +1,9 @@
 //! Subscribing a folder `-c` created: the core decides the bytes
-//! ([`mdeliver_core::subscription`]); this adds them to each subscription file the way Dovecot
+//! ([`mdeliver_core::maildir::subscription`]); this adds them to each subscription file the way Dovecot
 //! changes it, so that concurrent subscribers (another mdeliver, Dovecot, Courier) never lose
 //! an entry: take the dotlock `<file>.lock` (created exclusively), read the file, write the
 //! whole new content into the lock file, flush it, and rename it over the file. A lock older
-//! than [`STALE`] is a crashed writer's and is removed (Dovecot's subscription lock goes stale
+//! than `STALE` (30 s) is a crashed writer's and is removed (Dovecot's subscription lock goes stale
 //! after 30 seconds too). Shared with the WASI module (std and mdeliver-core only).
 
 use std::fs::{self, File, OpenOptions};

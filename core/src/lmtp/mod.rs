@@ -21,7 +21,7 @@
 //! What the session promises its driver: a reply for every line (pipelined commands are
 //! answered in order), no state that can grow with the input, and after DATA one reply per
 //! accepted recipient, in RCPT order (RFC 2033 section 4.2), which the driver builds from each
-//! recipient's own delivery outcome with [`reply::Reply::delivery`].
+//! recipient's own delivery outcome as a [`reply::Reply::Delivery`].
 
 pub mod address;
 pub mod command;

@@ -3,7 +3,7 @@
 //! what the returned [`Action`] asks; it never decides a reply itself, except the delivery
 //! replies after `DATA`, which come from each recipient's outcome.
 //!
-//! States: before `LHLO` ([`State::Start`]), between transactions (`Ready`), after `MAIL`
+//! States: before `LHLO` (`Start`), between transactions (`Ready`), after `MAIL`
 //! (`Mail`), after at least one accepted `RCPT` (`Rcpt`). `RSET` and a new `LHLO` go back to
 //! `Ready`; `DATA` ends the transaction whatever the delivery outcomes are. Ten bad commands
 //! close the session (`421 4.7.0`), so garbage cannot keep a session slot forever.

@@ -1,4 +1,4 @@
-//! The state machines: each decides one job over the [`Fs`](crate::fs::Fs) vocabulary and never
+//! The state machines: each decides one job over the [`Fs`] vocabulary and never
 //! performs I/O itself. Its driver asks it for the next operation, performs it, and feeds the
 //! result back, so the same machine runs under the Linux binary, the WASI module and the
 //! simulator, which interleaves many of them and crashes them at every step.
@@ -13,7 +13,7 @@
 //!   replies cannot be trusted.
 //! - [`mta`]: the MTA's delivery as one machine: duplicate check, quota check, publish, quota
 //!   accounting and duplicate commit, in that order.
-//! - [`unit`]: several actions on one message (a Sieve script's copies and redirects) as one
+//! - [`unit`](mod@unit): several actions on one message (a Sieve script's copies and redirects) as one
 //!   exactly-once unit: a record, then one [`mta`] delivery per copy under its own key. What
 //!   only its driver can do (a copy into another maildir, a message to send) is its output,
 //!   answered before [`run`] resumes it.

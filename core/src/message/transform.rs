@@ -179,7 +179,8 @@ pub fn run_chunked<T: Transform + ?Sized>(
 }
 
 /// A streaming observer of message bytes (fed chunks of any size; answers never depend on
-/// the chunking): [`LoopCheck`], [`FieldCapture`].
+/// the chunking): [`LoopCheck`](super::loop_check::LoopCheck),
+/// [`FieldCapture`](super::capture::FieldCapture).
 pub trait Scanner {
     /// Looks at the next bytes.
     fn scan(&mut self, bytes: &[u8]);

@@ -16,7 +16,7 @@ pub struct Script<'a> {
     pub nodes: &'a [Node],
     /// The decoded strings.
     pub strings: &'a [u8],
-    /// The first top-level command, or [`NONE`].
+    /// The first top-level command, or `NONE` (`u32::MAX`).
     pub first: u32,
     /// The extensions it required.
     pub extensions: Extensions,
@@ -28,7 +28,7 @@ impl<'a> Script<'a> {
         &self.nodes[i as usize]
     }
 
-    /// The strings of the string list node `list` (none for [`NONE`]).
+    /// The strings of the string list node `list` (none for `NONE`).
     pub fn strings(&self, list: u32) -> impl Iterator<Item = &'a [u8]> + 'a {
         let (start, count) = match self.nodes.get(list as usize).map(|n| n.kind) {
             Some(Kind::Strings { count }) => (list as usize + 1, count as usize),

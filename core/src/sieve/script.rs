@@ -437,7 +437,7 @@ pub struct Node {
     pub kind: Kind,
     /// Where it starts in the script.
     pub pos: Pos,
-    /// The next sibling (command in a block, test in a list, argument), or [`NONE`].
+    /// The next sibling (command in a block, test in a list, argument), or `NONE` (`u32::MAX`).
     pub next: u32,
 }
 
