@@ -1,7 +1,8 @@
 //! `mdeliver flag`: parses the `+LETTERS`/`-LETTERS` changes and has the core's
-//! `flagchange` (`mdeliver_core::machine::flagchange`) find the message by key and move it into cur/ with
-//! the changed flags (rename-noreplace, never clobbering; when someone else renamed it
-//! meanwhile, the changes are re-applied to its current flags). Only translation here.
+//! `flagchange` (`mdeliver_core::machine::flagchange`) find the message by key and move it
+//! into cur/ with the changed flags (rename-noreplace, never clobbering; when someone else
+//! renamed it meanwhile, the changes are re-applied to its current flags). Only translation
+//! here.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -6,9 +6,9 @@
 //!
 //! # Layers, from the outside world inwards
 //!
-//! - **Vocabulary** ([`error`], [`env`](mod@env), [`fs`]): what can go wrong ([`Error`]: a kind and a
-//!   phase), where unique names come from ([`Env`]: clock, entropy, pid, host), and the one
-//!   filesystem trait the drivers implement ([`Fs`]): a maildir root addressed as
+//! - **Vocabulary** ([`error`], [`env`](mod@env), [`fs`]): what can go wrong ([`Error`]: a
+//!   kind and a phase), where unique names come from ([`Env`]: clock, entropy, pid, host),
+//!   and the one filesystem trait the drivers implement ([`Fs`]): a maildir root addressed as
 //!   `(Dir, name)`, never as paths, and the operations ([`Op`]) a machine asks for. Wrappers
 //!   that compose around any `Fs` live beside it ([`fs::dryrun`]).
 //! - **The Maildir format** ([`maildir`]): unique names, flags, Maildir++ folders, as values.

@@ -4,15 +4,15 @@
 //! flushed before it is published, its directory after), through a [`GroupFs`] that hands
 //! each flush to the one [`Committer`] and waits for it. The delivery that asks while no batch
 //! runs leads the next one, in its own thread: it takes every flush that is waiting and asks
-//! the core ([`mdeliver_core::lmtp::commit::plan`]) what to run for the batch: one `syncfs` when the batch is on one filesystem and the kernel reports writeback
-//! errors through it (Linux 5.8 and later), otherwise the file flushes side by side and then
-//! one flush per distinct directory. Only then does it let the waiting deliveries go on, each
-//! told the result of the flushes that answer it, and hands the lead to the first delivery
-//! that asked meanwhile. A delivery alone thus flushes with no thread switch, and a batch
-//! wakes only its other deliveries. So a recipient's 250 is sent only when its
-//! file and directory entry are as durable as the one-shot path makes them, and a batch of
-//! deliveries costs two device flushes (one for the files' data, one for their names)
-//! instead of two per delivery.
+//! the core ([`mdeliver_core::lmtp::commit::plan`]) what to run for the batch: one `syncfs`
+//! when the batch is on one filesystem and the kernel reports writeback errors through it
+//! (Linux 5.8 and later), otherwise the file flushes side by side and then one flush per
+//! distinct directory. Only then does it let the waiting deliveries go on, each told the
+//! result of the flushes that answer it, and it hands the lead to the first delivery that
+//! asked meanwhile. A delivery alone thus flushes with no thread switch, and a batch wakes
+//! only its other deliveries. So a recipient's 250 is sent only when its file and directory
+//! entry are as durable as the one-shot path makes them, and a batch of deliveries costs two
+//! device flushes (one for the files' data, one for their names) instead of two per delivery.
 //!
 //! `syncfs` reports the writeback errors recorded since the descriptor it is called on was
 //! opened, so the committer calls it on a descriptor of each filesystem taken (when a
@@ -390,8 +390,8 @@ impl Committer {
         }
     }
 
-    /// Runs batches while requests wait, then gives the lead to the first one that asked
-    /// meanwhile, or gives it up.
+    /// Runs the next batch, then gives the lead to the first request that arrived meanwhile,
+    /// or gives it up.
     fn lead(&self) {
         let batch = gather(&self.queue);
         let expect = run_batch(

@@ -13,10 +13,10 @@
 //!   replies cannot be trusted.
 //! - [`mta`]: the MTA's delivery as one machine: duplicate check, quota check, publish, quota
 //!   accounting and duplicate commit, in that order.
-//! - [`unit`](mod@unit): several actions on one message (a Sieve script's copies and redirects) as one
-//!   exactly-once unit: a record, then one [`mta`] delivery per copy under its own key. What
-//!   only its driver can do (a copy into another maildir, a message to send) is its output,
-//!   answered before [`run`] resumes it.
+//! - [`unit`](mod@unit): several actions on one message (a Sieve script's copies and
+//!   redirects) as one exactly-once unit: a record, then one [`mta`] delivery per copy under
+//!   its own key. What only its driver can do (a copy into another maildir, a message to
+//!   send) is its output, answered before [`run`] resumes it.
 //!
 //! # The protocol
 //! Every machine speaks the one vocabulary of [`Op`] and [`OpResult`] and implements
