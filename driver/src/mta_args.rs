@@ -26,7 +26,7 @@ pub struct MtaArgs {
     #[arg(long, help_heading = "Envelope")]
     pub keep_from_line: bool,
 
-    /// Prepend `Return-Path: <ADDR>` (the envelope sender; "" or "<>" for the null sender),
+    /// Prepend "Return-Path: <ADDR>" (the envelope sender; "" or "<>" for the null sender),
     /// replacing a different Return-Path the MTA put at the top
     #[arg(long, value_name = "ADDR", help_heading = "Envelope")]
     pub return_path: Option<String>,
