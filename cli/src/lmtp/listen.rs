@@ -247,8 +247,16 @@ impl Threads {
                 return;
             }
             let Some(conn) = self.accept() else { continue };
-            if self.active.load(Ordering::Relaxed) >= self.srv.args.max_sessions {
-                let _ = write!(conn.writer(), "{}", Reply::Fixed(Fixed::TooManySessions));
+            // A connection that came as the server began to stop is not served.
+            let refusal = if self.srv.shutdown.load(Ordering::Relaxed) {
+                Some(Fixed::ShuttingDown)
+            } else if self.active.load(Ordering::Relaxed) >= self.srv.args.max_sessions {
+                Some(Fixed::TooManySessions)
+            } else {
+                None
+            };
+            if let Some(f) = refusal {
+                let _ = write!(conn.writer(), "{}", Reply::Fixed(f));
                 continue;
             }
             // Counted from here; given back when its session ends, even if it panics.
