@@ -46,8 +46,8 @@ use mdeliver_driver::status::Output;
 /// The read buffer and the decode buffer: per-session memory does not grow with the message.
 const BUF: usize = 64 * 1024;
 
-/// A message up to this size is held in memory, not spooled to a file: with the two buffers,
-/// a session's memory stays within 192 KiB whatever the message's size.
+/// A message up to this size is held in memory, not spooled to a file; a larger one is
+/// spooled, so what a session holds of a message is bounded whatever its size.
 const IN_MEMORY: usize = 64 * 1024;
 
 thread_local! {
