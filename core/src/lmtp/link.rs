@@ -273,9 +273,16 @@ mod tests {
         }
     }
 
-    /// Delivers `msg` through a [`Linked`] of `fs` following `link` (linking to `source`).
-    fn store(fs: &mut MemFs, link: &mut Link, source: Option<u64>, msg: &[u8]) -> (Dir, String) {
-        let mut env = TestEnv::new(fs.clock.clone(), 7);
+    /// Delivers `msg` through a [`Linked`] of `fs` following `link` (linking to `source`), at
+    /// `clock`'s time.
+    fn store<F: Fs<File = u64>>(
+        fs: &mut F,
+        clock: &Clock,
+        link: &mut Link,
+        source: Option<u64>,
+        msg: &[u8],
+    ) -> (Dir, String) {
+        let mut env = TestEnv::new(clock.clone(), 7);
         let mut l = Linked {
             fs,
             link,
@@ -302,13 +309,14 @@ mod tests {
         fs.caps = Capabilities::LINUX_LOCAL;
         let msg: &[u8] = b"Subject: s\n\nbody\n";
         let mut first = Link::record();
-        let (d, name) = store(&mut fs, &mut first, None, msg);
+        let clock = fs.clock.clone();
+        let (d, name) = store(&mut fs, &clock, &mut first, None, msg);
         let source = first.stored().unwrap();
         assert_eq!(source.len, msg.len() as u64);
         let ino = fs.names[&(d, name)];
         for (copy, linked) in [(msg, true), (&msg[..msg.len() - 1], false), (b"x\n", false)] {
             let mut later = Link::follow(source);
-            let (d, name) = store(&mut fs, &mut later, Some(ino), copy);
+            let (d, name) = store(&mut fs, &clock, &mut later, Some(ino), copy);
             assert_eq!(later.linked(), linked);
             assert_eq!(fs.names[&(d, name.clone())] == ino, linked, "{name}");
             assert_eq!(fs.inodes[&fs.names[&(d, name)]].data, copy);
@@ -320,24 +328,10 @@ mod tests {
             hook: Refuse::default(),
         };
         let mut later = Link::follow(source);
-        let mut env = TestEnv::new(fs.clock.clone(), 7);
-        let mut l = Linked {
-            fs: &mut hooked,
-            link: &mut later,
-            source: Some(&ino),
-        };
-        let mut buf = [0u8; 16];
-        let d = deliver(
-            &mut l,
-            &mut env,
-            Options::default(),
-            &mut &msg[..],
-            &mut buf,
-        )
-        .unwrap();
+        let (d, name) = store(&mut hooked, &clock, &mut later, Some(ino), msg);
         assert!(!later.linked());
         assert_eq!(hooked.hook, Refuse { links: 2, syncs: 1 });
-        let own = hooked.fs.names[&(d.dir, d.name.as_str().into())];
+        let own = hooked.fs.names[&(d, name)];
         assert_ne!(own, ino);
         assert_eq!(hooked.fs.inodes[&own].data, msg);
     }

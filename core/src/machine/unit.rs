@@ -1432,18 +1432,8 @@ mod tests {
                 "SyncDir { dir: Root }".into(),
             ]
         };
-        let mut want: std::vec::Vec<std::string::String> = [
-            "read record",
-            "write_file record",
-            "SyncDir { dir: Root }",
-            "copy",
-            "stat marker 1",
-            "redirect",
-            "write_file marker 1",
-            "SyncDir { dir: Root }",
-        ]
-        .map(Into::into)
-        .to_vec();
+        let mut want: std::vec::Vec<std::string::String> = FRESH.map(Into::into).to_vec();
+        want.extend(["write_file marker 1", "SyncDir { dir: Root }"].map(Into::into));
         want.extend(remember("id", 500));
         want.extend(["stat marker 3", "vacation", "write_file marker 3"].map(Into::into));
         want.push("SyncDir { dir: Root }".into());
@@ -1468,6 +1458,17 @@ mod tests {
         assert_eq!((done.begun, done.plan), (Begun::Resumed, acts()));
     }
 
+    /// A fresh unit's steps up to its redirect (`acts()`): the record written and flushed, the
+    /// copy, the redirect's marker looked for, the redirect sent.
+    const FRESH: [&str; 6] = [
+        "read record",
+        "write_file record",
+        "SyncDir { dir: Root }",
+        "copy",
+        "stat marker 1",
+        "redirect",
+    ];
+
     /// A send that fails leaves no marker, and nothing is remembered nor replied: the retry
     /// sends it again and then does the rest.
     #[test]
@@ -1475,16 +1476,7 @@ mod tests {
         let (mut fs, mut env, _) = crate::testkit::setup();
         let failed = Error::new(ErrorKind::Io, Phase::Publish);
         let (lines, done) = trace(&mut fs, &mut env, acts(), Err(failed));
-        let want = [
-            "read record",
-            "write_file record",
-            "SyncDir { dir: Root }",
-            "copy",
-            "stat marker 1",
-            "redirect",
-            "Finished",
-        ];
-        assert_eq!(lines, want);
+        assert_eq!(lines, [&FRESH[..], &["Finished"]].concat());
         let results = [Ok(Done::Copy(CopyDone::Stored)), Err(failed)];
         let waiting = [Ok(Done::Waiting), Ok(Done::Waiting)];
         assert_eq!(&done.results[..], &[results, waiting].concat()[..]);
