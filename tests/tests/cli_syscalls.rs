@@ -25,8 +25,7 @@ const STATIC_START: usize = 4;
 /// A fresh maildir in a temporary directory, or `None` (the test is skipped, and says so)
 /// where strace is not installed.
 fn traced_maildir() -> Option<(tempfile::TempDir, PathBuf)> {
-    if Command::new("strace").arg("-V").output().is_err() {
-        eprintln!("skipped: strace is not installed (scripts/test-all.sh installs it)");
+    if !strace_installed() {
         return None;
     }
     let t = tempfile::tempdir().unwrap();
@@ -235,8 +234,7 @@ impl Drop for Ext4 {
 /// flushes the file on its own first, as on every other filesystem.
 #[test]
 fn on_ext4_the_file_is_written_back_and_one_flush_of_new_commits_both() {
-    if Command::new("strace").arg("-V").output().is_err() {
-        eprintln!("skipped: strace is not installed (scripts/test-all.sh installs it)");
+    if !strace_installed() {
         return;
     }
     let Some(fs) = Ext4::new() else {

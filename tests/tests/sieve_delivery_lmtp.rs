@@ -85,20 +85,7 @@ fn a_script_template_filters_each_recipient_on_its_own() {
     scripts(|u| root.join("scripts").join(format!("{u}.sieve")));
     let maildirs = format!("{}/{{domain}}/{{local}}", root.display());
     let sieve = format!("{}/scripts/{{local}}.sieve", root.display());
-    let r = run(
-        &[
-            &"lmtp",
-            &"--host",
-            &"testhost",
-            &"-c",
-            &"--maildir",
-            &maildirs,
-            &"--sieve",
-            &sieve,
-        ],
-        SESSION.as_bytes(),
-        &[],
-    );
+    let r = server(&maildirs, &[&"--sieve", &sieve], SESSION);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let dave = root.join("scripts/dave.sieve");
     let want = replies().replace("{SCRIPT}", &dave.display().to_string());
@@ -128,10 +115,9 @@ fn the_dovecot_convention_reads_the_script_beside_the_maildir() {
     assert_eq!(stored(&md("erin")), [(String::new(), "new".into())]);
 }
 
-/// `mdeliver lmtp --host testhost -c --maildir ROOT/{local}/Maildir --sieve-dovecot EXTRA...`
-/// serving `session` on standard input and output.
-fn dovecot_server(root: &Path, extra: &[&dyn AsRef<std::ffi::OsStr>], session: &str) -> Run {
-    let maildirs = format!("{}/{{local}}/Maildir", root.display());
+/// `mdeliver lmtp --host testhost -c --maildir MAILDIRS EXTRA...` serving `session` on
+/// standard input and output.
+fn server(maildirs: &str, extra: &[&dyn AsRef<std::ffi::OsStr>], session: &str) -> Run {
     let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
         &"lmtp",
         &"--host",
@@ -139,10 +125,19 @@ fn dovecot_server(root: &Path, extra: &[&dyn AsRef<std::ffi::OsStr>], session: &
         &"-c",
         &"--maildir",
         &maildirs,
-        &"--sieve-dovecot",
     ];
     args.extend_from_slice(extra);
     run(&args, session.as_bytes(), &[])
+}
+
+/// [`server`] for the maildirs `ROOT/{local}/Maildir`, with `--sieve-dovecot EXTRA...`.
+fn dovecot_server(root: &Path, extra: &[&dyn AsRef<std::ffi::OsStr>], session: &str) -> Run {
+    let maildirs = format!("{}/{{local}}/Maildir", root.display());
+    server(
+        &maildirs,
+        &[&[&"--sieve-dovecot" as _], extra].concat(),
+        session,
+    )
 }
 
 /// Writes `text` to `path` as a program anyone may run.
@@ -172,12 +167,7 @@ fn counter(stderr: &str, label: &str) -> u64 {
 /// flushes of concurrent deliveries are shared.
 #[test]
 fn sieve_recipients_are_delivered_in_the_server_through_its_group_commit() {
-    if std::process::Command::new("strace")
-        .arg("-V")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipped: strace is not installed (scripts/test-all.sh installs it)");
+    if !cli_support::strace_installed() {
         return;
     }
     let t = tempfile::tempdir().unwrap();

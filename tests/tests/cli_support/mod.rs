@@ -255,6 +255,15 @@ pub fn normalize(s: &str, tmp: &Path) -> String {
     s.replace(tmp.to_str().unwrap(), "[TMP]")
 }
 
+/// Whether strace can be run; when not, says that the calling test is skipped.
+pub fn strace_installed() -> bool {
+    let found = Command::new("strace").arg("-V").output().is_ok();
+    if !found {
+        eprintln!("skipped: strace is not installed (scripts/test-all.sh installs it)");
+    }
+    found
+}
+
 /// Whether this process runs as root (the owner of /proc/self is the effective uid).
 pub fn is_root() -> bool {
     std::fs::metadata("/proc/self")
