@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use mdeliver_core::fs::{read_to_fill, write_record, EntryName, Stat};
+use mdeliver_core::fs::{read_to_fill, write_record, EntryName, Persist, Stat};
 use mdeliver_core::machine::trust::{self, Choice};
 use mdeliver_core::{Capabilities, Dir, ErrorKind, Fs, Strategy};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, RenameFlags, CWD};
@@ -72,6 +72,22 @@ pub fn error_kind(e: Errno, call: Call) -> ErrorKind {
 
 fn other(e: Errno) -> ErrorKind {
     error_kind(e, Call::Other)
+}
+
+/// Writes the file's dirty pages to the device and waits for them (`sync_file_range`), with no
+/// cache flush or journal commit: on ext4 the next commit makes them durable.
+fn write_back_fd(fd: &impl AsFd) -> Result<(), ErrorKind> {
+    let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+        | libc::SYNC_FILE_RANGE_WRITE
+        | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+    // SAFETY: a system call on a descriptor the caller owns, with no pointers.
+    if unsafe { libc::sync_file_range(fd.as_fd().as_raw_fd(), 0, 0, flags) } == 0 {
+        Ok(())
+    } else {
+        Err(other(
+            Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::IO),
+        ))
+    }
 }
 
 /// What the core asks of a `stat`.
@@ -784,17 +800,7 @@ impl Fs for LinuxFs {
         if !self.caps.ordered_commit {
             return Err(ErrorKind::Unsupported);
         }
-        let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
-            | libc::SYNC_FILE_RANGE_WRITE
-            | libc::SYNC_FILE_RANGE_WAIT_AFTER;
-        // SAFETY: a system call on the descriptor this file owns, with no pointers.
-        if unsafe { libc::sync_file_range(file.0.as_raw_fd(), 0, 0, flags) } == 0 {
-            Ok(())
-        } else {
-            Err(other(
-                Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::IO),
-            ))
-        }
+        write_back_fd(&file.0)
     }
 
     fn sync_all(&mut self) -> Result<(), ErrorKind> {
@@ -896,15 +902,16 @@ impl Fs for LinuxFs {
         Err(ErrorKind::Exists)
     }
 
-    fn append(&mut self, dir: Dir, name: &str, data: &[u8], sync: bool) -> Result<(), ErrorKind> {
+    fn append(&mut self, dir: Dir, name: &str, data: &[u8], p: Persist) -> Result<(), ErrorKind> {
         crate::testing::before_append(name, data);
         let flags = OFlags::WRONLY | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = rfs::openat(self.dirfd(dir), name, flags, Mode::empty()).map_err(other)?;
         write_record(data, |d| rustix::io::write(&fd, d).map_err(other))?;
-        if sync {
-            rfs::fdatasync(&fd).map_err(other)?;
+        match p {
+            Persist::Cache => Ok(()),
+            Persist::WriteBack if self.caps.ordered_commit => write_back_fd(&fd),
+            Persist::WriteBack | Persist::Flush => rfs::fdatasync(&fd).map_err(other),
         }
-        Ok(())
     }
 
     fn read_file(&mut self, dir: Dir, name: &str, buf: &mut [u8]) -> Result<usize, ErrorKind> {

@@ -7,7 +7,7 @@
 extern crate std;
 
 use crate::env::Timestamp;
-use crate::fs::{Capabilities, Dir, EntryName, Fs, Stat};
+use crate::fs::{Capabilities, Dir, EntryName, Fs, Persist, Stat};
 use crate::{Env, ErrorKind};
 use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
@@ -337,7 +337,7 @@ impl Fs for MemFs {
             None => Ok(false),
         }
     }
-    fn append(&mut self, dir: Dir, name: &str, data: &[u8], _sync: bool) -> Result<(), ErrorKind> {
+    fn append(&mut self, dir: Dir, name: &str, data: &[u8], _: Persist) -> Result<(), ErrorKind> {
         let now = self.now();
         let ino = self.ino(dir, name)?;
         let node = self.inodes.get_mut(&ino).unwrap();
@@ -456,7 +456,7 @@ pub enum Call<'a> {
     OpenFolderDir(Dir, &'a [u8], Dir),
     StatListed(&'a str),
     ReadDir,
-    Append(Dir, &'a str, &'a [u8], bool),
+    Append(Dir, &'a str, &'a [u8], Persist),
     ReadFile(Dir, &'a str),
     /// The file's id and the time.
     SetMtime(Option<(u64, u64)>, i64),
@@ -619,9 +619,9 @@ impl<F: Fs, H: Hook<F>> Fs for Hooked<F, H> {
         self.ask(Call::ReadDir)?;
         self.fs.read_dir(s, out)
     }
-    fn append(&mut self, dir: Dir, name: &str, data: &[u8], sync: bool) -> Result<(), ErrorKind> {
-        self.ask(Call::Append(dir, name, data, sync))?;
-        self.fs.append(dir, name, data, sync)
+    fn append(&mut self, dir: Dir, name: &str, data: &[u8], p: Persist) -> Result<(), ErrorKind> {
+        self.ask(Call::Append(dir, name, data, p))?;
+        self.fs.append(dir, name, data, p)
     }
     fn read_file(&mut self, dir: Dir, name: &str, buf: &mut [u8]) -> Result<usize, ErrorKind> {
         self.ask(Call::ReadFile(dir, name))?;

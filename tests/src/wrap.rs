@@ -5,7 +5,7 @@
 
 use crate::sim::rng::Rng;
 use mdeliver_core::fs::EntryName;
-use mdeliver_core::fs::{Capabilities, Dir, Fs, Stat};
+use mdeliver_core::fs::{Capabilities, Dir, Fs, Persist, Stat};
 use mdeliver_core::ErrorKind;
 use std::fmt::Debug;
 
@@ -223,16 +223,15 @@ impl<F: Fs> Fs for FaultFs<F> {
         self.check(OpKind::ReadDir)?;
         self.inner.read_dir(s, out)
     }
-    fn append(&mut self, dir: Dir, name: &str, data: &[u8], sync: bool) -> Result<(), ErrorKind> {
+    fn append(&mut self, dir: Dir, name: &str, data: &[u8], p: Persist) -> Result<(), ErrorKind> {
         match self.fault(OpKind::Append) {
             Some(Fault::Fail(k)) => Err(k),
             // A short append: the record's first half lands, the caller hears `Io`.
             Some(Fault::ShortWrite) if data.len() > 1 => {
-                self.inner
-                    .append(dir, name, &data[..data.len() / 2], sync)?;
+                self.inner.append(dir, name, &data[..data.len() / 2], p)?;
                 Err(ErrorKind::Io)
             }
-            _ => self.inner.append(dir, name, data, sync),
+            _ => self.inner.append(dir, name, data, p),
         }
     }
     fn read_file(&mut self, dir: Dir, name: &str, buf: &mut [u8]) -> Result<usize, ErrorKind> {
@@ -421,9 +420,13 @@ impl<F: Fs> Fs for TraceFs<F> {
         self.rec(format!("set_mtime({secs})"), &r);
         r
     }
-    fn append(&mut self, dir: Dir, name: &str, data: &[u8], sync: bool) -> Result<(), ErrorKind> {
-        let r = self.inner.append(dir, name, data, sync);
-        let how = if sync { ", sync" } else { "" };
+    fn append(&mut self, dir: Dir, name: &str, data: &[u8], p: Persist) -> Result<(), ErrorKind> {
+        let r = self.inner.append(dir, name, data, p);
+        let how = match p {
+            Persist::Cache => "",
+            Persist::WriteBack => ", write-back",
+            Persist::Flush => ", sync",
+        };
         self.rec(
             format!("append({}, {} bytes{how})", path(dir, name), data.len()),
             &r,

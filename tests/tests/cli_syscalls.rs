@@ -257,3 +257,47 @@ fn on_ext4_the_file_is_written_back_and_one_flush_of_new_commits_both() {
     assert_eq!(flushes("ordered-commit"), ["fdatasync", "linkat", "fsync"]);
     assert_eq!(names(&md.join("new")).len(), 2);
 }
+
+/// With `--quota` and `--dedup` on ext4, what must be durable before the publish (the
+/// message, the index's reservation and intent, the `maildirsize` line) is written back and
+/// committed by the flushes of the root (the new index entry) and of new/ (the name): two
+/// journal commits and the commit record's own flush, where every other filesystem flushes
+/// each record by itself (six).
+#[test]
+fn on_ext4_the_records_before_the_publish_are_written_back_too() {
+    if !strace_installed() {
+        return;
+    }
+    let Some(fs) = Ext4::new() else {
+        return;
+    };
+    let md = fs.mnt().join("Maildir");
+    make_maildir(&md);
+    std::fs::write(md.join("maildirsize"), "100000S\n0 0\n").unwrap();
+    let flushes = |disable: &str, id: &str| -> Vec<String> {
+        let calls = "fsync,fdatasync,sync_file_range,linkat,syncfs";
+        let msg = format!("Message-ID: <{id}@test>\nSubject: x\n\nbody\n");
+        let lines = strace(
+            fs.dir.path(),
+            Some(calls),
+            &[&"--dedup", &"--quota", &"100000", &md],
+            msg.as_bytes(),
+            disable,
+        );
+        lines.iter().map(|l| name(l).to_owned()).collect()
+    };
+    let (back, flush, link) = ("sync_file_range", "fdatasync", "linkat");
+    // The message; the reservation, then the root; the line; the intent; the name, then
+    // new/; the commit record.
+    assert_eq!(
+        flushes("", "a"),
+        [back, back, "fsync", back, back, link, "fsync", flush]
+    );
+    assert_eq!(
+        flushes("ordered-commit", "b"),
+        [flush, flush, "fsync", flush, flush, link, "fsync", flush]
+    );
+    assert_eq!(names(&md.join("new")).len(), 2);
+    let size = std::fs::read_to_string(md.join("maildirsize")).unwrap();
+    assert_eq!(size.lines().count(), 4, "two lines accounted:\n{size}");
+}

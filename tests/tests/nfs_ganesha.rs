@@ -35,7 +35,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use mdeliver_core::env::Timestamp;
-use mdeliver_core::fs::{Dir, EntryName, Fs, Stat};
+use mdeliver_core::fs::{Dir, EntryName, Fs, Persist, Stat};
 use mdeliver_core::machine::deliver::{deliver, Options, Strategy};
 use mdeliver_core::machine::trust;
 use mdeliver_core::{Capabilities, Env, ErrorKind};
@@ -504,7 +504,7 @@ impl Fs for NfsFs {
         }
     }
 
-    fn append(&mut self, dir: Dir, name: &str, data: &[u8], sync: bool) -> Result<(), ErrorKind> {
+    fn append(&mut self, dir: Dir, name: &str, data: &[u8], p: Persist) -> Result<(), ErrorKind> {
         let (fh, st) = self.lookup(dir, name)?;
         let mut f = NfsFile {
             fh,
@@ -515,7 +515,7 @@ impl Fs for NfsFs {
         if n != data.len() {
             return Err(ErrorKind::Io);
         }
-        if sync {
+        if p != Persist::Cache {
             self.sync_file(&mut f)?;
         }
         self.touched(dir, name);

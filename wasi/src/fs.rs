@@ -6,7 +6,7 @@
 //! runtime resolves every path inside the preopened directory, so nothing outside the sandbox
 //! can be reached, whatever symlinks the maildir holds.
 
-use mdeliver_core::fs::{read_to_fill, write_record, EntryName, Stat};
+use mdeliver_core::fs::{read_to_fill, write_record, EntryName, Persist, Stat};
 use mdeliver_core::{Capabilities, Dir, ErrorKind, Fs};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -204,13 +204,14 @@ impl Fs for WasiFs {
 
     // The Maildir++ quota file and the duplicate index live in the maildir itself. (std
     // cannot ask WASI for O_NOFOLLOW; the runtime keeps any symlink inside the sandbox.)
-    fn append(&mut self, dir: Dir, name: &str, data: &[u8], sync: bool) -> Result<(), ErrorKind> {
+    // No ordered commits here: a write-back is a flush.
+    fn append(&mut self, dir: Dir, name: &str, data: &[u8], p: Persist) -> Result<(), ErrorKind> {
         let mut f = OpenOptions::new()
             .append(true)
             .open(self.path(dir, name)?)
             .map_err(|e| kind_of(&e))?;
         write_record(data, |d| f.write(d).map_err(|e| kind_of(&e)))?;
-        if sync {
+        if p != Persist::Cache {
             unit(f.sync_all())?;
         }
         Ok(())

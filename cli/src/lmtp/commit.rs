@@ -27,7 +27,7 @@ use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-use mdeliver_core::fs::Stat;
+use mdeliver_core::fs::{Persist, Stat};
 use mdeliver_core::lmtp::commit::{self as plan, Flush, Need, Platform};
 use mdeliver_core::lmtp::link::Digest32;
 use mdeliver_core::{Capabilities, Dir, ErrorKind, Fs};
@@ -685,8 +685,8 @@ impl Fs for GroupFs {
     ) -> Result<bool, ErrorKind> {
         self.inner.read_dir(stream, out)
     }
-    fn append(&mut self, dir: Dir, name: &str, data: &[u8], sync: bool) -> Result<(), ErrorKind> {
-        self.inner.append(dir, name, data, sync)
+    fn append(&mut self, dir: Dir, name: &str, data: &[u8], p: Persist) -> Result<(), ErrorKind> {
+        self.inner.append(dir, name, data, p)
     }
     fn read_file(&mut self, dir: Dir, name: &str, buf: &mut [u8]) -> Result<usize, ErrorKind> {
         self.inner.read_file(dir, name, buf)

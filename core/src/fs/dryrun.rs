@@ -18,7 +18,7 @@
 
 use crate::dir::NameBuf;
 use crate::error::ErrorKind;
-use crate::fs::{Capabilities, Dir, Fs, Stat};
+use crate::fs::{Capabilities, Dir, Fs, Persist, Stat};
 
 /// How many names a dry run keeps track of (a delivery touches a handful).
 pub const TRACKED: usize = 8;
@@ -279,9 +279,15 @@ impl<F: Fs> Fs for DryRun<F> {
         self.inner.read_dir(stream, out)
     }
 
-    fn append(&mut self, dir: Dir, name: &str, data: &[u8], sync: bool) -> Result<(), ErrorKind> {
+    fn append(
+        &mut self,
+        dir: Dir,
+        name: &str,
+        data: &[u8],
+        persist: Persist,
+    ) -> Result<(), ErrorKind> {
         if !self.active || self.is_own_tmp(dir, name) {
-            return self.inner.append(dir, name, data, sync);
+            return self.inner.append(dir, name, data, persist);
         }
         if self.pretended(dir, name).is_some() {
             return Ok(());
@@ -373,9 +379,12 @@ mod tests {
             assert_eq!(d.dir, Dir::New);
             assert_eq!(d.size, 17);
             // Pretended: appends to existing files, creations elsewhere, renames over them.
-            assert_eq!(fs.append(Dir::Root, "maildirsize", b"17 1\n", true), Ok(()));
             assert_eq!(
-                fs.append(Dir::Root, "nope", b"x", true),
+                fs.append(Dir::Root, "maildirsize", b"17 1\n", Persist::Flush),
+                Ok(())
+            );
+            assert_eq!(
+                fs.append(Dir::Root, "nope", b"x", Persist::Flush),
                 Err(ErrorKind::NotFound)
             );
             assert_eq!(
@@ -383,7 +392,7 @@ mod tests {
                 Some(ErrorKind::Exists)
             );
             assert!(fs.create(Dir::Root, "entry", true).is_ok());
-            assert_eq!(fs.append(Dir::Root, "entry", b"x", true), Ok(()));
+            assert_eq!(fs.append(Dir::Root, "entry", b"x", Persist::Flush), Ok(()));
             assert_eq!(fs.unlink(Dir::New, "existing"), Ok(()));
             let f = fs.create(Dir::Tmp, "fresh", true).unwrap();
             fs.close(f).unwrap();

@@ -57,6 +57,32 @@ impl Capabilities {
     };
 }
 
+/// How durable a small record ([`Op::WriteFile`], [`Op::Append`]) is when its operation
+/// reports `Done`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Persist {
+    /// Left to the system's cache: durable whenever it is written out.
+    Cache,
+    /// Written to the device and waited for, without a cache flush ([`Fs::write_back`]):
+    /// durable with the next commit, which comes before any later name is durable
+    /// ([`Capabilities::ordered_commit`]). Where the filesystem does not promise that, the
+    /// record is flushed instead.
+    WriteBack,
+    /// Flushed to stable storage (`fdatasync`).
+    Flush,
+}
+
+impl Persist {
+    /// [`Persist::Flush`] when `flush`, else [`Persist::Cache`].
+    pub fn flush_if(flush: bool) -> Persist {
+        if flush {
+            Persist::Flush
+        } else {
+            Persist::Cache
+        }
+    }
+}
+
 /// What `stat` reports about a name.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Stat {
@@ -158,10 +184,10 @@ pub enum Op<'a> {
         millis: u32,
     },
     /// Create the small bookkeeping file `dir/name` exclusively and write all of `data` into
-    /// it; with `sync`, flush it; close it. Made of one `create`, `write`s, `sync_file` and
-    /// `close`; when any step after the create fails, the driver removes the name again, so a
-    /// record that could not be written whole (disk full) never stays behind. Reports `Done`,
-    /// or `Exists` when the name is taken.
+    /// it; make it as durable as `persist` says; close it. Made of one `create`, `write`s,
+    /// `sync_file` (or `write_back`) and `close`; when any step after the create fails, the
+    /// driver removes the name again, so a record that could not be written whole (disk full)
+    /// never stays behind. Reports `Done`, or `Exists` when the name is taken.
     WriteFile {
         /// Directory.
         dir: Dir,
@@ -169,15 +195,16 @@ pub enum Op<'a> {
         name: &'a str,
         /// The whole contents.
         data: &'a [u8],
-        /// Flush the file before closing it.
-        sync: bool,
+        /// How durable the file is before it is closed (and, unnamed, named).
+        persist: Persist,
         /// Write the file unnamed (`O_TMPFILE`) and give it its name only once it is written
         /// and flushed, where the filesystem can ([`Capabilities::anonymous_tmp`]; otherwise it
         /// is created by name): a crash while it is written leaves nothing behind.
         anonymous: bool,
     },
     /// Append `data` to the existing regular file `dir/name` in one `O_APPEND` write
-    /// ([`Fs::append`]), never creating it; with `sync`, flushed before it reports `Done`.
+    /// ([`Fs::append`]), never creating it; as durable as `persist` says when it reports
+    /// `Done`.
     Append {
         /// Directory.
         dir: Dir,
@@ -185,8 +212,8 @@ pub enum Op<'a> {
         name: &'a str,
         /// The bytes (one record).
         data: &'a [u8],
-        /// Flush the file before closing it.
-        sync: bool,
+        /// How durable the record is before the file is closed.
+        persist: Persist,
     },
     /// Read `dir/name` from its start into the driver's buffer ([`Fs::read_file`]); reports
     /// [`OpResult::Read`] and feeds the bytes.
@@ -383,9 +410,17 @@ pub trait Fs {
         out: &mut EntryName,
     ) -> Result<bool, ErrorKind>;
     /// Appends `data` to the existing regular file `dir/name` (`O_WRONLY|O_APPEND|O_NOFOLLOW`,
-    /// never creating it) in one `write`, then with `sync` flushes it, then closes it. A short
-    /// write is reported as `Io` (readers of appended records tolerate a torn tail).
-    fn append(&mut self, dir: Dir, name: &str, data: &[u8], sync: bool) -> Result<(), ErrorKind>;
+    /// never creating it) in one `write`, then makes it as durable as `persist` says (a
+    /// write-back where the filesystem has no [`Capabilities::ordered_commit`] is a flush),
+    /// then closes it. A short write is reported as `Io` (readers of appended records
+    /// tolerate a torn tail).
+    fn append(
+        &mut self,
+        dir: Dir,
+        name: &str,
+        data: &[u8],
+        persist: Persist,
+    ) -> Result<(), ErrorKind>;
     /// Reads the regular file `dir/name` (`O_NOFOLLOW`) from its start into `buf` until the end
     /// of the file or of `buf`, returning the byte count (`buf.len()`: there may be more).
     fn read_file(&mut self, dir: Dir, name: &str, buf: &mut [u8]) -> Result<usize, ErrorKind>;
@@ -540,14 +575,23 @@ fn write_file<F: Fs + ?Sized>(
     dir: Dir,
     name: &str,
     data: &[u8],
-    (sync, anonymous): (bool, bool),
+    (persist, anonymous): (Persist, bool),
 ) -> Result<(), ErrorKind> {
+    // A write-back where the filesystem does not order it before later names is a flush.
+    let settle = |fs: &mut F, f: &mut F::File| match persist {
+        Persist::Cache => Ok(()),
+        Persist::Flush => fs.sync_file(f),
+        Persist::WriteBack => match fs.write_back(f) {
+            Err(ErrorKind::Unsupported) => fs.sync_file(f),
+            r => r,
+        },
+    };
     if anonymous && fs.capabilities().anonymous_tmp {
         match fs.create_anonymous(dir) {
             Ok(mut f) => {
                 let mut r = write_all(fs, &mut f, data);
-                if r.is_ok() && sync {
-                    r = fs.sync_file(&mut f);
+                if r.is_ok() {
+                    r = settle(fs, &mut f);
                 }
                 if r.is_ok() {
                     r = fs.link_anonymous(&f, dir, name);
@@ -570,8 +614,8 @@ fn write_file<F: Fs + ?Sized>(
     }
     let mut f = fs.create(dir, name, true)?;
     let mut r = write_all(fs, &mut f, data);
-    if r.is_ok() && sync {
-        r = fs.sync_file(&mut f);
+    if r.is_ok() {
+        r = settle(fs, &mut f);
     }
     let closed = fs.close(f);
     let r = r.and(closed);
@@ -696,15 +740,15 @@ where
             dir,
             name,
             data,
-            sync,
+            persist,
             anonymous,
-        } => unit(write_file(fs, dir, name, data, (sync, anonymous))),
+        } => unit(write_file(fs, dir, name, data, (persist, anonymous))),
         Op::Append {
             dir,
             name,
             data,
-            sync,
-        } => unit(fs.append(dir, name, data, sync)),
+            persist,
+        } => unit(fs.append(dir, name, data, persist)),
         Op::Read { dir, name } => match fs.read_file(dir, name, buf) {
             Ok(n) => return (OpResult::Read(n.min(buf.len())), n.min(buf.len())),
             Err(e) => OpResult::Err(e),

@@ -15,7 +15,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::error::ErrorKind;
-use crate::fs::{Capabilities, Dir, EntryName, Fs, Stat};
+use crate::fs::{Capabilities, Dir, EntryName, Fs, Persist, Stat};
 
 /// A stored copy's bytes: their length and sha256.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -237,7 +237,7 @@ impl<F: Fs> Fs for Linked<'_, F> {
         open_dir(dir: Dir) -> F::DirStream;
         open_folder_dir(base: Dir, folder: &[u8], dir: Dir) -> F::DirStream;
         read_dir(stream: &mut F::DirStream, out: &mut EntryName) -> bool;
-        append(dir: Dir, name: &str, data: &[u8], sync: bool) -> ();
+        append(dir: Dir, name: &str, data: &[u8], persist: Persist) -> ();
         read_file(dir: Dir, name: &str, buf: &mut [u8]) -> usize;
     }
 }

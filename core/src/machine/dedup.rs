@@ -17,7 +17,10 @@
 //! Every record is written as `\n<body> *<8 hex>\n` in one `O_APPEND` write: the checksum
 //! (the first four bytes of the body's sha256) rejects a record torn by a crash or power loss,
 //! and the leading newline keeps a later record off a torn line. A record that matters is
-//! fsynced before anything depends on it.
+//! fsynced before anything depends on it; on a filesystem that commits in order (ext4,
+//! [`Dedup::with_write_back`]) the records before the publish are written back instead, made
+//! durable by the flushes of the root (after the entry is created) and of the publish's
+//! directory.
 //!
 //! # The protocol (reserve → intent → publish → commit)
 //! The message is first written to tmp/ and synced (the [`Delivery`] machine), so its content
@@ -104,7 +107,7 @@ use sha2::{Digest, Sha256};
 
 use crate::env::Env;
 use crate::error::{Error, ErrorKind, Phase};
-use crate::fs::{Channel, Dir, Op, OpResult};
+use crate::fs::{Channel, Dir, Op, OpResult, Persist};
 use crate::maildir::name::{InfoSep, NameBuf, ParsedName};
 
 /// Prefix of every index entry's name in the maildir root.
@@ -612,6 +615,7 @@ pub struct Dedup {
     record: RecordBuf,
     result: Option<DedupOutcome>,
     dir_sync: bool,
+    write_back: bool,
 }
 
 /// Whether `dir/name` fits a record and reads back unchanged (one field, at most
@@ -652,6 +656,7 @@ impl Dedup {
             record: RecordBuf::new(),
             result: None,
             dir_sync: true,
+            write_back: false,
         };
         if !gc {
             d.enter_reserve(env.now().secs);
@@ -674,6 +679,17 @@ impl Dedup {
         self
     }
 
+    /// Tells the machine that the filesystem commits in order
+    /// ([`crate::Capabilities::ordered_commit`]) and that the publish is followed by a flush
+    /// of its directory: then the records that must be durable before the publish (the
+    /// reservation, a takeover, the intent) are written back instead of flushed, and that
+    /// flush makes them durable with the name. The reservation's entry is still flushed into
+    /// the root, and the commit record, which follows the publish, is flushed.
+    pub fn with_write_back(mut self, write_back: bool) -> Dedup {
+        self.write_back = write_back;
+        self
+    }
+
     /// Whether the machine has finished.
     pub fn is_done(&self) -> bool {
         self.state == State::Finished
@@ -691,12 +707,19 @@ impl Dedup {
             dir: Dir::Root,
             name,
         };
-        let append = |sync| {
+        // What must be durable before the publish: the publish's own commit makes it so
+        // where the filesystem orders commits.
+        let before_publish = if self.write_back {
+            Persist::WriteBack
+        } else {
+            Persist::Flush
+        };
+        let append = |persist| {
             DedupStep::Op(Op::Append {
                 dir: Dir::Root,
                 name: entry,
                 data: self.record.as_bytes(),
-                sync,
+                persist,
             })
         };
         match self.state {
@@ -712,7 +735,7 @@ impl Dedup {
                 dir: Dir::Root,
                 name: entry,
                 data: self.record.as_bytes(),
-                sync: true,
+                persist: before_publish,
                 anonymous: false,
             }),
             State::ReserveProbe | State::InspectStat => DedupStep::Op(root_entry(entry)),
@@ -734,7 +757,8 @@ impl Dedup {
                 None => DedupStep::Done(Err(Error::new(ErrorKind::Io, Phase::Check))),
             },
             State::IntentListOpen(_) => DedupStep::Op(Op::OpenDir { dir: Dir::Cur }),
-            State::TakeoverAppend | State::IntentAppend | State::CommitAppend => append(true),
+            State::TakeoverAppend | State::IntentAppend => append(before_publish),
+            State::CommitAppend => append(Persist::Flush),
             State::Holding | State::Publishing => DedupStep::Go,
             State::ReleaseUnlink => DedupStep::Op(Op::Unlink {
                 dir: Dir::Root,

@@ -830,7 +830,7 @@ impl Delivery {
     /// ([`Capabilities::ordered_commit`]), when the directory flush follows the publish
     /// ([`Durability::Full`]): that one flush makes data and name durable together, and no
     /// name is durable before it or another commit, which makes the data durable first.
-    fn writes_back(&self) -> bool {
+    pub(crate) fn writes_back(&self) -> bool {
         self.caps.ordered_commit && self.caps.dir_sync && self.opts.durability == Durability::Full
     }
 

@@ -28,7 +28,7 @@
 
 use crate::env::Env;
 use crate::error::{Error, ErrorKind, Phase};
-use crate::fs::{Dir, Op, OpResult};
+use crate::fs::{Dir, Op, OpResult, Persist};
 use crate::machine::dedup::{Dedup, DedupOptions, DedupStep, Finished, Key, KeyDeriver};
 use crate::machine::deliver::{Delivered, Delivery, Options};
 use crate::machine::quota::{self, CheckOptions, Checked, QuotaCheck, Verdict, MAILDIRSIZE};
@@ -349,7 +349,8 @@ impl Mta {
         match self.opts.dedup {
             Some(o) => {
                 let key = self.opts.key.unwrap_or_else(|| self.deriver.key());
-                self.dedup = Some(Dedup::new(key, o, env).with_dir_sync(self.dir_sync));
+                let dedup = Dedup::new(key, o, env).with_dir_sync(self.dir_sync);
+                self.dedup = Some(dedup.with_write_back(self.delivery.writes_back()));
                 self.stage = Stage::Reserve;
             }
             None => self.after_reserve(env),
@@ -481,13 +482,23 @@ impl Mta {
         self.stage = Stage::Finished;
     }
 
-    fn append(&self, sync: bool) -> Op<'_> {
+    fn append(&self, persist: Persist) -> Op<'_> {
         Op::Append {
             // A folder's delivery is counted in the top maildir's file.
             dir: self.opts.quota.map_or(Dir::Root, |q| q.base()),
             name: MAILDIRSIZE,
             data: self.line.as_bytes(),
-            sync,
+            persist,
+        }
+    }
+
+    /// How the accounting is made durable before the publish: written back where the
+    /// publish's directory flush commits it too ([`Delivery::writes_back`]), else flushed.
+    fn account_persist(&self) -> Persist {
+        if self.delivery.writes_back() {
+            Persist::WriteBack
+        } else {
+            Persist::Flush
         }
     }
 }
@@ -511,8 +522,8 @@ impl Machine for Mta {
                 Some(Step::Op(op)) => Step::Op(op),
                 _ => Step::Done(Err(Error::new(ErrorKind::Io, Phase::Check))),
             },
-            Stage::Account | Stage::Unaccount => Step::Op(self.append(true)),
-            Stage::AccountLast => Step::Op(self.append(false)),
+            Stage::Account | Stage::Unaccount => Step::Op(self.append(self.account_persist())),
+            Stage::AccountLast => Step::Op(self.append(Persist::Cache)),
             Stage::CommitSync => match self.delivered.as_ref() {
                 Some(d) => Step::Op(Op::SyncDir { dir: d.dir }),
                 None => Step::Done(Err(Error::new(ErrorKind::Io, Phase::Publish))),

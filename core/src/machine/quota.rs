@@ -77,7 +77,7 @@ use core::fmt::Write as _;
 
 use crate::env::Env;
 use crate::error::{Error, ErrorKind, Phase};
-use crate::fs::{Channel, Dir, Fs, Op, OpResult};
+use crate::fs::{Channel, Dir, Fs, Op, OpResult, Persist};
 use crate::maildir::name::{InfoSep, NameBuf, ParsedName, Unique};
 
 /// The quota file's name in the maildir root.
@@ -451,7 +451,7 @@ pub fn account_op(base: Dir, line: &str) -> Op<'_> {
         dir: base,
         name: MAILDIRSIZE,
         data: line.as_bytes(),
-        sync: true,
+        persist: Persist::Flush,
     }
 }
 
@@ -706,7 +706,7 @@ impl QuotaCheck {
                 dir: Dir::Tmp,
                 name: self.tmp.as_str(),
                 data: self.contents.as_bytes(),
-                sync: true,
+                persist: Persist::Flush,
                 anonymous: true,
             }),
             State::Rename => QuotaStep::Op(Op::Rename {
@@ -1540,10 +1540,10 @@ pub(crate) mod tests {
                 dir: Dir::Top,
                 name: MAILDIRSIZE,
                 data: b"50 1\n",
-                sync: true
+                persist: Persist::Flush
             }
         );
-        fs.append(Dir::Top, MAILDIRSIZE, line.as_bytes(), true)
+        fs.append(Dir::Top, MAILDIRSIZE, line.as_bytes(), Persist::Flush)
             .unwrap();
         // (Two lines now: an "over" is re-checked by recalculating, which finds it too.)
         fs.folders
@@ -1665,7 +1665,8 @@ pub(crate) mod tests {
                         // while we scan cur/: only starting over can count it.
                         injected = true;
                         fs.put(Dir::New, "9.z.host,S=7", b"1234567");
-                        fs.append(Dir::Root, MAILDIRSIZE, b"7 1\n", false).unwrap();
+                        fs.append(Dir::Root, MAILDIRSIZE, b"7 1\n", Persist::Cache)
+                            .unwrap();
                     }
                     let (r, n) = crate::fs::perform(
                         &mut fs,
@@ -1769,7 +1770,8 @@ pub(crate) mod tests {
                         injected = true;
                         clock.set(clock.get() + delay * 1000);
                         fs.put(Dir::New, "9.z.host,S=7", b"1234567");
-                        fs.append(Dir::Root, MAILDIRSIZE, b"7 1\n", false).unwrap();
+                        fs.append(Dir::Root, MAILDIRSIZE, b"7 1\n", Persist::Cache)
+                            .unwrap();
                     }
                     let (r, n) = crate::fs::perform(
                         &mut fs,

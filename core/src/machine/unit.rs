@@ -62,7 +62,7 @@ use sha2::{Digest, Sha256};
 
 use crate::env::{Env, NoEnv};
 use crate::error::{Error, ErrorKind, Phase};
-use crate::fs::{Capabilities, Dir, Fs, Op, OpResult};
+use crate::fs::{Capabilities, Dir, Fs, Op, OpResult, Persist};
 use crate::machine::dedup::Key;
 use crate::machine::{run, Machine, Step};
 use crate::maildir::flags::Flags;
@@ -688,7 +688,7 @@ impl Machine for Begin {
                 dir,
                 name,
                 data: &self.record,
-                sync: self.sync,
+                persist: Persist::flush_if(self.sync),
                 anonymous: self.linked,
             },
             BeginAt::SyncDir => Op::SyncDir { dir },
@@ -1229,7 +1229,7 @@ impl Machine for Unit {
                 dir,
                 name,
                 data: b"",
-                sync: false,
+                persist: Persist::Cache,
                 anonymous: false,
             },
             Work::MarkDir(_) | Work::Remember(5, _) => Op::SyncDir { dir },

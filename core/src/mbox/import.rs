@@ -31,7 +31,7 @@
 
 use crate::env::Env;
 use crate::error::{Error, ErrorKind, Phase};
-use crate::fs::{Dir, Fs, Op};
+use crate::fs::{Dir, Fs, Op, Persist};
 use crate::machine::deliver::{
     deliver_until_sync, Delivered, Options, Outcome, Strategy, Unsynced, UntilSync,
 };
@@ -98,7 +98,7 @@ impl Quota {
             dir,
             name: MAILDIRSIZE,
             data,
-            sync: true,
+            persist: Persist::Flush,
         };
         match run_op(fs, env, op) {
             Ok(()) => Ok(true),

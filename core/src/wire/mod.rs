@@ -71,7 +71,7 @@
 
 use crate::env::Timestamp;
 use crate::error::{Error, ErrorKind, Phase};
-use crate::fs::{Capabilities, Dir, Op, OpResult, Stat};
+use crate::fs::{Capabilities, Dir, Op, OpResult, Persist, Stat};
 use crate::machine::dedup::{DedupOptions, Key};
 use crate::machine::deliver::{Delivered, Durability, Options, Outcome, Publish, Step, Strategy};
 use crate::machine::mta::{Accepted, MtaOptions, MtaOutcome, Order};
@@ -216,6 +216,19 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// [`Persist`] bit of `WriteFile`'s and `Append`'s flags byte: flushed (the old `sync`).
+const PERSIST_FLUSH: u8 = 1;
+/// [`Persist`] bit: written back (bit 1 of `WriteFile`'s byte is `anonymous`).
+const PERSIST_WRITE_BACK: u8 = 4;
+
+fn persist_bits(p: Persist) -> u8 {
+    match p {
+        Persist::Cache => 0,
+        Persist::Flush => PERSIST_FLUSH,
+        Persist::WriteBack => PERSIST_WRITE_BACK,
+    }
+}
+
 /// Encodes an operation into `buf`, returning the length used.
 pub fn encode_op(op: Op<'_>, buf: &mut [u8]) -> Result<usize, WireError> {
     let mut w = Writer { buf, len: 0 };
@@ -274,24 +287,24 @@ pub fn encode_op(op: Op<'_>, buf: &mut [u8]) -> Result<usize, WireError> {
             dir,
             name,
             data,
-            sync,
+            persist,
             anonymous,
         } => {
             w.u8(14)?;
             w.dir_name((dir, name))?;
             w.bytes(data)?;
-            w.u8(u8::from(sync) | (u8::from(anonymous) << 1))?;
+            w.u8(persist_bits(persist) | (u8::from(anonymous) << 1))?;
         }
         Op::Append {
             dir,
             name,
             data,
-            sync,
+            persist,
         } => {
             w.u8(15)?;
             w.dir_name((dir, name))?;
             w.bytes(data)?;
-            w.u8(u8::from(sync))?;
+            w.u8(persist_bits(persist))?;
         }
         Op::Read { dir, name } => {
             w.u8(16)?;
@@ -375,13 +388,17 @@ pub fn decode_op(buf: &[u8]) -> Result<Op<'_>, WireError> {
             let (dir, name) = r.dir_name()?;
             let data = r.bytes()?;
             let flags = r.u8()?;
-            let sync = flags & 1 != 0;
+            let persist = if flags & PERSIST_WRITE_BACK != 0 {
+                Persist::WriteBack
+            } else {
+                Persist::flush_if(flags & PERSIST_FLUSH != 0)
+            };
             if code == 14 {
                 Op::WriteFile {
                     dir,
                     name,
                     data,
-                    sync,
+                    persist,
                     anonymous: flags & 2 != 0,
                 }
             } else {
@@ -389,7 +406,7 @@ pub fn decode_op(buf: &[u8]) -> Result<Op<'_>, WireError> {
                     dir,
                     name,
                     data,
-                    sync,
+                    persist,
                 }
             }
         }
@@ -1484,7 +1501,7 @@ mod tests {
                     dir: Dir::Root,
                     name: "maildirsize",
                     data: b"100S\n0 0\n",
-                    sync: true,
+                    persist: Persist::Flush,
                     anonymous: true,
                 },
             ),
@@ -1494,7 +1511,7 @@ mod tests {
                     dir: Dir::Root,
                     name: "maildirsize",
                     data: b"49 1\n",
-                    sync: false,
+                    persist: Persist::WriteBack,
                 },
             ),
             (

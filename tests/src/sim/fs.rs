@@ -7,7 +7,7 @@
 //! can replay them.
 
 use mdeliver_core::fs::EntryName;
-use mdeliver_core::fs::{Capabilities, Dir, Fs, Stat};
+use mdeliver_core::fs::{Capabilities, Dir, Fs, Persist, Stat};
 use mdeliver_core::ErrorKind;
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
@@ -100,13 +100,9 @@ pub struct Inode {
     pub data: Vec<u8>,
     /// Contents as of the last fsync (what survives a crash under P1/P2).
     pub synced: Vec<u8>,
-    /// Contents written back to the device ([`Fs::write_back`]): durable with the next
-    /// commit, on a filesystem with [`Capabilities::ordered_commit`].
+    /// Contents written back to the device ([`Fs::write_back`], an append's write-back):
+    /// durable with the next commit, on a filesystem with [`Capabilities::ordered_commit`].
     pub written: Vec<u8>,
-    /// The written-back contents when a name was last given to it: on an ordered-commit
-    /// filesystem any commit that makes that name (or a later one) durable makes these
-    /// contents durable too, so a durable name shows at least them.
-    pub with_name: Vec<u8>,
     /// Number of names.
     pub nlink: u64,
     /// Modification time (the clock of the agent that created it).
@@ -115,17 +111,18 @@ pub struct Inode {
     pub creator: u8,
 }
 
-impl Inode {
-    /// The contents a crash leaves when a name of it is durable: its flushed contents, or
-    /// on an ordered-commit filesystem those written back before it was named, if longer (a
-    /// new message file only grows).
-    pub fn durable_with_a_name(&self) -> &[u8] {
-        if self.with_name.len() > self.synced.len() {
-            &self.with_name
-        } else {
-            &self.synced
-        }
-    }
+/// A directory operation not yet durable, with what an ordered-commit filesystem makes
+/// durable along with it: the contents of every file written back before it and not yet
+/// flushed (`(inode, contents)`). The commit that makes this operation durable flushes the
+/// device's cache first, so those contents survive in every crash that keeps the operation,
+/// whichever file they belong to (the message a name is given to, `maildirsize`, a
+/// duplicate-index entry). Empty on other filesystems.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Pending {
+    /// The operation.
+    pub op: DirOp,
+    /// Written-back contents committed with it.
+    pub backs: Vec<(u64, Vec<u8>)>,
 }
 
 /// A directory-entry operation not yet durable.
@@ -218,7 +215,7 @@ pub struct SimFs {
     /// Durable namespace.
     pub durable: BTreeMap<(Dir, String), u64>,
     /// Un-synced dir operations, in order.
-    pub pending: Vec<DirOp>,
+    pub pending: Vec<Pending>,
     /// Invariant-breaking events seen (sticky).
     pub events: Vec<FsEvent>,
     /// The agent performing the current operation (set by the world).
@@ -295,7 +292,6 @@ impl SimFs {
                 data: data.to_vec(),
                 synced: data.to_vec(),
                 written: Vec::new(),
-                with_name: Vec::new(),
                 nlink: 1,
                 mtime: 0,
                 creator: 255,
@@ -320,7 +316,6 @@ impl SimFs {
             data: Vec::new(),
             synced: Vec::new(),
             written: Vec::new(),
-            with_name: Vec::new(),
             nlink,
             mtime: self.now,
             creator: self.agent,
@@ -354,19 +349,38 @@ impl SimFs {
     }
 
     fn log(&mut self, op: DirOp) {
-        if self.orders() {
-            // A commit of this name comes after the data written back so far.
-            if let DirOp::Add(_, _, ino) | DirOp::Rename(_, _, ino) = &op {
-                if let Some(i) = self.inodes.get_mut(ino) {
-                    i.with_name = i.written.clone();
+        if self.persistence == Persistence::P0 {
+            op.apply(&mut self.durable);
+            return;
+        }
+        // A commit of this operation comes after the data written back so far.
+        let backs = if self.orders() {
+            self.inodes
+                .iter()
+                .filter(|(_, i)| i.written.len() > i.synced.len())
+                .map(|(&ino, i)| (ino, i.written.clone()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        self.pending.push(Pending { op, backs });
+    }
+
+    /// Each inode's contents after a crash that keeps the pending operations `take` picks:
+    /// what was flushed, or what was written back before a kept operation, if longer (files
+    /// the simulator writes only grow, except a truncated remembered id, which is flushed).
+    fn durable_contents(&self, take: &[bool]) -> BTreeMap<u64, Vec<u8>> {
+        let mut out: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+        for (p, _) in self.pending.iter().zip(take).filter(|(_, t)| **t) {
+            for (ino, data) in &p.backs {
+                let synced = self.inodes.get(ino).map_or(0, |i| i.synced.len());
+                let best = out.get(ino).map_or(synced, Vec::len);
+                if data.len() > best {
+                    out.insert(*ino, data.clone());
                 }
             }
         }
-        if self.persistence == Persistence::P0 {
-            op.apply(&mut self.durable);
-        } else {
-            self.pending.push(op);
-        }
+        out
     }
 
     fn unref(&mut self, ino: u64) {
@@ -418,7 +432,7 @@ impl SimFs {
             Persistence::P0 => 0..1,
             Persistence::P1 => 0..self.pending.len() as u64 + 1,
             Persistence::P2 => {
-                let m = self.pending.iter().filter(|o| o.visible()).count();
+                let m = self.pending.iter().filter(|p| p.op.visible()).count();
                 assert!(m < 64, "too many un-synced visible operations ({m})");
                 0..(1u64 << m)
             }
@@ -429,28 +443,26 @@ impl SimFs {
     /// operations; under P2 a bit mask over the pending operations that touch new/ or cur/.
     pub fn crash_image(&self, spec: u64) -> Image {
         let mut ns = self.durable.clone();
-        match self.persistence {
-            Persistence::P0 => {}
-            Persistence::P1 => {
-                for op in self.pending.iter().take(spec as usize) {
-                    op.apply(&mut ns);
-                }
-            }
+        let take: Vec<bool> = match self.persistence {
+            Persistence::P0 => std::vec![false; self.pending.len()],
+            Persistence::P1 => (0..self.pending.len()).map(|i| (i as u64) < spec).collect(),
             Persistence::P2 => {
                 let mut bit = 0;
                 let mut take = Vec::new();
-                for op in &self.pending {
-                    take.push(op.visible() && spec & (1 << bit) != 0);
-                    bit += usize::from(op.visible());
+                for p in &self.pending {
+                    take.push(p.op.visible() && spec & (1 << bit) != 0);
+                    bit += usize::from(p.op.visible());
                 }
                 close_earlier(&self.pending, &mut take);
-                for (op, t) in self.pending.iter().zip(take) {
-                    if t {
-                        op.apply(&mut ns);
-                    }
-                }
+                take
+            }
+        };
+        for (p, t) in self.pending.iter().zip(&take) {
+            if *t {
+                p.op.apply(&mut ns);
             }
         }
+        let backs = self.durable_contents(&take);
         ns.iter()
             .filter(|((d, _), _)| matches!(d, Dir::New | Dir::Cur))
             .map(|(k, i)| {
@@ -458,7 +470,7 @@ impl SimFs {
                 let data = if self.persistence == Persistence::P0 {
                     ino.data.clone()
                 } else {
-                    ino.durable_with_a_name().to_vec()
+                    backs.get(i).unwrap_or(&ino.synced).clone()
                 };
                 (k.clone(), data)
             })
@@ -495,35 +507,25 @@ impl SimFs {
                 t
             }
         };
-        for (op, t) in self.pending.iter().zip(take) {
-            if t {
-                op.apply(&mut ns);
+        for (p, t) in self.pending.iter().zip(&take) {
+            if *t {
+                p.op.apply(&mut ns);
             }
         }
+        let backs = self.durable_contents(&take);
         let mut fs = self.clone();
         fs.entries = ns.clone();
         fs.durable = ns;
         fs.pending.clear();
         let live: BTreeSet<u64> = fs.entries.values().copied().collect();
         fs.inodes.retain(|i, _| live.contains(i));
-        // Only a name in new/ or cur/ carries the data written back before it (the names a
-        // delivery gives after the write-back); a tmp/ file keeps what was flushed.
-        let named: BTreeSet<u64> = fs
-            .durable
-            .iter()
-            .filter(|((d, _), _)| matches!(d, Dir::New | Dir::Cur))
-            .map(|(_, i)| *i)
-            .collect();
+        // Each file keeps what was flushed, or what was written back before an operation the
+        // crash kept (ordered commits).
         for (i, inode) in fs.inodes.iter_mut() {
             if self.persistence != Persistence::P0 {
-                if named.contains(i) {
-                    inode.data = inode.durable_with_a_name().to_vec();
-                } else {
-                    inode.data = inode.synced.clone();
-                }
+                inode.data = backs.get(i).unwrap_or(&inode.synced).clone();
                 inode.synced = inode.data.clone();
                 inode.written = inode.data.clone();
-                inode.with_name.clear();
             }
             inode.nlink = fs.entries.values().filter(|x| *x == i).count() as u64;
         }
@@ -539,11 +541,11 @@ impl SimFs {
 /// Operations on the same name persist in order: persisting one persists every earlier pending
 /// operation on any of its names (a rename never survives without the link that made its
 /// source).
-fn close_earlier(ops: &[DirOp], take: &mut [bool]) {
+fn close_earlier(ops: &[Pending], take: &mut [bool]) {
     for j in (0..ops.len()).rev() {
         if take[j] {
             for i in 0..j {
-                if !take[i] && ops[i].shares_name(&ops[j]) {
+                if !take[i] && ops[i].op.shares_name(&ops[j].op) {
                     take[i] = true;
                 }
             }
@@ -761,35 +763,37 @@ impl Fs for SimFs {
     }
 
     fn sync_dir(&mut self, dir: Dir) -> Result<(), ErrorKind> {
-        if self.orders() {
-            // A journal commit: the device's cache is flushed before its record, so every
-            // file's written-back data is durable with it.
-            for i in self.inodes.values_mut() {
-                if i.written.len() > i.synced.len() {
-                    i.synced = i.written.clone();
-                }
-            }
-        }
-        match self.persistence {
-            Persistence::P0 => {}
-            Persistence::P1 => {
-                // The journal commits everything up to now.
-                for op in std::mem::take(&mut self.pending) {
-                    op.apply(&mut self.durable);
-                }
-            }
+        let committed: Vec<Pending> = match self.persistence {
+            Persistence::P0 => Vec::new(),
+            // The journal commits everything up to now.
+            Persistence::P1 => std::mem::take(&mut self.pending),
             Persistence::P2 => {
-                let mut take: Vec<bool> = self.pending.iter().map(|o| o.touches(dir)).collect();
+                let mut take: Vec<bool> = self.pending.iter().map(|p| p.op.touches(dir)).collect();
                 close_earlier(&self.pending, &mut take);
                 let mut later = Vec::new();
-                for (op, t) in std::mem::take(&mut self.pending).into_iter().zip(take) {
+                let mut now = Vec::new();
+                for (p, t) in std::mem::take(&mut self.pending).into_iter().zip(take) {
                     if t {
-                        op.apply(&mut self.durable);
+                        now.push(p);
                     } else {
-                        later.push(op);
+                        later.push(p);
                     }
                 }
                 self.pending = later;
+                now
+            }
+        };
+        for p in committed {
+            p.op.apply(&mut self.durable);
+            // A journal commit flushes the device's cache before its record: what was
+            // written back before an operation it commits is durable with it (nothing written
+            // back after the directory's last change: that commit need not run again).
+            for (ino, data) in p.backs {
+                if let Some(i) = self.inodes.get_mut(&ino) {
+                    if data.len() > i.synced.len() {
+                        i.synced = data;
+                    }
+                }
             }
         }
         Ok(())
@@ -863,8 +867,9 @@ impl Fs for SimFs {
     }
 
     /// `O_APPEND` to an existing regular file: the data lands at once (one write); it is
-    /// durable only with `sync` (or under P0), like any file data.
-    fn append(&mut self, dir: Dir, name: &str, data: &[u8], sync: bool) -> Result<(), ErrorKind> {
+    /// durable only when flushed (or under P0), like any file data, or, written back on an
+    /// ordered-commit filesystem, with the next commit (a write-back elsewhere is a flush).
+    fn append(&mut self, dir: Dir, name: &str, data: &[u8], p: Persist) -> Result<(), ErrorKind> {
         self.check_name(dir, name)?;
         let ino = *self
             .entries
@@ -875,6 +880,14 @@ impl Fs for SimFs {
         let i = self.inodes.get_mut(&ino).ok_or(ErrorKind::Io)?;
         i.data.extend_from_slice(data);
         i.mtime = now;
+        let sync = match p {
+            Persist::Cache => false,
+            Persist::WriteBack if self.caps.ordered_commit => {
+                i.written = i.data.clone();
+                false
+            }
+            Persist::WriteBack | Persist::Flush => true,
+        };
         if sync || p0 {
             i.synced = i.data.clone();
         }
@@ -899,8 +912,8 @@ impl Fs for SimFs {
         for i in self.inodes.values_mut() {
             i.synced = i.data.clone();
         }
-        for op in std::mem::take(&mut self.pending) {
-            op.apply(&mut self.durable);
+        for p in std::mem::take(&mut self.pending) {
+            p.op.apply(&mut self.durable);
         }
         Ok(())
     }

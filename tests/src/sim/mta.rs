@@ -40,6 +40,9 @@ pub struct MtaScenario {
     pub order: Order,
     /// Persistence model of crash images.
     pub persistence: Persistence,
+    /// What the filesystem offers: local Linux, or with ext4's ordered commits (the records
+    /// needed before the publish, and the message, written back instead of flushed).
+    pub caps: Capabilities,
     /// Crash (then recover) at every state.
     pub crashes: bool,
 }
@@ -55,6 +58,7 @@ impl MtaScenario {
             reader: false,
             order: Order::AccountFirst,
             persistence: Persistence::P2,
+            caps: Capabilities::LINUX_LOCAL,
             crashes: true,
         }
     }
@@ -78,11 +82,7 @@ impl MtaScenario {
     }
 
     fn initial(&self) -> World {
-        let mut fs = SimFs::new(
-            Semantics::Posix,
-            Capabilities::LINUX_LOCAL,
-            self.persistence,
-        );
+        let mut fs = SimFs::new(Semantics::Posix, self.caps, self.persistence);
         if self.quota {
             fs.seed(Dir::Root, MAILDIRSIZE, b"1000000S\n0 0\n");
         }
@@ -480,5 +480,23 @@ pub fn scenarios() -> Vec<MtaScenario> {
     );
     r.reader = true;
     v.push(r);
+    // ext4: the reservation, the intent and the accounting written back, not flushed, and
+    // made durable by the publish's one directory flush.
+    for (what, messages) in [
+        ("same message x2", vec![0, 0]),
+        ("two messages", vec![0, 1]),
+    ] {
+        let mut o = MtaScenario::new(
+            &format!("mta dedup+quota, {what}, ordered commit (write-back)"),
+            messages,
+            true,
+            true,
+        );
+        o.caps = Capabilities {
+            ordered_commit: true,
+            ..Capabilities::LINUX_LOCAL
+        };
+        v.push(o);
+    }
     v
 }

@@ -8,7 +8,7 @@
 use crate::sim::env::SimEnv;
 use crate::sim::fs::{Image, Persistence, Semantics, SimDir, SimFile, SimFs};
 use crate::wrap::{FaultFs, FaultPlan};
-use mdeliver_core::fs::{perform, Capabilities, Dir, Fs, Op, OpResult, Slots};
+use mdeliver_core::fs::{perform, Capabilities, Dir, Fs, Op, OpResult, Persist, Slots};
 use mdeliver_core::machine::deliver::{Delivery, Durability, Options, Outcome, Step, Strategy};
 use mdeliver_core::machine::scan::{
     classify, KeySet, Mark, Move, MoveStep, Scan, ScanOptions, ScanStep,
@@ -494,12 +494,16 @@ fn show_op(op: &Op<'_>) -> String {
             dir,
             name,
             data,
-            sync,
+            persist,
         } => format!(
             "append({}, {:?}{})",
             path(dir, name),
             String::from_utf8_lossy(data),
-            if sync { ", fsync" } else { "" }
+            match persist {
+                Persist::Cache => "",
+                Persist::WriteBack => ", sync_file_range",
+                Persist::Flush => ", fsync",
+            }
         ),
         Op::Read { dir, name } => format!("read({})", path(dir, name)),
         Op::OpenDir { dir } => format!("opendir({}/)", dir.as_str()),
