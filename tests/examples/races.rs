@@ -117,7 +117,7 @@ fn main() {
         ("link-unlink+ordered", true),
     ] {
         let name = format!(
-            "{path} (write-back, one commit), {} names, Plain reader, P2",
+            "{path} (write-back, one journal), {} names, Plain reader, P2",
             if collide { "colliding" } else { "unique" }
         );
         exh(

@@ -26,9 +26,12 @@ pub struct Capabilities {
     pub dir_sync: bool,
     /// Whether every flush of names is a journal commit that first makes durable the data of
     /// every file already written back ([`Fs::write_back`]), and no name can become durable
-    /// without such a commit (ext4, whose journal commit flushes the device's cache before
-    /// its commit record). Then a message's file needs only its data written back before it is
-    /// named: the directory flush after it makes both durable, one flush instead of two.
+    /// without such a commit, and commits are made in order, each of every directory
+    /// operation before it (ext4, whose one journal commits whole transactions one after
+    /// another, and flushes the device's cache before each commit record). Then a message's
+    /// file needs only its data written back before it is named: the directory flush after it
+    /// makes both durable, one flush instead of two; and so do the records and names made
+    /// before it.
     pub ordered_commit: bool,
     /// Whether exclusive creation and link are answered truthfully: `O_EXCL` is atomic and no
     /// reply is lost and answered again by a retransmit (false on network filesystems; the

@@ -18,9 +18,8 @@
 //! (the first four bytes of the body's sha256) rejects a record torn by a crash or power loss,
 //! and the leading newline keeps a later record off a torn line. A record that matters is
 //! fsynced before anything depends on it; on a filesystem that commits in order (ext4,
-//! [`Dedup::with_write_back`]) the records before the publish are written back instead, made
-//! durable by the flushes of the root (after the entry is created) and of the publish's
-//! directory.
+//! [`Dedup::with_write_back`]) the records before the publish and the entry's name are made
+//! durable by the publish's directory flush instead, which commits them first.
 //!
 //! # The protocol (reserve → intent → publish → commit)
 //! The message is first written to tmp/ and synced (the [`Delivery`] machine), so its content
@@ -683,8 +682,9 @@ impl Dedup {
     /// ([`crate::Capabilities::ordered_commit`]) and that the publish is followed by a flush
     /// of its directory: then the records that must be durable before the publish (the
     /// reservation, a takeover, the intent) are written back instead of flushed, and that
-    /// flush makes them durable with the name. The reservation's entry is still flushed into
-    /// the root, and the commit record, which follows the publish, is flushed.
+    /// flush makes them durable with the name, the new entry's name in the root included
+    /// (one journal commits every operation before the publish with it). The commit record,
+    /// which follows the publish, is flushed.
     pub fn with_write_back(mut self, write_back: bool) -> Dedup {
         self.write_back = write_back;
         self
@@ -891,7 +891,12 @@ impl Dedup {
             _ => &[][..],
         };
         match (self.state, result) {
-            (State::Reserve, OpResult::Done) if self.dir_sync => self.state = State::ReserveSyncDir,
+            // Where commits are ordered, the publish's own directory flush commits the entry's
+            // name too: nothing is published before it, and nothing after it is durable
+            // without it.
+            (State::Reserve, OpResult::Done) if self.dir_sync && !self.write_back => {
+                self.state = State::ReserveSyncDir
+            }
             (State::Reserve, OpResult::Done) => self.state = State::Holding,
             (State::Reserve, OpResult::Err(ErrorKind::Exists)) => self.state = State::InspectStat,
             (State::RecreateCreate, OpResult::Done) => {

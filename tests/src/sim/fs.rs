@@ -430,8 +430,8 @@ impl SimFs {
     pub fn crash_specs(&self) -> std::ops::Range<u64> {
         match self.persistence {
             Persistence::P0 => 0..1,
-            Persistence::P1 => 0..self.pending.len() as u64 + 1,
-            Persistence::P2 => {
+            _ if self.prefix_only() => 0..self.pending.len() as u64 + 1,
+            Persistence::P1 | Persistence::P2 => {
                 let m = self.pending.iter().filter(|p| p.op.visible()).count();
                 assert!(m < 64, "too many un-synced visible operations ({m})");
                 0..(1u64 << m)
@@ -439,14 +439,23 @@ impl SimFs {
         }
     }
 
-    /// One crash image: under P1 `spec` is the length of the persisted prefix of pending
-    /// operations; under P2 a bit mask over the pending operations that touch new/ or cur/.
+    /// Whether a crash keeps a prefix of the pending operations: a journal (P1), or a
+    /// filesystem that commits in order under any model (ext4's one journal: a transaction
+    /// commits whole, after every earlier one).
+    fn prefix_only(&self) -> bool {
+        self.persistence == Persistence::P1
+            || (self.persistence == Persistence::P2 && self.orders())
+    }
+
+    /// One crash image: under P1 (and on an ordered-commit filesystem) `spec` is the length of
+    /// the persisted prefix of pending operations; under P2 a bit mask over the pending
+    /// operations that touch new/ or cur/.
     pub fn crash_image(&self, spec: u64) -> Image {
         let mut ns = self.durable.clone();
         let take: Vec<bool> = match self.persistence {
             Persistence::P0 => std::vec![false; self.pending.len()],
-            Persistence::P1 => (0..self.pending.len()).map(|i| (i as u64) < spec).collect(),
-            Persistence::P2 => {
+            _ if self.prefix_only() => (0..self.pending.len()).map(|i| (i as u64) < spec).collect(),
+            Persistence::P1 | Persistence::P2 => {
                 let mut bit = 0;
                 let mut take = Vec::new();
                 for p in &self.pending {
@@ -478,12 +487,13 @@ impl SimFs {
     }
 
     /// The crash specs [`reboot`](Self::reboot) accepts: every subset of the pending
-    /// directory operations in every directory (P2), every prefix (P1), or none (P0).
+    /// directory operations in every directory (P2), every prefix (P1, and an ordered-commit
+    /// filesystem), or none (P0).
     pub fn reboot_specs(&self) -> std::ops::Range<u64> {
         match self.persistence {
             Persistence::P0 => 0..1,
-            Persistence::P1 => 0..self.pending.len() as u64 + 1,
-            Persistence::P2 => {
+            _ if self.prefix_only() => 0..self.pending.len() as u64 + 1,
+            Persistence::P1 | Persistence::P2 => {
                 let m = self.pending.len();
                 assert!(m < 20, "too many un-synced operations ({m})");
                 0..(1u64 << m)
@@ -498,8 +508,8 @@ impl SimFs {
         let mut ns = self.durable.clone();
         let take: Vec<bool> = match self.persistence {
             Persistence::P0 => std::vec![false; self.pending.len()],
-            Persistence::P1 => (0..self.pending.len()).map(|i| (i as u64) < spec).collect(),
-            Persistence::P2 => {
+            _ if self.prefix_only() => (0..self.pending.len()).map(|i| (i as u64) < spec).collect(),
+            Persistence::P1 | Persistence::P2 => {
                 let mut t: Vec<bool> = (0..self.pending.len())
                     .map(|i| spec & (1 << i) != 0)
                     .collect();
@@ -765,6 +775,13 @@ impl Fs for SimFs {
     fn sync_dir(&mut self, dir: Dir) -> Result<(), ErrorKind> {
         let committed: Vec<Pending> = match self.persistence {
             Persistence::P0 => Vec::new(),
+            // ext4's journal: the commit of the directory's last change, and of everything
+            // before it (nothing when it has none pending).
+            _ if self.orders() => {
+                let upto = self.pending.iter().rposition(|p| p.op.touches(dir));
+                let later = self.pending.split_off(upto.map_or(0, |i| i + 1));
+                std::mem::replace(&mut self.pending, later)
+            }
             // The journal commits everything up to now.
             Persistence::P1 => std::mem::take(&mut self.pending),
             Persistence::P2 => {
@@ -955,5 +972,98 @@ mod tests {
                 "{persistence:?}"
             );
         }
+    }
+
+    fn ordered() -> SimFs {
+        let caps = Capabilities {
+            ordered_commit: true,
+            ..Capabilities::LINUX_LOCAL
+        };
+        let mut fs = SimFs::new(Semantics::Posix, caps, Persistence::P2);
+        fs.seed(Dir::Root, "maildirsize", b"1000S\n");
+        fs
+    }
+
+    /// Every reboot `fs` allows: (the names of new/, `maildirsize`'s contents).
+    fn reboots(fs: &SimFs) -> Vec<(Vec<String>, Vec<u8>)> {
+        fs.reboot_specs()
+            .map(|spec| {
+                let r = fs.reboot(spec);
+                let names = r.names(Dir::New).map(|(n, _)| n.to_string()).collect();
+                (
+                    names,
+                    r.contents(Dir::Root, "maildirsize").unwrap().to_vec(),
+                )
+            })
+            .collect()
+    }
+
+    /// On an ordered-commit filesystem a record written back before a name is durable in
+    /// every crash that keeps the name, though it belongs to another file; and the crash
+    /// keeps a prefix of the directory operations (one journal), so the name never survives
+    /// without an earlier one.
+    #[test]
+    fn a_name_carries_every_earlier_write_back_and_every_earlier_name() {
+        let mut fs = ordered();
+        fs.append(Dir::Root, "maildirsize", b"7 1\n", Persist::WriteBack)
+            .unwrap();
+        let f = fs.create(Dir::Root, "entry", true).unwrap();
+        fs.close(f).unwrap();
+        let mut m = fs.create_anonymous(Dir::Tmp).unwrap();
+        fs.write(&mut m, b"message").unwrap();
+        fs.write_back(&mut m).unwrap();
+        fs.link_anonymous(&m, Dir::New, "m").unwrap();
+        let all = reboots(&fs);
+        assert_eq!(all.len(), 3, "{all:?}");
+        for spec in fs.reboot_specs() {
+            let r = fs.reboot(spec);
+            if r.names(Dir::New).count() == 1 {
+                assert_eq!(r.contents(Dir::New, "m").unwrap(), b"message");
+                assert_eq!(
+                    r.contents(Dir::Root, "maildirsize").unwrap(),
+                    b"1000S\n7 1\n"
+                );
+                assert!(r.ino_of(Dir::Root, "entry").is_some(), "spec {spec}");
+            }
+        }
+        assert!(all
+            .iter()
+            .any(|(n, size)| n.is_empty() && size == b"1000S\n"));
+        // The same without ordered commits: the line is lost with a surviving name.
+        let mut plain = SimFs::new(Semantics::Posix, Capabilities::LINUX_LOCAL, Persistence::P2);
+        plain.seed(Dir::Root, "maildirsize", b"1000S\n");
+        plain
+            .append(Dir::Root, "maildirsize", b"7 1\n", Persist::Cache)
+            .unwrap();
+        let mut m = plain.create_anonymous(Dir::Tmp).unwrap();
+        plain.write(&mut m, b"message").unwrap();
+        plain.sync_file(&mut m).unwrap();
+        plain.link_anonymous(&m, Dir::New, "m").unwrap();
+        assert!(reboots(&plain)
+            .iter()
+            .any(|(n, size)| n.len() == 1 && size == b"1000S\n"));
+    }
+
+    /// A flush of a directory commits up to that directory's last change: what was written
+    /// back after it waits for a later commit.
+    #[test]
+    fn a_flush_commits_only_what_was_written_back_before_the_directory_changed() {
+        let mut fs = ordered();
+        let mut m = fs.create_anonymous(Dir::Tmp).unwrap();
+        fs.write(&mut m, b"message").unwrap();
+        fs.write_back(&mut m).unwrap();
+        fs.link_anonymous(&m, Dir::New, "m").unwrap();
+        fs.append(Dir::Root, "maildirsize", b"7 1\n", Persist::WriteBack)
+            .unwrap();
+        fs.sync_dir(Dir::New).unwrap();
+        assert_eq!(reboots(&fs), [(vec!["m".to_string()], b"1000S\n".to_vec())]);
+        // The next name's commit carries it.
+        let f = fs.create(Dir::Root, "entry", true).unwrap();
+        fs.close(f).unwrap();
+        fs.sync_dir(Dir::Root).unwrap();
+        assert_eq!(
+            reboots(&fs),
+            [(vec!["m".to_string()], b"1000S\n7 1\n".to_vec())]
+        );
     }
 }
