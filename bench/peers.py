@@ -290,9 +290,18 @@ def syscalls(tool, msg):
 
 
 def fs_label(path):
-    """The filesystem's name as people say it (stat calls ext4 "ext2/ext3")."""
+    """The filesystem's name as people say it (stat calls ext4 "ext2/ext3"), and whether an
+    ext4 has no journal (mdeliver then flushes each file by itself)."""
     t = fs_type(path)
-    return "ext4" if t == "ext2/ext3" else t
+    if t != "ext2/ext3":
+        return t
+    dev = os.stat(path).st_dev
+    try:
+        target = os.readlink(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}")
+        journaled = os.path.exists(f"/proc/fs/jbd2/{os.path.basename(target)}-8")
+    except OSError:
+        journaled = False
+    return "ext4" if journaled else "ext4 without a journal"
 
 
 def fs_type(path):

@@ -9,7 +9,9 @@
 # the test suite: a measurement. Root (it mounts a tmpfs and installs Debian packages).
 #
 # Usage: bash bench/peers.sh [DISK_DIR]
-#   DISK_DIR  a directory on the disk to measure (default: target/bench-disk in this repo)
+#   DISK_DIR  a directory on the disk to measure (default: a fresh ext4, made as mkfs.ext4
+#             makes it, in an image under target/bench-disk mounted through a loop device:
+#             the machine's own filesystem may be made otherwise, e.g. without a journal)
 # Environment (defaults in brackets):
 #   BENCH_N [2000]  messages per one-shot workload, sizes BENCH_MIN_KIB..BENCH_MAX_KIB [1..200]
 #   BENCH_P [4]     deliveries at once in the parallel workloads
@@ -21,7 +23,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ $(id -u) == 0 ]] || { echo "peers.sh: run as root (mounts a tmpfs, installs packages)" >&2; exit 1; }
-disk=${1:-$(pwd)/target/bench-disk}
+disk=${1:-}
 
 need=()
 for pair in safecat:/usr/bin/safecat mblaze:/usr/bin/mdeliver maildrop:/usr/sbin/deliverquota \
@@ -40,9 +42,23 @@ if [[ -z "${MDELIVER:-}" ]]; then
     MDELIVER="${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-musl/release/mdeliver"
 fi
 
+loop=
+if [[ -z $disk ]]; then
+    images=$(pwd)/target/bench-disk
+    mkdir -p "$images"
+    truncate -s 8G "$images/ext4.img"
+    mkfs.ext4 -q -F "$images/ext4.img"
+    disk=$(mktemp -d /tmp/mdeliver-peers-ext4.XXXXXX)
+    mount -o loop "$images/ext4.img" "$disk"
+    loop=$images/ext4.img
+fi
 mkdir -p "$disk"
 tmpfs=$(mktemp -d /tmp/mdeliver-peers.XXXXXX)
 mount -t tmpfs -o size=8g,mode=0700 mdeliver-bench "$tmpfs"
 work=$(mktemp -d "$disk/peers.XXXXXX")
-trap 'umount "$tmpfs"; rmdir "$tmpfs"; rm -rf "$work"' EXIT
+cleanup() {
+    umount "$tmpfs"; rmdir "$tmpfs"; rm -rf "$work"
+    if [[ -n $loop ]]; then umount "$disk"; rmdir "$disk"; rm -f "$loop"; fi
+}
+trap cleanup EXIT
 python3 bench/peers.py "$tmpfs" "$work" "$MDELIVER"

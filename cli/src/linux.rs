@@ -214,8 +214,37 @@ pub struct FsType {
     pub network: bool,
 }
 
-/// ext4's `f_type`.
+/// ext4's `f_type` (also ext2 and ext3 mounted by the ext4 driver).
 const EXT4_MAGIC: u64 = 0xEF53;
+
+/// Whether the ext4 filesystem on device `dev` has a journal. Without one (`mkfs.ext4 -O
+/// ^has_journal`, an ext2 filesystem) no commit orders a name after the data written back
+/// before it: the directory's block can reach the disk first. The kernel lists a journal as
+/// `/proc/fs/jbd2/<device>-8` (8: the journal's inode), and the device's name is the last
+/// part of the target of `/sys/dev/block/<major>:<minor>`. Anything unreadable counts as no
+/// journal, the safe answer (each file is then flushed by itself). Remembered per device for
+/// the LMTP server, which opens a maildir for every message.
+fn ext4_journaled(dev: u64) -> bool {
+    static SEEN: std::sync::Mutex<Vec<(u64, bool)>> = std::sync::Mutex::new(Vec::new());
+    let seen = |s: &[(u64, bool)]| s.iter().find(|(d, _)| *d == dev).map(|(_, j)| *j);
+    if let Some(j) = SEEN.lock().ok().and_then(|s| seen(&s)) {
+        return j;
+    }
+    let (major, minor) = (rfs::major(dev), rfs::minor(dev));
+    let journaled = rfs::readlinkat(CWD, format!("/sys/dev/block/{major}:{minor}"), Vec::new())
+        .ok()
+        .and_then(|target| {
+            let name = target.to_bytes().rsplit(|&b| b == b'/').next()?.to_vec();
+            let name = String::from_utf8(name).ok().filter(|n| !n.is_empty())?;
+            let jbd2 = format!("/proc/fs/jbd2/{name}-8");
+            Some(rfs::accessat(CWD, jbd2, rfs::Access::EXISTS, AtFlags::empty()).is_ok())
+        })
+        .unwrap_or(false);
+    if let Ok(mut s) = SEEN.lock() {
+        s.push((dev, journaled));
+    }
+    journaled
+}
 
 /// Known `f_type` values (linux/magic.h and the filesystems' own headers).
 const FS_TYPES: [(u64, &str, bool); 28] = [
@@ -566,9 +595,12 @@ impl LinuxFs {
             hard_links: !d.hard_links,
             dir_sync: true,
             atomic_exclusive: !fs_type.network,
-            // ext4's journal flushes the device's cache before each commit record, and no
-            // name is durable without a commit (see `Capabilities::ordered_commit`).
-            ordered_commit: fs_type.magic == EXT4_MAGIC && !d.ordered_commit,
+            // ext4's journal flushes the device's cache before each commit record, commits in
+            // order, and no name is durable without a commit (see
+            // `Capabilities::ordered_commit`); an ext4 without a journal promises none of it.
+            ordered_commit: fs_type.magic == EXT4_MAGIC
+                && !d.ordered_commit
+                && root_stat.is_some_and(|st| ext4_journaled(st.st_dev)),
         };
         // A folder's quota is its top maildir's: held open as `..` of the folder itself, so it
         // is the directory the folder is in, whatever path led here.

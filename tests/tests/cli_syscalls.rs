@@ -192,6 +192,11 @@ impl Ext4 {
     /// A fresh one, or `None` (the test is skipped, and says so) without root, `mkfs.ext4` or
     /// loop devices.
     fn new() -> Option<Ext4> {
+        Ext4::made_with(&[])
+    }
+
+    /// A fresh one made with these extra `mkfs.ext4` options.
+    fn made_with(options: &[&str]) -> Option<Ext4> {
         if !is_root() {
             eprintln!("skipped: needs root to mount an ext4 image");
             return None;
@@ -205,7 +210,10 @@ impl Ext4 {
         let mnt = dir.path().join("mnt");
         std::fs::create_dir(&mnt).unwrap();
         let ok = |c: &mut Command| c.stderr(Stdio::null()).status().is_ok_and(|s| s.success());
-        if !ok(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&img))
+        if !ok(Command::new("mkfs.ext4")
+            .args(["-q", "-F"])
+            .args(options)
+            .arg(&img))
             || !ok(Command::new("mount")
                 .args(["-o", "loop"])
                 .arg(&img)
@@ -300,4 +308,30 @@ fn on_ext4_the_records_before_the_publish_are_written_back_too() {
     assert_eq!(names(&md.join("new")).len(), 2);
     let size = std::fs::read_to_string(md.join("maildirsize")).unwrap();
     assert_eq!(size.lines().count(), 4, "two lines accounted:\n{size}");
+}
+
+/// An ext4 filesystem made without a journal promises no ordered commit: its directory's
+/// block can reach the disk before the data written back ahead of it. There the file is
+/// flushed by itself before it is named, as on any other filesystem.
+#[test]
+fn on_ext4_without_a_journal_the_file_is_flushed_by_itself() {
+    if !strace_installed() {
+        return;
+    }
+    let Some(fs) = Ext4::made_with(&["-O", "^has_journal"]) else {
+        return;
+    };
+    let md = fs.mnt().join("Maildir");
+    make_maildir(&md);
+    let calls = "fsync,fdatasync,sync_file_range,linkat,syncfs";
+    let lines = strace(
+        fs.dir.path(),
+        Some(calls),
+        &[&md],
+        b"Subject: x\n\nbody\n",
+        "",
+    );
+    let flushes: Vec<&str> = lines.iter().map(|l| name(l)).collect();
+    assert_eq!(flushes, ["fdatasync", "linkat", "fsync"]);
+    assert_eq!(names(&md.join("new")).len(), 1);
 }
