@@ -426,6 +426,9 @@ pub struct LinuxFs {
     /// The top maildir (`..`) when this maildir is a Maildir++ folder: [`Dir::Top`], where the
     /// tree's one `maildirsize` lives.
     top: Option<OwnedFd>,
+    /// The top maildir is on the maildir's own filesystem, so the journal that commits a
+    /// folder's new/ commits its `maildirsize` too (an append there may be written back).
+    top_same_fs: bool,
     subdirs: [OwnedFd; 3],
     caps: Capabilities,
     observed: Observed,
@@ -611,6 +614,10 @@ impl LinuxFs {
         };
         let mut fs = LinuxFs {
             root,
+            top_same_fs: match (&top, &root_stat) {
+                (Some(t), Some(r)) => rfs::fstat(t).is_ok_and(|t| t.st_dev == r.st_dev),
+                _ => false,
+            },
             top,
             subdirs,
             caps: observed_caps,
@@ -941,7 +948,13 @@ impl Fs for LinuxFs {
         write_record(data, |d| rustix::io::write(&fd, d).map_err(other))?;
         match p {
             Persist::Cache => Ok(()),
-            Persist::WriteBack if self.caps.ordered_commit => write_back_fd(&fd),
+            // Written back only where the publish's directory flush commits it too: not in
+            // a top maildir on another filesystem than this folder.
+            Persist::WriteBack
+                if self.caps.ordered_commit && (dir != Dir::Top || self.top_same_fs) =>
+            {
+                write_back_fd(&fd)
+            }
             Persist::WriteBack | Persist::Flush => rfs::fdatasync(&fd).map_err(other),
         }
     }

@@ -335,3 +335,53 @@ fn on_ext4_without_a_journal_the_file_is_flushed_by_itself() {
     assert_eq!(flushes, ["fdatasync", "linkat", "fsync"]);
     assert_eq!(names(&md.join("new")).len(), 1);
 }
+
+/// A folder's delivery counts in its top maildir's `maildirsize`. Where the folder is on a
+/// journaled ext4 but the top maildir is on another filesystem (here the folder is a bind
+/// mount of one), the flush of the folder's new/ does not commit the top's file: its line is
+/// flushed by itself, while the folder's message is still written back.
+#[test]
+fn a_folder_on_another_filesystem_than_its_top_flushes_the_quota_line_itself() {
+    if !strace_installed() {
+        return;
+    }
+    let Some(fs) = Ext4::new() else {
+        return;
+    };
+    let top = tempfile::tempdir().unwrap();
+    let md = top.path().join("Maildir");
+    make_maildir(&md);
+    std::fs::write(md.join("maildirsize"), "100000S\n0 0\n").unwrap();
+    let inner = fs.mnt().join("Sub");
+    make_maildir(&inner);
+    let folder = md.join(".Sub");
+    std::fs::create_dir(&folder).unwrap();
+    let bound = Command::new("mount")
+        .arg("--bind")
+        .arg(&inner)
+        .arg(&folder)
+        .status()
+        .unwrap();
+    assert!(bound.success());
+    let calls = "fsync,fdatasync,sync_file_range,linkat,syncfs";
+    let lines = strace(
+        fs.dir.path(),
+        Some(calls),
+        &[
+            &"--folder=Sub",
+            &"--no-subscribe",
+            &"--quota",
+            &"100000",
+            &md,
+        ],
+        b"Subject: x\n\nbody\n",
+        "",
+    );
+    let _ = Command::new("umount").arg(&folder).status();
+    let flushes: Vec<&str> = lines.iter().map(|l| name(l)).collect();
+    // The message written back; the top's line flushed; the name, then the folder's new/.
+    assert_eq!(flushes, ["sync_file_range", "fdatasync", "linkat", "fsync"]);
+    assert_eq!(names(&inner.join("new")).len(), 1);
+    let size = std::fs::read_to_string(md.join("maildirsize")).unwrap();
+    assert_eq!(size.lines().count(), 3, "{size}");
+}
