@@ -78,6 +78,18 @@ fn name(line: &str) -> &str {
     line.split('(').next().unwrap_or("")
 }
 
+/// The flushes (and links between them) of one run of mdeliver with `args`, in order.
+fn flushes(
+    dir: &Path,
+    args: &[&dyn AsRef<std::ffi::OsStr>],
+    input: &[u8],
+    disable: &str,
+) -> Vec<String> {
+    let calls = "fsync,fdatasync,sync_file_range,linkat,syncfs";
+    let lines = strace(dir, Some(calls), args, input, disable);
+    lines.iter().map(|l| name(l).to_owned()).collect()
+}
+
 #[test]
 fn a_plain_delivery_makes_at_most_40_system_calls() {
     let Some((t, md)) = traced_maildir() else {
@@ -250,19 +262,9 @@ fn on_ext4_the_file_is_written_back_and_one_flush_of_new_commits_both() {
     };
     let md = fs.mnt().join("Maildir");
     make_maildir(&md);
-    let flushes = |disable: &str| -> Vec<String> {
-        let calls = "fsync,fdatasync,sync_file_range,linkat,syncfs";
-        let lines = strace(
-            fs.dir.path(),
-            Some(calls),
-            &[&md],
-            b"Subject: x\n\nbody\n",
-            disable,
-        );
-        lines.iter().map(|l| name(l).to_owned()).collect()
-    };
-    assert_eq!(flushes(""), ["sync_file_range", "linkat", "fsync"]);
-    assert_eq!(flushes("ordered-commit"), ["fdatasync", "linkat", "fsync"]);
+    let run = |disable: &str| flushes(fs.dir.path(), &[&md], b"Subject: x\n\nbody\n", disable);
+    assert_eq!(run(""), ["sync_file_range", "linkat", "fsync"]);
+    assert_eq!(run("ordered-commit"), ["fdatasync", "linkat", "fsync"]);
     assert_eq!(names(&md.join("new")).len(), 2);
 }
 
@@ -282,27 +284,17 @@ fn on_ext4_the_records_before_the_publish_are_written_back_too() {
     let md = fs.mnt().join("Maildir");
     make_maildir(&md);
     std::fs::write(md.join("maildirsize"), "100000S\n0 0\n").unwrap();
-    let flushes = |disable: &str, id: &str| -> Vec<String> {
-        let calls = "fsync,fdatasync,sync_file_range,linkat,syncfs";
+    let run = |disable: &str, id: &str| {
         let msg = format!("Message-ID: <{id}@test>\nSubject: x\n\nbody\n");
-        let lines = strace(
-            fs.dir.path(),
-            Some(calls),
-            &[&"--dedup", &"--quota", &"100000", &md],
-            msg.as_bytes(),
-            disable,
-        );
-        lines.iter().map(|l| name(l).to_owned()).collect()
+        let args: [&dyn AsRef<std::ffi::OsStr>; 4] = [&"--dedup", &"--quota", &"100000", &md];
+        flushes(fs.dir.path(), &args, msg.as_bytes(), disable)
     };
     let (back, flush, link) = ("sync_file_range", "fdatasync", "linkat");
     // The message; the reservation; the line; the intent; the name, then new/; the commit
     // record.
+    assert_eq!(run("", "a"), [back, back, back, back, link, "fsync", flush]);
     assert_eq!(
-        flushes("", "a"),
-        [back, back, back, back, link, "fsync", flush]
-    );
-    assert_eq!(
-        flushes("ordered-commit", "b"),
+        run("ordered-commit", "b"),
         [flush, flush, "fsync", flush, flush, link, "fsync", flush]
     );
     assert_eq!(names(&md.join("new")).len(), 2);
@@ -323,16 +315,8 @@ fn on_ext4_without_a_journal_the_file_is_flushed_by_itself() {
     };
     let md = fs.mnt().join("Maildir");
     make_maildir(&md);
-    let calls = "fsync,fdatasync,sync_file_range,linkat,syncfs";
-    let lines = strace(
-        fs.dir.path(),
-        Some(calls),
-        &[&md],
-        b"Subject: x\n\nbody\n",
-        "",
-    );
-    let flushes: Vec<&str> = lines.iter().map(|l| name(l)).collect();
-    assert_eq!(flushes, ["fdatasync", "linkat", "fsync"]);
+    let run = flushes(fs.dir.path(), &[&md], b"Subject: x\n\nbody\n", "");
+    assert_eq!(run, ["fdatasync", "linkat", "fsync"]);
     assert_eq!(names(&md.join("new")).len(), 1);
 }
 
@@ -363,24 +347,17 @@ fn a_folder_on_another_filesystem_than_its_top_flushes_the_quota_line_itself() {
         .status()
         .unwrap();
     assert!(bound.success());
-    let calls = "fsync,fdatasync,sync_file_range,linkat,syncfs";
-    let lines = strace(
-        fs.dir.path(),
-        Some(calls),
-        &[
-            &"--folder=Sub",
-            &"--no-subscribe",
-            &"--quota",
-            &"100000",
-            &md,
-        ],
-        b"Subject: x\n\nbody\n",
-        "",
-    );
+    let args: [&dyn AsRef<std::ffi::OsStr>; 5] = [
+        &"--folder=Sub",
+        &"--no-subscribe",
+        &"--quota",
+        &"100000",
+        &md,
+    ];
+    let run = flushes(fs.dir.path(), &args, b"Subject: x\n\nbody\n", "");
     let _ = Command::new("umount").arg(&folder).status();
-    let flushes: Vec<&str> = lines.iter().map(|l| name(l)).collect();
     // The message written back; the top's line flushed; the name, then the folder's new/.
-    assert_eq!(flushes, ["sync_file_range", "fdatasync", "linkat", "fsync"]);
+    assert_eq!(run, ["sync_file_range", "fdatasync", "linkat", "fsync"]);
     assert_eq!(names(&inner.join("new")).len(), 1);
     let size = std::fs::read_to_string(md.join("maildirsize")).unwrap();
     assert_eq!(size.lines().count(), 3, "{size}");
