@@ -222,11 +222,15 @@ const EXT4_MAGIC: u64 = 0xEF53;
 /// before it: the directory's block can reach the disk first. The kernel lists a journal as
 /// `/proc/fs/jbd2/<device>-8` (8: the journal's inode), and the device's name is the last
 /// part of the target of `/sys/dev/block/<major>:<minor>`. Anything unreadable counts as no
-/// journal, the safe answer (each file is then flushed by itself). Remembered per device for
-/// the LMTP server, which opens a maildir for every message.
-fn ext4_journaled(dev: u64) -> bool {
-    static SEEN: std::sync::Mutex<Vec<(u64, bool)>> = std::sync::Mutex::new(Vec::new());
-    let seen = |s: &[(u64, bool)]| s.iter().find(|(d, _)| *d == dev).map(|(_, j)| *j);
+/// journal, the safe answer (each file is then flushed by itself). Remembered for the LMTP
+/// server, which opens a maildir for every message, per device and filesystem id (`f_fsid`,
+/// from ext4's UUID), so that another filesystem mounted later on the same device is probed
+/// again.
+fn ext4_journaled(dev: u64, fsid: [i32; 2]) -> bool {
+    type Seen = Vec<((u64, [i32; 2]), bool)>;
+    static SEEN: std::sync::Mutex<Seen> = std::sync::Mutex::new(Vec::new());
+    let key = (dev, fsid);
+    let seen = |s: &Seen| s.iter().find(|(k, _)| *k == key).map(|(_, j)| *j);
     if let Some(j) = SEEN.lock().ok().and_then(|s| seen(&s)) {
         return j;
     }
@@ -241,7 +245,7 @@ fn ext4_journaled(dev: u64) -> bool {
         })
         .unwrap_or(false);
     if let Ok(mut s) = SEEN.lock() {
-        s.push((dev, journaled));
+        s.push((key, journaled));
     }
     journaled
 }
@@ -591,7 +595,10 @@ impl LinuxFs {
         }
         let d = opts.disabled;
         let root_stat = rfs::fstat(&root).ok();
-        let fs_type = FsType::of(rfs::fstatfs(&root).map_or(0, |s| s.f_type as u64));
+        let statfs = rfs::fstatfs(&root).ok();
+        let fs_type = FsType::of(statfs.map_or(0, |s| s.f_type as u64));
+        // SAFETY: `Fsid` is `fsid_t`, two C ints (`repr(C)`), whose field rustix keeps private.
+        let fsid = statfs.map(|s| unsafe { std::mem::transmute::<rfs::Fsid, [i32; 2]>(s.f_fsid) });
         let observed_caps = Capabilities {
             anonymous_tmp: false,
             rename_noreplace: !d.rename_noreplace,
@@ -603,7 +610,9 @@ impl LinuxFs {
             // `Capabilities::ordered_commit`); an ext4 without a journal promises none of it.
             ordered_commit: fs_type.magic == EXT4_MAGIC
                 && !d.ordered_commit
-                && root_stat.is_some_and(|st| ext4_journaled(st.st_dev)),
+                && root_stat
+                    .zip(fsid)
+                    .is_some_and(|(st, fsid)| ext4_journaled(st.st_dev, fsid)),
         };
         // A folder's quota is its top maildir's: held open as `..` of the folder itself, so it
         // is the directory the folder is in, whatever path led here.
