@@ -40,22 +40,27 @@ fn every_group_commit_scenario_holds_every_invariant() {
     }
 }
 
+/// Also where commits are ordered (ext4), where the name's flush is what commits the
+/// message's written-back data and the index's records.
 #[test]
 fn a_reply_sent_before_its_name_is_durable_is_caught() {
-    let mut cfg = LmtpScenario::new(
-        "broken: names unflushed",
-        vec![vec![0], vec![1]],
-        true,
-        false,
-    );
-    cfg.broken_names = true;
-    let r = explore(&cfg);
-    assert!(
-        r.violations
-            .iter()
-            .any(|v| v.invariant == Invariant::NoLoss),
-        "{r:?}"
-    );
+    for ordered_commit in [false, true] {
+        let mut cfg = LmtpScenario::new(
+            "broken: names unflushed",
+            vec![vec![0], vec![1]],
+            true,
+            false,
+        );
+        cfg.broken_names = true;
+        cfg.caps.ordered_commit = ordered_commit;
+        let r = explore(&cfg);
+        assert!(
+            r.violations
+                .iter()
+                .any(|v| v.invariant == Invariant::NoLoss),
+            "ordered commit {ordered_commit}: {r:?}"
+        );
+    }
 }
 
 /// A server that offers the first copy's file for links as soon as it asks for its data flush

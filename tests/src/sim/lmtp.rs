@@ -50,6 +50,9 @@ pub struct LmtpScenario {
     pub platform: Platform,
     /// Persistence model of crash images.
     pub persistence: Persistence,
+    /// What the filesystem offers: local Linux, or with ext4's ordered commits (files and
+    /// the index's records written back, only names flushed).
+    pub caps: Capabilities,
     /// A deliberately broken committer that answers directory flushes without flushing, to
     /// show that the checks catch a reply sent before its name is durable.
     pub broken_names: bool,
@@ -74,6 +77,7 @@ impl LmtpScenario {
                 filesystem_flush_reports_errors: syncfs,
             },
             persistence: Persistence::P2,
+            caps: Capabilities::LINUX_LOCAL,
             broken_names: false,
             links: false,
             broken_link: false,
@@ -124,11 +128,7 @@ impl LmtpScenario {
     }
 
     fn initial(&self) -> World {
-        let fs = SimFs::new(
-            Semantics::Posix,
-            Capabilities::LINUX_LOCAL,
-            self.persistence,
-        );
+        let fs = SimFs::new(Semantics::Posix, self.caps, self.persistence);
         let opts = self.options();
         let agents = self
             .deliveries()
@@ -692,6 +692,34 @@ pub fn scenarios() -> Vec<LmtpScenario> {
                 syncfs,
             ));
         }
+    }
+    // ext4: every delivery asks the committer for its names alone.
+    let ordered = Capabilities {
+        ordered_commit: true,
+        ..Capabilities::LINUX_LOCAL
+    };
+    for mut o in [
+        LmtpScenario::new(
+            "lmtp 2 sessions (1+1 rcpts), per-file, dedup, ordered commit (write-back)",
+            vec![vec![0], vec![1]],
+            true,
+            false,
+        ),
+        LmtpScenario::new(
+            "lmtp 2 sessions (2+1 rcpts), per-file, no dedup, ordered commit (write-back)",
+            vec![vec![0, 1], vec![2]],
+            false,
+            false,
+        ),
+        LmtpScenario::linking(
+            "lmtp 3 rcpts of one message, identical copies linked, per-file, no dedup, \
+             ordered commit (write-back)",
+            false,
+            false,
+        ),
+    ] {
+        o.caps = ordered;
+        v.push(o);
     }
     v
 }
