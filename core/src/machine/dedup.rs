@@ -735,7 +735,12 @@ impl Dedup {
                 dir: Dir::Root,
                 name: entry,
                 data: self.record.as_bytes(),
-                persist: before_publish,
+                // Recreated after the publish, with its commit: no later flush commits it.
+                persist: if self.state == State::Reserve {
+                    before_publish
+                } else {
+                    Persist::Flush
+                },
                 anonymous: false,
             }),
             State::ReserveProbe | State::InspectStat => DedupStep::Op(root_entry(entry)),
@@ -1407,6 +1412,38 @@ mod tests {
         let dup = once(&mut fs, &mut env, MSG).unwrap();
         assert!(matches!(dup, Once::Duplicate { .. }), "{dup:?}");
         assert_eq!(stored(&fs).len(), 1);
+    }
+
+    /// Where commits are ordered, what must be durable before the publish (the reservation,
+    /// the intent) is written back and the root is not flushed after the new entry: the
+    /// publish's own flush commits them. What comes after the publish is flushed: the commit
+    /// record, and an entry recreated with it when a collection removed it meanwhile.
+    #[test]
+    fn with_ordered_commits_only_what_follows_the_publish_is_flushed() {
+        let (_, mut env, _) = setup();
+        let opts = DedupOptions {
+            gc_every: 0,
+            ..DedupOptions::default()
+        };
+        let key = Key::from_message_id(b"<m1@x>");
+        let mut d = Dedup::new(key, opts, &mut env).with_write_back(true);
+        let persist = |d: &Dedup| match d.poll() {
+            DedupStep::Op(Op::WriteFile { persist, .. } | Op::Append { persist, .. }) => persist,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(persist(&d), Persist::WriteBack, "the reservation");
+        d.feed(OpResult::Done, &[], &mut env);
+        assert!(matches!(d.poll(), DedupStep::Go), "no flush of the root");
+        d.intent(Dir::New, "m1", &mut env);
+        assert_eq!(persist(&d), Persist::WriteBack, "the intent");
+        d.feed(OpResult::Done, &[], &mut env);
+        assert!(matches!(d.poll(), DedupStep::Go));
+        d.committed(Dir::New, "m1", &mut env);
+        assert_eq!(persist(&d), Persist::Flush, "the commit");
+        d.feed(OpResult::Err(ErrorKind::NotFound), &[], &mut env);
+        assert_eq!(persist(&d), Persist::Flush, "the recreated entry");
+        d.feed(OpResult::Done, &[], &mut env);
+        assert!(d.is_done());
     }
 
     #[test]
