@@ -132,8 +132,10 @@ impl Settings {
 }
 
 /// Delivers `source` into `fs`. With `transform`, the message is the MTA's: its head is
-/// looked at and the trace fields reconciled; without, it is a copy of an earlier delivery of
-/// this run and is stored as it is. Gives the maildir back (for the kept copy).
+/// looked at (read into `head`, grown to [`HEAD_MAX`] bytes the first time: a caller that
+/// delivers many messages keeps it) and the trace fields reconciled; without, it is a copy of
+/// an earlier delivery of this run and is stored as it is. Gives the maildir back (for the
+/// kept copy).
 pub fn deliver<F, E, R>(
     fs: F,
     env: &mut E,
@@ -141,7 +143,7 @@ pub fn deliver<F, E, R>(
     s: &Settings,
     source: &mut R,
     transform: bool,
-    buf: &mut [u8],
+    (head, buf): (&mut Vec<u8>, &mut [u8]),
 ) -> (F, Result<Stored, Failure>)
 where
     F: Fs,
@@ -155,8 +157,8 @@ where
     let env: &mut dyn Env = env;
     let o = s.mda(opts);
     let r = if transform {
-        let mut head = vec![0u8; HEAD_MAX];
-        mda::deliver_message(&mut fs, env, &o, source, &mut head, buf)
+        head.resize(HEAD_MAX, 0);
+        mda::deliver_message(&mut fs, env, &o, source, head, buf)
     } else {
         mda::store(&mut fs, env, &o, source, buf)
     };

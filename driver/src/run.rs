@@ -177,6 +177,8 @@ fn deliver_all<A: Adapter>(
 ) -> u8 {
     let opts = mail.delivery(args.no_fsync, Durability::Full);
     let mut buf = vec![0u8; BUF_SIZE];
+    // The message's head, made when the first delivery looks at it.
+    let mut head = Vec::new();
     let mut status = exit::OK;
     let mut out = Output::default();
     // The mail log's lines, written at the end (when the Message-ID has been read).
@@ -232,8 +234,15 @@ fn deliver_all<A: Adapter>(
                     out.err(format!("mdeliver: {}: {note}", maildir.display()));
                 }
                 let env = a.env();
-                let (mut fs, stored) =
-                    crate::envelope::deliver(fs, env, opts, settings, source, transform, &mut buf);
+                let (mut fs, stored) = crate::envelope::deliver(
+                    fs,
+                    env,
+                    opts,
+                    settings,
+                    source,
+                    transform,
+                    (&mut head, &mut buf),
+                );
                 if let Err(f) = &stored {
                     broken = crate::report::broken_index_entries(&mut fs, f);
                 }

@@ -55,6 +55,8 @@ thread_local! {
     static DECODE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
     /// The delivery buffer of this thread's deliveries.
     static DELIVER: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+    /// The buffer this thread's deliveries read a message's head into.
+    static HEAD: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
 /// A buffer of this thread's, kept across its messages and sessions: allocating and freeing
@@ -620,7 +622,8 @@ impl Server {
         let mut fs = GroupFs::new(r.fs, self.committer.clone());
         let mut env = self.env.clone();
         let mut scratch = Scratch::take(&DELIVER, BUF.max(HEAD_MAX));
-        let buf = &mut scratch.buf;
+        let mut head = Scratch::take(&HEAD, HEAD_MAX);
+        let bufs = (&mut head.buf, &mut scratch.buf[..]);
         // Identical copies (the core's `lmtp::link`): the first one's bytes followed, the
         // later ones linked to it where they are identical and on its filesystem.
         let link = link.filter(|s| s.dev == fs.dev());
@@ -635,10 +638,10 @@ impl Server {
                 link: &mut follow,
                 source,
             };
-            envelope::deliver(linked, &mut env, opts, &settings, source_fd, true, buf).1
+            envelope::deliver(linked, &mut env, opts, &settings, source_fd, true, bufs).1
         } else {
             let (back, stored) =
-                envelope::deliver(fs, &mut env, opts, &settings, &mut source_fd, true, buf);
+                envelope::deliver(fs, &mut env, opts, &settings, &mut source_fd, true, bufs);
             fs = back;
             stored
         };
