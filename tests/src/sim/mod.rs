@@ -1,5 +1,5 @@
 //! The deterministic race and crash simulator: a simulated maildir filesystem ([`fs`]), a
-//! controllable environment ([`env`]), agents and invariants ([`world`]) and schedulers
+//! controllable environment ([`env`](mod@env)), agents and invariants ([`world`]) and schedulers
 //! ([`explore`]). It drives the same core state machines that ship.
 
 pub mod env;

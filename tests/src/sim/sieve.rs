@@ -6,12 +6,12 @@
 //! `duplicate` test, an edited script). Invariant 11 ([`Invariant::UnitExactlyOnce`]) is
 //! checked after the retry, with 4, 9 and 10 and the filesystems' own (3, 7) on the way.
 //!
-//! The unit is driven by the same [`perform`] the Linux binary runs, over the composed
-//! [`Mta`] machine; the crash is a budget of operations shared by every maildir: when it runs
-//! out the process is dead (every later operation fails and changes nothing), and each
-//! maildir is then rebooted from its durable state and any subset of its pending directory
-//! operations. One deliverer: concurrency between deliverers of one key is the composed
-//! machine's (`sim_mta`).
+//! The unit is driven by the same [`perform`](mdeliver_core::machine::unit::perform) the
+//! Linux binary runs, over the composed [`Mta`] machine; the crash is a budget of operations
+//! shared by every maildir: when it runs out the process is dead (every later operation fails
+//! and changes nothing), and each maildir is then rebooted from its durable state and any
+//! subset of its pending directory operations. One deliverer: concurrency between deliverers
+//! of one key is the composed machine's (`sim_mta`).
 
 use std::cell::Cell;
 use std::collections::HashSet;
