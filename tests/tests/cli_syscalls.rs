@@ -242,6 +242,18 @@ impl Ext4 {
     }
 }
 
+/// A maildir on a fresh ext4 made with these extra `mkfs.ext4` options, or `None` (the test
+/// is skipped, and says so) without strace, root or loop devices.
+fn traced_ext4_maildir(options: &[&str]) -> Option<(Ext4, PathBuf)> {
+    if !strace_installed() {
+        return None;
+    }
+    let fs = Ext4::made_with(options)?;
+    let md = fs.mnt().join("Maildir");
+    make_maildir(&md);
+    Some((fs, md))
+}
+
 impl Drop for Ext4 {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(self.mnt()).status();
@@ -254,14 +266,9 @@ impl Drop for Ext4 {
 /// flushes the file on its own first, as on every other filesystem.
 #[test]
 fn on_ext4_the_file_is_written_back_and_one_flush_of_new_commits_both() {
-    if !strace_installed() {
-        return;
-    }
-    let Some(fs) = Ext4::new() else {
+    let Some((fs, md)) = traced_ext4_maildir(&[]) else {
         return;
     };
-    let md = fs.mnt().join("Maildir");
-    make_maildir(&md);
     let run = |disable: &str| flushes(fs.dir.path(), &[&md], b"Subject: x\n\nbody\n", disable);
     assert_eq!(run(""), ["sync_file_range", "linkat", "fsync"]);
     assert_eq!(run("ordered-commit"), ["fdatasync", "linkat", "fsync"]);
@@ -275,14 +282,9 @@ fn on_ext4_the_file_is_written_back_and_one_flush_of_new_commits_both() {
 /// filesystem flushes each record and the root by itself (six flushes besides the message).
 #[test]
 fn on_ext4_the_records_before_the_publish_are_written_back_too() {
-    if !strace_installed() {
-        return;
-    }
-    let Some(fs) = Ext4::new() else {
+    let Some((fs, md)) = traced_ext4_maildir(&[]) else {
         return;
     };
-    let md = fs.mnt().join("Maildir");
-    make_maildir(&md);
     std::fs::write(md.join("maildirsize"), "100000S\n0 0\n").unwrap();
     let run = |disable: &str, id: &str| {
         let msg = format!("Message-ID: <{id}@test>\nSubject: x\n\nbody\n");
@@ -307,14 +309,9 @@ fn on_ext4_the_records_before_the_publish_are_written_back_too() {
 /// flushed by itself before it is named, as on any other filesystem.
 #[test]
 fn on_ext4_without_a_journal_the_file_is_flushed_by_itself() {
-    if !strace_installed() {
-        return;
-    }
-    let Some(fs) = Ext4::made_with(&["-O", "^has_journal"]) else {
+    let Some((fs, md)) = traced_ext4_maildir(&["-O", "^has_journal"]) else {
         return;
     };
-    let md = fs.mnt().join("Maildir");
-    make_maildir(&md);
     let run = flushes(fs.dir.path(), &[&md], b"Subject: x\n\nbody\n", "");
     assert_eq!(run, ["fdatasync", "linkat", "fsync"]);
     assert_eq!(names(&md.join("new")).len(), 1);
