@@ -43,6 +43,9 @@ pub struct MtaScenario {
     /// What the filesystem offers: local Linux, or with ext4's ordered commits (the records
     /// needed before the publish, and the message, written back instead of flushed).
     pub caps: Capabilities,
+    /// Local POSIX, or (for the checks' own test) a filesystem that reports ordered commits
+    /// and does not keep them.
+    pub sem: Semantics,
     /// Crash (then recover) at every state.
     pub crashes: bool,
 }
@@ -59,6 +62,7 @@ impl MtaScenario {
             order: Order::AccountFirst,
             persistence: Persistence::P2,
             caps: Capabilities::LINUX_LOCAL,
+            sem: Semantics::Posix,
             crashes: true,
         }
     }
@@ -82,7 +86,7 @@ impl MtaScenario {
     }
 
     fn initial(&self) -> World {
-        let mut fs = SimFs::new(Semantics::Posix, self.caps, self.persistence);
+        let mut fs = SimFs::new(self.sem, self.caps, self.persistence);
         if self.quota {
             fs.seed(Dir::Root, MAILDIRSIZE, b"1000000S\n0 0\n");
         }
