@@ -23,7 +23,7 @@
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
@@ -160,6 +160,12 @@ struct Queue {
     underway: usize,
 }
 
+/// The queue, locked. A poisoned lock is taken as it is: the updates made under it are a few
+/// field writes, so the other sessions go on.
+fn lock(queue: &Mutex<Queue>) -> MutexGuard<'_, Queue> {
+    queue.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The group commit shared by every session.
 #[derive(Clone)]
 pub struct Committer {
@@ -278,7 +284,7 @@ const UNDERWAY_WAIT: Duration = Duration::from_micros(300);
 /// names requests the last batch makes certain (for at most [`FOLLOW_WAIT`]), and those of
 /// the deliveries under way (for at most [`UNDERWAY_WAIT`]).
 fn gather(queue: &(Mutex<Queue>, Condvar)) -> Vec<Request> {
-    let mut q = queue.0.lock().unwrap_or_else(|e| e.into_inner());
+    let mut q = lock(&queue.0);
     let start = Instant::now();
     let (follow, underway) = (start + FOLLOW_WAIT, start + UNDERWAY_WAIT);
     loop {
@@ -401,7 +407,7 @@ impl Committer {
             self.platform,
             &self.filesystems,
         );
-        let mut q = self.queue.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut q = lock(&self.queue.0);
         q.expect = expect;
         match q.waiting.first() {
             Some(next) => next.answer.set(Answer::LEAD),
@@ -434,7 +440,7 @@ impl Committer {
             thread: std::thread::current(),
         });
         {
-            let mut q = self.queue.0.lock().unwrap_or_else(|e| e.into_inner());
+            let mut q = lock(&self.queue.0);
             q.waiting.push(Request {
                 what,
                 fd: Held(fd.as_raw_fd()),
@@ -493,7 +499,7 @@ impl Drop for GroupFs {
     fn drop(&mut self) {
         if self.counted {
             let (queue, arrived) = &*self.committer.queue;
-            let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+            let mut q = lock(queue);
             q.underway -= 1;
             if q.gathering {
                 arrived.notify_one();
@@ -541,12 +547,7 @@ impl GroupFs {
             }
             Err(_) => UNKNOWN_FS.fetch_add(1, Ordering::Relaxed),
         };
-        committer
-            .queue
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .underway += 1;
+        lock(&committer.queue.0).underway += 1;
         GroupFs {
             inner,
             committer,
