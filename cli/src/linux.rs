@@ -236,14 +236,16 @@ fn ext4_journaled(dev: u64, fsid: [i32; 2]) -> bool {
     }
     let (major, minor) = (rfs::major(dev), rfs::minor(dev));
     let journaled = rfs::readlinkat(CWD, format!("/sys/dev/block/{major}:{minor}"), Vec::new())
-        .ok()
-        .and_then(|target| {
-            let name = target.to_bytes().rsplit(|&b| b == b'/').next()?.to_vec();
-            let name = String::from_utf8(name).ok().filter(|n| !n.is_empty())?;
-            let jbd2 = format!("/proc/fs/jbd2/{name}-8");
-            Some(rfs::accessat(CWD, jbd2, rfs::Access::EXISTS, AtFlags::empty()).is_ok())
-        })
-        .unwrap_or(false);
+        .is_ok_and(|target| {
+            let name = target
+                .to_bytes()
+                .rsplit(|&b| b == b'/')
+                .next()
+                .unwrap_or_default();
+            let jbd2 = format!("/proc/fs/jbd2/{}-8", String::from_utf8_lossy(name));
+            !name.is_empty()
+                && rfs::accessat(CWD, jbd2, rfs::Access::EXISTS, AtFlags::empty()).is_ok()
+        });
     if let Ok(mut s) = SEEN.lock() {
         s.push((key, journaled));
     }
