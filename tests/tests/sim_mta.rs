@@ -1,7 +1,9 @@
 //! The composed MTA delivery (duplicate index, quota, publish, accounting, commit) holds
 //! invariants 1–10 exhaustively under P2: two deliverers of the same message and of different
 //! ones, with the index, the quota and both, and with a renaming reader; a crash at every
-//! state, then the MTA's retry of every unacknowledged delivery and a later delivery.
+//! state, then the MTA's retry of every unacknowledged delivery and a later delivery. Also on
+//! ext4's ordered commits, and on the NFS model (every link's reply possibly lost) with the
+//! `Locked` delivery the drivers choose there, whose rows crash under P1.
 //! The old composition order (accounting after the commit, unflushed) breaks invariant 9: its
 //! shortest counterexample is kept below as a schedule and replayed against both orders.
 

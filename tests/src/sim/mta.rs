@@ -1,6 +1,7 @@
 //! The composed MTA delivery ([`Mta`]: duplicate index, quota, publish, accounting, commit)
 //! under the simulator: deliverers of the same or of different messages and a renaming
-//! reader, every interleaving of their operations, and at every state reached a crash in
+//! reader, every interleaving of their operations and every answer the filesystem may give
+//! (on NFS, a link whose reply is lost), and at every state reached a crash in
 //! every way the persistence model allows, followed by what the MTA does next: it retries
 //! every delivery it has no success for, and later delivers another message. Invariants 8–10
 //! ([`Invariant`]) are checked after that recovery, 4 and the filesystem's own (3, 7) on the
@@ -8,7 +9,8 @@
 //!
 //! The search is a depth-first walk over the agents' operations that skips states it has
 //! seen (same filesystem, same machines). A failure carries its schedule: the agents stepped,
-//! in order, and the crash spec (`-` for none): [`replay`] runs it again.
+//! in order (each with the filesystem's answers where one was not the first), and the crash
+//! spec (`-` for none): [`replay`] runs it again.
 
 use crate::sim::env::SimEnv;
 use crate::sim::fs::{Persistence, Semantics, SimDir, SimFile, SimFs};
@@ -18,6 +20,7 @@ use mdeliver_core::machine::dedup::{DedupOptions, Key};
 use mdeliver_core::machine::deliver::{Durability, Options};
 use mdeliver_core::machine::mta::{Mta, MtaOptions, MtaOutcome, Order};
 use mdeliver_core::machine::quota::{parse_maildirsize, CheckOptions, MAILDIRSIZE};
+use mdeliver_core::machine::trust;
 use mdeliver_core::machine::{Machine, Step};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
@@ -43,8 +46,8 @@ pub struct MtaScenario {
     /// What the filesystem offers: local Linux, or with ext4's ordered commits (the records
     /// needed before the publish, and the message, written back instead of flushed).
     pub caps: Capabilities,
-    /// Local POSIX, or (for the checks' own test) a filesystem that reports ordered commits
-    /// and does not keep them.
+    /// Local POSIX, NFS (lost link replies, the `Locked` delivery), or (for the checks' own
+    /// test) a filesystem that reports ordered commits and does not keep them.
     pub sem: Semantics,
     /// Crash (then recover) at every state.
     pub crashes: bool,
@@ -67,11 +70,21 @@ impl MtaScenario {
         }
     }
 
-    fn options(&self) -> MtaOptions {
-        MtaOptions {
+    /// The options and capabilities a delivery gets on a filesystem offering `caps`: the
+    /// strategy is chosen as the drivers choose it ([`trust::choose`]), so the NFS rows run
+    /// the `Locked` delivery with the capabilities it keeps.
+    fn options(&self, caps: Capabilities) -> (MtaOptions, Capabilities) {
+        let choice = trust::choose(caps, None);
+        let base = Options {
+            durability: Durability::Full,
+            ..Options::default()
+        };
+        let opts = MtaOptions {
+            // The lock polled as often as by default, not every 50 ms: the same steps, and
+            // far fewer states of a holder's wait.
             delivery: Options {
-                durability: Durability::Full,
-                ..Options::default()
+                lock_poll_ms: base.lock_poll_ms,
+                ..choice.options(base)
             },
             quota: self.quota.then(CheckOptions::default),
             dedup: self.dedup.then_some(DedupOptions {
@@ -82,7 +95,8 @@ impl MtaScenario {
             }),
             key: None,
             order: self.order,
-        }
+        };
+        (opts, choice.caps)
     }
 
     fn initial(&self) -> World {
@@ -90,14 +104,14 @@ impl MtaScenario {
         if self.quota {
             fs.seed(Dir::Root, MAILDIRSIZE, b"1000000S\n0 0\n");
         }
-        let opts = self.options();
+        let (opts, caps) = self.options(fs.capabilities());
         let agents = self
             .messages
             .iter()
             .enumerate()
             .map(|(i, &msg)| {
                 let mut env = SimEnv::unique(i as u8, 7);
-                let m = Mta::new(opts, fs.capabilities(), &mut env);
+                let m = Mta::new(opts, caps, &mut env);
                 Agent {
                     msg,
                     m,
@@ -160,14 +174,22 @@ impl World {
         v
     }
 
-    fn step(&mut self, a: usize) {
+    /// Steps agent `a` (the reader: the last index), the filesystem's nondeterministic
+    /// answers (on NFS, whether a link's reply was lost) forced by `choices`, missing ones 0.
+    /// Returns the choices made, as `(options, taken)`.
+    fn step(&mut self, a: usize, choices: &[u32]) -> Vec<(u32, u32)> {
+        self.fs.chooser.reset(choices);
         if a == self.agents.len() {
-            return self.reader_step();
+            self.reader_step();
+        } else {
+            let agent = &mut self.agents[a];
+            self.fs.agent = a as u8;
+            self.fs.now = agent.env.secs();
+            step_agent(&mut self.fs, agent);
         }
-        let agent = &mut self.agents[a];
-        self.fs.agent = a as u8;
-        self.fs.now = agent.env.secs();
-        step_agent(&mut self.fs, agent);
+        let made = std::mem::take(&mut self.fs.chooser.made);
+        self.fs.chooser.reset(&[]);
+        made
     }
 
     /// The reader renames the first message of new/ into cur/ with the seen flag (a plain
@@ -222,10 +244,11 @@ fn step_agent(fs: &mut SimFs, agent: &mut Agent) {
 }
 
 /// Runs a fresh delivery of `msg` to completion at time `secs`.
-fn deliver_now(fs: &mut SimFs, opts: MtaOptions, msg: usize, id: u8, secs: u64) -> MtaOutcome {
+fn deliver_now(fs: &mut SimFs, cfg: &MtaScenario, msg: usize, id: u8, secs: u64) -> MtaOutcome {
     let mut env = SimEnv::unique(id, 11);
     env.micros = secs * 1_000_000;
-    let m = Mta::new(opts, fs.capabilities(), &mut env);
+    let (opts, caps) = cfg.options(fs.capabilities());
+    let m = Mta::new(opts, caps, &mut env);
     let mut a = Agent {
         msg,
         m,
@@ -262,9 +285,22 @@ pub struct MtaReport {
     pub violations: Vec<MtaViolation>,
 }
 
-/// The schedule's printed form: `mta1:<agents stepped, comma-separated>;crash=<spec or ->`.
-fn schedule(path: &[usize], crash: Option<u64>) -> String {
-    let steps: Vec<String> = path.iter().map(|a| a.to_string()).collect();
+/// One step of a schedule: the agent, and the filesystem's choices in that step.
+type Stepped = (usize, Vec<u32>);
+
+/// The schedule's printed form: `mta1:<steps, comma-separated>;crash=<spec or ->`, a step
+/// being the agent, followed by `/` and its choices (`.`-separated) when any was not 0.
+fn schedule(path: &[Stepped], crash: Option<u64>) -> String {
+    let steps: Vec<String> = path
+        .iter()
+        .map(|(a, c)| match c.iter().any(|&x| x != 0) {
+            false => a.to_string(),
+            true => {
+                let c: Vec<String> = c.iter().map(|x| x.to_string()).collect();
+                format!("{a}/{}", c.join("."))
+            }
+        })
+        .collect();
     let c = crash.map_or("-".to_string(), |c| c.to_string());
     format!("mta1:{};crash={c}", steps.join(","))
 }
@@ -277,7 +313,6 @@ fn recover(cfg: &MtaScenario, mut fs: SimFs, agents: &[Agent]) -> Option<(Invari
             e.what.clone(),
         ));
     }
-    let opts = cfg.options();
     // Past every lease and clock margin of the attempts that died.
     let later = agents.iter().map(|a| a.env.secs()).max().unwrap_or(0) + 3_600;
     let mut unacked = 0;
@@ -286,7 +321,7 @@ fn recover(cfg: &MtaScenario, mut fs: SimFs, agents: &[Agent]) -> Option<(Invari
             continue;
         }
         unacked += 1;
-        if let Err(e) = deliver_now(&mut fs, opts, a.msg, 50 + i as u8, later) {
+        if let Err(e) = deliver_now(&mut fs, cfg, a.msg, 50 + i as u8, later) {
             return Some((
                 Invariant::NoBlockingGarbage,
                 format!("the MTA's retry of m{} (D{i}) failed: {e}", a.msg),
@@ -366,7 +401,7 @@ fn recover(cfg: &MtaScenario, mut fs: SimFs, agents: &[Agent]) -> Option<(Invari
     }
     // A later delivery is not blocked by anything left behind.
     let fresh = 1000;
-    if let Err(e) = deliver_now(&mut fs, opts, fresh, 99, later + 10) {
+    if let Err(e) = deliver_now(&mut fs, cfg, fresh, 99, later + 10) {
         return Some((
             Invariant::NoBlockingGarbage,
             format!("a later delivery of another message failed: {e}"),
@@ -379,7 +414,7 @@ fn recover(cfg: &MtaScenario, mut fs: SimFs, agents: &[Agent]) -> Option<(Invari
 pub fn explore(cfg: &MtaScenario) -> MtaReport {
     let mut report = MtaReport::default();
     let mut seen = HashSet::new();
-    let mut stack = vec![(cfg.initial(), Vec::<usize>::new())];
+    let mut stack = vec![(cfg.initial(), Vec::<Stepped>::new())];
     while let Some((w, path)) = stack.pop() {
         if !seen.insert(w.hash64()) {
             continue;
@@ -411,11 +446,23 @@ pub fn explore(cfg: &MtaScenario) -> MtaReport {
             continue;
         }
         for a in enabled.into_iter().rev() {
-            let mut next = w.clone();
-            next.step(a);
-            let mut p = path.clone();
-            p.push(a);
-            stack.push((next, p));
+            // Every answer the filesystem may give in this step: the choices made, then the
+            // next alternative of the last one that has one.
+            let mut forced = Vec::new();
+            loop {
+                let mut next = w.clone();
+                let made = next.step(a, &forced);
+                let mut p = path.clone();
+                p.push((a, made.iter().map(|m| m.1).collect()));
+                stack.push((next, p));
+                match (0..made.len()).rev().find(|&i| made[i].1 + 1 < made[i].0) {
+                    Some(i) => {
+                        forced = made[..i].iter().map(|m| m.1).collect();
+                        forced.push(made[i].1 + 1);
+                    }
+                    None => break,
+                }
+            }
         }
     }
     report
@@ -431,9 +478,19 @@ pub fn replay(cfg: &MtaScenario, schedule: &str) -> Option<(Invariant, String)> 
     let (steps, crash) = rest.split_once(";crash=").expect("a crash part");
     let mut w = cfg.initial();
     for s in steps.split(',').filter(|s| !s.is_empty()) {
-        let a: usize = s.parse().expect("an agent number");
+        let (a, choices) = s.split_once('/').unwrap_or((s, ""));
+        let a: usize = a.parse().expect("an agent number");
+        let choices: Vec<u32> = choices
+            .split('.')
+            .filter(|c| !c.is_empty())
+            .map(|c| c.parse().expect("a choice"))
+            .collect();
         assert!(w.enabled().contains(&a), "agent {a} cannot step here");
-        w.step(a);
+        let made = w.step(a, &choices);
+        assert!(
+            made.len() >= choices.len(),
+            "step {s}: fewer choices than forced"
+        );
     }
     match crash {
         "-" => recover(cfg, w.fs.clone(), &w.agents),
@@ -486,21 +543,34 @@ pub fn scenarios() -> Vec<MtaScenario> {
     v.push(r);
     // ext4: the reservation, the intent and the accounting written back, not flushed, and
     // made durable by the publish's one directory flush.
+    //
+    // NFS: a link's reply lost (an error, or `EEXIST` from the retransmission) after the
+    // server made it, every answer explored; no `O_TMPFILE` or rename-noreplace; so the
+    // drivers' choice is the `Locked` delivery. The exclusive create stays atomic, as NFSv3's
+    // is (the duplicate index assumes it; the bare-delivery rows explore NFSv2's). P1: an NFS
+    // server commits a directory operation before it replies and file data on `COMMIT` (the
+    // flush), so every crash image it can leave is one of P1's.
     for (what, messages) in [
         ("same message x2", vec![0, 0]),
         ("two messages", vec![0, 1]),
     ] {
-        let mut o = MtaScenario::new(
-            &format!("mta dedup+quota, {what}, ordered commit (write-back)"),
-            messages,
-            true,
-            true,
-        );
+        let row = |on: &str| {
+            MtaScenario::new(
+                &format!("mta dedup+quota, {what}, {on}"),
+                messages.clone(),
+                true,
+                true,
+            )
+        };
+        let mut o = row("ordered commit (write-back)");
         o.caps = Capabilities {
             ordered_commit: true,
             ..Capabilities::LINUX_LOCAL
         };
-        v.push(o);
+        let mut n = row("NFS (Locked)");
+        n.sem = Semantics::Nfs;
+        n.persistence = Persistence::P1;
+        v.extend([o, n]);
     }
     v
 }
