@@ -6,6 +6,7 @@
 //! reply), e.g. `0 0 2/1 1`; a trailing `!crash=S` checks crash image `S` of the final state
 //! (P1: persisted prefix length, P2: bit mask over un-synced visible operations).
 
+use crate::sim::fs::Chooser;
 use crate::sim::rng::Rng;
 use crate::sim::world::{Config, Footprint, Violation, World};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -29,10 +30,7 @@ impl std::fmt::Display for Schedule {
                 f.write_str(" ")?;
             }
             first = false;
-            write!(f, "{a}")?;
-            for c in cs {
-                write!(f, "/{c}")?;
-            }
+            write_step(f, *a, cs)?;
         }
         if let Some(c) = self.crash {
             write!(f, "{}!crash={c}", if first { "" } else { " " })?;
@@ -50,18 +48,30 @@ impl std::str::FromStr for Schedule {
                 out.crash = Some(c.parse().map_err(|_| format!("bad crash spec {tok}"))?);
                 continue;
             }
-            let mut parts = tok.split('/');
-            let a = parts
-                .next()
-                .and_then(|x| x.parse().ok())
-                .ok_or_else(|| format!("bad step {tok}"))?;
-            let cs = parts
-                .map(|x| x.parse().map_err(|_| format!("bad choice in {tok}")))
-                .collect::<Result<Vec<u32>, String>>()?;
-            out.steps.push((a, cs));
+            out.steps.push(parse_step(tok)?);
         }
         Ok(out)
     }
+}
+
+/// One step's printed form: the agent, then `/` and each answer the filesystem was forced to
+/// give in it (`2/0/1`).
+pub fn write_step(f: &mut impl std::fmt::Write, a: u8, choices: &[u32]) -> std::fmt::Result {
+    write!(f, "{a}")?;
+    choices.iter().try_for_each(|c| write!(f, "/{c}"))
+}
+
+/// A step printed by [`write_step`].
+pub fn parse_step(tok: &str) -> Result<(u8, Vec<u32>), String> {
+    let mut parts = tok.split('/');
+    let a = parts
+        .next()
+        .and_then(|x| x.parse().ok())
+        .ok_or_else(|| format!("bad step {tok}"))?;
+    let cs = parts
+        .map(|x| x.parse().map_err(|_| format!("bad choice in {tok}")))
+        .collect::<Result<Vec<u32>, String>>()?;
+    Ok((a, cs))
 }
 
 /// A violation found, with the schedule that reaches it.
@@ -243,11 +253,8 @@ impl Dfs<'_> {
                 self.visit(&w2, next_sleep);
                 self.path.pop();
                 // Odometer over the step's nondeterministic answers.
-                match (0..made.len()).rev().find(|&i| made[i].1 + 1 < made[i].0) {
-                    Some(i) => {
-                        forced = made[..i].iter().map(|x| x.1).collect();
-                        forced.push(made[i].1 + 1);
-                    }
+                match Chooser::next_script(&made) {
+                    Some(next) => forced = next,
                     None => break,
                 }
             }

@@ -84,6 +84,17 @@ impl Chooser {
         pick
     }
 
+    /// The answers to force for the next alternative of a step that made the choices `made`
+    /// (`(options, taken)`): an odometer whose last wheel that can still turn does, the
+    /// wheels after it dropped (they start again at 0). `None` once every alternative was
+    /// taken.
+    pub fn next_script(made: &[(u32, u32)]) -> Option<Vec<u32>> {
+        let i = (0..made.len()).rev().find(|&i| made[i].1 + 1 < made[i].0)?;
+        let mut script: Vec<u32> = made[..i].iter().map(|x| x.1).collect();
+        script.push(made[i].1 + 1);
+        Some(script)
+    }
+
     /// Starts a new step with these forced answers.
     pub fn reset(&mut self, script: &[u32]) {
         self.script.clear();

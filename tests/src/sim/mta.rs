@@ -9,11 +9,12 @@
 //!
 //! The search is a depth-first walk over the agents' operations that skips states it has
 //! seen (same filesystem, same machines). A failure carries its schedule: the agents stepped,
-//! in order (each with the filesystem's answers where one was not the first), and the crash
-//! spec (`-` for none): [`replay`] runs it again.
+//! in order (each with the filesystem's answers in it, as the bare-delivery explorer writes
+//! them), and the crash spec (`-` for none): [`replay`] runs it again.
 
 use crate::sim::env::SimEnv;
-use crate::sim::fs::{Persistence, Semantics, SimDir, SimFile, SimFs};
+use crate::sim::explore::{parse_step, write_step};
+use crate::sim::fs::{Chooser, Persistence, Semantics, SimDir, SimFile, SimFs};
 use crate::sim::Invariant;
 use mdeliver_core::fs::{perform, Capabilities, Dir, Fs, Op, Slots};
 use mdeliver_core::machine::dedup::{DedupOptions, Key};
@@ -285,20 +286,18 @@ pub struct MtaReport {
     pub violations: Vec<MtaViolation>,
 }
 
-/// One step of a schedule: the agent, and the filesystem's choices in that step.
-type Stepped = (usize, Vec<u32>);
+/// One step of a schedule: the agent, and the filesystem's answers in that step.
+type Stepped = (u8, Vec<u32>);
 
-/// The schedule's printed form: `mta1:<steps, comma-separated>;crash=<spec or ->`, a step
-/// being the agent, followed by `/` and its choices (`.`-separated) when any was not 0.
+/// The schedule's printed form: `mta1:<steps, comma-separated>;crash=<spec or ->`, each step
+/// as [`write_step`] prints it.
 fn schedule(path: &[Stepped], crash: Option<u64>) -> String {
     let steps: Vec<String> = path
         .iter()
-        .map(|(a, c)| match c.iter().any(|&x| x != 0) {
-            false => a.to_string(),
-            true => {
-                let c: Vec<String> = c.iter().map(|x| x.to_string()).collect();
-                format!("{a}/{}", c.join("."))
-            }
+        .map(|(a, c)| {
+            let mut s = String::new();
+            let _ = write_step(&mut s, *a, c);
+            s
         })
         .collect();
     let c = crash.map_or("-".to_string(), |c| c.to_string());
@@ -453,13 +452,10 @@ pub fn explore(cfg: &MtaScenario) -> MtaReport {
                 let mut next = w.clone();
                 let made = next.step(a, &forced);
                 let mut p = path.clone();
-                p.push((a, made.iter().map(|m| m.1).collect()));
+                p.push((a as u8, made.iter().map(|m| m.1).collect()));
                 stack.push((next, p));
-                match (0..made.len()).rev().find(|&i| made[i].1 + 1 < made[i].0) {
-                    Some(i) => {
-                        forced = made[..i].iter().map(|m| m.1).collect();
-                        forced.push(made[i].1 + 1);
-                    }
+                match Chooser::next_script(&made) {
+                    Some(next) => forced = next,
                     None => break,
                 }
             }
@@ -478,13 +474,8 @@ pub fn replay(cfg: &MtaScenario, schedule: &str) -> Option<(Invariant, String)> 
     let (steps, crash) = rest.split_once(";crash=").expect("a crash part");
     let mut w = cfg.initial();
     for s in steps.split(',').filter(|s| !s.is_empty()) {
-        let (a, choices) = s.split_once('/').unwrap_or((s, ""));
-        let a: usize = a.parse().expect("an agent number");
-        let choices: Vec<u32> = choices
-            .split('.')
-            .filter(|c| !c.is_empty())
-            .map(|c| c.parse().expect("a choice"))
-            .collect();
+        let (a, choices) = parse_step(s).expect("a step");
+        let a = usize::from(a);
         assert!(w.enabled().contains(&a), "agent {a} cannot step here");
         let made = w.step(a, &choices);
         assert!(
