@@ -4,7 +4,9 @@
 //! cannot pass by being re-blessed.
 
 use mdeliver_core::fs::{perform, Slots};
-use mdeliver_core::machine::deliver::{Delivered, Durability, Publish, Strategy, LOCK_NAME};
+use mdeliver_core::machine::deliver::{
+    Delivered, Durability, Publish, Strategy, LOCK_BREAK_PREFIX, LOCK_NAME,
+};
 use mdeliver_core::maildir::name::ParsedName;
 use mdeliver_core::testkit::{self, Hooked, Script, TestEnv};
 use mdeliver_core::{
@@ -403,7 +405,53 @@ fn locked_breaks_a_stale_lock() {
         MSG,
     );
     assert_delivered_only(&fs, &out.unwrap(), Dir::New);
-    assert!(fs.fs.list(Dir::Root).is_empty());
+    // Only the claim that let this deliverer alone break it stays.
+    assert_eq!(fs.fs.list(Dir::Root), vec![format!("{LOCK_BREAK_PREFIX}0")]);
+}
+
+#[test]
+fn locked_leaves_a_stale_lock_to_the_deliverer_that_claimed_it() {
+    let mut fs = memfs(Capabilities::POSIX);
+    fs.create(Dir::Root, LOCK_NAME, true).unwrap(); // mtime 0: stale
+    fs.fs.clock.set(1_700_000_000_000); // claimed a moment ago by a live deliverer
+    fs.create(Dir::Root, &format!("{LOCK_BREAK_PREFIX}0"), true)
+        .unwrap();
+    let o = Options {
+        strategy: Strategy::Locked,
+        lock_timeout_ms: 3000,
+        ..opts()
+    };
+    let (trace, out) = run(&mut fs, o, MSG);
+    assert_eq!(out.unwrap_err().kind, ErrorKind::Busy, "{trace}");
+    assert_nothing_left(&fs);
+    // The stale lock is the claimer's to remove, however long it takes.
+    assert_eq!(
+        fs.fs.list(Dir::Root),
+        vec![LOCK_NAME.to_string(), format!("{LOCK_BREAK_PREFIX}0")]
+    );
+    assert!(!trace.contains(&format!("Unlink {{ dir: Root, name: \"{LOCK_NAME}\" }}")));
+}
+
+#[test]
+fn locked_claims_the_claim_of_a_deliverer_that_died_before_breaking() {
+    let mut fs = memfs(Capabilities::POSIX);
+    fs.create(Dir::Root, LOCK_NAME, true).unwrap(); // mtime 0: stale
+    fs.create(Dir::Root, &format!("{LOCK_BREAK_PREFIX}0"), true)
+        .unwrap(); // mtime 0: its claimer died long ago
+    let o = Options {
+        strategy: Strategy::Locked,
+        ..opts()
+    };
+    let (trace, out) = run(&mut fs, o, MSG);
+    assert_delivered_only(&fs, &out.unwrap(), Dir::New);
+    assert_eq!(
+        fs.fs.list(Dir::Root),
+        vec![
+            format!("{LOCK_BREAK_PREFIX}0"),
+            format!("{LOCK_BREAK_PREFIX}0.0")
+        ],
+        "{trace}"
+    );
 }
 
 #[test]

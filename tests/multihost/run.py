@@ -300,7 +300,8 @@ def check(a, stats):
             stats.violations.append(f"{mid} stored {c} times: {', '.join(where[mid])}")
     acked_missing = [k for k in stats.acked if k not in names]
     # Left by SIGKILLed deliverers, like their tmp files: garbage, not mail (a stale lock is
-    # broken by the next delivery after MDELIVER_TEST_LOCK_STALE).
+    # broken by the next delivery after MDELIVER_TEST_LOCK_STALE, which leaves its empty claim,
+    # mdeliver.lock.break.<mtime>).
     root = [n for n in os.listdir(a.final) if n.startswith("mdeliver.lock")] \
         if os.path.isdir(a.final) else []
     return {

@@ -20,7 +20,9 @@ use std::rc::Rc;
 
 use mdeliver_core::env::{Env, Timestamp};
 use mdeliver_core::fs::{perform, Capabilities, Dir, Fs, Op, OpResult, Slots, Stat};
-use mdeliver_core::machine::deliver::{Delivered, Durability, Options, Step, Strategy, LOCK_NAME};
+use mdeliver_core::machine::deliver::{
+    Delivered, Durability, Options, Step, Strategy, LOCK_BREAK_PREFIX, LOCK_NAME,
+};
 use mdeliver_core::machine::quota::{self, Decision, Limits, RecalcReason, Usage, Verdict};
 use mdeliver_core::machine::scan::{classify, KeySet, Mark, Scan, ScanOptions, ScanStep};
 use mdeliver_core::maildir::flags::{BadFlag, Flags};
@@ -1377,8 +1379,12 @@ pub fn deliver_faults(data: &[u8]) {
             }
         }
     }
-    // Lock files: ours are gone unless their unlink failed.
-    let lock_left = ours.iter().filter(|(k, _)| k.0 == Dir::Root).count();
+    // Lock files: ours are gone unless their unlink failed (a claim to break a stale lock
+    // stays by design: it names that lock alone).
+    let lock_left = ours
+        .iter()
+        .filter(|(k, _)| k.0 == Dir::Root && !k.1.starts_with(LOCK_BREAK_PREFIX))
+        .count();
     assert!(
         lock_left == 0
             || fs.hook.failed_unlinks.contains(&Dir::Root)

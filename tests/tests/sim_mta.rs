@@ -2,18 +2,23 @@
 //! invariants 1–10 exhaustively under P2: two deliverers of the same message and of different
 //! ones, with the index, the quota and both, and with a renaming reader; a crash at every
 //! state, then the MTA's retry of every unacknowledged delivery and a later delivery. Also on
-//! ext4's ordered commits, and on the NFS model (every link's reply possibly lost) with the
-//! `Locked` delivery the drivers choose there, whose rows crash under P1.
+//! ext4's ordered commits, and on the NFS model (every link's reply possibly lost, appends
+//! that two hosts can overwrite) with the `Locked` delivery the drivers choose there, whose
+//! rows crash under P1; and two retries of one message after a deliverer died holding its
+//! index entry (and on NFS the maildir's lock), which both may take over.
 //! The old composition order (accounting after the commit, unflushed) breaks invariant 9: its
 //! shortest counterexample is kept below as a schedule and replayed against both orders.
 
 use mdeliver_core::machine::mta::Order;
 use mdeliver_tests::sim::fs::Semantics;
-use mdeliver_tests::sim::mta::{explore, replay, scenarios, MtaScenario};
+use mdeliver_tests::sim::mta::{
+    explore, replay, scenarios, two_hosts_after_a_dead_holder_on_nfs,
+    two_retries_after_a_dead_holder, MtaScenario,
+};
 use mdeliver_tests::sim::Invariant;
 
-/// The rows in three tests, so that the two NFS rows (most of the states) run side by side
-/// with the rest.
+/// The rows in four tests, so that the NFS rows (most of the states) run side by side with
+/// the rest.
 #[test]
 fn every_local_composed_scenario_holds_every_invariant() {
     rows_hold(|c| c.sem != Semantics::Nfs);
@@ -21,7 +26,7 @@ fn every_local_composed_scenario_holds_every_invariant() {
 
 #[test]
 fn the_nfs_rows_of_the_same_message_hold_every_invariant() {
-    rows_hold(|c| c.sem == Semantics::Nfs && c.messages == [0, 0]);
+    rows_hold(|c| c.sem == Semantics::Nfs && c.messages == [0, 0] && !c.stale_holder);
 }
 
 #[test]
@@ -351,4 +356,50 @@ fn item7_a_folder_delivery_counts_in_the_top_maildirsize() {
         fs.contents(Dir::Root, MAILDIRSIZE).is_none(),
         "no maildirsize in the folder"
     );
+}
+
+/// The model of appends that are not atomic catches what they break: without a lock, two
+/// deliverers taking over one stale entry each write their `R` record where the file ended
+/// when they looked, the second over the first, and both go on as its holder.
+#[test]
+fn torn_appends_let_two_deliverers_take_over_one_entry_without_a_lock() {
+    let mut cfg = two_retries_after_a_dead_holder();
+    cfg.atomic_appends = false;
+    cfg.crashes = false;
+    let r = explore(&cfg);
+    assert!(
+        r.violations
+            .iter()
+            .any(|v| v.invariant == Invariant::ExactlyOnce),
+        "{r:?}"
+    );
+}
+
+/// The claim is what makes breaking a stale lock safe. Without it, both deliverers break the
+/// dead holder's lock (`stat`, then `unlink` by name), the second removing the lock the first
+/// has just taken, so both hold it; their takeover records then overwrite each other (NFS
+/// appends are not atomic) and both store the message. The shortest such schedule is kept
+/// and replays. With the claim the same row holds (the test below).
+const STALE_LOCK: &str = include_str!("sim_mta_stale_lock.schedule");
+
+#[test]
+fn without_the_claim_two_hosts_breaking_one_stale_lock_store_a_message_twice() {
+    let mut cfg = two_hosts_after_a_dead_holder_on_nfs();
+    cfg.unclaimed_breaks = true;
+    cfg.crashes = false;
+    let r = explore(&cfg);
+    let twice: Vec<_> = r
+        .violations
+        .iter()
+        .filter(|v| v.invariant == Invariant::ExactlyOnce)
+        .collect();
+    assert!(!twice.is_empty(), "{r:?}");
+    assert_eq!(twice[0].schedule, STALE_LOCK.trim(), "{}", twice[0]);
+    let (i, what) = replay(&cfg, STALE_LOCK.trim()).expect("the kept schedule stores twice");
+    assert_eq!(i, Invariant::ExactlyOnce, "{what}");
+}
+
+#[test]
+fn the_nfs_row_after_a_dead_holder_holds_every_invariant() {
+    rows_hold(|c| c.sem == Semantics::Nfs && c.stale_holder);
 }

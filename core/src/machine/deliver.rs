@@ -22,9 +22,11 @@
 //! it has been seen: cur/ is synced and success reported, so an MTA retry cannot duplicate it);
 //! every failure path removes its tmp file.
 
+use core::fmt::Write as _;
+
 use crate::env::Env;
 use crate::error::{Error, ErrorKind, Phase};
-use crate::fs::{Capabilities, Dir, Fs, Op, OpResult};
+use crate::fs::{Capabilities, Dir, Fs, Op, OpResult, Persist};
 use crate::maildir::flags::Flags;
 use crate::maildir::name::{emit_classic, InfoSep, NameBuf, Unique};
 
@@ -94,6 +96,16 @@ impl Default for Options {
 
 /// The name of the maildir lock file of the `Locked` strategy, in the maildir root.
 pub const LOCK_NAME: &str = "mdeliver.lock";
+
+/// A lock older than [`Options::lock_stale_secs`] is broken only by the deliverer that first
+/// creates (exclusively) this prefix followed by the lock's modification time, so that of
+/// several deliverers that find the same stale lock exactly one removes it. Without the claim,
+/// a second breaker could remove the lock the first had just taken, and both would hold it.
+/// The modification time names the stale lock: a lock that replaced it is fresh. A claim as
+/// old as a stale lock was left by a deliverer that died before breaking the lock; it is
+/// claimed in turn (the prefix, the lock's time, `.` and the claim's time). A claim (an empty
+/// file) stays behind.
+pub const LOCK_BREAK_PREFIX: &str = "mdeliver.lock.break.";
 
 /// How a message gets its final name.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -165,6 +177,11 @@ enum State {
     LockLink,
     LockCheckOwn,
     LockCheckHeld,
+    /// Claims the right to break the stale lock just seen: an exclusive create of
+    /// [`LOCK_BREAK_PREFIX`] and the lock's modification time.
+    LockBreakClaim,
+    /// The claim was taken: whether its claimer died (its claim is stale, too).
+    LockClaimStat,
     LockBreak,
     LockWait,
     LockOrphanUnique,
@@ -206,6 +223,10 @@ pub struct Delivery {
     tmp: NameBuf,
     published: NameBuf,
     lock_unique: NameBuf,
+    /// The claim to break a stale lock ([`State::LockBreakClaim`]).
+    lock_break: heapless::String<64>,
+    /// The stale lock's modification time, which names the claims on it.
+    lock_break_of: u64,
     host: heapless::String<64>,
     size: u64,
     /// The size with CRLF line ends (the name's `,W=`).
@@ -255,6 +276,8 @@ impl Delivery {
             tmp: NameBuf::new(),
             published: NameBuf::new(),
             lock_unique: NameBuf::new(),
+            lock_break: heapless::String::new(),
+            lock_break_of: 0,
             host,
             size: 0,
             crlf_size: 0,
@@ -358,6 +381,17 @@ impl Delivery {
             State::LockCheckHeld | State::LockOrphanStat => Op::Stat {
                 dir: Dir::Root,
                 name: LOCK_NAME,
+            },
+            State::LockClaimStat => Op::Stat {
+                dir: Dir::Root,
+                name: self.lock_break.as_str(),
+            },
+            State::LockBreakClaim => Op::WriteFile {
+                dir: Dir::Root,
+                name: self.lock_break.as_str(),
+                data: b"",
+                persist: Persist::Cache,
+                anonymous: false,
             },
             State::LockOrphanUnique => Op::Unlink {
                 dir: Dir::Root,
@@ -520,7 +554,38 @@ impl Delivery {
                 OpResult::Stat(s) => {
                     let now = env.now().secs;
                     if now > s.mtime.saturating_add(self.opts.lock_stale_secs) {
-                        self.state = State::LockBreak;
+                        self.lock_break_of = s.mtime;
+                        self.lock_break.clear();
+                        let _ = write!(self.lock_break, "{LOCK_BREAK_PREFIX}{}", s.mtime);
+                        self.state = State::LockBreakClaim;
+                    } else {
+                        self.state = State::LockWait;
+                    }
+                }
+                OpResult::Err(ErrorKind::NotFound) => self.lock_retry(),
+                _ => self.fail(err.unwrap_or(ErrorKind::Io), Phase::Lock),
+            },
+            // Another deliverer claimed this stale lock first: it breaks it and takes the
+            // lock; wait for it as for any holder.
+            State::LockBreakClaim => match err {
+                None => self.state = State::LockBreak,
+                Some(ErrorKind::Exists) => self.state = State::LockClaimStat,
+                Some(e) => self.fail(e, Phase::Lock),
+            },
+            // A claim as old as a stale lock belongs to a deliverer that died between its
+            // claim and its break: claim the claim (one more exclusive create, named after it),
+            // so that again exactly one deliverer breaks the lock.
+            State::LockClaimStat => match result {
+                OpResult::Stat(s) => {
+                    let now = env.now().secs;
+                    if now > s.mtime.saturating_add(self.opts.lock_stale_secs) {
+                        self.lock_break.clear();
+                        let _ = write!(
+                            self.lock_break,
+                            "{LOCK_BREAK_PREFIX}{}.{}",
+                            self.lock_break_of, s.mtime
+                        );
+                        self.state = State::LockBreakClaim;
                     } else {
                         self.state = State::LockWait;
                     }
@@ -798,6 +863,8 @@ impl Delivery {
                 | State::LockLink
                 | State::LockCheckOwn
                 | State::LockCheckHeld
+                | State::LockBreakClaim
+                | State::LockClaimStat
                 | State::LockBreak
                 | State::LockWait
                 | State::LockOrphanUnique

@@ -8,6 +8,7 @@
 
 use mdeliver_core::fs::EntryName;
 use mdeliver_core::fs::{Capabilities, Dir, Fs, Persist, Stat};
+use mdeliver_core::machine::deliver::LOCK_BREAK_PREFIX;
 use mdeliver_core::ErrorKind;
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
@@ -235,6 +236,14 @@ pub struct SimFs {
     pub now: u64,
     /// Nondeterministic answers.
     pub chooser: Chooser,
+    /// Where the next [`Fs::append`] writes instead of the file's end: the size another
+    /// host's append saw before this one landed (an NFS client picks an `O_APPEND` write's
+    /// offset from the size it last fetched). Set by the world for one operation.
+    pub append_at: Option<usize>,
+    /// A mutant for the checks' own test: a claim to break a stale lock
+    /// ([`LOCK_BREAK_PREFIX`]) is granted even when another deliverer holds it, as if
+    /// deliverers broke stale locks without claiming them.
+    pub unclaimed_breaks: bool,
 }
 
 impl Hash for SimFs {
@@ -291,6 +300,8 @@ impl SimFs {
             agent: 0,
             now: 0,
             chooser: Chooser::default(),
+            append_at: None,
+            unclaimed_breaks: false,
         }
     }
 
@@ -589,6 +600,9 @@ impl Fs for SimFs {
         self.check_name(dir, name)?;
         let key = (dir, name.to_string());
         if let Some(&ino) = self.entries.get(&key) {
+            if self.unclaimed_breaks && name.starts_with(LOCK_BREAK_PREFIX) {
+                return Ok(SimFile { ino });
+            }
             if exclusive {
                 return Err(ErrorKind::Exists);
             }
@@ -906,7 +920,15 @@ impl Fs for SimFs {
         let p0 = self.persistence == Persistence::P0;
         let now = self.now;
         let i = self.inodes.get_mut(&ino).ok_or(ErrorKind::Io)?;
-        i.data.extend_from_slice(data);
+        match self.append_at.take() {
+            // Over whatever was appended since that size was seen, then past the end.
+            Some(at) if at < i.data.len() => {
+                let over = data.len().min(i.data.len() - at);
+                i.data[at..at + over].copy_from_slice(&data[..over]);
+                i.data.extend_from_slice(&data[over..]);
+            }
+            _ => i.data.extend_from_slice(data),
+        }
         i.mtime = now;
         let sync = match p {
             Persist::Cache => false,

@@ -1,7 +1,9 @@
 //! The composed MTA delivery ([`Mta`]: duplicate index, quota, publish, accounting, commit)
 //! under the simulator: deliverers of the same or of different messages and a renaming
 //! reader, every interleaving of their operations and every answer the filesystem may give
-//! (on NFS, a link whose reply is lost), and at every state reached a crash in
+//! (on NFS, a link whose reply is lost; an append that is two steps, the size seen and the
+//! write there, so that another's append in between is overwritten), and at every state
+//! reached a crash in
 //! every way the persistence model allows, followed by what the MTA does next: it retries
 //! every delivery it has no success for, and later delivers another message. Invariants 8–10
 //! ([`Invariant`]) are checked after that recovery, 4 and the filesystem's own (3, 7) on the
@@ -18,7 +20,7 @@ use crate::sim::fs::{Chooser, Persistence, Semantics, SimDir, SimFile, SimFs};
 use crate::sim::Invariant;
 use mdeliver_core::fs::{perform, Capabilities, Dir, Fs, Op, Slots};
 use mdeliver_core::machine::dedup::{DedupOptions, Key};
-use mdeliver_core::machine::deliver::{Durability, Options};
+use mdeliver_core::machine::deliver::{Durability, Options, Strategy};
 use mdeliver_core::machine::mta::{Mta, MtaOptions, MtaOutcome, Order};
 use mdeliver_core::machine::quota::{parse_maildirsize, CheckOptions, MAILDIRSIZE};
 use mdeliver_core::machine::trust;
@@ -52,6 +54,19 @@ pub struct MtaScenario {
     pub sem: Semantics,
     /// Crash (then recover) at every state.
     pub crashes: bool,
+    /// Each `O_APPEND` write is atomic. When not (NFS: the client writes at the size it last
+    /// fetched), an append is two steps, the size seen and the write there, so another
+    /// deliverer's append in between is overwritten.
+    pub atomic_appends: bool,
+    /// Before the deliverers start, another deliverer of message 0 reserved its index entry
+    /// (holding the maildir's lock, if it takes one) and died; the deliverers start after its
+    /// lease and its lock have run out, so both may take the entry over.
+    pub stale_holder: bool,
+    /// The delivery strategy instead of the drivers' choice (for the checks' own tests).
+    pub strategy: Option<Strategy>,
+    /// A mutant for the checks' own test ([`SimFs::unclaimed_breaks`]): stale locks broken
+    /// without the claim that lets only one deliverer break each.
+    pub unclaimed_breaks: bool,
 }
 
 impl MtaScenario {
@@ -68,6 +83,10 @@ impl MtaScenario {
             caps: Capabilities::LINUX_LOCAL,
             sem: Semantics::Posix,
             crashes: true,
+            atomic_appends: true,
+            stale_holder: false,
+            strategy: None,
+            unclaimed_breaks: false,
         }
     }
 
@@ -80,12 +99,22 @@ impl MtaScenario {
             durability: Durability::Full,
             ..Options::default()
         };
+        let chosen = choice.options(base);
+        let strategy = self.strategy.unwrap_or(chosen.strategy);
         let opts = MtaOptions {
             // The lock polled as often as by default, not every 50 ms: the same steps, and
             // far fewer states of a holder's wait.
             delivery: Options {
                 lock_poll_ms: base.lock_poll_ms,
-                ..choice.options(base)
+                // After a dead holder, a deliverer may wait for the other's lock: a few polls
+                // show it, and each is as many more states.
+                lock_timeout_ms: if self.stale_holder {
+                    3_000
+                } else {
+                    chosen.lock_timeout_ms
+                },
+                strategy,
+                ..chosen
             },
             quota: self.quota.then(CheckOptions::default),
             dedup: self.dedup.then_some(DedupOptions {
@@ -102,32 +131,80 @@ impl MtaScenario {
 
     fn initial(&self) -> World {
         let mut fs = SimFs::new(self.sem, self.caps, self.persistence);
+        fs.unclaimed_breaks = self.unclaimed_breaks;
         if self.quota {
             fs.seed(Dir::Root, MAILDIRSIZE, b"1000000S\n0 0\n");
         }
         let (opts, caps) = self.options(fs.capabilities());
+        // Seconds the deliverers start after the dead holder: past its lease, the clock
+        // margin and the lock's staleness.
+        let late = if self.stale_holder {
+            self.die_after_reserving(&mut fs);
+            let d = DedupOptions::default();
+            let stale = d.lease_secs.max(opts.delivery.lock_stale_secs);
+            stale + d.margin_secs + 40
+        } else {
+            0
+        };
         let agents = self
             .messages
             .iter()
             .enumerate()
             .map(|(i, &msg)| {
                 let mut env = SimEnv::unique(i as u8, 7);
+                env.micros += late * 1_000_000;
                 let m = Mta::new(opts, caps, &mut env);
-                Agent {
-                    msg,
-                    m,
-                    env,
-                    file: None,
-                    stream: None,
-                    inner: None,
-                    outcome: None,
-                }
+                Agent::new(msg, m, env)
             })
             .collect();
         World {
             fs,
             agents,
             reader_moves: if self.reader { 2 } else { 0 },
+            atomic_appends: self.atomic_appends,
+        }
+    }
+
+    /// A deliverer of message 0 runs until its reservation is in the index entry, then dies
+    /// (everything it did is durable: its host lived on).
+    fn die_after_reserving(&self, fs: &mut SimFs) {
+        let mut env = SimEnv::unique(9, 7);
+        let (opts, caps) = self.options(fs.capabilities());
+        let m = Mta::new(opts, caps, &mut env);
+        let mut dead = Agent::new(0, m, env);
+        let entry = key_of(0).entry_name();
+        for _ in 0..1_000 {
+            fs.agent = 9;
+            fs.now = dead.env.secs();
+            step_agent(fs, &mut dead, true);
+            let reserved = fs
+                .contents(Dir::Root, &entry)
+                .is_some_and(|d| d.windows(3).any(|w| w == b"\nR "));
+            assert!(
+                dead.outcome.is_none(),
+                "the holder finished before reserving"
+            );
+            if reserved {
+                fs.sync_all()
+                    .expect("the dead holder's writes made durable");
+                return;
+            }
+        }
+        panic!("the holder never reserved");
+    }
+}
+
+impl Agent {
+    fn new(msg: usize, m: Mta, env: SimEnv) -> Agent {
+        Agent {
+            msg,
+            m,
+            env,
+            file: None,
+            stream: None,
+            inner: None,
+            outcome: None,
+            append_at: None,
         }
     }
 }
@@ -146,6 +223,8 @@ struct Agent {
     stream: Option<SimDir>,
     inner: Option<SimDir>,
     outcome: Option<MtaOutcome>,
+    /// Between the two steps of an append that is not atomic: the file's size it saw.
+    append_at: Option<usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -153,6 +232,7 @@ struct World {
     fs: SimFs,
     agents: Vec<Agent>,
     reader_moves: u8,
+    atomic_appends: bool,
 }
 
 impl World {
@@ -186,7 +266,7 @@ impl World {
             let agent = &mut self.agents[a];
             self.fs.agent = a as u8;
             self.fs.now = agent.env.secs();
-            step_agent(&mut self.fs, agent);
+            step_agent(&mut self.fs, agent, self.atomic_appends);
         }
         let made = std::mem::take(&mut self.fs.chooser.made);
         self.fs.chooser.reset(&[]);
@@ -207,8 +287,20 @@ impl World {
     }
 }
 
-/// One operation of an agent's machine.
-fn step_agent(fs: &mut SimFs, agent: &mut Agent) {
+/// One operation of an agent's machine. An append that is not `atomic` takes two calls: the
+/// first sees the file's size, the second writes there.
+fn step_agent(fs: &mut SimFs, agent: &mut Agent, atomic: bool) {
+    if let (false, Step::Op(Op::Append { dir, name, .. })) = (atomic, agent.m.poll()) {
+        match agent.append_at.take() {
+            Some(at) => fs.append_at = Some(at),
+            None => {
+                if let Some(size) = fs.contents(dir, name).map(<[u8]>::len) {
+                    agent.append_at = Some(size);
+                    return;
+                }
+            }
+        }
+    }
     let body = body(agent.msg);
     let mut slots = Slots {
         file: agent.file.take(),
@@ -250,19 +342,11 @@ fn deliver_now(fs: &mut SimFs, cfg: &MtaScenario, msg: usize, id: u8, secs: u64)
     env.micros = secs * 1_000_000;
     let (opts, caps) = cfg.options(fs.capabilities());
     let m = Mta::new(opts, caps, &mut env);
-    let mut a = Agent {
-        msg,
-        m,
-        env,
-        file: None,
-        stream: None,
-        inner: None,
-        outcome: None,
-    };
+    let mut a = Agent::new(msg, m, env);
     for _ in 0..10_000 {
         fs.agent = id;
         fs.now = a.env.secs();
-        step_agent(fs, &mut a);
+        step_agent(fs, &mut a, true);
         if let Some(o) = a.outcome.take() {
             return o;
         }
@@ -537,7 +621,8 @@ pub fn scenarios() -> Vec<MtaScenario> {
     //
     // NFS: a link's reply lost (an error, or `EEXIST` from the retransmission) after the
     // server made it, every answer explored; no `O_TMPFILE` or rename-noreplace; so the
-    // drivers' choice is the `Locked` delivery. The exclusive create stays atomic, as NFSv3's
+    // drivers' choice is the `Locked` delivery. Appends are not atomic (two hosts' appends can
+    // overwrite each other), as on NFS. The exclusive create stays atomic, as NFSv3's
     // is (the duplicate index assumes it; the bare-delivery rows explore NFSv2's). P1: an NFS
     // server commits a directory operation before it replies and file data on `COMMIT` (the
     // flush), so every crash image it can leave is one of P1's.
@@ -561,7 +646,37 @@ pub fn scenarios() -> Vec<MtaScenario> {
         let mut n = row("NFS (Locked)");
         n.sem = Semantics::Nfs;
         n.persistence = Persistence::P1;
+        n.atomic_appends = false;
         v.extend([o, n]);
     }
+    v.push(two_retries_after_a_dead_holder());
+    v.push(two_hosts_after_a_dead_holder_on_nfs());
     v
+}
+
+/// Two deliverers of one message start together after another deliverer of it died holding
+/// its reservation (and, with the `Locked` delivery, the maildir's lock): both find the
+/// entry's holder out of its lease, and both may take it over.
+pub fn two_retries_after_a_dead_holder() -> MtaScenario {
+    let mut c = MtaScenario::new(
+        "mta dedup, same message x2 after a dead holder",
+        vec![0, 0],
+        true,
+        false,
+    );
+    c.stale_holder = true;
+    c
+}
+
+/// [`two_retries_after_a_dead_holder`] on the NFS model with the `Locked` delivery, and
+/// appends that are not atomic, as NFS makes them (P1). Both deliverers find the dead
+/// holder's lock stale; only the one that claims it first breaks it, so the takeover of the
+/// index entry happens under the lock, one deliverer at a time.
+pub fn two_hosts_after_a_dead_holder_on_nfs() -> MtaScenario {
+    let mut c = two_retries_after_a_dead_holder();
+    c.name = "mta dedup, same message x2 after a dead holder, NFS (Locked), torn appends".into();
+    c.sem = Semantics::Nfs;
+    c.persistence = Persistence::P1;
+    c.atomic_appends = false;
+    c
 }
