@@ -69,8 +69,13 @@
 //!   (the delivery machine's directory fsync). A record lost with the crash belongs to a step
 //!   whose successors never happened.
 //!
-//! Assumptions, stated: `O_EXCL` and `O_APPEND` are atomic (local filesystems; not old NFS);
-//! clocks of deliverers agree within [`DedupOptions::margin_secs`], and a holder that passed
+//! Assumptions, stated: `O_EXCL` is atomic (local filesystems and NFSv3, not NFSv2), and so is
+//! `O_APPEND` where deliverers append at the same time. NFS does not make `O_APPEND` atomic
+//! between hosts (each client writes at the size it last fetched); there the drivers choose
+//! the `Locked` delivery, whose maildir lock is held while the index is reserved, taken over
+//! and given its intent, so those appends come one at a time (the composed explorer's NFS rows
+//! model appends that overwrite each other). Also: clocks of deliverers agree within
+//! [`DedupOptions::margin_secs`], and a holder that passed
 //! its lease check issues the publish call within that margin. A message a user deletes
 //! before a recovery looks "absent" to that recovery, so a crashed delivery's retry may
 //! store it again; a committed entry suppresses regardless.
