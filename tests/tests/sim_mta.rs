@@ -13,7 +13,7 @@ use mdeliver_core::machine::mta::Order;
 use mdeliver_tests::sim::fs::Semantics;
 use mdeliver_tests::sim::mta::{
     explore, replay, scenarios, two_hosts_after_a_dead_holder_on_nfs,
-    two_retries_after_a_dead_holder, MtaScenario,
+    two_retries_after_a_dead_holder, MtaReport, MtaScenario,
 };
 use mdeliver_tests::sim::Invariant;
 
@@ -87,15 +87,16 @@ const DRIFT: &str = include_str!("sim_mta_drift.schedule");
 
 #[test]
 fn the_explorer_finds_the_quota_drift_of_the_old_order() {
-    let r = explore(&old_order());
-    let drift: Vec<_> = r
-        .violations
-        .iter()
-        .filter(|v| v.invariant == Invariant::QuotaAgrees)
-        .collect();
-    assert!(!drift.is_empty(), "{r:?}");
-    // The kept schedule is the shortest one the search finds.
-    assert_eq!(drift[0].schedule, DRIFT.trim(), "{}", drift[0]);
+    assert_shortest_is(&explore(&old_order()), Invariant::QuotaAgrees, DRIFT);
+}
+
+/// Asserts that the search broke `invariant`, and that the shortest schedule it found for it
+/// is the `kept` one.
+fn assert_shortest_is(r: &MtaReport, invariant: Invariant, kept: &str) {
+    // Violations come shortest first.
+    let v = r.violations.iter().find(|v| v.invariant == invariant);
+    let v = v.unwrap_or_else(|| panic!("{invariant:?} not broken: {r:?}"));
+    assert_eq!(v.schedule, kept.trim(), "{v}");
 }
 
 #[test]
@@ -387,14 +388,7 @@ fn without_the_claim_two_hosts_breaking_one_stale_lock_store_a_message_twice() {
     let mut cfg = two_hosts_after_a_dead_holder_on_nfs();
     cfg.unclaimed_breaks = true;
     cfg.crashes = false;
-    let r = explore(&cfg);
-    let twice: Vec<_> = r
-        .violations
-        .iter()
-        .filter(|v| v.invariant == Invariant::ExactlyOnce)
-        .collect();
-    assert!(!twice.is_empty(), "{r:?}");
-    assert_eq!(twice[0].schedule, STALE_LOCK.trim(), "{}", twice[0]);
+    assert_shortest_is(&explore(&cfg), Invariant::ExactlyOnce, STALE_LOCK);
     let (i, what) = replay(&cfg, STALE_LOCK.trim()).expect("the kept schedule stores twice");
     assert_eq!(i, Invariant::ExactlyOnce, "{what}");
 }

@@ -26,7 +26,7 @@ use core::fmt::Write as _;
 
 use crate::env::Env;
 use crate::error::{Error, ErrorKind, Phase};
-use crate::fs::{Capabilities, Dir, Fs, Op, OpResult, Persist};
+use crate::fs::{Capabilities, Dir, Fs, Op, OpResult, Persist, Stat};
 use crate::maildir::flags::Flags;
 use crate::maildir::name::{emit_classic, InfoSep, NameBuf, Unique};
 
@@ -552,8 +552,7 @@ impl Delivery {
             State::LockOrphanBreak => self.fail_lock_pending(),
             State::LockCheckHeld => match result {
                 OpResult::Stat(s) => {
-                    let now = env.now().secs;
-                    if now > s.mtime.saturating_add(self.opts.lock_stale_secs) {
+                    if self.is_stale(s, env) {
                         self.lock_break_of = s.mtime;
                         self.lock_break.clear();
                         let _ = write!(self.lock_break, "{LOCK_BREAK_PREFIX}{}", s.mtime);
@@ -577,8 +576,7 @@ impl Delivery {
             // so that again exactly one deliverer breaks the lock.
             State::LockClaimStat => match result {
                 OpResult::Stat(s) => {
-                    let now = env.now().secs;
-                    if now > s.mtime.saturating_add(self.opts.lock_stale_secs) {
+                    if self.is_stale(s, env) {
                         self.lock_break.clear();
                         let _ = write!(
                             self.lock_break,
@@ -871,6 +869,11 @@ impl Delivery {
                 | State::LockOrphanStat
                 | State::LockOrphanBreak
         )
+    }
+
+    /// Whether a lock (or a claim to break one) this old was left by a dead deliverer.
+    fn is_stale<E: Env + ?Sized>(&self, s: Stat, env: &mut E) -> bool {
+        env.now().secs > s.mtime.saturating_add(self.opts.lock_stale_secs)
     }
 
     fn lock_retry(&mut self) {

@@ -90,6 +90,15 @@ impl MtaScenario {
         }
     }
 
+    /// The scenario on the NFS model: lost link replies (so the `Locked` delivery), appends
+    /// that are not atomic, crashes under P1.
+    pub fn on_nfs(mut self) -> MtaScenario {
+        self.sem = Semantics::Nfs;
+        self.persistence = Persistence::P1;
+        self.atomic_appends = false;
+        self
+    }
+
     /// The options and capabilities a delivery gets on a filesystem offering `caps`: the
     /// strategy is chosen as the drivers choose it ([`trust::choose`]), so the NFS rows run
     /// the `Locked` delivery with the capabilities it keeps.
@@ -643,11 +652,7 @@ pub fn scenarios() -> Vec<MtaScenario> {
             ordered_commit: true,
             ..Capabilities::LINUX_LOCAL
         };
-        let mut n = row("NFS (Locked)");
-        n.sem = Semantics::Nfs;
-        n.persistence = Persistence::P1;
-        n.atomic_appends = false;
-        v.extend([o, n]);
+        v.extend([o, row("NFS (Locked)").on_nfs()]);
     }
     v.push(two_retries_after_a_dead_holder());
     v.push(two_hosts_after_a_dead_holder_on_nfs());
@@ -673,10 +678,7 @@ pub fn two_retries_after_a_dead_holder() -> MtaScenario {
 /// holder's lock stale; only the one that claims it first breaks it, so the takeover of the
 /// index entry happens under the lock, one deliverer at a time.
 pub fn two_hosts_after_a_dead_holder_on_nfs() -> MtaScenario {
-    let mut c = two_retries_after_a_dead_holder();
+    let mut c = two_retries_after_a_dead_holder().on_nfs();
     c.name = "mta dedup, same message x2 after a dead holder, NFS (Locked), torn appends".into();
-    c.sem = Semantics::Nfs;
-    c.persistence = Persistence::P1;
-    c.atomic_appends = false;
     c
 }
