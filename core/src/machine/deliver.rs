@@ -553,10 +553,7 @@ impl Delivery {
             State::LockCheckHeld => match result {
                 OpResult::Stat(s) => {
                     if self.is_stale(s, env) {
-                        self.lock_break_of = s.mtime;
-                        self.lock_break.clear();
-                        let _ = write!(self.lock_break, "{LOCK_BREAK_PREFIX}{}", s.mtime);
-                        self.state = State::LockBreakClaim;
+                        self.claim(s.mtime, None);
                     } else {
                         self.state = State::LockWait;
                     }
@@ -577,13 +574,7 @@ impl Delivery {
             State::LockClaimStat => match result {
                 OpResult::Stat(s) => {
                     if self.is_stale(s, env) {
-                        self.lock_break.clear();
-                        let _ = write!(
-                            self.lock_break,
-                            "{LOCK_BREAK_PREFIX}{}.{}",
-                            self.lock_break_of, s.mtime
-                        );
-                        self.state = State::LockBreakClaim;
+                        self.claim(self.lock_break_of, Some(s.mtime));
                     } else {
                         self.state = State::LockWait;
                     }
@@ -869,6 +860,18 @@ impl Delivery {
                 | State::LockOrphanStat
                 | State::LockOrphanBreak
         )
+    }
+
+    /// Claims the stale lock of modification time `lock` ([`LOCK_BREAK_PREFIX`]), or with
+    /// `dead`, the claim of that modification time its dead claimer left on it.
+    fn claim(&mut self, lock: u64, dead: Option<u64>) {
+        self.lock_break_of = lock;
+        self.lock_break.clear();
+        let _ = write!(self.lock_break, "{LOCK_BREAK_PREFIX}{lock}");
+        if let Some(c) = dead {
+            let _ = write!(self.lock_break, ".{c}");
+        }
+        self.state = State::LockBreakClaim;
     }
 
     /// Whether a lock (or a claim to break one) this old was left by a dead deliverer.

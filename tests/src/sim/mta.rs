@@ -20,7 +20,7 @@ use crate::sim::fs::{Chooser, Persistence, Semantics, SimDir, SimFile, SimFs};
 use crate::sim::Invariant;
 use mdeliver_core::fs::{perform, Capabilities, Dir, Fs, Op, Slots};
 use mdeliver_core::machine::dedup::{DedupOptions, Key};
-use mdeliver_core::machine::deliver::{Durability, Options, Strategy};
+use mdeliver_core::machine::deliver::{Durability, Options};
 use mdeliver_core::machine::mta::{Mta, MtaOptions, MtaOutcome, Order};
 use mdeliver_core::machine::quota::{parse_maildirsize, CheckOptions, MAILDIRSIZE};
 use mdeliver_core::machine::trust;
@@ -62,8 +62,6 @@ pub struct MtaScenario {
     /// (holding the maildir's lock, if it takes one) and died; the deliverers start after its
     /// lease and its lock have run out, so both may take the entry over.
     pub stale_holder: bool,
-    /// The delivery strategy instead of the drivers' choice (for the checks' own tests).
-    pub strategy: Option<Strategy>,
     /// A mutant for the checks' own test ([`SimFs::unclaimed_breaks`]): stale locks broken
     /// without the claim that lets only one deliverer break each.
     pub unclaimed_breaks: bool,
@@ -85,7 +83,6 @@ impl MtaScenario {
             crashes: true,
             atomic_appends: true,
             stale_holder: false,
-            strategy: None,
             unclaimed_breaks: false,
         }
     }
@@ -109,7 +106,6 @@ impl MtaScenario {
             ..Options::default()
         };
         let chosen = choice.options(base);
-        let strategy = self.strategy.unwrap_or(chosen.strategy);
         let opts = MtaOptions {
             // The lock polled as often as by default, not every 50 ms: the same steps, and
             // far fewer states of a holder's wait.
@@ -122,7 +118,6 @@ impl MtaScenario {
                 } else {
                     chosen.lock_timeout_ms
                 },
-                strategy,
                 ..chosen
             },
             quota: self.quota.then(CheckOptions::default),
@@ -147,13 +142,13 @@ impl MtaScenario {
         let (opts, caps) = self.options(fs.capabilities());
         // Seconds the deliverers start after the dead holder: past its lease, the clock
         // margin and the lock's staleness.
-        let late = if self.stale_holder {
-            self.die_after_reserving(&mut fs);
-            let d = DedupOptions::default();
-            let stale = d.lease_secs.max(opts.delivery.lock_stale_secs);
-            stale + d.margin_secs + 40
-        } else {
-            0
+        let late = match opts.dedup {
+            Some(d) if self.stale_holder => {
+                die_after_reserving(&mut fs, opts, caps);
+                d.lease_secs.max(opts.delivery.lock_stale_secs) + d.margin_secs + 40
+            }
+            _ if self.stale_holder => panic!("a dead holder needs the index (dedup)"),
+            _ => 0,
         };
         let agents = self
             .messages
@@ -173,34 +168,33 @@ impl MtaScenario {
             atomic_appends: self.atomic_appends,
         }
     }
+}
 
-    /// A deliverer of message 0 runs until its reservation is in the index entry, then dies
-    /// (everything it did is durable: its host lived on).
-    fn die_after_reserving(&self, fs: &mut SimFs) {
-        let mut env = SimEnv::unique(9, 7);
-        let (opts, caps) = self.options(fs.capabilities());
-        let m = Mta::new(opts, caps, &mut env);
-        let mut dead = Agent::new(0, m, env);
-        let entry = key_of(0).entry_name();
-        for _ in 0..1_000 {
-            fs.agent = 9;
-            fs.now = dead.env.secs();
-            step_agent(fs, &mut dead, true);
-            let reserved = fs
-                .contents(Dir::Root, &entry)
-                .is_some_and(|d| d.windows(3).any(|w| w == b"\nR "));
-            assert!(
-                dead.outcome.is_none(),
-                "the holder finished before reserving"
-            );
-            if reserved {
-                fs.sync_all()
-                    .expect("the dead holder's writes made durable");
-                return;
-            }
+/// A deliverer of message 0 runs until its reservation is in the index entry, then dies
+/// (everything it did is durable: its host lived on).
+fn die_after_reserving(fs: &mut SimFs, opts: MtaOptions, caps: Capabilities) {
+    let mut env = SimEnv::unique(9, 7);
+    let m = Mta::new(opts, caps, &mut env);
+    let mut dead = Agent::new(0, m, env);
+    let entry = key_of(0).entry_name();
+    for _ in 0..1_000 {
+        fs.agent = 9;
+        fs.now = dead.env.secs();
+        step_agent(fs, &mut dead, true);
+        let reserved = fs
+            .contents(Dir::Root, &entry)
+            .is_some_and(|d| d.windows(3).any(|w| w == b"\nR "));
+        assert!(
+            dead.outcome.is_none(),
+            "the holder finished before reserving"
+        );
+        if reserved {
+            fs.sync_all()
+                .expect("the dead holder's writes made durable");
+            return;
         }
-        panic!("the holder never reserved");
     }
+    panic!("the holder never reserved");
 }
 
 impl Agent {
