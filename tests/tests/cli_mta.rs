@@ -120,6 +120,37 @@ fn envelope_fields_are_prepended_and_from_env_is_never_implicit() {
 }
 
 #[test]
+fn an_address_with_a_stray_angle_bracket_is_never_written_into_a_header() {
+    let t = scratch();
+    let md = t.path().join("m");
+    make_maildir(&md);
+    let msg = b"Subject: s\n\nbody\n";
+    // Given by the MTA's command line: its configuration is wrong, so the delivery defers.
+    for bad in ["<<>>", "<a@x>>", "<a@x"] {
+        let r = run(&[&format!("--return-path={bad}"), &md], msg, &[]);
+        assert_eq!(r.code, 75, "{bad}: {r:?}");
+        assert_eq!(
+            r.stderr,
+            "4.3.5 mdeliver is misconfigured\n\
+             mdeliver: return path: address has an angle bracket inside it \
+             (more than one pair of <>?)\n",
+            "{bad}"
+        );
+        assert!(names(&md.join("new")).is_empty(), "{bad}");
+    }
+    // From the mbox's `From ` line (framing, not the message): the message is stored, without
+    // a Return-Path from it. So is one whose sender is too long to be an address.
+    let long = format!("{}@x", "a".repeat(600));
+    for sender in ["<a@x>>", long.as_str()] {
+        let m = format!("From {sender} Sat Nov 28 18:03:09 2026\nSubject: s\n\nbody\n");
+        let r = run(&[&md], m.as_bytes(), &[]);
+        assert_eq!(r.code, 0, "{r:?}");
+        assert_eq!(only_message(&md), b"Subject: s\n\nbody\n");
+        std::fs::remove_file(md.join("new").join(&names(&md.join("new"))[0])).unwrap();
+    }
+}
+
+#[test]
 fn loops_are_refused_before_anything_is_written() {
     let t = scratch();
     let md = t.path().join("m");

@@ -11,9 +11,11 @@
 //! - A loop found past the head (a header longer than the head buffer) is found while the
 //!   message streams into tmp/; the [`LoopGuard`] makes the write fail, so nothing is
 //!   published, and the result is still [`ErrorKind::Loop`].
-//! - A `From ` line's sender becomes the `Return-Path` only when none is given or present; a
-//!   sender that cannot be an address (over [`SENDER_MAX`] bytes) makes the message's trace
-//!   unusable: a data error, as an invalid address given explicitly is.
+//! - A `From ` line's sender becomes the `Return-Path` only when none is given or present, and
+//!   only when it can be one (see [`crate::message::normalize_address`]; at most
+//!   [`SENDER_MAX`] bytes): the line is the mbox's framing, not the message, so a sender that
+//!   cannot be an address is left out rather than the message refused. (An invalid address
+//!   given explicitly is the MTA's configuration: the delivery defers.)
 //! - A message that is empty or nothing but a `From ` line is refused ([`ErrorKind::Data`] in
 //!   [`Phase::Read`]), not stored as a lone `Return-Path:` or other trace fields.
 //! - A copy of a message already delivered in this run ([`store`]) is stored as it is.
@@ -196,9 +198,9 @@ where
     }
     // The sender is copied out: the head is edited below while the plan refers to it.
     let mut sender = heapless::Vec::<u8, SENDER_MAX>::new();
+    // A sender too long to be an address is not one: no `Return-Path` from it.
     let from_sender = match parsed.from_sender(&head[..len]) {
-        Some(s) if !o.envelope.keep_from_line => {
-            sender.extend_from_slice(s).map_err(|_| data())?;
+        Some(s) if !o.envelope.keep_from_line && sender.extend_from_slice(s).is_ok() => {
             Some(&sender[..])
         }
         _ => None,

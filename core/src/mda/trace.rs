@@ -14,7 +14,7 @@
 //! at the very top of the header (after a `From ` line): where MTAs put the trace of the
 //! delivery in progress. Only fields wholly inside the looked-at head count.
 //! - `Return-Path`: the sender given (`--return-path`, `SENDER`), else the sender of a stripped
-//!   `From ` line. A leading `Return-Path` with the same address is kept and nothing is added;
+//!   `From ` line when it can be an address (else none). A leading `Return-Path` with the same address is kept and nothing is added;
 //!   one with a different address is replaced when a sender was given explicitly, and kept
 //!   (ours not added) when ours only came from the `From ` line.
 //! - `X-Original-To`: added unless the leading block already has the same address.
@@ -181,7 +181,8 @@ pub struct Wanted<'a> {
     /// The recipient (`--delivered-to`, `RECIPIENT`): also the loop-check address.
     pub delivered_to: Option<&'a [u8]>,
     /// The sender of a leading `From ` line that is being removed ([`Head::from_sender`],
-    /// copied out of the head by the caller): the `Return-Path` when none is given or present.
+    /// copied out of the head by the caller): the `Return-Path` when none is given or present,
+    /// if it can be an address.
     pub from_sender: Option<&'a [u8]>,
 }
 
@@ -215,7 +216,9 @@ pub fn plan<'a>(head: &[u8], h: &Head, w: Wanted<'a>) -> Result<Plan<'a>, Addres
         }
         (Some(rp), None) => p.prelude.return_path = Some(rp),
         (None, Some(_)) => {}
-        (None, None) => p.prelude.return_path = w.from_sender,
+        (None, None) => {
+            p.prelude.return_path = w.from_sender.filter(|a| normalize_address(a).is_ok())
+        }
     }
     if let Some(ot) = w.original_to {
         let present = h
@@ -446,6 +449,14 @@ body\n";
         assert_eq!(Head::parse(m).from_sender(m), Some(&b""[..]));
         // Kept From_ line (no sender passed): no implicit Return-Path.
         assert_eq!(run(m, Wanted::default()).0.return_path, None);
+        // A sender that cannot be an address gives none (the message is not refused for it).
+        for bad in [&b"<a@x>>"[..], b"<<>>", b"<a@x"] {
+            let w = Wanted {
+                from_sender: Some(bad),
+                ..Wanted::default()
+            };
+            assert_eq!(run(m, w).0.return_path, None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -14,6 +14,9 @@ pub enum AddressError {
     TooLong,
     /// It is empty (only `Return-Path` may be, as `<>`).
     Empty,
+    /// An angle bracket is left inside it, outside a quoted local part, once the one pair
+    /// around it is removed (`<<>>`, `<a@b>>`): not one address.
+    Bracket,
 }
 
 impl core::fmt::Display for AddressError {
@@ -24,6 +27,9 @@ impl core::fmt::Display for AddressError {
             }
             AddressError::TooLong => write!(f, "address longer than {ADDRESS_MAX} bytes"),
             AddressError::Empty => f.write_str("address is empty"),
+            AddressError::Bracket => {
+                f.write_str("address has an angle bracket inside it (more than one pair of <>?)")
+            }
         }
     }
 }
@@ -43,6 +49,17 @@ pub fn normalize_address(a: &[u8]) -> Result<&[u8], AddressError> {
     }
     if a.len() > ADDRESS_MAX {
         return Err(AddressError::TooLong);
+    }
+    // A quoted local part (`"a>b"@x`) may hold anything; `\` escapes inside the quotes.
+    let (mut quoted, mut escaped) = (false, false);
+    for &b in a {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b'<' | b'>' if !quoted => return Err(AddressError::Bracket),
+            _ => {}
+        }
     }
     Ok(a)
 }

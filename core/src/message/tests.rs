@@ -237,6 +237,37 @@ fn prelude_lines() {
     assert_eq!(Prelude::new(empty).err(), Some(AddressError::Empty));
 }
 
+#[test]
+fn an_address_keeps_no_angle_bracket_but_inside_quotes() {
+    for bad in [
+        &b"<<>>"[..],
+        b"<a@b>>",
+        b"<<a@b>",
+        b"<a@b",
+        b"a@b>",
+        b"a<b@c",
+    ] {
+        assert_eq!(
+            normalize_address(bad),
+            Err(AddressError::Bracket),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(normalize_address(b" <a@b> "), Ok(&b"a@b"[..]));
+    assert_eq!(normalize_address(b"<>"), Ok(&b""[..]));
+    assert_eq!(
+        normalize_address(br#"<"a>b\"<"@c>"#),
+        Ok(&br#""a>b\"<"@c"#[..])
+    );
+    assert_eq!(normalize_address(br#""a\"<"@c"#), Ok(&br#""a\"<"@c"#[..]));
+    assert_eq!(normalize_address(br#""a\">"@c"#), Ok(&br#""a\">"@c"#[..]));
+    // An escaped backslash does not escape the quote after it.
+    assert_eq!(
+        normalize_address(br#""a\\"<@c"#),
+        Err(AddressError::Bracket)
+    );
+}
+
 fn loop_all(msg: &[u8], addr: &[u8]) -> bool {
     let want = has_delivered_to(msg, addr);
     for chunk in [1, 2, 3, 7, 64] {
