@@ -454,6 +454,74 @@ fn locked_claims_the_claim_of_a_deliverer_that_died_before_breaking() {
     );
 }
 
+/// Our lock link's reply is lost (`Io`, whether or not it was made) and our unique lock file's
+/// link count cannot be read: the lock may be ours, orphaned.
+fn orphaned(op: &Op<'_>, result: &mut OpResult) {
+    match op {
+        Op::Link {
+            to: (Dir::Root, LOCK_NAME),
+            ..
+        } => *result = OpResult::Err(ErrorKind::Io),
+        Op::Stat {
+            dir: Dir::Root,
+            name,
+        } if *name != LOCK_NAME && !name.starts_with(LOCK_BREAK_PREFIX) => {
+            *result = OpResult::Err(ErrorKind::Io)
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn locked_claims_an_orphaned_lock_before_removing_it() {
+    let mut fs = memfs(Capabilities::POSIX);
+    let o = Options {
+        strategy: Strategy::Locked,
+        ..opts()
+    };
+    let (trace, out) = run_with(&mut fs, o, MSG, orphaned);
+    let e = out.unwrap_err();
+    assert_eq!(
+        (e.kind, e.phase),
+        (ErrorKind::Io, mdeliver_core::Phase::Lock)
+    );
+    assert_nothing_left(&fs);
+    // Our link was made: the lock (made at time 0) lost our name, was claimed, then removed.
+    let claim = format!("{LOCK_BREAK_PREFIX}0");
+    assert_eq!(fs.fs.list(Dir::Root), vec![claim.clone()], "{trace}");
+    let claimed = trace.find(&format!("WriteFile {{ dir: Root, name: \"{claim}\""));
+    let removed = trace.find(&format!("Unlink {{ dir: Root, name: \"{LOCK_NAME}\" }}"));
+    assert!(claimed.is_some() && claimed < removed, "{trace}");
+}
+
+#[test]
+fn locked_leaves_an_orphaned_lock_to_the_deliverer_that_claimed_it() {
+    // Another deliverer whose lock link was lost as well claimed this orphan a moment ago: it
+    // removes it. Removing it here too, by name, could remove a fresh lock another deliverer
+    // takes in between (before the claim, both removed it: two deliverers then held the lock).
+    let mut fs = memfs(Capabilities::POSIX);
+    fs.create(Dir::Root, LOCK_NAME, true).unwrap(); // one name: its creator's is gone
+    fs.create(Dir::Root, &format!("{LOCK_BREAK_PREFIX}0"), true)
+        .unwrap();
+    let o = Options {
+        strategy: Strategy::Locked,
+        ..opts()
+    };
+    let (trace, out) = run_with(&mut fs, o, MSG, orphaned);
+    let e = out.unwrap_err();
+    assert_eq!(
+        (e.kind, e.phase),
+        (ErrorKind::Io, mdeliver_core::Phase::Lock)
+    );
+    assert_nothing_left(&fs);
+    assert_eq!(
+        fs.fs.list(Dir::Root),
+        vec![LOCK_NAME.to_string(), format!("{LOCK_BREAK_PREFIX}0")],
+        "{trace}"
+    );
+    assert!(!trace.contains(&format!("Unlink {{ dir: Root, name: \"{LOCK_NAME}\" }}")));
+}
+
 #[test]
 fn flags_learnt_while_writing_choose_cur() {
     // An mbox import learns `Status: RO` only while streaming: the hook moves the message to

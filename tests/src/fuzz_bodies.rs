@@ -1385,13 +1385,21 @@ pub fn deliver_faults(data: &[u8]) {
         .iter()
         .filter(|(k, _)| k.0 == Dir::Root && !k.1.starts_with(LOCK_BREAK_PREFIX))
         .count();
+    // A claim to break a lock that could not be made (a fault, or its name taken).
+    let claim = format!("WriteFile {{ dir: Root, name: \"{LOCK_BREAK_PREFIX}");
+    let claim_refused = trace
+        .lines()
+        .any(|l| l.starts_with(&claim) && l.contains("-> Err("));
     assert!(
         lock_left == 0
             || fs.hook.failed_unlinks.contains(&Dir::Root)
             // A lock link whose reply was lost, when neither our name's link count nor (after
             // removing our name) the lock's can be read: its fate is unknowable; it turns
-            // stale in time. One failed stat is handled (the core removes the orphan lock).
-            || (fs.hook.lost_reply && fs.hook.failed_stats.get(&Dir::Root).is_some_and(|&n| n >= 2)),
+            // stale in time. One failed stat is handled (the core claims the orphan lock and
+            // removes it), unless the claim cannot be made: then it is left to turn stale.
+            || (fs.hook.lost_reply
+                && (claim_refused
+                    || fs.hook.failed_stats.get(&Dir::Root).is_some_and(|&n| n >= 2))),
         "lock files left: {ours:?} {outcome:?}; trace:\n{trace}"
     );
 }

@@ -186,6 +186,9 @@ enum State {
     LockWait,
     LockOrphanUnique,
     LockOrphanStat,
+    /// The orphaned lock just seen is claimed like a stale one (the same claim's name), so
+    /// that of everyone who may remove it, exactly one does.
+    LockOrphanClaim,
     LockOrphanBreak,
     ClassicStat,
     ClassicWait,
@@ -386,7 +389,7 @@ impl Delivery {
                 dir: Dir::Root,
                 name: self.lock_break.as_str(),
             },
-            State::LockBreakClaim => Op::WriteFile {
+            State::LockBreakClaim | State::LockOrphanClaim => Op::WriteFile {
                 dir: Dir::Root,
                 name: self.lock_break.as_str(),
                 data: b"",
@@ -535,8 +538,8 @@ impl Delivery {
                     // may be ours. Remove our unique name; a lock whose link count then is 1
                     // has lost its creator's name, which a holder never does while holding
                     // (release unlinks the lock first), so it is ours (or another failed
-                    // attempt's) and no one delivers under it: remove it rather than leave
-                    // every delivery waiting until it turns stale.
+                    // attempt's) and no one delivers under it: claim it and remove it rather
+                    // than leave every delivery waiting until it turns stale.
                     self.pending = Some(Error::new(err.unwrap_or(ErrorKind::Io), Phase::Lock));
                     self.state = State::LockOrphanUnique;
                 }
@@ -545,9 +548,21 @@ impl Delivery {
                 self.lock_unique_exists = false;
                 self.state = State::LockOrphanStat;
             }
+            // Removing it by name on what the stat saw would race: another deliverer cleaning
+            // up the same orphan (or breaking it as stale) may remove it first, and a fresh
+            // lock taken in between would then be removed by the second. The claim lets one.
             State::LockOrphanStat => match result {
-                OpResult::Stat(s) if s.nlink == 1 => self.state = State::LockOrphanBreak,
+                OpResult::Stat(s) if s.nlink == 1 => {
+                    self.claim(s.mtime, None);
+                    self.state = State::LockOrphanClaim;
+                }
                 _ => self.fail_lock_pending(),
+            },
+            State::LockOrphanClaim => match err {
+                None => self.state = State::LockOrphanBreak,
+                // Claimed by another: it is theirs to remove (or, if they died, a stale lock's
+                // claim to take over later).
+                Some(_) => self.fail_lock_pending(),
             },
             State::LockOrphanBreak => self.fail_lock_pending(),
             State::LockCheckHeld => match result {
@@ -858,6 +873,7 @@ impl Delivery {
                 | State::LockWait
                 | State::LockOrphanUnique
                 | State::LockOrphanStat
+                | State::LockOrphanClaim
                 | State::LockOrphanBreak
         )
     }
