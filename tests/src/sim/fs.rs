@@ -469,11 +469,15 @@ impl SimFs {
             || (self.persistence == Persistence::P2 && self.orders())
     }
 
-    /// One crash image: under P1 (and on an ordered-commit filesystem) `spec` is the length of
-    /// the persisted prefix of pending operations; under P2 a bit mask over the pending
-    /// operations that touch new/ or cur/.
-    pub fn crash_image(&self, spec: u64) -> Image {
-        let mut ns = self.durable.clone();
+    /// The namespace a crash chosen by `spec` leaves, and which pending operations it kept:
+    /// under P1 (and on an ordered-commit filesystem) `spec` is the length of the kept prefix;
+    /// under P2 a bit mask over the pending operations, or with `visible_only` over those
+    /// that touch new/ or cur/ (the others are dropped).
+    fn survivors(
+        &self,
+        spec: u64,
+        visible_only: bool,
+    ) -> (BTreeMap<(Dir, String), u64>, Vec<bool>) {
         let take: Vec<bool> = match self.persistence {
             Persistence::P0 => std::vec![false; self.pending.len()],
             _ if self.prefix_only() => (0..self.pending.len()).map(|i| (i as u64) < spec).collect(),
@@ -481,18 +485,28 @@ impl SimFs {
                 let mut bit = 0;
                 let mut take = Vec::new();
                 for p in &self.pending {
-                    take.push(p.op.visible() && spec & (1 << bit) != 0);
-                    bit += usize::from(p.op.visible());
+                    let counted = !visible_only || p.op.visible();
+                    take.push(counted && spec & (1 << bit) != 0);
+                    bit += usize::from(counted);
                 }
                 close_earlier(&self.pending, &mut take);
                 take
             }
         };
+        let mut ns = self.durable.clone();
         for (p, t) in self.pending.iter().zip(&take) {
             if *t {
                 p.op.apply(&mut ns);
             }
         }
+        (ns, take)
+    }
+
+    /// One crash image: under P1 (and on an ordered-commit filesystem) `spec` is the length of
+    /// the persisted prefix of pending operations; under P2 a bit mask over the pending
+    /// operations that touch new/ or cur/.
+    pub fn crash_image(&self, spec: u64) -> Image {
+        let (ns, take) = self.survivors(spec, true);
         let backs = self.durable_contents(&take);
         ns.iter()
             .filter(|((d, _), _)| matches!(d, Dir::New | Dir::Cur))
@@ -527,23 +541,7 @@ impl SimFs {
     /// it: the durable names, `spec`'s choice of the pending operations, and each file's
     /// flushed contents; nothing open, nothing pending.
     pub fn reboot(&self, spec: u64) -> SimFs {
-        let mut ns = self.durable.clone();
-        let take: Vec<bool> = match self.persistence {
-            Persistence::P0 => std::vec![false; self.pending.len()],
-            _ if self.prefix_only() => (0..self.pending.len()).map(|i| (i as u64) < spec).collect(),
-            Persistence::P1 | Persistence::P2 => {
-                let mut t: Vec<bool> = (0..self.pending.len())
-                    .map(|i| spec & (1 << i) != 0)
-                    .collect();
-                close_earlier(&self.pending, &mut t);
-                t
-            }
-        };
-        for (p, t) in self.pending.iter().zip(&take) {
-            if *t {
-                p.op.apply(&mut ns);
-            }
-        }
+        let (ns, take) = self.survivors(spec, false);
         let backs = self.durable_contents(&take);
         let mut fs = self.clone();
         fs.entries = ns.clone();
