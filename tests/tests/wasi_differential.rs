@@ -7,6 +7,10 @@
 //! the outcome must be identical. Identical operations on the same results mean identical
 //! final maildir states.
 //!
+//! The composed MTA machine and a Sieve script's unit are stepped side by side the same way
+//! (`wasm_mta_machine_...`, `wasm_unit_machine_...`), on the simulator's filesystem with
+//! faults.
+//!
 //! The search uses the default options; two smaller tests cover the rest of the ABI
 //! (`mdeliver_core::wire`): every strategy, durability, flag set, separator and capability
 //! set crossing it with byte-identical steps, and its error codes (bad handles, encodings and
@@ -20,15 +24,19 @@ use mdeliver_core::env::{Env, Timestamp};
 use mdeliver_core::fs::{perform, Dir, Slots};
 use mdeliver_core::fs::{Capabilities, Op, OpResult};
 use mdeliver_core::machine::dedup::DedupOptions;
+use mdeliver_core::machine::dedup::Key;
 use mdeliver_core::machine::deliver::Durability;
 use mdeliver_core::machine::deliver::{Delivery, Options, Step, Strategy};
 use mdeliver_core::machine::mta::{Accepted, Mta, MtaOptions, MtaOutcome, Order};
 use mdeliver_core::machine::quota::{CheckOptions, MAILDIRSIZE, RECALC_SIZE};
+use mdeliver_core::machine::unit::{CopyDone, Performed, Plan, Reply, Wants, RECORD_MAX};
 use mdeliver_core::machine::Machine;
 use mdeliver_core::maildir::name::InfoSep;
-use mdeliver_core::wire::{self, CallError, EnvValue, MtaStart, MtaStep, Start, STEP_BUF_LEN};
+use mdeliver_core::wire::{
+    self, Answer, CallError, EnvValue, MtaStart, MtaStep, Start, UnitStart, UnitStep, STEP_BUF_LEN,
+};
 use mdeliver_core::Fs;
-use mdeliver_core::{ErrorKind, Flags};
+use mdeliver_core::{Error, ErrorKind, Flags};
 use mdeliver_tests::sim::env::SimEnv;
 use mdeliver_tests::sim::explore::explore;
 use mdeliver_tests::sim::fs::{Persistence, Semantics, SimFs};
@@ -86,6 +94,9 @@ struct Module {
     feed: TypedFunc<(u32, u32), i32>,
     drop: TypedFunc<u32, ()>,
     set_mtime: TypedFunc<(u32, i64), i32>,
+    new_unit: TypedFunc<u32, i32>,
+    answer: TypedFunc<(u32, u32), i32>,
+    performed: TypedFunc<u32, i32>,
 }
 
 impl Module {
@@ -119,6 +130,15 @@ impl Module {
                 .unwrap(),
             set_mtime: instance
                 .get_typed_func(&mut store, "mdeliver_step_set_mtime")
+                .unwrap(),
+            new_unit: instance
+                .get_typed_func(&mut store, "mdeliver_step_new_unit")
+                .unwrap(),
+            answer: instance
+                .get_typed_func(&mut store, "mdeliver_step_answer")
+                .unwrap(),
+            performed: instance
+                .get_typed_func(&mut store, "mdeliver_step_performed")
                 .unwrap(),
             store,
             buf,
@@ -460,6 +480,40 @@ fn the_abi_reports_bad_input_and_divergence() {
     let n = wire::encode_result(OpResult::Created { id: None }, m.memory()).unwrap();
     let r = m.feed.call(&mut m.store, (h, n as u32)).unwrap();
     assert_eq!(wire::decode_return(r), Ok(Err(CallError::Diverged)));
+    // A unit's calls, on a delivery: refused.
+    let k = wire::encode_answer(&Answer::Sent(Ok(())), m.memory()).unwrap();
+    let r = m.answer.call(&mut m.store, (h, k as u32)).unwrap();
+    assert_eq!(wire::decode_return(r), bad, "an answer to a delivery");
+    let r = m.performed.call(&mut m.store, h).unwrap();
+    assert_eq!(wire::decode_return(r), bad, "what a delivery performed");
+    m.drop.call(&mut m.store, h).unwrap();
+    // A unit whose record does not verify is not started; one that has not finished has
+    // performed nothing yet, and stays.
+    let start = UnitStart {
+        key: Key([1; 32]),
+        plan: unit_plan("ir"),
+        sync: true,
+        caps: Capabilities::POSIX,
+    };
+    let n = wire::encode_unit_start(&start, m.memory()).unwrap();
+    m.memory()[n - 2] ^= 1; // a byte of the record's checksum
+    let r = m.new_unit.call(&mut m.store, n as u32).unwrap();
+    assert_eq!(wire::decode_return(r), bad, "a unit with a torn record");
+    let n = wire::encode_unit_start(&start, m.memory()).unwrap();
+    let h = m.new_unit.call(&mut m.store, n as u32).unwrap();
+    let h = wire::decode_return(h).unwrap().unwrap();
+    let r = m.performed.call(&mut m.store, h).unwrap();
+    assert_eq!(
+        wire::decode_return(r),
+        bad,
+        "what an unfinished unit performed"
+    );
+    assert!(matches!(
+        wire::decode_unit_step(&m.poll(h)),
+        Ok(UnitStep::Op(Op::Read { .. }))
+    ));
+    let r = m.set_mtime.call(&mut m.store, (h, 0)).unwrap();
+    assert_eq!(wire::decode_return(r), bad, "a unit's message time");
     m.drop.call(&mut m.store, h).unwrap();
 }
 
@@ -835,4 +889,247 @@ fn wasm_mta_machine_decides_exactly_like_the_native_one() {
         "no failed delivery was compared: {t:?}"
     );
     assert!(t.faults > 100, "faults were not injected: {t:?}");
+}
+
+/// What the unit differential saw.
+#[derive(Debug, Default)]
+struct UnitTally {
+    steps: usize,
+    ops: BTreeSet<&'static str>,
+    wants: BTreeSet<&'static str>,
+    done: BTreeSet<String>,
+    begun: BTreeSet<String>,
+    failed_to_begin: usize,
+}
+
+/// Runs the unit `start` natively and in the module side by side on `fs`, each operation
+/// performed once and its result fed to both, each want answered alike by `answer`; asserts
+/// every step and what each performed are identical. The native unit's result.
+fn unit_lockstep(
+    m: &mut Module,
+    start: &UnitStart,
+    fs: &mut FaultFs<SimFs>,
+    answer: &mut dyn FnMut(&Wants) -> Answer,
+    t: &mut UnitTally,
+) -> Option<Performed> {
+    let mut native = start.machine();
+    let n = wire::encode_unit_start(start, m.memory()).unwrap();
+    let h = m.new_unit.call(&mut m.store, n as u32).unwrap();
+    let h = match wire::decode_return(h) {
+        Ok(Ok(h)) => h,
+        other => panic!("wasm unit refused {start:?}: {other:?}"),
+    };
+    let mut rec = Recording {
+        inner: SimEnv::unique(0, 7),
+        log: Vec::new(),
+    };
+    let mut slots = Slots::default();
+    for _ in 0..10_000 {
+        let step = native.poll();
+        let mut ours = vec![0u8; STEP_BUF_LEN];
+        let k = wire::encode_unit_step(&step, &mut ours).unwrap();
+        ours.truncate(k);
+        let theirs = m.poll(h);
+        assert_eq!(
+            ours, theirs,
+            "unit step {} differs: native {step:?}",
+            t.steps
+        );
+        t.steps += 1;
+        let op = match step {
+            UnitStep::Op(op) => op,
+            UnitStep::Done(Wants::Finished) => {
+                let mine = native.performed();
+                let k = m.performed.call(&mut m.store, h).unwrap();
+                let k = wire::decode_return(k).unwrap().unwrap() as usize;
+                let theirs = wire::decode_performed(&m.memory()[..k]).unwrap();
+                assert_eq!(mine, theirs, "what the units performed differs");
+                t.begun.insert(format!("{:?}", mine.begun));
+                for r in &mine.results {
+                    t.done.insert(match r {
+                        Ok(d) => format!("{d:?}"),
+                        Err(e) => format!("{:?} in {:?}", e.kind, e.phase),
+                    });
+                }
+                return Some(mine);
+            }
+            UnitStep::Done(Wants::Failed(_)) => {
+                t.failed_to_begin += 1;
+                m.drop.call(&mut m.store, h).unwrap();
+                return None;
+            }
+            UnitStep::Done(w) => {
+                t.wants.insert(match w {
+                    Wants::Copy { inbox: false, .. } => "copy",
+                    Wants::Copy { inbox: true, .. } => "copy into INBOX",
+                    Wants::Redirect(_) => "redirect",
+                    _ => "vacation",
+                });
+                let a = answer(&w);
+                let k = wire::encode_answer(&a, m.memory()).unwrap();
+                let r = m.answer.call(&mut m.store, (h, k as u32)).unwrap();
+                assert_eq!(wire::decode_return(r), Ok(Ok(0)), "wasm answer {a:?}");
+                a.give(&mut native);
+                continue;
+            }
+        };
+        t.ops.insert(op_name(&op));
+        let mut buf = vec![0u8; RECORD_MAX + 1];
+        // The operation borrows the native machine: perform a copy of its encoding.
+        let op = wire::decode_op(&theirs[1..]).unwrap();
+        let (r, n) = perform(fs, &mut rec, &mut slots, op, &mut &b""[..], &mut buf);
+        native.feed(r, &buf[..n], &mut rec);
+        m.push(&std::mem::take(&mut rec.log));
+        let k = wire::encode_feed(r, &buf[..n], m.memory()).unwrap();
+        let fed = m.feed.call(&mut m.store, (h, k as u32)).unwrap();
+        assert_eq!(wire::decode_return(fed), Ok(Ok(0)), "wasm feed of {r:?}");
+    }
+    panic!("the unit did not finish in 10000 steps");
+}
+
+/// A plan of copies (INBOX, and folders with flags), redirects, `duplicate` ids and a
+/// vacation reply, as `what` asks.
+fn unit_plan(what: &str) -> Plan {
+    let mut p = Plan::new();
+    if what.contains('i') {
+        p.copy(None, None, false).unwrap();
+    }
+    if what.contains('f') {
+        p.copy(Some(b"Lists"), Some(Flags::parse("S").unwrap()), true)
+            .unwrap();
+        p.copy(Some(b"Archive/2026"), None, false).unwrap();
+    }
+    if what.contains('r') {
+        p.redirect(b"bob@example.org").unwrap();
+    }
+    if what.contains('t') {
+        p.track(b"id-1", 1_800_000_000).unwrap();
+    }
+    if what.contains('v') {
+        p.vacation(&Reply {
+            to: b"alice@example.org",
+            from: b"",
+            subject: b"Away",
+            reason: b"Back on Monday.\n",
+            mime: false,
+            in_reply_to: b"<m@example.org>",
+            key: b"vacation\0\0alice@example.org",
+            until: 1_800_000_000,
+        })
+        .unwrap();
+    }
+    p
+}
+
+/// How a driver answers what a unit wants, given the errors to answer with.
+type Script = fn(&Wants, Error, Error) -> Answer;
+
+#[test]
+fn wasm_unit_machine_decides_exactly_like_the_native_one() {
+    let mut m = Module::load();
+    let mut t = UnitTally::default();
+    let key = Key([0x5a; 32]);
+    let folderless = Error::new(ErrorKind::NotFound, mdeliver_core::Phase::Open);
+    let io = Error::new(ErrorKind::Io, mdeliver_core::Phase::Write);
+    // How the driver answers: every copy stored and every message sent; a folder missing
+    // (its copy goes to INBOX); copies failing; sends failing.
+    let scripts: [Script; 4] = [
+        |w, _, _| match w {
+            Wants::Copy { .. } => Answer::Copied(Ok(CopyDone::Stored)),
+            _ => Answer::Sent(Ok(())),
+        },
+        |w, missing, _| match w {
+            Wants::Copy {
+                inbox: false,
+                index,
+                ..
+            } if *index > 0 => Answer::Copied(Err(missing)),
+            Wants::Copy { .. } => Answer::Copied(Ok(CopyDone::Already)),
+            _ => Answer::Sent(Ok(())),
+        },
+        |w, _, io| match w {
+            Wants::Copy { .. } => Answer::Copied(Err(io)),
+            _ => Answer::Sent(Ok(())),
+        },
+        |w, _, io| match w {
+            Wants::Copy { .. } => Answer::Copied(Ok(CopyDone::Stored)),
+            _ => Answer::Sent(Err(io)),
+        },
+    ];
+    let no_links = Capabilities {
+        anonymous_tmp: false,
+        hard_links: false,
+        ..Capabilities::POSIX
+    };
+    let kinds = [
+        OpKind::ReadFile,
+        OpKind::Create,
+        OpKind::CreateAnonymous,
+        OpKind::Write,
+        OpKind::SyncFile,
+        OpKind::LinkAnonymous,
+        OpKind::Link,
+        OpKind::Unlink,
+        OpKind::Stat,
+        OpKind::SyncDir,
+        OpKind::SetMtime,
+    ];
+    let mut runs = 0;
+    for caps in [Capabilities::LINUX_LOCAL, Capabilities::POSIX, no_links] {
+        for what in ["i", "ift", "frv", "iftrv"] {
+            for script in &scripts {
+                let mut faults = vec![FaultPlan::default()];
+                for op in kinds {
+                    for n in [0, 1] {
+                        faults.push(FaultPlan {
+                            script: vec![(op, n, Fault::Fail(ErrorKind::NoSpace))],
+                            random: None,
+                        });
+                    }
+                }
+                for plan in faults {
+                    let sim = SimFs::new(Semantics::Posix, caps, Persistence::P2);
+                    let mut fs = FaultFs::new(sim, plan);
+                    let start = UnitStart {
+                        key,
+                        plan: unit_plan(what),
+                        sync: true,
+                        caps: fs.capabilities(),
+                    };
+                    let mut answer = |w: &Wants| script(w, folderless, io);
+                    unit_lockstep(&mut m, &start, &mut fs, &mut answer, &mut t);
+                    // The MTA's retry, whose script now decides otherwise: the record decides.
+                    let retry = UnitStart {
+                        plan: unit_plan("i"),
+                        ..start
+                    };
+                    let mut well = |w: &Wants| scripts[0](w, folderless, io);
+                    unit_lockstep(&mut m, &retry, &mut fs, &mut well, &mut t);
+                    runs += 2;
+                }
+            }
+        }
+    }
+    println!("{runs} runs, {t:?}");
+    for op in ["WriteFile", "Read", "SetMtime", "other"] {
+        assert!(t.ops.contains(op), "no {op} crossed: {t:?}");
+    }
+    for w in ["copy", "copy into INBOX", "redirect", "vacation"] {
+        assert!(t.wants.contains(w), "no {w} was wanted: {t:?}");
+    }
+    for d in [
+        "Copy(Stored)",
+        "Copy(Already)",
+        "IntoInbox(Already)",
+        "Sent",
+        "AlreadySent",
+        "Remembered",
+        "Replied",
+        "Waiting",
+        "Io in Write",
+    ] {
+        assert!(t.done.contains(d), "no {d} was performed: {t:?}");
+    }
+    assert_eq!(t.begun.len(), 2, "fresh and resumed units: {t:?}");
+    assert!(t.failed_to_begin > 0, "no unit failed to begin: {t:?}");
 }

@@ -1,4 +1,5 @@
-//! The core's sans-io delivery machines (the bare delivery and the composed MTA delivery),
+//! The core's sans-io delivery machines (the bare delivery, the composed MTA delivery and a
+//! Sieve script's unit of actions),
 //! exported from the module with a small C-like ABI so a host (the simulator) can step the
 //! *compiled* machine exactly as it steps the native one: start a delivery, ask for the next
 //! operation, feed back its result.
@@ -12,6 +13,7 @@
 
 use mdeliver_core::env::Timestamp;
 use mdeliver_core::machine::mta::{Mta, MtaOptions};
+use mdeliver_core::machine::unit::{Unit, Wants};
 use mdeliver_core::machine::Machine as _;
 use mdeliver_core::wire::{self, CallError, EnvValue, STEP_BUF_LEN};
 use mdeliver_core::{Delivery, Env};
@@ -74,6 +76,7 @@ impl Env for Replay {
 enum Kind {
     Delivery(Delivery),
     Mta(Mta),
+    Unit(Unit),
 }
 
 struct Machine {
@@ -127,6 +130,46 @@ pub extern "C" fn mdeliver_step_new_mta(len: u32) -> i32 {
     new(len, true)
 }
 
+/// Starts a Sieve unit from the `wire::UnitStart` in the buffer's first `len` bytes, with the
+/// environment values pushed since the last call. Returns a handle.
+#[no_mangle]
+pub extern "C" fn mdeliver_step_new_unit(len: u32) -> i32 {
+    wire::encode_return(STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        let b = s.buf.get(..len as usize).ok_or(CallError::BadInput)?;
+        let start = wire::decode_unit_start(b).map_err(|_| CallError::BadInput)?;
+        let env = Replay {
+            host: String::new(),
+            pid: None,
+            tape: std::mem::take(&mut s.pending_env),
+            drawn: 0,
+            diverged: false,
+        };
+        Ok(place(
+            &mut s,
+            Machine {
+                kind: Kind::Unit(start.machine()),
+                env,
+            },
+        ))
+    }))
+}
+
+/// Keeps `m` in a dropped machine's slot, so a host stepping millions of machines stays
+/// small, or a new one. Its handle.
+fn place(s: &mut State, m: Machine) -> u32 {
+    match s.machines.iter().position(Option::is_none) {
+        Some(i) => {
+            s.machines[i] = Some(m);
+            i as u32
+        }
+        None => {
+            s.machines.push(Some(m));
+            (s.machines.len() - 1) as u32
+        }
+    }
+}
+
 fn new(len: u32, mta: bool) -> i32 {
     wire::encode_return(STATE.with(|s| {
         let mut s = s.borrow_mut();
@@ -169,18 +212,7 @@ fn new(len: u32, mta: bool) -> i32 {
         } else {
             Kind::Delivery(Delivery::new(opts.delivery, caps, e))
         };
-        let m = Some(Machine { kind, env });
-        // Reuse a dropped machine's slot, so a host stepping millions of machines stays small.
-        Ok(match s.machines.iter().position(Option::is_none) {
-            Some(i) => {
-                s.machines[i] = m;
-                i as u32
-            }
-            None => {
-                s.machines.push(m);
-                (s.machines.len() - 1) as u32
-            }
-        })
+        Ok(place(&mut s, Machine { kind, env }))
     }))
 }
 
@@ -196,6 +228,7 @@ pub extern "C" fn mdeliver_step_poll(handle: u32) -> i32 {
         match &m.kind {
             Kind::Delivery(d) => wire::encode_step(&d.poll(), buf),
             Kind::Mta(t) => wire::encode_mta_step(&t.poll(), buf),
+            Kind::Unit(u) => wire::encode_unit_step(&u.poll(), buf),
         }
         .map(|n| n as u32)
         .map_err(|_| CallError::BadInput)
@@ -219,7 +252,7 @@ pub extern "C" fn mdeliver_step_feed(handle: u32, len: u32) -> i32 {
         let b = buf.get(..len as usize).ok_or(CallError::BadInput)?;
         let fed = match m.kind {
             Kind::Delivery(_) => wire::decode_result(b).map(|r| (r, &[][..])),
-            Kind::Mta(_) => wire::decode_feed(b),
+            Kind::Mta(_) | Kind::Unit(_) => wire::decode_feed(b),
         };
         let (result, data) = fed.map_err(|_| CallError::BadInput)?;
         m.env.tape.append(pending_env);
@@ -227,6 +260,7 @@ pub extern "C" fn mdeliver_step_feed(handle: u32, len: u32) -> i32 {
         match &mut m.kind {
             Kind::Delivery(d) => d.feed(result, e),
             Kind::Mta(t) => t.feed(result, data, e),
+            Kind::Unit(u) => u.feed(result, data, e),
         }
         if m.env.diverged {
             Err(CallError::Diverged)
@@ -265,8 +299,61 @@ pub extern "C" fn mdeliver_step_set_mtime(handle: u32, secs: i64) -> i32 {
         let d = match &mut m.kind {
             Kind::Delivery(d) => d,
             Kind::Mta(t) => t.delivery_mut(),
+            Kind::Unit(_) => return Err(CallError::BadInput),
         };
         Ok(u32::from(d.set_mtime(secs)))
+    }))
+}
+
+/// Gives a unit the driver's answer (`wire::Answer`, `len` bytes in the buffer) to what it
+/// wants. Returns 0.
+#[no_mangle]
+pub extern "C" fn mdeliver_step_answer(handle: u32, len: u32) -> i32 {
+    wire::encode_return(STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        let State { buf, machines, .. } = &mut *s;
+        let Some(Some(Machine {
+            kind: Kind::Unit(u),
+            ..
+        })) = machines.get_mut(handle as usize)
+        else {
+            return Err(CallError::BadInput);
+        };
+        let b = buf.get(..len as usize).ok_or(CallError::BadInput)?;
+        wire::decode_answer(b)
+            .map_err(|_| CallError::BadInput)?
+            .give(u);
+        Ok(0)
+    }))
+}
+
+/// Writes what a finished unit performed (`wire::encode_performed`) into the buffer and
+/// releases it. Returns the length.
+#[no_mangle]
+pub extern "C" fn mdeliver_step_performed(handle: u32) -> i32 {
+    wire::encode_return(STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        let State { buf, machines, .. } = &mut *s;
+        let slot = machines
+            .get_mut(handle as usize)
+            .ok_or(CallError::BadInput)?;
+        match slot {
+            Some(Machine {
+                kind: Kind::Unit(u),
+                ..
+            }) if u.poll() == mdeliver_core::machine::Step::Done(Wants::Finished) => {}
+            _ => return Err(CallError::BadInput),
+        }
+        let Some(Machine {
+            kind: Kind::Unit(u),
+            ..
+        }) = slot.take()
+        else {
+            return Err(CallError::BadInput);
+        };
+        wire::encode_performed(&u.performed(), buf)
+            .map(|n| n as u32)
+            .map_err(|_| CallError::BadInput)
     }))
 }
 

@@ -6,10 +6,11 @@
 //!
 //! # The stepping ABI
 //!
-//! The WASI module (`wasi/src/step.rs`) exports two of the core's machines, the bare
-//! [`Delivery`](crate::machine::deliver::Delivery) and the composed MTA delivery
-//! [`Mta`](crate::machine::mta::Mta) (duplicate index, quota, publish, accounting, commit), as
-//! nine C-like functions; a host (the simulator's differential test) drives them. All data
+//! The WASI module (`wasi/src/step.rs`) exports three of the core's machines, the bare
+//! [`Delivery`](crate::machine::deliver::Delivery), the composed MTA delivery
+//! [`Mta`](crate::machine::mta::Mta) (duplicate index, quota, publish, accounting, commit) and
+//! a Sieve script's exactly-once [`Unit`](crate::machine::unit::Unit) of actions, as twelve
+//! C-like functions; a host (the simulator's differential test) drives them. All data
 //! crosses in one buffer of [`STEP_BUF_LEN`] bytes inside the module's memory; integers are
 //! little-endian. Calls that can fail return an `i32` made by [`encode_return`]: a
 //! non-negative value, or [`CallError::BadInput`] (`-1`) or [`CallError::Diverged`] (`-2`).
@@ -22,17 +23,26 @@
 //!   buffer's first `len` bytes ([`encode_start`]). A handle, or -1.
 //! - `mdeliver_step_new_mta(len: u32) -> i32`: starts an MTA delivery from the [`MtaStart`] in
 //!   the buffer's first `len` bytes ([`encode_mta_start`]). A handle, or -1.
+//! - `mdeliver_step_new_unit(len: u32) -> i32`: starts a Sieve unit from the [`UnitStart`] in
+//!   the buffer's first `len` bytes ([`encode_unit_start`]). A handle, or -1.
 //! - `mdeliver_step_poll(handle: u32) -> i32`: writes the machine's next step to the buffer
-//!   ([`encode_step`] for a delivery, [`encode_mta_step`] for an MTA delivery). Its length,
+//!   ([`encode_step`] for a delivery, [`encode_mta_step`] for an MTA delivery,
+//!   [`encode_unit_step`] for a unit). Its length,
 //!   or -1 for a bad handle (or a step that does not fit the buffer, which [`STEP_BUF_LEN`]
 //!   makes impossible). A finished machine keeps answering its outcome.
 //! - `mdeliver_step_feed(handle: u32, len: u32) -> i32`: feeds the last polled operation's
 //!   result from the buffer's first `len` bytes: a delivery's [`OpResult`] ([`encode_result`]);
-//!   an MTA delivery's result with the bytes the operation read ([`encode_feed`]). 0, -1 for
-//!   a bad handle or encoding, -2 when the machine has diverged (for good).
+//!   an MTA delivery's or a unit's result with the bytes the operation read ([`encode_feed`]).
+//!   0, -1 for a bad handle or encoding, -2 when the machine has diverged (for good).
+//! - `mdeliver_step_answer(handle: u32, len: u32) -> i32`: gives a unit the driver's
+//!   [`Answer`] ([`encode_answer`]) to what its last step wanted (a copy stored, a message
+//!   sent, or why not). 0, or -1 for a bad handle (or not a unit) or encoding.
+//! - `mdeliver_step_performed(handle: u32) -> i32`: writes what a finished unit performed
+//!   ([`encode_performed`]) to the buffer and releases the unit. Its length, or -1 for a bad
+//!   handle or a unit that has not finished.
 //! - `mdeliver_step_observe(handle: u32, len: u32) -> i32`: shows the machine the buffer's
 //!   first `len` bytes as the next chunk of the message that `WriteMessage` streams (the MTA
-//!   delivery derives its duplicate key from them; a bare delivery ignores them). The host
+//!   delivery derives its duplicate key from them; a bare delivery and a unit ignore them). The host
 //!   calls it, in chunks, before feeding `WriteMessage`'s result. 0, or -1 for a bad handle.
 //! - `mdeliver_step_drop(handle: u32)`: releases the machine; a later `new` may reuse its
 //!   handle.
@@ -40,7 +50,7 @@
 //!   modification time `secs` (seconds since the epoch), as `-M` does
 //!   ([`Delivery::set_mtime`](crate::machine::deliver::Delivery::set_mtime)): the machine then
 //!   asks for [`Op::SetMtime`] between the write and the file's flush. 1 when it took effect,
-//!   0 when the write was already fed, -1 for a bad handle. The time is an input like the
+//!   0 when the write was already fed, -1 for a bad handle (or a unit). The time is an input like the
 //!   options, not an environment value: the host calls it right after `new`.
 //!
 //! **Environment.** The module's machine has no clock or entropy of its own: it replays the
@@ -67,7 +77,11 @@
 //! **Step** ([`encode_step`]): [`STEP_OP`] (1) followed by an encoded [`Op`] ([`encode_op`]),
 //! or [`STEP_DONE`] (2) followed by an encoded [`Outcome`] ([`encode_outcome`]); an MTA
 //! delivery's final step is [`STEP_MTA_DONE`] (3) and an [`MtaOutcome`]
-//! ([`encode_mta_outcome`]).
+//! ([`encode_mta_outcome`]); a unit's steps besides its operations are [`STEP_UNIT_WANTS`] (4)
+//! and what it wants of its driver, the last of them "finished" ([`encode_unit_step`]).
+//!
+//! **Unit start** ([`encode_unit_start`]): the unit's key, whether it flushes, the capability
+//! bits and the plan as its record ([`Plan::encode`](crate::machine::unit::Plan::encode)).
 
 use crate::env::Timestamp;
 use crate::error::{Error, ErrorKind, Phase};
@@ -78,6 +92,14 @@ use crate::machine::mta::{Accepted, MtaOptions, MtaOutcome, Order};
 use crate::machine::quota::{CheckOptions, Checked, Limits, RecalcReason, Usage, Verdict};
 use crate::maildir::flags::Flags;
 use crate::maildir::name::{InfoSep, NameBuf};
+
+mod unit;
+
+pub use unit::{
+    decode_answer, decode_performed, decode_unit_start, decode_unit_step, encode_answer,
+    encode_performed, encode_unit_start, encode_unit_step, Answer, UnitStart, UnitStep,
+    STEP_UNIT_WANTS,
+};
 
 /// Why bytes could not be decoded (or an encoding did not fit).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -611,9 +633,11 @@ pub fn decode_outcome(buf: &[u8]) -> Result<Outcome, WireError> {
     }
 }
 
-/// The length of the module's shared stepping buffer: room for a `Read` of a whole
-/// `maildirsize` below [`RECALC_SIZE`](crate::machine::quota::RECALC_SIZE) with its header.
-pub const STEP_BUF_LEN: usize = 8192;
+/// The length of the module's shared stepping buffer: room for a Sieve unit's record, read or
+/// written whole ([`RECORD_MAX`](crate::machine::unit::RECORD_MAX)), with its header (and so
+/// for a `Read` of a whole `maildirsize` below
+/// [`RECALC_SIZE`](crate::machine::quota::RECALC_SIZE)).
+pub const STEP_BUF_LEN: usize = crate::machine::unit::RECORD_MAX + 1024;
 const _: () = assert!(STEP_BUF_LEN >= crate::machine::quota::RECALC_SIZE + 64);
 
 /// Every strategy, in wire order.
