@@ -12,6 +12,13 @@
 //! and changes nothing), and each maildir is then rebooted from its durable state and any
 //! subset of its pending directory operations. One deliverer: concurrency between deliverers
 //! of one key is the composed machine's (`sim_mta`).
+//!
+//! On the NFS model ([`UnitScenario::nfs`]) the copies run as the drivers run them there (the
+//! `Locked` delivery), and the first attempt is explored once with every link's reply
+//! delivered and once for each link whose reply is lost after the server made it (an error,
+//! or `EEXIST` from the retransmission), each with a crash after every operation; the run
+//! without a crash is then retried too (a lost reply may fail an action), and the retry's own
+//! replies arrive.
 
 use std::cell::Cell;
 use std::collections::HashSet;
@@ -23,7 +30,7 @@ use crate::sim::fs::{Persistence, Semantics, SimFs};
 use crate::sim::Invariant;
 use mdeliver_core::fs::{Capabilities, Dir, Fs};
 use mdeliver_core::machine::dedup::{DedupOptions, Key};
-use mdeliver_core::machine::deliver::{Durability, Options};
+use mdeliver_core::machine::deliver::{Durability, Options, Strategy};
 use mdeliver_core::machine::mta::{Accepted, Mta, MtaOptions, Order};
 use mdeliver_core::machine::quota::{parse_maildirsize, CheckOptions, MAILDIRSIZE};
 use mdeliver_core::machine::run;
@@ -52,6 +59,11 @@ pub struct UnitScenario {
     pub quota: bool,
     /// What the filesystems offer (without unnamed tmp files, a named one is renamed).
     pub caps: Capabilities,
+    /// On the NFS model: lost link replies, the `Locked` delivery.
+    pub nfs: bool,
+    /// The copies' strategy instead of the drivers' choice (for the check of the model
+    /// itself: `Exclusive` on NFS duplicates).
+    pub strategy: Option<Strategy>,
 }
 
 impl UnitScenario {
@@ -101,23 +113,40 @@ impl UnitScenario {
         }
     }
 
-    fn world(&self) -> World {
+    /// The maildirs before the first attempt; `lose` as in [`Budget::lose`].
+    fn world(&self, lose: Option<(u64, u32)>) -> World {
         let left = Rc::new(Cell::new(u64::MAX));
+        let links = Rc::new(Cell::new(0));
+        let sem = if self.nfs {
+            Semantics::Nfs
+        } else {
+            Semantics::Posix
+        };
         let fss = (0..=self.folders.len())
             .map(|_| {
-                let mut fs = SimFs::new(Semantics::Posix, self.caps, Persistence::P2);
+                let mut fs = SimFs::new(sem, self.caps, Persistence::P2);
                 if self.quota {
                     fs.seed(Dir::Root, MAILDIRSIZE, b"1000000S\n0 0\n");
                 }
                 Hooked {
                     fs,
-                    hook: Budget(left.clone()),
+                    hook: Budget {
+                        left: left.clone(),
+                        links: links.clone(),
+                        lose,
+                    },
                 }
             })
             .collect();
         World {
             fss,
             left,
+            links,
+            strategy: self.strategy.unwrap_or(if self.nfs {
+                Strategy::Locked
+            } else {
+                Strategy::Exclusive
+            }),
             sent: Vec::new(),
             env: SimEnv::unique(1, 5),
             quota: self.quota,
@@ -138,16 +167,24 @@ pub fn body() -> Vec<u8> {
 /// spent, the process is dead and every operation fails without effect.
 type Crashy = Hooked<SimFs, Budget>;
 
-/// The operations left before the crash (`u64::MAX`: no crash planned).
-struct Budget(Rc<Cell<u64>>);
+/// The operations left before the crash (`u64::MAX`: no crash planned), shared by every
+/// maildir, and on the NFS model which link's reply is lost.
+struct Budget {
+    left: Rc<Cell<u64>>,
+    /// The links made so far, in every maildir.
+    links: Rc<Cell<u64>>,
+    /// `(n, answer)`: link `n` (from 0) is made and its reply lost, `answer` as the NFS
+    /// model's chooser takes it (1 an error, 2 `EEXIST`); every other reply arrives.
+    lose: Option<(u64, u32)>,
+}
 
 impl Budget {
     fn spend(&self) -> Result<(), ErrorKind> {
-        match self.0.get() {
+        match self.left.get() {
             0 => Err(ErrorKind::Io),
             u64::MAX => Ok(()),
             n => {
-                self.0.set(n - 1);
+                self.left.set(n - 1);
                 Ok(())
             }
         }
@@ -155,10 +192,20 @@ impl Budget {
 }
 
 impl Hook<SimFs> for Budget {
-    fn before(&mut self, _: &mut SimFs, call: &mut Call<'_>) -> Result<(), ErrorKind> {
+    fn before(&mut self, fs: &mut SimFs, call: &mut Call<'_>) -> Result<(), ErrorKind> {
         match call {
             // `sync_all` is not an operation of the unit (`SimFs`: unsupported).
             Call::SyncAll => Ok(()),
+            Call::Link(..) => {
+                self.spend()?;
+                let n = self.links.get();
+                self.links.set(n + 1);
+                match self.lose {
+                    Some((k, answer)) if k == n => fs.chooser.reset(&[answer]),
+                    _ => fs.chooser.reset(&[]),
+                }
+                Ok(())
+            }
             _ => self.spend(),
         }
     }
@@ -168,6 +215,11 @@ impl Hook<SimFs> for Budget {
 struct World {
     fss: Vec<Crashy>,
     left: Rc<Cell<u64>>,
+    /// The links made (see [`Budget::links`]).
+    links: Rc<Cell<u64>>,
+    /// The copies' delivery strategy (on NFS the drivers take the maildir lock:
+    /// `trust::choose`).
+    strategy: Strategy,
     /// Redirects the MTA accepted (outside the maildirs: a crash does not undo them).
     sent: Vec<Vec<u8>>,
     env: SimEnv,
@@ -197,8 +249,11 @@ impl World {
     }
 
     /// Reboots every maildir: `specs[i]` picks maildir `i`'s surviving pending operations.
+    /// Every maildir after a crash (`specs[i]` picks maildir `i`'s surviving pending
+    /// operations), for the retry: its links' replies arrive.
     fn reboot(&self, specs: &[u64]) -> World {
         let left = Rc::new(Cell::new(u64::MAX));
+        let links = Rc::new(Cell::new(0));
         World {
             fss: self
                 .fss
@@ -206,10 +261,16 @@ impl World {
                 .zip(specs)
                 .map(|(f, &s)| Hooked {
                     fs: f.fs.reboot(s),
-                    hook: Budget(left.clone()),
+                    hook: Budget {
+                        left: left.clone(),
+                        links: links.clone(),
+                        lose: None,
+                    },
                 })
                 .collect(),
             left,
+            links,
+            strategy: self.strategy,
             sent: self.sent.clone(),
             env: self.env.clone(),
             quota: self.quota,
@@ -230,10 +291,12 @@ impl Performer for World {
             // A folder that does not exist (and no `:create` in these scenarios).
             return Err(Error::new(ErrorKind::NotFound, Phase::Open));
         };
+        let strategy = self.strategy;
         let opts = MtaOptions {
             delivery: Options {
                 durability: Durability::Full,
                 flags: copy.flags,
+                strategy,
                 ..Options::default()
             },
             quota: self.quota.then(CheckOptions::default),
@@ -541,46 +604,68 @@ pub fn explore(cfg: &UnitScenario) -> UnitReport {
     let mut report = UnitReport::default();
     let mut seen = HashSet::new();
     let key = unit_key();
-    // The number of operations of an uncrashed unit.
-    let mut w = cfg.world();
-    let before = w.left.get();
+    // The links of an uncrashed unit whose replies all arrive: on NFS, each one's reply is
+    // lost in turn, in both ways.
+    let mut w = cfg.world(None);
     let _ = unit::perform(&mut w, &key, cfg.first());
-    assert_eq!(before, u64::MAX);
-    let mut total = 0u64;
-    loop {
-        let mut w = cfg.world();
-        w.left.set(total);
-        let _ = unit::perform(&mut w, &key, cfg.first());
-        report.executions += 1;
-        let ran_out = w.left.get() == 0;
-        if seen.insert(w.hash64()) {
-            report.states += 1;
-            for specs in combos(&w) {
-                report.crash_states += 1;
-                if let Some((invariant, what)) = recover(cfg, w.reboot(&specs)) {
+    let mut losses = vec![None];
+    if cfg.nfs {
+        for n in 0..w.links.get() {
+            losses.extend([Some((n, 1)), Some((n, 2))]);
+        }
+    }
+    for lose in losses {
+        let lost = match lose {
+            Some((n, a)) => format!("lost-reply={n}/{a};"),
+            None => String::new(),
+        };
+        let mut total = 0u64;
+        loop {
+            let mut w = cfg.world(lose);
+            w.left.set(total);
+            let _ = unit::perform(&mut w, &key, cfg.first());
+            report.executions += 1;
+            let ran_out = w.left.get() == 0;
+            if seen.insert(w.hash64()) {
+                report.states += 1;
+                for specs in combos(&w) {
+                    report.crash_states += 1;
+                    if let Some((invariant, what)) = recover(cfg, w.reboot(&specs)) {
+                        report.violations.push(UnitViolation {
+                            invariant,
+                            what,
+                            schedule: format!("unit1:{lost}crash-after={total};images={specs:?}"),
+                        });
+                    }
+                }
+            }
+            if !ran_out {
+                // The budget was not spent: the unit finished; that was the run without a
+                // crash. With every reply delivered it must have done everything; after a
+                // lost reply, the MTA's retry must finish it.
+                let mut done = cfg.world(lose);
+                let r = unit::perform(&mut done, &key, cfg.first());
+                let ok = matches!(&r, Ok(p) if p.first_error().is_none());
+                let failed = if lose.is_some() {
+                    done.left.set(u64::MAX);
+                    recover(cfg, done)
+                } else if !ok {
+                    let what = format!("the unit failed without a crash: {r:?}");
+                    Some((Invariant::NoBlockingGarbage, what))
+                } else {
+                    None
+                };
+                if let Some((invariant, what)) = failed {
                     report.violations.push(UnitViolation {
                         invariant,
                         what,
-                        schedule: format!("unit1:crash-after={total};images={specs:?}"),
+                        schedule: format!("unit1:{lost}crash-after=-"),
                     });
                 }
+                break;
             }
+            total += 1;
         }
-        if !ran_out {
-            // The budget was not spent: the unit finished; that was the run without a crash.
-            let mut done = cfg.world();
-            let r = unit::perform(&mut done, &key, cfg.first());
-            let ok = matches!(&r, Ok(p) if p.first_error().is_none());
-            if !ok {
-                report.violations.push(UnitViolation {
-                    invariant: Invariant::NoBlockingGarbage,
-                    what: format!("the unit failed without a crash: {r:?}"),
-                    schedule: "unit1:crash-after=-".into(),
-                });
-            }
-            break;
-        }
-        total += 1;
     }
     report
 }
@@ -597,6 +682,8 @@ pub fn scenarios() -> Vec<UnitScenario> {
         vacation: false,
         quota: false,
         caps: Capabilities::LINUX_LOCAL,
+        nfs: false,
+        strategy: None,
     };
     let three = UnitScenario {
         name: "sieve unit: 3 fileinto (one flagged), keep, quota".into(),
@@ -640,5 +727,21 @@ pub fn scenarios() -> Vec<UnitScenario> {
         vacation: true,
         ..base.clone()
     };
-    vec![base, three, redirect, missing, renamed, remember]
+    // On the NFS model (no unnamed tmp files, no rename-noreplace; the drivers' `Locked`
+    // delivery), with each link's reply lost in turn.
+    let on_nfs = |s: &UnitScenario, quota: bool| UnitScenario {
+        name: format!("{}; NFS, each link's reply lost in turn", s.name),
+        quota,
+        caps: Capabilities::POSIX,
+        nfs: true,
+        ..s.clone()
+    };
+    let nfs = [
+        on_nfs(&redirect, false),
+        on_nfs(&missing, false),
+        on_nfs(&remember, true),
+    ];
+    let mut all = vec![base, three, redirect, missing, renamed, remember];
+    all.extend(nfs);
+    all
 }
