@@ -472,20 +472,28 @@ fn orphaned(op: &Op<'_>, result: &mut OpResult) {
     }
 }
 
-#[test]
-fn locked_claims_an_orphaned_lock_before_removing_it() {
-    let mut fs = memfs(Capabilities::POSIX);
+/// A `Locked` delivery on `fs` whose lock may be [`orphaned`]: it fails with the lock's error,
+/// leaving nothing in tmp/, new/ or cur/. Its trace.
+fn deliver_orphaned(fs: &mut MemFs) -> String {
     let o = Options {
         strategy: Strategy::Locked,
         ..opts()
     };
-    let (trace, out) = run_with(&mut fs, o, MSG, orphaned);
+    let (trace, out) = run_with(fs, o, MSG, orphaned);
     let e = out.unwrap_err();
     assert_eq!(
         (e.kind, e.phase),
-        (ErrorKind::Io, mdeliver_core::Phase::Lock)
+        (ErrorKind::Io, mdeliver_core::Phase::Lock),
+        "{trace}"
     );
-    assert_nothing_left(&fs);
+    assert_nothing_left(fs);
+    trace
+}
+
+#[test]
+fn locked_claims_an_orphaned_lock_before_removing_it() {
+    let mut fs = memfs(Capabilities::POSIX);
+    let trace = deliver_orphaned(&mut fs);
     // Our link was made: the lock (made at time 0) lost our name, was claimed, then removed.
     let claim = format!("{LOCK_BREAK_PREFIX}0");
     assert_eq!(fs.fs.list(Dir::Root), vec![claim.clone()], "{trace}");
@@ -503,17 +511,7 @@ fn locked_leaves_an_orphaned_lock_to_the_deliverer_that_claimed_it() {
     fs.create(Dir::Root, LOCK_NAME, true).unwrap(); // one name: its creator's is gone
     fs.create(Dir::Root, &format!("{LOCK_BREAK_PREFIX}0"), true)
         .unwrap();
-    let o = Options {
-        strategy: Strategy::Locked,
-        ..opts()
-    };
-    let (trace, out) = run_with(&mut fs, o, MSG, orphaned);
-    let e = out.unwrap_err();
-    assert_eq!(
-        (e.kind, e.phase),
-        (ErrorKind::Io, mdeliver_core::Phase::Lock)
-    );
-    assert_nothing_left(&fs);
+    let trace = deliver_orphaned(&mut fs);
     assert_eq!(
         fs.fs.list(Dir::Root),
         vec![LOCK_NAME.to_string(), format!("{LOCK_BREAK_PREFIX}0")],
