@@ -1,7 +1,8 @@
-//! `mdeliver check`: lists tmp/, new/ and cur/, has the core classify each entry and find the
-//! duplicate keys ([`mdeliver_core::report::check`]), confirms each duplicate by a second look (a
-//! message renamed during the listing shows up under two names), and with `--repair` removes
-//! stale tmp/ files, and nothing else.
+//! `mdeliver check`: lists tmp/, new/ and cur/ (and the maildir itself, for the lock's
+//! leftovers), has the core classify each entry and find the duplicate keys
+//! ([`mdeliver_core::report::check`]), confirms each duplicate by a second look (a message
+//! renamed during the listing shows up under two names), and with `--repair` removes stale
+//! tmp/ files and lock leftovers, and nothing else.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +10,7 @@ use std::process::ExitCode;
 use mdeliver_core::env::Env;
 use mdeliver_core::maildir::name::InfoSep;
 use mdeliver_core::report::check::{
-    classify, duplicates, EntryKind, Finding, Listed, Times, STALE_TMP_SECS,
+    checked_in_root, classify, duplicates, EntryKind, Finding, Listed, Times, STALE_TMP_SECS,
 };
 use mdeliver_core::{Dir, ErrorKind, Fs};
 
@@ -18,17 +19,21 @@ use crate::linux::LinuxFs;
 use crate::mail_args::parse_info_sep;
 use crate::reader;
 
-const ABOUT: &str = "Report stale tmp files and other anomalies in a maildir; --repair removes \
-stale tmp files";
+const ABOUT: &str =
+    "Report stale files and other anomalies in a maildir; --repair removes the stale files";
 
 const LONG_ABOUT: &str = "\
-Report stale tmp files and other anomalies in a maildir; --repair removes stale tmp files.
+Report stale files and other anomalies in a maildir; --repair removes the stale files.
 
 Findings, one line each (TAB-separated: KIND, PATH, detail):
   stale-tmp      a file in tmp/ untouched for more than 36 hours (the Maildir \
 specification's limit): neither modified nor changed in any other way (its ctime, which no \
 writer can set back, unlike the mtime that mdeliver -M sets to each message's date); left by \
 a crashed or killed delivery; safe to remove
+  stale-lock     in the maildir itself, a leftover of the maildir lock (mdeliver.lock.*: a \
+dead deliverer's unique lock name, or its claim to break a stale lock) untouched for more than \
+36 hours; safe to remove (the lock itself, mdeliver.lock, is never reported: the next delivery \
+breaks it once it is stale)
   duplicate-key  two files in new/ or cur/ with the same unique key (the part before the info \
 separator); both are kept: compare them by hand
   unparsable     a name in new/ or cur/ that cannot be a message (a dot file, an empty key)
@@ -36,8 +41,8 @@ separator); both are kept: compare them by hand
   symlink, directory, special
                  an entry in tmp/, new/ or cur/ that is not a regular file
 
---repair removes only stale-tmp files (nothing else can be removed without risking mail) and \
-says so for each.";
+--repair removes only stale-tmp and stale-lock files (nothing else can be removed without \
+risking mail) and says so for each.";
 
 const AFTER_LONG_HELP: &str = "\
 EXIT STATUS
@@ -60,7 +65,8 @@ pub struct CheckArgs {
     #[arg(value_name = "MAILDIR")]
     pub maildir: PathBuf,
 
-    /// Remove stale tmp/ files (older than 36 hours); nothing else is ever removed
+    /// Remove stale tmp/ files and lock leftovers (older than 36 hours); nothing else is ever
+    /// removed
     #[arg(long)]
     pub repair: bool,
 
@@ -84,6 +90,7 @@ fn kind_of(ft: std::fs::FileType) -> EntryKind {
 fn label(f: &Finding) -> &'static str {
     match f {
         Finding::StaleTmp(_) => "stale-tmp",
+        Finding::StaleLock(_) => "stale-lock",
         Finding::Unparsable => "unparsable",
         Finding::InfoInNew => "info-in-new",
         Finding::NotRegular(EntryKind::Symlink) => "symlink",
@@ -94,7 +101,7 @@ fn label(f: &Finding) -> &'static str {
 
 fn detail(f: &Finding) -> String {
     match f {
-        Finding::StaleTmp(age) => format!(
+        Finding::StaleTmp(age) | Finding::StaleLock(age) => format!(
             "untouched for {} hours (limit {})",
             age / 3600,
             STALE_TMP_SECS / 3600
@@ -129,15 +136,22 @@ pub fn run(a: &CheckArgs) -> ExitCode {
     let mut remaining = 0u32;
     // Names with nothing to report: the candidates for the duplicate-key search.
     let mut clean: Vec<(Dir, String)> = Vec::new();
-    for dir in Dir::SUBDIRS {
+    for dir in [Dir::Root, Dir::Tmp, Dir::New, Dir::Cur] {
         let list = match names(&mut fs, dir) {
             Ok(l) => l,
             Err(e) => {
-                eprintln!("mdeliver: {who}: listing {}/: {e}", dir.as_str());
+                let what = match dir {
+                    Dir::Root => "the maildir".to_string(),
+                    _ => format!("{}/", dir.as_str()),
+                };
+                eprintln!("mdeliver: {who}: listing {what}: {e}");
                 return ExitCode::from(reader::code(e));
             }
         };
         for name in list {
+            if dir == Dir::Root && !checked_in_root(&name) {
+                continue;
+            }
             let path = a.maildir.join(dir.as_str()).join(&name);
             // Informational only (the kind and age of one entry): by path, never followed.
             let Ok(meta) = std::fs::symlink_metadata(&path) else {

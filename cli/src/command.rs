@@ -117,7 +117,7 @@ const SUBCOMMANDS_HELP: &str = "\
 SUBCOMMANDS
   mdeliver list [--json] MAILDIR            list every message once, even during renames
   mdeliver flag MAILDIR KEY [+FLAGS] [-FLAGS]  change a message's flags (moves new/ to cur/)
-  mdeliver check [--repair] MAILDIR         report (and with --repair remove) stale tmp files \
+  mdeliver check [--repair] MAILDIR         report (and with --repair remove) stale files \
 and other anomalies
   mdeliver sieve check FILE                 compile a Sieve script, errors with line:column
   mdeliver sieve test FILE MESSAGE          print the actions a Sieve script takes for a message

@@ -274,7 +274,7 @@ fn list_is_complete_and_duplicate_free_under_renames() {
 }
 
 #[test]
-fn check_reports_and_repairs_only_stale_tmp() {
+fn check_reports_and_repairs_only_stale_tmp_and_lock_files() {
     // A file is stale when both its mtime and its ctime are old, and no process can set a
     // ctime back: `check` runs with its clock 40 hours ahead (libfaketime) instead.
     let Some(lib) = libfaketime() else {
@@ -301,6 +301,27 @@ fn check_reports_and_repairs_only_stale_tmp() {
         .unwrap()
         .set_modified(now + hours(40))
         .unwrap();
+    // The lock's leftovers in the maildir itself: a dead deliverer's unique name and claim are
+    // stale; a live claim, the lock itself and everything else there are never reported.
+    for (name, stale) in [
+        ("mdeliver.lock.1.M1P1Q1R1.h", true),
+        ("mdeliver.lock.break.1", true),
+        ("mdeliver.lock.break.2", false),
+        ("mdeliver.lock", true),
+        ("maildirsize", true),
+        ("mdeliver-dedup.0a", true),
+    ] {
+        let at = if stale {
+            now - hours(40)
+        } else {
+            now + hours(40)
+        };
+        std::fs::File::create(md.join(name))
+            .unwrap()
+            .set_modified(at)
+            .unwrap();
+    }
+    std::fs::create_dir(md.join(".Sent")).unwrap();
     std::fs::write(md.join("new/1.M1P1Q1.h,S=3"), b"x\n\n").unwrap();
     std::fs::write(md.join("cur/1.M1P1Q1.h,S=3:2,S"), b"x\n\n").unwrap();
     std::fs::write(md.join("new/2.M1P1Q1.h:2,S"), b"x\n\n").unwrap();
@@ -313,6 +334,20 @@ fn check_reports_and_repairs_only_stale_tmp() {
     let repaired = outcome(&r, t.path());
     assert!(!md.join("tmp/stale").exists());
     assert!(md.join("tmp/fresh").exists());
+    assert_eq!(
+        names(&md),
+        [
+            ".Sent",
+            "cur",
+            "maildirsize",
+            "mdeliver-dedup.0a",
+            "mdeliver.lock",
+            "mdeliver.lock.break.2",
+            "new",
+            "tmp"
+        ],
+        "only the stale lock leftovers removed"
+    );
     assert_eq!(names(&md.join("cur")).len(), 3, "nothing else removed");
     for p in [
         "cur/1.M1P1Q1.h,S=3:2,S",

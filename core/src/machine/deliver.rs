@@ -104,7 +104,8 @@ pub const LOCK_NAME: &str = "mdeliver.lock";
 /// The modification time names the stale lock: a lock that replaced it is fresh. A claim as
 /// old as a stale lock was left by a deliverer that died before breaking the lock; it is
 /// claimed in turn (the prefix, the lock's time, `.` and the claim's time). A claim (an empty
-/// file) stays behind.
+/// file) stays behind, for `mdeliver check --repair` to remove once stale
+/// ([`crate::report::check::Finding::StaleLock`]).
 pub const LOCK_BREAK_PREFIX: &str = "mdeliver.lock.break.";
 
 /// How a message gets its final name.

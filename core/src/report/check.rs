@@ -1,12 +1,14 @@
 //! What a maildir health check reports (`mdeliver check`): about one directory entry (stale
-//! files in tmp/, names that cannot be messages, info on names in new/, anything that is not a
-//! regular file: [`classify`]), and about the whole listing: names in new/ and cur/ that share
+//! files in tmp/, a dead deliverer's leftovers of the maildir lock in the maildir itself,
+//! names that cannot be messages, info on names in new/, anything that is not a regular file:
+//! [`classify`]), and about the whole listing: names in new/ and cur/ that share
 //! a unique key ([`duplicates`]). The core has no allocator, so the driver holds the listing
 //! (a slice of [`Listed`] names) and lends it; it also confirms each duplicate with a second
 //! `stat` of both names, because a message renamed during the listing is seen under two names
 //! without being a duplicate.
 
 use crate::fs::Dir;
+use crate::machine::deliver::LOCK_NAME;
 use crate::maildir::name::{InfoSep, ParsedName};
 
 /// A tmp/ file untouched this long is abandoned: the Maildir specification's 36 hours.
@@ -57,6 +59,12 @@ pub enum Finding {
     /// A tmp/ file older than [`STALE_TMP_SECS`] (a crashed or killed delivery); safe to
     /// remove. Carries its age in seconds.
     StaleTmp(u64),
+    /// A leftover of the `Locked` strategy's maildir lock in the maildir itself, as old: a
+    /// dead deliverer's unique lock name, or a claim to break a stale lock
+    /// ([`LOCK_BREAK_PREFIX`](crate::machine::deliver::LOCK_BREAK_PREFIX)). No live deliverer
+    /// keeps either that long (a lock is stale after minutes), so it is safe to remove. The
+    /// lock itself is never one: only a deliverer's claim may break it. Carries its age.
+    StaleLock(u64),
     /// A name in new/ or cur/ that cannot be a message name (a dot file, an empty key).
     Unparsable,
     /// A name in new/ that carries info (`:2,...`): new/ names must not, and readers that move
@@ -67,11 +75,19 @@ pub enum Finding {
 }
 
 impl Finding {
-    /// Whether `check --repair` removes the entry (only stale regular tmp/ files: nothing else
-    /// can be removed without risking mail).
+    /// Whether `check --repair` removes the entry (only stale regular tmp/ files and lock
+    /// leftovers: nothing else can be removed without risking mail).
     pub const fn repairable(&self) -> bool {
-        matches!(self, Finding::StaleTmp(_))
+        matches!(self, Finding::StaleTmp(_) | Finding::StaleLock(_))
     }
+}
+
+/// Whether [`classify`] looks at `name` in the maildir itself (its root holds folders,
+/// `maildirsize`, the duplicate index and readers' files, none of them checked): the lock's
+/// leftovers, `mdeliver.lock.*`.
+pub fn checked_in_root(name: &str) -> bool {
+    name.strip_prefix(LOCK_NAME)
+        .is_some_and(|rest| rest.len() > 1 && rest.starts_with('.'))
 }
 
 /// Classifies `dir/name` of kind `kind`, last changed at `times`, at time `now` (seconds).
@@ -84,14 +100,16 @@ pub fn classify(
     now: u64,
     sep: InfoSep,
 ) -> Option<Finding> {
+    let age = now.saturating_sub(times.touched());
+    if dir == Dir::Root {
+        let stale = checked_in_root(name) && kind == EntryKind::Regular && age > STALE_TMP_SECS;
+        return stale.then_some(Finding::StaleLock(age));
+    }
     if kind != EntryKind::Regular {
         return Some(Finding::NotRegular(kind));
     }
     match dir {
-        Dir::Tmp => {
-            let age = now.saturating_sub(times.touched());
-            (age > STALE_TMP_SECS).then_some(Finding::StaleTmp(age))
-        }
+        Dir::Tmp => (age > STALE_TMP_SECS).then_some(Finding::StaleTmp(age)),
         Dir::New | Dir::Cur => match ParsedName::parse(name, sep) {
             Err(_) => Some(Finding::Unparsable),
             Ok(p) if dir == Dir::New && p.has_info() => Some(Finding::InfoInNew),
@@ -229,6 +247,34 @@ mod tests {
             None
         );
         assert!(Finding::StaleTmp(1).repairable());
+    }
+
+    #[test]
+    fn in_the_maildir_only_old_lock_leftovers_are_found_never_the_lock() {
+        let old = STALE_TMP_SECS + 1;
+        let unique = "mdeliver.lock.1700000000.M5P77Q1R00abcd.box";
+        let claim = "mdeliver.lock.break.1700000000.1700000400";
+        for name in [unique, claim] {
+            assert_eq!(
+                c(Dir::Root, name, EntryKind::Regular, old),
+                Some(Finding::StaleLock(old))
+            );
+            assert_eq!(c(Dir::Root, name, EntryKind::Regular, STALE_TMP_SECS), None);
+            assert_eq!(c(Dir::Root, name, EntryKind::Directory, old), None);
+        }
+        // The lock, folders, the quota file, the index and anything else: not looked at.
+        for name in [
+            "mdeliver.lock",
+            "mdeliver.lock.",
+            ".Sent",
+            "maildirsize",
+            "x",
+        ] {
+            assert!(!checked_in_root(name), "{name}");
+            assert_eq!(c(Dir::Root, name, EntryKind::Regular, old), None);
+            assert_eq!(c(Dir::Root, name, EntryKind::Directory, old), None);
+        }
+        assert!(Finding::StaleLock(old).repairable());
     }
 
     #[test]
