@@ -554,8 +554,7 @@ impl Delivery {
             // lock taken in between would then be removed by the second. The claim lets one.
             State::LockOrphanStat => match result {
                 OpResult::Stat(s) if s.nlink == 1 => {
-                    self.claim(s.mtime, None);
-                    self.state = State::LockOrphanClaim;
+                    self.claim(s.mtime, None, State::LockOrphanClaim)
                 }
                 _ => self.fail_lock_pending(),
             },
@@ -569,7 +568,7 @@ impl Delivery {
             State::LockCheckHeld => match result {
                 OpResult::Stat(s) => {
                     if self.is_stale(s, env) {
-                        self.claim(s.mtime, None);
+                        self.claim(s.mtime, None, State::LockBreakClaim);
                     } else {
                         self.state = State::LockWait;
                     }
@@ -590,7 +589,7 @@ impl Delivery {
             State::LockClaimStat => match result {
                 OpResult::Stat(s) => {
                     if self.is_stale(s, env) {
-                        self.claim(self.lock_break_of, Some(s.mtime));
+                        self.claim(self.lock_break_of, Some(s.mtime), State::LockBreakClaim);
                     } else {
                         self.state = State::LockWait;
                     }
@@ -879,16 +878,17 @@ impl Delivery {
         )
     }
 
-    /// Claims the stale lock of modification time `lock` ([`LOCK_BREAK_PREFIX`]), or with
-    /// `dead`, the claim of that modification time its dead claimer left on it.
-    fn claim(&mut self, lock: u64, dead: Option<u64>) {
+    /// Claims, in state `claiming` (a stale lock's break or an orphan's removal), the lock of
+    /// modification time `lock` ([`LOCK_BREAK_PREFIX`]), or with `dead`, the claim of that
+    /// modification time its dead claimer left on it.
+    fn claim(&mut self, lock: u64, dead: Option<u64>, claiming: State) {
         self.lock_break_of = lock;
         self.lock_break.clear();
         let _ = write!(self.lock_break, "{LOCK_BREAK_PREFIX}{lock}");
         if let Some(c) = dead {
             let _ = write!(self.lock_break, ".{c}");
         }
-        self.state = State::LockBreakClaim;
+        self.state = claiming;
     }
 
     /// Whether a lock (or a claim to break one) this old was left by a dead deliverer.

@@ -576,6 +576,10 @@ impl Writer<'_> {
         self.u8(u8::from(v.is_some()))?;
         self.u64(v.unwrap_or(0))
     }
+    /// A duplicate-index key: its 32 bytes.
+    fn key(&mut self, k: &Key) -> Result<(), WireError> {
+        k.0.iter().try_for_each(|&b| self.u8(b))
+    }
 }
 
 impl Reader<'_> {
@@ -607,6 +611,13 @@ impl Reader<'_> {
         let some = self.flag()?;
         let v = self.u64()?;
         Ok(some.then_some(v))
+    }
+    fn key(&mut self) -> Result<Key, WireError> {
+        let mut k = [0u8; 32];
+        for b in &mut k {
+            *b = self.u8()?;
+        }
+        Ok(Key(k))
     }
 }
 
@@ -863,11 +874,9 @@ pub fn encode_mta_start(s: &MtaStart<'_>, buf: &mut [u8]) -> Result<usize, WireE
         None => w.u8(0)?,
     }
     match o.key {
-        Some(Key(k)) => {
+        Some(k) => {
             w.u8(1)?;
-            for b in k {
-                w.u8(b)?;
-            }
+            w.key(&k)?;
         }
         None => w.u8(0)?,
     }
@@ -910,13 +919,7 @@ pub fn decode_mta_start(buf: &[u8]) -> Result<MtaStart<'_>, WireError> {
         false => None,
     };
     let key = match r.flag()? {
-        true => {
-            let mut k = [0u8; 32];
-            for b in &mut k {
-                *b = r.u8()?;
-            }
-            Some(Key(k))
-        }
+        true => Some(r.key()?),
         false => None,
     };
     let order = lookup(&ORDERS, r.u8()?)?;

@@ -97,13 +97,6 @@ impl Reader<'_> {
     fn copy_done(&mut self) -> Result<CopyDone, WireError> {
         lookup(&COPY_DONE, self.u8()?)
     }
-    fn key(&mut self) -> Result<Key, WireError> {
-        let mut k = [0u8; 32];
-        for b in &mut k {
-            *b = self.u8()?;
-        }
-        Ok(Key(k))
-    }
     fn end(&self) -> Result<(), WireError> {
         if self.pos == self.buf.len() {
             Ok(())
@@ -117,9 +110,7 @@ impl Reader<'_> {
 /// plan as the record [`Plan::encode`] writes (its length as a `u64`, then its bytes).
 pub fn encode_unit_start(s: &UnitStart, buf: &mut [u8]) -> Result<usize, WireError> {
     let mut w = Writer { buf, len: 0 };
-    for &b in &s.key.0 {
-        w.u8(b)?;
-    }
+    w.key(&s.key)?;
     w.u8(u8::from(s.sync))?;
     w.u8(super::encode_caps(s.caps))?;
     w.plan(&s.plan)?;
@@ -161,9 +152,7 @@ pub fn encode_unit_step(step: &UnitStep<'_>, buf: &mut [u8]) -> Result<usize, Wi
         Wants::Copy { index, key, inbox } => {
             w.u8(0)?;
             w.u64(index as u64)?;
-            for b in key.0 {
-                w.u8(b)?;
-            }
+            w.key(&key)?;
             w.u8(u8::from(inbox))?;
         }
         Wants::Redirect(i) => {

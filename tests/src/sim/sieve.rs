@@ -647,16 +647,13 @@ pub fn explore(cfg: &UnitScenario) -> UnitReport {
                 // crash. With every reply delivered it must have done everything; after a
                 // lost reply, the MTA's retry must finish it.
                 let mut done = cfg.world(lose);
-                let r = unit::perform(&mut done, &key, cfg.first());
-                let ok = matches!(&r, Ok(p) if p.first_error().is_none());
-                let failed = if lose.is_some() {
-                    done.left.set(u64::MAX);
-                    recover(cfg, done)
-                } else if !ok {
-                    let what = format!("the unit failed without a crash: {r:?}");
-                    Some((Invariant::NoBlockingGarbage, what))
-                } else {
-                    None
+                let failed = match unit::perform(&mut done, &key, cfg.first()) {
+                    _ if lose.is_some() => recover(cfg, done),
+                    Ok(p) if p.first_error().is_none() => None,
+                    r => {
+                        let what = format!("the unit failed without a crash: {r:?}");
+                        Some((Invariant::NoBlockingGarbage, what))
+                    }
                 };
                 if let Some((invariant, what)) = failed {
                     report.violations.push(UnitViolation {
