@@ -477,7 +477,10 @@ pub fn filter<F: OverLinux>(
     let msg = Message {
         header: message.reader.header(),
         size: message.reader.size(),
-        envelope_from: settings.return_path.as_deref().unwrap_or(b""),
+        envelope_from: mdeliver_core::mda::trace::envelope_sender(
+            message.reader.header(),
+            settings.return_path.as_deref(),
+        ),
         envelope_to: settings
             .delivered_to
             .as_deref()
@@ -964,11 +967,12 @@ impl<F: OverLinux> mdeliver_core::machine::unit::Performer for Performer<'_, '_,
 
     fn redirect(&mut self, _index: usize, address: &[u8]) -> Result<(), mdeliver_core::Error> {
         use std::os::unix::ffi::OsStrExt;
-        let from: &[u8] = match self.settings.return_path.as_deref() {
-            Some(f) if !f.is_empty() => f,
-            _ => b"<>",
-        };
-        let from = std::ffi::OsStr::from_bytes(from).to_owned();
+        let from = mdeliver_core::mda::trace::envelope_sender(
+            self.message.reader.header(),
+            self.settings.return_path.as_deref(),
+        );
+        let from = std::ffi::OsStr::from_bytes(if from.is_empty() { b"<>" } else { from });
+        let from = from.to_owned();
         let address = std::ffi::OsStr::from_bytes(address);
         let what = format!("redirect to {}", address.to_string_lossy());
         self.send(&what, &from, address, None)
@@ -1053,10 +1057,15 @@ impl<F: OverLinux> Performer<'_, '_, F> {
         };
         let mut stdin = child.stdin.take().expect("piped");
         let stopped = |e: std::io::Error| format!("{} stopped reading: {e}", sendmail.display());
+        use mdeliver_core::message::{FromLine, FromLineMode, Transformed};
+        let strip = FromLine::new(FromLineMode::Strip);
+        let mut unframed: Transformed<_, FromLine> =
+            Transformed::new(&mut self.message.input, strip);
         let sent = match body {
             Some(b) => stdin.write_all(b).map_err(stopped),
+            // A leading `From ` line is mbox framing, not part of the message sent on.
             None => loop {
-                match embedded_io::Read::read(&mut self.message.input, &mut self.buf) {
+                match embedded_io::Read::read(&mut unframed, &mut self.buf) {
                     Ok(0) => break Ok(()),
                     Ok(n) => {
                         if let Err(e) = stdin.write_all(&self.buf[..n]) {

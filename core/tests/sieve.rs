@@ -144,6 +144,13 @@ fn fileinto_cancels_implicit_keep_copy_does_not() {
         actions(&format!("{req}fileinto \"A\"; fileinto \"A\"; keep; keep;")),
         ["store A []", "store INBOX []"]
     );
+    // However it is spelled: `/` and `.` separate levels, and an `INBOX.` prefix is INBOX.
+    assert_eq!(
+        actions(&format!(
+            "{req}fileinto \"A/B\"; fileinto \"A.B\"; fileinto \"INBOX.A.B\"; fileinto \"INBOX/\";"
+        )),
+        ["store A/B []", "store INBOX []"]
+    );
 }
 
 #[test]
@@ -194,6 +201,33 @@ fn tests_address_header_envelope_size() {
         let hit = got == ["store hit []"];
         assert_eq!(hit, want, "{test}: {got:?}");
     }
+}
+
+#[test]
+fn redirect_goes_to_one_address_each_once() {
+    // A constant that is not one address is refused when the script compiles.
+    for bad in [
+        "a@example.net, b@example.net",
+        "",
+        "bob",
+        "Bob <b@example.net>",
+    ] {
+        let e = compile_err(&format!("redirect \"{bad}\";"));
+        assert_eq!(e.kind, ErrorKind::BadValue("redirect address"), "{bad:?}");
+    }
+    // One that becomes so with its variables is a runtime error: the implicit keep.
+    let src = "require \"variables\"; set \"to\" \"a@x, b@y\"; redirect \"${to}\";";
+    let (lines, err) = actions_with(src, &Limits::default());
+    assert_eq!(err, Some(RuntimeError::BadRedirect));
+    assert_eq!(lines, ["implicit keep []"]);
+    // The same mailbox is one redirect: brackets and the domain's case do not count, the
+    // local part's does (RFC 5321 2.4).
+    assert_eq!(
+        actions(
+            "redirect \"x@example.net\"; redirect \"<x@EXAMPLE.net>\"; redirect \"X@example.net\";"
+        ),
+        ["redirect x@example.net", "redirect X@example.net"]
+    );
 }
 
 #[test]

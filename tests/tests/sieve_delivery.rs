@@ -215,6 +215,86 @@ fn a_missing_folder_without_create_is_stored_once_into_inbox() {
 }
 
 #[test]
+fn folders_that_cannot_be_stored_into_give_inbox_one_copy() {
+    // No keep in the plan: two missing folders, and two names refused even with -c, with
+    // different flags. Each falls back to INBOX, and INBOX gets one copy, the first's.
+    let missing = "require [\"fileinto\", \"imap4flags\"];\n\
+                   fileinto :flags \"\\\\Seen\" \"M1\";\n\
+                   fileinto :flags \"\\\\Flagged\" \"M2\";\n";
+    let refused = "require \"fileinto\";\nfileinto \"a..b\";\nfileinto \"c..d\";\n";
+    for (script, flags, create) in [(missing, "S", false), (refused, "-", true)] {
+        let s = site(script);
+        make_maildir(&s.maildir);
+        let extra: &[&str] = if create { &["-c"] } else { &[] };
+        let r = s.deliver(extra);
+        assert_eq!(r.code, 0, "{r:?}");
+        let dir = if flags == "-" { "new" } else { "cur" };
+        let once = vec![(String::new(), dir.into(), flags.into(), stored_bytes())];
+        assert_eq!(s.stored(), once, "{script}");
+        // The retry finds the unit done and stores nothing more.
+        assert_eq!(s.deliver(extra).code, 0);
+        assert_eq!(s.stored(), once, "{script}: the retry");
+    }
+}
+
+#[test]
+fn one_folder_spelled_three_ways_gets_one_copy() {
+    let s = site(
+        "require \"fileinto\";\n\
+         fileinto \"Lists/Rust\";\nfileinto \"Lists.Rust\";\nfileinto \"INBOX.Lists.Rust\";\n",
+    );
+    let r = s.deliver(&[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let once = vec![(
+        ".Lists.Rust".into(),
+        "new".into(),
+        "-".into(),
+        stored_bytes(),
+    )];
+    assert_eq!(s.stored(), once);
+}
+
+#[test]
+fn without_a_given_sender_the_script_sees_the_one_the_mta_wrote() {
+    // What Postfix's local(8) hands a mailbox_command: a `From ` line and a Return-Path, and
+    // no --return-path. The `envelope` test, the redirect's sender and the vacation reply's
+    // recipient are that sender; the message sent on has no `From ` line.
+    let s = site(
+        "require [\"envelope\", \"fileinto\", \"copy\"];\n\
+         if envelope :is \"from\" \"carol@example.net\" { fileinto \"Carol\"; }\n\
+         redirect :copy \"fwd@example.org\";\n",
+    );
+    let body = b"Return-Path: <carol@example.net>\nFrom: carol@example.net\nSubject: s\n\nhi\n";
+    let mut message = b"From carol@example.net  Mon Jun  3 10:00:01 2024\n".to_vec();
+    message.extend_from_slice(body);
+    for (input, what) in [(&message[..], "From line"), (&body[..], "Return-Path")] {
+        let _ = std::fs::remove_dir_all(&s.maildir);
+        for n in 0..2 {
+            let _ = std::fs::remove_file(s.dir.path().join(format!("sent.{n}.argv")));
+        }
+        let args: [&dyn AsRef<std::ffi::OsStr>; 6] = [
+            &"-c",
+            &"--sieve",
+            &s.script,
+            &"--sendmail",
+            &s.sendmail,
+            &s.maildir,
+        ];
+        let r = run(&args, input, &[]);
+        assert_eq!(r.code, 0, "{what}: {r:?}");
+        let folders: Vec<String> = s.stored().into_iter().map(|c| c.0).collect();
+        assert_eq!(folders, [".Carol"], "{what}");
+        let sent = s.sent();
+        assert_eq!(sent.len(), 1, "{what}");
+        assert_eq!(
+            sent[0].0, "-i\n-f\ncarol@example.net\n--\nfwd@example.org\n",
+            "{what}"
+        );
+        assert_eq!(sent[0].1, body, "{what}: sent on without the From line");
+    }
+}
+
+#[test]
 fn discard_stores_nothing_and_succeeds() {
     let s = site("discard;\n");
     let r = s.deliver(&[]);

@@ -66,6 +66,8 @@ use crate::fs::{Capabilities, Dir, Fs, Op, OpResult, Persist};
 use crate::machine::dedup::Key;
 use crate::machine::{run, Machine, Step};
 use crate::maildir::flags::Flags;
+use crate::maildir::folder::same_folder;
+use crate::message::same_mailbox;
 use crate::sieve::{run_with, Context, Limits, Message, Outcome, Script, Seen};
 
 /// The most bytes a plan holds (mailbox names and addresses with their framing).
@@ -105,6 +107,11 @@ impl UnitKeyer {
         unit_key(self.0.clone().finalize().into())
     }
 }
+
+/// The copy index whose key the copies that fall back to INBOX share when the plan has no
+/// INBOX copy of its own: no plan has that many entries, and it is the same number on every
+/// target (a 32-bit module and a 64-bit binary key a copy alike).
+const INBOX_FALLBACK: usize = u32::MAX as usize;
 
 /// The duplicate-index key of copy `index` of `unit`.
 pub fn copy_key(unit: &Key, index: usize) -> Key {
@@ -310,8 +317,9 @@ impl Plan {
         Ok(())
     }
 
-    /// Adds a copy into `mailbox` (None: INBOX). Copies into the same mailbox are merged, as
-    /// RFC 5228 4.1 asks for (the flags of the last one win, `:create` of any).
+    /// Adds a copy into `mailbox` (None: INBOX). Copies into the same mailbox, however its
+    /// name is spelled ([`same_folder`]), are merged, as RFC 5228 4.1 asks for (the first
+    /// spelling is kept, the flags of the last one win, `:create` of any).
     pub fn copy(
         &mut self,
         mailbox: Option<&[u8]>,
@@ -319,7 +327,7 @@ impl Plan {
         create: bool,
     ) -> Result<(), PlanError> {
         let same = self.entries().find_map(|e| match e {
-            Entry::Copy(c) if c.mailbox == mailbox => Some(c),
+            Entry::Copy(c) if same_folder(c.mailbox, mailbox) => Some(c),
             _ => None,
         });
         if let Some(c) = same {
@@ -342,11 +350,12 @@ impl Plan {
         self.push(COPY, create, flags, mailbox.unwrap_or(b""))
     }
 
-    /// Adds a redirect to `address`; a second redirect to the same address is merged.
+    /// Adds a redirect to `address`; a second redirect to the same address is merged
+    /// ([`same_mailbox`]: the domain in any case).
     pub fn redirect(&mut self, address: &[u8]) -> Result<(), PlanError> {
         if self
             .entries()
-            .any(|e| matches!(e, Entry::Redirect { address: a, .. } if a == address))
+            .any(|e| matches!(e, Entry::Redirect { address: a, .. } if same_mailbox(a, address)))
         {
             return Ok(());
         }
@@ -1086,18 +1095,16 @@ impl Unit {
         let Work::Asked(Wants::Copy { index, inbox, .. }) = self.work else {
             return;
         };
-        let into = match self.entry(index) {
-            Some(Entry::Copy(c)) => c.mailbox.and(Some(c.index)),
-            _ => None,
-        };
+        let in_folder = matches!(self.entry(index), Some(Entry::Copy(c)) if c.mailbox.is_some());
         match r {
             // A copy whose folder is missing goes to INBOX under the INBOX copy's key when
-            // there is one (so the two merge into one), else under its own.
+            // there is one, else under the key every such fallback shares: INBOX gets one
+            // copy however many folders were missing (RFC 5228 2.10.3), the first one's.
             Err(e) if !inbox && e.kind == ErrorKind::NotFound && e.phase == Phase::Open => {
-                if let Some(own) = into {
+                if in_folder {
                     let plan = &self.begin.plan;
                     let first = plan.copies().find(|c| c.mailbox.is_none()).map(|c| c.index);
-                    let key = copy_key(&self.key, first.unwrap_or(own));
+                    let key = copy_key(&self.key, first.unwrap_or(INBOX_FALLBACK));
                     self.work = Work::Asked(Wants::Copy {
                         index,
                         key,

@@ -172,6 +172,29 @@ pub fn folder(name: &[u8], sep: InfoSep, enc: NameEncoding) -> Result<Folder, Fo
     Ok(Folder::Sub(dir))
 }
 
+/// Whether two folder names (None: INBOX) name one folder however they are spelled: `A/B`,
+/// `A.B` and `INBOX.A.B` are one folder, and `INBOX`, `inbox/` and the empty name are the
+/// maildir itself (see the module docs). Names [`folder`] refuses compare by their bytes.
+pub fn same_folder(a: Option<&[u8]>, b: Option<&[u8]>) -> bool {
+    fn levels(n: Option<&[u8]>) -> Option<&[u8]> {
+        let n = n?;
+        match strip_inbox(n) {
+            Some(rest) if !rest.is_empty() => Some(rest),
+            Some(_) => None,
+            None if n.is_empty() => None,
+            None => Some(n),
+        }
+    }
+    let sep = |c: u8| if c == b'/' { b'.' } else { c };
+    match (levels(a), levels(b)) {
+        (None, None) => true,
+        (Some(a), Some(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(&x, &y)| sep(x) == sep(y))
+        }
+        _ => false,
+    }
+}
+
 /// Whether a maildir path whose last component is `last` names a maildir's own subdirectory
 /// (`tmp`, `new` or `cur`): creating a maildir there (`-c`) would nest a maildir inside a
 /// maildir, where no reader looks, so it is refused, and never suggested.
@@ -398,6 +421,23 @@ mod tests {
         for n in [&b"Maildir"[..], b"news", b"NEW", b"", b".new"] {
             assert!(!nests_in_maildir(n), "{n:?}");
         }
+    }
+
+    #[test]
+    fn one_folder_however_spelled() {
+        let same = |a: &str, b: &str| same_folder(Some(a.as_bytes()), Some(b.as_bytes()));
+        assert!(same("Lists/Rust", "Lists.Rust"));
+        assert!(same("Lists/Rust", "INBOX.Lists.Rust"));
+        assert!(same("inbox/Work", "Work"));
+        assert!(same("INBOX", "inbox/"));
+        assert!(same_folder(Some(b"INBOX"), None));
+        assert!(same_folder(Some(b""), None));
+        assert!(!same("Work", "work"), "folder names are case-sensitive");
+        assert!(!same("A.B", "A"));
+        assert!(!same("INBOXES", "ES"));
+        assert!(!same_folder(Some(b"Work"), None));
+        // Refused names still compare by their bytes (both go to INBOX when stored).
+        assert!(same("a..b", "a..b") && !same("a..b", "c..d"));
     }
 
     #[test]

@@ -211,7 +211,7 @@ fn encode_word(value: &[u8], out: &mut dyn FnMut(&[u8])) {
 
 /// `INBOX`, in any case, names the user's inbox (RFC 3501 5.1).
 fn is_inbox(name: &[u8]) -> bool {
-    name.eq_ignore_ascii_case(b"INBOX")
+    crate::maildir::folder::same_folder(Some(name), None)
 }
 
 /// The Maildir letters of a space-separated list of IMAP flags; None when none has a letter.

@@ -160,6 +160,24 @@ impl Head {
     }
 }
 
+/// The envelope sender of a message whose start is `head`, as a Sieve script's `envelope`
+/// test, its redirects and its vacation reply see it: the one given (`--return-path`,
+/// `SENDER`), else the message's leading `Return-Path` (what an MTA that hands over no sender
+/// wrote), else its `From ` line's sender (what `trace::plan` would make the `Return-Path`);
+/// without angle brackets, and `b""` for the null sender, for none known, and for one that
+/// cannot be an address.
+pub fn envelope_sender<'a>(head: &'a [u8], given: Option<&'a [u8]>) -> &'a [u8] {
+    let h = Head::parse(head);
+    given
+        .or_else(|| {
+            let rp = h.leading.iter().find(|l| l.field == Field::ReturnPath);
+            rp.map(|l| &head[l.value.clone()])
+        })
+        .or_else(|| h.from_sender(head))
+        .and_then(|a| normalize_address(a).ok())
+        .unwrap_or(b"")
+}
+
 /// Whether two addresses are the same for the loop check and for duplicate trace fields.
 pub fn same_address(a: &[u8], b: &[u8]) -> bool {
     fn sig(s: &[u8]) -> impl Iterator<Item = u8> + '_ {
@@ -457,6 +475,30 @@ body\n";
             };
             assert_eq!(run(m, w).0.return_path, None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_envelope_sender_is_the_given_one_else_the_return_path_else_the_from_line() {
+        assert_eq!(envelope_sender(POSTFIX, Some(b"<given@x>")), b"given@x");
+        assert_eq!(
+            envelope_sender(POSTFIX, Some(b"")),
+            b"",
+            "given: the null sender"
+        );
+        assert_eq!(envelope_sender(POSTFIX, None), b"alice@example.org");
+        let m = b"From carol@x Sat Nov 28 18:03:09 2026\nSubject: s\n\nb";
+        assert_eq!(envelope_sender(m, None), b"carol@x");
+        let m = b"From MAILER-DAEMON Sat Nov 28 18:03:09 2026\nSubject: s\n\nb";
+        assert_eq!(envelope_sender(m, None), b"");
+        let m = b"Return-Path: <>\nFrom: a@x\n\nb";
+        assert_eq!(envelope_sender(m, None), b"");
+        // A Return-Path below the first other field is not the MTA's: not used.
+        let m = b"Subject: s\nReturn-Path: <late@x>\n\nb";
+        assert_eq!(envelope_sender(m, None), b"");
+        assert_eq!(
+            envelope_sender(b"From <a@x>> Sat Nov 28 1:1:1 2026\n\n", None),
+            b""
+        );
     }
 
     #[test]

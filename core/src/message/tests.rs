@@ -752,3 +752,46 @@ fn lent_buffers_and_scanned_readers_give_the_same_bytes() {
     assert!(r.scanner().done());
     assert_eq!(r.scanner().timestamp(), Some(60));
 }
+
+#[test]
+fn a_redirect_goes_to_one_mailbox_address() {
+    let ok: &[(&[u8], &[u8], &[u8])] = &[
+        (b"a@example.org", b"a", b"example.org"),
+        (b" <a.b+c@x.example> ", b"a.b+c", b"x.example"),
+        (br#""john q"@x"#, br#""john q""#, b"x"),
+        (br#""a@b\"c"@x"#, br#""a@b\"c""#, b"x"),
+        (b"a@[192.0.2.1]", b"a", b"[192.0.2.1]"),
+        (
+            "j\u{f6}rg@b\u{fc}cher.example".as_bytes(),
+            "j\u{f6}rg".as_bytes(),
+            "b\u{fc}cher.example".as_bytes(),
+        ),
+    ];
+    for &(a, local, domain) in ok {
+        assert_eq!(split_mailbox(a), Some((local, domain)), "{a:?}");
+    }
+    for bad in [
+        &b""[..],
+        b"<>",
+        b"bob",
+        b"@x",
+        b"a@",
+        b"a@b@c",
+        b"a@b, c@d",
+        b"a@b c@d",
+        b"Bob <a@b>",
+        b"a..b@x",
+        b".a@x",
+        b"a@x.",
+        b"a@[x",
+        br#""open@x"#,
+        b"a\n@x",
+    ] {
+        assert_eq!(split_mailbox(bad), None, "{bad:?}");
+    }
+    assert!(same_mailbox(b"x@Example.NET", b"<x@example.net>"));
+    assert!(
+        !same_mailbox(b"X@example.net", b"x@example.net"),
+        "local parts keep case"
+    );
+}

@@ -155,6 +155,9 @@ pub enum RuntimeError {
     RejectConflict,
     /// `vacation` twice in one run (RFC 5230 4.7 allows one).
     TwoVacations,
+    /// A `redirect` to something that is not one mailbox address once its variables are
+    /// expanded (RFC 5228 4.2; a constant one is refused when the script compiles).
+    BadRedirect,
     /// A `vacation` reason longer than [`VACATION_REASON_MAX`](super::VACATION_REASON_MAX) once its variables are
     /// expanded (a reason without variables is refused when the script compiles).
     ReasonTooLong,
@@ -171,6 +174,7 @@ impl fmt::Display for RuntimeError {
                 "reject cannot be combined with keep, fileinto, redirect or vacation"
             }
             RuntimeError::TwoVacations => "vacation can be used only once per message",
+            RuntimeError::BadRedirect => "redirect to something that is not one mail address",
             RuntimeError::ReasonTooLong => {
                 "the vacation reason is longer than 4096 bytes once its variables are expanded"
             }

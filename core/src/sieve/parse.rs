@@ -906,6 +906,14 @@ impl<'s> Parser<'s, '_, '_> {
                 if count != 1 {
                     return Err(bad());
                 }
+                // A redirect to what is not one address (RFC 5228 4.2) is refused here, where
+                // `sieve check` shows it (one with variables is checked when it runs).
+                let s = self.nodes[i as usize + 1];
+                if let (Word::Redirect, Kind::Str { vars: false, .. }) = (word, s.kind) {
+                    if crate::message::split_mailbox(self.str_at(i, 0)).is_none() {
+                        return Err(err(s.pos, ErrorKind::BadValue("redirect address")));
+                    }
+                }
                 // A reason the recorded plan cannot hold is refused here, where `sieve
                 // check` shows it (one with variables is checked when it runs).
                 if word == Word::Vacation {

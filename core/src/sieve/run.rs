@@ -18,6 +18,8 @@ use super::parse::Script;
 use super::script::*;
 use super::vars::{self, Expanded, Vars};
 use super::Limits;
+use crate::maildir::folder::same_folder;
+use crate::message::{normalize_address, same_mailbox, split_mailbox};
 
 /// What the interpreter reads of one message.
 #[derive(Debug, Clone, Copy)]
@@ -441,10 +443,9 @@ impl Run<'_, '_, '_> {
         match word {
             Word::Keep | Word::Fileinto => {
                 let flags = self.action_flags(spec)?;
-                // `fileinto "INBOX"` (any case: RFC 3501 5.1) is the keep's mailbox.
+                // `fileinto "INBOX"` (any case: RFC 3501 5.1; `INBOX/` too) is the keep's mailbox.
                 let mailbox = if word == Word::Fileinto {
-                    Some(self.exp.one(self.script, spec.a))
-                        .filter(|n| !n.eq_ignore_ascii_case(b"INBOX"))
+                    Some(self.exp.one(self.script, spec.a)).filter(|n| !same_folder(Some(n), None))
                 } else {
                     None
                 };
@@ -453,12 +454,11 @@ impl Run<'_, '_, '_> {
                 }
                 // A second store into the same mailbox is the same store (RFC 5228 2.10.3);
                 // its flags are the last action's (as Pigeonhole does: RFC 5232 leaves it open).
+                // However the mailbox is spelled: `A/B`, `A.B` and `INBOX.A.B` are one folder.
                 let same = self.out.actions.iter().position(|a| match a {
-                    Action::Store { mailbox: m, .. } => match (m, mailbox) {
-                        (None, None) => true,
-                        (Some(t), Some(name)) => self.out.text(*t) == name,
-                        _ => false,
-                    },
+                    Action::Store { mailbox: m, .. } => {
+                        same_folder(m.map(|t| self.out.text(t)), mailbox)
+                    }
                     _ => false,
                 });
                 if let Some(i) = same {
@@ -485,13 +485,16 @@ impl Run<'_, '_, '_> {
             }
             Word::Redirect => {
                 let address = self.exp.one(self.script, spec.a);
+                // Sent as the bare address (a sendmail argument); one mailbox only.
+                let address = normalize_address(address)
+                    .ok()
+                    .filter(|a| split_mailbox(a).is_some())
+                    .ok_or(RuntimeError::BadRedirect)?;
                 if !spec.copy {
                     self.out.implicit_keep = false;
                 }
                 let same = self.out.actions.iter().any(|a| match a {
-                    Action::Redirect { address: t } => {
-                        self.out.text(*t).eq_ignore_ascii_case(address)
-                    }
+                    Action::Redirect { address: t } => same_mailbox(self.out.text(*t), address),
                     _ => false,
                 });
                 if same {

@@ -470,9 +470,8 @@ fn recover(cfg: &UnitScenario, mut w: World) -> Option<(Invariant, String)> {
     };
     // Each maildir holds exactly the copies planned for it, each once, with its flags.
     let mut want: Stored = vec![Vec::new(); w.fss.len()];
-    // A missing folder's copy goes to INBOX under the INBOX copy's key when there is one:
+    // Every copy that ends in INBOX (the keep, a missing folder's) is stored under one key:
     // they merge into the first stored.
-    let has_inbox = expected.copies().any(|c| c.mailbox.is_none());
     for e in expected.entries() {
         if let Entry::Copy(c) = e {
             let i = w.maildir_of(c.mailbox).unwrap_or(0);
@@ -480,7 +479,7 @@ fn recover(cfg: &UnitScenario, mut w: World) -> Option<(Invariant, String)> {
                 Some(f) => (Dir::Cur, Some(f.to_string())),
                 None => (Dir::New, None),
             };
-            if !(i == 0 && has_inbox && !want[0].is_empty()) {
+            if i != 0 || want[0].is_empty() {
                 want[i].push(slot);
             }
         }
@@ -711,6 +710,13 @@ pub fn scenarios() -> Vec<UnitScenario> {
         copies: vec![(Some("Gone"), None), (Some("A"), None), (None, None)],
         ..base.clone()
     };
+    // No keep: each missing folder's copy falls back to INBOX, and INBOX holds one.
+    let two_missing = UnitScenario {
+        name: "sieve unit: fileinto two missing folders :flags S and F (to INBOX once)".into(),
+        folders: vec![],
+        copies: vec![(Some("Gone"), Some("S")), (Some("Lost"), Some("F"))],
+        ..base.clone()
+    };
     let renamed = UnitScenario {
         name: "sieve unit: fileinto A, fileinto B :flags S, keep; named tmp files, quota".into(),
         quota: true,
@@ -750,7 +756,15 @@ pub fn scenarios() -> Vec<UnitScenario> {
         on_nfs(&missing, false),
         on_nfs(&remember, true),
     ];
-    let mut all = vec![base, three, redirect, missing, renamed, remember];
+    let mut all = vec![
+        base,
+        three,
+        redirect,
+        missing,
+        two_missing,
+        renamed,
+        remember,
+    ];
     all.extend(nfs);
     all
 }
