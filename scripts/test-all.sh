@@ -36,7 +36,7 @@ fi
 
 echo "== format and lints"
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --workspace --all-targets --features mdeliver-tests/wasi-bench -- -D warnings
 
 echo "== mdeliver-core is no_std and alloc-free (thumbv7em-none-eabihf)"
 cargo build -p mdeliver-core --target thumbv7em-none-eabihf
@@ -52,7 +52,7 @@ if ! command -v wasm-opt >/dev/null; then
     echo "wasm-opt is needed for the release WASI module: install Debian's binaryen (as root, this script does)" >&2
     exit 1
 fi
-# Built where the WASI tests build it (`<target>/wasi-module`, see tests/tests/wasi_support), so
+# Built where the WASI tests build it (`<target>/wasi-module`, see tests/tests/wasi/wasi_support.rs), so
 # `cargo test` finds it fresh instead of building the same module a second time.
 wasm=$(CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/wasi-module" bash scripts/build-wasi.sh)
 size=$(stat -c %s "$wasm")
@@ -62,7 +62,7 @@ if [ "$size" -gt $((384 * 1024)) ]; then
     exit 1
 fi
 cargo clippy -p mdeliver-wasi --target wasm32-wasip1 -- -D warnings
-# The same module with the stepping ABI (the `step` feature) that wasi_differential drives.
+# The same module with the stepping ABI (the `step` feature) that the wasi test's differential part drives.
 cargo clippy -p mdeliver-wasi --target wasm32-wasip1 --features step -- -D warnings
 
 echo "== tests"

@@ -37,6 +37,10 @@ struct LinuxTree {
     staging: Option<(String, OwnedFd)>,
     /// `MDELIVER_DISABLE=rename-noreplace`: go straight to the plain-rename fallback.
     no_noreplace: bool,
+    /// In a shared (group-writable) maildir: its group, and whether its root is set-group-ID.
+    /// The folder's directories then get mode 0770 (2770 under a set-group-ID root) and the
+    /// marker 0660, all with that group, as Dovecot makes them, so every member can deliver.
+    shared: Option<(u32, bool)>,
 }
 
 /// The parent's tmp/, opened into `slot` the first time.
@@ -48,6 +52,24 @@ fn open_tmp<'a>(root: &OwnedFd, slot: &'a mut Option<OwnedFd>) -> Result<&'a Own
 }
 
 impl LinuxTree {
+    /// Gives what was just made as `name` in `at` the shared maildir's mode and group (see
+    /// [`LinuxTree::shared`]); best effort, as for message files: a group the user is not in
+    /// cannot be given.
+    fn share(&self, at: &OwnedFd, name: &str, dir: bool) {
+        let Some((gid, setgid)) = self.shared else {
+            return;
+        };
+        let mode = match (dir, setgid) {
+            (true, true) => 0o2770,
+            (true, false) => 0o770,
+            (false, _) => 0o660,
+        };
+        let none = AtFlags::SYMLINK_NOFOLLOW;
+        let _ = rfs::chownat(at, name, None, Some(rustix::fs::Gid::from_raw(gid)), none);
+        // After the chown, which may clear the set-group-ID bit.
+        let _ = rfs::chmodat(at, name, Mode::from_raw_mode(mode), AtFlags::empty());
+    }
+
     fn tmp(&mut self) -> Result<&OwnedFd, ErrorKind> {
         open_tmp(&self.root, &mut self.tmp)
     }
@@ -72,13 +94,17 @@ impl FolderTree for LinuxTree {
 
     fn make_staging(&mut self, staging: &str) -> Result<(), ErrorKind> {
         crate::signals::before_named_file();
-        rfs::mkdirat(self.tmp()?, staging, Mode::RWXU).map_err(kind)
+        let tmp = open_tmp(&self.root, &mut self.tmp)?;
+        rfs::mkdirat(tmp, staging, Mode::RWXU).map_err(kind)?;
+        self.share(self.tmp.as_ref().expect("opened"), staging, true);
+        Ok(())
     }
 
     fn make_part(&mut self, staging: &str, part: Part) -> Result<(), ErrorKind> {
-        let st = self.staging(staging)?;
+        self.staging(staging)?;
+        let st = &self.staging.as_ref().expect("just opened").1;
         match part {
-            Part::Sub(_) => rfs::mkdirat(st, part.name(), Mode::RWXU).map_err(kind),
+            Part::Sub(_) => rfs::mkdirat(st, part.name(), Mode::RWXU).map_err(kind)?,
             Part::Marker => {
                 let flags = OFlags::CREATE
                     | OFlags::EXCL
@@ -87,9 +113,11 @@ impl FolderTree for LinuxTree {
                     | OFlags::WRONLY;
                 rfs::openat(st, part.name(), flags, Mode::RUSR | Mode::WUSR)
                     .map(drop)
-                    .map_err(kind)
+                    .map_err(kind)?
             }
         }
+        self.share(st, part.name(), matches!(part, Part::Sub(_)));
+        Ok(())
     }
 
     fn sync_dir(&mut self, dir: TreeDir<'_>) -> Result<(), ErrorKind> {
@@ -167,11 +195,16 @@ pub fn resolve(
             Mode::empty(),
         )
         .map_err(|e| FolderFailure::Create(kind(e)))?;
+        let shared = rfs::fstat(&root)
+            .ok()
+            .filter(|s| s.st_mode & 0o020 != 0)
+            .map(|s| (s.st_gid, s.st_mode & 0o2000 != 0));
         let mut tree = LinuxTree {
             root,
             tmp: None,
             staging: None,
             no_noreplace: opts.disabled.rename_noreplace,
+            shared,
         };
         create_folder(&mut tree, &mut LinuxEnv::new(), dir, opts.sync)
             .map_err(FolderFailure::Create)

@@ -66,6 +66,7 @@ pub fn error_kind(e: Errno, call: Call) -> ErrorKind {
         Errno::ISDIR if call == Call::TmpFile => ErrorKind::Unsupported,
         Errno::LOOP | Errno::NOTDIR => ErrorKind::NotDirectory,
         Errno::NAMETOOLONG => ErrorKind::NameTooLong,
+        Errno::MFILE | Errno::NFILE | Errno::NOMEM => ErrorKind::Resources,
         _ => ErrorKind::Io,
     }
 }
@@ -1079,6 +1080,9 @@ pub(crate) mod tests {
             (Errno::NAMETOOLONG, ErrorKind::NameTooLong),
             (Errno::IO, ErrorKind::Io),
             (Errno::STALE, ErrorKind::Io),
+            (Errno::MFILE, ErrorKind::Resources),
+            (Errno::NFILE, ErrorKind::Resources),
+            (Errno::NOMEM, ErrorKind::Resources),
         ];
         for (errno, kind) in table {
             for call in [

@@ -480,6 +480,7 @@ pub fn filter<F: OverLinux>(
         envelope_from: mdeliver_core::mda::trace::envelope_sender(
             message.reader.header(),
             settings.return_path.as_deref(),
+            !settings.unframed,
         ),
         envelope_to: settings
             .delivered_to
@@ -970,6 +971,7 @@ impl<F: OverLinux> mdeliver_core::machine::unit::Performer for Performer<'_, '_,
         let from = mdeliver_core::mda::trace::envelope_sender(
             self.message.reader.header(),
             self.settings.return_path.as_deref(),
+            !self.settings.unframed,
         );
         let from = std::ffi::OsStr::from_bytes(if from.is_empty() { b"<>" } else { from });
         let from = from.to_owned();
@@ -1058,12 +1060,17 @@ impl<F: OverLinux> Performer<'_, '_, F> {
         let mut stdin = child.stdin.take().expect("piped");
         let stopped = |e: std::io::Error| format!("{} stopped reading: {e}", sendmail.display());
         use mdeliver_core::message::{FromLine, FromLineMode, Transformed};
-        let strip = FromLine::new(FromLineMode::Strip);
+        let strip = FromLine::new(if self.settings.unframed {
+            FromLineMode::Keep
+        } else {
+            FromLineMode::Strip
+        });
         let mut unframed: Transformed<_, FromLine> =
             Transformed::new(&mut self.message.input, strip);
         let sent = match body {
             Some(b) => stdin.write_all(b).map_err(stopped),
-            // A leading `From ` line is mbox framing, not part of the message sent on.
+            // A leading `From ` line is mbox framing (unless the message came unframed, by
+            // LMTP), not part of the message sent on.
             None => loop {
                 match embedded_io::Read::read(&mut unframed, &mut self.buf) {
                     Ok(0) => break Ok(()),

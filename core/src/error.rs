@@ -41,6 +41,9 @@ pub enum ErrorKind {
     Loop,
     /// The Maildir++ quota would be exceeded.
     OverQuota,
+    /// The process or the system ran out of a resource: open files (`EMFILE`, `ENFILE`) or
+    /// memory (`ENOMEM`).
+    Resources,
 }
 
 impl ErrorKind {
@@ -72,6 +75,7 @@ impl ErrorKind {
             ErrorKind::Usage => "invalid request",
             ErrorKind::Loop => "mail forwarding loop",
             ErrorKind::OverQuota => "mailbox full",
+            ErrorKind::Resources => "out of system resources (open files or memory)",
         }
     }
 }

@@ -46,6 +46,8 @@ pub struct Settings {
     pub quota_full: QuotaFull,
     /// No MTA stamped `Delivered-To:` (the LMTP server): see [`Envelope::unstamped`].
     pub unstamped: bool,
+    /// No mbox framing (the LMTP server): see [`Envelope::unframed`].
+    pub unframed: bool,
 }
 
 impl Settings {
@@ -96,6 +98,7 @@ impl Settings {
             json: a.json,
             quota_full: a.quota_full,
             unstamped: false,
+            unframed: false,
         };
         mda::check_envelope(&s.envelope()).map_err(|(what, e)| format!("{what}: {e}"))?;
         Ok(s)
@@ -109,6 +112,7 @@ impl Settings {
             delivered_to: self.delivered_to.as_deref(),
             original_to: self.original_to.as_deref(),
             unstamped: self.unstamped,
+            unframed: self.unframed,
         }
     }
 

@@ -132,6 +132,9 @@ pub fn hint(kind: ErrorKind) -> &'static str {
             "the filesystem refused an operation; MDELIVER_DISABLE can force a fallback (see --help)"
         }
         ErrorKind::Busy => "another process held the maildir lock too long",
+        ErrorKind::Resources => {
+            "too many open files or too little memory; raise the limit (ulimit -n, LimitNOFILE=) or lower the load"
+        }
         ErrorKind::OverQuota => "the mailbox is over its Maildir++ quota",
         ErrorKind::Exists | ErrorKind::Data | ErrorKind::Usage | ErrorKind::Loop => "",
     }

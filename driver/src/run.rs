@@ -145,6 +145,17 @@ pub fn run<A: Adapter>(a: &mut A, args: &Args, mail: &MailArgs) -> u8 {
     deliver_all(a, args, mail, &settings, input)
 }
 
+/// Whether `maildir` is itself a Maildir++ folder (named `.Name`, holding the `maildirfolder`
+/// marker: [`mdeliver_core::maildir::folder::may_be_folder`]): then its quota is the maildir's
+/// above it, as for `--folder`. One status call, only for a path named like a folder.
+fn marked_folder(maildir: &Path) -> bool {
+    use mdeliver_core::maildir::folder::{may_be_folder, MAILDIRFOLDER};
+    maildir
+        .file_name()
+        .is_some_and(|n| may_be_folder(n.as_encoded_bytes()))
+        && std::fs::symlink_metadata(maildir.join(MAILDIRFOLDER)).is_ok_and(|m| m.is_file())
+}
+
 /// Where to deliver in `maildir`: the maildir itself, or its `--folder` (see
 /// [`crate::folder_report::target`]). On failure, what to report.
 fn target<A: Adapter>(
@@ -203,8 +214,9 @@ fn deliver_all<A: Adapter>(
             }
         };
         // `target` gives `given` itself or a folder inside it: comparing the bytes is enough
-        // (no component-wise path comparison linked in for it).
-        let in_folder = maildir.as_os_str() != given.as_os_str();
+        // (no component-wise path comparison linked in for it). A folder given by its path
+        // is one too.
+        let in_folder = maildir.as_os_str() != given.as_os_str() || marked_folder(maildir);
         // A folder is counted in its top maildir's `maildirsize` (Maildir++: one quota for the
         // tree); only then is the settings copied.
         let folder_settings;
@@ -316,7 +328,7 @@ fn import_mbox<A: Adapter>(a: &mut A, args: &Args, mail: &MailArgs, input: &mut 
             return refused.code;
         }
     };
-    let in_folder = target != maildir;
+    let in_folder = target != maildir || marked_folder(&target);
     let fs = match a.open(&target, args.create, false, in_folder) {
         Ok(fs) => fs,
         Err((kind, part)) => return import::cannot_open(args, &target, kind, part),

@@ -32,6 +32,7 @@ pub fn subscribe(maildir: &Path, dir: &FolderDir, sync: bool) -> Result<(), (Str
         }
         let lock = maildir.join(format!("{}.lock", file.file_name()));
         let mut out = take_lock(&lock).map_err(fail)?;
+        share(maildir, &out);
         let result = (|| {
             let existing = match fs::read(&path) {
                 Ok(b) => b,
@@ -57,6 +58,23 @@ pub fn subscribe(maildir: &Path, dir: &FolderDir, sync: bool) -> Result<(), (Str
         result.map_err(fail)?;
     }
     Ok(())
+}
+
+/// In a shared (group-writable) maildir, gives the new subscription file mode 0660 and the
+/// maildir's group, as the message files get; best effort.
+fn share(maildir: &Path, file: &File) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        if let Ok(m) = fs::metadata(maildir) {
+            if m.mode() & 0o020 != 0 {
+                let _ = std::os::unix::fs::fchown(file, None, Some(m.gid()));
+                let _ = file.set_permissions(fs::Permissions::from_mode(0o660));
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (maildir, file);
 }
 
 /// Creates the lock file exclusively, waiting (bounded) for a live one and removing a stale one.

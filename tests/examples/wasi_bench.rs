@@ -2,11 +2,11 @@
 //! serialized, cached module) against the native binary (one process per message), with
 //! spawning `/bin/true` as the reference measured in the same run.
 //!
-//! `cargo build --release -p mdeliver && cargo run --release -p mdeliver-tests --example wasi_bench [N]`
+//! `cargo build --release -p mdeliver && cargo run --release -p mdeliver-tests --features wasi-bench --example wasi_bench [N]`
 
 // Shared with the host tests; not every helper is used here.
 #[allow(dead_code)]
-#[path = "../tests/wasi_support/mod.rs"]
+#[path = "../tests/wasi/wasi_support.rs"]
 mod wasi_support;
 
 use std::process::{Command, Stdio};

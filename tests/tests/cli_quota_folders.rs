@@ -115,6 +115,45 @@ fn over_quota_a_folder_delivery_is_refused_as_one_into_the_root() {
     assert!(names(&md.join(".Sub/tmp")).is_empty());
 }
 
+/// A folder given by its path (`mdeliver Maildir/.Sub`, as maildrop's `to "Maildir/.Sub"`)
+/// is a folder: its `maildirfolder` marker says so, and the root's quota applies to it as to
+/// `--folder Sub`.
+#[test]
+fn a_folder_given_by_its_path_counts_in_the_root_quota() {
+    let t = tempfile::tempdir().unwrap();
+    let md = t.path().join("Maildir");
+    make_maildir(&md);
+    let limit = format!("{}S", 2 * MESSAGE.len());
+    assert_eq!(deliver(&[&"--quota", &limit, &md]).code, 0);
+    assert_eq!(deliver(&[&"-c", &"--folder", &"Sub", &md]).code, 0);
+    let sub = md.join(".Sub");
+    assert!(sub.join("maildirfolder").is_file());
+    for given in [&[][..], &["--quota", &limit][..]] {
+        let mut args: Vec<&dyn AsRef<OsStr>> =
+            given.iter().map(|o| o as &dyn AsRef<OsStr>).collect();
+        args.push(&sub);
+        let r = deliver(&args);
+        assert_eq!(r.code, 75, "{given:?}: {}", r.stderr);
+        assert_eq!(r.stderr.lines().next(), Some("4.2.2 mailbox full"));
+    }
+    assert_eq!(stored(&md), (2 * MESSAGE.len() as i64, 2));
+    assert!(!sub.join("maildirsize").exists());
+    // Under the limit it is counted in the root's file (recalculated: the two stored, then
+    // one into the root and one into the folder).
+    std::fs::remove_file(md.join("maildirsize")).unwrap();
+    assert_eq!(deliver(&[&"--quota", &"1000000S", &md]).code, 0);
+    assert_eq!(deliver(&[&sub]).code, 0);
+    let four = 4 * MESSAGE.len() as i64;
+    assert_eq!(maildirsize(&md), ("1000000S".to_owned(), four, 4));
+    assert_eq!(stored(&md), (four, 4));
+    assert!(!sub.join("maildirsize").exists());
+    // A maildir named like a folder but without the marker is a maildir of its own.
+    let plain = t.path().join(".Plain");
+    make_maildir(&plain);
+    assert_eq!(deliver(&[&"--quota", &"1000000S", &plain]).code, 0);
+    assert!(plain.join("maildirsize").exists());
+}
+
 #[test]
 fn a_recalculation_counts_every_folder_but_the_trash() {
     let t = tempfile::tempdir().unwrap();

@@ -141,6 +141,48 @@ fn shared_maildir_files_take_its_group_and_0660() {
     assert_eq!(the_file(&private.join("new")), (0, 0, 0o600));
 }
 
+/// A folder `-c` creates in a shared maildir is shared too: its directories 2770 (under a
+/// set-group-ID root) and its marker and the subscription file 0660, all with the maildir's
+/// group, as Dovecot makes them; so another member of the group can deliver into it.
+#[test]
+fn a_folder_created_in_a_shared_maildir_is_shared() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let t = scratch();
+    let md = t.path().join("Shared");
+    make_maildir(&md);
+    chown(&md, "0:8");
+    std::fs::set_permissions(&md, std::fs::Permissions::from_mode(0o2770)).unwrap();
+    let r = run(&[&"-c", &"--folder", &"Team", &md], b"x\n", &[]);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    let mode = |p: &Path| {
+        let m = std::fs::symlink_metadata(p).unwrap();
+        (m.gid(), m.mode() & 0o7777)
+    };
+    let folder = md.join(".Team");
+    for d in [
+        &folder,
+        &folder.join("tmp"),
+        &folder.join("new"),
+        &folder.join("cur"),
+    ] {
+        assert_eq!(mode(d), (8, 0o2770), "{}", d.display());
+    }
+    assert_eq!(mode(&folder.join("maildirfolder")), (8, 0o660));
+    assert_eq!(mode(&md.join("subscriptions")), (8, 0o660));
+    assert_eq!(the_file(&folder.join("new")), (0, 8, 0o660));
+    // Not group-writable: private as before.
+    let private = t.path().join("Private");
+    make_maildir(&private);
+    let r = run(&[&"-c", &"--folder", &"Mine", &private], b"x\n", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(mode(&private.join(".Mine")).1, 0o700);
+    assert_eq!(mode(&private.join(".Mine/maildirfolder")).1, 0o600);
+    assert_eq!(mode(&private.join("subscriptions")).1, 0o600);
+}
+
 /// A maildir whose owner cannot even be looked up (its path runs through a regular file, or
 /// through a loop of symbolic links) fails as root exactly as it fails without root: the
 /// maildir is unavailable (4.2.0, 75; 73 with `--strict-exit`), not "mdeliver is

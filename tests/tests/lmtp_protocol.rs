@@ -988,3 +988,226 @@ fn every_listening_socket_is_served() {
     assert!(socks.iter().all(|s| !s.exists()));
     assert_eq!(names(&root.join("x.example/a/new")).len(), 2);
 }
+
+/// LMTP carries no mbox framing: a message whose first line starts with `From ` is stored
+/// whole, and one that is only that line is not refused as empty.
+#[test]
+fn a_first_line_starting_with_from_is_the_messages_own() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    make_maildir(&root.join("x.example/a"));
+    let r = lmtp(
+        &[],
+        "LHLO x\r\nMAIL FROM:<s@y>\r\nRCPT TO:<a@x.example>\r\nDATA\r\n\
+         From here on, the body:\r\nSubject: s\r\n\r\nbody\r\n.\r\n\
+         MAIL FROM:<s@y>\r\nRCPT TO:<a@x.example>\r\nDATA\r\nFrom the desk of Bob\r\n.\r\nQUIT\r\n",
+        root,
+    );
+    assert_eq!(
+        r.stdout.matches("250 2.0.0 delivered\r\n").count(),
+        2,
+        "{}",
+        r.stdout
+    );
+    let mut stored: Vec<Vec<u8>> = contents(&root.join("x.example/a/new"))
+        .into_values()
+        .collect();
+    stored.sort();
+    let head = "Return-Path: <s@y>\nDelivered-To: a@x.example\n";
+    assert_eq!(
+        stored,
+        [
+            format!("{head}From here on, the body:\nSubject: s\n\nbody\n").into_bytes(),
+            format!("{head}From the desk of Bob\n").into_bytes(),
+        ]
+    );
+}
+
+/// A client silent for the idle timeout inside DATA gets `421 4.4.2`, as between commands,
+/// and nothing is stored.
+#[test]
+fn silence_inside_a_message_is_a_timeout() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    make_maildir(&root.join("x.example/a"));
+    let (mut child, sock) = server(root, &["--idle-timeout", "1"]);
+    let s = connect(&sock);
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    w.write_all(b"LHLO x\r\nMAIL FROM:<s@y>\r\nRCPT TO:<a@x.example>\r\nDATA\r\nSubject: half\r\n")
+        .unwrap();
+    let mut replies = String::new();
+    std::io::Read::read_to_string(&mut BufReader::new(s), &mut replies).unwrap();
+    assert!(
+        replies.ends_with(
+            "354 send the message; end it with a line holding only a dot\r\n\
+                           421 4.4.2 timeout; closing\r\n"
+        ),
+        "{replies}"
+    );
+    assert_eq!(names(&root.join("x.example/a/new")), Vec::<String>::new());
+    stop(&mut child);
+}
+
+/// A client that sends commands but never reads the replies cannot hold its session (nor a
+/// shutdown) beyond the idle timeout: writing a reply times out too.
+#[test]
+fn a_client_that_stops_reading_does_not_hold_the_server() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    let (mut child, sock) = server(root, &["--idle-timeout", "1"]);
+    let mut s = connect(&sock);
+    s.set_write_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    // Far more replies than the socket buffers hold, none of them read.
+    let noops = b"NOOP\r\n".repeat(4096);
+    let _ = s.write_all(b"LHLO x\r\n");
+    for _ in 0..64 {
+        if s.write_all(&noops).is_err() {
+            break;
+        }
+    }
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            assert_eq!(st.code(), Some(0));
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the server is still waiting for a client that does not read"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(s);
+}
+
+/// A second server on the socket a running server listens on is refused and leaves it alone;
+/// the first one's exit removes only its own socket file; a socket left by a killed server is
+/// replaced.
+#[test]
+fn a_second_server_never_takes_a_live_socket() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    let (mut first, sock) = server(root, &[]);
+    drop(connect(&sock));
+    let r = run(
+        &[
+            &"lmtp",
+            &"--maildir",
+            &"/nonexistent/{local}",
+            &"--listen",
+            &format!("unix:{}", sock.display()),
+        ],
+        b"",
+        &[],
+    );
+    assert_eq!(r.code, 75, "{}", r.stderr);
+    assert_eq!(
+        r.stderr,
+        format!(
+            "mdeliver lmtp: --listen unix:{}: another server is listening on it (stop it first)\n",
+            sock.display()
+        )
+    );
+    // The first server still answers on it.
+    let mut greeting = String::new();
+    BufReader::new(connect(&sock))
+        .read_line(&mut greeting)
+        .unwrap();
+    assert_eq!(greeting, GREETING);
+    // Its file removed by hand, a second server binds a new one there: the first one's exit
+    // leaves that file alone.
+    std::fs::remove_file(&sock).unwrap();
+    let (mut second, _) = server(root, &[]);
+    stop(&mut first);
+    greeting.clear();
+    BufReader::new(connect(&sock))
+        .read_line(&mut greeting)
+        .unwrap();
+    assert_eq!(
+        greeting, GREETING,
+        "the second server's socket is still there"
+    );
+    // Killed, a server leaves its socket; the next one replaces it, and removes it at exit.
+    second.kill().unwrap();
+    second.wait().unwrap();
+    assert!(sock.exists());
+    let (mut third, _) = server(root, &[]);
+    drop(connect(&sock));
+    stop(&mut third);
+    assert!(!sock.exists(), "the third server removes its own socket");
+}
+
+/// With a low soft limit on open files, a message to many recipients (each holds its maildir
+/// open until its reply) is still delivered to all: the server raises the soft limit to the
+/// hard one.
+#[test]
+fn many_recipients_fit_under_a_low_soft_limit_on_open_files() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    let mut script = String::from("LHLO x\r\nMAIL FROM:<s@y>\r\n");
+    for i in 0..40 {
+        make_maildir(&root.join(format!("x.example/u{i}")));
+        script.push_str(&format!("RCPT TO:<u{i}@x.example>\r\n"));
+    }
+    script.push_str("DATA\r\nSubject: many\r\n\r\nhi\r\n.\r\nQUIT\r\n");
+    let template = format!("{}/{{domain}}/{{local}}", root.display());
+    let out = Command::new("prlimit")
+        .args(["--nofile=64:4096", "--"])
+        .arg(bin())
+        .args(["lmtp", "--host", "testhost", "--maildir", &template])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(script.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.matches("250 2.0.0 delivered\r\n").count(),
+        40,
+        "{stdout}"
+    );
+    for i in 0..40 {
+        assert_eq!(names(&root.join(format!("x.example/u{i}/new"))).len(), 1);
+    }
+}
+
+/// A server on the unix socket `ROOT/lmtp.sock` with `extra`, once its socket exists.
+fn server(root: &Path, extra: &[&str]) -> (std::process::Child, std::path::PathBuf) {
+    let sock = root.join("lmtp.sock");
+    let child = Command::new(bin())
+        .args(["lmtp", "--host", "testhost", "--maildir"])
+        .arg(format!("{}/{{domain}}/{{local}}", root.display()))
+        .arg("--listen")
+        .arg(format!("unix:{}", sock.display()))
+        .args(extra)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !sock.exists() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "no socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, sock)
+}
+
+/// SIGTERM, and the exit status 0.
+fn stop(child: &mut std::process::Child) {
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(child),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}

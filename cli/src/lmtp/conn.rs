@@ -84,10 +84,16 @@ pub struct Reader<'a> {
 impl<'a> Reader<'a> {
     /// Reads `conn`, giving up after `idle` without input or at `end`.
     pub fn new(conn: &'a Conn, idle: Duration, end: Instant, shutdown: Arc<AtomicBool>) -> Self {
-        // A socket's reads wait at most a second by themselves: no `poll` before each.
+        // A socket's reads wait at most a second by themselves: no `poll` before each. A
+        // reply that cannot be written for the idle timeout (a client that stopped reading)
+        // fails, so the session ends and frees its place, and a shutdown is not held up.
         let _ = match conn {
-            Conn::Unix(s) => s.set_read_timeout(Some(TICK)),
-            Conn::Tcp(s) => s.set_read_timeout(Some(TICK)),
+            Conn::Unix(s) => s
+                .set_read_timeout(Some(TICK))
+                .and_then(|()| s.set_write_timeout(Some(idle))),
+            Conn::Tcp(s) => s
+                .set_read_timeout(Some(TICK))
+                .and_then(|()| s.set_write_timeout(Some(idle))),
             Conn::Stdio(_) => Ok(()),
         };
         Reader {

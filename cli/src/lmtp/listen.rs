@@ -24,8 +24,27 @@ use mdeliver_driver::exit;
 
 enum Listener {
     /// With the path to remove at exit (`None`: systemd's socket).
-    Unix(UnixListener, Option<PathBuf>),
+    Unix(UnixListener, Option<Bound>),
     Tcp(TcpListener),
+}
+
+/// A socket file this server made: removed at exit only while it is still that file (another
+/// server may have replaced it since).
+struct Bound {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl Bound {
+    fn remove(&self) {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(m) = std::fs::symlink_metadata(&self.path) {
+            if (m.dev(), m.ino()) == (self.dev, self.ino) {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
 }
 
 impl Listener {
@@ -50,18 +69,37 @@ impl Listener {
 
 fn bind(spec: &str, mode: u32) -> Result<Listener, String> {
     if let Some(path) = spec.strip_prefix("unix:") {
+        use std::os::unix::fs::MetadataExt;
         let path = PathBuf::from(path);
-        // A socket left by an earlier run is replaced; anything else is not touched.
+        // A socket left by an earlier run (nothing accepts on it) is replaced; one a running
+        // server listens on, and anything that is not a socket, are not touched.
         if let Ok(m) = std::fs::symlink_metadata(&path) {
             if m.file_type().is_socket() {
-                let _ = std::fs::remove_file(&path);
+                match std::os::unix::net::UnixStream::connect(&path) {
+                    Ok(_) => {
+                        return Err(format!(
+                            "--listen {spec}: another server is listening on it (stop it first)"
+                        ))
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                        let _ = std::fs::remove_file(&path);
+                    }
+                    Err(e) => return Err(format!("--listen {spec}: cannot listen: {e}")),
+                }
             }
         }
         let l = UnixListener::bind(&path)
             .map_err(|e| format!("--listen {spec}: cannot listen: {e}"))?;
+        let m = std::fs::symlink_metadata(&path)
+            .map_err(|e| format!("--listen {spec}: cannot listen: {e}"))?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
             .map_err(|e| format!("--listen {spec}: cannot set the mode: {e}"))?;
-        return Ok(Listener::Unix(l, Some(path)));
+        let bound = Bound {
+            path,
+            dev: m.dev(),
+            ino: m.ino(),
+        };
+        return Ok(Listener::Unix(l, Some(bound)));
     }
     let addrs: Vec<SocketAddr> = if spec.bytes().all(|b| b.is_ascii_digit()) {
         vec![SocketAddr::from((
@@ -165,8 +203,8 @@ pub fn serve(srv: Server) -> ExitCode {
     }
     // No new connections; the sessions see the flag between commands.
     for l in &threads.listeners {
-        if let Listener::Unix(_, Some(path)) = l {
-            let _ = std::fs::remove_file(path);
+        if let Listener::Unix(_, Some(bound)) = l {
+            bound.remove();
         }
     }
     loop {

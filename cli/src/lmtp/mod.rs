@@ -314,12 +314,26 @@ pub struct Server {
 
 /// Runs `mdeliver lmtp`.
 pub fn run(args: LmtpArgs) -> ExitCode {
+    raise_open_files();
     match setup(args) {
         Ok(server) => listen::serve(server),
         Err((code, message)) => {
             log!("mdeliver lmtp: {message}");
             ExitCode::from(code)
         }
+    }
+}
+
+/// Raises the soft limit on open files to the hard one: each recipient holds its maildir's
+/// directories and its file open until the message's replies are sent, so 64 sessions of many
+/// recipients need far more than the usual soft limit of 1024 (systemd's default hard limit
+/// is 524288). A limit reached anyway is `4.3.0 mail system overloaded` for that recipient.
+fn raise_open_files() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut l = getrlimit(Resource::Nofile);
+    if l.current != l.maximum {
+        l.current = l.maximum;
+        let _ = setrlimit(Resource::Nofile, l);
     }
 }
 
@@ -359,7 +373,10 @@ fn setup(args: LmtpArgs) -> Result<Server, (u8, String)> {
         dedup: args.dedup,
         ..MtaArgs::default()
     };
-    let settings = Settings::new(&mta, InfoSep::COLON, |n| std::env::var_os(n)).map_err(usage)?;
+    let mut settings =
+        Settings::new(&mta, InfoSep::COLON, |n| std::env::var_os(n)).map_err(usage)?;
+    // LMTP carries no mbox framing: a first line `From ...` is the message's own.
+    settings.unframed = true;
     let opts = Options {
         durability: if args.no_fsync {
             Durability::None

@@ -193,7 +193,9 @@ pub fn serve(conn: Conn, srv: &Server) {
                             Reply::Fixed(Fixed::RecipientOk)
                         }
                         Err(f) => {
-                            let _ = write!(out, "{}", srv.failed(&address, &maildir, &f));
+                            if write!(out, "{}", srv.failed(&address, &maildir, &f)).is_err() {
+                                return;
+                            }
                             continue;
                         }
                     },
@@ -223,7 +225,13 @@ pub fn serve(conn: Conn, srv: &Server) {
                             return;
                         }
                     }
-                    Received::Ended => {
+                    // A client silent for the idle timeout inside the message is told so (421),
+                    // like one silent between commands.
+                    Received::Ended(Some(Stop::Timeout)) => {
+                        let _ = write!(out, "{}", Reply::Fixed(Fixed::Timeout));
+                        break;
+                    }
+                    Received::Ended(_) => {
                         let _ = write!(out, "{}", Reply::Fixed(Fixed::Truncated));
                         break;
                     }
@@ -232,7 +240,11 @@ pub fn serve(conn: Conn, srv: &Server) {
                 continue;
             }
         };
-        let _ = write!(out, "{reply}");
+        // A reply that cannot be written (the client stopped reading for the idle timeout:
+        // the socket's send timeout) ends the session.
+        if write!(out, "{reply}").is_err() {
+            return;
+        }
         if !session.in_transaction() {
             rcpts.clear();
         }
@@ -268,8 +280,8 @@ enum Received {
     Spooled(Spool),
     /// Every recipient gets this reply (too big, spool failure).
     Refused(Reply<'static>),
-    /// The connection ended (or timed out) inside the message.
-    Ended,
+    /// The connection ended (or timed out: the [`Stop`]) inside the message.
+    Ended(Option<Stop>),
 }
 
 static SPOOL_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -309,7 +321,8 @@ fn receive(input: &mut impl BufRead, srv: &Server, buf: &mut [u8]) -> Received {
     let mut spool: Option<Result<File, ErrorKind>> = None;
     loop {
         let data = match input.fill_buf() {
-            Ok([]) | Err(_) => return Received::Ended,
+            Ok([]) => return Received::Ended(None),
+            Err(e) => return Received::Ended(stop_of(&e)),
             Ok(d) => d,
         };
         let d = dec.decode(data, buf);

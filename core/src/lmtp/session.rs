@@ -117,6 +117,8 @@ impl Session {
             (Command::Unknown, _) => self.error(Fixed::Unknown),
             (Command::NotImplemented, _) => self.error(Fixed::NotImplemented),
             (Command::Invalid(f), _) => self.error(f),
+            // RSET is allowed at any time (RFC 5321 4.1.1.5); before LHLO it resets nothing.
+            (Command::Rset, State::Start) => ok(Fixed::Ok),
             (_, State::Start) => self.error(Fixed::NeedLhlo),
             (Command::Rset, _) => {
                 self.state = State::Ready;
@@ -168,6 +170,9 @@ mod tests {
     #[test]
     fn a_transaction_in_order() {
         let mut s = Session::new(Some(100));
+        assert_eq!(reply(s.command(b"MAIL FROM:<a@b>")), Some(Fixed::NeedLhlo));
+        // RSET at any time; before LHLO it does not stand in for it.
+        assert_eq!(reply(s.command(b"RSET")), Some(Fixed::Ok));
         assert_eq!(reply(s.command(b"MAIL FROM:<a@b>")), Some(Fixed::NeedLhlo));
         assert_eq!(s.command(b"LHLO mx"), Action::Lhlo);
         assert_eq!(reply(s.command(b"RCPT TO:<a@b>")), Some(Fixed::NeedMail));

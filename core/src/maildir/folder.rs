@@ -172,6 +172,14 @@ pub fn folder(name: &[u8], sep: InfoSep, enc: NameEncoding) -> Result<Folder, Fo
     Ok(Folder::Sub(dir))
 }
 
+/// Whether a maildir path whose last component is `last` may be a Maildir++ folder given by
+/// its path (`~/Maildir/.Lists`): a folder's directory name starts with a dot. One that also
+/// holds the [`MAILDIRFOLDER`] marker is one, and its quota is the maildir's above it (one
+/// `maildirsize` for the tree, as Courier's deliverquota and Dovecot count it).
+pub fn may_be_folder(last: &[u8]) -> bool {
+    last.len() > 1 && last[0] == b'.' && last != b".."
+}
+
 /// Whether two folder names (None: INBOX) name one folder however they are spelled: `A/B`,
 /// `A.B` and `INBOX.A.B` are one folder, and `INBOX`, `inbox/` and the empty name are the
 /// maildir itself (see the module docs). Names [`folder`] refuses compare by their bytes.
@@ -421,6 +429,12 @@ mod tests {
         for n in [&b"Maildir"[..], b"news", b"NEW", b"", b".new"] {
             assert!(!nests_in_maildir(n), "{n:?}");
         }
+    }
+
+    #[test]
+    fn a_folder_path_ends_in_a_dot_name() {
+        assert!(may_be_folder(b".Lists") && may_be_folder(b".A.B"));
+        assert!(!may_be_folder(b"Maildir") && !may_be_folder(b".") && !may_be_folder(b".."));
     }
 
     #[test]

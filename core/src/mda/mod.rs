@@ -16,8 +16,9 @@
 //!   [`SENDER_MAX`] bytes): the line is the mbox's framing, not the message, so a sender that
 //!   cannot be an address is left out rather than the message refused. (An invalid address
 //!   given explicitly is the MTA's configuration: the delivery defers.)
-//! - A message that is empty or nothing but a `From ` line is refused ([`ErrorKind::Data`] in
-//!   [`Phase::Read`]), not stored as a lone `Return-Path:` or other trace fields.
+//! - A message that is empty or nothing but a `From ` line (unless unframed) is refused
+//!   ([`ErrorKind::Data`] in [`Phase::Read`]), not stored as a lone `Return-Path:` or other
+//!   trace fields.
 //! - A copy of a message already delivered in this run ([`store`]) is stored as it is.
 //!
 //! Dry runs are the caller's choice of filesystem ([`crate::fs::dryrun::DryRun`]).
@@ -64,6 +65,9 @@ pub struct Envelope<'a> {
     /// `Delivered-To:` with our address at the top of the header is then a loop like any
     /// other, not the MTA's stamp for this delivery.
     pub unstamped: bool,
+    /// The message comes without mbox framing (LMTP): a first line `From ...` is the
+    /// message's own text, stored where it is below the trace fields, and never a sender.
+    pub unframed: bool,
 }
 
 /// Everything one delivery under an MTA needs besides the filesystem, clock and message.
@@ -189,11 +193,11 @@ where
 {
     let data = || Error::new(ErrorKind::Data, Phase::Check);
     let (mut len, eof) = read_head(source, head)?;
-    let parsed = Head::parse(&head[..len]);
+    let parsed = Head::parse_framed(&head[..len], !o.envelope.unframed);
     if eof && parsed.from_line.unwrap_or(0) == len {
-        // Nothing, or only the envelope line: the message itself is empty, refused as an
-        // empty input is (and as `-M` skips such a message), whatever trace fields would have
-        // been added.
+        // Nothing, or only the envelope line (one that is framing, not the message's text):
+        // the message itself is empty, refused as an empty input is (and as `-M` skips such
+        // a message), whatever trace fields would have been added.
         return Err(Error::new(ErrorKind::Data, Phase::Read));
     }
     // The sender is copied out: the head is edited below while the plan refers to it.
@@ -220,7 +224,7 @@ where
     let check = check.filter(|c| !c.header_done());
     let mut guard = LoopGuard::new(&mut *source, check);
     let prefixed = Prefixed::new(&head[..len], &mut guard);
-    let mode = if o.envelope.keep_from_line {
+    let mode = if o.envelope.keep_from_line || o.envelope.unframed {
         FromLineMode::Keep
     } else {
         FromLineMode::Strip
@@ -228,6 +232,11 @@ where
     let from: Transformed<_, FromLine> = Transformed::new(prefixed, FromLine::new(mode));
     // `trace::plan` built these fields with this same check, so it cannot fail here.
     let prelude = Prelude::new(plan.prelude).map_err(|_| data())?;
+    let prelude = if o.envelope.unframed {
+        prelude.above_any_from_line()
+    } else {
+        prelude
+    };
     let mut reader: Transformed<_, Prelude> = Transformed::new(from, prelude);
     let r = store(fs, env, o, &mut reader, buf);
     if r.is_err() && guard.looped() {

@@ -91,9 +91,15 @@ fn line_end(s: &[u8], from: usize) -> Option<usize> {
 impl Head {
     /// Parses the first bytes of a message (as much as the caller has looked at).
     pub fn parse(head: &[u8]) -> Head {
+        Head::parse_framed(head, true)
+    }
+
+    /// [`Head::parse`]; unless `framed`, a first line `From ...` is the message's own text
+    /// (LMTP has no mbox framing), not an envelope line.
+    pub fn parse_framed(head: &[u8], framed: bool) -> Head {
         let mut h = Head::default();
         let mut pos = 0;
-        if head.starts_with(b"From ") {
+        if framed && head.starts_with(b"From ") {
             match line_end(head, 0) {
                 Some(e) => {
                     h.from_line = Some(e);
@@ -165,9 +171,10 @@ impl Head {
 /// `SENDER`), else the message's leading `Return-Path` (what an MTA that hands over no sender
 /// wrote), else its `From ` line's sender (what `trace::plan` would make the `Return-Path`);
 /// without angle brackets, and `b""` for the null sender, for none known, and for one that
-/// cannot be an address.
-pub fn envelope_sender<'a>(head: &'a [u8], given: Option<&'a [u8]>) -> &'a [u8] {
-    let h = Head::parse(head);
+/// cannot be an address. Unless `framed`, a leading `From ` line is the message's own text
+/// (LMTP), not a sender.
+pub fn envelope_sender<'a>(head: &'a [u8], given: Option<&'a [u8]>, framed: bool) -> &'a [u8] {
+    let h = Head::parse_framed(head, framed);
     given
         .or_else(|| {
             let rp = h.leading.iter().find(|l| l.field == Field::ReturnPath);
@@ -479,24 +486,28 @@ body\n";
 
     #[test]
     fn the_envelope_sender_is_the_given_one_else_the_return_path_else_the_from_line() {
-        assert_eq!(envelope_sender(POSTFIX, Some(b"<given@x>")), b"given@x");
         assert_eq!(
-            envelope_sender(POSTFIX, Some(b"")),
+            envelope_sender(POSTFIX, Some(b"<given@x>"), true),
+            b"given@x"
+        );
+        assert_eq!(
+            envelope_sender(POSTFIX, Some(b""), true),
             b"",
             "given: the null sender"
         );
-        assert_eq!(envelope_sender(POSTFIX, None), b"alice@example.org");
+        assert_eq!(envelope_sender(POSTFIX, None, true), b"alice@example.org");
         let m = b"From carol@x Sat Nov 28 18:03:09 2026\nSubject: s\n\nb";
-        assert_eq!(envelope_sender(m, None), b"carol@x");
+        assert_eq!(envelope_sender(m, None, true), b"carol@x");
+        assert_eq!(envelope_sender(m, None, false), b"", "unframed, it is text");
         let m = b"From MAILER-DAEMON Sat Nov 28 18:03:09 2026\nSubject: s\n\nb";
-        assert_eq!(envelope_sender(m, None), b"");
+        assert_eq!(envelope_sender(m, None, true), b"");
         let m = b"Return-Path: <>\nFrom: a@x\n\nb";
-        assert_eq!(envelope_sender(m, None), b"");
+        assert_eq!(envelope_sender(m, None, true), b"");
         // A Return-Path below the first other field is not the MTA's: not used.
         let m = b"Subject: s\nReturn-Path: <late@x>\n\nb";
-        assert_eq!(envelope_sender(m, None), b"");
+        assert_eq!(envelope_sender(m, None, true), b"");
         assert_eq!(
-            envelope_sender(b"From <a@x>> Sat Nov 28 1:1:1 2026\n\n", None),
+            envelope_sender(b"From <a@x>> Sat Nov 28 1:1:1 2026\n\n", None, true),
             b""
         );
     }

@@ -175,6 +175,13 @@ impl<'a> Prelude<'a> {
         })
     }
 
+    /// The fields go above everything, a first line `From ...` too: that line is the
+    /// message's own text (LMTP), not mbox framing to keep first.
+    pub fn above_any_from_line(mut self) -> Self {
+        self.state = PreludeState::Peek;
+        self
+    }
+
     /// Whether there is anything to insert.
     pub fn is_empty(&self) -> bool {
         self.fields.iter().all(Option::is_none)

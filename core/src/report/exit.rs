@@ -104,7 +104,8 @@ pub fn decide(kind: ErrorKind, context: Context, policy: Policy) -> u8 {
         | ErrorKind::NameTooLong
         | ErrorKind::Collisions
         | ErrorKind::Busy
-        | ErrorKind::OverQuota => TEMPFAIL,
+        | ErrorKind::OverQuota
+        | ErrorKind::Resources => TEMPFAIL,
     }
 }
 

@@ -17,6 +17,7 @@
 //! | `NotFound`, `NotDirectory`, `NameTooLong`           | `c.2.0` | `mailbox unavailable: KIND`                         |
 //! | `Permission`, `ReadOnly`                            | `c.2.0` | `mailbox not writable: KIND`                        |
 //! | [`Busy`](ErrorKind::Busy)                           | `c.3.0` | `mail system busy: KIND`                            |
+//! | [`Resources`](ErrorKind::Resources) (`EMFILE`...)   | `c.3.0` | `mail system overloaded: KIND`                      |
 //! | `Exists`, `Io`, `Interrupted`, `Unsupported`, `Collisions` | `c.3.0` | `mail system error: KIND`                    |
 //! | the input file cannot be opened                     | `c.3.0` | `cannot open the input file: KIND` (`it is a directory` for `Usage`) |
 //! | the input was lost after a failed delivery          | `c.3.0` | `message input lost after a failed delivery`        |
@@ -156,6 +157,7 @@ pub fn status(failed: Failed, class: Class, loop_address: Option<&str>) -> Statu
                 (2, 0, "mailbox not writable", Tail::Kind(kind))
             }
             ErrorKind::Busy => (3, 0, "mail system busy", Tail::Kind(kind)),
+            ErrorKind::Resources => (3, 0, "mail system overloaded", Tail::Kind(kind)),
             ErrorKind::Exists
             | ErrorKind::Io
             | ErrorKind::Interrupted
@@ -203,11 +205,12 @@ mod tests {
             K::Usage => 14,
             K::Loop => 15,
             K::OverQuota => 16,
+            K::Resources => 17,
         }
     }
 
     /// The module docs' table, as lines without the class digit.
-    const TABLE: [(ErrorKind, &str); 17] = [
+    const TABLE: [(ErrorKind, &str); 18] = [
         (K::Exists, ".3.0 mail system error: file exists"),
         (
             K::NotFound,
@@ -255,11 +258,15 @@ mod tests {
         (K::Usage, ".3.5 mdeliver is misconfigured"),
         (K::Loop, ".4.6 mail forwarding loop for bob@example.org"),
         (K::OverQuota, ".2.2 mailbox full"),
+        (
+            K::Resources,
+            ".3.0 mail system overloaded: out of system resources (open files or memory)",
+        ),
     ];
 
     #[test]
     fn every_kind_in_both_classes_gives_the_documented_line() {
-        let mut seen = [false; 17];
+        let mut seen = [false; 18];
         for (kind, rest) in TABLE {
             assert!(!seen[index(kind)], "{kind:?} twice in the table");
             seen[index(kind)] = true;
@@ -275,7 +282,7 @@ mod tests {
             }
         }
         assert!(seen.iter().all(|&s| s), "every kind has a row");
-        let mut listed = [false; 17];
+        let mut listed = [false; 18];
         for k in ALL {
             listed[index(k)] = true;
         }

@@ -106,7 +106,7 @@ pub use unit::{
 pub struct WireError;
 
 /// Every error kind, in wire order (also what a test or fuzz target draws kinds from).
-pub const KINDS: [ErrorKind; 17] = [
+pub const KINDS: [ErrorKind; 18] = [
     ErrorKind::Exists,
     ErrorKind::NotFound,
     ErrorKind::NoSpace,
@@ -124,6 +124,7 @@ pub const KINDS: [ErrorKind; 17] = [
     ErrorKind::Usage,
     ErrorKind::Loop,
     ErrorKind::OverQuota,
+    ErrorKind::Resources,
 ];
 const PHASES: [Phase; 11] = [
     Phase::Open,

@@ -16,9 +16,7 @@
 //! set crossing it with byte-identical steps, and its error codes (bad handles, encodings and
 //! environment kinds; divergence).
 
-// Shared with the other WASI tests; not every helper is used here.
-#[allow(dead_code)]
-mod wasi_support;
+use crate::wasi_support;
 
 use mdeliver_core::env::{Env, Timestamp};
 use mdeliver_core::fs::{perform, Dir, Slots};

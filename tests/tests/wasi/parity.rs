@@ -11,9 +11,7 @@
 //! The native binary is forced onto the module's publish path (link + unlink) so `-vv` agrees.
 //! Usage errors compare their exit code and first line: clap's usage line names the program.
 
-mod cli_support;
-#[allow(dead_code)]
-mod wasi_support;
+use crate::{cli_support, wasi_support};
 
 use std::collections::BTreeMap;
 use std::path::Path;

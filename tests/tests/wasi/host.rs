@@ -4,9 +4,7 @@
 //! The module is built by the test itself (installing the `wasm32-wasip1` target if missing)
 //! in its own target directory, so a missing or stale module can never make a test skip.
 
-// Shared with the other WASI tests; not every helper is used here.
-#[allow(dead_code)]
-mod wasi_support;
+use crate::wasi_support;
 
 use std::fs;
 use std::path::Path;
