@@ -46,7 +46,7 @@ pub fn open(path: &Path) -> Result<LinuxFs, ExitCode> {
             (ErrorKind::NotFound, Dir::Root) => "check the path",
             (ErrorKind::NotFound, _) => "not a complete maildir (it needs tmp/, new/ and cur/)",
             (ErrorKind::NotDirectory, Dir::Root) => {
-                "give the real path of a maildir directory (symbolic links are not followed)"
+                "a maildir must be a directory (a symbolic link to one is fine)"
             }
             (ErrorKind::NotDirectory, _) => {
                 "mdeliver never follows symbolic links inside a maildir"

@@ -387,6 +387,21 @@ pub fn deliver(
     code.unwrap_or_else(|| mdeliver_driver::run::run(a, args, mail))
 }
 
+/// The local time zone at `now`, in minutes east of UTC, as the C library has it (`TZ`, else
+/// /etc/localtime): the zone `date` and `currentdate` use without `:zone` (RFC 5260 4.1).
+fn local_zone(now: Option<i64>) -> i16 {
+    let Some(t) = now.and_then(|t| libc::time_t::try_from(t).ok()) else {
+        return 0;
+    };
+    // SAFETY: `tm` is plain data that `localtime_r` fills; both pointers are valid for the
+    // call, and `localtime_r` is thread-safe.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
+        return 0;
+    }
+    i16::try_from(tm.tm_gmtoff / 60).unwrap_or(0)
+}
+
 /// A maildir the unit's copies and record are written through: the Linux binary's own, or
 /// the LMTP server's, whose flushes join its group commit.
 pub trait OverLinux: mdeliver_core::Fs {
@@ -502,7 +517,12 @@ pub fn filter<F: OverLinux>(
     let ctx = Context {
         body: message.reader.body(),
         now: i64::try_from(now).ok(),
-        local_zone: 0,
+        // `date` and `currentdate` without `:zone` are in the system's local time zone.
+        local_zone: if script.extensions.has(Extensions::DATE) {
+            local_zone(i64::try_from(now).ok())
+        } else {
+            0
+        },
         seen: None,
     };
     match root.as_mut().and_then(|r| r.as_mut().ok()) {

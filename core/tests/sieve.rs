@@ -9,6 +9,8 @@ const MSG: &[u8] = b"From: \"Alice\" <alice+lists@example.com>\n\
 To: bob@example.org, carol@Example.ORG\n\
 Subject: Hello world\n\
 X-Spam-Score: 7\n\
+Reply-To: \"john q\"@example.com\n\
+Sender: bare\n\
 \n\
 body\n";
 
@@ -167,6 +169,12 @@ fn tests_address_header_envelope_size() {
             false,
         ),
         ("address :all \"to\" \"carol@example.org\"", true),
+        // A quoted local part is its text (RFC 5322 3.2.4); what is not an address has no
+        // local part or domain (RFC 5228 2.7.4), only `:all`.
+        ("address :localpart :is \"reply-to\" \"john q\"", true),
+        ("address :localpart :is \"sender\" \"bare\"", false),
+        ("address :domain :is \"sender\" \"\"", false),
+        ("address :all :is \"sender\" \"bare\"", true),
         ("header :contains \"subject\" \"WORLD\"", true),
         (
             "header :comparator \"i;octet\" :contains \"subject\" \"WORLD\"",

@@ -21,6 +21,9 @@ pub enum Create {
     /// Not given, and not to be suggested: the path ends in `tmp`, `new` or `cur`
     /// ([`mdeliver_core::maildir::folder::nests_in_maildir`]).
     Nested,
+    /// Given or not: the path is a symbolic link to nothing (`-c` does not create the
+    /// directory a link points to).
+    DanglingLink,
 }
 
 impl Create {
@@ -34,12 +37,16 @@ impl Create {
     }
 
     /// This, for the maildir at `path`: [`Create::Nested`] instead of [`Create::No`] when
-    /// `path` ends in a maildir's own subdirectory.
+    /// `path` ends in a maildir's own subdirectory, [`Create::DanglingLink`] when it is a
+    /// symbolic link to nothing (looked at only once opening it failed).
     pub fn at(self, path: &std::path::Path) -> Create {
         let nested = path.file_name().is_some_and(|l| {
             mdeliver_core::maildir::folder::nests_in_maildir(l.as_encoded_bytes())
         });
-        if self == Create::No && nested {
+        let link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+        if link && std::fs::metadata(path).is_err() {
+            Create::DanglingLink
+        } else if self == Create::No && nested {
             Create::Nested
         } else {
             self
@@ -218,6 +225,10 @@ impl fmt::Display for Failure {
                     d => format!("{}/: ", d.as_str()),
                 };
                 let advice = match (kind, part) {
+                    (ErrorKind::NotFound, Dir::Root) if create == Create::DanglingLink => {
+                        "it is a symbolic link to a directory that does not exist; create that \
+                         directory (-c does not follow a link to make it) or correct the link"
+                    }
                     (ErrorKind::NotFound, _) if create == Create::DryRun => {
                         "a dry run creates nothing: without --dry-run, -c would create it"
                     }

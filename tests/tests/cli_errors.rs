@@ -279,3 +279,30 @@ fn create_parents_and_nested_maildirs() {
     let r = run(&[&t.path().join("Other/new")], b"x\n", &[]);
     insta::assert_snapshot!("missing_nested", outcome(&r, t.path()));
 }
+
+/// A MAILDIR that is a symbolic link to nothing (`~/Maildir` pointing at a directory not made
+/// yet): `-c` does not create what a link points to, and the error says that, not that the
+/// directory above is missing.
+#[test]
+fn a_maildir_linked_to_nothing_is_named_as_such() {
+    let t = tempfile::tempdir().unwrap();
+    let link = t.path().join("Maildir");
+    std::os::unix::fs::symlink(t.path().join("not-made-yet"), &link).unwrap();
+    for create in [&[][..], &["-c"][..], &["-c", "-p"][..]] {
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = create
+            .iter()
+            .map(|o| o as &dyn AsRef<std::ffi::OsStr>)
+            .collect();
+        args.push(&link);
+        let r = run(&args, b"Subject: x\n\nb\n", &[]);
+        assert_eq!(
+            outcome(&r, t.path()),
+            "exit 75\n4.2.0 mailbox unavailable: no such file or directory\n\
+             mdeliver: [TMP]/Maildir: opening maildir: no such file or directory; it is a \
+             symbolic link to a directory that does not exist; create that directory (-c does \
+             not follow a link to make it) or correct the link\n",
+            "{create:?}"
+        );
+    }
+    assert!(!t.path().join("not-made-yet").exists());
+}

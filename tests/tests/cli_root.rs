@@ -183,6 +183,40 @@ fn a_folder_created_in_a_shared_maildir_is_shared() {
     assert_eq!(mode(&private.join("subscriptions")).1, 0o600);
 }
 
+/// A `maildirsize` its deliverer cannot write (root's, mode 0444) defers the delivery with an
+/// error that names the quota file, not the message or the maildir's directories.
+#[test]
+fn an_unwritable_maildirsize_is_named_in_the_error() {
+    let t = scratch();
+    let md = t.path().join("md");
+    make_maildir(&md);
+    chown(&md, "65534:65534");
+    for d in ["tmp", "new", "cur"] {
+        chown(&md.join(d), "65534:65534");
+    }
+    std::fs::write(md.join("maildirsize"), "1000000S\n0 0\n").unwrap();
+    std::fs::set_permissions(
+        md.join("maildirsize"),
+        std::fs::Permissions::from_mode(0o444),
+    )
+    .unwrap();
+    let Some(r) = run_as_nobody(t.path(), &[&md], b"Subject: q\n\nx\n") else {
+        return;
+    };
+    assert_eq!(r.code, 75, "{}", r.stderr);
+    let md = md.display();
+    assert_eq!(
+        r.stderr,
+        format!(
+            "4.2.0 mailbox not writable: permission denied\n\
+             mdeliver: {md}: using the quota file maildirsize: permission denied; check the \
+             owner and mode of the maildir's maildirsize: the deliverer must be able to read \
+             and write it\n"
+        )
+    );
+    assert!(names(&t.path().join("md/new")).is_empty());
+}
+
 /// A maildir whose owner cannot even be looked up (its path runs through a regular file, or
 /// through a loop of symbolic links) fails as root exactly as it fails without root: the
 /// maildir is unavailable (4.2.0, 75; 73 with `--strict-exit`), not "mdeliver is

@@ -261,6 +261,18 @@ fn a_map_file_decides_who_exists() {
     );
     assert_eq!(names(&root.join("special/new")).len(), 2);
     assert_eq!(names(&root.join("x.example/bob/new")).len(), 1);
+    // A key with a subaddress could never match (recipients are looked up without theirs):
+    // refused when the map is read, which defers, rather than bouncing its mail later.
+    std::fs::write(&map, "bob@x.example\nalice+lists@x.example\n").unwrap();
+    let r = lmtp(&["--map", map_arg], "", root);
+    assert_eq!(r.code, 75);
+    assert_eq!(
+        r.stderr,
+        format!(
+            "mdeliver lmtp: {map_arg}:2: recipients are looked up without their +subaddress: \
+             write the address without it\n"
+        )
+    );
 }
 
 #[test]

@@ -372,6 +372,30 @@ fn the_body_test_and_currentdate_see_the_message_and_the_clock() {
 }
 
 #[test]
+fn dates_are_in_the_local_time_zone() {
+    // RFC 5260 4.1: without :zone, `currentdate` is the local time (TZ here: two hours east,
+    // in POSIX's notation, which needs no time zone database).
+    let s = site(
+        "require [\"fileinto\", \"date\", \"variables\", \"mailbox\"];\n\
+         if currentdate :matches \"zone\" \"*\" { fileinto :create \"zone-${1}\"; }\n",
+    );
+    for (tz, folder) in [("XYZ-2", ".zone-+0200"), ("UTC0", ".zone-+0000")] {
+        let _ = std::fs::remove_dir_all(&s.maildir);
+        let args: [&dyn AsRef<std::ffi::OsStr>; 5] = [
+            &"-c",
+            &"--return-path=a@example.net",
+            &"--sieve",
+            &s.script,
+            &s.maildir,
+        ];
+        let r = run(&args, MESSAGE, &[("TZ", tz)]);
+        assert_eq!(r.code, 0, "{tz}: {r:?}");
+        let folders: Vec<String> = s.stored().into_iter().map(|c| c.0).collect();
+        assert_eq!(folders, [folder], "{tz}");
+    }
+}
+
+#[test]
 fn folder_copies_count_in_the_top_maildirsize_and_make_none_of_their_own() {
     // Maildir++ keeps one quota for the whole tree: each fileinto copy is counted in the
     // top maildir's maildirsize, never in a folder's own (which Courier and Dovecot ignore).

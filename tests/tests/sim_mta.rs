@@ -196,7 +196,7 @@ fn item5_an_unwritable_maildirsize_defers_before_publishing() {
     let mut fs = FaultFs::new(maildir(true), fault.clone());
     let (r, _) = deliver(&mut fs, opts(false, Order::AccountFirst), 0, T0);
     let e = r.unwrap_err();
-    assert_eq!((e.kind, e.phase), (ErrorKind::Permission, Phase::Check));
+    assert_eq!((e.kind, e.phase), (ErrorKind::Permission, Phase::Quota));
     assert!(names(&fs.inner, Dir::New).is_empty(), "nothing published");
     assert!(
         names(&fs.inner, Dir::Tmp).is_empty(),

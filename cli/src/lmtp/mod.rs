@@ -285,6 +285,13 @@ fn load_map(path: &Path, template: bool) -> Result<HashMap<String, Option<PathBu
                 "the address needs an @ (write @domain for a whole domain)",
             ));
         }
+        // Recipients are looked up without their subaddress: a key with one would never
+        // match, and its mail would bounce as unknown.
+        if addr.split('@').next().is_some_and(|l| l.contains('+')) {
+            return Err(at(
+                "recipients are looked up without their +subaddress: write the address without it",
+            ));
+        }
         if maildir.is_none() && !template {
             return Err(at("no MAILDIR on this line and no --maildir template"));
         }

@@ -569,9 +569,10 @@ impl Machine for Mta {
                 // No `maildirsize` (removed since the check): nothing to keep up to date; the
                 // next recalculation counts the message.
                 OpResult::Err(ErrorKind::NotFound) => self.go_publish(),
+                // The line could not be appended: the error is the quota file's.
                 r => {
                     let kind = r.err().unwrap_or(ErrorKind::Io);
-                    self.refuse(Error::new(kind, Phase::Check));
+                    self.refuse(Error::new(kind, Phase::Quota));
                 }
             },
             Stage::Unaccount => {

@@ -1168,10 +1168,19 @@ fn strip_angle(v: &[u8]) -> &[u8] {
     v.strip_suffix(b">").unwrap_or(v)
 }
 
-/// The part of `local@domain` a test looks at; None when it has no such part (no domain, or
-/// no detail).
+/// The part of `local@domain` a test looks at; None when it has no such part (no detail), and
+/// for every part but `:all` when it is not an address (no domain: RFC 5228 2.7.4). A quoted
+/// local part is its text without the quotes (`"john q"` is `john q`, RFC 5322 3.2.4; one
+/// with a quoted-pair inside is compared as written).
 fn address_part(a: &[u8], part: AddrPart) -> Option<&[u8]> {
     let (local, domain) = header::split_address(a);
+    if domain.is_none() && !matches!(part, AddrPart::All) {
+        return None;
+    }
+    let local = match local {
+        [b'"', inner @ .., b'"'] if !inner.contains(&b'\\') => inner,
+        _ => local,
+    };
     let sep = local.iter().position(|c| *c == b'+');
     match part {
         AddrPart::All => Some(a),
