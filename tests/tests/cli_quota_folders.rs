@@ -87,15 +87,21 @@ fn a_folder_delivery_is_counted_in_the_root_maildirsize_and_makes_none_of_its_ow
     }
 }
 
-#[test]
-fn over_quota_a_folder_delivery_is_refused_as_one_into_the_root() {
+/// A maildir whose quota (the limit, returned) two messages fill: one in the root, one in its
+/// folder `.Sub`.
+fn full_with_a_folder() -> (tempfile::TempDir, std::path::PathBuf, String) {
     let t = tempfile::tempdir().unwrap();
     let md = t.path().join("Maildir");
     make_maildir(&md);
     let limit = format!("{}S", 2 * MESSAGE.len());
-    // Two messages fill it: one into the root, one into the folder.
     assert_eq!(deliver(&[&"--quota", &limit, &md]).code, 0);
     assert_eq!(deliver(&[&"-c", &"--folder", &"Sub", &md]).code, 0);
+    (t, md, limit)
+}
+
+#[test]
+fn over_quota_a_folder_delivery_is_refused_as_one_into_the_root() {
+    let (_t, md, limit) = full_with_a_folder();
     let root = deliver(&[&md]);
     let folder = deliver(&[&"--folder", &"Sub", &md]);
     let folder_given = deliver(&[&"--quota", &limit, &"--folder", &"Sub", &md]);
@@ -120,12 +126,7 @@ fn over_quota_a_folder_delivery_is_refused_as_one_into_the_root() {
 /// `--folder Sub`.
 #[test]
 fn a_folder_given_by_its_path_counts_in_the_root_quota() {
-    let t = tempfile::tempdir().unwrap();
-    let md = t.path().join("Maildir");
-    make_maildir(&md);
-    let limit = format!("{}S", 2 * MESSAGE.len());
-    assert_eq!(deliver(&[&"--quota", &limit, &md]).code, 0);
-    assert_eq!(deliver(&[&"-c", &"--folder", &"Sub", &md]).code, 0);
+    let (t, md, limit) = full_with_a_folder();
     let sub = md.join(".Sub");
     assert!(sub.join("maildirfolder").is_file());
     for given in [&[][..], &["--quota", &limit][..]] {

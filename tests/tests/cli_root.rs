@@ -109,6 +109,16 @@ fn user_option_creates_as_that_user() {
     );
 }
 
+/// `T/Shared`, a maildir of group "mail" (gid 8 on Debian) with `mode` (group-writable: a
+/// shared maildir).
+fn shared_maildir(t: &tempfile::TempDir, mode: u32) -> std::path::PathBuf {
+    let md = t.path().join("Shared");
+    make_maildir(&md);
+    chown(&md, "0:8");
+    std::fs::set_permissions(&md, std::fs::Permissions::from_mode(mode)).unwrap();
+    md
+}
+
 #[test]
 fn shared_maildir_files_take_its_group_and_0660() {
     if !is_root() {
@@ -116,11 +126,7 @@ fn shared_maildir_files_take_its_group_and_0660() {
         return;
     }
     let t = scratch();
-    let md = t.path().join("Shared");
-    make_maildir(&md);
-    // Group "mail" (gid 8 on Debian), group-writable: a shared maildir.
-    chown(&md, "0:8");
-    std::fs::set_permissions(&md, std::fs::Permissions::from_mode(0o770)).unwrap();
+    let md = shared_maildir(&t, 0o770);
     let r = run(&[&"--dedup", &md], b"Message-ID: <s@x>\n\nx\n", &[]);
     assert_eq!((r.code, r.stderr.as_str()), (0, ""));
     assert_eq!(the_file(&md.join("new")), (0, 8, 0o660));
@@ -151,10 +157,7 @@ fn a_folder_created_in_a_shared_maildir_is_shared() {
         return;
     }
     let t = scratch();
-    let md = t.path().join("Shared");
-    make_maildir(&md);
-    chown(&md, "0:8");
-    std::fs::set_permissions(&md, std::fs::Permissions::from_mode(0o2770)).unwrap();
+    let md = shared_maildir(&t, 0o2770);
     let r = run(&[&"-c", &"--folder", &"Team", &md], b"x\n", &[]);
     assert_eq!((r.code, r.stderr.as_str()), (0, ""));
     let mode = |p: &Path| {

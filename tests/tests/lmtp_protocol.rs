@@ -321,29 +321,7 @@ fn usage_errors_are_refused_before_serving() {
 /// A server with `--max-sessions 1` on the unix socket `ROOT/lmtp.sock`, for the maildirs
 /// `ROOT/DOMAIN/LOCAL`, once its socket exists; and the socket's path.
 fn one_session_server(root: &Path) -> (std::process::Child, std::path::PathBuf) {
-    let sock = root.join("lmtp.sock");
-    let child = Command::new(bin())
-        .args([
-            "lmtp",
-            "--host",
-            "testhost",
-            "--max-sessions",
-            "1",
-            "--maildir",
-        ])
-        .arg(format!("{}/{{domain}}/{{local}}", root.display()))
-        .arg("--listen")
-        .arg(format!("unix:{}", sock.display()))
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while !sock.exists() {
-        assert!(t0.elapsed() < Duration::from_secs(10), "no socket");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (child, sock)
+    server(root, &["--max-sessions", "1"])
 }
 
 /// A connection to the server's socket. The socket's file appears when it is bound, a moment
