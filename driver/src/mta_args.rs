@@ -61,7 +61,8 @@ pub struct MtaArgs {
     /// Store a message at most once per WINDOW (default 5d; units s, m, h, d), keyed by its
     /// Message-ID or else its content: an MTA retrying after a lost success does not
     /// duplicate it. A suppressed duplicate exits 0 (reported with -v and --json). The
-    /// index lives in MAILDIR (mdeliver-dedup.* files)
+    /// index lives in the maildir delivered to, the --folder if one is given
+    /// (mdeliver-dedup.* files)
     #[arg(long, value_name = "WINDOW", num_args = 0..=1, require_equals = true,
           default_missing_value = "5d", value_parser = parse_window, help_heading = "Quota and duplicates")]
     pub dedup: Option<u64>,
