@@ -1,6 +1,6 @@
 //! Listening: the sockets given with `--listen` or by systemd (`LISTEN_FDS`), one thread per
 //! session up to `--max-sessions`, each waiting for its next connection itself ([`Threads`]),
-//! and an orderly stop on SIGTERM or SIGINT: no new connections, every session finishes its
+//! and an orderly stop on SIGTERM, SIGINT or SIGHUP: no new connections, every session finishes its
 //! message in flight and gets `421 4.3.2`.
 
 use std::io::Write;
@@ -137,7 +137,11 @@ fn activated() -> Result<Vec<Listener>, String> {
 
 /// Serves until a signal (or, on standard input, until the session ends).
 pub fn serve(srv: Server) -> ExitCode {
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+    for sig in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ] {
         if let Err(e) = signal_hook::flag::register(sig, srv.shutdown.clone()) {
             log!("mdeliver lmtp: cannot handle signal {sig}: {e}");
             return ExitCode::from(exit::TEMPFAIL);

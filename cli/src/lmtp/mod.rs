@@ -74,7 +74,8 @@ is answered 450 4.2.0 for that recipient alone. With --user NAME, everything is 
 NAME.
 
 SIGNALS
-  SIGTERM, SIGINT  stop accepting; sessions finish the message in flight, then get 421 4.3.2
+  SIGTERM, SIGINT, SIGHUP  stop accepting; sessions finish the message in flight, then get
+                           421 4.3.2
 
 EXIT STATUS
    0  stopped by a signal (or the standard-input session ended)
