@@ -86,11 +86,12 @@ it off. A dry run, -M and the subcommands log nothing. The lines look like dovec
   (msgid=none without a Message-ID; \"duplicate not saved again in\" for --dedup.)
 
 ENVIRONMENT
-  MDELIVER_DISABLE=anonymous-tmp,rename-noreplace,hard-links
+  MDELIVER_DISABLE=anonymous-tmp,rename-noreplace,hard-links,ordered-commit
       A testing and diagnostic knob: pretend the filesystem lacks these features, forcing the \
 fallback publish paths (anonymous-tmp off: O_EXCL tmp file + renameat2 RENAME_NOREPLACE; \
 rename-noreplace off too: link + unlink; all three off: stat + rename, which relies on name \
-uniqueness alone). Never needed in normal operation: missing features are detected at run time.
+uniqueness alone; ordered-commit off: each file flushed on its own, as on filesystems other than \
+a journalled ext4). Never needed in normal operation: missing features are detected at run time.
   MDELIVER_TEST_SYSLOG=PATH
       A testing knob: send the mail log to the unix socket PATH instead of /dev/log.
 

@@ -120,8 +120,11 @@ impl Disabled {
     /// The environment variable holding the comma-separated list.
     pub const VAR: &'static str = "MDELIVER_DISABLE";
 
-    /// Parses `anonymous-tmp,rename-noreplace,hard-links` (any subset, any order; empty is
-    /// fine). Returns the unknown word on error.
+    /// Every word [`Disabled::parse`] knows, as an error lists them.
+    pub const KNOWN: &'static str = "anonymous-tmp, rename-noreplace, hard-links, ordered-commit";
+
+    /// Parses `anonymous-tmp,rename-noreplace,hard-links,ordered-commit` (any subset, any
+    /// order; empty is fine). Returns the unknown word on error.
     pub fn parse(list: &str) -> Result<Disabled, String> {
         let mut d = Disabled::default();
         for word in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
@@ -140,10 +143,10 @@ impl Disabled {
     pub fn from_env() -> Result<Disabled, String> {
         let list = std::env::var_os(Disabled::VAR).unwrap_or_default();
         Disabled::parse(&list.to_string_lossy()).map_err(|word| {
-            let known = "anonymous-tmp, rename-noreplace, hard-links";
             format!(
-                "{}: unknown feature '{word}' (known: {known})",
-                Disabled::VAR
+                "{}: unknown feature '{word}' (known: {})",
+                Disabled::VAR,
+                Disabled::KNOWN
             )
         })
     }

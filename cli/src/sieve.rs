@@ -1074,7 +1074,7 @@ impl<F: OverLinux> Performer<'_, '_, F> {
             Ok(c) => c,
             Err(e) => {
                 let why = format!("cannot run {}: {e}", sendmail.display());
-                return Err(fail(self, ErrorKind::NotFound, why));
+                return Err(fail(self, ErrorKind::Io, why));
             }
         };
         let mut stdin = child.stdin.take().expect("piped");

@@ -284,6 +284,17 @@ fn deliver_all<A: Adapter>(
     }
     out.flush();
     if log {
+        // Every maildir failed before reading the message (none could be opened): its head
+        // is read now, for the Message-ID the log names (at most HEAD_MAX bytes more).
+        if input.message_id().is_none() {
+            let mut seen = 0;
+            while seen < mdeliver_core::mda::HEAD_MAX {
+                match embedded_io::Read::read(&mut input, &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => seen += n,
+                }
+            }
+        }
         let id = input.message_id();
         let lines: Vec<_> = events.iter().map(|e| e.line(id)).collect();
         a.log(&lines);

@@ -110,6 +110,18 @@ fn one_line_per_delivery_and_failure() {
         lines[0]
     );
 
+    // Only a maildir that cannot be opened: nothing read the message, yet its Message-ID
+    // is named.
+    let r = run(&[&missing], msg, &env);
+    assert_eq!(r.code, 75, "{}", r.stderr);
+    let lines = sock.lines();
+    assert_eq!(lines.len(), 1);
+    assert!(
+        lines[0].starts_with("<20>TIME mdeliver[PID]: msgid=<a1@example.org>: failed to save"),
+        "{}",
+        lines[0]
+    );
+
     // --no-syslog, a dry run: nothing.
     let r = run(&[&"--no-syslog", &md], msg, &env);
     assert_eq!(r.code, 0);

@@ -369,8 +369,9 @@ fn setup(args: LmtpArgs) -> Result<Server, (u8, String)> {
         None => Disabled::default(),
         Some(v) => Disabled::parse(&v.to_string_lossy()).map_err(|w| {
             usage(format!(
-                "{}: unknown feature '{w}' (known: anonymous-tmp, rename-noreplace, hard-links)",
-                Disabled::VAR
+                "{}: unknown feature '{w}' (known: {})",
+                Disabled::VAR,
+                Disabled::KNOWN
             ))
         })?,
     };
