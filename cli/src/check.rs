@@ -37,7 +37,6 @@ breaks it once it is stale)
   duplicate-key  two files in new/ or cur/ with the same unique key (the part before the info \
 separator); both are kept: compare them by hand
   unparsable     a name in new/ or cur/ that cannot be a message (a dot file, an empty key)
-  info-in-new    a name in new/ carrying info (\":2,...\"), which only cur/ names may have
   symlink, directory, special
                  an entry in tmp/, new/ or cur/ that is not a regular file
 
@@ -92,7 +91,6 @@ fn label(f: &Finding) -> &'static str {
         Finding::StaleTmp(_) => "stale-tmp",
         Finding::StaleLock(_) => "stale-lock",
         Finding::Unparsable => "unparsable",
-        Finding::InfoInNew => "info-in-new",
         Finding::NotRegular(EntryKind::Symlink) => "symlink",
         Finding::NotRegular(EntryKind::Directory) => "directory",
         Finding::NotRegular(_) => "special",
@@ -107,7 +105,6 @@ fn detail(f: &Finding) -> String {
             STALE_TMP_SECS / 3600
         ),
         Finding::Unparsable => "not a message name".into(),
-        Finding::InfoInNew => "a name in new/ must not carry info".into(),
         Finding::NotRegular(_) => "not a regular file".into(),
     }
 }

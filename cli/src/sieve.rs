@@ -495,6 +495,7 @@ pub fn filter<F: OverLinux>(
         envelope_from: mdeliver_core::mda::trace::envelope_sender(
             message.reader.header(),
             settings.return_path.as_deref(),
+            settings.from_env.return_path,
             !settings.unframed,
         ),
         envelope_to: settings
@@ -991,6 +992,7 @@ impl<F: OverLinux> mdeliver_core::machine::unit::Performer for Performer<'_, '_,
         let from = mdeliver_core::mda::trace::envelope_sender(
             self.message.reader.header(),
             self.settings.return_path.as_deref(),
+            self.settings.from_env.return_path,
             !self.settings.unframed,
         );
         let from = std::ffi::OsStr::from_bytes(if from.is_empty() { b"<>" } else { from });

@@ -10,7 +10,8 @@ use mdeliver_core::fs::dryrun::DryRun;
 use mdeliver_core::machine::dedup::DedupOptions;
 use mdeliver_core::machine::quota::CheckOptions;
 use mdeliver_core::maildir::name::InfoSep;
-use mdeliver_core::mda::{self, Envelope, MdaOptions, HEAD_MAX};
+use mdeliver_core::mda::{self, Envelope, FromEnv, MdaOptions, HEAD_MAX};
+use mdeliver_core::message::normalize_address;
 use mdeliver_core::{Env, Fs, Options};
 
 use crate::mta_args::{MtaArgs, QuotaFull};
@@ -48,6 +49,8 @@ pub struct Settings {
     pub unstamped: bool,
     /// No mbox framing (the LMTP server): see [`Envelope::unframed`].
     pub unframed: bool,
+    /// Which addresses came from the environment (`--from-env`): see [`FromEnv`].
+    pub from_env: FromEnv,
 }
 
 impl Settings {
@@ -60,13 +63,21 @@ impl Settings {
         sep: InfoSep,
         var: impl Fn(&str) -> Option<OsString>,
     ) -> Result<Settings, String> {
+        // An address from the environment that cannot go into a header (too long, a control
+        // character) is the remote sender's doing, not the MTA's configuration: left out, so
+        // the message is not deferred for it (an option given so is refused below).
+        let from_env = |given: &Option<String>, name: &str| -> Option<Vec<u8>> {
+            let v = var(name).filter(|_| given.is_none() && a.from_env)?;
+            let v = v.into_encoded_bytes();
+            normalize_address(&v).is_ok().then_some(v)
+        };
         let pick = |given: &Option<String>, name: &str| -> Option<Vec<u8>> {
             match given {
                 Some(v) => Some(v.clone().into_bytes()),
-                None if a.from_env => var(name).map(OsString::into_encoded_bytes),
-                None => None,
+                None => from_env(given, name),
             }
         };
+        let env = |given: &Option<String>| given.is_none() && a.from_env;
         let s = Settings {
             keep_from_line: a.keep_from_line,
             return_path: pick(&a.return_path, "SENDER"),
@@ -74,6 +85,11 @@ impl Settings {
                 .filter(|v| !(a.delivered_to.is_none() && v.is_empty())),
             original_to: pick(&a.original_to, "ORIGINAL_RECIPIENT")
                 .filter(|v| !(a.original_to.is_none() && v.is_empty())),
+            from_env: FromEnv {
+                return_path: env(&a.return_path),
+                delivered_to: env(&a.delivered_to),
+                original_to: env(&a.original_to),
+            },
             quota: CheckOptions {
                 given: a.quota,
                 sep,
@@ -113,6 +129,7 @@ impl Settings {
             original_to: self.original_to.as_deref(),
             unstamped: self.unstamped,
             unframed: self.unframed,
+            from_env: self.from_env,
         }
     }
 

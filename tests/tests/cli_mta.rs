@@ -78,6 +78,42 @@ fn postfix_input_is_stored_without_from_line_and_without_duplicate_fields() {
     }
 }
 
+/// Postfix's own block is exact, while the variables it sets for `mailbox_command` are
+/// filtered (a quote or a space becomes `_`) and `RECIPIENT` names the final user where its
+/// `Delivered-To` names the alias the mail was sent to: with `--from-env` the block stands and
+/// nothing is added. An address in the environment that cannot go into a header (over 512
+/// bytes: a remote sender's) is left out instead of deferring the message.
+#[test]
+fn postfix_block_stands_over_its_filtered_environment() {
+    let t = scratch();
+    let md = t.path().join("m");
+    let msg = b"From o'brien@example.org  Sat Nov 28 18:03:09 2026\n\
+Return-Path: <o'brien@example.org>\n\
+X-Original-To: postmaster@example.org\n\
+Delivered-To: postmaster@example.org\n\
+Subject: hello\n\
+\n\
+body\n";
+    let without_from = &msg[msg.iter().position(|&b| b == b'\n').unwrap() + 1..];
+    let env = [
+        ("SENDER", "o_brien@example.org"),
+        ("RECIPIENT", "bob@example.org"),
+        ("ORIGINAL_RECIPIENT", "postmaster@example.org"),
+    ];
+    let r = run(&[&"-c", &"--from-env", &md], msg, &env);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    assert_eq!(only_message(&md), without_from);
+    std::fs::remove_dir_all(&md).unwrap();
+    let long = format!("{}@example.org", "x".repeat(600));
+    let env = [("SENDER", long.as_str()), ("RECIPIENT", "bob@example.org")];
+    let r = run(&[&"-c", &"--from-env", &md], b"Subject: s\n\nbody\n", &env);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    assert_eq!(
+        only_message(&md),
+        b"Delivered-To: bob@example.org\nSubject: s\n\nbody\n"
+    );
+}
+
 #[test]
 fn envelope_fields_are_prepended_and_from_env_is_never_implicit() {
     let t = scratch();

@@ -324,6 +324,8 @@ fn check_reports_and_repairs_only_stale_tmp_and_lock_files() {
     std::fs::create_dir(md.join(".Sent")).unwrap();
     std::fs::write(md.join("new/1.M1P1Q1.h,S=3"), b"x\n\n").unwrap();
     std::fs::write(md.join("cur/1.M1P1Q1.h,S=3:2,S"), b"x\n\n").unwrap();
+    // Flags on a message still in new/, as Dovecot gives them (`doveadm flags add`): no
+    // finding.
     std::fs::write(md.join("new/2.M1P1Q1.h:2,S"), b"x\n\n").unwrap();
     std::fs::write(md.join("cur/.hidden"), b"").unwrap();
     std::os::unix::fs::symlink("/etc/passwd", md.join("cur/3.M1P1Q1.h:2,")).unwrap();

@@ -68,6 +68,24 @@ pub struct Envelope<'a> {
     /// The message comes without mbox framing (LMTP): a first line `From ...` is the
     /// message's own text, stored where it is below the trace fields, and never a sender.
     pub unframed: bool,
+    /// Which addresses were read from the MTA's environment (`--from-env`) rather than given.
+    pub from_env: FromEnv,
+}
+
+/// Which of an [`Envelope`]'s addresses came from the MTA's environment (`SENDER`,
+/// `RECIPIENT`, `ORIGINAL_RECIPIENT`). Such an address stands in for a trace field the MTA did
+/// not write, and never replaces or adds to one it did: Postfix writes its own (exact) block
+/// above the message, while the variables it sets are filtered (`command_expansion_filter`
+/// turns a quote or a space into `_`), and its `Delivered-To` names the alias the mail was
+/// sent to where `RECIPIENT` names the final user.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct FromEnv {
+    /// The return path came from `SENDER`.
+    pub return_path: bool,
+    /// The recipient came from `RECIPIENT`.
+    pub delivered_to: bool,
+    /// The original recipient came from `ORIGINAL_RECIPIENT`.
+    pub original_to: bool,
 }
 
 /// Everything one delivery under an MTA needs besides the filesystem, clock and message.
@@ -171,6 +189,7 @@ fn wanted<'a>(e: &Envelope<'a>, from_sender: Option<&'a [u8]>) -> Wanted<'a> {
         original_to: e.original_to,
         delivered_to: e.delivered_to,
         from_sender,
+        from_env: e.from_env,
     }
 }
 

@@ -171,15 +171,26 @@ impl Head {
 /// `SENDER`), else the message's leading `Return-Path` (what an MTA that hands over no sender
 /// wrote), else its `From ` line's sender (what `trace::plan` would make the `Return-Path`);
 /// without angle brackets, and `b""` for the null sender, for none known, and for one that
-/// cannot be an address. Unless `framed`, a leading `From ` line is the message's own text
-/// (LMTP), not a sender.
-pub fn envelope_sender<'a>(head: &'a [u8], given: Option<&'a [u8]>, framed: bool) -> &'a [u8] {
+/// cannot be an address. One given through the environment (`given_from_env`) yields to a
+/// leading `Return-Path`, as in the stored copy ([`super::FromEnv`]). Unless `framed`, a
+/// leading `From ` line is the message's own text (LMTP), not a sender.
+pub fn envelope_sender<'a>(
+    head: &'a [u8],
+    given: Option<&'a [u8]>,
+    given_from_env: bool,
+    framed: bool,
+) -> &'a [u8] {
     let h = Head::parse_framed(head, framed);
-    given
-        .or_else(|| {
-            let rp = h.leading.iter().find(|l| l.field == Field::ReturnPath);
-            rp.map(|l| &head[l.value.clone()])
-        })
+    let leading = || {
+        let rp = h.leading.iter().find(|l| l.field == Field::ReturnPath);
+        rp.map(|l| &head[l.value.clone()])
+    };
+    let first = if given_from_env {
+        leading().or(given)
+    } else {
+        given.or_else(leading)
+    };
+    first
         .or_else(|| h.from_sender(head))
         .and_then(|a| normalize_address(a).ok())
         .unwrap_or(b"")
@@ -209,6 +220,9 @@ pub struct Wanted<'a> {
     /// copied out of the head by the caller): the `Return-Path` when none is given or present,
     /// if it can be an address.
     pub from_sender: Option<&'a [u8]>,
+    /// Which addresses came from the MTA's environment: each stands in for a field of its
+    /// kind only where the leading block has none ([`super::FromEnv`]).
+    pub from_env: super::FromEnv,
 }
 
 /// The decision for one message: what to add, what to remove from the head, and how to check
@@ -232,6 +246,10 @@ pub fn plan<'a>(head: &[u8], h: &Head, w: Wanted<'a>) -> Result<Plan<'a>, Addres
     let first = |f: Field| h.leading.iter().find(|l| l.field == f);
     let value = |l: &Leading| &head[l.value.clone()];
     match (w.return_path, first(Field::ReturnPath)) {
+        // The MTA's own field stands: the environment's copy may be filtered.
+        (Some(rp), Some(_)) if w.from_env.return_path => {
+            normalize_address(rp)?;
+        }
         (Some(rp), Some(l)) => {
             normalize_address(rp)?;
             if !same_address(rp, value(l)) {
@@ -246,10 +264,9 @@ pub fn plan<'a>(head: &[u8], h: &Head, w: Wanted<'a>) -> Result<Plan<'a>, Addres
         }
     }
     if let Some(ot) = w.original_to {
-        let present = h
-            .leading
-            .iter()
-            .any(|l| l.field == Field::OriginalTo && same_address(ot, value(l)));
+        let present = h.leading.iter().any(|l| {
+            l.field == Field::OriginalTo && (w.from_env.original_to || same_address(ot, value(l)))
+        });
         if !present {
             p.prelude.original_to = Some(ot);
         }
@@ -261,6 +278,9 @@ pub fn plan<'a>(head: &[u8], h: &Head, w: Wanted<'a>) -> Result<Plan<'a>, Addres
         p.loop_address = Some(dt);
         match first(Field::DeliveredTo) {
             Some(l) if same_address(dt, value(l)) => p.stamp = Some(l.span.clone()),
+            // The MTA stamped another address (the alias the mail was sent to): its block
+            // stands, with no second Delivered-To.
+            Some(_) if w.from_env.delivered_to => {}
             _ => p.prelude.delivered_to = Some(dt),
         }
     }
@@ -425,8 +445,41 @@ body\n";
             original_to: Some(b"bob@example.org"),
             delivered_to: Some(b"BOB@example.org"),
             from_sender: Some(b"alice@example.org"),
+            from_env: super::super::FromEnv::default(),
         };
         assert_eq!(run(POSTFIX, w), (PreludeFields::default(), false, false));
+        // The same from the environment as Postfix filters it (a quote became `_`), and a
+        // Delivered-To for the final user where Postfix stamped the alias: its block stands.
+        let all = super::super::FromEnv {
+            return_path: true,
+            delivered_to: true,
+            original_to: true,
+        };
+        let w = Wanted {
+            return_path: Some(b"al_ice@example.org"),
+            original_to: Some(b"postmaster@example.org"),
+            delivered_to: Some(b"root@example.org"),
+            from_sender: Some(b"alice@example.org"),
+            from_env: all,
+        };
+        assert_eq!(run(POSTFIX, w), (PreludeFields::default(), false, false));
+        // Given as options, they are what the caller wants written.
+        let given = run(
+            POSTFIX,
+            Wanted {
+                from_env: Default::default(),
+                ..w
+            },
+        );
+        assert_eq!(given.0.return_path, Some(&b"al_ice@example.org"[..]));
+        assert_eq!(given.0.delivered_to, Some(&b"root@example.org"[..]));
+        // Without the MTA's block, the environment's addresses are written.
+        let bare = b"Subject: s\n\nb";
+        let (f, _, _) = run(bare, w);
+        assert_eq!(
+            (f.return_path, f.original_to, f.delivered_to),
+            (w.return_path, w.original_to, w.delivered_to)
+        );
         // Without any option: the From_ sender is not re-added (Return-Path is there).
         assert_eq!(
             run(
@@ -487,27 +540,45 @@ body\n";
     #[test]
     fn the_envelope_sender_is_the_given_one_else_the_return_path_else_the_from_line() {
         assert_eq!(
-            envelope_sender(POSTFIX, Some(b"<given@x>"), true),
+            envelope_sender(POSTFIX, Some(b"<given@x>"), false, true),
             b"given@x"
         );
         assert_eq!(
-            envelope_sender(POSTFIX, Some(b""), true),
+            envelope_sender(POSTFIX, Some(b""), false, true),
             b"",
             "given: the null sender"
         );
-        assert_eq!(envelope_sender(POSTFIX, None, true), b"alice@example.org");
+        assert_eq!(
+            envelope_sender(POSTFIX, None, false, true),
+            b"alice@example.org"
+        );
+        // SENDER as Postfix filters it yields to Postfix's own Return-Path.
+        let filtered = Some(&b"alice_x@example.org"[..]);
+        assert_eq!(
+            envelope_sender(POSTFIX, filtered, true, true),
+            b"alice@example.org"
+        );
+        let m = b"Subject: s\n\nb";
+        assert_eq!(
+            envelope_sender(m, filtered, true, true),
+            b"alice_x@example.org"
+        );
         let m = b"From carol@x Sat Nov 28 18:03:09 2026\nSubject: s\n\nb";
-        assert_eq!(envelope_sender(m, None, true), b"carol@x");
-        assert_eq!(envelope_sender(m, None, false), b"", "unframed, it is text");
+        assert_eq!(envelope_sender(m, None, false, true), b"carol@x");
+        assert_eq!(
+            envelope_sender(m, None, false, false),
+            b"",
+            "unframed, it is text"
+        );
         let m = b"From MAILER-DAEMON Sat Nov 28 18:03:09 2026\nSubject: s\n\nb";
-        assert_eq!(envelope_sender(m, None, true), b"");
+        assert_eq!(envelope_sender(m, None, false, true), b"");
         let m = b"Return-Path: <>\nFrom: a@x\n\nb";
-        assert_eq!(envelope_sender(m, None, true), b"");
+        assert_eq!(envelope_sender(m, None, false, true), b"");
         // A Return-Path below the first other field is not the MTA's: not used.
         let m = b"Subject: s\nReturn-Path: <late@x>\n\nb";
-        assert_eq!(envelope_sender(m, None, true), b"");
+        assert_eq!(envelope_sender(m, None, false, true), b"");
         assert_eq!(
-            envelope_sender(b"From <a@x>> Sat Nov 28 1:1:1 2026\n\n", None, true),
+            envelope_sender(b"From <a@x>> Sat Nov 28 1:1:1 2026\n\n", None, false, true),
             b""
         );
     }

@@ -67,9 +67,6 @@ pub enum Finding {
     StaleLock(u64),
     /// A name in new/ or cur/ that cannot be a message name (a dot file, an empty key).
     Unparsable,
-    /// A name in new/ that carries info (`:2,...`): new/ names must not, and readers that move
-    /// new/→cur/ may append a second info part.
-    InfoInNew,
     /// Not a regular file: readers would fail on it or follow it out of the maildir.
     NotRegular(EntryKind),
 }
@@ -112,7 +109,8 @@ pub fn classify(
         Dir::Tmp => (age > STALE_TMP_SECS).then_some(Finding::StaleTmp(age)),
         Dir::New | Dir::Cur => match ParsedName::parse(name, sep) {
             Err(_) => Some(Finding::Unparsable),
-            Ok(p) if dir == Dir::New && p.has_info() => Some(Finding::InfoInNew),
+            // A name in new/ may carry info: Dovecot gives a message flags there without
+            // moving it (`doveadm flags add`), and readers handle it.
             Ok(_) => None,
         },
         Dir::Root | Dir::Top => None,
@@ -305,10 +303,7 @@ mod tests {
     fn names_and_kinds() {
         assert_eq!(c(Dir::New, "1.M2P3.h", EntryKind::Regular, 0), None);
         assert_eq!(c(Dir::Cur, "1.M2P3.h:2,S", EntryKind::Regular, 0), None);
-        assert_eq!(
-            c(Dir::New, "1.M2P3.h:2,", EntryKind::Regular, 0),
-            Some(Finding::InfoInNew)
-        );
+        assert_eq!(c(Dir::New, "1.M2P3.h:2,S", EntryKind::Regular, 0), None);
         assert_eq!(
             c(Dir::Cur, ".hidden", EntryKind::Regular, 0),
             Some(Finding::Unparsable)
@@ -328,17 +323,6 @@ mod tests {
                 semi
             ),
             None
-        );
-        assert_eq!(
-            classify(
-                Dir::New,
-                "a;2,S",
-                EntryKind::Regular,
-                Times { mtime: 0, ctime: 0 },
-                0,
-                semi
-            ),
-            Some(Finding::InfoInNew)
         );
         for k in [EntryKind::Symlink, EntryKind::Directory, EntryKind::Other] {
             let f = c(Dir::Cur, "1.M2P3.h:2,S", k, 0);
