@@ -5,10 +5,11 @@
 //! - Addresses are compared and expanded lower-cased (ASCII): `Bob@Example.ORG` and
 //!   `bob@example.org` are one mailbox.
 //! - The subaddress delimiter is `+`; the tag never reaches the path (`bob+lists@x` is `bob@x`).
-//! - An address whose local part or domain could name something outside the template's
-//!   place is refused: empty, starting with a dot, holding a slash, a backslash, a quote or
-//!   anything outside printable ASCII. Such an address cannot be a mailbox here, so the
-//!   refusal is permanent (`553 5.1.3`).
+//! - A quoted local part is its text (`"bob"@x` is `bob@x`); the subaddress is not looked at.
+//! - An address whose local part (without its subaddress) or domain could name something
+//!   outside the template's place is refused: empty, starting with a dot, holding a slash, a
+//!   backslash, a quote or anything outside printable ASCII. Such an address cannot be a
+//!   mailbox here, so the refusal is permanent (`553 5.1.3`).
 //! - A template is checked once, at start-up: only `{local}`, `{domain}` and `{rcpt}`, and at
 //!   least one of them.
 
@@ -66,20 +67,40 @@ fn part_ok(p: &str) -> Result<(), Refused> {
 }
 
 impl Recipient {
-    /// Parses an address (as [`super::command::Command::Rcpt`] gives it).
+    /// Parses an address (as [`super::command::Command::Rcpt`] gives it). A quoted local part
+    /// is its text (`"bob"@x` is `bob@x`, RFC 5321 4.1.2); only what reaches the path (the
+    /// local part without its subaddress, and the domain) is checked.
     pub fn parse(addr: &[u8]) -> Result<Recipient, Refused> {
         let at = addr
             .iter()
             .rposition(|&b| b == b'@')
             .ok_or(Refused::NoDomain)?;
-        if let Some(&b) = addr.iter().find(|b| !b.is_ascii_graphic()) {
+        let (local, domain) = (&addr[..at], &addr[at + 1..]);
+        // The local part's text: a quoted string's, without the quotes and escapes.
+        let mut text = heapless::Vec::<u8, ADDRESS_MAX>::new();
+        match local {
+            [b'"', inner @ .., b'"'] => {
+                let mut escaped = false;
+                for &b in inner {
+                    if b == b'\\' && !escaped {
+                        escaped = true;
+                        continue;
+                    }
+                    escaped = false;
+                    text.push(b).map_err(|_| Refused::NoDomain)?;
+                }
+            }
+            _ => text
+                .extend_from_slice(local)
+                .map_err(|_| Refused::NoDomain)?,
+        }
+        let local = match text.iter().position(|&b| b == DELIMITER) {
+            Some(i) => &text[..i],
+            None => &text[..],
+        };
+        if let Some(&b) = local.iter().chain(domain).find(|b| !b.is_ascii_graphic()) {
             return Err(Refused::Character(b));
         }
-        let (local, domain) = (&addr[..at], &addr[at + 1..]);
-        let local = match local.iter().position(|&b| b == DELIMITER) {
-            Some(i) => &local[..i],
-            None => local,
-        };
         let mut key = heapless::String::new();
         for &b in local.iter().chain(b"@").chain(domain) {
             // Printable ASCII was checked above, and the input fits ADDRESS_MAX.
@@ -208,6 +229,14 @@ mod tests {
     }
 
     #[test]
+    fn a_quoted_local_part_is_its_text_and_the_subaddress_is_not_checked() {
+        assert_eq!(expanded("/m/{local}", b"\"Bob\"@x"), "/m/bob");
+        assert_eq!(expanded("/m/{rcpt}", b"\"bob+a b\"@X"), "/m/bob@x");
+        assert_eq!(expanded("/m/{local}", b"bob+a\xc3\xa9@x"), "/m/bob");
+        assert_eq!(expanded("/m/{local}", b"\"b\\ob\"@x"), "/m/bob");
+    }
+
+    #[test]
     fn nothing_that_could_leave_the_template_is_accepted() {
         for (a, why) in [
             (&b"../etc@x"[..], Refused::LeadingDot),
@@ -216,6 +245,9 @@ mod tests {
             (b"a@x/..", Refused::Character(b'/')),
             (b"a\\b@x", Refused::Character(b'\\')),
             (b"\"a b\"@x", Refused::Character(b' ')),
+            (b"\"a/b\"@x", Refused::Character(b'/')),
+            (b"\"a\\\"b\"@x", Refused::Character(b'"')),
+            (b"\"../x\"@x", Refused::LeadingDot),
             (b"\xc3\xa9@x", Refused::Character(0xc3)),
             (b"a@", Refused::NoDomain),
             (b"@x", Refused::NoDomain),
