@@ -218,7 +218,7 @@ fn redirect_goes_to_one_address_each_once() {
         "a@example.net, b@example.net",
         "",
         "bob",
-        "Bob <b@example.net>",
+        "Bob b@example.net",
     ] {
         let e = compile_err(&format!("redirect \"{bad}\";"));
         assert_eq!(e.kind, ErrorKind::BadValue("redirect address"), "{bad:?}");
@@ -228,11 +228,11 @@ fn redirect_goes_to_one_address_each_once() {
     let (lines, err) = actions_with(src, &Limits::default());
     assert_eq!(err, Some(RuntimeError::BadRedirect));
     assert_eq!(lines, ["implicit keep []"]);
-    // The same mailbox is one redirect: brackets and the domain's case do not count, the
-    // local part's does (RFC 5321 2.4).
+    // The same mailbox is one redirect: a display name, brackets and the domain's case do not
+    // count, the local part's does (RFC 5321 2.4).
     assert_eq!(
         actions(
-            "redirect \"x@example.net\"; redirect \"<x@EXAMPLE.net>\"; redirect \"X@example.net\";"
+            "redirect \"x@example.net\"; redirect \"X <x@EXAMPLE.net>\"; redirect \"X@example.net\";"
         ),
         ["redirect x@example.net", "redirect X@example.net"]
     );

@@ -149,7 +149,7 @@ pub fn serve(conn: Conn, srv: &Server) {
     let _ = write!(out, "{}", Reply::Greeting(&srv.host));
     loop {
         if input.buffer().is_empty() && out.flush().is_err() {
-            return;
+            return abandon(out);
         }
         let action = match read_line(&mut input, &mut line) {
             Ok(Line::Full) => session.command(trim_eol(&line)),
@@ -194,7 +194,7 @@ pub fn serve(conn: Conn, srv: &Server) {
                         }
                         Err(f) => {
                             if write!(out, "{}", srv.failed(&address, &maildir, &f)).is_err() {
-                                return;
+                                return abandon(out);
                             }
                             continue;
                         }
@@ -204,7 +204,7 @@ pub fn serve(conn: Conn, srv: &Server) {
             Action::Data => {
                 let _ = write!(out, "{}", Reply::Fixed(Fixed::SendData));
                 if out.flush().is_err() {
-                    return;
+                    return abandon(out);
                 }
                 input.get_mut().watch_shutdown = false;
                 let received = receive(&mut input, srv, &mut decoded.buf);
@@ -214,7 +214,7 @@ pub fn serve(conn: Conn, srv: &Server) {
                 match received {
                     Received::Spooled(spool) => {
                         if deliver_all(srv, &sender, all, &spool, &mut out).is_err() {
-                            return;
+                            return abandon(out);
                         }
                     }
                     Received::Refused(reply) => {
@@ -222,7 +222,7 @@ pub fn serve(conn: Conn, srv: &Server) {
                             let _ = write!(out, "{reply}");
                         }
                         if out.flush().is_err() {
-                            return;
+                            return abandon(out);
                         }
                     }
                     // A client silent for the idle timeout inside the message is told so (421),
@@ -243,7 +243,7 @@ pub fn serve(conn: Conn, srv: &Server) {
         // A reply that cannot be written (the client stopped reading for the idle timeout:
         // the socket's send timeout) ends the session.
         if write!(out, "{reply}").is_err() {
-            return;
+            return abandon(out);
         }
         if !session.in_transaction() {
             rcpts.clear();
@@ -253,6 +253,13 @@ pub fn serve(conn: Conn, srv: &Server) {
         }
     }
     let _ = out.flush();
+}
+
+/// Ends a session whose replies cannot be written (the client stopped reading: the socket's
+/// send timeout ran out): what is buffered is dropped, not written again (which would wait
+/// another timeout).
+fn abandon<W: Write>(out: BufWriter<W>) {
+    let _ = out.into_parts();
 }
 
 /// A received message, decoded.

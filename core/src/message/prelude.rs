@@ -64,48 +64,53 @@ pub fn normalize_address(a: &[u8]) -> Result<&[u8], AddressError> {
     Ok(a)
 }
 
-/// One mailbox address (RFC 5321 `Mailbox`: a dot-atom or quoted local part, `@`, a dot-atom
-/// domain or a `[...]` literal; UTF-8 allowed, RFC 6531), split into its local part and
-/// domain, after [`normalize_address`]; `None` for anything else (no `@`, a list, a display
-/// name, whitespace): what a Sieve `redirect` may be sent to.
-pub fn split_mailbox(a: &[u8]) -> Option<(&[u8], &[u8])> {
+/// The one address a Sieve `redirect` names, as it is handed to the MTA: an `addr-spec`, or
+/// the address inside a `name-addr`'s angle brackets (`Bob <bob@example.org>`), after
+/// [`normalize_address`]. `None` for what cannot be one address: empty, no `@` with text on
+/// both sides, or a comma, semicolon or whitespace outside quotes (a list, a name without
+/// brackets). The MTA checks the rest of its syntax, as it does for any recipient.
+pub fn redirect_target(a: &[u8]) -> Option<&[u8]> {
+    let a = crate::message::date::trim(a);
+    let a = match (a.last(), a.iter().rposition(|&b| b == b'<')) {
+        (Some(b'>'), Some(open)) => &a[open..],
+        _ => a,
+    };
     let a = normalize_address(a).ok()?;
-    let atext =
-        |b: u8| b.is_ascii_alphanumeric() || b >= 0x80 || b"!#$%&'*+-/=?^_`{|}~".contains(&b);
-    let dot_atom = |s: &[u8]| {
-        s.split(|&b| b == b'.')
-            .all(|w| !w.is_empty() && w.iter().all(|&b| atext(b)))
-    };
-    let at = if a.first() == Some(&b'"') {
-        let mut i = 1;
-        loop {
-            match *a.get(i)? {
-                b'\\' => i += 2,
-                b'"' => break i + 1,
-                _ => i += 1,
-            }
+    let (mut quoted, mut escaped, mut at) = (false, false, None);
+    for (i, &b) in a.iter().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b',' | b';' | b' ' | b'\t' if !quoted => return None,
+            b'@' if !quoted => at = Some(i),
+            _ => {}
         }
-    } else {
-        a.iter().position(|&b| b == b'@')?
-    };
-    let (local, domain) = (&a[..at], a.get(at + 1..)?);
-    let literal = |d: &[u8]| {
-        d.len() > 2
-            && d[0] == b'['
-            && d[d.len() - 1] == b']'
-            && d[1..d.len() - 1]
-                .iter()
-                .all(|&b| b > b' ' && !b"[]\\".contains(&b))
-    };
-    let local_ok = local.first() == Some(&b'"') || dot_atom(local);
-    (a.get(at) == Some(&b'@') && local_ok && (dot_atom(domain) || literal(domain)))
-        .then_some((local, domain))
+    }
+    let at = at?;
+    (at > 0 && at + 1 < a.len()).then_some(a)
 }
 
-/// Whether two mailbox addresses ([`split_mailbox`]) are one: the local parts byte for byte
-/// (RFC 5321 2.4: they may be case-sensitive), the domains in any case.
+/// An address split at its last `@` outside quotes: (local part, domain).
+fn split_at_domain(a: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (mut quoted, mut escaped, mut at) = (false, false, None);
+    for (i, &b) in a.iter().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b'@' if !quoted => at = Some(i),
+            _ => {}
+        }
+    }
+    at.map(|i| (&a[..i], &a[i + 1..]))
+}
+
+/// Whether two redirect addresses ([`redirect_target`]) are one mailbox: the local parts byte
+/// for byte (RFC 5321 2.4: they may be case-sensitive), the domains in any case.
 pub fn same_mailbox(a: &[u8], b: &[u8]) -> bool {
-    match (split_mailbox(a), split_mailbox(b)) {
+    let split = |x| redirect_target(x).and_then(split_at_domain);
+    match (split(a), split(b)) {
         (Some((la, da)), Some((lb, db))) => la == lb && da.eq_ignore_ascii_case(db),
         _ => a == b,
     }

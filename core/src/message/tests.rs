@@ -754,21 +754,25 @@ fn lent_buffers_and_scanned_readers_give_the_same_bytes() {
 }
 
 #[test]
-fn a_redirect_goes_to_one_mailbox_address() {
-    let ok: &[(&[u8], &[u8], &[u8])] = &[
-        (b"a@example.org", b"a", b"example.org"),
-        (b" <a.b+c@x.example> ", b"a.b+c", b"x.example"),
-        (br#""john q"@x"#, br#""john q""#, b"x"),
-        (br#""a@b\"c"@x"#, br#""a@b\"c""#, b"x"),
-        (b"a@[192.0.2.1]", b"a", b"[192.0.2.1]"),
+fn a_redirect_goes_to_one_address() {
+    let ok: &[(&[u8], &[u8])] = &[
+        (b"a@example.org", b"a@example.org"),
+        (b" <a.b+c@x.example> ", b"a.b+c@x.example"),
+        (b"Bob <bob@x>", b"bob@x"),
+        (b"\"Bob, Jr\" <bob@x>", b"bob@x"),
+        (br#""john q"@x"#, br#""john q"@x"#),
+        (br#""a@b\"c"@x"#, br#""a@b\"c"@x"#),
+        (b"a@[192.0.2.1]", b"a@[192.0.2.1]"),
+        // Obsolete or commented forms are the MTA's to parse, as Pigeonhole lets them by.
+        (b"a.@x", b"a.@x"),
+        (b"a(comment)@x", b"a(comment)@x"),
         (
             "j\u{f6}rg@b\u{fc}cher.example".as_bytes(),
-            "j\u{f6}rg".as_bytes(),
-            "b\u{fc}cher.example".as_bytes(),
+            "j\u{f6}rg@b\u{fc}cher.example".as_bytes(),
         ),
     ];
-    for &(a, local, domain) in ok {
-        assert_eq!(split_mailbox(a), Some((local, domain)), "{a:?}");
+    for &(a, want) in ok {
+        assert_eq!(redirect_target(a), Some(want), "{a:?}");
     }
     for bad in [
         &b""[..],
@@ -776,20 +780,17 @@ fn a_redirect_goes_to_one_mailbox_address() {
         b"bob",
         b"@x",
         b"a@",
-        b"a@b@c",
         b"a@b, c@d",
+        b"a@b; c@d",
         b"a@b c@d",
-        b"Bob <a@b>",
-        b"a..b@x",
-        b".a@x",
-        b"a@x.",
-        b"a@[x",
+        b"Bob a@b",
         br#""open@x"#,
         b"a\n@x",
+        b"<<a@b>>",
     ] {
-        assert_eq!(split_mailbox(bad), None, "{bad:?}");
+        assert_eq!(redirect_target(bad), None, "{bad:?}");
     }
-    assert!(same_mailbox(b"x@Example.NET", b"<x@example.net>"));
+    assert!(same_mailbox(b"x@Example.NET", b"Bob <x@example.net>"));
     assert!(
         !same_mailbox(b"X@example.net", b"x@example.net"),
         "local parts keep case"

@@ -910,7 +910,7 @@ impl<'s> Parser<'s, '_, '_> {
                 // `sieve check` shows it (one with variables is checked when it runs).
                 let s = self.nodes[i as usize + 1];
                 if let (Word::Redirect, Kind::Str { vars: false, .. }) = (word, s.kind) {
-                    if crate::message::split_mailbox(self.str_at(i, 0)).is_none() {
+                    if crate::message::redirect_target(self.str_at(i, 0)).is_none() {
                         return Err(err(s.pos, ErrorKind::BadValue("redirect address")));
                     }
                 }

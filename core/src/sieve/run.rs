@@ -19,7 +19,7 @@ use super::script::*;
 use super::vars::{self, Expanded, Vars};
 use super::Limits;
 use crate::maildir::folder::same_folder;
-use crate::message::{normalize_address, same_mailbox, split_mailbox};
+use crate::message::{redirect_target, same_mailbox};
 
 /// What the interpreter reads of one message.
 #[derive(Debug, Clone, Copy)]
@@ -485,11 +485,8 @@ impl Run<'_, '_, '_> {
             }
             Word::Redirect => {
                 let address = self.exp.one(self.script, spec.a);
-                // Sent as the bare address (a sendmail argument); one mailbox only.
-                let address = normalize_address(address)
-                    .ok()
-                    .filter(|a| split_mailbox(a).is_some())
-                    .ok_or(RuntimeError::BadRedirect)?;
+                // Sent as the bare address (a sendmail argument); one address only.
+                let address = redirect_target(address).ok_or(RuntimeError::BadRedirect)?;
                 if !spec.copy {
                     self.out.implicit_keep = false;
                 }
