@@ -174,6 +174,38 @@ fn every_decided_copy_and_redirect_happens_once_and_a_retry_adds_nothing() {
 }
 
 #[test]
+fn a_redirect_whose_sendmail_cannot_run_is_the_mail_systems_error() {
+    // Not "mailbox unavailable": the mailbox is fine, the MTA's program is missing.
+    let s = site("require \"copy\";\nredirect :copy \"x@example.org\";\n");
+    let missing = s.dir.path().join("no-sendmail");
+    let args: [&dyn AsRef<std::ffi::OsStr>; 7] = [
+        &"-c",
+        &"--return-path=a@example.net",
+        &"--sieve",
+        &s.script,
+        &"--sendmail",
+        &missing,
+        &s.maildir,
+    ];
+    let r = run(&args, MESSAGE, &[]);
+    assert_eq!(r.code, 75, "{r:?}");
+    let tmp = s.dir.path().display().to_string();
+    let err = r.stderr.replace(&tmp, "[TMP]");
+    let mut lines = err.lines();
+    assert_eq!(
+        lines.next(),
+        Some("4.3.0 mail system error: input/output error")
+    );
+    assert_eq!(
+        lines.next(),
+        Some(
+            "mdeliver: redirect to x@example.org: cannot run [TMP]/no-sendmail: No such file or \
+             directory (os error 2)"
+        )
+    );
+}
+
+#[test]
 fn a_half_done_unit_is_finished_by_the_retry_as_recorded_even_if_the_script_changed() {
     let s = site(SCRIPT);
     std::fs::write(s.dir.path().join("sendmail-down"), "").unwrap();
