@@ -156,6 +156,36 @@ struct NfsFile {
     id: (u64, u64),
 }
 
+/// How long one call to the server may take before it fails: a reply that will never come
+/// (the server was killed between the request and the reply, the client's connection left
+/// waiting) is a failed call, retried like a lost reply, not a test that hangs.
+const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `block_on` with [`RPC_TIMEOUT`].
+trait Rpc {
+    fn rpc<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, NfsError>>,
+    ) -> Result<T, NfsError>;
+}
+
+impl Rpc for tokio::runtime::Runtime {
+    fn rpc<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, NfsError>>,
+    ) -> Result<T, NfsError> {
+        self.block_on(async {
+            match tokio::time::timeout(RPC_TIMEOUT, f).await {
+                Ok(r) => r,
+                Err(_) => Err(NfsError::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no reply from the server",
+                ))),
+            }
+        })
+    }
+}
+
 /// A maildir on an NFS export, through one `nfs-rs` client.
 struct NfsFs {
     rt: tokio::runtime::Runtime,
@@ -219,20 +249,20 @@ impl NfsFs {
             .build()
             .map_err(|e| e.to_string())?;
         let m = rt
-            .block_on(nfs_rs::parse_url_and_mount(url))
+            .rpc(nfs_rs::parse_url_and_mount(url))
             .map_err(|e| format!("mount {url}: {e}"))?;
         let root = rt
-            .block_on(m.lookup_path("/"))
+            .rpc(m.lookup_path("/"))
             .map_err(|e| format!("lookup /: {e}"))?
             .fh;
         let dir = |parent: &Bytes, name: &str| -> Result<Bytes, String> {
-            match rt.block_on(m.lookup(parent.clone(), name)) {
+            match rt.rpc(m.lookup(parent.clone(), name)) {
                 Ok(o) => Ok(o.fh),
-                Err(_) => match rt.block_on(m.mkdir(parent.clone(), name, 0o700)) {
+                Err(_) => match rt.rpc(m.mkdir(parent.clone(), name, 0o700)) {
                     Ok(o) => Ok(o.fh),
                     // Made meanwhile by the other host.
                     Err(_) => rt
-                        .block_on(m.lookup(parent.clone(), name))
+                        .rpc(m.lookup(parent.clone(), name))
                         .map(|o| o.fh)
                         .map_err(|e| format!("{name}: {e}")),
                 },
@@ -264,14 +294,14 @@ impl NfsFs {
     /// A fresh LOOKUP (with its attributes), remembered in the attribute cache.
     fn lookup(&mut self, d: Dir, name: &str) -> Result<(Bytes, Stat), ErrorKind> {
         self.counts.rpcs += 1;
-        let r = self.rt.block_on(self.m.lookup(self.dir_fh(d), name));
+        let r = self.rt.rpc(self.m.lookup(self.dir_fh(d), name));
         match r {
             Ok(o) => {
                 let attr = match o.attr {
                     Some(a) => a,
                     None => {
                         self.counts.rpcs += 1;
-                        let r = self.rt.block_on(self.m.getattr(o.fh.clone()));
+                        let r = self.rt.rpc(self.m.getattr(o.fh.clone()));
                         r.map_err(|e| kind(&e, &mut self.counts, "getattr"))?
                     }
                 };
@@ -322,7 +352,7 @@ impl Fs for NfsFs {
         self.touched(dir, name);
         let r = self
             .rt
-            .block_on(self.m.create(self.dir_fh(dir), name, Some(0o600)));
+            .rpc(self.m.create(self.dir_fh(dir), name, Some(0o600)));
         let o = r.map_err(|e| kind(&e, &mut self.counts, "create"))?;
         let id = o.attr.as_ref().map_or((0, 0), |a| (a.fsid, a.fileid));
         Ok(NfsFile {
@@ -345,7 +375,7 @@ impl Fs for NfsFs {
         let data = Bytes::copy_from_slice(buf);
         let r = self
             .rt
-            .block_on(self.m.write(file.fh.clone(), file.offset, data));
+            .rpc(self.m.write(file.fh.clone(), file.offset, data));
         let n = r.map_err(|e| kind(&e, &mut self.counts, "write"))?.count as usize;
         file.offset += n as u64;
         Ok(n)
@@ -353,7 +383,7 @@ impl Fs for NfsFs {
 
     fn sync_file(&mut self, file: &mut NfsFile) -> Result<(), ErrorKind> {
         self.counts.rpcs += 1;
-        let r = self.rt.block_on(self.m.commit(file.fh.clone(), 0, 0));
+        let r = self.rt.rpc(self.m.commit(file.fh.clone(), 0, 0));
         r.map_err(|e| kind(&e, &mut self.counts, "commit"))
     }
 
@@ -363,7 +393,7 @@ impl Fs for NfsFs {
     }
 
     fn close(&mut self, file: NfsFile) -> Result<(), ErrorKind> {
-        let r = self.rt.block_on(self.m.close(file.fh));
+        let r = self.rt.rpc(self.m.close(file.fh));
         r.map_err(|e| kind(&e, &mut self.counts, "close"))
     }
 
@@ -375,7 +405,7 @@ impl Fs for NfsFs {
         let (fh, _) = self.lookup(from.0, from.1)?;
         self.counts.rpcs += 1;
         self.touched(to.0, to.1);
-        let r = self.rt.block_on(self.m.link(fh, self.dir_fh(to.0), to.1));
+        let r = self.rt.rpc(self.m.link(fh, self.dir_fh(to.0), to.1));
         match r {
             Ok(attr) => {
                 // LINK's post-operation attributes: the source's new link count.
@@ -403,18 +433,17 @@ impl Fs for NfsFs {
         self.counts.rpcs += 1;
         self.touched(from.0, from.1);
         self.touched(to.0, to.1);
-        let r =
-            self.rt.block_on(
-                self.m
-                    .rename(self.dir_fh(from.0), from.1, self.dir_fh(to.0), to.1),
-            );
+        let r = self.rt.rpc(
+            self.m
+                .rename(self.dir_fh(from.0), from.1, self.dir_fh(to.0), to.1),
+        );
         r.map_err(|e| kind(&e, &mut self.counts, "rename"))
     }
 
     fn unlink(&mut self, dir: Dir, name: &str) -> Result<(), ErrorKind> {
         self.counts.rpcs += 1;
         self.touched(dir, name);
-        let r = self.rt.block_on(self.m.remove(self.dir_fh(dir), name));
+        let r = self.rt.rpc(self.m.remove(self.dir_fh(dir), name));
         r.map_err(|e| kind(&e, &mut self.counts, "remove"))
     }
 
@@ -438,7 +467,7 @@ impl Fs for NfsFs {
         self.counts.rpcs += 1;
         let r = self
             .rt
-            .block_on(self.m.mkdir(self.dir_fh(Dir::Root), dir.as_str(), 0o700));
+            .rpc(self.m.mkdir(self.dir_fh(Dir::Root), dir.as_str(), 0o700));
         r.map(|_| ())
             .map_err(|e| kind(&e, &mut self.counts, "mkdir"))
     }
@@ -454,7 +483,7 @@ impl Fs for NfsFs {
         self.counts.rpcs += 1;
         let fh = self.dir_fh(dir);
         let m = &self.m;
-        let r: Result<Vec<String>, NfsError> = self.rt.block_on(async {
+        let r: Result<Vec<String>, NfsError> = self.rt.rpc(async {
             let mut s = m.readdir(fh).await;
             let mut names = Vec::new();
             while let Some(e) = s.next().await {
@@ -527,7 +556,7 @@ impl Fs for NfsFs {
         let (fh, st) = self.lookup(dir, name)?;
         let want = buf.len().min(st.size as usize) as u32;
         self.counts.rpcs += 1;
-        let r = self.rt.block_on(self.m.read(fh, 0, want));
+        let r = self.rt.rpc(self.m.read(fh, 0, want));
         let data = r.map_err(|e| kind(&e, &mut self.counts, "read"))?;
         buf[..data.len()].copy_from_slice(&data);
         Ok(data.len())
