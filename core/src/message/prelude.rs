@@ -50,18 +50,26 @@ pub fn normalize_address(a: &[u8]) -> Result<&[u8], AddressError> {
     if a.len() > ADDRESS_MAX {
         return Err(AddressError::TooLong);
     }
-    // A quoted local part (`"a>b"@x`) may hold anything; `\` escapes inside the quotes.
+    if unquoted(a).any(|(_, b)| b == b'<' || b == b'>') {
+        return Err(AddressError::Bracket);
+    }
+    Ok(a)
+}
+
+/// The bytes of `a` outside a quoted string, with their positions: a quoted local part
+/// (`"a>b"@x`) may hold anything, `\` escaping inside the quotes.
+fn unquoted(a: &[u8]) -> impl Iterator<Item = (usize, u8)> + '_ {
     let (mut quoted, mut escaped) = (false, false);
-    for &b in a {
+    a.iter().enumerate().filter_map(move |(i, &b)| {
+        let inside = quoted || b == b'"';
         match b {
             _ if escaped => escaped = false,
             b'\\' if quoted => escaped = true,
             b'"' => quoted = !quoted,
-            b'<' | b'>' if !quoted => return Err(AddressError::Bracket),
             _ => {}
         }
-    }
-    Ok(a)
+        (!inside).then_some((i, b))
+    })
 }
 
 /// The one address a Sieve `redirect` names, as it is handed to the MTA: an `addr-spec`, or
@@ -76,34 +84,17 @@ pub fn redirect_target(a: &[u8]) -> Option<&[u8]> {
         _ => a,
     };
     let a = normalize_address(a).ok()?;
-    let (mut quoted, mut escaped, mut at) = (false, false, None);
-    for (i, &b) in a.iter().enumerate() {
-        match b {
-            _ if escaped => escaped = false,
-            b'\\' if quoted => escaped = true,
-            b'"' => quoted = !quoted,
-            b',' | b';' | b' ' | b'\t' if !quoted => return None,
-            b'@' if !quoted => at = Some(i),
-            _ => {}
-        }
+    if unquoted(a).any(|(_, b)| matches!(b, b',' | b';' | b' ' | b'\t')) {
+        return None;
     }
-    let at = at?;
-    (at > 0 && at + 1 < a.len()).then_some(a)
+    let (local, domain) = split_at_domain(a)?;
+    (!local.is_empty() && !domain.is_empty()).then_some(a)
 }
 
 /// An address split at its last `@` outside quotes: (local part, domain).
 fn split_at_domain(a: &[u8]) -> Option<(&[u8], &[u8])> {
-    let (mut quoted, mut escaped, mut at) = (false, false, None);
-    for (i, &b) in a.iter().enumerate() {
-        match b {
-            _ if escaped => escaped = false,
-            b'\\' if quoted => escaped = true,
-            b'"' => quoted = !quoted,
-            b'@' if !quoted => at = Some(i),
-            _ => {}
-        }
-    }
-    at.map(|i| (&a[..i], &a[i + 1..]))
+    let (at, _) = unquoted(a).filter(|&(_, b)| b == b'@').last()?;
+    Some((&a[..at], &a[at + 1..]))
 }
 
 /// Whether two redirect addresses ([`redirect_target`]) are one mailbox: the local parts byte
