@@ -23,6 +23,13 @@
 //!   crashes and retries, exactly as `--dedup` does for a whole message. A copy that was
 //!   stored before the crash is a suppressed duplicate on the retry; one that was not is
 //!   stored.
+//! - **A copy whose folder is missing** goes to INBOX (RFC 5228 2.10.6), all such copies
+//!   under one key, so INBOX gets one copy however many folders were missing. Before it is
+//!   stored there, its marker ([`fallback_key`], an empty `mdeliver-dedup.<key>` file in the
+//!   root) is created and the root flushed; a retry looks for the marker before storing a
+//!   folder copy, and finding it, sends the copy to INBOX again (a suppressed duplicate)
+//!   even if the folder was created since. Without the marker, that folder would get a
+//!   second copy.
 //! - **Each redirect** is sent only when its marker ([`redirect_key`], an empty
 //!   `mdeliver-dedup.<key>` file in the root) is absent, and the marker is created and
 //!   flushed after the MTA accepted it. A crash between the MTA accepting and the marker
@@ -126,6 +133,17 @@ pub fn copy_key(unit: &Key, index: usize) -> Key {
 pub fn redirect_key(unit: &Key, index: usize) -> Key {
     let mut h = Sha256::new();
     h.update(b"mdeliver-sieve redirect\0");
+    h.update(unit.0);
+    h.update((index as u64).to_le_bytes());
+    Key(h.finalize().into())
+}
+
+/// The marker key of copy `index` of `unit` going to INBOX because its folder is missing:
+/// made durable before that copy is stored, so that a retry sends the copy to INBOX again
+/// even if the folder exists by then.
+pub fn fallback_key(unit: &Key, index: usize) -> Key {
+    let mut h = Sha256::new();
+    h.update(b"mdeliver-sieve fallback\0");
     h.update(unit.0);
     h.update((index as u64).to_le_bytes());
     Key(h.finalize().into())
@@ -1038,6 +1056,11 @@ enum Work {
     Stat,
     /// The marker written, then its directory flushed; then `Done`.
     Mark(Done),
+    /// On a retry, a folder copy's fallback marker looked at: there, the copy goes to INBOX.
+    FallbackStat,
+    /// A folder copy's fallback marker written (0), its directory flushed (1); then the copy
+    /// is asked for in INBOX.
+    Fallback(u8),
     MarkDir(Done),
     /// A remembered id's entry: created (replacing), written, dated, flushed, closed, its
     /// directory flushed (step 0 to 5); then `Done`.
@@ -1097,19 +1120,11 @@ impl Unit {
         };
         let in_folder = matches!(self.entry(index), Some(Entry::Copy(c)) if c.mailbox.is_some());
         match r {
-            // A copy whose folder is missing goes to INBOX under the INBOX copy's key when
-            // there is one, else under the key every such fallback shares: INBOX gets one
-            // copy however many folders were missing (RFC 5228 2.10.3), the first one's.
+            // A copy whose folder is missing goes to INBOX, once its marker says so.
             Err(e) if !inbox && e.kind == ErrorKind::NotFound && e.phase == Phase::Open => {
                 if in_folder {
-                    let plan = &self.begin.plan;
-                    let first = plan.copies().find(|c| c.mailbox.is_none()).map(|c| c.index);
-                    let key = copy_key(&self.key, first.unwrap_or(INBOX_FALLBACK));
-                    self.work = Work::Asked(Wants::Copy {
-                        index,
-                        key,
-                        inbox: true,
-                    });
+                    self.name = fallback_key(&self.key, index).entry_name();
+                    self.work = Work::Fallback(0);
                     return;
                 }
                 self.settle(Err(e));
@@ -1139,6 +1154,20 @@ impl Unit {
             plan: self.begin.plan,
             results: self.results,
         }
+    }
+
+    /// Asks for the current copy in INBOX, its folder being missing: under the INBOX copy's
+    /// key when the plan has one, else under the key every such fallback shares, so that
+    /// INBOX gets one copy however many folders were missing (RFC 5228 2.10.3), the first
+    /// one's.
+    fn ask_inbox(&mut self) {
+        let plan = &self.begin.plan;
+        let first = plan.copies().find(|c| c.mailbox.is_none()).map(|c| c.index);
+        self.work = Work::Asked(Wants::Copy {
+            index: self.index,
+            key: copy_key(&self.key, first.unwrap_or(INBOX_FALLBACK)),
+            inbox: true,
+        });
     }
 
     /// The current action ends with `r`: on to the next.
@@ -1175,7 +1204,15 @@ impl Unit {
                     continue;
                 }
             };
+            // On a retry, a copy into a folder first looks for its fallback marker: the
+            // attempt that died may have sent it to INBOX already.
+            let resumed_folder = self.begun == Begun::Resumed
+                && matches!(e, Entry::Copy(c) if c.mailbox.is_some() && !self.second);
             self.work = match (marker, copy) {
+                (_, Some(_)) if resumed_folder => {
+                    self.name = fallback_key(&self.key, self.index).entry_name();
+                    Work::FallbackStat
+                }
                 (_, Some(key)) => Work::Asked(Wants::Copy {
                     index: self.index,
                     key,
@@ -1230,16 +1267,16 @@ impl Machine for Unit {
             },
             Work::Asked(w) => return Step::Done(w),
             Work::Finished => return Step::Done(Wants::Finished),
-            Work::Stat => Op::Stat { dir, name },
+            Work::Stat | Work::FallbackStat => Op::Stat { dir, name },
             // Empty, never flushed itself: its name is what counts.
-            Work::Mark(_) => Op::WriteFile {
+            Work::Mark(_) | Work::Fallback(0) => Op::WriteFile {
                 dir,
                 name,
                 data: b"",
                 persist: Persist::Cache,
                 anonymous: false,
             },
-            Work::MarkDir(_) | Work::Remember(5, _) => Op::SyncDir { dir },
+            Work::MarkDir(_) | Work::Fallback(_) | Work::Remember(5, _) => Op::SyncDir { dir },
             Work::Remember(0, _) => Op::CreateTruncate { dir, name },
             Work::Remember(1, _) => Op::Write { data: &self.seen },
             // Dated at the end of its period, so the index's collection pass (which removes
@@ -1280,6 +1317,21 @@ impl Machine for Unit {
                     true => Wants::Vacation(self.index),
                 })
             }
+            (Work::FallbackStat, None) => self.ask_inbox(),
+            (Work::FallbackStat, Some(ErrorKind::NotFound)) => {
+                let Some(Entry::Copy(c)) = self.entry(self.index) else {
+                    return self.settle(io(ErrorKind::Io));
+                };
+                self.work = Work::Asked(Wants::Copy {
+                    index: self.index,
+                    key: copy_key(&self.key, c.index),
+                    inbox: false,
+                });
+            }
+            (Work::Fallback(0), None | Some(ErrorKind::Exists)) if sync => {
+                self.work = Work::Fallback(1)
+            }
+            (Work::Fallback(_), None | Some(ErrorKind::Exists)) => self.ask_inbox(),
             (Work::Mark(d), None | Some(ErrorKind::Exists)) if sync => self.work = Work::MarkDir(d),
             (Work::Mark(d), None | Some(ErrorKind::Exists)) | (Work::MarkDir(d), None) => {
                 self.marked(d)
@@ -1359,6 +1411,7 @@ mod tests {
             (redirect_key(&unit, 3).entry_name(), "marker 3"),
             (seen_key(b"id").entry_name(), "seen id"),
             (seen_key(b"sender").entry_name(), "seen sender"),
+            (fallback_key(&unit, 0).entry_name(), "fallback 0"),
         ];
         let label = |n: &str| names.iter().find(|(k, _)| k == n).map_or("?", |l| l.1);
         let mut m = Unit::new(&unit, decided, true, fs.capabilities());
@@ -1382,7 +1435,20 @@ mod tests {
                 }
                 Step::Done(w) => {
                     match w {
-                        Wants::Copy { .. } => m.copied(Ok(CopyDone::Stored)),
+                        // The folder `Gone` is missing.
+                        Wants::Copy { inbox, index, .. } => {
+                            let gone = matches!(m.entry(index),
+                                Some(Entry::Copy(c)) if c.mailbox == Some(b"Gone"));
+                            if gone && !inbox {
+                                m.copied(Err(Error::new(ErrorKind::NotFound, Phase::Open)));
+                            } else {
+                                m.copied(Ok(CopyDone::Stored));
+                            }
+                            if inbox {
+                                lines.push("copy inbox".into());
+                                continue;
+                            }
+                        }
                         Wants::Redirect(_) | Wants::Vacation(_) => m.sent(send),
                         Wants::Finished | Wants::Failed(_) => {
                             lines.push(format!("{w:?}"));
@@ -1493,6 +1559,43 @@ mod tests {
             ["read record", "copy", "stat marker 1", "redirect"]
         );
         assert_eq!(lines[4], "write_file marker 1");
+    }
+
+    /// A copy whose folder is missing goes to INBOX after its marker is durable; a retry
+    /// that finds the marker sends it to INBOX again without trying the folder (which may
+    /// exist by then), and one that does not tries the folder first.
+    #[test]
+    fn a_missing_folder_s_copy_is_marked_before_it_goes_to_inbox() {
+        let (mut fs, mut env, _) = crate::testkit::setup();
+        let mut gone = Plan::new();
+        gone.copy(Some(b"Gone"), None, false).unwrap();
+        let (lines, done) = trace(&mut fs, &mut env, gone, Ok(()));
+        let fresh = [
+            "read record",
+            "write_file record",
+            "SyncDir { dir: Root }",
+            "copy",
+        ];
+        let fallback = [
+            "write_file fallback 0",
+            "SyncDir { dir: Root }",
+            "copy inbox",
+        ];
+        assert_eq!(lines, [&fresh[..], &fallback[..], &["Finished"]].concat());
+        assert_eq!(
+            &done.results[..],
+            &[Ok(Done::IntoInbox(CopyDone::Stored))][..]
+        );
+
+        let (lines, _) = trace(&mut fs, &mut env, Plan::new(), Ok(()));
+        let again = ["read record", "stat fallback 0", "copy inbox", "Finished"];
+        assert_eq!(lines, again);
+
+        let marker = fallback_key(&Key([9; 32]), 0).entry_name();
+        fs.unlink(Dir::Root, &marker).unwrap();
+        let (lines, _) = trace(&mut fs, &mut env, Plan::new(), Ok(()));
+        let start = ["read record", "stat fallback 0", "copy"];
+        assert_eq!(lines, [&start[..], &fallback[..], &["Finished"]].concat());
     }
 
     fn plan() -> Plan {
@@ -1687,6 +1790,7 @@ mod tests {
             copy_key(&u, 0),
             copy_key(&u, 1),
             redirect_key(&u, 0),
+            fallback_key(&u, 0),
             seen_key(b"duplicate\0\0<1@x>"),
             Key::from_content_digest([7; 32]),
         ];

@@ -47,6 +47,9 @@ pub struct UnitScenario {
     pub folders: Vec<&'static str>,
     /// What the script decides on the first attempt: (folder or None for INBOX, flags).
     pub copies: Vec<(Option<&'static str>, Option<&'static str>)>,
+    /// Folders missing on the first attempt and created before the retry (an IMAP client
+    /// between the crash and the MTA's retry).
+    pub appears: Vec<&'static str>,
     /// Redirect addresses.
     pub redirects: Vec<&'static str>,
     /// What the script decides on the retry, when it differs (None: the same).
@@ -116,29 +119,32 @@ impl UnitScenario {
         }
     }
 
-    /// The maildirs before the first attempt; `lose` as in [`Budget::lose`].
-    fn world(&self, lose: Option<(u64, u32)>) -> World {
-        let left = Rc::new(Cell::new(u64::MAX));
-        let links = Rc::new(Cell::new(0));
+    /// An empty maildir of the scenario (with its `maildirsize` under a quota).
+    fn maildir(&self) -> SimFs {
         let sem = if self.nfs {
             Semantics::Nfs
         } else {
             Semantics::Posix
         };
+        let mut fs = SimFs::new(sem, self.caps, self.persistence);
+        if self.quota {
+            fs.seed(Dir::Root, MAILDIRSIZE, b"1000000S\n0 0\n");
+        }
+        fs
+    }
+
+    /// The maildirs before the first attempt; `lose` as in [`Budget::lose`].
+    fn world(&self, lose: Option<(u64, u32)>) -> World {
+        let left = Rc::new(Cell::new(u64::MAX));
+        let links = Rc::new(Cell::new(0));
         let fss = (0..=self.folders.len())
-            .map(|_| {
-                let mut fs = SimFs::new(sem, self.caps, self.persistence);
-                if self.quota {
-                    fs.seed(Dir::Root, MAILDIRSIZE, b"1000000S\n0 0\n");
-                }
-                Hooked {
-                    fs,
-                    hook: Budget {
-                        left: left.clone(),
-                        links: links.clone(),
-                        lose,
-                    },
-                }
+            .map(|_| Hooked {
+                fs: self.maildir(),
+                hook: Budget {
+                    left: left.clone(),
+                    links: links.clone(),
+                    lose,
+                },
             })
             .collect();
         World {
@@ -448,6 +454,19 @@ fn recover(cfg: &UnitScenario, mut w: World) -> Option<(Invariant, String)> {
     };
     // Past every lease and clock margin of the attempt that died.
     w.env.micros += 3_600 * 1_000_000;
+    // The folders created meanwhile.
+    for f in &cfg.appears {
+        let hook = Budget {
+            left: w.left.clone(),
+            links: w.links.clone(),
+            lose: None,
+        };
+        w.fss.push(Hooked {
+            fs: cfg.maildir(),
+            hook,
+        });
+        w.folders.push(*f);
+    }
     match unit::perform(&mut w, &key, cfg.retry()) {
         Err(e) => {
             return Some((
@@ -474,7 +493,13 @@ fn recover(cfg: &UnitScenario, mut w: World) -> Option<(Invariant, String)> {
     // they merge into the first stored.
     for e in expected.entries() {
         if let Entry::Copy(c) = e {
-            let i = w.maildir_of(c.mailbox).unwrap_or(0);
+            let mut i = w.maildir_of(c.mailbox).unwrap_or(0);
+            // A folder created since the crash holds its copy, or INBOX does (the attempt
+            // that died had sent it there): one of them, never both.
+            let appeared = cfg.appears.iter().any(|f| Some(f.as_bytes()) == c.mailbox);
+            if appeared && stored[i].is_empty() {
+                i = 0;
+            }
             let slot = match c.flags {
                 Some(f) => (Dir::Cur, Some(f.to_string())),
                 None => (Dir::New, None),
@@ -675,6 +700,7 @@ pub fn scenarios() -> Vec<UnitScenario> {
         name: "sieve unit: fileinto A, fileinto B :flags S, keep".into(),
         folders: vec!["A", "B"],
         copies: vec![(Some("A"), None), (Some("B"), Some("S")), (None, None)],
+        appears: vec![],
         redirects: vec![],
         retry_copies: None,
         tracks: vec![],
@@ -717,6 +743,15 @@ pub fn scenarios() -> Vec<UnitScenario> {
         copies: vec![(Some("Gone"), Some("S")), (Some("Lost"), Some("F"))],
         ..base.clone()
     };
+    // The missing folder is created before the retry: the copy the attempt that died sent
+    // to INBOX stays the only one.
+    let appears = UnitScenario {
+        name: "sieve unit: fileinto a missing folder (to INBOX), created before the retry".into(),
+        folders: vec![],
+        copies: vec![(Some("Late"), Some("S"))],
+        appears: vec!["Late"],
+        ..base.clone()
+    };
     let renamed = UnitScenario {
         name: "sieve unit: fileinto A, fileinto B :flags S, keep; named tmp files, quota".into(),
         quota: true,
@@ -754,6 +789,7 @@ pub fn scenarios() -> Vec<UnitScenario> {
         on_nfs(&three_p1, true),
         on_nfs(&redirect, false),
         on_nfs(&missing, false),
+        on_nfs(&appears, false),
         on_nfs(&remember, true),
     ];
     let mut all = vec![
@@ -762,6 +798,7 @@ pub fn scenarios() -> Vec<UnitScenario> {
         redirect,
         missing,
         two_missing,
+        appears.clone(),
         renamed,
         remember,
     ];
