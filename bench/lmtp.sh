@@ -156,12 +156,19 @@ oneshot() {
     echo "$n / ($end - $start)" | bc -l
 }
 
-# The mailboxes smtp-source -N sends to (0u ... Nu), made before the run: a site's mailboxes
-# exist already, and making them is not what is measured. $1: the directory; $2: the owner.
+# The mailboxes the run sends to (u; with $3 = 1000, smtp-source -N's 0u ... Nu), made before
+# the run: a site's mailboxes exist already, and making them is not what is measured. Then 2 s
+# pass: the server keeps a maildir open between deliveries only once its root has not changed
+# for 2 s (the README's LMTP section). $1: the directory; $2: the owner.
 mailboxes() {
-    eval "mkdir -p \"\$1\"/{0..$n}u/{tmp,new,cur}"
+    if [[ ${3:-1} -gt 1 ]]; then
+        eval "mkdir -p \"\$1\"/{0..$n}u/{tmp,new,cur}"
+    else
+        mkdir -p "$1"/u/{tmp,new,cur}
+    fi
     chown -R "$2" "$1"
     sync
+    sleep 2.1
 }
 
 printf '%s messages of 2,000 bytes per run, everything durable; %s CPUs; load %s\n' "$n" "$(nproc)" \
@@ -177,21 +184,21 @@ for row in $rows; do
     for _ in $(seq "${BENCH_ROUNDS:-1}"); do
         if [[ -z "${LMTP_ONLY:-}" ]]; then
             start_dovecot "$w"
-            [[ $boxes -gt 1 ]] && mailboxes "$w/dc-mail" mdbench
+            mailboxes "$w/dc-mail" mdbench "$boxes"
             d=$(best "$d" "$(drive "$w/dovecot-lmtp" "$s" "$boxes")")
             [[ $(count "$w/dc-mail") -eq $n ]] || { echo "dovecot: expected $n messages, got $(count "$w/dc-mail")" >&2; exit 1; }
             stop_dovecot
             o=$(best "$o" "$(oneshot "$w/oneshot" "$s" "$boxes")")
             # The same server flushing each file and directory (the way before syncfs).
             MDELIVER_LMTP_GROUP_COMMIT=per-file start_mdeliver "$w"
-            [[ $boxes -gt 1 ]] && mailboxes "$w/md-mail" root
+            mailboxes "$w/md-mail" root "$boxes"
             p=$(best "$p" "$(drive "$w/md.sock" "$s" "$boxes")")
             stop_mdeliver
             [[ $(count "$w/md-mail") -eq $n ]] || { echo "mdeliver lmtp per-file: expected $n messages" >&2; exit 1; }
             rm -rf "$w/oneshot" "$w/md-mail" "$w/dc-mail"
         fi
         start_mdeliver "$w"
-        [[ $boxes -gt 1 ]] && mailboxes "$w/md-mail" root
+        mailboxes "$w/md-mail" root "$boxes"
         r=$(drive "$w/md.sock" "$s" "$boxes")
         stop_mdeliver
         [[ $(count "$w/md-mail") -eq $n ]] || { echo "mdeliver lmtp: expected $n messages" >&2; exit 1; }
@@ -230,6 +237,7 @@ printf '| server | fsync | fdatasync | syncfs | system calls (all) | device flus
 w="$ext4/work"
 for server in dovecot mdeliver; do
     "start_$server" "$w" strace -f -c -o "$top/strace.$server"
+    if [[ $server == dovecot ]]; then mailboxes "$w/dc-mail" mdbench 1; else mailboxes "$w/md-mail" root 1; fi
     f0=$(flushes); w0=$(writes)
     drive "$([[ $server == dovecot ]] && echo "$w/dovecot-lmtp" || echo "$w/md.sock")" 8 >/dev/null
     f1=$(flushes); w1=$(writes)

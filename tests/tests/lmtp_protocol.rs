@@ -447,6 +447,73 @@ fn a_session_thread_serves_the_next_connection() {
     );
 }
 
+/// The paths the descriptors of process `pid` point to.
+fn open_paths(pid: u32) -> Vec<std::path::PathBuf> {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap();
+    fds.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .collect()
+}
+
+/// A server keeps a maildir open between deliveries (its root unchanged for two seconds), and
+/// never delivers through one the administrator changed since: new/ renamed aside and made
+/// again, the whole maildir moved away and made again.
+#[test]
+fn a_maildir_kept_open_follows_what_an_administrator_does_to_it() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    let md = root.join("x.example/a");
+    make_maildir(&md);
+    // Settled: a root changed in the last two seconds is not kept.
+    std::thread::sleep(Duration::from_millis(2_100));
+    let (child, sock) = server(root, &[]);
+    // Killed if an assertion fails (it would hold the test's output open).
+    struct Server(std::process::Child);
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Server(child);
+    let send = |i: u32| {
+        let s = connect(&sock);
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut w = s.try_clone().unwrap();
+        write!(
+            w,
+            "LHLO x\r\nMAIL FROM:<s@y>\r\nRCPT TO:<a@x.example>\r\nDATA\r\nmessage {i}\r\n.\r\nQUIT\r\n"
+        )
+        .unwrap();
+        let replies: Vec<String> = BufReader::new(s).lines().map(Result::unwrap).collect();
+        assert_eq!(
+            replies[replies.len() - 2],
+            "250 2.0.0 delivered",
+            "{replies:?}"
+        );
+    };
+    let pid = child.0.id();
+    // cur/ is held only by a maildir kept open (the group commit keeps a descriptor of one
+    // new/ per filesystem for its flushes).
+    let holds = |dir: &Path| open_paths(pid).iter().any(|p| p == dir);
+    send(1);
+    assert!(holds(&md.join("cur")), "{:?}", open_paths(pid));
+    send(2);
+    std::fs::rename(md.join("new"), md.join("new.off")).unwrap();
+    std::fs::create_dir(md.join("new")).unwrap();
+    send(3);
+    // The one kept is closed, and the one opened instead not kept (its root just changed).
+    assert!(!holds(&md.join("cur")), "{:?}", open_paths(pid));
+    let old = root.join("x.example/a.old");
+    std::fs::rename(&md, &old).unwrap();
+    make_maildir(&md);
+    send(4);
+    stop(&mut child.0);
+    let count = |d: &Path| names(d).len();
+    assert_eq!(count(&old.join("new.off")), 2);
+    assert_eq!(count(&old.join("new")), 1);
+    assert_eq!(count(&md.join("new")), 1);
+}
+
 /// `--quota` and `--dedup` go through the same core delivery as the one-shot path: over quota
 /// is 452 4.2.2 (552 5.2.2 with `--quota-full=bounce`) for that recipient only; a message sent
 /// again is acknowledged but stored once.

@@ -486,16 +486,38 @@ static UNKNOWN_FS: AtomicU64 = AtomicU64::new(1 << 63);
 /// [`LinuxFs`]'s own.
 pub struct GroupFs {
     inner: LinuxFs,
-    committer: Committer,
+    underway: Underway,
+    known: Known,
+}
+
+/// What a [`GroupFs`] learned about its maildir's directories, kept with the maildir when the
+/// server keeps it open for the next delivery ([`GroupFs::into_parts`], [`GroupFs::resume`]).
+#[derive(Copy, Clone, Debug)]
+pub struct Known {
     /// The filesystem holding the maildir (`new/`'s device).
     dev: u64,
     /// Each directory's inode, looked up when first flushed (root, tmp, new, cur, top).
     dirs: [Option<u64>; 5],
-    /// Counted among the deliveries under way (until its first flush request).
+}
+
+/// A delivery counted among those under way until its first flush request or its end (the
+/// batch being gathered waits for it a little).
+struct Underway {
+    committer: Committer,
     counted: bool,
 }
 
-impl Drop for GroupFs {
+impl Underway {
+    fn start(committer: Committer) -> Underway {
+        lock(&committer.queue.0).underway += 1;
+        Underway {
+            committer,
+            counted: true,
+        }
+    }
+}
+
+impl Drop for Underway {
     fn drop(&mut self) {
         if self.counted {
             let (queue, arrived) = &*self.committer.queue;
@@ -529,7 +551,7 @@ impl Source {
             rustix::fs::openat(fs.inner.dirfd(dir), name, flags, rustix::fs::Mode::empty()).ok()?;
         Some(Source {
             file: File(fd),
-            dev: fs.dev,
+            dev: fs.known.dev,
             digest,
         })
     }
@@ -547,19 +569,26 @@ impl GroupFs {
             }
             Err(_) => UNKNOWN_FS.fetch_add(1, Ordering::Relaxed),
         };
-        lock(&committer.queue.0).underway += 1;
+        GroupFs::resume(inner, committer, Known { dev, dirs })
+    }
+
+    /// Wraps a maildir kept open since an earlier delivery, with what that one learned.
+    pub fn resume(inner: LinuxFs, committer: Committer, known: Known) -> GroupFs {
         GroupFs {
             inner,
-            committer,
-            dev,
-            dirs,
-            counted: true,
+            underway: Underway::start(committer),
+            known,
         }
+    }
+
+    /// The maildir and what was learned about it, to keep for a later delivery.
+    pub fn into_parts(self) -> (LinuxFs, Known) {
+        (self.inner, self.known)
     }
 
     /// The filesystem holding the maildir.
     pub fn dev(&self) -> u64 {
-        self.dev
+        self.known.dev
     }
 
     fn dir_ino(&mut self, dir: Dir) -> Result<u64, ErrorKind> {
@@ -570,16 +599,16 @@ impl GroupFs {
             Dir::Cur => 3,
             Dir::Top => 4,
         };
-        if let Some(ino) = self.dirs[i] {
+        if let Some(ino) = self.known.dirs[i] {
             return Ok(ino);
         }
         let st =
             rustix::fs::fstat(self.inner.dirfd(dir)).map_err(|e| error_kind(e, Call::Other))?;
-        if st.st_dev != self.dev {
+        if st.st_dev != self.known.dev {
             // Another filesystem inside the maildir: its own flush, never this one's syncfs.
-            self.dev = UNKNOWN_FS.fetch_add(1, Ordering::Relaxed);
+            self.known.dev = UNKNOWN_FS.fetch_add(1, Ordering::Relaxed);
         }
-        self.dirs[i] = Some(st.st_ino);
+        self.known.dirs[i] = Some(st.st_ino);
         Ok(st.st_ino)
     }
 }
@@ -616,10 +645,11 @@ impl Fs for GroupFs {
     fn sync_file(&mut self, file: &mut File) -> Result<(), ErrorKind> {
         let what = plan::Request {
             need: Need::Data,
-            fs: self.dev,
+            fs: self.known.dev,
             dir: 0,
         };
-        self.committer.flush(what, file.as_fd(), &mut self.counted)
+        let u = &mut self.underway;
+        u.committer.flush(what, file.as_fd(), &mut u.counted)
     }
     fn write_back(&mut self, file: &mut File) -> Result<(), ErrorKind> {
         // No flush to share: the file's own write-back, then its name's flush in a batch.
@@ -652,11 +682,12 @@ impl Fs for GroupFs {
         let ino = self.dir_ino(dir)?;
         let what = plan::Request {
             need: Need::Names,
-            fs: self.dev,
+            fs: self.known.dev,
             dir: ino,
         };
-        self.committer
-            .flush(what, self.inner.dirfd(dir).as_fd(), &mut self.counted)
+        let u = &mut self.underway;
+        u.committer
+            .flush(what, self.inner.dirfd(dir).as_fd(), &mut u.counted)
     }
     fn mkdir(&mut self, dir: Dir) -> Result<(), ErrorKind> {
         self.inner.mkdir(dir)

@@ -16,6 +16,7 @@ macro_rules! log {
 
 mod commit;
 mod conn;
+mod kept;
 mod listen;
 mod owner;
 mod session;
@@ -317,6 +318,8 @@ pub struct Server {
     committer: commit::Committer,
     /// Root without `--user`: each recipient's files are written as its maildir's owner.
     owners: owner::Owners,
+    /// Maildirs kept open between deliveries.
+    kept: kept::Kept,
     shutdown: Arc<AtomicBool>,
 }
 
@@ -419,6 +422,7 @@ fn setup(args: LmtpArgs) -> Result<Server, (u8, String)> {
         spool,
         committer: commit::Committer::start(commit::Committer::platform()),
         owners: owner::Owners::new(args.user.is_none() && crate::privilege::started_as_root()),
+        kept: kept::Kept::default(),
         shutdown: Arc::new(AtomicBool::new(false)),
         args,
     })

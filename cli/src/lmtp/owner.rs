@@ -55,13 +55,17 @@ impl Owners {
     }
 
     /// Who writes `maildir` (or, for one `-c` is to create, the nearest directory above it
-    /// that exists). An owner that cannot be found fails the recipient (`Err`, with the
-    /// message to log).
-    pub fn of(&self, maildir: &Path) -> Result<Owner, (ErrorKind, String)> {
+    /// that exists), unless its owner and group are `known` already. An owner that cannot
+    /// be found fails the recipient (`Err`, with the message to log).
+    pub fn of(
+        &self,
+        maildir: &Path,
+        known: Option<(u32, u32)>,
+    ) -> Result<Owner, (ErrorKind, String)> {
         if !self.switch {
             return Ok(None);
         }
-        let found = std::iter::once(privilege::owner(maildir));
+        let found = std::iter::once(known.map_or_else(|| privilege::owner(maildir), Ok));
         match deliver_as(None, true, found) {
             Ok(DeliverAs::Owner { uid, gid }) => {
                 let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());

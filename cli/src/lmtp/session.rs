@@ -20,6 +20,7 @@ use mdeliver_core::lmtp::commit;
 use mdeliver_core::lmtp::data::Decoder;
 use mdeliver_core::lmtp::link::{Link, Linked};
 use mdeliver_core::lmtp::reply::{self, failure_class, FailurePolicy, Fixed, Reply};
+use mdeliver_core::lmtp::reuse::RootStamp;
 use mdeliver_core::lmtp::session::{Action, Session};
 use mdeliver_core::lmtp::LINE_MAX;
 use mdeliver_core::mda::HEAD_MAX;
@@ -27,10 +28,12 @@ use mdeliver_core::report::rfc3463::{self as rfc3463, Class, Failed};
 use mdeliver_core::ErrorKind;
 use rustix::fs::{self as rfs, Mode, OFlags, CWD};
 
-use super::commit::{GroupFs, Source};
+use super::commit::{GroupFs, Known, Source};
 use super::conn::{stop_of, Conn, Reader, Stop};
+use super::kept;
 use super::owner::Owner;
 use super::{DeliveredTo, Server};
+use crate::env::LinuxEnv;
 use crate::input::Input;
 use crate::linux::{LinuxFs, OpenOptions};
 use crate::sieve::{SieveOptions, SENDMAIL};
@@ -55,6 +58,8 @@ thread_local! {
     static DECODE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
     /// The delivery buffer of this thread's deliveries.
     static DELIVER: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+    /// This thread's deliveries' environment (its random bytes serve many deliveries).
+    static ENV: Cell<Option<LinuxEnv>> = const { Cell::new(None) };
     /// The buffer this thread's deliveries read a message's head into.
     static HEAD: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
@@ -89,8 +94,13 @@ struct Rcpt {
     /// The address as the client wrote it (`Delivered-To:`).
     address: String,
     maildir: PathBuf,
-    /// Opened at `RCPT`, so a missing maildir is refused there.
+    /// Opened at `RCPT` (or kept open since an earlier delivery), so a missing maildir is
+    /// refused there.
     fs: LinuxFs,
+    /// What an earlier delivery learned about it, when it was kept open.
+    known: Option<Known>,
+    /// Its root's stamp before it was opened, under which it may be kept for the next one.
+    stamp: Option<RootStamp>,
     /// Who writes its files (a root server: the maildir's owner).
     owner: Owner,
     /// Its Sieve script (`--sieve`, `--sieve-dovecot`), when it has one.
@@ -180,14 +190,13 @@ pub fn serve(conn: Conn, srv: &Server) {
                 match srv.routes.maildir(&recipient) {
                     None => Reply::Fixed(Fixed::UnknownUser),
                     Some(maildir) => match srv.open_as(&address, &maildir) {
-                        Ok((fs, owner)) => {
+                        Ok(opened) => {
                             let script = super::Routes::script(&srv.args, &recipient, &maildir);
                             rcpts.push(Rcpt {
                                 address,
                                 maildir,
-                                fs,
-                                owner,
                                 script,
+                                ..opened
                             });
                             session.accepted();
                             Reply::Fixed(Fixed::RecipientOk)
@@ -464,9 +473,10 @@ fn owner_uid(owner: &Owner) -> Option<u32> {
 }
 
 impl Server {
-    /// Finds who writes `maildir` and opens (with `-c`, creates) it as them; the failure is
-    /// logged with its cause.
-    fn open_as(&self, address: &str, maildir: &Path) -> Result<(LinuxFs, Owner), Failure> {
+    /// Finds who writes `maildir` and opens (with `-c`, creates) it as them, or takes it
+    /// kept open since an earlier delivery when its root is unchanged; the failure is logged
+    /// with its cause. Its address, path and script are left for the caller.
+    fn open_as(&self, address: &str, maildir: &Path) -> Result<Rcpt, Failure> {
         let fail = |kind, why: String| {
             log!("mdeliver lmtp: <{address}>: {}: {why}", maildir.display());
             Failure::Open {
@@ -475,12 +485,32 @@ impl Server {
                 create: Create::of(self.args.create, false),
             }
         };
-        let owner = self.owners.of(maildir).map_err(|(k, why)| fail(k, why))?;
+        // The root by path, before anything is opened: its owner, and the stamp a kept
+        // maildir must match (a failure is the owner look-up's to report, or the open's).
+        let st = rustix::fs::stat(maildir).ok();
+        let stamp = st.as_ref().map(kept::stamp);
+        let ids = st.as_ref().map(|s| (s.st_uid, s.st_gid));
+        let owner = self
+            .owners
+            .of(maildir, ids)
+            .map_err(|(k, why)| fail(k, why))?;
+        let rcpt = |fs, known| Rcpt {
+            address: String::new(),
+            maildir: PathBuf::new(),
+            fs,
+            known,
+            stamp,
+            owner: owner.clone(),
+            script: None,
+        };
+        if let Some(open) = stamp.and_then(|s| self.kept.take(maildir, &s)) {
+            return Ok(rcpt(open.fs, Some(open.known)));
+        }
         let _as = self
             .owners
             .enter(&owner)
             .map_err(|why| fail(ErrorKind::Io, why))?;
-        Ok((self.open(maildir)?, owner))
+        Ok(rcpt(self.open(maildir)?, None))
     }
 
     /// Opens (with `-c`, creates) a recipient's maildir.
@@ -639,8 +669,11 @@ impl Server {
         if let Some(secs) = self.knobs.lock_stale_secs {
             opts.lock_stale_secs = secs;
         }
-        let mut fs = GroupFs::new(r.fs, self.committer.clone());
-        let mut env = self.env.clone();
+        let mut fs = match r.known {
+            Some(known) => GroupFs::resume(r.fs, self.committer.clone(), known),
+            None => GroupFs::new(r.fs, self.committer.clone()),
+        };
+        let mut env = ENV.take().unwrap_or_else(|| self.env.clone());
         let mut scratch = Scratch::take(&DELIVER, BUF.max(HEAD_MAX));
         let mut head = Scratch::take(&HEAD, HEAD_MAX);
         let bufs = (&mut head.buf, &mut scratch.buf[..]);
@@ -665,6 +698,7 @@ impl Server {
             fs = back;
             stored
         };
+        ENV.set(Some(env));
         if follow.linked() {
             self.committer.stats.links.fetch_add(1, Ordering::Relaxed);
         }
@@ -686,13 +720,18 @@ impl Server {
                     };
                     log!("mdeliver lmtp: <{}>: {what}", r.address);
                 }
-                let kept = match &s {
+                let source = match &s {
                     Stored::Delivered(d) if keep => follow
                         .stored()
                         .and_then(|digest| Source::open(&fs, d.dir, &d.name, digest)),
                     _ => None,
                 };
-                (Reply::Fixed(Fixed::Delivered).to_string(), kept)
+                // Kept open for the next delivery there, where it may be.
+                if let Some(stamp) = r.stamp {
+                    let (fs, known) = fs.into_parts();
+                    self.kept.put(r.maildir, stamp, kept::Open { fs, known });
+                }
+                (Reply::Fixed(Fixed::Delivered).to_string(), source)
             }
             Err(f) => (self.failed(&r.address, &r.maildir, &f), None),
         }

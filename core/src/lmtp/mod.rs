@@ -17,6 +17,7 @@
 //!   reply may be sent.
 //! - [`link`]: identical copies for several recipients stored as hard links to the first
 //!   one's file, through an [`crate::Fs`] wrapper.
+//! - [`reuse`]: when a maildir opened for an earlier delivery may serve the next one.
 //!
 //! What the session promises its driver: a reply for every line (pipelined commands are
 //! answered in order), no state that can grow with the input, and after DATA one reply per
@@ -29,6 +30,7 @@ pub mod commit;
 pub mod data;
 pub mod link;
 pub mod reply;
+pub mod reuse;
 pub mod session;
 
 /// The longest command line accepted, its line ending included (RFC 5321 allows 512; Postfix
