@@ -247,6 +247,20 @@ fn a_missing_folder_without_create_is_stored_once_into_inbox() {
 }
 
 #[test]
+fn a_missing_folder_s_copy_takes_the_keep_s_flags_in_inbox() {
+    // The fallback comes first in the script, the keep's flags count.
+    let s = site(
+        "require [\"fileinto\", \"imap4flags\"];\n\
+         fileinto :flags \"\\\\Seen\" \"Gone\";\nkeep :flags \"\\\\Flagged\";\n",
+    );
+    make_maildir(&s.maildir);
+    let r = s.deliver(&[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let once = vec![(String::new(), "cur".into(), "F".into(), stored_bytes())];
+    assert_eq!(s.stored(), once);
+}
+
+#[test]
 fn folders_that_cannot_be_stored_into_give_inbox_one_copy() {
     // No keep in the plan: two missing folders, and two names refused even with -c, with
     // different flags. Each falls back to INBOX, and INBOX gets one copy, the first's.

@@ -1028,7 +1028,8 @@ impl Performed {
 pub enum Wants {
     /// Store the copy that is entry `index` of the plan ([`Unit::entry`]), into INBOX instead
     /// of its mailbox when `inbox`, with the duplicate index keyed by `key`; answer with
-    /// [`Unit::copied`].
+    /// [`Unit::copied`]. (A copy whose folder is missing is asked for as the plan's INBOX
+    /// copy, when it has one: `index` is then that copy's.)
     Copy {
         /// The entry.
         index: usize,
@@ -1156,15 +1157,15 @@ impl Unit {
         }
     }
 
-    /// Asks for the current copy in INBOX, its folder being missing: under the INBOX copy's
-    /// key when the plan has one, else under the key every such fallback shares, so that
-    /// INBOX gets one copy however many folders were missing (RFC 5228 2.10.3), the first
-    /// one's.
+    /// Asks for the current copy in INBOX, its folder being missing: as the plan's INBOX copy
+    /// (its key and its flags) when there is one, whichever comes first in the plan; else
+    /// under the key every such fallback shares, so that INBOX gets one copy however many
+    /// folders were missing (RFC 5228 2.10.3), the first one's.
     fn ask_inbox(&mut self) {
         let plan = &self.begin.plan;
         let first = plan.copies().find(|c| c.mailbox.is_none()).map(|c| c.index);
         self.work = Work::Asked(Wants::Copy {
-            index: self.index,
+            index: first.unwrap_or(self.index),
             key: copy_key(&self.key, first.unwrap_or(INBOX_FALLBACK)),
             inbox: true,
         });

@@ -489,8 +489,12 @@ fn recover(cfg: &UnitScenario, mut w: World) -> Option<(Invariant, String)> {
     };
     // Each maildir holds exactly the copies planned for it, each once, with its flags.
     let mut want: Stored = vec![Vec::new(); w.fss.len()];
-    // Every copy that ends in INBOX (the keep, a missing folder's) is stored under one key:
-    // they merge into the first stored.
+    // Every copy that ends in INBOX (the keep, a missing folder's) is stored under one key,
+    // with the flags of the plan's own INBOX copy if it has one, else of the first.
+    let inbox_flags = expected
+        .copies()
+        .find(|c| c.mailbox.is_none())
+        .map(|c| c.flags);
     for e in expected.entries() {
         if let Entry::Copy(c) = e {
             let mut i = w.maildir_of(c.mailbox).unwrap_or(0);
@@ -500,7 +504,11 @@ fn recover(cfg: &UnitScenario, mut w: World) -> Option<(Invariant, String)> {
             if appeared && stored[i].is_empty() {
                 i = 0;
             }
-            let slot = match c.flags {
+            let flags = match inbox_flags {
+                Some(f) if i == 0 => f,
+                _ => c.flags,
+            };
+            let slot = match flags {
                 Some(f) => (Dir::Cur, Some(f.to_string())),
                 None => (Dir::New, None),
             };
@@ -743,6 +751,13 @@ pub fn scenarios() -> Vec<UnitScenario> {
         copies: vec![(Some("Gone"), Some("S")), (Some("Lost"), Some("F"))],
         ..base.clone()
     };
+    // The keep's flags, not the missing folder's that comes first.
+    let flagged_keep = UnitScenario {
+        name: "sieve unit: fileinto a missing folder :flags S, keep :flags F (INBOX: F)".into(),
+        folders: vec![],
+        copies: vec![(Some("Gone"), Some("S")), (None, Some("F"))],
+        ..base.clone()
+    };
     // The missing folder is created before the retry: the copy the attempt that died sent
     // to INBOX stays the only one.
     let appears = UnitScenario {
@@ -798,6 +813,7 @@ pub fn scenarios() -> Vec<UnitScenario> {
         redirect,
         missing,
         two_missing,
+        flagged_keep,
         appears.clone(),
         renamed,
         remember,
