@@ -413,17 +413,9 @@ fn a_session_thread_serves_the_next_connection() {
     let (mut child, sock) = one_session_server(root);
     let mut seen = std::collections::BTreeSet::new();
     for i in 0..10 {
-        let s = connect(&sock);
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut w = s.try_clone().unwrap();
-        write!(
-            w,
-            "LHLO x\r\nMAIL FROM:<s@y>\r\nRCPT TO:<a@x.example>\r\nDATA\r\nmessage {i}\r\n.\r\nQUIT\r\n"
-        )
-        .unwrap();
         let mut replies = String::new();
-        for line in BufReader::new(s).lines() {
-            replies.push_str(&line.unwrap());
+        for line in message_session(&sock, i) {
+            replies.push_str(&line);
             replies.push('\n');
         }
         assert!(replies.starts_with(GREETING.trim_end()), "{replies}");
@@ -445,6 +437,19 @@ fn a_session_thread_serves_the_next_connection() {
         "10 sessions one after the other ran on {} session threads: {seen:?}",
         seen.len()
     );
+}
+
+/// A session on `sock` that stores `message {i}` for `a@x.example` and quits: its replies.
+fn message_session(sock: &Path, i: u32) -> Vec<String> {
+    let s = connect(sock);
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    write!(
+        w,
+        "LHLO x\r\nMAIL FROM:<s@y>\r\nRCPT TO:<a@x.example>\r\nDATA\r\nmessage {i}\r\n.\r\nQUIT\r\n"
+    )
+    .unwrap();
+    BufReader::new(s).lines().map(Result::unwrap).collect()
 }
 
 /// The paths the descriptors of process `pid` point to.
@@ -476,15 +481,7 @@ fn a_maildir_kept_open_follows_what_an_administrator_does_to_it() {
     }
     let mut child = Server(child);
     let send = |i: u32| {
-        let s = connect(&sock);
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut w = s.try_clone().unwrap();
-        write!(
-            w,
-            "LHLO x\r\nMAIL FROM:<s@y>\r\nRCPT TO:<a@x.example>\r\nDATA\r\nmessage {i}\r\n.\r\nQUIT\r\n"
-        )
-        .unwrap();
-        let replies: Vec<String> = BufReader::new(s).lines().map(Result::unwrap).collect();
+        let replies = message_session(&sock, i);
         assert_eq!(
             replies[replies.len() - 2],
             "250 2.0.0 delivered",

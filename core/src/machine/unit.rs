@@ -120,33 +120,30 @@ impl UnitKeyer {
 /// target (a 32-bit module and a 64-bit binary key a copy alike).
 const INBOX_FALLBACK: usize = u32::MAX as usize;
 
-/// The duplicate-index key of copy `index` of `unit`.
-pub fn copy_key(unit: &Key, index: usize) -> Key {
+/// The key of entry `index` of `unit` for one purpose, told apart by `tag`.
+fn entry_key(tag: &[u8], unit: &Key, index: usize) -> Key {
     let mut h = Sha256::new();
-    h.update(b"mdeliver-sieve copy\0");
+    h.update(tag);
     h.update(unit.0);
     h.update((index as u64).to_le_bytes());
     Key(h.finalize().into())
 }
 
+/// The duplicate-index key of copy `index` of `unit`.
+pub fn copy_key(unit: &Key, index: usize) -> Key {
+    entry_key(b"mdeliver-sieve copy\0", unit, index)
+}
+
 /// The marker key of redirect `index` of `unit`.
 pub fn redirect_key(unit: &Key, index: usize) -> Key {
-    let mut h = Sha256::new();
-    h.update(b"mdeliver-sieve redirect\0");
-    h.update(unit.0);
-    h.update((index as u64).to_le_bytes());
-    Key(h.finalize().into())
+    entry_key(b"mdeliver-sieve redirect\0", unit, index)
 }
 
 /// The marker key of copy `index` of `unit` going to INBOX because its folder is missing:
 /// made durable before that copy is stored, so that a retry sends the copy to INBOX again
 /// even if the folder exists by then.
 pub fn fallback_key(unit: &Key, index: usize) -> Key {
-    let mut h = Sha256::new();
-    h.update(b"mdeliver-sieve fallback\0");
-    h.update(unit.0);
-    h.update((index as u64).to_le_bytes());
-    Key(h.finalize().into())
+    entry_key(b"mdeliver-sieve fallback\0", unit, index)
 }
 
 /// One planned copy.
