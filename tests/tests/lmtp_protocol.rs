@@ -460,8 +460,9 @@ fn open_paths(pid: u32) -> Vec<std::path::PathBuf> {
 }
 
 /// A server keeps a maildir open between deliveries (its root unchanged for two seconds), and
-/// never delivers through one the administrator changed since: new/ renamed aside and made
-/// again, the whole maildir moved away and made again.
+/// never delivers through one the administrator changed since: a filesystem mounted over new/
+/// (where the test may mount), new/ renamed aside and made again, the whole maildir moved
+/// away and made again.
 #[test]
 fn a_maildir_kept_open_follows_what_an_administrator_does_to_it() {
     let t = tempfile::tempdir().unwrap();
@@ -495,6 +496,23 @@ fn a_maildir_kept_open_follows_what_an_administrator_does_to_it() {
     send(1);
     assert!(holds(&md.join("cur")), "{:?}", open_paths(pid));
     send(2);
+    // A filesystem mounted over new/ (it changes nothing the root's stat shows): the kept
+    // maildir is not used, and the message is not stored under the mount, unseen. (As for a
+    // server that opens the maildir afresh, the link across filesystems fails: 4xx.)
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(md.join("new"))
+        .status()
+        .is_ok_and(|s| s.success());
+    if mounted {
+        let replies = message_session(&sock, 5);
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(md.join("new"))
+            .status();
+        assert!(replies[replies.len() - 2].starts_with('4'), "{replies:?}");
+        assert_eq!(names(&md.join("new")).len(), 2);
+    }
     std::fs::rename(md.join("new"), md.join("new.off")).unwrap();
     std::fs::create_dir(md.join("new")).unwrap();
     send(3);
@@ -509,6 +527,34 @@ fn a_maildir_kept_open_follows_what_an_administrator_does_to_it() {
     assert_eq!(count(&old.join("new.off")), 2);
     assert_eq!(count(&old.join("new")), 1);
     assert_eq!(count(&md.join("new")), 1);
+}
+
+/// A root server writing as the maildir's owner: a maildir kept open is checked as that owner,
+/// so a directory above it that the owner can no longer pass stops delivery, as it does for a
+/// server that opens the maildir afresh.
+#[test]
+fn a_kept_maildir_is_checked_as_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(t) = root_only_dir() else { return };
+    let root = t.path();
+    let x = root.join("x.example");
+    make_maildir(&x.join("a"));
+    chown("nobody:nogroup", &x.join("a"));
+    let mode = |m| std::fs::set_permissions(&x, std::fs::Permissions::from_mode(m)).unwrap();
+    mode(0o755);
+    std::thread::sleep(Duration::from_millis(2_100));
+    let (mut child, sock) = server(root, &[]);
+    let first = message_session(&sock, 1);
+    mode(0o700);
+    let second = message_session(&sock, 2);
+    mode(0o755);
+    stop(&mut child);
+    assert_eq!(first[first.len() - 2], "250 2.0.0 delivered", "{first:?}");
+    assert!(
+        second.iter().any(|l| l.starts_with("450 4.2.0")),
+        "{second:?}"
+    );
+    assert_eq!(names(&x.join("a/new")).len(), 1);
 }
 
 /// `--quota` and `--dedup` go through the same core delivery as the one-shot path: over quota

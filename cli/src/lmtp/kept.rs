@@ -1,21 +1,34 @@
-//! Maildirs kept open between deliveries, each under the stamp its root had (by path) before
-//! it was opened: a recipient whose root's stamp is unchanged is delivered through one of
-//! them instead of opening the maildir again. When a maildir may be kept, and why an equal
-//! stamp is enough, is the core's ([`mdeliver_core::lmtp::reuse`]).
+//! Maildirs kept open between deliveries, each under the stamp its root had (by path, as the
+//! identity that delivers) before it was opened: a recipient whose root's stamp is unchanged,
+//! with no mount or unmount since, is delivered through one of them instead of opening the
+//! maildir again. When a maildir may be kept, and why an equal stamp is enough, is the
+//! core's ([`mdeliver_core::lmtp::reuse`]).
 
 use std::collections::HashMap;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::fs::{Mode, OFlags};
 
 use mdeliver_core::lmtp::reuse::{may_keep, RootStamp};
 
 use super::commit::Known;
 use crate::linux::LinuxFs;
 
-/// The most maildirs kept open at once (four descriptors each), and of one maildir (one per
-/// delivery under way there at once).
+/// The most maildirs kept open at once (four descriptors each; fewer where the limit on open
+/// files is low: at most a quarter of it), and of one maildir (one per delivery under way
+/// there at once).
 const KEPT_MAX: usize = 256;
 const KEPT_PER_MAILDIR: usize = 32;
+
+/// How many maildirs may be kept under this process's limit on open files.
+fn kept_max() -> usize {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    let limit = limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+    KEPT_MAX.min(limit / 16)
+}
 
 /// A maildir kept open, with what its deliveries learned about it.
 pub struct Open {
@@ -24,9 +37,37 @@ pub struct Open {
 }
 
 /// The maildirs kept open, by path.
-#[derive(Default)]
 pub struct Kept {
-    idle: Mutex<HashMap<PathBuf, Vec<(RootStamp, Open)>>>,
+    state: Mutex<State>,
+    /// `/proc/self/mountinfo`, which `poll` reports changed after any mount or unmount in
+    /// this namespace: then every kept maildir is closed (a mount over new/ does not change
+    /// the root's stamp). Without it, nothing is kept.
+    mounts: Option<OwnedFd>,
+    /// The most maildirs kept ([`kept_max`]).
+    max: usize,
+}
+
+#[derive(Default)]
+struct State {
+    idle: HashMap<PathBuf, Vec<(RootStamp, Open)>>,
+    /// Mount changes seen so far: a maildir opened before one is not kept.
+    mounts_seen: u64,
+}
+
+/// Which mount table a maildir was opened under ([`Kept::take`]).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Generation(u64);
+
+impl Default for Kept {
+    fn default() -> Kept {
+        let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+        let mounts = rustix::fs::open("/proc/self/mountinfo", flags, Mode::empty()).ok();
+        Kept {
+            state: Mutex::default(),
+            mounts,
+            max: kept_max(),
+        }
+    }
 }
 
 /// The stamp of `st`, a `stat` of a maildir's root.
@@ -44,42 +85,82 @@ pub fn stamp(st: &rustix::fs::Stat) -> RootStamp {
 }
 
 impl Kept {
-    /// A maildir kept open at `path` whose root had `now`, if there is one (it is the caller's
-    /// until it is [`put`](Kept::put) back). Kept ones with another stamp are closed: the
-    /// maildir changed since.
-    pub fn take(&self, path: &Path, now: &RootStamp) -> Option<Open> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let list = idle.get_mut(path)?;
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a mount or unmount happened since the last call (or the table cannot be
+    /// watched); each change is reported once.
+    fn mounts_changed(&self) -> bool {
+        let Some(fd) = &self.mounts else {
+            return true;
+        };
+        let mut fds = [PollFd::new(fd, PollFlags::PRI)];
+        let now = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        !matches!(poll(&mut fds, Some(&now)), Ok(0))
+    }
+
+    /// A maildir kept open at `path` whose root had `now` (`None`: no stamp, nothing to
+    /// take), if there is one: it is the caller's until it is [`put`](Kept::put) back. Kept
+    /// ones with another stamp are closed (the maildir changed since), and after a mount
+    /// change every one is. Call it before opening a maildir: the generation it gives is the
+    /// one to put it back with.
+    pub fn take(&self, path: &Path, now: Option<&RootStamp>) -> (Option<Open>, Generation) {
+        let mut state = self.lock();
+        if self.mounts_changed() {
+            state.idle.clear();
+            state.mounts_seen += 1;
+        }
+        let generation = Generation(state.mounts_seen);
+        let Some((now, list)) = now.zip(state.idle.get_mut(path)) else {
+            return (None, generation);
+        };
         list.retain(|(s, _)| s == now);
         let open = list.pop().map(|(_, o)| o);
         if list.is_empty() {
-            idle.remove(path);
+            state.idle.remove(path);
         }
-        open
+        (open, generation)
     }
 
-    /// Keeps the maildir at `path`, opened after its root was stamped `stamp`, for a later
-    /// delivery, where the core allows it and there is room (else it is closed).
-    pub fn put(&self, path: PathBuf, stamp: RootStamp, open: Open) {
+    /// Closes every kept maildir (the process is out of descriptors); whether there was one.
+    pub fn close_all(&self) -> bool {
+        let mut state = self.lock();
+        let any = !state.idle.is_empty();
+        state.idle.clear();
+        any
+    }
+
+    /// Keeps the maildir at `path`, opened after its root was stamped `stamp` and after
+    /// [`take`](Kept::take) gave `generation`, for a later delivery, where the core allows it,
+    /// no mount changed since, and there is room (else it is closed).
+    pub fn put(&self, path: PathBuf, (stamp, generation): (RootStamp, Generation), open: Open) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
-        if !may_keep(&stamp, now, open.fs.observed().fs.network) {
+        let network = open.fs.observed().fs.network;
+        if self.mounts.is_none() || self.max == 0 || !may_keep(&stamp, now, network) {
             return;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let total: usize = idle.values().map(Vec::len).sum();
-        if total >= KEPT_MAX {
+        let mut state = self.lock();
+        if Generation(state.mounts_seen) != generation {
+            return;
+        }
+        let total: usize = state.idle.values().map(Vec::len).sum();
+        if total >= self.max {
             // Room for this one: some other maildir's are closed.
-            let other = idle.keys().find(|p| **p != path).cloned();
+            let other = state.idle.keys().find(|p| **p != path).cloned();
             match other {
                 Some(p) => {
-                    idle.remove(&p);
+                    state.idle.remove(&p);
                 }
                 None => return,
             }
         }
-        let list = idle.entry(path).or_default();
+        let list = state.idle.entry(path).or_default();
         if list.len() < KEPT_PER_MAILDIR {
             list.push((stamp, open));
         }

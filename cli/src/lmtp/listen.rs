@@ -316,7 +316,7 @@ impl Threads {
     /// The next connection, or `None` after about [`TICK`] without one.
     fn accept(&self) -> Option<Conn> {
         if let [l] = &self.listeners[..] {
-            return l.accept().ok();
+            return self.accepted(l.accept());
         }
         let mut fds: Vec<PollFd<'_>> = self
             .listeners
@@ -334,7 +334,24 @@ impl Threads {
         let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
         let mut ready = self.listeners.iter().zip(ready).filter(|(_, r)| *r);
         // Another waiting thread may take it first: then there is nothing to accept.
-        ready.find_map(|(l, _)| l.accept().ok())
+        ready.find_map(|(l, _)| self.accepted(l.accept()))
+    }
+
+    /// The connection `r` accepted. Out of descriptors (the connection stays queued): the
+    /// maildirs kept open are closed, and the thread waits a moment before it tries again
+    /// rather than spinning.
+    fn accepted(&self, r: std::io::Result<Conn>) -> Option<Conn> {
+        let e = match r {
+            Ok(c) => return Some(c),
+            Err(e) => e,
+        };
+        if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+            if self.srv.kept.close_all() {
+                log!("mdeliver lmtp: out of file descriptors: closed the maildirs kept open");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
     }
 }
 

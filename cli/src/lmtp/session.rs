@@ -99,8 +99,9 @@ struct Rcpt {
     fs: LinuxFs,
     /// What an earlier delivery learned about it, when it was kept open.
     known: Option<Known>,
-    /// Its root's stamp before it was opened, under which it may be kept for the next one.
-    stamp: Option<RootStamp>,
+    /// Its root's stamp before it was opened, and the mount table's generation, under which it
+    /// may be kept for the next one.
+    stamp: Option<(RootStamp, kept::Generation)>,
     /// Who writes its files (a root server: the maildir's owner).
     owner: Owner,
     /// Its Sieve script (`--sieve`, `--sieve-dovecot`), when it has one.
@@ -485,32 +486,47 @@ impl Server {
                 create: Create::of(self.args.create, false),
             }
         };
-        // The root by path, before anything is opened: its owner, and the stamp a kept
-        // maildir must match (a failure is the owner look-up's to report, or the open's).
+        // The root by path, before anything is opened: its owner (a failure is the owner
+        // look-up's to report, or the open's).
         let st = rustix::fs::stat(maildir).ok();
-        let stamp = st.as_ref().map(kept::stamp);
         let ids = st.as_ref().map(|s| (s.st_uid, s.st_gid));
         let owner = self
             .owners
             .of(maildir, ids)
             .map_err(|(k, why)| fail(k, why))?;
+        let _as = self
+            .owners
+            .enter(&owner)
+            .map_err(|why| fail(ErrorKind::Io, why))?;
+        // The stamp a kept maildir must match, taken as the identity that delivers: a
+        // directory above the maildir that it can no longer pass stops delivery, as it stops
+        // an open.
+        let st = match owner {
+            Some(_) => rustix::fs::stat(maildir).ok(),
+            None => st,
+        };
+        let stamp = st.as_ref().map(kept::stamp);
+        let (taken, generation) = self.kept.take(maildir, stamp.as_ref());
         let rcpt = |fs, known| Rcpt {
             address: String::new(),
             maildir: PathBuf::new(),
             fs,
             known,
-            stamp,
+            stamp: stamp.map(|s| (s, generation)),
             owner: owner.clone(),
             script: None,
         };
-        if let Some(open) = stamp.and_then(|s| self.kept.take(maildir, &s)) {
-            return Ok(rcpt(open.fs, Some(open.known)));
+        match taken {
+            Some(open) => Ok(rcpt(open.fs, Some(open.known))),
+            // Out of descriptors: the maildirs kept open give theirs back, and it is tried
+            // once more.
+            None => match self.open(maildir) {
+                Err(f) if f.kind() == ErrorKind::Resources && self.kept.close_all() => {
+                    Ok(rcpt(self.open(maildir)?, None))
+                }
+                r => Ok(rcpt(r?, None)),
+            },
         }
-        let _as = self
-            .owners
-            .enter(&owner)
-            .map_err(|why| fail(ErrorKind::Io, why))?;
-        Ok(rcpt(self.open(maildir)?, None))
     }
 
     /// Opens (with `-c`, creates) a recipient's maildir.

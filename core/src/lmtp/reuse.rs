@@ -9,6 +9,11 @@
 //! change time, so the kept descriptors serve a delivery only when the root's [`RootStamp`],
 //! taken by path before the maildir was opened, is equal to the one taken now.
 //!
+//! The `stat` is the driver's to take as the identity that delivers (a maildir's owner, for a
+//! root server), so that a directory above the maildir that it can no longer pass stops
+//! delivery as it would stop an open; and a mount over a subdirectory changes nothing the
+//! root's `stat` shows, so the driver closes every kept maildir after any mount change.
+//!
 //! Two limits keep the comparison sound:
 //! - **Coarse timestamps.** A filesystem may stamp two changes within one clock tick alike,
 //!   so a change just after the stamp could leave it equal. A maildir is kept only when its
