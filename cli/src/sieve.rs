@@ -894,8 +894,19 @@ impl<F: OverLinux> mdeliver_core::machine::unit::Performer for Performer<'_, '_,
                         path
                     }
                     Err(f) => {
+                        use mdeliver_core::maildir::folder::FolderFailure;
+                        let why = match f {
+                            FolderFailure::Name(e) => e.to_string(),
+                            f => {
+                                let strict = self.args.strict_exit;
+                                let os = std::ffi::OsStr::new(&name);
+                                mdeliver_driver::folder_report::explain(f, os, create, strict)
+                                    .message
+                            }
+                        };
                         self.out.err(format!(
-                            "mdeliver: {}: fileinto \"{name}\": {f:?}; stored into INBOX instead",
+                            "mdeliver: {}: fileinto \"{name}\": {why}; storing into INBOX \
+                             instead",
                             maildir.display()
                         ));
                         return Err(missing);
@@ -921,7 +932,7 @@ impl<F: OverLinux> mdeliver_core::machine::unit::Performer for Performer<'_, '_,
             Err((ErrorKind::NotFound, _)) if in_folder => {
                 self.out.err(format!(
                     "mdeliver: {}: the folder does not exist (fileinto without :create); \
-                     stored into INBOX instead",
+                     storing into INBOX instead",
                     path.display()
                 ));
                 return Err(missing);

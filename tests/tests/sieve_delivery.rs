@@ -243,7 +243,7 @@ fn a_missing_folder_without_create_is_stored_once_into_inbox() {
     let inbox_once = vec![(String::new(), "new".into(), "-".into(), stored_bytes())];
     assert_eq!(s.stored(), inbox_once, "merged with the keep");
     assert!(!s.maildir.join(".Nowhere").exists());
-    assert!(r.stderr.contains("stored into INBOX instead"), "{r:?}");
+    assert!(r.stderr.contains("storing into INBOX instead"), "{r:?}");
 }
 
 #[test]
@@ -274,6 +274,11 @@ fn folders_that_cannot_be_stored_into_give_inbox_one_copy() {
         let extra: &[&str] = if create { &["-c"] } else { &[] };
         let r = s.deliver(extra);
         assert_eq!(r.code, 0, "{r:?}");
+        if create {
+            // Why, in words.
+            let why = "fileinto \"a..b\": folder name must not contain \"..\"; storing into INBOX";
+            assert!(r.stderr.contains(why), "{r:?}");
+        }
         let dir = if flags == "-" { "new" } else { "cur" };
         let once = vec![(String::new(), dir.into(), flags.into(), stored_bytes())];
         assert_eq!(s.stored(), once, "{script}");

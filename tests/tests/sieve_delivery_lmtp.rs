@@ -266,7 +266,7 @@ fn a_redirect_goes_through_sendmail_and_its_output_stays_off_the_connection() {
     );
     assert!(r
         .stderr
-        .contains("<carol@example.org>: mdeliver: redirect to down@example.net: "));
+        .contains("<carol@example.org>: redirect to down@example.net: "));
     let argv = std::fs::read_to_string(root.join("sent.argv")).unwrap();
     assert_eq!(argv, "-i\n-f\nalice@example.net\n--\ndave@example.net\n");
     let sent = std::fs::read_to_string(root.join("sent.stdin")).unwrap();

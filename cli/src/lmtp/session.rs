@@ -613,6 +613,7 @@ impl Server {
         let (status, lines) = out.into_parts();
         // Its notes and warnings (standard output is a one-shot run's own: left out).
         for (_, line) in lines.iter().filter(|(to_err, _)| *to_err) {
+            let line = line.strip_prefix("mdeliver: ").unwrap_or(line);
             log!("mdeliver lmtp: <{}>: {line}", r.address);
         }
         Some(match status {
