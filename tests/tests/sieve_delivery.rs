@@ -238,8 +238,13 @@ fn a_missing_folder_without_create_is_stored_once_into_inbox() {
     // (Without -c: with it, mdeliver creates missing folders as it does for --folder.)
     let s = site("require \"fileinto\";\nfileinto \"Nowhere\";\nkeep;\n");
     make_maildir(&s.maildir);
-    let r = s.deliver(&[]);
+    let r = s.deliver(&["-v"]);
     assert_eq!(r.code, 0, "{r:?}");
+    // The keep is that one copy, not a duplicate of it.
+    assert!(
+        !format!("{}{}", r.stdout, r.stderr).contains("duplicate"),
+        "{r:?}"
+    );
     let inbox_once = vec![(String::new(), "new".into(), "-".into(), stored_bytes())];
     assert_eq!(s.stored(), inbox_once, "merged with the keep");
     assert!(!s.maildir.join(".Nowhere").exists());

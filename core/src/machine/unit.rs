@@ -1159,6 +1159,9 @@ impl Unit {
     /// under the key every such fallback shares, so that INBOX gets one copy however many
     /// folders were missing (RFC 5228 2.10.3), the first one's.
     fn ask_inbox(&mut self) {
+        if self.inbox_done() {
+            return self.settle(Ok(Done::IntoInbox(CopyDone::Already)));
+        }
         let plan = &self.begin.plan;
         let first = plan.copies().find(|c| c.mailbox.is_none()).map(|c| c.index);
         self.work = Work::Asked(Wants::Copy {
@@ -1166,6 +1169,18 @@ impl Unit {
             key: copy_key(&self.key, first.unwrap_or(INBOX_FALLBACK)),
             inbox: true,
         });
+    }
+
+    /// Whether a copy is in INBOX already in this attempt (stored now, or found stored by an
+    /// earlier one): every copy bound for INBOX shares its key, so a later one is that copy.
+    fn inbox_done(&self) -> bool {
+        let entries = self.begin.plan.entries();
+        let mut done = self.results.iter().zip(entries).take(self.index);
+        done.any(|(r, e)| match r {
+            Ok(Done::IntoInbox(_)) => true,
+            Ok(Done::Copy(_)) => matches!(e, Entry::Copy(c) if c.mailbox.is_none()),
+            _ => false,
+        })
     }
 
     /// The current action ends with `r`: on to the next.
@@ -1202,6 +1217,16 @@ impl Unit {
                     continue;
                 }
             };
+            // Every copy bound for INBOX shares one key: once one is in INBOX in this attempt,
+            // a later INBOX copy is that one, and is not asked for again.
+            let inbox_copy = matches!(e, Entry::Copy(c) if c.mailbox.is_none() && !self.second);
+            if inbox_copy && self.inbox_done() {
+                if let Some(slot) = self.results.get_mut(self.index) {
+                    *slot = Ok(Done::Copy(CopyDone::Already));
+                }
+                self.index += 1;
+                continue;
+            }
             // On a retry, a copy into a folder first looks for its fallback marker: the
             // attempt that died may have sent it to INBOX already.
             let resumed_folder = self.begun == Begun::Resumed
@@ -1410,6 +1435,7 @@ mod tests {
             (seen_key(b"id").entry_name(), "seen id"),
             (seen_key(b"sender").entry_name(), "seen sender"),
             (fallback_key(&unit, 0).entry_name(), "fallback 0"),
+            (fallback_key(&unit, 1).entry_name(), "fallback 1"),
         ];
         let label = |n: &str| names.iter().find(|(k, _)| k == n).map_or("?", |l| l.1);
         let mut m = Unit::new(&unit, decided, true, fs.capabilities());
@@ -1436,7 +1462,7 @@ mod tests {
                         // The folder `Gone` is missing.
                         Wants::Copy { inbox, index, .. } => {
                             let gone = matches!(m.entry(index),
-                                Some(Entry::Copy(c)) if c.mailbox == Some(b"Gone"));
+                                Some(Entry::Copy(c)) if c.mailbox.is_some_and(|b| b.starts_with(b"Gone")));
                             if gone && !inbox {
                                 m.copied(Err(Error::new(ErrorKind::NotFound, Phase::Open)));
                             } else {
@@ -1594,6 +1620,40 @@ mod tests {
         let (lines, _) = trace(&mut fs, &mut env, Plan::new(), Ok(()));
         let start = ["read record", "stat fallback 0", "copy"];
         assert_eq!(lines, [&start[..], &fallback[..], &["Finished"]].concat());
+    }
+
+    /// Copies bound for INBOX share one key: after the first is stored in an attempt, the
+    /// later ones (another missing folder's, the keep) are not asked for again (a driver would
+    /// report each as a suppressed duplicate).
+    #[test]
+    fn the_copies_bound_for_inbox_are_asked_for_once_per_attempt() {
+        let (mut fs, mut env, _) = crate::testkit::setup();
+        let mut p = Plan::new();
+        p.copy(Some(b"Gone1"), None, false).unwrap();
+        p.copy(Some(b"Gone2"), None, false).unwrap();
+        p.copy(None, None, false).unwrap();
+        let (lines, done) = trace(&mut fs, &mut env, p, Ok(()));
+        let sync = "SyncDir { dir: Root }";
+        let want = [
+            "read record",
+            "write_file record",
+            sync,
+            "copy",
+            "write_file fallback 0",
+            sync,
+            "copy inbox",
+            "copy",
+            "write_file fallback 1",
+            sync,
+            "Finished",
+        ];
+        assert_eq!(lines, want);
+        let results = [
+            Ok(Done::IntoInbox(CopyDone::Stored)),
+            Ok(Done::IntoInbox(CopyDone::Already)),
+            Ok(Done::Copy(CopyDone::Already)),
+        ];
+        assert_eq!(&done.results[..], &results[..]);
     }
 
     fn plan() -> Plan {
