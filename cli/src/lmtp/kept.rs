@@ -138,9 +138,7 @@ impl Kept {
     /// [`take`](Kept::take) gave `generation`, for a later delivery, where the core allows it,
     /// no mount changed since, and there is room (else it is closed).
     pub fn put(&self, path: PathBuf, (stamp, generation): (RootStamp, Generation), open: Open) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let now = i64::try_from(mdeliver_driver::now().secs).unwrap_or(i64::MAX);
         let network = open.fs.observed().fs.network;
         if self.mounts.is_none() || self.max == 0 || !may_keep(&stamp, now, network) {
             return;

@@ -1341,13 +1341,11 @@ impl Machine for Unit {
                 })
             }
             (Work::FallbackStat, None) => self.ask_inbox(),
+            // No marker: the copy goes to its folder (a copy's index is its entry's).
             (Work::FallbackStat, Some(ErrorKind::NotFound)) => {
-                let Some(Entry::Copy(c)) = self.entry(self.index) else {
-                    return self.settle(io(ErrorKind::Io));
-                };
                 self.work = Work::Asked(Wants::Copy {
                     index: self.index,
-                    key: copy_key(&self.key, c.index),
+                    key: copy_key(&self.key, self.index),
                     inbox: false,
                 });
             }
