@@ -472,15 +472,7 @@ fn a_maildir_kept_open_follows_what_an_administrator_does_to_it() {
     // Settled: a root changed in the last two seconds is not kept.
     std::thread::sleep(Duration::from_millis(2_100));
     let (child, sock) = server(root, &[]);
-    // Killed if an assertion fails (it would hold the test's output open).
-    struct Server(std::process::Child);
-    impl Drop for Server {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut child = Server(child);
+    let mut child = Running(child);
     let send = |i: u32| {
         let replies = message_session(&sock, i);
         assert_eq!(
@@ -527,6 +519,80 @@ fn a_maildir_kept_open_follows_what_an_administrator_does_to_it() {
     assert_eq!(count(&old.join("new.off")), 2);
     assert_eq!(count(&old.join("new")), 1);
     assert_eq!(count(&md.join("new")), 1);
+}
+
+/// A server that has gone idle holds nothing open on a filesystem of maildirs (neither a
+/// maildir kept open nor the group commit's descriptor for flushing the filesystem), so an
+/// administrator can unmount it a few seconds after the last delivery without stopping the
+/// server; and the server goes on delivering once it is back.
+#[test]
+fn an_idle_server_lets_the_maildirs_filesystem_be_unmounted() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    let domain = root.join("x.example");
+    std::fs::create_dir(&domain).unwrap();
+    let mount = || {
+        Command::new("mount")
+            .args(["-t", "tmpfs", "tmpfs"])
+            .arg(&domain)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !mount() {
+        eprintln!("skipped: cannot mount a tmpfs");
+        return;
+    }
+    // Unmounted whatever happens.
+    struct Mounted<'a>(&'a Path);
+    impl Drop for Mounted<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(self.0).status();
+        }
+    }
+    let _mounted = Mounted(&domain);
+    let md = domain.join("a");
+    make_maildir(&md);
+    // Settled, so that the maildir is kept open after the delivery.
+    std::thread::sleep(Duration::from_millis(2_100));
+    let (child, sock) = server(root, &[]);
+    let mut child = Running(child);
+    let umount = || {
+        Command::new("umount")
+            .arg(&domain)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    };
+    let first = message_session(&sock, 1);
+    assert_eq!(first[first.len() - 2], "250 2.0.0 delivered", "{first:?}");
+    let pid = child.0.id();
+    assert!(
+        open_paths(pid).iter().any(|p| p.starts_with(&domain)),
+        "{:?}",
+        open_paths(pid)
+    );
+    // Busy at first; free within the idle time (5 s) and the server's tick.
+    let t0 = Instant::now();
+    while !umount() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(9),
+            "still busy: {:?}",
+            open_paths(pid)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(t0.elapsed() > Duration::from_secs(1), "never busy");
+    // Unmounted: the recipient's maildir is missing, a temporary failure.
+    let gone = message_session(&sock, 2);
+    assert!(gone.iter().any(|l| l.starts_with("450 4.")), "{gone:?}");
+    // Back (a fresh filesystem): delivered there.
+    assert!(mount());
+    make_maildir(&md);
+    let back = message_session(&sock, 3);
+    assert_eq!(back[back.len() - 2], "250 2.0.0 delivered", "{back:?}");
+    stop(&mut child.0);
+    assert_eq!(names(&md.join("new")).len(), 1);
 }
 
 /// A root server writing as the maildir's owner: a maildir kept open is checked as that owner,
@@ -1306,6 +1372,16 @@ fn server(root: &Path, extra: &[&str]) -> (std::process::Child, std::path::PathB
         std::thread::sleep(Duration::from_millis(20));
     }
     (child, sock)
+}
+
+/// A server, killed if an assertion fails (it would hold the test's output open).
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// SIGTERM, and the exit status 0.

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use mdeliver_core::fs::{Persist, Stat};
 use mdeliver_core::lmtp::commit::{self as plan, Flush, Need, Platform};
 use mdeliver_core::lmtp::link::Digest32;
+use mdeliver_core::lmtp::reuse::IDLE_SECS;
 use mdeliver_core::{Capabilities, Dir, ErrorKind, Fs};
 
 use crate::linux::{error_kind, Call, File, LinuxFs};
@@ -166,6 +167,18 @@ fn lock(queue: &Mutex<Queue>) -> MutexGuard<'_, Queue> {
     queue.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A filesystem's descriptor for `syncfs`: it reports the write-back errors that happened
+/// since it was opened, so it is opened before the first delivery there writes anything, and
+/// kept while deliveries there are under way. It keeps the filesystem busy (`umount` fails),
+/// so it is closed once none has been for [`IDLE_SECS`] ([`Committer::release_idle`]).
+struct Watched {
+    fd: Arc<OwnedFd>,
+    /// Deliveries there now.
+    users: usize,
+    /// When the last one ended.
+    since: Instant,
+}
+
 /// The group commit shared by every session.
 #[derive(Clone)]
 pub struct Committer {
@@ -173,7 +186,7 @@ pub struct Committer {
     pool: Arc<Pool>,
     platform: Platform,
     /// A descriptor per filesystem for `syncfs`, opened before any delivery wrote there.
-    filesystems: Arc<Mutex<HashMap<u64, Arc<OwnedFd>>>>,
+    filesystems: Arc<Mutex<HashMap<u64, Watched>>>,
     /// The counters.
     pub stats: Arc<Stats>,
 }
@@ -321,7 +334,7 @@ fn run_batch(
     stats: &Stats,
     pool: &Pool,
     platform: Platform,
-    filesystems: &Mutex<HashMap<u64, Arc<OwnedFd>>>,
+    filesystems: &Mutex<HashMap<u64, Watched>>,
 ) -> usize {
     let n = batch.len() as u64;
     stats.batches.fetch_add(1, Ordering::Relaxed);
@@ -339,7 +352,10 @@ fn run_batch(
     while k < flushes.len() {
         match flushes[k] {
             Flush::Filesystem(dev) => {
-                let fd = filesystems.lock().ok().and_then(|m| m.get(&dev).cloned());
+                let fd = filesystems
+                    .lock()
+                    .ok()
+                    .and_then(|m| m.get(&dev).map(|w| Arc::clone(&w.fd)));
                 ok[k] = fd.is_some_and(|fd| rustix::fs::syncfs(&*fd).is_ok());
                 stats.fs_syncs.fetch_add(1, Ordering::Relaxed);
                 k += 1;
@@ -466,21 +482,56 @@ impl Committer {
         }
     }
 
-    /// Keeps a descriptor of filesystem `dev` for `syncfs`, unless one is kept already.
-    fn watch(&self, dev: u64, fd: impl AsFd) {
-        if let Ok(mut m) = self.filesystems.lock() {
-            if let std::collections::hash_map::Entry::Vacant(e) = m.entry(dev) {
-                if let Ok(fd) = dup(fd) {
-                    e.insert(Arc::new(fd));
-                }
+    /// Counts a delivery on filesystem `dev` (through `fd`, a directory there) until
+    /// [`unwatch`](Committer::unwatch), keeping a descriptor of the filesystem for `syncfs`
+    /// (opened now unless one is kept already); whether it is counted.
+    fn watch(&self, dev: u64, fd: impl AsFd) -> bool {
+        let Ok(mut m) = self.filesystems.lock() else {
+            return false;
+        };
+        match m.entry(dev) {
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                e.get_mut().users += 1;
+                true
             }
+            std::collections::hash_map::Entry::Vacant(e) => match dup(fd) {
+                Ok(fd) => {
+                    e.insert(Watched {
+                        fd: Arc::new(fd),
+                        users: 1,
+                        since: Instant::now(),
+                    });
+                    true
+                }
+                Err(_) => false,
+            },
+        }
+    }
+
+    /// A delivery counted by [`watch`](Committer::watch) ended.
+    fn unwatch(&self, dev: u64) {
+        if let Ok(mut m) = self.filesystems.lock() {
+            if let Some(w) = m.get_mut(&dev) {
+                w.users -= 1;
+                w.since = Instant::now();
+            }
+        }
+    }
+
+    /// Closes the descriptors of the filesystems where no delivery has been under way for
+    /// [`IDLE_SECS`] (called every so often, so that an idle server does not keep them busy).
+    pub fn release_idle(&self) {
+        let idle = Duration::from_secs(IDLE_SECS);
+        if let Ok(mut m) = self.filesystems.lock() {
+            m.retain(|_, w| w.users > 0 || w.since.elapsed() < idle);
         }
     }
 }
 
 /// Filesystem ids for maildirs that could not be examined: each its own, so a batch holding
 /// one is never answered by `syncfs`.
-static UNKNOWN_FS: AtomicU64 = AtomicU64::new(1 << 63);
+static UNKNOWN_FS: AtomicU64 = AtomicU64::new(UNKNOWN_FIRST);
+const UNKNOWN_FIRST: u64 = 1 << 63;
 
 /// A maildir whose flushes go through the [`Committer`]; everything else is the
 /// [`LinuxFs`]'s own.
@@ -501,24 +552,34 @@ pub struct Known {
 }
 
 /// A delivery counted among those under way until its first flush request or its end (the
-/// batch being gathered waits for it a little).
+/// batch being gathered waits for it a little), and among its filesystem's until its end
+/// ([`Committer::watch`]).
 struct Underway {
     committer: Committer,
     counted: bool,
+    /// The filesystem it is counted on.
+    watched: Option<u64>,
 }
 
 impl Underway {
-    fn start(committer: Committer) -> Underway {
+    /// Before the delivery writes anything: `new` is its maildir's new/, on filesystem `dev`
+    /// (`None`: it could not be examined).
+    fn start(committer: Committer, dev: Option<u64>, new: impl AsFd) -> Underway {
+        let watched = dev.filter(|&d| committer.watch(d, &new));
         lock(&committer.queue.0).underway += 1;
         Underway {
             committer,
             counted: true,
+            watched,
         }
     }
 }
 
 impl Drop for Underway {
     fn drop(&mut self) {
+        if let Some(dev) = self.watched {
+            self.committer.unwatch(dev);
+        }
         if self.counted {
             let (queue, arrived) = &*self.committer.queue;
             let mut q = lock(queue);
@@ -564,7 +625,6 @@ impl GroupFs {
         let dev = match rustix::fs::fstat(inner.dirfd(Dir::New)) {
             Ok(st) => {
                 dirs[2] = Some(st.st_ino);
-                committer.watch(st.st_dev, inner.dirfd(Dir::New));
                 st.st_dev
             }
             Err(_) => UNKNOWN_FS.fetch_add(1, Ordering::Relaxed),
@@ -574,9 +634,10 @@ impl GroupFs {
 
     /// Wraps a maildir kept open since an earlier delivery, with what that one learned.
     pub fn resume(inner: LinuxFs, committer: Committer, known: Known) -> GroupFs {
+        let dev = (known.dev < UNKNOWN_FIRST).then_some(known.dev);
         GroupFs {
+            underway: Underway::start(committer, dev, inner.dirfd(Dir::New)),
             inner,
-            underway: Underway::start(committer),
             known,
         }
     }

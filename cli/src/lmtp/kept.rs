@@ -8,11 +8,12 @@ use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::fs::{Mode, OFlags};
 
-use mdeliver_core::lmtp::reuse::{may_keep, RootStamp};
+use mdeliver_core::lmtp::reuse::{may_keep, RootStamp, IDLE_SECS};
 
 use super::commit::Known;
 use crate::linux::LinuxFs;
@@ -49,7 +50,8 @@ pub struct Kept {
 
 #[derive(Default)]
 struct State {
-    idle: HashMap<PathBuf, Vec<(RootStamp, Open)>>,
+    /// By path: the root's stamp, the maildir, and when it was put back.
+    idle: HashMap<PathBuf, Vec<(RootStamp, Open, Instant)>>,
     /// Mount changes seen so far: a maildir opened before one is not kept.
     mounts_seen: u64,
 }
@@ -118,12 +120,31 @@ impl Kept {
         let Some((now, list)) = now.zip(state.idle.get_mut(path)) else {
             return (None, generation);
         };
-        list.retain(|(s, _)| s == now);
-        let open = list.pop().map(|(_, o)| o);
+        list.retain(|(s, _, _)| s == now);
+        let open = list.pop().map(|(_, o, _)| o);
         if list.is_empty() {
             state.idle.remove(path);
         }
         (open, generation)
+    }
+
+    /// Closes the kept maildirs unused for [`IDLE_SECS`], and every one after a mount change
+    /// (called every so often, so that neither holds a filesystem busy for long).
+    pub fn expire(&self) {
+        let mut state = self.lock();
+        if state.idle.is_empty() {
+            return;
+        }
+        if self.mounts_changed() {
+            state.idle.clear();
+            state.mounts_seen += 1;
+            return;
+        }
+        let idle = Duration::from_secs(IDLE_SECS);
+        state.idle.retain(|_, list| {
+            list.retain(|(_, _, put)| put.elapsed() < idle);
+            !list.is_empty()
+        });
     }
 
     /// Closes every kept maildir (the process is out of descriptors); whether there was one.
@@ -160,7 +181,7 @@ impl Kept {
         }
         let list = state.idle.entry(path).or_default();
         if list.len() < KEPT_PER_MAILDIR {
-            list.push((stamp, open));
+            list.push((stamp, open, Instant::now()));
         }
     }
 }

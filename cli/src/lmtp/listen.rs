@@ -204,6 +204,10 @@ pub fn serve(srv: Server) -> ExitCode {
     Threads::start(&threads);
     while !srv.shutdown.load(Ordering::Relaxed) {
         std::thread::sleep(TICK);
+        // Nothing held open long for nothing: an administrator can unmount a filesystem
+        // a few seconds after its last delivery.
+        srv.kept.expire();
+        srv.committer.release_idle();
     }
     // No new connections; the sessions see the flag between commands.
     for l in &threads.listeners {

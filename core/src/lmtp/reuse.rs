@@ -21,6 +21,12 @@
 //!   a later time.
 //! - **Network filesystems** answer `stat` from an attribute cache that lags other hosts'
 //!   changes: a maildir there is never kept.
+//!
+//! A kept maildir holds its filesystem busy: `umount` fails while it is open. One left
+//! unused for [`IDLE_SECS`] is closed, so an administrator can unmount a filesystem of
+//! maildirs a few seconds after its last delivery without stopping the server (a server
+//! flushing whole filesystems lets its descriptor for that go after as long without a
+//! delivery there).
 
 /// A maildir root's identity and times, as `stat` of its path gives them. Equal stamps mean
 /// that nothing an administrator does to stop delivery happened in between.
@@ -47,6 +53,9 @@ pub struct RootStamp {
 /// How long a root must have been unchanged before its maildir is kept open: well over the
 /// tick of any filesystem's timestamps.
 pub const SETTLED_SECS: i64 = 2;
+
+/// How long a maildir kept open may go unused before it is closed.
+pub const IDLE_SECS: u64 = 5;
 
 /// Whether a maildir opened after its root was stamped `stamp`, at `now` (seconds since the
 /// epoch), may be kept open for later deliveries: on a local filesystem, with a root
