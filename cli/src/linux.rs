@@ -67,6 +67,7 @@ pub fn error_kind(e: Errno, call: Call) -> ErrorKind {
         Errno::LOOP | Errno::NOTDIR => ErrorKind::NotDirectory,
         Errno::NAMETOOLONG => ErrorKind::NameTooLong,
         Errno::MFILE | Errno::NFILE | Errno::NOMEM => ErrorKind::Resources,
+        Errno::XDEV => ErrorKind::CrossDevice,
         _ => ErrorKind::Io,
     }
 }
@@ -1086,6 +1087,7 @@ pub(crate) mod tests {
             (Errno::MFILE, ErrorKind::Resources),
             (Errno::NFILE, ErrorKind::Resources),
             (Errno::NOMEM, ErrorKind::Resources),
+            (Errno::XDEV, ErrorKind::CrossDevice),
         ];
         for (errno, kind) in table {
             for call in [

@@ -44,6 +44,9 @@ pub enum ErrorKind {
     /// The process or the system ran out of a resource: open files (`EMFILE`, `ENFILE`) or
     /// memory (`ENOMEM`).
     Resources,
+    /// A link or rename crossed filesystems or mounts (`EXDEV`): the maildir's directories
+    /// are not on one filesystem, e.g. something is mounted over tmp/ or new/.
+    CrossDevice,
 }
 
 impl ErrorKind {
@@ -76,6 +79,7 @@ impl ErrorKind {
             ErrorKind::Loop => "mail forwarding loop",
             ErrorKind::OverQuota => "mailbox full",
             ErrorKind::Resources => "out of system resources (open files or memory)",
+            ErrorKind::CrossDevice => "the maildir's directories are on different filesystems",
         }
     }
 }

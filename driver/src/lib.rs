@@ -53,6 +53,7 @@ pub fn io_kind(e: &std::io::Error) -> mdeliver_core::ErrorKind {
         K::InvalidFilename => ErrorKind::NameTooLong,
         K::TimedOut | K::WouldBlock => ErrorKind::Busy,
         K::OutOfMemory => ErrorKind::Resources,
+        K::CrossesDevices => ErrorKind::CrossDevice,
         // Too many open files (Linux's EMFILE 24, ENFILE 23) has no kind of its own in std.
         _ if cfg!(target_os = "linux") && matches!(e.raw_os_error(), Some(24 | 23)) => {
             ErrorKind::Resources

@@ -143,6 +143,9 @@ pub fn hint(kind: ErrorKind) -> &'static str {
             "too many open files or too little memory; raise the limit (ulimit -n, LimitNOFILE=) or lower the load"
         }
         ErrorKind::OverQuota => "the mailbox is over its Maildir++ quota",
+        ErrorKind::CrossDevice => {
+            "tmp/, new/ and cur/ must be on the maildir's own filesystem; is something mounted over one of them?"
+        }
         ErrorKind::Exists | ErrorKind::Data | ErrorKind::Usage | ErrorKind::Loop => "",
     }
 }

@@ -140,6 +140,53 @@ fn read_only_mount() {
     fs.remount("rw");
 }
 
+/// An administrator's mount over new/ (a filesystem of its own there): every publish path
+/// fails on `EXDEV`, which is said in words (not as an I/O error to look for in the system
+/// log), defers (73 with `--strict-exit`, as a broken maildir), and leaves nothing behind.
+#[test]
+fn a_filesystem_mounted_over_new() {
+    let t = tempfile::tempdir().unwrap();
+    let Some((_fs, md)) = tmpfs_with_maildir(t.path()) else {
+        return;
+    };
+    let over = md.join("new");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "mdeliver-over"])
+        .arg(&over)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(mounted, "mount over new/");
+    struct Over(PathBuf);
+    impl Drop for Over {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _over = Over(over);
+    let before = snapshot(&md);
+    for (disable, path) in PATHS {
+        let env = [("MDELIVER_DISABLE", disable)];
+        let r = run(&[&md], &message(1000), &env);
+        row(
+            &format!("tmpfs mounted over new/, {path}"),
+            &r,
+            t.path(),
+            &leftovers(&before, &snapshot(&md)),
+        );
+        assert_eq!(r.code, 75, "{path}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(
+                "4.2.0 mailbox unavailable: the maildir's directories are on different filesystems"
+            ) && r.stderr.contains("is something mounted over one of them?"),
+            "{path}: {}",
+            r.stderr
+        );
+        let r = run(&[&"--strict-exit", &md], &message(1000), &env);
+        assert_eq!(r.code, 73, "{path} --strict-exit: {}", r.stderr);
+    }
+    assert_eq!(before, snapshot(&md));
+}
+
 #[test]
 fn maildir_the_user_cannot_write() {
     let t = tempfile::tempdir().unwrap();

@@ -355,7 +355,8 @@ mod tests {
                 NameTooLong,
                 Data,
                 Usage,
-                Loop
+                Loop,
+                CrossDevice
             ]
         );
     }

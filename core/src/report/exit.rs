@@ -86,7 +86,12 @@ pub fn decide(kind: ErrorKind, context: Context, policy: Policy) -> u8 {
         ErrorKind::OverQuota if policy.quota_bounces => NOPERM,
         ErrorKind::Usage => USAGE,
         ErrorKind::Data | ErrorKind::Loop => DATAERR,
-        ErrorKind::NotFound | ErrorKind::NotDirectory | ErrorKind::NameTooLong if strict => {
+        ErrorKind::NotFound
+        | ErrorKind::NotDirectory
+        | ErrorKind::NameTooLong
+        | ErrorKind::CrossDevice
+            if strict =>
+        {
             CANTCREAT
         }
         ErrorKind::Io if strict => IOERR,
@@ -105,7 +110,8 @@ pub fn decide(kind: ErrorKind, context: Context, policy: Policy) -> u8 {
         | ErrorKind::Collisions
         | ErrorKind::Busy
         | ErrorKind::OverQuota
-        | ErrorKind::Resources => TEMPFAIL,
+        | ErrorKind::Resources
+        | ErrorKind::CrossDevice => TEMPFAIL,
     }
 }
 

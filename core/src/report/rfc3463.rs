@@ -14,7 +14,7 @@
 //! | [`Loop`](ErrorKind::Loop)                           | `c.4.6` | `mail forwarding loop` (` for ADDRESS` when known)  |
 //! | [`Data`](ErrorKind::Data)                           | `c.6.0` | `message is empty or unreadable`                    |
 //! | [`Usage`](ErrorKind::Usage)                         | `c.3.5` | `mdeliver is misconfigured`                         |
-//! | `NotFound`, `NotDirectory`, `NameTooLong`           | `c.2.0` | `mailbox unavailable: KIND`                         |
+//! | `NotFound`, `NotDirectory`, `NameTooLong`, `CrossDevice` | `c.2.0` | `mailbox unavailable: KIND`                    |
 //! | `Permission`, `ReadOnly`                            | `c.2.0` | `mailbox not writable: KIND`                        |
 //! | [`Busy`](ErrorKind::Busy)                           | `c.3.0` | `mail system busy: KIND`                            |
 //! | [`Resources`](ErrorKind::Resources) (`EMFILE`...)   | `c.3.0` | `mail system overloaded: KIND`                      |
@@ -150,9 +150,10 @@ pub fn status(failed: Failed, class: Class, loop_address: Option<&str>) -> Statu
             ),
             ErrorKind::Data => (6, 0, "message is empty or unreadable", Tail::Empty),
             ErrorKind::Usage => (3, 5, "mdeliver is misconfigured", Tail::Empty),
-            ErrorKind::NotFound | ErrorKind::NotDirectory | ErrorKind::NameTooLong => {
-                (2, 0, "mailbox unavailable", Tail::Kind(kind))
-            }
+            ErrorKind::NotFound
+            | ErrorKind::NotDirectory
+            | ErrorKind::NameTooLong
+            | ErrorKind::CrossDevice => (2, 0, "mailbox unavailable", Tail::Kind(kind)),
             ErrorKind::Permission | ErrorKind::ReadOnly => {
                 (2, 0, "mailbox not writable", Tail::Kind(kind))
             }
@@ -206,11 +207,12 @@ mod tests {
             K::Loop => 15,
             K::OverQuota => 16,
             K::Resources => 17,
+            K::CrossDevice => 18,
         }
     }
 
     /// The module docs' table, as lines without the class digit.
-    const TABLE: [(ErrorKind, &str); 18] = [
+    const TABLE: [(ErrorKind, &str); 19] = [
         (K::Exists, ".3.0 mail system error: file exists"),
         (
             K::NotFound,
@@ -262,11 +264,15 @@ mod tests {
             K::Resources,
             ".3.0 mail system overloaded: out of system resources (open files or memory)",
         ),
+        (
+            K::CrossDevice,
+            ".2.0 mailbox unavailable: the maildir's directories are on different filesystems",
+        ),
     ];
 
     #[test]
     fn every_kind_in_both_classes_gives_the_documented_line() {
-        let mut seen = [false; 18];
+        let mut seen = [false; 19];
         for (kind, rest) in TABLE {
             assert!(!seen[index(kind)], "{kind:?} twice in the table");
             seen[index(kind)] = true;
@@ -282,7 +288,7 @@ mod tests {
             }
         }
         assert!(seen.iter().all(|&s| s), "every kind has a row");
-        let mut listed = [false; 18];
+        let mut listed = [false; 19];
         for k in ALL {
             listed[index(k)] = true;
         }

@@ -106,7 +106,7 @@ pub use unit::{
 pub struct WireError;
 
 /// Every error kind, in wire order (also what a test or fuzz target draws kinds from).
-pub const KINDS: [ErrorKind; 18] = [
+pub const KINDS: [ErrorKind; 19] = [
     ErrorKind::Exists,
     ErrorKind::NotFound,
     ErrorKind::NoSpace,
@@ -125,6 +125,7 @@ pub const KINDS: [ErrorKind; 18] = [
     ErrorKind::Loop,
     ErrorKind::OverQuota,
     ErrorKind::Resources,
+    ErrorKind::CrossDevice,
 ];
 const PHASES: [Phase; 11] = [
     Phase::Open,
