@@ -774,6 +774,63 @@ fn root_only_dir() -> Option<tempfile::TempDir> {
     Some(t)
 }
 
+/// A root server's session thread stays the last maildir owner it wrote as (it switches only
+/// when the owner changes), and takes the server's own identity back whenever it needs it:
+/// a large message spooled into a directory only root may write, after a delivery as an
+/// owner; root's own maildir after an owner's; the owner's maildir again, then one the owner
+/// can no longer reach (root could), all in one session.
+#[test]
+fn a_session_thread_switches_identity_only_when_it_must() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Some(t) = root_only_dir() else { return };
+    let root = t.path();
+    let x = root.join("x.example");
+    make_maildir(&x.join("a"));
+    make_maildir(&x.join("r"));
+    std::fs::set_permissions(&x, std::fs::Permissions::from_mode(0o755)).unwrap();
+    chown("nobody:nogroup", &x.join("a"));
+    // Behind a directory only root may pass.
+    let z = root.join("z.example");
+    make_maildir(&z.join("a"));
+    chown("nobody:nogroup", &z.join("a"));
+    std::fs::set_permissions(&z, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let spool = root.join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    std::fs::set_permissions(&spool, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // Past what a session holds in memory: spooled.
+    let big = format!("{}\r\n", "x".repeat(98)).repeat(1_000);
+    let tx = |to: &str, body: &str| {
+        format!("MAIL FROM:<s@y>\r\nRCPT TO:<{to}>\r\nDATA\r\n{body}\r\n.\r\n")
+    };
+    let script = format!(
+        "LHLO x\r\n{}{}{}{}{}QUIT\r\n",
+        tx("a@x.example", "one"),
+        tx("r@x.example", &big),
+        tx("a@x.example", &big),
+        tx("a@x.example", "two"),
+        tx("a@z.example", "three"),
+    );
+    let r = lmtp(&["--spool", spool.to_str().unwrap()], &script, root);
+    let delivered = r.stdout.matches("250 2.0.0 delivered\r\n").count();
+    assert_eq!(delivered, 4, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains(
+            "250 2.1.0 sender ok\r\n450 4.2.0 mailbox not writable: permission denied\r\n"
+        ),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
+    let owners = |md: &Path| -> Vec<u32> {
+        names(&md.join("new"))
+            .iter()
+            .map(|n| std::fs::metadata(md.join("new").join(n)).unwrap().uid())
+            .collect()
+    };
+    assert_eq!(owners(&x.join("a")), [65534, 65534, 65534]);
+    assert_eq!(owners(&x.join("r")), [0]);
+}
+
 /// `--user NAME`: a root server writes the mail as that user.
 #[test]
 fn user_makes_root_deliver_as_that_user() {

@@ -247,7 +247,14 @@ impl Routes {
             (None, true) => maildir.parent()?.join(".dovecot.sieve"),
             (None, false) => return None,
         };
-        path.is_file().then_some(path)
+        // Looked at as the identity that delivers (a root server: the maildir's owner). One it
+        // cannot reach is still its script: the delivery then fails on it, and the message is
+        // deferred, not delivered unfiltered.
+        match std::fs::metadata(&path) {
+            Ok(m) => m.is_file().then_some(path),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Some(path),
+            Err(_) => None,
+        }
     }
 
     /// The maildir of `r`, or `None` for an unknown recipient.

@@ -8,12 +8,21 @@
 //! is per thread. The thread that opens (at `RCPT`, creating with `-c`) and delivers a
 //! recipient's files sets its own supplementary groups (the raw `setgroups` system call,
 //! which, unlike the C library's, changes only the calling thread) and its filesystem uid and
-//! gid (`setfsgid`, `setfsuid`) around them, and sets back root's afterwards. A filesystem uid
-//! other than 0 drops the capabilities that override file permissions (`CAP_DAC_OVERRIDE`,
-//! `CAP_FOWNER`, `CAP_CHOWN`...) for that thread, so the owner's permissions are what is
-//! checked: a maildir its owner cannot write fails for its recipient alone. The process keeps
-//! its real, effective and saved uid 0, so the next recipient can be someone else.
+//! gid (`setfsgid`, `setfsuid`) before them. A filesystem uid other than 0 drops the
+//! capabilities that override file permissions (`CAP_DAC_OVERRIDE`, `CAP_FOWNER`,
+//! `CAP_CHOWN`...) for that thread, so the owner's permissions are what is checked: a maildir
+//! its owner cannot write fails for its recipient alone. The process keeps its real,
+//! effective and saved uid 0, so the next recipient can be someone else.
+//!
+//! A thread stays the identity it last took ([`Owners::enter`]) until it needs another: the
+//! server's own before anything of the server's (finding an owner, a spool file:
+//! [`Owners::leave`]), another owner for another owner's maildir. A site whose maildirs share
+//! an owner (virtual mailboxes of one `vmail` user) thus switches once per thread, not twice
+//! per recipient (ten system calls each time). What a thread is now is kept in a thread-local;
+//! a new thread starts with its creator's identity, which it cannot know, so its first
+//! [`Owners::enter`] or [`Owners::leave`] always switches.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -89,14 +98,30 @@ impl Owners {
         }
     }
 
-    /// Makes this thread's file operations those of `owner` until the guard is dropped.
-    pub fn enter(&self, owner: &Owner) -> Result<As<'_>, String> {
+    /// The identity already known for a maildir owned by `uid` and `gid`, without a look-up
+    /// (`None`: not looked up yet, or one delivered as the server itself).
+    pub fn known_owner(&self, uid: u32, gid: u32) -> Option<Arc<Identity>> {
+        let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        known.get(&(uid, gid)).cloned()
+    }
+
+    /// The maildir owner this thread's file operations are those of now, if any.
+    pub fn current(&self) -> Option<Arc<Identity>> {
+        CURRENT.with_borrow(|c| c.clone().flatten())
+    }
+
+    /// Makes this thread's file operations those of `owner` (`None`: the server's own) from
+    /// now on, switching only if they are not already. A switch that fails half-way sets the
+    /// server's own back.
+    pub fn enter(&self, owner: &Owner) -> Result<(), String> {
+        if !self.switch || CURRENT.with_borrow(|c| c.as_ref().is_some_and(|c| same(c, owner))) {
+            return Ok(());
+        }
+        // Unknown until the switch is done.
+        CURRENT.set(None);
         let Some(id) = owner else {
-            return Ok(As { back: None });
-        };
-        // From here on, every step done is undone by the guard's drop.
-        let guard = As {
-            back: Some((&self.groups, self.gid)),
+            self.back();
+            return Ok(());
         };
         let groups: Vec<Gid> = id
             .groups
@@ -106,35 +131,56 @@ impl Owners {
         let fail = |what: &str, e: &dyn std::fmt::Display| {
             format!("switching to {} ({what}): {e}", id.name)
         };
-        rustix::thread::set_thread_groups(&groups).map_err(|e| fail("groups", &e))?;
-        set_fs(Id::Gid, id.gid.as_raw()).map_err(|e| fail("gid", &e))?;
-        set_fs(Id::Uid, id.uid.as_raw()).map_err(|e| fail("uid", &e))?;
-        Ok(guard)
+        let switched = rustix::thread::set_thread_groups(&groups)
+            .map_err(|e| fail("groups", &e))
+            .and_then(|()| set_fs(Id::Gid, id.gid.as_raw()).map_err(|e| fail("gid", &e)))
+            .and_then(|()| set_fs(Id::Uid, id.uid.as_raw()).map_err(|e| fail("uid", &e)));
+        match switched {
+            Ok(()) => {
+                CURRENT.set(Some(owner.clone()));
+                Ok(())
+            }
+            Err(why) => {
+                self.back();
+                Err(why)
+            }
+        }
     }
-}
 
-/// While alive, this thread writes as a maildir's owner; dropped, as root again.
-#[must_use]
-pub struct As<'a> {
-    /// The server's groups and group to set back, when the thread switched.
-    back: Option<(&'a [Gid], u32)>,
-}
+    /// Makes this thread's file operations the server's own again (before a look-up or a
+    /// file of the server's).
+    pub fn leave(&self) {
+        // Cannot fail: the server's own identity is set back by `back` or not at all.
+        let _ = self.enter(&None);
+    }
 
-impl Drop for As<'_> {
-    fn drop(&mut self) {
-        let Some((groups, gid)) = self.back else {
-            return;
-        };
-        // Setting root's ids back cannot fail while the thread keeps uid 0 (real, effective
-        // and saved): a failure would leave the thread unable to deliver for anyone else, so
-        // it is fatal rather than silently wrong.
+    /// Sets the server's own filesystem ids and groups for this thread. That cannot fail while
+    /// the thread keeps uid 0 (real, effective and saved): a failure would leave the thread
+    /// unable to deliver for anyone else, so it is fatal rather than silently wrong.
+    fn back(&self) {
         let back = set_fs(Id::Uid, 0)
-            .and_then(|()| set_fs(Id::Gid, gid))
-            .and_then(|()| rustix::thread::set_thread_groups(groups).map_err(Into::into));
+            .and_then(|()| set_fs(Id::Gid, self.gid))
+            .and_then(|()| rustix::thread::set_thread_groups(&self.groups).map_err(Into::into));
         if let Err(e) = back {
             log!("mdeliver lmtp: cannot switch a delivery thread back to root: {e}");
             std::process::abort();
         }
+        CURRENT.set(Some(None));
+    }
+}
+
+thread_local! {
+    /// Whose this thread's file operations are: `None` until this thread sets them (a new
+    /// thread has its creator's), then `Some(None)` for the server's own or the owner's.
+    static CURRENT: RefCell<Option<Owner>> = const { RefCell::new(None) };
+}
+
+/// Whether `a` and `b` are one identity (identities are made once per owner: [`Owners::of`]).
+fn same(a: &Owner, b: &Owner) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        _ => false,
     }
 }
 

@@ -346,6 +346,8 @@ fn receive(input: &mut impl BufRead, srv: &Server, buf: &mut [u8]) -> Received {
         input.consume(d.consumed);
         let produced = &buf[..d.produced];
         if spool.is_none() && memory.len() + produced.len() > IN_MEMORY && !dec.too_big() {
+            // The spool is the server's.
+            srv.owners.leave();
             spool = Some(spool_file(&srv.spool).map(File::from));
         }
         match &mut spool {
@@ -486,24 +488,38 @@ impl Server {
                 create: Create::of(self.args.create, false),
             }
         };
-        // The root by path, before anything is opened: its owner (a failure is the owner
-        // look-up's to report, or the open's).
-        let st = rustix::fs::stat(maildir).ok();
-        let ids = st.as_ref().map(|s| (s.st_uid, s.st_gid));
-        let owner = self
-            .owners
-            .of(maildir, ids)
-            .map_err(|(k, why)| fail(k, why))?;
-        let _as = self
-            .owners
-            .enter(&owner)
-            .map_err(|why| fail(ErrorKind::Io, why))?;
-        // The stamp a kept maildir must match, taken as the identity that delivers: a
-        // directory above the maildir that it can no longer pass stops delivery, as it stops
-        // an open.
-        let st = match owner {
-            Some(_) => rustix::fs::stat(maildir).ok(),
-            None => st,
+        // A thread that writes as some maildir's owner already (it stays so after a
+        // delivery), for a maildir of that same owner (a site whose maildirs share one): the
+        // root's stat as that owner finds the owner and is the stamp, and nothing switches.
+        let same_owner = self.owners.current().and_then(|id| {
+            let st = rustix::fs::stat(maildir).ok()?;
+            let owner = self.owners.known_owner(st.st_uid, st.st_gid)?;
+            Arc::ptr_eq(&owner, &id).then_some((Some(owner), Some(st)))
+        });
+        let (owner, st) = match same_owner {
+            Some(found) => found,
+            None => {
+                // The root by path as the server, before anything is opened: its owner (a
+                // failure is the owner look-up's to report, or the open's).
+                self.owners.leave();
+                let st = rustix::fs::stat(maildir).ok();
+                let ids = st.as_ref().map(|s| (s.st_uid, s.st_gid));
+                let owner = self
+                    .owners
+                    .of(maildir, ids)
+                    .map_err(|(k, why)| fail(k, why))?;
+                self.owners
+                    .enter(&owner)
+                    .map_err(|why| fail(ErrorKind::Io, why))?;
+                // The stamp a kept maildir must match, taken as the identity that delivers:
+                // a directory above the maildir that it can no longer pass stops delivery,
+                // as it stops an open.
+                let st = match owner {
+                    Some(_) => rustix::fs::stat(maildir).ok(),
+                    None => st,
+                };
+                (owner, st)
+            }
         };
         let stamp = st.as_ref().map(kept::stamp);
         let (taken, generation) = self.kept.take(maildir, stamp.as_ref());
@@ -644,18 +660,15 @@ impl Server {
         link: Option<Arc<Source>>,
         keep: bool,
     ) -> (String, Option<Source>) {
-        // Its files are its maildir's owner's (dropped last: after the maildir's descriptors).
-        let _as = match self.owners.enter(&r.owner) {
-            Ok(g) => g,
-            Err(why) => {
-                log!("mdeliver lmtp: <{}>: {why}", r.address);
-                let f = Failure::Deliver(mdeliver_core::Error::new(
-                    ErrorKind::Io,
-                    mdeliver_core::Phase::Open,
-                ));
-                return (self.failed(&r.address, &r.maildir, &f), None);
-            }
-        };
+        // Its files are its maildir's owner's (the thread stays so: see `owner`).
+        if let Err(why) = self.owners.enter(&r.owner) {
+            log!("mdeliver lmtp: <{}>: {why}", r.address);
+            let f = Failure::Deliver(mdeliver_core::Error::new(
+                ErrorKind::Io,
+                mdeliver_core::Phase::Open,
+            ));
+            return (self.failed(&r.address, &r.maildir, &f), None);
+        }
         let mut settings = self.settings.clone();
         settings.return_path = Some(sender.to_vec());
         settings.delivered_to = match self.args.delivered_to {
