@@ -68,19 +68,9 @@ domain=bench.test
 if [[ $EUID -ne 0 ]]; then echo "run as root (Postfix, Dovecot, mount, strace)" >&2; exit 64; fi
 if ((n % boxes)); then echo "MESSAGES ($n) must be a multiple of MAILBOXES ($boxes)" >&2; exit 64; fi
 if ((sessions % boxes)); then echo "SESSIONS ($sessions) must be a multiple of MAILBOXES ($boxes)" >&2; exit 64; fi
-need=()
-command -v smtp-source >/dev/null && command -v postfix >/dev/null || need+=(postfix)
-[[ -x /usr/lib/dovecot/lmtp ]] || need+=(dovecot-lmtpd)
-command -v strace >/dev/null || need+=(strace)
-if ((${#need[@]})); then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-if [[ -z "${MDELIVER:-}" ]]; then
-    cargo build --release --quiet -p mdeliver
-    MDELIVER="$PWD/${CARGO_TARGET_DIR:-target}/release/mdeliver"
-fi
-id mdbench >/dev/null 2>&1 || useradd -r -M -s /usr/sbin/nologin mdbench
+source bench/lmtp-common.sh
+lmtp_bench_tools
+lmtp_bench_binary
 
 top=$(mktemp -d "${BENCH_DIR:-/var/tmp}/mdeliver-lmtp-postfix.XXXXXX")
 chmod 755 "$top" # Postfix (as postfix) and Dovecot (as mdbench) walk through it
@@ -182,7 +172,6 @@ stop_postfix() {
     sleep 1 # its processes leave as the master tells them
 }
 
-wait_sock() { for _ in $(seq 200); do [[ -S $1 ]] && return 0; sleep 0.05; done; echo "no socket $1" >&2; exit 1; }
 # Wait (bounded) for a background process of ours to exit.
 wait_exit() { # $1: pid; $2: seconds
     for _ in $(seq $(($2 * 10))); do kill -0 "$1" 2>/dev/null || { wait "$1" 2>/dev/null || true; return 0; }; sleep 0.1; done
@@ -198,30 +187,7 @@ mailboxes() { # $1: the directory of the domain's maildirs; $2: their owner
 }
 
 dovecot_conf() { # $1: the mail directory
-    cat > "$top/dovecot.conf" <<CONF
-base_dir = $top/dc-run
-state_dir = $top/dc-state
-log_path = $top/dovecot.log
-protocols = lmtp
-ssl = no
-mail_location = maildir:$1/%d/%n
-mail_fsync = optimized
-first_valid_uid = 1
-passdb {
-  driver = static
-  args = nopassword=y
-}
-userdb {
-  driver = static
-  args = uid=mdbench gid=mdbench home=$1/%d/%n
-}
-service lmtp {
-  unix_listener $top/dovecot-lmtp {
-    mode = 0666
-  }
-  process_limit = 64
-}
-CONF
+    lmtp_bench_dovecot_conf "$top/dovecot.conf" "$top" "$1/%d/%n" "$1/%d/%n" "$top/dovecot-lmtp"
 }
 
 start_mdeliver() { # $1: the mail directory
@@ -252,7 +218,6 @@ stop_dovecot() {
 }
 
 queue_empty() { timeout 30 postqueue -c "$conf" -p 2>&1 | grep -q 'Mail queue is empty'; }
-flushes() { awk -v d="$dev" '$3 == d { print $19 }' /proc/diskstats; }
 
 # The load: MAILBOXES smtp-source processes at once, SESSIONS in all, N messages in all.
 load() {

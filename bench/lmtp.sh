@@ -26,19 +26,9 @@ cd "$(dirname "$0")/.."
 
 n=${1:-1000}
 if [[ $EUID -ne 0 ]]; then echo "run as root (Dovecot, tmpfs, strace)" >&2; exit 64; fi
-need=()
-[[ -x /usr/lib/dovecot/lmtp ]] || need+=(dovecot-lmtpd)
-command -v smtp-source >/dev/null || need+=(postfix)
-command -v strace >/dev/null || need+=(strace)
-if ((${#need[@]})); then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-if [[ -z "${MDELIVER:-}" ]]; then
-    cargo build --release --quiet -p mdeliver
-    MDELIVER="$PWD/${CARGO_TARGET_DIR:-target}/release/mdeliver"
-fi
-id mdbench >/dev/null 2>&1 || useradd -r -M -s /usr/sbin/nologin mdbench
+source bench/lmtp-common.sh
+lmtp_bench_tools
+lmtp_bench_binary
 
 top=$(mktemp -d "${BENCH_DIR:-/var/tmp}/mdeliver-lmtp-bench.XXXXXX")
 chmod 755 "$top" # Dovecot delivers as mdbench
@@ -73,33 +63,8 @@ msg="$top/msg.eml"
 } > "$msg"
 
 dovecot_conf() { # $1: work directory
-    cat > "$top/dovecot.conf" <<CONF
-base_dir = $1/dc-run
-state_dir = $1/dc-state
-log_path = $1/dovecot.log
-protocols = lmtp
-ssl = no
-mail_location = maildir:$1/dc-mail/%n
-mail_fsync = optimized
-first_valid_uid = 1
-passdb {
-  driver = static
-  args = nopassword=y
+    lmtp_bench_dovecot_conf "$top/dovecot.conf" "$1" "$1/dc-mail/%n" "$1/dc-mail/%n" "$1/dovecot-lmtp"
 }
-userdb {
-  driver = static
-  args = uid=mdbench gid=mdbench home=$1/dc-mail/%n
-}
-service lmtp {
-  unix_listener $1/dovecot-lmtp {
-    mode = 0666
-  }
-  process_limit = 64
-}
-CONF
-}
-
-wait_sock() { for _ in $(seq 200); do [[ -S $1 ]] && return 0; sleep 0.05; done; echo "no socket $1" >&2; return 1; }
 
 start_dovecot() { # $1: work directory; $2...: a command prefix (strace)
     rm -rf "$1/dc-run" "$1/dc-state" "$1/dc-mail" "$1/dovecot-lmtp"
@@ -230,7 +195,6 @@ sed 's/^/    /' "$top/batches.log"
 # ext4; device flushes from /proc/diskstats (flush requests completed: the 16th statistic after
 # the device name, awk's $19).
 dev=$(basename "$(findmnt -no SOURCE --target "$ext4")")
-flushes() { awk -v d="$dev" '$3 == d { print $19 }' /proc/diskstats; }
 writes() { awk -v d="$dev" '$3 == d { print $8 }' /proc/diskstats; }
 printf '\nPer message, 8 sessions, ext4 (%s), under strace -f -c (the server only):\n' "$dev"
 printf '| server | fsync | fdatasync | syncfs | system calls (all) | device flushes | device writes | device flushes per group-commit batch |\n|---|---|---|---|---|---|---|---|\n'
