@@ -489,6 +489,23 @@ pub fn filter<F: OverLinux>(
             ));
         }
     };
+    // A message that came back (our Delivered-To on it) is refused before its script runs,
+    // which could otherwise redirect it once more (the redirect carries that field: loop
+    // control).
+    if mdeliver_core::mda::loops(message.reader.header(), false, &settings.envelope()) {
+        let failure = mdeliver_driver::report::Failure::Deliver(mdeliver_core::Error::new(
+            mdeliver_core::ErrorKind::Loop,
+            mdeliver_core::Phase::Check,
+        ));
+        return Some(mdeliver_driver::outcome::failed(
+            out,
+            args,
+            settings,
+            &args.maildirs[0],
+            &failure,
+            &[],
+        ));
+    }
     let msg = Message {
         header: message.reader.header(),
         size: message.reader.size(),
@@ -1092,14 +1109,21 @@ impl<F: OverLinux> Performer<'_, '_, F> {
         };
         let mut stdin = child.stdin.take().expect("piped");
         let stopped = |e: std::io::Error| format!("{} stopped reading: {e}", sendmail.display());
-        use mdeliver_core::message::{FromLine, FromLineMode, Transformed};
+        use mdeliver_core::message::{FromLine, FromLineMode, Prelude, Transformed};
         let strip = FromLine::new(if self.settings.unframed {
             FromLineMode::Keep
         } else {
             FromLineMode::Strip
         });
-        let mut unframed: Transformed<_, FromLine> =
-            Transformed::new(&mut self.message.input, strip);
+        // A redirect (the message as received) carries the recipient's Delivered-To on top.
+        let envelope = self.settings.envelope();
+        let fields = mdeliver_core::mda::redirect_fields(self.message.reader.header(), &envelope);
+        let unframed: Transformed<_, FromLine> = Transformed::new(&mut self.message.input, strip);
+        let prelude = Prelude::new(fields).unwrap_or_else(|_| {
+            Prelude::new(mdeliver_core::message::PreludeFields::default()).expect("no fields")
+        });
+        let mut unframed: Transformed<_, Prelude<'_>> =
+            Transformed::new(unframed, prelude.above_any_from_line());
         let sent = match body {
             Some(b) => stdin.write_all(b).map_err(stopped),
             // A leading `From ` line is mbox framing (unless the message came unframed, by

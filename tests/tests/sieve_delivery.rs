@@ -151,8 +151,11 @@ fn every_decided_copy_and_redirect_happens_once_and_a_retry_adds_nothing() {
         sent[0].0,
         "-i\n-f\nalice@example.net\n--\nphone@example.org\n"
     );
+    // The message as received, under the recipient's Delivered-To (loop control), as the
+    // stored copies have it.
     assert_eq!(
-        sent[0].1, MESSAGE,
+        sent[0].1,
+        [&b"Delivered-To: bob@example.org\n"[..], MESSAGE].concat(),
         "the redirect sends the message as received"
     );
     // The folders were created and subscribed.
@@ -171,6 +174,40 @@ fn every_decided_copy_and_redirect_happens_once_and_a_retry_adds_nothing() {
         normalize(&r.stderr, s.dir.path()).lines().filter(|l| !l.contains("suppressed")).collect::<Vec<_>>().join("\n"),
         @"mdeliver: [TMP]/Maildir: finishing the actions an earlier attempt recorded"
     );
+}
+
+/// The MTA stamped the recipient's Delivered-To itself (Postfix's local delivery): the
+/// redirect sends the message as it came, with no second stamp. A message that comes back
+/// with the recipient's Delivered-To below the MTA's stamp loops: refused (65, 5.4.6) before
+/// the script runs, so it is not redirected once more.
+#[test]
+fn a_redirect_keeps_the_mtas_stamp_and_a_message_that_came_back_is_not_redirected_again() {
+    let s = site(SCRIPT);
+    let stamped = [&b"Delivered-To: bob@example.org\n"[..], MESSAGE].concat();
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+        &"-c",
+        &"--return-path=alice@example.net",
+        &"--delivered-to=bob@example.org",
+        &"--sieve",
+        &s.script,
+        &"--sendmail",
+        &s.sendmail,
+    ];
+    args.push(&s.maildir);
+    let r = run(&args, &stamped, &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let sent = s.sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].1, stamped);
+    let again = [&b"Delivered-To: bob@example.org\n"[..], &stamped].concat();
+    let r = run(&args, &again, &[]);
+    assert_eq!(r.code, 65, "{r:?}");
+    assert!(
+        r.stderr
+            .starts_with("5.4.6 mail forwarding loop for bob@example.org\n"),
+        "{r:?}"
+    );
+    assert_eq!(s.sent().len(), 1, "redirected again");
 }
 
 #[test]

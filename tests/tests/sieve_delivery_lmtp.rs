@@ -269,12 +269,32 @@ fn a_redirect_goes_through_sendmail_and_its_output_stays_off_the_connection() {
         .contains("<carol@example.org>: redirect to down@example.net: "));
     let argv = std::fs::read_to_string(root.join("sent.argv")).unwrap();
     assert_eq!(argv, "-i\n-f\nalice@example.net\n--\ndave@example.net\n");
+    // The message as received, under bob's Delivered-To (loop control).
     let sent = std::fs::read_to_string(root.join("sent.stdin")).unwrap();
-    assert!(sent.ends_with("Subject: lists\n\nhello\n"), "{sent}");
+    assert_eq!(
+        sent,
+        "Delivered-To: bob@example.org\nSubject: lists\n\nhello\n"
+    );
     assert_eq!(
         stored(&root.join("bob/Maildir")),
         [(String::new(), "new".into())]
     );
+    // Redirected back to bob (by dave, say): a loop, refused rather than redirected again.
+    let session = format!(
+        "LHLO mx.example\r\nMAIL FROM:<alice@example.net>\r\nRCPT TO:<bob@example.org>\r\n\
+         DATA\r\n{}.\r\nQUIT\r\n",
+        sent.replace('\n', "\r\n")
+    );
+    std::fs::remove_file(root.join("sent.stdin")).unwrap();
+    let r = dovecot_server(root, &[&"--sendmail", &sendmail], &session);
+    assert!(
+        r.stdout
+            .contains("554 5.4.6 mail forwarding loop for bob@example.org\r\n"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
+    assert!(!root.join("sent.stdin").exists(), "redirected again");
 }
 
 /// Run as root, the server delivers a Sieve recipient as its maildir's owner, and the

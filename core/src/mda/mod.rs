@@ -193,6 +193,45 @@ fn wanted<'a>(e: &Envelope<'a>, from_sender: Option<&'a [u8]>) -> Wanted<'a> {
     }
 }
 
+/// Whether the message whose start is `head` came back to this delivery (`complete`: the
+/// whole header block is in `head`): the `Delivered-To` check [`deliver_message`] makes before
+/// it writes anything, for a caller that acts on the message before it stores it. A Sieve
+/// delivery asks first, so a message that loops is refused before its script can redirect it
+/// once more.
+pub fn loops(head: &[u8], complete: bool, envelope: &Envelope<'_>) -> bool {
+    // An address that cannot go into a header: the delivery refuses it as it is.
+    trace_of(head, complete, envelope).is_some_and(|(looped, _)| looped)
+}
+
+/// The trace fields a redirect of the message whose start is `head` writes above it: the
+/// `Delivered-To` its copy stored here gets (none where the MTA stamped that field already:
+/// the message carries it), as Postfix's local delivery does when it forwards. A message
+/// redirected back to this recipient, directly or through other recipients' redirects, is
+/// then refused as a loop here ([`loops`]) instead of going round until the MTA's hop limit:
+/// RFC 5228 4.2 asks an implementation to control redirect loops.
+pub fn redirect_fields<'e>(head: &[u8], envelope: &Envelope<'e>) -> PreludeFields<'e> {
+    let stamps = trace_of(head, false, envelope).is_some_and(|(_, stamps)| stamps);
+    PreludeFields {
+        delivered_to: envelope.delivered_to.filter(|_| stamps),
+        ..PreludeFields::default()
+    }
+}
+
+/// For the message whose start is `head`: whether it loops ([`loops`]) and whether its
+/// stored copy gets a `Delivered-To` ([`redirect_fields`]); `None` for an address that
+/// cannot go into a header.
+fn trace_of(head: &[u8], complete: bool, envelope: &Envelope<'_>) -> Option<(bool, bool)> {
+    let parsed = Head::parse_framed(head, !envelope.unframed);
+    let from_sender = parsed
+        .from_sender(head)
+        .filter(|s| !envelope.keep_from_line && s.len() <= SENDER_MAX);
+    let plan = trace::plan(head, &parsed, wanted(envelope, from_sender)).ok()?;
+    let stamps = plan.prelude.delivered_to.is_some();
+    let looped = (plan.stamp.is_some() && envelope.unstamped)
+        || plan.loop_check(head, complete).is_some_and(|c| c.found());
+    Some((looped, stamps))
+}
+
 /// Delivers the MTA's message `source` into `fs`: reads the head into `head` (give it
 /// [`HEAD_MAX`] bytes), reconciles the trace fields, checks for a loop, and streams the
 /// result through `buf` into a quota-checked (and, with [`MdaOptions::dedup`],
@@ -347,6 +386,33 @@ mod tests {
     use crate::testkit::setup;
     use std::vec;
     use std::vec::Vec;
+
+    /// A message with the recipient's `Delivered-To` loops (unless it is the MTA's own stamp
+    /// at the top, for an MTA that stamps); a redirect carries the `Delivered-To` the stored
+    /// copy gets, none where the MTA stamped it.
+    #[test]
+    fn loops_and_the_redirects_field_follow_the_stored_copys_trace() {
+        let bob = Envelope {
+            delivered_to: Some(b"bob@example.org"),
+            ..Envelope::default()
+        };
+        let plain: &[u8] = b"Subject: s\n\nbody\n";
+        let stamped: &[u8] = b"Delivered-To: bob@example.org\nSubject: s\n\nbody\n";
+        let twice: &[u8] =
+            b"Delivered-To: bob@example.org\nDelivered-To: bob@example.org\nSubject: s\n\n";
+        assert!(!loops(plain, false, &bob));
+        assert!(!loops(stamped, false, &bob));
+        assert!(loops(twice, false, &bob));
+        let unstamped = Envelope {
+            unstamped: true,
+            ..bob
+        };
+        assert!(loops(stamped, false, &unstamped));
+        let field = |head, e| redirect_fields(head, e).delivered_to;
+        assert_eq!(field(plain, &bob), Some(&b"bob@example.org"[..]));
+        assert_eq!(field(stamped, &bob), None);
+        assert_eq!(field(plain, &Envelope::default()), None);
+    }
 
     /// Delivers `message` (read 5 bytes at a time) with `envelope`; the result and the names
     /// left in tmp/, new/ and cur/.

@@ -17,6 +17,8 @@
 //!   copy is stored, and a retry performs the same ones (the recorded plan).
 //! - The vacation reply's bytes ([`reply_message`]) are RFC 5230 section 5's: To the sender,
 //!   `Auto-Submitted: auto-replied`, In-Reply-To and References the message's Message-ID.
+//! - A redirected message carries the recipient's `Delivered-To` above it
+//!   ([`crate::mda::redirect_fields`]).
 //! - A plan over [`crate::machine::unit::PLAN_MAX`] bytes (32 actions with names near their
 //!   longest) is a runtime error like the interpreter's own: the implicit keep only.
 
