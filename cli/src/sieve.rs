@@ -322,9 +322,9 @@ pub struct SieveOptions {
     pub script: PathBuf,
     /// The MTA's sendmail, for redirects.
     pub sendmail: PathBuf,
-    /// The uid and gid sendmail runs as (the LMTP server's recipient owner: a thread's
-    /// filesystem ids do not survive `exec`); None: this process's own.
-    pub sendmail_as: Option<(u32, u32)>,
+    /// The uid, gid and supplementary groups sendmail runs as (the LMTP server's recipient
+    /// owner: a thread's filesystem ids do not survive `exec`); None: this process's own.
+    pub sendmail_as: Option<(u32, u32, Vec<u32>)>,
 }
 
 /// The sendmail redirects go through when `--sendmail` is not given.
@@ -1085,10 +1085,31 @@ impl<F: OverLinux> Performer<'_, '_, F> {
             }
         }
         let mut cmd = std::process::Command::new(sendmail);
-        if let Some((uid, gid)) = self.sieve.sendmail_as {
+        if let Some((uid, gid, groups)) = self.sieve.sendmail_as.clone() {
             use std::os::unix::process::CommandExt;
-            // As root, std also drops the supplementary groups.
-            cmd.uid(uid).gid(gid);
+            // The owner's whole identity, as the one-shot run has it (std's `uid` would drop
+            // the supplementary groups). Raw system calls: they change the calling thread
+            // alone, the child's only one, and are safe between fork and exec.
+            let set = move || -> std::io::Result<()> {
+                let ok = |r: libc::c_long| match r {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                };
+                // SAFETY: plain integers and a pointer to `groups`, alive for the call.
+                unsafe {
+                    ok(libc::syscall(
+                        libc::SYS_setgroups,
+                        groups.len(),
+                        groups.as_ptr(),
+                    ))?;
+                    ok(libc::syscall(libc::SYS_setresgid, gid, gid, gid))?;
+                    ok(libc::syscall(libc::SYS_setresuid, uid, uid, uid))
+                }
+            };
+            // SAFETY: `set` makes only the three system calls above.
+            unsafe {
+                cmd.pre_exec(set);
+            }
         }
         let child = cmd
             .arg("-i")

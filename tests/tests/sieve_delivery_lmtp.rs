@@ -343,6 +343,60 @@ fn a_redirect_from_a_recipient_owned_by_a_user_runs_sendmail_as_that_user() {
     assert_eq!(ids, format!("{uid} {gid} {gid}\n"), "{}", r.stderr);
 }
 
+/// The sendmail a root server starts for a recipient owned by a user has that user's
+/// supplementary groups too (a sendmail only a group may run works as in a one-shot run).
+/// Makes the user `mdsieve`, in the group `mdsievegrp`, where missing.
+#[test]
+fn a_redirects_sendmail_has_the_owners_supplementary_groups() {
+    use std::os::unix::fs::PermissionsExt;
+    if !cli_support::is_root() {
+        return;
+    }
+    let (ok, out) = cli_support::sh(
+        "getent group mdsievegrp >/dev/null || groupadd mdsievegrp; \
+         id -u mdsieve >/dev/null 2>&1 || useradd -M -N -s /usr/sbin/nologin mdsieve; \
+         usermod -a -G mdsievegrp mdsieve",
+    );
+    assert!(ok, "{out}");
+    let (_, group) = cli_support::sh("getent group mdsievegrp | cut -d: -f3");
+    let group: u32 = group.trim().parse().unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    let mode = |p: &Path, m| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
+    mode(root, 0o755).unwrap();
+    let bob = root.join("bob");
+    std::fs::create_dir(&bob).unwrap();
+    std::fs::write(bob.join(".dovecot.sieve"), "redirect \"dave@example.net\";").unwrap();
+    let (ok, out) = cli_support::sh(&format!("chown -R mdsieve {}", bob.display()));
+    assert!(ok, "{out}");
+    // Only the group may run it.
+    let sendmail = root.join("sendmail");
+    let o = root.display();
+    executable(
+        &sendmail,
+        &format!("#!/bin/sh\nid -G > {o}/groups\ncat > /dev/null\n"),
+    );
+    std::os::unix::fs::chown(&sendmail, Some(0), Some(group)).unwrap();
+    mode(&sendmail, 0o750).unwrap();
+    std::fs::write(root.join("groups"), "").unwrap();
+    mode(&root.join("groups"), 0o666).unwrap();
+    let session = "LHLO mx.example\r\nMAIL FROM:<alice@example.net>\r\n\
+        RCPT TO:<bob@example.org>\r\nDATA\r\nSubject: x\r\n\r\nhello\r\n.\r\nQUIT\r\n";
+    let r = dovecot_server(root, &[&"--sendmail", &sendmail], session);
+    assert!(
+        r.stdout
+            .ends_with("250 2.0.0 delivered\r\n221 2.0.0 bye\r\n"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
+    let groups = std::fs::read_to_string(root.join("groups")).unwrap();
+    assert!(
+        groups.split_whitespace().any(|g| g == group.to_string()),
+        "{groups:?}"
+    );
+}
+
 /// A Sieve recipient's failure is answered with the basic code every other recipient's
 /// failure of that status gets: over its quota, `452 4.2.2` for both.
 #[test]

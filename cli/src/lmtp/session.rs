@@ -614,10 +614,10 @@ impl Server {
                 .sendmail
                 .clone()
                 .unwrap_or_else(|| SENDMAIL.into()),
-            sendmail_as: r
-                .owner
-                .as_ref()
-                .map(|id| (id.uid.as_raw(), id.gid.as_raw())),
+            sendmail_as: r.owner.as_ref().map(|id| {
+                let groups = id.groups.iter().map(|g| g.as_raw()).collect();
+                (id.uid.as_raw(), id.gid.as_raw(), groups)
+            }),
         };
         let mut a = crate::adapter::Linux::new(&args, &mail, self.disabled, false, self.knobs);
         let wrap = |fs| GroupFs::new(fs, self.committer.clone());
