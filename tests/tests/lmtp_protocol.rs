@@ -831,6 +831,57 @@ fn a_session_thread_switches_identity_only_when_it_must() {
     assert_eq!(owners(&x.join("r")), [0]);
 }
 
+/// A root server looks an owner's groups up again after a while (a minute; here the testing
+/// knob's second): a user taken out of the group that let it reach its maildir is refused
+/// from then on, without a restart. Makes the user `mdowner`, in the group `mdownergrp`,
+/// where missing.
+#[test]
+fn a_root_server_sees_an_owner_leave_a_group() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(t) = root_only_dir() else { return };
+    let (ok, out) = cli_support::sh(
+        "getent group mdownergrp >/dev/null || groupadd mdownergrp; \
+         id -u mdowner >/dev/null 2>&1 || useradd -M -N -s /usr/sbin/nologin mdowner; \
+         usermod -a -G mdownergrp mdowner",
+    );
+    assert!(ok, "{out}");
+    let root = t.path();
+    let x = root.join("x.example");
+    make_maildir(&x.join("a"));
+    chown("root:mdownergrp", &x);
+    chown("mdowner", &x.join("a"));
+    std::fs::set_permissions(&x, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let sock = root.join("lmtp.sock");
+    let child = Command::new(bin())
+        .args(["lmtp", "--host", "testhost", "--maildir"])
+        .arg(format!("{}/{{domain}}/{{local}}", root.display()))
+        .arg("--listen")
+        .arg(format!("unix:{}", sock.display()))
+        .env("MDELIVER_TEST_OWNER_TTL", "1")
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = Running(child);
+    let t0 = Instant::now();
+    while !sock.exists() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "no socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let first = message_session(&sock, 1);
+    assert_eq!(first[first.len() - 2], "250 2.0.0 delivered", "{first:?}");
+    let (ok, out) = cli_support::sh("gpasswd -d mdowner mdownergrp");
+    assert!(ok, "{out}");
+    std::thread::sleep(Duration::from_millis(1_500));
+    let second = message_session(&sock, 2);
+    cli_support::sh("usermod -a -G mdownergrp mdowner");
+    stop(&mut child.0);
+    assert!(
+        second.iter().any(|l| l.starts_with("450 4.2.0")),
+        "{second:?}"
+    );
+    assert_eq!(names(&x.join("a/new")).len(), 1);
+}
+
 /// `--user NAME`: a root server writes the mail as that user.
 #[test]
 fn user_makes_root_deliver_as_that_user() {

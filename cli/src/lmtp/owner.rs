@@ -26,6 +26,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use mdeliver_core::mda::owner::{deliver_as, DeliverAs, Refusal};
 use mdeliver_core::ErrorKind;
@@ -44,9 +45,23 @@ pub struct Owners {
     /// The server's own groups and group, set back after each delivery.
     groups: Vec<Gid>,
     gid: u32,
-    /// (uid, maildir gid) → the identity (one user-database look-up per owner).
-    known: Mutex<HashMap<(u32, u32), Arc<Identity>>>,
+    /// (uid, maildir gid) → the identity and when it was looked up (one user-database
+    /// look-up per owner and [`LOOKUP_TTL`]).
+    known: Mutex<HashMap<(u32, u32), LookedUp>>,
+    /// How long a look-up stands ([`LOOKUP_TTL`], or the testing knob's).
+    ttl: Duration,
 }
+
+/// An owner's identity and when the user database gave it.
+type LookedUp = (Arc<Identity>, Instant);
+
+/// How long an owner's groups, as the user database gave them, are used before they are
+/// looked up again: a user taken out of a group (or given another primary group) loses what
+/// it granted within this time, without a restart.
+pub const LOOKUP_TTL: Duration = Duration::from_secs(60);
+
+/// The testing knob that shortens [`LOOKUP_TTL`] (seconds), so a test need not wait a minute.
+pub const TTL_VAR: &str = "MDELIVER_TEST_OWNER_TTL";
 
 impl Owners {
     /// `switch`: whether the server runs as root with no `--user`.
@@ -55,11 +70,16 @@ impl Owners {
             true => rustix::process::getgroups().unwrap_or_default(),
             false => Vec::new(),
         };
+        let ttl = std::env::var(TTL_VAR)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(LOOKUP_TTL, Duration::from_secs);
         Owners {
             switch,
             groups,
             gid: rustix::process::getegid().as_raw(),
             known: Mutex::default(),
+            ttl,
         }
     }
 
@@ -77,15 +97,15 @@ impl Owners {
         let found = std::iter::once(known.map_or_else(|| privilege::owner(maildir), Ok));
         match deliver_as(None, true, found) {
             Ok(DeliverAs::Owner { uid, gid }) => {
-                let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(id) = known.get(&(uid, gid)) {
-                    return Ok(Some(id.clone()));
+                if let Some(id) = self.known_owner(uid, gid) {
+                    return Ok(Some(id));
                 }
                 let id = Arc::new(
                     privilege::by_uid(uid, gid)
                         .map_err(|m| (ErrorKind::Io, format!("finding its owner: {m}")))?,
                 );
-                known.insert((uid, gid), id.clone());
+                let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+                known.insert((uid, gid), (id.clone(), Instant::now()));
                 Ok(Some(id))
             }
             Ok(DeliverAs::Unchanged | DeliverAs::Named) => Ok(None),
@@ -99,10 +119,13 @@ impl Owners {
     }
 
     /// The identity already known for a maildir owned by `uid` and `gid`, without a look-up
-    /// (`None`: not looked up yet, or one delivered as the server itself).
+    /// (`None`: not looked up in the last [`LOOKUP_TTL`], or one delivered as the server
+    /// itself). A look-up made again gives a new identity, which a thread that was the old
+    /// one switches to.
     pub fn known_owner(&self, uid: u32, gid: u32) -> Option<Arc<Identity>> {
         let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-        known.get(&(uid, gid)).cloned()
+        let (id, at) = known.get(&(uid, gid))?;
+        (at.elapsed() < self.ttl).then(|| id.clone())
     }
 
     /// The maildir owner this thread's file operations are those of now, if any.
