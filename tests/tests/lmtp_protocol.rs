@@ -839,34 +839,15 @@ fn a_session_thread_switches_identity_only_when_it_must() {
 fn a_root_server_sees_an_owner_leave_a_group() {
     use std::os::unix::fs::PermissionsExt;
     let Some(t) = root_only_dir() else { return };
-    let (ok, out) = cli_support::sh(
-        "getent group mdownergrp >/dev/null || groupadd mdownergrp; \
-         id -u mdowner >/dev/null 2>&1 || useradd -M -N -s /usr/sbin/nologin mdowner; \
-         usermod -a -G mdownergrp mdowner",
-    );
-    assert!(ok, "{out}");
+    cli_support::user_in_group("mdowner", "mdownergrp");
     let root = t.path();
     let x = root.join("x.example");
     make_maildir(&x.join("a"));
     chown("root:mdownergrp", &x);
     chown("mdowner", &x.join("a"));
     std::fs::set_permissions(&x, std::fs::Permissions::from_mode(0o750)).unwrap();
-    let sock = root.join("lmtp.sock");
-    let child = Command::new(bin())
-        .args(["lmtp", "--host", "testhost", "--maildir"])
-        .arg(format!("{}/{{domain}}/{{local}}", root.display()))
-        .arg("--listen")
-        .arg(format!("unix:{}", sock.display()))
-        .env("MDELIVER_TEST_OWNER_TTL", "1")
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (child, sock) = server_env(root, &[], &[("MDELIVER_TEST_OWNER_TTL", "1")]);
     let mut child = Running(child);
-    let t0 = Instant::now();
-    while !sock.exists() {
-        assert!(t0.elapsed() < Duration::from_secs(10), "no socket");
-        std::thread::sleep(Duration::from_millis(20));
-    }
     let first = message_session(&sock, 1);
     assert_eq!(first[first.len() - 2], "250 2.0.0 delivered", "{first:?}");
     let (ok, out) = cli_support::sh("gpasswd -d mdowner mdownergrp");
@@ -1464,6 +1445,15 @@ fn many_recipients_fit_under_a_low_soft_limit_on_open_files() {
 
 /// A server on the unix socket `ROOT/lmtp.sock` with `extra`, once its socket exists.
 fn server(root: &Path, extra: &[&str]) -> (std::process::Child, std::path::PathBuf) {
+    server_env(root, extra, &[])
+}
+
+/// [`server`] with these environment variables.
+fn server_env(
+    root: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (std::process::Child, std::path::PathBuf) {
     let sock = root.join("lmtp.sock");
     let child = Command::new(bin())
         .args(["lmtp", "--host", "testhost", "--maildir"])
@@ -1471,6 +1461,7 @@ fn server(root: &Path, extra: &[&str]) -> (std::process::Child, std::path::PathB
         .arg("--listen")
         .arg(format!("unix:{}", sock.display()))
         .args(extra)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .spawn()
         .unwrap();

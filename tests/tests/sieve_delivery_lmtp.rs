@@ -352,14 +352,7 @@ fn a_redirects_sendmail_has_the_owners_supplementary_groups() {
     if !cli_support::is_root() {
         return;
     }
-    let (ok, out) = cli_support::sh(
-        "getent group mdsievegrp >/dev/null || groupadd mdsievegrp; \
-         id -u mdsieve >/dev/null 2>&1 || useradd -M -N -s /usr/sbin/nologin mdsieve; \
-         usermod -a -G mdsievegrp mdsieve",
-    );
-    assert!(ok, "{out}");
-    let (_, group) = cli_support::sh("getent group mdsievegrp | cut -d: -f3");
-    let group: u32 = group.trim().parse().unwrap();
+    let group = cli_support::user_in_group("mdsieve", "mdsievegrp");
     let t = tempfile::tempdir().unwrap();
     let root = t.path();
     let mode = |p: &Path, m| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));

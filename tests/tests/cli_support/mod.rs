@@ -352,6 +352,19 @@ impl Drop for Tmpfs {
 }
 
 /// Runs `cmd` with `sh -c`: whether it succeeded, and its standard output then standard error.
+/// Makes the system user `user` (no home, no login, primary group `users`) and the group
+/// `group` where missing, and puts the user in the group; gives the group's id. Root only.
+pub fn user_in_group(user: &str, group: &str) -> u32 {
+    let (ok, out) = sh(&format!(
+        "getent group {group} >/dev/null || groupadd {group}; \
+         id -u {user} >/dev/null 2>&1 || useradd -M -N -s /usr/sbin/nologin {user}; \
+         usermod -a -G {group} {user}"
+    ));
+    assert!(ok, "{out}");
+    let (_, gid) = sh(&format!("getent group {group} | cut -d: -f3"));
+    gid.trim().parse().unwrap()
+}
+
 pub fn sh(cmd: &str) -> (bool, String) {
     let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
