@@ -492,7 +492,7 @@ pub fn filter<F: OverLinux>(
     // A message that came back (our Delivered-To on it) is refused before its script runs,
     // which could otherwise redirect it once more (the redirect carries that field: loop
     // control).
-    if mdeliver_core::mda::loops(message.reader.header(), false, &settings.envelope()) {
+    if mdeliver_core::mda::loops(message.reader.header(), &settings.envelope()) {
         let failure = mdeliver_driver::report::Failure::Deliver(mdeliver_core::Error::new(
             mdeliver_core::ErrorKind::Loop,
             mdeliver_core::Phase::Check,
@@ -1130,36 +1130,42 @@ impl<F: OverLinux> Performer<'_, '_, F> {
         };
         let mut stdin = child.stdin.take().expect("piped");
         let stopped = |e: std::io::Error| format!("{} stopped reading: {e}", sendmail.display());
-        use mdeliver_core::message::{FromLine, FromLineMode, Prelude, Transformed};
-        let strip = FromLine::new(if self.settings.unframed {
-            FromLineMode::Keep
-        } else {
-            FromLineMode::Strip
-        });
-        // A redirect (the message as received) carries the recipient's Delivered-To on top.
-        let envelope = self.settings.envelope();
-        let fields = mdeliver_core::mda::redirect_fields(self.message.reader.header(), &envelope);
-        let unframed: Transformed<_, FromLine> = Transformed::new(&mut self.message.input, strip);
-        let prelude = Prelude::new(fields).unwrap_or_else(|_| {
-            Prelude::new(mdeliver_core::message::PreludeFields::default()).expect("no fields")
-        });
-        let mut unframed: Transformed<_, Prelude<'_>> =
-            Transformed::new(unframed, prelude.above_any_from_line());
+        use mdeliver_core::message::{FromLine, FromLineMode, Prelude, PreludeFields, Transformed};
         let sent = match body {
             Some(b) => stdin.write_all(b).map_err(stopped),
-            // A leading `From ` line is mbox framing (unless the message came unframed, by
-            // LMTP), not part of the message sent on.
-            None => loop {
-                match embedded_io::Read::read(&mut unframed, &mut self.buf) {
-                    Ok(0) => break Ok(()),
-                    Ok(n) => {
-                        if let Err(e) = stdin.write_all(&self.buf[..n]) {
-                            break Err(stopped(e));
+            // The message as received: a leading `From ` line is mbox framing (unless the
+            // message came unframed, by LMTP), not part of the message sent on; the
+            // recipient's Delivered-To goes on top (loop control).
+            None => {
+                let strip = FromLine::new(if self.settings.unframed {
+                    FromLineMode::Keep
+                } else {
+                    FromLineMode::Strip
+                });
+                let envelope = self.settings.envelope();
+                let fields =
+                    mdeliver_core::mda::redirect_fields(self.message.reader.header(), &envelope);
+                // The fields are the trace plan's, which took the address: no fallback needed
+                // beyond none at all.
+                let prelude = Prelude::new(fields)
+                    .or_else(|_| Prelude::new(PreludeFields::default()))
+                    .expect("an empty prelude");
+                let unframed: Transformed<_, FromLine> =
+                    Transformed::new(&mut self.message.input, strip);
+                let mut message: Transformed<_, Prelude<'_>> =
+                    Transformed::new(unframed, prelude.above_any_from_line());
+                loop {
+                    match embedded_io::Read::read(&mut message, &mut self.buf) {
+                        Ok(0) => break Ok(()),
+                        Ok(n) => {
+                            if let Err(e) = stdin.write_all(&self.buf[..n]) {
+                                break Err(stopped(e));
+                            }
                         }
+                        Err(e) => break Err(format!("the message cannot be read again: {e}")),
                     }
-                    Err(e) => break Err(format!("the message cannot be read again: {e}")),
                 }
-            },
+            }
         };
         drop(stdin);
         let status = child.wait();

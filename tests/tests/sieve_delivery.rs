@@ -184,7 +184,7 @@ fn every_decided_copy_and_redirect_happens_once_and_a_retry_adds_nothing() {
 fn a_redirect_keeps_the_mtas_stamp_and_a_message_that_came_back_is_not_redirected_again() {
     let s = site(SCRIPT);
     let stamped = [&b"Delivered-To: bob@example.org\n"[..], MESSAGE].concat();
-    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+    let args: [&dyn AsRef<std::ffi::OsStr>; 8] = [
         &"-c",
         &"--return-path=alice@example.net",
         &"--delivered-to=bob@example.org",
@@ -192,8 +192,8 @@ fn a_redirect_keeps_the_mtas_stamp_and_a_message_that_came_back_is_not_redirecte
         &s.script,
         &"--sendmail",
         &s.sendmail,
+        &s.maildir,
     ];
-    args.push(&s.maildir);
     let r = run(&args, &stamped, &[]);
     assert_eq!(r.code, 0, "{r:?}");
     let sent = s.sent();

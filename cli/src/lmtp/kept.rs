@@ -105,6 +105,17 @@ impl Kept {
         !matches!(poll(&mut fds, Some(&now)), Ok(0))
     }
 
+    /// After a mount or unmount, closes every kept maildir and counts the change; whether
+    /// there was one.
+    fn forget_after_mount_change(&self, state: &mut State) -> bool {
+        let changed = self.mounts_changed();
+        if changed {
+            state.idle.clear();
+            state.mounts_seen += 1;
+        }
+        changed
+    }
+
     /// A maildir kept open at `path` whose root had `now` (`None`: no stamp, nothing to
     /// take), if there is one: it is the caller's until it is [`put`](Kept::put) back. Kept
     /// ones with another stamp are closed (the maildir changed since), and after a mount
@@ -112,10 +123,7 @@ impl Kept {
     /// one to put it back with.
     pub fn take(&self, path: &Path, now: Option<&RootStamp>) -> (Option<Open>, Generation) {
         let mut state = self.lock();
-        if self.mounts_changed() {
-            state.idle.clear();
-            state.mounts_seen += 1;
-        }
+        self.forget_after_mount_change(&mut state);
         let generation = Generation(state.mounts_seen);
         let Some((now, list)) = now.zip(state.idle.get_mut(path)) else {
             return (None, generation);
@@ -132,12 +140,7 @@ impl Kept {
     /// (called every so often, so that neither holds a filesystem busy for long).
     pub fn expire(&self) {
         let mut state = self.lock();
-        if state.idle.is_empty() {
-            return;
-        }
-        if self.mounts_changed() {
-            state.idle.clear();
-            state.mounts_seen += 1;
+        if state.idle.is_empty() || self.forget_after_mount_change(&mut state) {
             return;
         }
         let idle = Duration::from_secs(IDLE_SECS);

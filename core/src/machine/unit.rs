@@ -1219,18 +1219,15 @@ impl Unit {
             };
             // Every copy bound for INBOX shares one key: once one is in INBOX in this attempt,
             // a later INBOX copy is that one, and is not asked for again.
-            let inbox_copy = matches!(e, Entry::Copy(c) if c.mailbox.is_none() && !self.second);
+            let inbox_copy = copy.is_some() && matches!(e, Entry::Copy(c) if c.mailbox.is_none());
             if inbox_copy && self.inbox_done() {
-                if let Some(slot) = self.results.get_mut(self.index) {
-                    *slot = Ok(Done::Copy(CopyDone::Already));
-                }
-                self.index += 1;
-                continue;
+                return self.settle(Ok(Done::Copy(CopyDone::Already)));
             }
             // On a retry, a copy into a folder first looks for its fallback marker: the
             // attempt that died may have sent it to INBOX already.
             let resumed_folder = self.begun == Begun::Resumed
-                && matches!(e, Entry::Copy(c) if c.mailbox.is_some() && !self.second);
+                && copy.is_some()
+                && matches!(e, Entry::Copy(c) if c.mailbox.is_some());
             self.work = match (marker, copy) {
                 (_, Some(_)) if resumed_folder => {
                     self.name = fallback_key(&self.key, self.index).entry_name();

@@ -193,14 +193,14 @@ fn wanted<'a>(e: &Envelope<'a>, from_sender: Option<&'a [u8]>) -> Wanted<'a> {
     }
 }
 
-/// Whether the message whose start is `head` came back to this delivery (`complete`: the
-/// whole header block is in `head`): the `Delivered-To` check [`deliver_message`] makes before
-/// it writes anything, for a caller that acts on the message before it stores it. A Sieve
+/// Whether the message whose start is `head` came back to this delivery: the `Delivered-To`
+/// check [`deliver_message`] makes before it writes anything (here on `head` alone), for a
+/// caller that acts on the message before it stores it. A Sieve
 /// delivery asks first, so a message that loops is refused before its script can redirect it
 /// once more.
-pub fn loops(head: &[u8], complete: bool, envelope: &Envelope<'_>) -> bool {
+pub fn loops(head: &[u8], envelope: &Envelope<'_>) -> bool {
     // An address that cannot go into a header: the delivery refuses it as it is.
-    trace_of(head, complete, envelope).is_some_and(|(looped, _)| looped)
+    trace_of(head, envelope).is_some_and(|(looped, _)| looped)
 }
 
 /// The trace fields a redirect of the message whose start is `head` writes above it: the
@@ -210,7 +210,7 @@ pub fn loops(head: &[u8], complete: bool, envelope: &Envelope<'_>) -> bool {
 /// then refused as a loop here ([`loops`]) instead of going round until the MTA's hop limit:
 /// RFC 5228 4.2 asks an implementation to control redirect loops.
 pub fn redirect_fields<'e>(head: &[u8], envelope: &Envelope<'e>) -> PreludeFields<'e> {
-    let stamps = trace_of(head, false, envelope).is_some_and(|(_, stamps)| stamps);
+    let stamps = trace_of(head, envelope).is_some_and(|(_, stamps)| stamps);
     PreludeFields {
         delivered_to: envelope.delivered_to.filter(|_| stamps),
         ..PreludeFields::default()
@@ -220,7 +220,7 @@ pub fn redirect_fields<'e>(head: &[u8], envelope: &Envelope<'e>) -> PreludeField
 /// For the message whose start is `head`: whether it loops ([`loops`]) and whether its
 /// stored copy gets a `Delivered-To` ([`redirect_fields`]); `None` for an address that
 /// cannot go into a header.
-fn trace_of(head: &[u8], complete: bool, envelope: &Envelope<'_>) -> Option<(bool, bool)> {
+fn trace_of(head: &[u8], envelope: &Envelope<'_>) -> Option<(bool, bool)> {
     let parsed = Head::parse_framed(head, !envelope.unframed);
     let from_sender = parsed
         .from_sender(head)
@@ -228,7 +228,7 @@ fn trace_of(head: &[u8], complete: bool, envelope: &Envelope<'_>) -> Option<(boo
     let plan = trace::plan(head, &parsed, wanted(envelope, from_sender)).ok()?;
     let stamps = plan.prelude.delivered_to.is_some();
     let looped = (plan.stamp.is_some() && envelope.unstamped)
-        || plan.loop_check(head, complete).is_some_and(|c| c.found());
+        || plan.loop_check(head, false).is_some_and(|c| c.found());
     Some((looped, stamps))
 }
 
@@ -400,14 +400,14 @@ mod tests {
         let stamped: &[u8] = b"Delivered-To: bob@example.org\nSubject: s\n\nbody\n";
         let twice: &[u8] =
             b"Delivered-To: bob@example.org\nDelivered-To: bob@example.org\nSubject: s\n\n";
-        assert!(!loops(plain, false, &bob));
-        assert!(!loops(stamped, false, &bob));
-        assert!(loops(twice, false, &bob));
+        assert!(!loops(plain, &bob));
+        assert!(!loops(stamped, &bob));
+        assert!(loops(twice, &bob));
         let unstamped = Envelope {
             unstamped: true,
             ..bob
         };
-        assert!(loops(stamped, false, &unstamped));
+        assert!(loops(stamped, &unstamped));
         let field = |head, e| redirect_fields(head, e).delivered_to;
         assert_eq!(field(plain, &bob), Some(&b"bob@example.org"[..]));
         assert_eq!(field(stamped, &bob), None);

@@ -351,7 +351,6 @@ impl Drop for Tmpfs {
     }
 }
 
-/// Runs `cmd` with `sh -c`: whether it succeeded, and its standard output then standard error.
 /// Makes the system user `user` (no home, no login, primary group `users`) and the group
 /// `group` where missing, and puts the user in the group; gives the group's id. Root only.
 pub fn user_in_group(user: &str, group: &str) -> u32 {
@@ -365,6 +364,7 @@ pub fn user_in_group(user: &str, group: &str) -> u32 {
     gid.trim().parse().unwrap()
 }
 
+/// Runs `cmd` with `sh -c`: whether it succeeded, and its standard output then standard error.
 pub fn sh(cmd: &str) -> (bool, String) {
     let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
